@@ -1,0 +1,288 @@
+//! The catalog: an SQLite index of every record in the store.
+//!
+//! It makes listing fast and answers queries across sets, but it is never the
+//! only copy of anything: every row is also a `.json` file beside the data, and
+//! [`Catalog::rebuild`] recreates the catalog from those files. A missing
+//! catalog is rebuilt on open; a corrupt one is moved aside and rebuilt.
+//! WAL mode lets readers work while a tool writes.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::error::{Error, Exit, Result};
+use crate::record::SnapshotRecord;
+use crate::store::Store;
+
+/// Schema migrations, applied in order; the schema version is their count.
+const MIGRATIONS: &[&str] = &[
+    // 1: one row per record, whatever its kind.
+    "CREATE TABLE records (
+        kind    TEXT NOT NULL,
+        target  TEXT NOT NULL,
+        id      TEXT NOT NULL,
+        created TEXT NOT NULL,
+        record  TEXT NOT NULL,
+        PRIMARY KEY (kind, target, id)
+    );
+    CREATE INDEX records_created ON records (kind, target, created);",
+];
+
+pub struct Catalog {
+    conn: Connection,
+}
+
+fn db_err(path: &Path, e: rusqlite::Error) -> Error {
+    Error::new(Exit::Io, format!("catalog {}", path.display()), e)
+}
+
+impl Catalog {
+    /// Opens the store's catalog, creating and filling it from the files if it is
+    /// missing, and rebuilding it (the old file kept aside) if it is unreadable.
+    /// Returns the catalog and a warning to print, if any.
+    pub fn open(store: &Store) -> Result<(Catalog, Option<String>)> {
+        let path = store.catalog_path();
+        let existed = path.exists();
+        match Self::open_path(&path) {
+            Ok(cat) if existed => Ok((cat, None)),
+            Ok(mut cat) => {
+                cat.rebuild(store)?;
+                Ok((cat, None))
+            }
+            Err(e) if e.exit == Exit::Config => Err(e),
+            Err(e) => {
+                let aside = path.with_extension(format!(
+                    "sqlite.corrupt-{}",
+                    chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+                ));
+                std::fs::rename(&path, &aside).map_err(|e| Error::io(&path, e))?;
+                for ext in ["sqlite-wal", "sqlite-shm"] {
+                    let _ = std::fs::remove_file(path.with_extension(ext));
+                }
+                let mut cat = Self::open_path(&path)?;
+                cat.rebuild(store)?;
+                let warning = format!(
+                    "catalog {} was unreadable ({}); rebuilt it from the records, old file kept as {}",
+                    path.display(),
+                    e.cause,
+                    aside.display()
+                );
+                Ok((cat, Some(warning)))
+            }
+        }
+    }
+
+    /// Opens (or creates) a catalog file and brings its schema up to date.
+    pub fn open_path(path: &Path) -> Result<Catalog> {
+        let conn = Connection::open(path).map_err(|e| db_err(path, e))?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(|e| db_err(path, e))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| db_err(path, e))?;
+        let mut cat = Catalog { conn };
+        cat.migrate().map_err(|e| e.within(format!("catalog {}", path.display())))?;
+        Ok(cat)
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let sql = |e: rusqlite::Error| Error::new(Exit::Io, "", e);
+        let tx = self.conn.transaction().map_err(sql)?;
+        tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            .map_err(sql)?;
+        let version: Option<i64> = tx
+            .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+            .optional()
+            .map_err(sql)?;
+        let version = version.unwrap_or(0) as usize;
+        if version > MIGRATIONS.len() {
+            return Err(Error::config(
+                "",
+                format!(
+                    "schema version {version} is newer than this snap knows ({})",
+                    MIGRATIONS.len()
+                ),
+            )
+            .with_hint("use a newer snap, or move the catalog aside: it is rebuilt from the records"));
+        }
+        for migration in &MIGRATIONS[version..] {
+            tx.execute_batch(migration).map_err(sql)?;
+        }
+        tx.execute("DELETE FROM schema_version", []).map_err(sql)?;
+        tx.execute(
+            "INSERT INTO schema_version (version) VALUES (?1)",
+            params![MIGRATIONS.len() as i64],
+        )
+        .map_err(sql)?;
+        tx.commit().map_err(sql)
+    }
+
+    /// Adds or replaces a snapshot's row.
+    pub fn put_snapshot(&self, rec: &SnapshotRecord) -> Result<()> {
+        let json = serde_json::to_string(rec).map_err(|e| Error::internal("catalog", e))?;
+        self.put("snapshot", &rec.set, &rec.id, &rec.created.to_rfc3339(), &json)
+    }
+
+    fn put(&self, kind: &str, target: &str, id: &str, created: &str, json: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO records (kind, target, id, created, record)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![kind, target, id, created, json],
+            )
+            .map_err(|e| Error::new(Exit::Io, "catalog", e))?;
+        Ok(())
+    }
+
+    /// The snapshot records of a set (all sets when `None`), oldest first.
+    pub fn snapshots(&self, set: Option<&str>) -> Result<Vec<SnapshotRecord>> {
+        let err = |e: rusqlite::Error| Error::new(Exit::Io, "catalog", e);
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT record FROM records WHERE kind = 'snapshot'
+                 AND (?1 IS NULL OR target = ?1) ORDER BY target, created, id",
+            )
+            .map_err(err)?;
+        let rows = stmt
+            .query_map(params![set], |r| r.get::<_, String>(0))
+            .map_err(err)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let text = row.map_err(err)?;
+            out.push(serde_json::from_str(&text).map_err(|e| Error::data("catalog row", e))?);
+        }
+        Ok(out)
+    }
+
+    /// Empties the catalog and fills it from the `.json` records in the store.
+    /// Returns how many records it added.
+    pub fn rebuild(&mut self, store: &Store) -> Result<usize> {
+        let err = |e: rusqlite::Error| Error::new(Exit::Io, "catalog rebuild", e);
+        let mut records = Vec::new();
+        for set in store.sets()? {
+            for id in store.snapshot_ids(&set)? {
+                records.push(store.read_record(&set, &id)?);
+            }
+        }
+        let tx = self.conn.transaction().map_err(err)?;
+        tx.execute("DELETE FROM records WHERE kind = 'snapshot'", [])
+            .map_err(err)?;
+        for rec in &records {
+            let json = serde_json::to_string(rec).map_err(|e| Error::internal("catalog", e))?;
+            tx.execute(
+                "INSERT OR REPLACE INTO records (kind, target, id, created, record)
+                 VALUES ('snapshot', ?1, ?2, ?3, ?4)",
+                params![rec.set, rec.id, rec.created.to_rfc3339(), json],
+            )
+            .map_err(err)?;
+        }
+        tx.commit().map_err(err)?;
+        Ok(records.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Extra;
+
+    fn record(set: &str, id: &str) -> SnapshotRecord {
+        SnapshotRecord {
+            schema: crate::record::SCHEMA.into(),
+            set: set.into(),
+            id: id.into(),
+            host: "h".into(),
+            created: crate::id::parse_id(id).unwrap().0,
+            store: "/s".into(),
+            path: format!("/s/sets/{set}/{id}"),
+            index: format!("/s/sets/{set}/{id}.index.zst"),
+            parent: None,
+            sources: vec!["/d".into()],
+            files: 1,
+            bytes: 1,
+            new_files: 1,
+            new_bytes: 1,
+            errors: 0,
+            tags: vec![],
+            description: None,
+            extra: Extra::new(),
+        }
+    }
+
+    fn write_record(store: &Store, rec: &SnapshotRecord) {
+        std::fs::create_dir_all(store.set_dir(&rec.set)).unwrap();
+        std::fs::write(
+            store.record_path(&rec.set, &rec.id),
+            serde_json::to_string(rec).unwrap(),
+        )
+        .unwrap();
+    }
+
+    /// A missing catalog is created from the `.json` records on open.
+    #[test]
+    fn missing_catalog_is_rebuilt_from_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        store.create().unwrap();
+        write_record(&store, &record("a", "2026-01-01T000000Z"));
+        write_record(&store, &record("b", "2026-01-02T000000Z"));
+        let (cat, warning) = Catalog::open(&store).unwrap();
+        assert!(warning.is_none());
+        let all = cat.snapshots(None).unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(cat.snapshots(Some("b")).unwrap()[0].id, "2026-01-02T000000Z");
+    }
+
+    /// A corrupt catalog is moved aside, rebuilt, and the user is told.
+    #[test]
+    fn corrupt_catalog_is_moved_aside_and_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        store.create().unwrap();
+        write_record(&store, &record("a", "2026-01-01T000000Z"));
+        std::fs::write(store.catalog_path(), b"this is not sqlite, just junk bytes....").unwrap();
+        let (cat, warning) = Catalog::open(&store).unwrap();
+        assert!(warning.unwrap().contains("rebuilt it from the records"));
+        assert_eq!(cat.snapshots(None).unwrap().len(), 1);
+        let aside = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                name.to_string_lossy().contains(".corrupt-")
+            })
+            .count();
+        assert_eq!(aside, 1);
+    }
+
+    /// Rows added later are listed; the schema version is recorded.
+    #[test]
+    fn put_and_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        store.create().unwrap();
+        let (cat, _) = Catalog::open(&store).unwrap();
+        cat.put_snapshot(&record("a", "2026-01-01T000000Z")).unwrap();
+        cat.put_snapshot(&record("a", "2026-01-01T000000Z")).unwrap();
+        assert_eq!(cat.snapshots(Some("a")).unwrap().len(), 1);
+        let v: i64 = cat
+            .conn
+            .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v as usize, MIGRATIONS.len());
+    }
+
+    /// A catalog from a newer snap is refused (exit 78), not damaged.
+    #[test]
+    fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sqlite");
+        drop(Catalog::open_path(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.execute("UPDATE schema_version SET version = 99", []).unwrap();
+        drop(conn);
+        let err = Catalog::open_path(&path).err().unwrap();
+        assert_eq!(err.exit, Exit::Config);
+        assert!(err.cause.contains("schema version 99"), "{err}");
+    }
+}

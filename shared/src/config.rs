@@ -1,0 +1,261 @@
+//! The configuration file: JSON in the shape of the planning document.
+//!
+//! ```json
+//! { "store": "~/.local/share/snap",
+//!   "backup_sets": [ { "name": "data", "sources": ["/data"],
+//!                      "exclusions": ["tmp/*", "*.log"] } ] }
+//! ```
+//!
+//! Found at `--config`, `$SNAP_CONFIG`, or `~/.config/snap/config.json`.
+//! Unknown fields are refused (a typo must not silently drop an exclusion);
+//! a bad file names the field and exits 78. `destinations`, `retention` and
+//! `schedule` belong to later tools and are only checked to be JSON here.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::{Error, Exit, Result};
+use crate::size::Floor;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the store lives (after `--store`, `$SNAP_STORE` and `$DBACKUP`).
+    #[serde(default)]
+    pub store: Option<String>,
+    #[serde(default)]
+    pub backup_sets: Vec<BackupSet>,
+    #[serde(default)]
+    pub collect: CollectSettings,
+    #[serde(default)]
+    pub destinations: Option<Value>,
+    #[serde(default)]
+    pub retention: Option<Value>,
+    #[serde(default)]
+    pub schedule: Option<Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupSet {
+    pub name: String,
+    pub sources: Vec<String>,
+    #[serde(default)]
+    pub exclusions: Vec<String>,
+    /// The planning document writes `"method": "rsync"`; snap-collect is that method.
+    #[serde(default)]
+    pub method: Option<String>,
+    #[serde(default)]
+    pub one_file_system: bool,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectSettings {
+    /// Free space the store's filesystem must keep, e.g. `"2GiB"` or `"5%"`.
+    #[serde(default)]
+    pub min_free: Option<String>,
+}
+
+/// A loaded configuration and where it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    pub path: PathBuf,
+    pub config: Config,
+}
+
+/// Expands a leading `~` or `~/` to `$HOME`.
+pub fn expand_tilde(s: &str) -> PathBuf {
+    let home = || std::env::var_os("HOME").map(PathBuf::from);
+    if s == "~" {
+        if let Some(h) = home() {
+            return h;
+        }
+    } else if let Some(rest) = s.strip_prefix("~/")
+        && let Some(h) = home()
+    {
+        return h.join(rest);
+    }
+    PathBuf::from(s)
+}
+
+/// `~/.config/snap/config.json`, honouring `$XDG_CONFIG_HOME`.
+pub fn default_config_path() -> PathBuf {
+    match std::env::var_os("XDG_CONFIG_HOME") {
+        Some(x) if !x.is_empty() => PathBuf::from(x).join("snap/config.json"),
+        _ => expand_tilde("~/.config/snap/config.json"),
+    }
+}
+
+/// Where the config is: the flag, `$SNAP_CONFIG`, or the default; and whether it was named.
+pub fn locate(flag: Option<&Path>) -> (PathBuf, bool) {
+    if let Some(p) = flag {
+        return (p.to_path_buf(), true);
+    }
+    match std::env::var_os("SNAP_CONFIG") {
+        Some(p) if !p.is_empty() => (expand_tilde(&p.to_string_lossy()), true),
+        _ => (default_config_path(), false),
+    }
+}
+
+impl LoadedConfig {
+    /// Loads and checks the config at `path`.
+    pub fn load(path: &Path) -> Result<LoadedConfig> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            let err = Error::io(path, e).within("config");
+            if err.exit == Exit::NoInput {
+                err
+            } else {
+                err.with_exit(Exit::Config)
+            }
+        })?;
+        let config = parse(&text).map_err(|e| e.within(format!("config {}", path.display())))?;
+        Ok(LoadedConfig {
+            path: path.to_path_buf(),
+            config,
+        })
+    }
+}
+
+/// Parses and checks config text; errors name the field (`backup_sets[1].name`).
+pub fn parse(text: &str) -> Result<Config> {
+    let de = &mut serde_json::Deserializer::from_str(text);
+    let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        let inner = e.into_inner();
+        let cause = format!(
+            "{} (line {} column {})",
+            strip_position(&inner.to_string()),
+            inner.line(),
+            inner.column()
+        );
+        if field == "." {
+            Error::config("", cause)
+        } else {
+            Error::config(field, cause)
+        }
+    })?;
+    check(&config)?;
+    Ok(config)
+}
+
+/// serde_json appends " at line L column C"; we print the position our own way.
+fn strip_position(msg: &str) -> &str {
+    match msg.rfind(" at line ") {
+        Some(i) => &msg[..i],
+        None => msg,
+    }
+}
+
+fn check(config: &Config) -> Result<()> {
+    let mut seen = HashSet::new();
+    for (i, set) in config.backup_sets.iter().enumerate() {
+        let at = |field: &str| format!("backup_sets[{i}].{field}");
+        crate::id::check_name(&set.name).map_err(|e| Error::config(at("name"), e))?;
+        if !seen.insert(set.name.as_str()) {
+            return Err(Error::config(
+                at("name"),
+                format!("set {:?} is defined twice", set.name),
+            ));
+        }
+        if set.sources.is_empty() {
+            return Err(Error::config(at("sources"), "a set needs at least one source"));
+        }
+        for (j, src) in set.sources.iter().enumerate() {
+            if !expand_tilde(src).is_absolute() {
+                return Err(Error::config(
+                    format!("backup_sets[{i}].sources[{j}]"),
+                    format!("{src:?} must be an absolute path (or start with ~/)"),
+                ));
+            }
+        }
+        if let Some(m) = &set.method
+            && m != "rsync"
+            && m != "snap"
+        {
+            return Err(Error::config(
+                at("method"),
+                format!("unknown method {m:?}; snap-collect is the \"rsync\" method"),
+            ));
+        }
+    }
+    if let Some(floor) = &config.collect.min_free {
+        Floor::parse(floor).map_err(|e| Error::config("collect.min_free", e))?;
+    }
+    Ok(())
+}
+
+impl Config {
+    pub fn set(&self, name: &str) -> Option<&BackupSet> {
+        self.backup_sets.iter().find(|s| s.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The planning document's example loads as it is.
+    #[test]
+    fn planning_document_example_loads() {
+        let text = r#"{
+          "backup_sets": [
+            { "name": "data", "sources": ["/data"], "method": "rsync",
+              "exclusions": ["tmp/*", "*.tmp", "*.log"] },
+            { "name": "config", "sources": ["~/.config", "~/env.sh"], "method": "rsync",
+              "exclusions": ["~/.config/Code/Cache/*"] }
+          ],
+          "retention": { "local": 7, "external": 5 }
+        }"#;
+        let c = parse(text).unwrap();
+        assert_eq!(c.backup_sets.len(), 2);
+        assert_eq!(c.set("config").unwrap().sources[1], "~/env.sh");
+    }
+
+    /// A misspelt field is refused with its path, not ignored.
+    #[test]
+    fn unknown_field_is_named() {
+        let err = parse(r#"{"backup_sets":[{"name":"d","sources":["/d"],"exclusion":["x"]}]}"#)
+            .unwrap_err();
+        assert_eq!(err.exit, Exit::Config);
+        assert_eq!(err.context, "backup_sets[0].exclusion");
+        assert!(err.cause.starts_with("unknown field `exclusion`"), "{err}");
+    }
+
+    /// A wrong type names the field and the position.
+    #[test]
+    fn wrong_type_is_named() {
+        let err = parse(r#"{"backup_sets":[{"name":"d","sources":"/d"}]}"#).unwrap_err();
+        assert_eq!(err.context, "backup_sets[0].sources");
+        assert!(err.cause.contains("line 1 column"), "{err}");
+    }
+
+    /// Semantic checks name the field too: relative sources, duplicate names, bad floors.
+    #[test]
+    fn semantic_errors_are_named() {
+        let rel = parse(r#"{"backup_sets":[{"name":"d","sources":["data"]}]}"#).unwrap_err();
+        assert_eq!(rel.context, "backup_sets[0].sources[0]");
+        let dup = parse(
+            r#"{"backup_sets":[{"name":"d","sources":["/a"]},{"name":"d","sources":["/b"]}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(dup.context, "backup_sets[1].name");
+        let floor = parse(r#"{"collect":{"min_free":"lots"}}"#).unwrap_err();
+        assert_eq!(floor.context, "collect.min_free");
+        let syntax = parse("{").unwrap_err();
+        assert_eq!(syntax.exit, Exit::Config);
+    }
+
+    /// `~` expands to $HOME only at the start.
+    #[test]
+    fn tilde_expansion() {
+        let home = std::env::var("HOME").unwrap();
+        assert_eq!(expand_tilde("~/x"), Path::new(&home).join("x"));
+        assert_eq!(expand_tilde("/a/~/x"), Path::new("/a/~/x"));
+    }
+}

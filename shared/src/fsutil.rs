@@ -1,0 +1,155 @@
+//! Atomic publication: everything appears under its final name whole or not at all.
+//!
+//! The recipe (DESIGN.md): write under a temporary name in the same directory,
+//! fsync, rename, fsync the directory. Publications that must never replace
+//! anything use `renameat2(RENAME_NOREPLACE)`, so a bug or a race can't clobber
+//! an earlier snapshot.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{CWD, RenameFlags, renameat_with};
+
+/// The directory a path lives in (`.` for a bare name).
+pub fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// A temporary name beside `path`: hidden, and unique to this process.
+pub fn temp_name(path: &Path, tag: &str) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    let name = name.unwrap_or_default();
+    parent_of(path).join(format!(".{name}.{tag}.{}", std::process::id()))
+}
+
+/// Flushes a directory's entries (new names, renames) to disk.
+pub fn fsync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Flushes every dirty page of the filesystem holding `path` (one call for a whole tree).
+pub fn syncfs(path: &Path) -> io::Result<()> {
+    let f = File::open(path)?;
+    rustix::fs::syncfs(&f).map_err(io::Error::from)
+}
+
+/// Renames `from` to `to`, failing with `AlreadyExists` rather than replacing.
+pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE).map_err(io::Error::from)
+}
+
+/// Moves a finished file or tree to its final name, never replacing, and makes it durable.
+pub fn publish_new(from: &Path, to: &Path) -> io::Result<()> {
+    rename_noreplace(from, to)?;
+    fsync_dir(parent_of(to))
+}
+
+/// Writes a file atomically: `fill` writes it under a temporary name, then it is
+/// fsynced and renamed over `path` (replacing when `replace`), and the directory fsynced.
+/// The temporary file is removed on any failure.
+pub fn write_atomic(
+    path: &Path,
+    mode: u32,
+    replace: bool,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+) -> io::Result<()> {
+    let tmp = temp_name(path, "tmp");
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        fill(&mut file)?;
+        file.flush()?;
+        file.sync_all()?;
+        drop(file);
+        if replace {
+            fs::rename(&tmp, path)?;
+            fsync_dir(parent_of(path))
+        } else {
+            publish_new(&tmp, path)
+        }
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Points the symlink `link` at `target`, atomically replacing what was there.
+pub fn replace_symlink(target: &Path, link: &Path) -> io::Result<()> {
+    let tmp = temp_name(link, "tmp");
+    let _ = fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(target, &tmp)?;
+    if let Err(e) = fs::rename(&tmp, link) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    fsync_dir(parent_of(link))
+}
+
+/// Creates `dir` and its missing parents with mode 0700 (the store is private).
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// An atomic write leaves only the final file, with the asked mode.
+    #[test]
+    fn write_atomic_publishes_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("rec.json");
+        write_atomic(&p, 0o600, false, |f| f.write_all(b"{}")).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"{}");
+        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    /// Without `replace`, an existing file is never overwritten and no temp file stays.
+    #[test]
+    fn write_atomic_never_replaces_unless_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("rec.json");
+        fs::write(&p, "old").unwrap();
+        let err = write_atomic(&p, 0o600, false, |f| f.write_all(b"new")).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&p).unwrap(), b"old");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+        write_atomic(&p, 0o600, true, |f| f.write_all(b"new")).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"new");
+    }
+
+    /// A failing writer leaves nothing behind.
+    #[test]
+    fn failed_write_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x");
+        let res = write_atomic(&p, 0o600, false, |_| Err(io::Error::other("boom")));
+        assert!(res.is_err());
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    /// Replacing a symlink swaps it in one step.
+    #[test]
+    fn symlink_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("latest");
+        replace_symlink(Path::new("a"), &link).unwrap();
+        replace_symlink(Path::new("b"), &link).unwrap();
+        assert_eq!(fs::read_link(&link).unwrap(), Path::new("b"));
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}

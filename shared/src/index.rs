@@ -1,0 +1,448 @@
+//! The per-file index of a snapshot or archive: zstd-compressed JSON Lines.
+//!
+//! One entry a file, sorted by path so two indexes diff in one merge pass.
+//! "Sorted by path" means component by component, which is byte order with
+//! `/` ranked below every other byte ([`cmp_paths`]); that is the order of a
+//! depth-first walk that sorts each directory, so a walk and an index merge
+//! without buffering. Both reading and writing stream: memory stays flat.
+//!
+//! Paths and symlink targets are bytes on Unix. When one is not UTF-8, `path`
+//! (or `target`, `link`) holds a lossy version for people and `jq`, and
+//! `path_b64` (`target_b64`, `link_b64`) the exact bytes in base64.
+
+use std::borrow::Cow;
+use std::cmp::Ordering;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Exit, Result};
+use crate::hash::Sha256Digest;
+
+/// What an index entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryType {
+    File,
+    Dir,
+    Symlink,
+    /// A further name of a file seen earlier in the same index (`link` names it).
+    Hardlink,
+    Fifo,
+    Char,
+    Block,
+}
+
+/// One entry of an index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Relative, `/`-separated, never absolute, never `..`.
+    pub path: Vec<u8>,
+    pub kind: EntryType,
+    pub size: u64,
+    /// Permission bits (`st_mode & 0o7777`).
+    pub mode: u32,
+    /// Modification time in nanoseconds since the epoch.
+    pub mtime: i64,
+    pub uid: u32,
+    pub gid: u32,
+    /// Content digest of files and hard links.
+    pub sha256: Option<Sha256Digest>,
+    /// Symlink target, as stored in the link.
+    pub target: Option<Vec<u8>>,
+    /// For hard links: the path of the first name of the group.
+    pub link: Option<Vec<u8>>,
+    /// Device number of char and block devices.
+    pub rdev: Option<u64>,
+}
+
+impl Entry {
+    /// The path for display (lossy when it is not UTF-8).
+    pub fn display_path(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(&self.path)
+    }
+}
+
+/// Orders index paths component by component (`a` < `a/b` < `a.txt`).
+pub fn cmp_paths(a: &[u8], b: &[u8]) -> Ordering {
+    let rank = |c: u8| if c == b'/' { 0u16 } else { c as u16 + 1 };
+    match a.iter().zip(b).find(|(x, y)| x != y) {
+        Some((&x, &y)) => rank(x).cmp(&rank(y)),
+        None => a.len().cmp(&b.len()),
+    }
+}
+
+/// Checks that an index path is relative and has no `.`, `..` or empty component.
+pub fn check_relative_path(path: &[u8]) -> std::result::Result<(), String> {
+    if path.is_empty() {
+        return Err("empty path".into());
+    }
+    if path.contains(&0) {
+        return Err("path contains a NUL byte".into());
+    }
+    if path.starts_with(b"/") {
+        return Err("path is absolute".into());
+    }
+    if path
+        .split(|&c| c == b'/')
+        .any(|part| part.is_empty() || part == b"." || part == b"..")
+    {
+        return Err("path has an empty, '.' or '..' component".into());
+    }
+    Ok(())
+}
+
+fn split_text(bytes: &[u8]) -> (Cow<'_, str>, Option<String>) {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => (Cow::Borrowed(s), None),
+        Err(_) => (String::from_utf8_lossy(bytes), Some(B64.encode(bytes))),
+    }
+}
+
+#[derive(Serialize)]
+struct EntryOut<'a> {
+    path: Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path_b64: Option<String>,
+    #[serde(rename = "type")]
+    kind: EntryType,
+    size: u64,
+    mode: u32,
+    mtime: i64,
+    uid: u32,
+    gid: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sha256: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target_b64: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    link: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    link_b64: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rdev: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct EntryIn {
+    path: String,
+    path_b64: Option<String>,
+    #[serde(rename = "type")]
+    kind: EntryType,
+    size: u64,
+    mode: u32,
+    mtime: i64,
+    uid: u32,
+    gid: u32,
+    sha256: Option<String>,
+    target: Option<String>,
+    target_b64: Option<String>,
+    link: Option<String>,
+    link_b64: Option<String>,
+    rdev: Option<u64>,
+}
+
+fn join_text(text: String, b64: Option<String>, field: &str) -> std::result::Result<Vec<u8>, String> {
+    match b64 {
+        None => Ok(text.into_bytes()),
+        Some(b) => B64
+            .decode(b)
+            .map_err(|e| format!("{field}_b64 is not base64: {e}")),
+    }
+}
+
+impl Entry {
+    /// The entry as one JSON line (without the newline).
+    pub fn to_json(&self) -> String {
+        let (path, path_b64) = split_text(&self.path);
+        let (target, target_b64) = match &self.target {
+            Some(t) => {
+                let (a, b) = split_text(t);
+                (Some(a), b)
+            }
+            None => (None, None),
+        };
+        let (link, link_b64) = match &self.link {
+            Some(t) => {
+                let (a, b) = split_text(t);
+                (Some(a), b)
+            }
+            None => (None, None),
+        };
+        let out = EntryOut {
+            path,
+            path_b64,
+            kind: self.kind,
+            size: self.size,
+            mode: self.mode,
+            mtime: self.mtime,
+            uid: self.uid,
+            gid: self.gid,
+            sha256: self.sha256.map(|d| d.to_hex()),
+            target,
+            target_b64,
+            link,
+            link_b64,
+            rdev: self.rdev,
+        };
+        serde_json::to_string(&out).expect("an index entry always serializes")
+    }
+
+    /// Parses one JSON line; the error says what is wrong with it.
+    pub fn from_json(line: &str) -> std::result::Result<Entry, String> {
+        let raw: EntryIn = serde_json::from_str(line).map_err(|e| e.to_string())?;
+        let path = join_text(raw.path, raw.path_b64, "path")?;
+        check_relative_path(&path).map_err(|e| format!("bad path {:?}: {e}", String::from_utf8_lossy(&path)))?;
+        let target = match raw.target {
+            Some(t) => Some(join_text(t, raw.target_b64, "target")?),
+            None => None,
+        };
+        let link = match raw.link {
+            Some(t) => Some(join_text(t, raw.link_b64, "link")?),
+            None => None,
+        };
+        let sha256 = raw.sha256.map(|s| s.parse::<Sha256Digest>()).transpose()?;
+        let entry = Entry {
+            path,
+            kind: raw.kind,
+            size: raw.size,
+            mode: raw.mode,
+            mtime: raw.mtime,
+            uid: raw.uid,
+            gid: raw.gid,
+            sha256,
+            target,
+            link,
+            rdev: raw.rdev,
+        };
+        entry.check_fields()?;
+        Ok(entry)
+    }
+
+    fn check_fields(&self) -> std::result::Result<(), String> {
+        match self.kind {
+            EntryType::Symlink if self.target.is_none() => Err("symlink without target".into()),
+            EntryType::Hardlink if self.link.is_none() => Err("hardlink without link".into()),
+            EntryType::Char | EntryType::Block if self.rdev.is_none() => {
+                Err("device without rdev".into())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Writes an index, checking that entries come in [`cmp_paths`] order.
+pub struct IndexWriter<W: Write> {
+    out: zstd::Encoder<'static, W>,
+    last: Option<Vec<u8>>,
+    entries: u64,
+}
+
+impl<W: Write> IndexWriter<W> {
+    pub fn new(out: W) -> io::Result<Self> {
+        Ok(IndexWriter {
+            out: zstd::Encoder::new(out, 3)?,
+            last: None,
+            entries: 0,
+        })
+    }
+
+    /// Appends one entry; an entry out of order is a bug (exit 70).
+    pub fn push(&mut self, entry: &Entry) -> Result<()> {
+        if let Some(last) = &self.last
+            && cmp_paths(last, &entry.path) != Ordering::Less
+        {
+            return Err(Error::internal(
+                "index",
+                format!(
+                    "entry {:?} does not sort after {:?}",
+                    entry.display_path(),
+                    String::from_utf8_lossy(last)
+                ),
+            ));
+        }
+        let mut line = entry.to_json();
+        line.push('\n');
+        self.out
+            .write_all(line.as_bytes())
+            .map_err(|e| Error::io_ctx("writing index", e).with_exit(Exit::Io))?;
+        match &mut self.last {
+            Some(last) => {
+                last.clear();
+                last.extend_from_slice(&entry.path);
+            }
+            None => self.last = Some(entry.path.clone()),
+        }
+        self.entries += 1;
+        Ok(())
+    }
+
+    pub fn entries(&self) -> u64 {
+        self.entries
+    }
+
+    /// Ends the zstd frame and returns the inner writer.
+    pub fn finish(self) -> io::Result<W> {
+        self.out.finish()
+    }
+}
+
+/// Reads an index entry by entry, checking order and naming bad lines.
+pub struct IndexReader {
+    lines: BufReader<zstd::Decoder<'static, BufReader<File>>>,
+    name: PathBuf,
+    line_no: u64,
+    last: Option<Vec<u8>>,
+    buf: String,
+}
+
+impl IndexReader {
+    pub fn open(path: &Path) -> Result<IndexReader> {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let decoder = zstd::Decoder::new(file).map_err(|e| Error::io(path, e))?;
+        Ok(IndexReader {
+            lines: BufReader::with_capacity(256 * 1024, decoder),
+            name: path.to_path_buf(),
+            line_no: 0,
+            last: None,
+            buf: String::new(),
+        })
+    }
+
+    fn bad(&self, cause: impl std::fmt::Display) -> Error {
+        Error::data(
+            format!("index {} line {}", self.name.display(), self.line_no),
+            cause,
+        )
+    }
+
+    /// The next entry, `None` at the end.
+    pub fn next_entry(&mut self) -> Result<Option<Entry>> {
+        self.buf.clear();
+        self.line_no += 1;
+        match self.lines.read_line(&mut self.buf) {
+            Ok(0) => return Ok(None),
+            Ok(_) => {}
+            Err(e) => return Err(self.bad(format!("unreadable: {}", crate::error::io_cause(&e)))),
+        }
+        let entry = Entry::from_json(self.buf.trim_end()).map_err(|e| self.bad(e))?;
+        if let Some(last) = &self.last
+            && cmp_paths(last, &entry.path) != Ordering::Less
+        {
+            return Err(self.bad(format!("{:?} is out of order", entry.display_path())));
+        }
+        self.last = Some(entry.path.clone());
+        Ok(Some(entry))
+    }
+}
+
+impl Iterator for IndexReader {
+    type Item = Result<Entry>;
+
+    fn next(&mut self) -> Option<Result<Entry>> {
+        self.next_entry().transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(path: &[u8], kind: EntryType) -> Entry {
+        Entry {
+            path: path.to_vec(),
+            kind,
+            size: 0,
+            mode: 0o644,
+            mtime: 1_700_000_000_123_456_789,
+            uid: 1000,
+            gid: 1000,
+            sha256: None,
+            target: None,
+            link: None,
+            rdev: None,
+        }
+    }
+
+    /// Component order: a directory's children come right after it, before its siblings.
+    #[test]
+    fn paths_sort_by_component() {
+        let mut v: Vec<&[u8]> = vec![b"a.txt", b"a/b", b"a", b"a/b/c", b"a-", b"b"];
+        v.sort_by(|x, y| cmp_paths(x, y));
+        let want: Vec<&[u8]> = vec![b"a", b"a/b", b"a/b/c", b"a-", b"a.txt", b"b"];
+        assert_eq!(v, want);
+    }
+
+    /// Relative paths only: absolute, `..`, `.` and empty components are refused.
+    #[test]
+    fn unsafe_paths_are_refused() {
+        assert!(check_relative_path(b"a/b").is_ok());
+        assert!(check_relative_path(b"..a/b.").is_ok());
+        for bad in [&b"/etc"[..], b"a/../b", b"..", b"a//b", b"./a", b"a/", b""] {
+            assert!(check_relative_path(bad).is_err(), "{:?}", bad);
+        }
+    }
+
+    /// Every field, non-UTF-8 names included, survives a write and a read.
+    #[test]
+    fn entries_round_trip_through_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("i.index.zst");
+        let mut file = entry(b"bin/ok", EntryType::File);
+        file.size = 3;
+        file.sha256 = Some(Sha256Digest::of(b"abc"));
+        let mut odd = entry(b"bin/caf\xe9", EntryType::Symlink);
+        odd.target = Some(b"../\xff".to_vec());
+        let mut hl = entry(b"bin/ok2", EntryType::Hardlink);
+        hl.link = Some(b"bin/ok".to_vec());
+        let mut dev = entry(b"dev/null", EntryType::Char);
+        dev.rdev = Some(0x103);
+        let all = vec![entry(b"bin", EntryType::Dir), odd, file, hl, dev];
+        let mut w = IndexWriter::new(File::create(&p).unwrap()).unwrap();
+        for e in &all {
+            w.push(e).unwrap();
+        }
+        w.finish().unwrap();
+        let back: Vec<Entry> = IndexReader::open(&p).unwrap().map(|e| e.unwrap()).collect();
+        assert_eq!(back, all);
+    }
+
+    /// A non-UTF-8 name is written lossy in `path` and exact in `path_b64`.
+    #[test]
+    fn non_utf8_has_b64_twin() {
+        let json = entry(b"caf\xe9", EntryType::File).to_json();
+        assert!(json.contains(r#""path":"caf\ufffd""#) || json.contains("\"path\":\"caf\u{fffd}\""), "{json}");
+        assert!(json.contains(r#""path_b64":"Y2Fm6Q==""#), "{json}");
+    }
+
+    /// The writer refuses entries out of order.
+    #[test]
+    fn writer_checks_order() {
+        let mut w = IndexWriter::new(Vec::new()).unwrap();
+        w.push(&entry(b"b", EntryType::File)).unwrap();
+        let err = w.push(&entry(b"a", EntryType::File)).unwrap_err();
+        assert_eq!(err.exit, Exit::Software);
+    }
+
+    /// A corrupt line is a data error naming the index and the line.
+    #[test]
+    fn reader_names_bad_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bad.index.zst");
+        let good = entry(b"a", EntryType::Dir).to_json();
+        let text = format!("{good}\n{{\"path\":\"/etc/passwd\",\"type\":\"file\",\"size\":0,\"mode\":0,\"mtime\":0,\"uid\":0,\"gid\":0}}\n");
+        std::fs::write(&p, zstd::encode_all(text.as_bytes(), 3).unwrap()).unwrap();
+        let mut r = IndexReader::open(&p).unwrap();
+        assert!(r.next_entry().unwrap().is_some());
+        let err = r.next_entry().unwrap_err();
+        assert_eq!(err.exit, Exit::Data);
+        assert!(err.context.ends_with("line 2"), "{err}");
+        assert!(err.cause.contains("absolute"), "{err}");
+    }
+}

@@ -1,0 +1,29 @@
+//! snap-shared: what every snap tool agrees on.
+//!
+//! Records and their JSON Lines pipe, the store layout and snapshot ids, the
+//! per-file index, the catalog, the config file, the store lock, atomic
+//! publication, and the errors with their exit codes. No clap and no printing
+//! here: tools decide how to talk to people.
+
+pub mod catalog;
+pub mod config;
+pub mod error;
+pub mod fsutil;
+pub mod hash;
+pub mod id;
+pub mod index;
+pub mod jsonl;
+pub mod lock;
+pub mod record;
+pub mod size;
+pub mod store;
+
+pub use error::{Error, Exit, Result};
+
+/// This machine's host name, for records and lock messages.
+pub fn hostname() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}

@@ -1,0 +1,174 @@
+//! The local store's layout (DESIGN.md "The local store").
+//!
+//! ```text
+//! catalog.sqlite, lock
+//! sets/<set>/<id>/  <id>.json  <id>.index.zst  latest -> <id>  .<id>.partial/
+//! archives/<set>/…  disks/<disk>/…
+//! ```
+//! A snapshot exists when its `<id>.json` record exists: the record is
+//! published last, so a tree or index without a record is unfinished work.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::config::expand_tilde;
+use crate::error::{Error, Result};
+use crate::id::{cmp_ids, is_id};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Store {
+    pub root: PathBuf,
+}
+
+/// Where the store is: `--store`, `$SNAP_STORE`, `$DBACKUP`, the config's `store`,
+/// or `~/.local/share/snap`. Relative paths are made absolute.
+pub fn locate(flag: Option<&Path>, from_config: Option<&str>) -> PathBuf {
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    let chosen = match flag {
+        Some(p) => p.to_path_buf(),
+        None => env("SNAP_STORE")
+            .or_else(|| env("DBACKUP"))
+            .map(|v| expand_tilde(&v.to_string_lossy()))
+            .or_else(|| from_config.map(expand_tilde))
+            .unwrap_or_else(|| expand_tilde("~/.local/share/snap")),
+    };
+    std::path::absolute(&chosen).unwrap_or(chosen)
+}
+
+impl Store {
+    pub fn new(root: impl Into<PathBuf>) -> Store {
+        Store { root: root.into() }
+    }
+
+    pub fn lock_path(&self) -> PathBuf {
+        self.root.join("lock")
+    }
+
+    pub fn catalog_path(&self) -> PathBuf {
+        self.root.join("catalog.sqlite")
+    }
+
+    pub fn sets_dir(&self) -> PathBuf {
+        self.root.join("sets")
+    }
+
+    pub fn set_dir(&self, set: &str) -> PathBuf {
+        self.sets_dir().join(set)
+    }
+
+    pub fn snapshot_dir(&self, set: &str, id: &str) -> PathBuf {
+        self.set_dir(set).join(id)
+    }
+
+    pub fn record_path(&self, set: &str, id: &str) -> PathBuf {
+        self.set_dir(set).join(format!("{id}.json"))
+    }
+
+    pub fn index_path(&self, set: &str, id: &str) -> PathBuf {
+        self.set_dir(set).join(format!("{id}.index.zst"))
+    }
+
+    pub fn partial_dir(&self, set: &str, id: &str) -> PathBuf {
+        self.set_dir(set).join(format!(".{id}.partial"))
+    }
+
+    pub fn latest_link(&self, set: &str) -> PathBuf {
+        self.set_dir(set).join("latest")
+    }
+
+    /// Creates the store root (0700) and `sets/` if they are missing.
+    pub fn create(&self) -> Result<()> {
+        crate::fsutil::create_private_dir(&self.sets_dir()).map_err(|e| Error::io(&self.root, e))
+    }
+
+    /// The names of the sets that have a folder in the store, sorted.
+    pub fn sets(&self) -> Result<Vec<String>> {
+        let mut names = read_names(&self.sets_dir())?;
+        names.retain(|n| crate::id::check_name(n).is_ok());
+        names.sort();
+        Ok(names)
+    }
+
+    /// The ids of a set's finished snapshots (those with a record), oldest first.
+    pub fn snapshot_ids(&self, set: &str) -> Result<Vec<String>> {
+        let mut ids: Vec<String> = read_names(&self.set_dir(set))?
+            .into_iter()
+            .filter_map(|n| n.strip_suffix(".json").map(str::to_string))
+            .filter(|id| is_id(id))
+            .collect();
+        ids.sort_by(|a, b| cmp_ids(a, b));
+        Ok(ids)
+    }
+
+    /// The newest finished snapshot of a set.
+    pub fn latest_id(&self, set: &str) -> Result<Option<String>> {
+        Ok(self.snapshot_ids(set)?.pop())
+    }
+
+    /// Reads a snapshot's record from its `.json` file.
+    pub fn read_record(&self, set: &str, id: &str) -> Result<crate::record::SnapshotRecord> {
+        let path = self.record_path(set, id);
+        let text = fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        serde_json::from_str(&text).map_err(|e| Error::data(path.display().to_string(), e))
+    }
+}
+
+/// The UTF-8 names in a directory; a missing directory has none.
+fn read_names(dir: &Path) -> Result<Vec<String>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        if let Ok(name) = entry.file_name().into_string() {
+            names.push(name);
+        }
+    }
+    Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only ids with a record are snapshots; partials, trees and strays are not.
+    #[test]
+    fn snapshot_ids_need_a_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        store.create().unwrap();
+        let set = store.set_dir("d");
+        fs::create_dir_all(set.join("2026-01-02T000000Z")).unwrap();
+        fs::create_dir_all(set.join(".2026-01-03T000000Z.partial")).unwrap();
+        for f in [
+            "2026-01-02T000000Z.json",
+            "2026-01-01T000000Z.json",
+            "2026-01-01T000000Z-2.json",
+            "notes.json",
+        ] {
+            fs::write(set.join(f), "{}").unwrap();
+        }
+        assert_eq!(
+            store.snapshot_ids("d").unwrap(),
+            [
+                "2026-01-01T000000Z",
+                "2026-01-01T000000Z-2",
+                "2026-01-02T000000Z"
+            ]
+        );
+        assert_eq!(store.latest_id("d").unwrap().as_deref(), Some("2026-01-02T000000Z"));
+        assert!(store.snapshot_ids("none").unwrap().is_empty());
+    }
+
+    /// The store flag wins; relative paths become absolute.
+    #[test]
+    fn locate_prefers_flag() {
+        let p = locate(Some(Path::new("rel/store")), Some("/cfg"));
+        assert!(p.is_absolute());
+        assert!(p.ends_with("rel/store"));
+    }
+}
