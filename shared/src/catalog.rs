@@ -81,7 +81,8 @@ impl Catalog {
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(|e| db_err(path, e))?;
         let mut cat = Catalog { conn };
-        cat.migrate().map_err(|e| e.within(format!("catalog {}", path.display())))?;
+        cat.migrate()
+            .map_err(|e| e.within(format!("catalog {}", path.display())))?;
         Ok(cat)
     }
 
@@ -103,7 +104,9 @@ impl Catalog {
                     MIGRATIONS.len()
                 ),
             )
-            .with_hint("use a newer snap, or move the catalog aside: it is rebuilt from the records"));
+            .with_hint(
+                "use a newer snap, or move the catalog aside: it is rebuilt from the records",
+            ));
         }
         for migration in &MIGRATIONS[version..] {
             tx.execute_batch(migration).map_err(sql)?;
@@ -120,7 +123,13 @@ impl Catalog {
     /// Adds or replaces a snapshot's row.
     pub fn put_snapshot(&self, rec: &SnapshotRecord) -> Result<()> {
         let json = serde_json::to_string(rec).map_err(|e| Error::internal("catalog", e))?;
-        self.put("snapshot", &rec.set, &rec.id, &rec.created.to_rfc3339(), &json)
+        self.put(
+            "snapshot",
+            &rec.set,
+            &rec.id,
+            &rec.created.to_rfc3339(),
+            &json,
+        )
     }
 
     fn put(&self, kind: &str, target: &str, id: &str, created: &str, json: &str) -> Result<()> {
@@ -231,7 +240,10 @@ mod tests {
         assert!(warning.is_none());
         let all = cat.snapshots(None).unwrap();
         assert_eq!(all.len(), 2);
-        assert_eq!(cat.snapshots(Some("b")).unwrap()[0].id, "2026-01-02T000000Z");
+        assert_eq!(
+            cat.snapshots(Some("b")).unwrap()[0].id,
+            "2026-01-02T000000Z"
+        );
     }
 
     /// A corrupt catalog is moved aside, rebuilt, and the user is told.
@@ -241,7 +253,11 @@ mod tests {
         let store = Store::new(dir.path());
         store.create().unwrap();
         write_record(&store, &record("a", "2026-01-01T000000Z"));
-        std::fs::write(store.catalog_path(), b"this is not sqlite, just junk bytes....").unwrap();
+        std::fs::write(
+            store.catalog_path(),
+            b"this is not sqlite, just junk bytes....",
+        )
+        .unwrap();
         let (cat, warning) = Catalog::open(&store).unwrap();
         assert!(warning.unwrap().contains("rebuilt it from the records"));
         assert_eq!(cat.snapshots(None).unwrap().len(), 1);
@@ -262,8 +278,10 @@ mod tests {
         let store = Store::new(dir.path());
         store.create().unwrap();
         let (cat, _) = Catalog::open(&store).unwrap();
-        cat.put_snapshot(&record("a", "2026-01-01T000000Z")).unwrap();
-        cat.put_snapshot(&record("a", "2026-01-01T000000Z")).unwrap();
+        cat.put_snapshot(&record("a", "2026-01-01T000000Z"))
+            .unwrap();
+        cat.put_snapshot(&record("a", "2026-01-01T000000Z"))
+            .unwrap();
         assert_eq!(cat.snapshots(Some("a")).unwrap().len(), 1);
         let v: i64 = cat
             .conn
@@ -279,7 +297,8 @@ mod tests {
         let path = dir.path().join("c.sqlite");
         drop(Catalog::open_path(&path).unwrap());
         let conn = Connection::open(&path).unwrap();
-        conn.execute("UPDATE schema_version SET version = 99", []).unwrap();
+        conn.execute("UPDATE schema_version SET version = 99", [])
+            .unwrap();
         drop(conn);
         let err = Catalog::open_path(&path).err().unwrap();
         assert_eq!(err.exit, Exit::Config);

@@ -164,7 +164,10 @@ fn check(config: &Config) -> Result<()> {
             ));
         }
         if set.sources.is_empty() {
-            return Err(Error::config(at("sources"), "a set needs at least one source"));
+            return Err(Error::config(
+                at("sources"),
+                "a set needs at least one source",
+            ));
         }
         for (j, src) in set.sources.iter().enumerate() {
             if !expand_tilde(src).is_absolute() {

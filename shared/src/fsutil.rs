@@ -102,6 +102,36 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
         .create(dir)
 }
 
+/// Removes a tree we made, even where it holds read-only directories (a
+/// snapshot keeps its sources' modes, `0555` included). A missing tree is fine.
+pub fn remove_tree(path: &Path) -> io::Result<()> {
+    match fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            make_dirs_writable(path)?;
+            fs::remove_dir_all(path)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn make_dirs_writable(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = fs::symlink_metadata(dir)?;
+    if !meta.is_dir() {
+        return Ok(());
+    }
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            make_dirs_writable(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,7 +144,10 @@ mod tests {
         let p = dir.path().join("rec.json");
         write_atomic(&p, 0o600, false, |f| f.write_all(b"{}")).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"{}");
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
@@ -140,6 +173,20 @@ mod tests {
         let res = write_atomic(&p, 0o600, false, |_| Err(io::Error::other("boom")));
         assert!(res.is_err());
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    /// A tree with read-only directories is still removed.
+    #[test]
+    fn remove_tree_handles_read_only_dirs() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = dir.path().join("t");
+        fs::create_dir_all(t.join("a/b")).unwrap();
+        fs::write(t.join("a/b/f"), "x").unwrap();
+        fs::set_permissions(t.join("a/b"), fs::Permissions::from_mode(0o555)).unwrap();
+        fs::set_permissions(t.join("a"), fs::Permissions::from_mode(0o555)).unwrap();
+        remove_tree(&t).unwrap();
+        assert!(!t.exists());
+        remove_tree(&t).unwrap();
     }
 
     /// Replacing a symlink swaps it in one step.

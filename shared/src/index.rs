@@ -148,7 +148,11 @@ struct EntryIn {
     rdev: Option<u64>,
 }
 
-fn join_text(text: String, b64: Option<String>, field: &str) -> std::result::Result<Vec<u8>, String> {
+fn join_text(
+    text: String,
+    b64: Option<String>,
+    field: &str,
+) -> std::result::Result<Vec<u8>, String> {
     match b64 {
         None => Ok(text.into_bytes()),
         Some(b) => B64
@@ -198,7 +202,8 @@ impl Entry {
     pub fn from_json(line: &str) -> std::result::Result<Entry, String> {
         let raw: EntryIn = serde_json::from_str(line).map_err(|e| e.to_string())?;
         let path = join_text(raw.path, raw.path_b64, "path")?;
-        check_relative_path(&path).map_err(|e| format!("bad path {:?}: {e}", String::from_utf8_lossy(&path)))?;
+        check_relative_path(&path)
+            .map_err(|e| format!("bad path {:?}: {e}", String::from_utf8_lossy(&path)))?;
         let target = match raw.target {
             Some(t) => Some(join_text(t, raw.target_b64, "target")?),
             None => None,
@@ -417,7 +422,10 @@ mod tests {
     #[test]
     fn non_utf8_has_b64_twin() {
         let json = entry(b"caf\xe9", EntryType::File).to_json();
-        assert!(json.contains(r#""path":"caf\ufffd""#) || json.contains("\"path\":\"caf\u{fffd}\""), "{json}");
+        assert!(
+            json.contains(r#""path":"caf\ufffd""#) || json.contains("\"path\":\"caf\u{fffd}\""),
+            "{json}"
+        );
         assert!(json.contains(r#""path_b64":"Y2Fm6Q==""#), "{json}");
     }
 
@@ -436,7 +444,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("bad.index.zst");
         let good = entry(b"a", EntryType::Dir).to_json();
-        let text = format!("{good}\n{{\"path\":\"/etc/passwd\",\"type\":\"file\",\"size\":0,\"mode\":0,\"mtime\":0,\"uid\":0,\"gid\":0}}\n");
+        let text = format!(
+            "{good}\n{{\"path\":\"/etc/passwd\",\"type\":\"file\",\"size\":0,\"mode\":0,\"mtime\":0,\"uid\":0,\"gid\":0}}\n"
+        );
         std::fs::write(&p, zstd::encode_all(text.as_bytes(), 3).unwrap()).unwrap();
         let mut r = IndexReader::open(&p).unwrap();
         assert!(r.next_entry().unwrap().is_some());

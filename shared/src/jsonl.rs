@@ -190,7 +190,10 @@ mod tests {
     fn known_kind_with_missing_field_is_refused() {
         let items = read_all(r#"{"schema":"snap/1","kind":"archive","set":"d"}"#);
         let err = items[0].as_ref().unwrap_err();
-        assert!(err.cause.starts_with("bad archive record: missing field"), "{err}");
+        assert!(
+            err.cause.starts_with("bad archive record: missing field"),
+            "{err}"
+        );
     }
 
     /// The writer emits one line per record and its output reads back.

@@ -242,7 +242,11 @@ mod tests {
     fn schema_major_version_is_checked() {
         assert!(check_schema("snap/1").is_ok());
         assert!(check_schema("snap/1.3").is_ok());
-        assert!(check_schema("snap/2").unwrap_err().contains("major version 2"));
+        assert!(
+            check_schema("snap/2")
+                .unwrap_err()
+                .contains("major version 2")
+        );
         assert!(check_schema("restic/1").is_err());
     }
 

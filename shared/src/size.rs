@@ -75,7 +75,13 @@ pub fn human_bytes(n: u64) -> String {
         v /= 1024.0;
         unit += 1;
     }
-    let digits = if v < 10.0 { 2 } else if v < 100.0 { 1 } else { 0 };
+    let digits = if v < 10.0 {
+        2
+    } else if v < 100.0 {
+        1
+    } else {
+        0
+    };
     format!("{v:.digits$} {}", UNITS[unit])
 }
 

@@ -160,7 +160,10 @@ mod tests {
                 "2026-01-02T000000Z"
             ]
         );
-        assert_eq!(store.latest_id("d").unwrap().as_deref(), Some("2026-01-02T000000Z"));
+        assert_eq!(
+            store.latest_id("d").unwrap().as_deref(),
+            Some("2026-01-02T000000Z")
+        );
         assert!(store.snapshot_ids("none").unwrap().is_empty());
     }
 

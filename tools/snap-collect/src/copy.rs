@@ -1,0 +1,166 @@
+//! Copying a file into the snapshot while hashing it: one read per byte.
+//!
+//! Holes are found with SEEK_DATA/SEEK_HOLE and skipped, so a sparse file
+//! stays sparse (the digest still covers its zeros). A file that changes
+//! size while it is read is copied as read and reported, like tar's
+//! "file changed as we read it".
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{FileExt, MetadataExt};
+
+use rustix::fs::{SeekFrom, seek};
+use sha2::{Digest, Sha256};
+
+use snap_shared::hash::Sha256Digest;
+
+const BUF: usize = 256 * 1024;
+static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+
+/// What a copy produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Copied {
+    pub bytes: u64,
+    pub sha256: Sha256Digest,
+    /// The size read differs from the size the walk saw.
+    pub changed: bool,
+}
+
+/// Copies `src` into `dst` (a new, empty file) and hashes it.
+pub fn copy_hashed(src: &mut File, dst: &mut File, expected: u64) -> io::Result<Copied> {
+    let meta = src.metadata()?;
+    let maybe_sparse = meta.blocks() * 512 < meta.size();
+    let (bytes, hasher) = if maybe_sparse {
+        copy_sparse(src, dst, meta.size())?
+    } else {
+        copy_dense(src, dst)?
+    };
+    Ok(Copied {
+        bytes,
+        sha256: Sha256Digest::from_hasher(hasher),
+        changed: bytes != expected,
+    })
+}
+
+/// Hashes a file without copying it (for `--checksum` comparisons).
+pub fn hash_file(src: &mut File) -> io::Result<(u64, Sha256Digest)> {
+    let (n, h) = copy_dense(src, &mut io::sink())?;
+    Ok((n, Sha256Digest::from_hasher(h)))
+}
+
+fn copy_dense(src: &mut File, dst: &mut impl Write) -> io::Result<(u64, Sha256)> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; BUF];
+    let mut total = 0u64;
+    loop {
+        let n = match src.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        dst.write_all(&buf[..n])?;
+        total += n as u64;
+    }
+    Ok((total, hasher))
+}
+
+fn hash_zeros(hasher: &mut Sha256, mut n: u64) {
+    while n > 0 {
+        let k = n.min(ZEROS.len() as u64) as usize;
+        hasher.update(&ZEROS[..k]);
+        n -= k as u64;
+    }
+}
+
+/// Copies only the data regions; holes are left as holes in `dst`.
+fn copy_sparse(src: &mut File, dst: &mut File, size: u64) -> io::Result<(u64, Sha256)> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; BUF];
+    let mut pos = 0u64;
+    while pos < size {
+        let data = match seek(&*src, SeekFrom::Data(pos)) {
+            Ok(d) => d.min(size),
+            Err(rustix::io::Errno::NXIO) => size,
+            Err(e) => return Err(e.into()),
+        };
+        hash_zeros(&mut hasher, data - pos);
+        pos = data;
+        if pos >= size {
+            break;
+        }
+        let hole = match seek(&*src, SeekFrom::Hole(pos)) {
+            Ok(h) => h.min(size),
+            Err(e) => return Err(e.into()),
+        };
+        while pos < hole {
+            let want = ((hole - pos) as usize).min(BUF);
+            let n = src.read_at(&mut buf[..want], pos)?;
+            if n == 0 {
+                // The file shrank under us: stop at what exists.
+                dst.set_len(pos)?;
+                return Ok((pos, hasher));
+            }
+            hasher.update(&buf[..n]);
+            dst.write_all_at(&buf[..n], pos)?;
+            pos += n as u64;
+        }
+    }
+    dst.set_len(size)?;
+    Ok((size, hasher))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A dense copy is byte-identical and its digest is the content's.
+    #[test]
+    fn dense_copy_hashes_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..700_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(dir.path().join("a"), &data).unwrap();
+        let mut src = File::open(dir.path().join("a")).unwrap();
+        let mut dst = File::create(dir.path().join("b")).unwrap();
+        let c = copy_hashed(&mut src, &mut dst, data.len() as u64).unwrap();
+        assert_eq!(c.sha256, Sha256Digest::of(&data));
+        assert!(!c.changed);
+        assert_eq!(std::fs::read(dir.path().join("b")).unwrap(), data);
+    }
+
+    /// A sparse file stays sparse, reads back equal, and hashes its zeros.
+    #[test]
+    fn sparse_copy_keeps_holes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sparse");
+        let f = File::create(&p).unwrap();
+        f.write_all_at(b"head", 0).unwrap();
+        f.write_all_at(b"tail", 64 << 20).unwrap();
+        drop(f);
+        let mut src = File::open(&p).unwrap();
+        let q = dir.path().join("copy");
+        let mut dst = File::create(&q).unwrap();
+        let size = (64 << 20) + 4;
+        let c = copy_hashed(&mut src, &mut dst, size).unwrap();
+        let content = std::fs::read(&p).unwrap();
+        assert_eq!(c.sha256, Sha256Digest::of(&content));
+        assert_eq!(std::fs::read(&q).unwrap(), content);
+        let m = std::fs::metadata(&q).unwrap();
+        assert!(
+            m.blocks() * 512 < 1 << 20,
+            "copy uses {} blocks",
+            m.blocks()
+        );
+    }
+
+    /// A file that is not the size the walk saw is flagged as changed.
+    #[test]
+    fn size_change_is_flagged() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), b"12345").unwrap();
+        let mut src = File::open(dir.path().join("a")).unwrap();
+        let mut dst = File::create(dir.path().join("b")).unwrap();
+        assert!(copy_hashed(&mut src, &mut dst, 3).unwrap().changed);
+    }
+}

@@ -1,0 +1,92 @@
+//! Free space on the store: refuse to start below the floor, warn when the run
+//! will likely not fit, and stop before the floor is crossed mid-run (the floor
+//! is a promise to whatever else lives on that filesystem).
+
+use std::path::{Path, PathBuf};
+
+use snap_shared::error::{Error, Exit, Result};
+use snap_shared::size::{Floor, human_bytes};
+use snap_shared::store::Store;
+
+use crate::report::Reporter;
+
+/// Re-measure free space after this many bytes copied.
+const RECHECK_EVERY: u64 = 64 << 20;
+
+/// Free and total bytes of the filesystem holding `path`.
+pub fn free_space(path: &Path) -> std::io::Result<(u64, u64)> {
+    let st = rustix::fs::statvfs(path)?;
+    Ok((st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize))
+}
+
+#[derive(Debug)]
+pub struct SpaceGuard {
+    root: PathBuf,
+    floor: Floor,
+    since_check: u64,
+}
+
+fn below_floor(root: &Path, free: u64, floor: u64) -> Error {
+    Error::new(
+        Exit::CantCreate,
+        format!("store {}", root.display()),
+        format!(
+            "{} free, below the floor of {}",
+            human_bytes(free),
+            human_bytes(floor)
+        ),
+    )
+    .with_hint(
+        "free space or prune old snapshots (snap-prune), or set --min-free / collect.min_free",
+    )
+}
+
+impl SpaceGuard {
+    /// Checks the floor before a run. `last` names the set's previous snapshot,
+    /// whose cost predicts this one's.
+    pub fn check(
+        store: &Store,
+        floor: Floor,
+        last: Option<(&str, &str)>,
+        report: &Reporter,
+    ) -> Result<SpaceGuard> {
+        let (free, total) = free_space(&store.root).map_err(|e| Error::io(&store.root, e))?;
+        let floor_bytes = floor.bytes(total);
+        if free < floor_bytes {
+            return Err(below_floor(&store.root, free, floor_bytes));
+        }
+        if let Some((set, id)) = last
+            && let Ok(rec) = store.read_record(set, id)
+            && free.saturating_sub(rec.new_bytes) < floor_bytes
+        {
+            report.warn(&format!(
+                "store {}: {} free; set {set} copied {} last time, so this run will likely not fit above the floor of {}",
+                store.root.display(),
+                human_bytes(free),
+                human_bytes(rec.new_bytes),
+                human_bytes(floor_bytes)
+            ));
+        }
+        Ok(SpaceGuard {
+            root: store.root.clone(),
+            floor,
+            since_check: 0,
+        })
+    }
+
+    /// Counts bytes written; stops the run (exit 73) if free space fell below the floor.
+    pub fn spent(&mut self, bytes: u64) -> Result<()> {
+        self.since_check += bytes;
+        if self.since_check < RECHECK_EVERY {
+            return Ok(());
+        }
+        self.since_check = 0;
+        let (free, total) = free_space(&self.root).map_err(|e| Error::io(&self.root, e))?;
+        let floor = self.floor.bytes(total);
+        if free < floor {
+            return Err(below_floor(&self.root, free, floor)
+                .with_hint("the run stopped before filling the disk; no snapshot was made and earlier ones are intact"));
+        }
+        Ok(())
+    }
+}

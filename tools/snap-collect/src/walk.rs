@@ -1,0 +1,379 @@
+//! The walk: every entry of a set's sources, in index order, one at a time.
+//!
+//! A depth-first walk that sorts each directory by name yields paths in
+//! component order, the order the index is kept in, so the collector merges
+//! the walk with the previous snapshot's index in one pass and memory stays
+//! flat (one sorted name list per open directory). The directories above the
+//! sources (`home`, `home/me` for `/home/me/.config`) are yielded first, with
+//! their real metadata, so a restore can recreate them.
+
+use std::ffi::OsString;
+use std::fs::{self, Metadata};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use ignore::gitignore::Gitignore;
+
+use snap_shared::error::io_cause;
+
+use crate::exclude::{self, IGNORE_FILE};
+use crate::sources::{SetPlan, Source};
+
+/// One entry to collect.
+#[derive(Debug)]
+pub struct Found {
+    /// Path in the snapshot (and the index).
+    pub rel: Vec<u8>,
+    /// Path on the source filesystem.
+    pub abs: PathBuf,
+    /// `lstat` of the entry (`stat` for sources and the directories above them).
+    pub meta: Metadata,
+}
+
+/// What the walk reports.
+#[derive(Debug)]
+pub enum Event {
+    Entry(Found),
+    /// Something the user should know that is not a failure (a file vanished).
+    Warning(String),
+    /// Something that could not be read: counted in the record's `errors`.
+    Error(String),
+}
+
+struct Frame {
+    abs: PathBuf,
+    rel: Vec<u8>,
+    names: Vec<OsString>,
+    next: usize,
+    dev: u64,
+    ignore: Option<Gitignore>,
+}
+
+pub struct Walker {
+    sources: Vec<(Source, Gitignore)>,
+    next_source: usize,
+    current_source: usize,
+    /// Directories above the sources already yielded.
+    ancestors: Vec<Vec<u8>>,
+    stack: Vec<Frame>,
+    queue: std::collections::VecDeque<Event>,
+    one_file_system: bool,
+    skip_dir: Option<PathBuf>,
+}
+
+/// `parent/name`, or `name` at the top.
+pub fn join_rel(parent: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(parent.len() + 1 + name.len());
+    if !parent.is_empty() {
+        v.extend_from_slice(parent);
+        v.push(b'/');
+    }
+    v.extend_from_slice(name);
+    v
+}
+
+impl Walker {
+    /// A walk over a set's sources; `skip_dir` (the store) is never entered.
+    pub fn new(plan: &SetPlan, skip_dir: Option<PathBuf>) -> snap_shared::Result<Walker> {
+        let mut sources = Vec::new();
+        let mut ordered = plan.sources.clone();
+        ordered.sort_by(|a, b| snap_shared::index::cmp_paths(&a.rel, &b.rel));
+        for src in &ordered {
+            let matcher = exclude::source_matcher(&src.abs, &plan.patterns)?;
+            sources.push((src.clone(), matcher));
+        }
+        Ok(Walker {
+            sources,
+            next_source: 0,
+            current_source: 0,
+            ancestors: Vec::new(),
+            stack: Vec::new(),
+            queue: Default::default(),
+            one_file_system: plan.one_file_system,
+            skip_dir,
+        })
+    }
+
+    /// Queues a source: the directories above it not yet yielded, then itself.
+    fn start_source(&mut self, idx: usize) {
+        self.current_source = idx;
+        let src = self.sources[idx].0.clone();
+        let parts: Vec<&[u8]> = if src.rel.is_empty() {
+            Vec::new()
+        } else {
+            src.rel.split(|&c| c == b'/').collect()
+        };
+        let mut rel = Vec::new();
+        let mut abs = PathBuf::from("/");
+        for (depth, part) in parts.iter().enumerate() {
+            rel = join_rel(&rel, part);
+            abs.push(std::ffi::OsStr::from_bytes(part));
+            let is_source = depth + 1 == parts.len();
+            if !is_source {
+                if self.ancestors.get(depth) == Some(&rel) {
+                    continue;
+                }
+                self.ancestors.truncate(depth);
+                self.ancestors.push(rel.clone());
+            }
+            match fs::metadata(&abs) {
+                Ok(meta) => {
+                    let is_dir = meta.is_dir();
+                    let dev = meta.dev();
+                    self.queue.push_back(Event::Entry(Found {
+                        rel: rel.clone(),
+                        abs: abs.clone(),
+                        meta,
+                    }));
+                    if is_source && is_dir {
+                        self.open_dir(abs.clone(), rel.clone(), dev);
+                    }
+                }
+                Err(e) => self.fail(&abs, e),
+            }
+        }
+        if parts.is_empty() {
+            match fs::metadata("/") {
+                Ok(meta) => self.open_dir(PathBuf::from("/"), Vec::new(), meta.dev()),
+                Err(e) => self.fail(Path::new("/"), e),
+            }
+        }
+    }
+
+    /// Lists a directory, sorted, and makes it the current one.
+    fn open_dir(&mut self, abs: PathBuf, rel: Vec<u8>, dev: u64) {
+        let listing = fs::read_dir(&abs).and_then(|rd| {
+            rd.map(|e| e.map(|e| e.file_name()))
+                .collect::<io::Result<Vec<_>>>()
+        });
+        let mut names = match listing {
+            Ok(n) => n,
+            Err(e) => {
+                self.fail(&abs, e);
+                return;
+            }
+        };
+        names.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        let mut ignore = None;
+        if names.iter().any(|n| n == IGNORE_FILE) {
+            let (gi, warning) = exclude::read_ignore_file(&abs);
+            ignore = gi;
+            if let Some(w) = warning {
+                self.queue.push_back(Event::Warning(w));
+            }
+        }
+        self.stack.push(Frame {
+            abs,
+            rel,
+            names,
+            next: 0,
+            dev,
+            ignore,
+        });
+    }
+
+    fn fail(&mut self, path: &Path, err: io::Error) {
+        let event = if err.kind() == io::ErrorKind::NotFound {
+            Event::Warning(format!("{}: vanished during the walk", path.display()))
+        } else {
+            Event::Error(format!("{}: {}", path.display(), io_cause(&err)))
+        };
+        self.queue.push_back(event);
+    }
+
+    fn excluded(&self, abs: &Path, is_dir: bool) -> bool {
+        let files = self.stack.iter().rev().filter_map(|f| f.ignore.as_ref());
+        exclude::is_excluded(abs, is_dir, files, &self.sources[self.current_source].1)
+    }
+
+    /// Takes the next name of the current directory; false when it is done.
+    fn step(&mut self) -> bool {
+        let Some(frame) = self.stack.last_mut() else {
+            return false;
+        };
+        if frame.next == frame.names.len() {
+            self.stack.pop();
+            return true;
+        }
+        let name = std::mem::take(&mut frame.names[frame.next]);
+        frame.next += 1;
+        let abs = frame.abs.join(&name);
+        let rel = join_rel(&frame.rel, name.as_bytes());
+        let parent_dev = frame.dev;
+        let meta = match fs::symlink_metadata(&abs) {
+            Ok(m) => m,
+            Err(e) => {
+                self.fail(&abs, e);
+                return true;
+            }
+        };
+        let is_dir = meta.is_dir();
+        if self.excluded(&abs, is_dir) {
+            return true;
+        }
+        if is_dir && self.skip_dir.as_deref() == Some(abs.as_path()) {
+            self.queue.push_back(Event::Warning(format!(
+                "{}: the store itself is not collected",
+                abs.display()
+            )));
+            return true;
+        }
+        let dev = meta.dev();
+        self.queue.push_back(Event::Entry(Found {
+            rel: rel.clone(),
+            abs: abs.clone(),
+            meta,
+        }));
+        if is_dir && !(self.one_file_system && dev != parent_dev) {
+            self.open_dir(abs, rel, dev);
+        }
+        true
+    }
+}
+
+impl Iterator for Walker {
+    type Item = Event;
+
+    fn next(&mut self) -> Option<Event> {
+        loop {
+            if let Some(ev) = self.queue.pop_front() {
+                return Some(ev);
+            }
+            if self.step() {
+                continue;
+            }
+            if self.next_source == self.sources.len() {
+                return None;
+            }
+            self.next_source += 1;
+            self.start_source(self.next_source - 1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::Pattern;
+
+    fn walk(plan: &SetPlan) -> (Vec<String>, Vec<String>) {
+        let mut paths = Vec::new();
+        let mut notes = Vec::new();
+        for ev in Walker::new(plan, None).unwrap() {
+            match ev {
+                Event::Entry(f) => paths.push(String::from_utf8(f.rel).unwrap()),
+                Event::Warning(w) | Event::Error(w) => notes.push(w),
+            }
+        }
+        (paths, notes)
+    }
+
+    fn plan_for(root: &Path, srcs: &[&str], patterns: &[&str]) -> (SetPlan, String) {
+        let root = fs::canonicalize(root).unwrap();
+        let sources = srcs
+            .iter()
+            .map(|s| {
+                let abs = root.join(s);
+                let rel = abs.as_os_str().as_bytes()[1..].to_vec();
+                Source { abs, rel }
+            })
+            .collect();
+        let plan = SetPlan {
+            name: "t".into(),
+            named_sources: vec![],
+            sources,
+            patterns: patterns
+                .iter()
+                .map(|p| Pattern {
+                    text: p.to_string(),
+                    origin: "t".into(),
+                })
+                .collect(),
+            one_file_system: false,
+            tags: vec![],
+        };
+        (plan, root.to_string_lossy()[1..].to_string())
+    }
+
+    /// The walk yields ancestors, then each source's tree in component order.
+    #[test]
+    fn walk_is_in_index_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        for d in ["src/a", "src/a.d", "other"] {
+            fs::create_dir_all(r.join(d)).unwrap();
+        }
+        for f in ["src/a/x", "src/a.txt", "src/b", "other/f"] {
+            fs::write(r.join(f), "x").unwrap();
+        }
+        let (plan, top) = plan_for(r, &["src", "other/f"], &[]);
+        let (paths, notes) = walk(&plan);
+        assert!(notes.is_empty(), "{notes:?}");
+        let rel: Vec<String> = paths
+            .iter()
+            .filter_map(|p| p.strip_prefix(&format!("{top}/")).map(str::to_string))
+            .collect();
+        assert_eq!(
+            rel,
+            [
+                "other",
+                "other/f",
+                "src",
+                "src/a",
+                "src/a/x",
+                "src/a.d",
+                "src/a.txt",
+                "src/b"
+            ]
+        );
+        let mut sorted = paths.clone();
+        sorted.sort_by(|a, b| snap_shared::index::cmp_paths(a.as_bytes(), b.as_bytes()));
+        assert_eq!(paths, sorted);
+        assert_eq!(
+            paths.iter().filter(|p| **p == top).count(),
+            1,
+            "ancestors once"
+        );
+    }
+
+    /// Excluded entries and their subtrees are not walked; .snapignore applies.
+    #[test]
+    fn exclusions_prune_the_walk() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        fs::create_dir_all(r.join("s/tmp/deep")).unwrap();
+        fs::create_dir_all(r.join("s/keep")).unwrap();
+        fs::write(r.join("s/tmp/deep/f"), "x").unwrap();
+        fs::write(r.join("s/keep/a.log"), "x").unwrap();
+        fs::write(r.join("s/keep/b"), "x").unwrap();
+        fs::write(r.join("s/keep/.snapignore"), "b\n").unwrap();
+        let (plan, top) = plan_for(r, &["s"], &["tmp/", "*.log"]);
+        let (paths, _) = walk(&plan);
+        let rel: Vec<&str> = paths
+            .iter()
+            .filter_map(|p| p.strip_prefix(&format!("{top}/s/")))
+            .collect();
+        assert_eq!(rel, ["keep", "keep/.snapignore"]);
+    }
+
+    /// A directory that can't be listed is an error event; the walk goes on.
+    #[test]
+    fn unreadable_dir_is_an_error_event() {
+        if rustix::process::geteuid().is_root() {
+            return; // root reads everything
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        fs::create_dir_all(r.join("s/locked")).unwrap();
+        fs::write(r.join("s/z"), "x").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(r.join("s/locked"), fs::Permissions::from_mode(0)).unwrap();
+        let (plan, _) = plan_for(r, &["s"], &[]);
+        let (paths, notes) = walk(&plan);
+        fs::set_permissions(r.join("s/locked"), fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(paths.iter().any(|p| p.ends_with("s/z")));
+        assert!(notes.iter().any(|n| n.contains("locked")));
+    }
+}
