@@ -16,7 +16,7 @@ use crate::record::{KNOWN_KINDS, Record, check_schema};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Item {
     /// A record of a kind this version knows.
-    Record(Record),
+    Record(Box<Record>),
     /// A record of another kind, as it was read (without its newline).
     Other { kind: String, line: String },
 }
@@ -64,7 +64,7 @@ impl<R: BufRead> RecordReader<R> {
         }
         let record = serde_json::from_value(value.clone())
             .map_err(|e| Error::data(at(), format!("bad {kind} record: {e}")))?;
-        Ok(Item::Record(record))
+        Ok(Item::Record(Box::new(record)))
     }
 }
 
@@ -157,7 +157,13 @@ mod tests {
         let other = r#"{"schema":"snap/1","kind":"telemetry","x":1}"#;
         let items = read_all(&format!("{SNAP}\n\n{other}\n"));
         assert_eq!(items.len(), 2);
-        assert!(matches!(&items[0], Ok(Item::Record(Record::Snapshot(s))) if s.set == "d"));
+        match &items[0] {
+            Ok(Item::Record(rec)) => match rec.as_ref() {
+                Record::Snapshot(s) => assert_eq!(s.set, "d"),
+                other => panic!("not a snapshot: {other:?}"),
+            },
+            other => panic!("not a record: {other:?}"),
+        }
         assert_eq!(
             items[1].as_ref().unwrap(),
             &Item::Other {
@@ -204,7 +210,7 @@ mod tests {
         };
         let mut out = Vec::new();
         let mut w = RecordWriter::new(&mut out);
-        w.write(&rec).unwrap();
+        w.write(rec.as_ref()).unwrap();
         w.write_line(r#"{"schema":"snap/1","kind":"x"}"#).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert_eq!(text.lines().count(), 2);

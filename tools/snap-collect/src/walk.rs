@@ -369,7 +369,7 @@ mod tests {
         fs::create_dir_all(r.join("s/locked")).unwrap();
         fs::write(r.join("s/z"), "x").unwrap();
         use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(r.join("s/locked"), fs::Permissions::from_mode(0)).unwrap();
+        fs::set_permissions(r.join("s/locked"), fs::Permissions::from_mode(0o000)).unwrap();
         let (plan, _) = plan_for(r, &["s"], &[]);
         let (paths, notes) = walk(&plan);
         fs::set_permissions(r.join("s/locked"), fs::Permissions::from_mode(0o755)).unwrap();
