@@ -1,0 +1,569 @@
+//! `cargo xtask bench`: snap-collect against rsync --link-dest, restic and borg,
+//! side by side in one run, on corpora the bench builds itself.
+//!
+//! Every tool gets the same sequence per run: a fresh target, 1-first,
+//! 2-second-nochange, then 1% of the files changed and 3-second-1pct-changed,
+//! then the tree is put back. Before each timed step the tree is read once
+//! (warm cache, the same for every tool) and `sync` flushes earlier writes so
+//! one tool's write-back does not land in the next one's time. Wall time and
+//! peak RSS (the largest process, from wait4) are measured per step; the table
+//! gives medians over the runs and snap's ratio to each anchor.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use crate::sh::{Result, cargo, ensure_apt, exec, root};
+
+#[derive(clap::Args, Clone)]
+pub struct Args {
+    /// Runs per tool (medians are reported)
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Tools to measure
+    #[arg(long, value_delimiter = ',', default_value = "snap,rsync,restic,borg")]
+    tools: Vec<String>,
+    /// Corpora to use
+    #[arg(long, value_delimiter = ',', default_value = "tree-small,tree-large")]
+    corpora: Vec<String>,
+    /// Files in tree-small
+    #[arg(long, default_value_t = 100_000)]
+    small_files: usize,
+    /// MiB in tree-large (four files)
+    #[arg(long, default_value_t = 2048)]
+    large_mib: u64,
+    /// Where corpora and targets live [default: target/bench]
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Print the table but do not write docs/benchmarks.md
+    #[arg(long)]
+    no_write: bool,
+}
+
+const TOOLS_APT: &[(&str, &str)] = &[
+    ("rsync", "rsync"),
+    ("restic", "restic"),
+    ("borg", "borgbackup"),
+];
+
+/// A deterministic generator (xorshift64*), so corpora are the same on every machine.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+const WORDS: &[&str] = &[
+    "fn", "let", "mut", "self", "return", "match", "impl", "struct", "pub", "use", "crate",
+    "Result", "Option", "Some", "None", "Ok", "Err", "if", "else", "for", "in", "while", "buffer",
+    "index", "path", "entry", "record", "config", "value", "count", "error", "=", "==", "+", "(",
+    ")", "{", "}", ";", "->", "&", "0", "1", "42", "\"text\"",
+];
+
+/// Source-code-like text: compresses about as well as real source trees.
+fn text(rng: &mut Rng, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 64);
+    while out.len() < len {
+        let indent = rng.below(4) as usize * 4;
+        out.extend(std::iter::repeat_n(b' ', indent));
+        for _ in 0..(3 + rng.below(9)) {
+            out.extend_from_slice(WORDS[rng.below(WORDS.len() as u64) as usize].as_bytes());
+            out.push(b' ');
+        }
+        if rng.below(5) == 0 {
+            let _ = write!(out, "// {:x}", rng.next());
+        }
+        out.push(b'\n');
+    }
+    out.truncate(len);
+    out
+}
+
+fn write_file(path: &Path, data: &[u8]) -> Result {
+    fs::write(path, data).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// tree-small: `n` files of 1-64 KiB (log-uniform) in a source-tree shape
+/// (top folders, packages, modules; about 30 files a folder).
+fn make_tree_small(dir: &Path, n: usize) -> Result {
+    let mut rng = Rng(0x5eed_0001);
+    let mut made = 0;
+    let mut folder = 0;
+    while made < n {
+        let top = folder / 100;
+        let path = dir.join(format!(
+            "proj{top:02}/pkg{:02}/mod{folder:04}",
+            folder % 100 / 10
+        ));
+        fs::create_dir_all(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let in_folder = (10 + rng.below(40) as usize).min(n - made);
+        for i in 0..in_folder {
+            let size = (1024.0 * 64f64.powf(rng.below(1_000_000) as f64 / 1_000_000.0)) as usize;
+            let name = if i % 7 == 0 {
+                format!(".hidden{i}.cfg")
+            } else {
+                format!("file{i:03}.rs")
+            };
+            write_file(&path.join(name), &text(&mut rng, size))?;
+        }
+        made += in_folder;
+        folder += 1;
+    }
+    Ok(())
+}
+
+/// tree-large: four files, each half text, half random (zstd -3 ratio about 0.6).
+fn make_tree_large(dir: &Path, total_mib: u64) -> Result {
+    fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let mut rng = Rng(0x5eed_0002);
+    for f in 0..4 {
+        let path = dir.join(format!("large{f}.bin"));
+        let mut out = fs::File::create(&path).map_err(|e| e.to_string())?;
+        for _ in 0..(total_mib / 4) {
+            let chunk = if rng.below(2) == 0 {
+                text(&mut rng, 1 << 20)
+            } else {
+                (0..(1 << 17))
+                    .flat_map(|_| rng.next().to_le_bytes())
+                    .collect()
+            };
+            out.write_all(&chunk).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+fn corpus(base: &Path, name: &str, args: &Args) -> Result<PathBuf> {
+    let dir = base.join("corpus").join(name);
+    let marker = base.join("corpus").join(format!("{name}.done"));
+    let spec = match name {
+        "tree-small" => format!("files={}", args.small_files),
+        "tree-large" => format!("mib={}", args.large_mib),
+        "tree-small-10pct" => format!("files={}", args.small_files / 10),
+        _ => return Err(format!("unknown corpus {name}")),
+    };
+    if fs::read_to_string(&marker).ok().as_deref() == Some(spec.as_str()) {
+        return Ok(dir);
+    }
+    eprintln!("xtask: building corpus {name} ({spec})");
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    match name {
+        "tree-small" => make_tree_small(&dir, args.small_files)?,
+        "tree-small-10pct" => make_tree_small(&dir, args.small_files / 10)?,
+        _ => make_tree_large(&dir, args.large_mib)?,
+    }
+    write_file(&marker, spec.as_bytes())?;
+    Ok(dir)
+}
+
+/// Wall seconds and peak RSS (MiB) of one command.
+fn measure(cmd: &mut Command) -> Result<(f64, f64)> {
+    let start = Instant::now();
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{}: {e}", crate::sh::show(cmd)))?;
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // Reads stderr after the exit: tools here print little.
+    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let wall = start.elapsed().as_secs_f64();
+    if rc < 0 {
+        return Err(format!("wait4: {}", std::io::Error::last_os_error()));
+    }
+    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    if !ok {
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr {
+            let _ = std::io::Read::read_to_string(&mut e, &mut err);
+        }
+        return Err(format!(
+            "`{}` failed ({status}): {err}",
+            crate::sh::show(cmd)
+        ));
+    }
+    Ok((wall, usage.ru_maxrss as f64 / 1024.0))
+}
+
+fn quiet(cmd: &mut Command) -> Result {
+    let out = cmd
+        .output()
+        .map_err(|e| format!("{}: {e}", crate::sh::show(cmd)))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{}` failed: {}",
+            crate::sh::show(cmd),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// Reads the whole tree once (through a pipe: GNU tar skips reading into /dev/null).
+fn warm(tree: &Path) -> Result {
+    quiet(Command::new("sh").arg("-c").arg(format!(
+        "tar -cf - -C '{}' . | cat > /dev/null; sync",
+        tree.display()
+    )))
+}
+
+/// Appends a line to every 100th regular file (sorted path order); returns what to put back.
+fn change_one_percent(tree: &Path, run: usize) -> Result<Vec<(PathBuf, u64, fs::FileTimes)>> {
+    let mut files = Vec::new();
+    collect_files(tree, &mut files)?;
+    files.sort();
+    let mut undo = Vec::new();
+    for path in files.iter().step_by(100) {
+        let meta = fs::metadata(path).map_err(|e| e.to_string())?;
+        let times = fs::FileTimes::new()
+            .set_accessed(meta.accessed().map_err(|e| e.to_string())?)
+            .set_modified(meta.modified().map_err(|e| e.to_string())?);
+        let mut f = fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(|e| e.to_string())?;
+        writeln!(f, "bench-change {run}").map_err(|e| e.to_string())?;
+        undo.push((path.clone(), meta.size(), times));
+    }
+    Ok(undo)
+}
+
+fn undo_change(undo: Vec<(PathBuf, u64, fs::FileTimes)>) -> Result {
+    for (path, size, times) in undo {
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|e| e.to_string())?;
+        f.set_len(size).map_err(|e| e.to_string())?;
+        f.set_times(times).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result {
+    for e in fs::read_dir(dir).map_err(|e| e.to_string())? {
+        let e = e.map_err(|e| e.to_string())?;
+        let ft = e.file_type().map_err(|e| e.to_string())?;
+        if ft.is_dir() {
+            collect_files(&e.path(), out)?;
+        } else if ft.is_file() {
+            out.push(e.path());
+        }
+    }
+    Ok(())
+}
+
+/// The command a tool runs for step `step` (1, 2, 3) into `target`.
+fn step_command(tool: &str, step: usize, tree: &Path, target: &Path, snap_bin: &Path) -> Command {
+    match tool {
+        "snap" => {
+            let mut c = Command::new(snap_bin);
+            c.args(["--quiet", "--min-free", "0", "--name", "bench", "--store"])
+                .arg(target)
+                .arg(tree);
+            c
+        }
+        "rsync" => {
+            let mut c = Command::new("rsync");
+            c.arg("-a");
+            if step > 1 {
+                c.arg(format!(
+                    "--link-dest={}",
+                    target.join(format!("{}", step - 1)).display()
+                ));
+            }
+            c.arg(format!("{}/", tree.display()))
+                .arg(format!("{}/", target.join(format!("{step}")).display()));
+            c
+        }
+        "restic" => {
+            let mut c = Command::new("restic");
+            c.args(["backup", "--quiet", "--repo"])
+                .arg(target)
+                .arg(tree);
+            c.env("RESTIC_PASSWORD", "bench");
+            c
+        }
+        _ => {
+            let mut c = Command::new("borg");
+            c.arg("create")
+                .arg(format!("{}::s{step}", target.display()))
+                .arg(tree)
+                .env("BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK", "yes");
+            c
+        }
+    }
+}
+
+fn prepare_target(tool: &str, target: &Path) -> Result {
+    let _ = Command::new("chmod")
+        .args(["-R", "u+w"])
+        .arg(target)
+        .status();
+    let _ = fs::remove_dir_all(target);
+    match tool {
+        "restic" => quiet(
+            Command::new("restic")
+                .args(["init", "--quiet", "--repo"])
+                .arg(target)
+                .env("RESTIC_PASSWORD", "bench"),
+        ),
+        "borg" => quiet(
+            Command::new("borg")
+                .args(["init", "-e", "none"])
+                .arg(target),
+        ),
+        _ => fs::create_dir_all(target).map_err(|e| e.to_string()),
+    }
+}
+
+fn disk_use_mib(path: &Path) -> f64 {
+    let out = Command::new("du").args(["-s", "-B1"]).arg(path).output();
+    out.ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split('\t')
+                .next()?
+                .parse::<f64>()
+                .ok()
+        })
+        .map(|b| b / (1 << 20) as f64)
+        .unwrap_or(f64::NAN)
+}
+
+#[derive(Default)]
+struct Samples {
+    wall: Vec<f64>,
+    rss: Vec<f64>,
+    growth: Vec<f64>,
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    if s.is_empty() {
+        f64::NAN
+    } else {
+        s[s.len() / 2]
+    }
+}
+
+type Table = BTreeMap<(String, String, String), Samples>;
+
+fn bench_corpus(
+    name: &str,
+    tree: &Path,
+    base: &Path,
+    args: &Args,
+    snap_bin: &Path,
+    table: &mut Table,
+) -> Result {
+    const STEPS: [&str; 3] = ["1-first", "2-second-nochange", "3-second-1pct-changed"];
+    for run in 0..args.runs {
+        for tool in &args.tools {
+            let target = base.join("targets").join(tool);
+            prepare_target(tool, &target)?;
+            for (i, step) in STEPS.iter().enumerate() {
+                let undo = if i == 2 {
+                    Some(change_one_percent(tree, run)?)
+                } else {
+                    None
+                };
+                warm(tree)?;
+                let before = disk_use_mib(&target);
+                let (wall, rss) = measure(&mut step_command(tool, i + 1, tree, &target, snap_bin))?;
+                let growth = disk_use_mib(&target) - before;
+                eprintln!(
+                    "xtask: {name} {step} {tool} run {}: {wall:.2} s, {rss:.0} MiB, +{growth:.1} MiB",
+                    run + 1
+                );
+                let s = table
+                    .entry((name.into(), step.to_string(), tool.clone()))
+                    .or_default();
+                s.wall.push(wall);
+                s.rss.push(rss);
+                s.growth.push(growth);
+                if let Some(u) = undo {
+                    undo_change(u)?;
+                }
+            }
+            prepare_target("none", &target)?;
+            let _ = fs::remove_dir_all(&target);
+        }
+    }
+    Ok(())
+}
+
+/// Peak RSS of a first collect of a tree ten times smaller, for the scaling goal.
+fn bench_memory_scaling(base: &Path, args: &Args, snap_bin: &Path, table: &mut Table) -> Result {
+    let small = corpus(base, "tree-small-10pct", args)?;
+    let target = base.join("targets/snap-scale");
+    for run in 0..args.runs {
+        prepare_target("snap", &target)?;
+        warm(&small)?;
+        let (wall, rss) = measure(&mut step_command("snap", 1, &small, &target, snap_bin))?;
+        eprintln!(
+            "xtask: tree-small-10pct 1-first snap run {}: {wall:.2} s, {rss:.0} MiB",
+            run + 1
+        );
+        let s = table
+            .entry(("tree-small-10pct".into(), "1-first".into(), "snap".into()))
+            .or_default();
+        s.wall.push(wall);
+        s.rss.push(rss);
+    }
+    prepare_target("none", &target)?;
+    let _ = fs::remove_dir_all(&target);
+    Ok(())
+}
+
+fn render(table: &Table, args: &Args) -> String {
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "| corpus | scenario | tool | wall s median (min–max) | peak RSS MiB | store growth MiB | snap / tool |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|");
+    for ((corpus, step, tool), s) in table {
+        let snap = table.get(&(corpus.clone(), step.clone(), "snap".into()));
+        let ratio = match snap {
+            Some(sn) if tool != "snap" => format!("{:.2}x", median(&sn.wall) / median(&s.wall)),
+            _ => "–".into(),
+        };
+        let min = s.wall.iter().cloned().fold(f64::INFINITY, f64::min);
+        let max = s.wall.iter().cloned().fold(0.0, f64::max);
+        let growth = if s.growth.is_empty() {
+            "–".into()
+        } else {
+            format!("{:.1}", median(&s.growth))
+        };
+        let _ = writeln!(
+            md,
+            "| {corpus} | {step} | {tool} | {:.2} ({min:.2}–{max:.2}) | {:.0} | {growth} | {ratio} |",
+            median(&s.wall),
+            median(&s.rss)
+        );
+    }
+    let get = |c: &str| {
+        table
+            .get(&(c.into(), "1-first".into(), "snap".into()))
+            .map(|s| median(&s.rss))
+    };
+    if let (Some(big), Some(small)) = (get("tree-small"), get("tree-small-10pct")) {
+        let _ = writeln!(
+            md,
+            "\nMemory scaling (first collect): {small:.0} MiB at {} files, {big:.0} MiB at {} files: {:.2}x for 10x the files.",
+            args.small_files / 10,
+            args.small_files,
+            big / small
+        );
+    }
+    md
+}
+
+fn machine() -> String {
+    let cpu = fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let mem = fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines().next().map(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .unwrap_or("0")
+                    .parse::<u64>()
+                    .unwrap_or(0)
+            })
+        })
+        .unwrap_or(0);
+    let version = |p: &str, a: &str| {
+        Command::new(p)
+            .arg(a)
+            .output()
+            .ok()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .unwrap_or_default()
+    };
+    format!(
+        "{cpu}, {cores} cores, {} GiB; {}; {}; {}",
+        mem >> 20,
+        version("rsync", "--version"),
+        version("restic", "version"),
+        version("borg", "--version")
+    )
+}
+
+pub fn run(args: Args) -> Result {
+    ensure_apt(TOOLS_APT)?;
+    run_cmd_build()?;
+    let base = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| root().join("target/bench"));
+    let snap_bin = root().join("target/release/snap-collect");
+    let mut table = Table::new();
+    for name in &args.corpora {
+        let tree = corpus(&base, name, &args)?;
+        bench_corpus(name, &tree, &base, &args, &snap_bin, &mut table)?;
+    }
+    if args.corpora.iter().any(|c| c == "tree-small") && args.tools.iter().any(|t| t == "snap") {
+        bench_memory_scaling(&base, &args, &snap_bin, &mut table)?;
+    }
+    let md = render(&table, &args);
+    println!("{md}");
+    if !args.no_write {
+        let cmd = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
+        let doc = format!(
+            "# Benchmarks\n\nMeasured {} on {}.\n\nCommand: `cargo xtask {cmd}` ({} runs; medians).\n\
+Corpora are built by the bench: tree-small = {} source-like files of 1–64 KiB; tree-large = 4 files, {} MiB in all.\n\
+Every tool gets the same sequence per run (fresh target, first, no change, 1% of files changed);\n\
+the tree is read once and `sync` runs before each timed step. snap includes its own `syncfs` before\n\
+publishing a snapshot (durable); rsync does not flush, so its figures leave writes in the page cache.\n\n{md}\n{}",
+            chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+            machine(),
+            args.runs,
+            args.small_files,
+            args.large_mib,
+            fs::read_to_string(root().join("docs/benchmarks-notes.md")).unwrap_or_default()
+        );
+        fs::write(root().join("docs/benchmarks.md"), doc).map_err(|e| e.to_string())?;
+        eprintln!("xtask: wrote docs/benchmarks.md");
+    }
+    Ok(())
+}
+
+fn run_cmd_build() -> Result {
+    exec(cargo().args(["build", "--release", "--bins"]))
+}

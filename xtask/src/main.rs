@@ -1,0 +1,51 @@
+//! `cargo xtask`: the project's tasks, in Rust so they run the same everywhere.
+//!
+//! - `test`  installs what the tests need, then fmt, clippy, every test, `gen --check`
+//! - `gen`   man pages and shell completions from every tool's `command()`
+//! - `demo`  the main job on a sample tree, in release mode
+//! - `bench` speed and memory against rsync, restic and borg, into docs/benchmarks.md
+
+mod bench;
+mod demo;
+mod gen_docs;
+mod sh;
+mod test;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "snap's project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install test dependencies, then run fmt, clippy, all tests and gen --check
+    Test,
+    /// Generate man pages (man/) and completions (completions/)
+    Gen {
+        /// Fail if the committed files are stale instead of writing them
+        #[arg(long)]
+        check: bool,
+    },
+    /// Build in release mode and run a collect round trip on a sample tree
+    Demo,
+    /// Measure snap against rsync, restic and borg; write docs/benchmarks.md
+    Bench(bench::Args),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Test => test::run(),
+        Task::Gen { check } => gen_docs::run(check),
+        Task::Demo => demo::run(),
+        Task::Bench(args) => bench::run(args),
+    };
+    if let Err(e) = result {
+        eprintln!("xtask: {e}");
+        std::process::exit(1);
+    }
+}
