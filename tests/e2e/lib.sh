@@ -1,0 +1,24 @@
+# Helpers for the end-to-end scripts. Each script runs with `set -eu`, in a
+# fresh $WORK folder, with the built snap binaries first on $PATH.
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# A listing that pins type, mode, size, mtime (ns), owner and symlink target of
+# every entry under a folder, paths relative to it, sorted; regular file
+# content is compared by diff -r separately.
+listing() {
+    (cd "$1" && find . -mindepth 1 ! -name '.' -printf '%P|%y|%m|%s|%T@|%U:%G|%l\n' \
+        | awk -F'|' 'BEGIN{OFS="|"} $2=="d"{$4="-"} $2=="l"{$3="-"} {print}' | LC_ALL=C sort)
+}
+
+# Proves a snapshot folder equals a tree: content with diff -r (fifos aside,
+# which diff can't read), metadata with the listing.
+same_tree() {
+    tree=$1 snap=$2
+    diff -r --no-dereference -x '*fifo*' "$tree" "$snap" || fail "content differs: $tree vs $snap"
+    listing "$tree" > "$WORK/l1"
+    listing "$snap" > "$WORK/l2"
+    diff "$WORK/l1" "$WORK/l2" || fail "metadata differs: $tree vs $snap"
+}
+
+ino() { stat -c %i "$1"; }

@@ -1,0 +1,73 @@
+//! Runs the shell scripts in tests/e2e/ against the built binaries.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Once;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The debug binaries, built once if a plain `cargo test -p snap-e2e` left them stale.
+fn bin_dir() -> PathBuf {
+    static BUILD: Once = Once::new();
+    BUILD.call_once(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "--bins"])
+            .current_dir(workspace())
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the binaries failed");
+    });
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"));
+    target.join("debug")
+}
+
+fn run_script(name: &str) {
+    let work = tempfile::tempdir().unwrap();
+    let script = workspace().join("tests/e2e").join(name);
+    let path = format!(
+        "{}:{}",
+        bin_dir().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("bash")
+        .arg(&script)
+        .env("PATH", path)
+        .env("WORK", work.path())
+        .env_remove("SNAP_CONFIG")
+        .env_remove("SNAP_STORE")
+        .env_remove("DBACKUP")
+        .current_dir(work.path())
+        .output()
+        .unwrap();
+    let _ = Command::new("chmod")
+        .args(["-R", "u+w"])
+        .arg(work.path())
+        .status();
+    assert!(
+        out.status.success(),
+        "{name} failed ({})\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A tricky tree collected twice: shared inodes, and each snapshot equals its tree.
+#[test]
+fn collect_tricky_tree() {
+    run_script("collect_tricky_tree.sh");
+}
+
+/// kill -9 mid-collect never harms an earlier snapshot; the next run succeeds.
+#[test]
+fn kill_mid_collect() {
+    run_script("kill_mid_collect.sh");
+}
