@@ -251,8 +251,11 @@ pub struct IndexWriter<W: Write> {
 
 impl<W: Write> IndexWriter<W> {
     pub fn new(out: W) -> io::Result<Self> {
+        let mut enc = zstd::Encoder::new(out, 3)?;
+        // Compress on a zstd worker thread: the caller's thread stays on its own work.
+        enc.multithread(1)?;
         Ok(IndexWriter {
-            out: zstd::Encoder::new(out, 3)?,
+            out: enc,
             last: None,
             entries: 0,
         })

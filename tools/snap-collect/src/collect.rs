@@ -7,31 +7,33 @@
 //! `.<id>.partial/` and published in an order that a crash at any instant
 //! leaves either no snapshot or a whole one (see [`publish`]).
 
-use std::collections::HashMap;
-use std::ffi::OsStr;
-use std::fs::{self, File, Metadata, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
+use crossbeam_channel::bounded;
+use rustix::fs::CWD;
 
-use snap_shared::error::{Error, Exit, Result, io_cause, is_disk_full};
+use snap_shared::error::{Error, Result};
 use snap_shared::fsutil::{self, publish_new, remove_tree, temp_name};
-use snap_shared::hash::Sha256Digest;
-use snap_shared::index::{Entry, EntryType, IndexReader, IndexWriter, cmp_paths};
+use snap_shared::index::IndexWriter;
 use snap_shared::record::{Extra, SCHEMA, SnapshotRecord};
 use snap_shared::size::{Floor, human_bytes};
 use snap_shared::store::Store;
 
-use crate::copy::{copy_hashed, hash_file};
-use crate::meta::{apply_to_file, apply_to_path, mtime_ns, perm_bits};
+use crate::commit::Committer;
+use crate::decide::{Decider, open_dir};
+use crate::items::{Chunk, Counts};
+use crate::prev::Previous;
 use crate::report::Reporter;
 use crate::sources::SetPlan;
 use crate::space::SpaceGuard;
-use crate::walk::{Event, Found, Walker};
+use crate::walk::Walker;
+use crate::work::{Ctx, store_err};
 
 /// How to collect, beyond what the set says.
 #[derive(Debug, Clone)]
@@ -39,388 +41,6 @@ pub struct Options {
     pub checksum: bool,
     pub description: Option<String>,
     pub floor: Floor,
-}
-
-/// Counters that end up in the record and the summary.
-#[derive(Debug, Default, Clone, Copy)]
-struct Stats {
-    files: u64,
-    dirs: u64,
-    bytes: u64,
-    new_files: u64,
-    new_bytes: u64,
-    linked: u64,
-    errors: u64,
-}
-
-/// The previous snapshot's index, read in step with the walk.
-struct Previous {
-    dir: PathBuf,
-    reader: IndexReader,
-    current: Option<Entry>,
-}
-
-impl Previous {
-    /// The previous entry at `path`, if there was one.
-    fn find(&mut self, path: &[u8]) -> Result<Option<&Entry>> {
-        while let Some(cur) = &self.current {
-            match cmp_paths(&cur.path, path) {
-                std::cmp::Ordering::Less => self.current = self.reader.next_entry()?,
-                std::cmp::Ordering::Equal => return Ok(self.current.as_ref()),
-                std::cmp::Ordering::Greater => return Ok(None),
-            }
-        }
-        Ok(None)
-    }
-}
-
-/// What became of a file the previous snapshot may already hold.
-enum Reuse {
-    Linked,
-    Copy,
-    Unreadable,
-}
-
-/// A group of hard links inside the source, by its first path.
-struct LinkGroup {
-    first: Vec<u8>,
-    size: u64,
-    sha256: Option<Sha256Digest>,
-    /// Names not seen yet; the group is forgotten at zero.
-    remaining: u64,
-}
-
-struct Run<'a> {
-    plan: &'a SetPlan,
-    opts: &'a Options,
-    report: &'a Reporter,
-    partial: PathBuf,
-    prev: Option<Previous>,
-    index: IndexWriter<BufWriter<File>>,
-    open_dirs: Vec<(Vec<u8>, Metadata)>,
-    links: HashMap<(u64, u64), LinkGroup>,
-    stats: Stats,
-    as_root: bool,
-    space: SpaceGuard,
-    entries_seen: u64,
-}
-
-fn os(rel: &[u8]) -> &OsStr {
-    OsStr::from_bytes(rel)
-}
-
-fn store_err(path: &Path, e: io::Error) -> Error {
-    if is_disk_full(&e) {
-        Error::io(path, e)
-            .with_exit(Exit::Io)
-            .with_hint("the store's disk is full; no snapshot was made and earlier ones are intact")
-    } else {
-        Error::io(path, e).with_exit(Exit::Io)
-    }
-}
-
-fn base_entry(f: &Found, kind: EntryType) -> Entry {
-    let m = &f.meta;
-    Entry {
-        path: f.rel.clone(),
-        kind,
-        size: if kind == EntryType::Dir { 0 } else { m.size() },
-        mode: perm_bits(m),
-        mtime: mtime_ns(m),
-        uid: m.uid(),
-        gid: m.gid(),
-        sha256: None,
-        target: None,
-        link: None,
-        rdev: None,
-    }
-}
-
-/// True when the previous entry describes the same file by its metadata.
-fn same_metadata(prev: &Entry, e: &Entry) -> bool {
-    matches!(prev.kind, EntryType::File | EntryType::Hardlink)
-        && prev.size == e.size
-        && prev.mtime == e.mtime
-        && prev.mode == e.mode
-        && prev.uid == e.uid
-        && prev.gid == e.gid
-        && prev.sha256.is_some()
-}
-
-impl Run<'_> {
-    fn dst(&self, rel: &[u8]) -> PathBuf {
-        self.partial.join(os(rel))
-    }
-
-    /// Gives finished directories their metadata, deepest first, once the walk has
-    /// left them (their entries are all made, so their mtime stays put).
-    fn close_dirs_not_above(&mut self, rel: Option<&[u8]>) -> Result<()> {
-        while let Some((dir, _)) = self.open_dirs.last() {
-            let inside = rel
-                .is_some_and(|r| r.len() > dir.len() && r.starts_with(dir) && r[dir.len()] == b'/');
-            if inside {
-                break;
-            }
-            let (dir, meta) = self.open_dirs.pop().expect("checked non-empty");
-            let path = self.dst(&dir);
-            apply_to_path(&path, &meta, self.as_root).map_err(|e| store_err(&path, e))?;
-        }
-        Ok(())
-    }
-
-    fn handle(&mut self, found: Found) -> Result<()> {
-        self.close_dirs_not_above(Some(&found.rel))?;
-        let ft = found.meta.file_type();
-        let entry = if ft.is_dir() {
-            Some(self.make_dir(found)?)
-        } else if ft.is_file() {
-            self.make_file(&found)?
-        } else if ft.is_symlink() {
-            self.make_symlink(&found)?
-        } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
-            self.make_special(&found)?
-        } else {
-            self.report.warn(&format!(
-                "{}: sockets are not backed up",
-                found.abs.display()
-            ));
-            None
-        };
-        if let Some(e) = entry {
-            if e.kind != EntryType::Dir {
-                self.stats.files += 1;
-            }
-            self.index.push(&e)?;
-        }
-        self.entries_seen += 1;
-        if self.entries_seen % 512 == 0 {
-            self.report
-                .progress(&self.plan.name, self.entries_seen, self.stats.new_bytes);
-        }
-        Ok(())
-    }
-
-    fn make_dir(&mut self, f: Found) -> Result<Entry> {
-        let path = self.dst(&f.rel);
-        fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&path)
-            .map_err(|e| store_err(&path, e))?;
-        self.stats.dirs += 1;
-        let entry = base_entry(&f, EntryType::Dir);
-        self.open_dirs.push((f.rel, f.meta));
-        Ok(entry)
-    }
-
-    fn make_symlink(&mut self, f: &Found) -> Result<Option<Entry>> {
-        let target = match fs::read_link(&f.abs) {
-            Ok(t) => t,
-            Err(e) => {
-                self.unreadable(&f.abs, e);
-                return Ok(None);
-            }
-        };
-        let path = self.dst(&f.rel);
-        std::os::unix::fs::symlink(&target, &path).map_err(|e| store_err(&path, e))?;
-        apply_to_path(&path, &f.meta, self.as_root).map_err(|e| store_err(&path, e))?;
-        let mut entry = base_entry(f, EntryType::Symlink);
-        entry.target = Some(target.as_os_str().as_bytes().to_vec());
-        Ok(Some(entry))
-    }
-
-    fn make_special(&mut self, f: &Found) -> Result<Option<Entry>> {
-        use rustix::fs::{CWD, FileType, Mode, mknodat};
-        let ft = f.meta.file_type();
-        let (kind, file_type, dev) = if ft.is_fifo() {
-            (EntryType::Fifo, FileType::Fifo, 0)
-        } else if ft.is_char_device() {
-            (EntryType::Char, FileType::CharacterDevice, f.meta.rdev())
-        } else {
-            (EntryType::Block, FileType::BlockDevice, f.meta.rdev())
-        };
-        if kind != EntryType::Fifo && !self.as_root {
-            self.stats.errors += 1;
-            self.report.error(&format!(
-                "{}: device files can only be collected as root",
-                f.abs.display()
-            ));
-            return Ok(None);
-        }
-        let path = self.dst(&f.rel);
-        mknodat(CWD, &path, file_type, Mode::from_raw_mode(0o600), dev)
-            .map_err(|e| store_err(&path, e.into()))?;
-        apply_to_path(&path, &f.meta, self.as_root).map_err(|e| store_err(&path, e))?;
-        let mut entry = base_entry(f, kind);
-        if kind != EntryType::Fifo {
-            entry.rdev = Some(dev);
-        }
-        entry.size = 0;
-        Ok(Some(entry))
-    }
-
-    /// Reports a source entry that can't be read; vanished ones are only a warning.
-    fn unreadable(&mut self, path: &Path, e: io::Error) {
-        if e.kind() == io::ErrorKind::NotFound {
-            self.report
-                .warn(&format!("{}: vanished during the walk", path.display()));
-        } else {
-            self.stats.errors += 1;
-            self.report
-                .error(&format!("{}: {}", path.display(), io_cause(&e)));
-        }
-    }
-
-    fn make_file(&mut self, f: &Found) -> Result<Option<Entry>> {
-        let key = (f.meta.dev(), f.meta.ino());
-        let multi = f.meta.nlink() > 1;
-        if multi && let Some(entry) = self.link_in_group(f, key)? {
-            return Ok(Some(entry));
-        }
-        let mut entry = base_entry(f, EntryType::File);
-        let copied = match self.link_unchanged(f, &mut entry)? {
-            Reuse::Linked => true,
-            Reuse::Copy => self.copy_new(f, &mut entry)?,
-            Reuse::Unreadable => false,
-        };
-        if !copied {
-            return Ok(None);
-        }
-        self.stats.bytes += entry.size;
-        if multi {
-            self.links.insert(
-                key,
-                LinkGroup {
-                    first: f.rel.clone(),
-                    size: entry.size,
-                    sha256: entry.sha256,
-                    remaining: f.meta.nlink() - 1,
-                },
-            );
-        }
-        Ok(Some(entry))
-    }
-
-    /// A further name of a hard-link group seen earlier: linked to the first one.
-    fn link_in_group(&mut self, f: &Found, key: (u64, u64)) -> Result<Option<Entry>> {
-        let Some(group) = self.links.get_mut(&key) else {
-            return Ok(None);
-        };
-        let first = self.partial.join(os(&group.first));
-        let path = self.partial.join(os(&f.rel));
-        match fs::hard_link(&first, &path) {
-            Ok(()) => {}
-            // Too many links: the second name becomes a copy (below).
-            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::MLINK.raw_os_error()) => {
-                return Ok(None);
-            }
-            Err(e) => return Err(store_err(&path, e)),
-        }
-        let mut entry = base_entry(f, EntryType::Hardlink);
-        entry.link = Some(group.first.clone());
-        entry.size = group.size;
-        entry.sha256 = group.sha256;
-        group.remaining = group.remaining.saturating_sub(1);
-        if group.remaining == 0 {
-            self.links.remove(&key);
-        }
-        Ok(Some(entry))
-    }
-
-    /// Hard-links an unchanged file from the previous snapshot, if it is one.
-    fn link_unchanged(&mut self, f: &Found, entry: &mut Entry) -> Result<Reuse> {
-        let Some(prev) = self.prev.as_mut() else {
-            return Ok(Reuse::Copy);
-        };
-        let Some(old) = prev.find(&f.rel)? else {
-            return Ok(Reuse::Copy);
-        };
-        if !same_metadata(old, entry) {
-            return Ok(Reuse::Copy);
-        }
-        let old_sha = old.sha256;
-        let old_path = prev.dir.join(os(&f.rel));
-        if self.opts.checksum {
-            match File::open(&f.abs).and_then(|mut file| hash_file(&mut file)) {
-                Ok((_, sha)) if Some(sha) == old_sha => {}
-                Ok(_) => return Ok(Reuse::Copy),
-                Err(e) => {
-                    self.unreadable(&f.abs, e);
-                    return Ok(Reuse::Unreadable);
-                }
-            }
-        }
-        let path = self.dst(&f.rel);
-        match fs::hard_link(&old_path, &path) {
-            Ok(()) => {
-                entry.sha256 = old_sha;
-                self.stats.linked += 1;
-                Ok(Reuse::Linked)
-            }
-            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::MLINK.raw_os_error()) => {
-                Ok(Reuse::Copy)
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                self.report.warn(&format!(
-                    "{}: missing from the previous snapshot; copied again",
-                    old_path.display()
-                ));
-                Ok(Reuse::Copy)
-            }
-            Err(e) => Err(store_err(&path, e)),
-        }
-    }
-
-    /// Copies a new or changed file and hashes it. False when the source could not be read.
-    fn copy_new(&mut self, f: &Found, entry: &mut Entry) -> Result<bool> {
-        let mut src = match OpenOptions::new()
-            .read(true)
-            .custom_flags(libc_flags())
-            .open(&f.abs)
-        {
-            Ok(s) => s,
-            Err(e) => {
-                self.unreadable(&f.abs, e);
-                return Ok(false);
-            }
-        };
-        let path = self.dst(&f.rel);
-        let mut dst = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| store_err(&path, e))?;
-        let copied = match copy_hashed(&mut src, &mut dst, entry.size) {
-            Ok(c) => c,
-            Err(e) if is_disk_full(&e) => return Err(store_err(&path, e)),
-            Err(e) => {
-                drop(dst);
-                let _ = fs::remove_file(&path);
-                self.unreadable(&f.abs, e);
-                return Ok(false);
-            }
-        };
-        apply_to_file(&dst, &f.meta, self.as_root).map_err(|e| store_err(&path, e))?;
-        if copied.changed {
-            self.report.warn(&format!(
-                "{}: changed size while being read; the snapshot has what was read",
-                f.abs.display()
-            ));
-        }
-        entry.size = copied.bytes;
-        entry.sha256 = Some(copied.sha256);
-        self.stats.new_files += 1;
-        self.stats.new_bytes += copied.bytes;
-        self.report.detail(|| format!("copied {}", f.abs.display()));
-        self.space.spent(copied.bytes)?;
-        Ok(true)
-    }
-}
-
-/// Open flags for sources: never follow a symlink swapped in since the walk,
-/// never block on a fifo swapped in.
-fn libc_flags() -> i32 {
-    (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32
 }
 
 /// Finishes work a crash interrupted: removes unfinished snapshots and completes
@@ -510,11 +130,10 @@ pub fn collect_set(
         plan,
         opts,
         report,
-        &id,
         parent.as_deref(),
         &partial,
         &index_tmp,
-        space,
+        &space,
     )
     .and_then(|(stats, index_file)| {
         finish_index(index_file, &index_tmp)?;
@@ -529,28 +148,36 @@ pub fn collect_set(
     result
 }
 
+/// Raises the soft open-files limit to the hard one: the pipeline keeps a
+/// few thousand folders open at most, more than the usual soft limit of 1024.
+fn raise_fd_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut lim = getrlimit(Resource::Nofile);
+    if lim.current < lim.maximum {
+        lim.current = lim.maximum.map(|m| m.min(1 << 20));
+        let _ = setrlimit(Resource::Nofile, lim);
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
+/// Runs the pipeline: this thread walks and decides, workers link and copy,
+/// a committer writes the index in order.
 fn build(
     store: &Store,
     plan: &SetPlan,
     opts: &Options,
     report: &Reporter,
-    id: &str,
     parent: Option<&str>,
     partial: &Path,
     index_tmp: &Path,
-    space: SpaceGuard,
-) -> Result<(Stats, BufWriter<File>)> {
+    space: &SpaceGuard,
+) -> Result<(Counts, BufWriter<File>)> {
+    raise_fd_limit();
     let prev = match parent {
-        Some(p) => {
-            let mut reader = IndexReader::open(&store.index_path(&plan.name, p))?;
-            let current = reader.next_entry()?;
-            Some(Previous {
-                dir: store.snapshot_dir(&plan.name, p),
-                reader,
-                current,
-            })
-        }
+        Some(p) => Some((
+            Previous::open(&store.index_path(&plan.name, p))?,
+            store.snapshot_dir(&plan.name, p),
+        )),
         None => None,
     };
     let file = OpenOptions::new()
@@ -561,36 +188,61 @@ fn build(
         .map_err(|e| store_err(index_tmp, e))?;
     let index = IndexWriter::new(BufWriter::with_capacity(256 * 1024, file))
         .map_err(|e| store_err(index_tmp, e))?;
-    let mut run = Run {
-        plan,
-        opts,
-        report,
-        partial: partial.to_path_buf(),
-        prev,
-        index,
-        open_dirs: Vec::new(),
-        links: HashMap::new(),
-        stats: Stats::default(),
-        as_root: rustix::process::geteuid().is_root(),
-        space,
-        entries_seen: 0,
-    };
-    let _ = id;
-    let store_root = fs::canonicalize(&store.root).ok();
-    for event in Walker::new(plan, store_root)? {
-        match event {
-            Event::Entry(found) => run.handle(found)?,
-            Event::Warning(w) => report.warn(&w),
-            Event::Error(e) => {
-                run.stats.errors += 1;
-                report.error(&e);
-            }
+    let root_new = Arc::new(open_dir(CWD, partial).map_err(|e| store_err(partial, e))?);
+    let (prev, root_prev) = match prev {
+        Some((p, dir)) => {
+            let fd = open_dir(CWD, &dir).map_err(|e| Error::io(&dir, e))?;
+            (Some(p), Some(Arc::new(fd)))
         }
-    }
-    run.close_dirs_not_above(None)?;
-    let stats = run.stats;
-    let file = run.index.finish().map_err(|e| store_err(index_tmp, e))?;
-    Ok((stats, file))
+        None => (None, None),
+    };
+    let ctx = Ctx {
+        partial,
+        checksum: opts.checksum,
+        as_root: rustix::process::geteuid().is_root(),
+        report,
+        space,
+    };
+    let store_root = fs::canonicalize(&store.root).ok();
+    let walker = Walker::new(plan, store_root)?;
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .max(2);
+    std::thread::scope(|scope| {
+        let (job_tx, job_rx) = bounded::<Chunk>(workers * 2);
+        let (done_tx, done_rx) = bounded::<Result<Chunk>>(workers * 2);
+        for _ in 0..workers {
+            let (rx, tx, ctx) = (job_rx.clone(), done_tx.clone(), &ctx);
+            scope.spawn(move || {
+                for chunk in rx {
+                    let result = ctx.run_chunk(chunk);
+                    let failed = result.is_err();
+                    if tx.send(result).is_err() || failed {
+                        break;
+                    }
+                }
+            });
+        }
+        drop((job_rx, done_tx));
+        let committer = Committer::new(&ctx, &plan.name, root_new.clone(), index);
+        let commit = scope.spawn(move || -> Result<Committer> {
+            let mut committer = committer;
+            for chunk in done_rx {
+                committer.accept(chunk?)?;
+            }
+            Ok(committer)
+        });
+        let decided = Decider::new(&ctx, root_new, root_prev, prev, job_tx).run(walker);
+        let committed = commit.join().expect("the committer does not panic");
+        let committer = match (decided, committed) {
+            (Ok(chunks), Ok(c)) if c.is_complete(chunks) => c,
+            (Ok(_), Ok(_)) => return Err(Error::internal("collect", "a chunk of work was lost")),
+            // The committer's error is the cause when the decider only saw the pipeline close.
+            (_, Err(e)) => return Err(e),
+            (Err(e), _) => return Err(e),
+        };
+        committer.finish().map_err(|e| store_err(index_tmp, e))
+    })
 }
 
 fn finish_index(mut file: BufWriter<File>, path: &Path) -> Result<()> {
@@ -609,7 +261,7 @@ fn make_record(
     id: &str,
     created: DateTime<Utc>,
     parent: Option<String>,
-    stats: Stats,
+    stats: Counts,
     started: Instant,
 ) -> SnapshotRecord {
     let mut extra = Extra::new();

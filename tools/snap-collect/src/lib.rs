@@ -9,13 +9,18 @@
 //! run it without spawning a process.
 
 pub mod collect;
+pub mod commit;
 pub mod copy;
+pub mod decide;
 pub mod exclude;
+pub mod items;
 pub mod meta;
+pub mod prev;
 pub mod report;
 pub mod sources;
 pub mod space;
 pub mod walk;
+pub mod work;
 
 use std::ffi::OsString;
 use std::path::PathBuf;

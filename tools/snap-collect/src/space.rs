@@ -3,6 +3,7 @@
 //! is a promise to whatever else lives on that filesystem).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use snap_shared::error::{Error, Exit, Result};
 use snap_shared::size::{Floor, human_bytes};
@@ -19,11 +20,12 @@ pub fn free_space(path: &Path) -> std::io::Result<(u64, u64)> {
     Ok((st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize))
 }
 
+/// Shared by the workers: counts bytes written and re-measures now and then.
 #[derive(Debug)]
 pub struct SpaceGuard {
     root: PathBuf,
     floor: Floor,
-    since_check: u64,
+    since_check: AtomicU64,
 }
 
 fn below_floor(root: &Path, free: u64, floor: u64) -> Error {
@@ -70,17 +72,17 @@ impl SpaceGuard {
         Ok(SpaceGuard {
             root: store.root.clone(),
             floor,
-            since_check: 0,
+            since_check: AtomicU64::new(0),
         })
     }
 
     /// Counts bytes written; stops the run (exit 73) if free space fell below the floor.
-    pub fn spent(&mut self, bytes: u64) -> Result<()> {
-        self.since_check += bytes;
-        if self.since_check < RECHECK_EVERY {
+    pub fn spent(&self, bytes: u64) -> Result<()> {
+        let total = self.since_check.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        if total < RECHECK_EVERY {
             return Ok(());
         }
-        self.since_check = 0;
+        self.since_check.store(0, Ordering::Relaxed);
         let (free, total) = free_space(&self.root).map_err(|e| Error::io(&self.root, e))?;
         let floor = self.floor.bytes(total);
         if free < floor {

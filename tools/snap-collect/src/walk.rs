@@ -7,14 +7,16 @@
 //! sources (`home`, `home/me` for `/home/me/.config`) are yielded first, with
 //! their real metadata, so a restore can recreate them.
 
-use std::ffi::OsString;
-use std::fs::{self, Metadata};
+use std::collections::VecDeque;
+use std::ffi::{OsStr, OsString};
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use ignore::gitignore::Gitignore;
+use rustix::fs::{AtFlags, CWD, Dir, FileType, Mode, OFlags, Stat, openat, statat};
 
 use snap_shared::error::io_cause;
 
@@ -26,10 +28,32 @@ use crate::sources::{SetPlan, Source};
 pub struct Found {
     /// Path in the snapshot (and the index).
     pub rel: Vec<u8>,
-    /// Path on the source filesystem.
+    /// Path on the source filesystem, for messages and exclusion patterns.
     pub abs: PathBuf,
-    /// `lstat` of the entry (`stat` for sources and the directories above them).
-    pub meta: Metadata,
+    /// `lstat` of the entry (`stat` for sources and the folders above them).
+    pub stat: Stat,
+    /// The open source folder that holds the entry: every system call on the
+    /// entry is relative to it, so the kernel resolves one name, not a path.
+    pub parent: Arc<OwnedFd>,
+}
+
+impl Found {
+    /// The entry's own name (the last component of its path).
+    pub fn name(&self) -> &OsStr {
+        OsStr::from_bytes(last_component(&self.rel))
+    }
+
+    pub fn file_type(&self) -> FileType {
+        FileType::from_raw_mode(self.stat.st_mode)
+    }
+}
+
+/// The last component of a `/`-separated path.
+pub fn last_component(rel: &[u8]) -> &[u8] {
+    match rel.iter().rposition(|&c| c == b'/') {
+        Some(i) => &rel[i + 1..],
+        None => rel,
+    }
 }
 
 /// What the walk reports.
@@ -43,6 +67,7 @@ pub enum Event {
 }
 
 struct Frame {
+    fd: Arc<OwnedFd>,
     abs: PathBuf,
     rel: Vec<u8>,
     names: Vec<OsString>,
@@ -55,10 +80,10 @@ pub struct Walker {
     sources: Vec<(Source, Gitignore)>,
     next_source: usize,
     current_source: usize,
-    /// Directories above the sources already yielded.
+    /// Folders above the sources already yielded.
     ancestors: Vec<Vec<u8>>,
     stack: Vec<Frame>,
-    queue: std::collections::VecDeque<Event>,
+    queue: VecDeque<Event>,
     one_file_system: bool,
     skip_dir: Option<PathBuf>,
 }
@@ -72,6 +97,28 @@ pub fn join_rel(parent: &[u8], name: &[u8]) -> Vec<u8> {
     }
     v.extend_from_slice(name);
     v
+}
+
+fn open_dir_at(parent: &OwnedFd, name: &OsStr, follow: bool) -> io::Result<OwnedFd> {
+    let mut flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    if !follow {
+        flags |= OFlags::NOFOLLOW;
+    }
+    openat(parent, name, flags, Mode::empty()).map_err(io::Error::from)
+}
+
+/// The names in an open folder, sorted bytewise (component order).
+fn list_dir(fd: &OwnedFd) -> io::Result<Vec<OsString>> {
+    let mut names = Vec::new();
+    for entry in Dir::read_from(fd)? {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            names.push(OsStr::from_bytes(name).to_os_string());
+        }
+    }
+    names.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    Ok(names)
 }
 
 impl Walker {
@@ -90,72 +137,76 @@ impl Walker {
             current_source: 0,
             ancestors: Vec::new(),
             stack: Vec::new(),
-            queue: Default::default(),
+            queue: VecDeque::new(),
             one_file_system: plan.one_file_system,
             skip_dir,
         })
     }
 
-    /// Queues a source: the directories above it not yet yielded, then itself.
+    /// Queues a source: the folders above it not yet yielded, then itself.
+    /// Sources are canonical, so following links on the way down is safe.
     fn start_source(&mut self, idx: usize) {
         self.current_source = idx;
         let src = self.sources[idx].0.clone();
-        let parts: Vec<&[u8]> = if src.rel.is_empty() {
-            Vec::new()
-        } else {
-            src.rel.split(|&c| c == b'/').collect()
+        let mut fd = match openat(
+            CWD,
+            "/",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => Arc::new(fd),
+            Err(e) => return self.fail(Path::new("/"), e.into()),
         };
+        if src.rel.is_empty() {
+            return self.push_frame(fd, PathBuf::from("/"), Vec::new());
+        }
+        let parts: Vec<&[u8]> = src.rel.split(|&c| c == b'/').collect();
         let mut rel = Vec::new();
         let mut abs = PathBuf::from("/");
         for (depth, part) in parts.iter().enumerate() {
+            let name = OsStr::from_bytes(part);
             rel = join_rel(&rel, part);
-            abs.push(std::ffi::OsStr::from_bytes(part));
+            abs.push(name);
             let is_source = depth + 1 == parts.len();
-            if !is_source {
-                if self.ancestors.get(depth) == Some(&rel) {
-                    continue;
+            let stat = match statat(&*fd, name, AtFlags::empty()) {
+                Ok(st) => st,
+                Err(e) => return self.fail(&abs, e.into()),
+            };
+            let is_dir = FileType::from_raw_mode(stat.st_mode) == FileType::Directory;
+            let seen = !is_source && self.ancestors.get(depth) == Some(&rel);
+            if !seen {
+                if !is_source {
+                    self.ancestors.truncate(depth);
+                    self.ancestors.push(rel.clone());
                 }
-                self.ancestors.truncate(depth);
-                self.ancestors.push(rel.clone());
+                self.queue.push_back(Event::Entry(Found {
+                    rel: rel.clone(),
+                    abs: abs.clone(),
+                    stat,
+                    parent: fd.clone(),
+                }));
             }
-            match fs::metadata(&abs) {
-                Ok(meta) => {
-                    let is_dir = meta.is_dir();
-                    let dev = meta.dev();
-                    self.queue.push_back(Event::Entry(Found {
-                        rel: rel.clone(),
-                        abs: abs.clone(),
-                        meta,
-                    }));
-                    if is_source && is_dir {
-                        self.open_dir(abs.clone(), rel.clone(), dev);
-                    }
-                }
-                Err(e) => self.fail(&abs, e),
-            }
-        }
-        if parts.is_empty() {
-            match fs::metadata("/") {
-                Ok(meta) => self.open_dir(PathBuf::from("/"), Vec::new(), meta.dev()),
-                Err(e) => self.fail(Path::new("/"), e),
-            }
-        }
-    }
-
-    /// Lists a directory, sorted, and makes it the current one.
-    fn open_dir(&mut self, abs: PathBuf, rel: Vec<u8>, dev: u64) {
-        let listing = fs::read_dir(&abs).and_then(|rd| {
-            rd.map(|e| e.map(|e| e.file_name()))
-                .collect::<io::Result<Vec<_>>>()
-        });
-        let mut names = match listing {
-            Ok(n) => n,
-            Err(e) => {
-                self.fail(&abs, e);
+            if !is_dir {
                 return;
             }
+            fd = match open_dir_at(&fd, name, true) {
+                Ok(d) => Arc::new(d),
+                Err(e) => return self.fail(&abs, e),
+            };
+        }
+        self.push_frame(fd, abs, rel);
+    }
+
+    /// Lists an open folder and makes it the current one.
+    fn push_frame(&mut self, fd: Arc<OwnedFd>, abs: PathBuf, rel: Vec<u8>) {
+        let listing = list_dir(&fd).and_then(|names| {
+            let dev = rustix::fs::fstat(&*fd)?.st_dev;
+            Ok((names, dev))
+        });
+        let (names, dev) = match listing {
+            Ok(l) => l,
+            Err(e) => return self.fail(&abs, e),
         };
-        names.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         let mut ignore = None;
         if names.iter().any(|n| n == IGNORE_FILE) {
             let (gi, warning) = exclude::read_ignore_file(&abs);
@@ -165,6 +216,7 @@ impl Walker {
             }
         }
         self.stack.push(Frame {
+            fd,
             abs,
             rel,
             names,
@@ -188,7 +240,7 @@ impl Walker {
         exclude::is_excluded(abs, is_dir, files, &self.sources[self.current_source].1)
     }
 
-    /// Takes the next name of the current directory; false when it is done.
+    /// Takes the next name of the current folder; false when there is no folder.
     fn step(&mut self) -> bool {
         let Some(frame) = self.stack.last_mut() else {
             return false;
@@ -201,15 +253,16 @@ impl Walker {
         frame.next += 1;
         let abs = frame.abs.join(&name);
         let rel = join_rel(&frame.rel, name.as_bytes());
+        let parent = frame.fd.clone();
         let parent_dev = frame.dev;
-        let meta = match fs::symlink_metadata(&abs) {
-            Ok(m) => m,
+        let stat = match statat(&*parent, &name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
             Err(e) => {
-                self.fail(&abs, e);
+                self.fail(&abs, e.into());
                 return true;
             }
         };
-        let is_dir = meta.is_dir();
+        let is_dir = FileType::from_raw_mode(stat.st_mode) == FileType::Directory;
         if self.excluded(&abs, is_dir) {
             return true;
         }
@@ -220,14 +273,18 @@ impl Walker {
             )));
             return true;
         }
-        let dev = meta.dev();
+        let descend = is_dir && !(self.one_file_system && stat.st_dev != parent_dev);
         self.queue.push_back(Event::Entry(Found {
             rel: rel.clone(),
             abs: abs.clone(),
-            meta,
+            stat,
+            parent: parent.clone(),
         }));
-        if is_dir && !(self.one_file_system && dev != parent_dev) {
-            self.open_dir(abs, rel, dev);
+        if descend {
+            match open_dir_at(&parent, &name, false) {
+                Ok(fd) => self.push_frame(Arc::new(fd), abs, rel),
+                Err(e) => self.fail(&abs, e),
+            }
         }
         true
     }
@@ -257,6 +314,8 @@ impl Iterator for Walker {
 mod tests {
     use super::*;
     use crate::sources::Pattern;
+
+    use std::fs;
 
     fn walk(plan: &SetPlan) -> (Vec<String>, Vec<String>) {
         let mut paths = Vec::new();

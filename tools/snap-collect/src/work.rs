@@ -1,0 +1,207 @@
+//! Workers: link an unchanged file from the previous snapshot, or copy and
+//! hash a new one. Several run at once, so the link and copy system calls of
+//! a collect use every core.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, Mode, OFlags, linkat, openat, unlinkat};
+
+use snap_shared::error::{Error, Exit, Result, io_cause, is_disk_full};
+use snap_shared::index::Entry;
+
+use crate::copy::{copy_hashed, hash_file};
+use crate::items::{Chunk, Counts, FileJob, Item};
+use crate::meta::apply_to_fd;
+use crate::report::Reporter;
+use crate::space::SpaceGuard;
+use crate::walk::last_component;
+
+/// What every worker (and the committer) needs to make files.
+pub struct Ctx<'a> {
+    pub partial: &'a Path,
+    pub checksum: bool,
+    pub as_root: bool,
+    pub report: &'a Reporter,
+    pub space: &'a SpaceGuard,
+}
+
+impl Ctx<'_> {
+    /// The snapshot path of an entry, for messages.
+    pub fn dst(&self, rel: &[u8]) -> PathBuf {
+        self.partial.join(OsStr::from_bytes(rel))
+    }
+
+    /// An error in the store: the run stops.
+    pub fn store_err(&self, rel: &[u8], e: io::Error) -> Error {
+        store_err(&self.dst(rel), e)
+    }
+
+    /// Reports a source entry that can't be read; vanished ones are only a warning.
+    pub fn unreadable(&self, path: &Path, e: io::Error, counts: &mut Counts) {
+        if e.kind() == io::ErrorKind::NotFound {
+            self.report
+                .warn(&format!("{}: vanished during the walk", path.display()));
+        } else {
+            counts.errors += 1;
+            self.report
+                .error(&format!("{}: {}", path.display(), io_cause(&e)));
+        }
+    }
+
+    /// Runs the file jobs of a chunk; other items pass through.
+    pub fn run_chunk(&self, mut chunk: Chunk) -> Result<Chunk> {
+        let items = std::mem::take(&mut chunk.items);
+        let mut counts = chunk.counts;
+        chunk.items = items
+            .into_iter()
+            .map(|item| match item {
+                Item::File(job) => {
+                    let group = job.group;
+                    let entry = self.make_file(*job, &mut counts)?;
+                    Ok(Item::Made { entry, group })
+                }
+                other => Ok(other),
+            })
+            .collect::<Result<_>>()?;
+        chunk.counts = counts;
+        Ok(chunk)
+    }
+
+    /// Links or copies one file; `None` when its source could not be read.
+    pub fn make_file(&self, job: FileJob, counts: &mut Counts) -> Result<Option<Entry>> {
+        if let Some(sha) = job.prev_sha {
+            match self.link_unchanged(&job, counts)? {
+                Reuse::Linked => {
+                    let mut entry = job.entry;
+                    entry.sha256 = Some(sha);
+                    counts.linked += 1;
+                    return Ok(Some(entry));
+                }
+                Reuse::Copy => {}
+                Reuse::Unreadable => return Ok(None),
+            }
+        }
+        self.copy_new(job, counts)
+    }
+
+    fn link_unchanged(&self, job: &FileJob, counts: &mut Counts) -> Result<Reuse> {
+        let Some(prev_parent) = &job.prev_parent else {
+            return Ok(Reuse::Copy);
+        };
+        if self.checksum {
+            match open_source(job).and_then(|mut f| hash_file(&mut f)) {
+                Ok((_, sha)) if Some(sha) == job.prev_sha => {}
+                Ok(_) => return Ok(Reuse::Copy),
+                Err(e) => {
+                    self.unreadable(&job.abs, e, counts);
+                    return Ok(Reuse::Unreadable);
+                }
+            }
+        }
+        let name = name_of(&job.entry);
+        match linkat(
+            &**prev_parent,
+            name,
+            &*job.dst_parent,
+            name,
+            AtFlags::empty(),
+        ) {
+            Ok(()) => Ok(Reuse::Linked),
+            // The previous inode has the most links the filesystem allows.
+            Err(rustix::io::Errno::MLINK) => Ok(Reuse::Copy),
+            Err(rustix::io::Errno::NOENT) => {
+                self.report.warn(&format!(
+                    "{}: missing from the previous snapshot; copied again",
+                    job.abs.display()
+                ));
+                Ok(Reuse::Copy)
+            }
+            Err(e) => Err(self.store_err(&job.entry.path, e.into())),
+        }
+    }
+
+    /// Copies a new or changed file and hashes it in the same read.
+    pub fn copy_new(&self, job: FileJob, counts: &mut Counts) -> Result<Option<Entry>> {
+        let mut entry = job.entry;
+        let mut src = match open_source_at(&job.src_parent, &entry) {
+            Ok(s) => s,
+            Err(e) => {
+                self.unreadable(&job.abs, e, counts);
+                return Ok(None);
+            }
+        };
+        let name = name_of(&entry);
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC;
+        let mut dst = match openat(&*job.dst_parent, name, flags, Mode::from_raw_mode(0o600)) {
+            Ok(fd) => File::from(fd),
+            Err(e) => return Err(self.store_err(&entry.path, e.into())),
+        };
+        let copied = match copy_hashed(&mut src, &mut dst, entry.size) {
+            Ok(c) => c,
+            Err(e) if is_disk_full(&e) => return Err(self.store_err(&entry.path, e)),
+            Err(e) => {
+                drop(dst);
+                let _ = unlinkat(&*job.dst_parent, name, AtFlags::empty());
+                self.unreadable(&job.abs, e, counts);
+                return Ok(None);
+            }
+        };
+        apply_to_fd(&dst, &job.stat, self.as_root).map_err(|e| self.store_err(&entry.path, e))?;
+        if copied.changed {
+            self.report.warn(&format!(
+                "{}: changed size while being read; the snapshot has what was read",
+                job.abs.display()
+            ));
+        }
+        entry.size = copied.bytes;
+        entry.sha256 = Some(copied.sha256);
+        counts.new_files += 1;
+        counts.new_bytes += copied.bytes;
+        self.report
+            .detail(|| format!("copied {}", job.abs.display()));
+        self.space.spent(copied.bytes)?;
+        Ok(Some(entry))
+    }
+}
+
+enum Reuse {
+    Linked,
+    Copy,
+    Unreadable,
+}
+
+/// The entry's own name, as the folders hold it.
+pub fn name_of(entry: &Entry) -> &OsStr {
+    OsStr::from_bytes(last_component(&entry.path))
+}
+
+/// An error in the store: exit 74, with a hint when the disk is full.
+pub fn store_err(path: &Path, e: io::Error) -> Error {
+    let full = is_disk_full(&e);
+    let err = Error::io(path, e).with_exit(Exit::Io);
+    if full {
+        err.with_hint("the store's disk is full; no snapshot was made and earlier ones are intact")
+    } else {
+        err
+    }
+}
+
+fn open_source(job: &FileJob) -> io::Result<File> {
+    open_source_at(&job.src_parent, &job.entry)
+}
+
+/// Opens a source file: never following a symlink swapped in since the walk,
+/// never blocking on a fifo swapped in.
+fn open_source_at(parent: &std::os::fd::OwnedFd, entry: &Entry) -> io::Result<File> {
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    Ok(File::from(openat(
+        parent,
+        name_of(entry),
+        flags,
+        Mode::empty(),
+    )?))
+}
