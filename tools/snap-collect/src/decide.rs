@@ -280,7 +280,7 @@ impl<'a> Decider<'a> {
                     return self.push(Item::GroupLink(Box::new(GroupJob { job, key })), 0);
                 }
                 None => {
-                    self.groups.insert(key, u64::from(f.stat.st_nlink) - 1);
+                    self.groups.insert(key, f.stat.st_nlink - 1);
                     first_of_group = true;
                 }
             }

@@ -40,7 +40,7 @@ pub fn perm_bits(st: &Stat) -> u32 {
 
 /// Modification time in nanoseconds since the epoch.
 pub fn mtime_ns(st: &Stat) -> i64 {
-    i64::from(st.st_mtime)
+    st.st_mtime
         .saturating_mul(1_000_000_000)
         .saturating_add(st.st_mtime_nsec as i64)
 }
