@@ -26,7 +26,7 @@ pub struct Args {
     #[arg(long, default_value_t = 3)]
     runs: usize,
     /// Tools to measure
-    #[arg(long, value_delimiter = ',', default_value = "snap,rsync,restic,borg")]
+    #[arg(long, value_delimiter = ',', default_value = "snap,rsync,rsync+sync,restic,borg")]
     tools: Vec<String>,
     /// Corpora to use
     #[arg(long, value_delimiter = ',', default_value = "tree-small,tree-large")]

@@ -7,6 +7,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt};
 
 use rustix::fs::{SeekFrom, seek};
@@ -15,6 +16,8 @@ use sha2::{Digest, Sha256};
 use snap_shared::hash::Sha256Digest;
 
 const BUF: usize = 256 * 1024;
+/// Write-back of a copy is started every this many bytes.
+const FLUSH_EVERY: u64 = 8 << 20;
 static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
 
 /// What a copy produced.
@@ -48,10 +51,41 @@ pub fn hash_file(src: &mut File) -> io::Result<(u64, Sha256Digest)> {
     Ok((n, Sha256Digest::from_hasher(h)))
 }
 
-fn copy_dense(src: &mut File, dst: &mut impl Write) -> io::Result<(u64, Sha256)> {
+/// Asks the kernel to start writing `[from, to)` of `dst` to disk now, without
+/// waiting. The snapshot is flushed with one `syncfs` before it is published;
+/// starting write-back during the copy makes that flush overlap the hashing
+/// instead of following it (and keeps dirty memory low).
+fn start_writeback(dst: &impl AsRawFd, from: u64, to: u64) {
+    // SAFETY: sync_file_range only reads its integer arguments; a bad fd is an
+    // error return, and the call is a hint whose failure changes nothing.
+    unsafe {
+        libc::sync_file_range(
+            dst.as_raw_fd(),
+            from as libc::off64_t,
+            (to - from) as libc::off64_t,
+            libc::SYNC_FILE_RANGE_WRITE,
+        );
+    }
+}
+
+/// Where the copy writes: a file (whose write-back is started as it grows) or a sink.
+pub trait Dest: Write {
+    fn written(&mut self, _from: u64, _to: u64) {}
+}
+
+impl Dest for File {
+    fn written(&mut self, from: u64, to: u64) {
+        start_writeback(self, from, to);
+    }
+}
+
+impl Dest for io::Sink {}
+
+fn copy_dense(src: &mut File, dst: &mut impl Dest) -> io::Result<(u64, Sha256)> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; BUF];
     let mut total = 0u64;
+    let mut flushed = 0u64;
     loop {
         let n = match src.read(&mut buf) {
             Ok(0) => break,
@@ -62,6 +96,10 @@ fn copy_dense(src: &mut File, dst: &mut impl Write) -> io::Result<(u64, Sha256)>
         hasher.update(&buf[..n]);
         dst.write_all(&buf[..n])?;
         total += n as u64;
+        if total - flushed >= FLUSH_EVERY {
+            dst.written(flushed, total);
+            flushed = total;
+        }
     }
     Ok((total, hasher))
 }
@@ -104,6 +142,9 @@ fn copy_sparse(src: &mut File, dst: &mut File, size: u64) -> io::Result<(u64, Sh
             }
             hasher.update(&buf[..n]);
             dst.write_all_at(&buf[..n], pos)?;
+            if (pos + n as u64) / FLUSH_EVERY != pos / FLUSH_EVERY {
+                start_writeback(dst, pos / FLUSH_EVERY * FLUSH_EVERY, pos + n as u64);
+            }
             pos += n as u64;
         }
     }
