@@ -26,7 +26,11 @@ pub struct Args {
     #[arg(long, default_value_t = 3)]
     runs: usize,
     /// Tools to measure
-    #[arg(long, value_delimiter = ',', default_value = "snap,rsync,rsync+sync,restic,borg")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "snap,rsync,rsync+sync,restic,borg"
+    )]
     tools: Vec<String>,
     /// Corpora to use
     #[arg(long, value_delimiter = ',', default_value = "tree-small,tree-large")]
@@ -280,17 +284,22 @@ fn step_command(tool: &str, step: usize, tree: &Path, target: &Path, snap_bin: &
                 .arg(tree);
             c
         }
-        "rsync" => {
-            let mut c = Command::new("rsync");
-            c.arg("-a");
-            if step > 1 {
-                c.arg(format!(
-                    "--link-dest={}",
+        "rsync" | "rsync+sync" => {
+            let link_dest = match step {
+                1 => String::new(),
+                _ => format!(
+                    "--link-dest='{}'",
                     target.join(format!("{}", step - 1)).display()
-                ));
-            }
-            c.arg(format!("{}/", tree.display()))
-                .arg(format!("{}/", target.join(format!("{step}")).display()));
+                ),
+            };
+            // rsync+sync: the same, then flushed to disk, as snap flushes before publishing.
+            let flush = if tool == "rsync+sync" { " && sync" } else { "" };
+            let mut c = Command::new("sh");
+            c.arg("-c").arg(format!(
+                "rsync -a {link_dest} '{}/' '{}/'{flush}",
+                tree.display(),
+                target.join(format!("{step}")).display()
+            ));
             c
         }
         "restic" => {
