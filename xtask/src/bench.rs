@@ -321,12 +321,34 @@ fn step_command(tool: &str, step: usize, tree: &Path, target: &Path, snap_bin: &
     }
 }
 
-fn prepare_target(tool: &str, target: &Path) -> Result {
+/// Moves an old target into the trash: deleting 100,000 files right before a
+/// timed step slows that step several times on this disk (online discard),
+/// so the trash is emptied only when the bench is done.
+fn discard(target: &Path) -> Result {
+    if !target.exists() {
+        return Ok(());
+    }
+    let trash = target
+        .parent()
+        .and_then(Path::parent)
+        .expect("targets live in <base>/targets/")
+        .join("trash");
+    fs::create_dir_all(&trash).map_err(|e| e.to_string())?;
+    let n = fs::read_dir(&trash).map_err(|e| e.to_string())?.count();
+    fs::rename(target, trash.join(n.to_string())).map_err(|e| e.to_string())
+}
+
+fn empty_trash(base: &Path) {
+    let trash = base.join("trash");
     let _ = Command::new("chmod")
         .args(["-R", "u+w"])
-        .arg(target)
+        .arg(&trash)
         .status();
-    let _ = fs::remove_dir_all(target);
+    let _ = fs::remove_dir_all(&trash);
+}
+
+fn prepare_target(tool: &str, target: &Path) -> Result {
+    discard(target)?;
     match tool {
         "restic" => quiet(
             Command::new("restic")
@@ -413,8 +435,7 @@ fn bench_corpus(
                     undo_change(u)?;
                 }
             }
-            prepare_target("none", &target)?;
-            let _ = fs::remove_dir_all(&target);
+            discard(&target)?;
         }
     }
     Ok(())
@@ -438,8 +459,7 @@ fn bench_memory_scaling(base: &Path, args: &Args, snap_bin: &Path, table: &mut T
         s.wall.push(wall);
         s.rss.push(rss);
     }
-    prepare_target("none", &target)?;
-    let _ = fs::remove_dir_all(&target);
+    discard(&target)?;
     Ok(())
 }
 
@@ -550,6 +570,7 @@ pub fn run(args: Args) -> Result {
     if args.corpora.iter().any(|c| c == "tree-small") && args.tools.iter().any(|t| t == "snap") {
         bench_memory_scaling(&base, &args, &snap_bin, &mut table)?;
     }
+    empty_trash(&base);
     let md = render(&table, &args);
     println!("{md}");
     if !args.no_write {

@@ -417,6 +417,37 @@ mod tests {
         assert_eq!(rel, ["keep", "keep/.snapignore"]);
     }
 
+    /// A file deleted after its folder was listed is a warning, not an error.
+    #[test]
+    fn vanished_file_is_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        fs::create_dir_all(r.join("s")).unwrap();
+        for f in ["a", "b", "c"] {
+            fs::write(r.join("s").join(f), "x").unwrap();
+        }
+        let (plan, _) = plan_for(r, &["s"], &[]);
+        let mut walker = Walker::new(&plan, None).unwrap();
+        loop {
+            match walker.next() {
+                Some(Event::Entry(f)) if f.rel.ends_with(b"s/a") => break,
+                Some(_) => continue,
+                None => panic!("s/a never came"),
+            }
+        }
+        fs::remove_file(r.join("s/b")).unwrap();
+        let rest: Vec<Event> = walker.collect();
+        assert!(
+            matches!(&rest[0], Event::Warning(w) if w.ends_with("/s/b: vanished during the walk")),
+            "{rest:?}"
+        );
+        assert!(
+            matches!(&rest[1], Event::Entry(f) if f.rel.ends_with(b"s/c")),
+            "{rest:?}"
+        );
+        assert_eq!(rest.len(), 2);
+    }
+
     /// A directory that can't be listed is an error event; the walk goes on.
     #[test]
     fn unreadable_dir_is_an_error_event() {

@@ -581,3 +581,126 @@ fn exclusions_apply_but_gitignore_does_not() {
         ]
     );
 }
+
+/// A file whose previous copy already has the most links the filesystem allows
+/// (EMLINK) is copied instead of linked, without an error.
+#[test]
+fn too_many_links_falls_back_to_copy() {
+    let w = World::new();
+    w.write("src/f", "content");
+    let args = ["--store", "store", "--min-free", "0", "--name", "s", "src"];
+    let first = records(&w.cmd().args(args).output().unwrap()).remove(0);
+    let src_rel = fs::canonicalize(w.path("src")).unwrap();
+    let in_first = PathBuf::from(first["path"].as_str().unwrap())
+        .join(src_rel.strip_prefix("/").unwrap())
+        .join("f");
+    let scratch = w.path("links");
+    fs::create_dir(&scratch).unwrap();
+    let emlink = rustix::io::Errno::MLINK.raw_os_error();
+    for n in 0.. {
+        match fs::hard_link(&in_first, scratch.join(n.to_string())) {
+            Ok(()) if n < 200_000 => {}
+            Ok(()) => {
+                eprintln!("this filesystem has no link limit below 200,000; nothing to test");
+                return;
+            }
+            Err(e) if e.raw_os_error() == Some(emlink) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let out = w.cmd().args(args).output().unwrap();
+    assert_eq!(code(&out), 0, "{}", w.redact(&out.stderr));
+    let second = records(&out).remove(0);
+    assert_eq!(
+        (second["new_files"].as_u64(), second["errors"].as_u64()),
+        (Some(1), Some(0))
+    );
+    let in_second = PathBuf::from(second["path"].as_str().unwrap())
+        .join(src_rel.strip_prefix("/").unwrap())
+        .join("f");
+    assert_eq!(fs::read_to_string(&in_second).unwrap(), "content");
+    assert_ne!(
+        fs::metadata(&in_second).unwrap().ino(),
+        fs::metadata(&in_first).unwrap().ino()
+    );
+}
+
+/// When the set's last run copied more than now fits above the floor, the next run warns.
+#[test]
+fn warns_when_the_run_will_likely_not_fit() {
+    let w = World::new();
+    fs::create_dir_all(w.path("src")).unwrap();
+    // 256 MiB of hole: counted as 256 MiB copied, costs no space.
+    fs::File::create(w.path("src/sparse"))
+        .unwrap()
+        .set_len(256 << 20)
+        .unwrap();
+    let base = ["--store", "store", "--name", "s", "src"];
+    let out = w
+        .cmd()
+        .args(base)
+        .args(["--min-free", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0);
+    let st = rustix::fs::statvfs(w.path("store")).unwrap();
+    let free = st.f_bavail * st.f_frsize;
+    if free < 1 << 30 {
+        eprintln!("less than 1 GiB free; nothing to test");
+        return;
+    }
+    let floor = (free - (128 << 20)).to_string();
+    let out = w
+        .cmd()
+        .args(base)
+        .args(["--min-free", &floor])
+        .output()
+        .unwrap();
+    let err = w.redact(&out.stderr);
+    assert_eq!(code(&out), 0, "{err}");
+    assert!(
+        err.contains(
+            "set s copied 256 MiB last time, so this run will likely not fit above the floor"
+        ),
+        "{err}"
+    );
+}
+
+/// --one-file-system keeps a mount point as an empty folder and does not enter it.
+#[test]
+fn one_file_system_stops_at_mount_points() {
+    let w = World::new();
+    w.write("src/a", "a");
+    let mnt = w.path("src/mnt");
+    fs::create_dir(&mnt).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "snaptest"])
+        .arg(&mnt)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !mounted {
+        eprintln!("cannot mount a tmpfs here; nothing to test");
+        return;
+    }
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(mnt.clone());
+    fs::write(mnt.join("inside"), "other filesystem").unwrap();
+    let run = |extra: &[&str]| {
+        let out = w
+            .cmd()
+            .args(["--store", "store", "--min-free", "0", "--name", "s"])
+            .args(extra)
+            .arg("src")
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 0, "{}", w.redact(&out.stderr));
+        records(&out).remove(0)
+    };
+    assert_eq!(run(&["-x"])["files"], 1, "only src/a");
+    assert_eq!(run(&[])["files"], 2, "src/a and src/mnt/inside");
+}
