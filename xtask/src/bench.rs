@@ -33,7 +33,11 @@ pub struct Args {
     )]
     tools: Vec<String>,
     /// Corpora to use
-    #[arg(long, value_delimiter = ',', default_value = "tree-small,tree-large")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "tree-small,tree-large,usr-share"
+    )]
     corpora: Vec<String>,
     /// Files in tree-small
     #[arg(long, default_value_t = 100_000)]
@@ -129,6 +133,22 @@ fn make_tree_small(dir: &Path, n: usize) -> Result {
     Ok(())
 }
 
+/// usr-share: the corpus of ../shared/bench-anchors.md, /usr/share and the
+/// toolchain's docs, copied (symlinks kept, special files skipped).
+fn copy_usr_share(dir: &Path) -> Result {
+    let docs = Command::new("rustc").args(["--print", "sysroot"]).output();
+    let docs = docs
+        .ok()
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()).join("share/doc"))
+        .filter(|d| d.is_dir());
+    let mut cmd = Command::new("rsync");
+    cmd.args(["-a", "--no-specials", "--no-devices", "/usr/share"]);
+    if let Some(d) = docs {
+        cmd.arg(d);
+    }
+    quiet(cmd.arg(dir))
+}
+
 /// tree-large: four files, each half text, half random (zstd -3 ratio about 0.6).
 fn make_tree_large(dir: &Path, total_mib: u64) -> Result {
     fs::create_dir_all(dir).map_err(|e| e.to_string())?;
@@ -157,6 +177,7 @@ fn corpus(base: &Path, name: &str, args: &Args) -> Result<PathBuf> {
         "tree-small" => format!("files={}", args.small_files),
         "tree-large" => format!("mib={}", args.large_mib),
         "tree-small-10pct" => format!("files={}", args.small_files / 10),
+        "usr-share" => "copy of /usr/share and the Rust docs".to_string(),
         _ => return Err(format!("unknown corpus {name}")),
     };
     if fs::read_to_string(&marker).ok().as_deref() == Some(spec.as_str()) {
@@ -168,6 +189,7 @@ fn corpus(base: &Path, name: &str, args: &Args) -> Result<PathBuf> {
     match name {
         "tree-small" => make_tree_small(&dir, args.small_files)?,
         "tree-small-10pct" => make_tree_small(&dir, args.small_files / 10)?,
+        "usr-share" => copy_usr_share(&dir)?,
         _ => make_tree_large(&dir, args.large_mib)?,
     }
     write_file(&marker, spec.as_bytes())?;

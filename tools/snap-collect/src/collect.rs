@@ -26,7 +26,7 @@ use snap_shared::size::{Floor, human_bytes};
 use snap_shared::store::Store;
 
 use crate::commit::Committer;
-use crate::decide::{Decider, open_dir};
+use crate::decide::{Decider, open_dir, open_dir_path};
 use crate::items::{Chunk, Counts};
 use crate::prev::Previous;
 use crate::report::Reporter;
@@ -159,9 +159,9 @@ fn raise_fd_limit() {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 /// Runs the pipeline: this thread walks and decides, workers link and copy,
 /// a committer writes the index in order.
+#[allow(clippy::too_many_arguments)]
 fn build(
     store: &Store,
     plan: &SetPlan,
@@ -173,12 +173,14 @@ fn build(
     space: &SpaceGuard,
 ) -> Result<(Counts, BufWriter<File>)> {
     raise_fd_limit();
-    let prev = match parent {
-        Some(p) => Some((
-            Previous::open(&store.index_path(&plan.name, p))?,
-            store.snapshot_dir(&plan.name, p),
-        )),
-        None => None,
+    let (prev, root_prev) = match parent {
+        Some(p) => {
+            let dir = store.snapshot_dir(&plan.name, p);
+            let fd = open_dir_path(CWD, &dir).map_err(|e| Error::io(&dir, e))?;
+            let index = Previous::open(&store.index_path(&plan.name, p))?;
+            (Some(index), Some(Arc::new(fd)))
+        }
+        None => (None, None),
     };
     let file = OpenOptions::new()
         .write(true)
@@ -189,13 +191,6 @@ fn build(
     let index = IndexWriter::new(BufWriter::with_capacity(256 * 1024, file))
         .map_err(|e| store_err(index_tmp, e))?;
     let root_new = Arc::new(open_dir(CWD, partial).map_err(|e| store_err(partial, e))?);
-    let (prev, root_prev) = match prev {
-        Some((p, dir)) => {
-            let fd = open_dir(CWD, &dir).map_err(|e| Error::io(&dir, e))?;
-            (Some(p), Some(Arc::new(fd)))
-        }
-        None => (None, None),
-    };
     let ctx = Ctx {
         partial,
         checksum: opts.checksum,

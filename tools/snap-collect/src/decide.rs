@@ -48,12 +48,22 @@ pub struct Decider<'a> {
     out: Sender<Chunk>,
 }
 
-/// Opens a folder of a snapshot, never through a symlink.
+/// Opens a folder of the new snapshot, never through a symlink.
 pub fn open_dir(
     parent: impl std::os::fd::AsFd,
     name: impl rustix::path::Arg,
 ) -> io::Result<OwnedFd> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    openat(parent, name, flags, Mode::empty()).map_err(io::Error::from)
+}
+
+/// Opens a folder of the previous snapshot only to link from it: `O_PATH`
+/// needs no read permission, so a folder kept with mode 0311 still works.
+pub fn open_dir_path(
+    parent: impl std::os::fd::AsFd,
+    name: impl rustix::path::Arg,
+) -> io::Result<OwnedFd> {
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     openat(parent, name, flags, Mode::empty()).map_err(io::Error::from)
 }
 
@@ -206,7 +216,7 @@ impl<'a> Decider<'a> {
         mkdirat(&**parent, name, Mode::from_raw_mode(0o700))
             .map_err(|e| self.ctx.store_err(&f.rel, e.into()))?;
         let new = open_dir(&**parent, name).map_err(|e| self.ctx.store_err(&f.rel, e))?;
-        let prev = prev_parent.and_then(|p| open_dir(&**p, name).ok());
+        let prev = prev_parent.and_then(|p| open_dir_path(&**p, name).ok());
         self.chunk.counts.dirs += 1;
         let entry = base_entry(&f, EntryType::Dir);
         self.open_dirs.push(OpenDir {

@@ -182,10 +182,28 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
     let store = Store::new(root);
     store.create()?;
     let _lock = StoreLock::acquire(&store.lock_path(), TOOL)?;
-    let (catalog, warning) = Catalog::open(&store)?;
-    if let Some(w) = warning {
-        report.warn(&w);
-    }
+    // The catalog only indexes the records; a broken one must not stop a backup.
+    let catalog = match Catalog::open(&store) {
+        Ok((catalog, warning)) => {
+            if let Some(w) = warning {
+                report.warn(&w);
+            }
+            Some(catalog)
+        }
+        Err(e) => {
+            report.warn(&format!(
+                "{e}; snapshots are still made, the catalog is not updated"
+            ));
+            None
+        }
+    };
+    let put = |record: &snap_shared::record::SnapshotRecord| {
+        if let Some(Err(e)) = catalog.as_ref().map(|c| c.put_snapshot(record)) {
+            report.warn(&format!(
+                "{e} (the snapshot is safe; the catalog is rebuilt from the records when needed)"
+            ));
+        }
+    };
     let opts = collect::Options {
         checksum: cli.checksum,
         description: cli.description.clone(),
@@ -195,15 +213,11 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
     let mut errors = 0;
     for plan in &plans {
         for id in collect::recover(&store, &plan.name, report)? {
-            catalog.put_snapshot(&store.read_record(&plan.name, &id)?)?;
+            put(&store.read_record(&plan.name, &id)?);
             collect::update_latest(&store, &plan.name)?;
         }
         let record = collect::collect_set(&store, plan, &opts, report)?;
-        if let Err(e) = catalog.put_snapshot(&record) {
-            report.warn(&format!(
-                "{e} (the snapshot is safe; the catalog is rebuilt from the records when needed)"
-            ));
-        }
+        put(&record);
         report.note(&collect::summary(&record));
         errors += record.errors;
         out.write(&Record::Snapshot(record))?;
