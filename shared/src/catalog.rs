@@ -73,6 +73,15 @@ impl Catalog {
         }
     }
 
+    /// Removes a catalog that fell behind the records (a failed update), so the
+    /// next [`Catalog::open`] rebuilds it. It is never the only copy of anything.
+    pub fn invalidate(store: &Store) {
+        let path = store.catalog_path();
+        for ext in ["sqlite", "sqlite-wal", "sqlite-shm"] {
+            let _ = std::fs::remove_file(path.with_extension(ext));
+        }
+    }
+
     /// Opens (or creates) a catalog file and brings its schema up to date.
     pub fn open_path(path: &Path) -> Result<Catalog> {
         let conn = Connection::open(path).map_err(|e| db_err(path, e))?;
@@ -269,6 +278,20 @@ mod tests {
             })
             .count();
         assert_eq!(aside, 1);
+    }
+
+    /// An invalidated catalog is rebuilt, complete, on the next open.
+    #[test]
+    fn invalidated_catalog_is_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        store.create().unwrap();
+        drop(Catalog::open(&store).unwrap());
+        write_record(&store, &record("a", "2026-01-01T000000Z"));
+        Catalog::invalidate(&store);
+        assert!(!store.catalog_path().exists());
+        let (cat, _) = Catalog::open(&store).unwrap();
+        assert_eq!(cat.snapshots(None).unwrap().len(), 1);
     }
 
     /// Rows added later are listed; the schema version is recorded.

@@ -177,7 +177,7 @@ fn build(
         Some(p) => {
             let dir = store.snapshot_dir(&plan.name, p);
             let fd = open_dir_path(CWD, &dir).map_err(|e| Error::io(&dir, e))?;
-            let index = Previous::open(&store.index_path(&plan.name, p))?;
+            let index = Previous::open(&store.index_path(&plan.name, p));
             (Some(index), Some(Arc::new(fd)))
         }
         None => (None, None),

@@ -147,10 +147,11 @@ impl<'a> Decider<'a> {
         self.flush(false)
     }
 
-    /// Hands the current chunk to the workers when it is full (or `force`d).
+    /// Hands the current chunk to the workers when it is full, or when `force`d
+    /// (the last one, sent even when empty: its counts may hold walk errors).
     fn flush(&mut self, force: bool) -> Result<()> {
         let full = self.chunk.items.len() >= CHUNK_ITEMS || self.chunk_bytes >= CHUNK_BYTES;
-        if !(full || force && !self.chunk.items.is_empty()) {
+        if !(full || force) {
             return Ok(());
         }
         let next = Chunk {
@@ -296,10 +297,18 @@ impl<'a> Decider<'a> {
             }
         }
         let prev_sha = match self.prev.as_mut() {
-            Some(prev) => prev
-                .find(&f.rel)?
-                .filter(|old| same_metadata(old, &entry))
-                .and_then(|old| old.sha256),
+            Some(prev) => {
+                let sha = prev
+                    .find(&f.rel)
+                    .filter(|old| same_metadata(old, &entry))
+                    .and_then(|old| old.sha256);
+                if let Some(e) = prev.take_failure() {
+                    self.ctx
+                        .report
+                        .warn(&format!("{e}; files from here on are copied, not linked"));
+                }
+                sha
+            }
             None => None,
         };
         let bytes = if prev_sha.is_some() { 0 } else { entry.size };

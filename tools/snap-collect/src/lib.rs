@@ -199,8 +199,9 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
     };
     let put = |record: &snap_shared::record::SnapshotRecord| {
         if let Some(Err(e)) = catalog.as_ref().map(|c| c.put_snapshot(record)) {
+            Catalog::invalidate(&store);
             report.warn(&format!(
-                "{e} (the snapshot is safe; the catalog is rebuilt from the records when needed)"
+                "{e}; the snapshot is safe, and the catalog will be rebuilt from the records"
             ));
         }
     };

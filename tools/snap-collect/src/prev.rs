@@ -1,6 +1,10 @@
 //! The previous snapshot's index, read on its own thread (decompressing and
 //! parsing is CPU work the walk should not wait for) and looked up in step
 //! with the walk: both are in index order, so one forward pass suffices.
+//!
+//! A previous index that is missing or corrupt must not stop a backup: from
+//! the point it fails, lookups find nothing, so files are copied instead of
+//! linked, and the failure is reported once as a warning.
 
 use std::cmp::Ordering;
 use std::path::Path;
@@ -8,82 +12,101 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, bounded};
 
-use snap_shared::error::Result;
+use snap_shared::error::{Error, Result};
 use snap_shared::index::{Entry, IndexReader, cmp_paths};
 
 const BATCH: usize = 1024;
 
 pub struct Previous {
-    batches: Receiver<Result<Vec<Entry>>>,
+    batches: Option<Receiver<Result<Vec<Entry>>>>,
     batch: std::vec::IntoIter<Entry>,
     current: Option<Entry>,
-    done: bool,
-    _reader: JoinHandle<()>,
+    failure: Option<Error>,
+    _reader: Option<JoinHandle<()>>,
 }
 
-impl Previous {
-    pub fn open(index: &Path) -> Result<Previous> {
-        let mut reader = IndexReader::open(index)?;
-        let (tx, rx) = bounded(8);
-        let handle = std::thread::spawn(move || {
-            loop {
-                let mut batch = Vec::with_capacity(BATCH);
-                let mut end = false;
-                while batch.len() < BATCH {
-                    match reader.next_entry() {
-                        Ok(Some(e)) => batch.push(e),
-                        Ok(None) => {
-                            end = true;
-                            break;
-                        }
-                        Err(e) => {
-                            let _ = tx.send(Err(e));
-                            return;
-                        }
-                    }
+/// Reads the index in batches and sends them until the end or an error.
+fn read_batches(mut reader: IndexReader, tx: crossbeam_channel::Sender<Result<Vec<Entry>>>) {
+    loop {
+        let mut batch = Vec::with_capacity(BATCH);
+        while batch.len() < BATCH {
+            match reader.next_entry() {
+                Ok(Some(e)) => batch.push(e),
+                Ok(None) => {
+                    let _ = tx.send(Ok(batch));
+                    return;
                 }
-                if (!batch.is_empty() && tx.send(Ok(batch)).is_err()) || end {
+                Err(e) => {
+                    let _ = tx.send(Ok(batch));
+                    let _ = tx.send(Err(e));
                     return;
                 }
             }
-        });
+        }
+        if tx.send(Ok(batch)).is_err() {
+            return;
+        }
+    }
+}
+
+impl Previous {
+    /// Starts reading `index`. Never fails: an unreadable index is a warning
+    /// waiting in [`Previous::take_failure`].
+    pub fn open(index: &Path) -> Previous {
         let mut prev = Previous {
-            batches: rx,
+            batches: None,
             batch: Vec::new().into_iter(),
             current: None,
-            done: false,
-            _reader: handle,
+            failure: None,
+            _reader: None,
         };
-        prev.advance()?;
-        Ok(prev)
+        match IndexReader::open(index) {
+            Ok(reader) => {
+                let (tx, rx) = bounded(8);
+                prev._reader = Some(std::thread::spawn(move || read_batches(reader, tx)));
+                prev.batches = Some(rx);
+                prev.advance();
+            }
+            Err(e) => prev.failure = Some(e),
+        }
+        prev
     }
 
-    fn advance(&mut self) -> Result<()> {
+    fn advance(&mut self) {
         loop {
             if let Some(e) = self.batch.next() {
                 self.current = Some(e);
-                return Ok(());
+                return;
             }
-            if self.done {
-                self.current = None;
-                return Ok(());
-            }
-            match self.batches.recv() {
-                Ok(batch) => self.batch = batch?.into_iter(),
-                Err(_) => self.done = true,
+            self.current = None;
+            let Some(rx) = &self.batches else {
+                return;
+            };
+            match rx.recv() {
+                Ok(Ok(batch)) => self.batch = batch.into_iter(),
+                Ok(Err(e)) => {
+                    self.failure = Some(e);
+                    self.batches = None;
+                }
+                Err(_) => self.batches = None,
             }
         }
     }
 
     /// The previous entry at `path`, if there was one.
-    pub fn find(&mut self, path: &[u8]) -> Result<Option<&Entry>> {
+    pub fn find(&mut self, path: &[u8]) -> Option<&Entry> {
         while let Some(cur) = &self.current {
             match cmp_paths(&cur.path, path) {
-                Ordering::Less => self.advance()?,
-                Ordering::Equal => return Ok(self.current.as_ref()),
-                Ordering::Greater => return Ok(None),
+                Ordering::Less => self.advance(),
+                Ordering::Equal => return self.current.as_ref(),
+                Ordering::Greater => return None,
             }
         }
-        Ok(None)
+        None
+    }
+
+    /// The error that ended the previous index early, once.
+    pub fn take_failure(&mut self) -> Option<Error> {
+        self.failure.take()
     }
 }

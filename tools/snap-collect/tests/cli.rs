@@ -425,6 +425,9 @@ fn unreadable_file_exits_1_and_counts() {
     w.write("src/ok", "fine");
     let secret = w.write("src/secret", "no");
     fs::set_permissions(&secret, fs::Permissions::from_mode(0o000)).unwrap();
+    // Last in the walk: its error must still reach the record.
+    w.write("src/zz-locked/inside", "no");
+    fs::set_permissions(w.path("src/zz-locked"), fs::Permissions::from_mode(0o000)).unwrap();
     fs::create_dir_all(w.path("store")).unwrap();
     let mut cmd = w.cmd();
     if rustix::process::geteuid().is_root() {
@@ -445,12 +448,18 @@ fn unreadable_file_exits_1_and_counts() {
         .unwrap();
     let err = w.redact(&out.stderr);
     assert_eq!(code(&out), 1, "{err}");
+    // Workers and the walk report from different threads: any order.
     assert!(
-        err.starts_with("snap-collect: error: [TMP]/src/secret: Permission denied\n"),
+        err.contains("snap-collect: error: [TMP]/src/secret: Permission denied\n"),
         "{err}"
     );
+    assert!(
+        err.contains("snap-collect: error: [TMP]/src/zz-locked: Permission denied\n"),
+        "{err}"
+    );
+    fs::set_permissions(w.path("src/zz-locked"), fs::Permissions::from_mode(0o755)).unwrap();
     let rec = records(&out).remove(0);
-    assert_eq!(rec["errors"], 1);
+    assert_eq!(rec["errors"], 2);
     assert_eq!(rec["files"], 1);
 }
 
@@ -703,4 +712,29 @@ fn one_file_system_stops_at_mount_points() {
     };
     assert_eq!(run(&["-x"])["files"], 1, "only src/a");
     assert_eq!(run(&[])["files"], 2, "src/a and src/mnt/inside");
+}
+
+/// A corrupt previous index does not stop the backup: a warning, and files are copied.
+#[test]
+fn corrupt_previous_index_only_warns() {
+    let w = World::new();
+    w.write("src/a", "a");
+    w.write("src/b", "b");
+    let args = ["--store", "store", "--min-free", "0", "--name", "s", "src"];
+    let first = records(&w.cmd().args(args).output().unwrap()).remove(0);
+    fs::write(
+        first["index"].as_str().unwrap(),
+        b"\x28\xb5\x2f\xfd garbage",
+    )
+    .unwrap();
+    let out = w.cmd().args(args).output().unwrap();
+    let err = w.redact(&out.stderr);
+    assert_eq!(code(&out), 0, "{err}");
+    assert!(
+        err.contains("files from here on are copied, not linked"),
+        "{err}"
+    );
+    let second = records(&out).remove(0);
+    assert_eq!(second["new_files"], 2);
+    assert_eq!(second["parent"], first["id"]);
 }
