@@ -1,4 +1,6 @@
-//! `cargo xtask test`: everything CI runs, from a fresh machine.
+//! `cargo xtask test`: everything CI runs, from a fresh machine: installs the
+//! programs the tests call, then fmt, clippy, `gen --check`, every test, and a
+//! last line adding up all test harnesses.
 
 use crate::sh::{Result, cargo, ensure_apt, exec};
 
@@ -22,7 +24,47 @@ pub fn run() -> Result {
         "-D",
         "warnings",
     ]))?;
+    crate::gen_docs::run(true)?;
     exec(cargo().args(["build", "--workspace", "--bins"]))?;
-    exec(cargo().args(["test", "--workspace"]))?;
-    crate::gen_docs::run(true)
+    run_tests()
+}
+
+/// Runs every test, passing cargo's output through, and ends with one line
+/// that adds up all the harnesses: `tests: N passed, N failed`.
+fn run_tests() -> Result {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut cmd = cargo();
+    cmd.args(["test", "--workspace"])
+        .current_dir(crate::sh::root());
+    eprintln!("xtask: $ {}", crate::sh::show(&cmd));
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cargo test: {e}"))?;
+    let (mut passed, mut failed) = (0u64, 0u64);
+    let out = child.stdout.take().expect("stdout is piped");
+    for line in BufReader::new(out).lines() {
+        let line = line.map_err(|e| format!("cargo test output: {e}"))?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            passed += count(rest, " passed");
+            failed += count(rest, " failed");
+        }
+    }
+    let status = child.wait().map_err(|e| format!("cargo test: {e}"))?;
+    println!("tests: {passed} passed, {failed} failed");
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("cargo test failed ({status})"))
+    }
+}
+
+/// The number before `what` in a cargo test summary (`ok. 14 passed; 0 failed; …`).
+fn count(summary: &str, what: &str) -> u64 {
+    summary
+        .find(what)
+        .and_then(|end| summary[..end].rsplit([' ', '.']).next()?.parse().ok())
+        .unwrap_or(0)
 }
