@@ -45,7 +45,13 @@ fn make_sample(src: &Path) -> Result {
         "excluded by the config\n",
     )?;
     let _ = std::os::unix::fs::symlink("mod00/file00.rs", src.join("project/main.rs"));
-    Ok(())
+    // A real tree's files are older than the snapshot; files changed in the
+    // second before a run are copied again by the next one (racy timestamps).
+    exec(
+        Command::new("find")
+            .arg(src)
+            .args(["-exec", "touch", "-h", "-d", "yesterday", "{}", "+"]),
+    )
 }
 
 fn collect(bin: &Path, config: &Path) -> Result<serde_json::Value> {

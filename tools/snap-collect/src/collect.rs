@@ -26,7 +26,7 @@ use snap_shared::size::{Floor, human_bytes};
 use snap_shared::store::Store;
 
 use crate::commit::Committer;
-use crate::decide::{Decider, open_dir, open_dir_path};
+use crate::decide::{Decider, open_dir, open_dir_path, racy_from};
 use crate::items::{Chunk, Counts};
 use crate::prev::Previous;
 use crate::report::Reporter;
@@ -173,6 +173,10 @@ fn build(
     space: &SpaceGuard,
 ) -> Result<(Counts, BufWriter<File>)> {
     raise_fd_limit();
+    let racy = match parent {
+        Some(p) => racy_from(store.read_record(&plan.name, p)?.created),
+        None => i64::MAX,
+    };
     let (prev, root_prev) = match parent {
         Some(p) => {
             let dir = store.snapshot_dir(&plan.name, p);
@@ -227,7 +231,7 @@ fn build(
             }
             Ok(committer)
         });
-        let decided = Decider::new(&ctx, root_new, root_prev, prev, job_tx).run(walker);
+        let decided = Decider::new(&ctx, racy, root_new, root_prev, prev, job_tx).run(walker);
         let committed = commit.join().expect("the committer does not panic");
         let committer = match (decided, committed) {
             (Ok(chunks), Ok(c)) if c.is_complete(chunks) => c,

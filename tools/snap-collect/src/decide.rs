@@ -37,6 +37,8 @@ struct OpenDir {
 
 pub struct Decider<'a> {
     ctx: &'a Ctx<'a>,
+    /// Previous entries with an mtime at or after this (ns) are not trusted.
+    racy_from: i64,
     root_new: Arc<OwnedFd>,
     root_prev: Option<Arc<OwnedFd>>,
     prev: Option<Previous>,
@@ -88,6 +90,21 @@ fn base_entry(f: &Found, kind: EntryType) -> Entry {
     }
 }
 
+/// From when on a previous snapshot's mtimes prove nothing (ns since the epoch).
+///
+/// File times come from the kernel's coarse clock: a write in the same tick as
+/// the one before it, landing after the previous run read the file, leaves
+/// size and mtime as recorded (git's "racy clean" problem). An entry whose
+/// mtime is not clearly older than the start of the run that recorded it is
+/// therefore copied again; one second of margin covers the tick and coarse
+/// filesystem clocks. It costs a re-copy of files changed just before a run.
+pub fn racy_from(prev_created: chrono::DateTime<chrono::Utc>) -> i64 {
+    prev_created
+        .timestamp_nanos_opt()
+        .unwrap_or(i64::MAX)
+        .saturating_sub(1_000_000_000)
+}
+
 /// True when the previous entry describes the same file by its metadata.
 fn same_metadata(prev: &Entry, e: &Entry) -> bool {
     matches!(prev.kind, EntryType::File | EntryType::Hardlink)
@@ -100,8 +117,10 @@ fn same_metadata(prev: &Entry, e: &Entry) -> bool {
 }
 
 impl<'a> Decider<'a> {
+    /// `racy_from`: see [`racy_from`].
     pub fn new(
         ctx: &'a Ctx<'a>,
+        racy_from: i64,
         root_new: Arc<OwnedFd>,
         root_prev: Option<Arc<OwnedFd>>,
         prev: Option<Previous>,
@@ -109,6 +128,7 @@ impl<'a> Decider<'a> {
     ) -> Self {
         Decider {
             ctx,
+            racy_from,
             root_new,
             root_prev,
             prev,
@@ -298,9 +318,10 @@ impl<'a> Decider<'a> {
         }
         let prev_sha = match self.prev.as_mut() {
             Some(prev) => {
+                let racy_from = self.racy_from;
                 let sha = prev
                     .find(&f.rel)
-                    .filter(|old| same_metadata(old, &entry))
+                    .filter(|old| same_metadata(old, &entry) && old.mtime < racy_from)
                     .and_then(|old| old.sha256);
                 if let Some(e) = prev.take_failure() {
                     self.ctx

@@ -33,6 +33,20 @@ impl World {
         p
     }
 
+    /// Writes a file dated 2020: older than any snapshot, so its metadata is
+    /// trusted (files written in the second before a run are copied again).
+    fn write_old(&self, rel: &str, content: &str) -> PathBuf {
+        let p = self.write(rel, content);
+        let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000);
+        fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        p
+    }
+
     fn cmd(&self) -> Command {
         let mut c = Command::cargo_bin("snap-collect").unwrap();
         c.env_clear()
@@ -355,7 +369,7 @@ fn collects_every_configured_set() {
 #[test]
 fn second_run_links_unchanged_files() {
     let w = World::new();
-    w.write("src/keep", "same");
+    w.write_old("src/keep", "same");
     w.write("src/change", "v1");
     let run = || {
         let out = w
@@ -399,7 +413,14 @@ fn second_run_links_unchanged_files() {
 fn checksum_catches_same_metadata_changes() {
     let w = World::new();
     let f = w.write("src/f", "aaaa");
-    let mtime = fs::metadata(&f).unwrap().modified().unwrap();
+    // Long before the snapshot, so the metadata is trusted (see the racy test).
+    let mtime = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000);
+    fs::File::options()
+        .write(true)
+        .open(&f)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
     let args = ["--store", "store", "--min-free", "0", "--name", "s", "src"];
     assert_eq!(code(&w.cmd().args(args).output().unwrap()), 0);
     fs::write(&f, "bbbb").unwrap();
@@ -489,7 +510,7 @@ fn leftover_partial_is_cleaned() {
 #[test]
 fn interrupted_publication_is_completed() {
     let w = World::new();
-    w.write("src/a", "a");
+    w.write_old("src/a", "a");
     let args = ["--store", "store", "--min-free", "0", "--name", "s", "src"];
     let first = records(&w.cmd().args(args).output().unwrap()).remove(0);
     let id = first["id"].as_str().unwrap();
@@ -596,7 +617,7 @@ fn exclusions_apply_but_gitignore_does_not() {
 #[test]
 fn too_many_links_falls_back_to_copy() {
     let w = World::new();
-    w.write("src/f", "content");
+    w.write_old("src/f", "content");
     let args = ["--store", "store", "--min-free", "0", "--name", "s", "src"];
     let first = records(&w.cmd().args(args).output().unwrap()).remove(0);
     let src_rel = fs::canonicalize(w.path("src")).unwrap();
@@ -718,8 +739,8 @@ fn one_file_system_stops_at_mount_points() {
 #[test]
 fn corrupt_previous_index_only_warns() {
     let w = World::new();
-    w.write("src/a", "a");
-    w.write("src/b", "b");
+    w.write_old("src/a", "a");
+    w.write_old("src/b", "b");
     let args = ["--store", "store", "--min-free", "0", "--name", "s", "src"];
     let first = records(&w.cmd().args(args).output().unwrap()).remove(0);
     fs::write(
@@ -737,4 +758,31 @@ fn corrupt_previous_index_only_warns() {
     let second = records(&out).remove(0);
     assert_eq!(second["new_files"], 2);
     assert_eq!(second["parent"], first["id"]);
+}
+
+/// A file rewritten in the same clock tick after the previous run read it keeps
+/// its size and mtime; such "racy" entries are copied again, not trusted.
+#[test]
+fn racy_entries_are_copied_again() {
+    let w = World::new();
+    let f = w.write("src/f", "aaaa");
+    let args = ["--store", "store", "--min-free", "0", "--name", "s", "src"];
+    let first = records(&w.cmd().args(args).output().unwrap()).remove(0);
+    // The rewrite lands after the read but carries the mtime it had (same tick).
+    let mtime = fs::metadata(&f).unwrap().modified().unwrap();
+    fs::write(&f, "bbbb").unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&f)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let second = records(&w.cmd().args(args).output().unwrap()).remove(0);
+    assert_eq!(second["parent"], first["id"]);
+    assert_eq!(second["new_files"], 1, "a racy entry must not be linked");
+    let src_rel = fs::canonicalize(w.path("src")).unwrap();
+    let copy = PathBuf::from(second["path"].as_str().unwrap())
+        .join(src_rel.strip_prefix("/").unwrap())
+        .join("f");
+    assert_eq!(fs::read_to_string(copy).unwrap(), "bbbb");
 }
