@@ -599,7 +599,8 @@ pub fn run(args: Args) -> Result {
         let cmd = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
         let doc = format!(
             "# Benchmarks\n\nMeasured {} on {}.\n\nCommand: `cargo xtask {cmd}` ({} runs; medians).\n\
-Corpora are built by the bench: tree-small = {} source-like files of 1–64 KiB; tree-large = 4 files, {} MiB in all.\n\
+Corpora are built by the bench: tree-small = {} source-like files of 1–64 KiB; tree-large = 4 files, {} MiB in all;\n\
+usr-share = a copy of /usr/share and the Rust docs (the corpus of ../shared/bench-anchors.md).\n\
 Every tool gets the same sequence per run (fresh target, first, no change, 1% of files changed);\n\
 the tree is read once and `sync` runs before each timed step. snap includes its own `syncfs` before\n\
 publishing a snapshot (durable); rsync does not flush, so its figures leave writes in the page cache.\n\n{md}\n{}",
