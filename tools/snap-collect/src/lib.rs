@@ -158,6 +158,24 @@ fn load_config(cli: &Cli) -> Result<Option<LoadedConfig>> {
     }
 }
 
+/// A source inside the store would walk the snapshot being built; refuse it.
+/// (The opposite, the store inside a source, is fine: the walk skips the store.)
+fn refuse_sources_in_store(store: &Store, plans: &[sources::SetPlan]) -> Result<()> {
+    let root = std::fs::canonicalize(&store.root).map_err(|e| Error::io(&store.root, e))?;
+    for plan in plans {
+        if let Some(src) = plan.sources.iter().find(|s| s.abs.starts_with(&root)) {
+            return Err(Error::usage(
+                format!("set {}: source {}", plan.name, src.abs.display()),
+                format!("is inside the store {}", root.display()),
+            )
+            .with_hint(
+                "snapshots are already in the store; pick a source outside it or another --store",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The whole run: plan, lock, collect each set, emit records.
 pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
     let loaded = load_config(cli)?;
@@ -181,6 +199,7 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
     );
     let store = Store::new(root);
     store.create()?;
+    refuse_sources_in_store(&store, &plans)?;
     let _lock = StoreLock::acquire(&store.lock_path(), TOOL)?;
     // The catalog only indexes the records; a broken one must not stop a backup.
     let catalog = match Catalog::open(&store) {

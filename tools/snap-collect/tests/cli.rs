@@ -786,3 +786,30 @@ fn racy_entries_are_copied_again() {
         .join("f");
     assert_eq!(fs::read_to_string(copy).unwrap(), "bbbb");
 }
+
+/// A source inside the store is refused (exit 64) before anything is written.
+#[test]
+fn source_inside_store_is_refused() {
+    let w = World::new();
+    w.write("store/notes/a", "a");
+    let out = w
+        .cmd()
+        .args([
+            "--store",
+            "store",
+            "--min-free",
+            "0",
+            "--name",
+            "s",
+            "store/notes",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 64);
+    assert_eq!(
+        w.redact(&out.stderr),
+        "snap-collect: set s: source [TMP]/store/notes: is inside the store [TMP]/store\n\
+         snap-collect: hint: snapshots are already in the store; pick a source outside it or another --store\n"
+    );
+    assert!(!w.path("store/sets/s").exists());
+}
