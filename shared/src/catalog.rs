@@ -131,25 +131,7 @@ impl Catalog {
 
     /// Adds or replaces a snapshot's row.
     pub fn put_snapshot(&self, rec: &SnapshotRecord) -> Result<()> {
-        let json = serde_json::to_string(rec).map_err(|e| Error::internal("catalog", e))?;
-        self.put(
-            "snapshot",
-            &rec.set,
-            &rec.id,
-            &rec.created.to_rfc3339(),
-            &json,
-        )
-    }
-
-    fn put(&self, kind: &str, target: &str, id: &str, created: &str, json: &str) -> Result<()> {
-        self.conn
-            .execute(
-                "INSERT OR REPLACE INTO records (kind, target, id, created, record)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![kind, target, id, created, json],
-            )
-            .map_err(|e| Error::new(Exit::Io, "catalog", e))?;
-        Ok(())
+        insert_snapshot(&self.conn, rec)
     }
 
     /// The snapshot records of a set (all sets when `None`), oldest first.
@@ -187,17 +169,23 @@ impl Catalog {
         tx.execute("DELETE FROM records WHERE kind = 'snapshot'", [])
             .map_err(err)?;
         for rec in &records {
-            let json = serde_json::to_string(rec).map_err(|e| Error::internal("catalog", e))?;
-            tx.execute(
-                "INSERT OR REPLACE INTO records (kind, target, id, created, record)
-                 VALUES ('snapshot', ?1, ?2, ?3, ?4)",
-                params![rec.set, rec.id, rec.created.to_rfc3339(), json],
-            )
-            .map_err(err)?;
+            insert_snapshot(&tx, rec)?;
         }
         tx.commit().map_err(err)?;
         Ok(records.len())
     }
+}
+
+/// Adds or replaces a snapshot's row (on the catalog or inside a transaction).
+fn insert_snapshot(conn: &Connection, rec: &SnapshotRecord) -> Result<()> {
+    let json = serde_json::to_string(rec).map_err(|e| Error::internal("catalog", e))?;
+    conn.execute(
+        "INSERT OR REPLACE INTO records (kind, target, id, created, record)
+         VALUES ('snapshot', ?1, ?2, ?3, ?4)",
+        params![rec.set, rec.id, rec.created.to_rfc3339(), json],
+    )
+    .map_err(|e| Error::new(Exit::Io, "catalog", e))?;
+    Ok(())
 }
 
 #[cfg(test)]
