@@ -105,19 +105,19 @@ pub fn collect_set(
     let set = &plan.name;
     let set_dir = store.set_dir(set);
     fsutil::create_private_dir(&set_dir).map_err(|e| Error::io(&set_dir, e))?;
-    let parent = store.latest_id(set)?;
+    // The previous snapshot's record, read once: its cost predicts this run's,
+    // and its start time bounds which of its mtimes can be trusted.
+    let parent = match store.latest_id(set)? {
+        Some(p) => Some(store.read_record(set, &p)?),
+        None => None,
+    };
     let created = Utc::now();
     let id = snap_shared::id::free_id(created, |id| {
         store.record_path(set, id).exists()
             || store.snapshot_dir(set, id).exists()
             || store.index_path(set, id).exists()
     });
-    let space = SpaceGuard::check(
-        store,
-        opts.floor,
-        parent.as_deref().map(|p| (set.as_str(), p)),
-        report,
-    )?;
+    let space = SpaceGuard::check(store, opts.floor, parent.as_ref(), report)?;
     let partial = store.partial_dir(set, &id);
     fs::DirBuilder::new()
         .mode(0o700)
@@ -130,14 +130,15 @@ pub fn collect_set(
         plan,
         opts,
         report,
-        parent.as_deref(),
+        parent.as_ref(),
         &partial,
         &index_tmp,
         &space,
     )
     .and_then(|(stats, index_file)| {
         finish_index(index_file, &index_tmp)?;
-        let record = make_record(store, plan, opts, &id, created, parent, stats, started);
+        let parent_id = parent.map(|p| p.id);
+        let record = make_record(store, plan, opts, &id, created, parent_id, stats, started);
         publish(store, set, &id, &partial, &index_tmp, &record)?;
         Ok(record)
     });
@@ -167,21 +168,18 @@ fn build(
     plan: &SetPlan,
     opts: &Options,
     report: &Reporter,
-    parent: Option<&str>,
+    parent: Option<&SnapshotRecord>,
     partial: &Path,
     index_tmp: &Path,
     space: &SpaceGuard,
 ) -> Result<(Counts, BufWriter<File>)> {
     raise_fd_limit();
-    let racy = match parent {
-        Some(p) => racy_from(store.read_record(&plan.name, p)?.created),
-        None => i64::MAX,
-    };
+    let racy = parent.map_or(i64::MAX, |p| racy_from(p.created));
     let (prev, root_prev) = match parent {
         Some(p) => {
-            let dir = store.snapshot_dir(&plan.name, p);
+            let dir = store.snapshot_dir(&plan.name, &p.id);
             let fd = open_dir_path(CWD, &dir).map_err(|e| Error::io(&dir, e))?;
-            let index = Previous::open(&store.index_path(&plan.name, p));
+            let index = Previous::open(&store.index_path(&plan.name, &p.id));
             (Some(index), Some(Arc::new(fd)))
         }
         None => (None, None),

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use snap_shared::error::{Error, Exit, Result};
+use snap_shared::record::SnapshotRecord;
 use snap_shared::size::{Floor, human_bytes};
 use snap_shared::store::Store;
 
@@ -44,12 +45,12 @@ fn below_floor(root: &Path, free: u64, floor: u64) -> Error {
 }
 
 impl SpaceGuard {
-    /// Checks the floor before a run. `last` names the set's previous snapshot,
+    /// Checks the floor before a run. `last` is the set's previous snapshot,
     /// whose cost predicts this one's.
     pub fn check(
         store: &Store,
         floor: Floor,
-        last: Option<(&str, &str)>,
+        last: Option<&SnapshotRecord>,
         report: &Reporter,
     ) -> Result<SpaceGuard> {
         let (free, total) = free_space(&store.root).map_err(|e| Error::io(&store.root, e))?;
@@ -57,14 +58,14 @@ impl SpaceGuard {
         if free < floor_bytes {
             return Err(below_floor(&store.root, free, floor_bytes));
         }
-        if let Some((set, id)) = last
-            && let Ok(rec) = store.read_record(set, id)
+        if let Some(rec) = last
             && free.saturating_sub(rec.new_bytes) < floor_bytes
         {
             report.warn(&format!(
-                "store {}: {} free; set {set} copied {} last time, so this run will likely not fit above the floor of {}",
+                "store {}: {} free; set {} copied {} last time, so this run will likely not fit above the floor of {}",
                 store.root.display(),
                 human_bytes(free),
+                rec.set,
                 human_bytes(rec.new_bytes),
                 human_bytes(floor_bytes)
             ));
