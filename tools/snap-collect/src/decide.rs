@@ -149,11 +149,7 @@ impl<'a> Decider<'a> {
         for event in walker {
             match event {
                 Event::Entry(found) => self.handle(found)?,
-                Event::Warning(w) => self.ctx.report.warn(&w),
-                Event::Error(e) => {
-                    self.chunk.counts.errors += 1;
-                    self.ctx.report.error(&e);
-                }
+                problem => self.ctx.report_walk(problem, &mut self.chunk.counts),
             }
         }
         self.close_dirs_not_above(None);

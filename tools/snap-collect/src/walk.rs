@@ -88,6 +88,16 @@ pub struct Walker {
     skip_dir: Option<PathBuf>,
 }
 
+/// How a source entry that could not be read is reported: one that vanished
+/// since its folder was listed is a warning, anything else an error.
+pub fn problem(path: &Path, err: &io::Error) -> Event {
+    if err.kind() == io::ErrorKind::NotFound {
+        Event::Warning(format!("{}: vanished during the walk", path.display()))
+    } else {
+        Event::Error(format!("{}: {}", path.display(), io_cause(err)))
+    }
+}
+
 /// `parent/name`, or `name` at the top.
 pub fn join_rel(parent: &[u8], name: &[u8]) -> Vec<u8> {
     let mut v = Vec::with_capacity(parent.len() + 1 + name.len());
@@ -227,12 +237,7 @@ impl Walker {
     }
 
     fn fail(&mut self, path: &Path, err: io::Error) {
-        let event = if err.kind() == io::ErrorKind::NotFound {
-            Event::Warning(format!("{}: vanished during the walk", path.display()))
-        } else {
-            Event::Error(format!("{}: {}", path.display(), io_cause(&err)))
-        };
-        self.queue.push_back(event);
+        self.queue.push_back(problem(path, &err));
     }
 
     fn excluded(&self, abs: &Path, is_dir: bool) -> bool {

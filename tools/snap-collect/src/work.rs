@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, Mode, OFlags, linkat, openat, unlinkat};
 
-use snap_shared::error::{Error, Exit, Result, io_cause, is_disk_full};
+use snap_shared::error::{Error, Exit, Result, is_disk_full};
 use snap_shared::index::Entry;
 
 use crate::copy::{copy_hashed, hash_file};
@@ -18,7 +18,7 @@ use crate::items::{Chunk, Counts, FileJob, Item};
 use crate::meta::apply_to_fd;
 use crate::report::Reporter;
 use crate::space::SpaceGuard;
-use crate::walk::last_component;
+use crate::walk::{Event, last_component, problem};
 
 /// What every worker (and the committer) needs to make files.
 pub struct Ctx<'a> {
@@ -42,13 +42,18 @@ impl Ctx<'_> {
 
     /// Reports a source entry that can't be read; vanished ones are only a warning.
     pub fn unreadable(&self, path: &Path, e: io::Error, counts: &mut Counts) {
-        if e.kind() == io::ErrorKind::NotFound {
-            self.report
-                .warn(&format!("{}: vanished during the walk", path.display()));
-        } else {
-            counts.errors += 1;
-            self.report
-                .error(&format!("{}: {}", path.display(), io_cause(&e)));
+        self.report_walk(problem(path, &e), counts);
+    }
+
+    /// Shows a walk warning, or shows and counts an error (entries are no problem).
+    pub fn report_walk(&self, event: Event, counts: &mut Counts) {
+        match event {
+            Event::Warning(w) => self.report.warn(&w),
+            Event::Error(e) => {
+                counts.errors += 1;
+                self.report.error(&e);
+            }
+            Event::Entry(_) => {}
         }
     }
 
