@@ -47,6 +47,15 @@ impl World {
         p
     }
 
+    /// Collects `src/` as the ad-hoc set `s` into `store/`, no free-space floor.
+    fn collect_src(&self, extra: &[&str]) -> Output {
+        self.cmd()
+            .args(["--store", "store", "--min-free", "0", "--name", "s", "src"])
+            .args(extra)
+            .output()
+            .unwrap()
+    }
+
     fn cmd(&self) -> Command {
         let mut c = Command::cargo_bin("snap-collect").unwrap();
         c.env_clear()
@@ -372,11 +381,7 @@ fn second_run_links_unchanged_files() {
     w.write_old("src/keep", "same");
     w.write("src/change", "v1");
     let run = || {
-        let out = w
-            .cmd()
-            .args(["--store", "store", "--min-free", "0", "--name", "s", "src"])
-            .output()
-            .unwrap();
+        let out = w.collect_src(&[]);
         assert_eq!(code(&out), 0, "{}", w.redact(&out.stderr));
         records(&out).remove(0)
     };
@@ -421,8 +426,7 @@ fn checksum_catches_same_metadata_changes() {
         .unwrap()
         .set_modified(mtime)
         .unwrap();
-    let args = ["--store", "store", "--min-free", "0", "--name", "s", "src"];
-    assert_eq!(code(&w.cmd().args(args).output().unwrap()), 0);
+    assert_eq!(code(&w.collect_src(&[])), 0);
     fs::write(&f, "bbbb").unwrap();
     fs::File::options()
         .write(true)
@@ -430,12 +434,12 @@ fn checksum_catches_same_metadata_changes() {
         .unwrap()
         .set_modified(mtime)
         .unwrap();
-    let plain = records(&w.cmd().args(args).output().unwrap()).remove(0);
+    let plain = records(&w.collect_src(&[])).remove(0);
     assert_eq!(
         plain["new_files"], 0,
         "size+mtime match: linked, like rsync"
     );
-    let checked = records(&w.cmd().args(args).arg("--checksum").output().unwrap()).remove(0);
+    let checked = records(&w.collect_src(&["--checksum"])).remove(0);
     assert_eq!(checked["new_files"], 1);
 }
 
@@ -489,13 +493,12 @@ fn unreadable_file_exits_1_and_counts() {
 fn leftover_partial_is_cleaned() {
     let w = World::new();
     w.write("src/a", "a");
-    let args = ["--store", "store", "--min-free", "0", "--name", "s", "src"];
-    let first = records(&w.cmd().args(args).output().unwrap()).remove(0);
+    let first = records(&w.collect_src(&[])).remove(0);
     let partial = w.path("store/sets/s/.2020-01-01T000000Z.partial/deep");
     fs::create_dir_all(&partial).unwrap();
     fs::set_permissions(&partial, fs::Permissions::from_mode(0o555)).unwrap();
     w.write("store/sets/s/2020-01-01T000000Z.index.zst", "junk");
-    let out = w.cmd().args(args).output().unwrap();
+    let out = w.collect_src(&[]);
     assert_eq!(code(&out), 0, "{}", w.redact(&out.stderr));
     assert!(
         w.redact(&out.stderr)
@@ -511,8 +514,7 @@ fn leftover_partial_is_cleaned() {
 fn interrupted_publication_is_completed() {
     let w = World::new();
     w.write_old("src/a", "a");
-    let args = ["--store", "store", "--min-free", "0", "--name", "s", "src"];
-    let first = records(&w.cmd().args(args).output().unwrap()).remove(0);
+    let first = records(&w.collect_src(&[])).remove(0);
     let id = first["id"].as_str().unwrap();
     let set = w.path("store/sets/s");
     fs::rename(
@@ -520,7 +522,7 @@ fn interrupted_publication_is_completed() {
         set.join(format!(".{id}.json.pending")),
     )
     .unwrap();
-    let second = records(&w.cmd().args(args).output().unwrap()).remove(0);
+    let second = records(&w.collect_src(&[])).remove(0);
     assert!(set.join(format!("{id}.json")).exists());
     assert_eq!(second["parent"], id, "the completed snapshot is the parent");
     assert_eq!(second["new_files"], 0);
@@ -618,8 +620,7 @@ fn exclusions_apply_but_gitignore_does_not() {
 fn too_many_links_falls_back_to_copy() {
     let w = World::new();
     w.write_old("src/f", "content");
-    let args = ["--store", "store", "--min-free", "0", "--name", "s", "src"];
-    let first = records(&w.cmd().args(args).output().unwrap()).remove(0);
+    let first = records(&w.collect_src(&[])).remove(0);
     let src_rel = fs::canonicalize(w.path("src")).unwrap();
     let in_first = PathBuf::from(first["path"].as_str().unwrap())
         .join(src_rel.strip_prefix("/").unwrap())
@@ -638,7 +639,7 @@ fn too_many_links_falls_back_to_copy() {
             Err(e) => panic!("{e}"),
         }
     }
-    let out = w.cmd().args(args).output().unwrap();
+    let out = w.collect_src(&[]);
     assert_eq!(code(&out), 0, "{}", w.redact(&out.stderr));
     let second = records(&out).remove(0);
     assert_eq!(
@@ -741,14 +742,13 @@ fn corrupt_previous_index_only_warns() {
     let w = World::new();
     w.write_old("src/a", "a");
     w.write_old("src/b", "b");
-    let args = ["--store", "store", "--min-free", "0", "--name", "s", "src"];
-    let first = records(&w.cmd().args(args).output().unwrap()).remove(0);
+    let first = records(&w.collect_src(&[])).remove(0);
     fs::write(
         first["index"].as_str().unwrap(),
         b"\x28\xb5\x2f\xfd garbage",
     )
     .unwrap();
-    let out = w.cmd().args(args).output().unwrap();
+    let out = w.collect_src(&[]);
     let err = w.redact(&out.stderr);
     assert_eq!(code(&out), 0, "{err}");
     assert!(
@@ -766,8 +766,7 @@ fn corrupt_previous_index_only_warns() {
 fn racy_entries_are_copied_again() {
     let w = World::new();
     let f = w.write("src/f", "aaaa");
-    let args = ["--store", "store", "--min-free", "0", "--name", "s", "src"];
-    let first = records(&w.cmd().args(args).output().unwrap()).remove(0);
+    let first = records(&w.collect_src(&[])).remove(0);
     // The rewrite lands after the read but carries the mtime it had (same tick).
     let mtime = fs::metadata(&f).unwrap().modified().unwrap();
     fs::write(&f, "bbbb").unwrap();
@@ -777,7 +776,7 @@ fn racy_entries_are_copied_again() {
         .unwrap()
         .set_modified(mtime)
         .unwrap();
-    let second = records(&w.cmd().args(args).output().unwrap()).remove(0);
+    let second = records(&w.collect_src(&[])).remove(0);
     assert_eq!(second["parent"], first["id"]);
     assert_eq!(second["new_files"], 1, "a racy entry must not be linked");
     let src_rel = fs::canonicalize(w.path("src")).unwrap();
