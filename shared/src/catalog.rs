@@ -12,7 +12,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::{Error, Exit, Result};
-use crate::record::SnapshotRecord;
+use crate::record::{ArchiveRecord, SnapshotRecord};
 use crate::store::Store;
 
 /// Schema migrations, applied in order; the schema version is their count.
@@ -134,6 +134,11 @@ impl Catalog {
         insert_snapshot(&self.conn, rec)
     }
 
+    /// Adds or replaces an archive's row (archives in the store's `archives/`).
+    pub fn put_archive(&self, rec: &ArchiveRecord) -> Result<()> {
+        insert_archive(&self.conn, rec)
+    }
+
     /// The snapshot records of a set (all sets when `None`), oldest first.
     pub fn snapshots(&self, set: Option<&str>) -> Result<Vec<SnapshotRecord>> {
         let err = |e: rusqlite::Error| Error::new(Exit::Io, "catalog", e);
@@ -165,24 +170,65 @@ impl Catalog {
                 records.push(store.read_record(&set, &id)?);
             }
         }
+        let mut archives = Vec::new();
+        for set in crate::store::read_names(&store.archives_dir())? {
+            let dir = store.archive_dir(&set);
+            for id in crate::archive::archive_ids(&dir)? {
+                let files = crate::archive::ArchiveFiles::new(&dir, &id);
+                archives.push(crate::archive::read_record(&files.record())?);
+            }
+        }
         let tx = self.conn.transaction().map_err(err)?;
-        tx.execute("DELETE FROM records WHERE kind = 'snapshot'", [])
-            .map_err(err)?;
+        tx.execute(
+            "DELETE FROM records WHERE kind IN ('snapshot', 'archive')",
+            [],
+        )
+        .map_err(err)?;
         for rec in &records {
             insert_snapshot(&tx, rec)?;
         }
+        for rec in &archives {
+            insert_archive(&tx, rec)?;
+        }
         tx.commit().map_err(err)?;
-        Ok(records.len())
+        Ok(records.len() + archives.len())
     }
 }
 
 /// Adds or replaces a snapshot's row (on the catalog or inside a transaction).
 fn insert_snapshot(conn: &Connection, rec: &SnapshotRecord) -> Result<()> {
     let json = serde_json::to_string(rec).map_err(|e| Error::internal("catalog", e))?;
+    insert(
+        conn,
+        "snapshot",
+        &rec.set,
+        &rec.id,
+        &rec.created.to_rfc3339(),
+        &json,
+    )
+}
+
+/// Adds or replaces an archive's row; its time is its id's (the snapshot's).
+fn insert_archive(conn: &Connection, rec: &ArchiveRecord) -> Result<()> {
+    let json = serde_json::to_string(rec).map_err(|e| Error::internal("catalog", e))?;
+    let created = crate::id::parse_id(&rec.id)
+        .map(|(t, _)| t.to_rfc3339())
+        .unwrap_or_default();
+    insert(conn, "archive", &rec.set, &rec.id, &created, &json)
+}
+
+fn insert(
+    conn: &Connection,
+    kind: &str,
+    target: &str,
+    id: &str,
+    created: &str,
+    json: &str,
+) -> Result<()> {
     conn.execute(
         "INSERT OR REPLACE INTO records (kind, target, id, created, record)
-         VALUES ('snapshot', ?1, ?2, ?3, ?4)",
-        params![rec.set, rec.id, rec.created.to_rfc3339(), json],
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![kind, target, id, created, json],
     )
     .map_err(|e| Error::new(Exit::Io, "catalog", e))?;
     Ok(())

@@ -104,6 +104,21 @@ pub fn locate(flag: Option<&Path>) -> (PathBuf, bool) {
 }
 
 impl LoadedConfig {
+    /// The config for tools that work without one: loaded when named (`--config`,
+    /// `$SNAP_CONFIG`) or when the default file exists; `None` otherwise.
+    pub fn load_optional(flag: Option<&Path>) -> Result<Option<LoadedConfig>> {
+        let (path, named) = locate(flag);
+        if !named && !path.exists() {
+            return Ok(None);
+        }
+        Self::load(&path).map(Some)
+    }
+
+    /// The store directory the config names, if any.
+    pub fn store(config: Option<&LoadedConfig>) -> Option<&str> {
+        config.and_then(|c| c.config.store.as_deref())
+    }
+
     /// Loads and checks the config at `path`.
     pub fn load(path: &Path) -> Result<LoadedConfig> {
         let text = std::fs::read_to_string(path).map_err(|e| {

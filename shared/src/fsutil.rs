@@ -27,6 +27,12 @@ pub fn temp_name(path: &Path, tag: &str) -> PathBuf {
     parent_of(path).join(format!(".{name}.{tag}.{}", std::process::id()))
 }
 
+/// Free and total bytes of the filesystem holding `path` (as an unprivileged user sees them).
+pub fn free_space(path: &Path) -> io::Result<(u64, u64)> {
+    let st = rustix::fs::statvfs(path)?;
+    Ok((st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize))
+}
+
 /// Flushes a directory's entries (new names, renames) to disk.
 pub fn fsync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()

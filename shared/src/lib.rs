@@ -5,8 +5,10 @@
 //! publication, and the errors with their exit codes. No clap and no printing
 //! here: tools decide how to talk to people.
 
+pub mod archive;
 pub mod catalog;
 pub mod config;
+pub mod crypt;
 pub mod error;
 pub mod fsutil;
 pub mod hash;

@@ -13,8 +13,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::config::expand_tilde;
-use crate::error::{Error, Result};
+use crate::error::{Error, Exit, Result};
 use crate::id::{cmp_ids, is_id};
+use crate::record::SnapshotRecord;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Store {
@@ -73,6 +74,15 @@ impl Store {
         self.set_dir(set).join(format!(".{id}.partial"))
     }
 
+    pub fn archives_dir(&self) -> PathBuf {
+        self.root.join("archives")
+    }
+
+    /// Where snap-pack puts a set's archives by default.
+    pub fn archive_dir(&self, set: &str) -> PathBuf {
+        self.archives_dir().join(set)
+    }
+
     pub fn latest_link(&self, set: &str) -> PathBuf {
         self.set_dir(set).join("latest")
     }
@@ -107,15 +117,78 @@ impl Store {
     }
 
     /// Reads a snapshot's record from its `.json` file.
-    pub fn read_record(&self, set: &str, id: &str) -> Result<crate::record::SnapshotRecord> {
+    pub fn read_record(&self, set: &str, id: &str) -> Result<SnapshotRecord> {
         let path = self.record_path(set, id);
         let text = fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
         serde_json::from_str(&text).map_err(|e| Error::data(path.display().to_string(), e))
     }
 }
 
+impl Store {
+    /// Finds a snapshot by name: `SET/ID`, `SET/latest`, a bare `ID` (unique
+    /// across sets), or the path of a snapshot tree or its `.json` record.
+    pub fn resolve_snapshot(&self, name: &str) -> Result<SnapshotRecord> {
+        let path = Path::new(name);
+        if path.exists() && (name.contains('/') || name.ends_with(".json")) {
+            return read_snapshot_file(path);
+        }
+        let not_found = |what: String| {
+            Error::new(Exit::NoInput, format!("snapshot {name}"), what)
+                .with_hint("list them with `snap-restore list`")
+        };
+        if let Some((set, id)) = name.split_once('/') {
+            let id = match id {
+                "latest" => self.latest_id(set)?.ok_or_else(|| {
+                    not_found(format!(
+                        "set {set} has no snapshots in {}",
+                        self.root.display()
+                    ))
+                })?,
+                id => id.to_string(),
+            };
+            if !self.record_path(set, &id).exists() {
+                return Err(not_found(format!("not in store {}", self.root.display())));
+            }
+            return self.read_record(set, &id);
+        }
+        let mut found = Vec::new();
+        for set in self.sets()? {
+            if self.record_path(&set, name).exists() {
+                found.push(set);
+            }
+        }
+        match found.as_slice() {
+            [set] => self.read_record(set, name),
+            [] => Err(not_found(format!("not in store {}", self.root.display()))),
+            sets => Err(Error::usage(
+                format!("snapshot {name}"),
+                format!("is in several sets ({})", sets.join(", ")),
+            )
+            .with_hint(format!("name it SET/{name}"))),
+        }
+    }
+}
+
+/// Reads a snapshot record from its `.json`, or from beside its tree.
+fn read_snapshot_file(path: &Path) -> Result<SnapshotRecord> {
+    let json = if path.is_dir() {
+        let mut s = path.as_os_str().to_owned();
+        s.push(".json");
+        PathBuf::from(s)
+    } else {
+        path.to_path_buf()
+    };
+    let text = fs::read_to_string(&json).map_err(|e| Error::io(&json, e))?;
+    serde_json::from_str(&text).map_err(|e| {
+        Error::data(
+            json.display().to_string(),
+            format!("not a snapshot record: {e}"),
+        )
+    })
+}
+
 /// The UTF-8 names in a directory; a missing directory has none.
-fn read_names(dir: &Path) -> Result<Vec<String>> {
+pub fn read_names(dir: &Path) -> Result<Vec<String>> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),

@@ -29,11 +29,11 @@ use crate::commit::Committer;
 use crate::decide::{Decider, open_dir, open_dir_path, racy_from};
 use crate::items::{Chunk, Counts};
 use crate::prev::Previous;
-use crate::report::Reporter;
 use crate::sources::SetPlan;
 use crate::space::SpaceGuard;
 use crate::walk::Walker;
 use crate::work::{Ctx, store_err};
+use snap_cli::Reporter;
 
 /// How to collect, beyond what the set says.
 #[derive(Debug, Clone)]

@@ -14,6 +14,7 @@ use rustix::fs::{AtFlags, linkat};
 use snap_shared::error::Result;
 use snap_shared::hash::Sha256Digest;
 use snap_shared::index::{Entry, EntryType, IndexWriter};
+use snap_shared::size::human_bytes;
 
 use crate::items::{Chunk, Counts, GroupJob, Item};
 use crate::meta::apply_to_fd;
@@ -67,9 +68,10 @@ impl<'a> Committer<'a> {
             for item in chunk.items {
                 self.commit(item)?;
             }
+            let (set, entries, copied) = (self.set, self.entries, self.counts.new_bytes);
             self.ctx
                 .report
-                .progress(self.set, self.entries, self.counts.new_bytes);
+                .progress(|| format!("{set}: {entries} entries, {} copied", human_bytes(copied)));
         }
         Ok(())
     }

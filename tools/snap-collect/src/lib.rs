@@ -16,7 +16,6 @@ pub mod exclude;
 pub mod items;
 pub mod meta;
 pub mod prev;
-pub mod report;
 pub mod sources;
 pub mod space;
 pub mod walk;
@@ -35,7 +34,7 @@ use snap_shared::lock::StoreLock;
 use snap_shared::record::Record;
 use snap_shared::store::{self, Store};
 
-use crate::report::{Reporter, TOOL};
+use snap_cli::Reporter;
 
 /// Collect source sets into browsable, hard-linked incremental snapshots.
 #[derive(Debug, Parser)]
@@ -110,32 +109,18 @@ pub fn command() -> clap::Command {
     Cli::command()
 }
 
+/// The name on every message.
+pub const TOOL: &str = "snap-collect";
+
 /// Runs the tool with these arguments and returns the process exit code.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
-        Err(e) => return clap_exit(e),
+        Err(e) => return snap_cli::clap_exit(e),
     };
-    let report = Reporter::new(cli.quiet, cli.verbose);
+    let report = Reporter::new(TOOL, cli.quiet, cli.verbose);
     let outcome = run(&cli, &report);
-    report.finish();
-    match outcome {
-        Ok(exit) => exit.code(),
-        Err(err) => {
-            eprintln!("{}", err.render(TOOL));
-            err.exit.code()
-        }
-    }
-}
-
-/// Prints a clap error or help; usage errors exit 64 (clap's own 2 is not a sysexits code).
-fn clap_exit(e: clap::Error) -> i32 {
-    use clap::error::ErrorKind;
-    let _ = e.print();
-    match e.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => 0,
-        _ => Exit::Usage.code(),
-    }
+    snap_cli::finish(TOOL, &report, outcome)
 }
 
 fn load_config(cli: &Cli) -> Result<Option<LoadedConfig>> {

@@ -6,20 +6,15 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use snap_shared::error::{Error, Exit, Result};
+use snap_shared::fsutil::free_space;
 use snap_shared::record::SnapshotRecord;
 use snap_shared::size::{Floor, human_bytes};
 use snap_shared::store::Store;
 
-use crate::report::Reporter;
+use snap_cli::Reporter;
 
 /// Re-measure free space after this many bytes copied.
 const RECHECK_EVERY: u64 = 64 << 20;
-
-/// Free and total bytes of the filesystem holding `path`.
-pub fn free_space(path: &Path) -> std::io::Result<(u64, u64)> {
-    let st = rustix::fs::statvfs(path)?;
-    Ok((st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize))
-}
 
 /// Shared by the workers: counts bytes written and re-measures now and then.
 #[derive(Debug)]

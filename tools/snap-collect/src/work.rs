@@ -16,9 +16,9 @@ use snap_shared::index::Entry;
 use crate::copy::{copy_hashed, hash_file};
 use crate::items::{Chunk, Counts, FileJob, Item};
 use crate::meta::apply_to_fd;
-use crate::report::Reporter;
 use crate::space::SpaceGuard;
 use crate::walk::{Event, last_component, problem};
+use snap_cli::Reporter;
 
 /// What every worker (and the committer) needs to make files.
 pub struct Ctx<'a> {

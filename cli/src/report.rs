@@ -1,23 +1,21 @@
 //! Talking to people on stderr: warnings, errors, the summary, and a progress
 //! line that appears only when stderr is a terminal (cron mail stays clean).
+//! Every line starts with the tool's name, so a pipeline's stderr says who spoke.
 
 use std::io::IsTerminal;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use snap_shared::size::human_bytes;
-
-pub const TOOL: &str = "snap-collect";
-
 pub struct Reporter {
+    tool: &'static str,
     bar: Option<ProgressBar>,
     quiet: bool,
     verbose: bool,
 }
 
 impl Reporter {
-    pub fn new(quiet: bool, verbose: bool) -> Reporter {
+    pub fn new(tool: &'static str, quiet: bool, verbose: bool) -> Reporter {
         let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::new_spinner();
             bar.set_style(
@@ -28,6 +26,7 @@ impl Reporter {
             bar
         });
         Reporter {
+            tool,
             bar,
             quiet,
             verbose,
@@ -43,35 +42,38 @@ impl Reporter {
 
     /// Something worth knowing that is not a failure.
     pub fn warn(&self, msg: &str) {
-        self.print(&format!("{TOOL}: warning: {msg}"));
+        self.print(&format!("{}: warning: {msg}", self.tool));
     }
 
     /// Something that could not be collected.
     pub fn error(&self, msg: &str) {
-        self.print(&format!("{TOOL}: error: {msg}"));
+        self.print(&format!("{}: error: {msg}", self.tool));
     }
 
     /// A summary or note; `--quiet` silences it.
     pub fn note(&self, msg: &str) {
         if !self.quiet {
-            self.print(&format!("{TOOL}: {msg}"));
+            self.print(&format!("{}: {msg}", self.tool));
         }
     }
 
     /// Per-file detail for `--verbose`.
     pub fn detail(&self, msg: impl FnOnce() -> String) {
         if self.verbose {
-            self.print(&format!("{TOOL}: {}", msg()));
+            self.print(&format!("{}: {}", self.tool, msg()));
         }
     }
 
-    pub fn progress(&self, set: &str, entries: u64, copied: u64) {
+    /// Replaces the progress line (shown only on a terminal); `msg` is built only then.
+    pub fn progress(&self, msg: impl FnOnce() -> String) {
         if let Some(bar) = &self.bar {
-            bar.set_message(format!(
-                "{set}: {entries} entries, {} copied",
-                human_bytes(copied)
-            ));
+            bar.set_message(msg());
         }
+    }
+
+    /// Whether `--verbose` detail is wanted.
+    pub fn is_verbose(&self) -> bool {
+        self.verbose
     }
 
     pub fn finish(&self) {

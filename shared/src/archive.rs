@@ -1,0 +1,219 @@
+//! Archives and the files that travel with them (DESIGN.md "The local store").
+//!
+//! A finished archive of snapshot `<id>` is, in one folder:
+//!
+//! ```text
+//! <id>.tar.zst | <id>.tar.gz | <id>.tar   [+ .age]   the tar stream
+//! <id>.index.zst                          [+ .age]   the snapshot's whole per-file index
+//! <id>.sha256                                        `sha256sum` lines for the two above
+//! <id>.json                                          the archive record, published last
+//! ```
+//!
+//! An archive exists when its `.json` exists; the other names without one are
+//! an unfinished publication. The index of an encrypted archive is encrypted
+//! too: it lists every file name, which is what encryption is meant to hide.
+//! Records carry absolute paths from the machine that made them, but folders
+//! travel (to drives, to buckets), so readers find sidecars by file name
+//! beside the `.json` ([`beside`]).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::hash::Sha256Digest;
+use crate::id::{cmp_ids, is_id};
+use crate::record::ArchiveRecord;
+
+/// How the tar stream is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    Zstd,
+    Gzip,
+    None,
+}
+
+impl Compression {
+    /// The name in records and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::Zstd => "zstd",
+            Compression::Gzip => "gzip",
+            Compression::None => "none",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Compression> {
+        [Compression::Zstd, Compression::Gzip, Compression::None]
+            .into_iter()
+            .find(|c| c.name() == name)
+    }
+
+    /// The file name suffix of the tar stream.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Compression::Zstd => ".tar.zst",
+            Compression::Gzip => ".tar.gz",
+            Compression::None => ".tar",
+        }
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The names of one archive's files in a folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveFiles {
+    pub dir: PathBuf,
+    pub id: String,
+}
+
+const AGE: &str = ".age";
+
+impl ArchiveFiles {
+    pub fn new(dir: impl Into<PathBuf>, id: &str) -> ArchiveFiles {
+        ArchiveFiles {
+            dir: dir.into(),
+            id: id.to_string(),
+        }
+    }
+
+    fn named(&self, suffix: &str, encrypted: bool) -> PathBuf {
+        let age = if encrypted { AGE } else { "" };
+        self.dir.join(format!("{}{suffix}{age}", self.id))
+    }
+
+    pub fn data(&self, compression: Compression, encrypted: bool) -> PathBuf {
+        self.named(compression.suffix(), encrypted)
+    }
+
+    pub fn index(&self, encrypted: bool) -> PathBuf {
+        self.named(".index.zst", encrypted)
+    }
+
+    pub fn sums(&self) -> PathBuf {
+        self.named(".sha256", false)
+    }
+
+    pub fn record(&self) -> PathBuf {
+        self.named(".json", false)
+    }
+
+    /// Every name an archive of this id may have, the record last: what an
+    /// unfinished publication may have left.
+    pub fn every_name(&self) -> Vec<PathBuf> {
+        let mut names = Vec::new();
+        for encrypted in [false, true] {
+            for c in [Compression::Zstd, Compression::Gzip, Compression::None] {
+                names.push(self.data(c, encrypted));
+            }
+            names.push(self.index(encrypted));
+        }
+        names.push(self.sums());
+        names.push(self.record());
+        names
+    }
+}
+
+/// The ids of the finished archives in a folder (those with a `.json`), oldest first.
+pub fn archive_ids(dir: &Path) -> Result<Vec<String>> {
+    let mut ids: Vec<String> = crate::store::read_names(dir)?
+        .into_iter()
+        .filter_map(|n| n.strip_suffix(".json").map(str::to_string))
+        .filter(|id| is_id(id))
+        .collect();
+    ids.sort_by(|a, b| cmp_ids(a, b));
+    Ok(ids)
+}
+
+/// Reads an archive record from its `.json` file.
+pub fn read_record(path: &Path) -> Result<ArchiveRecord> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::data(path.display().to_string(), e))
+}
+
+/// A file a record names, looked up by its file name beside the record's `.json`.
+pub fn beside(json: &Path, recorded: &str) -> PathBuf {
+    let name = Path::new(recorded)
+        .file_name()
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    crate::fsutil::parent_of(json).join(name)
+}
+
+/// `sha256sum` lines (`<hex>  <name>`) for files in one folder.
+pub fn sums_text(files: &[(Sha256Digest, &Path)]) -> String {
+    let mut out = String::new();
+    for (digest, path) in files {
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        out.push_str(&format!("{digest}  {name}\n"));
+    }
+    out
+}
+
+/// Parses `sha256sum` lines into (digest, file name); a bad line is an error naming it.
+pub fn parse_sums(text: &str) -> std::result::Result<Vec<(Sha256Digest, String)>, String> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let (hex, name) = line
+            .split_once(' ')
+            .ok_or_else(|| format!("line {}: not `<sha256>  <name>`", n + 1))?;
+        let digest = hex.parse().map_err(|e| format!("line {}: {e}", n + 1))?;
+        // sha256sum writes two spaces, or " *" in binary mode.
+        let name = name.strip_prefix([' ', '*']).unwrap_or(name);
+        out.push((digest, name.to_string()));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names follow DESIGN.md, `.age` last, and the record comes last in every_name.
+    #[test]
+    fn names_follow_the_layout() {
+        let a = ArchiveFiles::new("/s/archives/d", "2026-01-02T030405Z");
+        assert_eq!(
+            a.data(Compression::Zstd, true),
+            Path::new("/s/archives/d/2026-01-02T030405Z.tar.zst.age")
+        );
+        assert_eq!(
+            a.data(Compression::Gzip, false),
+            Path::new("/s/archives/d/2026-01-02T030405Z.tar.gz")
+        );
+        assert_eq!(
+            a.index(false),
+            Path::new("/s/archives/d/2026-01-02T030405Z.index.zst")
+        );
+        assert_eq!(a.every_name().last(), Some(&a.record()));
+    }
+
+    /// What sums_text writes, parse_sums (and `sha256sum -c`) reads back.
+    #[test]
+    fn sums_round_trip() {
+        let d = Sha256Digest::of(b"x");
+        let text = sums_text(&[(d, Path::new("/a/b.tar.zst"))]);
+        assert_eq!(text, format!("{d}  b.tar.zst\n"));
+        assert_eq!(parse_sums(&text).unwrap(), vec![(d, "b.tar.zst".into())]);
+        assert!(parse_sums("zz  x\n").unwrap_err().starts_with("line 1:"));
+    }
+
+    /// Sidecars are found beside the record, whatever absolute path it names.
+    #[test]
+    fn beside_ignores_the_recorded_folder() {
+        assert_eq!(
+            beside(
+                Path::new("/mnt/usb/d/x.json"),
+                "/home/me/store/archives/d/x.tar.zst"
+            ),
+            Path::new("/mnt/usb/d/x.tar.zst")
+        );
+    }
+}

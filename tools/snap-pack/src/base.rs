@@ -1,0 +1,111 @@
+//! Incremental archives: which earlier archive one builds on, and which files
+//! it must carry.
+//!
+//! An incremental archive holds the files whose content differs from its
+//! base's (by sha256), every folder, symlink and special file (they are
+//! cheap, and make `tar -x` of it alone give the tree's shape), and no hard
+//! links; its index is the snapshot's whole index, so a restore knows what was
+//! deleted and every file's final metadata. A restore replays the chain from
+//! its full archive.
+
+use std::cmp::Ordering;
+use std::path::{Path, PathBuf};
+
+use snap_shared::archive::{self, ArchiveFiles};
+use snap_shared::error::Result;
+use snap_shared::id::cmp_ids;
+use snap_shared::index::{Entry, EntryType, IndexReader, cmp_paths};
+use snap_shared::record::{ArchiveRecord, SnapshotRecord};
+use snap_shared::store::Store;
+
+/// The archive an incremental one builds on, with an index to compare against.
+pub struct Base {
+    pub record: ArchiveRecord,
+    /// How many archives the chain holds up to and including the base.
+    pub chain: u64,
+    pub index: PathBuf,
+}
+
+/// The length of the chain an archive record ends (1 for a full archive).
+pub fn chain_of(rec: &ArchiveRecord) -> u64 {
+    rec.extra
+        .get("chain")
+        .and_then(|v| v.as_u64())
+        .unwrap_or(if rec.base.is_none() { 1 } else { 2 })
+}
+
+/// Chooses the base of an incremental archive of `snap` in `dir`: the newest
+/// earlier archive, unless the chain has reached `full_every` archives
+/// (0: no bound). `Err(reason)` says why the archive will be full instead.
+pub fn choose(
+    dir: &Path,
+    snap: &SnapshotRecord,
+    full_every: u64,
+) -> Result<std::result::Result<Base, String>> {
+    let earlier = archive::archive_ids(dir)?
+        .into_iter()
+        .rfind(|id| cmp_ids(id, &snap.id) == Ordering::Less);
+    let Some(id) = earlier else {
+        return Ok(Err("no earlier archive of the set to build on".into()));
+    };
+    let files = ArchiveFiles::new(dir, &id);
+    let record = archive::read_record(&files.record())?;
+    let chain = chain_of(&record);
+    if full_every > 0 && chain >= full_every {
+        return Ok(Err(format!(
+            "the chain from {id} has {chain} archives (--full-every {full_every})"
+        )));
+    }
+    // The base snapshot's index in the store is the same file as the archive's
+    // and is readable even when the archive's copy is encrypted.
+    let in_store = Store::new(&snap.store).index_path(&snap.set, &record.source);
+    let index = if in_store.exists() {
+        in_store
+    } else if record.encryption.is_none() {
+        archive::beside(&files.record(), &record.index)
+    } else {
+        return Ok(Err(format!(
+            "the index of {id} is encrypted and its snapshot is no longer in the store"
+        )));
+    };
+    Ok(Ok(Base {
+        record,
+        chain,
+        index,
+    }))
+}
+
+/// Walks a base index alongside the new one and says which files changed.
+pub struct Changes {
+    base: IndexReader,
+    current: Option<Entry>,
+}
+
+impl Changes {
+    pub fn open(index: &Path) -> Result<Changes> {
+        let mut base = IndexReader::open(index)?;
+        let current = base.next_entry()?;
+        Ok(Changes { base, current })
+    }
+
+    /// Whether the file `entry` (of the new index, visited in order) has content
+    /// the base does not have at the same path.
+    pub fn is_changed(&mut self, entry: &Entry) -> Result<bool> {
+        while let Some(b) = &self.current {
+            match cmp_paths(&b.path, &entry.path) {
+                Ordering::Less => self.current = self.base.next_entry()?,
+                Ordering::Equal => {
+                    // A hard link in the base has no content of its own in the
+                    // base's tar, so a file at its path must be carried again.
+                    let same = b.kind == EntryType::File
+                        && b.size == entry.size
+                        && b.sha256.is_some()
+                        && b.sha256 == entry.sha256;
+                    return Ok(!same);
+                }
+                Ordering::Greater => return Ok(true),
+            }
+        }
+        Ok(true)
+    }
+}

@@ -1,0 +1,253 @@
+//! snap-pack: turns snapshots into portable archives.
+//!
+//! Reads `snapshot` records on stdin (or `--snapshot`), writes for each a
+//! standard GNU tar stream, compressed with zstd (or gzip, or not at all) and
+//! optionally age-encrypted, beside its index, a `sha256sum` file and its
+//! record, then prints one `archive` record per archive. Records of other
+//! kinds pass through. `--incremental` packs only what changed since the
+//! set's previous archive.
+
+pub mod base;
+pub mod input;
+pub mod pack;
+pub mod sink;
+pub mod tarw;
+
+use std::ffi::OsString;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use clap::{ArgAction, CommandFactory, Parser};
+
+use snap_cli::Reporter;
+use snap_shared::archive::Compression;
+use snap_shared::catalog::Catalog;
+use snap_shared::config::LoadedConfig;
+use snap_shared::crypt::{self, Encrypt};
+use snap_shared::error::{Error, Exit, Result};
+use snap_shared::jsonl::{Item, RecordWriter};
+use snap_shared::record::Record;
+use snap_shared::size::{Floor, human_bytes};
+use snap_shared::store::{self, Store};
+
+use crate::input::Input;
+use crate::pack::{Options, Packed};
+use crate::sink::Encoding;
+
+/// The name on every message.
+pub const TOOL: &str = "snap-pack";
+
+/// Pack snapshots into tar.zst archives with sha256 checksums.
+#[derive(Debug, Parser)]
+#[command(
+    name = "snap-pack",
+    version,
+    about = "Pack snapshots into standard tar.zst archives with sha256 checksums",
+    long_about = "Pack snapshots into standard tar archives, compressed with zstd (multi-threaded) \
+or gzip, optionally encrypted with age. Reads `snapshot` records on stdin (as snap-collect writes \
+them) or takes --snapshot, and writes <store>/archives/<set>/<id>.tar.zst (or under --out) with \
+<id>.index.zst (the per-file index), <id>.sha256 (sha256sum lines) and <id>.json (the record, \
+written last: an archive without it is unfinished and redone by the next run). One `archive` \
+record per archive is written on stdout; records of other kinds pass through. The archives are \
+plain tar: `tar --zstd -xf` extracts them and `age -d` decrypts them with no snap tool installed.",
+    after_help = "Examples:\n  snap-collect | snap-pack                      pack what was just collected\n  snap-pack --snapshot data/latest              pack the newest snapshot of set \"data\"\n  snap-pack --snapshot data/latest --incremental --full-every 7\n  snap-pack --snapshot data/latest --recipients-file ~/.config/snap/recipients\n  snap-collect | snap-pack | snap-push          a whole backup"
+)]
+pub struct Cli {
+    /// A snapshot to pack: SET/ID, SET/latest, an ID, or the path of a snapshot or its .json (repeatable; default: records on stdin)
+    #[arg(long = "snapshot", value_name = "SNAPSHOT", action = ArgAction::Append)]
+    pub snapshots: Vec<String>,
+
+    /// Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Store directory, for --snapshot names [default: $SNAP_STORE, else $DBACKUP, else the config's "store", else ~/.local/share/snap]
+    #[arg(short, long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+
+    /// Write archives under DIR/<set>/ instead of <store>/archives/<set>/
+    #[arg(short, long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Compression of the tar stream
+    #[arg(long, value_name = "KIND", default_value = "zstd", value_parser = pack::parse_compression)]
+    pub compression: Compression,
+
+    /// Compression level (zstd 1-19, gzip 1-9)
+    #[arg(short, long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
+    pub level: i32,
+
+    /// zstd worker threads [default: one per CPU]
+    #[arg(long, value_name = "N")]
+    pub threads: Option<u32>,
+
+    /// Encrypt to this age recipient (age1… or an ssh public key; repeatable)
+    #[arg(short, long = "recipient", value_name = "RECIPIENT", action = ArgAction::Append)]
+    pub recipients: Vec<String>,
+
+    /// Encrypt to the recipients listed in FILE, one a line (repeatable)
+    #[arg(short = 'R', long = "recipients-file", value_name = "FILE", action = ArgAction::Append)]
+    pub recipients_files: Vec<PathBuf>,
+
+    /// Encrypt with the passphrase on the first line of FILE (age scrypt); $SNAP_PASSPHRASE also does
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["recipients", "recipients_files"])]
+    pub passphrase_file: Option<PathBuf>,
+
+    /// Pack only the files changed since the set's previous archive (its `base`)
+    #[arg(short, long)]
+    pub incremental: bool,
+
+    /// With --incremental, make a full archive once a chain has N archives (0: never)
+    #[arg(long, value_name = "N", default_value_t = 10, requires = "incremental")]
+    pub full_every: u64,
+
+    /// Free space the archive folder's filesystem must keep, e.g. 2GiB or 5% [default: 1GiB or 5%, whichever is smaller]
+    #[arg(long, value_name = "SIZE")]
+    pub min_free: Option<String>,
+
+    /// Print only warnings and errors on stderr
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Name every file packed
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+/// The clap definition, for man pages and completions.
+pub fn command() -> clap::Command {
+    Cli::command()
+}
+
+/// Runs the tool with these arguments and returns the process exit code.
+pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => return snap_cli::clap_exit(e),
+    };
+    let report = Reporter::new(TOOL, cli.quiet, cli.verbose);
+    let outcome = run(&cli, &report);
+    snap_cli::finish(TOOL, &report, outcome)
+}
+
+/// The encryption the flags and environment ask for, if any.
+fn encryption(cli: &Cli) -> Result<Option<Encrypt>> {
+    let mut recipients = Vec::new();
+    for r in &cli.recipients {
+        recipients.push(
+            crypt::parse_recipient(r).map_err(|e| Error::usage(format!("--recipient {r}"), e))?,
+        );
+    }
+    for f in &cli.recipients_files {
+        recipients.extend(crypt::read_recipients_file(f)?);
+    }
+    if !recipients.is_empty() {
+        return Ok(Some(Encrypt::Recipients(recipients)));
+    }
+    Ok(crypt::read_passphrase(cli.passphrase_file.as_deref())?.map(Encrypt::Passphrase))
+}
+
+/// The whole run: read what to pack, pack each, emit records.
+pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
+    let loaded = LoadedConfig::load_optional(cli.config.as_deref())?;
+    let store = Store::new(store::locate(
+        cli.store.as_deref(),
+        LoadedConfig::store(loaded.as_ref()),
+    ));
+    let floor = match &cli.min_free {
+        Some(f) => Floor::parse(f).map_err(|e| Error::usage("--min-free", e))?,
+        None => Floor::DEFAULT,
+    };
+    let input = if !cli.snapshots.is_empty() {
+        input::named(&store, &cli.snapshots)?
+    } else if std::io::stdin().is_terminal() {
+        return Err(Error::usage("snap-pack", "nothing to pack").with_hint(
+            "pipe snap-collect's records in, or name snapshots with --snapshot SET/latest",
+        ));
+    } else {
+        input::from_stdin()?
+    };
+    let encrypt = encryption(cli)?;
+    let threads = cli
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
+    let opts = Options {
+        out_root: cli
+            .out
+            .as_ref()
+            .map(|o| std::path::absolute(o).unwrap_or(o.clone())),
+        encoding: Encoding {
+            compression: cli.compression,
+            level: if cli.compression == Compression::Gzip {
+                cli.level.min(9)
+            } else {
+                cli.level
+            },
+            threads: if cli.compression == Compression::Zstd {
+                threads
+            } else {
+                0
+            },
+            encrypt: encrypt.as_ref(),
+        },
+        incremental: cli.incremental,
+        full_every: cli.full_every,
+        floor,
+    };
+    let mut out = RecordWriter::new(std::io::stdout().lock());
+    for item in input {
+        match item {
+            Input::Pass(Item::Record(rec)) => out.write(&rec)?,
+            Input::Pass(Item::Other { line, .. }) => out.write_line(&line)?,
+            Input::Snapshot(snap) => {
+                let packed = pack::pack(&snap, &opts, report)?;
+                note_catalog(&snap.store, &packed, cli.out.is_none(), report);
+                report.note(&summary(&packed));
+                out.write(&Record::Archive(packed.record))?;
+            }
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+/// Adds an archive in the store to its catalog; a catalog problem only warns.
+fn note_catalog(store_root: &str, packed: &Packed, in_store: bool, report: &Reporter) {
+    if !in_store || packed.existed {
+        return;
+    }
+    let store = Store::new(store_root);
+    let result = Catalog::open(&store).and_then(|(cat, warning)| {
+        if let Some(w) = warning {
+            report.warn(&w);
+        }
+        cat.put_archive(&packed.record)
+    });
+    if let Err(e) = result {
+        Catalog::invalidate(&store);
+        report.warn(&format!(
+            "{e}; the archive is safe, and the catalog will be rebuilt from the records"
+        ));
+    }
+}
+
+/// One line on stderr for a packed archive.
+fn summary(p: &Packed) -> String {
+    let r = &p.record;
+    if p.existed {
+        return format!("{}/{}: already packed as {}", r.set, r.id, r.path);
+    }
+    let field = |k: &str| r.extra.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+    let kind = match &r.base {
+        Some(b) => format!("incremental on {b}"),
+        None => "full".into(),
+    };
+    format!(
+        "{}/{}: {kind}, {} files ({}) in {} -> {}",
+        r.set,
+        r.id,
+        field("packed_files"),
+        human_bytes(field("packed_bytes")),
+        human_bytes(r.bytes),
+        r.path
+    )
+}

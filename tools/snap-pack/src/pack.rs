@@ -1,0 +1,429 @@
+//! Packs one snapshot into an archive and its sidecars, published atomically.
+//!
+//! Everything is written under `.NAME.part` temporary names in the archive's
+//! folder, fsynced, then renamed to its final name with the `.json` record
+//! last: an archive exists when its record does. A folder lock (`.lock`,
+//! flock) keeps two packs out of one folder, so the holder may delete any
+//! `.part` file it finds (a kill -9 leftover) and any final names without a
+//! record (a publication cut short); a rerun then redoes the archive.
+
+use std::ffi::OsStr;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use chrono::Utc;
+use rustix::fs::{Mode, OFlags, openat};
+use serde_json::json;
+
+use snap_cli::Reporter;
+use snap_shared::archive::{self, ArchiveFiles, Compression};
+use snap_shared::crypt::{Encrypt, encrypting_writer};
+use snap_shared::error::{Error, Exit, Result, is_disk_full};
+use snap_shared::fsutil::{create_private_dir, free_space, fsync_dir, rename_noreplace};
+use snap_shared::hash::Sha256Digest;
+use snap_shared::index::{Entry, EntryType, IndexReader};
+use snap_shared::lock::StoreLock;
+use snap_shared::record::{ArchiveRecord, Extra, SCHEMA, SnapshotRecord};
+use snap_shared::size::{Floor, human_bytes};
+
+use crate::TOOL;
+use crate::base::{self, Changes};
+use crate::sink::{Encoding, Hashing, Sink, Written};
+use crate::tarw::TarWriter;
+
+/// How to pack.
+pub struct Options<'a> {
+    /// Root of the archive folders (`<root>/<set>/`); `None`: the snapshot's store's `archives/`.
+    pub out_root: Option<PathBuf>,
+    pub encoding: Encoding<'a>,
+    pub incremental: bool,
+    /// Longest chain of archives an incremental one may end (0: no bound).
+    pub full_every: u64,
+    pub floor: Floor,
+}
+
+/// A packed (or already packed) archive.
+pub struct Packed {
+    pub record: ArchiveRecord,
+    /// True when the archive was there already and nothing was written.
+    pub existed: bool,
+}
+
+/// Read buffer for file contents; large enough that zstd gets big writes.
+const CHUNK: usize = 1 << 20;
+
+/// The folder the archives of a snapshot's set go to.
+pub fn archive_dir(snap: &SnapshotRecord, out_root: Option<&Path>) -> PathBuf {
+    match out_root {
+        Some(root) => root.join(&snap.set),
+        None => snap_shared::store::Store::new(&snap.store).archive_dir(&snap.set),
+    }
+}
+
+/// Packs `snap`, or returns its archive when one is already in the folder.
+pub fn pack(snap: &SnapshotRecord, opts: &Options, report: &Reporter) -> Result<Packed> {
+    let dir = archive_dir(snap, opts.out_root.as_deref());
+    create_private_dir(&dir).map_err(|e| Error::io(&dir, e).with_exit(Exit::CantCreate))?;
+    let _lock = StoreLock::acquire(&dir.join(".lock"), TOOL)?;
+    let files = ArchiveFiles::new(&dir, &snap.id);
+    if files.record().exists() {
+        let record = archive::read_record(&files.record())?;
+        return Ok(Packed {
+            record,
+            existed: true,
+        });
+    }
+    clean_unfinished(&dir, &files)?;
+    let base = match opts.incremental {
+        false => None,
+        true => match base::choose(&dir, snap, opts.full_every)? {
+            Ok(b) => Some(b),
+            Err(why) => {
+                report.note(&format!("{}/{}: full archive: {why}", snap.set, snap.id));
+                None
+            }
+        },
+    };
+    check_space(&dir, snap, opts.floor, base.is_some(), report)?;
+    let mut job = Job {
+        snap,
+        opts,
+        files,
+        temps: Vec::new(),
+        report,
+    };
+    let result = job.run(base.as_ref());
+    if result.is_err() {
+        for t in &job.temps {
+            let _ = fs::remove_file(t);
+        }
+    }
+    result.map(|record| Packed {
+        record,
+        existed: false,
+    })
+}
+
+/// Removes `.part` leftovers and the final names of an archive without a record.
+fn clean_unfinished(dir: &Path, files: &ArchiveFiles) -> Result<()> {
+    for name in snap_shared::store::read_names(dir)? {
+        if name.starts_with('.') && name.ends_with(".part") {
+            remove_if_there(&dir.join(name))?;
+        }
+    }
+    for path in files.every_name() {
+        remove_if_there(&path)?;
+    }
+    Ok(())
+}
+
+fn remove_if_there(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io(path, e)),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses to start below the free-space floor; warns when the archive may not fit.
+fn check_space(
+    dir: &Path,
+    snap: &SnapshotRecord,
+    floor: Floor,
+    incremental: bool,
+    report: &Reporter,
+) -> Result<()> {
+    let (free, total) = free_space(dir).map_err(|e| Error::io(dir, e))?;
+    let floor_bytes = floor.bytes(total);
+    if free < floor_bytes {
+        return Err(Error::new(
+            Exit::CantCreate,
+            format!("archive folder {}", dir.display()),
+            format!(
+                "{} free, below the floor of {}",
+                human_bytes(free),
+                human_bytes(floor_bytes)
+            ),
+        )
+        .with_hint("free space, prune old archives (snap-prune), or set --min-free"));
+    }
+    // Uncompressed size is the worst case; what changed is the incremental's.
+    let worst = if incremental {
+        snap.new_bytes
+    } else {
+        snap.bytes
+    };
+    if free.saturating_sub(worst) < floor_bytes {
+        report.warn(&format!(
+            "archive folder {}: {} free and {} to pack uncompressed; it may not fit above the floor of {}",
+            dir.display(),
+            human_bytes(free),
+            human_bytes(worst),
+            human_bytes(floor_bytes)
+        ));
+    }
+    Ok(())
+}
+
+/// Counts kept while the tar stream is written.
+#[derive(Default)]
+struct Counts {
+    packed_files: u64,
+    packed_bytes: u64,
+}
+
+struct Job<'a> {
+    snap: &'a SnapshotRecord,
+    opts: &'a Options<'a>,
+    files: ArchiveFiles,
+    /// Temporary files made so far, removed if the job fails.
+    temps: Vec<PathBuf>,
+    report: &'a Reporter,
+}
+
+/// A `.NAME.part` name beside `path`.
+fn part_name(path: &Path) -> PathBuf {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    snap_shared::fsutil::parent_of(path).join(format!(".{name}.part"))
+}
+
+/// An I/O error while writing `path`: a full disk is exit 74 with its own hint.
+fn write_error(path: &Path, e: io::Error) -> Error {
+    let full = is_disk_full(&e);
+    let err = Error::io(path, e).with_exit(Exit::Io);
+    match full {
+        true => err.with_hint("the disk filled up; the unfinished archive was removed and earlier archives are intact"),
+        false => err,
+    }
+}
+
+impl Job<'_> {
+    fn create_temp(&mut self, final_path: &Path) -> Result<(PathBuf, File)> {
+        let tmp = part_name(final_path);
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| Error::io(&tmp, e).with_exit(Exit::CantCreate))?;
+        self.temps.push(tmp.clone());
+        Ok((tmp, file))
+    }
+
+    fn run(&mut self, base: Option<&base::Base>) -> Result<ArchiveRecord> {
+        let started = Instant::now();
+        let enc = &self.opts.encoding;
+        let encrypted = enc.encrypt.is_some();
+        let data_path = self.files.data(enc.compression, encrypted);
+        let (data_tmp, file) = self.create_temp(&data_path)?;
+        let sink = Sink::new(file, enc).map_err(|e| write_error(&data_tmp, e))?;
+        let mut changes = base.map(|b| Changes::open(&b.index)).transpose()?;
+        let (written, counts, tar_bytes) = self.write_tar(sink, &data_tmp, changes.as_mut())?;
+        written
+            .file
+            .sync_all()
+            .map_err(|e| write_error(&data_tmp, e))?;
+
+        let index_path = self.files.index(encrypted);
+        let (index_tmp, index_sha) = self.write_index(&index_path, enc.encrypt)?;
+        let sums = archive::sums_text(&[(written.sha256, &data_path), (index_sha, &index_path)]);
+        let sums_path = self.files.sums();
+        let sums_tmp = self.write_small(&sums_path, sums.as_bytes())?;
+
+        let mut extra = Extra::new();
+        extra.insert("host".into(), json!(self.snap.host));
+        extra.insert("created".into(), json!(self.snap.created));
+        extra.insert("packed".into(), json!(Utc::now()));
+        extra.insert("files".into(), json!(self.snap.files));
+        extra.insert("snapshot_bytes".into(), json!(self.snap.bytes));
+        extra.insert("packed_files".into(), json!(counts.packed_files));
+        extra.insert("packed_bytes".into(), json!(counts.packed_bytes));
+        extra.insert("tar_bytes".into(), json!(tar_bytes));
+        extra.insert("level".into(), json!(enc.level));
+        extra.insert("chain".into(), json!(base.map_or(1, |b| b.chain + 1)));
+        extra.insert("index_sha256".into(), json!(index_sha.to_hex()));
+        extra.insert(
+            "duration_s".into(),
+            json!((started.elapsed().as_secs_f64() * 100.0).round() / 100.0),
+        );
+        let record = ArchiveRecord {
+            schema: SCHEMA.into(),
+            set: self.snap.set.clone(),
+            id: self.snap.id.clone(),
+            source: self.snap.id.clone(),
+            path: data_path.display().to_string(),
+            bytes: written.bytes,
+            sha256: written.sha256.to_hex(),
+            compression: enc.compression.name().into(),
+            encryption: encrypted.then(|| "age".to_string()),
+            base: base.map(|b| b.record.id.clone()),
+            index: index_path.display().to_string(),
+            extra,
+        };
+        let mut json = serde_json::to_string(&record).map_err(|e| Error::internal("record", e))?;
+        json.push('\n');
+        let record_path = self.files.record();
+        let record_tmp = self.write_small(&record_path, json.as_bytes())?;
+
+        // The record last: before it, the archive is not there for anyone.
+        for (tmp, dest) in [
+            (&data_tmp, &data_path),
+            (&index_tmp, &index_path),
+            (&sums_tmp, &sums_path),
+            (&record_tmp, &record_path),
+        ] {
+            rename_noreplace(tmp, dest)
+                .map_err(|e| Error::io(dest, e).with_exit(Exit::CantCreate))?;
+        }
+        self.temps.clear();
+        fsync_dir(&self.files.dir).map_err(|e| Error::io(&self.files.dir, e))?;
+        Ok(record)
+    }
+
+    /// Writes the tar stream of the snapshot; returns the archive written, the counts and the tar size.
+    fn write_tar(
+        &mut self,
+        sink: Sink,
+        tmp: &Path,
+        mut changes: Option<&mut Changes>,
+    ) -> Result<(Written, Counts, u64)> {
+        let tree = PathBuf::from(&self.snap.path);
+        let root: OwnedFd = rustix::fs::open(
+            &tree,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io(&tree, e.into()).with_exit(Exit::NoInput))?;
+        let mut index = IndexReader::open(Path::new(&self.snap.index))?;
+        let mut tar = TarWriter::new(sink);
+        let mut counts = Counts::default();
+        let mut buf = vec![0u8; CHUNK];
+        let incremental = changes.is_some();
+        while let Some(entry) = index.next_entry()? {
+            let carry = match entry.kind {
+                EntryType::File => match changes.as_deref_mut() {
+                    Some(c) => c.is_changed(&entry)?,
+                    None => true,
+                },
+                // Hard links need their first name in the same tar; a restore of a
+                // chain makes them from the index.
+                EntryType::Hardlink => !incremental,
+                _ => true,
+            };
+            if !carry {
+                continue;
+            }
+            tar.header(&entry).map_err(|e| write_error(tmp, e))?;
+            if entry.kind == EntryType::File {
+                self.copy_file(&root, &tree, &entry, &mut tar, &mut buf, tmp)?;
+                counts.packed_files += 1;
+                counts.packed_bytes += entry.size;
+                let (set, n, b) = (&self.snap.set, counts.packed_files, counts.packed_bytes);
+                self.report
+                    .progress(|| format!("{set}: {n} files, {} packed", human_bytes(b)));
+                self.report
+                    .detail(|| format!("packed {}", entry.display_path()));
+            }
+        }
+        let tar_bytes = tar.written();
+        let sink = tar.finish().map_err(|e| write_error(tmp, e))?;
+        let written = sink.finish().map_err(|e| write_error(tmp, e))?;
+        Ok((written, counts, tar_bytes + 1024))
+    }
+
+    /// Copies a file of the snapshot tree into the tar, exactly the size the index says.
+    fn copy_file(
+        &self,
+        root: &OwnedFd,
+        tree: &Path,
+        entry: &Entry,
+        tar: &mut TarWriter<Sink>,
+        buf: &mut [u8],
+        tmp: &Path,
+    ) -> Result<()> {
+        let rel = OsStr::from_bytes(&entry.path);
+        let shown = || tree.join(rel);
+        let fd = openat(
+            root,
+            rel,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io(&shown(), e.into()))?;
+        let mut file = File::from(fd);
+        let size = file.metadata().map_err(|e| Error::io(&shown(), e))?.len();
+        if size != entry.size {
+            return Err(changed_in_store(
+                &shown(),
+                format!("it has {size} bytes, the index says {}", entry.size),
+            ));
+        }
+        let mut left = size;
+        while left > 0 {
+            let want = buf.len().min(left as usize);
+            let n = match file.read(&mut buf[..want]) {
+                Ok(0) => return Err(changed_in_store(&shown(), "it ended early".into())),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io(&shown(), e)),
+            };
+            tar.data(&buf[..n]).map_err(|e| write_error(tmp, e))?;
+            left -= n as u64;
+        }
+        tar.end_data(size).map_err(|e| write_error(tmp, e))
+    }
+
+    /// Copies (or encrypts) the snapshot's index beside the archive; returns its temp and digest.
+    fn write_index(
+        &mut self,
+        dest: &Path,
+        encrypt: Option<&Encrypt>,
+    ) -> Result<(PathBuf, Sha256Digest)> {
+        let src = PathBuf::from(&self.snap.index);
+        let mut input = File::open(&src).map_err(|e| Error::io(&src, e))?;
+        let (tmp, file) = self.create_temp(dest)?;
+        let fail = |e| write_error(&tmp, e);
+        let mut out = Hashing::new(file);
+        match encrypt {
+            Some(enc) => {
+                let mut w = encrypting_writer(enc, &mut out).map_err(fail)?;
+                io::copy(&mut input, &mut w).map_err(fail)?;
+                w.finish().map_err(fail)?;
+            }
+            None => {
+                io::copy(&mut input, &mut out).map_err(fail)?;
+            }
+        }
+        let (file, digest, _) = out.finish();
+        file.sync_all().map_err(fail)?;
+        Ok((tmp, digest))
+    }
+
+    fn write_small(&mut self, dest: &Path, bytes: &[u8]) -> Result<PathBuf> {
+        let (tmp, mut file) = self.create_temp(dest)?;
+        file.write_all(bytes)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| write_error(&tmp, e))?;
+        Ok(tmp)
+    }
+}
+
+/// A snapshot file that no longer matches its index: bit rot or a hand edit in the store.
+fn changed_in_store(path: &Path, cause: String) -> Error {
+    Error::data(
+        format!("snapshot file {}", path.display()),
+        format!("changed since the snapshot: {cause}"),
+    )
+    .with_hint(
+        "the store copy is damaged; run `snap-restore verify` on the snapshot, and collect again",
+    )
+}
+
+/// The compression of `--compression`, for the CLI's value parser.
+pub fn parse_compression(s: &str) -> std::result::Result<Compression, String> {
+    Compression::parse(s).ok_or_else(|| format!("{s:?} is not one of zstd, gzip, none"))
+}
