@@ -303,7 +303,7 @@ impl<W: Write> IndexWriter<W> {
 
 /// Reads an index entry by entry, checking order and naming bad lines.
 pub struct IndexReader {
-    lines: BufReader<zstd::Decoder<'static, BufReader<File>>>,
+    lines: BufReader<zstd::Decoder<'static, BufReader<Box<dyn io::Read + Send>>>>,
     name: PathBuf,
     line_no: u64,
     last: Option<Vec<u8>>,
@@ -313,10 +313,16 @@ pub struct IndexReader {
 impl IndexReader {
     pub fn open(path: &Path) -> Result<IndexReader> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let decoder = zstd::Decoder::new(file).map_err(|e| Error::io(path, e))?;
+        Self::from_reader(Box::new(file), path)
+    }
+
+    /// Reads an index from any stream of its bytes (e.g. one being decrypted);
+    /// `name` is what errors call it.
+    pub fn from_reader(input: Box<dyn io::Read + Send>, name: &Path) -> Result<IndexReader> {
+        let decoder = zstd::Decoder::new(input).map_err(|e| Error::io(name, e))?;
         Ok(IndexReader {
             lines: BufReader::with_capacity(256 * 1024, decoder),
-            name: path.to_path_buf(),
+            name: name.to_path_buf(),
             line_no: 0,
             last: None,
             buf: String::new(),

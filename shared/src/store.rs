@@ -119,8 +119,7 @@ impl Store {
     /// Reads a snapshot's record from its `.json` file.
     pub fn read_record(&self, set: &str, id: &str) -> Result<SnapshotRecord> {
         let path = self.record_path(set, id);
-        let text = fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        serde_json::from_str(&text).map_err(|e| Error::data(path.display().to_string(), e))
+        read_snapshot_file(&path)
     }
 }
 
@@ -179,12 +178,15 @@ fn read_snapshot_file(path: &Path) -> Result<SnapshotRecord> {
         path.to_path_buf()
     };
     let text = fs::read_to_string(&json).map_err(|e| Error::io(&json, e))?;
-    serde_json::from_str(&text).map_err(|e| {
+    let mut rec: SnapshotRecord = serde_json::from_str(&text).map_err(|e| {
         Error::data(
             json.display().to_string(),
             format!("not a snapshot record: {e}"),
         )
-    })
+    })?;
+    // The file holds the whole pipe record; `kind` is the enum's tag, not an extra field.
+    rec.extra.remove("kind");
+    Ok(rec)
 }
 
 /// The UTF-8 names in a directory; a missing directory has none.

@@ -313,7 +313,8 @@ fn publish(
     publish_new(index_tmp, &index).map_err(|e| store_err(&index, e))?;
     let record_path = store.record_path(set, id);
     let pending = store.set_dir(set).join(format!(".{id}.json.pending"));
-    let json = serde_json::to_string_pretty(record).map_err(|e| Error::internal("record", e))?;
+    let json = serde_json::to_string_pretty(&snap_shared::record::Record::Snapshot(record.clone()))
+        .map_err(|e| Error::internal("record", e))?;
     fsutil::write_atomic(&pending, 0o600, false, |f| f.write_all(json.as_bytes()))
         .map_err(|e| store_err(&pending, e))?;
     let tree = store.snapshot_dir(set, id);

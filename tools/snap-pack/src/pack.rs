@@ -28,7 +28,7 @@ use snap_shared::fsutil::{create_private_dir, free_space, fsync_dir, rename_nore
 use snap_shared::hash::Sha256Digest;
 use snap_shared::index::{Entry, EntryType, IndexReader};
 use snap_shared::lock::StoreLock;
-use snap_shared::record::{ArchiveRecord, Extra, SCHEMA, SnapshotRecord};
+use snap_shared::record::{ArchiveRecord, Extra, Record, SCHEMA, SnapshotRecord};
 use snap_shared::size::{Floor, human_bytes};
 
 use crate::TOOL;
@@ -264,7 +264,8 @@ impl Job<'_> {
             index: index_path.display().to_string(),
             extra,
         };
-        let mut json = serde_json::to_string(&record).map_err(|e| Error::internal("record", e))?;
+        let mut json = serde_json::to_string(&Record::Archive(record.clone()))
+            .map_err(|e| Error::internal("record", e))?;
         json.push('\n');
         let record_path = self.files.record();
         let record_tmp = self.write_small(&record_path, json.as_bytes())?;

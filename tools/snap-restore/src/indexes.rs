@@ -1,0 +1,140 @@
+//! Reading indexes for restore, verify and diff: opening encrypted ones,
+//! looking entries up in path order, and choosing entries with `--path`.
+
+use std::cmp::Ordering;
+use std::fs::File;
+use std::path::Path;
+
+use snap_shared::crypt::{Decrypt, decrypting_reader};
+use snap_shared::error::{Error, Result};
+use snap_shared::index::{Entry, IndexReader, check_relative_path, cmp_paths};
+
+/// Opens an index file, decrypting it when its name ends in `.age`.
+pub fn open_index(path: &Path, dec: &Decrypt) -> Result<IndexReader> {
+    if path.extension().is_some_and(|e| e == "age") {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let what = path.display().to_string();
+        let plain = decrypting_reader(dec, &what, file)?;
+        return IndexReader::from_reader(Box::new(plain), path);
+    }
+    IndexReader::open(path)
+}
+
+/// An index read in path order, answering lookups of increasing paths.
+pub struct Cursor {
+    reader: IndexReader,
+    current: Option<Entry>,
+}
+
+impl Cursor {
+    pub fn new(mut reader: IndexReader) -> Result<Cursor> {
+        let current = reader.next_entry()?;
+        Ok(Cursor { reader, current })
+    }
+
+    /// Takes the entry at `path`, if there is one; lookups must come in path
+    /// order. `skipped` sees each entry passed over on the way.
+    pub fn seek(&mut self, path: &[u8], mut skipped: impl FnMut(&Entry)) -> Result<Option<Entry>> {
+        while let Some(e) = &self.current {
+            match cmp_paths(&e.path, path) {
+                Ordering::Less => {
+                    skipped(e);
+                    self.current = self.reader.next_entry()?;
+                }
+                Ordering::Equal => {
+                    let next = self.reader.next_entry()?;
+                    return Ok(std::mem::replace(&mut self.current, next));
+                }
+                Ordering::Greater => return Ok(None),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Consumes the rest, showing each entry to `skipped`.
+    pub fn drain(&mut self, mut skipped: impl FnMut(&Entry)) -> Result<()> {
+        while let Some(e) = &self.current {
+            skipped(e);
+            self.current = self.reader.next_entry()?;
+        }
+        Ok(())
+    }
+}
+
+/// The `--path` selection: entries at or under any of the prefixes (all when none).
+#[derive(Debug, Default)]
+pub struct Select {
+    prefixes: Vec<Vec<u8>>,
+}
+
+impl Select {
+    /// Parses `--path` values; a leading `/` is dropped, since snapshots keep
+    /// sources under their absolute path (`/home/me` is `home/me` inside).
+    pub fn new(paths: &[String]) -> Result<Select> {
+        let mut prefixes = Vec::new();
+        for p in paths {
+            let rel = p.trim_start_matches('/').trim_end_matches('/');
+            check_relative_path(rel.as_bytes())
+                .map_err(|e| Error::usage(format!("--path {p}"), e))?;
+            prefixes.push(rel.as_bytes().to_vec());
+        }
+        Ok(Select { prefixes })
+    }
+
+    pub fn is_all(&self) -> bool {
+        self.prefixes.is_empty()
+    }
+
+    fn under(path: &[u8], prefix: &[u8]) -> bool {
+        path.starts_with(prefix) && (path.len() == prefix.len() || path[prefix.len()] == b'/')
+    }
+
+    /// Whether `path` is chosen.
+    pub fn wants(&self, path: &[u8]) -> bool {
+        self.is_all() || self.prefixes.iter().any(|p| Self::under(path, p))
+    }
+
+    /// Whether `dir` is a folder on the way to something chosen (it gets its metadata too).
+    pub fn leads_to(&self, dir: &[u8]) -> bool {
+        self.prefixes.iter().any(|p| Self::under(p, dir))
+    }
+
+    /// The prefixes no entry matched, for the error that names them.
+    pub fn unmatched<'a>(&'a self, matched: &'a [bool]) -> impl Iterator<Item = String> + 'a {
+        self.prefixes
+            .iter()
+            .zip(matched)
+            .filter(|(_, m)| !**m)
+            .map(|(p, _)| String::from_utf8_lossy(p).into_owned())
+    }
+
+    /// Marks which prefixes `path` matches.
+    pub fn mark(&self, path: &[u8], matched: &mut [bool]) {
+        for (p, m) in self.prefixes.iter().zip(matched.iter_mut()) {
+            if Self::under(path, p) {
+                *m = true;
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.prefixes.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A prefix chooses itself and what is under it, not its namesakes (`a` is not `ab`).
+    #[test]
+    fn select_matches_whole_components() {
+        let s = Select::new(&["/home/me/".into()]).unwrap();
+        assert!(s.wants(b"home/me"));
+        assert!(s.wants(b"home/me/x"));
+        assert!(!s.wants(b"home/meme"));
+        assert!(s.leads_to(b"home"));
+        assert!(!s.leads_to(b"etc"));
+        assert!(Select::new(&["a/../b".into()]).is_err());
+    }
+}

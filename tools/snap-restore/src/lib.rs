@@ -1,0 +1,341 @@
+//! snap-restore: list, show, diff, verify and restore.
+//!
+//! Works from the files themselves (records, indexes, archives), so it works
+//! on a store, on a drive or folder of archives carried from elsewhere, and on
+//! tars snap never made. Query commands (`list`, `show`, `diff`) print for
+//! people on stdout, or JSON lines with `--json`; `verify` and `restore` print
+//! `verified` / `restored` records on stdout and talk to people on stderr.
+
+pub mod indexes;
+pub mod restore;
+pub mod source;
+pub mod stream;
+pub mod target;
+pub mod verify;
+pub mod view;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand};
+use serde_json::json;
+
+use snap_cli::Reporter;
+use snap_shared::config::LoadedConfig;
+use snap_shared::crypt::{self, Decrypt};
+use snap_shared::error::{Error, Exit, Result};
+use snap_shared::jsonl::RecordWriter;
+use snap_shared::record::{Extra, OutcomeRecord, Record, SCHEMA};
+use snap_shared::size::human_bytes;
+use snap_shared::store::{self, Store};
+
+use crate::indexes::Select;
+use crate::restore::{Restorer, Tally, chain_of};
+use crate::source::{Item, Source};
+use crate::target::Target;
+use crate::verify::Verifier;
+
+/// The name on every message.
+pub const TOOL: &str = "snap-restore";
+
+/// List, show, diff, verify and restore snapshots and archives.
+#[derive(Debug, Parser)]
+#[command(
+    name = "snap-restore",
+    version,
+    about = "List, show, diff, verify and restore snapshots and archives",
+    long_about = "List, show, diff, verify and restore snap snapshots and archives, from the store \
+or from any folder of archives (a drive, a copy from another machine), with no catalog needed. \
+Also restores and verifies tars snap did not make: .tar, .tar.gz, .tar.zst, with or without age. \
+Names are SET/ID, SET/latest, an ID, or a path (a snapshot tree, a .json record, an archive file). \
+Restores check every file against its sha256 as it is written, never write outside the target \
+(absolute paths, `..` and symlinks in an archive are refused), and never replace an existing \
+file without --overwrite.",
+    after_help = "Examples:\n  snap-restore list                                   what the store holds\n  snap-restore list /media/me/T9/snap                 what a drive holds\n  snap-restore diff data/2026-11-01T020000Z data/latest\n  snap-restore verify data/latest\n  snap-restore restore data/latest --to /tmp/r --path home/me/docs\n  snap-restore restore backup.tar.zst.age --identity key.txt --to /tmp/r"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    #[command(flatten)]
+    pub global: Global,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]
+    #[arg(short, long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+
+    /// Store directory [default: $SNAP_STORE, else $DBACKUP, else the config's "store", else ~/.local/share/snap]
+    #[arg(short, long, value_name = "DIR", global = true)]
+    pub store: Option<PathBuf>,
+
+    /// Look in this store or folder of archives instead of the store
+    #[arg(long, value_name = "DIR", global = true)]
+    pub from: Option<PathBuf>,
+
+    /// age identity file (age-keygen output, or an ssh private key) for encrypted archives (repeatable)
+    #[arg(short, long = "identity", value_name = "FILE", action = ArgAction::Append, global = true)]
+    pub identities: Vec<PathBuf>,
+
+    /// Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does
+    #[arg(long, value_name = "FILE", global = true)]
+    pub passphrase_file: Option<PathBuf>,
+
+    /// Print only warnings and errors on stderr
+    #[arg(short, long, conflicts_with = "verbose", global = true)]
+    pub quiet: bool,
+
+    /// Name every file restored
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the snapshots and archives of the store, or of DIR (a store or a folder of archives)
+    List {
+        /// A store or a folder of archives [default: the store]
+        #[arg(value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Only this set
+        #[arg(long, value_name = "NAME")]
+        set: Option<String>,
+        /// Print the records as JSON lines
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a snapshot or archive: its record, sizes, compression ratio, chain
+    Show {
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// NAME means an archive even where a snapshot has the same id
+        #[arg(long)]
+        archive: bool,
+        /// Print the record as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// What changed between two snapshots or archives: + added, - removed, M modified, T type, U metadata
+    Diff {
+        #[arg(value_name = "OLD")]
+        old: String,
+        #[arg(value_name = "NEW")]
+        new: String,
+        /// Names mean archives even where snapshots have the same ids
+        #[arg(long)]
+        archive: bool,
+        /// Print one JSON line per change
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read every byte of snapshots or archives and check them against their sha256s
+    Verify {
+        #[arg(value_name = "NAME", required = true)]
+        names: Vec<String>,
+        /// Names mean archives even where snapshots have the same ids
+        #[arg(long)]
+        archive: bool,
+    },
+    /// Restore a snapshot or archive (or any tar) into a folder
+    Restore {
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// The folder to restore into (created if missing)
+        #[arg(short, long, value_name = "DIR")]
+        to: PathBuf,
+        /// Restore only this path inside the snapshot, e.g. home/me/docs (repeatable)
+        #[arg(short, long = "path", value_name = "PATH", action = ArgAction::Append)]
+        paths: Vec<String>,
+        /// Replace files that exist in the target with other content
+        #[arg(long)]
+        overwrite: bool,
+        /// NAME means an archive even where a snapshot has the same id
+        #[arg(long)]
+        archive: bool,
+    },
+}
+
+/// The clap definition, for man pages and completions.
+pub fn command() -> clap::Command {
+    Cli::command()
+}
+
+/// Runs the tool with these arguments and returns the process exit code.
+pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => return snap_cli::clap_exit(e),
+    };
+    let report = Reporter::new(TOOL, cli.global.quiet, cli.global.verbose);
+    let outcome = run(&cli, &report);
+    snap_cli::finish(TOOL, &report, outcome)
+}
+
+fn decryption(g: &Global) -> Result<Decrypt> {
+    let mut dec = Decrypt::default();
+    for f in &g.identities {
+        dec.identities.extend(crypt::read_identity_file(f)?);
+    }
+    dec.passphrase = crypt::read_passphrase(g.passphrase_file.as_deref())?;
+    Ok(dec)
+}
+
+pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
+    let g = &cli.global;
+    let loaded = LoadedConfig::load_optional(g.config.as_deref())?;
+    let store = Store::new(store::locate(
+        g.store.as_deref(),
+        LoadedConfig::store(loaded.as_ref()),
+    ));
+    let source = Source::new(g.from.as_deref(), store);
+    let mut stdout = std::io::stdout().lock();
+    match &cli.command {
+        Command::List { dir, set, json } => {
+            let source = match dir {
+                Some(d) => Source::new(Some(d), Store::new(d)),
+                None => source,
+            };
+            let mut items = source.items()?;
+            if let Some(s) = set {
+                items.retain(|i| i.set_and_id().is_some_and(|(x, _)| x == s));
+            }
+            if items.is_empty() {
+                report.note(&format!("nothing in {}", source.root().display()));
+            }
+            view::list(&items, *json, &mut stdout)?;
+            Ok(Exit::Ok)
+        }
+        Command::Show {
+            name,
+            archive,
+            json,
+        } => {
+            view::show(&source.resolve(name, *archive)?, *json, &mut stdout)?;
+            Ok(Exit::Ok)
+        }
+        Command::Diff {
+            old,
+            new,
+            archive,
+            json,
+        } => {
+            let (a, b) = (
+                source.resolve(old, *archive)?,
+                source.resolve(new, *archive)?,
+            );
+            view::diff(&a, &b, &decryption(g)?, *json, &mut stdout)?;
+            Ok(Exit::Ok)
+        }
+        Command::Verify { names, archive } => {
+            let dec = decryption(g)?;
+            let mut out = RecordWriter::new(stdout);
+            let mut worst = Exit::Ok;
+            for name in names {
+                let item = source.resolve(name, *archive)?;
+                let mut v = Verifier::new(&dec, report);
+                let digest = v.verify(&item)?;
+                let t = v.tally;
+                report.note(&format!(
+                    "{}: {} files, {} checked, {}",
+                    item.name(),
+                    t.files,
+                    human_bytes(t.bytes),
+                    if t.errors == 0 {
+                        "all good".to_string()
+                    } else {
+                        format!("{} bad", t.errors)
+                    }
+                ));
+                let mut extra = Extra::new();
+                extra.insert("source_kind".into(), json!(item.kind()));
+                if let Some(d) = digest {
+                    extra.insert("sha256".into(), json!(d.to_hex()));
+                }
+                out.write(&Record::Verified(outcome(&item, None, &t, extra)))?;
+                if t.exit() != Exit::Ok {
+                    worst = t.exit();
+                }
+            }
+            Ok(worst)
+        }
+        Command::Restore {
+            name,
+            to,
+            paths,
+            overwrite,
+            archive,
+        } => {
+            let item = source.resolve(name, *archive)?;
+            let dec = decryption(g)?;
+            let select = Select::new(paths)?;
+            let target = Target::open(to, *overwrite)
+                .map_err(|e| Error::io(to, e).with_exit(Exit::CantCreate))?;
+            let mut r = Restorer::new(target, &select, &dec, report);
+            let chain = match &item {
+                Item::Archive { .. } => chain_of(&item)?,
+                _ => Vec::new(),
+            };
+            match &item {
+                Item::Foreign { path } => r.from_tar(path)?,
+                _ => r.from_index(&item, &chain)?,
+            }
+            // One flush for the whole tree: far cheaper than an fsync per file.
+            snap_shared::fsutil::syncfs(&r.target.path)
+                .map_err(|e| Error::io(&r.target.path, e))?;
+            let t = r.tally;
+            report.note(&format!(
+                "{} -> {}: {} files, {} written{}{}",
+                item.name(),
+                r.target.path.display(),
+                t.files,
+                human_bytes(t.bytes),
+                if t.already > 0 {
+                    format!(", {} already there", t.already)
+                } else {
+                    String::new()
+                },
+                if t.errors > 0 {
+                    format!(", {} errors", t.errors)
+                } else {
+                    String::new()
+                },
+            ));
+            let mut extra = Extra::new();
+            extra.insert("source_kind".into(), json!(item.kind()));
+            extra.insert("already".into(), json!(t.already));
+            if chain.len() > 1 {
+                extra.insert(
+                    "chain".into(),
+                    json!(
+                        chain
+                            .iter()
+                            .filter_map(|i| i.set_and_id().map(|(_, id)| id.to_string()))
+                            .collect::<Vec<_>>()
+                    ),
+                );
+            }
+            let to = r.target.path.display().to_string();
+            RecordWriter::new(stdout).write(&Record::Restored(outcome(
+                &item,
+                Some(to),
+                &t,
+                extra,
+            )))?;
+            Ok(t.exit())
+        }
+    }
+}
+
+fn outcome(item: &Item, to: Option<String>, t: &Tally, extra: Extra) -> OutcomeRecord {
+    OutcomeRecord {
+        schema: SCHEMA.into(),
+        what: item.name(),
+        to,
+        files: t.files,
+        bytes: t.bytes,
+        errors: t.errors,
+        extra,
+    }
+}

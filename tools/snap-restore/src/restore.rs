@@ -1,0 +1,484 @@
+//! Getting files back: from a tree snapshot, from an archive or a chain of
+//! incremental archives, or from any tar.
+//!
+//! Snapshots and snap archives restore from their index: it says what each
+//! entry is, its metadata to the nanosecond, and each file's sha256, which
+//! every restored file is checked against as it is written. A chain is replayed
+//! from its full archive: from each archive the files whose content is the
+//! final one are taken; then folders, symlinks, hard links and special files
+//! are made from the final index, and folders get their metadata last
+//! (children change a folder's mtime). Foreign tars restore from their headers.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{FileType, Mode, OFlags, openat};
+
+use snap_cli::Reporter;
+use snap_shared::crypt::Decrypt;
+use snap_shared::error::{Error, Exit, Result};
+use snap_shared::index::{Entry, EntryType};
+
+use crate::indexes::{Cursor, Select, open_index};
+use crate::source::Item;
+use crate::stream::{self, corrupt};
+use crate::target::{Meta, Outcome, Refused, Target};
+
+/// What a restore (or a verify) did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Tally {
+    pub files: u64,
+    pub bytes: u64,
+    /// Entries already there with the right content (a rerun).
+    pub already: u64,
+    /// Entries not restored: refused, unreadable, or already taken by other content.
+    pub errors: u64,
+    /// Of those, the ones that mean damaged or hostile data (exit 65).
+    pub bad_data: u64,
+}
+
+impl Tally {
+    pub fn exit(&self) -> Exit {
+        if self.bad_data > 0 {
+            Exit::Data
+        } else if self.errors > 0 {
+            Exit::Partial
+        } else {
+            Exit::Ok
+        }
+    }
+}
+
+pub struct Restorer<'a> {
+    pub target: Target,
+    pub select: &'a Select,
+    pub dec: &'a Decrypt,
+    pub report: &'a Reporter,
+    pub tally: Tally,
+    buf: Vec<u8>,
+    /// Which `--path` prefixes matched something.
+    matched: Vec<bool>,
+}
+
+fn meta_of(e: &Entry) -> Meta {
+    Meta {
+        mode: e.mode,
+        uid: e.uid,
+        gid: e.gid,
+        mtime_ns: e.mtime,
+    }
+}
+
+fn show(path: &[u8]) -> String {
+    String::from_utf8_lossy(path).into_owned()
+}
+
+impl<'a> Restorer<'a> {
+    pub fn new(
+        target: Target,
+        select: &'a Select,
+        dec: &'a Decrypt,
+        report: &'a Reporter,
+    ) -> Restorer<'a> {
+        Restorer {
+            target,
+            select,
+            dec,
+            report,
+            tally: Tally::default(),
+            buf: vec![0; 1 << 20],
+            matched: vec![false; select.len()],
+        }
+    }
+
+    /// Counts an entry's outcome, naming refused ones on stderr.
+    fn count(&mut self, path: &[u8], result: std::result::Result<Outcome, Refused>, bytes: u64) {
+        match result {
+            Ok(Outcome::Written) => {
+                self.tally.files += 1;
+                self.tally.bytes += bytes;
+                self.report.detail(|| format!("restored {}", show(path)));
+            }
+            Ok(Outcome::AlreadyThere) => {
+                self.tally.files += 1;
+                self.tally.already += 1;
+            }
+            Err(refused) => self.refused(path, refused),
+        }
+    }
+
+    fn refused(&mut self, path: &[u8], refused: Refused) {
+        self.tally.errors += 1;
+        let why = match refused {
+            Refused::Exists => {
+                "already exists with other content (give --overwrite to replace it)".to_string()
+            }
+            Refused::Mismatch { got } => {
+                self.tally.bad_data += 1;
+                format!(
+                    "content does not match its sha256 (got {got}); kept as {}.snap-damaged",
+                    show(path)
+                )
+            }
+            Refused::Escape(why) => {
+                self.tally.bad_data += 1;
+                format!("refused: {why}")
+            }
+            Refused::Io(e) => snap_shared::error::io_cause(&e),
+        };
+        self.report.error(&format!("{}: {why}", show(path)));
+    }
+
+    /// Restores a snapshot or a snap archive (with its chain) from its index.
+    pub fn from_index(&mut self, item: &Item, chain: &[Item]) -> Result<()> {
+        let index = item.index().expect("snapshots and archives have an index");
+        if let Item::Archive { .. } = item {
+            for link in chain {
+                self.contents_of(link, &index)?;
+            }
+        }
+        let tree = match item {
+            Item::Snapshot { .. } => Some(open_tree(&item.data())?),
+            _ => None,
+        };
+        let mut dirs = Vec::new();
+        let mut reader = open_index(&index, self.dec)?;
+        while let Some(e) = reader.next_entry()? {
+            let wanted = self.select.wants(&e.path);
+            if e.kind == EntryType::Dir && (wanted || self.select.leads_to(&e.path)) {
+                let result = self.target.dir(&e.path);
+                if let Err(r) = result {
+                    self.refused(&e.path, r);
+                    continue;
+                }
+                dirs.push((e.path.clone(), meta_of(&e)));
+            }
+            if !wanted {
+                continue;
+            }
+            self.select.mark(&e.path, &mut self.matched);
+            match (e.kind, &tree) {
+                (EntryType::Dir, _) => {}
+                (EntryType::File, Some((fd, path))) => self.file_from_tree(fd, path, &e),
+                (EntryType::File, None) => {
+                    if !self.target.has_file(&e.path) {
+                        self.tally.errors += 1;
+                        self.tally.bad_data += 1;
+                        self.report
+                            .error(&format!("{}: missing from the archive", e.display_path()));
+                    }
+                }
+                _ => self.make_other(&e),
+            }
+        }
+        self.dir_metadata(dirs);
+        self.check_selection()
+    }
+
+    /// Writes, from one archive of a chain, the files whose content there is the final one.
+    fn contents_of(&mut self, link: &Item, final_index: &Path) -> Result<()> {
+        let data = link.data();
+        let own_index = link.index().expect("archives have an index");
+        let mut fin = Cursor::new(open_index(final_index, self.dec)?)?;
+        let is_final = own_index == *final_index;
+        let mut own = match is_final {
+            true => None,
+            false => Some(Cursor::new(open_index(&own_index, self.dec)?)?),
+        };
+        let opened = stream::open(&data, self.dec)?;
+        let mut archive = tar::Archive::new(opened.tar);
+        let entries = archive.entries().map_err(|e| corrupt(&data, e))?;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| corrupt(&data, e))?;
+            if entry.header().entry_type() != tar::EntryType::Regular {
+                continue;
+            }
+            let path = entry.path_bytes().into_owned();
+            let Some(f) = fin.seek(&path, |_| {})? else {
+                continue;
+            };
+            if f.kind != EntryType::File || !self.select.wants(&path) {
+                continue;
+            }
+            if let Some(own) = own.as_mut() {
+                let same = own
+                    .seek(&path, |_| {})?
+                    .is_some_and(|o| o.sha256 == f.sha256);
+                if !same {
+                    continue;
+                }
+            }
+            let result = self.target.file(
+                &path,
+                &meta_of(&f),
+                f.size,
+                f.sha256.as_ref(),
+                &mut entry,
+                &mut self.buf,
+            );
+            self.count(&path, result.map(|(o, _)| o), f.size);
+            self.progress();
+        }
+        Ok(())
+    }
+
+    fn progress(&self) {
+        let (n, b) = (self.tally.files, self.tally.bytes);
+        self.report
+            .progress(|| format!("{n} files, {} restored", snap_shared::size::human_bytes(b)));
+    }
+
+    fn file_from_tree(&mut self, tree: &OwnedFd, tree_path: &Path, e: &Entry) {
+        let rel = OsStr::from_bytes(&e.path);
+        let src = match openat(
+            tree,
+            rel,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(err) => {
+                self.tally.errors += 1;
+                self.report.error(&format!(
+                    "{}: {}",
+                    tree_path.join(rel).display(),
+                    snap_shared::error::io_cause(&err.into())
+                ));
+                return;
+            }
+        };
+        let mut src = File::from(src);
+        let result = self.target.file(
+            &e.path,
+            &meta_of(e),
+            e.size,
+            e.sha256.as_ref(),
+            &mut src,
+            &mut self.buf,
+        );
+        self.count(&e.path, result.map(|(o, _)| o), e.size);
+        self.progress();
+    }
+
+    /// Symlinks, hard links, fifos and devices, from their index entry.
+    fn make_other(&mut self, e: &Entry) {
+        let meta = meta_of(e);
+        let result = match e.kind {
+            EntryType::Symlink => {
+                self.target
+                    .symlink(&e.path, e.target.as_deref().unwrap_or_default(), &meta)
+            }
+            EntryType::Hardlink => self
+                .target
+                .hardlink(&e.path, e.link.as_deref().unwrap_or_default()),
+            EntryType::Fifo => self.target.special(&e.path, FileType::Fifo, 0, &meta),
+            EntryType::Char => self.target.special(
+                &e.path,
+                FileType::CharacterDevice,
+                e.rdev.unwrap_or(0),
+                &meta,
+            ),
+            EntryType::Block => {
+                self.target
+                    .special(&e.path, FileType::BlockDevice, e.rdev.unwrap_or(0), &meta)
+            }
+            EntryType::File | EntryType::Dir => return,
+        };
+        self.count(&e.path, result, 0);
+    }
+
+    /// Folders get their metadata deepest first, after their content.
+    fn dir_metadata(&mut self, mut dirs: Vec<(Vec<u8>, Meta)>) {
+        dirs.sort_by(|a, b| b.0.cmp(&a.0));
+        for (path, meta) in dirs {
+            if let Err(r) = self.target.dir_meta(&path, &meta) {
+                self.refused(&path, r);
+            }
+        }
+    }
+
+    fn check_selection(&mut self) -> Result<()> {
+        let missing: Vec<String> = self.select.unmatched(&self.matched).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(Error::new(Exit::NoInput, format!("--path {}", missing.join(", ")), "matches nothing in the snapshot")
+            .with_hint("paths are inside the snapshot, e.g. home/me/docs for /home/me/docs; see `snap-restore show`"))
+    }
+
+    /// Restores any tar from its headers, with the same path safety.
+    pub fn from_tar(&mut self, path: &Path) -> Result<()> {
+        let opened = stream::open(path, self.dec)?;
+        let mut archive = tar::Archive::new(opened.tar);
+        let mut dirs = Vec::new();
+        let mut stripped = false;
+        for entry in archive.entries().map_err(|e| corrupt(path, e))? {
+            let mut entry = entry.map_err(|e| corrupt(path, e))?;
+            let raw = entry.path_bytes().into_owned();
+            let rel = match sanitize(&raw, &mut stripped) {
+                Ok(Some(rel)) => rel,
+                Ok(None) => continue,
+                Err(why) => {
+                    self.refused(&raw, Refused::Escape(why));
+                    continue;
+                }
+            };
+            if !self.select.wants(&rel) && !self.select.leads_to(&rel) {
+                continue;
+            }
+            self.select.mark(&rel, &mut self.matched);
+            let h = entry.header();
+            let meta = Meta {
+                mode: h.mode().unwrap_or(0o644),
+                uid: h.uid().unwrap_or(0) as u32,
+                gid: h.gid().unwrap_or(0) as u32,
+                mtime_ns: h.mtime().unwrap_or(0) as i64 * 1_000_000_000,
+            };
+            let kind = h.entry_type();
+            let rdev = rustix::fs::makedev(
+                h.device_major().ok().flatten().unwrap_or(0),
+                h.device_minor().ok().flatten().unwrap_or(0),
+            );
+            let link = entry
+                .link_name_bytes()
+                .map(|l| l.into_owned())
+                .unwrap_or_default();
+            let result = match kind {
+                tar::EntryType::Directory => {
+                    match self.target.dir(&rel) {
+                        Ok(_) => dirs.push((rel, meta)),
+                        Err(r) => self.refused(&rel, r),
+                    }
+                    continue;
+                }
+                tar::EntryType::Regular | tar::EntryType::Continuous => {
+                    if !self.select.wants(&rel) {
+                        continue;
+                    }
+                    let size = entry.size();
+                    let r = self
+                        .target
+                        .file(&rel, &meta, size, None, &mut entry, &mut self.buf);
+                    self.count(&rel, r.map(|(o, _)| o), size);
+                    continue;
+                }
+                tar::EntryType::Symlink => self.target.symlink(&rel, &link, &meta),
+                tar::EntryType::Link => match sanitize(&link, &mut stripped) {
+                    Ok(Some(first)) => self.target.hardlink(&rel, &first),
+                    Ok(None) | Err(_) => Err(Refused::Escape(format!(
+                        "hard link to {} leaves the target",
+                        show(&link)
+                    ))),
+                },
+                tar::EntryType::Fifo => self.target.special(&rel, FileType::Fifo, 0, &meta),
+                tar::EntryType::Char => {
+                    self.target
+                        .special(&rel, FileType::CharacterDevice, rdev, &meta)
+                }
+                tar::EntryType::Block => {
+                    self.target
+                        .special(&rel, FileType::BlockDevice, rdev, &meta)
+                }
+                other => {
+                    self.report.warn(&format!(
+                        "{}: skipped: tar entry type {other:?} is not restored",
+                        show(&raw)
+                    ));
+                    continue;
+                }
+            };
+            if self.select.wants(&rel) {
+                self.count(&rel, result, 0);
+            }
+        }
+        if stripped {
+            self.report
+                .note("removed leading `/` from member names (like GNU tar)");
+        }
+        self.dir_metadata(dirs);
+        self.check_selection()
+    }
+}
+
+/// A tar member name as a path inside the target: leading `/` and `.`
+/// components dropped (as GNU tar does), `..` refused. `None`: the root itself.
+pub fn sanitize(raw: &[u8], stripped: &mut bool) -> std::result::Result<Option<Vec<u8>>, String> {
+    if raw.first() == Some(&b'/') {
+        *stripped = true;
+    }
+    let mut out: Vec<&[u8]> = Vec::new();
+    for comp in raw.split(|&c| c == b'/') {
+        match comp {
+            b"" | b"." => {}
+            b".." => return Err(format!("{} has a `..` component", show(raw))),
+            c => out.push(c),
+        }
+    }
+    Ok((!out.is_empty()).then(|| out.join(&b'/')))
+}
+
+/// Opens a snapshot's tree for reading files by relative path.
+fn open_tree(tree: &Path) -> Result<(OwnedFd, PathBuf)> {
+    let fd = rustix::fs::open(
+        tree,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::io(tree, e.into()))?;
+    Ok((fd, tree.to_path_buf()))
+}
+
+/// The chain an archive ends, full archive first, found beside its record.
+pub fn chain_of(item: &Item) -> Result<Vec<Item>> {
+    let mut chain = vec![item.clone()];
+    let mut current = item.clone();
+    while let Some(base) = current.archive().and_then(|a| a.base.clone()) {
+        let Item::Archive { json, .. } = &current else {
+            break;
+        };
+        let base_json = snap_shared::fsutil::parent_of(json).join(format!("{base}.json"));
+        if !base_json.exists() {
+            return Err(Error::new(
+                Exit::NoInput,
+                format!("archive {}", item.name()),
+                format!(
+                    "its chain needs {base}, which is not in {}",
+                    snap_shared::fsutil::parent_of(json).display()
+                ),
+            )
+            .with_hint("an incremental archive restores only with every archive it builds on"));
+        }
+        current = crate::source::read_item(&base_json)?;
+        chain.push(current.clone());
+        if chain.len() > 10_000 {
+            return Err(Error::data(
+                format!("archive {}", item.name()),
+                "its chain of bases loops",
+            ));
+        }
+    }
+    chain.reverse();
+    Ok(chain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Leading slashes and `.` go, `..` is refused, the root alone is nothing.
+    #[test]
+    fn sanitize_keeps_paths_inside() {
+        let mut s = false;
+        assert_eq!(
+            sanitize(b"/etc/passwd", &mut s).unwrap().unwrap(),
+            b"etc/passwd"
+        );
+        assert!(s);
+        assert_eq!(sanitize(b"./a//b/.", &mut s).unwrap().unwrap(), b"a/b");
+        assert!(sanitize(b"a/../../x", &mut s).is_err());
+        assert_eq!(sanitize(b"./", &mut s).unwrap(), None);
+    }
+}

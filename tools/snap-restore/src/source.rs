@@ -1,0 +1,350 @@
+//! Where snapshots and archives are, and which one a name means.
+//!
+//! Everything is found from the files themselves (the `.json` records), not
+//! from the catalog, so `list` and `restore` work on another machine, on a
+//! drive carried from elsewhere, with no catalog. A source is a store
+//! (`sets/`, `archives/`) or a destination-shaped folder (`<root>/<set>/<id>.json`,
+//! or a single set's folder). Sidecars are looked up beside each record, since
+//! the absolute paths inside a record are those of the machine that made it.
+
+use std::cmp::Ordering;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use snap_shared::archive::{self, ArchiveFiles};
+use snap_shared::error::{Error, Exit, Result};
+use snap_shared::id::{cmp_ids, is_id};
+use snap_shared::record::{ArchiveRecord, SnapshotRecord, check_schema};
+use snap_shared::store::{Store, read_names};
+
+/// A snapshot or archive that can be shown, verified or restored.
+#[derive(Debug, Clone)]
+pub enum Item {
+    /// A browsable tree snapshot in a store.
+    Snapshot {
+        rec: Box<SnapshotRecord>,
+        json: PathBuf,
+    },
+    /// An archive made by snap-pack (or imported).
+    Archive {
+        rec: Box<ArchiveRecord>,
+        json: PathBuf,
+    },
+    /// A tar, tar.gz or tar.zst (maybe age-encrypted) that snap knows nothing of.
+    Foreign { path: PathBuf },
+}
+
+impl Item {
+    /// How messages and records name it: `set/id`, or the path.
+    pub fn name(&self) -> String {
+        match self {
+            Item::Snapshot { rec, .. } => format!("{}/{}", rec.set, rec.id),
+            Item::Archive { rec, .. } => format!("{}/{}", rec.set, rec.id),
+            Item::Foreign { path } => path.display().to_string(),
+        }
+    }
+
+    pub fn set_and_id(&self) -> Option<(&str, &str)> {
+        match self {
+            Item::Snapshot { rec, .. } => Some((&rec.set, &rec.id)),
+            Item::Archive { rec, .. } => Some((&rec.set, &rec.id)),
+            Item::Foreign { .. } => None,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Item::Snapshot { .. } => "snapshot",
+            Item::Archive { .. } => "archive",
+            Item::Foreign { .. } => "foreign",
+        }
+    }
+
+    /// The per-file index, found beside the record.
+    pub fn index(&self) -> Option<PathBuf> {
+        match self {
+            Item::Snapshot { rec, json } => Some(beside_id(json, &rec.id, ".index.zst")),
+            Item::Archive { rec, json } => Some(archive::beside(json, &rec.index)),
+            Item::Foreign { .. } => None,
+        }
+    }
+
+    /// The tree of a snapshot, or the data file of an archive.
+    pub fn data(&self) -> PathBuf {
+        match self {
+            Item::Snapshot { rec, json } => beside_id(json, &rec.id, ""),
+            Item::Archive { rec, json } => archive::beside(json, &rec.path),
+            Item::Foreign { path } => path.clone(),
+        }
+    }
+
+    /// The archive record, for archives.
+    pub fn archive(&self) -> Option<&ArchiveRecord> {
+        match self {
+            Item::Archive { rec, .. } => Some(rec),
+            _ => None,
+        }
+    }
+}
+
+fn beside_id(json: &Path, id: &str, suffix: &str) -> PathBuf {
+    snap_shared::fsutil::parent_of(json).join(format!("{id}{suffix}"))
+}
+
+/// Where to look.
+#[derive(Debug, Clone)]
+pub enum Source {
+    Store(Store),
+    /// A destination-shaped folder: `<root>/<set>/<id>.json`, or one set's folder.
+    Folder(PathBuf),
+}
+
+impl Source {
+    /// `--from DIR`, or the store.
+    pub fn new(from: Option<&Path>, store: Store) -> Source {
+        match from {
+            None => Source::Store(store),
+            Some(dir) if is_store(dir) => Source::Store(Store::new(dir)),
+            Some(dir) => Source::Folder(std::path::absolute(dir).unwrap_or(dir.to_path_buf())),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        match self {
+            Source::Store(s) => &s.root,
+            Source::Folder(p) => p,
+        }
+    }
+
+    /// Every snapshot and archive, by set, then id, snapshots before archives of the same id.
+    pub fn items(&self) -> Result<Vec<Item>> {
+        let mut items = Vec::new();
+        match self {
+            Source::Store(store) => {
+                for set in store.sets()? {
+                    for id in store.snapshot_ids(&set)? {
+                        items.push(read_item(&store.record_path(&set, &id))?);
+                    }
+                }
+                archives_in_folders(&store.archives_dir(), &mut items)?;
+            }
+            Source::Folder(root) => {
+                if !root.is_dir() {
+                    return Err(Error::new(
+                        Exit::NoInput,
+                        format!("folder {}", root.display()),
+                        "not found",
+                    ));
+                }
+                archives_in(root, &mut items)?;
+                archives_in_folders(root, &mut items)?;
+            }
+        }
+        items.sort_by(order);
+        Ok(items)
+    }
+
+    /// The item a name means: a path (tree, `.json`, archive file), or
+    /// `SET/ID`, `SET/latest`, `ID` among this source's items. With
+    /// `archive`, names mean archives even where a snapshot has the same id.
+    pub fn resolve(&self, name: &str, archive: bool) -> Result<Item> {
+        let path = Path::new(name);
+        if path.exists() && (name.contains('/') || !is_id(name)) {
+            return resolve_path(path);
+        }
+        let (set, id) = match name.split_once('/') {
+            Some((set, id)) => (Some(set), id),
+            None => (None, name),
+        };
+        let wanted = |it: &Item| set.is_none_or(|s| it.set_and_id().is_some_and(|(x, _)| x == s));
+        let mut items: Vec<Item> = self.items()?.into_iter().filter(wanted).collect();
+        let kind = if archive || matches!(self, Source::Folder(_)) {
+            "archive"
+        } else {
+            "snapshot"
+        };
+        let any_snapshots = items.iter().any(|i| i.kind() == "snapshot");
+        // Snapshots are preferred in a store; archives when there are no snapshots.
+        let kind = if kind == "snapshot" && !any_snapshots {
+            "archive"
+        } else {
+            kind
+        };
+        items.retain(|i| i.kind() == kind);
+        let chosen: Vec<Item> = if id == "latest" {
+            let Some(set) = set else {
+                return Err(
+                    Error::usage(format!("{kind} {name}"), "`latest` needs a set")
+                        .with_hint("name it SET/latest"),
+                );
+            };
+            items
+                .into_iter()
+                .filter(|i| i.set_and_id().is_some_and(|(s, _)| s == set))
+                .next_back()
+                .into_iter()
+                .collect()
+        } else {
+            items
+                .into_iter()
+                .filter(|i| i.set_and_id().is_some_and(|(_, x)| x == id))
+                .collect()
+        };
+        match chosen.len() {
+            1 => Ok(chosen.into_iter().next().expect("one item")),
+            0 => Err(Error::new(
+                Exit::NoInput,
+                format!("{kind} {name}"),
+                format!("not found in {}", self.root().display()),
+            )
+            .with_hint("list what is there with `snap-restore list`")),
+            _ => {
+                let sets: Vec<String> = chosen
+                    .iter()
+                    .filter_map(|i| i.set_and_id().map(|(s, _)| s.to_string()))
+                    .collect();
+                Err(Error::usage(
+                    format!("{kind} {name}"),
+                    format!("is in several sets ({})", sets.join(", ")),
+                )
+                .with_hint(format!("name it SET/{name}")))
+            }
+        }
+    }
+}
+
+/// Sorts by set, id, then snapshots first.
+fn order(a: &Item, b: &Item) -> Ordering {
+    let key = |i: &Item| {
+        i.set_and_id()
+            .map(|(s, id)| (s.to_string(), id.to_string()))
+    };
+    match (key(a), key(b)) {
+        (Some((sa, ia)), Some((sb, ib))) => sa
+            .cmp(&sb)
+            .then(cmp_ids(&ia, &ib))
+            .then(a.kind().cmp(b.kind()).reverse()),
+        _ => Ordering::Equal,
+    }
+}
+
+/// A store has `sets/` or `archives/` or a catalog.
+fn is_store(dir: &Path) -> bool {
+    ["sets", "archives", "catalog.sqlite"]
+        .iter()
+        .any(|n| dir.join(n).exists())
+}
+
+/// Archives of every set folder under `root`.
+fn archives_in_folders(root: &Path, items: &mut Vec<Item>) -> Result<()> {
+    for set in read_names(root)? {
+        let dir = root.join(&set);
+        if !set.starts_with('.') && dir.is_dir() {
+            archives_in(&dir, items)?;
+        }
+    }
+    Ok(())
+}
+
+/// The archives whose records are in `dir`.
+fn archives_in(dir: &Path, items: &mut Vec<Item>) -> Result<()> {
+    for id in archive::archive_ids(dir)? {
+        let item = read_item(&ArchiveFiles::new(dir, &id).record())?;
+        if item.kind() == "archive" {
+            items.push(item);
+        }
+    }
+    Ok(())
+}
+
+/// Reads a `.json` record of a snapshot or an archive.
+pub fn read_item(json: &Path) -> Result<Item> {
+    let bad = |cause: String| Error::data(json.display().to_string(), cause);
+    let text = std::fs::read_to_string(json).map_err(|e| Error::io(json, e))?;
+    let value: Value =
+        serde_json::from_str(&text).map_err(|e| bad(format!("not a JSON record: {e}")))?;
+    let schema = value.get("schema").and_then(Value::as_str).unwrap_or("");
+    check_schema(schema).map_err(bad)?;
+    let json = std::path::absolute(json).unwrap_or(json.to_path_buf());
+    // Records written before files carried their kind: tell them by their fields.
+    let kind = match value.get("kind").and_then(Value::as_str) {
+        Some(k) => Some(k.to_string()),
+        None if value.get("sources").is_some() => Some("snapshot".into()),
+        None if value.get("compression").is_some() => Some("archive".into()),
+        None => None,
+    };
+    let mut value = value;
+    if let Some(obj) = value.as_object_mut() {
+        obj.remove("kind");
+    }
+    match kind.as_deref() {
+        Some("snapshot") => Ok(Item::Snapshot {
+            rec: Box::new(
+                serde_json::from_value(value)
+                    .map_err(|e| bad(format!("bad snapshot record: {e}")))?,
+            ),
+            json,
+        }),
+        Some("archive") => Ok(Item::Archive {
+            rec: Box::new(
+                serde_json::from_value(value)
+                    .map_err(|e| bad(format!("bad archive record: {e}")))?,
+            ),
+            json,
+        }),
+        other => Err(bad(format!(
+            "a {} record is neither a snapshot nor an archive",
+            other.unwrap_or("kindless")
+        ))),
+    }
+}
+
+/// The suffixes an archive file may have, longest first.
+const ARCHIVE_SUFFIXES: &[&str] = &[
+    ".tar.zst.age",
+    ".tar.gz.age",
+    ".tgz.age",
+    ".tar.age",
+    ".tar.zst",
+    ".tzst",
+    ".tar.gz",
+    ".tgz",
+    ".tar",
+];
+
+/// What a path names: a snapshot tree, a record, an archive of ours, or a foreign archive.
+fn resolve_path(path: &Path) -> Result<Item> {
+    let abs = std::path::absolute(path).unwrap_or(path.to_path_buf());
+    if abs.is_dir() {
+        let mut json = abs.clone().into_os_string();
+        json.push(".json");
+        let json = PathBuf::from(json);
+        if json.exists() {
+            return read_item(&json);
+        }
+        return Err(Error::usage(
+            format!("{}", path.display()),
+            "is a folder but not a snapshot (no .json record beside it)",
+        )
+        .with_hint("give a snapshot (SET/ID), an archive file, or a store with --from"));
+    }
+    let name = abs
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    if name.ends_with(".json") {
+        return read_item(&abs);
+    }
+    let stem = ARCHIVE_SUFFIXES.iter().find_map(|s| name.strip_suffix(s));
+    if let Some(stem) = stem {
+        let json = abs.with_file_name(format!("{stem}.json"));
+        if let Ok(item @ Item::Archive { .. }) = read_item(&json)
+            && item.data() == abs
+        {
+            return Ok(item);
+        }
+    }
+    Ok(Item::Foreign { path: abs })
+}

@@ -1,0 +1,137 @@
+//! Opening an archive's bytes: age decryption and decompression, found by
+//! the bytes themselves (magic numbers), not the file name, so a renamed
+//! `backup.tar` that is really zstd still opens. The raw file's sha256 is
+//! computed as it is read ([`Tap`]), so checking the archive checksum costs no
+//! second read.
+
+use std::cell::RefCell;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::Path;
+use std::rc::Rc;
+
+use sha2::{Digest, Sha256};
+
+use snap_shared::crypt::{Decrypt, decrypting_reader, is_age};
+use snap_shared::error::{Error, Result};
+use snap_shared::hash::Sha256Digest;
+
+/// What was read of the raw file: its digest so far and its length.
+#[derive(Default)]
+pub struct Tap {
+    hasher: Sha256,
+    pub bytes: u64,
+}
+
+impl Tap {
+    pub fn digest(&self) -> Sha256Digest {
+        Sha256Digest::from_hasher(self.hasher.clone())
+    }
+}
+
+struct Tapped<R> {
+    inner: R,
+    tap: Rc<RefCell<Tap>>,
+}
+
+impl<R: Read> Read for Tapped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut tap = self.tap.borrow_mut();
+        tap.hasher.update(&buf[..n]);
+        tap.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// An opened archive: the tar bytes, and the tap on the raw file.
+pub struct Opened {
+    pub tar: Box<dyn Read>,
+    pub tap: Rc<RefCell<Tap>>,
+    /// `zstd`, `gzip` or `none`.
+    pub compression: &'static str,
+    pub encrypted: bool,
+}
+
+impl Opened {
+    /// Reads what is left (trailing blocks, the zstd checksum) so the whole
+    /// file has gone through the decompressor and the tap; returns the file's digest.
+    pub fn finish(mut self, what: &Path) -> Result<(Sha256Digest, u64)> {
+        io::copy(&mut self.tar, &mut io::sink()).map_err(|e| corrupt(what, e))?;
+        let tap = self.tap.borrow();
+        Ok((tap.digest(), tap.bytes))
+    }
+}
+
+/// An error reading an archive's content: damaged data (exit 65), unless the disk failed.
+pub fn corrupt(what: &Path, e: io::Error) -> Error {
+    let data = matches!(
+        e.kind(),
+        io::ErrorKind::InvalidData
+            | io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::Other
+            | io::ErrorKind::InvalidInput
+    );
+    let err = Error::io(what, e);
+    if data {
+        err.with_exit(snap_shared::error::Exit::Data)
+    } else {
+        err
+    }
+}
+
+const ZSTD: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
+const GZIP: &[u8] = &[0x1f, 0x8b];
+const XZ: &[u8] = &[0xfd, b'7', b'z', b'X', b'Z', 0];
+const BZIP2: &[u8] = b"BZh";
+
+fn peek<R: BufRead>(r: &mut R, what: &Path) -> Result<Vec<u8>> {
+    let head = r.fill_buf().map_err(|e| corrupt(what, e))?;
+    Ok(head[..head.len().min(64)].to_vec())
+}
+
+/// Opens `path` for reading its tar stream, decrypting with `dec` when it is an age file.
+pub fn open(path: &Path, dec: &Decrypt) -> Result<Opened> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let tap = Rc::new(RefCell::new(Tap::default()));
+    let tapped = Tapped {
+        inner: file,
+        tap: tap.clone(),
+    };
+    let mut raw = BufReader::with_capacity(1 << 20, tapped);
+    let head = peek(&mut raw, path)?;
+    let encrypted = is_age(&head);
+    let mut plain: Box<dyn BufRead> = if encrypted {
+        let what = path.display().to_string();
+        Box::new(BufReader::with_capacity(
+            1 << 20,
+            decrypting_reader(dec, &what, raw)?,
+        ))
+    } else {
+        Box::new(raw)
+    };
+    let head = peek(&mut plain, path)?;
+    let (tar, compression): (Box<dyn Read>, &'static str) = if head.starts_with(ZSTD) {
+        let d = zstd::Decoder::with_buffer(plain).map_err(|e| corrupt(path, e))?;
+        (Box::new(d), "zstd")
+    } else if head.starts_with(GZIP) {
+        (
+            Box::new(flate2::bufread::MultiGzDecoder::new(plain)),
+            "gzip",
+        )
+    } else if head.starts_with(XZ) || head.starts_with(BZIP2) {
+        return Err(Error::usage(
+            path.display().to_string(),
+            "is xz or bzip2 compressed, which snap does not read",
+        )
+        .with_hint("decompress it first (xz -d / bzip2 -d), then restore the .tar"));
+    } else {
+        (Box::new(plain), "none")
+    };
+    Ok(Opened {
+        tar,
+        tap,
+        compression,
+        encrypted,
+    })
+}

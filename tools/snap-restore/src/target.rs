@@ -1,0 +1,443 @@
+//! Writing into the restore target, and never outside it.
+//!
+//! Every path is walked one component at a time from an open handle on the
+//! target folder, with `O_NOFOLLOW|O_DIRECTORY`: a symlink where a folder is
+//! expected (a hostile archive's `link -> /etc` followed by `link/passwd`, or
+//! one left in the target) stops the walk instead of being followed. Paths
+//! must already be relative and free of `..` ([`check_relative_path`]).
+//!
+//! A file is written to `.NAME.snap-part`, hashed as it is written, given its
+//! metadata, and renamed to NAME: an interrupted restore never leaves a half
+//! file under a real name. Without `--overwrite` the rename refuses to replace
+//! anything (`RENAME_NOREPLACE`); a file that is already there with the right
+//! content counts as restored, so a rerun continues where a killed run stopped.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use rustix::fs::{
+    AtFlags, FileType, Gid, Mode, OFlags, RenameFlags, Timespec, Timestamps, Uid, fchmod, fchown,
+    futimens, linkat, mkdirat, mknodat, openat, readlinkat, renameat_with, statat, symlinkat,
+    unlinkat, utimensat,
+};
+use sha2::{Digest, Sha256};
+
+use snap_shared::hash::Sha256Digest;
+use snap_shared::index::check_relative_path;
+
+/// Metadata to give a restored entry.
+#[derive(Debug, Clone, Copy)]
+pub struct Meta {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime_ns: i64,
+}
+
+/// What happened to one entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Written,
+    /// It was already there with the right content (a rerun).
+    AlreadyThere,
+}
+
+/// Why an entry was not restored; the caller names the path.
+#[derive(Debug)]
+pub enum Refused {
+    /// Something else is there and `--overwrite` was not given.
+    Exists,
+    /// The content does not match the index; it was kept as `NAME.snap-damaged`.
+    Mismatch {
+        got: Sha256Digest,
+    },
+    /// A path component is a symlink or not a folder: writing there would leave the target.
+    Escape(String),
+    Io(io::Error),
+}
+
+impl From<io::Error> for Refused {
+    fn from(e: io::Error) -> Self {
+        Refused::Io(e)
+    }
+}
+
+impl From<rustix::io::Errno> for Refused {
+    fn from(e: rustix::io::Errno) -> Self {
+        Refused::Io(e.into())
+    }
+}
+
+pub type Put = std::result::Result<Outcome, Refused>;
+
+pub struct Target {
+    root: Rc<OwnedFd>,
+    pub path: PathBuf,
+    overwrite: bool,
+    /// Set owners (only root may).
+    owners: bool,
+    /// The folders of the last walk, outermost first, kept open: entries come
+    /// in path order, so the next walk mostly starts where this one ended.
+    open: Vec<(Vec<u8>, Rc<OwnedFd>)>,
+}
+
+const PART: &str = ".snap-part";
+
+fn name_of(rel: &[u8]) -> &[u8] {
+    rel.rsplit(|&c| c == b'/').next().unwrap_or(rel)
+}
+
+fn temp_of(name: &[u8]) -> Vec<u8> {
+    [b".", name, PART.as_bytes()].concat()
+}
+
+fn os(b: &[u8]) -> &OsStr {
+    OsStr::from_bytes(b)
+}
+
+fn timestamps(mtime_ns: i64) -> Timestamps {
+    let t = Timespec {
+        tv_sec: mtime_ns.div_euclid(1_000_000_000),
+        tv_nsec: mtime_ns.rem_euclid(1_000_000_000) as _,
+    };
+    Timestamps {
+        last_access: t,
+        last_modification: t,
+    }
+}
+
+impl Target {
+    /// Opens (creating it if needed) the folder to restore into.
+    pub fn open(dir: &Path, overwrite: bool) -> io::Result<Target> {
+        std::fs::create_dir_all(dir)?;
+        let root = rustix::fs::open(
+            dir,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(Target {
+            root: Rc::new(root),
+            path: std::path::absolute(dir).unwrap_or(dir.to_path_buf()),
+            overwrite,
+            owners: rustix::process::geteuid().is_root(),
+            open: Vec::new(),
+        })
+    }
+
+    /// The open folder that holds `rel`, creating missing folders (0700 until
+    /// their metadata is applied) when `create`.
+    fn parent(&mut self, rel: &[u8], create: bool) -> std::result::Result<Rc<OwnedFd>, Refused> {
+        check_relative_path(rel).map_err(Refused::Escape)?;
+        let comps: Vec<&[u8]> = rel.split(|&c| c == b'/').collect();
+        let dirs = &comps[..comps.len() - 1];
+        let keep = self
+            .open
+            .iter()
+            .zip(dirs)
+            .take_while(|((n, _), c)| n == *c)
+            .count();
+        self.open.truncate(keep);
+        for comp in &dirs[keep..] {
+            let at = self
+                .open
+                .last()
+                .map_or(self.root.clone(), |(_, fd)| fd.clone());
+            let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            let fd = match openat(&*at, os(comp), flags, Mode::empty()) {
+                Ok(fd) => fd,
+                Err(rustix::io::Errno::NOENT) if create => {
+                    match mkdirat(&*at, os(comp), Mode::from_raw_mode(0o700)) {
+                        Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                    openat(&*at, os(comp), flags, Mode::empty())?
+                }
+                Err(rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP) => {
+                    let upto = comps[..=self.open.len()].join(&b'/');
+                    return Err(Refused::Escape(format!(
+                        "{} is a symlink or not a folder; nothing is written through it",
+                        String::from_utf8_lossy(&upto)
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            self.open.push((comp.to_vec(), Rc::new(fd)));
+        }
+        Ok(self
+            .open
+            .last()
+            .map_or(self.root.clone(), |(_, fd)| fd.clone()))
+    }
+
+    fn apply(&self, fd: impl AsFd, meta: &Meta) -> io::Result<()> {
+        if self.owners {
+            fchown(
+                &fd,
+                Some(Uid::from_raw(meta.uid)),
+                Some(Gid::from_raw(meta.gid)),
+            )?;
+        }
+        fchmod(&fd, Mode::from_raw_mode(meta.mode & 0o7777))?;
+        futimens(&fd, &timestamps(meta.mtime_ns))?;
+        Ok(())
+    }
+
+    /// Moves a finished temp to its name: replacing only with `--overwrite`.
+    fn publish(&self, dir: &OwnedFd, tmp: &[u8], name: &[u8]) -> std::result::Result<(), Refused> {
+        let flags = if self.overwrite {
+            RenameFlags::empty()
+        } else {
+            RenameFlags::NOREPLACE
+        };
+        match renameat_with(dir, os(tmp), dir, os(name), flags) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let _ = unlinkat(dir, os(tmp), AtFlags::empty());
+                Err(match e {
+                    rustix::io::Errno::EXIST => Refused::Exists,
+                    e => e.into(),
+                })
+            }
+        }
+    }
+
+    /// Makes sure folder `rel` exists (its metadata comes later, [`Target::dir_meta`]).
+    pub fn dir(&mut self, rel: &[u8]) -> Put {
+        let dir = self.parent(rel, true)?;
+        let name = name_of(rel);
+        match mkdirat(&*dir, os(name), Mode::from_raw_mode(0o700)) {
+            Ok(()) => Ok(Outcome::Written),
+            Err(rustix::io::Errno::EXIST) => {
+                match statat(&*dir, os(name), AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
+                        Ok(Outcome::AlreadyThere)
+                    }
+                    Ok(_) => Err(Refused::Exists),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Gives folder `rel` its metadata (after everything inside it is written).
+    pub fn dir_meta(&mut self, rel: &[u8], meta: &Meta) -> std::result::Result<(), Refused> {
+        let dir = self.parent(rel, false)?;
+        let fd = openat(
+            &*dir,
+            os(name_of(rel)),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(self.apply(fd, meta)?)
+    }
+
+    /// Whether a regular file is at `rel` with this content (hashing it only when the size matches).
+    fn same_file(
+        &self,
+        dir: &OwnedFd,
+        name: &[u8],
+        size: u64,
+        sha: Option<&Sha256Digest>,
+    ) -> io::Result<Option<bool>> {
+        let st = match statat(dir, os(name), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(rustix::io::Errno::NOENT) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let (Some(sha), FileType::RegularFile) = (sha, FileType::from_raw_mode(st.st_mode)) else {
+            return Ok(Some(false));
+        };
+        if st.st_size as u64 != size {
+            return Ok(Some(false));
+        }
+        let fd = openat(
+            dir,
+            os(name),
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let mut hasher = Sha256::new();
+        io::copy(&mut File::from(fd), &mut HashWriter(&mut hasher))?;
+        Ok(Some(Sha256Digest::from_hasher(hasher) == *sha))
+    }
+
+    /// Writes file `rel` from `content` (exactly `size` bytes), checking `sha` when given.
+    /// Returns the digest of what was written, with the outcome.
+    pub fn file(
+        &mut self,
+        rel: &[u8],
+        meta: &Meta,
+        size: u64,
+        sha: Option<&Sha256Digest>,
+        content: &mut dyn Read,
+        buf: &mut [u8],
+    ) -> std::result::Result<(Outcome, Option<Sha256Digest>), Refused> {
+        let dir = self.parent(rel, true)?;
+        let name = name_of(rel);
+        match self.same_file(&dir, name, size, sha)? {
+            Some(true) => return Ok((Outcome::AlreadyThere, sha.copied())),
+            Some(false) if !self.overwrite => return Err(Refused::Exists),
+            _ => {}
+        }
+        let tmp = temp_of(name);
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let mut file = File::from(openat(&*dir, os(&tmp), flags, Mode::from_raw_mode(0o600))?);
+        let written = copy_hashed(content, &mut file, size, buf);
+        let digest = match written {
+            Ok(d) => d,
+            Err(e) => {
+                let _ = unlinkat(&*dir, os(&tmp), AtFlags::empty());
+                return Err(e.into());
+            }
+        };
+        if let Some(want) = sha
+            && *want != digest
+        {
+            // Keep the bytes: a damaged copy may still be worth something to its owner.
+            let damaged = [name, b".snap-damaged"].concat();
+            let _ = renameat_with(&*dir, os(&tmp), &*dir, os(&damaged), RenameFlags::empty());
+            return Err(Refused::Mismatch { got: digest });
+        }
+        self.apply(&file, meta)?;
+        drop(file);
+        self.publish(&dir, &tmp, name)?;
+        Ok((Outcome::Written, Some(digest)))
+    }
+
+    /// Makes symlink `rel` pointing at `target` (never followed by us).
+    pub fn symlink(&mut self, rel: &[u8], target: &[u8], meta: &Meta) -> Put {
+        let dir = self.parent(rel, true)?;
+        let name = name_of(rel);
+        if let Ok(existing) = readlinkat(&*dir, os(name), Vec::new())
+            && existing.as_bytes() == target
+        {
+            return Ok(Outcome::AlreadyThere);
+        }
+        let tmp = temp_of(name);
+        let _ = unlinkat(&*dir, os(&tmp), AtFlags::empty());
+        symlinkat(os(target), &*dir, os(&tmp))?;
+        if self.owners {
+            let (u, g) = (Uid::from_raw(meta.uid), Gid::from_raw(meta.gid));
+            rustix::fs::chownat(&*dir, os(&tmp), Some(u), Some(g), AtFlags::SYMLINK_NOFOLLOW)?;
+        }
+        utimensat(
+            &*dir,
+            os(&tmp),
+            &timestamps(meta.mtime_ns),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )?;
+        self.publish(&dir, &tmp, name)?;
+        Ok(Outcome::Written)
+    }
+
+    /// Makes `rel` a further name of the already restored `first`.
+    pub fn hardlink(&mut self, rel: &[u8], first: &[u8]) -> Put {
+        let from_dir = self.parent(first, false)?;
+        let from = name_of(first).to_vec();
+        let dir = self.parent(rel, true)?;
+        let name = name_of(rel);
+        if let (Ok(a), Ok(b)) = (
+            statat(&*from_dir, os(&from), AtFlags::SYMLINK_NOFOLLOW),
+            statat(&*dir, os(name), AtFlags::SYMLINK_NOFOLLOW),
+        ) && (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+        {
+            return Ok(Outcome::AlreadyThere);
+        }
+        let tmp = temp_of(name);
+        let _ = unlinkat(&*dir, os(&tmp), AtFlags::empty());
+        linkat(&*from_dir, os(&from), &*dir, os(&tmp), AtFlags::empty())?;
+        self.publish(&dir, &tmp, name)?;
+        Ok(Outcome::Written)
+    }
+
+    /// Makes a fifo or a device node.
+    pub fn special(&mut self, rel: &[u8], kind: FileType, rdev: u64, meta: &Meta) -> Put {
+        let dir = self.parent(rel, true)?;
+        let name = name_of(rel);
+        if let Ok(st) = statat(&*dir, os(name), AtFlags::SYMLINK_NOFOLLOW)
+            && FileType::from_raw_mode(st.st_mode) == kind
+            && (kind == FileType::Fifo || st.st_rdev == rdev)
+        {
+            return Ok(Outcome::AlreadyThere);
+        }
+        let tmp = temp_of(name);
+        let _ = unlinkat(&*dir, os(&tmp), AtFlags::empty());
+        mknodat(&*dir, os(&tmp), kind, Mode::from_raw_mode(0o600), rdev)?;
+        if self.owners {
+            let (u, g) = (Uid::from_raw(meta.uid), Gid::from_raw(meta.gid));
+            rustix::fs::chownat(&*dir, os(&tmp), Some(u), Some(g), AtFlags::SYMLINK_NOFOLLOW)?;
+        }
+        rustix::fs::chmodat(
+            &*dir,
+            os(&tmp),
+            Mode::from_raw_mode(meta.mode & 0o7777),
+            AtFlags::empty(),
+        )?;
+        utimensat(
+            &*dir,
+            os(&tmp),
+            &timestamps(meta.mtime_ns),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )?;
+        self.publish(&dir, &tmp, name)?;
+        Ok(Outcome::Written)
+    }
+
+    /// Whether a regular file is at `rel` (for the check that every file was restored).
+    pub fn has_file(&mut self, rel: &[u8]) -> bool {
+        let Ok(dir) = self.parent(rel, false) else {
+            return false;
+        };
+        matches!(statat(&*dir, os(name_of(rel)), AtFlags::SYMLINK_NOFOLLOW),
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile)
+    }
+}
+
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Copies exactly `size` bytes, hashing them; a short source is an error.
+pub fn copy_hashed(
+    src: &mut dyn Read,
+    dst: &mut dyn Write,
+    size: u64,
+    buf: &mut [u8],
+) -> io::Result<Sha256Digest> {
+    let mut hasher = Sha256::new();
+    let mut left = size;
+    while left > 0 {
+        let want = buf.len().min(left as usize);
+        let n = match src.read(&mut buf[..want]) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the data ended early",
+                ));
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        dst.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    Ok(Sha256Digest::from_hasher(hasher))
+}

@@ -1,0 +1,245 @@
+//! Reading every byte back: tree snapshots against their index (bit rot in
+//! the store), archives against their sha256 and every file in them against
+//! the index, foreign tars against a `.sha256` beside them if there is one.
+//! Nothing is written. Each bad file is named; any mismatch is exit 65.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use rustix::fs::{Mode, OFlags, openat, readlinkat};
+use sha2::{Digest, Sha256};
+
+use snap_cli::Reporter;
+use snap_shared::archive;
+use snap_shared::crypt::Decrypt;
+use snap_shared::error::{Error, Result};
+use snap_shared::hash::Sha256Digest;
+use snap_shared::index::{Entry, EntryType};
+use snap_shared::size::human_bytes;
+
+use crate::indexes::{Cursor, open_index};
+use crate::restore::Tally;
+use crate::source::Item;
+use crate::stream::{self, corrupt};
+use crate::target::copy_hashed;
+
+pub struct Verifier<'a> {
+    pub dec: &'a Decrypt,
+    pub report: &'a Reporter,
+    pub tally: Tally,
+    buf: Vec<u8>,
+}
+
+impl<'a> Verifier<'a> {
+    pub fn new(dec: &'a Decrypt, report: &'a Reporter) -> Verifier<'a> {
+        Verifier {
+            dec,
+            report,
+            tally: Tally::default(),
+            buf: vec![0; 1 << 20],
+        }
+    }
+
+    fn bad(&mut self, what: &str, why: &str) {
+        self.tally.errors += 1;
+        self.tally.bad_data += 1;
+        self.report.error(&format!("{what}: {why}"));
+    }
+
+    fn ok(&mut self, bytes: u64) {
+        self.tally.files += 1;
+        self.tally.bytes += bytes;
+        let (n, b) = (self.tally.files, self.tally.bytes);
+        self.report
+            .progress(|| format!("{n} files, {} checked", human_bytes(b)));
+    }
+
+    pub fn verify(&mut self, item: &Item) -> Result<Option<Sha256Digest>> {
+        match item {
+            Item::Snapshot { .. } => self.tree(item).map(|()| None),
+            Item::Archive { .. } => self.archive(item).map(Some),
+            Item::Foreign { path } => self.foreign(path).map(Some),
+        }
+    }
+
+    /// Every file of a tree snapshot against its index.
+    fn tree(&mut self, item: &Item) -> Result<()> {
+        let tree = item.data();
+        let root = rustix::fs::open(
+            &tree,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io(&tree, e.into()))?;
+        let mut index = open_index(&item.index().expect("snapshots have an index"), self.dec)?;
+        while let Some(e) = index.next_entry()? {
+            let rel = OsStr::from_bytes(&e.path);
+            let shown = tree.join(rel).display().to_string();
+            match e.kind {
+                EntryType::File => {
+                    let hashed = openat(
+                        &root,
+                        rel,
+                        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .map_err(io::Error::from)
+                    .and_then(|fd| hash_file(File::from(fd), &mut self.buf));
+                    match hashed {
+                        Ok((size, _)) if size != e.size => {
+                            self.bad(&shown, &format!("{size} bytes, the index says {}", e.size))
+                        }
+                        Ok((_, d)) if Some(d) != e.sha256 => self.bad(
+                            &shown,
+                            &format!("content changed: sha256 {d}, the index says {}", hex(&e)),
+                        ),
+                        Ok(_) => self.ok(e.size),
+                        Err(err) => self.bad(&shown, &snap_shared::error::io_cause(&err)),
+                    }
+                }
+                EntryType::Symlink => match readlinkat(&root, rel, Vec::new()) {
+                    Ok(t) if Some(t.as_bytes()) == e.target.as_deref() => self.ok(0),
+                    Ok(_) => self.bad(&shown, "symlink target changed"),
+                    Err(err) => self.bad(&shown, &snap_shared::error::io_cause(&err.into())),
+                },
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// An archive: its sha256, its index sidecar, and each file against the index.
+    fn archive(&mut self, item: &Item) -> Result<Sha256Digest> {
+        let rec = item.archive().expect("an archive").clone();
+        let index = item.index().expect("archives have an index");
+        if let Some(want) = rec.extra.get("index_sha256").and_then(|v| v.as_str()) {
+            let (_, got) = File::open(&index)
+                .and_then(|f| hash_file(f, &mut self.buf))
+                .map_err(|e| Error::io(&index, e))?;
+            if got.to_hex() != want {
+                self.bad(
+                    &index.display().to_string(),
+                    &format!("sha256 {got}, the record says {want}"),
+                );
+            }
+        }
+        let full = rec.base.is_none();
+        let data = item.data();
+        let mut cursor = Cursor::new(open_index(&index, self.dec)?)?;
+        let opened = stream::open(&data, self.dec)?;
+        let tap = opened.tap.clone();
+        let mut archive = tar::Archive::new(opened.tar);
+        let mut missing = Vec::new();
+        let mut note_missing = |e: &Entry| {
+            if full && e.kind == EntryType::File {
+                missing.push(e.display_path().into_owned());
+            }
+        };
+        for entry in archive.entries().map_err(|e| corrupt(&data, e))? {
+            let mut entry = entry.map_err(|e| corrupt(&data, e))?;
+            if entry.header().entry_type() != tar::EntryType::Regular {
+                continue;
+            }
+            let path = entry.path_bytes().into_owned();
+            let shown = String::from_utf8_lossy(&path).into_owned();
+            let expected = cursor.seek(&path, &mut note_missing)?;
+            let size = entry.size();
+            let got = copy_hashed(&mut entry, &mut io::sink(), size, &mut self.buf)
+                .map_err(|e| corrupt(&data, e))?;
+            match expected {
+                None => self.bad(&shown, "is in the archive but not in its index"),
+                Some(e) if e.sha256 != Some(got) => {
+                    self.bad(&shown, &format!("sha256 {got}, the index says {}", hex(&e)))
+                }
+                Some(_) => self.ok(size),
+            }
+        }
+        cursor.drain(&mut note_missing)?;
+        drop(note_missing);
+        for m in missing {
+            self.bad(&m, "is in the index but missing from the archive");
+        }
+        let mut rest = archive.into_inner();
+        io::copy(&mut rest, &mut io::sink()).map_err(|e| corrupt(&data, e))?;
+        let digest = tap.borrow().digest();
+        if digest.to_hex() != rec.sha256 {
+            self.bad(
+                &data.display().to_string(),
+                &format!("archive sha256 {digest}, the record says {}", rec.sha256),
+            );
+        }
+        Ok(digest)
+    }
+
+    /// Any tar: readable to the end, and equal to a `.sha256` beside it if there is one.
+    fn foreign(&mut self, path: &Path) -> Result<Sha256Digest> {
+        let opened = stream::open(path, self.dec)?;
+        let tap = opened.tap.clone();
+        let mut archive = tar::Archive::new(opened.tar);
+        for entry in archive.entries().map_err(|e| corrupt(path, e))? {
+            let mut entry = entry.map_err(|e| corrupt(path, e))?;
+            let size = entry.size();
+            copy_hashed(&mut entry, &mut io::sink(), size, &mut self.buf)
+                .map_err(|e| corrupt(path, e))?;
+            if entry.header().entry_type().is_file() {
+                self.ok(size);
+            }
+        }
+        let mut rest = archive.into_inner();
+        io::copy(&mut rest, &mut io::sink()).map_err(|e| corrupt(path, e))?;
+        let digest = tap.borrow().digest();
+        match sums_beside(path) {
+            Some(want) if want != digest => self.bad(
+                &path.display().to_string(),
+                &format!("sha256 {digest}, its .sha256 file says {want}"),
+            ),
+            Some(_) => {}
+            None => self.report.note(&format!(
+                "{}: no .sha256 beside it; checked that it reads to the end",
+                path.display()
+            )),
+        }
+        Ok(digest)
+    }
+}
+
+fn hex(e: &Entry) -> String {
+    e.sha256.map_or("nothing".into(), |d| d.to_hex())
+}
+
+/// Size and sha256 of a whole file.
+fn hash_file(mut f: File, buf: &mut [u8]) -> io::Result<(u64, Sha256Digest)> {
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    loop {
+        let n = match io::Read::read(&mut f, buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((size, Sha256Digest::from_hasher(hasher)))
+}
+
+/// The digest a `NAME.sha256` (or `STEM.sha256`) file beside `path` gives it.
+fn sums_beside(path: &Path) -> Option<Sha256Digest> {
+    let name = path.file_name()?.to_string_lossy().into_owned();
+    let mut candidates = vec![path.with_file_name(format!("{name}.sha256"))];
+    if let Some((stem, _)) = name.split_once('.') {
+        candidates.push(path.with_file_name(format!("{stem}.sha256")));
+    }
+    candidates.iter().find_map(|c| {
+        let text = std::fs::read_to_string(c).ok()?;
+        archive::parse_sums(&text)
+            .ok()?
+            .into_iter()
+            .find(|(_, n)| *n == name)
+            .map(|(d, _)| d)
+    })
+}

@@ -1,0 +1,297 @@
+//! The query commands' output: `list`, `show` and `diff`, as text for people
+//! (on stdout: the listing is what was asked for) or as JSON lines with `--json`.
+
+use std::cmp::Ordering;
+use std::io::Write;
+
+use serde_json::{Value, json};
+
+use snap_shared::crypt::Decrypt;
+use snap_shared::error::{Error, Exit, Result};
+use snap_shared::index::{Entry, cmp_paths};
+use snap_shared::record::SCHEMA;
+use snap_shared::size::human_bytes;
+
+use crate::indexes::open_index;
+use crate::restore::chain_of;
+use crate::source::Item;
+
+fn out_err(e: std::io::Error) -> Error {
+    Error::io_ctx("stdout", e).with_exit(Exit::Io)
+}
+
+/// Writes a line; a closed stdout (`| head`) ends the output quietly.
+pub fn emit(out: &mut impl Write, line: &str) -> Result<bool> {
+    match writeln!(out, "{line}") {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(out_err(e)),
+    }
+}
+
+/// The record of an item as JSON (foreign archives have none).
+pub fn record_json(item: &Item) -> Value {
+    match item {
+        Item::Snapshot { rec, .. } => serde_json::to_value(rec).unwrap_or(Value::Null),
+        Item::Archive { rec, .. } => serde_json::to_value(rec).unwrap_or(Value::Null),
+        Item::Foreign { path } => json!({"path": path.display().to_string()}),
+    }
+}
+
+fn field(v: &Value, k: &str) -> u64 {
+    v.get(k).and_then(Value::as_u64).unwrap_or(0)
+}
+
+/// One line of `list`.
+fn list_row(item: &Item) -> [String; 6] {
+    let (set, id) = item.set_and_id().unwrap_or(("", ""));
+    let v = record_json(item);
+    let details = match item {
+        Item::Snapshot { rec, .. } => {
+            let mut d = format!("host {}, {} new", rec.host, human_bytes(rec.new_bytes));
+            if rec.errors > 0 {
+                d.push_str(&format!(", {} errors", rec.errors));
+            }
+            d
+        }
+        Item::Archive { rec, .. } => {
+            let mut d = format!("{} {}", rec.compression, human_bytes(rec.bytes));
+            if let Some(e) = &rec.encryption {
+                d.push_str(&format!(", {e}"));
+            }
+            if let Some(b) = &rec.base {
+                d.push_str(&format!(", on {b}"));
+            }
+            d
+        }
+        Item::Foreign { .. } => String::new(),
+    };
+    let bytes = match item {
+        Item::Snapshot { rec, .. } => rec.bytes,
+        _ => field(&v, "snapshot_bytes"),
+    };
+    [
+        set.into(),
+        id.into(),
+        item.kind().into(),
+        field(&v, "files").to_string(),
+        human_bytes(bytes),
+        details,
+    ]
+}
+
+pub fn list(items: &[Item], as_json: bool, out: &mut impl Write) -> Result<()> {
+    if as_json {
+        for item in items {
+            if !emit(out, &record_json(item).to_string())? {
+                break;
+            }
+        }
+        return Ok(());
+    }
+    let header = ["SET", "ID", "KIND", "FILES", "SIZE", "DETAILS"].map(String::from);
+    let rows: Vec<[String; 6]> = std::iter::once(header)
+        .chain(items.iter().map(list_row))
+        .collect();
+    let widths: Vec<usize> = (0..6)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    for row in &rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if c == 5 {
+                line.push_str(cell);
+            } else if c == 3 || c == 4 {
+                line.push_str(&format!("{cell:>w$}  ", w = widths[c]));
+            } else {
+                line.push_str(&format!("{cell:<w$}  ", w = widths[c]));
+            }
+        }
+        if !emit(out, line.trim_end())? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+pub fn show(item: &Item, as_json: bool, out: &mut impl Write) -> Result<()> {
+    if as_json {
+        emit(out, &record_json(item).to_string())?;
+        return Ok(());
+    }
+    let v = record_json(item);
+    let mut lines = vec![format!("{} {}", item.kind(), item.name())];
+    let mut put = |k: &str, val: String| lines.push(format!("  {k:<12} {val}"));
+    match item {
+        Item::Snapshot { rec, .. } => {
+            put("created", rec.created.to_rfc3339());
+            put("host", rec.host.clone());
+            put("sources", rec.sources.join(", "));
+            put("files", format!("{} ({} new)", rec.files, rec.new_files));
+            put(
+                "size",
+                format!(
+                    "{} ({} copied, the rest hard-linked)",
+                    human_bytes(rec.bytes),
+                    human_bytes(rec.new_bytes)
+                ),
+            );
+            put(
+                "parent",
+                rec.parent.clone().unwrap_or_else(|| "none".into()),
+            );
+            put("errors", rec.errors.to_string());
+            if !rec.tags.is_empty() {
+                put("tags", rec.tags.join(", "));
+            }
+            if let Some(d) = &rec.description {
+                put("description", d.clone());
+            }
+        }
+        Item::Archive { rec, .. } => {
+            let tar = field(&v, "tar_bytes");
+            put("snapshot", rec.source.clone());
+            put(
+                "files",
+                format!(
+                    "{} ({} packed in this archive)",
+                    field(&v, "files"),
+                    field(&v, "packed_files")
+                ),
+            );
+            put(
+                "size",
+                format!(
+                    "{} of files, {} tar",
+                    human_bytes(field(&v, "packed_bytes")),
+                    human_bytes(tar)
+                ),
+            );
+            let ratio = if rec.bytes > 0 {
+                tar as f64 / rec.bytes as f64
+            } else {
+                0.0
+            };
+            put(
+                "archive",
+                format!(
+                    "{} ({}, ratio {ratio:.2})",
+                    human_bytes(rec.bytes),
+                    rec.compression
+                ),
+            );
+            put(
+                "encryption",
+                rec.encryption.clone().unwrap_or_else(|| "none".into()),
+            );
+            let chain: Vec<String> = match chain_of(item) {
+                Ok(c) => c
+                    .iter()
+                    .filter_map(|i| i.set_and_id().map(|(_, id)| id.to_string()))
+                    .collect(),
+                Err(e) => vec![format!("broken: {}", e.cause)],
+            };
+            put("chain", chain.join(" -> "));
+            put("sha256", rec.sha256.clone());
+            put("path", item.data().display().to_string());
+        }
+        Item::Foreign { path } => {
+            put("path", path.display().to_string());
+            put(
+                "note",
+                "not made by snap: `snap-restore verify` reads it, `restore` extracts it".into(),
+            );
+        }
+    }
+    for line in lines {
+        if !emit(out, &line)? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// One difference between two indexes, as restic's `diff` marks them.
+fn change(a: Option<&Entry>, b: Option<&Entry>) -> Option<(&'static str, Vec<u8>)> {
+    match (a, b) {
+        (None, Some(b)) => Some(("+", b.path.clone())),
+        (Some(a), None) => Some(("-", a.path.clone())),
+        (Some(a), Some(b)) if a.kind != b.kind => Some(("T", b.path.clone())),
+        (Some(a), Some(b))
+            if a.size != b.size
+                || a.sha256 != b.sha256
+                || a.target != b.target
+                || a.link != b.link
+                || a.rdev != b.rdev =>
+        {
+            Some(("M", b.path.clone()))
+        }
+        (Some(a), Some(b))
+            if (a.mode, a.uid, a.gid, a.mtime) != (b.mode, b.uid, b.gid, b.mtime) =>
+        {
+            Some(("U", b.path.clone()))
+        }
+        _ => None,
+    }
+}
+
+/// Differences between two snapshots or archives, from their indexes, in one merge pass.
+pub fn diff(a: &Item, b: &Item, dec: &Decrypt, as_json: bool, out: &mut impl Write) -> Result<()> {
+    let index = |i: &Item| {
+        i.index().ok_or_else(|| {
+            Error::usage(i.name(), "has no index to compare")
+                .with_hint("import it first: snap-restore import PATH")
+        })
+    };
+    let mut ra = open_index(&index(a)?, dec)?;
+    let mut rb = open_index(&index(b)?, dec)?;
+    let (mut ea, mut eb) = (ra.next_entry()?, rb.next_entry()?);
+    let mut counts = std::collections::BTreeMap::<&str, u64>::new();
+    let mut open = true;
+    while ea.is_some() || eb.is_some() {
+        let order = match (&ea, &eb) {
+            (Some(x), Some(y)) => cmp_paths(&x.path, &y.path),
+            (Some(_), None) => Ordering::Less,
+            _ => Ordering::Greater,
+        };
+        let c = match order {
+            Ordering::Less => change(ea.as_ref(), None),
+            Ordering::Greater => change(None, eb.as_ref()),
+            Ordering::Equal => change(ea.as_ref(), eb.as_ref()),
+        };
+        if let Some((mark, path)) = c {
+            *counts.entry(mark).or_default() += 1;
+            let shown = String::from_utf8_lossy(&path);
+            let line = match as_json {
+                true => json!({"schema": SCHEMA, "kind": "change", "change": mark, "path": shown})
+                    .to_string(),
+                false => format!("{mark}    {shown}"),
+            };
+            if open {
+                open = emit(out, &line)?;
+            }
+        }
+        if order != Ordering::Greater {
+            ea = ra.next_entry()?;
+        }
+        if order != Ordering::Less {
+            eb = rb.next_entry()?;
+        }
+    }
+    if !as_json && open {
+        let n = |k| counts.get(k).copied().unwrap_or(0);
+        emit(out, "")?;
+        emit(
+            out,
+            &format!(
+                "{} added, {} removed, {} modified, {} changed type, {} metadata only",
+                n("+"),
+                n("-"),
+                n("M"),
+                n("T"),
+                n("U")
+            ),
+        )?;
+    }
+    Ok(())
+}
