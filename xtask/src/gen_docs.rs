@@ -10,7 +10,11 @@ use crate::sh::{Result, root};
 
 /// Every tool's clap definition. A new tool adds one line here.
 fn tools() -> Vec<clap::Command> {
-    vec![snap_collect::command()]
+    vec![
+        snap_collect::command(),
+        snap_pack::command(),
+        snap_restore::command(),
+    ]
 }
 
 /// The files `gen` owns, by path relative to the workspace root.

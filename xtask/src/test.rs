@@ -11,6 +11,9 @@ pub const TEST_PROGRAMS: &[(&str, &str)] = &[
     ("setpriv", "util-linux"),
     ("diff", "diffutils"),
     ("mkfifo", "coreutils"),
+    ("age", "age"),
+    ("tar", "tar"),
+    ("gzip", "gzip"),
 ];
 
 pub fn run() -> Result {

@@ -117,7 +117,8 @@ impl Select {
         }
     }
 
-    pub fn len(&self) -> usize {
+    /// How many prefixes were given.
+    pub fn count(&self) -> usize {
         self.prefixes.len()
     }
 }

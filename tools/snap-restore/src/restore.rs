@@ -90,7 +90,7 @@ impl<'a> Restorer<'a> {
             report,
             tally: Tally::default(),
             buf: vec![0; 1 << 20],
-            matched: vec![false; select.len()],
+            matched: vec![false; select.count()],
         }
     }
 

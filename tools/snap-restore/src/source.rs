@@ -181,8 +181,7 @@ impl Source {
             };
             items
                 .into_iter()
-                .filter(|i| i.set_and_id().is_some_and(|(s, _)| s == set))
-                .next_back()
+                .rfind(|i| i.set_and_id().is_some_and(|(s, _)| s == set))
                 .into_iter()
                 .collect()
         } else {

@@ -158,7 +158,6 @@ impl<'a> Verifier<'a> {
             }
         }
         cursor.drain(&mut note_missing)?;
-        drop(note_missing);
         for m in missing {
             self.bad(&m, "is in the index but missing from the archive");
         }

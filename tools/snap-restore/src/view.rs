@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use snap_shared::crypt::Decrypt;
 use snap_shared::error::{Error, Exit, Result};
 use snap_shared::index::{Entry, cmp_paths};
-use snap_shared::record::SCHEMA;
+use snap_shared::record::{Record, SCHEMA};
 use snap_shared::size::human_bytes;
 
 use crate::indexes::open_index;
@@ -32,8 +32,12 @@ pub fn emit(out: &mut impl Write, line: &str) -> Result<bool> {
 /// The record of an item as JSON (foreign archives have none).
 pub fn record_json(item: &Item) -> Value {
     match item {
-        Item::Snapshot { rec, .. } => serde_json::to_value(rec).unwrap_or(Value::Null),
-        Item::Archive { rec, .. } => serde_json::to_value(rec).unwrap_or(Value::Null),
+        Item::Snapshot { rec, .. } => {
+            serde_json::to_value(Record::Snapshot((**rec).clone())).unwrap_or(Value::Null)
+        }
+        Item::Archive { rec, .. } => {
+            serde_json::to_value(Record::Archive((**rec).clone())).unwrap_or(Value::Null)
+        }
         Item::Foreign { path } => json!({"path": path.display().to_string()}),
     }
 }

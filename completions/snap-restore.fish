@@ -1,0 +1,98 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_snap_restore_global_optspecs
+    string join \n c/config= s/store= from= i/identity= passphrase-file= q/quiet v/verbose h/help V/version
+end
+
+function __fish_snap_restore_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_snap_restore_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_snap_restore_using_subcommand
+    set -l cmd (__fish_snap_restore_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c snap-restore -n "__fish_snap_restore_needs_command" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
+complete -c snap-restore -n "__fish_snap_restore_needs_command" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
+complete -c snap-restore -n "__fish_snap_restore_needs_command" -l from -d 'Look in this store or folder of archives instead of the store' -r -F
+complete -c snap-restore -n "__fish_snap_restore_needs_command" -s i -l identity -d 'age identity file (age-keygen output, or an ssh private key) for encrypted archives (repeatable)' -r -F
+complete -c snap-restore -n "__fish_snap_restore_needs_command" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
+complete -c snap-restore -n "__fish_snap_restore_needs_command" -s q -l quiet -d 'Print only warnings and errors on stderr'
+complete -c snap-restore -n "__fish_snap_restore_needs_command" -s v -l verbose -d 'Name every file restored'
+complete -c snap-restore -n "__fish_snap_restore_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c snap-restore -n "__fish_snap_restore_needs_command" -s V -l version -d 'Print version'
+complete -c snap-restore -n "__fish_snap_restore_needs_command" -f -a "list" -d 'List the snapshots and archives of the store, or of DIR (a store or a folder of archives)'
+complete -c snap-restore -n "__fish_snap_restore_needs_command" -f -a "show" -d 'Show a snapshot or archive: its record, sizes, compression ratio, chain'
+complete -c snap-restore -n "__fish_snap_restore_needs_command" -f -a "diff" -d 'What changed between two snapshots or archives: + added, - removed, M modified, T type, U metadata'
+complete -c snap-restore -n "__fish_snap_restore_needs_command" -f -a "verify" -d 'Read every byte of snapshots or archives and check them against their sha256s'
+complete -c snap-restore -n "__fish_snap_restore_needs_command" -f -a "restore" -d 'Restore a snapshot or archive (or any tar) into a folder'
+complete -c snap-restore -n "__fish_snap_restore_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -l set -d 'Only this set' -r
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -l from -d 'Look in this store or folder of archives instead of the store' -r -F
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -s i -l identity -d 'age identity file (age-keygen output, or an ssh private key) for encrypted archives (repeatable)' -r -F
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -l json -d 'Print the records as JSON lines'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -s q -l quiet -d 'Print only warnings and errors on stderr'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -s v -l verbose -d 'Name every file restored'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -s h -l help -d 'Print help'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand show" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand show" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand show" -l from -d 'Look in this store or folder of archives instead of the store' -r -F
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand show" -s i -l identity -d 'age identity file (age-keygen output, or an ssh private key) for encrypted archives (repeatable)' -r -F
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand show" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand show" -l archive -d 'NAME means an archive even where a snapshot has the same id'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand show" -l json -d 'Print the record as JSON'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand show" -s q -l quiet -d 'Print only warnings and errors on stderr'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand show" -s v -l verbose -d 'Name every file restored'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand show" -s h -l help -d 'Print help'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand diff" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand diff" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand diff" -l from -d 'Look in this store or folder of archives instead of the store' -r -F
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand diff" -s i -l identity -d 'age identity file (age-keygen output, or an ssh private key) for encrypted archives (repeatable)' -r -F
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand diff" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand diff" -l archive -d 'Names mean archives even where snapshots have the same ids'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand diff" -l json -d 'Print one JSON line per change'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand diff" -s q -l quiet -d 'Print only warnings and errors on stderr'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand diff" -s v -l verbose -d 'Name every file restored'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand diff" -s h -l help -d 'Print help'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand verify" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand verify" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand verify" -l from -d 'Look in this store or folder of archives instead of the store' -r -F
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand verify" -s i -l identity -d 'age identity file (age-keygen output, or an ssh private key) for encrypted archives (repeatable)' -r -F
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand verify" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand verify" -l archive -d 'Names mean archives even where snapshots have the same ids'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand verify" -s q -l quiet -d 'Print only warnings and errors on stderr'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand verify" -s v -l verbose -d 'Name every file restored'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand verify" -s h -l help -d 'Print help'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s t -l to -d 'The folder to restore into (created if missing)' -r -F
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s p -l path -d 'Restore only this path inside the snapshot, e.g. home/me/docs (repeatable)' -r
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -l from -d 'Look in this store or folder of archives instead of the store' -r -F
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s i -l identity -d 'age identity file (age-keygen output, or an ssh private key) for encrypted archives (repeatable)' -r -F
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -l overwrite -d 'Replace files that exist in the target with other content'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -l archive -d 'NAME means an archive even where a snapshot has the same id'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s q -l quiet -d 'Print only warnings and errors on stderr'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s v -l verbose -d 'Name every file restored'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s h -l help -d 'Print help'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand help; and not __fish_seen_subcommand_from list show diff verify restore help" -f -a "list" -d 'List the snapshots and archives of the store, or of DIR (a store or a folder of archives)'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand help; and not __fish_seen_subcommand_from list show diff verify restore help" -f -a "show" -d 'Show a snapshot or archive: its record, sizes, compression ratio, chain'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand help; and not __fish_seen_subcommand_from list show diff verify restore help" -f -a "diff" -d 'What changed between two snapshots or archives: + added, - removed, M modified, T type, U metadata'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand help; and not __fish_seen_subcommand_from list show diff verify restore help" -f -a "verify" -d 'Read every byte of snapshots or archives and check them against their sha256s'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand help; and not __fish_seen_subcommand_from list show diff verify restore help" -f -a "restore" -d 'Restore a snapshot or archive (or any tar) into a folder'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand help; and not __fish_seen_subcommand_from list show diff verify restore help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

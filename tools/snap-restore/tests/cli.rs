@@ -1,0 +1,619 @@
+//! CLI tests for snap-pack and snap-restore together: round trips through
+//! every kind of archive, interop with GNU tar and age, hostile archives,
+//! damaged data, and the error paths with their exit codes.
+//!
+//! The binaries of snap-collect and snap-pack are used too: `cargo xtask test`
+//! builds every binary before running the tests.
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+struct World {
+    dir: tempfile::TempDir,
+}
+
+impl World {
+    /// A scratch world with a small tricky tree in `src/`, collected once as set `s`.
+    fn new() -> World {
+        let w = World {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        fs::set_permissions(w.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        w.write("src/a.txt", "alpha\n");
+        w.write("src/docs/b.txt", &"b".repeat(100_000));
+        w.write(&format!("src/{}/long.txt", "n".repeat(120)), "long name\n");
+        std::os::unix::fs::symlink("../a.txt", w.path("src/docs/link")).unwrap();
+        fs::hard_link(w.path("src/a.txt"), w.path("src/hard")).unwrap();
+        fs::set_permissions(w.path("src/docs/b.txt"), fs::Permissions::from_mode(0o600)).unwrap();
+        fs::write(
+            w.path("src")
+                .join(std::ffi::OsStr::from_bytes_compat(b"caf\xe9")),
+            "latin1\n",
+        )
+        .unwrap();
+        let old = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000);
+        fs::File::open(w.path("src/a.txt"))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        w.collect();
+        w
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn write(&self, rel: &str, content: &str) {
+        let p = self.path(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, content).unwrap();
+    }
+
+    fn tool(&self, name: &str) -> Command {
+        let mut c = Command::cargo_bin(name).unwrap();
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.path("home"))
+            .current_dir(self.dir.path());
+        c
+    }
+
+    fn collect(&self) -> Output {
+        let out = self
+            .tool("snap-collect")
+            .args([
+                "--store",
+                "store",
+                "--min-free",
+                "0",
+                "--name",
+                "s",
+                "src",
+                "-q",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+        out
+    }
+
+    fn pack(&self, args: &[&str]) -> Output {
+        self.tool("snap-pack")
+            .args([
+                "--store",
+                "store",
+                "--min-free",
+                "0",
+                "-q",
+                "--snapshot",
+                "s/latest",
+            ])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn restore(&self, args: &[&str]) -> Output {
+        self.tool("snap-restore")
+            .args(["--store", "store", "-q"])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// The source tree as the snapshot keeps it (under its absolute path).
+    fn inside(&self, root: &str) -> PathBuf {
+        let src = fs::canonicalize(self.path("src")).unwrap();
+        self.path(root).join(src.strip_prefix("/").unwrap())
+    }
+
+    fn redact(&self, s: &[u8]) -> String {
+        let real = fs::canonicalize(self.dir.path()).unwrap();
+        String::from_utf8_lossy(s)
+            .replace(&real.display().to_string(), "[TMP]")
+            .replace(&self.dir.path().display().to_string(), "[TMP]")
+    }
+}
+
+trait FromBytesCompat {
+    fn from_bytes_compat(b: &[u8]) -> &std::ffi::OsStr;
+}
+
+impl FromBytesCompat for std::ffi::OsStr {
+    fn from_bytes_compat(b: &[u8]) -> &std::ffi::OsStr {
+        std::os::unix::ffi::OsStrExt::from_bytes(b)
+    }
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().unwrap()
+}
+
+fn records(out: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Asserts two trees hold the same entries, contents, modes, mtimes (ns) and symlink targets.
+fn assert_same_tree(a: &Path, b: &Path) {
+    assert_same_tree_at(a, b, 1);
+}
+
+/// Like [`assert_same_tree`], with mtimes compared in units of `tick` ns (GNU tar keeps seconds).
+fn assert_same_tree_at(a: &Path, b: &Path, tick: i64) {
+    let list = |root: &Path| {
+        let mut v = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                let m = fs::symlink_metadata(&p).unwrap();
+                let rel = p.strip_prefix(root).unwrap().to_path_buf();
+                let content = if m.is_file() {
+                    fs::read(&p).unwrap()
+                } else if m.file_type().is_symlink() {
+                    fs::read_link(&p)
+                        .unwrap()
+                        .into_os_string()
+                        .into_encoded_bytes()
+                } else {
+                    Vec::new()
+                };
+                let mtime = if m.file_type().is_symlink() || m.is_dir() {
+                    0
+                } else {
+                    (m.mtime() * 1_000_000_000 + m.mtime_nsec()) / tick
+                };
+                v.push((rel, m.mode(), mtime, content));
+                if m.is_dir() {
+                    stack.push(p);
+                }
+            }
+        }
+        v.sort();
+        v
+    };
+    let (la, lb) = (list(a), list(b));
+    let names = |l: &Vec<(PathBuf, u32, i64, Vec<u8>)>| {
+        l.iter()
+            .map(|e| (e.0.clone(), e.1, e.2, e.3.len()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&la), names(&lb));
+    assert!(la == lb, "contents differ");
+}
+
+/// collect → pack → restore gives the tree back: contents, modes, mtimes, symlinks, long and non-UTF-8 names.
+#[test]
+fn zstd_archive_round_trip() {
+    let w = World::new();
+    let packed = w.pack(&[]);
+    assert_eq!(code(&packed), 0, "{}", w.redact(&packed.stderr));
+    let rec = &records(&packed)[0];
+    assert_eq!(rec["kind"], "archive");
+    assert_eq!(rec["compression"], "zstd");
+    let out = w.restore(&["restore", "--archive", "s/latest", "--to", "r"]);
+    assert_eq!(code(&out), 0, "{}", w.redact(&out.stderr));
+    assert_eq!(records(&out)[0]["errors"], 0);
+    assert_same_tree(&w.path("src"), &w.inside("r"));
+    let a = fs::metadata(w.inside("r").join("a.txt")).unwrap();
+    assert_eq!(
+        a.ino(),
+        fs::metadata(w.inside("r").join("hard")).unwrap().ino(),
+        "hard link kept"
+    );
+}
+
+/// GNU tar extracts a snap archive and sha256sum -c accepts its .sha256, with no snap tool.
+#[test]
+fn gnu_tar_and_sha256sum_read_archives() {
+    let w = World::new();
+    let rec = &records(&w.pack(&[]))[0];
+    let path = PathBuf::from(rec["path"].as_str().unwrap());
+    let dir = path.parent().unwrap();
+    let sums = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("sha256sum -c --quiet *.sha256")
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        sums.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sums.stderr)
+    );
+    fs::create_dir(w.path("x")).unwrap();
+    let tar = std::process::Command::new("tar")
+        .args(["--zstd", "-xf"])
+        .arg(&path)
+        .arg("-C")
+        .arg(w.path("x"))
+        .output()
+        .unwrap();
+    assert!(
+        tar.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tar.stderr)
+    );
+    assert_eq!(
+        fs::read(w.inside("x").join("docs/b.txt")).unwrap(),
+        fs::read(w.path("src/docs/b.txt")).unwrap()
+    );
+    assert_eq!(
+        fs::read_link(w.inside("x").join("docs/link")).unwrap(),
+        Path::new("../a.txt")
+    );
+}
+
+/// An archive encrypted to an age key opens with `age -d -i` and restores with --identity; without a key, exit 64.
+#[test]
+fn age_recipient_round_trip_and_interop() {
+    let w = World::new();
+    let keygen = std::process::Command::new("age-keygen")
+        .arg("-o")
+        .arg(w.path("key.txt"))
+        .output()
+        .unwrap();
+    assert!(keygen.status.success());
+    let text = fs::read_to_string(w.path("key.txt")).unwrap();
+    let recipient = text
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .unwrap()
+        .to_string();
+    let packed = w.pack(&["--recipient", &recipient]);
+    assert_eq!(code(&packed), 0, "{}", w.redact(&packed.stderr));
+    let rec = &records(&packed)[0];
+    assert_eq!(rec["encryption"], "age");
+    let path = rec["path"].as_str().unwrap();
+    assert!(path.ends_with(".tar.zst.age"));
+    assert_eq!(fs::metadata(path).unwrap().mode() & 0o777, 0o600);
+    assert!(
+        !fs::read_to_string(
+            rec["path"]
+                .as_str()
+                .unwrap()
+                .replace(".tar.zst.age", ".json")
+        )
+        .unwrap()
+        .contains(&recipient[10..])
+    );
+    let listing = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "age -d -i key.txt '{path}' | tar --zstd -tf - | grep -c docs/b.txt"
+        ))
+        .current_dir(w.dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&listing.stdout).trim(), "1");
+    let no_key = w.restore(&["restore", "--archive", "s/latest", "--to", "r"]);
+    assert_eq!(code(&no_key), 64);
+    assert!(
+        w.redact(&no_key.stderr).contains("is encrypted"),
+        "{}",
+        w.redact(&no_key.stderr)
+    );
+    let out = w.restore(&[
+        "restore",
+        "--archive",
+        "s/latest",
+        "--to",
+        "r",
+        "--identity",
+        "key.txt",
+    ]);
+    assert_eq!(code(&out), 0, "{}", w.redact(&out.stderr));
+    assert_same_tree(&w.path("src"), &w.inside("r"));
+}
+
+/// gzip with a passphrase (age scrypt) round-trips; a wrong passphrase is exit 64.
+#[test]
+fn gzip_passphrase_round_trip() {
+    let w = World::new();
+    w.write("pw", "correct horse\n");
+    w.write("bad", "wrong\n");
+    let packed = w.pack(&["--compression", "gzip", "--passphrase-file", "pw"]);
+    assert_eq!(code(&packed), 0, "{}", w.redact(&packed.stderr));
+    assert!(
+        records(&packed)[0]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with(".tar.gz.age")
+    );
+    let bad = w.restore(&[
+        "restore",
+        "--archive",
+        "s/latest",
+        "--to",
+        "r",
+        "--passphrase-file",
+        "bad",
+    ]);
+    assert_eq!(code(&bad), 64, "{}", w.redact(&bad.stderr));
+    let out = w.restore(&[
+        "restore",
+        "--archive",
+        "s/latest",
+        "--to",
+        "r",
+        "--passphrase-file",
+        "pw",
+    ]);
+    assert_eq!(code(&out), 0, "{}", w.redact(&out.stderr));
+    assert_same_tree(&w.path("src"), &w.inside("r"));
+}
+
+/// An incremental chain (change, delete, add) restores to the last snapshot exactly.
+#[test]
+fn incremental_chain_round_trip() {
+    let w = World::new();
+    assert_eq!(code(&w.pack(&[])), 0);
+    w.write("src/a.txt", "alpha changed\n");
+    fs::remove_file(w.path("src/docs/b.txt")).unwrap();
+    w.write("src/new.txt", "new\n");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    w.collect();
+    let packed = w.pack(&["--incremental"]);
+    assert_eq!(code(&packed), 0, "{}", w.redact(&packed.stderr));
+    let rec = &records(&packed)[0];
+    assert!(rec["base"].is_string());
+    assert_eq!(rec["chain"], 2);
+    assert_eq!(rec["packed_files"], 2, "only a.txt and new.txt travel");
+    let out = w.restore(&["restore", "--archive", "s/latest", "--to", "r"]);
+    assert_eq!(code(&out), 0, "{}", w.redact(&out.stderr));
+    assert_same_tree(&w.path("src"), &w.inside("r"));
+}
+
+/// Restoring again into the same folder continues: files already right are not rewritten,
+/// and a file with other content is refused without --overwrite (exit 1), replaced with it.
+#[test]
+fn rerun_continues_and_overwrite_is_explicit() {
+    let w = World::new();
+    assert_eq!(code(&w.restore(&["restore", "s/latest", "--to", "r"])), 0);
+    let again = w.restore(&["restore", "s/latest", "--to", "r"]);
+    assert_eq!(code(&again), 0);
+    assert_eq!(records(&again)[0]["already"], records(&again)[0]["files"]);
+    fs::write(w.inside("r").join("a.txt"), "mine").unwrap();
+    let refused = w.restore(&["restore", "s/latest", "--to", "r"]);
+    assert_eq!(code(&refused), 1);
+    assert!(
+        w.redact(&refused.stderr)
+            .contains("a.txt: already exists with other content")
+    );
+    assert_eq!(
+        fs::read_to_string(w.inside("r").join("a.txt")).unwrap(),
+        "mine"
+    );
+    assert_eq!(
+        code(&w.restore(&["restore", "s/latest", "--to", "r", "--overwrite"])),
+        0
+    );
+    assert_eq!(
+        fs::read_to_string(w.inside("r").join("a.txt")).unwrap(),
+        "alpha\n"
+    );
+}
+
+/// --path restores only what is under it; a path that matches nothing is exit 66.
+#[test]
+fn restore_selected_paths() {
+    let w = World::new();
+    let inner = w
+        .inside("x")
+        .strip_prefix(w.path("x"))
+        .unwrap()
+        .join("docs");
+    let p = format!("/{}", inner.display());
+    let out = w.restore(&["restore", "s/latest", "--to", "r", "--path", &p]);
+    assert_eq!(code(&out), 0, "{}", w.redact(&out.stderr));
+    assert!(w.inside("r").join("docs/b.txt").exists());
+    assert!(!w.inside("r").join("a.txt").exists());
+    let none = w.restore(&["restore", "s/latest", "--to", "r2", "--path", "no/such"]);
+    assert_eq!(code(&none), 66);
+    assert_eq!(
+        w.redact(&none.stderr),
+        "snap-restore: --path no/such: matches nothing in the snapshot\nsnap-restore: hint: paths are inside the snapshot, e.g. home/me/docs for /home/me/docs; see `snap-restore show`\n"
+    );
+}
+
+/// A flipped byte in an archive is found by verify, naming the file; exit 65.
+#[test]
+fn verify_names_the_damaged_file() {
+    let w = World::new();
+    let rec = &records(&w.pack(&["--compression", "none"]))[0];
+    let path = rec["path"].as_str().unwrap();
+    let mut bytes = fs::read(path).unwrap();
+    let at = bytes.windows(10).position(|x| x == b"bbbbbbbbbb").unwrap();
+    bytes[at + 5] = b'X';
+    fs::write(path, bytes).unwrap();
+    let out = w.restore(&["verify", "--archive", "s/latest"]);
+    assert_eq!(code(&out), 65);
+    let err = w.redact(&out.stderr);
+    assert!(err.contains("docs/b.txt: sha256 "), "{err}");
+    assert!(err.contains("archive sha256"), "{err}");
+    assert_eq!(records(&out)[0]["kind"], "verified");
+}
+
+/// Bit rot in a tree snapshot is found by verify; a clean one verifies with exit 0.
+#[test]
+fn verify_tree_snapshot() {
+    let w = World::new();
+    assert_eq!(code(&w.restore(&["verify", "s/latest"])), 0);
+    let rec: Value = serde_json::from_str(
+        &fs::read_to_string(
+            fs::read_dir(w.path("store/sets/s"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .find(|p| p.extension().is_some_and(|e| e == "json"))
+                .unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let tree = PathBuf::from(rec["path"].as_str().unwrap());
+    let file = tree
+        .join(w.inside("x").strip_prefix(w.path("x")).unwrap())
+        .join("docs/b.txt");
+    fs::write(&file, "b".repeat(99_999) + "c").unwrap();
+    let out = w.restore(&["verify", "s/latest"]);
+    assert_eq!(code(&out), 65);
+    assert!(
+        w.redact(&out.stderr)
+            .contains("docs/b.txt: content changed"),
+        "{}",
+        w.redact(&out.stderr)
+    );
+}
+
+/// A hostile tar (`..`, absolute paths, a symlink then a write through it) writes nothing outside the target; exit 65.
+#[test]
+fn hostile_archive_stays_inside() {
+    let w = World::new();
+    fs::create_dir(w.path("outside")).unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |name: &[u8], kind: tar::EntryType, link: Option<&str>, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name);
+        h.set_entry_type(kind);
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        if let Some(l) = link {
+            h.set_link_name(l).unwrap();
+        }
+        h.set_cksum();
+        b.append(&h, data).unwrap();
+    };
+    add(b"../evil.txt", tar::EntryType::Regular, None, b"evil");
+    add(
+        b"esc",
+        tar::EntryType::Symlink,
+        Some(&w.path("outside").display().to_string()),
+        b"",
+    );
+    add(b"esc/pwned.txt", tar::EntryType::Regular, None, b"pwned");
+    add(b"/abs.txt", tar::EntryType::Regular, None, b"abs");
+    add(b"ok.txt", tar::EntryType::Regular, None, b"ok");
+    fs::write(w.path("hostile.tar"), b.into_inner().unwrap()).unwrap();
+    let out = w.restore(&["restore", "hostile.tar", "--to", "r"]);
+    assert_eq!(code(&out), 65, "{}", w.redact(&out.stderr));
+    assert!(!w.path("evil.txt").exists());
+    assert_eq!(fs::read_dir(w.path("outside")).unwrap().count(), 0);
+    assert_eq!(fs::read_to_string(w.path("r/abs.txt")).unwrap(), "abs");
+    assert_eq!(fs::read_to_string(w.path("r/ok.txt")).unwrap(), "ok");
+    let err = w.redact(&out.stderr);
+    assert!(
+        err.contains("../evil.txt: refused: ../evil.txt has a `..` component"),
+        "{err}"
+    );
+    assert!(
+        err.contains("esc/pwned.txt: refused: esc is a symlink or not a folder"),
+        "{err}"
+    );
+}
+
+/// A plain tar.gz made by GNU tar restores and lists its files.
+#[test]
+fn foreign_tar_gz_restores() {
+    let w = World::new();
+    let made = std::process::Command::new("tar")
+        .args(["-czf", "manual.tar.gz", "src"])
+        .current_dir(w.dir.path())
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let out = w.restore(&["restore", "manual.tar.gz", "--to", "r"]);
+    assert_eq!(code(&out), 0, "{}", w.redact(&out.stderr));
+    assert_same_tree_at(&w.path("src"), &w.path("r/src"), 1_000_000_000);
+    assert_eq!(code(&w.restore(&["verify", "manual.tar.gz"])), 0);
+}
+
+/// list shows snapshots and archives from the files alone; diff names the changes.
+#[test]
+fn list_and_diff() {
+    let w = World::new();
+    assert_eq!(code(&w.pack(&[])), 0);
+    let list = w.restore(&["list", "--json"]);
+    let kinds: Vec<String> = records(&list)
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds, ["snapshot", "archive"]);
+    w.write("src/new.txt", "n\n");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    w.collect();
+    let ids: Vec<String> = records(&w.restore(&["list", "--json"]))
+        .iter()
+        .filter(|r| r["kind"] == "snapshot")
+        .map(|r| format!("s/{}", r["id"].as_str().unwrap()))
+        .collect();
+    let diff = w.restore(&["diff", &ids[0], &ids[1]]);
+    assert_eq!(code(&diff), 0);
+    let text = String::from_utf8_lossy(&diff.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("+    ") && l.ends_with("/new.txt")),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("1 added, 0 removed, 0 modified, 0 changed type, 1 metadata only\n"),
+        "{text}"
+    );
+}
+
+/// snap-pack: a malformed record on stdin is exit 65 naming the line; an unknown snapshot is exit 66.
+#[test]
+fn pack_input_errors() {
+    let w = World::new();
+    let bad = w
+        .tool("snap-pack")
+        .args(["--store", "store"])
+        .write_stdin("{\"schema\":\"snap/1\",\"kind\":\"x\"}\nnot json\n")
+        .output()
+        .unwrap();
+    assert_eq!(code(&bad), 65);
+    assert!(
+        w.redact(&bad.stderr)
+            .starts_with("snap-pack: stdin line 2: not a JSON record")
+    );
+    let none = w
+        .tool("snap-pack")
+        .args(["--store", "store", "--snapshot", "s/2000-01-01T000000Z"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&none), 66);
+    assert_eq!(
+        w.redact(&none.stderr),
+        "snap-pack: snapshot s/2000-01-01T000000Z: not in store [TMP]/store\nsnap-pack: hint: list them with `snap-restore list`\n"
+    );
+}
+
+/// Records of other kinds pass through snap-pack unchanged, in order.
+#[test]
+fn pack_passes_other_records_through() {
+    let w = World::new();
+    let snap = w.collect();
+    let mut input = b"{\"schema\":\"snap/1\",\"kind\":\"future-thing\",\"x\":1}\n".to_vec();
+    input.extend_from_slice(&snap.stdout);
+    let out = w
+        .tool("snap-pack")
+        .args(["--store", "store", "--min-free", "0", "-q"])
+        .write_stdin(input)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", w.redact(&out.stderr));
+    let recs = records(&out);
+    assert_eq!(
+        recs[0],
+        serde_json::json!({"schema":"snap/1","kind":"future-thing","x":1})
+    );
+    assert_eq!(recs[1]["kind"], "archive");
+}
