@@ -2,7 +2,9 @@
 //!
 //! Makes a sample tree and a config under target/demo, collects it, changes a
 //! few files, collects again, and shows what the second snapshot cost on disk
-//! and that every snapshot equals the tree it was taken from.
+//! and that it equals the tree it was taken from. Then packs it into a local
+//! "external" folder, verifies the archive from that folder alone, restores
+//! it from there and shows the restored tree equals the source.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -52,6 +54,64 @@ fn make_sample(src: &Path) -> Result {
             .arg(src)
             .args(["-exec", "touch", "-h", "-d", "yesterday", "{}", "+"]),
     )
+}
+
+/// Runs one of the tools, passing its stderr through; returns its stdout.
+fn tool(bin: &Path, name: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new(bin.join(name))
+        .args(args)
+        .output()
+        .map_err(|e| format!("{name}: {e}"))?;
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    if !out.status.success() {
+        return Err(format!("{name} {} failed ({})", args.join(" "), out.status));
+    }
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    print!("{text}");
+    Ok(text)
+}
+
+/// Packs the newest snapshot into `external`, verifies and restores it from there.
+fn pack_verify_restore(bin: &Path, config: &Path, src: &Path, base: &Path) -> Result {
+    let cfg = config.to_str().ok_or("config path is not UTF-8")?;
+    let external = base.join("external");
+    let restored = base.join("restored");
+    let (ext, to) = (
+        external.display().to_string(),
+        restored.display().to_string(),
+    );
+    println!("== pack the newest snapshot into the \"external\" folder {ext}");
+    tool(
+        bin,
+        "snap-pack",
+        &[
+            "--config",
+            cfg,
+            "--snapshot",
+            "data/latest",
+            "--out",
+            &ext,
+            "--min-free",
+            "0",
+        ],
+    )?;
+    println!("== what the external folder holds, read from its files alone");
+    tool(bin, "snap-restore", &["list", &ext])?;
+    println!("== verify: every byte of the archive against its sha256 and every file's");
+    tool(
+        bin,
+        "snap-restore",
+        &["verify", "--from", &ext, "data/latest"],
+    )?;
+    println!("== restore from the external folder into {to}");
+    tool(
+        bin,
+        "snap-restore",
+        &["restore", "--from", &ext, "data/latest", "--to", &to],
+    )?;
+    same_tree(src, &to)?;
+    println!("== the restored tree equals the source (diff -r)");
+    Ok(())
 }
 
 fn collect(bin: &Path, config: &Path) -> Result<serde_json::Value> {
@@ -142,6 +202,7 @@ pub fn run() -> Result {
     );
     same_tree(&src, p2)?;
     println!("== the second snapshot equals the tree (diff -r); browse it: ls {p2}");
+    pack_verify_restore(&bin, &config, &src, &base)?;
     println!("== store: {}", store.display());
     Ok(())
 }
