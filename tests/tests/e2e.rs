@@ -71,3 +71,15 @@ fn collect_tricky_tree() {
 fn kill_mid_collect() {
     run_script("kill_mid_collect.sh");
 }
+
+/// collect | pack (full, then incremental) restores the tree exactly; sha256sum -c passes.
+#[test]
+fn pack_restore_pipeline() {
+    run_script("pack_restore_pipeline.sh");
+}
+
+/// kill -9 mid-pack and mid-restore: no half file under a final name; reruns finish.
+#[test]
+fn kill_mid_pack_restore() {
+    run_script("kill_mid_pack_restore.sh");
+}
