@@ -22,6 +22,9 @@ _snap__restore() {
             snap__restore,help)
                 cmd="snap__restore__subcmd__help"
                 ;;
+            snap__restore,import)
+                cmd="snap__restore__subcmd__import"
+                ;;
             snap__restore,list)
                 cmd="snap__restore__subcmd__list"
                 ;;
@@ -39,6 +42,9 @@ _snap__restore() {
                 ;;
             snap__restore__subcmd__help,help)
                 cmd="snap__restore__subcmd__help__subcmd__help"
+                ;;
+            snap__restore__subcmd__help,import)
+                cmd="snap__restore__subcmd__help__subcmd__import"
                 ;;
             snap__restore__subcmd__help,list)
                 cmd="snap__restore__subcmd__help__subcmd__list"
@@ -59,7 +65,7 @@ _snap__restore() {
 
     case "${cmd}" in
         snap__restore)
-            opts="-c -s -i -q -v -h -V --config --store --from --identity --passphrase-file --quiet --verbose --help --version list show diff verify restore help"
+            opts="-c -s -i -q -v -h -V --config --store --from --identity --passphrase-file --quiet --verbose --help --version list show diff verify import restore help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -151,7 +157,7 @@ _snap__restore() {
             return 0
             ;;
         snap__subcmd__restore__subcmd__help)
-            opts="list show diff verify restore help"
+            opts="list show diff verify import restore help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -179,6 +185,20 @@ _snap__restore() {
             return 0
             ;;
         snap__subcmd__restore__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        snap__subcmd__restore__subcmd__help__subcmd__import)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -241,6 +261,60 @@ _snap__restore() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        snap__subcmd__restore__subcmd__import)
+            opts="-c -s -i -q -v -h --set --id --config --store --from --identity --passphrase-file --quiet --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --set)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --id)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -s)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --from)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --passphrase-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

@@ -37,6 +37,7 @@ complete -c snap-restore -n "__fish_snap_restore_needs_command" -f -a "list" -d 
 complete -c snap-restore -n "__fish_snap_restore_needs_command" -f -a "show" -d 'Show a snapshot or archive: its record, sizes, compression ratio, chain'
 complete -c snap-restore -n "__fish_snap_restore_needs_command" -f -a "diff" -d 'What changed between two snapshots or archives: + added, - removed, M modified, T type, U metadata'
 complete -c snap-restore -n "__fish_snap_restore_needs_command" -f -a "verify" -d 'Read every byte of snapshots or archives and check them against their sha256s'
+complete -c snap-restore -n "__fish_snap_restore_needs_command" -f -a "import" -d 'Add an archive snap did not make (tar, tar.gz, tar.zst, maybe age) to the store, with an index and sha256'
 complete -c snap-restore -n "__fish_snap_restore_needs_command" -f -a "restore" -d 'Restore a snapshot or archive (or any tar) into a folder'
 complete -c snap-restore -n "__fish_snap_restore_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -l set -d 'Only this set' -r
@@ -78,6 +79,16 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand verify" -l arc
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand verify" -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand verify" -s v -l verbose -d 'Name every file restored'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand verify" -s h -l help -d 'Print help'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -l set -d 'The set it belongs to' -r
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -l id -d 'Its id [default: from the file\'s mtime]' -r
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -l from -d 'Look in this store or folder of archives instead of the store' -r -F
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -s i -l identity -d 'age identity file (age-keygen output, or an ssh private key) for encrypted archives (repeatable)' -r -F
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -s q -l quiet -d 'Print only warnings and errors on stderr'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -s v -l verbose -d 'Name every file restored'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -s h -l help -d 'Print help'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s t -l to -d 'The folder to restore into (created if missing)' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s p -l path -d 'Restore only this path inside the snapshot, e.g. home/me/docs (repeatable)' -r
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
@@ -90,9 +101,10 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -l ar
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s v -l verbose -d 'Name every file restored'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s h -l help -d 'Print help'
-complete -c snap-restore -n "__fish_snap_restore_using_subcommand help; and not __fish_seen_subcommand_from list show diff verify restore help" -f -a "list" -d 'List the snapshots and archives of the store, or of DIR (a store or a folder of archives)'
-complete -c snap-restore -n "__fish_snap_restore_using_subcommand help; and not __fish_seen_subcommand_from list show diff verify restore help" -f -a "show" -d 'Show a snapshot or archive: its record, sizes, compression ratio, chain'
-complete -c snap-restore -n "__fish_snap_restore_using_subcommand help; and not __fish_seen_subcommand_from list show diff verify restore help" -f -a "diff" -d 'What changed between two snapshots or archives: + added, - removed, M modified, T type, U metadata'
-complete -c snap-restore -n "__fish_snap_restore_using_subcommand help; and not __fish_seen_subcommand_from list show diff verify restore help" -f -a "verify" -d 'Read every byte of snapshots or archives and check them against their sha256s'
-complete -c snap-restore -n "__fish_snap_restore_using_subcommand help; and not __fish_seen_subcommand_from list show diff verify restore help" -f -a "restore" -d 'Restore a snapshot or archive (or any tar) into a folder'
-complete -c snap-restore -n "__fish_snap_restore_using_subcommand help; and not __fish_seen_subcommand_from list show diff verify restore help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand help; and not __fish_seen_subcommand_from list show diff verify import restore help" -f -a "list" -d 'List the snapshots and archives of the store, or of DIR (a store or a folder of archives)'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand help; and not __fish_seen_subcommand_from list show diff verify import restore help" -f -a "show" -d 'Show a snapshot or archive: its record, sizes, compression ratio, chain'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand help; and not __fish_seen_subcommand_from list show diff verify import restore help" -f -a "diff" -d 'What changed between two snapshots or archives: + added, - removed, M modified, T type, U metadata'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand help; and not __fish_seen_subcommand_from list show diff verify import restore help" -f -a "verify" -d 'Read every byte of snapshots or archives and check them against their sha256s'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand help; and not __fish_seen_subcommand_from list show diff verify import restore help" -f -a "import" -d 'Add an archive snap did not make (tar, tar.gz, tar.zst, maybe age) to the store, with an index and sha256'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand help; and not __fish_seen_subcommand_from list show diff verify import restore help" -f -a "restore" -d 'Restore a snapshot or archive (or any tar) into a folder'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand help; and not __fish_seen_subcommand_from list show diff verify import restore help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -118,6 +118,23 @@ impl ArchiveFiles {
     }
 }
 
+/// A `.NAME.part` temporary name beside `path`.
+pub fn part_name(path: &Path) -> PathBuf {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    crate::fsutil::parent_of(path).join(format!(".{name}.part"))
+}
+
+/// Publishes an archive's fsynced temporary files under their final names, in
+/// order (the record last: until it is there the archive does not exist),
+/// never replacing anything, then fsyncs the folder.
+pub fn publish(dir: &Path, files: &[(&Path, &Path)]) -> Result<()> {
+    for (tmp, dest) in files {
+        crate::fsutil::rename_noreplace(tmp, dest)
+            .map_err(|e| Error::io(dest, e).with_exit(crate::error::Exit::CantCreate))?;
+    }
+    crate::fsutil::fsync_dir(dir).map_err(|e| Error::io(dir, e))
+}
+
 /// The ids of the finished archives in a folder (those with a `.json`), oldest first.
 pub fn archive_ids(dir: &Path) -> Result<Vec<String>> {
     let mut ids: Vec<String> = crate::store::read_names(dir)?

@@ -109,6 +109,20 @@ pub fn read_identity_file(path: &Path) -> Result<Vec<Box<dyn age::Identity>>> {
     Ok(ids)
 }
 
+/// The recipients matching an age identity file's keys: what to encrypt to so
+/// that the same identity file decrypts (ssh keys are not supported here).
+pub fn recipients_of_identity_file(path: &Path) -> Result<Vec<Box<dyn age::Recipient + Send>>> {
+    let ctx = || format!("identity file {}", path.display());
+    let text = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    age::IdentityFile::from_buffer(&text[..])
+        .map_err(|e| Error::usage(ctx(), e))?
+        .to_recipients()
+        .map_err(|e| {
+            Error::usage(ctx(), format!("{e}"))
+                .with_hint("use an age identity (age-keygen) or a passphrase")
+        })
+}
+
 /// The passphrase from `--passphrase-file` (its first line) or `$SNAP_PASSPHRASE`.
 pub fn read_passphrase(file: Option<&Path>) -> Result<Option<SecretString>> {
     if let Some(path) = file {

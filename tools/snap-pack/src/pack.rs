@@ -24,7 +24,7 @@ use snap_cli::Reporter;
 use snap_shared::archive::{self, ArchiveFiles, Compression};
 use snap_shared::crypt::{Encrypt, encrypting_writer};
 use snap_shared::error::{Error, Exit, Result, is_disk_full};
-use snap_shared::fsutil::{create_private_dir, free_space, fsync_dir, rename_noreplace};
+use snap_shared::fsutil::{create_private_dir, free_space};
 use snap_shared::hash::Sha256Digest;
 use snap_shared::index::{Entry, EntryType, IndexReader};
 use snap_shared::lock::StoreLock;
@@ -185,12 +185,6 @@ struct Job<'a> {
     report: &'a Reporter,
 }
 
-/// A `.NAME.part` name beside `path`.
-fn part_name(path: &Path) -> PathBuf {
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    snap_shared::fsutil::parent_of(path).join(format!(".{name}.part"))
-}
-
 /// An I/O error while writing `path`: a full disk is exit 74 with its own hint.
 fn write_error(path: &Path, e: io::Error) -> Error {
     let full = is_disk_full(&e);
@@ -203,7 +197,7 @@ fn write_error(path: &Path, e: io::Error) -> Error {
 
 impl Job<'_> {
     fn create_temp(&mut self, final_path: &Path) -> Result<(PathBuf, File)> {
-        let tmp = part_name(final_path);
+        let tmp = archive::part_name(final_path);
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -270,18 +264,16 @@ impl Job<'_> {
         let record_path = self.files.record();
         let record_tmp = self.write_small(&record_path, json.as_bytes())?;
 
-        // The record last: before it, the archive is not there for anyone.
-        for (tmp, dest) in [
-            (&data_tmp, &data_path),
-            (&index_tmp, &index_path),
-            (&sums_tmp, &sums_path),
-            (&record_tmp, &record_path),
-        ] {
-            rename_noreplace(tmp, dest)
-                .map_err(|e| Error::io(dest, e).with_exit(Exit::CantCreate))?;
-        }
+        archive::publish(
+            &self.files.dir,
+            &[
+                (&data_tmp, &data_path),
+                (&index_tmp, &index_path),
+                (&sums_tmp, &sums_path),
+                (&record_tmp, &record_path),
+            ],
+        )?;
         self.temps.clear();
-        fsync_dir(&self.files.dir).map_err(|e| Error::io(&self.files.dir, e))?;
         Ok(record)
     }
 

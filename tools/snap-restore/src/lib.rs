@@ -6,6 +6,7 @@
 //! people on stdout, or JSON lines with `--json`; `verify` and `restore` print
 //! `verified` / `restored` records on stdout and talk to people on stderr.
 
+pub mod import;
 pub mod indexes;
 pub mod restore;
 pub mod source;
@@ -138,6 +139,17 @@ pub enum Command {
         #[arg(long)]
         archive: bool,
     },
+    /// Add an archive snap did not make (tar, tar.gz, tar.zst, maybe age) to the store, with an index and sha256
+    Import {
+        #[arg(value_name = "PATH")]
+        path: PathBuf,
+        /// The set it belongs to
+        #[arg(long, value_name = "NAME")]
+        set: String,
+        /// Its id [default: from the file's mtime]
+        #[arg(long, value_name = "ID")]
+        id: Option<String>,
+    },
     /// Restore a snapshot or archive (or any tar) into a folder
     Restore {
         #[arg(value_name = "NAME")]
@@ -260,6 +272,52 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
             }
             Ok(worst)
         }
+        Command::Import { path, set, id } => {
+            let Source::Store(store) = &source else {
+                return Err(Error::usage(
+                    "import",
+                    "imports go into a store, not a folder of archives",
+                )
+                .with_hint("drop --from, or point it at a store"));
+            };
+            let dec = decryption(g)?;
+            let index_encrypt = match (&dec.passphrase, g.identities.first()) {
+                (Some(p), _) => Some(crypt::Encrypt::Passphrase(p.clone())),
+                (None, Some(f)) => Some(crypt::Encrypt::Recipients(
+                    crypt::recipients_of_identity_file(f)?,
+                )),
+                (None, None) => None,
+            };
+            let req = import::Request {
+                path,
+                set,
+                id: id.as_deref(),
+                dec: &dec,
+                index_encrypt: index_encrypt.as_ref(),
+            };
+            let record = import::import(store, &req, report)?;
+            if let Err(e) =
+                snap_shared::catalog::Catalog::open(store).and_then(|(c, _)| c.put_archive(&record))
+            {
+                snap_shared::catalog::Catalog::invalidate(store);
+                report.warn(&format!(
+                    "{e}; the archive is imported, and the catalog will be rebuilt from the records"
+                ));
+            }
+            report.note(&format!(
+                "imported {} as {}/{} ({} files)",
+                path.display(),
+                record.set,
+                record.id,
+                record
+                    .extra
+                    .get("files")
+                    .and_then(|v| v.as_u64())
+                    .unwrap_or(0)
+            ));
+            RecordWriter::new(stdout).write(&Record::Archive(record))?;
+            Ok(Exit::Ok)
+        }
         Command::Restore {
             name,
             to,
@@ -279,6 +337,8 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
             };
             match &item {
                 Item::Foreign { path } => r.from_tar(path)?,
+                // An imported tar is in its own order, not its index's.
+                _ if item.is_imported() => r.from_tar(&item.data())?,
                 _ => r.from_index(&item, &chain)?,
             }
             // One flush for the whole tree: far cheaper than an fsync per file.

@@ -79,6 +79,12 @@ impl Item {
         }
     }
 
+    /// An archive brought in by `import`: its tar is not in index order.
+    pub fn is_imported(&self) -> bool {
+        self.archive()
+            .is_some_and(|a| a.extra.get("imported").and_then(|v| v.as_bool()) == Some(true))
+    }
+
     /// The archive record, for archives.
     pub fn archive(&self) -> Option<&ArchiveRecord> {
         match self {

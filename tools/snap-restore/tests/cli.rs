@@ -617,3 +617,57 @@ fn pack_passes_other_records_through() {
     );
     assert_eq!(recs[1]["kind"], "archive");
 }
+
+/// import adds a GNU tar.gz to the store: listed, verified (a flipped file is named), restored.
+#[test]
+fn import_foreign_archive() {
+    let w = World::new();
+    let made = std::process::Command::new("tar")
+        .args(["-cf", "manual.tar", "src"])
+        .current_dir(w.dir.path())
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let out = w.restore(&[
+        "import",
+        "manual.tar",
+        "--set",
+        "manual",
+        "--id",
+        "2026-01-02T030405Z",
+    ]);
+    assert_eq!(code(&out), 0, "{}", w.redact(&out.stderr));
+    let rec = &records(&out)[0];
+    assert_eq!(rec["kind"], "archive");
+    assert_eq!(rec["imported"], true);
+    assert_eq!(rec["compression"], "none");
+    let listed = records(&w.restore(&["list", "--json", "--set", "manual"]));
+    assert_eq!(listed.len(), 1);
+    assert_eq!(code(&w.restore(&["verify", "manual/latest"])), 0);
+    let out = w.restore(&["restore", "manual/2026-01-02T030405Z", "--to", "r"]);
+    assert_eq!(code(&out), 0, "{}", w.redact(&out.stderr));
+    assert_same_tree_at(&w.path("src"), &w.path("r/src"), 1_000_000_000);
+    let data = PathBuf::from(rec["path"].as_str().unwrap());
+    let mut bytes = fs::read(&data).unwrap();
+    let at = bytes.windows(10).position(|x| x == b"bbbbbbbbbb").unwrap();
+    bytes[at + 3] = b'Z';
+    fs::write(&data, bytes).unwrap();
+    let bad = w.restore(&["verify", "manual/latest"]);
+    assert_eq!(code(&bad), 65);
+    assert!(
+        w.redact(&bad.stderr).contains(
+            "src/docs/b.txt: is in the index but missing from the archive, or its content changed"
+        ),
+        "{}",
+        w.redact(&bad.stderr)
+    );
+    let again = w.restore(&[
+        "import",
+        "manual.tar",
+        "--set",
+        "manual",
+        "--id",
+        "2026-01-02T030405Z",
+    ]);
+    assert_eq!(code(&again), 73);
+}

@@ -1,0 +1,285 @@
+//! `import`: brings an archive snap did not make (a manual `tar -czf`, a
+//! `wsl --export` tarball, an age-encrypted tar.zst) into the store, so it is
+//! listed, verified, restored and pruned like the rest.
+//!
+//! The file is copied into `archives/<set>/` (hashed as it is copied), read
+//! once to build its index (each file's sha256, the metadata of every entry),
+//! and published like a packed archive: data, index, `.sha256`, record last.
+//! The record says `"imported": true`: its tar is in its own order, not the
+//! index's, so it restores from its headers and verifies through a lookup.
+//! Building the index holds one entry per member in memory to sort them.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use snap_cli::Reporter;
+use snap_shared::archive::{self, ArchiveFiles, Compression};
+use snap_shared::crypt::{Decrypt, Encrypt, encrypting_writer};
+use snap_shared::error::{Error, Exit, Result};
+use snap_shared::fsutil::create_private_dir;
+use snap_shared::id::{check_name, free_id, is_id};
+use snap_shared::index::{Entry, EntryType, IndexWriter, cmp_paths};
+use snap_shared::record::{ArchiveRecord, Extra, Record, SCHEMA};
+use snap_shared::store::Store;
+
+use crate::restore::sanitize;
+use crate::stream::{self, corrupt};
+use crate::target::copy_hashed;
+
+/// Imports `path` into `store` as an archive of `set`.
+/// What to import, and how.
+pub struct Request<'a> {
+    pub path: &'a Path,
+    pub set: &'a str,
+    pub id: Option<&'a str>,
+    pub dec: &'a Decrypt,
+    /// For an encrypted archive: whom its index is encrypted to (it lists every name).
+    pub index_encrypt: Option<&'a Encrypt>,
+}
+
+/// Imports `req.path` into `store` as an archive of `req.set`.
+pub fn import(store: &Store, req: &Request, report: &Reporter) -> Result<ArchiveRecord> {
+    let (path, set, id, dec) = (req.path, req.set, req.id, req.dec);
+    check_name(set).map_err(|e| Error::usage(format!("--set {set}"), e))?;
+    let meta = fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if !meta.is_file() {
+        return Err(Error::usage(path.display().to_string(), "is not a file"));
+    }
+    let dir = store.archive_dir(set);
+    create_private_dir(&dir).map_err(|e| Error::io(&dir, e).with_exit(Exit::CantCreate))?;
+    let _lock = snap_shared::lock::StoreLock::acquire(&dir.join(".lock"), crate::TOOL)?;
+    let id = match id {
+        Some(id) if is_id(id) => id.to_string(),
+        Some(id) => {
+            return Err(Error::usage(
+                format!("--id {id}"),
+                "is not an id (YYYY-MM-DDTHHMMSSZ)",
+            ));
+        }
+        None => {
+            let at: DateTime<Utc> = meta.modified().map_err(|e| Error::io(path, e))?.into();
+            free_id(at, |id| ArchiveFiles::new(&dir, id).record().exists())
+        }
+    };
+    let files = ArchiveFiles::new(&dir, &id);
+    if files.record().exists() {
+        return Err(Error::new(
+            Exit::CantCreate,
+            format!("archive {set}/{id}"),
+            "exists already",
+        )
+        .with_hint("choose another --id"));
+    }
+    let opened = stream::open(path, dec)?;
+    let (compression, encrypted) = (opened.compression, opened.encrypted);
+    drop(opened);
+    let compression = Compression::parse(compression).expect("stream names a known compression");
+    let data = files.data(compression, encrypted);
+    if encrypted && req.index_encrypt.is_none() {
+        return Err(Error::usage(path.display().to_string(), "is encrypted, and its index would list every name in the clear")
+            .with_hint("give the age --identity file or --passphrase-file that opens it; the index is encrypted to the same"));
+    }
+    let index = files.index(encrypted);
+    let temps = [
+        archive::part_name(&data),
+        archive::part_name(&index),
+        archive::part_name(&files.sums()),
+        archive::part_name(&files.record()),
+    ];
+    let result = (|| {
+        let (sha, bytes) = copy_in(path, &temps[0])?;
+        let (entries, file_bytes) = read_entries(&temps[0], dec, report)?;
+        let index_sha = write_index(&temps[1], &entries, req.index_encrypt.filter(|_| encrypted))?;
+        let sums = archive::sums_text(&[(sha, &data), (index_sha, &index)]);
+        write_small(&temps[2], sums.as_bytes())?;
+        let files_count = entries.iter().filter(|e| e.kind != EntryType::Dir).count() as u64;
+        let packed = entries.iter().filter(|e| e.kind == EntryType::File).count() as u64;
+        let mut extra = Extra::new();
+        extra.insert("imported".into(), json!(true));
+        extra.insert("imported_from".into(), json!(path.display().to_string()));
+        extra.insert("host".into(), json!(snap_shared::hostname()));
+        extra.insert("files".into(), json!(files_count));
+        extra.insert("packed_files".into(), json!(packed));
+        extra.insert("packed_bytes".into(), json!(file_bytes));
+        extra.insert("snapshot_bytes".into(), json!(file_bytes));
+        extra.insert("chain".into(), json!(1));
+        extra.insert("index_sha256".into(), json!(index_sha.to_hex()));
+        let record = ArchiveRecord {
+            schema: SCHEMA.into(),
+            set: set.to_string(),
+            id: id.clone(),
+            source: id.clone(),
+            path: data.display().to_string(),
+            bytes,
+            sha256: sha.to_hex(),
+            compression: compression.name().into(),
+            encryption: encrypted.then(|| "age".to_string()),
+            base: None,
+            index: index.display().to_string(),
+            extra,
+        };
+        let mut text = serde_json::to_string(&Record::Archive(record.clone()))
+            .map_err(|e| Error::internal("record", e))?;
+        text.push('\n');
+        write_small(&temps[3], text.as_bytes())?;
+        archive::publish(
+            &dir,
+            &[
+                (&temps[0], &data),
+                (&temps[1], &index),
+                (&temps[2], &files.sums()),
+                (&temps[3], &files.record()),
+            ],
+        )?;
+        Ok(record)
+    })();
+    if result.is_err() {
+        for t in &temps {
+            let _ = fs::remove_file(t);
+        }
+    }
+    result
+}
+
+fn create(tmp: &Path) -> Result<File> {
+    let _ = fs::remove_file(tmp);
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(tmp)
+        .map_err(|e| Error::io(tmp, e).with_exit(Exit::CantCreate))
+}
+
+/// Copies the archive's bytes, hashing them.
+fn copy_in(src: &Path, tmp: &Path) -> Result<(snap_shared::hash::Sha256Digest, u64)> {
+    let size = fs::metadata(src).map_err(|e| Error::io(src, e))?.len();
+    let mut input = File::open(src).map_err(|e| Error::io(src, e))?;
+    let mut out = create(tmp)?;
+    let mut buf = vec![0; 1 << 20];
+    let sha = copy_hashed(&mut input, &mut out, size, &mut buf)
+        .map_err(|e| Error::io(tmp, e).with_exit(Exit::Io))?;
+    out.sync_all().map_err(|e| Error::io(tmp, e))?;
+    Ok((sha, size))
+}
+
+/// Reads every member of the tar into index entries, sorted; returns them and the bytes of files.
+fn read_entries(path: &Path, dec: &Decrypt, report: &Reporter) -> Result<(Vec<Entry>, u64)> {
+    let opened = stream::open(path, dec)?;
+    let mut tar = tar::Archive::new(opened.tar);
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut stripped = false;
+    let mut bytes = 0;
+    let mut buf = vec![0; 1 << 20];
+    for member in tar.entries().map_err(|e| corrupt(path, e))? {
+        let mut member = member.map_err(|e| corrupt(path, e))?;
+        let raw = member.path_bytes().into_owned();
+        let rel = match sanitize(&raw, &mut stripped) {
+            Ok(Some(rel)) => rel,
+            Ok(None) => continue,
+            Err(why) => {
+                report.warn(&format!(
+                    "{}: left out of the index: {why}",
+                    String::from_utf8_lossy(&raw)
+                ));
+                continue;
+            }
+        };
+        let h = member.header();
+        let kind = match h.entry_type() {
+            tar::EntryType::Regular | tar::EntryType::Continuous => EntryType::File,
+            tar::EntryType::Directory => EntryType::Dir,
+            tar::EntryType::Symlink => EntryType::Symlink,
+            tar::EntryType::Link => EntryType::Hardlink,
+            tar::EntryType::Fifo => EntryType::Fifo,
+            tar::EntryType::Char => EntryType::Char,
+            tar::EntryType::Block => EntryType::Block,
+            _ => continue,
+        };
+        let mut e = Entry {
+            path: rel,
+            kind,
+            size: 0,
+            mode: h.mode().unwrap_or(0o644) & 0o7777,
+            mtime: h.mtime().unwrap_or(0) as i64 * 1_000_000_000,
+            uid: h.uid().unwrap_or(0) as u32,
+            gid: h.gid().unwrap_or(0) as u32,
+            sha256: None,
+            target: None,
+            link: None,
+            rdev: None,
+        };
+        let link = member.link_name_bytes().map(|l| l.into_owned());
+        match kind {
+            EntryType::Symlink => e.target = link,
+            EntryType::Hardlink => {
+                e.link = link.and_then(|l| sanitize(&l, &mut stripped).ok().flatten())
+            }
+            EntryType::Char | EntryType::Block => {
+                let h = member.header();
+                e.rdev = Some(rustix::fs::makedev(
+                    h.device_major().ok().flatten().unwrap_or(0),
+                    h.device_minor().ok().flatten().unwrap_or(0),
+                ));
+            }
+            EntryType::File => {
+                e.size = member.size();
+                let size = e.size;
+                e.sha256 = Some(
+                    copy_hashed(&mut member, &mut io::sink(), size, &mut buf)
+                        .map_err(|err| corrupt(path, err))?,
+                );
+                bytes += size;
+            }
+            EntryType::Dir | EntryType::Fifo => {}
+        }
+        entries.push(e);
+    }
+    // A later member of the same name replaces an earlier one, as tar -x does.
+    entries.reverse();
+    entries.sort_by(|a, b| cmp_paths(&a.path, &b.path));
+    entries.dedup_by(|later, earlier| later.path == earlier.path);
+    Ok((entries, bytes))
+}
+
+fn write_index(
+    tmp: &Path,
+    entries: &[Entry],
+    encrypt: Option<&Encrypt>,
+) -> Result<snap_shared::hash::Sha256Digest> {
+    let io_err = |e| Error::io(tmp, e).with_exit(Exit::Io);
+    let out = BufWriter::new(create(tmp)?);
+    let file = match encrypt {
+        Some(enc) => {
+            let mut w =
+                IndexWriter::new(encrypting_writer(enc, out).map_err(io_err)?).map_err(io_err)?;
+            for e in entries {
+                w.push(e)?;
+            }
+            w.finish().and_then(|s| s.finish()).map_err(io_err)?
+        }
+        None => {
+            let mut w = IndexWriter::new(out).map_err(io_err)?;
+            for e in entries {
+                w.push(e)?;
+            }
+            w.finish().map_err(io_err)?
+        }
+    };
+    let file = file.into_inner().map_err(|e| io_err(e.into_error()))?;
+    file.sync_all().map_err(io_err)?;
+    let bytes = fs::read(tmp).map_err(|e| Error::io(tmp, e))?;
+    Ok(snap_shared::hash::Sha256Digest::of(&bytes))
+}
+
+fn write_small(tmp: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = create(tmp)?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| Error::io(tmp, e).with_exit(Exit::Io))
+}
