@@ -24,7 +24,7 @@ use crate::sh::{Result, cargo, ensure_apt, exec, root};
 pub struct Args {
     /// Runs per tool (medians are reported)
     #[arg(long, default_value_t = 3)]
-    runs: usize,
+    pub(crate) runs: usize,
     /// Tools to measure
     #[arg(
         long,
@@ -50,7 +50,11 @@ pub struct Args {
     dir: Option<PathBuf>,
     /// Print the table but do not write docs/benchmarks.md
     #[arg(long)]
-    no_write: bool,
+    pub(crate) no_write: bool,
+    /// Suites to run: collect (snap-collect against rsync, restic, borg) and
+    /// pack (snap-pack, snap-restore restore and verify against tar+zstd and restic)
+    #[arg(long, value_delimiter = ',', default_value = "collect,pack")]
+    suites: Vec<String>,
 }
 
 const TOOLS_APT: &[(&str, &str)] = &[
@@ -170,7 +174,7 @@ fn make_tree_large(dir: &Path, total_mib: u64) -> Result {
     Ok(())
 }
 
-fn corpus(base: &Path, name: &str, args: &Args) -> Result<PathBuf> {
+pub(crate) fn corpus(base: &Path, name: &str, args: &Args) -> Result<PathBuf> {
     let dir = base.join("corpus").join(name);
     let marker = base.join("corpus").join(format!("{name}.done"));
     let spec = match name {
@@ -197,7 +201,7 @@ fn corpus(base: &Path, name: &str, args: &Args) -> Result<PathBuf> {
 }
 
 /// Wall seconds and peak RSS (MiB) of one command.
-fn measure(cmd: &mut Command) -> Result<(f64, f64)> {
+pub(crate) fn measure(cmd: &mut Command) -> Result<(f64, f64)> {
     let start = Instant::now();
     let child = cmd
         .stdout(Stdio::null())
@@ -227,7 +231,7 @@ fn measure(cmd: &mut Command) -> Result<(f64, f64)> {
     Ok((wall, usage.ru_maxrss as f64 / 1024.0))
 }
 
-fn quiet(cmd: &mut Command) -> Result {
+pub(crate) fn quiet(cmd: &mut Command) -> Result {
     let out = cmd
         .output()
         .map_err(|e| format!("{}: {e}", crate::sh::show(cmd)))?;
@@ -243,7 +247,7 @@ fn quiet(cmd: &mut Command) -> Result {
 }
 
 /// Reads the whole tree once (through a pipe: GNU tar skips reading into /dev/null).
-fn warm(tree: &Path) -> Result {
+pub(crate) fn warm(tree: &Path) -> Result {
     quiet(Command::new("sh").arg("-c").arg(format!(
         "tar -cf - -C '{}' . | cat > /dev/null; sync",
         tree.display()
@@ -346,7 +350,7 @@ fn step_command(tool: &str, step: usize, tree: &Path, target: &Path, snap_bin: &
 /// Moves an old target into the trash: deleting 100,000 files right before a
 /// timed step slows that step several times on this disk (online discard),
 /// so the trash is emptied only when the bench is done.
-fn discard(target: &Path) -> Result {
+pub(crate) fn discard(target: &Path) -> Result {
     if !target.exists() {
         return Ok(());
     }
@@ -360,7 +364,7 @@ fn discard(target: &Path) -> Result {
     fs::rename(target, trash.join(n.to_string())).map_err(|e| e.to_string())
 }
 
-fn empty_trash(base: &Path) {
+pub(crate) fn empty_trash(base: &Path) {
     let trash = base.join("trash");
     let _ = Command::new("chmod")
         .args(["-R", "u+w"])
@@ -387,7 +391,7 @@ fn prepare_target(tool: &str, target: &Path) -> Result {
     }
 }
 
-fn disk_use_mib(path: &Path) -> f64 {
+pub(crate) fn disk_use_mib(path: &Path) -> f64 {
     let out = Command::new("du").args(["-s", "-B1"]).arg(path).output();
     out.ok()
         .and_then(|o| {
@@ -402,13 +406,13 @@ fn disk_use_mib(path: &Path) -> f64 {
 }
 
 #[derive(Default)]
-struct Samples {
-    wall: Vec<f64>,
-    rss: Vec<f64>,
-    growth: Vec<f64>,
+pub(crate) struct Samples {
+    pub(crate) wall: Vec<f64>,
+    pub(crate) rss: Vec<f64>,
+    pub(crate) growth: Vec<f64>,
 }
 
-fn median(v: &[f64]) -> f64 {
+pub(crate) fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(|a, b| a.total_cmp(b));
     if s.is_empty() {
@@ -418,7 +422,7 @@ fn median(v: &[f64]) -> f64 {
     }
 }
 
-type Table = BTreeMap<(String, String, String), Samples>;
+pub(crate) type Table = BTreeMap<(String, String, String), Samples>;
 
 fn bench_corpus(
     name: &str,
@@ -529,7 +533,7 @@ fn render(table: &Table, args: &Args) -> String {
     md
 }
 
-fn machine() -> String {
+pub(crate) fn machine() -> String {
     let cpu = fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| {
@@ -583,6 +587,19 @@ pub fn run(args: Args) -> Result {
         .dir
         .clone()
         .unwrap_or_else(|| root().join("target/bench"));
+    if args.suites.iter().any(|s| s == "pack") {
+        let corpora: Vec<&str> = args
+            .corpora
+            .iter()
+            .map(String::as_str)
+            .filter(|c| *c != "usr-share")
+            .collect();
+        crate::bench_pack::run(&args, &base, &corpora)?;
+    }
+    if !args.suites.iter().any(|s| s == "collect") {
+        empty_trash(&base);
+        return Ok(());
+    }
     let snap_bin = root().join("target/release/snap-collect");
     let mut table = Table::new();
     for name in &args.corpora {

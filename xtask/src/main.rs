@@ -3,9 +3,10 @@
 //! - `test`  installs what the tests need, then fmt, clippy, every test, `gen --check`
 //! - `gen`   man pages and shell completions from every tool's `command()`
 //! - `demo`  the main job on a sample tree, in release mode
-//! - `bench` speed and memory against rsync, restic and borg, into docs/benchmarks.md
+//! - `bench` speed and memory against rsync, restic, borg and tar+zstd, into docs/benchmarks*.md
 
 mod bench;
+mod bench_pack;
 mod demo;
 mod gen_docs;
 mod sh;

@@ -1,0 +1,308 @@
+//! `cargo xtask bench --suites pack`: snap-pack, snap-restore restore and
+//! snap-restore verify against the pipelines people use, side by side in one
+//! run, on the collect suite's corpora (tree-small, tree-large).
+//!
+//! Each corpus is collected once (untimed); every tool then works on the same
+//! snapshot tree. Anchors:
+//! - pack: `tar -cf - TREE | zstd -T0 -3 > a.tar.zst && sha256sum a.tar.zst`
+//! - restore: `zstd -dc a.tar.zst | tar -xf -` (and the same with a final
+//!   `sync`, since snap-restore ends with a `syncfs`), and `restic restore`
+//!   of the same tree (backed up untimed)
+//! - verify: the single-core limit, measured piece by piece: `zstd -dc` of the
+//!   archive to /dev/null + `sha256sum` of the archive + `sha256sum` of the tar
+//!   (snap's verify must do all three: decode, the archive checksum, every file)
+//!
+//! Tools take turns in a rotating order, each step starts after `sync` with a
+//! warm tree, outputs are moved to a trash emptied at the end (mass deletes
+//! slow down the next timed step on this disk). Results go to docs/benchmarks-pack.md.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::bench::{
+    Args, Table, corpus, discard, empty_trash, machine, measure, median, quiet, warm,
+};
+use crate::sh::{Result, root};
+
+fn bin(name: &str) -> PathBuf {
+    root().join("target/release").join(name)
+}
+
+fn sh(script: &str) -> Command {
+    let mut c = Command::new("sh");
+    c.arg("-c").arg(script);
+    c
+}
+
+fn size_mib(path: &Path) -> f64 {
+    fs::metadata(path)
+        .map(|m| m.len() as f64 / (1 << 20) as f64)
+        .unwrap_or(f64::NAN)
+}
+
+/// Collects the corpus once into its own store; returns (store, snapshot tree).
+fn snapshot(base: &Path, name: &str, tree: &Path) -> Result<(PathBuf, PathBuf)> {
+    let store = base.join("pack-store").join(name);
+    let _ = Command::new("chmod")
+        .args(["-R", "u+w"])
+        .arg(&store)
+        .status();
+    let _ = fs::remove_dir_all(&store);
+    let out = Command::new(bin("snap-collect"))
+        .args(["--min-free", "0", "-q", "--name", "b", "--store"])
+        .arg(&store)
+        .arg(tree)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "snap-collect: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let rec: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+    let snap_tree = PathBuf::from(rec["path"].as_str().unwrap_or_default());
+    Ok((store, snap_tree))
+}
+
+struct Record<'a> {
+    table: &'a mut Table,
+    corpus: &'a str,
+}
+
+impl Record<'_> {
+    fn add(&mut self, step: &str, tool: &str, wall: f64, rss: f64, out_mib: Option<f64>) {
+        eprintln!(
+            "xtask: {} {step} {tool}: {wall:.2} s, {rss:.0} MiB",
+            self.corpus
+        );
+        let s = self
+            .table
+            .entry((self.corpus.into(), step.into(), tool.into()))
+            .or_default();
+        s.wall.push(wall);
+        s.rss.push(rss);
+        if let Some(o) = out_mib {
+            s.growth.push(o);
+        }
+    }
+}
+
+fn bench_corpus(name: &str, tree: &Path, base: &Path, runs: usize, table: &mut Table) -> Result {
+    let (store, snap_tree) = snapshot(base, name, tree)?;
+    let targets = base.join("targets");
+    fs::create_dir_all(&targets).map_err(|e| e.to_string())?;
+    let restic_repo = targets.join("pack-restic");
+    discard(&restic_repo)?;
+    quiet(
+        Command::new("restic")
+            .args(["init", "--quiet", "--repo"])
+            .arg(&restic_repo)
+            .env("RESTIC_PASSWORD", "bench"),
+    )?;
+    quiet(
+        Command::new("restic")
+            .args(["backup", "--quiet", "--repo"])
+            .arg(&restic_repo)
+            .arg(&snap_tree)
+            .env("RESTIC_PASSWORD", "bench"),
+    )?;
+    let mut rec = Record {
+        table,
+        corpus: name,
+    };
+    let snap_out = targets.join("pack-snap");
+    let tar_out = targets.join("pack-tar");
+    let mut archive = PathBuf::new();
+    for run in 0..runs {
+        let order = if run % 2 == 0 {
+            ["snap", "tar+zstd"]
+        } else {
+            ["tar+zstd", "snap"]
+        };
+        for tool in order {
+            warm(&snap_tree)?;
+            if tool == "snap" {
+                discard(&snap_out)?;
+                let (w, r) = measure(
+                    Command::new(bin("snap-pack"))
+                        .args(["--min-free", "0", "-q", "--snapshot", "b/latest", "--store"])
+                        .arg(&store)
+                        .arg("--out")
+                        .arg(&snap_out),
+                )?;
+                archive = fs::read_dir(snap_out.join("b"))
+                    .map_err(|e| e.to_string())?
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .find(|p| p.to_string_lossy().ends_with(".tar.zst"))
+                    .ok_or("snap-pack wrote no archive")?;
+                rec.add("1-pack", tool, w, r, Some(size_mib(&archive)));
+            } else {
+                discard(&tar_out)?;
+                fs::create_dir_all(&tar_out).map_err(|e| e.to_string())?;
+                let a = tar_out.join("a.tar.zst");
+                let script = format!(
+                    "tar -cf - -C '{}' . | zstd -q -T0 -3 > '{}' && sha256sum '{}' > '{}.sha256'",
+                    snap_tree.display(),
+                    a.display(),
+                    a.display(),
+                    a.display()
+                );
+                let (w, r) = measure(&mut sh(&script))?;
+                rec.add("1-pack", tool, w, r, Some(size_mib(&a)));
+            }
+        }
+    }
+    let tar_archive = tar_out.join("a.tar.zst");
+    for run in 0..runs {
+        let tools = ["snap", "tar+zstd", "tar+zstd+sync", "restic"];
+        for k in 0..tools.len() {
+            let tool = tools[(k + run) % tools.len()];
+            let out = targets.join(format!("restore-{tool}"));
+            discard(&out)?;
+            fs::create_dir_all(&out).map_err(|e| e.to_string())?;
+            quiet(&mut sh("sync"))?;
+            let mut cmd = match tool {
+                "snap" => {
+                    let mut c = Command::new(bin("snap-restore"));
+                    c.args(["-q", "restore"])
+                        .arg(&archive)
+                        .arg("--to")
+                        .arg(&out);
+                    c
+                }
+                "restic" => {
+                    let mut c = Command::new("restic");
+                    c.args(["restore", "latest", "--quiet", "--repo"])
+                        .arg(&restic_repo)
+                        .arg("--target")
+                        .arg(&out)
+                        .env("RESTIC_PASSWORD", "bench");
+                    c
+                }
+                _ => {
+                    let sync = if tool.ends_with("+sync") {
+                        " && sync"
+                    } else {
+                        ""
+                    };
+                    sh(&format!(
+                        "zstd -dc '{}' | tar -xf - -C '{}'{sync}",
+                        tar_archive.display(),
+                        out.display()
+                    ))
+                }
+            };
+            let (w, r) = measure(&mut cmd)?;
+            rec.add("2-restore", tool, w, r, None);
+            discard(&out)?;
+        }
+    }
+    // The verify limit, piece by piece, single core, warm cache.
+    let plain = targets.join("limit.tar");
+    quiet(&mut sh(&format!(
+        "zstd -dc '{}' > '{}'",
+        archive.display(),
+        plain.display()
+    )))?;
+    for _ in 0..runs {
+        quiet(&mut sh(&format!(
+            "cat '{}' '{}' > /dev/null",
+            archive.display(),
+            plain.display()
+        )))?;
+        let (w, r) = measure(
+            Command::new(bin("snap-restore"))
+                .args(["-q", "verify"])
+                .arg(&archive),
+        )?;
+        rec.add("3-verify", "snap", w, r, None);
+        let (d, _) = measure(&mut sh(&format!(
+            "zstd -dc '{}' > /dev/null",
+            archive.display()
+        )))?;
+        let (h1, _) = measure(&mut sh(&format!(
+            "sha256sum '{}' > /dev/null",
+            archive.display()
+        )))?;
+        let (h2, _) = measure(&mut sh(&format!(
+            "sha256sum '{}' > /dev/null",
+            plain.display()
+        )))?;
+        rec.add(
+            "3-verify",
+            "limit (zstd -d + sha256 x2)",
+            d + h1 + h2,
+            0.0,
+            None,
+        );
+    }
+    discard(&plain)?;
+    discard(&snap_out)?;
+    discard(&tar_out)?;
+    discard(&restic_repo)?;
+    Ok(())
+}
+
+fn render(table: &Table) -> String {
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "| corpus | scenario | tool | wall s median (min–max) | peak RSS MiB | output MiB | snap / tool |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|");
+    for ((corpus, step, tool), s) in table {
+        let snap = table.get(&(corpus.clone(), step.clone(), "snap".into()));
+        let ratio = match snap {
+            Some(sn) if tool != "snap" => format!("{:.2}x", median(&sn.wall) / median(&s.wall)),
+            _ => "–".into(),
+        };
+        let min = s.wall.iter().cloned().fold(f64::INFINITY, f64::min);
+        let max = s.wall.iter().cloned().fold(0.0, f64::max);
+        let out = if s.growth.is_empty() {
+            "–".into()
+        } else {
+            format!("{:.1}", median(&s.growth))
+        };
+        let _ = writeln!(
+            md,
+            "| {corpus} | {step} | {tool} | {:.2} ({min:.2}–{max:.2}) | {:.0} | {out} | {ratio} |",
+            median(&s.wall),
+            median(&s.rss)
+        );
+    }
+    md
+}
+
+pub fn run(args: &Args, base: &Path, corpora: &[&str]) -> Result {
+    crate::sh::ensure_apt(&[("restic", "restic"), ("zstd", "zstd")])?;
+    let mut table = Table::new();
+    for name in corpora {
+        let tree = corpus(base, name, args)?;
+        bench_corpus(name, &tree, base, args.runs, &mut table)?;
+    }
+    empty_trash(base);
+    let md = render(&table);
+    println!("{md}");
+    if !args.no_write {
+        let cmd = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
+        let doc = format!(
+            "# Benchmarks: snap-pack and snap-restore\n\nMeasured {} on {}.\n\nCommand: `cargo xtask {cmd}` ({} runs; medians).\n\
+Corpora as in [benchmarks.md](benchmarks.md), collected once; every tool works on that snapshot tree.\n\
+pack: snap-pack (zstd -3, all cores, sha256 while writing) vs `tar -cf - | zstd -T0 -3 > a && sha256sum a`.\n\
+restore: snap-restore (every file checked against its sha256, metadata applied, one syncfs at the end)\n\
+vs `zstd -dc a | tar -xf -` (with and without a final `sync`) and `restic restore`.\n\
+verify: snap-restore verify vs the single-core limit (zstd -d + sha256 of the archive + sha256 of the tar).\n\
+\"snap / tool\" is snap's wall time over the tool's: below 1 is faster; for the limit row, 1/ratio is the share of the limit reached.\n\n{md}\n{}",
+            chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+            machine(),
+            args.runs,
+            fs::read_to_string(root().join("docs/benchmarks-pack-notes.md")).unwrap_or_default()
+        );
+        fs::write(root().join("docs/benchmarks-pack.md"), doc).map_err(|e| e.to_string())?;
+        eprintln!("xtask: wrote docs/benchmarks-pack.md");
+    }
+    Ok(())
+}
