@@ -11,6 +11,7 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
+use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,10 @@ use crate::indexes::{Cursor, Select, open_index};
 use crate::source::Item;
 use crate::stream::{self, corrupt};
 use crate::target::{Meta, Outcome, Refused, Target};
+use crate::writers::{Job, SMALL, Writers};
+
+/// Writer threads: two keep both cores busy while this thread decompresses.
+const WRITERS: usize = 2;
 
 /// What a restore (or a verify) did.
 #[derive(Debug, Default, Clone, Copy)]
@@ -59,6 +64,9 @@ pub struct Restorer<'a> {
     pub report: &'a Reporter,
     pub tally: Tally,
     buf: Vec<u8>,
+    overwrite: bool,
+    /// Writer threads for small files, while an archive is being read.
+    writers: Option<Writers>,
     /// Which `--path` prefixes matched something.
     matched: Vec<bool>,
 }
@@ -79,6 +87,7 @@ fn show(path: &[u8]) -> String {
 impl<'a> Restorer<'a> {
     pub fn new(
         target: Target,
+        overwrite: bool,
         select: &'a Select,
         dec: &'a Decrypt,
         report: &'a Reporter,
@@ -90,6 +99,8 @@ impl<'a> Restorer<'a> {
             report,
             tally: Tally::default(),
             buf: vec![0; 1 << 20],
+            overwrite,
+            writers: None,
             matched: vec![false; select.count()],
         }
     }
@@ -211,18 +222,64 @@ impl<'a> Restorer<'a> {
                     continue;
                 }
             }
+            self.put_file(&path, &f, &mut entry, &data)?;
+        }
+        self.drain_writers(true);
+        Ok(())
+    }
+
+    /// Writes one file of an archive: small ones through the writer threads.
+    fn put_file(
+        &mut self,
+        path: &[u8],
+        f: &Entry,
+        entry: &mut dyn Read,
+        data: &Path,
+    ) -> Result<()> {
+        if f.size <= SMALL {
+            let mut bytes = Vec::with_capacity(f.size as usize);
+            entry
+                .take(f.size)
+                .read_to_end(&mut bytes)
+                .map_err(|e| corrupt(data, e))?;
+            if self.writers.is_none() {
+                let w = Writers::start(&self.target.path, self.overwrite, WRITERS)
+                    .map_err(|e| Error::io(&self.target.path, e))?;
+                self.writers = Some(w);
+            }
+            let job = Job {
+                path: path.to_vec(),
+                meta: meta_of(f),
+                sha: f.sha256,
+                data: bytes,
+            };
+            self.writers.as_ref().expect("started above").send(job);
+            self.drain_writers(false);
+        } else {
             let result = self.target.file(
-                &path,
-                &meta_of(&f),
+                path,
+                &meta_of(f),
                 f.size,
                 f.sha256.as_ref(),
-                &mut entry,
+                entry,
                 &mut self.buf,
             );
-            self.count(&path, result.map(|(o, _)| o), f.size);
-            self.progress();
+            self.count(path, result.map(|(o, _)| o), f.size);
         }
+        self.progress();
         Ok(())
+    }
+
+    /// Counts what the writer threads finished; with `all`, waits for every one.
+    fn drain_writers(&mut self, all: bool) {
+        let done = match (all, &self.writers) {
+            (true, Some(_)) => self.writers.take().expect("checked").finish(),
+            (false, Some(w)) => w.finished(),
+            (_, None) => return,
+        };
+        for d in done {
+            self.count(&d.path, d.result, d.bytes);
+        }
     }
 
     fn progress(&self) {

@@ -112,9 +112,11 @@ fn timestamps(mtime_ns: i64) -> Timestamps {
 }
 
 impl Target {
-    /// Opens (creating it if needed) the folder to restore into.
+    /// Opens (creating it if needed) the folder to restore into. Sets the
+    /// process umask to 0: restored files get exactly their recorded modes.
     pub fn open(dir: &Path, overwrite: bool) -> io::Result<Target> {
         std::fs::create_dir_all(dir)?;
+        rustix::process::umask(Mode::empty());
         let root = rustix::fs::open(
             dir,
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -280,15 +282,8 @@ impl Target {
     ) -> std::result::Result<(Outcome, Option<Sha256Digest>), Refused> {
         let dir = self.parent(rel, true)?;
         let name = name_of(rel);
-        match self.same_file(&dir, name, size, sha)? {
-            Some(true) => return Ok((Outcome::AlreadyThere, sha.copied())),
-            Some(false) if !self.overwrite => return Err(Refused::Exists),
-            _ => {}
-        }
         let tmp = temp_of(name);
-        let flags =
-            OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let mut file = File::from(openat(&*dir, os(&tmp), flags, Mode::from_raw_mode(0o600))?);
+        let mut file = File::from(self.create_temp(&dir, &tmp, meta.mode)?);
         let written = copy_hashed(content, &mut file, size, buf);
         let digest = match written {
             Ok(d) => d,
@@ -305,10 +300,55 @@ impl Target {
             let _ = renameat_with(&*dir, os(&tmp), &*dir, os(&damaged), RenameFlags::empty());
             return Err(Refused::Mismatch { got: digest });
         }
-        self.apply(&file, meta)?;
+        self.apply_new(&file, meta)?;
         drop(file);
-        self.publish(&dir, &tmp, name)?;
-        Ok((Outcome::Written, Some(digest)))
+        match self.publish(&dir, &tmp, name) {
+            // Something is there already: the same content is a rerun's work, done.
+            Err(Refused::Exists)
+                if self.same_file(&dir, name, size, Some(&digest))? == Some(true) =>
+            {
+                Ok((Outcome::AlreadyThere, Some(digest)))
+            }
+            Err(e) => Err(e),
+            Ok(()) => Ok((Outcome::Written, Some(digest))),
+        }
+    }
+
+    /// Creates a file's temporary name afresh, with its final mode (the umask is 0
+    /// while restoring), replacing a leftover of an interrupted run.
+    fn create_temp(&self, dir: &OwnedFd, tmp: &[u8], mode: u32) -> io::Result<OwnedFd> {
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let mode = Mode::from_raw_mode(mode & 0o7777);
+        match openat(dir, os(tmp), flags, mode) {
+            Err(rustix::io::Errno::EXIST) => {
+                unlinkat(dir, os(tmp), AtFlags::empty())?;
+                Ok(openat(dir, os(tmp), flags, mode)?)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// Metadata for a file this run created with its final mode: owner only when
+    /// it differs from ours (and then the mode again: chown clears set-id bits),
+    /// and times.
+    fn apply_new(&self, fd: impl AsFd, meta: &Meta) -> io::Result<()> {
+        let (uid, gid) = (
+            rustix::process::geteuid().as_raw(),
+            rustix::process::getegid().as_raw(),
+        );
+        if self.owners && (meta.uid, meta.gid) != (uid, gid) {
+            fchown(
+                &fd,
+                Some(Uid::from_raw(meta.uid)),
+                Some(Gid::from_raw(meta.gid)),
+            )?;
+            if meta.mode & 0o6000 != 0 {
+                fchmod(&fd, Mode::from_raw_mode(meta.mode & 0o7777))?;
+            }
+        }
+        futimens(&fd, &timestamps(meta.mtime_ns))?;
+        Ok(())
     }
 
     /// Makes symlink `rel` pointing at `target` (never followed by us).

@@ -671,3 +671,52 @@ fn import_foreign_archive() {
     ]);
     assert_eq!(code(&again), 73);
 }
+
+/// A disk that fills up mid-pack: exit 74, the temporary files removed, nothing under a final name.
+#[test]
+fn pack_on_a_full_disk_exits_74_and_leaves_nothing() {
+    let w = World::new();
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let noise: Vec<u8> = (0..3 << 20)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    fs::write(w.path("src/noise.bin"), noise).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    w.collect();
+    let small = w.path("small");
+    fs::create_dir(&small).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "snaptest"])
+        .arg(&small)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !mounted {
+        eprintln!("cannot mount a tmpfs here; nothing to test");
+        return;
+    }
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(small.clone());
+    let out = w.pack(&["--out", "small"]);
+    assert_eq!(code(&out), 74, "{}", w.redact(&out.stderr));
+    let err = w.redact(&out.stderr);
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(
+        err.contains("hint: the disk filled up; the unfinished archive was removed"),
+        "{err}"
+    );
+    let left: Vec<String> = fs::read_dir(small.join("s"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, [".lock"]);
+}

@@ -1,0 +1,119 @@
+//! Writer threads for restores from archives.
+//!
+//! A tar stream is read by one thread, but writing 100,000 small files is
+//! mostly kernel work (create, write, metadata, rename) that need not wait for
+//! the next file to be decompressed. The reading thread hands each small
+//! file's bytes to a writer thread, which checks them against the sha256,
+//! writes and publishes them through its own [`Target`] (same rules: nothing
+//! outside the target, nothing replaced without `--overwrite`). Large files
+//! stream on the reading thread instead, so memory stays bounded: at most
+//! `QUEUE` files of at most `SMALL` bytes wait.
+
+use std::path::Path;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
+
+use snap_shared::hash::Sha256Digest;
+
+use crate::target::{Meta, Outcome, Refused, Target};
+
+/// Files up to this size go to the writer threads.
+pub const SMALL: u64 = 1 << 20;
+/// Files waiting for a writer.
+const QUEUE: usize = 32;
+
+pub struct Job {
+    pub path: Vec<u8>,
+    pub meta: Meta,
+    pub sha: Option<Sha256Digest>,
+    pub data: Vec<u8>,
+}
+
+/// What a writer did with a job.
+pub struct Done {
+    pub path: Vec<u8>,
+    pub bytes: u64,
+    pub result: std::result::Result<Outcome, Refused>,
+}
+
+pub struct Writers {
+    jobs: Option<Sender<Job>>,
+    done: Receiver<Done>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl Writers {
+    /// Starts `n` writers into `dir`.
+    pub fn start(dir: &Path, overwrite: bool, n: usize) -> std::io::Result<Writers> {
+        let (jobs, queue) = bounded::<Job>(QUEUE);
+        let (report, done) = unbounded();
+        let mut handles = Vec::new();
+        // Opened here so a target that can't be opened is an error now, not in a thread.
+        drop(Target::open(dir, overwrite)?);
+        for _ in 0..n {
+            let dir = dir.to_path_buf();
+            let (queue, report): (Receiver<Job>, Sender<Done>) = (queue.clone(), report.clone());
+            handles.push(std::thread::spawn(move || {
+                let Ok(mut target) = Target::open(&dir, overwrite) else {
+                    return;
+                };
+                let mut buf = vec![0u8; 1 << 16];
+                for job in queue {
+                    let size = job.data.len() as u64;
+                    let result = target
+                        .file(
+                            &job.path,
+                            &job.meta,
+                            size,
+                            job.sha.as_ref(),
+                            &mut &job.data[..],
+                            &mut buf,
+                        )
+                        .map(|(o, _)| o);
+                    let _ = report.send(Done {
+                        path: job.path,
+                        bytes: size,
+                        result,
+                    });
+                }
+            }));
+        }
+        Ok(Writers {
+            jobs: Some(jobs),
+            done,
+            handles,
+        })
+    }
+
+    /// Queues a file (waits while the queue is full).
+    pub fn send(&self, job: Job) {
+        if let Some(jobs) = &self.jobs {
+            // The writers only stop when the queue closes, so this cannot fail.
+            let _ = jobs.send(job);
+        }
+    }
+
+    /// What has been written so far.
+    pub fn finished(&self) -> Vec<Done> {
+        self.done.try_iter().collect()
+    }
+
+    /// Waits for every queued file to be written; returns what is left to count.
+    pub fn finish(mut self) -> Vec<Done> {
+        self.jobs = None;
+        for h in self.handles.drain(..) {
+            let _ = h.join();
+        }
+        self.done.try_iter().collect()
+    }
+}
+
+impl Drop for Writers {
+    fn drop(&mut self) {
+        self.jobs = None;
+        for h in self.handles.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
