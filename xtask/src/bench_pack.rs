@@ -199,6 +199,9 @@ fn bench_corpus(name: &str, tree: &Path, base: &Path, runs: usize, table: &mut T
             rec.add("2-restore", tool, w, r, None);
             discard(&out)?;
         }
+        // Four restored trees a run would fill the disk by the end; deleting
+        // them right before a timed step would slow it, so: delete, settle.
+        settle(base)?;
     }
     // The verify limit, piece by piece, single core, warm cache.
     let plain = targets.join("limit.tar");
@@ -243,6 +246,14 @@ fn bench_corpus(name: &str, tree: &Path, base: &Path, runs: usize, table: &mut T
     discard(&snap_out)?;
     discard(&tar_out)?;
     discard(&restic_repo)?;
+    settle(base)
+}
+
+/// Empties the trash, flushes, and gives the disk a moment to finish discarding.
+fn settle(base: &Path) -> Result {
+    empty_trash(base);
+    quiet(&mut sh("sync"))?;
+    std::thread::sleep(std::time::Duration::from_secs(5));
     Ok(())
 }
 

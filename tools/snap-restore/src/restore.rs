@@ -27,7 +27,7 @@ use crate::indexes::{Cursor, Select, open_index};
 use crate::source::Item;
 use crate::stream::{self, corrupt};
 use crate::target::{Meta, Outcome, Refused, Target};
-use crate::writers::{Job, SMALL, Writers};
+use crate::writers::{CHUNKS, Data, Job, SMALL, Writers};
 
 /// Writer threads: two keep both cores busy while this thread decompresses.
 const WRITERS: usize = 2;
@@ -228,7 +228,8 @@ impl<'a> Restorer<'a> {
         Ok(())
     }
 
-    /// Writes one file of an archive: small ones through the writer threads.
+    /// Writes one file of an archive through the writer threads: small ones
+    /// whole, large ones as chunks while this thread reads on.
     fn put_file(
         &mut self,
         path: &[u8],
@@ -236,36 +237,47 @@ impl<'a> Restorer<'a> {
         entry: &mut dyn Read,
         data: &Path,
     ) -> Result<()> {
+        if self.writers.is_none() {
+            let w = Writers::start(&self.target.path, self.overwrite, WRITERS)
+                .map_err(|e| Error::io(&self.target.path, e))?;
+            self.writers = Some(w);
+        }
+        let writers = self.writers.as_ref().expect("started above");
+        let job = |data| Job {
+            path: path.to_vec(),
+            meta: meta_of(f),
+            sha: f.sha256,
+            size: f.size,
+            data,
+        };
         if f.size <= SMALL {
             let mut bytes = Vec::with_capacity(f.size as usize);
             entry
                 .take(f.size)
                 .read_to_end(&mut bytes)
                 .map_err(|e| corrupt(data, e))?;
-            if self.writers.is_none() {
-                let w = Writers::start(&self.target.path, self.overwrite, WRITERS)
-                    .map_err(|e| Error::io(&self.target.path, e))?;
-                self.writers = Some(w);
-            }
-            let job = Job {
-                path: path.to_vec(),
-                meta: meta_of(f),
-                sha: f.sha256,
-                data: bytes,
-            };
-            self.writers.as_ref().expect("started above").send(job);
-            self.drain_writers(false);
+            writers.send(job(Data::Bytes(bytes)));
         } else {
-            let result = self.target.file(
-                path,
-                &meta_of(f),
-                f.size,
-                f.sha256.as_ref(),
-                entry,
-                &mut self.buf,
-            );
-            self.count(path, result.map(|(o, _)| o), f.size);
+            let (tx, rx) = crossbeam_channel::bounded(CHUNKS);
+            writers.send(job(Data::Chunks(rx)));
+            let mut left = f.size;
+            while left > 0 {
+                let mut chunk = Vec::with_capacity(SMALL as usize);
+                let n = entry
+                    .take(left.min(SMALL))
+                    .read_to_end(&mut chunk)
+                    .map_err(|e| corrupt(data, e))?;
+                if n == 0 {
+                    break;
+                }
+                left -= n as u64;
+                // A writer that refused the file dropped its end: skip the rest.
+                if tx.send(chunk).is_err() {
+                    break;
+                }
+            }
         }
+        self.drain_writers(false);
         self.progress();
         Ok(())
     }

@@ -5,9 +5,11 @@
 //! the next file to be decompressed. The reading thread hands each small
 //! file's bytes to a writer thread, which checks them against the sha256,
 //! writes and publishes them through its own [`Target`] (same rules: nothing
-//! outside the target, nothing replaced without `--overwrite`). Large files
-//! stream on the reading thread instead, so memory stays bounded: at most
-//! `QUEUE` files of at most `SMALL` bytes wait.
+//! outside the target, nothing replaced without `--overwrite`). A large file
+//! goes as a stream of chunks through a short channel of its own, so its
+//! hashing and writing overlap the decompression of the next chunk. Memory
+//! stays bounded: at most `QUEUE` files of at most `SMALL` bytes, plus
+//! `CHUNKS` chunks of a large file, wait.
 
 use std::path::Path;
 use std::thread::JoinHandle;
@@ -23,11 +25,44 @@ pub const SMALL: u64 = 1 << 20;
 /// Files waiting for a writer.
 const QUEUE: usize = 32;
 
+/// Chunks of a large file waiting for its writer.
+pub const CHUNKS: usize = 8;
+
 pub struct Job {
     pub path: Vec<u8>,
     pub meta: Meta,
     pub sha: Option<Sha256Digest>,
-    pub data: Vec<u8>,
+    pub size: u64,
+    pub data: Data,
+}
+
+/// A file's bytes: whole, or as chunks still coming.
+pub enum Data {
+    Bytes(Vec<u8>),
+    Chunks(Receiver<Vec<u8>>),
+}
+
+/// Reads the chunks of a streamed file as they arrive.
+struct ChunkReader {
+    chunks: Receiver<Vec<u8>>,
+    current: Vec<u8>,
+    at: usize,
+}
+
+impl std::io::Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.current.len() {
+            match self.chunks.recv() {
+                Ok(next) => (self.current, self.at) = (next, 0),
+                // The sender stopped early: the archive ended or broke.
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len() - self.at);
+        buf[..n].copy_from_slice(&self.current[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
 }
 
 /// What a writer did with a job.
@@ -58,19 +93,24 @@ impl Writers {
                 let Ok(mut target) = Target::open(&dir, overwrite) else {
                     return;
                 };
-                let mut buf = vec![0u8; 1 << 16];
+                let mut buf = vec![0u8; 1 << 20];
                 for job in queue {
-                    let size = job.data.len() as u64;
-                    let result = target
-                        .file(
-                            &job.path,
-                            &job.meta,
-                            size,
-                            job.sha.as_ref(),
-                            &mut &job.data[..],
-                            &mut buf,
-                        )
-                        .map(|(o, _)| o);
+                    let size = job.size;
+                    let sha = job.sha.as_ref();
+                    let result = match job.data {
+                        Data::Bytes(b) => {
+                            target.file(&job.path, &job.meta, size, sha, &mut &b[..], &mut buf)
+                        }
+                        Data::Chunks(rx) => {
+                            let mut r = ChunkReader {
+                                chunks: rx,
+                                current: Vec::new(),
+                                at: 0,
+                            };
+                            target.file(&job.path, &job.meta, size, sha, &mut r, &mut buf)
+                        }
+                    };
+                    let result = result.map(|(o, _)| o);
                     let _ = report.send(Done {
                         path: job.path,
                         bytes: size,
