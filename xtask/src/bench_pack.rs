@@ -199,9 +199,6 @@ fn bench_corpus(name: &str, tree: &Path, base: &Path, runs: usize, table: &mut T
             rec.add("2-restore", tool, w, r, None);
             discard(&out)?;
         }
-        // Four restored trees a run would fill the disk by the end; deleting
-        // them right before a timed step would slow it, so: delete, settle.
-        settle(base)?;
     }
     // The verify limit, piece by piece, single core, warm cache.
     let plain = targets.join("limit.tar");
@@ -249,11 +246,13 @@ fn bench_corpus(name: &str, tree: &Path, base: &Path, runs: usize, table: &mut T
     settle(base)
 }
 
-/// Empties the trash, flushes, and gives the disk a moment to finish discarding.
+/// Empties the trash between corpora (a corpus's restored trees would fill the
+/// disk by the end of the next), flushes, and gives the disk time to finish
+/// discarding: deleting a million files slows the next minute of writes here.
 fn settle(base: &Path) -> Result {
     empty_trash(base);
-    quiet(&mut sh("sync"))?;
-    std::thread::sleep(std::time::Duration::from_secs(5));
+    quiet(&mut sh("sync; fstrim -a 2>/dev/null; sync"))?;
+    std::thread::sleep(std::time::Duration::from_secs(30));
     Ok(())
 }
 
