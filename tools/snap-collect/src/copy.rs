@@ -7,7 +7,6 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt};
 
 use rustix::fs::{SeekFrom, seek};
@@ -51,23 +50,6 @@ pub fn hash_file(src: &mut File) -> io::Result<(u64, Sha256Digest)> {
     Ok((n, Sha256Digest::from_hasher(h)))
 }
 
-/// Asks the kernel to start writing `[from, to)` of `dst` to disk now, without
-/// waiting. The snapshot is flushed with one `syncfs` before it is published;
-/// starting write-back during the copy makes that flush overlap the hashing
-/// instead of following it (and keeps dirty memory low).
-fn start_writeback(dst: &impl AsRawFd, from: u64, to: u64) {
-    // SAFETY: sync_file_range only reads its integer arguments; a bad fd is an
-    // error return, and the call is a hint whose failure changes nothing.
-    unsafe {
-        libc::sync_file_range(
-            dst.as_raw_fd(),
-            from as libc::off64_t,
-            (to - from) as libc::off64_t,
-            libc::SYNC_FILE_RANGE_WRITE,
-        );
-    }
-}
-
 /// Where the copy writes: a file (whose write-back is started as it grows) or a sink.
 pub trait Dest: Write {
     fn written(&mut self, _from: u64, _to: u64) {}
@@ -75,7 +57,7 @@ pub trait Dest: Write {
 
 impl Dest for File {
     fn written(&mut self, from: u64, to: u64) {
-        start_writeback(self, from, to);
+        snap_shared::fsutil::start_writeback(self, from, to);
     }
 }
 
@@ -143,7 +125,11 @@ fn copy_sparse(src: &mut File, dst: &mut File, size: u64) -> io::Result<(u64, Sh
             hasher.update(&buf[..n]);
             dst.write_all_at(&buf[..n], pos)?;
             if (pos + n as u64) / FLUSH_EVERY != pos / FLUSH_EVERY {
-                start_writeback(dst, pos / FLUSH_EVERY * FLUSH_EVERY, pos + n as u64);
+                snap_shared::fsutil::start_writeback(
+                    dst,
+                    pos / FLUSH_EVERY * FLUSH_EVERY,
+                    pos + n as u64,
+                );
             }
             pos += n as u64;
         }

@@ -284,7 +284,7 @@ impl Target {
         let name = name_of(rel);
         let tmp = temp_of(name);
         let mut file = File::from(self.create_temp(&dir, &tmp, meta.mode)?);
-        let written = copy_hashed(content, &mut file, size, buf);
+        let written = copy_hashed(content, &mut WritingBack::new(&mut file), size, buf);
         let digest = match written {
             Ok(d) => d,
             Err(e) => {
@@ -437,6 +437,43 @@ impl Target {
         };
         matches!(statat(&*dir, os(name_of(rel)), AtFlags::SYMLINK_NOFOLLOW),
             Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile)
+    }
+}
+
+/// Starts write-back every few MiB of a file being restored, so the `syncfs`
+/// that ends a restore has little left to do (large files flush while the
+/// next bytes are decompressed).
+struct WritingBack<'a> {
+    file: &'a mut File,
+    written: u64,
+    started: u64,
+}
+
+const WRITEBACK_EVERY: u64 = 8 << 20;
+
+impl<'a> WritingBack<'a> {
+    fn new(file: &'a mut File) -> Self {
+        WritingBack {
+            file,
+            written: 0,
+            started: 0,
+        }
+    }
+}
+
+impl Write for WritingBack<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        if self.written - self.started >= WRITEBACK_EVERY {
+            snap_shared::fsutil::start_writeback(&*self.file, self.started, self.written);
+            self.started = self.written;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
     }
 }
 
