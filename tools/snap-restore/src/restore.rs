@@ -155,6 +155,9 @@ impl<'a> Restorer<'a> {
             Item::Snapshot { .. } => Some(open_tree(&item.data())?),
             _ => None,
         };
+        // Files the content passes wrote, found there, or reported.
+        let handled = self.tally.files + self.tally.errors;
+        let mut expected = 0u64;
         let mut dirs = Vec::new();
         let mut reader = open_index(&index, self.dec)?;
         while let Some(e) = reader.next_entry()? {
@@ -174,19 +177,34 @@ impl<'a> Restorer<'a> {
             match (e.kind, &tree) {
                 (EntryType::Dir, _) => {}
                 (EntryType::File, Some((fd, path))) => self.file_from_tree(fd, path, &e),
-                (EntryType::File, None) => {
-                    if !self.target.has_file(&e.path) {
-                        self.tally.errors += 1;
-                        self.tally.bad_data += 1;
-                        self.report
-                            .error(&format!("{}: missing from the archive", e.display_path()));
-                    }
-                }
+                (EntryType::File, None) => expected += 1,
                 _ => self.make_other(&e),
             }
         }
+        // One archive writes each file once, so equal counts mean none is
+        // missing; a chain may write one twice, so it is always checked.
+        if tree.is_none() && (chain.len() > 1 || expected > handled) {
+            self.name_missing(&index)?;
+        }
         self.dir_metadata(dirs);
         self.check_selection()
+    }
+
+    /// Names each chosen file of the index that is not in the target.
+    fn name_missing(&mut self, index: &Path) -> Result<()> {
+        let mut reader = open_index(index, self.dec)?;
+        while let Some(e) = reader.next_entry()? {
+            if e.kind == EntryType::File
+                && self.select.wants(&e.path)
+                && !self.target.has_file(&e.path)
+            {
+                self.tally.errors += 1;
+                self.tally.bad_data += 1;
+                self.report
+                    .error(&format!("{}: missing from the archive", e.display_path()));
+            }
+        }
+        Ok(())
     }
 
     /// Writes, from one archive of a chain, the files whose content there is the final one.

@@ -720,3 +720,27 @@ fn pack_on_a_full_disk_exits_74_and_leaves_nothing() {
         .collect();
     assert_eq!(left, [".lock"]);
 }
+
+/// A file the index lists but the archive lacks is named as missing; exit 65.
+#[test]
+fn restore_names_a_file_missing_from_the_archive() {
+    let w = World::new();
+    let rec = &records(&w.pack(&[]))[0];
+    w.write("src/extra.txt", "not in the archive\n");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let snap: Value = serde_json::from_slice(&w.collect().stdout).unwrap();
+    fs::copy(
+        snap["index"].as_str().unwrap(),
+        rec["index"].as_str().unwrap(),
+    )
+    .unwrap();
+    let out = w.restore(&["restore", rec["path"].as_str().unwrap(), "--to", "r"]);
+    assert_eq!(code(&out), 65, "{}", w.redact(&out.stderr));
+    assert!(
+        w.redact(&out.stderr)
+            .contains("/extra.txt: missing from the archive"),
+        "{}",
+        w.redact(&out.stderr)
+    );
+    assert!(w.inside("r").join("docs/b.txt").exists());
+}
