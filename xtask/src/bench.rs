@@ -489,11 +489,13 @@ fn bench_memory_scaling(base: &Path, args: &Args, snap_bin: &Path, table: &mut T
     Ok(())
 }
 
-fn render(table: &Table, args: &Args) -> String {
+/// The markdown table of medians and snap's ratio to each tool; `size_label`
+/// names the size column (store growth, archive size).
+pub(crate) fn render_rows(table: &Table, size_label: &str) -> String {
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "| corpus | scenario | tool | wall s median (min–max) | peak RSS MiB | store growth MiB | snap / tool |"
+        "| corpus | scenario | tool | wall s median (min–max) | peak RSS MiB | {size_label} | snap / tool |"
     );
     let _ = writeln!(md, "|---|---|---|---|---|---|---|");
     for ((corpus, step, tool), s) in table {
@@ -504,18 +506,23 @@ fn render(table: &Table, args: &Args) -> String {
         };
         let min = s.wall.iter().cloned().fold(f64::INFINITY, f64::min);
         let max = s.wall.iter().cloned().fold(0.0, f64::max);
-        let growth = if s.growth.is_empty() {
+        let size = if s.growth.is_empty() {
             "–".into()
         } else {
             format!("{:.1}", median(&s.growth))
         };
         let _ = writeln!(
             md,
-            "| {corpus} | {step} | {tool} | {:.2} ({min:.2}–{max:.2}) | {:.0} | {growth} | {ratio} |",
+            "| {corpus} | {step} | {tool} | {:.2} ({min:.2}–{max:.2}) | {:.0} | {size} | {ratio} |",
             median(&s.wall),
             median(&s.rss)
         );
     }
+    md
+}
+
+fn render(table: &Table, args: &Args) -> String {
+    let mut md = render_rows(table, "store growth MiB");
     let get = |c: &str| {
         table
             .get(&(c.into(), "1-first".into(), "snap".into()))

@@ -16,14 +16,11 @@
 //! warm tree, outputs are moved to a trash emptied at the end (mass deletes
 //! slow down the next timed step on this disk). Results go to docs/benchmarks-pack.md.
 
-use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::bench::{
-    Args, Table, corpus, discard, empty_trash, machine, measure, median, quiet, warm,
-};
+use crate::bench::{Args, Table, corpus, discard, empty_trash, machine, measure, quiet, warm};
 use crate::sh::{Result, root};
 
 fn bin(name: &str) -> PathBuf {
@@ -256,36 +253,6 @@ fn settle(base: &Path) -> Result {
     Ok(())
 }
 
-fn render(table: &Table) -> String {
-    let mut md = String::new();
-    let _ = writeln!(
-        md,
-        "| corpus | scenario | tool | wall s median (min–max) | peak RSS MiB | output MiB | snap / tool |"
-    );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|");
-    for ((corpus, step, tool), s) in table {
-        let snap = table.get(&(corpus.clone(), step.clone(), "snap".into()));
-        let ratio = match snap {
-            Some(sn) if tool != "snap" => format!("{:.2}x", median(&sn.wall) / median(&s.wall)),
-            _ => "–".into(),
-        };
-        let min = s.wall.iter().cloned().fold(f64::INFINITY, f64::min);
-        let max = s.wall.iter().cloned().fold(0.0, f64::max);
-        let out = if s.growth.is_empty() {
-            "–".into()
-        } else {
-            format!("{:.1}", median(&s.growth))
-        };
-        let _ = writeln!(
-            md,
-            "| {corpus} | {step} | {tool} | {:.2} ({min:.2}–{max:.2}) | {:.0} | {out} | {ratio} |",
-            median(&s.wall),
-            median(&s.rss)
-        );
-    }
-    md
-}
-
 pub fn run(args: &Args, base: &Path, corpora: &[&str]) -> Result {
     crate::sh::ensure_apt(&[("restic", "restic"), ("zstd", "zstd")])?;
     let mut table = Table::new();
@@ -294,7 +261,7 @@ pub fn run(args: &Args, base: &Path, corpora: &[&str]) -> Result {
         bench_corpus(name, &tree, base, args.runs, &mut table)?;
     }
     empty_trash(base);
-    let md = render(&table);
+    let md = crate::bench::render_rows(&table, "output MiB");
     println!("{md}");
     if !args.no_write {
         let cmd = std::env::args().skip(1).collect::<Vec<_>>().join(" ");

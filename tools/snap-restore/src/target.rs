@@ -363,18 +363,39 @@ impl Target {
         let tmp = temp_of(name);
         let _ = unlinkat(&*dir, os(&tmp), AtFlags::empty());
         symlinkat(os(target), &*dir, os(&tmp))?;
+        self.owner_and_times_at(&dir, &tmp, meta, None)?;
+        self.publish(&dir, &tmp, name)?;
+        Ok(Outcome::Written)
+    }
+
+    /// Owner (as root), mode (when given: symlinks have none) and times of a
+    /// name in an open folder, not following a symlink.
+    fn owner_and_times_at(
+        &self,
+        dir: &OwnedFd,
+        name: &[u8],
+        meta: &Meta,
+        mode: Option<u32>,
+    ) -> io::Result<()> {
         if self.owners {
             let (u, g) = (Uid::from_raw(meta.uid), Gid::from_raw(meta.gid));
-            rustix::fs::chownat(&*dir, os(&tmp), Some(u), Some(g), AtFlags::SYMLINK_NOFOLLOW)?;
+            rustix::fs::chownat(dir, os(name), Some(u), Some(g), AtFlags::SYMLINK_NOFOLLOW)?;
+        }
+        if let Some(mode) = mode {
+            rustix::fs::chmodat(
+                dir,
+                os(name),
+                Mode::from_raw_mode(mode & 0o7777),
+                AtFlags::empty(),
+            )?;
         }
         utimensat(
-            &*dir,
-            os(&tmp),
+            dir,
+            os(name),
             &timestamps(meta.mtime_ns),
             AtFlags::SYMLINK_NOFOLLOW,
         )?;
-        self.publish(&dir, &tmp, name)?;
-        Ok(Outcome::Written)
+        Ok(())
     }
 
     /// Makes `rel` a further name of the already restored `first`.
@@ -410,22 +431,7 @@ impl Target {
         let tmp = temp_of(name);
         let _ = unlinkat(&*dir, os(&tmp), AtFlags::empty());
         mknodat(&*dir, os(&tmp), kind, Mode::from_raw_mode(0o600), rdev)?;
-        if self.owners {
-            let (u, g) = (Uid::from_raw(meta.uid), Gid::from_raw(meta.gid));
-            rustix::fs::chownat(&*dir, os(&tmp), Some(u), Some(g), AtFlags::SYMLINK_NOFOLLOW)?;
-        }
-        rustix::fs::chmodat(
-            &*dir,
-            os(&tmp),
-            Mode::from_raw_mode(meta.mode & 0o7777),
-            AtFlags::empty(),
-        )?;
-        utimensat(
-            &*dir,
-            os(&tmp),
-            &timestamps(meta.mtime_ns),
-            AtFlags::SYMLINK_NOFOLLOW,
-        )?;
+        self.owner_and_times_at(&dir, &tmp, meta, Some(meta.mode))?;
         self.publish(&dir, &tmp, name)?;
         Ok(Outcome::Written)
     }

@@ -164,8 +164,19 @@ impl<'a> Verifier<'a> {
         for m in missing {
             self.bad(&m, "is in the index but missing from the archive");
         }
-        let mut rest = archive.into_inner();
-        io::copy(&mut rest, &mut io::sink()).map_err(|e| corrupt(&data, e))?;
+        self.check_checksum(archive.into_inner(), &tap, &rec, &data)
+    }
+
+    /// Reads what is left of an archive (so every byte went through the tap)
+    /// and checks its sha256 against the record.
+    fn check_checksum(
+        &mut self,
+        mut rest: impl io::Read,
+        tap: &std::rc::Rc<std::cell::RefCell<stream::Tap>>,
+        rec: &snap_shared::record::ArchiveRecord,
+        data: &Path,
+    ) -> Result<Sha256Digest> {
+        io::copy(&mut rest, &mut io::sink()).map_err(|e| corrupt(data, e))?;
         let digest = tap.borrow().digest();
         if digest.to_hex() != rec.sha256 {
             self.bad(
@@ -227,16 +238,7 @@ impl<'a> Verifier<'a> {
                 "is in the index but missing from the archive, or its content changed",
             );
         }
-        let mut rest = archive.into_inner();
-        io::copy(&mut rest, &mut io::sink()).map_err(|e| corrupt(data, e))?;
-        let digest = tap.borrow().digest();
-        if digest.to_hex() != rec.sha256 {
-            self.bad(
-                &data.display().to_string(),
-                &format!("archive sha256 {digest}, the record says {}", rec.sha256),
-            );
-        }
-        Ok(digest)
+        self.check_checksum(archive.into_inner(), &tap, rec, data)
     }
 
     /// Any tar: readable to the end, and equal to a `.sha256` beside it if there is one.
