@@ -148,16 +148,7 @@ pub fn archive_ids(dir: &Path) -> Result<Vec<String>> {
 
 /// Reads an archive record from its `.json` file.
 pub fn read_record(path: &Path) -> Result<ArchiveRecord> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let mut rec: ArchiveRecord = serde_json::from_str(&text).map_err(|e| {
-        Error::data(
-            path.display().to_string(),
-            format!("not an archive record: {e}"),
-        )
-    })?;
-    // The file holds the whole pipe record; `kind` is the enum's tag, not an extra field.
-    rec.extra.remove("kind");
-    Ok(rec)
+    crate::record::read_file(path, "an archive record")
 }
 
 /// A file a record names, looked up by its file name beside the record's `.json`.

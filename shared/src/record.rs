@@ -176,6 +176,38 @@ pub struct OutcomeRecord {
     pub extra: Extra,
 }
 
+/// Records whose unknown fields are kept in `extra`.
+pub trait WithExtra {
+    fn extra_mut(&mut self) -> &mut Extra;
+}
+
+impl WithExtra for SnapshotRecord {
+    fn extra_mut(&mut self) -> &mut Extra {
+        &mut self.extra
+    }
+}
+
+impl WithExtra for ArchiveRecord {
+    fn extra_mut(&mut self) -> &mut Extra {
+        &mut self.extra
+    }
+}
+
+/// Reads a record file (`<id>.json`) as `T`; `what` names it in errors ("a
+/// snapshot record"). The file holds the whole pipe record: its `kind` is the
+/// tag of [`Record`], not a field of `T`, so it is dropped, not kept in `extra`.
+pub fn read_file<T: serde::de::DeserializeOwned + WithExtra>(
+    path: &std::path::Path,
+    what: &str,
+) -> crate::error::Result<T> {
+    use crate::error::Error;
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let mut rec: T = serde_json::from_str(&text)
+        .map_err(|e| Error::data(path.display().to_string(), format!("not {what}: {e}")))?;
+    rec.extra_mut().remove("kind");
+    Ok(rec)
+}
+
 /// Checks a `schema` value: `snap/1` is ours; another major version is not.
 pub fn check_schema(value: &str) -> Result<(), String> {
     let major = value

@@ -177,16 +177,7 @@ fn read_snapshot_file(path: &Path) -> Result<SnapshotRecord> {
     } else {
         path.to_path_buf()
     };
-    let text = fs::read_to_string(&json).map_err(|e| Error::io(&json, e))?;
-    let mut rec: SnapshotRecord = serde_json::from_str(&text).map_err(|e| {
-        Error::data(
-            json.display().to_string(),
-            format!("not a snapshot record: {e}"),
-        )
-    })?;
-    // The file holds the whole pipe record; `kind` is the enum's tag, not an extra field.
-    rec.extra.remove("kind");
-    Ok(rec)
+    crate::record::read_file(&json, "a snapshot record")
 }
 
 /// The UTF-8 names in a directory; a missing directory has none.
