@@ -13,7 +13,7 @@ pub use report::Reporter;
 use snap_shared::error::{Error, Exit};
 
 /// Prints a clap error or help; usage errors exit 64 (clap's own 2 is not a sysexits code).
-pub fn clap_exit(e: clap::Error) -> i32 {
+fn clap_exit(e: clap::Error) -> i32 {
     use clap::error::ErrorKind;
     let _ = e.print();
     match e.kind() {
@@ -22,8 +22,27 @@ pub fn clap_exit(e: clap::Error) -> i32 {
     }
 }
 
+/// A whole tool: parses `args` as `C` (usage errors exit 64), makes the
+/// reporter from the `--quiet`/`--verbose` that `flags` reads, runs, and
+/// returns the exit code, printing a fatal error once.
+pub fn main<C: clap::Parser>(
+    tool: &'static str,
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+    flags: impl Fn(&C) -> (bool, bool),
+    run: impl FnOnce(&C, &Reporter) -> Result<Exit, Error>,
+) -> i32 {
+    let cli = match C::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => return clap_exit(e),
+    };
+    let (quiet, verbose) = flags(&cli);
+    let report = Reporter::new(tool, quiet, verbose);
+    let outcome = run(&cli, &report);
+    finish(tool, &report, outcome)
+}
+
 /// The exit code of a finished run, printing a fatal error once, at the top.
-pub fn finish(tool: &str, report: &Reporter, outcome: Result<Exit, Error>) -> i32 {
+fn finish(tool: &str, report: &Reporter, outcome: Result<Exit, Error>) -> i32 {
     report.finish();
     match outcome {
         Ok(exit) => exit.code(),

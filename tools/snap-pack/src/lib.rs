@@ -121,13 +121,7 @@ pub fn command() -> clap::Command {
 
 /// Runs the tool with these arguments and returns the process exit code.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
-    let cli = match Cli::try_parse_from(args) {
-        Ok(cli) => cli,
-        Err(e) => return snap_cli::clap_exit(e),
-    };
-    let report = Reporter::new(TOOL, cli.quiet, cli.verbose);
-    let outcome = run(&cli, &report);
-    snap_cli::finish(TOOL, &report, outcome)
+    snap_cli::main(TOOL, args, |c: &Cli| (c.quiet, c.verbose), run)
 }
 
 /// The encryption the flags and environment ask for, if any.

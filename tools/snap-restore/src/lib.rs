@@ -177,13 +177,12 @@ pub fn command() -> clap::Command {
 
 /// Runs the tool with these arguments and returns the process exit code.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
-    let cli = match Cli::try_parse_from(args) {
-        Ok(cli) => cli,
-        Err(e) => return snap_cli::clap_exit(e),
-    };
-    let report = Reporter::new(TOOL, cli.global.quiet, cli.global.verbose);
-    let outcome = run(&cli, &report);
-    snap_cli::finish(TOOL, &report, outcome)
+    snap_cli::main(
+        TOOL,
+        args,
+        |c: &Cli| (c.global.quiet, c.global.verbose),
+        run,
+    )
 }
 
 fn decryption(g: &Global) -> Result<Decrypt> {
