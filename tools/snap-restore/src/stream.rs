@@ -16,11 +16,10 @@ use snap_shared::crypt::{Decrypt, decrypting_reader, is_age};
 use snap_shared::error::{Error, Result};
 use snap_shared::hash::Sha256Digest;
 
-/// What was read of the raw file: its digest so far and its length.
+/// What was read of the raw file: its digest so far.
 #[derive(Default)]
 pub struct Tap {
     hasher: Sha256,
-    pub bytes: u64,
 }
 
 impl Tap {
@@ -37,9 +36,7 @@ struct Tapped<R> {
 impl<R: Read> Read for Tapped<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        let mut tap = self.tap.borrow_mut();
-        tap.hasher.update(&buf[..n]);
-        tap.bytes += n as u64;
+        self.tap.borrow_mut().hasher.update(&buf[..n]);
         Ok(n)
     }
 }
@@ -51,16 +48,6 @@ pub struct Opened {
     /// `zstd`, `gzip` or `none`.
     pub compression: &'static str,
     pub encrypted: bool,
-}
-
-impl Opened {
-    /// Reads what is left (trailing blocks, the zstd checksum) so the whole
-    /// file has gone through the decompressor and the tap; returns the file's digest.
-    pub fn finish(mut self, what: &Path) -> Result<(Sha256Digest, u64)> {
-        io::copy(&mut self.tar, &mut io::sink()).map_err(|e| corrupt(what, e))?;
-        let tap = self.tap.borrow();
-        Ok((tap.digest(), tap.bytes))
-    }
 }
 
 /// An error reading an archive's content: damaged data (exit 65), unless the disk failed.

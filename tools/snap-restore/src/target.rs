@@ -264,9 +264,8 @@ impl Target {
             OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
-        let mut hasher = Sha256::new();
-        io::copy(&mut File::from(fd), &mut HashWriter(&mut hasher))?;
-        Ok(Some(Sha256Digest::from_hasher(hasher) == *sha))
+        let (_, digest) = hash_file(File::from(fd), &mut vec![0; 1 << 16])?;
+        Ok(Some(digest == *sha))
     }
 
     /// Writes file `rel` from `content` (exactly `size` bytes), checking `sha` when given.
@@ -483,19 +482,22 @@ impl Write for WritingBack<'_> {
     }
 }
 
-struct HashWriter<'a>(&'a mut Sha256);
-
-impl Write for HashWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
+/// Size and sha256 of a whole file.
+pub fn hash_file(mut f: File, buf: &mut [u8]) -> io::Result<(u64, Sha256Digest)> {
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    loop {
+        let n = match f.read(buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        size += n as u64;
     }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
+    Ok((size, Sha256Digest::from_hasher(hasher)))
 }
-
 /// Copies exactly `size` bytes, hashing them; a short source is an error.
 pub fn copy_hashed(
     src: &mut dyn Read,

@@ -10,7 +10,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use rustix::fs::{Mode, OFlags, openat, readlinkat};
-use sha2::{Digest, Sha256};
 
 use snap_cli::Reporter;
 use snap_shared::archive;
@@ -24,7 +23,7 @@ use crate::indexes::{Cursor, open_index};
 use crate::restore::Tally;
 use crate::source::Item;
 use crate::stream::{self, corrupt};
-use crate::target::copy_hashed;
+use crate::target::{copy_hashed, hash_file};
 
 pub struct Verifier<'a> {
     pub dec: &'a Decrypt,
@@ -275,23 +274,6 @@ impl<'a> Verifier<'a> {
 
 fn hex(e: &Entry) -> String {
     e.sha256.map_or("nothing".into(), |d| d.to_hex())
-}
-
-/// Size and sha256 of a whole file.
-fn hash_file(mut f: File, buf: &mut [u8]) -> io::Result<(u64, Sha256Digest)> {
-    let mut hasher = Sha256::new();
-    let mut size = 0u64;
-    loop {
-        let n = match io::Read::read(&mut f, buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        hasher.update(&buf[..n]);
-        size += n as u64;
-    }
-    Ok((size, Sha256Digest::from_hasher(hasher)))
 }
 
 /// The digest a `NAME.sha256` (or `STEM.sha256`) file beside `path` gives it.
