@@ -217,9 +217,18 @@ fn read_entries(path: &Path, dec: &Decrypt, report: &Reporter) -> Result<(Vec<En
         let link = member.link_name_bytes().map(|l| l.into_owned());
         match kind {
             EntryType::Symlink => e.target = link,
-            EntryType::Hardlink => {
-                e.link = link.and_then(|l| sanitize(&l, &mut stripped).ok().flatten())
-            }
+            EntryType::Hardlink => match link.map(|l| sanitize(&l, &mut stripped)) {
+                Some(Ok(Some(first))) => e.link = Some(first),
+                // An index entry of a hard link without its first name is
+                // unreadable; leave it out, as restore refuses it.
+                _ => {
+                    report.warn(&format!(
+                        "{}: left out of the index: its hard link leaves the archive",
+                        String::from_utf8_lossy(&raw)
+                    ));
+                    continue;
+                }
+            },
             EntryType::Char | EntryType::Block => {
                 let h = member.header();
                 e.rdev = Some(rustix::fs::makedev(

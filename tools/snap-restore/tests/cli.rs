@@ -752,3 +752,36 @@ fn restore_names_a_file_missing_from_the_archive() {
     );
     assert!(w.inside("r").join("docs/b.txt").exists());
 }
+
+/// import leaves out a hard link whose first name leaves the archive, so the
+/// index it writes stays readable (verify and diff work on it).
+#[test]
+fn import_leaves_out_an_escaping_hard_link() {
+    let w = World::new();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |name: &str, kind: tar::EntryType, link: Option<&str>, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_path(name).unwrap();
+        h.set_entry_type(kind);
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        if let Some(l) = link {
+            h.set_link_name_literal(l).unwrap();
+        }
+        h.set_cksum();
+        b.append(&h, data).unwrap();
+    };
+    add("ok.txt", tar::EntryType::Regular, None, b"ok");
+    add("bad", tar::EntryType::Link, Some("../outside"), b"");
+    fs::write(w.path("links.tar"), b.into_inner().unwrap()).unwrap();
+    let out = w.restore(&["import", "links.tar", "--set", "l"]);
+    assert_eq!(code(&out), 0, "{}", w.redact(&out.stderr));
+    assert!(
+        w.redact(&out.stderr)
+            .contains("bad: left out of the index: its hard link leaves the archive"),
+        "{}",
+        w.redact(&out.stderr)
+    );
+    assert_eq!(records(&out)[0]["files"], 1);
+    assert_eq!(code(&w.restore(&["verify", "l/latest"])), 0);
+}
