@@ -27,7 +27,7 @@ use snap_shared::index::{Entry, EntryType, IndexWriter, cmp_paths};
 use snap_shared::record::{ArchiveRecord, Extra, Record, SCHEMA};
 use snap_shared::store::Store;
 
-use crate::restore::sanitize;
+use crate::restore::{entry_of, sanitize};
 use crate::stream::{self, corrupt};
 use crate::target::copy_hashed;
 
@@ -190,62 +190,26 @@ fn read_entries(path: &Path, dec: &Decrypt, report: &Reporter) -> Result<(Vec<En
                 continue;
             }
         };
-        let h = member.header();
-        let kind = match h.entry_type() {
-            tar::EntryType::Regular | tar::EntryType::Continuous => EntryType::File,
-            tar::EntryType::Directory => EntryType::Dir,
-            tar::EntryType::Symlink => EntryType::Symlink,
-            tar::EntryType::Link => EntryType::Hardlink,
-            tar::EntryType::Fifo => EntryType::Fifo,
-            tar::EntryType::Char => EntryType::Char,
-            tar::EntryType::Block => EntryType::Block,
-            _ => continue,
-        };
-        let mut e = Entry {
-            path: rel,
-            kind,
-            size: 0,
-            mode: h.mode().unwrap_or(0o644) & 0o7777,
-            mtime: h.mtime().unwrap_or(0) as i64 * 1_000_000_000,
-            uid: h.uid().unwrap_or(0) as u32,
-            gid: h.gid().unwrap_or(0) as u32,
-            sha256: None,
-            target: None,
-            link: None,
-            rdev: None,
-        };
-        let link = member.link_name_bytes().map(|l| l.into_owned());
-        match kind {
-            EntryType::Symlink => e.target = link,
-            EntryType::Hardlink => match link.map(|l| sanitize(&l, &mut stripped)) {
-                Some(Ok(Some(first))) => e.link = Some(first),
-                // An index entry of a hard link without its first name is
-                // unreadable; leave it out, as restore refuses it.
-                _ => {
-                    report.warn(&format!(
-                        "{}: left out of the index: its hard link leaves the archive",
-                        String::from_utf8_lossy(&raw)
-                    ));
-                    continue;
-                }
-            },
-            EntryType::Char | EntryType::Block => {
-                let h = member.header();
-                e.rdev = Some(rustix::fs::makedev(
-                    h.device_major().ok().flatten().unwrap_or(0),
-                    h.device_minor().ok().flatten().unwrap_or(0),
+        let mut e = match entry_of(&member, rel, &mut stripped) {
+            Ok(Some(e)) => e,
+            Ok(None) => continue,
+            // An index entry of a hard link without its first name is
+            // unreadable; leave it out, as restore refuses it.
+            Err(_) => {
+                report.warn(&format!(
+                    "{}: left out of the index: its hard link leaves the archive",
+                    String::from_utf8_lossy(&raw)
                 ));
+                continue;
             }
-            EntryType::File => {
-                e.size = member.size();
-                let size = e.size;
-                e.sha256 = Some(
-                    copy_hashed(&mut member, &mut io::sink(), size, &mut buf)
-                        .map_err(|err| corrupt(path, err))?,
-                );
-                bytes += size;
-            }
-            EntryType::Dir | EntryType::Fifo => {}
+        };
+        if e.kind == EntryType::File {
+            let size = e.size;
+            e.sha256 = Some(
+                copy_hashed(&mut member, &mut io::sink(), size, &mut buf)
+                    .map_err(|err| corrupt(path, err))?,
+            );
+            bytes += size;
         }
         entries.push(e);
     }

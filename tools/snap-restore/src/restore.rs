@@ -26,7 +26,7 @@ use snap_shared::index::{Entry, EntryType};
 use crate::indexes::{Cursor, Select, open_index};
 use crate::source::Item;
 use crate::stream::{self, corrupt};
-use crate::target::{Meta, Outcome, Refused, Target};
+use crate::target::{Meta, Outcome, Put, Refused, Target};
 use crate::writers::{CHUNKS, Data, Job, SMALL, Writers};
 
 /// Writer threads: two keep both cores busy while this thread decompresses.
@@ -178,7 +178,11 @@ impl<'a> Restorer<'a> {
                 (EntryType::Dir, _) => {}
                 (EntryType::File, Some((fd, path))) => self.file_from_tree(fd, path, &e),
                 (EntryType::File, None) => expected += 1,
-                _ => self.make_other(&e),
+                _ => {
+                    if let Some(r) = self.make_other(&e) {
+                        self.count(&e.path, r, 0);
+                    }
+                }
             }
         }
         // One archive writes each file once, so equal counts mean none is
@@ -350,8 +354,9 @@ impl<'a> Restorer<'a> {
         self.progress();
     }
 
-    /// Symlinks, hard links, fifos and devices, from their index entry.
-    fn make_other(&mut self, e: &Entry) {
+    /// Makes a symlink, hard link, fifo or device from its entry (`None` for
+    /// files and folders, which are made elsewhere).
+    fn make_other(&mut self, e: &Entry) -> Option<Put> {
         let meta = meta_of(e);
         let result = match e.kind {
             EntryType::Symlink => {
@@ -372,9 +377,9 @@ impl<'a> Restorer<'a> {
                 self.target
                     .special(&e.path, FileType::BlockDevice, e.rdev.unwrap_or(0), &meta)
             }
-            EntryType::File | EntryType::Dir => return,
+            EntryType::File | EntryType::Dir => return None,
         };
-        self.count(&e.path, result, 0);
+        Some(result)
     }
 
     /// Folders get their metadata deepest first, after their content.
@@ -417,68 +422,46 @@ impl<'a> Restorer<'a> {
                 continue;
             }
             self.select.mark(&rel, &mut self.matched);
-            let h = entry.header();
-            let meta = Meta {
-                mode: h.mode().unwrap_or(0o644),
-                uid: h.uid().unwrap_or(0) as u32,
-                gid: h.gid().unwrap_or(0) as u32,
-                mtime_ns: h.mtime().unwrap_or(0) as i64 * 1_000_000_000,
-            };
-            let kind = h.entry_type();
-            let rdev = rustix::fs::makedev(
-                h.device_major().ok().flatten().unwrap_or(0),
-                h.device_minor().ok().flatten().unwrap_or(0),
-            );
-            let link = entry
-                .link_name_bytes()
-                .map(|l| l.into_owned())
-                .unwrap_or_default();
-            let result = match kind {
-                tar::EntryType::Directory => {
-                    match self.target.dir(&rel) {
-                        Ok(_) => dirs.push((rel, meta)),
-                        Err(r) => self.refused(&rel, r),
-                    }
-                    continue;
-                }
-                tar::EntryType::Regular | tar::EntryType::Continuous => {
-                    if !self.select.wants(&rel) {
-                        continue;
-                    }
-                    let size = entry.size();
-                    let r = self
-                        .target
-                        .file(&rel, &meta, size, None, &mut entry, &mut self.buf);
-                    self.count(&rel, r.map(|(o, _)| o), size);
-                    continue;
-                }
-                tar::EntryType::Symlink => self.target.symlink(&rel, &link, &meta),
-                tar::EntryType::Link => match sanitize(&link, &mut stripped) {
-                    Ok(Some(first)) => self.target.hardlink(&rel, &first),
-                    Ok(None) | Err(_) => Err(Refused::Escape(format!(
-                        "hard link to {} leaves the target",
-                        show(&link)
-                    ))),
-                },
-                tar::EntryType::Fifo => self.target.special(&rel, FileType::Fifo, 0, &meta),
-                tar::EntryType::Char => {
-                    self.target
-                        .special(&rel, FileType::CharacterDevice, rdev, &meta)
-                }
-                tar::EntryType::Block => {
-                    self.target
-                        .special(&rel, FileType::BlockDevice, rdev, &meta)
-                }
-                other => {
+            let e = match entry_of(&entry, rel.clone(), &mut stripped) {
+                Ok(Some(e)) => e,
+                Ok(None) => {
+                    let kind = entry.header().entry_type();
                     self.report.warn(&format!(
-                        "{}: skipped: tar entry type {other:?} is not restored",
+                        "{}: skipped: tar entry type {kind:?} is not restored",
                         show(&raw)
                     ));
                     continue;
                 }
+                Err(why) => {
+                    if self.select.wants(&rel) {
+                        self.refused(&rel, Refused::Escape(why));
+                    }
+                    continue;
+                }
             };
-            if self.select.wants(&rel) {
-                self.count(&rel, result, 0);
+            match e.kind {
+                EntryType::Dir => match self.target.dir(&rel) {
+                    Ok(_) => dirs.push((rel, meta_of(&e))),
+                    Err(r) => self.refused(&rel, r),
+                },
+                EntryType::File if self.select.wants(&rel) => {
+                    let r = self.target.file(
+                        &rel,
+                        &meta_of(&e),
+                        e.size,
+                        None,
+                        &mut entry,
+                        &mut self.buf,
+                    );
+                    self.count(&rel, r.map(|(o, _)| o), e.size);
+                }
+                EntryType::File => {}
+                _ => {
+                    let made = self.make_other(&e);
+                    if let (Some(r), true) = (made, self.select.wants(&rel)) {
+                        self.count(&rel, r, 0);
+                    }
+                }
             }
         }
         if stripped {
@@ -488,6 +471,66 @@ impl<'a> Restorer<'a> {
         self.dir_metadata(dirs);
         self.check_selection()
     }
+}
+
+/// A tar member as an index entry (no sha256 yet) at `rel`, its name already
+/// made safe: type, metadata, size, and symlink target, hard link (made safe
+/// too) or device. `Ok(None)`: a type snap does not restore; `Err`: a hard
+/// link whose first name leaves the target.
+pub fn entry_of<R: Read>(
+    member: &tar::Entry<R>,
+    rel: Vec<u8>,
+    stripped: &mut bool,
+) -> std::result::Result<Option<Entry>, String> {
+    let h = member.header();
+    let kind = match h.entry_type() {
+        tar::EntryType::Regular | tar::EntryType::Continuous => EntryType::File,
+        tar::EntryType::Directory => EntryType::Dir,
+        tar::EntryType::Symlink => EntryType::Symlink,
+        tar::EntryType::Link => EntryType::Hardlink,
+        tar::EntryType::Fifo => EntryType::Fifo,
+        tar::EntryType::Char => EntryType::Char,
+        tar::EntryType::Block => EntryType::Block,
+        _ => return Ok(None),
+    };
+    let link = member
+        .link_name_bytes()
+        .map(|l| l.into_owned())
+        .unwrap_or_default();
+    let mut e = Entry {
+        path: rel,
+        kind,
+        size: if kind == EntryType::File {
+            member.size()
+        } else {
+            0
+        },
+        mode: h.mode().unwrap_or(0o644) & 0o7777,
+        mtime: h.mtime().unwrap_or(0) as i64 * 1_000_000_000,
+        uid: h.uid().unwrap_or(0) as u32,
+        gid: h.gid().unwrap_or(0) as u32,
+        sha256: None,
+        target: None,
+        link: None,
+        rdev: None,
+    };
+    match kind {
+        EntryType::Symlink => e.target = Some(link),
+        EntryType::Hardlink => match sanitize(&link, stripped) {
+            Ok(Some(first)) => e.link = Some(first),
+            Ok(None) | Err(_) => {
+                return Err(format!("hard link to {} leaves the target", show(&link)));
+            }
+        },
+        EntryType::Char | EntryType::Block => {
+            e.rdev = Some(rustix::fs::makedev(
+                h.device_major().ok().flatten().unwrap_or(0),
+                h.device_minor().ok().flatten().unwrap_or(0),
+            ))
+        }
+        EntryType::File | EntryType::Dir | EntryType::Fifo => {}
+    }
+    Ok(Some(e))
 }
 
 /// A tar member name as a path inside the target: leading `/` and `.`
