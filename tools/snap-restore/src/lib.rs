@@ -330,7 +330,7 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
             let select = Select::new(paths)?;
             let target = Target::open(to, *overwrite)
                 .map_err(|e| Error::io(to, e).with_exit(Exit::CantCreate))?;
-            let mut r = Restorer::new(target, *overwrite, &select, &dec, report);
+            let mut r = Restorer::new(target, &select, &dec, report);
             let chain = match &item {
                 Item::Archive { .. } => chain_of(&item)?,
                 _ => Vec::new(),

@@ -64,7 +64,6 @@ pub struct Restorer<'a> {
     pub report: &'a Reporter,
     pub tally: Tally,
     buf: Vec<u8>,
-    overwrite: bool,
     /// Writer threads for small files, while an archive is being read.
     writers: Option<Writers>,
     /// Which `--path` prefixes matched something.
@@ -87,7 +86,6 @@ fn show(path: &[u8]) -> String {
 impl<'a> Restorer<'a> {
     pub fn new(
         target: Target,
-        overwrite: bool,
         select: &'a Select,
         dec: &'a Decrypt,
         report: &'a Reporter,
@@ -99,7 +97,6 @@ impl<'a> Restorer<'a> {
             report,
             tally: Tally::default(),
             buf: vec![0; 1 << 20],
-            overwrite,
             writers: None,
             matched: vec![false; select.count()],
         }
@@ -260,7 +257,7 @@ impl<'a> Restorer<'a> {
         data: &Path,
     ) -> Result<()> {
         if self.writers.is_none() {
-            let w = Writers::start(&self.target.path, self.overwrite, WRITERS)
+            let w = Writers::start(&self.target.path, self.target.overwrites(), WRITERS)
                 .map_err(|e| Error::io(&self.target.path, e))?;
             self.writers = Some(w);
         }

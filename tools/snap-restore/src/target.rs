@@ -239,24 +239,27 @@ impl Target {
         Ok(self.apply(fd, meta)?)
     }
 
-    /// Whether a regular file is at `rel` with this content (hashing it only when the size matches).
+    /// Whether `--overwrite` was given.
+    pub fn overwrites(&self) -> bool {
+        self.overwrite
+    }
+
+    /// Whether a regular file with this content is at `name` (hashing it only when the size matches).
     fn same_file(
         &self,
         dir: &OwnedFd,
         name: &[u8],
         size: u64,
-        sha: Option<&Sha256Digest>,
-    ) -> io::Result<Option<bool>> {
+        sha: &Sha256Digest,
+    ) -> io::Result<bool> {
         let st = match statat(dir, os(name), AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => st,
-            Err(rustix::io::Errno::NOENT) => return Ok(None),
+            Err(rustix::io::Errno::NOENT) => return Ok(false),
             Err(e) => return Err(e.into()),
         };
-        let (Some(sha), FileType::RegularFile) = (sha, FileType::from_raw_mode(st.st_mode)) else {
-            return Ok(Some(false));
-        };
-        if st.st_size as u64 != size {
-            return Ok(Some(false));
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile || st.st_size as u64 != size
+        {
+            return Ok(false);
         }
         let fd = openat(
             dir,
@@ -265,7 +268,7 @@ impl Target {
             Mode::empty(),
         )?;
         let (_, digest) = hash_file(File::from(fd), &mut vec![0; 1 << 16])?;
-        Ok(Some(digest == *sha))
+        Ok(digest == *sha)
     }
 
     /// Writes file `rel` from `content` (exactly `size` bytes), checking `sha` when given.
@@ -303,9 +306,7 @@ impl Target {
         drop(file);
         match self.publish(&dir, &tmp, name) {
             // Something is there already: the same content is a rerun's work, done.
-            Err(Refused::Exists)
-                if self.same_file(&dir, name, size, Some(&digest))? == Some(true) =>
-            {
+            Err(Refused::Exists) if self.same_file(&dir, name, size, &digest)? => {
                 Ok((Outcome::AlreadyThere, Some(digest)))
             }
             Err(e) => Err(e),
