@@ -1,0 +1,480 @@
+//! An opened destination: the same few operations on a folder and on a bucket.
+//!
+//! Buckets (S3 and S3-compatible, GCS, Azure) go through `object_store`.
+//! Folders (a path, or a drive found by UUID or label) are written with
+//! plain file calls instead of object_store's `LocalFileSystem`, for three
+//! reasons that matter on an external drive: every file is fsynced before
+//! its rename and the folder after it (a drive is unplugged any time),
+//! files are created 0600 as DESIGN.md asks, and a large file resumes from
+//! its synced parts after a kill (LocalFileSystem has no resumable upload).
+//! Everything above this module sees one interface.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use object_store::multipart::MultipartStore;
+use object_store::path::Path as ObjPath;
+use object_store::{
+    Attribute, Attributes, BackoffConfig, ClientOptions, GetOptions, ObjectStore, ObjectStoreExt,
+    PutOptions, PutPayload, RetryConfig,
+};
+use tokio::runtime::Runtime;
+
+use snap_shared::error::{Error, Exit, Result};
+
+use crate::location::{Location, Service};
+use crate::settings::DestSpec;
+
+/// The metadata key holding an object's sha256 (S3 `x-amz-meta-sha256`, GCS and Azure likewise).
+pub const SHA256_META: &str = "sha256";
+
+/// What a destination holds under one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Meta {
+    pub size: u64,
+    /// The sha256 kept as object metadata, where the service keeps metadata.
+    pub sha256: Option<String>,
+}
+
+/// How to reach a bucket: retries of transient errors (with exponential backoff).
+#[derive(Debug, Clone)]
+pub struct Reach {
+    pub retries: usize,
+    pub retry_timeout: Duration,
+}
+
+impl Default for Reach {
+    fn default() -> Reach {
+        Reach {
+            retries: 10,
+            retry_timeout: Duration::from_secs(180),
+        }
+    }
+}
+
+pub(crate) struct Bucket {
+    pub(crate) store: Arc<dyn ObjectStore>,
+    pub(crate) parts: Arc<dyn MultipartStore>,
+    pub(crate) prefix: String,
+    pub(crate) rt: Arc<Runtime>,
+}
+
+pub(crate) enum Backend {
+    Folder(PathBuf),
+    Bucket(Bucket),
+}
+
+/// An opened destination.
+pub struct Dest {
+    /// The URL records carry (never credentials).
+    pub url: String,
+    /// The config's name, or the URL.
+    pub name: String,
+    pub(crate) backend: Backend,
+}
+
+/// The tokio runtime every bucket operation of a process runs on.
+pub fn runtime() -> Result<Arc<Runtime>> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map(Arc::new)
+        .map_err(|e| Error::internal("tokio runtime", e))
+}
+
+impl Dest {
+    /// Opens a destination. A folder must exist (a missing one usually means
+    /// a drive that is not mounted: exit 75); on a drive found by UUID or
+    /// label the folder is made when `create`.
+    pub fn open(spec: &DestSpec, rt: &Arc<Runtime>, reach: &Reach, create: bool) -> Result<Dest> {
+        let backend = match &spec.location {
+            Location::Folder(dir) => Backend::Folder(existing_folder(spec, dir)?),
+            Location::Drive { key, sub } => {
+                let mount = crate::mount::find_mount(key).map_err(|why| {
+                    Error::new(Exit::TempFail, format!("destination {}", spec.name), why)
+                        .with_hint("plug the drive in and mount it, then run again")
+                })?;
+                let dir = mount.join(sub);
+                if create && !dir.exists() {
+                    create_folder(&dir)?;
+                }
+                Backend::Folder(existing_folder(spec, &dir)?)
+            }
+            Location::Bucket {
+                service,
+                bucket,
+                prefix,
+            } => Backend::Bucket(open_bucket(spec, *service, bucket, prefix, rt, reach)?),
+        };
+        Ok(Dest {
+            url: spec.location.url(),
+            name: spec.name.clone(),
+            backend,
+        })
+    }
+
+    /// The folder of a folder destination.
+    pub fn folder(&self) -> Option<&Path> {
+        match &self.backend {
+            Backend::Folder(p) => Some(p),
+            Backend::Bucket(_) => None,
+        }
+    }
+
+    /// How messages name a key: `URL/key`.
+    pub fn show(&self, rel: &str) -> String {
+        format!("{}/{rel}", self.url.trim_end_matches('/'))
+    }
+
+    /// Size (and recorded sha256) of what is at `rel`, if anything.
+    pub fn head(&self, rel: &str) -> Result<Option<Meta>> {
+        match &self.backend {
+            Backend::Folder(root) => match std::fs::metadata(root.join(rel)) {
+                Ok(m) if m.is_file() => Ok(Some(Meta {
+                    size: m.len(),
+                    sha256: None,
+                })),
+                Ok(_) => Ok(None),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(Error::io(&root.join(rel), e)),
+            },
+            Backend::Bucket(b) => {
+                let opts = GetOptions {
+                    head: true,
+                    ..Default::default()
+                };
+                match b.rt.block_on(b.store.get_opts(&b.key(rel), opts)) {
+                    Ok(r) => Ok(Some(Meta {
+                        size: r.meta.size,
+                        sha256: r
+                            .attributes
+                            .get(&Attribute::Metadata(SHA256_META.into()))
+                            .map(|v| v.to_string()),
+                    })),
+                    Err(object_store::Error::NotFound { .. }) => Ok(None),
+                    Err(e) => Err(self.error(rel, e)),
+                }
+            }
+        }
+    }
+
+    /// The whole of a small object.
+    pub fn get_bytes(&self, rel: &str) -> Result<Bytes> {
+        match &self.backend {
+            Backend::Folder(root) => std::fs::read(root.join(rel))
+                .map(Bytes::from)
+                .map_err(|e| Error::io(&root.join(rel), e)),
+            Backend::Bucket(b) => {
+                b.rt.block_on(async { b.store.get(&b.key(rel)).await?.bytes().await })
+                    .map_err(|e| self.error(rel, e))
+            }
+        }
+    }
+
+    /// A reader of an object, streamed (a bucket's body arrives while it is read).
+    pub fn reader(&self, rel: &str) -> Result<Box<dyn Read + Send>> {
+        match &self.backend {
+            Backend::Folder(root) => {
+                let path = root.join(rel);
+                Ok(Box::new(
+                    File::open(&path).map_err(|e| Error::io(&path, e))?,
+                ))
+            }
+            Backend::Bucket(b) => {
+                let key = b.key(rel);
+                let result =
+                    b.rt.block_on(b.store.get(&key))
+                        .map_err(|e| self.error(rel, e))?;
+                Ok(Box::new(crate::stream::StreamReader::new(
+                    &b.rt,
+                    result.into_stream(),
+                )))
+            }
+        }
+    }
+
+    /// Writes a small object whole, published atomically (folders: temp,
+    /// fsync, rename, fsync the folder; buckets: one PUT).
+    pub fn put_small(&self, rel: &str, data: Bytes, sha256: &str) -> Result<()> {
+        match &self.backend {
+            Backend::Folder(root) => put_file(&root.join(rel), &data),
+            Backend::Bucket(b) => {
+                let opts = PutOptions {
+                    attributes: sha_attributes(sha256),
+                    ..Default::default()
+                };
+                b.rt.block_on(b.store.put_opts(&b.key(rel), PutPayload::from(data), opts))
+                    .map(|_| ())
+                    .map_err(|e| self.error(rel, e))
+            }
+        }
+    }
+
+    /// Removes an object; one that is not there is no error.
+    pub fn delete(&self, rel: &str) -> Result<()> {
+        match &self.backend {
+            Backend::Folder(root) => match std::fs::remove_file(root.join(rel)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(Error::io(&root.join(rel), e))
+                }
+                _ => Ok(()),
+            },
+            Backend::Bucket(b) => match b.rt.block_on(b.store.delete(&b.key(rel))) {
+                Err(e) if !matches!(e, object_store::Error::NotFound { .. }) => {
+                    Err(self.error(rel, e))
+                }
+                _ => Ok(()),
+            },
+        }
+    }
+
+    /// Every object under `sub` (`""` for all), as keys relative to the root with sizes.
+    pub fn list(&self, sub: &str) -> Result<Vec<(String, u64)>> {
+        let mut out = Vec::new();
+        match &self.backend {
+            Backend::Folder(root) => walk(root, &root.join(sub), &mut out)?,
+            Backend::Bucket(b) => {
+                let start = if sub.is_empty() {
+                    b.prefix.clone()
+                } else {
+                    b.rel_key(sub)
+                };
+                let prefix = (!start.is_empty()).then(|| ObjPath::from(start));
+                let metas: Vec<_> = b.rt.block_on(b.store.list(prefix.as_ref()).collect());
+                for meta in metas {
+                    let meta = meta.map_err(|e| self.error(sub, e))?;
+                    let key = meta.location.to_string();
+                    let rel = match b.prefix.as_str() {
+                        "" => key,
+                        p => key
+                            .strip_prefix(p)
+                            .unwrap_or(&key)
+                            .trim_start_matches('/')
+                            .to_string(),
+                    };
+                    out.push((rel, meta.size));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Free bytes where a folder destination lives (`None` for buckets).
+    pub fn free_space(&self) -> Option<(u64, u64)> {
+        self.folder()
+            .and_then(|f| snap_shared::fsutil::free_space(f).ok())
+    }
+
+    /// An object_store error as one line with a sysexits code.
+    pub(crate) fn error(&self, rel: &str, e: object_store::Error) -> Error {
+        error_for(&self.show(rel), e)
+    }
+}
+
+impl Bucket {
+    pub(crate) fn rel_key(&self, rel: &str) -> String {
+        if self.prefix.is_empty() {
+            rel.to_string()
+        } else {
+            format!("{}/{rel}", self.prefix)
+        }
+    }
+
+    pub(crate) fn key(&self, rel: &str) -> ObjPath {
+        ObjPath::from(self.rel_key(rel))
+    }
+}
+
+pub(crate) fn sha_attributes(sha256: &str) -> Attributes {
+    let mut attributes = Attributes::new();
+    attributes.insert(
+        Attribute::Metadata(SHA256_META.into()),
+        sha256.to_string().into(),
+    );
+    attributes
+}
+
+/// One line for an object_store error: its first line, with an exit code by kind.
+pub(crate) fn error_for(context: &str, e: object_store::Error) -> Error {
+    use object_store::Error as E;
+    let exit = match &e {
+        E::NotFound { .. } => Exit::NoInput,
+        E::PermissionDenied { .. } | E::Unauthenticated { .. } => Exit::NoPerm,
+        E::AlreadyExists { .. } | E::Precondition { .. } => Exit::CantCreate,
+        E::NotSupported { .. } | E::NotImplemented { .. } => Exit::Software,
+        _ => Exit::Unavailable,
+    };
+    let text = e.to_string();
+    let line = text.lines().next().unwrap_or("").trim();
+    Error::new(exit, context.to_string(), line)
+}
+
+fn existing_folder(spec: &DestSpec, dir: &Path) -> Result<PathBuf> {
+    if dir.is_dir() {
+        return Ok(dir.to_path_buf());
+    }
+    // Never make a plain path: on an unmounted drive it would fill the root disk.
+    Err(Error::new(
+        Exit::TempFail,
+        format!("destination {}", spec.name),
+        format!("folder {} is not there", dir.display()),
+    )
+    .with_hint(format!(
+        "mount the drive; to start using a new folder, create it: mkdir -p {}",
+        dir.display()
+    )))
+}
+
+fn create_folder(dir: &Path) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Error::io(dir, e).with_exit(Exit::CantCreate))
+}
+
+use std::os::unix::fs::DirBuilderExt;
+
+/// Writes `data` to `path` atomically, 0600, fsynced, replacing what was there.
+pub(crate) fn put_file(path: &Path, data: &[u8]) -> Result<()> {
+    let dir = snap_shared::fsutil::parent_of(path);
+    if !dir.is_dir() {
+        create_folder(dir)?;
+    }
+    let tmp = snap_shared::fsutil::temp_name(path, "snap-put");
+    let write = || -> std::io::Result<()> {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        snap_shared::fsutil::fsync_dir(dir)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(path, e)
+    })
+}
+
+/// Files under `dir`, as paths relative to `root`; hidden work files are left out.
+fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, u64)>) -> Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        let meta = entry.metadata().map_err(|e| Error::io(&path, e))?;
+        if meta.is_dir() {
+            walk(root, &path, out)?;
+        } else if meta.is_file() {
+            let rel = path.strip_prefix(root).unwrap_or(&path);
+            out.push((rel.to_string_lossy().into_owned(), meta.len()));
+        }
+    }
+    Ok(())
+}
+
+fn client_options() -> ClientOptions {
+    ClientOptions::new()
+        .with_connect_timeout(Duration::from_secs(30))
+        .with_timeout(Duration::from_secs(600))
+}
+
+fn retry(reach: &Reach) -> RetryConfig {
+    RetryConfig {
+        backoff: BackoffConfig::default(),
+        max_retries: reach.retries,
+        retry_timeout: reach.retry_timeout,
+    }
+}
+
+fn open_bucket(
+    spec: &DestSpec,
+    service: Service,
+    bucket: &str,
+    prefix: &str,
+    rt: &Arc<Runtime>,
+    reach: &Reach,
+) -> Result<Bucket> {
+    let ctx = |what: String| format!("destination {}: {what}", spec.name);
+    let unknown = |k: &str| {
+        Error::config(ctx(format!("option {k}")), "unknown for this service")
+            .with_hint("see docs/destinations.md for the settings of each service")
+    };
+    let built = |e: object_store::Error| Error::config(ctx("settings".into()), first_line(&e));
+    let (store, parts): (Arc<dyn ObjectStore>, Arc<dyn MultipartStore>) = match service {
+        Service::S3 => {
+            use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+            let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+            for (k, v) in &spec.options {
+                let key: AmazonS3ConfigKey = k.parse().map_err(|_| unknown(k))?;
+                b = b.with_config(key, v);
+            }
+            let s = Arc::new(
+                b.with_retry(retry(reach))
+                    .with_client_options(client_options())
+                    .build()
+                    .map_err(built)?,
+            );
+            (s.clone(), s)
+        }
+        Service::Gcs => {
+            use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+            let mut b = GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket);
+            for (k, v) in &spec.options {
+                let key: GoogleConfigKey = k.parse().map_err(|_| unknown(k))?;
+                b = b.with_config(key, v);
+            }
+            let s = Arc::new(
+                b.with_retry(retry(reach))
+                    .with_client_options(client_options())
+                    .build()
+                    .map_err(built)?,
+            );
+            (s.clone(), s)
+        }
+        Service::Azure => {
+            use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+            let mut b = MicrosoftAzureBuilder::from_env().with_container_name(bucket);
+            for (k, v) in &spec.options {
+                let key: AzureConfigKey = k.parse().map_err(|_| unknown(k))?;
+                b = b.with_config(key, v);
+            }
+            let s = Arc::new(
+                b.with_retry(retry(reach))
+                    .with_client_options(client_options())
+                    .build()
+                    .map_err(built)?,
+            );
+            (s.clone(), s)
+        }
+    };
+    Ok(Bucket {
+        store,
+        parts,
+        prefix: prefix.to_string(),
+        rt: rt.clone(),
+    })
+}
+
+fn first_line(e: &object_store::Error) -> String {
+    e.to_string().lines().next().unwrap_or("").to_string()
+}

@@ -1,0 +1,24 @@
+//! snap-dest: where snap sends archives and reads them back.
+//!
+//! A destination (DESIGN.md, Destinations) is a folder, an external drive
+//! found by UUID or label, or a bucket on S3 (and S3-compatible services),
+//! GCS or Azure. This crate parses destination strings and the config's
+//! `destinations`, finds drives, and gives snap-push and snap-restore one
+//! interface over all of them: list, head, get (streamed), put, delete, and
+//! resumable verified uploads of large files. It is its own crate, not part
+//! of snap-shared, because its HTTP and async stack (object_store, tokio) is
+//! needed by the tools that reach destinations and by no other.
+
+pub mod dest;
+pub mod location;
+pub mod mount;
+pub mod settings;
+pub mod stream;
+pub mod throttle;
+pub mod upload;
+
+pub use dest::{Dest, Meta, Reach, runtime};
+pub use location::{DriveKey, Location, Service};
+pub use settings::DestSpec;
+pub use throttle::Throttle;
+pub use upload::{Sent, Source, Tuning};

@@ -1,0 +1,507 @@
+//! Large files sent in parts, resumable after any interruption, checked end to end.
+//!
+//! The file is read once, in order, by one thread that hashes every byte
+//! and hands the parts out: to parallel multipart uploads for a bucket, to
+//! positional writes into a hidden `.NAME.snap-part` file for a folder. A
+//! journal in the state folder records each part once the destination has
+//! it (a bucket answered with the part's ETag; a folder's part was
+//! fdatasynced), so a rerun after kill -9, a network cut or a pulled drive
+//! reads past those parts — still hashing them — and sends only the rest.
+//! Nothing becomes visible under the final name until the whole file is
+//! there and its sha256, computed from the bytes sent, equals the one the
+//! archive's record promises; otherwise the upload is thrown away (exit 65).
+//!
+//! The caller holds the destination's lock, so one journal has one writer.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use object_store::multipart::PartId;
+use object_store::path::Path as ObjPath;
+use object_store::{PutMultipartOptions, PutPayload};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use snap_shared::error::{Error, Exit, Result};
+use snap_shared::hash::Sha256Digest;
+
+use crate::dest::{Backend, Bucket, Dest, sha_attributes};
+use crate::throttle::Throttle;
+
+const MIB: u64 = 1 << 20;
+/// S3 and GCS allow 10,000 parts; a little room is kept.
+const MAX_PARTS: u64 = 9_000;
+
+/// The file to send and what its bytes must hash to.
+pub struct Source<'a> {
+    pub path: &'a Path,
+    pub size: u64,
+    pub sha256: Sha256Digest,
+}
+
+/// How to send.
+#[derive(Clone)]
+pub struct Tuning {
+    /// Part size; `None` picks 8 MiB for buckets and 64 MiB for folders,
+    /// larger when the file would need more than 9,000 parts.
+    pub part_size: Option<u64>,
+    /// Parts in flight at once to a bucket.
+    pub parallel: usize,
+    pub throttle: Option<Arc<Throttle>>,
+    /// Where journals live.
+    pub state_dir: PathBuf,
+}
+
+/// What a transfer did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    /// Bytes sent by this run.
+    pub sent: u64,
+    /// Bytes an earlier, interrupted run had already sent.
+    pub resumed: u64,
+}
+
+/// Progress callback: bytes newly sent.
+pub type Progress<'a> = &'a (dyn Fn(u64) + Sync);
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct Journal {
+    url: String,
+    key: String,
+    size: u64,
+    sha256: String,
+    part_size: u64,
+    /// The bucket's multipart upload id.
+    upload_id: Option<String>,
+    /// Parts the destination has: index → ETag (buckets) or "" (folders).
+    done: BTreeMap<usize, String>,
+}
+
+impl Journal {
+    fn path(state_dir: &Path, url: &str, key: &str) -> PathBuf {
+        let id = Sha256Digest::of(format!("{url}\n{key}").as_bytes());
+        state_dir.join(format!("{id}.json"))
+    }
+
+    /// The saved journal, if it is for this very file and part size.
+    fn load(path: &Path, fresh: &Journal) -> Option<Journal> {
+        let text = std::fs::read_to_string(path).ok()?;
+        let j: Journal = serde_json::from_str(&text).ok()?;
+        let same = j.url == fresh.url
+            && j.key == fresh.key
+            && j.size == fresh.size
+            && j.sha256 == fresh.sha256
+            && j.part_size == fresh.part_size;
+        same.then_some(j)
+    }
+
+    /// Saved atomically; not fsynced, since a journal lost in a crash only means resending.
+    fn save(&self, path: &Path) -> Result<()> {
+        let text = serde_json::to_vec(self).expect("journal serializes");
+        snap_shared::fsutil::write_atomic(path, 0o600, true, |f| {
+            std::io::Write::write_all(f, &text)
+        })
+        .map_err(|e| Error::io(path, e).within("upload journal"))
+    }
+
+    fn sent_bytes(&self) -> u64 {
+        self.done
+            .keys()
+            .map(|&i| part_len(self.size, self.part_size, i))
+            .sum()
+    }
+}
+
+fn parts_of(size: u64, part: u64) -> usize {
+    size.div_ceil(part).max(1) as usize
+}
+
+fn part_len(size: u64, part: u64, idx: usize) -> u64 {
+    let start = idx as u64 * part;
+    size.saturating_sub(start).min(part)
+}
+
+/// The part size for a file: the default or asked size, grown to fit the part limit.
+pub fn part_size_for(size: u64, asked: Option<u64>, folder: bool) -> u64 {
+    let base = asked.unwrap_or(if folder { 64 * MIB } else { 8 * MIB });
+    let needed = size.div_ceil(MAX_PARTS).div_ceil(MIB) * MIB;
+    base.max(needed).max(MIB)
+}
+
+impl Dest {
+    /// Sends a large file to `rel`, resuming an interrupted send, and
+    /// publishes it only when its sha256 is right.
+    pub fn upload(&self, rel: &str, src: &Source, t: &Tuning, progress: Progress) -> Result<Sent> {
+        let folder = matches!(self.backend, Backend::Folder(_));
+        let fresh = Journal {
+            url: self.url.clone(),
+            key: rel.to_string(),
+            size: src.size,
+            sha256: src.sha256.to_hex(),
+            part_size: part_size_for(src.size, t.part_size, folder),
+            upload_id: None,
+            done: BTreeMap::new(),
+        };
+        snap_shared::fsutil::create_private_dir(&t.state_dir)
+            .map_err(|e| Error::io(&t.state_dir, e).with_exit(Exit::CantCreate))?;
+        let jpath = Journal::path(&t.state_dir, &self.url, rel);
+        let journal = Journal::load(&jpath, &fresh);
+        let result = match &self.backend {
+            Backend::Folder(root) => {
+                upload_file(&root.join(rel), src, t, fresh, journal, &jpath, progress)
+            }
+            Backend::Bucket(b) => {
+                self.upload_parts(b, rel, src, t, fresh, journal, &jpath, progress)
+            }
+        };
+        if result.is_ok() || result.as_ref().is_err_and(|e| e.exit == Exit::Data) {
+            let _ = std::fs::remove_file(&jpath);
+        }
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn upload_parts(
+        &self,
+        b: &Bucket,
+        rel: &str,
+        src: &Source,
+        t: &Tuning,
+        fresh: Journal,
+        saved: Option<Journal>,
+        jpath: &Path,
+        progress: Progress,
+    ) -> Result<Sent> {
+        let key = b.key(rel);
+        let mut journal = match saved {
+            Some(j) if j.upload_id.is_some() => j,
+            _ => {
+                let id = self.start_multipart(b, &key, &src.sha256.to_hex(), rel)?;
+                let j = Journal {
+                    upload_id: Some(id),
+                    ..fresh.clone()
+                };
+                j.save(jpath)?;
+                j
+            }
+        };
+        match self.send_parts(b, &key, rel, src, t, &mut journal, jpath, progress) {
+            // The service forgot the upload (expired, aborted): start once more from nothing.
+            Err(e) if e.exit == Exit::NoInput && !journal.done.is_empty() => {
+                let _ = std::fs::remove_file(jpath);
+                self.upload_parts(b, rel, src, t, fresh, None, jpath, progress)
+            }
+            other => other,
+        }
+    }
+
+    fn start_multipart(&self, b: &Bucket, key: &ObjPath, sha: &str, rel: &str) -> Result<String> {
+        let opts = PutMultipartOptions {
+            attributes: sha_attributes(sha),
+            ..Default::default()
+        };
+        match b.rt.block_on(b.parts.create_multipart_opts(key, opts)) {
+            Ok(id) => Ok(id),
+            // Azure keeps no metadata on block uploads; the .sha256 file still has it.
+            Err(object_store::Error::NotSupported { .. }) => {
+                b.rt.block_on(b.parts.create_multipart(key))
+                    .map_err(|e| self.error(rel, e))
+            }
+            Err(e) => Err(self.error(rel, e)),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn send_parts(
+        &self,
+        b: &Bucket,
+        key: &ObjPath,
+        rel: &str,
+        src: &Source,
+        t: &Tuning,
+        journal: &mut Journal,
+        jpath: &Path,
+        progress: Progress,
+    ) -> Result<Sent> {
+        let upload_id = journal.upload_id.clone().expect("started upload");
+        let resumed = journal.sent_bytes();
+        let skip: Vec<usize> = journal.done.keys().copied().collect();
+        let (tx, mut rx) = mpsc::channel::<(usize, Bytes)>(t.parallel.max(1));
+        let part_size = journal.part_size;
+        let path = src.path.to_path_buf();
+        let reader = std::thread::spawn(move || {
+            read_parts(&path, part_size, &skip, |idx, data| {
+                tx.blocking_send((idx, data)).is_ok()
+            })
+        });
+        let shared = Mutex::new(journal.clone());
+        let sent = std::sync::atomic::AtomicU64::new(0);
+        let parts = futures::stream::poll_fn(|cx| rx.poll_recv(cx));
+        let outcome: Result<()> = b.rt.block_on(async {
+            let mut sends = parts
+                .map(|(idx, data)| {
+                    let (shared, sent, upload_id) = (&shared, &sent, &upload_id);
+                    async move {
+                        let len = data.len() as u64;
+                        if let Some(th) = &t.throttle {
+                            th.wait(len).await;
+                        }
+                        let part = b
+                            .parts
+                            .put_part(key, upload_id, idx, PutPayload::from(data))
+                            .await
+                            .map_err(|e| self.error(rel, e))?;
+                        let mut j = shared.lock().expect("journal lock");
+                        j.done.insert(idx, part.content_id);
+                        j.save(jpath)?;
+                        sent.fetch_add(len, std::sync::atomic::Ordering::Relaxed);
+                        progress(len);
+                        Ok::<(), Error>(())
+                    }
+                })
+                .buffer_unordered(t.parallel.max(1));
+            while let Some(r) = sends.next().await {
+                r?;
+            }
+            Ok(())
+        });
+        // Dropping the receiver (on error) stops the reader at its next part.
+        *journal = shared.into_inner().expect("journal lock");
+        let read = reader
+            .join()
+            .map_err(|_| Error::internal(rel, "reader thread panicked"))?;
+        outcome?;
+        let digest = read.map_err(|e| e.within(format!("sending {}", self.show(rel))))?;
+        if digest != src.sha256 {
+            let _ = b.rt.block_on(b.parts.abort_multipart(key, &upload_id));
+            return Err(changed(src, &digest));
+        }
+        let count = parts_of(src.size, journal.part_size);
+        let ids: Option<Vec<PartId>> = (0..count)
+            .map(|i| {
+                journal.done.get(&i).map(|c| PartId {
+                    content_id: c.clone(),
+                })
+            })
+            .collect();
+        let ids = ids.ok_or_else(|| Error::internal(rel, "a part is missing from the journal"))?;
+        b.rt.block_on(b.parts.complete_multipart(key, &upload_id, ids))
+            .map_err(|e| self.error(rel, e))?;
+        Ok(Sent {
+            sent: sent.into_inner(),
+            resumed,
+        })
+    }
+}
+
+/// The error for a source whose bytes are not what its record says.
+fn changed(src: &Source, got: &Sha256Digest) -> Error {
+    Error::data(
+        src.path.display().to_string(),
+        format!(
+            "its sha256 is {got}, not {} as its record says: it changed or rotted since it was packed",
+            src.sha256
+        ),
+    )
+    .with_hint("check it with `snap-restore verify`; nothing was published at the destination")
+}
+
+/// Reads the file in parts, hashing every byte, and hands each part not in
+/// `skip` to `send` (which says whether to go on). Returns the file's sha256.
+fn read_parts(
+    path: &Path,
+    part_size: u64,
+    skip: &[usize],
+    mut send: impl FnMut(usize, Bytes) -> bool,
+) -> Result<Sha256Digest> {
+    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut hasher = Sha256::new();
+    let mut idx = 0usize;
+    loop {
+        let mut buf = vec![0u8; part_size as usize];
+        let n = read_full(&mut file, &mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 && idx > 0 {
+            break;
+        }
+        buf.truncate(n);
+        hasher.update(&buf);
+        if !skip.contains(&idx) && !send(idx, Bytes::from(buf)) {
+            break;
+        }
+        idx += 1;
+        if n < part_size as usize {
+            break;
+        }
+    }
+    Ok(Sha256Digest::from_hasher(hasher))
+}
+
+fn read_full(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// Sends a file into a folder: `.NAME.snap-part` written part by part, each
+/// fdatasynced before the journal counts it, then fsynced and renamed.
+fn upload_file(
+    dest: &Path,
+    src: &Source,
+    t: &Tuning,
+    fresh: Journal,
+    saved: Option<Journal>,
+    jpath: &Path,
+    progress: Progress,
+) -> Result<Sent> {
+    let dir = snap_shared::fsutil::parent_of(dest);
+    if !dir.is_dir() {
+        snap_shared::fsutil::create_private_dir(dir)
+            .map_err(|e| Error::io(dir, e).with_exit(Exit::CantCreate))?;
+    }
+    let name = dest.file_name().unwrap_or_default().to_string_lossy();
+    let part_path = dir.join(format!(".{name}.snap-part"));
+    let io = |e: std::io::Error| Error::io(&part_path, e);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&part_path)
+        .map_err(io)?;
+    let on_disk = file.metadata().map_err(io)?.len();
+    // Resume only over a prefix of whole, synced parts that the part file really has.
+    let mut journal = saved.unwrap_or_else(|| fresh.clone());
+    let contiguous = (0..).take_while(|i| journal.done.contains_key(i)).count();
+    let kept = (contiguous as u64 * journal.part_size).min(src.size);
+    let resumed = if on_disk >= kept {
+        journal.done.retain(|&i, _| i < contiguous);
+        kept
+    } else {
+        journal.done.clear();
+        0
+    };
+    let skip: Vec<usize> = journal.done.keys().copied().collect();
+    let part_size = journal.part_size;
+    let mut sent = 0u64;
+    let mut failure = None;
+    let digest = read_parts(src.path, part_size, &skip, |idx, data| {
+        match write_part(&file, idx as u64 * part_size, &data, t.throttle.as_deref()) {
+            Ok(()) => {
+                journal.done.insert(idx, String::new());
+                if let Err(e) = journal.save(jpath) {
+                    failure = Some(e);
+                    return false;
+                }
+                sent += data.len() as u64;
+                progress(data.len() as u64);
+                true
+            }
+            Err(e) => {
+                failure = Some(io(e));
+                false
+            }
+        }
+    })?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    if digest != src.sha256 {
+        drop(file);
+        let _ = std::fs::remove_file(&part_path);
+        return Err(changed(src, &digest));
+    }
+    file.set_len(src.size).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    drop(file);
+    std::fs::rename(&part_path, dest).map_err(|e| Error::io(dest, e))?;
+    snap_shared::fsutil::fsync_dir(dir).map_err(|e| Error::io(dir, e))?;
+    Ok(Sent { sent, resumed })
+}
+
+/// Writes one part at its offset in 1 MiB steps (throttled), starting
+/// write-back as it goes, and returns once the part is on the disk.
+fn write_part(
+    file: &File,
+    offset: u64,
+    data: &[u8],
+    throttle: Option<&Throttle>,
+) -> std::io::Result<()> {
+    let mut done = 0usize;
+    for chunk in data.chunks(MIB as usize) {
+        if let Some(th) = throttle {
+            th.wait_blocking(chunk.len() as u64);
+        }
+        file.write_all_at(chunk, offset + done as u64)?;
+        done += chunk.len();
+        if done % (8 * MIB as usize) == 0 {
+            snap_shared::fsutil::start_writeback(file, offset, offset + done as u64);
+        }
+    }
+    file.sync_data()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Part sizes follow the defaults and grow so a huge file stays under the part limit.
+    #[test]
+    fn part_sizes() {
+        assert_eq!(part_size_for(1 << 30, None, false), 8 * MIB);
+        assert_eq!(part_size_for(1 << 30, None, true), 64 * MIB);
+        assert_eq!(part_size_for(1 << 30, Some(5 * MIB), false), 5 * MIB);
+        let huge = 200u64 << 30;
+        let p = part_size_for(huge, None, false);
+        assert!(huge.div_ceil(p) <= MAX_PARTS && p % MIB == 0);
+    }
+
+    /// Reading skips sending the parts named, yet hashes the whole file.
+    #[test]
+    fn read_parts_hashes_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let data: Vec<u8> = (0..(5 * MIB as usize / 2))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        std::fs::write(&path, &data).unwrap();
+        let mut got = Vec::new();
+        let digest = read_parts(&path, MIB, &[1], |i, b| {
+            got.push((i, b.len()));
+            true
+        })
+        .unwrap();
+        assert_eq!(digest, Sha256Digest::of(&data));
+        assert_eq!(got, vec![(0, MIB as usize), (2, MIB as usize / 2)]);
+    }
+
+    /// An empty file is one empty part.
+    #[test]
+    fn empty_file_is_one_part() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e");
+        std::fs::write(&path, b"").unwrap();
+        let mut parts = 0;
+        read_parts(&path, MIB, &[], |_, b| {
+            assert!(b.is_empty());
+            parts += 1;
+            true
+        })
+        .unwrap();
+        assert_eq!(parts, 1);
+    }
+}
