@@ -50,6 +50,12 @@ impl Reporter {
         self.print(&format!("{}: error: {msg}", self.tool));
     }
 
+    /// An error the run goes on after, printed as a fatal one would be
+    /// (`tool: context: cause`, and its hint line).
+    pub fn failed(&self, err: &snap_shared::error::Error) {
+        self.print(&err.render(self.tool));
+    }
+
     /// A summary or note; `--quiet` silences it.
     pub fn note(&self, msg: &str) {
         if !self.quiet {

@@ -21,8 +21,8 @@ use futures::StreamExt;
 use object_store::multipart::MultipartStore;
 use object_store::path::Path as ObjPath;
 use object_store::{
-    Attribute, Attributes, BackoffConfig, ClientOptions, GetOptions, ObjectStore, ObjectStoreExt,
-    PutOptions, PutPayload, RetryConfig,
+    Attribute, Attributes, BackoffConfig, GetOptions, ObjectStore, ObjectStoreExt, PutOptions,
+    PutPayload, RetryConfig,
 };
 use tokio::runtime::Runtime;
 
@@ -392,10 +392,18 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, u64)>) -> Result<()> {
     Ok(())
 }
 
-fn client_options() -> ClientOptions {
-    ClientOptions::new()
-        .with_connect_timeout(Duration::from_secs(30))
-        .with_timeout(Duration::from_secs(600))
+/// Applies `key = value` settings to a builder; a key the service does not know is an error.
+fn configure<B, K: std::str::FromStr>(
+    mut builder: B,
+    pairs: &[(String, String)],
+    unknown: impl Fn(&str) -> Error,
+    set: impl Fn(B, K, &str) -> B,
+) -> Result<B> {
+    for (k, v) in pairs {
+        let key: K = k.parse().map_err(|_| unknown(k))?;
+        builder = set(builder, key, v);
+    }
+    Ok(builder)
 }
 
 fn retry(reach: &Reach) -> RetryConfig {
@@ -420,50 +428,39 @@ fn open_bucket(
             .with_hint("see docs/destinations.md for the settings of each service")
     };
     let built = |e: object_store::Error| Error::config(ctx("settings".into()), first_line(&e));
+    // Timeouts first, so that the config's options can change them; the
+    // environment (AWS_*, GOOGLE_*, AZURE_*) is read by from_env.
+    let mut pairs: Vec<(String, String)> = vec![
+        ("connect_timeout".into(), "30s".into()),
+        ("timeout".into(), "600s".into()),
+    ];
+    pairs.extend(spec.options.iter().cloned());
     let (store, parts): (Arc<dyn ObjectStore>, Arc<dyn MultipartStore>) = match service {
         Service::S3 => {
             use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
-            let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
-            for (k, v) in &spec.options {
-                let key: AmazonS3ConfigKey = k.parse().map_err(|_| unknown(k))?;
-                b = b.with_config(key, v);
-            }
-            let s = Arc::new(
-                b.with_retry(retry(reach))
-                    .with_client_options(client_options())
-                    .build()
-                    .map_err(built)?,
-            );
+            let b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+            let b = configure(b, &pairs, unknown, |b, k: AmazonS3ConfigKey, v| {
+                b.with_config(k, v)
+            })?;
+            let s = Arc::new(b.with_retry(retry(reach)).build().map_err(built)?);
             (s.clone(), s)
         }
         Service::Gcs => {
             use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
-            let mut b = GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket);
-            for (k, v) in &spec.options {
-                let key: GoogleConfigKey = k.parse().map_err(|_| unknown(k))?;
-                b = b.with_config(key, v);
-            }
-            let s = Arc::new(
-                b.with_retry(retry(reach))
-                    .with_client_options(client_options())
-                    .build()
-                    .map_err(built)?,
-            );
+            let b = GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket);
+            let b = configure(b, &pairs, unknown, |b, k: GoogleConfigKey, v| {
+                b.with_config(k, v)
+            })?;
+            let s = Arc::new(b.with_retry(retry(reach)).build().map_err(built)?);
             (s.clone(), s)
         }
         Service::Azure => {
             use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
-            let mut b = MicrosoftAzureBuilder::from_env().with_container_name(bucket);
-            for (k, v) in &spec.options {
-                let key: AzureConfigKey = k.parse().map_err(|_| unknown(k))?;
-                b = b.with_config(key, v);
-            }
-            let s = Arc::new(
-                b.with_retry(retry(reach))
-                    .with_client_options(client_options())
-                    .build()
-                    .map_err(built)?,
-            );
+            let b = MicrosoftAzureBuilder::from_env().with_container_name(bucket);
+            let b = configure(b, &pairs, unknown, |b, k: AzureConfigKey, v| {
+                b.with_config(k, v)
+            })?;
+            let s = Arc::new(b.with_retry(retry(reach)).build().map_err(built)?);
             (s.clone(), s)
         }
     };

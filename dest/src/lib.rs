@@ -21,4 +21,5 @@ pub use dest::{Dest, Meta, Reach, runtime};
 pub use location::{DriveKey, Location, Service};
 pub use settings::DestSpec;
 pub use throttle::Throttle;
+pub use tokio::runtime::Runtime;
 pub use upload::{Sent, Source, Tuning};

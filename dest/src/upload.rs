@@ -90,7 +90,8 @@ impl Journal {
         state_dir.join(format!("{id}.json"))
     }
 
-    /// The saved journal, if it is for this very file and part size.
+    /// The saved journal, if it is for this very file (its part size is kept:
+    /// the parts already sent decide it).
     fn load(path: &Path, fresh: &Journal) -> Option<Journal> {
         let text = std::fs::read_to_string(path).ok()?;
         let j: Journal = serde_json::from_str(&text).ok()?;
@@ -98,7 +99,7 @@ impl Journal {
             && j.key == fresh.key
             && j.size == fresh.size
             && j.sha256 == fresh.sha256
-            && j.part_size == fresh.part_size;
+            && j.part_size > 0;
         same.then_some(j)
     }
 

@@ -8,8 +8,9 @@
 //!
 //! Found at `--config`, `$SNAP_CONFIG`, or `~/.config/snap/config.json`.
 //! Unknown fields are refused (a typo must not silently drop an exclusion);
-//! a bad file names the field and exits 78. `destinations`, `retention` and
-//! `schedule` belong to later tools and are only checked to be JSON here.
+//! a bad file names the field and exits 78. `destinations` is checked by
+//! snap-dest, which owns it; `retention` and `schedule` belong to later
+//! tools and are only checked to be JSON here.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -30,8 +31,12 @@ pub struct Config {
     pub backup_sets: Vec<BackupSet>,
     #[serde(default)]
     pub collect: CollectSettings,
+    /// Where archives go (parsed by snap-dest: folders, drives, buckets).
     #[serde(default)]
     pub destinations: Option<Value>,
+    /// A command run with the outcome of a push (`SNAP_EVENT` and friends in its environment).
+    #[serde(default)]
+    pub notify: Option<String>,
     #[serde(default)]
     pub retention: Option<Value>,
     #[serde(default)]

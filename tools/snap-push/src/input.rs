@@ -1,0 +1,138 @@
+//! What to push: `archive` records on stdin, archives named with `--file`,
+//! or every archive of the store with `--all`.
+//!
+//! Stdin is read whole first, as snap-pack does: a malformed line anywhere is
+//! exit 65 with nothing sent. An archive's files are found beside its record
+//! (the data file by the name the record gives), so a record read from a
+//! pipe and one read from disk lead to the same four files.
+
+use std::path::{Path, PathBuf};
+
+use snap_shared::archive::{self, ArchiveFiles};
+use snap_shared::error::{Error, Result};
+use snap_shared::jsonl::{Item, RecordReader};
+use snap_shared::record::{ArchiveRecord, Record};
+use snap_shared::store::{Store, read_names};
+
+/// One thing to do, in input order.
+pub enum Input {
+    Archive(Box<Local>),
+    /// A record of another kind, passed through unchanged.
+    Pass(Item),
+}
+
+/// An archive on this machine: its record and the folder holding its files.
+#[derive(Debug, Clone)]
+pub struct Local {
+    pub rec: ArchiveRecord,
+    pub dir: PathBuf,
+}
+
+impl Local {
+    fn files(&self) -> ArchiveFiles {
+        ArchiveFiles::new(&self.dir, &self.rec.id)
+    }
+
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.rec.set, self.rec.id)
+    }
+
+    /// The data file, the index, the sums file and the record, in the order they are sent.
+    pub fn files_in_order(&self) -> [PathBuf; 4] {
+        let json = self.files().record();
+        [
+            archive::beside(&json, &self.rec.path),
+            archive::beside(&json, &self.rec.index),
+            self.files().sums(),
+            json,
+        ]
+    }
+}
+
+/// Reads every record on stdin.
+pub fn from_stdin() -> Result<Vec<Input>> {
+    let reader = RecordReader::new(std::io::stdin().lock(), "stdin");
+    let mut out = Vec::new();
+    for item in reader {
+        out.push(match item? {
+            Item::Record(rec) => match *rec {
+                Record::Archive(a) => {
+                    let dir = snap_shared::fsutil::parent_of(Path::new(&a.path)).to_path_buf();
+                    Input::Archive(Box::new(Local { rec: a, dir }))
+                }
+                other => Input::Pass(Item::Record(Box::new(other))),
+            },
+            other => Input::Pass(other),
+        });
+    }
+    Ok(out)
+}
+
+/// The archives named by path: a `.json` record or an archive's data file.
+pub fn named(paths: &[PathBuf]) -> Result<Vec<Input>> {
+    paths
+        .iter()
+        .map(|p| from_path(p).map(|l| Input::Archive(Box::new(l))))
+        .collect()
+}
+
+fn from_path(path: &Path) -> Result<Local> {
+    let abs = std::path::absolute(path).unwrap_or(path.to_path_buf());
+    let name = abs
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    let json = if name.ends_with(".json") {
+        abs.clone()
+    } else {
+        let stem = [".tar", ".tgz", ".tzst"]
+            .iter()
+            .find_map(|s| name.find(s).map(|i| &name[..i]))
+            .ok_or_else(|| {
+                Error::usage(
+                    format!("--file {}", path.display()),
+                    "is neither an archive (.tar…) nor its .json record",
+                )
+            })?;
+        abs.with_file_name(format!("{stem}.json"))
+    };
+    if !json.exists() {
+        return Err(Error::new(
+            snap_shared::error::Exit::NoInput,
+            format!("--file {}", path.display()),
+            format!("no record {} beside it", json.display()),
+        )
+        .with_hint(
+            "snap-push sends archives made by snap-pack; import others with `snap-restore import`",
+        ));
+    }
+    let rec = archive::read_record(&json)?;
+    let dir = snap_shared::fsutil::parent_of(&json).to_path_buf();
+    Ok(Local { rec, dir })
+}
+
+/// Every finished archive of the store (of one set, with `set`), by set then id.
+pub fn all(store: &Store, set: Option<&str>) -> Result<Vec<Input>> {
+    let root = store.archives_dir();
+    let sets = match set {
+        Some(s) => vec![s.to_string()],
+        None if root.is_dir() => read_names(&root)?,
+        None => Vec::new(),
+    };
+    let mut out = Vec::new();
+    for set in sets {
+        let dir = root.join(&set);
+        if set.starts_with('.') || !dir.is_dir() {
+            continue;
+        }
+        for id in archive::archive_ids(&dir)? {
+            let rec = archive::read_record(&ArchiveFiles::new(&dir, &id).record())?;
+            out.push(Input::Archive(Box::new(Local {
+                rec,
+                dir: dir.clone(),
+            })));
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,469 @@
+//! One archive to one destination, in the order that keeps a destination honest.
+//!
+//! The data file goes first (resumable, in parts), then the index and the
+//! `sha256sum` file, and the `.json` record last: a destination lists an
+//! archive by its record, so until the record lands the archive is not
+//! there, whatever else an interrupted run left. Each object is sent only
+//! when the destination lacks it or holds something else; every byte sent is
+//! hashed and compared with the sha256 the archive promises, and the
+//! destination's size is checked after each object. `--verify` reads every
+//! object back and hashes it; a mismatch removes the object (exit 65).
+
+use std::io::Read;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use snap_cli::Reporter;
+use snap_dest::upload::{Source, Tuning};
+use snap_dest::{Dest, Meta};
+use snap_shared::archive;
+use snap_shared::error::{Error, Exit, Result};
+use snap_shared::hash::Sha256Digest;
+use snap_shared::record::{PushedRecord, Record};
+use snap_shared::size::{Floor, human_bytes};
+
+use crate::input::Local;
+
+/// How to push.
+pub struct Options {
+    pub tuning: Tuning,
+    pub verify: bool,
+    pub dry_run: bool,
+    /// Free space a folder destination must keep (after the push).
+    pub floor: Floor,
+}
+
+/// What pushing one archive to one destination did.
+pub struct Outcome {
+    /// `None` for a dry run.
+    pub record: Option<PushedRecord>,
+    /// Bytes sent (or, for a dry run, that would be sent).
+    pub sent: u64,
+    /// Bytes already at the destination.
+    pub skipped: u64,
+}
+
+/// One of an archive's four files, local and remote.
+struct Object {
+    local: std::path::PathBuf,
+    key: String,
+    size: u64,
+    /// What its bytes must hash to, when known before reading it.
+    sha256: Option<Sha256Digest>,
+}
+
+/// Pushes `local` to `dest`.
+pub fn push(local: &Local, dest: &Dest, opts: &Options, report: &Reporter) -> Result<Outcome> {
+    let objects = objects_of(local)?;
+    let (data, json) = (&objects[0], &objects[3]);
+    if let Some(existing) = remote_record(dest, &json.key)? {
+        return already_there(local, dest, &objects, &existing, opts, report);
+    }
+    let mut todo = Vec::new();
+    let mut skipped = 0;
+    for o in &objects {
+        if o.key != json.key && holds(dest, o)? {
+            skipped += o.size;
+        } else {
+            todo.push(o);
+        }
+    }
+    let needed: u64 = todo.iter().map(|o| o.size).sum();
+    if opts.dry_run {
+        report.note(&format!(
+            "would send {} to {}: {} of {} objects, {}{}",
+            local.name(),
+            dest.name,
+            todo.len(),
+            objects.len(),
+            human_bytes(needed),
+            if skipped > 0 {
+                format!(" ({} already there)", human_bytes(skipped))
+            } else {
+                String::new()
+            }
+        ));
+        return Ok(Outcome {
+            record: None,
+            sent: needed,
+            skipped,
+        });
+    }
+    check_space(dest, needed, opts.floor)?;
+    let mut sent = 0;
+    let mut resumed = 0;
+    for o in todo {
+        if o.key == data.key {
+            let s = send_large(local, dest, o, opts, report)?;
+            sent += s.sent;
+            resumed += s.resumed;
+        } else {
+            sent += send_small(dest, o)?;
+        }
+        check_landed(dest, o, opts.verify)?;
+    }
+    if opts.verify && skipped > 0 {
+        for o in objects.iter().filter(|o| o.key != json.key) {
+            check_landed(dest, o, true)?;
+        }
+    }
+    report.detail(|| {
+        format!(
+            "{} -> {}: sent {}",
+            local.name(),
+            dest.name,
+            human_bytes(sent)
+        )
+    });
+    Ok(Outcome {
+        record: Some(record(
+            local,
+            dest,
+            &objects,
+            opts.verify,
+            sent,
+            resumed,
+            false,
+        )),
+        sent,
+        skipped: skipped + resumed,
+    })
+}
+
+/// The archive's files, checked to be here, with what their bytes must hash to.
+fn objects_of(local: &Local) -> Result<Vec<Object>> {
+    let files = local.files_in_order();
+    let sums_text = std::fs::read_to_string(&files[2]).map_err(|e| {
+        Error::io(&files[2], e).with_hint("an archive travels with its .sha256 file; pack it again")
+    })?;
+    let sums = archive::parse_sums(&sums_text)
+        .map_err(|e| Error::data(files[2].display().to_string(), e))?;
+    let expected = |p: &Path| {
+        let name = p.file_name().unwrap_or_default().to_string_lossy();
+        sums.iter().find(|(_, n)| *n == name).map(|(d, _)| *d)
+    };
+    let mut out = Vec::new();
+    for (i, path) in files.iter().enumerate() {
+        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let sha256 = match i {
+            0 => Some(local.rec.sha256.parse().map_err(|e| {
+                Error::data(format!("archive {}", local.name()), format!("sha256: {e}"))
+            })?),
+            1 => expected(path),
+            _ => None,
+        };
+        if i == 0 && meta.len() != local.rec.bytes {
+            return Err(Error::data(
+                path.display().to_string(),
+                format!(
+                    "is {} bytes, its record says {}",
+                    meta.len(),
+                    local.rec.bytes
+                ),
+            ));
+        }
+        out.push(Object {
+            local: path.clone(),
+            key: format!("{}/{name}", local.rec.set),
+            size: meta.len(),
+            sha256,
+        });
+    }
+    Ok(out)
+}
+
+/// The record already at the destination under this archive's name, if any.
+fn remote_record(dest: &Dest, key: &str) -> Result<Option<Value>> {
+    if dest.head(key)?.is_none() {
+        return Ok(None);
+    }
+    let bytes = dest.get_bytes(key)?;
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| Error::data(dest.show(key), format!("not a JSON record: {e}")))
+}
+
+/// The archive's record is at the destination: the same archive (checked,
+/// repaired if its data went missing) or another one (refused).
+fn already_there(
+    local: &Local,
+    dest: &Dest,
+    objects: &[Object],
+    existing: &Value,
+    opts: &Options,
+    report: &Reporter,
+) -> Result<Outcome> {
+    let theirs = existing.get("sha256").and_then(Value::as_str).unwrap_or("");
+    if theirs != local.rec.sha256 {
+        return Err(Error::new(
+            Exit::CantCreate,
+            dest.show(&objects[3].key),
+            format!(
+                "holds another archive {} (sha256 {theirs}); it is not replaced",
+                local.name()
+            ),
+        )
+        .with_hint("two machines may be pushing the same set name to one destination; give each its own prefix or set name"));
+    }
+    let total: u64 = objects.iter().map(|o| o.size).sum();
+    let mut sent = 0;
+    for o in &objects[..3] {
+        if !holds(dest, o)? {
+            if opts.dry_run {
+                sent += o.size;
+                continue;
+            }
+            report.warn(&format!(
+                "{}: missing or damaged at the destination; sending it again",
+                dest.show(&o.key)
+            ));
+            sent += if o.key == objects[0].key {
+                send_large(local, dest, o, opts, report)?.sent
+            } else {
+                send_small(dest, o)?
+            };
+            check_landed(dest, o, opts.verify)?;
+        } else if opts.verify && !opts.dry_run {
+            check_landed(dest, o, true)?;
+        }
+    }
+    if opts.dry_run {
+        report.note(&format!(
+            "{} is already at {}{}",
+            local.name(),
+            dest.name,
+            if sent > 0 {
+                format!(" (would repair {})", human_bytes(sent))
+            } else {
+                String::new()
+            }
+        ));
+        return Ok(Outcome {
+            record: None,
+            sent,
+            skipped: total - sent,
+        });
+    }
+    report.detail(|| format!("{} is already at {}", local.name(), dest.name));
+    Ok(Outcome {
+        record: Some(record(
+            local,
+            dest,
+            objects,
+            opts.verify,
+            sent,
+            0,
+            sent == 0,
+        )),
+        sent,
+        skipped: total - sent,
+    })
+}
+
+/// Whether the destination already has this object whole: same size and,
+/// where known, the same sha256 (bucket metadata, or the bytes of a small file).
+fn holds(dest: &Dest, o: &Object) -> Result<bool> {
+    let Some(Meta { size, sha256 }) = dest.head(&o.key)? else {
+        return Ok(false);
+    };
+    if size != o.size {
+        return Ok(false);
+    }
+    let want = match o.sha256 {
+        Some(d) => d,
+        None => local_digest(o)?,
+    };
+    if let Some(s) = sha256 {
+        return Ok(s == want.to_hex());
+    }
+    // Large files are only ever published after their hash was checked; a
+    // small one is cheaper to compare than to trust.
+    if o.size > SMALL {
+        return Ok(true);
+    }
+    Ok(Sha256Digest::of(&dest.get_bytes(&o.key)?) == want)
+}
+
+/// Objects up to this size are sent whole.
+const SMALL: u64 = 4 << 20;
+
+fn local_digest(o: &Object) -> Result<Sha256Digest> {
+    let bytes = std::fs::read(&o.local).map_err(|e| Error::io(&o.local, e))?;
+    Ok(Sha256Digest::of(&bytes))
+}
+
+/// Sends a small file whole, after checking its bytes against what they must hash to.
+fn send_small(dest: &Dest, o: &Object) -> Result<u64> {
+    let bytes = std::fs::read(&o.local).map_err(|e| Error::io(&o.local, e))?;
+    let digest = Sha256Digest::of(&bytes);
+    if let Some(want) = o.sha256
+        && want != digest
+    {
+        return Err(Error::data(
+            o.local.display().to_string(),
+            format!("its sha256 is {digest}, not {want} as the .sha256 file says"),
+        ));
+    }
+    let n = bytes.len() as u64;
+    dest.put_small(&o.key, Bytes::from(bytes), &digest.to_hex())?;
+    Ok(n)
+}
+
+/// Sends the data file in resumable parts, with a progress line.
+fn send_large(
+    local: &Local,
+    dest: &Dest,
+    o: &Object,
+    opts: &Options,
+    report: &Reporter,
+) -> Result<snap_dest::Sent> {
+    let src = Source {
+        path: &o.local,
+        size: o.size,
+        sha256: o.sha256.expect("the data file's sha256 is in its record"),
+    };
+    let done = AtomicU64::new(0);
+    let name = local.name();
+    let progress = |n: u64| {
+        let now = done.fetch_add(n, Ordering::Relaxed) + n;
+        report.progress(|| {
+            format!(
+                "{name} -> {}: {} of {}",
+                dest.name,
+                human_bytes(now),
+                human_bytes(o.size)
+            )
+        });
+    };
+    let sent = dest.upload(&o.key, &src, &opts.tuning, &progress)?;
+    if sent.resumed > 0 {
+        report.note(&format!(
+            "{name} -> {}: resumed; {} were already there",
+            dest.name,
+            human_bytes(sent.resumed)
+        ));
+    }
+    Ok(sent)
+}
+
+/// The destination holds the object at its size; with `verify`, its bytes hash right.
+/// A mismatch removes the object.
+fn check_landed(dest: &Dest, o: &Object, verify: bool) -> Result<()> {
+    let size = dest.head(&o.key)?.map(|m| m.size);
+    let mut problem = (size != Some(o.size))
+        .then(|| format!("is {} bytes there, {} here", size.unwrap_or(0), o.size));
+    if problem.is_none() && verify {
+        let want = match o.sha256 {
+            Some(d) => d,
+            None => local_digest(o)?,
+        };
+        let got = read_back(dest, &o.key)?;
+        if got != want {
+            problem = Some(format!("reads back with sha256 {got}, not {want}"));
+        }
+    }
+    match problem {
+        None => Ok(()),
+        Some(p) => {
+            let _ = dest.delete(&o.key);
+            Err(Error::data(dest.show(&o.key), format!("{p}; removed it"))).map_err(|e| {
+                e.with_hint("run the push again; if it repeats, check the destination's hardware")
+            })
+        }
+    }
+}
+
+/// The sha256 of an object as the destination gives it back. A folder's
+/// cached pages are dropped first so the bytes come from the drive itself.
+fn read_back(dest: &Dest, key: &str) -> Result<Sha256Digest> {
+    if let Some(folder) = dest.folder() {
+        drop_cache(&folder.join(key));
+    }
+    let mut reader = dest.reader(key)?;
+    let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = reader
+            .read(&mut buf)
+            .map_err(|e| Error::io_ctx(dest.show(key), e))?;
+        if n == 0 {
+            break;
+        }
+        sha2::Digest::update(&mut hasher, &buf[..n]);
+    }
+    Ok(Sha256Digest::from_hasher(hasher))
+}
+
+/// Asks the kernel to forget a file's clean cached pages (fsynced files only).
+fn drop_cache(path: &Path) {
+    if let Ok(f) = std::fs::File::open(path) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a hint on a descriptor we own; its failure changes nothing.
+        unsafe {
+            libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED);
+        }
+    }
+}
+
+/// The `pushed` record for an archive at a destination.
+fn record(
+    local: &Local,
+    dest: &Dest,
+    objects: &[Object],
+    verified: bool,
+    sent: u64,
+    resumed: u64,
+    skipped: bool,
+) -> PushedRecord {
+    let mut extra = snap_shared::record::Extra::new();
+    extra.insert("set".into(), json!(local.rec.set));
+    extra.insert("id".into(), json!(local.rec.id));
+    extra.insert("name".into(), json!(dest.name));
+    extra.insert(
+        "objects".into(),
+        json!(objects.iter().map(|o| &o.key).collect::<Vec<_>>()),
+    );
+    extra.insert("sent".into(), json!(sent));
+    extra.insert("resumed".into(), json!(resumed));
+    extra.insert("skipped".into(), json!(skipped));
+    extra.insert(
+        "checked".into(),
+        json!(if verified { "sha256" } else { "size" }),
+    );
+    PushedRecord {
+        schema: snap_shared::record::SCHEMA.into(),
+        dest: dest.url.clone(),
+        object: objects[0].key.clone(),
+        bytes: local.rec.bytes,
+        sha256: local.rec.sha256.clone(),
+        verified,
+        source: serde_json::to_value(Record::Archive(local.rec.clone())).unwrap_or(Value::Null),
+        extra,
+    }
+}
+
+/// Refuses a push that would leave a folder destination below its floor (exit 73).
+fn check_space(dest: &Dest, needed: u64, floor: Floor) -> Result<()> {
+    let Some((free, total)) = dest.free_space() else {
+        return Ok(());
+    };
+    let keep = floor.bytes(total);
+    if free >= needed.saturating_add(keep) {
+        return Ok(());
+    }
+    Err(Error::new(
+        Exit::CantCreate,
+        format!("destination {}", dest.name),
+        format!(
+            "low on space: {} free, {} to send, {} to keep free",
+            human_bytes(free),
+            human_bytes(needed),
+            human_bytes(keep)
+        ),
+    )
+    .with_hint("prune old archives there (snap-prune) or use a bigger drive"))
+}
