@@ -65,12 +65,14 @@ pub(crate) struct Bucket {
     pub(crate) rt: Arc<Runtime>,
 }
 
+#[derive(Debug)]
 pub(crate) enum Backend {
     Folder(PathBuf),
     Bucket(Bucket),
 }
 
 /// An opened destination.
+#[derive(Debug)]
 pub struct Dest {
     /// The URL records carry (never credentials).
     pub url: String,
@@ -276,6 +278,12 @@ impl Dest {
     /// An object_store error as one line with a sysexits code.
     pub(crate) fn error(&self, rel: &str, e: object_store::Error) -> Error {
         error_for(&self.show(rel), e)
+    }
+}
+
+impl std::fmt::Debug for Bucket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Bucket({})", self.prefix)
     }
 }
 

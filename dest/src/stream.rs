@@ -33,7 +33,10 @@ impl StreamReader {
                 let failed = chunk.is_err();
                 let item = chunk.map_err(|e| {
                     let text = e.to_string();
-                    io::Error::other(text.lines().next().unwrap_or("").to_string())
+                    io::Error::new(
+                        io::ErrorKind::ConnectionAborted,
+                        text.lines().next().unwrap_or("").to_string(),
+                    )
                 });
                 if tx.send(item).await.is_err() || failed {
                     break;

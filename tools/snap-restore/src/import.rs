@@ -75,7 +75,7 @@ pub fn import(store: &Store, req: &Request, report: &Reporter) -> Result<Archive
         )
         .with_hint("choose another --id"));
     }
-    let opened = stream::open(path, dec)?;
+    let opened = stream::open(&crate::loc::Loc::Path(path.to_path_buf()), dec)?;
     let (compression, encrypted) = (opened.compression, opened.encrypted);
     drop(opened);
     let compression = Compression::parse(compression).expect("stream names a known compression");
@@ -170,7 +170,7 @@ fn copy_in(src: &Path, tmp: &Path) -> Result<(snap_shared::hash::Sha256Digest, u
 
 /// Reads every member of the tar into index entries, sorted; returns them and the bytes of files.
 fn read_entries(path: &Path, dec: &Decrypt, report: &Reporter) -> Result<(Vec<Entry>, u64)> {
-    let opened = stream::open(path, dec)?;
+    let opened = stream::open(&crate::loc::Loc::Path(path.to_path_buf()), dec)?;
     let mut tar = tar::Archive::new(opened.tar);
     let mut entries: Vec<Entry> = Vec::new();
     let mut stripped = false;

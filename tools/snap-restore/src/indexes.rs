@@ -2,22 +2,25 @@
 //! looking entries up in path order, and choosing entries with `--path`.
 
 use std::cmp::Ordering;
-use std::fs::File;
 use std::path::Path;
 
 use snap_shared::crypt::{Decrypt, decrypting_reader};
 use snap_shared::error::{Error, Result};
 use snap_shared::index::{Entry, IndexReader, check_relative_path, cmp_paths};
 
+use crate::loc::Loc;
+
 /// Opens an index file, decrypting it when its name ends in `.age`.
-pub fn open_index(path: &Path, dec: &Decrypt) -> Result<IndexReader> {
-    if path.extension().is_some_and(|e| e == "age") {
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let what = path.display().to_string();
-        let plain = decrypting_reader(dec, &what, file)?;
-        return IndexReader::from_reader(Box::new(plain), path);
+pub fn open_index(loc: &Loc, dec: &Decrypt) -> Result<IndexReader> {
+    let what = loc.show();
+    if loc.name().ends_with(".age") {
+        let plain = decrypting_reader(dec, &what, loc.open()?)?;
+        return IndexReader::from_reader(Box::new(plain), Path::new(&what));
     }
-    IndexReader::open(path)
+    match loc {
+        Loc::Path(p) => IndexReader::open(p),
+        Loc::Object(..) => IndexReader::from_reader(loc.open()?, Path::new(&what)),
+    }
 }
 
 /// An index read in path order, answering lookups of increasing paths.

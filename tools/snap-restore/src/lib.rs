@@ -8,6 +8,7 @@
 
 pub mod import;
 pub mod indexes;
+pub mod loc;
 pub mod restore;
 pub mod source;
 pub mod stream;
@@ -73,9 +74,9 @@ pub struct Global {
     #[arg(short, long, value_name = "DIR", global = true)]
     pub store: Option<PathBuf>,
 
-    /// Look in this store or folder of archives instead of the store
-    #[arg(long, value_name = "DIR", global = true)]
-    pub from: Option<PathBuf>,
+    /// Look here instead of the store: a store, a folder of archives, a destination URL (s3://, gs://, az://, uuid://, label://) or a configured destination's name
+    #[arg(long, value_name = "WHERE", global = true)]
+    pub from: Option<String>,
 
     /// age identity file (age-keygen output, or an ssh private key) for encrypted archives (repeatable)
     #[arg(short, long = "identity", value_name = "FILE", action = ArgAction::Append, global = true)]
@@ -96,11 +97,11 @@ pub struct Global {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// List the snapshots and archives of the store, or of DIR (a store or a folder of archives)
+    /// List the snapshots and archives of the store, or of WHERE (a store, a folder, a drive or a bucket)
     List {
-        /// A store or a folder of archives [default: the store]
-        #[arg(value_name = "DIR")]
-        dir: Option<PathBuf>,
+        /// A store, a folder of archives, a destination URL or a configured destination's name [default: the store]
+        #[arg(value_name = "WHERE")]
+        dir: Option<String>,
         /// Only this set
         #[arg(long, value_name = "NAME")]
         set: Option<String>,
@@ -201,12 +202,12 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
         g.store.as_deref(),
         LoadedConfig::store(loaded.as_ref()),
     ));
-    let source = Source::new(g.from.as_deref(), store);
+    let source = Source::open(g.from.as_deref(), store.clone(), loaded.as_ref())?;
     let mut stdout = std::io::stdout().lock();
     match &cli.command {
         Command::List { dir, set, json } => {
             let source = match dir {
-                Some(d) => Source::new(Some(d), Store::new(d)),
+                Some(d) => Source::open(Some(d), Store::new(d), loaded.as_ref())?,
                 None => source,
             };
             let mut items = source.items()?;
@@ -214,7 +215,7 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
                 items.retain(|i| i.set_and_id().is_some_and(|(x, _)| x == s));
             }
             if items.is_empty() {
-                report.note(&format!("nothing in {}", source.root().display()));
+                report.note(&format!("nothing in {}", source.show()));
             }
             view::list(&items, *json, &mut stdout)?;
             Ok(Exit::Ok)
@@ -336,7 +337,7 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
                 _ => Vec::new(),
             };
             match &item {
-                Item::Foreign { path } => r.from_tar(path)?,
+                Item::Foreign { path } => r.from_tar(&crate::loc::Loc::Path(path.clone()))?,
                 // An imported tar is in its own order, not its index's.
                 _ if item.is_imported() => r.from_tar(&item.data())?,
                 _ => r.from_index(&item, &chain)?,

@@ -24,6 +24,7 @@ use snap_shared::error::{Error, Exit, Result};
 use snap_shared::index::{Entry, EntryType};
 
 use crate::indexes::{Cursor, Select, open_index};
+use crate::loc::Loc;
 use crate::source::Item;
 use crate::stream::{self, corrupt};
 use crate::target::{Meta, Outcome, Put, Refused, Target};
@@ -149,7 +150,7 @@ impl<'a> Restorer<'a> {
             }
         }
         let tree = match item {
-            Item::Snapshot { .. } => Some(open_tree(&item.data())?),
+            Item::Snapshot { .. } => Some(open_tree(item.data().path().expect("trees are local"))?),
             _ => None,
         };
         // Files the content passes wrote, found there, or reported.
@@ -192,7 +193,7 @@ impl<'a> Restorer<'a> {
     }
 
     /// Names each chosen file of the index that is not in the target.
-    fn name_missing(&mut self, index: &Path) -> Result<()> {
+    fn name_missing(&mut self, index: &Loc) -> Result<()> {
         let mut reader = open_index(index, self.dec)?;
         while let Some(e) = reader.next_entry()? {
             if e.kind == EntryType::File
@@ -209,7 +210,7 @@ impl<'a> Restorer<'a> {
     }
 
     /// Writes, from one archive of a chain, the files whose content there is the final one.
-    fn contents_of(&mut self, link: &Item, final_index: &Path) -> Result<()> {
+    fn contents_of(&mut self, link: &Item, final_index: &Loc) -> Result<()> {
         let data = link.data();
         let own_index = link.index().expect("archives have an index");
         let mut fin = Cursor::new(open_index(final_index, self.dec)?)?;
@@ -249,13 +250,7 @@ impl<'a> Restorer<'a> {
 
     /// Writes one file of an archive through the writer threads: small ones
     /// whole, large ones as chunks while this thread reads on.
-    fn put_file(
-        &mut self,
-        path: &[u8],
-        f: &Entry,
-        entry: &mut dyn Read,
-        data: &Path,
-    ) -> Result<()> {
+    fn put_file(&mut self, path: &[u8], f: &Entry, entry: &mut dyn Read, data: &Loc) -> Result<()> {
         if self.writers.is_none() {
             let w = Writers::start(&self.target.path, self.target.overwrites(), WRITERS)
                 .map_err(|e| Error::io(&self.target.path, e))?;
@@ -399,7 +394,7 @@ impl<'a> Restorer<'a> {
     }
 
     /// Restores any tar from its headers, with the same path safety.
-    pub fn from_tar(&mut self, path: &Path) -> Result<()> {
+    pub fn from_tar(&mut self, path: &Loc) -> Result<()> {
         let opened = stream::open(path, self.dec)?;
         let mut archive = tar::Archive::new(opened.tar);
         let mut dirs = Vec::new();
@@ -566,19 +561,16 @@ pub fn chain_of(item: &Item) -> Result<Vec<Item>> {
         let Item::Archive { json, .. } = &current else {
             break;
         };
-        let base_json = snap_shared::fsutil::parent_of(json).join(format!("{base}.json"));
-        if !base_json.exists() {
+        let base_json = json.sibling(&format!("{base}.json"));
+        if !base_json.exists()? {
             return Err(Error::new(
                 Exit::NoInput,
                 format!("archive {}", item.name()),
-                format!(
-                    "its chain needs {base}, which is not in {}",
-                    snap_shared::fsutil::parent_of(json).display()
-                ),
+                format!("its chain needs {base}, which is not in {}", json.folder()),
             )
             .with_hint("an incremental archive restores only with every archive it builds on"));
         }
-        current = crate::source::read_item(&base_json)?;
+        current = crate::source::read_item_at(base_json)?;
         chain.push(current.clone());
         if chain.len() > 10_000 {
             return Err(Error::data(

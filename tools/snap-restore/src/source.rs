@@ -3,20 +3,25 @@
 //! Everything is found from the files themselves (the `.json` records), not
 //! from the catalog, so `list` and `restore` work on another machine, on a
 //! drive carried from elsewhere, with no catalog. A source is a store
-//! (`sets/`, `archives/`) or a destination-shaped folder (`<root>/<set>/<id>.json`,
-//! or a single set's folder). Sidecars are looked up beside each record, since
-//! the absolute paths inside a record are those of the machine that made it.
+//! (`sets/`, `archives/`), a destination-shaped folder (`<root>/<set>/<id>.json`,
+//! or a single set's folder), or a bucket laid out the same way. Sidecars
+//! are looked up beside each record, since the absolute paths inside a
+//! record are those of the machine that made it.
 
 use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde_json::Value;
 
+use snap_dest::Dest;
 use snap_shared::archive::{self, ArchiveFiles};
 use snap_shared::error::{Error, Exit, Result};
 use snap_shared::id::{cmp_ids, is_id};
 use snap_shared::record::{ArchiveRecord, SnapshotRecord, check_schema};
 use snap_shared::store::{Store, read_names};
+
+use crate::loc::Loc;
 
 /// A snapshot or archive that can be shown, verified or restored.
 #[derive(Debug, Clone)]
@@ -26,11 +31,8 @@ pub enum Item {
         rec: Box<SnapshotRecord>,
         json: PathBuf,
     },
-    /// An archive made by snap-pack (or imported).
-    Archive {
-        rec: Box<ArchiveRecord>,
-        json: PathBuf,
-    },
+    /// An archive made by snap-pack (or imported), here or at a destination.
+    Archive { rec: Box<ArchiveRecord>, json: Loc },
     /// A tar, tar.gz or tar.zst (maybe age-encrypted) that snap knows nothing of.
     Foreign { path: PathBuf },
 }
@@ -62,20 +64,20 @@ impl Item {
     }
 
     /// The per-file index, found beside the record.
-    pub fn index(&self) -> Option<PathBuf> {
+    pub fn index(&self) -> Option<Loc> {
         match self {
-            Item::Snapshot { rec, json } => Some(beside_id(json, &rec.id, ".index.zst")),
-            Item::Archive { rec, json } => Some(archive::beside(json, &rec.index)),
+            Item::Snapshot { rec, json } => Some(Loc::Path(beside_id(json, &rec.id, ".index.zst"))),
+            Item::Archive { rec, json } => Some(json.sibling(&file_name(&rec.index))),
             Item::Foreign { .. } => None,
         }
     }
 
     /// The tree of a snapshot, or the data file of an archive.
-    pub fn data(&self) -> PathBuf {
+    pub fn data(&self) -> Loc {
         match self {
-            Item::Snapshot { rec, json } => beside_id(json, &rec.id, ""),
-            Item::Archive { rec, json } => archive::beside(json, &rec.path),
-            Item::Foreign { path } => path.clone(),
+            Item::Snapshot { rec, json } => Loc::Path(beside_id(json, &rec.id, "")),
+            Item::Archive { rec, json } => json.sibling(&file_name(&rec.path)),
+            Item::Foreign { path } => Loc::Path(path.clone()),
         }
     }
 
@@ -94,6 +96,15 @@ impl Item {
     }
 }
 
+/// The last component of a recorded path (a record names files by the paths of the machine that made it).
+fn file_name(recorded: &str) -> String {
+    archive::beside(Path::new("x"), recorded)
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned()
+}
+
 fn beside_id(json: &Path, id: &str, suffix: &str) -> PathBuf {
     snap_shared::fsutil::parent_of(json).join(format!("{id}{suffix}"))
 }
@@ -104,9 +115,39 @@ pub enum Source {
     Store(Store),
     /// A destination-shaped folder: `<root>/<set>/<id>.json`, or one set's folder.
     Folder(PathBuf),
+    /// A bucket laid out like a folder destination.
+    Bucket(Arc<Dest>),
 }
 
 impl Source {
+    /// `--from`: a store or folder path, a destination URL (s3://, gs://,
+    /// az://, uuid://, label://) or a configured destination's name; else the store.
+    pub fn open(
+        from: Option<&str>,
+        store: Store,
+        config: Option<&snap_shared::config::LoadedConfig>,
+    ) -> Result<Source> {
+        use snap_dest::{Location, Reach, settings};
+        let Some(from) = from else {
+            return Ok(Source::Store(store));
+        };
+        let configured = settings::configured(config.and_then(|c| c.config.destinations.as_ref()))?;
+        let spec = match configured.iter().find(|s| s.name == from) {
+            Some(s) => s.clone(),
+            None if from.contains("://") => settings::resolve_arg(from, &configured)?,
+            None => return Ok(Source::new(Some(Path::new(from)), store)),
+        };
+        if let Location::Folder(p) = &spec.location {
+            return Ok(Source::new(Some(p), store));
+        }
+        let rt = snap_dest::runtime()?;
+        let dest = Dest::open(&spec, &rt, &Reach::default(), false)?;
+        Ok(match dest.folder() {
+            Some(f) => Source::new(Some(f), store),
+            None => Source::Bucket(Arc::new(dest)),
+        })
+    }
+
     /// `--from DIR`, or the store.
     pub fn new(from: Option<&Path>, store: Store) -> Source {
         match from {
@@ -116,10 +157,12 @@ impl Source {
         }
     }
 
-    pub fn root(&self) -> &Path {
+    /// How messages name it.
+    pub fn show(&self) -> String {
         match self {
-            Source::Store(s) => &s.root,
-            Source::Folder(p) => p,
+            Source::Store(s) => s.root.display().to_string(),
+            Source::Folder(p) => p.display().to_string(),
+            Source::Bucket(d) => d.url.clone(),
         }
     }
 
@@ -146,6 +189,7 @@ impl Source {
                 archives_in(root, &mut items)?;
                 archives_in_folders(root, &mut items)?;
             }
+            Source::Bucket(dest) => archives_in_bucket(dest, &mut items)?,
         }
         items.sort_by(order);
         Ok(items)
@@ -156,7 +200,8 @@ impl Source {
     /// `archive`, names mean archives even where a snapshot has the same id.
     pub fn resolve(&self, name: &str, archive: bool) -> Result<Item> {
         let path = Path::new(name);
-        if path.exists() && (name.contains('/') || !is_id(name)) {
+        let local = !matches!(self, Source::Bucket(_));
+        if local && path.exists() && (name.contains('/') || !is_id(name)) {
             return resolve_path(path);
         }
         let (set, id) = match name.split_once('/') {
@@ -165,7 +210,7 @@ impl Source {
         };
         let wanted = |it: &Item| set.is_none_or(|s| it.set_and_id().is_some_and(|(x, _)| x == s));
         let mut items: Vec<Item> = self.items()?.into_iter().filter(wanted).collect();
-        let kind = if archive || matches!(self, Source::Folder(_)) {
+        let kind = if archive || !matches!(self, Source::Store(_)) {
             "archive"
         } else {
             "snapshot"
@@ -201,7 +246,7 @@ impl Source {
             0 => Err(Error::new(
                 Exit::NoInput,
                 format!("{kind} {name}"),
-                format!("not found in {}", self.root().display()),
+                format!("not found in {}", self.show()),
             )
             .with_hint("list what is there with `snap-restore list`")),
             _ => {
@@ -263,15 +308,39 @@ fn archives_in(dir: &Path, items: &mut Vec<Item>) -> Result<()> {
     Ok(())
 }
 
+/// The archives whose records are in a bucket: `<set>/<id>.json`, or `<id>.json` at its root.
+fn archives_in_bucket(dest: &Arc<Dest>, items: &mut Vec<Item>) -> Result<()> {
+    for (key, _) in dest.list("")? {
+        let parts: Vec<&str> = key.split('/').collect();
+        let is_record = parts.len() <= 2
+            && parts
+                .last()
+                .and_then(|n| n.strip_suffix(".json"))
+                .is_some_and(is_id);
+        if is_record {
+            let item = read_item_at(Loc::Object(dest.clone(), key))?;
+            if item.kind() == "archive" {
+                items.push(item);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Reads a `.json` record of a snapshot or an archive.
 pub fn read_item(json: &Path) -> Result<Item> {
-    let bad = |cause: String| Error::data(json.display().to_string(), cause);
-    let text = std::fs::read_to_string(json).map_err(|e| Error::io(json, e))?;
+    let json = std::path::absolute(json).unwrap_or(json.to_path_buf());
+    read_item_at(Loc::Path(json))
+}
+
+/// Reads a record wherever it is; snapshots are only ever local.
+pub fn read_item_at(at: Loc) -> Result<Item> {
+    let bad = |cause: String| Error::data(at.show(), cause);
+    let text = at.read_all()?;
     let value: Value =
-        serde_json::from_str(&text).map_err(|e| bad(format!("not a JSON record: {e}")))?;
+        serde_json::from_slice(&text).map_err(|e| bad(format!("not a JSON record: {e}")))?;
     let schema = value.get("schema").and_then(Value::as_str).unwrap_or("");
     check_schema(schema).map_err(bad)?;
-    let json = std::path::absolute(json).unwrap_or(json.to_path_buf());
     // Records written before files carried their kind: tell them by their fields.
     let kind = match value.get("kind").and_then(Value::as_str) {
         Some(k) => Some(k.to_string()),
@@ -289,14 +358,17 @@ pub fn read_item(json: &Path) -> Result<Item> {
                 serde_json::from_value(value)
                     .map_err(|e| bad(format!("bad snapshot record: {e}")))?,
             ),
-            json,
+            json: match &at {
+                Loc::Path(p) => p.clone(),
+                Loc::Object(..) => return Err(bad("a snapshot record at a destination".into())),
+            },
         }),
         Some("archive") => Ok(Item::Archive {
             rec: Box::new(
                 serde_json::from_value(value)
                     .map_err(|e| bad(format!("bad archive record: {e}")))?,
             ),
-            json,
+            json: at.clone(),
         }),
         other => Err(bad(format!(
             "a {} record is neither a snapshot nor an archive",
@@ -346,7 +418,7 @@ fn resolve_path(path: &Path) -> Result<Item> {
     if let Some(stem) = stem {
         let json = abs.with_file_name(format!("{stem}.json"));
         if let Ok(item @ Item::Archive { .. }) = read_item(&json)
-            && item.data() == abs
+            && item.data() == Loc::Path(abs.clone())
         {
             return Ok(item);
         }

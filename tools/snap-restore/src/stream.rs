@@ -5,9 +5,7 @@
 //! second read.
 
 use std::cell::RefCell;
-use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
-use std::path::Path;
 use std::rc::Rc;
 
 use sha2::{Digest, Sha256};
@@ -15,6 +13,8 @@ use sha2::{Digest, Sha256};
 use snap_shared::crypt::{Decrypt, decrypting_reader, is_age};
 use snap_shared::error::{Error, Result};
 use snap_shared::hash::Sha256Digest;
+
+use crate::loc::{Loc, Named};
 
 /// What was read of the raw file: its digest so far.
 #[derive(Default)]
@@ -50,8 +50,12 @@ pub struct Opened {
     pub encrypted: bool,
 }
 
-/// An error reading an archive's content: damaged data (exit 65), unless the disk failed.
-pub fn corrupt(what: &Path, e: io::Error) -> Error {
+/// An error reading an archive's content: damaged data (exit 65), unless the
+/// disk failed (74) or the destination went away mid-read (69).
+pub fn corrupt(what: &(impl Named + ?Sized), e: io::Error) -> Error {
+    if e.kind() == io::ErrorKind::ConnectionAborted {
+        return Error::new(snap_shared::error::Exit::Unavailable, what.named(), e);
+    }
     let data = matches!(
         e.kind(),
         io::ErrorKind::InvalidData
@@ -59,7 +63,7 @@ pub fn corrupt(what: &Path, e: io::Error) -> Error {
             | io::ErrorKind::Other
             | io::ErrorKind::InvalidInput
     );
-    let err = Error::io(what, e);
+    let err = Error::io_ctx(what.named(), e);
     if data {
         err.with_exit(snap_shared::error::Exit::Data)
     } else {
@@ -72,14 +76,14 @@ const GZIP: &[u8] = &[0x1f, 0x8b];
 const XZ: &[u8] = &[0xfd, b'7', b'z', b'X', b'Z', 0];
 const BZIP2: &[u8] = b"BZh";
 
-fn peek<R: BufRead>(r: &mut R, what: &Path) -> Result<Vec<u8>> {
+fn peek<R: BufRead>(r: &mut R, what: &Loc) -> Result<Vec<u8>> {
     let head = r.fill_buf().map_err(|e| corrupt(what, e))?;
     Ok(head[..head.len().min(64)].to_vec())
 }
 
 /// Opens `path` for reading its tar stream, decrypting with `dec` when it is an age file.
-pub fn open(path: &Path, dec: &Decrypt) -> Result<Opened> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+pub fn open(path: &Loc, dec: &Decrypt) -> Result<Opened> {
+    let file = path.open()?;
     let tap = Rc::new(RefCell::new(Tap::default()));
     let tapped = Tapped {
         inner: file,
@@ -89,7 +93,7 @@ pub fn open(path: &Path, dec: &Decrypt) -> Result<Opened> {
     let head = peek(&mut raw, path)?;
     let encrypted = is_age(&head);
     let mut plain: Box<dyn BufRead> = if encrypted {
-        let what = path.display().to_string();
+        let what = path.show();
         Box::new(BufReader::with_capacity(
             1 << 20,
             decrypting_reader(dec, &what, raw)?,
@@ -108,7 +112,7 @@ pub fn open(path: &Path, dec: &Decrypt) -> Result<Opened> {
         )
     } else if head.starts_with(XZ) || head.starts_with(BZIP2) {
         return Err(Error::usage(
-            path.display().to_string(),
+            path.show(),
             "is xz or bzip2 compressed, which snap does not read",
         )
         .with_hint("decompress it first (xz -d / bzip2 -d), then restore the .tar"));

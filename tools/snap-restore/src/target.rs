@@ -484,7 +484,7 @@ impl Write for WritingBack<'_> {
 }
 
 /// Size and sha256 of a whole file.
-pub fn hash_file(mut f: File, buf: &mut [u8]) -> io::Result<(u64, Sha256Digest)> {
+pub fn hash_file(mut f: impl io::Read, buf: &mut [u8]) -> io::Result<(u64, Sha256Digest)> {
     let mut hasher = Sha256::new();
     let mut size = 0u64;
     loop {

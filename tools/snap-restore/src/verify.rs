@@ -20,6 +20,7 @@ use snap_shared::index::{Entry, EntryType};
 use snap_shared::size::human_bytes;
 
 use crate::indexes::{Cursor, open_index};
+use crate::loc::Loc;
 use crate::restore::Tally;
 use crate::source::Item;
 use crate::stream::{self, corrupt};
@@ -66,13 +67,14 @@ impl<'a> Verifier<'a> {
 
     /// Every file of a tree snapshot against its index.
     fn tree(&mut self, item: &Item) -> Result<()> {
-        let tree = item.data();
+        let data = item.data();
+        let tree = data.path().expect("trees are local");
         let root = rustix::fs::open(
-            &tree,
+            tree,
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )
-        .map_err(|e| Error::io(&tree, e.into()))?;
+        .map_err(|e| Error::io(tree, e.into()))?;
         let mut index = open_index(&item.index().expect("snapshots have an index"), self.dec)?;
         while let Some(e) = index.next_entry()? {
             let rel = OsStr::from_bytes(&e.path);
@@ -115,12 +117,11 @@ impl<'a> Verifier<'a> {
         let rec = item.archive().expect("an archive").clone();
         let index = item.index().expect("archives have an index");
         if let Some(want) = rec.extra.get("index_sha256").and_then(|v| v.as_str()) {
-            let (_, got) = File::open(&index)
-                .and_then(|f| hash_file(f, &mut self.buf))
-                .map_err(|e| Error::io(&index, e))?;
+            let (_, got) =
+                hash_file(index.open()?, &mut self.buf).map_err(|e| corrupt(&index, e))?;
             if got.to_hex() != want {
                 self.bad(
-                    &index.display().to_string(),
+                    &index.show(),
                     &format!("sha256 {got}, the record says {want}"),
                 );
             }
@@ -173,13 +174,13 @@ impl<'a> Verifier<'a> {
         mut rest: impl io::Read,
         tap: &std::rc::Rc<std::cell::RefCell<stream::Tap>>,
         rec: &snap_shared::record::ArchiveRecord,
-        data: &Path,
+        data: &Loc,
     ) -> Result<Sha256Digest> {
         io::copy(&mut rest, &mut io::sink()).map_err(|e| corrupt(data, e))?;
         let digest = tap.borrow().digest();
         if digest.to_hex() != rec.sha256 {
             self.bad(
-                &data.display().to_string(),
+                &data.show(),
                 &format!("archive sha256 {digest}, the record says {}", rec.sha256),
             );
         }
@@ -190,8 +191,8 @@ impl<'a> Verifier<'a> {
     fn imported(
         &mut self,
         rec: &snap_shared::record::ArchiveRecord,
-        data: &Path,
-        index: &Path,
+        data: &Loc,
+        index: &Loc,
     ) -> Result<Sha256Digest> {
         let mut expected = std::collections::HashMap::new();
         let mut reader = open_index(index, self.dec)?;
@@ -242,7 +243,7 @@ impl<'a> Verifier<'a> {
 
     /// Any tar: readable to the end, and equal to a `.sha256` beside it if there is one.
     fn foreign(&mut self, path: &Path) -> Result<Sha256Digest> {
-        let opened = stream::open(path, self.dec)?;
+        let opened = stream::open(&Loc::Path(path.to_path_buf()), self.dec)?;
         let tap = opened.tap.clone();
         let mut archive = tar::Archive::new(opened.tar);
         for entry in archive.entries().map_err(|e| corrupt(path, e))? {

@@ -197,7 +197,7 @@ pub fn show(item: &Item, as_json: bool, out: &mut impl Write) -> Result<()> {
             };
             put("chain", chain.join(" -> "));
             put("sha256", rec.sha256.clone());
-            put("path", item.data().display().to_string());
+            put("path", item.data().show());
         }
         Item::Foreign { path } => {
             put("path", path.display().to_string());

@@ -1,0 +1,130 @@
+//! Where a file of a snapshot or an archive is: on this machine, or an
+//! object at a destination (a bucket). Restore, verify and diff read both
+//! the same way, as a stream, so a new machine restores from a bucket with
+//! nothing downloaded first.
+
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use snap_dest::Dest;
+use snap_shared::error::{Error, Result};
+
+#[derive(Clone)]
+pub enum Loc {
+    Path(PathBuf),
+    /// A key relative to the destination's root (`set/id.tar.zst`).
+    Object(Arc<Dest>, String),
+}
+
+impl fmt::Debug for Loc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.show())
+    }
+}
+
+impl PartialEq for Loc {
+    fn eq(&self, other: &Loc) -> bool {
+        self.show() == other.show()
+    }
+}
+
+impl Loc {
+    /// The path, or `URL/key`.
+    pub fn show(&self) -> String {
+        match self {
+            Loc::Path(p) => p.display().to_string(),
+            Loc::Object(d, key) => d.show(key),
+        }
+    }
+
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Loc::Path(p) => Some(p),
+            Loc::Object(..) => None,
+        }
+    }
+
+    /// The file name (last component).
+    pub fn name(&self) -> String {
+        match self {
+            Loc::Path(p) => p
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
+            Loc::Object(_, key) => key.rsplit('/').next().unwrap_or("").to_string(),
+        }
+    }
+
+    /// The file called `name` in the same folder.
+    pub fn sibling(&self, name: &str) -> Loc {
+        match self {
+            Loc::Path(p) => Loc::Path(snap_shared::fsutil::parent_of(p).join(name)),
+            Loc::Object(d, key) => {
+                let key = match key.rsplit_once('/') {
+                    Some((dir, _)) => format!("{dir}/{name}"),
+                    None => name.to_string(),
+                };
+                Loc::Object(d.clone(), key)
+            }
+        }
+    }
+
+    /// The folder it is in, for messages.
+    pub fn folder(&self) -> String {
+        match self {
+            Loc::Path(p) => snap_shared::fsutil::parent_of(p).display().to_string(),
+            Loc::Object(d, key) => d.show(key.rsplit_once('/').map_or("", |(dir, _)| dir)),
+        }
+    }
+
+    pub fn exists(&self) -> Result<bool> {
+        match self {
+            Loc::Path(p) => Ok(p.exists()),
+            Loc::Object(d, key) => Ok(d.head(key)?.is_some()),
+        }
+    }
+
+    /// Opens it for reading; a bucket object streams as it is read.
+    pub fn open(&self) -> Result<Box<dyn Read + Send>> {
+        match self {
+            Loc::Path(p) => Ok(Box::new(
+                std::fs::File::open(p).map_err(|e| Error::io(p, e))?,
+            )),
+            Loc::Object(d, key) => d.reader(key),
+        }
+    }
+
+    /// The whole file (records and other small files).
+    pub fn read_all(&self) -> Result<Vec<u8>> {
+        match self {
+            Loc::Path(p) => std::fs::read(p).map_err(|e| Error::io(p, e)),
+            Loc::Object(d, key) => Ok(d.get_bytes(key)?.to_vec()),
+        }
+    }
+}
+
+/// What errors call a file: a path or a location.
+pub trait Named {
+    fn named(&self) -> String;
+}
+
+impl Named for Path {
+    fn named(&self) -> String {
+        self.display().to_string()
+    }
+}
+
+impl Named for PathBuf {
+    fn named(&self) -> String {
+        self.display().to_string()
+    }
+}
+
+impl Named for Loc {
+    fn named(&self) -> String {
+        self.show()
+    }
+}
