@@ -85,7 +85,8 @@ fn list_row(item: &Item) -> [String; 6] {
 }
 
 pub fn list(items: &[Item], as_json: bool, out: &mut impl Write) -> Result<()> {
-    if as_json {
+    // Nothing to list prints nothing (the caller says so on stderr), not a lone header.
+    if as_json || items.is_empty() {
         for item in items {
             if !emit(out, &record_json(item).to_string())? {
                 break;

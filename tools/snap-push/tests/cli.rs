@@ -1,0 +1,409 @@
+//! CLI tests for snap-push: folder destinations end to end (with snap-restore
+//! reading them back), resume after kill -9, absent media and fallback,
+//! refusals that protect what is already at a destination, the notify hook,
+//! and a real S3 server (moto) for buckets.
+//!
+//! snap-collect, snap-pack and snap-restore binaries are used too, and the
+//! S3 test needs `moto_server`: `cargo xtask test` provides both.
+
+mod common;
+
+use std::fs;
+use std::time::{Duration, Instant};
+
+use common::{World, code, records, stderr};
+
+/// A push to a folder lays out the archive as DESIGN.md says, `sha256sum -c`
+/// passes there, snap-restore restores the same tree from it, and a second
+/// push sends nothing.
+#[test]
+fn folder_round_trip_and_rerun() {
+    let w = World::with_archive(3 << 20);
+    fs::create_dir(w.path("ext")).unwrap();
+    let out = w.push(&["--all", "--dest", "ext"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let recs = records(&out);
+    assert_eq!(recs.len(), 1);
+    let r = &recs[0];
+    let id = w.archive_id();
+    assert_eq!(r["kind"], "pushed");
+    assert_eq!(r["dest"], w.path("ext").display().to_string());
+    assert_eq!(r["object"], format!("s/{id}.tar.zst"));
+    assert_eq!(r["verified"], false);
+    assert_eq!(r["checked"], "size");
+    assert_eq!(r["skipped"], false);
+    assert_eq!(r["source"]["kind"], "archive");
+    let mut names: Vec<String> = fs::read_dir(w.path("ext/s"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let want: Vec<String> = ["index.zst", "json", "sha256", "tar.zst"]
+        .iter()
+        .map(|s| format!("{id}.{s}"))
+        .collect();
+    assert_eq!(names, want);
+    let sums = std::process::Command::new("sha256sum")
+        .args(["-c", &format!("{id}.sha256")])
+        .current_dir(w.path("ext/s"))
+        .output()
+        .unwrap();
+    assert!(
+        sums.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sums.stdout)
+    );
+    let restored = w.restore(&["--from", "ext", "restore", "s/latest", "--to", "r"]);
+    assert_eq!(code(&restored), 0, "{}", stderr(&restored));
+    w.assert_restored("r");
+
+    let again = w.push(&["--all", "--dest", "ext"]);
+    assert_eq!(code(&again), 0, "{}", stderr(&again));
+    let r = &records(&again)[0];
+    assert_eq!(
+        (r["sent"].as_u64(), r["skipped"].as_bool()),
+        (Some(0), Some(true))
+    );
+}
+
+/// kill -9 in the middle of a push leaves nothing listed at the folder, and
+/// the rerun sends only what was not there yet.
+#[test]
+fn resume_after_kill_sends_only_the_rest() {
+    let w = World::with_archive(8 << 20);
+    fs::create_dir(w.path("ext")).unwrap();
+    let size = w.archive_size();
+    let part = w.path(&format!("ext/s/.{}.tar.zst.snap-part", w.archive_id()));
+    let mut child = w.spawn_push(
+        &[
+            "--all",
+            "--dest",
+            "ext",
+            "--bwlimit",
+            "2M",
+            "--part-size",
+            "1M",
+        ],
+        &[],
+    );
+    let start = Instant::now();
+    while fs::metadata(&part).map_or(0, |m| m.len()) < 3 << 20 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the push never got going"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let listed = w.restore(&["list", "ext"]);
+    assert_eq!(code(&listed), 0);
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout),
+        "",
+        "a half push is listed"
+    );
+
+    let out = w.push(&["--all", "--dest", "ext"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let r = &records(&out)[0];
+    let resumed = r["resumed"].as_u64().unwrap();
+    let sent = r["sent"].as_u64().unwrap();
+    assert!(resumed >= 2 << 20, "resumed only {resumed}");
+    assert!(sent < size, "sent {sent} of {size}");
+    assert!(stderr(&out).contains("resumed"), "{}", stderr(&out));
+    assert!(!part.exists());
+    let verified = w.restore(&["--from", "ext", "verify", "s/latest"]);
+    assert_eq!(code(&verified), 0, "{}", stderr(&verified));
+}
+
+/// A drive that is not plugged in, or a folder that is not there, is exit 75
+/// and one line; nothing is created in its place.
+#[test]
+fn absent_media_is_75() {
+    let w = World::with_archive(1 << 20);
+    let out = w.push(&["--all", "--dest", "uuid://0000-NOPE/backups"]);
+    assert_eq!(code(&out), 75);
+    assert_eq!(
+        stderr(&out),
+        "snap-push: destination uuid://0000-NOPE/backups: no drive with UUID 0000-NOPE is plugged in\n\
+         snap-push: hint: plug the drive in and mount it, then run again\n"
+    );
+    let out = w.push(&["--all", "--dest", "missing/folder"]);
+    assert_eq!(code(&out), 75);
+    assert!(stderr(&out).contains("is not there"), "{}", stderr(&out));
+    assert!(!w.path("missing").exists());
+}
+
+/// Configured destinations fall back by priority; destinations of one
+/// priority are all pushed to, and an absent one among them is exit 75.
+#[test]
+fn priorities_fall_back_and_group() {
+    let w = World::with_archive(1 << 20);
+    fs::create_dir(w.path("second")).unwrap();
+    w.config(&format!(
+        r#"{{"destinations": [
+            {{"name": "t9", "uuid": "0000-NOPE", "path": "b", "priority": 1}},
+            {{"name": "backup", "path": "{}", "priority": 2}}]}}"#,
+        w.path("second").display()
+    ));
+    let out = w.push(&["--all", "-c", "config.json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("falling back to backup"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(records(&out)[0]["name"], "backup");
+
+    w.config(&format!(
+        r#"{{"destinations": [
+            {{"name": "t9", "uuid": "0000-NOPE", "path": "b"}},
+            {{"name": "backup", "path": "{}"}}]}}"#,
+        w.path("second").display()
+    ));
+    let out = w.push(&["--all", "-c", "config.json"]);
+    assert_eq!(code(&out), 75, "{}", stderr(&out));
+    assert_eq!(records(&out).len(), 1, "the present one is still pushed to");
+    assert!(
+        stderr(&out).contains("destination t9: no drive"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// A local archive whose bytes no longer match its record is refused (65)
+/// and nothing of it is published at the destination.
+#[test]
+fn rotted_local_archive_is_not_published() {
+    let w = World::with_archive(2 << 20);
+    fs::create_dir(w.path("ext")).unwrap();
+    w.flip_byte(&w.archive_data(), 1 << 20);
+    let out = w.push(&["--all", "--dest", "ext"]);
+    assert_eq!(code(&out), 65, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("changed or rotted"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(records(&out).is_empty());
+    let left: Vec<_> = fs::read_dir(w.path("ext/s")).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// Another archive under the same name at the destination is never replaced (73).
+#[test]
+fn another_archive_of_the_same_name_is_kept() {
+    let w = World::with_archive(1 << 20);
+    let id = w.archive_id();
+    let theirs = format!(
+        r#"{{"schema":"snap/1","kind":"archive","sha256":"{}"}}"#,
+        "0".repeat(64)
+    );
+    w.write(&format!("ext/s/{id}.json"), &theirs);
+    let out = w.push(&["--all", "--dest", "ext"]);
+    assert_eq!(code(&out), 73, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("holds another archive s/"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        fs::read_to_string(w.path(&format!("ext/s/{id}.json"))).unwrap(),
+        theirs
+    );
+}
+
+/// `--verify` reads the destination's copy back: a damaged one is removed
+/// (65), and the next push sends it again.
+#[test]
+fn verify_finds_damage_and_the_next_push_repairs() {
+    let w = World::with_archive(6 << 20);
+    fs::create_dir(w.path("ext")).unwrap();
+    assert_eq!(code(&w.push(&["--all", "--dest", "ext"])), 0);
+    let remote = w.path(&format!("ext/s/{}.tar.zst", w.archive_id()));
+    w.flip_byte(&remote, 3 << 20);
+    let out = w.push(&["--all", "--dest", "ext", "--verify"]);
+    assert_eq!(code(&out), 65, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("reads back with sha256"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!remote.exists());
+    let out = w.push(&["--all", "--dest", "ext", "--verify"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("sending it again"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(records(&out)[0]["verified"], true);
+    assert_eq!(
+        code(&w.restore(&["--from", "ext", "verify", "s/latest"])),
+        0
+    );
+}
+
+/// `--dry-run` sends nothing, prints no records, and says how much it would send.
+#[test]
+fn dry_run_sends_nothing() {
+    let w = World::with_archive(1 << 20);
+    fs::create_dir(w.path("ext")).unwrap();
+    let out = w.push(&["--all", "--dest", "ext", "--dry-run"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    assert!(stderr(&out).contains("would send s/"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("4 of 4 objects"), "{}", stderr(&out));
+    assert!(!w.path("ext/s").exists());
+}
+
+/// The notify hook hears success, missing media and a full destination.
+#[test]
+fn notify_hook_hears_the_outcome() {
+    let w = World::with_archive(1 << 20);
+    fs::create_dir(w.path("ext")).unwrap();
+    let hook = "echo \"$SNAP_EVENT $SNAP_EXIT $SNAP_TOOL\" >> hook.txt";
+    assert_eq!(
+        code(&w.push(&["--all", "--dest", "ext", "--notify", hook])),
+        0
+    );
+    let out = w.push(&["--all", "--dest", "uuid://NOPE/x", "--notify", hook]);
+    assert_eq!(code(&out), 75);
+    fs::create_dir(w.path("full")).unwrap();
+    let out = w.push(&[
+        "--all",
+        "--dest",
+        "full",
+        "--min-free",
+        "100%",
+        "--notify",
+        hook,
+    ]);
+    assert_eq!(code(&out), 73, "{}", stderr(&out));
+    assert!(stderr(&out).contains("low on space"), "{}", stderr(&out));
+    assert_eq!(
+        fs::read_to_string(w.path("hook.txt")).unwrap(),
+        "success 0 snap-push\nmedia-missing 75 snap-push\nlow-disk 73 snap-push\n"
+    );
+}
+
+/// Records of other kinds pass through; a malformed line is exit 65 naming it, with nothing sent.
+#[test]
+fn stdin_records_pass_through_and_bad_lines_stop() {
+    let w = World::with_archive(1 << 20);
+    fs::create_dir(w.path("ext")).unwrap();
+    let json = fs::read_to_string(w.archive_json()).unwrap();
+    let other = r#"{"schema":"snap/1","kind":"x-note","text":"hi"}"#;
+    let out = w
+        .push_cmd(&["--dest", "ext"])
+        .write_stdin(format!("{other}\n{json}"))
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let recs = records(&out);
+    assert_eq!(recs[0]["kind"], "x-note");
+    assert_eq!(recs[1]["kind"], "pushed");
+    let out = w
+        .push_cmd(&["--dest", "ext2"])
+        .write_stdin(format!("{}\nnot json\n", json.trim_end()))
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 65);
+    assert!(
+        stderr(&out).starts_with("snap-push: stdin line 2: not a JSON record"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Secrets in the config's options never reach messages, even when the service is unreachable.
+#[test]
+fn credentials_never_printed() {
+    let w = World::with_archive(1 << 20);
+    w.config(
+        r#"{"destinations": [{"name": "b", "url": "s3://bucket/p", "options": {
+            "endpoint": "http://127.0.0.1:9", "allow_http": "true", "region": "x",
+            "access_key_id": "AKIDSECRET1", "secret_access_key": "SEKRIT2"}}]}"#,
+    );
+    let out = w.push(&["--all", "-c", "config.json", "--retries", "0", "-v"]);
+    assert_eq!(code(&out), 69, "{}", stderr(&out));
+    let all = format!("{}{}", stderr(&out), String::from_utf8_lossy(&out.stdout));
+    assert!(
+        !all.contains("SEKRIT2") && !all.contains("AKIDSECRET1"),
+        "{all}"
+    );
+    let out = w.push(&["--all", "--dest", "s3://AKID:SEKRIT@bucket/p"]);
+    assert_eq!(code(&out), 64);
+    assert!(!stderr(&out).contains("SEKRIT"), "{}", stderr(&out));
+}
+
+/// Against a real S3 server: push, list, verify and restore from the bucket
+/// alone; an interrupted push is never listed and resumes without resending.
+#[test]
+fn s3_push_resume_list_verify_restore() {
+    let w = World::with_archive(12 << 20);
+    let s3 = common::Moto::start();
+    s3.create_bucket("bkt");
+    let env = s3.env();
+    let size = w.archive_size();
+    let mut child = w.spawn_push(
+        &[
+            "--all",
+            "--dest",
+            "s3://bkt/snap",
+            "--bwlimit",
+            "3M",
+            "--part-size",
+            "5M",
+        ],
+        &env,
+    );
+    let state = w.path("home/.local/state/snap/push");
+    let start = Instant::now();
+    while !common::journal_has_parts(&state, 1) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the push never sent a part"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let listed = w.restore_env(&["list", "s3://bkt/snap"], &env);
+    assert_eq!(code(&listed), 0, "{}", stderr(&listed));
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout),
+        "",
+        "a half push is listed"
+    );
+
+    let out = w.push_env(&["--all", "--dest", "s3://bkt/snap"], &env);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let r = &records(&out)[0];
+    assert!(r["resumed"].as_u64().unwrap() >= 5 << 20, "{r}");
+    assert!(r["sent"].as_u64().unwrap() < size, "{r}");
+    assert_eq!(r["dest"], "s3://bkt/snap");
+
+    let listed = w.restore_env(&["list", "s3://bkt/snap", "--json"], &env);
+    assert_eq!(code(&listed), 0, "{}", stderr(&listed));
+    assert_eq!(records(&listed)[0]["id"], w.archive_id());
+    let verified = w.restore_env(&["--from", "s3://bkt/snap", "verify", "s/latest"], &env);
+    assert_eq!(code(&verified), 0, "{}", stderr(&verified));
+    let restored = w.restore_env(
+        &[
+            "--from",
+            "s3://bkt/snap",
+            "restore",
+            "s/latest",
+            "--to",
+            "r",
+        ],
+        &env,
+    );
+    assert_eq!(code(&restored), 0, "{}", stderr(&restored));
+    w.assert_restored("r");
+    let again = w.push_env(&["--all", "--dest", "s3://bkt/snap", "--verify"], &env);
+    assert_eq!(code(&again), 0, "{}", stderr(&again));
+    assert_eq!(records(&again)[0]["skipped"], true);
+}
