@@ -26,14 +26,14 @@ end
 
 complete -c snap-restore -n "__fish_snap_restore_needs_command" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
 complete -c snap-restore -n "__fish_snap_restore_needs_command" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
-complete -c snap-restore -n "__fish_snap_restore_needs_command" -l from -d 'Look in this store or folder of archives instead of the store' -r -F
+complete -c snap-restore -n "__fish_snap_restore_needs_command" -l from -d 'Look here instead of the store: a store, a folder of archives, a destination URL (s3://, gs://, az://, uuid://, label://) or a configured destination\'s name' -r
 complete -c snap-restore -n "__fish_snap_restore_needs_command" -s i -l identity -d 'age identity file (age-keygen output, or an ssh private key) for encrypted archives (repeatable)' -r -F
 complete -c snap-restore -n "__fish_snap_restore_needs_command" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
 complete -c snap-restore -n "__fish_snap_restore_needs_command" -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-restore -n "__fish_snap_restore_needs_command" -s v -l verbose -d 'Name every file restored'
 complete -c snap-restore -n "__fish_snap_restore_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c snap-restore -n "__fish_snap_restore_needs_command" -s V -l version -d 'Print version'
-complete -c snap-restore -n "__fish_snap_restore_needs_command" -f -a "list" -d 'List the snapshots and archives of the store, or of DIR (a store or a folder of archives)'
+complete -c snap-restore -n "__fish_snap_restore_needs_command" -f -a "list" -d 'List the snapshots and archives of the store, or of WHERE (a store, a folder, a drive or a bucket)'
 complete -c snap-restore -n "__fish_snap_restore_needs_command" -f -a "show" -d 'Show a snapshot or archive: its record, sizes, compression ratio, chain'
 complete -c snap-restore -n "__fish_snap_restore_needs_command" -f -a "diff" -d 'What changed between two snapshots or archives: + added, - removed, M modified, T type, U metadata'
 complete -c snap-restore -n "__fish_snap_restore_needs_command" -f -a "verify" -d 'Read every byte of snapshots or archives and check them against their sha256s'
@@ -43,7 +43,7 @@ complete -c snap-restore -n "__fish_snap_restore_needs_command" -f -a "help" -d 
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -l set -d 'Only this set' -r
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
-complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -l from -d 'Look in this store or folder of archives instead of the store' -r -F
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -l from -d 'Look here instead of the store: a store, a folder of archives, a destination URL (s3://, gs://, az://, uuid://, label://) or a configured destination\'s name' -r
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -s i -l identity -d 'age identity file (age-keygen output, or an ssh private key) for encrypted archives (repeatable)' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -l json -d 'Print the records as JSON lines'
@@ -52,7 +52,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -s v -l 
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -s h -l help -d 'Print help'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand show" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand show" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
-complete -c snap-restore -n "__fish_snap_restore_using_subcommand show" -l from -d 'Look in this store or folder of archives instead of the store' -r -F
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand show" -l from -d 'Look here instead of the store: a store, a folder of archives, a destination URL (s3://, gs://, az://, uuid://, label://) or a configured destination\'s name' -r
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand show" -s i -l identity -d 'age identity file (age-keygen output, or an ssh private key) for encrypted archives (repeatable)' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand show" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand show" -l archive -d 'NAME means an archive even where a snapshot has the same id'
@@ -62,7 +62,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand show" -s v -l 
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand show" -s h -l help -d 'Print help'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand diff" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand diff" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
-complete -c snap-restore -n "__fish_snap_restore_using_subcommand diff" -l from -d 'Look in this store or folder of archives instead of the store' -r -F
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand diff" -l from -d 'Look here instead of the store: a store, a folder of archives, a destination URL (s3://, gs://, az://, uuid://, label://) or a configured destination\'s name' -r
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand diff" -s i -l identity -d 'age identity file (age-keygen output, or an ssh private key) for encrypted archives (repeatable)' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand diff" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand diff" -l archive -d 'Names mean archives even where snapshots have the same ids'
@@ -72,7 +72,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand diff" -s v -l 
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand diff" -s h -l help -d 'Print help'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand verify" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand verify" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
-complete -c snap-restore -n "__fish_snap_restore_using_subcommand verify" -l from -d 'Look in this store or folder of archives instead of the store' -r -F
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand verify" -l from -d 'Look here instead of the store: a store, a folder of archives, a destination URL (s3://, gs://, az://, uuid://, label://) or a configured destination\'s name' -r
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand verify" -s i -l identity -d 'age identity file (age-keygen output, or an ssh private key) for encrypted archives (repeatable)' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand verify" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand verify" -l archive -d 'Names mean archives even where snapshots have the same ids'
@@ -83,7 +83,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -l set
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -l id -d 'Its id [default: from the file\'s mtime]' -r
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
-complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -l from -d 'Look in this store or folder of archives instead of the store' -r -F
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -l from -d 'Look here instead of the store: a store, a folder of archives, a destination URL (s3://, gs://, az://, uuid://, label://) or a configured destination\'s name' -r
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -s i -l identity -d 'age identity file (age-keygen output, or an ssh private key) for encrypted archives (repeatable)' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -s q -l quiet -d 'Print only warnings and errors on stderr'
@@ -93,7 +93,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s t 
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s p -l path -d 'Restore only this path inside the snapshot, e.g. home/me/docs (repeatable)' -r
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
-complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -l from -d 'Look in this store or folder of archives instead of the store' -r -F
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -l from -d 'Look here instead of the store: a store, a folder of archives, a destination URL (s3://, gs://, az://, uuid://, label://) or a configured destination\'s name' -r
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s i -l identity -d 'age identity file (age-keygen output, or an ssh private key) for encrypted archives (repeatable)' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -l overwrite -d 'Replace files that exist in the target with other content'
@@ -101,7 +101,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -l ar
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s v -l verbose -d 'Name every file restored'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s h -l help -d 'Print help'
-complete -c snap-restore -n "__fish_snap_restore_using_subcommand help; and not __fish_seen_subcommand_from list show diff verify import restore help" -f -a "list" -d 'List the snapshots and archives of the store, or of DIR (a store or a folder of archives)'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand help; and not __fish_seen_subcommand_from list show diff verify import restore help" -f -a "list" -d 'List the snapshots and archives of the store, or of WHERE (a store, a folder, a drive or a bucket)'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand help; and not __fish_seen_subcommand_from list show diff verify import restore help" -f -a "show" -d 'Show a snapshot or archive: its record, sizes, compression ratio, chain'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand help; and not __fish_seen_subcommand_from list show diff verify import restore help" -f -a "diff" -d 'What changed between two snapshots or archives: + added, - removed, M modified, T type, U metadata'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand help; and not __fish_seen_subcommand_from list show diff verify import restore help" -f -a "verify" -d 'Read every byte of snapshots or archives and check them against their sha256s'

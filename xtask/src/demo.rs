@@ -2,9 +2,10 @@
 //!
 //! Makes a sample tree and a config under target/demo, collects it, changes a
 //! few files, collects again, and shows what the second snapshot cost on disk
-//! and that it equals the tree it was taken from. Then packs it into a local
-//! "external" folder, verifies the archive from that folder alone, restores
-//! it from there and shows the restored tree equals the source.
+//! and that it equals the tree it was taken from. Then packs it and pushes
+//! it (`snap-pack | snap-push`) to a local "external" folder named in the
+//! config, verifies the archive from that folder alone, restores it from
+//! there and shows the restored tree equals the source.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -71,8 +72,28 @@ fn tool(bin: &Path, name: &str, args: &[&str]) -> Result<String> {
     Ok(text)
 }
 
-/// Packs the newest snapshot into `external`, verifies and restores it from there.
-fn pack_verify_restore(bin: &Path, config: &Path, src: &Path, base: &Path) -> Result {
+/// Runs a shell pipeline of the tools (bash, pipefail), passing stderr through.
+fn pipeline(bin: &Path, line: &str) -> Result<String> {
+    let mut path = std::ffi::OsString::from(bin);
+    path.push(":");
+    path.push(std::env::var_os("PATH").unwrap_or_default());
+    let out = Command::new("bash")
+        .args(["-o", "pipefail", "-c", line])
+        .env("PATH", path)
+        .output()
+        .map_err(|e| format!("bash: {e}"))?;
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    if !out.status.success() {
+        return Err(format!("`{line}` failed ({})", out.status));
+    }
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    print!("{text}");
+    Ok(text)
+}
+
+/// Packs the newest snapshot in the store and pushes it to the configured
+/// "external" folder, then verifies and restores it from there alone.
+fn pack_push_verify_restore(bin: &Path, config: &Path, src: &Path, base: &Path) -> Result {
     let cfg = config.to_str().ok_or("config path is not UTF-8")?;
     let external = base.join("external");
     let restored = base.join("restored");
@@ -80,24 +101,16 @@ fn pack_verify_restore(bin: &Path, config: &Path, src: &Path, base: &Path) -> Re
         external.display().to_string(),
         restored.display().to_string(),
     );
-    println!("== pack the newest snapshot into the \"external\" folder {ext}");
-    tool(
+    println!("== pack the newest snapshot and push it to the configured destination {ext}");
+    pipeline(
         bin,
-        "snap-pack",
-        &[
-            "--config",
-            cfg,
-            "--snapshot",
-            "data/latest",
-            "--out",
-            &ext,
-            "--min-free",
-            "0",
-        ],
+        &format!(
+            "snap-pack --config '{cfg}' --snapshot data/latest --min-free 0 | snap-push --config '{cfg}' --verify"
+        ),
     )?;
     println!("== what the external folder holds, read from its files alone");
     tool(bin, "snap-restore", &["list", &ext])?;
-    println!("== verify: every byte of the archive against its sha256 and every file's");
+    println!("== verify there: every byte of the archive against its sha256 and every file's");
     tool(
         bin,
         "snap-restore",
@@ -171,8 +184,10 @@ pub fn run() -> Result {
     let cfg = serde_json::json!({
         "store": store,
         "backup_sets": [{"name": "data", "sources": [src], "exclusions": ["target/"]}],
-        "collect": {"min_free": "0"}
+        "collect": {"min_free": "0"},
+        "destinations": [{"name": "external", "path": base.join("external"), "min_free": "0"}]
     });
+    fs::create_dir_all(base.join("external")).map_err(|e| e.to_string())?;
     write(&config, serde_json::to_string_pretty(&cfg).expect("json"))?;
     let bin = root().join("target/release");
 
@@ -202,7 +217,7 @@ pub fn run() -> Result {
     );
     same_tree(&src, p2)?;
     println!("== the second snapshot equals the tree (diff -r); browse it: ls {p2}");
-    pack_verify_restore(&bin, &config, &src, &base)?;
+    pack_push_verify_restore(&bin, &config, &src, &base)?;
     println!("== store: {}", store.display());
     Ok(())
 }

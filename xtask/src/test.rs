@@ -2,7 +2,7 @@
 //! programs the tests call, then fmt, clippy, `gen --check`, every test, and a
 //! last line adding up all test harnesses.
 
-use crate::sh::{Result, cargo, ensure_apt, exec};
+use crate::sh::{Result, cargo, ensure_apt, ensure_pip, exec};
 
 /// Programs the tests call, with the Debian package that has each.
 pub const TEST_PROGRAMS: &[(&str, &str)] = &[
@@ -14,10 +14,15 @@ pub const TEST_PROGRAMS: &[(&str, &str)] = &[
     ("age", "age"),
     ("tar", "tar"),
     ("gzip", "gzip"),
+    ("python3", "python3"),
 ];
+
+/// Servers the tests start, with the PyPI package that has each.
+pub const TEST_SERVERS_PIP: &[(&str, &str)] = &[("moto_server", "moto[server]>=5,<6")];
 
 pub fn run() -> Result {
     ensure_apt(TEST_PROGRAMS)?;
+    let scripts = ensure_pip(TEST_SERVERS_PIP)?;
     exec(cargo().args(["fmt", "--all", "--", "--check"]))?;
     exec(cargo().args([
         "clippy",
@@ -29,16 +34,20 @@ pub fn run() -> Result {
     ]))?;
     crate::gen_docs::run(true)?;
     exec(cargo().args(["build", "--workspace", "--bins"]))?;
-    run_tests()
+    run_tests(&scripts)
 }
 
 /// Runs every test, passing cargo's output through, and ends with one line
 /// that adds up all the harnesses: `tests: N passed, N failed`.
-fn run_tests() -> Result {
+fn run_tests(scripts: &std::path::Path) -> Result {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
+    let mut path = std::ffi::OsString::from(scripts);
+    path.push(":");
+    path.push(std::env::var_os("PATH").unwrap_or_default());
     let mut cmd = cargo();
     cmd.args(["test", "--workspace"])
+        .env("PATH", path)
         .current_dir(crate::sh::root());
     eprintln!("xtask: $ {}", crate::sh::show(&cmd));
     let mut child = cmd
