@@ -43,3 +43,16 @@ pub fn named(store: &Store, names: &[String]) -> Result<Vec<Input>> {
         })
         .collect()
 }
+
+/// The newest snapshot of every set in the store (`--latest`).
+pub fn latest(store: &Store) -> Result<Vec<Input>> {
+    let mut out = Vec::new();
+    for set in store.sets()? {
+        if store.latest_id(&set)?.is_some() {
+            out.push(Input::Snapshot(Box::new(
+                store.resolve_snapshot(&format!("{set}/latest"))?,
+            )));
+        }
+    }
+    Ok(out)
+}

@@ -57,6 +57,10 @@ pub struct Cli {
     #[arg(long = "snapshot", value_name = "SNAPSHOT", action = ArgAction::Append)]
     pub snapshots: Vec<String>,
 
+    /// Pack the newest snapshot of every set in the store (one already packed is left as it is)
+    #[arg(long, conflicts_with = "snapshots")]
+    pub latest: bool,
+
     /// Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]
     #[arg(short, long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -154,9 +158,11 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
     };
     let input = if !cli.snapshots.is_empty() {
         input::named(&store, &cli.snapshots)?
+    } else if cli.latest {
+        input::latest(&store)?
     } else if std::io::stdin().is_terminal() {
         return Err(Error::usage("snap-pack", "nothing to pack").with_hint(
-            "pipe snap-collect's records in, or name snapshots with --snapshot SET/latest",
+            "pipe snap-collect's records in, or name snapshots with --snapshot SET/latest (or --latest)",
         ));
     } else {
         input::from_stdin()?
