@@ -114,3 +114,25 @@ fn python_scripts_dir() -> Result<std::path::PathBuf> {
         String::from_utf8_lossy(&out.stdout).trim(),
     ))
 }
+
+/// Installs npm packages globally for the programs that are missing (idempotent).
+pub fn ensure_npm(needs: &[(&str, &str)]) -> Result {
+    let missing: Vec<&str> = needs
+        .iter()
+        .filter(|(program, _)| !have(program))
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let mut cmd = Command::new("npm");
+    cmd.args([
+        "install",
+        "--global",
+        "--no-audit",
+        "--no-fund",
+        "--loglevel=error",
+    ])
+    .args(&missing);
+    exec(&mut cmd)
+}

@@ -2,7 +2,7 @@
 //! programs the tests call, then fmt, clippy, `gen --check`, every test, and a
 //! last line adding up all test harnesses.
 
-use crate::sh::{Result, cargo, ensure_apt, ensure_pip, exec};
+use crate::sh::{Result, cargo, ensure_apt, ensure_npm, ensure_pip, exec};
 
 /// Programs the tests call, with the Debian package that has each.
 pub const TEST_PROGRAMS: &[(&str, &str)] = &[
@@ -15,14 +15,19 @@ pub const TEST_PROGRAMS: &[(&str, &str)] = &[
     ("tar", "tar"),
     ("gzip", "gzip"),
     ("python3", "python3"),
+    ("npm", "npm"),
 ];
 
 /// Servers the tests start, with the PyPI package that has each.
 pub const TEST_SERVERS_PIP: &[(&str, &str)] = &[("moto_server", "moto[server]>=5,<6")];
 
+/// Servers the tests start, with the npm package that has each.
+pub const TEST_SERVERS_NPM: &[(&str, &str)] = &[("azurite-blob", "azurite@3")];
+
 pub fn run() -> Result {
     ensure_apt(TEST_PROGRAMS)?;
     let scripts = ensure_pip(TEST_SERVERS_PIP)?;
+    ensure_npm(TEST_SERVERS_NPM)?;
     exec(cargo().args(["fmt", "--all", "--", "--check"]))?;
     exec(cargo().args([
         "clippy",

@@ -338,26 +338,37 @@ fn credentials_never_printed() {
     assert!(!stderr(&out).contains("SEKRIT"), "{}", stderr(&out));
 }
 
-/// Against a real S3 server: push, list, verify and restore from the bucket
-/// alone; an interrupted push is never listed and resumes without resending.
+/// Against a real S3 server (moto): push, list, verify and restore from the
+/// bucket alone; an interrupted push is never listed and resumes without resending.
 #[test]
 fn s3_push_resume_list_verify_restore() {
-    let w = World::with_archive(12 << 20);
     let s3 = common::Moto::start();
     s3.create_bucket("bkt");
-    let env = s3.env();
+    bucket_round_trip("s3://bkt/snap", &s3.env());
+}
+
+/// The same against Azure's emulator (Azurite): block uploads resume too.
+#[test]
+fn azure_push_resume_list_verify_restore() {
+    let az = common::Azurite::start();
+    az.create_container("bkt");
+    bucket_round_trip("az://bkt/snap", &az.env());
+}
+
+fn bucket_round_trip(url: &str, env: &[(String, String)]) {
+    let w = World::with_archive(12 << 20);
     let size = w.archive_size();
     let mut child = w.spawn_push(
         &[
             "--all",
             "--dest",
-            "s3://bkt/snap",
+            url,
             "--bwlimit",
             "3M",
             "--part-size",
             "5M",
         ],
-        &env,
+        env,
     );
     let state = w.path("home/.local/state/snap/push");
     let start = Instant::now();
@@ -370,7 +381,7 @@ fn s3_push_resume_list_verify_restore() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    let listed = w.restore_env(&["list", "s3://bkt/snap"], &env);
+    let listed = w.restore_env(&["list", url], env);
     assert_eq!(code(&listed), 0, "{}", stderr(&listed));
     assert_eq!(
         String::from_utf8_lossy(&listed.stdout),
@@ -378,32 +389,22 @@ fn s3_push_resume_list_verify_restore() {
         "a half push is listed"
     );
 
-    let out = w.push_env(&["--all", "--dest", "s3://bkt/snap"], &env);
+    let out = w.push_env(&["--all", "--dest", url], env);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let r = &records(&out)[0];
     assert!(r["resumed"].as_u64().unwrap() >= 5 << 20, "{r}");
     assert!(r["sent"].as_u64().unwrap() < size, "{r}");
-    assert_eq!(r["dest"], "s3://bkt/snap");
+    assert_eq!(r["dest"], url);
 
-    let listed = w.restore_env(&["list", "s3://bkt/snap", "--json"], &env);
+    let listed = w.restore_env(&["list", url, "--json"], env);
     assert_eq!(code(&listed), 0, "{}", stderr(&listed));
     assert_eq!(records(&listed)[0]["id"], w.archive_id());
-    let verified = w.restore_env(&["--from", "s3://bkt/snap", "verify", "s/latest"], &env);
+    let verified = w.restore_env(&["--from", url, "verify", "s/latest"], env);
     assert_eq!(code(&verified), 0, "{}", stderr(&verified));
-    let restored = w.restore_env(
-        &[
-            "--from",
-            "s3://bkt/snap",
-            "restore",
-            "s/latest",
-            "--to",
-            "r",
-        ],
-        &env,
-    );
+    let restored = w.restore_env(&["--from", url, "restore", "s/latest", "--to", "r"], env);
     assert_eq!(code(&restored), 0, "{}", stderr(&restored));
     w.assert_restored("r");
-    let again = w.push_env(&["--all", "--dest", "s3://bkt/snap", "--verify"], &env);
+    let again = w.push_env(&["--all", "--dest", url, "--verify"], env);
     assert_eq!(code(&again), 0, "{}", stderr(&again));
     assert_eq!(records(&again)[0]["skipped"], true);
 }
