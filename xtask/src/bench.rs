@@ -51,9 +51,10 @@ pub struct Args {
     /// Print the table but do not write docs/benchmarks.md
     #[arg(long)]
     pub(crate) no_write: bool,
-    /// Suites to run: collect (snap-collect against rsync, restic, borg) and
+    /// Suites to run: collect (snap-collect against rsync, restic, borg),
     /// pack (snap-pack, snap-restore restore and verify against tar+zstd and restic)
-    #[arg(long, value_delimiter = ',', default_value = "collect,pack")]
+    /// and push (snap-push against rclone copy, to a folder and to S3; resume)
+    #[arg(long, value_delimiter = ',', default_value = "collect,pack,push")]
     suites: Vec<String>,
 }
 
@@ -602,6 +603,9 @@ pub fn run(args: Args) -> Result {
             .filter(|c| *c != "usr-share")
             .collect();
         crate::bench_pack::run(&args, &base, &corpora)?;
+    }
+    if args.suites.iter().any(|s| s == "push") {
+        crate::bench_push::run(&args, &base)?;
     }
     if !args.suites.iter().any(|s| s == "collect") {
         empty_trash(&base);

@@ -1,0 +1,356 @@
+//! `cargo xtask bench --suites push`: snap-push against `rclone copy`
+//! (Debian's rclone), side by side in one run, on a 1 GiB archive, to a
+//! folder and to a local S3 server (moto, started fresh for each push so its
+//! memory does not grow across runs), plus the resume goal: a push killed
+//! (kill -9) once half of its parts are at the destination, then run again;
+//! the rerun's `sent` over the archive's size is what a resume costs.
+//!
+//! The archive is made untimed by snap-collect and snap-pack from one file of
+//! incompressible bytes. Each timed push starts on an empty destination with
+//! no resume journal and the archive in the page cache. snap-push fsyncs
+//! every part it writes to a folder and the file before its rename; rclone
+//! does not flush, so a "rclone + sync" row is measured too.
+
+use std::fs;
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::bench::{Args, Table, discard, machine, measure, median, quiet};
+use crate::sh::{Result, ensure_apt, ensure_pip, root};
+
+fn bin(name: &str) -> PathBuf {
+    root().join("target/release").join(name)
+}
+
+const CORPUS: &str = "archive-1GiB";
+
+/// Makes the 1 GiB archive (untimed); returns its `.json` record path and data path.
+fn make_archive(base: &Path) -> Result<(PathBuf, PathBuf)> {
+    let src = base.join("push-src");
+    let store = base.join("push-store");
+    discard(&src)?;
+    discard(&store)?;
+    fs::create_dir_all(&src).map_err(|e| e.to_string())?;
+    quiet(Command::new("sh").arg("-c").arg(format!(
+        "head -c 1073741824 /dev/urandom > '{}/blob.bin'",
+        src.display()
+    )))?;
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "'{}' --store '{s}' --min-free 0 -q --name push '{src}' | '{}' --store '{s}' --min-free 0 -q",
+            bin("snap-collect").display(),
+            bin("snap-pack").display(),
+            s = store.display(),
+            src = src.display()
+        ))
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "making the archive: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    discard(&src)?;
+    let rec: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+    let data = PathBuf::from(rec["path"].as_str().unwrap_or_default());
+    let json = data.with_file_name(format!("{}.json", rec["id"].as_str().unwrap_or_default()));
+    Ok((json, data))
+}
+
+/// A moto server for one measurement.
+struct Moto {
+    child: Child,
+    port: u16,
+}
+
+impl Moto {
+    fn start(scripts: &Path) -> Result<Moto> {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| e.to_string())?
+            .port();
+        let child = Command::new(scripts.join("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("moto_server: {e}"))?;
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if start.elapsed() > Duration::from_secs(30) {
+                return Err("moto_server did not start".into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+        write!(
+            s,
+            "PUT /bench HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .map_err(|e| e.to_string())?;
+        let mut reply = String::new();
+        std::io::Read::read_to_string(&mut s, &mut reply).map_err(|e| e.to_string())?;
+        Ok(Moto { child, port })
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        vec![
+            (
+                "AWS_ENDPOINT".into(),
+                format!("http://127.0.0.1:{}", self.port),
+            ),
+            ("AWS_ALLOW_HTTP".into(), "true".into()),
+            ("AWS_ACCESS_KEY_ID".into(), "bench".into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), "bench".into()),
+            ("AWS_REGION".into(), "us-east-1".into()),
+        ]
+    }
+
+    fn rclone_remote(&self) -> String {
+        format!(
+            ":s3,provider=Other,env_auth=false,access_key_id=bench,secret_access_key=bench,endpoint='http://127.0.0.1:{}':bench/rclone",
+            self.port
+        )
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn snap_push(json: &Path, dest: &str, state: &Path, env: &[(String, String)]) -> Command {
+    let mut c = Command::new(bin("snap-push"));
+    c.args(["-q", "--file"])
+        .arg(json)
+        .args(["--dest", dest, "--state-dir"])
+        .arg(state)
+        .envs(env.iter().cloned());
+    c
+}
+
+fn add(table: &mut Table, step: &str, tool: &str, wall: f64, rss: f64, mib: f64) {
+    eprintln!("xtask: {CORPUS} {step} {tool}: {wall:.2} s, {rss:.0} MiB");
+    let s = table
+        .entry((CORPUS.into(), step.into(), tool.into()))
+        .or_default();
+    s.wall.push(wall);
+    s.rss.push(rss);
+    s.growth.push(mib);
+}
+
+fn fresh_dir(p: &Path) -> Result {
+    discard(p)?;
+    fs::create_dir_all(p).map_err(|e| e.to_string())
+}
+
+/// Parts a resume journal under `state` records, and how many the file has.
+fn journal_parts(state: &Path) -> (usize, usize) {
+    let Ok(entries) = fs::read_dir(state) else {
+        return (0, 1);
+    };
+    for e in entries.flatten() {
+        let Ok(text) = fs::read_to_string(e.path()) else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+            continue;
+        };
+        let (size, part) = (
+            v["size"].as_u64().unwrap_or(0),
+            v["part_size"].as_u64().unwrap_or(1),
+        );
+        let total = size.div_ceil(part.max(1)).max(1) as usize;
+        return (v["done"].as_object().map_or(0, |d| d.len()), total);
+    }
+    (0, 1)
+}
+
+/// Kills a push once half its parts are there, reruns it; returns the share
+/// of the archive the rerun sent and the share that was there at the kill.
+fn resume_share(
+    json: &Path,
+    dest: &str,
+    state: &Path,
+    env: &[(String, String)],
+    size: u64,
+) -> Result<(f64, f64)> {
+    let mut child = snap_push(json, dest, state, env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    let at_kill = loop {
+        let (done, total) = journal_parts(state);
+        if done * 2 >= total {
+            break done as f64 / total as f64;
+        }
+        if start.elapsed() > Duration::from_secs(300) || child.try_wait().ok().flatten().is_some() {
+            return Err("the push to interrupt finished or stalled before half".into());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let out = snap_push(json, dest, state, env)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "resumed push: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let rec: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+    Ok((
+        rec["sent"].as_u64().unwrap_or(0) as f64 / size as f64,
+        at_kill,
+    ))
+}
+
+pub fn run(args: &Args, base: &Path) -> Result {
+    ensure_apt(&[("rclone", "rclone")])?;
+    let scripts = ensure_pip(crate::test::TEST_SERVERS_PIP)?;
+    let (json, data) = make_archive(base)?;
+    let size = fs::metadata(&data).map_err(|e| e.to_string())?.len();
+    let mib = size as f64 / (1 << 20) as f64;
+    let folder = base.join("push-dest");
+    let state = base.join("push-state");
+    let mut table = Table::new();
+    let mut resumes: Vec<(String, f64, f64)> = Vec::new();
+    quiet(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("cat '{}' > /dev/null; sync", data.display())),
+    )?;
+    for run in 0..args.runs {
+        let tools: [&str; 3] = ["snap", "rclone", "rclone+sync"];
+        for k in 0..tools.len() {
+            let tool = tools[(k + run) % tools.len()];
+            fresh_dir(&folder)?;
+            fresh_dir(&state)?;
+            quiet(&mut Command::new("sync"))?;
+            let dest = folder.display().to_string();
+            let (wall, rss) = match tool {
+                "snap" => measure(&mut snap_push(&json, &dest, &state, &[]))?,
+                "rclone" => measure(Command::new("rclone").arg("copy").arg(&data).arg(&folder))?,
+                _ => measure(
+                    Command::new("sh")
+                        .arg("-c")
+                        .arg(format!("rclone copy '{}' '{dest}' && sync", data.display())),
+                )?,
+            };
+            add(&mut table, "push-folder", tool, wall, rss, mib);
+        }
+        for k in 0..2 {
+            let tool = ["snap", "rclone"][(k + run) % 2];
+            let moto = Moto::start(&scripts)?;
+            fresh_dir(&state)?;
+            let (wall, rss) = match tool {
+                "snap" => measure(&mut snap_push(
+                    &json,
+                    "s3://bench/snap",
+                    &state,
+                    &moto.env(),
+                ))?,
+                // This machine sets AWS_CA_BUNDLE, which rclone's S3 client cannot load.
+                _ => measure(
+                    Command::new("rclone")
+                        .env_remove("AWS_CA_BUNDLE")
+                        .args(["copy", "--s3-upload-concurrency", "4"])
+                        .arg(&data)
+                        .arg(moto.rclone_remote()),
+                )?,
+            };
+            add(&mut table, "push-s3", tool, wall, rss, mib);
+        }
+        fresh_dir(&folder)?;
+        fresh_dir(&state)?;
+        let (sent, at) = resume_share(&json, &folder.display().to_string(), &state, &[], size)?;
+        resumes.push(("folder".into(), sent, at));
+        let moto = Moto::start(&scripts)?;
+        fresh_dir(&state)?;
+        let (sent, at) = resume_share(&json, "s3://bench/resume", &state, &moto.env(), size)?;
+        resumes.push(("s3".into(), sent, at));
+        drop(moto);
+    }
+    discard(&folder)?;
+    let md = crate::bench::render_rows(&table, "archive MiB");
+    let resume_md = render_resumes(&resumes);
+    println!("{md}\n{resume_md}");
+    if !args.no_write {
+        write_doc(args, &md, &resume_md)?;
+    }
+    Ok(())
+}
+
+fn render_resumes(resumes: &[(String, f64, f64)]) -> String {
+    let mut md = String::from(
+        "| destination | killed at (parts there) | rerun sent, median (min–max) | goal |\n|---|---|---|---|\n",
+    );
+    for dest in ["folder", "s3"] {
+        let sent: Vec<f64> = resumes
+            .iter()
+            .filter(|r| r.0 == dest)
+            .map(|r| r.1 * 100.0)
+            .collect();
+        let at: Vec<f64> = resumes
+            .iter()
+            .filter(|r| r.0 == dest)
+            .map(|r| r.2 * 100.0)
+            .collect();
+        if sent.is_empty() {
+            continue;
+        }
+        let lo = sent.iter().cloned().fold(f64::INFINITY, f64::min);
+        let hi = sent.iter().cloned().fold(0.0, f64::max);
+        md.push_str(&format!(
+            "| {dest} | {:.0}% | {:.1}% ({lo:.1}–{hi:.1}) of a full push | ≤ 60% |\n",
+            median(&at),
+            median(&sent)
+        ));
+    }
+    md
+}
+
+fn write_doc(args: &Args, md: &str, resume_md: &str) -> Result {
+    let cmd = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
+    let rclone = Command::new("rclone")
+        .arg("version")
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })
+        .unwrap_or_default();
+    let doc = format!(
+        "# Benchmarks: snap-push\n\nMeasured {} on {}; {rclone}.\n\nCommand: `cargo xtask {cmd}` ({} runs; medians).\n\
+One 1 GiB archive (incompressible data, made untimed by snap-collect | snap-pack) pushed to an empty\n\
+folder on the same disk and to a local moto S3 server (started fresh for each push), by\n\
+`snap-push --file` and by `rclone copy` (4 parallel parts to S3 for both; rclone's default 5 MiB parts,\n\
+snap's default 8 MiB). snap-push fsyncs each 64 MiB part it writes to a folder and the file before\n\
+its rename; rclone does not flush, so \"rclone+sync\" is the like-for-like row.\n\
+\"snap / tool\" is snap's wall time over the tool's; throughput relative to the tool is its inverse\n\
+(the goal \"at least 0.9x rclone's throughput\" is snap / tool ≤ 1.11).\n\n{md}\n\
+## Resume\n\nA push is killed (kill -9) as soon as its journal records half of the parts, then run\n\
+again; \"rerun sent\" is what the second run sent over the archive's size.\n\n{resume_md}\n{}",
+        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        machine(),
+        args.runs,
+        fs::read_to_string(root().join("docs/benchmarks-push-notes.md")).unwrap_or_default()
+    );
+    fs::write(root().join("docs/benchmarks-push.md"), doc).map_err(|e| e.to_string())?;
+    eprintln!("xtask: wrote docs/benchmarks-push.md");
+    Ok(())
+}
