@@ -49,7 +49,7 @@ pub struct Source<'a> {
 /// How to send.
 #[derive(Clone)]
 pub struct Tuning {
-    /// Part size; `None` picks 8 MiB for buckets and 64 MiB for folders,
+    /// Part size; `None` picks 8 MiB for buckets and 16 MiB for folders,
     /// larger when the file would need more than 9,000 parts.
     pub part_size: Option<u64>,
     /// Parts in flight at once to a bucket.
@@ -131,7 +131,7 @@ fn part_len(size: u64, part: u64, idx: usize) -> u64 {
 
 /// The part size for a file: the default or asked size, grown to fit the part limit.
 pub fn part_size_for(size: u64, asked: Option<u64>, folder: bool) -> u64 {
-    let base = asked.unwrap_or(if folder { 64 * MIB } else { 8 * MIB });
+    let base = asked.unwrap_or(if folder { 16 * MIB } else { 8 * MIB });
     let needed = size.div_ceil(MAX_PARTS).div_ceil(MIB) * MIB;
     base.max(needed).max(MIB)
 }
@@ -398,29 +398,46 @@ fn upload_file(
     };
     let skip: Vec<usize> = journal.done.keys().copied().collect();
     let part_size = journal.part_size;
-    let mut sent = 0u64;
-    let mut failure = None;
-    let digest = read_parts(src.path, part_size, &skip, |idx, data| {
-        match write_part(&file, idx as u64 * part_size, &data, t.throttle.as_deref()) {
-            Ok(()) => {
-                journal.done.insert(idx, String::new());
-                if let Err(e) = journal.save(jpath) {
-                    failure = Some(e);
-                    return false;
-                }
-                sent += data.len() as u64;
-                progress(data.len() as u64);
-                true
-            }
-            Err(e) => {
+    // Three stages overlap: reading and hashing, writing (the kernel starts
+    // write-back as parts land), and syncing, which journals each part once
+    // fdatasync says it is on the drive.
+    let (sent, digest) = std::thread::scope(|s| {
+        let (parts_tx, parts_rx) = std::sync::mpsc::sync_channel::<(usize, Bytes)>(2);
+        let (synced_tx, synced_rx) = std::sync::mpsc::channel::<(usize, u64)>();
+        let skip = &skip;
+        let reader = s.spawn(move || {
+            read_parts(src.path, part_size, skip, |idx, data| {
+                parts_tx.send((idx, data)).is_ok()
+            })
+        });
+        let journal = &mut journal;
+        let file = &file;
+        let part_path = &part_path;
+        let syncer =
+            s.spawn(move || sync_parts(file, part_path, synced_rx, journal, jpath, progress));
+        let mut failure = None;
+        for (idx, data) in parts_rx {
+            let at = idx as u64 * part_size;
+            if let Err(e) = write_part(file, at, &data, t.throttle.as_deref()) {
                 failure = Some(io(e));
-                false
+                break;
+            }
+            if synced_tx.send((idx, data.len() as u64)).is_err() {
+                break;
             }
         }
+        drop(synced_tx);
+        let digest = reader
+            .join()
+            .map_err(|_| Error::internal("upload", "reader panicked"));
+        let sent = syncer
+            .join()
+            .map_err(|_| Error::internal("upload", "syncer panicked"));
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        Ok((sent??, digest??))
     })?;
-    if let Some(e) = failure {
-        return Err(e);
-    }
     if digest != src.sha256 {
         drop(file);
         let _ = std::fs::remove_file(&part_path);
@@ -434,8 +451,32 @@ fn upload_file(
     Ok(Sent { sent, resumed })
 }
 
+/// Flushes written parts to the drive (several at once when they queue up)
+/// and only then records them in the journal. Returns the bytes sent.
+fn sync_parts(
+    file: &File,
+    part_path: &Path,
+    written: std::sync::mpsc::Receiver<(usize, u64)>,
+    journal: &mut Journal,
+    jpath: &Path,
+    progress: Progress,
+) -> Result<u64> {
+    let mut sent = 0;
+    while let Ok(first) = written.recv() {
+        let batch: Vec<(usize, u64)> = std::iter::once(first).chain(written.try_iter()).collect();
+        file.sync_data().map_err(|e| Error::io(part_path, e))?;
+        for (idx, n) in batch {
+            journal.done.insert(idx, String::new());
+            sent += n;
+            progress(n);
+        }
+        journal.save(jpath)?;
+    }
+    Ok(sent)
+}
+
 /// Writes one part at its offset in 1 MiB steps (throttled), starting
-/// write-back as it goes, and returns once the part is on the disk.
+/// write-back as it goes (the syncer then finds little left to flush).
 fn write_part(
     file: &File,
     offset: u64,
@@ -449,11 +490,11 @@ fn write_part(
         }
         file.write_all_at(chunk, offset + done as u64)?;
         done += chunk.len();
-        if done % (8 * MIB as usize) == 0 {
+        if done % (8 * MIB as usize) == 0 || done == data.len() {
             snap_shared::fsutil::start_writeback(file, offset, offset + done as u64);
         }
     }
-    file.sync_data()
+    Ok(())
 }
 
 #[cfg(test)]
@@ -464,7 +505,7 @@ mod tests {
     #[test]
     fn part_sizes() {
         assert_eq!(part_size_for(1 << 30, None, false), 8 * MIB);
-        assert_eq!(part_size_for(1 << 30, None, true), 64 * MIB);
+        assert_eq!(part_size_for(1 << 30, None, true), 16 * MIB);
         assert_eq!(part_size_for(1 << 30, Some(5 * MIB), false), 5 * MIB);
         let huge = 200u64 << 30;
         let p = part_size_for(huge, None, false);

@@ -339,7 +339,7 @@ fn write_doc(args: &Args, md: &str, resume_md: &str) -> Result {
 One 1 GiB archive (incompressible data, made untimed by snap-collect | snap-pack) pushed to an empty\n\
 folder on the same disk and to a local moto S3 server (started fresh for each push), by\n\
 `snap-push --file` and by `rclone copy` (4 parallel parts to S3 for both; rclone's default 5 MiB parts,\n\
-snap's default 8 MiB). snap-push fsyncs each 64 MiB part it writes to a folder and the file before\n\
+snap's default 8 MiB). snap-push fsyncs each 16 MiB part it writes to a folder and the file before\n\
 its rename; rclone does not flush, so \"rclone+sync\" is the like-for-like row.\n\
 \"snap / tool\" is snap's wall time over the tool's; throughput relative to the tool is its inverse\n\
 (the goal \"at least 0.9x rclone's throughput\" is snap / tool ≤ 1.11).\n\n{md}\n\
