@@ -23,7 +23,7 @@ _snap__pack() {
 
     case "${cmd}" in
         snap__pack)
-            opts="-c -s -o -l -r -R -i -q -v -h -V --snapshot --config --store --out --compression --level --threads --recipient --recipients-file --passphrase-file --incremental --full-every --min-free --quiet --verbose --help --version"
+            opts="-c -s -o -l -r -R -i -q -v -h -V --snapshot --latest --config --store --out --compression --level --threads --recipient --recipients-file --passphrase-file --incremental --full-every --min-free --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

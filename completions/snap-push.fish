@@ -5,7 +5,7 @@ complete -c snap-push -s c -l config -d 'Config file [default: $SNAP_CONFIG, els
 complete -c snap-push -s s -l store -d 'Store directory, for --all [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
 complete -c snap-push -l bwlimit -d 'Limit the sending rate, in bytes per second: 500K, 10M (binary units)' -r
 complete -c snap-push -l parallel -d 'Parts of one file sent at once to a bucket' -r
-complete -c snap-push -l part-size -d 'Size of the parts large files are sent in (at least 5M for S3) [default: 8M to buckets, 64M to folders]' -r
+complete -c snap-push -l part-size -d 'Size of the parts large files are sent in (at least 5M for S3) [default: 8M to buckets, 16M to folders]' -r
 complete -c snap-push -l retries -d 'Retries of a failed request to a bucket, with exponential backoff' -r
 complete -c snap-push -l retry-timeout -d 'Give up retrying a request after this many seconds' -r
 complete -c snap-push -l min-free -d 'Free space a folder destination must keep after the push, e.g. 2GiB or 5% [default: the destination\'s min_free, else 1GiB or 5%, whichever is smaller]' -r

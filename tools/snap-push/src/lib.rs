@@ -107,7 +107,7 @@ pub struct Cli {
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub parallel: u64,
 
-    /// Size of the parts large files are sent in (at least 5M for S3) [default: 8M to buckets, 64M to folders]
+    /// Size of the parts large files are sent in (at least 5M for S3) [default: 8M to buckets, 16M to folders]
     #[arg(long, value_name = "SIZE", value_parser = parse_part_size)]
     pub part_size: Option<u64>,
 
