@@ -59,7 +59,14 @@ s3://BUCKET/PREFIX, gs://BUCKET/PREFIX, az://CONTAINER/PREFIX, or the name of a 
 Without --dest, the config's \"destinations\" are used by \"priority\" (lowest first): every \
 destination of the first priority with one present is pushed to; lower priorities are the fallback. \
 Bucket settings (endpoint, region, credentials) come from the config's \"options\" and the usual \
-AWS_*, GOOGLE_* and AZURE_* environment variables; they never appear in records or messages.\n\n\
+AWS_*, GOOGLE_* and AZURE_* environment variables; they never appear in records or messages. \
+S3-compatible services take an endpoint and a region in \"options\": MinIO {\"endpoint\": \
+\"http://nas:9000\", \"region\": \"us-east-1\", \"allow_http\": \"true\"}; Backblaze B2 {\"endpoint\": \
+\"https://s3.eu-central-003.backblazeb2.com\", \"region\": \"eu-central-003\"}; Wasabi {\"endpoint\": \
+\"https://s3.eu-central-1.wasabisys.com\", \"region\": \"eu-central-1\"}; keys in access_key_id and \
+secret_access_key, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY. A configured destination looks like \
+{\"name\": \"t9\", \"uuid\": \"2F3A-11C4\", \"path\": \"backups\", \"priority\": 1} or {\"name\": \"b2\", \
+\"url\": \"s3://bucket/prefix\", \"options\": {…}}.\n\n\
 Exit codes: 0 done; 64 usage; 65 an archive or a pushed object failed its check; 66 an archive's files \
 are missing; 69 a destination is unreachable; 73 a destination is too full or holds another archive \
 of the same name; 74 I/O error; 75 a destination is absent (drive not plugged in) or busy; 77 permission \
