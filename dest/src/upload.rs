@@ -273,7 +273,9 @@ impl Dest {
             }
             Ok(())
         });
-        // Dropping the receiver (on error) stops the reader at its next part.
+        // On an error the reader may be waiting to hand over a part: closing
+        // the channel stops it, so that joining it cannot hang.
+        drop(rx);
         *journal = shared.into_inner().expect("journal lock");
         let read = reader
             .join()

@@ -355,6 +355,49 @@ fn azure_push_resume_list_verify_restore() {
     bucket_round_trip("az://bkt/snap", &az.env());
 }
 
+/// A server that goes away mid-push (a network cut) ends the push with exit
+/// 69 after its retries, instead of hanging; nothing is listed.
+#[test]
+fn server_gone_mid_push_is_69() {
+    let w = World::with_archive(12 << 20);
+    let s3 = common::Moto::start();
+    s3.create_bucket("bkt");
+    let env = s3.env();
+    let args = [
+        "--all",
+        "--dest",
+        "s3://bkt/snap",
+        "--bwlimit",
+        "2M",
+        "--part-size",
+        "1M",
+        "--parallel",
+        "1",
+    ];
+    let mut cmd = w.push_cmd(&args);
+    cmd.args(["--retries", "1", "--retry-timeout", "2"])
+        .envs(env.clone());
+    let state = w.path("home/.local/state/snap/push");
+    let handle = std::thread::spawn(move || cmd.timeout(Duration::from_secs(90)).output().unwrap());
+    let start = Instant::now();
+    while !common::journal_has_parts(&state, 1) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the push never sent a part"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(s3);
+    let out = handle.join().unwrap();
+    assert_eq!(code(&out), 69, "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with("snap-push: s3://bkt/snap/s/"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(records(&out).is_empty());
+}
+
 fn bucket_round_trip(url: &str, env: &[(String, String)]) {
     let w = World::with_archive(12 << 20);
     let size = w.archive_size();
