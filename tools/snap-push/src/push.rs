@@ -370,9 +370,8 @@ fn check_landed(dest: &Dest, o: &Object, verify: bool) -> Result<()> {
         None => Ok(()),
         Some(p) => {
             let _ = dest.delete(&o.key);
-            Err(Error::data(dest.show(&o.key), format!("{p}; removed it"))).map_err(|e| {
-                e.with_hint("run the push again; if it repeats, check the destination's hardware")
-            })
+            Err(Error::data(dest.show(&o.key), format!("{p}; removed it"))
+                .with_hint("run the push again; if it repeats, check the destination's hardware"))
         }
     }
 }
