@@ -103,7 +103,7 @@ impl Journal {
         same.then_some(j)
     }
 
-    /// Saved atomically; not fsynced, since a journal lost in a crash only means resending.
+    /// Saved atomically (temp, fsync, rename): a journal is never half written.
     fn save(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_vec(self).expect("journal serializes");
         snap_shared::fsutil::write_atomic(path, 0o600, true, |f| {

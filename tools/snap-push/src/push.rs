@@ -178,10 +178,12 @@ fn objects_of(local: &Local) -> Result<Vec<Object>> {
 
 /// The record already at the destination under this archive's name, if any.
 fn remote_record(dest: &Dest, key: &str) -> Result<Option<Value>> {
-    if dest.head(key)?.is_none() {
-        return Ok(None);
-    }
-    let bytes = dest.get_bytes(key)?;
+    // One request: a missing record is the usual case, and reads as NoInput.
+    let bytes = match dest.get_bytes(key) {
+        Ok(b) => b,
+        Err(e) if e.exit == Exit::NoInput => return Ok(None),
+        Err(e) => return Err(e),
+    };
     serde_json::from_slice(&bytes)
         .map(Some)
         .map_err(|e| Error::data(dest.show(key), format!("not a JSON record: {e}")))
