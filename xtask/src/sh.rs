@@ -50,15 +50,20 @@ pub fn have(program: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// The packages of the `(program, package)` pairs whose program is not `present`.
+fn missing<'a>(needs: &[(&str, &'a str)], present: impl Fn(&str) -> bool) -> Vec<&'a str> {
+    needs
+        .iter()
+        .filter(|(program, _)| !present(program))
+        .map(|(_, package)| *package)
+        .collect()
+}
+
 static APT_UPDATE: Once = Once::new();
 
 /// Installs Debian packages for the programs that are missing (idempotent).
 pub fn ensure_apt(needs: &[(&str, &str)]) -> Result {
-    let missing: Vec<&str> = needs
-        .iter()
-        .filter(|(program, _)| !have(program))
-        .map(|(_, package)| *package)
-        .collect();
+    let missing = missing(needs, have);
     if missing.is_empty() {
         return Ok(());
     }
@@ -88,11 +93,7 @@ pub fn ensure_apt(needs: &[(&str, &str)]) -> Result {
 /// be on a fresh machine's PATH).
 pub fn ensure_pip(needs: &[(&str, &str)]) -> Result<std::path::PathBuf> {
     let scripts = python_scripts_dir()?;
-    let missing: Vec<&str> = needs
-        .iter()
-        .filter(|(program, _)| !have(program) && !scripts.join(program).exists())
-        .map(|(_, package)| *package)
-        .collect();
+    let missing = missing(needs, |p| have(p) || scripts.join(p).exists());
     if !missing.is_empty() {
         let mut cmd = Command::new("python3");
         cmd.args(["-m", "pip", "install", "-q", "--disable-pip-version-check"])
@@ -117,11 +118,7 @@ fn python_scripts_dir() -> Result<std::path::PathBuf> {
 
 /// Installs npm packages globally for the programs that are missing (idempotent).
 pub fn ensure_npm(needs: &[(&str, &str)]) -> Result {
-    let missing: Vec<&str> = needs
-        .iter()
-        .filter(|(program, _)| !have(program))
-        .map(|(_, package)| *package)
-        .collect();
+    let missing = missing(needs, have);
     if missing.is_empty() {
         return Ok(());
     }
