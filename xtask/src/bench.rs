@@ -413,6 +413,24 @@ pub(crate) struct Samples {
     pub(crate) growth: Vec<f64>,
 }
 
+/// Adds one measurement of a tool doing a step on a corpus.
+pub(crate) fn add_sample(
+    table: &mut Table,
+    (corpus, step, tool): (&str, &str, &str),
+    wall: f64,
+    rss: f64,
+    growth: Option<f64>,
+) {
+    let s = table
+        .entry((corpus.into(), step.into(), tool.into()))
+        .or_default();
+    s.wall.push(wall);
+    s.rss.push(rss);
+    if let Some(g) = growth {
+        s.growth.push(g);
+    }
+}
+
 pub(crate) fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(|a, b| a.total_cmp(b));
@@ -452,12 +470,7 @@ fn bench_corpus(
                     "xtask: {name} {step} {tool} run {}: {wall:.2} s, {rss:.0} MiB, +{growth:.1} MiB",
                     run + 1
                 );
-                let s = table
-                    .entry((name.into(), step.to_string(), tool.clone()))
-                    .or_default();
-                s.wall.push(wall);
-                s.rss.push(rss);
-                s.growth.push(growth);
+                add_sample(table, (name, step, tool), wall, rss, Some(growth));
                 if let Some(u) = undo {
                     undo_change(u)?;
                 }
@@ -480,11 +493,13 @@ fn bench_memory_scaling(base: &Path, args: &Args, snap_bin: &Path, table: &mut T
             "xtask: tree-small-10pct 1-first snap run {}: {wall:.2} s, {rss:.0} MiB",
             run + 1
         );
-        let s = table
-            .entry(("tree-small-10pct".into(), "1-first".into(), "snap".into()))
-            .or_default();
-        s.wall.push(wall);
-        s.rss.push(rss);
+        add_sample(
+            table,
+            ("tree-small-10pct", "1-first", "snap"),
+            wall,
+            rss,
+            None,
+        );
     }
     discard(&target)?;
     Ok(())

@@ -75,15 +75,7 @@ impl Record<'_> {
             "xtask: {} {step} {tool}: {wall:.2} s, {rss:.0} MiB",
             self.corpus
         );
-        let s = self
-            .table
-            .entry((self.corpus.into(), step.into(), tool.into()))
-            .or_default();
-        s.wall.push(wall);
-        s.rss.push(rss);
-        if let Some(o) = out_mib {
-            s.growth.push(o);
-        }
+        crate::bench::add_sample(self.table, (self.corpus, step, tool), wall, rss, out_mib);
     }
 }
 

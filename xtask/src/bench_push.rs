@@ -138,12 +138,7 @@ fn snap_push(json: &Path, dest: &str, state: &Path, env: &[(String, String)]) ->
 
 fn add(table: &mut Table, step: &str, tool: &str, wall: f64, rss: f64, mib: f64) {
     eprintln!("xtask: {CORPUS} {step} {tool}: {wall:.2} s, {rss:.0} MiB");
-    let s = table
-        .entry((CORPUS.into(), step.into(), tool.into()))
-        .or_default();
-    s.wall.push(wall);
-    s.rss.push(rss);
-    s.growth.push(mib);
+    crate::bench::add_sample(table, (CORPUS, step, tool), wall, rss, Some(mib));
 }
 
 fn fresh_dir(p: &Path) -> Result {
