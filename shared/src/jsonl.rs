@@ -97,6 +97,25 @@ impl<R: BufRead> Iterator for RecordReader<R> {
     }
 }
 
+/// Reads every record of `input` before anything is acted on (a bad line
+/// anywhere is the error, with nothing done): the records `pick` takes become
+/// `T`; every other line (other kinds, unknown kinds) goes through `pass`.
+pub fn read_picking<T>(
+    input: impl BufRead,
+    name: &str,
+    mut pick: impl FnMut(Box<Record>) -> std::result::Result<T, Box<Record>>,
+    mut pass: impl FnMut(Item) -> T,
+) -> Result<Vec<T>> {
+    RecordReader::new(input, name)
+        .map(|item| {
+            Ok(match item? {
+                Item::Record(rec) => pick(rec).unwrap_or_else(|other| pass(Item::Record(other))),
+                other => pass(other),
+            })
+        })
+        .collect()
+}
+
 /// Writes records, one per line, flushing each.
 pub struct RecordWriter<W> {
     out: W,

@@ -5,7 +5,7 @@
 //! writer upstream (snap-collect) has released the store by then.
 
 use snap_shared::error::Result;
-use snap_shared::jsonl::{Item, RecordReader};
+use snap_shared::jsonl::{Item, read_picking};
 use snap_shared::record::{Record, SnapshotRecord};
 use snap_shared::store::Store;
 
@@ -18,18 +18,11 @@ pub enum Input {
 
 /// Reads every record on stdin.
 pub fn from_stdin() -> Result<Vec<Input>> {
-    let reader = RecordReader::new(std::io::stdin().lock(), "stdin");
-    let mut out = Vec::new();
-    for item in reader {
-        out.push(match item? {
-            Item::Record(rec) => match *rec {
-                Record::Snapshot(s) => Input::Snapshot(Box::new(s)),
-                other => Input::Pass(Item::Record(Box::new(other))),
-            },
-            other => Input::Pass(other),
-        });
-    }
-    Ok(out)
+    let pick = |rec: Box<Record>| match *rec {
+        Record::Snapshot(s) => Ok(Input::Snapshot(Box::new(s))),
+        _ => Err(rec),
+    };
+    read_picking(std::io::stdin().lock(), "stdin", pick, Input::Pass)
 }
 
 /// The snapshots named on the command line.

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use snap_shared::archive::{self, ArchiveFiles};
 use snap_shared::error::{Error, Result};
-use snap_shared::jsonl::{Item, RecordReader};
+use snap_shared::jsonl::{Item, read_picking};
 use snap_shared::record::{ArchiveRecord, Record};
 use snap_shared::store::{Store, read_names};
 
@@ -51,21 +51,14 @@ impl Local {
 
 /// Reads every record on stdin.
 pub fn from_stdin() -> Result<Vec<Input>> {
-    let reader = RecordReader::new(std::io::stdin().lock(), "stdin");
-    let mut out = Vec::new();
-    for item in reader {
-        out.push(match item? {
-            Item::Record(rec) => match *rec {
-                Record::Archive(a) => {
-                    let dir = snap_shared::fsutil::parent_of(Path::new(&a.path)).to_path_buf();
-                    Input::Archive(Box::new(Local { rec: a, dir }))
-                }
-                other => Input::Pass(Item::Record(Box::new(other))),
-            },
-            other => Input::Pass(other),
-        });
-    }
-    Ok(out)
+    let pick = |rec: Box<Record>| match *rec {
+        Record::Archive(a) => {
+            let dir = snap_shared::fsutil::parent_of(Path::new(&a.path)).to_path_buf();
+            Ok(Input::Archive(Box::new(Local { rec: a, dir })))
+        }
+        _ => Err(rec),
+    };
+    read_picking(std::io::stdin().lock(), "stdin", pick, Input::Pass)
 }
 
 /// The archives named by path: a `.json` record or an archive's data file.
