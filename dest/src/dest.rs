@@ -9,9 +9,8 @@
 //! its synced parts after a kill (LocalFileSystem has no resumable upload).
 //! Everything above this module sees one interface.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -341,38 +340,20 @@ fn existing_folder(spec: &DestSpec, dir: &Path) -> Result<PathBuf> {
     )))
 }
 
-fn create_folder(dir: &Path) -> Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
+/// Makes a folder (and its parents) 0700; failing is exit 73.
+pub fn create_folder(dir: &Path) -> Result<()> {
+    snap_shared::fsutil::create_private_dir(dir)
         .map_err(|e| Error::io(dir, e).with_exit(Exit::CantCreate))
 }
 
-use std::os::unix::fs::DirBuilderExt;
-
 /// Writes `data` to `path` atomically, 0600, fsynced, replacing what was there.
-pub(crate) fn put_file(path: &Path, data: &[u8]) -> Result<()> {
+fn put_file(path: &Path, data: &[u8]) -> Result<()> {
     let dir = snap_shared::fsutil::parent_of(path);
     if !dir.is_dir() {
         create_folder(dir)?;
     }
-    let tmp = snap_shared::fsutil::temp_name(path, "snap-put");
-    let write = || -> std::io::Result<()> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        snap_shared::fsutil::fsync_dir(dir)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io(path, e)
-    })
+    snap_shared::fsutil::write_atomic(path, 0o600, true, |f| f.write_all(data))
+        .map_err(|e| Error::io(path, e))
 }
 
 /// Files under `dir`, as paths relative to `root`; hidden work files are left out.

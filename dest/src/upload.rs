@@ -150,8 +150,7 @@ impl Dest {
             upload_id: None,
             done: BTreeMap::new(),
         };
-        snap_shared::fsutil::create_private_dir(&t.state_dir)
-            .map_err(|e| Error::io(&t.state_dir, e).with_exit(Exit::CantCreate))?;
+        crate::dest::create_folder(&t.state_dir)?;
         let jpath = Journal::path(&t.state_dir, &self.url, rel);
         let journal = Journal::load(&jpath, &fresh);
         let result = match &self.backend {
@@ -372,8 +371,7 @@ fn upload_file(
 ) -> Result<Sent> {
     let dir = snap_shared::fsutil::parent_of(dest);
     if !dir.is_dir() {
-        snap_shared::fsutil::create_private_dir(dir)
-            .map_err(|e| Error::io(dir, e).with_exit(Exit::CantCreate))?;
+        crate::dest::create_folder(dir)?;
     }
     let name = dest.file_name().unwrap_or_default().to_string_lossy();
     let part_path = dir.join(format!(".{name}.snap-part"));

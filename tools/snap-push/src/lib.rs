@@ -350,8 +350,7 @@ fn floor_of(specs: &[DestSpec], dest: &Dest) -> Option<Floor> {
 /// One lock per destination, in the state folder: two pushes to one
 /// destination would share its journals; the second waits for a later run.
 fn lock_all(dests: &[Dest], state_dir: &std::path::Path) -> Result<Vec<StoreLock>> {
-    snap_shared::fsutil::create_private_dir(state_dir)
-        .map_err(|e| Error::io(state_dir, e).with_exit(Exit::CantCreate))?;
+    snap_dest::dest::create_folder(state_dir)?;
     dests
         .iter()
         .map(|d| {
