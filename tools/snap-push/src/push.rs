@@ -53,12 +53,14 @@ struct Object {
     size: u64,
     /// What its bytes must hash to, when known before reading it.
     sha256: Option<Sha256Digest>,
+    /// The archive's data file (sent in resumable parts); the others are small.
+    is_data: bool,
 }
 
 /// Pushes `local` to `dest`.
 pub fn push(local: &Local, dest: &Dest, opts: &Options, report: &Reporter) -> Result<Outcome> {
     let objects = objects_of(local)?;
-    let (data, json) = (&objects[0], &objects[3]);
+    let json = &objects[3];
     if let Some(existing) = remote_record(dest, &json.key)? {
         return already_there(local, dest, &objects, &existing, opts, report);
     }
@@ -96,14 +98,9 @@ pub fn push(local: &Local, dest: &Dest, opts: &Options, report: &Reporter) -> Re
     let mut sent = 0;
     let mut resumed = 0;
     for o in todo {
-        if o.key == data.key {
-            let s = send_large(local, dest, o, opts, report)?;
-            sent += s.sent;
-            resumed += s.resumed;
-        } else {
-            sent += send_small(dest, o)?;
-        }
-        check_landed(dest, o, opts.verify)?;
+        let s = send(local, dest, o, opts, report)?;
+        sent += s.sent;
+        resumed += s.resumed;
     }
     if opts.verify && skipped > 0 {
         for o in objects.iter().filter(|o| o.key != json.key) {
@@ -171,6 +168,7 @@ fn objects_of(local: &Local) -> Result<Vec<Object>> {
             key: format!("{}/{name}", local.rec.set),
             size: meta.len(),
             sha256,
+            is_data: i == 0,
         });
     }
     Ok(out)
@@ -223,12 +221,7 @@ fn already_there(
                 "{}: missing or damaged at the destination; sending it again",
                 dest.show(&o.key)
             ));
-            sent += if o.key == objects[0].key {
-                send_large(local, dest, o, opts, report)?.sent
-            } else {
-                send_small(dest, o)?
-            };
-            check_landed(dest, o, opts.verify)?;
+            sent += send(local, dest, o, opts, report)?.sent;
         } else if opts.verify && !opts.dry_run {
             check_landed(dest, o, true)?;
         }
@@ -296,6 +289,27 @@ const SMALL: u64 = 4 << 20;
 fn local_digest(o: &Object) -> Result<Sha256Digest> {
     let bytes = std::fs::read(&o.local).map_err(|e| Error::io(&o.local, e))?;
     Ok(Sha256Digest::of(&bytes))
+}
+
+/// Sends one object, the data file in parts and the others whole, then
+/// checks that it landed (read back with `--verify`).
+fn send(
+    local: &Local,
+    dest: &Dest,
+    o: &Object,
+    opts: &Options,
+    report: &Reporter,
+) -> Result<snap_dest::Sent> {
+    let sent = if o.is_data {
+        send_large(local, dest, o, opts, report)?
+    } else {
+        snap_dest::Sent {
+            sent: send_small(dest, o)?,
+            resumed: 0,
+        }
+    };
+    check_landed(dest, o, opts.verify)?;
+    Ok(sent)
 }
 
 /// Sends a small file whole, after checking its bytes against what they must hash to.
