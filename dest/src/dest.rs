@@ -319,9 +319,7 @@ pub(crate) fn error_for(context: &str, e: object_store::Error) -> Error {
         E::NotSupported { .. } | E::NotImplemented { .. } => Exit::Software,
         _ => Exit::Unavailable,
     };
-    let text = e.to_string();
-    let line = text.lines().next().unwrap_or("").trim();
-    Error::new(exit, context.to_string(), line)
+    Error::new(exit, context.to_string(), first_line(&e))
 }
 
 fn existing_folder(spec: &DestSpec, dir: &Path) -> Result<PathBuf> {
@@ -461,6 +459,12 @@ fn open_bucket(
     })
 }
 
-fn first_line(e: &object_store::Error) -> String {
-    e.to_string().lines().next().unwrap_or("").to_string()
+/// An object_store error's first line (some go on with the HTTP body).
+pub(crate) fn first_line(e: &object_store::Error) -> String {
+    e.to_string()
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string()
 }

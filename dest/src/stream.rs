@@ -32,10 +32,9 @@ impl StreamReader {
             while let Some(chunk) = body.next().await {
                 let failed = chunk.is_err();
                 let item = chunk.map_err(|e| {
-                    let text = e.to_string();
                     io::Error::new(
                         io::ErrorKind::ConnectionAborted,
-                        text.lines().next().unwrap_or("").to_string(),
+                        crate::dest::first_line(&e),
                     )
                 });
                 if tx.send(item).await.is_err() || failed {
