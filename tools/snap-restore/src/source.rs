@@ -98,7 +98,7 @@ impl Item {
 
 /// The last component of a recorded path (a record names files by the paths of the machine that made it).
 fn file_name(recorded: &str) -> String {
-    archive::beside(Path::new("x"), recorded)
+    Path::new(recorded)
         .file_name()
         .unwrap_or_default()
         .to_string_lossy()
