@@ -80,13 +80,6 @@ impl Loc {
         }
     }
 
-    pub fn exists(&self) -> Result<bool> {
-        match self {
-            Loc::Path(p) => Ok(p.exists()),
-            Loc::Object(d, key) => Ok(d.head(key)?.is_some()),
-        }
-    }
-
     /// Opens it for reading; a bucket object streams as it is read.
     pub fn open(&self) -> Result<Box<dyn Read + Send>> {
         match self {

@@ -561,16 +561,20 @@ pub fn chain_of(item: &Item) -> Result<Vec<Item>> {
         let Item::Archive { json, .. } = &current else {
             break;
         };
-        let base_json = json.sibling(&format!("{base}.json"));
-        if !base_json.exists()? {
-            return Err(Error::new(
-                Exit::NoInput,
-                format!("archive {}", item.name()),
-                format!("its chain needs {base}, which is not in {}", json.folder()),
-            )
-            .with_hint("an incremental archive restores only with every archive it builds on"));
-        }
-        current = crate::source::read_item_at(base_json)?;
+        // One read (a request, at a bucket); a base that is not there reads as NoInput.
+        current = match crate::source::read_item_at(json.sibling(&format!("{base}.json"))) {
+            Err(e) if e.exit == Exit::NoInput => {
+                return Err(Error::new(
+                    Exit::NoInput,
+                    format!("archive {}", item.name()),
+                    format!("its chain needs {base}, which is not in {}", json.folder()),
+                )
+                .with_hint(
+                    "an incremental archive restores only with every archive it builds on",
+                ));
+            }
+            other => other?,
+        };
         chain.push(current.clone());
         if chain.len() > 10_000 {
             return Err(Error::data(

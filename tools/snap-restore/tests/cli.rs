@@ -352,7 +352,7 @@ fn gzip_passphrase_round_trip() {
     assert_same_tree(&w.path("src"), &w.inside("r"));
 }
 
-/// An incremental chain (change, delete, add) restores to the last snapshot exactly.
+/// An incremental chain (change, delete, add) restores to the last snapshot exactly; without its base it is exit 66 naming the base.
 #[test]
 fn incremental_chain_round_trip() {
     let w = World::new();
@@ -371,6 +371,18 @@ fn incremental_chain_round_trip() {
     let out = w.restore(&["restore", "--archive", "s/latest", "--to", "r"]);
     assert_eq!(code(&out), 0, "{}", w.redact(&out.stderr));
     assert_same_tree(&w.path("src"), &w.inside("r"));
+
+    let base = rec["base"].as_str().unwrap();
+    fs::remove_file(w.path(&format!("store/archives/s/{base}.json"))).unwrap();
+    let out = w.restore(&["restore", "--archive", "s/latest", "--to", "r2"]);
+    assert_eq!(code(&out), 66, "{}", w.redact(&out.stderr));
+    assert!(
+        w.redact(&out.stderr).contains(&format!(
+            "its chain needs {base}, which is not in [TMP]/store/archives/s"
+        )),
+        "{}",
+        w.redact(&out.stderr)
+    );
 }
 
 /// Restoring again into the same folder continues: files already right are not rewritten,
