@@ -161,7 +161,7 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
     } else if cli.latest {
         input::latest(&store)?
     } else if std::io::stdin().is_terminal() {
-        return Err(Error::usage("snap-pack", "nothing to pack").with_hint(
+        return Err(Error::usage("", "nothing to pack").with_hint(
             "pipe snap-collect's records in, or name snapshots with --snapshot SET/latest (or --latest)",
         ));
     } else {

@@ -234,7 +234,7 @@ fn push_all(
     } else if cli.all {
         input::all(&store, cli.set.as_deref())?
     } else if std::io::stdin().is_terminal() {
-        return Err(Error::usage("snap-push", "nothing to push")
+        return Err(Error::usage("", "nothing to push")
             .with_hint("pipe snap-pack's records in, or give --file PATH or --all"));
     } else {
         input::from_stdin()?
@@ -332,7 +332,7 @@ fn destinations(cli: &Cli, loaded: Option<&LoadedConfig>) -> Result<Vec<DestSpec
             .collect();
     }
     if configured.is_empty() {
-        return Err(Error::usage("snap-push", "no destination").with_hint(
+        return Err(Error::usage("", "no destination").with_hint(
             "give --dest PATH|URL, or list \"destinations\" in the config (see snap-push --help)",
         ));
     }

@@ -451,3 +451,15 @@ fn bucket_round_trip(url: &str, env: &[(String, String)]) {
     assert_eq!(code(&again), 0, "{}", stderr(&again));
     assert_eq!(records(&again)[0]["skipped"], true);
 }
+
+/// No destination given or configured is a usage error with the fix in a hint line.
+#[test]
+fn no_destination_is_64() {
+    let w = World::with_archive(1 << 10);
+    let out = w.push(&["--all"]);
+    assert_eq!(code(&out), 64);
+    assert_eq!(
+        stderr(&out),
+        "snap-push: no destination\nsnap-push: hint: give --dest PATH|URL, or list \"destinations\" in the config (see snap-push --help)\n"
+    );
+}
