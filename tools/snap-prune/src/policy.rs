@@ -1,0 +1,664 @@
+//! The retention policy: which snapshots a set of rules keeps, and why.
+//!
+//! The semantics are restic's `forget`, which users already know (its
+//! `ApplyPolicy`), evaluated in UTC:
+//!
+//! - snapshots are walked newest first; `--keep-last N` keeps the N newest;
+//!   `--keep-hourly|daily|weekly|monthly|yearly N` keeps the newest snapshot
+//!   of each of the last N hours/days/ISO weeks/months/years that have one;
+//! - when a counting rule still has counts left at the oldest snapshot, that
+//!   oldest one is kept too ("oldest daily snapshot"): the history reaches as
+//!   far back as the rules allow;
+//! - `--keep-within 1y2m3d4h` keeps every snapshot newer than that span before
+//!   the newest snapshot (not before now: a machine that stopped backing up
+//!   does not lose its history to the calendar); months are calendar months
+//!   with Go's normalisation (31 March minus 1m is 3 March), as restic does;
+//! - `--keep-tag a,b` keeps snapshots that have all of a and b; the flag may be
+//!   repeated (any of the lists);
+//! - a snapshot kept by any rule is kept; with no rule at all nothing may be
+//!   removed, which the caller refuses before it gets here.
+//!
+//! It is a pure function of timestamps and tags, so every boundary (midnight,
+//! month and year ends, ISO week 53) is pinned by table tests below.
+
+use std::fmt;
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Timelike, Utc};
+
+/// How many periods a counting rule keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Count {
+    N(u32),
+    /// Every period (`unlimited`, or restic's `-1`).
+    All,
+}
+
+impl Count {
+    /// `N`, `-1` or `unlimited`; `0` means the rule is off (`None`).
+    pub fn parse(s: &str) -> Result<Option<Count>, String> {
+        match s {
+            "unlimited" | "-1" => Ok(Some(Count::All)),
+            _ => match s.parse::<u32>() {
+                Ok(0) => Ok(None),
+                Ok(n) => Ok(Some(Count::N(n))),
+                Err(_) => Err(format!("{s:?} is not a count: give a number, or unlimited")),
+            },
+        }
+    }
+}
+
+impl fmt::Display for Count {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Count::N(n) => write!(f, "{n}"),
+            Count::All => f.write_str("all"),
+        }
+    }
+}
+
+/// A calendar span, as restic writes it: `1y2m3d4h` (years, months, days, hours).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Span {
+    pub years: u32,
+    pub months: u32,
+    pub days: u32,
+    pub hours: u32,
+}
+
+impl Span {
+    /// Parses `30d`, `1y6m`, `12h`…: numbers each followed by y, m, d or h.
+    pub fn parse(s: &str) -> Result<Span, String> {
+        let bad = || format!("{s:?} is not a span like 30d, 6m, 1y6m or 12h (y, m, d, h)");
+        let mut span = Span::default();
+        let mut digits = String::new();
+        for c in s.chars() {
+            if c.is_ascii_digit() {
+                digits.push(c);
+                continue;
+            }
+            let n: u32 = digits.parse().map_err(|_| bad())?;
+            digits.clear();
+            let slot = match c {
+                'y' => &mut span.years,
+                'm' => &mut span.months,
+                'd' => &mut span.days,
+                'h' => &mut span.hours,
+                _ => return Err(bad()),
+            };
+            *slot = slot.checked_add(n).ok_or_else(bad)?;
+        }
+        if !digits.is_empty() || span == Span::default() {
+            return Err(bad());
+        }
+        Ok(span)
+    }
+
+    /// The instant this span before `t`, with Go's date normalisation (as restic).
+    pub fn before(&self, t: DateTime<Utc>) -> DateTime<Utc> {
+        let months = i64::from(t.year()) * 12 + i64::from(t.month0())
+            - i64::from(self.years) * 12
+            - i64::from(self.months);
+        let first = NaiveDate::from_ymd_opt(
+            months.div_euclid(12) as i32,
+            months.rem_euclid(12) as u32 + 1,
+            1,
+        );
+        let Some(first) = first else {
+            return DateTime::<Utc>::MIN_UTC;
+        };
+        let day = first + Duration::days(i64::from(t.day0()) - i64::from(self.days));
+        let at = day.and_time(t.time()).and_utc();
+        at - Duration::hours(i64::from(self.hours))
+    }
+}
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (n, unit) in [
+            (self.years, 'y'),
+            (self.months, 'm'),
+            (self.days, 'd'),
+            (self.hours, 'h'),
+        ] {
+            if n > 0 {
+                write!(f, "{n}{unit}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The rules of a retention policy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Policy {
+    pub last: Option<Count>,
+    pub hourly: Option<Count>,
+    pub daily: Option<Count>,
+    pub weekly: Option<Count>,
+    pub monthly: Option<Count>,
+    pub yearly: Option<Count>,
+    pub within: Option<Span>,
+    /// Keep snapshots having all tags of any one list.
+    pub tags: Vec<Vec<String>>,
+}
+
+/// One snapshot as the policy sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Candidate<'a> {
+    pub time: DateTime<Utc>,
+    pub tags: &'a [String],
+}
+
+/// The decision for one snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub keep: bool,
+    /// The rules that keep it, in restic's words.
+    pub reasons: Vec<String>,
+}
+
+/// A counting rule's period.
+#[derive(Debug, Clone, Copy)]
+enum Period {
+    Each,
+    Hour,
+    Day,
+    Week,
+    Month,
+    Year,
+}
+
+impl Period {
+    /// The bucket a snapshot falls in; `nr` makes every snapshot its own for `Each`.
+    fn bucket(self, t: DateTime<Utc>, nr: usize) -> i64 {
+        let (y, m, d, h) = (
+            i64::from(t.year()),
+            i64::from(t.month()),
+            i64::from(t.day()),
+            i64::from(t.hour()),
+        );
+        match self {
+            Period::Each => nr as i64,
+            Period::Hour => y * 1_000_000 + m * 10_000 + d * 100 + h,
+            Period::Day => y * 10_000 + m * 100 + d,
+            Period::Week => {
+                let w = t.iso_week();
+                i64::from(w.year()) * 100 + i64::from(w.week())
+            }
+            Period::Month => y * 100 + m,
+            Period::Year => y,
+        }
+    }
+}
+
+/// A counting rule as it is walked: what is left, and the last bucket kept.
+struct Walker {
+    period: Period,
+    left: Option<Count>,
+    last: Option<i64>,
+    reason: &'static str,
+}
+
+impl Policy {
+    /// True when no rule is set: such a policy would remove everything.
+    pub fn is_empty(&self) -> bool {
+        self.counts().iter().all(|(c, _, _)| c.is_none())
+            && self.within.is_none()
+            && self.tags.is_empty()
+    }
+
+    fn counts(&self) -> [(Option<Count>, Period, &'static str); 6] {
+        [
+            (self.last, Period::Each, "last snapshot"),
+            (self.hourly, Period::Hour, "hourly snapshot"),
+            (self.daily, Period::Day, "daily snapshot"),
+            (self.weekly, Period::Week, "weekly snapshot"),
+            (self.monthly, Period::Month, "monthly snapshot"),
+            (self.yearly, Period::Year, "yearly snapshot"),
+        ]
+    }
+
+    /// Decides every snapshot of one group. `snaps` may come in any order;
+    /// verdicts come in the same order. `now` bounds "newest": a snapshot
+    /// dated in the future does not move the `within` window.
+    pub fn apply(&self, snaps: &[Candidate], now: DateTime<Utc>) -> Vec<Verdict> {
+        let mut order: Vec<usize> = (0..snaps.len()).rev().collect();
+        order.sort_by(|&a, &b| snaps[b].time.cmp(&snaps[a].time));
+        let newest = snaps
+            .iter()
+            .map(|s| s.time)
+            .filter(|t| *t < now)
+            .max()
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let cutoff = self.within.map(|w| w.before(newest));
+        let mut walkers: Vec<Walker> = self
+            .counts()
+            .into_iter()
+            .map(|(left, period, reason)| Walker {
+                period,
+                left,
+                last: None,
+                reason,
+            })
+            .collect();
+        let mut verdicts = vec![
+            Verdict {
+                keep: false,
+                reasons: Vec::new()
+            };
+            snaps.len()
+        ];
+        for (nr, &i) in order.iter().enumerate() {
+            let snap = &snaps[i];
+            let oldest = nr + 1 == order.len();
+            let reasons = &mut verdicts[i].reasons;
+            for list in &self.tags {
+                if list.iter().all(|t| snap.tags.contains(t)) {
+                    reasons.push(format!("has tags {}", list.join(",")));
+                }
+            }
+            if let (Some(cutoff), Some(span)) = (cutoff, self.within)
+                && snap.time > cutoff
+            {
+                reasons.push(format!("within {span}"));
+            }
+            for w in &mut walkers {
+                if let Some(reason) = w.take(snap.time, nr, oldest) {
+                    reasons.push(reason);
+                }
+            }
+            verdicts[i].keep = !verdicts[i].reasons.is_empty();
+        }
+        verdicts
+    }
+}
+
+impl Walker {
+    /// Keeps the snapshot if it opens a new bucket (or is the oldest of all)
+    /// while counts are left; returns the reason.
+    fn take(&mut self, time: DateTime<Utc>, nr: usize, oldest: bool) -> Option<String> {
+        let left = self.left?;
+        let bucket = self.period.bucket(time, nr);
+        let same = self.last == Some(bucket);
+        if same && !oldest {
+            return None;
+        }
+        self.last = Some(bucket);
+        self.left = match left {
+            Count::N(1) => None,
+            Count::N(n) => Some(Count::N(n - 1)),
+            Count::All => Some(Count::All),
+        };
+        Some(if same {
+            format!("oldest {}", self.reason)
+        } else {
+            self.reason.to_string()
+        })
+    }
+}
+
+impl fmt::Display for Policy {
+    /// The policy in words, for the plan's header: `keep 7 last, 4 weekly
+    /// snapshots and all within 30d of the newest`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names = ["last", "hourly", "daily", "weekly", "monthly", "yearly"];
+        let mut parts: Vec<String> = self
+            .counts()
+            .iter()
+            .zip(names)
+            .filter_map(|((c, _, _), name)| c.map(|c| format!("{c} {name}")))
+            .collect();
+        if !parts.is_empty() {
+            parts = vec![format!("{} snapshots", parts.join(", "))];
+        }
+        if !self.tags.is_empty() {
+            let lists: Vec<String> = self.tags.iter().map(|l| l.join(",")).collect();
+            parts.push(format!("all with tags {}", lists.join(" or ")));
+        }
+        if let Some(w) = self.within {
+            parts.push(format!("all within {w} of the newest"));
+        }
+        if parts.is_empty() {
+            return f.write_str("no rule");
+        }
+        write!(f, "keep {}", parts.join(" and "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    /// A series from `start`, every `step`, `n` long.
+    fn series(start: &str, step: Duration, n: usize) -> Vec<DateTime<Utc>> {
+        (0..n).map(|i| at(start) + step * i as i32).collect()
+    }
+
+    const NOW: &str = "2030-01-01T00:00:00Z";
+
+    /// The plan as text, one line a snapshot, oldest first: what the tables compare.
+    fn plan(times: &[DateTime<Utc>], tags: &[Vec<String>], p: &Policy) -> String {
+        let empty = Vec::new();
+        let snaps: Vec<Candidate> = times
+            .iter()
+            .enumerate()
+            .map(|(i, t)| Candidate {
+                time: *t,
+                tags: tags.get(i).unwrap_or(&empty),
+            })
+            .collect();
+        let verdicts = p.apply(&snaps, at(NOW));
+        let mut out = String::new();
+        for (t, v) in times.iter().zip(verdicts) {
+            let action = if v.keep { "keep  " } else { "remove" };
+            let line = format!(
+                "{} {action} {}",
+                t.format("%Y-%m-%d %H:%M %a"),
+                v.reasons.join(", ")
+            );
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        out
+    }
+
+    fn policy(f: impl FnOnce(&mut Policy)) -> Policy {
+        let mut p = Policy::default();
+        f(&mut p);
+        p
+    }
+
+    /// Hourly windows across midnight at the end of January: the newest of
+    /// each of the last 3 hours that have snapshots.
+    #[test]
+    fn hourly_across_midnight_and_month_end() {
+        let times = series("2026-01-31T22:10:00Z", Duration::minutes(25), 8);
+        let p = policy(|p| p.hourly = Some(Count::N(3)));
+        assert_eq!(
+            plan(&times, &[], &p),
+            "\
+2026-01-31 22:10 Sat remove
+2026-01-31 22:35 Sat remove
+2026-01-31 23:00 Sat remove
+2026-01-31 23:25 Sat remove
+2026-01-31 23:50 Sat keep   hourly snapshot
+2026-02-01 00:15 Sun remove
+2026-02-01 00:40 Sun keep   hourly snapshot
+2026-02-01 01:05 Sun keep   hourly snapshot
+"
+        );
+    }
+
+    /// Daily windows across New Year, two snapshots a day: the evening one of
+    /// each of the last 4 days (30 Dec to 2 Jan) is kept.
+    #[test]
+    fn daily_across_new_year() {
+        let times = series("2026-12-29T08:00:00Z", Duration::hours(12), 10);
+        let p = policy(|p| p.daily = Some(Count::N(4)));
+        assert_eq!(
+            plan(&times, &[], &p),
+            "\
+2026-12-29 08:00 Tue remove
+2026-12-29 20:00 Tue remove
+2026-12-30 08:00 Wed remove
+2026-12-30 20:00 Wed keep   daily snapshot
+2026-12-31 08:00 Thu remove
+2026-12-31 20:00 Thu keep   daily snapshot
+2027-01-01 08:00 Fri remove
+2027-01-01 20:00 Fri keep   daily snapshot
+2027-01-02 08:00 Sat remove
+2027-01-02 20:00 Sat keep   daily snapshot
+"
+        );
+        // Only 3 days have snapshots here, so a count is left at the oldest.
+        assert!(
+            plan(&times[4..], &[], &p)
+                .starts_with("2026-12-31 08:00 Thu keep   oldest daily snapshot\n")
+        );
+    }
+
+    /// ISO weeks across the year end: 2026 has a week 53 (Mon 28 Dec to Sun
+    /// 3 Jan 2027), so 31 Dec and 3 Jan are one week and 4 Jan opens week 1.
+    #[test]
+    fn weekly_uses_iso_weeks_across_the_year_end() {
+        let times: Vec<_> = [
+            "2026-12-20T12:00:00Z",
+            "2026-12-27T12:00:00Z",
+            "2026-12-28T12:00:00Z",
+            "2026-12-31T12:00:00Z",
+            "2027-01-03T12:00:00Z",
+            "2027-01-04T12:00:00Z",
+            "2027-01-06T12:00:00Z",
+        ]
+        .iter()
+        .map(|s| at(s))
+        .collect();
+        let p = policy(|p| p.weekly = Some(Count::N(3)));
+        assert_eq!(
+            plan(&times, &[], &p),
+            "\
+2026-12-20 12:00 Sun remove
+2026-12-27 12:00 Sun keep   weekly snapshot
+2026-12-28 12:00 Mon remove
+2026-12-31 12:00 Thu remove
+2027-01-03 12:00 Sun keep   weekly snapshot
+2027-01-04 12:00 Mon remove
+2027-01-06 12:00 Wed keep   weekly snapshot
+"
+        );
+    }
+
+    /// Monthly and yearly together over a year of four-weekly snapshots: two
+    /// in November count as one month, the reasons list every rule that keeps
+    /// a snapshot, and a yearly count left at the oldest keeps it.
+    #[test]
+    fn monthly_and_yearly_over_years() {
+        let times = series("2025-11-03T03:00:00Z", Duration::weeks(4), 16);
+        let p = policy(|p| {
+            p.monthly = Some(Count::N(4));
+            p.yearly = Some(Count::N(5));
+        });
+        assert_eq!(
+            plan(&times, &[], &p),
+            "\
+2025-11-03 03:00 Mon keep   oldest yearly snapshot
+2025-12-01 03:00 Mon remove
+2025-12-29 03:00 Mon keep   yearly snapshot
+2026-01-26 03:00 Mon remove
+2026-02-23 03:00 Mon remove
+2026-03-23 03:00 Mon remove
+2026-04-20 03:00 Mon remove
+2026-05-18 03:00 Mon remove
+2026-06-15 03:00 Mon remove
+2026-07-13 03:00 Mon remove
+2026-08-10 03:00 Mon remove
+2026-09-07 03:00 Mon keep   monthly snapshot
+2026-10-05 03:00 Mon keep   monthly snapshot
+2026-11-02 03:00 Mon remove
+2026-11-30 03:00 Mon keep   monthly snapshot
+2026-12-28 03:00 Mon keep   monthly snapshot, yearly snapshot
+"
+        );
+    }
+
+    /// keep-last counts snapshots, not periods; several rules give several reasons.
+    #[test]
+    fn last_and_daily_reasons_add_up() {
+        let times = series("2026-06-01T10:00:00Z", Duration::hours(8), 6);
+        let p = policy(|p| {
+            p.last = Some(Count::N(2));
+            p.daily = Some(Count::N(3));
+        });
+        assert_eq!(
+            plan(&times, &[], &p),
+            "\
+2026-06-01 10:00 Mon remove
+2026-06-01 18:00 Mon keep   daily snapshot
+2026-06-02 02:00 Tue remove
+2026-06-02 10:00 Tue remove
+2026-06-02 18:00 Tue keep   last snapshot, daily snapshot
+2026-06-03 02:00 Wed keep   last snapshot, daily snapshot
+"
+        );
+        // The planning document's "keep the last 7": fewer than 7 keeps all.
+        let p = policy(|p| p.last = Some(Count::N(7)));
+        assert!(!plan(&times, &[], &p).contains("remove"));
+    }
+
+    /// keep-within counts back from the newest snapshot, not from now, and
+    /// uses calendar months with Go's normalisation (31 Mar - 1m = 3 Mar).
+    #[test]
+    fn within_is_relative_to_the_newest_with_calendar_months() {
+        let times: Vec<_> = [
+            "2026-03-02T23:59:00Z",
+            "2026-03-03T00:00:00Z",
+            "2026-03-03T00:01:00Z",
+            "2026-03-31T00:00:00Z",
+        ]
+        .iter()
+        .map(|s| at(s))
+        .collect();
+        let p = policy(|p| p.within = Some(Span::parse("1m").unwrap()));
+        assert_eq!(
+            plan(&times, &[], &p),
+            "\
+2026-03-02 23:59 Mon remove
+2026-03-03 00:00 Tue remove
+2026-03-03 00:01 Tue keep   within 1m
+2026-03-31 00:00 Tue keep   within 1m
+"
+        );
+        assert_eq!(
+            Span::parse("1y2d3h")
+                .unwrap()
+                .before(at("2024-02-29T12:00:00Z")),
+            at("2023-02-27T09:00:00Z") // 2023-02-29 is 1 March, minus 2 days
+        );
+    }
+
+    /// A snapshot dated in the future does not drag the within window forward.
+    #[test]
+    fn future_snapshots_do_not_move_the_window() {
+        let times = vec![
+            at("2026-01-01T00:00:00Z"),
+            at("2026-01-05T00:00:00Z"),
+            at("2031-01-01T00:00:00Z"),
+        ];
+        let p = policy(|p| p.within = Some(Span::parse("2d").unwrap()));
+        assert_eq!(
+            plan(&times, &[], &p),
+            "\
+2026-01-01 00:00 Thu remove
+2026-01-05 00:00 Mon keep   within 2d
+2031-01-01 00:00 Wed keep   within 2d
+"
+        );
+    }
+
+    /// Tags keep a snapshot without counting against any rule; a list needs all its tags.
+    #[test]
+    fn tags_keep_without_counting() {
+        let times = series("2026-05-01T00:00:00Z", Duration::days(1), 4);
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let tags = vec![s(&["pre-upgrade", "apt"]), s(&["apt"]), s(&[]), s(&[])];
+        let p = policy(|p| {
+            p.last = Some(Count::N(1));
+            p.tags = vec![s(&["pre-upgrade", "apt"])];
+        });
+        assert_eq!(
+            plan(&times, &tags, &p),
+            "\
+2026-05-01 00:00 Fri keep   has tags pre-upgrade,apt
+2026-05-02 00:00 Sat remove
+2026-05-03 00:00 Sun remove
+2026-05-04 00:00 Mon keep   last snapshot
+"
+        );
+    }
+
+    /// `unlimited` keeps one in every period, forever; 0 turns a rule off.
+    #[test]
+    fn unlimited_and_zero_counts() {
+        assert_eq!(Count::parse("unlimited"), Ok(Some(Count::All)));
+        assert_eq!(Count::parse("-1"), Ok(Some(Count::All)));
+        assert_eq!(Count::parse("0"), Ok(None));
+        assert!(Count::parse("x").is_err());
+        let times = series("2026-01-01T06:00:00Z", Duration::hours(9), 9);
+        let p = policy(|p| p.daily = Some(Count::All));
+        let kept = plan(&times, &[], &p).matches("keep").count();
+        // One in each of the 4 days, and the oldest: an unlimited rule always has counts left.
+        assert_eq!(kept, 5);
+    }
+
+    /// Input order does not matter; equal times keep the later-listed one.
+    #[test]
+    fn order_of_input_does_not_matter() {
+        let t = at("2026-01-01T00:00:00Z");
+        let snaps = [
+            Candidate {
+                time: t + Duration::hours(2),
+                tags: &[],
+            },
+            Candidate { time: t, tags: &[] },
+            Candidate {
+                time: t + Duration::hours(1),
+                tags: &[],
+            },
+        ];
+        let p = policy(|p| p.last = Some(Count::N(1)));
+        let keep: Vec<bool> = p.apply(&snaps, at(NOW)).iter().map(|v| v.keep).collect();
+        assert_eq!(keep, [true, false, false]);
+    }
+
+    /// Spans parse like restic's and print back; junk is refused.
+    #[test]
+    fn spans_parse() {
+        assert_eq!(
+            Span::parse("1y6m").unwrap(),
+            Span {
+                years: 1,
+                months: 6,
+                ..Span::default()
+            }
+        );
+        assert_eq!(Span::parse("2d12h").unwrap().to_string(), "2d12h");
+        for bad in ["", "30", "d", "3w", "1.5d", "0d", "-1d"] {
+            assert!(Span::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// The header says the policy in words; an empty one says so.
+    #[test]
+    fn policy_in_words() {
+        let p = policy(|p| {
+            p.last = Some(Count::N(7));
+            p.weekly = Some(Count::All);
+            p.within = Some(Span::parse("30d").unwrap());
+        });
+        assert_eq!(
+            p.to_string(),
+            "keep 7 last, all weekly snapshots and all within 30d of the newest"
+        );
+        assert!(Policy::default().is_empty());
+        assert_eq!(Policy::default().to_string(), "no rule");
+    }
+
+    /// A thousand hourly snapshots plan in one pass (the bench's scale).
+    #[test]
+    fn large_series() {
+        let times = series("2026-01-01T00:00:00Z", Duration::hours(1), 1000);
+        let p = policy(|p| {
+            p.daily = Some(Count::N(7));
+            p.weekly = Some(Count::N(4));
+        });
+        let text = plan(&times, &[], &p);
+        // 7 days (5-11 Feb); the 4 weeks' newest are 11 Feb and 8 Feb (already
+        // daily ones), 1 Feb and 25 Jan.
+        assert_eq!(text.matches("keep").count(), 9);
+        assert!(text.contains("2026-01-25 23:00 Sun keep   weekly snapshot\n"));
+    }
+}
