@@ -30,6 +30,9 @@ use snap_shared::error::{Error, Exit, Result};
 use crate::location::{Location, Service};
 use crate::settings::DestSpec;
 
+/// Small objects fetched at once from a bucket (records, when planning a prune).
+const CONCURRENT_GETS: usize = 16;
+
 /// The metadata key holding an object's sha256 (S3 `x-amz-meta-sha256`, GCS and Azure likewise).
 pub const SHA256_META: &str = "sha256";
 
@@ -236,6 +239,87 @@ impl Dest {
         }
     }
 
+    /// Removes many objects: a bucket in bulk requests (S3 DeleteObjects,
+    /// Azure batches, GCS concurrent deletes), a folder file by file, then
+    /// each folder touched is fsynced so the removals are on the drive before
+    /// the caller removes anything that must go after them. Missing ones are fine.
+    pub fn delete_many(&self, rels: &[String]) -> Result<()> {
+        match &self.backend {
+            Backend::Folder(root) => {
+                let mut dirs = std::collections::BTreeSet::new();
+                for rel in rels {
+                    self.delete(rel)?;
+                    dirs.insert(snap_shared::fsutil::parent_of(&root.join(rel)).to_path_buf());
+                }
+                for dir in dirs {
+                    snap_shared::fsutil::fsync_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+                }
+                Ok(())
+            }
+            Backend::Bucket(b) => {
+                let keys: Vec<object_store::Result<ObjPath>> =
+                    rels.iter().map(|r| Ok(b.key(r))).collect();
+                let results: Vec<_> = b.rt.block_on(
+                    b.store
+                        .delete_stream(futures::stream::iter(keys).boxed())
+                        .collect(),
+                );
+                for (i, r) in results.into_iter().enumerate() {
+                    match r {
+                        Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                        Err(e) => {
+                            let rel = rels.get(i).map_or("", String::as_str);
+                            return Err(self.error(rel, e));
+                        }
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The whole of several small objects, fetched concurrently from a bucket;
+    /// results in the order asked.
+    pub fn get_many(&self, rels: &[String]) -> Vec<Result<Bytes>> {
+        match &self.backend {
+            Backend::Folder(_) => rels.iter().map(|r| self.get_bytes(r)).collect(),
+            Backend::Bucket(b) => {
+                let fetches = rels.iter().map(|rel| {
+                    let store = b.store.clone();
+                    let key = b.key(rel);
+                    async move { store.get(&key).await?.bytes().await }
+                });
+                let results: Vec<_> = b.rt.block_on(
+                    futures::stream::iter(fetches)
+                        .buffered(CONCURRENT_GETS)
+                        .collect(),
+                );
+                results
+                    .into_iter()
+                    .zip(rels)
+                    .map(|(r, rel)| r.map_err(|e| self.error(rel, e)))
+                    .collect()
+            }
+        }
+    }
+
+    /// The lock one process holds while it changes this destination (snap-push
+    /// sending, snap-prune removing): a file named by the URL's hash in
+    /// `state_dir`. Busy is exit 75 naming the holder.
+    pub fn lock(&self, state_dir: &Path, tool: &str) -> Result<snap_shared::lock::StoreLock> {
+        create_folder(state_dir)?;
+        let id = snap_shared::hash::Sha256Digest::of(self.url.as_bytes());
+        let path = state_dir.join(format!("{id}.lock"));
+        snap_shared::lock::StoreLock::acquire(&path, tool).map_err(|e| {
+            Error::new(
+                e.exit,
+                format!("destination {}", self.name),
+                format!("busy: {}", e.cause),
+            )
+            .with_hint("another snap tool is changing it; try again when it is done")
+        })
+    }
+
     /// Every object under `sub` (`""` for all), as keys relative to the root with sizes.
     pub fn list(&self, sub: &str) -> Result<Vec<(String, u64)>> {
         let mut out = Vec::new();
@@ -336,6 +420,15 @@ fn existing_folder(spec: &DestSpec, dir: &Path) -> Result<PathBuf> {
         "mount the drive; to start using a new folder, create it: mkdir -p {}",
         dir.display()
     )))
+}
+
+/// Where resume journals and destination locks live: `$XDG_STATE_HOME/snap/push`,
+/// else `~/.local/state/snap/push` (the name predates snap-prune sharing it).
+pub fn default_state_dir() -> PathBuf {
+    match std::env::var_os("XDG_STATE_HOME") {
+        Some(x) if !x.is_empty() => PathBuf::from(x).join("snap/push"),
+        _ => snap_shared::config::expand_tilde("~/.local/state/snap/push"),
+    }
 }
 
 /// Makes a folder (and its parents) 0700; failing is exit 73.

@@ -17,7 +17,7 @@ pub mod stream;
 pub mod throttle;
 pub mod upload;
 
-pub use dest::{Dest, Meta, Reach, runtime};
+pub use dest::{Dest, Meta, Reach, default_state_dir, runtime};
 pub use location::{DriveKey, Location, Service};
 pub use settings::DestSpec;
 pub use throttle::Throttle;

@@ -13,7 +13,7 @@
 //! the folder on it) or a bucket (`url`). `priority` orders fallback (lower
 //! first; equal priorities are pushed together); `options` are object_store's
 //! settings for the service (endpoint, region, credentials…), whose values are
-//! never printed. Unknown fields are refused, naming where they are.
+//! never printed; `price_per_gib_month` feeds snap-prune's cost estimate. Unknown fields are refused, naming where they are.
 
 use std::collections::BTreeMap;
 
@@ -38,6 +38,8 @@ pub struct DestSpec {
     pub min_free: Option<Floor>,
     /// Whether the config named it (for messages).
     pub configured: bool,
+    /// What a GiB stored there costs a month, for snap-prune's cost estimate.
+    pub price_per_gib_month: Option<f64>,
 }
 
 impl DestSpec {
@@ -51,6 +53,7 @@ impl DestSpec {
             options: Vec::new(),
             min_free: None,
             configured: false,
+            price_per_gib_month: None,
         })
     }
 }
@@ -74,6 +77,8 @@ struct Entry {
     options: BTreeMap<String, String>,
     #[serde(default)]
     min_free: Option<String>,
+    #[serde(default)]
+    price_per_gib_month: Option<f64>,
 }
 
 /// The config's `destinations`, checked; errors name `destinations[i].field` (exit 78).
@@ -132,6 +137,11 @@ fn entry_spec(e: Entry) -> std::result::Result<DestSpec, String> {
         .map(Floor::parse)
         .transpose()
         .map_err(|m| format!("min_free: {m}"))?;
+    if let Some(p) = e.price_per_gib_month
+        && !(p.is_finite() && p >= 0.0)
+    {
+        return Err(format!("price_per_gib_month: {p} is not a price"));
+    }
     Ok(DestSpec {
         name: e.name.unwrap_or_else(|| location.url()),
         location,
@@ -139,6 +149,7 @@ fn entry_spec(e: Entry) -> std::result::Result<DestSpec, String> {
         options: e.options.into_iter().collect(),
         min_free,
         configured: true,
+        price_per_gib_month: e.price_per_gib_month,
     })
 }
 
@@ -168,7 +179,7 @@ mod tests {
         let v = json!([
             {"name": "t9", "uuid": "2F3A", "path": "backups", "priority": 1},
             {"url": "s3://b/p", "options": {"region": "x"}, "priority": 2},
-            {"name": "here", "path": "/srv/copy", "min_free": "10%"}
+            {"name": "here", "path": "/srv/copy", "min_free": "10%", "price_per_gib_month": 0.006}
         ]);
         let specs = configured(Some(&v)).unwrap();
         assert_eq!(specs[0].name, "t9");
@@ -183,6 +194,7 @@ mod tests {
         assert_eq!(specs[1].options, vec![("region".into(), "x".into())]);
         assert_eq!(specs[2].location, Location::Folder("/srv/copy".into()));
         assert!(specs[2].min_free.is_some());
+        assert_eq!(specs[2].price_per_gib_month, Some(0.006));
     }
 
     /// Mistakes name the entry and field, exit 78.
@@ -199,6 +211,8 @@ mod tests {
         assert_eq!(err.context, "destinations[0]");
         let err = configured(Some(&json!([{"url": "s3://a"}, {"url": "s3://a"}]))).unwrap_err();
         assert!(err.render("t").contains("used twice"));
+        let err = configured(Some(&json!([{"url": "s3://a", "price_per_gib_month": -1}])));
+        assert!(err.unwrap_err().render("t").contains("not a price"));
         let err = configured(Some(&json!([{"url": "s3://a", "uuid": "u"}]))).unwrap_err();
         assert!(err.render("t").contains("only one"));
     }

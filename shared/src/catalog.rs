@@ -139,6 +139,17 @@ impl Catalog {
         insert_archive(&self.conn, rec)
     }
 
+    /// Removes a row (`kind` is `snapshot` or `archive`); a missing row is fine.
+    pub fn remove(&self, kind: &str, set: &str, id: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "DELETE FROM records WHERE kind = ?1 AND target = ?2 AND id = ?3",
+                params![kind, set, id],
+            )
+            .map_err(|e| Error::new(Exit::Io, "catalog", e))?;
+        Ok(())
+    }
+
     /// The snapshot records of a set (all sets when `None`), oldest first.
     pub fn snapshots(&self, set: Option<&str>) -> Result<Vec<SnapshotRecord>> {
         let err = |e: rusqlite::Error| Error::new(Exit::Io, "catalog", e);
@@ -328,7 +339,7 @@ mod tests {
         assert_eq!(cat.snapshots(None).unwrap().len(), 1);
     }
 
-    /// Rows added later are listed; the schema version is recorded.
+    /// Rows added later are listed, removed ones are not; the schema version is recorded.
     #[test]
     fn put_and_list() {
         let dir = tempfile::tempdir().unwrap();
@@ -340,6 +351,9 @@ mod tests {
         cat.put_snapshot(&record("a", "2026-01-01T000000Z"))
             .unwrap();
         assert_eq!(cat.snapshots(Some("a")).unwrap().len(), 1);
+        cat.remove("snapshot", "a", "2026-01-01T000000Z").unwrap();
+        cat.remove("snapshot", "a", "2026-01-01T000000Z").unwrap();
+        assert!(cat.snapshots(Some("a")).unwrap().is_empty());
         let v: i64 = cat
             .conn
             .query_row("SELECT version FROM schema_version", [], |r| r.get(0))

@@ -116,6 +116,23 @@ impl Store {
         Ok(self.snapshot_ids(set)?.pop())
     }
 
+    /// Points `latest` at the newest snapshot of a set, or removes it when
+    /// the set has none left (after a prune).
+    pub fn update_latest(&self, set: &str) -> std::io::Result<()> {
+        let link = self.latest_link(set);
+        let newest = self
+            .snapshot_ids(set)
+            .map_err(|e| std::io::Error::other(e.cause))?
+            .pop();
+        match newest {
+            Some(id) => crate::fsutil::replace_symlink(Path::new(&id), &link),
+            None => match fs::remove_file(&link) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            },
+        }
+    }
+
     /// Reads a snapshot's record from its `.json` file.
     pub fn read_record(&self, set: &str, id: &str) -> Result<SnapshotRecord> {
         let path = self.record_path(set, id);

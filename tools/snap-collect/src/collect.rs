@@ -325,11 +325,9 @@ fn publish(
 
 /// Points `latest` at the newest snapshot of the set.
 pub fn update_latest(store: &Store, set: &str) -> Result<()> {
-    if let Some(newest) = store.latest_id(set)? {
-        let link = store.latest_link(set);
-        fsutil::replace_symlink(Path::new(&newest), &link).map_err(|e| store_err(&link, e))?;
-    }
-    Ok(())
+    store
+        .update_latest(set)
+        .map_err(|e| store_err(&store.latest_link(set), e))
 }
 
 /// The one-line summary of a finished snapshot.

@@ -171,14 +171,6 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
     snap_cli::main(TOOL, args, |c: &Cli| (c.quiet, c.verbose), run)
 }
 
-/// Where journals live by default.
-fn default_state_dir() -> PathBuf {
-    match std::env::var_os("XDG_STATE_HOME") {
-        Some(x) if !x.is_empty() => PathBuf::from(x).join("snap/push"),
-        _ => snap_shared::config::expand_tilde("~/.local/state/snap/push"),
-    }
-}
-
 /// Totals of a run, for the summary and the hook.
 #[derive(Default)]
 struct Totals {
@@ -246,7 +238,10 @@ fn push_all(
         retry_timeout: Duration::from_secs(cli.retry_timeout),
     };
     let chosen = choose::choose(specs.clone(), !cli.dests.is_empty(), &rt, &reach, report)?;
-    let state_dir = cli.state_dir.clone().unwrap_or_else(default_state_dir);
+    let state_dir = cli
+        .state_dir
+        .clone()
+        .unwrap_or_else(snap_dest::default_state_dir);
     let _locks = lock_all(&chosen.dests, &state_dir)?;
     let tuning = Tuning {
         part_size: cli.part_size,
@@ -350,22 +345,7 @@ fn floor_of(specs: &[DestSpec], dest: &Dest) -> Option<Floor> {
 /// One lock per destination, in the state folder: two pushes to one
 /// destination would share its journals; the second waits for a later run.
 fn lock_all(dests: &[Dest], state_dir: &std::path::Path) -> Result<Vec<StoreLock>> {
-    snap_dest::dest::create_folder(state_dir)?;
-    dests
-        .iter()
-        .map(|d| {
-            let id = snap_shared::hash::Sha256Digest::of(d.url.as_bytes());
-            let path = state_dir.join(format!("{id}.lock"));
-            StoreLock::acquire(&path, TOOL).map_err(|e| {
-                Error::new(
-                    e.exit,
-                    format!("destination {}", d.name),
-                    format!("busy: {}", e.cause),
-                )
-                .with_hint("another snap-push is sending to it; try again when it is done")
-            })
-        })
-        .collect()
+    dests.iter().map(|d| d.lock(state_dir, TOOL)).collect()
 }
 
 /// The line that ends a run.

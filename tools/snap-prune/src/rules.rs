@@ -1,0 +1,222 @@
+//! Where a policy comes from: the `--keep-*` flags, else the config's `retention`.
+//!
+//! ```json
+//! "retention": {
+//!   "local": 7,
+//!   "external": 5,
+//!   "b2": { "daily": 7, "weekly": 4, "monthly": 12, "within": "2d", "tags": ["pre-upgrade"] }
+//! }
+//! ```
+//!
+//! `local` is the store's policy and `external` every destination's, as in
+//! the planning document; a configured destination's name gives that one its
+//! own. A number is "keep the last N". Rule names are restic's: last, hourly,
+//! daily, weekly, monthly, yearly (a count, or "unlimited"), within (a span
+//! like 30d or 1y6m) and tags (each entry a comma-separated list that must all
+//! be present). Mistakes name the field (`retention.b2.dialy`) and exit 78.
+
+use serde_json::Value;
+
+use snap_shared::error::{Error, Result};
+
+use crate::policy::{Count, Policy, Span};
+
+/// The key of the store's policy.
+pub const LOCAL: &str = "local";
+/// The key of the policy of destinations without their own.
+pub const EXTERNAL: &str = "external";
+
+/// Checks the whole `retention` value (a typo anywhere is refused, even in a
+/// part this run does not use) against the configured destination names.
+pub fn check(retention: Option<&Value>, dest_names: &[String]) -> Result<()> {
+    let Some(v) = retention else {
+        return Ok(());
+    };
+    let map = v.as_object().ok_or_else(|| {
+        Error::config(
+            "retention",
+            "must be an object like {\"local\": 7, \"external\": 5}",
+        )
+    })?;
+    for (key, rules) in map {
+        let field = format!("retention.{key}");
+        if key != LOCAL && key != EXTERNAL && !dest_names.contains(key) {
+            return Err(Error::config(
+                field,
+                "is not \"local\", \"external\" or the name of a configured destination",
+            ));
+        }
+        parse(rules, &field)?;
+    }
+    Ok(())
+}
+
+/// The configured policy for the store (`dest` None) or a destination by
+/// name, and the field it came from.
+pub fn configured(
+    retention: Option<&Value>,
+    dest: Option<&str>,
+) -> Result<Option<(Policy, String)>> {
+    let Some(map) = retention.and_then(Value::as_object) else {
+        return Ok(None);
+    };
+    let keys = match dest {
+        None => vec![LOCAL],
+        Some(name) => vec![name, EXTERNAL],
+    };
+    for key in keys {
+        if let Some(rules) = map.get(key) {
+            let field = format!("retention.{key}");
+            return Ok(Some((parse(rules, &field)?, field)));
+        }
+    }
+    Ok(None)
+}
+
+/// One place's rules: a number (keep the last N) or an object of rules.
+pub fn parse(v: &Value, field: &str) -> Result<Policy> {
+    let mut p = Policy::default();
+    match v {
+        Value::Number(_) => p.last = count(v, field)?,
+        Value::Object(map) => {
+            for (name, value) in map {
+                let at = format!("{field}.{name}");
+                match name.as_str() {
+                    "last" => p.last = count(value, &at)?,
+                    "hourly" => p.hourly = count(value, &at)?,
+                    "daily" => p.daily = count(value, &at)?,
+                    "weekly" => p.weekly = count(value, &at)?,
+                    "monthly" => p.monthly = count(value, &at)?,
+                    "yearly" => p.yearly = count(value, &at)?,
+                    "within" => p.within = Some(span(value, &at)?),
+                    "tags" => p.tags = tags(value, &at)?,
+                    _ => {
+                        return Err(Error::config(
+                            at,
+                            "unknown rule; use last, hourly, daily, weekly, monthly, yearly, within or tags",
+                        ));
+                    }
+                }
+            }
+        }
+        _ => {
+            return Err(Error::config(
+                field,
+                "must be a number (keep the last N) or an object of rules like {\"daily\": 7}",
+            ));
+        }
+    }
+    if p.is_empty() {
+        return Err(
+            Error::config(field, "keeps nothing: every rule is 0 or missing").with_hint(
+                "a policy that keeps nothing would remove everything; give at least one rule",
+            ),
+        );
+    }
+    Ok(p)
+}
+
+fn count(v: &Value, field: &str) -> Result<Option<Count>> {
+    let text = match v {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        _ => String::new(),
+    };
+    Count::parse(&text).map_err(|_| {
+        Error::config(
+            field,
+            format!("{v} is not a count: give a number, or \"unlimited\""),
+        )
+    })
+}
+
+fn span(v: &Value, field: &str) -> Result<Span> {
+    let text = v
+        .as_str()
+        .ok_or_else(|| Error::config(field, "must be a span like \"30d\""))?;
+    Span::parse(text).map_err(|e| Error::config(field, e))
+}
+
+fn tags(v: &Value, field: &str) -> Result<Vec<Vec<String>>> {
+    let list = v
+        .as_array()
+        .ok_or_else(|| Error::config(field, "must be a list like [\"pre-upgrade\"]"))?;
+    list.iter()
+        .map(|t| match t.as_str() {
+            Some(s) => tag_list(s).map_err(|e| Error::config(field, e)),
+            None => Err(Error::config(field, format!("{t} is not a tag"))),
+        })
+        .collect()
+}
+
+/// `a,b` as a list of tags that must all be present.
+pub fn tag_list(s: &str) -> std::result::Result<Vec<String>, String> {
+    let tags: Vec<String> = s.split(',').map(|t| t.trim().to_string()).collect();
+    if tags.iter().any(String::is_empty) {
+        return Err(format!("{s:?} has an empty tag"));
+    }
+    Ok(tags)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use snap_shared::error::Exit;
+
+    /// The planning document's shape: a number is keep-last, for local and external.
+    #[test]
+    fn numbers_are_keep_last() {
+        let v = json!({"local": 7, "external": 5});
+        check(Some(&v), &[]).unwrap();
+        let (p, field) = configured(Some(&v), None).unwrap().unwrap();
+        assert_eq!(
+            (p.last, field.as_str()),
+            (Some(Count::N(7)), "retention.local")
+        );
+        let (p, _) = configured(Some(&v), Some("t9")).unwrap().unwrap();
+        assert_eq!(p.last, Some(Count::N(5)));
+    }
+
+    /// A destination's own entry wins over `external`; rules read by name.
+    #[test]
+    fn a_destination_has_its_own() {
+        let v = json!({"external": 5, "b2": {"daily": 7, "weekly": "unlimited", "within": "2d", "tags": ["a,b", "keep"]}});
+        check(Some(&v), &["b2".into()]).unwrap();
+        let (p, field) = configured(Some(&v), Some("b2")).unwrap().unwrap();
+        assert_eq!(field, "retention.b2");
+        assert_eq!(p.daily, Some(Count::N(7)));
+        assert_eq!(p.weekly, Some(Count::All));
+        assert_eq!(p.within, Some(Span::parse("2d").unwrap()));
+        assert_eq!(
+            p.tags,
+            vec![vec!["a".to_string(), "b".into()], vec!["keep".into()]]
+        );
+        assert!(configured(Some(&v), None).unwrap().is_none());
+    }
+
+    /// Mistakes name the field and exit 78; a policy that keeps nothing is one.
+    #[test]
+    fn mistakes_name_the_field() {
+        let cases = [
+            (json!({"local": {"dialy": 7}}), "retention.local.dialy"),
+            (json!({"usb": 3}), "retention.usb"),
+            (json!({"local": {"within": "3w"}}), "retention.local.within"),
+            (json!({"local": {"daily": 0}}), "retention.local"),
+            (json!({"local": "7"}), "retention.local"),
+            (
+                json!({"external": {"tags": ["a,"]}}),
+                "retention.external.tags",
+            ),
+            (json!([7]), "retention"),
+        ];
+        for (v, field) in cases {
+            let err = check(Some(&v), &[]).unwrap_err();
+            assert_eq!(
+                (err.context.as_str(), err.exit),
+                (field, Exit::Config),
+                "{v}"
+            );
+        }
+    }
+}

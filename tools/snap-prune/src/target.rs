@@ -1,0 +1,441 @@
+//! What snap-prune prunes: the store's snapshot trees, and archives in any
+//! folder or bucket (a destination, or the store's own `archives/`).
+//!
+//! A target lists its snapshots by set from names alone (an id is the UTC
+//! time it was taken), reads records only for what the plan needs (tags, the
+//! base of a kept incremental archive), and removes in an order that leaves a
+//! rerun able to finish:
+//!
+//! - a tree: renamed to `.<id>.pruning` (out of sight at once), then its index
+//!   and record go, then the tree, counting the bytes really freed. A record
+//!   left without its tree by a crash is an incomplete snapshot the next run
+//!   removes; a `.pruning` folder left over is finished by the next run.
+//! - an archive: its data, index and `.sha256` first, the `.json` record last
+//!   (as snap-push publishes it last), in bulk for all archives of a set. A
+//!   record left without its data is an incomplete archive the next run
+//!   removes. Removing non-kept archives in any order is safe: the policy
+//!   keeps the same ones when run again on what is left, and a base a kept
+//!   archive needs is never among them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+
+use snap_dest::Dest;
+use snap_shared::archive::Compression;
+use snap_shared::catalog::Catalog;
+use snap_shared::error::{Error, Result};
+use snap_shared::id::{check_name, cmp_ids, parse_id};
+use snap_shared::lock::StoreLock;
+use snap_shared::record::ArchiveRecord;
+use snap_shared::store::Store;
+
+use crate::free;
+
+/// One snapshot or archive, as listed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub id: String,
+    pub time: DateTime<Utc>,
+    /// Bytes stored (archives: all their objects); trees are measured only when removed.
+    pub bytes: Option<u64>,
+    /// An archive's objects relative to the target's root, the `.json` last.
+    pub objects: Vec<String>,
+    /// Why it is not whole, if it is not: it is removed whatever the rules say.
+    pub broken: Option<String>,
+}
+
+/// The snapshots of one set, oldest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    pub set: String,
+    pub entries: Vec<Entry>,
+}
+
+/// What the plan needs from a record.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Info {
+    pub base: Option<String>,
+    pub tags: Vec<String>,
+}
+
+pub enum Target {
+    /// Snapshot trees in a store.
+    Trees(Store),
+    /// Archives laid out `<set>/<id>.*` in a folder or bucket; `store` when
+    /// they are the store's own (`archives/`), whose catalog rows follow.
+    Archives { dest: Dest, store: Option<Store> },
+}
+
+/// A target's lock(s), held for the run.
+pub type Locks = Vec<StoreLock>;
+
+impl Target {
+    /// `snapshot` or `archive`, for records and messages.
+    pub fn what(&self) -> &'static str {
+        match self {
+            Target::Trees(_) => "snapshot",
+            Target::Archives { .. } => "archive",
+        }
+    }
+
+    /// Where it is: the store's folder, or the destination's URL.
+    pub fn location(&self) -> String {
+        match self {
+            Target::Trees(s) => s.root.display().to_string(),
+            Target::Archives { dest, .. } => dest.url.clone(),
+        }
+    }
+
+    /// The sets with their entries (only `only`, when given), sets sorted.
+    pub fn scan(&self, only: Option<&str>) -> Result<Vec<Group>> {
+        let mut groups = match self {
+            Target::Trees(store) => scan_trees(store)?,
+            Target::Archives { dest, .. } => group_archives(&dest.list("")?),
+        };
+        groups.retain(|g| only.is_none_or(|s| s == g.set));
+        Ok(groups)
+    }
+
+    /// The records' tags and bases of some entries of a set, in order.
+    pub fn infos(&self, set: &str, ids: &[&str]) -> Result<Vec<Info>> {
+        match self {
+            Target::Trees(store) => ids
+                .iter()
+                .map(|id| {
+                    let rec = store.read_record(set, id)?;
+                    Ok(Info {
+                        base: None,
+                        tags: rec.tags,
+                    })
+                })
+                .collect(),
+            Target::Archives { dest, .. } => {
+                let keys: Vec<String> = ids.iter().map(|id| format!("{set}/{id}.json")).collect();
+                dest.get_many(&keys)
+                    .into_iter()
+                    .zip(&keys)
+                    .map(|(bytes, key)| archive_info(&bytes?, &dest.show(key)))
+                    .collect()
+            }
+        }
+    }
+
+    /// Takes what keeps other snap tools from changing a set while it is pruned.
+    pub fn lock_set(&self, set: &str, tool: &str) -> Result<Option<StoreLock>> {
+        match self {
+            // snap-pack locks an archive folder while it writes into it.
+            Target::Archives {
+                dest,
+                store: Some(_),
+            } => match dest.folder() {
+                Some(root) if root.join(set).is_dir() => {
+                    StoreLock::acquire(&root.join(set).join(".lock"), tool).map(Some)
+                }
+                _ => Ok(None),
+            },
+            _ => Ok(None),
+        }
+    }
+
+    /// Bytes that removing these entries of a set would free.
+    pub fn estimate_freed(&self, set: &str, entries: &[&Entry]) -> Result<u64> {
+        match self {
+            Target::Trees(store) => {
+                let mut est = free::Estimate::default();
+                for e in entries {
+                    for path in tree_paths(store, set, &e.id) {
+                        est.add_tree(&path).map_err(|err| Error::io(&path, err))?;
+                    }
+                }
+                Ok(est.freed())
+            }
+            Target::Archives { .. } => Ok(entries.iter().filter_map(|e| e.bytes).sum()),
+        }
+    }
+
+    /// Removes these entries of a set; returns the bytes freed.
+    pub fn remove(&self, set: &str, entries: &[&Entry], catalog: Option<&Catalog>) -> Result<u64> {
+        match self {
+            Target::Trees(store) => {
+                let mut freed = 0;
+                for e in entries {
+                    freed += remove_tree_snapshot(store, set, &e.id)?;
+                    forget(catalog, Some(store), "snapshot", set, &e.id);
+                }
+                let link = store.latest_link(set);
+                store.update_latest(set).map_err(|e| Error::io(&link, e))?;
+                Ok(freed)
+            }
+            Target::Archives { dest, store } => {
+                let (records, others): (Vec<&String>, Vec<&String>) = entries
+                    .iter()
+                    .flat_map(|e| &e.objects)
+                    .partition(|k| k.ends_with(".json"));
+                dest.delete_many(&others.into_iter().cloned().collect::<Vec<_>>())?;
+                dest.delete_many(&records.into_iter().cloned().collect::<Vec<_>>())?;
+                for e in entries {
+                    forget(catalog, store.as_ref(), "archive", set, &e.id);
+                }
+                Ok(entries.iter().filter_map(|e| e.bytes).sum())
+            }
+        }
+    }
+
+    /// Finishes removals a crash interrupted (`.<id>.pruning` trees); returns bytes freed.
+    pub fn finish_interrupted(&self) -> Result<u64> {
+        let Target::Trees(store) = self else {
+            return Ok(0);
+        };
+        let mut freed = 0;
+        for set in store.sets()? {
+            let dir = store.set_dir(&set);
+            for name in snap_shared::store::read_names(&dir)? {
+                if name.starts_with('.') && name.ends_with(PRUNING) {
+                    let path = dir.join(&name);
+                    freed += free::remove_tree(&path).map_err(|e| Error::io(&path, e))?;
+                }
+            }
+        }
+        Ok(freed)
+    }
+}
+
+/// The suffix of a tree being removed.
+const PRUNING: &str = ".pruning";
+
+/// Removes a catalog row. The catalog is never the only copy of anything:
+/// if the row cannot be removed, the catalog is invalidated and rebuilt from
+/// the records on its next open.
+fn forget(catalog: Option<&Catalog>, store: Option<&Store>, kind: &str, set: &str, id: &str) {
+    if let (Some(c), Some(s)) = (catalog, store)
+        && c.remove(kind, set, id).is_err()
+    {
+        Catalog::invalidate(s);
+    }
+}
+
+/// A tree snapshot's files: the tree (under its name, or being removed), index, record.
+fn tree_paths(store: &Store, set: &str, id: &str) -> [PathBuf; 4] {
+    [
+        store.snapshot_dir(set, id),
+        store.set_dir(set).join(format!(".{id}{PRUNING}")),
+        store.index_path(set, id),
+        store.record_path(set, id),
+    ]
+}
+
+/// The I/O error of a path, as a closure for `map_err`.
+fn io(p: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |e| Error::io(p, e)
+}
+
+/// Removes one tree snapshot in the order the module doc gives.
+fn remove_tree_snapshot(store: &Store, set: &str, id: &str) -> Result<u64> {
+    let dir = store.set_dir(set);
+    let [tree, doomed, index, record] = tree_paths(store, set, id);
+    if tree.exists() {
+        std::fs::rename(&tree, &doomed).map_err(io(&tree))?;
+        snap_shared::fsutil::fsync_dir(&dir).map_err(io(&dir))?;
+    }
+    let mut freed = 0;
+    for file in [&index, &record] {
+        if let Ok(meta) = std::fs::symlink_metadata(file) {
+            freed += free::remove_file(file, &meta).map_err(io(file))?;
+        }
+    }
+    snap_shared::fsutil::fsync_dir(&dir).map_err(io(&dir))?;
+    Ok(freed + free::remove_tree(&doomed).map_err(io(&doomed))?)
+}
+
+/// The store's tree snapshots by set; a record whose tree is gone is incomplete.
+fn scan_trees(store: &Store) -> Result<Vec<Group>> {
+    let mut groups = Vec::new();
+    for set in store.sets()? {
+        let mut entries = Vec::new();
+        for id in store.snapshot_ids(&set)? {
+            let Some((time, _)) = parse_id(&id) else {
+                continue;
+            };
+            let broken = (!store.snapshot_dir(&set, &id).is_dir())
+                .then(|| "incomplete: its tree is gone (an interrupted prune?)".to_string());
+            entries.push(Entry {
+                id,
+                time,
+                bytes: None,
+                objects: Vec::new(),
+                broken,
+            });
+        }
+        if !entries.is_empty() {
+            groups.push(Group { set, entries });
+        }
+    }
+    Ok(groups)
+}
+
+/// The name suffixes an archive's objects may have, and which are its data.
+fn archive_suffix(rest: &str) -> Option<bool> {
+    let plain = rest.strip_suffix(".age").unwrap_or(rest);
+    let data = [Compression::Zstd, Compression::Gzip, Compression::None]
+        .iter()
+        .any(|c| c.suffix() == plain);
+    match (data, rest) {
+        (true, _) => Some(true),
+        (_, ".index.zst" | ".index.zst.age" | ".sha256" | ".json") => Some(false),
+        _ => None,
+    }
+}
+
+/// Groups a listing (`<set>/<id>.<suffix>` keys with sizes) into archives by
+/// set. Only archives with a record count: names without one are a push or
+/// pack in progress and are left alone; unknown names are never touched.
+pub fn group_archives(listing: &[(String, u64)]) -> Vec<Group> {
+    #[derive(Default)]
+    struct Seen {
+        objects: Vec<String>,
+        bytes: u64,
+        record: bool,
+        data: bool,
+    }
+    let mut sets: BTreeMap<String, BTreeMap<String, Seen>> = BTreeMap::new();
+    for (key, size) in listing {
+        let Some((set, name)) = key.split_once('/') else {
+            continue;
+        };
+        if name.contains('/') || name.starts_with('.') || check_name(set).is_err() {
+            continue;
+        }
+        let id_len = name.find('.').unwrap_or(name.len());
+        let (id, rest) = name.split_at(id_len);
+        let (Some(is_data), Some(_)) = (archive_suffix(rest), parse_id(id)) else {
+            continue;
+        };
+        let seen = sets
+            .entry(set.to_string())
+            .or_default()
+            .entry(id.to_string())
+            .or_default();
+        seen.objects.push(key.clone());
+        seen.bytes += size;
+        seen.record |= rest == ".json";
+        seen.data |= is_data;
+    }
+    let mut groups = Vec::new();
+    for (set, ids) in sets {
+        let mut entries: Vec<Entry> = ids
+            .into_iter()
+            .filter(|(_, s)| s.record)
+            .map(|(id, mut s)| {
+                s.objects.sort_by_key(|k| k.ends_with(".json"));
+                Entry {
+                    time: parse_id(&id).map(|(t, _)| t).unwrap_or_default(),
+                    id,
+                    bytes: Some(s.bytes),
+                    objects: s.objects,
+                    broken: (!s.data).then(|| {
+                        "incomplete: its data file is gone (an interrupted prune?)".into()
+                    }),
+                }
+            })
+            .collect();
+        entries.sort_by(|a, b| cmp_ids(&a.id, &b.id));
+        if !entries.is_empty() {
+            groups.push(Group { set, entries });
+        }
+    }
+    groups
+}
+
+/// The base and tags of an archive record (snap-pack copies a snapshot's tags into `tags`).
+fn archive_info(json: &[u8], at: &str) -> Result<Info> {
+    let rec: ArchiveRecord = serde_json::from_slice(json)
+        .map_err(|e| Error::data(at, format!("not an archive record: {e}")))?;
+    let tags = rec
+        .extra
+        .get("tags")
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_default();
+    Ok(Info {
+        base: rec.base,
+        tags,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listing(keys: &[&str]) -> Vec<(String, u64)> {
+        keys.iter().map(|k| (k.to_string(), 10)).collect()
+    }
+
+    /// Archives are grouped by set and id, the record last among their
+    /// objects; names without a record, hidden and unknown names are left out.
+    #[test]
+    fn listing_groups_into_archives() {
+        let groups = group_archives(&listing(&[
+            "data/2026-01-02T000000Z.json",
+            "data/2026-01-02T000000Z.sha256",
+            "data/2026-01-02T000000Z.tar.zst.age",
+            "data/2026-01-02T000000Z.index.zst.age",
+            "data/2026-01-01T000000Z.tar.zst",
+            "data/2026-01-01T000000Z.json",
+            "data/2026-01-03T000000Z.tar.zst",
+            "data/.2026-01-04T000000Z.tar.zst.snap-part",
+            "data/2026-01-01T000000Z.notes",
+            "data/README",
+            "2026-01-01T000000Z.json",
+            "disks/vm/blocks/ab.zst",
+            "etc/2026-01-05T000000Z.json",
+            "etc/2026-01-05T000000Z.tar.gz",
+        ]));
+        let sets: Vec<&str> = groups.iter().map(|g| g.set.as_str()).collect();
+        assert_eq!(sets, ["data", "etc"]);
+        let data = &groups[0].entries;
+        assert_eq!(data.len(), 2);
+        assert_eq!(data[0].id, "2026-01-01T000000Z");
+        assert_eq!(
+            data[0].objects,
+            [
+                "data/2026-01-01T000000Z.tar.zst",
+                "data/2026-01-01T000000Z.json"
+            ]
+        );
+        assert_eq!(data[1].objects.len(), 4);
+        assert_eq!(
+            data[1].objects.last().unwrap(),
+            "data/2026-01-02T000000Z.json"
+        );
+        assert_eq!(data[1].bytes, Some(40));
+        assert!(data.iter().all(|e| e.broken.is_none()));
+    }
+
+    /// A record without its data file is an incomplete archive.
+    #[test]
+    fn a_record_without_data_is_incomplete() {
+        let groups = group_archives(&listing(&[
+            "d/2026-01-01T000000Z.json",
+            "d/2026-01-01T000000Z.index.zst",
+        ]));
+        assert!(
+            groups[0].entries[0]
+                .broken
+                .as_deref()
+                .unwrap()
+                .starts_with("incomplete")
+        );
+    }
+
+    /// Tags and base come from the record; a bad record is a data error naming it.
+    #[test]
+    fn info_from_records() {
+        let json = br#"{"kind":"archive","schema":"snap/1","set":"d","id":"2026-01-02T000000Z","source":"2026-01-02T000000Z","path":"/x","bytes":1,"sha256":"00","compression":"zstd","encryption":null,"base":"2026-01-01T000000Z","index":"/i","tags":["keep"]}"#;
+        let info = archive_info(json, "s3://b/d/x.json").unwrap();
+        assert_eq!(info.base.as_deref(), Some("2026-01-01T000000Z"));
+        assert_eq!(info.tags, ["keep"]);
+        let err = archive_info(b"{}", "s3://b/d/x.json").unwrap_err();
+        assert!(err.context.contains("s3://b/d/x.json"));
+    }
+}
