@@ -240,6 +240,10 @@ impl Job<'_> {
         extra.insert("level".into(), json!(enc.level));
         extra.insert("chain".into(), json!(base.map_or(1, |b| b.chain + 1)));
         extra.insert("index_sha256".into(), json!(index_sha.to_hex()));
+        // Tags travel with the archive so `snap-prune --keep-tag` works at a destination.
+        if !self.snap.tags.is_empty() {
+            extra.insert("tags".into(), json!(self.snap.tags));
+        }
         extra.insert(
             "duration_s".into(),
             json!((started.elapsed().as_secs_f64() * 100.0).round() / 100.0),

@@ -1,0 +1,127 @@
+//! The plan for one set at one target: the policy's verdicts, plus what the
+//! policy cannot know.
+//!
+//! - An incremental archive is worthless without its chain, so every base a
+//!   kept archive needs is kept too ("base of ID"), however old. Records are
+//!   read only for kept archives and their bases (and for every one when a
+//!   tag rule needs tags), so planning a thousand archives at a bucket costs
+//!   a listing and a handful of requests.
+//! - An incomplete snapshot or archive (a record whose tree or data is gone:
+//!   an interrupted prune) takes no slot in the policy and is removed.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+
+use snap_shared::error::Result;
+
+use crate::policy::{Candidate, Policy};
+use crate::target::{Group, Info, Target};
+
+/// What happens to one entry of the group (same order as the group's entries).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub keep: bool,
+    pub reasons: Vec<String>,
+    /// Why it is removed whatever the rules say, or what is wrong with a kept one.
+    pub problem: Option<String>,
+}
+
+/// Decides a group. `warn` hears about kept archives whose chain is broken.
+pub fn plan(
+    target: &Target,
+    group: &Group,
+    policy: &Policy,
+    now: DateTime<Utc>,
+    warn: &mut dyn FnMut(String),
+) -> Result<Vec<Decision>> {
+    let whole: Vec<usize> = (0..group.entries.len())
+        .filter(|&i| group.entries[i].broken.is_none())
+        .collect();
+    let mut infos: HashMap<usize, Info> = HashMap::new();
+    if !policy.tags.is_empty() {
+        load(target, group, &whole, &mut infos)?;
+    }
+    let no_tags = Vec::new();
+    let candidates: Vec<Candidate> = whole
+        .iter()
+        .map(|i| Candidate {
+            time: group.entries[*i].time,
+            tags: infos.get(i).map_or(&no_tags, |info| &info.tags),
+        })
+        .collect();
+    let verdicts = policy.apply(&candidates, now);
+    let mut decisions: Vec<Decision> = group
+        .entries
+        .iter()
+        .map(|e| Decision {
+            keep: false,
+            reasons: Vec::new(),
+            problem: e.broken.clone(),
+        })
+        .collect();
+    for (i, v) in whole.iter().zip(verdicts) {
+        decisions[*i].keep = v.keep;
+        decisions[*i].reasons = v.reasons;
+    }
+    if let Target::Archives { .. } = target {
+        keep_bases(target, group, &mut decisions, &mut infos, warn)?;
+    }
+    Ok(decisions)
+}
+
+/// Reads the records of `which` entries that are not read yet.
+fn load(target: &Target, group: &Group, which: &[usize], infos: &mut HashMap<usize, Info>) -> Result<()> {
+    let missing: Vec<usize> = which.iter().copied().filter(|i| !infos.contains_key(i)).collect();
+    let ids: Vec<&str> = missing.iter().map(|&i| group.entries[i].id.as_str()).collect();
+    for (i, info) in missing.into_iter().zip(target.infos(&group.set, &ids)?) {
+        infos.insert(i, info);
+    }
+    Ok(())
+}
+
+/// Keeps, generation by generation, the base of every kept archive.
+fn keep_bases(
+    target: &Target,
+    group: &Group,
+    decisions: &mut [Decision],
+    infos: &mut HashMap<usize, Info>,
+    warn: &mut dyn FnMut(String),
+) -> Result<()> {
+    let by_id: HashMap<&str, usize> = group
+        .entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.id.as_str(), i))
+        .collect();
+    let mut frontier: Vec<usize> = (0..decisions.len()).filter(|&i| decisions[i].keep).collect();
+    while !frontier.is_empty() {
+        load(target, group, &frontier, infos)?;
+        let mut next = Vec::new();
+        for d in frontier {
+            let Some(base) = infos[&d].base.clone() else {
+                continue;
+            };
+            let dependent = &group.entries[d].id;
+            let at = format!("{} {}/{dependent}", target.what(), group.set);
+            match by_id.get(base.as_str()) {
+                Some(&b) if group.entries[b].broken.is_none() => {
+                    if !decisions[b].keep {
+                        decisions[b].keep = true;
+                        next.push(b);
+                    }
+                    decisions[b].reasons.push(format!("base of {dependent}"));
+                }
+                Some(_) => warn(format!(
+                    "{at}: its base {base} is incomplete; it cannot be restored, and is kept for what it holds"
+                )),
+                None => warn(format!(
+                    "{at}: its base {base} is not at {}; it cannot be restored, and is kept for what it holds",
+                    target.location()
+                )),
+            }
+        }
+        frontier = next;
+    }
+    Ok(())
+}
