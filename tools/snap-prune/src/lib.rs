@@ -209,8 +209,9 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
         Some(c) => e.within(format!("config {}", c.path.display())),
         None => e,
     };
-    let configured = settings::configured(loaded.as_ref().and_then(|c| c.config.destinations.as_ref()))
-        .map_err(in_config)?;
+    let configured =
+        settings::configured(loaded.as_ref().and_then(|c| c.config.destinations.as_ref()))
+            .map_err(in_config)?;
     let retention = loaded.as_ref().and_then(|c| c.config.retention.as_ref());
     let names: Vec<String> = configured.iter().map(|s| s.name.clone()).collect();
     rules::check(retention, &names).map_err(in_config)?;
@@ -219,18 +220,21 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
     }
     let flags = cli.any_rule_flag().then(|| cli.policy());
     if flags.as_ref().is_some_and(Policy::is_empty) {
-        return Err(no_rule("the --keep-* flags keep nothing (every count is 0)"));
+        return Err(no_rule(
+            "the --keep-* flags keep nothing (every count is 0)",
+        ));
     }
     let mut out = RecordWriter::new(std::io::stdout().lock());
     let mut first_exit = None;
     let jobs: Vec<Result<Job>> = if cli.dests.is_empty() {
-        vec![store_job(cli, loaded.as_ref(), flags.clone(), retention)]
+        vec![store_job(cli, report, loaded.as_ref(), flags.clone(), retention)]
     } else {
         let rt = snap_dest::runtime()?;
         cli.dests
             .iter()
             .map(|arg| {
-                let spec = settings::resolve_arg(arg, &configured).map_err(|e| e.within("--dest"))?;
+                let spec =
+                    settings::resolve_arg(arg, &configured).map_err(|e| e.within("--dest"))?;
                 dest_job(cli, &spec, flags.clone(), retention, &rt)
             })
             .collect()
@@ -262,32 +266,44 @@ fn no_rule(why: &str) -> Error {
 /// The store: its snapshot trees and its own archives.
 fn store_job(
     cli: &Cli,
+    report: &Reporter,
     loaded: Option<&LoadedConfig>,
     flags: Option<Policy>,
     retention: Option<&serde_json::Value>,
 ) -> Result<Job> {
     let (policy, source) = match flags {
         Some(p) => (p, "--keep-*".to_string()),
-        None => rules::configured(retention, None)?
-            .ok_or_else(|| no_rule("none given for the store (\"retention\": {\"local\": N} in the config)"))?,
+        None => rules::configured(retention, None)?.ok_or_else(|| {
+            no_rule("none given for the store (\"retention\": {\"local\": N} in the config)")
+        })?,
     };
-    let store = Store::new(store::locate(cli.store.as_deref(), LoadedConfig::store(loaded)));
+    let store = Store::new(store::locate(
+        cli.store.as_deref(),
+        LoadedConfig::store(loaded),
+    ));
     if !store.root.is_dir() {
-        return Err(Error::new(Exit::NoInput, format!("store {}", store.root.display()), "not found")
-            .with_hint("give --store DIR, or --dest to prune a destination"));
+        return Err(Error::new(
+            Exit::NoInput,
+            format!("store {}", store.root.display()),
+            "not found",
+        )
+        .with_hint("give --store DIR, or --dest to prune a destination"));
     }
     let mut locks = Vec::new();
     let mut catalog = None;
     if !cli.dry_run {
         locks.push(StoreLock::acquire(&store.lock_path(), TOOL)?);
-        catalog = Some(open_catalog(&store)?);
+        catalog = open_catalog(&store, report);
     }
     let mut targets = vec![Target::Trees(store.clone())];
     let archives = store.archives_dir();
     if archives.is_dir() {
         let spec = DestSpec::from_url(&archives.display().to_string())?;
         let dest = Dest::open(&spec, &snap_dest::runtime()?, &Reach::default(), false)?;
-        targets.push(Target::Archives { dest, store: Some(store) });
+        targets.push(Target::Archives {
+            dest,
+            store: Some(store),
+        });
     }
     Ok(Job {
         targets,
@@ -299,9 +315,22 @@ fn store_job(
     })
 }
 
-/// The catalog, whose warning (a rebuilt one) is not this tool's business to stop on.
-fn open_catalog(store: &Store) -> Result<Catalog> {
-    Catalog::open(store).map(|(c, _)| c)
+/// The catalog, to keep it in step with the files. It is only an index: if
+/// it cannot be opened the prune goes on and the next tool rebuilds it.
+fn open_catalog(store: &Store, report: &Reporter) -> Option<Catalog> {
+    match Catalog::open(store) {
+        Ok((catalog, warning)) => {
+            if let Some(w) = warning {
+                report.warn(&w);
+            }
+            Some(catalog)
+        }
+        Err(e) => {
+            report.warn(&format!("{e}; it will be rebuilt from the records"));
+            Catalog::invalidate(store);
+            None
+        }
+    }
 }
 
 /// A destination's archives.
@@ -316,7 +345,11 @@ fn dest_job(
         Some(p) => (p, "--keep-*".to_string()),
         None => {
             // A destination given by URL alone has only the `external` rules.
-            let name = if spec.configured { spec.name.as_str() } else { "" };
+            let name = if spec.configured {
+                spec.name.as_str()
+            } else {
+                ""
+            };
             rules::configured(retention, Some(name))?.ok_or_else(|| {
                 no_rule(&format!(
                     "none given for destination {} (\"retention\": {{\"external\": N}} in the config)",
@@ -328,7 +361,10 @@ fn dest_job(
     let dest = Dest::open(spec, rt, &Reach::default(), false)?;
     let mut locks = Vec::new();
     if !cli.dry_run {
-        let state = cli.state_dir.clone().unwrap_or_else(snap_dest::default_state_dir);
+        let state = cli
+            .state_dir
+            .clone()
+            .unwrap_or_else(snap_dest::default_state_dir);
         locks.push(dest.lock(&state, TOOL)?);
     }
     Ok(Job {
@@ -351,7 +387,12 @@ struct Totals {
     stored_after: u64,
 }
 
-fn prune_job(cli: &Cli, job: &Job, out: &mut RecordWriter<std::io::StdoutLock>, report: &Reporter) -> Result<()> {
+fn prune_job(
+    cli: &Cli,
+    job: &Job,
+    out: &mut RecordWriter<std::io::StdoutLock>,
+    report: &Reporter,
+) -> Result<()> {
     for target in &job.targets {
         let mut totals = Totals::default();
         if !cli.dry_run {
@@ -396,7 +437,11 @@ fn prune_group(
     totals: &mut Totals,
 ) -> Result<()> {
     let mut t = Totals::default();
-    let _set_lock = if cli.dry_run { None } else { target.lock_set(&group.set, TOOL)? };
+    let _set_lock = if cli.dry_run {
+        None
+    } else {
+        target.lock_set(&group.set, TOOL)?
+    };
     let now = chrono::Utc::now();
     let decisions = plan::plan(target, group, &job.policy, now, &mut |w| report.warn(&w))?;
     let doomed: Vec<&Entry> = group
@@ -413,10 +458,16 @@ fn prune_group(
     };
     let mut freed = freed_each.iter();
     for (entry, decision) in group.entries.iter().zip(&decisions) {
-        let freed = if decision.keep { None } else { freed.next().copied() };
+        let freed = if decision.keep {
+            None
+        } else {
+            freed.next().copied()
+        };
         show(cli, report, &group.set, entry, decision, freed);
         t.count(entry, decision.keep, freed);
-        out.write(&Record::Pruned(record(cli, target, &group.set, entry, decision, freed)))?;
+        out.write(&Record::Pruned(record(
+            cli, target, &group.set, entry, decision, freed,
+        )))?;
     }
     if let Target::Archives { .. } = target {
         report.note(&format!("  {}: {}", group.set, stored_line(&t, job.price)));
@@ -480,7 +531,12 @@ fn estimate_each(target: &Target, set: &str, doomed: &[&Entry]) -> Result<Vec<u6
 
 /// Removes, and says what each removal freed. Trees go one by one; a set's
 /// archives go together (data first, then records), each freeing its size.
-fn remove_each(target: &Target, set: &str, doomed: &[&Entry], catalog: Option<&Catalog>) -> Result<Vec<u64>> {
+fn remove_each(
+    target: &Target,
+    set: &str,
+    doomed: &[&Entry],
+    catalog: Option<&Catalog>,
+) -> Result<Vec<u64>> {
     if doomed.is_empty() {
         return Ok(Vec::new());
     }
@@ -504,7 +560,9 @@ fn show(cli: &Cli, report: &Reporter, set: &str, e: &Entry, d: &Decision, freed:
         (false, None) => format!(
             "  remove  {set}/{}{}",
             e.id,
-            freed.map(|f| format!("  frees {}", human_bytes(f))).unwrap_or_default()
+            freed
+                .map(|f| format!("  frees {}", human_bytes(f)))
+                .unwrap_or_default()
         ),
     };
     if cli.dry_run || !d.keep {
@@ -514,7 +572,14 @@ fn show(cli: &Cli, report: &Reporter, set: &str, e: &Entry, d: &Decision, freed:
     }
 }
 
-fn record(cli: &Cli, target: &Target, set: &str, e: &Entry, d: &Decision, freed: Option<u64>) -> PrunedRecord {
+fn record(
+    cli: &Cli,
+    target: &Target,
+    set: &str,
+    e: &Entry,
+    d: &Decision,
+    freed: Option<u64>,
+) -> PrunedRecord {
     let mut extra = Extra::new();
     extra.insert("set".into(), set.into());
     extra.insert("what".into(), target.what().into());
@@ -534,7 +599,11 @@ fn record(cli: &Cli, target: &Target, set: &str, e: &Entry, d: &Decision, freed:
         schema: SCHEMA.into(),
         target: target.location(),
         id: e.id.clone(),
-        action: if d.keep { PruneAction::Keep } else { PruneAction::Remove },
+        action: if d.keep {
+            PruneAction::Keep
+        } else {
+            PruneAction::Remove
+        },
         reasons: d.reasons.clone(),
         extra,
     }
@@ -542,7 +611,11 @@ fn record(cli: &Cli, target: &Target, set: &str, e: &Entry, d: &Decision, freed:
 
 /// The line that ends a target, with what it stores and costs at a destination.
 fn summary(cli: &Cli, job: &Job, target: &Target, t: &Totals, sets: usize, report: &Reporter) {
-    let verb = if cli.dry_run { "would remove" } else { "removed" };
+    let verb = if cli.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
     let freed = if cli.dry_run { "would free" } else { "freed" };
     let mut line = format!(
         "{}: {sets} set(s), kept {}, {verb} {}, {freed} {}",

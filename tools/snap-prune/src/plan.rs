@@ -71,9 +71,21 @@ pub fn plan(
 }
 
 /// Reads the records of `which` entries that are not read yet.
-fn load(target: &Target, group: &Group, which: &[usize], infos: &mut HashMap<usize, Info>) -> Result<()> {
-    let missing: Vec<usize> = which.iter().copied().filter(|i| !infos.contains_key(i)).collect();
-    let ids: Vec<&str> = missing.iter().map(|&i| group.entries[i].id.as_str()).collect();
+fn load(
+    target: &Target,
+    group: &Group,
+    which: &[usize],
+    infos: &mut HashMap<usize, Info>,
+) -> Result<()> {
+    let missing: Vec<usize> = which
+        .iter()
+        .copied()
+        .filter(|i| !infos.contains_key(i))
+        .collect();
+    let ids: Vec<&str> = missing
+        .iter()
+        .map(|&i| group.entries[i].id.as_str())
+        .collect();
     for (i, info) in missing.into_iter().zip(target.infos(&group.set, &ids)?) {
         infos.insert(i, info);
     }
@@ -94,7 +106,9 @@ fn keep_bases(
         .enumerate()
         .map(|(i, e)| (e.id.as_str(), i))
         .collect();
-    let mut frontier: Vec<usize> = (0..decisions.len()).filter(|&i| decisions[i].keep).collect();
+    let mut frontier: Vec<usize> = (0..decisions.len())
+        .filter(|&i| decisions[i].keep)
+        .collect();
     while !frontier.is_empty() {
         load(target, group, &frontier, infos)?;
         let mut next = Vec::new();

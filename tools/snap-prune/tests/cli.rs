@@ -1,0 +1,634 @@
+//! CLI tests for snap-prune: the store (hard-linked trees, bytes really
+//! freed, `latest`, the catalog), folder destinations (incremental chains,
+//! tags, incomplete archives, work in progress left alone), a real S3 server
+//! (moto), the config's retention, refusals, locks, and kill -9 mid-prune.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use assert_cmd::Command;
+use serde_json::{Value, json};
+
+struct World {
+    dir: tempfile::TempDir,
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn records(out: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// The ids of the records with this action, in output order.
+fn ids(recs: &[Value], action: &str) -> Vec<String> {
+    recs.iter()
+        .filter(|r| r["action"] == action)
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+impl World {
+    fn new() -> World {
+        World {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn write(&self, rel: &str, content: &[u8]) {
+        let p = self.path(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, content).unwrap();
+    }
+
+    fn tool(&self, name: &str) -> Command {
+        let mut c = Command::cargo_bin(name).unwrap();
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.path("home"))
+            .env("SNAP_STORE", self.path("store"))
+            .current_dir(self.dir.path());
+        c
+    }
+
+    fn prune(&self, args: &[&str]) -> Output {
+        self.tool("snap-prune").args(args).output().unwrap()
+    }
+
+    /// A tree snapshot in the store: an own file of `own` bytes, and a 64 KiB
+    /// file hard-linked to the previous snapshot's when `prev` is given.
+    fn snapshot(&self, set: &str, id: &str, own: usize, prev: Option<&str>, tags: &[&str]) {
+        let tree = format!("store/sets/{set}/{id}");
+        self.write(&format!("{tree}/own.bin"), &vec![1u8; own]);
+        match prev {
+            Some(p) => fs::hard_link(
+                self.path(&format!("store/sets/{set}/{p}/shared.bin")),
+                self.path(&format!("{tree}/shared.bin")),
+            )
+            .unwrap(),
+            None => self.write(&format!("{tree}/shared.bin"), &vec![2u8; 64 << 10]),
+        }
+        self.record(set, id, prev, tags);
+    }
+
+    /// A snapshot's index and record.
+    fn record(&self, set: &str, id: &str, prev: Option<&str>, tags: &[&str]) {
+        let tree = format!("store/sets/{set}/{id}");
+        self.write(&format!("store/sets/{set}/{id}.index.zst"), b"index");
+        let rec = json!({"kind": "snapshot", "schema": "snap/1", "set": set, "id": id, "host": "h",
+            "created": created(id), "store": self.path("store"), "path": self.path(&tree),
+            "index": self.path(&format!("store/sets/{set}/{id}.index.zst")), "parent": prev,
+            "sources": ["/src"], "files": 2, "bytes": 1, "new_files": 1, "new_bytes": 1, "errors": 0,
+            "tags": tags});
+        self.write(
+            &format!("store/sets/{set}/{id}.json"),
+            rec.to_string().as_bytes(),
+        );
+    }
+
+    /// An archive in a folder laid out like a destination: data, index, sums, record.
+    fn archive(&self, root: &str, set: &str, id: &str, base: Option<&str>, tags: &[&str]) {
+        let dir = format!("{root}/{set}");
+        self.write(&format!("{dir}/{id}.tar.zst"), &vec![3u8; 1000]);
+        self.write(&format!("{dir}/{id}.index.zst"), b"index");
+        self.write(&format!("{dir}/{id}.sha256"), b"sums\n");
+        let rec = json!({"kind": "archive", "schema": "snap/1", "set": set, "id": id, "source": id,
+            "path": format!("/x/{id}.tar.zst"), "bytes": 1000, "sha256": "00", "compression": "zstd",
+            "encryption": null, "base": base, "index": format!("/x/{id}.index.zst"), "tags": tags});
+        self.write(&format!("{dir}/{id}.json"), rec.to_string().as_bytes());
+    }
+
+    fn names(&self, rel: &str) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(self.path(rel))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+/// The RFC 3339 time of an id like 2026-01-02T030405Z.
+fn created(id: &str) -> String {
+    format!("{}:{}:{}Z", &id[..13], &id[13..15], &id[15..17])
+}
+
+/// Bytes a file or folder holds on disk.
+fn on_disk(p: &Path) -> u64 {
+    fs::symlink_metadata(p).unwrap().blocks() * 512
+}
+
+const IDS: [&str; 4] = [
+    "2026-01-01T000000Z",
+    "2026-01-02T000000Z",
+    "2026-01-03T000000Z",
+    "2026-01-04T000000Z",
+];
+
+/// A store of set `d` with the four snapshots of IDS, sharing one file.
+fn store_world() -> World {
+    let w = World::new();
+    let mut prev = None;
+    for (i, id) in IDS.iter().enumerate() {
+        w.snapshot("d", id, 8192 * (i + 1), prev, &[]);
+        prev = Some(*id);
+    }
+    w
+}
+
+/// keep-last 2 in the store removes the two oldest trees with their index
+/// and record, frees only their own files (the shared one lives on in the
+/// kept snapshots), and repoints `latest`.
+#[test]
+fn store_keep_last_frees_only_what_is_not_shared() {
+    let w = store_world();
+    let set = |rel: &str| w.path(&format!("store/sets/d/{rel}"));
+    let mut expected = 0;
+    for id in &IDS[..2] {
+        for rel in [
+            id.to_string(),
+            format!("{id}/own.bin"),
+            format!("{id}.json"),
+            format!("{id}.index.zst"),
+        ] {
+            expected += on_disk(&set(&rel));
+        }
+    }
+    let out = w.prune(&["--keep-last", "2"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let recs = records(&out);
+    assert_eq!(ids(&recs, "remove"), &IDS[..2]);
+    assert_eq!(ids(&recs, "keep"), &IDS[2..]);
+    let freed: u64 = recs.iter().filter_map(|r| r["freed"].as_u64()).sum();
+    assert_eq!(freed, expected);
+    assert_eq!(recs[3]["reasons"], json!(["last snapshot"]));
+    assert_eq!(
+        (recs[0]["what"].as_str(), recs[0]["set"].as_str()),
+        (Some("snapshot"), Some("d"))
+    );
+    assert_eq!(
+        w.names("store/sets/d"),
+        [
+            "2026-01-03T000000Z",
+            "2026-01-03T000000Z.index.zst",
+            "2026-01-03T000000Z.json",
+            "2026-01-04T000000Z",
+            "2026-01-04T000000Z.index.zst",
+            "2026-01-04T000000Z.json",
+            "latest"
+        ]
+    );
+    assert_eq!(
+        fs::read(set("2026-01-03T000000Z/shared.bin")).unwrap(),
+        vec![2u8; 64 << 10]
+    );
+    assert_eq!(fs::read_link(set("latest")).unwrap(), Path::new(IDS[3]));
+    assert!(
+        stderr(&out).contains("removed 2, freed"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// The catalog follows the files: removed snapshots are gone from it.
+#[test]
+fn store_catalog_follows_the_files() {
+    let w = store_world();
+    let store = snap_shared::store::Store::new(w.path("store"));
+    drop(snap_shared::catalog::Catalog::open(&store).unwrap());
+    assert_eq!(code(&w.prune(&["--keep-last", "1"])), 0);
+    let (cat, _) = snap_shared::catalog::Catalog::open(&store).unwrap();
+    let left: Vec<String> = cat
+        .snapshots(Some("d"))
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(left, [IDS[3]]);
+}
+
+/// A dry run prints the plan and what it would free, and removes nothing;
+/// its freed bytes are what the real run then frees.
+#[test]
+fn dry_run_changes_nothing_and_predicts_the_bytes() {
+    let w = store_world();
+    // A file only the two oldest share: freed with the second of them.
+    let old = |id: &str| w.path(&format!("store/sets/d/{id}/old.bin"));
+    fs::write(old(IDS[0]), vec![5u8; 64 << 10]).unwrap();
+    fs::hard_link(old(IDS[0]), old(IDS[1])).unwrap();
+    let before = w.names("store/sets/d");
+    let dry = w.prune(&["--keep-last", "1", "--dry-run"]);
+    assert_eq!(code(&dry), 0, "{}", stderr(&dry));
+    assert_eq!(w.names("store/sets/d"), before);
+    let recs = records(&dry);
+    assert!(recs.iter().all(|r| r["dry_run"] == true));
+    let predicted: Vec<u64> = recs.iter().filter_map(|r| r["freed"].as_u64()).collect();
+    let real = w.prune(&["--keep-last", "1"]);
+    let freed: Vec<u64> = records(&real)
+        .iter()
+        .filter_map(|r| r["freed"].as_u64())
+        .collect();
+    assert_eq!(predicted, freed);
+    // The second removal frees old.bin, whose other link went with the
+    // first; the file all four share lives on in the kept one.
+    assert!(freed[0] < 64 << 10 && freed[1] >= 64 << 10 && freed[2] < 64 << 10, "{freed:?}");
+}
+
+/// With no rule (or only rules that keep nothing) nothing is removed: exit 64.
+#[test]
+fn no_rule_is_refused() {
+    let w = store_world();
+    let before = w.names("store/sets/d");
+    for args in [
+        &[][..],
+        &["--keep-last", "0"][..],
+        &["--keep-daily", "0", "--keep-last", "0"][..],
+    ] {
+        let out = w.prune(args);
+        assert_eq!(code(&out), 64, "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("no retention rule"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(out.stdout.is_empty());
+    }
+    let out = w.prune(&["--keep-within", "3w"]);
+    assert_eq!(code(&out), 64);
+    assert!(stderr(&out).contains("not a span"), "{}", stderr(&out));
+    assert_eq!(w.names("store/sets/d"), before);
+}
+
+/// A held store lock is exit 75 naming the holder, and nothing is removed.
+#[test]
+fn locked_store_is_busy() {
+    let w = store_world();
+    let _held =
+        snap_shared::lock::StoreLock::acquire(&w.path("store/lock"), "snap-collect").unwrap();
+    let out = w.prune(&["--keep-last", "1"]);
+    assert_eq!(code(&out), 75, "{}", stderr(&out));
+    assert!(stderr(&out).contains("snap-collect"), "{}", stderr(&out));
+    assert_eq!(w.names("store/sets/d").len(), 12);
+}
+
+/// What a crash leaves (a record without its tree, a tree being removed) is
+/// finished by the next run; kept snapshots are untouched.
+#[test]
+fn an_interrupted_prune_is_finished_by_the_next_run() {
+    let w = store_world();
+    let set = |rel: &str| w.path(&format!("store/sets/d/{rel}"));
+    fs::rename(set(IDS[0]), set(&format!(".{}.pruning", IDS[0]))).unwrap();
+    fs::rename(set(IDS[1]), set(&format!(".{}.pruning", IDS[1]))).unwrap();
+    fs::remove_file(set(&format!("{}.index.zst", IDS[1]))).unwrap();
+    fs::remove_file(set(&format!("{}.json", IDS[1]))).unwrap();
+    let out = w.prune(&["--keep-last", "1"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let recs = records(&out);
+    assert_eq!(ids(&recs, "remove"), [IDS[0], IDS[2]]);
+    assert!(
+        recs[0]["problem"]
+            .as_str()
+            .unwrap()
+            .starts_with("incomplete")
+    );
+    assert!(
+        stderr(&out).contains("finished removing"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        w.names("store/sets/d"),
+        [
+            IDS[3].to_string(),
+            format!("{}.index.zst", IDS[3]),
+            format!("{}.json", IDS[3]),
+            "latest".into()
+        ]
+    );
+}
+
+/// kill -9 at a random moment of a large prune: every snapshot still listed
+/// is whole or incomplete (never half a tree under its name), and a rerun
+/// ends with exactly the kept ones, whole.
+#[test]
+fn kill_mid_prune_then_rerun() {
+    let w = World::new();
+    let ids: Vec<String> = (0..12)
+        .map(|i| format!("2026-02-{:02}T000000Z", i + 1))
+        .collect();
+    for id in &ids {
+        for f in 0..400 {
+            w.write(&format!("store/sets/d/{id}/dir{}/f{f}", f % 20), b"x");
+        }
+        w.record("d", id, None, &[]);
+    }
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("snap-prune"))
+        .env_clear()
+        .env("HOME", w.path("home"))
+        .env("SNAP_STORE", w.path("store"))
+        .args(["--keep-last", "3", "-q"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(60));
+    let _ = child.kill();
+    let _ = child.wait();
+    let count = |id: &str| walk_count(&w.path(&format!("store/sets/d/{id}")));
+    for id in &ids {
+        if w.path(&format!("store/sets/d/{id}")).exists() {
+            assert_eq!(count(id), 400, "{id} is listed half-removed");
+        }
+    }
+    let out = w.prune(&["--keep-last", "3"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    for id in &ids[9..] {
+        assert_eq!(count(id), 400);
+    }
+    let left: Vec<String> = w.names("store/sets/d");
+    assert_eq!(left.len(), 3 * 3 + 1, "{left:?}");
+}
+
+fn walk_count(dir: &Path) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .map(|e| {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                walk_count(&e.path())
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
+/// At a folder destination an incremental archive keeps its whole chain:
+/// keep-last 1 keeps E and its base D; keep-last 3 keeps C, D, E and C's
+/// bases B and A, "base of" saying why.
+#[test]
+fn incremental_chains_keep_their_bases() {
+    let w = World::new();
+    let [a, b, c, d, e] = [
+        "2026-03-01T000000Z",
+        "2026-03-02T000000Z",
+        "2026-03-03T000000Z",
+        "2026-03-04T000000Z",
+        "2026-03-05T000000Z",
+    ];
+    for (id, base) in [
+        (a, None),
+        (b, Some(a)),
+        (c, Some(b)),
+        (d, None),
+        (e, Some(d)),
+    ] {
+        w.archive("usb", "d", id, base, &[]);
+    }
+    let dry = w.prune(&["--dest", "usb", "--keep-last", "3", "--dry-run"]);
+    assert_eq!(code(&dry), 0, "{}", stderr(&dry));
+    let recs = records(&dry);
+    assert!(ids(&recs, "remove").is_empty());
+    assert_eq!(recs[0]["reasons"], json!([format!("base of {b}")]));
+    assert_eq!(recs[1]["reasons"], json!([format!("base of {c}")]));
+
+    let out = w.prune(&["--dest", "usb", "--keep-last", "1"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let recs = records(&out);
+    assert_eq!(ids(&recs, "remove"), [a, b, c]);
+    assert_eq!(recs[3]["reasons"], json!([format!("base of {e}")]));
+    assert_eq!(recs[0]["freed"], recs[0]["bytes"]);
+    let left = w.names("usb/d");
+    assert_eq!(left.len(), 8, "{left:?}");
+    assert!(left.iter().all(|n| n.starts_with(d) || n.starts_with(e)));
+}
+
+/// keep-tag reads tags from archive records at a destination; a tagged
+/// archive is kept however old.
+#[test]
+fn tags_keep_archives_at_a_destination() {
+    let w = World::new();
+    w.archive("usb", "d", IDS[0], None, &["pre-upgrade"]);
+    for id in &IDS[1..] {
+        w.archive("usb", "d", id, None, &[]);
+    }
+    let out = w.prune(&[
+        "--dest",
+        "usb",
+        "--keep-last",
+        "1",
+        "--keep-tag",
+        "pre-upgrade",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let recs = records(&out);
+    assert_eq!(ids(&recs, "keep"), [IDS[0], IDS[3]]);
+    assert_eq!(recs[0]["reasons"], json!(["has tags pre-upgrade"]));
+}
+
+/// A record whose data is gone (an interrupted prune) is removed whatever
+/// the rules; files without a record (a push in progress) and unknown files
+/// are never touched.
+#[test]
+fn incomplete_archives_go_and_work_in_progress_stays() {
+    let w = World::new();
+    for id in &IDS[..3] {
+        w.archive("usb", "d", id, None, &[]);
+    }
+    fs::remove_file(w.path(&format!("usb/d/{}.tar.zst", IDS[2]))).unwrap();
+    w.write(&format!("usb/d/{}.tar.zst", IDS[3]), b"pushing");
+    w.write(&format!("usb/d/.{}.tar.zst.snap-part", IDS[3]), b"part");
+    w.write("usb/d/NOTES.txt", b"mine");
+    let out = w.prune(&["--dest", "usb", "--keep-last", "5"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let recs = records(&out);
+    assert_eq!(ids(&recs, "remove"), [IDS[2]]);
+    assert_eq!(ids(&recs, "keep"), &IDS[..2]);
+    let left = w.names("usb/d");
+    assert!(
+        left.contains(&format!("{}.tar.zst", IDS[3])) && left.contains(&"NOTES.txt".to_string())
+    );
+    assert!(!left.iter().any(|n| n.starts_with(IDS[2])), "{left:?}");
+}
+
+/// The config's retention: "local" for the store, "external" for a
+/// destination, a destination's own entry over "external"; the summary of a
+/// priced destination gives the monthly cost; a typo is exit 78 naming it.
+#[test]
+fn config_retention_per_place_and_cost() {
+    let w = store_world();
+    for id in &IDS {
+        w.archive("usb", "d", id, None, &[]);
+        w.archive("nas", "d", id, None, &[]);
+    }
+    let cfg = json!({
+        "destinations": [
+            {"name": "usb", "path": w.path("usb"), "price_per_gib_month": 1000.0},
+            {"name": "nas", "path": w.path("nas")}
+        ],
+        "retention": {"local": 3, "external": 2, "nas": {"last": 1}}
+    });
+    w.write("cfg.json", cfg.to_string().as_bytes());
+    let run = |args: &[&str]| {
+        let mut all = vec!["--config", "cfg.json"];
+        all.extend(args);
+        w.prune(&all)
+    };
+    let out = run(&[]);
+    assert_eq!(ids(&records(&out), "keep").len(), 3, "{}", stderr(&out));
+    let out = run(&["--dest", "usb", "--dry-run"]);
+    assert_eq!(ids(&records(&out), "keep"), &IDS[2..]);
+    let err = stderr(&out);
+    assert!(err.contains("(retention.external)"), "{err}");
+    // 4 archives of 1010 bytes at 1000 per GiB-month: 3.76e-3 then half that.
+    assert!(
+        err.contains("about 0.00 -> 0.00 a month at 1000 per GiB-month"),
+        "{err}"
+    );
+    let out = run(&["--dest", "nas"]);
+    assert_eq!(ids(&records(&out), "keep"), &IDS[3..]);
+    assert!(stderr(&out).contains("(retention.nas)"));
+
+    let bad = json!({"retention": {"local": {"dialy": 7}}});
+    w.write("bad.json", bad.to_string().as_bytes());
+    let out = w.prune(&["--config", "bad.json"]);
+    assert_eq!(code(&out), 78, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("retention.local.dialy"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// The whole plan of a dry run at a destination, as printed: 5 April is a
+/// Sunday, so the 6th and 7th are one ISO week and the 5th's evening
+/// archive is that week's before.
+#[test]
+fn dry_run_plan_as_printed() {
+    let w = World::new();
+    for id in [
+        "2026-04-05T100000Z",
+        "2026-04-05T220000Z",
+        "2026-04-06T100000Z",
+        "2026-04-07T100000Z",
+    ] {
+        w.archive("usb", "d", id, None, &[]);
+    }
+    let out = w.prune(&[
+        "--dest",
+        "usb",
+        "--keep-daily",
+        "2",
+        "--keep-weekly",
+        "2",
+        "--dry-run",
+    ]);
+    assert_eq!(code(&out), 0);
+    let root = w.path("usb").display().to_string();
+    let err = stderr(&out).replace(&root, "[ROOT]");
+    assert_eq!(
+        err,
+        "\
+snap-prune: archives at [ROOT]: keep 2 daily, 2 weekly snapshots (--keep-*)
+snap-prune:   remove  d/2026-04-05T100000Z  frees 1.25 KiB
+snap-prune:   keep    d/2026-04-05T220000Z  weekly snapshot
+snap-prune:   keep    d/2026-04-06T100000Z  daily snapshot
+snap-prune:   keep    d/2026-04-07T100000Z  daily snapshot, weekly snapshot
+snap-prune:   d: 4 archive(s) stored in 5.00 KiB, 3 kept in 3.75 KiB
+snap-prune: [ROOT]: 1 set(s), kept 3, would remove 1, would free 1.25 KiB; 4 archive(s) stored in 5.00 KiB, 3 kept in 3.75 KiB
+"
+    );
+}
+
+/// An absent drive is exit 75 and nothing else is touched.
+#[test]
+fn absent_destination_is_75() {
+    let w = store_world();
+    let out = w.prune(&["--dest", "uuid://0000-DEAD/backups", "--keep-last", "1"]);
+    assert_eq!(code(&out), 75, "{}", stderr(&out));
+    let out = w.prune(&["--dest", "missing-folder", "--keep-last", "1"]);
+    assert_eq!(code(&out), 75, "{}", stderr(&out));
+    assert_eq!(w.names("store/sets/d").len(), 12);
+}
+
+/// At a real S3 server (moto): archives pushed by snap-push, then a prune
+/// with a chain to keep; what is left still lists and verifies.
+#[test]
+fn s3_prune_keeps_chains_and_what_is_left_verifies() {
+    let moto = snap_testkit::Moto::start();
+    moto.create_bucket("bkt");
+    let w = World::new();
+    w.write("src/a.txt", b"alpha");
+    let env = moto.env();
+    let tool = |name: &str, args: &[&str]| {
+        let mut c = w.tool(name);
+        c.args(args).envs(env.iter().map(|(k, v)| (k, v)));
+        c.output().unwrap()
+    };
+    let cfg = json!({"backup_sets": [{"name": "d", "sources": [w.path("src")]}]});
+    w.write("cfg.json", cfg.to_string().as_bytes());
+    for (i, full) in [true, false, true, false].iter().enumerate() {
+        w.write("src/b.txt", format!("version {i}").as_bytes());
+        let out = tool("snap-collect", &["-c", "cfg.json", "-q", "--min-free", "0"]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        let mut args = vec![
+            "-c",
+            "cfg.json",
+            "--snapshot",
+            "d/latest",
+            "--min-free",
+            "0",
+            "-q",
+        ];
+        if !full {
+            args.push("--incremental");
+        }
+        let out = tool("snap-pack", &args);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+    }
+    let out = tool("snap-push", &["--all", "--dest", "s3://bkt/snap", "-q"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = tool(
+        "snap-prune",
+        &["--dest", "s3://bkt/snap", "--keep-last", "1"],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let recs = records(&out);
+    assert_eq!(ids(&recs, "remove").len(), 2, "{recs:#?}");
+    assert_eq!(
+        recs[2]["reasons"][0]
+            .as_str()
+            .unwrap()
+            .split(' ')
+            .take(2)
+            .collect::<Vec<_>>(),
+        ["base", "of"]
+    );
+    let out = tool("snap-restore", &["list", "s3://bkt/snap"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        1 + 2, // the header, the kept archive and its base
+        "{}",
+        stderr(&out)
+    );
+    let out = tool(
+        "snap-restore",
+        &["verify", "--from", "s3://bkt/snap", "d/latest"],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+}
