@@ -14,6 +14,7 @@ fn tools() -> Vec<clap::Command> {
         snap_collect::command(),
         snap_pack::command(),
         snap_push::command(),
+        snap_prune::command(),
         snap_restore::command(),
     ]
 }

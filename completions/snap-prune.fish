@@ -1,0 +1,18 @@
+complete -c snap-prune -s d -l dest -d 'Prune archives at this destination: path, uuid://, label://, s3://, gs://, az:// URL, or a configured name (repeatable) [default: the store]' -r
+complete -c snap-prune -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
+complete -c snap-prune -l set -d 'Only this set' -r
+complete -c snap-prune -l keep-last -d 'Keep the N newest snapshots' -r
+complete -c snap-prune -l keep-hourly -d 'Keep the newest snapshot of each of the last N hours' -r
+complete -c snap-prune -l keep-daily -d 'Keep the newest snapshot of each of the last N days' -r
+complete -c snap-prune -l keep-weekly -d 'Keep the newest snapshot of each of the last N ISO weeks' -r
+complete -c snap-prune -l keep-monthly -d 'Keep the newest snapshot of each of the last N months' -r
+complete -c snap-prune -l keep-yearly -d 'Keep the newest snapshot of each of the last N years' -r
+complete -c snap-prune -l keep-within -d 'Keep every snapshot newer than SPAN before the newest one: 30d, 6m, 1y6m, 12h' -r
+complete -c snap-prune -l keep-tag -d 'Keep snapshots with these tags (a,b: all of them; repeatable: any of the lists)' -r
+complete -c snap-prune -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
+complete -c snap-prune -l state-dir -d 'Where destination locks are kept, shared with snap-push [default: $XDG_STATE_HOME/snap/push, else ~/.local/state/snap/push]' -r -F
+complete -c snap-prune -s n -l dry-run -d 'Print the plan and what it would free; remove nothing'
+complete -c snap-prune -s q -l quiet -d 'Print only warnings and errors on stderr'
+complete -c snap-prune -s v -l verbose -d 'Print every decision, kept ones too'
+complete -c snap-prune -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c snap-prune -s V -l version -d 'Print version'
