@@ -89,3 +89,10 @@ fn kill_mid_pack_restore() {
 fn backup_script() {
     run_script("backup_script.sh");
 }
+
+/// Retention end to end: the config's local/external policy on a store and a
+/// folder drive, freed bytes equal to du's, chains kept, restore still equal.
+#[test]
+fn prune_pipeline() {
+    run_script("prune_pipeline.sh");
+}
