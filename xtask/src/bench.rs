@@ -53,8 +53,9 @@ pub struct Args {
     pub(crate) no_write: bool,
     /// Suites to run: collect (snap-collect against rsync, restic, borg),
     /// pack (snap-pack, snap-restore restore and verify against tar+zstd and restic)
-    /// and push (snap-push against rclone copy, to a folder and to S3; resume)
-    #[arg(long, value_delimiter = ',', default_value = "collect,pack,push")]
+    /// push (snap-push against rclone copy, to a folder and to S3; resume)
+    /// and prune (planning and deleting 100 and 1,000 archives at a folder and at S3)
+    #[arg(long, value_delimiter = ',', default_value = "collect,pack,push,prune")]
     suites: Vec<String>,
 }
 
@@ -621,6 +622,9 @@ pub fn run(args: Args) -> Result {
     }
     if args.suites.iter().any(|s| s == "push") {
         crate::bench_push::run(&args, &base)?;
+    }
+    if args.suites.iter().any(|s| s == "prune") {
+        crate::bench_prune::run(&args, &base)?;
     }
     if !args.suites.iter().any(|s| s == "collect") {
         empty_trash(&base);

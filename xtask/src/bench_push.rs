@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use crate::bench::{Args, Table, discard, machine, measure, median, quiet};
 use crate::sh::{Result, ensure_apt, ensure_pip, root};
 
-fn bin(name: &str) -> PathBuf {
+pub(crate) fn bin(name: &str) -> PathBuf {
     root().join("target/release").join(name)
 }
 
@@ -63,13 +63,13 @@ fn make_archive(base: &Path) -> Result<(PathBuf, PathBuf)> {
 }
 
 /// A moto server for one measurement.
-struct Moto {
+pub(crate) struct Moto {
     child: Child,
     port: u16,
 }
 
 impl Moto {
-    fn start(scripts: &Path) -> Result<Moto> {
+    pub(crate) fn start(scripts: &Path) -> Result<Moto> {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map_err(|e| e.to_string())?
@@ -98,7 +98,7 @@ impl Moto {
         Ok(Moto { child, port })
     }
 
-    fn env(&self) -> Vec<(String, String)> {
+    pub(crate) fn env(&self) -> Vec<(String, String)> {
         vec![
             (
                 "AWS_ENDPOINT".into(),
@@ -141,7 +141,7 @@ fn add(table: &mut Table, step: &str, tool: &str, wall: f64, rss: f64, mib: f64)
     crate::bench::add_sample(table, (CORPUS, step, tool), wall, rss, Some(mib));
 }
 
-fn fresh_dir(p: &Path) -> Result {
+pub(crate) fn fresh_dir(p: &Path) -> Result {
     discard(p)?;
     fs::create_dir_all(p).map_err(|e| e.to_string())
 }

@@ -7,6 +7,7 @@
 
 mod bench;
 mod bench_pack;
+mod bench_prune;
 mod bench_push;
 mod demo;
 mod gen_docs;

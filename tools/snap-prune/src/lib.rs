@@ -227,7 +227,13 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
     let mut out = RecordWriter::new(std::io::stdout().lock());
     let mut first_exit = None;
     let jobs: Vec<Result<Job>> = if cli.dests.is_empty() {
-        vec![store_job(cli, report, loaded.as_ref(), flags.clone(), retention)]
+        vec![store_job(
+            cli,
+            report,
+            loaded.as_ref(),
+            flags.clone(),
+            retention,
+        )]
     } else {
         let rt = snap_dest::runtime()?;
         cli.dests

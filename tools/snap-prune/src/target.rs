@@ -58,6 +58,8 @@ pub struct Group {
 pub struct Info {
     pub base: Option<String>,
     pub tags: Vec<String>,
+    /// How many archives the chain it ends holds (snap-pack's `chain`), if recorded.
+    pub chain: Option<u64>,
 }
 
 pub enum Target {
@@ -108,6 +110,7 @@ impl Target {
                     Ok(Info {
                         base: None,
                         tags: rec.tags,
+                        chain: None,
                     })
                 })
                 .collect(),
@@ -358,6 +361,7 @@ fn archive_info(json: &[u8], at: &str) -> Result<Info> {
         .and_then(|v| serde_json::from_value(v.clone()).ok())
         .unwrap_or_default();
     Ok(Info {
+        chain: rec.extra.get("chain").and_then(|v| v.as_u64()),
         base: rec.base,
         tags,
     })

@@ -245,7 +245,10 @@ fn dry_run_changes_nothing_and_predicts_the_bytes() {
     assert_eq!(predicted, freed);
     // The second removal frees old.bin, whose other link went with the
     // first; the file all four share lives on in the kept one.
-    assert!(freed[0] < 64 << 10 && freed[1] >= 64 << 10 && freed[2] < 64 << 10, "{freed:?}");
+    assert!(
+        freed[0] < 64 << 10 && freed[1] >= 64 << 10 && freed[2] < 64 << 10,
+        "{freed:?}"
+    );
 }
 
 /// With no rule (or only rules that keep nothing) nothing is removed: exit 64.

@@ -1,0 +1,181 @@
+//! `cargo xtask bench --suites prune`: planning and deleting at a
+//! destination with many archives, at a folder and at a local S3 server.
+//!
+//! The archives are hourly, in chains of 24 (a full one at midnight, then
+//! incrementals on the one before), so keeping a day's last archive keeps its
+//! whole chain: the planner reads records generation by generation, the
+//! worst case for a bucket. Policy: --keep-daily 7 --keep-weekly 4
+//! --keep-monthly 12. "plan" is the wall time of `--dry-run` (process start,
+//! listing, the records read, the plan); "prune" that of the real run
+//! (planning, then deleting everything else: 4 objects an archive). Peak RSS
+//! at 100 and 1,000 archives shows whether memory grows with their number.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+use crate::bench::{Args, machine, measure, median, quiet};
+use crate::bench_push::{Moto, bin, fresh_dir};
+use crate::sh::{Result, ensure_pip, root};
+
+const POLICY: [&str; 6] = [
+    "--keep-daily",
+    "7",
+    "--keep-weekly",
+    "4",
+    "--keep-monthly",
+    "12",
+];
+
+/// Writes `n` hourly archives of set `d` into `dir/d` (untimed): small data,
+/// real sha256s (snap-push checks them), chains of 24.
+fn make_archives(dir: &Path, n: usize) -> Result {
+    let set = dir.join("d");
+    fresh_dir(&set)?;
+    let start = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+        .map_err(|e| e.to_string())?
+        .to_utc();
+    let mut prev: Option<String> = None;
+    for i in 0..n {
+        let t = start + chrono::Duration::hours(i as i64);
+        let id = t.format("%Y-%m-%dT%H%M%SZ").to_string();
+        let base = if i % 24 == 0 { None } else { prev.clone() };
+        let data = format!("archive {id}").repeat(64).into_bytes();
+        let index = format!("index {id}").into_bytes();
+        let hex = |b: &[u8]| -> String {
+            Sha256::digest(b)
+                .iter()
+                .map(|x| format!("{x:02x}"))
+                .collect()
+        };
+        let w = |name: String, bytes: &[u8]| {
+            fs::write(set.join(name), bytes).map_err(|e| e.to_string())
+        };
+        w(format!("{id}.tar.zst"), &data)?;
+        w(format!("{id}.index.zst"), &index)?;
+        let sums = format!(
+            "{}  {id}.tar.zst\n{}  {id}.index.zst\n",
+            hex(&data),
+            hex(&index)
+        );
+        w(format!("{id}.sha256"), sums.as_bytes())?;
+        let rec = serde_json::json!({"kind": "archive", "schema": "snap/1", "set": "d", "id": id,
+            "source": id, "path": set.join(format!("{id}.tar.zst")), "bytes": data.len(),
+            "sha256": hex(&data), "compression": "zstd", "encryption": null, "base": base,
+            "index": set.join(format!("{id}.index.zst")), "chain": i % 24 + 1});
+        w(format!("{id}.json"), format!("{rec}\n").as_bytes())?;
+        prev = Some(id);
+    }
+    Ok(())
+}
+
+fn prune(dest: &str, dry: bool, env: &[(String, String)], state: &Path) -> Command {
+    let mut c = Command::new(bin("snap-prune"));
+    c.args(["--dest", dest, "-q", "--state-dir"])
+        .arg(state)
+        .args(POLICY)
+        .envs(env.iter().cloned());
+    if dry {
+        c.arg("--dry-run");
+    }
+    c
+}
+
+/// One row: (where, archives, plan s, plan RSS MiB, prune s, kept).
+type Row = (String, usize, f64, f64, f64, usize);
+
+pub fn run(args: &Args, base: &Path) -> Result {
+    let scripts = ensure_pip(crate::test::TEST_SERVERS_PIP)?;
+    let src = base.join("prune-src");
+    let store = base.join("prune-store");
+    let state = base.join("prune-state");
+    let mut rows: Vec<Row> = Vec::new();
+    for n in [100, 1000] {
+        for place in ["folder", "s3"] {
+            let (mut plans, mut rss, mut prunes) = (Vec::new(), Vec::new(), Vec::new());
+            let mut kept = 0;
+            for _ in 0..args.runs {
+                fresh_dir(&state)?;
+                let (dest, env, _moto) = match place {
+                    "folder" => {
+                        make_archives(&src, n)?;
+                        (src.display().to_string(), Vec::new(), None)
+                    }
+                    _ => {
+                        let moto = Moto::start(&scripts)?;
+                        fresh_dir(&store)?;
+                        make_archives(&store.join("archives"), n)?;
+                        let env = moto.env();
+                        quiet(
+                            Command::new(bin("snap-push"))
+                                .args(["--all", "-q", "--dest", "s3://bench/prune", "--store"])
+                                .arg(&store)
+                                .arg("--state-dir")
+                                .arg(&state)
+                                .envs(env.iter().cloned()),
+                        )?;
+                        ("s3://bench/prune".to_string(), env, Some(moto))
+                    }
+                };
+                let (wall, mem) = measure(&mut prune(&dest, true, &env, &state))?;
+                plans.push(wall);
+                rss.push(mem);
+                let out = prune(&dest, true, &env, &state)
+                    .output()
+                    .map_err(|e| e.to_string())?;
+                kept = String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .filter(|l| l.contains("\"action\":\"keep\""))
+                    .count();
+                prunes.push(measure(&mut prune(&dest, false, &env, &state))?.0);
+            }
+            rows.push((
+                place.into(),
+                n,
+                median(&plans),
+                median(&rss),
+                median(&prunes),
+                kept,
+            ));
+        }
+    }
+    let md = render(&rows);
+    println!("{md}");
+    if !args.no_write {
+        write_doc(args, &md)?;
+    }
+    Ok(())
+}
+
+fn render(rows: &[Row]) -> String {
+    let mut md = String::from(
+        "| destination | archives | plan (dry run) | peak RSS | plan + delete | kept | goal |\n|---|---|---|---|---|---|---|\n",
+    );
+    for (place, n, plan, rss, prune, kept) in rows {
+        md.push_str(&format!(
+            "| {place} | {n} | {plan:.2} s | {rss:.1} MiB | {prune:.2} s | {kept} | plan < 1 s at 1,000 |\n"
+        ));
+    }
+    md
+}
+
+fn write_doc(args: &Args, md: &str) -> Result {
+    let cmd = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
+    let doc = format!(
+        "# Benchmarks: snap-prune\n\nMeasured {} on {}.\n\nCommand: `cargo xtask {cmd}` ({} runs; medians).\n\
+Hourly archives of one set in chains of 24 (a full one at midnight, then incrementals on the one\n\
+before), 4 objects each, at a folder and at a local moto S3 server (filled by `snap-push --all`,\n\
+untimed). Policy: `--keep-daily 7 --keep-weekly 4 --keep-monthly 12`; a kept archive keeps its\n\
+whole chain. \"plan\" is the wall time of `snap-prune --dry-run` (process start, listing, reading\n\
+the records of kept archives and their bases, the plan); \"plan + delete\" that of the real run.\n\n{md}\n{}",
+        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        machine(),
+        args.runs,
+        fs::read_to_string(root().join("docs/benchmarks-prune-notes.md")).unwrap_or_default()
+    );
+    fs::write(root().join("docs/benchmarks-prune.md"), doc).map_err(|e| e.to_string())?;
+    eprintln!("xtask: wrote docs/benchmarks-prune.md");
+    Ok(())
+}
