@@ -83,10 +83,11 @@ fn prune(dest: &str, dry: bool, env: &[(String, String)], state: &Path) -> Comma
     c
 }
 
-/// One row: (where, archives, plan s, plan RSS MiB, prune s, kept).
-type Row = (String, usize, f64, f64, f64, usize);
+/// One row: (where, archives, plan s, plan RSS MiB, prune s, kept, listing by rclone s).
+type Row = (String, usize, f64, f64, f64, usize, Option<f64>);
 
 pub fn run(args: &Args, base: &Path) -> Result {
+    crate::sh::ensure_apt(&[("rclone", "rclone")])?;
     let scripts = ensure_pip(crate::test::TEST_SERVERS_PIP)?;
     let src = base.join("prune-src");
     let store = base.join("prune-store");
@@ -94,7 +95,8 @@ pub fn run(args: &Args, base: &Path) -> Result {
     let mut rows: Vec<Row> = Vec::new();
     for n in [100, 1000] {
         for place in ["folder", "s3"] {
-            let (mut plans, mut rss, mut prunes) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut plans, mut rss, mut prunes, mut lists) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             let mut kept = 0;
             for _ in 0..args.runs {
                 fresh_dir(&state)?;
@@ -116,6 +118,11 @@ pub fn run(args: &Args, base: &Path) -> Result {
                                 .arg(&state)
                                 .envs(env.iter().cloned()),
                         )?;
+                        // The anchor: listing the same keys, which any planner must do.
+                        let mut ls = Command::new("rclone");
+                        ls.args(["lsf", "-R", &moto.rclone_at("bench/prune")])
+                            .env_remove("AWS_CA_BUNDLE");
+                        lists.push(measure(&mut ls)?.0);
                         ("s3://bench/prune".to_string(), env, Some(moto))
                     }
                 };
@@ -131,6 +138,7 @@ pub fn run(args: &Args, base: &Path) -> Result {
                     .count();
                 prunes.push(measure(&mut prune(&dest, false, &env, &state))?.0);
             }
+            let list = (!lists.is_empty()).then(|| median(&lists));
             rows.push((
                 place.into(),
                 n,
@@ -138,6 +146,7 @@ pub fn run(args: &Args, base: &Path) -> Result {
                 median(&rss),
                 median(&prunes),
                 kept,
+                list,
             ));
         }
     }
@@ -151,11 +160,12 @@ pub fn run(args: &Args, base: &Path) -> Result {
 
 fn render(rows: &[Row]) -> String {
     let mut md = String::from(
-        "| destination | archives | plan (dry run) | peak RSS | plan + delete | kept | goal |\n|---|---|---|---|---|---|---|\n",
+        "| destination | archives | plan (dry run) | `rclone lsf -R` (listing only) | peak RSS | plan + delete | kept | goal |\n|---|---|---|---|---|---|---|---|\n",
     );
-    for (place, n, plan, rss, prune, kept) in rows {
+    for (place, n, plan, rss, prune, kept, list) in rows {
+        let list = list.map_or("–".to_string(), |l| format!("{l:.2} s"));
         md.push_str(&format!(
-            "| {place} | {n} | {plan:.2} s | {rss:.1} MiB | {prune:.2} s | {kept} | plan < 1 s at 1,000 |\n"
+            "| {place} | {n} | {plan:.2} s | {list} | {rss:.1} MiB | {prune:.2} s | {kept} | plan < 1 s at 1,000 |\n"
         ));
     }
     md

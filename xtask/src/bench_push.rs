@@ -112,8 +112,13 @@ impl Moto {
     }
 
     fn rclone_remote(&self) -> String {
+        self.rclone_at("bench/rclone")
+    }
+
+    /// rclone's name for a path (`bucket/prefix`) on this server.
+    pub(crate) fn rclone_at(&self, path: &str) -> String {
         format!(
-            ":s3,provider=Other,env_auth=false,access_key_id=bench,secret_access_key=bench,endpoint='http://127.0.0.1:{}':bench/rclone",
+            ":s3,provider=Other,env_auth=false,access_key_id=bench,secret_access_key=bench,endpoint='http://127.0.0.1:{}':{path}",
             self.port
         )
     }
