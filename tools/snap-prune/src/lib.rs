@@ -458,7 +458,7 @@ fn prune_group(
         .map(|(e, _)| e)
         .collect();
     let freed_each = if cli.dry_run {
-        estimate_each(target, &group.set, &doomed)?
+        target.estimate_each(&group.set, &doomed)?
     } else {
         remove_each(target, &group.set, &doomed, job.catalog.as_ref())?
     };
@@ -521,18 +521,6 @@ fn stored_line(t: &Totals, price: Option<f64>) -> String {
         ));
     }
     line
-}
-
-/// What each removal would free, in removal order (shared links counted on the last one).
-fn estimate_each(target: &Target, set: &str, doomed: &[&Entry]) -> Result<Vec<u64>> {
-    let mut out = Vec::new();
-    let mut before = 0;
-    for i in 0..doomed.len() {
-        let upto = target.estimate_freed(set, &doomed[..=i])?;
-        out.push(upto - before);
-        before = upto;
-    }
-    Ok(out)
 }
 
 /// Removes, and says what each removal freed. Trees go one by one; a set's

@@ -142,20 +142,22 @@ impl Target {
         }
     }
 
-    /// Bytes that removing these entries of a set would free.
-    pub fn estimate_freed(&self, set: &str, entries: &[&Entry]) -> Result<u64> {
-        match self {
-            Target::Trees(store) => {
-                let mut est = free::Estimate::default();
-                for e in entries {
-                    for path in tree_paths(store, set, &e.id) {
-                        est.add_tree(&path).map_err(|err| Error::io(&path, err))?;
-                    }
-                }
-                Ok(est.freed())
+    /// What removing these entries of a set, in this order, would free
+    /// each (a file shared by several is freed with the last of them).
+    pub fn estimate_each(&self, set: &str, entries: &[&Entry]) -> Result<Vec<u64>> {
+        let Target::Trees(store) = self else {
+            return Ok(entries.iter().map(|e| e.bytes.unwrap_or(0)).collect());
+        };
+        let mut est = free::Estimate::default();
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            let before = est.freed();
+            for path in tree_paths(store, set, &e.id) {
+                est.add_tree(&path).map_err(|err| Error::io(&path, err))?;
             }
-            Target::Archives { .. } => Ok(entries.iter().filter_map(|e| e.bytes).sum()),
+            out.push(est.freed() - before);
         }
+        Ok(out)
     }
 
     /// Removes these entries of a set; returns the bytes freed.
