@@ -414,8 +414,8 @@ fn prune_job(
         }
         let groups = target.scan(cli.set.as_deref())?;
         report.note(&format!(
-            "{} at {}: {} ({})",
-            plural(target.what()),
+            "{}s at {}: {} ({})",
+            target.what(),
             target.location(),
             job.policy,
             job.source
@@ -426,10 +426,6 @@ fn prune_job(
         summary(cli, job, target, &totals, groups.len(), report);
     }
     Ok(())
-}
-
-fn plural(what: &str) -> String {
-    format!("{what}s")
 }
 
 /// Plans one set, prints it, removes what goes, writes the records.

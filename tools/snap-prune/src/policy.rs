@@ -298,10 +298,10 @@ impl Walker {
 }
 
 impl fmt::Display for Policy {
-    /// The policy in words, for the plan's header: `keep 7 last, 4 weekly
-    /// snapshots and all within 30d of the newest`.
+    /// The policy in words (restic's), for the plan's header: `keep 7 latest,
+    /// 4 weekly snapshots and all within 30d of the newest`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names = ["last", "hourly", "daily", "weekly", "monthly", "yearly"];
+        let names = ["latest", "hourly", "daily", "weekly", "monthly", "yearly"];
         let mut parts: Vec<String> = self
             .counts()
             .iter()
@@ -641,7 +641,7 @@ mod tests {
         });
         assert_eq!(
             p.to_string(),
-            "keep 7 last, all weekly snapshots and all within 30d of the newest"
+            "keep 7 latest, all weekly snapshots and all within 30d of the newest"
         );
         assert!(Policy::default().is_empty());
         assert_eq!(Policy::default().to_string(), "no rule");

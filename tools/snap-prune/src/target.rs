@@ -70,9 +70,6 @@ pub enum Target {
     Archives { dest: Dest, store: Option<Store> },
 }
 
-/// A target's lock(s), held for the run.
-pub type Locks = Vec<StoreLock>;
-
 impl Target {
     /// `snapshot` or `archive`, for records and messages.
     pub fn what(&self) -> &'static str {
