@@ -456,7 +456,7 @@ fn prune_group(
     let freed_each = if cli.dry_run {
         target.estimate_each(&group.set, &doomed)?
     } else {
-        remove_each(target, &group.set, &doomed, job.catalog.as_ref())?
+        target.remove(&group.set, &doomed, job.catalog.as_ref())?
     };
     let mut freed = freed_each.iter();
     for (entry, decision) in group.entries.iter().zip(&decisions) {
@@ -517,29 +517,6 @@ fn stored_line(t: &Totals, price: Option<f64>) -> String {
         ));
     }
     line
-}
-
-/// Removes, and says what each removal freed. Trees go one by one; a set's
-/// archives go together (data first, then records), each freeing its size.
-fn remove_each(
-    target: &Target,
-    set: &str,
-    doomed: &[&Entry],
-    catalog: Option<&Catalog>,
-) -> Result<Vec<u64>> {
-    if doomed.is_empty() {
-        return Ok(Vec::new());
-    }
-    match target {
-        Target::Trees(_) => doomed
-            .iter()
-            .map(|e| target.remove(set, std::slice::from_ref(e), catalog))
-            .collect(),
-        Target::Archives { .. } => {
-            target.remove(set, doomed, catalog)?;
-            Ok(doomed.iter().map(|e| e.bytes.unwrap_or(0)).collect())
-        }
-    }
 }
 
 /// The plan's line for one entry: removals always (dry run: the whole plan), kept ones with -v.

@@ -157,13 +157,23 @@ impl Target {
         Ok(out)
     }
 
-    /// Removes these entries of a set; returns the bytes freed.
-    pub fn remove(&self, set: &str, entries: &[&Entry], catalog: Option<&Catalog>) -> Result<u64> {
+    /// Removes these entries of a set, and says what each removal freed (as
+    /// [`Target::estimate_each`] predicts it). Trees go one by one; a set's
+    /// archives go together (data first, then records).
+    pub fn remove(
+        &self,
+        set: &str,
+        entries: &[&Entry],
+        catalog: Option<&Catalog>,
+    ) -> Result<Vec<u64>> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
         match self {
             Target::Trees(store) => {
-                let mut freed = 0;
+                let mut freed = Vec::with_capacity(entries.len());
                 for e in entries {
-                    freed += remove_tree_snapshot(store, set, &e.id)?;
+                    freed.push(remove_tree_snapshot(store, set, &e.id)?);
                     forget(catalog, Some(store), "snapshot", set, &e.id);
                 }
                 let link = store.latest_link(set);
@@ -180,7 +190,7 @@ impl Target {
                 for e in entries {
                     forget(catalog, store.as_ref(), "archive", set, &e.id);
                 }
-                Ok(entries.iter().filter_map(|e| e.bytes).sum())
+                Ok(entries.iter().map(|e| e.bytes.unwrap_or(0)).collect())
             }
         }
     }
