@@ -557,6 +557,47 @@ fn render(table: &Table, args: &Args) -> String {
     md
 }
 
+/// The first line a program prints for `program ARG` (its version), or "".
+pub(crate) fn version(program: &str, arg: &str) -> String {
+    Command::new(program)
+        .arg(arg)
+        .output()
+        .ok()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+/// Writes a benchmark page `docs/PAGE`: the title, when and on what it was
+/// measured (`anchors` adds the versions of a suite's own anchors), the
+/// command that produced it, how it was measured, the tables, and then the
+/// hand-written notes kept beside it in `docs/PAGE-notes.md`.
+pub(crate) fn write_doc(
+    page: &str,
+    title: &str,
+    runs: usize,
+    anchors: &str,
+    method: &str,
+    tables: &str,
+) -> Result {
+    let cmd = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
+    let docs = root().join("docs");
+    let notes = fs::read_to_string(docs.join(page.replace(".md", "-notes.md"))).unwrap_or_default();
+    let doc = format!(
+        "# {title}\n\nMeasured {} on {}{anchors}.\n\nCommand: `cargo xtask {cmd}` ({runs} runs; medians).\n{method}\n\n{tables}\n{notes}",
+        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        machine(),
+    );
+    fs::write(docs.join(page), doc).map_err(|e| e.to_string())?;
+    eprintln!("xtask: wrote docs/{page}");
+    Ok(())
+}
+
 pub(crate) fn machine() -> String {
     let cpu = fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -581,20 +622,6 @@ pub(crate) fn machine() -> String {
             })
         })
         .unwrap_or(0);
-    let version = |p: &str, a: &str| {
-        Command::new(p)
-            .arg(a)
-            .output()
-            .ok()
-            .map(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .to_string()
-            })
-            .unwrap_or_default()
-    };
     format!(
         "{cpu}, {cores} cores, {} GiB; {}; {}; {}",
         mem >> 20,
@@ -643,23 +670,15 @@ pub fn run(args: Args) -> Result {
     let md = render(&table, &args);
     println!("{md}");
     if !args.no_write {
-        let cmd = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
-        let doc = format!(
-            "# Benchmarks\n\nMeasured {} on {}.\n\nCommand: `cargo xtask {cmd}` ({} runs; medians).\n\
-Corpora are built by the bench: tree-small = {} source-like files of 1–64 KiB; tree-large = 4 files, {} MiB in all;\n\
+        let method = format!(
+            "Corpora are built by the bench: tree-small = {} source-like files of 1–64 KiB; tree-large = 4 files, {} MiB in all;\n\
 usr-share = a copy of /usr/share and the Rust docs (the corpus of ../shared/bench-anchors.md).\n\
 Every tool gets the same sequence per run (fresh target, first, no change, 1% of files changed);\n\
 the tree is read once and `sync` runs before each timed step. snap includes its own `syncfs` before\n\
-publishing a snapshot (durable); rsync does not flush, so its figures leave writes in the page cache.\n\n{md}\n{}",
-            chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
-            machine(),
-            args.runs,
-            args.small_files,
-            args.large_mib,
-            fs::read_to_string(root().join("docs/benchmarks-notes.md")).unwrap_or_default()
+publishing a snapshot (durable); rsync does not flush, so its figures leave writes in the page cache.",
+            args.small_files, args.large_mib
         );
-        fs::write(root().join("docs/benchmarks.md"), doc).map_err(|e| e.to_string())?;
-        eprintln!("xtask: wrote docs/benchmarks.md");
+        write_doc("benchmarks.md", "Benchmarks", args.runs, "", &method, &md)?;
     }
     Ok(())
 }

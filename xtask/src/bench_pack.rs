@@ -20,7 +20,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::bench::{Args, Table, corpus, discard, empty_trash, machine, measure, quiet, warm};
+use crate::bench::{Args, Table, corpus, discard, empty_trash, measure, quiet, warm};
 use crate::sh::{Result, root};
 
 fn bin(name: &str) -> PathBuf {
@@ -256,22 +256,20 @@ pub fn run(args: &Args, base: &Path, corpora: &[&str]) -> Result {
     let md = crate::bench::render_rows(&table, "output MiB");
     println!("{md}");
     if !args.no_write {
-        let cmd = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
-        let doc = format!(
-            "# Benchmarks: snap-pack and snap-restore\n\nMeasured {} on {}.\n\nCommand: `cargo xtask {cmd}` ({} runs; medians).\n\
-Corpora as in [benchmarks.md](benchmarks.md), collected once; every tool works on that snapshot tree.\n\
+        let method = "Corpora as in [benchmarks.md](benchmarks.md), collected once; every tool works on that snapshot tree.\n\
 pack: snap-pack (zstd -3, all cores, sha256 while writing) vs `tar -cf - | zstd -T0 -3 > a && sha256sum a`.\n\
 restore: snap-restore (every file checked against its sha256, metadata applied, one syncfs at the end)\n\
 vs `zstd -dc a | tar -xf -` (with and without a final `sync`) and `restic restore`.\n\
 verify: snap-restore verify vs the single-core limit (zstd -d + openssl sha256 of the archive + of the tar).\n\
-\"snap / tool\" is snap's wall time over the tool's: below 1 is faster; for the limit row, 1/ratio is the share of the limit reached.\n\n{md}\n{}",
-            chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
-            machine(),
+\"snap / tool\" is snap's wall time over the tool's: below 1 is faster; for the limit row, 1/ratio is the share of the limit reached.";
+        crate::bench::write_doc(
+            "benchmarks-pack.md",
+            "Benchmarks: snap-pack and snap-restore",
             args.runs,
-            fs::read_to_string(root().join("docs/benchmarks-pack-notes.md")).unwrap_or_default()
-        );
-        fs::write(root().join("docs/benchmarks-pack.md"), doc).map_err(|e| e.to_string())?;
-        eprintln!("xtask: wrote docs/benchmarks-pack.md");
+            "",
+            method,
+            &md,
+        )?;
     }
     Ok(())
 }

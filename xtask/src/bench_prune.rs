@@ -16,9 +16,9 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
-use crate::bench::{Args, machine, measure, median, quiet};
+use crate::bench::{Args, measure, median, quiet};
 use crate::bench_push::{Moto, bin, fresh_dir};
-use crate::sh::{Result, ensure_pip, root};
+use crate::sh::{Result, ensure_pip};
 
 const POLICY: [&str; 6] = [
     "--keep-daily",
@@ -172,20 +172,17 @@ fn render(rows: &[Row]) -> String {
 }
 
 fn write_doc(args: &Args, md: &str) -> Result {
-    let cmd = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
-    let doc = format!(
-        "# Benchmarks: snap-prune\n\nMeasured {} on {}.\n\nCommand: `cargo xtask {cmd}` ({} runs; medians).\n\
-Hourly archives of one set in chains of 24 (a full one at midnight, then incrementals on the one\n\
+    let method = "Hourly archives of one set in chains of 24 (a full one at midnight, then incrementals on the one\n\
 before), 4 objects each, at a folder and at a local moto S3 server (filled by `snap-push --all`,\n\
 untimed). Policy: `--keep-daily 7 --keep-weekly 4 --keep-monthly 12`; a kept archive keeps its\n\
 whole chain. \"plan\" is the wall time of `snap-prune --dry-run` (process start, listing, reading\n\
-the records of kept archives and their bases, the plan); \"plan + delete\" that of the real run.\n\n{md}\n{}",
-        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
-        machine(),
+the records of kept archives and their bases, the plan); \"plan + delete\" that of the real run.";
+    crate::bench::write_doc(
+        "benchmarks-prune.md",
+        "Benchmarks: snap-prune",
         args.runs,
-        fs::read_to_string(root().join("docs/benchmarks-prune-notes.md")).unwrap_or_default()
-    );
-    fs::write(root().join("docs/benchmarks-prune.md"), doc).map_err(|e| e.to_string())?;
-    eprintln!("xtask: wrote docs/benchmarks-prune.md");
-    Ok(())
+        "",
+        method,
+        md,
+    )
 }

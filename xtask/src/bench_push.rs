@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::bench::{Args, Table, discard, machine, measure, median, quiet};
+use crate::bench::{Args, Table, discard, measure, median, quiet};
 use crate::sh::{Result, ensure_apt, ensure_pip, root};
 
 pub(crate) fn bin(name: &str) -> PathBuf {
@@ -322,35 +322,24 @@ fn render_resumes(resumes: &[(String, f64, f64)]) -> String {
 }
 
 fn write_doc(args: &Args, md: &str, resume_md: &str) -> Result {
-    let cmd = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
-    let rclone = Command::new("rclone")
-        .arg("version")
-        .output()
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .next()
-                .unwrap_or("")
-                .to_string()
-        })
-        .unwrap_or_default();
-    let doc = format!(
-        "# Benchmarks: snap-push\n\nMeasured {} on {}; {rclone}.\n\nCommand: `cargo xtask {cmd}` ({} runs; medians).\n\
-One 1 GiB archive (incompressible data, made untimed by snap-collect | snap-pack) pushed to an empty\n\
+    let method = "One 1 GiB archive (incompressible data, made untimed by snap-collect | snap-pack) pushed to an empty\n\
 folder on the same disk and to a local moto S3 server (started fresh for each push), by\n\
 `snap-push --file` and by `rclone copy` (4 parallel parts to S3 for both; rclone's default 5 MiB parts,\n\
 snap's default 8 MiB). snap-push fsyncs each 16 MiB part it writes to a folder and the file before\n\
 its rename; rclone does not flush, so \"rclone+sync\" is the like-for-like row.\n\
 \"snap / tool\" is snap's wall time over the tool's; throughput relative to the tool is its inverse\n\
-(the goal \"at least 0.9x rclone's throughput\" is snap / tool ≤ 1.11).\n\n{md}\n\
-## Resume\n\nA push is killed (kill -9) as soon as its journal records half of the parts, then run\n\
-again; \"rerun sent\" is what the second run sent over the archive's size.\n\n{resume_md}\n{}",
-        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
-        machine(),
-        args.runs,
-        fs::read_to_string(root().join("docs/benchmarks-push-notes.md")).unwrap_or_default()
+(the goal \"at least 0.9x rclone's throughput\" is snap / tool ≤ 1.11).";
+    let tables = format!(
+        "{md}\n## Resume\n\nA push is killed (kill -9) as soon as its journal records half of the parts, then run\n\
+again; \"rerun sent\" is what the second run sent over the archive's size.\n\n{resume_md}"
     );
-    fs::write(root().join("docs/benchmarks-push.md"), doc).map_err(|e| e.to_string())?;
-    eprintln!("xtask: wrote docs/benchmarks-push.md");
-    Ok(())
+    let rclone = format!("; {}", crate::bench::version("rclone", "version"));
+    crate::bench::write_doc(
+        "benchmarks-push.md",
+        "Benchmarks: snap-push",
+        args.runs,
+        &rclone,
+        method,
+        &tables,
+    )
 }
