@@ -1,12 +1,30 @@
-//! Test servers for the CLI tests of the tools that talk to buckets
+//! Test support for the CLI tests of the tools that talk to buckets
 //! (snap-push, snap-prune): moto (S3) and Azurite (Azure blobs), each on a
-//! free loopback port, stopped when dropped. `cargo xtask test` installs
-//! both; a test that cannot start one panics saying so.
+//! free loopback port, stopped when dropped (`cargo xtask test` installs
+//! both; a test that cannot start one panics saying so), and readers of a
+//! finished tool's exit code, stderr and records.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
+
+/// The exit code (-1 when a signal ended the process).
+pub fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The JSON records on stdout, one a line; a line that is not JSON fails the test, naming it.
+pub fn records(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
 
 /// A moto S3 server on a free loopback port, stopped when dropped.
 pub struct Moto {

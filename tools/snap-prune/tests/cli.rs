@@ -10,24 +10,10 @@ use std::process::Output;
 
 use assert_cmd::Command;
 use serde_json::{Value, json};
+use snap_testkit::{code, records, stderr};
 
 struct World {
     dir: tempfile::TempDir,
-}
-
-fn code(out: &Output) -> i32 {
-    out.status.code().unwrap_or(-1)
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn records(out: &Output) -> Vec<Value> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
 }
 
 /// The ids of the records with this action, in output order.

@@ -13,21 +13,6 @@ pub struct World {
     dir: tempfile::TempDir,
 }
 
-pub fn code(out: &Output) -> i32 {
-    out.status.code().unwrap_or(-1)
-}
-
-pub fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-pub fn records(out: &Output) -> Vec<Value> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
-}
-
 /// Bytes that zstd cannot shrink, the same on every run.
 fn noise(len: usize) -> Vec<u8> {
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -215,4 +200,4 @@ pub fn journal_has_parts(state: &Path, n: usize) -> bool {
     })
 }
 
-pub use snap_testkit::{Azurite, Moto};
+pub use snap_testkit::{Azurite, Moto, code, records, stderr};
