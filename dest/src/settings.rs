@@ -104,6 +104,15 @@ pub fn configured(value: Option<&Value>) -> Result<Vec<DestSpec>> {
     Ok(specs)
 }
 
+/// The destinations of a loaded config (none without one); errors name the
+/// config file as well as the field.
+pub fn from_config(loaded: Option<&snap_shared::config::LoadedConfig>) -> Result<Vec<DestSpec>> {
+    let Some(c) = loaded else {
+        return Ok(Vec::new());
+    };
+    configured(c.config.destinations.as_ref()).map_err(|e| c.blame(e))
+}
+
 /// serde_path_to_error prints `[0].url` or `.`; the config's field is `destinations[0].url`.
 fn path_suffix(p: &str) -> String {
     if p == "." {

@@ -119,6 +119,11 @@ impl LoadedConfig {
         Self::load(&path).map(Some)
     }
 
+    /// An error about the config's content, naming the file too.
+    pub fn blame(&self, e: Error) -> Error {
+        e.within(format!("config {}", self.path.display()))
+    }
+
     /// The store directory the config names, if any.
     pub fn store(config: Option<&LoadedConfig>) -> Option<&str> {
         config.and_then(|c| c.config.store.as_deref())

@@ -205,16 +205,12 @@ struct Job {
 /// The whole run: every job, then the exit code of the first failure.
 pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
     let loaded = LoadedConfig::load_optional(cli.config.as_deref())?;
-    let in_config = |e: Error| match &loaded {
-        Some(c) => e.within(format!("config {}", c.path.display())),
-        None => e,
-    };
-    let configured =
-        settings::configured(loaded.as_ref().and_then(|c| c.config.destinations.as_ref()))
-            .map_err(in_config)?;
+    let configured = settings::from_config(loaded.as_ref())?;
     let retention = loaded.as_ref().and_then(|c| c.config.retention.as_ref());
-    let names: Vec<String> = configured.iter().map(|s| s.name.clone()).collect();
-    rules::check(retention, &names).map_err(in_config)?;
+    if let Some(c) = &loaded {
+        let names: Vec<String> = configured.iter().map(|s| s.name.clone()).collect();
+        rules::check(retention, &names).map_err(|e| c.blame(e))?;
+    }
     if let Some(set) = &cli.set {
         snap_shared::id::check_name(set).map_err(|e| Error::usage("--set", e))?;
     }

@@ -314,11 +314,7 @@ fn push_all(
 
 /// The destinations asked for: `--dest`, else the config's.
 fn destinations(cli: &Cli, loaded: Option<&LoadedConfig>) -> Result<Vec<DestSpec>> {
-    let configured = settings::configured(loaded.and_then(|c| c.config.destinations.as_ref()))
-        .map_err(|e| match loaded {
-            Some(c) => e.within(format!("config {}", c.path.display())),
-            None => e,
-        })?;
+    let configured = settings::from_config(loaded)?;
     if !cli.dests.is_empty() {
         return cli
             .dests

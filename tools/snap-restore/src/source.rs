@@ -131,7 +131,7 @@ impl Source {
         let Some(from) = from else {
             return Ok(Source::Store(store));
         };
-        let configured = settings::configured(config.and_then(|c| c.config.destinations.as_ref()))?;
+        let configured = settings::from_config(config)?;
         let spec = match configured.iter().find(|s| s.name == from) {
             Some(s) => s.clone(),
             None if from.contains("://") => settings::resolve_arg(from, &configured)?,
