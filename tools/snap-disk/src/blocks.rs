@@ -1,0 +1,357 @@
+//! The `blocks` method: an image cut into fixed blocks, each stored once.
+//!
+//! - snapshot: read the image's data (holes are skipped by SEEK_DATA), drop
+//!   zero blocks, hash the rest, store the blocks the store lacks, write the map;
+//! - restore in place: compare the image with the map, check the blocks that
+//!   differ, rewrite only those (a hole is punched for a zero block). It is
+//!   idempotent, so a restore killed at any moment is finished by running it again;
+//! - write out: the whole snapshot as a new sparse file, or a stream (export);
+//! - verify: every block of a map is there and hashes right;
+//! - gc: remove blocks no map refers to.
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::Path;
+
+use snap_shared::crypt::Decrypt;
+use snap_shared::error::{Error, Result};
+use snap_shared::hash::Sha256Digest;
+
+use crate::blockstore::{BlockStore, read_block};
+use crate::layout::block_path;
+use crate::map::{Dense, MapHeader, MapReader, MapWriter};
+use crate::pipeline::{self, Holes, Job, is_zero};
+
+/// What a snapshot read and stored.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SnapStats {
+    /// Non-zero blocks in the map.
+    pub blocks: u64,
+    /// Blocks this snapshot stored (the store lacked them).
+    pub new_blocks: u64,
+    /// Stored (compressed) bytes this snapshot added.
+    pub new_bytes: u64,
+    /// Stored bytes of all the blocks the snapshot refers to.
+    pub stored_bytes: u64,
+    /// Image bytes read (holes are not read).
+    pub read_bytes: u64,
+}
+
+/// The outcome of one block on a worker.
+struct Stored {
+    index: u64,
+    digest: Option<Sha256Digest>,
+    new: u64,
+    stored: u64,
+}
+
+/// Snapshots `image` (raw bytes) into `store`, writing the map to `map`.
+pub fn snapshot(
+    image: &Path,
+    header: MapHeader,
+    store: &BlockStore,
+    map: &mut MapWriter<File>,
+    progress: &dyn Fn(u64),
+) -> Result<SnapStats> {
+    let file = File::open(image).map_err(|e| Error::io(image, e))?;
+    let what = image.display().to_string();
+    let mut holes = Holes::new(&file);
+    let jobs = (0..header.block_count()).filter_map(move |index| {
+        let start = index * header.block_size;
+        let len = header.len_of(index);
+        (!holes.is_hole(start, start + len)).then_some(Ok(Job {
+            offset: start,
+            len: len as usize,
+            with: index,
+        }))
+    });
+    let mut stats = SnapStats::default();
+    let work = |index: u64, data: Vec<u8>| -> Result<Stored> {
+        if is_zero(&data) {
+            return Ok(Stored { index, digest: None, new: 0, stored: 0 });
+        }
+        let digest = Sha256Digest::of(&data);
+        let new = store
+            .put(&digest, &data)
+            .map_err(|e| store_error(&store.path(&digest), e))?;
+        let stored = match new {
+            0 => store.stored_len(&digest).unwrap_or(0),
+            n => n,
+        };
+        Ok(Stored { index, digest: Some(digest), new, stored })
+    };
+    pipeline::run(&file, &what, jobs, work, |s: Stored| {
+        stats.read_bytes += header.len_of(s.index);
+        progress(stats.read_bytes);
+        let Some(d) = s.digest else { return Ok(()) };
+        stats.blocks += 1;
+        stats.new_blocks += u64::from(s.new > 0);
+        stats.new_bytes += s.new;
+        stats.stored_bytes += s.stored;
+        map.push(s.index, &d).map_err(|e| Error::io_ctx("writing the block map", e))
+    })?;
+    Ok(stats)
+}
+
+fn store_error(path: &Path, e: io::Error) -> Error {
+    let full = snap_shared::error::is_disk_full(&e);
+    let err = Error::io(path, e);
+    match full {
+        true => err.with_hint("the store's disk is full; no snapshot was made and earlier ones are intact"),
+        false => err,
+    }
+}
+
+/// A block of the image that differs from the snapshot, and what it must become.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Diff {
+    pub index: u64,
+    /// None: the block must read as zeros.
+    pub want: Option<Sha256Digest>,
+}
+
+/// The blocks where `image` differs from the map (reads only what it must:
+/// a hole where the map has zeros is equal without a read).
+pub fn compare(image: &Path, map: &Path, progress: &dyn Fn(u64)) -> Result<(MapHeader, Vec<Diff>)> {
+    let reader = MapReader::open(map)?;
+    let header = reader.header;
+    let file = File::open(image).map_err(|e| Error::io(image, e))?;
+    let len = file.metadata().map_err(|e| Error::io(image, e))?.len();
+    let mut holes = Holes::new(&file);
+    let mut diffs = Vec::new();
+    let mut dense = Dense::new(reader);
+    // Blocks decided without a read go straight to `diffs` through this list;
+    // the rest are compared on the workers.
+    let mut decided: Vec<Diff> = Vec::new();
+    let mut map_error = None;
+    let jobs = std::iter::from_fn(|| {
+        loop {
+            let (index, want) = match dense.next()? {
+                Ok(e) => e,
+                Err(e) => {
+                    map_error = Some(e);
+                    return None;
+                }
+            };
+            let start = index * header.block_size;
+            let end = start + header.len_of(index);
+            let past_end = start >= len;
+            if past_end || holes.is_hole(start, end.min(len)) {
+                if want.is_some() {
+                    decided.push(Diff { index, want });
+                }
+                continue;
+            }
+            return Some(Ok(Job {
+                offset: start,
+                len: (end - start) as usize,
+                with: (index, want),
+            }));
+        }
+    });
+    let work = |(index, want): (u64, Option<Sha256Digest>), data: Vec<u8>| -> Result<Option<Diff>> {
+        let same = match want {
+            None => is_zero(&data),
+            Some(d) => Sha256Digest::of(&data) == d,
+        };
+        Ok((!same).then_some(Diff { index, want }))
+    };
+    let mut compared = 0u64;
+    pipeline::run(&file, &image.display().to_string(), jobs, work, |d| {
+        compared += 1;
+        progress(compared * header.block_size);
+        diffs.extend(d);
+        Ok(())
+    })?;
+    if let Some(e) = map_error {
+        return Err(e);
+    }
+    diffs.extend(decided);
+    diffs.sort_by_key(|d| d.index);
+    Ok((header, diffs))
+}
+
+/// Checks that every block `diffs` will write is in the store and intact,
+/// before the image is touched.
+pub fn check_blocks(blocks: &Path, header: &MapHeader, diffs: &[Diff], dec: &Decrypt) -> Result<()> {
+    let mut seen = HashSet::new();
+    for d in diffs.iter().filter_map(|d| d.want) {
+        if seen.insert(d) {
+            read_block(&block_path(blocks, &d), &d, dec, header.block_size)?;
+        }
+    }
+    Ok(())
+}
+
+/// Rewrites the blocks of `image` listed in `diffs`, sets its length, and flushes it.
+pub fn apply(
+    image: &Path,
+    blocks: &Path,
+    header: &MapHeader,
+    diffs: &[Diff],
+    dec: &Decrypt,
+    progress: &dyn Fn(u64),
+) -> Result<()> {
+    let file = OpenOptions::new()
+        .write(true)
+        .open(image)
+        .map_err(|e| Error::io(image, e))?;
+    let io_err = |e| Error::io(image, e);
+    let len = file.metadata().map_err(io_err)?.len();
+    if len < header.virtual_size {
+        file.set_len(header.virtual_size).map_err(io_err)?;
+    }
+    for (n, d) in diffs.iter().enumerate() {
+        let offset = d.index * header.block_size;
+        let size = header.len_of(d.index);
+        match d.want {
+            Some(digest) => {
+                let data = read_block(&block_path(blocks, &digest), &digest, dec, header.block_size)?;
+                file.write_all_at(&data, offset).map_err(io_err)?;
+            }
+            None => zero_range(&file, offset, size).map_err(io_err)?,
+        }
+        progress((n as u64 + 1) * header.block_size);
+    }
+    if len > header.virtual_size {
+        file.set_len(header.virtual_size).map_err(io_err)?;
+    }
+    file.sync_all().map_err(io_err)
+}
+
+/// Makes a range read as zeros: a punched hole, or written zeros where the
+/// filesystem cannot punch.
+fn zero_range(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    use rustix::fs::{FallocateFlags, fallocate};
+    let flags = FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE;
+    match fallocate(file, flags, offset, len) {
+        Ok(()) => Ok(()),
+        Err(_) => file.write_all_at(&vec![0u8; len as usize], offset),
+    }
+}
+
+/// Writes the whole snapshot into `out`, a new file: data blocks are written,
+/// zero blocks left as holes.
+pub fn write_sparse(map: &Path, blocks: &Path, dec: &Decrypt, out: &File, progress: &dyn Fn(u64)) -> Result<MapHeader> {
+    let reader = MapReader::open(map)?;
+    let header = reader.header;
+    out.set_len(header.virtual_size)
+        .map_err(|e| Error::io_ctx("the new image", e))?;
+    for entry in reader {
+        let (index, digest) = entry?;
+        let data = read_block(&block_path(blocks, &digest), &digest, dec, header.block_size)?;
+        out.write_all_at(&data, index * header.block_size)
+            .map_err(|e| Error::io_ctx("the new image", e))?;
+        progress((index + 1) * header.block_size);
+    }
+    Ok(header)
+}
+
+/// Streams the whole snapshot, zeros included, into `out` (a compressor).
+pub fn write_stream(map: &Path, blocks: &Path, dec: &Decrypt, out: &mut dyn Write, progress: &dyn Fn(u64)) -> Result<MapHeader> {
+    let reader = MapReader::open(map)?;
+    let header = reader.header;
+    let zeros = vec![0u8; header.block_size as usize];
+    let io_err = |e| Error::io_ctx("the export", e);
+    for entry in Dense::new(reader) {
+        let (index, digest) = entry?;
+        let len = header.len_of(index) as usize;
+        match digest {
+            Some(d) => out
+                .write_all(&read_block(&block_path(blocks, &d), &d, dec, header.block_size)?)
+                .map_err(io_err)?,
+            None => out.write_all(&zeros[..len]).map_err(io_err)?,
+        }
+        progress((index + 1) * header.block_size);
+    }
+    Ok(header)
+}
+
+/// Problems found by [`verify`]: blocks missing or damaged.
+#[derive(Debug, Default)]
+pub struct VerifyReport {
+    pub blocks: u64,
+    pub bad: Vec<String>,
+}
+
+/// Reads every block of the map and checks its hash (each distinct block once).
+pub fn verify(map: &Path, blocks: &Path, dec: &Decrypt) -> Result<VerifyReport> {
+    let reader = MapReader::open(map)?;
+    let max = reader.header.block_size;
+    let mut report = VerifyReport::default();
+    let mut seen = HashSet::new();
+    for entry in reader {
+        let (index, digest) = entry?;
+        report.blocks += 1;
+        if !seen.insert(digest) {
+            continue;
+        }
+        if let Err(e) = read_block(&block_path(blocks, &digest), &digest, dec, max) {
+            if e.exit != snap_shared::error::Exit::Data {
+                return Err(e);
+            }
+            report.bad.push(format!("block {index} ({digest}): {}", e.cause));
+        }
+    }
+    Ok(report)
+}
+
+/// The digests every map in `maps` refers to.
+pub fn referenced(maps: &[std::path::PathBuf]) -> Result<HashSet<Sha256Digest>> {
+    let mut set = HashSet::new();
+    for m in maps {
+        for entry in MapReader::open(m)? {
+            set.insert(entry?.1);
+        }
+    }
+    Ok(set)
+}
+
+/// Removes the blocks (and leftover temporary files) no map refers to; returns
+/// how many blocks went and the bytes they held.
+pub fn gc(blocks: &Path, keep: &HashSet<Sha256Digest>) -> Result<(u64, u64)> {
+    let (mut count, mut bytes) = (0, 0);
+    let Ok(fans) = fs::read_dir(blocks) else {
+        return Ok((0, 0));
+    };
+    for fan in fans.flatten() {
+        let Ok(entries) = fs::read_dir(fan.path()) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            let wanted = name
+                .parse::<Sha256Digest>()
+                .is_ok_and(|d| keep.contains(&d));
+            if wanted {
+                continue;
+            }
+            let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+            match fs::remove_file(e.path()) {
+                Ok(()) => {
+                    count += u64::from(!name.starts_with('.'));
+                    bytes += size;
+                }
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                Err(err) => return Err(Error::io(&e.path(), err)),
+            }
+        }
+    }
+    Ok((count, bytes))
+}
+
+/// Creates a new file for an image under a temporary name beside `out`.
+pub fn create_temp(out: &Path) -> Result<(std::path::PathBuf, File)> {
+    let tmp = snap_shared::fsutil::temp_name(out, "partial");
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| Error::io(&tmp, e).with_exit(snap_shared::error::Exit::CantCreate))?;
+    Ok((tmp, file))
+}

@@ -1,0 +1,188 @@
+//! The content-addressed block store of one disk.
+//!
+//! A block is stored once, under the sha256 of its uncompressed bytes, as a
+//! zstd frame (level 3), then age-encrypted when the disk is. Writers never
+//! replace a block: a name that exists holds those bytes. Reading a block
+//! checks its sha256, so a damaged block is found before it reaches an image.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use snap_shared::crypt::{self, Decrypt, Encrypt};
+use snap_shared::error::{Error, Result};
+use snap_shared::hash::Sha256Digest;
+
+use crate::layout::block_path;
+
+/// The zstd level of blocks: zstd's default, as fast as `zstd -3`.
+pub const LEVEL: i32 = 3;
+
+pub struct BlockStore {
+    dir: PathBuf,
+    encrypt: Option<Mutex<Encrypt>>,
+}
+
+impl BlockStore {
+    /// Opens (creating) the block folder with its 256 fan-out folders.
+    pub fn open(dir: &Path, encrypt: Option<Encrypt>) -> io::Result<BlockStore> {
+        for n in 0..256 {
+            let sub = dir.join(format!("{n:02x}"));
+            if !sub.is_dir() {
+                fs::create_dir_all(&sub)?;
+            }
+        }
+        Ok(BlockStore {
+            dir: dir.to_path_buf(),
+            encrypt: encrypt.map(Mutex::new),
+        })
+    }
+
+    pub fn path(&self, digest: &Sha256Digest) -> PathBuf {
+        block_path(&self.dir, digest)
+    }
+
+    /// The stored size of a block, if it is there.
+    pub fn stored_len(&self, digest: &Sha256Digest) -> Option<u64> {
+        fs::metadata(self.path(digest)).ok().map(|m| m.len())
+    }
+
+    /// Stores `data` under `digest` unless it is already there; returns the
+    /// bytes written (0 when it was there). Not flushed: the caller syncs the
+    /// filesystem once before publishing anything that refers to the block.
+    pub fn put(&self, digest: &Sha256Digest, data: &[u8]) -> io::Result<u64> {
+        let path = self.path(digest);
+        if path.exists() {
+            return Ok(0);
+        }
+        let bytes = self.encode(data)?;
+        let tmp = path.with_file_name(format!(".{}.{}.tmp", digest, std::process::id()));
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        let written = f.write_all(&bytes).and_then(|()| {
+            drop(f);
+            fs::rename(&tmp, &path)
+        });
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        Ok(bytes.len() as u64)
+    }
+
+    /// A block as stored: zstd, then age when the disk is encrypted.
+    pub fn encode(&self, data: &[u8]) -> io::Result<Vec<u8>> {
+        let z = zstd::bulk::compress(data, LEVEL)?;
+        let Some(enc) = &self.encrypt else {
+            return Ok(z);
+        };
+        let enc = enc.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::with_capacity(z.len() + 256);
+        let mut w = crypt::encrypting_writer(&enc, &mut out)?;
+        w.write_all(&z)?;
+        w.finish()?;
+        Ok(out)
+    }
+}
+
+/// Reads and checks the block `digest` from `path`; `max` bounds its size.
+pub fn read_block(path: &Path, digest: &Sha256Digest, dec: &Decrypt, max: u64) -> Result<Vec<u8>> {
+    let mut raw = Vec::new();
+    File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut raw))
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => {
+                Error::data(path.display().to_string(), "the block is missing")
+                    .with_hint("the snapshot is damaged; `snap-disk verify` lists what is missing")
+            }
+            _ => Error::io(path, e),
+        })?;
+    decode_block(&raw, digest, dec, max, &path.display().to_string())
+}
+
+/// Decodes a stored block (age, zstd) and checks it hashes to `digest`.
+pub fn decode_block(
+    raw: &[u8],
+    digest: &Sha256Digest,
+    dec: &Decrypt,
+    max: u64,
+    what: &str,
+) -> Result<Vec<u8>> {
+    let z;
+    let compressed = if crypt::is_age(raw) {
+        let mut r = crypt::decrypting_reader(dec, what, raw)?;
+        let mut buf = Vec::new();
+        r.read_to_end(&mut buf)
+            .map_err(|e| Error::data(what.to_string(), format!("cannot decrypt: {e}")))?;
+        z = buf;
+        &z[..]
+    } else {
+        raw
+    };
+    let data = zstd::bulk::decompress(compressed, max as usize)
+        .map_err(|e| Error::data(what.to_string(), format!("not a zstd block: {e}")))?;
+    if Sha256Digest::of(&data) != *digest {
+        return Err(Error::data(
+            what.to_string(),
+            "the block's contents do not match its sha256",
+        )
+        .with_hint("the block is damaged; restore from another copy (a destination) of this disk"));
+    }
+    Ok(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stored block reads back; a second put of it writes nothing.
+    #[test]
+    fn put_then_read() {
+        let t = tempfile::tempdir().unwrap();
+        let s = BlockStore::open(t.path(), None).unwrap();
+        let data = vec![7u8; 5000];
+        let d = Sha256Digest::of(&data);
+        assert!(s.put(&d, &data).unwrap() > 0);
+        assert_eq!(s.put(&d, &data).unwrap(), 0);
+        let back = read_block(&s.path(&d), &d, &Decrypt::default(), 5000).unwrap();
+        assert_eq!(back, data);
+    }
+
+    /// A block whose bytes were changed is refused as data error.
+    #[test]
+    fn damaged_block_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let s = BlockStore::open(t.path(), None).unwrap();
+        let data = vec![1u8; 100];
+        let d = Sha256Digest::of(&data);
+        s.put(&d, &data).unwrap();
+        fs::write(s.path(&d), zstd::bulk::compress(&[2u8; 100], 3).unwrap()).unwrap();
+        let err = read_block(&s.path(&d), &d, &Decrypt::default(), 100).unwrap_err();
+        assert_eq!(err.exit, snap_shared::error::Exit::Data);
+    }
+
+    /// Encrypted blocks are age files and read back with the identity.
+    #[test]
+    fn encrypted_round_trip() {
+        let id = age::x25519::Identity::generate();
+        let t = tempfile::tempdir().unwrap();
+        let enc = Encrypt::Recipients(vec![Box::new(id.to_public())]);
+        let s = BlockStore::open(t.path(), Some(enc)).unwrap();
+        let data = vec![3u8; 1000];
+        let d = Sha256Digest::of(&data);
+        s.put(&d, &data).unwrap();
+        assert!(crypt::is_age(&fs::read(s.path(&d)).unwrap()));
+        let dec = Decrypt {
+            identities: vec![Box::new(id)],
+            passphrase: None,
+        };
+        assert_eq!(read_block(&s.path(&d), &d, &dec, 1000).unwrap(), data);
+        assert!(read_block(&s.path(&d), &d, &Decrypt::default(), 1000).is_err());
+    }
+}

@@ -1,0 +1,394 @@
+//! `snap-disk create`: one snapshot by the method the image calls for, its
+//! record published last, and the `--before` guard around a risky command.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use chrono::Utc;
+use serde_json::Value;
+
+use snap_cli::Reporter;
+use snap_shared::crypt::{self, Encrypt};
+use snap_shared::error::{Error, Exit, Result};
+use snap_shared::fsutil;
+use snap_shared::id::{check_name, free_id};
+use snap_shared::jsonl::RecordWriter;
+use snap_shared::record::{DiskSnapshotRecord, Extra, Record, SCHEMA};
+use snap_shared::size::human_bytes;
+
+use crate::blocks;
+use crate::blockstore::BlockStore;
+use crate::disk::{Context, Disk};
+use crate::holders::holders;
+use crate::image::{self, ImageInfo};
+use crate::layout::DiskInfo;
+use crate::map::{MapHeader, MapWriter};
+use crate::{CreateArgs, Method, overlay, qcow2};
+
+/// The block size of a new disk's `blocks` snapshots (see docs/disk.md for the measurement).
+pub const DEFAULT_BLOCK_SIZE: u64 = 1 << 20;
+
+pub fn run(ctx: &Context, args: &CreateArgs, report: &Reporter) -> Result<Exit> {
+    let info = image::probe(&args.image)?;
+    let method = pick_method(args, &info);
+    if let Some(n) = &args.name {
+        check_name(n).map_err(|e| Error::usage(format!("snapshot name {n:?}"), e))?;
+    }
+    let lock = ctx.lock(true)?;
+    let disk = ctx.for_create(&args.image, args.disk.as_deref())?;
+    disk.refuse_if_restoring()?;
+    let name = match &args.name {
+        Some(n) if disk.dir.record_path(n).exists() => {
+            return Err(Error::new(
+                Exit::CantCreate,
+                format!("disk {}", disk.dir.name),
+                format!("already has a snapshot named {n}"),
+            )
+            .with_hint("pick another name, or delete the old one first"));
+        }
+        Some(n) => n.clone(),
+        None => free_id(Utc::now(), |id| disk.dir.record_path(id).exists()),
+    };
+    let in_use = check_in_use(&disk, method, args.require_stopped, report)?;
+    let rec = match method {
+        Method::Blocks => create_blocks(&disk, &info, &name, args, in_use, report)?,
+        Method::Qcow2Internal => create_internal(&disk, &info, &name)?,
+        Method::Overlay => create_overlay(&disk, &info, &name)?,
+    };
+    let rec = DiskSnapshotRecord {
+        description: args.description.clone(),
+        tags: args.tags.clone(),
+        ..rec
+    };
+    disk.dir.publish_record(&rec)?;
+    report.note(&summary(&rec));
+    RecordWriter::new(std::io::stdout().lock()).write(&Record::DiskSnapshot(rec.clone()))?;
+    drop(lock);
+    match &args.before {
+        Some(cmd) => guard(ctx, &disk, &rec, cmd, args.rollback_on_failure, report),
+        None => Ok(Exit::Ok),
+    }
+}
+
+fn pick_method(args: &CreateArgs, info: &ImageInfo) -> Method {
+    match (args.overlay, args.method) {
+        (true, _) => Method::Overlay,
+        (_, Some(m)) => m,
+        _ if info.format == "qcow2" => Method::Qcow2Internal,
+        _ => Method::Blocks,
+    }
+}
+
+/// Whether the image is in use; an error when that rules the snapshot out.
+fn check_in_use(disk: &Disk, method: Method, require_stopped: bool, report: &Reporter) -> Result<bool> {
+    if holders(&disk.image).is_empty() {
+        return Ok(false);
+    }
+    if require_stopped || method != Method::Blocks {
+        let err = disk.refuse_if_in_use("snapshotting").unwrap_err();
+        return Err(match method {
+            Method::Blocks => err,
+            _ => err.with_hint(format!(
+                "{} rewrites the image file; stop the VM, or use --method blocks for a crash-consistent copy",
+                method.as_str()
+            )),
+        });
+    }
+    report.warn(&format!(
+        "{} is in use: the snapshot is only crash-consistent (like pulling the plug); \
+run `sync` in the guest, or stop it, for a clean one",
+        disk.image.display()
+    ));
+    Ok(true)
+}
+
+/// A record with the fields every method fills.
+fn base_record(disk: &Disk, info: &ImageInfo, name: &str, method: Method) -> DiskSnapshotRecord {
+    DiskSnapshotRecord {
+        schema: SCHEMA.to_string(),
+        disk: disk.dir.name.clone(),
+        name: name.to_string(),
+        image: disk.image.display().to_string(),
+        format: info.format.clone(),
+        method: method.as_str().to_string(),
+        created: Utc::now(),
+        virtual_size: info.virtual_size,
+        stored_bytes: 0,
+        new_bytes: 0,
+        blocks: 0,
+        parent: None,
+        description: None,
+        tags: Vec::new(),
+        extra: Extra::new(),
+    }
+}
+
+/// The disk's settings, written at its first snapshot.
+fn ensure_info(disk: &Disk, block_size: u64, encrypted: bool) -> Result<DiskInfo> {
+    if let Some(i) = &disk.info {
+        return Ok(i.clone());
+    }
+    let info = DiskInfo {
+        image: disk.image.clone(),
+        block_size,
+        encrypted,
+    };
+    disk.dir.write_info(&info)?;
+    Ok(info)
+}
+
+/// The newest snapshot of the disk made by `method`.
+fn parent_of(disk: &Disk, method: Method) -> Result<Option<String>> {
+    Ok(disk
+        .dir
+        .snapshots()?
+        .into_iter()
+        .rev()
+        .find(|r| r.method == method.as_str())
+        .map(|r| r.name))
+}
+
+fn create_internal(disk: &Disk, info: &ImageInfo, name: &str) -> Result<DiskSnapshotRecord> {
+    if info.format != "qcow2" {
+        return Err(Error::usage(
+            disk.image.display().to_string(),
+            format!("is {}; internal snapshots need a qcow2 image", info.format),
+        )
+        .with_hint("use --method blocks (any format) or convert the image to qcow2"));
+    }
+    ensure_info(disk, DEFAULT_BLOCK_SIZE, false)?;
+    if info.snapshots.iter().any(|s| s.name == name) {
+        return Err(Error::new(
+            Exit::CantCreate,
+            disk.image.display().to_string(),
+            format!("already has an internal snapshot named {name}"),
+        ));
+    }
+    qcow2::create(&disk.image, name)?;
+    let mut rec = base_record(disk, info, name, Method::Qcow2Internal);
+    rec.parent = parent_of(disk, Method::Qcow2Internal)?;
+    Ok(rec)
+}
+
+fn create_overlay(disk: &Disk, info: &ImageInfo, name: &str) -> Result<DiskSnapshotRecord> {
+    disk.refuse_if_in_use("freezing")?;
+    ensure_info(disk, DEFAULT_BLOCK_SIZE, false)?;
+    let frozen = overlay::create(&disk.image, info, name)?;
+    let mut rec = base_record(disk, info, name, Method::Overlay);
+    rec.parent = parent_of(disk, Method::Overlay)?;
+    rec.stored_bytes = fs::metadata(&frozen).map(|m| m.len()).unwrap_or(0);
+    rec.extra.insert("file".into(), Value::from(frozen.display().to_string()));
+    if let Some(b) = &info.backing {
+        rec.extra.insert("backing".into(), Value::from(b.display().to_string()));
+    }
+    Ok(rec)
+}
+
+/// The recipients given on the command line, if any.
+fn encryption(args: &CreateArgs) -> Result<Option<Encrypt>> {
+    let mut rs = Vec::new();
+    for r in &args.recipients {
+        rs.push(crypt::parse_recipient(r).map_err(|e| Error::usage(format!("--recipient {r}"), e))?);
+    }
+    for f in &args.recipients_files {
+        rs.extend(crypt::read_recipients_file(f)?);
+    }
+    Ok((!rs.is_empty()).then_some(Encrypt::Recipients(rs)))
+}
+
+/// Checks the flags against the disk's fixed settings.
+fn blocks_settings(disk: &Disk, args: &CreateArgs, encrypted: bool) -> Result<DiskInfo> {
+    let Some(info) = &disk.info else {
+        return ensure_info(disk, args.block_size.unwrap_or(DEFAULT_BLOCK_SIZE), encrypted);
+    };
+    let ctx = || format!("disk {}", disk.dir.name);
+    if let Some(bs) = args.block_size.filter(|b| *b != info.block_size) {
+        return Err(Error::usage(ctx(), format!("has {}-byte blocks, not {bs}", info.block_size))
+            .with_hint("a disk keeps its first block size; use --disk NAME for a new one"));
+    }
+    match (info.encrypted, encrypted) {
+        (true, false) => Err(Error::usage(ctx(), "has encrypted blocks; give --recipient or --recipients-file")),
+        (false, true) => Err(Error::usage(ctx(), "stores its blocks unencrypted")
+            .with_hint("start an encrypted disk with --disk NAME; encrypted and plain blocks never mix")),
+        _ => Ok(info.clone()),
+    }
+}
+
+fn create_blocks(
+    disk: &Disk,
+    info: &ImageInfo,
+    name: &str,
+    args: &CreateArgs,
+    in_use: bool,
+    report: &Reporter,
+) -> Result<DiskSnapshotRecord> {
+    let enc = encryption(args)?;
+    let settings = blocks_settings(disk, args, enc.is_some())?;
+    finish_crashed_create(disk, report)?;
+    let marker = disk.dir.unsynced_marker();
+    fsutil::write_atomic(&marker, 0o600, true, |_| Ok(())).map_err(|e| Error::io(&marker, e))?;
+    let blocks_dir = disk.dir.blocks_dir();
+    let store = BlockStore::open(&blocks_dir, enc).map_err(|e| Error::io(&blocks_dir, e))?;
+    let source = RawSource::of(disk, info)?;
+    let header = MapHeader {
+        block_size: settings.block_size,
+        virtual_size: info.virtual_size,
+    };
+    let map_path = disk.dir.map_path(name);
+    let tmp_map = fsutil::temp_name(&map_path, "tmp");
+    let stats = (|| {
+        let file = fs::File::create(&tmp_map).map_err(|e| Error::io(&tmp_map, e))?;
+        let mut map = MapWriter::new(file, header).map_err(|e| Error::io(&tmp_map, e))?;
+        let total = info.virtual_size;
+        let progress = |done: u64| {
+            report.progress(|| format!("{}: {} of {}", name, human_bytes(done), human_bytes(total)))
+        };
+        let stats = blocks::snapshot(source.path(), header, &store, &mut map, &progress)?;
+        let file = map.finish().map_err(|e| Error::io(&tmp_map, e))?;
+        file.sync_all().map_err(|e| Error::io(&tmp_map, e))?;
+        // One flush for every block written, before anything refers to them.
+        fsutil::syncfs(&blocks_dir).map_err(|e| Error::io(&blocks_dir, e))?;
+        fsutil::publish_new(&tmp_map, &map_path).map_err(|e| Error::io(&map_path, e))?;
+        Ok(stats)
+    })();
+    drop(source);
+    let stats = stats.inspect_err(|_| {
+        let _ = fs::remove_file(&tmp_map);
+    })?;
+    let mut rec = base_record(disk, info, name, Method::Blocks);
+    rec.parent = parent_of(disk, Method::Blocks)?;
+    rec.blocks = stats.blocks;
+    rec.new_bytes = stats.new_bytes;
+    rec.stored_bytes = stats.stored_bytes;
+    let x = &mut rec.extra;
+    x.insert("block_size".into(), Value::from(settings.block_size));
+    x.insert("new_blocks".into(), Value::from(stats.new_blocks));
+    x.insert("read_bytes".into(), Value::from(stats.read_bytes));
+    x.insert("map".into(), Value::from(map_path.display().to_string()));
+    x.insert("encryption".into(), settings.encrypted.then_some("age").into());
+    x.insert("crash_consistent".into(), Value::from(in_use));
+    Ok(rec)
+}
+
+/// The marker that blocks were written but not flushed is still there: a
+/// create died, and blocks it wrote may be torn (after a power cut). Blocks
+/// no published map refers to are removed before new snapshots may reuse them.
+fn finish_crashed_create(disk: &Disk, report: &Reporter) -> Result<()> {
+    let marker = disk.dir.unsynced_marker();
+    if !marker.exists() {
+        return Ok(());
+    }
+    let (n, bytes) = crate::manage::collect_garbage(&disk.dir)?;
+    if n > 0 {
+        report.note(&format!(
+            "removed {n} blocks ({}) left by an interrupted snapshot",
+            human_bytes(bytes)
+        ));
+    }
+    fs::remove_file(&marker).map_err(|e| Error::io(&marker, e))
+}
+
+/// The image as raw bytes: the image itself, or a raw copy qemu-img makes of
+/// another format (sparse, removed when dropped).
+struct RawSource {
+    path: PathBuf,
+    temp: bool,
+}
+
+impl RawSource {
+    fn of(disk: &Disk, info: &ImageInfo) -> Result<RawSource> {
+        if info.format == "raw" {
+            return Ok(RawSource { path: disk.image.clone(), temp: false });
+        }
+        let path = disk.dir.root.join(format!(".convert-{}.raw", std::process::id()));
+        let src = RawSource { path, temp: true };
+        image::qemu_img(&[
+            "convert".as_ref(),
+            "-U".as_ref(),
+            "-f".as_ref(),
+            info.format.as_ref(),
+            "-O".as_ref(),
+            "raw".as_ref(),
+            disk.image.as_os_str(),
+            src.path.as_os_str(),
+        ])?;
+        Ok(src)
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for RawSource {
+    fn drop(&mut self) {
+        if self.temp {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// One line for people: what the snapshot is and what it cost.
+fn summary(rec: &DiskSnapshotRecord) -> String {
+    match rec.method.as_str() {
+        "blocks" => format!(
+            "{}/{}: {} image, {} blocks, {} stored, {} new",
+            rec.disk,
+            rec.name,
+            human_bytes(rec.virtual_size),
+            rec.blocks,
+            human_bytes(rec.stored_bytes),
+            human_bytes(rec.new_bytes)
+        ),
+        m => format!("{}/{}: {m} snapshot of {}", rec.disk, rec.name, rec.image),
+    }
+}
+
+/// `--before CMD`: the snapshot is made; run CMD, and on failure say how to
+/// roll back, or roll back when asked and the image is not in use.
+fn guard(
+    ctx: &Context,
+    disk: &Disk,
+    rec: &DiskSnapshotRecord,
+    cmd: &str,
+    rollback: bool,
+    report: &Reporter,
+) -> Result<Exit> {
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(std::process::Stdio::null())
+        // Its output goes to stderr: stdout carries only records.
+        .stdout(stderr_stdio()?)
+        .status()
+        .map_err(|e| Error::io_ctx("sh -c", e))?;
+    if status.success() {
+        report.note(&format!("{cmd:?} succeeded; snapshot {} stays as a rollback point", rec.name));
+        return Ok(Exit::Ok);
+    }
+    let how = format!("snap-disk restore {} {}", disk.dir.name, rec.name);
+    report.error(&format!("{cmd:?} failed ({status})"));
+    if !rollback {
+        report.note(&format!("to roll back, stop the VM and run: {how}"));
+        return Ok(Exit::Partial);
+    }
+    if let Err(e) = disk.refuse_if_in_use("rolling back") {
+        report.failed(&e);
+        report.note(&format!("not rolled back; stop the VM and run: {how}"));
+        return Ok(Exit::Partial);
+    }
+    crate::restore::restore_record(ctx, disk, rec, None, &Default::default(), report)?;
+    report.note(&format!("rolled back to {}", rec.name));
+    Ok(Exit::Partial)
+}
+
+/// Our stderr, for a child's stdout.
+fn stderr_stdio() -> Result<std::process::Stdio> {
+    use std::os::fd::AsFd;
+    let fd = io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| Error::io_ctx("stderr", e))?;
+    Ok(std::process::Stdio::from(fd))
+}

@@ -1,0 +1,189 @@
+//! Which disk a command means, and the checks every command shares.
+//!
+//! A DISK operand is an image file (its disk is named after the file, or by
+//! `--disk`) or the name of a disk the store knows (its image comes from
+//! `disk.json`). A disk name belongs to one image: a second image with the
+//! same file name needs its own `--disk`, so two VMs' snapshots never mix.
+
+use std::path::{Path, PathBuf};
+
+use snap_shared::config::LoadedConfig;
+use snap_shared::error::{Error, Exit, Result};
+use snap_shared::id::check_name;
+use snap_shared::lock::StoreLock;
+use snap_shared::store::{self, Store};
+
+use crate::holders::holders;
+use crate::layout::{DiskDir, DiskInfo};
+use crate::{Cli, TOOL};
+
+/// What every command works in.
+pub struct Context {
+    pub store: Store,
+}
+
+impl Context {
+    pub fn open(cli: &Cli) -> Result<Context> {
+        let loaded = LoadedConfig::load_optional(cli.config.as_deref())?;
+        let store = Store::new(store::locate(
+            cli.store.as_deref(),
+            LoadedConfig::store(loaded.as_ref()),
+        ));
+        Ok(Context { store })
+    }
+
+    /// Takes the store's writer lock (creating the store when `create`).
+    pub fn lock(&self, create: bool) -> Result<StoreLock> {
+        if create {
+            snap_shared::fsutil::create_private_dir(&self.store.root)
+                .map_err(|e| Error::io(&self.store.root, e).with_exit(Exit::CantCreate))?;
+        } else if !self.store.root.is_dir() {
+            return Err(self.no_store());
+        }
+        StoreLock::acquire(&self.store.lock_path(), TOOL)
+    }
+
+    fn no_store(&self) -> Error {
+        Error::new(
+            Exit::NoInput,
+            format!("store {}", self.store.root.display()),
+            "not found",
+        )
+        .with_hint("`snap-disk create IMAGE` makes the first disk snapshot")
+    }
+
+    /// The disk an operand names, for commands on existing snapshots.
+    pub fn existing(&self, operand: &str) -> Result<Disk> {
+        let as_path = Path::new(operand);
+        if as_path.is_file() {
+            let image = absolute(as_path);
+            return self
+                .disk_of_image(&image)?
+                .ok_or_else(|| {
+                    Error::new(Exit::NoInput, operand.to_string(), "has no snapshots in the store")
+                        .with_hint(format!("the store is {}", self.store.root.display()))
+                });
+        }
+        if check_name(operand).is_err() || operand.contains('/') {
+            return Err(Error::new(Exit::NoInput, operand.to_string(), "no such image file"));
+        }
+        let dir = DiskDir::new(&self.store, operand);
+        match dir.info()? {
+            Some(info) => Ok(Disk { image: info.image.clone(), dir, info: Some(info) }),
+            None => Err(Error::new(
+                Exit::NoInput,
+                operand.to_string(),
+                "neither an image file nor a disk in the store",
+            )
+            .with_hint("`snap-disk list` shows the disks in the store")),
+        }
+    }
+
+    /// The disk of an image among the store's disks, by its recorded image path.
+    fn disk_of_image(&self, image: &Path) -> Result<Option<Disk>> {
+        for name in crate::layout::disk_names(&self.store)? {
+            let dir = DiskDir::new(&self.store, &name);
+            if let Some(info) = dir.info()?
+                && same_file(&info.image, image)
+            {
+                return Ok(Some(Disk { image: info.image.clone(), dir, info: Some(info) }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The disk a new snapshot of `image` goes to.
+    pub fn for_create(&self, image: &Path, name: Option<&str>) -> Result<Disk> {
+        let image = absolute(image);
+        if name.is_none()
+            && let Some(d) = self.disk_of_image(&image)?
+        {
+            return Ok(d);
+        }
+        let name = match name {
+            Some(n) => n.to_string(),
+            None => default_disk_name(&image)?,
+        };
+        check_name(&name).map_err(|e| Error::usage(format!("disk name {name:?}"), e))?;
+        let dir = DiskDir::new(&self.store, &name);
+        let info = dir.info()?;
+        if let Some(i) = &info
+            && !same_file(&i.image, &image)
+        {
+            return Err(Error::usage(
+                format!("disk {name}"),
+                format!("already holds snapshots of {}", i.image.display()),
+            )
+            .with_hint("give this image its own name with --disk NAME"));
+        }
+        Ok(Disk { image, dir, info })
+    }
+}
+
+/// A disk: its folder in the store, its image, and its settings once it has any.
+pub struct Disk {
+    pub dir: DiskDir,
+    pub image: PathBuf,
+    pub info: Option<DiskInfo>,
+}
+
+impl Disk {
+    /// Fails with exit 75, naming them, when processes have the image open.
+    pub fn refuse_if_in_use(&self, doing: &str) -> Result<()> {
+        let found = holders(&self.image);
+        if found.is_empty() {
+            return Ok(());
+        }
+        let who: Vec<String> = found.iter().map(|h| h.to_string()).collect();
+        Err(Error::new(
+            Exit::TempFail,
+            format!("{} {}", doing, self.image.display()),
+            format!("the image is in use by {}", who.join(", ")),
+        )
+        .with_hint("stop the VM (or the process) first; nothing was changed"))
+    }
+
+    /// Fails when an in-place restore into the image was interrupted: the image
+    /// is then half old, half restored, and only finishing the restore fixes it.
+    pub fn refuse_if_restoring(&self) -> Result<()> {
+        let marker = self.dir.restoring_marker();
+        let Ok(text) = std::fs::read_to_string(&marker) else {
+            return Ok(());
+        };
+        Err(Error::new(
+            Exit::Data,
+            self.image.display().to_string(),
+            format!("a restore of snapshot {} into it was interrupted", text.trim()),
+        )
+        .with_hint(format!(
+            "finish it with `snap-disk restore {} {}`",
+            self.dir.name,
+            text.trim()
+        )))
+    }
+}
+
+/// The image's file name without its extension.
+fn default_disk_name(image: &Path) -> Result<String> {
+    let stem = image
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    check_name(&stem).map(|()| stem.clone()).map_err(|e| {
+        Error::usage(image.display().to_string(), format!("its file name makes no disk name: {e}"))
+            .with_hint("name the disk with --disk NAME")
+    })
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| std::path::absolute(p).unwrap_or(p.to_path_buf()))
+}
+
+/// True when two paths name the same file (or the same path, if either is gone).
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => a == b,
+    }
+}

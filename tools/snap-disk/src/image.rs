@@ -1,0 +1,213 @@
+//! What an image is (format, size, backing file, internal snapshots), and
+//! running `qemu-img`, the one tool that reads every VM image format.
+//!
+//! A raw image needs no qemu-img: its format is "no known magic" and its
+//! virtual size is its length. Everything else asks `qemu-img info -U` (the
+//! `-U` reads an image a running VM holds, for `list` and `create`).
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde::Deserialize;
+
+use snap_shared::error::{Error, Exit, Result};
+
+/// What snap-disk needs to know of an image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageInfo {
+    pub format: String,
+    pub virtual_size: u64,
+    /// The backing file, absolute, for an overlay.
+    pub backing: Option<PathBuf>,
+    pub backing_format: Option<String>,
+    /// Internal (qcow2) snapshots: names and creation times (unix seconds).
+    pub snapshots: Vec<InternalSnapshot>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct InternalSnapshot {
+    pub name: String,
+    #[serde(rename = "date-sec")]
+    pub date_sec: i64,
+}
+
+#[derive(Deserialize)]
+struct QemuInfo {
+    format: String,
+    #[serde(rename = "virtual-size")]
+    virtual_size: u64,
+    #[serde(rename = "full-backing-filename")]
+    full_backing: Option<String>,
+    #[serde(rename = "backing-filename")]
+    backing: Option<String>,
+    #[serde(rename = "backing-filename-format")]
+    backing_format: Option<String>,
+    #[serde(default)]
+    snapshots: Vec<InternalSnapshot>,
+}
+
+/// The format an image's first bytes announce, for the formats qemu knows by magic.
+pub fn sniff_format(head: &[u8]) -> Option<&'static str> {
+    const MAGICS: &[(&[u8], &str)] = &[
+        (b"QFI\xfb", "qcow2"),
+        (b"KDMV", "vmdk"),
+        (b"vhdxfile", "vhdx"),
+        (b"conectix", "vpc"),
+    ];
+    if head.len() >= 68 && head[64..68] == [0x7f, 0x10, 0xda, 0xbe] {
+        return Some("vdi");
+    }
+    MAGICS
+        .iter()
+        .find(|(m, _)| head.starts_with(m))
+        .map(|(_, f)| *f)
+}
+
+/// Probes an image: raw ones directly, the rest through `qemu-img info`.
+pub fn probe(path: &Path) -> Result<ImageInfo> {
+    let mut head = [0u8; 512];
+    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    if !meta.is_file() {
+        return Err(Error::usage(
+            path.display().to_string(),
+            "not a regular file (snap-disk snapshots image files)",
+        ));
+    }
+    let n = read_head(&mut file, &mut head).map_err(|e| Error::io(path, e))?;
+    match sniff_format(&head[..n]) {
+        None => Ok(ImageInfo {
+            format: "raw".into(),
+            virtual_size: meta.len(),
+            backing: None,
+            backing_format: None,
+            snapshots: Vec::new(),
+        }),
+        Some(_) => qemu_info(path),
+    }
+}
+
+fn read_head(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// `qemu-img info -U --output=json`.
+pub fn qemu_info(path: &Path) -> Result<ImageInfo> {
+    let out = qemu_img(&[
+        "info".as_ref(),
+        "-U".as_ref(),
+        "--output=json".as_ref(),
+        path.as_os_str(),
+    ])?;
+    let info: QemuInfo = serde_json::from_str(&out)
+        .map_err(|e| Error::internal(format!("qemu-img info {}", path.display()), e))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let backing = info
+        .full_backing
+        .or(info.backing)
+        .map(|b| dir.join(b))
+        .map(|b| std::path::absolute(&b).unwrap_or(b));
+    Ok(ImageInfo {
+        format: info.format,
+        virtual_size: info.virtual_size,
+        backing,
+        backing_format: info.backing_format,
+        snapshots: info.snapshots,
+    })
+}
+
+/// Runs qemu-img with `args`; its stdout, or its stderr's last line as the error.
+pub fn qemu_img(args: &[&std::ffi::OsStr]) -> Result<String> {
+    let what = format!(
+        "qemu-img {}",
+        args.iter()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let out = Command::new("qemu-img")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::new(Exit::Unavailable, "qemu-img", "not installed")
+                .with_hint("install qemu-utils (Debian, Ubuntu) or qemu-img (Fedora, Arch)"),
+            _ => Error::io_ctx(what.clone(), e),
+        })?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let cause = err
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("failed")
+            .trim()
+            .trim_start_matches("qemu-img: ")
+            .to_string();
+        let exit = if cause.contains("lock") {
+            Exit::TempFail
+        } else {
+            Exit::Io
+        };
+        return Err(Error::new(exit, what, cause));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `qemu-img check`: the image's metadata is consistent (qcow2 and the other
+/// formats that have some; raw has none and always passes).
+pub fn check(path: &Path, format: &str) -> Result<()> {
+    if format == "raw" {
+        return Ok(());
+    }
+    qemu_img(&[
+        "check".as_ref(),
+        "-q".as_ref(),
+        "-f".as_ref(),
+        format.as_ref(),
+        path.as_os_str(),
+    ])
+    .map(drop)
+    .map_err(|e| {
+        Error::data(
+            format!("{} is damaged", path.display()),
+            e.cause,
+        )
+        .with_hint("nothing was changed; `qemu-img check -r leaks` may repair it")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The formats are told apart by their magic; anything else is raw.
+    #[test]
+    fn sniffs_formats() {
+        assert_eq!(sniff_format(b"QFI\xfb\0\0\0\x03"), Some("qcow2"));
+        assert_eq!(sniff_format(b"vhdxfile...."), Some("vhdx"));
+        assert_eq!(sniff_format(&[0u8; 512]), None);
+        let mut vdi = [0u8; 128];
+        vdi[64..68].copy_from_slice(&[0x7f, 0x10, 0xda, 0xbe]);
+        assert_eq!(sniff_format(&vdi), Some("vdi"));
+    }
+
+    /// A file with no known magic is raw, sized by its length, without qemu-img.
+    #[test]
+    fn raw_without_qemu() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("d.img");
+        std::fs::write(&p, vec![1u8; 3000]).unwrap();
+        let info = probe(&p).unwrap();
+        assert_eq!((info.format.as_str(), info.virtual_size), ("raw", 3000));
+    }
+}

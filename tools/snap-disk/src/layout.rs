@@ -1,0 +1,180 @@
+//! Where a disk's snapshots live in the store, and its settings.
+//!
+//! ```text
+//! disks/<disk>/disk.json            the image it belongs to, its block size, whether blocks are encrypted
+//! disks/<disk>/<name>.json          one disk-snapshot record per snapshot (every method)
+//! disks/<disk>/<name>.map.zst       the block map of a `blocks` snapshot
+//! disks/<disk>/blocks/<aa>/<sha256> one zstd (then age) compressed block, named by the sha256 of its bytes
+//! disks/<disk>/.unsynced            present while blocks are written but not yet flushed
+//! disks/<disk>/.restoring           present while an in-place restore is rewriting the image
+//! ```
+//! A snapshot exists when its record exists: the map and the blocks are written
+//! and flushed first, the record last. The same layout is used at destinations.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use snap_shared::error::{Error, Result};
+use snap_shared::fsutil;
+use snap_shared::hash::Sha256Digest;
+use snap_shared::record::DiskSnapshotRecord;
+use snap_shared::store::Store;
+
+/// The settings a disk keeps from its first snapshot on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiskInfo {
+    /// The image file, absolute.
+    pub image: PathBuf,
+    /// The block size of `blocks` snapshots.
+    pub block_size: u64,
+    /// True when blocks are age-encrypted; fixed for the disk, so that an
+    /// encrypted snapshot never reuses a plain block.
+    #[serde(default)]
+    pub encrypted: bool,
+}
+
+/// One disk's folder in a store.
+#[derive(Debug, Clone)]
+pub struct DiskDir {
+    pub root: PathBuf,
+    pub name: String,
+}
+
+impl DiskDir {
+    pub fn new(store: &Store, disk: &str) -> DiskDir {
+        DiskDir {
+            root: disks_dir(store).join(disk),
+            name: disk.to_string(),
+        }
+    }
+
+    pub fn info_path(&self) -> PathBuf {
+        self.root.join("disk.json")
+    }
+
+    pub fn record_path(&self, snap: &str) -> PathBuf {
+        self.root.join(format!("{snap}.json"))
+    }
+
+    pub fn map_path(&self, snap: &str) -> PathBuf {
+        self.root.join(format!("{snap}.map.zst"))
+    }
+
+    pub fn blocks_dir(&self) -> PathBuf {
+        self.root.join("blocks")
+    }
+
+    pub fn unsynced_marker(&self) -> PathBuf {
+        self.root.join(".unsynced")
+    }
+
+    pub fn restoring_marker(&self) -> PathBuf {
+        self.root.join(".restoring")
+    }
+
+    /// The disk's settings, if it has any snapshot yet.
+    pub fn info(&self) -> Result<Option<DiskInfo>> {
+        let path = self.info_path();
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| Error::data(path.display().to_string(), e)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(&path, e)),
+        }
+    }
+
+    pub fn write_info(&self, info: &DiskInfo) -> Result<()> {
+        fsutil::create_private_dir(&self.root).map_err(|e| Error::io(&self.root, e))?;
+        let path = self.info_path();
+        let json = serde_json::to_vec_pretty(info).expect("disk info serializes");
+        fsutil::write_atomic(&path, 0o600, true, |f| io::Write::write_all(f, &json))
+            .map_err(|e| Error::io(&path, e))
+    }
+
+    /// Every snapshot record of this disk, oldest first.
+    pub fn snapshots(&self) -> Result<Vec<DiskSnapshotRecord>> {
+        let mut out = Vec::new();
+        let entries = match fs::read_dir(&self.root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(Error::io(&self.root, e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(&self.root, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(snap) = name.strip_suffix(".json") else {
+                continue;
+            };
+            if snap == "disk" || snap.starts_with('.') {
+                continue;
+            }
+            out.push(self.record(snap)?);
+        }
+        out.sort_by(|a, b| a.created.cmp(&b.created).then(a.name.cmp(&b.name)));
+        Ok(out)
+    }
+
+    /// The record of snapshot `snap`, or a no-input error naming it.
+    pub fn record(&self, snap: &str) -> Result<DiskSnapshotRecord> {
+        let path = self.record_path(snap);
+        let bytes = fs::read(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => Error::new(
+                snap_shared::error::Exit::NoInput,
+                format!("disk {}", self.name),
+                format!("no snapshot named {snap}"),
+            )
+            .with_hint(format!("`snap-disk list {}` shows its snapshots", self.name)),
+            _ => Error::io(&path, e),
+        })?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::data(path.display().to_string(), e))
+    }
+
+    /// Publishes a snapshot record under its name (never replacing one).
+    pub fn publish_record(&self, rec: &DiskSnapshotRecord) -> Result<()> {
+        let path = self.record_path(&rec.name);
+        let json = serde_json::to_vec_pretty(rec).expect("records serialize");
+        fsutil::write_atomic(&path, 0o600, false, |f| io::Write::write_all(f, &json))
+            .map_err(|e| Error::io(&path, e))
+    }
+}
+
+/// `<store>/disks`.
+pub fn disks_dir(store: &Store) -> PathBuf {
+    store.root.join("disks")
+}
+
+/// The names of the disks that have a folder in the store, sorted.
+pub fn disk_names(store: &Store) -> Result<Vec<String>> {
+    let dir = disks_dir(store);
+    let mut names = Vec::new();
+    match fs::read_dir(&dir) {
+        Ok(entries) => {
+            for entry in entries {
+                let entry = entry.map_err(|e| Error::io(&dir, e))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if !name.starts_with('.') && entry.path().join("disk.json").exists() {
+                    names.push(name);
+                }
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(&dir, e)),
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// The path of a block under a blocks folder: `<aa>/<sha256 hex>`.
+pub fn block_rel(digest: &Sha256Digest) -> String {
+    let hex = digest.to_hex();
+    format!("{}/{hex}", &hex[..2])
+}
+
+/// The block path under `blocks`.
+pub fn block_path(blocks: &Path, digest: &Sha256Digest) -> PathBuf {
+    blocks.join(block_rel(digest))
+}

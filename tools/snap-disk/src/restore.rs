@@ -1,0 +1,374 @@
+//! `restore`, `export` and `verify`: everything that reads a snapshot back.
+//!
+//! Nothing rewrites an image a process has open, and nothing rewrites one
+//! before the snapshot it relies on is checked: the blocks a restore will
+//! write are read and hashed first; a chain or qcow2 file passes `qemu-img
+//! check` first. New files (`--to`, exports) are written under a temporary
+//! name and appear whole, never over an existing file.
+
+use std::ffi::OsStr;
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use snap_cli::Reporter;
+use snap_shared::crypt::Decrypt;
+use snap_shared::error::{Error, Exit, Result};
+use snap_shared::fsutil;
+use snap_shared::jsonl::RecordWriter;
+use snap_shared::record::{DiskSnapshotRecord, Extra, OutcomeRecord, Record, SCHEMA};
+use snap_shared::size::human_bytes;
+
+use crate::blocks;
+use crate::disk::{Context, Disk};
+use crate::image::{self, qemu_img};
+use crate::{Keys, RestoreArgs, overlay, qcow2};
+
+pub fn run(ctx: &Context, args: &RestoreArgs, report: &Reporter) -> Result<Exit> {
+    let dec = args.keys.decrypt()?;
+    let _lock = ctx.lock(false)?;
+    let disk = ctx.existing(&args.disk)?;
+    let rec = disk.dir.record(&args.name)?;
+    let out = restore_record(ctx, &disk, &rec, args.to.as_deref(), &dec, report)?;
+    RecordWriter::new(io::stdout().lock()).write(&Record::Restored(out))?;
+    Ok(Exit::Ok)
+}
+
+fn outcome(rec: &DiskSnapshotRecord, to: &Path, bytes: u64) -> OutcomeRecord {
+    OutcomeRecord {
+        schema: SCHEMA.to_string(),
+        what: format!("{}/{}", rec.disk, rec.name),
+        to: Some(to.display().to_string()),
+        files: 1,
+        bytes,
+        errors: 0,
+        extra: Extra::new(),
+    }
+}
+
+/// Restores `rec` into the image, or into the new file `to`.
+pub fn restore_record(
+    _ctx: &Context,
+    disk: &Disk,
+    rec: &DiskSnapshotRecord,
+    to: Option<&Path>,
+    dec: &Decrypt,
+    report: &Reporter,
+) -> Result<OutcomeRecord> {
+    if let Some(out) = to {
+        let bytes = write_new(disk, rec, out, "raw", dec, report)?;
+        report.note(&format!("{}/{} written to {}", rec.disk, rec.name, out.display()));
+        return Ok(outcome(rec, out, bytes));
+    }
+    disk.refuse_if_in_use("restoring")?;
+    let bytes = match rec.method.as_str() {
+        "blocks" => restore_blocks(disk, rec, dec, report)?,
+        "qcow2-internal" => {
+            qcow2::apply(&disk.image, &rec.name)?;
+            report.note(&format!("{} is back at {}", disk.image.display(), rec.name));
+            0
+        }
+        "overlay" => {
+            overlay::restore(&disk.image, &frozen_of(rec)?)?;
+            report.note(&format!(
+                "{} is back at {} (what was written since is gone)",
+                disk.image.display(),
+                rec.name
+            ));
+            0
+        }
+        m => return Err(unknown_method(rec, m)),
+    };
+    Ok(outcome(rec, &disk.image, bytes))
+}
+
+fn unknown_method(rec: &DiskSnapshotRecord, m: &str) -> Error {
+    Error::data(format!("snapshot {}/{}", rec.disk, rec.name), format!("unknown method {m:?}"))
+}
+
+/// The frozen file of an overlay snapshot.
+pub fn frozen_of(rec: &DiskSnapshotRecord) -> Result<PathBuf> {
+    rec.extra
+        .get("file")
+        .and_then(|v| v.as_str())
+        .map(PathBuf::from)
+        .ok_or_else(|| Error::data(format!("snapshot {}/{}", rec.disk, rec.name), "the record has no \"file\""))
+}
+
+/// In place: compare, check what will be written, write only the differences.
+/// A marker names the snapshot while the image is being rewritten, so that an
+/// interrupted restore is finished before the image is used for anything else.
+fn restore_blocks(disk: &Disk, rec: &DiskSnapshotRecord, dec: &Decrypt, report: &Reporter) -> Result<u64> {
+    let info = image::probe(&disk.image)?;
+    if info.format != "raw" {
+        return replace_with_converted(disk, rec, &info.format, dec, report);
+    }
+    let map = disk.dir.map_path(&rec.name);
+    let total = rec.virtual_size;
+    let progress = |done: u64| report.progress(|| format!("comparing: {} of {}", human_bytes(done), human_bytes(total)));
+    let (header, diffs) = blocks::compare(&disk.image, &map, &progress)?;
+    let len_ok = fs::metadata(&disk.image).map(|m| m.len()).unwrap_or(0) == header.virtual_size;
+    if diffs.is_empty() && len_ok {
+        report.note(&format!("{} already matches {}", disk.image.display(), rec.name));
+        clear_marker(disk)?;
+        return Ok(0);
+    }
+    blocks::check_blocks(&disk.dir.blocks_dir(), &header, &diffs, dec)?;
+    let marker = disk.dir.restoring_marker();
+    fsutil::write_atomic(&marker, 0o600, true, |f| f.write_all(rec.name.as_bytes()))
+        .map_err(|e| Error::io(&marker, e))?;
+    let n = diffs.len() as u64;
+    let progress = |done: u64| report.progress(|| format!("writing: {} of {}", human_bytes(done), human_bytes(n * header.block_size)));
+    blocks::apply(&disk.image, &disk.dir.blocks_dir(), &header, &diffs, dec, &progress)?;
+    clear_marker(disk)?;
+    let bytes: u64 = diffs.iter().map(|d| header.len_of(d.index)).sum();
+    report.note(&format!(
+        "{} is back at {}: {} of {} blocks rewritten ({})",
+        disk.image.display(),
+        rec.name,
+        n,
+        header.block_count(),
+        human_bytes(bytes)
+    ));
+    Ok(bytes)
+}
+
+fn clear_marker(disk: &Disk) -> Result<()> {
+    let marker = disk.dir.restoring_marker();
+    match fs::remove_file(&marker) {
+        Ok(()) => fsutil::fsync_dir(&disk.dir.root).map_err(|e| Error::io(&disk.dir.root, e)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(&marker, e)),
+    }
+}
+
+/// A blocks snapshot of a non-raw image: written out, converted back to the
+/// image's format, and renamed over it (the image is replaced whole, at once).
+fn replace_with_converted(disk: &Disk, rec: &DiskSnapshotRecord, format: &str, dec: &Decrypt, report: &Reporter) -> Result<u64> {
+    let tmp = fsutil::temp_name(&disk.image, "restore");
+    let _ = fs::remove_file(&tmp);
+    let bytes = write_new(disk, rec, &tmp, format, dec, report)?;
+    fs::rename(&tmp, &disk.image).map_err(|e| Error::io(&disk.image, e))?;
+    fsutil::fsync_dir(fsutil::parent_of(&disk.image)).map_err(|e| Error::io(&disk.image, e))?;
+    report.note(&format!("{} is back at {} (rewritten whole: it is {format})", disk.image.display(), rec.name));
+    Ok(bytes)
+}
+
+/// The formats an export can write, by the output's extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutFormat {
+    Raw,
+    RawZst,
+    RawGz,
+    Qcow2,
+}
+
+impl OutFormat {
+    pub fn of(path: &Path) -> Option<OutFormat> {
+        let name = path.file_name()?.to_string_lossy().to_lowercase();
+        let ends = |s: &str| name.ends_with(s);
+        Some(if ends(".zst") {
+            OutFormat::RawZst
+        } else if ends(".gz") {
+            OutFormat::RawGz
+        } else if ends(".qcow2") {
+            OutFormat::Qcow2
+        } else if ends(".raw") || ends(".img") {
+            OutFormat::Raw
+        } else {
+            return None;
+        })
+    }
+}
+
+pub fn export(ctx: &Context, operand: &str, name: &str, out: &Path, keys: &Keys, report: &Reporter) -> Result<Exit> {
+    let Some(format) = OutFormat::of(out) else {
+        return Err(Error::usage(
+            out.display().to_string(),
+            "the extension says no format: use .raw, .img, .raw.zst, .raw.gz or .qcow2",
+        ));
+    };
+    let dec = keys.decrypt()?;
+    let disk = ctx.existing(operand)?;
+    let rec = disk.dir.record(name)?;
+    let fmt = match format {
+        OutFormat::Qcow2 => "qcow2",
+        OutFormat::Raw => "raw",
+        OutFormat::RawZst => "zst",
+        OutFormat::RawGz => "gz",
+    };
+    let bytes = write_new(&disk, &rec, out, fmt, &dec, report)?;
+    let size = fs::metadata(out).map(|m| m.len()).unwrap_or(0);
+    report.note(&format!(
+        "{}/{} exported to {} ({} image, {} file)",
+        rec.disk,
+        rec.name,
+        out.display(),
+        human_bytes(rec.virtual_size),
+        human_bytes(size)
+    ));
+    let mut o = outcome(&rec, out, bytes);
+    o.extra.insert("format".into(), fmt.into());
+    RecordWriter::new(io::stdout().lock()).write(&Record::Restored(o))?;
+    Ok(Exit::Ok)
+}
+
+/// Writes the snapshot as a new file `out` in `format` (raw, zst, gz, or any
+/// qemu-img format), through a temporary name; never over an existing file.
+fn write_new(disk: &Disk, rec: &DiskSnapshotRecord, out: &Path, format: &str, dec: &Decrypt, report: &Reporter) -> Result<u64> {
+    if fs::symlink_metadata(out).is_ok() {
+        return Err(Error::new(Exit::CantCreate, out.display().to_string(), "already exists")
+            .with_hint("snap-disk never writes over a file; remove it or pick another name"));
+    }
+    let (tmp, file) = blocks::create_temp(out)?;
+    let res = fill(disk, rec, &tmp, file, format, dec, report)
+        .and_then(|()| fsutil::publish_new(&tmp, out).map_err(|e| Error::io(out, e).with_exit(Exit::CantCreate)));
+    if res.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    res.map(|()| rec.virtual_size)
+}
+
+fn fill(disk: &Disk, rec: &DiskSnapshotRecord, tmp: &Path, file: File, format: &str, dec: &Decrypt, report: &Reporter) -> Result<()> {
+    let total = rec.virtual_size;
+    let progress = |done: u64| report.progress(|| format!("writing: {} of {}", human_bytes(done), human_bytes(total)));
+    let io_err = |e| Error::io(tmp, e);
+    match (rec.method.as_str(), format) {
+        ("blocks", "raw") => {
+            let map = disk.dir.map_path(&rec.name);
+            blocks::write_sparse(&map, &disk.dir.blocks_dir(), dec, &file, &progress)?;
+            file.sync_all().map_err(io_err)
+        }
+        ("blocks", "zst" | "gz") => {
+            let map = disk.dir.map_path(&rec.name);
+            compress_into(file, format, tmp, |w| {
+                blocks::write_stream(&map, &disk.dir.blocks_dir(), dec, w, &progress).map(drop)
+            })
+        }
+        (_, "zst" | "gz") => {
+            // A raw copy first (sparse), then compressed as a stream.
+            let raw = Scratch(fsutil::temp_name(tmp, "raw"));
+            let f = File::create(&raw.0).map_err(|e| Error::io(&raw.0, e))?;
+            fill(disk, rec, &raw.0, f, "raw", dec, report)?;
+            compress_into(file, format, tmp, |w| {
+                let mut r = File::open(&raw.0).map_err(|e| Error::io(&raw.0, e))?;
+                io::copy(&mut r, w).map(drop).map_err(|e| Error::io(&raw.0, e))
+            })
+        }
+        ("blocks", fmt) => {
+            drop(file);
+            let raw = Scratch(fsutil::temp_name(tmp, "raw"));
+            let f = File::create(&raw.0).map_err(|e| Error::io(&raw.0, e))?;
+            let map = disk.dir.map_path(&rec.name);
+            blocks::write_sparse(&map, &disk.dir.blocks_dir(), dec, &f, &progress)?;
+            drop(f);
+            convert(&raw.0, "raw", None, tmp, fmt)
+        }
+        ("qcow2-internal", fmt) => {
+            drop(file);
+            qcow2::require(&disk.image, &rec.name)?;
+            convert(&disk.image, "qcow2", Some(&rec.name), tmp, fmt)
+        }
+        ("overlay", fmt) => {
+            drop(file);
+            let frozen = frozen_of(rec)?;
+            overlay::check_chain(&frozen)?;
+            convert(&frozen, "qcow2", None, tmp, fmt)
+        }
+        (m, _) => Err(unknown_method(rec, m)),
+    }
+}
+
+/// A temporary file removed when dropped.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
+/// Runs `write` into a zstd (all cores) or gzip stream over `file`, then flushes it.
+fn compress_into(file: File, format: &str, path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
+    let io_err = |e| Error::io(path, e);
+    let buf = BufWriter::with_capacity(1 << 20, file);
+    let file = if format == "zst" {
+        let mut z = zstd::Encoder::new(buf, 3).map_err(io_err)?;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+        z.multithread(threads).map_err(io_err)?;
+        let mut w = z;
+        write(&mut w)?;
+        w.finish().map_err(io_err)?.into_inner().map_err(|e| io_err(e.into_error()))?
+    } else {
+        let mut g = flate2::write::GzEncoder::new(buf, flate2::Compression::new(3));
+        write(&mut g)?;
+        g.finish().map_err(io_err)?.into_inner().map_err(|e| io_err(e.into_error()))?
+    };
+    file.sync_all().map_err(io_err)
+}
+
+/// `qemu-img convert` (qcow2 output compressed, like `qemu-img convert -c`).
+fn convert(src: &Path, src_fmt: &str, snapshot: Option<&str>, out: &Path, fmt: &str) -> Result<()> {
+    let _ = fs::remove_file(out);
+    let snap = snapshot.map(|s| format!("snapshot.name={s}"));
+    let mut args: Vec<&std::ffi::OsStr> = vec!["convert".as_ref(), "-f".as_ref(), src_fmt.as_ref()];
+    if let Some(s) = &snap {
+        args.extend([OsStr::new("-U"), OsStr::new("-l"), OsStr::new(s)]);
+    }
+    args.extend([OsStr::new("-O"), OsStr::new(fmt)]);
+    if fmt == "qcow2" {
+        args.push("-c".as_ref());
+    }
+    args.extend([src.as_os_str(), out.as_os_str()]);
+    qemu_img(&args)?;
+    File::open(out).and_then(|f| f.sync_all()).map_err(|e| Error::io(out, e))
+}
+
+pub fn verify(ctx: &Context, operand: &str, name: Option<&str>, keys: &Keys, report: &Reporter) -> Result<Exit> {
+    let dec = keys.decrypt()?;
+    let disk = ctx.existing(operand)?;
+    let recs = match name {
+        Some(n) => vec![disk.dir.record(n)?],
+        None => disk.dir.snapshots()?,
+    };
+    let mut out = RecordWriter::new(io::stdout().lock());
+    let mut bad_total = 0;
+    for rec in &recs {
+        let problems = verify_one(&disk, rec, &dec)?;
+        for p in &problems {
+            report.error(&format!("{}/{}: {p}", rec.disk, rec.name));
+        }
+        if problems.is_empty() {
+            report.note(&format!("{}/{}: ok", rec.disk, rec.name));
+        }
+        bad_total += problems.len();
+        let mut o = outcome(rec, &disk.image, rec.virtual_size);
+        o.to = None;
+        o.errors = problems.len() as u64;
+        out.write(&Record::Verified(o))?;
+    }
+    Ok(if bad_total > 0 { Exit::Data } else { Exit::Ok })
+}
+
+/// What is wrong with one snapshot (empty when it is intact).
+fn verify_one(disk: &Disk, rec: &DiskSnapshotRecord, dec: &Decrypt) -> Result<Vec<String>> {
+    let as_problem = |r: Result<()>| -> Result<Vec<String>> {
+        match r {
+            Ok(()) => Ok(Vec::new()),
+            Err(e) if matches!(e.exit, Exit::Data | Exit::NoInput | Exit::Io) => Ok(vec![format!("{}: {}", e.context, e.cause)]),
+            Err(e) => Err(e),
+        }
+    };
+    match rec.method.as_str() {
+        "blocks" => {
+            let map = disk.dir.map_path(&rec.name);
+            if !map.exists() {
+                return Ok(vec!["its block map is missing".into()]);
+            }
+            Ok(blocks::verify(&map, &disk.dir.blocks_dir(), dec)?.bad)
+        }
+        "qcow2-internal" => as_problem(qcow2::require(&disk.image, &rec.name).and_then(|()| image::check(&disk.image, "qcow2"))),
+        "overlay" => as_problem(frozen_of(rec).and_then(|f| overlay::check_chain(&f))),
+        m => Err(unknown_method(rec, m)),
+    }
+}
