@@ -215,7 +215,8 @@ mod tests {
     /// A written map reads back with its header and entries.
     #[test]
     fn round_trip() {
-        let r = MapReader::new(&sample()[..], "m".into()).unwrap();
+        let bytes = sample();
+        let r = MapReader::new(&bytes[..], "m".into()).unwrap();
         assert_eq!(r.header.block_count(), 3);
         assert_eq!(r.header.len_of(2), 2);
         let got: Vec<_> = r.map(|e| e.unwrap().0).collect();
@@ -225,7 +226,8 @@ mod tests {
     /// Dense fills the unlisted indexes with zeros (None).
     #[test]
     fn dense_fills_zero_blocks() {
-        let r = MapReader::new(&sample()[..], "m".into()).unwrap();
+        let bytes = sample();
+        let r = MapReader::new(&bytes[..], "m".into()).unwrap();
         let got: Vec<_> = Dense::new(r).map(|e| e.unwrap()).collect();
         assert_eq!(got.len(), 3);
         assert!(got[0].1.is_none());
