@@ -15,6 +15,7 @@ fn tools() -> Vec<clap::Command> {
         snap_pack::command(),
         snap_push::command(),
         snap_prune::command(),
+        snap_disk::command(),
         snap_restore::command(),
     ]
 }
@@ -29,6 +30,18 @@ fn render_all() -> Result<BTreeMap<PathBuf, Vec<u8>>> {
             .render(&mut page)
             .map_err(|e| format!("man page of {name}: {e}"))?;
         files.insert(PathBuf::from(format!("man/{name}.1")), page);
+        // A page per subcommand (snap-disk-create.1), so every flag is in a man page.
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            let sub_name = format!("{name}-{}", sub.get_name());
+            let mut page = Vec::new();
+            clap_mangen::Man::new(
+                sub.clone()
+                    .name(&*Box::leak(sub_name.clone().into_boxed_str())),
+            )
+            .render(&mut page)
+            .map_err(|e| format!("man page of {sub_name}: {e}"))?;
+            files.insert(PathBuf::from(format!("man/{sub_name}.1")), page);
+        }
         for (shell, file) in [
             (Shell::Bash, format!("{name}.bash")),
             (Shell::Zsh, format!("_{name}")),

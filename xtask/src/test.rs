@@ -16,6 +16,10 @@ pub const TEST_PROGRAMS: &[(&str, &str)] = &[
     ("gzip", "gzip"),
     ("python3", "python3"),
     ("npm", "npm"),
+    ("qemu-img", "qemu-utils"),
+    ("qemu-io", "qemu-utils"),
+    ("mke2fs", "e2fsprogs"),
+    ("debugfs", "e2fsprogs"),
 ];
 
 /// Servers the tests start, with the PyPI package that has each.

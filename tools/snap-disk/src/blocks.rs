@@ -70,7 +70,12 @@ pub fn snapshot(
     let mut stats = SnapStats::default();
     let work = |index: u64, data: Vec<u8>| -> Result<Stored> {
         if is_zero(&data) {
-            return Ok(Stored { index, digest: None, new: 0, stored: 0 });
+            return Ok(Stored {
+                index,
+                digest: None,
+                new: 0,
+                stored: 0,
+            });
         }
         let digest = Sha256Digest::of(&data);
         let new = store
@@ -80,7 +85,12 @@ pub fn snapshot(
             0 => store.stored_len(&digest).unwrap_or(0),
             n => n,
         };
-        Ok(Stored { index, digest: Some(digest), new, stored })
+        Ok(Stored {
+            index,
+            digest: Some(digest),
+            new,
+            stored,
+        })
     };
     pipeline::run(&file, &what, jobs, work, |s: Stored| {
         stats.read_bytes += header.len_of(s.index);
@@ -90,7 +100,8 @@ pub fn snapshot(
         stats.new_blocks += u64::from(s.new > 0);
         stats.new_bytes += s.new;
         stats.stored_bytes += s.stored;
-        map.push(s.index, &d).map_err(|e| Error::io_ctx("writing the block map", e))
+        map.push(s.index, &d)
+            .map_err(|e| Error::io_ctx("writing the block map", e))
     })?;
     Ok(stats)
 }
@@ -99,7 +110,9 @@ fn store_error(path: &Path, e: io::Error) -> Error {
     let full = snap_shared::error::is_disk_full(&e);
     let err = Error::io(path, e);
     match full {
-        true => err.with_hint("the store's disk is full; no snapshot was made and earlier ones are intact"),
+        true => err.with_hint(
+            "the store's disk is full; no snapshot was made and earlier ones are intact",
+        ),
         false => err,
     }
 }
@@ -151,13 +164,14 @@ pub fn compare(image: &Path, map: &Path, progress: &dyn Fn(u64)) -> Result<(MapH
             }));
         }
     });
-    let work = |(index, want): (u64, Option<Sha256Digest>), data: Vec<u8>| -> Result<Option<Diff>> {
-        let same = match want {
-            None => is_zero(&data),
-            Some(d) => Sha256Digest::of(&data) == d,
+    let work =
+        |(index, want): (u64, Option<Sha256Digest>), data: Vec<u8>| -> Result<Option<Diff>> {
+            let same = match want {
+                None => is_zero(&data),
+                Some(d) => Sha256Digest::of(&data) == d,
+            };
+            Ok((!same).then_some(Diff { index, want }))
         };
-        Ok((!same).then_some(Diff { index, want }))
-    };
     let mut compared = 0u64;
     pipeline::run(&file, &image.display().to_string(), jobs, work, |d| {
         compared += 1;
@@ -175,7 +189,12 @@ pub fn compare(image: &Path, map: &Path, progress: &dyn Fn(u64)) -> Result<(MapH
 
 /// Checks that every block `diffs` will write is in the store and intact,
 /// before the image is touched.
-pub fn check_blocks(blocks: &Path, header: &MapHeader, diffs: &[Diff], dec: &Decrypt) -> Result<()> {
+pub fn check_blocks(
+    blocks: &Path,
+    header: &MapHeader,
+    diffs: &[Diff],
+    dec: &Decrypt,
+) -> Result<()> {
     let mut seen = HashSet::new();
     for d in diffs.iter().filter_map(|d| d.want) {
         if seen.insert(d) {
@@ -208,7 +227,12 @@ pub fn apply(
         let size = header.len_of(d.index);
         match d.want {
             Some(digest) => {
-                let data = read_block(&block_path(blocks, &digest), &digest, dec, header.block_size)?;
+                let data = read_block(
+                    &block_path(blocks, &digest),
+                    &digest,
+                    dec,
+                    header.block_size,
+                )?;
                 file.write_all_at(&data, offset).map_err(io_err)?;
             }
             None => zero_range(&file, offset, size).map_err(io_err)?,
@@ -234,14 +258,25 @@ fn zero_range(file: &File, offset: u64, len: u64) -> io::Result<()> {
 
 /// Writes the whole snapshot into `out`, a new file: data blocks are written,
 /// zero blocks left as holes.
-pub fn write_sparse(map: &Path, blocks: &Path, dec: &Decrypt, out: &File, progress: &dyn Fn(u64)) -> Result<MapHeader> {
+pub fn write_sparse(
+    map: &Path,
+    blocks: &Path,
+    dec: &Decrypt,
+    out: &File,
+    progress: &dyn Fn(u64),
+) -> Result<MapHeader> {
     let reader = MapReader::open(map)?;
     let header = reader.header;
     out.set_len(header.virtual_size)
         .map_err(|e| Error::io_ctx("the new image", e))?;
     for entry in reader {
         let (index, digest) = entry?;
-        let data = read_block(&block_path(blocks, &digest), &digest, dec, header.block_size)?;
+        let data = read_block(
+            &block_path(blocks, &digest),
+            &digest,
+            dec,
+            header.block_size,
+        )?;
         out.write_all_at(&data, index * header.block_size)
             .map_err(|e| Error::io_ctx("the new image", e))?;
         progress((index + 1) * header.block_size);
@@ -250,7 +285,13 @@ pub fn write_sparse(map: &Path, blocks: &Path, dec: &Decrypt, out: &File, progre
 }
 
 /// Streams the whole snapshot, zeros included, into `out` (a compressor).
-pub fn write_stream(map: &Path, blocks: &Path, dec: &Decrypt, out: &mut dyn Write, progress: &dyn Fn(u64)) -> Result<MapHeader> {
+pub fn write_stream(
+    map: &Path,
+    blocks: &Path,
+    dec: &Decrypt,
+    out: &mut dyn Write,
+    progress: &dyn Fn(u64),
+) -> Result<MapHeader> {
     let reader = MapReader::open(map)?;
     let header = reader.header;
     let zeros = vec![0u8; header.block_size as usize];
@@ -260,7 +301,12 @@ pub fn write_stream(map: &Path, blocks: &Path, dec: &Decrypt, out: &mut dyn Writ
         let len = header.len_of(index) as usize;
         match digest {
             Some(d) => out
-                .write_all(&read_block(&block_path(blocks, &d), &d, dec, header.block_size)?)
+                .write_all(&read_block(
+                    &block_path(blocks, &d),
+                    &d,
+                    dec,
+                    header.block_size,
+                )?)
                 .map_err(io_err)?,
             None => out.write_all(&zeros[..len]).map_err(io_err)?,
         }
@@ -292,7 +338,9 @@ pub fn verify(map: &Path, blocks: &Path, dec: &Decrypt) -> Result<VerifyReport> 
             if e.exit != snap_shared::error::Exit::Data {
                 return Err(e);
             }
-            report.bad.push(format!("block {index} ({digest}): {}", e.cause));
+            report
+                .bad
+                .push(format!("block {index} ({digest}): {}", e.cause));
         }
     }
     Ok(report)

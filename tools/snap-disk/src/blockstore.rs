@@ -132,7 +132,9 @@ pub fn decode_block(
             what.to_string(),
             "the block's contents do not match its sha256",
         )
-        .with_hint("the block is damaged; restore from another copy (a destination) of this disk"));
+        .with_hint(
+            "the block is damaged; restore from another copy (a destination) of this disk",
+        ));
     }
     Ok(data)
 }

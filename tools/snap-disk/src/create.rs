@@ -81,7 +81,12 @@ fn pick_method(args: &CreateArgs, info: &ImageInfo) -> Method {
 }
 
 /// Whether the image is in use; an error when that rules the snapshot out.
-fn check_in_use(disk: &Disk, method: Method, require_stopped: bool, report: &Reporter) -> Result<bool> {
+fn check_in_use(
+    disk: &Disk,
+    method: Method,
+    require_stopped: bool,
+    report: &Reporter,
+) -> Result<bool> {
     if holders(&disk.image).is_empty() {
         return Ok(false);
     }
@@ -178,9 +183,11 @@ fn create_overlay(disk: &Disk, info: &ImageInfo, name: &str) -> Result<DiskSnaps
     let mut rec = base_record(disk, info, name, Method::Overlay);
     rec.parent = parent_of(disk, Method::Overlay)?;
     rec.stored_bytes = fs::metadata(&frozen).map(|m| m.len()).unwrap_or(0);
-    rec.extra.insert("file".into(), Value::from(frozen.display().to_string()));
+    rec.extra
+        .insert("file".into(), Value::from(frozen.display().to_string()));
     if let Some(b) = &info.backing {
-        rec.extra.insert("backing".into(), Value::from(b.display().to_string()));
+        rec.extra
+            .insert("backing".into(), Value::from(b.display().to_string()));
     }
     Ok(rec)
 }
@@ -189,7 +196,9 @@ fn create_overlay(disk: &Disk, info: &ImageInfo, name: &str) -> Result<DiskSnaps
 fn encryption(args: &CreateArgs) -> Result<Option<Encrypt>> {
     let mut rs = Vec::new();
     for r in &args.recipients {
-        rs.push(crypt::parse_recipient(r).map_err(|e| Error::usage(format!("--recipient {r}"), e))?);
+        rs.push(
+            crypt::parse_recipient(r).map_err(|e| Error::usage(format!("--recipient {r}"), e))?,
+        );
     }
     for f in &args.recipients_files {
         rs.extend(crypt::read_recipients_file(f)?);
@@ -200,17 +209,30 @@ fn encryption(args: &CreateArgs) -> Result<Option<Encrypt>> {
 /// Checks the flags against the disk's fixed settings.
 fn blocks_settings(disk: &Disk, args: &CreateArgs, encrypted: bool) -> Result<DiskInfo> {
     let Some(info) = &disk.info else {
-        return ensure_info(disk, args.block_size.unwrap_or(DEFAULT_BLOCK_SIZE), encrypted);
+        return ensure_info(
+            disk,
+            args.block_size.unwrap_or(DEFAULT_BLOCK_SIZE),
+            encrypted,
+        );
     };
     let ctx = || format!("disk {}", disk.dir.name);
     if let Some(bs) = args.block_size.filter(|b| *b != info.block_size) {
-        return Err(Error::usage(ctx(), format!("has {}-byte blocks, not {bs}", info.block_size))
-            .with_hint("a disk keeps its first block size; use --disk NAME for a new one"));
+        return Err(Error::usage(
+            ctx(),
+            format!("has {}-byte blocks, not {bs}", info.block_size),
+        )
+        .with_hint("a disk keeps its first block size; use --disk NAME for a new one"));
     }
     match (info.encrypted, encrypted) {
-        (true, false) => Err(Error::usage(ctx(), "has encrypted blocks; give --recipient or --recipients-file")),
-        (false, true) => Err(Error::usage(ctx(), "stores its blocks unencrypted")
-            .with_hint("start an encrypted disk with --disk NAME; encrypted and plain blocks never mix")),
+        (true, false) => Err(Error::usage(
+            ctx(),
+            "has encrypted blocks; give --recipient or --recipients-file",
+        )),
+        (false, true) => Err(
+            Error::usage(ctx(), "stores its blocks unencrypted").with_hint(
+                "start an encrypted disk with --disk NAME; encrypted and plain blocks never mix",
+            ),
+        ),
         _ => Ok(info.clone()),
     }
 }
@@ -266,7 +288,10 @@ fn create_blocks(
     x.insert("new_blocks".into(), Value::from(stats.new_blocks));
     x.insert("read_bytes".into(), Value::from(stats.read_bytes));
     x.insert("map".into(), Value::from(map_path.display().to_string()));
-    x.insert("encryption".into(), settings.encrypted.then_some("age").into());
+    x.insert(
+        "encryption".into(),
+        settings.encrypted.then_some("age").into(),
+    );
     x.insert("crash_consistent".into(), Value::from(in_use));
     Ok(rec)
 }
@@ -299,9 +324,15 @@ struct RawSource {
 impl RawSource {
     fn of(disk: &Disk, info: &ImageInfo) -> Result<RawSource> {
         if info.format == "raw" {
-            return Ok(RawSource { path: disk.image.clone(), temp: false });
+            return Ok(RawSource {
+                path: disk.image.clone(),
+                temp: false,
+            });
         }
-        let path = disk.dir.root.join(format!(".convert-{}.raw", std::process::id()));
+        let path = disk
+            .dir
+            .root
+            .join(format!(".convert-{}.raw", std::process::id()));
         let src = RawSource { path, temp: true };
         image::qemu_img(&[
             "convert".as_ref(),
@@ -364,7 +395,10 @@ fn guard(
         .status()
         .map_err(|e| Error::io_ctx("sh -c", e))?;
     if status.success() {
-        report.note(&format!("{cmd:?} succeeded; snapshot {} stays as a rollback point", rec.name));
+        report.note(&format!(
+            "{cmd:?} succeeded; snapshot {} stays as a rollback point",
+            rec.name
+        ));
         return Ok(Exit::Ok);
     }
     let how = format!("snap-disk restore {} {}", disk.dir.name, rec.name);

@@ -57,19 +57,29 @@ impl Context {
         let as_path = Path::new(operand);
         if as_path.is_file() {
             let image = absolute(as_path);
-            return self
-                .disk_of_image(&image)?
-                .ok_or_else(|| {
-                    Error::new(Exit::NoInput, operand.to_string(), "has no snapshots in the store")
-                        .with_hint(format!("the store is {}", self.store.root.display()))
-                });
+            return self.disk_of_image(&image)?.ok_or_else(|| {
+                Error::new(
+                    Exit::NoInput,
+                    operand.to_string(),
+                    "has no snapshots in the store",
+                )
+                .with_hint(format!("the store is {}", self.store.root.display()))
+            });
         }
         if check_name(operand).is_err() || operand.contains('/') {
-            return Err(Error::new(Exit::NoInput, operand.to_string(), "no such image file"));
+            return Err(Error::new(
+                Exit::NoInput,
+                operand.to_string(),
+                "no such image file",
+            ));
         }
         let dir = DiskDir::new(&self.store, operand);
         match dir.info()? {
-            Some(info) => Ok(Disk { image: info.image.clone(), dir, info: Some(info) }),
+            Some(info) => Ok(Disk {
+                image: info.image.clone(),
+                dir,
+                info: Some(info),
+            }),
             None => Err(Error::new(
                 Exit::NoInput,
                 operand.to_string(),
@@ -86,7 +96,11 @@ impl Context {
             if let Some(info) = dir.info()?
                 && same_file(&info.image, image)
             {
-                return Ok(Some(Disk { image: info.image.clone(), dir, info: Some(info) }));
+                return Ok(Some(Disk {
+                    image: info.image.clone(),
+                    dir,
+                    info: Some(info),
+                }));
             }
         }
         Ok(None)
@@ -153,7 +167,10 @@ impl Disk {
         Err(Error::new(
             Exit::Data,
             self.image.display().to_string(),
-            format!("a restore of snapshot {} into it was interrupted", text.trim()),
+            format!(
+                "a restore of snapshot {} into it was interrupted",
+                text.trim()
+            ),
         )
         .with_hint(format!(
             "finish it with `snap-disk restore {} {}`",
@@ -170,8 +187,11 @@ fn default_disk_name(image: &Path) -> Result<String> {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     check_name(&stem).map(|()| stem.clone()).map_err(|e| {
-        Error::usage(image.display().to_string(), format!("its file name makes no disk name: {e}"))
-            .with_hint("name the disk with --disk NAME")
+        Error::usage(
+            image.display().to_string(),
+            format!("its file name makes no disk name: {e}"),
+        )
+        .with_hint("name the disk with --disk NAME")
     })
 }
 

@@ -64,9 +64,9 @@ fn open_by(dev: u64, ino: u64) -> Vec<Holder> {
         let Ok(fds) = fs::read_dir(p.path().join("fd")) else {
             continue;
         };
-        let holds = fds.flatten().any(|fd| {
-            fs::metadata(fd.path()).is_ok_and(|m| m.dev() == dev && m.ino() == ino)
-        });
+        let holds = fds
+            .flatten()
+            .any(|fd| fs::metadata(fd.path()).is_ok_and(|m| m.dev() == dev && m.ino() == ino));
         if holds {
             let command = fs::read_to_string(p.path().join("comm"))
                 .map(|c| c.trim().to_string())

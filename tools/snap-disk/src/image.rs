@@ -139,8 +139,10 @@ pub fn qemu_img(args: &[&std::ffi::OsStr]) -> Result<String> {
         .stdin(Stdio::null())
         .output()
         .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::new(Exit::Unavailable, "qemu-img", "not installed")
-                .with_hint("install qemu-utils (Debian, Ubuntu) or qemu-img (Fedora, Arch)"),
+            std::io::ErrorKind::NotFound => {
+                Error::new(Exit::Unavailable, "qemu-img", "not installed")
+                    .with_hint("install qemu-utils (Debian, Ubuntu) or qemu-img (Fedora, Arch)")
+            }
             _ => Error::io_ctx(what.clone(), e),
         })?;
     if !out.status.success() {
@@ -178,11 +180,8 @@ pub fn check(path: &Path, format: &str) -> Result<()> {
     ])
     .map(drop)
     .map_err(|e| {
-        Error::data(
-            format!("{} is damaged", path.display()),
-            e.cause,
-        )
-        .with_hint("nothing was changed; `qemu-img check -r leaks` may repair it")
+        Error::data(format!("{} is damaged", path.display()), e.cause)
+            .with_hint("nothing was changed; `qemu-img check -r leaks` may repair it")
     })
 }
 

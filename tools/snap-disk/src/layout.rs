@@ -127,7 +127,10 @@ impl DiskDir {
                 format!("disk {}", self.name),
                 format!("no snapshot named {snap}"),
             )
-            .with_hint(format!("`snap-disk list {}` shows its snapshots", self.name)),
+            .with_hint(format!(
+                "`snap-disk list {}` shows its snapshots",
+                self.name
+            )),
             _ => Error::io(&path, e),
         })?;
         serde_json::from_slice(&bytes).map_err(|e| Error::data(path.display().to_string(), e))

@@ -261,8 +261,15 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
         Cmd::Show { disk, name } => manage::show(&ctx, disk, name, report),
         Cmd::Restore(args) => restore::run(&ctx, args, report),
         Cmd::Delete { disk, names } => manage::delete(&ctx, disk, names, report),
-        Cmd::Export { disk, name, out, keys } => restore::export(&ctx, disk, name, out, keys, report),
-        Cmd::Verify { disk, name, keys } => restore::verify(&ctx, disk, name.as_deref(), keys, report),
+        Cmd::Export {
+            disk,
+            name,
+            out,
+            keys,
+        } => restore::export(&ctx, disk, name, out, keys, report),
+        Cmd::Verify { disk, name, keys } => {
+            restore::verify(&ctx, disk, name.as_deref(), keys, report)
+        }
         Cmd::Commit { disk } => manage::commit(&ctx, disk, report),
     }
 }

@@ -33,7 +33,12 @@ pub fn list(ctx: &Context, operand: Option<&str>, report: &Reporter) -> Result<E
     let mut out = RecordWriter::new(io::stdout().lock());
     for disk in &disks {
         let recs = merged(disk)?;
-        report.note(&format!("{} ({}): {} snapshots", disk.dir.name, disk.image.display(), recs.len()));
+        report.note(&format!(
+            "{} ({}): {} snapshots",
+            disk.dir.name,
+            disk.image.display(),
+            recs.len()
+        ));
         for rec in &recs {
             report.note(&format!("  {}", line(rec)));
             out.write(&Record::DiskSnapshot(rec.clone()))?;
@@ -58,7 +63,9 @@ pub fn merged(disk: &Disk) -> Result<Vec<DiskSnapshotRecord>> {
         }
     }
     for snap in &internal {
-        let known = recs.iter().any(|r| r.method == "qcow2-internal" && r.name == snap.name);
+        let known = recs
+            .iter()
+            .any(|r| r.method == "qcow2-internal" && r.name == snap.name);
         if !known {
             recs.push(image_only(disk, &snap.name, snap.date_sec));
         }
@@ -78,7 +85,9 @@ fn image_only(disk: &Disk, name: &str, date_sec: i64) -> DiskSnapshotRecord {
         format: "qcow2".into(),
         method: "qcow2-internal".into(),
         created: DateTime::<Utc>::from_timestamp(date_sec, 0).unwrap_or_default(),
-        virtual_size: image::probe(&disk.image).map(|i| i.virtual_size).unwrap_or(0),
+        virtual_size: image::probe(&disk.image)
+            .map(|i| i.virtual_size)
+            .unwrap_or(0),
         stored_bytes: 0,
         new_bytes: 0,
         blocks: 0,
@@ -153,7 +162,10 @@ pub fn show(ctx: &Context, operand: &str, name: &str, report: &Reporter) -> Resu
             human_bytes(rec.stored_bytes),
             percent(rec.stored_bytes, rec.virtual_size)
         ));
-        lines.push(format!("  New in this snapshot: {}", human_bytes(rec.new_bytes)));
+        lines.push(format!(
+            "  New in this snapshot: {}",
+            human_bytes(rec.new_bytes)
+        ));
     }
     if let Some(p) = &rec.parent {
         lines.push(format!("  Parent: {p}"));
@@ -183,7 +195,10 @@ pub fn delete(ctx: &Context, operand: &str, names: &[String], report: &Reporter)
     }
     if blocks_gone {
         let (n, bytes) = collect_garbage(&disk.dir)?;
-        report.note(&format!("removed {n} blocks no snapshot uses ({} freed)", human_bytes(bytes)));
+        report.note(&format!(
+            "removed {n} blocks no snapshot uses ({} freed)",
+            human_bytes(bytes)
+        ));
     }
     Ok(Exit::Ok)
 }
@@ -211,7 +226,10 @@ pub fn delete_one(disk: &Disk, rec: &DiskSnapshotRecord) -> Result<()> {
             }
             remove_record(&disk.dir, &rec.name)
         }
-        m => Err(Error::data(format!("snapshot {}/{}", rec.disk, rec.name), format!("unknown method {m:?}"))),
+        m => Err(Error::data(
+            format!("snapshot {}/{}", rec.disk, rec.name),
+            format!("unknown method {m:?}"),
+        )),
     }
 }
 
@@ -293,7 +311,10 @@ pub fn commit(ctx: &Context, operand: &str, report: &Reporter) -> Result<Exit> {
     let ours: Vec<PathBuf> = recs.iter().filter_map(|r| frozen_of(r).ok()).collect();
     refuse_branches(&disk, &ours)?;
     let merged = overlay::commit(&disk.image, &ours, |frozen| {
-        match recs.iter().find(|r| frozen_of(r).ok().as_deref() == Some(frozen)) {
+        match recs
+            .iter()
+            .find(|r| frozen_of(r).ok().as_deref() == Some(frozen))
+        {
             Some(r) => {
                 report.note(&format!("merging {} into the image", r.name));
                 remove_record(&disk.dir, &r.name)
@@ -301,7 +322,10 @@ pub fn commit(ctx: &Context, operand: &str, report: &Reporter) -> Result<Exit> {
             None => Ok(()),
         }
     })?;
-    report.note(&format!("{}: {merged} overlay snapshots folded into one image", disk.image.display()));
+    report.note(&format!(
+        "{}: {merged} overlay snapshots folded into one image",
+        disk.image.display()
+    ));
     Ok(Exit::Ok)
 }
 
@@ -320,7 +344,11 @@ fn refuse_branches(disk: &Disk, ours: &[PathBuf]) -> Result<()> {
         {
             return Err(Error::usage(
                 disk.image.display().to_string(),
-                format!("{} is backed by {}, which the commit would change", f.display(), b.display()),
+                format!(
+                    "{} is backed by {}, which the commit would change",
+                    f.display(),
+                    b.display()
+                ),
             )
             .with_hint("delete that snapshot first (snap-disk delete), then commit"));
         }

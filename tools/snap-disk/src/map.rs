@@ -65,7 +65,10 @@ impl<W: Write> MapWriter<W> {
     }
 
     pub fn push(&mut self, index: u64, digest: &Sha256Digest) -> io::Result<()> {
-        debug_assert!(self.last.is_none_or(|l| l < index), "map entries out of order");
+        debug_assert!(
+            self.last.is_none_or(|l| l < index),
+            "map entries out of order"
+        );
         self.last = Some(index);
         writeln!(self.out, "{index} {digest}")
     }
@@ -103,8 +106,8 @@ impl<R: io::Read> MapReader<R> {
             Some(Err(e)) => return Err(bad(format!("not a block map: {e}"))),
             None => return Err(bad("empty block map".into())),
         };
-        let h: HeaderLine =
-            serde_json::from_str(&first).map_err(|e| bad(format!("not a block map header: {e}")))?;
+        let h: HeaderLine = serde_json::from_str(&first)
+            .map_err(|e| bad(format!("not a block map header: {e}")))?;
         if h.format != MAP_FORMAT {
             return Err(bad(format!("unknown map format {:?}", h.format)));
         }
@@ -125,8 +128,12 @@ impl<R: io::Read> MapReader<R> {
 
     fn parse(&mut self, line: &str) -> Result<(u64, Sha256Digest)> {
         let bad = |cause: &str| Error::data(format!("{}: line {}", self.name, self.line_no), cause);
-        let (idx, hex) = line.split_once(' ').ok_or_else(|| bad("expected `<index> <sha256>`"))?;
-        let idx: u64 = idx.parse().map_err(|_| bad("the block index is not a number"))?;
+        let (idx, hex) = line
+            .split_once(' ')
+            .ok_or_else(|| bad("expected `<index> <sha256>`"))?;
+        let idx: u64 = idx
+            .parse()
+            .map_err(|_| bad("the block index is not a number"))?;
         let digest: Sha256Digest = hex.parse().map_err(|_| bad("not a sha256"))?;
         if self.last.is_some_and(|l| l >= idx) {
             return Err(bad("block indexes are not increasing"));
@@ -245,7 +252,11 @@ mod tests {
         let z = zstd::encode_all(text.as_bytes(), 3).unwrap();
         let r = MapReader::new(&z[..], "m".into()).unwrap();
         let errs: Vec<_> = r.filter_map(|e| e.err()).collect();
-        assert!(errs[0].render("t").contains("m: line 3"), "{}", errs[0].render("t"));
+        assert!(
+            errs[0].render("t").contains("m: line 3"),
+            "{}",
+            errs[0].render("t")
+        );
         let text = format!(
             "{{\"format\":\"{MAP_FORMAT}\",\"block_size\":4,\"virtual_size\":8}}\n5 {}\n",
             Sha256Digest::of(b"a")

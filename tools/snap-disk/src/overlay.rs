@@ -114,7 +114,10 @@ pub fn check_chain(top: &Path) -> Result<()> {
             None => return Ok(()),
         }
     }
-    Err(Error::data(top.display().to_string(), "the backing chain loops"))
+    Err(Error::data(
+        top.display().to_string(),
+        "the backing chain loops",
+    ))
 }
 
 /// Points the image at a new empty overlay on `frozen`, after checking its chain.
@@ -134,7 +137,11 @@ pub fn delete(frozen: &Path, children: &[PathBuf]) -> Result<()> {
     let info = image::probe(frozen)?;
     check_chain(frozen)?;
     for child in children {
-        rebase(child, info.backing.as_deref(), info.backing_format.as_deref())?;
+        rebase(
+            child,
+            info.backing.as_deref(),
+            info.backing_format.as_deref(),
+        )?;
     }
     fs::remove_file(frozen).map_err(io(frozen))?;
     fsutil::fsync_dir(fsutil::parent_of(frozen)).map_err(io(frozen))
@@ -160,7 +167,11 @@ fn rebase(child: &Path, onto: Option<&Path>, format: Option<&str>) -> Result<()>
 /// Folds the image's chain of frozen files (those in `ours`) into one file at
 /// the image path, top down. `on_each` is told each frozen file before it is
 /// changed, so its record goes first.
-pub fn commit(img: &Path, ours: &[PathBuf], mut on_each: impl FnMut(&Path) -> Result<()>) -> Result<usize> {
+pub fn commit(
+    img: &Path,
+    ours: &[PathBuf],
+    mut on_each: impl FnMut(&Path) -> Result<()>,
+) -> Result<usize> {
     let mut merged = 0;
     loop {
         let info = image::probe(img)?;
@@ -170,7 +181,13 @@ pub fn commit(img: &Path, ours: &[PathBuf], mut on_each: impl FnMut(&Path) -> Re
         check_chain(img)?;
         on_each(&backing)?;
         set_writable(&backing, true)?;
-        qemu_img(&["commit".as_ref(), "-q".as_ref(), "-f".as_ref(), "qcow2".as_ref(), img.as_os_str()])?;
+        qemu_img(&[
+            "commit".as_ref(),
+            "-q".as_ref(),
+            "-f".as_ref(),
+            "qcow2".as_ref(),
+            img.as_os_str(),
+        ])?;
         fs::rename(&backing, img).map_err(io(img))?;
         fsutil::fsync_dir(fsutil::parent_of(img)).map_err(io(img))?;
         merged += 1;

@@ -207,7 +207,13 @@ mod tests {
             &f,
             "t",
             jobs,
-            |i, _| if i == 10 { Err(Error::data("b", "bad")) } else { Ok(i) },
+            |i, _| {
+                if i == 10 {
+                    Err(Error::data("b", "bad"))
+                } else {
+                    Ok(i)
+                }
+            },
             |_| Ok(()),
         )
         .unwrap_err();

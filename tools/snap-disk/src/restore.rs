@@ -57,7 +57,12 @@ pub fn restore_record(
 ) -> Result<OutcomeRecord> {
     if let Some(out) = to {
         let bytes = write_new(disk, rec, out, "raw", dec, report)?;
-        report.note(&format!("{}/{} written to {}", rec.disk, rec.name, out.display()));
+        report.note(&format!(
+            "{}/{} written to {}",
+            rec.disk,
+            rec.name,
+            out.display()
+        ));
         return Ok(outcome(rec, out, bytes));
     }
     disk.refuse_if_in_use("restoring")?;
@@ -83,7 +88,10 @@ pub fn restore_record(
 }
 
 fn unknown_method(rec: &DiskSnapshotRecord, m: &str) -> Error {
-    Error::data(format!("snapshot {}/{}", rec.disk, rec.name), format!("unknown method {m:?}"))
+    Error::data(
+        format!("snapshot {}/{}", rec.disk, rec.name),
+        format!("unknown method {m:?}"),
+    )
 }
 
 /// The frozen file of an overlay snapshot.
@@ -92,24 +100,40 @@ pub fn frozen_of(rec: &DiskSnapshotRecord) -> Result<PathBuf> {
         .get("file")
         .and_then(|v| v.as_str())
         .map(PathBuf::from)
-        .ok_or_else(|| Error::data(format!("snapshot {}/{}", rec.disk, rec.name), "the record has no \"file\""))
+        .ok_or_else(|| {
+            Error::data(
+                format!("snapshot {}/{}", rec.disk, rec.name),
+                "the record has no \"file\"",
+            )
+        })
 }
 
 /// In place: compare, check what will be written, write only the differences.
 /// A marker names the snapshot while the image is being rewritten, so that an
 /// interrupted restore is finished before the image is used for anything else.
-fn restore_blocks(disk: &Disk, rec: &DiskSnapshotRecord, dec: &Decrypt, report: &Reporter) -> Result<u64> {
+fn restore_blocks(
+    disk: &Disk,
+    rec: &DiskSnapshotRecord,
+    dec: &Decrypt,
+    report: &Reporter,
+) -> Result<u64> {
     let info = image::probe(&disk.image)?;
     if info.format != "raw" {
         return replace_with_converted(disk, rec, &info.format, dec, report);
     }
     let map = disk.dir.map_path(&rec.name);
     let total = rec.virtual_size;
-    let progress = |done: u64| report.progress(|| format!("comparing: {} of {}", human_bytes(done), human_bytes(total)));
+    let progress = |done: u64| {
+        report.progress(|| format!("comparing: {} of {}", human_bytes(done), human_bytes(total)))
+    };
     let (header, diffs) = blocks::compare(&disk.image, &map, &progress)?;
     let len_ok = fs::metadata(&disk.image).map(|m| m.len()).unwrap_or(0) == header.virtual_size;
     if diffs.is_empty() && len_ok {
-        report.note(&format!("{} already matches {}", disk.image.display(), rec.name));
+        report.note(&format!(
+            "{} already matches {}",
+            disk.image.display(),
+            rec.name
+        ));
         clear_marker(disk)?;
         return Ok(0);
     }
@@ -118,8 +142,23 @@ fn restore_blocks(disk: &Disk, rec: &DiskSnapshotRecord, dec: &Decrypt, report: 
     fsutil::write_atomic(&marker, 0o600, true, |f| f.write_all(rec.name.as_bytes()))
         .map_err(|e| Error::io(&marker, e))?;
     let n = diffs.len() as u64;
-    let progress = |done: u64| report.progress(|| format!("writing: {} of {}", human_bytes(done), human_bytes(n * header.block_size)));
-    blocks::apply(&disk.image, &disk.dir.blocks_dir(), &header, &diffs, dec, &progress)?;
+    let progress = |done: u64| {
+        report.progress(|| {
+            format!(
+                "writing: {} of {}",
+                human_bytes(done),
+                human_bytes(n * header.block_size)
+            )
+        })
+    };
+    blocks::apply(
+        &disk.image,
+        &disk.dir.blocks_dir(),
+        &header,
+        &diffs,
+        dec,
+        &progress,
+    )?;
     clear_marker(disk)?;
     let bytes: u64 = diffs.iter().map(|d| header.len_of(d.index)).sum();
     report.note(&format!(
@@ -144,13 +183,23 @@ fn clear_marker(disk: &Disk) -> Result<()> {
 
 /// A blocks snapshot of a non-raw image: written out, converted back to the
 /// image's format, and renamed over it (the image is replaced whole, at once).
-fn replace_with_converted(disk: &Disk, rec: &DiskSnapshotRecord, format: &str, dec: &Decrypt, report: &Reporter) -> Result<u64> {
+fn replace_with_converted(
+    disk: &Disk,
+    rec: &DiskSnapshotRecord,
+    format: &str,
+    dec: &Decrypt,
+    report: &Reporter,
+) -> Result<u64> {
     let tmp = fsutil::temp_name(&disk.image, "restore");
     let _ = fs::remove_file(&tmp);
     let bytes = write_new(disk, rec, &tmp, format, dec, report)?;
     fs::rename(&tmp, &disk.image).map_err(|e| Error::io(&disk.image, e))?;
     fsutil::fsync_dir(fsutil::parent_of(&disk.image)).map_err(|e| Error::io(&disk.image, e))?;
-    report.note(&format!("{} is back at {} (rewritten whole: it is {format})", disk.image.display(), rec.name));
+    report.note(&format!(
+        "{} is back at {} (rewritten whole: it is {format})",
+        disk.image.display(),
+        rec.name
+    ));
     Ok(bytes)
 }
 
@@ -181,7 +230,14 @@ impl OutFormat {
     }
 }
 
-pub fn export(ctx: &Context, operand: &str, name: &str, out: &Path, keys: &Keys, report: &Reporter) -> Result<Exit> {
+pub fn export(
+    ctx: &Context,
+    operand: &str,
+    name: &str,
+    out: &Path,
+    keys: &Keys,
+    report: &Reporter,
+) -> Result<Exit> {
     let Some(format) = OutFormat::of(out) else {
         return Err(Error::usage(
             out.display().to_string(),
@@ -215,23 +271,45 @@ pub fn export(ctx: &Context, operand: &str, name: &str, out: &Path, keys: &Keys,
 
 /// Writes the snapshot as a new file `out` in `format` (raw, zst, gz, or any
 /// qemu-img format), through a temporary name; never over an existing file.
-fn write_new(disk: &Disk, rec: &DiskSnapshotRecord, out: &Path, format: &str, dec: &Decrypt, report: &Reporter) -> Result<u64> {
+fn write_new(
+    disk: &Disk,
+    rec: &DiskSnapshotRecord,
+    out: &Path,
+    format: &str,
+    dec: &Decrypt,
+    report: &Reporter,
+) -> Result<u64> {
     if fs::symlink_metadata(out).is_ok() {
-        return Err(Error::new(Exit::CantCreate, out.display().to_string(), "already exists")
-            .with_hint("snap-disk never writes over a file; remove it or pick another name"));
+        return Err(Error::new(
+            Exit::CantCreate,
+            out.display().to_string(),
+            "already exists",
+        )
+        .with_hint("snap-disk never writes over a file; remove it or pick another name"));
     }
     let (tmp, file) = blocks::create_temp(out)?;
-    let res = fill(disk, rec, &tmp, file, format, dec, report)
-        .and_then(|()| fsutil::publish_new(&tmp, out).map_err(|e| Error::io(out, e).with_exit(Exit::CantCreate)));
+    let res = fill(disk, rec, &tmp, file, format, dec, report).and_then(|()| {
+        fsutil::publish_new(&tmp, out).map_err(|e| Error::io(out, e).with_exit(Exit::CantCreate))
+    });
     if res.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     res.map(|()| rec.virtual_size)
 }
 
-fn fill(disk: &Disk, rec: &DiskSnapshotRecord, tmp: &Path, file: File, format: &str, dec: &Decrypt, report: &Reporter) -> Result<()> {
+fn fill(
+    disk: &Disk,
+    rec: &DiskSnapshotRecord,
+    tmp: &Path,
+    file: File,
+    format: &str,
+    dec: &Decrypt,
+    report: &Reporter,
+) -> Result<()> {
     let total = rec.virtual_size;
-    let progress = |done: u64| report.progress(|| format!("writing: {} of {}", human_bytes(done), human_bytes(total)));
+    let progress = |done: u64| {
+        report.progress(|| format!("writing: {} of {}", human_bytes(done), human_bytes(total)))
+    };
     let io_err = |e| Error::io(tmp, e);
     match (rec.method.as_str(), format) {
         ("blocks", "raw") => {
@@ -252,7 +330,9 @@ fn fill(disk: &Disk, rec: &DiskSnapshotRecord, tmp: &Path, file: File, format: &
             fill(disk, rec, &raw.0, f, "raw", dec, report)?;
             compress_into(file, format, tmp, |w| {
                 let mut r = File::open(&raw.0).map_err(|e| Error::io(&raw.0, e))?;
-                io::copy(&mut r, w).map(drop).map_err(|e| Error::io(&raw.0, e))
+                io::copy(&mut r, w)
+                    .map(drop)
+                    .map_err(|e| Error::io(&raw.0, e))
             })
         }
         ("blocks", fmt) => {
@@ -289,7 +369,12 @@ impl Drop for Scratch {
 }
 
 /// Runs `write` into a zstd (all cores) or gzip stream over `file`, then flushes it.
-fn compress_into(file: File, format: &str, path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
+fn compress_into(
+    file: File,
+    format: &str,
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> Result<()>,
+) -> Result<()> {
     let io_err = |e| Error::io(path, e);
     let buf = BufWriter::with_capacity(1 << 20, file);
     let file = if format == "zst" {
@@ -298,11 +383,17 @@ fn compress_into(file: File, format: &str, path: &Path, write: impl FnOnce(&mut 
         z.multithread(threads).map_err(io_err)?;
         let mut w = z;
         write(&mut w)?;
-        w.finish().map_err(io_err)?.into_inner().map_err(|e| io_err(e.into_error()))?
+        w.finish()
+            .map_err(io_err)?
+            .into_inner()
+            .map_err(|e| io_err(e.into_error()))?
     } else {
         let mut g = flate2::write::GzEncoder::new(buf, flate2::Compression::new(3));
         write(&mut g)?;
-        g.finish().map_err(io_err)?.into_inner().map_err(|e| io_err(e.into_error()))?
+        g.finish()
+            .map_err(io_err)?
+            .into_inner()
+            .map_err(|e| io_err(e.into_error()))?
     };
     file.sync_all().map_err(io_err)
 }
@@ -321,10 +412,18 @@ fn convert(src: &Path, src_fmt: &str, snapshot: Option<&str>, out: &Path, fmt: &
     }
     args.extend([src.as_os_str(), out.as_os_str()]);
     qemu_img(&args)?;
-    File::open(out).and_then(|f| f.sync_all()).map_err(|e| Error::io(out, e))
+    File::open(out)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io(out, e))
 }
 
-pub fn verify(ctx: &Context, operand: &str, name: Option<&str>, keys: &Keys, report: &Reporter) -> Result<Exit> {
+pub fn verify(
+    ctx: &Context,
+    operand: &str,
+    name: Option<&str>,
+    keys: &Keys,
+    report: &Reporter,
+) -> Result<Exit> {
     let dec = keys.decrypt()?;
     let disk = ctx.existing(operand)?;
     let recs = match name {
@@ -355,7 +454,9 @@ fn verify_one(disk: &Disk, rec: &DiskSnapshotRecord, dec: &Decrypt) -> Result<Ve
     let as_problem = |r: Result<()>| -> Result<Vec<String>> {
         match r {
             Ok(()) => Ok(Vec::new()),
-            Err(e) if matches!(e.exit, Exit::Data | Exit::NoInput | Exit::Io) => Ok(vec![format!("{}: {}", e.context, e.cause)]),
+            Err(e) if matches!(e.exit, Exit::Data | Exit::NoInput | Exit::Io) => {
+                Ok(vec![format!("{}: {}", e.context, e.cause)])
+            }
             Err(e) => Err(e),
         }
     };
@@ -367,7 +468,10 @@ fn verify_one(disk: &Disk, rec: &DiskSnapshotRecord, dec: &Decrypt) -> Result<Ve
             }
             Ok(blocks::verify(&map, &disk.dir.blocks_dir(), dec)?.bad)
         }
-        "qcow2-internal" => as_problem(qcow2::require(&disk.image, &rec.name).and_then(|()| image::check(&disk.image, "qcow2"))),
+        "qcow2-internal" => as_problem(
+            qcow2::require(&disk.image, &rec.name)
+                .and_then(|()| image::check(&disk.image, "qcow2")),
+        ),
         "overlay" => as_problem(frozen_of(rec).and_then(|f| overlay::check_chain(&f))),
         m => Err(unknown_method(rec, m)),
     }

@@ -36,7 +36,10 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
 }
 
 fn sha(path: &Path) -> String {
-    Sha256::digest(fs::read(path).unwrap()).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(fs::read(path).unwrap())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn path_env() -> String {
@@ -102,15 +105,40 @@ impl World {
         }
         fs::write(src.join("notes.txt"), "hello\n".repeat(1000)).unwrap();
         let img = self.path(name);
-        fs::File::create(&img).unwrap().set_len(size_mib * MIB).unwrap();
-        sh("mke2fs", &["-q", "-F", "-t", "ext4", "-d", &src.display().to_string(), &img.display().to_string()]);
+        fs::File::create(&img)
+            .unwrap()
+            .set_len(size_mib * MIB)
+            .unwrap();
+        sh(
+            "mke2fs",
+            &[
+                "-q",
+                "-F",
+                "-t",
+                "ext4",
+                "-d",
+                &src.display().to_string(),
+                &img.display().to_string(),
+            ],
+        );
         img
     }
 
     /// A qcow2 copy of a raw image.
     fn qcow2(&self, raw: &Path, name: &str) -> PathBuf {
         let out = self.path(name);
-        sh("qemu-img", &["convert", "-f", "raw", "-O", "qcow2", &raw.display().to_string(), &out.display().to_string()]);
+        sh(
+            "qemu-img",
+            &[
+                "convert",
+                "-f",
+                "raw",
+                "-O",
+                "qcow2",
+                &raw.display().to_string(),
+                &out.display().to_string(),
+            ],
+        );
         out
     }
 
@@ -121,7 +149,10 @@ impl World {
 
 fn walk(p: &Path) -> u64 {
     match fs::symlink_metadata(p) {
-        Ok(m) if m.is_dir() => fs::read_dir(p).unwrap().map(|e| walk(&e.unwrap().path())).sum(),
+        Ok(m) if m.is_dir() => fs::read_dir(p)
+            .unwrap()
+            .map(|e| walk(&e.unwrap().path()))
+            .sum(),
         Ok(m) => m.len(),
         Err(_) => 0,
     }
@@ -134,7 +165,10 @@ fn scribble(img: &Path, at: u64, len: usize, seed: u64) {
 }
 
 fn qemu_io(img: &Path, fmt: &str, cmd: &str) {
-    sh("qemu-io", &["-f", fmt, "-c", cmd, &img.display().to_string()]);
+    sh(
+        "qemu-io",
+        &["-f", fmt, "-c", cmd, &img.display().to_string()],
+    );
 }
 
 fn identical(a: &Path, fa: &str, b: &Path, fb: &str) -> bool {
@@ -153,14 +187,27 @@ fn blocks_round_trip() {
     let w = World::new();
     let img = w.ext4("vm.raw", 64, 40);
     let before = sha(&img);
-    let rec = &w.ok(&["create", &w.p("vm.raw"), "clean", "-d", "fresh install", "-t", "keep"])[0];
+    let rec = &w.ok(&[
+        "create",
+        &w.p("vm.raw"),
+        "clean",
+        "-d",
+        "fresh install",
+        "-t",
+        "keep",
+    ])[0];
     assert_eq!(rec["kind"], "disk-snapshot");
     assert_eq!(rec["method"], "blocks");
     assert_eq!(rec["disk"], "vm");
     assert_eq!(rec["virtual_size"], 64 * MIB);
     assert_eq!(rec["description"], "fresh install");
     scribble(&img, 20 * MIB, 3 * MIB as usize, 99);
-    fs::File::options().write(true).open(&img).unwrap().set_len(70 * MIB).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&img)
+        .unwrap()
+        .set_len(70 * MIB)
+        .unwrap();
     assert_ne!(sha(&img), before);
     let listed = w.ok(&["list"]);
     assert_eq!(listed.len(), 1);
@@ -173,7 +220,11 @@ fn blocks_round_trip() {
     assert_eq!(w.ok(&["restore", "vm", "clean"])[0]["bytes"], 0);
     w.ok(&["delete", "vm", "clean"]);
     assert!(w.ok(&["list", "vm"]).is_empty());
-    assert_eq!(w.store_bytes("store/disks/vm/blocks"), 0, "the deleted snapshot's blocks are collected");
+    assert_eq!(
+        w.store_bytes("store/disks/vm/blocks"),
+        0,
+        "the deleted snapshot's blocks are collected"
+    );
 }
 
 /// A change of about 1% of the image's data stores about 1%, and both snapshots restore.
@@ -209,7 +260,10 @@ fn zero_blocks_are_not_stored() {
     f.write_all_at(&vec![0u8; MIB as usize], 10 * MIB).unwrap(); // written zeros
     let rec = &w.ok(&["create", &w.p("sparse.raw")])[0];
     assert_eq!(rec["blocks"], 1);
-    assert!(rec["read_bytes"].as_u64().unwrap() <= 3 * MIB, "holes were read: {rec}");
+    assert!(
+        rec["read_bytes"].as_u64().unwrap() <= 3 * MIB,
+        "holes were read: {rec}"
+    );
     let name = rec["name"].as_str().unwrap().to_string();
     w.ok(&["restore", "sparse", &name, "--to", &w.p("copy.raw")]);
     assert_eq!(sha(&w.path("copy.raw")), sha(&img));
@@ -238,11 +292,18 @@ fn refuses_an_image_in_use() {
     vm.kill().unwrap();
     vm.wait().unwrap();
     assert_eq!(code(&out), 75, "{err}");
-    assert!(err.contains(&format!("in use by sleep (pid {pid})")), "{err}");
+    assert!(
+        err.contains(&format!("in use by sleep (pid {pid})")),
+        "{err}"
+    );
     assert_eq!(sha(&img), changed);
     assert_eq!(code(&with_require), 75);
     assert_eq!(code(&warned), 0);
-    assert!(stderr(&warned).contains("crash-consistent"), "{}", stderr(&warned));
+    assert!(
+        stderr(&warned).contains("crash-consistent"),
+        "{}",
+        stderr(&warned)
+    );
     assert_eq!(records(&warned)[0]["crash_consistent"], true);
 }
 
@@ -270,10 +331,17 @@ fn kill_mid_restore_then_rerun() {
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    assert!(marker.exists(), "the restore was killed while rewriting the image");
+    assert!(
+        marker.exists(),
+        "the restore was killed while rewriting the image"
+    );
     let refused = w.disk(&["create", &w.p("k.raw"), "t"]);
     assert_eq!(code(&refused), 65, "{}", stderr(&refused));
-    assert!(stderr(&refused).contains("snap-disk restore k s"), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("snap-disk restore k s"),
+        "{}",
+        stderr(&refused)
+    );
     w.ok(&["restore", "k", "s"]);
     assert_eq!(sha(&img), want);
     assert!(!marker.exists());
@@ -285,9 +353,18 @@ fn qcow2_internal_round_trip() {
     let w = World::new();
     let raw = w.ext4("base.raw", 32, 8);
     let img = w.qcow2(&raw, "dev.qcow2");
-    let rec = &w.ok(&["create", &w.p("dev.qcow2"), "before-upgrade", "-d", "Before system upgrade"])[0];
+    let rec = &w.ok(&[
+        "create",
+        &w.p("dev.qcow2"),
+        "before-upgrade",
+        "-d",
+        "Before system upgrade",
+    ])[0];
     assert_eq!(rec["method"], "qcow2-internal");
-    sh("qemu-img", &["snapshot", "-c", "by-hand", &w.p("dev.qcow2")]);
+    sh(
+        "qemu-img",
+        &["snapshot", "-c", "by-hand", &w.p("dev.qcow2")],
+    );
     qemu_io(&img, "qcow2", "write -P 0xab 0 1M");
     let listed = w.ok(&["list", "dev"]);
     let state = |n: &str| listed.iter().find(|r| r["name"] == n).unwrap()["state"].clone();
@@ -295,9 +372,18 @@ fn qcow2_internal_round_trip() {
     assert_eq!(state("by-hand"), "image-only");
     w.ok(&["restore", &w.p("dev.qcow2"), "before-upgrade"]);
     assert!(identical(&raw, "raw", &img, "qcow2"));
-    sh("qemu-img", &["snapshot", "-d", "before-upgrade", &w.p("dev.qcow2")]);
+    sh(
+        "qemu-img",
+        &["snapshot", "-d", "before-upgrade", &w.p("dev.qcow2")],
+    );
     let listed = w.ok(&["list", "dev"]);
-    assert_eq!(listed.iter().find(|r| r["name"] == "before-upgrade").unwrap()["state"], "missing");
+    assert_eq!(
+        listed
+            .iter()
+            .find(|r| r["name"] == "before-upgrade")
+            .unwrap()["state"],
+        "missing"
+    );
     w.ok(&["delete", "dev", "before-upgrade"]);
     assert_eq!(w.ok(&["list", "dev"]).len(), 1);
 }
@@ -312,7 +398,16 @@ fn overlay_chain_round_trip() {
     qemu_io(&img, "qcow2", "write -P 0xcd 0 1M");
     w.ok(&["create", &w.p("ov.qcow2"), "--overlay", "o2"]);
     let at_o2 = w.path("at-o2.raw");
-    sh("qemu-img", &["convert", "-O", "raw", &w.p("ov.qcow2"), &at_o2.display().to_string()]);
+    sh(
+        "qemu-img",
+        &[
+            "convert",
+            "-O",
+            "raw",
+            &w.p("ov.qcow2"),
+            &at_o2.display().to_string(),
+        ],
+    );
     qemu_io(&img, "qcow2", "write -P 0xef 2M 1M");
     let frozen = w.path("ov.qcow2.snapshots/o1.qcow2");
     assert!(fs::metadata(&frozen).unwrap().permissions().readonly());
@@ -323,15 +418,34 @@ fn overlay_chain_round_trip() {
     w.ok(&["restore", "ov", "o2"]);
     w.ok(&["delete", "ov", "o1"]);
     assert!(!frozen.exists());
-    assert!(identical(&at_o2, "raw", &img, "qcow2"), "o2 keeps its data once o1 is gone");
+    assert!(
+        identical(&at_o2, "raw", &img, "qcow2"),
+        "o2 keeps its data once o1 is gone"
+    );
     qemu_io(&img, "qcow2", "write -P 0x11 4M 1M");
     let now = w.path("now.raw");
-    sh("qemu-img", &["convert", "-O", "raw", &w.p("ov.qcow2"), &now.display().to_string()]);
+    sh(
+        "qemu-img",
+        &[
+            "convert",
+            "-O",
+            "raw",
+            &w.p("ov.qcow2"),
+            &now.display().to_string(),
+        ],
+    );
     w.ok(&["commit", "ov"]);
     assert!(identical(&now, "raw", &img, "qcow2"));
-    let info = std::process::Command::new("qemu-img").args(["info", "--output=json"]).arg(&img).output().unwrap();
+    let info = std::process::Command::new("qemu-img")
+        .args(["info", "--output=json"])
+        .arg(&img)
+        .output()
+        .unwrap();
     let info: Value = serde_json::from_slice(&info.stdout).unwrap();
-    assert!(info.get("backing-filename").is_none(), "one image after commit: {info}");
+    assert!(
+        info.get("backing-filename").is_none(),
+        "one image after commit: {info}"
+    );
     assert!(w.ok(&["list", "ov"]).is_empty());
 }
 
@@ -350,12 +464,25 @@ fn exports_read_back() {
             let (readable, fmt) = match ext {
                 "raw.zst" => {
                     let dst = w.path(&format!("{disk}-zst.raw"));
-                    sh("zstd", &["-dq", &out.display().to_string(), "-o", &dst.display().to_string()]);
+                    sh(
+                        "zstd",
+                        &[
+                            "-dq",
+                            &out.display().to_string(),
+                            "-o",
+                            &dst.display().to_string(),
+                        ],
+                    );
                     (dst, "raw")
                 }
                 "raw.gz" => {
                     let dst = w.path(&format!("{disk}-gz.raw"));
-                    let data = std::process::Command::new("gzip").arg("-dc").arg(&out).output().unwrap().stdout;
+                    let data = std::process::Command::new("gzip")
+                        .arg("-dc")
+                        .arg(&out)
+                        .output()
+                        .unwrap()
+                        .stdout;
                     fs::write(&dst, data).unwrap();
                     (dst, "raw")
                 }
@@ -383,7 +510,11 @@ fn encrypted_blocks_need_the_identity() {
     let recipient = id.to_public().to_string();
     w.ok(&["create", &w.p("sec.raw"), "s", "-r", &recipient]);
     let plain = w.disk(&["create", &w.p("sec.raw"), "t"]);
-    assert_eq!(code(&plain), 64, "an encrypted disk never gets plain blocks");
+    assert_eq!(
+        code(&plain),
+        64,
+        "an encrypted disk never gets plain blocks"
+    );
     let want = sha(&img);
     scribble(&img, 0, 8192, 4);
     let no_key = w.disk(&["restore", "sec", "s"]);
@@ -408,7 +539,11 @@ fn verify_finds_damage() {
     fs::write(&block, zstd::encode_all(&b"not it"[..], 3).unwrap()).unwrap();
     let out = w.disk(&["verify", "v"]);
     assert_eq!(code(&out), 65);
-    assert!(stderr(&out).contains("do not match its sha256"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("do not match its sha256"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(records(&out)[0]["errors"], 1);
 }
 
@@ -419,19 +554,41 @@ fn before_guard() {
     let w = World::new();
     let img = w.ext4("g.raw", 32, 8);
     let want = sha(&img);
-    let cmd = format!("dd if=/dev/urandom of={} bs=64k count=4 conv=notrunc 2>/dev/null; exit 3", w.p("g.raw"));
+    let cmd = format!(
+        "dd if=/dev/urandom of={} bs=64k count=4 conv=notrunc 2>/dev/null; exit 3",
+        w.p("g.raw")
+    );
     let out = w.disk(&["create", &w.p("g.raw"), "pre", "--before", &cmd]);
     assert_eq!(code(&out), 1);
-    assert!(stderr(&out).contains("snap-disk restore g pre"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("snap-disk restore g pre"),
+        "{}",
+        stderr(&out)
+    );
     assert_ne!(sha(&img), want);
     w.ok(&["restore", "g", "pre"]);
-    let out = w.disk(&["create", &w.p("g.raw"), "pre2", "--before", &cmd, "--rollback-on-failure"]);
+    let out = w.disk(&[
+        "create",
+        &w.p("g.raw"),
+        "pre2",
+        "--before",
+        &cmd,
+        "--rollback-on-failure",
+    ]);
     assert_eq!(code(&out), 1);
-    assert!(stderr(&out).contains("rolled back to pre2"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("rolled back to pre2"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(sha(&img), want);
     let fine = w.disk(&["create", &w.p("g.raw"), "pre3", "--before", "echo upgraded"]);
     assert_eq!(code(&fine), 0);
-    assert_eq!(records(&fine).len(), 1, "the command's output goes to stderr, not among the records");
+    assert_eq!(
+        records(&fine).len(),
+        1,
+        "the command's output goes to stderr, not among the records"
+    );
 }
 
 /// Bad input: a missing image (66), a bad name (64), a taken name (73), an unknown snapshot (66).
@@ -448,7 +605,10 @@ fn bad_input() {
     assert_eq!(code(&out), 73, "{}", stderr(&out));
     let out = w.disk(&["restore", "b", "nope"]);
     assert_eq!(code(&out), 66);
-    assert_eq!(stderr(&out).lines().next().unwrap(), "snap-disk: disk b: no snapshot named nope");
+    assert_eq!(
+        stderr(&out).lines().next().unwrap(),
+        "snap-disk: disk b: no snapshot named nope"
+    );
     let out = w.disk(&["create", &w.p("b.raw"), "--overlay", "o"]);
     assert_eq!(code(&out), 64, "overlay needs qcow2: {}", stderr(&out));
 }

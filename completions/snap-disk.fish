@@ -1,0 +1,107 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_snap_disk_global_optspecs
+    string join \n s/store= c/config= q/quiet v/verbose h/help V/version
+end
+
+function __fish_snap_disk_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_snap_disk_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_snap_disk_using_subcommand
+    set -l cmd (__fish_snap_disk_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c snap-disk -n "__fish_snap_disk_needs_command" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
+complete -c snap-disk -n "__fish_snap_disk_needs_command" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
+complete -c snap-disk -n "__fish_snap_disk_needs_command" -s q -l quiet -d 'Print only warnings and errors on stderr'
+complete -c snap-disk -n "__fish_snap_disk_needs_command" -s v -l verbose -d 'Print more detail'
+complete -c snap-disk -n "__fish_snap_disk_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c snap-disk -n "__fish_snap_disk_needs_command" -s V -l version -d 'Print version'
+complete -c snap-disk -n "__fish_snap_disk_needs_command" -f -a "create" -d 'Snapshot an image'
+complete -c snap-disk -n "__fish_snap_disk_needs_command" -f -a "list" -d 'List the snapshots of one disk or of every disk'
+complete -c snap-disk -n "__fish_snap_disk_needs_command" -f -a "show" -d 'Show one snapshot in detail'
+complete -c snap-disk -n "__fish_snap_disk_needs_command" -f -a "restore" -d 'Bring the image back to a snapshot (or write the snapshot to a new file)'
+complete -c snap-disk -n "__fish_snap_disk_needs_command" -f -a "delete" -d 'Delete snapshots'
+complete -c snap-disk -n "__fish_snap_disk_needs_command" -f -a "export" -d 'Write a snapshot as a standalone image: OUT.raw, .raw.zst, .raw.gz or .qcow2'
+complete -c snap-disk -n "__fish_snap_disk_needs_command" -f -a "verify" -d 'Check that snapshots are intact: every block there and matching its sha256, chains whole'
+complete -c snap-disk -n "__fish_snap_disk_needs_command" -f -a "commit" -d 'Fold an overlay chain back into one image (its overlay snapshots are gone after)'
+complete -c snap-disk -n "__fish_snap_disk_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l disk -d 'Disk name in the store [default: the image\'s file name without extension]' -r
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -s m -l method -d 'How to snapshot [default: qcow2-internal for qcow2 images, blocks for the rest]' -r -f -a "qcow2-internal\t''
+overlay\t''
+blocks\t''"
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -s d -l description -d 'Description' -r
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -s t -l tag -d 'Tag the snapshot (repeatable; snap-prune --keep-tag keeps tagged ones)' -r
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l block-size -d 'Block size of the blocks method, fixed at the disk\'s first snapshot' -r
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -s r -l recipient -d 'Encrypt blocks to this age recipient (age1… or ssh public key; repeatable; fixed at the first snapshot)' -r
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -s R -l recipients-file -d 'Encrypt blocks to the recipients in FILE (repeatable)' -r -F
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l before -d 'Snapshot, then run CMD (sh -c); if it fails, say how to roll back' -r
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l overlay -d 'Same as --method overlay'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l require-stopped -d 'Fail (exit 75) when a process has the image open, rather than make a crash-consistent snapshot'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l rollback-on-failure -d 'With --before: when CMD fails, restore the snapshot (only when no process has the image open)'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -s q -l quiet -d 'Print only warnings and errors on stderr'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -s v -l verbose -d 'Print more detail'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -s h -l help -d 'Print help'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand list" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand list" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand list" -s q -l quiet -d 'Print only warnings and errors on stderr'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand list" -s v -l verbose -d 'Print more detail'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand list" -s h -l help -d 'Print help'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand show" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand show" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand show" -s q -l quiet -d 'Print only warnings and errors on stderr'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand show" -s v -l verbose -d 'Print more detail'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand show" -s h -l help -d 'Print help'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand restore" -l to -d 'Write the snapshot to this new file instead of rewriting the image (blocks: sparse raw)' -r -F
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand restore" -s i -l identity -d 'age identity file for encrypted blocks (repeatable)' -r -F
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand restore" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand restore" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand restore" -s q -l quiet -d 'Print only warnings and errors on stderr'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand restore" -s v -l verbose -d 'Print more detail'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand restore" -s h -l help -d 'Print help'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand delete" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand delete" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand delete" -s q -l quiet -d 'Print only warnings and errors on stderr'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand delete" -s v -l verbose -d 'Print more detail'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand delete" -s h -l help -d 'Print help'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand export" -s i -l identity -d 'age identity file for encrypted blocks (repeatable)' -r -F
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand export" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand export" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand export" -s q -l quiet -d 'Print only warnings and errors on stderr'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand export" -s v -l verbose -d 'Print more detail'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand export" -s h -l help -d 'Print help'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand verify" -s i -l identity -d 'age identity file for encrypted blocks (repeatable)' -r -F
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand verify" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand verify" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand verify" -s q -l quiet -d 'Print only warnings and errors on stderr'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand verify" -s v -l verbose -d 'Print more detail'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand verify" -s h -l help -d 'Print help'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand commit" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand commit" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand commit" -s q -l quiet -d 'Print only warnings and errors on stderr'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand commit" -s v -l verbose -d 'Print more detail'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand commit" -s h -l help -d 'Print help'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand help; and not __fish_seen_subcommand_from create list show restore delete export verify commit help" -f -a "create" -d 'Snapshot an image'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand help; and not __fish_seen_subcommand_from create list show restore delete export verify commit help" -f -a "list" -d 'List the snapshots of one disk or of every disk'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand help; and not __fish_seen_subcommand_from create list show restore delete export verify commit help" -f -a "show" -d 'Show one snapshot in detail'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand help; and not __fish_seen_subcommand_from create list show restore delete export verify commit help" -f -a "restore" -d 'Bring the image back to a snapshot (or write the snapshot to a new file)'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand help; and not __fish_seen_subcommand_from create list show restore delete export verify commit help" -f -a "delete" -d 'Delete snapshots'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand help; and not __fish_seen_subcommand_from create list show restore delete export verify commit help" -f -a "export" -d 'Write a snapshot as a standalone image: OUT.raw, .raw.zst, .raw.gz or .qcow2'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand help; and not __fish_seen_subcommand_from create list show restore delete export verify commit help" -f -a "verify" -d 'Check that snapshots are intact: every block there and matching its sha256, chains whole'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand help; and not __fish_seen_subcommand_from create list show restore delete export verify commit help" -f -a "commit" -d 'Fold an overlay chain back into one image (its overlay snapshots are gone after)'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand help; and not __fish_seen_subcommand_from create list show restore delete export verify commit help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
