@@ -8,7 +8,9 @@
 pub mod archive;
 pub mod catalog;
 pub mod config;
+pub mod blockmap;
 pub mod crypt;
+pub mod disks;
 pub mod error;
 pub mod fsutil;
 pub mod hash;

@@ -20,8 +20,8 @@ use snap_shared::error::{Error, Result};
 use snap_shared::hash::Sha256Digest;
 
 use crate::blockstore::{BlockStore, read_block};
-use crate::layout::block_path;
-use crate::map::{Dense, MapHeader, MapReader, MapWriter};
+use snap_shared::disks::block_path;
+use snap_shared::blockmap::{Dense, MapHeader, MapReader, MapWriter};
 use crate::pipeline::{self, Holes, Job, is_zero};
 
 /// What a snapshot read and stored.

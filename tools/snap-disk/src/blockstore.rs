@@ -15,7 +15,7 @@ use snap_shared::crypt::{self, Decrypt, Encrypt};
 use snap_shared::error::{Error, Result};
 use snap_shared::hash::Sha256Digest;
 
-use crate::layout::block_path;
+use snap_shared::disks::block_path;
 
 /// The zstd level of blocks: zstd's default, as fast as `zstd -3`.
 pub const LEVEL: i32 = 3;

@@ -22,8 +22,8 @@ use crate::blockstore::BlockStore;
 use crate::disk::{Context, Disk};
 use crate::holders::holders;
 use crate::image::{self, ImageInfo};
-use crate::layout::DiskInfo;
-use crate::map::{MapHeader, MapWriter};
+use snap_shared::disks::DiskInfo;
+use snap_shared::blockmap::{MapHeader, MapWriter};
 use crate::{CreateArgs, Method, overlay, qcow2};
 
 /// The block size of a new disk's `blocks` snapshots (see docs/disk.md for the measurement).

@@ -14,7 +14,7 @@ use snap_shared::lock::StoreLock;
 use snap_shared::store::{self, Store};
 
 use crate::holders::holders;
-use crate::layout::{DiskDir, DiskInfo};
+use snap_shared::disks::{DiskDir, DiskInfo};
 use crate::{Cli, TOOL};
 
 /// What every command works in.
@@ -91,7 +91,7 @@ impl Context {
 
     /// The disk of an image among the store's disks, by its recorded image path.
     fn disk_of_image(&self, image: &Path) -> Result<Option<Disk>> {
-        for name in crate::layout::disk_names(&self.store)? {
+        for name in snap_shared::disks::disk_names(&self.store)? {
             let dir = DiskDir::new(&self.store, &name);
             if let Some(info) = dir.info()?
                 && same_file(&info.image, image)

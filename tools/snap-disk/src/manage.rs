@@ -18,7 +18,7 @@ use snap_shared::size::human_bytes;
 use crate::blocks;
 use crate::disk::{Context, Disk};
 use crate::image;
-use crate::layout::{DiskDir, disk_names};
+use snap_shared::disks::{DiskDir, disk_names};
 use crate::restore::frozen_of;
 use crate::{overlay, qcow2};
 

@@ -12,8 +12,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use snap_shared::error::{Error, Result};
-use snap_shared::hash::Sha256Digest;
+use crate::error::{Error, Result};
+use crate::hash::Sha256Digest;
 
 /// The format tag in a map's header.
 pub const MAP_FORMAT: &str = "snap-disk-map/1";

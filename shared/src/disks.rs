@@ -17,11 +17,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use snap_shared::error::{Error, Result};
-use snap_shared::fsutil;
-use snap_shared::hash::Sha256Digest;
-use snap_shared::record::DiskSnapshotRecord;
-use snap_shared::store::Store;
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::hash::Sha256Digest;
+use crate::record::DiskSnapshotRecord;
+use crate::store::Store;
 
 /// The settings a disk keeps from its first snapshot on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -123,7 +123,7 @@ impl DiskDir {
         let path = self.record_path(snap);
         let bytes = fs::read(&path).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => Error::new(
-                snap_shared::error::Exit::NoInput,
+                crate::error::Exit::NoInput,
                 format!("disk {}", self.name),
                 format!("no snapshot named {snap}"),
             )
