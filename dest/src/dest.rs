@@ -303,6 +303,40 @@ impl Dest {
         }
     }
 
+    /// Puts several small objects whole (a bucket: concurrently; a folder: one
+    /// by one, each published atomically). The caller bounds the batch, which
+    /// is held in memory.
+    pub fn put_many(&self, items: Vec<(String, Bytes, String)>) -> Result<()> {
+        match &self.backend {
+            Backend::Folder(_) => items
+                .into_iter()
+                .try_for_each(|(rel, data, sha)| self.put_small(&rel, data, &sha)),
+            Backend::Bucket(b) => {
+                let puts = items.into_iter().map(|(rel, data, sha)| {
+                    let store = b.store.clone();
+                    let key = b.key(&rel);
+                    let opts = PutOptions {
+                        attributes: sha_attributes(&sha),
+                        ..Default::default()
+                    };
+                    async move {
+                        let r = store.put_opts(&key, PutPayload::from(data), opts).await;
+                        (rel, r)
+                    }
+                });
+                let results: Vec<_> = b.rt.block_on(
+                    futures::stream::iter(puts)
+                        .buffer_unordered(CONCURRENT_GETS)
+                        .collect(),
+                );
+                for (rel, r) in results {
+                    r.map_err(|e| self.error(&rel, e))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// The lock one process holds while it changes this destination (snap-push
     /// sending, snap-prune removing): a file named by the URL's hash in
     /// `state_dir`. Busy is exit 75 naming the holder.

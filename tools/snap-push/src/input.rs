@@ -11,12 +11,14 @@ use std::path::{Path, PathBuf};
 use snap_shared::archive::{self, ArchiveFiles};
 use snap_shared::error::{Error, Result};
 use snap_shared::jsonl::{Item, read_picking};
-use snap_shared::record::{ArchiveRecord, Record};
+use snap_shared::record::{ArchiveRecord, DiskSnapshotRecord, Record};
 use snap_shared::store::{Store, read_names};
 
 /// One thing to do, in input order.
 pub enum Input {
     Archive(Box<Local>),
+    /// A `blocks` disk snapshot: its blocks, map and record travel.
+    Disk(Box<DiskSnapshotRecord>),
     /// A record of another kind, passed through unchanged.
     Pass(Item),
 }
@@ -56,6 +58,7 @@ pub fn from_stdin() -> Result<Vec<Input>> {
             let dir = snap_shared::fsutil::parent_of(Path::new(&a.path)).to_path_buf();
             Ok(Input::Archive(Box::new(Local { rec: a, dir })))
         }
+        Record::DiskSnapshot(d) => Ok(Input::Disk(Box::new(d))),
         _ => Err(rec),
     };
     read_picking(std::io::stdin().lock(), "stdin", pick, Input::Pass)
@@ -114,6 +117,9 @@ pub fn all(store: &Store, set: Option<&str>) -> Result<Vec<Input>> {
         None => Vec::new(),
     };
     let mut out = Vec::new();
+    if set.is_none() {
+        out.extend(disk_snapshots(store)?);
+    }
     for set in sets {
         let dir = root.join(&set);
         if set.starts_with('.') || !dir.is_dir() {
@@ -125,6 +131,20 @@ pub fn all(store: &Store, set: Option<&str>) -> Result<Vec<Input>> {
                 rec,
                 dir: dir.clone(),
             })));
+        }
+    }
+    Ok(out)
+}
+
+/// Every `blocks` snapshot of every disk in the store, oldest first.
+fn disk_snapshots(store: &Store) -> Result<Vec<Input>> {
+    let mut out = Vec::new();
+    for disk in snap_shared::disks::disk_names(store)? {
+        let dir = snap_shared::disks::DiskDir::new(store, &disk);
+        for rec in dir.snapshots()? {
+            if rec.method == "blocks" {
+                out.push(Input::Disk(Box::new(rec)));
+            }
         }
     }
     Ok(out)

@@ -9,6 +9,7 @@
 //! destination is written on stdout; other records pass through.
 
 pub mod choose;
+pub mod disk;
 pub mod input;
 pub mod notify;
 pub mod push;
@@ -257,7 +258,15 @@ fn push_all(
     let mut dead = vec![false; chosen.dests.len()];
     let mut out = RecordWriter::new(std::io::stdout().lock());
     for item in input {
-        let local = match item {
+        let one = |dest: &snap_dest::Dest| Options {
+            tuning: tuning.clone(),
+            verify: cli.verify,
+            dry_run: cli.dry_run,
+            floor: cli_floor
+                .or(floor_of(&specs, dest))
+                .unwrap_or(Floor::DEFAULT),
+        };
+        let push_one: Box<dyn Fn(&snap_dest::Dest) -> Result<push::Outcome>> = match item {
             Input::Pass(Item::Record(rec)) => {
                 out.write(&rec)?;
                 continue;
@@ -266,22 +275,29 @@ fn push_all(
                 out.write_line(&line)?;
                 continue;
             }
-            Input::Archive(local) => local,
+            Input::Archive(local) => {
+                totals.archives += 1;
+                Box::new(move |dest| push::push(&local, dest, &one(dest), report))
+            }
+            Input::Disk(rec) if rec.method != "blocks" => {
+                report.warn(&format!(
+                    "{}/{}: a {} snapshot lives inside the image and is not sent; \
+snap-disk create --method blocks makes one that can travel",
+                    rec.disk, rec.name, rec.method
+                ));
+                out.write(&snap_shared::record::Record::DiskSnapshot(*rec))?;
+                continue;
+            }
+            Input::Disk(rec) => {
+                totals.archives += 1;
+                Box::new(move |dest| disk::push(&rec, dest, &one(dest), report))
+            }
         };
-        totals.archives += 1;
         for (i, dest) in chosen.dests.iter().enumerate() {
             if dead[i] {
                 continue;
             }
-            let opts = Options {
-                tuning: tuning.clone(),
-                verify: cli.verify,
-                dry_run: cli.dry_run,
-                floor: cli_floor
-                    .or(floor_of(&specs, dest))
-                    .unwrap_or(Floor::DEFAULT),
-            };
-            match push::push(&local, dest, &opts, report) {
+            match push_one(dest) {
                 Ok(done) => {
                     totals.sent += done.sent;
                     totals.skipped += done.skipped;

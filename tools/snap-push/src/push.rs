@@ -462,7 +462,7 @@ fn record(
 }
 
 /// Refuses a push that would leave a folder destination below its floor (exit 73).
-fn check_space(dest: &Dest, needed: u64, floor: Floor) -> Result<()> {
+pub(crate) fn check_space(dest: &Dest, needed: u64, floor: Floor) -> Result<()> {
     let Some((free, total)) = dest.free_space() else {
         return Ok(());
     };
