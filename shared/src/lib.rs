@@ -6,9 +6,12 @@
 //! here: tools decide how to talk to people.
 
 pub mod archive;
+pub mod blockdiff;
+pub mod blockmap;
+pub mod blockpipe;
+pub mod blockstore;
 pub mod catalog;
 pub mod config;
-pub mod blockmap;
 pub mod crypt;
 pub mod disks;
 pub mod error;

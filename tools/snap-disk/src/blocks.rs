@@ -19,10 +19,10 @@ use snap_shared::crypt::Decrypt;
 use snap_shared::error::{Error, Result};
 use snap_shared::hash::Sha256Digest;
 
-use crate::blockstore::{BlockStore, read_block};
-use snap_shared::disks::block_path;
 use snap_shared::blockmap::{Dense, MapHeader, MapReader, MapWriter};
-use crate::pipeline::{self, Holes, Job, is_zero};
+use snap_shared::blockpipe::{self, Holes, Job, is_zero};
+use snap_shared::blockstore::{BlockStore, read_block};
+use snap_shared::disks::block_path;
 
 /// What a snapshot read and stored.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -92,7 +92,7 @@ pub fn snapshot(
             stored,
         })
     };
-    pipeline::run(&file, &what, jobs, work, |s: Stored| {
+    blockpipe::run(&file, &what, jobs, work, |s: Stored| {
         stats.read_bytes += header.len_of(s.index);
         progress(stats.read_bytes);
         let Some(d) = s.digest else { return Ok(()) };
@@ -114,145 +114,6 @@ fn store_error(path: &Path, e: io::Error) -> Error {
             "the store's disk is full; no snapshot was made and earlier ones are intact",
         ),
         false => err,
-    }
-}
-
-/// A block of the image that differs from the snapshot, and what it must become.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Diff {
-    pub index: u64,
-    /// None: the block must read as zeros.
-    pub want: Option<Sha256Digest>,
-}
-
-/// The blocks where `image` differs from the map (reads only what it must:
-/// a hole where the map has zeros is equal without a read).
-pub fn compare(image: &Path, map: &Path, progress: &dyn Fn(u64)) -> Result<(MapHeader, Vec<Diff>)> {
-    let reader = MapReader::open(map)?;
-    let header = reader.header;
-    let file = File::open(image).map_err(|e| Error::io(image, e))?;
-    let len = file.metadata().map_err(|e| Error::io(image, e))?.len();
-    let mut holes = Holes::new(&file);
-    let mut diffs = Vec::new();
-    let mut dense = Dense::new(reader);
-    // Blocks decided without a read go straight to `diffs` through this list;
-    // the rest are compared on the workers.
-    let mut decided: Vec<Diff> = Vec::new();
-    let mut map_error = None;
-    let jobs = std::iter::from_fn(|| {
-        loop {
-            let (index, want) = match dense.next()? {
-                Ok(e) => e,
-                Err(e) => {
-                    map_error = Some(e);
-                    return None;
-                }
-            };
-            let start = index * header.block_size;
-            let end = start + header.len_of(index);
-            let past_end = start >= len;
-            if past_end || holes.is_hole(start, end.min(len)) {
-                if want.is_some() {
-                    decided.push(Diff { index, want });
-                }
-                continue;
-            }
-            return Some(Ok(Job {
-                offset: start,
-                len: (end - start) as usize,
-                with: (index, want),
-            }));
-        }
-    });
-    let work =
-        |(index, want): (u64, Option<Sha256Digest>), data: Vec<u8>| -> Result<Option<Diff>> {
-            let same = match want {
-                None => is_zero(&data),
-                Some(d) => Sha256Digest::of(&data) == d,
-            };
-            Ok((!same).then_some(Diff { index, want }))
-        };
-    let mut compared = 0u64;
-    pipeline::run(&file, &image.display().to_string(), jobs, work, |d| {
-        compared += 1;
-        progress(compared * header.block_size);
-        diffs.extend(d);
-        Ok(())
-    })?;
-    if let Some(e) = map_error {
-        return Err(e);
-    }
-    diffs.extend(decided);
-    diffs.sort_by_key(|d| d.index);
-    Ok((header, diffs))
-}
-
-/// Checks that every block `diffs` will write is in the store and intact,
-/// before the image is touched.
-pub fn check_blocks(
-    blocks: &Path,
-    header: &MapHeader,
-    diffs: &[Diff],
-    dec: &Decrypt,
-) -> Result<()> {
-    let mut seen = HashSet::new();
-    for d in diffs.iter().filter_map(|d| d.want) {
-        if seen.insert(d) {
-            read_block(&block_path(blocks, &d), &d, dec, header.block_size)?;
-        }
-    }
-    Ok(())
-}
-
-/// Rewrites the blocks of `image` listed in `diffs`, sets its length, and flushes it.
-pub fn apply(
-    image: &Path,
-    blocks: &Path,
-    header: &MapHeader,
-    diffs: &[Diff],
-    dec: &Decrypt,
-    progress: &dyn Fn(u64),
-) -> Result<()> {
-    let file = OpenOptions::new()
-        .write(true)
-        .open(image)
-        .map_err(|e| Error::io(image, e))?;
-    let io_err = |e| Error::io(image, e);
-    let len = file.metadata().map_err(io_err)?.len();
-    if len < header.virtual_size {
-        file.set_len(header.virtual_size).map_err(io_err)?;
-    }
-    for (n, d) in diffs.iter().enumerate() {
-        let offset = d.index * header.block_size;
-        let size = header.len_of(d.index);
-        match d.want {
-            Some(digest) => {
-                let data = read_block(
-                    &block_path(blocks, &digest),
-                    &digest,
-                    dec,
-                    header.block_size,
-                )?;
-                file.write_all_at(&data, offset).map_err(io_err)?;
-            }
-            None => zero_range(&file, offset, size).map_err(io_err)?,
-        }
-        progress((n as u64 + 1) * header.block_size);
-    }
-    if len > header.virtual_size {
-        file.set_len(header.virtual_size).map_err(io_err)?;
-    }
-    file.sync_all().map_err(io_err)
-}
-
-/// Makes a range read as zeros: a punched hole, or written zeros where the
-/// filesystem cannot punch.
-fn zero_range(file: &File, offset: u64, len: u64) -> io::Result<()> {
-    use rustix::fs::{FallocateFlags, fallocate};
-    let flags = FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE;
-    match fallocate(file, flags, offset, len) {
-        Ok(()) => Ok(()),
-        Err(_) => file.write_all_at(&vec![0u8; len as usize], offset),
     }
 }
 

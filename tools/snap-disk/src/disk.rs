@@ -14,8 +14,8 @@ use snap_shared::lock::StoreLock;
 use snap_shared::store::{self, Store};
 
 use crate::holders::holders;
-use snap_shared::disks::{DiskDir, DiskInfo};
 use crate::{Cli, TOOL};
+use snap_shared::disks::{DiskDir, DiskInfo};
 
 /// What every command works in.
 pub struct Context {

@@ -8,14 +8,12 @@
 //! `disk-snapshot` record in `<store>/disks/<disk>/`.
 
 pub mod blocks;
-pub mod blockstore;
 pub mod create;
 pub mod disk;
 pub mod holders;
 pub mod image;
 pub mod manage;
 pub mod overlay;
-pub mod pipeline;
 pub mod qcow2;
 pub mod restore;
 

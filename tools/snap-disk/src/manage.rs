@@ -18,9 +18,9 @@ use snap_shared::size::human_bytes;
 use crate::blocks;
 use crate::disk::{Context, Disk};
 use crate::image;
-use snap_shared::disks::{DiskDir, disk_names};
 use crate::restore::frozen_of;
 use crate::{overlay, qcow2};
+use snap_shared::disks::{DiskDir, disk_names};
 
 pub fn list(ctx: &Context, operand: Option<&str>, report: &Reporter) -> Result<Exit> {
     let disks = match operand {

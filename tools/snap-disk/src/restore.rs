@@ -23,6 +23,10 @@ use crate::blocks;
 use crate::disk::{Context, Disk};
 use crate::image::{self, qemu_img};
 use crate::{Keys, RestoreArgs, overlay, qcow2};
+use snap_shared::blockdiff;
+use snap_shared::blockstore::read_block;
+use snap_shared::disks::block_path;
+use snap_shared::hash::Sha256Digest;
 
 pub fn run(ctx: &Context, args: &RestoreArgs, report: &Reporter) -> Result<Exit> {
     let dec = args.keys.decrypt()?;
@@ -126,7 +130,7 @@ fn restore_blocks(
     let progress = |done: u64| {
         report.progress(|| format!("comparing: {} of {}", human_bytes(done), human_bytes(total)))
     };
-    let (header, diffs) = blocks::compare(&disk.image, &map, &progress)?;
+    let (header, diffs) = blockdiff::compare(&disk.image, &map, &progress)?;
     let len_ok = fs::metadata(&disk.image).map(|m| m.len()).unwrap_or(0) == header.virtual_size;
     if diffs.is_empty() && len_ok {
         report.note(&format!(
@@ -137,7 +141,10 @@ fn restore_blocks(
         clear_marker(disk)?;
         return Ok(0);
     }
-    blocks::check_blocks(&disk.dir.blocks_dir(), &header, &diffs, dec)?;
+    let blocks_dir = disk.dir.blocks_dir();
+    let fetch =
+        |d: &Sha256Digest| read_block(&block_path(&blocks_dir, d), d, dec, header.block_size);
+    blockdiff::check_blocks(&diffs, &fetch)?;
     let marker = disk.dir.restoring_marker();
     fsutil::write_atomic(&marker, 0o600, true, |f| f.write_all(rec.name.as_bytes()))
         .map_err(|e| Error::io(&marker, e))?;
@@ -151,14 +158,7 @@ fn restore_blocks(
             )
         })
     };
-    blocks::apply(
-        &disk.image,
-        &disk.dir.blocks_dir(),
-        &header,
-        &diffs,
-        dec,
-        &progress,
-    )?;
+    blockdiff::apply(&disk.image, &header, &diffs, &fetch, &progress)?;
     clear_marker(disk)?;
     let bytes: u64 = diffs.iter().map(|d| header.len_of(d.index)).sum();
     report.note(&format!(

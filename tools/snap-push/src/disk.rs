@@ -49,14 +49,23 @@ fn local_files(rec: &DiskSnapshotRecord) -> Result<LocalDisk> {
     let record = dir.join(format!("{}.json", rec.name));
     for p in [&map, &record] {
         if !p.exists() {
-            return Err(Error::new(Exit::NoInput, what(), format!("{} is missing", p.display())));
+            return Err(Error::new(
+                Exit::NoInput,
+                what(),
+                format!("{} is missing", p.display()),
+            ));
         }
     }
     Ok(LocalDisk { dir, map, record })
 }
 
 /// Pushes a `blocks` snapshot to `dest`.
-pub fn push(rec: &DiskSnapshotRecord, dest: &Dest, opts: &Options, report: &Reporter) -> Result<Outcome> {
+pub fn push(
+    rec: &DiskSnapshotRecord,
+    dest: &Dest,
+    opts: &Options,
+    report: &Reporter,
+) -> Result<Outcome> {
     let local = local_files(rec)?;
     let base = format!("disks/{}", rec.disk);
     let rec_key = format!("{base}/{}.json", rec.name);
@@ -66,7 +75,15 @@ pub fn push(rec: &DiskSnapshotRecord, dest: &Dest, opts: &Options, report: &Repo
     {
         report.detail(|| format!("{}/{} is already at {}", rec.disk, rec.name, dest.name));
         return Ok(Outcome {
-            record: Some(pushed(rec, dest, &rec_key, Sha256Digest::of(&rec_bytes).to_hex(), 0, 0, opts.verify)),
+            record: Some(pushed(
+                rec,
+                dest,
+                &rec_key,
+                Sha256Digest::of(&rec_bytes).to_hex(),
+                0,
+                0,
+                opts.verify,
+            )),
             sent: 0,
             skipped: rec.stored_bytes,
         });
@@ -87,7 +104,11 @@ pub fn push(rec: &DiskSnapshotRecord, dest: &Dest, opts: &Options, report: &Repo
             human_bytes(needed),
             human_bytes(skipped)
         ));
-        return Ok(Outcome { record: None, sent: needed, skipped });
+        return Ok(Outcome {
+            record: None,
+            sent: needed,
+            skipped,
+        });
     }
     check_space(dest, needed, opts.floor)?;
     let sent = send_blocks(&local, &base, &todo, dest, report)?;
@@ -102,9 +123,26 @@ pub fn push(rec: &DiskSnapshotRecord, dest: &Dest, opts: &Options, report: &Repo
     }
     let sha = Sha256Digest::of(&rec_bytes).to_hex();
     dest.put_small(&rec_key, Bytes::from(rec_bytes), &sha)?;
-    report.detail(|| format!("{}/{} -> {}: {} blocks, {}", rec.disk, rec.name, dest.name, todo.len(), human_bytes(sent)));
+    report.detail(|| {
+        format!(
+            "{}/{} -> {}: {} blocks, {}",
+            rec.disk,
+            rec.name,
+            dest.name,
+            todo.len(),
+            human_bytes(sent)
+        )
+    });
     Ok(Outcome {
-        record: Some(pushed(rec, dest, &rec_key, sha, sent, todo.len() as u64, opts.verify)),
+        record: Some(pushed(
+            rec,
+            dest,
+            &rec_key,
+            sha,
+            sent,
+            todo.len() as u64,
+            opts.verify,
+        )),
         sent,
         skipped,
     })
@@ -112,7 +150,11 @@ pub fn push(rec: &DiskSnapshotRecord, dest: &Dest, opts: &Options, report: &Repo
 
 /// The blocks of the map the destination lacks (each once), the bytes they
 /// hold, and the bytes of those it has.
-fn missing_blocks(local: &LocalDisk, base: &str, have: &HashSet<String>) -> Result<(Vec<Sha256Digest>, u64, u64)> {
+fn missing_blocks(
+    local: &LocalDisk,
+    base: &str,
+    have: &HashSet<String>,
+) -> Result<(Vec<Sha256Digest>, u64, u64)> {
     let (mut todo, mut needed, mut skipped) = (Vec::new(), 0, 0);
     let mut seen = HashSet::new();
     for entry in MapReader::open(&local.map)? {
@@ -139,7 +181,13 @@ fn block_file(local: &LocalDisk, d: &Sha256Digest) -> PathBuf {
 }
 
 /// Sends the blocks in batches; returns the bytes sent.
-fn send_blocks(local: &LocalDisk, base: &str, todo: &[Sha256Digest], dest: &Dest, report: &Reporter) -> Result<u64> {
+fn send_blocks(
+    local: &LocalDisk,
+    base: &str,
+    todo: &[Sha256Digest],
+    dest: &Dest,
+    report: &Reporter,
+) -> Result<u64> {
     let mut sent = 0;
     for (n, chunk) in todo.chunks(BATCH).enumerate() {
         let mut batch = Vec::with_capacity(chunk.len());
@@ -148,10 +196,21 @@ fn send_blocks(local: &LocalDisk, base: &str, todo: &[Sha256Digest], dest: &Dest
             let data = fs::read(&path).map_err(|e| Error::io(&path, e))?;
             sent += data.len() as u64;
             let sha = Sha256Digest::of(&data).to_hex();
-            batch.push((format!("{base}/blocks/{}", block_rel(d)), Bytes::from(data), sha));
+            batch.push((
+                format!("{base}/blocks/{}", block_rel(d)),
+                Bytes::from(data),
+                sha,
+            ));
         }
         dest.put_many(batch)?;
-        report.progress(|| format!("{}: {} of {} blocks", dest.name, (n * BATCH + chunk.len()), todo.len()));
+        report.progress(|| {
+            format!(
+                "{}: {} of {} blocks",
+                dest.name,
+                (n * BATCH + chunk.len()),
+                todo.len()
+            )
+        });
     }
     Ok(sent)
 }
@@ -159,12 +218,19 @@ fn send_blocks(local: &LocalDisk, base: &str, todo: &[Sha256Digest], dest: &Dest
 /// Reads each sent block back and compares it with the local bytes.
 fn verify_blocks(local: &LocalDisk, base: &str, todo: &[Sha256Digest], dest: &Dest) -> Result<()> {
     for chunk in todo.chunks(BATCH) {
-        let keys: Vec<String> = chunk.iter().map(|d| format!("{base}/blocks/{}", block_rel(d))).collect();
+        let keys: Vec<String> = chunk
+            .iter()
+            .map(|d| format!("{base}/blocks/{}", block_rel(d)))
+            .collect();
         for ((d, key), got) in chunk.iter().zip(&keys).zip(dest.get_many(&keys)) {
-            let want = fs::read(block_file(local, d)).map_err(|e| Error::io(&block_file(local, d), e))?;
+            let want =
+                fs::read(block_file(local, d)).map_err(|e| Error::io(&block_file(local, d), e))?;
             if got?.as_ref() != want.as_slice() {
                 dest.delete(key)?;
-                return Err(Error::data(dest.show(key), "read back different from what was sent; removed it"));
+                return Err(Error::data(
+                    dest.show(key),
+                    "read back different from what was sent; removed it",
+                ));
             }
         }
     }
@@ -177,14 +243,25 @@ fn put_file(dest: &Dest, key: &str, path: &Path) -> Result<()> {
     dest.put_small(key, Bytes::from(data), &sha)
 }
 
-fn pushed(rec: &DiskSnapshotRecord, dest: &Dest, key: &str, sha: String, sent: u64, blocks: u64, verified: bool) -> PushedRecord {
+fn pushed(
+    rec: &DiskSnapshotRecord,
+    dest: &Dest,
+    key: &str,
+    sha: String,
+    sent: u64,
+    blocks: u64,
+    verified: bool,
+) -> PushedRecord {
     let mut extra = snap_shared::record::Extra::new();
     extra.insert("disk".into(), json!(rec.disk));
     extra.insert("name".into(), json!(rec.name));
     extra.insert("dest_name".into(), json!(dest.name));
     extra.insert("sent".into(), json!(sent));
     extra.insert("blocks_sent".into(), json!(blocks));
-    extra.insert("checked".into(), json!(if verified { "read-back" } else { "size" }));
+    extra.insert(
+        "checked".into(),
+        json!(if verified { "read-back" } else { "size" }),
+    );
     PushedRecord {
         schema: snap_shared::record::SCHEMA.into(),
         dest: dest.url.clone(),

@@ -211,6 +211,9 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
     outcome.map(|(exit, _)| exit)
 }
 
+/// Pushes one input item to one destination.
+type PushOne<'a> = dyn Fn(&snap_dest::Dest) -> Result<push::Outcome> + 'a;
+
 /// Reads the input, chooses destinations, pushes everything; returns the exit code and the summary.
 fn push_all(
     cli: &Cli,
@@ -266,7 +269,7 @@ fn push_all(
                 .or(floor_of(&specs, dest))
                 .unwrap_or(Floor::DEFAULT),
         };
-        let push_one: Box<dyn Fn(&snap_dest::Dest) -> Result<push::Outcome>> = match item {
+        let push_one: Box<PushOne> = match item {
             Input::Pass(Item::Record(rec)) => {
                 out.write(&rec)?;
                 continue;

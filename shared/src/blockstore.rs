@@ -11,11 +11,11 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use snap_shared::crypt::{self, Decrypt, Encrypt};
-use snap_shared::error::{Error, Result};
-use snap_shared::hash::Sha256Digest;
+use crate::crypt::{self, Decrypt, Encrypt};
+use crate::error::{Error, Result};
+use crate::hash::Sha256Digest;
 
-use snap_shared::disks::block_path;
+use crate::disks::block_path;
 
 /// The zstd level of blocks: zstd's default, as fast as `zstd -3`.
 pub const LEVEL: i32 = 3;
@@ -166,7 +166,7 @@ mod tests {
         s.put(&d, &data).unwrap();
         fs::write(s.path(&d), zstd::bulk::compress(&[2u8; 100], 3).unwrap()).unwrap();
         let err = read_block(&s.path(&d), &d, &Decrypt::default(), 100).unwrap_err();
-        assert_eq!(err.exit, snap_shared::error::Exit::Data);
+        assert_eq!(err.exit, crate::error::Exit::Data);
     }
 
     /// Encrypted blocks are age files and read back with the identity.

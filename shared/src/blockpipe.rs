@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 
-use snap_shared::error::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Answers "is this range all hole?" for a file, with few lseek calls when
 /// asked in increasing order.
