@@ -17,6 +17,7 @@ pub mod disks;
 pub mod error;
 pub mod fsutil;
 pub mod hash;
+pub mod holders;
 pub mod id;
 pub mod index;
 pub mod jsonl;

@@ -96,3 +96,9 @@ fn backup_script() {
 fn prune_pipeline() {
     run_script("prune_pipeline.sh");
 }
+
+/// Disk snapshots: blocks create | push twice (the second sends only the change), restore from the drive alone.
+#[test]
+fn disk_pipeline() {
+    run_script("disk_pipeline.sh");
+}

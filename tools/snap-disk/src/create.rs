@@ -19,12 +19,12 @@ use snap_shared::size::human_bytes;
 
 use crate::blocks;
 use crate::disk::{Context, Disk};
-use crate::holders::holders;
 use crate::image::{self, ImageInfo};
 use crate::{CreateArgs, Method, overlay, qcow2};
 use snap_shared::blockmap::{MapHeader, MapWriter};
 use snap_shared::blockstore::BlockStore;
 use snap_shared::disks::DiskInfo;
+use snap_shared::holders::holders;
 
 /// The block size of a new disk's `blocks` snapshots (see docs/disk.md for the measurement).
 pub const DEFAULT_BLOCK_SIZE: u64 = 1 << 20;

@@ -13,9 +13,9 @@ use snap_shared::id::check_name;
 use snap_shared::lock::StoreLock;
 use snap_shared::store::{self, Store};
 
-use crate::holders::holders;
 use crate::{Cli, TOOL};
 use snap_shared::disks::{DiskDir, DiskInfo};
+use snap_shared::holders::holders;
 
 /// What every command works in.
 pub struct Context {

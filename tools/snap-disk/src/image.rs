@@ -48,22 +48,7 @@ struct QemuInfo {
     snapshots: Vec<InternalSnapshot>,
 }
 
-/// The format an image's first bytes announce, for the formats qemu knows by magic.
-pub fn sniff_format(head: &[u8]) -> Option<&'static str> {
-    const MAGICS: &[(&[u8], &str)] = &[
-        (b"QFI\xfb", "qcow2"),
-        (b"KDMV", "vmdk"),
-        (b"vhdxfile", "vhdx"),
-        (b"conectix", "vpc"),
-    ];
-    if head.len() >= 68 && head[64..68] == [0x7f, 0x10, 0xda, 0xbe] {
-        return Some("vdi");
-    }
-    MAGICS
-        .iter()
-        .find(|(m, _)| head.starts_with(m))
-        .map(|(_, f)| *f)
-}
+pub use snap_shared::disks::sniff_format;
 
 /// Probes an image: raw ones directly, the rest through `qemu-img info`.
 pub fn probe(path: &Path) -> Result<ImageInfo> {

@@ -10,7 +10,6 @@
 pub mod blocks;
 pub mod create;
 pub mod disk;
-pub mod holders;
 pub mod image;
 pub mod manage;
 pub mod overlay;

@@ -6,6 +6,7 @@
 //! people on stdout, or JSON lines with `--json`; `verify` and `restore` print
 //! `verified` / `restored` records on stdout and talk to people on stderr.
 
+pub mod disk;
 pub mod import;
 pub mod indexes;
 pub mod loc;
@@ -326,8 +327,14 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
             overwrite,
             archive,
         } => {
-            let item = source.resolve(name, *archive)?;
             let dec = decryption(g)?;
+            if let Some((disk, snap)) = disk::parse_name(name) {
+                let rec = disk::restore(&source, disk, snap, to, &dec, report)?;
+                snap_shared::jsonl::RecordWriter::new(stdout)
+                    .write(&snap_shared::record::Record::Restored(rec))?;
+                return Ok(Exit::Ok);
+            }
+            let item = source.resolve(name, *archive)?;
             let select = Select::new(paths)?;
             let target = Target::open(to, *overwrite)
                 .map_err(|e| Error::io(to, e).with_exit(Exit::CantCreate))?;
