@@ -20,8 +20,8 @@ sum1=$(sha256sum < "$img")
 sent1=$(jq .bytes push1.json)
 [ "$sent1" -gt $((35 * 1048576)) ] || fail "first push sent only $sent1 bytes"
 
-# About 1% of the image: 640 KiB of new data inside the filesystem's data.
-dd if=/dev/urandom of="$img" bs=64K count=10 seek=300 conv=notrunc 2>/dev/null
+# About 1% of the image: 640 KiB of new data over file data (at 30 MiB).
+dd if=/dev/urandom of="$img" bs=64K count=10 seek=480 conv=notrunc 2>/dev/null
 snap-disk create "$img" second -q | snap-push --dest "$WORK/usb" -q > push2.json
 sum2=$(sha256sum < "$img")
 sent2=$(jq .bytes push2.json)
@@ -37,3 +37,19 @@ snap-restore --from "$WORK/usb" restore disks/vm/second --to "$WORK/r1.raw" -q >
 fetched=$(jq .fetched r2.json)
 [ "$fetched" -le $((2 * 1048576 + 65536)) ] || fail "going from first to second fetched $fetched bytes"
 [ ! -e "$WORK/.r1.raw.snap-restore" ] || fail "the fetch cache was left behind"
+
+# Retention: keep the newest snapshot at the drive and in the store; the
+# blocks only the first one used are collected, the second still restores.
+export SNAP_STORE=$WORK/store
+blocks_before=$(find "$WORK/usb/disks/vm/blocks" -type f | wc -l)
+snap-prune --dest "$WORK/usb" --keep-last 1 -q > pruned.json
+[ "$(jq -r 'select(.action == "remove") | .id' pruned.json)" = first ] || fail "drive: $(cat pruned.json)"
+blocks_after=$(find "$WORK/usb/disks/vm/blocks" -type f | wc -l)
+[ "$blocks_after" -lt "$blocks_before" ] || fail "no block was collected at the drive"
+[ ! -e "$WORK/usb/disks/vm/first.json" ] && [ ! -e "$WORK/usb/disks/vm/first.map.zst" ] || fail "first is still at the drive"
+rm "$WORK/r1.raw"
+snap-restore --from "$WORK/usb" restore disks/vm/second --to "$WORK/r1.raw" -q > /dev/null
+[ "$(sha256sum < "$WORK/r1.raw")" = "$sum2" ] || fail "second restores different after the prune"
+snap-prune --keep-last 1 -q > /dev/null
+snap-disk verify vm -q > /dev/null || fail "the store's kept snapshot is damaged after the prune"
+[ "$(snap-disk list vm -q | jq -r .name)" = second ] || fail "store still lists $(snap-disk list vm -q | jq -r .name)"

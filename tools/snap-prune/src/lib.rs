@@ -6,6 +6,7 @@
 //! kept incremental archive needs, and removes the rest, crash-safely. One
 //! `pruned` record per snapshot or archive says what happened and why.
 
+pub mod disks;
 pub mod free;
 pub mod plan;
 pub mod policy;
@@ -304,8 +305,13 @@ fn store_job(
         let dest = Dest::open(&spec, &snap_dest::runtime()?, &Reach::default(), false)?;
         targets.push(Target::Archives {
             dest,
-            store: Some(store),
+            store: Some(store.clone()),
         });
+    }
+    if store.root.join("disks").is_dir() {
+        let spec = DestSpec::from_url(&store.root.display().to_string())?;
+        let dest = Dest::open(&spec, &snap_dest::runtime()?, &Reach::default(), false)?;
+        targets.push(Target::Disks(dest));
     }
     Ok(Job {
         targets,
@@ -370,7 +376,10 @@ fn dest_job(
         locks.push(dest.lock(&state, TOOL)?);
     }
     Ok(Job {
-        targets: vec![Target::Archives { dest, store: None }],
+        targets: vec![
+            Target::Archives { dest, store: None },
+            Target::Disks(Dest::open(spec, rt, &Reach::default(), false)?),
+        ],
         policy,
         source,
         price: spec.price_per_gib_month,
@@ -409,6 +418,10 @@ fn prune_job(
             }
         }
         let groups = target.scan(cli.set.as_deref())?;
+        // Most places hold no disk snapshots: say nothing of them there.
+        if groups.is_empty() && matches!(target, Target::Disks(_)) {
+            continue;
+        }
         report.note(&format!(
             "{}s at {}: {} ({})",
             target.what(),

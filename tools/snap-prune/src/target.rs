@@ -1,5 +1,6 @@
-//! What snap-prune prunes: the store's snapshot trees, and archives in any
-//! folder or bucket (a destination, or the store's own `archives/`).
+//! What snap-prune prunes: the store's snapshot trees, archives in any
+//! folder or bucket (a destination, or the store's own `archives/`), and
+//! disk snapshots (the `disks` module).
 //!
 //! A target lists its snapshots by set from names alone (an id is the UTC
 //! time it was taken), reads records only for what the plan needs (tags, the
@@ -68,6 +69,8 @@ pub enum Target {
     /// Archives laid out `<set>/<id>.*` in a folder or bucket; `store` when
     /// they are the store's own (`archives/`), whose catalog rows follow.
     Archives { dest: Dest, store: Option<Store> },
+    /// Disk snapshots (`blocks`) under `disks/` of a store or destination root.
+    Disks(Dest),
 }
 
 impl Target {
@@ -76,6 +79,7 @@ impl Target {
         match self {
             Target::Trees(_) => "snapshot",
             Target::Archives { .. } => "archive",
+            Target::Disks(_) => "disk-snapshot",
         }
     }
 
@@ -83,7 +87,7 @@ impl Target {
     pub fn location(&self) -> String {
         match self {
             Target::Trees(s) => s.root.display().to_string(),
-            Target::Archives { dest, .. } => dest.url.clone(),
+            Target::Archives { dest, .. } | Target::Disks(dest) => dest.url.clone(),
         }
     }
 
@@ -92,6 +96,7 @@ impl Target {
         let mut groups = match self {
             Target::Trees(store) => scan_trees(store)?,
             Target::Archives { dest, .. } => group_archives(&dest.list("")?),
+            Target::Disks(dest) => crate::disks::scan(dest)?,
         };
         groups.retain(|g| only.is_none_or(|s| s == g.set));
         Ok(groups)
@@ -119,6 +124,7 @@ impl Target {
                     .map(|(bytes, key)| archive_info(&bytes?, &dest.show(key)))
                     .collect()
             }
+            Target::Disks(dest) => crate::disks::infos(dest, set, ids),
         }
     }
 
@@ -192,6 +198,7 @@ impl Target {
                 }
                 Ok(entries.iter().map(|e| e.bytes.unwrap_or(0)).collect())
             }
+            Target::Disks(dest) => crate::disks::remove(dest, set, entries),
         }
     }
 

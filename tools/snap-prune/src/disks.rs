@@ -1,0 +1,188 @@
+//! Disk snapshots (snap-disk's `blocks` method) in the store or at a
+//! destination, laid out `disks/<disk>/<name>.json`, `<name>.map.zst` and
+//! `blocks/<aa>/<sha256>`. Each disk is a group; the policy reads each
+//! snapshot's time from its record (names are the user's, not times).
+//!
+//! A snapshot is removed record first (it is gone at once), then its map;
+//! then the disk's blocks that no remaining map refers to are collected. A
+//! crash between leaves a map without a record, or unreferenced blocks: both
+//! are collected by the next prune (or snap-disk delete) of that disk.
+//! qcow2-internal and overlay snapshots live in the image and are left to
+//! `snap-disk delete`.
+
+use std::collections::{BTreeMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use snap_dest::Dest;
+use snap_shared::blockmap::MapReader;
+use snap_shared::error::{Error, Result};
+use snap_shared::hash::Sha256Digest;
+use snap_shared::id::check_name;
+
+use crate::target::{Entry, Group, Info};
+
+/// The disks' snapshots by disk, oldest first, timed by their records.
+pub fn scan(dest: &Dest) -> Result<Vec<Group>> {
+    let listing = dest.list("disks")?;
+    let mut disks: BTreeMap<String, BTreeMap<String, (u64, bool)>> = BTreeMap::new();
+    for (key, size) in &listing {
+        let Some((disk, file)) = key.strip_prefix("disks/").and_then(|r| r.split_once('/')) else {
+            continue;
+        };
+        if file.contains('/') || check_name(disk).is_err() {
+            continue;
+        }
+        let (name, is_record) = match (file.strip_suffix(".json"), file.strip_suffix(".map.zst")) {
+            (Some(n), _) => (n, true),
+            (_, Some(n)) => (n, false),
+            _ => continue,
+        };
+        if name == "disk" || check_name(name).is_err() {
+            continue;
+        }
+        let e = disks
+            .entry(disk.to_string())
+            .or_default()
+            .entry(name.to_string())
+            .or_default();
+        if is_record {
+            e.1 = true;
+        } else {
+            e.0 = *size;
+        }
+    }
+    let mut out = Vec::new();
+    for (disk, names) in disks {
+        let names: Vec<(String, u64)> = names
+            .into_iter()
+            .filter(|(_, (_, rec))| *rec)
+            .map(|(n, (s, _))| (n, s))
+            .collect();
+        let keys: Vec<String> = names
+            .iter()
+            .map(|(n, _)| format!("disks/{disk}/{n}.json"))
+            .collect();
+        let mut rows = Vec::new();
+        for (((name, map_size), key), bytes) in names.iter().zip(&keys).zip(dest.get_many(&keys)) {
+            let rec: Value = serde_json::from_slice(&bytes?).map_err(|e| {
+                Error::data(dest.show(key), format!("not a disk-snapshot record: {e}"))
+            })?;
+            if rec["method"] != "blocks" {
+                continue;
+            }
+            let time = rec["created"]
+                .as_str()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&Utc))
+                .ok_or_else(|| Error::data(dest.show(key), "no \"created\" time"))?;
+            let entry = Entry {
+                id: name.clone(),
+                time,
+                bytes: Some(*map_size),
+                objects: vec![
+                    format!("disks/{disk}/{name}.json"),
+                    format!("disks/{disk}/{name}.map.zst"),
+                ],
+                broken: (*map_size == 0).then(|| "incomplete: its block map is gone".to_string()),
+            };
+            rows.push(entry);
+        }
+        rows.sort_by(|a, b| a.time.cmp(&b.time).then(a.id.cmp(&b.id)));
+        if !rows.is_empty() {
+            out.push(Group {
+                set: disk,
+                entries: rows,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The tags of some snapshots of a disk, in order.
+pub fn infos(dest: &Dest, disk: &str, names: &[&str]) -> Result<Vec<Info>> {
+    let keys: Vec<String> = names
+        .iter()
+        .map(|n| format!("disks/{disk}/{n}.json"))
+        .collect();
+    dest.get_many(&keys)
+        .into_iter()
+        .zip(&keys)
+        .map(|(bytes, key)| {
+            let rec: Value = serde_json::from_slice(&bytes?).map_err(|e| {
+                Error::data(dest.show(key), format!("not a disk-snapshot record: {e}"))
+            })?;
+            let tags = serde_json::from_value(rec["tags"].clone()).unwrap_or_default();
+            Ok(Info {
+                base: None,
+                tags,
+                chain: None,
+            })
+        })
+        .collect()
+}
+
+/// Removes the snapshots (records, then maps), then the disk's blocks no
+/// remaining map needs; the blocks' bytes are counted with the last snapshot.
+pub fn remove(dest: &Dest, disk: &str, entries: &[&Entry]) -> Result<Vec<u64>> {
+    let records: Vec<String> = entries.iter().map(|e| e.objects[0].clone()).collect();
+    let maps: Vec<String> = entries.iter().map(|e| e.objects[1].clone()).collect();
+    dest.delete_many(&records)?;
+    dest.delete_many(&maps)?;
+    let mut freed: Vec<u64> = entries.iter().map(|e| e.bytes.unwrap_or(0)).collect();
+    let collected = collect_garbage(dest, disk)?;
+    if let Some(last) = freed.last_mut() {
+        *last += collected;
+    }
+    Ok(freed)
+}
+
+/// Removes maps without a record and blocks no map with a record refers to;
+/// returns the bytes freed.
+pub fn collect_garbage(dest: &Dest, disk: &str) -> Result<u64> {
+    let base = format!("disks/{disk}");
+    let listing = dest.list(&base)?;
+    let mut records = HashSet::new();
+    let mut maps = Vec::new();
+    let mut blocks = Vec::new();
+    for (key, size) in &listing {
+        let Some(rest) = key.strip_prefix(&format!("{base}/")) else {
+            continue;
+        };
+        if let Some(name) = rest.strip_suffix(".json") {
+            records.insert(name.to_string());
+        } else if let Some(name) = rest.strip_suffix(".map.zst") {
+            maps.push((name.to_string(), key.clone(), *size));
+        } else if let Some(b) = rest.strip_prefix("blocks/") {
+            blocks.push((
+                b.rsplit('/').next().unwrap_or("").to_string(),
+                key.clone(),
+                *size,
+            ));
+        }
+    }
+    let (live, orphans): (Vec<_>, Vec<_>) =
+        maps.into_iter().partition(|(n, _, _)| records.contains(n));
+    let mut freed: u64 = orphans.iter().map(|(_, _, s)| s).sum();
+    dest.delete_many(&orphans.into_iter().map(|(_, k, _)| k).collect::<Vec<_>>())?;
+    let keys: Vec<String> = live.iter().map(|(_, k, _)| k.clone()).collect();
+    let mut keep: HashSet<Sha256Digest> = HashSet::new();
+    for (bytes, key) in dest.get_many(&keys).into_iter().zip(&keys) {
+        for entry in MapReader::new(&bytes?[..], dest.show(key))? {
+            keep.insert(entry?.1);
+        }
+    }
+    let doomed: Vec<(String, u64)> = blocks
+        .into_iter()
+        .filter(|(name, _, _)| {
+            !name
+                .parse::<Sha256Digest>()
+                .is_ok_and(|d| keep.contains(&d))
+        })
+        .map(|(_, k, s)| (k, s))
+        .collect();
+    freed += doomed.iter().map(|(_, s)| s).sum::<u64>();
+    dest.delete_many(&doomed.into_iter().map(|(k, _)| k).collect::<Vec<_>>())?;
+    Ok(freed)
+}
