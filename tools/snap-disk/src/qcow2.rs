@@ -27,7 +27,7 @@ pub fn delete(img: &Path, name: &str) -> Result<()> {
 
 /// The names of the image's internal snapshots.
 pub fn names(img: &Path) -> Result<Vec<String>> {
-    Ok(image::qemu_info(img)?
+    Ok(image::probe(img)?
         .snapshots
         .into_iter()
         .map(|s| s.name)
