@@ -5,6 +5,7 @@
 //! replace a block: a name that exists holds those bytes. Reading a block
 //! checks its sha256, so a damaged block is found before it reaches an image.
 
+use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -23,6 +24,9 @@ pub const LEVEL: i32 = 3;
 pub struct BlockStore {
     dir: PathBuf,
     encrypt: Option<Mutex<Encrypt>>,
+    /// Blocks being stored right now: two workers that meet the same new
+    /// block store it once, and it counts as new once.
+    claimed: Mutex<HashSet<Sha256Digest>>,
 }
 
 impl BlockStore {
@@ -37,6 +41,7 @@ impl BlockStore {
         Ok(BlockStore {
             dir: dir.to_path_buf(),
             encrypt: encrypt.map(Mutex::new),
+            claimed: Mutex::new(HashSet::new()),
         })
     }
 
@@ -57,18 +62,35 @@ impl BlockStore {
         if path.exists() {
             return Ok(0);
         }
+        let fresh = self
+            .claimed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(*digest);
+        if !fresh {
+            return Ok(0);
+        }
+        let written = self.write_new(&path, digest, data);
+        // Once renamed, `exists` answers for it: the set holds only blocks in flight.
+        self.claimed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(digest);
+        written
+    }
+
+    /// Encodes and writes one block under a temporary name, then renames it.
+    fn write_new(&self, path: &Path, digest: &Sha256Digest, data: &[u8]) -> io::Result<u64> {
         let bytes = self.encode(data)?;
         let tmp = path.with_file_name(format!(".{}.{}.tmp", digest, std::process::id()));
-        let mut f = OpenOptions::new()
+        let written = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .mode(0o600)
-            .open(&tmp)?;
-        let written = f.write_all(&bytes).and_then(|()| {
-            drop(f);
-            fs::rename(&tmp, &path)
-        });
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(&bytes))
+            .and_then(|()| fs::rename(&tmp, path));
         if let Err(e) = written {
             let _ = fs::remove_file(&tmp);
             return Err(e);

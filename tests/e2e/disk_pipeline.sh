@@ -53,3 +53,18 @@ snap-restore --from "$WORK/usb" restore disks/vm/second --to "$WORK/r1.raw" -q >
 snap-prune --keep-last 1 -q > /dev/null
 snap-disk verify vm -q > /dev/null || fail "the store's kept snapshot is damaged after the prune"
 [ "$(snap-disk list vm -q | jq -r .name)" = second ] || fail "store still lists $(snap-disk list vm -q | jq -r .name)"
+
+# The drive describes itself: list and verify work from it alone; a damaged block is found.
+unset SNAP_STORE
+snap-restore list "$WORK/usb" | grep -q '^disks/vm/second  *blocks' || fail "list: $(snap-restore list "$WORK/usb")"
+snap-restore --from "$WORK/usb" verify disks/vm/second -q > verified.json || fail "verify of a whole snapshot failed"
+[ "$(jq .errors verified.json)" = 0 ] || fail "verify: $(cat verified.json)"
+victim=$(find "$WORK/usb/disks/vm/blocks" -type f | head -1)
+printf 'garbage' > "$victim"
+if snap-restore --from "$WORK/usb" verify disks/vm/second -q > verified.json 2> verify.err; then
+    fail "a damaged block passed verify"
+else
+    rc=$?
+fi
+[ "$rc" = 65 ] || fail "verify of a damaged block exited $rc"
+grep -q "block" verify.err || fail "verify did not name the block: $(cat verify.err)"

@@ -54,8 +54,13 @@ pub struct Args {
     /// Suites to run: collect (snap-collect against rsync, restic, borg),
     /// pack (snap-pack, snap-restore restore and verify against tar+zstd and restic)
     /// push (snap-push against rclone copy, to a folder and to S3; resume)
-    /// and prune (planning and deleting 100 and 1,000 archives at a folder and at S3)
-    #[arg(long, value_delimiter = ',', default_value = "collect,pack,push,prune")]
+    /// prune (planning and deleting 100 and 1,000 archives at a folder and at S3)
+    /// and disk (snap-disk on a 2 GiB ext4 image against zstd, borg, restic, qemu-img)
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "collect,pack,push,prune,disk"
+    )]
     suites: Vec<String>,
 }
 
@@ -652,6 +657,9 @@ pub fn run(args: Args) -> Result {
     }
     if args.suites.iter().any(|s| s == "prune") {
         crate::bench_prune::run(&args, &base)?;
+    }
+    if args.suites.iter().any(|s| s == "disk") {
+        crate::bench_disk::run(&args, &base)?;
     }
     if !args.suites.iter().any(|s| s == "collect") {
         empty_trash(&base);

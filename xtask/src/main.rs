@@ -6,6 +6,7 @@
 //! - `bench` speed and memory against rsync, restic, borg and tar+zstd, into docs/benchmarks*.md
 
 mod bench;
+mod bench_disk;
 mod bench_pack;
 mod bench_prune;
 mod bench_push;

@@ -91,7 +91,8 @@ fn qcow2_header(file: &mut File) -> Option<ImageInfo> {
     let version = be32(&h, 4);
     let backing_offset = be64(&h, 8);
     let incompatible = if version >= 3 { be64(&h, 72) } else { 0 };
-    if !(2..=3).contains(&version) || backing_offset != 0 || incompatible != 0 || be32(&h, 32) != 0 {
+    if !(2..=3).contains(&version) || backing_offset != 0 || incompatible != 0 || be32(&h, 32) != 0
+    {
         return None;
     }
     let count = be32(&h, 60);
@@ -104,7 +105,8 @@ fn qcow2_header(file: &mut File) -> Option<ImageInfo> {
         let name_len = u16::from_be_bytes([e[14], e[15]]) as usize;
         let extra_len = be32(&e, 36) as u64;
         let mut name = vec![0u8; name_len];
-        file.read_exact_at(&mut name, at + 40 + extra_len + id_len).ok()?;
+        file.read_exact_at(&mut name, at + 40 + extra_len + id_len)
+            .ok()?;
         snapshots.push(InternalSnapshot {
             name: String::from_utf8(name).ok()?,
             date_sec: be32(&e, 16) as i64,
@@ -237,7 +239,11 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let p = t.path().join("q.qcow2");
         let run = |args: &[&str]| {
-            let ok = std::process::Command::new("qemu-img").args(args).arg(&p).status().unwrap();
+            let ok = std::process::Command::new("qemu-img")
+                .args(args)
+                .arg(&p)
+                .status()
+                .unwrap();
             assert!(ok.success());
         };
         std::process::Command::new("qemu-img")

@@ -152,3 +152,124 @@ fn refuse_foreign_image(to: &Path) -> Result<()> {
     )
     .with_hint("stop the VM (or the process) first; nothing was changed"))
 }
+
+/// Every disk snapshot record at the source (`disks/<disk>/<name>.json`), by disk then time.
+pub fn records(source: &Source) -> Result<Vec<DiskSnapshotRecord>> {
+    let mut keys: Vec<(String, String)> = Vec::new();
+    let mut add = |rel: &str| {
+        let mut parts = rel.split('/');
+        if let (Some(disk), Some(file), None) = (parts.next(), parts.next(), parts.next())
+            && let Some(name) = file.strip_suffix(".json")
+            && name != "disk"
+            && snap_shared::id::check_name(name).is_ok()
+        {
+            keys.push((disk.to_string(), name.to_string()));
+        }
+    };
+    match source {
+        Source::Bucket(d) => {
+            for (key, _) in d.list("disks")? {
+                add(key.strip_prefix("disks/").unwrap_or(""));
+            }
+        }
+        Source::Store(s) => walk_disks(&s.root.join("disks"), &mut add)?,
+        Source::Folder(p) => walk_disks(&p.join("disks"), &mut add)?,
+    }
+    let mut out = Vec::new();
+    for (disk, name) in keys {
+        let at = loc(source, &disk, &format!("{name}.json"));
+        let rec: DiskSnapshotRecord =
+            serde_json::from_slice(&at.read_all()?).map_err(|e| Error::data(at.show(), e))?;
+        out.push(rec);
+    }
+    out.sort_by(|a, b| a.disk.cmp(&b.disk).then(a.created.cmp(&b.created)));
+    Ok(out)
+}
+
+fn walk_disks(dir: &Path, add: &mut impl FnMut(&str)) -> Result<()> {
+    let Ok(disks) = fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for d in disks.flatten() {
+        let disk = d.file_name().to_string_lossy().into_owned();
+        let Ok(files) = fs::read_dir(d.path()) else {
+            continue;
+        };
+        for f in files.flatten() {
+            add(&format!("{disk}/{}", f.file_name().to_string_lossy()));
+        }
+    }
+    Ok(())
+}
+
+/// One listing line per disk snapshot, under a header, for `snap-restore list`.
+pub fn table(recs: &[DiskSnapshotRecord]) -> Vec<String> {
+    let rows: Vec<[String; 5]> =
+        std::iter::once(["DISK SNAPSHOT", "METHOD", "CREATED", "SIZE", "STORED"].map(String::from))
+            .chain(recs.iter().map(|r| {
+                [
+                    format!("disks/{}/{}", r.disk, r.name),
+                    r.method.clone(),
+                    r.created.format("%Y-%m-%d %H:%M").to_string(),
+                    human_bytes(r.virtual_size),
+                    human_bytes(r.stored_bytes),
+                ]
+            }))
+            .collect();
+    let w: Vec<usize> = (0..5)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    rows.iter()
+        .map(|r| {
+            format!(
+                "{:<a$}  {:<b$}  {:<c$}  {:>d$}  {:>e$}",
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                a = w[0],
+                b = w[1],
+                c = w[2],
+                d = w[3],
+                e = w[4]
+            )
+        })
+        .collect()
+}
+
+/// Reads every block of a disk snapshot at the source and checks it against
+/// its sha256; returns (blocks checked, stored bytes read, problems).
+pub fn verify(
+    source: &Source,
+    disk: &str,
+    snap: &str,
+    dec: &Decrypt,
+) -> Result<(u64, u64, Vec<String>)> {
+    let map = loc(source, disk, &format!("{snap}.map.zst"));
+    let bytes = map.read_all()?;
+    let reader = snap_shared::blockmap::MapReader::new(&bytes[..], map.show())?;
+    let max = reader.header.block_size;
+    let mut seen = std::collections::HashSet::new();
+    let (mut n, mut read, mut bad) = (0, 0, Vec::new());
+    for entry in reader {
+        let (index, d) = entry?;
+        if !seen.insert(d) {
+            continue;
+        }
+        n += 1;
+        let at = loc(source, disk, &format!("blocks/{}", block_rel(&d)));
+        let checked = at.read_all().and_then(|raw| {
+            read += raw.len() as u64;
+            decode_block(&raw, &d, dec, max, &at.show())
+        });
+        match checked {
+            Ok(_) => {}
+            Err(e) if matches!(e.exit, Exit::Data | Exit::NoInput) => {
+                bad.push(format!("block {index}: {}: {}", e.context, e.cause))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((n, read, bad))
+}

@@ -215,10 +215,34 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
             if let Some(s) = set {
                 items.retain(|i| i.set_and_id().is_some_and(|(x, _)| x == s));
             }
-            if items.is_empty() {
+            let disks = match set {
+                Some(_) => Vec::new(),
+                None => disk::records(&source)?,
+            };
+            if items.is_empty() && disks.is_empty() {
                 report.note(&format!("nothing in {}", source.show()));
             }
             view::list(&items, *json, &mut stdout)?;
+            if *json {
+                for r in disks {
+                    if !view::emit(
+                        &mut stdout,
+                        &serde_json::to_string(&snap_shared::record::Record::DiskSnapshot(r))
+                            .unwrap_or_default(),
+                    )? {
+                        break;
+                    }
+                }
+            } else if !disks.is_empty() {
+                if !items.is_empty() {
+                    view::emit(&mut stdout, "")?;
+                }
+                for line in disk::table(&disks) {
+                    if !view::emit(&mut stdout, line.trim_end())? {
+                        break;
+                    }
+                }
+            }
             Ok(Exit::Ok)
         }
         Command::Show {
@@ -247,6 +271,34 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
             let mut out = RecordWriter::new(stdout);
             let mut worst = Exit::Ok;
             for name in names {
+                if let Some((d, snap)) = disk::parse_name(name) {
+                    let (n, read, bad) = disk::verify(&source, d, snap, &dec)?;
+                    for p in &bad {
+                        report.error(&format!("{name}: {p}"));
+                    }
+                    report.note(&format!(
+                        "{name}: {n} blocks, {} checked, {}",
+                        human_bytes(read),
+                        if bad.is_empty() {
+                            "all good".to_string()
+                        } else {
+                            format!("{} bad", bad.len())
+                        }
+                    ));
+                    out.write(&Record::Verified(snap_shared::record::OutcomeRecord {
+                        schema: snap_shared::record::SCHEMA.into(),
+                        what: name.clone(),
+                        to: None,
+                        files: n,
+                        bytes: read,
+                        errors: bad.len() as u64,
+                        extra: Extra::new(),
+                    }))?;
+                    if !bad.is_empty() {
+                        worst = Exit::Data;
+                    }
+                    continue;
+                }
                 let item = source.resolve(name, *archive)?;
                 let mut v = Verifier::new(&dec, report);
                 let digest = v.verify(&item)?;
