@@ -27,6 +27,9 @@ pub struct BlockStore {
     /// Blocks being stored right now: two workers that meet the same new
     /// block store it once, and it counts as new once.
     claimed: Mutex<HashSet<Sha256Digest>>,
+    /// Other disks' block folders (plain disks only): a block one of them
+    /// holds is hard-linked, not stored again.
+    siblings: Vec<PathBuf>,
 }
 
 impl BlockStore {
@@ -42,7 +45,18 @@ impl BlockStore {
             dir: dir.to_path_buf(),
             encrypt: encrypt.map(Mutex::new),
             claimed: Mutex::new(HashSet::new()),
+            siblings: Vec::new(),
         })
+    }
+
+    /// Shares blocks with other disks' block folders: a new block that one of
+    /// them already holds becomes a hard link to it (same bytes, no new
+    /// space). Removing it from either disk later only drops a link.
+    pub fn share_with(mut self, siblings: Vec<PathBuf>) -> BlockStore {
+        if self.encrypt.is_none() {
+            self.siblings = siblings;
+        }
+        self
     }
 
     pub fn path(&self, digest: &Sha256Digest) -> PathBuf {
@@ -70,13 +84,25 @@ impl BlockStore {
         if !fresh {
             return Ok(0);
         }
-        let written = self.write_new(&path, digest, data);
+        let written = match self.link_from_sibling(&path, digest) {
+            true => Ok(0),
+            false => self.write_new(&path, digest, data),
+        };
         // Once renamed, `exists` answers for it: the set holds only blocks in flight.
         self.claimed
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(digest);
         written
+    }
+
+    /// Hard-links the block from another disk that holds it; false when none
+    /// does (or the link fails, as across filesystems).
+    fn link_from_sibling(&self, path: &Path, digest: &Sha256Digest) -> bool {
+        self.siblings
+            .iter()
+            .map(|dir| block_path(dir, digest))
+            .any(|there| there.exists() && fs::hard_link(&there, path).is_ok())
     }
 
     /// Encodes and writes one block under a temporary name, then renames it.
@@ -189,6 +215,27 @@ mod tests {
         fs::write(s.path(&d), zstd::bulk::compress(&[2u8; 100], 3).unwrap()).unwrap();
         let err = read_block(&s.path(&d), &d, &Decrypt::default(), 100).unwrap_err();
         assert_eq!(err.exit, crate::error::Exit::Data);
+    }
+
+    /// A block another disk holds is hard-linked, and counts as nothing new.
+    #[test]
+    fn shares_blocks_between_disks() {
+        use std::os::unix::fs::MetadataExt;
+        let t = tempfile::tempdir().unwrap();
+        let a = BlockStore::open(&t.path().join("a"), None).unwrap();
+        let b = BlockStore::open(&t.path().join("b"), None)
+            .unwrap()
+            .share_with(vec![t.path().join("a")]);
+        let data = vec![9u8; 4000];
+        let d = Sha256Digest::of(&data);
+        assert!(a.put(&d, &data).unwrap() > 0);
+        assert_eq!(b.put(&d, &data).unwrap(), 0);
+        assert_eq!(
+            fs::metadata(b.path(&d)).unwrap().ino(),
+            fs::metadata(a.path(&d)).unwrap().ino()
+        );
+        let other = vec![8u8; 4000];
+        assert!(b.put(&Sha256Digest::of(&other), &other).unwrap() > 0);
     }
 
     /// Encrypted blocks are age files and read back with the identity.

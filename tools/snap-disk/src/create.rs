@@ -251,7 +251,9 @@ fn create_blocks(
     let marker = disk.dir.unsynced_marker();
     fsutil::write_atomic(&marker, 0o600, true, |_| Ok(())).map_err(|e| Error::io(&marker, e))?;
     let blocks_dir = disk.dir.blocks_dir();
-    let store = BlockStore::open(&blocks_dir, enc).map_err(|e| Error::io(&blocks_dir, e))?;
+    let store = BlockStore::open(&blocks_dir, enc)
+        .map_err(|e| Error::io(&blocks_dir, e))?
+        .share_with(plain_siblings(ctx_store(disk), &disk.dir.name)?);
     let source = RawSource::of(disk, info)?;
     let header = MapHeader {
         block_size: settings.block_size,
@@ -271,6 +273,8 @@ fn create_blocks(
         file.sync_all().map_err(|e| Error::io(&tmp_map, e))?;
         // One flush for every block written, before anything refers to them.
         fsutil::syncfs(&blocks_dir).map_err(|e| Error::io(&blocks_dir, e))?;
+        // Every block is on disk now: none can be torn, the marker goes.
+        fs::remove_file(&marker).map_err(|e| Error::io(&marker, e))?;
         fsutil::publish_new(&tmp_map, &map_path).map_err(|e| Error::io(&map_path, e))?;
         Ok(stats)
     })();
@@ -294,6 +298,31 @@ fn create_blocks(
     );
     x.insert("crash_consistent".into(), Value::from(in_use));
     Ok(rec)
+}
+
+/// The store a disk folder is in (`<store>/disks/<disk>`).
+fn ctx_store(disk: &Disk) -> snap_shared::store::Store {
+    let root = disk
+        .dir
+        .root
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("/"));
+    snap_shared::store::Store::new(root)
+}
+
+/// The block folders of the store's other unencrypted disks whose blocks are all flushed.
+fn plain_siblings(store: snap_shared::store::Store, me: &str) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for name in snap_shared::disks::disk_names(&store)? {
+        let dir = snap_shared::disks::DiskDir::new(&store, &name);
+        // A disk with an interrupted create may hold torn blocks: never link from it.
+        let settled = !dir.unsynced_marker().exists();
+        if name != me && settled && dir.info()?.is_some_and(|i| !i.encrypted) {
+            out.push(dir.blocks_dir());
+        }
+    }
+    Ok(out)
 }
 
 /// The marker that blocks were written but not flushed is still there: a

@@ -627,3 +627,45 @@ fn interrupted_create_is_cleaned_up() {
     assert!(!stray.exists());
     w.ok(&["verify", "c"]);
 }
+
+/// Two disks with the same blocks store them once (hard links); deleting one
+/// disk's snapshot leaves the other's whole. An encrypted disk shares nothing.
+#[test]
+fn disks_share_blocks() {
+    let w = World::new();
+    let img = w.ext4("a.raw", 32, 20);
+    fs::copy(&img, w.path("b.raw")).unwrap();
+    fs::copy(&img, w.path("c.raw")).unwrap();
+    let a = &w.ok(&["create", &w.p("a.raw"), "s"])[0];
+    assert!(a["new_bytes"].as_u64().unwrap() > 4 * MIB);
+    let b = &w.ok(&["create", &w.p("b.raw"), "s"])[0];
+    assert_eq!(b["new_bytes"], 0, "b's blocks are a's: {b}");
+    let id = age::x25519::Identity::generate();
+    let c = &w.ok(&[
+        "create",
+        &w.p("c.raw"),
+        "s",
+        "-r",
+        &id.to_public().to_string(),
+    ])[0];
+    assert!(
+        c["new_bytes"].as_u64().unwrap() > 4 * MIB,
+        "an encrypted disk stores its own"
+    );
+    w.ok(&["delete", "a", "s"]);
+    w.ok(&["verify", "b"]);
+    let want = sha(&img);
+    scribble(&w.path("b.raw"), 0, 4096, 1);
+    w.ok(&["restore", "b", "s"]);
+    assert_eq!(sha(&w.path("b.raw")), want);
+}
+
+/// A finished snapshot leaves no "unflushed blocks" marker (which would make
+/// the next create collect garbage first).
+#[test]
+fn create_leaves_no_marker() {
+    let w = World::new();
+    w.ext4("m.raw", 32, 2);
+    w.ok(&["create", &w.p("m.raw"), "s"]);
+    assert!(!w.path("store/disks/m/.unsynced").exists());
+}
