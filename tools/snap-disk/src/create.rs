@@ -52,7 +52,7 @@ pub fn run(ctx: &Context, args: &CreateArgs, report: &Reporter) -> Result<Exit> 
     };
     let in_use = check_in_use(&disk, method, args.require_stopped, report)?;
     let rec = match method {
-        Method::Blocks => create_blocks(&disk, &info, &name, args, in_use, report)?,
+        Method::Blocks => create_blocks(&ctx.store, &disk, &info, &name, args, in_use, report)?,
         Method::Qcow2Internal => create_internal(&disk, &info, &name)?,
         Method::Overlay => create_overlay(&disk, &info, &name)?,
     };
@@ -66,7 +66,7 @@ pub fn run(ctx: &Context, args: &CreateArgs, report: &Reporter) -> Result<Exit> 
     RecordWriter::new(std::io::stdout().lock()).write(&Record::DiskSnapshot(rec.clone()))?;
     drop(lock);
     match &args.before {
-        Some(cmd) => guard(ctx, &disk, &rec, cmd, args.rollback_on_failure, report),
+        Some(cmd) => guard(&disk, &rec, cmd, args.rollback_on_failure, report),
         None => Ok(Exit::Ok),
     }
 }
@@ -238,6 +238,7 @@ fn blocks_settings(disk: &Disk, args: &CreateArgs, encrypted: bool) -> Result<Di
 }
 
 fn create_blocks(
+    snap_store: &snap_shared::store::Store,
     disk: &Disk,
     info: &ImageInfo,
     name: &str,
@@ -253,7 +254,7 @@ fn create_blocks(
     let blocks_dir = disk.dir.blocks_dir();
     let store = BlockStore::open(&blocks_dir, enc)
         .map_err(|e| Error::io(&blocks_dir, e))?
-        .share_with(plain_siblings(ctx_store(disk), &disk.dir.name)?);
+        .share_with(plain_siblings(snap_store, &disk.dir.name)?);
     let source = RawSource::of(disk, info)?;
     let header = MapHeader {
         block_size: settings.block_size,
@@ -300,22 +301,11 @@ fn create_blocks(
     Ok(rec)
 }
 
-/// The store a disk folder is in (`<store>/disks/<disk>`).
-fn ctx_store(disk: &Disk) -> snap_shared::store::Store {
-    let root = disk
-        .dir
-        .root
-        .parent()
-        .and_then(Path::parent)
-        .unwrap_or(Path::new("/"));
-    snap_shared::store::Store::new(root)
-}
-
 /// The block folders of the store's other unencrypted disks whose blocks are all flushed.
-fn plain_siblings(store: snap_shared::store::Store, me: &str) -> Result<Vec<PathBuf>> {
+fn plain_siblings(store: &snap_shared::store::Store, me: &str) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
-    for name in snap_shared::disks::disk_names(&store)? {
-        let dir = snap_shared::disks::DiskDir::new(&store, &name);
+    for name in snap_shared::disks::disk_names(store)? {
+        let dir = snap_shared::disks::DiskDir::new(store, &name);
         // A disk with an interrupted create may hold torn blocks: never link from it.
         let settled = !dir.unsynced_marker().exists();
         if name != me && settled && dir.info()?.is_some_and(|i| !i.encrypted) {
@@ -408,7 +398,6 @@ fn summary(rec: &DiskSnapshotRecord) -> String {
 /// `--before CMD`: the snapshot is made; run CMD, and on failure say how to
 /// roll back, or roll back when asked and the image is not in use.
 fn guard(
-    ctx: &Context,
     disk: &Disk,
     rec: &DiskSnapshotRecord,
     cmd: &str,
@@ -441,7 +430,7 @@ fn guard(
         report.note(&format!("not rolled back; stop the VM and run: {how}"));
         return Ok(Exit::Partial);
     }
-    crate::restore::restore_record(ctx, disk, rec, None, &Default::default(), report)?;
+    crate::restore::restore_record(disk, rec, None, &Default::default(), report)?;
     report.note(&format!("rolled back to {}", rec.name));
     Ok(Exit::Partial)
 }

@@ -33,7 +33,7 @@ pub fn run(ctx: &Context, args: &RestoreArgs, report: &Reporter) -> Result<Exit>
     let _lock = ctx.lock(false)?;
     let disk = ctx.existing(&args.disk)?;
     let rec = disk.dir.record(&args.name)?;
-    let out = restore_record(ctx, &disk, &rec, args.to.as_deref(), &dec, report)?;
+    let out = restore_record(&disk, &rec, args.to.as_deref(), &dec, report)?;
     RecordWriter::new(io::stdout().lock()).write(&Record::Restored(out))?;
     Ok(Exit::Ok)
 }
@@ -52,7 +52,6 @@ fn outcome(rec: &DiskSnapshotRecord, to: &Path, bytes: u64) -> OutcomeRecord {
 
 /// Restores `rec` into the image, or into the new file `to`.
 pub fn restore_record(
-    _ctx: &Context,
     disk: &Disk,
     rec: &DiskSnapshotRecord,
     to: Option<&Path>,
