@@ -34,6 +34,13 @@ pub fn run(ctx: &Context, args: &CreateArgs, report: &Reporter) -> Result<Exit> 
     let method = pick_method(args, &info);
     if let Some(n) = &args.name {
         check_name(n).map_err(|e| Error::usage(format!("snapshot name {n:?}"), e))?;
+        if n == "disk" {
+            // `disk.json` holds the disk's settings, beside the records.
+            return Err(Error::usage(
+                "snapshot name \"disk\"",
+                "is reserved; pick another",
+            ));
+        }
     }
     let lock = ctx.lock(true)?;
     let disk = ctx.for_create(&args.image, args.disk.as_deref())?;
@@ -66,7 +73,7 @@ pub fn run(ctx: &Context, args: &CreateArgs, report: &Reporter) -> Result<Exit> 
     RecordWriter::new(std::io::stdout().lock()).write(&Record::DiskSnapshot(rec.clone()))?;
     drop(lock);
     match &args.before {
-        Some(cmd) => guard(&disk, &rec, cmd, args.rollback_on_failure, report),
+        Some(cmd) => guard(ctx, &disk, &rec, cmd, args.rollback_on_failure, report),
         None => Ok(Exit::Ok),
     }
 }
@@ -398,6 +405,7 @@ fn summary(rec: &DiskSnapshotRecord) -> String {
 /// `--before CMD`: the snapshot is made; run CMD, and on failure say how to
 /// roll back, or roll back when asked and the image is not in use.
 fn guard(
+    ctx: &Context,
     disk: &Disk,
     rec: &DiskSnapshotRecord,
     cmd: &str,
@@ -430,6 +438,7 @@ fn guard(
         report.note(&format!("not rolled back; stop the VM and run: {how}"));
         return Ok(Exit::Partial);
     }
+    let _lock = ctx.lock(false)?;
     crate::restore::restore_record(disk, rec, None, &Default::default(), report)?;
     report.note(&format!("rolled back to {}", rec.name));
     Ok(Exit::Partial)

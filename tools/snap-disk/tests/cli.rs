@@ -600,6 +600,13 @@ fn bad_input() {
     assert_eq!(code(&out), 66, "{}", stderr(&out));
     let out = w.disk(&["create", &w.p("b.raw"), "../x"]);
     assert_eq!(code(&out), 64, "{}", stderr(&out));
+    let out = w.disk(&["create", &w.p("b.raw"), "disk"]);
+    assert_eq!(
+        code(&out),
+        64,
+        "the name of the settings file: {}",
+        stderr(&out)
+    );
     w.ok(&["create", &w.p("b.raw"), "s"]);
     let out = w.disk(&["create", &w.p("b.raw"), "s"]);
     assert_eq!(code(&out), 73, "{}", stderr(&out));
