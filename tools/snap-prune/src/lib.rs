@@ -68,6 +68,9 @@ archive's data, index and checksums go before its .json record. A prune killed a
 every kept snapshot whole, and the next run finishes the rest. --dry-run prints the plan and the bytes \
 it would free; at a destination it also gives the bytes stored per set and, with \
 \"price_per_gib_month\" in the destination's config, the monthly cost before and after.\n\n\
+Disk snapshots of snap-disk's blocks method (disks/DISK/ in the store and at destinations) are pruned by \
+the same rules, one group per disk (--set names a disk too); a snapshot's record goes first, then its \
+block map, then every block no remaining snapshot of the disk uses.\n\n\
 One `pruned` record per snapshot or archive is written on stdout: target (the store or destination), \
 set, id, what (snapshot or archive), action (keep or remove), reasons (the rules that keep it), and \
 for removals the bytes freed.\n\n\
