@@ -42,7 +42,11 @@ fetched=$(jq .fetched r2.json)
 # blocks only the first one used are collected, the second still restores.
 export SNAP_STORE=$WORK/store
 blocks_before=$(find "$WORK/usb/disks/vm/blocks" -type f | wc -l)
+snap-prune --dest "$WORK/usb" --keep-last 1 --dry-run -q > plan.json
 snap-prune --dest "$WORK/usb" --keep-last 1 -q > pruned.json
+planned=$(jq -s '[.[] | .freed // 0] | add' plan.json)
+freed=$(jq -s '[.[] | .freed // 0] | add' pruned.json)
+[ "$planned" = "$freed" ] && [ "$freed" -gt 65536 ] || fail "the dry run said $planned bytes, the prune freed $freed"
 [ "$(jq -r 'select(.action == "remove") | .id' pruned.json)" = first ] || fail "drive: $(cat pruned.json)"
 blocks_after=$(find "$WORK/usb/disks/vm/blocks" -type f | wc -l)
 [ "$blocks_after" -lt "$blocks_before" ] || fail "no block was collected at the drive"

@@ -141,31 +141,40 @@ pub fn remove(dest: &Dest, disk: &str, entries: &[&Entry]) -> Result<Vec<u64>> {
 /// Removes maps without a record and blocks no map with a record refers to;
 /// returns the bytes freed.
 pub fn collect_garbage(dest: &Dest, disk: &str) -> Result<u64> {
+    let (keys, freed) = garbage(dest, disk, &[])?;
+    // Maps before blocks: a crash between leaves only unreferenced blocks.
+    let (maps, blocks): (Vec<String>, Vec<String>) =
+        keys.into_iter().partition(|k| k.ends_with(".map.zst"));
+    dest.delete_many(&maps)?;
+    dest.delete_many(&blocks)?;
+    Ok(freed)
+}
+
+/// What a collection would remove if the snapshots `gone` had no record:
+/// maps without a record and blocks no other map refers to (keys, bytes).
+fn garbage(dest: &Dest, disk: &str, gone: &[&str]) -> Result<(Vec<String>, u64)> {
     let base = format!("disks/{disk}");
-    let listing = dest.list(&base)?;
     let mut records = HashSet::new();
     let mut maps = Vec::new();
     let mut blocks = Vec::new();
-    for (key, size) in &listing {
+    for (key, size) in dest.list(&base)? {
         let Some(rest) = key.strip_prefix(&format!("{base}/")) else {
             continue;
         };
         if let Some(name) = rest.strip_suffix(".json") {
-            records.insert(name.to_string());
+            if !gone.contains(&name) {
+                records.insert(name.to_string());
+            }
         } else if let Some(name) = rest.strip_suffix(".map.zst") {
-            maps.push((name.to_string(), key.clone(), *size));
+            maps.push((name.to_string(), key.clone(), size));
         } else if let Some(b) = rest.strip_prefix("blocks/") {
-            blocks.push((
-                b.rsplit('/').next().unwrap_or("").to_string(),
-                key.clone(),
-                *size,
-            ));
+            let name = b.rsplit('/').next().unwrap_or("").to_string();
+            blocks.push((name, key.clone(), size));
         }
     }
     let (live, orphans): (Vec<_>, Vec<_>) =
         maps.into_iter().partition(|(n, _, _)| records.contains(n));
-    let mut freed: u64 = orphans.iter().map(|(_, _, s)| s).sum();
-    dest.delete_many(&orphans.into_iter().map(|(_, k, _)| k).collect::<Vec<_>>())?;
+    let mut out: Vec<(String, u64)> = orphans.into_iter().map(|(_, k, s)| (k, s)).collect();
     let keys: Vec<String> = live.iter().map(|(_, k, _)| k.clone()).collect();
     let mut keep: HashSet<Sha256Digest> = HashSet::new();
     for (bytes, key) in dest.get_many(&keys).into_iter().zip(&keys) {
@@ -173,16 +182,30 @@ pub fn collect_garbage(dest: &Dest, disk: &str) -> Result<u64> {
             keep.insert(entry?.1);
         }
     }
-    let doomed: Vec<(String, u64)> = blocks
-        .into_iter()
-        .filter(|(name, _, _)| {
-            !name
-                .parse::<Sha256Digest>()
-                .is_ok_and(|d| keep.contains(&d))
-        })
-        .map(|(_, k, s)| (k, s))
-        .collect();
-    freed += doomed.iter().map(|(_, s)| s).sum::<u64>();
-    dest.delete_many(&doomed.into_iter().map(|(k, _)| k).collect::<Vec<_>>())?;
-    Ok(freed)
+    out.extend(
+        blocks
+            .into_iter()
+            .filter(|(name, _, _)| {
+                !name
+                    .parse::<Sha256Digest>()
+                    .is_ok_and(|d| keep.contains(&d))
+            })
+            .map(|(_, k, s)| (k, s)),
+    );
+    let bytes = out.iter().map(|(_, s)| s).sum();
+    Ok((out.into_iter().map(|(k, _)| k).collect(), bytes))
+}
+
+/// What removing these snapshots would free, each: its map, and with the
+/// last the blocks no remaining snapshot uses (as [`remove`] reports it).
+pub fn estimate(dest: &Dest, disk: &str, entries: &[&Entry]) -> Result<Vec<u64>> {
+    let names: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
+    let (_, all) = garbage(dest, disk, &names)?;
+    let maps: u64 = entries.iter().map(|e| e.bytes.unwrap_or(0)).sum();
+    let mut out: Vec<u64> = entries.iter().map(|e| e.bytes.unwrap_or(0)).collect();
+    if let Some(last) = out.last_mut() {
+        // `all` counts the doomed maps too (they have no record in the simulation).
+        *last += all.saturating_sub(maps);
+    }
+    Ok(out)
 }

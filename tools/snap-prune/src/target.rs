@@ -148,8 +148,12 @@ impl Target {
     /// What removing these entries of a set, in this order, would free
     /// each (a file shared by several is freed with the last of them).
     pub fn estimate_each(&self, set: &str, entries: &[&Entry]) -> Result<Vec<u64>> {
-        let Target::Trees(store) = self else {
-            return Ok(entries.iter().map(|e| e.bytes.unwrap_or(0)).collect());
+        let store = match self {
+            Target::Trees(store) => store,
+            Target::Disks(dest) => return crate::disks::estimate(dest, set, entries),
+            Target::Archives { .. } => {
+                return Ok(entries.iter().map(|e| e.bytes.unwrap_or(0)).collect());
+            }
         };
         let mut est = free::Estimate::default();
         let mut out = Vec::with_capacity(entries.len());
