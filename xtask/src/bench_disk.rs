@@ -77,20 +77,34 @@ fn change(img: &Path) -> Result {
         .write(true)
         .open(img)
         .map_err(|e| e.to_string())?;
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut noise = Noise::new();
     for k in 0..20u64 {
-        let data: Vec<u8> = (0..MIB / 8)
-            .flat_map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x.to_le_bytes()
-            })
-            .collect();
+        let data = noise.bytes(MIB as usize);
         f.write_all_at(&data, (37 + 101 * k) * MIB)
             .map_err(|e| e.to_string())?;
     }
     f.sync_all().map_err(|e| e.to_string())
+}
+
+/// Incompressible bytes from a fixed xorshift sequence: the same on every machine.
+pub(crate) struct Noise(u64);
+
+impl Noise {
+    pub(crate) fn new() -> Noise {
+        Noise(0x9E37_79B9_7F4A_7C15)
+    }
+
+    /// The next `len` bytes (a multiple of 8) of the sequence.
+    pub(crate) fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len / 8)
+            .flat_map(|_| {
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 7;
+                self.0 ^= self.0 << 17;
+                self.0.to_le_bytes()
+            })
+            .collect()
+    }
 }
 
 /// Makes `img` a copy of `from` (sparse, flushed, untimed).

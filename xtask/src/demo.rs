@@ -160,15 +160,7 @@ fn disk_round_trip(bin: &Path, config: &Path, src: &Path, base: &Path) -> Result
     )?;
     let sum1 = sha256(&img)?;
     // 1% of the image: 2.5 MiB of incompressible bytes written over the middle.
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    let noise: Vec<u8> = (0..(5 << 19) / 8)
-        .flat_map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()
-        })
-        .collect();
+    let noise = crate::bench_disk::Noise::new().bytes(5 << 19);
     let f = fs::OpenOptions::new()
         .write(true)
         .open(&img)

@@ -116,7 +116,12 @@ run `sync` in the guest, or stop it, for a clean one",
 }
 
 /// A record with the fields every method fills.
-fn base_record(disk: &Disk, info: &ImageInfo, name: &str, method: Method) -> DiskSnapshotRecord {
+pub(crate) fn base_record(
+    disk: &Disk,
+    info: &ImageInfo,
+    name: &str,
+    method: Method,
+) -> DiskSnapshotRecord {
     DiskSnapshotRecord {
         schema: SCHEMA.to_string(),
         disk: disk.dir.name.clone(),

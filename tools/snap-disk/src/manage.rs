@@ -12,7 +12,7 @@ use snap_cli::Reporter;
 use snap_shared::error::{Error, Exit, Result};
 use snap_shared::fsutil;
 use snap_shared::jsonl::RecordWriter;
-use snap_shared::record::{DiskSnapshotRecord, Extra, Record, SCHEMA};
+use snap_shared::record::{DiskSnapshotRecord, Record};
 use snap_shared::size::human_bytes;
 
 use crate::blocks;
@@ -53,10 +53,13 @@ pub fn list(ctx: &Context, operand: Option<&str>, report: &Reporter) -> Result<E
 /// appears as `"state": "image-only"`.
 pub fn merged(disk: &Disk) -> Result<Vec<DiskSnapshotRecord>> {
     let mut recs = disk.dir.snapshots()?;
-    let internal = match image::probe(&disk.image) {
-        Ok(info) if info.format == "qcow2" => info.snapshots,
-        _ => Vec::new(),
-    };
+    let info = image::probe(&disk.image)
+        .ok()
+        .filter(|i| i.format == "qcow2");
+    let internal = info
+        .as_ref()
+        .map(|i| i.snapshots.clone())
+        .unwrap_or_default();
     for rec in recs.iter_mut().filter(|r| r.method == "qcow2-internal") {
         if !internal.iter().any(|s| s.name == rec.name) {
             rec.extra.insert("state".into(), Value::from("missing"));
@@ -67,35 +70,26 @@ pub fn merged(disk: &Disk) -> Result<Vec<DiskSnapshotRecord>> {
             .iter()
             .any(|r| r.method == "qcow2-internal" && r.name == snap.name);
         if !known {
-            recs.push(image_only(disk, &snap.name, snap.date_sec));
+            if let Some(info) = &info {
+                recs.push(image_only(disk, info, &snap.name, snap.date_sec));
+            }
         }
     }
     recs.sort_by(|a, b| a.created.cmp(&b.created).then(a.name.cmp(&b.name)));
     Ok(recs)
 }
 
-fn image_only(disk: &Disk, name: &str, date_sec: i64) -> DiskSnapshotRecord {
-    let mut extra = Extra::new();
-    extra.insert("state".into(), Value::from("image-only"));
-    DiskSnapshotRecord {
-        schema: SCHEMA.to_string(),
-        disk: disk.dir.name.clone(),
-        name: name.to_string(),
-        image: disk.image.display().to_string(),
-        format: "qcow2".into(),
-        method: "qcow2-internal".into(),
-        created: DateTime::<Utc>::from_timestamp(date_sec, 0).unwrap_or_default(),
-        virtual_size: image::probe(&disk.image)
-            .map(|i| i.virtual_size)
-            .unwrap_or(0),
-        stored_bytes: 0,
-        new_bytes: 0,
-        blocks: 0,
-        parent: None,
-        description: None,
-        tags: Vec::new(),
-        extra,
-    }
+/// The record of an internal snapshot that was made without snap-disk.
+fn image_only(
+    disk: &Disk,
+    info: &image::ImageInfo,
+    name: &str,
+    date_sec: i64,
+) -> DiskSnapshotRecord {
+    let mut rec = crate::create::base_record(disk, info, name, crate::Method::Qcow2Internal);
+    rec.created = DateTime::<Utc>::from_timestamp(date_sec, 0).unwrap_or_default();
+    rec.extra.insert("state".into(), Value::from("image-only"));
+    rec
 }
 
 /// One listing line: name, time, method, sizes, description, state.
