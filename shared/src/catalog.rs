@@ -12,7 +12,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::{Error, Exit, Result};
-use crate::record::{ArchiveRecord, SnapshotRecord};
+use crate::record::{ArchiveRecord, DiskSnapshotRecord, SnapshotRecord};
 use crate::store::Store;
 
 /// Schema migrations, applied in order; the schema version is their count.
@@ -89,6 +89,11 @@ impl Catalog {
             .map_err(|e| db_err(path, e))?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(|e| db_err(path, e))?;
+        // A commit need not wait for a flush: a power cut may lose the last
+        // rows, never the database's consistency, and rows are rebuildable
+        // from the records (which are flushed).
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(|e| db_err(path, e))?;
         let mut cat = Catalog { conn };
         cat.migrate()
             .map_err(|e| e.within(format!("catalog {}", path.display())))?;
@@ -139,7 +144,33 @@ impl Catalog {
         insert_archive(&self.conn, rec)
     }
 
-    /// Removes a row (`kind` is `snapshot` or `archive`); a missing row is fine.
+    /// Adds or replaces a disk snapshot's row (target: the disk, id: the snapshot's name).
+    pub fn put_disk_snapshot(&self, rec: &DiskSnapshotRecord) -> Result<()> {
+        insert_disk_snapshot(&self.conn, rec)
+    }
+
+    /// The disk snapshot records of a disk (all disks when `None`), oldest first.
+    pub fn disk_snapshots(&self, disk: Option<&str>) -> Result<Vec<DiskSnapshotRecord>> {
+        let err = |e: rusqlite::Error| Error::new(Exit::Io, "catalog", e);
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT record FROM records WHERE kind = 'disk-snapshot'
+                 AND (?1 IS NULL OR target = ?1) ORDER BY target, created, id",
+            )
+            .map_err(err)?;
+        let rows = stmt
+            .query_map(params![disk], |r| r.get::<_, String>(0))
+            .map_err(err)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let text = row.map_err(err)?;
+            out.push(serde_json::from_str(&text).map_err(|e| Error::data("catalog row", e))?);
+        }
+        Ok(out)
+    }
+
+    /// Removes a row (`kind` is `snapshot`, `archive` or `disk-snapshot`); a missing row is fine.
     pub fn remove(&self, kind: &str, set: &str, id: &str) -> Result<()> {
         self.conn
             .execute(
@@ -189,9 +220,13 @@ impl Catalog {
                 archives.push(crate::archive::read_record(&files.record())?);
             }
         }
+        let mut disks = Vec::new();
+        for disk in crate::disks::disk_names(store)? {
+            disks.extend(crate::disks::DiskDir::new(store, &disk).snapshots()?);
+        }
         let tx = self.conn.transaction().map_err(err)?;
         tx.execute(
-            "DELETE FROM records WHERE kind IN ('snapshot', 'archive')",
+            "DELETE FROM records WHERE kind IN ('snapshot', 'archive', 'disk-snapshot')",
             [],
         )
         .map_err(err)?;
@@ -201,8 +236,11 @@ impl Catalog {
         for rec in &archives {
             insert_archive(&tx, rec)?;
         }
+        for rec in &disks {
+            insert_disk_snapshot(&tx, rec)?;
+        }
         tx.commit().map_err(err)?;
-        Ok(records.len() + archives.len())
+        Ok(records.len() + archives.len() + disks.len())
     }
 }
 
@@ -226,6 +264,19 @@ fn insert_archive(conn: &Connection, rec: &ArchiveRecord) -> Result<()> {
         .map(|(t, _)| t.to_rfc3339())
         .unwrap_or_default();
     insert(conn, "archive", &rec.set, &rec.id, &created, &json)
+}
+
+/// Adds or replaces a disk snapshot's row.
+fn insert_disk_snapshot(conn: &Connection, rec: &DiskSnapshotRecord) -> Result<()> {
+    let json = serde_json::to_string(rec).map_err(|e| Error::internal("catalog", e))?;
+    insert(
+        conn,
+        "disk-snapshot",
+        &rec.disk,
+        &rec.name,
+        &rec.created.to_rfc3339(),
+        &json,
+    )
 }
 
 fn insert(
@@ -280,6 +331,36 @@ mod tests {
             serde_json::to_string(rec).unwrap(),
         )
         .unwrap();
+    }
+
+    /// A rebuild finds disk snapshots too, by disk, oldest first.
+    #[test]
+    fn rebuild_includes_disk_snapshots() {
+        let t = tempfile::tempdir().unwrap();
+        let store = Store::new(t.path());
+        let dir = crate::disks::DiskDir::new(&store, "vm");
+        let info = crate::disks::DiskInfo {
+            image: "/vms/vm.raw".into(),
+            block_size: 1 << 20,
+            encrypted: false,
+        };
+        dir.write_info(&info).unwrap();
+        for (name, at) in [("b", "2026-01-02T00:00:00Z"), ("a", "2026-01-01T00:00:00Z")] {
+            let rec: DiskSnapshotRecord = serde_json::from_value(serde_json::json!({
+                "disk": "vm", "name": name, "image": "/vms/vm.raw", "format": "raw",
+                "method": "blocks", "created": at, "virtual_size": 1, "stored_bytes": 0,
+                "new_bytes": 0, "blocks": 0, "parent": null}))
+            .unwrap();
+            dir.publish_record(&rec).unwrap();
+        }
+        let (cat, _) = Catalog::open(&store).unwrap();
+        let names: Vec<String> = cat
+            .disk_snapshots(Some("vm"))
+            .unwrap()
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(names, ["a", "b"]);
     }
 
     /// A missing catalog is created from the `.json` records on open.

@@ -69,6 +69,7 @@ pub fn run(ctx: &Context, args: &CreateArgs, report: &Reporter) -> Result<Exit> 
         ..rec
     };
     disk.dir.publish_record(&rec)?;
+    ctx.catalog(|c| c.put_disk_snapshot(&rec));
     report.note(&summary(&rec));
     RecordWriter::new(std::io::stdout().lock()).write(&Record::DiskSnapshot(rec.clone()))?;
     drop(lock);
@@ -137,8 +138,20 @@ pub(crate) fn base_record(
         parent: None,
         description: None,
         tags: Vec::new(),
-        extra: Extra::new(),
+        extra: Extra::from([("created_by".to_string(), created_by())]),
     }
+}
+
+/// Who made a snapshot: the tool and its version, the host, the user.
+fn created_by() -> Value {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| format!("uid {}", rustix::process::getuid().as_raw()));
+    serde_json::json!({
+        "tool": concat!("snap-disk ", env!("CARGO_PKG_VERSION")),
+        "host": snap_shared::hostname(),
+        "user": user,
+    })
 }
 
 /// The disk's settings, written at its first snapshot.

@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
+use snap_shared::catalog::Catalog;
 use snap_shared::config::LoadedConfig;
 use snap_shared::error::{Error, Exit, Result};
 use snap_shared::id::check_name;
@@ -30,6 +31,16 @@ impl Context {
             LoadedConfig::store(loaded.as_ref()),
         ));
         Ok(Context { store })
+    }
+
+    /// Runs `change` on the store's catalog. The catalog is an index of the
+    /// records, never the only copy: if it cannot be changed it is marked
+    /// for a rebuild from the records on its next open.
+    pub fn catalog(&self, change: impl FnOnce(&Catalog) -> Result<()>) {
+        let done = Catalog::open(&self.store).and_then(|(c, _)| change(&c));
+        if done.is_err() {
+            Catalog::invalidate(&self.store);
+        }
     }
 
     /// Takes the store's writer lock (creating the store when `create`).

@@ -88,6 +88,7 @@ fn image_only(
 ) -> DiskSnapshotRecord {
     let mut rec = crate::create::base_record(disk, info, name, crate::Method::Qcow2Internal);
     rec.created = DateTime::<Utc>::from_timestamp(date_sec, 0).unwrap_or_default();
+    rec.extra.remove("created_by"); // not made by snap-disk: by whom is not known
     rec.extra.insert("state".into(), Value::from("image-only"));
     rec
 }
@@ -164,6 +165,15 @@ pub fn show(ctx: &Context, operand: &str, name: &str, report: &Reporter) -> Resu
     if let Some(p) = &rec.parent {
         lines.push(format!("  Parent: {p}"));
     }
+    if let Some(by) = rec.extra.get("created_by") {
+        let field = |k: &str| by[k].as_str().unwrap_or("?").to_string();
+        lines.push(format!(
+            "  Created by: {} on {} ({})",
+            field("user"),
+            field("host"),
+            field("tool")
+        ));
+    }
     if let Some(f) = rec.extra.get("file").and_then(Value::as_str) {
         lines.push(format!("  File: {f}"));
     }
@@ -184,6 +194,7 @@ pub fn delete(ctx: &Context, operand: &str, names: &[String], report: &Reporter)
     let mut blocks_gone = false;
     for rec in &recs {
         delete_one(&disk, rec)?;
+        ctx.catalog(|c| c.remove("disk-snapshot", &rec.disk, &rec.name));
         blocks_gone |= rec.method == "blocks";
         report.note(&format!("deleted {}/{}", rec.disk, rec.name));
     }
@@ -311,7 +322,9 @@ pub fn commit(ctx: &Context, operand: &str, report: &Reporter) -> Result<Exit> {
         {
             Some(r) => {
                 report.note(&format!("merging {} into the image", r.name));
-                remove_record(&disk.dir, &r.name)
+                remove_record(&disk.dir, &r.name)?;
+                ctx.catalog(|c| c.remove("disk-snapshot", &r.disk, &r.name));
+                Ok(())
             }
             None => Ok(()),
         }

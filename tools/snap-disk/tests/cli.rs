@@ -201,6 +201,16 @@ fn blocks_round_trip() {
     assert_eq!(rec["disk"], "vm");
     assert_eq!(rec["virtual_size"], 64 * MIB);
     assert_eq!(rec["description"], "fresh install");
+    assert_eq!(
+        rec["created_by"]["tool"],
+        concat!("snap-disk ", env!("CARGO_PKG_VERSION"))
+    );
+    let catalog = || {
+        let store = snap_shared::store::Store::new(w.path("store"));
+        let (c, _) = snap_shared::catalog::Catalog::open(&store).unwrap();
+        c.disk_snapshots(Some("vm")).unwrap()
+    };
+    assert_eq!(catalog().len(), 1, "the catalog has the snapshot's row");
     scribble(&img, 20 * MIB, 3 * MIB as usize, 99);
     fs::File::options()
         .write(true)
@@ -220,6 +230,7 @@ fn blocks_round_trip() {
     assert_eq!(w.ok(&["restore", "vm", "clean"])[0]["bytes"], 0);
     w.ok(&["delete", "vm", "clean"]);
     assert!(w.ok(&["list", "vm"]).is_empty());
+    assert!(catalog().is_empty(), "and loses it with the snapshot");
     assert_eq!(
         w.store_bytes("store/disks/vm/blocks"),
         0,

@@ -314,7 +314,10 @@ fn store_job(
     if store.root.join("disks").is_dir() {
         let spec = DestSpec::from_url(&store.root.display().to_string())?;
         let dest = Dest::open(&spec, &snap_dest::runtime()?, &Reach::default(), false)?;
-        targets.push(Target::Disks(dest));
+        targets.push(Target::Disks {
+            dest,
+            store: Some(store.clone()),
+        });
     }
     Ok(Job {
         targets,
@@ -381,7 +384,10 @@ fn dest_job(
     Ok(Job {
         targets: vec![
             Target::Archives { dest, store: None },
-            Target::Disks(Dest::open(spec, rt, &Reach::default(), false)?),
+            Target::Disks {
+                dest: Dest::open(spec, rt, &Reach::default(), false)?,
+                store: None,
+            },
         ],
         policy,
         source,
@@ -422,7 +428,7 @@ fn prune_job(
         }
         let groups = target.scan(cli.set.as_deref())?;
         // Most places hold no disk snapshots: say nothing of them there.
-        if groups.is_empty() && matches!(target, Target::Disks(_)) {
+        if groups.is_empty() && matches!(target, Target::Disks { .. }) {
             continue;
         }
         report.note(&format!(

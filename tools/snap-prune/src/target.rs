@@ -69,8 +69,9 @@ pub enum Target {
     /// Archives laid out `<set>/<id>.*` in a folder or bucket; `store` when
     /// they are the store's own (`archives/`), whose catalog rows follow.
     Archives { dest: Dest, store: Option<Store> },
-    /// Disk snapshots (`blocks`) under `disks/` of a store or destination root.
-    Disks(Dest),
+    /// Disk snapshots (`blocks`) under `disks/` of a store or destination
+    /// root; `store` when they are the store's, whose catalog rows follow.
+    Disks { dest: Dest, store: Option<Store> },
 }
 
 impl Target {
@@ -79,7 +80,7 @@ impl Target {
         match self {
             Target::Trees(_) => "snapshot",
             Target::Archives { .. } => "archive",
-            Target::Disks(_) => "disk-snapshot",
+            Target::Disks { .. } => "disk-snapshot",
         }
     }
 
@@ -87,7 +88,7 @@ impl Target {
     pub fn location(&self) -> String {
         match self {
             Target::Trees(s) => s.root.display().to_string(),
-            Target::Archives { dest, .. } | Target::Disks(dest) => dest.url.clone(),
+            Target::Archives { dest, .. } | Target::Disks { dest, .. } => dest.url.clone(),
         }
     }
 
@@ -96,7 +97,7 @@ impl Target {
         let mut groups = match self {
             Target::Trees(store) => scan_trees(store)?,
             Target::Archives { dest, .. } => group_archives(&dest.list("")?),
-            Target::Disks(dest) => crate::disks::scan(dest)?,
+            Target::Disks { dest, .. } => crate::disks::scan(dest)?,
         };
         groups.retain(|g| only.is_none_or(|s| s == g.set));
         Ok(groups)
@@ -124,7 +125,7 @@ impl Target {
                     .map(|(bytes, key)| archive_info(&bytes?, &dest.show(key)))
                     .collect()
             }
-            Target::Disks(dest) => crate::disks::infos(dest, set, ids),
+            Target::Disks { dest, .. } => crate::disks::infos(dest, set, ids),
         }
     }
 
@@ -150,7 +151,7 @@ impl Target {
     pub fn estimate_each(&self, set: &str, entries: &[&Entry]) -> Result<Vec<u64>> {
         let store = match self {
             Target::Trees(store) => store,
-            Target::Disks(dest) => return crate::disks::estimate(dest, set, entries),
+            Target::Disks { dest, .. } => return crate::disks::estimate(dest, set, entries),
             Target::Archives { .. } => {
                 return Ok(entries.iter().map(|e| e.bytes.unwrap_or(0)).collect());
             }
@@ -202,7 +203,13 @@ impl Target {
                 }
                 Ok(entries.iter().map(|e| e.bytes.unwrap_or(0)).collect())
             }
-            Target::Disks(dest) => crate::disks::remove(dest, set, entries),
+            Target::Disks { dest, store } => {
+                let freed = crate::disks::remove(dest, set, entries)?;
+                for e in entries {
+                    forget(catalog, store.as_ref(), "disk-snapshot", set, &e.id);
+                }
+                Ok(freed)
+            }
         }
     }
 
