@@ -175,7 +175,10 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
 /// Totals of a run, for the summary and the hook.
 #[derive(Default)]
 struct Totals {
+    /// Inputs pushed: archives and disk snapshots.
     archives: u64,
+    /// Of which disk snapshots.
+    disks: u64,
     pushed: u64,
     sent: u64,
     skipped: u64,
@@ -293,6 +296,7 @@ snap-disk create --method blocks makes one that can travel",
             }
             Input::Disk(rec) => {
                 totals.archives += 1;
+                totals.disks += 1;
                 Box::new(move |dest| disk::push(&rec, dest, &one(dest), report))
             }
         };
@@ -366,9 +370,14 @@ fn lock_all(dests: &[Dest], state_dir: &std::path::Path) -> Result<Vec<StoreLock
 /// The line that ends a run.
 fn summary(cli: &Cli, t: &Totals, dests: &[Dest]) -> String {
     let names: Vec<&str> = dests.iter().map(|d| d.name.as_str()).collect();
+    let what = match (t.disks, t.archives - t.disks) {
+        (0, _) => "archive(s)",
+        (_, 0) => "disk snapshot(s)",
+        _ => "archive(s) and disk snapshot(s)",
+    };
     if cli.dry_run {
         return format!(
-            "dry run: would send {} of {} archive(s) to {}; {} already there",
+            "dry run: would send {} of {} {what} to {}; {} already there",
             human_bytes(t.sent),
             t.archives,
             names.join(", "),
@@ -376,7 +385,7 @@ fn summary(cli: &Cli, t: &Totals, dests: &[Dest]) -> String {
         );
     }
     format!(
-        "{} archive(s) to {}: sent {}, {} already there",
+        "{} {what} to {}: sent {}, {} already there",
         t.pushed,
         names.join(", "),
         human_bytes(t.sent),

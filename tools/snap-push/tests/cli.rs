@@ -502,6 +502,11 @@ fn s3_disk_snapshots_send_only_new_blocks() {
             .output()
             .unwrap();
         assert_eq!(code(&out), 0, "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("1 disk snapshot(s) to s3://bkt/snap: sent"),
+            "{}",
+            stderr(&out)
+        );
         records(&out)[0]["bytes"].as_u64().unwrap()
     };
     let first = push(disk("one"));
