@@ -13,7 +13,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -356,6 +356,15 @@ impl Dest {
 
     /// Every object under `sub` (`""` for all), as keys relative to the root with sizes.
     pub fn list(&self, sub: &str) -> Result<Vec<(String, u64)>> {
+        Ok(self
+            .list_dated(sub)?
+            .into_iter()
+            .map(|(key, size, _)| (key, size))
+            .collect())
+    }
+
+    /// [`Dest::list`] with each object's last-modified time.
+    pub fn list_dated(&self, sub: &str) -> Result<Vec<(String, u64, SystemTime)>> {
         let mut out = Vec::new();
         match &self.backend {
             Backend::Folder(root) => walk(root, &root.join(sub), &mut out)?,
@@ -378,7 +387,7 @@ impl Dest {
                             .trim_start_matches('/')
                             .to_string(),
                     };
-                    out.push((rel, meta.size));
+                    out.push((rel, meta.size, SystemTime::from(meta.last_modified)));
                 }
             }
         }
@@ -482,7 +491,7 @@ fn put_file(path: &Path, data: &[u8]) -> Result<()> {
 }
 
 /// Files under `dir`, as paths relative to `root`; hidden work files are left out.
-fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, u64)>) -> Result<()> {
+fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, u64, SystemTime)>) -> Result<()> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -500,7 +509,8 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, u64)>) -> Result<()> {
             walk(root, &path, out)?;
         } else if meta.is_file() {
             let rel = path.strip_prefix(root).unwrap_or(&path);
-            out.push((rel.to_string_lossy().into_owned(), meta.len()));
+            let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+            out.push((rel.to_string_lossy().into_owned(), meta.len(), modified));
         }
     }
     Ok(())

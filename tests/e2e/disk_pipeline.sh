@@ -40,7 +40,13 @@ fetched=$(jq .fetched r2.json)
 
 # Retention: keep the newest snapshot at the drive and in the store; the
 # blocks only the first one used are collected, the second still restores.
+# At the drive, only blocks older than a day go: a fresh unreferenced one may
+# be another machine's push in progress.
 export SNAP_STORE=$WORK/store
+find "$WORK/usb/disks/vm/blocks" -type f -exec touch -d '2 days ago' {} +
+fresh="$WORK/usb/disks/vm/blocks/ab/ab$(printf '0%.0s' $(seq 1 62))"
+mkdir -p "$(dirname "$fresh")"
+printf 'in flight' > "$fresh"
 blocks_before=$(find "$WORK/usb/disks/vm/blocks" -type f | wc -l)
 snap-prune --dest "$WORK/usb" --keep-last 1 --dry-run -q > plan.json
 snap-prune --dest "$WORK/usb" --keep-last 1 -q > pruned.json
@@ -51,6 +57,7 @@ freed=$(jq -s '[.[] | .freed // 0] | add' pruned.json)
 blocks_after=$(find "$WORK/usb/disks/vm/blocks" -type f | wc -l)
 [ "$blocks_after" -lt "$blocks_before" ] || fail "no block was collected at the drive"
 [ ! -e "$WORK/usb/disks/vm/first.json" ] && [ ! -e "$WORK/usb/disks/vm/first.map.zst" ] || fail "first is still at the drive"
+[ -e "$fresh" ] || fail "a block written minutes ago was collected at the drive"
 rm "$WORK/r1.raw"
 snap-restore --from "$WORK/usb" restore disks/vm/second --to "$WORK/r1.raw" -q > /dev/null
 [ "$(sha256sum < "$WORK/r1.raw")" = "$sum2" ] || fail "second restores different after the prune"

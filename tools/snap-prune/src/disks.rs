@@ -11,6 +11,7 @@
 //! `snap-disk delete`.
 
 use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -22,6 +23,10 @@ use snap_shared::hash::Sha256Digest;
 use snap_shared::id::check_name;
 
 use crate::target::{Entry, Group, Info};
+
+/// How long an unreferenced block at a destination is kept: long enough for
+/// a slow push from another machine to publish the record that refers to it.
+pub const DEST_GRACE: Duration = Duration::from_secs(24 * 3600);
 
 /// The disks' snapshots by disk, oldest first, timed by their records.
 pub fn scan(dest: &Dest) -> Result<Vec<Group>> {
@@ -125,13 +130,18 @@ pub fn infos(dest: &Dest, disk: &str, names: &[&str]) -> Result<Vec<Info>> {
 
 /// Removes the snapshots (records, then maps), then the disk's blocks no
 /// remaining map needs; the blocks' bytes are counted with the last snapshot.
-pub fn remove(dest: &Dest, disk: &str, entries: &[&Entry]) -> Result<Vec<u64>> {
+pub fn remove(
+    dest: &Dest,
+    disk: &str,
+    entries: &[&Entry],
+    grace: Option<Duration>,
+) -> Result<Vec<u64>> {
     let records: Vec<String> = entries.iter().map(|e| e.objects[0].clone()).collect();
     let maps: Vec<String> = entries.iter().map(|e| e.objects[1].clone()).collect();
     dest.delete_many(&records)?;
     dest.delete_many(&maps)?;
     let mut freed: Vec<u64> = entries.iter().map(|e| e.bytes.unwrap_or(0)).collect();
-    let collected = collect_garbage(dest, disk)?;
+    let collected = collect_garbage(dest, disk, grace)?;
     if let Some(last) = freed.last_mut() {
         *last += collected;
     }
@@ -140,8 +150,8 @@ pub fn remove(dest: &Dest, disk: &str, entries: &[&Entry]) -> Result<Vec<u64>> {
 
 /// Removes maps without a record and blocks no map with a record refers to;
 /// returns the bytes freed.
-pub fn collect_garbage(dest: &Dest, disk: &str) -> Result<u64> {
-    let (keys, freed) = garbage(dest, disk, &[])?;
+pub fn collect_garbage(dest: &Dest, disk: &str, grace: Option<Duration>) -> Result<u64> {
+    let (keys, freed) = garbage(dest, disk, &[], grace)?;
     // Maps before blocks: a crash between leaves only unreferenced blocks.
     let (maps, blocks): (Vec<String>, Vec<String>) =
         keys.into_iter().partition(|k| k.ends_with(".map.zst"));
@@ -152,12 +162,21 @@ pub fn collect_garbage(dest: &Dest, disk: &str) -> Result<u64> {
 
 /// What a collection would remove if the snapshots `gone` had no record:
 /// maps without a record and blocks no other map refers to (keys, bytes).
-fn garbage(dest: &Dest, disk: &str, gone: &[&str]) -> Result<(Vec<String>, u64)> {
+/// With `grace`, a block written more recently than that is kept: at a
+/// destination another machine may be pushing a snapshot whose record is not
+/// there yet (as `git gc` keeps recent loose objects).
+fn garbage(
+    dest: &Dest,
+    disk: &str,
+    gone: &[&str],
+    grace: Option<Duration>,
+) -> Result<(Vec<String>, u64)> {
+    let young = |t: SystemTime| grace.is_some_and(|g| t.elapsed().map_or(true, |age| age < g));
     let base = format!("disks/{disk}");
     let mut records = HashSet::new();
     let mut maps = Vec::new();
     let mut blocks = Vec::new();
-    for (key, size) in dest.list(&base)? {
+    for (key, size, modified) in dest.list_dated(&base)? {
         let Some(rest) = key.strip_prefix(&format!("{base}/")) else {
             continue;
         };
@@ -167,7 +186,9 @@ fn garbage(dest: &Dest, disk: &str, gone: &[&str]) -> Result<(Vec<String>, u64)>
             }
         } else if let Some(name) = rest.strip_suffix(".map.zst") {
             maps.push((name.to_string(), key.clone(), size));
-        } else if let Some(b) = rest.strip_prefix("blocks/") {
+        } else if let Some(b) = rest.strip_prefix("blocks/")
+            && !young(modified)
+        {
             let name = b.rsplit('/').next().unwrap_or("").to_string();
             blocks.push((name, key.clone(), size));
         }
@@ -198,9 +219,14 @@ fn garbage(dest: &Dest, disk: &str, gone: &[&str]) -> Result<(Vec<String>, u64)>
 
 /// What removing these snapshots would free, each: its map, and with the
 /// last the blocks no remaining snapshot uses (as [`remove`] reports it).
-pub fn estimate(dest: &Dest, disk: &str, entries: &[&Entry]) -> Result<Vec<u64>> {
+pub fn estimate(
+    dest: &Dest,
+    disk: &str,
+    entries: &[&Entry],
+    grace: Option<Duration>,
+) -> Result<Vec<u64>> {
     let names: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
-    let (_, all) = garbage(dest, disk, &names)?;
+    let (_, all) = garbage(dest, disk, &names, grace)?;
     let maps: u64 = entries.iter().map(|e| e.bytes.unwrap_or(0)).sum();
     let mut out: Vec<u64> = entries.iter().map(|e| e.bytes.unwrap_or(0)).collect();
     if let Some(last) = out.last_mut() {

@@ -151,7 +151,9 @@ impl Target {
     pub fn estimate_each(&self, set: &str, entries: &[&Entry]) -> Result<Vec<u64>> {
         let store = match self {
             Target::Trees(store) => store,
-            Target::Disks { dest, .. } => return crate::disks::estimate(dest, set, entries),
+            Target::Disks { dest, store } => {
+                return crate::disks::estimate(dest, set, entries, disk_grace(store));
+            }
             Target::Archives { .. } => {
                 return Ok(entries.iter().map(|e| e.bytes.unwrap_or(0)).collect());
             }
@@ -204,7 +206,7 @@ impl Target {
                 Ok(entries.iter().map(|e| e.bytes.unwrap_or(0)).collect())
             }
             Target::Disks { dest, store } => {
-                let freed = crate::disks::remove(dest, set, entries)?;
+                let freed = crate::disks::remove(dest, set, entries, disk_grace(store))?;
                 for e in entries {
                     forget(catalog, store.as_ref(), "disk-snapshot", set, &e.id);
                 }
@@ -230,6 +232,12 @@ impl Target {
         }
         Ok(freed)
     }
+}
+
+/// Blocks in the store are collected at once (the store lock keeps every
+/// writer out); at a destination, recent ones are spared.
+fn disk_grace(store: &Option<Store>) -> Option<std::time::Duration> {
+    store.is_none().then_some(crate::disks::DEST_GRACE)
 }
 
 /// The suffix of a tree being removed.
