@@ -151,23 +151,7 @@ impl Catalog {
 
     /// The disk snapshot records of a disk (all disks when `None`), oldest first.
     pub fn disk_snapshots(&self, disk: Option<&str>) -> Result<Vec<DiskSnapshotRecord>> {
-        let err = |e: rusqlite::Error| Error::new(Exit::Io, "catalog", e);
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT record FROM records WHERE kind = 'disk-snapshot'
-                 AND (?1 IS NULL OR target = ?1) ORDER BY target, created, id",
-            )
-            .map_err(err)?;
-        let rows = stmt
-            .query_map(params![disk], |r| r.get::<_, String>(0))
-            .map_err(err)?;
-        let mut out = Vec::new();
-        for row in rows {
-            let text = row.map_err(err)?;
-            out.push(serde_json::from_str(&text).map_err(|e| Error::data("catalog row", e))?);
-        }
-        Ok(out)
+        self.records("disk-snapshot", disk)
     }
 
     /// Removes a row (`kind` is `snapshot`, `archive` or `disk-snapshot`); a missing row is fine.
@@ -183,16 +167,25 @@ impl Catalog {
 
     /// The snapshot records of a set (all sets when `None`), oldest first.
     pub fn snapshots(&self, set: Option<&str>) -> Result<Vec<SnapshotRecord>> {
+        self.records("snapshot", set)
+    }
+
+    /// The records of one kind, of one target (all when `None`), by target, then time.
+    fn records<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: &str,
+        target: Option<&str>,
+    ) -> Result<Vec<T>> {
         let err = |e: rusqlite::Error| Error::new(Exit::Io, "catalog", e);
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT record FROM records WHERE kind = 'snapshot'
-                 AND (?1 IS NULL OR target = ?1) ORDER BY target, created, id",
+                "SELECT record FROM records WHERE kind = ?1
+                 AND (?2 IS NULL OR target = ?2) ORDER BY target, created, id",
             )
             .map_err(err)?;
         let rows = stmt
-            .query_map(params![set], |r| r.get::<_, String>(0))
+            .query_map(params![kind, target], |r| r.get::<_, String>(0))
             .map_err(err)?;
         let mut out = Vec::new();
         for row in rows {
