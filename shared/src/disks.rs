@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::hash::Sha256Digest;
 use crate::record::DiskSnapshotRecord;
-use crate::store::Store;
+use crate::store::{Store, read_names};
 
 /// The settings a disk keeps from its first snapshot on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,21 +98,13 @@ impl DiskDir {
     /// Every snapshot record of this disk, oldest first.
     pub fn snapshots(&self) -> Result<Vec<DiskSnapshotRecord>> {
         let mut out = Vec::new();
-        let entries = match fs::read_dir(&self.root) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
-            Err(e) => return Err(Error::io(&self.root, e)),
-        };
-        for entry in entries {
-            let entry = entry.map_err(|e| Error::io(&self.root, e))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(snap) = name.strip_suffix(".json") else {
-                continue;
-            };
-            if snap == "disk" || snap.starts_with('.') {
-                continue;
+        for name in read_names(&self.root)? {
+            match name.strip_suffix(".json") {
+                Some(snap) if snap != "disk" && !snap.starts_with('.') => {
+                    out.push(self.record(snap)?)
+                }
+                _ => {}
             }
-            out.push(self.record(snap)?);
         }
         out.sort_by(|a, b| a.created.cmp(&b.created).then(a.name.cmp(&b.name)));
         Ok(out)
@@ -150,23 +142,13 @@ pub fn disks_dir(store: &Store) -> PathBuf {
     store.root.join("disks")
 }
 
-/// The names of the disks that have a folder in the store, sorted.
+/// The names of the disks that have a folder (with its `disk.json`) in the store, sorted.
 pub fn disk_names(store: &Store) -> Result<Vec<String>> {
     let dir = disks_dir(store);
-    let mut names = Vec::new();
-    match fs::read_dir(&dir) {
-        Ok(entries) => {
-            for entry in entries {
-                let entry = entry.map_err(|e| Error::io(&dir, e))?;
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if !name.starts_with('.') && entry.path().join("disk.json").exists() {
-                    names.push(name);
-                }
-            }
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io(&dir, e)),
-    }
+    let mut names: Vec<String> = read_names(&dir)?
+        .into_iter()
+        .filter(|n| !n.starts_with('.') && dir.join(n).join("disk.json").exists())
+        .collect();
     names.sort();
     Ok(names)
 }

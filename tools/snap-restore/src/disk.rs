@@ -155,51 +155,42 @@ fn refuse_foreign_image(to: &Path) -> Result<()> {
 
 /// Every disk snapshot record at the source (`disks/<disk>/<name>.json`), by disk then time.
 pub fn records(source: &Source) -> Result<Vec<DiskSnapshotRecord>> {
-    let mut keys: Vec<(String, String)> = Vec::new();
-    let mut add = |rel: &str| {
-        let mut parts = rel.split('/');
+    let mut out = match source {
+        Source::Bucket(d) => in_bucket(source, d)?,
+        Source::Store(s) => in_folder(&s.root)?,
+        Source::Folder(p) => in_folder(p)?,
+    };
+    out.sort_by(|a, b| a.disk.cmp(&b.disk).then(a.created.cmp(&b.created)));
+    Ok(out)
+}
+
+/// A store or a destination folder: the same layout as the store's.
+fn in_folder(root: &Path) -> Result<Vec<DiskSnapshotRecord>> {
+    let root = snap_shared::store::Store::new(root);
+    let mut out = Vec::new();
+    for disk in snap_shared::disks::disk_names(&root)? {
+        out.extend(snap_shared::disks::DiskDir::new(&root, &disk).snapshots()?);
+    }
+    Ok(out)
+}
+
+/// A bucket: the records found by listing `disks/`.
+fn in_bucket(source: &Source, dest: &snap_dest::Dest) -> Result<Vec<DiskSnapshotRecord>> {
+    let mut out = Vec::new();
+    for (key, _) in dest.list("disks")? {
+        let mut parts = key.strip_prefix("disks/").unwrap_or("").split('/');
         if let (Some(disk), Some(file), None) = (parts.next(), parts.next(), parts.next())
             && let Some(name) = file.strip_suffix(".json")
             && name != "disk"
             && snap_shared::id::check_name(name).is_ok()
         {
-            keys.push((disk.to_string(), name.to_string()));
+            let at = loc(source, disk, &format!("{name}.json"));
+            out.push(
+                serde_json::from_slice(&at.read_all()?).map_err(|e| Error::data(at.show(), e))?,
+            );
         }
-    };
-    match source {
-        Source::Bucket(d) => {
-            for (key, _) in d.list("disks")? {
-                add(key.strip_prefix("disks/").unwrap_or(""));
-            }
-        }
-        Source::Store(s) => walk_disks(&s.root.join("disks"), &mut add)?,
-        Source::Folder(p) => walk_disks(&p.join("disks"), &mut add)?,
     }
-    let mut out = Vec::new();
-    for (disk, name) in keys {
-        let at = loc(source, &disk, &format!("{name}.json"));
-        let rec: DiskSnapshotRecord =
-            serde_json::from_slice(&at.read_all()?).map_err(|e| Error::data(at.show(), e))?;
-        out.push(rec);
-    }
-    out.sort_by(|a, b| a.disk.cmp(&b.disk).then(a.created.cmp(&b.created)));
     Ok(out)
-}
-
-fn walk_disks(dir: &Path, add: &mut impl FnMut(&str)) -> Result<()> {
-    let Ok(disks) = fs::read_dir(dir) else {
-        return Ok(());
-    };
-    for d in disks.flatten() {
-        let disk = d.file_name().to_string_lossy().into_owned();
-        let Ok(files) = fs::read_dir(d.path()) else {
-            continue;
-        };
-        for f in files.flatten() {
-            add(&format!("{disk}/{}", f.file_name().to_string_lossy()));
-        }
-    }
-    Ok(())
 }
 
 /// One listing line per disk snapshot, under a header, for `snap-restore list`.
