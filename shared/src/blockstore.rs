@@ -12,8 +12,9 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use crate::blockmap::MapReader;
 use crate::crypt::{self, Decrypt, Encrypt};
-use crate::error::{Error, Result};
+use crate::error::{Error, Exit, Result};
 use crate::hash::Sha256Digest;
 
 use crate::disks::block_path;
@@ -141,6 +142,12 @@ impl BlockStore {
 
 /// Reads and checks the block `digest` from `path`; `max` bounds its size.
 pub fn read_block(path: &Path, digest: &Sha256Digest, dec: &Decrypt, max: u64) -> Result<Vec<u8>> {
+    let raw = read_stored(path)?;
+    decode_block(&raw, digest, dec, max, &path.display().to_string())
+}
+
+/// A block's stored bytes; a missing block is a data error (the snapshot is damaged).
+pub fn read_stored(path: &Path) -> Result<Vec<u8>> {
     let mut raw = Vec::new();
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut raw))
@@ -151,7 +158,50 @@ pub fn read_block(path: &Path, digest: &Sha256Digest, dec: &Decrypt, max: u64) -
             }
             _ => Error::io(path, e),
         })?;
-    decode_block(&raw, digest, dec, max, &path.display().to_string())
+    Ok(raw)
+}
+
+/// What [`verify_map`] found.
+#[derive(Debug, Default)]
+pub struct MapCheck {
+    /// Distinct blocks read.
+    pub blocks: u64,
+    /// Their stored bytes.
+    pub bytes: u64,
+    /// One line per missing or damaged block.
+    pub bad: Vec<String>,
+}
+
+/// Reads every distinct block a map refers to (`read` gives its stored bytes
+/// and a name for messages) and checks that it decodes to its sha256. A
+/// missing or damaged block is listed; any other error ends the check.
+pub fn verify_map<R: Read>(
+    map: MapReader<R>,
+    dec: &Decrypt,
+    read: impl Fn(&Sha256Digest) -> Result<(Vec<u8>, String)>,
+) -> Result<MapCheck> {
+    let max = map.header.block_size;
+    let mut check = MapCheck::default();
+    let mut seen = HashSet::new();
+    for entry in map {
+        let (index, digest) = entry?;
+        if !seen.insert(digest) {
+            continue;
+        }
+        check.blocks += 1;
+        let decoded = read(&digest).and_then(|(raw, what)| {
+            check.bytes += raw.len() as u64;
+            decode_block(&raw, &digest, dec, max, &what)
+        });
+        match decoded {
+            Ok(_) => {}
+            Err(e) if matches!(e.exit, Exit::Data | Exit::NoInput) => check
+                .bad
+                .push(format!("block {index}: {}: {}", e.context, e.cause)),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(check)
 }
 
 /// Decodes a stored block (age, zstd) and checks it hashes to `digest`.

@@ -21,7 +21,7 @@ use snap_shared::hash::Sha256Digest;
 
 use snap_shared::blockmap::{Dense, MapHeader, MapReader, MapWriter};
 use snap_shared::blockpipe::{self, Holes, Job, is_zero};
-use snap_shared::blockstore::{BlockStore, read_block};
+use snap_shared::blockstore::{BlockStore, read_block, read_stored, verify_map};
 use snap_shared::disks::block_path;
 
 /// What a snapshot read and stored.
@@ -176,35 +176,14 @@ pub fn write_stream(
     Ok(header)
 }
 
-/// Problems found by [`verify`]: blocks missing or damaged.
-#[derive(Debug, Default)]
-pub struct VerifyReport {
-    pub blocks: u64,
-    pub bad: Vec<String>,
-}
-
-/// Reads every block of the map and checks its hash (each distinct block once).
-pub fn verify(map: &Path, blocks: &Path, dec: &Decrypt) -> Result<VerifyReport> {
-    let reader = MapReader::open(map)?;
-    let max = reader.header.block_size;
-    let mut report = VerifyReport::default();
-    let mut seen = HashSet::new();
-    for entry in reader {
-        let (index, digest) = entry?;
-        report.blocks += 1;
-        if !seen.insert(digest) {
-            continue;
-        }
-        if let Err(e) = read_block(&block_path(blocks, &digest), &digest, dec, max) {
-            if e.exit != snap_shared::error::Exit::Data {
-                return Err(e);
-            }
-            report
-                .bad
-                .push(format!("block {index} ({digest}): {}", e.cause));
-        }
-    }
-    Ok(report)
+/// Reads every block of the map from the store and checks its hash (each
+/// distinct block once); returns one line per missing or damaged block.
+pub fn verify(map: &Path, blocks: &Path, dec: &Decrypt) -> Result<Vec<String>> {
+    let check = verify_map(MapReader::open(map)?, dec, |d| {
+        let path = block_path(blocks, d);
+        Ok((read_stored(&path)?, path.display().to_string()))
+    })?;
+    Ok(check.bad)
 }
 
 /// The digests every map in `maps` refers to.

@@ -465,7 +465,7 @@ fn verify_one(disk: &Disk, rec: &DiskSnapshotRecord, dec: &Decrypt) -> Result<Ve
             if !map.exists() {
                 return Ok(vec!["its block map is missing".into()]);
             }
-            Ok(blocks::verify(&map, &disk.dir.blocks_dir(), dec)?.bad)
+            blocks::verify(&map, &disk.dir.blocks_dir(), dec)
         }
         "qcow2-internal" => as_problem(
             qcow2::require(&disk.image, &rec.name)

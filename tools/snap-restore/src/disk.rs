@@ -240,27 +240,9 @@ pub fn verify(
     let map = loc(source, disk, &format!("{snap}.map.zst"));
     let bytes = map.read_all()?;
     let reader = snap_shared::blockmap::MapReader::new(&bytes[..], map.show())?;
-    let max = reader.header.block_size;
-    let mut seen = std::collections::HashSet::new();
-    let (mut n, mut read, mut bad) = (0, 0, Vec::new());
-    for entry in reader {
-        let (index, d) = entry?;
-        if !seen.insert(d) {
-            continue;
-        }
-        n += 1;
-        let at = loc(source, disk, &format!("blocks/{}", block_rel(&d)));
-        let checked = at.read_all().and_then(|raw| {
-            read += raw.len() as u64;
-            decode_block(&raw, &d, dec, max, &at.show())
-        });
-        match checked {
-            Ok(_) => {}
-            Err(e) if matches!(e.exit, Exit::Data | Exit::NoInput) => {
-                bad.push(format!("block {index}: {}: {}", e.context, e.cause))
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok((n, read, bad))
+    let check = snap_shared::blockstore::verify_map(reader, dec, |d| {
+        let at = loc(source, disk, &format!("blocks/{}", block_rel(d)));
+        Ok((at.read_all()?, at.show()))
+    })?;
+    Ok((check.blocks, check.bytes, check.bad))
 }
