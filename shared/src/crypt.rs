@@ -47,6 +47,21 @@ pub fn parse_recipient(text: &str) -> std::result::Result<Box<dyn age::Recipient
     Err("not a recipient: expected an age key (age1…) or an ssh public key (ssh-ed25519 …, ssh-rsa …)".into())
 }
 
+/// The recipients of `--recipient` flags and `--recipients-file` files, in that order.
+pub fn recipients(
+    flags: &[String],
+    files: &[std::path::PathBuf],
+) -> Result<Vec<Box<dyn age::Recipient + Send>>> {
+    let mut out = Vec::new();
+    for r in flags {
+        out.push(parse_recipient(r).map_err(|e| Error::usage(format!("--recipient {r}"), e))?);
+    }
+    for f in files {
+        out.extend(read_recipients_file(f)?);
+    }
+    Ok(out)
+}
+
 /// Reads a recipients file: one recipient a line, `#` comments and blank lines ignored.
 pub fn read_recipients_file(path: &Path) -> Result<Vec<Box<dyn age::Recipient + Send>>> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;

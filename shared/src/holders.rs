@@ -11,6 +11,8 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use crate::error::{Error, Exit, Result};
+
 /// A process that has the image open, or a lock on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Holder {
@@ -42,6 +44,22 @@ pub fn holders(image: &Path) -> Vec<Holder> {
         });
     }
     out
+}
+
+/// Fails with exit 75, naming them, when processes have `image` open:
+/// `doing` says what was refused ("restoring", "deleting a snapshot inside").
+pub fn refuse_if_held(image: &Path, doing: &str) -> Result<()> {
+    let found = holders(image);
+    if found.is_empty() {
+        return Ok(());
+    }
+    let who: Vec<String> = found.iter().map(|h| h.to_string()).collect();
+    Err(Error::new(
+        Exit::TempFail,
+        format!("{doing} {}", image.display()),
+        format!("the image is in use by {}", who.join(", ")),
+    )
+    .with_hint("stop the VM (or the process) first; nothing was changed"))
 }
 
 /// Processes with a descriptor on the inode `(dev, ino)`.

@@ -219,15 +219,7 @@ fn create_overlay(disk: &Disk, info: &ImageInfo, name: &str) -> Result<DiskSnaps
 
 /// The recipients given on the command line, if any.
 fn encryption(args: &CreateArgs) -> Result<Option<Encrypt>> {
-    let mut rs = Vec::new();
-    for r in &args.recipients {
-        rs.push(
-            crypt::parse_recipient(r).map_err(|e| Error::usage(format!("--recipient {r}"), e))?,
-        );
-    }
-    for f in &args.recipients_files {
-        rs.extend(crypt::read_recipients_file(f)?);
-    }
+    let rs = crypt::recipients(&args.recipients, &args.recipients_files)?;
     Ok((!rs.is_empty()).then_some(Encrypt::Recipients(rs)))
 }
 

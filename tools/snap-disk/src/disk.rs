@@ -16,7 +16,6 @@ use snap_shared::store::{self, Store};
 
 use crate::{Cli, TOOL};
 use snap_shared::disks::{DiskDir, DiskInfo};
-use snap_shared::holders::holders;
 
 /// What every command works in.
 pub struct Context {
@@ -155,17 +154,7 @@ pub struct Disk {
 impl Disk {
     /// Fails with exit 75, naming them, when processes have the image open.
     pub fn refuse_if_in_use(&self, doing: &str) -> Result<()> {
-        let found = holders(&self.image);
-        if found.is_empty() {
-            return Ok(());
-        }
-        let who: Vec<String> = found.iter().map(|h| h.to_string()).collect();
-        Err(Error::new(
-            Exit::TempFail,
-            format!("{} {}", doing, self.image.display()),
-            format!("the image is in use by {}", who.join(", ")),
-        )
-        .with_hint("stop the VM (or the process) first; nothing was changed"))
+        snap_shared::holders::refuse_if_held(&self.image, doing)
     }
 
     /// Fails when an in-place restore into the image was interrupted: the image

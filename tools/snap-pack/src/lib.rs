@@ -130,15 +130,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
 
 /// The encryption the flags and environment ask for, if any.
 fn encryption(cli: &Cli) -> Result<Option<Encrypt>> {
-    let mut recipients = Vec::new();
-    for r in &cli.recipients {
-        recipients.push(
-            crypt::parse_recipient(r).map_err(|e| Error::usage(format!("--recipient {r}"), e))?,
-        );
-    }
-    for f in &cli.recipients_files {
-        recipients.extend(crypt::read_recipients_file(f)?);
-    }
+    let recipients = crypt::recipients(&cli.recipients, &cli.recipients_files)?;
     if !recipients.is_empty() {
         return Ok(Some(Encrypt::Recipients(recipients)));
     }

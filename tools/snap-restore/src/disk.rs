@@ -140,17 +140,7 @@ fn refuse_foreign_image(to: &Path) -> Result<()> {
         )
         .with_hint("restore to a new .raw file, then qemu-img convert it"));
     }
-    let busy = snap_shared::holders::holders(to);
-    if busy.is_empty() {
-        return Ok(());
-    }
-    let who: Vec<String> = busy.iter().map(|h| h.to_string()).collect();
-    Err(Error::new(
-        Exit::TempFail,
-        format!("restoring {}", to.display()),
-        format!("the image is in use by {}", who.join(", ")),
-    )
-    .with_hint("stop the VM (or the process) first; nothing was changed"))
+    snap_shared::holders::refuse_if_held(to, "restoring")
 }
 
 /// Every disk snapshot record at the source (`disks/<disk>/<name>.json`), by disk then time.
