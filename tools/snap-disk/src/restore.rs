@@ -202,31 +202,20 @@ fn replace_with_converted(
     Ok(bytes)
 }
 
-/// The formats an export can write, by the output's extension.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutFormat {
-    Raw,
-    RawZst,
-    RawGz,
-    Qcow2,
-}
-
-impl OutFormat {
-    pub fn of(path: &Path) -> Option<OutFormat> {
-        let name = path.file_name()?.to_string_lossy().to_lowercase();
-        let ends = |s: &str| name.ends_with(s);
-        Some(if ends(".zst") {
-            OutFormat::RawZst
-        } else if ends(".gz") {
-            OutFormat::RawGz
-        } else if ends(".qcow2") {
-            OutFormat::Qcow2
-        } else if ends(".raw") || ends(".img") {
-            OutFormat::Raw
-        } else {
-            return None;
-        })
-    }
+/// The format an export writes, by the output's extension: `zst` or `gz`
+/// (a compressed raw stream), or a qemu-img format (`raw`, `qcow2`).
+pub fn out_format(path: &Path) -> Option<&'static str> {
+    let name = path.file_name()?.to_string_lossy().to_lowercase();
+    [
+        (".zst", "zst"),
+        (".gz", "gz"),
+        (".qcow2", "qcow2"),
+        (".raw", "raw"),
+        (".img", "raw"),
+    ]
+    .into_iter()
+    .find(|(ext, _)| name.ends_with(ext))
+    .map(|(_, format)| format)
 }
 
 pub fn export(
@@ -237,7 +226,7 @@ pub fn export(
     keys: &Keys,
     report: &Reporter,
 ) -> Result<Exit> {
-    let Some(format) = OutFormat::of(out) else {
+    let Some(fmt) = out_format(out) else {
         return Err(Error::usage(
             out.display().to_string(),
             "the extension says no format: use .raw, .img, .raw.zst, .raw.gz or .qcow2",
@@ -246,12 +235,6 @@ pub fn export(
     let dec = keys.decrypt()?;
     let disk = ctx.existing(operand)?;
     let rec = disk.dir.record(name)?;
-    let fmt = match format {
-        OutFormat::Qcow2 => "qcow2",
-        OutFormat::Raw => "raw",
-        OutFormat::RawZst => "zst",
-        OutFormat::RawGz => "gz",
-    };
     let bytes = write_new(&disk, &rec, out, fmt, &dec, report)?;
     let size = fs::metadata(out).map(|m| m.len()).unwrap_or(0);
     report.note(&format!(
