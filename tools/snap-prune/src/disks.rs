@@ -28,7 +28,8 @@ use crate::target::{Entry, Group, Info};
 /// a slow push from another machine to publish the record that refers to it.
 pub const DEST_GRACE: Duration = Duration::from_secs(24 * 3600);
 
-/// The disks' snapshots by disk, oldest first, timed by their records.
+/// The disks' snapshots by disk, oldest first, timed by their records
+/// (whose tags the entries keep, so no record is read twice).
 pub fn scan(dest: &Dest) -> Result<Vec<Group>> {
     let listing = dest.list("disks")?;
     let mut disks: BTreeMap<String, BTreeMap<String, (u64, bool)>> = BTreeMap::new();
@@ -91,6 +92,11 @@ pub fn scan(dest: &Dest) -> Result<Vec<Group>> {
                     format!("disks/{disk}/{name}.map.zst"),
                 ],
                 broken: (*map_size == 0).then(|| "incomplete: its block map is gone".to_string()),
+                info: Some(Info {
+                    base: None,
+                    tags: serde_json::from_value(rec["tags"].clone()).unwrap_or_default(),
+                    chain: None,
+                }),
             };
             rows.push(entry);
         }
@@ -103,29 +109,6 @@ pub fn scan(dest: &Dest) -> Result<Vec<Group>> {
         }
     }
     Ok(out)
-}
-
-/// The tags of some snapshots of a disk, in order.
-pub fn infos(dest: &Dest, disk: &str, names: &[&str]) -> Result<Vec<Info>> {
-    let keys: Vec<String> = names
-        .iter()
-        .map(|n| format!("disks/{disk}/{n}.json"))
-        .collect();
-    dest.get_many(&keys)
-        .into_iter()
-        .zip(&keys)
-        .map(|(bytes, key)| {
-            let rec: Value = serde_json::from_slice(&bytes?).map_err(|e| {
-                Error::data(dest.show(key), format!("not a disk-snapshot record: {e}"))
-            })?;
-            let tags = serde_json::from_value(rec["tags"].clone()).unwrap_or_default();
-            Ok(Info {
-                base: None,
-                tags,
-                chain: None,
-            })
-        })
-        .collect()
 }
 
 /// Removes the snapshots (records, then maps), then the disk's blocks no

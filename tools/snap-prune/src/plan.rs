@@ -77,6 +77,11 @@ fn load(
     which: &[usize],
     infos: &mut HashMap<usize, Info>,
 ) -> Result<()> {
+    for &i in which {
+        if let Some(info) = &group.entries[i].info {
+            infos.entry(i).or_insert_with(|| info.clone());
+        }
+    }
     let mut missing: Vec<usize> = which
         .iter()
         .copied()

@@ -45,6 +45,9 @@ pub struct Entry {
     pub objects: Vec<String>,
     /// Why it is not whole, if it is not: it is removed whatever the rules say.
     pub broken: Option<String>,
+    /// What the plan needs of the record, when listing already read it
+    /// (disk snapshots are timed by their records); else it is read on demand.
+    pub info: Option<Info>,
 }
 
 /// The snapshots of one set, oldest first.
@@ -125,7 +128,11 @@ impl Target {
                     .map(|(bytes, key)| archive_info(&bytes?, &dest.show(key)))
                     .collect()
             }
-            Target::Disks { dest, .. } => crate::disks::infos(dest, set, ids),
+            // Their listing reads every record, so each entry has its info.
+            Target::Disks { .. } => Err(Error::internal(
+                format!("disk {set}"),
+                "a disk snapshot's record was not read by the listing",
+            )),
         }
     }
 
@@ -304,6 +311,7 @@ fn scan_trees(store: &Store) -> Result<Vec<Group>> {
                 bytes: None,
                 objects: Vec::new(),
                 broken,
+                info: None,
             });
         }
         if !entries.is_empty() {
@@ -375,6 +383,7 @@ pub fn group_archives(listing: &[(String, u64)]) -> Vec<Group> {
                     broken: (!s.data).then(|| {
                         "incomplete: its data file is gone (an interrupted prune?)".into()
                     }),
+                    info: None,
                 }
             })
             .collect();

@@ -430,6 +430,46 @@ fn tags_keep_archives_at_a_destination() {
     assert_eq!(recs[0]["reasons"], json!(["has tags pre-upgrade"]));
 }
 
+/// Disk snapshots at a destination are kept by their records' tags too,
+/// one group per disk, timed by the records.
+#[test]
+fn tags_keep_disk_snapshots_at_a_destination() {
+    use snap_shared::blockmap::{MapHeader, MapWriter};
+    let w = World::new();
+    w.write(
+        "usb/disks/vm/disk.json",
+        br#"{"image": "/vm.raw", "block_size": 4}"#,
+    );
+    let names = ["a", "b", "c"];
+    for (n, name) in names.iter().enumerate() {
+        let header = MapHeader {
+            block_size: 4,
+            virtual_size: 4,
+        };
+        let map = MapWriter::new(Vec::new(), header)
+            .unwrap()
+            .finish()
+            .unwrap();
+        w.write(&format!("usb/disks/vm/{name}.map.zst"), &map);
+        let tags: &[&str] = if *name == "a" { &["keep"] } else { &[] };
+        let rec = json!({"kind": "disk-snapshot", "schema": "snap/1", "disk": "vm", "name": name,
+            "image": "/vm.raw", "format": "raw", "method": "blocks",
+            "created": format!("2026-01-0{}T00:00:00Z", n + 1), "virtual_size": 4,
+            "stored_bytes": 0, "new_bytes": 0, "blocks": 0, "parent": null, "tags": tags});
+        w.write(
+            &format!("usb/disks/vm/{name}.json"),
+            rec.to_string().as_bytes(),
+        );
+    }
+    let out = w.prune(&["--dest", "usb", "--keep-last", "1", "--keep-tag", "keep"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let recs = records(&out);
+    assert_eq!(ids(&recs, "keep"), ["a", "c"]);
+    assert_eq!(ids(&recs, "remove"), ["b"]);
+    assert_eq!(recs[0]["reasons"], json!(["has tags keep"]));
+    assert!(!w.path("usb/disks/vm/b.json").exists());
+}
+
 /// A record whose data is gone (an interrupted prune) is removed whatever
 /// the rules; files without a record (a push in progress) and unknown files
 /// are never touched.
