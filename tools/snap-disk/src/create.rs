@@ -202,7 +202,6 @@ fn create_internal(disk: &Disk, info: &ImageInfo, name: &str) -> Result<DiskSnap
 }
 
 fn create_overlay(disk: &Disk, info: &ImageInfo, name: &str) -> Result<DiskSnapshotRecord> {
-    disk.refuse_if_in_use("freezing")?;
     ensure_info(disk, DEFAULT_BLOCK_SIZE, false)?;
     let frozen = overlay::create(&disk.image, info, name)?;
     let mut rec = base_record(disk, info, name, Method::Overlay);
