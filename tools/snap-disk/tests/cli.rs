@@ -405,6 +405,21 @@ fn overlay_chain_round_trip() {
     let w = World::new();
     let raw = w.ext4("base.raw", 32, 8);
     let img = w.qcow2(&raw, "ov.qcow2");
+    let mut vm = std::process::Command::new("sleep")
+        .arg("60")
+        .stdin(fs::File::open(&img).unwrap())
+        .spawn()
+        .unwrap();
+    let held = w.disk(&["create", &w.p("ov.qcow2"), "--overlay", "o0"]);
+    vm.kill().unwrap();
+    vm.wait().unwrap();
+    assert_eq!(
+        code(&held),
+        75,
+        "never freeze an image in use: {}",
+        stderr(&held)
+    );
+    assert!(!w.path("ov.qcow2.snapshots").exists());
     w.ok(&["create", &w.p("ov.qcow2"), "--overlay", "o1"]);
     qemu_io(&img, "qcow2", "write -P 0xcd 0 1M");
     w.ok(&["create", &w.p("ov.qcow2"), "--overlay", "o2"]);
