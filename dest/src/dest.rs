@@ -28,6 +28,7 @@ use tokio::runtime::Runtime;
 use snap_shared::error::{Error, Exit, Result};
 
 use crate::location::{Location, Service};
+use crate::locks::{Clock, Fence, SystemClock};
 use crate::settings::DestSpec;
 
 /// Small objects fetched at once from a bucket (records, when planning a prune).
@@ -60,6 +61,7 @@ impl Default for Reach {
     }
 }
 
+#[derive(Clone)]
 pub(crate) struct Bucket {
     pub(crate) store: Arc<dyn ObjectStore>,
     pub(crate) parts: Arc<dyn MultipartStore>,
@@ -67,20 +69,25 @@ pub(crate) struct Bucket {
     pub(crate) rt: Arc<Runtime>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum Backend {
     Folder(PathBuf),
     Bucket(Bucket),
 }
 
 /// An opened destination.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Dest {
     /// The URL records carry (never credentials).
     pub url: String,
     /// The config's name, or the URL.
     pub name: String,
     pub(crate) backend: Backend,
+    /// The clocks its locks read (the machine's, or a test's).
+    pub(crate) clock: Arc<dyn Clock>,
+    /// The lock this process holds here, checked before every removal and
+    /// every create-only publication.
+    pub(crate) fence: Option<Fence>,
 }
 
 /// The tokio runtime every bucket operation of a process runs on.
@@ -121,7 +128,46 @@ impl Dest {
             url: spec.location.url(),
             name: spec.name.clone(),
             backend,
+            clock: Arc::new(SystemClock),
+            fence: None,
         })
+    }
+
+    /// The same destination, checking `fence` (the lock held here) before
+    /// every removal and create-only publication.
+    pub fn fenced(mut self, fence: Fence) -> Dest {
+        self.fence = Some(fence);
+        self
+    }
+
+    /// Fails unless the lock this process holds here (if any) is still its own.
+    pub fn check_fence(&self) -> Result<()> {
+        self.fence.as_ref().map_or(Ok(()), Fence::check)
+    }
+
+    /// A destination over any object store (the fault harness's recording
+    /// in-memory one), with the clocks its locks read.
+    pub fn over_store<S>(
+        name: &str,
+        store: Arc<S>,
+        rt: &Arc<Runtime>,
+        clock: Arc<dyn Clock>,
+    ) -> Dest
+    where
+        S: ObjectStore + MultipartStore,
+    {
+        Dest {
+            url: format!("memory://{name}"),
+            name: name.to_string(),
+            backend: Backend::Bucket(Bucket {
+                store: store.clone(),
+                parts: store,
+                prefix: String::new(),
+                rt: rt.clone(),
+            }),
+            clock,
+            fence: None,
+        }
     }
 
     /// The folder of a folder destination.
@@ -223,6 +269,7 @@ impl Dest {
 
     /// Removes an object; one that is not there is no error.
     pub fn delete(&self, rel: &str) -> Result<()> {
+        self.check_fence()?;
         match &self.backend {
             Backend::Folder(root) => match std::fs::remove_file(root.join(rel)) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -244,6 +291,7 @@ impl Dest {
     /// each folder touched is fsynced so the removals are on the drive before
     /// the caller removes anything that must go after them. Missing ones are fine.
     pub fn delete_many(&self, rels: &[String]) -> Result<()> {
+        self.check_fence()?;
         match &self.backend {
             Backend::Folder(root) => {
                 let mut dirs = std::collections::BTreeSet::new();
@@ -337,10 +385,11 @@ impl Dest {
         }
     }
 
-    /// The lock one process holds while it changes this destination (snap-push
-    /// sending, snap-prune removing): a file named by the URL's hash in
-    /// `state_dir`. Busy is exit 75 naming the holder.
-    pub fn lock(&self, state_dir: &Path, tool: &str) -> Result<snap_shared::lock::StoreLock> {
+    /// The lock a push holds on its resume journals for this destination: a
+    /// file named by the URL's hash in `state_dir`, so two pushes on this
+    /// machine never share a journal. Busy is exit 75 naming the holder.
+    /// (What keeps machines apart is the lock at the destination, [`Dest::lock`].)
+    pub fn local_lock(&self, state_dir: &Path, tool: &str) -> Result<snap_shared::lock::StoreLock> {
         create_folder(state_dir)?;
         let id = snap_shared::hash::Sha256Digest::of(self.url.as_bytes());
         let path = state_dir.join(format!("{id}.lock"));

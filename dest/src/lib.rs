@@ -9,16 +9,20 @@
 //! of snap-shared, because its HTTP and async stack (object_store, tokio) is
 //! needed by the tools that reach destinations and by no other.
 
+pub mod conditional;
 pub mod dest;
 pub mod location;
+pub mod locks;
 pub mod mount;
 pub mod settings;
 pub mod stream;
 pub mod throttle;
 pub mod upload;
 
+pub use conditional::Version;
 pub use dest::{Dest, Meta, Reach, default_state_dir, runtime};
 pub use location::{DriveKey, Location, Service};
+pub use locks::{Fence, Held, LockOptions, Mode};
 pub use settings::DestSpec;
 pub use throttle::Throttle;
 pub use tokio::runtime::Runtime;

@@ -35,3 +35,11 @@ pub fn hostname() -> String {
         .to_string_lossy()
         .into_owned()
 }
+
+/// The user this process runs as, for records and locks: `$USER`, else
+/// `$LOGNAME`, else `uid N`.
+pub fn username() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| format!("uid {}", rustix::process::getuid().as_raw()))
+}

@@ -144,13 +144,10 @@ pub(crate) fn base_record(
 
 /// Who made a snapshot: the tool and its version, the host, the user.
 fn created_by() -> Value {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| format!("uid {}", rustix::process::getuid().as_raw()));
     serde_json::json!({
         "tool": concat!("snap-disk ", env!("CARGO_PKG_VERSION")),
         "host": snap_shared::hostname(),
-        "user": user,
+        "user": snap_shared::username(),
     })
 }
 

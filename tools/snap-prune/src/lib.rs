@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use clap::{ArgAction, CommandFactory, Parser};
 
 use snap_cli::Reporter;
-use snap_dest::{Dest, DestSpec, Reach, settings};
+use snap_dest::{Dest, DestSpec, Held, LockOptions, Mode, Reach, settings};
 use snap_shared::catalog::Catalog;
 use snap_shared::config::LoadedConfig;
 use snap_shared::error::{Error, Exit, Result};
@@ -132,7 +132,11 @@ pub struct Cli {
     #[arg(short, long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Where destination locks are kept, shared with snap-push [default: $XDG_STATE_HOME/snap/push, else ~/.local/state/snap/push]
+    /// At a destination, first remove the locks of other processes that you know are gone: stale ones, unreadable ones, and those of other machines however recent (each is named on stderr)
+    #[arg(long, requires = "dests")]
+    pub break_lock: bool,
+
+    /// Where this machine's own destination locks are kept, shared with snap-push (other machines are kept out by locks at the destination) [default: $XDG_STATE_HOME/snap/push, else ~/.local/state/snap/push]
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
 
@@ -204,6 +208,8 @@ struct Job {
     price: Option<f64>,
     catalog: Option<Catalog>,
     _locks: Vec<StoreLock>,
+    /// The exclusive lock at a destination.
+    _held: Option<Held>,
 }
 
 /// The whole run: every job, then the exit code of the first failure.
@@ -241,7 +247,7 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
             .map(|arg| {
                 let spec =
                     settings::resolve_arg(arg, &configured).map_err(|e| e.within("--dest"))?;
-                dest_job(cli, &spec, flags.clone(), retention, &rt)
+                dest_job(cli, report, &spec, flags.clone(), retention, &rt)
             })
             .collect()
     };
@@ -326,6 +332,7 @@ fn store_job(
         price: None,
         catalog,
         _locks: locks,
+        _held: None,
     })
 }
 
@@ -350,6 +357,7 @@ fn open_catalog(store: &Store, report: &Reporter) -> Option<Catalog> {
 /// A destination's archives.
 fn dest_job(
     cli: &Cli,
+    report: &Reporter,
     spec: &DestSpec,
     flags: Option<Policy>,
     retention: Option<&serde_json::Value>,
@@ -372,28 +380,39 @@ fn dest_job(
             })?
         }
     };
-    let dest = Dest::open(spec, rt, &Reach::default(), false)?;
+    let mut dest = Dest::open(spec, rt, &Reach::default(), false)?;
     let mut locks = Vec::new();
+    let mut held = None;
     if !cli.dry_run {
         let state = cli
             .state_dir
             .clone()
             .unwrap_or_else(snap_dest::default_state_dir);
-        locks.push(dest.lock(&state, TOOL)?);
+        locks.push(dest.local_lock(&state, TOOL)?);
+        let opts = LockOptions {
+            break_others: cli.break_lock,
+        };
+        let h = dest.lock(Mode::Exclusive, TOOL, &opts)?;
+        for n in &h.notes {
+            report.warn(&format!("destination {}: {n}", dest.name));
+        }
+        dest = dest.fenced(h.fence());
+        held = Some(h);
     }
     Ok(Job {
         targets: vec![
-            Target::Archives { dest, store: None },
-            Target::Disks {
-                dest: Dest::open(spec, rt, &Reach::default(), false)?,
+            Target::Archives {
+                dest: dest.clone(),
                 store: None,
             },
+            Target::Disks { dest, store: None },
         ],
         policy,
         source,
         price: spec.price_per_gib_month,
         catalog: None,
         _locks: locks,
+        _held: held,
     })
 }
 

@@ -122,7 +122,18 @@ pub fn push(
         put_file(dest, &key, &path)?;
     }
     let sha = Sha256Digest::of(&rec_bytes).to_hex();
-    dest.put_small(&rec_key, Bytes::from(rec_bytes), &sha)?;
+    // Create-only, while this push's lock is held: every block it found
+    // there at the start is still there (no prune can have run).
+    if !dest.publish(&rec_key, Bytes::from(rec_bytes.clone()), &sha)?
+        && dest.get_bytes(&rec_key)? != rec_bytes
+    {
+        return Err(Error::new(
+            Exit::CantCreate,
+            dest.show(&rec_key),
+            format!("holds another disk snapshot {}/{}; it is not replaced", rec.disk, rec.name),
+        )
+        .with_hint("two machines may be pushing the same disk name to one destination; give each its own prefix or disk name"));
+    }
     report.detail(|| {
         format!(
             "{}/{} -> {}: {} blocks, {}",

@@ -24,7 +24,7 @@ use clap::{ArgAction, CommandFactory, Parser};
 
 use snap_cli::Reporter;
 use snap_dest::upload::Tuning;
-use snap_dest::{Dest, DestSpec, Reach, Throttle, settings};
+use snap_dest::{Dest, DestSpec, Held, LockOptions, Mode, Reach, Throttle, settings};
 use snap_shared::config::LoadedConfig;
 use snap_shared::error::{Error, Exit, Result};
 use snap_shared::jsonl::{Item, RecordWriter};
@@ -249,7 +249,8 @@ fn push_all(
         .state_dir
         .clone()
         .unwrap_or_else(snap_dest::default_state_dir);
-    let _locks = lock_all(&chosen.dests, &state_dir)?;
+    let _journals = lock_journals(&chosen.dests, &state_dir)?;
+    let (dests, _held) = hold_all(&chosen.dests, cli.dry_run, report)?;
     let tuning = Tuning {
         part_size: cli.part_size,
         parallel: cli.parallel as usize,
@@ -261,7 +262,7 @@ fn push_all(
         None => None,
     };
     let mut first_exit: Option<Exit> = None;
-    let mut dead = vec![false; chosen.dests.len()];
+    let mut dead = vec![false; dests.len()];
     let mut out = RecordWriter::new(std::io::stdout().lock());
     for item in input {
         let one = |dest: &snap_dest::Dest| Options {
@@ -300,7 +301,7 @@ snap-disk create --method blocks makes one that can travel",
                 Box::new(move |dest| disk::push(&rec, dest, &one(dest), report))
             }
         };
-        for (i, dest) in chosen.dests.iter().enumerate() {
+        for (i, dest) in dests.iter().enumerate() {
             if dead[i] {
                 continue;
             }
@@ -361,10 +362,33 @@ fn floor_of(specs: &[DestSpec], dest: &Dest) -> Option<Floor> {
         .and_then(|s| s.min_free)
 }
 
-/// One lock per destination, in the state folder: two pushes to one
-/// destination would share its journals; the second waits for a later run.
-fn lock_all(dests: &[Dest], state_dir: &std::path::Path) -> Result<Vec<StoreLock>> {
-    dests.iter().map(|d| d.lock(state_dir, TOOL)).collect()
+/// One lock per destination in the state folder: two pushes on this
+/// machine to one destination would share its journals; the second waits.
+fn lock_journals(dests: &[Dest], state_dir: &std::path::Path) -> Result<Vec<StoreLock>> {
+    dests
+        .iter()
+        .map(|d| d.local_lock(state_dir, TOOL))
+        .collect()
+}
+
+/// A shared lock at each destination, so that machines push side by side
+/// while no prune runs; each destination is fenced by its lock (nothing is
+/// published once the lock is lost). A dry run changes nothing and locks nothing.
+fn hold_all(dests: &[Dest], dry_run: bool, report: &Reporter) -> Result<(Vec<Dest>, Vec<Held>)> {
+    if dry_run {
+        return Ok((dests.to_vec(), Vec::new()));
+    }
+    let mut held = Vec::new();
+    let mut fenced = Vec::new();
+    for d in dests {
+        let h = d.lock(Mode::Shared, TOOL, &LockOptions::default())?;
+        for n in &h.notes {
+            report.warn(&format!("destination {}: {n}", d.name));
+        }
+        fenced.push(d.clone().fenced(h.fence()));
+        held.push(h);
+    }
+    Ok((fenced, held))
 }
 
 /// The line that ends a run.

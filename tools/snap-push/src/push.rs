@@ -97,11 +97,12 @@ pub fn push(local: &Local, dest: &Dest, opts: &Options, report: &Reporter) -> Re
     check_space(dest, needed, opts.floor)?;
     let mut sent = 0;
     let mut resumed = 0;
-    for o in todo {
+    for o in todo.into_iter().filter(|o| o.key != json.key) {
         let s = send(local, dest, o, opts, report)?;
         sent += s.sent;
         resumed += s.resumed;
     }
+    sent += publish(local, dest, json, opts)?;
     if opts.verify && skipped > 0 {
         for o in objects.iter().filter(|o| o.key != json.key) {
             check_landed(dest, o, true)?;
@@ -197,17 +198,8 @@ fn already_there(
     opts: &Options,
     report: &Reporter,
 ) -> Result<Outcome> {
-    let theirs = existing.get("sha256").and_then(Value::as_str).unwrap_or("");
-    if theirs != local.rec.sha256 {
-        return Err(Error::new(
-            Exit::CantCreate,
-            dest.show(&objects[3].key),
-            format!(
-                "holds another archive {} (sha256 {theirs}); it is not replaced",
-                local.name()
-            ),
-        )
-        .with_hint("two machines may be pushing the same set name to one destination; give each its own prefix or set name"));
+    if existing.get("sha256").and_then(Value::as_str) != Some(local.rec.sha256.as_str()) {
+        return Err(another_archive(local, dest, &objects[3].key, existing));
     }
     let total: u64 = objects.iter().map(|o| o.size).sum();
     let mut sent = 0;
@@ -257,6 +249,20 @@ fn already_there(
         sent,
         skipped: total - sent,
     })
+}
+
+/// Refuses to replace another archive's record of the same name (exit 73).
+fn another_archive(local: &Local, dest: &Dest, key: &str, theirs: &Value) -> Error {
+    let sha = theirs.get("sha256").and_then(Value::as_str).unwrap_or("");
+    Error::new(
+        Exit::CantCreate,
+        dest.show(key),
+        format!(
+            "holds another archive {} (sha256 {sha}); it is not replaced",
+            local.name()
+        ),
+    )
+    .with_hint("two machines may be pushing the same set name to one destination; give each its own prefix or set name")
 }
 
 /// Whether the destination already has this object whole: same size and,
@@ -310,6 +316,36 @@ fn send(
     };
     check_landed(dest, o, opts.verify)?;
     Ok(sent)
+}
+
+/// Publishes the archive's `.json`, last: its base must be at the
+/// destination (a chain is pushed oldest first), and the record is written
+/// create-only while this push's lock is held, so neither another machine's
+/// record of the same name nor a prune can slip in between.
+fn publish(local: &Local, dest: &Dest, json: &Object, opts: &Options) -> Result<u64> {
+    if let Some(base) = &local.rec.base {
+        let key = format!("{}/{base}.json", local.rec.set);
+        if dest.head(&key)?.is_none() {
+            return Err(Error::new(
+                Exit::NoInput,
+                format!("archive {}", local.name()),
+                format!("its base {base} is not at {}", dest.show(&key)),
+            )
+            .with_hint("push the chain oldest first: snap-push --all sends every archive the destination lacks"));
+        }
+    }
+    let bytes = std::fs::read(&json.local).map_err(|e| Error::io(&json.local, e))?;
+    let n = bytes.len() as u64;
+    let sha = Sha256Digest::of(&bytes).to_hex();
+    if !dest.publish(&json.key, Bytes::from(bytes), &sha)? {
+        // Another push published this name since the check at the start.
+        let theirs = remote_record(dest, &json.key)?.unwrap_or(Value::Null);
+        if theirs.get("sha256").and_then(Value::as_str) != Some(local.rec.sha256.as_str()) {
+            return Err(another_archive(local, dest, &json.key, &theirs));
+        }
+    }
+    check_landed(dest, json, opts.verify)?;
+    Ok(n)
 }
 
 /// Sends a small file whole, after checking its bytes against what they must hash to.

@@ -1,0 +1,206 @@
+//! Conditional writes: create an object only if nothing is there, replace it
+//! only if it is still the version this process wrote.
+//!
+//! They are what lets several machines share one destination without a
+//! server of snap's own (docs/destinations.md, "Many machines, one
+//! destination"): a record is published with create-only semantics, so two
+//! machines can never replace each other's; a lock is refreshed only while
+//! it is still the holder's, so a lock that a prune broke is never brought
+//! back by its old holder. Buckets use the services' preconditions through
+//! object_store (`PutMode::Create` is S3 `If-None-Match: *`, GCS
+//! `ifGenerationMatch=0`, Azure `If-None-Match: *`; `PutMode::Update` is
+//! `If-Match` on the ETag, or the GCS generation). Folders use
+//! `renameat2(RENAME_NOREPLACE)` to publish and `utimensat` on the existing
+//! name to refresh (a removed file is never recreated).
+
+use std::path::Path;
+
+use bytes::Bytes;
+use object_store::{PutMode, PutOptions, PutPayload, UpdateVersion};
+
+use snap_shared::error::{Error, Exit, Result};
+
+use crate::dest::{Backend, Dest, sha_attributes};
+
+/// The version of an object this process wrote (a bucket's ETag or
+/// generation; a folder's file has none: its name is its identity).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Version(pub(crate) Option<UpdateVersion>);
+
+impl Dest {
+    /// Writes `data` at `rel` unless something is there already: `Ok(None)`
+    /// then, and nothing is changed. A service that cannot do this is exit 69.
+    pub fn put_new(&self, rel: &str, data: Bytes, sha256: &str) -> Result<Option<Version>> {
+        self.check_fence()?;
+        match &self.backend {
+            Backend::Folder(root) => {
+                let path = root.join(rel);
+                ensure_parent(&path)?;
+                let write = |f: &mut std::fs::File| std::io::Write::write_all(f, &data);
+                match snap_shared::fsutil::write_atomic(&path, 0o600, false, write) {
+                    Ok(()) => Ok(Some(Version(None))),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(None),
+                    Err(e) => Err(no_atomic_create(self, rel, e)),
+                }
+            }
+            Backend::Bucket(b) => {
+                let opts = PutOptions {
+                    mode: PutMode::Create,
+                    attributes: sha_attributes(sha256),
+                    ..Default::default()
+                };
+                match b
+                    .rt
+                    .block_on(b.store.put_opts(&b.key(rel), PutPayload::from(data), opts))
+                {
+                    Ok(r) => Ok(Some(Version(Some(UpdateVersion {
+                        e_tag: r.e_tag,
+                        version: r.version,
+                    })))),
+                    Err(object_store::Error::AlreadyExists { .. }) => Ok(None),
+                    Err(e) => Err(unsupported_or(self, rel, e)),
+                }
+            }
+        }
+    }
+
+    /// Replaces `rel` with `data` only if it is still `version` (buckets), or
+    /// only if it is still there (folders: its time is renewed, `data` is not
+    /// written, so a power cut never leaves half of it). `Ok(None)`: it was
+    /// changed or removed by someone else, and nothing was written.
+    pub fn put_update(
+        &self,
+        rel: &str,
+        data: Bytes,
+        sha256: &str,
+        version: &Version,
+    ) -> Result<Option<Version>> {
+        match &self.backend {
+            Backend::Folder(root) => {
+                let path = root.join(rel);
+                match touch(&path) {
+                    Ok(()) => Ok(Some(Version(None))),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(Error::io(&path, e)),
+                }
+            }
+            Backend::Bucket(b) => {
+                let Some(v) = version.0.clone() else {
+                    return Err(Error::internal(
+                        self.show(rel),
+                        "a conditional update without the version it replaces",
+                    ));
+                };
+                let opts = PutOptions {
+                    mode: PutMode::Update(v),
+                    attributes: sha_attributes(sha256),
+                    ..Default::default()
+                };
+                match b
+                    .rt
+                    .block_on(b.store.put_opts(&b.key(rel), PutPayload::from(data), opts))
+                {
+                    Ok(r) => Ok(Some(Version(Some(UpdateVersion {
+                        e_tag: r.e_tag,
+                        version: r.version,
+                    })))),
+                    Err(
+                        object_store::Error::Precondition { .. }
+                        | object_store::Error::NotFound { .. },
+                    ) => Ok(None),
+                    Err(e) => Err(unsupported_or(self, rel, e)),
+                }
+            }
+        }
+    }
+}
+
+impl Dest {
+    /// Publishes a record: create-only, and only while this process's lock
+    /// here is its own, checked before and again after the write. `Ok(false)`:
+    /// something is already there under that name (the caller compares).
+    /// If the lock turns out lost after the write, the record is taken back
+    /// (another machine may have removed what it names meanwhile) and the
+    /// error says why; the next run publishes it again.
+    pub fn publish(&self, rel: &str, data: Bytes, sha256: &str) -> Result<bool> {
+        if self.put_new(rel, data, sha256)?.is_none() {
+            return Ok(false);
+        }
+        if let Err(lost) = self.check_fence() {
+            let mut bare = self.clone();
+            bare.fence = None;
+            bare.delete(rel)?;
+            return Err(lost);
+        }
+        Ok(true)
+    }
+}
+
+fn ensure_parent(path: &Path) -> Result<()> {
+    let dir = snap_shared::fsutil::parent_of(path);
+    if dir.is_dir() {
+        return Ok(());
+    }
+    crate::dest::create_folder(dir)
+}
+
+/// Sets a file's times to now, through its existing name only.
+fn touch(path: &Path) -> std::io::Result<()> {
+    use rustix::fs::{AtFlags, CWD, Timespec, Timestamps, UTIME_NOW, utimensat};
+    let now = Timespec {
+        tv_sec: 0,
+        tv_nsec: UTIME_NOW,
+    };
+    let times = Timestamps {
+        last_access: now,
+        last_modification: now,
+    };
+    utimensat(CWD, path, &times, AtFlags::empty()).map_err(std::io::Error::from)
+}
+
+/// The hint every "no conditional writes" error carries.
+const NO_CONDITIONS_HINT: &str = "snap shares a destination between machines through conditional writes (If-None-Match / If-Match); use a service or filesystem that has them (docs/destinations.md)";
+
+/// A folder whose filesystem cannot create a name without replacing (no
+/// `RENAME_NOREPLACE`): exit 69, as a service without preconditions.
+fn no_atomic_create(dest: &Dest, rel: &str, e: std::io::Error) -> Error {
+    if matches!(
+        e.raw_os_error(),
+        Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)
+    ) {
+        return Error::new(
+            Exit::Unavailable,
+            dest.show(rel),
+            format!("this filesystem cannot create a file without replacing one ({e})"),
+        )
+        .with_hint(NO_CONDITIONS_HINT);
+    }
+    Error::io_ctx(dest.show(rel), e)
+}
+
+/// A service that refused a precondition it does not implement is exit 69
+/// with the hint; any other error is as usual.
+fn unsupported_or(dest: &Dest, rel: &str, e: object_store::Error) -> Error {
+    match e {
+        object_store::Error::NotImplemented { .. } | object_store::Error::NotSupported { .. } => {
+            Error::new(
+                Exit::Unavailable,
+                dest.show(rel),
+                "the service does not support conditional writes",
+            )
+            .with_hint(NO_CONDITIONS_HINT)
+        }
+        e => dest.error(rel, e),
+    }
+}
+
+/// The message for a service that accepted a conditional write it should
+/// have refused (it ignores preconditions): exit 69.
+pub(crate) fn ignores_conditions(dest: &Dest, rel: &str) -> Error {
+    Error::new(
+        Exit::Unavailable,
+        dest.show(rel),
+        "the service ignored a create-only condition (If-None-Match) and replaced an object",
+    )
+    .with_hint(NO_CONDITIONS_HINT)
+}

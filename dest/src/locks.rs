@@ -1,0 +1,704 @@
+//! Locks that live at the destination, so that every machine sharing it
+//! sees them: pushes take a shared lock, prunes an exclusive one.
+//!
+//! The protocol is restic's (docs/destinations.md, "Many machines, one
+//! destination"): a tool writes its lock object under `.snap/locks/` with a
+//! create-only write, then lists the locks; if a lock it conflicts with is
+//! there, it removes its own and stops (exit 75, naming the holder). Two
+//! tools that start at once both see each other and both stop, so at most
+//! one can win and no wrong one does. A holder refreshes its lock every
+//! `stale_after / 6` with a conditional write that fails if the lock was
+//! removed, and publishes nothing once its last confirmed refresh is older
+//! than `2/3 stale_after`: a lock someone broke is never brought back, and a
+//! holder that was stopped or cut off stops before it can do harm.
+//!
+//! Ages are read off the destination's own clock (each object's modified
+//! time, compared with the time of the lock just written), so the machines'
+//! clocks need not agree; a machine whose clock is more than [`MAX_SKEW`]
+//! off the destination's is refused. A lock is dead when it belongs to this
+//! machine and its process is gone (or the machine rebooted since), stale
+//! when its holder has not refreshed it for the `stale_after` it promised.
+//! Pushes ignore shared locks and step over stale exclusive ones (a killed
+//! prune never blocks backups for long); a prune removes dead and stale
+//! exclusive locks, but waits for a stale *shared* lock of another machine
+//! until [`BREAK_AFTER`], because that push may only be stopped and still
+//! publish a record naming what the prune would remove.
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use snap_shared::error::{Error, Exit, Result};
+use snap_shared::hash::Sha256Digest;
+
+use crate::Dest;
+
+use crate::conditional::{Version, ignores_conditions};
+
+/// Where locks live, relative to the destination's root. Set names never
+/// start with '.', so no set can collide with it, and `ls` of a drive shows
+/// only the user's sets.
+pub const LOCKS: &str = ".snap/locks";
+
+/// How long a lock may go unrefreshed before it is stale, unless its holder
+/// promised otherwise (restic's 30 minutes).
+pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
+
+/// How long a prune waits for a stale shared lock of another machine before
+/// it removes it: that push may only be stopped (a suspended laptop, a
+/// SIGSTOP) and could still publish.
+pub const BREAK_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// The most a machine's clock may differ from the destination's.
+pub const MAX_SKEW: Duration = Duration::from_secs(5 * 60);
+
+/// Which kind of lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Pushes: any number at once.
+    Shared,
+    /// Prunes: nothing else at the same time.
+    Exclusive,
+}
+
+/// What a lock object says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockInfo {
+    pub schema: String,
+    pub kind: String,
+    pub mode: Mode,
+    /// The tool and its version.
+    pub tool: String,
+    pub host: String,
+    /// A hash of /etc/machine-id: which machine, even when two share a host name.
+    pub machine: String,
+    /// /proc/sys/kernel/random/boot_id: a different one means the holder's machine rebooted.
+    pub boot: String,
+    pub pid: u32,
+    /// The holder's start time (clock ticks since boot), so a reused pid is not taken for it.
+    pub start: u64,
+    pub user: String,
+    /// The holder's clock when it took the lock and when it last refreshed it.
+    pub created: DateTime<Utc>,
+    pub refreshed: DateTime<Utc>,
+    /// The holder's promise: it refreshes well within this many seconds.
+    pub stale_after: u64,
+}
+
+/// The times a holder keeps to.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub stale_after: Duration,
+}
+
+impl Timing {
+    /// [`STALE_AFTER`], or `SNAP_LOCK_STALE_SECS` (for tests that need a lock
+    /// to go stale in seconds: it changes only what this process promises,
+    /// never how it judges other machines' locks).
+    pub fn from_env() -> Timing {
+        let secs = std::env::var("SNAP_LOCK_STALE_SECS")
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .filter(|s| *s >= 3);
+        Timing {
+            stale_after: secs.map_or(STALE_AFTER, Duration::from_secs),
+        }
+    }
+
+    fn refresh_every(&self) -> Duration {
+        self.stale_after / 6
+    }
+
+    /// How long after its last confirmed refresh a holder still acts.
+    fn live_for(&self) -> Duration {
+        self.stale_after * 2 / 3
+    }
+}
+
+/// The clocks a lock needs: this machine's wall clock, and one that counts
+/// time spent stopped or suspended (CLOCK_BOOTTIME), for how long ago the
+/// last refresh was confirmed. Tests and the fault harness give their own.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    fn now(&self) -> DateTime<Utc>;
+    /// Seconds on a clock that never stops, from any origin.
+    fn mark(&self) -> f64;
+}
+
+/// The machine's clocks.
+#[derive(Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+
+    fn mark(&self) -> f64 {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+        t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
+    }
+}
+
+/// How to take a lock.
+#[derive(Debug, Clone, Default)]
+pub struct LockOptions {
+    /// Remove every other lock that is not provably alive on this machine,
+    /// and unreadable ones (`--break-lock`: the user says their holders are gone).
+    pub break_others: bool,
+}
+
+/// A lock held at a destination, refreshed in the background until dropped
+/// (then removed).
+#[derive(Debug)]
+pub struct Held {
+    inner: Arc<Inner>,
+    thread: Option<JoinHandle<()>>,
+    /// What taking it did that the user should hear (locks removed).
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    dest: Dest,
+    key: String,
+    timing: Timing,
+    state: Mutex<State>,
+    stop: (Mutex<bool>, Condvar),
+}
+
+#[derive(Debug)]
+struct State {
+    info: LockInfo,
+    version: Version,
+    /// The clock mark when the last refresh that succeeded was sent.
+    confirmed: f64,
+    /// Why the lock is no longer ours, once it is not.
+    lost: Option<String>,
+}
+
+/// Another lock, as the listing found it.
+struct Seen {
+    info: LockInfo,
+    /// Since its last refresh, by the destination's clock.
+    age: Duration,
+}
+
+/// What to do about another lock.
+enum Verdict {
+    Ignore,
+    Remove(String),
+    Conflict(String, Option<String>),
+}
+
+impl Dest {
+    /// Takes a lock of `mode` at this destination for `tool`.
+    pub fn lock(&self, mode: Mode, tool: &str, opts: &LockOptions) -> Result<Held> {
+        let timing = Timing::from_env();
+        let info = LockInfo::mine(mode, tool, timing, self.clock.now());
+        let key = format!("{LOCKS}/{}", lock_name(&info));
+        let bytes = Bytes::from(info.to_json());
+        let sha = Sha256Digest::of(&bytes).to_hex();
+        let mark = self.clock.mark();
+        let Some(version) = self.put_new(&key, bytes.clone(), &sha)? else {
+            return Err(Error::internal(
+                self.show(&key),
+                "a new lock's name is taken",
+            ));
+        };
+        let held = Held::start(self, key, info, version, mark, timing);
+        if self.folder().is_none() && self.put_new(&held.inner.key, bytes, &sha)?.is_some() {
+            return Err(ignores_conditions(self, &held.inner.key));
+        }
+        held.admit(opts)
+    }
+
+    /// Every lock at this destination, for `snap-restore list`-style
+    /// reports and tests: (key, what it says, or why it is unreadable).
+    pub fn locks(&self) -> Result<Vec<(String, std::result::Result<LockInfo, String>)>> {
+        let keys: Vec<String> = self.list(LOCKS)?.into_iter().map(|(k, _)| k).collect();
+        let got = self.get_many(&keys);
+        Ok(keys
+            .into_iter()
+            .zip(got)
+            .filter_map(|(k, r)| match r {
+                Ok(b) => Some((k, LockInfo::parse(&b))),
+                Err(e) if e.exit == Exit::NoInput => None,
+                Err(e) => Some((k, Err(e.cause))),
+            })
+            .collect())
+    }
+}
+
+impl Held {
+    fn start(
+        dest: &Dest,
+        key: String,
+        info: LockInfo,
+        version: Version,
+        mark: f64,
+        timing: Timing,
+    ) -> Held {
+        let mut dest = dest.clone();
+        dest.fence = None;
+        Held {
+            inner: Arc::new(Inner {
+                dest,
+                key,
+                timing,
+                state: Mutex::new(State {
+                    info,
+                    version,
+                    confirmed: mark,
+                    lost: None,
+                }),
+                stop: (Mutex::new(false), Condvar::new()),
+            }),
+            thread: None,
+            notes: Vec::new(),
+        }
+    }
+
+    /// The key of this lock at the destination.
+    pub fn key(&self) -> &str {
+        &self.inner.key
+    }
+
+    /// Reads the other locks and decides; on a conflict this lock is dropped
+    /// (and so removed) and the error names the holder.
+    fn admit(mut self, opts: &LockOptions) -> Result<Held> {
+        let dest = &self.inner.dest;
+        let listing = dest.list_dated(LOCKS)?;
+        let Some(own_time) = listing
+            .iter()
+            .find(|(k, _, _)| *k == self.inner.key)
+            .map(|(_, _, t)| *t)
+        else {
+            return Err(Error::new(
+                Exit::Unavailable,
+                dest.show(&self.inner.key),
+                "a lock just written is not listed: the destination's listing is not consistent",
+            ));
+        };
+        let mode = self.info().mode;
+        check_skew(dest, self.info().created, own_time)?;
+        let mut removals = Vec::new();
+        for (key, _, modified) in listing.iter().filter(|(k, _, _)| *k != self.inner.key) {
+            let bytes = match dest.get_bytes(key) {
+                Ok(b) => b,
+                Err(e) if e.exit == Exit::NoInput => continue,
+                Err(e) => return Err(e),
+            };
+            let info = match LockInfo::parse(&bytes) {
+                Ok(info) => info,
+                Err(_) if opts.break_others => {
+                    removals.push((
+                        key.clone(),
+                        format!("removed unreadable lock {}", dest.show(key)),
+                    ));
+                    continue;
+                }
+                Err(why) => {
+                    return Err(Error::data(dest.show(key), format!("not a snap lock: {why}"))
+                        .with_hint("nothing was changed; if you know it is not in use, remove it, or run snap-prune --break-lock"));
+                }
+            };
+            let age = own_time.duration_since(*modified).unwrap_or_default();
+            let seen = Seen { info, age };
+            match verdict(mode, &seen, opts) {
+                Verdict::Ignore => {}
+                Verdict::Remove(why) => removals.push((key.clone(), why)),
+                Verdict::Conflict(cause, hint) => {
+                    let mut e = Error::new(
+                        Exit::TempFail,
+                        format!("destination {}", dest.name),
+                        format!("busy: {cause}"),
+                    );
+                    if let Some(h) = hint {
+                        e = e.with_hint(h);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        for (key, why) in removals {
+            dest.delete(&key)?;
+            self.notes.push(why);
+        }
+        let inner = self.inner.clone();
+        self.thread = Some(std::thread::spawn(move || inner.refresh_loop()));
+        Ok(self)
+    }
+
+    fn info(&self) -> LockInfo {
+        self.inner.state.lock().expect("lock state").info.clone()
+    }
+
+    /// Fails unless the lock is certainly still this process's (see [`Fence::check`]).
+    pub fn ensure_live(&self) -> Result<()> {
+        self.fence().check()
+    }
+
+    /// A handle that checks this lock, for a [`Dest`] to consult before
+    /// every removal and publication ([`Dest::fenced`]).
+    pub fn fence(&self) -> Fence {
+        Fence(self.inner.clone())
+    }
+}
+
+/// What a destination consults before it removes or publishes anything: the
+/// lock this process holds there.
+#[derive(Debug, Clone)]
+pub struct Fence(Arc<Inner>);
+
+impl Fence {
+    /// Fails unless the lock is certainly still this process's: it was not
+    /// removed, and its last refresh was confirmed recently enough that no
+    /// other machine can have judged it stale. It refreshes at once when the
+    /// last refresh is old (after a stop or a suspend).
+    pub fn check(&self) -> Result<()> {
+        let inner = &self.0;
+        let fresh = |st: &State| {
+            inner.dest.clock.mark() - st.confirmed < inner.timing.live_for().as_secs_f64()
+        };
+        {
+            let st = inner.state.lock().expect("lock state");
+            if let Some(why) = &st.lost {
+                return Err(inner.lost(why));
+            }
+            if fresh(&st) {
+                return Ok(());
+            }
+        }
+        inner.refresh();
+        let st = inner.state.lock().expect("lock state");
+        match &st.lost {
+            Some(why) => Err(inner.lost(why)),
+            None if fresh(&st) => Ok(()),
+            None => Err(inner.lost(&format!(
+                "it could not be refreshed for {}",
+                human_age(Duration::from_secs_f64(
+                    inner.dest.clock.mark() - st.confirmed
+                ))
+            ))),
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        {
+            let (stop, cv) = &self.inner.stop;
+            *stop.lock().expect("lock stop flag") = true;
+            cv.notify_all();
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let lost = self
+            .inner
+            .state
+            .lock()
+            .map(|s| s.lost.is_some())
+            .unwrap_or(true);
+        if !lost {
+            let _ = self.inner.dest.delete(&self.inner.key);
+        }
+    }
+}
+
+impl Inner {
+    fn refresh_loop(&self) {
+        let (stop, cv) = &self.stop;
+        loop {
+            let stopped = stop.lock().expect("lock stop flag");
+            let (stopped, _) = cv
+                .wait_timeout_while(stopped, self.timing.refresh_every(), |s| !*s)
+                .expect("lock stop flag");
+            if *stopped {
+                return;
+            }
+            drop(stopped);
+            self.refresh();
+        }
+    }
+
+    /// One conditional refresh; a failure to reach the destination is left
+    /// for [`Held::ensure_live`] to judge by the age of the last success.
+    fn refresh(&self) {
+        let (mut info, version) = {
+            let st = self.state.lock().expect("lock state");
+            if st.lost.is_some() {
+                return;
+            }
+            (st.info.clone(), st.version.clone())
+        };
+        info.refreshed = self.dest.clock.now();
+        let bytes = Bytes::from(info.to_json());
+        let sha = Sha256Digest::of(&bytes).to_hex();
+        let mark = self.dest.clock.mark();
+        let result = self.dest.put_update(&self.key, bytes, &sha, &version);
+        let mut st = self.state.lock().expect("lock state");
+        match result {
+            Ok(Some(v)) => {
+                st.version = v;
+                st.info = info;
+                st.confirmed = mark;
+            }
+            Ok(None) => {
+                st.lost = Some("another machine removed it (it judged the lock stale)".into());
+            }
+            Err(_) => {}
+        }
+    }
+
+    fn lost(&self, why: &str) -> Error {
+        Error::new(
+            Exit::TempFail,
+            format!("destination {}", self.dest.name),
+            format!(
+                "this run's lock {} is no longer held: {why}; nothing more is published",
+                self.key
+            ),
+        )
+        .with_hint(
+            "was this process stopped, suspended or cut off? Run it again: what was sent is reused",
+        )
+    }
+}
+
+/// Decides about one other lock, for a tool taking `mode`.
+fn verdict(mode: Mode, o: &Seen, opts: &LockOptions) -> Verdict {
+    let who = o.info.describe();
+    let since = human_age(o.age);
+    let stale_after = Duration::from_secs(o.info.stale_after);
+    match o.info.liveness(o.age) {
+        Liveness::Dead(why) => Verdict::Remove(format!("removed the lock of {who}: {why}")),
+        Liveness::Stopped if opts.break_others => Verdict::Conflict(
+            format!("{who} is alive on this machine; its lock is not removed"),
+            Some(format!("end it first (kill {})", o.info.pid)),
+        ),
+        _ if opts.break_others => Verdict::Remove(format!(
+            "removed the lock of {who} (refreshed {since} ago), as --break-lock asks"
+        )),
+        Liveness::Stopped => Verdict::Conflict(
+            format!("{who} is alive but has not refreshed its lock for {since} (stopped?)"),
+            Some(format!(
+                "let it go on (kill -CONT {0}) or end it (kill {0}), then run again",
+                o.info.pid
+            )),
+        ),
+        Liveness::Live => match (mode, o.info.mode) {
+            (Mode::Shared, Mode::Shared) => Verdict::Ignore,
+            _ => Verdict::Conflict(
+                format!("{who} holds a lock there (refreshed {since} ago)"),
+                Some("try again when it is done".into()),
+            ),
+        },
+        Liveness::Stale => match (mode, o.info.mode) {
+            (_, Mode::Exclusive) => Verdict::Remove(format!(
+                "removed the stale lock of {who}: not refreshed for {since} (stale after {})",
+                human_age(stale_after)
+            )),
+            (Mode::Shared, Mode::Shared) => Verdict::Ignore,
+            (Mode::Exclusive, Mode::Shared) if o.age > BREAK_AFTER => Verdict::Remove(format!(
+                "removed the lock of {who}: not refreshed for {since}"
+            )),
+            (Mode::Exclusive, Mode::Shared) => Verdict::Conflict(
+                format!(
+                    "{who} has not refreshed its lock for {since} (stale after {}); it may be stopped or cut off and could still publish",
+                    human_age(stale_after)
+                ),
+                Some(format!(
+                    "prunes wait for it until {} after its last refresh; if that push is gone for good, run snap-prune --break-lock",
+                    human_age(BREAK_AFTER)
+                )),
+            ),
+        },
+    }
+}
+
+/// How alive another lock's holder is.
+enum Liveness {
+    Live,
+    /// On this machine, alive, but not refreshing: stopped or hung.
+    Stopped,
+    Stale,
+    Dead(String),
+}
+
+impl LockInfo {
+    fn mine(mode: Mode, tool: &str, timing: Timing, now: DateTime<Utc>) -> LockInfo {
+        let me = this_process();
+        LockInfo {
+            schema: snap_shared::record::SCHEMA.into(),
+            kind: "lock".into(),
+            mode,
+            tool: format!("{tool} {}", env!("CARGO_PKG_VERSION")),
+            host: snap_shared::hostname(),
+            machine: me.machine,
+            boot: me.boot,
+            pid: std::process::id(),
+            start: me.start,
+            user: snap_shared::username(),
+            created: now,
+            refreshed: now,
+            stale_after: timing.stale_after.as_secs(),
+        }
+    }
+
+    fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a lock serializes")
+    }
+
+    /// A lock object's bytes; the error says why they are not a snap lock.
+    pub fn parse(bytes: &[u8]) -> std::result::Result<LockInfo, String> {
+        let info: LockInfo = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        if info.kind != "lock" || !info.schema.starts_with("snap/") {
+            return Err(format!("kind {:?}, schema {:?}", info.kind, info.schema));
+        }
+        Ok(info)
+    }
+
+    /// `snap-push 0.1.0 (pid 123 on laptop, user me)`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} (pid {} on {}, user {})",
+            self.tool, self.pid, self.host, self.user
+        )
+    }
+
+    fn liveness(&self, age: Duration) -> Liveness {
+        let me = this_process();
+        if !me.machine.is_empty() && self.machine == me.machine {
+            if self.boot != me.boot {
+                return Liveness::Dead("this machine has rebooted since".into());
+            }
+            if process_start(self.pid) != Some(self.start) {
+                return Liveness::Dead(format!("process {} is gone", self.pid));
+            }
+            if age > Duration::from_secs(self.stale_after) {
+                return Liveness::Stopped;
+            }
+            return Liveness::Live;
+        }
+        if age > Duration::from_secs(self.stale_after) {
+            Liveness::Stale
+        } else {
+            Liveness::Live
+        }
+    }
+}
+
+/// A lock's file name: who holds it, and a random part.
+fn lock_name(info: &LockInfo) -> String {
+    let host: String = info
+        .host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(40)
+        .collect();
+    let noise = format!(
+        "{:?}{}{:?}",
+        SystemTime::now(),
+        info.pid,
+        std::thread::current().id()
+    );
+    let rand = &Sha256Digest::of(noise.as_bytes()).to_hex()[..12];
+    format!("{host}-{}-{rand}.json", info.pid)
+}
+
+/// Refuses a machine whose clock is too far from the destination's.
+fn check_skew(dest: &Dest, ours: DateTime<Utc>, theirs: SystemTime) -> Result<()> {
+    let theirs = DateTime::<Utc>::from(theirs);
+    let skew = (ours - theirs).num_seconds();
+    if skew.unsigned_abs() <= MAX_SKEW.as_secs() {
+        return Ok(());
+    }
+    let way = if skew > 0 { "ahead of" } else { "behind" };
+    Err(Error::config(
+        format!("destination {}", dest.name),
+        format!(
+            "this machine's clock is {} {way} the destination's (more than {} apart)",
+            human_age(Duration::from_secs(skew.unsigned_abs())),
+            human_age(MAX_SKEW)
+        ),
+    )
+    .with_hint("set the clock right (timedatectl set-ntp true, or chrony), then run again; nothing was changed"))
+}
+
+/// `45s`, `12m 5s`, `3h 20m`, `2d 4h`.
+pub fn human_age(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m {}s", s / 60, s % 60),
+        3600..86400 => format!("{}h {}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d {}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+/// Who this process is, for its lock and for judging others.
+struct Me {
+    machine: String,
+    boot: String,
+    start: u64,
+}
+
+fn this_process() -> Me {
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    };
+    let machine = read("/etc/machine-id");
+    Me {
+        machine: if machine.is_empty() {
+            String::new()
+        } else {
+            Sha256Digest::of(machine.as_bytes()).to_hex()[..16].to_string()
+        },
+        boot: read("/proc/sys/kernel/random/boot_id"),
+        start: process_start(std::process::id()).unwrap_or(0),
+    }
+}
+
+/// A process's start time (field 22 of /proc/PID/stat), if it runs.
+fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split(' ').nth(19)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// This process's start time is read past a command name with spaces.
+    #[test]
+    fn start_time_of_this_process() {
+        let me = process_start(std::process::id()).unwrap();
+        assert!(me > 0);
+        assert_eq!(process_start(u32::MAX), None);
+    }
+
+    /// Ages read as people say them.
+    #[test]
+    fn ages() {
+        assert_eq!(human_age(Duration::from_secs(45)), "45s");
+        assert_eq!(human_age(Duration::from_secs(725)), "12m 5s");
+        assert_eq!(human_age(Duration::from_secs(12_000)), "3h 20m");
+        assert_eq!(human_age(Duration::from_secs(187_200)), "2d 4h");
+    }
+}
