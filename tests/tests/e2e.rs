@@ -102,3 +102,11 @@ fn prune_pipeline() {
 fn disk_pipeline() {
     run_script("disk_pipeline.sh");
 }
+
+/// Two machines (own host name, machine id, state and store) on one drive:
+/// a prune waits for a push and keeps what its records need; a push stopped
+/// across a forced prune publishes nothing.
+#[test]
+fn shared_dest() {
+    run_script("shared_dest.sh");
+}

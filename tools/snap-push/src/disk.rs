@@ -111,7 +111,7 @@ pub fn push(
         });
     }
     check_space(dest, needed, opts.floor)?;
-    let sent = send_blocks(&local, &base, &todo, dest, report)?;
+    let sent = send_blocks(&local, &base, &todo, dest, opts, report)?;
     if opts.verify {
         verify_blocks(&local, &base, &todo, dest)?;
     }
@@ -191,12 +191,13 @@ fn block_file(local: &LocalDisk, d: &Sha256Digest) -> PathBuf {
     snap_shared::disks::block_path(&local.dir.join("blocks"), d)
 }
 
-/// Sends the blocks in batches; returns the bytes sent.
+/// Sends the blocks in batches (at `--bwlimit`'s rate); returns the bytes sent.
 fn send_blocks(
     local: &LocalDisk,
     base: &str,
     todo: &[Sha256Digest],
     dest: &Dest,
+    opts: &Options,
     report: &Reporter,
 ) -> Result<u64> {
     let mut sent = 0;
@@ -206,6 +207,9 @@ fn send_blocks(
             let path = block_file(local, d);
             let data = fs::read(&path).map_err(|e| Error::io(&path, e))?;
             sent += data.len() as u64;
+            if let Some(t) = &opts.tuning.throttle {
+                t.wait_blocking(data.len() as u64);
+            }
             let sha = Sha256Digest::of(&data).to_hex();
             batch.push((
                 format!("{base}/blocks/{}", block_rel(d)),
