@@ -450,7 +450,7 @@ impl Inner {
                 st.confirmed = mark;
             }
             Ok(None) => {
-                st.lost = Some("another machine removed it (it judged the lock stale)".into());
+                st.lost = Some("it was removed or replaced at the destination (by a prune that judged it stale, or --break-lock)".into());
             }
             Err(_) => {}
         }

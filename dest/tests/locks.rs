@@ -257,7 +257,7 @@ fn a_broken_lock_is_never_brought_back() {
     assert_eq!(e.exit, Exit::TempFail);
     assert!(
         e.cause
-            .contains("is no longer held: another machine removed it"),
+            .contains("is no longer held: it was removed or replaced"),
         "{e}"
     );
     assert!(d.locks().unwrap().is_empty(), "not recreated");

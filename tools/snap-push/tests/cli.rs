@@ -355,6 +355,77 @@ fn azure_push_resume_list_verify_restore() {
     bucket_round_trip("az://bkt/snap", &az.env());
 }
 
+/// Locks at moto's S3: a push refreshes its lock by `If-Match` writes
+/// (every half second here, or it could not publish), and a prune from
+/// another machine, naming the bucket with a trailing slash, waits for it.
+#[test]
+fn s3_lock_refreshes_and_keeps_a_prune_out() {
+    let s3 = common::Moto::start();
+    s3.create_bucket("bkt");
+    push_holds_the_bucket("s3://bkt/snap", &s3.env());
+}
+
+/// The same at Azurite: ETag conditions on Azure blobs.
+#[test]
+fn azure_lock_refreshes_and_keeps_a_prune_out() {
+    let az = common::Azurite::start();
+    az.create_container("bkt");
+    push_holds_the_bucket("az://bkt/snap", &az.env());
+}
+
+fn push_holds_the_bucket(url: &str, env: &[(String, String)]) {
+    let w = World::with_archive(8 << 20);
+    let mut env = env.to_vec();
+    env.push(("SNAP_LOCK_STALE_SECS".into(), "3".into()));
+    let args = [
+        "--all",
+        "--dest",
+        url,
+        "--bwlimit",
+        "2M",
+        "--part-size",
+        "5M",
+    ];
+    let mut cmd = w.push_cmd(&args);
+    cmd.envs(env.clone());
+    let handle = std::thread::spawn(move || cmd.timeout(Duration::from_secs(90)).output().unwrap());
+    let state = w.path("home/.local/state/snap/push");
+    let start = Instant::now();
+    while !common::journal_has_parts(&state, 1) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the push never sent a part"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let other = format!("{url}/");
+    let prune = |w: &World| {
+        w.tool("snap-prune")
+            .args(["--dest", &other, "--keep-last", "1", "-q"])
+            .env("HOME", w.path("nas"))
+            .envs(env.iter().cloned())
+            .output()
+            .unwrap()
+    };
+    let busy = prune(&w);
+    assert_eq!(code(&busy), 75, "{}", stderr(&busy));
+    assert!(
+        stderr(&busy).contains(": busy: snap-push 0.1.0 (pid ")
+            && stderr(&busy).contains("holds a lock there"),
+        "{}",
+        stderr(&busy)
+    );
+    let out = handle.join().unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        start.elapsed() > Duration::from_secs(2),
+        "too quick to need a refresh"
+    );
+    let pruned = prune(&w);
+    assert_eq!(code(&pruned), 0, "{}", stderr(&pruned));
+    assert_eq!(records(&pruned)[0]["action"], "keep");
+}
+
 /// A server that goes away mid-push (a network cut) ends the push with exit
 /// 69 after its retries, instead of hanging; nothing is listed.
 #[test]
