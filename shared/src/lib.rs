@@ -43,3 +43,22 @@ pub fn username() -> String {
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| format!("uid {}", rustix::process::getuid().as_raw()))
 }
+
+/// Who made a record: `{"tool": "snap-pack 0.1.0", "host": …, "user": …}`,
+/// so that a destination several machines share says which did what.
+pub fn created_by(tool: &str, version: &str) -> serde_json::Value {
+    serde_json::json!({
+        "tool": format!("{tool} {version}"),
+        "host": hostname(),
+        "user": username(),
+    })
+}
+
+/// The host a record names: `created_by.host`, else its `host` field.
+pub fn record_host(record: &serde_json::Value) -> Option<&str> {
+    record
+        .get("created_by")
+        .and_then(|c| c.get("host"))
+        .or_else(|| record.get("host"))
+        .and_then(serde_json::Value::as_str)
+}

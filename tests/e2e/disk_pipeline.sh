@@ -67,7 +67,7 @@ snap-disk verify vm -q > /dev/null || fail "the store's kept snapshot is damaged
 
 # The drive describes itself: list and verify work from it alone; a damaged block is found.
 unset SNAP_STORE
-snap-restore list "$WORK/usb" | grep -q '^disks/vm/second  *blocks' || fail "list: $(snap-restore list "$WORK/usb")"
+snap-restore list "$WORK/usb" | grep -q '^disks/vm/second .* blocks ' || fail "list: $(snap-restore list "$WORK/usb")"
 snap-restore --from "$WORK/usb" verify disks/vm/second -q > verified.json || fail "verify of a whole snapshot failed"
 [ "$(jq .errors verified.json)" = 0 ] || fail "verify: $(cat verified.json)"
 victim=$(find "$WORK/usb/disks/vm/blocks" -type f | head -1)

@@ -21,13 +21,22 @@ for delay in 0.05 0.2 0.5; do
     sleep "$delay"
     kill -9 "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
-    for f in "$ext"/k/*; do
+    # An archive exists once its record does, and then it is whole. (A kill
+    # in the middle of the renames may leave final names without a record:
+    # nothing lists them, and the next pack removes them.) Names are cut at
+    # their first dot, not the path's: $WORK may hold one (/tmp/.tmpXXXX).
+    for f in "$ext"/k/*.json; do
         [ -e "$f" ] || continue
-        case "$f" in *.json) ;; *) [ -f "${f%%.*}.json" ] || fail "final name without a record: $f";; esac
+        [ -f "${f%.json}.tar.zst" ] && [ -f "${f%.json}.index.zst" ] && [ -f "${f%.json}.sha256" ] \
+            || fail "a record without its archive: $f"
     done
 done
 snap-pack --store "$store" --min-free 0 --quiet --snapshot k/latest --out "$ext" > packed.json
 [ -z "$(find "$ext/k" -name '*.part')" ] || fail "leftover .part files"
+for f in "$ext"/k/*; do
+    b=${f##*/}
+    [ -f "$ext/k/${b%%.*}.json" ] || fail "final name without a record after the rerun: $f"
+done
 snap-restore verify --from "$ext" k/latest > /dev/null || fail "verify after rerun"
 
 for delay in 0.1 0.3; do

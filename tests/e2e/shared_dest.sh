@@ -120,4 +120,11 @@ rm -rf "$WORK/r3"
 machine nas snap-restore --from "$usb" restore "home/$incr3" --to "$WORK/r3" -q > /dev/null 2> restore3.err \
     || fail "restore3: $(cat restore3.err)"
 diff -r "$src" "$WORK/r3${src}" || fail "the last archive restored from the drive differs"
+# Each machine's work is named by its host: listed per host, from the drive alone.
+machine nas snap-restore list "$usb" > list.txt
+grep -q "^home  *$incr3  *laptop  *archive " list.txt || fail "list: $(cat list.txt)"
+grep -q "^disks/vm/second  *laptop  *blocks " list.txt || fail "list: $(cat list.txt)"
+[ "$(machine nas snap-restore list "$usb" --host laptop --json | jq -s length)" = 4 ] \
+    || fail "list --host laptop: $(machine nas snap-restore list "$usb" --host laptop)"
+[ -z "$(machine nas snap-restore list "$usb" --host nas)" ] || fail "the NAS pushed nothing"
 echo ok

@@ -144,11 +144,7 @@ pub(crate) fn base_record(
 
 /// Who made a snapshot: the tool and its version, the host, the user.
 fn created_by() -> Value {
-    serde_json::json!({
-        "tool": concat!("snap-disk ", env!("CARGO_PKG_VERSION")),
-        "host": snap_shared::hostname(),
-        "user": snap_shared::username(),
-    })
+    snap_shared::created_by("snap-disk", env!("CARGO_PKG_VERSION"))
 }
 
 /// The disk's settings, written at its first snapshot.

@@ -230,6 +230,10 @@ impl Job<'_> {
 
         let mut extra = Extra::new();
         extra.insert("host".into(), json!(self.snap.host));
+        extra.insert(
+            "created_by".into(),
+            snap_shared::created_by("snap-pack", env!("CARGO_PKG_VERSION")),
+        );
         extra.insert("created".into(), json!(self.snap.created));
         extra.insert("packed".into(), json!(Utc::now()));
         extra.insert("files".into(), json!(self.snap.files));

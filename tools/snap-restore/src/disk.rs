@@ -185,38 +185,59 @@ fn in_bucket(source: &Source, dest: &snap_dest::Dest) -> Result<Vec<DiskSnapshot
 
 /// One listing line per disk snapshot, under a header, for `snap-restore list`.
 pub fn table(recs: &[DiskSnapshotRecord]) -> Vec<String> {
-    let rows: Vec<[String; 5]> =
-        std::iter::once(["DISK SNAPSHOT", "METHOD", "CREATED", "SIZE", "STORED"].map(String::from))
-            .chain(recs.iter().map(|r| {
-                [
-                    format!("disks/{}/{}", r.disk, r.name),
-                    r.method.clone(),
-                    r.created.format("%Y-%m-%d %H:%M").to_string(),
-                    human_bytes(r.virtual_size),
-                    human_bytes(r.stored_bytes),
-                ]
-            }))
-            .collect();
-    let w: Vec<usize> = (0..5)
+    let rows: Vec<[String; 6]> = std::iter::once(
+        [
+            "DISK SNAPSHOT",
+            "HOST",
+            "METHOD",
+            "CREATED",
+            "SIZE",
+            "STORED",
+        ]
+        .map(String::from),
+    )
+    .chain(recs.iter().map(|r| {
+        [
+            format!("disks/{}/{}", r.disk, r.name),
+            disk_host(r).unwrap_or_default(),
+            r.method.clone(),
+            r.created.format("%Y-%m-%d %H:%M").to_string(),
+            human_bytes(r.virtual_size),
+            human_bytes(r.stored_bytes),
+        ]
+    }))
+    .collect();
+    let w: Vec<usize> = (0..6)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
     rows.iter()
         .map(|r| {
             format!(
-                "{:<a$}  {:<b$}  {:<c$}  {:>d$}  {:>e$}",
+                "{:<a$}  {:<b$}  {:<c$}  {:<d$}  {:>e$}  {:>f$}",
                 r[0],
                 r[1],
                 r[2],
                 r[3],
                 r[4],
+                r[5],
                 a = w[0],
                 b = w[1],
                 c = w[2],
                 d = w[3],
-                e = w[4]
+                e = w[4],
+                f = w[5]
             )
         })
         .collect()
+}
+
+/// The machine that made a disk snapshot (its record's `created_by`).
+pub fn disk_host(r: &DiskSnapshotRecord) -> Option<String> {
+    r.extra
+        .get("created_by")
+        .and_then(|c| c.get("host"))
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_string)
 }
 
 /// Reads every block of a disk snapshot at the source and checks it against

@@ -106,6 +106,9 @@ pub enum Command {
         /// Only this set
         #[arg(long, value_name = "NAME")]
         set: Option<String>,
+        /// Only what this machine made (the HOST column: records' created_by, or host)
+        #[arg(long, value_name = "HOST")]
+        host: Option<String>,
         /// Print the records as JSON lines
         #[arg(long)]
         json: bool,
@@ -206,7 +209,12 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
     let source = Source::open(g.from.as_deref(), store.clone(), loaded.as_ref())?;
     let mut stdout = std::io::stdout().lock();
     match &cli.command {
-        Command::List { dir, set, json } => {
+        Command::List {
+            dir,
+            set,
+            host,
+            json,
+        } => {
             let source = match dir {
                 Some(d) => Source::open(Some(d), Store::new(d), loaded.as_ref())?,
                 None => source,
@@ -215,12 +223,21 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
             if let Some(s) = set {
                 items.retain(|i| i.set_and_id().is_some_and(|(x, _)| x == s));
             }
-            let disks = match set {
+            let mut disks = match set {
                 Some(_) => Vec::new(),
                 None => disk::records(&source)?,
             };
+            if let Some(h) = host {
+                items.retain(|i| view::host_of(i).as_deref() == Some(h.as_str()));
+                disks.retain(|d| disk::disk_host(d).as_deref() == Some(h.as_str()));
+            }
             if items.is_empty() && disks.is_empty() {
-                report.note(&format!("nothing in {}", source.show()));
+                let from = host.as_ref().map(|h| format!(" from host {h}"));
+                report.note(&format!(
+                    "nothing{} in {}",
+                    from.unwrap_or_default(),
+                    source.show()
+                ));
             }
             view::list(&items, *json, &mut stdout)?;
             if *json {

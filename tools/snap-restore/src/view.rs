@@ -47,12 +47,17 @@ fn field(v: &Value, k: &str) -> u64 {
 }
 
 /// One line of `list`.
-fn list_row(item: &Item) -> [String; 6] {
+/// The machine that made an item, as its record says.
+pub fn host_of(item: &Item) -> Option<String> {
+    snap_shared::record_host(&record_json(item)).map(str::to_string)
+}
+
+fn list_row(item: &Item) -> [String; 7] {
     let (set, id) = item.set_and_id().unwrap_or(("", ""));
     let v = record_json(item);
     let details = match item {
         Item::Snapshot { rec, .. } => {
-            let mut d = format!("host {}, {} new", rec.host, human_bytes(rec.new_bytes));
+            let mut d = format!("{} new", human_bytes(rec.new_bytes));
             if rec.errors > 0 {
                 d.push_str(&format!(", {} errors", rec.errors));
             }
@@ -77,6 +82,7 @@ fn list_row(item: &Item) -> [String; 6] {
     [
         set.into(),
         id.into(),
+        host_of(item).unwrap_or_default(),
         item.kind().into(),
         field(&v, "files").to_string(),
         human_bytes(bytes),
@@ -94,19 +100,19 @@ pub fn list(items: &[Item], as_json: bool, out: &mut impl Write) -> Result<()> {
         }
         return Ok(());
     }
-    let header = ["SET", "ID", "KIND", "FILES", "SIZE", "DETAILS"].map(String::from);
-    let rows: Vec<[String; 6]> = std::iter::once(header)
+    let header = ["SET", "ID", "HOST", "KIND", "FILES", "SIZE", "DETAILS"].map(String::from);
+    let rows: Vec<[String; 7]> = std::iter::once(header)
         .chain(items.iter().map(list_row))
         .collect();
-    let widths: Vec<usize> = (0..6)
+    let widths: Vec<usize> = (0..7)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
     for row in &rows {
         let mut line = String::new();
         for (c, cell) in row.iter().enumerate() {
-            if c == 5 {
+            if c == 6 {
                 line.push_str(cell);
-            } else if c == 3 || c == 4 {
+            } else if c == 4 || c == 5 {
                 line.push_str(&format!("{cell:>w$}  ", w = widths[c]));
             } else {
                 line.push_str(&format!("{cell:<w$}  ", w = widths[c]));
