@@ -1,5 +1,6 @@
 //! Test support for the CLI tests of the tools that talk to buckets
-//! (snap-push, snap-prune): moto (S3) and Azurite (Azure blobs), each on a
+//! (snap-push, snap-prune): moto (S3), Azurite (Azure blobs) and
+//! fake-gcs-server (GCS), each on a
 //! free loopback port, stopped when dropped (`cargo xtask test` installs
 //! both; a test that cannot start one panics saying so), and readers of a
 //! finished tool's exit code, stderr and records.
@@ -189,6 +190,93 @@ impl Drop for Azurite {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// fake-gcs-server (GCS) on a free loopback port, in memory, stopped when
+/// dropped. Its XML API (the one object_store speaks) answers listings,
+/// reads and deletes, but not uploads: objects are put in through its JSON
+/// API ([`FakeGcs::upload`]); docs/destinations.md says what stays untested.
+pub struct FakeGcs {
+    child: Child,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl FakeGcs {
+    pub fn start() -> FakeGcs {
+        let port = free_port();
+        let host = format!("127.0.0.1:{port}");
+        let args = [
+            "-backend",
+            "memory",
+            "-scheme",
+            "http",
+            "-host",
+            "127.0.0.1",
+            "-port",
+            &port.to_string(),
+            "-public-host",
+            &host,
+            "-log-level",
+            "error",
+        ];
+        let child = start_server("fake-gcs-server", &args, port);
+        let dir = tempfile::tempdir().unwrap();
+        let account = serde_json::json!({"gcs_base_url": format!("http://{host}"),
+            "disable_oauth": true, "client_email": "", "private_key": "", "private_key_id": ""});
+        std::fs::write(dir.path().join("account.json"), account.to_string()).unwrap();
+        FakeGcs { child, port, dir }
+    }
+
+    pub fn create_bucket(&self, name: &str) {
+        let body = format!("{{\"name\":\"{name}\"}}");
+        let status = http_with(
+            self.port,
+            "POST /storage/v1/b HTTP/1.1\r\nContent-Type: application/json\r\n",
+            body.as_bytes(),
+        );
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    }
+
+    /// Puts an object through the JSON API's media upload.
+    pub fn upload(&self, bucket: &str, key: &str, data: &[u8]) {
+        let head = format!(
+            "POST /upload/storage/v1/b/{bucket}/o?uploadType=media&name={} HTTP/1.1\r\nContent-Type: application/octet-stream\r\n",
+            key.replace('/', "%2F")
+        );
+        let status = http_with(self.port, &head, data);
+        assert!(status.starts_with("HTTP/1.1 200"), "{key}: {status}");
+    }
+
+    /// The environment that points object_store at this server.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![(
+            "GOOGLE_SERVICE_ACCOUNT".into(),
+            self.dir.path().join("account.json").display().to_string(),
+        )]
+    }
+}
+
+impl Drop for FakeGcs {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends one HTTP/1.1 request with a body; returns the reply's status line.
+fn http_with(port: u16, head: &str, body: &[u8]) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "{head}Host: 127.0.0.1:{port}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body).unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    reply.lines().next().unwrap_or("").to_string()
 }
 
 /// HMAC-SHA256 (RFC 2104), for Azure's shared-key signature.

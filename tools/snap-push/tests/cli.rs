@@ -426,6 +426,53 @@ fn push_holds_the_bucket(url: &str, env: &[(String, String)]) {
     assert_eq!(records(&pruned)[0]["action"], "keep");
 }
 
+/// GCS, as far as its emulator goes: fake-gcs-server's XML API (the one
+/// object_store speaks) lists, reads and deletes but takes no uploads, so a
+/// push to a folder is copied in through its JSON API; then the bucket alone
+/// lists, verifies, restores and plans a prune. A push there is refused by
+/// the emulator (400, "invalid uploadType"): what that leaves untested is in
+/// docs/destinations.md.
+#[test]
+fn gcs_reads_list_verify_restore_and_plan() {
+    let w = World::with_archive(1 << 20);
+    fs::create_dir(w.path("usb")).unwrap();
+    let out = w.push(&["--all", "--dest", "usb"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let gcs = common::FakeGcs::start();
+    gcs.create_bucket("bkt");
+    let set = w.path("usb/s");
+    for e in fs::read_dir(&set).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        gcs.upload("bkt", &format!("snap/s/{name}"), &fs::read(&p).unwrap());
+    }
+    let env = gcs.env();
+    let url = "gs://bkt/snap";
+    let listed = w.restore_env(&["list", url, "--json"], &env);
+    assert_eq!(code(&listed), 0, "{}", stderr(&listed));
+    assert_eq!(records(&listed)[0]["id"], w.archive_id());
+    let verified = w.restore_env(&["--from", url, "verify", "s/latest"], &env);
+    assert_eq!(code(&verified), 0, "{}", stderr(&verified));
+    let restored = w.restore_env(&["--from", url, "restore", "s/latest", "--to", "r"], &env);
+    assert_eq!(code(&restored), 0, "{}", stderr(&restored));
+    w.assert_restored("r");
+    let plan = w
+        .tool("snap-prune")
+        .args(["--dest", url, "--keep-last", "1", "--dry-run", "-q"])
+        .envs(env.iter().cloned())
+        .output()
+        .unwrap();
+    assert_eq!(code(&plan), 0, "{}", stderr(&plan));
+    assert_eq!(records(&plan)[0]["action"], "keep");
+    let push = w.push_env(&["--all", "--dest", "gs://bkt/other"], &env);
+    assert_eq!(code(&push), 69, "{}", stderr(&push));
+    assert!(
+        stderr(&push).contains("400 Bad Request"),
+        "{}",
+        stderr(&push)
+    );
+}
+
 /// A server that goes away mid-push (a network cut) ends the push with exit
 /// 69 after its retries, instead of hanging; nothing is listed.
 #[test]

@@ -200,4 +200,4 @@ pub fn journal_has_parts(state: &Path, n: usize) -> bool {
     })
 }
 
-pub use snap_testkit::{Azurite, Moto, code, records, stderr};
+pub use snap_testkit::{Azurite, FakeGcs, Moto, code, records, stderr};
