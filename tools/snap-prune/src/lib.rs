@@ -8,6 +8,7 @@
 
 pub mod disks;
 pub mod free;
+pub mod intent;
 pub mod plan;
 pub mod policy;
 pub mod rules;

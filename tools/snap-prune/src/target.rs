@@ -11,12 +11,13 @@
 //!   and record go, then the tree, counting the bytes really freed. A record
 //!   left without its tree by a crash is an incomplete snapshot the next run
 //!   removes; a `.pruning` folder left over is finished by the next run.
-//! - an archive: its data, index and `.sha256` first, the `.json` record last
-//!   (as snap-push publishes it last), in bulk for all archives of a set. A
-//!   record left without its data is an incomplete archive the next run
-//!   removes. Removing non-kept archives in any order is safe: the policy
-//!   keeps the same ones when run again on what is left, and a base a kept
-//!   archive needs is never among them.
+//! - an archive: an intent naming its objects is written first, then its
+//!   `.json` record goes (it is unlisted at once), then its data, index and
+//!   `.sha256`, then the intent (the `intent` module), in bulk for all
+//!   archives of a set. A listed archive is always whole; what a crash leaves
+//!   is finished by the next run. Removing non-kept archives in any order is
+//!   safe: the policy keeps the same ones when run again on what is left, and
+//!   a base a kept archive needs is never among them.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -201,12 +202,7 @@ impl Target {
                 Ok(freed)
             }
             Target::Archives { dest, store } => {
-                let (records, others): (Vec<&String>, Vec<&String>) = entries
-                    .iter()
-                    .flat_map(|e| &e.objects)
-                    .partition(|k| k.ends_with(".json"));
-                dest.delete_many(&others.into_iter().cloned().collect::<Vec<_>>())?;
-                dest.delete_many(&records.into_iter().cloned().collect::<Vec<_>>())?;
+                crate::intent::remove_archives(dest, entries)?;
                 for e in entries {
                     forget(catalog, store.as_ref(), "archive", set, &e.id);
                 }
@@ -222,10 +218,13 @@ impl Target {
         }
     }
 
-    /// Finishes removals a crash interrupted (`.<id>.pruning` trees); returns bytes freed.
+    /// Finishes removals a crash interrupted (`.<id>.pruning` trees, archive
+    /// removals their intent records); returns bytes freed.
     pub fn finish_interrupted(&self) -> Result<u64> {
-        let Target::Trees(store) = self else {
-            return Ok(0);
+        let store = match self {
+            Target::Trees(store) => store,
+            Target::Archives { dest, .. } => return crate::intent::finish(dest),
+            Target::Disks { .. } => return Ok(0),
         };
         let mut freed = 0;
         for set in store.sets()? {

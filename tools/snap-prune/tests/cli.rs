@@ -310,6 +310,45 @@ fn an_interrupted_prune_is_finished_by_the_next_run() {
     );
 }
 
+/// At a destination, a prune cut short after unlisting archives (records
+/// gone, an intent naming their objects left) is finished by the next one;
+/// an archive the intent names whose record is still there is left to the
+/// new plan, which here keeps it as the base of a newer archive.
+#[test]
+fn an_interrupted_destination_prune_is_finished_by_its_intent() {
+    let w = World::new();
+    let [a, b, c] = [
+        "2026-01-01T000000Z",
+        "2026-01-02T000000Z",
+        "2026-01-03T000000Z",
+    ];
+    w.archive("usb", "d", a, None, &[]);
+    w.archive("usb", "d", b, None, &[]);
+    w.archive("usb", "d", c, Some(b), &[]);
+    fs::remove_file(w.path(&format!("usb/d/{a}.json"))).unwrap();
+    let objects = |id: &str| {
+        ["tar.zst", "index.zst", "sha256", "json"]
+            .map(|x| format!("d/{id}.{x}"))
+            .to_vec()
+    };
+    let intent =
+        json!({"schema": "snap/1", "kind": "prune-intent", "archives": [objects(a), objects(b)]});
+    w.write("usb/.snap/pruning/x.json", intent.to_string().as_bytes());
+    let out = w.prune(&["--dest", "usb", "--keep-last", "1"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("finished removing what an interrupted prune left in"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(ids(&records(&out), "keep"), [b, c]);
+    let mut left = w.names("usb/d");
+    left.retain(|n| !n.starts_with('.'));
+    assert_eq!(left.len(), 8, "{left:?}");
+    assert!(left.iter().all(|n| !n.starts_with(a)), "{left:?}");
+    assert!(w.names("usb/.snap/pruning").is_empty());
+}
+
 /// kill -9 at a random moment of a large prune: every snapshot still listed
 /// is whole or incomplete (never half a tree under its name), and a rerun
 /// ends with exactly the kept ones, whole.
