@@ -28,7 +28,7 @@ use tokio::runtime::Runtime;
 use snap_shared::error::{Error, Exit, Result};
 
 use crate::location::{Location, Service};
-use crate::locks::{Clock, Fence, SystemClock};
+use crate::locks::{Host, Fence, SystemHost};
 use crate::settings::DestSpec;
 
 /// Small objects fetched at once from a bucket (records, when planning a prune).
@@ -67,6 +67,8 @@ pub(crate) struct Bucket {
     pub(crate) parts: Arc<dyn MultipartStore>,
     pub(crate) prefix: String,
     pub(crate) rt: Arc<Runtime>,
+    /// Requests of one batch (gets, puts) in flight at once.
+    pub(crate) concurrency: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -83,8 +85,8 @@ pub struct Dest {
     /// The config's name, or the URL.
     pub name: String,
     pub(crate) backend: Backend,
-    /// The clocks its locks read (the machine's, or a test's).
-    pub(crate) clock: Arc<dyn Clock>,
+    /// The machine its locks are taken for (this one, or a test's).
+    pub(crate) host: Arc<dyn Host>,
     /// The lock this process holds here, checked before every removal and
     /// every create-only publication.
     pub(crate) fence: Option<Fence>,
@@ -123,12 +125,20 @@ impl Dest {
                 bucket,
                 prefix,
             } => Backend::Bucket(open_bucket(spec, *service, bucket, prefix, rt, reach)?),
+            Location::Memory(name) => {
+                return crate::memory::open(name, rt).ok_or_else(|| {
+                    Error::usage(
+                        format!("destination {}", spec.name),
+                        "memory:// destinations are only for snap's own fault harness",
+                    )
+                });
+            }
         };
         Ok(Dest {
             url: spec.location.url(),
             name: spec.name.clone(),
             backend,
-            clock: Arc::new(SystemClock),
+            host: Arc::new(SystemHost),
             fence: None,
         })
     }
@@ -140,32 +150,40 @@ impl Dest {
         self
     }
 
+    /// The time now on this machine's clock (within the bound a lock checks
+    /// of the destination's clock), for ages of what the destination holds.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.host.now()
+    }
+
     /// Fails unless the lock this process holds here (if any) is still its own.
     pub fn check_fence(&self) -> Result<()> {
         self.fence.as_ref().map_or(Ok(()), Fence::check)
     }
 
-    /// A destination over any object store (the fault harness's recording
-    /// in-memory one), with the clocks its locks read.
-    pub fn over_store<S>(
+    /// A destination over any object store (a test's in-memory one, the
+    /// fault harness's recording one), on `host`'s clocks and identity, with
+    /// at most `concurrency` requests in flight (1 makes its operations a
+    /// sequence the harness can order).
+    pub fn over_store(
         name: &str,
-        store: Arc<S>,
+        store: Arc<dyn ObjectStore>,
+        parts: Arc<dyn MultipartStore>,
         rt: &Arc<Runtime>,
-        clock: Arc<dyn Clock>,
-    ) -> Dest
-    where
-        S: ObjectStore + MultipartStore,
-    {
+        host: Arc<dyn Host>,
+        concurrency: usize,
+    ) -> Dest {
         Dest {
             url: format!("memory://{name}"),
             name: name.to_string(),
             backend: Backend::Bucket(Bucket {
-                store: store.clone(),
-                parts: store,
+                store,
+                parts,
                 prefix: String::new(),
                 rt: rt.clone(),
+                concurrency: concurrency.max(1),
             }),
-            clock,
+            host,
             fence: None,
         }
     }
@@ -339,7 +357,7 @@ impl Dest {
                 });
                 let results: Vec<_> = b.rt.block_on(
                     futures::stream::iter(fetches)
-                        .buffered(CONCURRENT_GETS)
+                        .buffered(b.concurrency)
                         .collect(),
                 );
                 results
@@ -374,7 +392,7 @@ impl Dest {
                 });
                 let results: Vec<_> = b.rt.block_on(
                     futures::stream::iter(puts)
-                        .buffer_unordered(CONCURRENT_GETS)
+                        .buffer_unordered(b.concurrency)
                         .collect(),
                 );
                 for (rel, r) in results {
@@ -642,6 +660,7 @@ fn open_bucket(
         parts,
         prefix: prefix.to_string(),
         rt: rt.clone(),
+        concurrency: CONCURRENT_GETS,
     })
 }
 

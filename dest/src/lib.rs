@@ -13,6 +13,7 @@ pub mod conditional;
 pub mod dest;
 pub mod location;
 pub mod locks;
+pub mod memory;
 pub mod mount;
 pub mod settings;
 pub mod stream;

@@ -47,6 +47,9 @@ pub enum Location {
         bucket: String,
         prefix: String,
     },
+    /// An in-memory store the fault harness registered under this name
+    /// (`memory://NAME`; the `memory` module).
+    Memory(String),
 }
 
 impl Location {
@@ -67,6 +70,7 @@ impl Location {
             "s3" | "s3a" => bucket(Service::S3, rest),
             "gs" | "gcs" => bucket(Service::Gcs, rest),
             "az" | "azure" | "abfs" => bucket(Service::Azure, rest),
+            "memory" => Ok(Location::Memory(rest.trim_matches('/').to_string())),
             other => Err(format!(
                 "unknown scheme {other}:// (use a path, uuid://, label://, s3://, gs:// or az://)"
             )),
@@ -77,6 +81,7 @@ impl Location {
     pub fn url(&self) -> String {
         match self {
             Location::Folder(p) => p.display().to_string(),
+            Location::Memory(name) => format!("memory://{name}"),
             Location::Drive { key, sub } => {
                 let (scheme, k) = match key {
                     DriveKey::Uuid(u) => ("uuid", u),

@@ -120,20 +120,34 @@ impl Timing {
     }
 }
 
-/// The clocks a lock needs: this machine's wall clock, and one that counts
-/// time spent stopped or suspended (CLOCK_BOOTTIME), for how long ago the
-/// last refresh was confirmed. Tests and the fault harness give their own.
-pub trait Clock: Send + Sync + std::fmt::Debug {
+/// What a lock needs of the machine it runs on: its wall clock, a clock that
+/// counts time spent stopped or suspended (CLOCK_BOOTTIME, for how long ago
+/// the last refresh was confirmed), who this process is, and whether a
+/// process of this machine still runs. Tests and the fault harness give
+/// their own (several simulated machines in one process).
+pub trait Host: Send + Sync + std::fmt::Debug {
     fn now(&self) -> DateTime<Utc>;
     /// Seconds on a clock that never stops, from any origin.
     fn mark(&self) -> f64;
+    /// This process.
+    fn me(&self) -> Me {
+        this_process()
+    }
+    /// Whether the process `pid`, started at `start`, runs on this machine.
+    fn alive(&self, pid: u32, start: u64) -> bool {
+        process_start(pid) == Some(start)
+    }
+    /// What this process promises about its refreshes.
+    fn timing(&self) -> Timing {
+        Timing::from_env()
+    }
 }
 
-/// The machine's clocks.
+/// The machine snap runs on.
 #[derive(Debug, Default)]
-pub struct SystemClock;
+pub struct SystemHost;
 
-impl Clock for SystemClock {
+impl Host for SystemHost {
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
     }
@@ -198,12 +212,12 @@ enum Verdict {
 impl Dest {
     /// Takes a lock of `mode` at this destination for `tool`.
     pub fn lock(&self, mode: Mode, tool: &str, opts: &LockOptions) -> Result<Held> {
-        let timing = Timing::from_env();
-        let info = LockInfo::mine(mode, tool, timing, self.clock.now());
+        let timing = self.host.timing();
+        let info = LockInfo::mine(mode, tool, timing, &self.host.me(), self.host.now());
         let key = format!("{LOCKS}/{}", lock_name(&info));
         let bytes = Bytes::from(info.to_json());
         let sha = Sha256Digest::of(&bytes).to_hex();
-        let mark = self.clock.mark();
+        let mark = self.host.mark();
         let Some(version) = self.put_new(&key, bytes.clone(), &sha)? else {
             return Err(Error::internal(
                 self.show(&key),
@@ -285,7 +299,7 @@ impl Held {
             ));
         };
         let mode = self.info().mode;
-        check_skew(dest, self.info().created, own_time)?;
+        check_skew(dest, self.info().created, dest.host.now(), own_time)?;
         let mut removals = Vec::new();
         for (key, _, modified) in listing.iter().filter(|(k, _, _)| *k != self.inner.key) {
             let bytes = match dest.get_bytes(key) {
@@ -309,7 +323,7 @@ impl Held {
             };
             let age = own_time.duration_since(*modified).unwrap_or_default();
             let seen = Seen { info, age };
-            match verdict(mode, &seen, opts) {
+            match verdict(mode, &seen, opts, dest.host.as_ref()) {
                 Verdict::Ignore => {}
                 Verdict::Remove(why) => removals.push((key.clone(), why)),
                 Verdict::Conflict(cause, hint) => {
@@ -363,7 +377,7 @@ impl Fence {
     pub fn check(&self) -> Result<()> {
         let inner = &self.0;
         let fresh = |st: &State| {
-            inner.dest.clock.mark() - st.confirmed < inner.timing.live_for().as_secs_f64()
+            inner.dest.host.mark() - st.confirmed < inner.timing.live_for().as_secs_f64()
         };
         {
             let st = inner.state.lock().expect("lock state");
@@ -382,7 +396,7 @@ impl Fence {
             None => Err(inner.lost(&format!(
                 "it could not be refreshed for {}",
                 human_age(Duration::from_secs_f64(
-                    inner.dest.clock.mark() - st.confirmed
+                    inner.dest.host.mark() - st.confirmed
                 ))
             ))),
         }
@@ -437,10 +451,10 @@ impl Inner {
             }
             (st.info.clone(), st.version.clone())
         };
-        info.refreshed = self.dest.clock.now();
+        info.refreshed = self.dest.host.now();
         let bytes = Bytes::from(info.to_json());
         let sha = Sha256Digest::of(&bytes).to_hex();
-        let mark = self.dest.clock.mark();
+        let mark = self.dest.host.mark();
         let result = self.dest.put_update(&self.key, bytes, &sha, &version);
         let mut st = self.state.lock().expect("lock state");
         match result {
@@ -472,11 +486,11 @@ impl Inner {
 }
 
 /// Decides about one other lock, for a tool taking `mode`.
-fn verdict(mode: Mode, o: &Seen, opts: &LockOptions) -> Verdict {
+fn verdict(mode: Mode, o: &Seen, opts: &LockOptions, host: &dyn Host) -> Verdict {
     let who = o.info.describe();
     let since = human_age(o.age);
     let stale_after = Duration::from_secs(o.info.stale_after);
-    match o.info.liveness(o.age) {
+    match o.info.liveness(o.age, host) {
         Liveness::Dead(why) => Verdict::Remove(format!("removed the lock of {who}: {why}")),
         Liveness::Stopped if opts.break_others => Verdict::Conflict(
             format!("{who} is alive on this machine; its lock is not removed"),
@@ -532,19 +546,18 @@ enum Liveness {
 }
 
 impl LockInfo {
-    fn mine(mode: Mode, tool: &str, timing: Timing, now: DateTime<Utc>) -> LockInfo {
-        let me = this_process();
+    fn mine(mode: Mode, tool: &str, timing: Timing, me: &Me, now: DateTime<Utc>) -> LockInfo {
         LockInfo {
             schema: snap_shared::record::SCHEMA.into(),
             kind: "lock".into(),
             mode,
             tool: format!("{tool} {}", env!("CARGO_PKG_VERSION")),
-            host: snap_shared::hostname(),
-            machine: me.machine,
-            boot: me.boot,
-            pid: std::process::id(),
+            host: me.host.clone(),
+            machine: me.machine.clone(),
+            boot: me.boot.clone(),
+            pid: me.pid,
             start: me.start,
-            user: snap_shared::username(),
+            user: me.user.clone(),
             created: now,
             refreshed: now,
             stale_after: timing.stale_after.as_secs(),
@@ -572,13 +585,13 @@ impl LockInfo {
         )
     }
 
-    fn liveness(&self, age: Duration) -> Liveness {
-        let me = this_process();
+    fn liveness(&self, age: Duration, host: &dyn Host) -> Liveness {
+        let me = host.me();
         if !me.machine.is_empty() && self.machine == me.machine {
             if self.boot != me.boot {
                 return Liveness::Dead("this machine has rebooted since".into());
             }
-            if process_start(self.pid) != Some(self.start) {
+            if !host.alive(self.pid, self.start) {
                 return Liveness::Dead(format!("process {} is gone", self.pid));
             }
             if age > Duration::from_secs(self.stale_after) {
@@ -618,14 +631,25 @@ fn lock_name(info: &LockInfo) -> String {
     format!("{host}-{}-{rand}.json", info.pid)
 }
 
-/// Refuses a machine whose clock is too far from the destination's.
-fn check_skew(dest: &Dest, ours: DateTime<Utc>, theirs: SystemTime) -> Result<()> {
+/// Refuses a machine whose clock is too far from the destination's: the
+/// lock's modified time (the destination's clock) must fall between this
+/// machine's clock before the write and after the listing, give or take
+/// [`MAX_SKEW`] (a slow request widens the window, never trips it).
+fn check_skew(
+    dest: &Dest,
+    before: DateTime<Utc>,
+    after: DateTime<Utc>,
+    theirs: SystemTime,
+) -> Result<()> {
     let theirs = DateTime::<Utc>::from(theirs);
-    let skew = (ours - theirs).num_seconds();
-    if skew.unsigned_abs() <= MAX_SKEW.as_secs() {
+    let bound = chrono::Duration::from_std(MAX_SKEW).expect("a few minutes");
+    let (skew, way) = if theirs < before - bound {
+        ((before - theirs).num_seconds(), "ahead of")
+    } else if theirs > after + bound {
+        ((theirs - after).num_seconds(), "behind")
+    } else {
         return Ok(());
-    }
-    let way = if skew > 0 { "ahead of" } else { "behind" };
+    };
     Err(Error::config(
         format!("destination {}", dest.name),
         format!(
@@ -648,11 +672,17 @@ pub fn human_age(d: Duration) -> String {
     }
 }
 
-/// Who this process is, for its lock and for judging others.
-struct Me {
-    machine: String,
-    boot: String,
-    start: u64,
+/// Who a process is, for its lock and for judging others'.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Me {
+    pub host: String,
+    pub user: String,
+    /// A hash of /etc/machine-id ("" when there is none: then no lock is
+    /// ever taken for this machine's own).
+    pub machine: String,
+    pub boot: String,
+    pub pid: u32,
+    pub start: u64,
 }
 
 fn this_process() -> Me {
@@ -663,12 +693,15 @@ fn this_process() -> Me {
     };
     let machine = read("/etc/machine-id");
     Me {
+        host: snap_shared::hostname(),
+        user: snap_shared::username(),
         machine: if machine.is_empty() {
             String::new()
         } else {
             Sha256Digest::of(machine.as_bytes()).to_hex()[..16].to_string()
         },
         boot: read("/proc/sys/kernel/random/boot_id"),
+        pid: std::process::id(),
         start: process_start(std::process::id()).unwrap_or(0),
     }
 }

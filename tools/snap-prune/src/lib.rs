@@ -231,7 +231,9 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
             "the --keep-* flags keep nothing (every count is 0)",
         ));
     }
-    let mut out = RecordWriter::new(std::io::stdout().lock());
+    // Not `stdout().lock()` for the whole run: the fault harness runs
+    // several machines' tools in one process.
+    let mut out = RecordWriter::new(std::io::stdout());
     let mut first_exit = None;
     let jobs: Vec<Result<Job>> = if cli.dests.is_empty() {
         vec![store_job(
@@ -430,7 +432,7 @@ struct Totals {
 fn prune_job(
     cli: &Cli,
     job: &Job,
-    out: &mut RecordWriter<std::io::StdoutLock>,
+    out: &mut RecordWriter<std::io::Stdout>,
     report: &Reporter,
 ) -> Result<()> {
     for target in &job.targets {
@@ -472,7 +474,7 @@ fn prune_group(
     job: &Job,
     target: &Target,
     group: &Group,
-    out: &mut RecordWriter<std::io::StdoutLock>,
+    out: &mut RecordWriter<std::io::Stdout>,
     report: &Reporter,
     totals: &mut Totals,
 ) -> Result<()> {

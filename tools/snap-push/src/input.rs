@@ -64,12 +64,39 @@ pub fn from_stdin() -> Result<Vec<Input>> {
     read_picking(std::io::stdin().lock(), "stdin", pick, Input::Pass)
 }
 
-/// The archives named by path: a `.json` record or an archive's data file.
+/// What is named by path: an archive (its `.json` record or its data file),
+/// or a `blocks` disk snapshot (its record, `disks/<disk>/<name>.json`).
 pub fn named(paths: &[PathBuf]) -> Result<Vec<Input>> {
     paths
         .iter()
-        .map(|p| from_path(p).map(|l| Input::Archive(Box::new(l))))
+        .map(|p| match disk_record(p)? {
+            Some(rec) => Ok(Input::Disk(Box::new(rec))),
+            None => from_path(p).map(|l| Input::Archive(Box::new(l))),
+        })
         .collect()
+}
+
+/// The disk-snapshot record at `path`, if that is what it is.
+fn disk_record(path: &Path) -> Result<Option<DiskSnapshotRecord>> {
+    if path.extension().is_none_or(|e| e != "json") {
+        return Ok(None);
+    }
+    let Ok(bytes) = std::fs::read(path) else {
+        return Ok(None);
+    };
+    let value: serde_json::Value = match serde_json::from_slice(&bytes) {
+        Ok(v) => v,
+        Err(_) => return Ok(None),
+    };
+    // snap-disk's record files carry no "kind"; its records on a pipe do.
+    let kind = value.get("kind").and_then(|k| k.as_str());
+    let looks = value.get("disk").is_some() && value.get("method").is_some();
+    if !(kind == Some("disk-snapshot") || (kind.is_none() && looks)) {
+        return Ok(None);
+    }
+    serde_json::from_value(value)
+        .map(Some)
+        .map_err(|e| Error::data(path.display().to_string(), format!("not a disk-snapshot record: {e}")))
 }
 
 fn from_path(path: &Path) -> Result<Local> {

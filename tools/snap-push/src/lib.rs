@@ -79,7 +79,7 @@ pub struct Cli {
     #[arg(short, long = "dest", value_name = "DEST", action = ArgAction::Append)]
     pub dests: Vec<String>,
 
-    /// An archive to push: its data file or its .json record (repeatable; default: records on stdin)
+    /// An archive to push (its data file or its .json record), or a disk snapshot (its record, disks/DISK/NAME.json) (repeatable; default: records on stdin)
     #[arg(short, long = "file", value_name = "PATH", action = ArgAction::Append, conflicts_with = "all")]
     pub files: Vec<PathBuf>,
 
@@ -263,7 +263,9 @@ fn push_all(
     };
     let mut first_exit: Option<Exit> = None;
     let mut dead = vec![false; dests.len()];
-    let mut out = RecordWriter::new(std::io::stdout().lock());
+    // Not `stdout().lock()` for the whole run: the fault harness runs
+    // several machines' tools in one process.
+    let mut out = RecordWriter::new(std::io::stdout());
     for item in input {
         let one = |dest: &snap_dest::Dest| Options {
             tuning: tuning.clone(),
