@@ -174,9 +174,17 @@ pub fn run(shape: &Shape, seed: u64, crash: Option<Crash>) -> Outcome {
 }
 
 /// A machine's rounds: pushers push their round's archive and disk
-/// snapshot (a second try if the first fails), the pruner prunes.
+/// snapshot (a second try if the first fails), the pruner prunes four times
+/// a round.
 fn script(shape: &Shape, id: usize, host: &SimHost, sched: &Sched, state: &Path) -> Vec<i32> {
     let mut codes = Vec::new();
+    if id == shape.pushers.len() {
+        // The pruner runs often (a cron job of its own), busy or not.
+        for _ in 0..shape.rounds * 4 {
+            codes.push(tool_run(id, host, sched, state, shape, None));
+        }
+        return codes;
+    }
     for round in 0..shape.rounds {
         for _attempt in 0..2 {
             let code = tool_run(id, host, sched, state, shape, Some(round));

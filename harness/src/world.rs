@@ -1,7 +1,9 @@
 //! The machines' own stores, made once per harness run with the real tools
 //! (in this process): each pusher has a set of its own with an incremental
 //! chain (one archive a round, each on the one before) and a disk whose
-//! `blocks` snapshots share most blocks (two of eight change a round).
+//! `blocks` snapshots share most blocks: one of eight is new each round, and
+//! one flips back to what it was two rounds before, so a push reuses a block
+//! that only an older snapshot (one a prune may remove) has.
 
 use std::path::{Path, PathBuf};
 
@@ -38,6 +40,7 @@ pub fn make(dir: &Path, pushers: usize, rounds: usize) -> Result<Vec<Pusher>, St
         let (store, src, img) = (base.join("store"), base.join("src"), base.join("vm.raw"));
         std::fs::create_dir_all(&src).map_err(|e| e.to_string())?;
         let mut image = noise(&mut rng, BLOCK * BLOCKS);
+        let flip = [noise(&mut rng, BLOCK), noise(&mut rng, BLOCK)];
         let mut rounds_out = Vec::new();
         for r in 0..rounds {
             std::fs::write(src.join(format!("f{r}")), noise(&mut rng, 3000)).map_err(|e| e.to_string())?;
@@ -49,10 +52,12 @@ pub fn make(dir: &Path, pushers: usize, rounds: usize) -> Result<Vec<Pusher>, St
                 pack.push("--incremental");
             }
             run(snap_pack_main, &pack)?;
-            for b in 0..2 {
-                let at = (r * 2 + b) % BLOCKS * BLOCK;
-                image[at..at + BLOCK].copy_from_slice(&noise(&mut rng, BLOCK));
-            }
+            // A new block each round, and block 0 flipping between two
+            // contents: each snapshot from the third on reuses a block
+            // that only the one two rounds before it had (a VM reverted).
+            let at = (1 + r % (BLOCKS - 1)) * BLOCK;
+            image[at..at + BLOCK].copy_from_slice(&noise(&mut rng, BLOCK));
+            image[..BLOCK].copy_from_slice(&flip[r % 2]);
             std::fs::write(&img, &image).map_err(|e| e.to_string())?;
             let (name, disk) = (format!("r{r}"), format!("vm{i}"));
             run(disk_main, &["snap-disk", "--store", &s, "create", &img.display().to_string(), &name, "--block-size", "64K", "--disk", &disk, "-q"])?;
