@@ -28,7 +28,7 @@ use tokio::runtime::Runtime;
 use snap_shared::error::{Error, Exit, Result};
 
 use crate::location::{Location, Service};
-use crate::locks::{Host, Fence, SystemHost};
+use crate::locks::{Fence, Host, SystemHost};
 use crate::settings::DestSpec;
 
 /// Small objects fetched at once from a bucket (records, when planning a prune).

@@ -30,7 +30,10 @@ static REGISTRY: Mutex<BTreeMap<String, Registered>> = Mutex::new(BTreeMap::new(
 
 /// Makes `memory://name` open onto `what` (replacing an earlier one).
 pub fn register(name: &str, what: Registered) {
-    REGISTRY.lock().expect("memory registry").insert(name.to_string(), what);
+    REGISTRY
+        .lock()
+        .expect("memory registry")
+        .insert(name.to_string(), what);
 }
 
 /// Forgets `memory://name`.
@@ -39,6 +42,17 @@ pub fn unregister(name: &str) {
 }
 
 pub(crate) fn open(name: &str, rt: &Arc<Runtime>) -> Option<Dest> {
-    let r = REGISTRY.lock().expect("memory registry").get(name).cloned()?;
-    Some(Dest::over_store(name, r.store, r.parts, rt, r.host, r.concurrency))
+    let r = REGISTRY
+        .lock()
+        .expect("memory registry")
+        .get(name)
+        .cloned()?;
+    Some(Dest::over_store(
+        name,
+        r.store,
+        r.parts,
+        rt,
+        r.host,
+        r.concurrency,
+    ))
 }

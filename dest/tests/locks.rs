@@ -235,8 +235,15 @@ fn clock_skew_is_refused() {
     let e = d.lock(Mode::Shared, "snap-push", &NONE).unwrap_err();
     assert_eq!(e.exit, Exit::Config);
     // 7 minutes, less the instants between the clock readings.
-    assert!(e.cause.starts_with("this machine's clock is 6m 59s behind"), "{e}");
-    assert!(e.cause.ends_with("the destination's (more than 5m 0s apart)"), "{e}");
+    assert!(
+        e.cause.starts_with("this machine's clock is 6m 59s behind"),
+        "{e}"
+    );
+    assert!(
+        e.cause
+            .ends_with("the destination's (more than 5m 0s apart)"),
+        "{e}"
+    );
 }
 
 /// A holder that was stopped past its bound refreshes before it acts; if

@@ -114,7 +114,9 @@ fn check_archive(
         Some(data) => {
             let got = Sha256Digest::of(data).to_hex();
             if rec["sha256"].as_str() != Some(got.as_str()) {
-                bad.push(format!("{set}/{id}: its data hashes to {got}, not as recorded"));
+                bad.push(format!(
+                    "{set}/{id}: its data hashes to {got}, not as recorded"
+                ));
             }
         }
     }

@@ -152,7 +152,10 @@ pub fn run(shape: &Shape, seed: u64, crash: Option<Crash>) -> Outcome {
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
     });
     let mut out = Outcome {
         steps: shared.sched.steps(),
@@ -198,14 +201,26 @@ fn script(shape: &Shape, id: usize, host: &SimHost, sched: &Sched, state: &Path)
 }
 
 /// One tool run on machine `id`: a new process.
-fn tool_run(id: usize, host: &SimHost, sched: &Sched, state: &Path, shape: &Shape, round: Option<usize>) -> i32 {
+fn tool_run(
+    id: usize,
+    host: &SimHost,
+    sched: &Sched,
+    state: &Path,
+    shape: &Shape,
+    round: Option<usize>,
+) -> i32 {
     sched.restart(id);
     host.start_process();
     let dest = format!("memory://m{id}");
     let state = state.display().to_string();
     let code = if id < shape.pushers.len() {
         let p = &shape.pushers[id];
-        let mut args: Vec<String> = vec!["snap-push".into(), "-q".into(), "--parallel".into(), "1".into()];
+        let mut args: Vec<String> = vec![
+            "snap-push".into(),
+            "-q".into(),
+            "--parallel".into(),
+            "1".into(),
+        ];
         let rounds: Vec<usize> = match round {
             Some(r) => vec![r],
             None => (0..shape.rounds).collect(),
@@ -216,10 +231,26 @@ fn tool_run(id: usize, host: &SimHost, sched: &Sched, state: &Path, shape: &Shap
                 args.push(f.display().to_string());
             }
         }
-        args.extend(["--dest".into(), dest, "--state-dir".into(), state, "--store".into(), p.store.display().to_string()]);
+        args.extend([
+            "--dest".into(),
+            dest,
+            "--state-dir".into(),
+            state,
+            "--store".into(),
+            p.store.display().to_string(),
+        ]);
         snap_push::main(args.into_iter().map(Into::into))
     } else {
-        let args = ["snap-prune", "-q", "--dest", &dest, "--keep-last", "1", "--state-dir", &state];
+        let args = [
+            "snap-prune",
+            "-q",
+            "--dest",
+            &dest,
+            "--keep-last",
+            "1",
+            "--state-dir",
+            &state,
+        ];
         snap_prune::main(args.iter().map(Into::into))
     };
     host.end_process();
@@ -229,7 +260,13 @@ fn tool_run(id: usize, host: &SimHost, sched: &Sched, state: &Path, shape: &Shap
 /// The next runs after the scripted ones, in order, with no crash: each
 /// pusher again, then a day later the pruner. Every run must succeed and
 /// leave every record whole and nothing else.
-fn next_runs(shape: &Shape, shared: &Arc<Shared>, hosts: &[Arc<SimHost>], states: &[PathBuf], seed: u64) -> Vec<String> {
+fn next_runs(
+    shape: &Shape,
+    shared: &Arc<Shared>,
+    hosts: &[Arc<SimHost>],
+    states: &[PathBuf],
+    seed: u64,
+) -> Vec<String> {
     let mut bad = Vec::new();
     let machines = hosts.len();
     for id in 0..machines {

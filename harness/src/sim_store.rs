@@ -22,6 +22,10 @@ use object_store::{
 
 use crate::sched::Sched;
 
+/// Checks the destination after a change (the store, the simulated time);
+/// returns what is wrong.
+pub type Checker = Box<dyn Fn(&InMemory, f64) -> Vec<String> + Send + Sync>;
+
 /// What every view shares.
 pub struct Shared {
     pub inner: Arc<InMemory>,
@@ -29,8 +33,7 @@ pub struct Shared {
     /// Simulated modified time of each object, seconds since the start.
     pub times: Mutex<HashMap<Path, f64>>,
     pub epoch: DateTime<Utc>,
-    /// Checks the destination after a change; returns what is wrong.
-    pub check: Box<dyn Fn(&InMemory, f64) -> Vec<String> + Send + Sync>,
+    pub check: Checker,
     pub violations: Mutex<Vec<String>>,
 }
 
@@ -107,7 +110,12 @@ impl View {
 
 #[async_trait]
 impl ObjectStore for View {
-    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> Result<PutResult> {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
         let g = self.turn(format!("put {location} {:?}", opts.mode))?;
         let r = self.shared.inner.put_opts(location, payload, opts).await;
         self.after(g, &[location], r)
@@ -169,8 +177,10 @@ impl ObjectStore for View {
         };
         let metas: Vec<Result<ObjectMeta>> =
             futures::executor::block_on(self.shared.inner.list(prefix).collect());
-        let metas: Vec<Result<ObjectMeta>> =
-            metas.into_iter().map(|m| m.map(|m| self.stamp(m))).collect();
+        let metas: Vec<Result<ObjectMeta>> = metas
+            .into_iter()
+            .map(|m| m.map(|m| self.stamp(m)))
+            .collect();
         match self.after(g, &[], Ok(())) {
             Ok(()) => futures::stream::iter(metas).boxed(),
             Err(e) => futures::stream::iter([Err(e)]).boxed(),
@@ -234,7 +244,11 @@ pub fn snapshot(store: &InMemory) -> Vec<(String, Bytes)> {
     let mut out = Vec::new();
     for m in metas.into_iter().flatten() {
         let got = futures::executor::block_on(async {
-            store.get_opts(&m.location, GetOptions::default()).await?.bytes().await
+            store
+                .get_opts(&m.location, GetOptions::default())
+                .await?
+                .bytes()
+                .await
         });
         if let Ok(b) = got {
             out.push((m.location.to_string(), b));

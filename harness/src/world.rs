@@ -28,7 +28,7 @@ fn run(tool: fn(Vec<std::ffi::OsString>) -> i32, args: &[&str]) -> Result<(), St
 }
 
 fn noise(rng: &mut Rng, len: usize) -> Vec<u8> {
-    (0..len).map(|_| rng.next() as u8).collect()
+    (0..len).map(|_| rng.next_u64() as u8).collect()
 }
 
 /// Makes `pushers` stores of `rounds` rounds under `dir`.
@@ -43,11 +43,34 @@ pub fn make(dir: &Path, pushers: usize, rounds: usize) -> Result<Vec<Pusher>, St
         let flip = [noise(&mut rng, BLOCK), noise(&mut rng, BLOCK)];
         let mut rounds_out = Vec::new();
         for r in 0..rounds {
-            std::fs::write(src.join(format!("f{r}")), noise(&mut rng, 3000)).map_err(|e| e.to_string())?;
+            std::fs::write(src.join(format!("f{r}")), noise(&mut rng, 3000))
+                .map_err(|e| e.to_string())?;
             let (s, set) = (store.display().to_string(), format!("s{i}"));
-            run(collect, &["snap-collect", "--store", &s, "--name", &set, &src.display().to_string(), "--min-free", "0", "-q"])?;
+            run(
+                collect,
+                &[
+                    "snap-collect",
+                    "--store",
+                    &s,
+                    "--name",
+                    &set,
+                    &src.display().to_string(),
+                    "--min-free",
+                    "0",
+                    "-q",
+                ],
+            )?;
             let snap = format!("{set}/latest");
-            let mut pack = vec!["snap-pack", "--store", &s, "--snapshot", &snap, "--min-free", "0", "-q"];
+            let mut pack = vec![
+                "snap-pack",
+                "--store",
+                &s,
+                "--snapshot",
+                &snap,
+                "--min-free",
+                "0",
+                "-q",
+            ];
             if r > 0 {
                 pack.push("--incremental");
             }
@@ -60,7 +83,22 @@ pub fn make(dir: &Path, pushers: usize, rounds: usize) -> Result<Vec<Pusher>, St
             image[..BLOCK].copy_from_slice(&flip[r % 2]);
             std::fs::write(&img, &image).map_err(|e| e.to_string())?;
             let (name, disk) = (format!("r{r}"), format!("vm{i}"));
-            run(disk_main, &["snap-disk", "--store", &s, "create", &img.display().to_string(), &name, "--block-size", "64K", "--disk", &disk, "-q"])?;
+            run(
+                disk_main,
+                &[
+                    "snap-disk",
+                    "--store",
+                    &s,
+                    "create",
+                    &img.display().to_string(),
+                    &name,
+                    "--block-size",
+                    "64K",
+                    "--disk",
+                    &disk,
+                    "-q",
+                ],
+            )?;
             let archive = newest_archive(&store.join("archives").join(&set))?;
             let disk_rec = store.join("disks").join(&disk).join(format!("{name}.json"));
             rounds_out.push([archive, disk_rec]);
@@ -88,6 +126,8 @@ fn disk_main(a: Vec<std::ffi::OsString>) -> i32 {
 /// The record of the newest archive in a set's folder.
 fn newest_archive(dir: &Path) -> Result<PathBuf, String> {
     let ids = snap_shared::archive::archive_ids(dir).map_err(|e| e.to_string())?;
-    let id = ids.last().ok_or_else(|| format!("no archive in {}", dir.display()))?;
+    let id = ids
+        .last()
+        .ok_or_else(|| format!("no archive in {}", dir.display()))?;
     Ok(dir.join(format!("{id}.json")))
 }

@@ -4,6 +4,7 @@
 //! - `gen`   man pages and shell completions from every tool's `command()`
 //! - `demo`  the main job on a sample tree, in release mode
 //! - `bench` speed and memory against rsync, restic, borg and tar+zstd, into docs/benchmarks*.md
+//! - `sweep` the fault harness: every crash point of many interleavings, `--mutants`
 
 mod baseline;
 mod bench;
@@ -15,6 +16,7 @@ mod bench_push;
 mod demo;
 mod gen_docs;
 mod sh;
+mod sweep;
 mod test;
 
 use clap::{Parser, Subcommand};
@@ -40,6 +42,8 @@ enum Task {
     Demo,
     /// Measure snap against rsync, restic and borg; write docs/benchmarks.md
     Bench(bench::Args),
+    /// The long proof of shared destinations: every crash point of many interleavings, and mutants
+    Sweep(sweep::Args),
 }
 
 fn main() {
@@ -49,6 +53,7 @@ fn main() {
         Task::Gen { check } => gen_docs::run(check),
         Task::Demo => demo::run(),
         Task::Bench(args) => bench::run(args),
+        Task::Sweep(args) => sweep::run(args),
     };
     if let Err(e) = result {
         eprintln!("xtask: {e}");

@@ -157,7 +157,11 @@ fn garbage(
     // Ages on the clock the destination's lock checked against its own.
     let now = dest.now();
     let young = |t: SystemTime| {
-        grace.is_some_and(|g| (now - DateTime::<Utc>::from(t)).to_std().map_or(true, |age| age < g))
+        grace.is_some_and(|g| {
+            (now - DateTime::<Utc>::from(t))
+                .to_std()
+                .map_or(true, |age| age < g)
+        })
     };
     let base = format!("disks/{disk}");
     let mut records = HashSet::new();

@@ -94,9 +94,12 @@ fn disk_record(path: &Path) -> Result<Option<DiskSnapshotRecord>> {
     if !(kind == Some("disk-snapshot") || (kind.is_none() && looks)) {
         return Ok(None);
     }
-    serde_json::from_value(value)
-        .map(Some)
-        .map_err(|e| Error::data(path.display().to_string(), format!("not a disk-snapshot record: {e}")))
+    serde_json::from_value(value).map(Some).map_err(|e| {
+        Error::data(
+            path.display().to_string(),
+            format!("not a disk-snapshot record: {e}"),
+        )
+    })
 }
 
 fn from_path(path: &Path) -> Result<Local> {
