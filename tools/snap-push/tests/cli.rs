@@ -582,6 +582,57 @@ fn no_destination_is_64() {
     );
 }
 
+/// `--file` takes a disk snapshot's record (disks/DISK/NAME.json) as well
+/// as an archive's: both travel in one run, and a second run finds both there.
+#[test]
+fn file_names_an_archive_and_a_disk_snapshot() {
+    let w = World::with_archive(1 << 10);
+    fs::create_dir(w.path("usb")).unwrap();
+    let img = w.path("vm.raw");
+    fs::write(&img, vec![7u8; 3 << 20]).unwrap();
+    let out = w
+        .tool("snap-disk")
+        .args([
+            "--store",
+            "store",
+            "create",
+            img.to_str().unwrap(),
+            "one",
+            "-q",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let disk_rec = w.path("store/disks/vm/one.json");
+    let archive = w.archive_json();
+    let args = [
+        "--file",
+        archive.to_str().unwrap(),
+        "--file",
+        disk_rec.to_str().unwrap(),
+        "--dest",
+        "usb",
+    ];
+    let out = w.push(&args);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let recs = records(&out);
+    assert_eq!(recs.len(), 2, "{recs:?}");
+    assert_eq!(recs[1]["object"], "disks/vm/one.json");
+    assert!(w.path("usb/disks/vm/one.map.zst").exists());
+    assert!(
+        stderr(&out).contains("2 archive(s) and disk snapshot(s) to "),
+        "{}",
+        stderr(&out)
+    );
+    let again = w.push(&args);
+    assert_eq!(code(&again), 0, "{}", stderr(&again));
+    let recs = records(&again);
+    assert_eq!(
+        (recs[0]["sent"].as_u64(), recs[1]["sent"].as_u64()),
+        (Some(0), Some(0))
+    );
+}
+
 /// A blocks disk snapshot to a real S3 server (moto): the second snapshot's
 /// push sends only its new blocks, and snap-restore restores each snapshot
 /// from the bucket alone, byte-identical.
