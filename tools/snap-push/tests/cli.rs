@@ -365,6 +365,32 @@ fn s3_lock_refreshes_and_keeps_a_prune_out() {
     push_holds_the_bucket("s3://bkt/snap", &s3.env());
 }
 
+/// A service without conditional writes (here moto with object_store's
+/// conditional puts turned off, as for an S3-compatible service that has
+/// none) is refused with exit 69 and one line saying why; nothing is sent.
+#[test]
+fn a_service_without_conditional_writes_is_69() {
+    let w = World::with_archive(1 << 10);
+    let s3 = common::Moto::start();
+    s3.create_bucket("bkt");
+    let mut env = s3.env();
+    env.push(("AWS_CONDITIONAL_PUT".into(), "disabled".into()));
+    let out = w.push_env(&["--all", "--dest", "s3://bkt/snap"], &env);
+    assert_eq!(code(&out), 69, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("snap-push: s3://bkt/snap/.snap/locks/")
+            && err.contains(": the service does not support conditional writes\n"),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: snap shares a destination between machines through conditional writes"),
+        "{err}"
+    );
+    let listed = w.restore_env(&["list", "s3://bkt/snap", "--json"], &s3.env());
+    assert_eq!(String::from_utf8_lossy(&listed.stdout), "");
+}
+
 /// The same at Azurite: ETag conditions on Azure blobs.
 #[test]
 fn azure_lock_refreshes_and_keeps_a_prune_out() {
