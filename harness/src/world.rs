@@ -31,8 +31,12 @@ fn noise(rng: &mut Rng, len: usize) -> Vec<u8> {
     (0..len).map(|_| rng.next_u64() as u8).collect()
 }
 
-/// Makes `pushers` stores of `rounds` rounds under `dir`.
+/// Makes `pushers` stores of `rounds` rounds under `dir`. One call at a
+/// time in a process: the tools run in it, and they are made to run one to
+/// a process.
 pub fn make(dir: &Path, pushers: usize, rounds: usize) -> Result<Vec<Pusher>, String> {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut out = Vec::new();
     for i in 0..pushers {
         let mut rng = Rng::new(1000 + i as u64);
