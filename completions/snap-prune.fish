@@ -10,8 +10,9 @@ complete -c snap-prune -l keep-yearly -d 'Keep the newest snapshot of each of th
 complete -c snap-prune -l keep-within -d 'Keep every snapshot newer than SPAN before the newest one: 30d, 6m, 1y6m, 12h' -r
 complete -c snap-prune -l keep-tag -d 'Keep snapshots with these tags (a,b: all of them; repeatable: any of the lists)' -r
 complete -c snap-prune -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
-complete -c snap-prune -l state-dir -d 'Where destination locks are kept, shared with snap-push [default: $XDG_STATE_HOME/snap/push, else ~/.local/state/snap/push]' -r -F
+complete -c snap-prune -l state-dir -d 'Where this machine\'s own destination locks are kept, shared with snap-push (other machines are kept out by locks at the destination) [default: $XDG_STATE_HOME/snap/push, else ~/.local/state/snap/push]' -r -F
 complete -c snap-prune -s n -l dry-run -d 'Print the plan and what it would free; remove nothing'
+complete -c snap-prune -l break-lock -d 'At a destination, first remove the locks of other processes that you know are gone: stale ones, unreadable ones, and those of other machines however recent (each is named on stderr)'
 complete -c snap-prune -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-prune -s v -l verbose -d 'Print every decision, kept ones too'
 complete -c snap-prune -s h -l help -d 'Print help (see more with \'--help\')'

@@ -323,13 +323,17 @@ _snap__restore() {
             return 0
             ;;
         snap__subcmd__restore__subcmd__list)
-            opts="-c -s -i -q -v -h --set --json --config --store --from --identity --passphrase-file --quiet --verbose --help"
+            opts="-c -s -i -q -v -h --set --host --json --config --store --from --identity --passphrase-file --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --set)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --host)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -41,6 +41,7 @@ complete -c snap-restore -n "__fish_snap_restore_needs_command" -f -a "import" -
 complete -c snap-restore -n "__fish_snap_restore_needs_command" -f -a "restore" -d 'Restore a snapshot or archive (or any tar) into a folder'
 complete -c snap-restore -n "__fish_snap_restore_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -l set -d 'Only this set' -r
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -l host -d 'Only what this machine made (the HOST column: records\' created_by, or host)' -r
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -l from -d 'Look here instead of the store: a store, a folder of archives, a destination URL (s3://, gs://, az://, uuid://, label://) or a configured destination\'s name' -r

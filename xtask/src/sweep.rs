@@ -44,6 +44,12 @@ const MUTANTS: &[Mutant] = &[
         from: "mode: PutMode::Update(v),",
         to: "mode: { let _ = v; PutMode::Overwrite },",
     },
+    Mutant {
+        name: "prune takes a shared lock (it runs beside pushes)",
+        file: "tools/snap-prune/src/lib.rs",
+        from: "dest.lock(Mode::Exclusive, TOOL, &opts)",
+        to: "dest.lock(Mode::Shared, TOOL, &opts)",
+    },
 ];
 
 pub fn run(args: Args) -> Result {
