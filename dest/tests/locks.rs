@@ -277,3 +277,23 @@ fn a_broken_lock_is_never_brought_back() {
     let fenced = d.clone().fenced(held.fence());
     assert_eq!(fenced.delete("a/b").unwrap_err().exit, Exit::TempFail);
 }
+
+/// One folder under two names (its path, and a link to it, as a drive's
+/// mount path and its uuid:// name resolve to one folder) is one
+/// destination for its locks.
+#[test]
+fn two_names_of_one_folder_share_its_locks() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("drive");
+    std::fs::create_dir(&real).unwrap();
+    let link = dir.path().join("by-uuid");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let _push = folder_dest(&real)
+        .lock(Mode::Shared, "snap-push", &NONE)
+        .unwrap();
+    let e = folder_dest(&link)
+        .lock(Mode::Exclusive, "snap-prune", &NONE)
+        .unwrap_err();
+    assert_eq!(e.exit, Exit::TempFail, "{e}");
+    assert!(e.cause.contains("holds a lock there"), "{e}");
+}

@@ -125,7 +125,7 @@ pub fn push(
     // Create-only, while this push's lock is held: every block it found
     // there at the start is still there (no prune can have run).
     if !dest.publish(&rec_key, Bytes::from(rec_bytes.clone()), &sha)?
-        && dest.get_bytes(&rec_key)? != rec_bytes
+        && held_bytes(dest, &rec_key)? != rec_bytes
     {
         return Err(Error::new(
             Exit::CantCreate,
@@ -250,6 +250,14 @@ fn verify_blocks(local: &LocalDisk, base: &str, todo: &[Sha256Digest], dest: &De
         }
     }
     Ok(())
+}
+
+/// What a refused create-only write found there; nothing is a refusal to trust.
+fn held_bytes(dest: &Dest, key: &str) -> Result<Bytes> {
+    match dest.get_bytes(key) {
+        Err(e) if e.exit == Exit::NoInput => Err(crate::push::refused_create(dest, key)),
+        r => r,
+    }
 }
 
 fn put_file(dest: &Dest, key: &str, path: &Path) -> Result<()> {

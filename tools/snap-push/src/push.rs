@@ -251,6 +251,17 @@ fn already_there(
     })
 }
 
+/// A create-only write the destination refused although nothing is there
+/// (a conflict answer with no object behind it): exit 75, nothing replaced.
+pub(crate) fn refused_create(dest: &Dest, key: &str) -> Error {
+    Error::new(
+        Exit::TempFail,
+        dest.show(key),
+        "the destination refused to create it (a precondition failed) yet holds nothing there; nothing was replaced",
+    )
+    .with_hint("run the push again; if it repeats, the service's conditional writes are not to be trusted")
+}
+
 /// Refuses to replace another archive's record of the same name (exit 73).
 fn another_archive(local: &Local, dest: &Dest, key: &str, theirs: &Value) -> Error {
     let sha = theirs.get("sha256").and_then(Value::as_str).unwrap_or("");
@@ -339,7 +350,9 @@ fn publish(local: &Local, dest: &Dest, json: &Object, opts: &Options) -> Result<
     let sha = Sha256Digest::of(&bytes).to_hex();
     if !dest.publish(&json.key, Bytes::from(bytes), &sha)? {
         // Another push published this name since the check at the start.
-        let theirs = remote_record(dest, &json.key)?.unwrap_or(Value::Null);
+        let Some(theirs) = remote_record(dest, &json.key)? else {
+            return Err(refused_create(dest, &json.key));
+        };
         if theirs.get("sha256").and_then(Value::as_str) != Some(local.rec.sha256.as_str()) {
             return Err(another_archive(local, dest, &json.key, &theirs));
         }
