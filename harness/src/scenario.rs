@@ -2,9 +2,10 @@
 //! machine (its own host, machine id, process ids, state folder), running
 //! the real snap-push and snap-prune in this process against one shared
 //! in-memory destination, for a number of rounds, in the interleaving a
-//! seed gives, with at most one crash injected. Then the next runs: every
-//! pusher pushes its rounds again, a day passes, the pruner prunes; they
-//! must all succeed and leave nothing that no record needs.
+//! seed gives, with at most one crash injected. Then the next runs, an
+//! hour later: every pusher pushes its rounds again, a day passes, the
+//! pruner prunes; they must all succeed and leave nothing that no record
+//! needs.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -269,6 +270,10 @@ fn next_runs(
 ) -> Vec<String> {
     let mut bad = Vec::new();
     let machines = hosts.len();
+    // The next cron runs come an hour later: a lock a crash left is stale by
+    // then (a killed prune blocks pushes for half an hour at most), and the
+    // prune a day after that (it waits a day for a silent push's lock).
+    shared.sched.advance(3600.0);
     for id in 0..machines {
         if id + 1 == machines {
             shared.sched.advance(90_000.0);
