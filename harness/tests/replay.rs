@@ -16,11 +16,11 @@ fn regressions_and_a_sample_of_crash_points_hold() {
     let report = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{report}");
     assert!(
-        report.contains("snap-harness: replayed 6 inputs"),
+        report.contains("snap-harness: replayed 8 inputs"),
         "{report}"
     );
     assert!(
-        report.contains("seeds 1..3: 48 runs, 40 crash points, 0 failed"),
+        report.contains("seeds 1..3: 50 runs, 40 crash points, 0 failed"),
         "{report}"
     );
 }
