@@ -266,6 +266,8 @@ fn push_all(
     // Not `stdout().lock()` for the whole run: the fault harness runs
     // several machines' tools in one process.
     let mut out = RecordWriter::new(std::io::stdout());
+    let seen: Vec<std::cell::RefCell<std::collections::HashSet<String>>> =
+        dests.iter().map(|_| Default::default()).collect();
     for item in input {
         let one = |dest: &snap_dest::Dest| Options {
             tuning: tuning.clone(),
@@ -274,6 +276,7 @@ fn push_all(
             floor: cli_floor
                 .or(floor_of(&specs, dest))
                 .unwrap_or(Floor::DEFAULT),
+            seen: &seen[dests.iter().position(|d| d.url == dest.url).unwrap_or(0)],
         };
         let push_one: Box<PushOne> = match item {
             Input::Pass(Item::Record(rec)) => {

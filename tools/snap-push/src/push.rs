@@ -9,6 +9,8 @@
 //! destination's size is checked after each object. `--verify` reads every
 //! object back and hashes it; a mismatch removes the object (exit 65).
 
+use std::cell::RefCell;
+use std::collections::HashSet;
 use std::io::Read;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,12 +30,16 @@ use snap_shared::size::{Floor, human_bytes};
 use crate::input::Local;
 
 /// How to push.
-pub struct Options {
+pub struct Options<'a> {
     pub tuning: Tuning,
     pub verify: bool,
     pub dry_run: bool,
     /// Free space a folder destination must keep (after the push).
     pub floor: Floor,
+    /// Records this run published or found at the destination. While its
+    /// lock is held nothing removes them, so a base among them needs no
+    /// second look (a chain pushed oldest first costs no HEAD per archive).
+    pub seen: &'a RefCell<HashSet<String>>,
 }
 
 /// What pushing one archive to one destination did.
@@ -235,6 +241,7 @@ fn already_there(
             skipped: total - sent,
         });
     }
+    opts.seen.borrow_mut().insert(objects[3].key.clone());
     report.detail(|| format!("{} is already at {}", local.name(), dest.name));
     Ok(Outcome {
         record: Some(record(
@@ -336,7 +343,7 @@ fn send(
 fn publish(local: &Local, dest: &Dest, json: &Object, opts: &Options) -> Result<u64> {
     if let Some(base) = &local.rec.base {
         let key = format!("{}/{base}.json", local.rec.set);
-        if dest.head(&key)?.is_none() {
+        if !opts.seen.borrow().contains(&key) && dest.head(&key)?.is_none() {
             return Err(Error::new(
                 Exit::NoInput,
                 format!("archive {}", local.name()),
@@ -358,6 +365,7 @@ fn publish(local: &Local, dest: &Dest, json: &Object, opts: &Options) -> Result<
         }
     }
     check_landed(dest, json, opts.verify)?;
+    opts.seen.borrow_mut().insert(json.key.clone());
     Ok(n)
 }
 
