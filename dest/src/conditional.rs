@@ -27,6 +27,15 @@ use crate::dest::{Backend, Dest, sha_attributes};
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Version(pub(crate) Option<UpdateVersion>);
 
+impl Version {
+    fn of(r: object_store::PutResult) -> Version {
+        Version(Some(UpdateVersion {
+            e_tag: r.e_tag,
+            version: r.version,
+        }))
+    }
+}
+
 impl Dest {
     /// Writes `data` at `rel` unless something is there already: `Ok(None)`
     /// then, and nothing is changed. A service that cannot do this is exit 69.
@@ -53,10 +62,7 @@ impl Dest {
                     .rt
                     .block_on(b.store.put_opts(&b.key(rel), PutPayload::from(data), opts))
                 {
-                    Ok(r) => Ok(Some(Version(Some(UpdateVersion {
-                        e_tag: r.e_tag,
-                        version: r.version,
-                    })))),
+                    Ok(r) => Ok(Some(Version::of(r))),
                     Err(object_store::Error::AlreadyExists { .. }) => Ok(None),
                     Err(e) => Err(unsupported_or(self, rel, e)),
                 }
@@ -100,10 +106,7 @@ impl Dest {
                     .rt
                     .block_on(b.store.put_opts(&b.key(rel), PutPayload::from(data), opts))
                 {
-                    Ok(r) => Ok(Some(Version(Some(UpdateVersion {
-                        e_tag: r.e_tag,
-                        version: r.version,
-                    })))),
+                    Ok(r) => Ok(Some(Version::of(r))),
                     Err(
                         object_store::Error::Precondition { .. }
                         | object_store::Error::NotFound { .. },

@@ -25,19 +25,7 @@ pub fn bin_dir(base: &Path, reference: &str) -> Result<PathBuf> {
     if std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == commit) {
         return Ok(bins);
     }
-    if src.exists() {
-        exec(
-            Command::new("git")
-                .args(["worktree", "remove", "--force"])
-                .arg(&src),
-        )?;
-    }
-    exec(
-        Command::new("git")
-            .args(["worktree", "add", "--detach"])
-            .arg(&src)
-            .arg(&commit),
-    )?;
+    checkout(&src, &commit)?;
     exec(
         cargo()
             .args(["build", "--release", "--bins", "--target-dir"])
@@ -47,6 +35,23 @@ pub fn bin_dir(base: &Path, reference: &str) -> Result<PathBuf> {
     )?;
     std::fs::write(&stamp, format!("{commit}\n")).map_err(|e| e.to_string())?;
     Ok(bins)
+}
+
+/// A fresh work tree of `commit` at `src` (`git worktree`, replacing one there).
+pub fn checkout(src: &Path, commit: &str) -> Result {
+    if src.exists() {
+        exec(
+            Command::new("git")
+                .args(["worktree", "remove", "--force"])
+                .arg(src),
+        )?;
+    }
+    exec(
+        Command::new("git")
+            .args(["worktree", "add", "--detach"])
+            .arg(src)
+            .arg(commit),
+    )
 }
 
 fn rev_parse(reference: &str) -> Result<String> {

@@ -79,19 +79,7 @@ pub fn run(args: Args) -> Result {
 fn mutant(m: &Mutant) -> Result {
     let base = root().join("target/mutants");
     let src = base.join("src");
-    if src.exists() {
-        exec(
-            Command::new("git")
-                .args(["worktree", "remove", "--force"])
-                .arg(&src),
-        )?;
-    }
-    exec(
-        Command::new("git")
-            .args(["worktree", "add", "--detach"])
-            .arg(&src)
-            .arg("HEAD"),
-    )?;
+    crate::baseline::checkout(&src, "HEAD")?;
     let file = src.join(m.file);
     let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
     if text.matches(m.from).count() != 1 {
