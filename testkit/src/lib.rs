@@ -295,3 +295,122 @@ fn hmac_sha256(key: &[u8], msg: &[u8]) -> Vec<u8> {
         .finalize()
         .to_vec()
 }
+
+/// What a [`FaultProxy`] does to the requests it matches.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    /// `PUT`, `GET`, `POST`, `DELETE`, `HEAD`.
+    pub method: &'static str,
+    /// Part of the request's path and query that must be there.
+    pub contains: &'static str,
+    /// A request header (lower case) that must be there, if any.
+    pub header: Option<&'static str>,
+    /// The answer instead of the server's, or `None` to pass it on late.
+    pub status: Option<u16>,
+    /// How long to hold the request first.
+    pub delay: Duration,
+    /// How many matching requests it applies to.
+    pub times: usize,
+}
+
+/// An HTTP proxy in front of a test server that answers chosen requests
+/// itself (409, 412, 500…) or holds them (slow listings), and passes the
+/// rest on, one connection a request. Counts what it did.
+pub struct FaultProxy {
+    pub port: u16,
+    pub injected: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FaultProxy {
+    pub fn start(upstream: u16, faults: Vec<Fault>) -> FaultProxy {
+        use std::sync::{Arc, Mutex, atomic::AtomicUsize};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let faults = Arc::new(Mutex::new(faults));
+        let injected = Arc::new(AtomicUsize::new(0));
+        let count = injected.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let (faults, count) = (faults.clone(), count.clone());
+                std::thread::spawn(move || {
+                    let _ = relay(conn, upstream, &faults, &count);
+                });
+            }
+        });
+        FaultProxy { port, injected }
+    }
+}
+
+/// One request: read it, answer it or pass it on, then close.
+fn relay(
+    mut client: TcpStream,
+    upstream: u16,
+    faults: &std::sync::Mutex<Vec<Fault>>,
+    count: &std::sync::atomic::AtomicUsize,
+) -> std::io::Result<()> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if client.read(&mut byte)? == 0 {
+            return Ok(());
+        }
+        head.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let mut lines = text.split("\r\n");
+    let request_line = lines.next().unwrap_or("").to_string();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    client.read_exact(&mut body)?;
+    let (method, target) = request_line.split_once(' ').unwrap_or(("", ""));
+    let chosen = {
+        let mut faults = faults.lock().unwrap();
+        faults
+            .iter_mut()
+            .find(|f| {
+                f.times > 0
+                    && f.method == method
+                    && target.contains(f.contains)
+                    && f.header.is_none_or(|h| headers.iter().any(|(k, _)| k == h))
+            })
+            .map(|f| {
+                f.times -= 1;
+                f.clone()
+            })
+    };
+    if let Some(f) = &chosen {
+        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        std::thread::sleep(f.delay);
+        if let Some(status) = f.status {
+            let body = format!(
+                "<Error><Code>Injected{status}</Code><Message>injected by the test</Message></Error>"
+            );
+            write!(
+                client,
+                "HTTP/1.1 {status} Injected\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )?;
+            return Ok(());
+        }
+    }
+    let mut server = TcpStream::connect(("127.0.0.1", upstream))?;
+    let mut out = format!("{request_line}\r\n");
+    for (k, v) in &headers {
+        if k != "connection" {
+            out.push_str(&format!("{k}: {v}\r\n"));
+        }
+    }
+    out.push_str("connection: close\r\n\r\n");
+    server.write_all(out.as_bytes())?;
+    server.write_all(&body)?;
+    std::io::copy(&mut server, &mut client)?;
+    Ok(())
+}

@@ -391,6 +391,97 @@ fn a_service_without_conditional_writes_is_69() {
     assert_eq!(String::from_utf8_lossy(&listed.stdout), "");
 }
 
+/// Server answers injected by a proxy in front of moto: 500s on the lock's
+/// and the record's create-only writes and a listing held two seconds are
+/// retried and the push lands whole; a 412 on the record (the service says
+/// it exists, and nothing is there) is exit 75 with its own line and nothing
+/// listed, and the next push lands; a 409 on a lock refresh is retried.
+#[test]
+fn injected_409_412_500_and_slow_listings_lose_nothing() {
+    use snap_testkit::{Fault, FaultProxy};
+    let fault = |method, contains, header, status, delay_ms, times| Fault {
+        method,
+        contains,
+        header,
+        status,
+        delay: Duration::from_millis(delay_ms),
+        times,
+    };
+    let w = World::with_archive(6 << 20);
+    let s3 = common::Moto::start();
+    s3.create_bucket("bkt");
+    let env_via = |port: u16| {
+        let mut env = s3.env();
+        env.retain(|(k, _)| k != "AWS_ENDPOINT");
+        env.push(("AWS_ENDPOINT".into(), format!("http://127.0.0.1:{port}")));
+        env
+    };
+    let url = "s3://bkt/snap";
+    let proxy = FaultProxy::start(
+        s3.port,
+        vec![
+            fault(
+                "PUT",
+                "/.snap/locks/",
+                Some("if-none-match"),
+                Some(500),
+                0,
+                2,
+            ),
+            fault("PUT", ".json", Some("if-none-match"), Some(500), 0, 2),
+            fault("GET", "list-type=2", None, None, 2000, 1),
+        ],
+    );
+    let out = w.push_env(&["--all", "--dest", url], &env_via(proxy.port));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(proxy.injected.load(std::sync::atomic::Ordering::SeqCst), 5);
+    let verified = w.restore_env(&["--from", url, "verify", "s/latest"], &s3.env());
+    assert_eq!(code(&verified), 0, "{}", stderr(&verified));
+
+    let w = World::with_archive(1 << 10);
+    let proxy = FaultProxy::start(
+        s3.port,
+        vec![fault("PUT", "/s/", Some("if-none-match"), Some(412), 0, 1)],
+    );
+    let url = "s3://bkt/two";
+    let out = w.push_env(&["--all", "--dest", url], &env_via(proxy.port));
+    assert_eq!(code(&out), 75, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(".json: the destination refused to create it (a precondition failed) yet holds nothing there; nothing was replaced"),
+        "{}",
+        stderr(&out)
+    );
+    let listed = w.restore_env(&["list", url, "--json"], &s3.env());
+    assert_eq!(String::from_utf8_lossy(&listed.stdout), "");
+    let out = w.push_env(&["--all", "--dest", url], &env_via(proxy.port));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+
+    let w = World::with_archive(8 << 20);
+    let proxy = FaultProxy::start(
+        s3.port,
+        vec![fault(
+            "PUT",
+            "/.snap/locks/",
+            Some("if-match"),
+            Some(409),
+            0,
+            1,
+        )],
+    );
+    let mut env = env_via(proxy.port);
+    env.push(("SNAP_LOCK_STALE_SECS".into(), "3".into()));
+    let out = w.push_env(
+        &["--all", "--dest", "s3://bkt/three", "--bwlimit", "2M"],
+        &env,
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(
+        proxy.injected.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "no refresh met the 409"
+    );
+}
+
 /// The same at Azurite: ETag conditions on Azure blobs.
 #[test]
 fn azure_lock_refreshes_and_keeps_a_prune_out() {
