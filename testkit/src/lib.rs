@@ -311,6 +311,9 @@ pub struct Fault {
     pub delay: Duration,
     /// How many matching requests it applies to.
     pub times: usize,
+    /// A request header (lower case) to drop before passing the request on,
+    /// as a service that ignores it would (with `status: None`).
+    pub drop_header: Option<&'static str>,
 }
 
 /// An HTTP proxy in front of a test server that answers chosen requests
@@ -403,8 +406,9 @@ fn relay(
     }
     let mut server = TcpStream::connect(("127.0.0.1", upstream))?;
     let mut out = format!("{request_line}\r\n");
+    let dropped = chosen.as_ref().and_then(|f| f.drop_header);
     for (k, v) in &headers {
-        if k != "connection" {
+        if k != "connection" && Some(k.as_str()) != dropped {
             out.push_str(&format!("{k}: {v}\r\n"));
         }
     }

@@ -406,6 +406,7 @@ fn injected_409_412_500_and_slow_listings_lose_nothing() {
         status,
         delay: Duration::from_millis(delay_ms),
         times,
+        drop_header: None,
     };
     let w = World::with_archive(6 << 20);
     let s3 = common::Moto::start();
@@ -480,6 +481,46 @@ fn injected_409_412_500_and_slow_listings_lose_nothing() {
         1,
         "no refresh met the 409"
     );
+}
+
+/// A service that ignores create-only conditions (a proxy drops
+/// `If-None-Match` before moto sees it) is caught by the check every tool
+/// makes when it takes its lock: exit 69, one line, nothing sent.
+#[test]
+fn a_service_that_ignores_conditions_is_69() {
+    use snap_testkit::{Fault, FaultProxy};
+    let w = World::with_archive(1 << 10);
+    let s3 = common::Moto::start();
+    s3.create_bucket("bkt");
+    let proxy = FaultProxy::start(
+        s3.port,
+        vec![Fault {
+            method: "PUT",
+            contains: "/.snap/locks/",
+            header: Some("if-none-match"),
+            status: None,
+            delay: Duration::ZERO,
+            times: 2,
+            drop_header: Some("if-none-match"),
+        }],
+    );
+    let mut env = s3.env();
+    env.retain(|(k, _)| k != "AWS_ENDPOINT");
+    env.push((
+        "AWS_ENDPOINT".into(),
+        format!("http://127.0.0.1:{}", proxy.port),
+    ));
+    let out = w.push_env(&["--all", "--dest", "s3://bkt/snap"], &env);
+    assert_eq!(code(&out), 69, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            ": the service ignored a create-only condition (If-None-Match) and replaced an object\n"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let listed = w.restore_env(&["list", "s3://bkt/snap", "--json"], &s3.env());
+    assert_eq!(String::from_utf8_lossy(&listed.stdout), "");
 }
 
 /// The same at Azurite: ETag conditions on Azure blobs.
