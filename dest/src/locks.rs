@@ -499,6 +499,7 @@ fn verdict(mode: Mode, o: &Seen, opts: &LockOptions, host: &dyn Host) -> Verdict
         _ if opts.break_others => Verdict::Remove(format!(
             "removed the lock of {who} (refreshed {since} ago), as --break-lock asks"
         )),
+        Liveness::Stopped if (mode, o.info.mode) == (Mode::Shared, Mode::Shared) => Verdict::Ignore,
         Liveness::Stopped => Verdict::Conflict(
             format!("{who} is alive but has not refreshed its lock for {since} (stopped?)"),
             Some(format!(

@@ -297,3 +297,34 @@ fn two_names_of_one_folder_share_its_locks() {
     assert_eq!(e.exit, Exit::TempFail, "{e}");
     assert!(e.cause.contains("holds a lock there"), "{e}");
 }
+
+/// A lock of a live process of this machine that stopped refreshing (a
+/// SIGSTOP) keeps a prune out, naming the pid, but not another push.
+#[test]
+fn a_stopped_process_of_this_machine_keeps_a_prune_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = folder_dest(dir.path());
+    let held = d.lock(Mode::Shared, "snap-push", &NONE).unwrap();
+    // A copy of it (this test process: alive), last refreshed an hour ago.
+    let text = std::fs::read(dir.path().join(held.key())).unwrap();
+    drop(held);
+    let path = dir.path().join(LOCKS).join("stopped.json");
+    std::fs::write(&path, text).unwrap();
+    let f = std::fs::File::options().write(true).open(&path).unwrap();
+    f.set_modified(SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
+    let e = d.lock(Mode::Exclusive, "snap-prune", &NONE).unwrap_err();
+    assert_eq!(e.exit, Exit::TempFail);
+    assert!(
+        e.cause
+            .contains("is alive but has not refreshed its lock for 1h 0m (stopped?)"),
+        "{e}"
+    );
+    assert!(
+        e.hint
+            .as_deref()
+            .unwrap()
+            .contains(&format!("kill -CONT {}", std::process::id()))
+    );
+    d.lock(Mode::Shared, "snap-push", &NONE).unwrap();
+}
