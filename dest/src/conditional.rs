@@ -16,11 +16,11 @@
 use std::path::Path;
 
 use bytes::Bytes;
-use object_store::{PutMode, PutOptions, PutPayload, UpdateVersion};
+use object_store::{PutMode, UpdateVersion};
 
 use snap_shared::error::{Error, Exit, Result};
 
-use crate::dest::{Backend, Dest, sha_attributes};
+use crate::dest::{Backend, Dest};
 
 /// The version of an object this process wrote (a bucket's ETag or
 /// generation; a folder's file has none: its name is its identity).
@@ -52,21 +52,11 @@ impl Dest {
                     Err(e) => Err(no_atomic_create(self, rel, e)),
                 }
             }
-            Backend::Bucket(b) => {
-                let opts = PutOptions {
-                    mode: PutMode::Create,
-                    attributes: sha_attributes(sha256),
-                    ..Default::default()
-                };
-                match b
-                    .rt
-                    .block_on(b.store.put_opts(&b.key(rel), PutPayload::from(data), opts))
-                {
-                    Ok(r) => Ok(Some(Version::of(r))),
-                    Err(object_store::Error::AlreadyExists { .. }) => Ok(None),
-                    Err(e) => Err(unsupported_or(self, rel, e)),
-                }
-            }
+            Backend::Bucket(b) => match b.put(rel, data, sha256, PutMode::Create) {
+                Ok(r) => Ok(Some(Version::of(r))),
+                Err(object_store::Error::AlreadyExists { .. }) => Ok(None),
+                Err(e) => Err(unsupported_or(self, rel, e)),
+            },
         }
     }
 
@@ -97,15 +87,7 @@ impl Dest {
                         "a conditional update without the version it replaces",
                     ));
                 };
-                let opts = PutOptions {
-                    mode: PutMode::Update(v),
-                    attributes: sha_attributes(sha256),
-                    ..Default::default()
-                };
-                match b
-                    .rt
-                    .block_on(b.store.put_opts(&b.key(rel), PutPayload::from(data), opts))
-                {
+                match b.put(rel, data, sha256, PutMode::Update(v)) {
                     Ok(r) => Ok(Some(Version::of(r))),
                     Err(
                         object_store::Error::Precondition { .. }

@@ -20,8 +20,8 @@ use futures::StreamExt;
 use object_store::multipart::MultipartStore;
 use object_store::path::Path as ObjPath;
 use object_store::{
-    Attribute, Attributes, BackoffConfig, GetOptions, ObjectStore, ObjectStoreExt, PutOptions,
-    PutPayload, RetryConfig,
+    Attribute, Attributes, BackoffConfig, GetOptions, ObjectStore, ObjectStoreExt, PutMode,
+    PutOptions, PutPayload, RetryConfig,
 };
 use tokio::runtime::Runtime;
 
@@ -273,15 +273,10 @@ impl Dest {
     pub fn put_small(&self, rel: &str, data: Bytes, sha256: &str) -> Result<()> {
         match &self.backend {
             Backend::Folder(root) => put_file(&root.join(rel), &data),
-            Backend::Bucket(b) => {
-                let opts = PutOptions {
-                    attributes: sha_attributes(sha256),
-                    ..Default::default()
-                };
-                b.rt.block_on(b.store.put_opts(&b.key(rel), PutPayload::from(data), opts))
-                    .map(|_| ())
-                    .map_err(|e| self.error(rel, e))
-            }
+            Backend::Bucket(b) => b
+                .put(rel, data, sha256, PutMode::Overwrite)
+                .map(|_| ())
+                .map_err(|e| self.error(rel, e)),
         }
     }
 
@@ -491,6 +486,26 @@ impl Bucket {
 
     pub(crate) fn key(&self, rel: &str) -> ObjPath {
         ObjPath::from(self.rel_key(rel))
+    }
+
+    /// One PUT of a whole object with its sha256 as metadata, in `mode`
+    /// (plain, create-only, or only over the version given).
+    pub(crate) fn put(
+        &self,
+        rel: &str,
+        data: Bytes,
+        sha256: &str,
+        mode: PutMode,
+    ) -> object_store::Result<object_store::PutResult> {
+        let opts = PutOptions {
+            mode,
+            attributes: sha_attributes(sha256),
+            ..Default::default()
+        };
+        self.rt.block_on(
+            self.store
+                .put_opts(&self.key(rel), PutPayload::from(data), opts),
+        )
     }
 }
 

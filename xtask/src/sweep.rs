@@ -41,8 +41,8 @@ const MUTANTS: &[Mutant] = &[
     Mutant {
         name: "lock refresh without its condition (a broken lock is recreated)",
         file: "dest/src/conditional.rs",
-        from: "mode: PutMode::Update(v),",
-        to: "mode: { let _ = v; PutMode::Overwrite },",
+        from: "b.put(rel, data, sha256, PutMode::Update(v))",
+        to: "b.put(rel, data, sha256, { let _ = v; PutMode::Overwrite })",
     },
     Mutant {
         name: "prune takes a shared lock (it runs beside pushes)",
