@@ -35,7 +35,7 @@ pub fn records(store: &InMemory) -> Vec<String> {
 pub fn leaks(store: &InMemory) -> Vec<String> {
     let objects: BTreeMap<String, Bytes> = crate::sim_store::snapshot(store).into_iter().collect();
     let mut needed: BTreeSet<String> = BTreeSet::new();
-    for (key, bytes) in &objects {
+    for key in objects.keys() {
         match classify(key) {
             Kind::ArchiveRecord { set, id } => {
                 for x in ["tar.zst", "index.zst", "sha256", "json"] {
@@ -52,7 +52,6 @@ pub fn leaks(store: &InMemory) -> Vec<String> {
                         needed.insert(format!("disks/{disk}/blocks/{}", block_rel(&d)));
                     }
                 }
-                let _ = bytes;
             }
             _ => {}
         }

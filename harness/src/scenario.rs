@@ -25,28 +25,19 @@ use crate::world::Pusher;
 #[derive(Debug)]
 struct SimHost {
     id: usize,
-    shared: Arc<SharedRef>,
+    shared: Arc<Shared>,
     /// The process running now (pid), if any.
     current: Mutex<Option<u32>>,
     next_pid: Mutex<u32>,
 }
 
-/// The scheduler, behind a handle the host can read time from.
-struct SharedRef(Arc<Shared>);
-
-impl std::fmt::Debug for SharedRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SharedRef")
-    }
-}
-
 impl Host for SimHost {
     fn now(&self) -> DateTime<Utc> {
-        self.shared.0.at(self.shared.0.sched.time())
+        self.shared.at(self.shared.sched.time())
     }
 
     fn mark(&self) -> f64 {
-        self.shared.0.sched.time()
+        self.shared.sched.time()
     }
 
     fn me(&self) -> Me {
@@ -62,7 +53,7 @@ impl Host for SimHost {
     }
 
     fn alive(&self, pid: u32, _start: u64) -> bool {
-        *self.current.lock().expect("pid") == Some(pid) && !self.shared.0.sched.is_crashed(self.id)
+        *self.current.lock().expect("pid") == Some(pid) && !self.shared.sched.is_crashed(self.id)
     }
 
     fn timing(&self) -> Timing {
@@ -117,7 +108,7 @@ pub fn run(shape: &Shape, seed: u64, crash: Option<Crash>) -> Outcome {
         .map(|id| {
             Arc::new(SimHost {
                 id,
-                shared: Arc::new(SharedRef(shared.clone())),
+                shared: shared.clone(),
                 current: Mutex::new(None),
                 next_pid: Mutex::new(100),
             })

@@ -37,6 +37,12 @@ pub struct Shared {
     pub violations: Mutex<Vec<String>>,
 }
 
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Shared")
+    }
+}
+
 impl Shared {
     pub fn at(&self, secs: f64) -> DateTime<Utc> {
         self.epoch + chrono::Duration::milliseconds((secs * 1000.0) as i64)
