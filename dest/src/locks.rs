@@ -231,6 +231,13 @@ impl Dest {
         held.admit(opts)
     }
 
+    /// Takes a lock (as [`Dest::lock`]) and returns this destination fenced
+    /// by it, with the lock to keep for as long as the work goes on.
+    pub fn hold(&self, mode: Mode, tool: &str, opts: &LockOptions) -> Result<(Dest, Held)> {
+        let held = self.lock(mode, tool, opts)?;
+        Ok((self.clone().fenced(held.fence()), held))
+    }
+
     /// Every lock at this destination, for `snap-restore list`-style
     /// reports and tests: (key, what it says, or why it is unreadable).
     pub fn locks(&self) -> Result<Vec<(String, std::result::Result<LockInfo, String>)>> {

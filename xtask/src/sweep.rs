@@ -47,8 +47,8 @@ const MUTANTS: &[Mutant] = &[
     Mutant {
         name: "prune takes a shared lock (it runs beside pushes)",
         file: "tools/snap-prune/src/lib.rs",
-        from: "dest.lock(Mode::Exclusive, TOOL, &opts)",
-        to: "dest.lock(Mode::Shared, TOOL, &opts)",
+        from: "dest.hold(Mode::Exclusive, TOOL, &opts)",
+        to: "dest.hold(Mode::Shared, TOOL, &opts)",
     },
 ];
 

@@ -395,11 +395,11 @@ fn dest_job(
         let opts = LockOptions {
             break_others: cli.break_lock,
         };
-        let h = dest.lock(Mode::Exclusive, TOOL, &opts)?;
+        let (fenced, h) = dest.hold(Mode::Exclusive, TOOL, &opts)?;
         for n in &h.notes {
             report.warn(&format!("destination {}: {n}", dest.name));
         }
-        dest = dest.fenced(h.fence());
+        dest = fenced;
         held = Some(h);
     }
     Ok(Job {

@@ -386,11 +386,11 @@ fn hold_all(dests: &[Dest], dry_run: bool, report: &Reporter) -> Result<(Vec<Des
     let mut held = Vec::new();
     let mut fenced = Vec::new();
     for d in dests {
-        let h = d.lock(Mode::Shared, TOOL, &LockOptions::default())?;
+        let (dest, h) = d.hold(Mode::Shared, TOOL, &LockOptions::default())?;
         for n in &h.notes {
             report.warn(&format!("destination {}: {n}", d.name));
         }
-        fenced.push(d.clone().fenced(h.fence()));
+        fenced.push(dest);
         held.push(h);
     }
     Ok((fenced, held))
