@@ -27,9 +27,10 @@ use snap_shared::index::{Entry, EntryType, IndexWriter, cmp_paths};
 use snap_shared::record::{ArchiveRecord, Extra, Record, SCHEMA};
 use snap_shared::store::Store;
 
-use crate::restore::{entry_of, sanitize};
+use crate::members::members;
+use crate::restore::{entry_of, member_error, sanitize};
 use crate::stream::{self, corrupt};
-use crate::target::copy_hashed;
+use crate::target::{Refused, copy_hashed};
 
 /// Imports `path` into `store` as an archive of `set`.
 /// What to import, and how.
@@ -93,7 +94,11 @@ pub fn import(store: &Store, req: &Request, report: &Reporter) -> Result<Archive
     ];
     let result = (|| {
         let (sha, bytes) = copy_in(path, &temps[0])?;
-        let (entries, file_bytes) = read_entries(&temps[0], dec, report)?;
+        let Scanned {
+            entries,
+            bytes: file_bytes,
+            left_out,
+        } = read_entries(&temps[0], dec, report)?;
         let index_sha = write_index(&temps[1], &entries, req.index_encrypt.filter(|_| encrypted))?;
         let sums = archive::sums_text(&[(sha, &data), (index_sha, &index)]);
         write_small(&temps[2], sums.as_bytes())?;
@@ -108,6 +113,9 @@ pub fn import(store: &Store, req: &Request, report: &Reporter) -> Result<Archive
         extra.insert("packed_bytes".into(), json!(file_bytes));
         extra.insert("snapshot_bytes".into(), json!(file_bytes));
         extra.insert("chain".into(), json!(1));
+        if left_out > 0 {
+            extra.insert("left_out".into(), json!(left_out));
+        }
         extra.insert("index_sha256".into(), json!(index_sha.to_hex()));
         let record = ArchiveRecord {
             schema: SCHEMA.into(),
@@ -168,25 +176,42 @@ fn copy_in(src: &Path, tmp: &Path) -> Result<(snap_shared::hash::Sha256Digest, u
     Ok((sha, size))
 }
 
-/// Reads every member of the tar into index entries, sorted; returns them and the bytes of files.
-fn read_entries(path: &Path, dec: &Decrypt, report: &Reporter) -> Result<(Vec<Entry>, u64)> {
+/// What building the index found.
+struct Scanned {
+    entries: Vec<Entry>,
+    /// Bytes of the files.
+    bytes: u64,
+    /// Members that could not go into the index (each named on stderr).
+    left_out: u64,
+}
+
+/// Reads every member of the tar into index entries, sorted.
+fn read_entries(path: &Path, dec: &Decrypt, report: &Reporter) -> Result<Scanned> {
     let opened = stream::open(&crate::loc::Loc::Path(path.to_path_buf()), dec)?;
     let mut tar = tar::Archive::new(opened.tar);
-    let mut entries: Vec<Entry> = Vec::new();
+    let mut out = Scanned {
+        entries: Vec::new(),
+        bytes: 0,
+        left_out: 0,
+    };
     let mut stripped = false;
-    let mut bytes = 0;
     let mut buf = vec![0; 1 << 20];
-    for member in tar.entries().map_err(|e| corrupt(path, e))? {
+    let mut members = members(&mut tar).map_err(|e| corrupt(path, e))?;
+    while let Some(member) = members.next() {
         let mut member = member.map_err(|e| corrupt(path, e))?;
-        let raw = member.path_bytes().into_owned();
+        let raw = member.path.clone();
+        let mut leave_out = |why: &str| {
+            out.left_out += 1;
+            report.error(&format!(
+                "{}: left out of the index: {why}",
+                String::from_utf8_lossy(&raw)
+            ));
+        };
         let rel = match sanitize(&raw, &mut stripped) {
             Ok(Some(rel)) => rel,
             Ok(None) => continue,
             Err(why) => {
-                report.warn(&format!(
-                    "{}: left out of the index: {why}",
-                    String::from_utf8_lossy(&raw)
-                ));
+                leave_out(&why);
                 continue;
             }
         };
@@ -195,29 +220,32 @@ fn read_entries(path: &Path, dec: &Decrypt, report: &Reporter) -> Result<(Vec<En
             Ok(None) => continue,
             // An index entry of a hard link without its first name is
             // unreadable; leave it out, as restore refuses it.
-            Err(_) => {
-                report.warn(&format!(
-                    "{}: left out of the index: its hard link leaves the archive",
-                    String::from_utf8_lossy(&raw)
-                ));
+            Err(Refused::Escape(_)) => {
+                leave_out("its hard link leaves the archive");
                 continue;
             }
+            Err(Refused::Cannot(why)) => {
+                leave_out(&format!("it {why}"));
+                continue;
+            }
+            Err(_) => unreachable!("entry_of only refuses escapes and what cannot be made"),
         };
         if e.kind == EntryType::File {
             let size = e.size;
             e.sha256 = Some(
                 copy_hashed(&mut member, &mut io::sink(), size, &mut buf)
-                    .map_err(|err| corrupt(path, err))?,
+                    .map_err(|err| corrupt(path, member_error(&e.path, err)))?,
             );
-            bytes += size;
+            out.bytes += size;
         }
-        entries.push(e);
+        out.entries.push(e);
     }
     // A later member of the same name replaces an earlier one, as tar -x does.
-    entries.reverse();
-    entries.sort_by(|a, b| cmp_paths(&a.path, &b.path));
-    entries.dedup_by(|later, earlier| later.path == earlier.path);
-    Ok((entries, bytes))
+    out.entries.reverse();
+    out.entries.sort_by(|a, b| cmp_paths(&a.path, &b.path));
+    out.entries
+        .dedup_by(|later, earlier| later.path == earlier.path);
+    Ok(out)
 }
 
 fn write_index(

@@ -7,9 +7,11 @@
 //! `verified` / `restored` records on stdout and talk to people on stderr.
 
 pub mod disk;
+pub mod holes;
 pub mod import;
 pub mod indexes;
 pub mod loc;
+pub mod members;
 pub mod restore;
 pub mod source;
 pub mod stream;
@@ -386,8 +388,17 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
                     .and_then(|v| v.as_u64())
                     .unwrap_or(0)
             ));
+            let left_out = record.extra.get("left_out").and_then(|v| v.as_u64());
             RecordWriter::new(stdout).write(&Record::Archive(record))?;
-            Ok(Exit::Ok)
+            match left_out {
+                Some(n) => Err(Error::data(
+                    path.display().to_string(),
+                    format!(
+                        "{n} member(s) left out of the index (named above); a restore of it names them again"
+                    ),
+                )),
+                None => Ok(Exit::Ok),
+            }
         }
         Command::Restore {
             name,

@@ -25,6 +25,7 @@ use snap_shared::index::{Entry, EntryType};
 
 use crate::indexes::{Cursor, Select, open_index};
 use crate::loc::Loc;
+use crate::members::{Member, What, members};
 use crate::source::Item;
 use crate::stream::{self, corrupt};
 use crate::target::{Meta, Outcome, Put, Refused, Target};
@@ -76,7 +77,7 @@ fn meta_of(e: &Entry) -> Meta {
         mode: e.mode,
         uid: e.uid,
         gid: e.gid,
-        mtime_ns: e.mtime,
+        mtime_ns: e.mtime as i128,
     }
 }
 
@@ -136,7 +137,11 @@ impl<'a> Restorer<'a> {
                 self.tally.bad_data += 1;
                 format!("refused: {why}")
             }
-            Refused::Io(e) => snap_shared::error::io_cause(&e),
+            Refused::Cannot(why) => {
+                self.tally.bad_data += 1;
+                format!("not restored: it {why}")
+            }
+            Refused::Source(e) | Refused::Io(e) => snap_shared::error::io_cause(&e),
         };
         self.report.error(&format!("{}: {why}", show(path)));
     }
@@ -177,7 +182,7 @@ impl<'a> Restorer<'a> {
                 (EntryType::File, Some((fd, path))) => self.file_from_tree(fd, path, &e),
                 (EntryType::File, None) => expected += 1,
                 _ => {
-                    if let Some(r) = self.make_other(&e) {
+                    if let Some(r) = self.make_other(&e, &meta_of(&e)) {
                         self.count(&e.path, r, 0);
                     }
                 }
@@ -348,26 +353,25 @@ impl<'a> Restorer<'a> {
 
     /// Makes a symlink, hard link, fifo or device from its entry (`None` for
     /// files and folders, which are made elsewhere).
-    fn make_other(&mut self, e: &Entry) -> Option<Put> {
-        let meta = meta_of(e);
+    fn make_other(&mut self, e: &Entry, meta: &Meta) -> Option<Put> {
         let result = match e.kind {
             EntryType::Symlink => {
                 self.target
-                    .symlink(&e.path, e.target.as_deref().unwrap_or_default(), &meta)
+                    .symlink(&e.path, e.target.as_deref().unwrap_or_default(), meta)
             }
             EntryType::Hardlink => self
                 .target
                 .hardlink(&e.path, e.link.as_deref().unwrap_or_default()),
-            EntryType::Fifo => self.target.special(&e.path, FileType::Fifo, 0, &meta),
+            EntryType::Fifo => self.target.special(&e.path, FileType::Fifo, 0, meta),
             EntryType::Char => self.target.special(
                 &e.path,
                 FileType::CharacterDevice,
                 e.rdev.unwrap_or(0),
-                &meta,
+                meta,
             ),
             EntryType::Block => {
                 self.target
-                    .special(&e.path, FileType::BlockDevice, e.rdev.unwrap_or(0), &meta)
+                    .special(&e.path, FileType::BlockDevice, e.rdev.unwrap_or(0), meta)
             }
             EntryType::File | EntryType::Dir => return None,
         };
@@ -393,20 +397,22 @@ impl<'a> Restorer<'a> {
             .with_hint("paths are inside the snapshot, e.g. home/me/docs for /home/me/docs; see `snap-restore show`"))
     }
 
-    /// Restores any tar from its headers, with the same path safety.
+    /// Restores any tar from its headers, with the same path safety. A member
+    /// that cannot be restored is named and makes the run end 65; a damaged
+    /// or cut archive ends it at once.
     pub fn from_tar(&mut self, path: &Loc) -> Result<()> {
         let opened = stream::open(path, self.dec)?;
         let mut archive = tar::Archive::new(opened.tar);
         let mut dirs = Vec::new();
         let mut stripped = false;
-        for entry in archive.entries().map_err(|e| corrupt(path, e))? {
-            let mut entry = entry.map_err(|e| corrupt(path, e))?;
-            let raw = entry.path_bytes().into_owned();
-            let rel = match sanitize(&raw, &mut stripped) {
+        let mut members = members(&mut archive).map_err(|e| corrupt(path, e))?;
+        while let Some(member) = members.next() {
+            let mut m = member.map_err(|e| corrupt(path, e))?;
+            let rel = match sanitize(&m.path, &mut stripped) {
                 Ok(Some(rel)) => rel,
                 Ok(None) => continue,
                 Err(why) => {
-                    self.refused(&raw, Refused::Escape(why));
+                    self.refused(&m.path.clone(), Refused::Escape(why));
                     continue;
                 }
             };
@@ -414,42 +420,44 @@ impl<'a> Restorer<'a> {
                 continue;
             }
             self.select.mark(&rel, &mut self.matched);
-            let e = match entry_of(&entry, rel.clone(), &mut stripped) {
+            let e = match entry_of(&m, rel.clone(), &mut stripped) {
                 Ok(Some(e)) => e,
-                Ok(None) => {
-                    let kind = entry.header().entry_type();
-                    self.report.warn(&format!(
-                        "{}: skipped: tar entry type {kind:?} is not restored",
-                        show(&raw)
-                    ));
-                    continue;
-                }
-                Err(why) => {
+                Ok(None) => continue,
+                Err(refused) => {
                     if self.select.wants(&rel) {
-                        self.refused(&rel, Refused::Escape(why));
+                        self.refused(&rel, refused);
                     }
                     continue;
                 }
             };
+            let meta = Meta {
+                mtime_ns: m.mtime_ns,
+                ..meta_of(&e)
+            };
+            if let (Some(t), true) = (m.unknown_type, self.select.wants(&rel)) {
+                self.report.warn(&format!(
+                    "{}: unknown tar type {:?}, restored as a regular file (as GNU tar does)",
+                    show(&rel),
+                    t as char
+                ));
+            }
             match e.kind {
                 EntryType::Dir => match self.target.dir(&rel) {
-                    Ok(_) => dirs.push((rel, meta_of(&e))),
+                    Ok(_) => dirs.push((rel, meta)),
                     Err(r) => self.refused(&rel, r),
                 },
                 EntryType::File if self.select.wants(&rel) => {
-                    let r = self.target.file(
-                        &rel,
-                        &meta_of(&e),
-                        e.size,
-                        None,
-                        &mut entry,
-                        &mut self.buf,
-                    );
+                    let r = self
+                        .target
+                        .file(&rel, &meta, e.size, None, &mut m, &mut self.buf);
+                    if let Err(Refused::Source(err)) = r {
+                        return Err(corrupt(path, member_error(&rel, err)));
+                    }
                     self.count(&rel, r.map(|(o, _)| o), e.size);
                 }
                 EntryType::File => {}
                 _ => {
-                    let made = self.make_other(&e);
+                    let made = self.make_other(&e, &meta);
                     if let (Some(r), true) = (made, self.select.wants(&rel)) {
                         self.count(&rel, r, 0);
                     }
@@ -465,61 +473,52 @@ impl<'a> Restorer<'a> {
     }
 }
 
+/// A read error inside a member, naming it.
+pub fn member_error(rel: &[u8], e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("{}: {e}", show(rel)))
+}
+
 /// A tar member as an index entry (no sha256 yet) at `rel`, its name already
 /// made safe: type, metadata, size, and symlink target, hard link (made safe
-/// too) or device. `Ok(None)`: a type snap does not restore; `Err`: a hard
-/// link whose first name leaves the target.
+/// too) or device. `Ok(None)`: nothing to restore (a volume label); `Err`: a
+/// member that cannot be restored, or a hard link whose first name leaves
+/// the target.
 pub fn entry_of<R: Read>(
-    member: &tar::Entry<R>,
+    m: &Member<'_, R>,
     rel: Vec<u8>,
     stripped: &mut bool,
-) -> std::result::Result<Option<Entry>, String> {
-    let h = member.header();
-    let kind = match h.entry_type() {
-        tar::EntryType::Regular | tar::EntryType::Continuous => EntryType::File,
-        tar::EntryType::Directory => EntryType::Dir,
-        tar::EntryType::Symlink => EntryType::Symlink,
-        tar::EntryType::Link => EntryType::Hardlink,
-        tar::EntryType::Fifo => EntryType::Fifo,
-        tar::EntryType::Char => EntryType::Char,
-        tar::EntryType::Block => EntryType::Block,
-        _ => return Ok(None),
+) -> std::result::Result<Option<Entry>, Refused> {
+    let kind = match &m.what {
+        What::Entry(kind) => *kind,
+        What::Label => return Ok(None),
+        What::Cannot(why) => return Err(Refused::Cannot(why.clone())),
     };
-    let link = member
-        .link_name_bytes()
-        .map(|l| l.into_owned())
-        .unwrap_or_default();
     let mut e = Entry {
         path: rel,
         kind,
-        size: if kind == EntryType::File {
-            member.size()
-        } else {
-            0
-        },
-        mode: h.mode().unwrap_or(0o644) & 0o7777,
-        mtime: h.mtime().unwrap_or(0) as i64 * 1_000_000_000,
-        uid: h.uid().unwrap_or(0) as u32,
-        gid: h.gid().unwrap_or(0) as u32,
+        size: if kind == EntryType::File { m.size } else { 0 },
+        mode: m.mode,
+        // An index holds i64 nanoseconds: years past 2262 stop there.
+        mtime: m.mtime_ns.clamp(i64::MIN as i128, i64::MAX as i128) as i64,
+        uid: m.uid,
+        gid: m.gid,
         sha256: None,
         target: None,
         link: None,
         rdev: None,
     };
     match kind {
-        EntryType::Symlink => e.target = Some(link),
-        EntryType::Hardlink => match sanitize(&link, stripped) {
+        EntryType::Symlink => e.target = Some(m.link.clone()),
+        EntryType::Hardlink => match sanitize(&m.link, stripped) {
             Ok(Some(first)) => e.link = Some(first),
             Ok(None) | Err(_) => {
-                return Err(format!("hard link to {} leaves the target", show(&link)));
+                return Err(Refused::Escape(format!(
+                    "hard link to {} leaves the target",
+                    show(&m.link)
+                )));
             }
         },
-        EntryType::Char | EntryType::Block => {
-            e.rdev = Some(rustix::fs::makedev(
-                h.device_major().ok().flatten().unwrap_or(0),
-                h.device_minor().ok().flatten().unwrap_or(0),
-            ))
-        }
+        EntryType::Char | EntryType::Block => e.rdev = Some(m.rdev),
         EntryType::File | EntryType::Dir | EntryType::Fifo => {}
     }
     Ok(Some(e))

@@ -11,6 +11,7 @@
 //! file under a real name. Without `--overwrite` the rename refuses to replace
 //! anything (`RENAME_NOREPLACE`); a file that is already there with the right
 //! content counts as restored, so a rerun continues where a killed run stopped.
+//! Whole blocks of zeros are left as holes ([`crate::holes`]).
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -28,6 +29,8 @@ use rustix::fs::{
 use sha2::{Digest, Sha256};
 
 use snap_shared::hash::Sha256Digest;
+
+use crate::holes::Holes;
 use snap_shared::index::check_relative_path;
 
 /// Metadata to give a restored entry.
@@ -36,7 +39,8 @@ pub struct Meta {
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
-    pub mtime_ns: i64,
+    /// Nanoseconds since 1970; wider than an index's i64, for tars of years past 2262.
+    pub mtime_ns: i128,
 }
 
 /// What happened to one entry.
@@ -58,6 +62,10 @@ pub enum Refused {
     },
     /// A path component is a symlink or not a folder: writing there would leave the target.
     Escape(String),
+    /// The archive holds something that cannot be made (the reason says what).
+    Cannot(String),
+    /// Reading the content failed: the archive is damaged or cut short.
+    Source(io::Error),
     Io(io::Error),
 }
 
@@ -100,9 +108,12 @@ fn os(b: &[u8]) -> &OsStr {
     OsStr::from_bytes(b)
 }
 
-fn timestamps(mtime_ns: i64) -> Timestamps {
+fn timestamps(mtime_ns: i128) -> Timestamps {
     let t = Timespec {
-        tv_sec: mtime_ns.div_euclid(1_000_000_000),
+        // Past what a time_t holds (no filesystem does), the last second it holds.
+        tv_sec: mtime_ns
+            .div_euclid(1_000_000_000)
+            .clamp(i64::MIN as i128, i64::MAX as i128) as i64,
         tv_nsec: mtime_ns.rem_euclid(1_000_000_000) as _,
     };
     Timestamps {
@@ -285,13 +296,22 @@ impl Target {
         let dir = self.parent(rel, true)?;
         let name = name_of(rel);
         let tmp = temp_of(name);
-        let mut file = File::from(self.create_temp(&dir, &tmp, meta.mode)?);
-        let written = copy_hashed(content, &mut WritingBack::new(&mut file), size, buf);
+        let file = File::from(self.create_temp(&dir, &tmp, meta.mode)?);
+        let mut source = Source {
+            inner: content,
+            failed: false,
+        };
+        let mut holes = Holes::new(&file);
+        let written = copy_hashed(&mut source, &mut holes, size, buf)
+            .and_then(|d| holes.finish().map(|()| d));
         let digest = match written {
             Ok(d) => d,
             Err(e) => {
                 let _ = unlinkat(&*dir, os(&tmp), AtFlags::empty());
-                return Err(e.into());
+                return Err(match source.failed {
+                    true => Refused::Source(e),
+                    false => Refused::Io(e),
+                });
             }
         };
         if let Some(want) = sha
@@ -446,40 +466,19 @@ impl Target {
     }
 }
 
-/// Starts write-back every few MiB of a file being restored, so the `syncfs`
-/// that ends a restore has little left to do (large files flush while the
-/// next bytes are decompressed).
-struct WritingBack<'a> {
-    file: &'a mut File,
-    written: u64,
-    started: u64,
+/// The content being restored, remembering whether a read failed (the
+/// archive's fault) rather than a write (the target's).
+struct Source<'r> {
+    inner: &'r mut dyn Read,
+    failed: bool,
 }
 
-const WRITEBACK_EVERY: u64 = 8 << 20;
-
-impl<'a> WritingBack<'a> {
-    fn new(file: &'a mut File) -> Self {
-        WritingBack {
-            file,
-            written: 0,
-            started: 0,
-        }
-    }
-}
-
-impl Write for WritingBack<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file.write(buf)?;
-        self.written += n as u64;
-        if self.written - self.started >= WRITEBACK_EVERY {
-            snap_shared::fsutil::start_writeback(&*self.file, self.started, self.written);
-            self.started = self.written;
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
+impl Read for Source<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let got = self.inner.read(buf);
+        // Asked only for bytes still due, so an end is an early end.
+        self.failed = !matches!(got, Ok(n) if n > 0);
+        got
     }
 }
 

@@ -21,7 +21,9 @@ use snap_shared::size::human_bytes;
 
 use crate::indexes::{Cursor, open_index};
 use crate::loc::Loc;
+use crate::members::{What, members};
 use crate::restore::Tally;
+use crate::restore::member_error;
 use crate::source::Item;
 use crate::stream::{self, corrupt};
 use crate::target::{copy_hashed, hash_file};
@@ -205,18 +207,18 @@ impl<'a> Verifier<'a> {
         let tap = opened.tap.clone();
         let mut archive = tar::Archive::new(opened.tar);
         let mut stripped = false;
-        for entry in archive.entries().map_err(|e| corrupt(data, e))? {
-            let mut entry = entry.map_err(|e| corrupt(data, e))?;
-            let size = entry.size();
-            let got = copy_hashed(&mut entry, &mut io::sink(), size, &mut self.buf)
-                .map_err(|e| corrupt(data, e))?;
-            if !entry.header().entry_type().is_file() {
+        let mut members = members(&mut archive).map_err(|e| corrupt(data, e))?;
+        while let Some(member) = members.next() {
+            let mut m = member.map_err(|e| corrupt(data, e))?;
+            if m.what != What::Entry(EntryType::File) {
                 continue;
             }
-            let raw = entry.path_bytes().into_owned();
-            let Ok(Some(rel)) = crate::restore::sanitize(&raw, &mut stripped) else {
+            let Ok(Some(rel)) = crate::restore::sanitize(&m.path, &mut stripped) else {
                 continue;
             };
+            let size = m.size;
+            let got = copy_hashed(&mut m, &mut io::sink(), size, &mut self.buf)
+                .map_err(|e| corrupt(data, member_error(&rel, e)))?;
             let shown = String::from_utf8_lossy(&rel).into_owned();
             match expected.get(&rel) {
                 Some(e) if e.sha256 == Some(got) => self.ok(size),
@@ -227,6 +229,7 @@ impl<'a> Verifier<'a> {
             }
             expected.remove(&rel);
         }
+        drop(members);
         let mut missing: Vec<String> = expected
             .values()
             .map(|e| e.display_path().into_owned())
@@ -246,15 +249,22 @@ impl<'a> Verifier<'a> {
         let opened = stream::open(&Loc::Path(path.to_path_buf()), self.dec)?;
         let tap = opened.tap.clone();
         let mut archive = tar::Archive::new(opened.tar);
-        for entry in archive.entries().map_err(|e| corrupt(path, e))? {
-            let mut entry = entry.map_err(|e| corrupt(path, e))?;
-            let size = entry.size();
-            copy_hashed(&mut entry, &mut io::sink(), size, &mut self.buf)
-                .map_err(|e| corrupt(path, e))?;
-            if entry.header().entry_type().is_file() {
-                self.ok(size);
+        let mut members = members(&mut archive).map_err(|e| corrupt(path, e))?;
+        while let Some(member) = members.next() {
+            let mut m = member.map_err(|e| corrupt(path, e))?;
+            let shown = String::from_utf8_lossy(&m.path).into_owned();
+            match &m.what {
+                What::Entry(EntryType::File) => {
+                    let size = m.size;
+                    copy_hashed(&mut m, &mut io::sink(), size, &mut self.buf)
+                        .map_err(|e| corrupt(path, member_error(&m.path, e)))?;
+                    self.ok(size);
+                }
+                What::Cannot(why) => self.bad(&shown, &format!("cannot be restored: it {why}")),
+                What::Entry(_) | What::Label => {}
             }
         }
+        drop(members);
         let mut rest = archive.into_inner();
         io::copy(&mut rest, &mut io::sink()).map_err(|e| corrupt(path, e))?;
         let digest = tap.borrow().digest();

@@ -766,7 +766,7 @@ fn restore_names_a_file_missing_from_the_archive() {
 }
 
 /// import leaves out a hard link whose first name leaves the archive, so the
-/// index it writes stays readable (verify and diff work on it).
+/// index it writes stays readable (verify and diff work on it), and exits 65 naming it.
 #[test]
 fn import_leaves_out_an_escaping_hard_link() {
     let w = World::new();
@@ -787,7 +787,7 @@ fn import_leaves_out_an_escaping_hard_link() {
     add("bad", tar::EntryType::Link, Some("../outside"), b"");
     fs::write(w.path("links.tar"), b.into_inner().unwrap()).unwrap();
     let out = w.restore(&["import", "links.tar", "--set", "l"]);
-    assert_eq!(code(&out), 0, "{}", w.redact(&out.stderr));
+    assert_eq!(code(&out), 65, "{}", w.redact(&out.stderr));
     assert!(
         w.redact(&out.stderr)
             .contains("bad: left out of the index: its hard link leaves the archive"),
