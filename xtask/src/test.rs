@@ -13,6 +13,11 @@ pub const TEST_PROGRAMS: &[(&str, &str)] = &[
     ("mkfifo", "coreutils"),
     ("age", "age"),
     ("tar", "tar"),
+    // Writers of the foreign-tar corpus (snap-restore's dialects test).
+    ("bsdtar", "libarchive-tools"),
+    ("7zz", "7zip"),
+    ("go", "golang-go"),
+    ("mknod", "coreutils"),
     ("gzip", "gzip"),
     ("python3", "python3"),
     ("npm", "npm"),

@@ -27,7 +27,7 @@ use snap_shared::index::{Entry, EntryType, IndexWriter, cmp_paths};
 use snap_shared::record::{ArchiveRecord, Extra, Record, SCHEMA};
 use snap_shared::store::Store;
 
-use crate::members::members;
+use crate::members::{archive, finish, members};
 use crate::restore::{entry_of, member_error, sanitize};
 use crate::stream::{self, corrupt};
 use crate::target::{Refused, copy_hashed};
@@ -188,7 +188,7 @@ struct Scanned {
 /// Reads every member of the tar into index entries, sorted.
 fn read_entries(path: &Path, dec: &Decrypt, report: &Reporter) -> Result<Scanned> {
     let opened = stream::open(&crate::loc::Loc::Path(path.to_path_buf()), dec)?;
-    let mut tar = tar::Archive::new(opened.tar);
+    let mut tar = archive(opened.tar);
     let mut out = Scanned {
         entries: Vec::new(),
         bytes: 0,
@@ -240,6 +240,8 @@ fn read_entries(path: &Path, dec: &Decrypt, report: &Reporter) -> Result<Scanned
         }
         out.entries.push(e);
     }
+    drop(members);
+    finish(tar).map_err(|e| corrupt(path, e))?;
     // A later member of the same name replaces an earlier one, as tar -x does.
     out.entries.reverse();
     out.entries.sort_by(|a, b| cmp_paths(&a.path, &b.path));

@@ -132,6 +132,46 @@ fn pax_time(v: &[u8]) -> io::Result<i128> {
     Ok(if neg { -total } else { total })
 }
 
+/// A tar stream that remembers whether its last read found the end. The
+/// `tar` crate ends its members both at a zero block (the end-of-archive
+/// marker every writer puts there) and at the end of the stream; only the
+/// second is an archive cut short between two members.
+pub struct Tail<R> {
+    inner: R,
+    at_end: bool,
+}
+
+impl<R: Read> Read for Tail<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.at_end = n == 0 && !buf.is_empty();
+        Ok(n)
+    }
+}
+
+/// A tar over `stream`, to read with [`members`] and end with [`finish`].
+pub fn archive<R: Read>(stream: R) -> tar::Archive<Tail<R>> {
+    tar::Archive::new(Tail {
+        inner: stream,
+        at_end: false,
+    })
+}
+
+/// After the last member: fails if the stream ended where a header was due
+/// (no end-of-archive block: the archive was cut short), else reads the
+/// stream to its end, so a compressed stream's own checksum is checked.
+pub fn finish<R: Read>(archive: tar::Archive<Tail<R>>) -> io::Result<()> {
+    let mut rest = archive.into_inner();
+    if rest.at_end {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the archive ends without its end-of-archive blocks: it was cut short",
+        ));
+    }
+    io::copy(&mut rest, &mut io::sink())?;
+    Ok(())
+}
+
 /// The members of a tar, one at a time.
 pub struct Members<'a, R: Read + 'a> {
     entries: tar::Entries<'a, R>,
@@ -166,7 +206,7 @@ impl<'a, R: Read> Members<'a, R> {
         loop {
             let mut entry = match self.entries.next()? {
                 Ok(e) => e,
-                Err(e) => return Some(Err(e)),
+                Err(e) => return Some(Err(explain(e))),
             };
             if entry.header().entry_type() == tar::EntryType::XGlobalHeader {
                 if entry.size() > MAX_PAX {
@@ -245,6 +285,21 @@ impl<'a, R: Read> Members<'a, R> {
             content,
         })
     }
+}
+
+/// The `tar` crate's words for an archive that stops early, in ours.
+fn explain(e: io::Error) -> io::Error {
+    let text = e.to_string();
+    if e.kind() == io::ErrorKind::UnexpectedEof
+        || text == "failed to read entire block"
+        || text == "unexpected EOF during skip"
+    {
+        return io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the archive ends inside a member: it was cut short",
+        );
+    }
+    e
 }
 
 /// The kind GNU tar extracts a member as.
@@ -417,7 +472,12 @@ fn map_from_data(r: &mut impl Read, stored: u64) -> io::Result<(Vec<(u64, u64)>,
                 return Err(bad("a PAX sparse 1.0 map is cut off or too large"));
             }
             let mut block = [0u8; BLOCK as usize];
-            r.read_exact(&mut block)?;
+            r.read_exact(&mut block).map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the archive ends inside a sparse map: it was cut short",
+                )
+            })?;
             text.extend_from_slice(&block);
         }
     };

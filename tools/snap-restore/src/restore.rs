@@ -25,7 +25,7 @@ use snap_shared::index::{Entry, EntryType};
 
 use crate::indexes::{Cursor, Select, open_index};
 use crate::loc::Loc;
-use crate::members::{Member, What, members};
+use crate::members::{Member, What, archive, finish, members};
 use crate::source::Item;
 use crate::stream::{self, corrupt};
 use crate::target::{Meta, Outcome, Put, Refused, Target};
@@ -402,7 +402,7 @@ impl<'a> Restorer<'a> {
     /// or cut archive ends it at once.
     pub fn from_tar(&mut self, path: &Loc) -> Result<()> {
         let opened = stream::open(path, self.dec)?;
-        let mut archive = tar::Archive::new(opened.tar);
+        let mut archive = archive(opened.tar);
         let mut dirs = Vec::new();
         let mut stripped = false;
         let mut members = members(&mut archive).map_err(|e| corrupt(path, e))?;
@@ -464,11 +464,14 @@ impl<'a> Restorer<'a> {
                 }
             }
         }
+        drop(members);
+        let end = finish(archive);
         if stripped {
             self.report
                 .note("removed leading `/` from member names (like GNU tar)");
         }
         self.dir_metadata(dirs);
+        end.map_err(|e| corrupt(path, e))?;
         self.check_selection()
     }
 }

@@ -21,7 +21,7 @@ use snap_shared::size::human_bytes;
 
 use crate::indexes::{Cursor, open_index};
 use crate::loc::Loc;
-use crate::members::{What, members};
+use crate::members::{What, archive, finish, members};
 use crate::restore::Tally;
 use crate::restore::member_error;
 use crate::source::Item;
@@ -205,7 +205,7 @@ impl<'a> Verifier<'a> {
         }
         let opened = stream::open(data, self.dec)?;
         let tap = opened.tap.clone();
-        let mut archive = tar::Archive::new(opened.tar);
+        let mut archive = archive(opened.tar);
         let mut stripped = false;
         let mut members = members(&mut archive).map_err(|e| corrupt(data, e))?;
         while let Some(member) = members.next() {
@@ -241,14 +241,15 @@ impl<'a> Verifier<'a> {
                 "is in the index but missing from the archive, or its content changed",
             );
         }
-        self.check_checksum(archive.into_inner(), &tap, rec, data)
+        finish(archive).map_err(|e| corrupt(data, e))?;
+        self.check_checksum(io::empty(), &tap, rec, data)
     }
 
     /// Any tar: readable to the end, and equal to a `.sha256` beside it if there is one.
     fn foreign(&mut self, path: &Path) -> Result<Sha256Digest> {
         let opened = stream::open(&Loc::Path(path.to_path_buf()), self.dec)?;
         let tap = opened.tap.clone();
-        let mut archive = tar::Archive::new(opened.tar);
+        let mut archive = archive(opened.tar);
         let mut members = members(&mut archive).map_err(|e| corrupt(path, e))?;
         while let Some(member) = members.next() {
             let mut m = member.map_err(|e| corrupt(path, e))?;
@@ -265,8 +266,7 @@ impl<'a> Verifier<'a> {
             }
         }
         drop(members);
-        let mut rest = archive.into_inner();
-        io::copy(&mut rest, &mut io::sink()).map_err(|e| corrupt(path, e))?;
+        finish(archive).map_err(|e| corrupt(path, e))?;
         let digest = tap.borrow().digest();
         match sums_beside(path) {
             Some(want) if want != digest => self.bad(
