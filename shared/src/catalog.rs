@@ -6,6 +6,7 @@
 //! catalog is rebuilt on open; a corrupt one is moved aside and rebuilt.
 //! WAL mode lets readers work while a tool writes.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
@@ -45,7 +46,10 @@ impl Catalog {
         let path = store.catalog_path();
         let existed = path.exists();
         match Self::open_path(&path) {
-            Ok(cat) if existed => Ok((cat, None)),
+            Ok(mut cat) if existed => {
+                cat.reconcile(store)?;
+                Ok((cat, None))
+            }
             Ok(mut cat) => {
                 cat.rebuild(store)?;
                 Ok((cat, None))
@@ -195,45 +199,113 @@ impl Catalog {
         Ok(out)
     }
 
+    /// The (kind, target, id) of every row.
+    fn keys(&self) -> Result<BTreeSet<Key>> {
+        let err = |e: rusqlite::Error| Error::new(Exit::Io, "catalog", e);
+        let mut stmt = self
+            .conn
+            .prepare("SELECT kind, target, id FROM records")
+            .map_err(err)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(err)?;
+        rows.collect::<std::result::Result<_, _>>().map_err(err)
+    }
+
+    /// Brings the rows in step with the records: a row whose record is gone
+    /// is dropped, a record without a row is read and added. A tool killed
+    /// between a record and its row, or a power cut that lost the last rows
+    /// (commits are not flushed), leaves the catalog behind the records;
+    /// every tool opens it through here, so it never stays behind. Costs a
+    /// listing of the record folders. Returns how many rows changed.
+    pub fn reconcile(&mut self, store: &Store) -> Result<usize> {
+        let err = |e: rusqlite::Error| Error::new(Exit::Io, "catalog", e);
+        let on_disk = OnDisk::scan(store)?;
+        let have = self.keys()?;
+        let missing: Vec<&Key> = on_disk.keys.difference(&have).collect();
+        let extra: Vec<&Key> = have.difference(&on_disk.keys).collect();
+        if missing.is_empty() && extra.is_empty() {
+            return Ok(0);
+        }
+        let tx = self.conn.transaction().map_err(err)?;
+        for (kind, target, id) in &extra {
+            tx.execute(
+                "DELETE FROM records WHERE kind = ?1 AND target = ?2 AND id = ?3",
+                params![kind, target, id],
+            )
+            .map_err(err)?;
+        }
+        for key in &missing {
+            on_disk.insert(&tx, store, key)?;
+        }
+        tx.commit().map_err(err)?;
+        Ok(missing.len() + extra.len())
+    }
+
     /// Empties the catalog and fills it from the `.json` records in the store.
     /// Returns how many records it added.
     pub fn rebuild(&mut self, store: &Store) -> Result<usize> {
-        let err = |e: rusqlite::Error| Error::new(Exit::Io, "catalog rebuild", e);
-        let mut records = Vec::new();
+        self.conn
+            .execute(
+                "DELETE FROM records WHERE kind IN ('snapshot', 'archive', 'disk-snapshot')",
+                [],
+            )
+            .map_err(|e| Error::new(Exit::Io, "catalog rebuild", e))?;
+        self.reconcile(store)
+    }
+}
+
+/// A row's key: kind, target (set or disk), id (or a disk snapshot's name).
+type Key = (String, String, String);
+
+/// The records in the store, by key: snapshots and archives by their names
+/// alone, disk snapshots as read (their records name them).
+struct OnDisk {
+    keys: BTreeSet<Key>,
+    disks: Vec<DiskSnapshotRecord>,
+}
+
+impl OnDisk {
+    fn scan(store: &Store) -> Result<OnDisk> {
+        let mut keys = BTreeSet::new();
         for set in store.sets()? {
             for id in store.snapshot_ids(&set)? {
-                records.push(store.read_record(&set, &id)?);
+                keys.insert(("snapshot".to_string(), set.clone(), id));
             }
         }
-        let mut archives = Vec::new();
         for set in crate::store::read_names(&store.archives_dir())? {
-            let dir = store.archive_dir(&set);
-            for id in crate::archive::archive_ids(&dir)? {
-                let files = crate::archive::ArchiveFiles::new(&dir, &id);
-                archives.push(crate::archive::read_record(&files.record())?);
+            for id in crate::archive::archive_ids(&store.archive_dir(&set))? {
+                keys.insert(("archive".to_string(), set.clone(), id));
             }
         }
         let mut disks = Vec::new();
         for disk in crate::disks::disk_names(store)? {
             disks.extend(crate::disks::DiskDir::new(store, &disk).snapshots()?);
         }
-        let tx = self.conn.transaction().map_err(err)?;
-        tx.execute(
-            "DELETE FROM records WHERE kind IN ('snapshot', 'archive', 'disk-snapshot')",
-            [],
-        )
-        .map_err(err)?;
-        for rec in &records {
-            insert_snapshot(&tx, rec)?;
+        for d in &disks {
+            keys.insert(("disk-snapshot".to_string(), d.disk.clone(), d.name.clone()));
         }
-        for rec in &archives {
-            insert_archive(&tx, rec)?;
+        Ok(OnDisk { keys, disks })
+    }
+
+    /// Reads the record of `key` and adds its row.
+    fn insert(&self, conn: &Connection, store: &Store, key: &Key) -> Result<()> {
+        let (kind, target, id) = key;
+        match kind.as_str() {
+            "snapshot" => insert_snapshot(conn, &store.read_record(target, id)?),
+            "archive" => {
+                let files = crate::archive::ArchiveFiles::new(store.archive_dir(target), id);
+                insert_archive(conn, &crate::archive::read_record(&files.record())?)
+            }
+            _ => match self
+                .disks
+                .iter()
+                .find(|d| d.disk == *target && d.name == *id)
+            {
+                Some(d) => insert_disk_snapshot(conn, d),
+                None => Ok(()),
+            },
         }
-        for rec in &disks {
-            insert_disk_snapshot(&tx, rec)?;
-        }
-        tx.commit().map_err(err)?;
-        Ok(records.len() + archives.len() + disks.len())
     }
 }
 
@@ -372,6 +444,27 @@ mod tests {
             cat.snapshots(Some("b")).unwrap()[0].id,
             "2026-01-02T000000Z"
         );
+    }
+
+    /// A catalog left behind its records (a tool killed between a record and
+    /// its row) is brought in step on the next open: rows added and dropped.
+    #[test]
+    fn open_catches_up_with_the_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        store.create().unwrap();
+        write_record(&store, &record("a", "2026-01-01T000000Z"));
+        drop(Catalog::open(&store).unwrap());
+        write_record(&store, &record("a", "2026-01-02T000000Z"));
+        std::fs::remove_file(store.record_path("a", "2026-01-01T000000Z")).unwrap();
+        let (cat, _) = Catalog::open(&store).unwrap();
+        let ids: Vec<String> = cat
+            .snapshots(None)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(ids, ["2026-01-02T000000Z"]);
     }
 
     /// A corrupt catalog is moved aside, rebuilt, and the user is told.

@@ -204,7 +204,9 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
 
 /// Adds an archive in the store to its catalog; a catalog problem only warns.
 fn note_catalog(store_root: &str, packed: &Packed, in_store: bool, report: &Reporter) {
-    if !in_store || packed.existed {
+    // An archive that existed may be one a killed run published without its
+    // row: the row is put again (it replaces an equal one).
+    if !in_store {
         return;
     }
     let store = Store::new(store_root);

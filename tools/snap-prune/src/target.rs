@@ -7,10 +7,13 @@
 //! base of a kept incremental archive), and removes in an order that leaves a
 //! rerun able to finish:
 //!
-//! - a tree: renamed to `.<id>.pruning` (out of sight at once), then its index
-//!   and record go, then the tree, counting the bytes really freed. A record
-//!   left without its tree by a crash is an incomplete snapshot the next run
-//!   removes; a `.pruning` folder left over is finished by the next run.
+//! - a tree: its record goes first (it is unlisted at once: every listing
+//!   goes by records), then the tree is renamed to `.<id>.pruning`, its index
+//!   goes, then the tree, counting the bytes really freed. What a crash
+//!   leaves, a tree or an index without a record, or a `.pruning` folder, the
+//!   next run removes: a listed snapshot is always whole. (A tree without a
+//!   record but with a `.<id>.json.pending` is a publication snap-collect
+//!   finishes; it is left alone.)
 //! - an archive: an intent naming its objects is written first, then its
 //!   `.json` record goes (it is unlisted at once), then its data, index and
 //!   `.sha256`, then the intent (the `intent` module), in bulk for all
@@ -229,11 +232,9 @@ impl Target {
         let mut freed = 0;
         for set in store.sets()? {
             let dir = store.set_dir(&set);
-            for name in snap_shared::store::read_names(&dir)? {
-                if name.starts_with('.') && name.ends_with(PRUNING) {
-                    let path = dir.join(&name);
-                    freed += free::remove_tree(&path).map_err(|e| Error::io(&path, e))?;
-                }
+            for name in leftovers(store, &set)? {
+                let path = dir.join(&name);
+                freed += free::remove_tree(&path).map_err(|e| Error::io(&path, e))?;
             }
         }
         Ok(freed)
@@ -279,18 +280,42 @@ fn io(p: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 fn remove_tree_snapshot(store: &Store, set: &str, id: &str) -> Result<u64> {
     let dir = store.set_dir(set);
     let [tree, doomed, index, record] = tree_paths(store, set, id);
-    if tree.exists() {
-        std::fs::rename(&tree, &doomed).map_err(io(&tree))?;
+    let mut freed = 0;
+    if let Ok(meta) = std::fs::symlink_metadata(&record) {
+        freed += free::remove_file(&record, &meta).map_err(io(&record))?;
         snap_shared::fsutil::fsync_dir(&dir).map_err(io(&dir))?;
     }
-    let mut freed = 0;
-    for file in [&index, &record] {
-        if let Ok(meta) = std::fs::symlink_metadata(file) {
-            freed += free::remove_file(file, &meta).map_err(io(file))?;
-        }
+    if tree.exists() {
+        std::fs::rename(&tree, &doomed).map_err(io(&tree))?;
+    }
+    if let Ok(meta) = std::fs::symlink_metadata(&index) {
+        freed += free::remove_file(&index, &meta).map_err(io(&index))?;
     }
     snap_shared::fsutil::fsync_dir(&dir).map_err(io(&dir))?;
     Ok(freed + free::remove_tree(&doomed).map_err(io(&doomed))?)
+}
+
+/// What an interrupted removal left in a set's folder: `.pruning` trees,
+/// and trees or indexes of an id that has no record (nor a record being
+/// published).
+fn leftovers(store: &Store, set: &str) -> Result<Vec<String>> {
+    let dir = store.set_dir(set);
+    let names = snap_shared::store::read_names(&dir)?;
+    let has = |n: &str| names.iter().any(|m| m == n);
+    let orphan = |id: &str| {
+        snap_shared::id::is_id(id)
+            && !has(&format!("{id}.json"))
+            && !has(&format!(".{id}.json.pending"))
+    };
+    Ok(names
+        .iter()
+        .filter(|n| {
+            (n.starts_with('.') && n.ends_with(PRUNING))
+                || orphan(n)
+                || n.strip_suffix(".index.zst").is_some_and(orphan)
+        })
+        .cloned()
+        .collect())
 }
 
 /// The store's tree snapshots by set; a record whose tree is gone is incomplete.
@@ -413,6 +438,45 @@ fn archive_info(json: &[u8], at: &str) -> Result<Info> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a killed removal leaves is found (a tree or an index without a
+    /// record, a `.pruning` tree); a whole snapshot and a publication that
+    /// snap-collect finishes are not.
+    #[test]
+    fn leftovers_of_a_killed_removal() {
+        let t = tempfile::tempdir().unwrap();
+        let store = Store::new(t.path());
+        let dir = store.set_dir("s");
+        let (a, b, c, d) = (
+            "2026-01-01T000000Z",
+            "2026-01-02T000000Z",
+            "2026-01-03T000000Z",
+            "2026-01-04T000000Z",
+        );
+        for tree in [a, b, c] {
+            std::fs::create_dir_all(dir.join(tree)).unwrap();
+        }
+        std::fs::create_dir_all(dir.join(format!(".{a}-2{PRUNING}"))).unwrap();
+        for file in [
+            format!("{a}.json"),
+            format!("{a}.index.zst"),
+            format!(".{c}.json.pending"),
+            format!("{c}.index.zst"),
+            format!("{d}.index.zst"),
+        ] {
+            std::fs::write(dir.join(file), "").unwrap();
+        }
+        let mut found = leftovers(&store, "s").unwrap();
+        found.sort();
+        assert_eq!(
+            found,
+            [
+                format!(".{a}-2{PRUNING}"),
+                b.to_string(),
+                format!("{d}.index.zst")
+            ]
+        );
+    }
 
     fn listing(keys: &[&str]) -> Vec<(String, u64)> {
         keys.iter().map(|k| (k.to_string(), 10)).collect()

@@ -1,0 +1,92 @@
+//! `snap-crash [--tool T]... [--points all|N] --bin DIR`: the crash sweep.
+//! Prints one line per scenario, each failure under it, and exits 1 if any
+//! point did not recover.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use snap_crash::sweep::{Report, sweep};
+use snap_crash::tools;
+
+#[derive(Parser)]
+#[command(
+    name = "snap-crash",
+    about = "Kill each snap tool at every state-changing syscall of a representative run; check and rerun after each"
+)]
+struct Cli {
+    /// Only these scenarios (snap-collect, snap-pack, snap-push-folder, …); all by default.
+    #[arg(long = "tool")]
+    tools: Vec<String>,
+    /// Every point (`all`), or this many spread over the run.
+    #[arg(long, default_value = "all")]
+    points: String,
+    /// The folder holding the snap binaries.
+    #[arg(long)]
+    bin: PathBuf,
+    /// Where scenarios lay their state (a temporary folder by default).
+    #[arg(long)]
+    scratch: Option<PathBuf>,
+}
+
+fn line(r: &Report) -> String {
+    let syscalls: Vec<String> = r
+        .by_syscall
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    format!(
+        "{:<18} {:>5} points, {:>5} killed at, {:>3} finished first, {:>3} failed   ({})",
+        r.name,
+        r.points,
+        r.swept,
+        r.finished_early,
+        r.failures.len(),
+        syscalls.join(", ")
+    )
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let sample = match cli.points.as_str() {
+        "all" => None,
+        n => match n.parse::<u64>() {
+            Ok(n) if n > 0 => Some(n),
+            _ => {
+                eprintln!("snap-crash: --points {n}: give `all` or a count");
+                return ExitCode::from(64);
+            }
+        },
+    };
+    let scenarios: Vec<_> = tools::all()
+        .into_iter()
+        .filter(|s| cli.tools.is_empty() || cli.tools.iter().any(|t| t == s.name()))
+        .collect();
+    if scenarios.is_empty() {
+        let known: Vec<_> = tools::all().iter().map(|s| s.name()).collect();
+        eprintln!(
+            "snap-crash: --tool {}: not a scenario (known: {})",
+            cli.tools.join(", "),
+            known.join(", ")
+        );
+        return ExitCode::from(64);
+    }
+    let temp = tempfile::tempdir().expect("a temporary folder");
+    let scratch = cli.scratch.unwrap_or_else(|| temp.path().to_path_buf());
+    let bin = std::fs::canonicalize(&cli.bin).unwrap_or(cli.bin);
+    let mut failed = 0;
+    for s in &scenarios {
+        let r = sweep(s.as_ref(), &scratch, &bin, sample);
+        println!("{}", line(&r));
+        for f in &r.failures {
+            println!("    {f}");
+        }
+        failed += r.failures.len();
+    }
+    if failed > 0 {
+        println!("{failed} point(s) did not recover");
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
+}

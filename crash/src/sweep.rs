@@ -1,0 +1,211 @@
+//! The sweep: a scenario's state laid once, its run counted, then killed at
+//! each point in turn, checked, rerun and checked again.
+//!
+//! Every point starts from the same state at the same absolute path (records
+//! hold absolute paths): the prepared folder is kept as `template/` and
+//! copied to `work/` with `cp -a`, which keeps hard links and times.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use crate::trace::{self, Traced};
+
+/// A folder a scenario works in, and where the snap binaries are.
+pub struct World {
+    pub root: PathBuf,
+    pub bin: PathBuf,
+}
+
+pub type Check = Result<(), String>;
+
+impl World {
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    /// A snap tool with a clean environment: its state and config under the world.
+    pub fn tool(&self, name: &str) -> Command {
+        let mut c = Command::new(self.bin.join(name));
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.path("home"))
+            .env("XDG_STATE_HOME", self.path("home/state"))
+            .env("XDG_CONFIG_HOME", self.path("home/config"))
+            .current_dir(&self.root);
+        c
+    }
+
+    /// Runs a command that must succeed; its output.
+    pub fn ok(&self, cmd: &mut Command) -> Result<Output, String> {
+        let out = cmd
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| format!("{cmd:?}: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "{:?} exited {:?}: {}",
+                cmd.get_program(),
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(out)
+    }
+}
+
+/// One tool's representative run, and what must hold around it.
+pub trait Scenario {
+    fn name(&self) -> &'static str;
+    /// Lays the state before the run (once, then copied for each point).
+    fn prepare(&self, w: &World) -> Check;
+    /// The run that is killed.
+    fn run(&self, w: &World) -> Command;
+    /// What must hold after a kill, before anything else runs.
+    fn after_kill(&self, w: &World) -> Check;
+    /// What must hold once the run, or the rerun after a kill, finished.
+    fn after_run(&self, w: &World) -> Check;
+    /// The run after a kill; the run itself unless a scenario says otherwise.
+    fn rerun(&self, w: &World) -> Command {
+        self.run(w)
+    }
+}
+
+/// What the sweep of one scenario found.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub name: &'static str,
+    /// State-changing syscalls of the whole run.
+    pub points: u64,
+    /// The points killed at.
+    pub swept: u64,
+    /// Points the run finished before (it took another path this time).
+    pub finished_early: u64,
+    /// Each failure: the point, the syscall, what broke.
+    pub failures: Vec<String>,
+    pub by_syscall: std::collections::BTreeMap<&'static str, u64>,
+}
+
+/// A killed run that takes longer than this is a hang.
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+fn lay(from: &Path, to: &Path) -> Check {
+    if to.exists() {
+        std::fs::remove_dir_all(to).map_err(|e| format!("{}: {e}", to.display()))?;
+    }
+    let out = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .output()
+        .map_err(|e| e.to_string())?;
+    match out.status.success() {
+        true => Ok(()),
+        false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+    }
+}
+
+/// The points to kill at: all of `1..=n`, or `sample` of them spread evenly.
+pub fn points(n: u64, sample: Option<u64>) -> Vec<u64> {
+    match sample {
+        Some(s) if s < n => (0..s).map(|i| 1 + i * (n - 1) / (s.max(2) - 1)).collect(),
+        _ => (1..=n).collect(),
+    }
+}
+
+/// Sweeps one scenario in `scratch`, with the binaries in `bin`.
+pub fn sweep(s: &dyn Scenario, scratch: &Path, bin: &Path, sample: Option<u64>) -> Report {
+    let mut report = Report {
+        name: s.name(),
+        ..Report::default()
+    };
+    let base = scratch.join(s.name());
+    let _ = std::fs::remove_dir_all(&base);
+    let w = World {
+        root: base.join("work"),
+        bin: bin.to_path_buf(),
+    };
+    let template = base.join("template");
+    let setup = std::fs::create_dir_all(&w.root)
+        .map_err(|e| e.to_string())
+        .and_then(|()| s.prepare(&w))
+        .and_then(|()| std::fs::rename(&w.root, &template).map_err(|e| e.to_string()));
+    if let Err(e) = setup {
+        report.failures.push(format!("prepare: {e}"));
+        return report;
+    }
+    // The whole run, counted: it must succeed and give the right result.
+    let counted = lay(&template, &w.root).and_then(|()| traced(s, &w, None));
+    match counted {
+        Ok(t) => {
+            report.points = t.points;
+            report.by_syscall = t.by_syscall.clone();
+        }
+        Err(e) => {
+            report.failures.push(format!("the whole run: {e}"));
+            return report;
+        }
+    }
+    for k in points(report.points, sample) {
+        report.swept += 1;
+        if let Err(e) = one_point(s, &w, &template, k, &mut report) {
+            report.failures.push(format!("point {k}: {e}"));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&base);
+    report
+}
+
+/// Runs the scenario traced; `Ok` only when it was killed as asked, or
+/// finished and its result checks out.
+fn traced(s: &dyn Scenario, w: &World, kill_at: Option<u64>) -> Result<Traced, String> {
+    let mut cmd = s.run(w);
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let t = trace::run(&mut cmd, kill_at, TIMEOUT).map_err(|e| format!("trace: {e}"))?;
+    match (&t.status, kill_at) {
+        (Some(st), _) if !st.success() => {
+            let again = s.run(w).output().map_err(|e| e.to_string())?;
+            Err(format!(
+                "exited {:?} (a rerun says: {})",
+                st.code(),
+                String::from_utf8_lossy(&again.stderr).trim()
+            ))
+        }
+        (Some(_), _) => s.after_run(w).map(|()| t),
+        (None, None) => Err("was killed with no kill asked for (timeout)".into()),
+        (None, Some(_)) => Ok(t),
+    }
+}
+
+fn one_point(s: &dyn Scenario, w: &World, template: &Path, k: u64, r: &mut Report) -> Check {
+    lay(template, &w.root)?;
+    let t = traced(s, w, Some(k))?;
+    if t.status.is_some() {
+        r.finished_early += 1;
+        return Ok(());
+    }
+    let at = t.last.unwrap_or("?");
+    s.after_kill(w)
+        .map_err(|e| format!("killed before {at}: {e}"))?;
+    let mut again = s.rerun(w);
+    w.ok(&mut again)
+        .map_err(|e| format!("killed before {at}: the rerun: {e}"))?;
+    s.after_run(w)
+        .map_err(|e| format!("killed before {at}: after the rerun: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sample spreads over the run, first and last point included.
+    #[test]
+    fn samples_spread() {
+        assert_eq!(points(5, None), vec![1, 2, 3, 4, 5]);
+        assert_eq!(points(100, Some(3)), vec![1, 50, 100]);
+        assert_eq!(points(3, Some(10)), vec![1, 2, 3]);
+        assert_eq!(points(10, Some(1)), vec![1]);
+    }
+}

@@ -1,0 +1,472 @@
+//! The scenarios: one representative run of each tool, from a state that
+//! already holds published snapshots and archives, so a kill has something
+//! to break.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use crate::check::{
+    all_verify, digests, listed, names, no_leftovers, recall, remember, same_tree, unchanged,
+};
+use crate::sweep::{Check, Scenario, World};
+
+/// A source tree of small and larger files, a folder, a symlink; `round`
+/// changes a file, adds one and removes one, so each snapshot differs.
+fn source(w: &World, round: u32) -> Check {
+    let src = w.path("src");
+    let e = |e: std::io::Error| e.to_string();
+    fs::create_dir_all(src.join("docs/deep")).map_err(e)?;
+    if round == 0 {
+        for i in 0..16u32 {
+            let dir = if i % 3 == 0 { "docs" } else { "" };
+            let body: Vec<u8> = (0..(i * 997 + 11)).map(|j| (j * 31 + i) as u8).collect();
+            fs::write(src.join(dir).join(format!("f{i}")), body).map_err(e)?;
+        }
+        let big: Vec<u8> = (0..400_000u32)
+            .map(|j| (j.wrapping_mul(2_654_435_761) >> 7) as u8)
+            .collect();
+        fs::write(src.join("docs/deep/big.bin"), big).map_err(e)?;
+        std::os::unix::fs::symlink("f1", src.join("link")).map_err(e)?;
+    } else {
+        fs::write(
+            src.join(format!("f{round}")),
+            format!("changed in round {round}\n"),
+        )
+        .map_err(e)?;
+        fs::write(
+            src.join(format!("docs/new{round}")),
+            format!("new in round {round}\n"),
+        )
+        .map_err(e)?;
+        let _ = fs::remove_file(src.join(format!("f{}", round + 6)));
+    }
+    Ok(())
+}
+
+fn collect(w: &World) -> Command {
+    let mut c = w.tool("snap-collect");
+    c.args([
+        "--store",
+        "store",
+        "--name",
+        "s",
+        "--min-free",
+        "0",
+        "-q",
+        "src",
+    ]);
+    c
+}
+
+fn pack(w: &World, incremental: bool) -> Command {
+    let mut c = w.tool("snap-pack");
+    c.args([
+        "--store",
+        "store",
+        "--snapshot",
+        "s/latest",
+        "--min-free",
+        "0",
+        "-q",
+    ]);
+    if incremental {
+        c.arg("--incremental");
+    }
+    c
+}
+
+/// Incremental archives in chains of two, so a prune has whole chains to remove.
+fn pack_pairs(w: &World) -> Command {
+    let mut c = pack(w, true);
+    c.args(["--full-every", "2"]);
+    c
+}
+
+fn push(w: &World) -> Command {
+    let mut c = w.tool("snap-push");
+    c.args([
+        "--store",
+        "store",
+        "--dest",
+        "drive",
+        "--all",
+        "--min-free",
+        "0",
+        "-q",
+    ])
+    .args(["--state-dir", "state"]);
+    c
+}
+
+/// `rounds` backups (collect, pack, incremental after the first).
+fn backups(w: &World, rounds: u32) -> Check {
+    for r in 0..rounds {
+        source(w, r)?;
+        w.ok(&mut collect(w))?;
+        w.ok(&mut pack(w, r > 0))?;
+    }
+    Ok(())
+}
+
+/// The source as the store's snapshots and archives keep it (under its absolute path).
+fn inside(w: &World, out: &str) -> std::path::PathBuf {
+    let src = w.path("src");
+    w.path(out).join(src.strip_prefix("/").unwrap())
+}
+
+/// The newest archive of set `s` listed at `place`.
+fn newest_archive(w: &World, place: &[&str]) -> Result<String, String> {
+    listed(w, place)?
+        .iter()
+        .filter(|i| i["kind"] == "archive")
+        .filter_map(|i| i["id"].as_str().map(str::to_string))
+        .max()
+        .ok_or_else(|| "no archive is listed".to_string())
+}
+
+/// The newest archive at `place` restores equal to the source.
+fn newest_restores(w: &World, place: &[&str]) -> Check {
+    let id = newest_archive(w, place)?;
+    let out = w.path("check-out");
+    let _ = fs::remove_dir_all(&out);
+    w.ok(w.tool("snap-restore").args(place).args([
+        "-q",
+        "restore",
+        "--archive",
+        &format!("s/{id}"),
+        "--to",
+        "check-out",
+    ]))?;
+    same_tree(&w.path("src"), &inside(w, "check-out"))
+}
+
+/// snap-collect: a second snapshot of a changed tree, beside a published one.
+pub struct Collect;
+
+impl Scenario for Collect {
+    fn name(&self) -> &'static str {
+        "snap-collect"
+    }
+
+    fn prepare(&self, w: &World) -> Check {
+        source(w, 0)?;
+        w.ok(&mut collect(w))?;
+        remember(w, "sets", &digests(&w.path("store/sets"))?)?;
+        source(w, 1)
+    }
+
+    fn run(&self, w: &World) -> Command {
+        collect(w)
+    }
+
+    fn after_kill(&self, w: &World) -> Check {
+        unchanged(&w.path("store/sets"), &recall(w, "sets")?)?;
+        all_verify(w, &["--store", "store"])
+    }
+
+    fn after_run(&self, w: &World) -> Check {
+        all_verify(w, &["--store", "store"])?;
+        let out = w.path("check-out");
+        let _ = fs::remove_dir_all(&out);
+        w.ok(w.tool("snap-restore").args([
+            "--store",
+            "store",
+            "-q",
+            "restore",
+            "s/latest",
+            "--to",
+            "check-out",
+        ]))?;
+        same_tree(&w.path("src"), &inside(w, "check-out"))?;
+        crate::catalog::agrees(&w.path("store"))
+    }
+}
+
+/// snap-pack: an incremental archive on top of a published full one.
+pub struct Pack;
+
+impl Scenario for Pack {
+    fn name(&self) -> &'static str {
+        "snap-pack"
+    }
+
+    fn prepare(&self, w: &World) -> Check {
+        backups(w, 1)?;
+        remember(w, "archives", &digests(&w.path("store/archives"))?)?;
+        source(w, 1)?;
+        w.ok(&mut collect(w)).map(drop)
+    }
+
+    fn run(&self, w: &World) -> Command {
+        pack(w, true)
+    }
+
+    fn after_kill(&self, w: &World) -> Check {
+        unchanged(&w.path("store/archives"), &recall(w, "archives")?)?;
+        all_verify(w, &["--store", "store"])
+    }
+
+    fn after_run(&self, w: &World) -> Check {
+        all_verify(w, &["--store", "store"])?;
+        newest_restores(w, &["--store", "store"])?;
+        no_leftovers(&w.path("store/archives"), &[".part"])?;
+        crate::catalog::agrees(&w.path("store"))
+    }
+}
+
+/// snap-push to a folder: two new incremental archives, beside a pushed full one.
+pub struct PushFolder;
+
+impl Scenario for PushFolder {
+    fn name(&self) -> &'static str {
+        "snap-push-folder"
+    }
+
+    fn prepare(&self, w: &World) -> Check {
+        backups(w, 1)?;
+        fs::create_dir(w.path("drive")).map_err(|e| e.to_string())?;
+        w.ok(&mut push(w))?;
+        remember(w, "drive", &digests(&w.path("drive"))?)?;
+        for r in 1..3 {
+            source(w, r)?;
+            w.ok(&mut collect(w))?;
+            w.ok(&mut pack(w, true))?;
+        }
+        Ok(())
+    }
+
+    fn run(&self, w: &World) -> Command {
+        push(w)
+    }
+
+    fn after_kill(&self, w: &World) -> Check {
+        // Lock files come and go; what was pushed stays as it was.
+        let mut before = recall(w, "drive")?;
+        before.retain(|k, _| !k.starts_with(".snap/"));
+        unchanged(&w.path("drive"), &before)?;
+        all_verify(w, &["--from", "drive"])
+    }
+
+    fn after_run(&self, w: &World) -> Check {
+        all_verify(w, &["--from", "drive"])?;
+        let archives = |place| -> Result<Vec<String>, String> {
+            Ok(names(&listed(w, place)?)
+                .into_iter()
+                .filter(|n| n.starts_with("archive "))
+                .collect())
+        };
+        let (store, drive) = (
+            archives(&["--store", "store"])?,
+            archives(&["--from", "drive"])?,
+        );
+        if store != drive {
+            return Err(format!("the store has {store:?}, the drive {drive:?}"));
+        }
+        newest_restores(w, &["--from", "drive"])?;
+        no_leftovers(&w.path("drive"), &[".part"])
+    }
+}
+
+/// snap-restore of an incremental chain into a new folder.
+pub struct Restore;
+
+impl Scenario for Restore {
+    fn name(&self) -> &'static str {
+        "snap-restore"
+    }
+
+    fn prepare(&self, w: &World) -> Check {
+        backups(w, 2)?;
+        let id = newest_archive(w, &["--store", "store"])?;
+        fs::write(w.path("newest"), id).map_err(|e| e.to_string())
+    }
+
+    fn run(&self, w: &World) -> Command {
+        let id = fs::read_to_string(w.path("newest")).unwrap_or_default();
+        let mut c = w.tool("snap-restore");
+        c.args(["--store", "store", "-q", "restore", "--archive"])
+            .arg(format!("s/{id}"))
+            .args(["--to", "out"]);
+        c
+    }
+
+    fn after_kill(&self, w: &World) -> Check {
+        // Whatever is under a real name is whole; the rest is under `.NAME.snap-part`.
+        let out = inside(w, "out");
+        if !out.exists() {
+            return Ok(());
+        }
+        let want = digests(&w.path("src"))?;
+        for (name, d) in digests(&out)? {
+            let base = Path::new(&name)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if base.starts_with('.') && base.ends_with(".snap-part") {
+                continue;
+            }
+            if want.get(&name) != Some(&d) {
+                return Err(format!("{name} is under its name with other content"));
+            }
+        }
+        Ok(())
+    }
+
+    fn after_run(&self, w: &World) -> Check {
+        same_tree(&w.path("src"), &inside(w, "out"))
+    }
+}
+
+/// The listing a prune must leave, from its own dry run.
+fn plan(w: &World, place: &[&str]) -> Check {
+    let out = w.ok(w.tool("snap-prune").args(place).args([
+        "--keep-last",
+        "2",
+        "--dry-run",
+        "-q",
+        "--state-dir",
+        "state",
+    ]))?;
+    let mut keep: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|r| r["action"] == "keep")
+        .map(|r| {
+            format!(
+                "{} {}/{}",
+                r["what"].as_str().unwrap_or("?"),
+                r["set"].as_str().unwrap_or("?"),
+                r["id"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    keep.sort();
+    keep.dedup();
+    fs::write(w.path("keep.json"), serde_json::to_string(&keep).unwrap()).map_err(|e| e.to_string())
+}
+
+fn kept_as_planned(w: &World, place: &[&str]) -> Check {
+    let keep: Vec<String> =
+        serde_json::from_str(&fs::read_to_string(w.path("keep.json")).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    let now = names(&listed(w, place)?);
+    if now != keep {
+        return Err(format!("the prune left {now:?}, its plan keeps {keep:?}"));
+    }
+    Ok(())
+}
+
+/// Every item the plan keeps is still listed (it may list more: the prune
+/// had not finished).
+fn kept_still_there(w: &World, place: &[&str]) -> Check {
+    let keep: Vec<String> =
+        serde_json::from_str(&fs::read_to_string(w.path("keep.json")).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    let now = names(&listed(w, place)?);
+    match keep.iter().find(|k| !now.contains(k)) {
+        Some(gone) => Err(format!("{gone} is kept by the plan but gone")),
+        None => Ok(()),
+    }
+}
+
+/// snap-prune in a store: four backups in chains of two, keep the last two.
+pub struct PruneStore;
+
+impl Scenario for PruneStore {
+    fn name(&self) -> &'static str {
+        "snap-prune-store"
+    }
+
+    fn prepare(&self, w: &World) -> Check {
+        for r in 0..4 {
+            source(w, r)?;
+            w.ok(&mut collect(w))?;
+            w.ok(&mut pack_pairs(w))?;
+        }
+        plan(w, &["--store", "store"])
+    }
+
+    fn run(&self, w: &World) -> Command {
+        let mut c = w.tool("snap-prune");
+        c.args([
+            "--store",
+            "store",
+            "--keep-last",
+            "2",
+            "-q",
+            "--state-dir",
+            "state",
+        ]);
+        c
+    }
+
+    fn after_kill(&self, w: &World) -> Check {
+        kept_still_there(w, &["--store", "store"])?;
+        all_verify(w, &["--store", "store"])
+    }
+
+    fn after_run(&self, w: &World) -> Check {
+        kept_as_planned(w, &["--store", "store"])?;
+        all_verify(w, &["--store", "store"])?;
+        crate::catalog::agrees(&w.path("store"))
+    }
+}
+
+/// snap-prune at a folder destination: eight pushed backups in chains of two, keep the last two.
+pub struct PruneDest;
+
+impl Scenario for PruneDest {
+    fn name(&self) -> &'static str {
+        "snap-prune-dest"
+    }
+
+    fn prepare(&self, w: &World) -> Check {
+        fs::create_dir(w.path("drive")).map_err(|e| e.to_string())?;
+        for r in 0..8 {
+            source(w, r)?;
+            w.ok(&mut collect(w))?;
+            w.ok(&mut pack_pairs(w))?;
+            w.ok(&mut push(w))?;
+        }
+        plan(w, &["--dest", "drive"])
+    }
+
+    fn run(&self, w: &World) -> Command {
+        let mut c = w.tool("snap-prune");
+        c.args([
+            "--dest",
+            "drive",
+            "--keep-last",
+            "2",
+            "-q",
+            "--state-dir",
+            "state",
+        ]);
+        c
+    }
+
+    fn after_kill(&self, w: &World) -> Check {
+        kept_still_there(w, &["--from", "drive"])?;
+        all_verify(w, &["--from", "drive"])
+    }
+
+    fn after_run(&self, w: &World) -> Check {
+        kept_as_planned(w, &["--from", "drive"])?;
+        all_verify(w, &["--from", "drive"])?;
+        newest_restores(w, &["--from", "drive"])
+    }
+}
+
+/// Every scenario, by name.
+pub fn all() -> Vec<Box<dyn Scenario>> {
+    vec![
+        Box::new(Collect),
+        Box::new(Pack),
+        Box::new(PushFolder),
+        Box::new(Restore),
+        Box::new(PruneStore),
+        Box::new(PruneDest),
+    ]
+}
