@@ -414,7 +414,7 @@ impl Scenario for PruneStore {
     }
 }
 
-/// snap-prune at a folder destination: eight pushed backups in chains of two, keep the last two.
+/// snap-prune at a folder destination: ten pushed backups in chains of two, keep the last two.
 pub struct PruneDest;
 
 impl Scenario for PruneDest {
@@ -424,7 +424,7 @@ impl Scenario for PruneDest {
 
     fn prepare(&self, w: &World) -> Check {
         fs::create_dir(w.path("drive")).map_err(|e| e.to_string())?;
-        for r in 0..8 {
+        for r in 0..10 {
             source(w, r)?;
             w.ok(&mut collect(w))?;
             w.ok(&mut pack_pairs(w))?;

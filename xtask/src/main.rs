@@ -5,6 +5,7 @@
 //! - `demo`  the main job on a sample tree, in release mode
 //! - `bench` speed and memory against rsync, restic, borg and tar+zstd, into docs/benchmarks*.md
 //! - `sweep` the fault harness: every crash point of many interleavings, `--mutants`
+//! - `crash` each tool killed at every state-changing syscall of a run, `--mutants`
 
 mod baseline;
 mod bench;
@@ -13,6 +14,7 @@ mod bench_disk;
 mod bench_pack;
 mod bench_prune;
 mod bench_push;
+mod crash;
 mod demo;
 mod gen_docs;
 mod sh;
@@ -44,6 +46,8 @@ enum Task {
     Bench(bench::Args),
     /// The long proof of shared destinations: every crash point of many interleavings, and mutants
     Sweep(sweep::Args),
+    /// The crash sweep: each tool killed at every state-changing syscall of a run, checked and rerun
+    Crash(crash::Args),
 }
 
 fn main() {
@@ -54,6 +58,7 @@ fn main() {
         Task::Demo => demo::run(),
         Task::Bench(args) => bench::run(args),
         Task::Sweep(args) => sweep::run(args),
+        Task::Crash(args) => crash::run(args),
     };
     if let Err(e) = result {
         eprintln!("xtask: {e}");

@@ -24,11 +24,11 @@ pub struct Args {
 }
 
 /// A safeguard, and the change that removes it.
-struct Mutant {
-    name: &'static str,
-    file: &'static str,
-    from: &'static str,
-    to: &'static str,
+pub struct Mutant {
+    pub name: &'static str,
+    pub file: &'static str,
+    pub from: &'static str,
+    pub to: &'static str,
 }
 
 const MUTANTS: &[Mutant] = &[
@@ -75,8 +75,8 @@ pub fn run(args: Args) -> Result {
     Ok(())
 }
 
-/// Builds HEAD with the mutant's change and requires the harness to fail.
-fn mutant(m: &Mutant) -> Result {
+/// A copy of HEAD in target/mutants/src with the mutant's change; returns target/mutants.
+pub fn apply(m: &Mutant) -> Result<std::path::PathBuf> {
     let base = root().join("target/mutants");
     let src = base.join("src");
     crate::baseline::checkout(&src, "HEAD")?;
@@ -84,11 +84,18 @@ fn mutant(m: &Mutant) -> Result {
     let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
     if text.matches(m.from).count() != 1 {
         return Err(format!(
-            "mutant \"{}\" no longer applies to {}: update xtask/src/sweep.rs",
+            "mutant \"{}\" no longer applies to {}: update the xtask that names it",
             m.name, m.file
         ));
     }
     std::fs::write(&file, text.replacen(m.from, m.to, 1)).map_err(|e| e.to_string())?;
+    Ok(base)
+}
+
+/// Builds HEAD with the mutant's change and requires the harness to fail.
+fn mutant(m: &Mutant) -> Result {
+    let base = apply(m)?;
+    let src = base.join("src");
     exec(
         cargo()
             .args(["build", "--release", "-p", "snap-harness", "--target-dir"])

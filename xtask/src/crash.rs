@@ -1,0 +1,103 @@
+//! `cargo xtask crash`: the crash sweep. Builds the tools and the sweeper
+//! (crash/, `snap-crash`) in release mode and kills each tool at every
+//! state-changing syscall of its representative run, checking and rerunning
+//! after each. `--mutants` then requires the sweep to fail on copies of HEAD
+//! with one safeguard removed each. `cargo xtask test` runs a sample of the
+//! points of every scenario (crash/tests/sample.rs).
+
+use std::process::Command;
+
+use crate::sh::{Result, cargo, exec, root};
+use crate::sweep::{Mutant, apply};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Only this scenario (repeatable): snap-collect, snap-pack, snap-push-folder, snap-push-s3,
+    /// snap-restore, snap-prune-store, snap-prune-dest, snap-disk-…
+    #[arg(long)]
+    tool: Vec<String>,
+    /// Points per scenario: all, or a number spread over the run
+    #[arg(long, default_value = "all")]
+    points: String,
+    /// Also build each mutant (a safeguard removed) and require the sweep to fail on it
+    #[arg(long)]
+    mutants: bool,
+}
+
+/// A safeguard against crashes, the change that removes it, and the scenario that must catch it.
+const MUTANTS: &[(Mutant, &str)] = &[
+    (
+        Mutant {
+            name: "prune moves a snapshot's tree away before removing its record",
+            file: "tools/snap-prune/src/target.rs",
+            from: "    if let Ok(meta) = std::fs::symlink_metadata(&record) {\n        freed += free::remove_file(&record, &meta).map_err(io(&record))?;\n        snap_shared::fsutil::fsync_dir(&dir).map_err(io(&dir))?;\n    }\n    if tree.exists() {\n        std::fs::rename(&tree, &doomed).map_err(io(&tree))?;\n    }\n",
+            to: "    if tree.exists() {\n        std::fs::rename(&tree, &doomed).map_err(io(&tree))?;\n    }\n    if let Ok(meta) = std::fs::symlink_metadata(&record) {\n        freed += free::remove_file(&record, &meta).map_err(io(&record))?;\n        snap_shared::fsutil::fsync_dir(&dir).map_err(io(&dir))?;\n    }\n",
+        },
+        "snap-prune-store",
+    ),
+    (
+        Mutant {
+            name: "the catalog does not catch up with the records when opened",
+            file: "shared/src/catalog.rs",
+            from: "                cat.reconcile(store)?;\n",
+            to: "",
+        },
+        "snap-collect",
+    ),
+    (
+        Mutant {
+            name: "collect names the record before the tree",
+            file: "tools/snap-collect/src/collect.rs",
+            from: "    publish_new(partial, &tree).map_err(|e| store_err(&tree, e))?;\n    publish_new(&pending, &record_path).map_err(|e| store_err(&record_path, e))?;\n",
+            to: "    publish_new(&pending, &record_path).map_err(|e| store_err(&record_path, e))?;\n    publish_new(partial, &tree).map_err(|e| store_err(&tree, e))?;\n",
+        },
+        "snap-collect",
+    ),
+];
+
+pub fn run(args: Args) -> Result {
+    exec(cargo().args(["build", "--release", "--bins", "-p", "snap-crash"]))?;
+    exec(cargo().args(["build", "--release", "--bins"]))?;
+    let release = root().join("target/release");
+    let mut cmd = Command::new(release.join("snap-crash"));
+    cmd.arg("--bin")
+        .arg(&release)
+        .args(["--points", &args.points]);
+    for t in &args.tool {
+        cmd.args(["--tool", t]);
+    }
+    exec(&mut cmd)?;
+    if args.mutants {
+        for (m, scenario) in MUTANTS {
+            mutant(m, scenario, &release.join("snap-crash"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Builds the tools of HEAD with the mutant's change; the sweep of `scenario` must fail.
+fn mutant(m: &Mutant, scenario: &str, sweeper: &std::path::Path) -> Result {
+    let base = apply(m)?;
+    exec(
+        cargo()
+            .args(["build", "--release", "--bins", "--target-dir"])
+            .arg(base.join("target"))
+            .arg("--manifest-path")
+            .arg(base.join("src/Cargo.toml")),
+    )?;
+    let status = Command::new(sweeper)
+        .arg("--bin")
+        .arg(base.join("target/release"))
+        .args(["--tool", scenario])
+        .status()
+        .map_err(|e| format!("{}: {e}", sweeper.display()))?;
+    if status.code() == Some(1) {
+        eprintln!("xtask: mutant \"{}\": caught by {scenario}", m.name);
+        Ok(())
+    } else {
+        Err(format!(
+            "mutant \"{}\": the {scenario} sweep did not fail ({status})",
+            m.name
+        ))
+    }
+}
