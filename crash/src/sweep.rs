@@ -15,6 +15,8 @@ use crate::trace::{self, Traced};
 pub struct World {
     pub root: PathBuf,
     pub bin: PathBuf,
+    /// Given to every tool (a server's address and keys).
+    pub env: Vec<(String, String)>,
 }
 
 pub type Check = Result<(), String>;
@@ -32,6 +34,7 @@ impl World {
             .env("HOME", self.path("home"))
             .env("XDG_STATE_HOME", self.path("home/state"))
             .env("XDG_CONFIG_HOME", self.path("home/config"))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .current_dir(&self.root);
         c
     }
@@ -65,9 +68,19 @@ pub trait Scenario {
     fn after_kill(&self, w: &World) -> Check;
     /// What must hold once the run, or the rerun after a kill, finished.
     fn after_run(&self, w: &World) -> Check;
-    /// The run after a kill; the run itself unless a scenario says otherwise.
-    fn rerun(&self, w: &World) -> Command {
-        self.run(w)
+    /// The run after a kill: the run itself, unless a scenario says
+    /// otherwise, or nothing when the killed run had done its work already
+    /// (a named snapshot it made is there: making it again is refused).
+    fn rerun(&self, w: &World) -> Option<Command> {
+        Some(self.run(w))
+    }
+    /// State that is not in the folder (a bucket), laid before each point's run.
+    fn before_each(&self, _w: &World, _point: u64) -> Check {
+        Ok(())
+    }
+    /// Environment for every tool of the scenario (starts a server the first time).
+    fn env(&self) -> Vec<(String, String)> {
+        Vec::new()
     }
 }
 
@@ -124,6 +137,7 @@ pub fn sweep(s: &dyn Scenario, scratch: &Path, bin: &Path, sample: Option<u64>) 
     let w = World {
         root: base.join("work"),
         bin: bin.to_path_buf(),
+        env: s.env(),
     };
     let template = base.join("template");
     let setup = std::fs::create_dir_all(&w.root)
@@ -135,7 +149,9 @@ pub fn sweep(s: &dyn Scenario, scratch: &Path, bin: &Path, sample: Option<u64>) 
         return report;
     }
     // The whole run, counted: it must succeed and give the right result.
-    let counted = lay(&template, &w.root).and_then(|()| traced(s, &w, None));
+    let counted = lay(&template, &w.root)
+        .and_then(|()| s.before_each(&w, 0))
+        .and_then(|()| traced(s, &w, None));
     match counted {
         Ok(t) => {
             report.points = t.points;
@@ -181,6 +197,7 @@ fn traced(s: &dyn Scenario, w: &World, kill_at: Option<u64>) -> Result<Traced, S
 
 fn one_point(s: &dyn Scenario, w: &World, template: &Path, k: u64, r: &mut Report) -> Check {
     lay(template, &w.root)?;
+    s.before_each(w, k)?;
     let t = traced(s, w, Some(k))?;
     if t.status.is_some() {
         r.finished_early += 1;
@@ -189,9 +206,10 @@ fn one_point(s: &dyn Scenario, w: &World, template: &Path, k: u64, r: &mut Repor
     let at = t.last.unwrap_or("?");
     s.after_kill(w)
         .map_err(|e| format!("killed before {at}: {e}"))?;
-    let mut again = s.rerun(w);
-    w.ok(&mut again)
-        .map_err(|e| format!("killed before {at}: the rerun: {e}"))?;
+    if let Some(mut again) = s.rerun(w) {
+        w.ok(&mut again)
+            .map_err(|e| format!("killed before {at}: the rerun: {e}"))?;
+    }
     s.after_run(w)
         .map_err(|e| format!("killed before {at}: after the rerun: {e}"))
 }

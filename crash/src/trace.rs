@@ -156,6 +156,9 @@ pub fn run(cmd: &mut Command, kill_at: Option<u64>, timeout: Duration) -> io::Re
         | libc::PTRACE_O_TRACECLONE
         | libc::PTRACE_O_TRACEFORK
         | libc::PTRACE_O_TRACEVFORK
+        // An exec of a traced child stops at an event, not with a SIGTRAP
+        // that would be passed on and kill it.
+        | libc::PTRACE_O_TRACEEXEC
         | libc::PTRACE_O_EXITKILL;
     // SAFETY: plain ptrace requests on our own stopped child.
     unsafe {
@@ -226,7 +229,7 @@ pub fn run(cmd: &mut Command, kill_at: Option<u64>, timeout: Duration) -> io::Re
             }
             0
         } else if sig == libc::SIGTRAP && event != 0 {
-            // A clone, fork or vfork: the new tracee reports its own stop.
+            // A clone, fork, vfork or exec: the new tracee reports its own stop.
             0
         } else if sig == libc::SIGSTOP && known.insert(pid) {
             // The first stop of a new tracee.
@@ -278,18 +281,23 @@ mod tests {
         assert!(!dir.path().join("c").exists());
     }
 
-    /// Threads and children are counted too.
+    /// Threads and children are counted too, and a child that execs lives on.
     #[test]
     fn counts_children() {
         let dir = tempfile::tempdir().unwrap();
         let t = run(
             Command::new("sh")
-                .args(["-c", "(echo x > x) & wait; sh -c 'echo y > y'"])
+                .args([
+                    "-c",
+                    "(echo x > x) & wait; sh -c 'echo y > y'; /bin/echo z > z",
+                ])
                 .current_dir(dir.path()),
             None,
             Duration::from_secs(20),
         )
         .unwrap();
-        assert_eq!(t.by_syscall.get("write"), Some(&2), "{t:?}");
+        assert!(t.status.unwrap().success(), "{t:?}");
+        assert_eq!(t.by_syscall.get("write"), Some(&3), "{t:?}");
+        assert_eq!(std::fs::read(dir.path().join("z")).unwrap(), b"z\n");
     }
 }

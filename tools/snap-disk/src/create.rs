@@ -44,6 +44,7 @@ pub fn run(ctx: &Context, args: &CreateArgs, report: &Reporter) -> Result<Exit> 
     }
     let lock = ctx.lock(true)?;
     let disk = ctx.for_create(&args.image, args.disk.as_deref())?;
+    crate::changing::recover(&disk, report)?;
     disk.refuse_if_restoring()?;
     let name = match &args.name {
         Some(n) if disk.dir.record_path(n).exists() => {
@@ -69,6 +70,7 @@ pub fn run(ctx: &Context, args: &CreateArgs, report: &Reporter) -> Result<Exit> 
         ..rec
     };
     disk.dir.publish_record(&rec)?;
+    crate::changing::end(&disk)?;
     ctx.catalog(|c| c.put_disk_snapshot(&rec));
     report.note(&summary(&rec));
     RecordWriter::new(std::io::stdout().lock()).write(&Record::DiskSnapshot(rec.clone()))?;
@@ -188,6 +190,7 @@ fn create_internal(disk: &Disk, info: &ImageInfo, name: &str) -> Result<DiskSnap
             format!("already has an internal snapshot named {name}"),
         ));
     }
+    crate::changing::begin(disk, crate::changing::Change::Create(name))?;
     qcow2::create(&disk.image, name)?;
     let mut rec = base_record(disk, info, name, Method::Qcow2Internal);
     rec.parent = parent_of(disk, Method::Qcow2Internal)?;
@@ -271,6 +274,14 @@ fn create_blocks(
     };
     let map_path = disk.dir.map_path(name);
     let tmp_map = fsutil::temp_name(&map_path, "tmp");
+    // A map without its record is what a killed create left (the record is
+    // published last, and was checked absent): nothing refers to it.
+    match fs::remove_file(&map_path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(Error::io(&map_path, e));
+        }
+        _ => {}
+    }
     let stats = (|| {
         let file = fs::File::create(&tmp_map).map_err(|e| Error::io(&tmp_map, e))?;
         let mut map = MapWriter::new(file, header).map_err(|e| Error::io(&tmp_map, e))?;

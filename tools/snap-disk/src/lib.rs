@@ -8,6 +8,7 @@
 //! `disk-snapshot` record in `<store>/disks/<disk>/`.
 
 pub mod blocks;
+pub mod changing;
 pub mod create;
 pub mod disk;
 pub mod image;

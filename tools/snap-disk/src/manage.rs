@@ -191,6 +191,8 @@ pub fn delete(ctx: &Context, operand: &str, names: &[String], report: &Reporter)
         .iter()
         .map(|n| disk.dir.record(n))
         .collect::<Result<_>>()?;
+    // After the names are read: a delete that was interrupted finishes below.
+    crate::changing::recover(&disk, report)?;
     let mut blocks_gone = false;
     for rec in &recs {
         delete_one(&disk, rec)?;
@@ -217,10 +219,12 @@ pub fn delete_one(disk: &Disk, rec: &DiskSnapshotRecord) -> Result<()> {
         }
         "qcow2-internal" => {
             disk.refuse_if_in_use("deleting a snapshot inside")?;
+            crate::changing::begin(disk, crate::changing::Change::Delete(&rec.name))?;
             if qcow2::names(&disk.image)?.contains(&rec.name) {
                 qcow2::delete(&disk.image, &rec.name)?;
             }
-            remove_record(&disk.dir, &rec.name)
+            remove_record(&disk.dir, &rec.name)?;
+            crate::changing::end(disk)
         }
         "overlay" => {
             disk.refuse_if_in_use("deleting a snapshot under")?;
@@ -306,6 +310,7 @@ fn remove_orphan_maps(dir: &DiskDir, names: &[String]) -> Result<()> {
 pub fn commit(ctx: &Context, operand: &str, report: &Reporter) -> Result<Exit> {
     let _lock = ctx.lock(false)?;
     let disk = ctx.existing(operand)?;
+    crate::changing::recover(&disk, report)?;
     disk.refuse_if_in_use("committing")?;
     let recs: Vec<DiskSnapshotRecord> = disk
         .dir
@@ -322,6 +327,7 @@ pub fn commit(ctx: &Context, operand: &str, report: &Reporter) -> Result<Exit> {
         {
             Some(r) => {
                 report.note(&format!("merging {} into the image", r.name));
+                crate::changing::begin(&disk, crate::changing::Change::Commit(frozen))?;
                 remove_record(&disk.dir, &r.name)?;
                 ctx.catalog(|c| c.remove("disk-snapshot", &r.disk, &r.name));
                 Ok(())
@@ -329,6 +335,7 @@ pub fn commit(ctx: &Context, operand: &str, report: &Reporter) -> Result<Exit> {
             None => Ok(()),
         }
     })?;
+    crate::changing::end(&disk)?;
     report.note(&format!(
         "{}: {merged} overlay snapshots folded into one image",
         disk.image.display()

@@ -180,18 +180,25 @@ pub fn commit(
         };
         check_chain(img)?;
         on_each(&backing)?;
-        set_writable(&backing, true)?;
-        qemu_img(&[
-            "commit".as_ref(),
-            "-q".as_ref(),
-            "-f".as_ref(),
-            "qcow2".as_ref(),
-            img.as_os_str(),
-        ])?;
-        fs::rename(&backing, img).map_err(io(img))?;
-        fsutil::fsync_dir(fsutil::parent_of(img)).map_err(io(img))?;
+        commit_one(img, &backing)?;
         merged += 1;
     }
+}
+
+/// Commits the image into its backing file, which then takes the image's
+/// name. Killed anywhere, a second call finishes it: committing the same
+/// data again changes nothing, and the rename is atomic.
+pub fn commit_one(img: &Path, backing: &Path) -> Result<()> {
+    set_writable(backing, true)?;
+    qemu_img(&[
+        "commit".as_ref(),
+        "-q".as_ref(),
+        "-f".as_ref(),
+        "qcow2".as_ref(),
+        img.as_os_str(),
+    ])?;
+    fs::rename(backing, img).map_err(io(img))?;
+    fsutil::fsync_dir(fsutil::parent_of(img)).map_err(io(img))
 }
 
 fn writable(path: &Path) -> bool {

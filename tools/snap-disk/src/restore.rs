@@ -32,6 +32,7 @@ pub fn run(ctx: &Context, args: &RestoreArgs, report: &Reporter) -> Result<Exit>
     let dec = args.keys.decrypt()?;
     let _lock = ctx.lock(false)?;
     let disk = ctx.existing(&args.disk)?;
+    crate::changing::recover(&disk, report)?;
     let rec = disk.dir.record(&args.name)?;
     let out = restore_record(&disk, &rec, args.to.as_deref(), &dec, report)?;
     RecordWriter::new(io::stdout().lock()).write(&Record::Restored(out))?;
@@ -72,7 +73,9 @@ pub fn restore_record(
     let bytes = match rec.method.as_str() {
         "blocks" => restore_blocks(disk, rec, dec, report)?,
         "qcow2-internal" => {
+            crate::changing::begin(disk, crate::changing::Change::Apply(&rec.name))?;
             qcow2::apply(&disk.image, &rec.name)?;
+            crate::changing::end(disk)?;
             report.note(&format!("{} is back at {}", disk.image.display(), rec.name));
             0
         }
