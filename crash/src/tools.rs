@@ -467,91 +467,66 @@ fn kept_still_there(w: &World, place: &[&str]) -> Check {
     }
 }
 
-/// snap-prune in a store: four backups in chains of two, keep the last two.
-pub struct PruneStore;
+/// snap-prune, keep the last two: in the store (four backups in chains of
+/// two), or at a folder destination (ten pushed backups in chains of two).
+pub struct Prune {
+    at_dest: bool,
+}
 
-impl Scenario for PruneStore {
-    fn name(&self) -> &'static str {
-        "snap-prune-store"
-    }
-
-    fn prepare(&self, w: &World) -> Check {
-        for r in 0..4 {
-            source(w, r)?;
-            w.ok(&mut collect(w))?;
-            w.ok(&mut pack_pairs(w))?;
+impl Prune {
+    /// How snap-prune names the place, and how snap-restore does.
+    fn places(&self) -> ([&'static str; 2], [&'static str; 2]) {
+        match self.at_dest {
+            false => (["--store", "store"], ["--store", "store"]),
+            true => (["--dest", "drive"], ["--from", "drive"]),
         }
-        plan(w, &["--store", "store"])
-    }
-
-    fn run(&self, w: &World) -> Command {
-        let mut c = w.tool("snap-prune");
-        c.args([
-            "--store",
-            "store",
-            "--keep-last",
-            "2",
-            "-q",
-            "--state-dir",
-            "state",
-        ]);
-        c
-    }
-
-    fn after_kill(&self, w: &World) -> Check {
-        kept_still_there(w, &["--store", "store"])?;
-        all_verify(w, &["--store", "store"])
-    }
-
-    fn after_run(&self, w: &World) -> Check {
-        kept_as_planned(w, &["--store", "store"])?;
-        all_verify(w, &["--store", "store"])?;
-        crate::catalog::agrees(&w.path("store"))
     }
 }
 
-/// snap-prune at a folder destination: ten pushed backups in chains of two, keep the last two.
-pub struct PruneDest;
-
-impl Scenario for PruneDest {
+impl Scenario for Prune {
     fn name(&self) -> &'static str {
-        "snap-prune-dest"
+        match self.at_dest {
+            false => "snap-prune-store",
+            true => "snap-prune-dest",
+        }
     }
 
     fn prepare(&self, w: &World) -> Check {
-        fs::create_dir(w.path("drive")).map_err(|e| e.to_string())?;
-        for r in 0..10 {
+        if self.at_dest {
+            fs::create_dir(w.path("drive")).map_err(|e| e.to_string())?;
+        }
+        for r in 0..if self.at_dest { 10 } else { 4 } {
             source(w, r)?;
             w.ok(&mut collect(w))?;
             w.ok(&mut pack_pairs(w))?;
-            w.ok(&mut push(w))?;
+            if self.at_dest {
+                w.ok(&mut push(w))?;
+            }
         }
-        plan(w, &["--dest", "drive"])
+        plan(w, &self.places().0)
     }
 
     fn run(&self, w: &World) -> Command {
         let mut c = w.tool("snap-prune");
-        c.args([
-            "--dest",
-            "drive",
-            "--keep-last",
-            "2",
-            "-q",
-            "--state-dir",
-            "state",
-        ]);
+        c.args(self.places().0)
+            .args(["--keep-last", "2", "-q", "--state-dir", "state"]);
         c
     }
 
     fn after_kill(&self, w: &World) -> Check {
-        kept_still_there(w, &["--from", "drive"])?;
-        all_verify(w, &["--from", "drive"])
+        let listed_at = self.places().1;
+        kept_still_there(w, &listed_at)?;
+        all_verify(w, &listed_at)
     }
 
     fn after_run(&self, w: &World) -> Check {
-        kept_as_planned(w, &["--from", "drive"])?;
-        all_verify(w, &["--from", "drive"])?;
-        newest_restores(w, &["--from", "drive"])
+        let listed_at = self.places().1;
+        kept_as_planned(w, &listed_at)?;
+        all_verify(w, &listed_at)?;
+        match self.at_dest {
+            false => crate::catalog::agrees(&w.path("store")),
+            true => newest_restores(w, &listed_at),
+        }
     }
 }
 
@@ -565,8 +540,8 @@ pub fn all() -> Vec<Box<dyn Scenario>> {
             moto: std::sync::OnceLock::new(),
         }),
         Box::new(Restore),
-        Box::new(PruneStore),
-        Box::new(PruneDest),
+        Box::new(Prune { at_dest: false }),
+        Box::new(Prune { at_dest: true }),
         Box::new(DiskCreate),
         Box::new(DiskRestore),
         Box::new(DiskQcow2 { delete: false }),

@@ -68,11 +68,12 @@ pub fn end(disk: &Disk) -> Result<()> {
     }
 }
 
-/// Repairs what an interrupted change left, if one was; a no-op otherwise.
-pub fn recover(disk: &Disk, report: &Reporter) -> Result<()> {
+/// Repairs what an interrupted change left, if one was (then `true`: what
+/// was read of the image before is stale); a no-op otherwise.
+pub fn recover(disk: &Disk, report: &Reporter) -> Result<bool> {
     let path = marker(disk);
     let Ok(text) = fs::read_to_string(&path) else {
-        return Ok(());
+        return Ok(false);
     };
     let v: Value = serde_json::from_str(&text)
         .map_err(|e| Error::data(path.display().to_string(), format!("unreadable: {e}")))?;
@@ -97,7 +98,7 @@ pub fn recover(disk: &Disk, report: &Reporter) -> Result<()> {
     }
     end(disk)?;
     report.note(&format!("{image}: repaired"));
-    Ok(())
+    Ok(true)
 }
 
 /// `qemu-img check -r all`: rebuilds refcounts from the tables.

@@ -44,7 +44,11 @@ pub fn run(ctx: &Context, args: &CreateArgs, report: &Reporter) -> Result<Exit> 
     }
     let lock = ctx.lock(true)?;
     let disk = ctx.for_create(&args.image, args.disk.as_deref())?;
-    crate::changing::recover(&disk, report)?;
+    // A repair may remove a half-made internal snapshot: read the image again.
+    let info = match crate::changing::recover(&disk, report)? {
+        true => image::probe(&args.image)?,
+        false => info,
+    };
     disk.refuse_if_restoring()?;
     let name = match &args.name {
         Some(n) if disk.dir.record_path(n).exists() => {

@@ -399,6 +399,41 @@ fn qcow2_internal_round_trip() {
     assert_eq!(w.ok(&["list", "dev"]).len(), 1);
 }
 
+/// A create killed inside `qemu-img snapshot` (its intent left, the snapshot
+/// made in the image but not recorded) is repaired by the next command, which
+/// can then use the name; a delete killed after qemu-img drops the record.
+#[test]
+fn interrupted_qemu_img_is_repaired_by_the_next_command() {
+    let w = World::new();
+    let raw = w.ext4("base.raw", 32, 8);
+    w.qcow2(&raw, "dev.qcow2");
+    w.ok(&["create", &w.p("dev.qcow2"), "first"]);
+    let intent = w.path("store/disks/dev/.changing");
+    sh("qemu-img", &["snapshot", "-c", "second", &w.p("dev.qcow2")]);
+    fs::write(&intent, r#"{"op":"create","name":"second"}"#).unwrap();
+    let out = w.disk(&["create", &w.p("dev.qcow2"), "second"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("a `qemu-img snapshot` on it was interrupted; repairing it"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!intent.exists());
+    let listed = w.ok(&["list", "dev"]);
+    assert_eq!(listed.len(), 2);
+    assert!(listed.iter().all(|r| r["state"].is_null()), "{listed:?}");
+    sh("qemu-img", &["snapshot", "-d", "first", &w.p("dev.qcow2")]);
+    fs::write(&intent, r#"{"op":"delete","name":"first"}"#).unwrap();
+    w.ok(&["delete", "dev", "first"]);
+    let names: Vec<Value> = w
+        .ok(&["list", "dev"])
+        .iter()
+        .map(|r| r["name"].clone())
+        .collect();
+    assert_eq!(names, ["second"]);
+    assert!(!intent.exists());
+}
+
 /// overlay: a chain of two snapshots; restore goes back, delete rebases, commit folds the chain.
 #[test]
 fn overlay_chain_round_trip() {
