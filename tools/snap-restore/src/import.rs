@@ -196,8 +196,7 @@ fn read_entries(path: &Path, dec: &Decrypt, report: &Reporter) -> Result<Scanned
     };
     let mut stripped = false;
     let mut buf = vec![0; 1 << 20];
-    let mut members = members(&mut tar).map_err(|e| corrupt(path, e))?;
-    while let Some(member) = members.next() {
+    for member in members(&mut tar).map_err(|e| corrupt(path, e))? {
         let mut member = member.map_err(|e| corrupt(path, e))?;
         let raw = member.path.clone();
         let mut leave_out = |why: &str| {
@@ -240,7 +239,6 @@ fn read_entries(path: &Path, dec: &Decrypt, report: &Reporter) -> Result<Scanned
         }
         out.entries.push(e);
     }
-    drop(members);
     finish(tar).map_err(|e| corrupt(path, e))?;
     // A later member of the same name replaces an earlier one, as tar -x does.
     out.entries.reverse();

@@ -199,10 +199,11 @@ fn records_of<R: Read>(entry: &mut tar::Entry<'_, R>, into: &mut Records) -> io:
     Ok(())
 }
 
-impl<'a, R: Read> Members<'a, R> {
+impl<'a, R: Read> Iterator for Members<'a, R> {
+    type Item = io::Result<Member<'a, R>>;
+
     /// The next member, `None` at the end of the archive.
-    #[allow(clippy::should_implement_trait)]
-    pub fn next(&mut self) -> Option<io::Result<Member<'a, R>>> {
+    fn next(&mut self) -> Option<io::Result<Member<'a, R>>> {
         loop {
             let mut entry = match self.entries.next()? {
                 Ok(e) => e,
@@ -220,7 +221,9 @@ impl<'a, R: Read> Members<'a, R> {
             return Some(self.member(entry));
         }
     }
+}
 
+impl<'a, R: Read> Members<'a, R> {
     fn member(&self, mut entry: tar::Entry<'a, R>) -> io::Result<Member<'a, R>> {
         let mut local = Records::default();
         records_of(&mut entry, &mut local)?;

@@ -405,8 +405,7 @@ impl<'a> Restorer<'a> {
         let mut archive = archive(opened.tar);
         let mut dirs = Vec::new();
         let mut stripped = false;
-        let mut members = members(&mut archive).map_err(|e| corrupt(path, e))?;
-        while let Some(member) = members.next() {
+        for member in members(&mut archive).map_err(|e| corrupt(path, e))? {
             let mut m = member.map_err(|e| corrupt(path, e))?;
             let rel = match sanitize(&m.path, &mut stripped) {
                 Ok(Some(rel)) => rel,
@@ -464,7 +463,6 @@ impl<'a> Restorer<'a> {
                 }
             }
         }
-        drop(members);
         let end = finish(archive);
         if stripped {
             self.report

@@ -207,8 +207,7 @@ impl<'a> Verifier<'a> {
         let tap = opened.tap.clone();
         let mut archive = archive(opened.tar);
         let mut stripped = false;
-        let mut members = members(&mut archive).map_err(|e| corrupt(data, e))?;
-        while let Some(member) = members.next() {
+        for member in members(&mut archive).map_err(|e| corrupt(data, e))? {
             let mut m = member.map_err(|e| corrupt(data, e))?;
             if m.what != What::Entry(EntryType::File) {
                 continue;
@@ -229,7 +228,6 @@ impl<'a> Verifier<'a> {
             }
             expected.remove(&rel);
         }
-        drop(members);
         let mut missing: Vec<String> = expected
             .values()
             .map(|e| e.display_path().into_owned())
@@ -250,8 +248,7 @@ impl<'a> Verifier<'a> {
         let opened = stream::open(&Loc::Path(path.to_path_buf()), self.dec)?;
         let tap = opened.tap.clone();
         let mut archive = archive(opened.tar);
-        let mut members = members(&mut archive).map_err(|e| corrupt(path, e))?;
-        while let Some(member) = members.next() {
+        for member in members(&mut archive).map_err(|e| corrupt(path, e))? {
             let mut m = member.map_err(|e| corrupt(path, e))?;
             let shown = String::from_utf8_lossy(&m.path).into_owned();
             match &m.what {
@@ -265,7 +262,6 @@ impl<'a> Verifier<'a> {
                 What::Entry(_) | What::Label => {}
             }
         }
-        drop(members);
         finish(archive).map_err(|e| corrupt(path, e))?;
         let digest = tap.borrow().digest();
         match sums_beside(path) {
