@@ -6,6 +6,7 @@
 //! - `bench` speed and memory against rsync, restic, borg and tar+zstd, into docs/benchmarks*.md
 //! - `sweep` the fault harness: every crash point of many interleavings, `--mutants`
 //! - `crash` each tool killed at every state-changing syscall of a run, `--mutants`
+//! - `fuzz`  the libFuzzer targets of fuzz/ (nightly), finds kept as regressions
 
 mod baseline;
 mod bench;
@@ -16,6 +17,7 @@ mod bench_prune;
 mod bench_push;
 mod crash;
 mod demo;
+mod fuzz;
 mod gen_docs;
 mod sh;
 mod sweep;
@@ -48,6 +50,8 @@ enum Task {
     Sweep(sweep::Args),
     /// The crash sweep: each tool killed at every state-changing syscall of a run, checked and rerun
     Crash(crash::Args),
+    /// Fuzz the parsers of outside bytes (nightly); what breaks one is kept in fuzz/regressions/
+    Fuzz(fuzz::Args),
 }
 
 fn main() {
@@ -59,6 +63,7 @@ fn main() {
         Task::Bench(args) => bench::run(args),
         Task::Sweep(args) => sweep::run(args),
         Task::Crash(args) => crash::run(args),
+        Task::Fuzz(args) => fuzz::run(args),
     };
     if let Err(e) = result {
         eprintln!("xtask: {e}");

@@ -84,8 +84,16 @@ pub fn probe(path: &Path) -> Result<ImageInfo> {
 /// backing file or any incompatible feature: then qemu-img is asked.
 fn qcow2_header(file: &mut File) -> Option<ImageInfo> {
     use std::os::unix::fs::FileExt;
+    qcow2_header_from(|buf, at| file.read_exact_at(buf, at).ok())
+}
+
+/// [`qcow2_header`] over any positioned reader (the fuzz target reads bytes).
+/// Offsets come from the file: every sum is checked, a bad one reads as None.
+pub fn qcow2_header_from(
+    mut read_at: impl FnMut(&mut [u8], u64) -> Option<()>,
+) -> Option<ImageInfo> {
     let mut h = [0u8; 104];
-    file.read_exact_at(&mut h, 0).ok()?;
+    read_at(&mut h, 0)?;
     let be64 = |b: &[u8], at: usize| u64::from_be_bytes(b[at..at + 8].try_into().unwrap());
     let be32 = |b: &[u8], at: usize| u32::from_be_bytes(b[at..at + 4].try_into().unwrap());
     let version = be32(&h, 4);
@@ -100,18 +108,20 @@ fn qcow2_header(file: &mut File) -> Option<ImageInfo> {
     let mut snapshots = Vec::new();
     for _ in 0..count.min(65536) {
         let mut e = [0u8; 40];
-        file.read_exact_at(&mut e, at).ok()?;
+        read_at(&mut e, at)?;
         let id_len = u16::from_be_bytes([e[12], e[13]]) as u64;
         let name_len = u16::from_be_bytes([e[14], e[15]]) as usize;
         let extra_len = be32(&e, 36) as u64;
+        let name_at = at.checked_add(40 + extra_len + id_len)?;
         let mut name = vec![0u8; name_len];
-        file.read_exact_at(&mut name, at + 40 + extra_len + id_len)
-            .ok()?;
+        read_at(&mut name, name_at)?;
         snapshots.push(InternalSnapshot {
             name: String::from_utf8(name).ok()?,
             date_sec: be32(&e, 16) as i64,
         });
-        at = (at + 40 + extra_len + id_len + name_len as u64).next_multiple_of(8);
+        at = name_at
+            .checked_add(name_len as u64)?
+            .checked_next_multiple_of(8)?;
     }
     Some(ImageInfo {
         format: "qcow2".into(),

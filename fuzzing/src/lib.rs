@@ -1,0 +1,140 @@
+//! The fuzz targets' bodies: each feeds outside bytes to one of snap's
+//! parsers and reads everything it yields. A parser may refuse the bytes
+//! (that is its error and its exit code); it must never panic, hang or
+//! allocate without bound. `fuzz/` wraps each in a libFuzzer target;
+//! `tests/replay.rs` runs the kept inputs through them on stable.
+
+use std::io::{self, Read};
+use std::path::Path;
+
+/// A target's body: bytes in, nothing out but the absence of a panic.
+pub type Target = fn(&[u8]);
+
+/// The targets by name, as `fuzz/fuzz_targets/NAME.rs` and `fuzz/corpus/NAME/` call them.
+pub const TARGETS: &[(&str, Target)] = &[
+    ("tar", tar),
+    ("records", records),
+    ("index", index),
+    ("block_map", block_map),
+    ("config", config),
+    ("disk_json", disk_json),
+    ("qcow2_header", qcow2_header),
+    ("age_header", age_header),
+    ("lock", lock),
+];
+
+/// Reads at most this much of one member's content: a fuzzed sparse map may
+/// claim exabytes of holes, which are cheap to describe and slow to read.
+const MAX_CONTENT: u64 = 1 << 22;
+
+/// A foreign tar, as restore, import and verify read it: every member, its
+/// name made safe, its entry built, its content read; then the end check.
+pub fn tar(data: &[u8]) {
+    let mut archive = snap_restore::members::archive(data);
+    let Ok(members) = snap_restore::members::members(&mut archive) else {
+        return;
+    };
+    let mut stripped = false;
+    for member in members {
+        let Ok(mut m) = member else { break };
+        if let Ok(Some(rel)) = snap_restore::restore::sanitize(&m.path, &mut stripped) {
+            let _ = snap_restore::restore::entry_of(&m, rel, &mut stripped);
+        }
+        if io::copy(&mut (&mut m).take(MAX_CONTENT), &mut io::sink()).is_err() {
+            break;
+        }
+    }
+    let _ = snap_restore::members::finish(archive);
+}
+
+/// JSON-Lines records on stdin, as every tool of a pipeline reads them.
+pub fn records(data: &[u8]) {
+    for item in snap_shared::jsonl::RecordReader::new(data, "stdin") {
+        if item.is_err() {
+            break;
+        }
+    }
+}
+
+/// An index: its lines as they are, and the same bytes as a zstd index file.
+pub fn index(data: &[u8]) {
+    for line in String::from_utf8_lossy(data).lines() {
+        let _ = snap_shared::index::Entry::from_json(line);
+    }
+    let Ok(packed) = zstd::encode_all(data, 1) else {
+        return;
+    };
+    let input: Box<dyn Read + Send> = Box::new(io::Cursor::new(packed));
+    let Ok(mut reader) = snap_shared::index::IndexReader::from_reader(input, Path::new("index"))
+    else {
+        return;
+    };
+    while let Ok(Some(_)) = reader.next_entry() {}
+}
+
+/// A disk snapshot's block map (zstd text), read densely as a restore does.
+pub fn block_map(data: &[u8]) {
+    let Ok(packed) = zstd::encode_all(data, 1) else {
+        return;
+    };
+    let Ok(map) = snap_shared::blockmap::MapReader::new(io::Cursor::new(packed), "map".into())
+    else {
+        return;
+    };
+    // The dense walk yields one item per block of the claimed image size.
+    for item in snap_shared::blockmap::Dense::new(map).take(1 << 16) {
+        if item.is_err() {
+            break;
+        }
+    }
+}
+
+/// A config file.
+pub fn config(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = snap_shared::config::parse(text);
+    }
+}
+
+/// A disk's `disk.json` and a disk snapshot's record.
+pub fn disk_json(data: &[u8]) {
+    let _ = serde_json_slice::<snap_shared::disks::DiskInfo>(data);
+    let _ = serde_json_slice::<snap_shared::record::DiskSnapshotRecord>(data);
+    let _ = serde_json_slice::<snap_shared::record::Record>(data);
+}
+
+fn serde_json_slice<T: for<'de> serde::Deserialize<'de>>(data: &[u8]) -> Option<T> {
+    serde_json::from_slice(data).ok()
+}
+
+/// A qcow2 header and snapshot table, read in place.
+pub fn qcow2_header(data: &[u8]) {
+    let _ = snap_disk::image::qcow2_header_from(|buf, at| {
+        let start = usize::try_from(at).ok()?;
+        let end = start.checked_add(buf.len())?;
+        buf.copy_from_slice(data.get(start..end)?);
+        Some(())
+    });
+}
+
+/// An age file's header and first chunks, opened with an X25519 identity
+/// (scrypt recipients are refused without a passphrase, so their work
+/// factor is never spent).
+pub fn age_header(data: &[u8]) {
+    let key: age::x25519::Identity = IDENTITY.parse().expect("a fixed test identity");
+    let dec = snap_shared::crypt::Decrypt {
+        identities: vec![Box::new(key)],
+        passphrase: None,
+    };
+    if let Ok(r) = snap_shared::crypt::decrypting_reader(&dec, "archive", data) {
+        let _ = io::copy(&mut r.take(MAX_CONTENT), &mut io::sink());
+    }
+}
+
+/// A throwaway identity, only for fuzzing.
+const IDENTITY: &str = "AGE-SECRET-KEY-1LVF8D3M7X2HE53H8UDCKW85CS9QH98QA8WD7DVTZYGQRF9H0F2JS4F9CR3";
+
+/// A lock object at a destination.
+pub fn lock(data: &[u8]) {
+    let _ = snap_dest::locks::LockInfo::parse(data);
+}
