@@ -110,9 +110,9 @@ fn keep_artifacts(from: &Path, to: &Path) -> Result<usize> {
     let Ok(dir) = std::fs::read_dir(from) else {
         return Ok(0);
     };
-    std::fs::create_dir_all(to).map_err(|e| e.to_string())?;
     let mut n = 0;
     for e in dir.flatten() {
+        std::fs::create_dir_all(to).map_err(|e| e.to_string())?;
         let dest = to.join(e.file_name());
         std::fs::copy(e.path(), &dest).map_err(|e| format!("{}: {e}", dest.display()))?;
         eprintln!("xtask: kept {}", dest.display());
