@@ -443,10 +443,14 @@ fn plan(w: &World, place: &[&str]) -> Check {
     fs::write(w.path("keep.json"), serde_json::to_string(&keep).unwrap()).map_err(|e| e.to_string())
 }
 
+/// What the dry run in [`plan`] keeps.
+fn planned(w: &World) -> Result<Vec<String>, String> {
+    let text = fs::read_to_string(w.path("keep.json")).map_err(|e| e.to_string())?;
+    serde_json::from_str(&text).map_err(|e| e.to_string())
+}
+
 fn kept_as_planned(w: &World, place: &[&str]) -> Check {
-    let keep: Vec<String> =
-        serde_json::from_str(&fs::read_to_string(w.path("keep.json")).map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?;
+    let keep = planned(w)?;
     let now = names(&listed(w, place)?);
     if now != keep {
         return Err(format!("the prune left {now:?}, its plan keeps {keep:?}"));
@@ -457,9 +461,7 @@ fn kept_as_planned(w: &World, place: &[&str]) -> Check {
 /// Every item the plan keeps is still listed (it may list more: the prune
 /// had not finished).
 fn kept_still_there(w: &World, place: &[&str]) -> Check {
-    let keep: Vec<String> =
-        serde_json::from_str(&fs::read_to_string(w.path("keep.json")).map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?;
+    let keep = planned(w)?;
     let now = names(&listed(w, place)?);
     match keep.iter().find(|k| !now.contains(k)) {
         Some(gone) => Err(format!("{gone} is kept by the plan but gone")),
