@@ -1,13 +1,13 @@
-//! `snap-crash [--tool T]... [--points all|N] --bin DIR`: the crash sweep.
-//! Prints one line per scenario, each failure under it, and exits 1 if any
-//! point did not recover.
+//! `snap-crash [--tool T]... [--points all|N] [--power] --bin DIR`: the
+//! crash sweep, or with `--power` the power-loss sweep. Prints one line per
+//! scenario, each failure under it, and exits 1 if any point did not recover.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use snap_crash::sweep::{Report, sweep};
+use snap_crash::sweep::{Report, sweep, sweep_power};
 use snap_crash::tools;
 
 #[derive(Parser)]
@@ -28,6 +28,10 @@ struct Cli {
     /// Where scenarios lay their state (a temporary folder by default).
     #[arg(long)]
     scratch: Option<PathBuf>,
+    /// Power cuts instead of kills: at each point (and after the run), the
+    /// states that keep only what was flushed are laid, checked and rerun.
+    #[arg(long)]
+    power: bool,
 }
 
 fn line(r: &Report) -> String {
@@ -36,8 +40,12 @@ fn line(r: &Report) -> String {
         .iter()
         .map(|(k, v)| format!("{k} {v}"))
         .collect();
+    let states = match r.states {
+        0 => String::new(),
+        n => format!(" {n:>5} power-cut states,"),
+    };
     format!(
-        "{:<18} {:>5} points, {:>5} killed at, {:>3} finished first, {:>3} failed   ({})",
+        "{:<22} {:>5} points, {:>5} cut at,{states} {:>3} finished first, {:>3} failed   ({})",
         r.name,
         r.points,
         r.swept,
@@ -77,7 +85,10 @@ fn main() -> ExitCode {
     let bin = std::fs::canonicalize(&cli.bin).unwrap_or(cli.bin);
     let mut failed = 0;
     for s in &scenarios {
-        let r = sweep(s.as_ref(), &scratch, &bin, sample);
+        let r = match cli.power {
+            true => sweep_power(s.as_ref(), &scratch, &bin, sample),
+            false => sweep(s.as_ref(), &scratch, &bin, sample),
+        };
         println!("{}", line(&r));
         for f in &r.failures {
             println!("    {f}");

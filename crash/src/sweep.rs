@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use crate::power;
 use crate::trace::{self, Traced};
 
 /// A folder a scenario works in, and where the snap binaries are.
@@ -94,6 +95,8 @@ pub struct Report {
     pub swept: u64,
     /// Points the run finished before (it took another path this time).
     pub finished_early: u64,
+    /// Power-loss states laid and checked (two per point).
+    pub states: u64,
     /// Each failure: the point, the syscall, what broke.
     pub failures: Vec<String>,
     pub by_syscall: std::collections::BTreeMap<&'static str, u64>,
@@ -126,12 +129,20 @@ pub fn points(n: u64, sample: Option<u64>) -> Vec<u64> {
     }
 }
 
-/// Sweeps one scenario in `scratch`, with the binaries in `bin`.
-pub fn sweep(s: &dyn Scenario, scratch: &Path, bin: &Path, sample: Option<u64>) -> Report {
-    let mut report = Report {
-        name: s.name(),
-        ..Report::default()
-    };
+/// A scenario's world, laid once and kept as a template, and its whole run counted.
+struct Laid {
+    w: World,
+    base: PathBuf,
+    template: PathBuf,
+}
+
+/// Prepares `s` in `scratch` and counts its whole run (which must succeed).
+fn set_up(
+    s: &dyn Scenario,
+    scratch: &Path,
+    bin: &Path,
+    report: &mut Report,
+) -> Result<Laid, String> {
     let base = scratch.join(s.name());
     let _ = std::fs::remove_dir_all(&base);
     let w = World {
@@ -140,46 +151,57 @@ pub fn sweep(s: &dyn Scenario, scratch: &Path, bin: &Path, sample: Option<u64>) 
         env: s.env(),
     };
     let template = base.join("template");
-    let setup = std::fs::create_dir_all(&w.root)
+    std::fs::create_dir_all(&w.root)
         .map_err(|e| e.to_string())
         .and_then(|()| s.prepare(&w))
-        .and_then(|()| std::fs::rename(&w.root, &template).map_err(|e| e.to_string()));
-    if let Err(e) = setup {
-        report.failures.push(format!("prepare: {e}"));
-        return report;
-    }
-    // The whole run, counted: it must succeed and give the right result.
-    let counted = lay(&template, &w.root)
+        .and_then(|()| std::fs::rename(&w.root, &template).map_err(|e| e.to_string()))
+        .map_err(|e| format!("prepare: {e}"))?;
+    let t = lay(&template, &w.root)
         .and_then(|()| s.before_each(&w, 0))
-        .and_then(|()| traced(s, &w, None));
-    match counted {
-        Ok(t) => {
-            report.points = t.points;
-            report.by_syscall = t.by_syscall.clone();
-        }
+        .and_then(|()| traced(s, &w, None, &mut |_| {}))
+        .map_err(|e| format!("the whole run: {e}"))?;
+    report.points = t.points;
+    report.by_syscall = t.by_syscall;
+    Ok(Laid { w, base, template })
+}
+
+/// Sweeps one scenario in `scratch`, with the binaries in `bin`.
+pub fn sweep(s: &dyn Scenario, scratch: &Path, bin: &Path, sample: Option<u64>) -> Report {
+    let mut report = Report {
+        name: s.name(),
+        ..Report::default()
+    };
+    let laid = match set_up(s, scratch, bin, &mut report) {
+        Ok(l) => l,
         Err(e) => {
-            report.failures.push(format!("the whole run: {e}"));
+            report.failures.push(e);
             return report;
         }
-    }
+    };
     for k in points(report.points, sample) {
         report.swept += 1;
-        if let Err(e) = one_point(s, &w, &template, k, &mut report) {
+        if let Err(e) = one_point(s, &laid.w, &laid.template, k, &mut report) {
             report.failures.push(format!("point {k}: {e}"));
         }
     }
-    let _ = std::fs::remove_dir_all(&base);
+    let _ = std::fs::remove_dir_all(&laid.base);
     report
 }
 
-/// Runs the scenario traced; `Ok` only when it was killed as asked, or
-/// finished and its result checks out.
-fn traced(s: &dyn Scenario, w: &World, kill_at: Option<u64>) -> Result<Traced, String> {
+/// Runs the scenario traced, `observe` seeing each point; `Ok` only when it
+/// was killed as asked, or finished and its result checks out.
+fn traced(
+    s: &dyn Scenario,
+    w: &World,
+    kill_at: Option<u64>,
+    observe: &mut dyn FnMut(&trace::Stop),
+) -> Result<Traced, String> {
     let mut cmd = s.run(w);
     cmd.stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
-    let t = trace::run(&mut cmd, kill_at, TIMEOUT).map_err(|e| format!("trace: {e}"))?;
+    let t = trace::run_observed(&mut cmd, kill_at, TIMEOUT, observe)
+        .map_err(|e| format!("trace: {e}"))?;
     match (&t.status, kill_at) {
         (Some(st), _) if !st.success() => {
             let again = s.run(w).output().map_err(|e| e.to_string())?;
@@ -198,7 +220,7 @@ fn traced(s: &dyn Scenario, w: &World, kill_at: Option<u64>) -> Result<Traced, S
 fn one_point(s: &dyn Scenario, w: &World, template: &Path, k: u64, r: &mut Report) -> Check {
     lay(template, &w.root)?;
     s.before_each(w, k)?;
-    let t = traced(s, w, Some(k))?;
+    let t = traced(s, w, Some(k), &mut |_| {})?;
     if t.status.is_some() {
         r.finished_early += 1;
         return Ok(());
@@ -206,12 +228,77 @@ fn one_point(s: &dyn Scenario, w: &World, template: &Path, k: u64, r: &mut Repor
     let at = t.last.unwrap_or("?");
     s.after_kill(w)
         .map_err(|e| format!("killed before {at}: {e}"))?;
+    recovers(s, w).map_err(|e| format!("killed before {at}: {e}"))
+}
+
+/// The rerun after a crash succeeds and its result checks out.
+fn recovers(s: &dyn Scenario, w: &World) -> Check {
     if let Some(mut again) = s.rerun(w) {
-        w.ok(&mut again)
-            .map_err(|e| format!("killed before {at}: the rerun: {e}"))?;
+        w.ok(&mut again).map_err(|e| format!("the rerun: {e}"))?;
     }
-    s.after_run(w)
-        .map_err(|e| format!("killed before {at}: after the rerun: {e}"))
+    s.after_run(w).map_err(|e| format!("after the rerun: {e}"))
+}
+
+/// Sweeps one scenario for power loss: at each point (and once after the
+/// run finished), the two states a power cut leaves are laid, checked,
+/// and rerun. After a finished run, what it made must be there without a
+/// rerun: an exit 0 means it is on disk.
+pub fn sweep_power(s: &dyn Scenario, scratch: &Path, bin: &Path, sample: Option<u64>) -> Report {
+    let mut report = Report {
+        name: s.name(),
+        ..Report::default()
+    };
+    let laid = match set_up(s, scratch, bin, &mut report) {
+        Ok(l) => l,
+        Err(e) => {
+            report.failures.push(e);
+            return report;
+        }
+    };
+    let mut ks = points(report.points, sample);
+    ks.push(report.points + 1);
+    for k in ks {
+        report.swept += 1;
+        if let Err(e) = power_point(s, &laid, k, &mut report) {
+            report.failures.push(format!("point {k}: {e}"));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&laid.base);
+    report
+}
+
+fn power_point(s: &dyn Scenario, laid: &Laid, k: u64, r: &mut Report) -> Check {
+    let w = &laid.w;
+    lay(&laid.template, &w.root)?;
+    s.before_each(w, k)?;
+    let before = power::Image::before(&w.root, &laid.template)?;
+    let mut rec = power::Recorder::new(&w.root, before, &laid.base.join("copies"))?;
+    let t = traced(s, w, Some(k), &mut |stop| rec.observe(stop))?;
+    if let Some(e) = rec.error.take() {
+        return Err(format!("recording: {e}"));
+    }
+    let finished = t.status.is_some();
+    if finished && k <= r.points {
+        r.finished_early += 1;
+    }
+    let at = match finished {
+        true => "after the run",
+        false => t.last.unwrap_or("?"),
+    };
+    let killed = laid.base.join("killed");
+    let _ = std::fs::remove_dir_all(&killed);
+    std::fs::rename(&w.root, &killed).map_err(|e| e.to_string())?;
+    for loss in power::Loss::ALL {
+        let _ = std::fs::remove_dir_all(&w.root);
+        power::lay(&rec, loss, &killed, &w.root)?;
+        r.states += 1;
+        let checked = match finished {
+            true => s.after_run(w),
+            false => s.after_kill(w).and_then(|()| recovers(s, w)),
+        };
+        checked.map_err(|e| format!("power cut before {at} ({}): {e}", loss.name()))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -112,9 +112,38 @@ fn check(r: libc::c_long, what: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// A point the run is about to pass (its syscall runs once the observer returns).
+pub struct Stop {
+    pub pid: libc::pid_t,
+    pub syscall: &'static str,
+    /// The syscall's six arguments (rdi, rsi, rdx, r10, r8, r9).
+    pub args: [u64; 6],
+}
+
 /// Runs `cmd` under the tracer; with `kill_at`, kills it at that point. A
 /// run longer than `timeout` is killed (and reads as killed).
 pub fn run(cmd: &mut Command, kill_at: Option<u64>, timeout: Duration) -> io::Result<Traced> {
+    run_observed(cmd, kill_at, timeout, &mut |_| {})
+}
+
+/// The syscall arguments of a tracee stopped at a syscall's entry.
+fn args_of(pid: libc::pid_t) -> [u64; 6] {
+    // SAFETY: GETREGS fills a user_regs_struct of our own; a tracee gone
+    // already leaves it zeroed.
+    let mut regs: libc::user_regs_struct = unsafe { std::mem::zeroed() };
+    unsafe { libc::ptrace(libc::PTRACE_GETREGS, pid, 0, &mut regs) };
+    [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9]
+}
+
+/// [`run`], calling `observe` at every point the run passes, before its
+/// syscall runs (never at the point killed at). The tracee is stopped
+/// while `observe` runs, so it sees the files as the syscall will find them.
+pub fn run_observed(
+    cmd: &mut Command,
+    kill_at: Option<u64>,
+    timeout: Duration,
+    observe: &mut dyn FnMut(&Stop),
+) -> io::Result<Traced> {
     let prog = filter();
     // SAFETY: the closure runs between fork and exec and only makes
     // async-signal-safe calls (setpgid, ptrace, prctl) on memory prepared
@@ -226,6 +255,13 @@ pub fn run(cmd: &mut Command, kill_at: Option<u64>, timeout: Duration) -> io::Re
                 killed = true;
                 unsafe { libc::kill(-main, libc::SIGKILL) };
                 continue;
+            }
+            if let Some(&(syscall, _)) = POINTS.get(which as usize) {
+                observe(&Stop {
+                    pid,
+                    syscall,
+                    args: args_of(pid),
+                });
             }
             0
         } else if sig == libc::SIGTRAP && event != 0 {

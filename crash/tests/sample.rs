@@ -1,5 +1,6 @@
 //! The fast subset of the crash sweep that `cargo xtask test` runs: every
-//! scenario killed at a sample of its points (the whole sweep is `cargo xtask crash`).
+//! scenario killed, and cut by a power loss, at a sample of its points (the
+//! whole sweeps are `cargo xtask crash` and `cargo xtask crash --power`).
 
 use std::process::Command;
 
@@ -24,5 +25,26 @@ fn every_scenario_recovers_at_a_sample_of_points() {
     for line in lines {
         let points: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
         assert!(points >= 50, "a run too small to sweep: {line}");
+    }
+}
+
+/// Every scenario survives a power cut (only flushed bytes and names kept) at 3 points and after its run.
+#[test]
+fn every_scenario_survives_power_cuts_at_a_sample_of_points() {
+    let tools = assert_cmd::cargo::cargo_bin("snap-collect");
+    let out = Command::new(env!("CARGO_BIN_EXE_snap-crash"))
+        .arg("--bin")
+        .arg(tools.parent().unwrap())
+        .args(["--points", "3", "--power"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in text.lines() {
+        assert!(line.contains(" 8 power-cut states,"), "{line}");
     }
 }

@@ -1,9 +1,11 @@
 //! `cargo xtask crash`: the crash sweep. Builds the tools and the sweeper
 //! (crash/, `snap-crash`) in release mode and kills each tool at every
 //! state-changing syscall of its representative run, checking and rerunning
-//! after each. `--mutants` then requires the sweep to fail on copies of HEAD
-//! with one safeguard removed each. `cargo xtask test` runs a sample of the
-//! points of every scenario (crash/tests/sample.rs).
+//! after each. `--power` sweeps power cuts instead: at each point the states
+//! that keep only what was flushed are laid, checked and rerun. `--mutants`
+//! then requires the sweep to fail on copies of HEAD with one safeguard
+//! removed each. `cargo xtask test` runs a sample of the points of every
+//! scenario, for kills and for power cuts (crash/tests/sample.rs).
 
 use std::process::Command;
 
@@ -22,6 +24,9 @@ pub struct Args {
     /// Also build each mutant (a safeguard removed) and require the sweep to fail on it
     #[arg(long)]
     mutants: bool,
+    /// Power cuts instead of kills: only what was flushed survives each point
+    #[arg(long)]
+    power: bool,
 }
 
 /// A safeguard against crashes, the change that removes it, and the scenario that must catch it.
@@ -55,6 +60,28 @@ const MUTANTS: &[(Mutant, &str)] = &[
     ),
 ];
 
+/// Flushes that only a power cut tests (a kill keeps the page cache), and the scenario that must catch each.
+const POWER_MUTANTS: &[(Mutant, &str)] = &[
+    (
+        Mutant {
+            name: "an atomic write renames its file into place before flushing it",
+            file: "shared/src/fsutil.rs",
+            from: "        file.flush()?;\n        file.sync_all()?;\n",
+            to: "        file.flush()?;\n",
+        },
+        "snap-pack",
+    ),
+    (
+        Mutant {
+            name: "a published name is not flushed to its folder",
+            file: "shared/src/fsutil.rs",
+            from: "    rename_noreplace(from, to)?;\n    fsync_dir(parent_of(to))\n",
+            to: "    rename_noreplace(from, to)\n",
+        },
+        "snap-collect",
+    ),
+];
+
 pub fn run(args: Args) -> Result {
     exec(cargo().args(["build", "--release", "--bins", "-p", "snap-crash"]))?;
     exec(cargo().args(["build", "--release", "--bins"]))?;
@@ -66,17 +93,24 @@ pub fn run(args: Args) -> Result {
     for t in &args.tool {
         cmd.args(["--tool", t]);
     }
+    if args.power {
+        cmd.arg("--power");
+    }
     exec(&mut cmd)?;
     if args.mutants {
-        for (m, scenario) in MUTANTS {
-            mutant(m, scenario, &release.join("snap-crash"))?;
+        let mutants = match args.power {
+            true => POWER_MUTANTS,
+            false => MUTANTS,
+        };
+        for (m, scenario) in mutants {
+            mutant(m, scenario, &release.join("snap-crash"), args.power)?;
         }
     }
     Ok(())
 }
 
 /// Builds the tools of HEAD with the mutant's change; the sweep of `scenario` must fail.
-fn mutant(m: &Mutant, scenario: &str, sweeper: &std::path::Path) -> Result {
+fn mutant(m: &Mutant, scenario: &str, sweeper: &std::path::Path, power: bool) -> Result {
     let base = apply(m)?;
     exec(
         cargo()
@@ -89,6 +123,7 @@ fn mutant(m: &Mutant, scenario: &str, sweeper: &std::path::Path) -> Result {
         .arg("--bin")
         .arg(base.join("target/release"))
         .args(["--tool", scenario])
+        .args(power.then_some("--power"))
         .status()
         .map_err(|e| format!("{}: {e}", sweeper.display()))?;
     if status.code() == Some(1) {
