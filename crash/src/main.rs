@@ -1,5 +1,6 @@
-//! `snap-crash [--tool T]... [--points all|N] [--power] --bin DIR`: the
-//! crash sweep, or with `--power` the power-loss sweep. Prints one line per
+//! `snap-crash [--tool T]... [--points all|N] [--power | --fault F] --bin DIR`:
+//! the crash sweep, or with `--power` the power-loss sweep, or with `--fault`
+//! a full disk or an unplugged drive from each point on. Prints one line per
 //! scenario, each failure under it, and exits 1 if any point did not recover.
 
 use std::path::PathBuf;
@@ -7,7 +8,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use snap_crash::sweep::{Report, sweep, sweep_power};
+use snap_crash::fault::Fault;
+use snap_crash::sweep::{Report, sweep, sweep_fault, sweep_power};
 use snap_crash::tools;
 
 #[derive(Parser)]
@@ -30,19 +32,24 @@ struct Cli {
     scratch: Option<PathBuf>,
     /// Power cuts instead of kills: at each point (and after the run), the
     /// states that keep only what was flushed are laid, checked and rerun.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "fault")]
     power: bool,
+    /// A fault from each point on instead of a kill: `full` (ENOSPC under the
+    /// world) or `unplugged` (EIO under the drive of scenarios that have one).
+    #[arg(long, value_parser = ["full", "unplugged"])]
+    fault: Option<String>,
 }
 
-fn line(r: &Report) -> String {
+fn line(r: &Report, power: bool) -> String {
     let syscalls: Vec<String> = r
         .by_syscall
         .iter()
         .map(|(k, v)| format!("{k} {v}"))
         .collect();
-    let states = match r.states {
-        0 => String::new(),
-        n => format!(" {n:>5} power-cut states,"),
+    let states = match (r.states, power) {
+        (0, _) => String::new(),
+        (n, true) => format!(" {n:>5} power-cut states,"),
+        (n, false) => format!(" {n:>5} refused as they should,"),
     };
     format!(
         "{:<22} {:>5} points, {:>5} cut at,{states} {:>3} finished first, {:>3} failed   ({})",
@@ -85,11 +92,19 @@ fn main() -> ExitCode {
     let bin = std::fs::canonicalize(&cli.bin).unwrap_or(cli.bin);
     let mut failed = 0;
     for s in &scenarios {
-        let r = match cli.power {
-            true => sweep_power(s.as_ref(), &scratch, &bin, sample),
-            false => sweep(s.as_ref(), &scratch, &bin, sample),
+        let fault = cli.fault.as_deref().map(|f| match f {
+            "full" => Fault::Full,
+            _ => Fault::Unplugged,
+        });
+        let r = match (cli.power, fault) {
+            (true, _) => sweep_power(s.as_ref(), &scratch, &bin, sample),
+            (false, Some(f)) => match sweep_fault(s.as_ref(), &scratch, &bin, sample, f) {
+                Some(r) => r,
+                None => continue,
+            },
+            (false, None) => sweep(s.as_ref(), &scratch, &bin, sample),
         };
-        println!("{}", line(&r));
+        println!("{}", line(&r, cli.power));
         for f in &r.failures {
             println!("    {f}");
         }

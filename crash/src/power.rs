@@ -31,7 +31,7 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::trace::Stop;
+use crate::trace::{Stop, Verdict};
 
 /// A file or folder, as the filesystem knows it through renames.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -243,11 +243,15 @@ impl Recorder {
         })
     }
 
-    /// Called at every point of the run, before its syscall runs.
-    pub fn observe(&mut self, stop: &Stop) {
-        if self.error.is_some() {
-            return;
+    /// Called at every point of the run, before its syscall runs (which it always lets run).
+    pub fn observe(&mut self, stop: &Stop) -> Verdict {
+        if self.error.is_none() {
+            self.record(stop);
         }
+        None
+    }
+
+    fn record(&mut self, stop: &Stop) {
         let fd = stop.args[0] as i32;
         let done = match stop.syscall {
             "fsync" | "fdatasync" => self.flush_fd(stop.pid, fd),

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use crate::fault::{self, Fault};
 use crate::power;
 use crate::trace::{self, Traced};
 
@@ -75,6 +76,10 @@ pub trait Scenario {
     fn rerun(&self, w: &World) -> Option<Command> {
         Some(self.run(w))
     }
+    /// The folder that is a removable drive, for the unplugged-drive sweep.
+    fn drive(&self) -> Option<&'static str> {
+        None
+    }
     /// State that is not in the folder (a bucket), laid before each point's run.
     fn before_each(&self, _w: &World, _point: u64) -> Check {
         Ok(())
@@ -95,7 +100,8 @@ pub struct Report {
     pub swept: u64,
     /// Points the run finished before (it took another path this time).
     pub finished_early: u64,
-    /// Power-loss states laid and checked (two per point).
+    /// Power-loss states laid and checked (two per point); for a fault
+    /// sweep, the runs that failed as they should.
     pub states: u64,
     /// Each failure: the point, the syscall, what broke.
     pub failures: Vec<String>,
@@ -158,7 +164,7 @@ fn set_up(
         .map_err(|e| format!("prepare: {e}"))?;
     let t = lay(&template, &w.root)
         .and_then(|()| s.before_each(&w, 0))
-        .and_then(|()| traced(s, &w, None, &mut |_| {}))
+        .and_then(|()| traced(s, &w, None, &mut |_| None))
         .map_err(|e| format!("the whole run: {e}"))?;
     report.points = t.points;
     report.by_syscall = t.by_syscall;
@@ -194,7 +200,7 @@ fn traced(
     s: &dyn Scenario,
     w: &World,
     kill_at: Option<u64>,
-    observe: &mut dyn FnMut(&trace::Stop),
+    observe: &mut dyn FnMut(&trace::Stop) -> trace::Verdict,
 ) -> Result<Traced, String> {
     let mut cmd = s.run(w);
     cmd.stdin(std::process::Stdio::null())
@@ -220,7 +226,7 @@ fn traced(
 fn one_point(s: &dyn Scenario, w: &World, template: &Path, k: u64, r: &mut Report) -> Check {
     lay(template, &w.root)?;
     s.before_each(w, k)?;
-    let t = traced(s, w, Some(k), &mut |_| {})?;
+    let t = traced(s, w, Some(k), &mut |_| None)?;
     if t.status.is_some() {
         r.finished_early += 1;
         return Ok(());
@@ -299,6 +305,91 @@ fn power_point(s: &dyn Scenario, laid: &Laid, k: u64, r: &mut Report) -> Check {
         checked.map_err(|e| format!("power cut before {at} ({}): {e}", loss.name()))?;
     }
     Ok(())
+}
+
+/// Sweeps one scenario for a fault of its surroundings: for each point k,
+/// the run meets `fault` from k on. It must fail with one line that names
+/// the error and an exit code DESIGN.md gives it, or finish with a result
+/// that checks out; either way nothing published changes, and once the
+/// fault is gone (space freed, drive back) the rerun finishes the work.
+/// A scenario without a drive is not swept for an unplugged one.
+pub fn sweep_fault(
+    s: &dyn Scenario,
+    scratch: &Path,
+    bin: &Path,
+    sample: Option<u64>,
+    fault: Fault,
+) -> Option<Report> {
+    let under = match fault {
+        Fault::Full => "",
+        Fault::Unplugged => s.drive()?,
+    };
+    let mut report = Report {
+        name: s.name(),
+        ..Report::default()
+    };
+    let laid = match set_up(s, scratch, bin, &mut report) {
+        Ok(l) => l,
+        Err(e) => {
+            report.failures.push(e);
+            return Some(report);
+        }
+    };
+    for k in points(report.points, sample) {
+        report.swept += 1;
+        if let Err(e) = fault_point(s, &laid, k, fault, under, &mut report) {
+            report.failures.push(format!("point {k}: {e}"));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&laid.base);
+    Some(report)
+}
+
+fn fault_point(
+    s: &dyn Scenario,
+    laid: &Laid,
+    k: u64,
+    fault: Fault,
+    under: &str,
+    r: &mut Report,
+) -> Check {
+    let w = &laid.w;
+    lay(&laid.template, &w.root)?;
+    s.before_each(w, k)?;
+    let mut inject = fault::Injector::new(fault, k, &w.path(under));
+    let stderr_at = laid.base.join("stderr");
+    let stderr = std::fs::File::create(&stderr_at).map_err(|e| e.to_string())?;
+    let mut cmd = s.run(w);
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr);
+    let t = trace::run_observed(&mut cmd, None, TIMEOUT, &mut |stop| inject.observe(stop))
+        .map_err(|e| format!("trace: {e}"))?;
+    let said = std::fs::read_to_string(&stderr_at).unwrap_or_default();
+    let status = t.status.ok_or("timed out")?;
+    if t.failed == 0 {
+        r.finished_early += 1;
+    }
+    let at = t.last.unwrap_or("?");
+    if status.success() {
+        // The refused syscalls were not needed (a flush of a lock, say): the result must be whole.
+        return s
+            .after_run(w)
+            .map_err(|e| format!("{} {at}: exit 0, yet: {e}", t.failed));
+    }
+    r.states += 1;
+    let code = status.code().unwrap_or(-1);
+    let lines: Vec<&str> = said.lines().collect();
+    if !fault.exit_codes().contains(&code) || !said.contains(fault.words()) || lines.len() > 2 {
+        return Err(format!(
+            "exit {code} with {:?}: want exit {:?} and one line naming \"{}\"",
+            said.trim(),
+            fault.exit_codes(),
+            fault.words()
+        ));
+    }
+    s.after_kill(w)?;
+    recovers(s, w)
 }
 
 #[cfg(test)]

@@ -240,6 +240,10 @@ impl Scenario for PushFolder {
         push(w)
     }
 
+    fn drive(&self) -> Option<&'static str> {
+        Some("drive")
+    }
+
     fn after_kill(&self, w: &World) -> Check {
         // Lock files come and go; what was pushed stays as it was.
         let mut before = recall(w, "drive")?;
@@ -506,6 +510,10 @@ impl Scenario for Prune {
             }
         }
         plan(w, &self.places().0)
+    }
+
+    fn drive(&self) -> Option<&'static str> {
+        self.at_dest.then_some("drive")
     }
 
     fn run(&self, w: &World) -> Command {

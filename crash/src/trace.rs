@@ -65,6 +65,8 @@ pub struct Traced {
     pub by_syscall: BTreeMap<&'static str, u64>,
     /// The syscall of the last point (the one killed at).
     pub last: Option<&'static str>,
+    /// Points an observer made fail.
+    pub failed: u64,
 }
 
 const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
@@ -123,7 +125,7 @@ pub struct Stop {
 /// Runs `cmd` under the tracer; with `kill_at`, kills it at that point. A
 /// run longer than `timeout` is killed (and reads as killed).
 pub fn run(cmd: &mut Command, kill_at: Option<u64>, timeout: Duration) -> io::Result<Traced> {
-    run_observed(cmd, kill_at, timeout, &mut |_| {})
+    run_observed(cmd, kill_at, timeout, &mut |_| None)
 }
 
 /// The syscall arguments of a tracee stopped at a syscall's entry.
@@ -135,6 +137,21 @@ fn args_of(pid: libc::pid_t) -> [u64; 6] {
     [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9]
 }
 
+/// Makes the syscall a tracee is stopped at fail with `errno` instead of running.
+fn fail_syscall(pid: libc::pid_t, errno: i32) {
+    // SAFETY: plain ptrace requests on a tracee stopped at a seccomp stop;
+    // a syscall number of -1 skips the call, and rax is what it returns.
+    let mut regs: libc::user_regs_struct = unsafe { std::mem::zeroed() };
+    unsafe { libc::ptrace(libc::PTRACE_GETREGS, pid, 0, &mut regs) };
+    regs.orig_rax = u64::MAX;
+    regs.rax = (-(errno as i64)) as u64;
+    unsafe { libc::ptrace(libc::PTRACE_SETREGS, pid, 0, &regs) };
+}
+
+/// What an observer wants of a point's syscall: `None` lets it run,
+/// `Some(errno)` makes it fail with that error without running.
+pub type Verdict = Option<i32>;
+
 /// [`run`], calling `observe` at every point the run passes, before its
 /// syscall runs (never at the point killed at). The tracee is stopped
 /// while `observe` runs, so it sees the files as the syscall will find them.
@@ -142,7 +159,7 @@ pub fn run_observed(
     cmd: &mut Command,
     kill_at: Option<u64>,
     timeout: Duration,
-    observe: &mut dyn FnMut(&Stop),
+    observe: &mut dyn FnMut(&Stop) -> Verdict,
 ) -> io::Result<Traced> {
     let prog = filter();
     // SAFETY: the closure runs between fork and exec and only makes
@@ -216,6 +233,7 @@ pub fn run_observed(
         points: 0,
         by_syscall: BTreeMap::new(),
         last: None,
+        failed: 0,
     };
     let mut killed = false;
     let mut known = std::collections::HashSet::from([main]);
@@ -257,11 +275,15 @@ pub fn run_observed(
                 continue;
             }
             if let Some(&(syscall, _)) = POINTS.get(which as usize) {
-                observe(&Stop {
+                let stop = Stop {
                     pid,
                     syscall,
                     args: args_of(pid),
-                });
+                };
+                if let Some(errno) = observe(&stop) {
+                    fail_syscall(pid, errno);
+                    traced.failed += 1;
+                }
             }
             0
         } else if sig == libc::SIGTRAP && event != 0 {
