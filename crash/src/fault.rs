@@ -74,6 +74,8 @@ pub struct Injector {
     from: u64,
     under: PathBuf,
     seen: u64,
+    /// Each refused syscall and the path it touched.
+    pub refused: Vec<String>,
 }
 
 impl Injector {
@@ -83,15 +85,22 @@ impl Injector {
             from,
             under: under.to_path_buf(),
             seen: 0,
+            refused: Vec::new(),
         }
     }
 
     pub fn observe(&mut self, stop: &Stop) -> Verdict {
         self.seen += 1;
-        let hit = self.seen >= self.from
-            && self.fault.refuses(stop.syscall)
-            && touched(stop).iter().any(|p| p.starts_with(&self.under));
-        hit.then_some(self.fault.errno())
+        if self.seen < self.from || !self.fault.refuses(stop.syscall) {
+            return None;
+        }
+        let hit = touched(stop)
+            .into_iter()
+            .find(|p| p.starts_with(&self.under))?;
+        let rel = hit.strip_prefix(&self.under).unwrap_or(&hit);
+        self.refused
+            .push(format!("{} {}", stop.syscall, rel.display()));
+        Some(self.fault.errno())
     }
 }
 

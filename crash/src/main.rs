@@ -108,6 +108,9 @@ fn main() -> ExitCode {
         for f in &r.failures {
             println!("    {f}");
         }
+        for t in &r.tolerated {
+            println!("    (finished) {t}");
+        }
         failed += r.failures.len();
     }
     if failed > 0 {

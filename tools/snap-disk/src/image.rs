@@ -198,14 +198,20 @@ pub fn qemu_img(args: &[&std::ffi::OsStr]) -> Result<String> {
             .trim()
             .trim_start_matches("qemu-img: ")
             .to_string();
-        let exit = if cause.contains("lock") {
-            Exit::TempFail
-        } else {
-            Exit::Io
+        let exit = match is_lock_conflict(&err) {
+            true => Exit::TempFail,
+            false => Exit::Io,
         };
         return Err(Error::new(exit, what, cause));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Whether qemu-img failed because another process holds the image's lock
+/// (`Failed to get "write" lock` / `Is another process using the image?`);
+/// "block" in its other messages is not a lock.
+fn is_lock_conflict(stderr: &str) -> bool {
+    stderr.contains("\" lock") || stderr.contains("another process using the image")
 }
 
 /// `qemu-img check`: the image's metadata is consistent (qcow2 and the other
@@ -231,6 +237,19 @@ pub fn check(path: &Path, format: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A held image is 75 (try again); a full disk whose message says "block" is not.
+    #[test]
+    fn only_lock_conflicts_are_temporary() {
+        let held = "qemu-img: Could not open 'vm.qcow2': Failed to get \"write\" lock\nIs another process using the image [vm.qcow2]?";
+        assert!(is_lock_conflict(held));
+        for full in [
+            "qemu-img: Failed to flush the refcount block cache: No space left on device",
+            "qemu-img: Block job failed: No space left on device",
+        ] {
+            assert!(!is_lock_conflict(full), "{full}");
+        }
+    }
 
     /// The formats are told apart by their magic; anything else is raw.
     #[test]

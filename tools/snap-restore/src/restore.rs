@@ -70,6 +70,19 @@ pub struct Restorer<'a> {
     writers: Option<Writers>,
     /// Which `--path` prefixes matched something.
     matched: Vec<bool>,
+    /// An error of the target that ends the run (a full or gone disk):
+    /// every further file would fail the same way.
+    fatal: Option<Error>,
+}
+
+/// Whether a write error at the target means no further file can be
+/// written: a full disk or quota, a read-only or failing one.
+fn ends_the_run(e: &std::io::Error) -> bool {
+    use rustix::io::Errno;
+    let code = e.raw_os_error();
+    snap_shared::error::is_disk_full(e)
+        || code == Some(Errno::ROFS.raw_os_error())
+        || code == Some(Errno::IO.raw_os_error())
 }
 
 fn meta_of(e: &Entry) -> Meta {
@@ -101,6 +114,20 @@ impl<'a> Restorer<'a> {
             buf: vec![0; 1 << 20],
             writers: None,
             matched: vec![false; select.count()],
+            fatal: None,
+        }
+    }
+
+    /// Ends the run when the target can take no more (once, for the first such error).
+    fn stop_if_fatal(&mut self) -> Result<()> {
+        match self.fatal.take() {
+            Some(e) => {
+                if let Some(w) = self.writers.take() {
+                    w.finish();
+                }
+                Err(e)
+            }
+            None => Ok(()),
         }
     }
 
@@ -122,6 +149,18 @@ impl<'a> Restorer<'a> {
 
     fn refused(&mut self, path: &[u8], refused: Refused) {
         self.tally.errors += 1;
+        if let Refused::Io(e) = &refused
+            && ends_the_run(e)
+        {
+            if self.fatal.is_none() {
+                let at = self.target.path.join(OsStr::from_bytes(path));
+                let cause = snap_shared::error::io_cause(e);
+                self.fatal = Some(Error::new(Exit::Io, at.display().to_string(), cause).with_hint(
+                    "make room at the target (or mount it again), then run the same restore: files already restored are kept",
+                ));
+            }
+            return;
+        }
         let why = match refused {
             Refused::Exists => {
                 "already exists with other content (give --overwrite to replace it)".to_string()
@@ -164,6 +203,7 @@ impl<'a> Restorer<'a> {
         let mut dirs = Vec::new();
         let mut reader = open_index(&index, self.dec)?;
         while let Some(e) = reader.next_entry()? {
+            self.stop_if_fatal()?;
             let wanted = self.select.wants(&e.path);
             if e.kind == EntryType::Dir && (wanted || self.select.leads_to(&e.path)) {
                 let result = self.target.dir(&e.path);
@@ -188,12 +228,14 @@ impl<'a> Restorer<'a> {
                 }
             }
         }
+        self.stop_if_fatal()?;
         // One archive writes each file once, so equal counts mean none is
         // missing; a chain may write one twice, so it is always checked.
         if tree.is_none() && (chain.len() > 1 || expected > handled) {
             self.name_missing(&index)?;
         }
         self.dir_metadata(dirs);
+        self.stop_if_fatal()?;
         self.check_selection()
     }
 
@@ -248,9 +290,10 @@ impl<'a> Restorer<'a> {
                 }
             }
             self.put_file(&path, &f, &mut entry, &data)?;
+            self.stop_if_fatal()?;
         }
         self.drain_writers(true);
-        Ok(())
+        self.stop_if_fatal()
     }
 
     /// Writes one file of an archive through the writer threads: small ones
@@ -406,6 +449,7 @@ impl<'a> Restorer<'a> {
         let mut dirs = Vec::new();
         let mut stripped = false;
         for member in members(&mut archive).map_err(|e| corrupt(path, e))? {
+            self.stop_if_fatal()?;
             let mut m = member.map_err(|e| corrupt(path, e))?;
             let rel = match sanitize(&m.path, &mut stripped) {
                 Ok(Some(rel)) => rel,
@@ -469,6 +513,7 @@ impl<'a> Restorer<'a> {
                 .note("removed leading `/` from member names (like GNU tar)");
         }
         self.dir_metadata(dirs);
+        self.stop_if_fatal()?;
         end.map_err(|e| corrupt(path, e))?;
         self.check_selection()
     }
