@@ -121,7 +121,8 @@ fn newest_archive(w: &World, place: &[&str]) -> Result<String, String> {
         .iter()
         .filter(|i| i["kind"] == "archive")
         .filter_map(|i| i["id"].as_str().map(str::to_string))
-        .max()
+        // Ids of one second end -2 … -10, which text order puts out of turn.
+        .max_by(|a, b| snap_shared::id::cmp_ids(a, b))
         .ok_or_else(|| "no archive is listed".to_string())
 }
 

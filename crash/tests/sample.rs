@@ -20,7 +20,7 @@ fn every_scenario_recovers_at_a_sample_of_points() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let lines: Vec<&str> = text.lines().collect();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with(' ')).collect();
     assert!(lines.len() >= 6, "{text}");
     for line in lines {
         let points: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
@@ -44,7 +44,38 @@ fn every_scenario_survives_power_cuts_at_a_sample_of_points() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for line in text.lines() {
+    for line in text.lines().filter(|l| !l.starts_with(' ')) {
         assert!(line.contains(" 8 power-cut states,"), "{line}");
     }
+}
+
+/// Every scenario meets a full disk from 4 points of its run on: one line, exit 73/74, nothing lost, the rerun finishes.
+#[test]
+fn every_scenario_survives_a_full_disk_at_a_sample_of_points() {
+    sweep_passes(&["--fault", "full", "--points", "4"], 12);
+}
+
+/// Pushes and prunes at a folder meet an unplugged drive from 6 points of their run on.
+#[test]
+fn drive_scenarios_survive_an_unplugged_drive_at_a_sample_of_points() {
+    sweep_passes(&["--fault", "unplugged", "--points", "6"], 2);
+}
+
+/// Runs snap-crash with `args`; it must pass and report `scenarios` scenarios.
+fn sweep_passes(args: &[&str], scenarios: usize) {
+    let tools = assert_cmd::cargo::cargo_bin("snap-collect");
+    let out = Command::new(env!("CARGO_BIN_EXE_snap-crash"))
+        .arg("--bin")
+        .arg(tools.parent().unwrap())
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = text.lines().filter(|l| !l.starts_with(' ')).count();
+    assert_eq!(lines, scenarios, "{text}");
 }

@@ -187,12 +187,27 @@ pub fn name_of(entry: &Entry) -> &OsStr {
 /// An error in the store: exit 74, with a hint when the disk is full.
 pub fn store_err(path: &Path, e: io::Error) -> Error {
     let full = is_disk_full(&e);
+    let no_links = cannot_link(&e);
     let err = Error::io(path, e).with_exit(Exit::Io);
     if full {
         err.with_hint("the store's disk is full; no snapshot was made and earlier ones are intact")
+    } else if no_links {
+        err.with_hint(
+            "the store's filesystem cannot hold symlinks or hard links (FAT, exFAT, some network shares): \
+             keep the store on ext4, xfs or btrfs, and push archives to this drive with snap-push",
+        )
     } else {
         err
     }
+}
+
+/// Whether an error says the filesystem has no symlinks or hard links
+/// (vfat: `EPERM` for links, `ENOSYS`/`EOPNOTSUPP` through FUSE).
+fn cannot_link(e: &io::Error) -> bool {
+    use rustix::io::Errno;
+    [Errno::PERM, Errno::NOSYS, Errno::OPNOTSUPP, Errno::MLINK]
+        .iter()
+        .any(|c| e.raw_os_error() == Some(c.raw_os_error()))
 }
 
 fn open_source(job: &FileJob) -> io::Result<File> {
