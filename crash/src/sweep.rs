@@ -290,8 +290,8 @@ fn power_point(s: &dyn Scenario, laid: &Laid, k: u64, r: &mut Report) -> Check {
         r.finished_early += 1;
     }
     let at = match finished {
-        true => "after the run",
-        false => t.last.unwrap_or("?"),
+        true => "after the run".to_string(),
+        false => format!("before {}", t.last.unwrap_or("?")),
     };
     let killed = laid.base.join("killed");
     let _ = std::fs::remove_dir_all(&killed);
@@ -304,7 +304,7 @@ fn power_point(s: &dyn Scenario, laid: &Laid, k: u64, r: &mut Report) -> Check {
             true => s.after_run(w),
             false => s.after_kill(w).and_then(|()| recovers(s, w)),
         };
-        checked.map_err(|e| format!("power cut before {at} ({}): {e}", loss.name()))?;
+        checked.map_err(|e| format!("power cut {at} ({}): {e}", loss.name()))?;
     }
     Ok(())
 }

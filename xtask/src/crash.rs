@@ -69,7 +69,7 @@ const POWER_MUTANTS: &[(Mutant, &str)] = &[
             from: "        file.flush()?;\n        file.sync_all()?;\n",
             to: "        file.flush()?;\n",
         },
-        "snap-pack",
+        "snap-collect",
     ),
     (
         Mutant {
@@ -78,7 +78,7 @@ const POWER_MUTANTS: &[(Mutant, &str)] = &[
             from: "    rename_noreplace(from, to)?;\n    fsync_dir(parent_of(to))\n",
             to: "    rename_noreplace(from, to)\n",
         },
-        "snap-collect",
+        "snap-push-folder",
     ),
 ];
 
