@@ -185,6 +185,17 @@ mod tests {
     use std::process::Command;
     use std::time::Duration;
 
+    /// Runs `script` in `dir` with `inj` refusing its syscalls.
+    fn run_with(script: &str, dir: &Path, inj: &mut Injector) -> crate::trace::Traced {
+        run_observed(
+            Command::new("sh").args(["-c", script]).current_dir(dir),
+            None,
+            Duration::from_secs(20),
+            &mut |s| inj.observe(s),
+        )
+        .unwrap()
+    }
+
     /// A full disk from the 2nd point on: the first write lands, the second
     /// fails with ENOSPC, a removal still runs; writes elsewhere are untouched.
     #[test]
@@ -195,15 +206,7 @@ mod tests {
         std::fs::write(full.join("old"), "x").unwrap();
         let script = "echo a > full/a; echo b > full/b || echo refused > elsewhere; rm full/old";
         let mut inj = Injector::new(Fault::Full, 2, &full);
-        let t = run_observed(
-            Command::new("sh")
-                .args(["-c", script])
-                .current_dir(dir.path()),
-            None,
-            Duration::from_secs(20),
-            &mut |s| inj.observe(s),
-        )
-        .unwrap();
+        let t = run_with(script, dir.path(), &mut inj);
         assert_eq!(t.failed, 1, "{t:?}");
         assert_eq!(std::fs::read_to_string(full.join("a")).unwrap(), "a\n");
         assert_eq!(std::fs::read_to_string(full.join("b")).unwrap(), "");
@@ -223,15 +226,7 @@ mod tests {
         std::fs::write(drive.join("old"), "x").unwrap();
         let script = "cd drive && rm old; mv old new; mkdir d; echo done > ../outside";
         let mut inj = Injector::new(Fault::Unplugged, 1, &drive);
-        let t = run_observed(
-            Command::new("sh")
-                .args(["-c", script])
-                .current_dir(dir.path()),
-            None,
-            Duration::from_secs(20),
-            &mut |s| inj.observe(s),
-        )
-        .unwrap();
+        let t = run_with(script, dir.path(), &mut inj);
         assert!(t.failed >= 3, "{t:?}");
         assert!(drive.join("old").exists());
         assert!(!drive.join("d").exists());

@@ -173,8 +173,15 @@ fn set_up(
     Ok(Laid { w, base, template })
 }
 
-/// Sweeps one scenario in `scratch`, with the binaries in `bin`.
-pub fn sweep(s: &dyn Scenario, scratch: &Path, bin: &Path, sample: Option<u64>) -> Report {
+/// Lays the scenario, counts its run, then checks each point `ks` gives
+/// for that count with `one`; a point that fails is reported with its error.
+fn drive(
+    s: &dyn Scenario,
+    scratch: &Path,
+    bin: &Path,
+    ks: impl Fn(u64) -> Vec<u64>,
+    mut one: impl FnMut(&Laid, u64, &mut Report) -> Check,
+) -> Report {
     let mut report = Report {
         name: s.name(),
         ..Report::default()
@@ -186,14 +193,25 @@ pub fn sweep(s: &dyn Scenario, scratch: &Path, bin: &Path, sample: Option<u64>) 
             return report;
         }
     };
-    for k in points(report.points, sample) {
+    for k in ks(report.points) {
         report.swept += 1;
-        if let Err(e) = one_point(s, &laid.w, &laid.template, k, &mut report) {
+        if let Err(e) = one(&laid, k, &mut report) {
             report.failures.push(format!("point {k}: {e}"));
         }
     }
     let _ = std::fs::remove_dir_all(&laid.base);
     report
+}
+
+/// Sweeps one scenario in `scratch`, with the binaries in `bin`.
+pub fn sweep(s: &dyn Scenario, scratch: &Path, bin: &Path, sample: Option<u64>) -> Report {
+    drive(
+        s,
+        scratch,
+        bin,
+        |n| points(n, sample),
+        |l, k, r| one_point(s, &l.w, &l.template, k, r),
+    )
 }
 
 /// Runs the scenario traced, `observe` seeing each point; `Ok` only when it
@@ -252,27 +270,14 @@ fn recovers(s: &dyn Scenario, w: &World) -> Check {
 /// and rerun. After a finished run, what it made must be there without a
 /// rerun: an exit 0 means it is on disk.
 pub fn sweep_power(s: &dyn Scenario, scratch: &Path, bin: &Path, sample: Option<u64>) -> Report {
-    let mut report = Report {
-        name: s.name(),
-        ..Report::default()
+    let and_the_end = |n| {
+        let mut ks = points(n, sample);
+        ks.push(n + 1);
+        ks
     };
-    let laid = match set_up(s, scratch, bin, &mut report) {
-        Ok(l) => l,
-        Err(e) => {
-            report.failures.push(e);
-            return report;
-        }
-    };
-    let mut ks = points(report.points, sample);
-    ks.push(report.points + 1);
-    for k in ks {
-        report.swept += 1;
-        if let Err(e) = power_point(s, &laid, k, &mut report) {
-            report.failures.push(format!("point {k}: {e}"));
-        }
-    }
-    let _ = std::fs::remove_dir_all(&laid.base);
-    report
+    drive(s, scratch, bin, and_the_end, |l, k, r| {
+        power_point(s, l, k, r)
+    })
 }
 
 fn power_point(s: &dyn Scenario, laid: &Laid, k: u64, r: &mut Report) -> Check {
@@ -326,25 +331,13 @@ pub fn sweep_fault(
         Fault::Full => "",
         Fault::Unplugged => s.drive()?,
     };
-    let mut report = Report {
-        name: s.name(),
-        ..Report::default()
-    };
-    let laid = match set_up(s, scratch, bin, &mut report) {
-        Ok(l) => l,
-        Err(e) => {
-            report.failures.push(e);
-            return Some(report);
-        }
-    };
-    for k in points(report.points, sample) {
-        report.swept += 1;
-        if let Err(e) = fault_point(s, &laid, k, fault, under, &mut report) {
-            report.failures.push(format!("point {k}: {e}"));
-        }
-    }
-    let _ = std::fs::remove_dir_all(&laid.base);
-    Some(report)
+    Some(drive(
+        s,
+        scratch,
+        bin,
+        |n| points(n, sample),
+        |l, k, r| fault_point(s, l, k, fault, under, r),
+    ))
 }
 
 fn fault_point(

@@ -7,22 +7,8 @@ use std::process::Command;
 /// Every scenario recovers at 6 points spread over its run, and each run has at least 50 points.
 #[test]
 fn every_scenario_recovers_at_a_sample_of_points() {
-    let tools = assert_cmd::cargo::cargo_bin("snap-collect");
-    let out = Command::new(env!("CARGO_BIN_EXE_snap-crash"))
-        .arg("--bin")
-        .arg(tools.parent().unwrap())
-        .args(["--points", "6"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with(' ')).collect();
-    assert!(lines.len() >= 6, "{text}");
-    for line in lines {
+    let text = sweep_passes(&["--points", "6"], 12);
+    for line in scenario_lines(&text) {
         let points: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
         assert!(points >= 50, "a run too small to sweep: {line}");
     }
@@ -31,20 +17,8 @@ fn every_scenario_recovers_at_a_sample_of_points() {
 /// Every scenario survives a power cut (only flushed bytes and names kept) at 3 points and after its run.
 #[test]
 fn every_scenario_survives_power_cuts_at_a_sample_of_points() {
-    let tools = assert_cmd::cargo::cargo_bin("snap-collect");
-    let out = Command::new(env!("CARGO_BIN_EXE_snap-crash"))
-        .arg("--bin")
-        .arg(tools.parent().unwrap())
-        .args(["--points", "3", "--power"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    for line in text.lines().filter(|l| !l.starts_with(' ')) {
+    let text = sweep_passes(&["--points", "3", "--power"], 12);
+    for line in scenario_lines(&text) {
         assert!(line.contains(" 8 power-cut states,"), "{line}");
     }
 }
@@ -61,8 +35,13 @@ fn drive_scenarios_survive_an_unplugged_drive_at_a_sample_of_points() {
     sweep_passes(&["--fault", "unplugged", "--points", "6"], 2);
 }
 
-/// Runs snap-crash with `args`; it must pass and report `scenarios` scenarios.
-fn sweep_passes(args: &[&str], scenarios: usize) {
+/// The scenario lines of snap-crash's output (failures and notes are indented under them).
+fn scenario_lines(text: &str) -> impl Iterator<Item = &str> {
+    text.lines().filter(|l| !l.starts_with(' '))
+}
+
+/// Runs snap-crash with `args`; it must pass and report `scenarios` scenarios. Its output.
+fn sweep_passes(args: &[&str], scenarios: usize) -> String {
     let tools = assert_cmd::cargo::cargo_bin("snap-collect");
     let out = Command::new(env!("CARGO_BIN_EXE_snap-crash"))
         .arg("--bin")
@@ -70,12 +49,12 @@ fn sweep_passes(args: &[&str], scenarios: usize) {
         .args(args)
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let lines = text.lines().filter(|l| !l.starts_with(' ')).count();
-    assert_eq!(lines, scenarios, "{text}");
+    assert_eq!(scenario_lines(&text).count(), scenarios, "{text}");
+    text
 }

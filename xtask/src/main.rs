@@ -5,7 +5,7 @@
 //! - `demo`  the main job on a sample tree, in release mode
 //! - `bench` speed and memory against rsync, restic, borg and tar+zstd, into docs/benchmarks*.md
 //! - `sweep` the fault harness: every crash point of many interleavings, `--mutants`
-//! - `crash` each tool killed at every state-changing syscall of a run, `--mutants`
+//! - `crash` each tool killed at every state-changing syscall of a run, `--power` cut, `--mutants`
 //! - `fuzz`  the libFuzzer targets of fuzz/ (nightly), finds kept as regressions
 
 mod baseline;
