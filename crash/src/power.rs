@@ -147,8 +147,8 @@ fn listing(dir: &Path) -> Result<Listing, String> {
 
 impl Image {
     /// Every folder and file under `root`; a file's bytes are taken from the
-    /// same relative path under `bytes_at` (a copy that stays as it is), or
-    /// copied into `copies` when `bytes_at` is `None`.
+    /// same relative path under `bytes_at` (a copy that stays as it is) when
+    /// that is the same file, else copied into `copies`.
     fn scan(root: &Path, bytes_at: Option<&Path>, copies: &mut Copies) -> Result<Image, String> {
         let top = entry(root)?;
         let mut image = Image {
@@ -163,9 +163,10 @@ impl Image {
                 match e.kind {
                     Kind::Dir => stack.push((path, e.id)),
                     Kind::File if !image.files.contains_key(&e.id) => {
-                        let from = match bytes_at {
-                            Some(at) => at.join(path.strip_prefix(root).unwrap()),
-                            None => copies.keep(&path)?,
+                        let kept = bytes_at.map(|at| at.join(path.strip_prefix(root).unwrap()));
+                        let from = match kept {
+                            Some(k) if same_file(&k, &path) => k,
+                            _ => copies.keep(&path)?,
                         };
                         let meta = e.meta.clone();
                         image.files.insert(e.id, Bytes { from, meta });
@@ -178,9 +179,15 @@ impl Image {
         Ok(image)
     }
 
-    /// The state before a run: `work`, whose bytes stay as they are in `template`.
-    pub fn before(work: &Path, template: &Path) -> Result<Image, String> {
-        Image::scan(work, Some(template), &mut Copies::none())
+    /// The state before a run: `work`, whose bytes stay as they are in
+    /// `template` (`cp -a` keeps sizes and mtimes), but for files laid since
+    /// (a scenario's state for this point), which are copied to `copies`.
+    pub fn before(work: &Path, template: &Path, copies: &Path) -> Result<Image, String> {
+        let mut c = Copies {
+            dir: Some(copies.to_path_buf()),
+            n: 0,
+        };
+        Image::scan(work, Some(template), &mut c)
     }
 
     /// Only the folders' entries of `root`, as a kill left them.
@@ -188,6 +195,16 @@ impl Image {
         let mut image = Image::scan(root, Some(root), &mut Copies::none())?;
         image.files.clear();
         Ok(image)
+    }
+}
+
+/// Whether `kept` is a copy of `file` as `cp -a` made it: same size and mtime.
+fn same_file(kept: &Path, file: &Path) -> bool {
+    match (fs::symlink_metadata(kept), fs::symlink_metadata(file)) {
+        (Ok(a), Ok(b)) => {
+            a.is_file() && a.len() == b.len() && a.modified().ok() == b.modified().ok()
+        }
+        _ => false,
     }
 }
 
@@ -205,6 +222,7 @@ impl Copies {
     fn keep(&mut self, file: &Path) -> Result<PathBuf, String> {
         let dir = self.dir.as_ref().ok_or("no folder for copies")?;
         self.n += 1;
+        fs::create_dir_all(dir).map_err(err(dir))?;
         let to = dir.join(self.n.to_string());
         fs::copy(file, &to).map_err(err(file))?;
         Ok(to)
@@ -460,7 +478,7 @@ mod tests {
             &format!("cp -a {}/. {}", template.display(), work.display()),
             base.path(),
         );
-        let before = Image::before(&work, &template).unwrap();
+        let before = Image::before(&work, &template, &base.path().join("before")).unwrap();
         let mut rec = Recorder::new(&work, before, &base.path().join("copies")).unwrap();
         run_observed(
             Command::new("sh").args(["-c", script]).current_dir(&work),

@@ -284,7 +284,7 @@ fn power_point(s: &dyn Scenario, laid: &Laid, k: u64, r: &mut Report) -> Check {
     let w = &laid.w;
     lay(&laid.template, &w.root)?;
     s.before_each(w, k)?;
-    let before = power::Image::before(&w.root, &laid.template)?;
+    let before = power::Image::before(&w.root, &laid.template, &laid.base.join("before"))?;
     let mut rec = power::Recorder::new(&w.root, before, &laid.base.join("copies"))?;
     let t = traced(s, w, Some(k), &mut |stop| rec.observe(stop))?;
     if let Some(e) = rec.error.take() {
