@@ -59,12 +59,16 @@ pub fn begin(disk: &Disk, change: Change) -> Result<()> {
     .map_err(|e| Error::io(&path, e))
 }
 
-/// Removes the intent: the image and the records are in step.
+/// Removes the intent: the image and the records are in step. The removal
+/// is flushed, so a power cut after the command said it was done does not
+/// bring the intent back (the power-loss sweep found that after a commit).
 pub fn end(disk: &Disk) -> Result<()> {
     let path = marker(disk);
     match fs::remove_file(&path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(&path, e)),
-        _ => Ok(()),
+        _ => {
+            snap_shared::fsutil::fsync_dir(&disk.dir.root).map_err(|e| Error::io(&disk.dir.root, e))
+        }
     }
 }
 
