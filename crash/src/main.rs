@@ -40,17 +40,18 @@ struct Cli {
     fault: Option<String>,
 }
 
-fn line(r: &Report, power: bool) -> String {
+fn line(r: &Report) -> String {
     let syscalls: Vec<String> = r
         .by_syscall
         .iter()
         .map(|(k, v)| format!("{k} {v}"))
         .collect();
-    let states = match (r.states, power) {
-        (0, _) => String::new(),
-        (n, true) => format!(" {n:>5} power-cut states,"),
-        (n, false) => format!(" {n:>5} refused as they should,"),
+    let count = |n: u64, what: &str| match n {
+        0 => String::new(),
+        n => format!(" {n:>5} {what},"),
     };
+    let states =
+        count(r.power_states, "power-cut states") + &count(r.refused, "refused as they should");
     format!(
         "{:<22} {:>5} points, {:>5} cut at,{states} {:>3} finished first, {:>3} failed   ({})",
         r.name,
@@ -104,7 +105,7 @@ fn main() -> ExitCode {
             },
             (false, None) => sweep(s.as_ref(), &scratch, &bin, sample),
         };
-        println!("{}", line(&r, cli.power));
+        println!("{}", line(&r));
         for f in &r.failures {
             println!("    {f}");
         }

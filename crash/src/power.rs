@@ -146,10 +146,9 @@ fn listing(dir: &Path) -> Result<Listing, String> {
 }
 
 impl Image {
-    /// Every folder and file under `root`; a file's bytes are taken from the
-    /// same relative path under `bytes_at` (a copy that stays as it is) when
-    /// that is the same file, else copied into `copies`.
-    fn scan(root: &Path, bytes_at: Option<&Path>, copies: &mut Copies) -> Result<Image, String> {
+    /// Every folder and file under `root`; `keep` says where a file's bytes
+    /// are kept (or `None`: the image holds names only).
+    fn scan(root: &Path, keep: &mut dyn FnMut(&Path) -> Kept) -> Result<Image, String> {
         let top = entry(root)?;
         let mut image = Image {
             root: Some(top.id),
@@ -163,13 +162,10 @@ impl Image {
                 match e.kind {
                     Kind::Dir => stack.push((path, e.id)),
                     Kind::File if !image.files.contains_key(&e.id) => {
-                        let kept = bytes_at.map(|at| at.join(path.strip_prefix(root).unwrap()));
-                        let from = match kept {
-                            Some(k) if same_file(&k, &path) => k,
-                            _ => copies.keep(&path)?,
-                        };
-                        let meta = e.meta.clone();
-                        image.files.insert(e.id, Bytes { from, meta });
+                        if let Some(from) = keep(&path)? {
+                            let meta = e.meta.clone();
+                            image.files.insert(e.id, Bytes { from, meta });
+                        }
                     }
                     _ => {}
                 }
@@ -183,18 +179,19 @@ impl Image {
     /// `template` (`cp -a` keeps sizes and mtimes), but for files laid since
     /// (a scenario's state for this point), which are copied to `copies`.
     pub fn before(work: &Path, template: &Path, copies: &Path) -> Result<Image, String> {
-        let mut c = Copies {
-            dir: Some(copies.to_path_buf()),
-            n: 0,
-        };
-        Image::scan(work, Some(template), &mut c)
+        let mut copies = Copies::new(copies)?;
+        Image::scan(work, &mut |path| {
+            let kept = template.join(path.strip_prefix(work).unwrap());
+            match same_file(&kept, path) {
+                true => Ok(Some(kept)),
+                false => copies.keep(path).map(Some),
+            }
+        })
     }
 
     /// Only the folders' entries of `root`, as a kill left them.
     fn names(root: &Path) -> Result<Image, String> {
-        let mut image = Image::scan(root, Some(root), &mut Copies::none())?;
-        image.files.clear();
-        Ok(image)
+        Image::scan(root, &mut |_| Ok(None))
     }
 }
 
@@ -208,22 +205,28 @@ fn same_file(kept: &Path, file: &Path) -> bool {
     }
 }
 
-/// Copies of flushed bytes, numbered in a folder of their own.
+/// Where [`Image::scan`] keeps a file's bytes, if it keeps them.
+type Kept = Result<Option<PathBuf>, String>;
+
+/// Copies of flushed bytes, numbered in a folder of their own (made empty).
 struct Copies {
-    dir: Option<PathBuf>,
+    dir: PathBuf,
     n: u64,
 }
 
 impl Copies {
-    fn none() -> Copies {
-        Copies { dir: None, n: 0 }
+    fn new(dir: &Path) -> Result<Copies, String> {
+        let _ = fs::remove_dir_all(dir);
+        fs::create_dir_all(dir).map_err(err(dir))?;
+        Ok(Copies {
+            dir: dir.to_path_buf(),
+            n: 0,
+        })
     }
 
     fn keep(&mut self, file: &Path) -> Result<PathBuf, String> {
-        let dir = self.dir.as_ref().ok_or("no folder for copies")?;
         self.n += 1;
-        fs::create_dir_all(dir).map_err(err(dir))?;
-        let to = dir.join(self.n.to_string());
+        let to = self.dir.join(self.n.to_string());
         fs::copy(file, &to).map_err(err(file))?;
         Ok(to)
     }
@@ -235,8 +238,6 @@ pub struct Recorder {
     copies: Copies,
     /// The durable image: the state before the run, with every flush laid over it.
     durable: Image,
-    /// Flushes seen under the world.
-    pub flushes: u64,
     /// The first thing that could not be recorded: the point fails with it.
     pub error: Option<String>,
 }
@@ -247,16 +248,10 @@ impl Recorder {
     /// A recorder for a run on `root`, whose state before the run is
     /// `before`; copies of flushed bytes go to `copies` (made empty).
     pub fn new(root: &Path, before: Image, copies: &Path) -> Result<Recorder, String> {
-        let _ = fs::remove_dir_all(copies);
-        fs::create_dir_all(copies).map_err(err(copies))?;
         Ok(Recorder {
             root: root.to_path_buf(),
-            copies: Copies {
-                dir: Some(copies.to_path_buf()),
-                n: 0,
-            },
+            copies: Copies::new(copies)?,
             durable: before,
-            flushes: 0,
             error: None,
         })
     }
@@ -296,7 +291,6 @@ impl Recorder {
         }
         let link = PathBuf::from(format!("/proc/{pid}/fd/{fd}"));
         let m = fs::metadata(&link).map_err(err(&link))?;
-        self.flushes += 1;
         if m.is_dir() {
             self.durable.dirs.insert(Id::of(&m), listing(&link)?);
         } else if m.is_file() && m.nlink() > 0 {
@@ -308,8 +302,8 @@ impl Recorder {
     }
 
     fn flush_all(&mut self) -> Result<(), String> {
-        self.flushes += 1;
-        let now = Image::scan(&self.root, None, &mut self.copies)?;
+        let copies = &mut self.copies;
+        let now = Image::scan(&self.root, &mut |path| copies.keep(path).map(Some))?;
         self.durable.dirs.extend(now.dirs);
         self.durable.files.extend(now.files);
         Ok(())

@@ -6,7 +6,7 @@
 //! copied to `work/` with `cp -a`, which keeps hard links and times.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use crate::fault::{self, Fault};
@@ -44,7 +44,7 @@ impl World {
     /// Runs a command that must succeed; its output.
     pub fn ok(&self, cmd: &mut Command) -> Result<Output, String> {
         let out = cmd
-            .stdin(std::process::Stdio::null())
+            .stdin(Stdio::null())
             .output()
             .map_err(|e| format!("{cmd:?}: {e}"))?;
         if !out.status.success() {
@@ -100,9 +100,10 @@ pub struct Report {
     pub swept: u64,
     /// Points the run finished before (it took another path this time).
     pub finished_early: u64,
-    /// Power-loss states laid and checked (two per point); for a fault
-    /// sweep, the runs that failed as they should.
-    pub states: u64,
+    /// Power-loss states laid and checked (two per point).
+    pub power_states: u64,
+    /// Faulted runs that failed as they should.
+    pub refused: u64,
     /// Each failure: the point, the syscall, what broke.
     pub failures: Vec<String>,
     /// Faulted runs that finished anyway, and what they were refused.
@@ -214,6 +215,21 @@ pub fn sweep(s: &dyn Scenario, scratch: &Path, bin: &Path, sample: Option<u64>) 
     )
 }
 
+/// Runs the scenario's run under the tracer, its stderr to `stderr`.
+fn trace_run(
+    s: &dyn Scenario,
+    w: &World,
+    kill_at: Option<u64>,
+    stderr: Stdio,
+    observe: &mut dyn FnMut(&trace::Stop) -> trace::Verdict,
+) -> Result<Traced, String> {
+    let mut cmd = s.run(w);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr);
+    trace::run_observed(&mut cmd, kill_at, TIMEOUT, observe).map_err(|e| format!("trace: {e}"))
+}
+
 /// Runs the scenario traced, `observe` seeing each point; `Ok` only when it
 /// was killed as asked, or finished and its result checks out.
 fn traced(
@@ -222,12 +238,7 @@ fn traced(
     kill_at: Option<u64>,
     observe: &mut dyn FnMut(&trace::Stop) -> trace::Verdict,
 ) -> Result<Traced, String> {
-    let mut cmd = s.run(w);
-    cmd.stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let t = trace::run_observed(&mut cmd, kill_at, TIMEOUT, observe)
-        .map_err(|e| format!("trace: {e}"))?;
+    let t = trace_run(s, w, kill_at, Stdio::null(), observe)?;
     match (&t.status, kill_at) {
         (Some(st), _) if !st.success() => {
             let again = s.run(w).output().map_err(|e| e.to_string())?;
@@ -304,7 +315,7 @@ fn power_point(s: &dyn Scenario, laid: &Laid, k: u64, r: &mut Report) -> Check {
     for loss in power::Loss::ALL {
         let _ = std::fs::remove_dir_all(&w.root);
         power::lay(&rec, loss, &killed, &w.root)?;
-        r.states += 1;
+        r.power_states += 1;
         let checked = match finished {
             true => s.after_run(w),
             false => s.after_kill(w).and_then(|()| recovers(s, w)),
@@ -354,31 +365,21 @@ fn fault_point(
     let mut inject = fault::Injector::new(fault, k, &w.path(under));
     let stderr_at = laid.base.join("stderr");
     let stderr = std::fs::File::create(&stderr_at).map_err(|e| e.to_string())?;
-    let mut cmd = s.run(w);
-    cmd.stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(stderr);
-    let t = trace::run_observed(&mut cmd, None, TIMEOUT, &mut |stop| inject.observe(stop))
-        .map_err(|e| format!("trace: {e}"))?;
+    let t = trace_run(s, w, None, stderr.into(), &mut |stop| inject.observe(stop))?;
     let said = std::fs::read_to_string(&stderr_at).unwrap_or_default();
     let status = t.status.ok_or("timed out")?;
     if t.failed == 0 {
         r.finished_early += 1;
     }
-    let at = t.last.unwrap_or("?");
     if status.success() {
         // The refused syscalls were not needed (a flush of a lock, say): the result must be whole.
+        let past = format!("exit 0 past {}", inject.refused.join(", "));
         if t.failed > 0 {
-            r.tolerated.push(format!(
-                "point {k}: exit 0 past {}",
-                inject.refused.join(", ")
-            ));
+            r.tolerated.push(format!("point {k}: {past}"));
         }
-        return s
-            .after_run(w)
-            .map_err(|e| format!("{} {at}: exit 0, yet: {e}", t.failed));
+        return s.after_run(w).map_err(|e| format!("{past}, yet: {e}"));
     }
-    r.states += 1;
+    r.refused += 1;
     let code = status.code().unwrap_or(-1);
     let lines: Vec<&str> = said.lines().collect();
     if !fault.exit_codes().contains(&code) || !said.contains(fault.words()) || lines.len() > 2 {

@@ -128,21 +128,19 @@ pub fn run(cmd: &mut Command, kill_at: Option<u64>, timeout: Duration) -> io::Re
     run_observed(cmd, kill_at, timeout, &mut |_| None)
 }
 
-/// The syscall arguments of a tracee stopped at a syscall's entry.
-fn args_of(pid: libc::pid_t) -> [u64; 6] {
+/// The registers of a tracee stopped at a syscall's entry.
+fn regs_of(pid: libc::pid_t) -> libc::user_regs_struct {
     // SAFETY: GETREGS fills a user_regs_struct of our own; a tracee gone
     // already leaves it zeroed.
     let mut regs: libc::user_regs_struct = unsafe { std::mem::zeroed() };
     unsafe { libc::ptrace(libc::PTRACE_GETREGS, pid, 0, &mut regs) };
-    [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9]
+    regs
 }
 
-/// Makes the syscall a tracee is stopped at fail with `errno` instead of running.
-fn fail_syscall(pid: libc::pid_t, errno: i32) {
-    // SAFETY: plain ptrace requests on a tracee stopped at a seccomp stop;
+/// Makes the syscall a tracee is stopped at (with `regs`) fail with `errno` instead of running.
+fn fail_syscall(pid: libc::pid_t, mut regs: libc::user_regs_struct, errno: i32) {
+    // SAFETY: a plain ptrace request on a tracee stopped at a seccomp stop;
     // a syscall number of -1 skips the call, and rax is what it returns.
-    let mut regs: libc::user_regs_struct = unsafe { std::mem::zeroed() };
-    unsafe { libc::ptrace(libc::PTRACE_GETREGS, pid, 0, &mut regs) };
     regs.orig_rax = u64::MAX;
     regs.rax = (-(errno as i64)) as u64;
     unsafe { libc::ptrace(libc::PTRACE_SETREGS, pid, 0, &regs) };
@@ -275,13 +273,14 @@ pub fn run_observed(
                 continue;
             }
             if let Some(&(syscall, _)) = POINTS.get(which as usize) {
+                let regs = regs_of(pid);
                 let stop = Stop {
                     pid,
                     syscall,
-                    args: args_of(pid),
+                    args: [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9],
                 };
                 if let Some(errno) = observe(&stop) {
-                    fail_syscall(pid, errno);
+                    fail_syscall(pid, regs, errno);
                     traced.failed += 1;
                 }
             }

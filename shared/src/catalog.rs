@@ -220,10 +220,10 @@ impl Catalog {
     /// listing of the record folders. Returns how many rows changed.
     pub fn reconcile(&mut self, store: &Store) -> Result<usize> {
         let err = |e: rusqlite::Error| Error::new(Exit::Io, "catalog", e);
-        let on_disk = OnDisk::scan(store)?;
+        let on_disk = keys_on_disk(store)?;
         let have = self.keys()?;
-        let missing: Vec<&Key> = on_disk.keys.difference(&have).collect();
-        let extra: Vec<&Key> = have.difference(&on_disk.keys).collect();
+        let missing: Vec<&Key> = on_disk.difference(&have).collect();
+        let extra: Vec<&Key> = have.difference(&on_disk).collect();
         if missing.is_empty() && extra.is_empty() {
             return Ok(0);
         }
@@ -236,7 +236,7 @@ impl Catalog {
             .map_err(err)?;
         }
         for key in &missing {
-            on_disk.insert(&tx, store, key)?;
+            insert_key(&tx, store, key)?;
         }
         tx.commit().map_err(err)?;
         Ok(missing.len() + extra.len())
@@ -258,54 +258,38 @@ impl Catalog {
 /// A row's key: kind, target (set or disk), id (or a disk snapshot's name).
 type Key = (String, String, String);
 
-/// The records in the store, by key: snapshots and archives by their names
-/// alone, disk snapshots as read (their records name them).
-struct OnDisk {
-    keys: BTreeSet<Key>,
-    disks: Vec<DiskSnapshotRecord>,
+/// The records in the store, by key, from the names of their files alone
+/// (a record is read only when its row is missing).
+fn keys_on_disk(store: &Store) -> Result<BTreeSet<Key>> {
+    let mut keys = BTreeSet::new();
+    for set in store.sets()? {
+        for id in store.snapshot_ids(&set)? {
+            keys.insert(("snapshot".to_string(), set.clone(), id));
+        }
+    }
+    for set in crate::store::read_names(&store.archives_dir())? {
+        for id in crate::archive::archive_ids(&store.archive_dir(&set))? {
+            keys.insert(("archive".to_string(), set.clone(), id));
+        }
+    }
+    for disk in crate::disks::disk_names(store)? {
+        for name in crate::disks::DiskDir::new(store, &disk).snapshot_names()? {
+            keys.insert(("disk-snapshot".to_string(), disk.clone(), name));
+        }
+    }
+    Ok(keys)
 }
 
-impl OnDisk {
-    fn scan(store: &Store) -> Result<OnDisk> {
-        let mut keys = BTreeSet::new();
-        for set in store.sets()? {
-            for id in store.snapshot_ids(&set)? {
-                keys.insert(("snapshot".to_string(), set.clone(), id));
-            }
+/// Reads the record of `key` and adds its row.
+fn insert_key(conn: &Connection, store: &Store, key: &Key) -> Result<()> {
+    let (kind, target, id) = key;
+    match kind.as_str() {
+        "snapshot" => insert_snapshot(conn, &store.read_record(target, id)?),
+        "archive" => {
+            let files = crate::archive::ArchiveFiles::new(store.archive_dir(target), id);
+            insert_archive(conn, &crate::archive::read_record(&files.record())?)
         }
-        for set in crate::store::read_names(&store.archives_dir())? {
-            for id in crate::archive::archive_ids(&store.archive_dir(&set))? {
-                keys.insert(("archive".to_string(), set.clone(), id));
-            }
-        }
-        let mut disks = Vec::new();
-        for disk in crate::disks::disk_names(store)? {
-            disks.extend(crate::disks::DiskDir::new(store, &disk).snapshots()?);
-        }
-        for d in &disks {
-            keys.insert(("disk-snapshot".to_string(), d.disk.clone(), d.name.clone()));
-        }
-        Ok(OnDisk { keys, disks })
-    }
-
-    /// Reads the record of `key` and adds its row.
-    fn insert(&self, conn: &Connection, store: &Store, key: &Key) -> Result<()> {
-        let (kind, target, id) = key;
-        match kind.as_str() {
-            "snapshot" => insert_snapshot(conn, &store.read_record(target, id)?),
-            "archive" => {
-                let files = crate::archive::ArchiveFiles::new(store.archive_dir(target), id);
-                insert_archive(conn, &crate::archive::read_record(&files.record())?)
-            }
-            _ => match self
-                .disks
-                .iter()
-                .find(|d| d.disk == *target && d.name == *id)
-            {
-                Some(d) => insert_disk_snapshot(conn, d),
-                None => Ok(()),
-            },
-        }
+        _ => insert_disk_snapshot(conn, &crate::disks::DiskDir::new(store, target).record(id)?),
     }
 }
 

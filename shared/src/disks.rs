@@ -95,17 +95,24 @@ impl DiskDir {
             .map_err(|e| Error::io(&path, e))
     }
 
+    /// The names of this disk's snapshots, from their record files alone.
+    pub fn snapshot_names(&self) -> Result<Vec<String>> {
+        Ok(read_names(&self.root)?
+            .into_iter()
+            .filter_map(|name| {
+                let snap = name.strip_suffix(".json")?;
+                (snap != "disk" && !snap.starts_with('.')).then(|| snap.to_string())
+            })
+            .collect())
+    }
+
     /// Every snapshot record of this disk, oldest first.
     pub fn snapshots(&self) -> Result<Vec<DiskSnapshotRecord>> {
-        let mut out = Vec::new();
-        for name in read_names(&self.root)? {
-            match name.strip_suffix(".json") {
-                Some(snap) if snap != "disk" && !snap.starts_with('.') => {
-                    out.push(self.record(snap)?)
-                }
-                _ => {}
-            }
-        }
+        let mut out = self
+            .snapshot_names()?
+            .iter()
+            .map(|snap| self.record(snap))
+            .collect::<Result<Vec<_>>>()?;
         out.sort_by(|a, b| a.created.cmp(&b.created).then(a.name.cmp(&b.name)));
         Ok(out)
     }

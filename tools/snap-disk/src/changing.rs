@@ -65,10 +65,11 @@ pub fn begin(disk: &Disk, change: Change) -> Result<()> {
 pub fn end(disk: &Disk) -> Result<()> {
     let path = marker(disk);
     match fs::remove_file(&path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(&path, e)),
-        _ => {
+        Ok(()) => {
             snap_shared::fsutil::fsync_dir(&disk.dir.root).map_err(|e| Error::io(&disk.dir.root, e))
         }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(&path, e)),
     }
 }
 

@@ -301,7 +301,8 @@ fn remove_tree_snapshot(store: &Store, set: &str, id: &str) -> Result<u64> {
 fn leftovers(store: &Store, set: &str) -> Result<Vec<String>> {
     let dir = store.set_dir(set);
     let names = snap_shared::store::read_names(&dir)?;
-    let has = |n: &str| names.iter().any(|m| m == n);
+    let present: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
+    let has = |n: &str| present.contains(n);
     let orphan = |id: &str| {
         snap_shared::id::is_id(id)
             && !has(&format!("{id}.json"))
