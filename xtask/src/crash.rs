@@ -126,13 +126,9 @@ fn mutant(m: &Mutant, scenario: &str, sweeper: &std::path::Path, power: bool) ->
         .args(power.then_some("--power"))
         .status()
         .map_err(|e| format!("{}: {e}", sweeper.display()))?;
-    if status.code() == Some(1) {
-        eprintln!("xtask: mutant \"{}\": caught by {scenario}", m.name);
-        Ok(())
-    } else {
-        Err(format!(
-            "mutant \"{}\": the {scenario} sweep did not fail ({status})",
-            m.name
-        ))
-    }
+    m.caught(
+        status.code() == Some(1),
+        &format!("the {scenario} sweep"),
+        status,
+    )
 }

@@ -48,7 +48,7 @@ enum Task {
     Bench(bench::Args),
     /// The long proof of shared destinations: every crash point of many interleavings, and mutants
     Sweep(sweep::Args),
-    /// The crash sweep: each tool killed at every state-changing syscall of a run, checked and rerun
+    /// The crash sweep: each tool killed (or, with --power, its power cut) at every state-changing syscall of a run, checked and rerun
     Crash(crash::Args),
     /// Fuzz the parsers of outside bytes (nightly); what breaks one is kept in fuzz/regressions/
     Fuzz(fuzz::Args),

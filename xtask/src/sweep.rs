@@ -31,6 +31,21 @@ pub struct Mutant {
     pub to: &'static str,
 }
 
+impl Mutant {
+    /// Ok when `by` (the proof run on the mutant) caught it.
+    pub fn caught(&self, caught: bool, by: &str, outcome: impl std::fmt::Debug) -> Result {
+        if caught {
+            eprintln!("xtask: mutant \"{}\": caught by {by}", self.name);
+            Ok(())
+        } else {
+            Err(format!(
+                "mutant \"{}\": {by} did not fail ({outcome:?})",
+                self.name
+            ))
+        }
+    }
+}
+
 const MUTANTS: &[Mutant] = &[
     Mutant {
         name: "no liveness re-check before publishing or removing",
@@ -104,15 +119,7 @@ fn mutant(m: &Mutant) -> Result {
             .arg(src.join("Cargo.toml")),
     )?;
     let status = harness_status(&base.join("target/release/snap-harness"))?;
-    if status == Some(1) {
-        eprintln!("xtask: mutant \"{}\": caught", m.name);
-        Ok(())
-    } else {
-        Err(format!(
-            "mutant \"{}\": the harness did not fail ({status:?})",
-            m.name
-        ))
-    }
+    m.caught(status == Some(1), "the harness", status)
 }
 
 fn harness_status(bin: &Path) -> Result<Option<i32>> {
