@@ -110,3 +110,12 @@ fn disk_pipeline() {
 fn shared_dest() {
     run_script("shared_dest.sh");
 }
+
+/// A source file that gives EIO is named and counted (exit 1); one of a
+/// snapshot stops a pack (exit 74, no archive); a read-only store stops the
+/// writers with one line (exit 74) and changes nothing, while verify and
+/// restore read it.
+#[test]
+fn surroundings() {
+    run_script("surroundings.sh");
+}

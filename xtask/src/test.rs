@@ -25,6 +25,8 @@ pub const TEST_PROGRAMS: &[(&str, &str)] = &[
     ("qemu-io", "qemu-utils"),
     ("mke2fs", "e2fsprogs"),
     ("debugfs", "e2fsprogs"),
+    // EIO injected into one file's reads (tests/e2e/surroundings.sh).
+    ("strace", "strace"),
 ];
 
 /// Servers the tests start, with the PyPI package that has each.

@@ -3,6 +3,7 @@
 //! the index, foreign tars against a `.sha256` beside them if there is one.
 //! Nothing is written. Each bad file is named; any mismatch is exit 65.
 
+use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
@@ -66,7 +67,9 @@ impl<'a> Verifier<'a> {
         }
     }
 
-    /// Every file of a tree snapshot against its index.
+    /// Every file of a tree snapshot against its index (content, mode,
+    /// mtime, symlink targets), and nothing in the tree that the index lacks:
+    /// a tree edited by hand after the fact is named where it was edited.
     fn tree(&mut self, item: &Item) -> Result<()> {
         let data = item.data();
         let tree = data.path().expect("trees are local");
@@ -77,7 +80,9 @@ impl<'a> Verifier<'a> {
         )
         .map_err(|e| Error::io(tree, e.into()))?;
         let mut index = open_index(&item.index().expect("snapshots have an index"), self.dec)?;
+        let mut listed = HashSet::new();
         while let Some(e) = index.next_entry()? {
+            listed.insert(path_key(&e.path));
             let rel = OsStr::from_bytes(&e.path);
             let shown = tree.join(rel).display().to_string();
             match e.kind {
@@ -89,16 +94,23 @@ impl<'a> Verifier<'a> {
                         Mode::empty(),
                     )
                     .map_err(io::Error::from)
-                    .and_then(|fd| hash_file(File::from(fd), &mut self.buf));
+                    .and_then(|fd| {
+                        let file = File::from(fd);
+                        let meta = file.metadata()?;
+                        Ok((hash_file(file, &mut self.buf)?, meta))
+                    });
                     match hashed {
-                        Ok((size, _)) if size != e.size => {
+                        Ok(((size, _), _)) if size != e.size => {
                             self.bad(&shown, &format!("{size} bytes, the index says {}", e.size))
                         }
-                        Ok((_, d)) if Some(d) != e.sha256 => self.bad(
+                        Ok(((_, d), _)) if Some(d) != e.sha256 => self.bad(
                             &shown,
                             &format!("content changed: sha256 {d}, the index says {}", hex(&e)),
                         ),
-                        Ok(_) => self.ok(e.size),
+                        Ok((_, m)) => match meta_change(&m, &e) {
+                            Some(why) => self.bad(&shown, &why),
+                            None => self.ok(e.size),
+                        },
                         Err(err) => self.bad(&shown, &snap_shared::error::io_cause(&err)),
                     }
                 }
@@ -108,6 +120,25 @@ impl<'a> Verifier<'a> {
                     Err(err) => self.bad(&shown, &snap_shared::error::io_cause(&err.into())),
                 },
                 _ => {}
+            }
+        }
+        self.unlisted(tree, &listed)
+    }
+
+    /// Names every entry of the tree that its index does not hold.
+    fn unlisted(&mut self, tree: &Path, listed: &HashSet<u64>) -> Result<()> {
+        let mut stack = vec![tree.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+                let entry = entry.map_err(|e| Error::io(&dir, e))?;
+                let path = entry.path();
+                let rel = path.strip_prefix(tree).expect("under the tree");
+                if !listed.contains(&path_key(rel.as_os_str().as_bytes())) {
+                    let shown = path.display().to_string();
+                    self.bad(&shown, "not in the snapshot (added after it was taken)");
+                } else if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push(path);
+                }
             }
         }
         Ok(())
@@ -275,6 +306,34 @@ impl<'a> Verifier<'a> {
             )),
         }
         Ok(digest)
+    }
+}
+
+/// A path of the index, kept as a hash: a tree of a million files costs about 16 MB.
+fn path_key(path: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    path.hash(&mut h);
+    h.finish()
+}
+
+/// How a file's mode or mtime differs from what the index recorded, if it does.
+fn meta_change(m: &std::fs::Metadata, e: &Entry) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mode = m.mode() & 0o7777;
+    let mtime = m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128;
+    if mode != e.mode {
+        Some(format!(
+            "mode changed: {mode:o}, the index says {:o}",
+            e.mode
+        ))
+    } else if mtime != e.mtime as i128 {
+        Some(format!(
+            "mtime changed: {mtime} ns, the index says {}",
+            e.mtime
+        ))
+    } else {
+        None
     }
 }
 

@@ -455,11 +455,8 @@ fn verify_names_the_damaged_file() {
     assert_eq!(records(&out)[0]["kind"], "verified");
 }
 
-/// Bit rot in a tree snapshot is found by verify; a clean one verifies with exit 0.
-#[test]
-fn verify_tree_snapshot() {
-    let w = World::new();
-    assert_eq!(code(&w.restore(&["verify", "s/latest"])), 0);
+/// The source folder inside the one tree snapshot of `w`.
+fn src_in_snapshot(w: &World) -> PathBuf {
     let rec: Value = serde_json::from_str(
         &fs::read_to_string(
             fs::read_dir(w.path("store/sets/s"))
@@ -472,9 +469,15 @@ fn verify_tree_snapshot() {
     )
     .unwrap();
     let tree = PathBuf::from(rec["path"].as_str().unwrap());
-    let file = tree
-        .join(w.inside("x").strip_prefix(w.path("x")).unwrap())
-        .join("docs/b.txt");
+    tree.join(w.inside("x").strip_prefix(w.path("x")).unwrap())
+}
+
+/// Bit rot in a tree snapshot is found by verify; a clean one verifies with exit 0.
+#[test]
+fn verify_tree_snapshot() {
+    let w = World::new();
+    assert_eq!(code(&w.restore(&["verify", "s/latest"])), 0);
+    let file = src_in_snapshot(&w).join("docs/b.txt");
     fs::write(&file, "b".repeat(99_999) + "c").unwrap();
     let out = w.restore(&["verify", "s/latest"]);
     assert_eq!(code(&out), 65);
@@ -484,6 +487,32 @@ fn verify_tree_snapshot() {
         "{}",
         w.redact(&out.stderr)
     );
+}
+
+/// A tree edited by hand after it was taken (a file added, one removed, a mode and an mtime changed): verify names each, exit 65.
+#[test]
+fn verify_names_each_hand_edit_of_a_tree() {
+    let w = World::new();
+    let src = src_in_snapshot(&w);
+    fs::write(src.join("docs/added"), "not backed up").unwrap();
+    fs::remove_file(src.join("docs/link")).unwrap();
+    fs::set_permissions(src.join("docs/b.txt"), fs::Permissions::from_mode(0o644)).unwrap();
+    let later = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+    fs::File::open(src.join("a.txt"))
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    let out = w.restore(&["verify", "s/latest"]);
+    assert_eq!(code(&out), 65);
+    let err = w.redact(&out.stderr);
+    for want in [
+        "docs/added: not in the snapshot (added after it was taken)",
+        "docs/link: No such file or directory",
+        "docs/b.txt: mode changed: 644, the index says 600",
+        "a.txt: mtime changed: 1700000000000000000 ns, the index says 1600000000000000000",
+    ] {
+        assert!(err.contains(want), "{want} in {err}");
+    }
 }
 
 /// A hostile tar (`..`, absolute paths, a symlink then a write through it) writes nothing outside the target; exit 65.
