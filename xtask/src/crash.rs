@@ -80,6 +80,15 @@ const POWER_MUTANTS: &[(Mutant, &str)] = &[
         },
         "snap-push-folder",
     ),
+    (
+        Mutant {
+            name: "a restore names its staged files without flushing them first",
+            file: "tools/snap-restore/src/target.rs",
+            from: "        let synced = snap_shared::fsutil::syncfs(&self.path);\n",
+            to: "        let synced: io::Result<()> = Ok(());\n",
+        },
+        "snap-restore",
+    ),
 ];
 
 pub fn run(args: Args) -> Result {

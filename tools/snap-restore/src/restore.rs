@@ -73,6 +73,22 @@ pub struct Restorer<'a> {
     /// An error of the target that ends the run (a full or gone disk):
     /// every further file would fail the same way.
     fatal: Option<Error>,
+    /// Files written so far, named or still staged: what progress shows.
+    written: Written,
+}
+
+/// Files and bytes written so far, for the progress line.
+#[derive(Default)]
+struct Written {
+    files: u64,
+    bytes: u64,
+}
+
+impl Written {
+    fn add(&mut self, bytes: u64) {
+        self.files += 1;
+        self.bytes += bytes;
+    }
 }
 
 /// Whether a write error at the target means no further file can be
@@ -115,6 +131,7 @@ impl<'a> Restorer<'a> {
             writers: None,
             matched: vec![false; select.count()],
             fatal: None,
+            written: Written::default(),
         }
     }
 
@@ -129,6 +146,28 @@ impl<'a> Restorer<'a> {
             }
             None => Ok(()),
         }
+    }
+
+    /// Counts a file the target refused to stage, then whatever its last flush settled.
+    fn count_staging(&mut self, path: &[u8], staged: std::result::Result<(), Refused>, bytes: u64) {
+        match staged {
+            Ok(()) => self.written.add(bytes),
+            Err(refused) => self.refused(path, refused),
+        }
+        self.count_settled();
+    }
+
+    /// Counts the files the target has named (or failed to) since the last call.
+    fn count_settled(&mut self) {
+        for s in self.target.settled() {
+            self.count(&s.path, s.result, s.bytes);
+        }
+    }
+
+    /// Names every staged file now (each made durable first), and counts them.
+    fn settle(&mut self) {
+        self.target.flush();
+        self.count_settled();
     }
 
     /// Counts an entry's outcome, naming refused ones on stderr.
@@ -207,6 +246,7 @@ impl<'a> Restorer<'a> {
             let wanted = self.select.wants(&e.path);
             if e.kind == EntryType::Dir && (wanted || self.select.leads_to(&e.path)) {
                 let result = self.target.dir(&e.path);
+                self.count_settled();
                 if let Err(r) = result {
                     self.refused(&e.path, r);
                     continue;
@@ -223,11 +263,13 @@ impl<'a> Restorer<'a> {
                 (EntryType::File, None) => expected += 1,
                 _ => {
                     if let Some(r) = self.make_other(&e, &meta_of(&e)) {
+                        self.count_settled();
                         self.count(&e.path, r, 0);
                     }
                 }
             }
         }
+        self.settle();
         self.stop_if_fatal()?;
         // One archive writes each file once, so equal counts mean none is
         // missing; a chain may write one twice, so it is always checked.
@@ -339,6 +381,7 @@ impl<'a> Restorer<'a> {
                 }
             }
         }
+        self.written.add(f.size);
         self.drain_writers(false);
         self.progress();
         Ok(())
@@ -357,7 +400,7 @@ impl<'a> Restorer<'a> {
     }
 
     fn progress(&self) {
-        let (n, b) = (self.tally.files, self.tally.bytes);
+        let (n, b) = (self.written.files, self.written.bytes);
         self.report
             .progress(|| format!("{n} files, {} restored", snap_shared::size::human_bytes(b)));
     }
@@ -390,7 +433,7 @@ impl<'a> Restorer<'a> {
             &mut src,
             &mut self.buf,
         );
-        self.count(&e.path, result.map(|(o, _)| o), e.size);
+        self.count_staging(&e.path, result, e.size);
         self.progress();
     }
 
@@ -421,8 +464,10 @@ impl<'a> Restorer<'a> {
         Some(result)
     }
 
-    /// Folders get their metadata deepest first, after their content.
+    /// Folders get their metadata deepest first, after their content (every
+    /// file in them named).
     fn dir_metadata(&mut self, mut dirs: Vec<(Vec<u8>, Meta)>) {
+        self.settle();
         dirs.sort_by(|a, b| b.0.cmp(&a.0));
         for (path, meta) in dirs {
             if let Err(r) = self.target.dir_meta(&path, &meta) {
@@ -486,8 +531,14 @@ impl<'a> Restorer<'a> {
             }
             match e.kind {
                 EntryType::Dir => match self.target.dir(&rel) {
-                    Ok(_) => dirs.push((rel, meta)),
-                    Err(r) => self.refused(&rel, r),
+                    Ok(_) => {
+                        self.count_settled();
+                        dirs.push((rel, meta));
+                    }
+                    Err(r) => {
+                        self.count_settled();
+                        self.refused(&rel, r);
+                    }
                 },
                 EntryType::File if self.select.wants(&rel) => {
                     let r = self
@@ -496,11 +547,13 @@ impl<'a> Restorer<'a> {
                     if let Err(Refused::Source(err)) = r {
                         return Err(corrupt(path, member_error(&rel, err)));
                     }
-                    self.count(&rel, r.map(|(o, _)| o), e.size);
+                    self.count_staging(&rel, r, e.size);
+                    self.progress();
                 }
                 EntryType::File => {}
                 _ => {
                     let made = self.make_other(&e, &meta);
+                    self.count_settled();
                     if let (Some(r), true) = (made, self.select.wants(&rel)) {
                         self.count(&rel, r, 0);
                     }

@@ -12,7 +12,18 @@
 //! anything (`RENAME_NOREPLACE`); a file that is already there with the right
 //! content counts as restored, so a rerun continues where a killed run stopped.
 //! Whole blocks of zeros are left as holes ([`crate::holes`]).
+//!
+//! The rename waits until the bytes are on the disk. A rename reaches the
+//! disk with the folder, which may be before the file's data: after a power
+//! cut the name would hold an empty or half file, which a rerun cannot tell
+//! from a user's own file and so refuses. An fsync per file costs a disk
+//! flush each, so files are *staged* instead: written under their temporary
+//! names, then, every [`BATCH_FILES`] files or [`BATCH_BYTES`] bytes, one
+//! `syncfs` makes the whole batch durable and only then are the names given
+//! ([`Target::flush`]). A file's outcome is known at that point: callers
+//! collect them with [`Target::settled`].
 
+use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -83,6 +94,25 @@ impl From<rustix::io::Errno> for Refused {
 
 pub type Put = std::result::Result<Outcome, Refused>;
 
+/// Files staged before a flush names them: one `syncfs` per batch.
+pub const BATCH_FILES: usize = 4096;
+/// Bytes staged before a flush (a batch also ends at [`BATCH_FILES`]).
+pub const BATCH_BYTES: u64 = 256 << 20;
+
+/// A file written under its temporary name, waiting for the flush that names it.
+struct Staged {
+    rel: Vec<u8>,
+    size: u64,
+    digest: Sha256Digest,
+}
+
+/// A staged file's outcome, known once a flush has named it (or failed to).
+pub struct Settled {
+    pub path: Vec<u8>,
+    pub bytes: u64,
+    pub result: Put,
+}
+
 pub struct Target {
     root: Rc<OwnedFd>,
     pub path: PathBuf,
@@ -92,6 +122,14 @@ pub struct Target {
     /// The folders of the last walk, outermost first, kept open: entries come
     /// in path order, so the next walk mostly starts where this one ended.
     open: Vec<(Vec<u8>, Rc<OwnedFd>)>,
+    /// Files written but not yet named, in the order they were written.
+    staged: Vec<Staged>,
+    /// Their paths, so that a later entry of the same name (or a hard link
+    /// to one) waits for the flush.
+    staged_paths: HashSet<Vec<u8>>,
+    staged_bytes: u64,
+    /// Outcomes of flushed files not yet collected.
+    settled: Vec<Settled>,
 }
 
 const PART: &str = ".snap-part";
@@ -139,6 +177,10 @@ impl Target {
             overwrite,
             owners: rustix::process::geteuid().is_root(),
             open: Vec::new(),
+            staged: Vec::new(),
+            staged_paths: HashSet::new(),
+            staged_bytes: 0,
+            settled: Vec::new(),
         })
     }
 
@@ -221,6 +263,7 @@ impl Target {
 
     /// Makes sure folder `rel` exists (its metadata comes later, [`Target::dir_meta`]).
     pub fn dir(&mut self, rel: &[u8]) -> Put {
+        self.flush_if_staged(rel);
         let dir = self.parent(rel, true)?;
         let name = name_of(rel);
         match mkdirat(&*dir, os(name), Mode::from_raw_mode(0o700)) {
@@ -240,6 +283,8 @@ impl Target {
 
     /// Gives folder `rel` its metadata (after everything inside it is written).
     pub fn dir_meta(&mut self, rel: &[u8], meta: &Meta) -> std::result::Result<(), Refused> {
+        // Naming a file inside would change the folder's mtime again.
+        self.flush();
         let dir = self.parent(rel, false)?;
         let fd = openat(
             &*dir,
@@ -282,8 +327,9 @@ impl Target {
         Ok(digest == *sha)
     }
 
-    /// Writes file `rel` from `content` (exactly `size` bytes), checking `sha` when given.
-    /// Returns the digest of what was written, with the outcome.
+    /// Writes file `rel` from `content` (exactly `size` bytes), checking `sha`
+    /// when given, and stages it: its outcome comes from [`Target::settled`]
+    /// once a flush has named it. An error here means it was not staged.
     pub fn file(
         &mut self,
         rel: &[u8],
@@ -292,7 +338,8 @@ impl Target {
         sha: Option<&Sha256Digest>,
         content: &mut dyn Read,
         buf: &mut [u8],
-    ) -> std::result::Result<(Outcome, Option<Sha256Digest>), Refused> {
+    ) -> std::result::Result<(), Refused> {
+        self.flush_if_staged(rel);
         let dir = self.parent(rel, true)?;
         let name = name_of(rel);
         let tmp = temp_of(name);
@@ -324,13 +371,67 @@ impl Target {
         }
         self.apply_new(&file, meta)?;
         drop(file);
-        match self.publish(&dir, &tmp, name) {
+        self.staged.push(Staged {
+            rel: rel.to_vec(),
+            size,
+            digest,
+        });
+        self.staged_paths.insert(rel.to_vec());
+        self.staged_bytes += size;
+        if self.staged.len() >= BATCH_FILES || self.staged_bytes >= BATCH_BYTES {
+            self.flush();
+        }
+        Ok(())
+    }
+
+    /// Makes every staged file durable with one `syncfs`, then gives each its
+    /// name; their outcomes wait in [`Target::settled`]. A failed `syncfs`
+    /// (a disk gone bad) fails the whole batch and names nothing.
+    pub fn flush(&mut self) {
+        if self.staged.is_empty() {
+            return;
+        }
+        let staged = std::mem::take(&mut self.staged);
+        self.staged_paths.clear();
+        self.staged_bytes = 0;
+        let synced = snap_shared::fsutil::syncfs(&self.path);
+        for s in staged {
+            let result = match &synced {
+                Ok(()) => self.name_staged(&s),
+                Err(e) => Err(Refused::Io(copy_of(e))),
+            };
+            self.settled.push(Settled {
+                path: s.rel,
+                bytes: s.size,
+                result,
+            });
+        }
+    }
+
+    /// Outcomes of the files flushed since the last call.
+    pub fn settled(&mut self) -> Vec<Settled> {
+        std::mem::take(&mut self.settled)
+    }
+
+    /// Flushes first when `rel` is staged: what comes next at that name
+    /// (another member of the same name, a hard link to it) needs it named.
+    fn flush_if_staged(&mut self, rel: &[u8]) {
+        if self.staged_paths.contains(rel) {
+            self.flush();
+        }
+    }
+
+    /// Gives a staged (and flushed) file its name.
+    fn name_staged(&mut self, s: &Staged) -> Put {
+        let dir = self.parent(&s.rel, false)?;
+        let name = name_of(&s.rel);
+        match self.publish(&dir, &temp_of(name), name) {
             // Something is there already: the same content is a rerun's work, done.
-            Err(Refused::Exists) if self.same_file(&dir, name, size, &digest)? => {
-                Ok((Outcome::AlreadyThere, Some(digest)))
+            Err(Refused::Exists) if self.same_file(&dir, name, s.size, &s.digest)? => {
+                Ok(Outcome::AlreadyThere)
             }
             Err(e) => Err(e),
-            Ok(()) => Ok((Outcome::Written, Some(digest))),
+            Ok(()) => Ok(Outcome::Written),
         }
     }
 
@@ -373,6 +474,7 @@ impl Target {
 
     /// Makes symlink `rel` pointing at `target` (never followed by us).
     pub fn symlink(&mut self, rel: &[u8], target: &[u8], meta: &Meta) -> Put {
+        self.flush_if_staged(rel);
         let dir = self.parent(rel, true)?;
         let name = name_of(rel);
         if let Ok(existing) = readlinkat(&*dir, os(name), Vec::new())
@@ -420,6 +522,8 @@ impl Target {
 
     /// Makes `rel` a further name of the already restored `first`.
     pub fn hardlink(&mut self, rel: &[u8], first: &[u8]) -> Put {
+        self.flush_if_staged(first);
+        self.flush_if_staged(rel);
         let from_dir = self.parent(first, false)?;
         let from = name_of(first).to_vec();
         let dir = self.parent(rel, true)?;
@@ -440,6 +544,7 @@ impl Target {
 
     /// Makes a fifo or a device node.
     pub fn special(&mut self, rel: &[u8], kind: FileType, rdev: u64, meta: &Meta) -> Put {
+        self.flush_if_staged(rel);
         let dir = self.parent(rel, true)?;
         let name = name_of(rel);
         if let Ok(st) = statat(&*dir, os(name), AtFlags::SYMLINK_NOFOLLOW)
@@ -458,6 +563,7 @@ impl Target {
 
     /// Whether a regular file is at `rel` (for the check that every file was restored).
     pub fn has_file(&mut self, rel: &[u8]) -> bool {
+        self.flush_if_staged(rel);
         let Ok(dir) = self.parent(rel, false) else {
             return false;
         };
@@ -479,6 +585,14 @@ impl Read for Source<'_> {
         // Asked only for bytes still due, so an end is an early end.
         self.failed = !matches!(got, Ok(n) if n > 0);
         got
+    }
+}
+
+/// The same error again, with its errno (one failed flush fails each file of the batch).
+fn copy_of(e: &io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(e.kind(), e.to_string()),
     }
 }
 
@@ -525,4 +639,93 @@ pub fn copy_hashed(
         left -= n as u64;
     }
     Ok(Sha256Digest::from_hasher(hasher))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta() -> Meta {
+        Meta {
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime_ns: 0,
+        }
+    }
+
+    fn put(t: &mut Target, rel: &str, body: &[u8]) -> std::result::Result<(), Refused> {
+        let sha = Sha256Digest::from_hasher(Sha256::new_with_prefix(body));
+        let mut buf = vec![0; 4096];
+        t.file(
+            rel.as_bytes(),
+            &meta(),
+            body.len() as u64,
+            Some(&sha),
+            &mut &body[..],
+            &mut buf,
+        )
+    }
+
+    fn outcomes(t: &mut Target) -> Vec<(String, bool)> {
+        t.settled()
+            .into_iter()
+            .map(|s| {
+                let path = String::from_utf8(s.path).unwrap();
+                (path, matches!(s.result, Ok(Outcome::Written)))
+            })
+            .collect()
+    }
+
+    /// A written file stays under its temporary name until a flush has made it durable.
+    #[test]
+    fn a_file_gets_its_name_only_at_the_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = Target::open(dir.path(), false).unwrap();
+        put(&mut t, "a/b.txt", b"hello").unwrap();
+        assert!(!dir.path().join("a/b.txt").exists());
+        assert!(dir.path().join("a/.b.txt.snap-part").exists());
+        assert!(t.settled().is_empty());
+        t.flush();
+        assert_eq!(outcomes(&mut t), [("a/b.txt".to_string(), true)]);
+        assert_eq!(std::fs::read(dir.path().join("a/b.txt")).unwrap(), b"hello");
+        assert!(!dir.path().join("a/.b.txt.snap-part").exists());
+    }
+
+    /// A batch is flushed by itself once it holds BATCH_FILES files.
+    #[test]
+    fn a_full_batch_flushes_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = Target::open(dir.path(), false).unwrap();
+        for i in 0..BATCH_FILES {
+            put(&mut t, &format!("f{i}"), b"x").unwrap();
+        }
+        assert_eq!(t.settled().len(), BATCH_FILES);
+        assert!(dir.path().join("f0").exists());
+    }
+
+    /// A second file of the same name in one batch (a tar holding a member twice) meets the first one named.
+    #[test]
+    fn the_same_name_twice_meets_the_first_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = Target::open(dir.path(), false).unwrap();
+        put(&mut t, "x", b"first").unwrap();
+        put(&mut t, "x", b"second").unwrap();
+        t.flush();
+        let s = t.settled();
+        assert!(matches!(s[0].result, Ok(Outcome::Written)));
+        assert!(matches!(s[1].result, Err(Refused::Exists)));
+        assert_eq!(std::fs::read(dir.path().join("x")).unwrap(), b"first");
+    }
+
+    /// A hard link to a file still staged is made once the file is named.
+    #[test]
+    fn a_hard_link_to_a_staged_file_names_it_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = Target::open(dir.path(), false).unwrap();
+        put(&mut t, "x", b"body").unwrap();
+        assert!(matches!(t.hardlink(b"y", b"x"), Ok(Outcome::Written)));
+        assert_eq!(outcomes(&mut t), [("x".to_string(), true)]);
+        assert_eq!(std::fs::read(dir.path().join("y")).unwrap(), b"body");
+    }
 }

@@ -4,8 +4,10 @@
 //! mostly kernel work (create, write, metadata, rename) that need not wait for
 //! the next file to be decompressed. The reading thread hands each small
 //! file's bytes to a writer thread, which checks them against the sha256,
-//! writes and publishes them through its own [`Target`] (same rules: nothing
-//! outside the target, nothing replaced without `--overwrite`). A large file
+//! writes, stages and names them through its own [`Target`] (same rules:
+//! nothing outside the target, nothing replaced without `--overwrite`, no
+//! name before the bytes are durable). Each writer reports a file when its
+//! batch is flushed, and flushes what is left when the queue closes. A large file
 //! goes as a stream of chunks through a short channel of its own, so its
 //! hashing and writing overlap the decompression of the next chunk. Memory
 //! stays bounded: at most `QUEUE` files of at most `SMALL` bytes, plus
@@ -18,7 +20,7 @@ use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 
 use snap_shared::hash::Sha256Digest;
 
-use crate::target::{Meta, Outcome, Refused, Target};
+use crate::target::{Meta, Settled, Target};
 
 /// Files up to this size go to the writer threads.
 pub const SMALL: u64 = 1 << 20;
@@ -65,16 +67,9 @@ impl std::io::Read for ChunkReader {
     }
 }
 
-/// What a writer did with a job.
-pub struct Done {
-    pub path: Vec<u8>,
-    pub bytes: u64,
-    pub result: std::result::Result<Outcome, Refused>,
-}
-
 pub struct Writers {
     jobs: Option<Sender<Job>>,
-    done: Receiver<Done>,
+    done: Receiver<Settled>,
     handles: Vec<JoinHandle<()>>,
 }
 
@@ -88,7 +83,7 @@ impl Writers {
         drop(Target::open(dir, overwrite)?);
         for _ in 0..n {
             let dir = dir.to_path_buf();
-            let (queue, report): (Receiver<Job>, Sender<Done>) = (queue.clone(), report.clone());
+            let (queue, report): (Receiver<Job>, Sender<Settled>) = (queue.clone(), report.clone());
             handles.push(std::thread::spawn(move || {
                 let Ok(mut target) = Target::open(&dir, overwrite) else {
                     return;
@@ -110,12 +105,20 @@ impl Writers {
                             target.file(&job.path, &job.meta, size, sha, &mut r, &mut buf)
                         }
                     };
-                    let result = result.map(|(o, _)| o);
-                    let _ = report.send(Done {
-                        path: job.path,
-                        bytes: size,
-                        result,
-                    });
+                    if let Err(refused) = result {
+                        let _ = report.send(Settled {
+                            path: job.path,
+                            bytes: size,
+                            result: Err(refused),
+                        });
+                    }
+                    for s in target.settled() {
+                        let _ = report.send(s);
+                    }
+                }
+                target.flush();
+                for s in target.settled() {
+                    let _ = report.send(s);
                 }
             }));
         }
@@ -135,12 +138,12 @@ impl Writers {
     }
 
     /// What has been written so far.
-    pub fn finished(&self) -> Vec<Done> {
+    pub fn finished(&self) -> Vec<Settled> {
         self.done.try_iter().collect()
     }
 
     /// Waits for every queued file to be written; returns what is left to count.
-    pub fn finish(mut self) -> Vec<Done> {
+    pub fn finish(mut self) -> Vec<Settled> {
         self.jobs = None;
         for h in self.handles.drain(..) {
             let _ = h.join();
