@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Hostile surroundings (issue 14, part 5) that the crash sweeps do not cover:
 # a source file that gives EIO, a symlink swapped into a source mid-collect,
+# a folder renamed mid-collect,
 # and a store mounted read-only. Each gets one clear line and its DESIGN.md
 # exit code, and nothing published changes.
 set -eu
@@ -67,10 +68,34 @@ case $code in
     else
         same_tree "$toc/walked" "$got"
     fi ;;
-1)  grep -q "$toc/src/dir: Not a directory" toc.err || fail "exit 1 without naming the swapped folder: $(cat toc.err)" ;;
+1)  grep -Eq "$toc/src/dir: (Not a directory|renamed to dir.away during the walk)" toc.err \
+        || fail "exit 1 without naming the swapped folder: $(cat toc.err)" ;;
 *)  fail "collect during a swap: exit $code: $(cat toc.err)" ;;
 esac
 ! grep -rq SECRET "$toc/store" || fail "a file was read through the swapped symlink"
+
+# A folder renamed inside its parent during a collect, after the parent was
+# listed: it is in the snapshot under neither name, so the collect names it
+# and exits 1 (before, a "vanished" warning and exit 0). The 100 slowed opens
+# of `a/` come first, so the rename lands before the walk reaches `m`.
+ren=$WORK/ren
+mkdir -p "$ren/src/a" "$ren/src/m"
+for i in $(seq 1 100); do echo "$i" > "$ren/src/a/f$i"; echo "$i" > "$ren/src/m/f$i"; done
+strace -f -qq -o /dev/null -e trace=openat -e inject=openat:delay_enter=20000 \
+    snap-collect --store "$ren/store" --name r --min-free 0 -q "$ren/src" > ren.json 2> ren.err &
+pid=$!
+sleep 0.7
+kill -0 "$pid" 2>/dev/null || fail "the collect ended before the rename; slow it more"
+mv "$ren/src/m" "$ren/src/0m"
+set +e
+wait "$pid"
+code=$?
+set -e
+[ "$code" = 1 ] || fail "collect during a rename: exit $code, want 1: $(cat ren.err)"
+grep -q "$ren/src/m: renamed to 0m during the walk: in this snapshot under neither name" ren.err \
+    || fail "the renamed folder is not named: $(cat ren.err)"
+snap-collect --store "$ren/store" --name r --min-free 0 -q "$ren/src" > ren2.json
+[ -f "$(jq -r .path ren2.json)$ren/src/0m/f100" ] || fail "the rerun did not take the renamed folder"
 
 # A read-only store: the writers exit 74 with one line, the readers work.
 if [ "$(id -u)" != 0 ]; then
@@ -98,4 +123,4 @@ snap-restore --store "$store" -q restore s/latest --to "$WORK/out" > /dev/null
 same_tree "$src" "$WORK/out$src"
 find "$store" -type f -exec sha256sum {} + | sort > after.sum
 diff before.sum after.sum || fail "the read-only store changed"
-echo "ok: EIO sources, a swapped symlink and a read-only store"
+echo "ok: EIO sources, a swapped symlink, a renamed folder and a read-only store"

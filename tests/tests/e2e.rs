@@ -112,9 +112,10 @@ fn shared_dest() {
 }
 
 /// A source file that gives EIO is named and counted (exit 1); one of a
-/// snapshot stops a pack (exit 74, no archive); a read-only store stops the
-/// writers with one line (exit 74) and changes nothing, while verify and
-/// restore read it.
+/// snapshot stops a pack (exit 74, no archive); a symlink swapped in
+/// mid-collect is never read through; a folder renamed mid-collect is named
+/// (exit 1); a read-only store stops the writers with one line (exit 74) and
+/// changes nothing, while verify and restore read it.
 #[test]
 fn surroundings() {
     run_script("surroundings.sh");

@@ -70,8 +70,11 @@ struct Frame {
     fd: Arc<OwnedFd>,
     abs: PathBuf,
     rel: Vec<u8>,
-    names: Vec<OsString>,
+    /// The folder's names as listed, sorted, with their inode numbers.
+    names: Vec<(OsString, u64)>,
     next: usize,
+    /// Names that were gone when their turn came (deleted, or renamed).
+    vanished: Vec<(OsString, u64)>,
     dev: u64,
     ignore: Option<Gitignore>,
 }
@@ -117,17 +120,18 @@ fn open_dir_at(parent: &OwnedFd, name: &OsStr, follow: bool) -> io::Result<Owned
     openat(parent, name, flags, Mode::empty()).map_err(io::Error::from)
 }
 
-/// The names in an open folder, sorted bytewise (component order).
-fn list_dir(fd: &OwnedFd) -> io::Result<Vec<OsString>> {
+/// The names in an open folder with their inode numbers, sorted bytewise
+/// (component order).
+fn list_dir(fd: &OwnedFd) -> io::Result<Vec<(OsString, u64)>> {
     let mut names = Vec::new();
     for entry in Dir::read_from(fd)? {
         let entry = entry?;
         let name = entry.file_name().to_bytes();
         if name != b"." && name != b".." {
-            names.push(OsStr::from_bytes(name).to_os_string());
+            names.push((OsStr::from_bytes(name).to_os_string(), entry.ino()));
         }
     }
-    names.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    names.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     Ok(names)
 }
 
@@ -218,7 +222,7 @@ impl Walker {
             Err(e) => return self.fail(&abs, e),
         };
         let mut ignore = None;
-        if names.iter().any(|n| n == IGNORE_FILE) {
+        if names.iter().any(|(n, _)| n == IGNORE_FILE) {
             let (gi, warning) = exclude::read_ignore_file(&abs);
             ignore = gi;
             if let Some(w) = warning {
@@ -231,6 +235,7 @@ impl Walker {
             rel,
             names,
             next: 0,
+            vanished: Vec::new(),
             dev,
             ignore,
         });
@@ -251,10 +256,11 @@ impl Walker {
             return false;
         };
         if frame.next == frame.names.len() {
-            self.stack.pop();
+            let done = self.stack.pop().expect("a frame is open");
+            self.renamed_away(&done);
             return true;
         }
-        let name = std::mem::take(&mut frame.names[frame.next]);
+        let (name, ino) = frame.names[frame.next].clone();
         frame.next += 1;
         let abs = frame.abs.join(&name);
         let rel = join_rel(&frame.rel, name.as_bytes());
@@ -263,7 +269,7 @@ impl Walker {
         let stat = match statat(&*parent, &name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => st,
             Err(e) => {
-                self.fail(&abs, e.into());
+                self.gone(name, ino, &abs, e.into());
                 return true;
             }
         };
@@ -288,10 +294,49 @@ impl Walker {
         if descend {
             match open_dir_at(&parent, &name, false) {
                 Ok(fd) => self.push_frame(Arc::new(fd), abs, rel),
-                Err(e) => self.fail(&abs, e),
+                Err(e) => self.gone(name, ino, &abs, e),
             }
         }
         true
+    }
+
+    /// Reports an entry of the current folder that could not be read,
+    /// remembering it when it was gone ([`Walker::renamed_away`] looks again).
+    fn gone(&mut self, name: OsString, ino: u64, abs: &Path, err: io::Error) {
+        if err.kind() == io::ErrorKind::NotFound
+            && let Some(frame) = self.stack.last_mut()
+        {
+            frame.vanished.push((name, ino));
+        }
+        self.fail(abs, err);
+    }
+
+    /// After a folder's walk, names each entry that vanished because it was
+    /// renamed inside the folder: the new name was not listed, so the entry
+    /// is in the snapshot under neither name. A deleted entry is only the
+    /// warning already given (as restic, rsync and borg treat it).
+    fn renamed_away(&mut self, frame: &Frame) {
+        if frame.vanished.is_empty() {
+            return;
+        }
+        let Ok(now) = list_dir(&frame.fd) else {
+            return;
+        };
+        let listed = |n: &OsString| {
+            frame
+                .names
+                .binary_search_by(|(m, _)| m.as_bytes().cmp(n.as_bytes()))
+                .is_ok()
+        };
+        for (new, ino) in now.iter().filter(|(n, _)| !listed(n)) {
+            for (old, _) in frame.vanished.iter().filter(|(_, i)| i == ino) {
+                self.queue.push_back(Event::Error(format!(
+                    "{}: renamed to {} during the walk: in this snapshot under neither name (run again)",
+                    frame.abs.join(old).display(),
+                    new.to_string_lossy()
+                )));
+            }
+        }
     }
 }
 
@@ -420,6 +465,43 @@ mod tests {
             .filter_map(|p| p.strip_prefix(&format!("{top}/s/")))
             .collect();
         assert_eq!(rel, ["keep", "keep/.snapignore"]);
+    }
+
+    /// A folder renamed inside its parent after the parent was listed is named as an error (in neither name), not only a vanished warning.
+    #[test]
+    fn folder_renamed_during_the_walk_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        fs::create_dir_all(r.join("s/m/deep")).unwrap();
+        fs::write(r.join("s/a"), "x").unwrap();
+        fs::write(r.join("s/m/deep/f"), "x").unwrap();
+        let (plan, _) = plan_for(r, &["s"], &[]);
+        let mut walker = Walker::new(&plan, None).unwrap();
+        loop {
+            match walker.next() {
+                Some(Event::Entry(f)) if f.rel.ends_with(b"s/a") => break,
+                Some(_) => continue,
+                None => panic!("s/a never came"),
+            }
+        }
+        fs::rename(r.join("s/m"), r.join("s/0m")).unwrap();
+        let rest: Vec<Event> = walker.collect();
+        let errors: Vec<&String> = rest
+            .iter()
+            .filter_map(|e| match e {
+                Event::Error(e) => Some(e),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(errors.len(), 1, "{rest:?}");
+        assert!(
+            errors[0].ends_with("/s/m: renamed to 0m during the walk: in this snapshot under neither name (run again)"),
+            "{rest:?}"
+        );
+        assert!(
+            !rest.iter().any(|e| matches!(e, Event::Entry(_))),
+            "{rest:?}"
+        );
     }
 
     /// A file deleted after its folder was listed is a warning, not an error.
