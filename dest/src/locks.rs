@@ -172,6 +172,8 @@ pub struct LockOptions {
 pub struct Held {
     inner: Arc<Inner>,
     thread: Option<JoinHandle<()>>,
+    /// Removed already (or found lost): nothing left to do when dropped.
+    released: bool,
     /// What taking it did that the user should hear (locks removed).
     pub notes: Vec<String>,
 }
@@ -280,6 +282,7 @@ impl Held {
                 stop: (Mutex::new(false), Condvar::new()),
             }),
             thread: None,
+            released: false,
             notes: Vec::new(),
         }
     }
@@ -410,8 +413,29 @@ impl Fence {
     }
 }
 
-impl Drop for Held {
-    fn drop(&mut self) {
+impl Held {
+    /// Stops refreshing and removes the lock, saying when the removal failed:
+    /// the lock then stays until it is stale ([`STALE_AFTER`] after its last
+    /// refresh), and a prune on another machine waits that long. A lock
+    /// already lost is not ours to remove. (Dropping a `Held` does the same
+    /// silently, for runs that end on an error.)
+    pub fn release(mut self) -> std::result::Result<(), String> {
+        self.stop_and_remove().map_err(|e| {
+            format!(
+                "{}: lock not removed: {}; it goes stale {} after its last refresh (snap-prune --break-lock removes it sooner)",
+                e.context,
+                e.cause,
+                human_age(STALE_AFTER)
+            )
+        })
+    }
+
+    /// Stops the refresh thread, then removes the lock unless it was lost;
+    /// the second call does nothing.
+    fn stop_and_remove(&mut self) -> Result<()> {
+        if std::mem::replace(&mut self.released, true) {
+            return Ok(());
+        }
         {
             let (stop, cv) = &self.inner.stop;
             *stop.lock().expect("lock stop flag") = true;
@@ -426,9 +450,16 @@ impl Drop for Held {
             .lock()
             .map(|s| s.lost.is_some())
             .unwrap_or(true);
-        if !lost {
-            let _ = self.inner.dest.delete(&self.inner.key);
+        match lost {
+            true => Ok(()),
+            false => self.inner.dest.delete(&self.inner.key),
         }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let _ = self.stop_and_remove();
     }
 }
 

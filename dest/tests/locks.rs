@@ -81,6 +81,32 @@ fn shared_locks_coexist_and_exclude_a_prune() {
     p.ensure_live().unwrap();
 }
 
+/// Releasing a lock says when it could not be removed (and when it goes stale); a release that works says nothing.
+#[test]
+fn a_lock_that_cannot_be_removed_is_named_at_release() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = folder_dest(dir.path());
+    d.lock(Mode::Shared, "snap-push", &NONE)
+        .unwrap()
+        .release()
+        .unwrap();
+    assert!(lock_names(dir.path()).is_empty());
+    let held = d.lock(Mode::Shared, "snap-push", &NONE).unwrap();
+    // A folder in the lock's place: its removal fails even for root.
+    let path = dir.path().join(held.key());
+    std::fs::remove_file(&path).unwrap();
+    std::fs::create_dir_all(path.join("x")).unwrap();
+    let why = held.release().unwrap_err();
+    assert!(
+        why.starts_with(&format!("{}: lock not removed: ", path.display())),
+        "{why}"
+    );
+    assert!(
+        why.ends_with("it goes stale 30m 0s after its last refresh (snap-prune --break-lock removes it sooner)"),
+        "{why}"
+    );
+}
+
 /// A lock of this machine whose process is gone is removed at once, by anyone.
 #[test]
 fn a_dead_process_lock_is_removed() {

@@ -210,7 +210,7 @@ struct Job {
     catalog: Option<Catalog>,
     _locks: Vec<StoreLock>,
     /// The exclusive lock at a destination.
-    _held: Option<Held>,
+    held: Option<Held>,
 }
 
 /// The whole run: every job, then the exit code of the first failure.
@@ -263,7 +263,13 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
         }
     }
     for job in ready {
-        let outcome = job.and_then(|job| prune_job(cli, &job, &mut out, report));
+        let outcome = job.and_then(|mut job| {
+            let pruned = prune_job(cli, &job, &mut out, report);
+            if let Some(Err(why)) = job.held.take().map(Held::release) {
+                report.warn(&why);
+            }
+            pruned
+        });
         if let Err(e) = outcome {
             report.failed(&e);
             first_exit.get_or_insert(e.exit);
@@ -335,7 +341,7 @@ fn store_job(
         price: None,
         catalog,
         _locks: locks,
-        _held: None,
+        held: None,
     })
 }
 
@@ -415,7 +421,7 @@ fn dest_job(
         price: spec.price_per_gib_month,
         catalog: None,
         _locks: locks,
-        _held: held,
+        held,
     })
 }
 

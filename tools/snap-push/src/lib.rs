@@ -250,7 +250,7 @@ fn push_all(
         .clone()
         .unwrap_or_else(snap_dest::default_state_dir);
     let _journals = lock_journals(&chosen.dests, &state_dir)?;
-    let (dests, _held) = hold_all(&chosen.dests, cli.dry_run, report)?;
+    let (dests, held) = hold_all(&chosen.dests, cli.dry_run, report)?;
     let tuning = Tuning {
         part_size: cli.part_size,
         parallel: cli.parallel as usize,
@@ -332,6 +332,9 @@ snap-disk create --method blocks makes one that can travel",
             }
         }
     }
+    for h in held {
+        release(h, report);
+    }
     let summary = summary(cli, totals, &chosen.dests);
     report.note(&summary);
     for e in &chosen.absent {
@@ -394,6 +397,14 @@ fn hold_all(dests: &[Dest], dry_run: bool, report: &Reporter) -> Result<(Vec<Des
         held.push(h);
     }
     Ok((fenced, held))
+}
+
+/// Removes a destination's lock, warning when it stays: everything was
+/// pushed, but a prune elsewhere waits until the lock is stale.
+fn release(held: Held, report: &Reporter) {
+    if let Err(why) = held.release() {
+        report.warn(&why);
+    }
 }
 
 /// The line that ends a run.
