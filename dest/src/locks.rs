@@ -414,18 +414,28 @@ impl Fence {
 }
 
 impl Held {
-    /// Stops refreshing and removes the lock, saying when the removal failed:
-    /// the lock then stays until it is stale ([`STALE_AFTER`] after its last
-    /// refresh), and a prune on another machine waits that long. A lock
+    /// Stops refreshing and removes the lock, saying when the removal failed
+    /// and what that costs: other machines wait for the lock (a prune for a
+    /// push's lock until [`BREAK_AFTER`], anyone for a prune's until it is
+    /// stale), until this machine's next run removes it as dead. A lock
     /// already lost is not ours to remove. (Dropping a `Held` does the same
     /// silently, for runs that end on an error.)
     pub fn release(mut self) -> std::result::Result<(), String> {
+        let wait = match self.info().mode {
+            // A stale push lock may be a push cut off that could still publish.
+            Mode::Shared => format!(
+                "prunes on other machines wait for it until {} after its last refresh",
+                human_age(BREAK_AFTER)
+            ),
+            Mode::Exclusive => format!(
+                "other machines wait for it until it is stale, {} after its last refresh",
+                human_age(STALE_AFTER)
+            ),
+        };
         self.stop_and_remove().map_err(|e| {
             format!(
-                "{}: lock not removed: {}; it goes stale {} after its last refresh (snap-prune --break-lock removes it sooner)",
-                e.context,
-                e.cause,
-                human_age(STALE_AFTER)
+                "{}: lock not removed: {}; {wait} (this machine's next run removes it, snap-prune --break-lock sooner)",
+                e.context, e.cause,
             )
         })
     }
