@@ -377,6 +377,14 @@ fn fault_point(
         if t.failed > 0 {
             r.tolerated.push(format!("point {k}: {past}"));
         }
+        // A lock left at a destination makes other machines wait: it must be named.
+        let lock_left = inject.refused.iter().any(|c| c.contains(".snap/locks/"));
+        if lock_left && !said.contains("lock not removed") {
+            return Err(format!(
+                "{past} without naming the lock left: {:?}",
+                said.trim()
+            ));
+        }
         return s.after_run(w).map_err(|e| format!("{past}, yet: {e}"));
     }
     r.refused += 1;
