@@ -21,6 +21,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("qcow2_header", qcow2_header),
     ("age_header", age_header),
     ("lock", lock),
+    ("listing", listing),
 ];
 
 /// Reads at most this much of one member's content: a fuzzed sparse map may
@@ -137,4 +138,41 @@ const IDENTITY: &str = "AGE-SECRET-KEY-1LVF8D3M7X2HE53H8UDCKW85CS9QH98QA8WD7DVTZ
 /// A lock object at a destination.
 pub fn lock(data: &[u8]) {
     let _ = snap_dest::locks::LockInfo::parse(data);
+}
+
+/// A destination's listing, as snap-prune groups it into archives and disk
+/// snapshots: one key per line, its size the line's length. Whatever the
+/// keys, every group it yields holds only keys of its own set that were
+/// listed, each archive has its record, and nothing else is touched.
+pub fn listing(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let listing: Vec<(String, u64)> = text
+        .lines()
+        .map(|l| (l.to_string(), l.len() as u64))
+        .collect();
+    let listed: std::collections::HashSet<&str> = listing.iter().map(|(k, _)| k.as_str()).collect();
+    for g in snap_prune::target::group_archives(&listing) {
+        for e in &g.entries {
+            assert!(e.objects.iter().any(|o| o.ends_with(".json")), "{e:?}");
+            for o in &e.objects {
+                assert!(listed.contains(o.as_str()), "{o} was not listed");
+                assert!(
+                    o.starts_with(&format!("{}/{}.", g.set, e.id)),
+                    "{o} is not of {}/{}",
+                    g.set,
+                    e.id
+                );
+            }
+        }
+    }
+    for (disk, names) in snap_prune::disks::snapshots_listed(&listing) {
+        for name in names.keys() {
+            let record = format!("disks/{disk}/{name}.json");
+            let map = format!("disks/{disk}/{name}.map.zst");
+            assert!(
+                listed.contains(record.as_str()) || listed.contains(map.as_str()),
+                "{disk}/{name}"
+            );
+        }
+    }
 }

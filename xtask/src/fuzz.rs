@@ -32,6 +32,7 @@ const TARGETS: &[&str] = &[
     "qcow2_header",
     "age_header",
     "lock",
+    "listing",
 ];
 
 pub fn run(args: Args) -> Result {

@@ -28,12 +28,14 @@ use crate::target::{Entry, Group, Info};
 /// a slow push from another machine to publish the record that refers to it.
 pub const DEST_GRACE: Duration = Duration::from_secs(24 * 3600);
 
-/// The disks' snapshots by disk, oldest first, timed by their records
-/// (whose tags the entries keep, so no record is read twice).
-pub fn scan(dest: &Dest) -> Result<Vec<Group>> {
-    let listing = dest.list("disks")?;
+/// Each disk's snapshots in a listing of `disks/`: name → (map size, has a
+/// record). Keys that are not `disks/<disk>/<name>.json` or `.map.zst`, with
+/// names snap-disk could have made, are left out (and never touched).
+pub fn snapshots_listed(
+    listing: &[(String, u64)],
+) -> BTreeMap<String, BTreeMap<String, (u64, bool)>> {
     let mut disks: BTreeMap<String, BTreeMap<String, (u64, bool)>> = BTreeMap::new();
-    for (key, size) in &listing {
+    for (key, size) in listing {
         let Some((disk, file)) = key.strip_prefix("disks/").and_then(|r| r.split_once('/')) else {
             continue;
         };
@@ -59,6 +61,13 @@ pub fn scan(dest: &Dest) -> Result<Vec<Group>> {
             e.0 = *size;
         }
     }
+    disks
+}
+
+/// The disks' snapshots by disk, oldest first, timed by their records
+/// (whose tags the entries keep, so no record is read twice).
+pub fn scan(dest: &Dest) -> Result<Vec<Group>> {
+    let disks = snapshots_listed(&dest.list("disks")?);
     let mut out = Vec::new();
     for (disk, names) in disks {
         let names: Vec<(String, u64)> = names
