@@ -1,4 +1,4 @@
-//! `cargo xtask bench`: snap-collect against rsync --link-dest, restic and borg,
+//! `cargo xtask bench`: snap-collect against rsync --link-dest, restic, rustic and borg,
 //! side by side in one run, on corpora the bench builds itself.
 //!
 //! Every tool gets the same sequence per run: a fresh target, 1-first,
@@ -29,7 +29,7 @@ pub struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "snap,rsync,rsync+sync,restic,borg"
+        default_value = "snap,rsync,rsync+sync,restic,rustic,borg"
     )]
     tools: Vec<String>,
     /// Corpora to use
@@ -54,13 +54,13 @@ pub struct Args {
     /// The commit the push and prune suites' coordination rows compare with (built once) [default: the last commit before locks at the destination]
     #[arg(long, value_name = "REF", default_value = crate::baseline::BEFORE_LOCKS)]
     pub(crate) baseline: String,
-    /// Suites to run: collect (snap-collect against rsync, restic, borg),
-    /// pack (snap-pack, snap-restore restore and verify against tar+zstd and restic)
+    /// Suites to run: collect (snap-collect against rsync, restic, rustic, borg),
+    /// pack (snap-pack, snap-restore restore and verify against tar+zstd, restic and rustic)
     /// push (snap-push against rclone copy, to a folder and to S3; resume)
     /// prune (planning and deleting 100 and 1,000 archives at a folder and at S3);
     /// push or prune also measure what locks at the destination cost (against --baseline),
     /// which coord alone measures
-    /// and disk (snap-disk on a 2 GiB ext4 image against zstd, borg, restic, qemu-img)
+    /// and disk (snap-disk on a 2 GiB ext4 image against zstd, borg, restic, rustic, qemu-img)
     #[arg(
         long,
         value_delimiter = ',',
@@ -74,6 +74,55 @@ const TOOLS_APT: &[(&str, &str)] = &[
     ("restic", "restic"),
     ("borg", "borgbackup"),
 ];
+
+/// Installs rustic (the restic repository format today; Debian's restic is
+/// 0.14 of 2022) unless it is on the PATH: a release build from crates.io,
+/// about 20 minutes on 2 cores, once.
+pub(crate) fn ensure_rustic() -> Result {
+    if crate::sh::have("rustic") {
+        return Ok(());
+    }
+    eprintln!("xtask: installing rustic-rs 0.11 (cargo install, once)");
+    exec(cargo().args(["install", "rustic-rs", "--locked", "--version", "^0.11"]))
+}
+
+/// The restic-format anchors: Debian's restic and rustic.
+pub(crate) const RESTIC_LIKE: [&str; 2] = ["restic", "rustic"];
+
+/// `TOOL SUB…` on a restic-format repository (`restic` or `rustic`) with the
+/// bench's password and no progress output; the caller adds what follows.
+pub(crate) fn repo_cmd(tool: &str, repo: &Path, sub: &[&str]) -> Command {
+    let mut c = Command::new(tool);
+    if tool == "rustic" {
+        c.arg("--repository")
+            .arg(repo)
+            .args([
+                "--password",
+                "bench",
+                "--no-progress",
+                "--log-level",
+                "warn",
+            ])
+            .args(sub);
+    } else {
+        c.args(sub)
+            .args(["--quiet", "--repo"])
+            .arg(repo)
+            .env("RESTIC_PASSWORD", "bench");
+    }
+    c
+}
+
+/// Restores a restic-format repository's latest snapshot into `out`.
+pub(crate) fn repo_restore(tool: &str, repo: &Path, out: &Path) -> Command {
+    let mut c = repo_cmd(tool, repo, &["restore", "latest"]);
+    if tool == "rustic" {
+        c.arg(out);
+    } else {
+        c.arg("--target").arg(out);
+    }
+    c
+}
 
 /// A deterministic generator (xorshift64*), so corpora are the same on every machine.
 struct Rng(u64);
@@ -340,12 +389,9 @@ fn step_command(tool: &str, step: usize, tree: &Path, target: &Path, snap_bin: &
             ));
             c
         }
-        "restic" => {
-            let mut c = Command::new("restic");
-            c.args(["backup", "--quiet", "--repo"])
-                .arg(target)
-                .arg(tree);
-            c.env("RESTIC_PASSWORD", "bench");
+        "restic" | "rustic" => {
+            let mut c = repo_cmd(tool, target, &["backup"]);
+            c.arg(tree);
             c
         }
         _ => {
@@ -388,12 +434,7 @@ pub(crate) fn empty_trash(base: &Path) {
 fn prepare_target(tool: &str, target: &Path) -> Result {
     discard(target)?;
     match tool {
-        "restic" => quiet(
-            Command::new("restic")
-                .args(["init", "--quiet", "--repo"])
-                .arg(target)
-                .env("RESTIC_PASSWORD", "bench"),
-        ),
+        "restic" | "rustic" => quiet(&mut repo_cmd(tool, target, &["init"])),
         "borg" => quiet(
             Command::new("borg")
                 .args(["init", "-e", "none"])
@@ -633,16 +674,18 @@ pub(crate) fn machine() -> String {
         })
         .unwrap_or(0);
     format!(
-        "{cpu}, {cores} cores, {} GiB; {}; {}; {}",
+        "{cpu}, {cores} cores, {} GiB; {}; {}; {}; {}",
         mem >> 20,
         version("rsync", "--version"),
         version("restic", "version"),
+        version("rustic", "--version"),
         version("borg", "--version")
     )
 }
 
 pub fn run(args: Args) -> Result {
     ensure_apt(TOOLS_APT)?;
+    ensure_rustic()?;
     run_cmd_build()?;
     let base = args
         .dir

@@ -1,6 +1,6 @@
 //! `cargo xtask bench --suites disk`: snap-disk on a 2 GiB ext4 image and a
 //! 1% changed version of it, side by side with `zstd -T0 -3`, `borg create`,
-//! `restic backup`, a whole-image write (`dd conv=fdatasync`) and bare
+//! `restic backup`, `rustic backup`, a whole-image write (`dd conv=fdatasync`) and bare
 //! `qemu-img snapshot`, in the same run.
 //!
 //! The images are those of ../shared/bench-anchors.md: v1 = `mke2fs -d` of
@@ -15,7 +15,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::bench::{Args, discard, disk_use_mib, measure, median, quiet, version};
+use crate::bench::{Args, discard, disk_use_mib, measure, median, quiet, repo_cmd, version};
 use crate::bench_push::{bin, fresh_dir};
 use crate::sh::{Result, ensure_apt};
 
@@ -129,6 +129,7 @@ struct Run {
     second: Vec<(u64, f64, f64)>,     // (block size, wall s, new stored MiB)
     borg: (f64, f64, f64),            // (first s, second s, second growth MiB)
     restic: (f64, f64, f64),
+    rustic: (f64, f64, f64),
     restore: f64,
     restore_rss: f64,
     dd: f64,
@@ -202,6 +203,7 @@ fn one_run(base: &Path, v1: &Path, v2: &Path) -> Result<Run> {
     fs::remove_file(&out).map_err(|e| e.to_string())?;
     r.borg = two_backups(&t, "borg", &img, v1, v2)?;
     r.restic = two_backups(&t, "restic", &img, v1, v2)?;
+    r.rustic = two_backups(&t, "rustic", &img, v1, v2)?;
     (r.q_create, r.q_apply, r.q_check_apply) = qcow2_internal(&t, v1)?;
     Ok(r)
 }
@@ -217,34 +219,28 @@ fn check_same(a: &Path, b: &Path) -> Result {
     })
 }
 
-/// A borg or restic repository: first backup of v1, second of v2 (timed), growth.
+/// A borg, restic or rustic repository: first backup of v1, second of v2 (timed), growth.
 fn two_backups(t: &Path, tool: &str, img: &Path, v1: &Path, v2: &Path) -> Result<(f64, f64, f64)> {
     let repo = t.join(format!("disk-{tool}"));
     discard(&repo)?;
     let backup = |n: u32| -> Command {
-        let mut c = Command::new(tool);
         if tool == "borg" {
+            let mut c = Command::new(tool);
             c.arg("create")
                 .arg(format!("{}::s{n}", repo.display()))
                 .arg(img);
             c.env("BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK", "yes");
+            c
         } else {
-            c.args(["backup", "--quiet", "--repo"])
-                .arg(&repo)
-                .arg(img)
-                .env("RESTIC_PASSWORD", "bench");
+            let mut c = repo_cmd(tool, &repo, &["backup"]);
+            c.arg(img);
+            c
         }
-        c
     };
     if tool == "borg" {
         quiet(Command::new("borg").args(["init", "-e", "none"]).arg(&repo))?;
     } else {
-        quiet(
-            Command::new("restic")
-                .args(["init", "--quiet", "--repo"])
-                .arg(&repo)
-                .env("RESTIC_PASSWORD", "bench"),
-        )?;
+        quiet(&mut repo_cmd(tool, &repo, &["init"]))?;
     }
     copy_image(v1, img)?;
     let first = measure(&mut backup(1))?.0;
@@ -358,8 +354,8 @@ const METHOD: &str = "Images as in ../shared/bench-anchors.md: v1 = a 2 GiB ext4
 /usr/lib/x86_64-linux-gnu and /usr/lib/jvm (fixed UUID, hash seed, time); v2 = v1 with 20 regions of\n\
 1 MiB overwritten at MiB 37 + 101·k (20 MiB, about 1% of the image). Warm page cache. Per run, fresh\n\
 targets: the image is a copy of v1 (untimed `cp --sparse`, `sync`), first snapshot; then a copy of v2,\n\
-second snapshot. snap-disk flushes its blocks (syncfs) before publishing a snapshot; zstd, borg and\n\
-restic do not flush. \"stored\" is `du` of the store or repository (growth for the second).\n\
+second snapshot. snap-disk flushes its blocks (syncfs) before publishing a snapshot; zstd, borg,\n\
+restic and rustic do not flush. \"stored\" is `du` of the store or repository (growth for the second).\n\
 The restore is `snap-disk restore` of the first snapshot into the v2 image, in place (ends with\n\
 fsync); its anchor is writing the whole image with `dd bs=4M conv=fdatasync`. qcow2 rows are medians\n\
 of 5 operations on a qcow2 copy of v1.";
@@ -387,37 +383,41 @@ fn render(runs: &[Run], v1: &Path) -> String {
             med(runs, |r| r.first[i].3)
         ));
     }
-    md.push_str(&format!(
-        "| borg create | {:.2} s | {:.0} | {:.2}x | – | – |\n| restic backup | {:.2} s | {:.0} | {:.2}x | – | – |\n",
-        med(runs, |r| r.borg.0),
-        size * 1.048_576 / med(runs, |r| r.borg.0),
-        zstd / med(runs, |r| r.borg.0),
-        med(runs, |r| r.restic.0),
-        size * 1.048_576 / med(runs, |r| r.restic.0),
-        zstd / med(runs, |r| r.restic.0),
-    ));
+    for (tool, first) in [
+        ("borg create", med(runs, |r| r.borg.0)),
+        ("restic backup", med(runs, |r| r.restic.0)),
+        ("rustic backup", med(runs, |r| r.rustic.0)),
+    ] {
+        md.push_str(&format!(
+            "| {tool} | {first:.2} s | {:.0} | {:.2}x | – | – |\n",
+            size * 1.048_576 / first,
+            zstd / first,
+        ));
+    }
     md.push_str("\nGoal: snap-disk blocks at least 0.9x the throughput of zstd -T0 -3.\n\n");
     let borg = med(runs, |r| r.borg.1);
     let restic = med(runs, |r| r.restic.1);
-    md.push_str("### Second snapshot (v2: 20 MiB changed)\n\n| tool | wall | vs borg | vs restic | stored growth |\n|---|---|---|---|---|\n");
-    md.push_str(&format!(
-        "| borg create | {borg:.2} s | 1.00x | {:.2}x | {:.1} MiB |\n| restic backup | {restic:.2} s | {:.2}x | 1.00x | {:.1} MiB |\n",
-        borg / restic,
-        med(runs, |r| r.borg.2),
-        restic / borg,
-        med(runs, |r| r.restic.2)
-    ));
-    for (i, bs) in BLOCK_SIZES.iter().enumerate() {
-        let wall = med(runs, |r| r.second[i].1);
+    let rustic = med(runs, |r| r.rustic.1);
+    md.push_str("### Second snapshot (v2: 20 MiB changed)\n\n| tool | wall | vs borg | vs restic | vs rustic | stored growth |\n|---|---|---|---|---|---|\n");
+    let mut row = |tool: String, wall: f64, growth: f64| {
         md.push_str(&format!(
-            "| snap-disk blocks {} MiB | {wall:.2} s | {:.2}x | {:.2}x | {:.1} MiB |\n",
-            bs / MIB,
+            "| {tool} | {wall:.2} s | {:.2}x | {:.2}x | {:.2}x | {growth:.1} MiB |\n",
             wall / borg,
             wall / restic,
-            med(runs, |r| r.second[i].2)
+            wall / rustic,
         ));
+    };
+    row("borg create".into(), borg, med(runs, |r| r.borg.2));
+    row("restic backup".into(), restic, med(runs, |r| r.restic.2));
+    row("rustic backup".into(), rustic, med(runs, |r| r.rustic.2));
+    for (i, bs) in BLOCK_SIZES.iter().enumerate() {
+        row(
+            format!("snap-disk blocks {} MiB", bs / MIB),
+            med(runs, |r| r.second[i].1),
+            med(runs, |r| r.second[i].2),
+        );
     }
-    md.push_str("\nGoal: at most 0.5x the wall time of borg and of restic, storing no more than they do.\n\n");
+    md.push_str("\nGoal: at most 0.5x the wall time of borg and of restic (and rustic), storing no more than they do.\n\n");
     let (restore, dd) = (med(runs, |r| r.restore), med(runs, |r| r.dd));
     md.push_str(&format!(
         "### In-place restore of the 1% change (1 MiB blocks)\n\n| operation | wall | vs writing the image | peak RSS |\n|---|---|---|---|\n| dd the whole image, conv=fdatasync | {dd:.2} s | 1.00x | – |\n| snap-disk restore (compare, rewrite 20 blocks, fsync) | {restore:.2} s | {:.2}x | {:.0} MiB |\n\nGoal: at most 0.2x.\n\n",

@@ -7,7 +7,7 @@
 //! - pack: `tar -cf - TREE | zstd -T0 -3 > a.tar.zst && sha256sum a.tar.zst`
 //! - restore: `zstd -dc a.tar.zst | tar -xf -` (and the same with a final
 //!   `sync`, since snap-restore ends with a `syncfs`), and `restic restore`
-//!   of the same tree (backed up untimed)
+//!   and `rustic restore` of the same tree (backed up untimed)
 //! - verify: the single-core limit, measured piece by piece: `zstd -dc` of the
 //!   archive to /dev/null + `openssl dgst -sha256` of the archive and of the tar (OpenSSL uses the SHA extensions; coreutils sha256sum here does not)
 //!   (snap's verify must do all three: decode, the archive checksum, every file)
@@ -20,7 +20,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::bench::{Args, Table, corpus, discard, empty_trash, measure, quiet, warm};
+use crate::bench::{
+    Args, RESTIC_LIKE, Table, corpus, discard, empty_trash, measure, quiet, repo_cmd, repo_restore,
+    warm,
+};
 use crate::sh::{Result, root};
 
 fn bin(name: &str) -> PathBuf {
@@ -83,21 +86,13 @@ fn bench_corpus(name: &str, tree: &Path, base: &Path, runs: usize, table: &mut T
     let (store, snap_tree) = snapshot(base, name, tree)?;
     let targets = base.join("targets");
     fs::create_dir_all(&targets).map_err(|e| e.to_string())?;
-    let restic_repo = targets.join("pack-restic");
-    discard(&restic_repo)?;
-    quiet(
-        Command::new("restic")
-            .args(["init", "--quiet", "--repo"])
-            .arg(&restic_repo)
-            .env("RESTIC_PASSWORD", "bench"),
-    )?;
-    quiet(
-        Command::new("restic")
-            .args(["backup", "--quiet", "--repo"])
-            .arg(&restic_repo)
-            .arg(&snap_tree)
-            .env("RESTIC_PASSWORD", "bench"),
-    )?;
+    // The same tree backed up (untimed) into a repository of each restic-format tool.
+    let repo = |tool: &str| targets.join(format!("pack-{tool}"));
+    for tool in RESTIC_LIKE {
+        discard(&repo(tool))?;
+        quiet(&mut repo_cmd(tool, &repo(tool), &["init"]))?;
+        quiet(repo_cmd(tool, &repo(tool), &["backup"]).arg(&snap_tree))?;
+    }
     let mut rec = Record {
         table,
         corpus: name,
@@ -146,7 +141,7 @@ fn bench_corpus(name: &str, tree: &Path, base: &Path, runs: usize, table: &mut T
     }
     let tar_archive = tar_out.join("a.tar.zst");
     for run in 0..runs {
-        let tools = ["snap", "tar+zstd", "tar+zstd+sync", "restic"];
+        let tools = ["snap", "tar+zstd", "tar+zstd+sync", "restic", "rustic"];
         for k in 0..tools.len() {
             let tool = tools[(k + run) % tools.len()];
             let out = targets.join(format!("restore-{tool}"));
@@ -162,15 +157,7 @@ fn bench_corpus(name: &str, tree: &Path, base: &Path, runs: usize, table: &mut T
                         .arg(&out);
                     c
                 }
-                "restic" => {
-                    let mut c = Command::new("restic");
-                    c.args(["restore", "latest", "--quiet", "--repo"])
-                        .arg(&restic_repo)
-                        .arg("--target")
-                        .arg(&out)
-                        .env("RESTIC_PASSWORD", "bench");
-                    c
-                }
+                "restic" | "rustic" => repo_restore(tool, &repo(tool), &out),
                 _ => {
                     let sync = if tool.ends_with("+sync") {
                         " && sync"
@@ -231,7 +218,9 @@ fn bench_corpus(name: &str, tree: &Path, base: &Path, runs: usize, table: &mut T
     discard(&plain)?;
     discard(&snap_out)?;
     discard(&tar_out)?;
-    discard(&restic_repo)?;
+    for tool in RESTIC_LIKE {
+        discard(&repo(tool))?;
+    }
     settle(base)
 }
 
@@ -259,7 +248,7 @@ pub fn run(args: &Args, base: &Path, corpora: &[&str]) -> Result {
         let method = "Corpora as in [benchmarks.md](benchmarks.md), collected once; every tool works on that snapshot tree.\n\
 pack: snap-pack (zstd -3, all cores, sha256 while writing) vs `tar -cf - | zstd -T0 -3 > a && sha256sum a`.\n\
 restore: snap-restore (every file checked against its sha256, metadata applied, one syncfs at the end)\n\
-vs `zstd -dc a | tar -xf -` (with and without a final `sync`) and `restic restore`.\n\
+vs `zstd -dc a | tar -xf -` (with and without a final `sync`), `restic restore` and `rustic restore`.\n\
 verify: snap-restore verify vs the single-core limit (zstd -d + openssl sha256 of the archive + of the tar).\n\
 \"snap / tool\" is snap's wall time over the tool's: below 1 is faster; for the limit row, 1/ratio is the share of the limit reached.";
         crate::bench::write_doc(
