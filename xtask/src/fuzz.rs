@@ -1,9 +1,11 @@
-//! `cargo xtask fuzz [--target T]... [--time S]`: runs the libFuzzer targets
-//! of fuzz/ (`cargo +nightly fuzz`, installed if missing) for S seconds each,
+//! `cargo xtask fuzz [--target T]... [--time S] [--parallel N]`: builds the
+//! libFuzzer targets of fuzz/ (`cargo +nightly fuzz`, installed if missing),
+//! then runs each for S seconds, N at a time,
 //! from the kept seeds (fuzz/corpus/T/) into a scratch corpus
 //! (target/fuzz-corpus/T/). An input that breaks a parser is copied to
 //! fuzz/regressions/T/, which `cargo xtask test` replays on stable
-//! (fuzzing/tests/replay.rs). Prints the CPU seconds, runs and finds per target.
+//! (fuzzing/tests/replay.rs). Prints the seconds fuzzed (one core each), runs
+//! and finds per target.
 
 use std::path::Path;
 use std::process::Command;
@@ -19,6 +21,9 @@ pub struct Args {
     /// Seconds per target
     #[arg(long, default_value_t = 60)]
     time: u64,
+    /// Targets fuzzed at once (each on one core)
+    #[arg(long, default_value_t = 1)]
+    parallel: usize,
 }
 
 /// The targets, as fuzz/Cargo.toml names them (and snap_fuzzing::TARGETS).
@@ -51,17 +56,18 @@ pub fn run(args: Args) -> Result {
             TARGETS.join(", ")
         ));
     }
+    // Built once, before the clock starts: the seconds reported are fuzzing only.
+    crate::sh::exec(
+        Command::new("cargo")
+            .args(["+nightly", "fuzz", "build"])
+            .current_dir(root().join("fuzz")),
+    )?;
+    let results = run_all(&chosen, args.time, args.parallel.max(1));
     let mut found = 0;
-    let mut lines = Vec::new();
-    for t in chosen {
-        let (secs, runs, finds) = one(t, args.time)?;
+    for (t, result) in chosen.iter().zip(results) {
+        let (secs, runs, finds) = result?;
         found += finds;
-        lines.push(format!(
-            "{t:<14} {secs:>6.0} s  {runs:>12} runs  {finds} found"
-        ));
-    }
-    for l in &lines {
-        println!("{l}");
+        println!("{t:<14} {secs:>6.0} s  {runs:>12} runs  {finds} found");
     }
     match found {
         0 => Ok(()),
@@ -71,8 +77,38 @@ pub fn run(args: Args) -> Result {
     }
 }
 
+/// A target's fuzzing seconds, runs, and inputs kept as regressions.
+type Outcome = Result<(f64, u64, usize)>;
+
+/// Fuzzes the targets, `parallel` at a time; results in the targets' order.
+fn run_all(targets: &[&str], time: u64, parallel: usize) -> Vec<Outcome> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<Outcome>>> =
+        targets.iter().map(|_| Default::default()).collect();
+    std::thread::scope(|s| {
+        for _ in 0..parallel.min(targets.len()) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some(t) = targets.get(i) else { break };
+                    eprintln!("xtask: fuzzing {t} for {time} s");
+                    *results[i].lock().expect("result slot") = Some(one(t, time));
+                }
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|r| {
+            r.into_inner()
+                .expect("result slot")
+                .expect("every target ran")
+        })
+        .collect()
+}
+
 /// Fuzzes one target; returns its seconds, runs, and the inputs it kept as regressions.
-fn one(target: &str, time: u64) -> Result<(f64, u64, usize)> {
+fn one(target: &str, time: u64) -> Outcome {
     let fuzz = root().join("fuzz");
     let scratch = root().join("target/fuzz-corpus").join(target);
     std::fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
