@@ -38,6 +38,17 @@ set -e
 [ -z "$(ls "$store/archives/s" 2>/dev/null | grep -v '^\.' || true)" ] || fail "an archive was left: $(ls -a "$store/archives/s")"
 snap-pack --store "$store" --snapshot s/latest --min-free 0 -q > /dev/null
 
+# Starts a collect of $1 into store $2 as set $3, every open slowed by 20 ms,
+# its record to $4.json and stderr to $4.err; 0.7 s later, while it still
+# runs, `pid` names it and the caller changes the source under it.
+slow_collect() {
+    strace -f -qq -o /dev/null -e trace=openat -e inject=openat:delay_enter=20000 \
+        snap-collect --store "$2" --name "$3" --min-free 0 -q "$1" > "$4.json" 2> "$4.err" &
+    pid=$!
+    sleep 0.7
+    kill -0 "$pid" 2>/dev/null || fail "the collect ended before the change; slow it more"
+}
+
 # A symlink swapped into the source during a collect (TOCTOU): every open is
 # slowed so the swap lands inside the run. Whether the walk reached the folder
 # before the swap (its files are copied from the folder walked, through the
@@ -48,11 +59,7 @@ toc=$WORK/toc
 mkdir -p "$toc/src/dir" "$toc/secret"
 for i in $(seq 1 100); do echo "orig $i" > "$toc/src/dir/f$i"; echo "SECRET $i" > "$toc/secret/f$i"; done
 cp -a "$toc/src" "$toc/walked"
-strace -f -qq -o /dev/null -e trace=openat -e inject=openat:delay_enter=20000 \
-    snap-collect --store "$toc/store" --name t --min-free 0 -q "$toc/src" > toc.json 2> toc.err &
-pid=$!
-sleep 0.7
-kill -0 "$pid" 2>/dev/null || fail "the collect ended before the swap; slow it more"
+slow_collect "$toc/src" "$toc/store" t toc
 mv "$toc/src/dir" "$toc/src/dir.away"
 ln -s ../secret "$toc/src/dir"
 set +e
@@ -81,11 +88,7 @@ esac
 ren=$WORK/ren
 mkdir -p "$ren/src/a" "$ren/src/m"
 for i in $(seq 1 100); do echo "$i" > "$ren/src/a/f$i"; echo "$i" > "$ren/src/m/f$i"; done
-strace -f -qq -o /dev/null -e trace=openat -e inject=openat:delay_enter=20000 \
-    snap-collect --store "$ren/store" --name r --min-free 0 -q "$ren/src" > ren.json 2> ren.err &
-pid=$!
-sleep 0.7
-kill -0 "$pid" 2>/dev/null || fail "the collect ended before the rename; slow it more"
+slow_collect "$ren/src" "$ren/store" r ren
 mv "$ren/src/m" "$ren/src/0m"
 set +e
 wait "$pid"

@@ -247,7 +247,7 @@ pub fn run(args: &Args, base: &Path, corpora: &[&str]) -> Result {
     if !args.no_write {
         let method = "Corpora as in [benchmarks.md](benchmarks.md), collected once; every tool works on that snapshot tree.\n\
 pack: snap-pack (zstd -3, all cores, sha256 while writing) vs `tar -cf - | zstd -T0 -3 > a && sha256sum a`.\n\
-restore: snap-restore (every file checked against its sha256, metadata applied, one syncfs at the end)\n\
+restore: snap-restore (every file checked against its sha256, metadata applied, a syncfs per batch before naming it and one at the end)\n\
 vs `zstd -dc a | tar -xf -` (with and without a final `sync`), `restic restore` and `rustic restore`.\n\
 verify: snap-restore verify vs the single-core limit (zstd -d + openssl sha256 of the archive + of the tar).\n\
 \"snap / tool\" is snap's wall time over the tool's: below 1 is faster; for the limit row, 1/ratio is the share of the limit reached.";

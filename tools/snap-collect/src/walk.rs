@@ -467,6 +467,17 @@ mod tests {
         assert_eq!(rel, ["keep", "keep/.snapignore"]);
     }
 
+    /// Takes events until the entry whose path ends with `end` has come.
+    fn walk_to(walker: &mut Walker, end: &[u8]) {
+        loop {
+            match walker.next() {
+                Some(Event::Entry(f)) if f.rel.ends_with(end) => return,
+                Some(_) => continue,
+                None => panic!("{} never came", String::from_utf8_lossy(end)),
+            }
+        }
+    }
+
     /// A folder renamed inside its parent after the parent was listed is named as an error (in neither name), not only a vanished warning.
     #[test]
     fn folder_renamed_during_the_walk_is_an_error() {
@@ -477,13 +488,7 @@ mod tests {
         fs::write(r.join("s/m/deep/f"), "x").unwrap();
         let (plan, _) = plan_for(r, &["s"], &[]);
         let mut walker = Walker::new(&plan, None).unwrap();
-        loop {
-            match walker.next() {
-                Some(Event::Entry(f)) if f.rel.ends_with(b"s/a") => break,
-                Some(_) => continue,
-                None => panic!("s/a never came"),
-            }
-        }
+        walk_to(&mut walker, b"s/a");
         fs::rename(r.join("s/m"), r.join("s/0m")).unwrap();
         let rest: Vec<Event> = walker.collect();
         let errors: Vec<&String> = rest
@@ -515,13 +520,7 @@ mod tests {
         }
         let (plan, _) = plan_for(r, &["s"], &[]);
         let mut walker = Walker::new(&plan, None).unwrap();
-        loop {
-            match walker.next() {
-                Some(Event::Entry(f)) if f.rel.ends_with(b"s/a") => break,
-                Some(_) => continue,
-                None => panic!("s/a never came"),
-            }
-        }
+        walk_to(&mut walker, b"s/a");
         fs::remove_file(r.join("s/b")).unwrap();
         let rest: Vec<Event> = walker.collect();
         assert!(
