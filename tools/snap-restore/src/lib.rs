@@ -423,12 +423,16 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
                 Item::Archive { .. } => chain_of(&item)?,
                 _ => Vec::new(),
             };
-            match &item {
-                Item::Foreign { path } => r.from_tar(&crate::loc::Loc::Path(path.clone()))?,
+            let restored = match &item {
+                Item::Foreign { path } => r.from_tar(&crate::loc::Loc::Path(path.clone())),
                 // An imported tar is in its own order, not its index's.
-                _ if item.is_imported() => r.from_tar(&item.data())?,
-                _ => r.from_index(&item, &chain)?,
-            }
+                _ if item.is_imported() => r.from_tar(&item.data()),
+                _ => r.from_index(&item, &chain),
+            };
+            // Files written and checked before a failure (a damaged archive
+            // further on) are named too: they are whole.
+            r.settle();
+            restored?;
             // One flush for the whole tree: far cheaper than an fsync per file.
             snap_shared::fsutil::syncfs(&r.target.path)
                 .map_err(|e| Error::io(&r.target.path, e))?;

@@ -165,7 +165,7 @@ impl<'a> Restorer<'a> {
     }
 
     /// Names every staged file now (each made durable first), and counts them.
-    fn settle(&mut self) {
+    pub fn settle(&mut self) {
         self.target.flush();
         self.count_settled();
     }

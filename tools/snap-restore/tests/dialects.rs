@@ -707,8 +707,9 @@ fn small_sparse_archive(s: &Scratch) -> Vec<u8> {
 }
 
 /// An archive cut anywhere before its end-of-archive blocks exits 65 from
-/// restore, import and verify, and never publishes a cut file; once one zero
-/// block is there, the content is whole and it restores (as with GNU tar).
+/// restore, import and verify, never publishes a cut file, and restores the
+/// files whole before the cut; once one zero block is there, the content is
+/// whole and it restores (as with GNU tar).
 #[test]
 fn cut_archives_exit_65() {
     let s = Scratch::new();
@@ -720,6 +721,12 @@ fn cut_archives_exit_65() {
         .filter(|&c| c < members_end + 512)
         .collect();
     cuts.push(members_end + 511);
+    // Where a.txt's content ends: cut after that, it is whole and restored.
+    let a_end = whole
+        .windows(600)
+        .position(|w| w == "a".repeat(600).as_bytes())
+        .unwrap()
+        + 600;
     let mut wrong = Vec::new();
     for (i, &cut) in cuts.iter().enumerate() {
         let path = s.path(&format!("cut-{cut}.tar"));
@@ -751,6 +758,11 @@ fn cut_archives_exit_65() {
             let want = fs::read(s.path("cut").join(name)).unwrap();
             if got.as_ref().is_ok_and(|g| *g != want) {
                 wrong.push(format!("restore of {cut} bytes published a cut {name}"));
+            }
+            if name == "a.txt" && cut >= a_end && got.is_err() {
+                wrong.push(format!(
+                    "restore of {cut} bytes left out a.txt, whole before the cut"
+                ));
             }
         }
     }
