@@ -14,9 +14,12 @@ use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ignore::gitignore::Gitignore;
-use rustix::fs::{AtFlags, CWD, Dir, FileType, Mode, OFlags, Stat, openat, statat};
+use rustix::fs::{
+    AtFlags, CWD, Dir, FileType, Mode, OFlags, Stat, StatxFlags, openat, statat, statx,
+};
 
 use snap_shared::error::io_cause;
 
@@ -75,6 +78,8 @@ struct Frame {
     next: usize,
     /// Names that were gone when their turn came (deleted, or renamed).
     vanished: Vec<(OsString, u64)>,
+    /// When the folder was listed.
+    listed_at: SystemTime,
     dev: u64,
     ignore: Option<Gitignore>,
 }
@@ -99,6 +104,23 @@ pub fn problem(path: &Path, err: &io::Error) -> Event {
     } else {
         Event::Error(format!("{}: {}", path.display(), io_cause(err)))
     }
+}
+
+/// How far a filesystem's clock may lag ours: it stamps with a coarse clock,
+/// up to a tick behind.
+const CLOCK_LAG: Duration = Duration::from_millis(20);
+
+/// Whether `name` in `dir` was made after `t` (give or take [`CLOCK_LAG`]),
+/// by its birth time; false where the filesystem keeps none.
+fn born_after(dir: &OwnedFd, name: &OsStr, t: SystemTime) -> bool {
+    let Ok(st) = statx(dir, name, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::BTIME) else {
+        return false;
+    };
+    if !StatxFlags::from_bits_retain(st.stx_mask).contains(StatxFlags::BTIME) {
+        return false;
+    }
+    let born = Duration::new(st.stx_btime.tv_sec.max(0) as u64, st.stx_btime.tv_nsec);
+    UNIX_EPOCH + born + CLOCK_LAG >= t
 }
 
 /// `parent/name`, or `name` at the top.
@@ -213,6 +235,7 @@ impl Walker {
 
     /// Lists an open folder and makes it the current one.
     fn push_frame(&mut self, fd: Arc<OwnedFd>, abs: PathBuf, rel: Vec<u8>) {
+        let listed_at = SystemTime::now();
         let listing = list_dir(&fd).and_then(|names| {
             let dev = rustix::fs::fstat(&*fd)?.st_dev;
             Ok((names, dev))
@@ -236,6 +259,7 @@ impl Walker {
             names,
             next: 0,
             vanished: Vec::new(),
+            listed_at,
             dev,
             ignore,
         });
@@ -314,7 +338,9 @@ impl Walker {
     /// After a folder's walk, names each entry that vanished because it was
     /// renamed inside the folder: the new name was not listed, so the entry
     /// is in the snapshot under neither name. A deleted entry is only the
-    /// warning already given (as restic, rsync and borg treat it).
+    /// warning already given (as restic treats it). The filesystem may give
+    /// a deleted entry's inode number to a new one at once (ext4 does), so a
+    /// new name made after the listing is not taken for a rename.
     fn renamed_away(&mut self, frame: &Frame) {
         if frame.vanished.is_empty() {
             return;
@@ -329,6 +355,9 @@ impl Walker {
                 .is_ok()
         };
         for (new, ino) in now.iter().filter(|(n, _)| !listed(n)) {
+            if born_after(&frame.fd, new, frame.listed_at) {
+                continue;
+            }
             for (old, _) in frame.vanished.iter().filter(|(_, i)| i == ino) {
                 self.queue.push_back(Event::Error(format!(
                     "{}: renamed to {} during the walk: in this snapshot under neither name (run again)",
@@ -486,6 +515,8 @@ mod tests {
         fs::create_dir_all(r.join("s/m/deep")).unwrap();
         fs::write(r.join("s/a"), "x").unwrap();
         fs::write(r.join("s/m/deep/f"), "x").unwrap();
+        // Made well before the listing, as a renamed folder was.
+        std::thread::sleep(CLOCK_LAG * 2);
         let (plan, _) = plan_for(r, &["s"], &[]);
         let mut walker = Walker::new(&plan, None).unwrap();
         walk_to(&mut walker, b"s/a");
@@ -505,6 +536,28 @@ mod tests {
         );
         assert!(
             !rest.iter().any(|e| matches!(e, Event::Entry(_))),
+            "{rest:?}"
+        );
+    }
+
+    /// A file deleted and another made in its folder during the walk is no rename, though the new one may get the deleted one's inode number (ext4 gives it at once).
+    #[test]
+    fn a_new_file_in_a_deleted_files_inode_is_no_rename() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        fs::create_dir_all(r.join("s")).unwrap();
+        for f in ["a", "b", "c"] {
+            fs::write(r.join("s").join(f), "x").unwrap();
+        }
+        let (plan, _) = plan_for(r, &["s"], &[]);
+        let mut walker = Walker::new(&plan, None).unwrap();
+        walk_to(&mut walker, b"s/a");
+        std::thread::sleep(CLOCK_LAG * 2);
+        fs::remove_file(r.join("s/b")).unwrap();
+        fs::write(r.join("s/0new"), "y").unwrap();
+        let rest: Vec<Event> = walker.collect();
+        assert!(
+            !rest.iter().any(|e| matches!(e, Event::Error(_))),
             "{rest:?}"
         );
     }
