@@ -38,14 +38,24 @@ set -e
 [ -z "$(ls "$store/archives/s" 2>/dev/null | grep -v '^\.' || true)" ] || fail "an archive was left: $(ls -a "$store/archives/s")"
 snap-pack --store "$store" --snapshot s/latest --min-free 0 -q > /dev/null
 
-# Starts a collect of $1 into store $2 as set $3, every open slowed by 20 ms,
-# its record to $4.json and stderr to $4.err; 0.7 s later, while it still
-# runs, `pid` names it and the caller changes the source under it.
+# Starts a collect of $1 into store $2 as set $3, every open slowed by 20 ms
+# and logged (with the folder it is relative to) to $4.trace, its record to
+# $4.json and stderr to $4.err; `pid` names it. Returns once an open matching
+# $5 was logged (at most 30 s), or 0.7 s later without $5; the caller then
+# changes the source under it.
 slow_collect() {
-    strace -f -qq -o /dev/null -e trace=openat -e inject=openat:delay_enter=20000 \
+    strace -f -qq -y -o "$4.trace" -e trace=openat -e inject=openat:delay_enter=20000 \
         snap-collect --store "$2" --name "$3" --min-free 0 -q "$1" > "$4.json" 2> "$4.err" &
     pid=$!
-    sleep 0.7
+    if [ -n "${5:-}" ]; then
+        for _ in $(seq 1 300); do
+            grep -q "$5" "$4.trace" 2>/dev/null && break
+            sleep 0.1
+        done
+        grep -q "$5" "$4.trace" || fail "the collect never opened $5: $(cat "$4.err")"
+    else
+        sleep 0.7
+    fi
     kill -0 "$pid" 2>/dev/null || fail "the collect ended before the change; slow it more"
 }
 
@@ -83,12 +93,13 @@ esac
 
 # A folder renamed inside its parent during a collect, after the parent was
 # listed: it is in the snapshot under neither name, so the collect names it
-# and exits 1 (before, a "vanished" warning and exit 0). The 100 slowed opens
-# of `a/` come first, so the rename lands before the walk reaches `m`.
+# and exits 1 (before, a "vanished" warning and exit 0). The rename comes
+# once the walk is in `a/` (after `src` was listed); the walk opens each of
+# `a/`'s 100 folders, 20 ms each, so it reaches `m` 1.9 s later.
 ren=$WORK/ren
-mkdir -p "$ren/src/a" "$ren/src/m"
-for i in $(seq 1 100); do echo "$i" > "$ren/src/a/f$i"; echo "$i" > "$ren/src/m/f$i"; done
-slow_collect "$ren/src" "$ren/store" r ren
+mkdir -p "$ren/src/m"
+for i in $(seq -w 1 100); do mkdir -p "$ren/src/a/d$i"; echo "$i" > "$ren/src/m/f$i"; done
+slow_collect "$ren/src" "$ren/store" r ren "$ren/src/a>, \"d005\""
 mv "$ren/src/m" "$ren/src/0m"
 set +e
 wait "$pid"
