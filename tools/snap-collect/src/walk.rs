@@ -507,6 +507,18 @@ mod tests {
         }
     }
 
+    /// A walk of `s/` holding files a, b and c, just past `s/a`.
+    fn walker_past_a(r: &Path) -> Walker {
+        fs::create_dir_all(r.join("s")).unwrap();
+        for f in ["a", "b", "c"] {
+            fs::write(r.join("s").join(f), "x").unwrap();
+        }
+        let (plan, _) = plan_for(r, &["s"], &[]);
+        let mut walker = Walker::new(&plan, None).unwrap();
+        walk_to(&mut walker, b"s/a");
+        walker
+    }
+
     /// A folder renamed inside its parent after the parent was listed is named as an error (in neither name), not only a vanished warning.
     #[test]
     fn folder_renamed_during_the_walk_is_an_error() {
@@ -545,13 +557,7 @@ mod tests {
     fn a_new_file_in_a_deleted_files_inode_is_no_rename() {
         let dir = tempfile::tempdir().unwrap();
         let r = dir.path();
-        fs::create_dir_all(r.join("s")).unwrap();
-        for f in ["a", "b", "c"] {
-            fs::write(r.join("s").join(f), "x").unwrap();
-        }
-        let (plan, _) = plan_for(r, &["s"], &[]);
-        let mut walker = Walker::new(&plan, None).unwrap();
-        walk_to(&mut walker, b"s/a");
+        let walker = walker_past_a(r);
         std::thread::sleep(CLOCK_LAG * 2);
         fs::remove_file(r.join("s/b")).unwrap();
         fs::write(r.join("s/0new"), "y").unwrap();
@@ -567,13 +573,7 @@ mod tests {
     fn vanished_file_is_a_warning() {
         let dir = tempfile::tempdir().unwrap();
         let r = dir.path();
-        fs::create_dir_all(r.join("s")).unwrap();
-        for f in ["a", "b", "c"] {
-            fs::write(r.join("s").join(f), "x").unwrap();
-        }
-        let (plan, _) = plan_for(r, &["s"], &[]);
-        let mut walker = Walker::new(&plan, None).unwrap();
-        walk_to(&mut walker, b"s/a");
+        let walker = walker_past_a(r);
         fs::remove_file(r.join("s/b")).unwrap();
         let rest: Vec<Event> = walker.collect();
         assert!(
