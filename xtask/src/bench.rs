@@ -77,7 +77,7 @@ const TOOLS_APT: &[(&str, &str)] = &[
 
 /// Installs rustic (the restic repository format today; Debian's restic is
 /// 0.14 of 2022) unless it is on the PATH: a release build from crates.io,
-/// about 20 minutes on 2 cores, once.
+/// about 20 minutes on 2 cores, once. Only the suites that race it call this.
 pub(crate) fn ensure_rustic() -> Result {
     if crate::sh::have("rustic") {
         return Ok(());
@@ -685,7 +685,6 @@ pub(crate) fn machine() -> String {
 
 pub fn run(args: Args) -> Result {
     ensure_apt(TOOLS_APT)?;
-    ensure_rustic()?;
     run_cmd_build()?;
     let base = args
         .dir
@@ -719,6 +718,9 @@ pub fn run(args: Args) -> Result {
     if !args.suites.iter().any(|s| s == "collect") {
         empty_trash(&base);
         return Ok(());
+    }
+    if args.tools.iter().any(|t| t == "rustic") {
+        ensure_rustic()?;
     }
     let snap_bin = root().join("target/release/snap-collect");
     let mut table = Table::new();

@@ -325,6 +325,7 @@ pub fn run(args: &Args, base: &Path) -> Result {
         ("qemu-img", "qemu-utils"),
         ("mke2fs", "e2fsprogs"),
     ])?;
+    crate::bench::ensure_rustic()?;
     let (v1, v2) = images(base)?;
     let mut runs = Vec::new();
     for i in 0..args.runs {

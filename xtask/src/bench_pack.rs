@@ -236,6 +236,7 @@ fn settle(base: &Path) -> Result {
 
 pub fn run(args: &Args, base: &Path, corpora: &[&str]) -> Result {
     crate::sh::ensure_apt(&[("restic", "restic"), ("zstd", "zstd")])?;
+    crate::bench::ensure_rustic()?;
     let mut table = Table::new();
     for name in corpora {
         let tree = corpus(base, name, args)?;

@@ -355,10 +355,12 @@ impl Walker {
                 .is_ok()
         };
         for (new, ino) in now.iter().filter(|(n, _)| !listed(n)) {
-            if born_after(&frame.fd, new, frame.listed_at) {
+            let mut olds = frame.vanished.iter().filter(|(_, i)| i == ino).peekable();
+            // Only a name that took a vanished one's inode costs a statx.
+            if olds.peek().is_none() || born_after(&frame.fd, new, frame.listed_at) {
                 continue;
             }
-            for (old, _) in frame.vanished.iter().filter(|(_, i)| i == ino) {
+            for (old, _) in olds {
                 self.queue.push_back(Event::Error(format!(
                     "{}: renamed to {} during the walk: in this snapshot under neither name (run again)",
                     frame.abs.join(old).display(),

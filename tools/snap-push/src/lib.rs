@@ -333,7 +333,9 @@ snap-disk create --method blocks makes one that can travel",
         }
     }
     for h in held {
-        release(h, report);
+        if let Err(why) = h.release() {
+            report.warn(&why);
+        }
     }
     let summary = summary(cli, totals, &chosen.dests);
     report.note(&summary);
@@ -397,14 +399,6 @@ fn hold_all(dests: &[Dest], dry_run: bool, report: &Reporter) -> Result<(Vec<Des
         held.push(h);
     }
     Ok((fenced, held))
-}
-
-/// Removes a destination's lock, warning when it stays: everything was
-/// pushed, but a prune elsewhere waits until the lock is stale.
-fn release(held: Held, report: &Reporter) {
-    if let Err(why) = held.release() {
-        report.warn(&why);
-    }
 }
 
 /// The line that ends a run.

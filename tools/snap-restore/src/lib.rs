@@ -433,7 +433,8 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
             // further on) are named too: they are whole.
             r.settle();
             restored?;
-            // One flush for the whole tree: far cheaper than an fsync per file.
+            // The batches' flushes made the bytes durable; this one makes the
+            // names and folder metadata given since durable too.
             snap_shared::fsutil::syncfs(&r.target.path)
                 .map_err(|e| Error::io(&r.target.path, e))?;
             let t = r.tally;
