@@ -79,6 +79,19 @@ pub fn read_block(file: &File, offset: u64, len: usize) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// Where blocks are read from: an image file, or a disk a running VM holds
+/// (read through NBD by snap-disk).
+pub trait Source: Sync {
+    /// `len` bytes at `offset`; bytes past the end read as zeros.
+    fn read_range(&self, offset: u64, len: usize) -> io::Result<Vec<u8>>;
+}
+
+impl Source for File {
+    fn read_range(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        read_block(self, offset, len)
+    }
+}
+
 /// One block to read: where, how long, and what the worker needs with it.
 pub struct Job<J> {
     pub offset: u64,
@@ -88,8 +101,9 @@ pub struct Job<J> {
 
 /// Reads each job's bytes from `file`, runs `work` on them on every core, and
 /// hands the results to `sink` in job order. The first error stops everything.
+/// A job of length 0 reads nothing: the worker gets an empty buffer.
 pub fn run<J, T>(
-    file: &File,
+    file: &(impl Source + ?Sized),
     what: &str,
     jobs: impl Iterator<Item = Result<Job<J>>> + Send,
     work: impl Fn(J, Vec<u8>) -> Result<T> + Sync,
@@ -107,7 +121,11 @@ where
         s.spawn(move || {
             for (seq, job) in (0u64..).zip(jobs) {
                 let item = job.and_then(|j| {
-                    read_block(file, j.offset, j.len)
+                    let bytes = match j.len {
+                        0 => Ok(Vec::new()),
+                        n => file.read_range(j.offset, n),
+                    };
+                    bytes
                         .map(|b| (j.with, b))
                         .map_err(|e| Error::io_ctx(what.to_string(), e))
                 });

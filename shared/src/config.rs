@@ -41,6 +41,32 @@ pub struct Config {
     pub retention: Option<Value>,
     #[serde(default)]
     pub schedule: Option<Value>,
+    /// VM disks and where their running QEMU listens (snap-disk).
+    #[serde(default)]
+    pub disks: Vec<DiskEntry>,
+}
+
+/// A VM disk: its image, and the sockets of the QEMU that runs it, so that
+/// a plain `snap-disk create IMAGE` takes a point-in-time snapshot.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskEntry {
+    pub image: String,
+    /// The QMP monitor socket.
+    #[serde(default)]
+    pub qmp: Option<String>,
+    /// The block node, when finding it by the image file is not enough.
+    #[serde(default)]
+    pub node: Option<String>,
+    /// The unix socket of an NBD server the QEMU already runs.
+    #[serde(default)]
+    pub nbd_server: Option<String>,
+    /// The qemu-guest-agent socket.
+    #[serde(default)]
+    pub guest_agent: Option<String>,
+    /// Freeze the guest's filesystems at each snapshot (needs guest_agent).
+    #[serde(default)]
+    pub freeze: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -1,7 +1,8 @@
 //! The `blocks` method: an image cut into fixed blocks, each stored once.
 //!
-//! - snapshot: read the image's data (holes are skipped by SEEK_DATA), drop
-//!   zero blocks, hash the rest, store the blocks the store lacks, write the map;
+//! - snapshot: read the blocks a plan names (an image file's data, found by
+//!   SEEK_DATA; or a live disk's changed blocks, see `live`), drop zero
+//!   blocks, hash the rest, store the blocks the store lacks, write the map;
 //! - restore in place: compare the image with the map, check the blocks that
 //!   differ, rewrite only those (a hole is punched for a zero block). It is
 //!   idempotent, so a restore killed at any moment is finished by running it again;
@@ -20,7 +21,7 @@ use snap_shared::error::{Error, Result};
 use snap_shared::hash::Sha256Digest;
 
 use snap_shared::blockmap::{Dense, MapHeader, MapReader, MapWriter};
-use snap_shared::blockpipe::{self, Holes, Job, is_zero};
+use snap_shared::blockpipe::{self, Holes, Job, Source, is_zero};
 use snap_shared::blockstore::{BlockStore, read_block, read_stored, verify_map};
 use snap_shared::disks::block_path;
 
@@ -45,56 +46,72 @@ struct Stored {
     digest: Option<Sha256Digest>,
     new: u64,
     stored: u64,
+    read: u64,
 }
 
-/// Snapshots `image` (raw bytes) into `store`, writing the map to `map`.
+/// What a snapshot does with one block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Take {
+    /// Read it from the source.
+    Read,
+    /// It has not changed since the parent snapshot, which stored it as this block.
+    Same(Sha256Digest),
+}
+
+/// The plan for an image file: every block that is not wholly a hole is read.
+pub fn plan_file(file: &File, header: MapHeader) -> impl Iterator<Item = (u64, Take)> + Send + '_ {
+    let mut holes = Holes::new(file);
+    (0..header.block_count()).filter_map(move |index| {
+        let start = index * header.block_size;
+        let end = start + header.len_of(index);
+        (!holes.is_hole(start, end)).then_some((index, Take::Read))
+    })
+}
+
+/// Snapshots the blocks `plan` names (in increasing order; the others are
+/// zeros) from `source` into `store`, writing the map to `map`.
 pub fn snapshot(
-    image: &Path,
+    source: &(impl Source + ?Sized),
+    what: &str,
     header: MapHeader,
+    plan: impl Iterator<Item = (u64, Take)> + Send,
     store: &BlockStore,
     map: &mut MapWriter<File>,
     progress: &dyn Fn(u64),
 ) -> Result<SnapStats> {
-    let file = File::open(image).map_err(|e| Error::io(image, e))?;
-    let what = image.display().to_string();
-    let mut holes = Holes::new(&file);
-    let jobs = (0..header.block_count()).filter_map(move |index| {
-        let start = index * header.block_size;
-        let len = header.len_of(index);
-        (!holes.is_hole(start, start + len)).then_some(Ok(Job {
-            offset: start,
-            len: len as usize,
-            with: index,
-        }))
+    let jobs = plan.map(|(index, take)| {
+        Ok(Job {
+            offset: index * header.block_size,
+            len: match take {
+                Take::Read => header.len_of(index) as usize,
+                Take::Same(_) => 0,
+            },
+            with: (index, take),
+        })
     });
     let mut stats = SnapStats::default();
-    let work = |index: u64, data: Vec<u8>| -> Result<Stored> {
-        if is_zero(&data) {
-            return Ok(Stored {
+    let work = |(index, take): (u64, Take), data: Vec<u8>| match take {
+        Take::Read => store_block(store, index, &data),
+        Take::Same(digest) => {
+            let stored = store.stored_len(&digest).ok_or_else(|| {
+                Error::data(
+                    store.path(&digest).display().to_string(),
+                    "missing: the parent snapshot's block is gone",
+                )
+                .with_hint("run `snap-disk verify` on the disk")
+            })?;
+            Ok(Stored {
                 index,
-                digest: None,
+                digest: Some(digest),
                 new: 0,
-                stored: 0,
-            });
+                stored,
+                read: 0,
+            })
         }
-        let digest = Sha256Digest::of(&data);
-        let new = store
-            .put(&digest, &data)
-            .map_err(|e| store_error(&store.path(&digest), e))?;
-        let stored = match new {
-            0 => store.stored_len(&digest).unwrap_or(0),
-            n => n,
-        };
-        Ok(Stored {
-            index,
-            digest: Some(digest),
-            new,
-            stored,
-        })
     };
-    blockpipe::run(&file, &what, jobs, work, |s: Stored| {
-        stats.read_bytes += header.len_of(s.index);
-        progress(stats.read_bytes);
+    blockpipe::run(source, what, jobs, work, |s: Stored| {
+        stats.read_bytes += s.read;
+        progress((s.index + 1) * header.block_size);
         let Some(d) = s.digest else { return Ok(()) };
         stats.blocks += 1;
         stats.new_blocks += u64::from(s.new > 0);
@@ -104,6 +121,35 @@ pub fn snapshot(
             .map_err(|e| Error::io_ctx("writing the block map", e))
     })?;
     Ok(stats)
+}
+
+/// Hashes a block read from the image and stores it unless it is zeros or stored already.
+fn store_block(store: &BlockStore, index: u64, data: &[u8]) -> Result<Stored> {
+    let read = data.len() as u64;
+    if is_zero(data) {
+        return Ok(Stored {
+            index,
+            digest: None,
+            new: 0,
+            stored: 0,
+            read,
+        });
+    }
+    let digest = Sha256Digest::of(data);
+    let new = store
+        .put(&digest, data)
+        .map_err(|e| store_error(&store.path(&digest), e))?;
+    let stored = match new {
+        0 => store.stored_len(&digest).unwrap_or(0),
+        n => n,
+    };
+    Ok(Stored {
+        index,
+        digest: Some(digest),
+        new,
+        stored,
+        read,
+    })
 }
 
 fn store_error(path: &Path, e: io::Error) -> Error {

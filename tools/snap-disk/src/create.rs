@@ -17,7 +17,7 @@ use snap_shared::jsonl::RecordWriter;
 use snap_shared::record::{DiskSnapshotRecord, Extra, Record, SCHEMA};
 use snap_shared::size::human_bytes;
 
-use crate::blocks;
+use crate::{blocks, live};
 use crate::disk::{Context, Disk};
 use crate::image::{self, ImageInfo};
 use crate::{CreateArgs, Method, overlay, qcow2};
@@ -31,7 +31,8 @@ pub const DEFAULT_BLOCK_SIZE: u64 = 1 << 20;
 
 pub fn run(ctx: &Context, args: &CreateArgs, report: &Reporter) -> Result<Exit> {
     let info = image::probe(&args.image)?;
-    let method = pick_method(args, &info);
+    let ends = endpoints(ctx, args)?;
+    let method = pick_method(args, &info, ends.is_some());
     if let Some(n) = &args.name {
         check_name(n).map_err(|e| Error::usage(format!("snapshot name {n:?}"), e))?;
         if n == "disk" {
@@ -62,11 +63,11 @@ pub fn run(ctx: &Context, args: &CreateArgs, report: &Reporter) -> Result<Exit> 
         Some(n) => n.clone(),
         None => free_id(Utc::now(), |id| disk.dir.record_path(id).exists()),
     };
-    let in_use = check_in_use(&disk, method, args.require_stopped, report)?;
-    let rec = match method {
-        Method::Blocks => create_blocks(&ctx.store, &disk, &info, &name, args, in_use, report)?,
-        Method::Qcow2Internal => create_internal(&disk, &info, &name)?,
-        Method::Overlay => create_overlay(&disk, &info, &name)?,
+    let reading = how_to_read(&disk, method, ends, args, report)?;
+    let (rec, bitmaps) = match method {
+        Method::Blocks => create_blocks(&ctx.store, &disk, &info, &name, args, reading, report)?,
+        Method::Qcow2Internal => (create_internal(&disk, &info, &name)?, None),
+        Method::Overlay => (create_overlay(&disk, &info, &name)?, None),
     };
     let rec = DiskSnapshotRecord {
         description: args.description.clone(),
@@ -74,6 +75,12 @@ pub fn run(ctx: &Context, args: &CreateArgs, report: &Reporter) -> Result<Exit> 
         ..rec
     };
     disk.dir.publish_record(&rec)?;
+    if let Some(b) = bitmaps {
+        // Only now may the parent's bitmap go: the new snapshot is the parent.
+        if let Err(e) = b.keep_new() {
+            report.warn(&format!("{e}; the next snapshot reads a little more"));
+        }
+    }
     crate::changing::end(&disk)?;
     ctx.catalog(|c| c.put_disk_snapshot(&rec));
     report.note(&summary(&rec));
@@ -85,23 +92,101 @@ pub fn run(ctx: &Context, args: &CreateArgs, report: &Reporter) -> Result<Exit> 
     }
 }
 
-fn pick_method(args: &CreateArgs, info: &ImageInfo) -> Method {
+fn pick_method(args: &CreateArgs, info: &ImageInfo, live: bool) -> Method {
     match (args.overlay, args.method) {
         (true, _) => Method::Overlay,
         (_, Some(m)) => m,
+        // A running VM's image: only blocks snapshots read it through QEMU.
+        _ if live => Method::Blocks,
         _ if info.format == "qcow2" => Method::Qcow2Internal,
         _ => Method::Blocks,
     }
+}
+
+/// Where the QEMU running the image listens: the flags, else the config's
+/// entry for the image. None when neither names a QMP socket.
+fn endpoints(ctx: &Context, args: &CreateArgs) -> Result<Option<live::Endpoints>> {
+    use std::os::unix::fs::MetadataExt;
+    let entry = fs::metadata(&args.image).ok().and_then(|me| {
+        ctx.disks.iter().find(|d| {
+            fs::metadata(snap_shared::config::expand_tilde(&d.image))
+                .is_ok_and(|m| m.dev() == me.dev() && m.ino() == me.ino())
+        })
+    });
+    let path = |s: &Option<String>| s.as_deref().map(snap_shared::config::expand_tilde);
+    let qmp = args.qmp.clone().or_else(|| entry.and_then(|e| path(&e.qmp)));
+    let agent = args
+        .guest_agent
+        .clone()
+        .or_else(|| entry.and_then(|e| path(&e.guest_agent)));
+    let freeze = args.freeze || entry.is_some_and(|e| e.freeze);
+    let Some(qmp) = qmp else {
+        for (set, flag) in [
+            (args.node.is_some(), "--node"),
+            (args.nbd_server.is_some(), "--nbd-server"),
+            (args.freeze, "--freeze"),
+        ] {
+            if set {
+                return Err(Error::usage(flag, "needs --qmp SOCKET (or \"qmp\" in the config's disk entry)"));
+            }
+        }
+        return Ok(None);
+    };
+    if freeze && agent.is_none() {
+        return Err(Error::usage(
+            "--freeze",
+            "needs the guest agent's socket: --guest-agent SOCKET (or \"guest_agent\" in the config's disk entry)",
+        ));
+    }
+    Ok(Some(live::Endpoints {
+        qmp,
+        node: args.node.clone().or_else(|| entry.and_then(|e| e.node.clone())),
+        nbd_server: args
+            .nbd_server
+            .clone()
+            .or_else(|| entry.and_then(|e| path(&e.nbd_server))),
+        agent: agent.filter(|_| freeze),
+    }))
+}
+
+/// How a blocks snapshot reads the image.
+enum Reading {
+    /// The image file itself; `in_use` when a process holds it (no consistency).
+    File { in_use: bool },
+    /// Through the QEMU that runs it, at one point in time.
+    Live(live::Endpoints),
+}
+
+/// Decides how to read: through QEMU when its QMP socket is known (given on
+/// the command line, or in the config while a process holds the image),
+/// else the file, with a warning when something holds it.
+fn how_to_read(
+    disk: &Disk,
+    method: Method,
+    ends: Option<live::Endpoints>,
+    args: &CreateArgs,
+    report: &Reporter,
+) -> Result<Reading> {
+    let held = !holders(&disk.image).is_empty();
+    match ends {
+        Some(e) if method == Method::Blocks && (held || args.qmp.is_some()) => {
+            return Ok(Reading::Live(e));
+        }
+        _ => {}
+    }
+    let in_use = check_in_use(disk, method, held, args.require_stopped, report)?;
+    Ok(Reading::File { in_use })
 }
 
 /// Whether the image is in use; an error when that rules the snapshot out.
 fn check_in_use(
     disk: &Disk,
     method: Method,
+    held: bool,
     require_stopped: bool,
     report: &Reporter,
 ) -> Result<bool> {
-    if holders(&disk.image).is_empty() {
+    if !held {
         return Ok(false);
     }
     if require_stopped || method != Method::Blocks {
@@ -115,8 +200,8 @@ fn check_in_use(
         });
     }
     report.warn(&format!(
-        "{} is in use: the snapshot is only crash-consistent (like pulling the plug); \
-run `sync` in the guest, or stop it, for a clean one",
+        "{} is in use and no QMP socket is known: it is read while the VM writes, so the \
+snapshot may hold a state the disk never had; give --qmp SOCKET for a point-in-time one, or stop the VM",
         disk.image.display()
     ));
     Ok(true)
@@ -259,9 +344,9 @@ fn create_blocks(
     info: &ImageInfo,
     name: &str,
     args: &CreateArgs,
-    in_use: bool,
+    reading: Reading,
     report: &Reporter,
-) -> Result<DiskSnapshotRecord> {
+) -> Result<(DiskSnapshotRecord, Option<live::Bitmaps>)> {
     let enc = encryption(args)?;
     let settings = blocks_settings(disk, args, enc.is_some())?;
     finish_crashed_create(disk, report)?;
@@ -271,11 +356,6 @@ fn create_blocks(
     let store = BlockStore::open(&blocks_dir, enc)
         .map_err(|e| Error::io(&blocks_dir, e))?
         .share_with(plain_siblings(snap_store, &disk.dir.name)?);
-    let source = RawSource::of(disk, info)?;
-    let header = MapHeader {
-        block_size: settings.block_size,
-        virtual_size: info.virtual_size,
-    };
     let map_path = disk.dir.map_path(name);
     let tmp_map = fsutil::temp_name(&map_path, "tmp");
     // A map without its record is what a killed create left (the record is
@@ -286,28 +366,31 @@ fn create_blocks(
         }
         _ => {}
     }
-    let stats = (|| {
-        let file = fs::File::create(&tmp_map).map_err(|e| Error::io(&tmp_map, e))?;
-        let mut map = MapWriter::new(file, header).map_err(|e| Error::io(&tmp_map, e))?;
-        let total = info.virtual_size;
-        let progress = |done: u64| {
-            report.progress(|| format!("{}: {} of {}", name, human_bytes(done), human_bytes(total)))
+    let to = MapTo {
+        store: &store,
+        tmp: &tmp_map,
+        block_size: settings.block_size,
+        name,
+        report,
+    };
+    let read = (|| {
+        let read = match &reading {
+            Reading::File { .. } => read_file(disk, info, &to)?,
+            Reading::Live(ends) => read_live(disk, ends, &to)?,
         };
-        let stats = blocks::snapshot(source.path(), header, &store, &mut map, &progress)?;
-        let file = map.finish().map_err(|e| Error::io(&tmp_map, e))?;
-        file.sync_all().map_err(|e| Error::io(&tmp_map, e))?;
         // One flush for every block written, before anything refers to them.
         fsutil::syncfs(&blocks_dir).map_err(|e| Error::io(&blocks_dir, e))?;
         // Every block is on disk now: none can be torn, the marker goes.
         fs::remove_file(&marker).map_err(|e| Error::io(&marker, e))?;
         fsutil::publish_new(&tmp_map, &map_path).map_err(|e| Error::io(&map_path, e))?;
-        Ok(stats)
+        Ok(read)
     })();
-    drop(source);
-    let stats = stats.inspect_err(|_| {
+    let read = read.inspect_err(|_| {
         let _ = fs::remove_file(&tmp_map);
     })?;
+    let stats = read.stats;
     let mut rec = base_record(disk, info, name, Method::Blocks);
+    rec.virtual_size = read.virtual_size;
     rec.parent = parent_of(disk, Method::Blocks)?;
     rec.blocks = stats.blocks;
     rec.new_bytes = stats.new_bytes;
@@ -321,8 +404,148 @@ fn create_blocks(
         "encryption".into(),
         settings.encrypted.then_some("age").into(),
     );
+    let in_use = matches!(reading, Reading::File { in_use: true });
     x.insert("crash_consistent".into(), Value::from(in_use));
-    Ok(rec)
+    let consistency = match (&read.live, in_use) {
+        (Some(t), _) => t.consistency,
+        (None, true) => "none",
+        (None, false) => "stopped",
+    };
+    x.insert("consistency".into(), Value::from(consistency));
+    if let Some(t) = &read.live {
+        x.insert("bitmap".into(), Value::from(t.bitmap.clone()));
+        x.insert("full_read".into(), Value::from(t.full_read.is_some()));
+        if let Some(f) = t.frozen {
+            x.insert("frozen_ms".into(), Value::from(f.as_secs_f64() * 1000.0));
+        }
+    }
+    Ok((rec, read.bitmaps))
+}
+
+/// Where a blocks snapshot's map and blocks go.
+struct MapTo<'a> {
+    store: &'a BlockStore,
+    tmp: &'a Path,
+    block_size: u64,
+    name: &'a str,
+    report: &'a Reporter,
+}
+
+/// What reading the image gave: the stats, the image's size, and for a
+/// live snapshot what QEMU did and the bitmaps to settle.
+struct Read {
+    stats: blocks::SnapStats,
+    virtual_size: u64,
+    live: Option<live::Taken>,
+    bitmaps: Option<live::Bitmaps>,
+}
+
+impl MapTo<'_> {
+    /// Snapshots the blocks `plan` names from `source` into the temporary map, flushed.
+    fn write(
+        &self,
+        source: &(impl snap_shared::blockpipe::Source + ?Sized),
+        what: &str,
+        virtual_size: u64,
+        plan: impl Iterator<Item = (u64, blocks::Take)> + Send,
+    ) -> Result<blocks::SnapStats> {
+        let header = MapHeader {
+            block_size: self.block_size,
+            virtual_size,
+        };
+        let file = fs::File::create(self.tmp).map_err(|e| Error::io(self.tmp, e))?;
+        let mut map = MapWriter::new(file, header).map_err(|e| Error::io(self.tmp, e))?;
+        let progress = |done: u64| {
+            self.report.progress(|| {
+                format!(
+                    "{}: {} of {}",
+                    self.name,
+                    human_bytes(done.min(virtual_size)),
+                    human_bytes(virtual_size)
+                )
+            })
+        };
+        let stats = blocks::snapshot(source, what, header, plan, self.store, &mut map, &progress)?;
+        let file = map.finish().map_err(|e| Error::io(self.tmp, e))?;
+        file.sync_all().map_err(|e| Error::io(self.tmp, e))?;
+        Ok(stats)
+    }
+}
+
+/// Reads the image file (a raw copy first for other formats).
+fn read_file(disk: &Disk, info: &ImageInfo, to: &MapTo<'_>) -> Result<Read> {
+    let source = RawSource::of(disk, info)?;
+    let file = fs::File::open(source.path()).map_err(|e| Error::io(source.path(), e))?;
+    let header = MapHeader {
+        block_size: to.block_size,
+        virtual_size: info.virtual_size,
+    };
+    let plan = blocks::plan_file(&file, header);
+    let what = source.path().display().to_string();
+    let stats = to.write(&file, &what, info.virtual_size, plan)?;
+    Ok(Read {
+        stats,
+        virtual_size: info.virtual_size,
+        live: None,
+        bitmaps: None,
+    })
+}
+
+/// Reads the disk through the QEMU running it, at one point in time, only
+/// the blocks changed since the parent when its dirty bitmap allows.
+fn read_live(disk: &Disk, ends: &live::Endpoints, to: &MapTo<'_>) -> Result<Read> {
+    let signals = live::SignalGuard::install()?;
+    let parent = live_parent(disk)?;
+    let mut session = live::start(live::Start {
+        ends,
+        image: &disk.image,
+        disk: &disk.dir.name,
+        snap: to.name,
+        parent: parent.as_ref(),
+        block_size: to.block_size,
+        work_dir: &disk.dir.root,
+        stop: &signals.stop,
+    })?;
+    if let Some(why) = &session.taken.full_read {
+        to.report.note(&format!("reading the whole disk: {why}"));
+    }
+    let (export, plan) = session.plan(to.block_size, parent.as_ref(), &signals.stop)?;
+    let size = session.taken.node.virtual_size;
+    let what = format!("{} (through QEMU)", disk.image.display());
+    let stats = to.write(&export, &what, size, plan.into_iter());
+    drop(export);
+    let stats = match stats {
+        Err(_) if signals.stop.requested() => Err(live::interrupted()),
+        other => other,
+    }?;
+    let taken = session.taken.clone();
+    let bitmaps = session.finish()?;
+    if signals.stop.requested() {
+        return Err(live::interrupted());
+    }
+    Ok(Read {
+        stats,
+        virtual_size: size,
+        live: Some(taken),
+        bitmaps,
+    })
+}
+
+/// The newest blocks snapshot, when it was taken live: its bitmap began at its point in time.
+fn live_parent(disk: &Disk) -> Result<Option<live::Parent>> {
+    let newest = disk
+        .dir
+        .snapshots()?
+        .into_iter()
+        .rev()
+        .find(|r| r.method == Method::Blocks.as_str());
+    Ok(newest.and_then(|r| {
+        Some(live::Parent {
+            bitmap: r.extra.get("bitmap")?.as_str()?.to_string(),
+            map: disk.dir.map_path(&r.name),
+            virtual_size: r.virtual_size,
+        })
+    }))
 }
 
 /// The block folders of the store's other unencrypted disks whose blocks are all flushed.

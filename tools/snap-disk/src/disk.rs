@@ -20,6 +20,8 @@ use snap_shared::disks::{DiskDir, DiskInfo};
 /// What every command works in.
 pub struct Context {
     pub store: Store,
+    /// The config's disk entries (their QEMU sockets).
+    pub disks: Vec<snap_shared::config::DiskEntry>,
 }
 
 impl Context {
@@ -29,7 +31,8 @@ impl Context {
             cli.store.as_deref(),
             LoadedConfig::store(loaded.as_ref()),
         ));
-        Ok(Context { store })
+        let disks = loaded.map(|l| l.config.disks).unwrap_or_default();
+        Ok(Context { store, disks })
     }
 
     /// Runs `change` on the store's catalog. The catalog is an index of the

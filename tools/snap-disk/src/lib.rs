@@ -12,9 +12,12 @@ pub mod changing;
 pub mod create;
 pub mod disk;
 pub mod image;
+pub mod live;
 pub mod manage;
+pub mod nbd;
 pub mod overlay;
 pub mod qcow2;
+pub mod qmp;
 pub mod restore;
 
 use std::ffi::OsString;
@@ -171,9 +174,29 @@ pub struct CreateArgs {
     #[arg(short, long = "tag", value_name = "TAG", action = ArgAction::Append)]
     pub tags: Vec<String>,
 
-    /// Fail (exit 75) when a process has the image open, rather than make a crash-consistent snapshot
+    /// Fail (exit 75) when a process has the image open and no --qmp socket is known
     #[arg(long)]
     pub require_stopped: bool,
+
+    /// QMP socket of the QEMU running the image: a point-in-time snapshot of the running VM that reads only changed blocks [default: the config's disk entry]
+    #[arg(long, value_name = "SOCKET")]
+    pub qmp: Option<PathBuf>,
+
+    /// With --qmp: the block node to snapshot [default: the format node whose file is IMAGE]
+    #[arg(long, value_name = "NODE")]
+    pub node: Option<String>,
+
+    /// With --qmp: the unix socket of the NBD server this QEMU already runs (it runs at most one)
+    #[arg(long, value_name = "SOCKET")]
+    pub nbd_server: Option<PathBuf>,
+
+    /// With --qmp: freeze the guest's filesystems for the instant of the snapshot (application-consistent)
+    #[arg(long)]
+    pub freeze: bool,
+
+    /// The VM's qemu-guest-agent socket, for --freeze
+    #[arg(long, value_name = "SOCKET")]
+    pub guest_agent: Option<PathBuf>,
 
     /// Block size of the blocks method, fixed at the disk's first snapshot
     #[arg(long, value_name = "SIZE", value_parser = parse_block_size)]

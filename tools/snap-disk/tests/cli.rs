@@ -311,11 +311,12 @@ fn refuses_an_image_in_use() {
     assert_eq!(code(&with_require), 75);
     assert_eq!(code(&warned), 0);
     assert!(
-        stderr(&warned).contains("crash-consistent"),
+        stderr(&warned).contains("no QMP socket is known"),
         "{}",
         stderr(&warned)
     );
     assert_eq!(records(&warned)[0]["crash_consistent"], true);
+    assert_eq!(records(&warned)[0]["consistency"], "none");
 }
 
 /// kill -9 in the middle of a restore leaves a marker that blocks new snapshots; rerunning finishes it.
