@@ -17,10 +17,10 @@ use snap_shared::jsonl::RecordWriter;
 use snap_shared::record::{DiskSnapshotRecord, Extra, Record, SCHEMA};
 use snap_shared::size::human_bytes;
 
-use crate::{blocks, live};
 use crate::disk::{Context, Disk};
 use crate::image::{self, ImageInfo};
 use crate::{CreateArgs, Method, overlay, qcow2};
+use crate::{blocks, live};
 use snap_shared::blockmap::{MapHeader, MapWriter};
 use snap_shared::blockstore::BlockStore;
 use snap_shared::disks::DiskInfo;
@@ -114,7 +114,10 @@ fn endpoints(ctx: &Context, args: &CreateArgs) -> Result<Option<live::Endpoints>
         })
     });
     let path = |s: &Option<String>| s.as_deref().map(snap_shared::config::expand_tilde);
-    let qmp = args.qmp.clone().or_else(|| entry.and_then(|e| path(&e.qmp)));
+    let qmp = args
+        .qmp
+        .clone()
+        .or_else(|| entry.and_then(|e| path(&e.qmp)));
     let agent = args
         .guest_agent
         .clone()
@@ -127,7 +130,10 @@ fn endpoints(ctx: &Context, args: &CreateArgs) -> Result<Option<live::Endpoints>
             (args.freeze, "--freeze"),
         ] {
             if set {
-                return Err(Error::usage(flag, "needs --qmp SOCKET (or \"qmp\" in the config's disk entry)"));
+                return Err(Error::usage(
+                    flag,
+                    "needs --qmp SOCKET (or \"qmp\" in the config's disk entry)",
+                ));
             }
         }
         return Ok(None);
@@ -140,7 +146,10 @@ fn endpoints(ctx: &Context, args: &CreateArgs) -> Result<Option<live::Endpoints>
     }
     Ok(Some(live::Endpoints {
         qmp,
-        node: args.node.clone().or_else(|| entry.and_then(|e| e.node.clone())),
+        node: args
+            .node
+            .clone()
+            .or_else(|| entry.and_then(|e| e.node.clone())),
         nbd_server: args
             .nbd_server
             .clone()

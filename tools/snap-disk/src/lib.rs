@@ -78,7 +78,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
     /// Snapshot an image
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// List the snapshots of one disk or of every disk
     List {
         /// Image file or disk name [default: every disk in the store]

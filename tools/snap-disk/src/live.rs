@@ -20,9 +20,9 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -168,7 +168,11 @@ pub fn find_node(
         .collect();
     let is_protocol =
         |n: &&Value| PROTOCOLS.contains(&n.get("drv").and_then(Value::as_str).unwrap_or(""));
-    let formats: Vec<&Value> = on_image.iter().copied().filter(|n| !is_protocol(n)).collect();
+    let formats: Vec<&Value> = on_image
+        .iter()
+        .copied()
+        .filter(|n| !is_protocol(n))
+        .collect();
     let pick = match (formats.len(), on_image.len()) {
         (1, _) => formats[0],
         (0, 1) => on_image[0],
@@ -242,9 +246,7 @@ pub fn plan_bitmaps(
             .find(|b| b.inconsistent)
             .map(|b| format!("the dirty bitmap {} is marked in use", b.name)),
     };
-    let remove = |name: &str| {
-        json!({"type": "block-dirty-bitmap-remove", "data": {"node": node.name, "name": name}})
-    };
+    let remove = |name: &str| json!({"type": "block-dirty-bitmap-remove", "data": {"node": node.name, "name": name}});
     let mut actions = Vec::new();
     match (why_not, parent_bm) {
         (None, Some(b)) => {
@@ -284,7 +286,11 @@ pub fn plan_blocks(
         .filter_map(|i| {
             let i_us = i as usize;
             match &changed {
-                Some(c) if !c[i_us] => parent.get(i_us).copied().flatten().map(|d| (i, Take::Same(d))),
+                Some(c) if !c[i_us] => parent
+                    .get(i_us)
+                    .copied()
+                    .flatten()
+                    .map(|d| (i, Take::Same(d))),
                 _ => has_data[i_us].then_some((i, Take::Read)),
             }
         })
@@ -426,12 +432,17 @@ impl Monitor {
         if actions.is_empty() {
             return Ok(());
         }
-        self.run("transaction", json!({ "actions": actions })).map(|_| ())
+        self.run("transaction", json!({ "actions": actions }))
+            .map(|_| ())
     }
 
     fn wait(&mut self, event: &str, key: &str, id: &str) -> Result<()> {
         self.q
-            .wait_event(event, |d| d.get(key).and_then(Value::as_str) == Some(id), Duration::from_secs(60))
+            .wait_event(
+                event,
+                |d| d.get(key).and_then(Value::as_str) == Some(id),
+                Duration::from_secs(60),
+            )
             .map(|_| ())
             .map_err(|e| qmp_err(&self.socket, event, e))
     }
@@ -490,7 +501,8 @@ fn names_with(list: &Value, key: &str) -> Vec<String> {
 
 /// The bitmaps of one snapshot, settled once the snapshot is published or abandoned.
 pub struct Bitmaps {
-    m: Monitor,
+    /// The session's monitor once the session is done (QMP serves one client at a time).
+    m: Option<Monitor>,
     node: String,
     new: String,
     old: Option<String>,
@@ -501,12 +513,14 @@ impl Bitmaps {
     /// The snapshot is published: the previous bitmap is no longer needed.
     pub fn keep_new(mut self) -> Result<()> {
         self.settled = true;
-        match self.old.take() {
-            Some(old) => self.m.run(
-                "block-dirty-bitmap-remove",
-                json!({"node": self.node, "name": old}),
-            ).map(|_| ()),
-            None => Ok(()),
+        match (self.old.take(), self.m.as_mut()) {
+            (Some(old), Some(m)) => m
+                .run(
+                    "block-dirty-bitmap-remove",
+                    json!({"node": self.node, "name": old}),
+                )
+                .map(|_| ()),
+            _ => Ok(()),
         }
     }
 
@@ -520,7 +534,8 @@ impl Bitmaps {
 
     fn merge_back(&mut self) -> Result<()> {
         let (node, new) = (self.node.clone(), self.new.clone());
-        let remove = json!({"type": "block-dirty-bitmap-remove", "data": {"node": node, "name": new}});
+        let remove =
+            json!({"type": "block-dirty-bitmap-remove", "data": {"node": node, "name": new}});
         let actions = match self.old.take() {
             Some(old) => vec![
                 json!({"type": "block-dirty-bitmap-merge",
@@ -530,7 +545,10 @@ impl Bitmaps {
             ],
             None => vec![remove],
         };
-        self.m.transaction(actions)
+        match self.m.as_mut() {
+            Some(m) => m.transaction(actions),
+            None => Ok(()),
+        }
     }
 }
 
@@ -556,7 +574,7 @@ pub struct Taken {
 
 /// One live snapshot in QEMU: the fleecing node, its job and export.
 pub struct Session {
-    m: Monitor,
+    m: Option<Monitor>,
     names: Names,
     fleece_file: PathBuf,
     server_started: bool,
@@ -586,14 +604,18 @@ pub fn start(s: Start<'_>) -> Result<Session> {
     remove_leftovers(&mut m)?;
     let nodes = m.run("query-named-block-nodes", json!({"flat": true}))?;
     let nodes = nodes.as_array().cloned().unwrap_or_default();
-    let cwd = qemu_cwd(&s.ends.qmp);
-    let node = find_node(&nodes, s.image, s.ends.node.as_deref(), cwd.as_deref()).map_err(|e| {
-        Error::new(Exit::NoInput, format!("QMP {}", s.ends.qmp.display()), e)
-    })?;
+    // QEMU may have been given the image's path relative to its own folder.
+    let cwd =
+        m.q.peer_pid()
+            .and_then(|pid| fs::read_link(format!("/proc/{pid}/cwd")).ok());
+    let node = find_node(&nodes, s.image, s.ends.node.as_deref(), cwd.as_deref())
+        .map_err(|e| Error::new(Exit::NoInput, format!("QMP {}", s.ends.qmp.display()), e))?;
     let (settle, since) = plan_bitmaps(&node, s.disk, s.parent, s.block_size);
     m.transaction(settle)?;
     let names = Names::of_this_run();
-    let fleece_file = s.work_dir.join(format!(".fleece-{}.qcow2", std::process::id()));
+    let fleece_file = s
+        .work_dir
+        .join(format!(".fleece-{}.qcow2", std::process::id()));
     crate::image::qemu_img(&[
         "create".as_ref(),
         "-q".as_ref(),
@@ -603,7 +625,7 @@ pub fn start(s: Start<'_>) -> Result<Session> {
         node.virtual_size.to_string().as_ref(),
     ])?;
     let mut session = Session {
-        m,
+        m: Some(m),
         names,
         fleece_file,
         server_started: false,
@@ -627,18 +649,22 @@ pub fn start(s: Start<'_>) -> Result<Session> {
 }
 
 impl Session {
+    fn mon(&mut self) -> Result<&mut Monitor> {
+        self.m
+            .as_mut()
+            .ok_or_else(|| Error::internal("live snapshot", "the QMP connection was handed on"))
+    }
+
     fn fix_point(&mut self, s: &Start<'_>, since: &Since) -> Result<()> {
         let node = self.taken.node.name.clone();
-        self.m.run(
-            "blockdev-add",
-            json!({
-                "driver": "qcow2",
-                "node-name": self.names.fleece,
-                "file": {"driver": "file", "filename": self.fleece_file},
-                "backing": node,
-                "discard": "unmap",
-            }),
-        )?;
+        let fleece = json!({
+            "driver": "qcow2",
+            "node-name": self.names.fleece,
+            "file": {"driver": "file", "filename": self.fleece_file},
+            "backing": node,
+            "discard": "unmap",
+        });
+        self.mon()?.run("blockdev-add", fleece)?;
         let old = match since {
             Since::Bitmap(b) => Some(b.clone()),
             Since::Everything(_) => None,
@@ -656,15 +682,15 @@ impl Session {
             "sync": "none", "auto-dismiss": true}}));
         match &s.ends.agent {
             Some(agent) => {
-                let frozen = frozen_transaction(&mut self.m, agent, actions, s.stop)?;
+                let frozen = frozen_transaction(self.mon()?, agent, actions, s.stop)?;
                 self.taken.frozen = Some(frozen);
                 self.taken.consistency = APPLICATION;
             }
-            _ => self.m.transaction(actions)?,
+            _ => self.mon()?.transaction(actions)?,
         }
         // From here on, the bitmaps are ours to settle on every path.
         self.bitmaps = Some(Bitmaps {
-            m: Monitor::connect(&s.ends.qmp)?,
+            m: None,
             node,
             new,
             old,
@@ -685,14 +711,14 @@ impl Session {
         if let Since::Bitmap(b) = since {
             args["bitmaps"] = json!([b]);
         }
-        self.m.run("block-export-add", args)?;
+        self.mon()?.run("block-export-add", args)?;
         Ok(())
     }
 
     fn start_server(&mut self, qmp: &Path) -> Result<PathBuf> {
         let dir = qmp.parent().unwrap_or(Path::new("/tmp"));
         let socket = dir.join(format!("{OURS}{}.nbd", std::process::id()));
-        let r = self.m.run(
+        let r = self.mon()?.run(
             "nbd-server-start",
             json!({"addr": {"type": "unix", "data": {"path": socket}}}),
         );
@@ -723,19 +749,29 @@ impl Session {
         if let Some(b) = &since_bitmap {
             meta.push(nbd::bitmap_context(b));
         }
-        let nbd_err = |e: std::io::Error| {
-            Error::io_ctx(format!("NBD export {}", self.socket.display()), e)
-        };
-        let mut client = nbd::Client::connect(&self.socket, &self.names.export, &meta).map_err(nbd_err)?;
+        let nbd_err =
+            |e: std::io::Error| Error::io_ctx(format!("NBD export {}", self.socket.display()), e);
+        let mut client =
+            nbd::Client::connect(&self.socket, &self.names.export, &meta).map_err(nbd_err)?;
         let data = client.all_extents(nbd::ALLOCATION).map_err(nbd_err)?;
         let (dirty, parent_map) = match (&since_bitmap, parent) {
             (Some(b), Some(p)) => (
-                Some(client.all_extents(&nbd::bitmap_context(b)).map_err(nbd_err)?),
+                Some(
+                    client
+                        .all_extents(&nbd::bitmap_context(b))
+                        .map_err(nbd_err)?,
+                ),
                 parent_blocks(&p.map)?,
             ),
             _ => (None, Vec::new()),
         };
-        let plan = plan_blocks(block_size, client.size(), &data, dirty.as_deref(), &parent_map);
+        let plan = plan_blocks(
+            block_size,
+            client.size(),
+            &data,
+            dirty.as_deref(),
+            &parent_map,
+        );
         let export = Export {
             client: Mutex::new(client),
             stop: stop.clone(),
@@ -747,7 +783,10 @@ impl Session {
     /// the bitmaps, to settle once the snapshot is published or failed.
     pub fn finish(mut self) -> Result<Option<Bitmaps>> {
         self.tear_down()?;
-        Ok(self.bitmaps.take())
+        Ok(self.bitmaps.take().map(|mut b| {
+            b.m = self.m.take();
+            b
+        }))
     }
 
     fn tear_down(&mut self) -> Result<()> {
@@ -755,25 +794,30 @@ impl Session {
             return Ok(());
         }
         self.torn_down = true;
-        let exports = self.m.run("query-block-exports", json!({}))?;
+        let exports = self.mon()?.run("query-block-exports", json!({}))?;
         if names_with(&exports, "id").contains(&self.names.export) {
-            self.m.run("block-export-del", json!({"id": self.names.export, "mode": "hard"}))?;
             let id = self.names.export.clone();
-            self.m.wait("BLOCK_EXPORT_DELETED", "id", &id)?;
+            self.mon()?
+                .run("block-export-del", json!({"id": id, "mode": "hard"}))?;
+            self.mon()?.wait("BLOCK_EXPORT_DELETED", "id", &id)?;
         }
         if self.server_started {
-            self.m.run("nbd-server-stop", json!({}))?;
+            self.mon()?.run("nbd-server-stop", json!({}))?;
             let _ = fs::remove_file(&self.socket);
         }
-        let jobs = self.m.run("query-block-jobs", json!({}))?;
+        let jobs = self.mon()?.run("query-block-jobs", json!({}))?;
         if names_with(&jobs, "device").contains(&self.names.job) {
             let id = self.names.job.clone();
-            self.m.run("block-job-cancel", json!({"device": id, "force": true}))?;
-            self.m.wait("BLOCK_JOB_CANCELLED", "device", &id)?;
+            self.mon()?
+                .run("block-job-cancel", json!({"device": id, "force": true}))?;
+            self.mon()?.wait("BLOCK_JOB_CANCELLED", "device", &id)?;
         }
-        let nodes = self.m.run("query-named-block-nodes", json!({"flat": true}))?;
+        let nodes = self
+            .mon()?
+            .run("query-named-block-nodes", json!({"flat": true}))?;
         if names_with(&nodes, "node-name").contains(&self.names.fleece) {
-            self.m.run("blockdev-del", json!({"node-name": self.names.fleece}))?;
+            let args = json!({"node-name": self.names.fleece});
+            self.mon()?.run("blockdev-del", args)?;
         }
         match fs::remove_file(&self.fleece_file) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -786,20 +830,33 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        // An error path: take our nodes out of QEMU; the bitmaps merge back on their drop.
+        // An error path: take our nodes out of QEMU, and merge the bitmaps back.
         let _ = self.tear_down();
+        if let Some(mut b) = self.bitmaps.take() {
+            b.m = self.m.take();
+        }
     }
 }
 
 /// Freezes the guest's filesystems, runs the transaction, thaws: the thaw
 /// runs exactly once whatever happens between (a QMP error, a timeout, a
 /// signal, which only sets a flag). Returns how long the guest was frozen.
-fn frozen_transaction(m: &mut Monitor, agent: &Path, actions: Vec<Value>, stop: &Stop) -> Result<Duration> {
+fn frozen_transaction(
+    m: &mut Monitor,
+    agent: &Path,
+    actions: Vec<Value>,
+    stop: &Stop,
+) -> Result<Duration> {
     let agent_err = |cmd: &str, e: QmpError| {
         let err = qmp_err(agent, cmd, e);
-        Error::new(err.exit, format!("guest agent {}: {cmd}", agent.display()), err.cause)
+        Error::new(
+            err.exit,
+            format!("guest agent {}: {cmd}", agent.display()),
+            err.cause,
+        )
     };
-    let mut a = Agent::connect(agent, Duration::from_secs(60)).map_err(|e| agent_err("guest-sync", e))?;
+    let mut a =
+        Agent::connect(agent, Duration::from_secs(60)).map_err(|e| agent_err("guest-sync", e))?;
     if stop.requested() {
         return Err(interrupted());
     }
@@ -811,22 +868,16 @@ fn frozen_transaction(m: &mut Monitor, agent: &Path, actions: Vec<Value>, stop: 
         .and_then(|_| m.transaction(actions));
     let thawed = a.execute("guest-fsfreeze-thaw").or_else(|_| {
         // The first connection may be what failed: thaw over a new one.
-        Agent::connect(agent, Duration::from_secs(10)).and_then(|mut b| b.execute("guest-fsfreeze-thaw"))
+        Agent::connect(agent, Duration::from_secs(10))
+            .and_then(|mut b| b.execute("guest-fsfreeze-thaw"))
     });
     let held = t0.elapsed();
     done?;
     thawed.map_err(|e| {
-        agent_err("guest-fsfreeze-thaw", e).with_hint("the guest may still be frozen: run guest-fsfreeze-thaw by hand")
+        agent_err("guest-fsfreeze-thaw", e)
+            .with_hint("the guest may still be frozen: run guest-fsfreeze-thaw by hand")
     })?;
     Ok(held)
-}
-
-/// The working folder of the QEMU process at the other end of `qmp`, for
-/// image paths it was given relative.
-fn qemu_cwd(qmp: &Path) -> Option<PathBuf> {
-    let sock = std::os::unix::net::UnixStream::connect(qmp).ok()?;
-    let cred = rustix::net::sockopt::socket_peercred(&sock).ok()?;
-    fs::read_link(format!("/proc/{}/cwd", cred.pid.as_raw_nonzero())).ok()
 }
 
 #[cfg(test)]
@@ -869,13 +920,24 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let mut old = bm(&bitmap_name("d", "p"));
         old.recording = false;
-        let n = node(vec![old, bm(&bitmap_name("d", "killed")), bm("someone-elses")]);
+        let n = node(vec![
+            old,
+            bm(&bitmap_name("d", "killed")),
+            bm("someone-elses"),
+        ]);
         let (actions, since) = plan_bitmaps(&n, "d", Some(&parent(t.path())), 1 << 20);
         assert_eq!(since, Since::Bitmap(bitmap_name("d", "p")));
-        let kinds: Vec<&str> = actions.iter().map(|a| a["type"].as_str().unwrap()).collect();
+        let kinds: Vec<&str> = actions
+            .iter()
+            .map(|a| a["type"].as_str().unwrap())
+            .collect();
         assert_eq!(
             kinds,
-            ["block-dirty-bitmap-merge", "block-dirty-bitmap-enable", "block-dirty-bitmap-remove"]
+            [
+                "block-dirty-bitmap-merge",
+                "block-dirty-bitmap-enable",
+                "block-dirty-bitmap-remove"
+            ]
         );
         assert_eq!(actions[2]["data"]["name"], bitmap_name("d", "killed"));
     }
@@ -908,20 +970,48 @@ mod tests {
         let d = |n: u8| Some(Sha256Digest::of(&[n]));
         let parent = vec![d(0), d(1), None, d(3)];
         let data = [
-            nbd::Extent { offset: 0, len: 2 * mb, flags: 0 },
-            nbd::Extent { offset: 2 * mb, len: mb, flags: nbd::STATE_HOLE | nbd::STATE_ZERO },
-            nbd::Extent { offset: 3 * mb, len: mb, flags: 0 },
+            nbd::Extent {
+                offset: 0,
+                len: 2 * mb,
+                flags: 0,
+            },
+            nbd::Extent {
+                offset: 2 * mb,
+                len: mb,
+                flags: nbd::STATE_HOLE | nbd::STATE_ZERO,
+            },
+            nbd::Extent {
+                offset: 3 * mb,
+                len: mb,
+                flags: 0,
+            },
         ];
         // Dirty from the middle of block 1 to the middle of block 2 (a hole).
         let dirty = [
-            nbd::Extent { offset: 0, len: mb + mb / 2, flags: 0 },
-            nbd::Extent { offset: mb + mb / 2, len: mb, flags: nbd::STATE_DIRTY },
-            nbd::Extent { offset: 2 * mb + mb / 2, len: mb + mb / 2, flags: 0 },
+            nbd::Extent {
+                offset: 0,
+                len: mb + mb / 2,
+                flags: 0,
+            },
+            nbd::Extent {
+                offset: mb + mb / 2,
+                len: mb,
+                flags: nbd::STATE_DIRTY,
+            },
+            nbd::Extent {
+                offset: 2 * mb + mb / 2,
+                len: mb + mb / 2,
+                flags: 0,
+            },
         ];
         let plan = plan_blocks(mb, 4 * mb, &data, Some(&dirty), &parent);
         assert_eq!(
             plan,
-            [(0, Take::Same(d(0).unwrap())), (1, Take::Read), (3, Take::Same(d(3).unwrap()))]
+            [
+                (0, Take::Same(d(0).unwrap())),
+                (1, Take::Read),
+                (3, Take::Same(d(3).unwrap()))
+            ]
         );
         let full = plan_blocks(mb, 4 * mb, &data, None, &[]);
         assert_eq!(full, [(0, Take::Read), (1, Take::Read), (3, Take::Read)]);

@@ -167,7 +167,10 @@ impl Client {
         self.rd.read_exact(&mut data)?;
         if kind & (1 << 31) != 0 {
             let msg = String::from_utf8_lossy(&data);
-            return Err(bad(format!("the NBD server refused: {}", rep_error(kind, &msg))));
+            return Err(bad(format!(
+                "the NBD server refused: {}",
+                rep_error(kind, &msg)
+            )));
         }
         Ok((kind, data))
     }
@@ -265,7 +268,10 @@ impl Client {
             match chunk.kind {
                 REPLY_OFFSET_DATA => {
                     let at = self.u64()?;
-                    let n = chunk.len.checked_sub(8).ok_or_else(|| bad("short data chunk"))?;
+                    let n = chunk
+                        .len
+                        .checked_sub(8)
+                        .ok_or_else(|| bad("short data chunk"))?;
                     let start = at.checked_sub(offset).map(|s| s as usize);
                     match start.filter(|s| s + n as usize <= buf.len()) {
                         Some(s) => self.rd.read_exact(&mut buf[s..s + n as usize])?,
@@ -296,7 +302,12 @@ impl Client {
 
     /// The extents of `context` from `offset`, at most `len` bytes; the
     /// server may answer for less (at least one extent).
-    pub fn block_status(&mut self, context: &str, offset: u64, len: u64) -> io::Result<Vec<Extent>> {
+    pub fn block_status(
+        &mut self,
+        context: &str,
+        offset: u64,
+        len: u64,
+    ) -> io::Result<Vec<Extent>> {
         let id = *self
             .contexts
             .get(context)
@@ -315,7 +326,11 @@ impl Client {
                         let n = u64::from(self.u32()?);
                         let flags = self.u32()?;
                         if ctx == id {
-                            out.push(Extent { offset: at, len: n, flags });
+                            out.push(Extent {
+                                offset: at,
+                                len: n,
+                                flags,
+                            });
                         }
                         at += n;
                     }
@@ -349,7 +364,11 @@ impl Client {
                 let len = e.len.min(self.size - at);
                 match out.last_mut() {
                     Some(l) if l.flags == e.flags => l.len += len,
-                    _ => out.push(Extent { offset: at, len, flags: e.flags }),
+                    _ => out.push(Extent {
+                        offset: at,
+                        len,
+                        flags: e.flags,
+                    }),
                 }
                 at += len;
                 if at >= self.size {

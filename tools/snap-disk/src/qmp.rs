@@ -79,9 +79,8 @@ impl Channel {
             if text.is_empty() {
                 continue;
             }
-            return serde_json::from_str(text).map_err(|e| {
-                io::Error::new(io::ErrorKind::InvalidData, format!("not JSON: {e}"))
-            });
+            return serde_json::from_str(text)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("not JSON: {e}")));
         }
     }
 }
@@ -122,6 +121,12 @@ impl Qmp {
         };
         q.execute("qmp_capabilities", json!({}))?;
         Ok(q)
+    }
+
+    /// The pid of the process at the other end (QEMU), if the kernel tells it.
+    pub fn peer_pid(&self) -> Option<i32> {
+        let cred = rustix::net::sockopt::socket_peercred(&self.ch.wr).ok()?;
+        Some(cred.pid.as_raw_nonzero().get())
     }
 
     /// Runs one command and returns its `return` value.
