@@ -5,6 +5,8 @@
 //! both; a test that cannot start one panics saying so), and readers of a
 //! finished tool's exit code, stderr and records.
 
+pub mod qemu;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Output, Stdio};

@@ -398,7 +398,7 @@ fn qmp_err(socket: &Path, cmd: &str, e: QmpError) -> Error {
     let ctx = format!("QMP {}: {cmd}", socket.display());
     match e {
         QmpError::Io(io) => Error::new(Exit::Unavailable, ctx, snap_shared::error::io_cause(&io)),
-        QmpError::Refused { desc, .. } => Error::new(Exit::Software, ctx, desc),
+        QmpError::Refused { desc, .. } => Error::new(Exit::Unavailable, ctx, desc),
     }
 }
 

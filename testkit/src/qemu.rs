@@ -1,0 +1,239 @@
+//! A stand-in for a running VM: qemu-storage-daemon holding an image, with
+//! a QMP monitor and a writable NBD export that tests write through (as a
+//! guest would), and a `qemu-io` writer fed line by line.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// qemu-storage-daemon holding one image; killed when dropped.
+pub struct Qsd {
+    child: Child,
+    _dir: tempfile::TempDir,
+    pub qmp: PathBuf,
+    /// The socket of its NBD server (the guest's writes go through it).
+    pub nbd: PathBuf,
+    /// The format node over the image.
+    pub node: String,
+}
+
+impl Qsd {
+    /// Starts the daemon on `image` (`format`: raw or qcow2) and waits for its monitor.
+    pub fn start(image: &Path, format: &str) -> Qsd {
+        let dir = tempfile::Builder::new()
+            .prefix("qsd")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let qmp = dir.path().join("qmp.sock");
+        let nbd = dir.path().join("nbd.sock");
+        let child = Command::new("qemu-storage-daemon")
+            .arg("--blockdev")
+            .arg(format!(
+                "driver=file,node-name=file0,filename={}",
+                image.display()
+            ))
+            .arg("--blockdev")
+            .arg(format!("driver={format},node-name=disk0,file=file0"))
+            .arg("--nbd-server")
+            .arg(format!("addr.type=unix,addr.path={}", nbd.display()))
+            .arg("--export")
+            .arg("type=nbd,id=guest,node-name=disk0,name=guest,writable=on")
+            .arg("--chardev")
+            .arg(format!(
+                "socket,path={},server=on,wait=off,id=mon",
+                qmp.display()
+            ))
+            .arg("--monitor")
+            .arg("chardev=mon")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("qemu-storage-daemon: {e}; run `cargo xtask test`, which installs it")
+            });
+        let start = Instant::now();
+        while UnixStream::connect(&qmp).is_err() || !nbd.exists() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "qemu-storage-daemon did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Qsd {
+            child,
+            _dir: dir,
+            qmp,
+            nbd,
+            node: "disk0".into(),
+        }
+    }
+
+    /// The guest's view of the disk, for qemu-io and qemu-img.
+    pub fn url(&self) -> String {
+        format!("nbd+unix:///guest?socket={}", self.nbd.display())
+    }
+
+    /// Runs one QMP command on a connection of its own; panics when QEMU refuses it.
+    pub fn qmp(&self, cmd: &str, args: Value) -> Value {
+        self.try_qmp(cmd, args)
+            .unwrap_or_else(|e| panic!("QMP {cmd}: {e}"))
+    }
+
+    /// Runs one QMP command; QEMU's refusal is the `Err`.
+    pub fn try_qmp(&self, cmd: &str, args: Value) -> Result<Value, String> {
+        let s = UnixStream::connect(&self.qmp).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut rd = BufReader::new(s.try_clone().unwrap());
+        let mut w = s;
+        let mut line = String::new();
+        rd.read_line(&mut line).unwrap();
+        for (c, a) in [("qmp_capabilities", json!({})), (cmd, args)] {
+            writeln!(w, "{}", json!({"execute": c, "arguments": a})).unwrap();
+            loop {
+                line.clear();
+                assert!(rd.read_line(&mut line).unwrap() > 0, "QMP closed");
+                let v: Value = serde_json::from_str(&line).unwrap();
+                if let Some(r) = v.get("return") {
+                    if c == cmd {
+                        return Ok(r.clone());
+                    }
+                    break;
+                }
+                if let Some(e) = v.get("error") {
+                    return Err(e["desc"].as_str().unwrap_or("").to_string());
+                }
+            }
+        }
+        unreachable!()
+    }
+
+    /// The dirty bitmaps on the disk's node: (name, recording, inconsistent).
+    pub fn bitmaps(&self) -> Vec<(String, bool, bool)> {
+        let nodes = self.qmp("query-named-block-nodes", json!({"flat": true}));
+        let node = nodes
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["node-name"] == self.node.as_str())
+            .unwrap()
+            .clone();
+        let flag = |b: &Value, k: &str| b[k].as_bool().unwrap_or(false);
+        node["dirty-bitmaps"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|b| {
+                let name = b["name"].as_str()?.to_string();
+                Some((name, flag(b, "recording"), flag(b, "inconsistent")))
+            })
+            .collect()
+    }
+
+    /// Names of every node, export and job QEMU has (what a snapshot must not leave behind).
+    pub fn inventory(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (cmd, key) in [
+            ("query-named-block-nodes", "node-name"),
+            ("query-block-exports", "id"),
+            ("query-block-jobs", "device"),
+        ] {
+            let list = self.qmp(cmd, json!({}));
+            for v in list.as_array().unwrap() {
+                if let Some(n) = v[key].as_str() {
+                    out.push(n.to_string());
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Writes `len` bytes of `pattern` at `offset` as the guest would.
+    pub fn write(&self, offset: u64, len: u64, pattern: u8) {
+        let out = Command::new("qemu-io")
+            .args(["-f", "raw", &self.url(), "-c"])
+            .arg(format!("write -P {pattern} {offset} {len}"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "qemu-io: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A qemu-io process taking one command a line, through the guest's export.
+    pub fn writer(&self) -> Writer {
+        let child = Command::new("qemu-io")
+            .args(["-f", "raw", &self.url()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Writer { child }
+    }
+
+    /// The daemon dies as a VM does when the host loses power or the OOM killer strikes.
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Shuts the daemon down cleanly (persistent bitmaps are saved in a qcow2).
+    pub fn stop(mut self) {
+        send_signal(self.child.id(), "TERM");
+        self.child.wait().unwrap();
+    }
+}
+
+/// `kill -SIG PID`.
+pub fn send_signal(pid: u32, sig: &str) {
+    Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+}
+
+impl Drop for Qsd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A qemu-io process fed commands on its stdin; ended when dropped.
+pub struct Writer {
+    child: Child,
+}
+
+impl Writer {
+    pub fn stdin(&mut self) -> &mut ChildStdin {
+        self.child.stdin.as_mut().unwrap()
+    }
+
+    /// Closes stdin and waits for qemu-io to finish the commands it was sent.
+    pub fn finish(mut self) {
+        drop(self.child.stdin.take());
+        self.child.wait().unwrap();
+    }
+
+    /// Stops qemu-io at once, dropping the commands it has not run.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,406 @@
+//! Live snapshots against real QEMU, no KVM: qemu-storage-daemon holds the
+//! image as a running VM would, the tests write through its NBD export as a
+//! guest would (qemu-io), and snap-disk talks to its QMP monitor. Point in
+//! time under a writer (checked against a plain copy, which must fail the
+//! same check), changed blocks from dirty bitmaps, a killed QEMU's in-use
+//! bitmap, and the guest freeze with a fake guest agent on every path.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::FileExt;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use assert_cmd::Command;
+use serde_json::{Value, json};
+use snap_testkit::qemu::{Qsd, send_signal};
+use snap_testkit::{code, records, stderr};
+
+const MIB: u64 = 1 << 20;
+/// The writer's two blocks: a sequential reader reads LOW long before HIGH.
+const LOW: u64 = 0;
+const HIGH: u64 = 60 * MIB;
+
+struct World {
+    dir: tempfile::TempDir,
+}
+
+impl World {
+    fn new() -> World {
+        World {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// A new image of `size` bytes (`format` raw or qcow2).
+    fn image(&self, name: &str, format: &str, size: u64) -> PathBuf {
+        let p = self.path(name);
+        let out = std::process::Command::new("qemu-img")
+            .args(["create", "-q", "-f", format])
+            .arg(&p)
+            .arg(size.to_string())
+            .output()
+            .expect("qemu-img (cargo xtask test installs it)");
+        assert!(out.status.success(), "{}", stderr(&out));
+        p
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::cargo_bin("snap-disk").unwrap();
+        c.env_remove("SNAP_CONFIG")
+            .env("SNAP_STORE", self.path("store"))
+            .env("HOME", self.dir.path())
+            .timeout(Duration::from_secs(120));
+        c
+    }
+
+    fn disk(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    /// A live snapshot through `q`'s monitor (its NBD server is already taken by the guest).
+    fn live(&self, q: &Qsd, image: &Path, name: &str, extra: &[&str]) -> Output {
+        let mut args = vec![
+            "create".to_string(),
+            image.display().to_string(),
+            name.to_string(),
+            "--qmp".into(),
+            q.qmp.display().to_string(),
+            "--nbd-server".into(),
+            q.nbd.display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        self.cmd().args(&args).output().unwrap()
+    }
+
+    /// The snapshot as a raw file, through `snap-disk export`.
+    fn export(&self, disk: &str, name: &str) -> PathBuf {
+        let out = self.path(&format!("{disk}-{name}.raw"));
+        let o = self.disk(&["export", disk, name, out.to_str().unwrap()]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        out
+    }
+}
+
+fn byte_at(path: &Path, offset: u64) -> u8 {
+    let mut b = [0u8];
+    fs::File::open(path)
+        .unwrap()
+        .read_exact_at(&mut b, offset)
+        .unwrap();
+    b[0]
+}
+
+/// The writer's rule: LOW holds HIGH's counter or the next one (mod 256).
+fn consistent(low: u8, high: u8) -> bool {
+    low == high || low == high.wrapping_add(1)
+}
+
+/// A guest that keeps writing LOW, then a little into every 4 MiB between
+/// (so that a changed-blocks read has many blocks to read between LOW and
+/// HIGH, as a full read does), then HIGH, with the same increasing counter,
+/// until dropped.
+struct Guest {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Guest {
+    fn start(q: &Qsd) -> Guest {
+        let mut w = q.writer();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut n = 1u64;
+            while !flag.load(Ordering::Relaxed) {
+                let p = n % 256;
+                let mut cmds = format!("write -P {p} {LOW} 64k\n");
+                for i in 1..15 {
+                    cmds.push_str(&format!("write -P {p} {} 4k\n", i * 4 * MIB));
+                }
+                cmds.push_str(&format!("write -P {p} {HIGH} 64k\n"));
+                if w.stdin().write_all(cmds.as_bytes()).is_err() {
+                    break;
+                }
+                n += 1;
+            }
+            w.kill();
+        });
+        // Let it get going.
+        std::thread::sleep(Duration::from_millis(200));
+        Guest {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+/// Every snapshot taken under a writer holds a state the disk had; a plain
+/// copy of the image under the same writer does not (the control).
+#[test]
+fn live_snapshots_are_point_in_time() {
+    let w = World::new();
+    let img = w.image("vm.raw", "raw", 64 * MIB);
+    let q = Qsd::start(&img, "raw");
+    fill(&q, 64);
+    let before = q.inventory();
+    let guest = Guest::start(&q);
+    let torn = (0..20).any(|i| {
+        let copy = w.path(&format!("cp{i}.raw"));
+        fs::copy(&img, &copy).unwrap();
+        let bad = !consistent(byte_at(&copy, LOW), byte_at(&copy, HIGH));
+        fs::remove_file(&copy).unwrap();
+        bad
+    });
+    assert!(
+        torn,
+        "the control failed: a plain copy never caught the writer"
+    );
+    for i in 0..6 {
+        let name = format!("s{i}");
+        let out = w.live(&q, &img, &name, &[]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        let rec = &records(&out)[0];
+        assert_eq!(rec["consistency"], "point-in-time");
+        assert_eq!(rec["full_read"], i == 0, "{rec}");
+    }
+    drop(guest);
+    for i in 0..6 {
+        let raw = w.export("vm", &format!("s{i}"));
+        let (low, high) = (byte_at(&raw, LOW), byte_at(&raw, HIGH));
+        assert!(consistent(low, high), "s{i}: low {low}, high {high}");
+        assert_ne!(high, 0, "s{i} saw no write");
+    }
+    assert_eq!(q.inventory(), before, "a snapshot left something in QEMU");
+    let names: Vec<String> = q.bitmaps().into_iter().map(|b| b.0).collect();
+    assert_eq!(names, ["snap-disk-vm/s5"]);
+}
+
+/// Fills `mib` MiB from the start, a pattern per MiB, through the guest.
+fn fill(q: &Qsd, mib: u64) {
+    let mut w = q.writer();
+    for i in 0..mib {
+        writeln!(w.stdin(), "write -P {} {} 1M", i % 250 + 1, i * MIB).unwrap();
+    }
+    w.finish();
+}
+
+/// After a 1% change the next snapshot reads 1% of the disk; a QEMU killed
+/// with its bitmaps loaded leaves them in use, and the snapshot after reads
+/// everything, says why, and is still right.
+#[test]
+fn dirty_bitmaps_read_only_what_changed() {
+    let w = World::new();
+    let img = w.image("vm.qcow2", "qcow2", 100 * MIB);
+    let q = Qsd::start(&img, "qcow2");
+    fill(&q, 64);
+    let first = w.live(&q, &img, "one", &[]);
+    assert_eq!(code(&first), 0, "{}", stderr(&first));
+    assert_eq!(records(&first)[0]["read_bytes"], 64 * MIB);
+    q.write(70 * MIB, MIB, 0x77);
+    let second = w.live(&q, &img, "two", &[]);
+    assert_eq!(code(&second), 0, "{}", stderr(&second));
+    let rec = &records(&second)[0];
+    assert_eq!(rec["read_bytes"], MIB, "{rec}");
+    assert_eq!(rec["full_read"], false);
+    assert_eq!(rec["blocks"], 65);
+    // A persistent bitmap: the daemon's clean exit saves it, a restart keeps using it.
+    q.stop();
+    let q = Qsd::start(&img, "qcow2");
+    q.write(80 * MIB, MIB, 0x78);
+    let third = w.live(&q, &img, "three", &[]);
+    assert_eq!(code(&third), 0, "{}", stderr(&third));
+    assert_eq!(records(&third)[0]["read_bytes"], MIB);
+    // Saved at a clean exit, loaded (and marked in use in the image) at the
+    // next start, then the daemon dies with it loaded.
+    q.stop();
+    let q = Qsd::start(&img, "qcow2");
+    q.kill9();
+    let q = Qsd::start(&img, "qcow2");
+    assert!(q.bitmaps().iter().any(|b| b.2), "{:?}", q.bitmaps());
+    q.write(90 * MIB, MIB, 0x79);
+    let fourth = w.live(&q, &img, "four", &[]);
+    assert_eq!(code(&fourth), 0, "{}", stderr(&fourth));
+    assert!(
+        stderr(&fourth).contains("marked in use"),
+        "{}",
+        stderr(&fourth)
+    );
+    let rec = &records(&fourth)[0];
+    assert_eq!(rec["full_read"], true);
+    assert_eq!(rec["read_bytes"], 67 * MIB);
+    let raw = w.export("vm", "four");
+    let cmp = std::process::Command::new("qemu-img")
+        .args(["compare", "-U", "-f", "raw", "-F", "raw"])
+        .arg(&raw)
+        .arg(q.url())
+        .output()
+        .unwrap();
+    assert!(
+        cmp.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cmp.stdout)
+    );
+    assert_eq!(
+        q.bitmaps(),
+        [("snap-disk-vm/four".to_string(), true, false)]
+    );
+}
+
+/// A fake qemu-guest-agent: answers guest-sync, freeze and thaw, logs them,
+/// and holds its answer to a freeze for `freeze_delay`.
+struct FakeAgent {
+    path: PathBuf,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl FakeAgent {
+    fn start(dir: &Path, freeze_delay: Duration) -> FakeAgent {
+        let path = dir.join("qga.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let l2 = log.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { return };
+                let log = l2.clone();
+                std::thread::spawn(move || serve_agent(conn, &log, freeze_delay));
+            }
+        });
+        FakeAgent { path, log }
+    }
+
+    fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+fn serve_agent(conn: std::os::unix::net::UnixStream, log: &Mutex<Vec<String>>, delay: Duration) {
+    let mut w = conn.try_clone().unwrap();
+    for line in BufReader::new(conn).lines() {
+        let Ok(line) = line else { return };
+        let v: Value = serde_json::from_str(&line).unwrap();
+        let cmd = v["execute"].as_str().unwrap_or("").to_string();
+        let reply = match cmd.as_str() {
+            "guest-sync" => json!({"return": v["arguments"]["id"]}),
+            "guest-fsfreeze-freeze" => {
+                log.lock().unwrap().push("freeze".into());
+                std::thread::sleep(delay);
+                json!({"return": 2})
+            }
+            "guest-fsfreeze-thaw" => {
+                log.lock().unwrap().push("thaw".into());
+                json!({"return": 2})
+            }
+            _ => json!({"error": {"class": "CommandNotFound", "desc": "no"}}),
+        };
+        if writeln!(w, "{reply}").is_err() {
+            return;
+        }
+    }
+}
+
+/// --freeze freezes once and thaws once, around the transaction, and the
+/// record says so.
+#[test]
+fn freeze_thaws_once() {
+    let w = World::new();
+    let img = w.image("vm.raw", "raw", 16 * MIB);
+    let q = Qsd::start(&img, "raw");
+    let agent = FakeAgent::start(w.dir.path(), Duration::ZERO);
+    let a = agent.path.display().to_string();
+    let out = w.live(&q, &img, "f", &["--freeze", "--guest-agent", &a]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(agent.log(), ["freeze", "thaw"]);
+    let rec = &records(&out)[0];
+    assert_eq!(rec["consistency"], "application");
+    assert!(rec["frozen_ms"].as_f64().unwrap() < 1000.0, "{rec}");
+}
+
+/// A transaction QEMU refuses still thaws the guest, exactly once, and
+/// leaves QEMU and the previous snapshot's bitmap as they were.
+#[test]
+fn freeze_thaws_once_when_qemu_refuses() {
+    let w = World::new();
+    let img = w.image("vm.raw", "raw", 16 * MIB);
+    let q = Qsd::start(&img, "raw");
+    let first = w.live(&q, &img, "one", &[]);
+    assert_eq!(code(&first), 0, "{}", stderr(&first));
+    // Another export holds the previous bitmap busy: disabling it, in the
+    // transaction, fails.
+    q.qmp(
+        "block-export-add",
+        json!({"type": "nbd", "id": "other", "node-name": q.node, "name": "other",
+            "writable": true, "bitmaps": ["snap-disk-vm/one"]}),
+    );
+    let before = q.inventory();
+    let agent = FakeAgent::start(w.dir.path(), Duration::ZERO);
+    let a = agent.path.display().to_string();
+    let out = w.live(&q, &img, "two", &["--freeze", "--guest-agent", &a]);
+    assert_ne!(code(&out), 0);
+    assert!(stderr(&out).contains("transaction"), "{}", stderr(&out));
+    assert_eq!(agent.log(), ["freeze", "thaw"]);
+    assert_eq!(q.inventory(), before);
+    let bm = q.bitmaps();
+    assert!(
+        bm.contains(&("snap-disk-vm/one".to_string(), true, false)),
+        "{bm:?}"
+    );
+}
+
+/// kill -TERM while the guest is frozen: the thaw still runs once, QEMU is
+/// left as before, and the exit is 130; the next snapshot reads only what
+/// changed since the last good one.
+#[test]
+fn freeze_thaws_once_on_sigterm() {
+    let w = World::new();
+    let img = w.image("vm.raw", "raw", 16 * MIB);
+    let q = Qsd::start(&img, "raw");
+    let first = w.live(&q, &img, "one", &[]);
+    assert_eq!(code(&first), 0, "{}", stderr(&first));
+    let before = q.inventory();
+    let agent = FakeAgent::start(w.dir.path(), Duration::from_millis(1500));
+    let a = agent.path.display().to_string();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin!("snap-disk"))
+        .env_remove("SNAP_CONFIG")
+        .env("SNAP_STORE", w.path("store"))
+        .args(["create", img.to_str().unwrap(), "two", "--qmp"])
+        .arg(&q.qmp)
+        .arg("--nbd-server")
+        .arg(&q.nbd)
+        .args(["--freeze", "--guest-agent", &a])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    while agent.log().is_empty() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    send_signal(child.id(), "TERM");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 130, "{}", stderr(&out));
+    assert_eq!(agent.log(), ["freeze", "thaw"]);
+    assert_eq!(q.inventory(), before);
+    assert_eq!(q.bitmaps(), [("snap-disk-vm/one".to_string(), true, false)]);
+    q.write(3 * MIB, MIB, 9);
+    let next = w.live(&q, &img, "three", &[]);
+    assert_eq!(code(&next), 0, "{}", stderr(&next));
+    assert_eq!(records(&next)[0]["read_bytes"], MIB);
+}
