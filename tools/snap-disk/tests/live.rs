@@ -378,7 +378,7 @@ fn freeze_thaws_once_on_sigterm() {
     let before = q.inventory();
     let agent = FakeAgent::start(w.dir.path(), Duration::from_millis(1500));
     let a = agent.path.display().to_string();
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin!("snap-disk"))
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin!("snap-disk"))
         .env_remove("SNAP_CONFIG")
         .env("SNAP_STORE", w.path("store"))
         .args(["create", img.to_str().unwrap(), "two", "--qmp"])
