@@ -20,7 +20,7 @@ use snap_shared::size::human_bytes;
 use crate::disk::{Context, Disk};
 use crate::image::{self, ImageInfo};
 use crate::{CreateArgs, Method, overlay, qcow2};
-use crate::{blocks, live};
+use crate::{blocks, daemon, live};
 use snap_shared::blockmap::{MapHeader, MapWriter};
 use snap_shared::blockstore::BlockStore;
 use snap_shared::disks::DiskInfo;
@@ -63,7 +63,7 @@ pub fn run(ctx: &Context, args: &CreateArgs, report: &Reporter) -> Result<Exit> 
         Some(n) => n.clone(),
         None => free_id(Utc::now(), |id| disk.dir.record_path(id).exists()),
     };
-    let reading = how_to_read(&disk, method, ends, args, report)?;
+    let reading = how_to_read(&disk, &info.format, method, ends, args, report)?;
     let (rec, bitmaps) = match method {
         Method::Blocks => create_blocks(&ctx.store, &disk, &info, &name, args, reading, report)?,
         Method::Qcow2Internal => (create_internal(&disk, &info, &name)?, None),
@@ -164,6 +164,8 @@ enum Reading {
     File { in_use: bool },
     /// Through the QEMU that runs it, at one point in time.
     Live(live::Endpoints),
+    /// A stopped image of another format than raw, through a QEMU of our own.
+    Stopped,
 }
 
 /// Decides how to read: through QEMU when its QMP socket is known (given on
@@ -171,6 +173,7 @@ enum Reading {
 /// else the file, with a warning when something holds it.
 fn how_to_read(
     disk: &Disk,
+    format: &str,
     method: Method,
     ends: Option<live::Endpoints>,
     args: &CreateArgs,
@@ -184,7 +187,26 @@ fn how_to_read(
         _ => {}
     }
     let in_use = check_in_use(disk, method, held, args.require_stopped, report)?;
+    if method == Method::Blocks && !in_use && format != "raw" {
+        if !writable(&disk.image) {
+            report.note(&format!(
+                "{} is read-only: read through a raw copy, with no dirty bitmap kept in it",
+                disk.image.display()
+            ));
+        } else if !daemon::Daemon::available() {
+            report.note(
+                "qemu-storage-daemon is not installed: the image is read through a raw copy \
+(Debian 12: apt install qemu-system-common)",
+            );
+        } else {
+            return Ok(Reading::Stopped);
+        }
+    }
     Ok(Reading::File { in_use })
+}
+
+fn writable(path: &Path) -> bool {
+    rustix::fs::access(path, rustix::fs::Access::WRITE_OK).is_ok()
 }
 
 /// Whether the image is in use; an error when that rules the snapshot out.
@@ -385,7 +407,16 @@ fn create_blocks(
     let read = (|| {
         let read = match &reading {
             Reading::File { .. } => read_file(disk, info, &to)?,
-            Reading::Live(ends) => read_live(disk, ends, &to)?,
+            Reading::Live(ends) => read_live(disk, ends, None, &to)?,
+            Reading::Stopped => {
+                let d = daemon::Daemon::start(&disk.image, &info.format)?;
+                let ends = live::Endpoints {
+                    qmp: d.qmp.clone(),
+                    node: Some(daemon::NODE.to_string()),
+                    ..Default::default()
+                };
+                read_live(disk, &ends, Some(d), &to)?
+            }
         };
         // One flush for every block written, before anything refers to them.
         fsutil::syncfs(&blocks_dir).map_err(|e| Error::io(&blocks_dir, e))?;
@@ -502,7 +533,13 @@ fn read_file(disk: &Disk, info: &ImageInfo, to: &MapTo<'_>) -> Result<Read> {
 
 /// Reads the disk through the QEMU running it, at one point in time, only
 /// the blocks changed since the parent when its dirty bitmap allows.
-fn read_live(disk: &Disk, ends: &live::Endpoints, to: &MapTo<'_>) -> Result<Read> {
+fn read_live(
+    disk: &Disk,
+    ends: &live::Endpoints,
+    daemon: Option<daemon::Daemon>,
+    to: &MapTo<'_>,
+) -> Result<Read> {
+    let stopped = daemon.is_some();
     let signals = live::SignalGuard::install()?;
     let parent = live_parent(disk)?;
     let mut session = live::start(live::Start {
@@ -527,8 +564,14 @@ fn read_live(disk: &Disk, ends: &live::Endpoints, to: &MapTo<'_>) -> Result<Read
         Err(_) if signals.stop.requested() => Err(live::interrupted()),
         other => other,
     }?;
-    let taken = session.taken.clone();
-    let bitmaps = session.finish()?;
+    let mut taken = session.taken.clone();
+    if stopped {
+        taken.consistency = "stopped";
+    }
+    let bitmaps = session.finish()?.map(|mut b| {
+        b.daemon = daemon;
+        b
+    });
     if signals.stop.requested() {
         return Err(live::interrupted());
     }

@@ -10,6 +10,7 @@
 pub mod blocks;
 pub mod changing;
 pub mod create;
+pub mod daemon;
 pub mod disk;
 pub mod image;
 pub mod live;

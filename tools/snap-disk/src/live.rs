@@ -222,7 +222,7 @@ pub fn plan_bitmaps(
         .filter(|b| Some(b.name.as_str()) != parent.map(|p| p.bitmap.as_str()))
         .collect();
     let why_not = match (parent, parent_bm) {
-        (None, _) => Some("the disk's first live snapshot".to_string()),
+        (None, _) => Some("the disk's first snapshot read through QEMU".to_string()),
         (Some(p), None) => Some(format!(
             "the dirty bitmap {} of the last snapshot is gone (QEMU was restarted with a raw image, or it was removed)",
             p.bitmap
@@ -503,6 +503,8 @@ fn names_with(list: &Value, key: &str) -> Vec<String> {
 pub struct Bitmaps {
     /// The session's monitor once the session is done (QMP serves one client at a time).
     m: Option<Monitor>,
+    /// Our own QEMU for a stopped image, stopped once the bitmaps are settled.
+    pub daemon: Option<crate::daemon::Daemon>,
     node: String,
     new: String,
     old: Option<String>,
@@ -513,14 +515,16 @@ impl Bitmaps {
     /// The snapshot is published: the previous bitmap is no longer needed.
     pub fn keep_new(mut self) -> Result<()> {
         self.settled = true;
-        match (self.old.take(), self.m.as_mut()) {
-            (Some(old), Some(m)) => m
-                .run(
-                    "block-dirty-bitmap-remove",
-                    json!({"node": self.node, "name": old}),
-                )
-                .map(|_| ()),
-            _ => Ok(()),
+        if let (Some(old), Some(m)) = (self.old.take(), self.m.as_mut()) {
+            m.run(
+                "block-dirty-bitmap-remove",
+                json!({"node": self.node, "name": old}),
+            )?;
+        }
+        self.m = None;
+        match self.daemon.take() {
+            Some(d) => d.stop(),
+            None => Ok(()),
         }
     }
 
@@ -691,6 +695,7 @@ impl Session {
         // From here on, the bitmaps are ours to settle on every path.
         self.bitmaps = Some(Bitmaps {
             m: None,
+            daemon: None,
             node,
             new,
             old,
@@ -960,7 +965,7 @@ mod tests {
         let (_, since) = plan_bitmaps(&node(vec![]), "d", Some(&parent(t.path())), 1 << 20);
         assert!(matches!(since, Since::Everything(w) if w.contains("gone")));
         let (_, since) = plan_bitmaps(&node(vec![]), "d", None, 1 << 20);
-        assert!(matches!(since, Since::Everything(w) if w.contains("first")));
+        assert!(matches!(since, Since::Everything(w) if w.contains("first snapshot")));
     }
 
     /// Dirty blocks are read, clean ones taken from the parent, holes skipped.

@@ -1,0 +1,152 @@
+//! A qemu-storage-daemon of our own, for an image no VM is running.
+//!
+//! A stopped qcow2 (or vmdk, vdi, vhdx) image is read the way a running one
+//! is: QEMU opens it, and the live path reads only its allocated blocks
+//! through NBD, with no raw copy of the whole image in the store. The
+//! daemon opens the image read-write so that the snapshot's dirty bitmap
+//! is kept in a qcow2 image: the VM that runs it next (any QEMU) loads the
+//! bitmap and marks what it writes, and the next snapshot reads only that.
+//! The daemon is stopped with SIGTERM, its clean exit, which is when QEMU
+//! writes persistent bitmaps into the image.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use snap_shared::error::{Error, Exit, Result};
+
+/// The node names the daemon gives the image (never our `snap-disk-`
+/// prefix, which marks leftovers to remove).
+pub const NODE: &str = "disk";
+
+/// A running qemu-storage-daemon on one image; stopped cleanly when dropped.
+pub struct Daemon {
+    child: Option<Child>,
+    dir: PathBuf,
+    pub qmp: PathBuf,
+}
+
+impl Daemon {
+    /// Whether qemu-storage-daemon is installed.
+    pub fn available() -> bool {
+        Command::new("qemu-storage-daemon")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Opens `image` (of `format`) read-write and waits for the monitor.
+    pub fn start(image: &Path, format: &str) -> Result<Daemon> {
+        let dir = private_dir()?;
+        let qmp = dir.join("qmp.sock");
+        let ctx = || format!("qemu-storage-daemon on {}", image.display());
+        let child = Command::new("qemu-storage-daemon")
+            .arg("--blockdev")
+            .arg(format!(
+                "driver=file,node-name={NODE}-file,filename={}",
+                escape(image)
+            ))
+            .arg("--blockdev")
+            .arg(format!("driver={format},node-name={NODE},file={NODE}-file"))
+            .arg("--chardev")
+            .arg(format!(
+                "socket,path={},server=on,wait=off,id=mon",
+                escape(&qmp)
+            ))
+            .arg("--monitor")
+            .arg("chardev=mon")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| Error::io_ctx(ctx(), e))?;
+        let mut d = Daemon {
+            child: Some(child),
+            dir,
+            qmp,
+        };
+        d.wait_ready().map_err(|e| e.within(ctx()))?;
+        Ok(d)
+    }
+
+    fn wait_ready(&mut self) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            if std::os::unix::net::UnixStream::connect(&self.qmp).is_ok() {
+                return Ok(());
+            }
+            let child = self.child.as_mut().expect("running");
+            if let Ok(Some(status)) = child.try_wait() {
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    use std::io::Read;
+                    let _ = e.read_to_string(&mut err);
+                }
+                self.child = None;
+                let cause = err.lines().last().unwrap_or("").trim().to_string();
+                let exit = match cause.contains("lock") {
+                    true => Exit::TempFail,
+                    false => Exit::Io,
+                };
+                return Err(Error::new(exit, "", format!("exited ({status}): {cause}")));
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                return Err(Error::new(Exit::Io, "", "did not start in 30 s"));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Stops the daemon cleanly, so that it writes its bitmaps into the image.
+    pub fn stop(mut self) -> Result<()> {
+        self.terminate()
+    }
+
+    fn terminate(&mut self) -> Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        let pid = rustix::process::Pid::from_child(&child);
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        let status = child
+            .wait()
+            .map_err(|e| Error::io_ctx("qemu-storage-daemon", e))?;
+        match status.success() {
+            true => Ok(()),
+            false => Err(Error::new(
+                Exit::Io,
+                "qemu-storage-daemon",
+                format!("did not exit cleanly ({status}); the image's dirty bitmap may be lost"),
+            )),
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.terminate();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A new folder only we can enter, short enough for unix socket paths.
+fn private_dir() -> Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .subsec_nanos();
+    let dir = std::env::temp_dir().join(format!("snap-disk-{}-{nanos}", std::process::id()));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| Error::io(&dir, e))?;
+    Ok(dir)
+}
+
+/// A path inside QEMU's `key=value,…` option syntax, where a comma is doubled.
+fn escape(p: &Path) -> String {
+    p.display().to_string().replace(',', ",,")
+}
