@@ -688,3 +688,33 @@ pub(crate) fn first_line(e: &object_store::Error) -> String {
         .trim()
         .to_string()
 }
+
+/// Where `--from` points for reading: a folder on this machine (a store, a
+/// drive, a destination folder) or a bucket.
+pub enum ReadRoot {
+    Folder(PathBuf),
+    Bucket(Dest),
+}
+
+/// Opens `--from` for reading: a configured destination's name, a URL
+/// (s3://, gs://, az://, uuid://, label://), or else a folder path.
+pub fn open_for_reading(
+    from: &str,
+    config: Option<&snap_shared::config::LoadedConfig>,
+) -> Result<ReadRoot> {
+    let configured = crate::settings::from_config(config)?;
+    let spec = match configured.iter().find(|s| s.name == from) {
+        Some(s) => s.clone(),
+        None if from.contains("://") => crate::settings::resolve_arg(from, &configured)?,
+        None => return Ok(ReadRoot::Folder(PathBuf::from(from))),
+    };
+    if let Location::Folder(p) = &spec.location {
+        return Ok(ReadRoot::Folder(p.clone()));
+    }
+    let rt = runtime()?;
+    let dest = Dest::open(&spec, &rt, &Reach::default(), false)?;
+    Ok(match dest.folder() {
+        Some(f) => ReadRoot::Folder(f.to_path_buf()),
+        None => ReadRoot::Bucket(dest),
+    })
+}

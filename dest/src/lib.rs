@@ -21,7 +21,7 @@ pub mod throttle;
 pub mod upload;
 
 pub use conditional::Version;
-pub use dest::{Dest, Meta, Reach, default_state_dir, runtime};
+pub use dest::{Dest, Meta, Reach, ReadRoot, default_state_dir, open_for_reading, runtime};
 pub use location::{DriveKey, Location, Service};
 pub use locks::{Fence, Held, LockOptions, Mode};
 pub use settings::DestSpec;

@@ -93,6 +93,22 @@ impl Moto {
         assert!(status.starts_with("HTTP/1.1 200"), "{status}");
     }
 
+    /// Uploads one object (moto accepts an unsigned request).
+    pub fn put(&self, bucket: &str, key: &str, data: &[u8]) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(
+            s,
+            "PUT /{bucket}/{key} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            self.port,
+            data.len()
+        )
+        .unwrap();
+        s.write_all(data).unwrap();
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).unwrap();
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    }
+
     /// The environment that points object_store at this server.
     pub fn env(&self) -> Vec<(String, String)> {
         [

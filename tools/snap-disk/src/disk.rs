@@ -22,6 +22,8 @@ pub struct Context {
     pub store: Store,
     /// The config's disk entries (their QEMU sockets).
     pub disks: Vec<snap_shared::config::DiskEntry>,
+    /// The config, for its destinations.
+    pub config: Option<LoadedConfig>,
 }
 
 impl Context {
@@ -31,8 +33,15 @@ impl Context {
             cli.store.as_deref(),
             LoadedConfig::store(loaded.as_ref()),
         ));
-        let disks = loaded.map(|l| l.config.disks).unwrap_or_default();
-        Ok(Context { store, disks })
+        let disks = loaded
+            .as_ref()
+            .map(|l| l.config.disks.clone())
+            .unwrap_or_default();
+        Ok(Context {
+            store,
+            disks,
+            config: loaded,
+        })
     }
 
     /// Runs `change` on the store's catalog. The catalog is an index of the

@@ -20,6 +20,7 @@ pub mod overlay;
 pub mod qcow2;
 pub mod qmp;
 pub mod restore;
+pub mod serve;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -122,6 +123,8 @@ pub enum Cmd {
         #[command(flatten)]
         keys: Keys,
     },
+    /// Export a blocks snapshot read-only over NBD on a unix socket, to boot a VM from it at once
+    Serve(ServeArgs),
     /// Fold an overlay chain back into one image (its overlay snapshots are gone after)
     Commit {
         /// Image file or disk name
@@ -236,6 +239,30 @@ pub struct RestoreArgs {
     pub keys: Keys,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Disk name (or its image file)
+    pub disk: String,
+
+    /// Snapshot name (a blocks snapshot)
+    pub name: String,
+
+    /// The unix socket to listen on [default: $XDG_RUNTIME_DIR/snap-disk-DISK-NAME.nbd, else in /tmp]
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+
+    /// Read the snapshot at a destination: a configured name, a URL (s3://, gs://, az://) or a folder
+    #[arg(long, value_name = "DEST")]
+    pub from: Option<String>,
+
+    /// Keep blocks fetched from a bucket here, for the next read and the next server [default: ~/.cache/snap/serve/DISK]
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub keys: Keys,
+}
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct Keys {
     /// age identity file for encrypted blocks (repeatable)
@@ -290,6 +317,7 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
         Cmd::Verify { disk, name, keys } => {
             restore::verify(&ctx, disk, name.as_deref(), keys, report)
         }
+        Cmd::Serve(args) => serve::run(&ctx, args, report),
         Cmd::Commit { disk } => manage::commit(&ctx, disk, report),
     }
 }

@@ -127,24 +127,12 @@ impl Source {
         store: Store,
         config: Option<&snap_shared::config::LoadedConfig>,
     ) -> Result<Source> {
-        use snap_dest::{Location, Reach, settings};
         let Some(from) = from else {
             return Ok(Source::Store(store));
         };
-        let configured = settings::from_config(config)?;
-        let spec = match configured.iter().find(|s| s.name == from) {
-            Some(s) => s.clone(),
-            None if from.contains("://") => settings::resolve_arg(from, &configured)?,
-            None => return Ok(Source::new(Some(Path::new(from)), store)),
-        };
-        if let Location::Folder(p) = &spec.location {
-            return Ok(Source::new(Some(p), store));
-        }
-        let rt = snap_dest::runtime()?;
-        let dest = Dest::open(&spec, &rt, &Reach::default(), false)?;
-        Ok(match dest.folder() {
-            Some(f) => Source::new(Some(f), store),
-            None => Source::Bucket(Arc::new(dest)),
+        Ok(match snap_dest::open_for_reading(from, config)? {
+            snap_dest::ReadRoot::Folder(p) => Source::new(Some(&p), store),
+            snap_dest::ReadRoot::Bucket(d) => Source::Bucket(Arc::new(d)),
         })
     }
 
