@@ -37,6 +37,9 @@ _snap__disk() {
             snap__disk,restore)
                 cmd="snap__disk__subcmd__restore"
                 ;;
+            snap__disk,serve)
+                cmd="snap__disk__subcmd__serve"
+                ;;
             snap__disk,show)
                 cmd="snap__disk__subcmd__show"
                 ;;
@@ -64,6 +67,9 @@ _snap__disk() {
             snap__disk__subcmd__help,restore)
                 cmd="snap__disk__subcmd__help__subcmd__restore"
                 ;;
+            snap__disk__subcmd__help,serve)
+                cmd="snap__disk__subcmd__help__subcmd__serve"
+                ;;
             snap__disk__subcmd__help,show)
                 cmd="snap__disk__subcmd__help__subcmd__show"
                 ;;
@@ -77,7 +83,7 @@ _snap__disk() {
 
     case "${cmd}" in
         snap__disk)
-            opts="-s -c -q -v -h -V --store --config --quiet --verbose --help --version create list show restore delete export verify commit help"
+            opts="-s -c -q -v -h -V --store --config --quiet --verbose --help --version create list show restore delete export verify serve commit help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -137,7 +143,7 @@ _snap__disk() {
             return 0
             ;;
         snap__subcmd__disk__subcmd__create)
-            opts="-m -d -t -r -R -s -c -q -v -h --disk --method --overlay --description --tag --require-stopped --block-size --recipient --recipients-file --before --rollback-on-failure --store --config --quiet --verbose --help"
+            opts="-m -d -t -r -R -s -c -q -v -h --disk --method --overlay --description --tag --require-stopped --qmp --node --nbd-server --freeze --guest-agent --block-size --recipient --recipients-file --before --rollback-on-failure --store --config --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -168,6 +174,22 @@ _snap__disk() {
                     return 0
                     ;;
                 -t)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --qmp)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --node)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --nbd-server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --guest-agent)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -287,7 +309,7 @@ _snap__disk() {
             return 0
             ;;
         snap__subcmd__disk__subcmd__help)
-            opts="create list show restore delete export verify commit help"
+            opts="create list show restore delete export verify serve commit help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -398,6 +420,20 @@ _snap__disk() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        snap__subcmd__disk__subcmd__help__subcmd__serve)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         snap__subcmd__disk__subcmd__help__subcmd__show)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -464,6 +500,56 @@ _snap__disk() {
             fi
             case "${prev}" in
                 --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -s)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        snap__subcmd__disk__subcmd__serve)
+            opts="-i -s -c -q -v -h --socket --from --cache --identity --store --config --quiet --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --from)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cache)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -37,6 +37,7 @@ complete -c snap-disk -n "__fish_snap_disk_needs_command" -f -a "restore" -d 'Br
 complete -c snap-disk -n "__fish_snap_disk_needs_command" -f -a "delete" -d 'Delete snapshots'
 complete -c snap-disk -n "__fish_snap_disk_needs_command" -f -a "export" -d 'Write a snapshot as a standalone image: OUT.raw, .raw.zst, .raw.gz or .qcow2'
 complete -c snap-disk -n "__fish_snap_disk_needs_command" -f -a "verify" -d 'Check that snapshots are intact: every block there and matching its sha256, chains whole'
+complete -c snap-disk -n "__fish_snap_disk_needs_command" -f -a "serve" -d 'Export a blocks snapshot read-only over NBD on a unix socket, to boot a VM from it at once'
 complete -c snap-disk -n "__fish_snap_disk_needs_command" -f -a "commit" -d 'Fold an overlay chain back into one image (its overlay snapshots are gone after)'
 complete -c snap-disk -n "__fish_snap_disk_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l disk -d 'Disk name in the store [default: the image\'s file name without extension]' -r
@@ -45,6 +46,10 @@ overlay\t''
 blocks\t''"
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -s d -l description -d 'Description' -r
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -s t -l tag -d 'Tag the snapshot (repeatable; snap-prune --keep-tag keeps tagged ones)' -r
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l qmp -d 'QMP socket of the QEMU running the image: a point-in-time snapshot of the running VM that reads only changed blocks [default: the config\'s disk entry]' -r -F
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l node -d 'With --qmp: the block node to snapshot [default: the format node whose file is IMAGE]' -r
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l nbd-server -d 'With --qmp: the unix socket of the NBD server this QEMU already runs (it runs at most one)' -r -F
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l guest-agent -d 'The VM\'s qemu-guest-agent socket, for --freeze' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l block-size -d 'Block size of the blocks method, fixed at the disk\'s first snapshot' -r
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -s r -l recipient -d 'Encrypt blocks to this age recipient (age1… or ssh public key; repeatable; fixed at the first snapshot)' -r
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -s R -l recipients-file -d 'Encrypt blocks to the recipients in FILE (repeatable)' -r -F
@@ -52,7 +57,8 @@ complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l before -d
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l overlay -d 'Same as --method overlay'
-complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l require-stopped -d 'Fail (exit 75) when a process has the image open, rather than make a crash-consistent snapshot'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l require-stopped -d 'Fail (exit 75) when a process has the image open and no --qmp socket is known'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l freeze -d 'With --qmp: freeze the guest\'s filesystems for the instant of the snapshot (application-consistent)'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l rollback-on-failure -d 'With --before: when CMD fails, restore the snapshot (only when no process has the image open)'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -s v -l verbose -d 'Print more detail'
@@ -91,17 +97,27 @@ complete -c snap-disk -n "__fish_snap_disk_using_subcommand verify" -s c -l conf
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand verify" -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand verify" -s v -l verbose -d 'Print more detail'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand verify" -s h -l help -d 'Print help'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand serve" -l socket -d 'The unix socket to listen on [default: $XDG_RUNTIME_DIR/snap-disk-DISK-NAME.nbd, else in /tmp]' -r -F
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand serve" -l from -d 'Read the snapshot at a destination: a configured name, a URL (s3://, gs://, az://) or a folder' -r
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand serve" -l cache -d 'Keep blocks fetched from a bucket here, for the next read and the next server [default: ~/.cache/snap/serve/DISK]' -r -F
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand serve" -s i -l identity -d 'age identity file for encrypted blocks (repeatable)' -r -F
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand serve" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand serve" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand serve" -s q -l quiet -d 'Print only warnings and errors on stderr'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand serve" -s v -l verbose -d 'Print more detail'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand serve" -s h -l help -d 'Print help'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand commit" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand commit" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand commit" -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand commit" -s v -l verbose -d 'Print more detail'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand commit" -s h -l help -d 'Print help'
-complete -c snap-disk -n "__fish_snap_disk_using_subcommand help; and not __fish_seen_subcommand_from create list show restore delete export verify commit help" -f -a "create" -d 'Snapshot an image'
-complete -c snap-disk -n "__fish_snap_disk_using_subcommand help; and not __fish_seen_subcommand_from create list show restore delete export verify commit help" -f -a "list" -d 'List the snapshots of one disk or of every disk'
-complete -c snap-disk -n "__fish_snap_disk_using_subcommand help; and not __fish_seen_subcommand_from create list show restore delete export verify commit help" -f -a "show" -d 'Show one snapshot in detail'
-complete -c snap-disk -n "__fish_snap_disk_using_subcommand help; and not __fish_seen_subcommand_from create list show restore delete export verify commit help" -f -a "restore" -d 'Bring the image back to a snapshot (or write the snapshot to a new file)'
-complete -c snap-disk -n "__fish_snap_disk_using_subcommand help; and not __fish_seen_subcommand_from create list show restore delete export verify commit help" -f -a "delete" -d 'Delete snapshots'
-complete -c snap-disk -n "__fish_snap_disk_using_subcommand help; and not __fish_seen_subcommand_from create list show restore delete export verify commit help" -f -a "export" -d 'Write a snapshot as a standalone image: OUT.raw, .raw.zst, .raw.gz or .qcow2'
-complete -c snap-disk -n "__fish_snap_disk_using_subcommand help; and not __fish_seen_subcommand_from create list show restore delete export verify commit help" -f -a "verify" -d 'Check that snapshots are intact: every block there and matching its sha256, chains whole'
-complete -c snap-disk -n "__fish_snap_disk_using_subcommand help; and not __fish_seen_subcommand_from create list show restore delete export verify commit help" -f -a "commit" -d 'Fold an overlay chain back into one image (its overlay snapshots are gone after)'
-complete -c snap-disk -n "__fish_snap_disk_using_subcommand help; and not __fish_seen_subcommand_from create list show restore delete export verify commit help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand help; and not __fish_seen_subcommand_from create list show restore delete export verify serve commit help" -f -a "create" -d 'Snapshot an image'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand help; and not __fish_seen_subcommand_from create list show restore delete export verify serve commit help" -f -a "list" -d 'List the snapshots of one disk or of every disk'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand help; and not __fish_seen_subcommand_from create list show restore delete export verify serve commit help" -f -a "show" -d 'Show one snapshot in detail'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand help; and not __fish_seen_subcommand_from create list show restore delete export verify serve commit help" -f -a "restore" -d 'Bring the image back to a snapshot (or write the snapshot to a new file)'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand help; and not __fish_seen_subcommand_from create list show restore delete export verify serve commit help" -f -a "delete" -d 'Delete snapshots'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand help; and not __fish_seen_subcommand_from create list show restore delete export verify serve commit help" -f -a "export" -d 'Write a snapshot as a standalone image: OUT.raw, .raw.zst, .raw.gz or .qcow2'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand help; and not __fish_seen_subcommand_from create list show restore delete export verify serve commit help" -f -a "verify" -d 'Check that snapshots are intact: every block there and matching its sha256, chains whole'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand help; and not __fish_seen_subcommand_from create list show restore delete export verify serve commit help" -f -a "serve" -d 'Export a blocks snapshot read-only over NBD on a unix socket, to boot a VM from it at once'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand help; and not __fish_seen_subcommand_from create list show restore delete export verify serve commit help" -f -a "commit" -d 'Fold an overlay chain back into one image (its overlay snapshots are gone after)'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand help; and not __fish_seen_subcommand_from create list show restore delete export verify serve commit help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

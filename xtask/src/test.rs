@@ -23,6 +23,9 @@ pub const TEST_PROGRAMS: &[(&str, &str)] = &[
     ("npm", "npm"),
     ("qemu-img", "qemu-utils"),
     ("qemu-io", "qemu-utils"),
+    // Stands in for a running VM in snap-disk's live tests (Debian 12 ships
+    // it in qemu-system-common; later releases in qemu-utils).
+    ("qemu-storage-daemon", "qemu-system-common"),
     ("mke2fs", "e2fsprogs"),
     ("debugfs", "e2fsprogs"),
     // EIO injected into one file's reads (tests/e2e/surroundings.sh).

@@ -46,15 +46,21 @@ in IMAGE.snapshots/ and continues in a new overlay at the same path; blocks (the
 other image) cuts the image into fixed blocks, stores each distinct non-zero block once, zstd-compressed \
 (and age-encrypted with --recipient), in the store's disks/DISK/blocks/, and records a block map, so a \
 second snapshot stores only the blocks that changed.\n\n\
+A running VM's disk is snapshotted through its QEMU (--qmp SOCKET, or the config's \"disks\" entry): one QMP \
+transaction fixes the point in time, a dirty bitmap tells which blocks changed since the last snapshot, and only \
+those are read (--freeze also freezes the guest's filesystems through its guest agent). A stopped qcow2 image \
+is read through a qemu-storage-daemon of snap-disk's own: only its allocated blocks, and a dirty bitmap is kept \
+in the image for the next snapshot. `serve` exports a blocks snapshot over NBD so that a VM boots from it at once.\n\n\
 A DISK operand is an image file, or the name of a disk that has snapshots (the image's file name without \
 its extension, unless create was given --disk).\n\n\
 Restore and delete refuse (exit 75, naming the process) while a process has the image open, such \
 as a running VM. A blocks restore rewrites in place only the blocks that differ, after checking the \
 blocks it needs, and when killed is finished by running it again.\n\n\
 Exit codes: 0 done; 1 the --before command failed; 64 usage; 65 a damaged snapshot or block map; \
-66 no such image or snapshot; 69 qemu-img is missing; 73 cannot create the output; 74 I/O error; \
-75 the image is in use or the store is busy; 78 bad config.",
-    after_help = "Examples:\n  snap-disk create ~/vms/dev.qcow2 before-upgrade -d \"Before system upgrade\"\n  snap-disk create ~/vms/win.raw                     a blocks snapshot named by the time\n  snap-disk create ~/vms/dev.qcow2 --overlay clean-install\n  snap-disk create ~/vms/dev.raw --before \"ssh dev sudo apt full-upgrade -y\"\n  snap-disk list\n  snap-disk restore dev before-upgrade\n  snap-disk export win 2026-12-01T101500Z win.raw.zst\n  snap-disk create ~/vms/win.raw | snap-push --dest t9"
+66 no such image or snapshot; 69 qemu-img is missing, or QEMU's monitor is unreachable or refused; \
+73 cannot create the output; 74 I/O error; 75 the image is in use or the store is busy; 78 bad config; \
+130 interrupted (a live snapshot thaws the guest and takes its nodes out of QEMU first).",
+    after_help = "Examples:\n  snap-disk create ~/vms/dev.qcow2 before-upgrade -d \"Before system upgrade\"\n  snap-disk create ~/vms/win.raw                     a blocks snapshot named by the time\n  snap-disk create ~/vms/dev.qcow2 --overlay clean-install\n  snap-disk create ~/vms/dev.raw --before \"ssh dev sudo apt full-upgrade -y\"\n  snap-disk create ~/vms/web.qcow2 --qmp /run/vm/web.qmp --freeze --guest-agent /run/vm/web.qga\n  snap-disk serve web 2026-12-01T101500Z --from t9\n  snap-disk list\n  snap-disk restore dev before-upgrade\n  snap-disk export win 2026-12-01T101500Z win.raw.zst\n  snap-disk create ~/vms/win.raw | snap-push --dest t9"
 )]
 pub struct Cli {
     /// Store directory [default: $SNAP_STORE, else $DBACKUP, else the config's "store", else ~/.local/share/snap]
