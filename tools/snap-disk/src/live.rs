@@ -54,7 +54,7 @@ pub const POINT_IN_TIME: &str = "point-in-time";
 pub const APPLICATION: &str = "application";
 
 /// Every name this tool gives inside QEMU starts so; a later run finds what a killed one left.
-const OURS: &str = "snap-disk-";
+pub const OURS: &str = "snap-disk-";
 
 /// The name of the dirty bitmap a snapshot starts, on the disk's node.
 pub fn bitmap_name(disk: &str, snap: &str) -> String {

@@ -472,3 +472,46 @@ fn stopped_qcow2_reads_allocated_then_what_the_vm_wrote() {
         "a temporary file was left in the store"
     );
 }
+
+/// QEMU refuses to revert an internal snapshot while the image has a
+/// persistent dirty bitmap: a qcow2-internal restore removes ours first, and
+/// the blocks snapshot after it reads the whole image and is right.
+#[test]
+fn internal_restore_with_a_blocks_bitmap_in_the_image() {
+    let w = World::new();
+    let img = w.image("vm.qcow2", "qcow2", 64 * MIB);
+    let i = img.to_str().unwrap();
+    let io = |cmd: &str| {
+        let out = std::process::Command::new("qemu-io")
+            .args(["-f", "qcow2", "-c", cmd, i])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    io("write -P 1 0 4M");
+    let ok = |o: Output| {
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        o
+    };
+    ok(w.disk(&["create", i, "a", "-m", "blocks"]));
+    ok(w.disk(&["create", i, "x", "-m", "qcow2-internal"]));
+    io("write -P 2 50M 1M");
+    ok(w.disk(&["create", i, "b", "-m", "blocks"]));
+    ok(w.disk(&["restore", "vm", "x"]));
+    let c = ok(w.disk(&["create", i, "c", "-m", "blocks"]));
+    let rec = &records(&c)[0];
+    assert_eq!(rec["full_read"], true, "{rec}");
+    assert_eq!(rec["read_bytes"], 4 * MIB);
+    let raw = w.export("vm", "c");
+    let cmp = std::process::Command::new("qemu-img")
+        .args(["compare", "-f", "raw", "-F", "qcow2"])
+        .arg(&raw)
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert!(
+        cmp.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cmp.stdout)
+    );
+}
