@@ -3,9 +3,11 @@
 //! guest would), and a `qemu-io` writer fed line by line.
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixListener;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -235,5 +237,59 @@ impl Drop for Writer {
     fn drop(&mut self) {
         drop(self.child.stdin.take());
         let _ = self.child.wait();
+    }
+}
+
+/// A fake qemu-guest-agent: answers guest-sync, freeze and thaw, logs them,
+/// and holds its answer to a freeze for `freeze_delay`.
+pub struct FakeAgent {
+    pub path: PathBuf,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl FakeAgent {
+    pub fn start(dir: &Path, freeze_delay: Duration) -> FakeAgent {
+        let path = dir.join("qga.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let l2 = log.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { return };
+                let log = l2.clone();
+                std::thread::spawn(move || serve_agent(conn, &log, freeze_delay));
+            }
+        });
+        FakeAgent { path, log }
+    }
+
+    /// The freezes and thaws so far, in order.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+fn serve_agent(conn: std::os::unix::net::UnixStream, log: &Mutex<Vec<String>>, delay: Duration) {
+    let mut w = conn.try_clone().unwrap();
+    for line in BufReader::new(conn).lines() {
+        let Ok(line) = line else { return };
+        let v: Value = serde_json::from_str(&line).unwrap();
+        let cmd = v["execute"].as_str().unwrap_or("").to_string();
+        let reply = match cmd.as_str() {
+            "guest-sync" => json!({"return": v["arguments"]["id"]}),
+            "guest-fsfreeze-freeze" => {
+                log.lock().unwrap().push("freeze".into());
+                std::thread::sleep(delay);
+                json!({"return": 2})
+            }
+            "guest-fsfreeze-thaw" => {
+                log.lock().unwrap().push("thaw".into());
+                json!({"return": 2})
+            }
+            _ => json!({"error": {"class": "CommandNotFound", "desc": "no"}}),
+        };
+        if writeln!(w, "{reply}").is_err() {
+            return;
+        }
     }
 }

@@ -137,6 +137,7 @@ struct Run {
     q_apply: (f64, f64),
     /// `qemu-img check && qemu-img snapshot -a`: the safe workflow snap-disk restore follows.
     q_check_apply: f64,
+    live: crate::bench_live::Live,
 }
 
 const BLOCK_SIZES: [u64; 3] = [MIB, 2 * MIB, 4 * MIB];
@@ -205,6 +206,7 @@ fn one_run(base: &Path, v1: &Path, v2: &Path) -> Result<Run> {
     r.restic = two_backups(&t, "restic", &img, v1, v2)?;
     r.rustic = two_backups(&t, "rustic", &img, v1, v2)?;
     (r.q_create, r.q_apply, r.q_check_apply) = qcow2_internal(&t, v1)?;
+    r.live = crate::bench_live::run(&t, v1)?;
     Ok(r)
 }
 
@@ -323,6 +325,8 @@ pub fn run(args: &Args, base: &Path) -> Result {
         ("borg", "borgbackup"),
         ("zstd", "zstd"),
         ("qemu-img", "qemu-utils"),
+        ("qemu-io", "qemu-utils"),
+        ("qemu-storage-daemon", "qemu-system-common"),
         ("mke2fs", "e2fsprogs"),
     ])?;
     crate::bench::ensure_rustic()?;
@@ -440,5 +444,12 @@ fn render(runs: &[Run], v1: &Path) -> String {
         sa * 1e3,
         sa / qca
     ));
+    let live: Vec<_> = runs.iter().map(|r| r.live.clone()).collect();
+    let anchors: Vec<_> = runs
+        .iter()
+        .map(|r| (r.borg.1, r.restic.1, r.rustic.1))
+        .collect();
+    md.push('\n');
+    md.push_str(&crate::bench_live::render(&live, &anchors));
     md
 }

@@ -12,6 +12,7 @@ mod baseline;
 mod bench;
 mod bench_coord;
 mod bench_disk;
+mod bench_live;
 mod bench_pack;
 mod bench_prune;
 mod bench_push;

@@ -109,7 +109,7 @@ pub enum Cmd {
         #[arg(required = true)]
         names: Vec<String>,
     },
-    /// Write a snapshot as a standalone image: OUT.raw, .raw.zst, .raw.gz or .qcow2
+    /// Write a snapshot as a standalone image: OUT.raw, .raw.zst, .raw.gz, .qcow2 or .vhdx (dynamic)
     Export {
         /// Image file or disk name
         disk: String,

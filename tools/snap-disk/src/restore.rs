@@ -206,13 +206,14 @@ fn replace_with_converted(
 }
 
 /// The format an export writes, by the output's extension: `zst` or `gz`
-/// (a compressed raw stream), or a qemu-img format (`raw`, `qcow2`).
+/// (a compressed raw stream), or a qemu-img format (`raw`, `qcow2`, `vhdx`).
 pub fn out_format(path: &Path) -> Option<&'static str> {
     let name = path.file_name()?.to_string_lossy().to_lowercase();
     [
         (".zst", "zst"),
         (".gz", "gz"),
         (".qcow2", "qcow2"),
+        (".vhdx", "vhdx"),
         (".raw", "raw"),
         (".img", "raw"),
     ]
@@ -232,7 +233,7 @@ pub fn export(
     let Some(fmt) = out_format(out) else {
         return Err(Error::usage(
             out.display().to_string(),
-            "the extension says no format: use .raw, .img, .raw.zst, .raw.gz or .qcow2",
+            "the extension says no format: use .raw, .img, .raw.zst, .raw.gz, .qcow2 or .vhdx",
         ));
     };
     let dec = keys.decrypt()?;
@@ -392,8 +393,11 @@ fn convert(src: &Path, src_fmt: &str, snapshot: Option<&str>, out: &Path, fmt: &
         args.extend([OsStr::new("-U"), OsStr::new("-l"), OsStr::new(s)]);
     }
     args.extend([OsStr::new("-O"), OsStr::new(fmt)]);
-    if fmt == "qcow2" {
-        args.push("-c".as_ref());
+    match fmt {
+        "qcow2" => args.push("-c".as_ref()),
+        // What WSL and Hyper-V make: blocks allocated as written.
+        "vhdx" => args.extend([OsStr::new("-o"), OsStr::new("subformat=dynamic")]),
+        _ => {}
     }
     args.extend([src.as_os_str(), out.as_os_str()]);
     qemu_img(&args)?;

@@ -6,18 +6,17 @@
 //! bitmap, and the guest freeze with a fake guest agent on every path.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::unix::fs::FileExt;
-use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use assert_cmd::Command;
-use serde_json::{Value, json};
-use snap_testkit::qemu::{Qsd, send_signal};
+use serde_json::json;
+use snap_testkit::qemu::{FakeAgent, Qsd, send_signal};
 use snap_testkit::{code, records, stderr};
 
 const MIB: u64 = 1 << 20;
@@ -280,59 +279,6 @@ fn dirty_bitmaps_read_only_what_changed() {
     );
 }
 
-/// A fake qemu-guest-agent: answers guest-sync, freeze and thaw, logs them,
-/// and holds its answer to a freeze for `freeze_delay`.
-struct FakeAgent {
-    path: PathBuf,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl FakeAgent {
-    fn start(dir: &Path, freeze_delay: Duration) -> FakeAgent {
-        let path = dir.join("qga.sock");
-        let listener = UnixListener::bind(&path).unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let l2 = log.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(conn) = conn else { return };
-                let log = l2.clone();
-                std::thread::spawn(move || serve_agent(conn, &log, freeze_delay));
-            }
-        });
-        FakeAgent { path, log }
-    }
-
-    fn log(&self) -> Vec<String> {
-        self.log.lock().unwrap().clone()
-    }
-}
-
-fn serve_agent(conn: std::os::unix::net::UnixStream, log: &Mutex<Vec<String>>, delay: Duration) {
-    let mut w = conn.try_clone().unwrap();
-    for line in BufReader::new(conn).lines() {
-        let Ok(line) = line else { return };
-        let v: Value = serde_json::from_str(&line).unwrap();
-        let cmd = v["execute"].as_str().unwrap_or("").to_string();
-        let reply = match cmd.as_str() {
-            "guest-sync" => json!({"return": v["arguments"]["id"]}),
-            "guest-fsfreeze-freeze" => {
-                log.lock().unwrap().push("freeze".into());
-                std::thread::sleep(delay);
-                json!({"return": 2})
-            }
-            "guest-fsfreeze-thaw" => {
-                log.lock().unwrap().push("thaw".into());
-                json!({"return": 2})
-            }
-            _ => json!({"error": {"class": "CommandNotFound", "desc": "no"}}),
-        };
-        if writeln!(w, "{reply}").is_err() {
-            return;
-        }
-    }
-}
-
 /// --freeze freezes once and thaws once, around the transaction, and the
 /// record says so.
 #[test]
@@ -514,4 +460,75 @@ fn internal_restore_with_a_blocks_bitmap_in_the_image() {
         "{}",
         String::from_utf8_lossy(&cmp.stdout)
     );
+}
+
+/// A dynamic VHDX (WSL's and Hyper-V's format) is snapshotted through QEMU
+/// without being changed, restored in place as a VHDX, and exported as a
+/// dynamic VHDX and as qcow2, each with the snapshot's contents.
+#[test]
+fn dynamic_vhdx_round_trip() {
+    let w = World::new();
+    let img = w.path("wsl.vhdx");
+    let run = |program: &str, args: &[&str]| {
+        let out = std::process::Command::new(program)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{program} {args:?}: {}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let i = img.to_str().unwrap();
+    run(
+        "qemu-img",
+        &[
+            "create",
+            "-q",
+            "-f",
+            "vhdx",
+            "-o",
+            "subformat=dynamic",
+            i,
+            "64M",
+        ],
+    );
+    run("qemu-io", &["-f", "vhdx", "-c", "write -P 5 1M 3M", i]);
+    let before = sha(&img);
+    let out = w.disk(&["create", i, "a"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(records(&out)[0]["format"], "vhdx");
+    assert_eq!(sha(&img), before, "a snapshot changed the image");
+    let snap = w.export("wsl", "a");
+    run("qemu-io", &["-f", "vhdx", "-c", "write -P 6 30M 1M", i]);
+    let out = w.disk(&["restore", "wsl", "a"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let same = |fmt: &str, path: &Path| {
+        run(
+            "qemu-img",
+            &[
+                "compare",
+                "-f",
+                "raw",
+                "-F",
+                fmt,
+                snap.to_str().unwrap(),
+                path.to_str().unwrap(),
+            ],
+        );
+    };
+    same("vhdx", &img);
+    for (ext, fmt) in [("vhdx", "vhdx"), ("qcow2", "qcow2")] {
+        let out_path = w.path(&format!("out.{ext}"));
+        let o = w.disk(&["export", "wsl", "a", out_path.to_str().unwrap()]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        same(fmt, &out_path);
+    }
+    let info = run(
+        "qemu-img",
+        &[
+            "info",
+            "--output=json",
+            w.path("out.vhdx").to_str().unwrap(),
+        ],
+    );
+    assert!(info.contains("\"format\": \"vhdx\""), "{info}");
 }
