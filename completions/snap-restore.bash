@@ -269,7 +269,7 @@ _snap__restore() {
             return 0
             ;;
         snap__subcmd__restore__subcmd__import)
-            opts="-c -s -i -q -v -h --set --id --config --store --from --identity --passphrase-file --quiet --verbose --help"
+            opts="-d -t -c -s -i -q -v -h --set --id --description --tag --config --store --from --identity --passphrase-file --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -280,6 +280,22 @@ _snap__restore() {
                     return 0
                     ;;
                 --id)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --description)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -d)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tag)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -t)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -82,6 +82,8 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand verify" -s v -
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand verify" -s h -l help -d 'Print help'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -l set -d 'The set it belongs to' -r
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -l id -d 'Its id [default: from the file\'s mtime]' -r
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -s d -l description -d 'What it is, e.g. "WSL Ubuntu before the upgrade" (kept in the record and the catalog)' -r
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -s t -l tag -d 'Tag it (repeatable; snap-prune --keep-tag keeps tagged ones)' -r
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -l from -d 'Look here instead of the store: a store, a folder of archives, a destination URL (s3://, gs://, az://, uuid://, label://) or a configured destination\'s name' -r

@@ -169,6 +169,11 @@ impl Catalog {
         Ok(())
     }
 
+    /// The archive records of a set (all sets when `None`), oldest first.
+    pub fn archives(&self, set: Option<&str>) -> Result<Vec<ArchiveRecord>> {
+        self.records("archive", set)
+    }
+
     /// The snapshot records of a set (all sets when `None`), oldest first.
     pub fn snapshots(&self, set: Option<&str>) -> Result<Vec<SnapshotRecord>> {
         self.records("snapshot", set)

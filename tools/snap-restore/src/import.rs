@@ -38,6 +38,8 @@ pub struct Request<'a> {
     pub path: &'a Path,
     pub set: &'a str,
     pub id: Option<&'a str>,
+    pub description: Option<&'a str>,
+    pub tags: &'a [String],
     pub dec: &'a Decrypt,
     /// For an encrypted archive: whom its index is encrypted to (it lists every name).
     pub index_encrypt: Option<&'a Encrypt>,
@@ -113,6 +115,12 @@ pub fn import(store: &Store, req: &Request, report: &Reporter) -> Result<Archive
         extra.insert("packed_bytes".into(), json!(file_bytes));
         extra.insert("snapshot_bytes".into(), json!(file_bytes));
         extra.insert("chain".into(), json!(1));
+        if let Some(d) = req.description {
+            extra.insert("description".into(), json!(d));
+        }
+        if !req.tags.is_empty() {
+            extra.insert("tags".into(), json!(req.tags));
+        }
         if left_out > 0 {
             extra.insert("left_out".into(), json!(left_out));
         }

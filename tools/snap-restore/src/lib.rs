@@ -157,6 +157,12 @@ pub enum Command {
         /// Its id [default: from the file's mtime]
         #[arg(long, value_name = "ID")]
         id: Option<String>,
+        /// What it is, e.g. "WSL Ubuntu before the upgrade" (kept in the record and the catalog)
+        #[arg(short, long, value_name = "TEXT")]
+        description: Option<String>,
+        /// Tag it (repeatable; snap-prune --keep-tag keeps tagged ones)
+        #[arg(short, long = "tag", value_name = "TAG", action = ArgAction::Append)]
+        tags: Vec<String>,
     },
     /// Restore a snapshot or archive (or any tar) into a folder
     Restore {
@@ -345,7 +351,13 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
             }
             Ok(worst)
         }
-        Command::Import { path, set, id } => {
+        Command::Import {
+            path,
+            set,
+            id,
+            description,
+            tags,
+        } => {
             let Source::Store(store) = &source else {
                 return Err(Error::usage(
                     "import",
@@ -365,6 +377,8 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
                 path,
                 set,
                 id: id.as_deref(),
+                description: description.as_deref(),
+                tags,
                 dec: &dec,
                 index_encrypt: index_encrypt.as_ref(),
             };

@@ -205,6 +205,13 @@ pub fn show(item: &Item, as_json: bool, out: &mut impl Write) -> Result<()> {
             put("chain", chain.join(" -> "));
             put("sha256", rec.sha256.clone());
             put("path", item.data().show());
+            if let Some(t) = v.get("tags").and_then(Value::as_array) {
+                let t: Vec<&str> = t.iter().filter_map(Value::as_str).collect();
+                put("tags", t.join(", "));
+            }
+            if let Some(d) = v.get("description").and_then(Value::as_str) {
+                put("description", d.to_string());
+            }
         }
         Item::Foreign { path } => {
             put("path", path.display().to_string());

@@ -667,6 +667,60 @@ fn pack_passes_other_records_through() {
     assert_eq!(recs[1]["kind"], "archive");
 }
 
+/// A `wsl --export` tarball (a root filesystem, `./` names, numeric owners)
+/// imports with its description and tags: in the record, the catalog's row
+/// and `show`, and it restores.
+#[test]
+fn import_wsl_export_with_description() {
+    let w = World::new();
+    let root = w.path("rootfs");
+    for d in ["etc", "usr/bin", "home/me"] {
+        fs::create_dir_all(root.join(d)).unwrap();
+    }
+    fs::write(root.join("etc/os-release"), "NAME=\"Ubuntu\"\n").unwrap();
+    fs::write(root.join("home/me/.bashrc"), "alias ll='ls -l'\n").unwrap();
+    let made = std::process::Command::new("tar")
+        .args(["--numeric-owner", "-C"])
+        .arg(&root)
+        .args(["-cf", "ubuntu.tar", "."])
+        .current_dir(w.dir.path())
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let what = "WSL Ubuntu before the 24.04 upgrade";
+    let out = w.restore(&[
+        "import",
+        "ubuntu.tar",
+        "--set",
+        "wsl",
+        "--id",
+        "2026-11-30T080000Z",
+        "-d",
+        what,
+        "-t",
+        "pre-upgrade",
+    ]);
+    assert_eq!(code(&out), 0, "{}", w.redact(&out.stderr));
+    assert_eq!(records(&out)[0]["description"], what);
+    let store = snap_shared::store::Store::new(w.path("store"));
+    let (catalog, _) = snap_shared::catalog::Catalog::open(&store).unwrap();
+    let rows = catalog.archives(Some("wsl")).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].extra["description"], what);
+    assert_eq!(rows[0].extra["tags"], serde_json::json!(["pre-upgrade"]));
+    let shown = String::from_utf8_lossy(&w.restore(&["show", "wsl/latest"]).stdout).into_owned();
+    assert!(
+        shown.contains(&format!("  description  {what}\n")),
+        "{shown}"
+    );
+    let out = w.restore(&["restore", "wsl/latest", "--to", "back"]);
+    assert_eq!(code(&out), 0, "{}", w.redact(&out.stderr));
+    assert_eq!(
+        fs::read_to_string(w.path("back/etc/os-release")).unwrap(),
+        "NAME=\"Ubuntu\"\n"
+    );
+}
+
 /// import adds a GNU tar.gz to the store: listed, verified (a flipped file is named), restored.
 #[test]
 fn import_foreign_archive() {
