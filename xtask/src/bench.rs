@@ -424,6 +424,9 @@ pub(crate) fn discard(target: &Path) -> Result {
 
 pub(crate) fn empty_trash(base: &Path) {
     let trash = base.join("trash");
+    if !trash.exists() {
+        return;
+    }
     let _ = Command::new("chmod")
         .args(["-R", "u+w"])
         .arg(&trash)

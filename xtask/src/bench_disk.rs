@@ -447,7 +447,13 @@ fn render(runs: &[Run], v1: &Path) -> String {
     let live: Vec<_> = runs.iter().map(|r| r.live.clone()).collect();
     let anchors: Vec<_> = runs
         .iter()
-        .map(|r| (r.borg.1, r.restic.1, r.rustic.1))
+        .map(|r| {
+            [
+                (r.borg.0, r.borg.1),
+                (r.restic.0, r.restic.1),
+                (r.rustic.0, r.rustic.1),
+            ]
+        })
         .collect();
     md.push('\n');
     md.push_str(&crate::bench_live::render(&live, &anchors));
