@@ -6,6 +6,7 @@
 //! finished tool's exit code, stderr and records.
 
 pub mod qemu;
+pub mod vhdx;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -63,7 +63,14 @@ pub fn run(ctx: &Context, args: &CreateArgs, report: &Reporter) -> Result<Exit> 
         Some(n) => n.clone(),
         None => free_id(Utc::now(), |id| disk.dir.record_path(id).exists()),
     };
-    let reading = how_to_read(&disk, &info.format, method, ends, args, report)?;
+    let reading = how_to_read(
+        &disk,
+        (&info.format, info.backing.is_some()),
+        method,
+        ends,
+        args,
+        report,
+    )?;
     let (rec, bitmaps) = match method {
         Method::Blocks => create_blocks(&ctx.store, &disk, &info, &name, args, reading, report)?,
         Method::Qcow2Internal => (create_internal(&disk, &info, &name)?, None),
@@ -166,6 +173,8 @@ enum Reading {
     Live(live::Endpoints),
     /// A stopped image of another format than raw, through a QEMU of our own.
     Stopped,
+    /// A differencing VHDX (QEMU cannot open one), with its parents.
+    VhdxChain { in_use: bool },
 }
 
 /// Decides how to read: through QEMU when its QMP socket is known (given on
@@ -173,7 +182,7 @@ enum Reading {
 /// else the file, with a warning when something holds it.
 fn how_to_read(
     disk: &Disk,
-    format: &str,
+    (format, backing): (&str, bool),
     method: Method,
     ends: Option<live::Endpoints>,
     args: &CreateArgs,
@@ -187,6 +196,9 @@ fn how_to_read(
         _ => {}
     }
     let in_use = check_in_use(disk, method, held, args.require_stopped, report)?;
+    if method == Method::Blocks && format == "vhdx" && backing {
+        return Ok(Reading::VhdxChain { in_use });
+    }
     if method == Method::Blocks && !in_use && format != "raw" {
         if !writable(&disk.image) {
             report.note(&format!(
@@ -407,6 +419,7 @@ fn create_blocks(
     let read = (|| {
         let read = match &reading {
             Reading::File { .. } => read_file(disk, info, &to)?,
+            Reading::VhdxChain { .. } => read_vhdx_chain(disk, info, &to)?,
             Reading::Live(ends) => read_live(disk, ends, None, &to)?,
             Reading::Stopped => {
                 let d = daemon::Daemon::start(&disk.image, &info.format)?;
@@ -444,7 +457,10 @@ fn create_blocks(
         "encryption".into(),
         settings.encrypted.then_some("age").into(),
     );
-    let in_use = matches!(reading, Reading::File { in_use: true });
+    let in_use = matches!(
+        reading,
+        Reading::File { in_use: true } | Reading::VhdxChain { in_use: true }
+    );
     x.insert("crash_consistent".into(), Value::from(in_use));
     let consistency = match (&read.live, in_use) {
         (Some(t), _) => t.consistency,
@@ -523,6 +539,22 @@ fn read_file(disk: &Disk, info: &ImageInfo, to: &MapTo<'_>) -> Result<Read> {
     let plan = blocks::plan_file(&file, header);
     let what = source.path().display().to_string();
     let stats = to.write(&file, &what, info.virtual_size, plan)?;
+    Ok(Read {
+        stats,
+        virtual_size: info.virtual_size,
+        live: None,
+        bitmaps: None,
+    })
+}
+
+/// Reads a differencing VHDX with its parents, every block (the reader
+/// does not tell which blocks are absent in the whole chain).
+fn read_vhdx_chain(disk: &Disk, info: &ImageInfo, to: &MapTo<'_>) -> Result<Read> {
+    let chain = crate::vhdx::Chain::open(&disk.image)?;
+    let blocks = info.virtual_size.div_ceil(to.block_size);
+    let plan = (0..blocks).map(|i| (i, blocks::Take::Read));
+    let what = disk.image.display().to_string();
+    let stats = to.write(&chain, &what, info.virtual_size, plan)?;
     Ok(Read {
         stats,
         virtual_size: info.virtual_size,

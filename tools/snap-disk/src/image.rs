@@ -74,6 +74,20 @@ pub fn probe(path: &Path) -> Result<ImageInfo> {
             Some(info) => Ok(info),
             None => qemu_info(path),
         },
+        // QEMU cannot open a differencing VHDX: its parent comes from the file.
+        Some("vhdx") => match crate::vhdx::info(path)? {
+            crate::vhdx::Info {
+                virtual_size,
+                parent: Some((parent, _)),
+            } => Ok(ImageInfo {
+                format: "vhdx".into(),
+                virtual_size,
+                backing: Some(parent),
+                backing_format: Some("vhdx".into()),
+                snapshots: Vec::new(),
+            }),
+            _ => qemu_info(path),
+        },
         Some(_) => qemu_info(path),
     }
 }

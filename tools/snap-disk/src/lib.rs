@@ -21,6 +21,7 @@ pub mod qcow2;
 pub mod qmp;
 pub mod restore;
 pub mod serve;
+pub mod vhdx;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
