@@ -489,6 +489,22 @@ pub fn remove_leftovers(m: &mut Monitor) -> Result<Vec<String>> {
     Ok(gone)
 }
 
+/// Deletes fleecing overlays a killed run left in the disk's folder (the
+/// store lock makes every other one stale; QEMU let go of them above).
+fn remove_stale_overlays(dir: &Path) -> Result<()> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(".fleece-") && name.ends_with(".qcow2") {
+            fs::remove_file(e.path()).map_err(|err| Error::io(&e.path(), err))?;
+        }
+    }
+    Ok(())
+}
+
 fn names_with(list: &Value, key: &str) -> Vec<String> {
     list.as_array()
         .into_iter()
@@ -606,6 +622,7 @@ pub struct Start<'a> {
 pub fn start(s: Start<'_>) -> Result<Session> {
     let mut m = Monitor::connect(&s.ends.qmp)?;
     remove_leftovers(&mut m)?;
+    remove_stale_overlays(s.work_dir)?;
     let nodes = m.run("query-named-block-nodes", json!({"flat": true}))?;
     let nodes = nodes.as_array().cloned().unwrap_or_default();
     // QEMU may have been given the image's path relative to its own folder.

@@ -668,3 +668,67 @@ fn differencing_vhdx_reads_through_its_parent() {
         stderr(&out)
     );
 }
+
+/// kill -9 of snap-disk mid-snapshot (at its NBD connect, after the
+/// transaction) leaves its nodes, export and job in QEMU and two bitmaps;
+/// the next snapshot removes them, merges the bitmaps, reads every change
+/// since the last good snapshot and no more, and is right.
+#[test]
+fn a_killed_live_snapshot_is_cleaned_up_by_the_next() {
+    let w = World::new();
+    let img = w.image("vm.raw", "raw", 32 * MIB);
+    let q = Qsd::start(&img, "raw");
+    fill(&q, 8);
+    let before = q.inventory();
+    let one = w.live(&q, &img, "one", &[]);
+    assert_eq!(code(&one), 0, "{}", stderr(&one));
+    q.write(10 * MIB, MIB, 0x41);
+    let killed = std::process::Command::new("strace")
+        .args(["-f", "-o", "/dev/null", "-e", "trace=connect"])
+        .args(["-e", "inject=connect:signal=KILL:when=2"])
+        .arg(assert_cmd::cargo::cargo_bin!("snap-disk"))
+        .env_remove("SNAP_CONFIG")
+        .env("SNAP_STORE", w.path("store"))
+        .args(["create", img.to_str().unwrap(), "two", "--qmp"])
+        .arg(&q.qmp)
+        .arg("--nbd-server")
+        .arg(&q.nbd)
+        .output()
+        .expect("strace (cargo xtask test installs it)");
+    assert!(!killed.status.success());
+    assert_ne!(
+        q.inventory(),
+        before,
+        "the kill left nothing behind: it came too late"
+    );
+    assert_eq!(q.bitmaps().len(), 2, "{:?}", q.bitmaps());
+    q.write(20 * MIB, MIB, 0x42);
+    let three = w.live(&q, &img, "three", &[]);
+    assert_eq!(code(&three), 0, "{}", stderr(&three));
+    let rec = &records(&three)[0];
+    assert_eq!(rec["read_bytes"], 2 * MIB, "{rec}");
+    assert_eq!(rec["parent"], "one");
+    assert_eq!(q.inventory(), before);
+    assert_eq!(
+        q.bitmaps(),
+        [("snap-disk-vm/three".to_string(), true, false)]
+    );
+    let leftovers: Vec<_> = fs::read_dir(w.path("store/disks/vm"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".fleece"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let raw = w.export("vm", "three");
+    let cmp = std::process::Command::new("qemu-img")
+        .args(["compare", "-U", "-f", "raw", "-F", "raw"])
+        .arg(&raw)
+        .arg(q.url())
+        .output()
+        .unwrap();
+    assert!(
+        cmp.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cmp.stdout)
+    );
+}
