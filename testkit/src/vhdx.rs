@@ -26,10 +26,10 @@ pub enum Block {
 }
 
 /// The parent of a differencing file: its path as written in the locator
-/// (relative to the child), and its DataWriteGuid.
+/// (relative to the child), and its DataWriteGuid (`XXXXXXXX-XXXX-…`).
 pub struct Parent<'a> {
     pub relative_path: &'a str,
-    pub data_write_guid: [u8; 16],
+    pub data_write_guid: &'a str,
 }
 
 /// A GUID in VHDX's byte order (the first three fields little-endian).
@@ -44,27 +44,6 @@ pub fn guid(s: &str) -> [u8; 16] {
     g[6..8].copy_from_slice(&[b[7], b[6]]);
     g[8..].copy_from_slice(&b[8..]);
     g
-}
-
-/// The `{XXXXXXXX-…}` text of a GUID in VHDX's byte order (parent_linkage's form).
-pub fn guid_text(g: &[u8; 16]) -> String {
-    format!(
-        "{{{:02X}{:02X}{:02X}{:02X}-{:02X}{:02X}-{:02X}{:02X}-{:02X}{:02X}-{}}}",
-        g[3],
-        g[2],
-        g[1],
-        g[0],
-        g[5],
-        g[4],
-        g[7],
-        g[6],
-        g[8],
-        g[9],
-        g[10..]
-            .iter()
-            .map(|b| format!("{b:02X}"))
-            .collect::<String>()
-    )
 }
 
 fn put(buf: &mut [u8], at: usize, bytes: &[u8]) {
@@ -83,7 +62,7 @@ pub fn write(
     size: u64,
     blocks: &[(u64, Block)],
     parent: Option<&Parent<'_>>,
-    data_write_guid: [u8; 16],
+    data_write_guid: &str,
 ) {
     let nblocks = size.div_ceil(MIB);
     let chunks = nblocks.div_ceil(CHUNK_RATIO);
@@ -99,7 +78,7 @@ pub fn write(
         put(h, 0, b"head");
         put(h, 8, &seq.to_le_bytes());
         put(h, 16, &guid("11111111-2222-3333-4444-555555555555"));
-        put(h, 32, &data_write_guid);
+        put(h, 32, &guid(data_write_guid));
         put(h, 66, &1u16.to_le_bytes());
         put(h, 68, &(MIB as u32).to_le_bytes());
         put(h, 72, &MIB.to_le_bytes());
@@ -212,7 +191,10 @@ fn write_metadata(m: &mut [u8], size: u64, parent: Option<&Parent<'_>>) {
 /// The parent locator item: its type, then key/value pairs in UTF-16.
 fn locator(p: &Parent<'_>) -> Vec<u8> {
     let pairs = [
-        ("parent_linkage", guid_text(&p.data_write_guid)),
+        (
+            "parent_linkage",
+            format!("{{{}}}", p.data_write_guid.to_uppercase()),
+        ),
         ("relative_path", p.relative_path.replace('/', "\\")),
     ];
     let mut out = guid("B04AEFB7-D19E-4A81-B789-25B8E9445913").to_vec();

@@ -235,6 +235,11 @@ pub fn plan_bitmaps(
             "the dirty bitmap {} tracks {}-byte blocks, not {block_size}",
             b.name, b.granularity
         )),
+        // Disabled with no newer bitmap of ours to merge in: writes went unseen.
+        (Some(_), Some(b)) if !b.recording && others.is_empty() => Some(format!(
+            "the dirty bitmap {} was not recording, and no other bitmap saw the writes",
+            b.name
+        )),
         (Some(p), Some(_)) if p.virtual_size != node.virtual_size => {
             Some("the disk changed size since the last snapshot".to_string())
         }
@@ -962,6 +967,16 @@ mod tests {
             ]
         );
         assert_eq!(actions[2]["data"]["name"], bitmap_name("d", "killed"));
+    }
+
+    /// A disabled parent bitmap with nothing to merge in missed writes: everything is read.
+    #[test]
+    fn disabled_bitmap_alone_means_a_full_read() {
+        let t = tempfile::tempdir().unwrap();
+        let mut b = bm(&bitmap_name("d", "p"));
+        b.recording = false;
+        let (_, since) = plan_bitmaps(&node(vec![b]), "d", Some(&parent(t.path())), 1 << 20);
+        assert!(matches!(since, Since::Everything(w) if w.contains("not recording")));
     }
 
     /// An in-use (inconsistent) bitmap is never trusted: everything is read.

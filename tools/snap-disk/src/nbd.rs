@@ -73,6 +73,29 @@ pub fn bitmap_context(bitmap: &str) -> String {
 /// The largest read one request asks for (QEMU's server refuses more than 32 MiB).
 const MAX_READ: usize = 16 << 20;
 
+/// Big-endian integers off the wire, for the client and the server.
+pub trait ReadBe: Read {
+    fn be_u16(&mut self) -> io::Result<u16> {
+        let mut b = [0; 2];
+        self.read_exact(&mut b)?;
+        Ok(u16::from_be_bytes(b))
+    }
+
+    fn be_u32(&mut self) -> io::Result<u32> {
+        let mut b = [0; 4];
+        self.read_exact(&mut b)?;
+        Ok(u32::from_be_bytes(b))
+    }
+
+    fn be_u64(&mut self) -> io::Result<u64> {
+        let mut b = [0; 8];
+        self.read_exact(&mut b)?;
+        Ok(u64::from_be_bytes(b))
+    }
+}
+
+impl<R: Read> ReadBe for R {}
+
 /// One extent of a metadata context: `len` bytes with `flags`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Extent {
@@ -125,10 +148,10 @@ impl Client {
     }
 
     fn handshake(&mut self, export: &str, meta: &[String]) -> io::Result<()> {
-        if self.u64()? != NBDMAGIC || self.u64()? != IHAVEOPT {
+        if self.rd.be_u64()? != NBDMAGIC || self.rd.be_u64()? != IHAVEOPT {
             return Err(bad("not an NBD server (or an old-style one)"));
         }
-        let server_flags = self.u16()?;
+        let server_flags = self.rd.be_u16()?;
         if server_flags & FLAG_FIXED_NEWSTYLE == 0 {
             return Err(bad("the NBD server does not speak fixed newstyle"));
         }
@@ -152,14 +175,14 @@ impl Client {
 
     /// One option reply: its type and data.
     fn reply(&mut self, opt: u32) -> io::Result<(u32, Vec<u8>)> {
-        if self.u64()? != OPT_REPLY_MAGIC {
+        if self.rd.be_u64()? != OPT_REPLY_MAGIC {
             return Err(bad("bad option reply magic"));
         }
-        if self.u32()? != opt {
+        if self.rd.be_u32()? != opt {
             return Err(bad("an option reply for another option"));
         }
-        let kind = self.u32()?;
-        let len = self.u32()? as usize;
+        let kind = self.rd.be_u32()?;
+        let len = self.rd.be_u32()? as usize;
         if len > 1 << 20 {
             return Err(bad("an option reply over 1 MiB"));
         }
@@ -267,7 +290,7 @@ impl Client {
             let chunk = self.chunk(cookie)?;
             match chunk.kind {
                 REPLY_OFFSET_DATA => {
-                    let at = self.u64()?;
+                    let at = self.rd.be_u64()?;
                     let n = chunk
                         .len
                         .checked_sub(8)
@@ -279,8 +302,8 @@ impl Client {
                     }
                 }
                 REPLY_OFFSET_HOLE => {
-                    let at = self.u64()?;
-                    let n = self.u32()? as usize;
+                    let at = self.rd.be_u64()?;
+                    let n = self.rd.be_u32()? as usize;
                     let start = at.checked_sub(offset).map(|s| s as usize);
                     match start.filter(|s| s + n <= buf.len()) {
                         Some(s) => buf[s..s + n].fill(0),
@@ -320,11 +343,11 @@ impl Client {
             let chunk = self.chunk(cookie)?;
             match chunk.kind {
                 REPLY_BLOCK_STATUS if chunk.len >= 4 && (chunk.len - 4) % 8 == 0 => {
-                    let ctx = self.u32()?;
+                    let ctx = self.rd.be_u32()?;
                     let mut at = offset;
                     for _ in 0..(chunk.len - 4) / 8 {
-                        let n = u64::from(self.u32()?);
-                        let flags = self.u32()?;
+                        let n = u64::from(self.rd.be_u32()?);
+                        let flags = self.rd.be_u32()?;
                         if ctx == id {
                             out.push(Extent {
                                 offset: at,
@@ -380,11 +403,11 @@ impl Client {
     }
 
     fn chunk(&mut self, cookie: u64) -> io::Result<Chunk> {
-        match self.u32()? {
+        match self.rd.be_u32()? {
             STRUCTURED_REPLY_MAGIC => {}
             SIMPLE_REPLY_MAGIC => {
-                let err = self.u32()?;
-                let _ = self.u64()?;
+                let err = self.rd.be_u32()?;
+                let _ = self.rd.be_u64()?;
                 return Err(match err {
                     0 => bad("a simple reply where a structured one was agreed"),
                     e => io::Error::from_raw_os_error(e as i32),
@@ -392,12 +415,12 @@ impl Client {
             }
             _ => return Err(bad("bad reply magic")),
         }
-        let flags = self.u16()?;
-        let kind = self.u16()?;
-        if self.u64()? != cookie {
+        let flags = self.rd.be_u16()?;
+        let kind = self.rd.be_u16()?;
+        if self.rd.be_u64()? != cookie {
             return Err(bad("a reply to a request never sent"));
         }
-        let len = self.u32()?;
+        let len = self.rd.be_u32()?;
         Ok(Chunk {
             done: flags & REPLY_FLAG_DONE != 0,
             kind,
@@ -423,24 +446,6 @@ impl Client {
 
     fn skip(&mut self, len: u32) -> io::Result<()> {
         io::copy(&mut (&mut self.rd).take(u64::from(len)), &mut io::sink()).map(|_| ())
-    }
-
-    fn u16(&mut self) -> io::Result<u16> {
-        let mut b = [0; 2];
-        self.rd.read_exact(&mut b)?;
-        Ok(u16::from_be_bytes(b))
-    }
-
-    fn u32(&mut self) -> io::Result<u32> {
-        let mut b = [0; 4];
-        self.rd.read_exact(&mut b)?;
-        Ok(u32::from_be_bytes(b))
-    }
-
-    fn u64(&mut self) -> io::Result<u64> {
-        let mut b = [0; 8];
-        self.rd.read_exact(&mut b)?;
-        Ok(u64::from_be_bytes(b))
     }
 }
 

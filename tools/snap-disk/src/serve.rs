@@ -350,7 +350,7 @@ impl Conn {
         self.wr
             .write_all(&(FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES).to_be_bytes())?;
         self.wr.flush()?;
-        let client_flags = self.u32()?;
+        let client_flags = self.rd.be_u32()?;
         let no_zeroes = client_flags & u32::from(FLAG_NO_ZEROES) != 0;
         if self.negotiate(no_zeroes)? {
             self.transmission()?;
@@ -361,11 +361,11 @@ impl Conn {
     /// The option phase; true when the client went on to transmission.
     fn negotiate(&mut self, no_zeroes: bool) -> io::Result<bool> {
         loop {
-            if self.u64()? != IHAVEOPT {
+            if self.rd.be_u64()? != IHAVEOPT {
                 return Ok(false);
             }
-            let opt = self.u32()?;
-            let len = self.u32()?;
+            let opt = self.rd.be_u32()?;
+            let len = self.rd.be_u32()?;
             if len > 64 << 10 {
                 return Ok(false);
             }
@@ -454,14 +454,14 @@ impl Conn {
 
     fn transmission(&mut self) -> io::Result<()> {
         loop {
-            if self.u32()? != REQUEST_MAGIC {
+            if self.rd.be_u32()? != REQUEST_MAGIC {
                 return Ok(());
             }
-            let _flags = self.u16()?;
-            let cmd = self.u16()?;
-            let cookie = self.u64()?;
-            let offset = self.u64()?;
-            let len = self.u32()?;
+            let _flags = self.rd.be_u16()?;
+            let cmd = self.rd.be_u16()?;
+            let cookie = self.rd.be_u64()?;
+            let offset = self.rd.be_u64()?;
+            let len = self.rd.be_u32()?;
             let in_range = offset
                 .checked_add(u64::from(len))
                 .is_some_and(|e| e <= self.blocks.size());
@@ -564,24 +564,6 @@ impl Conn {
         self.wr.write_all(&kind.to_be_bytes())?;
         self.wr.write_all(&cookie.to_be_bytes())?;
         self.wr.write_all(&len.to_be_bytes())
-    }
-
-    fn u16(&mut self) -> io::Result<u16> {
-        let mut b = [0; 2];
-        self.rd.read_exact(&mut b)?;
-        Ok(u16::from_be_bytes(b))
-    }
-
-    fn u32(&mut self) -> io::Result<u32> {
-        let mut b = [0; 4];
-        self.rd.read_exact(&mut b)?;
-        Ok(u32::from_be_bytes(b))
-    }
-
-    fn u64(&mut self) -> io::Result<u64> {
-        let mut b = [0; 8];
-        self.rd.read_exact(&mut b)?;
-        Ok(u64::from_be_bytes(b))
     }
 }
 

@@ -89,6 +89,22 @@ impl World {
     }
 }
 
+/// Fails unless `other` (a file or NBD URL of `format`) holds the same disk as the raw file `raw`.
+fn same_image(raw: &Path, other: impl AsRef<std::ffi::OsStr>, format: &str) {
+    let cmp = std::process::Command::new("qemu-img")
+        .args(["compare", "-U", "-f", "raw", "-F", format])
+        .arg(raw)
+        .arg(other)
+        .output()
+        .unwrap();
+    assert!(
+        cmp.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&cmp.stdout),
+        stderr(&cmp)
+    );
+}
+
 fn byte_at(path: &Path, offset: u64) -> u8 {
     let mut b = [0u8];
     fs::File::open(path)
@@ -262,17 +278,7 @@ fn dirty_bitmaps_read_only_what_changed() {
     assert_eq!(rec["full_read"], true);
     assert_eq!(rec["read_bytes"], 67 * MIB);
     let raw = w.export("vm", "four");
-    let cmp = std::process::Command::new("qemu-img")
-        .args(["compare", "-U", "-f", "raw", "-F", "raw"])
-        .arg(&raw)
-        .arg(q.url())
-        .output()
-        .unwrap();
-    assert!(
-        cmp.status.success(),
-        "{}",
-        String::from_utf8_lossy(&cmp.stdout)
-    );
+    same_image(&raw, q.url(), "raw");
     assert_eq!(
         q.bitmaps(),
         [("snap-disk-vm/four".to_string(), true, false)]
@@ -399,17 +405,7 @@ fn stopped_qcow2_reads_allocated_then_what_the_vm_wrote() {
     let to = w.path("back.raw");
     let out = w.disk(&["restore", "vm", "b", "--to", to.to_str().unwrap()]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let cmp = std::process::Command::new("qemu-img")
-        .args(["compare", "-f", "raw", "-F", "qcow2"])
-        .arg(&to)
-        .arg(&img)
-        .output()
-        .unwrap();
-    assert!(
-        cmp.status.success(),
-        "{}",
-        String::from_utf8_lossy(&cmp.stdout)
-    );
+    same_image(&to, &img, "qcow2");
     assert!(
         fs::read_dir(w.path("store/disks/vm")).unwrap().all(|e| {
             let n = e.unwrap().file_name();
@@ -449,17 +445,7 @@ fn internal_restore_with_a_blocks_bitmap_in_the_image() {
     assert_eq!(rec["full_read"], true, "{rec}");
     assert_eq!(rec["read_bytes"], 4 * MIB);
     let raw = w.export("vm", "c");
-    let cmp = std::process::Command::new("qemu-img")
-        .args(["compare", "-f", "raw", "-F", "qcow2"])
-        .arg(&raw)
-        .arg(&img)
-        .output()
-        .unwrap();
-    assert!(
-        cmp.status.success(),
-        "{}",
-        String::from_utf8_lossy(&cmp.stdout)
-    );
+    same_image(&raw, &img, "qcow2");
 }
 
 /// A dynamic VHDX (WSL's and Hyper-V's format) is snapshotted through QEMU
@@ -501,26 +487,12 @@ fn dynamic_vhdx_round_trip() {
     run("qemu-io", &["-f", "vhdx", "-c", "write -P 6 30M 1M", i]);
     let out = w.disk(&["restore", "wsl", "a"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let same = |fmt: &str, path: &Path| {
-        run(
-            "qemu-img",
-            &[
-                "compare",
-                "-f",
-                "raw",
-                "-F",
-                fmt,
-                snap.to_str().unwrap(),
-                path.to_str().unwrap(),
-            ],
-        );
-    };
-    same("vhdx", &img);
+    same_image(&snap, &img, "vhdx");
     for (ext, fmt) in [("vhdx", "vhdx"), ("qcow2", "qcow2")] {
         let out_path = w.path(&format!("out.{ext}"));
         let o = w.disk(&["export", "wsl", "a", out_path.to_str().unwrap()]);
         assert_eq!(code(&o), 0, "{}", stderr(&o));
-        same(fmt, &out_path);
+        same_image(&snap, &out_path, fmt);
     }
     let info = run(
         "qemu-img",
@@ -548,25 +520,14 @@ fn vhdx_writer_agrees_with_qemu() {
             (5, Block::Full(vec![9u8; MIB as usize])),
         ],
         None,
-        vhdx::guid("01234567-89AB-CDEF-0123-456789ABCDEF"),
+        "01234567-89AB-CDEF-0123-456789ABCDEF",
     );
     let raw = w.path("w.raw");
     let f = fs::File::create(&raw).unwrap();
     f.set_len(8 * MIB).unwrap();
     f.write_all_at(&vec![7u8; MIB as usize], MIB).unwrap();
     f.write_all_at(&vec![9u8; MIB as usize], 5 * MIB).unwrap();
-    let cmp = std::process::Command::new("qemu-img")
-        .args(["compare", "-f", "raw", "-F", "vhdx"])
-        .arg(&raw)
-        .arg(&img)
-        .output()
-        .unwrap();
-    assert!(
-        cmp.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&cmp.stdout),
-        stderr(&cmp)
-    );
+    same_image(&raw, &img, "vhdx");
 }
 
 /// A differencing VHDX (which QEMU cannot open) is read with its parent:
@@ -578,7 +539,7 @@ fn differencing_vhdx_reads_through_its_parent() {
     use snap_testkit::vhdx::{self, Block, Parent};
     let w = World::new();
     let fill = |b: u8| vec![b; MIB as usize];
-    let linkage = vhdx::guid("0A0B0C0D-1111-2222-3333-444455556666");
+    let linkage = "0A0B0C0D-1111-2222-3333-444455556666";
     let parent_blocks = [
         (0, Block::Full(fill(1))),
         (1, Block::Full(fill(2))),
@@ -602,7 +563,7 @@ fn differencing_vhdx_reads_through_its_parent() {
         8 * MIB,
         &child_blocks,
         Some(&link),
-        vhdx::guid("99999999-0000-0000-0000-000000000001"),
+        "99999999-0000-0000-0000-000000000001",
     );
     let mut expected = vec![0u8; 8 * MIB as usize];
     let m = MIB as usize;
@@ -627,22 +588,11 @@ fn differencing_vhdx_reads_through_its_parent() {
         8 * MIB,
         &child_blocks[2..],
         Some(&link),
-        vhdx::guid("99999999-0000-0000-0000-000000000002"),
+        "99999999-0000-0000-0000-000000000002",
     );
     let out = w.disk(&["restore", "child", "a"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let cmp = std::process::Command::new("qemu-img")
-        .args(["compare", "-f", "raw", "-F", "vhdx"])
-        .arg(&raw)
-        .arg(&child)
-        .output()
-        .unwrap();
-    assert!(
-        cmp.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&cmp.stdout),
-        stderr(&cmp)
-    );
+    same_image(&raw, &child, "vhdx");
     // A child whose parent was written since.
     vhdx::write(&child, 8 * MIB, &child_blocks[..1], Some(&link), linkage);
     vhdx::write(
@@ -650,7 +600,7 @@ fn differencing_vhdx_reads_through_its_parent() {
         8 * MIB,
         &parent_blocks,
         None,
-        vhdx::guid("0A0B0C0D-1111-2222-3333-000000000000"),
+        "0A0B0C0D-1111-2222-3333-000000000000",
     );
     let out = w.disk(&["create", c, "b", "--disk", "other"]);
     assert_eq!(code(&out), 65, "{}", stderr(&out));
@@ -720,15 +670,5 @@ fn a_killed_live_snapshot_is_cleaned_up_by_the_next() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     let raw = w.export("vm", "three");
-    let cmp = std::process::Command::new("qemu-img")
-        .args(["compare", "-U", "-f", "raw", "-F", "raw"])
-        .arg(&raw)
-        .arg(q.url())
-        .output()
-        .unwrap();
-    assert!(
-        cmp.status.success(),
-        "{}",
-        String::from_utf8_lossy(&cmp.stdout)
-    );
+    same_image(&raw, q.url(), "raw");
 }
