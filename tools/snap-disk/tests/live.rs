@@ -672,3 +672,28 @@ fn a_killed_live_snapshot_is_cleaned_up_by_the_next() {
     let raw = w.export("vm", "three");
     same_image(&raw, q.url(), "raw");
 }
+
+/// A raw image's bitmap lives only in QEMU's memory: after the VM (the
+/// daemon) restarts, the next snapshot reads the whole disk once, says why,
+/// and the one after reads only what changed.
+#[test]
+fn raw_image_after_a_restart_reads_everything_once() {
+    let w = World::new();
+    let img = w.image("vm.raw", "raw", 32 * MIB);
+    let q = Qsd::start(&img, "raw");
+    fill(&q, 8);
+    let one = w.live(&q, &img, "one", &[]);
+    assert_eq!(code(&one), 0, "{}", stderr(&one));
+    q.stop();
+    let q = Qsd::start(&img, "raw");
+    q.write(12 * MIB, MIB, 0x51);
+    let two = w.live(&q, &img, "two", &[]);
+    assert_eq!(code(&two), 0, "{}", stderr(&two));
+    assert!(stderr(&two).contains("is gone"), "{}", stderr(&two));
+    assert_eq!(records(&two)[0]["read_bytes"], 9 * MIB);
+    q.write(20 * MIB, MIB, 0x52);
+    let three = w.live(&q, &img, "three", &[]);
+    assert_eq!(code(&three), 0, "{}", stderr(&three));
+    assert_eq!(records(&three)[0]["read_bytes"], MIB);
+    same_image(&w.export("vm", "three"), q.url(), "raw");
+}
