@@ -1,17 +1,14 @@
 //! Reading an image block by block on every core, in order.
 //!
 //! One thread reads blocks (never the holes: SEEK_DATA tells where data is),
-//! or several for a source that answers over a socket, one worker per core
-//! hashes, compares or compresses them, and the caller receives the results
-//! in block order. The channels are bounded, so at most
+//! one worker per core hashes, compares or compresses them, and the caller
+//! receives the results in block order. The channels are bounded, so at most
 //! a few blocks per worker are in memory whatever the image's size.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::sync::atomic::Ordering::Relaxed;
-use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use crate::error::{Error, Result};
 
@@ -87,13 +84,6 @@ pub fn read_block(file: &File, offset: u64, len: usize) -> io::Result<Vec<u8>> {
 pub trait Source: Sync {
     /// `len` bytes at `offset`; bytes past the end read as zeros.
     fn read_range(&self, offset: u64, len: usize) -> io::Result<Vec<u8>>;
-
-    /// How many reads may be in flight at once: 1 for a file (a disk
-    /// reads best in order), more for a server that answers each request
-    /// after a round trip.
-    fn readers(&self) -> usize {
-        1
-    }
 }
 
 impl Source for File {
@@ -126,49 +116,31 @@ where
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let (job_tx, job_rx) = crossbeam_channel::bounded::<(u64, J, Vec<u8>)>(workers * 2);
     let (res_tx, res_rx) = crossbeam_channel::bounded::<(u64, Result<T>)>(workers * 4);
-    // Readers take jobs in order; one may run ahead of another by at most
-    // `window` jobs, so results waiting to be delivered in order stay few.
-    let jobs = std::sync::Mutex::new((0u64..).zip(jobs));
-    let delivered = AtomicU64::new(0);
-    let stopped = AtomicBool::new(false);
-    let window = (workers * 4) as u64;
     std::thread::scope(|s| {
-        for _ in 0..file.readers().max(1) {
-            let (reader_res, job_tx) = (res_tx.clone(), job_tx.clone());
-            let (jobs, delivered, stopped) = (&jobs, &delivered, &stopped);
-            s.spawn(move || {
-                loop {
-                    let next = jobs.lock().unwrap_or_else(|p| p.into_inner()).next();
-                    let Some((seq, job)) = next else { break };
-                    while seq >= delivered.load(Relaxed) + window {
-                        if stopped.load(Relaxed) {
-                            return;
-                        }
-                        std::thread::sleep(std::time::Duration::from_micros(50));
-                    }
-                    let item = job.and_then(|j| {
-                        let bytes = match j.len {
-                            0 => Ok(Vec::new()),
-                            n => file.read_range(j.offset, n),
-                        };
-                        bytes
-                            .map(|b| (j.with, b))
-                            .map_err(|e| Error::io_ctx(what.to_string(), e))
-                    });
-                    let sent = match item {
-                        Ok((with, buf)) => job_tx.send((seq, with, buf)).is_ok(),
-                        Err(e) => {
-                            let _ = reader_res.send((seq, Err(e)));
-                            false
-                        }
+        let reader_res = res_tx.clone();
+        s.spawn(move || {
+            for (seq, job) in (0u64..).zip(jobs) {
+                let item = job.and_then(|j| {
+                    let bytes = match j.len {
+                        0 => Ok(Vec::new()),
+                        n => file.read_range(j.offset, n),
                     };
-                    if !sent {
-                        break;
+                    bytes
+                        .map(|b| (j.with, b))
+                        .map_err(|e| Error::io_ctx(what.to_string(), e))
+                });
+                let sent = match item {
+                    Ok((with, buf)) => job_tx.send((seq, with, buf)).is_ok(),
+                    Err(e) => {
+                        let _ = reader_res.send((seq, Err(e)));
+                        false
                     }
+                };
+                if !sent {
+                    break;
                 }
-            });
-        }
-        drop(job_tx);
+            }
+        });
         for _ in 0..workers {
             let (rx, tx, work) = (job_rx.clone(), res_tx.clone(), &work);
             s.spawn(move || {
@@ -180,8 +152,7 @@ where
             });
         }
         drop((job_rx, res_tx));
-        let out = deliver_in_order(&res_rx, &mut sink, &delivered);
-        stopped.store(true, Relaxed);
+        let out = deliver_in_order(&res_rx, &mut sink);
         drop(res_rx); // ends the reader and workers when we stopped early
         out
     })
@@ -190,7 +161,6 @@ where
 fn deliver_in_order<T>(
     results: &crossbeam_channel::Receiver<(u64, Result<T>)>,
     sink: &mut impl FnMut(T) -> Result<()>,
-    delivered: &AtomicU64,
 ) -> Result<()> {
     let mut waiting = BTreeMap::new();
     let mut next = 0u64;
@@ -200,7 +170,6 @@ fn deliver_in_order<T>(
         while let Some(t) = waiting.remove(&next) {
             sink(t)?;
             next += 1;
-            delivered.store(next, Relaxed);
         }
     }
     Ok(())
@@ -239,60 +208,6 @@ mod tests {
         )
         .unwrap();
         assert_eq!(got, (0..64).map(|i| (i, (i * 4) as u8)).collect::<Vec<_>>());
-    }
-
-    /// A source that answers out of order, read by several readers at once.
-    struct Slow;
-
-    impl Source for Slow {
-        fn read_range(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
-            std::thread::sleep(std::time::Duration::from_micros((offset * 7919) % 300));
-            Ok(vec![offset as u8; len])
-        }
-
-        fn readers(&self) -> usize {
-            3
-        }
-    }
-
-    /// With several readers, results still arrive in job order, and a sink
-    /// that stops early ends the run (no reader is left waiting).
-    #[test]
-    fn several_readers_keep_order() {
-        let jobs = || {
-            (0..500u64).map(|i| {
-                Ok(Job {
-                    offset: i,
-                    len: 1,
-                    with: i,
-                })
-            })
-        };
-        let mut got = Vec::new();
-        run(
-            &Slow,
-            "t",
-            jobs(),
-            |i, b| Ok((i, b[0])),
-            |r| {
-                got.push(r);
-                Ok(())
-            },
-        )
-        .unwrap();
-        assert_eq!(got, (0..500).map(|i| (i, i as u8)).collect::<Vec<_>>());
-        let err = run(
-            &Slow,
-            "t",
-            jobs(),
-            |i, _| Ok(i),
-            |i| match i {
-                40 => Err(Error::data("s", "stop")),
-                _ => Ok(()),
-            },
-        )
-        .unwrap_err();
-        assert_eq!(err.cause, "stop");
     }
 
     /// A worker's error ends the run with that error.

@@ -324,26 +324,11 @@ pub fn parent_blocks(map: &Path) -> Result<Vec<Option<Sha256Digest>>> {
     Ok(out)
 }
 
-/// An NBD export read by the block pipeline, over a few connections at
-/// once (the export is read-only, and QEMU says so with multi-conn); a
+/// An NBD export read by the block pipeline (one request at a time); a
 /// signal makes the next read fail, so the run stops and cleans up.
 pub struct Export {
-    clients: Vec<Mutex<nbd::Client>>,
+    client: Mutex<nbd::Client>,
     stop: Stop,
-}
-
-/// Connections a snapshot reads through: one round trip at a time each.
-const CONNECTIONS: usize = 2;
-
-impl Export {
-    fn read_on(c: &mut nbd::Client, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
-        let mut buf = vec![0; len];
-        let end = (offset + len as u64).min(c.size());
-        if end > offset {
-            c.read(offset, &mut buf[..(end - offset) as usize])?;
-        }
-        Ok(buf)
-    }
 }
 
 impl Source for Export {
@@ -351,17 +336,13 @@ impl Source for Export {
         if self.stop.requested() {
             return Err(std::io::Error::other("interrupted by a signal"));
         }
-        for c in &self.clients {
-            if let Ok(mut c) = c.try_lock() {
-                return Self::read_on(&mut c, offset, len);
-            }
+        let mut c = self.client.lock().unwrap_or_else(|p| p.into_inner());
+        let mut buf = vec![0; len];
+        let end = (offset + len as u64).min(c.size());
+        if end > offset {
+            c.read(offset, &mut buf[..(end - offset) as usize])?;
         }
-        let mut c = self.clients[0].lock().unwrap_or_else(|p| p.into_inner());
-        Self::read_on(&mut c, offset, len)
-    }
-
-    fn readers(&self) -> usize {
-        self.clients.len()
+        Ok(buf)
     }
 }
 
@@ -818,16 +799,8 @@ impl Session {
             dirty.as_deref(),
             &parent_map,
         );
-        let mut clients = vec![Mutex::new(client)];
-        if clients[0].get_mut().is_ok_and(|c| c.multi_conn()) {
-            for _ in 1..CONNECTIONS {
-                let more =
-                    nbd::Client::connect(&self.socket, &self.names.export, &[]).map_err(nbd_err)?;
-                clients.push(Mutex::new(more));
-            }
-        }
         let export = Export {
-            clients,
+            client: Mutex::new(client),
             stop: stop.clone(),
         };
         Ok((export, plan))
