@@ -8,6 +8,11 @@ complete -c snap-prune -l keep-weekly -d 'Keep the newest snapshot of each of th
 complete -c snap-prune -l keep-monthly -d 'Keep the newest snapshot of each of the last N months' -r
 complete -c snap-prune -l keep-yearly -d 'Keep the newest snapshot of each of the last N years' -r
 complete -c snap-prune -l keep-within -d 'Keep every snapshot newer than SPAN before the newest one: 30d, 6m, 1y6m, 12h' -r
+complete -c snap-prune -l keep-within-hourly -d 'Within SPAN of the newest snapshot, keep the newest of each hour' -r
+complete -c snap-prune -l keep-within-daily -d 'Within SPAN of the newest snapshot, keep the newest of each day' -r
+complete -c snap-prune -l keep-within-weekly -d 'Within SPAN of the newest snapshot, keep the newest of each ISO week' -r
+complete -c snap-prune -l keep-within-monthly -d 'Within SPAN of the newest snapshot, keep the newest of each month' -r
+complete -c snap-prune -l keep-within-yearly -d 'Within SPAN of the newest snapshot, keep the newest of each year' -r
 complete -c snap-prune -l keep-tag -d 'Keep snapshots with these tags (a,b: all of them; repeatable: any of the lists)' -r
 complete -c snap-prune -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
 complete -c snap-prune -l state-dir -d 'Where this machine\'s own destination locks are kept, shared with snap-push (other machines are kept out by locks at the destination) [default: $XDG_STATE_HOME/snap/push, else ~/.local/state/snap/push]' -r -F

@@ -121,6 +121,26 @@ pub struct Cli {
     #[arg(long, value_name = "SPAN", value_parser = Span::parse)]
     pub keep_within: Option<Span>,
 
+    /// Within SPAN of the newest snapshot, keep the newest of each hour
+    #[arg(long, value_name = "SPAN", value_parser = Span::parse)]
+    pub keep_within_hourly: Option<Span>,
+
+    /// Within SPAN of the newest snapshot, keep the newest of each day
+    #[arg(long, value_name = "SPAN", value_parser = Span::parse)]
+    pub keep_within_daily: Option<Span>,
+
+    /// Within SPAN of the newest snapshot, keep the newest of each ISO week
+    #[arg(long, value_name = "SPAN", value_parser = Span::parse)]
+    pub keep_within_weekly: Option<Span>,
+
+    /// Within SPAN of the newest snapshot, keep the newest of each month
+    #[arg(long, value_name = "SPAN", value_parser = Span::parse)]
+    pub keep_within_monthly: Option<Span>,
+
+    /// Within SPAN of the newest snapshot, keep the newest of each year
+    #[arg(long, value_name = "SPAN", value_parser = Span::parse)]
+    pub keep_within_yearly: Option<Span>,
+
     /// Keep snapshots with these tags (a,b: all of them; repeatable: any of the lists)
     #[arg(long, value_name = "TAGS", value_parser = rules::tag_list, action = ArgAction::Append)]
     pub keep_tag: Vec<Vec<String>>,
@@ -169,6 +189,11 @@ impl Cli {
             monthly: self.keep_monthly.and_then(|c| c.0),
             yearly: self.keep_yearly.and_then(|c| c.0),
             within: self.keep_within,
+            within_hourly: self.keep_within_hourly,
+            within_daily: self.keep_within_daily,
+            within_weekly: self.keep_within_weekly,
+            within_monthly: self.keep_within_monthly,
+            within_yearly: self.keep_within_yearly,
             tags: self.keep_tag.clone(),
         }
     }
@@ -186,6 +211,15 @@ impl Cli {
         .iter()
         .any(Option::is_some)
             || self.keep_within.is_some()
+            || [
+                self.keep_within_hourly,
+                self.keep_within_daily,
+                self.keep_within_weekly,
+                self.keep_within_monthly,
+                self.keep_within_yearly,
+            ]
+            .iter()
+            .any(Option::is_some)
             || !self.keep_tag.is_empty()
     }
 }

@@ -13,6 +13,10 @@
 //!   the newest snapshot (not before now: a machine that stopped backing up
 //!   does not lose its history to the calendar); months are calendar months
 //!   with Go's normalisation (31 March minus 1m is 3 March), as restic does;
+//! - `--keep-within-hourly|daily|weekly|monthly|yearly SPAN` keeps, among the
+//!   snapshots newer than SPAN before the newest, the newest of each
+//!   hour/day/ISO week/month/year (restic 0.13's `bucketsWithin`: no count,
+//!   and no "oldest" rule);
 //! - `--keep-tag a,b` keeps snapshots that have all of a and b; the flag may be
 //!   repeated (any of the lists);
 //! - a snapshot kept by any rule is kept; with no rule at all nothing may be
@@ -138,6 +142,12 @@ pub struct Policy {
     pub monthly: Option<Count>,
     pub yearly: Option<Count>,
     pub within: Option<Span>,
+    /// Within a span of the newest, the newest of each hour, day, week, month, year.
+    pub within_hourly: Option<Span>,
+    pub within_daily: Option<Span>,
+    pub within_weekly: Option<Span>,
+    pub within_monthly: Option<Span>,
+    pub within_yearly: Option<Span>,
     /// Keep snapshots having all tags of any one list.
     pub tags: Vec<Vec<String>>,
 }
@@ -204,7 +214,18 @@ impl Policy {
     pub fn is_empty(&self) -> bool {
         self.counts().iter().all(|(c, _, _)| c.is_none())
             && self.within.is_none()
+            && self.within_buckets().iter().all(|(s, _, _)| s.is_none())
             && self.tags.is_empty()
+    }
+
+    fn within_buckets(&self) -> [(Option<Span>, Period, &'static str); 5] {
+        [
+            (self.within_hourly, Period::Hour, "hourly within"),
+            (self.within_daily, Period::Day, "daily within"),
+            (self.within_weekly, Period::Week, "weekly within"),
+            (self.within_monthly, Period::Month, "monthly within"),
+            (self.within_yearly, Period::Year, "yearly within"),
+        ]
     }
 
     fn counts(&self) -> [(Option<Count>, Period, &'static str); 6] {
@@ -241,6 +262,14 @@ impl Policy {
                 reason,
             })
             .collect();
+        // (cutoff, span, period, reason, last bucket kept)
+        let mut within: Vec<_> = self
+            .within_buckets()
+            .into_iter()
+            .filter_map(|(span, period, reason)| {
+                span.map(|s| (s.before(newest), s, period, reason, None::<i64>))
+            })
+            .collect();
         let mut verdicts = vec![
             Verdict {
                 keep: false,
@@ -265,6 +294,13 @@ impl Policy {
             for w in &mut walkers {
                 if let Some(reason) = w.take(snap.time, nr, oldest) {
                     reasons.push(reason);
+                }
+            }
+            for (cutoff, span, period, reason, last) in &mut within {
+                let bucket = period.bucket(snap.time, nr);
+                if snap.time > *cutoff && *last != Some(bucket) {
+                    *last = Some(bucket);
+                    reasons.push(format!("{reason} {span}"));
                 }
             }
             verdicts[i].keep = !verdicts[i].reasons.is_empty();
@@ -318,6 +354,12 @@ impl fmt::Display for Policy {
         if let Some(w) = self.within {
             parts.push(format!("all within {w} of the newest"));
         }
+        for (span, _, reason) in self.within_buckets() {
+            if let Some(s) = span {
+                let each = reason.trim_end_matches(" within");
+                parts.push(format!("{each} within {s} of the newest"));
+            }
+        }
         if parts.is_empty() {
             return f.write_str("no rule");
         }
@@ -370,6 +412,64 @@ mod tests {
         let mut p = Policy::default();
         f(&mut p);
         p
+    }
+
+    /// restic's --keep-within-daily 2d: strictly within two days of the
+    /// newest (restic's `After`: 31 Dec 20:00 is exactly 2d and goes), the
+    /// newest of each day; no "oldest" rule, no count.
+    #[test]
+    fn within_daily_keeps_each_days_newest_in_the_span() {
+        let times = series("2026-12-29T08:00:00Z", Duration::hours(12), 10);
+        let p = policy(|p| p.within_daily = Some(Span::parse("2d").unwrap()));
+        assert_eq!(
+            plan(&times, &[], &p),
+            "\
+2026-12-29 08:00 Tue remove
+2026-12-29 20:00 Tue remove
+2026-12-30 08:00 Wed remove
+2026-12-30 20:00 Wed remove
+2026-12-31 08:00 Thu remove
+2026-12-31 20:00 Thu remove
+2027-01-01 08:00 Fri remove
+2027-01-01 20:00 Fri keep   daily within 2d
+2027-01-02 08:00 Sat remove
+2027-01-02 20:00 Sat keep   daily within 2d
+"
+        );
+    }
+
+    /// The other within-buckets: each keeps the newest of its period inside
+    /// its span, and reasons add up as restic lists them.
+    #[test]
+    fn within_buckets_combine() {
+        let times = series("2026-11-01T00:30:00Z", Duration::hours(7), 160);
+        let p = policy(|p| {
+            p.within_hourly = Some(Span::parse("12h").unwrap());
+            p.within_weekly = Some(Span::parse("14d").unwrap());
+            p.within_monthly = Some(Span::parse("1m").unwrap());
+            p.within_yearly = Some(Span::parse("1y").unwrap());
+        });
+        let out = plan(&times, &[], &p);
+        let kept: Vec<&str> = out.lines().filter(|l| l.contains("keep")).collect();
+        let newest = *kept.last().unwrap();
+        assert!(
+            newest.ends_with(
+                "hourly within 12h, weekly within 14d, monthly within 1m, yearly within 1y"
+            ),
+            "{newest}"
+        );
+        // 12 h at 7 h steps: two hourly keeps; 14 days: 2 or 3 ISO weeks.
+        assert_eq!(out.matches("hourly within").count(), 2, "{out}");
+        assert!(
+            (2..=3).contains(&out.matches("weekly within").count()),
+            "{out}"
+        );
+        assert_eq!(out.matches("monthly within").count(), 2, "{out}");
+        assert_eq!(out.matches("yearly within").count(), 1, "{out}");
+        assert_eq!(
+            p.to_string(),
+            "keep hourly within 12h of the newest and weekly within 14d of the newest and monthly within 1m of the newest and yearly within 1y of the newest"
+        );
     }
 
     /// Hourly windows across midnight at the end of January: the newest of

@@ -89,11 +89,16 @@ pub fn parse(v: &Value, field: &str) -> Result<Policy> {
                     "monthly" => p.monthly = count(value, &at)?,
                     "yearly" => p.yearly = count(value, &at)?,
                     "within" => p.within = Some(span(value, &at)?),
+                    "within_hourly" => p.within_hourly = Some(span(value, &at)?),
+                    "within_daily" => p.within_daily = Some(span(value, &at)?),
+                    "within_weekly" => p.within_weekly = Some(span(value, &at)?),
+                    "within_monthly" => p.within_monthly = Some(span(value, &at)?),
+                    "within_yearly" => p.within_yearly = Some(span(value, &at)?),
                     "tags" => p.tags = tags(value, &at)?,
                     _ => {
                         return Err(Error::config(
                             at,
-                            "unknown rule; use last, hourly, daily, weekly, monthly, yearly, within or tags",
+                            "unknown rule; use last, hourly, daily, weekly, monthly, yearly, within, within_hourly, within_daily, within_weekly, within_monthly, within_yearly or tags",
                         ));
                     }
                 }

@@ -262,6 +262,49 @@ fn no_rule_is_refused() {
     assert_eq!(w.names("store/sets/d"), before);
 }
 
+/// restic's --keep-within-daily: the newest of each day strictly within
+/// the span of the newest, with restic's reason; the config takes it too.
+#[test]
+fn keep_within_daily_as_restic() {
+    let w = store_world();
+    let out = w.prune(&["--keep-within-daily", "2d"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let recs = records(&out);
+    let kept: Vec<(&str, &Value)> = recs
+        .iter()
+        .filter(|r| r["action"] == "keep")
+        .map(|r| (r["id"].as_str().unwrap(), &r["reasons"]))
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            (IDS[2], &serde_json::json!(["daily within 2d"])),
+            (IDS[3], &serde_json::json!(["daily within 2d"])),
+        ]
+    );
+    assert_eq!(
+        w.names("store/sets/d").len(),
+        2 * 3 + 1,
+        "two kept: tree, record, index; latest"
+    );
+    fs::write(
+        w.path("config.json"),
+        r#"{"retention": {"local": {"within_weekly": "1m"}}}"#,
+    )
+    .unwrap();
+    let out = w.prune(&[
+        "--config",
+        w.path("config.json").to_str().unwrap(),
+        "--dry-run",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("weekly within 1m of the newest"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 /// A held store lock is exit 75 naming the holder, and nothing is removed.
 #[test]
 fn locked_store_is_busy() {
