@@ -28,11 +28,17 @@ _snap__restore() {
             snap__restore,list)
                 cmd="snap__restore__subcmd__list"
                 ;;
+            snap__restore,pin)
+                cmd="snap__restore__subcmd__pin"
+                ;;
             snap__restore,restore)
                 cmd="snap__restore__subcmd__restore"
                 ;;
             snap__restore,show)
                 cmd="snap__restore__subcmd__show"
+                ;;
+            snap__restore,unpin)
+                cmd="snap__restore__subcmd__unpin"
                 ;;
             snap__restore,verify)
                 cmd="snap__restore__subcmd__verify"
@@ -49,11 +55,17 @@ _snap__restore() {
             snap__restore__subcmd__help,list)
                 cmd="snap__restore__subcmd__help__subcmd__list"
                 ;;
+            snap__restore__subcmd__help,pin)
+                cmd="snap__restore__subcmd__help__subcmd__pin"
+                ;;
             snap__restore__subcmd__help,restore)
                 cmd="snap__restore__subcmd__help__subcmd__restore"
                 ;;
             snap__restore__subcmd__help,show)
                 cmd="snap__restore__subcmd__help__subcmd__show"
+                ;;
+            snap__restore__subcmd__help,unpin)
+                cmd="snap__restore__subcmd__help__subcmd__unpin"
                 ;;
             snap__restore__subcmd__help,verify)
                 cmd="snap__restore__subcmd__help__subcmd__verify"
@@ -65,7 +77,7 @@ _snap__restore() {
 
     case "${cmd}" in
         snap__restore)
-            opts="-c -s -i -q -v -h -V --config --store --from --identity --passphrase-file --quiet --verbose --help --version list show diff verify import restore help"
+            opts="-c -s -i -q -v -h -V --config --store --from --identity --passphrase-file --quiet --verbose --help --version list show diff verify pin unpin import restore help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -157,7 +169,7 @@ _snap__restore() {
             return 0
             ;;
         snap__subcmd__restore__subcmd__help)
-            opts="list show diff verify import restore help"
+            opts="list show diff verify pin unpin import restore help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -226,6 +238,20 @@ _snap__restore() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        snap__subcmd__restore__subcmd__help__subcmd__pin)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         snap__subcmd__restore__subcmd__help__subcmd__restore)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -241,6 +267,20 @@ _snap__restore() {
             return 0
             ;;
         snap__subcmd__restore__subcmd__help__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        snap__subcmd__restore__subcmd__help__subcmd__unpin)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -392,6 +432,60 @@ _snap__restore() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        snap__subcmd__restore__subcmd__pin)
+            opts="-r -c -s -i -q -v -h --reason --archive --config --store --from --identity --passphrase-file --quiet --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --reason)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -r)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -s)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --from)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --passphrase-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         snap__subcmd__restore__subcmd__restore)
             opts="-t -p -c -s -i -q -v -h --to --path --overwrite --archive --config --store --from --identity --passphrase-file --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -456,6 +550,52 @@ _snap__restore() {
             ;;
         snap__subcmd__restore__subcmd__show)
             opts="-c -s -i -q -v -h --archive --json --config --store --from --identity --passphrase-file --quiet --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -s)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --from)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --passphrase-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        snap__subcmd__restore__subcmd__unpin)
+            opts="-c -s -i -q -v -h --archive --config --store --from --identity --passphrase-file --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

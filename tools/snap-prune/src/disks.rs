@@ -67,7 +67,12 @@ pub fn snapshots_listed(
 /// The disks' snapshots by disk, oldest first, timed by their records
 /// (whose tags the entries keep, so no record is read twice).
 pub fn scan(dest: &Dest) -> Result<Vec<Group>> {
-    let disks = snapshots_listed(&dest.list("disks")?);
+    let listing = dest.list("disks")?;
+    let pins: std::collections::HashSet<&str> = listing
+        .iter()
+        .filter_map(|(k, _)| k.strip_suffix(crate::target::PIN))
+        .collect();
+    let disks = snapshots_listed(&listing);
     let mut out = Vec::new();
     for (disk, names) in disks {
         let names: Vec<(String, u64)> = names
@@ -106,7 +111,9 @@ pub fn scan(dest: &Dest) -> Result<Vec<Group>> {
                     tags: serde_json::from_value(rec["tags"].clone()).unwrap_or_default(),
                     chain: None,
                 }),
+                pinned: pins.contains(format!("disks/{disk}/{name}").as_str()),
             };
+
             rows.push(entry);
         }
         rows.sort_by(|a, b| a.time.cmp(&b.time).then(a.id.cmp(&b.id)));

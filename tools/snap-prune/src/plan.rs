@@ -64,6 +64,13 @@ pub fn plan(
         decisions[*i].keep = v.keep;
         decisions[*i].reasons = v.reasons;
     }
+    // A pin outranks every rule (but not damage: a broken one still goes).
+    for i in &whole {
+        if group.entries[*i].pinned {
+            decisions[*i].keep = true;
+            decisions[*i].reasons.insert(0, "pinned".to_string());
+        }
+    }
     if let Target::Archives { .. } = target {
         keep_bases(target, group, &mut decisions, &mut infos, warn)?;
     }

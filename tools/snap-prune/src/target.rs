@@ -52,7 +52,12 @@ pub struct Entry {
     /// What the plan needs of the record, when listing already read it
     /// (disk snapshots are timed by their records); else it is read on demand.
     pub info: Option<Info>,
+    /// A `<id>.pin` beside its record (`snap-restore pin`): never removed by a rule.
+    pub pinned: bool,
 }
+
+/// The suffix of a pin, beside a record: `<id>.pin`.
+pub const PIN: &str = ".pin";
 
 /// The snapshots of one set, oldest first.
 #[derive(Debug, Clone, PartialEq)]
@@ -285,6 +290,12 @@ fn remove_tree_snapshot(store: &Store, set: &str, id: &str) -> Result<u64> {
         freed += free::remove_file(&record, &meta).map_err(io(&record))?;
         snap_shared::fsutil::fsync_dir(&dir).map_err(io(&dir))?;
     }
+    // Only a broken snapshot is removed while pinned; its pin goes with it.
+    let pin = dir.join(format!("{id}{PIN}"));
+    match std::fs::remove_file(&pin) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&pin, e)),
+        _ => {}
+    }
     if tree.exists() {
         std::fs::rename(&tree, &doomed).map_err(io(&tree))?;
     }
@@ -330,6 +341,7 @@ fn scan_trees(store: &Store) -> Result<Vec<Group>> {
             };
             let broken = (!store.snapshot_dir(&set, &id).is_dir())
                 .then(|| "incomplete: its tree is gone (an interrupted prune?)".to_string());
+            let pinned = store.set_dir(&set).join(format!("{id}{PIN}")).exists();
             entries.push(Entry {
                 id,
                 time,
@@ -337,6 +349,7 @@ fn scan_trees(store: &Store) -> Result<Vec<Group>> {
                 objects: Vec::new(),
                 broken,
                 info: None,
+                pinned,
             });
         }
         if !entries.is_empty() {
@@ -369,6 +382,7 @@ pub fn group_archives(listing: &[(String, u64)]) -> Vec<Group> {
         bytes: u64,
         record: bool,
         data: bool,
+        pinned: bool,
     }
     let mut sets: BTreeMap<String, BTreeMap<String, Seen>> = BTreeMap::new();
     for (key, size) in listing {
@@ -380,7 +394,10 @@ pub fn group_archives(listing: &[(String, u64)]) -> Vec<Group> {
         }
         let id_len = name.find('.').unwrap_or(name.len());
         let (id, rest) = name.split_at(id_len);
-        let (Some(is_data), Some(_)) = (archive_suffix(rest), parse_id(id)) else {
+        let pin = rest == PIN;
+        let (Some(is_data), Some(_)) =
+            (archive_suffix(rest).or(pin.then_some(false)), parse_id(id))
+        else {
             continue;
         };
         let seen = sets
@@ -392,6 +409,7 @@ pub fn group_archives(listing: &[(String, u64)]) -> Vec<Group> {
         seen.bytes += size;
         seen.record |= rest == ".json";
         seen.data |= is_data;
+        seen.pinned |= pin;
     }
     let mut groups = Vec::new();
     for (set, ids) in sets {
@@ -409,6 +427,7 @@ pub fn group_archives(listing: &[(String, u64)]) -> Vec<Group> {
                         "incomplete: its data file is gone (an interrupted prune?)".into()
                     }),
                     info: None,
+                    pinned: s.pinned,
                 }
             })
             .collect();
@@ -522,6 +541,26 @@ mod tests {
         );
         assert_eq!(data[1].bytes, Some(40));
         assert!(data.iter().all(|e| e.broken.is_none()));
+    }
+
+    /// A pin beside an archive's record marks it pinned; the pin is one of
+    /// its objects (a broken pinned archive goes with its pin), not data.
+    #[test]
+    fn a_pin_in_the_listing_pins_the_archive() {
+        let groups = group_archives(&listing(&[
+            "d/2026-01-01T000000Z.tar.zst",
+            "d/2026-01-01T000000Z.json",
+            "d/2026-01-01T000000Z.pin",
+            "d/2026-01-02T000000Z.tar.zst",
+            "d/2026-01-02T000000Z.json",
+            "d/2026-01-03T000000Z.pin",
+        ]));
+        let e = &groups[0].entries;
+        assert_eq!(e.len(), 2, "a pin alone is no archive");
+        assert!(e[0].pinned && !e[1].pinned);
+        assert_eq!(e[0].objects.len(), 3);
+        assert_eq!(e[0].objects.last().unwrap(), "d/2026-01-01T000000Z.json");
+        assert!(e[0].broken.is_none());
     }
 
     /// A record without its data file is an incomplete archive.

@@ -305,6 +305,34 @@ fn keep_within_daily_as_restic() {
     );
 }
 
+/// A pin beside a record (`snap-restore pin` writes it) keeps the snapshot
+/// whatever the rules say, with the reason `pinned`; without it, it goes.
+#[test]
+fn a_pinned_snapshot_is_kept() {
+    let w = store_world();
+    let pin = w.path(&format!("store/sets/d/{}.pin", IDS[0]));
+    fs::write(&pin, r#"{"reason":"before the upgrade"}"#).unwrap();
+    let out = w.prune(&["--keep-last", "1"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let kept: Vec<(String, Value)> = records(&out)
+        .into_iter()
+        .filter(|r| r["action"] == "keep")
+        .map(|r| (r["id"].as_str().unwrap().to_string(), r["reasons"].clone()))
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            (IDS[0].to_string(), serde_json::json!(["pinned"])),
+            (IDS[3].to_string(), serde_json::json!(["last snapshot"])),
+        ]
+    );
+    assert!(w.path(&format!("store/sets/d/{}", IDS[0])).is_dir());
+    fs::remove_file(&pin).unwrap();
+    let out = w.prune(&["--keep-last", "1"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(!w.path(&format!("store/sets/d/{}", IDS[0])).exists());
+}
+
 /// A held store lock is exit 75 naming the holder, and nothing is removed.
 #[test]
 fn locked_store_is_busy() {

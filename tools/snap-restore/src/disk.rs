@@ -35,7 +35,7 @@ pub fn parse_name(name: &str) -> Option<(&str, &str)> {
 }
 
 /// A file of the disk's folder at the source.
-fn loc(source: &Source, disk: &str, rel: &str) -> Loc {
+pub fn loc(source: &Source, disk: &str, rel: &str) -> Loc {
     match source {
         Source::Store(s) => Loc::Path(s.root.join("disks").join(disk).join(rel)),
         Source::Folder(p) => Loc::Path(p.join("disks").join(disk).join(rel)),

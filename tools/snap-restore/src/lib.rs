@@ -12,6 +12,7 @@ pub mod import;
 pub mod indexes;
 pub mod loc;
 pub mod members;
+pub mod pin;
 pub mod restore;
 pub mod source;
 pub mod stream;
@@ -147,6 +148,25 @@ pub enum Command {
         #[arg(long)]
         archive: bool,
     },
+    /// Keep a snapshot, archive or disk snapshot (SET/ID, disks/DISK/NAME) from every retention rule
+    Pin {
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// Why (shown by `show`)
+        #[arg(short, long, value_name = "TEXT")]
+        reason: Option<String>,
+        /// NAME means an archive even where a snapshot has the same id
+        #[arg(long)]
+        archive: bool,
+    },
+    /// Remove a pin: the snapshot is subject to the retention rules again
+    Unpin {
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// NAME means an archive even where a snapshot has the same id
+        #[arg(long)]
+        archive: bool,
+    },
     /// Add an archive snap did not make (tar, tar.gz, tar.zst, maybe age) to the store, with an index and sha256
     Import {
         #[arg(value_name = "PATH")]
@@ -278,6 +298,12 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
             view::show(&source.resolve(name, *archive)?, *json, &mut stdout)?;
             Ok(Exit::Ok)
         }
+        Command::Pin {
+            name,
+            reason,
+            archive,
+        } => pin::pin(&source, name, *archive, reason.as_deref(), report),
+        Command::Unpin { name, archive } => pin::unpin(&source, name, *archive, report),
         Command::Diff {
             old,
             new,

@@ -90,6 +90,49 @@ impl Loc {
         }
     }
 
+    /// Writes a small file whole (a record, a pin): atomically on a folder
+    /// (temporary name, fsync, rename), in one PUT at a bucket.
+    pub fn write_small(&self, data: &[u8]) -> Result<()> {
+        match self {
+            Loc::Path(p) => snap_shared::fsutil::write_atomic(p, 0o600, true, |f| {
+                std::io::Write::write_all(f, data)
+            })
+            .map_err(|e| Error::io(p, e)),
+            Loc::Object(d, key) => {
+                let sha = snap_shared::hash::Sha256Digest::of(data).to_hex();
+                d.put_small(key, bytes::Bytes::copy_from_slice(data), &sha)
+            }
+        }
+    }
+
+    /// Removes it; false when it was not there.
+    pub fn remove(&self) -> Result<bool> {
+        match self {
+            Loc::Path(p) => match std::fs::remove_file(p) {
+                Ok(()) => {
+                    let dir = snap_shared::fsutil::parent_of(p);
+                    snap_shared::fsutil::fsync_dir(dir).map_err(|e| Error::io(p, e))?;
+                    Ok(true)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(Error::io(p, e)),
+            },
+            Loc::Object(d, key) => {
+                let there = d.head(key)?.is_some();
+                d.delete(key)?;
+                Ok(there)
+            }
+        }
+    }
+
+    /// Whether it exists.
+    pub fn exists(&self) -> Result<bool> {
+        match self {
+            Loc::Path(p) => Ok(p.exists()),
+            Loc::Object(d, key) => Ok(d.head(key)?.is_some()),
+        }
+    }
+
     /// The whole file (records and other small files).
     pub fn read_all(&self) -> Result<Vec<u8>> {
         match self {

@@ -13,6 +13,7 @@ use snap_shared::record::{Record, SCHEMA};
 use snap_shared::size::human_bytes;
 
 use crate::indexes::open_index;
+use crate::loc::Loc;
 use crate::restore::chain_of;
 use crate::source::Item;
 
@@ -133,6 +134,14 @@ pub fn show(item: &Item, as_json: bool, out: &mut impl Write) -> Result<()> {
     let v = record_json(item);
     let mut lines = vec![format!("{} {}", item.kind(), item.name())];
     let mut put = |k: &str, val: String| lines.push(format!("  {k:<12} {val}"));
+    let pinned = match item {
+        Item::Snapshot { rec, json } => crate::pin::read_pin(&Loc::Path(json.clone()), &rec.id),
+        Item::Archive { rec, json } => crate::pin::read_pin(json, &rec.id),
+        Item::Foreign { .. } => None,
+    };
+    if let Some(p) = pinned {
+        put("pinned", p);
+    }
     match item {
         Item::Snapshot { rec, .. } => {
             put("created", rec.created.to_rfc3339());

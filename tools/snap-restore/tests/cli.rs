@@ -667,6 +667,56 @@ fn pack_passes_other_records_through() {
     assert_eq!(recs[1]["kind"], "archive");
 }
 
+/// pin writes a pin beside the record that `show` names and snap-prune
+/// honours; unpin removes it and the next prune takes the snapshot.
+#[test]
+fn pin_keeps_a_snapshot_from_prune() {
+    let w = World::new();
+    let first = records(&w.collect())[0]["id"].as_str().unwrap().to_string();
+    w.write("src/later.txt", "later\n");
+    w.collect();
+    let name = format!("s/{first}");
+    let out = w.restore(&["pin", &name, "-r", "before the upgrade"]);
+    assert_eq!(code(&out), 0, "{}", w.redact(&out.stderr));
+    assert!(w.path(&format!("store/sets/s/{first}.pin")).is_file());
+    let shown = String::from_utf8_lossy(&w.restore(&["show", &name]).stdout).into_owned();
+    assert!(
+        shown.contains("  pinned       before the upgrade (since "),
+        "{shown}"
+    );
+    let prune = |w: &World| {
+        w.tool("snap-prune")
+            .args(["--store", "store", "-q", "--keep-last", "1"])
+            .output()
+            .unwrap()
+    };
+    let out = prune(&w);
+    assert_eq!(code(&out), 0, "{}", w.redact(&out.stderr));
+    let mine = records(&out)
+        .into_iter()
+        .find(|r| r["id"] == first.as_str())
+        .unwrap();
+    assert_eq!(mine["action"], "keep");
+    assert_eq!(mine["reasons"], serde_json::json!(["pinned"]));
+    let out = w.restore(&["unpin", &name]);
+    assert_eq!(code(&out), 0, "{}", w.redact(&out.stderr));
+    assert!(!w.path(&format!("store/sets/s/{first}.pin")).exists());
+    assert_eq!(
+        code(&w.restore(&["unpin", &name])),
+        0,
+        "unpinning twice is no error"
+    );
+    let out = prune(&w);
+    let mine = records(&out)
+        .into_iter()
+        .find(|r| r["id"] == first.as_str())
+        .unwrap();
+    assert_eq!(mine["action"], "remove");
+    assert!(!w.path(&format!("store/sets/s/{first}")).exists());
+    let out = w.restore(&["pin", "s/2020-01-01T000000Z"]);
+    assert_eq!(code(&out), 66, "{}", w.redact(&out.stderr));
+}
+
 /// A `wsl --export` tarball (a root filesystem, `./` names, numeric owners)
 /// imports with its description and tags: in the record, the catalog's row
 /// and `show`, and it restores.
