@@ -16,6 +16,9 @@ _snap__restore() {
             ",$1")
                 cmd="snap__restore"
                 ;;
+            snap__restore,describe)
+                cmd="snap__restore__subcmd__describe"
+                ;;
             snap__restore,diff)
                 cmd="snap__restore__subcmd__diff"
                 ;;
@@ -37,11 +40,17 @@ _snap__restore() {
             snap__restore,show)
                 cmd="snap__restore__subcmd__show"
                 ;;
+            snap__restore,tag)
+                cmd="snap__restore__subcmd__tag"
+                ;;
             snap__restore,unpin)
                 cmd="snap__restore__subcmd__unpin"
                 ;;
             snap__restore,verify)
                 cmd="snap__restore__subcmd__verify"
+                ;;
+            snap__restore__subcmd__help,describe)
+                cmd="snap__restore__subcmd__help__subcmd__describe"
                 ;;
             snap__restore__subcmd__help,diff)
                 cmd="snap__restore__subcmd__help__subcmd__diff"
@@ -64,6 +73,9 @@ _snap__restore() {
             snap__restore__subcmd__help,show)
                 cmd="snap__restore__subcmd__help__subcmd__show"
                 ;;
+            snap__restore__subcmd__help,tag)
+                cmd="snap__restore__subcmd__help__subcmd__tag"
+                ;;
             snap__restore__subcmd__help,unpin)
                 cmd="snap__restore__subcmd__help__subcmd__unpin"
                 ;;
@@ -77,8 +89,54 @@ _snap__restore() {
 
     case "${cmd}" in
         snap__restore)
-            opts="-c -s -i -q -v -h -V --config --store --from --identity --passphrase-file --quiet --verbose --help --version list show diff verify pin unpin import restore help"
+            opts="-c -s -i -q -v -h -V --config --store --from --identity --passphrase-file --quiet --verbose --help --version list show diff verify pin tag describe unpin import restore help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -s)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --from)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --passphrase-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        snap__subcmd__restore__subcmd__describe)
+            opts="-c -s -i -q -v -h --archive --config --store --from --identity --passphrase-file --quiet --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -169,8 +227,22 @@ _snap__restore() {
             return 0
             ;;
         snap__subcmd__restore__subcmd__help)
-            opts="list show diff verify pin unpin import restore help"
+            opts="list show diff verify pin tag describe unpin import restore help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        snap__subcmd__restore__subcmd__help__subcmd__describe)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -267,6 +339,20 @@ _snap__restore() {
             return 0
             ;;
         snap__subcmd__restore__subcmd__help__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        snap__subcmd__restore__subcmd__help__subcmd__tag)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -555,6 +641,60 @@ _snap__restore() {
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -s)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --from)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --passphrase-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        snap__subcmd__restore__subcmd__tag)
+            opts="-c -s -i -q -v -h --add --remove --archive --config --store --from --identity --passphrase-file --quiet --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --add)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --remove)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -38,6 +38,8 @@ complete -c snap-restore -n "__fish_snap_restore_needs_command" -f -a "show" -d 
 complete -c snap-restore -n "__fish_snap_restore_needs_command" -f -a "diff" -d 'What changed between two snapshots or archives: + added, - removed, M modified, T type, U metadata'
 complete -c snap-restore -n "__fish_snap_restore_needs_command" -f -a "verify" -d 'Read every byte of snapshots or archives and check them against their sha256s'
 complete -c snap-restore -n "__fish_snap_restore_needs_command" -f -a "pin" -d 'Keep a snapshot, archive or disk snapshot (SET/ID, disks/DISK/NAME) from every retention rule'
+complete -c snap-restore -n "__fish_snap_restore_needs_command" -f -a "tag" -d 'Add or remove tags of a snapshot, archive or disk snapshot (snap-prune --keep-tag keeps by them)'
+complete -c snap-restore -n "__fish_snap_restore_needs_command" -f -a "describe" -d 'Set the description of a snapshot, archive or disk snapshot (no TEXT: clear it)'
 complete -c snap-restore -n "__fish_snap_restore_needs_command" -f -a "unpin" -d 'Remove a pin: the snapshot is subject to the retention rules again'
 complete -c snap-restore -n "__fish_snap_restore_needs_command" -f -a "import" -d 'Add an archive snap did not make (tar, tar.gz, tar.zst, maybe age) to the store, with an index and sha256'
 complete -c snap-restore -n "__fish_snap_restore_needs_command" -f -a "restore" -d 'Restore a snapshot or archive (or any tar) into a folder'
@@ -92,6 +94,26 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand pin" -l archiv
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand pin" -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand pin" -s v -l verbose -d 'Name every file restored'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand pin" -s h -l help -d 'Print help'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand tag" -l add -d 'Add this tag (repeatable)' -r
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand tag" -l remove -d 'Remove this tag (repeatable)' -r
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand tag" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand tag" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand tag" -l from -d 'Look here instead of the store: a store, a folder of archives, a destination URL (s3://, gs://, az://, uuid://, label://) or a configured destination\'s name' -r
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand tag" -s i -l identity -d 'age identity file (age-keygen output, or an ssh private key) for encrypted archives (repeatable)' -r -F
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand tag" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand tag" -l archive -d 'NAME means an archive even where a snapshot has the same id'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand tag" -s q -l quiet -d 'Print only warnings and errors on stderr'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand tag" -s v -l verbose -d 'Name every file restored'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand tag" -s h -l help -d 'Print help'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand describe" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand describe" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand describe" -l from -d 'Look here instead of the store: a store, a folder of archives, a destination URL (s3://, gs://, az://, uuid://, label://) or a configured destination\'s name' -r
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand describe" -s i -l identity -d 'age identity file (age-keygen output, or an ssh private key) for encrypted archives (repeatable)' -r -F
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand describe" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand describe" -l archive -d 'NAME means an archive even where a snapshot has the same id'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand describe" -s q -l quiet -d 'Print only warnings and errors on stderr'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand describe" -s v -l verbose -d 'Name every file restored'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand describe" -s h -l help -d 'Print help'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand unpin" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand unpin" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand unpin" -l from -d 'Look here instead of the store: a store, a folder of archives, a destination URL (s3://, gs://, az://, uuid://, label://) or a configured destination\'s name' -r
@@ -125,12 +147,14 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -l ar
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s v -l verbose -d 'Name every file restored'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s h -l help -d 'Print help'
-complete -c snap-restore -n "__fish_snap_restore_using_subcommand help; and not __fish_seen_subcommand_from list show diff verify pin unpin import restore help" -f -a "list" -d 'List the snapshots and archives of the store, or of WHERE (a store, a folder, a drive or a bucket)'
-complete -c snap-restore -n "__fish_snap_restore_using_subcommand help; and not __fish_seen_subcommand_from list show diff verify pin unpin import restore help" -f -a "show" -d 'Show a snapshot or archive: its record, sizes, compression ratio, chain'
-complete -c snap-restore -n "__fish_snap_restore_using_subcommand help; and not __fish_seen_subcommand_from list show diff verify pin unpin import restore help" -f -a "diff" -d 'What changed between two snapshots or archives: + added, - removed, M modified, T type, U metadata'
-complete -c snap-restore -n "__fish_snap_restore_using_subcommand help; and not __fish_seen_subcommand_from list show diff verify pin unpin import restore help" -f -a "verify" -d 'Read every byte of snapshots or archives and check them against their sha256s'
-complete -c snap-restore -n "__fish_snap_restore_using_subcommand help; and not __fish_seen_subcommand_from list show diff verify pin unpin import restore help" -f -a "pin" -d 'Keep a snapshot, archive or disk snapshot (SET/ID, disks/DISK/NAME) from every retention rule'
-complete -c snap-restore -n "__fish_snap_restore_using_subcommand help; and not __fish_seen_subcommand_from list show diff verify pin unpin import restore help" -f -a "unpin" -d 'Remove a pin: the snapshot is subject to the retention rules again'
-complete -c snap-restore -n "__fish_snap_restore_using_subcommand help; and not __fish_seen_subcommand_from list show diff verify pin unpin import restore help" -f -a "import" -d 'Add an archive snap did not make (tar, tar.gz, tar.zst, maybe age) to the store, with an index and sha256'
-complete -c snap-restore -n "__fish_snap_restore_using_subcommand help; and not __fish_seen_subcommand_from list show diff verify pin unpin import restore help" -f -a "restore" -d 'Restore a snapshot or archive (or any tar) into a folder'
-complete -c snap-restore -n "__fish_snap_restore_using_subcommand help; and not __fish_seen_subcommand_from list show diff verify pin unpin import restore help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand help; and not __fish_seen_subcommand_from list show diff verify pin tag describe unpin import restore help" -f -a "list" -d 'List the snapshots and archives of the store, or of WHERE (a store, a folder, a drive or a bucket)'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand help; and not __fish_seen_subcommand_from list show diff verify pin tag describe unpin import restore help" -f -a "show" -d 'Show a snapshot or archive: its record, sizes, compression ratio, chain'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand help; and not __fish_seen_subcommand_from list show diff verify pin tag describe unpin import restore help" -f -a "diff" -d 'What changed between two snapshots or archives: + added, - removed, M modified, T type, U metadata'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand help; and not __fish_seen_subcommand_from list show diff verify pin tag describe unpin import restore help" -f -a "verify" -d 'Read every byte of snapshots or archives and check them against their sha256s'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand help; and not __fish_seen_subcommand_from list show diff verify pin tag describe unpin import restore help" -f -a "pin" -d 'Keep a snapshot, archive or disk snapshot (SET/ID, disks/DISK/NAME) from every retention rule'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand help; and not __fish_seen_subcommand_from list show diff verify pin tag describe unpin import restore help" -f -a "tag" -d 'Add or remove tags of a snapshot, archive or disk snapshot (snap-prune --keep-tag keeps by them)'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand help; and not __fish_seen_subcommand_from list show diff verify pin tag describe unpin import restore help" -f -a "describe" -d 'Set the description of a snapshot, archive or disk snapshot (no TEXT: clear it)'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand help; and not __fish_seen_subcommand_from list show diff verify pin tag describe unpin import restore help" -f -a "unpin" -d 'Remove a pin: the snapshot is subject to the retention rules again'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand help; and not __fish_seen_subcommand_from list show diff verify pin tag describe unpin import restore help" -f -a "import" -d 'Add an archive snap did not make (tar, tar.gz, tar.zst, maybe age) to the store, with an index and sha256'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand help; and not __fish_seen_subcommand_from list show diff verify pin tag describe unpin import restore help" -f -a "restore" -d 'Restore a snapshot or archive (or any tar) into a folder'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand help; and not __fish_seen_subcommand_from list show diff verify pin tag describe unpin import restore help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -6,13 +6,13 @@
 //! people on stdout, or JSON lines with `--json`; `verify` and `restore` print
 //! `verified` / `restored` records on stdout and talk to people on stderr.
 
+pub mod annotate;
 pub mod disk;
 pub mod holes;
 pub mod import;
 pub mod indexes;
 pub mod loc;
 pub mod members;
-pub mod pin;
 pub mod restore;
 pub mod source;
 pub mod stream;
@@ -155,6 +155,30 @@ pub enum Command {
         /// Why (shown by `show`)
         #[arg(short, long, value_name = "TEXT")]
         reason: Option<String>,
+        /// NAME means an archive even where a snapshot has the same id
+        #[arg(long)]
+        archive: bool,
+    },
+    /// Add or remove tags of a snapshot, archive or disk snapshot (snap-prune --keep-tag keeps by them)
+    Tag {
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// Add this tag (repeatable)
+        #[arg(long, value_name = "TAG", action = ArgAction::Append)]
+        add: Vec<String>,
+        /// Remove this tag (repeatable)
+        #[arg(long, value_name = "TAG", action = ArgAction::Append)]
+        remove: Vec<String>,
+        /// NAME means an archive even where a snapshot has the same id
+        #[arg(long)]
+        archive: bool,
+    },
+    /// Set the description of a snapshot, archive or disk snapshot (no TEXT: clear it)
+    Describe {
+        #[arg(value_name = "NAME")]
+        name: String,
+        #[arg(value_name = "TEXT")]
+        text: Option<String>,
         /// NAME means an archive even where a snapshot has the same id
         #[arg(long)]
         archive: bool,
@@ -302,8 +326,19 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
             name,
             reason,
             archive,
-        } => pin::pin(&source, name, *archive, reason.as_deref(), report),
-        Command::Unpin { name, archive } => pin::unpin(&source, name, *archive, report),
+        } => annotate::pin(&source, name, *archive, reason.as_deref(), report),
+        Command::Unpin { name, archive } => annotate::unpin(&source, name, *archive, report),
+        Command::Tag {
+            name,
+            add,
+            remove,
+            archive,
+        } => annotate::tag(&source, name, *archive, (add, remove), report),
+        Command::Describe {
+            name,
+            text,
+            archive,
+        } => annotate::describe(&source, name, *archive, text.as_deref(), report),
         Command::Diff {
             old,
             new,

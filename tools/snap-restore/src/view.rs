@@ -135,8 +135,10 @@ pub fn show(item: &Item, as_json: bool, out: &mut impl Write) -> Result<()> {
     let mut lines = vec![format!("{} {}", item.kind(), item.name())];
     let mut put = |k: &str, val: String| lines.push(format!("  {k:<12} {val}"));
     let pinned = match item {
-        Item::Snapshot { rec, json } => crate::pin::read_pin(&Loc::Path(json.clone()), &rec.id),
-        Item::Archive { rec, json } => crate::pin::read_pin(json, &rec.id),
+        Item::Snapshot { rec, json } => {
+            crate::annotate::read_pin(&Loc::Path(json.clone()), &rec.id)
+        }
+        Item::Archive { rec, json } => crate::annotate::read_pin(json, &rec.id),
         Item::Foreign { .. } => None,
     };
     if let Some(p) = pinned {

@@ -717,6 +717,56 @@ fn pin_keeps_a_snapshot_from_prune() {
     assert_eq!(code(&out), 66, "{}", w.redact(&out.stderr));
 }
 
+/// tag and describe rewrite the record (every other field kept) and the
+/// catalog row, of a snapshot and of an archive; show and a tag-keeping
+/// prune see them; a bad tag is refused and changes nothing.
+#[test]
+fn tag_and_describe_a_snapshot_and_an_archive() {
+    let w = World::new();
+    let id = records(&w.collect())[0]["id"].as_str().unwrap().to_string();
+    let snap = format!("s/{id}");
+    let rec_path = w.path(&format!("store/sets/s/{id}.json"));
+    let before: Value = serde_json::from_slice(&fs::read(&rec_path).unwrap()).unwrap();
+    for args in [
+        vec!["tag", &snap, "--add", "keep", "--add", "pre-upgrade"],
+        vec!["tag", &snap, "--remove", "pre-upgrade"],
+        vec!["describe", &snap, "Before the upgrade"],
+    ] {
+        let out = w.restore(&args);
+        assert_eq!(code(&out), 0, "{args:?}: {}", w.redact(&out.stderr));
+    }
+    let after: Value = serde_json::from_slice(&fs::read(&rec_path).unwrap()).unwrap();
+    assert_eq!(after["tags"], serde_json::json!(["keep"]));
+    assert_eq!(after["description"], "Before the upgrade");
+    let mut same = after.clone();
+    same["tags"] = before["tags"].clone();
+    same["description"] = before["description"].clone();
+    assert_eq!(same, before, "only tags and description changed");
+    let store = snap_shared::store::Store::new(w.path("store"));
+    let (catalog, _) = snap_shared::catalog::Catalog::open(&store).unwrap();
+    let rows = catalog.snapshots(Some("s")).unwrap();
+    let row = rows.iter().find(|r| r.id == id).unwrap();
+    assert_eq!(row.tags, ["keep"]);
+    assert_eq!(row.description.as_deref(), Some("Before the upgrade"));
+    let out = w.restore(&["tag", &snap, "--add", "a,b"]);
+    assert_eq!(code(&out), 64, "{}", w.redact(&out.stderr));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&fs::read(&rec_path).unwrap()).unwrap(),
+        after
+    );
+    assert_eq!(code(&w.pack(&[])), 0);
+    let out = w.restore(&["tag", &snap, "--archive", "--add", "offsite"]);
+    assert_eq!(code(&out), 0, "{}", w.redact(&out.stderr));
+    // snap-pack copied the snapshot's tags into the archive's record.
+    let shown =
+        String::from_utf8_lossy(&w.restore(&["show", &snap, "--archive"]).stdout).into_owned();
+    assert!(shown.contains("  tags         keep, offsite\n"), "{shown}");
+    let out = w.restore(&["describe", &snap]);
+    assert_eq!(code(&out), 0);
+    let cleared: Value = serde_json::from_slice(&fs::read(&rec_path).unwrap()).unwrap();
+    assert_eq!(cleared["description"], Value::Null);
+}
+
 /// A `wsl --export` tarball (a root filesystem, `./` names, numeric owners)
 /// imports with its description and tags: in the record, the catalog's row
 /// and `show`, and it restores.
