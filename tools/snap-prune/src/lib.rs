@@ -145,6 +145,14 @@ pub struct Cli {
     #[arg(long, value_name = "TAGS", value_parser = rules::tag_list, action = ArgAction::Append)]
     pub keep_tag: Vec<Vec<String>>,
 
+    /// Remove exactly this one (SET/ID, or disks/DISK/NAME; repeatable) instead of applying rules; a pinned one, or a base an archive that stays needs, is refused
+    #[arg(long, value_name = "NAME", action = ArgAction::Append, conflicts_with_all = ["keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly", "keep_within", "keep_within_hourly", "keep_within_daily", "keep_within_weekly", "keep_within_monthly", "keep_within_yearly", "keep_tag"])]
+    pub forget: Vec<String>,
+
+    /// With --forget, in the store: the names are archives (archives/SET/ID), not snapshot trees
+    #[arg(long, requires = "forget")]
+    pub archive: bool,
+
     /// Print the plan and what it would free; remove nothing
     #[arg(short = 'n', long)]
     pub dry_run: bool,
@@ -259,8 +267,13 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
     if let Some(set) = &cli.set {
         snap_shared::id::check_name(set).map_err(|e| Error::usage("--set", e))?;
     }
-    let flags = cli.any_rule_flag().then(|| cli.policy());
-    if flags.as_ref().is_some_and(Policy::is_empty) {
+    check_forget_names(&cli.forget)?;
+    let flags = match cli.forget.is_empty() {
+        true => cli.any_rule_flag().then(|| cli.policy()),
+        // Forgetting by name needs no rule; the empty policy is never applied.
+        false => Some(Policy::default()),
+    };
+    if cli.forget.is_empty() && flags.as_ref().is_some_and(Policy::is_empty) {
         return Err(no_rule(
             "the --keep-* flags keep nothing (every count is 0)",
         ));
@@ -296,6 +309,9 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
             job => ready.push(job),
         }
     }
+    if !cli.forget.is_empty() {
+        check_forgettable(cli, &ready)?;
+    }
     for job in ready {
         let outcome = job.and_then(|mut job| {
             let pruned = prune_job(cli, &job, &mut out, report);
@@ -310,6 +326,72 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
         }
     }
     Ok(first_exit.unwrap_or(Exit::Ok))
+}
+
+/// `--forget` names are `SET/ID` or `disks/DISK/NAME`.
+fn check_forget_names(names: &[String]) -> Result<()> {
+    use snap_shared::id::check_name;
+    for n in names {
+        let parts: Vec<&str> = n.split('/').collect();
+        let ok = match parts.as_slice() {
+            ["disks", disk, snap] => check_name(disk).is_ok() && check_name(snap).is_ok(),
+            [set, id] => check_name(set).is_ok() && snap_shared::id::is_id(id),
+            _ => false,
+        };
+        if !ok {
+            return Err(Error::usage(
+                format!("--forget {n}"),
+                "names SET/ID (a snapshot or archive) or disks/DISK/NAME",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a target holds what `--forget` names: trees or the store's
+/// archives (by `--archive`), a destination's archives, disk snapshots.
+fn forget_here(cli: &Cli, target: &Target) -> bool {
+    match target {
+        Target::Trees(_) => !cli.archive,
+        Target::Archives { store: Some(_), .. } => cli.archive,
+        Target::Archives { store: None, .. } | Target::Disks { .. } => true,
+    }
+}
+
+/// Before anything is removed: every name is found, none is pinned, none is
+/// a base that stays needed.
+fn check_forgettable(cli: &Cli, jobs: &[Result<Job>]) -> Result<()> {
+    let mut found = std::collections::HashSet::new();
+    for job in jobs.iter().flatten() {
+        for target in job.targets.iter().filter(|t| forget_here(cli, t)) {
+            for group in target.scan(cli.set.as_deref())? {
+                plan::forget(target, &group, &cli.forget)?;
+                let named = plan::named_in(target, &group, &cli.forget);
+                for (e, n) in group.entries.iter().zip(named) {
+                    if n {
+                        found.insert(match target {
+                            Target::Disks { .. } => format!("disks/{}/{}", group.set, e.id),
+                            _ => format!("{}/{}", group.set, e.id),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    match cli.forget.iter().find(|n| !found.contains(*n)) {
+        Some(n) => Err(Error::new(
+            Exit::NoInput,
+            format!("--forget {n}"),
+            "not found; nothing was removed",
+        )
+        .with_hint(match cli.archive {
+            true => "it names an archive (--archive); drop --archive for a snapshot tree",
+            false => {
+                "`snap-restore list` shows what is there; --archive names the store's archives"
+            }
+        })),
+        None => Ok(()),
+    }
 }
 
 fn no_rule(why: &str) -> Error {
@@ -488,17 +570,22 @@ fn prune_job(
                 totals.freed += finished;
             }
         }
+        if !cli.forget.is_empty() && !forget_here(cli, target) {
+            continue;
+        }
         let groups = target.scan(cli.set.as_deref())?;
         // Most places hold no disk snapshots: say nothing of them there.
         if groups.is_empty() && matches!(target, Target::Disks { .. }) {
             continue;
         }
+        let rule = match cli.forget.is_empty() {
+            true => format!("{} ({})", job.policy, job.source),
+            false => format!("forget {}", cli.forget.join(", ")),
+        };
         report.note(&format!(
-            "{}s at {}: {} ({})",
+            "{}s at {}: {rule}",
             target.what(),
             target.location(),
-            job.policy,
-            job.source
         ));
         for group in &groups {
             prune_group(cli, job, target, group, out, report, &mut totals)?;
@@ -525,7 +612,15 @@ fn prune_group(
         target.lock_set(&group.set, TOOL)?
     };
     let now = chrono::Utc::now();
-    let decisions = plan::plan(target, group, &job.policy, now, &mut |w| report.warn(&w))?;
+    let decisions = match cli.forget.is_empty() {
+        true => plan::plan(target, group, &job.policy, now, &mut |w| report.warn(&w))?,
+        false => plan::forget(target, group, &cli.forget)?,
+    };
+    // A forget speaks only of what it names.
+    let named = match cli.forget.is_empty() {
+        true => vec![true; group.entries.len()],
+        false => plan::named_in(target, group, &cli.forget),
+    };
     let doomed: Vec<&Entry> = group
         .entries
         .iter()
@@ -539,12 +634,16 @@ fn prune_group(
         target.remove(&group.set, &doomed, job.catalog.as_ref())?
     };
     let mut freed = freed_each.iter();
-    for (entry, decision) in group.entries.iter().zip(&decisions) {
+    for ((entry, decision), named) in group.entries.iter().zip(&decisions).zip(&named) {
         let freed = if decision.keep {
             None
         } else {
             freed.next().copied()
         };
+        if !named {
+            t.count(entry, decision.keep, freed);
+            continue;
+        }
         show(cli, report, &group.set, entry, decision, freed);
         t.count(entry, decision.keep, freed);
         out.write(&Record::Pruned(record(

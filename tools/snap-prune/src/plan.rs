@@ -13,10 +13,10 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-use snap_shared::error::Result;
+use snap_shared::error::{Error, Result};
 
 use crate::policy::{Candidate, Policy};
-use crate::target::{Group, Info, Target};
+use crate::target::{Entry, Group, Info, Target};
 
 /// What happens to one entry of the group (same order as the group's entries).
 #[derive(Debug, Clone, PartialEq)]
@@ -73,6 +73,59 @@ pub fn plan(
     }
     if let Target::Archives { .. } = target {
         keep_bases(target, group, &mut decisions, &mut infos, warn)?;
+    }
+    Ok(decisions)
+}
+
+/// The `--forget` names a group holds: `SET/ID`, or `disks/DISK/NAME` for a disk.
+pub fn named_in(target: &Target, group: &Group, names: &[String]) -> Vec<bool> {
+    let prefix = match target {
+        Target::Disks { .. } => format!("disks/{}/", group.set),
+        _ => format!("{}/", group.set),
+    };
+    group
+        .entries
+        .iter()
+        .map(|e| names.iter().any(|n| *n == format!("{prefix}{}", e.id)))
+        .collect()
+}
+
+/// `--forget`: removes exactly the named entries of a group, and refuses (before
+/// anything is removed) a pinned one, or a base that an archive which stays needs.
+pub fn forget(target: &Target, group: &Group, names: &[String]) -> Result<Vec<Decision>> {
+    let named = named_in(target, group, names);
+    let mut decisions: Vec<Decision> = group
+        .entries
+        .iter()
+        .zip(&named)
+        .map(|(e, n)| Decision {
+            keep: !n,
+            reasons: match n {
+                true => Vec::new(),
+                false => vec!["not named".to_string()],
+            },
+            problem: e.broken.clone(),
+        })
+        .collect();
+    let what = |e: &Entry| format!("{} {}/{}", target.what(), group.set, e.id);
+    for (e, n) in group.entries.iter().zip(&named) {
+        if *n && e.pinned {
+            return Err(Error::usage(what(e), "is pinned; nothing was removed")
+                .with_hint("`snap-restore unpin` it first, if it may really go"));
+        }
+    }
+    if let Target::Archives { .. } = target {
+        let mut infos = HashMap::new();
+        keep_bases(target, group, &mut decisions, &mut infos, &mut |_| {})?;
+    }
+    for ((e, n), d) in group.entries.iter().zip(&named).zip(&decisions) {
+        if *n && d.keep {
+            return Err(Error::usage(
+                what(e),
+                format!("is needed: {}; nothing was removed", d.reasons.join(", ")),
+            )
+            .with_hint("forget the archives built on it in the same run"));
+        }
     }
     Ok(decisions)
 }

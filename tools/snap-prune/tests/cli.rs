@@ -333,6 +333,91 @@ fn a_pinned_snapshot_is_kept() {
     assert!(!w.path(&format!("store/sets/d/{}", IDS[0])).exists());
 }
 
+/// --forget removes exactly the named snapshot and speaks only of it; a
+/// pinned one, a missing one (even beside a good one) and a bad name are
+/// refused before anything is removed.
+#[test]
+fn forget_removes_exactly_one() {
+    let w = store_world();
+    let name = |id: &str| format!("d/{id}");
+    fs::write(w.path(&format!("store/sets/d/{}.pin", IDS[2])), "{}").unwrap();
+    let before = w.names("store/sets/d");
+    for (args, exit, says) in [
+        (vec!["--forget".to_string(), name(IDS[2])], 64, "is pinned"),
+        (
+            vec![
+                "--forget".into(),
+                name(IDS[1]),
+                "--forget".into(),
+                name("2020-01-01T000000Z"),
+            ],
+            66,
+            "not found",
+        ),
+        (vec!["--forget".into(), "d".into()], 64, "names SET/ID"),
+        (
+            vec![
+                "--forget".into(),
+                name(IDS[1]),
+                "--keep-last".into(),
+                "1".into(),
+            ],
+            64,
+            "cannot be used with",
+        ),
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = w.prune(&args);
+        assert_eq!(code(&out), exit, "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+        assert_eq!(
+            w.names("store/sets/d"),
+            before,
+            "{args:?} changed the store"
+        );
+    }
+    let out = w.prune(&["--forget", &name(IDS[1])]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let recs = records(&out);
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(recs[0]["id"], IDS[1]);
+    assert_eq!(recs[0]["action"], "remove");
+    assert!(!w.path(&format!("store/sets/d/{}", IDS[1])).exists());
+    for id in [IDS[0], IDS[2], IDS[3]] {
+        assert!(w.path(&format!("store/sets/d/{id}")).is_dir());
+    }
+}
+
+/// At a destination, --forget refuses the base of an archive that stays,
+/// and takes a chain named whole.
+#[test]
+fn forget_keeps_a_chain_whole() {
+    let w = World::new();
+    let [a, b] = ["2026-03-01T000000Z", "2026-03-02T000000Z"];
+    w.archive("usb", "d", a, None, &[]);
+    w.archive("usb", "d", b, Some(a), &[]);
+    let usb = w.path("usb");
+    let dest = usb.to_str().unwrap();
+    let out = w.prune(&["--dest", dest, "--forget", &format!("d/{a}")]);
+    assert_eq!(code(&out), 64, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("is needed: base of {b}")),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(w.names("usb/d").len(), 8);
+    let out = w.prune(&[
+        "--dest",
+        dest,
+        "--forget",
+        &format!("d/{a}"),
+        "--forget",
+        &format!("d/{b}"),
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(w.names("usb/d").is_empty(), "{:?}", w.names("usb/d"));
+}
+
 /// A held store lock is exit 75 naming the holder, and nothing is removed.
 #[test]
 fn locked_store_is_busy() {
