@@ -23,6 +23,7 @@ pub mod index;
 pub mod jsonl;
 pub mod lock;
 pub mod record;
+pub mod retention;
 pub mod size;
 pub mod store;
 

@@ -10,8 +10,6 @@ pub mod disks;
 pub mod free;
 pub mod intent;
 pub mod plan;
-pub mod policy;
-pub mod rules;
 pub mod target;
 
 use std::ffi::OsString;
@@ -31,8 +29,9 @@ use snap_shared::size::human_bytes;
 use snap_shared::store::{self, Store};
 
 use crate::plan::Decision;
-use crate::policy::{Count, Policy, Span};
 use crate::target::{Entry, Group, Target};
+use policy::{Count, Policy, Span};
+pub use snap_shared::retention::{policy, rules};
 
 /// The name on every message.
 pub const TOOL: &str = "snap-prune";

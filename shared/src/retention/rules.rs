@@ -17,9 +17,9 @@
 
 use serde_json::Value;
 
-use snap_shared::error::{Error, Result};
+use crate::error::{Error, Result};
 
-use crate::policy::{Count, Policy, Span};
+use super::policy::{Count, Policy, Span};
 
 /// The key of the store's policy.
 pub const LOCAL: &str = "local";
@@ -166,8 +166,8 @@ pub fn tag_list(s: &str) -> std::result::Result<Vec<String>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Exit;
     use serde_json::json;
-    use snap_shared::error::Exit;
 
     /// The planning document's shape: a number is keep-last, for local and external.
     #[test]
