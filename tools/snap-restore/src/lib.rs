@@ -17,6 +17,7 @@ pub mod restore;
 pub mod source;
 pub mod stream;
 pub mod target;
+pub mod timeline;
 pub mod verify;
 pub mod view;
 pub mod writers;
@@ -147,6 +148,12 @@ pub enum Command {
         /// Names mean archives even where snapshots have the same ids
         #[arg(long)]
         archive: bool,
+    },
+    /// Every snapshot, archive and disk snapshot of the store, its health and what retention would do, as one self-contained HTML page
+    Timeline {
+        /// Write the page here (atomically) [default: stdout]
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
     },
     /// Keep a snapshot, archive or disk snapshot (SET/ID, disks/DISK/NAME) from every retention rule
     Pin {
@@ -328,6 +335,9 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
             archive,
         } => annotate::pin(&source, name, *archive, reason.as_deref(), report),
         Command::Unpin { name, archive } => annotate::unpin(&source, name, *archive, report),
+        Command::Timeline { html } => {
+            timeline::run(&store, loaded.as_ref(), html.as_deref(), report)
+        }
         Command::Tag {
             name,
             add,

@@ -980,3 +980,63 @@ fn import_leaves_out_an_escaping_hard_link() {
     assert_eq!(records(&out)[0]["files"], 1);
     assert_eq!(code(&w.restore(&["verify", "l/latest"])), 0);
 }
+
+/// timeline --html writes one page with every snapshot, its archive, pin,
+/// tags and description (escaped), what the configured retention keeps
+/// and why, the disks, and nothing that reaches the network.
+#[test]
+fn timeline_page_shows_everything_and_fetches_nothing() {
+    let w = World::new();
+    let first = records(&w.collect())[0]["id"].as_str().unwrap().to_string();
+    w.write("src/later.txt", "later\n");
+    let second = records(&w.collect())[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(code(&w.pack(&[])), 0);
+    let name = format!("s/{first}");
+    for args in [
+        vec!["pin", name.as_str(), "-r", "before the upgrade"],
+        vec![
+            "describe",
+            name.as_str(),
+            "<script>alert(1)</script> & more",
+        ],
+        vec!["tag", name.as_str(), "--add", "pre-upgrade"],
+    ] {
+        assert_eq!(code(&w.restore(&args)), 0, "{args:?}");
+    }
+    w.write(
+        "cfg.json",
+        r#"{"retention": {"local": 1}, "schedule": {"incremental": "daily"}}"#,
+    );
+    let out = w.restore(&["-c", "cfg.json", "timeline", "--html", "t.html"]);
+    assert_eq!(code(&out), 0, "{}", w.redact(&out.stderr));
+    assert!(
+        out.stdout.is_empty(),
+        "records only on stdout, and a page is none"
+    );
+    let page = fs::read_to_string(w.path("t.html")).unwrap();
+    for want in [
+        format!("s/{first}"),
+        format!("s/{second}"),
+        "pinned: before the upgrade".into(),
+        "kept: pinned".into(),
+        "kept: last snapshot".into(),
+        "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more".into(),
+        "pre-upgrade".into(),
+        format!("snap-restore restore s/{second} --to DIR"),
+        "retention: keep 1 latest snapshots".into(),
+        "default-src 'none'".into(),
+    ] {
+        assert!(page.contains(&want), "missing {want:?}");
+    }
+    assert!(
+        !page.contains("<script>alert"),
+        "a description was not escaped"
+    );
+    for net in ["http://", "https://", "src=", "@import", "url("] {
+        assert!(!page.contains(net), "the page would fetch: {net}");
+    }
+    // The oldest snapshot apart from the pinned one: the policy would remove it.
+    let sets = records(&w.restore(&["list", "--json"]));
+    assert!(sets.len() >= 3);
+    assert!(page.contains("the configured retention would remove it"));
+}

@@ -1,0 +1,302 @@
+//! `snap-restore timeline`: every snapshot, archive and disk snapshot of the
+//! store on one self-contained HTML page (no network, no CDN: inline CSS
+//! and SVG, a few lines of script for the filter), made from the catalog,
+//! the pins beside the records, the config's retention and schedule, and the
+//! store's filesystem. It works offline, from cron, as a mail attachment.
+//!
+//! This module gathers what the page shows ([`Timeline`]); `html` renders it.
+
+pub mod html;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::Value;
+
+use snap_shared::catalog::Catalog;
+use snap_shared::config::LoadedConfig;
+use snap_shared::error::{Error, Exit, Result};
+use snap_shared::record::{ArchiveRecord, DiskSnapshotRecord, SnapshotRecord};
+use snap_shared::retention::policy::{Candidate, Policy};
+use snap_shared::retention::rules;
+use snap_shared::store::Store;
+
+/// One snapshot of a set, with its archive when there is one.
+#[derive(Debug, Clone)]
+pub struct Card {
+    pub id: String,
+    pub time: DateTime<Utc>,
+    pub host: String,
+    pub files: u64,
+    pub bytes: u64,
+    /// Bytes this snapshot copied (the rest are hard links to its parent).
+    pub new_bytes: u64,
+    pub new_files: u64,
+    pub errors: u64,
+    pub duration_s: Option<f64>,
+    pub description: Option<String>,
+    pub tags: Vec<String>,
+    pub pin: Option<String>,
+    /// The store's archive of it: size, sha256, whether encrypted, its base.
+    pub archive: Option<ArchiveCard>,
+    /// What the configured policy does with it: kept (and why) or removed.
+    pub retention: Option<(bool, Vec<String>)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ArchiveCard {
+    pub bytes: u64,
+    pub sha256: String,
+    pub encrypted: bool,
+    pub base: Option<String>,
+}
+
+/// A backup set: its snapshots, newest first, and its health.
+#[derive(Debug, Clone)]
+pub struct SetView {
+    pub name: String,
+    pub cards: Vec<Card>,
+    /// Past this, a new snapshot is due (from the config's schedule).
+    pub overdue_since: Option<DateTime<Utc>>,
+}
+
+/// A disk and its snapshots, oldest first (each names its parent: chains and branches).
+#[derive(Debug, Clone)]
+pub struct DiskView {
+    pub name: String,
+    pub snapshots: Vec<DiskSnapshotRecord>,
+}
+
+/// The store's filesystem and how fast snapshots fill it.
+#[derive(Debug, Clone, Default)]
+pub struct Space {
+    pub free: u64,
+    pub total: u64,
+    /// Bytes the snapshots of the last 30 days added, a day on average.
+    pub per_day: f64,
+}
+
+impl Space {
+    /// When the free space runs out at the recent rate, if it grows at all.
+    pub fn full_at(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        (self.per_day >= 1.0).then(|| {
+            let days = (self.free as f64 / self.per_day).min(36_500.0);
+            now + Duration::seconds((days * 86_400.0) as i64)
+        })
+    }
+}
+
+/// Everything the page shows.
+#[derive(Debug, Clone)]
+pub struct Timeline {
+    pub generated: DateTime<Utc>,
+    pub store: String,
+    pub sets: Vec<SetView>,
+    pub disks: Vec<DiskView>,
+    pub space: Space,
+    /// The store's retention policy in words, when the config has one.
+    pub policy: Option<String>,
+    /// How often snapshots are due (`schedule.incremental`).
+    pub schedule: Option<String>,
+}
+
+/// Reads the store's catalog (and the pins beside the records), applies
+/// the config's retention and schedule.
+pub fn gather(
+    store: &Store,
+    config: Option<&LoadedConfig>,
+    now: DateTime<Utc>,
+) -> Result<Timeline> {
+    if !store.root.is_dir() {
+        return Err(Error::new(
+            Exit::NoInput,
+            format!("store {}", store.root.display()),
+            "not found",
+        ));
+    }
+    let (catalog, _) = Catalog::open(store)?;
+    let retention = config.and_then(|c| c.config.retention.as_ref());
+    let policy = rules::configured(retention, None)?.map(|(p, _)| p);
+    let schedule = config
+        .and_then(|c| c.config.schedule.as_ref())
+        .and_then(|s| s.get("incremental"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let archives = archives_by_id(catalog.archives(None)?);
+    let mut by_set: BTreeMap<String, Vec<Card>> = BTreeMap::new();
+    for rec in catalog.snapshots(None)? {
+        let archive = archives.get(&(rec.set.clone(), rec.id.clone())).cloned();
+        let pin = read_pin(&store.set_dir(&rec.set), &rec.id);
+        by_set
+            .entry(rec.set.clone())
+            .or_default()
+            .push(card(rec, archive, pin));
+    }
+    let mut sets: Vec<SetView> = by_set
+        .into_iter()
+        .map(|(name, mut cards)| {
+            cards.sort_by(|a, b| b.time.cmp(&a.time).then(b.id.cmp(&a.id)));
+            if let Some(p) = &policy {
+                preview(p, &mut cards, now);
+            }
+            let overdue_since = overdue(schedule.as_deref(), cards.first().map(|c| c.time), now);
+            SetView {
+                name,
+                cards,
+                overdue_since,
+            }
+        })
+        .collect();
+    sets.sort_by(|a, b| a.name.cmp(&b.name));
+    let disks = disk_views(catalog.disk_snapshots(None)?);
+    let space = space(store, &sets, now);
+    Ok(Timeline {
+        generated: now,
+        store: store.root.display().to_string(),
+        sets,
+        disks,
+        space,
+        policy: policy.map(|p| p.to_string()),
+        schedule,
+    })
+}
+
+fn archives_by_id(list: Vec<ArchiveRecord>) -> BTreeMap<(String, String), ArchiveCard> {
+    list.into_iter()
+        .map(|a| {
+            (
+                (a.set.clone(), a.id.clone()),
+                ArchiveCard {
+                    bytes: a.bytes,
+                    sha256: a.sha256,
+                    encrypted: a.encryption.is_some(),
+                    base: a.base,
+                },
+            )
+        })
+        .collect()
+}
+
+fn card(rec: SnapshotRecord, archive: Option<ArchiveCard>, pin: Option<String>) -> Card {
+    Card {
+        time: rec.created,
+        host: rec.host,
+        files: rec.files,
+        bytes: rec.bytes,
+        new_bytes: rec.new_bytes,
+        new_files: rec.new_files,
+        errors: rec.errors,
+        duration_s: rec.extra.get("duration_s").and_then(Value::as_f64),
+        description: rec.description,
+        tags: rec.tags,
+        pin,
+        archive,
+        retention: None,
+        id: rec.id,
+    }
+}
+
+/// The pin beside a record in `dir`: its reason, or "" when it gives none.
+fn read_pin(dir: &Path, id: &str) -> Option<String> {
+    let bytes = std::fs::read(dir.join(format!("{id}.pin"))).ok()?;
+    let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Some(v["reason"].as_str().unwrap_or("").to_string())
+}
+
+/// What the policy would do with each card (pins outrank it, as in snap-prune).
+fn preview(policy: &Policy, cards: &mut [Card], now: DateTime<Utc>) {
+    let candidates: Vec<Candidate> = cards
+        .iter()
+        .map(|c| Candidate {
+            time: c.time,
+            tags: &c.tags,
+        })
+        .collect();
+    let verdicts = policy.apply(&candidates, now);
+    for (c, v) in cards.iter_mut().zip(verdicts) {
+        let mut reasons = v.reasons;
+        if c.pin.is_some() {
+            reasons.insert(0, "pinned".into());
+        }
+        c.retention = Some((!reasons.is_empty(), reasons));
+    }
+}
+
+/// When the newest snapshot is older than the schedule's period (with a
+/// quarter of it as grace): since when the set is overdue.
+fn overdue(
+    schedule: Option<&str>,
+    newest: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let period = match schedule? {
+        "hourly" => Duration::hours(1),
+        "daily" => Duration::days(1),
+        "weekly" => Duration::weeks(1),
+        "monthly" => Duration::days(31),
+        _ => return None,
+    };
+    let due = newest? + period + period / 4;
+    (due < now).then_some(due)
+}
+
+fn disk_views(list: Vec<DiskSnapshotRecord>) -> Vec<DiskView> {
+    let mut by_disk: BTreeMap<String, Vec<DiskSnapshotRecord>> = BTreeMap::new();
+    for r in list {
+        by_disk.entry(r.disk.clone()).or_default().push(r);
+    }
+    by_disk
+        .into_iter()
+        .map(|(name, mut snapshots)| {
+            snapshots.sort_by_key(|s| s.created);
+            DiskView { name, snapshots }
+        })
+        .collect()
+}
+
+fn space(store: &Store, sets: &[SetView], now: DateTime<Utc>) -> Space {
+    let (free, total) = snap_shared::fsutil::free_space(&store.root).unwrap_or((0, 0));
+    let since = now - Duration::days(30);
+    let added: u64 = sets
+        .iter()
+        .flat_map(|s| &s.cards)
+        .filter(|c| c.time > since)
+        .map(|c| c.new_bytes + c.archive.as_ref().map_or(0, |a| a.bytes))
+        .sum();
+    Space {
+        free,
+        total,
+        per_day: added as f64 / 30.0,
+    }
+}
+
+/// `snap-restore timeline [--html FILE]`: the page, written atomically to
+/// FILE, or to stdout.
+pub fn run(
+    store: &Store,
+    config: Option<&LoadedConfig>,
+    out_file: Option<&Path>,
+    report: &snap_cli::Reporter,
+) -> Result<Exit> {
+    let t = gather(store, config, Utc::now())?;
+    let page = html::render(&t);
+    match out_file {
+        Some(path) => {
+            snap_shared::fsutil::write_atomic(path, 0o644, true, |f| {
+                std::io::Write::write_all(f, page.as_bytes())
+            })
+            .map_err(|e| Error::io(path, e).with_exit(Exit::CantCreate))?;
+            let n: usize = t.sets.iter().map(|s| s.cards.len()).sum();
+            report.note(&format!(
+                "{}: {n} snapshots in {} sets, {} disks",
+                path.display(),
+                t.sets.len(),
+                t.disks.len()
+            ));
+        }
+        None => std::io::Write::write_all(&mut std::io::stdout().lock(), page.as_bytes())
+            .map_err(|e| Error::io_ctx("stdout", e))?,
+    }
+    Ok(Exit::Ok)
+}
