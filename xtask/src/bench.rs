@@ -60,7 +60,8 @@ pub struct Args {
     /// prune (planning and deleting 100 and 1,000 archives at a folder and at S3);
     /// push or prune also measure what locks at the destination cost (against --baseline),
     /// which coord alone measures
-    /// and disk (snap-disk on a 2 GiB ext4 image against zstd, borg, restic, rustic, qemu-img)
+    /// disk (snap-disk on a 2 GiB ext4 image against zstd, borg, restic, rustic, qemu-img)
+    /// and timeline (snap-restore timeline --html on 10,000 snapshots; not in the default)
     #[arg(
         long,
         value_delimiter = ',',
@@ -717,6 +718,9 @@ pub fn run(args: Args) -> Result {
     }
     if args.suites.iter().any(|s| s == "disk") {
         crate::bench_disk::run(&args, &base)?;
+    }
+    if args.suites.iter().any(|s| s == "timeline") {
+        crate::bench_timeline::run(&args, &base)?;
     }
     if !args.suites.iter().any(|s| s == "collect") {
         empty_trash(&base);
