@@ -30,6 +30,8 @@ pub const TEST_PROGRAMS: &[(&str, &str)] = &[
     ("debugfs", "e2fsprogs"),
     // EIO injected into one file's reads (tests/e2e/surroundings.sh).
     ("strace", "strace"),
+    // Opens the timeline page headless, offline (snap-restore's tests).
+    ("chromium", "chromium"),
 ];
 
 /// Servers the tests start, with the PyPI package that has each.

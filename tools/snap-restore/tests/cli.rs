@@ -1040,3 +1040,37 @@ fn timeline_page_shows_everything_and_fetches_nothing() {
     assert!(sets.len() >= 3);
     assert!(page.contains("the configured retention would remove it"));
 }
+
+/// The timeline page opens in a real browser (headless Chromium) with every
+/// network path closed, and shows every card.
+#[test]
+fn timeline_page_opens_offline_in_chromium() {
+    let w = World::new();
+    w.collect();
+    w.write("src/b.txt", "b\n");
+    w.collect();
+    let out = w.restore(&["timeline", "--html", "t.html"]);
+    assert_eq!(code(&out), 0, "{}", w.redact(&out.stderr));
+    let profile = w.path("chromium-profile");
+    let dom = std::process::Command::new("chromium")
+        .args([
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--proxy-server=127.0.0.1:9",
+            "--host-resolver-rules=MAP * ~NOTFOUND",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("file://{}", w.path("t.html").display()))
+        .output()
+        .expect("chromium (cargo xtask test installs it)");
+    assert!(
+        dom.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dom.stderr)
+    );
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert_eq!(dom.matches("class=\"card").count(), 3, "{dom}");
+    assert!(dom.contains("<h2>Set s</h2>"), "{dom}");
+}
