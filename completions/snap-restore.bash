@@ -37,6 +37,9 @@ _snap__restore() {
             snap__restore,restore)
                 cmd="snap__restore__subcmd__restore"
                 ;;
+            snap__restore,serve)
+                cmd="snap__restore__subcmd__serve"
+                ;;
             snap__restore,show)
                 cmd="snap__restore__subcmd__show"
                 ;;
@@ -73,6 +76,9 @@ _snap__restore() {
             snap__restore__subcmd__help,restore)
                 cmd="snap__restore__subcmd__help__subcmd__restore"
                 ;;
+            snap__restore__subcmd__help,serve)
+                cmd="snap__restore__subcmd__help__subcmd__serve"
+                ;;
             snap__restore__subcmd__help,show)
                 cmd="snap__restore__subcmd__help__subcmd__show"
                 ;;
@@ -95,7 +101,7 @@ _snap__restore() {
 
     case "${cmd}" in
         snap__restore)
-            opts="-c -s -i -q -v -h -V --config --store --from --identity --passphrase-file --quiet --verbose --help --version list show diff verify timeline pin tag describe unpin import restore help"
+            opts="-c -s -i -q -v -h -V --config --store --from --identity --passphrase-file --quiet --verbose --help --version list show diff verify timeline serve pin tag describe unpin import restore help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -233,7 +239,7 @@ _snap__restore() {
             return 0
             ;;
         snap__subcmd__restore__subcmd__help)
-            opts="list show diff verify timeline pin tag describe unpin import restore help"
+            opts="list show diff verify timeline serve pin tag describe unpin import restore help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -331,6 +337,20 @@ _snap__restore() {
             return 0
             ;;
         snap__subcmd__restore__subcmd__help__subcmd__restore)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        snap__subcmd__restore__subcmd__help__subcmd__serve)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -612,6 +632,56 @@ _snap__restore() {
                     return 0
                     ;;
                 -p)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -s)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --from)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --passphrase-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        snap__subcmd__restore__subcmd__serve)
+            opts="-c -s -i -q -v -h --listen --allow-remote --allow-changes --config --store --from --identity --passphrase-file --quiet --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --listen)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -14,6 +14,7 @@ pub mod indexes;
 pub mod loc;
 pub mod members;
 pub mod restore;
+pub mod serve;
 pub mod source;
 pub mod stream;
 pub mod target;
@@ -154,6 +155,18 @@ pub enum Command {
         /// Write the page here (atomically) [default: stdout]
         #[arg(long, value_name = "FILE")]
         html: Option<PathBuf>,
+    },
+    /// The timeline, live, on a local web server: diffs of any two snapshots, and edits with --allow-changes
+    Serve {
+        /// Where to listen (loopback unless --allow-remote)
+        #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8765")]
+        listen: std::net::SocketAddr,
+        /// Allow a --listen address other machines can reach (a warning is printed)
+        #[arg(long)]
+        allow_remote: bool,
+        /// Allow tagging, describing, pinning and unpinning from the page (read-only otherwise)
+        #[arg(long)]
+        allow_changes: bool,
     },
     /// Keep a snapshot, archive or disk snapshot (SET/ID, disks/DISK/NAME) from every retention rule
     Pin {
@@ -335,6 +348,18 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
             archive,
         } => annotate::pin(&source, name, *archive, reason.as_deref(), report),
         Command::Unpin { name, archive } => annotate::unpin(&source, name, *archive, report),
+        Command::Serve {
+            listen,
+            allow_remote,
+            allow_changes,
+        } => {
+            let opts = serve::Options {
+                listen: *listen,
+                allow_remote: *allow_remote,
+                allow_changes: *allow_changes,
+            };
+            serve::run(store.clone(), loaded.clone(), &opts, report)
+        }
         Command::Timeline { html } => {
             timeline::run(&store, loaded.as_ref(), html.as_deref(), report)
         }

@@ -266,47 +266,21 @@ fn change(a: Option<&Entry>, b: Option<&Entry>) -> Option<(&'static str, Vec<u8>
 
 /// Differences between two snapshots or archives, from their indexes, in one merge pass.
 pub fn diff(a: &Item, b: &Item, dec: &Decrypt, as_json: bool, out: &mut impl Write) -> Result<()> {
-    let index = |i: &Item| {
-        i.index().ok_or_else(|| {
-            Error::usage(i.name(), "has no index to compare")
-                .with_hint("import it first: snap-restore import PATH")
-        })
-    };
-    let mut ra = open_index(&index(a)?, dec)?;
-    let mut rb = open_index(&index(b)?, dec)?;
-    let (mut ea, mut eb) = (ra.next_entry()?, rb.next_entry()?);
     let mut counts = std::collections::BTreeMap::<&str, u64>::new();
     let mut open = true;
-    while ea.is_some() || eb.is_some() {
-        let order = match (&ea, &eb) {
-            (Some(x), Some(y)) => cmp_paths(&x.path, &y.path),
-            (Some(_), None) => Ordering::Less,
-            _ => Ordering::Greater,
+    each_change(a, b, dec, |mark, path| {
+        *counts.entry(mark).or_default() += 1;
+        let shown = String::from_utf8_lossy(path);
+        let line = match as_json {
+            true => json!({"schema": SCHEMA, "kind": "change", "change": mark, "path": shown})
+                .to_string(),
+            false => format!("{mark}    {shown}"),
         };
-        let c = match order {
-            Ordering::Less => change(ea.as_ref(), None),
-            Ordering::Greater => change(None, eb.as_ref()),
-            Ordering::Equal => change(ea.as_ref(), eb.as_ref()),
-        };
-        if let Some((mark, path)) = c {
-            *counts.entry(mark).or_default() += 1;
-            let shown = String::from_utf8_lossy(&path);
-            let line = match as_json {
-                true => json!({"schema": SCHEMA, "kind": "change", "change": mark, "path": shown})
-                    .to_string(),
-                false => format!("{mark}    {shown}"),
-            };
-            if open {
-                open = emit(out, &line)?;
-            }
+        if open {
+            open = emit(out, &line)?;
         }
-        if order != Ordering::Greater {
-            ea = ra.next_entry()?;
-        }
-        if order != Ordering::Less {
-            eb = rb.next_entry()?;
-        }
-    }
+        Ok(open)
+    })?;
     if !as_json && open {
         let n = |k| counts.get(k).copied().unwrap_or(0);
         emit(out, "")?;
@@ -321,6 +295,49 @@ pub fn diff(a: &Item, b: &Item, dec: &Decrypt, as_json: bool, out: &mut impl Wri
                 n("U")
             ),
         )?;
+    }
+    Ok(())
+}
+
+/// Walks two indexes in one merge pass and calls `seen` with each change
+/// (restic's marks) and its path, in path order, until it returns false.
+pub fn each_change(
+    a: &Item,
+    b: &Item,
+    dec: &Decrypt,
+    mut seen: impl FnMut(&'static str, &[u8]) -> Result<bool>,
+) -> Result<()> {
+    let index = |i: &Item| {
+        i.index().ok_or_else(|| {
+            Error::usage(i.name(), "has no index to compare")
+                .with_hint("import it first: snap-restore import PATH")
+        })
+    };
+    let mut ra = open_index(&index(a)?, dec)?;
+    let mut rb = open_index(&index(b)?, dec)?;
+    let (mut ea, mut eb) = (ra.next_entry()?, rb.next_entry()?);
+    while ea.is_some() || eb.is_some() {
+        let order = match (&ea, &eb) {
+            (Some(x), Some(y)) => cmp_paths(&x.path, &y.path),
+            (Some(_), None) => Ordering::Less,
+            _ => Ordering::Greater,
+        };
+        let c = match order {
+            Ordering::Less => change(ea.as_ref(), None),
+            Ordering::Greater => change(None, eb.as_ref()),
+            Ordering::Equal => change(ea.as_ref(), eb.as_ref()),
+        };
+        if let Some((mark, path)) = c
+            && !seen(mark, &path)?
+        {
+            return Ok(());
+        }
+        if order != Ordering::Greater {
+            ea = ra.next_entry()?;
+        }
+        if order != Ordering::Less {
+            eb = rb.next_entry()?;
+        }
     }
     Ok(())
 }

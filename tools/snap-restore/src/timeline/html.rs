@@ -12,7 +12,7 @@ use snap_shared::size::human_bytes;
 
 use super::{Card, DiskView, SetView, Space, Timeline};
 
-const CSS: &str = "
+pub const CSS: &str = "
 body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#222;background:#f6f7f9}
 header,main{max-width:1100px;margin:auto;padding:12px 20px}
 header{background:#1f2d3d;color:#fff;max-width:none}
@@ -30,6 +30,8 @@ h2{margin:28px 0 8px;border-bottom:2px solid #ccd}
 details>summary{cursor:pointer;font-weight:600;margin:6px 0}
 #filter{width:100%;padding:6px;font-size:14px;margin:10px 0;box-sizing:border-box}
 .hidden{display:none}
+form.inline{display:inline;margin-right:6px}form.inline input{font-size:12px;padding:1px 3px;width:9em}
+form.inline button{font-size:12px}a{color:#1c3d73}
 ";
 
 const SCRIPT: &str = "
@@ -43,8 +45,19 @@ f.addEventListener('input',apply);
 for(const t of document.querySelectorAll('.tag')){t.addEventListener('click',()=>{f.value='tag:'+t.textContent;apply();});}
 ";
 
-/// The whole page.
+/// What the live page adds: links to diffs, and edit forms when allowed.
+pub struct Live {
+    pub csrf: String,
+    pub allow_changes: bool,
+}
+
+/// The whole page, as a file.
 pub fn render(t: &Timeline) -> String {
+    render_live(t, None)
+}
+
+/// The whole page; `live` when `serve` shows it.
+pub fn render_live(t: &Timeline, live: Option<&Live>) -> String {
     let n: usize = t.sets.iter().map(|s| s.cards.len()).sum();
     html! {
         (DOCTYPE)
@@ -54,6 +67,7 @@ pub fn render(t: &Timeline) -> String {
                 meta http-equiv="Content-Security-Policy"
                     content="default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:";
                 meta name="viewport" content="width=device-width,initial-scale=1";
+                @if let Some(l) = live { meta name="csrf" content=(l.csrf); }
                 title { "snap timeline: " (t.store) }
                 style { (PreEscaped(CSS)) }
             }
@@ -71,7 +85,7 @@ pub fn render(t: &Timeline) -> String {
                 main {
                     (health(t))
                     input #filter type="search" placeholder="filter: words of an id, host, description; tag:NAME";
-                    @for set in &t.sets { (set_section(set, t.generated)) }
+                    @for set in &t.sets { (set_section(set, t.generated, live)) }
                     @if !t.disks.is_empty() {
                         h2 { "Disks" }
                         @for d in &t.disks { (disk_section(d)) }
@@ -189,7 +203,13 @@ fn strip(set: &SetView, now: DateTime<Utc>) -> Markup {
     }
 }
 
-fn set_section(set: &SetView, now: DateTime<Utc>) -> Markup {
+fn set_section(set: &SetView, now: DateTime<Utc>, live: Option<&Live>) -> Markup {
+    // Each card's older neighbour, for the diff link.
+    let older: BTreeMap<&str, &str> = set
+        .cards
+        .windows(2)
+        .map(|w| (w[0].id.as_str(), w[1].id.as_str()))
+        .collect();
     // Year, then month, newest first; the newest month is open.
     let mut months: BTreeMap<String, Vec<&Card>> = BTreeMap::new();
     for c in &set.cards {
@@ -204,13 +224,19 @@ fn set_section(set: &SetView, now: DateTime<Utc>) -> Markup {
         @for (month, cards) in months.iter().rev() {
             details.bucket open[Some(month) == newest.as_ref()] {
                 summary { (month) " · " (cards.len()) " snapshots" }
-                @for c in cards { (card(&set.name, c, now)) }
+                @for c in cards { (card(&set.name, c, now, live, older.get(c.id.as_str()).copied())) }
             }
         }
     }
 }
 
-fn card(set: &str, c: &Card, now: DateTime<Utc>) -> Markup {
+fn card(
+    set: &str,
+    c: &Card,
+    now: DateTime<Utc>,
+    live: Option<&Live>,
+    older: Option<&str>,
+) -> Markup {
     let gone = matches!(c.retention, Some((false, _)));
     let text = format!(
         "{set}/{} {} {} {}",
@@ -250,6 +276,38 @@ fn card(set: &str, c: &Card, now: DateTime<Utc>) -> Markup {
                 }
             }
             div.small { "restore: " code { "snap-restore restore " (set) "/" (c.id) " --to DIR" } }
+            @if let Some(l) = live { (live_tools(set, c, l, older)) }
+        }
+    }
+}
+
+/// The live page's links and forms under a card.
+fn live_tools(set: &str, c: &Card, l: &Live, older: Option<&str>) -> Markup {
+    let name = format!("{set}/{}", c.id);
+    let form = |action: &str, label: &str, field: Option<&str>| {
+        html! {
+            form.inline method="post" action="/edit" {
+                input type="hidden" name="csrf" value=(l.csrf);
+                input type="hidden" name="name" value=(name);
+                input type="hidden" name="action" value=(action);
+                @if let Some(ph) = field { input type="text" name="value" placeholder=(ph); }
+                button type="submit" { (label) }
+            }
+        }
+    };
+    html! {
+        div.small {
+            @if let Some(o) = older {
+                a href=(format!("/diff?a={set}/{o}&b={name}")) { "what changed since " (o) } " "
+            }
+            @if l.allow_changes {
+                (form("tag", "add tag", Some("tag")))
+                (form("describe", "describe", Some("description")))
+                @match c.pin {
+                    Some(_) => (form("unpin", "unpin", None)),
+                    None => (form("pin", "pin", Some("why"))),
+                }
+            }
         }
     }
 }

@@ -1,0 +1,376 @@
+//! `snap-restore serve`: the timeline, live, on a local web server (axum),
+//! with a diff of any two snapshots and, when `--allow-changes` is given,
+//! forms that tag, describe, pin and unpin.
+//!
+//! Whoever reaches the port could read every file name the store holds, so:
+//! - it listens on loopback unless `--allow-remote` names another address
+//!   (with a warning);
+//! - every request needs the random token printed at start (as Jupyter
+//!   does): in the URL once, then in an HttpOnly, SameSite=Strict cookie;
+//! - the Host header must name this server (a DNS-rebinding page cannot);
+//! - every POST carries the page's CSRF token, and is refused when the
+//!   server is read-only (the default);
+//! - every page has a strict Content-Security-Policy; no page shows a key,
+//!   a passphrase or the config.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Form, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use maud::{Markup, PreEscaped, html};
+
+use snap_cli::Reporter;
+use snap_shared::config::LoadedConfig;
+use snap_shared::crypt::Decrypt;
+use snap_shared::error::{Error, Exit, Result};
+use snap_shared::store::Store;
+
+use crate::source::Source;
+
+/// What every request handler shares.
+struct Shared {
+    store: Store,
+    config: Option<LoadedConfig>,
+    token: String,
+    csrf: String,
+    allow_changes: bool,
+    /// The Host header values this server answers to.
+    hosts: Vec<String>,
+}
+
+/// A random token of 128 bits, as hex.
+fn random_token() -> Result<String> {
+    let mut b = [0u8; 16];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open("/dev/urandom").map_err(|e| Error::io_ctx("/dev/urandom", e))?,
+        &mut b,
+    )
+    .map_err(|e| Error::io_ctx("/dev/urandom", e))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// Compares without leaking how long a prefix matched.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// What `serve` is asked to do.
+pub struct Options {
+    pub listen: SocketAddr,
+    pub allow_remote: bool,
+    pub allow_changes: bool,
+}
+
+/// Runs the server until SIGINT or SIGTERM.
+pub fn run(
+    store: Store,
+    config: Option<LoadedConfig>,
+    opts: &Options,
+    report: &Reporter,
+) -> Result<Exit> {
+    if !opts.listen.ip().is_loopback() && !opts.allow_remote {
+        return Err(Error::usage(
+            format!("--listen {}", opts.listen),
+            "is not a loopback address; anyone who reaches it could read every file name",
+        )
+        .with_hint("add --allow-remote if that is what you want"));
+    }
+    if !opts.listen.ip().is_loopback() {
+        report.warn(&format!(
+            "listening on {}: other machines can reach this page (the token still guards it; there is no TLS)",
+            opts.listen
+        ));
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io_ctx("starting the server", e))?;
+    rt.block_on(serve(store, config, opts, report))
+}
+
+async fn serve(
+    store: Store,
+    config: Option<LoadedConfig>,
+    opts: &Options,
+    report: &Reporter,
+) -> Result<Exit> {
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .map_err(|e| {
+            Error::io_ctx(format!("--listen {}", opts.listen), e).with_exit(Exit::Unavailable)
+        })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::io_ctx("the listening socket", e))?;
+    let port = addr.port();
+    let token = std::env::var("SNAP_SERVE_TOKEN")
+        .ok()
+        .filter(|t| t.len() >= 16)
+        .map_or_else(random_token, Ok)?;
+    let mut hosts = vec![
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("[::1]:{port}"),
+    ];
+    hosts.push(addr.to_string());
+    let shared = Arc::new(Shared {
+        store,
+        config,
+        token: token.clone(),
+        csrf: random_token()?,
+        allow_changes: opts.allow_changes,
+        hosts,
+    });
+    let app = Router::new()
+        .route("/", get(timeline_page))
+        .route("/diff", get(diff_page))
+        .route("/edit", post(edit))
+        .layer(middleware::from_fn_with_state(shared.clone(), guard))
+        .with_state(shared);
+    report.note(&format!(
+        "open http://127.0.0.1:{port}/?token={token}{}",
+        match opts.allow_changes {
+            true => "",
+            false => " (read-only: --allow-changes to edit)",
+        }
+    ));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stopped())
+        .await
+        .map_err(|e| Error::io_ctx("the server", e))?;
+    Ok(Exit::Ok)
+}
+
+async fn stopped() {
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+fn refuse(status: StatusCode, why: &'static str) -> Response {
+    (status, why).into_response()
+}
+
+/// The checks every request passes first: Host, then the token (query or cookie).
+async fn guard(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    if !s.hosts.iter().any(|h| h == host) {
+        return refuse(StatusCode::FORBIDDEN, "unknown Host header\n");
+    }
+    let from_query = req.uri().query().and_then(|q| {
+        q.split('&')
+            .find_map(|kv| kv.strip_prefix("token="))
+            .map(str::to_string)
+    });
+    let from_cookie = cookie(req.headers(), "snap_token");
+    let ok = from_query
+        .iter()
+        .chain(from_cookie.iter())
+        .any(|t| same(t, &s.token));
+    if !ok {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "a valid token is needed (the URL printed at start)\n",
+        );
+    }
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    if from_query.is_some() {
+        let c = format!("snap_token={}; HttpOnly; SameSite=Strict; Path=/", s.token);
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            h.insert(header::SET_COOKIE, v);
+        }
+    }
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; \
+form-action 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    resp
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|kv| {
+            kv.trim()
+                .strip_prefix(&format!("{name}="))
+                .map(str::to_string)
+        })
+}
+
+/// An error as a page: what went wrong, one line.
+fn failed(e: Error) -> Response {
+    let status = match e.exit {
+        Exit::NoInput => StatusCode::NOT_FOUND,
+        Exit::Usage => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    (status, Html(html! { p { (e.to_string()) } }.into_string())).into_response()
+}
+
+/// Runs blocking store work off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(Error::internal("server", e)))
+}
+
+async fn timeline_page(State(s): State<Arc<Shared>>) -> Response {
+    let s2 = s.clone();
+    let page = blocking(move || {
+        let t = crate::timeline::gather(&s2.store, s2.config.as_ref(), chrono::Utc::now())?;
+        let live = crate::timeline::html::Live {
+            csrf: s2.csrf.clone(),
+            allow_changes: s2.allow_changes,
+        };
+        Ok(crate::timeline::html::render_live(&t, Some(&live)))
+    })
+    .await;
+    match page {
+        Ok(p) => Html(p).into_response(),
+        Err(e) => failed(e),
+    }
+}
+
+/// The changes between two snapshots, folder by folder.
+async fn diff_page(
+    State(s): State<Arc<Shared>>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    let (Some(a), Some(b)) = (q.get("a").cloned(), q.get("b").cloned()) else {
+        return refuse(StatusCode::BAD_REQUEST, "give a=SET/ID and b=SET/ID\n");
+    };
+    let store = s.store.clone();
+    let page = blocking(move || {
+        let source = Source::Store(store);
+        let (ia, ib) = (source.resolve(&a, false)?, source.resolve(&b, false)?);
+        let mut by_dir: BTreeMap<String, Vec<(&'static str, String)>> = BTreeMap::new();
+        let mut n = 0usize;
+        crate::view::each_change(&ia, &ib, &Decrypt::default(), |mark, path| {
+            let p = String::from_utf8_lossy(path).into_owned();
+            let (dir, name) = p
+                .rsplit_once('/')
+                .map_or((String::new(), p.clone()), |(d, f)| (d.into(), f.into()));
+            by_dir.entry(dir).or_default().push((mark, name));
+            n += 1;
+            Ok(n < 100_000)
+        })?;
+        Ok(diff_markup(&a, &b, &by_dir, n).into_string())
+    })
+    .await;
+    match page {
+        Ok(p) => Html(p).into_response(),
+        Err(e) => failed(e),
+    }
+}
+
+fn diff_markup(
+    a: &str,
+    b: &str,
+    by_dir: &BTreeMap<String, Vec<(&str, String)>>,
+    n: usize,
+) -> Markup {
+    html! {
+        (maud::DOCTYPE)
+        html lang="en" {
+            head { meta charset="utf-8"; title { "diff " (a) " " (b) } style { (PreEscaped(crate::timeline::html::CSS)) } }
+            body { main {
+                h2 { "From " (a) " to " (b) }
+                p.small { (n) " changes: + added, - removed, M modified, T type changed, U metadata only. "
+                    a href="/" { "back to the timeline" } }
+                @for (dir, items) in by_dir {
+                    details open[by_dir.len() < 50] {
+                        summary { (if dir.is_empty() { "/" } else { dir.as_str() }) " · " (items.len()) }
+                        @for (mark, name) in items { div.small { code { (mark) } " " (name) } }
+                    }
+                }
+            } }
+        }
+    }
+}
+
+/// A form's fields: what to change on which snapshot.
+#[derive(serde::Deserialize)]
+struct EditForm {
+    #[serde(default)]
+    csrf: String,
+    name: String,
+    action: String,
+    #[serde(default)]
+    value: String,
+}
+
+async fn edit(State(s): State<Arc<Shared>>, Form(f): Form<EditForm>) -> Response {
+    if !same(&f.csrf, &s.csrf) {
+        return refuse(StatusCode::FORBIDDEN, "a valid CSRF token is needed\n");
+    }
+    if !s.allow_changes {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "read-only: start the server with --allow-changes\n",
+        );
+    }
+    let store = s.store.clone();
+    let done = blocking(move || {
+        let source = Source::Store(store);
+        let quiet = Reporter::new(crate::TOOL, true, false);
+        let value = f.value.trim();
+        let one = std::slice::from_ref(&f.value);
+        match f.action.as_str() {
+            "tag" => crate::annotate::tag(&source, &f.name, false, (one, &[]), &quiet),
+            "untag" => crate::annotate::tag(&source, &f.name, false, (&[], one), &quiet),
+            "describe" => {
+                let text = (!value.is_empty()).then_some(value);
+                crate::annotate::describe(&source, &f.name, false, text, &quiet)
+            }
+            "pin" => {
+                let why = (!value.is_empty()).then_some(value);
+                crate::annotate::pin(&source, &f.name, false, why, &quiet)
+            }
+            "unpin" => crate::annotate::unpin(&source, &f.name, false, &quiet),
+            _ => Err(Error::usage("action", "unknown")),
+        }
+    })
+    .await;
+    match done {
+        Ok(_) => Redirect::to("/").into_response(),
+        Err(e) => failed(e),
+    }
+}
