@@ -135,6 +135,7 @@ async fn serve(
     let app = Router::new()
         .route("/", get(timeline_page))
         .route("/diff", get(diff_page))
+        .route("/history", get(history_page))
         .route("/edit", post(edit))
         .layer(middleware::from_fn_with_state(shared.clone(), guard))
         .with_state(shared);
@@ -301,6 +302,100 @@ async fn diff_page(
     }
 }
 
+/// One path's versions across a set's snapshots, newest first.
+async fn history_page(
+    State(s): State<Arc<Shared>>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    let (Some(set), Some(path)) = (q.get("set").cloned(), q.get("path").cloned()) else {
+        return refuse(StatusCode::BAD_REQUEST, "give set=SET and path=PATH\n");
+    };
+    let changed_only = q.get("changed").is_some_and(|v| v == "1");
+    let store = s.store.clone();
+    let page = blocking(move || {
+        let source = Source::Store(store);
+        let path = path.trim_start_matches('/').to_string();
+        let mut items: Vec<crate::source::Item> = source
+            .items()?
+            .into_iter()
+            .filter(|i| i.kind() == "snapshot" && i.set_and_id().is_some_and(|(x, _)| x == set))
+            .collect();
+        items.reverse();
+        let mut rows = Vec::new();
+        for item in &items {
+            let e = crate::view::find_entry(item, path.as_bytes(), &Decrypt::default())?;
+            let id = item
+                .set_and_id()
+                .map(|(_, id)| id.to_string())
+                .unwrap_or_default();
+            rows.push((id, e));
+        }
+        Ok(history_markup(&set, &path, &rows, changed_only).into_string())
+    })
+    .await;
+    match page {
+        Ok(p) => Html(p).into_response(),
+        Err(e) => failed(e),
+    }
+}
+
+/// What identifies a version of a file: kind, size, content, target, mode.
+fn version(e: &Option<snap_shared::index::Entry>) -> Option<String> {
+    e.as_ref().map(|e| {
+        format!(
+            "{:?} {} {:?} {:?} {:o}",
+            e.kind,
+            e.size,
+            e.sha256.map(|d| d.to_hex()),
+            e.target,
+            e.mode
+        )
+    })
+}
+
+fn history_markup(
+    set: &str,
+    path: &str,
+    rows: &[(String, Option<snap_shared::index::Entry>)],
+    changed_only: bool,
+) -> Markup {
+    html! {
+        (maud::DOCTYPE)
+        html lang="en" {
+            head { meta charset="utf-8"; title { "history of " (path) } style { (PreEscaped(crate::timeline::html::CSS)) } }
+            body { main {
+                h2 { "History of " code { (path) } " in set " (set) }
+                p.small {
+                    a href="/" { "back to the timeline" } " · "
+                    @if changed_only {
+                        a href=(format!("/history?set={}&path={}", enc(set), enc(path))) { "every snapshot" }
+                    } @else {
+                        a href=(format!("/history?set={}&path={}&changed=1", enc(set), enc(path))) { "changed only" }
+                    }
+                }
+                @for (i, (id, e)) in rows.iter().enumerate() {
+                    @let older = rows.get(i + 1).map(|r| version(&r.1));
+                    @let changed = older.is_none_or(|o| o != version(e));
+                    @if changed || !changed_only {
+                        div.card.gone[e.is_none()] {
+                            span.id { (set) "/" (id) } " "
+                            @if changed { span.badge.warn { "changed" } }
+                            @match e {
+                                Some(e) => span.small {
+                                    (snap_shared::size::human_bytes(e.size)) ", mode " (format!("{:o}", e.mode)) ", modified "
+                                    (chrono::DateTime::from_timestamp_nanos(e.mtime).format("%Y-%m-%d %H:%M:%S"))
+                                    @if let Some(d) = e.sha256 { ", sha256 " code { (d.to_hex()[..16]) "…" } }
+                                },
+                                None => span.small { "not in this snapshot" },
+                            }
+                        }
+                    }
+                }
+            } }
+        }
+    }
+}
+
 fn diff_markup(
     a: &str,
     b: &str,
@@ -318,12 +413,28 @@ fn diff_markup(
                 @for (dir, items) in by_dir {
                     details open[by_dir.len() < 50] {
                         summary { (if dir.is_empty() { "/" } else { dir.as_str() }) " · " (items.len()) }
-                        @for (mark, name) in items { div.small { code { (mark) } " " (name) } }
+                        @for (mark, name) in items {
+                            @let full = if dir.is_empty() { name.clone() } else { format!("{dir}/{name}") };
+                            div.small {
+                                code { (mark) } " " (name) " "
+                                a href=(format!("/history?set={}&path={}", enc(set_of(b)), enc(&full))) { "history" }
+                            }
+                        }
                     }
                 }
             } }
         }
     }
+}
+
+/// A query value, percent-encoded (paths may hold `&`, `#`, spaces).
+fn enc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// The set of a `SET/ID` name.
+fn set_of(name: &str) -> &str {
+    name.split_once('/').map_or(name, |(s, _)| s)
 }
 
 /// A form's fields: what to change on which snapshot.

@@ -299,6 +299,22 @@ pub fn diff(a: &Item, b: &Item, dec: &Decrypt, as_json: bool, out: &mut impl Wri
     Ok(())
 }
 
+/// The entry of `path` in an item's index, reading only up to it (the index is sorted).
+pub fn find_entry(item: &Item, path: &[u8], dec: &Decrypt) -> Result<Option<Entry>> {
+    let Some(loc) = item.index() else {
+        return Ok(None);
+    };
+    let mut r = open_index(&loc, dec)?;
+    while let Some(e) = r.next_entry()? {
+        match cmp_paths(&e.path, path) {
+            Ordering::Less => continue,
+            Ordering::Equal => return Ok(Some(e)),
+            Ordering::Greater => return Ok(None),
+        }
+    }
+    Ok(None)
+}
+
 /// Walks two indexes in one merge pass and calls `seen` with each change
 /// (restic's marks) and its path, in path order, until it returns false.
 pub fn each_change(

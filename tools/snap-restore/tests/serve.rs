@@ -182,6 +182,42 @@ fn diff_of_two_snapshots() {
     assert!(!body.contains("a.txt"), "{body}");
 }
 
+/// A file's history across the set: where it changed, where it is absent;
+/// "changed only" leaves out the snapshots where it stayed the same.
+#[test]
+fn history_of_one_path() {
+    let t = tempfile::tempdir().unwrap();
+    let (first, second) = store(t.path());
+    let srv = Server::start(t.path(), &[]);
+    let src = t.path().join("src").canonicalize().unwrap();
+    let rel = src.display().to_string();
+    let rel = rel.trim_start_matches('/');
+    let (status, _, page) = srv.ask(
+        "GET",
+        &format!("/history?set=s&path={rel}/b.txt"),
+        None,
+        true,
+        "",
+    );
+    assert_eq!(status, 200, "{page}");
+    let at = |id: &str| page.find(&format!("s/{id}</span>")).unwrap();
+    assert!(at(&second) < at(&first), "newest first");
+    assert!(page.contains("not in this snapshot"), "{page}");
+    let (_, _, same) = srv.ask(
+        "GET",
+        &format!("/history?set=s&path={rel}/a.txt&changed=1"),
+        None,
+        true,
+        "",
+    );
+    assert_eq!(
+        same.matches("class=\"card").count(),
+        1,
+        "a.txt changed once: {same}"
+    );
+    assert!(same.contains(&format!("s/{first}</span>")), "{same}");
+}
+
 /// Edits need the page's CSRF token and --allow-changes; then a tag and a
 /// pin land in the record and beside it.
 #[test]
