@@ -89,6 +89,7 @@ impl Blocks {
         }
         if let Some(c) = &cache {
             fsutil::create_private_dir(c).map_err(|e| Error::io(c, e))?;
+            remove_dead_temps(c);
         }
         Ok(Blocks {
             origin,
@@ -170,6 +171,24 @@ impl Blocks {
     fn is_zero_at(&self, offset: u64) -> bool {
         let i = (offset / self.header.block_size) as usize;
         self.map.get(i).copied().flatten().is_none()
+    }
+}
+
+/// Removes the temporary files of servers that died writing into the cache
+/// (`.NAME.tmp.PID` whose PID is gone); another live server's are left alone.
+fn remove_dead_temps(cache: &Path) {
+    let Ok(entries) = std::fs::read_dir(cache) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let pid = name
+            .strip_prefix('.')
+            .and_then(|n| n.rsplit_once(".tmp."))
+            .and_then(|(_, pid)| pid.parse::<u32>().ok());
+        if pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists()) {
+            let _ = std::fs::remove_file(e.path());
+        }
     }
 }
 

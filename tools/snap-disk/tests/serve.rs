@@ -195,7 +195,16 @@ fn serves_from_a_bucket_through_a_cache_that_survives_kill_9() {
         .spawn()
         .unwrap();
     let start = Instant::now();
-    while fs::read_dir(&cache).map_or(0, |d| d.count()) == 0 {
+    let blocks_in = |dir: &Path| {
+        fs::read_dir(dir).map_or(0, |d| {
+            d.filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            })
+            .count()
+        })
+    };
+    while blocks_in(&cache) == 0 {
         assert!(
             start.elapsed() < Duration::from_secs(30),
             "nothing was cached"
@@ -209,8 +218,18 @@ fn serves_from_a_bucket_through_a_cache_that_survives_kill_9() {
     let cached: Vec<PathBuf> = fs::read_dir(&cache)
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
         .collect();
     assert!(!cached.is_empty());
+    // What a server killed mid-write leaves: its temporary file (a dead pid).
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let dead = gone.id();
+    gone.wait().unwrap();
+    fs::write(
+        cache.join(format!(".{}.tmp.{dead}", "ab".repeat(32))),
+        b"half",
+    )
+    .unwrap();
     // A torn block, as a power cut could leave one.
     let torn = &cached[0];
     let len = fs::metadata(torn).unwrap().len();
@@ -231,9 +250,18 @@ fn serves_from_a_bucket_through_a_cache_that_survives_kill_9() {
         stderr(&out)
     );
     assert_eq!(code(&out), 0);
-    let blocks = fs::read_dir(&cache).unwrap().count();
+    let names: Vec<String> = fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let blocks = names.iter().filter(|n| n.len() == 64).count();
     assert_eq!(
         blocks, 5,
-        "every data block is cached once, the torn one fetched again"
+        "every data block is cached once, the torn one fetched again: {names:?}"
+    );
+    assert_eq!(
+        names.len(),
+        5,
+        "a dead server's temporary file stayed: {names:?}"
     );
 }
