@@ -136,6 +136,7 @@ async fn serve(
         .route("/", get(timeline_page))
         .route("/diff", get(diff_page))
         .route("/history", get(history_page))
+        .route("/search", get(search_page))
         .route("/edit", post(edit))
         .layer(middleware::from_fn_with_state(shared.clone(), guard))
         .with_state(shared);
@@ -299,6 +300,103 @@ async fn diff_page(
     match page {
         Ok(p) => Html(p).into_response(),
         Err(e) => failed(e),
+    }
+}
+
+/// Most distinct paths a search lists.
+const SEARCH_LIMIT: usize = 500;
+
+/// Where a found path is: how many snapshots hold it, the newest and the oldest.
+struct Found {
+    count: usize,
+    newest: String,
+    oldest: String,
+}
+
+/// File names containing the query (any case), across every snapshot of every set.
+async fn search_page(
+    State(s): State<Arc<Shared>>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    let query = q
+        .get("q")
+        .map(|v| v.trim().to_lowercase())
+        .unwrap_or_default();
+    if query.is_empty() {
+        return refuse(StatusCode::BAD_REQUEST, "give q=PART-OF-A-NAME\n");
+    }
+    let store = s.store.clone();
+    let page = blocking(move || {
+        let source = Source::Store(store);
+        let mut items: Vec<crate::source::Item> = source
+            .items()?
+            .into_iter()
+            .filter(|i| i.kind() == "snapshot")
+            .collect();
+        items.reverse();
+        let mut found: BTreeMap<(String, String), Found> = BTreeMap::new();
+        let mut truncated = false;
+        'items: for item in &items {
+            let (Some(loc), Some((set, id))) = (item.index(), item.set_and_id()) else {
+                continue;
+            };
+            let mut r = crate::indexes::open_index(&loc, &Decrypt::default())?;
+            while let Some(e) = r.next_entry()? {
+                let name = e.path.rsplit(|b| *b == b'/').next().unwrap_or(&e.path);
+                if !String::from_utf8_lossy(name)
+                    .to_lowercase()
+                    .contains(&query)
+                {
+                    continue;
+                }
+                let key = (set.to_string(), e.display_path().into_owned());
+                if !found.contains_key(&key) && found.len() >= SEARCH_LIMIT {
+                    truncated = true;
+                    break 'items;
+                }
+                let f = found.entry(key).or_insert_with(|| Found {
+                    count: 0,
+                    newest: id.to_string(),
+                    oldest: id.to_string(),
+                });
+                f.count += 1;
+                f.oldest = id.to_string();
+            }
+        }
+        Ok(search_markup(&query, &found, truncated).into_string())
+    })
+    .await;
+    match page {
+        Ok(p) => Html(p).into_response(),
+        Err(e) => failed(e),
+    }
+}
+
+fn search_markup(
+    query: &str,
+    found: &BTreeMap<(String, String), Found>,
+    truncated: bool,
+) -> Markup {
+    html! {
+        (maud::DOCTYPE)
+        html lang="en" {
+            head { meta charset="utf-8"; title { "search " (query) } style { (PreEscaped(crate::timeline::html::CSS)) } }
+            body { main {
+                h2 { "Names containing " code { (query) } }
+                p.small {
+                    (found.len()) " paths"
+                    @if truncated { " (the first " (SEARCH_LIMIT) "; narrow the search)" }
+                    ", newest snapshots first. " a href="/" { "back to the timeline" }
+                }
+                @for ((set, path), f) in found {
+                    div.card {
+                        span.id { (set) ": " (path) } " "
+                        span.small { "in " (f.count) " snapshots, " (f.oldest) " to " (f.newest) " " }
+                        a.small href=(format!("/history?set={}&path={}", enc(set), enc(path))) { "history" }
+                    }
+                }
+            } }
+        }
     }
 }
 

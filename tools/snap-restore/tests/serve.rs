@@ -218,6 +218,24 @@ fn history_of_one_path() {
     assert!(same.contains(&format!("s/{first}</span>")), "{same}");
 }
 
+/// A search finds a file name (any case) across snapshots and says where.
+#[test]
+fn search_finds_a_name_across_snapshots() {
+    let t = tempfile::tempdir().unwrap();
+    let (first, second) = store(t.path());
+    let srv = Server::start(t.path(), &[]);
+    assert!(srv.page().contains("action=\"/search\""));
+    let (status, _, page) = srv.ask("GET", "/search?q=A.TXT", None, true, "");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("1 paths"), "{page}");
+    assert!(
+        page.contains(&format!("in 2 snapshots, {first} to {second}")),
+        "{page}"
+    );
+    let (_, _, none) = srv.ask("GET", "/search?q=nothing-like-this", None, true, "");
+    assert!(none.contains("0 paths"), "{none}");
+}
+
 /// Edits need the page's CSRF token and --allow-changes; then a tag and a
 /// pin land in the record and beside it.
 #[test]

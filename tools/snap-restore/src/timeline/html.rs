@@ -85,6 +85,12 @@ pub fn render_live(t: &Timeline, live: Option<&Live>) -> String {
                 main {
                     (health(t))
                     input #filter type="search" placeholder="filter: words of an id, host, description; tag:NAME";
+                    @if live.is_some() {
+                        form method="get" action="/search" {
+                            input type="search" name="q" placeholder="find a file name in every snapshot";
+                            button type="submit" { "search" }
+                        }
+                    }
                     @for set in &t.sets { (set_section(set, t.generated, live)) }
                     @if !t.disks.is_empty() {
                         h2 { "Disks" }
