@@ -42,6 +42,36 @@ struct Shared {
     allow_changes: bool,
     /// The Host header values this server answers to.
     hosts: Vec<String>,
+    /// The last timeline page and what it was made from.
+    page: std::sync::Mutex<Option<(Vec<u128>, Arc<String>)>>,
+}
+
+/// What the timeline page depends on, cheaply: every set, archive and disk
+/// folder's modification time (a record or a pin added, removed or
+/// rewritten by rename changes its folder's; the catalog follows the
+/// records, and opening it may touch it), and the minute ("3 min ago").
+fn fingerprint(store: &Store) -> Vec<u128> {
+    let mtime = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos())
+    };
+    let minute = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u128::from(d.as_secs() / 60));
+    let mut out = vec![minute];
+    for top in ["sets", "archives", "disks"] {
+        let dir = store.root.join(top);
+        out.push(mtime(&dir));
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            let mut subs: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+            subs.sort();
+            out.extend(subs.iter().map(|p| mtime(p)));
+        }
+    }
+    out
 }
 
 /// A random token of 128 bits, as hex.
@@ -131,6 +161,7 @@ async fn serve(
         csrf: random_token()?,
         allow_changes: opts.allow_changes,
         hosts,
+        page: std::sync::Mutex::new(None),
     });
     let app = Router::new()
         .route("/", get(timeline_page))
@@ -254,19 +285,28 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
         .unwrap_or_else(|e| Err(Error::internal("server", e)))
 }
 
+/// The live timeline, made again only when what it shows may have changed.
 async fn timeline_page(State(s): State<Arc<Shared>>) -> Response {
     let s2 = s.clone();
     let page = blocking(move || {
+        let key = fingerprint(&s2.store);
+        if let Some((k, p)) = s2.page.lock().unwrap_or_else(|e| e.into_inner()).as_ref()
+            && *k == key
+        {
+            return Ok(p.clone());
+        }
         let t = crate::timeline::gather(&s2.store, s2.config.as_ref(), chrono::Utc::now())?;
         let live = crate::timeline::html::Live {
             csrf: s2.csrf.clone(),
             allow_changes: s2.allow_changes,
         };
-        Ok(crate::timeline::html::render_live(&t, Some(&live)))
+        let p = Arc::new(crate::timeline::html::render_live(&t, Some(&live)));
+        *s2.page.lock().unwrap_or_else(|e| e.into_inner()) = Some((key, p.clone()));
+        Ok(p)
     })
     .await;
     match page {
-        Ok(p) => Html(p).into_response(),
+        Ok(p) => Html(p.as_str().to_owned()).into_response(),
         Err(e) => failed(e),
     }
 }

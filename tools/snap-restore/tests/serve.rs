@@ -269,7 +269,9 @@ fn edits_need_csrf_and_allow_changes() {
         "a refused edit changed the record"
     );
     let rw = Server::start(t.path(), &["--allow-changes"]);
-    let token = csrf(&rw.page());
+    let page = rw.page();
+    assert!(!page.contains("tag\">keep</span>"), "{page}");
+    let token = csrf(&page);
     let (status, _, _) = rw.ask("POST", "/edit", None, false, &form(&token, "tag"));
     assert_eq!(status, 403, "no token, no edit");
     let (status, head, _) = rw.ask("POST", "/edit", None, true, &form(&token, "tag"));
@@ -277,6 +279,11 @@ fn edits_need_csrf_and_allow_changes() {
     assert_eq!(
         record(t.path(), &first)["tags"],
         serde_json::json!(["keep"])
+    );
+    let page = rw.page();
+    assert!(
+        page.contains("tag\">keep</span>"),
+        "the page was not made again: {page}"
     );
     let (status, _, _) = rw.ask("POST", "/edit", None, true, &form(&token, "pin"));
     assert_eq!(status, 303);
