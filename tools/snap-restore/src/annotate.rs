@@ -213,13 +213,28 @@ pub fn unpin(source: &Source, name: &str, archive: bool, report: &Reporter) -> R
     Ok(Exit::Ok)
 }
 
-/// The pin of a record at `json`, if there is one: its reason (or "").
-pub fn read_pin(json: &Loc, id: &str) -> Option<String> {
+/// A pin as its file says: why (if a reason was given), and since when.
+pub struct Pin {
+    pub reason: Option<String>,
+    pub since: String,
+}
+
+impl Pin {
+    /// `why (since WHEN)`, or `since WHEN`.
+    pub fn describe(&self) -> String {
+        match &self.reason {
+            Some(r) => format!("{r} (since {})", self.since),
+            None => format!("since {}", self.since),
+        }
+    }
+}
+
+/// The pin of a record at `json`, if there is one.
+pub fn read_pin(json: &Loc, id: &str) -> Option<Pin> {
     let bytes = json.sibling(&format!("{id}.pin")).read_all().ok()?;
     let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    let when = v["pinned"].as_str().unwrap_or("");
-    Some(match v["reason"].as_str() {
-        Some(r) => format!("{r} (since {when})"),
-        None => format!("since {when}"),
+    Some(Pin {
+        reason: v["reason"].as_str().map(str::to_string),
+        since: v["pinned"].as_str().unwrap_or("").to_string(),
     })
 }

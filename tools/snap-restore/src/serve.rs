@@ -278,6 +278,25 @@ fn failed(e: Error) -> Response {
     (status, Html(html! { p { (e.to_string()) } }.into_string())).into_response()
 }
 
+/// A made page, or the error as one.
+fn respond(page: Result<String>) -> Response {
+    match page {
+        Ok(p) => Html(p).into_response(),
+        Err(e) => failed(e),
+    }
+}
+
+/// A page of `serve` beside the timeline: its title, the timeline's style, `body`.
+fn page(title: &str, body: Markup) -> Markup {
+    html! {
+        (maud::DOCTYPE)
+        html lang="en" {
+            head { meta charset="utf-8"; title { (title) } style { (PreEscaped(crate::timeline::html::CSS)) } }
+            body { main { (body) } }
+        }
+    }
+}
+
 /// Runs blocking store work off the async threads.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
@@ -305,10 +324,7 @@ async fn timeline_page(State(s): State<Arc<Shared>>) -> Response {
         Ok(p)
     })
     .await;
-    match page {
-        Ok(p) => Html(p.as_str().to_owned()).into_response(),
-        Err(e) => failed(e),
-    }
+    respond(page.map(|p| p.as_str().to_owned()))
 }
 
 /// The changes between two snapshots, folder by folder.
@@ -337,10 +353,7 @@ async fn diff_page(
         Ok(diff_markup(&a, &b, &by_dir, n).into_string())
     })
     .await;
-    match page {
-        Ok(p) => Html(p).into_response(),
-        Err(e) => failed(e),
-    }
+    respond(page)
 }
 
 /// Most distinct paths a search lists.
@@ -406,10 +419,7 @@ async fn search_page(
         Ok(search_markup(&query, &found, truncated).into_string())
     })
     .await;
-    match page {
-        Ok(p) => Html(p).into_response(),
-        Err(e) => failed(e),
-    }
+    respond(page)
 }
 
 fn search_markup(
@@ -417,11 +427,9 @@ fn search_markup(
     found: &BTreeMap<(String, String), Found>,
     truncated: bool,
 ) -> Markup {
-    html! {
-        (maud::DOCTYPE)
-        html lang="en" {
-            head { meta charset="utf-8"; title { "search " (query) } style { (PreEscaped(crate::timeline::html::CSS)) } }
-            body { main {
+    page(
+        &format!("search {query}"),
+        html! {
                 h2 { "Names containing " code { (query) } }
                 p.small {
                     (found.len()) " paths"
@@ -435,9 +443,8 @@ fn search_markup(
                         a.small href=(format!("/history?set={}&path={}", enc(set), enc(path))) { "history" }
                     }
                 }
-            } }
-        }
-    }
+        },
+    )
 }
 
 /// One path's versions across a set's snapshots, newest first.
@@ -471,10 +478,7 @@ async fn history_page(
         Ok(history_markup(&set, &path, &rows, changed_only).into_string())
     })
     .await;
-    match page {
-        Ok(p) => Html(p).into_response(),
-        Err(e) => failed(e),
-    }
+    respond(page)
 }
 
 /// What identifies a version of a file: kind, size, content, target, mode.
@@ -497,11 +501,9 @@ fn history_markup(
     rows: &[(String, Option<snap_shared::index::Entry>)],
     changed_only: bool,
 ) -> Markup {
-    html! {
-        (maud::DOCTYPE)
-        html lang="en" {
-            head { meta charset="utf-8"; title { "history of " (path) } style { (PreEscaped(crate::timeline::html::CSS)) } }
-            body { main {
+    page(
+        &format!("history of {path}"),
+        html! {
                 h2 { "History of " code { (path) } " in set " (set) }
                 p.small {
                     a href="/" { "back to the timeline" } " · "
@@ -529,9 +531,8 @@ fn history_markup(
                         }
                     }
                 }
-            } }
-        }
-    }
+        },
+    )
 }
 
 fn diff_markup(
@@ -540,11 +541,9 @@ fn diff_markup(
     by_dir: &BTreeMap<String, Vec<(&str, String)>>,
     n: usize,
 ) -> Markup {
-    html! {
-        (maud::DOCTYPE)
-        html lang="en" {
-            head { meta charset="utf-8"; title { "diff " (a) " " (b) } style { (PreEscaped(crate::timeline::html::CSS)) } }
-            body { main {
+    page(
+        &format!("diff {a} {b}"),
+        html! {
                 h2 { "From " (a) " to " (b) }
                 p.small { (n) " changes: + added, - removed, M modified, T type changed, U metadata only. "
                     a href="/" { "back to the timeline" } }
@@ -560,9 +559,8 @@ fn diff_markup(
                         }
                     }
                 }
-            } }
-        }
-    }
+        },
+    )
 }
 
 /// A query value, percent-encoded (paths may hold `&`, `#`, spaces).

@@ -142,7 +142,7 @@ pub fn show(item: &Item, as_json: bool, out: &mut impl Write) -> Result<()> {
         Item::Foreign { .. } => None,
     };
     if let Some(p) = pinned {
-        put("pinned", p);
+        put("pinned", p.describe());
     }
     match item {
         Item::Snapshot { rec, .. } => {

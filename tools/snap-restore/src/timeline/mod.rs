@@ -127,7 +127,8 @@ pub fn gather(
     let mut by_set: BTreeMap<String, Vec<Card>> = BTreeMap::new();
     for rec in catalog.snapshots(None)? {
         let archive = archives.get(&(rec.set.clone(), rec.id.clone())).cloned();
-        let pin = read_pin(&store.set_dir(&rec.set), &rec.id);
+        let json = crate::loc::Loc::Path(store.record_path(&rec.set, &rec.id));
+        let pin = crate::annotate::read_pin(&json, &rec.id).map(|p| p.reason.unwrap_or_default());
         by_set
             .entry(rec.set.clone())
             .or_default()
@@ -195,13 +196,6 @@ fn card(rec: SnapshotRecord, archive: Option<ArchiveCard>, pin: Option<String>) 
         retention: None,
         id: rec.id,
     }
-}
-
-/// The pin beside a record in `dir`: its reason, or "" when it gives none.
-fn read_pin(dir: &Path, id: &str) -> Option<String> {
-    let bytes = std::fs::read(dir.join(format!("{id}.pin"))).ok()?;
-    let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    Some(v["reason"].as_str().unwrap_or("").to_string())
 }
 
 /// What the policy would do with each card (pins outrank it, as in snap-prune).
