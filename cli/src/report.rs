@@ -3,6 +3,7 @@
 //! Every line starts with the tool's name, so a pipeline's stderr says who spoke.
 
 use std::io::IsTerminal;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -12,6 +13,8 @@ pub struct Reporter {
     bar: Option<ProgressBar>,
     quiet: bool,
     verbose: bool,
+    /// Where lines go instead of stderr (a server shows them on a page).
+    sink: Option<Arc<Mutex<Vec<String>>>>,
 }
 
 impl Reporter {
@@ -30,10 +33,29 @@ impl Reporter {
             bar,
             quiet,
             verbose,
+            sink: None,
+        }
+    }
+
+    /// A reporter whose lines (warnings, errors, notes; never progress) are
+    /// kept in `sink` instead of printed, for a caller that shows them elsewhere.
+    pub fn capturing(tool: &'static str, sink: Arc<Mutex<Vec<String>>>) -> Reporter {
+        Reporter {
+            tool,
+            bar: None,
+            quiet: false,
+            verbose: false,
+            sink: Some(sink),
         }
     }
 
     fn print(&self, line: &str) {
+        if let Some(sink) = &self.sink {
+            sink.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(line.to_string());
+            return;
+        }
         match &self.bar {
             Some(bar) => bar.suspend(|| eprintln!("{line}")),
             None => eprintln!("{line}"),
@@ -86,5 +108,25 @@ impl Reporter {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A capturing reporter keeps every line, tool-prefixed, and prints none.
+    #[test]
+    fn capturing_keeps_the_lines() {
+        let sink = Arc::new(Mutex::new(Vec::new()));
+        let r = Reporter::capturing("t", sink.clone());
+        r.warn("w");
+        r.error("e");
+        r.note("n");
+        r.progress(|| "not kept".into());
+        assert_eq!(
+            *sink.lock().unwrap(),
+            vec!["t: warning: w", "t: error: e", "t: n"]
+        );
     }
 }

@@ -127,6 +127,11 @@ impl<W: Write> RecordWriter<W> {
         RecordWriter { out, closed: false }
     }
 
+    /// What it wrote to (records kept in memory, for a caller of a tool's library).
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+
     /// Writes one record. A reader that went away ends the output quietly.
     pub fn write(&mut self, record: &Record) -> Result<()> {
         let line = serde_json::to_string(record)

@@ -256,6 +256,53 @@ struct Job {
 
 /// The whole run: every job, then the exit code of the first failure.
 pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
+    // Not `stdout().lock()` for the whole run: the fault harness runs
+    // several machines' tools in one process.
+    run_to(cli, report, &mut RecordWriter::new(std::io::stdout()))
+}
+
+/// Removes one snapshot, archive (`archive`) or disk snapshot of `store` by
+/// name, as `snap-prune --forget NAME` does, with its checks (found, not
+/// pinned, not a needed base) and locks; with `dry_run`, only says what it
+/// would free. Returns the `pruned` records (`serve`'s delete uses it).
+pub fn forget_in_store(
+    store: &std::path::Path,
+    config: Option<&std::path::Path>,
+    name: &str,
+    archive: bool,
+    dry_run: bool,
+    report: &Reporter,
+) -> Result<(Exit, Vec<PrunedRecord>)> {
+    let mut args: Vec<OsString> = vec![TOOL.into(), "--store".into(), store.into()];
+    if let Some(c) = config {
+        args.extend(["--config".into(), c.into()]);
+    }
+    args.extend(["--forget".into(), name.into()]);
+    if archive {
+        args.push("--archive".into());
+    }
+    if dry_run {
+        args.push("--dry-run".into());
+    }
+    let cli = Cli::try_parse_from(args).map_err(|e| Error::usage("forget", e.to_string()))?;
+    let mut out = RecordWriter::new(Vec::new());
+    let exit = run_to(&cli, report, &mut out)?;
+    let records = String::from_utf8_lossy(&out.into_inner())
+        .lines()
+        .filter_map(|l| match serde_json::from_str(l) {
+            Ok(Record::Pruned(p)) => Some(p),
+            _ => None,
+        })
+        .collect();
+    Ok((exit, records))
+}
+
+/// [`run`], writing the records to `out`.
+pub fn run_to<W: std::io::Write>(
+    cli: &Cli,
+    report: &Reporter,
+    out: &mut RecordWriter<W>,
+) -> Result<Exit> {
     let loaded = LoadedConfig::load_optional(cli.config.as_deref())?;
     let configured = settings::from_config(loaded.as_ref())?;
     let retention = loaded.as_ref().and_then(|c| c.config.retention.as_ref());
@@ -277,9 +324,6 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
             "the --keep-* flags keep nothing (every count is 0)",
         ));
     }
-    // Not `stdout().lock()` for the whole run: the fault harness runs
-    // several machines' tools in one process.
-    let mut out = RecordWriter::new(std::io::stdout());
     let mut first_exit = None;
     let jobs: Vec<Result<Job>> = if cli.dests.is_empty() {
         vec![store_job(
@@ -313,7 +357,7 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
     }
     for job in ready {
         let outcome = job.and_then(|mut job| {
-            let pruned = prune_job(cli, &job, &mut out, report);
+            let pruned = prune_job(cli, &job, out, report);
             if let Some(Err(why)) = job.held.take().map(Held::release) {
                 report.warn(&why);
             }
@@ -550,10 +594,10 @@ struct Totals {
     stored_after: u64,
 }
 
-fn prune_job(
+fn prune_job<W: std::io::Write>(
     cli: &Cli,
     job: &Job,
-    out: &mut RecordWriter<std::io::Stdout>,
+    out: &mut RecordWriter<W>,
     report: &Reporter,
 ) -> Result<()> {
     for target in &job.targets {
@@ -595,12 +639,12 @@ fn prune_job(
 }
 
 /// Plans one set, prints it, removes what goes, writes the records.
-fn prune_group(
+fn prune_group<W: std::io::Write>(
     cli: &Cli,
     job: &Job,
     target: &Target,
     group: &Group,
-    out: &mut RecordWriter<std::io::Stdout>,
+    out: &mut RecordWriter<W>,
     report: &Reporter,
     totals: &mut Totals,
 ) -> Result<()> {

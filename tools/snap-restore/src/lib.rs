@@ -13,6 +13,7 @@ pub mod import;
 pub mod indexes;
 pub mod loc;
 pub mod members;
+pub mod preview;
 pub mod restore;
 pub mod serve;
 pub mod source;
@@ -34,14 +35,12 @@ use snap_shared::config::LoadedConfig;
 use snap_shared::crypt::{self, Decrypt};
 use snap_shared::error::{Error, Exit, Result};
 use snap_shared::jsonl::RecordWriter;
-use snap_shared::record::{Extra, OutcomeRecord, Record, SCHEMA};
+use snap_shared::record::{Extra, Record};
 use snap_shared::size::human_bytes;
 use snap_shared::store::{self, Store};
 
-use crate::indexes::Select;
-use crate::restore::{Restorer, Tally, chain_of};
-use crate::source::{Item, Source};
-use crate::target::Target;
+use crate::restore::outcome;
+use crate::source::Source;
 use crate::verify::Verifier;
 
 /// The name on every message.
@@ -524,81 +523,16 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
                     .write(&snap_shared::record::Record::Restored(rec))?;
                 return Ok(Exit::Ok);
             }
-            let item = source.resolve(name, *archive)?;
-            let select = Select::new(paths)?;
-            let target = Target::open(to, *overwrite)
-                .map_err(|e| Error::io(to, e).with_exit(Exit::CantCreate))?;
-            let mut r = Restorer::new(target, &select, &dec, report);
-            let chain = match &item {
-                Item::Archive { .. } => chain_of(&item)?,
-                _ => Vec::new(),
+            let req = restore::Request {
+                name,
+                to,
+                paths,
+                overwrite: *overwrite,
+                archive: *archive,
             };
-            let restored = match &item {
-                Item::Foreign { path } => r.from_tar(&crate::loc::Loc::Path(path.clone())),
-                // An imported tar is in its own order, not its index's.
-                _ if item.is_imported() => r.from_tar(&item.data()),
-                _ => r.from_index(&item, &chain),
-            };
-            // Files written and checked before a failure (a damaged archive
-            // further on) are named too: they are whole.
-            r.settle();
-            restored?;
-            // The batches' flushes made the bytes durable; this one makes the
-            // names and folder metadata given since durable too.
-            snap_shared::fsutil::syncfs(&r.target.path)
-                .map_err(|e| Error::io(&r.target.path, e))?;
-            let t = r.tally;
-            report.note(&format!(
-                "{} -> {}: {} files, {} written{}{}",
-                item.name(),
-                r.target.path.display(),
-                t.files,
-                human_bytes(t.bytes),
-                if t.already > 0 {
-                    format!(", {} already there", t.already)
-                } else {
-                    String::new()
-                },
-                if t.errors > 0 {
-                    format!(", {} errors", t.errors)
-                } else {
-                    String::new()
-                },
-            ));
-            let mut extra = Extra::new();
-            extra.insert("source_kind".into(), json!(item.kind()));
-            extra.insert("already".into(), json!(t.already));
-            if chain.len() > 1 {
-                extra.insert(
-                    "chain".into(),
-                    json!(
-                        chain
-                            .iter()
-                            .filter_map(|i| i.set_and_id().map(|(_, id)| id.to_string()))
-                            .collect::<Vec<_>>()
-                    ),
-                );
-            }
-            let to = r.target.path.display().to_string();
-            RecordWriter::new(stdout).write(&Record::Restored(outcome(
-                &item,
-                Some(to),
-                &t,
-                extra,
-            )))?;
-            Ok(t.exit())
+            let (exit, rec) = restore::run(&source, &req, &dec, report, None)?;
+            RecordWriter::new(stdout).write(&Record::Restored(rec))?;
+            Ok(exit)
         }
-    }
-}
-
-fn outcome(item: &Item, to: Option<String>, t: &Tally, extra: Extra) -> OutcomeRecord {
-    OutcomeRecord {
-        schema: SCHEMA.into(),
-        what: item.name(),
-        to,
-        files: t.files,
-        bytes: t.bytes,
-        errors: t.errors,
-        extra,
     }
 }

@@ -18,10 +18,13 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{FileType, Mode, OFlags, openat};
 
+use serde_json::json;
 use snap_cli::Reporter;
 use snap_shared::crypt::Decrypt;
 use snap_shared::error::{Error, Exit, Result};
 use snap_shared::index::{Entry, EntryType};
+use snap_shared::record::{Extra, OutcomeRecord, SCHEMA};
+use snap_shared::size::human_bytes;
 
 use crate::indexes::{Cursor, Select, open_index};
 use crate::loc::Loc;
@@ -75,6 +78,15 @@ pub struct Restorer<'a> {
     fatal: Option<Error>,
     /// Files written so far, named or still staged: what progress shows.
     written: Written,
+    /// The same counts for someone watching from another thread (`serve`).
+    pub watch: Option<std::sync::Arc<Watch>>,
+}
+
+/// Files and bytes written so far, readable from another thread while a restore runs.
+#[derive(Debug, Default)]
+pub struct Watch {
+    pub files: std::sync::atomic::AtomicU64,
+    pub bytes: std::sync::atomic::AtomicU64,
 }
 
 /// Files and bytes written so far, for the progress line.
@@ -132,6 +144,7 @@ impl<'a> Restorer<'a> {
             matched: vec![false; select.count()],
             fatal: None,
             written: Written::default(),
+            watch: None,
         }
     }
 
@@ -401,6 +414,11 @@ impl<'a> Restorer<'a> {
 
     fn progress(&self) {
         let (n, b) = (self.written.files, self.written.bytes);
+        if let Some(w) = &self.watch {
+            use std::sync::atomic::Ordering::Relaxed;
+            w.files.store(n, Relaxed);
+            w.bytes.store(b, Relaxed);
+        }
         self.report
             .progress(|| format!("{n} files, {} restored", snap_shared::size::human_bytes(b)));
     }
@@ -649,6 +667,96 @@ fn open_tree(tree: &Path) -> Result<(OwnedFd, PathBuf)> {
     )
     .map_err(|e| Error::io(tree, e.into()))?;
     Ok((fd, tree.to_path_buf()))
+}
+
+/// What `restore` is asked for (the command line's, or the page's form).
+pub struct Request<'a> {
+    pub name: &'a str,
+    pub to: &'a Path,
+    pub paths: &'a [String],
+    pub overwrite: bool,
+    pub archive: bool,
+}
+
+/// Restores a snapshot or archive by name: the `restore` command, and the
+/// page's restore. `watch` is kept up to date with what is written.
+pub fn run(
+    source: &crate::source::Source,
+    req: &Request,
+    dec: &Decrypt,
+    report: &Reporter,
+    watch: Option<std::sync::Arc<Watch>>,
+) -> Result<(Exit, OutcomeRecord)> {
+    let item = source.resolve(req.name, req.archive)?;
+    let select = Select::new(req.paths)?;
+    let target = Target::open(req.to, req.overwrite)
+        .map_err(|e| Error::io(req.to, e).with_exit(Exit::CantCreate))?;
+    let mut r = Restorer::new(target, &select, dec, report);
+    r.watch = watch;
+    let chain = match &item {
+        Item::Archive { .. } => chain_of(&item)?,
+        _ => Vec::new(),
+    };
+    let restored = match &item {
+        Item::Foreign { path } => r.from_tar(&Loc::Path(path.clone())),
+        // An imported tar is in its own order, not its index's.
+        _ if item.is_imported() => r.from_tar(&item.data()),
+        _ => r.from_index(&item, &chain),
+    };
+    // Files written and checked before a failure (a damaged archive
+    // further on) are named too: they are whole.
+    r.settle();
+    restored?;
+    // The batches' flushes made the bytes durable; this one makes the
+    // names and folder metadata given since durable too.
+    snap_shared::fsutil::syncfs(&r.target.path).map_err(|e| Error::io(&r.target.path, e))?;
+    let t = r.tally;
+    report.note(&format!(
+        "{} -> {}: {} files, {} written{}{}",
+        item.name(),
+        r.target.path.display(),
+        t.files,
+        human_bytes(t.bytes),
+        if t.already > 0 {
+            format!(", {} already there", t.already)
+        } else {
+            String::new()
+        },
+        if t.errors > 0 {
+            format!(", {} errors", t.errors)
+        } else {
+            String::new()
+        },
+    ));
+    let mut extra = Extra::new();
+    extra.insert("source_kind".into(), json!(item.kind()));
+    extra.insert("already".into(), json!(t.already));
+    if chain.len() > 1 {
+        extra.insert(
+            "chain".into(),
+            json!(
+                chain
+                    .iter()
+                    .filter_map(|i| i.set_and_id().map(|(_, id)| id.to_string()))
+                    .collect::<Vec<_>>()
+            ),
+        );
+    }
+    let to = r.target.path.display().to_string();
+    Ok((t.exit(), outcome(&item, Some(to), &t, extra)))
+}
+
+/// The `restored` or `verified` record of a run.
+pub fn outcome(item: &Item, to: Option<String>, t: &Tally, extra: Extra) -> OutcomeRecord {
+    OutcomeRecord {
+        schema: SCHEMA.into(),
+        what: item.name(),
+        to,
+        files: t.files,
+        bytes: t.bytes,
+        errors: t.errors,
+        extra,
+    }
 }
 
 /// The chain an archive ends, full archive first, found beside its record.

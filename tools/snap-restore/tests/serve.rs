@@ -304,3 +304,204 @@ fn remote_listening_needs_a_flag() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--allow-remote"), "{err}");
 }
+
+/// A form value, percent-encoded.
+fn enc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// A restore from the page: the dry run lists what it would create and
+/// writes nothing; confirmed, it runs, its events end with "done", and the
+/// files are on disk.
+#[test]
+fn restore_from_the_page_with_a_dry_run_and_progress() {
+    let t = tempfile::tempdir().unwrap();
+    let (_, second) = store(t.path());
+    let srv = Server::start(t.path(), &["--allow-changes"]);
+    let page = srv.page();
+    assert!(
+        page.contains(&format!("/restore?name=s/{second}")),
+        "{page}"
+    );
+    let token = csrf(&page);
+    let out = t.path().join("out");
+    let form = format!(
+        "csrf={token}&name=s%2F{second}&to={}&paths=",
+        enc(&out.display().to_string())
+    );
+    let (status, _, plan) = srv.ask("POST", "/restore/preview", None, true, &form);
+    assert_eq!(status, 200, "{plan}");
+    assert!(plan.contains("b.txt"), "{plan}");
+    assert!(plan.contains("create"), "{plan}");
+    assert!(!out.exists(), "a dry run wrote to the target");
+    let (status, head, _) = srv.ask("POST", "/restore/start", None, true, &form);
+    assert_eq!(status, 303, "{head}");
+    assert!(head.contains("location: /restore/job?id=0"), "{head}");
+    let (status, _, job) = srv.ask("GET", "/restore/job?id=0", None, true, "");
+    assert_eq!(status, 200);
+    assert!(job.contains("EventSource('/restore/events?id=0')"), "{job}");
+    let (status, head, events) = srv.ask("GET", "/restore/events?id=0", None, true, "");
+    assert_eq!(status, 200);
+    assert!(head.contains("text/event-stream"), "{head}");
+    assert!(events.contains("\"done\":true"), "{events}");
+    assert!(events.contains("restored: "), "{events}");
+    let src = t.path().join("src").canonicalize().unwrap();
+    let rel = src.display().to_string();
+    let back = out.join(rel.trim_start_matches('/'));
+    assert_eq!(fs::read_to_string(back.join("a.txt")).unwrap(), "a\n");
+    assert_eq!(fs::read_to_string(back.join("b.txt")).unwrap(), "b\n");
+    let (_, _, again) = srv.ask("POST", "/restore/preview", None, true, &form);
+    assert!(
+        again.contains(">0</") || again.contains("0 to create"),
+        "{again}"
+    );
+}
+
+/// A restore form that points outside its target, or at a relative folder,
+/// or into the store, is refused and writes nothing; so is one without the
+/// CSRF token or on a read-only server.
+#[test]
+fn restore_form_refuses_what_leaves_the_target() {
+    let t = tempfile::tempdir().unwrap();
+    let (_, second) = store(t.path());
+    let out = t.path().join("out");
+    let o = enc(&out.display().to_string());
+    {
+        let ro = Server::start(t.path(), &[]);
+        let token = csrf(&ro.page());
+        let form = format!("csrf={token}&name=s%2F{second}&to={o}");
+        for path in ["/restore/preview", "/restore/start"] {
+            let (status, _, said) = ro.ask("POST", path, None, true, &form);
+            assert_eq!(status, 403, "{path}: {said}");
+        }
+    }
+    let srv = Server::start(t.path(), &["--allow-changes"]);
+    let token = csrf(&srv.page());
+    let store = enc(&t.path().join("store/x").display().to_string());
+    let dotdot = enc(&format!("{}/../escaped", out.display()));
+    for (form, why) in [
+        (
+            format!("csrf={token}&name=s%2F{second}&to={o}&paths=..%2F..%2Fetc"),
+            "--path",
+        ),
+        (
+            format!("csrf={token}&name=s%2F{second}&to={o}&paths=a%2F..%2F..%2Fb"),
+            "--path",
+        ),
+        (
+            format!("csrf={token}&name=s%2F{second}&to=relative%2Fdir"),
+            "absolute",
+        ),
+        (
+            format!("csrf={token}&name=s%2F{second}&to={dotdot}"),
+            "absolute",
+        ),
+        (
+            format!("csrf={token}&name=s%2F{second}&to={store}"),
+            "inside the store",
+        ),
+        (format!("csrf=&name=s%2F{second}&to={o}"), "CSRF"),
+    ] {
+        for path in ["/restore/preview", "/restore/start"] {
+            let (status, _, said) = srv.ask("POST", path, None, true, &form);
+            assert!(
+                status == 400 || status == 403,
+                "{path} {form}: {status} {said}"
+            );
+            assert!(said.contains(why), "{path} {form}: {said}");
+        }
+    }
+    assert!(!out.exists(), "a refused restore wrote");
+    assert!(!t.path().join("escaped").exists());
+    assert!(!t.path().join("store/x").exists());
+    assert!(!t.path().join("relative").exists());
+}
+
+/// A delete shows the bytes it frees and needs the name typed again; a
+/// pinned snapshot is refused; once confirmed, the tree and its catalog row
+/// are gone.
+#[test]
+fn delete_needs_the_name_typed_and_refuses_a_pin() {
+    let t = tempfile::tempdir().unwrap();
+    let (first, second) = store(t.path());
+    let restore_cli = |args: &[&str]| {
+        let out = Command::new(bin("snap-restore"))
+            .args(["--store", "store"])
+            .args(args)
+            .current_dir(t.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    restore_cli(&["pin", &format!("s/{first}"), "-r", "audit"]);
+    let srv = Server::start(t.path(), &["--allow-changes"]);
+    let token = csrf(&srv.page());
+    let (status, _, refused) = srv.ask("GET", &format!("/delete?name=s/{first}"), None, true, "");
+    assert_eq!(status, 200);
+    assert!(
+        refused.contains("refused") && refused.contains("pinned"),
+        "{refused}"
+    );
+    assert!(!refused.contains("name=\"confirm\""), "{refused}");
+    let form = |confirm: &str| format!("csrf={token}&name=s%2F{second}&confirm={confirm}");
+    let (status, _, asks) = srv.ask("GET", &format!("/delete?name=s/{second}"), None, true, "");
+    assert_eq!(status, 200);
+    assert!(
+        asks.contains("This frees") && asks.contains("name=\"confirm\""),
+        "{asks}"
+    );
+    for wrong in ["", "s%2Fother", "yes"] {
+        let (status, _, said) = srv.ask("POST", "/delete", None, true, &form(wrong));
+        assert_eq!(status, 400, "{said}");
+    }
+    let (status, _, said) = srv.ask(
+        "POST",
+        "/delete",
+        None,
+        true,
+        &form(&format!("s%2F{first}")),
+    );
+    assert_eq!(status, 400, "another name is no confirmation: {said}");
+    let tree = t.path().join(format!("store/sets/s/{second}"));
+    assert!(tree.is_dir(), "removed without confirmation");
+    let (status, _, done) = srv.ask(
+        "POST",
+        "/delete",
+        None,
+        true,
+        &form(&format!("s%2F{second}")),
+    );
+    assert_eq!(status, 200, "{done}");
+    assert!(done.contains("deleted s/"), "{done}");
+    assert!(!tree.exists());
+    let listed = restore_cli(&["list", "--json"]);
+    assert!(!listed.contains(&second), "{listed}");
+    assert!(listed.contains(&first), "{listed}");
+    let store = snap_shared::store::Store::new(t.path().join("store"));
+    let catalog = snap_shared::catalog::Catalog::open_path(&store.catalog_path()).unwrap();
+    let ids: Vec<String> = catalog
+        .snapshots(Some("s"))
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(
+        ids,
+        vec![first.clone()],
+        "the catalog still has the deleted snapshot"
+    );
+    let (_, _, pinned) = srv.ask(
+        "POST",
+        "/delete",
+        None,
+        true,
+        &format!("csrf={token}&name=s%2F{first}&confirm=s%2F{first}"),
+    );
+    assert!(pinned.contains("pinned"), "{pinned}");
+    assert!(t.path().join(format!("store/sets/s/{first}")).is_dir());
+}

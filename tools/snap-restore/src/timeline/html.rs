@@ -94,7 +94,7 @@ pub fn render_live(t: &Timeline, live: Option<&Live>) -> String {
                     @for set in &t.sets { (set_section(set, t.generated, live)) }
                     @if !t.disks.is_empty() {
                         h2 { "Disks" }
-                        @for d in &t.disks { (disk_section(d)) }
+                        @for d in &t.disks { (disk_section(d, live)) }
                     }
                 }
                 script { (PreEscaped(SCRIPT)) }
@@ -307,6 +307,11 @@ fn live_tools(set: &str, c: &Card, l: &Live, older: Option<&str>) -> Markup {
                 a href=(format!("/diff?a={set}/{o}&b={name}")) { "what changed since " (o) } " "
             }
             @if l.allow_changes {
+                a.act href=(format!("/restore?name={name}")) { "restore…" } " "
+                a.act href=(format!("/delete?name={name}")) { "delete snapshot…" } " "
+                @if c.archive.is_some() {
+                    a.act href=(format!("/delete?name={name}&archive=1")) { "delete archive…" } " "
+                }
                 (form("tag", "add tag", Some("tag")))
                 (form("describe", "describe", Some("description")))
                 @match c.pin {
@@ -318,7 +323,7 @@ fn live_tools(set: &str, c: &Card, l: &Live, older: Option<&str>) -> Markup {
     }
 }
 
-fn disk_section(d: &DiskView) -> Markup {
+fn disk_section(d: &DiskView, live: Option<&Live>) -> Markup {
     html! {
         h3 { "Disk " (d.name) }
         (disk_graph(d))
@@ -334,6 +339,9 @@ fn disk_section(d: &DiskView) -> Markup {
                     (human_bytes(s.new_bytes)) " new, " (human_bytes(s.stored_bytes)) " referenced"
                 }
                 div.small { "restore: " code { "snap-disk restore " (d.name) " " (s.name) } }
+                @if live.is_some_and(|l| l.allow_changes) {
+                    div.small { a.act href=(format!("/delete?name=disks/{}/{}", d.name, s.name)) { "delete…" } }
+                }
             }
         }
     }

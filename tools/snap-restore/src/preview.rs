@@ -1,0 +1,245 @@
+//! What a restore would do, before it does it (the page's dry run, as
+//! Timeshift shows one): for each chosen entry of the snapshot's index,
+//! whether the target lacks it (created), has it already (the same
+//! content), or has something else there: other content, another kind, or
+//! the same content with other attributes (mode, owner, mtime), each named.
+//!
+//! It only reads the target. A file of the same size is hashed to tell
+//! "the same" from "other content", as the restore itself does. Files in
+//! the target that the snapshot lacks are not listed: a restore leaves them.
+
+use std::collections::BTreeMap;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use snap_shared::crypt::Decrypt;
+use snap_shared::error::{Error, Exit, Result};
+use snap_shared::index::{Entry, EntryType};
+
+use crate::indexes::{Select, open_index};
+use crate::source::Item;
+use crate::target::hash_file;
+
+/// What a restore does with one entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Action {
+    /// Not in the target: made.
+    Create,
+    /// In the target with this content (and for folders, as a folder): left.
+    Same,
+    /// The same content, other attributes: the restore leaves the file as it is.
+    Attributes,
+    /// Other content or another kind: replaced with --overwrite, else refused.
+    Replace,
+    /// Other content or another kind, without --overwrite: not restored (an error).
+    Conflict,
+}
+
+impl Action {
+    pub fn word(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Same => "same",
+            Action::Attributes => "attributes differ",
+            Action::Replace => "replace",
+            Action::Conflict => "conflict",
+        }
+    }
+}
+
+/// One listed entry.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub path: String,
+    pub action: Action,
+    pub size: u64,
+    /// For `Attributes`, `Replace` and `Conflict`: what differs (content, kind, mode, …).
+    pub differs: Vec<&'static str>,
+}
+
+/// The whole dry run.
+#[derive(Debug, Default)]
+pub struct Preview {
+    /// The first `limit` entries that change something (not `Same`).
+    pub rows: Vec<Row>,
+    pub counts: BTreeMap<Action, u64>,
+    /// Files the restore would write and their bytes (what progress counts).
+    pub write_files: u64,
+    pub write_bytes: u64,
+}
+
+impl Preview {
+    /// Entries that change something beyond the listed rows.
+    pub fn unlisted(&self) -> u64 {
+        let changing: u64 = self
+            .counts
+            .iter()
+            .filter(|(a, _)| **a != Action::Same)
+            .map(|(_, n)| n)
+            .sum();
+        changing - self.rows.len() as u64
+    }
+}
+
+/// The dry run of restoring `item` (its `paths`, or all) into `to`.
+pub fn preview(
+    item: &Item,
+    paths: &[String],
+    to: &Path,
+    overwrite: bool,
+    dec: &Decrypt,
+    limit: usize,
+) -> Result<Preview> {
+    let Some(index) = item.index() else {
+        return Err(Error::usage(
+            item.name(),
+            "a dry run needs a snapshot or snap archive (with an index)",
+        ));
+    };
+    let select = Select::new(paths)?;
+    let mut matched = vec![false; select.count()];
+    let mut out = Preview::default();
+    let mut reader = open_index(&index, dec)?;
+    let mut buf = vec![0u8; 1 << 16];
+    while let Some(e) = reader.next_entry()? {
+        if !select.wants(&e.path) {
+            continue;
+        }
+        select.mark(&e.path, &mut matched);
+        let at = to.join(std::ffi::OsStr::from_bytes(&e.path));
+        let (mut action, differs) =
+            compare(&e, &at, &mut buf).map_err(|err| Error::io(&at, err))?;
+        if action == Action::Replace && !overwrite {
+            action = Action::Conflict;
+        }
+        *out.counts.entry(action).or_default() += 1;
+        if matches!(action, Action::Create | Action::Replace) && e.kind == EntryType::File {
+            out.write_files += 1;
+            out.write_bytes += e.size;
+        }
+        if action != Action::Same && out.rows.len() < limit {
+            out.rows.push(Row {
+                path: e.display_path().into_owned(),
+                action,
+                size: e.size,
+                differs,
+            });
+        }
+    }
+    let missing: Vec<String> = select.unmatched(&matched).collect();
+    if !missing.is_empty() {
+        return Err(Error::new(
+            Exit::NoInput,
+            format!("path {}", missing.join(", ")),
+            "matches nothing in the snapshot",
+        ));
+    }
+    Ok(out)
+}
+
+/// What the restore would do at `at` for entry `e`, and what differs.
+fn compare(e: &Entry, at: &Path, buf: &mut [u8]) -> std::io::Result<(Action, Vec<&'static str>)> {
+    let meta = match std::fs::symlink_metadata(at) {
+        Ok(m) => m,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            return Ok((Action::Create, Vec::new()));
+        }
+        Err(err) => return Err(err),
+    };
+    let ft = meta.file_type();
+    let same_kind = match e.kind {
+        EntryType::File | EntryType::Hardlink => ft.is_file(),
+        EntryType::Dir => ft.is_dir(),
+        EntryType::Symlink => ft.is_symlink(),
+        EntryType::Fifo | EntryType::Char | EntryType::Block => {
+            !ft.is_file() && !ft.is_dir() && !ft.is_symlink()
+        }
+    };
+    if !same_kind {
+        return Ok((Action::Replace, vec!["kind"]));
+    }
+    let content_same = match e.kind {
+        EntryType::File | EntryType::Hardlink => {
+            meta.len() == e.size
+                && match &e.sha256 {
+                    Some(want) => hash_file(std::fs::File::open(at)?, buf)?.1 == *want,
+                    None => true,
+                }
+        }
+        EntryType::Symlink => {
+            std::fs::read_link(at)?.as_os_str().as_encoded_bytes()
+                == e.target.as_deref().unwrap_or_default()
+        }
+        _ => true,
+    };
+    if !content_same {
+        let mut d = vec!["content"];
+        if meta.len() != e.size && e.kind != EntryType::Symlink {
+            d.push("size");
+        }
+        return Ok((Action::Replace, d));
+    }
+    let mut differs = Vec::new();
+    if e.kind != EntryType::Symlink && meta.mode() & 0o7777 != e.mode & 0o7777 {
+        differs.push("mode");
+    }
+    if meta.uid() != e.uid || meta.gid() != e.gid {
+        differs.push("owner");
+    }
+    let mtime = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
+    if e.kind == EntryType::File && mtime != e.mtime as i128 {
+        differs.push("mtime");
+    }
+    Ok(match differs.is_empty() {
+        true => (Action::Same, differs),
+        false => (Action::Attributes, differs),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use snap_shared::hash::Sha256Digest;
+
+    fn entry(path: &str, kind: EntryType, data: &[u8], mode: u32) -> Entry {
+        Entry {
+            path: path.as_bytes().to_vec(),
+            kind,
+            size: data.len() as u64,
+            mode,
+            mtime: 0,
+            uid: rustix::process::geteuid().as_raw(),
+            gid: rustix::process::getegid().as_raw(),
+            sha256: (kind == EntryType::File).then(|| Sha256Digest::of(data)),
+            target: None,
+            link: None,
+            rdev: None,
+        }
+    }
+
+    /// Missing, same, other content, other mode and another kind are told apart.
+    #[test]
+    fn compare_names_what_differs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut buf = vec![0; 4096];
+        let p = dir.path().join("f");
+        let e = entry("f", EntryType::File, b"hello", 0o644);
+        assert_eq!(compare(&e, &p, &mut buf).unwrap().0, Action::Create);
+        std::fs::write(&p, b"hello").unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        let (a, d) = compare(&e, &p, &mut buf).unwrap();
+        assert_eq!(a, Action::Attributes);
+        assert!(d.contains(&"mode"), "{d:?}");
+        std::fs::write(&p, b"world").unwrap();
+        assert_eq!(
+            compare(&e, &p, &mut buf).unwrap(),
+            (Action::Replace, vec!["content"])
+        );
+        let d = entry("f", EntryType::Dir, b"", 0o755);
+        assert_eq!(
+            compare(&d, &p, &mut buf).unwrap(),
+            (Action::Replace, vec!["kind"])
+        );
+    }
+}

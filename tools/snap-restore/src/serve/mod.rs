@@ -1,0 +1,367 @@
+//! `snap-restore serve`: the timeline, live, on a local web server (axum),
+//! with a diff of any two snapshots and, when `--allow-changes` is given,
+//! forms that tag, describe, pin and unpin.
+//!
+//! Whoever reaches the port could read every file name the store holds, so:
+//! - it listens on loopback unless `--allow-remote` names another address
+//!   (with a warning);
+//! - every request needs the random token printed at start (as Jupyter
+//!   does): in the URL once, then in an HttpOnly, SameSite=Strict cookie;
+//! - the Host header must name this server (a DNS-rebinding page cannot);
+//! - every POST carries the page's CSRF token, and is refused when the
+//!   server is read-only (the default);
+//! - every page has a strict Content-Security-Policy; no page shows a key,
+//!   a passphrase or the config.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use maud::{Markup, PreEscaped, html};
+
+use snap_cli::Reporter;
+use snap_shared::config::LoadedConfig;
+use snap_shared::error::{Error, Exit, Result};
+use snap_shared::store::Store;
+
+mod actions;
+mod pages;
+mod restoring;
+
+/// What every request handler shares.
+struct Shared {
+    store: Store,
+    config: Option<LoadedConfig>,
+    token: String,
+    csrf: String,
+    allow_changes: bool,
+    /// The Host header values this server answers to.
+    hosts: Vec<String>,
+    /// The last timeline page and what it was made from.
+    page: std::sync::Mutex<Option<(Vec<u128>, Arc<String>)>>,
+    /// Restores started from the page, by number.
+    jobs: std::sync::Mutex<Vec<Arc<restoring::Job>>>,
+    /// Held while a restore runs: one at a time.
+    restoring: std::sync::Mutex<()>,
+}
+
+/// What the timeline page depends on, cheaply: every set, archive and disk
+/// folder's modification time (a record or a pin added, removed or
+/// rewritten by rename changes its folder's; the catalog follows the
+/// records, and opening it may touch it), and the minute ("3 min ago").
+fn fingerprint(store: &Store) -> Vec<u128> {
+    let mtime = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos())
+    };
+    let minute = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u128::from(d.as_secs() / 60));
+    let mut out = vec![minute];
+    for top in ["sets", "archives", "disks"] {
+        let dir = store.root.join(top);
+        out.push(mtime(&dir));
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            let mut subs: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+            subs.sort();
+            out.extend(subs.iter().map(|p| mtime(p)));
+        }
+    }
+    out
+}
+
+/// A random token of 128 bits, as hex.
+fn random_token() -> Result<String> {
+    let mut b = [0u8; 16];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open("/dev/urandom").map_err(|e| Error::io_ctx("/dev/urandom", e))?,
+        &mut b,
+    )
+    .map_err(|e| Error::io_ctx("/dev/urandom", e))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// Compares without leaking how long a prefix matched.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// What `serve` is asked to do.
+pub struct Options {
+    pub listen: SocketAddr,
+    pub allow_remote: bool,
+    pub allow_changes: bool,
+}
+
+/// Runs the server until SIGINT or SIGTERM.
+pub fn run(
+    store: Store,
+    config: Option<LoadedConfig>,
+    opts: &Options,
+    report: &Reporter,
+) -> Result<Exit> {
+    if !opts.listen.ip().is_loopback() && !opts.allow_remote {
+        return Err(Error::usage(
+            format!("--listen {}", opts.listen),
+            "is not a loopback address; anyone who reaches it could read every file name",
+        )
+        .with_hint("add --allow-remote if that is what you want"));
+    }
+    if !opts.listen.ip().is_loopback() {
+        report.warn(&format!(
+            "listening on {}: other machines can reach this page (the token still guards it; there is no TLS)",
+            opts.listen
+        ));
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io_ctx("starting the server", e))?;
+    rt.block_on(serve(store, config, opts, report))
+}
+
+async fn serve(
+    store: Store,
+    config: Option<LoadedConfig>,
+    opts: &Options,
+    report: &Reporter,
+) -> Result<Exit> {
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .map_err(|e| {
+            Error::io_ctx(format!("--listen {}", opts.listen), e).with_exit(Exit::Unavailable)
+        })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::io_ctx("the listening socket", e))?;
+    let port = addr.port();
+    let token = std::env::var("SNAP_SERVE_TOKEN")
+        .ok()
+        .filter(|t| t.len() >= 16)
+        .map_or_else(random_token, Ok)?;
+    let mut hosts = vec![
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("[::1]:{port}"),
+    ];
+    hosts.push(addr.to_string());
+    let shared = Arc::new(Shared {
+        store,
+        config,
+        token: token.clone(),
+        csrf: random_token()?,
+        allow_changes: opts.allow_changes,
+        hosts,
+        page: std::sync::Mutex::new(None),
+        jobs: std::sync::Mutex::new(Vec::new()),
+        restoring: std::sync::Mutex::new(()),
+    });
+    let app = Router::new()
+        .route("/", get(timeline_page))
+        .route("/diff", get(pages::diff))
+        .route("/history", get(pages::history))
+        .route("/search", get(pages::search))
+        .route("/edit", post(actions::edit))
+        .route("/restore", get(restoring::form))
+        .route("/restore/preview", post(restoring::preview))
+        .route("/restore/start", post(restoring::start))
+        .route("/restore/job", get(restoring::job_page))
+        .route("/restore/events", get(restoring::events))
+        .route("/delete", get(actions::delete_form).post(actions::delete))
+        .layer(middleware::from_fn_with_state(shared.clone(), guard))
+        .with_state(shared);
+    report.note(&format!(
+        "open http://127.0.0.1:{port}/?token={token}{}",
+        match opts.allow_changes {
+            true => "",
+            false => " (read-only: --allow-changes to edit)",
+        }
+    ));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stopped())
+        .await
+        .map_err(|e| Error::io_ctx("the server", e))?;
+    Ok(Exit::Ok)
+}
+
+async fn stopped() {
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+fn refuse(status: StatusCode, why: &'static str) -> Response {
+    (status, why).into_response()
+}
+
+/// The checks every request passes first: Host, then the token (query or cookie).
+async fn guard(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    if !s.hosts.iter().any(|h| h == host) {
+        return refuse(StatusCode::FORBIDDEN, "unknown Host header\n");
+    }
+    let from_query = req.uri().query().and_then(|q| {
+        q.split('&')
+            .find_map(|kv| kv.strip_prefix("token="))
+            .map(str::to_string)
+    });
+    let from_cookie = cookie(req.headers(), "snap_token");
+    let ok = from_query
+        .iter()
+        .chain(from_cookie.iter())
+        .any(|t| same(t, &s.token));
+    if !ok {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "a valid token is needed (the URL printed at start)\n",
+        );
+    }
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    if from_query.is_some() {
+        let c = format!("snap_token={}; HttpOnly; SameSite=Strict; Path=/", s.token);
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            h.insert(header::SET_COOKIE, v);
+        }
+    }
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; \
+form-action 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    resp
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|kv| {
+            kv.trim()
+                .strip_prefix(&format!("{name}="))
+                .map(str::to_string)
+        })
+}
+
+/// Refuses a POST without the page's CSRF token, or on a read-only server.
+fn check_post(s: &Shared, csrf: &str) -> Option<Response> {
+    if !same(csrf, &s.csrf) {
+        return Some(refuse(
+            StatusCode::FORBIDDEN,
+            "a valid CSRF token is needed\n",
+        ));
+    }
+    if !s.allow_changes {
+        return Some(refuse(
+            StatusCode::FORBIDDEN,
+            "read-only: start the server with --allow-changes\n",
+        ));
+    }
+    None
+}
+
+/// An error as a page: what went wrong, one line.
+fn failed(e: Error) -> Response {
+    let status = match e.exit {
+        Exit::NoInput => StatusCode::NOT_FOUND,
+        Exit::Usage => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    (status, Html(html! { p { (e.to_string()) } }.into_string())).into_response()
+}
+
+/// A made page, or the error as one.
+fn respond(page: Result<String>) -> Response {
+    match page {
+        Ok(p) => Html(p).into_response(),
+        Err(e) => failed(e),
+    }
+}
+
+/// A page of `serve` beside the timeline: its title, the timeline's style, `body`.
+fn page(title: &str, body: Markup) -> Markup {
+    html! {
+        (maud::DOCTYPE)
+        html lang="en" {
+            head { meta charset="utf-8"; title { (title) } style { (PreEscaped(crate::timeline::html::CSS)) } }
+            body { main { (body) } }
+        }
+    }
+}
+
+/// Runs blocking store work off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(Error::internal("server", e)))
+}
+
+/// The live timeline, made again only when what it shows may have changed.
+async fn timeline_page(State(s): State<Arc<Shared>>) -> Response {
+    let s2 = s.clone();
+    let page = blocking(move || {
+        let key = fingerprint(&s2.store);
+        if let Some((k, p)) = s2.page.lock().unwrap_or_else(|e| e.into_inner()).as_ref()
+            && *k == key
+        {
+            return Ok(p.clone());
+        }
+        let t = crate::timeline::gather(&s2.store, s2.config.as_ref(), chrono::Utc::now())?;
+        let live = crate::timeline::html::Live {
+            csrf: s2.csrf.clone(),
+            allow_changes: s2.allow_changes,
+        };
+        let p = Arc::new(crate::timeline::html::render_live(&t, Some(&live)));
+        *s2.page.lock().unwrap_or_else(|e| e.into_inner()) = Some((key, p.clone()));
+        Ok(p)
+    })
+    .await;
+    respond(page.map(|p| p.as_str().to_owned()))
+}
+
+/// A query value, percent-encoded (paths may hold `&`, `#`, spaces).
+fn enc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// The set of a `SET/ID` name.
+fn set_of(name: &str) -> &str {
+    name.split_once('/').map_or(name, |(s, _)| s)
+}

@@ -1,0 +1,251 @@
+//! The read-only pages beside the timeline: the diff of any two snapshots,
+//! one path's history, and search by name across every snapshot.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use maud::{Markup, html};
+
+use snap_shared::crypt::Decrypt;
+
+use super::{Shared, blocking, enc, page, refuse, respond, set_of};
+use crate::source::Source;
+
+/// The changes between two snapshots, folder by folder.
+pub(super) async fn diff(
+    State(s): State<Arc<Shared>>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    let (Some(a), Some(b)) = (q.get("a").cloned(), q.get("b").cloned()) else {
+        return refuse(StatusCode::BAD_REQUEST, "give a=SET/ID and b=SET/ID\n");
+    };
+    let store = s.store.clone();
+    let page = blocking(move || {
+        let source = Source::Store(store);
+        let (ia, ib) = (source.resolve(&a, false)?, source.resolve(&b, false)?);
+        let mut by_dir: BTreeMap<String, Vec<(&'static str, String)>> = BTreeMap::new();
+        let mut n = 0usize;
+        crate::view::each_change(&ia, &ib, &Decrypt::default(), |mark, path| {
+            let p = String::from_utf8_lossy(path).into_owned();
+            let (dir, name) = p
+                .rsplit_once('/')
+                .map_or((String::new(), p.clone()), |(d, f)| (d.into(), f.into()));
+            by_dir.entry(dir).or_default().push((mark, name));
+            n += 1;
+            Ok(n < 100_000)
+        })?;
+        Ok(diff_markup(&a, &b, &by_dir, n).into_string())
+    })
+    .await;
+    respond(page)
+}
+
+/// Most distinct paths a search lists.
+const SEARCH_LIMIT: usize = 500;
+
+/// Where a found path is: how many snapshots hold it, the newest and the oldest.
+struct Found {
+    count: usize,
+    newest: String,
+    oldest: String,
+}
+
+/// File names containing the query (any case), across every snapshot of every set.
+pub(super) async fn search(
+    State(s): State<Arc<Shared>>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    let query = q
+        .get("q")
+        .map(|v| v.trim().to_lowercase())
+        .unwrap_or_default();
+    if query.is_empty() {
+        return refuse(StatusCode::BAD_REQUEST, "give q=PART-OF-A-NAME\n");
+    }
+    let store = s.store.clone();
+    let page = blocking(move || {
+        let source = Source::Store(store);
+        let mut items: Vec<crate::source::Item> = source
+            .items()?
+            .into_iter()
+            .filter(|i| i.kind() == "snapshot")
+            .collect();
+        items.reverse();
+        let mut found: BTreeMap<(String, String), Found> = BTreeMap::new();
+        let mut truncated = false;
+        'items: for item in &items {
+            let (Some(loc), Some((set, id))) = (item.index(), item.set_and_id()) else {
+                continue;
+            };
+            let mut r = crate::indexes::open_index(&loc, &Decrypt::default())?;
+            while let Some(e) = r.next_entry()? {
+                let name = e.path.rsplit(|b| *b == b'/').next().unwrap_or(&e.path);
+                if !String::from_utf8_lossy(name)
+                    .to_lowercase()
+                    .contains(&query)
+                {
+                    continue;
+                }
+                let key = (set.to_string(), e.display_path().into_owned());
+                if !found.contains_key(&key) && found.len() >= SEARCH_LIMIT {
+                    truncated = true;
+                    break 'items;
+                }
+                let f = found.entry(key).or_insert_with(|| Found {
+                    count: 0,
+                    newest: id.to_string(),
+                    oldest: id.to_string(),
+                });
+                f.count += 1;
+                f.oldest = id.to_string();
+            }
+        }
+        Ok(search_markup(&query, &found, truncated).into_string())
+    })
+    .await;
+    respond(page)
+}
+
+fn search_markup(
+    query: &str,
+    found: &BTreeMap<(String, String), Found>,
+    truncated: bool,
+) -> Markup {
+    page(
+        &format!("search {query}"),
+        html! {
+                h2 { "Names containing " code { (query) } }
+                p.small {
+                    (found.len()) " paths"
+                    @if truncated { " (the first " (SEARCH_LIMIT) "; narrow the search)" }
+                    ", newest snapshots first. " a href="/" { "back to the timeline" }
+                }
+                @for ((set, path), f) in found {
+                    div.card {
+                        span.id { (set) ": " (path) } " "
+                        span.small { "in " (f.count) " snapshots, " (f.oldest) " to " (f.newest) " " }
+                        a.small href=(format!("/history?set={}&path={}", enc(set), enc(path))) { "history" }
+                    }
+                }
+        },
+    )
+}
+
+/// One path's versions across a set's snapshots, newest first.
+pub(super) async fn history(
+    State(s): State<Arc<Shared>>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    let (Some(set), Some(path)) = (q.get("set").cloned(), q.get("path").cloned()) else {
+        return refuse(StatusCode::BAD_REQUEST, "give set=SET and path=PATH\n");
+    };
+    let changed_only = q.get("changed").is_some_and(|v| v == "1");
+    let store = s.store.clone();
+    let page = blocking(move || {
+        let source = Source::Store(store);
+        let path = path.trim_start_matches('/').to_string();
+        let mut items: Vec<crate::source::Item> = source
+            .items()?
+            .into_iter()
+            .filter(|i| i.kind() == "snapshot" && i.set_and_id().is_some_and(|(x, _)| x == set))
+            .collect();
+        items.reverse();
+        let mut rows = Vec::new();
+        for item in &items {
+            let e = crate::view::find_entry(item, path.as_bytes(), &Decrypt::default())?;
+            let id = item
+                .set_and_id()
+                .map(|(_, id)| id.to_string())
+                .unwrap_or_default();
+            rows.push((id, e));
+        }
+        Ok(history_markup(&set, &path, &rows, changed_only).into_string())
+    })
+    .await;
+    respond(page)
+}
+
+/// What identifies a version of a file: kind, size, content, target, mode.
+fn version(e: &Option<snap_shared::index::Entry>) -> Option<String> {
+    e.as_ref().map(|e| {
+        format!(
+            "{:?} {} {:?} {:?} {:o}",
+            e.kind,
+            e.size,
+            e.sha256.map(|d| d.to_hex()),
+            e.target,
+            e.mode
+        )
+    })
+}
+
+fn history_markup(
+    set: &str,
+    path: &str,
+    rows: &[(String, Option<snap_shared::index::Entry>)],
+    changed_only: bool,
+) -> Markup {
+    page(
+        &format!("history of {path}"),
+        html! {
+                h2 { "History of " code { (path) } " in set " (set) }
+                p.small {
+                    a href="/" { "back to the timeline" } " · "
+                    @if changed_only {
+                        a href=(format!("/history?set={}&path={}", enc(set), enc(path))) { "every snapshot" }
+                    } @else {
+                        a href=(format!("/history?set={}&path={}&changed=1", enc(set), enc(path))) { "changed only" }
+                    }
+                }
+                @for (i, (id, e)) in rows.iter().enumerate() {
+                    @let older = rows.get(i + 1).map(|r| version(&r.1));
+                    @let changed = older.is_none_or(|o| o != version(e));
+                    @if changed || !changed_only {
+                        div.card.gone[e.is_none()] {
+                            span.id { (set) "/" (id) } " "
+                            @if changed { span.badge.warn { "changed" } }
+                            @match e {
+                                Some(e) => span.small {
+                                    (snap_shared::size::human_bytes(e.size)) ", mode " (format!("{:o}", e.mode)) ", modified "
+                                    (chrono::DateTime::from_timestamp_nanos(e.mtime).format("%Y-%m-%d %H:%M:%S"))
+                                    @if let Some(d) = e.sha256 { ", sha256 " code { (d.to_hex()[..16]) "…" } }
+                                },
+                                None => span.small { "not in this snapshot" },
+                            }
+                        }
+                    }
+                }
+        },
+    )
+}
+
+fn diff_markup(
+    a: &str,
+    b: &str,
+    by_dir: &BTreeMap<String, Vec<(&str, String)>>,
+    n: usize,
+) -> Markup {
+    page(
+        &format!("diff {a} {b}"),
+        html! {
+                h2 { "From " (a) " to " (b) }
+                p.small { (n) " changes: + added, - removed, M modified, T type changed, U metadata only. "
+                    a href="/" { "back to the timeline" } }
+                @for (dir, items) in by_dir {
+                    details open[by_dir.len() < 50] {
+                        summary { (if dir.is_empty() { "/" } else { dir.as_str() }) " · " (items.len()) }
+                        @for (mark, name) in items {
+                            @let full = if dir.is_empty() { name.clone() } else { format!("{dir}/{name}") };
+                            div.small {
+                                code { (mark) } " " (name) " "
+                                a href=(format!("/history?set={}&path={}", enc(set_of(b)), enc(&full))) { "history" }
+                            }
+                        }
+                    }
+                }
+        },
+    )
+}
