@@ -20,6 +20,7 @@ pub mod source;
 pub mod stream;
 pub mod target;
 pub mod timeline;
+pub mod verified;
 pub mod verify;
 pub mod view;
 pub mod writers;
@@ -405,7 +406,7 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
                             format!("{} bad", bad.len())
                         }
                     ));
-                    out.write(&Record::Verified(snap_shared::record::OutcomeRecord {
+                    let rec = snap_shared::record::OutcomeRecord {
                         schema: snap_shared::record::SCHEMA.into(),
                         what: name.clone(),
                         to: None,
@@ -413,7 +414,9 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
                         bytes: read,
                         errors: bad.len() as u64,
                         extra: Extra::new(),
-                    }))?;
+                    };
+                    log_verify(&store, &rec, g, report);
+                    out.write(&Record::Verified(rec))?;
                     if !bad.is_empty() {
                         worst = Exit::Data;
                     }
@@ -439,7 +442,9 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
                 if let Some(d) = digest {
                     extra.insert("sha256".into(), json!(d.to_hex()));
                 }
-                out.write(&Record::Verified(outcome(&item, None, &t, extra)))?;
+                let rec = outcome(&item, None, &t, extra);
+                log_verify(&store, &rec, g, report);
+                out.write(&Record::Verified(rec))?;
                 if t.exit() != Exit::Ok {
                     worst = t.exit();
                 }
@@ -534,5 +539,20 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
             RecordWriter::new(stdout).write(&Record::Restored(rec))?;
             Ok(exit)
         }
+    }
+}
+
+/// Adds a verify to the store's log, for the timeline; a failure to log is a warning.
+fn log_verify(
+    store: &Store,
+    rec: &snap_shared::record::OutcomeRecord,
+    g: &Global,
+    report: &Reporter,
+) {
+    let place = g.from.as_deref().unwrap_or("store");
+    if let Err(e) = verified::append(store, rec, place, chrono::Utc::now()) {
+        report.warn(&format!(
+            "{e}; the verify is done but the timeline will not show it"
+        ));
     }
 }

@@ -1074,3 +1074,54 @@ fn timeline_page_opens_offline_in_chromium() {
     assert_eq!(dom.matches("class=\"card").count(), 3, "{dom}");
     assert!(dom.contains("<h2>Set s</h2>"), "{dom}");
 }
+
+/// The timeline names the destinations that hold each archive and when
+/// each was last pushed to, one that cannot be reached, and each
+/// snapshot's and archive's last verify (from the store's verify log).
+#[test]
+fn timeline_shows_destinations_and_verifies() {
+    let w = World::new();
+    let id = records(&w.collect())[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(code(&w.pack(&[])), 0);
+    // A folder destination holds what the store's archive folder holds.
+    fs::create_dir_all(w.path("usb")).unwrap();
+    let cp = std::process::Command::new("cp")
+        .args(["-a", "store/archives/s", "usb/s"])
+        .current_dir(w.path(""))
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    w.write(
+        "cfg.json",
+        &format!(
+            r#"{{"destinations": [{{"name": "usb", "path": "{}"}}, {{"name": "gone", "uuid": "dead-beef", "path": "snap"}}],
+               "schedule": {{"verify": 7}}}}"#,
+            w.path("usb").display()
+        ),
+    );
+    let name = format!("s/{id}");
+    assert_eq!(code(&w.restore(&["verify", &name])), 0);
+    let out = w.restore(&["-c", "cfg.json", "--from", "usb", "verify", &name]);
+    assert_eq!(code(&out), 0, "{}", w.redact(&out.stderr));
+    let log = fs::read_to_string(w.path("store/verified.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 2, "{log}");
+    let out = w.restore(&["-c", "cfg.json", "timeline", "--html", "t.html"]);
+    assert_eq!(code(&out), 0, "{}", w.redact(&out.stderr));
+    let page = fs::read_to_string(w.path("t.html")).unwrap();
+    for want in [
+        "<b>destination usb</b>".to_string(),
+        "last push just now".into(),
+        "at usb</span>".into(),
+        "snapshot verified at store just now".into(),
+        "archive verified at usb just now".into(),
+        "<b>destination gone</b>".into(),
+        "not reachable".into(),
+        "verified just now".into(),
+    ] {
+        assert!(page.contains(&want), "missing {want:?}");
+    }
+    w.write("bad.json", r#"{"schedule": {"verify": "sometimes"}}"#);
+    let out = w.restore(&["-c", "bad.json", "timeline", "--html", "t.html"]);
+    assert_eq!(code(&out), 78, "{}", w.redact(&out.stderr));
+    assert!(w.redact(&out.stderr).contains("schedule.verify"));
+}

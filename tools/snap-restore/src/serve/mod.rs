@@ -44,6 +44,9 @@ struct Shared {
     hosts: Vec<String>,
     /// The last timeline page and what it was made from.
     page: std::sync::Mutex<Option<(Vec<u128>, Arc<String>)>>,
+    /// The destinations' listings and when they were made (a bucket is
+    /// listed at most every few minutes, not on every page).
+    dests: std::sync::Mutex<Option<(std::time::Instant, Vec<crate::timeline::dests::DestView>)>>,
     /// Restores started from the page, by number.
     jobs: std::sync::Mutex<Vec<Arc<restoring::Job>>>,
     /// Held while a restore runs: one at a time.
@@ -65,7 +68,8 @@ fn fingerprint(store: &Store) -> Vec<u128> {
     let minute = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u128::from(d.as_secs() / 60));
-    let mut out = vec![minute];
+    // A verify appends to the log at the root.
+    let mut out = vec![minute, mtime(&store.root.join("verified.jsonl"))];
     for top in ["sets", "archives", "disks"] {
         let dir = store.root.join(top);
         out.push(mtime(&dir));
@@ -166,6 +170,7 @@ async fn serve(
         allow_changes: opts.allow_changes,
         hosts,
         page: std::sync::Mutex::new(None),
+        dests: std::sync::Mutex::new(None),
         jobs: std::sync::Mutex::new(Vec::new()),
         restoring: std::sync::Mutex::new(()),
     });
@@ -333,6 +338,22 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
         .unwrap_or_else(|e| Err(Error::internal("server", e)))
 }
 
+/// How long a destination's listing is shown before it is listed again.
+const DEST_LISTING_AGE: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// The configured destinations' listings, from the cache while fresh.
+fn listed_dests(s: &Shared) -> Result<Vec<crate::timeline::dests::DestView>> {
+    let mut cached = s.dests.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((at, d)) = cached.as_ref()
+        && at.elapsed() < DEST_LISTING_AGE
+    {
+        return Ok(d.clone());
+    }
+    let d = crate::timeline::dests::gather(s.config.as_ref())?;
+    *cached = Some((std::time::Instant::now(), d.clone()));
+    Ok(d)
+}
+
 /// The live timeline, made again only when what it shows may have changed.
 async fn timeline_page(State(s): State<Arc<Shared>>) -> Response {
     let s2 = s.clone();
@@ -343,7 +364,8 @@ async fn timeline_page(State(s): State<Arc<Shared>>) -> Response {
         {
             return Ok(p.clone());
         }
-        let t = crate::timeline::gather(&s2.store, s2.config.as_ref(), chrono::Utc::now())?;
+        let dests = listed_dests(&s2)?;
+        let t = crate::timeline::gather(&s2.store, s2.config.as_ref(), dests, chrono::Utc::now())?;
         let live = crate::timeline::html::Live {
             csrf: s2.csrf.clone(),
             allow_changes: s2.allow_changes,

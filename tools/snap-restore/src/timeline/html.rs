@@ -10,6 +10,7 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use snap_shared::size::human_bytes;
 
+use super::dests::DestView;
 use super::{Card, DiskView, SetView, Space, Timeline};
 
 pub const CSS: &str = "
@@ -22,7 +23,7 @@ h2{margin:28px 0 8px;border-bottom:2px solid #ccd}
 .box{background:#fff;border:1px solid #dde;border-radius:6px;padding:8px 10px}
 .badge{display:inline-block;padding:0 6px;border-radius:8px;font-size:12px;margin-right:4px}
 .ok{background:#dff3e4;color:#1b5e20}.warn{background:#fff3cd;color:#7a5a00}.bad{background:#fde2e1;color:#8b1a1a}
-.tag{background:#e3ecfa;color:#1c3d73;cursor:pointer}.pin{background:#efe3fa;color:#4a1c73}
+.tag{background:#e3ecfa;color:#1c3d73;cursor:pointer}.badge.dest{background:#e0f2f1;color:#00564d}.pin{background:#efe3fa;color:#4a1c73}
 .card{background:#fff;border:1px solid #dde;border-radius:6px;margin:6px 0;padding:6px 10px}
 .card.gone{opacity:.55}.card.gone .id{text-decoration:line-through}
 .id{font-weight:600;font-family:ui-monospace,monospace}
@@ -119,7 +120,8 @@ fn health(t: &Timeline) -> Markup {
         h2 { "Health" }
         div.health {
             (space_box(&t.space, t.generated))
-            @for set in &t.sets { (set_health(set, t.generated)) }
+            @for set in &t.sets { (set_health(set, t)) }
+            @for d in &t.dests { (dest_health(d, t)) }
         }
     }
 }
@@ -164,9 +166,65 @@ fn gauge(frac: f64) -> Markup {
     }
 }
 
-fn set_health(set: &SetView, now: DateTime<Utc>) -> Markup {
+/// How long a destination may lag the store before it is "not pushed to lately":
+/// twice the schedule's period, or a week.
+fn push_period(schedule: Option<&str>) -> Duration {
+    match schedule {
+        Some("hourly") => Duration::hours(2),
+        Some("daily") => Duration::days(2),
+        Some("weekly") => Duration::weeks(2),
+        Some("monthly") => Duration::days(62),
+        _ => Duration::weeks(1),
+    }
+}
+
+fn dest_health(d: &DestView, t: &Timeline) -> Markup {
+    let now = t.generated;
+    let newest_local = t
+        .sets
+        .iter()
+        .filter_map(|s| s.cards.first())
+        .map(|c| c.time)
+        .max();
+    html! {
+        div.box.dest {
+            b { "destination " (d.name) } " "
+            @match &d.held {
+                Err(why) => { span.badge.bad { "not reachable" } div.small { (why) } },
+                Ok(h) => {
+                    @match (h.newest(), d.stale_since(push_period(t.schedule.as_deref()), newest_local, now)) {
+                        (_, Some(since)) => span.badge.bad { "not pushed to since " (since.format("%Y-%m-%d %H:%M")) },
+                        (Some(last), None) => span.badge.ok { "last push " (ago(last, now)) },
+                        (None, None) => span.badge.warn { "empty" },
+                    }
+                    div.small {
+                        (h.archives.len()) " archives, " (human_bytes(h.bytes)) " · " code { (d.url) }
+                    }
+                    @for (set, at) in &h.last_push { div.small { "set " (set) ": last push " (ago(*at, now)) } }
+                },
+            }
+        }
+    }
+}
+
+/// The newest verify of any of a set's snapshots or archives, anywhere.
+fn last_verify(set: &SetView) -> Option<(DateTime<Utc>, bool)> {
+    set.cards
+        .iter()
+        .flat_map(|c| &c.verified)
+        .map(|(_, _, v)| (v.time, v.ok))
+        .max_by_key(|(t, _)| *t)
+}
+
+fn set_health(set: &SetView, t: &Timeline) -> Markup {
+    let now = t.generated;
     let last = set.cards.first();
     let failed = set.cards.iter().filter(|c| c.errors > 0).take(30).count();
+    let bad_verify = set
+        .cards
+        .iter()
+        .filter(|c| c.verified.iter().any(|(_, _, v)| !v.ok))
+        .count();
     html! {
         div.box {
             b { "set " (set.name) } " "
@@ -176,6 +234,12 @@ fn set_health(set: &SetView, now: DateTime<Utc>) -> Markup {
                 (Some(c), None) => span.badge.ok { "last " (ago(c.time, now)) },
             }
             @if failed > 0 { span.badge.warn { (failed) " with unreadable files" } }
+            @match last_verify(set) {
+                Some((at, _)) if now - at <= t.verify_every => span.badge.ok { "verified " (ago(at, now)) },
+                Some((at, _)) => span.badge.warn { "verify older than " (t.verify_every.num_days()) " days (" (ago(at, now)) ")" },
+                None => span.badge.warn { "never verified" },
+            }
+            @if bad_verify > 0 { span.badge.bad { (bad_verify) " failed their last verify" } }
             (strip(set, now))
             div.small { (set.cards.len()) " snapshots; the last 30 days above, newest right" }
         }
@@ -267,6 +331,11 @@ fn card(
                 None => {},
             }
             @if c.errors > 0 { span.badge.warn { (c.errors) " unreadable" } }
+            @for (place, kind, v) in &c.verified {
+                span.badge.(if v.ok { "ok" } else { "bad" }) title=(format!("{kind} verified at {place} on {}", v.time.format("%Y-%m-%d %H:%M")))
+                    { (kind) " " (if v.ok { "verified" } else { "FAILED verify" }) " at " (place) " " (ago(v.time, now)) }
+            }
+            @for d in &c.held_at { span.badge.dest { "at " (d) } }
             @if let Some(d) = &c.description { div { (d) } }
             div.small {
                 (c.files) " files, " (human_bytes(c.bytes)) "; " (c.new_files) " new or changed ("

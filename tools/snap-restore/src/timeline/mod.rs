@@ -6,6 +6,7 @@
 //!
 //! This module gathers what the page shows ([`Timeline`]); `html` renders it.
 
+pub mod dests;
 pub mod html;
 
 use std::collections::BTreeMap;
@@ -42,6 +43,11 @@ pub struct Card {
     pub archive: Option<ArchiveCard>,
     /// What the configured policy does with it: kept (and why) or removed.
     pub retention: Option<(bool, Vec<String>)>,
+    /// Its verifies (the snapshot's and its archive's), newest of each
+    /// (where, kind): `("store", "snapshot", …)`, `("usb", "archive", …)`.
+    pub verified: Vec<(String, String, crate::verified::Verified)>,
+    /// The configured destinations that hold its archive.
+    pub held_at: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -99,6 +105,10 @@ pub struct Timeline {
     pub policy: Option<String>,
     /// How often snapshots are due (`schedule.incremental`).
     pub schedule: Option<String>,
+    /// The configured destinations and what each holds.
+    pub dests: Vec<dests::DestView>,
+    /// A verify older than this is overdue (`schedule.verify`; 30 days).
+    pub verify_every: Duration,
 }
 
 /// Reads the store's catalog (and the pins beside the records), applies
@@ -106,6 +116,7 @@ pub struct Timeline {
 pub fn gather(
     store: &Store,
     config: Option<&LoadedConfig>,
+    dests: Vec<dests::DestView>,
     now: DateTime<Utc>,
 ) -> Result<Timeline> {
     if !store.root.is_dir() {
@@ -123,16 +134,34 @@ pub fn gather(
         .and_then(|s| s.get("incremental"))
         .and_then(Value::as_str)
         .map(str::to_string);
+    let verify_every = verify_every(config).map_err(|e| {
+        let e = Error::config("schedule.verify", e);
+        match config {
+            Some(c) => c.blame(e),
+            None => e,
+        }
+    })?;
     let archives = archives_by_id(catalog.archives(None)?);
+    let mut verified: BTreeMap<String, Vec<(String, String, crate::verified::Verified)>> =
+        BTreeMap::new();
+    for ((place, kind, what), v) in crate::verified::latest(store) {
+        verified.entry(what).or_default().push((place, kind, v));
+    }
     let mut by_set: BTreeMap<String, Vec<Card>> = BTreeMap::new();
     for rec in catalog.snapshots(None)? {
         let archive = archives.get(&(rec.set.clone(), rec.id.clone())).cloned();
         let json = crate::loc::Loc::Path(store.record_path(&rec.set, &rec.id));
         let pin = crate::annotate::read_pin(&json, &rec.id).map(|p| p.reason.unwrap_or_default());
-        by_set
-            .entry(rec.set.clone())
-            .or_default()
-            .push(card(rec, archive, pin));
+        let name = format!("{}/{}", rec.set, rec.id);
+        let key = (rec.set.clone(), rec.id.clone());
+        let mut c = card(rec, archive, pin);
+        c.verified = verified.remove(&name).unwrap_or_default();
+        c.held_at = dests
+            .iter()
+            .filter(|d| d.held.as_ref().is_ok_and(|h| h.archives.contains(&key)))
+            .map(|d| d.name.clone())
+            .collect();
+        by_set.entry(key.0).or_default().push(c);
     }
     let mut sets: Vec<SetView> = by_set
         .into_iter()
@@ -160,7 +189,28 @@ pub fn gather(
         space,
         policy: policy.map(|p| p.to_string()),
         schedule,
+        dests,
+        verify_every,
     })
+}
+
+/// `schedule.verify`: "daily", "weekly", "monthly" or a number of days; 30 days without it.
+fn verify_every(config: Option<&LoadedConfig>) -> std::result::Result<Duration, String> {
+    let Some(v) = config
+        .and_then(|c| c.config.schedule.as_ref())
+        .and_then(|s| s.get("verify"))
+    else {
+        return Ok(Duration::days(30));
+    };
+    match (v.as_str(), v.as_u64()) {
+        (Some("daily"), _) => Ok(Duration::days(1)),
+        (Some("weekly"), _) => Ok(Duration::weeks(1)),
+        (Some("monthly"), _) => Ok(Duration::days(31)),
+        (_, Some(n)) if (1..=3650).contains(&n) => Ok(Duration::days(n as i64)),
+        _ => Err(format!(
+            "is {v}; give \"daily\", \"weekly\", \"monthly\" or a number of days (1 to 3650)"
+        )),
+    }
 }
 
 fn archives_by_id(list: Vec<ArchiveRecord>) -> BTreeMap<(String, String), ArchiveCard> {
@@ -194,6 +244,8 @@ fn card(rec: SnapshotRecord, archive: Option<ArchiveCard>, pin: Option<String>) 
         pin,
         archive,
         retention: None,
+        verified: Vec::new(),
+        held_at: Vec::new(),
         id: rec.id,
     }
 }
@@ -273,7 +325,7 @@ pub fn run(
     out_file: Option<&Path>,
     report: &snap_cli::Reporter,
 ) -> Result<Exit> {
-    let t = gather(store, config, Utc::now())?;
+    let t = gather(store, config, dests::gather(config)?, Utc::now())?;
     let page = html::render(&t);
     match out_file {
         Some(path) => {
