@@ -241,11 +241,11 @@ pub fn show(item: &Item, as_json: bool, out: &mut impl Write) -> Result<()> {
 }
 
 /// One difference between two indexes, as restic's `diff` marks them.
-fn change(a: Option<&Entry>, b: Option<&Entry>) -> Option<(&'static str, Vec<u8>)> {
+fn change(a: Option<&Entry>, b: Option<&Entry>) -> Option<&'static str> {
     match (a, b) {
-        (None, Some(b)) => Some(("+", b.path.clone())),
-        (Some(a), None) => Some(("-", a.path.clone())),
-        (Some(a), Some(b)) if a.kind != b.kind => Some(("T", b.path.clone())),
+        (None, Some(_)) => Some("+"),
+        (Some(_), None) => Some("-"),
+        (Some(a), Some(b)) if a.kind != b.kind => Some("T"),
         (Some(a), Some(b))
             if a.size != b.size
                 || a.sha256 != b.sha256
@@ -253,12 +253,12 @@ fn change(a: Option<&Entry>, b: Option<&Entry>) -> Option<(&'static str, Vec<u8>
                 || a.link != b.link
                 || a.rdev != b.rdev =>
         {
-            Some(("M", b.path.clone()))
+            Some("M")
         }
         (Some(a), Some(b))
             if (a.mode, a.uid, a.gid, a.mtime) != (b.mode, b.uid, b.gid, b.mtime) =>
         {
-            Some(("U", b.path.clone()))
+            Some("U")
         }
         _ => None,
     }
@@ -323,6 +323,19 @@ pub fn each_change(
     dec: &Decrypt,
     mut seen: impl FnMut(&'static str, &[u8]) -> Result<bool>,
 ) -> Result<()> {
+    each_changed_entry(a, b, dec, |mark, old, new| {
+        let path = new.or(old).map_or(&[][..], |e| &e.path[..]);
+        seen(mark, path)
+    })
+}
+
+/// [`each_change`] with both entries: the old one (none for `+`) and the new one (none for `-`).
+pub fn each_changed_entry(
+    a: &Item,
+    b: &Item,
+    dec: &Decrypt,
+    mut seen: impl FnMut(&'static str, Option<&Entry>, Option<&Entry>) -> Result<bool>,
+) -> Result<()> {
     let index = |i: &Item| {
         i.index().ok_or_else(|| {
             Error::usage(i.name(), "has no index to compare")
@@ -338,13 +351,13 @@ pub fn each_change(
             (Some(_), None) => Ordering::Less,
             _ => Ordering::Greater,
         };
-        let c = match order {
-            Ordering::Less => change(ea.as_ref(), None),
-            Ordering::Greater => change(None, eb.as_ref()),
-            Ordering::Equal => change(ea.as_ref(), eb.as_ref()),
+        let (old, new) = match order {
+            Ordering::Less => (ea.as_ref(), None),
+            Ordering::Greater => (None, eb.as_ref()),
+            Ordering::Equal => (ea.as_ref(), eb.as_ref()),
         };
-        if let Some((mark, path)) = c
-            && !seen(mark, &path)?
+        if let Some(mark) = change(old, new)
+            && !seen(mark, old, new)?
         {
             return Ok(());
         }
@@ -356,4 +369,42 @@ pub fn each_change(
         }
     }
     Ok(())
+}
+
+/// What differs between two versions of an entry, one phrase per attribute
+/// ("size 3 B → 5 B", "mode 644 → 600", …): the diff page's detail.
+pub fn attribute_changes(a: &Entry, b: &Entry) -> Vec<String> {
+    let mut out = Vec::new();
+    if a.kind != b.kind {
+        out.push(format!("kind {:?} → {:?}", a.kind, b.kind).to_lowercase());
+    }
+    if a.size != b.size {
+        out.push(format!(
+            "size {} → {}",
+            human_bytes(a.size),
+            human_bytes(b.size)
+        ));
+    } else if a.sha256 != b.sha256 {
+        out.push("content".into());
+    }
+    if a.target != b.target {
+        let t = |e: &Entry| {
+            String::from_utf8_lossy(e.target.as_deref().unwrap_or_default()).into_owned()
+        };
+        out.push(format!("target {} → {}", t(a), t(b)));
+    }
+    if a.link != b.link || a.rdev != b.rdev {
+        out.push("link or device".into());
+    }
+    if a.mode != b.mode {
+        out.push(format!("mode {:o} → {:o}", a.mode, b.mode));
+    }
+    if (a.uid, a.gid) != (b.uid, b.gid) {
+        out.push(format!("owner {}:{} → {}:{}", a.uid, a.gid, b.uid, b.gid));
+    }
+    if a.mtime != b.mtime {
+        let t = |ns: i64| chrono::DateTime::from_timestamp_nanos(ns).format("%Y-%m-%d %H:%M:%S");
+        out.push(format!("mtime {} → {}", t(a.mtime), t(b.mtime)));
+    }
+    out
 }

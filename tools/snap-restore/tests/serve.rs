@@ -18,36 +18,38 @@ fn bin(name: &str) -> PathBuf {
     assert_cmd::cargo::cargo_bin(name)
 }
 
+/// One more snapshot of `src` into set `s`; returns its id.
+fn collect(dir: &Path) -> String {
+    let out = Command::new(bin("snap-collect"))
+        .args([
+            "--store",
+            "store",
+            "--min-free",
+            "0",
+            "--name",
+            "s",
+            "src",
+            "-q",
+        ])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["id"].as_str().unwrap().to_string()
+}
+
 /// A store with two snapshots of a small tree; returns their ids.
 fn store(dir: &Path) -> (String, String) {
     fs::create_dir_all(dir.join("src")).unwrap();
     fs::write(dir.join("src/a.txt"), "a\n").unwrap();
-    let collect = || {
-        let out = Command::new(bin("snap-collect"))
-            .args([
-                "--store",
-                "store",
-                "--min-free",
-                "0",
-                "--name",
-                "s",
-                "src",
-                "-q",
-            ])
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        v["id"].as_str().unwrap().to_string()
-    };
-    let first = collect();
+    let first = collect(dir);
     fs::write(dir.join("src/b.txt"), "b\n").unwrap();
-    (first, collect())
+    (first, collect(dir))
 }
 
 struct Server {
@@ -180,6 +182,26 @@ fn diff_of_two_snapshots() {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("<code>+</code> b.txt"), "{body}");
     assert!(!body.contains("a.txt"), "{body}");
+    // A changed text file: which attributes changed, and the lines.
+    fs::write(t.path().join("src/a.txt"), "a\nchanged\n").unwrap();
+    fs::set_permissions(
+        t.path().join("src/a.txt"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let third = collect(t.path());
+    let (_, _, body) = srv.ask(
+        "GET",
+        &format!("/diff?a=s/{second}&b=s/{third}"),
+        None,
+        true,
+        "",
+    );
+    assert!(body.contains("<code>M</code> a.txt"), "{body}");
+    assert!(body.contains("size 2 B → 10 B"), "{body}");
+    assert!(body.contains("mode 644 → 600"), "{body}");
+    assert!(body.contains("<summary>text diff</summary>"), "{body}");
+    assert!(body.contains("\n+changed\n"), "{body}");
 }
 
 /// A file's history across the set: where it changed, where it is absent;

@@ -2,6 +2,8 @@
 //! one path's history, and search by name across every snapshot.
 
 use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
@@ -14,7 +16,24 @@ use snap_shared::crypt::Decrypt;
 use super::{Shared, blocking, enc, page, refuse, respond, set_of};
 use crate::source::Source;
 
-/// The changes between two snapshots, folder by folder.
+/// Most changes a diff page lists.
+const DIFF_LIMIT: usize = 100_000;
+/// Most text diffs a diff page shows, and the largest file it diffs.
+const TEXT_DIFFS: usize = 100;
+const TEXT_MAX: u64 = 64 * 1024;
+
+/// One changed entry on the diff page.
+struct Changed {
+    mark: &'static str,
+    name: String,
+    /// What differs, attribute by attribute (for M, T and U).
+    attrs: Vec<String>,
+    /// A unified diff, for a small text file whose content changed.
+    text: Option<String>,
+}
+
+/// The changes between two snapshots, folder by folder, with what changed
+/// in each entry and a text diff of small text files.
 pub(super) async fn diff(
     State(s): State<Arc<Shared>>,
     Query(q): Query<BTreeMap<String, String>>,
@@ -26,21 +45,77 @@ pub(super) async fn diff(
     let page = blocking(move || {
         let source = Source::Store(store);
         let (ia, ib) = (source.resolve(&a, false)?, source.resolve(&b, false)?);
-        let mut by_dir: BTreeMap<String, Vec<(&'static str, String)>> = BTreeMap::new();
-        let mut n = 0usize;
-        crate::view::each_change(&ia, &ib, &Decrypt::default(), |mark, path| {
+        let trees = (tree_of(&ia), tree_of(&ib));
+        let mut by_dir: BTreeMap<String, Vec<Changed>> = BTreeMap::new();
+        let (mut n, mut texts) = (0usize, 0usize);
+        crate::view::each_changed_entry(&ia, &ib, &Decrypt::default(), |mark, old, new| {
+            let path = new.or(old).map_or(&[][..], |e| &e.path[..]);
             let p = String::from_utf8_lossy(path).into_owned();
             let (dir, name) = p
                 .rsplit_once('/')
                 .map_or((String::new(), p.clone()), |(d, f)| (d.into(), f.into()));
-            by_dir.entry(dir).or_default().push((mark, name));
+            let (attrs, text) = match (old, new) {
+                (Some(o), Some(n)) => {
+                    let text = (mark == "M" && texts < TEXT_DIFFS)
+                        .then(|| text_diff(&trees, o, n))
+                        .flatten();
+                    texts += usize::from(text.is_some());
+                    (crate::view::attribute_changes(o, n), text)
+                }
+                _ => (Vec::new(), None),
+            };
+            by_dir.entry(dir).or_default().push(Changed {
+                mark,
+                name,
+                attrs,
+                text,
+            });
             n += 1;
-            Ok(n < 100_000)
+            Ok(n < DIFF_LIMIT)
         })?;
         Ok(diff_markup(&a, &b, &by_dir, n).into_string())
     })
     .await;
     respond(page)
+}
+
+/// A snapshot's tree on disk (archives have none to read single files from).
+fn tree_of(item: &crate::source::Item) -> Option<std::path::PathBuf> {
+    match item {
+        crate::source::Item::Snapshot { .. } => item.data().path().map(|p| p.to_path_buf()),
+        _ => None,
+    }
+}
+
+/// A unified diff of two versions of a small text file, read from the trees.
+fn text_diff(
+    trees: &(Option<std::path::PathBuf>, Option<std::path::PathBuf>),
+    old: &snap_shared::index::Entry,
+    new: &snap_shared::index::Entry,
+) -> Option<String> {
+    use snap_shared::index::EntryType;
+    if old.kind != EntryType::File || new.kind != EntryType::File {
+        return None;
+    }
+    if old.size > TEXT_MAX || new.size > TEXT_MAX {
+        return None;
+    }
+    let read = |tree: &Option<std::path::PathBuf>, e: &snap_shared::index::Entry| {
+        let at = tree.as_ref()?.join(std::ffi::OsStr::from_bytes(&e.path));
+        let fd = rustix::fs::open(
+            &at,
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .ok()?;
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut std::fs::File::from(fd).take(TEXT_MAX + 1), &mut data)
+            .ok()?;
+        String::from_utf8(data).ok().filter(|t| !t.contains('\0'))
+    };
+    let (a, b) = (read(&trees.0, old)?, read(&trees.1, new)?);
+    let diff = similar::TextDiff::from_lines(&a, &b);
+    Some(diff.unified_diff().context_radius(3).to_string())
 }
 
 /// Most distinct paths a search lists.
@@ -222,26 +297,27 @@ fn history_markup(
     )
 }
 
-fn diff_markup(
-    a: &str,
-    b: &str,
-    by_dir: &BTreeMap<String, Vec<(&str, String)>>,
-    n: usize,
-) -> Markup {
+fn diff_markup(a: &str, b: &str, by_dir: &BTreeMap<String, Vec<Changed>>, n: usize) -> Markup {
     page(
         &format!("diff {a} {b}"),
         html! {
                 h2 { "From " (a) " to " (b) }
                 p.small { (n) " changes: + added, - removed, M modified, T type changed, U metadata only. "
+                    @if n >= DIFF_LIMIT { "Only the first " (DIFF_LIMIT) " are listed; " code { "snap-restore diff " (a) " " (b) } " lists them all. " }
                     a href="/" { "back to the timeline" } }
+                p.small { "The same from a shell: " code { "snap-restore diff " (a) " " (b) } }
                 @for (dir, items) in by_dir {
-                    details open[by_dir.len() < 50] {
+                    details.dir open[by_dir.len() < 50] {
                         summary { (if dir.is_empty() { "/" } else { dir.as_str() }) " · " (items.len()) }
-                        @for (mark, name) in items {
-                            @let full = if dir.is_empty() { name.clone() } else { format!("{dir}/{name}") };
-                            div.small {
-                                code { (mark) } " " (name) " "
+                        @for c in items {
+                            @let full = if dir.is_empty() { c.name.clone() } else { format!("{dir}/{}", c.name) };
+                            div.small.change {
+                                code { (c.mark) } " " (c.name) " "
+                                @if !c.attrs.is_empty() { span.attrs { "(" (c.attrs.join("; ")) ") " } }
                                 a href=(format!("/history?set={}&path={}", enc(set_of(b)), enc(&full))) { "history" }
+                                @if let Some(t) = &c.text {
+                                    details.text { summary { "text diff" } pre { (t) } }
+                                }
                             }
                         }
                     }
