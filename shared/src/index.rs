@@ -465,3 +465,94 @@ mod tests {
         assert!(err.cause.contains("absolute"), "{err}");
     }
 }
+
+/// One difference between two versions of a path, as restic's `diff` marks
+/// them: `+` added, `-` removed, `T` another kind, `M` other content
+/// (size, digest, link target, device), `U` metadata only (mode, owner, mtime).
+pub fn change(a: Option<&Entry>, b: Option<&Entry>) -> Option<&'static str> {
+    match (a, b) {
+        (None, Some(_)) => Some("+"),
+        (Some(_), None) => Some("-"),
+        (Some(a), Some(b)) if a.kind != b.kind => Some("T"),
+        (Some(a), Some(b))
+            if a.size != b.size
+                || a.sha256 != b.sha256
+                || a.target != b.target
+                || a.link != b.link
+                || a.rdev != b.rdev =>
+        {
+            Some("M")
+        }
+        (Some(a), Some(b))
+            if (a.mode, a.uid, a.gid, a.mtime) != (b.mode, b.uid, b.gid, b.mtime) =>
+        {
+            Some("U")
+        }
+        _ => None,
+    }
+}
+
+/// Walks two indexes in one merge pass and calls `seen` with each change,
+/// the old entry (none for `+`) and the new one (none for `-`), in path
+/// order, until it returns false.
+pub fn each_change(
+    mut old: IndexReader,
+    mut new: IndexReader,
+    mut seen: impl FnMut(&'static str, Option<&Entry>, Option<&Entry>) -> Result<bool>,
+) -> Result<()> {
+    let (mut ea, mut eb) = (old.next_entry()?, new.next_entry()?);
+    while ea.is_some() || eb.is_some() {
+        let order = match (&ea, &eb) {
+            (Some(x), Some(y)) => cmp_paths(&x.path, &y.path),
+            (Some(_), None) => Ordering::Less,
+            _ => Ordering::Greater,
+        };
+        let (a, b) = match order {
+            Ordering::Less => (ea.as_ref(), None),
+            Ordering::Greater => (None, eb.as_ref()),
+            Ordering::Equal => (ea.as_ref(), eb.as_ref()),
+        };
+        if let Some(mark) = change(a, b)
+            && !seen(mark, a, b)?
+        {
+            return Ok(());
+        }
+        if order != Ordering::Greater {
+            ea = old.next_entry()?;
+        }
+        if order != Ordering::Less {
+            eb = new.next_entry()?;
+        }
+    }
+    Ok(())
+}
+
+/// How many entries each kind of change touched between two snapshots: a
+/// snapshot record's `changes` (snap-collect counts them against its parent).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeCounts {
+    pub added: u64,
+    pub removed: u64,
+    pub modified: u64,
+    #[serde(rename = "type")]
+    pub retyped: u64,
+    pub metadata: u64,
+}
+
+impl ChangeCounts {
+    /// Counts every change between two indexes.
+    pub fn between(old: IndexReader, new: IndexReader) -> Result<ChangeCounts> {
+        let mut c = ChangeCounts::default();
+        each_change(old, new, |mark, _, _| {
+            match mark {
+                "+" => c.added += 1,
+                "-" => c.removed += 1,
+                "T" => c.retyped += 1,
+                "M" => c.modified += 1,
+                _ => c.metadata += 1,
+            }
+            Ok(true)
+        })?;
+        Ok(c)
+    }
+}

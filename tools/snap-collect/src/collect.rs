@@ -138,7 +138,14 @@ pub fn collect_set(
     .and_then(|(stats, index_file)| {
         finish_index(index_file, &index_tmp)?;
         let parent_id = parent.map(|p| p.id);
-        let record = make_record(store, plan, opts, &id, created, parent_id, stats, started);
+        let mut record = make_record(store, plan, opts, &id, created, parent_id, stats, started);
+        if let Some(c) = record
+            .parent
+            .as_ref()
+            .and_then(|p| changes(store, set, p, &index_tmp))
+        {
+            record.extra.insert("changes".into(), serde_json::json!(c));
+        }
         publish(store, set, &id, &partial, &index_tmp, &record)?;
         Ok(record)
     });
@@ -147,6 +154,21 @@ pub fn collect_set(
         let _ = fs::remove_file(&index_tmp);
     }
     result
+}
+
+/// What changed since the parent snapshot, entry by entry (added, removed,
+/// modified, type, metadata), for the timeline's cards: one merge pass over
+/// both indexes. An unreadable parent index only means no counts.
+fn changes(
+    store: &Store,
+    set: &str,
+    parent: &str,
+    index: &std::path::Path,
+) -> Option<snap_shared::index::ChangeCounts> {
+    use snap_shared::index::{ChangeCounts, IndexReader};
+    let old = IndexReader::open(&store.index_path(set, parent)).ok()?;
+    let new = IndexReader::open(index).ok()?;
+    ChangeCounts::between(old, new).ok()
 }
 
 /// Raises the soft open-files limit to the hard one: the pipeline keeps a

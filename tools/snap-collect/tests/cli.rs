@@ -413,6 +413,39 @@ fn second_run_links_unchanged_files() {
     assert_eq!(latest, Path::new(second["id"].as_str().unwrap()));
 }
 
+/// The record counts what changed since its parent, entry by entry:
+/// added, removed, modified, type, metadata only.
+#[test]
+fn record_counts_changes_since_the_parent() {
+    let w = World::new();
+    w.write_old("src/keep", "same");
+    w.write_old("src/change", "v1");
+    w.write_old("src/gone", "bye");
+    w.write_old("src/d/perm", "p");
+    let first = w.collect_src(&[]);
+    assert_eq!(code(&first), 0, "{}", w.redact(&first.stderr));
+    assert!(
+        records(&first)[0].get("changes").is_none(),
+        "no parent, no counts"
+    );
+    // Adding and removing touch src's mtime: put it back, so only the files count.
+    let src_mtime = fs::metadata(w.path("src")).unwrap().modified().unwrap();
+    w.write_old("src/change", "v2 longer");
+    fs::remove_file(w.path("src/gone")).unwrap();
+    w.write_old("src/new", "n");
+    fs::set_permissions(w.path("src/d/perm"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::File::open(w.path("src"))
+        .unwrap()
+        .set_modified(src_mtime)
+        .unwrap();
+    let second = w.collect_src(&[]);
+    assert_eq!(code(&second), 0, "{}", w.redact(&second.stderr));
+    assert_eq!(
+        records(&second)[0]["changes"],
+        serde_json::json!({"added": 1, "removed": 1, "modified": 1, "type": 0, "metadata": 1})
+    );
+}
+
 /// Content changed behind the same size and mtime is only seen with --checksum.
 #[test]
 fn checksum_catches_same_metadata_changes() {

@@ -240,30 +240,6 @@ pub fn show(item: &Item, as_json: bool, out: &mut impl Write) -> Result<()> {
     Ok(())
 }
 
-/// One difference between two indexes, as restic's `diff` marks them.
-fn change(a: Option<&Entry>, b: Option<&Entry>) -> Option<&'static str> {
-    match (a, b) {
-        (None, Some(_)) => Some("+"),
-        (Some(_), None) => Some("-"),
-        (Some(a), Some(b)) if a.kind != b.kind => Some("T"),
-        (Some(a), Some(b))
-            if a.size != b.size
-                || a.sha256 != b.sha256
-                || a.target != b.target
-                || a.link != b.link
-                || a.rdev != b.rdev =>
-        {
-            Some("M")
-        }
-        (Some(a), Some(b))
-            if (a.mode, a.uid, a.gid, a.mtime) != (b.mode, b.uid, b.gid, b.mtime) =>
-        {
-            Some("U")
-        }
-        _ => None,
-    }
-}
-
 /// Differences between two snapshots or archives, from their indexes, in one merge pass.
 pub fn diff(a: &Item, b: &Item, dec: &Decrypt, as_json: bool, out: &mut impl Write) -> Result<()> {
     let mut counts = std::collections::BTreeMap::<&str, u64>::new();
@@ -342,33 +318,8 @@ pub fn each_changed_entry(
                 .with_hint("import it first: snap-restore import PATH")
         })
     };
-    let mut ra = open_index(&index(a)?, dec)?;
-    let mut rb = open_index(&index(b)?, dec)?;
-    let (mut ea, mut eb) = (ra.next_entry()?, rb.next_entry()?);
-    while ea.is_some() || eb.is_some() {
-        let order = match (&ea, &eb) {
-            (Some(x), Some(y)) => cmp_paths(&x.path, &y.path),
-            (Some(_), None) => Ordering::Less,
-            _ => Ordering::Greater,
-        };
-        let (old, new) = match order {
-            Ordering::Less => (ea.as_ref(), None),
-            Ordering::Greater => (None, eb.as_ref()),
-            Ordering::Equal => (ea.as_ref(), eb.as_ref()),
-        };
-        if let Some(mark) = change(old, new)
-            && !seen(mark, old, new)?
-        {
-            return Ok(());
-        }
-        if order != Ordering::Greater {
-            ea = ra.next_entry()?;
-        }
-        if order != Ordering::Less {
-            eb = rb.next_entry()?;
-        }
-    }
-    Ok(())
+    let (ra, rb) = (open_index(&index(a)?, dec)?, open_index(&index(b)?, dec)?);
+    snap_shared::index::each_change(ra, rb, |mark, old, new| seen(mark, old, new))
 }
 
 /// What differs between two versions of an entry, one phrase per attribute

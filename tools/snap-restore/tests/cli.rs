@@ -1024,6 +1024,7 @@ fn timeline_page_shows_everything_and_fetches_nothing() {
         "pre-upgrade".into(),
         format!("snap-restore restore s/{second} --to DIR"),
         "retention: keep 1 latest snapshots".into(),
+        "since the one before: 1 added, 0 changed, 0 removed".into(),
         "default-src 'none'".into(),
     ] {
         assert!(page.contains(&want), "missing {want:?}");

@@ -342,6 +342,12 @@ fn card(
                 (human_bytes(c.new_bytes)) " copied)"
                 @if let Some(s) = c.duration_s { "; took " (format!("{s:.1}")) " s" }
             }
+            @if let Some(ch) = &c.changes {
+                div.small.changes {
+                    "since the one before: " (ch.added) " added, " (ch.modified + ch.retyped) " changed, "
+                    (ch.removed) " removed" @if ch.metadata > 0 { ", " (ch.metadata) " metadata only" }
+                }
+            }
             @if let Some(a) = &c.archive {
                 div.small {
                     "archive " (human_bytes(a.bytes))

@@ -34,6 +34,8 @@ pub struct Card {
     /// Bytes this snapshot copied (the rest are hard links to its parent).
     pub new_bytes: u64,
     pub new_files: u64,
+    /// What changed since its parent, entry by entry (snap-collect counts it).
+    pub changes: Option<snap_shared::index::ChangeCounts>,
     pub errors: u64,
     pub duration_s: Option<f64>,
     pub description: Option<String>,
@@ -237,6 +239,10 @@ fn card(rec: SnapshotRecord, archive: Option<ArchiveCard>, pin: Option<String>) 
         bytes: rec.bytes,
         new_bytes: rec.new_bytes,
         new_files: rec.new_files,
+        changes: rec
+            .extra
+            .get("changes")
+            .and_then(|v| serde_json::from_value(v.clone()).ok()),
         errors: rec.errors,
         duration_s: rec.extra.get("duration_s").and_then(Value::as_f64),
         description: rec.description,
