@@ -319,7 +319,7 @@ pub fn each_changed_entry(
         })
     };
     let (ra, rb) = (open_index(&index(a)?, dec)?, open_index(&index(b)?, dec)?);
-    snap_shared::index::each_change(ra, rb, |mark, old, new| seen(mark, old, new))
+    snap_shared::index::each_change(ra, rb, seen)
 }
 
 /// What differs between two versions of an entry, one phrase per attribute
