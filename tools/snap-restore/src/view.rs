@@ -310,7 +310,7 @@ pub fn each_changed_entry(
     a: &Item,
     b: &Item,
     dec: &Decrypt,
-    mut seen: impl FnMut(&'static str, Option<&Entry>, Option<&Entry>) -> Result<bool>,
+    seen: impl FnMut(&'static str, Option<&Entry>, Option<&Entry>) -> Result<bool>,
 ) -> Result<()> {
     let index = |i: &Item| {
         i.index().ok_or_else(|| {
