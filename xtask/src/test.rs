@@ -21,6 +21,7 @@ pub const TEST_PROGRAMS: &[(&str, &str)] = &[
     ("gzip", "gzip"),
     ("python3", "python3"),
     ("npm", "npm"),
+    ("node", "nodejs"),
     ("qemu-img", "qemu-utils"),
     ("qemu-io", "qemu-utils"),
     // Stands in for a running VM in snap-disk's live tests (Debian 12 ships
@@ -37,8 +38,12 @@ pub const TEST_PROGRAMS: &[(&str, &str)] = &[
 /// Servers the tests start, with the PyPI package that has each.
 pub const TEST_SERVERS_PIP: &[(&str, &str)] = &[("moto_server", "moto[server]>=5,<6")];
 
-/// Servers the tests start, with the npm package that has each.
-pub const TEST_SERVERS_NPM: &[(&str, &str)] = &[("azurite-blob", "azurite@3")];
+/// Servers the tests start, and the browser driver of the timeline's
+/// user-flow test, with the npm package that has each.
+pub const TEST_SERVERS_NPM: &[(&str, &str)] = &[
+    ("azurite-blob", "azurite@3"),
+    ("playwright-core", "playwright-core@1"),
+];
 
 pub fn run() -> Result {
     ensure_apt(TEST_PROGRAMS)?;

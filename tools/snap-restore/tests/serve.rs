@@ -527,3 +527,121 @@ fn delete_needs_the_name_typed_and_refuses_a_pin() {
     assert!(pinned.contains("pinned"), "{pinned}");
     assert!(t.path().join(format!("store/sets/s/{first}")).is_dir());
 }
+
+/// The whole flow in a real browser (headless Chromium, playwright-core):
+/// open the timeline, filter by tag, diff, follow a history, restore a
+/// folder to a new place, pin one and delete another. Then on disk: the
+/// restored files are there, a prune keeps the pinned snapshot because of
+/// its pin, and the deleted one is gone from the store and the catalog.
+/// With SNAP_SCREENSHOTS=DIR the screenshots are kept there (docs/screenshots).
+#[test]
+fn the_whole_flow_in_a_browser() {
+    let t = tempfile::tempdir().unwrap();
+    fs::create_dir_all(t.path().join("src/docs")).unwrap();
+    fs::write(t.path().join("src/docs/notes.txt"), "one\ntwo\n").unwrap();
+    let (first, second) = store(t.path());
+    fs::write(t.path().join("src/docs/notes.txt"), "one\ntwo\nthree\n").unwrap();
+    let third = collect(t.path());
+    let cli = |tool: &str, args: &[&str]| {
+        let out = Command::new(bin(tool))
+            .args(["--store", "store"])
+            .args(args)
+            .current_dir(t.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{tool} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    cli(
+        "snap-restore",
+        &["tag", &format!("s/{first}"), "--add", "keep"],
+    );
+    let srv = Server::start(t.path(), &["--allow-changes"]);
+    let shots = match std::env::var_os("SNAP_SCREENSHOTS") {
+        Some(d) => PathBuf::from(d),
+        None => t.path().join("shots"),
+    };
+    fs::create_dir_all(&shots).unwrap();
+    let src = t.path().join("src").canonicalize().unwrap();
+    let docs = format!("{}/docs", src.display().to_string().trim_start_matches('/'));
+    let to = t.path().join("restored");
+    let node_path = Command::new("npm").args(["root", "-g"]).output().unwrap();
+    let flow = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui/flow.cjs");
+    let out = Command::new("node")
+        .arg(&flow)
+        .arg(format!("http://127.0.0.1:{}/?token={TOKEN}", srv.port))
+        .arg(&shots)
+        .arg(&to)
+        .args([
+            format!("s/{first}"),
+            format!("s/{second}"),
+            format!("s/{first}"),
+        ])
+        .env(
+            "NODE_PATH",
+            String::from_utf8_lossy(&node_path.stdout).trim(),
+        )
+        .env("SNAP_UI_PATH", &docs)
+        .output()
+        .expect("node (cargo xtask test installs it, and playwright-core)");
+    assert!(
+        out.status.success(),
+        "the browser flow failed (screenshots in {}):\n{}{}",
+        shots.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for shot in [
+        "timeline",
+        "filter",
+        "diff",
+        "history",
+        "restore-preview",
+        "restore-done",
+        "delete",
+    ] {
+        assert!(shots.join(format!("{shot}.png")).is_file(), "no {shot}.png");
+    }
+    // Restored: the folder asked for, and nothing else.
+    let back = to.join(&docs);
+    assert_eq!(
+        fs::read_to_string(back.join("notes.txt")).unwrap(),
+        "one\ntwo\nthree\n"
+    );
+    assert!(
+        !to.join(src.display().to_string().trim_start_matches('/'))
+            .join("a.txt")
+            .exists()
+    );
+    // Pinned from the page: a prune keeps it, and says why.
+    assert!(
+        t.path()
+            .join(format!("store/sets/s/{second}.pin"))
+            .is_file()
+    );
+    let pruned = cli("snap-prune", &["--keep-last", "1"]);
+    let kept: Vec<serde_json::Value> = pruned
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let of = |id: &str| kept.iter().find(|r| r["id"] == id).unwrap().clone();
+    assert_eq!(of(&second)["action"], "keep");
+    assert_eq!(of(&second)["reasons"], serde_json::json!(["pinned"]));
+    assert_eq!(of(&third)["action"], "keep");
+    // Deleted from the page: gone from the store and the catalog.
+    assert!(!t.path().join(format!("store/sets/s/{first}")).exists());
+    assert!(!t.path().join(format!("store/sets/s/{first}.json")).exists());
+    let store = snap_shared::store::Store::new(t.path().join("store"));
+    let catalog = snap_shared::catalog::Catalog::open_path(&store.catalog_path()).unwrap();
+    let ids: Vec<String> = catalog
+        .snapshots(Some("s"))
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, vec![second.clone(), third.clone()]);
+}
