@@ -41,7 +41,7 @@ pub struct Args {
     corpora: Vec<String>,
     /// Files in tree-small
     #[arg(long, default_value_t = 100_000)]
-    small_files: usize,
+    pub(crate) small_files: usize,
     /// MiB in tree-large (four files)
     #[arg(long, default_value_t = 2048)]
     large_mib: u64,

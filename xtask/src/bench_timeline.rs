@@ -83,54 +83,78 @@ fn make_disks(store: &Path, start: chrono::DateTime<chrono::Utc>) -> Result {
     Ok(())
 }
 
-/// Milliseconds of the first GET / (the page is made) and the p99 of 199 more.
-fn serve_latency(store: &Path, cfg: &Path) -> Result<(f64, f64)> {
-    use std::io::{Read, Write};
-    let port = snap_testkit::free_port();
-    let token = "0123456789abcdef0123456789abcdef";
-    let mut child = Command::new(bin("snap-restore"))
-        .arg("--store")
-        .arg(store)
-        .arg("-c")
-        .arg(cfg)
-        .args(["-q", "serve", "--listen"])
-        .arg(format!("127.0.0.1:{port}"))
-        .env("SNAP_SERVE_TOKEN", token)
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let t0 = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if t0.elapsed().as_secs() > 20 {
-            let _ = child.kill();
-            return Err("snap-restore serve did not start".into());
+/// A `snap-restore serve` of the bench, stopped when dropped.
+pub(crate) struct Served {
+    child: std::process::Child,
+    port: u16,
+}
+
+const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+
+impl Served {
+    pub(crate) fn start(store: &Path, cfg: Option<&Path>) -> Result<Served> {
+        let port = snap_testkit::free_port();
+        let mut cmd = Command::new(bin("snap-restore"));
+        cmd.arg("--store").arg(store);
+        if let Some(c) = cfg {
+            cmd.arg("-c").arg(c);
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        let child = cmd
+            .args(["-q", "serve", "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .env("SNAP_SERVE_TOKEN", TOKEN)
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let mut served = Served { child, port };
+        let t0 = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if t0.elapsed().as_secs() > 20 {
+                let _ = served.child.kill();
+                return Err("snap-restore serve did not start".into());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Ok(served)
     }
-    let get = || -> Result<f64> {
+
+    /// Milliseconds of one GET of `path` (200 or an error), and the body.
+    pub(crate) fn get(&self, path: &str) -> Result<(f64, Vec<u8>)> {
+        use std::io::{Read, Write};
         let t = Instant::now();
+        let port = self.port;
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
         write!(
             s,
-            "GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nCookie: snap_token={token}\r\nConnection: close\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nCookie: snap_token={TOKEN}\r\nConnection: close\r\n\r\n"
         )
         .map_err(|e| e.to_string())?;
         let mut body = Vec::new();
         s.read_to_end(&mut body).map_err(|e| e.to_string())?;
         if !body.starts_with(b"HTTP/1.1 200") {
-            return Err("serve did not answer 200".into());
+            let head = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+            return Err(format!("serve answered GET {path} with {head}"));
         }
-        Ok(t.elapsed().as_secs_f64() * 1000.0)
-    };
-    let first = get();
+        Ok((t.elapsed().as_secs_f64() * 1000.0, body))
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Milliseconds of the first GET / (the page is made) and the p99 of 199 more.
+fn serve_latency(store: &Path, cfg: &Path) -> Result<(f64, f64)> {
+    let served = Served::start(store, Some(cfg))?;
+    let first = served.get("/")?.0;
     let mut rest: Vec<f64> = (0..199)
-        .map(|_| get())
-        .collect::<Result<_>>()
-        .unwrap_or_default();
-    let _ = child.kill();
-    let _ = child.wait();
+        .map(|_| served.get("/").map(|(ms, _)| ms))
+        .collect::<Result<_>>()?;
     rest.sort_by(|a, b| a.total_cmp(b));
     let p99 = rest.get(rest.len() * 99 / 100).copied().unwrap_or(f64::NAN);
-    Ok((first?, p99))
+    Ok((first, p99))
 }
 
 pub fn run(args: &Args, base: &Path) -> Result {
@@ -167,11 +191,12 @@ pub fn run(args: &Args, base: &Path) -> Result {
     }
     let size = fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
     let (first_ms, p99_ms) = serve_latency(&store, &cfg)?;
+    let diff_rows = crate::bench_diff::run(args, base)?;
     let md = format!(
         "### `snap-restore timeline --html` on {} snapshots in {SETS} sets, {} archives, 200 disk snapshots\n\n\
 | runs | median | slowest | page |\n|---|---|---|---|\n| {} | {:.3} s | {:.3} s | {:.1} MiB |\n\nGoal: at most 1 s.\n\n\
 ### `snap-restore serve`: the timeline page, 200 GETs on loopback\n\n\
-| first (made) | p99 of the rest (warm) |\n|---|---|\n| {first_ms:.1} ms | {p99_ms:.1} ms |\n\nGoal: at most 50 ms at p99.\n",
+| first (made) | p99 of the rest (warm) |\n|---|---|\n| {first_ms:.1} ms | {p99_ms:.1} ms |\n\nGoal: at most 50 ms at p99.\n\n{diff_rows}",
         SETS * PER_SET,
         SETS * PER_SET / 10,
         times.len(),

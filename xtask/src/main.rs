@@ -11,6 +11,7 @@
 mod baseline;
 mod bench;
 mod bench_coord;
+mod bench_diff;
 mod bench_disk;
 mod bench_live;
 mod bench_pack;

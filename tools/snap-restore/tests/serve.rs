@@ -200,8 +200,12 @@ fn diff_of_two_snapshots() {
     assert!(body.contains("<code>M</code> a.txt"), "{body}");
     assert!(body.contains("size 2 B → 10 B"), "{body}");
     assert!(body.contains("mode 644 → 600"), "{body}");
-    assert!(body.contains("<summary>text diff</summary>"), "{body}");
-    assert!(body.contains("\n+changed\n"), "{body}");
+    let at = body.find("href=\"/text?").expect("a text diff link") + 6;
+    let link = body[at..].split('"').next().unwrap().replace("&amp;", "&");
+    let (status, _, text) = srv.ask("GET", &link, None, true, "");
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("\n+changed\n"), "{text}");
+    assert!(text.contains(" a\n"), "{text}");
 }
 
 /// A file's history across the set: where it changed, where it is absent;

@@ -179,6 +179,7 @@ async fn serve(
         .route("/diff", get(pages::diff))
         .route("/history", get(pages::history))
         .route("/search", get(pages::search))
+        .route("/text", get(pages::text))
         .route("/edit", post(actions::edit))
         .route("/restore", get(restoring::form))
         .route("/restore/preview", post(restoring::preview))

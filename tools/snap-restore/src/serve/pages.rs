@@ -18,8 +18,7 @@ use crate::source::Source;
 
 /// Most changes a diff page lists.
 const DIFF_LIMIT: usize = 100_000;
-/// Most text diffs a diff page shows, and the largest file it diffs.
-const TEXT_DIFFS: usize = 100;
+/// The largest file the text diff page diffs.
 const TEXT_MAX: u64 = 64 * 1024;
 
 /// One changed entry on the diff page.
@@ -28,8 +27,8 @@ struct Changed {
     name: String,
     /// What differs, attribute by attribute (for M, T and U).
     attrs: Vec<String>,
-    /// A unified diff, for a small text file whose content changed.
-    text: Option<String>,
+    /// Whether a text diff may be worth a look: a small file whose content changed.
+    text: bool,
 }
 
 /// The changes between two snapshots, folder by folder, with what changed
@@ -45,9 +44,9 @@ pub(super) async fn diff(
     let page = blocking(move || {
         let source = Source::Store(store);
         let (ia, ib) = (source.resolve(&a, false)?, source.resolve(&b, false)?);
-        let trees = (tree_of(&ia), tree_of(&ib));
+        let trees = tree_of(&ia).is_some() && tree_of(&ib).is_some();
         let mut by_dir: BTreeMap<String, Vec<Changed>> = BTreeMap::new();
-        let (mut n, mut texts) = (0usize, 0usize);
+        let mut n = 0usize;
         crate::view::each_changed_entry(&ia, &ib, &Decrypt::default(), |mark, old, new| {
             let path = new.or(old).map_or(&[][..], |e| &e.path[..]);
             let p = String::from_utf8_lossy(path).into_owned();
@@ -56,13 +55,10 @@ pub(super) async fn diff(
                 .map_or((String::new(), p.clone()), |(d, f)| (d.into(), f.into()));
             let (attrs, text) = match (old, new) {
                 (Some(o), Some(n)) => {
-                    let text = (mark == "M" && texts < TEXT_DIFFS)
-                        .then(|| text_diff(&trees, o, n))
-                        .flatten();
-                    texts += usize::from(text.is_some());
+                    let text = trees && mark == "M" && small_files(o, n);
                     (crate::view::attribute_changes(o, n), text)
                 }
-                _ => (Vec::new(), None),
+                _ => (Vec::new(), false),
             };
             by_dir.entry(dir).or_default().push(Changed {
                 mark,
@@ -87,17 +83,23 @@ fn tree_of(item: &crate::source::Item) -> Option<std::path::PathBuf> {
     }
 }
 
-/// A unified diff of two versions of a small text file, read from the trees.
+/// Both versions are files small enough for a text diff.
+fn small_files(old: &snap_shared::index::Entry, new: &snap_shared::index::Entry) -> bool {
+    use snap_shared::index::EntryType;
+    old.kind == EntryType::File
+        && new.kind == EntryType::File
+        && old.size <= TEXT_MAX
+        && new.size <= TEXT_MAX
+}
+
+/// A unified diff of two versions of a small text file, read from the
+/// snapshots' trees; `None` when either is not text (or not in a tree).
 fn text_diff(
     trees: &(Option<std::path::PathBuf>, Option<std::path::PathBuf>),
     old: &snap_shared::index::Entry,
     new: &snap_shared::index::Entry,
 ) -> Option<String> {
-    use snap_shared::index::EntryType;
-    if old.kind != EntryType::File || new.kind != EntryType::File {
-        return None;
-    }
-    if old.size > TEXT_MAX || new.size > TEXT_MAX {
+    if !small_files(old, new) {
         return None;
     }
     let read = |tree: &Option<std::path::PathBuf>, e: &snap_shared::index::Entry| {
@@ -116,6 +118,52 @@ fn text_diff(
     let (a, b) = (read(&trees.0, old)?, read(&trees.1, new)?);
     let diff = similar::TextDiff::from_lines(&a, &b);
     Some(diff.unified_diff().context_radius(3).to_string())
+}
+
+/// One file's text diff between two snapshots (linked from the diff page).
+pub(super) async fn text(
+    State(s): State<Arc<Shared>>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    let (Some(a), Some(b), Some(path)) = (
+        q.get("a").cloned(),
+        q.get("b").cloned(),
+        q.get("path").cloned(),
+    ) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "give a=SET/ID, b=SET/ID and path=PATH\n",
+        );
+    };
+    let store = s.store.clone();
+    let page = blocking(move || {
+        let source = Source::Store(store);
+        let (ia, ib) = (source.resolve(&a, false)?, source.resolve(&b, false)?);
+        let dec = Decrypt::default();
+        let (old, new) = (
+            crate::view::find_entry(&ia, path.as_bytes(), &dec)?,
+            crate::view::find_entry(&ib, path.as_bytes(), &dec)?,
+        );
+        let diff = match (&old, &new) {
+            (Some(o), Some(n)) => text_diff(&(tree_of(&ia), tree_of(&ib)), o, n),
+            _ => None,
+        };
+        Ok(page(
+            &format!("text diff {path}"),
+            html! {
+                h2 { code { (path) } " from " (a) " to " (b) }
+                @match &diff {
+                    Some(d) if d.is_empty() => p { "the same text" },
+                    Some(d) => pre #textdiff { (d) },
+                    None => p { "no text diff: one side is missing, not text, larger than 64 KiB, or in an archive" },
+                }
+                p.small { a href=(format!("/diff?a={}&b={}", enc(&a), enc(&b))) { "back to the diff" } }
+            },
+        )
+        .into_string())
+    })
+    .await;
+    respond(page)
 }
 
 /// Most distinct paths a search lists.
@@ -315,8 +363,8 @@ fn diff_markup(a: &str, b: &str, by_dir: &BTreeMap<String, Vec<Changed>>, n: usi
                                 code { (c.mark) } " " (c.name) " "
                                 @if !c.attrs.is_empty() { span.attrs { "(" (c.attrs.join("; ")) ") " } }
                                 a href=(format!("/history?set={}&path={}", enc(set_of(b)), enc(&full))) { "history" }
-                                @if let Some(t) = &c.text {
-                                    details.text { summary { "text diff" } pre { (t) } }
+                                @if c.text {
+                                    " " a.textdiff href=(format!("/text?a={}&b={}&path={}", enc(a), enc(b), enc(&full))) { "text diff" }
                                 }
                             }
                         }

@@ -43,9 +43,12 @@ function check(ok, what) {
     await page.locator('a:has-text("what changed since")').first().click();
     await page.waitForSelector('h2:has-text("From")');
     check((await page.locator('.change').count()) >= 1, 'the diff lists changes');
-    check((await page.locator('details.text pre').count()) >= 1, 'a text diff');
-    await page.locator('details.text summary').first().click();
     await shot('diff');
+    await page.locator('a.textdiff').first().click();
+    await page.waitForSelector('#textdiff');
+    check((await page.locator('#textdiff').textContent()).includes('+three'), 'the text diff');
+    await shot('text-diff');
+    await page.goBack();
 
     // 4. A file's history, from the diff.
     await page.locator('.change a:has-text("history")').first().click();
