@@ -6,6 +6,7 @@
 //! finished tool's exit code, stderr and records.
 
 pub mod qemu;
+pub mod timeline;
 pub mod vhdx;
 
 use std::io::{Read, Write};

@@ -649,3 +649,41 @@ fn the_whole_flow_in_a_browser() {
         .collect();
     assert_eq!(ids, vec![second.clone(), third.clone()]);
 }
+
+/// 10,000 snapshots in 20 sets (and 200 disk snapshots): the file and the
+/// live page show every card, every set, every pin, and the live one the
+/// tools of each card.
+#[test]
+fn pages_for_ten_thousand_snapshots() {
+    let t = tempfile::tempdir().unwrap();
+    snap_testkit::timeline::synthetic_store(&t.path().join("store"), 20, 500).unwrap();
+    let out = Command::new(bin("snap-restore"))
+        .args(["--store", "store", "timeline", "--html", "t.html"])
+        .current_dir(t.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file = fs::read_to_string(t.path().join("t.html")).unwrap();
+    let srv = Server::start(t.path(), &["--allow-changes"]);
+    let live = srv.page();
+    for page in [&file, &live] {
+        assert_eq!(page.matches("<div class=\"card").count(), 10_000 + 200);
+        for s in 0..20 {
+            assert!(
+                page.contains(&format!("<h2>Set set{s:02}</h2>")),
+                "set{s:02}"
+            );
+        }
+        assert_eq!(page.matches("class=\"badge pin\"").count(), 100);
+        assert_eq!(page.matches("class=\"badge tag\"").count(), 20 * 21);
+    }
+    assert_eq!(live.matches(">restore…</a>").count(), 10_000);
+    assert!(
+        !file.contains(">restore…</a>"),
+        "the file has no live tools"
+    );
+}
