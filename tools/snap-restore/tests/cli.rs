@@ -1025,6 +1025,7 @@ fn timeline_page_shows_everything_and_fetches_nothing() {
         format!("snap-restore restore s/{second} --to DIR"),
         "retention: keep 1 latest snapshots".into(),
         "since the one before: 1 added, 0 changed, 0 removed".into(),
+        "<div class=\"day\">today, ".into(),
         "default-src 'none'".into(),
     ] {
         assert!(page.contains(&want), "missing {want:?}");

@@ -30,7 +30,7 @@ h2{margin:28px 0 8px;border-bottom:2px solid #ccd}
 .small{font-size:12px;color:#555}code{font-size:12px;background:#f0f1f4;padding:1px 4px;border-radius:3px}
 details>summary{cursor:pointer;font-weight:600;margin:6px 0}
 #filter{width:100%;padding:6px;font-size:14px;margin:10px 0;box-sizing:border-box}
-.hidden{display:none}
+.hidden{display:none}.day{font-size:12px;font-weight:600;color:#445;margin:10px 0 2px}
 form.inline{display:inline;margin-right:6px}form.inline input{font-size:12px;padding:1px 3px;width:9em}
 form.inline button{font-size:12px}a{color:#1c3d73}
 ";
@@ -294,9 +294,34 @@ fn set_section(set: &SetView, now: DateTime<Utc>, live: Option<&Live>) -> Markup
         @for (month, cards) in months.iter().rev() {
             details.bucket open[Some(month) == newest.as_ref()] {
                 summary { (month) " · " (cards.len()) " snapshots" }
-                @for c in cards { (card(&set.name, c, now, live, older.get(c.id.as_str()).copied())) }
+                @for (day, in_day) in by_day(cards) {
+                    div.day { (day_label(day, now)) " · " (in_day.len()) }
+                    @for c in in_day { (card(&set.name, c, now, live, older.get(c.id.as_str()).copied())) }
+                }
             }
         }
+    }
+}
+
+/// A month's cards by day, newest day first (the cards are newest first).
+fn by_day<'a>(cards: &[&'a Card]) -> Vec<(chrono::NaiveDate, Vec<&'a Card>)> {
+    let mut out: Vec<(chrono::NaiveDate, Vec<&Card>)> = Vec::new();
+    for c in cards {
+        let day = c.time.date_naive();
+        match out.last_mut() {
+            Some((d, v)) if *d == day => v.push(c),
+            _ => out.push((day, vec![c])),
+        }
+    }
+    out
+}
+
+/// "today", "yesterday", or the weekday and date (Back In Time's buckets).
+fn day_label(day: chrono::NaiveDate, now: DateTime<Utc>) -> String {
+    match (now.date_naive() - day).num_days() {
+        0 => format!("today, {}", day.format("%a %d %b")),
+        1 => format!("yesterday, {}", day.format("%a %d %b")),
+        _ => day.format("%a %d %b %Y").to_string(),
     }
 }
 
