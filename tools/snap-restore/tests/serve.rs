@@ -52,6 +52,22 @@ fn store(dir: &Path) -> (String, String) {
     (first, collect(dir))
 }
 
+/// Runs a tool on the store in `dir`; it must succeed; returns its stdout.
+fn run_ok(dir: &Path, tool: &str, args: &[&str]) -> String {
+    let out = Command::new(bin(tool))
+        .args(["--store", "store"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{tool} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 struct Server {
     child: Child,
     port: u16,
@@ -450,20 +466,7 @@ fn restore_form_refuses_what_leaves_the_target() {
 fn delete_needs_the_name_typed_and_refuses_a_pin() {
     let t = tempfile::tempdir().unwrap();
     let (first, second) = store(t.path());
-    let restore_cli = |args: &[&str]| {
-        let out = Command::new(bin("snap-restore"))
-            .args(["--store", "store"])
-            .args(args)
-            .current_dir(t.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let restore_cli = |args: &[&str]| run_ok(t.path(), "snap-restore", args);
     restore_cli(&["pin", &format!("s/{first}"), "-r", "audit"]);
     let srv = Server::start(t.path(), &["--allow-changes"]);
     let token = csrf(&srv.page());
@@ -546,20 +549,7 @@ fn the_whole_flow_in_a_browser() {
     let (first, second) = store(t.path());
     fs::write(t.path().join("src/docs/notes.txt"), "one\ntwo\nthree\n").unwrap();
     let third = collect(t.path());
-    let cli = |tool: &str, args: &[&str]| {
-        let out = Command::new(bin(tool))
-            .args(["--store", "store"])
-            .args(args)
-            .current_dir(t.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{tool} {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let cli = |tool: &str, args: &[&str]| run_ok(t.path(), tool, args);
     cli(
         "snap-restore",
         &["tag", &format!("s/{first}"), "--add", "keep"],

@@ -24,6 +24,7 @@ use snap_cli::Reporter;
 use snap_shared::crypt::Decrypt;
 use snap_shared::error::{Error, Result};
 use snap_shared::size::human_bytes;
+use snap_shared::store::Store;
 
 use super::{Shared, blocking, check_post, failed, page, refuse, respond};
 use crate::preview::{Action, Preview};
@@ -150,6 +151,17 @@ pub(super) async fn form(
     axum::response::Html(page(&format!("restore {name}"), body).into_string()).into_response()
 }
 
+/// The form's target checked, its snapshot found, and what restoring it
+/// there would do (listing at most `limit` entries).
+fn dry_run(store: Store, f: &RestoreForm, limit: usize) -> Result<(PathBuf, Source, Preview)> {
+    let to = target_of(&f.to, &store.root)?;
+    let source = Source::Store(store);
+    let item = source.resolve(&f.name, false)?;
+    let dec = Decrypt::default();
+    let p = crate::preview::preview(&item, &f.paths(), &to, f.overwrite(), &dec, limit)?;
+    Ok((to, source, p))
+}
+
 /// The dry run, with a confirm button.
 pub(super) async fn preview(State(s): State<Arc<Shared>>, Form(f): Form<RestoreForm>) -> Response {
     if let Some(r) = check_post(&s, &f.csrf) {
@@ -158,17 +170,7 @@ pub(super) async fn preview(State(s): State<Arc<Shared>>, Form(f): Form<RestoreF
     let store = s.store.clone();
     let csrf = s.csrf.clone();
     let page = blocking(move || {
-        let to = target_of(&f.to, &store.root)?;
-        let source = Source::Store(store);
-        let item = source.resolve(&f.name, false)?;
-        let p = crate::preview::preview(
-            &item,
-            &f.paths(),
-            &to,
-            f.overwrite(),
-            &Decrypt::default(),
-            LIST_LIMIT,
-        )?;
+        let (to, _, p) = dry_run(store, &f, LIST_LIMIT)?;
         Ok(preview_markup(&f, &to, &p, &csrf).into_string())
     })
     .await;
@@ -232,17 +234,7 @@ pub(super) async fn start(State(s): State<Arc<Shared>>, Form(f): Form<RestoreFor
     }
     let store = s.store.clone();
     let planned = blocking(move || {
-        let to = target_of(&f.to, &store.root)?;
-        let source = Source::Store(store);
-        let item = source.resolve(&f.name, false)?;
-        let p = crate::preview::preview(
-            &item,
-            &f.paths(),
-            &to,
-            f.overwrite(),
-            &Decrypt::default(),
-            0,
-        )?;
+        let (to, source, p) = dry_run(store, &f, 0)?;
         Ok((f, to, source, (p.write_files, p.write_bytes)))
     })
     .await;
