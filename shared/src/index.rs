@@ -356,6 +356,31 @@ impl IndexReader {
     }
 }
 
+impl IndexReader {
+    /// The next entry whose JSON line `wanted` accepts, skipping the others
+    /// unparsed (a search's prefilter: a line that cannot hold the text it
+    /// looks for is not worth parsing). Skipped lines are not checked; the
+    /// caller must accept every line that could be a match.
+    pub fn next_matching(&mut self, wanted: impl Fn(&str) -> bool) -> Result<Option<Entry>> {
+        loop {
+            self.buf.clear();
+            self.line_no += 1;
+            match self.lines.read_line(&mut self.buf) {
+                Ok(0) => return Ok(None),
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(self.bad(format!("unreadable: {}", crate::error::io_cause(&e))));
+                }
+            }
+            if !wanted(&self.buf) {
+                continue;
+            }
+            let entry = Entry::from_json(self.buf.trim_end()).map_err(|e| self.bad(e))?;
+            return Ok(Some(entry));
+        }
+    }
+}
+
 impl Iterator for IndexReader {
     type Item = Result<Entry>;
 
@@ -445,6 +470,27 @@ mod tests {
         w.push(&entry(b"b", EntryType::File)).unwrap();
         let err = w.push(&entry(b"a", EntryType::File)).unwrap_err();
         assert_eq!(err.exit, Exit::Software);
+    }
+
+    /// next_matching parses only the lines its test accepts: a corrupt line
+    /// it skips is no error, one it accepts is.
+    #[test]
+    fn next_matching_skips_unwanted_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("i.index.zst");
+        let (a, b) = (
+            entry(b"a/notes.txt", EntryType::File).to_json(),
+            entry(b"b/photo.jpg", EntryType::File).to_json(),
+        );
+        let text = format!("{a}\nnot json at all\n{b}\n");
+        std::fs::write(&p, zstd::encode_all(text.as_bytes(), 3).unwrap()).unwrap();
+        let mut r = IndexReader::open(&p).unwrap();
+        let got = r.next_matching(|l| l.contains("photo")).unwrap().unwrap();
+        assert_eq!(got.path, b"b/photo.jpg");
+        assert!(r.next_matching(|_| true).unwrap().is_none());
+        let mut r = IndexReader::open(&p).unwrap();
+        r.next_matching(|_| true).unwrap();
+        assert_eq!(r.next_matching(|_| true).unwrap_err().exit, Exit::Data);
     }
 
     /// A corrupt line is a data error naming the index and the line.

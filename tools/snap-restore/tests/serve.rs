@@ -258,6 +258,32 @@ fn history_of_one_path() {
         "a.txt changed once: {same}"
     );
     assert!(same.contains(&format!("s/{first}</span>")), "{same}");
+    // A new version: each snapshot shows its own (trees answer by inode,
+    // the index is read once per version).
+    fs::write(t.path().join("src/a.txt"), "a longer\n").unwrap();
+    let third = collect(t.path());
+    let (_, _, two) = srv.ask(
+        "GET",
+        &format!("/history?set=s&path={rel}/a.txt&changed=1"),
+        None,
+        true,
+        "",
+    );
+    assert_eq!(two.matches("class=\"card").count(), 2, "{two}");
+    let (_, _, all) = srv.ask(
+        "GET",
+        &format!("/history?set=s&path={rel}/a.txt"),
+        None,
+        true,
+        "",
+    );
+    let size_at = |id: &str| {
+        let at = all.find(&format!("s/{id}</span>")).unwrap();
+        all[at..].split("</div>").next().unwrap().to_string()
+    };
+    assert!(size_at(&third).contains("9 B"), "{all}");
+    assert!(size_at(&second).contains("2 B"), "{all}");
+    assert!(size_at(&first).contains("2 B"), "{all}");
 }
 
 /// A search finds a file name (any case) across snapshots and says where.

@@ -14,7 +14,11 @@ use maud::{Markup, html};
 use snap_shared::crypt::Decrypt;
 
 use super::{Shared, blocking, enc, page, refuse, respond, set_of};
-use crate::source::Source;
+use snap_shared::catalog::Catalog;
+use snap_shared::error::Result;
+use snap_shared::store::Store;
+
+use crate::source::{Item, Source};
 
 /// Most changes a diff page lists.
 const DIFF_LIMIT: usize = 100_000;
@@ -166,6 +170,83 @@ pub(super) async fn text(
     respond(page)
 }
 
+/// The snapshots of a set (every set's, with `None`), newest first, from the catalog.
+fn snapshots_newest_first(store: &Store, set: Option<&str>) -> Result<Vec<Item>> {
+    let (catalog, _) = Catalog::open(store)?;
+    let mut recs = catalog.snapshots(set)?;
+    recs.sort_by(|a, b| b.created.cmp(&a.created).then(b.id.cmp(&a.id)));
+    Ok(recs
+        .into_iter()
+        .map(|r| Item::Snapshot {
+            json: store.record_path(&r.set, &r.id),
+            rec: Box::new(r),
+        })
+        .collect())
+}
+
+/// `f` over `items` on every core (reading indexes is decompressing), results in order.
+fn par_map<T: Sync, U: Send>(items: &[T], f: impl Fn(&T) -> U + Sync) -> Vec<U> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut out: Vec<(usize, U)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(item) = items.get(i) else {
+                            return mine;
+                        };
+                        mine.push((i, f(item)));
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    out.sort_by_key(|(i, _)| *i);
+    out.into_iter().map(|(_, u)| u).collect()
+}
+
+/// The paths in a snapshot whose file name contains `query` (already lower case).
+fn names_matching(item: &Item, query: &str) -> Result<Vec<String>> {
+    let Some(loc) = item.index() else {
+        return Ok(Vec::new());
+    };
+    let mut r = crate::indexes::open_index(&loc, &Decrypt::default())?;
+    let mut out = Vec::new();
+    // Most lines cannot hold the text: only those that might are parsed. An
+    // ASCII text JSON never escapes is found in the raw line as it is (any
+    // case); a name that is not UTF-8 is in `path_b64`, so those lines are
+    // always parsed; any other text parses every line.
+    let plain = query.is_ascii() && !query.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20);
+    let might = |line: &str| !plain || line.contains("_b64") || contains_ignoring_case(line, query);
+    while let Some(e) = r.next_matching(might)? {
+        let name = e.path.rsplit(|b| *b == b'/').next().unwrap_or(&e.path);
+        if String::from_utf8_lossy(name).to_lowercase().contains(query) {
+            out.push(e.display_path().into_owned());
+            if out.len() > SEARCH_LIMIT {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Whether `hay` contains `needle` (ASCII, already lower case), in any ASCII case.
+fn contains_ignoring_case(hay: &str, needle: &str) -> bool {
+    let (h, n) = (hay.as_bytes(), needle.as_bytes());
+    n.is_empty()
+        || h.windows(n.len())
+            .any(|w| w.iter().zip(n).all(|(a, b)| a.to_ascii_lowercase() == *b))
+}
+
 /// Most distinct paths a search lists.
 const SEARCH_LIMIT: usize = 500;
 
@@ -190,40 +271,31 @@ pub(super) async fn search(
     }
     let store = s.store.clone();
     let page = blocking(move || {
-        let source = Source::Store(store);
-        let mut items: Vec<crate::source::Item> = source
-            .items()?
-            .into_iter()
-            .filter(|i| i.kind() == "snapshot")
-            .collect();
-        items.reverse();
+        let items = snapshots_newest_first(&store, None)?;
         let mut found: BTreeMap<(String, String), Found> = BTreeMap::new();
         let mut truncated = false;
-        'items: for item in &items {
-            let (Some(loc), Some((set, id))) = (item.index(), item.set_and_id()) else {
-                continue;
-            };
-            let mut r = crate::indexes::open_index(&loc, &Decrypt::default())?;
-            while let Some(e) = r.next_entry()? {
-                let name = e.path.rsplit(|b| *b == b'/').next().unwrap_or(&e.path);
-                if !String::from_utf8_lossy(name)
-                    .to_lowercase()
-                    .contains(&query)
-                {
+        // A few snapshots at a time on every core, merged newest first, until
+        // the limit: a common name stops the search early.
+        'batches: for batch in items.chunks(8) {
+            let hits = par_map(batch, |item| names_matching(item, &query));
+            for (item, hits) in batch.iter().zip(hits) {
+                let Some((set, id)) = item.set_and_id() else {
                     continue;
+                };
+                for path in hits? {
+                    let key = (set.to_string(), path);
+                    if !found.contains_key(&key) && found.len() >= SEARCH_LIMIT {
+                        truncated = true;
+                        break 'batches;
+                    }
+                    let f = found.entry(key).or_insert_with(|| Found {
+                        count: 0,
+                        newest: id.to_string(),
+                        oldest: id.to_string(),
+                    });
+                    f.count += 1;
+                    f.oldest = id.to_string();
                 }
-                let key = (set.to_string(), e.display_path().into_owned());
-                if !found.contains_key(&key) && found.len() >= SEARCH_LIMIT {
-                    truncated = true;
-                    break 'items;
-                }
-                let f = found.entry(key).or_insert_with(|| Found {
-                    count: 0,
-                    newest: id.to_string(),
-                    oldest: id.to_string(),
-                });
-                f.count += 1;
-                f.oldest = id.to_string();
             }
         }
         Ok(search_markup(&query, &found, truncated).into_string())
@@ -268,27 +340,101 @@ pub(super) async fn history(
     let changed_only = q.get("changed").is_some_and(|v| v == "1");
     let store = s.store.clone();
     let page = blocking(move || {
-        let source = Source::Store(store);
         let path = path.trim_start_matches('/').to_string();
-        let mut items: Vec<crate::source::Item> = source
-            .items()?
-            .into_iter()
-            .filter(|i| i.kind() == "snapshot" && i.set_and_id().is_some_and(|(x, _)| x == set))
+        let items = snapshots_newest_first(&store, Some(&set))?;
+        let entries = versions(&items, &path)?;
+        let rows: Vec<_> = items
+            .iter()
+            .zip(entries)
+            .map(|(item, e)| {
+                let id = item.set_and_id().map(|(_, id)| id.to_string());
+                (id.unwrap_or_default(), e)
+            })
             .collect();
-        items.reverse();
-        let mut rows = Vec::new();
-        for item in &items {
-            let e = crate::view::find_entry(item, path.as_bytes(), &Decrypt::default())?;
-            let id = item
-                .set_and_id()
-                .map(|(_, id)| id.to_string())
-                .unwrap_or_default();
-            rows.push((id, e));
-        }
         Ok(history_markup(&set, &path, &rows, changed_only).into_string())
     })
     .await;
     respond(page)
+}
+
+/// How a snapshot's tree holds a path: a regular file's inode, absent, or
+/// unknown (no tree, not a file, a symlink on the way: read the index).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum InTree {
+    File(u64, u64),
+    Absent,
+    Unknown,
+}
+
+fn in_tree(item: &Item, path: &str) -> InTree {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let Some(tree) = tree_of(item) else {
+        return InTree::Unknown;
+    };
+    let Ok(root) = rustix::fs::open(
+        &tree,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return InTree::Unknown;
+    };
+    // Never through a symlink: the tree's links point at the machine's files.
+    let how = ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH;
+    match rustix::fs::openat2(
+        &root,
+        path,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+        how,
+    ) {
+        Ok(fd) => match rustix::fs::fstat(&fd) {
+            Ok(st)
+                if rustix::fs::FileType::from_raw_mode(st.st_mode)
+                    == rustix::fs::FileType::RegularFile =>
+            {
+                InTree::File(st.st_dev, st.st_ino)
+            }
+            _ => InTree::Unknown,
+        },
+        Err(rustix::io::Errno::NOENT) => InTree::Absent,
+        Err(_) => InTree::Unknown,
+    }
+}
+
+/// The entry of `path` in each snapshot (newest first). Snapshot trees
+/// answer most of it with a `stat` each: snap-collect hard-links a file into
+/// the next snapshot only when its index entry would be the same, so
+/// snapshots that share the file's inode share its entry, and a path absent
+/// from a tree is absent from its index. An index is read only for the
+/// newest snapshot of each version, and where the tree cannot say.
+fn versions(items: &[Item], path: &str) -> Result<Vec<Option<snap_shared::index::Entry>>> {
+    let held = par_map(items, |i| in_tree(i, path));
+    let newest_of_version = |i: usize| match held[i] {
+        InTree::Unknown => true,
+        InTree::Absent => false,
+        InTree::File(..) => i == 0 || held[i - 1] != held[i],
+    };
+    let read: Vec<usize> = (0..items.len()).filter(|&i| newest_of_version(i)).collect();
+    let found = par_map(&read, |&i| {
+        crate::view::find_entry(&items[i], path.as_bytes(), &Decrypt::default())
+    });
+    let mut found: BTreeMap<usize, Option<snap_shared::index::Entry>> = read
+        .into_iter()
+        .zip(found)
+        .map(|(i, e)| e.map(|e| (i, e)))
+        .collect::<Result<_>>()?;
+    let mut out: Vec<Option<snap_shared::index::Entry>> = Vec::with_capacity(items.len());
+    for (i, h) in held.iter().enumerate() {
+        let e = match h {
+            InTree::Absent => None,
+            _ => match found.remove(&i) {
+                Some(e) => e,
+                None => out.last().cloned().flatten(),
+            },
+        };
+        out.push(e);
+    }
+    Ok(out)
 }
 
 /// What identifies a version of a file: kind, size, content, target, mode.
