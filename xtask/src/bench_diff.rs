@@ -244,9 +244,7 @@ pub fn run(args: &Args, base: &Path) -> Result<String> {
 the page adds each change's attributes and links a text diff for small files (read only when opened).\n\n\
 ### `serve`'s other pages on that store (2 snapshots)\n\n\
 | history of one path | search `file001` | text diff of one changed file |\n|---|---|---|\n\
-| {history_ms:.1} ms | {search_ms:.0} ms | {text_ms:.1} ms |\n\n\
-History and search read every snapshot's index: they grow with the number of snapshots of the set \
-(history stops reading an index at the path).\n\n{many}",
+| {history_ms:.1} ms | {search_ms:.0} ms | {text_ms:.1} ms |\n\n{many}",
         cli * 1000.0,
         diff_ms / (cli * 1000.0),
     ))
