@@ -703,3 +703,36 @@ fn pages_for_ten_thousand_snapshots() {
         "the file has no live tools"
     );
 }
+
+/// The filter of the file hides the cards that do not match and the day
+/// headings left with no card.
+#[test]
+fn the_filter_hides_cards_and_empty_days() {
+    let t = tempfile::tempdir().unwrap();
+    // Two sets of 48 hourly snapshots (two days each); only the first of each is described.
+    snap_testkit::timeline::synthetic_store(&t.path().join("store"), 2, 48).unwrap();
+    run_ok(t.path(), "snap-restore", &["timeline", "--html", "t.html"]);
+    let node_path = Command::new("npm").args(["root", "-g"]).output().unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui/filter.cjs");
+    let out = Command::new("node")
+        .arg(&script)
+        .arg(t.path().join("t.html"))
+        .arg("before change 0")
+        .env(
+            "NODE_PATH",
+            String::from_utf8_lossy(&node_path.stdout).trim(),
+        )
+        .output()
+        .expect("node and playwright-core (cargo xtask test installs them)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        seen,
+        serde_json::json!({"before": {"cards": 96 + 200, "days": 4},
+                           "after": {"cards": 2, "days": 2}})
+    );
+}

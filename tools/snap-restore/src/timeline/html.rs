@@ -41,6 +41,9 @@ function apply(){const q=f.value.trim().toLowerCase();
 for(const c of document.querySelectorAll('.card')){
  const t=c.dataset.text;const hit=!q||q.split(/\\s+/).every(w=>w.startsWith('tag:')?(' '+c.dataset.tags+' ').includes(' '+w.slice(4)+' '):t.includes(w));
  c.classList.toggle('hidden',!hit);}
+for(const h of document.querySelectorAll('.day')){let n=h.nextElementSibling,any=false;
+ while(n&&n.classList.contains('card')){any=any||!n.classList.contains('hidden');n=n.nextElementSibling;}
+ h.classList.toggle('hidden',!any);}
 for(const d of document.querySelectorAll('details.bucket')){if(q)d.open=!!d.querySelector('.card:not(.hidden)');}}
 f.addEventListener('input',apply);
 for(const t of document.querySelectorAll('.tag')){t.addEventListener('click',()=>{f.value='tag:'+t.textContent;apply();});}
