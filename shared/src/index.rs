@@ -58,6 +58,10 @@ pub struct Entry {
     pub link: Option<Vec<u8>>,
     /// Device number of char and block devices.
     pub rdev: Option<u64>,
+    /// In an archive's index: where the entry's tar header starts in the
+    /// tar stream (the archive holds it); none in a snapshot's index, and
+    /// for an incremental archive's entries an older archive holds.
+    pub tar_offset: Option<u64>,
 }
 
 impl Entry {
@@ -127,6 +131,8 @@ struct EntryOut<'a> {
     link_b64: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     rdev: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tar_offset: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -146,6 +152,7 @@ struct EntryIn {
     link: Option<String>,
     link_b64: Option<String>,
     rdev: Option<u64>,
+    tar_offset: Option<u64>,
 }
 
 fn join_text(
@@ -194,6 +201,7 @@ impl Entry {
             link,
             link_b64,
             rdev: self.rdev,
+            tar_offset: self.tar_offset,
         };
         serde_json::to_string(&out).expect("an index entry always serializes")
     }
@@ -225,6 +233,7 @@ impl Entry {
             target,
             link,
             rdev: raw.rdev,
+            tar_offset: raw.tar_offset,
         };
         entry.check_fields()?;
         Ok(entry)
@@ -406,6 +415,7 @@ mod tests {
             target: None,
             link: None,
             rdev: None,
+            tar_offset: None,
         }
     }
 

@@ -24,6 +24,7 @@ pub mod jsonl;
 pub mod lock;
 pub mod record;
 pub mod retention;
+pub mod seekable;
 pub mod size;
 pub mod store;
 

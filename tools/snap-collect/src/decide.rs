@@ -87,6 +87,7 @@ fn base_entry(f: &Found, kind: EntryType) -> Entry {
         target: None,
         link: None,
         rdev: None,
+        tar_offset: None,
     }
 }
 

@@ -22,18 +22,17 @@ use serde_json::json;
 
 use snap_cli::Reporter;
 use snap_shared::archive::{self, ArchiveFiles, Compression};
-use snap_shared::crypt::{Encrypt, encrypting_writer};
 use snap_shared::error::{Error, Exit, Result, is_disk_full};
 use snap_shared::fsutil::{create_private_dir, free_space};
 use snap_shared::hash::Sha256Digest;
-use snap_shared::index::{Entry, EntryType, IndexReader};
+use snap_shared::index::{Entry, EntryType, IndexReader, IndexWriter};
 use snap_shared::lock::StoreLock;
 use snap_shared::record::{ArchiveRecord, Extra, Record, SCHEMA, SnapshotRecord};
 use snap_shared::size::{Floor, human_bytes};
 
 use crate::TOOL;
 use crate::base::{self, Changes};
-use crate::sink::{Encoding, Hashing, Sink, Written};
+use crate::sink::{Encoding, IndexSink, Sink, Written};
 use crate::tarw::TarWriter;
 
 /// How to pack.
@@ -176,6 +175,14 @@ struct Counts {
     packed_bytes: u64,
 }
 
+/// Where `write_tar` writes: the archive and the archive's index, with their temporary names.
+struct Outputs<'a> {
+    sink: Sink,
+    tmp: &'a Path,
+    index: IndexWriter<IndexSink>,
+    index_tmp: &'a Path,
+}
+
 struct Job<'a> {
     snap: &'a SnapshotRecord,
     opts: &'a Options<'a>,
@@ -215,15 +222,23 @@ impl Job<'_> {
         let data_path = self.files.data(enc.compression, encrypted);
         let (data_tmp, file) = self.create_temp(&data_path)?;
         let sink = Sink::new(file, enc).map_err(|e| write_error(&data_tmp, e))?;
+        let index_path = self.files.index(encrypted);
+        let (index_tmp, index_file) = self.create_temp(&index_path)?;
+        let index = IndexSink::new(index_file, enc.encrypt)
+            .and_then(IndexWriter::new)
+            .map_err(|e| write_error(&index_tmp, e))?;
         let mut changes = base.map(|b| Changes::open(&b.index)).transpose()?;
-        let (written, counts, tar_bytes) = self.write_tar(sink, &data_tmp, changes.as_mut())?;
+        let out = Outputs {
+            sink,
+            tmp: &data_tmp,
+            index,
+            index_tmp: &index_tmp,
+        };
+        let (written, counts, tar_bytes, index_sha) = self.write_tar(out, changes.as_mut())?;
         written
             .file
             .sync_all()
             .map_err(|e| write_error(&data_tmp, e))?;
-
-        let index_path = self.files.index(encrypted);
-        let (index_tmp, index_sha) = self.write_index(&index_path, enc.encrypt)?;
         let sums = archive::sums_text(&[(written.sha256, &data_path), (index_sha, &index_path)]);
         let sums_path = self.files.sums();
         let sums_tmp = self.write_small(&sums_path, sums.as_bytes())?;
@@ -244,6 +259,10 @@ impl Job<'_> {
         extra.insert("level".into(), json!(enc.level));
         extra.insert("chain".into(), json!(base.map_or(1, |b| b.chain + 1)));
         extra.insert("index_sha256".into(), json!(index_sha.to_hex()));
+        if !written.frames.is_empty() {
+            // Seekable: independent zstd frames and a seek table at the end.
+            extra.insert("frames".into(), json!(written.frames.len()));
+        }
         // Tags travel with the archive so `snap-prune --keep-tag` works at a destination.
         if !self.snap.tags.is_empty() {
             extra.insert("tags".into(), json!(self.snap.tags));
@@ -285,13 +304,21 @@ impl Job<'_> {
         Ok(record)
     }
 
-    /// Writes the tar stream of the snapshot; returns the archive written, the counts and the tar size.
+    /// Writes the tar stream of the snapshot, and the archive's index: the
+    /// snapshot's entries, each carried one with where its header starts in
+    /// the tar stream. Returns the archive written, the counts, the tar size
+    /// and the index's digest.
     fn write_tar(
         &mut self,
-        sink: Sink,
-        tmp: &Path,
+        out: Outputs,
         mut changes: Option<&mut Changes>,
-    ) -> Result<(Written, Counts, u64)> {
+    ) -> Result<(Written, Counts, u64, Sha256Digest)> {
+        let Outputs {
+            sink,
+            tmp,
+            mut index,
+            index_tmp,
+        } = out;
         let tree = PathBuf::from(&self.snap.path);
         let root: OwnedFd = rustix::fs::open(
             &tree,
@@ -299,12 +326,12 @@ impl Job<'_> {
             Mode::empty(),
         )
         .map_err(|e| Error::io(&tree, e.into()).with_exit(Exit::NoInput))?;
-        let mut index = IndexReader::open(Path::new(&self.snap.index))?;
+        let mut entries = IndexReader::open(Path::new(&self.snap.index))?;
         let mut tar = TarWriter::new(sink);
         let mut counts = Counts::default();
         let mut buf = vec![0u8; CHUNK];
         let incremental = changes.is_some();
-        while let Some(entry) = index.next_entry()? {
+        while let Some(mut entry) = entries.next_entry()? {
             let carry = match entry.kind {
                 EntryType::File => match changes.as_deref_mut() {
                     Some(c) => c.is_changed(&entry)?,
@@ -315,6 +342,10 @@ impl Job<'_> {
                 EntryType::Hardlink => !incremental,
                 _ => true,
             };
+            entry.tar_offset = carry.then(|| tar.written());
+            index
+                .push(&entry)
+                .map_err(|e| e.within(index_tmp.display().to_string()))?;
             if !carry {
                 continue;
             }
@@ -333,7 +364,13 @@ impl Job<'_> {
         let tar_bytes = tar.written();
         let sink = tar.finish().map_err(|e| write_error(tmp, e))?;
         let written = sink.finish().map_err(|e| write_error(tmp, e))?;
-        Ok((written, counts, tar_bytes + 1024))
+        let index_fail = |e| write_error(index_tmp, e);
+        let (file, index_sha) = index
+            .finish()
+            .and_then(IndexSink::finish)
+            .map_err(index_fail)?;
+        file.sync_all().map_err(index_fail)?;
+        Ok((written, counts, tar_bytes + 1024, index_sha))
     }
 
     /// Copies a file of the snapshot tree into the tar, exactly the size the index says.
@@ -376,32 +413,6 @@ impl Job<'_> {
             left -= n as u64;
         }
         tar.end_data(size).map_err(|e| write_error(tmp, e))
-    }
-
-    /// Copies (or encrypts) the snapshot's index beside the archive; returns its temp and digest.
-    fn write_index(
-        &mut self,
-        dest: &Path,
-        encrypt: Option<&Encrypt>,
-    ) -> Result<(PathBuf, Sha256Digest)> {
-        let src = PathBuf::from(&self.snap.index);
-        let mut input = File::open(&src).map_err(|e| Error::io(&src, e))?;
-        let (tmp, file) = self.create_temp(dest)?;
-        let fail = |e| write_error(&tmp, e);
-        let mut out = Hashing::new(file);
-        match encrypt {
-            Some(enc) => {
-                let mut w = encrypting_writer(enc, &mut out).map_err(fail)?;
-                io::copy(&mut input, &mut w).map_err(fail)?;
-                w.finish().map_err(fail)?;
-            }
-            None => {
-                io::copy(&mut input, &mut out).map_err(fail)?;
-            }
-        }
-        let (file, digest, _) = out.finish();
-        file.sync_all().map_err(fail)?;
-        Ok((tmp, digest))
     }
 
     fn write_small(&mut self, dest: &Path, bytes: &[u8]) -> Result<PathBuf> {

@@ -1,4 +1,5 @@
-//! The writer stack an archive goes through: tar bytes → compression →
+//! The writer stack an archive goes through: tar bytes → compression
+//! (zstd as independent frames with a seek table: [`crate::frames`]) →
 //! (age encryption) → SHA-256 and byte count → the temporary file.
 //!
 //! The archive's sha256 is computed here, on the bytes as they go to disk,
@@ -13,6 +14,10 @@ use sha2::{Digest, Sha256};
 use snap_shared::archive::Compression;
 use snap_shared::crypt::{Encrypt, encrypting_writer};
 use snap_shared::hash::Sha256Digest;
+use snap_shared::seekable::Frame;
+
+use crate::frames::FrameWriter;
+use crate::tarw::Members;
 
 /// Counts and hashes what passes through.
 pub struct Hashing<W> {
@@ -86,7 +91,8 @@ impl Crypt {
 }
 
 enum Compress {
-    Zstd(zstd::Encoder<'static, Crypt>),
+    /// Independent frames and a seek table (seekable).
+    Zstd(FrameWriter<Crypt>),
     Gzip(flate2::write::GzEncoder<Crypt>),
     None(Crypt),
 }
@@ -110,12 +116,46 @@ impl Write for Compress {
 }
 
 impl Compress {
-    fn finish(self) -> io::Result<Crypt> {
+    fn finish(self) -> io::Result<(Crypt, Vec<Frame>)> {
         match self {
             Compress::Zstd(w) => w.finish(),
-            Compress::Gzip(w) => w.finish(),
-            Compress::None(w) => Ok(w),
+            Compress::Gzip(w) => Ok((w.finish()?, Vec::new())),
+            Compress::None(w) => Ok((w, Vec::new())),
         }
+    }
+}
+
+/// An archive's index file: (age encryption) → SHA-256 → the file. The
+/// index is zstd already (snap_shared's IndexWriter writes it).
+pub struct IndexSink {
+    inner: Crypt,
+}
+
+impl IndexSink {
+    pub fn new(file: File, encrypt: Option<&Encrypt>) -> io::Result<IndexSink> {
+        let out = Hashing::new(BufWriter::with_capacity(1 << 20, file));
+        let inner = match encrypt {
+            Some(e) => Crypt::Age(encrypting_writer(e, out)?),
+            None => Crypt::Plain(out),
+        };
+        Ok(IndexSink { inner })
+    }
+
+    /// Ends the encryption; returns the file and the digest of what it holds.
+    pub fn finish(self) -> io::Result<(File, Sha256Digest)> {
+        let (buffered, sha256, _) = self.inner.finish()?.finish();
+        let file = buffered.into_inner().map_err(|e| e.into_error())?;
+        Ok((file, sha256))
+    }
+}
+
+impl Write for IndexSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
     }
 }
 
@@ -138,6 +178,8 @@ pub struct Written {
     pub file: File,
     pub sha256: Sha256Digest,
     pub bytes: u64,
+    /// Its zstd frames, in order (none for gzip or no compression).
+    pub frames: Vec<Frame>,
 }
 
 impl Sink {
@@ -148,15 +190,7 @@ impl Sink {
             None => Crypt::Plain(out),
         };
         let compress = match enc.compression {
-            Compression::Zstd => {
-                let mut z = zstd::Encoder::new(crypt, enc.level)?;
-                // What `zstd` writes by default, so `zstd -t` and `tar --zstd` check it.
-                z.include_checksum(true)?;
-                if enc.threads > 0 {
-                    z.multithread(enc.threads)?;
-                }
-                Compress::Zstd(z)
-            }
+            Compression::Zstd => Compress::Zstd(FrameWriter::new(crypt, enc.level, enc.threads)?),
             Compression::Gzip => Compress::Gzip(flate2::write::GzEncoder::new(
                 crypt,
                 flate2::Compression::new(enc.level.clamp(1, 9) as u32),
@@ -171,14 +205,26 @@ impl Sink {
     /// Ends every layer in order and returns the file with the digest and size written.
     pub fn finish(self) -> io::Result<Written> {
         let compress = self.inner.into_inner().map_err(|e| e.into_error())?;
-        let out = compress.finish()?.finish()?;
-        let (buffered, sha256, bytes) = out.finish();
+        let (crypt, frames) = compress.finish()?;
+        let (buffered, sha256, bytes) = crypt.finish()?.finish();
         let file = buffered.into_inner().map_err(|e| e.into_error())?;
         Ok(Written {
             file,
             sha256,
             bytes,
+            frames,
         })
+    }
+}
+
+impl Members for Sink {
+    /// A frame may end here: everything buffered goes to it first.
+    fn member_starts(&mut self) -> io::Result<()> {
+        self.inner.flush()?;
+        match self.inner.get_mut() {
+            Compress::Zstd(w) => w.boundary(),
+            _ => Ok(()),
+        }
     }
 }
 

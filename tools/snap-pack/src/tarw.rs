@@ -19,7 +19,17 @@ const BLOCK: usize = 512;
 /// Name and link-name fields of a ustar/GNU header.
 const FIELD: usize = 100;
 
-pub struct TarWriter<W: Write> {
+/// A tar stream's output that may cut the stream where a member starts
+/// (into independent compressed frames); most outputs do nothing there.
+pub trait Members: Write {
+    fn member_starts(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Members for Vec<u8> {}
+
+pub struct TarWriter<W: Members> {
     out: W,
     /// Bytes of tar stream written (the uncompressed size).
     written: u64,
@@ -38,7 +48,7 @@ fn tar_type(kind: EntryType) -> TarType {
     }
 }
 
-impl<W: Write> TarWriter<W> {
+impl<W: Members> TarWriter<W> {
     pub fn new(out: W) -> TarWriter<W> {
         TarWriter { out, written: 0 }
     }
@@ -82,6 +92,7 @@ impl<W: Write> TarWriter<W> {
     /// Writes the header of `entry`; a regular file's `size` bytes must follow
     /// through [`TarWriter::data`] and then [`TarWriter::end_data`].
     pub fn header(&mut self, entry: &Entry) -> io::Result<()> {
+        self.out.member_starts()?;
         let mut name = entry.path.clone();
         if entry.kind == EntryType::Dir {
             name.push(b'/');
@@ -158,6 +169,7 @@ mod tests {
             target: None,
             link: None,
             rdev: None,
+            tar_offset: None,
         }
     }
 

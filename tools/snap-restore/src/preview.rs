@@ -215,6 +215,7 @@ mod tests {
             target: None,
             link: None,
             rdev: None,
+            tar_offset: None,
         }
     }
 

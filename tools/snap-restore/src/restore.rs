@@ -623,6 +623,7 @@ pub fn entry_of<R: Read>(
         target: None,
         link: None,
         rdev: None,
+        tar_offset: None,
     };
     match kind {
         EntryType::Symlink => e.target = Some(m.link.clone()),

@@ -1127,3 +1127,63 @@ fn timeline_shows_destinations_and_verifies() {
     assert_eq!(code(&out), 78, "{}", w.redact(&out.stderr));
     assert!(w.redact(&out.stderr).contains("schedule.verify"));
 }
+
+/// snap-pack's zstd archives are seekable: independent frames (each decodes
+/// alone), a seek table at the end that adds up to the file and the tar
+/// stream, `zstd -t` passes, and the archive's index says where each
+/// carried entry's header is in the tar stream.
+#[test]
+fn archives_are_seekable_frames_with_offsets_in_the_index() {
+    let w = World::new();
+    // 24 MiB of varied text: more than two frames of tar.
+    let mut big = Vec::with_capacity(24 << 20);
+    let mut x: u64 = 7;
+    while big.len() < 24 << 20 {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        big.extend_from_slice(format!("line {} of the big file\n", x >> 40).as_bytes());
+    }
+    fs::write(w.path("src/big.txt"), &big).unwrap();
+    w.collect();
+    let rec = &records(&w.pack(&[]))[0];
+    let path = PathBuf::from(rec["path"].as_str().unwrap());
+    let zstd_t = std::process::Command::new("zstd")
+        .args(["-q", "-t"])
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(zstd_t.success());
+    let bytes = fs::read(&path).unwrap();
+    let frames = snap_shared::seekable::read_seek_table(&bytes).expect("a seek table");
+    assert!(frames.len() >= 3, "{frames:?}");
+    assert_eq!(rec["frames"], frames.len());
+    let tar_len: u64 = frames.iter().map(|f| u64::from(f.tar)).sum();
+    assert_eq!(rec["tar_bytes"], tar_len);
+    let tar = zstd::decode_all(&bytes[..]).unwrap();
+    assert_eq!(tar.len() as u64, tar_len);
+    let (mut at, mut tar_at) = (0usize, 0usize);
+    for f in &frames {
+        let alone = zstd::decode_all(&bytes[at..at + f.compressed as usize]).unwrap();
+        assert_eq!(alone[..], tar[tar_at..tar_at + f.tar as usize]);
+        at += f.compressed as usize;
+        tar_at += f.tar as usize;
+    }
+    let table = bytes.len() - at;
+    assert_eq!(table, 8 + frames.len() * 8 + 9, "the table ends the file");
+    let index = PathBuf::from(rec["index"].as_str().unwrap());
+    let mut r = snap_shared::index::IndexReader::open(&index).unwrap();
+    let mut checked = 0;
+    while let Some(e) = r.next_entry().unwrap() {
+        let off = e.tar_offset.expect("a full archive carries every entry") as usize;
+        let h = tar::Header::from_byte_slice(&tar[off..off + 512]);
+        let name = match h.path_bytes().as_ref() {
+            b"././@LongLink" => tar[off + 512..].split(|b| *b == 0).next().unwrap().to_vec(),
+            n => n.to_vec(),
+        };
+        let name = name.strip_suffix(b"/").unwrap_or(&name).to_vec();
+        assert_eq!(name, e.path, "at {off}");
+        checked += 1;
+    }
+    assert!(checked > 5);
+}
