@@ -72,6 +72,9 @@ fn list_row(item: &Item) -> [String; 7] {
             if let Some(b) = &rec.base {
                 d.push_str(&format!(", on {b}"));
             }
+            if v.get("frames").is_some() {
+                d.push_str(", seekable");
+            }
             d
         }
         Item::Foreign { .. } => String::new(),
@@ -205,6 +208,13 @@ pub fn show(item: &Item, as_json: bool, out: &mut impl Write) -> Result<()> {
             put(
                 "encryption",
                 rec.encryption.clone().unwrap_or_else(|| "none".into()),
+            );
+            put(
+                "seekable",
+                match v.get("frames").and_then(Value::as_u64) {
+                    Some(n) => format!("yes: {n} zstd frames and a seek table"),
+                    None => "no: one stream, read whole".into(),
+                },
             );
             let chain: Vec<String> = match chain_of(item) {
                 Ok(c) => c

@@ -1186,4 +1186,25 @@ fn archives_are_seekable_frames_with_offsets_in_the_index() {
         checked += 1;
     }
     assert!(checked > 5);
+    // list and show say so; a gzip archive is one stream.
+    let id = rec["id"].as_str().unwrap();
+    let shown = w.restore(&["show", "--archive", &format!("s/{id}")]);
+    let shown = String::from_utf8_lossy(&shown.stdout).into_owned();
+    let want = format!(
+        "seekable     yes: {} zstd frames and a seek table",
+        frames.len()
+    );
+    assert!(shown.contains(&want), "{shown}");
+    let listed = String::from_utf8_lossy(&w.restore(&["list"]).stdout).into_owned();
+    assert!(listed.contains(", seekable"), "{listed}");
+    w.write("src/later.txt", "later\n");
+    w.collect();
+    let gz = &records(&w.pack(&["--compression", "gzip"]))[0];
+    let gz_id = gz["id"].as_str().unwrap();
+    let shown = w.restore(&["show", "--archive", &format!("s/{gz_id}")]);
+    let shown = String::from_utf8_lossy(&shown.stdout).into_owned();
+    assert!(
+        shown.contains("seekable     no: one stream, read whole"),
+        "{shown}"
+    );
 }
