@@ -176,6 +176,10 @@ fn many_rows(args: &Args, base: &Path) -> Result<String> {
         &format!("/history?set=d&path={}", enc(rare.trim_start_matches('/'))),
         50,
     )?;
+    drop(served);
+    // Gigabytes of copies: gone with the rest of the bench's trash.
+    crate::bench::discard(&work)?;
+    crate::bench::discard(&store)?;
     let n = args.small_files / 10;
     Ok(format!(
         "### `serve`'s history and search on {MANY} snapshots of {n} files\n\n\
@@ -235,6 +239,9 @@ pub fn run(args: &Args, base: &Path) -> Result<String> {
         ),
         runs,
     )?;
+    drop(served);
+    crate::bench::discard(&work)?;
+    crate::bench::discard(&store)?;
     let n = args.small_files;
     let many = many_rows(args, base)?;
     Ok(format!(
