@@ -19,6 +19,8 @@
 //!   and no "oldest" rule);
 //! - `--keep-tag a,b` keeps snapshots that have all of a and b; the flag may be
 //!   repeated (any of the lists);
+//! - a pinned snapshot is kept whatever the rules say, `pinned` first among
+//!   its reasons (it still takes its place in the counts, as it would unpinned);
 //! - a snapshot kept by any rule is kept; with no rule at all nothing may be
 //!   removed, which the caller refuses before it gets here.
 //!
@@ -157,6 +159,9 @@ pub struct Policy {
 pub struct Candidate<'a> {
     pub time: DateTime<Utc>,
     pub tags: &'a [String],
+    /// Pinned (`snap-restore pin`): kept whatever the rules say, with the
+    /// reason `pinned` first. It still takes its place in the rules' counts.
+    pub pinned: bool,
 }
 
 /// The decision for one snapshot.
@@ -303,6 +308,9 @@ impl Policy {
                     reasons.push(format!("{reason} {span}"));
                 }
             }
+            if snap.pinned {
+                reasons.insert(0, "pinned".to_string());
+            }
             verdicts[i].keep = !verdicts[i].reasons.is_empty();
         }
         verdicts
@@ -391,6 +399,7 @@ mod tests {
             .map(|(i, t)| Candidate {
                 time: *t,
                 tags: tags.get(i).unwrap_or(&empty),
+                pinned: false,
             })
             .collect();
         let verdicts = p.apply(&snaps, at(NOW));
@@ -695,6 +704,26 @@ mod tests {
     }
 
     /// Input order does not matter; equal times keep the later-listed one.
+    /// A pin keeps a snapshot no rule keeps, `pinned` first; a pinned one a
+    /// rule keeps too lists both; it counts for keep-last as any other.
+    #[test]
+    fn pins_outrank_the_rules() {
+        let t = at("2026-01-01T00:00:00Z");
+        let snap = |h: i64, pinned: bool| Candidate {
+            time: t + Duration::hours(h),
+            tags: &[],
+            pinned,
+        };
+        let p = policy(|p| p.last = Some(Count::N(1)));
+        let v = p.apply(&[snap(0, true), snap(1, false), snap(2, true)], at(NOW));
+        assert_eq!(
+            (v[0].keep, v[0].reasons.clone()),
+            (true, vec!["pinned".to_string()])
+        );
+        assert_eq!((v[1].keep, v[1].reasons.clone()), (false, vec![]));
+        assert_eq!(v[2].reasons, ["pinned", "last snapshot"]);
+    }
+
     #[test]
     fn order_of_input_does_not_matter() {
         let t = at("2026-01-01T00:00:00Z");
@@ -702,11 +731,17 @@ mod tests {
             Candidate {
                 time: t + Duration::hours(2),
                 tags: &[],
+                pinned: false,
             },
-            Candidate { time: t, tags: &[] },
+            Candidate {
+                time: t,
+                tags: &[],
+                pinned: false,
+            },
             Candidate {
                 time: t + Duration::hours(1),
                 tags: &[],
+                pinned: false,
             },
         ];
         let p = policy(|p| p.last = Some(Count::N(1)));

@@ -48,6 +48,8 @@ pub fn plan(
         .map(|i| Candidate {
             time: group.entries[*i].time,
             tags: infos.get(i).map_or(&no_tags, |info| &info.tags),
+            // A pin outranks every rule (but not damage: a broken one still goes).
+            pinned: group.entries[*i].pinned,
         })
         .collect();
     let verdicts = policy.apply(&candidates, now);
@@ -63,13 +65,6 @@ pub fn plan(
     for (i, v) in whole.iter().zip(verdicts) {
         decisions[*i].keep = v.keep;
         decisions[*i].reasons = v.reasons;
-    }
-    // A pin outranks every rule (but not damage: a broken one still goes).
-    for i in &whole {
-        if group.entries[*i].pinned {
-            decisions[*i].keep = true;
-            decisions[*i].reasons.insert(0, "pinned".to_string());
-        }
     }
     if let Target::Archives { .. } = target {
         keep_bases(target, group, &mut decisions, &mut infos, warn)?;

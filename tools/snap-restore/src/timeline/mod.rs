@@ -263,15 +263,12 @@ fn preview(policy: &Policy, cards: &mut [Card], now: DateTime<Utc>) {
         .map(|c| Candidate {
             time: c.time,
             tags: &c.tags,
+            pinned: c.pin.is_some(),
         })
         .collect();
     let verdicts = policy.apply(&candidates, now);
     for (c, v) in cards.iter_mut().zip(verdicts) {
-        let mut reasons = v.reasons;
-        if c.pin.is_some() {
-            reasons.insert(0, "pinned".into());
-        }
-        c.retention = Some((!reasons.is_empty(), reasons));
+        c.retention = Some((v.keep, v.reasons));
     }
 }
 
