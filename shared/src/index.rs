@@ -345,14 +345,20 @@ impl IndexReader {
         )
     }
 
-    /// The next entry, `None` at the end.
-    pub fn next_entry(&mut self) -> Result<Option<Entry>> {
+    /// Reads the next line into `buf`; false at the end.
+    fn next_line(&mut self) -> Result<bool> {
         self.buf.clear();
         self.line_no += 1;
         match self.lines.read_line(&mut self.buf) {
-            Ok(0) => return Ok(None),
-            Ok(_) => {}
-            Err(e) => return Err(self.bad(format!("unreadable: {}", crate::error::io_cause(&e)))),
+            Ok(n) => Ok(n > 0),
+            Err(e) => Err(self.bad(format!("unreadable: {}", crate::error::io_cause(&e)))),
+        }
+    }
+
+    /// The next entry, `None` at the end.
+    pub fn next_entry(&mut self) -> Result<Option<Entry>> {
+        if !self.next_line()? {
+            return Ok(None);
         }
         let entry = Entry::from_json(self.buf.trim_end()).map_err(|e| self.bad(e))?;
         if let Some(last) = &self.last
@@ -371,22 +377,13 @@ impl IndexReader {
     /// looks for is not worth parsing). Skipped lines are not checked; the
     /// caller must accept every line that could be a match.
     pub fn next_matching(&mut self, wanted: impl Fn(&str) -> bool) -> Result<Option<Entry>> {
-        loop {
-            self.buf.clear();
-            self.line_no += 1;
-            match self.lines.read_line(&mut self.buf) {
-                Ok(0) => return Ok(None),
-                Ok(_) => {}
-                Err(e) => {
-                    return Err(self.bad(format!("unreadable: {}", crate::error::io_cause(&e))));
-                }
+        while self.next_line()? {
+            if wanted(&self.buf) {
+                let entry = Entry::from_json(self.buf.trim_end()).map_err(|e| self.bad(e))?;
+                return Ok(Some(entry));
             }
-            if !wanted(&self.buf) {
-                continue;
-            }
-            let entry = Entry::from_json(self.buf.trim_end()).map_err(|e| self.bad(e))?;
-            return Ok(Some(entry));
         }
+        Ok(None)
     }
 }
 
@@ -596,17 +593,22 @@ pub struct ChangeCounts {
 }
 
 impl ChangeCounts {
+    /// Counts one change, by its mark.
+    pub fn add(&mut self, mark: &str) {
+        match mark {
+            "+" => self.added += 1,
+            "-" => self.removed += 1,
+            "T" => self.retyped += 1,
+            "M" => self.modified += 1,
+            _ => self.metadata += 1,
+        }
+    }
+
     /// Counts every change between two indexes.
     pub fn between(old: IndexReader, new: IndexReader) -> Result<ChangeCounts> {
         let mut c = ChangeCounts::default();
         each_change(old, new, |mark, _, _| {
-            match mark {
-                "+" => c.added += 1,
-                "-" => c.removed += 1,
-                "T" => c.retyped += 1,
-                "M" => c.modified += 1,
-                _ => c.metadata += 1,
-            }
+            c.add(mark);
             Ok(true)
         })?;
         Ok(c)

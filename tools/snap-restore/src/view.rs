@@ -1,14 +1,13 @@
 //! The query commands' output: `list`, `show` and `diff`, as text for people
 //! (on stdout: the listing is what was asked for) or as JSON lines with `--json`.
 
-use std::cmp::Ordering;
 use std::io::Write;
 
 use serde_json::{Value, json};
 
 use snap_shared::crypt::Decrypt;
 use snap_shared::error::{Error, Exit, Result};
-use snap_shared::index::{Entry, cmp_paths};
+use snap_shared::index::Entry;
 use snap_shared::record::{Record, SCHEMA};
 use snap_shared::size::human_bytes;
 
@@ -252,10 +251,10 @@ pub fn show(item: &Item, as_json: bool, out: &mut impl Write) -> Result<()> {
 
 /// Differences between two snapshots or archives, from their indexes, in one merge pass.
 pub fn diff(a: &Item, b: &Item, dec: &Decrypt, as_json: bool, out: &mut impl Write) -> Result<()> {
-    let mut counts = std::collections::BTreeMap::<&str, u64>::new();
+    let mut counts = snap_shared::index::ChangeCounts::default();
     let mut open = true;
     each_change(a, b, dec, |mark, path| {
-        *counts.entry(mark).or_default() += 1;
+        counts.add(mark);
         let shown = String::from_utf8_lossy(path);
         let line = match as_json {
             true => json!({"schema": SCHEMA, "kind": "change", "change": mark, "path": shown})
@@ -268,17 +267,13 @@ pub fn diff(a: &Item, b: &Item, dec: &Decrypt, as_json: bool, out: &mut impl Wri
         Ok(open)
     })?;
     if !as_json && open {
-        let n = |k| counts.get(k).copied().unwrap_or(0);
+        let c = counts;
         emit(out, "")?;
         emit(
             out,
             &format!(
                 "{} added, {} removed, {} modified, {} changed type, {} metadata only",
-                n("+"),
-                n("-"),
-                n("M"),
-                n("T"),
-                n("U")
+                c.added, c.removed, c.modified, c.retyped, c.metadata
             ),
         )?;
     }
@@ -290,15 +285,7 @@ pub fn find_entry(item: &Item, path: &[u8], dec: &Decrypt) -> Result<Option<Entr
     let Some(loc) = item.index() else {
         return Ok(None);
     };
-    let mut r = open_index(&loc, dec)?;
-    while let Some(e) = r.next_entry()? {
-        match cmp_paths(&e.path, path) {
-            Ordering::Less => continue,
-            Ordering::Equal => return Ok(Some(e)),
-            Ordering::Greater => return Ok(None),
-        }
-    }
-    Ok(None)
+    crate::indexes::Cursor::new(open_index(&loc, dec)?)?.seek(path, |_| {})
 }
 
 /// Walks two indexes in one merge pass and calls `seen` with each change
