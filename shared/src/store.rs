@@ -37,6 +37,11 @@ pub fn locate(flag: Option<&Path>, from_config: Option<&str>) -> PathBuf {
     std::path::absolute(&chosen).unwrap_or(chosen)
 }
 
+/// The suffix of a pin, a small file beside a record (`<id>.pin`, in the
+/// store or at a destination): `snap-restore pin` writes it, snap-prune keeps
+/// what it pins.
+pub const PIN: &str = ".pin";
+
 impl Store {
     pub fn new(root: impl Into<PathBuf>) -> Store {
         Store { root: root.into() }

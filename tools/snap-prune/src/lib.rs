@@ -409,15 +409,12 @@ fn check_forgettable(cli: &Cli, jobs: &[Result<Job>]) -> Result<()> {
         for target in job.targets.iter().filter(|t| forget_here(cli, t)) {
             for group in target.scan(cli.set.as_deref())? {
                 plan::forget(target, &group, &cli.forget)?;
-                let named = plan::named_in(target, &group, &cli.forget);
-                for (e, n) in group.entries.iter().zip(named) {
-                    if n {
-                        found.insert(match target {
-                            Target::Disks { .. } => format!("disks/{}/{}", group.set, e.id),
-                            _ => format!("{}/{}", group.set, e.id),
-                        });
-                    }
-                }
+                found.extend(
+                    group
+                        .entries
+                        .iter()
+                        .map(|e| plan::name_of(target, &group, e)),
+                );
             }
         }
     }

@@ -72,16 +72,23 @@ pub fn plan(
     Ok(decisions)
 }
 
-/// The `--forget` names a group holds: `SET/ID`, or `disks/DISK/NAME` for a disk.
+/// The name `--forget` gives an entry: `SET/ID`, or `disks/DISK/NAME` for a disk snapshot.
+pub fn name_of(target: &Target, group: &Group, e: &Entry) -> String {
+    match target {
+        Target::Disks { .. } => format!("disks/{}/{}", group.set, e.id),
+        _ => format!("{}/{}", group.set, e.id),
+    }
+}
+
+/// Which entries of a group the `--forget` names name.
 pub fn named_in(target: &Target, group: &Group, names: &[String]) -> Vec<bool> {
-    let prefix = match target {
-        Target::Disks { .. } => format!("disks/{}/", group.set),
-        _ => format!("{}/", group.set),
-    };
     group
         .entries
         .iter()
-        .map(|e| names.iter().any(|n| *n == format!("{prefix}{}", e.id)))
+        .map(|e| {
+            let name = name_of(target, group, e);
+            names.contains(&name)
+        })
         .collect()
 }
 

@@ -56,8 +56,7 @@ pub struct Entry {
     pub pinned: bool,
 }
 
-/// The suffix of a pin, beside a record: `<id>.pin`.
-pub const PIN: &str = ".pin";
+pub use snap_shared::store::PIN;
 
 /// The snapshots of one set, oldest first.
 #[derive(Debug, Clone, PartialEq)]

@@ -54,7 +54,12 @@ fn record_of(source: &Source, name: &str, archive: bool) -> Result<(Loc, String,
 /// The pin file of the snapshot NAME names.
 pub fn pin_loc(source: &Source, name: &str, archive: bool) -> Result<(Loc, String)> {
     let (json, id, what) = record_of(source, name, archive)?;
-    Ok((json.sibling(&format!("{id}.pin")), what))
+    Ok((pin_beside(&json, &id), what))
+}
+
+/// The pin of the record at `json`.
+fn pin_beside(json: &Loc, id: &str) -> Loc {
+    json.sibling(&format!("{id}{}", snap_shared::store::PIN))
 }
 
 /// A tag: no commas (snap-prune's `--keep-tag a,b` splits on them), no spaces or controls.
@@ -231,7 +236,7 @@ impl Pin {
 
 /// The pin of a record at `json`, if there is one.
 pub fn read_pin(json: &Loc, id: &str) -> Option<Pin> {
-    let bytes = json.sibling(&format!("{id}.pin")).read_all().ok()?;
+    let bytes = pin_beside(json, id).read_all().ok()?;
     let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     Some(Pin {
         reason: v["reason"].as_str().map(str::to_string),
