@@ -15,7 +15,7 @@ use snap_cli::Reporter;
 use snap_shared::error::{Error, Exit, Result};
 use snap_shared::size::human_bytes;
 
-use super::{Shared, blocking, check_post, failed, page, refuse, respond};
+use super::{Shared, blocking, check_post, check_writable, failed, page, refuse, respond};
 use crate::source::Source;
 
 /// A form's fields: what to change on which snapshot.
@@ -115,11 +115,8 @@ pub(super) async fn delete_form(
     State(s): State<Arc<Shared>>,
     Query(f): Query<DeleteForm>,
 ) -> Response {
-    if !s.allow_changes {
-        return refuse(
-            StatusCode::FORBIDDEN,
-            "read-only: start the server with --allow-changes\n",
-        );
+    if let Some(r) = check_writable(&s) {
+        return r;
     }
     let s2 = s.clone();
     let page = blocking(move || {

@@ -43,7 +43,8 @@ struct Shared {
     /// The Host header values this server answers to.
     hosts: Vec<String>,
     /// The last timeline page and what it was made from.
-    page: std::sync::Mutex<Option<(Vec<u128>, Arc<String>)>>,
+    /// (Bytes: sending it shares the buffer, never copies the megabytes.)
+    page: std::sync::Mutex<Option<(Vec<u128>, bytes::Bytes)>>,
     /// The destinations' listings and when they were made (a bucket is
     /// listed at most every few minutes, not on every page).
     dests: std::sync::Mutex<Option<(std::time::Instant, Vec<crate::timeline::dests::DestView>)>>,
@@ -294,13 +295,17 @@ fn check_post(s: &Shared, csrf: &str) -> Option<Response> {
             "a valid CSRF token is needed\n",
         ));
     }
-    if !s.allow_changes {
-        return Some(refuse(
+    check_writable(s)
+}
+
+/// Refuses what changes things (and the forms leading there) on a read-only server.
+fn check_writable(s: &Shared) -> Option<Response> {
+    (!s.allow_changes).then(|| {
+        refuse(
             StatusCode::FORBIDDEN,
             "read-only: start the server with --allow-changes\n",
-        ));
-    }
-    None
+        )
+    })
 }
 
 /// An error as a page: what went wrong, one line.
@@ -314,7 +319,7 @@ fn failed(e: Error) -> Response {
 }
 
 /// A made page, or the error as one.
-fn respond(page: Result<String>) -> Response {
+fn respond(page: Result<impl IntoResponse>) -> Response {
     match page {
         Ok(p) => Html(p).into_response(),
         Err(e) => failed(e),
@@ -371,12 +376,12 @@ async fn timeline_page(State(s): State<Arc<Shared>>) -> Response {
             csrf: s2.csrf.clone(),
             allow_changes: s2.allow_changes,
         };
-        let p = Arc::new(crate::timeline::html::render_live(&t, Some(&live)));
+        let p = bytes::Bytes::from(crate::timeline::html::render_live(&t, Some(&live)));
         *s2.page.lock().unwrap_or_else(|e| e.into_inner()) = Some((key, p.clone()));
         Ok(p)
     })
     .await;
-    respond(page.map(|p| p.as_str().to_owned()))
+    respond(page)
 }
 
 /// A query value, percent-encoded (paths may hold `&`, `#`, spaces).

@@ -26,7 +26,7 @@ use snap_shared::error::{Error, Result};
 use snap_shared::size::human_bytes;
 use snap_shared::store::Store;
 
-use super::{Shared, blocking, check_post, failed, page, refuse, respond};
+use super::{Shared, blocking, check_post, check_writable, failed, page, refuse, respond};
 use crate::preview::{Action, Preview};
 use crate::restore::Watch;
 use crate::source::Source;
@@ -129,11 +129,8 @@ pub(super) async fn form(
     let Some(name) = q.get("name") else {
         return refuse(StatusCode::BAD_REQUEST, "give name=SET/ID\n");
     };
-    if !s.allow_changes {
-        return refuse(
-            StatusCode::FORBIDDEN,
-            "read-only: start the server with --allow-changes\n",
-        );
+    if let Some(r) = check_writable(&s) {
+        return r;
     }
     let body = html! {
         h2 { "Restore " (name) }
