@@ -53,16 +53,35 @@ fn files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Changes one file in a hundred (a new inode: the corpus keeps its
-/// content), adds 100 and removes 100; returns a changed file.
+/// A hard-linked copy of a corpus to change (`<targets>/NAME-src/tree`)
+/// and a fresh store beside it (`NAME-store`): the work folder, the store, the tree.
+fn workspace(args: &Args, base: &Path, corpus_name: &str, name: &str) -> Result<[PathBuf; 3]> {
+    let corpus = corpus(base, corpus_name, args)?;
+    let work = base.join(format!("targets/{name}-src"));
+    let store = base.join(format!("targets/{name}-store"));
+    fresh_dir(&work)?;
+    fresh_dir(&store)?;
+    let tree = work.join("tree");
+    crate::bench::quiet(Command::new("cp").arg("-al").arg(&corpus).arg(&tree))?;
+    Ok([work, store, tree])
+}
+
+/// Appends `tail` to a file of the hard-linked copy as a new inode (the
+/// corpus keeps its content).
+fn append_as_new(f: &Path, tail: &[u8]) -> Result {
+    let io = |e: std::io::Error| format!("{}: {e}", f.display());
+    let mut data = fs::read(f).map_err(io)?;
+    data.extend_from_slice(tail);
+    fs::remove_file(f).map_err(io)?;
+    fs::write(f, &data).map_err(io)
+}
+
+/// Changes one file in a hundred, adds 100 and removes 100; returns a changed file.
 fn change(tree: &Path) -> Result<PathBuf> {
     let all = files(tree);
     let io = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
     for f in all.iter().step_by(100) {
-        let mut data = fs::read(f).map_err(|e| io(f, e))?;
-        data.extend_from_slice(b"\n// changed for the diff bench\n");
-        fs::remove_file(f).map_err(|e| io(f, e))?;
-        fs::write(f, &data).map_err(|e| io(f, e))?;
+        append_as_new(f, b"\n// changed for the diff bench\n")?;
     }
     for f in all.iter().skip(50).step_by(all.len() / 100).take(100) {
         fs::remove_file(f).map_err(|e| io(f, e))?;
@@ -115,13 +134,7 @@ fn pages(served: &Served, path: &str, runs: usize) -> Result<(f64, f64)> {
 /// History and search on a set of MANY snapshots of tree-small-10pct
 /// (10 files changed between each two): median and p99 of 50 GETs each.
 fn many_rows(args: &Args, base: &Path) -> Result<String> {
-    let corpus = corpus(base, "tree-small-10pct", args)?;
-    let work = base.join("targets/history-src");
-    let store = base.join("targets/history-store");
-    fresh_dir(&work)?;
-    fresh_dir(&store)?;
-    let tree = work.join("tree");
-    crate::bench::quiet(Command::new("cp").arg("-al").arg(&corpus).arg(&tree))?;
+    let [work, store, tree] = workspace(args, base, "tree-small-10pct", "history")?;
     eprintln!("xtask: timeline: {MANY} snapshots of tree-small-10pct for the history rows");
     let all = files(&tree);
     // Three quarters into the index: a history reads most of each index.
@@ -143,10 +156,7 @@ fn many_rows(args: &Args, base: &Path) -> Result<String> {
             .chain([&changed])
             .chain(this_time)
         {
-            let mut data = fs::read(f).map_err(|e| e.to_string())?;
-            data.extend_from_slice(format!("// round {round}\n").as_bytes());
-            fs::remove_file(f).map_err(|e| e.to_string())?;
-            fs::write(f, &data).map_err(|e| e.to_string())?;
+            append_as_new(f, format!("// round {round}\n").as_bytes())?;
             // Dated in the past, as a change an hour before a snapshot is: a
             // file written in the second before a snapshot is copied again by
             // the next one too (its mtime cannot be trusted yet).
@@ -208,13 +218,7 @@ fn enc(s: &str) -> String {
 
 /// The rows, as markdown.
 pub fn run(args: &Args, base: &Path) -> Result<String> {
-    let corpus = corpus(base, "tree-small", args)?;
-    let work = base.join("targets/diff-src");
-    let store = base.join("targets/diff-store");
-    fresh_dir(&work)?;
-    fresh_dir(&store)?;
-    let tree = work.join("tree");
-    crate::bench::quiet(Command::new("cp").arg("-al").arg(&corpus).arg(&tree))?;
+    let [work, store, tree] = workspace(args, base, "tree-small", "diff")?;
     eprintln!("xtask: timeline: two snapshots of tree-small for the diff rows");
     let a = collect(&store, &tree)?;
     let changed = change(&tree)?;

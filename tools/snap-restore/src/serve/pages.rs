@@ -438,17 +438,17 @@ fn versions(items: &[Item], path: &str) -> Result<Vec<Option<snap_shared::index:
 }
 
 /// What identifies a version of a file: kind, size, content, target, mode.
-fn version(e: &Option<snap_shared::index::Entry>) -> Option<String> {
-    e.as_ref().map(|e| {
-        format!(
-            "{:?} {} {:?} {:?} {:o}",
-            e.kind,
-            e.size,
-            e.sha256.map(|d| d.to_hex()),
-            e.target,
-            e.mode
-        )
-    })
+type Version<'a> = (
+    snap_shared::index::EntryType,
+    u64,
+    Option<snap_shared::hash::Sha256Digest>,
+    Option<&'a [u8]>,
+    u32,
+);
+
+fn version(e: &Option<snap_shared::index::Entry>) -> Option<Version<'_>> {
+    e.as_ref()
+        .map(|e| (e.kind, e.size, e.sha256, e.target.as_deref(), e.mode))
 }
 
 fn history_markup(
