@@ -156,7 +156,7 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         html: Option<PathBuf>,
     },
-    /// The timeline, live, on a local web server: diffs of any two snapshots, and edits with --allow-changes
+    /// The timeline, live, on a local web server: diffs, file history and search; restores, deletes and edits with --allow-changes
     Serve {
         /// Where to listen (loopback unless --allow-remote)
         #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8765")]
@@ -164,7 +164,7 @@ pub enum Command {
         /// Allow a --listen address other machines can reach (a warning is printed)
         #[arg(long)]
         allow_remote: bool,
-        /// Allow tagging, describing, pinning and unpinning from the page (read-only otherwise)
+        /// Allow restoring, deleting, tagging, describing, pinning and unpinning from the page (read-only otherwise)
         #[arg(long)]
         allow_changes: bool,
     },
