@@ -19,21 +19,8 @@ const MANY: usize = 50;
 
 /// One snapshot of `src` into set `d`; returns its id.
 fn collect(store: &Path, src: &Path) -> Result<String> {
-    let out = Command::new(bin("snap-collect"))
-        .arg("--store")
-        .arg(store)
-        .args(["--min-free", "0", "--name", "d", "-q"])
-        .arg(src)
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        return Err(format!(
-            "snap-collect: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
-    Ok(v["id"].as_str().unwrap_or_default().to_string())
+    let rec = crate::bench_pack::collect(store, "d", src)?;
+    Ok(rec["id"].as_str().unwrap_or_default().to_string())
 }
 
 /// Every file under `dir`, sorted.

@@ -42,17 +42,11 @@ fn size_mib(path: &Path) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-/// Collects the corpus once into its own store; returns (store, snapshot tree).
-fn snapshot(base: &Path, name: &str, tree: &Path) -> Result<(PathBuf, PathBuf)> {
-    let store = base.join("pack-store").join(name);
-    let _ = Command::new("chmod")
-        .args(["-R", "u+w"])
-        .arg(&store)
-        .status();
-    let _ = fs::remove_dir_all(&store);
+/// One snapshot of `tree` as set `set` into `store` (release snap-collect); its record.
+pub(crate) fn collect(store: &Path, set: &str, tree: &Path) -> Result<serde_json::Value> {
     let out = Command::new(bin("snap-collect"))
-        .args(["--min-free", "0", "-q", "--name", "b", "--store"])
-        .arg(&store)
+        .args(["--min-free", "0", "-q", "--name", set, "--store"])
+        .arg(store)
         .arg(tree)
         .output()
         .map_err(|e| e.to_string())?;
@@ -62,7 +56,18 @@ fn snapshot(base: &Path, name: &str, tree: &Path) -> Result<(PathBuf, PathBuf)> 
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    let rec: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+    serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())
+}
+
+/// Collects the corpus once into its own store; returns (store, snapshot tree).
+fn snapshot(base: &Path, name: &str, tree: &Path) -> Result<(PathBuf, PathBuf)> {
+    let store = base.join("pack-store").join(name);
+    let _ = Command::new("chmod")
+        .args(["-R", "u+w"])
+        .arg(&store)
+        .status();
+    let _ = fs::remove_dir_all(&store);
+    let rec = collect(&store, "b", tree)?;
     let snap_tree = PathBuf::from(rec["path"].as_str().unwrap_or_default());
     Ok((store, snap_tree))
 }
