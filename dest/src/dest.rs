@@ -11,6 +11,7 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -90,6 +91,20 @@ pub struct Dest {
     /// The lock this process holds here, checked before every removal and
     /// every create-only publication.
     pub(crate) fence: Option<Fence>,
+}
+
+/// The bytes of `ranges` of a file, by pread, in the order asked.
+pub fn read_file_ranges(path: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    ranges
+        .iter()
+        .map(|r| {
+            let mut buf = vec![0; (r.end - r.start) as usize];
+            std::os::unix::fs::FileExt::read_exact_at(&file, &mut buf, r.start)
+                .map(|()| Bytes::from(buf))
+                .map_err(|e| Error::io(path, e))
+        })
+        .collect()
 }
 
 /// The tokio runtime every bucket operation of a process runs on.
@@ -264,6 +279,42 @@ impl Dest {
                     &b.rt,
                     result.into_stream(),
                 )))
+            }
+        }
+    }
+
+    /// The bytes of `ranges` of an object, in the order asked: pread on a
+    /// folder, ranged GETs on a bucket (concurrently, each retried like any
+    /// request). A range past the end is an error, not a short answer.
+    pub fn read_ranges(&self, rel: &str, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
+        match &self.backend {
+            Backend::Folder(root) => read_file_ranges(&root.join(rel), ranges),
+            Backend::Bucket(b) => {
+                let key = b.key(rel);
+                let gets = ranges.iter().map(|r| {
+                    let (store, key, r) = (b.store.clone(), key.clone(), r.clone());
+                    async move { store.get_range(&key, r).await }
+                });
+                let results: Vec<_> = b.rt.block_on(
+                    futures::stream::iter(gets)
+                        .buffered(b.concurrency)
+                        .collect(),
+                );
+                results
+                    .into_iter()
+                    .zip(ranges)
+                    .map(|(got, r)| {
+                        let got = got.map_err(|e| self.error(rel, e))?;
+                        match got.len() as u64 == r.end - r.start {
+                            true => Ok(got),
+                            false => Err(Error::new(
+                                Exit::Data,
+                                self.show(rel),
+                                format!("asked for bytes {}..{}, got {}", r.start, r.end, got.len()),
+                            )),
+                        }
+                    })
+                    .collect()
             }
         }
     }

@@ -35,6 +35,18 @@ pub fn seek_table(frames: &[Frame]) -> Vec<u8> {
     t
 }
 
+/// The whole seek table's size, from the last 9 bytes of a stream (its
+/// footer); `None` when they are not a seekable footer.
+pub fn table_size(footer: &[u8]) -> Option<u64> {
+    let n = footer.len();
+    if n < 9 || u32::from_le_bytes(footer[n - 4..].try_into().ok()?) != SEEKABLE_MAGIC {
+        return None;
+    }
+    let count = u32::from_le_bytes(footer[n - 9..n - 5].try_into().ok()?) as u64;
+    let width = if footer[n - 5] & 0x80 != 0 { 12 } else { 8 };
+    Some(8 + count * width + 9)
+}
+
 /// Reads a seek table from the end of a seekable stream (`tail` holds at
 /// least the table); `None` when the stream has none.
 pub fn read_seek_table(tail: &[u8]) -> Option<Vec<Frame>> {
@@ -81,6 +93,8 @@ mod tests {
         let mut stream = b"frames before".to_vec();
         stream.extend(seek_table(&frames));
         assert_eq!(read_seek_table(&stream).unwrap(), frames);
+        assert_eq!(table_size(&stream), Some(seek_table(&frames).len() as u64));
+        assert_eq!(table_size(b"no footer"), None);
         assert!(read_seek_table(b"no table here at all, none").is_none());
         assert!(read_seek_table(b"short").is_none());
     }

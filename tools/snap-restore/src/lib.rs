@@ -15,6 +15,7 @@ pub mod loc;
 pub mod members;
 pub mod preview;
 pub mod restore;
+pub mod seeking;
 pub mod serve;
 pub mod source;
 pub mod stream;

@@ -90,6 +90,29 @@ impl Loc {
         }
     }
 
+    /// The bytes of `ranges`, in the order asked: pread here, ranged GETs at a bucket.
+    pub fn read_ranges(&self, ranges: &[std::ops::Range<u64>]) -> Result<Vec<bytes::Bytes>> {
+        match self {
+            Loc::Path(p) => snap_dest::dest::read_file_ranges(p, ranges),
+            Loc::Object(d, key) => d.read_ranges(key, ranges),
+        }
+    }
+
+    /// Its size in bytes.
+    pub fn size(&self) -> Result<u64> {
+        match self {
+            Loc::Path(p) => Ok(std::fs::metadata(p).map_err(|e| Error::io(p, e))?.len()),
+            Loc::Object(d, key) => match d.head(key)? {
+                Some(m) => Ok(m.size),
+                None => Err(Error::new(
+                    snap_shared::error::Exit::NoInput,
+                    self.show(),
+                    "not found",
+                )),
+            },
+        }
+    }
+
     /// Writes a small file whole (a record, a pin): atomically on a folder
     /// (temporary name, fsync, rename), in one PUT at a bucket.
     pub fn write_small(&self, data: &[u8]) -> Result<()> {

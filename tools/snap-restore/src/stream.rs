@@ -4,9 +4,8 @@
 //! computed as it is read ([`Tap`]), so checking the archive checksum costs no
 //! second read.
 
-use std::cell::RefCell;
 use std::io::{self, BufRead, BufReader, Read};
-use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
@@ -15,6 +14,7 @@ use snap_shared::error::{Error, Result};
 use snap_shared::hash::Sha256Digest;
 
 use crate::loc::{Loc, Named};
+use crate::seeking::{self, Layout};
 
 /// What was read of the raw file: its digest so far.
 #[derive(Default)]
@@ -30,13 +30,17 @@ impl Tap {
 
 struct Tapped<R> {
     inner: R,
-    tap: Rc<RefCell<Tap>>,
+    tap: Arc<Mutex<Tap>>,
 }
 
 impl<R: Read> Read for Tapped<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.tap.borrow_mut().hasher.update(&buf[..n]);
+        self.tap
+            .lock()
+            .expect("the tap is never poisoned")
+            .hasher
+            .update(&buf[..n]);
         Ok(n)
     }
 }
@@ -44,7 +48,7 @@ impl<R: Read> Read for Tapped<R> {
 /// An opened archive: the tar bytes, and the tap on the raw file.
 pub struct Opened {
     pub tar: Box<dyn Read>,
-    pub tap: Rc<RefCell<Tap>>,
+    pub tap: Arc<Mutex<Tap>>,
     /// `zstd`, `gzip` or `none`.
     pub compression: &'static str,
     pub encrypted: bool,
@@ -83,8 +87,14 @@ fn peek<R: BufRead>(r: &mut R, what: &Loc) -> Result<Vec<u8>> {
 
 /// Opens `path` for reading its tar stream, decrypting with `dec` when it is an age file.
 pub fn open(path: &Loc, dec: &Decrypt) -> Result<Opened> {
+    open_framed(path, dec, None)
+}
+
+/// [`open`], decoding the frames of a seekable archive on every core when
+/// its `layout` is known (see [`crate::seeking`]).
+pub fn open_framed(path: &Loc, dec: &Decrypt, layout: Option<Arc<Layout>>) -> Result<Opened> {
     let file = path.open()?;
-    let tap = Rc::new(RefCell::new(Tap::default()));
+    let tap = Arc::new(Mutex::new(Tap::default()));
     let tapped = Tapped {
         inner: file,
         tap: tap.clone(),
@@ -92,7 +102,7 @@ pub fn open(path: &Loc, dec: &Decrypt) -> Result<Opened> {
     let mut raw = BufReader::with_capacity(1 << 20, tapped);
     let head = peek(&mut raw, path)?;
     let encrypted = is_age(&head);
-    let mut plain: Box<dyn BufRead> = if encrypted {
+    let mut plain: Box<dyn BufRead + Send> = if encrypted {
         let what = path.show();
         Box::new(BufReader::with_capacity(
             1 << 20,
@@ -102,7 +112,11 @@ pub fn open(path: &Loc, dec: &Decrypt) -> Result<Opened> {
         Box::new(raw)
     };
     let head = peek(&mut plain, path)?;
-    let (tar, compression): (Box<dyn Read>, &'static str) = if head.starts_with(ZSTD) {
+    let (tar, compression): (Box<dyn Read>, &'static str) = if let Some(layout) = layout
+        && head.starts_with(ZSTD)
+    {
+        (Box::new(seeking::whole(layout, plain)), "zstd")
+    } else if head.starts_with(ZSTD) {
         let d = zstd::Decoder::with_buffer(plain).map_err(|e| corrupt(path, e))?;
         (Box::new(d), "zstd")
     } else if head.starts_with(GZIP) {

@@ -164,7 +164,8 @@ impl<'a> Verifier<'a> {
             return self.imported(&rec, &data, &index);
         }
         let mut cursor = Cursor::new(open_index(&index, self.dec)?)?;
-        let opened = stream::open(&data, self.dec)?;
+        let layout = crate::seeking::of_item(item, self.dec)?.map(|s| s.layout);
+        let opened = stream::open_framed(&data, self.dec, layout)?;
         let tap = opened.tap.clone();
         let mut archive = tar::Archive::new(opened.tar);
         let mut missing = Vec::new();
@@ -204,12 +205,12 @@ impl<'a> Verifier<'a> {
     fn check_checksum(
         &mut self,
         mut rest: impl io::Read,
-        tap: &std::rc::Rc<std::cell::RefCell<stream::Tap>>,
+        tap: &std::sync::Arc<std::sync::Mutex<stream::Tap>>,
         rec: &snap_shared::record::ArchiveRecord,
         data: &Loc,
     ) -> Result<Sha256Digest> {
         io::copy(&mut rest, &mut io::sink()).map_err(|e| corrupt(data, e))?;
-        let digest = tap.borrow().digest();
+        let digest = tap.lock().expect("the tap is never poisoned").digest();
         if digest.to_hex() != rec.sha256 {
             self.bad(
                 &data.show(),
@@ -293,7 +294,7 @@ impl<'a> Verifier<'a> {
             }
         }
         finish(archive).map_err(|e| corrupt(path, e))?;
-        let digest = tap.borrow().digest();
+        let digest = tap.lock().expect("the tap is never poisoned").digest();
         match sums_beside(path) {
             Some(want) if want != digest => self.bad(
                 &path.display().to_string(),
