@@ -7,6 +7,7 @@
 //! `verified` / `restored` records on stdout and talk to people on stderr.
 
 pub mod annotate;
+pub mod cat;
 pub mod disk;
 pub mod holes;
 pub mod import;
@@ -228,6 +229,17 @@ pub enum Command {
         /// Tag it (repeatable; snap-prune --keep-tag keeps tagged ones)
         #[arg(short, long = "tag", value_name = "TAG", action = ArgAction::Append)]
         tags: Vec<String>,
+    },
+    /// Write one file of a snapshot or archive to stdout, checked against its sha256 (from a seekable archive, only the frames holding it are read)
+    Cat {
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// The file, inside the snapshot (e.g. home/me/.bashrc)
+        #[arg(value_name = "PATH")]
+        path: String,
+        /// NAME means an archive even where a snapshot has the same id
+        #[arg(long)]
+        archive: bool,
     },
     /// Restore a snapshot or archive (or any tar) into a folder
     Restore {
@@ -514,6 +526,15 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
                 )),
                 None => Ok(Exit::Ok),
             }
+        }
+        Command::Cat {
+            name,
+            path,
+            archive,
+        } => {
+            let dec = decryption(g)?;
+            cat::cat(&source, name, path, *archive, &dec, &mut stdout)?;
+            Ok(Exit::Ok)
         }
         Command::Restore {
             name,

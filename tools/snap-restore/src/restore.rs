@@ -80,6 +80,8 @@ pub struct Restorer<'a> {
     written: Written,
     /// The same counts for someone watching from another thread (`serve`).
     pub watch: Option<std::sync::Arc<Watch>>,
+    /// Files named as not restored, so none is named twice.
+    failed: std::collections::HashSet<Vec<u8>>,
 }
 
 /// Files and bytes written so far, readable from another thread while a restore runs.
@@ -145,6 +147,7 @@ impl<'a> Restorer<'a> {
             fatal: None,
             written: Written::default(),
             watch: None,
+            failed: Default::default(),
         }
     }
 
@@ -201,6 +204,7 @@ impl<'a> Restorer<'a> {
 
     fn refused(&mut self, path: &[u8], refused: Refused) {
         self.tally.errors += 1;
+        self.failed.insert(path.to_vec());
         if let Refused::Io(e) = &refused
             && ends_the_run(e)
         {
@@ -231,6 +235,10 @@ impl<'a> Restorer<'a> {
             Refused::Cannot(why) => {
                 self.tally.bad_data += 1;
                 format!("not restored: it {why}")
+            }
+            Refused::Source(e) if is_damage(&e) => {
+                self.tally.bad_data += 1;
+                snap_shared::error::io_cause(&e)
             }
             Refused::Source(e) | Refused::Io(e) => snap_shared::error::io_cause(&e),
         };
@@ -300,6 +308,7 @@ impl<'a> Restorer<'a> {
         while let Some(e) = reader.next_entry()? {
             if e.kind == EntryType::File
                 && self.select.wants(&e.path)
+                && !self.failed.contains(&e.path)
                 && !self.target.has_file(&e.path)
             {
                 self.tally.errors += 1;
@@ -321,7 +330,13 @@ impl<'a> Restorer<'a> {
             true => None,
             false => Some(Cursor::new(open_index(&own_index, self.dec)?)?),
         };
-        let opened = stream::open(&data, self.dec)?;
+        let seekable = crate::seeking::of_item(link, self.dec)?;
+        let layout = match seekable {
+            Some(s) if !self.select.is_all() => return self.members_by_frames(link, s, fin, own),
+            Some(s) => Some(s.layout),
+            None => None,
+        };
+        let opened = stream::open_framed(&data, self.dec, layout)?;
         let mut archive = tar::Archive::new(opened.tar);
         let entries = archive.entries().map_err(|e| corrupt(&data, e))?;
         for entry in entries {
@@ -344,7 +359,59 @@ impl<'a> Restorer<'a> {
                     continue;
                 }
             }
-            self.put_file(&path, &f, &mut entry, &data)?;
+            self.put_file(&path, &f, &mut entry, &data, true)?;
+            self.stop_if_fatal()?;
+        }
+        self.drain_writers(true);
+        self.stop_if_fatal()
+    }
+
+    /// Writes, from a seekable archive of a chain, the chosen files whose
+    /// content there is the final one, reading only the frames that hold
+    /// them. A damaged frame fails the files in it, each named; the rest
+    /// are restored.
+    fn members_by_frames(
+        &mut self,
+        link: &Item,
+        archive: crate::seeking::Seekable,
+        mut fin: Cursor,
+        own: Option<Cursor>,
+    ) -> Result<()> {
+        let data = link.data();
+        let own_index = link.index().expect("archives have an index");
+        // Where every member starts (a member ends where the next begins),
+        // and the files to take from this archive.
+        let mut starts = Vec::new();
+        let mut wanted = Vec::new();
+        let mut reader = open_index(&own_index, self.dec)?;
+        while let Some(e) = reader.next_entry()? {
+            let Some(at) = e.tar_offset else { continue };
+            starts.push(at);
+            if e.kind != EntryType::File || !self.select.wants(&e.path) {
+                continue;
+            }
+            let f = match own {
+                None => Some(e),
+                Some(_) => fin
+                    .seek(&e.path, |_| {})?
+                    .filter(|f| f.kind == EntryType::File && f.sha256 == e.sha256),
+            };
+            if let Some(f) = f {
+                wanted.push((at, f));
+            }
+        }
+        starts.sort_unstable();
+        let frames = crate::seeking::frames_for(&archive.layout, &starts, wanted.iter().map(|w| w.0));
+        let mut stream = archive.frames(frames);
+        for (at, f) in wanted {
+            stream.skip_to(at).map_err(|e| corrupt(&data, e))?;
+            let put = crate::seeking::with_member(&mut stream, &f.path, |member| {
+                self.put_file(&f.path, &f, member, &data, false)
+            });
+            match put {
+                Ok(done) => done?,
+                Err(e) => self.refused(&f.path, Refused::Source(e)),
+            }
             self.stop_if_fatal()?;
         }
         self.drain_writers(true);
@@ -352,8 +419,17 @@ impl<'a> Restorer<'a> {
     }
 
     /// Writes one file of an archive through the writer threads: small ones
-    /// whole, large ones as chunks while this thread reads on.
-    fn put_file(&mut self, path: &[u8], f: &Entry, entry: &mut dyn Read, data: &Loc) -> Result<()> {
+    /// whole, large ones as chunks while this thread reads on. A read error
+    /// ends the run when `reads_end_run` (a stream cannot go on past it);
+    /// otherwise it fails this file only, named.
+    fn put_file(
+        &mut self,
+        path: &[u8],
+        f: &Entry,
+        entry: &mut dyn Read,
+        data: &Loc,
+        reads_end_run: bool,
+    ) -> Result<()> {
         if self.writers.is_none() {
             let w = Writers::start(&self.target.path, self.target.overwrites(), WRITERS)
                 .map_err(|e| Error::io(&self.target.path, e))?;
@@ -367,34 +443,29 @@ impl<'a> Restorer<'a> {
             size: f.size,
             data,
         };
-        if f.size <= SMALL {
+        let read = if f.size <= SMALL {
             let mut bytes = Vec::with_capacity(f.size as usize);
-            entry
-                .take(f.size)
-                .read_to_end(&mut bytes)
-                .map_err(|e| corrupt(data, e))?;
-            writers.send(job(Data::Bytes(bytes)));
+            let read = entry.take(f.size).read_to_end(&mut bytes);
+            if read.is_ok() {
+                writers.send(job(Data::Bytes(bytes)));
+            }
+            read.map(|_| ())
         } else {
             let (tx, rx) = crossbeam_channel::bounded(CHUNKS);
             writers.send(job(Data::Chunks(rx)));
-            let mut left = f.size;
-            while left > 0 {
-                let mut chunk = Vec::with_capacity(SMALL as usize);
-                let n = entry
-                    .take(left.min(SMALL))
-                    .read_to_end(&mut chunk)
-                    .map_err(|e| corrupt(data, e))?;
-                if n == 0 {
-                    break;
-                }
-                left -= n as u64;
-                // A writer that refused the file dropped its end: skip the rest.
-                if tx.send(chunk).is_err() {
-                    break;
-                }
+            let read = send_chunks(entry, f.size, &tx);
+            if let Err(e) = &read {
+                // The writer names the file, and keeps none of it.
+                let _ = tx.send(Err(std::io::Error::new(e.kind(), e.to_string())));
             }
+            read
+        };
+        match read {
+            Ok(()) => self.written.add(f.size),
+            Err(e) if reads_end_run => return Err(corrupt(data, e)),
+            Err(e) if f.size <= SMALL => self.refused(path, Refused::Source(e)),
+            Err(_) => {}
         }
-        self.written.add(f.size);
         self.drain_writers(false);
         self.progress();
         Ok(())
@@ -588,6 +659,36 @@ impl<'a> Restorer<'a> {
         end.map_err(|e| corrupt(path, e))?;
         self.check_selection()
     }
+}
+
+/// Whether a read error means damaged data (exit 65), not a failing disk or network.
+fn is_damage(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+    )
+}
+
+/// Sends `size` bytes of `entry` as chunks to a writer (which may stop
+/// taking them: it refused the file).
+fn send_chunks(
+    entry: &mut dyn Read,
+    size: u64,
+    tx: &crossbeam_channel::Sender<std::io::Result<Vec<u8>>>,
+) -> std::io::Result<()> {
+    let mut left = size;
+    while left > 0 {
+        let mut chunk = Vec::with_capacity(SMALL as usize);
+        let n = entry.take(left.min(SMALL)).read_to_end(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        left -= n as u64;
+        if tx.send(Ok(chunk)).is_err() {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// A read error inside a member, naming it.

@@ -294,6 +294,48 @@ pub fn of_item(item: &Item, dec: &Decrypt) -> Result<Option<Seekable>> {
     }
 }
 
+/// The frames holding the members that start at `ats`, given where every
+/// member of the archive starts (`starts`, sorted): a member ends where the
+/// next one begins, the last at the end of the tar.
+pub fn frames_for(layout: &Layout, starts: &[u64], ats: impl Iterator<Item = u64>) -> Vec<usize> {
+    let mut frames: Vec<usize> = ats
+        .flat_map(|at| {
+            let next = starts.partition_point(|&s| s <= at);
+            let end = starts.get(next).copied().unwrap_or(layout.tar_len());
+            layout.covering(at..end)
+        })
+        .collect();
+    frames.sort_unstable();
+    frames.dedup();
+    frames
+}
+
+/// Reads with `read` the member at the stream's position, which the index
+/// says is `path`. An error means this member cannot be had (a damaged
+/// frame, or an index that does not match the archive), not that the
+/// stream is over.
+pub fn with_member<T>(
+    stream: &mut FrameStream,
+    path: &[u8],
+    read: impl FnOnce(&mut dyn Read) -> T,
+) -> io::Result<T> {
+    let mut tar = tar::Archive::new(stream);
+    let mut members = tar.entries()?;
+    let mut member = members.next().unwrap_or_else(|| {
+        Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the archive ends where its index puts it",
+        ))
+    })?;
+    if *member.path_bytes() != *path {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the index places it where the archive holds another member",
+        ));
+    }
+    Ok(read(&mut member))
+}
+
 /// Reads until `buf` is full or the stream ends; how much was read.
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;

@@ -41,12 +41,13 @@ pub struct Job {
 /// A file's bytes: whole, or as chunks still coming.
 pub enum Data {
     Bytes(Vec<u8>),
-    Chunks(Receiver<Vec<u8>>),
+    /// Chunks still coming; an error ends the file (its source broke).
+    Chunks(Receiver<std::io::Result<Vec<u8>>>),
 }
 
 /// Reads the chunks of a streamed file as they arrive.
 struct ChunkReader {
-    chunks: Receiver<Vec<u8>>,
+    chunks: Receiver<std::io::Result<Vec<u8>>>,
     current: Vec<u8>,
     at: usize,
 }
@@ -55,7 +56,7 @@ impl std::io::Read for ChunkReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.at == self.current.len() {
             match self.chunks.recv() {
-                Ok(next) => (self.current, self.at) = (next, 0),
+                Ok(next) => (self.current, self.at) = (next?, 0),
                 // The sender stopped early: the archive ended or broke.
                 Err(_) => return Ok(0),
             }

@@ -1,0 +1,249 @@
+//! `cat`: one file of a snapshot or an archive to stdout, as `restic dump` does.
+//!
+//! From a chain of archives the file comes from the newest archive that
+//! holds its final content. From a seekable archive only the frames that
+//! hold it are read: a few MiB from a bucket, whatever the archive's size.
+//! Older archives and foreign tars are streamed up to the file. The bytes
+//! are checked against the index's sha256 as they go out; since stdout
+//! cannot be taken back, a mismatch is exit 65 after the last byte, naming
+//! the file.
+
+use std::cmp::Ordering;
+use std::io::{Read, Write};
+
+use sha2::{Digest, Sha256};
+
+use snap_shared::crypt::Decrypt;
+use snap_shared::error::{Error, Exit, Result};
+use snap_shared::hash::Sha256Digest;
+use snap_shared::index::{Entry, EntryType, cmp_paths};
+
+use crate::indexes::open_index;
+use crate::loc::Loc;
+use crate::members::{archive, members};
+use crate::restore::{chain_of, sanitize};
+use crate::seeking::{self, Seekable};
+use crate::source::{Item, Source};
+use crate::stream::{self, corrupt};
+
+/// Writes the file `path` of snapshot or archive `name` to `out`.
+pub fn cat(
+    source: &Source,
+    name: &str,
+    path: &str,
+    archive_only: bool,
+    dec: &Decrypt,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let item = source.resolve(name, archive_only)?;
+    let rel = path.trim_matches('/').as_bytes().to_vec();
+    let shown = format!("{}:{}", item.name(), path.trim_matches('/'));
+    let Some(index) = item.index() else {
+        let Item::Foreign { path } = &item else {
+            unreachable!("only foreign tars have no index")
+        };
+        return match from_stream(&Loc::Path(path.clone()), &rel, dec, out, &shown, None)? {
+            true => Ok(()),
+            false => Err(not_found(&shown, &item)),
+        };
+    };
+    let entry = find(&index, &rel, dec)?.ok_or_else(|| not_found(&shown, &item))?;
+    check_is_file(&entry, &shown)?;
+    match &item {
+        Item::Snapshot { .. } => from_tree(&item, &entry, out, &shown),
+        _ if item.is_imported() => {
+            from_stream(&item.data(), &rel, dec, out, &shown, Some(&entry)).map(|_| ())
+        }
+        _ => from_chain(&item, &entry, dec, out, &shown),
+    }
+}
+
+fn not_found(shown: &str, item: &Item) -> Error {
+    Error::new(Exit::NoInput, shown, format!("not in {}", item.name()))
+        .with_hint("paths are inside the snapshot, e.g. home/me/.bashrc; `snap-restore show` lists what it holds")
+}
+
+/// Refuses what is not a regular file, saying what it is.
+fn check_is_file(e: &Entry, shown: &str) -> Result<()> {
+    let why = match e.kind {
+        EntryType::File => return Ok(()),
+        EntryType::Dir => "is a folder".to_string(),
+        EntryType::Symlink => format!(
+            "is a symlink to {}",
+            String::from_utf8_lossy(e.target.as_deref().unwrap_or_default())
+        ),
+        other => format!("is a {other:?}, not a file"),
+    };
+    Err(Error::usage(shown, why).with_hint("restore it with `snap-restore restore --path`"))
+}
+
+/// The entry of `rel` in an index (read up to where it would be).
+fn find(index: &Loc, rel: &[u8], dec: &Decrypt) -> Result<Option<Entry>> {
+    let mut reader = open_index(index, dec)?;
+    while let Some(e) = reader.next_entry()? {
+        match cmp_paths(&e.path, rel) {
+            Ordering::Less => continue,
+            Ordering::Equal => return Ok(Some(e)),
+            Ordering::Greater => break,
+        }
+    }
+    Ok(None)
+}
+
+/// From a snapshot's tree, never through a symlink.
+fn from_tree(item: &Item, e: &Entry, out: &mut dyn Write, shown: &str) -> Result<()> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let tree = item.data();
+    let tree = tree.path().expect("trees are local");
+    let root = rustix::fs::open(
+        tree,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|err| Error::io(tree, err.into()))?;
+    let fd = rustix::fs::openat2(
+        &root,
+        <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&e.path),
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH,
+    )
+    .map_err(|err| Error::io_ctx(shown, err.into()))?;
+    let mut file = std::fs::File::from(fd);
+    copy_checked(&mut file, e.size, e.sha256, out, shown, &item.data())
+}
+
+/// From the archive of the chain that holds the final content.
+fn from_chain(
+    item: &Item,
+    fin: &Entry,
+    dec: &Decrypt,
+    out: &mut dyn Write,
+    shown: &str,
+) -> Result<()> {
+    for link in chain_of(item)?.iter().rev() {
+        let own = link.index().expect("archives have an index");
+        let Some(e) = find(&own, &fin.path, dec)? else {
+            continue;
+        };
+        if e.sha256 != fin.sha256 {
+            continue;
+        }
+        match seeking::of_item(link, dec)? {
+            Some(s) => match e.tar_offset {
+                Some(at) => return by_frames(link, s, at, fin, dec, out, shown),
+                // An older archive of the chain holds it.
+                None => continue,
+            },
+            None => {
+                if from_stream(&link.data(), &fin.path, dec, out, shown, Some(fin))? {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    Err(Error::data(
+        shown,
+        format!("no archive of the chain of {} holds its content", item.name()),
+    ))
+}
+
+/// Reads only the frames holding the member at tar offset `at`.
+fn by_frames(
+    link: &Item,
+    archive: Seekable,
+    at: u64,
+    e: &Entry,
+    dec: &Decrypt,
+    out: &mut dyn Write,
+    shown: &str,
+) -> Result<()> {
+    let data = link.data();
+    let mut starts = Vec::new();
+    let own = link.index().expect("archives have an index");
+    // Where the next member starts bounds this one; the index is in tar order.
+    let mut reader = open_index(&own, dec)?;
+    while let Some(x) = reader.next_entry()? {
+        if let Some(s) = x.tar_offset.filter(|&s| s > at) {
+            starts.push(s);
+            break;
+        }
+    }
+    let frames = seeking::frames_for(&archive.layout, &starts, std::iter::once(at));
+    let mut stream = archive.frames(frames);
+    stream.skip_to(at).map_err(|err| corrupt(&data, err))?;
+    seeking::with_member(&mut stream, &e.path, |m| {
+        copy_checked(m, e.size, e.sha256, out, shown, &data)
+    })
+        .map_err(|err| damaged(shown, err))?
+}
+
+/// A member that cannot be read: damaged data, named by the file.
+fn damaged(shown: &str, err: std::io::Error) -> Error {
+    let e = Error::io_ctx(shown, err);
+    match e.exit {
+        Exit::Io => e,
+        _ => e.with_exit(Exit::Data),
+    }
+}
+
+/// Streams a tar up to the member `rel` and writes it; false when the
+/// archive has no such file.
+fn from_stream(
+    loc: &Loc,
+    rel: &[u8],
+    dec: &Decrypt,
+    out: &mut dyn Write,
+    shown: &str,
+    entry: Option<&Entry>,
+) -> Result<bool> {
+    let opened = stream::open(loc, dec)?;
+    let mut tar = archive(opened.tar);
+    let mut stripped = false;
+    for member in members(&mut tar).map_err(|e| corrupt(loc, e))? {
+        let mut m = member.map_err(|e| corrupt(loc, e))?;
+        if sanitize(&m.path, &mut stripped).ok().flatten().as_deref() != Some(rel) {
+            continue;
+        }
+        let (size, sha) = (m.size, entry.and_then(|e| e.sha256));
+        copy_checked(&mut m, size, sha, out, shown, loc)?;
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+/// Copies exactly `size` bytes to `out`, checking their sha256 where the index has one.
+fn copy_checked(
+    src: &mut dyn Read,
+    size: u64,
+    sha: Option<Sha256Digest>,
+    out: &mut dyn Write,
+    shown: &str,
+    data: &Loc,
+) -> Result<()> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = size;
+    while left > 0 {
+        let want = buf.len().min(left as usize);
+        let n = match src.read(&mut buf[..want]) {
+            Ok(0) => return Err(Error::data(shown, format!("{} ends early", data.show()))),
+            Ok(n) => n,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(damaged(shown, err)),
+        };
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n])
+            .map_err(|err| Error::io_ctx("stdout", err))?;
+        left -= n as u64;
+    }
+    out.flush().map_err(|err| Error::io_ctx("stdout", err))?;
+    let got = Sha256Digest::from_hasher(hasher);
+    match sha {
+        Some(want) if want != got => Err(Error::data(
+            shown,
+            format!("content does not match its sha256 (got {got}, the index says {want}); what was written is damaged"),
+        )),
+        _ => Ok(()),
+    }
+}
