@@ -310,7 +310,12 @@ impl Dest {
                             false => Err(Error::new(
                                 Exit::Data,
                                 self.show(rel),
-                                format!("asked for bytes {}..{}, got {}", r.start, r.end, got.len()),
+                                format!(
+                                    "asked for bytes {}..{}, got {}",
+                                    r.start,
+                                    r.end,
+                                    got.len()
+                                ),
                             )),
                         }
                     })

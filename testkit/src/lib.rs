@@ -342,6 +342,8 @@ pub struct Fault {
 pub struct FaultProxy {
     pub port: u16,
     pub injected: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Bytes the server sent back through the proxy (heads and bodies).
+    pub sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl FaultProxy {
@@ -351,16 +353,21 @@ impl FaultProxy {
         let port = listener.local_addr().unwrap().port();
         let faults = Arc::new(Mutex::new(faults));
         let injected = Arc::new(AtomicUsize::new(0));
-        let count = injected.clone();
+        let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (count, bytes) = (injected.clone(), sent.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
-                let (faults, count) = (faults.clone(), count.clone());
+                let (faults, count, bytes) = (faults.clone(), count.clone(), bytes.clone());
                 std::thread::spawn(move || {
-                    let _ = relay(conn, upstream, &faults, &count);
+                    let _ = relay(conn, upstream, &faults, &count, &bytes);
                 });
             }
         });
-        FaultProxy { port, injected }
+        FaultProxy {
+            port,
+            injected,
+            sent,
+        }
     }
 }
 
@@ -370,6 +377,7 @@ fn relay(
     upstream: u16,
     faults: &std::sync::Mutex<Vec<Fault>>,
     count: &std::sync::atomic::AtomicUsize,
+    sent: &std::sync::atomic::AtomicU64,
 ) -> std::io::Result<()> {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
@@ -435,6 +443,15 @@ fn relay(
     out.push_str("connection: close\r\n\r\n");
     server.write_all(out.as_bytes())?;
     server.write_all(&body)?;
-    std::io::copy(&mut server, &mut client)?;
-    Ok(())
+    // Counted before the client has the bytes, so a count read after the
+    // client is done includes them all.
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = server.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        sent.fetch_add(n as u64, std::sync::atomic::Ordering::SeqCst);
+        client.write_all(&buf[..n])?;
+    }
 }

@@ -144,7 +144,10 @@ fn from_chain(
     }
     Err(Error::data(
         shown,
-        format!("no archive of the chain of {} holds its content", item.name()),
+        format!(
+            "no archive of the chain of {} holds its content",
+            item.name()
+        ),
     ))
 }
 
@@ -175,15 +178,16 @@ fn by_frames(
     seeking::with_member(&mut stream, &e.path, |m| {
         copy_checked(m, e.size, e.sha256, out, shown, &data)
     })
-        .map_err(|err| damaged(shown, err))?
+    .map_err(|err| damaged(shown, err))?
 }
 
 /// A member that cannot be read: damaged data, named by the file.
 fn damaged(shown: &str, err: std::io::Error) -> Error {
+    let data = crate::restore::is_damage(&err);
     let e = Error::io_ctx(shown, err);
-    match e.exit {
-        Exit::Io => e,
-        _ => e.with_exit(Exit::Data),
+    match data {
+        true => e.with_exit(Exit::Data),
+        false => e,
     }
 }
 
@@ -242,7 +246,9 @@ fn copy_checked(
     match sha {
         Some(want) if want != got => Err(Error::data(
             shown,
-            format!("content does not match its sha256 (got {got}, the index says {want}); what was written is damaged"),
+            format!(
+                "content does not match its sha256 (got {got}, the index says {want}); what was written is damaged"
+            ),
         )),
         _ => Ok(()),
     }

@@ -401,7 +401,8 @@ impl<'a> Restorer<'a> {
             }
         }
         starts.sort_unstable();
-        let frames = crate::seeking::frames_for(&archive.layout, &starts, wanted.iter().map(|w| w.0));
+        let frames =
+            crate::seeking::frames_for(&archive.layout, &starts, wanted.iter().map(|w| w.0));
         let mut stream = archive.frames(frames);
         for (at, f) in wanted {
             stream.skip_to(at).map_err(|e| corrupt(&data, e))?;
@@ -662,7 +663,7 @@ impl<'a> Restorer<'a> {
 }
 
 /// Whether a read error means damaged data (exit 65), not a failing disk or network.
-fn is_damage(e: &std::io::Error) -> bool {
+pub fn is_damage(e: &std::io::Error) -> bool {
     matches!(
         e.kind(),
         std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof

@@ -36,7 +36,8 @@ use crate::source::Item;
 const PIECE: u64 = 8 << 20;
 /// Compressed bytes fetched before they are decoded, per batch.
 const BATCH: u64 = 32 << 20;
-/// The least a [`Ranged`] reads at once (age's header is read a few bytes at a time).
+/// What a [`Ranged`] reads at once unless told (age reads its header a
+/// few bytes at a time, and its last chunk with `read_to_end`).
 const WINDOW: u64 = 64 << 10;
 /// age's plaintext chunk, and the same chunk encrypted (with its tag).
 const AGE_CHUNK: u64 = 64 << 10;
@@ -143,11 +144,11 @@ impl Read for Ranged {
         }
         let end = self.window_at + self.window.len() as u64;
         if self.pos < self.window_at || self.pos >= end {
-            let want = self
-                .ahead
-                .swap(0, Ordering::Relaxed)
-                .max(WINDOW)
-                .max(buf.len() as u64);
+            let want = match self.ahead.swap(0, Ordering::Relaxed) {
+                0 => WINDOW,
+                n => n,
+            };
+            let want = want.max(buf.len() as u64);
             let range = self.pos..self.size.min(self.pos + want);
             self.fetched
                 .fetch_add(range.end - range.start, Ordering::Relaxed);
@@ -220,6 +221,8 @@ impl Seekable {
     pub fn open(loc: &Loc, dec: &Decrypt) -> Result<Option<Seekable>> {
         let size = loc.size()?;
         let mut raw = Ranged::new(loc.clone(), size);
+        // Enough for the magic, and for an age header of a few recipients.
+        raw.ahead.store(4 << 10, Ordering::Relaxed);
         let mut head = [0u8; 64];
         let n = read_full(&mut raw, &mut head).map_err(|e| crate::stream::corrupt(loc, e))?;
         let head = &head[..n];
@@ -391,7 +394,7 @@ fn plan(layout: &Layout, wanted: &[usize]) -> Vec<Vec<Range<usize>>> {
     for &i in wanted {
         let batch = batches.last_mut().expect("one");
         if batch_bytes > 0 && batch_bytes + size(i) > BATCH {
-            batches.push(vec![i..i + 1]);
+            batches.push(std::iter::once(i..i + 1).collect());
             (run_bytes, batch_bytes) = (size(i), size(i));
             continue;
         }
@@ -416,7 +419,10 @@ fn cut(layout: &Layout, run: Range<usize>, bytes: Bytes) -> Vec<(usize, Bytes)> 
     let base = layout.comp_at[run.start];
     run.map(|i| {
         let r = layout.comp(i..i + 1);
-        (i, bytes.slice((r.start - base) as usize..(r.end - base) as usize))
+        (
+            i,
+            bytes.slice((r.start - base) as usize..(r.end - base) as usize),
+        )
     })
     .collect()
 }
@@ -654,7 +660,10 @@ impl Read for FrameStream {
                 self.at += n as u64;
                 return Ok(n);
             }
-            let end = self.cur.as_ref().map(|c| (c.index + 1, c.tar_at + c.tar_len));
+            let end = self
+                .cur
+                .as_ref()
+                .map(|c| (c.index + 1, c.tar_at + c.tar_len));
             if !self.next_frame()? {
                 return Ok(0);
             }
