@@ -107,6 +107,16 @@ pub fn read_file_ranges(path: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>
         .collect()
 }
 
+/// The last `n` bytes of a file (all of a smaller one) and its size.
+pub fn read_file_tail(path: &Path, n: u64) -> Result<(Bytes, u64)> {
+    let size = std::fs::metadata(path)
+        .map_err(|e| Error::io(path, e))?
+        .len();
+    let start = size.saturating_sub(n);
+    let bytes = read_file_ranges(path, std::slice::from_ref(&(start..size)))?.remove(0);
+    Ok((bytes, size))
+}
+
 /// The tokio runtime every bucket operation of a process runs on.
 pub fn runtime() -> Result<Arc<Runtime>> {
     tokio::runtime::Builder::new_multi_thread()
@@ -320,6 +330,27 @@ impl Dest {
                         }
                     })
                     .collect()
+            }
+        }
+    }
+
+    /// The last `n` bytes of an object (all of a smaller one) and its size,
+    /// in one request.
+    pub fn read_tail(&self, rel: &str, n: u64) -> Result<(Bytes, u64)> {
+        match &self.backend {
+            Backend::Folder(root) => read_file_tail(&root.join(rel), n),
+            Backend::Bucket(b) => {
+                let opts = GetOptions {
+                    range: Some(object_store::GetRange::Suffix(n)),
+                    ..Default::default()
+                };
+                let key = b.key(rel);
+                b.rt.block_on(async {
+                    let got = b.store.get_opts(&key, opts).await?;
+                    let size = got.meta.size;
+                    Ok((got.bytes().await?, size))
+                })
+                .map_err(|e| self.error(rel, e))
             }
         }
     }

@@ -44,10 +44,15 @@ fn size_mib(path: &Path) -> f64 {
 
 /// One snapshot of `tree` as set `set` into `store` (release snap-collect); its record.
 pub(crate) fn collect(store: &Path, set: &str, tree: &Path) -> Result<serde_json::Value> {
+    collect_all(store, set, &[tree])
+}
+
+/// One snapshot of several source folders.
+fn collect_all(store: &Path, set: &str, trees: &[&Path]) -> Result<serde_json::Value> {
     let out = Command::new(bin("snap-collect"))
         .args(["--min-free", "0", "-q", "--name", set, "--store"])
         .arg(store)
-        .arg(tree)
+        .args(trees)
         .output()
         .map_err(|e| e.to_string())?;
     if !out.status.success() {
@@ -67,7 +72,9 @@ fn snapshot(base: &Path, name: &str, tree: &Path) -> Result<(PathBuf, PathBuf)> 
         .arg(&store)
         .status();
     let _ = fs::remove_dir_all(&store);
-    let rec = collect(&store, "b", tree)?;
+    // With the one-file rows' 1 MiB file, in a source of its own.
+    let one = crate::bench_seek::one_mib_source(base)?;
+    let rec = collect_all(&store, "b", &[tree, &one])?;
     let snap_tree = PathBuf::from(rec["path"].as_str().unwrap_or_default());
     Ok((store, snap_tree))
 }
@@ -87,7 +94,14 @@ impl Record<'_> {
     }
 }
 
-fn bench_corpus(name: &str, tree: &Path, base: &Path, runs: usize, table: &mut Table) -> Result {
+fn bench_corpus(
+    name: &str,
+    tree: &Path,
+    base: &Path,
+    runs: usize,
+    scripts: &Path,
+    table: &mut Table,
+) -> Result {
     let (store, snap_tree) = snapshot(base, name, tree)?;
     let targets = base.join("targets");
     fs::create_dir_all(&targets).map_err(|e| e.to_string())?;
@@ -200,6 +214,14 @@ fn bench_corpus(name: &str, tree: &Path, base: &Path, runs: usize, table: &mut T
                 .arg(&archive),
         )?;
         rec.add("3-verify", "snap", w, r, None);
+        let (w, r) = measure(
+            Command::new("taskset")
+                .args(["-c", "0"])
+                .arg(bin("snap-restore"))
+                .args(["-q", "verify"])
+                .arg(&archive),
+        )?;
+        rec.add("3-verify", "snap on 1 core (taskset)", w, r, None);
         let (d, _) = measure(&mut sh(&format!(
             "zstd -dc '{}' > /dev/null",
             archive.display()
@@ -221,6 +243,21 @@ fn bench_corpus(name: &str, tree: &Path, base: &Path, runs: usize, table: &mut T
         );
     }
     discard(&plain)?;
+    let one = fs::canonicalize(base.join(crate::bench_seek::ONE_MIB)).map_err(|e| e.to_string())?;
+    let file = snap_tree.join(one.strip_prefix("/").unwrap_or(&one));
+    let setup = crate::bench_seek::Setup {
+        corpus: name,
+        archive: &archive,
+        snap_tree: &snap_tree,
+        file: file
+            .strip_prefix(&snap_tree)
+            .unwrap_or(&file)
+            .display()
+            .to_string(),
+        targets: &targets,
+        runs,
+    };
+    crate::bench_seek::one_file(&setup, scripts, rec.table)?;
     discard(&snap_out)?;
     discard(&tar_out)?;
     for tool in RESTIC_LIKE {
@@ -242,10 +279,11 @@ fn settle(base: &Path) -> Result {
 pub fn run(args: &Args, base: &Path, corpora: &[&str]) -> Result {
     crate::sh::ensure_apt(&[("restic", "restic"), ("zstd", "zstd")])?;
     crate::bench::ensure_rustic()?;
+    let scripts = crate::sh::ensure_pip(crate::test::TEST_SERVERS_PIP)?;
     let mut table = Table::new();
     for name in corpora {
         let tree = corpus(base, name, args)?;
-        bench_corpus(name, &tree, base, args.runs, &mut table)?;
+        bench_corpus(name, &tree, base, args.runs, &scripts, &mut table)?;
     }
     empty_trash(base);
     let md = crate::bench::render_rows(&table, "output MiB");

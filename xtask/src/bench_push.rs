@@ -65,7 +65,7 @@ fn make_archive(base: &Path) -> Result<(PathBuf, PathBuf)> {
 /// A moto server for one measurement.
 pub(crate) struct Moto {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Moto {

@@ -2,7 +2,9 @@
 //! looking entries up in path order, and choosing entries with `--path`.
 
 use std::cmp::Ordering;
+use std::io::Read;
 use std::path::Path;
+use std::sync::Mutex;
 
 use snap_shared::crypt::{Decrypt, decrypting_reader};
 use snap_shared::error::{Error, Result};
@@ -13,14 +15,45 @@ use crate::loc::Loc;
 /// Opens an index file, decrypting it when its name ends in `.age`.
 pub fn open_index(loc: &Loc, dec: &Decrypt) -> Result<IndexReader> {
     let what = loc.show();
-    if loc.name().ends_with(".age") {
-        let plain = decrypting_reader(dec, &what, loc.open()?)?;
-        return IndexReader::from_reader(Box::new(plain), Path::new(&what));
+    let encrypted = loc.name().ends_with(".age");
+    if let (Loc::Path(p), false) = (loc, encrypted) {
+        return IndexReader::open(p);
     }
-    match loc {
-        Loc::Path(p) => IndexReader::open(p),
-        Loc::Object(..) => IndexReader::from_reader(loc.open()?, Path::new(&what)),
+    let bytes = kept(loc, || {
+        let mut plain: Box<dyn Read> = match encrypted {
+            true => Box::new(decrypting_reader(dec, &what, loc.open()?)?),
+            false => loc.open()?,
+        };
+        let mut bytes = Vec::new();
+        plain
+            .read_to_end(&mut bytes)
+            .map_err(|e| crate::stream::corrupt(loc, e))?;
+        Ok(bytes::Bytes::from(bytes))
+    })?;
+    IndexReader::from_reader(Box::new(std::io::Cursor::new(bytes)), Path::new(&what))
+}
+
+/// Indexes fetched from a bucket or decrypted, kept for the rest of the
+/// run: a restore from a chain reads one index up to four times, and each
+/// read would be a request or a decryption (scrypt takes a second).
+static KEPT: Mutex<Vec<(String, bytes::Bytes)>> = Mutex::new(Vec::new());
+/// At most this much is kept; older indexes are dropped first.
+const KEEP_BYTES: usize = 128 << 20;
+
+/// The bytes of `loc` from the kept ones, or from `fetch` (then kept).
+fn kept(loc: &Loc, fetch: impl FnOnce() -> Result<bytes::Bytes>) -> Result<bytes::Bytes> {
+    let key = loc.show();
+    let lock = || KEPT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, b)) = lock().iter().find(|(k, _)| *k == key) {
+        return Ok(b.clone());
     }
+    let bytes = fetch()?;
+    let mut kept = lock();
+    kept.push((key, bytes.clone()));
+    while kept.iter().map(|(_, b)| b.len()).sum::<usize>() > KEEP_BYTES && kept.len() > 1 {
+        kept.remove(0);
+    }
+    Ok(bytes)
 }
 
 /// An index read in path order, answering lookups of increasing paths.

@@ -98,6 +98,14 @@ impl Loc {
         }
     }
 
+    /// Its last `n` bytes (all of a smaller file) and its size, in one read.
+    pub fn read_tail(&self, n: u64) -> Result<(bytes::Bytes, u64)> {
+        match self {
+            Loc::Path(p) => snap_dest::dest::read_file_tail(p, n),
+            Loc::Object(d, key) => d.read_tail(key, n),
+        }
+    }
+
     /// Its size in bytes.
     pub fn size(&self) -> Result<u64> {
         match self {

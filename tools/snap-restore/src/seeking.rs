@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, bounded};
 
-use snap_shared::crypt::{Decrypt, decrypting_reader, is_age};
+use snap_shared::crypt::{Decrypt, decrypting_reader};
 use snap_shared::error::{Error, Exit, Result};
 use snap_shared::seekable::{Frame, read_seek_table, table_size};
 
@@ -39,10 +39,12 @@ const BATCH: u64 = 32 << 20;
 /// What a [`Ranged`] reads at once unless told (age reads its header a
 /// few bytes at a time, and its last chunk with `read_to_end`).
 const WINDOW: u64 = 64 << 10;
+/// The end of an archive read first: a seek table of 8,000 frames (16 GiB
+/// of tar), or age's last sealed chunk and the table in it.
+const TAIL: u64 = 80 << 10;
 /// age's plaintext chunk, and the same chunk encrypted (with its tag).
 const AGE_CHUNK: u64 = 64 << 10;
 const AGE_SEALED: u64 = AGE_CHUNK + 16;
-const ZSTD: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
 
 /// Where each frame is in the compressed stream and in the tar stream.
 #[derive(Debug)]
@@ -106,6 +108,9 @@ pub struct Ranged {
     pos: u64,
     window: Bytes,
     window_at: u64,
+    /// The end of the file, read first and kept: tables and age's last chunk are there.
+    tail: Bytes,
+    tail_at: u64,
     /// How much the next fetch should take, when a caller knows (once).
     ahead: Arc<AtomicU64>,
     /// Bytes fetched so far.
@@ -120,6 +125,8 @@ impl Ranged {
             pos: 0,
             window: Bytes::new(),
             window_at: 0,
+            tail: Bytes::new(),
+            tail_at: size,
             ahead: Arc::default(),
             fetched: Arc::default(),
         }
@@ -142,6 +149,13 @@ impl Read for Ranged {
         if self.pos >= self.size || buf.is_empty() {
             return Ok(0);
         }
+        if self.pos >= self.tail_at {
+            let from = (self.pos - self.tail_at) as usize;
+            let n = buf.len().min(self.tail.len() - from);
+            buf[..n].copy_from_slice(&self.tail[from..from + n]);
+            self.pos += n as u64;
+            return Ok(n);
+        }
         let end = self.window_at + self.window.len() as u64;
         if self.pos < self.window_at || self.pos >= end {
             let want = match self.ahead.swap(0, Ordering::Relaxed) {
@@ -149,10 +163,14 @@ impl Read for Ranged {
                 n => n,
             };
             let want = want.max(buf.len() as u64);
-            let range = self.pos..self.size.min(self.pos + want);
+            let range = self.pos..self.tail_at.min(self.pos + want);
             self.fetched
                 .fetch_add(range.end - range.start, Ordering::Relaxed);
-            self.window = self.loc.read_ranges(&[range]).map_err(to_io)?.remove(0);
+            self.window = self
+                .loc
+                .read_ranges(std::slice::from_ref(&range))
+                .map_err(to_io)?
+                .remove(0);
             self.window_at = self.pos;
         }
         let from = (self.pos - self.window_at) as usize;
@@ -219,41 +237,42 @@ impl Seekable {
     /// made before snap-pack wrote frames, a foreign one, or an armored age
     /// file, which cannot be read at random).
     pub fn open(loc: &Loc, dec: &Decrypt) -> Result<Option<Seekable>> {
-        let size = loc.size()?;
-        let mut raw = Ranged::new(loc.clone(), size);
-        // Enough for the magic, and for an age header of a few recipients.
-        raw.ahead.store(4 << 10, Ordering::Relaxed);
-        let mut head = [0u8; 64];
-        let n = read_full(&mut raw, &mut head).map_err(|e| crate::stream::corrupt(loc, e))?;
-        let head = &head[..n];
-        raw.seek(SeekFrom::Start(0)).expect("in range");
         let bad = |e| crate::stream::corrupt(loc, e);
-        if head.starts_with(b"age-encryption.org/v1") {
-            let ahead = raw.ahead.clone();
-            let mut reader = decrypting_reader(dec, &loc.show(), raw)?;
-            let Some(layout) = table_of(&mut reader).map_err(bad)? else {
-                return Ok(None);
-            };
-            Ok(Some(Seekable {
-                layout: Arc::new(layout),
-                access: Access::Age {
-                    reader: Box::new(reader),
-                    ahead,
-                },
-                loc: loc.clone(),
-            }))
-        } else if head.starts_with(ZSTD) && !is_age(head) {
-            let Some(layout) = table_of(&mut raw).map_err(bad)? else {
-                return Ok(None);
-            };
-            Ok(Some(Seekable {
+        // One read of the end gives the size, a plain archive's seek table,
+        // and an encrypted one's last chunks, which hold its table.
+        let (tail, size) = loc.read_tail(TAIL)?;
+        let mut raw = Ranged::new(loc.clone(), size);
+        raw.tail_at = size - tail.len() as u64;
+        raw.tail = tail;
+        if let Some(layout) = table_of(&mut raw).map_err(bad)? {
+            return Ok(Some(Seekable {
                 layout: Arc::new(layout),
                 access: Access::Plain(loc.clone()),
                 loc: loc.clone(),
-            }))
-        } else {
-            Ok(None)
+            }));
         }
+        // Enough for the magic, and for an age header of a few recipients.
+        raw.ahead.store(4 << 10, Ordering::Relaxed);
+        raw.seek(SeekFrom::Start(0)).expect("in range");
+        let mut head = [0u8; 64];
+        let n = read_full(&mut raw, &mut head).map_err(bad)?;
+        raw.seek(SeekFrom::Start(0)).expect("in range");
+        if !head[..n].starts_with(b"age-encryption.org/v1") {
+            return Ok(None);
+        }
+        let ahead = raw.ahead.clone();
+        let mut reader = decrypting_reader(dec, &loc.show(), raw)?;
+        let Some(layout) = table_of(&mut reader).map_err(bad)? else {
+            return Ok(None);
+        };
+        Ok(Some(Seekable {
+            layout: Arc::new(layout),
+            access: Access::Age {
+                reader: Box::new(reader),
+                ahead,
+            },
+            loc: loc.clone(),
+        }))
     }
 
     /// Decodes the frames `wanted` (in increasing order), fetched in batches
@@ -486,7 +505,8 @@ impl Pipeline {
     fn start(layout: Arc<Layout>) -> (Pipeline, FrameStream) {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         let (work, queue) = bounded::<Work>(threads);
-        let (spare, decoded) = (Pool::new(4 * threads), Pool::new(4 * threads));
+        // Room for every buffer in flight, so none is dropped and made again.
+        let (spare, decoded) = (Pool::new(16 * threads), Pool::new(16 * threads));
         for _ in 0..threads {
             let (queue, layout) = (queue.clone(), layout.clone());
             let (spare, decoded) = (spare.clone(), decoded.clone());
