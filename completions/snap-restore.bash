@@ -16,6 +16,9 @@ _snap__restore() {
             ",$1")
                 cmd="snap__restore"
                 ;;
+            snap__restore,cat)
+                cmd="snap__restore__subcmd__cat"
+                ;;
             snap__restore,describe)
                 cmd="snap__restore__subcmd__describe"
                 ;;
@@ -54,6 +57,9 @@ _snap__restore() {
                 ;;
             snap__restore,verify)
                 cmd="snap__restore__subcmd__verify"
+                ;;
+            snap__restore__subcmd__help,cat)
+                cmd="snap__restore__subcmd__help__subcmd__cat"
                 ;;
             snap__restore__subcmd__help,describe)
                 cmd="snap__restore__subcmd__help__subcmd__describe"
@@ -101,8 +107,54 @@ _snap__restore() {
 
     case "${cmd}" in
         snap__restore)
-            opts="-c -s -i -q -v -h -V --config --store --from --identity --passphrase-file --quiet --verbose --help --version list show diff verify timeline serve pin tag describe unpin import restore help"
+            opts="-c -s -i -q -v -h -V --config --store --from --identity --passphrase-file --quiet --verbose --help --version list show diff verify timeline serve pin tag describe unpin import cat restore help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -s)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --from)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --passphrase-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        snap__subcmd__restore__subcmd__cat)
+            opts="-c -s -i -q -v -h --archive --config --store --from --identity --passphrase-file --quiet --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -239,8 +291,22 @@ _snap__restore() {
             return 0
             ;;
         snap__subcmd__restore__subcmd__help)
-            opts="list show diff verify timeline serve pin tag describe unpin import restore help"
+            opts="list show diff verify timeline serve pin tag describe unpin import cat restore help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        snap__subcmd__restore__subcmd__help__subcmd__cat)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

@@ -406,9 +406,26 @@ fn step_command(tool: &str, step: usize, tree: &Path, target: &Path, snap_bin: &
     }
 }
 
+/// Below this much free space, [`discard`] empties the trash at once: the
+/// disk here fills (and every tool on it fails) long before a 3-run pack
+/// suite on tree-large is done.
+const TRASH_ROOM: u64 = 16 << 30;
+
+/// Free bytes on the filesystem holding `path`.
+fn free_bytes(path: &Path) -> Option<u64> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid C string and `st` a writable statvfs.
+    match unsafe { libc::statvfs(c.as_ptr(), &mut st) } {
+        0 => Some(st.f_bavail as u64 * st.f_frsize as u64),
+        _ => None,
+    }
+}
+
 /// Moves an old target into the trash: deleting 100,000 files right before a
 /// timed step slows that step several times on this disk (online discard),
-/// so the trash is emptied only when the bench is done.
+/// so the trash is emptied only when the bench is done, or when the disk
+/// runs low (then it settles for a while before the next step).
 pub(crate) fn discard(target: &Path) -> Result {
     if !target.exists() {
         return Ok(());
@@ -420,7 +437,16 @@ pub(crate) fn discard(target: &Path) -> Result {
         .join("trash");
     fs::create_dir_all(&trash).map_err(|e| e.to_string())?;
     let n = fs::read_dir(&trash).map_err(|e| e.to_string())?.count();
-    fs::rename(target, trash.join(n.to_string())).map_err(|e| e.to_string())
+    fs::rename(target, trash.join(n.to_string())).map_err(|e| e.to_string())?;
+    if free_bytes(&trash).is_some_and(|free| free < TRASH_ROOM) {
+        eprintln!("xtask: the disk runs low; emptying the trash now");
+        empty_trash(trash.parent().expect("the trash is in the base"));
+        let _ = Command::new("sh")
+            .args(["-c", "sync; fstrim -a 2>/dev/null; sync"])
+            .status();
+        std::thread::sleep(std::time::Duration::from_secs(20));
+    }
+    Ok(())
 }
 
 pub(crate) fn empty_trash(base: &Path) {

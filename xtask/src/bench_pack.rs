@@ -293,7 +293,10 @@ pub fn run(args: &Args, base: &Path, corpora: &[&str]) -> Result {
 pack: snap-pack (zstd -3, all cores, sha256 while writing) vs `tar -cf - | zstd -T0 -3 > a && sha256sum a`.\n\
 restore: snap-restore (every file checked against its sha256, metadata applied, a syncfs per batch before naming it and one at the end)\n\
 vs `zstd -dc a | tar -xf -` (with and without a final `sync`), `restic restore` and `rustic restore`.\n\
-verify: snap-restore verify vs the single-core limit (zstd -d + openssl sha256 of the archive + of the tar).\n\
+verify: snap-restore verify vs the single-core limit (zstd -d + openssl sha256 of the archive + of the tar), and the same verify on one core (`taskset -c 0`).\n\
+one-file (S3): one 1 MiB file (a source of its own, beside the corpus) back from a local moto S3 server: `snap-restore restore --path` and `cat` of the seekable archive,\n\
+the same archive read as one stream (its record without `frames`, as every archive was read before), `restic restore --include` and `rustic restore` from repositories on the same server;\n\
+\"output MiB\" there is what the server sent, counted at a proxy in front of it.\n\
 \"snap / tool\" is snap's wall time over the tool's: below 1 is faster; for the limit row, 1/ratio is the share of the limit reached.";
         crate::bench::write_doc(
             "benchmarks-pack.md",

@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use assert_cmd::Command;
 use serde_json::Value;
 
-use snap_testkit::{FaultProxy, Moto};
+use snap_testkit::{Fault, FaultProxy, Moto};
 
 /// A scratch folder with a tree of small files around three 12 MiB files
 /// that do not compress: a 37 MiB archive of 18 frames or so.
@@ -145,12 +145,21 @@ fn counted(proxy: &FaultProxy, f: impl FnOnce()) -> u64 {
 /// in the middle and at the end of a 37 MiB archive fetch a few MiB (the
 /// index and the frames holding it), and so does a file of an incremental
 /// archive whose content is in the full archive below it; the bytes are
-/// the file's.
+/// the file's. Ranged GETs the server fails (503) are retried.
 #[test]
 fn one_file_from_a_bucket_reads_only_its_frames() {
     let moto = Moto::start();
     moto.create_bucket("bkt");
-    let proxy = FaultProxy::start(moto.port, Vec::new());
+    let busy = Fault {
+        method: "GET",
+        contains: ".tar.zst",
+        header: Some("range"),
+        status: Some(503),
+        delay: std::time::Duration::ZERO,
+        times: 2,
+        drop_header: None,
+    };
+    let proxy = FaultProxy::start(moto.port, vec![busy]);
     let mut w = World::new();
     w.env = moto.env();
     for (k, v) in &mut w.env {
@@ -205,6 +214,7 @@ fn one_file_from_a_bucket_reads_only_its_frames() {
         assert_eq!(fs::read(w.path(&to).join(&path)).unwrap(), want);
         assert!(sent < budget, "restore {name} {file}: {sent} bytes fetched");
     }
+    assert_eq!(proxy.injected.load(Ordering::SeqCst), 2, "503s answered");
     // A whole restore reads it all, and gets it all.
     let sent = counted(&proxy, || {
         let mut args = from.to_vec();
@@ -370,6 +380,38 @@ fn a_damaged_frame_fails_only_its_files() {
     assert_eq!(code(&whole), 65, "{}", stderr(&whole));
     let verify = w.run("snap-restore", &["-q", "verify", &archive]);
     assert_eq!(code(&verify), 65, "{}", stderr(&verify));
+}
+
+/// GNU tar, zstd and sha256sum read a seekable archive as the plain
+/// `.tar.zst` it is: the table is skipped, every file comes out whole.
+#[test]
+fn plain_tools_read_seekable_archives() {
+    let w = World::new();
+    w.collect();
+    let rec = w.pack(&[]);
+    fs::create_dir_all(w.path("gnu")).unwrap();
+    let data = data_of(&rec);
+    let sidecar = data.with_file_name(format!("{}.sha256", rec["id"].as_str().unwrap()));
+    let script = format!(
+        "tar --zstd -xf '{}' -C gnu && zstd -dc '{}' | tar -tf - | wc -l && cd '{}' && sha256sum -c --quiet '{}'",
+        data.display(),
+        data.display(),
+        data.parent().unwrap().display(),
+        sidecar.display()
+    );
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(w.dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    for (file, seed) in [("b/one.bin", 1), ("d/two.bin", 2), ("f/three.bin", 3)] {
+        let got = fs::read(w.path("gnu").join(w.inside(file))).unwrap();
+        assert!(got == noise(12 << 20, seed), "{file}");
+    }
+    let got = fs::read(w.path("gnu").join(w.inside("z.txt"))).unwrap();
+    assert_eq!(got, b"the last file\n");
 }
 
 /// An archive made before frames (one zstd stream, no seek table, no
