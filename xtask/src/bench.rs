@@ -407,9 +407,10 @@ fn step_command(tool: &str, step: usize, tree: &Path, target: &Path, snap_bin: &
 }
 
 /// Below this much free space, [`discard`] empties the trash at once: the
-/// disk here fills (and every tool on it fails) long before a 3-run pack
-/// suite on tree-large is done.
-const TRASH_ROOM: u64 = 16 << 30;
+/// disk here fills (and every tool on it fails) before a 3-run pack suite
+/// on tree-large is done. Suites that write much make room between rounds
+/// ([`make_room`]), so this is the last guard.
+const TRASH_ROOM: u64 = 6 << 30;
 
 /// Free bytes on the filesystem holding `path`.
 fn free_bytes(path: &Path) -> Option<u64> {
@@ -438,15 +439,25 @@ pub(crate) fn discard(target: &Path) -> Result {
     fs::create_dir_all(&trash).map_err(|e| e.to_string())?;
     let n = fs::read_dir(&trash).map_err(|e| e.to_string())?.count();
     fs::rename(target, trash.join(n.to_string())).map_err(|e| e.to_string())?;
-    if free_bytes(&trash).is_some_and(|free| free < TRASH_ROOM) {
-        eprintln!("xtask: the disk runs low; emptying the trash now");
-        empty_trash(trash.parent().expect("the trash is in the base"));
-        let _ = Command::new("sh")
-            .args(["-c", "sync; fstrim -a 2>/dev/null; sync"])
-            .status();
-        std::thread::sleep(std::time::Duration::from_secs(20));
-    }
+    make_room(
+        trash.parent().expect("the trash is in the base"),
+        TRASH_ROOM,
+    );
     Ok(())
+}
+
+/// Empties the trash when less than `need` bytes are free, then lets the
+/// disk settle (trim, and 30 s: deleting much slows the next writes here).
+pub(crate) fn make_room(base: &Path, need: u64) {
+    if free_bytes(base).is_none_or(|free| free >= need) {
+        return;
+    }
+    eprintln!("xtask: making room on the disk (emptying the trash, then 30 s)");
+    empty_trash(base);
+    let _ = Command::new("sh")
+        .args(["-c", "sync; fstrim -a 2>/dev/null; sync"])
+        .status();
+    std::thread::sleep(std::time::Duration::from_secs(30));
 }
 
 pub(crate) fn empty_trash(base: &Path) {

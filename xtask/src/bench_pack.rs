@@ -79,6 +79,9 @@ fn snapshot(base: &Path, name: &str, tree: &Path) -> Result<(PathBuf, PathBuf)> 
     Ok((store, snap_tree))
 }
 
+/// Free space a restore round needs (five copies of tree-large, and slack).
+const ROUND_ROOM: u64 = 16 << 30;
+
 struct Record<'a> {
     table: &'a mut Table,
     corpus: &'a str,
@@ -160,6 +163,8 @@ fn bench_corpus(
     }
     let tar_archive = tar_out.join("a.tar.zst");
     for run in 0..runs {
+        // A round writes five trees into the trash: room for the next, between rounds.
+        crate::bench::make_room(base, ROUND_ROOM);
         let tools = ["snap", "tar+zstd", "tar+zstd+sync", "restic", "rustic"];
         for k in 0..tools.len() {
             let tool = tools[(k + run) % tools.len()];

@@ -31,8 +31,8 @@ use snap_shared::seekable::{Frame, read_seek_table, table_size};
 use crate::loc::Loc;
 use crate::source::Item;
 
-/// Compressed bytes asked for in one ranged read at most: large frames
-/// runs are split so that several requests run at once.
+/// Compressed bytes asked for in one ranged read at most: long runs of
+/// frames are split so that several requests run at once.
 const PIECE: u64 = 8 << 20;
 /// Compressed bytes fetched before they are decoded, per batch.
 const BATCH: u64 = 32 << 20;
@@ -113,8 +113,6 @@ pub struct Ranged {
     tail_at: u64,
     /// How much the next fetch should take, when a caller knows (once).
     ahead: Arc<AtomicU64>,
-    /// Bytes fetched so far.
-    pub fetched: Arc<AtomicU64>,
 }
 
 impl Ranged {
@@ -128,7 +126,6 @@ impl Ranged {
             tail: Bytes::new(),
             tail_at: size,
             ahead: Arc::default(),
-            fetched: Arc::default(),
         }
     }
 }
@@ -164,8 +161,6 @@ impl Read for Ranged {
             };
             let want = want.max(buf.len() as u64);
             let range = self.pos..self.tail_at.min(self.pos + want);
-            self.fetched
-                .fetch_add(range.end - range.start, Ordering::Relaxed);
             self.window = self
                 .loc
                 .read_ranges(std::slice::from_ref(&range))
@@ -205,31 +200,51 @@ enum Access {
 }
 
 impl Access {
-    /// The compressed bytes of `ranges`, in order.
-    fn read(&mut self, ranges: &[Range<u64>]) -> io::Result<Vec<Bytes>> {
+    /// The compressed bytes of each of `ranges`, in order. A range that
+    /// cannot be had is an error of its own (a chunk that fails age's
+    /// authentication); an error that ends the reading (the destination
+    /// gone) is the outer one.
+    fn read(&mut self, ranges: &[Range<u64>]) -> io::Result<Vec<io::Result<Bytes>>> {
         match self {
-            Access::Plain(loc) => loc.read_ranges(ranges).map_err(to_io),
+            Access::Plain(loc) => match loc.read_ranges(ranges).map_err(to_io) {
+                Ok(all) => Ok(all.into_iter().map(Ok).collect()),
+                Err(e) if is_damage(&e) => Ok(ranges.iter().map(|_| Err(copy(&e))).collect()),
+                Err(e) => Err(e),
+            },
             Access::Age { reader, ahead } => ranges
                 .iter()
                 .map(|r| {
                     let chunks = (r.end - 1) / AGE_CHUNK - r.start / AGE_CHUNK + 1;
                     ahead.store(chunks * AGE_SEALED, Ordering::Relaxed);
-                    reader.seek(SeekFrom::Start(r.start))?;
                     let mut buf = vec![0; (r.end - r.start) as usize];
-                    reader.read_exact(&mut buf)?;
-                    Ok(Bytes::from(buf))
+                    let read = reader
+                        .seek(SeekFrom::Start(r.start))
+                        .and_then(|_| reader.read_exact(&mut buf));
+                    match read {
+                        Ok(()) => Ok(Ok(Bytes::from(buf))),
+                        Err(e) if is_damage(&e) => Ok(Err(e)),
+                        Err(e) => Err(e),
+                    }
                 })
                 .collect(),
         }
     }
 }
 
+/// Whether a read error means damaged data, not an unreachable file.
+fn is_damage(e: &io::Error) -> bool {
+    crate::restore::is_damage(e)
+}
+
+/// The same error again (io::Error is not Clone).
+fn copy(e: &io::Error) -> io::Error {
+    io::Error::new(e.kind(), e.to_string())
+}
+
 /// An archive opened for reading by frames.
 pub struct Seekable {
     pub layout: Arc<Layout>,
     access: Access,
-    /// Bytes of the file read so far (for age archives; plain reads are counted by the caller).
-    pub loc: Loc,
 }
 
 impl Seekable {
@@ -248,7 +263,6 @@ impl Seekable {
             return Ok(Some(Seekable {
                 layout: Arc::new(layout),
                 access: Access::Plain(loc.clone()),
-                loc: loc.clone(),
             }));
         }
         // Enough for the magic, and for an age header of a few recipients.
@@ -271,7 +285,6 @@ impl Seekable {
                 reader: Box::new(reader),
                 ahead,
             },
-            loc: loc.clone(),
         }))
     }
 
@@ -289,11 +302,15 @@ impl Seekable {
                     Ok(b) => b,
                     Err(e) => return pipe.fail(e),
                 };
-                for (run, b) in batch.into_iter().zip(bytes) {
-                    for (i, frame) in cut(&layout, run, b) {
-                        if !pipe.push(i, frame) {
-                            return;
-                        }
+                for (run, got) in batch.into_iter().zip(bytes) {
+                    let pushed = match got {
+                        Ok(b) => cut(&layout, run, b)
+                            .into_iter()
+                            .all(|(i, frame)| pipe.push(i, frame)),
+                        Err(e) => run.into_iter().all(|i| pipe.push_damaged(&layout, i, &e)),
+                    };
+                    if !pushed {
+                        return;
                     }
                 }
             }
@@ -535,6 +552,22 @@ impl Pipeline {
     fn push(&self, index: usize, bytes: Bytes) -> bool {
         let (slot, result) = bounded(1);
         self.order.send(Ok(result)).is_ok() && self.work.send((index, bytes, slot)).is_ok()
+    }
+
+    /// Queues a frame that could not be read, with why.
+    fn push_damaged(&self, layout: &Layout, index: usize, e: &io::Error) -> bool {
+        let (slot, result) = bounded(1);
+        let tar = layout.tar_at[index]..layout.tar_at[index + 1];
+        let _ = slot.send(Decoded {
+            index,
+            tar_at: tar.start,
+            tar_len: tar.end - tar.start,
+            data: Err(format!(
+                "zstd frame {index} (tar bytes {}..{}) cannot be read: {e}",
+                tar.start, tar.end
+            )),
+        });
+        self.order.send(Ok(result)).is_ok()
     }
 
     /// Ends the stream with a read error.

@@ -227,7 +227,8 @@ fn one_file_from_a_bucket_reads_only_its_frames() {
 }
 
 /// An age-encrypted seekable archive: `age -d | tar --zstd -x` reads it,
-/// and `cat` from a bucket decrypts only the chunks of the frames it needs.
+/// `cat` from a bucket decrypts only the chunks of the frames it needs, and
+/// a damaged chunk fails only the files of its frame.
 #[test]
 fn encrypted_archives_seek_through_age_chunks() {
     let moto = Moto::start();
@@ -294,12 +295,65 @@ fn encrypted_archives_seek_through_age_chunks() {
         assert_eq!(out.unwrap().stdout, want, "{file}");
         assert!(sent < 6 << 20, "cat {file}: {sent} bytes fetched");
     }
+    // A chunk that fails age's authentication fails the files of its frame only.
+    let data = data_of(&rec);
+    let cipher = fs::read(&data).unwrap();
+    let plain = std::process::Command::new("age")
+        .args(["-d", "-i", "key.txt"])
+        .arg(&data)
+        .current_dir(w.dir.path())
+        .output()
+        .unwrap()
+        .stdout;
+    let (frame, _) = frame_in(&w, &rec, &plain, "c.txt", 0);
+    let mac = cipher.windows(4).position(|x| x == b"\n---").unwrap();
+    let payload = mac + 1 + cipher[mac + 1..].iter().position(|&b| b == b'\n').unwrap() + 1 + 16;
+    let chunk = (frame.start + frame.end) / 2 / 65536;
+    damage(&data, payload + chunk * 65552 + 100);
+    let archive = data.display().to_string();
+    let (a, c) = (w.inside("a.txt"), w.inside("c.txt"));
+    let args = [
+        "-q", "-i", "key.txt", "restore", &archive, "--to", "r", "--path", &a, "--path", &c,
+    ];
+    let out = w.run("snap-restore", &args);
+    assert_eq!(code(&out), 65, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("{c}: zstd frame ")),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(fs::read(w.path("r").join(&a)).unwrap(), b"first file\n");
+    assert!(!w.path("r").join(&c).exists());
 }
 
 /// Where in `rec`'s archive file is the frame holding the header of
 /// `file`, or the `later`th frame after it.
 fn frame_of(w: &World, rec: &Value, file: &str, later: usize) -> std::ops::Range<usize> {
-    let index = PathBuf::from(rec["index"].as_str().unwrap());
+    frame_in(w, rec, &fs::read(data_of(rec)).unwrap(), file, later).0
+}
+
+/// The same in the seekable stream `bytes` (an archive, or a decrypted
+/// one), with the frame's number.
+fn frame_in(
+    w: &World,
+    rec: &Value,
+    bytes: &[u8],
+    file: &str,
+    later: usize,
+) -> (std::ops::Range<usize>, usize) {
+    let mut index = PathBuf::from(rec["index"].as_str().unwrap());
+    if index.to_string_lossy().ends_with(".age") {
+        let plain = w.path("index.zst");
+        let status = std::process::Command::new("age")
+            .args(["-d", "-i", "key.txt", "-o"])
+            .arg(&plain)
+            .arg(&index)
+            .current_dir(w.dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        index = plain;
+    }
     let mut r = snap_shared::index::IndexReader::open(&index).unwrap();
     let wanted = w.inside(file);
     let at = loop {
@@ -308,8 +362,7 @@ fn frame_of(w: &World, rec: &Value, file: &str, later: usize) -> std::ops::Range
             break e.tar_offset.unwrap();
         }
     };
-    let bytes = fs::read(data_of(rec)).unwrap();
-    let frames = snap_shared::seekable::read_seek_table(&bytes).unwrap();
+    let frames = snap_shared::seekable::read_seek_table(bytes).unwrap();
     let (mut comp, mut tar) = (0usize, 0u64);
     let mut found = None;
     for (i, f) in frames.iter().enumerate() {
@@ -317,7 +370,7 @@ fn frame_of(w: &World, rec: &Value, file: &str, later: usize) -> std::ops::Range
             found = Some(i);
         }
         if found.is_some_and(|first| i == first + later) {
-            return comp..comp + f.compressed as usize;
+            return (comp..comp + f.compressed as usize, i);
         }
         comp += f.compressed as usize;
         tar += u64::from(f.tar);
