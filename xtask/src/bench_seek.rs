@@ -53,10 +53,11 @@ pub(crate) struct Setup<'a> {
     pub runs: usize,
 }
 
-/// The environment that sends S3 requests through `proxy`.
-fn env(proxy: &FaultProxy) -> Vec<(String, String)> {
+/// The environment that sends S3 requests to `port` (the server, or the
+/// proxy in front of it).
+fn env(port: u16) -> Vec<(String, String)> {
     [
-        ("AWS_ENDPOINT", format!("http://127.0.0.1:{}", proxy.port)),
+        ("AWS_ENDPOINT", format!("http://127.0.0.1:{port}")),
         ("AWS_ALLOW_HTTP", "true".into()),
         ("AWS_ACCESS_KEY_ID", "bench".into()),
         ("AWS_SECRET_ACCESS_KEY", "bench".into()),
@@ -98,14 +99,14 @@ fn stream_copy(archive: &Path, into: &Path) -> Result<PathBuf> {
     Ok(json)
 }
 
-/// rustic's profile for a repository on the server behind `proxy`; its path without `.toml`.
-fn rustic_profile(dir: &Path, proxy: &FaultProxy) -> Result<PathBuf> {
-    let profile = dir.join("rustic-s3");
+/// rustic's profile for the repository on the server at `port`; its path without `.toml`.
+fn rustic_profile(dir: &Path, port: u16) -> Result<PathBuf> {
+    let profile = dir.join(format!("rustic-{port}"));
     let text = format!(
         "[repository]\nrepository = \"opendal:s3\"\npassword = \"bench\"\n\
 [repository.options]\nbucket = \"bench\"\nroot = \"/rustic\"\nendpoint = \"http://127.0.0.1:{}\"\n\
 region = \"us-east-1\"\naccess_key_id = \"bench\"\nsecret_access_key = \"bench\"\n",
-        proxy.port
+        port
     );
     fs::write(profile.with_extension("toml"), text).map_err(|e| e.to_string())?;
     Ok(profile)
@@ -124,11 +125,14 @@ fn rustic(profile: &Path, sub: &[&str]) -> Command {
 pub(crate) fn one_file(s: &Setup, scripts: &Path, table: &mut Table) -> Result {
     let moto = Moto::start(scripts)?;
     let proxy = FaultProxy::start(moto.port, Vec::new());
-    let env = env(&proxy);
     let work = s.targets.join("seek");
     fresh_dir(&work)?;
-    // Untimed: the archive and its one-stream copy to the bucket, and a
-    // repository of each restic-format tool there.
+    // Untimed, straight to the server (the proxy holds each request's body
+    // in memory, and a child's peak RSS counts the parent's at fork): the
+    // archive and its one-stream copy, and a repository of each
+    // restic-format tool.
+    let setup = env(moto.port);
+    let env = env(proxy.port);
     let json = s.archive.with_file_name(format!(
         "{}.json",
         s.archive
@@ -144,22 +148,23 @@ pub(crate) fn one_file(s: &Setup, scripts: &Path, table: &mut Table) -> Result {
             .arg(work.join("state"))
             .arg("--file")
             .arg(record)
-            .envs(env.iter().cloned());
+            .envs(setup.iter().cloned());
         quiet(&mut push)?;
     }
-    let restic_repo = format!("s3:http://127.0.0.1:{}/bench/restic", proxy.port);
-    let restic = |sub: &[&str]| {
+    let restic = |port: u16, sub: &[&str]| {
+        let repo = format!("s3:http://127.0.0.1:{port}/bench/restic");
         let mut c = Command::new("restic");
-        c.args(["--quiet", "--repo", &restic_repo])
+        c.args(["--quiet", "--repo", &repo])
             .args(sub)
-            .envs(env.iter().cloned());
+            .envs(self::env(port));
         c
     };
-    quiet(&mut restic(&["init"]))?;
-    quiet(restic(&["backup"]).arg(s.snap_tree))?;
-    let profile = rustic_profile(&work, &proxy)?;
-    quiet(&mut rustic(&profile, &["init"]))?;
-    quiet(rustic(&profile, &["backup"]).arg(s.snap_tree))?;
+    quiet(&mut restic(moto.port, &["init"]))?;
+    quiet(restic(moto.port, &["backup"]).arg(s.snap_tree))?;
+    let direct = rustic_profile(&work, moto.port)?;
+    quiet(&mut rustic(&direct, &["init"]))?;
+    quiet(rustic(&direct, &["backup"]).arg(s.snap_tree))?;
+    let profile = rustic_profile(&work, proxy.port)?;
     let abs = s.snap_tree.join(&s.file);
     let abs = abs.display().to_string();
     let tools = ["snap", "snap cat", "snap, one stream", "restic", "rustic"];
@@ -194,7 +199,10 @@ pub(crate) fn one_file(s: &Setup, scripts: &Path, table: &mut Table) -> Result {
                     c
                 }
                 "restic" => {
-                    let mut c = restic(&["restore", "latest", "--include", &abs, "--target"]);
+                    let mut c = restic(
+                        proxy.port,
+                        &["restore", "latest", "--include", &abs, "--target"],
+                    );
                     c.arg(&out);
                     c
                 }

@@ -18,13 +18,14 @@ use snap_shared::error::{Error, Exit, Result};
 use snap_shared::hash::Sha256Digest;
 use snap_shared::index::{Entry, EntryType, cmp_paths};
 
+use crate::damage::corrupt;
 use crate::indexes::open_index;
 use crate::loc::Loc;
 use crate::members::{archive, members};
 use crate::restore::{chain_of, sanitize};
 use crate::seeking::{self, Seekable};
 use crate::source::{Item, Source};
-use crate::stream::{self, corrupt};
+use crate::stream;
 
 /// Writes the file `path` of snapshot or archive `name` to `out`.
 pub fn cat(
@@ -183,7 +184,7 @@ fn by_frames(
 
 /// A member that cannot be read: damaged data, named by the file.
 fn damaged(shown: &str, err: std::io::Error) -> Error {
-    let data = crate::restore::is_damage(&err);
+    let data = crate::damage::is_damage(&err);
     let e = Error::io_ctx(shown, err);
     match data {
         true => e.with_exit(Exit::Data),

@@ -27,9 +27,10 @@ use snap_shared::index::{Entry, EntryType, IndexWriter, cmp_paths};
 use snap_shared::record::{ArchiveRecord, Extra, Record, SCHEMA};
 use snap_shared::store::Store;
 
+use crate::damage::corrupt;
 use crate::members::{archive, finish, members};
 use crate::restore::{entry_of, member_error, sanitize};
-use crate::stream::{self, corrupt};
+use crate::stream;
 use crate::target::{Refused, copy_hashed};
 
 /// Imports `path` into `store` as an archive of `set`.

@@ -27,7 +27,7 @@ pub fn open_index(loc: &Loc, dec: &Decrypt) -> Result<IndexReader> {
         let mut bytes = Vec::new();
         plain
             .read_to_end(&mut bytes)
-            .map_err(|e| crate::stream::corrupt(loc, e))?;
+            .map_err(|e| crate::damage::corrupt(loc, e))?;
         Ok(bytes::Bytes::from(bytes))
     })?;
     IndexReader::from_reader(Box::new(std::io::Cursor::new(bytes)), Path::new(&what))

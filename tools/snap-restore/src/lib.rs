@@ -8,6 +8,7 @@
 
 pub mod annotate;
 pub mod cat;
+pub mod damage;
 pub mod disk;
 pub mod holes;
 pub mod import;

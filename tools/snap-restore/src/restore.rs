@@ -26,11 +26,12 @@ use snap_shared::index::{Entry, EntryType};
 use snap_shared::record::{Extra, OutcomeRecord, SCHEMA};
 use snap_shared::size::human_bytes;
 
+use crate::damage::{corrupt, is_damage};
 use crate::indexes::{Cursor, Select, open_index};
 use crate::loc::Loc;
 use crate::members::{Member, What, archive, finish, members};
 use crate::source::Item;
-use crate::stream::{self, corrupt};
+use crate::stream;
 use crate::target::{Meta, Outcome, Put, Refused, Target};
 use crate::writers::{CHUNKS, Data, Job, SMALL, Writers};
 
@@ -668,14 +669,6 @@ impl<'a> Restorer<'a> {
 /// The cores this process may use.
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-/// Whether a read error means damaged data (exit 65), not a failing disk or network.
-pub fn is_damage(e: &std::io::Error) -> bool {
-    matches!(
-        e.kind(),
-        std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
-    )
 }
 
 /// Sends `size` bytes of `entry` as chunks to a writer (which may stop

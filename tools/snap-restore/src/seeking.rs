@@ -28,6 +28,7 @@ use snap_shared::crypt::{Decrypt, decrypting_reader};
 use snap_shared::error::{Error, Exit, Result};
 use snap_shared::seekable::{Frame, read_seek_table, table_size};
 
+use crate::damage::is_damage;
 use crate::loc::Loc;
 use crate::source::Item;
 
@@ -130,7 +131,7 @@ impl Ranged {
     }
 }
 
-/// A snap error as an I/O error that [`crate::stream::corrupt`] turns back
+/// A snap error as an I/O error that [`crate::damage::corrupt`] turns back
 /// into the right exit: an unreachable destination stays unreachable.
 fn to_io(e: Error) -> io::Error {
     let kind = match e.exit {
@@ -231,11 +232,6 @@ impl Access {
     }
 }
 
-/// Whether a read error means damaged data, not an unreachable file.
-fn is_damage(e: &io::Error) -> bool {
-    crate::restore::is_damage(e)
-}
-
 /// The same error again (io::Error is not Clone).
 fn copy(e: &io::Error) -> io::Error {
     io::Error::new(e.kind(), e.to_string())
@@ -252,7 +248,7 @@ impl Seekable {
     /// made before snap-pack wrote frames, a foreign one, or an armored age
     /// file, which cannot be read at random).
     pub fn open(loc: &Loc, dec: &Decrypt) -> Result<Option<Seekable>> {
-        let bad = |e| crate::stream::corrupt(loc, e);
+        let bad = |e| crate::damage::corrupt(loc, e);
         // One read of the end gives the size, a plain archive's seek table,
         // and an encrypted one's last chunks, which hold its table.
         let (tail, size) = loc.read_tail(TAIL)?;

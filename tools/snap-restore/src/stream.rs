@@ -13,7 +13,8 @@ use snap_shared::crypt::{Decrypt, decrypting_reader, is_age};
 use snap_shared::error::{Error, Result};
 use snap_shared::hash::Sha256Digest;
 
-use crate::loc::{Loc, Named};
+use crate::damage::corrupt;
+use crate::loc::Loc;
 use crate::seeking::{self, Layout};
 
 /// What was read of the raw file: its digest so far.
@@ -52,27 +53,6 @@ pub struct Opened {
     /// `zstd`, `gzip` or `none`.
     pub compression: &'static str,
     pub encrypted: bool,
-}
-
-/// An error reading an archive's content: damaged data (exit 65), unless the
-/// disk failed (74) or the destination went away mid-read (69).
-pub fn corrupt(what: &(impl Named + ?Sized), e: io::Error) -> Error {
-    if e.kind() == io::ErrorKind::ConnectionAborted {
-        return Error::new(snap_shared::error::Exit::Unavailable, what.named(), e);
-    }
-    let data = matches!(
-        e.kind(),
-        io::ErrorKind::InvalidData
-            | io::ErrorKind::UnexpectedEof
-            | io::ErrorKind::Other
-            | io::ErrorKind::InvalidInput
-    );
-    let err = Error::io_ctx(what.named(), e);
-    if data {
-        err.with_exit(snap_shared::error::Exit::Data)
-    } else {
-        err
-    }
 }
 
 const ZSTD: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];

@@ -20,12 +20,13 @@ use snap_shared::hash::Sha256Digest;
 use snap_shared::index::{Entry, EntryType};
 use snap_shared::size::human_bytes;
 
+use crate::damage::corrupt;
 use crate::indexes::{Cursor, open_index};
 use crate::loc::Loc;
 use crate::members::{What, archive, finish, members};
 use crate::restore::{Tally, member_error};
 use crate::source::Item;
-use crate::stream::{self, corrupt};
+use crate::stream;
 use crate::target::{copy_hashed, hash_file};
 
 pub struct Verifier<'a> {
