@@ -345,12 +345,27 @@ impl Dest {
                     ..Default::default()
                 };
                 let key = b.key(rel);
-                b.rt.block_on(async {
+                let got = b.rt.block_on(async {
                     let got = b.store.get_opts(&key, opts).await?;
                     let size = got.meta.size;
                     Ok((got.bytes().await?, size))
-                })
-                .map_err(|e| self.error(rel, e))
+                });
+                match got {
+                    // Azure takes no suffix ranges: ask the size, then the range.
+                    Err(object_store::Error::NotSupported { .. }) => {
+                        let size = self
+                            .head(rel)?
+                            .ok_or_else(|| Error::new(Exit::NoInput, self.show(rel), "not found"))?
+                            .size;
+                        let from = size.saturating_sub(n);
+                        Ok((
+                            self.read_ranges(rel, std::slice::from_ref(&(from..size)))?
+                                .remove(0),
+                            size,
+                        ))
+                    }
+                    other => other.map_err(|e| self.error(rel, e)),
+                }
             }
         }
     }

@@ -31,6 +31,25 @@ pub fn records(out: &Output) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Makes an age identity file at `path` (age-keygen); returns its recipient.
+pub fn age_keygen(path: &std::path::Path) -> String {
+    let out = std::process::Command::new("age-keygen")
+        .arg("-o")
+        .arg(path)
+        .output()
+        .expect("age-keygen (cargo xtask test installs age)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .expect("age-keygen writes the public key in a comment")
+        .to_string()
+}
+
 /// A moto S3 server on a free loopback port, stopped when dropped.
 pub struct Moto {
     child: Child,

@@ -257,18 +257,7 @@ fn gnu_tar_and_sha256sum_read_archives() {
 #[test]
 fn age_recipient_round_trip_and_interop() {
     let w = World::new();
-    let keygen = std::process::Command::new("age-keygen")
-        .arg("-o")
-        .arg(w.path("key.txt"))
-        .output()
-        .unwrap();
-    assert!(keygen.status.success());
-    let text = fs::read_to_string(w.path("key.txt")).unwrap();
-    let recipient = text
-        .lines()
-        .find_map(|l| l.strip_prefix("# public key: "))
-        .unwrap()
-        .to_string();
+    let recipient = snap_testkit::age_keygen(&w.path("key.txt"));
     let packed = w.pack(&["--recipient", &recipient]);
     assert_eq!(code(&packed), 0, "{}", w.redact(&packed.stderr));
     let rec = &records(&packed)[0];
