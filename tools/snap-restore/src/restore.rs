@@ -324,21 +324,22 @@ impl<'a> Restorer<'a> {
     /// Writes, from one archive of a chain, the files whose content there is the final one.
     fn contents_of(&mut self, link: &Item, final_index: &Loc) -> Result<()> {
         let data = link.data();
-        let own_index = link.index().expect("archives have an index");
-        let mut fin = Cursor::new(open_index(final_index, self.dec)?)?;
-        let is_final = own_index == *final_index;
-        let mut own = match is_final {
-            true => None,
-            false => Some(Cursor::new(open_index(&own_index, self.dec)?)?),
-        };
         let seekable = crate::seeking::of_item(link, self.dec)?;
         let layout = match seekable {
-            Some(s) if !self.select.is_all() => return self.members_by_frames(link, s, fin, own),
+            Some(s) if !self.select.is_all() => {
+                return self.members_by_frames(link, s, final_index);
+            }
             // A restore already keeps two cores busy (decoding, and the
             // writers hashing and writing): on two, decoding frames apart
             // only adds a copy (measured 10% slower), so it takes more cores.
             Some(s) if cores() > WRITERS => Some(s.layout),
             Some(_) | None => None,
+        };
+        let own_index = link.index().expect("archives have an index");
+        let mut fin = Cursor::new(open_index(final_index, self.dec)?)?;
+        let mut own = match own_index == *final_index {
+            true => None,
+            false => Some(Cursor::new(open_index(&own_index, self.dec)?)?),
         };
         let opened = stream::open_framed(&data, self.dec, layout)?;
         let mut archive = tar::Archive::new(opened.tar);
@@ -372,53 +373,53 @@ impl<'a> Restorer<'a> {
 
     /// Writes, from a seekable archive of a chain, the chosen files whose
     /// content there is the final one, reading only the frames that hold
-    /// them. A damaged frame fails the files in it, each named; the rest
-    /// are restored.
+    /// them. Two walks of the index (the frames to fetch, then the files)
+    /// keep memory to a frame list, whatever `--path` chooses. A damaged
+    /// frame fails the files in it, each named; the rest are restored.
     fn members_by_frames(
         &mut self,
         link: &Item,
         archive: crate::seeking::Seekable,
-        mut fin: Cursor,
-        own: Option<Cursor>,
+        final_index: &Loc,
     ) -> Result<()> {
         let data = link.data();
-        let own_index = link.index().expect("archives have an index");
-        // Where every member starts (a member ends where the next begins),
-        // and the files to take from this archive.
-        let mut starts = Vec::new();
-        let mut wanted = Vec::new();
-        let mut reader = open_index(&own_index, self.dec)?;
-        while let Some(e) = reader.next_entry()? {
-            let Some(at) = e.tar_offset else { continue };
-            starts.push(at);
-            if e.kind != EntryType::File || !self.select.wants(&e.path) {
-                continue;
-            }
-            let f = match own {
-                None => Some(e),
-                Some(_) => fin
-                    .seek(&e.path, |_| {})?
-                    .filter(|f| f.kind == EntryType::File && f.sha256 == e.sha256),
-            };
-            if let Some(f) = f {
-                wanted.push((at, f));
-            }
-        }
-        starts.sort_unstable();
-        let frames =
-            crate::seeking::frames_for(&archive.layout, &starts, wanted.iter().map(|w| w.0));
+        let (select, dec) = (self.select, self.dec);
+        let layout = archive.layout.clone();
+        let mut frames: Vec<usize> = Vec::new();
+        chosen_members(
+            select,
+            dec,
+            link,
+            final_index,
+            layout.tar_len(),
+            |span, _| {
+                for i in layout.covering(span) {
+                    if frames.last().is_none_or(|&last| i > last) {
+                        frames.push(i);
+                    }
+                }
+                Ok(())
+            },
+        )?;
         let mut stream = archive.frames(frames);
-        for (at, f) in wanted {
-            stream.skip_to(at).map_err(|e| corrupt(&data, e))?;
-            let put = crate::seeking::with_member(&mut stream, &f.path, |member| {
-                self.put_file(&f.path, &f, member, &data, false)
-            });
-            match put {
-                Ok(done) => done?,
-                Err(e) => self.refused(&f.path, Refused::Source(e)),
-            }
-            self.stop_if_fatal()?;
-        }
+        chosen_members(
+            select,
+            dec,
+            link,
+            final_index,
+            layout.tar_len(),
+            |span, f| {
+                stream.skip_to(span.start).map_err(|e| corrupt(&data, e))?;
+                let put = crate::seeking::with_member(&mut stream, &f.path, |member| {
+                    self.put_file(&f.path, &f, member, &data, false)
+                });
+                match put {
+                    Ok(done) => done?,
+                    Err(e) => self.refused(&f.path, Refused::Source(e)),
+                }
+                self.stop_if_fatal()
+            },
+        )?;
         self.drain_writers(true);
         self.stop_if_fatal()
     }
@@ -663,6 +664,48 @@ impl<'a> Restorer<'a> {
         self.stop_if_fatal()?;
         end.map_err(|e| corrupt(path, e))?;
         self.check_selection()
+    }
+}
+
+/// Calls `each` with the tar span and the final entry of every chosen file
+/// whose content `link`'s archive holds (its index gives it a `tar_offset`,
+/// with the final sha256), in tar order. A member ends where the next one
+/// the archive carries begins (the index is in tar order), the last at the
+/// end of the tar.
+fn chosen_members(
+    select: &Select,
+    dec: &Decrypt,
+    link: &Item,
+    final_index: &Loc,
+    tar_len: u64,
+    mut each: impl FnMut(std::ops::Range<u64>, Entry) -> Result<()>,
+) -> Result<()> {
+    let own_index = link.index().expect("archives have an index");
+    let mut fin = match own_index == *final_index {
+        true => None,
+        false => Some(Cursor::new(open_index(final_index, dec)?)?),
+    };
+    let mut reader = open_index(&own_index, dec)?;
+    let mut pending: Option<(u64, Entry)> = None;
+    while let Some(e) = reader.next_entry()? {
+        let Some(at) = e.tar_offset else { continue };
+        if let Some((start, f)) = pending.take() {
+            each(start..at, f)?;
+        }
+        if e.kind != EntryType::File || !select.wants(&e.path) {
+            continue;
+        }
+        let f = match fin.as_mut() {
+            None => Some(e),
+            Some(fin) => fin
+                .seek(&e.path, |_| {})?
+                .filter(|f| f.kind == EntryType::File && f.sha256 == e.sha256),
+        };
+        pending = f.map(|f| (at, f));
+    }
+    match pending {
+        Some((start, f)) => each(start..tar_len, f),
+        None => Ok(()),
     }
 }
 
