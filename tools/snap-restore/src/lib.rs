@@ -231,7 +231,7 @@ pub enum Command {
         #[arg(short, long = "tag", value_name = "TAG", action = ArgAction::Append)]
         tags: Vec<String>,
     },
-    /// Write one file of a snapshot or archive to stdout, checked against its sha256 (from a seekable archive, only the frames holding it are read)
+    /// Write one file of a snapshot or archive to stdout, checked against its sha256 as it goes out (a mismatch is exit 65, after the bytes); from a seekable archive only the frames holding it are read
     Cat {
         #[arg(value_name = "NAME")]
         name: String,
