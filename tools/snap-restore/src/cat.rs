@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use snap_shared::crypt::Decrypt;
 use snap_shared::error::{Error, Exit, Result};
 use snap_shared::hash::Sha256Digest;
-use snap_shared::index::{Entry, EntryType, cmp_paths};
+use snap_shared::index::{Entry, EntryType, IndexReader, cmp_paths};
 
 use crate::damage::corrupt;
 use crate::indexes::open_index;
@@ -80,7 +80,29 @@ fn check_is_file(e: &Entry, shown: &str) -> Result<()> {
 
 /// The entry of `rel` in an index (read up to where it would be).
 fn find(index: &Loc, rel: &[u8], dec: &Decrypt) -> Result<Option<Entry>> {
+    find_in(&mut open_index(index, dec)?, rel)
+}
+
+/// [`find`] in an archive's index, with where the next member the archive
+/// carries starts (the index is in tar order): the end of this one.
+fn find_with_end(index: &Loc, rel: &[u8], dec: &Decrypt) -> Result<Option<(Entry, Option<u64>)>> {
     let mut reader = open_index(index, dec)?;
+    let Some(e) = find_in(&mut reader, rel)? else {
+        return Ok(None);
+    };
+    let mut end = None;
+    if e.tar_offset.is_some() {
+        while let Some(next) = reader.next_entry()? {
+            if next.tar_offset.is_some() {
+                end = next.tar_offset;
+                break;
+            }
+        }
+    }
+    Ok(Some((e, end)))
+}
+
+fn find_in(reader: &mut IndexReader, rel: &[u8]) -> Result<Option<Entry>> {
     while let Some(e) = reader.next_entry()? {
         match cmp_paths(&e.path, rel) {
             Ordering::Less => continue,
@@ -124,7 +146,7 @@ fn from_chain(
 ) -> Result<()> {
     for link in chain_of(item)?.iter().rev() {
         let own = link.index().expect("archives have an index");
-        let Some(e) = find(&own, &fin.path, dec)? else {
+        let Some((e, end)) = find_with_end(&own, &fin.path, dec)? else {
             continue;
         };
         if e.sha256 != fin.sha256 {
@@ -132,7 +154,7 @@ fn from_chain(
         }
         match seeking::of_item(link, dec)? {
             Some(s) => match e.tar_offset {
-                Some(at) => return by_frames(link, s, at, fin, dec, out, shown),
+                Some(at) => return by_frames(link, s, (at, end), fin, out, shown),
                 // An older archive of the chain holds it.
                 None => continue,
             },
@@ -156,24 +178,14 @@ fn from_chain(
 fn by_frames(
     link: &Item,
     archive: Seekable,
-    at: u64,
+    (at, end): (u64, Option<u64>),
     e: &Entry,
-    dec: &Decrypt,
     out: &mut dyn Write,
     shown: &str,
 ) -> Result<()> {
     let data = link.data();
-    let mut starts = Vec::new();
-    let own = link.index().expect("archives have an index");
-    // Where the next member starts bounds this one; the index is in tar order.
-    let mut reader = open_index(&own, dec)?;
-    while let Some(x) = reader.next_entry()? {
-        if let Some(s) = x.tar_offset.filter(|&s| s > at) {
-            starts.push(s);
-            break;
-        }
-    }
-    let frames = seeking::frames_for(&archive.layout, &starts, std::iter::once(at));
+    let end = end.unwrap_or(archive.layout.tar_len());
+    let frames = archive.layout.covering(at..end).collect();
     let mut stream = archive.frames(frames);
     stream.skip_to(at).map_err(|err| corrupt(&data, err))?;
     seeking::with_member(&mut stream, &e.path, |m| {

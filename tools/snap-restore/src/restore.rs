@@ -324,16 +324,19 @@ impl<'a> Restorer<'a> {
     /// Writes, from one archive of a chain, the files whose content there is the final one.
     fn contents_of(&mut self, link: &Item, final_index: &Loc) -> Result<()> {
         let data = link.data();
-        let seekable = crate::seeking::of_item(link, self.dec)?;
+        let partial = !self.select.is_all();
+        // A restore already keeps two cores busy (decoding, and the writers
+        // hashing and writing): on two, decoding frames apart only adds a
+        // copy (measured 10% slower), so a whole restore takes frames (and
+        // opens the seek table, a request or a decryption) with more cores.
+        let seekable = match partial || cores() > WRITERS {
+            true => crate::seeking::of_item(link, self.dec)?,
+            false => None,
+        };
         let layout = match seekable {
-            Some(s) if !self.select.is_all() => {
-                return self.members_by_frames(link, s, final_index);
-            }
-            // A restore already keeps two cores busy (decoding, and the
-            // writers hashing and writing): on two, decoding frames apart
-            // only adds a copy (measured 10% slower), so it takes more cores.
-            Some(s) if cores() > WRITERS => Some(s.layout),
-            Some(_) | None => None,
+            Some(s) if partial => return self.members_by_frames(link, s, final_index),
+            Some(s) => Some(s.layout),
+            None => None,
         };
         let own_index = link.index().expect("archives have an index");
         let mut fin = Cursor::new(open_index(final_index, self.dec)?)?;

@@ -329,22 +329,6 @@ pub fn of_item(item: &Item, dec: &Decrypt) -> Result<Option<Seekable>> {
     }
 }
 
-/// The frames holding the members that start at `ats`, given where every
-/// member of the archive starts (`starts`, sorted): a member ends where the
-/// next one begins, the last at the end of the tar.
-pub fn frames_for(layout: &Layout, starts: &[u64], ats: impl Iterator<Item = u64>) -> Vec<usize> {
-    let mut frames: Vec<usize> = ats
-        .flat_map(|at| {
-            let next = starts.partition_point(|&s| s <= at);
-            let end = starts.get(next).copied().unwrap_or(layout.tar_len());
-            layout.covering(at..end)
-        })
-        .collect();
-    frames.sort_unstable();
-    frames.dedup();
-    frames
-}
-
 /// Reads with `read` the member at the stream's position, which the index
 /// says is `path`. An error means this member cannot be had (a damaged
 /// frame, or an index that does not match the archive), not that the
