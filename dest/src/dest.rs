@@ -7,7 +7,8 @@
 //! its rename and the folder after it (a drive is unplugged any time),
 //! files are created 0600 as DESIGN.md asks, and a large file resumes from
 //! its synced parts after a kill (LocalFileSystem has no resumable upload).
-//! Everything above this module sees one interface.
+//! SFTP servers and rclone remotes are the `sftp` module's. Everything
+//! above this module sees one interface.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -76,6 +77,8 @@ pub(crate) struct Bucket {
 pub(crate) enum Backend {
     Folder(PathBuf),
     Bucket(Bucket),
+    /// An SFTP server, or an rclone remote served over SFTP.
+    Remote(crate::sftp::Remote),
 }
 
 /// An opened destination.
@@ -150,6 +153,9 @@ impl Dest {
                 bucket,
                 prefix,
             } => Backend::Bucket(open_bucket(spec, *service, bucket, prefix, rt, reach)?),
+            Location::Sftp { .. } | Location::Rclone(_) => {
+                Backend::Remote(crate::sftp::Remote::connect(spec, rt)?)
+            }
             Location::Memory(name) => {
                 return crate::memory::open(name, rt).ok_or_else(|| {
                     Error::usage(
@@ -217,7 +223,7 @@ impl Dest {
     pub fn folder(&self) -> Option<&Path> {
         match &self.backend {
             Backend::Folder(p) => Some(p),
-            Backend::Bucket(_) => None,
+            Backend::Bucket(_) | Backend::Remote(_) => None,
         }
     }
 
@@ -255,6 +261,7 @@ impl Dest {
                     Err(e) => Err(self.error(rel, e)),
                 }
             }
+            Backend::Remote(r) => Ok(r.head(rel)?.map(|size| Meta { size, sha256: None })),
         }
     }
 
@@ -268,6 +275,7 @@ impl Dest {
                 b.rt.block_on(async { b.store.get(&b.key(rel)).await?.bytes().await })
                     .map_err(|e| self.error(rel, e))
             }
+            Backend::Remote(r) => r.get(rel),
         }
     }
 
@@ -290,6 +298,7 @@ impl Dest {
                     result.into_stream(),
                 )))
             }
+            Backend::Remote(r) => r.reader(rel),
         }
     }
 
@@ -331,6 +340,7 @@ impl Dest {
                     })
                     .collect()
             }
+            Backend::Remote(r) => r.read_ranges(rel, ranges),
         }
     }
 
@@ -367,6 +377,7 @@ impl Dest {
                     other => other.map_err(|e| self.error(rel, e)),
                 }
             }
+            Backend::Remote(r) => r.read_tail(rel, n),
         }
     }
 
@@ -379,6 +390,7 @@ impl Dest {
                 .put(rel, data, sha256, PutMode::Overwrite)
                 .map(|_| ())
                 .map_err(|e| self.error(rel, e)),
+            Backend::Remote(r) => r.put(rel, &data),
         }
     }
 
@@ -398,6 +410,7 @@ impl Dest {
                 }
                 _ => Ok(()),
             },
+            Backend::Remote(r) => r.delete(rel),
         }
     }
 
@@ -438,6 +451,7 @@ impl Dest {
                 }
                 Ok(())
             }
+            Backend::Remote(r) => r.delete_many(rels),
         }
     }
 
@@ -463,6 +477,7 @@ impl Dest {
                     .map(|(r, rel)| r.map_err(|e| self.error(rel, e)))
                     .collect()
             }
+            Backend::Remote(r) => r.get_many(rels),
         }
     }
 
@@ -497,6 +512,9 @@ impl Dest {
                 }
                 Ok(())
             }
+            Backend::Remote(_) => items
+                .into_iter()
+                .try_for_each(|(rel, data, sha)| self.put_small(&rel, data, &sha)),
         }
     }
 
@@ -554,15 +572,20 @@ impl Dest {
                     out.push((rel, meta.size, SystemTime::from(meta.last_modified)));
                 }
             }
+            Backend::Remote(r) => out = r.list(sub)?,
         }
         out.sort();
         Ok(out)
     }
 
-    /// Free bytes where a folder destination lives (`None` for buckets).
+    /// Free bytes where a folder destination lives, or on an SFTP server
+    /// that says (`None` for buckets and rclone remotes).
     pub fn free_space(&self) -> Option<(u64, u64)> {
-        self.folder()
-            .and_then(|f| snap_shared::fsutil::free_space(f).ok())
+        match &self.backend {
+            Backend::Folder(f) => snap_shared::fsutil::free_space(f).ok(),
+            Backend::Bucket(_) => None,
+            Backend::Remote(r) => r.free_space(),
+        }
     }
 
     /// An object_store error as one line with a sysexits code.

@@ -16,6 +16,7 @@ pub mod locks;
 pub mod memory;
 pub mod mount;
 pub mod settings;
+mod sftp;
 pub mod stream;
 pub mod throttle;
 pub mod upload;

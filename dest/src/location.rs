@@ -2,8 +2,10 @@
 //!
 //! A destination is a folder path (`/media/me/T9/backups`, `file:///…`), a
 //! drive found by filesystem UUID or label (`uuid://2F3A-11C4/backups`,
-//! `label://T9/backups`), or a bucket URL (`s3://bucket/prefix`,
-//! `gs://bucket/prefix`, `az://container/prefix`). Parsing is pure so that
+//! `label://T9/backups`), a bucket URL (`s3://bucket/prefix`,
+//! `gs://bucket/prefix`, `az://container/prefix`), a folder on another
+//! machine over SFTP (`sftp://[user@]host[:port]/path`), or a path on an
+//! rclone remote (`rclone:REMOTE:PATH`). Parsing is pure so that
 //! every tool reads the same string the same way, and so that a bad one is
 //! refused before any byte moves.
 
@@ -50,6 +52,17 @@ pub enum Location {
     /// An in-memory store the fault harness registered under this name
     /// (`memory://NAME`; the `memory` module).
     Memory(String),
+    /// A folder on an SFTP server, reached through the system's ssh. `path`
+    /// is absolute (`/srv/backup`) or, from `sftp://host/~/backup`, relative
+    /// to the login's home (`backup`).
+    Sftp {
+        user: Option<String>,
+        host: String,
+        port: Option<u16>,
+        path: String,
+    },
+    /// `REMOTE:PATH` of the user's rclone config (`rclone:onedrive:backup`).
+    Rclone(String),
 }
 
 impl Location {
@@ -59,6 +72,9 @@ impl Location {
         let s = s.trim();
         if s.is_empty() {
             return Err("empty destination".into());
+        }
+        if let Some(target) = s.strip_prefix("rclone:") {
+            return rclone(target);
         }
         let Some((scheme, rest)) = s.split_once("://") else {
             return Ok(Location::Folder(absolute(PathBuf::from(s))));
@@ -71,8 +87,9 @@ impl Location {
             "gs" | "gcs" => bucket(Service::Gcs, rest),
             "az" | "azure" | "abfs" => bucket(Service::Azure, rest),
             "memory" => Ok(Location::Memory(rest.trim_matches('/').to_string())),
+            "sftp" => sftp(rest),
             other => Err(format!(
-                "unknown scheme {other}:// (use a path, uuid://, label://, s3://, gs:// or az://)"
+                "unknown scheme {other}:// (use a path, uuid://, label://, s3://, gs://, az://, sftp:// or rclone:)"
             )),
         }
     }
@@ -110,6 +127,26 @@ impl Location {
                     format!("{scheme}://{bucket}/{prefix}")
                 }
             }
+            Location::Sftp {
+                user,
+                host,
+                port,
+                path,
+            } => {
+                let user = user.as_ref().map_or(String::new(), |u| format!("{u}@"));
+                let host = match host.contains(':') {
+                    true => format!("[{host}]"),
+                    false => host.clone(),
+                };
+                let port = port.map_or(String::new(), |p| format!(":{p}"));
+                let path = match path.strip_prefix('/') {
+                    Some(abs) => abs.to_string(),
+                    None if path.is_empty() => "~".to_string(),
+                    None => format!("~/{path}"),
+                };
+                format!("sftp://{user}{host}{port}/{path}")
+            }
+            Location::Rclone(target) => format!("rclone:{target}"),
         }
     }
 }
@@ -160,6 +197,95 @@ fn bucket(service: Service, rest: &str) -> Result<Location, String> {
     })
 }
 
+/// `[user@]host[:port]/path`, the path absolute, or under the login's home after `~`.
+fn sftp(rest: &str) -> Result<Location, String> {
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let (user, hostport) = match authority.rsplit_once('@') {
+        Some((u, _)) if u.contains(':') => {
+            // Never repeat the text: it holds a password.
+            return Err(
+                "a password in an sftp:// URL is refused, since URLs appear in \
+                        records and logs; use a key (ssh-copy-id) or ~/.ssh/config"
+                    .into(),
+            );
+        }
+        Some((u, h)) => (Some(u.to_string()), h),
+        None => (None, authority),
+    };
+    let (host, port) = split_port(hostport)?;
+    if host.is_empty() || host.starts_with('-') {
+        return Err("an sftp:// URL needs a host name (sftp://nas/srv/backup)".into());
+    }
+    if user
+        .as_deref()
+        .is_some_and(|u| u.is_empty() || u.starts_with('-'))
+    {
+        return Err("the user of an sftp:// URL is empty or starts with '-'".into());
+    }
+    let path = path.trim_end_matches('/');
+    let path = match path.strip_prefix('~') {
+        Some(home) if home.is_empty() || home.starts_with('/') => {
+            home.trim_start_matches('/').to_string()
+        }
+        _ if path.is_empty() => {
+            return Err(
+                "an sftp:// URL needs a folder: sftp://host/srv/backup is /srv/backup, \
+                        sftp://host/~/backup is under the login's home"
+                    .into(),
+            );
+        }
+        _ => format!("/{path}"),
+    };
+    if path.split('/').any(|c| c == "..") {
+        return Err("the folder of an sftp:// URL may not contain `..`".into());
+    }
+    Ok(Location::Sftp {
+        user,
+        host: host.to_string(),
+        port,
+        path,
+    })
+}
+
+/// `host`, `host:port`, `[v6]` or `[v6]:port`.
+fn split_port(s: &str) -> Result<(&str, Option<u16>), String> {
+    let (host, port) = match s.strip_prefix('[') {
+        Some(v6) => {
+            let (host, after) = v6
+                .split_once(']')
+                .ok_or("an IPv6 host in brackets lacks its `]`")?;
+            (host, after.strip_prefix(':'))
+        }
+        None => match s.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (s, None),
+        },
+    };
+    let port = port
+        .map(|p| {
+            p.parse::<u16>()
+                .map_err(|_| format!("port {p:?} is not a port number"))
+        })
+        .transpose()?;
+    Ok((host, port))
+}
+
+/// `REMOTE:PATH`, as rclone takes it (`onedrive:backup`, `crypt:`).
+fn rclone(target: &str) -> Result<Location, String> {
+    // `:backend:path` (rclone's on-the-fly remotes) has its colon first.
+    let body = target.strip_prefix(':').unwrap_or(target);
+    let Some((remote, _path)) = body.split_once(':') else {
+        return Err(
+            "an rclone destination is rclone:REMOTE:PATH, with REMOTE a name of `rclone listremotes`"
+                .into(),
+        );
+    };
+    if remote.is_empty() || remote.starts_with('-') {
+        return Err("an rclone destination needs a remote's name: rclone:REMOTE:PATH".into());
+    }
+    Ok(Location::Rclone(target.trim_end_matches('/').to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,6 +326,46 @@ mod tests {
         let err = Location::parse("s3://AKIAXX:sekrit@bucket/p").unwrap_err();
         assert!(err.contains("credentials"));
         assert!(!err.contains("sekrit") && !err.contains("AKIAXX"));
+    }
+
+    /// sftp:// takes a user, a port and an IPv6 host; the path is absolute, or
+    /// under the login's home after `~`; rclone: keeps the remote and path.
+    #[test]
+    fn sftp_and_rclone() {
+        let s = Location::parse("sftp://me@nas:2222/srv/backup/").unwrap();
+        assert_eq!(
+            s,
+            Location::Sftp {
+                user: Some("me".into()),
+                host: "nas".into(),
+                port: Some(2222),
+                path: "/srv/backup".into()
+            }
+        );
+        assert_eq!(s.url(), "sftp://me@nas:2222/srv/backup");
+        let home = Location::parse("sftp://nas/~/backup").unwrap();
+        assert_eq!(home.url(), "sftp://nas/~/backup");
+        assert_eq!(
+            Location::parse("sftp://nas/~").unwrap().url(),
+            "sftp://nas/~"
+        );
+        let v6 = Location::parse("sftp://[::1]:22/b").unwrap();
+        assert_eq!(v6.url(), "sftp://[::1]:22/b");
+        let err = Location::parse("sftp://me:hunter2@nas/b").unwrap_err();
+        assert!(err.contains("password") && !err.contains("hunter2"));
+        assert!(Location::parse("sftp://nas").is_err(), "a folder is needed");
+        assert!(Location::parse("sftp://-oProxyCommand=x/b").is_err());
+        assert!(Location::parse("sftp://nas:port/b").is_err());
+        assert!(Location::parse("sftp://nas/a/../b").is_err());
+        let r = Location::parse("rclone:onedrive:backup/snap/").unwrap();
+        assert_eq!(r, Location::Rclone("onedrive:backup/snap".into()));
+        assert_eq!(r.url(), "rclone:onedrive:backup/snap");
+        assert!(Location::parse("rclone:nocolon").is_err());
+        assert!(Location::parse("rclone:-x:y").is_err());
+        assert_eq!(
+            Location::parse("rclone::local:/srv").unwrap().url(),
+            "rclone::local:/srv"
+        );
     }
 
     /// Unknown schemes, empty names and `..` are refused with a reason.

@@ -2,10 +2,12 @@
 //!
 //! The file is read once, in order, by one thread that hashes every byte
 //! and hands the parts out: to parallel multipart uploads for a bucket, to
-//! positional writes into a hidden `.NAME.snap-part` file for a folder. A
+//! positional writes into a hidden `.NAME.snap-part` file for a folder or
+//! an SFTP server. A
 //! journal in the state folder records each part once the destination has
 //! it (a bucket answered with the part's ETag; a folder's part was
-//! fdatasynced), so a rerun after kill -9, a network cut or a pulled drive
+//! fdatasynced; an SFTP server's was flushed with fsync@openssh.com, or
+//! acknowledged where the server has no fsync), so a rerun after kill -9, a network cut or a pulled drive
 //! reads past those parts — still hashing them — and sends only the rest.
 //! Nothing becomes visible under the final name until the whole file is
 //! there and its sha256, computed from the bytes sent, equals the one the
@@ -33,6 +35,7 @@ use snap_shared::error::{Error, Exit, Result};
 use snap_shared::hash::Sha256Digest;
 
 use crate::dest::{Backend, Bucket, Dest, sha_attributes};
+use crate::sftp::Remote;
 use crate::throttle::Throttle;
 
 const MIB: u64 = 1 << 20;
@@ -140,7 +143,7 @@ impl Dest {
     /// Sends a large file to `rel`, resuming an interrupted send, and
     /// publishes it only when its sha256 is right.
     pub fn upload(&self, rel: &str, src: &Source, t: &Tuning, progress: Progress) -> Result<Sent> {
-        let folder = matches!(self.backend, Backend::Folder(_));
+        let folder = !matches!(self.backend, Backend::Bucket(_));
         let fresh = Journal {
             url: self.url.clone(),
             key: rel.to_string(),
@@ -160,6 +163,7 @@ impl Dest {
             Backend::Bucket(b) => {
                 self.upload_parts(b, rel, src, t, fresh, journal, &jpath, progress)
             }
+            Backend::Remote(r) => upload_remote(r, rel, src, t, fresh, journal, &jpath, progress),
         };
         if result.is_ok() || result.as_ref().is_err_and(|e| e.exit == Exit::Data) {
             let _ = std::fs::remove_file(&jpath);
@@ -448,6 +452,84 @@ fn upload_file(
     drop(file);
     std::fs::rename(&part_path, dest).map_err(|e| Error::io(dest, e))?;
     snap_shared::fsutil::fsync_dir(dir).map_err(|e| Error::io(dir, e))?;
+    Ok(Sent { sent, resumed })
+}
+
+/// Sends a file over SFTP: `.NAME.snap-part` written part by part (many
+/// requests in flight), each flushed on the server before the journal counts
+/// it, then renamed. A server that cannot write into an existing file
+/// (rclone without its VFS cache) starts the part file over instead.
+#[allow(clippy::too_many_arguments)]
+fn upload_remote(
+    r: &Remote,
+    rel: &str,
+    src: &Source,
+    t: &Tuning,
+    fresh: Journal,
+    saved: Option<Journal>,
+    jpath: &Path,
+    progress: Progress,
+) -> Result<Sent> {
+    let part_rel = r.part_name(rel);
+    let mut journal = saved.unwrap_or_else(|| fresh.clone());
+    let contiguous = (0..).take_while(|i| journal.done.contains_key(i)).count();
+    let kept = (contiguous as u64 * journal.part_size).min(src.size);
+    let (part, on_server) = r.open_part(&part_rel, contiguous > 0)?;
+    let resumed = match on_server {
+        Some(len) if len >= kept => {
+            journal.done.retain(|&i, _| i < contiguous);
+            kept
+        }
+        _ => {
+            journal.done.clear();
+            0
+        }
+    };
+    let skip: Vec<usize> = journal.done.keys().copied().collect();
+    let part_size = journal.part_size;
+    let (sent, digest) = std::thread::scope(|s| {
+        let (parts_tx, parts_rx) = std::sync::mpsc::sync_channel::<(usize, Bytes)>(2);
+        let skip = &skip;
+        let reader = s.spawn(move || {
+            read_parts(src.path, part_size, skip, |idx, data| {
+                parts_tx.send((idx, data)).is_ok()
+            })
+        });
+        let mut sent = 0u64;
+        let mut failure = None;
+        for (idx, data) in parts_rx {
+            let written = r
+                .write_at(
+                    &part,
+                    idx as u64 * part_size,
+                    &data,
+                    t.throttle.as_deref(),
+                    rel,
+                )
+                .and_then(|()| r.sync(&part, rel));
+            if let Err(e) = written.and_then(|()| {
+                journal.done.insert(idx, String::new());
+                journal.save(jpath)
+            }) {
+                failure = Some(e);
+                break;
+            }
+            sent += data.len() as u64;
+            progress(data.len() as u64);
+        }
+        let digest = reader
+            .join()
+            .map_err(|_| Error::internal("upload", "reader panicked"));
+        match failure {
+            Some(e) => Err(e),
+            None => Ok((sent, digest??)),
+        }
+    })?;
+    if digest != src.sha256 {
+        r.discard_part(part, &part_rel);
+        return Err(changed(src, &digest));
+    }
+    r.finish(part, &part_rel, src.size, rel)?;
     Ok(Sent { sent, resumed })
 }
 

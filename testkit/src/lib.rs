@@ -1,13 +1,16 @@
 //! Test support for the CLI tests of the tools that talk to buckets
 //! (snap-push, snap-prune): moto (S3), Azurite (Azure blobs) and
-//! fake-gcs-server (GCS), each on a
+//! fake-gcs-server (GCS), and OpenSSH's sshd (SFTP), each on a
 //! free loopback port, stopped when dropped (`cargo xtask test` installs
 //! both; a test that cannot start one panics saying so), and readers of a
 //! finished tool's exit code, stderr and records.
 
 pub mod qemu;
+pub mod sshd;
 pub mod timeline;
 pub mod vhdx;
+
+pub use sshd::Sshd;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -200,4 +200,5 @@ pub fn journal_has_parts(state: &Path, n: usize) -> bool {
     })
 }
 
-pub use snap_testkit::{Azurite, FakeGcs, Moto, code, records, stderr};
+#[allow(unused_imports)]
+pub use snap_testkit::{Azurite, FakeGcs, Moto, Sshd, code, records, stderr};
