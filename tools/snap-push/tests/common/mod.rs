@@ -114,6 +114,22 @@ impl World {
             .unwrap()
     }
 
+    /// A push running in the background whose stdout and stderr are kept.
+    pub fn spawn_push_logged(&self, args: &[&str], env: &[(String, String)]) -> Child {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("snap-push"))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.path("home"))
+            .envs(env.iter().cloned())
+            .current_dir(self.dir.path())
+            .args(["--store", "store"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     pub fn push(&self, args: &[&str]) -> Output {
         self.push_cmd(args).output().unwrap()
     }
@@ -198,6 +214,55 @@ pub fn journal_has_parts(state: &Path, n: usize) -> bool {
                 .and_then(|v| v["done"].as_object().map(|d| d.len() >= n))
                 .unwrap_or(false)
     })
+}
+
+/// The output of a child, killing it if it runs longer than `limit`.
+pub fn wait_at_most(child: Child, limit: std::time::Duration) -> Output {
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if rx.recv_timeout(limit).is_err() {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status();
+        }
+    });
+    let out = child.wait_with_output().unwrap();
+    let _ = tx.send(());
+    watchdog.join().unwrap();
+    out
+}
+
+/// A small tmpfs mounted over a folder (a full disk on demand), unmounted
+/// when dropped. Needs root, as CI has.
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    pub fn mount(at: &Path, size: &str) -> Tmpfs {
+        let out = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
+            .arg(at)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mount tmpfs (this test needs root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
 }
 
 #[allow(unused_imports)]
