@@ -822,7 +822,8 @@ pub enum ReadRoot {
 }
 
 /// Opens `--from` for reading: a configured destination's name, a URL
-/// (s3://, gs://, az://, uuid://, label://), or else a folder path.
+/// (s3://, gs://, az://, sftp://, uuid://, label://, rclone:), or else a
+/// folder path.
 pub fn open_for_reading(
     from: &str,
     config: Option<&snap_shared::config::LoadedConfig>,
@@ -830,7 +831,9 @@ pub fn open_for_reading(
     let configured = crate::settings::from_config(config)?;
     let spec = match configured.iter().find(|s| s.name == from) {
         Some(s) => s.clone(),
-        None if from.contains("://") => crate::settings::resolve_arg(from, &configured)?,
+        None if from.contains("://") || from.starts_with("rclone:") => {
+            crate::settings::resolve_arg(from, &configured)?
+        }
         None => return Ok(ReadRoot::Folder(PathBuf::from(from))),
     };
     if let Location::Folder(p) = &spec.location {

@@ -475,7 +475,7 @@ impl Remote {
             }
         });
         self.block_on(async {
-            let mut done = futures::stream::iter(writes).buffered(IN_FLIGHT);
+            let mut done = futures::stream::iter(writes).buffered(self.s.writes_in_flight());
             while let Some(r) = done.next().await {
                 r?;
             }
@@ -547,6 +547,16 @@ pub(crate) struct PartFile {
 }
 
 impl Session {
+    /// Write requests of one file in flight: rclone without a VFS cache
+    /// takes a file's writes only in order, and its server may take
+    /// requests in flight out of order ("Illegal seek").
+    fn writes_in_flight(&self) -> usize {
+        match self.kind {
+            Kind::Ssh => IN_FLIGHT,
+            Kind::Rclone => 1,
+        }
+    }
+
     fn error(&self, what: &str, e: SftpError) -> Error {
         match e {
             SftpError::SftpError(kind, msg) => {

@@ -1,0 +1,194 @@
+//! snap-push, snap-restore and snap-prune through rclone: a `local` remote,
+//! a `crypt` remote over it, and a `webdav` remote reaching an `rclone serve
+//! webdav` server, the code path of OneDrive, Dropbox and the other
+//! HTTP-backed remotes. rclone's config is the test's own (RCLONE_CONFIG).
+
+mod common;
+
+use std::fs;
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{World, code, records, stderr};
+
+/// `rclone serve webdav` of a folder on a free loopback port, stopped when dropped.
+struct Webdav(Child);
+
+impl Webdav {
+    fn start(dir: &std::path::Path, port: u16) -> Webdav {
+        let child = Command::new("rclone")
+            .args(["serve", "webdav", "--addr", &format!("127.0.0.1:{port}")])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("rclone: run `cargo xtask test`, which installs it");
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "rclone serve webdav did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Webdav(child)
+    }
+}
+
+impl Drop for Webdav {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// rclone's obscured form of a password, as its config holds it.
+fn obscure(secret: &str) -> String {
+    let out = Command::new("rclone")
+        .args(["obscure", secret])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A config with `loc` (local), `sec` (crypt over loc) and, when a port is
+/// given, `dav` (webdav); the environment that points rclone at it.
+fn rclone_config(w: &World, dav_port: Option<u16>) -> Vec<(String, String)> {
+    let mut text = format!(
+        "[loc]\ntype = local\n\n[sec]\ntype = crypt\nremote = loc:{}\npassword = {}\n",
+        w.path("crypt-store").display(),
+        obscure("test secret")
+    );
+    if let Some(port) = dav_port {
+        text.push_str(&format!(
+            "\n[dav]\ntype = webdav\nurl = http://127.0.0.1:{port}\nvendor = other\n"
+        ));
+    }
+    w.write("rclone.conf", &text);
+    vec![(
+        "RCLONE_CONFIG".to_string(),
+        w.path("rclone.conf").display().to_string(),
+    )]
+}
+
+/// Push, list, verify, restore, a second push that finds it there, then
+/// `stored` (a look at the remote's own files), and a prune that removes it.
+fn round_trip(w: &World, url: &str, env: &[(String, String)], stored: &dyn Fn()) {
+    let out = w.push_env(&["--all", "--dest", url], env);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(records(&out)[0]["dest"], url);
+    let listed = w.restore_env(&["list", url, "--json"], env);
+    assert_eq!(code(&listed), 0, "{}", stderr(&listed));
+    assert_eq!(records(&listed)[0]["id"], w.archive_id());
+    let verified = w.restore_env(&["--from", url, "verify", "s/latest"], env);
+    assert_eq!(code(&verified), 0, "{}", stderr(&verified));
+    let restored = w.restore_env(&["--from", url, "restore", "s/latest", "--to", "r"], env);
+    assert_eq!(code(&restored), 0, "{}", stderr(&restored));
+    w.assert_restored("r");
+    let again = w.push_env(&["--all", "--dest", url, "--verify"], env);
+    assert_eq!(code(&again), 0, "{}", stderr(&again));
+    assert_eq!(records(&again)[0]["skipped"], true);
+    stored();
+    let forget = format!("s/{}", w.archive_id());
+    let pruned = w
+        .tool("snap-prune")
+        .envs(env.iter().cloned())
+        .args(["--dest", url, "--forget", &forget])
+        .output()
+        .unwrap();
+    assert_eq!(code(&pruned), 0, "{}", stderr(&pruned));
+    let listed = w.restore_env(&["list", url], env);
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout),
+        "",
+        "pruned yet listed"
+    );
+}
+
+/// A local remote, and a crypt remote over it whose files hold no plain name.
+#[test]
+fn rclone_local_and_crypt() {
+    let w = World::with_archive(6 << 20);
+    let env = rclone_config(&w, None);
+    let local = format!("rclone:loc:{}", w.path("plain").display());
+    round_trip(&w, &local, &env, &|| {
+        let names: Vec<String> = fs::read_dir(w.path("plain/s"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.iter().any(|n| n.ends_with(".tar.zst")), "{names:?}");
+    });
+
+    let w2 = World::with_archive(6 << 20);
+    let env2 = rclone_config(&w2, None);
+    round_trip(&w2, "rclone:sec:backups", &env2, &|| {
+        let mut stored = Vec::new();
+        let mut todo = vec![w2.path("crypt-store")];
+        while let Some(d) = todo.pop() {
+            for e in fs::read_dir(&d).unwrap().flatten() {
+                if e.metadata().unwrap().is_dir() {
+                    todo.push(e.path());
+                }
+                stored.push(e.file_name().to_string_lossy().into_owned());
+            }
+        }
+        assert!(stored.len() >= 5, "{stored:?}");
+        assert!(
+            stored
+                .iter()
+                .all(|n| !n.contains("tar") && !n.contains("json") && n != "s"),
+            "crypt stored plain names: {stored:?}"
+        );
+    });
+}
+
+/// A webdav remote (rclone serve webdav on loopback): the HTTP path that
+/// OneDrive and Dropbox take.
+#[test]
+fn rclone_webdav() {
+    let w = World::with_archive(6 << 20);
+    fs::create_dir(w.path("dav-root")).unwrap();
+    let port = snap_testkit::free_port();
+    let _dav = Webdav::start(&w.path("dav-root"), port);
+    let env = rclone_config(&w, Some(port));
+    let url = "rclone:dav:snap";
+    let mut child = w.spawn_push(
+        &[
+            "--all",
+            "--dest",
+            url,
+            "--bwlimit",
+            "2M",
+            "--part-size",
+            "1M",
+        ],
+        &env,
+    );
+    let state = w.path("home/.local/state/snap/push");
+    let start = Instant::now();
+    while !common::journal_has_parts(&state, 1) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no part was sent"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let listed = w.restore_env(&["list", url], &env);
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout),
+        "",
+        "a half push is listed"
+    );
+    round_trip(&w, url, &env, &|| {
+        let archive = w.path(&format!("dav-root/snap/s/{}.tar.zst", w.archive_id()));
+        assert!(
+            archive.is_file(),
+            "{} is not on the server",
+            archive.display()
+        );
+    });
+}
