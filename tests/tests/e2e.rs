@@ -120,3 +120,11 @@ fn shared_dest() {
 fn surroundings() {
     run_script("surroundings.sh");
 }
+
+/// docs/recovery.md as written: every sh block runs in order on a new
+/// machine with only the drive and the age key, and restores files, an
+/// encrypted set, an incremental chain and a VM disk exactly.
+#[test]
+fn recovery_guide() {
+    run_script("recovery_guide.sh");
+}

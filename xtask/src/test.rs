@@ -33,6 +33,16 @@ pub const TEST_PROGRAMS: &[(&str, &str)] = &[
     ("strace", "strace"),
     // Opens the timeline page headless, offline (snap-restore's tests).
     ("chromium", "chromium"),
+    // The SFTP destination's tests: the client snap runs, and a server
+    // (with Debian's sftp-server) each test starts on a free port.
+    ("ssh", "openssh-client"),
+    ("ssh-keygen", "openssh-client"),
+    ("/usr/sbin/sshd", "openssh-server"),
+    ("/usr/lib/openssh/sftp-server", "openssh-sftp-server"),
+    // The rclone destination's tests (local, crypt and webdav remotes).
+    ("rclone", "rclone"),
+    // A full disk on the SFTP server (a small tmpfs).
+    ("mount", "mount"),
 ];
 
 /// Servers the tests start, with the PyPI package that has each.

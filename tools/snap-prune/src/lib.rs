@@ -80,7 +80,7 @@ or the store or destination is busy; 77 permission denied; 78 bad config.",
     after_help = "Examples:\n  snap-prune --keep-last 7                         the store: keep the 7 newest snapshots of each set\n  snap-prune --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --dry-run\n  snap-prune --dest t9                             a configured drive, by the config's retention\n  snap-prune --dest s3://bucket/snap --keep-within 90d --dry-run    what it would remove, and the cost\n  snap-prune --set data --keep-tag pre-upgrade --keep-last 3"
 )]
 pub struct Cli {
-    /// Prune archives at this destination: path, uuid://, label://, s3://, gs://, az:// URL, or a configured name (repeatable) [default: the store]
+    /// Prune archives at this destination: path, uuid://, label://, s3://, gs://, az://, sftp:// URL, rclone:REMOTE:PATH, or a configured name (repeatable) [default: the store]
     #[arg(short, long = "dest", value_name = "DEST", action = ArgAction::Append)]
     pub dests: Vec<String>,
 

@@ -75,7 +75,7 @@ denied; 78 bad config.",
     after_help = "Examples:\n  snap-collect | snap-pack | snap-push                  a whole backup, to the configured destinations\n  snap-pack --snapshot data/latest | snap-push --dest /media/me/T9/backups\n  snap-push --all --dest uuid://2F3A-11C4/backups      everything the drive lacks, when it is plugged in\n  snap-push --all --dest s3://my-bucket/snap --bwlimit 5M --verify\n  snap-push --all --dry-run                            what would be sent, and how much"
 )]
 pub struct Cli {
-    /// A destination: path, uuid://, label://, s3://, gs://, az:// URL, or a configured name (repeatable) [default: the config's destinations]
+    /// A destination: path, uuid://, label://, s3://, gs://, az://, sftp:// URL, rclone:REMOTE:PATH, or a configured name (repeatable) [default: the config's destinations]
     #[arg(short, long = "dest", value_name = "DEST", action = ArgAction::Append)]
     pub dests: Vec<String>,
 

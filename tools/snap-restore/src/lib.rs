@@ -83,7 +83,7 @@ pub struct Global {
     #[arg(short, long, value_name = "DIR", global = true)]
     pub store: Option<PathBuf>,
 
-    /// Look here instead of the store: a store, a folder of archives, a destination URL (s3://, gs://, az://, uuid://, label://) or a configured destination's name
+    /// Look here instead of the store: a store, a folder of archives, a destination URL (s3://, gs://, az://, sftp://, rclone:, uuid://, label://) or a configured destination's name
     #[arg(long, value_name = "WHERE", global = true)]
     pub from: Option<String>,
 

@@ -121,7 +121,7 @@ pub enum Source {
 
 impl Source {
     /// `--from`: a store or folder path, a destination URL (s3://, gs://,
-    /// az://, uuid://, label://) or a configured destination's name; else the store.
+    /// az://, sftp://, rclone:, uuid://, label://) or a configured destination's name; else the store.
     pub fn open(
         from: Option<&str>,
         store: Store,
