@@ -1,4 +1,4 @@
-complete -c snap-prune -s d -l dest -d 'Prune archives at this destination: path, uuid://, label://, s3://, gs://, az:// URL, or a configured name (repeatable) [default: the store]' -r
+complete -c snap-prune -s d -l dest -d 'Prune archives at this destination: path, uuid://, label://, s3://, gs://, az://, sftp:// URL, rclone:REMOTE:PATH, or a configured name (repeatable) [default: the store]' -r
 complete -c snap-prune -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
 complete -c snap-prune -l set -d 'Only this set' -r
 complete -c snap-prune -l keep-last -d 'Keep the N newest snapshots' -r

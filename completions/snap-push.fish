@@ -1,4 +1,4 @@
-complete -c snap-push -s d -l dest -d 'A destination: path, uuid://, label://, s3://, gs://, az:// URL, or a configured name (repeatable) [default: the config\'s destinations]' -r
+complete -c snap-push -s d -l dest -d 'A destination: path, uuid://, label://, s3://, gs://, az://, sftp:// URL, rclone:REMOTE:PATH, or a configured name (repeatable) [default: the config\'s destinations]' -r
 complete -c snap-push -s f -l file -d 'An archive to push (its data file or its .json record), or a disk snapshot (its record, disks/DISK/NAME.json) (repeatable; default: records on stdin)' -r -F
 complete -c snap-push -l set -d 'With --all, only the archives of this set' -r
 complete -c snap-push -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F

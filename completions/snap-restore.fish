@@ -26,7 +26,7 @@ end
 
 complete -c snap-restore -n "__fish_snap_restore_needs_command" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
 complete -c snap-restore -n "__fish_snap_restore_needs_command" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
-complete -c snap-restore -n "__fish_snap_restore_needs_command" -l from -d 'Look here instead of the store: a store, a folder of archives, a destination URL (s3://, gs://, az://, uuid://, label://) or a configured destination\'s name' -r
+complete -c snap-restore -n "__fish_snap_restore_needs_command" -l from -d 'Look here instead of the store: a store, a folder of archives, a destination URL (s3://, gs://, az://, sftp://, rclone:, uuid://, label://) or a configured destination\'s name' -r
 complete -c snap-restore -n "__fish_snap_restore_needs_command" -s i -l identity -d 'age identity file (age-keygen output, or an ssh private key) for encrypted archives (repeatable)' -r -F
 complete -c snap-restore -n "__fish_snap_restore_needs_command" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
 complete -c snap-restore -n "__fish_snap_restore_needs_command" -s q -l quiet -d 'Print only warnings and errors on stderr'
@@ -51,7 +51,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -l set -
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -l host -d 'Only what this machine made (the HOST column: records\' created_by, or host)' -r
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
-complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -l from -d 'Look here instead of the store: a store, a folder of archives, a destination URL (s3://, gs://, az://, uuid://, label://) or a configured destination\'s name' -r
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -l from -d 'Look here instead of the store: a store, a folder of archives, a destination URL (s3://, gs://, az://, sftp://, rclone:, uuid://, label://) or a configured destination\'s name' -r
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -s i -l identity -d 'age identity file (age-keygen output, or an ssh private key) for encrypted archives (repeatable)' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -l json -d 'Print the records as JSON lines'
@@ -60,7 +60,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -s v -l 
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -s h -l help -d 'Print help'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand show" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand show" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
-complete -c snap-restore -n "__fish_snap_restore_using_subcommand show" -l from -d 'Look here instead of the store: a store, a folder of archives, a destination URL (s3://, gs://, az://, uuid://, label://) or a configured destination\'s name' -r
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand show" -l from -d 'Look here instead of the store: a store, a folder of archives, a destination URL (s3://, gs://, az://, sftp://, rclone:, uuid://, label://) or a configured destination\'s name' -r
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand show" -s i -l identity -d 'age identity file (age-keygen output, or an ssh private key) for encrypted archives (repeatable)' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand show" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand show" -l archive -d 'NAME means an archive even where a snapshot has the same id'
@@ -70,7 +70,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand show" -s v -l 
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand show" -s h -l help -d 'Print help'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand diff" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand diff" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
-complete -c snap-restore -n "__fish_snap_restore_using_subcommand diff" -l from -d 'Look here instead of the store: a store, a folder of archives, a destination URL (s3://, gs://, az://, uuid://, label://) or a configured destination\'s name' -r
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand diff" -l from -d 'Look here instead of the store: a store, a folder of archives, a destination URL (s3://, gs://, az://, sftp://, rclone:, uuid://, label://) or a configured destination\'s name' -r
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand diff" -s i -l identity -d 'age identity file (age-keygen output, or an ssh private key) for encrypted archives (repeatable)' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand diff" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand diff" -l archive -d 'Names mean archives even where snapshots have the same ids'
@@ -80,7 +80,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand diff" -s v -l 
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand diff" -s h -l help -d 'Print help'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand verify" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand verify" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
-complete -c snap-restore -n "__fish_snap_restore_using_subcommand verify" -l from -d 'Look here instead of the store: a store, a folder of archives, a destination URL (s3://, gs://, az://, uuid://, label://) or a configured destination\'s name' -r
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand verify" -l from -d 'Look here instead of the store: a store, a folder of archives, a destination URL (s3://, gs://, az://, sftp://, rclone:, uuid://, label://) or a configured destination\'s name' -r
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand verify" -s i -l identity -d 'age identity file (age-keygen output, or an ssh private key) for encrypted archives (repeatable)' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand verify" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand verify" -l archive -d 'Names mean archives even where snapshots have the same ids'
@@ -90,7 +90,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand verify" -s h -
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand timeline" -l html -d 'Write the page here (atomically) [default: stdout]' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand timeline" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand timeline" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
-complete -c snap-restore -n "__fish_snap_restore_using_subcommand timeline" -l from -d 'Look here instead of the store: a store, a folder of archives, a destination URL (s3://, gs://, az://, uuid://, label://) or a configured destination\'s name' -r
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand timeline" -l from -d 'Look here instead of the store: a store, a folder of archives, a destination URL (s3://, gs://, az://, sftp://, rclone:, uuid://, label://) or a configured destination\'s name' -r
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand timeline" -s i -l identity -d 'age identity file (age-keygen output, or an ssh private key) for encrypted archives (repeatable)' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand timeline" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand timeline" -s q -l quiet -d 'Print only warnings and errors on stderr'
@@ -99,7 +99,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand timeline" -s h
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand serve" -l listen -d 'Where to listen (loopback unless --allow-remote)' -r
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand serve" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand serve" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
-complete -c snap-restore -n "__fish_snap_restore_using_subcommand serve" -l from -d 'Look here instead of the store: a store, a folder of archives, a destination URL (s3://, gs://, az://, uuid://, label://) or a configured destination\'s name' -r
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand serve" -l from -d 'Look here instead of the store: a store, a folder of archives, a destination URL (s3://, gs://, az://, sftp://, rclone:, uuid://, label://) or a configured destination\'s name' -r
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand serve" -s i -l identity -d 'age identity file (age-keygen output, or an ssh private key) for encrypted archives (repeatable)' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand serve" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand serve" -l allow-remote -d 'Allow a --listen address other machines can reach (a warning is printed)'
@@ -110,7 +110,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand serve" -s h -l
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand pin" -s r -l reason -d 'Why (shown by `show`)' -r
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand pin" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand pin" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
-complete -c snap-restore -n "__fish_snap_restore_using_subcommand pin" -l from -d 'Look here instead of the store: a store, a folder of archives, a destination URL (s3://, gs://, az://, uuid://, label://) or a configured destination\'s name' -r
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand pin" -l from -d 'Look here instead of the store: a store, a folder of archives, a destination URL (s3://, gs://, az://, sftp://, rclone:, uuid://, label://) or a configured destination\'s name' -r
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand pin" -s i -l identity -d 'age identity file (age-keygen output, or an ssh private key) for encrypted archives (repeatable)' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand pin" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand pin" -l archive -d 'NAME means an archive even where a snapshot has the same id'
@@ -121,7 +121,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand tag" -l add -d
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand tag" -l remove -d 'Remove this tag (repeatable)' -r
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand tag" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand tag" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
-complete -c snap-restore -n "__fish_snap_restore_using_subcommand tag" -l from -d 'Look here instead of the store: a store, a folder of archives, a destination URL (s3://, gs://, az://, uuid://, label://) or a configured destination\'s name' -r
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand tag" -l from -d 'Look here instead of the store: a store, a folder of archives, a destination URL (s3://, gs://, az://, sftp://, rclone:, uuid://, label://) or a configured destination\'s name' -r
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand tag" -s i -l identity -d 'age identity file (age-keygen output, or an ssh private key) for encrypted archives (repeatable)' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand tag" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand tag" -l archive -d 'NAME means an archive even where a snapshot has the same id'
@@ -130,7 +130,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand tag" -s v -l v
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand tag" -s h -l help -d 'Print help'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand describe" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand describe" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
-complete -c snap-restore -n "__fish_snap_restore_using_subcommand describe" -l from -d 'Look here instead of the store: a store, a folder of archives, a destination URL (s3://, gs://, az://, uuid://, label://) or a configured destination\'s name' -r
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand describe" -l from -d 'Look here instead of the store: a store, a folder of archives, a destination URL (s3://, gs://, az://, sftp://, rclone:, uuid://, label://) or a configured destination\'s name' -r
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand describe" -s i -l identity -d 'age identity file (age-keygen output, or an ssh private key) for encrypted archives (repeatable)' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand describe" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand describe" -l archive -d 'NAME means an archive even where a snapshot has the same id'
@@ -139,7 +139,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand describe" -s v
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand describe" -s h -l help -d 'Print help'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand unpin" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand unpin" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
-complete -c snap-restore -n "__fish_snap_restore_using_subcommand unpin" -l from -d 'Look here instead of the store: a store, a folder of archives, a destination URL (s3://, gs://, az://, uuid://, label://) or a configured destination\'s name' -r
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand unpin" -l from -d 'Look here instead of the store: a store, a folder of archives, a destination URL (s3://, gs://, az://, sftp://, rclone:, uuid://, label://) or a configured destination\'s name' -r
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand unpin" -s i -l identity -d 'age identity file (age-keygen output, or an ssh private key) for encrypted archives (repeatable)' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand unpin" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand unpin" -l archive -d 'NAME means an archive even where a snapshot has the same id'
@@ -152,7 +152,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -s d -
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -s t -l tag -d 'Tag it (repeatable; snap-prune --keep-tag keeps tagged ones)' -r
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
-complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -l from -d 'Look here instead of the store: a store, a folder of archives, a destination URL (s3://, gs://, az://, uuid://, label://) or a configured destination\'s name' -r
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -l from -d 'Look here instead of the store: a store, a folder of archives, a destination URL (s3://, gs://, az://, sftp://, rclone:, uuid://, label://) or a configured destination\'s name' -r
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -s i -l identity -d 'age identity file (age-keygen output, or an ssh private key) for encrypted archives (repeatable)' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -s q -l quiet -d 'Print only warnings and errors on stderr'
@@ -160,7 +160,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -s v -
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -s h -l help -d 'Print help'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand cat" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand cat" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
-complete -c snap-restore -n "__fish_snap_restore_using_subcommand cat" -l from -d 'Look here instead of the store: a store, a folder of archives, a destination URL (s3://, gs://, az://, uuid://, label://) or a configured destination\'s name' -r
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand cat" -l from -d 'Look here instead of the store: a store, a folder of archives, a destination URL (s3://, gs://, az://, sftp://, rclone:, uuid://, label://) or a configured destination\'s name' -r
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand cat" -s i -l identity -d 'age identity file (age-keygen output, or an ssh private key) for encrypted archives (repeatable)' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand cat" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand cat" -l archive -d 'NAME means an archive even where a snapshot has the same id'
@@ -171,7 +171,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s t 
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s p -l path -d 'Restore only this path inside the snapshot, e.g. home/me/docs (repeatable)' -r
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
-complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -l from -d 'Look here instead of the store: a store, a folder of archives, a destination URL (s3://, gs://, az://, uuid://, label://) or a configured destination\'s name' -r
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -l from -d 'Look here instead of the store: a store, a folder of archives, a destination URL (s3://, gs://, az://, sftp://, rclone:, uuid://, label://) or a configured destination\'s name' -r
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s i -l identity -d 'age identity file (age-keygen output, or an ssh private key) for encrypted archives (repeatable)' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -l overwrite -d 'Replace files that exist in the target with other content'

@@ -57,7 +57,7 @@ impl Dest {
                 Err(object_store::Error::AlreadyExists { .. }) => Ok(None),
                 Err(e) => Err(unsupported_or(self, rel, e)),
             },
-            Backend::Remote(r) => Ok(r.put_new(rel, &data)?.then(|| Version(None))),
+            Backend::Remote(r) => Ok(r.put_new(rel, &data)?.then_some(Version(None))),
         }
     }
 
@@ -81,7 +81,7 @@ impl Dest {
                     Err(e) => Err(Error::io(&path, e)),
                 }
             }
-            Backend::Remote(r) => Ok(r.touch(rel)?.then(|| Version(None))),
+            Backend::Remote(r) => Ok(r.touch(rel)?.then_some(Version(None))),
             Backend::Bucket(b) => {
                 let Some(v) = version.0.clone() else {
                     return Err(Error::internal(

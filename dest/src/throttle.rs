@@ -22,6 +22,11 @@ impl Throttle {
         }
     }
 
+    /// The limit, in bytes a second.
+    pub fn rate(&self) -> u64 {
+        self.bytes_per_sec as u64
+    }
+
     /// Reserves `bytes` and returns when the caller may send them.
     fn reserve(&self, bytes: u64) -> Instant {
         let mut free_at = self.free_at.lock().expect("throttle lock");

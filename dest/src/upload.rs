@@ -470,6 +470,9 @@ fn upload_remote(
     jpath: &Path,
     progress: Progress,
 ) -> Result<Sent> {
+    if r.copies_files() {
+        return copy_remote(r, rel, src, t, progress);
+    }
     let part_rel = r.part_name(rel);
     let mut journal = saved.unwrap_or_else(|| fresh.clone());
     let contiguous = (0..).take_while(|i| journal.done.contains_key(i)).count();
@@ -488,42 +491,33 @@ fn upload_remote(
     let skip: Vec<usize> = journal.done.keys().copied().collect();
     let part_size = journal.part_size;
     let (sent, digest) = std::thread::scope(|s| {
-        let (parts_tx, parts_rx) = std::sync::mpsc::sync_channel::<(usize, Bytes)>(2);
+        let (parts_tx, parts_rx) = tokio::sync::mpsc::channel::<(usize, Bytes)>(2);
         let skip = &skip;
         let reader = s.spawn(move || {
             read_parts(src.path, part_size, skip, |idx, data| {
-                parts_tx.send((idx, data)).is_ok()
+                parts_tx.blocking_send((idx, data)).is_ok()
             })
         });
         let mut sent = 0u64;
-        let mut failure = None;
-        for (idx, data) in parts_rx {
-            let written = r
-                .write_at(
-                    &part,
-                    idx as u64 * part_size,
-                    &data,
-                    t.throttle.as_deref(),
-                    rel,
-                )
-                .and_then(|()| r.sync(&part, rel));
-            if let Err(e) = written.and_then(|()| {
+        let written = r.send_parts(
+            &part,
+            part_size,
+            parts_rx,
+            t.throttle.as_deref(),
+            rel,
+            |idx, n| {
                 journal.done.insert(idx, String::new());
-                journal.save(jpath)
-            }) {
-                failure = Some(e);
-                break;
-            }
-            sent += data.len() as u64;
-            progress(data.len() as u64);
-        }
+                journal.save(jpath)?;
+                sent += n;
+                progress(n);
+                Ok(())
+            },
+        );
         let digest = reader
             .join()
             .map_err(|_| Error::internal("upload", "reader panicked"));
-        match failure {
-            Some(e) => Err(e),
-            None => Ok((sent, digest??)),
-        }
+        written?;
+        Ok((sent, digest??))
     })?;
     if digest != src.sha256 {
         r.discard_part(part, &part_rel);
@@ -531,6 +525,46 @@ fn upload_remote(
     }
     r.finish(part, &part_rel, src.size, rel)?;
     Ok(Sent { sent, resumed })
+}
+
+/// Sends a file to an rclone remote: `rclone copyto` uploads it as
+/// `.NAME.snap-part` while this process reads it again and hashes every
+/// byte; the upload is renamed into place only if both went right. rclone
+/// cannot write into a file it has uploaded, so there is no resume inside a
+/// file: an interrupted one is sent again whole (rclone skips it when the
+/// hidden copy is already complete and identical).
+fn copy_remote(
+    r: &Remote,
+    rel: &str,
+    src: &Source,
+    t: &Tuning,
+    progress: Progress,
+) -> Result<Sent> {
+    let part_rel = r.part_name(rel);
+    let rate = t.throttle.as_deref().map(Throttle::rate);
+    let copy = r.copy_in(src.path, &part_rel, rate)?;
+    let digest = read_parts(src.path, 16 * MIB, &[], |_, data| {
+        progress(data.len() as u64);
+        true
+    });
+    let digest = match digest {
+        Ok(d) => d,
+        Err(e) => {
+            copy.abort();
+            return Err(e);
+        }
+    };
+    if digest != src.sha256 {
+        copy.abort();
+        let _ = r.delete(&part_rel);
+        return Err(changed(src, &digest));
+    }
+    copy.finish()?;
+    r.rename_over(&part_rel, rel)?;
+    Ok(Sent {
+        sent: src.size,
+        resumed: 0,
+    })
 }
 
 /// Flushes written parts to the drive (several at once when they queue up)

@@ -166,10 +166,12 @@ fn descendants(pid: u32) -> Vec<u32> {
             };
             let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
             // The parent is the 2nd field after the command in parentheses.
-            if let Some(after) = stat.rsplit_once(')').map(|(_, a)| a) {
-                if let Some(ppid) = after.split_whitespace().nth(1).and_then(|x| x.parse().ok()) {
-                    parents.push((p, ppid));
-                }
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, after)| after.split_whitespace().nth(1))
+                .and_then(|x| x.parse::<u32>().ok());
+            if let Some(ppid) = ppid {
+                parents.push((p, ppid));
             }
         }
     }
