@@ -63,7 +63,9 @@ impl Dest {
 
     /// Replaces `rel` with `data` only if it is still `version` (buckets), or
     /// only if it is still there (folders: its time is renewed, `data` is not
-    /// written, so a power cut never leaves half of it). `Ok(None)`: it was
+    /// written, so a power cut never leaves half of it; an SFTP server's
+    /// times are set likewise, an rclone remote's file is written again if
+    /// it is still there). `Ok(None)`: it was
     /// changed or removed by someone else, and nothing was written.
     pub fn put_update(
         &self,
@@ -81,7 +83,7 @@ impl Dest {
                     Err(e) => Err(Error::io(&path, e)),
                 }
             }
-            Backend::Remote(r) => Ok(r.touch(rel)?.then_some(Version(None))),
+            Backend::Remote(r) => Ok(r.refresh(rel, &data)?.then_some(Version(None))),
             Backend::Bucket(b) => {
                 let Some(v) = version.0.clone() else {
                     return Err(Error::internal(

@@ -346,10 +346,21 @@ impl Remote {
         .map_err(|e| self.error(rel, e))
     }
 
-    /// Sets the file's times to now through its existing name only:
-    /// `Ok(false)` when it is gone (a removed lock is never brought back).
-    pub(crate) fn touch(&self, rel: &str) -> Result<bool> {
+    /// Renews a file that is still there, `Ok(false)` when it is gone (a
+    /// removed lock is never brought back). On an SFTP server its times are
+    /// set through its existing name (setstat), which fails on a removed
+    /// file. rclone cannot set a modified time on every provider (Dropbox,
+    /// WebDAV), so there the file is looked up, then written again with
+    /// `data`: a removal in between could be undone, which docs/destinations.md
+    /// says of rclone remotes shared by machines.
+    pub(crate) fn refresh(&self, rel: &str, data: &Bytes) -> Result<bool> {
         let path = self.path(rel);
+        if self.s.kind == Kind::Rclone {
+            return match self.head(rel)? {
+                Some(_) => self.put(rel, data).map(|()| true),
+                None => Ok(false),
+            };
+        }
         let now = UnixTimeStamp::new(SystemTime::now()).map_err(|e| {
             Error::internal(self.show(rel), format!("the clock is out of range: {e}"))
         })?;
@@ -990,7 +1001,8 @@ async fn read_exact_at(
 }
 
 /// Starts the child and the SFTP session over its pipes; a failure says
-/// why in one line (a host key: 77; a login refused: 77; the rest: 69).
+/// why in one line (a host key: 77; a login refused: 77; an rclone config
+/// error: 78; a server that cannot be reached: 75, absent).
 async fn start(
     kind: Kind,
     argv: &[String],
@@ -1103,7 +1115,9 @@ fn connect_error(kind: Kind, ctx: &str, said: &str, why: &str) -> Error {
         return Error::config(ctx, format!("rclone: {line}"))
             .with_hint("set the remote up once with `rclone config`, as the user that runs snap");
     }
-    Error::new(Exit::Unavailable, ctx, format!("cannot reach it: {line}"))
+    // A server that is off or away is absent, as an unplugged drive: a push
+    // falls back to the next priority.
+    Error::new(Exit::TempFail, ctx, format!("cannot reach it: {line}"))
         .with_hint("check that the server is up and reachable, then run again")
 }
 
@@ -1265,7 +1279,7 @@ mod tests {
             "ssh: connect to host nas port 22: Connection refused",
             "eof",
         );
-        assert_eq!(e.exit, Exit::Unavailable);
+        assert_eq!(e.exit, Exit::TempFail);
         assert!(e.to_string().contains("Connection refused"), "{e}");
     }
 }

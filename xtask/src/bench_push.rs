@@ -175,7 +175,7 @@ fn journal_parts(state: &Path) -> (usize, usize) {
 
 /// Kills a push once half its parts are there, reruns it; returns the share
 /// of the archive the rerun sent and the share that was there at the kill.
-fn resume_share(
+pub(crate) fn resume_share(
     json: &Path,
     dest: &str,
     state: &Path,
@@ -217,7 +217,12 @@ fn resume_share(
 }
 
 pub fn run(args: &Args, base: &Path) -> Result {
-    ensure_apt(&[("rclone", "rclone")])?;
+    ensure_apt(&[
+        ("rclone", "rclone"),
+        ("ssh", "openssh-client"),
+        ("/usr/sbin/sshd", "openssh-server"),
+        ("/usr/lib/openssh/sftp-server", "openssh-sftp-server"),
+    ])?;
     let scripts = ensure_pip(crate::test::TEST_SERVERS_PIP)?;
     let (json, data) = make_archive(base)?;
     let size = fs::metadata(&data).map_err(|e| e.to_string())?.len();
@@ -281,6 +286,16 @@ pub fn run(args: &Args, base: &Path) -> Result {
         let (sent, at) = resume_share(&json, "s3://bench/resume", &state, &moto.env(), size)?;
         resumes.push(("s3".into(), sent, at));
         drop(moto);
+        crate::bench_remote::measure_round(
+            run,
+            base,
+            &json,
+            &data,
+            &mut table,
+            &|t, step, tool, wall, rss| add(t, step, tool, wall, rss, mib),
+        )?;
+        let (sent, at) = crate::bench_remote::sftp_resume(base, &json, size, &resume_share)?;
+        resumes.push(("sftp".into(), sent, at));
     }
     discard(&folder)?;
     let md = crate::bench::render_rows(&table, "archive MiB");
@@ -296,7 +311,7 @@ fn render_resumes(resumes: &[(String, f64, f64)]) -> String {
     let mut md = String::from(
         "| destination | killed at (parts there) | rerun sent, median (min–max) | goal |\n|---|---|---|---|\n",
     );
-    for dest in ["folder", "s3"] {
+    for dest in ["folder", "s3", "sftp"] {
         let sent: Vec<f64> = resumes
             .iter()
             .filter(|r| r.0 == dest)
@@ -327,6 +342,13 @@ folder on the same disk and to a local moto S3 server (started fresh for each pu
 `snap-push --file` and by `rclone copy` (4 parallel parts to S3 for both; rclone's default 5 MiB parts,\n\
 snap's default 8 MiB). snap-push fsyncs each 16 MiB part it writes to a folder and the file before\n\
 its rename; rclone does not flush, so \"rclone+sync\" is the like-for-like row.\n\
+push-sftp: the same archive to Debian's sshd on loopback (started by the bench with its own keys), by\n\
+snap-push (sftp://), scp, sftp (batch put) and rclone copy to an :sftp remote of the same server.\n\
+snap-push flushes each part there (fsync@openssh.com) and hashes every byte; \"scp+sync\" adds a\n\
+`sync -f` of the folder on the server. push-rclone-local / push-rclone-webdav: snap-push to\n\
+rclone:REMOTE:PATH (its data file by `rclone copyto`, hashed again by snap alongside) and rclone copy,\n\
+to a local remote on the same disk and to a webdav remote served by `rclone serve webdav`\n\
+(restarted on an empty folder for each push).\n\
 \"snap / tool\" is snap's wall time over the tool's; throughput relative to the tool is its inverse\n\
 (the goal \"at least 0.9x rclone's throughput\" is snap / tool ≤ 1.11).";
     let tables = format!(

@@ -17,6 +17,7 @@ mod bench_live;
 mod bench_pack;
 mod bench_prune;
 mod bench_push;
+mod bench_remote;
 mod bench_seek;
 mod bench_timeline;
 mod crash;

@@ -189,6 +189,13 @@ fn rclone_webdav() {
         "",
         "a half push is listed"
     );
+    // The rerun lasts several lock refreshes (every half second here): on
+    // WebDAV they rewrite the lock, and the push publishes only if they worked.
+    let mut quick = env.clone();
+    quick.push(("SNAP_LOCK_STALE_SECS".into(), "3".into()));
+    let out = w.push_env(&["--all", "--dest", url, "--bwlimit", "2M"], &quick);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(records(&out)[0]["skipped"], false);
     round_trip(&w, url, &env, &|| {
         let archive = w.path(&format!("dav-root/snap/s/{}.tar.zst", w.archive_id()));
         assert!(

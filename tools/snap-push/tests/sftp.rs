@@ -75,7 +75,11 @@ fn sftp_push_resume_list_verify_restore() {
         "a half push is listed"
     );
 
-    let out = w.push_env(&["--all", "--dest", &url], &env);
+    // The rerun lasts several lock refreshes (every half second here, by
+    // setstat on the server); it publishes only if they worked.
+    let mut quick = env.clone();
+    quick.push(("SNAP_LOCK_STALE_SECS".into(), "3".into()));
+    let out = w.push_env(&["--all", "--dest", &url, "--bwlimit", "3M"], &quick);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let r = &records(&out)[0];
     assert!(r["resumed"].as_u64().unwrap() >= 5 << 20, "{r}");
@@ -365,4 +369,44 @@ fn free_bytes(dir: &std::path::Path) -> u64 {
         .nth(1)
         .and_then(|l| l.trim().parse().ok())
         .unwrap()
+}
+
+/// A configured SFTP destination: its `ssh_command` option (no environment)
+/// and the notify hook; with the server down it is absent, and the push
+/// falls back to the next priority, as with an unplugged drive.
+#[test]
+fn sftp_config_entry_priority_and_notify() {
+    let mut sshd = Sshd::start();
+    let w = World::with_archive(1 << 20);
+    fs::create_dir(w.path("nas")).unwrap();
+    fs::create_dir(w.path("usb")).unwrap();
+    let url = sshd.url(w.path("nas").to_str().unwrap());
+    let config = serde_json::json!({
+        "destinations": [
+            { "name": "nas", "url": url, "priority": 1, "price_per_gib_month": 0.004,
+              "options": { "ssh_command": sshd.ssh_command() } },
+            { "name": "usb", "path": w.path("usb").to_str().unwrap(), "priority": 2 }
+        ],
+        "notify": "echo \"$SNAP_EVENT $SNAP_EXIT\" >> hook.txt"
+    });
+    w.config(&config.to_string());
+    let out = w.push(&["--config", "config.json", "--all"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(records(&out)[0]["dest"], url);
+    assert_eq!(files(&w.path("nas")).len(), 4);
+    assert!(files(&w.path("usb")).is_empty(), "the fallback was used");
+
+    sshd.kill();
+    let out = w.push(&["--config", "config.json", "--all"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("falling back to usb"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(files(&w.path("usb")).len(), 4);
+    assert_eq!(
+        fs::read_to_string(w.path("hook.txt")).unwrap(),
+        "success 0\nsuccess 0\n"
+    );
 }
