@@ -294,7 +294,7 @@ pub fn run(args: &Args, base: &Path) -> Result {
             &mut table,
             &|t, step, tool, wall, rss| add(t, step, tool, wall, rss, mib),
         )?;
-        let (sent, at) = crate::bench_remote::sftp_resume(base, &json, size, &resume_share)?;
+        let (sent, at) = crate::bench_remote::sftp_resume(base, &json, size)?;
         resumes.push(("sftp".into(), sent, at));
     }
     discard(&folder)?;

@@ -312,18 +312,13 @@ pub(crate) fn measure_round(
 }
 
 /// The resume share over SFTP: (rerun's share of the archive, share there at the kill).
-pub(crate) fn sftp_resume(
-    base: &Path,
-    json: &Path,
-    size: u64,
-    resume: &dyn Fn(&Path, &str, &Path, &[(String, String)], u64) -> Result<(f64, f64)>,
-) -> Result<(f64, f64)> {
+pub(crate) fn sftp_resume(base: &Path, json: &Path, size: u64) -> Result<(f64, f64)> {
     let sshd = Sshd::start(&base.join("push-sshd"))?;
     let dest = base.join("push-sftp-dest");
     let state = base.join("push-state");
     fresh_dir(&dest)?;
     fresh_dir(&state)?;
-    let got = resume(json, &sshd.url(&dest), &state, &sshd.env(), size);
+    let got = crate::bench_push::resume_share(json, &sshd.url(&dest), &state, &sshd.env(), size);
     crate::bench::discard(&dest)?;
     got
 }
