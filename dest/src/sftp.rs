@@ -75,7 +75,7 @@ struct Session {
     rt: Arc<Runtime>,
     url: String,
     kind: Kind,
-    /// How to run rclone again, for the streams of large files.
+    /// How to run rclone again, for the uploads of large files.
     rclone: Option<Rclone>,
 }
 
@@ -877,7 +877,10 @@ impl Session {
         self.ensure_parent(path).await?;
         let tmp = hidden(path, &format!("tmp-{}", unique()));
         let mut file = self.create_truncated(&tmp).await?;
-        private(&mut file).await?;
+        if self.kind == Kind::Ssh {
+            // rclone keeps the provider's permissions: no request for nothing.
+            private(&mut file).await?;
+        }
         if !data.is_empty() {
             file.write_all_zero_copy(&mut [data.clone()]).await?;
         }
