@@ -131,7 +131,12 @@ impl Drop for Moto {
     }
 }
 
-fn snap_push(json: &Path, dest: &str, state: &Path, env: &[(String, String)]) -> Command {
+pub(crate) fn snap_push(
+    json: &Path,
+    dest: &str,
+    state: &Path,
+    env: &[(String, String)],
+) -> Command {
     let mut c = Command::new(bin("snap-push"));
     c.args(["-q", "--file"])
         .arg(json)

@@ -20,7 +20,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::bench::{Table, measure, quiet};
-use crate::bench_push::{bin, fresh_dir};
+use crate::bench_push::{fresh_dir, snap_push};
 use crate::sh::Result;
 
 /// sshd on a free loopback port with keys made here.
@@ -175,16 +175,6 @@ impl Drop for Webdav {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn snap_push(json: &Path, dest: &str, state: &Path, env: &[(String, String)]) -> Command {
-    let mut c = Command::new(bin("snap-push"));
-    c.args(["-q", "--file"])
-        .arg(json)
-        .args(["--dest", dest, "--state-dir"])
-        .arg(state)
-        .envs(env.iter().cloned());
-    c
 }
 
 /// One round of the SFTP and rclone rows (tools in an order that turns with `run`).

@@ -100,22 +100,15 @@ impl World {
 
     /// A push running in the background (to be killed), output discarded.
     pub fn spawn_push(&self, args: &[&str], env: &[(String, String)]) -> Child {
-        std::process::Command::new(assert_cmd::cargo::cargo_bin("snap-push"))
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.path("home"))
-            .envs(env.iter().cloned())
-            .current_dir(self.dir.path())
-            .args(["--store", "store"])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
+        self.spawn_push_to(args, env, Stdio::null)
     }
 
     /// A push running in the background whose stdout and stderr are kept.
     pub fn spawn_push_logged(&self, args: &[&str], env: &[(String, String)]) -> Child {
+        self.spawn_push_to(args, env, Stdio::piped)
+    }
+
+    fn spawn_push_to(&self, args: &[&str], env: &[(String, String)], out: fn() -> Stdio) -> Child {
         std::process::Command::new(assert_cmd::cargo::cargo_bin("snap-push"))
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -124,8 +117,8 @@ impl World {
             .current_dir(self.dir.path())
             .args(["--store", "store"])
             .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stdout(out())
+            .stderr(out())
             .spawn()
             .unwrap()
     }
