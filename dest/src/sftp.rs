@@ -252,7 +252,10 @@ impl Remote {
     /// Several small files, fetched concurrently; results in the order asked.
     pub(crate) fn get_many(&self, rels: &[String]) -> Vec<Result<Bytes>> {
         let s = &self.s;
-        let fetches = rels.iter().map(|rel| s.read_all_owned(self.path(rel)));
+        let fetches = rels.iter().map(|rel| {
+            let path = self.path(rel);
+            async move { s.read_all(&path).await }
+        });
         let got: Vec<_> = self.block_on(
             futures::stream::iter(fetches)
                 .buffered(IN_FLIGHT)
@@ -270,15 +273,13 @@ impl Remote {
         let (file, size) = self
             .block_on(self.s.open_read(&path))
             .map_err(|e| self.error(rel, e))?;
-        let chunk = u64::from(CHUNK);
         let s = self.s.clone();
         let show = self.show(rel);
-        let chunks = (0..size.div_ceil(chunk)).map(move |i| i * chunk..((i + 1) * chunk).min(size));
-        let body: BoxStream<'static, std::io::Result<Bytes>> = futures::stream::iter(chunks)
+        let body: BoxStream<'static, std::io::Result<Bytes>> = futures::stream::iter(chunks(size))
             .map(move |r| {
                 let (file, s, show) = (file.clone(), s.clone(), show.clone());
                 async move {
-                    read_exact_at(file, r, chunk as u32)
+                    read_exact_at(file, r, CHUNK)
                         .await
                         .map_err(|e| std::io::Error::other(s.error(&show, e).to_string()))
                 }
@@ -793,10 +794,7 @@ impl Session {
 
     async fn read_all(&self, path: &Path) -> std::result::Result<Bytes, SftpError> {
         let (file, size) = self.open_read(path).await?;
-        let max = CHUNK;
-        let chunk = u64::from(max);
-        let reads = (0..size.div_ceil(chunk))
-            .map(|i| read_exact_at(file.clone(), i * chunk..((i + 1) * chunk).min(size), max));
+        let reads = chunks(size).map(|r| read_exact_at(file.clone(), r, CHUNK));
         let parts: Vec<_> = futures::stream::iter(reads)
             .buffered(IN_FLIGHT)
             .collect()
@@ -808,10 +806,6 @@ impl Session {
         // A file that grew while read is read again by the caller's check; one
         // that shrank fails above.
         Ok(all.freeze())
-    }
-
-    async fn read_all_owned(&self, path: PathBuf) -> std::result::Result<Bytes, SftpError> {
-        self.read_all(&path).await
     }
 
     /// A folder's entries (not `.` and `..`) with their attributes.
@@ -963,6 +957,12 @@ impl Session {
             let _ = f.close().await;
         }
     }
+}
+
+/// A file of `size` bytes as ranges of one request each.
+fn chunks(size: u64) -> impl Iterator<Item = Range<u64>> {
+    let chunk = u64::from(CHUNK);
+    (0..size.div_ceil(chunk)).map(move |i| i * chunk..((i + 1) * chunk).min(size))
 }
 
 /// Sets an open file's mode to 0600 (the server's umask chose it at creation).

@@ -115,6 +115,24 @@ impl Journal {
         .map_err(|e| Error::io(path, e).within("upload journal"))
     }
 
+    /// Keeps only the leading run of parts the journal has whole, if the
+    /// part file at the destination (`on_dest` bytes; `None`: started over)
+    /// is at least that long; else forgets them all. Returns the bytes kept.
+    fn keep_prefix(&mut self, size: u64, on_dest: Option<u64>) -> u64 {
+        let contiguous = (0..).take_while(|i| self.done.contains_key(i)).count();
+        let kept = (contiguous as u64 * self.part_size).min(size);
+        match on_dest {
+            Some(len) if len >= kept => {
+                self.done.retain(|&i, _| i < contiguous);
+                kept
+            }
+            _ => {
+                self.done.clear();
+                0
+            }
+        }
+    }
+
     fn sent_bytes(&self) -> u64 {
         self.done
             .keys()
@@ -391,15 +409,7 @@ fn upload_file(
     let on_disk = file.metadata().map_err(io)?.len();
     // Resume only over a prefix of whole, synced parts that the part file really has.
     let mut journal = saved.unwrap_or_else(|| fresh.clone());
-    let contiguous = (0..).take_while(|i| journal.done.contains_key(i)).count();
-    let kept = (contiguous as u64 * journal.part_size).min(src.size);
-    let resumed = if on_disk >= kept {
-        journal.done.retain(|&i, _| i < contiguous);
-        kept
-    } else {
-        journal.done.clear();
-        0
-    };
+    let resumed = journal.keep_prefix(src.size, Some(on_disk));
     let skip: Vec<usize> = journal.done.keys().copied().collect();
     let part_size = journal.part_size;
     // Three stages overlap: reading and hashing, writing (the kernel starts
@@ -475,19 +485,8 @@ fn upload_remote(
     }
     let part_rel = r.part_name(rel);
     let mut journal = saved.unwrap_or_else(|| fresh.clone());
-    let contiguous = (0..).take_while(|i| journal.done.contains_key(i)).count();
-    let kept = (contiguous as u64 * journal.part_size).min(src.size);
-    let (part, on_server) = r.open_part(&part_rel, contiguous > 0)?;
-    let resumed = match on_server {
-        Some(len) if len >= kept => {
-            journal.done.retain(|&i, _| i < contiguous);
-            kept
-        }
-        _ => {
-            journal.done.clear();
-            0
-        }
-    };
+    let (part, on_server) = r.open_part(&part_rel, journal.done.contains_key(&0))?;
+    let resumed = journal.keep_prefix(src.size, on_server);
     let skip: Vec<usize> = journal.done.keys().copied().collect();
     let part_size = journal.part_size;
     let (sent, digest) = std::thread::scope(|s| {

@@ -547,15 +547,8 @@ fn push_holds_the_bucket(url: &str, env: &[(String, String)]) {
     let mut cmd = w.push_cmd(&args);
     cmd.envs(env.clone());
     let handle = std::thread::spawn(move || cmd.timeout(Duration::from_secs(90)).output().unwrap());
-    let state = w.path("home/.local/state/snap/push");
     let start = Instant::now();
-    while !common::journal_has_parts(&state, 1) {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "the push never sent a part"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    w.wait_for_parts(1);
     let other = format!("{url}/");
     let prune = |w: &World| {
         w.tool("snap-prune")
@@ -653,16 +646,8 @@ fn server_gone_mid_push_is_69() {
     let mut cmd = w.push_cmd(&args);
     cmd.args(["--retries", "1", "--retry-timeout", "2"])
         .envs(env.clone());
-    let state = w.path("home/.local/state/snap/push");
     let handle = std::thread::spawn(move || cmd.timeout(Duration::from_secs(90)).output().unwrap());
-    let start = Instant::now();
-    while !common::journal_has_parts(&state, 1) {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "the push never sent a part"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    w.wait_for_parts(1);
     drop(s3);
     let out = handle.join().unwrap();
     assert_eq!(code(&out), 69, "{}", stderr(&out));
@@ -689,15 +674,7 @@ fn bucket_round_trip(url: &str, env: &[(String, String)]) {
         ],
         env,
     );
-    let state = w.path("home/.local/state/snap/push");
-    let start = Instant::now();
-    while !common::journal_has_parts(&state, 1) {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "the push never sent a part"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    w.wait_for_parts(1);
     child.kill().unwrap();
     child.wait().unwrap();
     let listed = w.restore_env(&["list", url], env);
@@ -715,17 +692,7 @@ fn bucket_round_trip(url: &str, env: &[(String, String)]) {
     assert!(r["sent"].as_u64().unwrap() < size, "{r}");
     assert_eq!(r["dest"], url);
 
-    let listed = w.restore_env(&["list", url, "--json"], env);
-    assert_eq!(code(&listed), 0, "{}", stderr(&listed));
-    assert_eq!(records(&listed)[0]["id"], w.archive_id());
-    let verified = w.restore_env(&["--from", url, "verify", "s/latest"], env);
-    assert_eq!(code(&verified), 0, "{}", stderr(&verified));
-    let restored = w.restore_env(&["--from", url, "restore", "s/latest", "--to", "r"], env);
-    assert_eq!(code(&restored), 0, "{}", stderr(&restored));
-    w.assert_restored("r");
-    let again = w.push_env(&["--all", "--dest", url, "--verify"], env);
-    assert_eq!(code(&again), 0, "{}", stderr(&again));
-    assert_eq!(records(&again)[0]["skipped"], true);
+    w.check_from(url, env);
 }
 
 /// No destination given or configured is a usage error with the fix in a hint line.

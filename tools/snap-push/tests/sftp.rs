@@ -5,22 +5,9 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Sshd, World, code, records, stderr};
-
-/// Waits until a push in the background has journaled `n` parts.
-fn wait_for_parts(w: &World, n: usize) {
-    let state = w.path("home/.local/state/snap/push");
-    let start = Instant::now();
-    while !common::journal_has_parts(&state, n) {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "the push never sent a part"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// Files under `dir` (recursively), relative, with their modes.
 fn files(dir: &std::path::Path) -> Vec<(String, u32)> {
@@ -64,7 +51,7 @@ fn sftp_push_resume_list_verify_restore() {
         ],
         &env,
     );
-    wait_for_parts(&w, 1);
+    w.wait_for_parts(1);
     child.kill().unwrap();
     child.wait().unwrap();
     let listed = w.restore_env(&["list", &url], &env);
@@ -98,17 +85,7 @@ fn sftp_push_resume_list_verify_restore() {
         "archive, index, sums, record: {on_server:?}"
     );
 
-    let listed = w.restore_env(&["list", &url, "--json"], &env);
-    assert_eq!(code(&listed), 0, "{}", stderr(&listed));
-    assert_eq!(records(&listed)[0]["id"], w.archive_id());
-    let verified = w.restore_env(&["--from", &url, "verify", "s/latest"], &env);
-    assert_eq!(code(&verified), 0, "{}", stderr(&verified));
-    let restored = w.restore_env(&["--from", &url, "restore", "s/latest", "--to", "r"], &env);
-    assert_eq!(code(&restored), 0, "{}", stderr(&restored));
-    w.assert_restored("r");
-    let again = w.push_env(&["--all", "--dest", &url, "--verify"], &env);
-    assert_eq!(code(&again), 0, "{}", stderr(&again));
-    assert_eq!(records(&again)[0]["skipped"], true);
+    w.check_from(&url, &env);
 }
 
 /// Collects and packs set `s` again (a changed file), a second apart so
@@ -116,35 +93,7 @@ fn sftp_push_resume_list_verify_restore() {
 fn another_archive(w: &World, n: usize) {
     std::thread::sleep(Duration::from_millis(1100));
     w.write("src/a.txt", &format!("version {n}\n"));
-    for args in [
-        &[
-            "--store",
-            "store",
-            "--min-free",
-            "0",
-            "--name",
-            "s",
-            "src",
-            "-q",
-        ][..],
-        &[
-            "--store",
-            "store",
-            "--min-free",
-            "0",
-            "-q",
-            "--snapshot",
-            "s/latest",
-        ][..],
-    ] {
-        let tool = if args.contains(&"src") {
-            "snap-collect"
-        } else {
-            "snap-pack"
-        };
-        let out = w.tool(tool).args(args).output().unwrap();
-        assert_eq!(code(&out), 0, "{}", stderr(&out));
-    }
+    w.collect_and_pack();
 }
 
 /// snap-prune --dest over SFTP removes what the policy drops, and waits
@@ -174,7 +123,7 @@ fn sftp_prune_and_its_lock() {
         ],
         &env,
     );
-    wait_for_parts(&w, 1);
+    w.wait_for_parts(1);
     let prune = |args: &[&str]| {
         w.tool("snap-prune")
             .envs(env.iter().cloned())
@@ -281,7 +230,7 @@ fn sftp_server_vanishing_mid_push() {
         "5M",
     ];
     let child = w.spawn_push_logged(&args, &env);
-    wait_for_parts(&w, 1);
+    w.wait_for_parts(1);
     sshd.kill();
     let out = common::wait_at_most(child, Duration::from_secs(120));
     assert_eq!(code(&out), 69, "{}", stderr(&out));
@@ -339,7 +288,7 @@ fn sftp_server_disk_full() {
         "5M",
     ];
     let child = w.spawn_push_logged(&args, &env);
-    wait_for_parts(&w, 1);
+    w.wait_for_parts(1);
     let free = free_bytes(&nas);
     fs::write(&filler, vec![0u8; free as usize]).ok();
     let out = common::wait_at_most(child, Duration::from_secs(120));

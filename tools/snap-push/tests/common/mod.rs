@@ -37,36 +37,71 @@ impl World {
         fs::write(w.path("src/big.bin"), noise(size)).unwrap();
         fs::write(w.path("src/a.txt"), "alpha\n").unwrap();
         fs::write(w.path("src/docs/b.txt"), "b".repeat(10_000)).unwrap();
-        let collect = w
-            .tool("snap-collect")
-            .args([
-                "--store",
-                "store",
-                "--min-free",
-                "0",
-                "--name",
-                "s",
-                "src",
-                "-q",
-            ])
-            .output()
-            .unwrap();
-        assert_eq!(code(&collect), 0, "{}", stderr(&collect));
-        let pack = w
-            .tool("snap-pack")
-            .args([
-                "--store",
-                "store",
-                "--min-free",
-                "0",
-                "-q",
-                "--snapshot",
-                "s/latest",
-            ])
-            .output()
-            .unwrap();
-        assert_eq!(code(&pack), 0, "{}", stderr(&pack));
+        w.collect_and_pack();
         w
+    }
+
+    /// Collects `src` as set `s` and packs the new snapshot into the store.
+    pub fn collect_and_pack(&self) {
+        for (tool, args) in [
+            (
+                "snap-collect",
+                &[
+                    "--store",
+                    "store",
+                    "--min-free",
+                    "0",
+                    "--name",
+                    "s",
+                    "src",
+                    "-q",
+                ][..],
+            ),
+            (
+                "snap-pack",
+                &[
+                    "--store",
+                    "store",
+                    "--min-free",
+                    "0",
+                    "-q",
+                    "--snapshot",
+                    "s/latest",
+                ][..],
+            ),
+        ] {
+            let out = self.tool(tool).args(args).output().unwrap();
+            assert_eq!(code(&out), 0, "{tool}: {}", stderr(&out));
+        }
+    }
+
+    /// Waits until a push in the background has journaled `n` parts.
+    pub fn wait_for_parts(&self, n: usize) {
+        let state = self.path("home/.local/state/snap/push");
+        let start = std::time::Instant::now();
+        while !journal_has_parts(&state, n) {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(60),
+                "the push never sent a part"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// From `url` alone: the archive is listed, verifies and restores
+    /// exactly, and a push with --verify finds it there.
+    pub fn check_from(&self, url: &str, env: &[(String, String)]) {
+        let listed = self.restore_env(&["list", url, "--json"], env);
+        assert_eq!(code(&listed), 0, "{}", stderr(&listed));
+        assert_eq!(records(&listed)[0]["id"], self.archive_id());
+        let verified = self.restore_env(&["--from", url, "verify", "s/latest"], env);
+        assert_eq!(code(&verified), 0, "{}", stderr(&verified));
+        let restored = self.restore_env(&["--from", url, "restore", "s/latest", "--to", "r"], env);
+        assert_eq!(code(&restored), 0, "{}", stderr(&restored));
+        self.assert_restored("r");
+        let again = self.push_env(&["--all", "--dest", url, "--verify"], env);
+        assert_eq!(code(&again), 0, "{}", stderr(&again));
+        assert_eq!(records(&again)[0]["skipped"], true);
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
