@@ -64,6 +64,15 @@ impl StoreLock {
     }
 }
 
+impl Drop for StoreLock {
+    /// Unlocks at once rather than at close: a child forked by another
+    /// thread holds a copy of the descriptor until it execs, and with it
+    /// the lock, so the next writer in this process would be refused.
+    fn drop(&mut self) {
+        let _ = flock(&self._file, FlockOperation::Unlock);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,5 +88,18 @@ mod tests {
         assert!(err.cause.starts_with("held by snap-collect (pid "), "{err}");
         drop(held);
         StoreLock::acquire(&path, "snap-prune").unwrap();
+    }
+
+    /// Dropping the lock frees it even while a copy of its descriptor
+    /// (a child forked but not yet exec'd) is still open.
+    #[test]
+    fn drop_unlocks_despite_a_copied_descriptor() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        let held = StoreLock::acquire(&path, "snap-disk").unwrap();
+        let copy = held._file.try_clone().unwrap();
+        drop(held);
+        StoreLock::acquire(&path, "snap-collect").unwrap();
+        drop(copy);
     }
 }
