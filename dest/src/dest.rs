@@ -227,6 +227,12 @@ impl Dest {
         }
     }
 
+    /// Whether this is a bucket (S3, GCS, Azure): a service whose
+    /// conditional writes snap has to trust.
+    pub fn is_bucket(&self) -> bool {
+        matches!(self.backend, Backend::Bucket(_))
+    }
+
     /// How messages name a key: `URL/key`.
     pub fn show(&self, rel: &str) -> String {
         format!("{}/{rel}", self.url.trim_end_matches('/'))

@@ -15,6 +15,7 @@ pub mod location;
 pub mod locks;
 pub mod memory;
 pub mod mount;
+mod part_buffers;
 pub mod settings;
 mod sftp;
 pub mod stream;

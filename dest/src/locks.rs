@@ -227,7 +227,11 @@ impl Dest {
             ));
         };
         let held = Held::start(self, key, info, version, mark, timing);
-        if self.folder().is_none() && self.put_new(&held.inner.key, bytes, &sha)?.is_some() {
+        // A bucket may ignore If-None-Match: a second create-only write of
+        // the same lock must be refused. A folder's and an SFTP server's
+        // create-only is this process's own (link(2), or look then rename),
+        // so there the test would cost a round trip and prove nothing.
+        if self.is_bucket() && self.put_new(&held.inner.key, bytes, &sha)?.is_some() {
             return Err(ignores_conditions(self, &held.inner.key));
         }
         held.admit(opts)

@@ -18,6 +18,7 @@
 //! link(2)), which fails when the name is taken. rclone's server has
 //! neither: there a create-only publication looks before it renames.
 
+use std::collections::HashSet;
 use std::io::Read;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -29,7 +30,7 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use openssh_sftp_client::error::{Error as SftpError, SftpErrorKind};
-use openssh_sftp_client::file::File as RemoteFile;
+use openssh_sftp_client::file::{File as RemoteFile, OpenOptions};
 use openssh_sftp_client::metadata::{MetaDataBuilder, Permissions};
 use openssh_sftp_client::{Sftp, SftpOptions, UnixTimeStamp};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -47,6 +48,8 @@ const IN_FLIGHT: usize = 32;
 /// limits@openssh.com answer). The client splits them further for a server
 /// with smaller limits (20 KiB where a server gives none, as rclone's).
 const CHUNK: u32 = 255 << 10;
+/// The capacity asked for the pipes to and from the child.
+const PIPE_SIZE: usize = 1 << 20;
 /// How long connecting (ssh's login and the SFTP hello) may take.
 const CONNECT: Duration = Duration::from_secs(120);
 /// The last bytes of the child's stderr kept for messages.
@@ -77,6 +80,8 @@ struct Session {
     kind: Kind,
     /// How to run rclone again, for the uploads of large files.
     rclone: Option<Rclone>,
+    /// Folders known to be there (see `ensure_parent`).
+    folders: Mutex<HashSet<PathBuf>>,
 }
 
 /// The rclone program with its leading flags, and the `REMOTE:PATH` served.
@@ -206,6 +211,7 @@ impl Remote {
             url: spec.location.url(),
             kind,
             rclone,
+            folders: Mutex::new(HashSet::new()),
         };
         session.root = rt.block_on(find_root(&session, &path, &ctx, spec))?;
         Ok(Remote {
@@ -526,11 +532,10 @@ impl Remote {
     pub(crate) fn open_part(&self, part: &str, keep: bool) -> Result<(PartFile, Option<u64>)> {
         let path = self.path(part);
         self.block_on(async {
-            self.s.ensure_parent(&path).await?;
             let mut opts = self.s.sftp.options();
             opts.read(true).write(true).create(true);
             let (file, kept) = match keep {
-                true => match opts.open(&path).await {
+                true => match self.s.create_in_folder(&path, &opts).await {
                     Ok(mut f) => {
                         let len = f.metadata().await?.len().unwrap_or(0);
                         (f, Some(len))
@@ -828,38 +833,73 @@ impl Session {
         Ok(out)
     }
 
-    /// Makes the folders above `path` that are missing, 0700.
+    /// Makes the folders above `path` that are missing, 0700. A folder
+    /// seen or made before is not asked for again: each question is a round
+    /// trip, and through rclone several calls to the provider (WebDAV's
+    /// take 10 ms each). snap removes no folder at a destination; a write
+    /// into one that someone else removed fails as missing, and
+    /// `create_in_folder` then forgets what it knew and tries once more.
     async fn ensure_parent(&self, path: &Path) -> std::result::Result<(), SftpError> {
         let Some(dir) = path.parent() else {
             return Ok(());
         };
-        let mut fs = self.sftp.fs();
-        if fs.metadata(dir).await.is_ok() {
+        if self.knows_folder(dir) {
             return Ok(());
         }
-        let mut made = PathBuf::new();
-        for c in dir.components() {
-            made.push(c);
-            if made.starts_with(&self.root)
-                && made != self.root
-                && fs.metadata(&made).await.is_err()
-            {
-                let mut b = fs.dir_builder();
-                b.permissions(Permissions::from(0o700));
-                if let Err(e) = b.create(&made).await
+        let mut fs = self.sftp.fs();
+        if fs.metadata(dir).await.is_err() {
+            let mut made = PathBuf::new();
+            for c in dir.components() {
+                made.push(c);
+                if made.starts_with(&self.root)
+                    && made != self.root
                     && fs.metadata(&made).await.is_err()
                 {
-                    return Err(e);
+                    let mut b = fs.dir_builder();
+                    b.permissions(Permissions::from(0o700));
+                    if let Err(e) = b.create(&made).await
+                        && fs.metadata(&made).await.is_err()
+                    {
+                        return Err(e);
+                    }
                 }
             }
         }
+        self.folders_lock().insert(dir.to_path_buf());
         Ok(())
     }
 
+    fn knows_folder(&self, dir: &Path) -> bool {
+        self.folders_lock().contains(dir)
+    }
+
+    fn folders_lock(&self) -> std::sync::MutexGuard<'_, HashSet<PathBuf>> {
+        self.folders.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Opens `path` with `opts`, making its folder first; when the folder
+    /// was known but is gone, makes it again and tries once more.
+    async fn create_in_folder(
+        &self,
+        path: &Path,
+        opts: &OpenOptions,
+    ) -> std::result::Result<RemoteFile, SftpError> {
+        self.ensure_parent(path).await?;
+        match opts.open(path).await {
+            Err(e) if is_missing(&e) => {
+                self.folders_lock().clear();
+                self.ensure_parent(path).await?;
+                opts.open(path).await
+            }
+            opened => opened,
+        }
+    }
+
+    /// Makes `path` (and its folder) empty, for writing.
     async fn create_truncated(&self, path: &Path) -> std::result::Result<RemoteFile, SftpError> {
         let mut opts = self.sftp.options();
         opts.write(true).create(true).truncate(true);
-        opts.open(path).await
+        self.create_in_folder(path, &opts).await
     }
 
     /// Writes `data` to a hidden sibling of `path`, 0600, flushed; returns its path.
@@ -868,7 +908,6 @@ impl Session {
         path: &Path,
         data: &Bytes,
     ) -> std::result::Result<PathBuf, SftpError> {
-        self.ensure_parent(path).await?;
         let tmp = hidden(path, &format!("tmp-{}", unique()));
         let mut file = self.create_truncated(&tmp).await?;
         if self.kind == Kind::Ssh {
@@ -1057,6 +1096,11 @@ async fn start(
     let (Some(stdin), Some(stdout)) = (stdin, stdout) else {
         return Err(Error::internal(ctx, "the child's pipes are missing"));
     };
+    // A 64 KiB pipe fills four times per 255 KiB write, each a refused
+    // write and a wake-up on both sides; 1 MiB (the default ceiling)
+    // lets a write land at once. Best effort: the pipes work either way.
+    let _ = rustix::pipe::fcntl_setpipe_size(&stdin, PIPE_SIZE);
+    let _ = rustix::pipe::fcntl_setpipe_size(&stdout, PIPE_SIZE);
     let options = SftpOptions::new().max_pending_requests(std::num::NonZeroU16::new(1024).unwrap());
     let opened = tokio::time::timeout(CONNECT, Sftp::new(stdin, stdout, options)).await;
     match opened {

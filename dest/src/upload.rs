@@ -35,6 +35,7 @@ use snap_shared::error::{Error, Exit, Result};
 use snap_shared::hash::Sha256Digest;
 
 use crate::dest::{Backend, Bucket, Dest, sha_attributes};
+use crate::part_buffers::Pool;
 use crate::sftp::Remote;
 use crate::throttle::Throttle;
 
@@ -339,6 +340,12 @@ fn changed(src: &Source, got: &Sha256Digest) -> Error {
 
 /// Reads the file in parts, hashing every byte, and hands each part not in
 /// `skip` to `send` (which says whether to go on). Returns the file's sha256.
+///
+/// The hashing runs on a thread of its own at the lowest priority. With
+/// ssh, sshd and the SFTP server on the same two cores, a hash at full
+/// priority takes the CPU from the transfer; at the lowest it runs in the
+/// pauses between transfer work, and it can fall behind by at most
+/// `HASH_BACKLOG` parts before the reading waits for it.
 fn read_parts(
     path: &Path,
     part_size: u64,
@@ -346,25 +353,52 @@ fn read_parts(
     mut send: impl FnMut(usize, Bytes) -> bool,
 ) -> Result<Sha256Digest> {
     let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut hasher = Sha256::new();
-    let mut idx = 0usize;
-    loop {
-        let mut buf = vec![0u8; part_size as usize];
-        let n = read_full(&mut file, &mut buf).map_err(|e| Error::io(path, e))?;
-        if n == 0 && idx > 0 {
-            break;
+    let pool = Pool::new(part_size as usize);
+    std::thread::scope(|s| {
+        let (to_hash, parts) = std::sync::mpsc::sync_channel::<Bytes>(HASH_BACKLOG);
+        let hashing = s.spawn(move || {
+            lowest_priority();
+            let mut hasher = Sha256::new();
+            for part in parts {
+                hasher.update(&part);
+            }
+            Sha256Digest::from_hasher(hasher)
+        });
+        let mut idx = 0usize;
+        loop {
+            let mut buf = pool.take();
+            let n = read_full(&mut file, &mut buf).map_err(|e| Error::io(path, e))?;
+            if n == 0 && idx > 0 {
+                break;
+            }
+            buf.truncate(n);
+            let part = pool.lend(buf);
+            if to_hash.send(part.clone()).is_err() {
+                return Err(Error::internal("upload", "the hashing thread stopped"));
+            }
+            if !skip.contains(&idx) && !send(idx, part) {
+                break;
+            }
+            idx += 1;
+            if n < part_size as usize {
+                break;
+            }
         }
-        buf.truncate(n);
-        hasher.update(&buf);
-        if !skip.contains(&idx) && !send(idx, Bytes::from(buf)) {
-            break;
-        }
-        idx += 1;
-        if n < part_size as usize {
-            break;
-        }
-    }
-    Ok(Sha256Digest::from_hasher(hasher))
+        drop(to_hash);
+        hashing
+            .join()
+            .map_err(|_| Error::internal("upload", "the hashing thread panicked"))
+    })
+}
+
+/// Parts read but not hashed yet, at most.
+const HASH_BACKLOG: usize = 4;
+
+/// Makes the calling thread yield the CPU to any other work (nice 19).
+/// Best effort: at worst the hash runs at normal priority.
+fn lowest_priority() {
+    let me = rustix::thread::gettid();
+    let _ = rustix::process::setpriority_process(Some(me), 19);
 }
 
 fn read_full(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
