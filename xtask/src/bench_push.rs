@@ -227,6 +227,7 @@ pub fn run(args: &Args, base: &Path) -> Result {
         ("ssh", "openssh-client"),
         ("/usr/sbin/sshd", "openssh-server"),
         ("/usr/lib/openssh/sftp-server", "openssh-sftp-server"),
+        ("openssl", "openssl"),
     ])?;
     let scripts = ensure_pip(crate::test::TEST_SERVERS_PIP)?;
     let (json, data) = make_archive(base)?;
@@ -350,10 +351,11 @@ its rename; rclone does not flush, so \"rclone+sync\" is the like-for-like row.\
 push-sftp: the same archive to Debian's sshd on loopback (started by the bench with its own keys), by\n\
 snap-push (sftp://), scp, sftp (batch put) and rclone copy to an :sftp remote of the same server.\n\
 snap-push flushes each part there (fsync@openssh.com) and hashes every byte; \"scp+sync\" adds a\n\
-`sync -f` of the folder on the server. push-rclone-local / push-rclone-webdav: snap-push to\n\
+`sync -f` of the folder on the server, and \"scp+sha256+sync\" also runs `openssl dgst -sha256` of the\n\
+archive alongside (SHA-NI, as fast as snap's own hash): the same work as snap. push-rclone-local / push-rclone-webdav: snap-push to\n\
 rclone:REMOTE:PATH (its data file by `rclone copyto`, hashed again by snap alongside) and rclone copy,\n\
 to a local remote on the same disk and to a webdav remote served by `rclone serve webdav`\n\
-(restarted on an empty folder for each push).\n\
+(restarted on an empty folder for each push); \"rclone+sha256\" runs `openssl dgst -sha256` alongside.\n\
 \"snap / tool\" is snap's wall time over the tool's; throughput relative to the tool is its inverse\n\
 (the goal \"at least 0.9x rclone's throughput\" is snap / tool ≤ 1.11).";
     let tables = format!(

@@ -11,7 +11,11 @@
 //!
 //! snap-push flushes each part over SFTP (fsync@openssh.com) and hashes
 //! every byte it sends; scp, sftp and rclone do neither, so "scp+sync" (scp,
-//! then `sync -f` of the folder on the server) is measured as well.
+//! then `sync -f` of the folder on the server) is measured as well, and
+//! the same-work anchors "scp+sha256+sync" and "rclone+sha256", which run
+//! `openssl dgst -sha256` of the archive (SHA-NI, as fast as snap's hash)
+//! alongside: on two cores shared by client and server, the hash's CPU is
+//! taken from the transfer.
 
 use std::fs;
 use std::net::{TcpListener, TcpStream};
@@ -178,6 +182,26 @@ impl Drop for Webdav {
 }
 
 /// One round of the SFTP and rclone rows (tools in an order that turns with `run`).
+/// `openssl dgst -sha256` of `data`, started now: the hash every snap push
+/// does, for the same-work anchors.
+fn sha256_alongside(data: &Path) -> Result<Child> {
+    Command::new("openssl")
+        .args(["dgst", "-sha256"])
+        .arg(data)
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("openssl: {e}"))
+}
+
+/// Waits for a helper started alongside; it must succeed.
+fn finish(mut child: Child, what: &str) -> Result {
+    match child.wait() {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(format!("{what}: {s}")),
+        Err(e) => Err(format!("{what}: {e}")),
+    }
+}
+
 pub(crate) fn measure_round(
     run: usize,
     base: &Path,
@@ -189,7 +213,7 @@ pub(crate) fn measure_round(
     let sshd = Sshd::start(&base.join("push-sshd"))?;
     let dest = base.join("push-sftp-dest");
     let state = base.join("push-state");
-    let tools = ["snap", "scp", "scp+sync", "sftp", "rclone"];
+    let tools = ["snap", "scp", "scp+sync", "scp+sha256+sync", "sftp", "rclone"];
     for k in 0..tools.len() {
         let tool = tools[(k + run) % tools.len()];
         fresh_dir(&dest)?;
@@ -208,8 +232,11 @@ pub(crate) fn measure_round(
                     .arg(data)
                     .arg(&target),
             )?,
-            "scp+sync" => {
+            "scp+sync" | "scp+sha256+sync" => {
                 let start = Instant::now();
+                let hash = (tool == "scp+sha256+sync")
+                    .then(|| sha256_alongside(data))
+                    .transpose()?;
                 quiet(
                     Command::new("scp")
                         .arg("-q")
@@ -219,6 +246,9 @@ pub(crate) fn measure_round(
                         .arg(&target),
                 )?;
                 quiet(&mut sshd.ssh(&format!("sync -f '{}'", dest.display())))?;
+                if let Some(h) = hash {
+                    finish(h, "openssl")?;
+                }
                 (start.elapsed().as_secs_f64(), 0.0)
             }
             "sftp" => {
@@ -250,13 +280,16 @@ pub(crate) fn measure_round(
     let config = base.join("push-rclone.conf");
     let local = base.join("push-rclone-dest");
     let dav_root = base.join("push-dav-root");
-    for k in 0..4 {
-        let (remote, tool) = [
-            ("local", "snap"),
-            ("local", "rclone"),
-            ("webdav", "snap"),
-            ("webdav", "rclone"),
-        ][(k + run) % 4];
+    let rows = [
+        ("local", "snap"),
+        ("local", "rclone"),
+        ("local", "rclone+sha256"),
+        ("webdav", "snap"),
+        ("webdav", "rclone"),
+        ("webdav", "rclone+sha256"),
+    ];
+    for k in 0..rows.len() {
+        let (remote, tool) = rows[(k + run) % rows.len()];
         fresh_dir(&local)?;
         fresh_dir(&state)?;
         quiet(&mut Command::new("sync"))?;
@@ -284,13 +317,26 @@ pub(crate) fn measure_round(
                 &state,
                 &env,
             ))?,
-            _ => measure(
+            "rclone" => measure(
                 Command::new("rclone")
                     .envs(env.iter().cloned())
                     .arg("copy")
                     .arg(data)
                     .arg(&target),
             )?,
+            _ => {
+                let start = Instant::now();
+                let hash = sha256_alongside(data)?;
+                quiet(
+                    Command::new("rclone")
+                        .envs(env.iter().cloned())
+                        .arg("copy")
+                        .arg(data)
+                        .arg(&target),
+                )?;
+                finish(hash, "openssl")?;
+                (start.elapsed().as_secs_f64(), 0.0)
+            }
         };
         add(table, &format!("push-rclone-{remote}"), tool, wall, rss);
         drop(dav);
