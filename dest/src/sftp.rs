@@ -48,8 +48,6 @@ const IN_FLIGHT: usize = 32;
 /// limits@openssh.com answer). The client splits them further for a server
 /// with smaller limits (20 KiB where a server gives none, as rclone's).
 const CHUNK: u32 = 255 << 10;
-/// The capacity asked for the pipes to and from the child.
-const PIPE_SIZE: usize = 1 << 20;
 /// How long connecting (ssh's login and the SFTP hello) may take.
 const CONNECT: Duration = Duration::from_secs(120);
 /// The last bytes of the child's stderr kept for messages.
@@ -1096,11 +1094,6 @@ async fn start(
     let (Some(stdin), Some(stdout)) = (stdin, stdout) else {
         return Err(Error::internal(ctx, "the child's pipes are missing"));
     };
-    // A 64 KiB pipe fills four times per 255 KiB write, each a refused
-    // write and a wake-up on both sides; 1 MiB (the default ceiling)
-    // lets a write land at once. Best effort: the pipes work either way.
-    let _ = rustix::pipe::fcntl_setpipe_size(&stdin, PIPE_SIZE);
-    let _ = rustix::pipe::fcntl_setpipe_size(&stdout, PIPE_SIZE);
     let options = SftpOptions::new().max_pending_requests(std::num::NonZeroU16::new(1024).unwrap());
     let opened = tokio::time::timeout(CONNECT, Sftp::new(stdin, stdout, options)).await;
     match opened {

@@ -392,7 +392,7 @@ fn read_parts(
 }
 
 /// Parts read but not hashed yet, at most.
-const HASH_BACKLOG: usize = 4;
+const HASH_BACKLOG: usize = 2;
 
 /// Makes the calling thread yield the CPU to any other work (nice 19).
 /// Best effort: at worst the hash runs at normal priority.

@@ -213,7 +213,14 @@ pub(crate) fn measure_round(
     let sshd = Sshd::start(&base.join("push-sshd"))?;
     let dest = base.join("push-sftp-dest");
     let state = base.join("push-state");
-    let tools = ["snap", "scp", "scp+sync", "scp+sha256+sync", "sftp", "rclone"];
+    let tools = [
+        "snap",
+        "scp",
+        "scp+sync",
+        "scp+sha256+sync",
+        "sftp",
+        "rclone",
+    ];
     for k in 0..tools.len() {
         let tool = tools[(k + run) % tools.len()];
         fresh_dir(&dest)?;
