@@ -58,6 +58,7 @@ impl Dest {
                 Err(e) => Err(unsupported_or(self, rel, e)),
             },
             Backend::Remote(r) => Ok(r.put_new(rel, &data)?.then_some(Version(None))),
+            Backend::Rclone(r) => Ok(r.put_new(rel, &data)?.then_some(Version(None))),
         }
     }
 
@@ -83,7 +84,8 @@ impl Dest {
                     Err(e) => Err(Error::io(&path, e)),
                 }
             }
-            Backend::Remote(r) => Ok(r.refresh(rel, &data)?.then_some(Version(None))),
+            Backend::Remote(r) => Ok(r.refresh(rel)?.then_some(Version(None))),
+            Backend::Rclone(r) => Ok(r.refresh(rel, &data)?.then_some(Version(None))),
             Backend::Bucket(b) => {
                 let Some(v) = version.0.clone() else {
                     return Err(Error::internal(

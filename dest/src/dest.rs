@@ -77,8 +77,10 @@ pub(crate) struct Bucket {
 pub(crate) enum Backend {
     Folder(PathBuf),
     Bucket(Bucket),
-    /// An SFTP server, or an rclone remote served over SFTP.
+    /// An SFTP server.
     Remote(crate::sftp::Remote),
+    /// An rclone remote, through `rclone rcd`.
+    Rclone(Arc<crate::rclone::Rclone>),
 }
 
 /// An opened destination.
@@ -153,8 +155,9 @@ impl Dest {
                 bucket,
                 prefix,
             } => Backend::Bucket(open_bucket(spec, *service, bucket, prefix, rt, reach)?),
-            Location::Sftp { .. } | Location::Rclone(_) => {
-                Backend::Remote(crate::sftp::Remote::connect(spec, rt)?)
+            Location::Sftp { .. } => Backend::Remote(crate::sftp::Remote::connect(spec, rt)?),
+            Location::Rclone(target) => {
+                Backend::Rclone(Arc::new(crate::rclone::Rclone::connect(spec, target, rt)?))
             }
             Location::Memory(name) => {
                 return crate::memory::open(name, rt).ok_or_else(|| {
@@ -223,7 +226,7 @@ impl Dest {
     pub fn folder(&self) -> Option<&Path> {
         match &self.backend {
             Backend::Folder(p) => Some(p),
-            Backend::Bucket(_) | Backend::Remote(_) => None,
+            Backend::Bucket(_) | Backend::Remote(_) | Backend::Rclone(_) => None,
         }
     }
 
@@ -268,6 +271,7 @@ impl Dest {
                 }
             }
             Backend::Remote(r) => Ok(r.head(rel)?.map(|size| Meta { size, sha256: None })),
+            Backend::Rclone(r) => Ok(r.head(rel)?.map(|size| Meta { size, sha256: None })),
         }
     }
 
@@ -282,6 +286,7 @@ impl Dest {
                     .map_err(|e| self.error(rel, e))
             }
             Backend::Remote(r) => r.get(rel),
+            Backend::Rclone(r) => r.get(rel),
         }
     }
 
@@ -305,6 +310,7 @@ impl Dest {
                 )))
             }
             Backend::Remote(r) => r.reader(rel),
+            Backend::Rclone(r) => r.reader(rel),
         }
     }
 
@@ -347,6 +353,7 @@ impl Dest {
                     .collect()
             }
             Backend::Remote(r) => r.read_ranges(rel, ranges),
+            Backend::Rclone(r) => r.read_ranges(rel, ranges),
         }
     }
 
@@ -384,6 +391,7 @@ impl Dest {
                 }
             }
             Backend::Remote(r) => r.read_tail(rel, n),
+            Backend::Rclone(r) => r.read_tail(rel, n),
         }
     }
 
@@ -397,6 +405,7 @@ impl Dest {
                 .map(|_| ())
                 .map_err(|e| self.error(rel, e)),
             Backend::Remote(r) => r.put(rel, &data),
+            Backend::Rclone(r) => r.put(rel, &data),
         }
     }
 
@@ -417,6 +426,7 @@ impl Dest {
                 _ => Ok(()),
             },
             Backend::Remote(r) => r.delete(rel),
+            Backend::Rclone(r) => r.delete(rel),
         }
     }
 
@@ -458,6 +468,7 @@ impl Dest {
                 Ok(())
             }
             Backend::Remote(r) => r.delete_many(rels),
+            Backend::Rclone(r) => r.delete_many(rels),
         }
     }
 
@@ -484,6 +495,7 @@ impl Dest {
                     .collect()
             }
             Backend::Remote(r) => r.get_many(rels),
+            Backend::Rclone(r) => r.get_many(rels),
         }
     }
 
@@ -518,7 +530,7 @@ impl Dest {
                 }
                 Ok(())
             }
-            Backend::Remote(_) => items
+            Backend::Remote(_) | Backend::Rclone(_) => items
                 .into_iter()
                 .try_for_each(|(rel, data, sha)| self.put_small(&rel, data, &sha)),
         }
@@ -579,6 +591,7 @@ impl Dest {
                 }
             }
             Backend::Remote(r) => out = r.list(sub)?,
+            Backend::Rclone(r) => out = r.list(sub)?,
         }
         out.sort();
         Ok(out)
@@ -591,6 +604,7 @@ impl Dest {
             Backend::Folder(f) => snap_shared::fsutil::free_space(f).ok(),
             Backend::Bucket(_) => None,
             Backend::Remote(r) => r.free_space(),
+            Backend::Rclone(_) => None,
         }
     }
 

@@ -16,6 +16,8 @@ pub mod locks;
 pub mod memory;
 pub mod mount;
 mod part_buffers;
+mod rclone;
+mod said;
 pub mod settings;
 mod sftp;
 pub mod stream;

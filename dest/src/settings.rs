@@ -56,6 +56,46 @@ impl DestSpec {
             price_per_gib_month: None,
         })
     }
+
+    /// The command line given by `option`, else by `$env`, else `default`,
+    /// split as a shell would, with `~` expanded: how an SFTP or rclone
+    /// destination is reached.
+    pub(crate) fn command_words(
+        &self,
+        option: &str,
+        env: &str,
+        default: &str,
+    ) -> Result<Vec<String>> {
+        let ctx = format!("destination {}: option {option}", self.name);
+        let text = self
+            .options
+            .iter()
+            .find(|(k, _)| k == option)
+            .map(|(_, v)| v.clone())
+            .or_else(|| std::env::var(env).ok().filter(|v| !v.trim().is_empty()))
+            .unwrap_or_else(|| default.to_string());
+        let words = shell_words::split(&text).map_err(|e| Error::config(&ctx, e.to_string()))?;
+        if words.is_empty() {
+            return Err(Error::config(ctx, "is empty"));
+        }
+        Ok(words
+            .into_iter()
+            .map(|w| snap_shared::config::expand_tilde(&w).display().to_string())
+            .collect())
+    }
+
+    /// Refuses any option but `known` (SFTP and rclone destinations take
+    /// one, the command that reaches them).
+    pub(crate) fn only_option(&self, known: &str) -> Result<()> {
+        match self.options.iter().find(|(k, _)| k != known) {
+            Some((k, _)) => Err(Error::config(
+                format!("destination {}: option {k}", self.name),
+                format!("unknown for this kind of destination (it takes {known})"),
+            )
+            .with_hint("see docs/destinations.md")),
+            None => Ok(()),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

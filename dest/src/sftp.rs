@@ -1,22 +1,19 @@
 //! SFTP destinations: a folder on another machine through the system's
-//! `ssh`, and a path on an rclone remote through `rclone serve sftp --stdio`.
+//! `ssh`.
 //!
-//! Both speak SFTP v3 over a child process's stdin and stdout, with the
+//! snap speaks SFTP v3 over ssh's stdin and stdout, with the
 //! openssh-sftp-client crate (the openssh-rust project's client: pipelined
 //! requests, and the OpenSSH extensions fsync, hardlink, posix-rename and
 //! statvfs). Going through the system's ssh rather than an SSH stack in
 //! Rust (russh, libssh2) is what makes the user's `~/.ssh/config`, agent,
-//! ProxyJump and known_hosts apply, as with restic and borg. rclone runs as
-//! one child for the whole run, so a OneDrive or Dropbox session is set up
-//! once, not per object.
+//! ProxyJump and known_hosts apply, as with restic and borg.
 //!
 //! What a folder destination promises holds here too, as far as the server
 //! allows (docs/destinations.md, "SFTP"): files are written under a hidden
 //! name, made 0600, flushed with `fsync@openssh.com` before they count, and
 //! published by a rename; a create-only publication is a hard link
 //! (`hardlink@openssh.com`, or the v3 rename, which OpenSSH does with
-//! link(2)), which fails when the name is taken. rclone's server has
-//! neither: there a create-only publication looks before it renames.
+//! link(2)), which fails when the name is taken.
 
 use std::collections::HashSet;
 use std::io::Read;
@@ -39,6 +36,7 @@ use tokio::runtime::Runtime;
 use snap_shared::error::{Error, Exit, Result};
 
 use crate::location::Location;
+use crate::said::last_line;
 use crate::settings::DestSpec;
 
 /// Requests of one file in flight at once (each up to the server's maximum,
@@ -46,19 +44,10 @@ use crate::settings::DestSpec;
 const IN_FLIGHT: usize = 32;
 /// Bytes asked of one read or write request: OpenSSH's maximum (its
 /// limits@openssh.com answer). The client splits them further for a server
-/// with smaller limits (20 KiB where a server gives none, as rclone's).
+/// with smaller limits (20 KiB where a server gives none).
 const CHUNK: u32 = 255 << 10;
 /// How long connecting (ssh's login and the SFTP hello) may take.
 const CONNECT: Duration = Duration::from_secs(120);
-/// The last bytes of the child's stderr kept for messages.
-const STDERR_KEPT: usize = 8 << 10;
-
-/// Which program serves SFTP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Ssh,
-    Rclone,
-}
 
 /// An open SFTP session to a destination's folder.
 #[derive(Clone)]
@@ -68,35 +57,15 @@ pub(crate) struct Remote {
 
 struct Session {
     sftp: Sftp,
-    /// ssh or rclone, killed when the session goes.
+    /// ssh, killed when the session goes.
     _child: Mutex<tokio::process::Child>,
     stderr: Arc<Mutex<String>>,
     /// The folder on the server, absolute.
     root: PathBuf,
     rt: Arc<Runtime>,
     url: String,
-    kind: Kind,
-    /// How to run rclone again, for the uploads of large files.
-    rclone: Option<Rclone>,
     /// Folders known to be there (see `ensure_parent`).
     folders: Mutex<HashSet<PathBuf>>,
-}
-
-/// The rclone program with its leading flags, and the `REMOTE:PATH` served.
-#[derive(Debug, Clone)]
-struct Rclone {
-    base: Vec<String>,
-    target: String,
-}
-
-impl Rclone {
-    /// `REMOTE:PATH/rel` (or `REMOTE:rel` at a remote's root).
-    fn at(&self, rel: &str) -> String {
-        match self.target.ends_with(':') {
-            true => format!("{}{rel}", self.target),
-            false => format!("{}/{rel}", self.target),
-        }
-    }
 }
 
 impl std::fmt::Debug for Remote {
@@ -105,28 +74,10 @@ impl std::fmt::Debug for Remote {
     }
 }
 
-/// The program and arguments that serve SFTP for a destination, and the
-/// folder on the server ("" for rclone, whose root is the path served).
-fn command(spec: &DestSpec) -> Result<(Kind, Vec<String>, String, Option<Rclone>)> {
+/// The ssh command line that serves SFTP for a destination, and the
+/// folder on the server.
+fn command(spec: &DestSpec) -> Result<(Vec<String>, String)> {
     let ctx = format!("destination {}", spec.name);
-    let words = |option: &str, env: &str, default: &str| -> Result<Vec<String>> {
-        let text = spec
-            .options
-            .iter()
-            .find(|(k, _)| k == option)
-            .map(|(_, v)| v.clone())
-            .or_else(|| std::env::var(env).ok().filter(|v| !v.trim().is_empty()))
-            .unwrap_or_else(|| default.to_string());
-        let words = shell_words::split(&text)
-            .map_err(|e| Error::config(format!("{ctx}: option {option}"), e.to_string()))?;
-        if words.is_empty() {
-            return Err(Error::config(format!("{ctx}: option {option}"), "is empty"));
-        }
-        Ok(words
-            .into_iter()
-            .map(|w| snap_shared::config::expand_tilde(&w).display().to_string())
-            .collect())
-    };
     match &spec.location {
         Location::Sftp {
             user,
@@ -134,8 +85,8 @@ fn command(spec: &DestSpec) -> Result<(Kind, Vec<String>, String, Option<Rclone>
             port,
             path,
         } => {
-            check_options(spec, "ssh_command")?;
-            let mut argv = words("ssh_command", "SNAP_SSH_COMMAND", "ssh")?;
+            spec.only_option("ssh_command")?;
+            let mut argv = spec.command_words("ssh_command", "SNAP_SSH_COMMAND", "ssh")?;
             // Options given first win in ssh: a user's own command line may
             // loosen these on purpose; nothing else can.
             for o in [
@@ -154,22 +105,7 @@ fn command(spec: &DestSpec) -> Result<(Kind, Vec<String>, String, Option<Rclone>
                 argv.extend(["-l".to_string(), u.clone()]);
             }
             argv.extend(["-s", "--", host, "sftp"].map(String::from));
-            Ok((Kind::Ssh, argv, path.clone(), None))
-        }
-        Location::Rclone(target) => {
-            check_options(spec, "rclone_command")?;
-            let base = words("rclone_command", "SNAP_RCLONE_COMMAND", "rclone")?;
-            let rclone = Rclone {
-                base: base.clone(),
-                target: target.clone(),
-            };
-            let mut argv = base;
-            // No directory cache: another machine's lock or record must show
-            // in the next listing, as on a bucket.
-            argv.extend(
-                ["serve", "sftp", "--stdio", "--dir-cache-time", "0s", target].map(String::from),
-            );
-            Ok((Kind::Rclone, argv, String::new(), Some(rclone)))
+            Ok((argv, path.clone()))
         }
         other => Err(Error::internal(
             ctx,
@@ -178,28 +114,16 @@ fn command(spec: &DestSpec) -> Result<(Kind, Vec<String>, String, Option<Rclone>
     }
 }
 
-/// SFTP and rclone destinations take one option, the command that reaches them.
-fn check_options(spec: &DestSpec, known: &str) -> Result<()> {
-    match spec.options.iter().find(|(k, _)| k != known) {
-        Some((k, _)) => Err(Error::config(
-            format!("destination {}: option {k}", spec.name),
-            format!("unknown for this kind of destination (it takes {known})"),
-        )
-        .with_hint("see docs/destinations.md")),
-        None => Ok(()),
-    }
-}
-
 impl Remote {
-    /// Starts ssh (or rclone), opens the SFTP session and finds the folder.
+    /// Starts ssh, opens the SFTP session and finds the folder.
     /// A missing folder on an ssh server is exit 75, as for a local folder:
     /// it is never made, since on a NAS whose disk is not mounted it would
     /// land on the system disk.
     pub(crate) fn connect(spec: &DestSpec, rt: &Arc<Runtime>) -> Result<Remote> {
-        let (kind, argv, path, rclone) = command(spec)?;
+        let (argv, path) = command(spec)?;
         let ctx = format!("destination {}", spec.name);
         let stderr = Arc::new(Mutex::new(String::new()));
-        let (sftp, child) = rt.block_on(start(kind, &argv, &stderr, &ctx))?;
+        let (sftp, child) = rt.block_on(start(&argv, &stderr, &ctx))?;
         let mut session = Session {
             sftp,
             _child: Mutex::new(child),
@@ -207,8 +131,6 @@ impl Remote {
             root: PathBuf::new(),
             rt: rt.clone(),
             url: spec.location.url(),
-            kind,
-            rclone,
             folders: Mutex::new(HashSet::new()),
         };
         session.root = rt.block_on(find_root(&session, &path, &ctx, spec))?;
@@ -231,7 +153,7 @@ impl Remote {
 
     /// An SFTP error as one line with a sysexits code: the server's status
     /// (no such file 66, permission 77, failure 74), or a lost connection
-    /// (69) with the last thing ssh or rclone said.
+    /// (69) with the last thing ssh said.
     fn error(&self, rel: &str, e: SftpError) -> Error {
         self.s.error(&self.show(rel), e)
     }
@@ -343,7 +265,7 @@ impl Remote {
         self.block_on(async {
             let tmp = self.s.write_hidden(&path, data).await?;
             let made = self.s.publish_new(&tmp, &path).await;
-            if made.as_ref().is_ok_and(|&m| m) && self.s.kind == Kind::Ssh {
+            if made.as_ref().is_ok_and(|&m| m) {
                 self.s.sync_dir(&path).await;
             }
             made
@@ -354,18 +276,9 @@ impl Remote {
     /// Renews a file that is still there, `Ok(false)` when it is gone (a
     /// removed lock is never brought back). On an SFTP server its times are
     /// set through its existing name (setstat), which fails on a removed
-    /// file. rclone cannot set a modified time on every provider (Dropbox,
-    /// WebDAV), so there the file is looked up, then written again with
-    /// `data`: a removal in between could be undone, which docs/destinations.md
-    /// says of rclone remotes shared by machines.
-    pub(crate) fn refresh(&self, rel: &str, data: &Bytes) -> Result<bool> {
+    /// file.
+    pub(crate) fn refresh(&self, rel: &str) -> Result<bool> {
         let path = self.path(rel);
-        if self.s.kind == Kind::Rclone {
-            return match self.head(rel)? {
-                Some(_) => self.put(rel, data).map(|()| true),
-                None => Ok(false),
-            };
-        }
         let now = UnixTimeStamp::new(SystemTime::now()).map_err(|e| {
             Error::internal(self.show(rel), format!("the clock is out of range: {e}"))
         })?;
@@ -452,71 +365,6 @@ impl Remote {
         Some((v.bavail * v.frsize, v.blocks * v.frsize))
     }
 
-    /// Whether large files go to this destination by `rclone copyto` of
-    /// the local file, not through the SFTP session: rclone's SFTP server
-    /// takes a file's writes one small request at a time (about 40 MB/s on
-    /// loopback), while `rclone copyto` uploads the way rclone does best,
-    /// with its retries (it can read the file again) and the provider's
-    /// chunked or multi-threaded uploads.
-    pub(crate) fn copies_files(&self) -> bool {
-        self.s.rclone.is_some()
-    }
-
-    /// Starts `rclone copyto LOCAL REMOTE:PATH/rel` (at most `bwlimit`
-    /// bytes a second); [`RcloneCopy::finish`] returns once the provider
-    /// has the whole file and rclone has compared its checksums.
-    pub(crate) fn copy_in(
-        &self,
-        local: &Path,
-        rel: &str,
-        bwlimit: Option<u64>,
-    ) -> Result<RcloneCopy> {
-        let Some(rclone) = &self.s.rclone else {
-            return Err(Error::internal(
-                self.show(rel),
-                "copyto needs an rclone destination",
-            ));
-        };
-        let mut cmd = std::process::Command::new(&rclone.base[0]);
-        cmd.args(&rclone.base[1..]).args(["copyto", "-q"]);
-        if let Some(rate) = bwlimit {
-            cmd.args(["--bwlimit", &format!("{rate}B")]);
-        }
-        let mut child = cmd
-            .arg(local)
-            .arg(rclone.at(rel))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| {
-                Error::new(
-                    Exit::Unavailable,
-                    self.show(rel),
-                    format!("cannot run {}: {e}", rclone.base[0]),
-                )
-            })?;
-        // Drained as it comes, so rclone never waits on a full pipe.
-        let said = child.stderr.take().map(|mut err| {
-            std::thread::spawn(move || {
-                let mut text = String::new();
-                let _ = err.read_to_string(&mut text);
-                text
-            })
-        });
-        Ok(RcloneCopy {
-            child,
-            said,
-            what: self.show(rel),
-        })
-    }
-
-    /// Renames a finished upload into place, replacing what is there.
-    pub(crate) fn rename_over(&self, from: &str, to: &str) -> Result<()> {
-        self.block_on(self.s.replace(&self.path(from), &self.path(to)))
-            .map_err(|e| self.error(to, e))
-    }
-
     /// The hidden file a large upload to `rel` is written into.
     pub(crate) fn part_name(&self, rel: &str) -> String {
         hidden(Path::new(rel), "snap-part")
@@ -526,7 +374,7 @@ impl Remote {
 
     /// Opens (making it, 0600) the part file of an upload: its size on the
     /// server, or `None` when it was started afresh because the server
-    /// cannot write into an existing file (rclone without a VFS cache).
+    /// cannot write into an existing file.
     pub(crate) fn open_part(&self, part: &str, keep: bool) -> Result<(PartFile, Option<u64>)> {
         let path = self.path(part);
         self.block_on(async {
@@ -596,7 +444,7 @@ impl Remote {
                     Ok::<_, SftpError>((idx, data.len() as u64, k + 1 == count))
                 }
             })
-            .buffered(self.s.writes_in_flight());
+            .buffered(IN_FLIGHT);
         let fsync = self.s.sftp.support_fsync();
         let flush = |idx: usize, len: u64| {
             let mut file = part.file.clone();
@@ -652,13 +500,10 @@ impl Remote {
         let (from, to) = (self.path(part_rel), self.path(rel));
         self.block_on(async {
             let mut file = part.file;
-            if self.s.kind == Kind::Ssh {
-                file.set_len(size).await?;
-            }
+            file.set_len(size).await?;
             if self.s.sftp.support_fsync() {
                 file.sync_all().await?;
             }
-            // rclone uploads on close: its errors come here.
             file.close().await?;
             self.s.replace(&from, &to).await
         })
@@ -688,44 +533,6 @@ impl Remote {
     }
 }
 
-/// A running `rclone copyto` of one large file.
-pub(crate) struct RcloneCopy {
-    child: std::process::Child,
-    said: Option<std::thread::JoinHandle<String>>,
-    what: String,
-}
-
-impl RcloneCopy {
-    /// Waits for rclone: `Ok` once the provider has the file.
-    pub(crate) fn finish(mut self) -> Result<()> {
-        let status = self
-            .child
-            .wait()
-            .map_err(|e| Error::io_ctx(self.what.clone(), e))?;
-        let said = self
-            .said
-            .take()
-            .and_then(|t| t.join().ok())
-            .unwrap_or_default();
-        if status.success() {
-            return Ok(());
-        }
-        let line = last_line(&said).unwrap_or("no message").to_string();
-        Err(Error::new(
-            Exit::Unavailable,
-            &self.what,
-            format!("rclone copyto failed ({status}): {line}"),
-        )
-        .with_hint("check the remote with `rclone about REMOTE:`, then run again"))
-    }
-
-    /// Stops the upload (the caller removes what it left).
-    pub(crate) fn abort(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Why sending parts stopped: the server's answer, or the journal's.
 enum Failed {
     Sftp(SftpError),
@@ -738,16 +545,6 @@ pub(crate) struct PartFile {
 }
 
 impl Session {
-    /// Write requests of one file in flight: rclone without a VFS cache
-    /// takes a file's writes only in order, and its server may take
-    /// requests in flight out of order ("Illegal seek").
-    fn writes_in_flight(&self) -> usize {
-        match self.kind {
-            Kind::Ssh => IN_FLIGHT,
-            Kind::Rclone => 1,
-        }
-    }
-
     fn error(&self, what: &str, e: SftpError) -> Error {
         match e {
             SftpError::SftpError(kind, msg) => {
@@ -770,12 +567,9 @@ impl Session {
         }
     }
 
-    /// The connection went away: exit 69, with what ssh or rclone said last.
+    /// The connection went away: exit 69, with what ssh said last.
     fn lost(&self, what: &str, why: &str) -> Error {
-        let program = match self.kind {
-            Kind::Ssh => "ssh",
-            Kind::Rclone => "rclone",
-        };
+        let program = "ssh";
         let kept = self
             .stderr
             .lock()
@@ -833,8 +627,7 @@ impl Session {
 
     /// Makes the folders above `path` that are missing, 0700. A folder
     /// seen or made before is not asked for again: each question is a round
-    /// trip, and through rclone several calls to the provider (WebDAV's
-    /// take 10 ms each). snap removes no folder at a destination; a write
+    /// trip. snap removes no folder at a destination; a write
     /// into one that someone else removed fails as missing, and
     /// `create_in_folder` then forgets what it knew and tries once more.
     async fn ensure_parent(&self, path: &Path) -> std::result::Result<(), SftpError> {
@@ -908,10 +701,7 @@ impl Session {
     ) -> std::result::Result<PathBuf, SftpError> {
         let tmp = hidden(path, &format!("tmp-{}", unique()));
         let mut file = self.create_truncated(&tmp).await?;
-        if self.kind == Kind::Ssh {
-            // rclone keeps the provider's permissions: no request for nothing.
-            private(&mut file).await?;
-        }
+        private(&mut file).await?;
         if !data.is_empty() {
             file.write_all_zero_copy(&mut [data.clone()]).await?;
         }
@@ -925,8 +715,8 @@ impl Session {
     /// Renames `from` over `to`, replacing what is there.
     async fn replace(&self, from: &Path, to: &Path) -> std::result::Result<(), SftpError> {
         let mut fs = self.sftp.fs();
-        if self.sftp.support_posix_rename() || self.kind == Kind::Rclone {
-            // posix-rename replaces atomically; rclone's rename replaces too.
+        if self.sftp.support_posix_rename() {
+            // posix-rename replaces atomically.
             fs.rename(from, to).await?;
         } else {
             // A plain v3 server refuses to rename over a file.
@@ -936,31 +726,21 @@ impl Session {
             }
             fs.rename(from, to).await?;
         }
-        if self.kind == Kind::Ssh {
-            self.sync_dir(to).await;
-        }
+        self.sync_dir(to).await;
         Ok(())
     }
 
     /// Publishes `tmp` as `to` only if `to` is not there; `tmp` goes either way.
     async fn publish_new(&self, tmp: &Path, to: &Path) -> std::result::Result<bool, SftpError> {
         let mut fs = self.sftp.fs();
-        let made = match self.kind {
-            Kind::Ssh if self.sftp.support_hardlink() => {
+        let made = match self.sftp.support_hardlink() {
+            true => {
                 let linked = fs.hard_link(tmp, to).await;
                 let _ = fs.remove_file(tmp).await;
                 linked.map(|()| true)
             }
             // OpenSSH's v3 rename is link(2) and unlink(2): it fails on a taken name.
-            Kind::Ssh => fs.rename(tmp, to).await.map(|()| true),
-            // rclone renames over a taken name: look first. Two machines
-            // making the very same name in the same instant could race here;
-            // snap's lock and record names carry the host, so they do not.
-            Kind::Rclone => match fs.metadata(to).await {
-                Ok(_) => Ok(false),
-                Err(e) if is_missing(&e) => fs.rename(tmp, to).await.map(|()| true),
-                Err(e) => Err(e),
-            },
+            false => fs.rename(tmp, to).await.map(|()| true),
         };
         match made {
             Ok(true) => Ok(true),
@@ -1040,11 +820,10 @@ async fn read_exact_at(
     Ok(buf.freeze())
 }
 
-/// Starts the child and the SFTP session over its pipes; a failure says
-/// why in one line (a host key: 77; a login refused: 77; an rclone config
-/// error: 78; a server that cannot be reached: 75, absent).
+/// Starts ssh and the SFTP session over its pipes; a failure says why in
+/// one line (a host key: 77; a login refused: 77; a server that cannot be
+/// reached: 75, absent).
 async fn start(
-    kind: Kind,
     argv: &[String],
     stderr: &Arc<Mutex<String>>,
     ctx: &str,
@@ -1057,18 +836,12 @@ async fn start(
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| {
-            let package = match kind {
-                Kind::Ssh => "openssh-client",
-                Kind::Rclone => "rclone",
-            };
             Error::new(
                 Exit::Unavailable,
                 ctx,
                 format!("cannot run {}: {e}", argv[0]),
             )
-            .with_hint(format!(
-                "install {package}, or set the command in the destination's options"
-            ))
+            .with_hint("install openssh-client, or set ssh_command in the destination's options")
         })?;
     let (stdin, stdout) = (child.stdin.take(), child.stdout.take());
     let collector = child.stderr.take().map(|mut err| {
@@ -1080,14 +853,7 @@ async fn start(
                     break;
                 }
                 let mut kept = stderr.lock().unwrap_or_else(|p| p.into_inner());
-                kept.push_str(&String::from_utf8_lossy(&buf[..n]));
-                if kept.len() > STDERR_KEPT {
-                    let cut = kept.len() - STDERR_KEPT;
-                    let cut = (cut..kept.len())
-                        .find(|&i| kept.is_char_boundary(i))
-                        .unwrap_or(0);
-                    kept.drain(..cut);
-                }
+                crate::said::keep(&mut kept, &buf[..n]);
             }
         })
     });
@@ -1111,19 +877,18 @@ async fn start(
                 Ok(Err(e)) => e.to_string(),
                 Ok(Ok(_)) => unreachable!("handled above"),
             };
-            Err(connect_error(kind, ctx, &said, &why))
+            Err(connect_error(ctx, &said, &why))
         }
     }
 }
 
-/// Why a connection failed, from what ssh or rclone said.
-fn connect_error(kind: Kind, ctx: &str, said: &str, why: &str) -> Error {
+/// Why a connection failed, from what ssh said.
+fn connect_error(ctx: &str, said: &str, why: &str) -> Error {
     let line = last_line(said).unwrap_or(why).to_string();
     let has = |s: &str| said.contains(s);
-    if kind == Kind::Ssh
-        && (has("Host key verification failed")
-            || has("REMOTE HOST IDENTIFICATION HAS CHANGED")
-            || has("host key is known"))
+    if has("Host key verification failed")
+        || has("REMOTE HOST IDENTIFICATION HAS CHANGED")
+        || has("host key is known")
     {
         let changed = has("HAS CHANGED");
         return Error::new(
@@ -1147,13 +912,9 @@ fn connect_error(kind: Kind, ctx: &str, said: &str, why: &str) -> Error {
                 .to_string(),
         });
     }
-    if kind == Kind::Ssh && has("Permission denied") {
+    if has("Permission denied") {
         return Error::new(Exit::NoPerm, ctx, format!("the login was refused ({line})"))
             .with_hint("set up a key for this user (ssh-copy-id), with the agent or an IdentityFile in ~/.ssh/config");
-    }
-    if kind == Kind::Rclone && (has("didn't find section in config") || has("config file")) {
-        return Error::config(ctx, format!("rclone: {line}"))
-            .with_hint("set the remote up once with `rclone config`, as the user that runs snap");
     }
     // A server that is off or away is absent, as an unplugged drive: a push
     // falls back to the next priority.
@@ -1164,10 +925,6 @@ fn connect_error(kind: Kind, ctx: &str, said: &str, why: &str) -> Error {
 /// Finds the destination's folder on the server, as an absolute path.
 async fn find_root(s: &Session, path: &str, ctx: &str, spec: &DestSpec) -> Result<PathBuf> {
     let mut fs = s.sftp.fs();
-    if s.kind == Kind::Rclone {
-        // rclone serves REMOTE:PATH as its root, made when first written to.
-        return Ok(PathBuf::from("/"));
-    }
     let asked = match path {
         "" => ".",
         p => p,
@@ -1218,7 +975,7 @@ fn hidden(path: &Path, what: &str) -> PathBuf {
 }
 
 /// A name no other writer uses at once: this process and a counter.
-fn unique() -> String {
+pub(crate) fn unique() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let host = snap_shared::hostname();
@@ -1227,11 +984,6 @@ fn unique() -> String {
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
-}
-
-/// The last line of something a program said that is not blank.
-fn last_line(said: &str) -> Option<&str> {
-    said.lines().map(str::trim).rfind(|l| !l.is_empty())
 }
 
 #[cfg(test)]
@@ -1251,33 +1003,16 @@ mod tests {
     /// prompts; the user's command comes first, so its own -o options win.
     #[test]
     fn ssh_command_line() {
-        let (kind, argv, path, _) = command(&spec(
+        let (argv, path) = command(&spec(
             "sftp://me@nas:2222/srv/b",
             &[("ssh_command", "ssh -F '/etc/my config'")],
         ))
         .unwrap();
-        assert_eq!(kind, Kind::Ssh);
         assert_eq!(path, "/srv/b");
         assert_eq!(&argv[..3], ["ssh", "-F", "/etc/my config"]);
         let joined = argv.join(" ");
         assert!(joined.contains("-o BatchMode=yes -o StrictHostKeyChecking=yes"));
         assert!(joined.ends_with("-p 2222 -l me -s -- nas sftp"), "{joined}");
-    }
-
-    /// rclone serves the remote's path over stdio, with no directory cache.
-    #[test]
-    fn rclone_command_line() {
-        let (kind, argv, _, rclone) = command(&spec("rclone:od:backup", &[])).unwrap();
-        let rclone = rclone.unwrap();
-        assert_eq!(rclone.at("s/.a.snap-part"), "od:backup/s/.a.snap-part");
-        let (_, _, _, root) = command(&spec("rclone:od:", &[])).unwrap();
-        assert_eq!(root.unwrap().at("s/a"), "od:s/a");
-        assert_eq!(kind, Kind::Rclone);
-        assert_eq!(argv.last().unwrap(), "od:backup");
-        assert!(
-            argv.join(" ")
-                .contains("serve sftp --stdio --dir-cache-time 0s")
-        );
     }
 
     /// An option these destinations do not take is a config error naming it.
@@ -1292,7 +1027,6 @@ mod tests {
     #[test]
     fn connect_errors_classified() {
         let e = connect_error(
-            Kind::Ssh,
             "d",
             "No ED25519 host key is known for [127.0.0.1]:2222 and you have requested strict checking.\nHost key verification failed.\n",
             "eof",
@@ -1300,21 +1034,14 @@ mod tests {
         assert_eq!(e.exit, Exit::NoPerm);
         assert!(e.to_string().contains("not in known_hosts"), "{e}");
         let e = connect_error(
-            Kind::Ssh,
             "d",
             "@ WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! @\nHost key verification failed.",
             "eof",
         );
         assert!(e.to_string().contains("has changed"), "{e}");
-        let e = connect_error(
-            Kind::Ssh,
-            "d",
-            "me@nas: Permission denied (publickey).",
-            "eof",
-        );
+        let e = connect_error("d", "me@nas: Permission denied (publickey).", "eof");
         assert_eq!(e.exit, Exit::NoPerm);
         let e = connect_error(
-            Kind::Ssh,
             "d",
             "ssh: connect to host nas port 22: Connection refused",
             "eof",

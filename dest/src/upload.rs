@@ -36,6 +36,7 @@ use snap_shared::hash::Sha256Digest;
 
 use crate::dest::{Backend, Bucket, Dest, sha_attributes};
 use crate::part_buffers::Pool;
+use crate::rclone::Rclone;
 use crate::sftp::Remote;
 use crate::throttle::Throttle;
 
@@ -183,6 +184,7 @@ impl Dest {
                 self.upload_parts(b, rel, src, t, fresh, journal, &jpath, progress)
             }
             Backend::Remote(r) => upload_remote(r, rel, src, t, fresh, journal, &jpath, progress),
+            Backend::Rclone(r) => copy_rclone(r, rel, src, t, progress),
         };
         if result.is_ok() || result.as_ref().is_err_and(|e| e.exit == Exit::Data) {
             let _ = std::fs::remove_file(&jpath);
@@ -514,9 +516,6 @@ fn upload_remote(
     jpath: &Path,
     progress: Progress,
 ) -> Result<Sent> {
-    if r.copies_files() {
-        return copy_remote(r, rel, src, t, progress);
-    }
     let part_rel = r.part_name(rel);
     let mut journal = saved.unwrap_or_else(|| fresh.clone());
     let (part, on_server) = r.open_part(&part_rel, journal.done.contains_key(&0))?;
@@ -560,14 +559,13 @@ fn upload_remote(
     Ok(Sent { sent, resumed })
 }
 
-/// Sends a file to an rclone remote: `rclone copyto` uploads it as
-/// `.NAME.snap-part` while this process reads it again and hashes every
-/// byte; the upload is renamed into place only if both went right. rclone
-/// cannot write into a file it has uploaded, so there is no resume inside a
-/// file: an interrupted one is sent again whole (rclone skips it when the
-/// hidden copy is already complete and identical).
-fn copy_remote(
-    r: &Remote,
+/// Sends a file to an rclone remote: rclone uploads it (`operations/copyfile`,
+/// an rc job) as `.NAME.snap-part` while this process reads it again and
+/// hashes every byte; the upload is renamed into place only if both went
+/// right. rclone cannot write into a file it has uploaded, so there is no
+/// resume inside a file: an interrupted one is sent again whole.
+fn copy_rclone(
+    r: &Rclone,
     rel: &str,
     src: &Source,
     t: &Tuning,

@@ -152,7 +152,7 @@ fn a_stale_exclusive_lock_does_not_block_pushes() {
         dir.path(),
         "old.json",
         "exclusive",
-        Duration::from_secs(3600),
+        Duration::from_secs(3610),
     );
     let held = d.lock(Mode::Shared, "snap-push", &NONE).unwrap();
     assert!(
@@ -331,13 +331,16 @@ fn a_stopped_process_of_this_machine_keeps_a_prune_out() {
     let dir = tempfile::tempdir().unwrap();
     let d = folder_dest(dir.path());
     let held = d.lock(Mode::Shared, "snap-push", &NONE).unwrap();
-    // A copy of it (this test process: alive), last refreshed an hour ago.
+    // A copy of it (this test process: alive), last refreshed an hour ago
+    // (and 10 s: a file's time comes from the kernel's coarse clock, which
+    // may trail `SystemTime::now()` by a tick, so exactly an hour may read
+    // as 59m 59s).
     let text = std::fs::read(dir.path().join(held.key())).unwrap();
     drop(held);
     let path = dir.path().join(LOCKS).join("stopped.json");
     std::fs::write(&path, text).unwrap();
     let f = std::fs::File::options().write(true).open(&path).unwrap();
-    f.set_modified(SystemTime::now() - Duration::from_secs(3600))
+    f.set_modified(SystemTime::now() - Duration::from_secs(3610))
         .unwrap();
     let e = d.lock(Mode::Exclusive, "snap-prune", &NONE).unwrap_err();
     assert_eq!(e.exit, Exit::TempFail);

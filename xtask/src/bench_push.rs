@@ -353,7 +353,8 @@ snap-push (sftp://), scp, sftp (batch put) and rclone copy to an :sftp remote of
 snap-push flushes each part there (fsync@openssh.com) and hashes every byte; \"scp+sync\" adds a\n\
 `sync -f` of the folder on the server, and \"scp+sha256+sync\" also runs `openssl dgst -sha256` of the\n\
 archive alongside (SHA-NI, as fast as snap's own hash): the same work as snap. push-rclone-local / push-rclone-webdav: snap-push to\n\
-rclone:REMOTE:PATH (its data file by `rclone copyto`, hashed again by snap alongside) and rclone copy,\n\
+rclone:REMOTE:PATH (through `rclone rcd`: the data file by an `operations/copyfile` job, hashed again\n\
+by snap alongside) and rclone copy,\n\
 to a local remote on the same disk and to a webdav remote served by `rclone serve webdav`\n\
 (restarted on an empty folder for each push); \"rclone+sha256\" runs `openssl dgst -sha256` alongside.\n\
 \"snap / tool\" is snap's wall time over the tool's; throughput relative to the tool is its inverse\n\

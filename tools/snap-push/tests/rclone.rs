@@ -7,6 +7,7 @@ mod common;
 
 use std::fs;
 use std::net::TcpStream;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -156,7 +157,7 @@ fn rclone_webdav() {
         ],
         &env,
     );
-    // rclone copyto writes the hidden part file on the server as it goes.
+    // rclone writes the hidden part file on the server as it goes.
     let start = Instant::now();
     while !fs::read_dir(w.path("dav-root/snap/s"))
         .map(|d| {
@@ -173,6 +174,16 @@ fn rclone_webdav() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
+    let config = w.path("rclone.conf").display().to_string();
+    let start = Instant::now();
+    while !rclone_serving(&config).is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "rclone outlived the killed push: {:?}",
+            rclone_serving(&config)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let listed = w.restore_env(&["list", url], &env);
     assert_eq!(
         String::from_utf8_lossy(&listed.stdout),
@@ -186,6 +197,26 @@ fn rclone_webdav() {
     let out = w.push_env(&["--all", "--dest", url, "--bwlimit", "2M"], &quick);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(records(&out)[0]["skipped"], false);
+    let one = w.path("one");
+    // Paths in a snapshot keep their absolute source, without the '/'.
+    let inside = w.path("src/docs/b.txt").display().to_string();
+    let restored = w.restore_env(
+        &[
+            "--from",
+            url,
+            "restore",
+            "s/latest",
+            "--path",
+            inside.trim_start_matches('/'),
+            "--to",
+            one.to_str().unwrap(),
+        ],
+        &env,
+    );
+    assert_eq!(code(&restored), 0, "{}", stderr(&restored));
+    let got: Vec<PathBuf> = walk_files(&one);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(fs::read(&got[0]).unwrap(), "b".repeat(10_000).as_bytes());
     round_trip(&w, url, &env, &|| {
         let archive = w.path(&format!("dav-root/snap/s/{}.tar.zst", w.archive_id()));
         assert!(
@@ -194,4 +225,72 @@ fn rclone_webdav() {
             archive.display()
         );
     });
+}
+
+/// A remote rclone's config does not have, a flag rclone does not know in
+/// rclone_command, and an rclone that is not installed: one line each, 78,
+/// 78 and 69, before anything is written.
+#[test]
+fn rclone_setup_errors() {
+    let w = World::with_archive(1 << 10);
+    let env = rclone_config(&w, None);
+    let out = w.restore_env(&["list", "rclone:nosuch:backups"], &env);
+    assert_eq!(code(&out), 78, "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.starts_with(
+            "snap-restore: destination rclone:nosuch:backups: rclone has no such remote: "
+        ),
+        "{said}"
+    );
+    let mut flagged = env.clone();
+    flagged.push(("SNAP_RCLONE_COMMAND".into(), "rclone --no-such-flag".into()));
+    let out = w.restore_env(&["list", "rclone:loc:/x"], &flagged);
+    assert_eq!(code(&out), 78, "{}", stderr(&out));
+    assert!(
+        stderr(&out)
+            .starts_with("snap-restore: destination rclone:loc:/x: option rclone_command: "),
+        "{}",
+        stderr(&out)
+    );
+    let mut missing = env.clone();
+    missing.push(("SNAP_RCLONE_COMMAND".into(), "rclone-not-installed".into()));
+    let out = w.restore_env(&["list", "rclone:loc:/x"], &missing);
+    assert_eq!(code(&out), 69, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(": cannot run rclone: "),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// The pids of `rclone rcd` processes run with this rclone config.
+fn rclone_serving(config: &str) -> Vec<u32> {
+    let want = format!("RCLONE_CONFIG={config}");
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let cmd = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let env = fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            let has = |hay: &[u8], s: &str| hay.split(|&b| b == 0).any(|w| w == s.as_bytes());
+            has(&cmd, "rcd") && cmd.starts_with(b"rclone") && has(&env, &want)
+        })
+        .collect()
+}
+
+/// Every file under `dir`.
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).unwrap().flatten() {
+            match e.file_type().unwrap().is_dir() {
+                true => todo.push(e.path()),
+                false => out.push(e.path()),
+            }
+        }
+    }
+    out
 }
