@@ -23,7 +23,10 @@ fn folder_dest(dir: &Path) -> Dest {
 }
 
 /// A lock of another machine, written straight into the folder, last
-/// refreshed `age` ago.
+/// refreshed `age` ago, and a second more: the age is read against the time
+/// of the lock a test takes next, a file time from the kernel's coarse
+/// clock, which may trail `SystemTime::now()` by a tick, so exactly an hour
+/// could read as 59m 59s.
 fn foreign_lock(dir: &Path, name: &str, mode: &str, age: Duration) {
     let now = Utc::now();
     let info = serde_json::json!({
@@ -36,7 +39,8 @@ fn foreign_lock(dir: &Path, name: &str, mode: &str, age: Duration) {
     let path = locks.join(name);
     std::fs::write(&path, serde_json::to_vec(&info).unwrap()).unwrap();
     let f = std::fs::File::options().write(true).open(&path).unwrap();
-    f.set_modified(SystemTime::now() - age).unwrap();
+    f.set_modified(SystemTime::now() - age - Duration::from_secs(1))
+        .unwrap();
 }
 
 fn lock_names(dir: &Path) -> Vec<String> {
@@ -152,7 +156,7 @@ fn a_stale_exclusive_lock_does_not_block_pushes() {
         dir.path(),
         "old.json",
         "exclusive",
-        Duration::from_secs(3610),
+        Duration::from_secs(3600),
     );
     let held = d.lock(Mode::Shared, "snap-push", &NONE).unwrap();
     assert!(
