@@ -90,6 +90,17 @@ struct Failed {
 }
 
 impl Failed {
+    /// rclone's answer to a failed call: its JSON's "error", else the text.
+    fn from_answer(status: u16, text: &str) -> Failed {
+        let value: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+        Failed {
+            status,
+            said: value["error"]
+                .as_str()
+                .map_or_else(|| text.trim().to_string(), str::to_string),
+        }
+    }
+
     /// The object or folder is not there.
     fn is_missing(&self) -> bool {
         self.status == 404
@@ -196,15 +207,9 @@ impl Rclone {
         };
         let status = answer.status().as_u16();
         let text = answer.text().await.unwrap_or_default();
-        let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         match status {
-            200 => Ok(value),
-            _ => Err(Failed {
-                status,
-                said: value["error"]
-                    .as_str()
-                    .map_or_else(|| text.trim().to_string(), str::to_string),
-            }),
+            200 => Ok(serde_json::from_str(&text).unwrap_or(Value::Null)),
+            _ => Err(Failed::from_answer(status, &text)),
         }
     }
 
@@ -218,11 +223,12 @@ impl Rclone {
         }
     }
 
+    /// A failed call as one line: missing is 66; anything else is the
+    /// provider's or rclone's failure, 69, with rclone's words.
     fn error(&self, rel: &str, f: Failed) -> Error {
-        let exit = match (f.is_missing(), f.status) {
-            (true, _) => Exit::NoInput,
-            (_, 0) => Exit::Unavailable,
-            _ => Exit::Io,
+        let exit = match f.is_missing() {
+            true => Exit::NoInput,
+            false => Exit::Unavailable,
         };
         Error::new(exit, self.show(rel), f.said)
     }
@@ -266,13 +272,7 @@ impl Rclone {
             200 | 206 => Ok(answer),
             status => {
                 let text = answer.text().await.unwrap_or_default();
-                let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                Err(Failed {
-                    status,
-                    said: value["error"]
-                        .as_str()
-                        .map_or_else(|| text.trim().to_string(), str::to_string),
-                })
+                Err(Failed::from_answer(status, &text))
             }
         }
     }
@@ -706,6 +706,18 @@ mod tests {
                     2026/12/03 00:26:41 NOTICE: Serving remote control on http://127.0.0.1:41657/\n";
         assert_eq!(served_port(said), Some(41657));
         assert_eq!(served_port("NOTICE: starting"), None);
+    }
+
+    /// rclone's error JSON gives the message; a bare answer gives its text;
+    /// what is missing is told apart from what failed.
+    #[test]
+    fn failures_read_from_answers() {
+        let f = Failed::from_answer(404, r#"{"error": "object not found", "status": 404}"#);
+        assert_eq!(f.said, "object not found");
+        assert!(f.is_missing());
+        let f = Failed::from_answer(500, "upstream timed out\n");
+        assert_eq!(f.said, "upstream timed out");
+        assert!(!f.is_missing());
     }
 
     /// Hidden names sit next to the object, in its folder.
