@@ -1,88 +1,14 @@
-//! `cargo xtask gen [--check]`: man pages and bash/zsh/fish completions,
-//! generated from every tool's `command()` so they never drift from the flags.
+//! `cargo xtask gen [--check]`: runs snap-docgen (docgen/), which makes the
+//! man pages and completions from every tool's `command()`. Kept out of
+//! xtask so that `cargo xtask` does not build every tool before it starts.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-
-use clap_complete::Shell;
-
-use crate::sh::{Result, root};
-
-/// Every tool's clap definition. A new tool adds one line here.
-fn tools() -> Vec<clap::Command> {
-    vec![
-        snap_collect::command(),
-        snap_pack::command(),
-        snap_push::command(),
-        snap_prune::command(),
-        snap_disk::command(),
-        snap_restore::command(),
-    ]
-}
-
-/// The files `gen` owns, by path relative to the workspace root.
-fn render_all() -> Result<BTreeMap<PathBuf, Vec<u8>>> {
-    let mut files = BTreeMap::new();
-    for cmd in tools() {
-        let name = cmd.get_name().to_string();
-        let mut page = Vec::new();
-        clap_mangen::Man::new(cmd.clone())
-            .render(&mut page)
-            .map_err(|e| format!("man page of {name}: {e}"))?;
-        files.insert(PathBuf::from(format!("man/{name}.1")), page);
-        // A page per subcommand (snap-disk-create.1), so every flag is in a man page.
-        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
-            let sub_name = format!("{name}-{}", sub.get_name());
-            let mut page = Vec::new();
-            clap_mangen::Man::new(
-                sub.clone()
-                    .name(&*Box::leak(sub_name.clone().into_boxed_str())),
-            )
-            .render(&mut page)
-            .map_err(|e| format!("man page of {sub_name}: {e}"))?;
-            files.insert(PathBuf::from(format!("man/{sub_name}.1")), page);
-        }
-        for (shell, file) in [
-            (Shell::Bash, format!("{name}.bash")),
-            (Shell::Zsh, format!("_{name}")),
-            (Shell::Fish, format!("{name}.fish")),
-        ] {
-            let mut out = Vec::new();
-            clap_complete::generate(shell, &mut cmd.clone(), &name, &mut out);
-            files.insert(PathBuf::from("completions").join(file), out);
-        }
-    }
-    Ok(files)
-}
+use crate::sh::{Result, cargo, exec};
 
 pub fn run(check: bool) -> Result {
-    let files = render_all()?;
-    let root = root();
-    let stale: Vec<String> = files
-        .iter()
-        .filter(|(path, content)| std::fs::read(root.join(path)).ok().as_ref() != Some(*content))
-        .map(|(path, _)| path.display().to_string())
-        .collect();
+    let mut cmd = cargo();
+    cmd.args(["run", "-q", "-p", "snap-docgen", "--"]);
     if check {
-        if stale.is_empty() {
-            eprintln!("xtask: man pages and completions are up to date");
-            return Ok(());
-        }
-        return Err(format!(
-            "generated files are stale: {}\nrun `cargo xtask gen` and commit the result",
-            stale.join(", ")
-        ));
+        cmd.arg("--check");
     }
-    for (path, content) in &files {
-        let full = root.join(path);
-        std::fs::create_dir_all(full.parent().expect("generated files live in folders"))
-            .map_err(|e| format!("{}: {e}", full.display()))?;
-        std::fs::write(&full, content).map_err(|e| format!("{}: {e}", full.display()))?;
-    }
-    eprintln!(
-        "xtask: wrote {} files ({} changed)",
-        files.len(),
-        stale.len()
-    );
-    Ok(())
+    exec(&mut cmd)
 }
