@@ -22,6 +22,7 @@ mod bench_seek;
 mod bench_timeline;
 mod crash;
 mod demo;
+mod dist;
 mod fuzz;
 mod gen_docs;
 mod sh;
@@ -49,6 +50,8 @@ enum Task {
     },
     /// Build in release mode and run a collect round trip on a sample tree
     Demo,
+    /// Build a Debian package and a tarball of the release build in target/dist
+    Dist,
     /// Measure snap against rsync, restic and borg; write docs/benchmarks.md
     Bench(bench::Args),
     /// The long proof of shared destinations: every crash point of many interleavings, and mutants
@@ -65,6 +68,7 @@ fn main() {
         Task::Test => test::run(),
         Task::Gen { check } => gen_docs::run(check),
         Task::Demo => demo::run(),
+        Task::Dist => dist::run(),
         Task::Bench(args) => bench::run(args),
         Task::Sweep(args) => sweep::run(args),
         Task::Crash(args) => crash::run(args),

@@ -1,0 +1,309 @@
+//! `cargo xtask dist`: a Debian package and a tarball of the release build,
+//! made from one staged tree (dpkg-deb, no packaging tool to install):
+//!
+//! - the six tools and `snap-backup` in /usr/bin;
+//! - man pages, gzipped, in /usr/share/man/man1;
+//! - completions where bash-completion, zsh and fish look for a package's;
+//! - the systemd units and timers and the udev rule under /lib (Debian 12);
+//! - the cron file as /etc/cron.d/snap-backup, its jobs commented out: a
+//!   package must not start backups no one configured;
+//! - copyright and changelog in /usr/share/doc/snap-backup.
+//!
+//! The package is `snap-backup`: Debian already has a package named `snap`.
+//! Its Depends come from `dpkg-shlibdeps` on the built binaries, which are
+//! stripped.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::sh::{Result, cargo, ensure_apt, exec, root};
+
+pub const PACKAGE: &str = "snap-backup";
+const TOOLS: [&str; 6] = [
+    "snap-collect",
+    "snap-pack",
+    "snap-push",
+    "snap-restore",
+    "snap-prune",
+    "snap-disk",
+];
+
+/// What `run` made.
+pub struct Made {
+    pub deb: PathBuf,
+    pub tarball: PathBuf,
+}
+
+pub fn run() -> Result {
+    let made = build()?;
+    println!("{}", made.deb.display());
+    println!("{}", made.tarball.display());
+    Ok(())
+}
+
+/// Builds the release binaries, stages the tree, and packs both artifacts.
+pub fn build() -> Result<Made> {
+    ensure_apt(&[("dpkg-shlibdeps", "dpkg-dev"), ("strip", "binutils")])?;
+    exec(cargo().args(["build", "--release", "--bins"]))?;
+    let version = env!("CARGO_PKG_VERSION");
+    let arch = output(Command::new("dpkg").arg("--print-architecture"))?;
+    let out = root().join("target/dist");
+    let stage = out.join(format!("{PACKAGE}_{version}-1_{arch}"));
+    let _ = fs::remove_dir_all(&stage);
+    stage_tree(&stage)?;
+    let deb = out.join(format!("{PACKAGE}_{version}-1_{arch}.deb"));
+    control(&stage, version, &arch)?;
+    exec(
+        Command::new("dpkg-deb")
+            .args(["--root-owner-group", "-Zxz", "--build"])
+            .arg(&stage)
+            .arg(&deb),
+    )?;
+    let tarball = out.join(format!("{PACKAGE}-{version}-{arch}.tar.gz"));
+    exec(
+        Command::new("tar")
+            .args(["--owner=0", "--group=0", "--exclude=DEBIAN", "-czf"])
+            .arg(&tarball)
+            .arg("-C")
+            .arg(&stage)
+            .args(["usr", "lib", "etc"]),
+    )?;
+    Ok(Made { deb, tarball })
+}
+
+fn stage_tree(stage: &Path) -> Result {
+    let root = root();
+    let bin = stage.join("usr/bin");
+    for tool in TOOLS {
+        install(
+            &root.join("target/release").join(tool),
+            &bin.join(tool),
+            0o755,
+        )?;
+    }
+    // The release profile keeps line tables for backtraces; a package ships
+    // stripped binaries, as Debian's policy asks.
+    exec(
+        Command::new("strip")
+            .arg("--strip-unneeded")
+            .args(TOOLS.map(|t| bin.join(t))),
+    )?;
+    install(
+        &root.join("contrib/bin/snap-backup"),
+        &bin.join("snap-backup"),
+        0o755,
+    )?;
+    let man = stage.join("usr/share/man/man1");
+    let mut pages = Vec::new();
+    for entry in read_dir(&root.join("man"))? {
+        let to = man.join(file_name(&entry));
+        install(&entry, &to, 0o644)?;
+        pages.push(to);
+    }
+    exec(Command::new("gzip").args(["-9n"]).args(&pages))?;
+    let completions = root.join("completions");
+    for tool in TOOLS {
+        for (from, to) in [
+            (
+                format!("{tool}.bash"),
+                format!("usr/share/bash-completion/completions/{tool}"),
+            ),
+            (
+                format!("_{tool}"),
+                format!("usr/share/zsh/vendor-completions/_{tool}"),
+            ),
+            (
+                format!("{tool}.fish"),
+                format!("usr/share/fish/vendor_completions.d/{tool}.fish"),
+            ),
+        ] {
+            install(&completions.join(from), &stage.join(to), 0o644)?;
+        }
+    }
+    // contrib's units run a hand-installed /usr/local/bin/snap-backup; the
+    // package's run its own.
+    for entry in read_dir(&root.join("contrib/systemd"))? {
+        let unit = fs::read_to_string(&entry).map_err(|e| format!("{}: {e}", entry.display()))?;
+        let to = stage.join("lib/systemd/system").join(file_name(&entry));
+        write(&to, &unit.replace("/usr/local/bin/", "/usr/bin/"), 0o644)?;
+    }
+    for entry in read_dir(&root.join("contrib/udev"))? {
+        let to = stage.join("lib/udev/rules.d").join(file_name(&entry));
+        install(&entry, &to, 0o644)?;
+    }
+    let cron = fs::read_to_string(root.join("contrib/cron/snap")).map_err(|e| e.to_string())?;
+    write(
+        &stage.join("etc/cron.d/snap-backup"),
+        &disabled_cron(&cron),
+        0o644,
+    )?;
+    let doc = stage.join("usr/share/doc").join(PACKAGE);
+    write(&doc.join("copyright"), &copyright(), 0o644)?;
+    write(&doc.join("changelog.Debian"), &changelog(), 0o644)?;
+    exec(
+        Command::new("gzip")
+            .args(["-9n"])
+            .arg(doc.join("changelog.Debian")),
+    )?;
+    Ok(())
+}
+
+/// The cron file with its jobs commented out and a line saying how to
+/// turn them on: installing the package configures no backup.
+fn disabled_cron(text: &str) -> String {
+    let mut out = String::from(
+        "# Installed by the snap-backup package with its jobs commented out:\n\
+         # write the config first (snap-backup --help), then remove the '#'\n\
+         # before the two job lines below.\n",
+    );
+    for line in text.lines() {
+        let job = line
+            .split_whitespace()
+            .next()
+            .is_some_and(|f| f.starts_with(|c: char| c.is_ascii_digit() || c == '*'));
+        if job {
+            out.push('#');
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// DEBIAN/control and DEBIAN/conffiles; Depends from dpkg-shlibdeps.
+fn control(stage: &Path, version: &str, arch: &str) -> Result {
+    let depends = shlib_depends(stage)?;
+    let size_kib = du_kib(stage)?;
+    let text = format!(
+        "Package: {PACKAGE}\n\
+         Version: {version}-1\n\
+         Architecture: {arch}\n\
+         Maintainer: snap developers <snap@example.invalid>\n\
+         Installed-Size: {size_kib}\n\
+         Depends: {depends}\n\
+         Recommends: qemu-utils, age\n\
+         Suggests: rclone, openssh-client\n\
+         Section: admin\n\
+         Priority: optional\n\
+         Homepage: https://example.invalid/snap\n\
+         Description: backups of files and virtual-machine disks, as small tools\n \
+         snap-collect makes browsable hard-linked snapshots, snap-disk snapshots\n \
+         VM disks (qcow2, overlays, changed blocks), snap-pack packs them into\n \
+         verified tar.zst archives (optionally age-encrypted, incremental),\n \
+         snap-push sends them to drives, S3, GCS, Azure, SFTP and rclone\n \
+         remotes, resumably, snap-restore lists, verifies and restores, and\n \
+         snap-prune keeps what restic's retention rules keep.\n"
+    );
+    write(&stage.join("DEBIAN/control"), &text, 0o644)?;
+    write(
+        &stage.join("DEBIAN/conffiles"),
+        "/etc/cron.d/snap-backup\n",
+        0o644,
+    )
+}
+
+/// `dpkg-shlibdeps` on the six binaries: it wants a debian/control, so it
+/// runs in a scratch folder that has one.
+fn shlib_depends(stage: &Path) -> Result<String> {
+    let scratch = stage.with_extension("shlibdeps");
+    let _ = fs::remove_dir_all(&scratch);
+    write(
+        &scratch.join("debian/control"),
+        &format!("Source: {PACKAGE}\n\nPackage: {PACKAGE}\nArchitecture: any\n"),
+        0o644,
+    )?;
+    let mut cmd = Command::new("dpkg-shlibdeps");
+    cmd.args(["-O", "--warnings=0"]).current_dir(&scratch);
+    for tool in TOOLS {
+        cmd.arg(stage.join("usr/bin").join(tool));
+    }
+    let said = output(&mut cmd)?;
+    let _ = fs::remove_dir_all(&scratch);
+    said.strip_prefix("shlibs:Depends=")
+        .map(str::to_string)
+        .ok_or_else(|| format!("dpkg-shlibdeps said: {said}"))
+}
+
+fn du_kib(dir: &Path) -> Result<u64> {
+    let said = output(Command::new("du").args(["-sk"]).arg(dir))?;
+    said.split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| format!("du said: {said}"))
+}
+
+fn copyright() -> String {
+    "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\
+     Upstream-Name: snap\n\
+     Source: https://example.invalid/snap\n\
+     \n\
+     Files: *\n\
+     Copyright: the snap developers\n\
+     License: MIT or Apache-2.0\n \
+     snap may be used under the terms of either the MIT license or the\n \
+     Apache License, Version 2.0, at your option. On Debian systems the\n \
+     Apache License 2.0 is in /usr/share/common-licenses/Apache-2.0.\n"
+        .to_string()
+}
+
+fn changelog() -> String {
+    let date = output(Command::new("date").args(["-R", "-u"])).unwrap_or_default();
+    format!(
+        "{PACKAGE} ({}-1) unstable; urgency=medium\n\n  \
+         * Built by `cargo xtask dist` from the snap workspace.\n\n \
+         -- snap developers <snap@example.invalid>  {date}\n",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+fn install(from: &Path, to: &Path, mode: u32) -> Result {
+    let bytes = fs::read(from).map_err(|e| format!("{}: {e}", from.display()))?;
+    write_bytes(to, &bytes, mode)
+}
+
+fn write(to: &Path, text: &str, mode: u32) -> Result {
+    write_bytes(to, text.as_bytes(), mode)
+}
+
+fn write_bytes(to: &Path, bytes: &[u8], mode: u32) -> Result {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = to.parent().expect("staged files live in folders");
+    fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    fs::write(to, bytes).map_err(|e| format!("{}: {e}", to.display()))?;
+    fs::set_permissions(to, fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("{}: {e}", to.display()))
+}
+
+fn read_dir(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out: Vec<PathBuf> = fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .expect("entries have names")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// A command's stdout, trimmed; it must succeed.
+fn output(cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .output()
+        .map_err(|e| format!("{}: {e}", crate::sh::show(cmd)))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{} failed ({}): {}",
+            crate::sh::show(cmd),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
