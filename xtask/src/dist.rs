@@ -239,7 +239,7 @@ fn copyright() -> String {
      Source: https://example.invalid/snap\n\
      \n\
      Files: *\n\
-     Copyright: the snap developers\n\
+     Copyright: 2026 the snap developers\n\
      License: MIT or Apache-2.0\n \
      snap may be used under the terms of either the MIT license or the\n \
      Apache License, Version 2.0, at your option. On Debian systems the\n \

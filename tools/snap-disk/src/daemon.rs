@@ -74,7 +74,7 @@ impl Daemon {
     fn wait_ready(&mut self) -> Result<()> {
         let start = Instant::now();
         loop {
-            if std::os::unix::net::UnixStream::connect(&self.qmp).is_ok() {
+            if listening(&self.qmp) {
                 return Ok(());
             }
             let child = self.child.as_mut().expect("running");
@@ -149,4 +149,41 @@ fn private_dir() -> Result<PathBuf> {
 /// A path inside QEMU's `key=value,…` option syntax, where a comma is doubled.
 fn escape(p: &Path) -> String {
     p.display().to_string().replace(',', ",,")
+}
+
+/// Whether a unix socket at `path` is listening, read from /proc/net/unix
+/// (flag __SO_ACCEPTCON) rather than by connecting: the monitor takes one
+/// client at a time, and a probe connection closed at once could still be
+/// the client QEMU was serving when the real one connected, which then
+/// read "the socket was closed" (seen in CI under load).
+fn listening(path: &Path) -> bool {
+    const ACCEPTCON: u32 = 0x0001_0000;
+    let Ok(table) = std::fs::read_to_string("/proc/net/unix") else {
+        return false;
+    };
+    let want = path.to_string_lossy();
+    table.lines().skip(1).any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.len() >= 8
+            && fields[7..].join(" ") == want
+            && u32::from_str_radix(fields[3], 16).is_ok_and(|f| f & ACCEPTCON != 0)
+    })
+}
+
+#[cfg(test)]
+mod listening_tests {
+    use super::*;
+
+    /// A listening socket is seen; its file left behind after it closed is not.
+    #[test]
+    fn sees_a_listener_not_a_leftover_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("qmp.sock");
+        assert!(!listening(&path));
+        let l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        assert!(listening(&path));
+        drop(l);
+        assert!(path.exists());
+        assert!(!listening(&path));
+    }
 }
