@@ -58,7 +58,7 @@ impl Qsd {
                 panic!("qemu-storage-daemon: {e}; run `cargo xtask test`, which installs it")
             });
         let start = Instant::now();
-        while UnixStream::connect(&qmp).is_err() || !nbd.exists() {
+        while !listening(&qmp) || !nbd.exists() {
             assert!(
                 start.elapsed() < Duration::from_secs(30),
                 "qemu-storage-daemon did not start"
@@ -292,4 +292,20 @@ fn serve_agent(conn: std::os::unix::net::UnixStream, log: &Mutex<Vec<String>>, d
             return;
         }
     }
+}
+
+/// Whether the unix socket at `path` listens, from /proc/net/unix: probing
+/// the monitor by connecting would take its one client slot for a moment,
+/// and the tool under test could connect into that moment (snap-disk's own
+/// daemon.rs waits the same way, for the same reason).
+fn listening(path: &std::path::Path) -> bool {
+    let want = path.to_string_lossy();
+    std::fs::read_to_string("/proc/net/unix").is_ok_and(|t| {
+        t.lines().skip(1).any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() >= 8
+                && f[7..].join(" ") == want
+                && u32::from_str_radix(f[3], 16).is_ok_and(|x| x & 0x0001_0000 != 0)
+        })
+    })
 }
