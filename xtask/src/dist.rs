@@ -96,7 +96,13 @@ fn stage_tree(stage: &Path) -> Result {
     )?;
     let man = stage.join("usr/share/man/man1");
     let mut pages = Vec::new();
-    for entry in read_dir(&root.join("man"))? {
+    // The tools' pages are generated (snap-docgen); snap-backup's, a shell
+    // script's, is written by hand in contrib/man.
+    let generated = read_dir(&root.join("man"))?;
+    for entry in generated
+        .into_iter()
+        .chain(read_dir(&root.join("contrib/man"))?)
+    {
         let to = man.join(file_name(&entry));
         install(&entry, &to, 0o644)?;
         pages.push(to);
