@@ -117,7 +117,8 @@ impl Rclone {
         let ctx = format!("destination {}", spec.name);
         spec.only_option("rclone_command")?;
         let base = spec.command_words("rclone_command", "SNAP_RCLONE_COMMAND", "rclone")?;
-        let (user, pass) = (secret()?, secret()?);
+        let token = snap_shared::hash::random_token;
+        let (user, pass) = (token()?, token()?);
         let mut cmd = Command::new("sh");
         cmd.args(["-c", WATCHDOG, "snap-rclone"])
             .args(&base)
@@ -652,15 +653,6 @@ fn start_error(ctx: &str, said: &str, status: std::process::ExitStatus) -> Error
     Error::new(Exit::Unavailable, ctx, format!("rclone stopped: {last}"))
 }
 
-/// 16 random bytes as hex: the rc user and password of one run.
-fn secret() -> Result<String> {
-    let mut b = [0u8; 16];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .map_err(|e| Error::io(Path::new("/dev/urandom"), e))?;
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
-}
-
 /// A path component for a URL: everything but unreserved bytes escaped.
 fn urlencoding(s: &str) -> String {
     let mut out = String::new();
@@ -675,12 +667,11 @@ fn urlencoding(s: &str) -> String {
     out
 }
 
-/// `.NAME.what` next to `rel`.
+/// `.NAME.what` next to `rel`, named as on an SFTP server.
 fn hidden(rel: &str, what: &str) -> String {
-    match rel.rsplit_once('/') {
-        Some((dir, name)) => format!("{dir}/.{name}.{what}"),
-        None => format!(".{rel}.{what}"),
-    }
+    crate::sftp::hidden(Path::new(rel), what)
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn write_private(path: &Path, data: &[u8]) -> Result<()> {

@@ -969,7 +969,7 @@ fn is_missing(e: &SftpError) -> bool {
 }
 
 /// `.NAME.WHAT` beside `path`.
-fn hidden(path: &Path, what: &str) -> PathBuf {
+pub(crate) fn hidden(path: &Path, what: &str) -> PathBuf {
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     path.with_file_name(format!(".{name}.{what}"))
 }

@@ -9,6 +9,19 @@ use sha2::{Digest, Sha256};
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Sha256Digest(pub [u8; 32]);
 
+/// 128 random bits from /dev/urandom, as hex: a secret for one run (a
+/// web session's token, a helper server's password).
+pub fn random_token() -> crate::error::Result<String> {
+    let ctx = |e| crate::error::Error::io_ctx("/dev/urandom", e);
+    let mut b = [0u8; 16];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open("/dev/urandom").map_err(ctx)?,
+        &mut b,
+    )
+    .map_err(ctx)?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
 impl Sha256Digest {
     /// The digest of `data`, in one call.
     pub fn of(data: &[u8]) -> Self {

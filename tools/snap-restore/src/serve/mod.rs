@@ -83,17 +83,6 @@ fn fingerprint(store: &Store) -> Vec<u128> {
     out
 }
 
-/// A random token of 128 bits, as hex.
-fn random_token() -> Result<String> {
-    let mut b = [0u8; 16];
-    std::io::Read::read_exact(
-        &mut std::fs::File::open("/dev/urandom").map_err(|e| Error::io_ctx("/dev/urandom", e))?,
-        &mut b,
-    )
-    .map_err(|e| Error::io_ctx("/dev/urandom", e))?;
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
-}
-
 /// Compares without leaking how long a prefix matched.
 fn same(a: &str, b: &str) -> bool {
     a.len() == b.len()
@@ -156,7 +145,7 @@ async fn serve(
     let token = std::env::var("SNAP_SERVE_TOKEN")
         .ok()
         .filter(|t| t.len() >= 16)
-        .map_or_else(random_token, Ok)?;
+        .map_or_else(snap_shared::hash::random_token, Ok)?;
     let mut hosts = vec![
         format!("127.0.0.1:{port}"),
         format!("localhost:{port}"),
@@ -167,7 +156,7 @@ async fn serve(
         store,
         config,
         token: token.clone(),
-        csrf: random_token()?,
+        csrf: snap_shared::hash::random_token()?,
         allow_changes: opts.allow_changes,
         hosts,
         page: std::sync::Mutex::new(None),
