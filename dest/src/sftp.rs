@@ -569,14 +569,13 @@ impl Session {
 
     /// The connection went away: exit 69, with what ssh said last.
     fn lost(&self, what: &str, why: &str) -> Error {
-        let program = "ssh";
         let kept = self
             .stderr
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         let cause = match last_line(&kept) {
-            Some(l) => format!("the connection was lost ({program}: {l})"),
+            Some(l) => format!("the connection was lost (ssh: {l})"),
             None => format!("the connection was lost ({why})"),
         };
         Error::new(Exit::Unavailable, what.to_string(), cause)
