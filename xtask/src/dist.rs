@@ -7,11 +7,17 @@
 //! - the systemd units and timers and the udev rule under /lib (Debian 12);
 //! - the cron file as /etc/cron.d/snap-backup, its jobs commented out: a
 //!   package must not start backups no one configured;
+//! - apt's pre-apt hook as /etc/apt/apt.conf.d/80snap-backup-pre-apt (a
+//!   conffile: deleting it turns the hook off for good);
 //! - copyright and changelog in /usr/share/doc/snap-backup.
 //!
 //! The package is `snap-backup`: Debian already has a package named `snap`.
 //! Its Depends come from `dpkg-shlibdeps` on the built binaries, which are
 //! stripped.
+//!
+//! `--debug` packages the debug build instead: `cargo xtask test` checks the
+//! package's layout and install with the binaries it already built, without
+//! a second, release, build.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -20,7 +26,9 @@ use std::process::Command;
 use crate::sh::{Result, cargo, ensure_apt, exec, root};
 
 pub const PACKAGE: &str = "snap-backup";
-const TOOLS: [&str; 6] = [
+/// apt's hook file, in contrib/apt and /etc/apt/apt.conf.d.
+pub const APT_HOOK: &str = "80snap-backup-pre-apt";
+pub const TOOLS: [&str; 6] = [
     "snap-collect",
     "snap-pack",
     "snap-push",
@@ -35,23 +43,39 @@ pub struct Made {
     pub tarball: PathBuf,
 }
 
-pub fn run() -> Result {
-    let made = build()?;
+#[derive(clap::Args)]
+pub struct Args {
+    /// Package the debug build (what `cargo xtask test` checks), not a release build
+    #[arg(long)]
+    pub debug: bool,
+}
+
+pub fn run(args: Args) -> Result {
+    let made = build(args.debug)?;
     println!("{}", made.deb.display());
     println!("{}", made.tarball.display());
     Ok(())
 }
 
-/// Builds the release binaries, stages the tree, and packs both artifacts.
-pub fn build() -> Result<Made> {
+/// Builds the binaries (release, or debug with `debug`), stages the tree,
+/// and packs both artifacts.
+pub fn build(debug: bool) -> Result<Made> {
     ensure_apt(&[("dpkg-shlibdeps", "dpkg-dev"), ("strip", "binutils")])?;
-    exec(cargo().args(["build", "--release", "--bins"]))?;
+    let (profile, out) = match debug {
+        true => ("debug", root().join("target/dist-debug")),
+        false => ("release", root().join("target/dist")),
+    };
+    let mut build = cargo();
+    build.args(["build", "--bins"]);
+    if !debug {
+        build.arg("--release");
+    }
+    exec(&mut build)?;
     let version = env!("CARGO_PKG_VERSION");
     let arch = output(Command::new("dpkg").arg("--print-architecture"))?;
-    let out = root().join("target/dist");
     let stage = out.join(format!("{PACKAGE}_{version}-1_{arch}"));
     let _ = fs::remove_dir_all(&stage);
-    stage_tree(&stage)?;
+    stage_tree(&stage, &root().join("target").join(profile))?;
     let deb = out.join(format!("{PACKAGE}_{version}-1_{arch}.deb"));
     control(&stage, version, &arch)?;
     exec(
@@ -72,15 +96,11 @@ pub fn build() -> Result<Made> {
     Ok(Made { deb, tarball })
 }
 
-fn stage_tree(stage: &Path) -> Result {
+fn stage_tree(stage: &Path, built: &Path) -> Result {
     let root = root();
     let bin = stage.join("usr/bin");
     for tool in TOOLS {
-        install(
-            &root.join("target/release").join(tool),
-            &bin.join(tool),
-            0o755,
-        )?;
+        install(&built.join(tool), &bin.join(tool), 0o755)?;
     }
     // The release profile keeps line tables for backtraces; a package ships
     // stripped binaries, as Debian's policy asks.
@@ -144,6 +164,11 @@ fn stage_tree(stage: &Path) -> Result {
         &disabled_cron(&cron),
         0o644,
     )?;
+    install(
+        &root.join("contrib/apt").join(APT_HOOK),
+        &stage.join("etc/apt/apt.conf.d").join(APT_HOOK),
+        0o644,
+    )?;
     let doc = stage.join("usr/share/doc").join(PACKAGE);
     write(&doc.join("copyright"), &copyright(), 0o644)?;
     write(&doc.join("changelog.Debian"), &changelog(), 0o644)?;
@@ -204,7 +229,7 @@ fn control(stage: &Path, version: &str, arch: &str) -> Result {
     write(&stage.join("DEBIAN/control"), &text, 0o644)?;
     write(
         &stage.join("DEBIAN/conffiles"),
-        "/etc/cron.d/snap-backup\n",
+        &format!("/etc/cron.d/snap-backup\n/etc/apt/apt.conf.d/{APT_HOOK}\n"),
         0o644,
     )
 }

@@ -2,6 +2,7 @@
 //!
 //! - `test`  installs what the tests need, then fmt, clippy, every test, `gen --check`
 //! - `gen`   man pages and shell completions from every tool's `command()`
+//! - `dist`  a Debian package and a tarball (`--debug`: of the debug build)
 //! - `demo`  the main job on a sample tree, in release mode
 //! - `bench` speed and memory against rsync, restic, borg and tar+zstd, into docs/benchmarks*.md
 //! - `sweep` the fault harness: every crash point of many interleavings, `--mutants`
@@ -25,6 +26,7 @@ mod demo;
 mod dist;
 mod fuzz;
 mod gen_docs;
+mod package_check;
 mod sh;
 mod sweep;
 mod test;
@@ -40,7 +42,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Install test dependencies, then run fmt, clippy, all tests and gen --check
+    /// Install test dependencies, then run fmt, clippy, gen --check, all tests, and the package check
     Test,
     /// Generate man pages (man/) and completions (completions/)
     Gen {
@@ -50,8 +52,10 @@ enum Task {
     },
     /// Build in release mode and run a collect round trip on a sample tree
     Demo,
+    /// The package check of `test` alone: the debug build's .deb through lintian, dpkg -i, apt's hook and dpkg --purge
+    PackageCheck,
     /// Build a Debian package and a tarball of the release build in target/dist
-    Dist,
+    Dist(dist::Args),
     /// Measure snap against rsync, restic and borg; write docs/benchmarks.md
     Bench(bench::Args),
     /// The long proof of shared destinations: every crash point of many interleavings, and mutants
@@ -68,7 +72,8 @@ fn main() {
         Task::Test => test::run(),
         Task::Gen { check } => gen_docs::run(check),
         Task::Demo => demo::run(),
-        Task::Dist => dist::run(),
+        Task::Dist(args) => dist::run(args),
+        Task::PackageCheck => package_check::run(),
         Task::Bench(args) => bench::run(args),
         Task::Sweep(args) => sweep::run(args),
         Task::Crash(args) => crash::run(args),

@@ -1,6 +1,7 @@
 //! `cargo xtask test`: everything CI runs, from a fresh machine: installs the
-//! programs the tests call, then fmt, clippy, `gen --check`, every test, and a
-//! last line adding up all test harnesses.
+//! programs the tests call, then fmt, clippy, `gen --check`, every test, a
+//! line adding up all test harnesses, and the package check (the .deb
+//! installed, used through apt, and purged: package_check.rs).
 
 use crate::sh::{Result, cargo, ensure_apt, ensure_npm, ensure_pip, exec};
 
@@ -71,7 +72,8 @@ pub fn run() -> Result {
     ]))?;
     crate::gen_docs::run(true)?;
     exec(cargo().args(["build", "--workspace", "--bins"]))?;
-    run_tests(&scripts)
+    run_tests(&scripts)?;
+    crate::package_check::run()
 }
 
 /// The GCS emulator the tests start: fake-gcs-server (the emulator

@@ -30,8 +30,43 @@ use snap_shared::holders::holders;
 pub const DEFAULT_BLOCK_SIZE: u64 = 1 << 20;
 
 pub fn run(ctx: &Context, args: &CreateArgs, report: &Reporter) -> Result<Exit> {
-    let info = image::probe(&args.image)?;
-    let ends = endpoints(ctx, args)?;
+    match &args.image {
+        Some(image) => run_one(ctx, args, image, report),
+        None => run_all(ctx, args, report),
+    }
+}
+
+/// `--all`: every disk of the config, in its order. A disk that fails is
+/// reported and the rest still run; the exit is the first failure's.
+fn run_all(ctx: &Context, args: &CreateArgs, report: &Reporter) -> Result<Exit> {
+    if ctx.disks.is_empty() {
+        report.note("no disks in the config: nothing to snapshot");
+        return Ok(Exit::Ok);
+    }
+    let mut exit = Exit::Ok;
+    for entry in &ctx.disks {
+        let image = snap_shared::config::expand_tilde(&entry.image);
+        let this = match run_one(ctx, args, &image, report) {
+            Ok(exit) => exit,
+            Err(mut e) => {
+                // Most errors name the image already; the rest get it here.
+                if !e.context.contains(&entry.image) {
+                    e.context = format!("disk {}: {}", entry.image, e.context);
+                }
+                report.failed(&e);
+                e.exit
+            }
+        };
+        if exit == Exit::Ok {
+            exit = this;
+        }
+    }
+    Ok(exit)
+}
+
+fn run_one(ctx: &Context, args: &CreateArgs, image: &Path, report: &Reporter) -> Result<Exit> {
+    let info = image::probe(image)?;
+    let ends = endpoints(ctx, args, image)?;
     let method = pick_method(args, &info, ends.is_some());
     if let Some(n) = &args.name {
         check_name(n).map_err(|e| Error::usage(format!("snapshot name {n:?}"), e))?;
@@ -44,10 +79,10 @@ pub fn run(ctx: &Context, args: &CreateArgs, report: &Reporter) -> Result<Exit> 
         }
     }
     let lock = ctx.lock(true)?;
-    let disk = ctx.for_create(&args.image, args.disk.as_deref())?;
+    let disk = ctx.for_create(image, args.disk.as_deref())?;
     // A repair may remove a half-made internal snapshot: read the image again.
     let info = match crate::changing::recover(&disk, report)? {
-        true => image::probe(&args.image)?,
+        true => image::probe(image)?,
         false => info,
     };
     disk.refuse_if_restoring()?;
@@ -112,9 +147,9 @@ fn pick_method(args: &CreateArgs, info: &ImageInfo, live: bool) -> Method {
 
 /// Where the QEMU running the image listens: the flags, else the config's
 /// entry for the image. None when neither names a QMP socket.
-fn endpoints(ctx: &Context, args: &CreateArgs) -> Result<Option<live::Endpoints>> {
+fn endpoints(ctx: &Context, args: &CreateArgs, image: &Path) -> Result<Option<live::Endpoints>> {
     use std::os::unix::fs::MetadataExt;
-    let entry = fs::metadata(&args.image).ok().and_then(|me| {
+    let entry = fs::metadata(image).ok().and_then(|me| {
         ctx.disks.iter().find(|d| {
             fs::metadata(snap_shared::config::expand_tilde(&d.image))
                 .is_ok_and(|m| m.dev() == me.dev() && m.ino() == me.ino())

@@ -160,7 +160,12 @@ impl Method {
 #[derive(Debug, clap::Args)]
 pub struct CreateArgs {
     /// The image file
-    pub image: PathBuf,
+    #[arg(required_unless_present = "all")]
+    pub image: Option<PathBuf>,
+
+    /// Snapshot every disk in the config's "disks", each through its own QMP socket when it runs (one failing does not stop the rest)
+    #[arg(long, conflicts_with_all = ["image", "name", "disk", "qmp", "node", "nbd_server", "guest_agent", "before"])]
+    pub all: bool,
 
     /// Snapshot name [default: the time, like 2026-12-01T101500Z]
     pub name: Option<String>,
