@@ -143,7 +143,7 @@ _snap__disk() {
             return 0
             ;;
         snap__subcmd__disk__subcmd__create)
-            opts="-m -d -t -r -R -s -c -q -v -h --disk --method --overlay --description --tag --require-stopped --qmp --node --nbd-server --freeze --guest-agent --block-size --recipient --recipients-file --before --rollback-on-failure --store --config --quiet --verbose --help"
+            opts="-m -d -t -r -R -s -c -q -v -h --all --disk --method --overlay --description --tag --require-stopped --qmp --node --nbd-server --freeze --guest-agent --block-size --recipient --recipients-file --before --rollback-on-failure --store --config --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

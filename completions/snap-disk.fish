@@ -56,6 +56,7 @@ complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -s R -l reci
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l before -d 'Snapshot, then run CMD (sh -c); if it fails, say how to roll back' -r
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l all -d 'Snapshot every disk in the config\'s "disks", each through its own QMP socket when it runs (one failing does not stop the rest)'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l overlay -d 'Same as --method overlay'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l require-stopped -d 'Fail (exit 75) when a process has the image open and no --qmp socket is known'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l freeze -d 'With --qmp: freeze the guest\'s filesystems for the instant of the snapshot (application-consistent)'

@@ -90,6 +90,12 @@ fn backup_script() {
     run_script("backup_script.sh");
 }
 
+/// snap-backup --pre-apt: apt's package list becomes the pre-apt snapshots' description; a failure never fails apt.
+#[test]
+fn pre_apt_hook() {
+    run_script("pre_apt_hook.sh");
+}
+
 /// Retention end to end: the config's local/external policy on a store and a
 /// folder drive, freed bytes equal to du's, chains kept, restore still equal.
 #[test]

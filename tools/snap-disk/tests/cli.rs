@@ -400,6 +400,58 @@ fn qcow2_internal_round_trip() {
     assert_eq!(w.ok(&["list", "dev"]).len(), 1);
 }
 
+/// `create --all` snapshots every disk of the config with the given tag and
+/// description; a missing one is reported and the others are still made,
+/// the exit is the failure's; with no disks configured it does nothing, exit 0.
+#[test]
+fn create_all_takes_every_configured_disk() {
+    let w = World::new();
+    let raw = w.ext4("base.raw", 8, 2);
+    w.qcow2(&raw, "a.qcow2");
+    w.qcow2(&raw, "b.qcow2");
+    let config = w.path("config.json");
+    let write = |images: &[&str]| {
+        let disks: Vec<Value> = images
+            .iter()
+            .map(|i| serde_json::json!({"image": w.p(i)}))
+            .collect();
+        fs::write(&config, serde_json::json!({"disks": disks}).to_string()).unwrap();
+    };
+    write(&["a.qcow2", "b.qcow2"]);
+    let recs = w.ok(&[
+        "--config",
+        &w.p("config.json"),
+        "create",
+        "--all",
+        "--tag",
+        "pre-apt",
+        "-d",
+        "before apt",
+    ]);
+    let disks: Vec<&Value> = recs.iter().map(|r| &r["disk"]).collect();
+    assert_eq!(disks, ["a", "b"]);
+    assert!(
+        recs.iter().all(
+            |r| r["tags"] == serde_json::json!(["pre-apt"]) && r["description"] == "before apt"
+        )
+    );
+
+    write(&["gone.qcow2", "b.qcow2"]);
+    let out = w.disk(&["--config", &w.p("config.json"), "create", "--all"]);
+    assert_eq!(code(&out), 66, "{}", stderr(&out));
+    assert!(stderr(&out).contains("gone.qcow2"), "{}", stderr(&out));
+    assert_eq!(records(&out).len(), 1, "b is still snapshotted");
+    assert_eq!(w.ok(&["list", "b"]).len(), 2);
+
+    write(&[]);
+    assert!(
+        w.ok(&["--config", &w.p("config.json"), "create", "--all"])
+            .is_empty()
+    );
+    let out = w.disk(&["create", "--all", &w.p("a.qcow2")]);
+    assert_eq!(code(&out), 64, "--all with an image is a usage error");
+}
+
 /// A create killed inside `qemu-img snapshot` (its intent left, the snapshot
 /// made in the image but not recorded) is repaired by the next command, which
 /// can then use the name; a delete killed after qemu-img drops the record.
