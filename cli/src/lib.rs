@@ -7,8 +7,10 @@
 //! printed as `tool: context: cause`.
 
 mod report;
+mod tally;
 
 pub use report::Reporter;
+pub use tally::{Tally, clock};
 
 use snap_shared::error::{Error, Exit};
 

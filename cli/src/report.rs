@@ -4,13 +4,16 @@
 
 use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
 pub struct Reporter {
     tool: &'static str,
     bar: Option<ProgressBar>,
+    /// The label of the last reading and when it began: each phase's rate
+    /// and ETA are its own (comparing, then writing).
+    phase: Mutex<Option<(String, Instant)>>,
     quiet: bool,
     verbose: bool,
     /// Where lines go instead of stderr (a server shows them on a page).
@@ -31,6 +34,7 @@ impl Reporter {
         Reporter {
             tool,
             bar,
+            phase: Mutex::new(None),
             quiet,
             verbose,
             sink: None,
@@ -43,6 +47,7 @@ impl Reporter {
         Reporter {
             tool,
             bar: None,
+            phase: Mutex::new(None),
             quiet: false,
             verbose: false,
             sink: Some(sink),
@@ -92,11 +97,21 @@ impl Reporter {
         }
     }
 
-    /// Replaces the progress line (shown only on a terminal); `msg` is built only then.
-    pub fn progress(&self, msg: impl FnOnce() -> String) {
-        if let Some(bar) = &self.bar {
-            bar.set_message(msg());
-        }
+    /// Replaces the progress line with a reading of done and total
+    /// (percent, rate, ETA; see [`crate::Tally`]); built only on a terminal.
+    pub fn tally<'a>(&self, reading: impl FnOnce() -> crate::Tally<'a>) {
+        let Some(bar) = &self.bar else { return };
+        let reading = reading();
+        let mut phase = self.phase.lock().unwrap_or_else(|e| e.into_inner());
+        let since = match &*phase {
+            Some((label, since)) if label == reading.label => *since,
+            _ => {
+                let now = Instant::now();
+                *phase = Some((reading.label.to_string(), now));
+                now
+            }
+        };
+        bar.set_message(reading.render(since.elapsed()));
     }
 
     /// Whether `--verbose` detail is wanted.
@@ -123,7 +138,7 @@ mod tests {
         r.warn("w");
         r.error("e");
         r.note("n");
-        r.progress(|| "not kept".into());
+        r.tally(|| crate::Tally::bytes("not kept", 1, None));
         assert_eq!(
             *sink.lock().unwrap(),
             vec!["t: warning: w", "t: error: e", "t: n"]

@@ -75,7 +75,7 @@ fn installed_checks(work: &Path) -> Result {
 /// Each tool runs and says its name and version.
 fn versions() -> Result {
     for tool in TOOLS {
-        let said = stdout(&mut Command::new(format!("/usr/bin/{tool}")).arg("--version"))?;
+        let said = stdout(Command::new(format!("/usr/bin/{tool}")).arg("--version"))?;
         if !said.starts_with(&format!("{tool} ")) {
             return Err(format!("{tool} --version said {said:?}"));
         }

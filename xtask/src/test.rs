@@ -42,6 +42,8 @@ pub const TEST_PROGRAMS: &[(&str, &str)] = &[
     ("/usr/lib/openssh/sftp-server", "openssh-sftp-server"),
     // The rclone destination's tests (local, crypt and webdav remotes).
     ("rclone", "rclone"),
+    // A pseudo-terminal for the progress line's test (snap-push's CLI tests).
+    ("script", "bsdutils"),
     // A full disk on the SFTP server (a small tmpfs).
     ("mount", "mount"),
 ];

@@ -243,7 +243,8 @@ fn build(
             });
         }
         drop((job_rx, done_tx));
-        let committer = Committer::new(&ctx, &plan.name, root_new.clone(), index);
+        let estimate = parent.map(|p| (p.files, p.bytes));
+        let committer = Committer::new(&ctx, &plan.name, root_new.clone(), index, estimate);
         let commit = scope.spawn(move || -> Result<Committer> {
             let mut committer = committer;
             for chunk in done_rx {

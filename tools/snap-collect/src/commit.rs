@@ -11,10 +11,10 @@ use std::sync::Arc;
 
 use rustix::fs::{AtFlags, linkat};
 
+use snap_cli::Tally;
 use snap_shared::error::Result;
 use snap_shared::hash::Sha256Digest;
 use snap_shared::index::{Entry, EntryType, IndexWriter};
-use snap_shared::size::human_bytes;
 
 use crate::items::{Chunk, Counts, GroupJob, Item};
 use crate::meta::apply_to_fd;
@@ -36,7 +36,8 @@ pub struct Committer<'a> {
     next: u64,
     firsts: HashMap<(u64, u64), First>,
     pub counts: Counts,
-    entries: u64,
+    /// The previous snapshot's files and bytes: this run's likely totals.
+    estimate: Option<(u64, u64)>,
 }
 
 impl<'a> Committer<'a> {
@@ -45,17 +46,18 @@ impl<'a> Committer<'a> {
         set: &'a str,
         root_new: Arc<OwnedFd>,
         index: IndexWriter<BufWriter<File>>,
+        estimate: Option<(u64, u64)>,
     ) -> Self {
         Committer {
             ctx,
             set,
+            estimate,
             root_new,
             index,
             waiting: BTreeMap::new(),
             next: 0,
             firsts: HashMap::new(),
             counts: Counts::default(),
-            entries: 0,
         }
     }
 
@@ -68,10 +70,15 @@ impl<'a> Committer<'a> {
             for item in chunk.items {
                 self.commit(item)?;
             }
-            let (set, entries, copied) = (self.set, self.entries, self.counts.new_bytes);
-            self.ctx
-                .report
-                .progress(|| format!("{set}: {entries} entries, {} copied", human_bytes(copied)));
+            let (set, c, est) = (self.set, &self.counts, self.estimate);
+            self.ctx.report.tally(|| {
+                let t = Tally::files(
+                    set,
+                    (c.files, est.map(|e| e.0)),
+                    (c.bytes, est.map(|e| e.1)),
+                );
+                t.estimated()
+            });
         }
         Ok(())
     }
@@ -130,7 +137,6 @@ impl<'a> Committer<'a> {
                 },
             );
         }
-        self.entries += 1;
         self.index.push(&entry)
     }
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use chrono::Utc;
 use serde_json::Value;
 
-use snap_cli::Reporter;
+use snap_cli::{Reporter, Tally};
 use snap_shared::crypt::{self, Encrypt};
 use snap_shared::error::{Error, Exit, Result};
 use snap_shared::fsutil;
@@ -547,14 +547,8 @@ impl MapTo<'_> {
         let file = fs::File::create(self.tmp).map_err(|e| Error::io(self.tmp, e))?;
         let mut map = MapWriter::new(file, header).map_err(|e| Error::io(self.tmp, e))?;
         let progress = |done: u64| {
-            self.report.progress(|| {
-                format!(
-                    "{}: {} of {}",
-                    self.name,
-                    human_bytes(done.min(virtual_size)),
-                    human_bytes(virtual_size)
-                )
-            })
+            self.report
+                .tally(|| Tally::bytes(self.name, done.min(virtual_size), Some(virtual_size)))
         };
         let stats = blocks::snapshot(source, what, header, plan, self.store, &mut map, &progress)?;
         let file = map.finish().map_err(|e| Error::io(self.tmp, e))?;

@@ -11,7 +11,7 @@ use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use snap_cli::Reporter;
+use snap_cli::{Reporter, Tally};
 use snap_shared::crypt::Decrypt;
 use snap_shared::error::{Error, Exit, Result};
 use snap_shared::fsutil;
@@ -129,9 +129,7 @@ fn restore_blocks(
     }
     let map = disk.dir.map_path(&rec.name);
     let total = rec.virtual_size;
-    let progress = |done: u64| {
-        report.progress(|| format!("comparing: {} of {}", human_bytes(done), human_bytes(total)))
-    };
+    let progress = |done: u64| report.tally(|| Tally::bytes("comparing", done, Some(total)));
     let (header, diffs) = blockdiff::compare(&disk.image, &map, &progress)?;
     let len_ok = fs::metadata(&disk.image).map(|m| m.len()).unwrap_or(0) == header.virtual_size;
     if diffs.is_empty() && len_ok {
@@ -151,15 +149,8 @@ fn restore_blocks(
     fsutil::write_atomic(&marker, 0o600, true, |f| f.write_all(rec.name.as_bytes()))
         .map_err(|e| Error::io(&marker, e))?;
     let n = diffs.len() as u64;
-    let progress = |done: u64| {
-        report.progress(|| {
-            format!(
-                "writing: {} of {}",
-                human_bytes(done),
-                human_bytes(n * header.block_size)
-            )
-        })
-    };
+    let progress =
+        |done: u64| report.tally(|| Tally::bytes("writing", done, Some(n * header.block_size)));
     blockdiff::apply(&disk.image, &header, &diffs, &fetch, &progress)?;
     clear_marker(disk)?;
     let bytes: u64 = diffs.iter().map(|d| header.len_of(d.index)).sum();
@@ -293,9 +284,7 @@ fn fill(
     report: &Reporter,
 ) -> Result<()> {
     let total = rec.virtual_size;
-    let progress = |done: u64| {
-        report.progress(|| format!("writing: {} of {}", human_bytes(done), human_bytes(total)))
-    };
+    let progress = |done: u64| report.tally(|| Tally::bytes("writing", done, Some(total)));
     let io_err = |e| Error::io(tmp, e);
     match (rec.method.as_str(), format) {
         ("blocks", "raw") => {

@@ -20,7 +20,7 @@ use chrono::Utc;
 use rustix::fs::{Mode, OFlags, openat};
 use serde_json::json;
 
-use snap_cli::Reporter;
+use snap_cli::{Reporter, Tally};
 use snap_shared::archive::{self, ArchiveFiles, Compression};
 use snap_shared::error::{Error, Exit, Result, is_disk_full};
 use snap_shared::fsutil::{create_private_dir, free_space};
@@ -331,7 +331,12 @@ impl Job<'_> {
         let mut counts = Counts::default();
         let mut buf = vec![0u8; CHUNK];
         let incremental = changes.is_some();
+        // The record's `files` counts every entry but folders. Of an
+        // incremental archive only the changed files are known as the walk
+        // meets them: its share done is of the snapshot's entries seen.
+        let mut seen = 0u64;
         while let Some(mut entry) = entries.next_entry()? {
+            seen += u64::from(entry.kind != EntryType::Dir);
             let carry = match entry.kind {
                 EntryType::File => match changes.as_deref_mut() {
                     Some(c) => c.is_changed(&entry)?,
@@ -354,9 +359,16 @@ impl Job<'_> {
                 self.copy_file(&root, &tree, &entry, &mut tar, &mut buf, tmp)?;
                 counts.packed_files += 1;
                 counts.packed_bytes += entry.size;
-                let (set, n, b) = (&self.snap.set, counts.packed_files, counts.packed_bytes);
-                self.report
-                    .progress(|| format!("{set}: {n} files, {} packed", human_bytes(b)));
+                let (snap, b) = (self.snap, counts.packed_bytes);
+                self.report.tally(|| match incremental {
+                    false => {
+                        Tally::files(&snap.set, (seen, Some(snap.files)), (b, Some(snap.bytes)))
+                    }
+                    true => Tally {
+                        items: Some((seen, Some(snap.files), "files seen")),
+                        ..Tally::bytes(&snap.set, b, None)
+                    },
+                });
                 self.report
                     .detail(|| format!("packed {}", entry.display_path()));
             }

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use snap_cli::Reporter;
+use snap_cli::{Reporter, Tally};
 use snap_dest::Dest;
 use snap_shared::blockmap::MapReader;
 use snap_shared::disks::block_rel;
@@ -218,14 +218,8 @@ fn send_blocks(
             ));
         }
         dest.put_many(batch)?;
-        report.progress(|| {
-            format!(
-                "{}: {} of {} blocks",
-                dest.name,
-                (n * BATCH + chunk.len()),
-                todo.len()
-            )
-        });
+        let done = (n * BATCH + chunk.len()) as u64;
+        report.tally(|| Tally::items(&dest.name, done, Some(todo.len() as u64), "blocks"));
     }
     Ok(sent)
 }

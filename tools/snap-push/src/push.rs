@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use snap_cli::Reporter;
+use snap_cli::{Reporter, Tally};
 use snap_dest::upload::{Source, Tuning};
 use snap_dest::{Dest, Meta};
 use snap_shared::archive;
@@ -400,23 +400,15 @@ fn send_large(
         sha256: o.sha256.expect("the data file's sha256 is in its record"),
     };
     let done = AtomicU64::new(0);
-    let name = local.name();
+    let label = format!("{} -> {}", local.name(), dest.name);
     let progress = |n: u64| {
         let now = done.fetch_add(n, Ordering::Relaxed) + n;
-        report.progress(|| {
-            format!(
-                "{name} -> {}: {} of {}",
-                dest.name,
-                human_bytes(now),
-                human_bytes(o.size)
-            )
-        });
+        report.tally(|| Tally::bytes(&label, now, Some(o.size)));
     };
     let sent = dest.upload(&o.key, &src, &opts.tuning, &progress)?;
     if sent.resumed > 0 {
         report.note(&format!(
-            "{name} -> {}: resumed; {} were already there",
-            dest.name,
+            "{label}: resumed; {} were already there",
             human_bytes(sent.resumed)
         ));
     }

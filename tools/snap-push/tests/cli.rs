@@ -831,3 +831,63 @@ fn s3_disk_snapshots_send_only_new_blocks() {
         "restored from S3 differs"
     );
 }
+
+/// On a terminal (a pseudo-terminal from `script`) the progress line says
+/// how long: percent, done/total bytes, rate and ETA; with stderr not a
+/// terminal there is no progress line at all.
+#[test]
+fn progress_on_a_terminal_says_how_long() {
+    let w = World::with_archive(6 << 20);
+    fs::create_dir(w.path("ext")).unwrap();
+    let push = assert_cmd::cargo::cargo_bin("snap-push");
+    // stderr to the terminal, the records to /dev/null.
+    let line = format!(
+        "{} --store store --all --dest ext --bwlimit 2M --part-size 1M 2>&1 >/dev/null",
+        push.display()
+    );
+    let shown = std::process::Command::new("script")
+        .args(["-qfec", &line, "/dev/null"])
+        .env("TERM", "xterm")
+        .current_dir(w.path(""))
+        .output()
+        .expect("script (bsdutils; cargo xtask test installs it)");
+    assert!(shown.status.success(), "{}", stderr(&shown));
+    let screen = String::from_utf8_lossy(&shown.stdout);
+    let total = w.archive_size();
+    let want_total = format!("/{:.2} MiB, ", total as f64 / (1 << 20) as f64);
+    // Each redraw ends in "ETA m:ss"; take the readings that have one.
+    let readings: Vec<&str> = screen
+        .split(['\r', '\n'])
+        .flat_map(|l| l.split("\u{1b}["))
+        .filter(|l| l.contains(", ETA "))
+        .collect();
+    let reading = readings
+        .iter()
+        .find(|r| r.contains(&want_total))
+        .unwrap_or_else(|| {
+            panic!("no reading of the {want_total} total on the terminal:\n{screen:?}")
+        });
+    let (head, eta) = reading.rsplit_once(", ETA ").unwrap();
+    let (m, s) = eta.trim_end().split_once(':').unwrap();
+    assert!(
+        m.parse::<u32>().is_ok() && s.len() == 2 && s.parse::<u32>().is_ok(),
+        "{reading}"
+    );
+    let pct: u32 = head
+        .split("% ")
+        .next()
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(pct <= 100, "{reading}");
+    assert!(head.contains(" -> ") && head.contains("/s"), "{reading}");
+
+    fs::remove_dir_all(w.path("ext")).unwrap();
+    fs::create_dir(w.path("ext")).unwrap();
+    let plain = w.push(&["--all", "--dest", "ext", "--bwlimit", "4M"]);
+    assert_eq!(code(&plain), 0, "{}", stderr(&plain));
+    assert!(!stderr(&plain).contains("ETA"), "{}", stderr(&plain));
+}

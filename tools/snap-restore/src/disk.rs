@@ -12,7 +12,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use snap_cli::Reporter;
+use snap_cli::{Reporter, Tally};
 use snap_shared::blockdiff;
 use snap_shared::blockstore::{decode_block, read_block};
 use snap_shared::crypt::Decrypt;
@@ -82,9 +82,7 @@ pub fn restore(
         fs::File::create(to).map_err(|e| Error::io(to, e).with_exit(Exit::CantCreate))?;
     }
     let total = rec.virtual_size;
-    let progress = |done: u64| {
-        report.progress(|| format!("comparing: {} of {}", human_bytes(done), human_bytes(total)))
-    };
+    let progress = |done: u64| report.tally(|| Tally::bytes("comparing", done, Some(total)));
     let (header, diffs) = blockdiff::compare(to, &map, &progress)?;
     let fetched = std::cell::Cell::new(0u64);
     let fetch = |d: &Sha256Digest| -> Result<Vec<u8>> {
@@ -101,10 +99,10 @@ pub fn restore(
         Ok(data)
     };
     blockdiff::check_blocks(&diffs, &fetch)?;
-    let progress = |done: u64| report.progress(|| format!("writing: {}", human_bytes(done)));
+    let written: u64 = diffs.iter().map(|d| header.len_of(d.index)).sum();
+    let progress = |done: u64| report.tally(|| Tally::bytes("writing", done, Some(written)));
     blockdiff::apply(to, &header, &diffs, &fetch, &progress)?;
     fsutil::remove_tree(&cache).map_err(|e| Error::io(&cache, e))?;
-    let written: u64 = diffs.iter().map(|d| header.len_of(d.index)).sum();
     report.note(&format!(
         "{} is disks/{disk}/{snap}: {} of {} blocks rewritten, {} fetched",
         to.display(),

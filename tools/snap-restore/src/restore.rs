@@ -81,6 +81,10 @@ pub struct Restorer<'a> {
     written: Written,
     /// The same counts for someone watching from another thread (`serve`).
     pub watch: Option<std::sync::Arc<Watch>>,
+    /// What the progress line names, and the bytes it expects (known for a
+    /// whole snapshot or archive, not for some --path of one).
+    pub label: String,
+    pub total: Option<u64>,
     /// Files named as not restored, so none is named twice.
     failed: std::collections::HashSet<Vec<u8>>,
 }
@@ -148,6 +152,8 @@ impl<'a> Restorer<'a> {
             fatal: None,
             written: Written::default(),
             watch: None,
+            label: String::new(),
+            total: None,
             failed: Default::default(),
         }
     }
@@ -499,8 +505,9 @@ impl<'a> Restorer<'a> {
             w.files.store(n, Relaxed);
             w.bytes.store(b, Relaxed);
         }
+        let label = &self.label;
         self.report
-            .progress(|| format!("{n} files, {} restored", snap_shared::size::human_bytes(b)));
+            .tally(|| snap_cli::Tally::files(label, (n, None), (b, self.total)));
     }
 
     fn file_from_tree(&mut self, tree: &OwnedFd, tree_path: &Path, e: &Entry) {
@@ -843,6 +850,10 @@ pub fn run(
         .map_err(|e| Error::io(req.to, e).with_exit(Exit::CantCreate))?;
     let mut r = Restorer::new(target, &select, dec, report);
     r.watch = watch;
+    r.label = item.name();
+    if req.paths.is_empty() {
+        r.total = item.content_bytes(false);
+    }
     let chain = match &item {
         Item::Archive { .. } => chain_of(&item)?,
         _ => Vec::new(),

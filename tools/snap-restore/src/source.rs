@@ -63,6 +63,25 @@ impl Item {
         }
     }
 
+    /// The bytes of file content a run goes through, when the record says:
+    /// the whole snapshot's (what a restore writes, an incremental archive's
+    /// chain included), or with `packed` what an archive itself holds (what
+    /// its verify reads). The progress line's total.
+    pub fn content_bytes(&self, packed: bool) -> Option<u64> {
+        match self {
+            Item::Snapshot { rec, .. } => Some(rec.bytes),
+            Item::Archive { rec, .. } => {
+                let key = if packed {
+                    "packed_bytes"
+                } else {
+                    "snapshot_bytes"
+                };
+                rec.extra.get(key).and_then(|v| v.as_u64())
+            }
+            Item::Foreign { .. } => None,
+        }
+    }
+
     /// The per-file index, found beside the record.
     pub fn index(&self) -> Option<Loc> {
         match self {

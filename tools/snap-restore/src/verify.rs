@@ -18,7 +18,6 @@ use snap_shared::crypt::Decrypt;
 use snap_shared::error::{Error, Result};
 use snap_shared::hash::Sha256Digest;
 use snap_shared::index::{Entry, EntryType};
-use snap_shared::size::human_bytes;
 
 use crate::damage::corrupt;
 use crate::indexes::{Cursor, open_index};
@@ -34,6 +33,9 @@ pub struct Verifier<'a> {
     pub report: &'a Reporter,
     pub tally: Tally,
     buf: Vec<u8>,
+    /// What the progress line names, and the bytes it expects.
+    label: String,
+    total: Option<u64>,
 }
 
 impl<'a> Verifier<'a> {
@@ -43,6 +45,8 @@ impl<'a> Verifier<'a> {
             report,
             tally: Tally::default(),
             buf: vec![0; 1 << 20],
+            label: String::new(),
+            total: None,
         }
     }
 
@@ -55,12 +59,15 @@ impl<'a> Verifier<'a> {
     fn ok(&mut self, bytes: u64) {
         self.tally.files += 1;
         self.tally.bytes += bytes;
-        let (n, b) = (self.tally.files, self.tally.bytes);
+        let (n, b, total) = (self.tally.files, self.tally.bytes, self.total);
+        let label = &self.label;
         self.report
-            .progress(|| format!("{n} files, {} checked", human_bytes(b)));
+            .tally(|| snap_cli::Tally::files(label, (n, None), (b, total)));
     }
 
     pub fn verify(&mut self, item: &Item) -> Result<Option<Sha256Digest>> {
+        self.label = item.name();
+        self.total = item.content_bytes(true);
         match item {
             Item::Snapshot { .. } => self.tree(item).map(|()| None),
             Item::Archive { .. } => self.archive(item).map(Some),
