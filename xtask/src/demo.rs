@@ -14,7 +14,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::sh::{Result, cargo, exec, root};
+use crate::sh::{Result, exec, root};
 
 fn write(path: &Path, content: impl AsRef<[u8]>) -> Result {
     fs::create_dir_all(path.parent().expect("sample files live in folders"))
@@ -271,7 +271,7 @@ fn same_tree(src: &Path, snapshot: &str) -> Result {
 }
 
 pub fn run() -> Result {
-    exec(cargo().args(["build", "--release", "--bins"]))?;
+    exec(&mut crate::dist::build_tools(true))?;
     let base = root().join("target/demo");
     let _ = Command::new("chmod")
         .args(["-R", "u+w"])

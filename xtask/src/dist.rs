@@ -57,6 +57,20 @@ pub fn run(args: Args) -> Result {
     Ok(())
 }
 
+/// `cargo build` of the six tools alone (not xtask, the generator or the
+/// test harnesses), in release mode with `release`.
+pub fn build_tools(release: bool) -> Command {
+    let mut build = cargo();
+    build.arg("build");
+    if release {
+        build.arg("--release");
+    }
+    for tool in TOOLS {
+        build.args(["-p", tool]);
+    }
+    build
+}
+
 /// Builds the binaries (release, or debug with `debug`), stages the tree,
 /// and packs both artifacts.
 pub fn build(debug: bool) -> Result<Made> {
@@ -65,12 +79,7 @@ pub fn build(debug: bool) -> Result<Made> {
         true => ("debug", root().join("target/dist-debug")),
         false => ("release", root().join("target/dist")),
     };
-    let mut build = cargo();
-    build.args(["build", "--bins"]);
-    if !debug {
-        build.arg("--release");
-    }
-    exec(&mut build)?;
+    exec(&mut build_tools(!debug))?;
     let version = env!("CARGO_PKG_VERSION");
     let arch = output(Command::new("dpkg").arg("--print-architecture"))?;
     let stage = out.join(format!("{PACKAGE}_{version}-1_{arch}"));
