@@ -10,7 +10,7 @@ mod report;
 mod tally;
 
 pub use report::Reporter;
-pub use tally::{Tally, clock};
+pub use tally::Tally;
 
 use snap_shared::error::{Error, Exit};
 

@@ -28,7 +28,7 @@ pub struct Tally<'a> {
 }
 
 impl<'a> Tally<'a> {
-    /// Items only (blocks of a disk, snapshots of a prune).
+    /// Items only (the blocks of a disk push).
     pub fn items(label: &'a str, done: u64, total: Option<u64>, name: &'static str) -> Self {
         Tally {
             label,
@@ -119,7 +119,7 @@ impl<'a> Tally<'a> {
 }
 
 /// `m:ss`, or `h:mm:ss` from an hour.
-pub fn clock(d: Duration) -> String {
+fn clock(d: Duration) -> String {
     let s = d.as_secs();
     match s / 3600 {
         0 => format!("{}:{:02}", s / 60, s % 60),

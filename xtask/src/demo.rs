@@ -14,13 +14,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::sh::{Result, exec, root};
-
-fn write(path: &Path, content: impl AsRef<[u8]>) -> Result {
-    fs::create_dir_all(path.parent().expect("sample files live in folders"))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    fs::write(path, content).map_err(|e| format!("{}: {e}", path.display()))
-}
+use crate::sh::{Result, exec, root, write_file as write};
 
 /// A small source-tree-like sample: 40 folders of 50 files, a few binaries, links.
 fn make_sample(src: &Path) -> Result {

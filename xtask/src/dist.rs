@@ -23,7 +23,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::sh::{Result, cargo, ensure_apt, exec, root};
+use crate::sh::{Result, cargo, ensure_apt, exec, root, stdout, write_file};
 
 pub const PACKAGE: &str = "snap-backup";
 /// apt's hook file, in contrib/apt and /etc/apt/apt.conf.d.
@@ -81,7 +81,7 @@ pub fn build(debug: bool) -> Result<Made> {
     };
     exec(&mut build_tools(!debug))?;
     let version = env!("CARGO_PKG_VERSION");
-    let arch = output(Command::new("dpkg").arg("--print-architecture"))?;
+    let arch = stdout(Command::new("dpkg").arg("--print-architecture"))?;
     let stage = out.join(format!("{PACKAGE}_{version}-1_{arch}"));
     let _ = fs::remove_dir_all(&stage);
     stage_tree(&stage, &root().join("target").join(profile))?;
@@ -198,17 +198,20 @@ fn disabled_cron(text: &str) -> String {
          # before the two job lines below.\n",
     );
     for line in text.lines() {
-        let job = line
-            .split_whitespace()
-            .next()
-            .is_some_and(|f| f.starts_with(|c: char| c.is_ascii_digit() || c == '*'));
-        if job {
+        if is_cron_job(line) {
             out.push('#');
         }
         out.push_str(line);
         out.push('\n');
     }
     out
+}
+
+/// A cron line that runs something: it starts with a time field (a digit
+/// or `*`), not a comment, a variable or a blank.
+pub fn is_cron_job(line: &str) -> bool {
+    line.trim_start()
+        .starts_with(|c: char| c.is_ascii_digit() || c == '*')
 }
 
 /// DEBIAN/control and DEBIAN/conffiles; Depends from dpkg-shlibdeps.
@@ -258,7 +261,7 @@ fn shlib_depends(stage: &Path) -> Result<String> {
     for tool in TOOLS {
         cmd.arg(stage.join("usr/bin").join(tool));
     }
-    let said = output(&mut cmd)?;
+    let said = stdout(&mut cmd)?;
     let _ = fs::remove_dir_all(&scratch);
     said.strip_prefix("shlibs:Depends=")
         .map(str::to_string)
@@ -266,7 +269,7 @@ fn shlib_depends(stage: &Path) -> Result<String> {
 }
 
 fn du_kib(dir: &Path) -> Result<u64> {
-    let said = output(Command::new("du").args(["-sk"]).arg(dir))?;
+    let said = stdout(Command::new("du").args(["-sk"]).arg(dir))?;
     said.split_whitespace()
         .next()
         .and_then(|n| n.parse().ok())
@@ -288,7 +291,7 @@ fn copyright() -> String {
 }
 
 fn changelog() -> String {
-    let date = output(Command::new("date").args(["-R", "-u"])).unwrap_or_default();
+    let date = stdout(Command::new("date").args(["-R", "-u"])).unwrap_or_default();
     format!(
         "{PACKAGE} ({}-1) unstable; urgency=medium\n\n  \
          * Built by `cargo xtask dist` from the snap workspace.\n\n \
@@ -302,15 +305,13 @@ fn install(from: &Path, to: &Path, mode: u32) -> Result {
     write_bytes(to, &bytes, mode)
 }
 
-fn write(to: &Path, text: &str, mode: u32) -> Result {
+pub fn write(to: &Path, text: &str, mode: u32) -> Result {
     write_bytes(to, text.as_bytes(), mode)
 }
 
 fn write_bytes(to: &Path, bytes: &[u8], mode: u32) -> Result {
     use std::os::unix::fs::PermissionsExt;
-    let dir = to.parent().expect("staged files live in folders");
-    fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    fs::write(to, bytes).map_err(|e| format!("{}: {e}", to.display()))?;
+    write_file(to, bytes)?;
     fs::set_permissions(to, fs::Permissions::from_mode(mode))
         .map_err(|e| format!("{}: {e}", to.display()))
 }
@@ -330,20 +331,4 @@ fn file_name(p: &Path) -> String {
         .expect("entries have names")
         .to_string_lossy()
         .into_owned()
-}
-
-/// A command's stdout, trimmed; it must succeed.
-fn output(cmd: &mut Command) -> Result<String> {
-    let out = cmd
-        .output()
-        .map_err(|e| format!("{}: {e}", crate::sh::show(cmd)))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{} failed ({}): {}",
-            crate::sh::show(cmd),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }

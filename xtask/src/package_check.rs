@@ -17,7 +17,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 use crate::dist::{self, APT_HOOK, PACKAGE, TOOLS};
-use crate::sh::{Result, ensure_apt, root, show};
+use crate::sh::{Result, ensure_apt, root, show, stdout, write_file as write};
 
 /// Programs the check calls, with the Debian package that has each.
 const CHECK_PROGRAMS: &[(&str, &str)] = &[
@@ -180,11 +180,7 @@ fn is_udev_complaint(line: &str) -> bool {
 fn cron_file() -> Result {
     let cron = fs::read_to_string("/etc/cron.d/snap-backup")
         .map_err(|e| format!("/etc/cron.d/snap-backup: {e}"))?;
-    let jobs = cron.lines().filter(|l| {
-        l.trim_start()
-            .starts_with(|c: char| c.is_ascii_digit() || c == '*')
-    });
-    if let Some(job) = jobs.into_iter().next() {
+    if let Some(job) = cron.lines().find(|l| dist::is_cron_job(l)) {
         return Err(format!(
             "/etc/cron.d/snap-backup runs a job as installed: {job}"
         ));
@@ -215,13 +211,10 @@ fn apt_hook(work: &Path) -> Result {
     ));
     retention_keeps(work, &config, &snap)?;
 
-    let broken = work.join("unusable.json");
     let not_a_dir = work.join("not-a-folder");
     write(&not_a_dir, "a file where the store's parent should be\n")?;
-    let text = fs::read_to_string(&config).map_err(|e| e.to_string())?;
-    let mut v: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
-    v["store"] = not_a_dir.join("store").display().to_string().into();
-    write(&broken, &v.to_string())?;
+    let store = not_a_dir.join("store").display().to_string();
+    let broken = config_with(&config, ("store", store.into()), "unusable.json")?;
     let said = apt(&broken, &["remove", "-y", PROBE])?;
     if !said.contains("snap-backup: warning: no complete pre-apt rollback point") {
         return Err(format!(
@@ -248,7 +241,7 @@ fn probe_deb(work: &Path) -> Result<PathBuf> {
     let tree = work.join("probe");
     write(
         &tree.join("DEBIAN/control"),
-        &format!(
+        format!(
             "Package: {PROBE}\nVersion: 1.0\nArchitecture: all\n\
              Maintainer: snap tests <snap@example.invalid>\n\
              Description: an empty package the apt hook check installs\n"
@@ -281,8 +274,19 @@ fn hook_config(work: &Path) -> Result<PathBuf> {
         "backup_sets": [{"name": "etc", "sources": [src]}],
         "disks": [{"image": image}],
     });
-    write(&config, &v.to_string())?;
+    write(&config, v.to_string())?;
     Ok(config)
+}
+
+/// A copy of `config` with one field set, as `name` beside it.
+fn config_with(config: &Path, (key, value): (&str, Value), name: &str) -> Result<PathBuf> {
+    let bad = |e: &dyn std::fmt::Display| format!("{}: {e}", config.display());
+    let text = fs::read_to_string(config).map_err(|e| bad(&e))?;
+    let mut v: Value = serde_json::from_str(&text).map_err(|e| bad(&e))?;
+    v[key] = value;
+    let to = config.with_file_name(name);
+    write(&to, v.to_string())?;
+    Ok(to)
 }
 
 /// Runs apt-get with the hook's config; it must succeed. Its stdout and stderr.
@@ -352,7 +356,7 @@ fn retention_keeps(work: &Path, config: &Path, pre_apt: &str) -> Result {
     for n in 0..2 {
         write(
             &work.join("etc-like/app.conf"),
-            &format!("setting = {}\n", n + 2),
+            format!("setting = {}\n", n + 2),
         )?;
         must(
             Command::new("/usr/bin/snap-collect")
@@ -360,11 +364,8 @@ fn retention_keeps(work: &Path, config: &Path, pre_apt: &str) -> Result {
                 .env("SNAP_CONFIG", config),
         )?;
     }
-    let text = fs::read_to_string(config).map_err(|e| e.to_string())?;
-    let mut v: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
-    v["retention"] = serde_json::json!({"local": {"last": 1, "tags": ["pre-apt"]}});
-    let pruning = work.join("pruning.json");
-    write(&pruning, &v.to_string())?;
+    let rule = serde_json::json!({"local": {"last": 1, "tags": ["pre-apt"]}});
+    let pruning = config_with(config, ("retention", rule), "pruning.json")?;
     let pruned = stdout(
         Command::new("/usr/bin/snap-prune")
             .arg("--quiet")
@@ -443,13 +444,6 @@ fn ok(what: &str) {
     eprintln!("xtask: package: ok: {what}");
 }
 
-fn write(to: &Path, text: &str) -> Result {
-    if let Some(dir) = to.parent() {
-        fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    }
-    fs::write(to, text).map_err(|e| format!("{}: {e}", to.display()))
-}
-
 fn output(cmd: &mut Command) -> Result<Output> {
     cmd.output().map_err(|e| format!("{}: {e}", show(cmd)))
 }
@@ -457,19 +451,4 @@ fn output(cmd: &mut Command) -> Result<Output> {
 /// Runs `cmd`; it must succeed.
 fn must(cmd: &mut Command) -> Result {
     stdout(cmd).map(drop)
-}
-
-/// `cmd`'s stdout, trimmed; it must succeed, else its stderr is the error.
-fn stdout(cmd: &mut Command) -> Result<String> {
-    let out = output(cmd)?;
-    if !out.status.success() {
-        return Err(format!(
-            "`{}` failed ({}): {}{}",
-            show(cmd),
-            out.status,
-            String::from_utf8_lossy(&out.stdout).trim(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }

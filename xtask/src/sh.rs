@@ -1,5 +1,6 @@
 //! Running commands and installing what a fresh machine lacks.
 
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Once;
@@ -26,6 +27,28 @@ pub fn exec(cmd: &mut Command) -> Result {
     } else {
         Err(format!("`{}` failed ({status})", show(cmd)))
     }
+}
+
+/// A command's stdout, trimmed; it must succeed, else what it printed is the error.
+pub fn stdout(cmd: &mut Command) -> Result<String> {
+    let out = cmd.output().map_err(|e| format!("{}: {e}", show(cmd)))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`{}` failed ({}): {}{}",
+            show(cmd),
+            out.status,
+            String::from_utf8_lossy(&out.stdout).trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Writes a file, making its folder first.
+pub fn write_file(path: &Path, content: impl AsRef<[u8]>) -> Result {
+    let dir = path.parent().expect("files live in folders");
+    fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    fs::write(path, content).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 pub fn show(cmd: &Command) -> String {
