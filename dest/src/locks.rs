@@ -714,16 +714,7 @@ fn check_skew(
     .with_hint("set the clock right (timedatectl set-ntp true, or chrony), then run again; nothing was changed"))
 }
 
-/// `45s`, `12m 5s`, `3h 20m`, `2d 4h`.
-pub fn human_age(d: Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m {}s", s / 60, s % 60),
-        3600..86400 => format!("{}h {}m", s / 3600, s % 3600 / 60),
-        _ => format!("{}d {}h", s / 86400, s % 86400 / 3600),
-    }
-}
+pub use snap_shared::size::human_duration as human_age;
 
 /// Who a process is, for its lock and for judging others'.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -22,6 +22,26 @@ pub fn random_token() -> crate::error::Result<String> {
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
+/// Size and sha256 of everything `f` reads, through `buf`.
+pub fn hash_read(
+    mut f: impl std::io::Read,
+    buf: &mut [u8],
+) -> std::io::Result<(u64, Sha256Digest)> {
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    loop {
+        let n = match f.read(buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((size, Sha256Digest::from_hasher(hasher)))
+}
+
 impl Sha256Digest {
     /// The digest of `data`, in one call.
     pub fn of(data: &[u8]) -> Self {

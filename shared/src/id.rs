@@ -13,6 +13,22 @@ pub fn id_for(at: DateTime<Utc>) -> String {
     at.format(ID_FORMAT).to_string()
 }
 
+/// The time a new snapshot is dated: the clock's, or, when the clock is
+/// behind the parent snapshot's id (a clock stepped back, a dead RTC
+/// battery, a VM restored from a snapshot, or an earlier run under a clock
+/// that was ahead), one second after the parent, so that a snapshot always
+/// sorts after its parent and `latest`, `--keep-last` and the timeline
+/// follow the chain. Returns the time and how far the clock is behind.
+pub fn after_parent(
+    clock: DateTime<Utc>,
+    parent: Option<&str>,
+) -> (DateTime<Utc>, Option<chrono::TimeDelta>) {
+    match parent.and_then(parse_id) {
+        Some((at, _)) if clock < at => (at + chrono::TimeDelta::seconds(1), Some(at - clock)),
+        _ => (clock, None),
+    }
+}
+
 /// The first id for `at` that `taken` does not report as used.
 pub fn free_id(at: DateTime<Utc>, mut taken: impl FnMut(&str) -> bool) -> String {
     let base = id_for(at);
@@ -52,6 +68,33 @@ pub fn cmp_ids(a: &str, b: &str) -> std::cmp::Ordering {
     match (parse_id(a), parse_id(b)) {
         (Some(x), Some(y)) => x.cmp(&y),
         _ => a.cmp(b),
+    }
+}
+
+#[cfg(test)]
+mod clock_tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    /// A clock behind the parent dates the snapshot one second after it; a
+    /// clock at or past the parent is taken as it is.
+    #[test]
+    fn a_snapshot_sorts_after_its_parent() {
+        let (at, skew) = after_parent(t("2026-12-04T10:00:00Z"), Some("2026-12-05T100000Z-3"));
+        assert_eq!(at, t("2026-12-05T10:00:01Z"));
+        assert_eq!(skew, Some(chrono::TimeDelta::days(1)));
+        let (at, skew) = after_parent(t("2026-12-05T10:00:00.5Z"), Some("2026-12-05T100000Z"));
+        assert_eq!((at, skew), (t("2026-12-05T10:00:00.5Z"), None));
+        assert_eq!(
+            free_id(at, |id| id == "2026-12-05T100000Z"),
+            "2026-12-05T100000Z-2"
+        );
+        let (at, skew) = after_parent(t("2026-12-06T00:00:00Z"), Some("2026-12-05T100000Z"));
+        assert_eq!((at, skew), (t("2026-12-06T00:00:00Z"), None));
+        assert_eq!(after_parent(t("2026-12-06T00:00:00Z"), None).1, None);
     }
 }
 

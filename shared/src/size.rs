@@ -120,3 +120,14 @@ mod tests {
         assert_eq!(human_bytes(200 << 20), "200 MiB");
     }
 }
+
+/// `45s`, `12m 5s`, `3h 20m`, `2d 4h`.
+pub fn human_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m {}s", s / 60, s % 60),
+        3600..86400 => format!("{}h {}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d {}h", s / 86400, s % 86400 / 3600),
+    }
+}

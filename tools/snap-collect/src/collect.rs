@@ -111,7 +111,19 @@ pub fn collect_set(
         Some(p) => Some(store.read_record(set, &p)?),
         None => None,
     };
-    let created = Utc::now();
+    let clock = Utc::now();
+    let (created, behind) =
+        snap_shared::id::after_parent(clock, parent.as_ref().map(|p| p.id.as_str()));
+    if let (Some(behind), Some(p)) = (behind, &parent) {
+        report.warn(&format!(
+            "set {set}: the clock ({}) is {} behind the newest snapshot {}: this snapshot is \
+             dated one second after it, so it sorts after its parent (check the clock: NTP, \
+             the RTC battery, a restored VM)",
+            clock.format("%Y-%m-%d %H:%M:%S UTC"),
+            snap_shared::size::human_duration(behind.to_std().unwrap_or_default()),
+            p.id
+        ));
+    }
     let id = snap_shared::id::free_id(created, |id| {
         store.record_path(set, id).exists()
             || store.snapshot_dir(set, id).exists()
@@ -139,6 +151,11 @@ pub fn collect_set(
         finish_index(index_file, &index_tmp)?;
         let parent_id = parent.map(|p| p.id);
         let mut record = make_record(store, plan, opts, &id, created, parent_id, stats, started);
+        if behind.is_some() {
+            record
+                .extra
+                .insert("clock".into(), serde_json::json!(clock));
+        }
         if let Some(c) = record
             .parent
             .as_ref()
@@ -215,8 +232,10 @@ fn build(
     let index = IndexWriter::new(BufWriter::with_capacity(256 * 1024, file))
         .map_err(|e| store_err(index_tmp, e))?;
     let root_new = Arc::new(open_dir(CWD, partial).map_err(|e| store_err(partial, e))?);
+    let prev_tree = parent.map(|p| store.snapshot_dir(&plan.name, &p.id));
     let ctx = Ctx {
         partial,
+        prev_tree: prev_tree.as_deref(),
         checksum: opts.checksum,
         as_root: rustix::process::geteuid().is_root(),
         report,
@@ -287,6 +306,9 @@ fn make_record(
     let mut extra = Extra::new();
     extra.insert("dirs".into(), stats.dirs.into());
     extra.insert("linked_files".into(), stats.linked.into());
+    if stats.damaged > 0 {
+        extra.insert("damaged_in_store".into(), stats.damaged.into());
+    }
     extra.insert(
         "duration_s".into(),
         serde_json::json!((started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0),
@@ -353,6 +375,16 @@ pub fn update_latest(store: &Store, set: &str) -> Result<()> {
         .map_err(|e| store_err(&store.latest_link(set), e))
 }
 
+/// How many stored copies a `--checksum` collect found damaged (and copied
+/// afresh), if any: the run then exits 1, as the earlier snapshots sharing
+/// them are still damaged.
+pub fn damaged_in_store(rec: &SnapshotRecord) -> Option<u64> {
+    rec.extra
+        .get("damaged_in_store")
+        .and_then(|v| v.as_u64())
+        .filter(|n| *n > 0)
+}
+
 /// The one-line summary of a finished snapshot.
 pub fn summary(rec: &SnapshotRecord) -> String {
     let linked = rec
@@ -377,6 +409,9 @@ pub fn summary(rec: &SnapshotRecord) -> String {
     );
     if rec.errors > 0 {
         s.push_str(&format!(", {} unreadable", rec.errors));
+    }
+    if let Some(n) = damaged_in_store(rec) {
+        s.push_str(&format!(", {n} damaged in the store and copied afresh"));
     }
     s.push_str(&format!(" in {secs:.1} s"));
     s

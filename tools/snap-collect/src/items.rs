@@ -72,6 +72,8 @@ pub struct Counts {
     pub new_bytes: u64,
     pub linked: u64,
     pub errors: u64,
+    /// Stored copies found damaged (`--checksum`) and copied afresh.
+    pub damaged: u64,
 }
 
 impl Counts {
@@ -83,6 +85,7 @@ impl Counts {
         self.new_bytes += o.new_bytes;
         self.linked += o.linked;
         self.errors += o.errors;
+        self.damaged += o.damaged;
     }
 }
 

@@ -218,7 +218,7 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
         let record = collect::collect_set(&store, plan, &opts, report)?;
         put(&record);
         report.note(&collect::summary(&record));
-        errors += record.errors;
+        errors += record.errors + collect::damaged_in_store(&record).unwrap_or(0);
         out.write(&Record::Snapshot(record))?;
     }
     Ok(if errors > 0 { Exit::Partial } else { Exit::Ok })

@@ -23,6 +23,8 @@ use snap_cli::Reporter;
 /// What every worker (and the committer) needs to make files.
 pub struct Ctx<'a> {
     pub partial: &'a Path,
+    /// The previous snapshot's tree, for messages.
+    pub prev_tree: Option<&'a Path>,
     pub checksum: bool,
     pub as_root: bool,
     pub report: &'a Reporter,
@@ -97,6 +99,7 @@ impl Ctx<'_> {
         let Some(prev_parent) = &job.prev_parent else {
             return Ok(Reuse::Copy);
         };
+        let name = name_of(&job.entry);
         if self.checksum {
             match open_source(job).and_then(|mut f| hash_file(&mut f)) {
                 Ok((_, sha)) if Some(sha) == job.prev_sha => {}
@@ -106,8 +109,19 @@ impl Ctx<'_> {
                     return Ok(Reuse::Unreadable);
                 }
             }
+            // As rsync -c --link-dest: the copy a link would share is
+            // compared too, so bit rot in the store is not linked again.
+            if let Some(why) = self.stored_copy_damaged(prev_parent, name, job) {
+                counts.damaged += 1;
+                self.report.error(&format!(
+                    "{}: {why}; copied afresh from {} (earlier snapshots that share it \
+                     stay damaged: `snap-restore verify` names them)",
+                    self.prev_path(job).display(),
+                    job.abs.display()
+                ));
+                return Ok(Reuse::Copy);
+            }
         }
-        let name = name_of(&job.entry);
         match linkat(
             &**prev_parent,
             name,
@@ -126,6 +140,41 @@ impl Ctx<'_> {
                 Ok(Reuse::Copy)
             }
             Err(e) => Err(self.store_err(&job.entry.path, e.into())),
+        }
+    }
+
+    /// Why the previous snapshot's copy of a file is not what its index
+    /// says (`None`: it is). A copy that cannot be read is damaged too.
+    fn stored_copy_damaged(
+        &self,
+        prev_parent: &std::os::fd::OwnedFd,
+        name: &OsStr,
+        job: &FileJob,
+    ) -> Option<String> {
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let hashed = openat(prev_parent, name, flags, Mode::empty())
+            .map_err(io::Error::from)
+            .and_then(|fd| hash_file(&mut File::from(fd)));
+        match (hashed, job.prev_sha) {
+            (Ok((_, got)), Some(want)) if got != want => Some(format!(
+                "the stored copy is damaged: sha256 {got}, the index says {want}"
+            )),
+            (Ok(_), _) => None,
+            // Gone from the previous snapshot: the link below says so.
+            (Err(e), _) if e.kind() == io::ErrorKind::NotFound => None,
+            (Err(e), _) => Some(format!(
+                "the stored copy cannot be read: {}",
+                snap_shared::error::io_cause(&e)
+            )),
+        }
+    }
+
+    /// Where a file is in the previous snapshot, for messages.
+    fn prev_path(&self, job: &FileJob) -> PathBuf {
+        let rel = Path::new(OsStr::from_bytes(&job.entry.path));
+        match self.prev_tree {
+            Some(prev) => prev.join(rel),
+            None => rel.to_path_buf(),
         }
     }
 

@@ -83,14 +83,45 @@ pub fn require(img: &Path, name: &str) -> Result<()> {
     .with_hint("`snap-disk list` shows which snapshots the image has"))
 }
 
+/// `qemu-img snapshot OP NAME` on the image as qcow2. qemu-img 7.2 (Debian
+/// 12) takes no `-f` for `snapshot` (8.1 added it), and a probed format is
+/// never trusted, so the format is given the way every version takes it:
+/// `--image-opts driver=qcow2,file.filename=IMAGE`.
 fn snapshot_op(op: &str, img: &Path, name: &str) -> Result<()> {
     qemu_img(&[
         "snapshot".as_ref(),
+        "--image-opts".as_ref(),
         op.as_ref(),
         name.as_ref(),
-        "-f".as_ref(),
-        "qcow2".as_ref(),
-        img.as_os_str(),
+        image_opts("qcow2", img).as_os_str(),
     ])
     .map(drop)
+}
+
+/// `driver=FORMAT,file.filename=PATH` for `--image-opts`, with the path's
+/// commas doubled as QEMU's option syntax wants.
+pub fn image_opts(format: &str, img: &Path) -> std::ffi::OsString {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let mut opts = format!("driver={format},file.filename=").into_bytes();
+    for &b in img.as_os_str().as_bytes() {
+        opts.push(b);
+        if b == b',' {
+            opts.push(b',');
+        }
+    }
+    std::ffi::OsString::from_vec(opts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Commas in an image's path are doubled, so they stay in the file name.
+    #[test]
+    fn image_opts_escape_commas() {
+        assert_eq!(
+            image_opts("qcow2", Path::new("/vm/a,b.qcow2")),
+            "driver=qcow2,file.filename=/vm/a,,b.qcow2"
+        );
+    }
 }

@@ -49,7 +49,17 @@ pub fn choose(
         return Ok(Err("no earlier archive of the set to build on".into()));
     };
     let files = ArchiveFiles::new(dir, &id);
-    let record = archive::read_record(&files.record())?;
+    let record = match archive::read_record(&files.record()) {
+        Ok(r) => r,
+        Err(e) => {
+            return Ok(Err(format!(
+                "the newest earlier archive {id} is unreadable: {e}"
+            )));
+        }
+    };
+    if let Err(why) = sound_chain(dir, &record) {
+        return Ok(Err(why));
+    }
     let chain = chain_of(&record);
     if full_every > 0 && chain >= full_every {
         return Ok(Err(format!(
@@ -73,6 +83,57 @@ pub fn choose(
         chain,
         index,
     }))
+}
+
+/// Checks every archive of the chain `tip` ends, back to its full archive,
+/// as a restore will need it: the record, the data and the index, each the
+/// size and sha256 its record says (one read of each). `Err` says what is
+/// wrong, naming the archive.
+fn sound_chain(dir: &Path, tip: &ArchiveRecord) -> std::result::Result<(), String> {
+    let mut current = tip.clone();
+    for _ in 0..10_000 {
+        let json = ArchiveFiles::new(dir, &current.id).record();
+        let data = archive::beside(&json, &current.path);
+        let fail = |what: &str| format!("{} {}/{}: {what}", "archive", current.set, current.id);
+        match hash_path(&data) {
+            Ok((n, _)) if n != current.bytes => {
+                return Err(fail(&format!(
+                    "{n} bytes, its record says {}",
+                    current.bytes
+                )));
+            }
+            Ok((_, d)) if d.to_hex() != current.sha256 => {
+                return Err(fail(&format!(
+                    "sha256 {d}, its record says {}",
+                    current.sha256
+                )));
+            }
+            Ok(_) => {}
+            Err(e) => return Err(fail(&format!("{}: {e}", data.display()))),
+        }
+        if let Some(want) = current.extra.get("index_sha256").and_then(|v| v.as_str()) {
+            let index = archive::beside(&json, &current.index);
+            match hash_path(&index) {
+                Ok((_, d)) if d.to_hex() != want => {
+                    return Err(fail(&format!("index sha256 {d}, its record says {want}")));
+                }
+                Ok(_) => {}
+                Err(e) => return Err(fail(&format!("{}: {e}", index.display()))),
+            }
+        }
+        let Some(base) = current.base.clone() else {
+            return Ok(());
+        };
+        let base_json = ArchiveFiles::new(dir, &base).record();
+        current = archive::read_record(&base_json)
+            .map_err(|e| fail(&format!("its base {base} is missing or unreadable: {e}")))?;
+    }
+    Err(format!("the chain of {} loops", tip.id))
+}
+
+/// The size and sha256 of a file, in one read.
+fn hash_path(path: &Path) -> std::io::Result<(u64, snap_shared::hash::Sha256Digest)> {
+    snap_shared::hash::hash_read(std::fs::File::open(path)?, &mut vec![0u8; 1 << 20])
 }
 
 /// Walks a base index alongside the new one and says which files changed.

@@ -19,6 +19,7 @@ use std::time::Instant;
 use chrono::Utc;
 use rustix::fs::{Mode, OFlags, openat};
 use serde_json::json;
+use sha2::{Digest, Sha256};
 
 use snap_cli::{Reporter, Tally};
 use snap_shared::archive::{self, ArchiveFiles, Compression};
@@ -413,6 +414,7 @@ impl Job<'_> {
             ));
         }
         let mut left = size;
+        let mut hasher = Sha256::new();
         while left > 0 {
             let want = buf.len().min(left as usize);
             let n = match file.read(&mut buf[..want]) {
@@ -421,8 +423,18 @@ impl Job<'_> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(Error::io(&shown(), e)),
             };
+            hasher.update(&buf[..n]);
             tar.data(&buf[..n]).map_err(|e| write_error(tmp, e))?;
             left -= n as u64;
+        }
+        // Bit rot in the store stops here: an archive never carries bytes
+        // that differ from what the snapshot recorded.
+        let got = Sha256Digest::from_hasher(hasher);
+        if let Some(want) = entry.sha256.filter(|w| *w != got) {
+            return Err(changed_in_store(
+                &shown(),
+                format!("sha256 {got}, the index says {want}"),
+            ));
         }
         tar.end_data(size).map_err(|e| write_error(tmp, e))
     }
@@ -436,14 +448,17 @@ impl Job<'_> {
     }
 }
 
-/// A snapshot file that no longer matches its index: bit rot or a hand edit in the store.
+/// A snapshot file that no longer matches its index: bit rot or a hand edit
+/// in the store. Nothing is published; `collect --checksum` copies the file
+/// afresh from the source (a plain collect would link the damaged copy again).
 fn changed_in_store(path: &Path, cause: String) -> Error {
     Error::data(
         format!("snapshot file {}", path.display()),
         format!("changed since the snapshot: {cause}"),
     )
     .with_hint(
-        "the store copy is damaged; run `snap-restore verify` on the snapshot, and collect again",
+        "the store copy is damaged and no archive was made; `snap-restore verify` names every \
+         snapshot that shares it, and `snap-collect --checksum` copies it afresh from the source",
     )
 }
 

@@ -438,7 +438,7 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
                 }
                 let item = source.resolve(name, *archive)?;
                 let mut v = Verifier::new(&dec, report);
-                let digest = v.verify(&item)?;
+                let digest = v.verify_with_chain(&item)?;
                 let t = v.tally;
                 report.note(&format!(
                     "{}: {} files, {} checked, {}",

@@ -157,9 +157,16 @@ pub fn archive<R: Read>(stream: R) -> tar::Archive<Tail<R>> {
     })
 }
 
+/// How far past its end-of-archive blocks a tar stream is read. GNU tar
+/// stops in the record that holds them (10 KiB by default); snap reads on so
+/// that a compressed stream's own checksum, after that padding, is checked,
+/// but not for ever: a stream of zeros (`/dev/zero`) has no end.
+pub const TRAILING_MAX: u64 = 16 << 20;
+
 /// After the last member: fails if the stream ended where a header was due
 /// (no end-of-archive block: the archive was cut short), else reads the
-/// stream to its end, so a compressed stream's own checksum is checked.
+/// stream to its end (at most [`TRAILING_MAX`] more bytes), so a compressed
+/// stream's own checksum is checked.
 pub fn finish<R: Read>(archive: tar::Archive<Tail<R>>) -> io::Result<()> {
     let mut rest = archive.into_inner();
     if rest.at_end {
@@ -168,7 +175,7 @@ pub fn finish<R: Read>(archive: tar::Archive<Tail<R>>) -> io::Result<()> {
             "the archive ends without its end-of-archive blocks: it was cut short",
         ));
     }
-    io::copy(&mut rest, &mut io::sink())?;
+    io::copy(&mut (&mut rest).take(TRAILING_MAX), &mut io::sink())?;
     Ok(())
 }
 

@@ -598,9 +598,11 @@ impl<'a> Restorer<'a> {
         let mut archive = archive(opened.tar);
         let mut dirs = Vec::new();
         let mut stripped = false;
+        let mut empty = true;
         for member in members(&mut archive).map_err(|e| corrupt(path, e))? {
             self.stop_if_fatal()?;
             let mut m = member.map_err(|e| corrupt(path, e))?;
+            empty = false;
             let rel = match sanitize(&m.path, &mut stripped) {
                 Ok(Some(rel)) => rel,
                 Ok(None) => continue,
@@ -666,6 +668,12 @@ impl<'a> Restorer<'a> {
             }
         }
         let end = finish(archive);
+        if empty && end.is_ok() {
+            self.report.note(&format!(
+                "{}: an empty archive (it begins with its end-of-archive blocks, as GNU tar reads it); nothing to restore",
+                path.show()
+            ));
+        }
         if stripped {
             self.report
                 .note("removed leading `/` from member names (like GNU tar)");

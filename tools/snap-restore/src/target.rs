@@ -597,21 +597,10 @@ fn copy_of(e: &io::Error) -> io::Error {
 }
 
 /// Size and sha256 of a whole file.
-pub fn hash_file(mut f: impl io::Read, buf: &mut [u8]) -> io::Result<(u64, Sha256Digest)> {
-    let mut hasher = Sha256::new();
-    let mut size = 0u64;
-    loop {
-        let n = match f.read(buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        hasher.update(&buf[..n]);
-        size += n as u64;
-    }
-    Ok((size, Sha256Digest::from_hasher(hasher)))
+pub fn hash_file(f: impl io::Read, buf: &mut [u8]) -> io::Result<(u64, Sha256Digest)> {
+    snap_shared::hash::hash_read(f, buf)
 }
+
 /// Copies exactly `size` bytes, hashing them; a short source is an error.
 pub fn copy_hashed(
     src: &mut dyn Read,

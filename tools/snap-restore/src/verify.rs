@@ -65,6 +65,34 @@ impl<'a> Verifier<'a> {
             .tally(|| snap_cli::Tally::files(label, (n, None), (b, total)));
     }
 
+    /// An item and everything a restore of it needs: an incremental
+    /// archive's whole chain, full archive first, each archive with its
+    /// record, index and every byte. Damage anywhere in the chain is bad
+    /// data (65) naming the archive; so is a base that is gone. Returns the
+    /// digest of the item itself.
+    pub fn verify_with_chain(&mut self, item: &Item) -> Result<Option<Sha256Digest>> {
+        if item.archive().is_some_and(|a| a.base.is_some()) {
+            match crate::restore::chain_of(item) {
+                Ok(chain) => {
+                    for base in &chain[..chain.len() - 1] {
+                        let before = self.tally.errors;
+                        self.verify(base)
+                            .map_err(|e| e.within(format!("base of {}", item.name())))?;
+                        if self.tally.errors > before {
+                            let why = format!("its base {} is damaged", base.name());
+                            self.bad(&item.name(), &why);
+                        }
+                    }
+                }
+                Err(e) if e.exit == snap_shared::error::Exit::NoInput => {
+                    self.bad(&e.context, &format!("{}; it cannot be restored", e.cause));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.verify(item)
+    }
+
     pub fn verify(&mut self, item: &Item) -> Result<Option<Sha256Digest>> {
         self.label = item.name();
         self.total = item.content_bytes(true);
@@ -108,13 +136,15 @@ impl<'a> Verifier<'a> {
                         Ok((hash_file(file, &mut self.buf)?, meta))
                     });
                     match hashed {
-                        Ok(((size, _), _)) if size != e.size => {
-                            self.bad(&shown, &format!("{size} bytes, the index says {}", e.size))
+                        Ok(((size, _), m)) if size != e.size => {
+                            let why = format!("{size} bytes, the index says {}", e.size);
+                            self.bad(&shown, &(why + &shared_by(item, &e.path, &m)))
                         }
-                        Ok(((_, d), _)) if Some(d) != e.sha256 => self.bad(
-                            &shown,
-                            &format!("content changed: sha256 {d}, the index says {}", hex(&e)),
-                        ),
+                        Ok(((_, d), m)) if Some(d) != e.sha256 => {
+                            let why =
+                                format!("content changed: sha256 {d}, the index says {}", hex(&e));
+                            self.bad(&shown, &(why + &shared_by(item, &e.path, &m)))
+                        }
                         Ok((_, m)) => match meta_change(&m, &e) {
                             Some(why) => self.bad(&shown, &why),
                             None => self.ok(e.size),
@@ -316,6 +346,39 @@ impl<'a> Verifier<'a> {
         }
         Ok(digest)
     }
+}
+
+/// The other snapshots of the set whose tree holds the same inode at the
+/// same path (a hard link made by an unchanged-file collect), as
+/// `"; the same copy is in SET/ID, …"`; empty when none does. They are
+/// damaged alike.
+fn shared_by(item: &Item, rel: &[u8], damaged: &std::fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let Item::Snapshot { rec, json } = item else {
+        return String::new();
+    };
+    let Some(set_dir) = json.parent() else {
+        return String::new();
+    };
+    let mut ids: Vec<String> = snap_shared::store::read_names(set_dir)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|n| n.strip_suffix(".json").map(str::to_string))
+        .filter(|id| *id != rec.id && !id.starts_with('.'))
+        .filter(|id| {
+            std::fs::symlink_metadata(set_dir.join(id).join(OsStr::from_bytes(rel)))
+                .is_ok_and(|m| m.dev() == damaged.dev() && m.ino() == damaged.ino())
+        })
+        .collect();
+    if ids.is_empty() {
+        return String::new();
+    }
+    ids.sort();
+    let names: Vec<String> = ids.iter().map(|id| format!("{}/{id}", rec.set)).collect();
+    format!(
+        "; the same stored copy is in {} (damaged alike)",
+        names.join(", ")
+    )
 }
 
 /// A path of the index, kept as a hash: a tree of a million files costs about 16 MB.

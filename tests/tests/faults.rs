@@ -1,0 +1,262 @@
+//! The adversarial probe's findings (docs/reliability.md, "Under real
+//! faults"), one test each, named after the finding: each reproduces what
+//! the probe did and pins what a careful user expects instead.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+use snap_e2e::{World, code, flip_byte, ok, records, stderr};
+
+fn archives(w: &World) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(w.path("store/archives/s"))
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Finding 1: a byte rotted in the store is refused by pack (65, naming the
+/// file, no archive), named by verify with every snapshot that links the
+/// same copy, and copied afresh by `collect --checksum` (exit 1, naming it),
+/// after which pack is good again.
+#[test]
+fn bit_rot_in_the_store_never_travels() {
+    let w = World::new();
+    w.write("src/a.txt", "hello world\n".repeat(1000));
+    w.write("src/b.txt", "other");
+    let s1 = w.collect_ok(&[]);
+    let tree1 = PathBuf::from(s1["path"].as_str().unwrap());
+    let a = w.inside("src/a.txt");
+    let rotted = tree1.join(&a);
+    // How messages show the file inside a snapshot, after redaction.
+    let a_shown = w.redact(format!("/{a}").as_bytes());
+    flip_byte(&rotted, 100);
+
+    // A plain collect links the rotted copy again, as rsync --link-dest does.
+    let s2 = w.collect_ok(&[]);
+    let id2 = s2["id"].as_str().unwrap().to_string();
+    let tree2 = PathBuf::from(s2["path"].as_str().unwrap());
+    assert_eq!(
+        fs::metadata(tree2.join(&a)).unwrap().ino(),
+        fs::metadata(&rotted).unwrap().ino()
+    );
+
+    let pack = w.pack(&[]);
+    assert_eq!(code(&pack), 65, "{}", stderr(&pack));
+    let err = w.redact(&pack.stderr);
+    assert!(
+        err.contains(&format!(
+            "snapshot file [TMP]/store/sets/s/{id2}{a_shown}: changed since the snapshot: sha256 "
+        )),
+        "{err}"
+    );
+    assert!(err.contains("snap-collect --checksum"), "{err}");
+    assert!(pack.stdout.is_empty());
+    assert_eq!(archives(&w), Vec::<String>::new(), "nothing is published");
+
+    let id1 = s1["id"].as_str().unwrap();
+    let verify = w.restore(&["verify", &format!("s/{id1}")]);
+    assert_eq!(code(&verify), 65);
+    let err = w.redact(&verify.stderr);
+    assert!(
+        err.contains(&format!(
+            "[TMP]/store/sets/s/{id1}{a_shown}: content changed: sha256 "
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "; the same stored copy is in s/{id2} (damaged alike)"
+        )),
+        "{err}"
+    );
+
+    let out = w.collect(&["--checksum"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let err = w.redact(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "[TMP]/store/sets/s/{id2}{a_shown}: the stored copy is damaged: sha256 "
+        )),
+        "{err}"
+    );
+    assert!(err.contains("copied afresh from [TMP]/src/a.txt"), "{err}");
+    let s3 = records(&out).pop().unwrap();
+    assert_eq!(s3["damaged_in_store"], serde_json::json!(1));
+    let tree3 = PathBuf::from(s3["path"].as_str().unwrap());
+    assert_eq!(
+        fs::read(tree3.join(&a)).unwrap(),
+        fs::read(w.path("src/a.txt")).unwrap()
+    );
+    ok(&w.pack(&[]));
+    let id3 = s3["id"].as_str().unwrap();
+    ok(&w.restore(&["verify", &format!("s/{id3}")]));
+    ok(&w.restore(&["verify", "--archive", &format!("s/{id3}")]));
+}
+
+/// A full archive and an incremental one on it (`s/A`, `s/B`), then a third
+/// snapshot to pack; returns the ids A and B.
+fn chain_of_two(w: &World) -> (String, String) {
+    w.write("src/a.txt", "first\n".repeat(5000));
+    w.write("src/b.txt", "stays\n".repeat(5000));
+    let a = w.collect_ok(&[])["id"].as_str().unwrap().to_string();
+    ok(&w.pack(&[]));
+    w.write("src/a.txt", "second\n".repeat(5000));
+    let b = w.collect_ok(&[])["id"].as_str().unwrap().to_string();
+    let out = w.pack(&["--incremental"]);
+    ok(&out);
+    assert_eq!(records(&out)[0]["base"], serde_json::json!(a));
+    w.write("src/a.txt", "third\n".repeat(5000));
+    w.collect_ok(&[]);
+    (a, b)
+}
+
+/// Finding 2: `verify` of an incremental archive reads its whole chain: a
+/// flipped or cut base, or a base whose record is gone, is 65 naming it, and
+/// `pack --incremental` builds a full archive instead of one on that base,
+/// saying why.
+#[test]
+fn verify_covers_the_chain() {
+    let damages: [(&str, fn(&World, &str)); 3] = [
+        ("flipped", |w, a| {
+            flip_byte(&w.path(&format!("store/archives/s/{a}.tar.zst")), 200)
+        }),
+        ("cut", |w, a| {
+            let p = w.path(&format!("store/archives/s/{a}.tar.zst"));
+            let len = fs::metadata(&p).unwrap().len();
+            fs::OpenOptions::new()
+                .write(true)
+                .open(&p)
+                .unwrap()
+                .set_len(len / 2)
+                .unwrap();
+        }),
+        ("record removed", |w, a| {
+            fs::remove_file(w.path(&format!("store/archives/s/{a}.json"))).unwrap()
+        }),
+    ];
+    for (what, damage) in damages {
+        let w = World::new();
+        let (a, b) = chain_of_two(&w);
+        ok(&w.restore(&["verify", "--archive", &format!("s/{b}")]));
+        damage(&w, &a);
+        let out = w.restore(&["verify", "--archive", &format!("s/{b}")]);
+        assert_eq!(code(&out), 65, "{what}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains(&a), "{what}: {err}");
+        assert!(!err.contains("all good"), "{what}: {err}");
+        // The same from the archive folder read as a destination.
+        let out = w.run(
+            "snap-restore",
+            &["--from", "store/archives", "verify", &format!("s/{b}")],
+        );
+        assert_eq!(code(&out), 65, "{what}, --from: {}", stderr(&out));
+        assert!(stderr(&out).contains(&a), "{what}: {}", stderr(&out));
+
+        let out = w.pack(&["--incremental"]);
+        ok(&out);
+        let rec = &records(&out)[0];
+        assert_eq!(rec["base"], serde_json::Value::Null, "{what}");
+        let err = w.redact(&out.stderr);
+        assert!(err.contains("full archive: "), "{what}: {err}");
+        assert!(err.contains("archive s/"), "{what}: {err}");
+    }
+}
+
+fn cat(w: &World, name: &str, path: &str) -> String {
+    let out = w.restore(&["cat", name, &w.inside(path)]);
+    ok(&out);
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Finding 3: a clock a day behind, then a year ahead, never reorders a
+/// set: each snapshot sorts after its parent (warned, with the skew), so
+/// `latest`, `cat`, `--keep-last` and `pack --latest` follow the chain.
+#[test]
+fn a_clock_step_never_reorders_snapshots() {
+    let w = World::new();
+    w.write("src/a.txt", "one");
+    let s1 = w.collect_ok(&[]);
+    w.write("src/a.txt", "two, behind");
+    let out = w.run_at(
+        "-1d",
+        "snap-collect",
+        &["--store", "store", "--min-free", "0", "--name", "s", "src"],
+    );
+    ok(&out);
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            " behind the newest snapshot {}: this snapshot is dated one second after it",
+            s1["id"].as_str().unwrap()
+        )),
+        "{err}"
+    );
+    let s2 = records(&out).pop().unwrap();
+    let (id1, id2) = (s1["id"].as_str().unwrap(), s2["id"].as_str().unwrap());
+    assert!(id2 > id1, "{id2} sorts after {id1}");
+    assert_eq!(s2["parent"], serde_json::json!(id1));
+    assert!(
+        s2["clock"].is_string(),
+        "the record keeps the clock's time: {s2}"
+    );
+    assert_eq!(cat(&w, "s/latest", "src/a.txt"), "two, behind");
+
+    // A run a year ahead, then the right clock again: it still sorts last,
+    // and pack --latest packs it rather than saying "already packed".
+    w.write("src/a.txt", "three, ahead");
+    ok(&w.run_at(
+        "+365d",
+        "snap-collect",
+        &["--store", "store", "--min-free", "0", "--name", "s", "src"],
+    ));
+    ok(&w.pack(&[]));
+    w.write("src/a.txt", "four, right");
+    let s4 = w.collect_ok(&[]);
+    assert_eq!(cat(&w, "s/latest", "src/a.txt"), "four, right");
+    let out = w.pack(&[]);
+    ok(&out);
+    assert_eq!(records(&out)[0]["id"], s4["id"], "{}", stderr(&out));
+
+    let out = w.run("snap-prune", &["--store", "store", "--keep-last", "1"]);
+    ok(&out);
+    let kept: Vec<_> = records(&out)
+        .into_iter()
+        .filter(|r| r["action"] == "keep" && r["what"] == "snapshot")
+        .map(|r| r["id"].clone())
+        .collect();
+    assert_eq!(kept, vec![s4["id"].clone()]);
+    assert_eq!(cat(&w, "s/latest", "src/a.txt"), "four, right");
+}
+
+/// Finding 11: `restore /dev/zero` ends at once, where GNU tar ends it: two
+/// zero blocks are an empty archive, said as such, exit 0 as `tar -x`.
+#[test]
+fn a_stream_of_zeros_is_an_empty_archive() {
+    let w = World::new();
+    let out = w
+        .cmd("timeout")
+        .arg("60")
+        .arg(snap_e2e::bin_dir().join("snap-restore"))
+        .args(["restore", "/dev/zero", "--to", "out"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(
+        w.redact(&out.stderr),
+        "snap-restore: /dev/zero: an empty archive (it begins with its end-of-archive blocks, as GNU tar reads it); nothing to restore\n\
+         snap-restore: /dev/zero -> [TMP]/out: 0 files, 0 B written\n"
+    );
+    let tar = w
+        .cmd("tar")
+        .args(["-xf", "/dev/zero", "-C", "out"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&tar), 0, "GNU tar agrees");
+    assert_eq!(fs::read_dir(w.path("out")).unwrap().count(), 0);
+}
