@@ -73,9 +73,90 @@ impl Drop for StoreLock {
     }
 }
 
+/// An exclusive `flock` on a folder itself: one restore into a target at a
+/// time. Nothing is written into the folder or beside it; the kernel drops
+/// the lock when its holder dies, and `/proc/locks` names the holder.
+#[derive(Debug)]
+pub struct FolderLock {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl FolderLock {
+    /// Takes the lock on `dir`, or fails with exit 75 naming the holder;
+    /// `doing` says what was refused ("restoring into").
+    pub fn acquire(dir: &Path, doing: &str) -> Result<FolderLock> {
+        use rustix::fs::{Mode, OFlags};
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let fd =
+            rustix::fs::open(dir, flags, Mode::empty()).map_err(|e| Error::io(dir, e.into()))?;
+        match flock(&fd, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(FolderLock { fd }),
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                let who = flock_holder(&fd).unwrap_or_else(|| "another process".into());
+                Err(Error::new(
+                    Exit::TempFail,
+                    format!("{doing} {}", dir.display()),
+                    format!("another restore into it is running: {who}"),
+                )
+                .with_hint(
+                    "try again when it is done; two restores into one folder would mix their files",
+                ))
+            }
+            Err(e) => Err(Error::io(dir, e.into())),
+        }
+    }
+}
+
+impl Drop for FolderLock {
+    /// Unlocks at once, as [`StoreLock`] does.
+    fn drop(&mut self) {
+        let _ = flock(&self.fd, FlockOperation::Unlock);
+    }
+}
+
+/// Who holds a `flock` on the file `fd` is open on, from `/proc/locks`
+/// (`1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF`): `snap-restore (pid 1234)`.
+fn flock_holder(fd: &std::os::fd::OwnedFd) -> Option<String> {
+    let st = rustix::fs::fstat(fd).ok()?;
+    let (major, minor) = (rustix::fs::major(st.st_dev), rustix::fs::minor(st.st_dev));
+    let want = format!("{major:02x}:{minor:02x}:{}", st.st_ino);
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    locks.lines().find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        // Waiters have a `->` after the number; holders do not.
+        if f.len() < 6 || f[1] != "FLOCK" || f[5] != want {
+            return None;
+        }
+        let pid: u32 = f[4].parse().ok()?;
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        Some(format!("{} (pid {pid})", comm.trim()))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A second lock on a folder, even from another descriptor of this
+    /// process, is exit 75 naming the holder by pid; dropping frees it.
+    #[test]
+    fn folder_lock_names_its_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = FolderLock::acquire(dir.path(), "restoring into").unwrap();
+        let err = FolderLock::acquire(dir.path(), "restoring into").unwrap_err();
+        assert_eq!(err.exit, Exit::TempFail);
+        assert!(
+            err.cause
+                .starts_with("another restore into it is running: ")
+                && err
+                    .cause
+                    .ends_with(&format!(" (pid {})", std::process::id())),
+            "{}",
+            err.cause
+        );
+        drop(held);
+        FolderLock::acquire(dir.path(), "restoring into").unwrap();
+    }
 
     /// A second writer gets exit 75 and a message naming the holder.
     #[test]

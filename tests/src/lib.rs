@@ -172,6 +172,35 @@ impl World {
     }
 }
 
+/// What rsync, the oracle of equal trees, would change to make `to` equal
+/// `from` (`rsync -aHAX --checksum --itemize-changes --dry-run --delete`):
+/// one line per differing entry, empty when the trees are equal. The two
+/// top folders themselves are not compared (a snapshot's is the store's).
+pub fn rsync_changes(from: &Path, to: &Path) -> String {
+    let out = Command::new("rsync")
+        .args([
+            "-aHAX",
+            "--checksum",
+            "--itemize-changes",
+            "--dry-run",
+            "--delete",
+        ])
+        .arg(format!("{}/", from.display()))
+        .arg(format!("{}/", to.display()))
+        .output()
+        .expect("rsync (cargo xtask test installs it)");
+    assert!(
+        out.status.success(),
+        "rsync: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.ends_with(" ./"))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
 /// Sets a file's mtime (seconds since the epoch), not following symlinks.
 pub fn set_mtime(p: &Path, secs: u64) {
     let t = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs);

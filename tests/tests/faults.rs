@@ -4,9 +4,9 @@
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use snap_e2e::{World, code, flip_byte, ok, records, stderr};
+use snap_e2e::{World, code, flip_byte, ok, records, rsync_changes, stderr};
 
 fn archives(w: &World) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(w.path("store/archives/s"))
@@ -259,4 +259,175 @@ fn a_stream_of_zeros_is_an_empty_archive() {
         .unwrap();
     assert_eq!(code(&tar), 0, "GNU tar agrees");
     assert_eq!(fs::read_dir(w.path("out")).unwrap().count(), 0);
+}
+
+/// Finding 4: a restore locks its target. A second restore into it exits 75
+/// naming the holder; two racing with --overwrite leave one snapshot whole.
+#[test]
+fn two_restores_into_one_target_never_mix() {
+    let w = World::new();
+    for i in 0..30 {
+        w.write(&format!("src/f{i}"), format!("one {i}\n").repeat(3000));
+    }
+    let s1 = w.collect_ok(&[])["path"].as_str().unwrap().to_string();
+    for i in 0..30 {
+        w.write(&format!("src/f{i}"), format!("two {i}\n").repeat(4000));
+    }
+    let s2 = w.collect_ok(&[])["path"].as_str().unwrap().to_string();
+    let (id1, id2) = (
+        format!("s/{}", s1.rsplit('/').next().unwrap()),
+        format!("s/{}", s2.rsplit('/').next().unwrap()),
+    );
+
+    fs::create_dir(w.path("held")).unwrap();
+    let mut holder = w
+        .cmd("flock")
+        .arg(w.path("held"))
+        .args(["sleep", "60"])
+        .spawn()
+        .unwrap();
+    while code(&w.run("flock", &["-n", "held", "true"])) == 0 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = w.restore(&["restore", &id1, "--to", "held"]);
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert_eq!(code(&out), 75, "{}", stderr(&out));
+    assert_eq!(
+        w.redact(&out.stderr),
+        format!(
+            "snap-restore: restoring into [TMP]/held: another restore into it is running: flock (pid {})\n\
+             snap-restore: hint: try again when it is done; two restores into one folder would mix their files\n",
+            holder.id()
+        )
+    );
+    assert_eq!(fs::read_dir(w.path("held")).unwrap().count(), 0);
+
+    for round in 0..3 {
+        let to = format!("r{round}");
+        let spawn = |name: &str| {
+            w.cmd("snap-restore")
+                .args([
+                    "--store",
+                    "store",
+                    "restore",
+                    name,
+                    "--to",
+                    &to,
+                    "--overwrite",
+                ])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (a, b) = (spawn(&id1), spawn(&id2));
+        for out in [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()] {
+            assert!([0, 75].contains(&code(&out)), "{}", stderr(&out));
+        }
+        let got = w.path(&to);
+        let one = rsync_changes(Path::new(&s1), &got).is_empty();
+        let two = rsync_changes(Path::new(&s2), &got).is_empty();
+        assert!(one || two, "round {round}: the target mixes both snapshots");
+    }
+}
+
+/// Finding 5: a restore over the right bytes with the wrong mode, owner and
+/// mtime sets them again without rewriting the bytes; `--dry-run` names
+/// them first, and rsync then finds nothing to change.
+#[test]
+fn a_restore_repairs_metadata() {
+    let w = World::new();
+    for i in 0..5 {
+        w.write(&format!("src/d/f{i}"), format!("file {i}\n").repeat(100));
+    }
+    std::os::unix::fs::symlink("f0", w.path("src/d/link")).unwrap();
+    let snap = w.collect_ok(&[]);
+    let tree = PathBuf::from(snap["path"].as_str().unwrap());
+    let name = format!("s/{}", snap["id"].as_str().unwrap());
+    ok(&w.restore(&["restore", &name, "--to", "r"]));
+    assert_eq!(rsync_changes(&tree, &w.path("r")), "");
+
+    let f1 = w.path("r").join(w.inside("src/d/f1"));
+    let f2 = w.path("r").join(w.inside("src/d/f2"));
+    let inode = fs::metadata(&f1).unwrap().ino();
+    fs::set_permissions(&f1, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    snap_e2e::set_mtime(&f2, 1_700_000_000);
+    let as_root = rustix_is_root();
+    if as_root {
+        std::os::unix::fs::lchown(&f2, Some(65534), Some(65534)).unwrap();
+    }
+    assert_ne!(rsync_changes(&tree, &w.path("r")), "");
+
+    let out = w.restore(&["restore", &name, "--to", "r", "--dry-run"]);
+    ok(&out);
+    let err = w.redact(&out.stderr);
+    let f2_differs = if as_root { "owner, mtime" } else { "mtime" };
+    assert!(
+        err.contains(&format!("set attributes: {} (mode)", w.inside("src/d/f1"))),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "set attributes: {} ({f2_differs})",
+            w.inside("src/d/f2")
+        )),
+        "{err}"
+    );
+    assert!(err.contains("nothing was written"), "{err}");
+    assert_ne!(
+        rsync_changes(&tree, &w.path("r")),
+        "",
+        "a dry run changes nothing"
+    );
+
+    let out = w.restore(&["restore", &name, "--to", "r"]);
+    ok(&out);
+    let err = w.redact(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{}: the content was right; mode, owner and mtime set again",
+            w.inside("src/d/f1")
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(": 6 files, 0 B written, 6 already there (2 with their attributes set again)"),
+        "{err}"
+    );
+    assert_eq!(records(&out)[0]["repaired"], serde_json::json!(2));
+    assert_eq!(rsync_changes(&tree, &w.path("r")), "");
+    assert_eq!(
+        fs::metadata(&f1).unwrap().ino(),
+        inode,
+        "the bytes were not rewritten"
+    );
+}
+
+fn rustix_is_root() -> bool {
+    fs::metadata("/proc/self").unwrap().uid() == 0
+}
+
+/// Finding 8: names of 245 to 255 bytes collect, pack and restore (from the
+/// snapshot and from its archive) equal to the source: temporary names fit.
+#[test]
+fn names_at_the_limit_restore() {
+    let w = World::new();
+    for len in [244, 245, 250, 255] {
+        w.write(&format!("src/{}", "n".repeat(len)), format!("{len}\n"));
+    }
+    std::os::unix::fs::symlink("x", w.path(&format!("src/{}", "l".repeat(255)))).unwrap();
+    let snap = w.collect_ok(&[]);
+    let tree = PathBuf::from(snap["path"].as_str().unwrap());
+    ok(&w.pack(&[]));
+    let name = format!("s/{}", snap["id"].as_str().unwrap());
+    ok(&w.restore(&["restore", &name, "--to", "from-tree"]));
+    assert_eq!(rsync_changes(&tree, &w.path("from-tree")), "");
+    ok(&w.restore(&["restore", "--archive", &name, "--to", "from-archive"]));
+    assert_eq!(rsync_changes(&tree, &w.path("from-archive")), "");
+    let leftovers = w.run(
+        "find",
+        &["from-tree", "from-archive", "-name", "*.snap-part"],
+    );
+    assert_eq!(String::from_utf8_lossy(&leftovers.stdout), "");
 }

@@ -10,6 +10,8 @@ pub const TEST_PROGRAMS: &[(&str, &str)] = &[
     ("zstd", "zstd"),
     // A clock stepped back or ahead (tests/tests/faults.rs).
     ("faketime", "faketime"),
+    // The oracle of equal trees (rsync -aHAX --checksum --itemize-changes).
+    ("rsync", "rsync"),
     ("jq", "jq"),
     ("setpriv", "util-linux"),
     ("diff", "diffutils"),

@@ -258,6 +258,9 @@ pub enum Command {
         /// NAME means an archive even where a snapshot has the same id
         #[arg(long)]
         archive: bool,
+        /// Write nothing: list what the restore would create, replace, refuse, or give its attributes again
+        #[arg(short = 'n', long)]
+        dry_run: bool,
     },
 }
 
@@ -543,8 +546,14 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
             paths,
             overwrite,
             archive,
+            dry_run,
         } => {
             let dec = decryption(g)?;
+            if *dry_run {
+                let item = source.resolve(name, *archive)?;
+                let plan = preview::preview(&item, paths, to, *overwrite, &dec, usize::MAX)?;
+                return preview::print(&plan, to, report);
+            }
             if let Some((disk, snap)) = disk::parse_name(name) {
                 let rec = disk::restore(&source, disk, snap, to, &dec, report)?;
                 snap_shared::jsonl::RecordWriter::new(stdout)

@@ -28,7 +28,7 @@ pub enum Action {
     Create,
     /// In the target with this content (and for folders, as a folder): left.
     Same,
-    /// The same content, other attributes: the restore leaves the file as it is.
+    /// The same content, other attributes: the restore sets them again.
     Attributes,
     /// Other content or another kind: replaced with --overwrite, else refused.
     Replace,
@@ -41,7 +41,7 @@ impl Action {
         match self {
             Action::Create => "create",
             Action::Same => "same",
-            Action::Attributes => "attributes differ",
+            Action::Attributes => "set attributes",
             Action::Replace => "replace",
             Action::Conflict => "conflict",
         }
@@ -136,6 +136,32 @@ pub fn preview(
         ));
     }
     Ok(out)
+}
+
+/// Says a dry run on stderr, as `restore --dry-run` does: a line for each
+/// entry the restore would change (`create`, `replace`, `conflict`, or
+/// `set attributes` with what differs), then the counts. Nothing is written.
+pub fn print(plan: &Preview, to: &Path, report: &snap_cli::Reporter) -> Result<Exit> {
+    for row in &plan.rows {
+        let why = match row.differs.is_empty() {
+            true => String::new(),
+            false => format!(" ({})", row.differs.join(", ")),
+        };
+        report.note(&format!("{}: {}{why}", row.action.word(), row.path));
+    }
+    let counts: Vec<String> = plan
+        .counts
+        .iter()
+        .map(|(a, n)| format!("{n} {}", a.word()))
+        .collect();
+    report.note(&format!(
+        "dry run into {}: {}; {} files, {} to write; nothing was written",
+        to.display(),
+        counts.join(", "),
+        plan.write_files,
+        snap_shared::size::human_bytes(plan.write_bytes)
+    ));
+    Ok(Exit::Ok)
 }
 
 /// What the restore would do at `at` for entry `e`, and what differs.

@@ -45,6 +45,8 @@ pub struct Tally {
     pub bytes: u64,
     /// Entries already there with the right content (a rerun).
     pub already: u64,
+    /// Of those, the ones whose attributes (mode, owner, mtime) were set again.
+    pub repaired: u64,
     /// Entries not restored: refused, unreadable, or already taken by other content.
     pub errors: u64,
     /// Of those, the ones that mean damaged or hostile data (exit 65).
@@ -204,6 +206,15 @@ impl<'a> Restorer<'a> {
             Ok(Outcome::AlreadyThere) => {
                 self.tally.files += 1;
                 self.tally.already += 1;
+            }
+            Ok(Outcome::Repaired) => {
+                self.tally.files += 1;
+                self.tally.already += 1;
+                self.tally.repaired += 1;
+                self.report.note(&format!(
+                    "{}: the content was right; mode, owner and mtime set again",
+                    show(path)
+                ));
             }
             Err(refused) => self.refused(path, refused),
         }
@@ -856,6 +867,9 @@ pub fn run(
     let select = Select::new(req.paths)?;
     let target = Target::open(req.to, req.overwrite)
         .map_err(|e| Error::io(req.to, e).with_exit(Exit::CantCreate))?;
+    // Two restores into one folder would rename each other's files into
+    // place; the second one waits for nothing and says who is there.
+    let _lock = snap_shared::lock::FolderLock::acquire(&target.path, "restoring into")?;
     let mut r = Restorer::new(target, &select, dec, report);
     r.watch = watch;
     r.label = item.name();
@@ -886,10 +900,10 @@ pub fn run(
         r.target.path.display(),
         t.files,
         human_bytes(t.bytes),
-        if t.already > 0 {
-            format!(", {} already there", t.already)
-        } else {
-            String::new()
+        match (t.already, t.repaired) {
+            (0, _) => String::new(),
+            (a, 0) => format!(", {a} already there"),
+            (a, r) => format!(", {a} already there ({r} with their attributes set again)"),
         },
         if t.errors > 0 {
             format!(", {} errors", t.errors)
@@ -900,6 +914,7 @@ pub fn run(
     let mut extra = Extra::new();
     extra.insert("source_kind".into(), json!(item.kind()));
     extra.insert("already".into(), json!(t.already));
+    extra.insert("repaired".into(), json!(t.repaired));
     if chain.len() > 1 {
         extra.insert(
             "chain".into(),

@@ -60,6 +60,9 @@ pub enum Outcome {
     Written,
     /// It was already there with the right content (a rerun).
     AlreadyThere,
+    /// It was there with the right content and other attributes (mode,
+    /// owner, mtime): they were set again, the bytes left alone.
+    Repaired,
 }
 
 /// Why an entry was not restored; the caller names the path.
@@ -104,6 +107,7 @@ struct Staged {
     rel: Vec<u8>,
     size: u64,
     digest: Sha256Digest,
+    meta: Meta,
 }
 
 /// A staged file's outcome, known once a flush has named it (or failed to).
@@ -138,8 +142,19 @@ fn name_of(rel: &[u8]) -> &[u8] {
     rel.rsplit(|&c| c == b'/').next().unwrap_or(rel)
 }
 
+/// The longest file name Linux filesystems take.
+const NAME_MAX: usize = 255;
+
+/// A file's temporary name in its own folder: `.NAME.snap-part`, or, when
+/// that would be over [`NAME_MAX`] bytes, `.HASH.snap-part` (32 hex digits
+/// of the name's sha256). Both are the same on every run, so a rerun
+/// replaces a killed run's leftover; the target lock keeps two runs apart.
 fn temp_of(name: &[u8]) -> Vec<u8> {
-    [b".", name, PART.as_bytes()].concat()
+    if name.len() + 1 + PART.len() <= NAME_MAX {
+        return [b".", name, PART.as_bytes()].concat();
+    }
+    let hex = Sha256Digest::of(name).to_hex();
+    [b".", &hex.as_bytes()[..32], PART.as_bytes()].concat()
 }
 
 fn os(b: &[u8]) -> &OsStr {
@@ -365,7 +380,10 @@ impl Target {
             && *want != digest
         {
             // Keep the bytes: a damaged copy may still be worth something to its owner.
-            let damaged = [name, b".snap-damaged"].concat();
+            let damaged = match name.len() + b".snap-damaged".len() <= NAME_MAX {
+                true => [name, b".snap-damaged"].concat(),
+                false => [&tmp[..tmp.len() - PART.len()], b".snap-damaged"].concat(),
+            };
             let _ = renameat_with(&*dir, os(&tmp), &*dir, os(&damaged), RenameFlags::empty());
             return Err(Refused::Mismatch { got: digest });
         }
@@ -375,6 +393,7 @@ impl Target {
             rel: rel.to_vec(),
             size,
             digest,
+            meta: *meta,
         });
         self.staged_paths.insert(rel.to_vec());
         self.staged_bytes += size;
@@ -428,7 +447,7 @@ impl Target {
         match self.publish(&dir, &temp_of(name), name) {
             // Something is there already: the same content is a rerun's work, done.
             Err(Refused::Exists) if self.same_file(&dir, name, s.size, &s.digest)? => {
-                Ok(Outcome::AlreadyThere)
+                Ok(self.repair(&dir, name, &s.meta, Some(s.meta.mode))?)
             }
             Err(e) => Err(e),
             Ok(()) => Ok(Outcome::Written),
@@ -480,7 +499,7 @@ impl Target {
         if let Ok(existing) = readlinkat(&*dir, os(name), Vec::new())
             && existing.as_bytes() == target
         {
-            return Ok(Outcome::AlreadyThere);
+            return Ok(self.repair(&dir, name, meta, None)?);
         }
         let tmp = temp_of(name);
         let _ = unlinkat(&*dir, os(&tmp), AtFlags::empty());
@@ -488,6 +507,29 @@ impl Target {
         self.owner_and_times_at(&dir, &tmp, meta, None)?;
         self.publish(&dir, &tmp, name)?;
         Ok(Outcome::Written)
+    }
+
+    /// An entry already there with the right content: its owner (as root),
+    /// mode (when given) and mtime set again where they differ from `meta`,
+    /// as rsync -a and restic do; the bytes are not touched.
+    fn repair(
+        &self,
+        dir: &OwnedFd,
+        name: &[u8],
+        meta: &Meta,
+        mode: Option<u32>,
+    ) -> io::Result<Outcome> {
+        let st = statat(dir, os(name), AtFlags::SYMLINK_NOFOLLOW)?;
+        let want = timestamps(meta.mtime_ns).last_modification;
+        let same = (st.st_mtime as i64, st.st_mtime_nsec as i64)
+            == (want.tv_sec, want.tv_nsec as i64)
+            && mode.is_none_or(|m| st.st_mode & 0o7777 == m & 0o7777)
+            && (!self.owners || (st.st_uid, st.st_gid) == (meta.uid, meta.gid));
+        if same {
+            return Ok(Outcome::AlreadyThere);
+        }
+        self.owner_and_times_at(dir, name, meta, mode)?;
+        Ok(Outcome::Repaired)
     }
 
     /// Owner (as root), mode (when given: symlinks have none) and times of a
@@ -551,7 +593,7 @@ impl Target {
             && FileType::from_raw_mode(st.st_mode) == kind
             && (kind == FileType::Fifo || st.st_rdev == rdev)
         {
-            return Ok(Outcome::AlreadyThere);
+            return Ok(self.repair(&dir, name, meta, Some(meta.mode))?);
         }
         let tmp = temp_of(name);
         let _ = unlinkat(&*dir, os(&tmp), AtFlags::empty());
@@ -633,6 +675,19 @@ pub fn copy_hashed(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Temporary names fit in 255 bytes however long the name is, and stay
+    /// the same from run to run.
+    #[test]
+    fn temporary_names_fit() {
+        assert_eq!(temp_of(b"a.txt"), b".a.txt.snap-part");
+        let long = [b'n'; 255];
+        let tmp = temp_of(&long);
+        assert_eq!(tmp.len(), 1 + 32 + PART.len());
+        assert_eq!(tmp, temp_of(&long));
+        assert_ne!(tmp, temp_of(&long[..254]));
+        assert_eq!(temp_of(&long[..244]).len(), 255);
+    }
 
     fn meta() -> Meta {
         Meta {

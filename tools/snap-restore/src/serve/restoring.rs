@@ -184,7 +184,7 @@ fn preview_markup(f: &RestoreForm, to: &Path, p: &Preview, csrf: &str) -> Markup
                 (count(Action::Create)) " to create, "
                 (count(Action::Replace)) " to replace, "
                 (count(Action::Conflict)) " in the way (other content; not restored without overwrite), "
-                (count(Action::Attributes)) " with other attributes (left as they are), "
+                (count(Action::Attributes)) " with other attributes (set again), "
                 (count(Action::Same)) " already there. "
                 (p.write_files) " files, " (human_bytes(p.write_bytes)) " to write."
             }
