@@ -62,8 +62,8 @@ impl Reporter {
             return;
         }
         match &self.bar {
-            Some(bar) => bar.suspend(|| eprintln!("{line}")),
-            None => eprintln!("{line}"),
+            Some(bar) => bar.suspend(|| crate::say(line)),
+            None => crate::say(line),
         }
     }
 

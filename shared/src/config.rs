@@ -204,6 +204,12 @@ fn strip_position(msg: &str) -> &str {
 }
 
 fn check(config: &Config) -> Result<()> {
+    if config.store.as_deref().is_some_and(|s| s.trim().is_empty()) {
+        return Err(Error::config(
+            "store",
+            "is empty; give the store's folder, like \"~/.local/share/snap\", or leave it out",
+        ));
+    }
     let mut seen = HashSet::new();
     for (i, set) in config.backup_sets.iter().enumerate() {
         let at = |field: &str| format!("backup_sets[{i}].{field}");

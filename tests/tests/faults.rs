@@ -431,3 +431,133 @@ fn names_at_the_limit_restore() {
     );
     assert_eq!(String::from_utf8_lossy(&leftovers.stdout), "");
 }
+
+/// Finding 12: with --overwrite, a file where the snapshot has a folder is
+/// replaced by the folder (tar --overwrite does the same), never "give
+/// --overwrite".
+#[test]
+fn overwrite_replaces_a_file_where_a_folder_belongs() {
+    let w = World::new();
+    w.write("src/d/f", "inside");
+    let snap = w.collect_ok(&[]);
+    let name = format!("s/{}", snap["id"].as_str().unwrap());
+    let d = w.path("r").join(w.inside("src/d"));
+    fs::create_dir_all(d.parent().unwrap()).unwrap();
+    fs::write(&d, "a file where the folder belongs").unwrap();
+    let out = w.restore(&["restore", &name, "--to", "r"]);
+    assert_eq!(code(&out), 65, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("give --overwrite"),
+        "{}",
+        stderr(&out)
+    );
+    let out = w.restore(&["restore", &name, "--to", "r", "--overwrite"]);
+    ok(&out);
+    assert_eq!(fs::read_to_string(d.join("f")).unwrap(), "inside");
+}
+
+/// Finding 12: `--path` of a hard link's second name restores it, from the
+/// tree and from the archive, as `tar -x NAME` does.
+#[test]
+fn path_of_a_hard_links_second_name_restores() {
+    let w = World::new();
+    w.write("src/a", "shared content");
+    fs::hard_link(w.path("src/a"), w.path("src/b")).unwrap();
+    fs::hard_link(w.path("src/a"), w.path("src/c")).unwrap();
+    let snap = w.collect_ok(&[]);
+    ok(&w.pack(&[]));
+    let name = format!("s/{}", snap["id"].as_str().unwrap());
+    let (b, c) = (w.inside("src/b"), w.inside("src/c"));
+    for (to, archive) in [("tree", false), ("archive", true)] {
+        let mut args = vec!["restore", &name, "--to", to, "--path", &b, "--path", &c];
+        if archive {
+            args.push("--archive");
+        }
+        let out = w.restore(&args);
+        ok(&out);
+        let got = w.path(to).join(&b);
+        assert_eq!(fs::read_to_string(&got).unwrap(), "shared content");
+        let other = fs::metadata(w.path(to).join(&c)).unwrap();
+        assert_eq!(
+            other.ino(),
+            fs::metadata(&got).unwrap().ino(),
+            "{to}: b and c are one file"
+        );
+        assert!(
+            !w.path(to).join(w.inside("src/a")).exists(),
+            "{to}: a was not chosen"
+        );
+    }
+}
+
+/// Finding 12: a closed stderr (`2>&1 | head -1` after head is gone) never
+/// panics: the exit code is still the documented one.
+#[test]
+fn a_closed_stderr_never_panics() {
+    let w = World::new();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = w
+        .cmd("snap-prune")
+        .args(["--store", "nowhere", "--keep-last", "1"])
+        .stderr(writer)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 66);
+}
+
+/// Finding 12: `"store": ""` in a config is a config error naming the file
+/// and the key (78), not a message without a path.
+#[test]
+fn an_empty_store_in_the_config_is_named() {
+    let w = World::new();
+    let config = w.write(
+        "c.json",
+        r#"{"store": "", "backup_sets": [{"name": "s", "sources": ["/tmp"]}]}"#,
+    );
+    let out = w.run("snap-collect", &["--config", config.to_str().unwrap()]);
+    assert_eq!(code(&out), 78);
+    assert_eq!(
+        w.redact(&out.stderr),
+        "snap-collect: config [TMP]/c.json: store: is empty; give the store's folder, like \"~/.local/share/snap\", or leave it out\n"
+    );
+}
+
+/// Finding 12: the CLI refuses to restore into the store, as the page does.
+#[test]
+fn restore_into_the_store_is_refused() {
+    let w = World::new();
+    w.write("src/a", "a");
+    let snap = w.collect_ok(&[]);
+    let name = format!("s/{}", snap["id"].as_str().unwrap());
+    let out = w.restore(&["restore", &name, "--to", "store/sets"]);
+    assert_eq!(code(&out), 64, "{}", stderr(&out));
+    assert_eq!(
+        w.redact(&out.stderr),
+        "snap-restore: restore to [TMP]/store/sets: is inside the store; restore somewhere else\n"
+    );
+    assert_eq!(fs::read_dir(w.path("store/sets")).unwrap().count(), 1);
+}
+
+/// Finding 12: `list` marks an incremental archive whose base is gone.
+#[test]
+fn list_marks_an_archive_whose_base_is_gone() {
+    let w = World::new();
+    let (a, b) = chain_of_two(&w);
+    for suffix in ["json", "tar.zst", "index.zst", "sha256"] {
+        fs::remove_file(w.path(&format!("store/archives/s/{a}.{suffix}"))).unwrap();
+    }
+    let out = w.restore(&["list"]);
+    ok(&out);
+    let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = listing
+        .lines()
+        .find(|l| l.contains(&b) && l.contains("archive"))
+        .unwrap();
+    assert!(
+        line.ends_with(&format!(
+            "on {a}, seekable, BROKEN: its base {a} is gone; it cannot be restored"
+        )),
+        "{listing}"
+    );
+}

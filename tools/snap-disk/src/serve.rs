@@ -302,7 +302,7 @@ pub fn serve(
             let Ok(dec) = keys.decrypt() else { return };
             if let Err(e) = Conn::new(conn, blocks, export, dec).and_then(|c| c.run()) {
                 if e.kind() != io::ErrorKind::UnexpectedEof {
-                    eprintln!("snap-disk: NBD client: {e}");
+                    snap_cli::say(&format!("snap-disk: NBD client: {e}"));
                 }
             }
         });
@@ -504,7 +504,7 @@ impl Conn {
     fn read(&mut self, cookie: u64, offset: u64, len: u32) -> io::Result<()> {
         let mut buf = vec![0; len as usize];
         if let Err(e) = self.blocks.read(&self.dec, offset, &mut buf) {
-            eprintln!("snap-disk: {e}");
+            snap_cli::say(&format!("snap-disk: {e}"));
             return self.error(cookie, EIO);
         }
         match self.structured {

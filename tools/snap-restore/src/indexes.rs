@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use snap_shared::crypt::{Decrypt, decrypting_reader};
 use snap_shared::error::{Error, Result};
-use snap_shared::index::{Entry, IndexReader, check_relative_path, cmp_paths};
+use snap_shared::index::{Entry, EntryType, IndexReader, check_relative_path, cmp_paths};
 
 use crate::loc::Loc;
 
@@ -101,6 +101,10 @@ impl Cursor {
 #[derive(Debug, Default)]
 pub struct Select {
     prefixes: Vec<Vec<u8>>,
+    /// Hard links chosen without their group's first name (which holds the
+    /// content, in a tree's index and in a tar): first name → the chosen
+    /// name its content is written to ([`Select::adopt_orphan_links`]).
+    orphans: std::collections::HashMap<Vec<u8>, Vec<u8>>,
 }
 
 impl Select {
@@ -114,7 +118,49 @@ impl Select {
                 .map_err(|e| Error::usage(format!("--path {p}"), e))?;
             prefixes.push(rel.as_bytes().to_vec());
         }
-        Ok(Select { prefixes })
+        Ok(Select {
+            prefixes,
+            orphans: Default::default(),
+        })
+    }
+
+    /// Reads `index` for hard links this selection chooses without the
+    /// first name of their group, so that `--path` of a second name
+    /// restores it (as a file with the group's content; further chosen
+    /// names of the group link to it), as `tar -x NAME` does.
+    pub fn adopt_orphan_links(&mut self, index: &Loc, dec: &Decrypt) -> Result<()> {
+        if self.is_all() {
+            return Ok(());
+        }
+        let mut reader = open_index(index, dec)?;
+        while let Some(e) = reader.next_entry()? {
+            if let (EntryType::Hardlink, Some(first)) = (e.kind, &e.link)
+                && self.wants(&e.path)
+                && !self.wants(first)
+            {
+                self.orphans.entry(first.clone()).or_insert(e.path);
+            }
+        }
+        Ok(())
+    }
+
+    /// Where the content of file `path` goes: its own path when chosen, the
+    /// chosen name of its hard-link group when only that is, else nowhere.
+    pub fn content_dest<'a>(&'a self, path: &'a [u8]) -> Option<&'a [u8]> {
+        match self.wants(path) {
+            true => Some(path),
+            false => self.orphans.get(path).map(Vec::as_slice),
+        }
+    }
+
+    /// For a chosen hard link to `first`: `None` when it is the name that
+    /// took the group's content, else the name to link to.
+    pub fn link_target<'a>(&'a self, path: &[u8], first: &'a [u8]) -> Option<&'a [u8]> {
+        match self.orphans.get(first) {
+            Some(dest) if dest == path => None,
+            Some(dest) => Some(dest),
+            None => Some(first),
+        }
     }
 
     pub fn is_all(&self) -> bool {

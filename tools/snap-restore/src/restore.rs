@@ -236,6 +236,9 @@ impl<'a> Restorer<'a> {
             return;
         }
         let why = match refused {
+            Refused::Exists if self.target.overwrites() => {
+                "something is there that --overwrite does not replace (a folder where a file belongs?)".to_string()
+            }
             Refused::Exists => {
                 "already exists with other content (give --overwrite to replace it)".to_string()
             }
@@ -293,12 +296,23 @@ impl<'a> Restorer<'a> {
                 dirs.push((e.path.clone(), meta_of(&e)));
             }
             if !wanted {
+                // The first name of a chosen hard link's group: its content.
+                if let (Some(dest), EntryType::File, Some((fd, path))) =
+                    (self.select.content_dest(&e.path), e.kind, &tree)
+                {
+                    let dest = dest.to_vec();
+                    self.file_from_tree(fd, path, &e, &dest);
+                }
                 continue;
             }
             self.select.mark(&e.path, &mut self.matched);
             match (e.kind, &tree) {
                 (EntryType::Dir, _) => {}
-                (EntryType::File, Some((fd, path))) => self.file_from_tree(fd, path, &e),
+                (EntryType::Hardlink, _)
+                    if e.link
+                        .as_deref()
+                        .is_some_and(|l| self.select.link_target(&e.path, l).is_none()) => {}
+                (EntryType::File, Some((fd, path))) => self.file_from_tree(fd, path, &e, &e.path),
                 (EntryType::File, None) => expected += 1,
                 _ => {
                     if let Some(r) = self.make_other(&e, &meta_of(&e)) {
@@ -373,9 +387,14 @@ impl<'a> Restorer<'a> {
             let Some(f) = fin.seek(&path, |_| {})? else {
                 continue;
             };
-            if f.kind != EntryType::File || !self.select.wants(&path) {
+            let Some(dest) = self
+                .select
+                .content_dest(&path)
+                .filter(|_| f.kind == EntryType::File)
+            else {
                 continue;
-            }
+            };
+            let dest = dest.to_vec();
             if let Some(own) = own.as_mut() {
                 let same = own
                     .seek(&path, |_| {})?
@@ -384,7 +403,7 @@ impl<'a> Restorer<'a> {
                     continue;
                 }
             }
-            self.put_file(&path, &f, &mut entry, &data, true)?;
+            self.put_file(&dest, &f, &mut entry, &data, true)?;
             self.stop_if_fatal()?;
         }
         self.drain_writers(true);
@@ -430,8 +449,9 @@ impl<'a> Restorer<'a> {
             layout.tar_len(),
             |span, f| {
                 stream.skip_to(span.start).map_err(|e| corrupt(&data, e))?;
+                let dest = select.content_dest(&f.path).unwrap_or(&f.path).to_vec();
                 let put = crate::seeking::with_member(&mut stream, &f.path, |member| {
-                    self.put_file(&f.path, &f, member, &data, false)
+                    self.put_file(&dest, &f, member, &data, false)
                 });
                 match put {
                     Ok(done) => done?,
@@ -521,7 +541,9 @@ impl<'a> Restorer<'a> {
             .tally(|| snap_cli::Tally::files(label, (n, None), (b, self.total)));
     }
 
-    fn file_from_tree(&mut self, tree: &OwnedFd, tree_path: &Path, e: &Entry) {
+    /// Writes file `e` of a tree snapshot at `dest` (its own path, or the
+    /// chosen hard link that takes its content).
+    fn file_from_tree(&mut self, tree: &OwnedFd, tree_path: &Path, e: &Entry, dest: &[u8]) {
         let rel = OsStr::from_bytes(&e.path);
         let src = match openat(
             tree,
@@ -542,14 +564,14 @@ impl<'a> Restorer<'a> {
         };
         let mut src = File::from(src);
         let result = self.target.file(
-            &e.path,
+            dest,
             &meta_of(e),
             e.size,
             e.sha256.as_ref(),
             &mut src,
             &mut self.buf,
         );
-        self.count_staging(&e.path, result, e.size);
+        self.count_staging(dest, result, e.size);
         self.progress();
     }
 
@@ -561,9 +583,11 @@ impl<'a> Restorer<'a> {
                 self.target
                     .symlink(&e.path, e.target.as_deref().unwrap_or_default(), meta)
             }
-            EntryType::Hardlink => self
-                .target
-                .hardlink(&e.path, e.link.as_deref().unwrap_or_default()),
+            EntryType::Hardlink => {
+                let first = e.link.as_deref().unwrap_or_default();
+                let to = self.select.link_target(&e.path, first).unwrap_or(first);
+                self.target.hardlink(&e.path, to)
+            }
             EntryType::Fifo => self.target.special(&e.path, FileType::Fifo, 0, meta),
             EntryType::Char => self.target.special(
                 &e.path,
@@ -721,7 +745,7 @@ fn chosen_members(
         if let Some((start, f)) = pending.take() {
             each(start..at, f)?;
         }
-        if e.kind != EntryType::File || !select.wants(&e.path) {
+        if e.kind != EntryType::File || select.content_dest(&e.path).is_none() {
             continue;
         }
         let f = match fin.as_mut() {
@@ -863,8 +887,14 @@ pub fn run(
     report: &Reporter,
     watch: Option<std::sync::Arc<Watch>>,
 ) -> Result<(Exit, OutcomeRecord)> {
+    if let crate::source::Source::Store(store) = source {
+        refuse_inside_store(req.to, &store.root)?;
+    }
     let item = source.resolve(req.name, req.archive)?;
-    let select = Select::new(req.paths)?;
+    let mut select = Select::new(req.paths)?;
+    if let Some(index) = item.index().filter(|_| !item.is_imported()) {
+        select.adopt_orphan_links(&index, dec)?;
+    }
     let target = Target::open(req.to, req.overwrite)
         .map_err(|e| Error::io(req.to, e).with_exit(Exit::CantCreate))?;
     // Two restores into one folder would rename each other's files into
@@ -940,6 +970,42 @@ pub fn outcome(item: &Item, to: Option<String>, t: &Tally, extra: Extra) -> Outc
         bytes: t.bytes,
         errors: t.errors,
         extra,
+    }
+}
+
+/// Refuses a restore target inside the store (its snapshots, archives or
+/// records would be overwritten or mixed with restored files), after
+/// following symlinks as far as the path exists: exit 64.
+pub fn refuse_inside_store(to: &Path, store: &Path) -> Result<()> {
+    let store = std::fs::canonicalize(store).unwrap_or(store.to_path_buf());
+    let to = std::path::absolute(to).unwrap_or(to.to_path_buf());
+    if resolve_existing(&to).starts_with(&store) || to.starts_with(&store) {
+        return Err(Error::usage(
+            format!("restore to {}", to.display()),
+            "is inside the store; restore somewhere else",
+        ));
+    }
+    Ok(())
+}
+
+/// `p` with its longest existing prefix resolved (symlinks followed).
+fn resolve_existing(p: &Path) -> PathBuf {
+    let mut rest = Vec::new();
+    let mut cur = p.to_path_buf();
+    loop {
+        if let Ok(real) = std::fs::canonicalize(&cur) {
+            return rest
+                .iter()
+                .rev()
+                .fold(real, |acc, c: &std::ffi::OsString| acc.join(c));
+        }
+        match (cur.file_name().map(|n| n.to_os_string()), cur.parent()) {
+            (Some(n), Some(parent)) => {
+                rest.push(n);
+                cur = parent.to_path_buf();
+            }
+            _ => return p.to_path_buf(),
+        }
     }
 }
 

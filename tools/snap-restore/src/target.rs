@@ -288,6 +288,13 @@ impl Target {
                     Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
                         Ok(Outcome::AlreadyThere)
                     }
+                    // A file (or symlink, or node) where the folder belongs:
+                    // --overwrite replaces it, as tar --overwrite does.
+                    Ok(_) if self.overwrite => {
+                        unlinkat(&*dir, os(name), AtFlags::empty())?;
+                        mkdirat(&*dir, os(name), Mode::from_raw_mode(0o700))?;
+                        Ok(Outcome::Written)
+                    }
                     Ok(_) => Err(Refused::Exists),
                     Err(e) => Err(e.into()),
                 }

@@ -52,7 +52,39 @@ pub fn host_of(item: &Item) -> Option<String> {
     snap_shared::record_host(&record_json(item)).map(str::to_string)
 }
 
-fn list_row(item: &Item) -> [String; 7] {
+/// The archives of a listing whose chain reaches a base the listing lacks,
+/// as `(set, id)` with the first missing base: they cannot be restored.
+fn broken_chains(items: &[Item]) -> std::collections::HashMap<(String, String), String> {
+    use std::collections::HashMap;
+    let bases: HashMap<(&str, &str), Option<&str>> = items
+        .iter()
+        .filter_map(|i| {
+            let a = i.archive()?;
+            Some(((a.set.as_str(), a.id.as_str()), a.base.as_deref()))
+        })
+        .collect();
+    let mut broken = HashMap::new();
+    for (&(set, id), &base) in &bases {
+        let mut next = base;
+        let mut steps = 0;
+        while let Some(b) = next {
+            match bases.get(&(set, b)) {
+                Some(further) if steps < bases.len() => next = *further,
+                _ => {
+                    broken.insert((set.to_string(), id.to_string()), b.to_string());
+                    break;
+                }
+            }
+            steps += 1;
+        }
+    }
+    broken
+}
+
+fn list_row(
+    item: &Item,
+    broken: &std::collections::HashMap<(String, String), String>,
+) -> [String; 7] {
     let (set, id) = item.set_and_id().unwrap_or(("", ""));
     let v = record_json(item);
     let details = match item {
@@ -73,6 +105,11 @@ fn list_row(item: &Item) -> [String; 7] {
             }
             if v.get("frames").is_some() {
                 d.push_str(", seekable");
+            }
+            if let Some(gone) = broken.get(&(rec.set.clone(), rec.id.clone())) {
+                d.push_str(&format!(
+                    ", BROKEN: its base {gone} is gone; it cannot be restored"
+                ));
             }
             d
         }
@@ -103,9 +140,10 @@ pub fn list(items: &[Item], as_json: bool, out: &mut impl Write) -> Result<()> {
         }
         return Ok(());
     }
+    let broken = broken_chains(items);
     let header = ["SET", "ID", "HOST", "KIND", "FILES", "SIZE", "DETAILS"].map(String::from);
     let rows: Vec<[String; 7]> = std::iter::once(header)
-        .chain(items.iter().map(list_row))
+        .chain(items.iter().map(|i| list_row(i, &broken)))
         .collect();
     let widths: Vec<usize> = (0..7)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))

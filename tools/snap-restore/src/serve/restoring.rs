@@ -89,36 +89,8 @@ fn target_of(to: &str, store: &Path) -> Result<PathBuf> {
             "give an absolute folder with no . or .. in it",
         ));
     }
-    let store = std::fs::canonicalize(store).unwrap_or(store.to_path_buf());
-    let resolved = resolve_existing(&p);
-    if resolved.starts_with(&store) || p.starts_with(&store) {
-        return Err(Error::usage(
-            format!("restore to {}", p.display()),
-            "is inside the store; restore somewhere else",
-        ));
-    }
+    crate::restore::refuse_inside_store(&p, store)?;
     Ok(p)
-}
-
-/// `p` with its longest existing prefix resolved (symlinks followed).
-fn resolve_existing(p: &Path) -> PathBuf {
-    let mut rest = Vec::new();
-    let mut cur = p.to_path_buf();
-    loop {
-        if let Ok(real) = std::fs::canonicalize(&cur) {
-            return rest
-                .iter()
-                .rev()
-                .fold(real, |acc, c: &std::ffi::OsString| acc.join(c));
-        }
-        match (cur.file_name().map(|n| n.to_os_string()), cur.parent()) {
-            (Some(n), Some(parent)) => {
-                rest.push(n);
-                cur = parent.to_path_buf();
-            }
-            _ => return p.to_path_buf(),
-        }
-    }
 }
 
 /// The form: where to, which paths, overwrite or not.
