@@ -138,6 +138,22 @@ impl Store {
         }
     }
 
+    /// The newest snapshot of a set whose record reads, and the errors of
+    /// newer records that do not (cut short, garbled: exit 65), newest
+    /// first. One damaged record is named by the caller and stepped over;
+    /// it never stops the set's next collect or pack.
+    pub fn newest_readable(&self, set: &str) -> Result<(Option<SnapshotRecord>, Vec<Error>)> {
+        let mut damaged = Vec::new();
+        for id in self.snapshot_ids(set)?.into_iter().rev() {
+            match self.read_record(set, &id) {
+                Ok(rec) => return Ok((Some(rec), damaged)),
+                Err(e) if e.exit == Exit::Data => damaged.push(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((None, damaged))
+    }
+
     /// Reads a snapshot's record from its `.json` file.
     pub fn read_record(&self, set: &str, id: &str) -> Result<SnapshotRecord> {
         let path = self.record_path(set, id);

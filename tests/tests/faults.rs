@@ -561,3 +561,68 @@ fn list_marks_an_archive_whose_base_is_gone() {
         "{listing}"
     );
 }
+
+/// Finding 10: one record cut short is named and stepped over: the next
+/// collect of its set builds on the newest readable snapshot (exit 1),
+/// `pack --latest` packs the other sets and names it (65), `list` lists the
+/// rest and names it (65), and names of other snapshots resolve.
+#[test]
+fn one_truncated_record_is_named_and_skipped() {
+    let w = World::new();
+    w.write("src/a", "a");
+    let first = w.collect_ok(&[])["id"].as_str().unwrap().to_string();
+    let cut = w.collect_ok(&[])["id"].as_str().unwrap().to_string();
+    ok(&w.run(
+        "snap-collect",
+        &["--store", "store", "--min-free", "0", "--name", "t", "src"],
+    ));
+    let record = w.path(&format!("store/sets/s/{cut}.json"));
+    let len = fs::metadata(&record).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&record)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    let shown = format!("[TMP]/store/sets/s/{cut}.json");
+
+    let pack = w.pack(&[]);
+    assert_eq!(code(&pack), 65, "{}", stderr(&pack));
+    assert_eq!(records(&pack).len(), 1, "set t is packed");
+    assert!(
+        w.redact(&pack.stderr)
+            .contains(&format!("snap-pack: {shown}: not a snapshot record: "))
+    );
+
+    let list = w.restore(&["list"]);
+    assert_eq!(code(&list), 65);
+    let listing = String::from_utf8_lossy(&list.stdout).into_owned();
+    assert!(
+        listing.contains(&first) && listing.contains("t  "),
+        "{listing}"
+    );
+    assert!(
+        w.redact(&list.stderr)
+            .contains(&format!("snap-restore: {shown}: not a JSON record: "))
+    );
+    ok(&w.restore(&["cat", "t/latest", &w.inside("src/a")]));
+    assert_eq!(
+        code(&w.restore(&["cat", "s/latest", &w.inside("src/a")])),
+        65
+    );
+
+    let out = w.collect(&[]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let err = w.redact(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "snap-collect: error: {shown}: not a snapshot record: "
+        )) && err.contains(&format!(
+            "stepped over (its tree is still there), the new snapshot builds on {first}"
+        )),
+        "{err}"
+    );
+    let rec = records(&out).pop().unwrap();
+    assert_eq!(rec["parent"], serde_json::json!(first));
+    ok(&w.restore(&["cat", "s/latest", &w.inside("src/a")]));
+}

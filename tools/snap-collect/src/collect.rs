@@ -107,10 +107,18 @@ pub fn collect_set(
     fsutil::create_private_dir(&set_dir).map_err(|e| Error::io(&set_dir, e))?;
     // The previous snapshot's record, read once: its cost predicts this run's,
     // and its start time bounds which of its mtimes can be trusted.
-    let parent = match store.latest_id(set)? {
-        Some(p) => Some(store.read_record(set, &p)?),
-        None => None,
-    };
+    let (parent, damaged) = store.newest_readable(set)?;
+    for e in &damaged {
+        report.error(&format!(
+            "{}: {}; stepped over (its tree is still there), {}",
+            e.context,
+            e.cause,
+            match &parent {
+                Some(p) => format!("the new snapshot builds on {}", p.id),
+                None => "the new snapshot is a full copy".into(),
+            }
+        ));
+    }
     let clock = Utc::now();
     let (created, behind) =
         snap_shared::id::after_parent(clock, parent.as_ref().map(|p| p.id.as_str()));
@@ -155,6 +163,10 @@ pub fn collect_set(
             record
                 .extra
                 .insert("clock".into(), serde_json::json!(clock));
+        }
+        if !damaged.is_empty() {
+            let n = damaged_in_store(&record).unwrap_or(0) + damaged.len() as u64;
+            record.extra.insert("damaged_in_store".into(), n.into());
         }
         if let Some(c) = record
             .parent
@@ -375,9 +387,10 @@ pub fn update_latest(store: &Store, set: &str) -> Result<()> {
         .map_err(|e| store_err(&store.latest_link(set), e))
 }
 
-/// How many stored copies a `--checksum` collect found damaged (and copied
-/// afresh), if any: the run then exits 1, as the earlier snapshots sharing
-/// them are still damaged.
+/// How many things a collect found damaged in the store, if any: stored
+/// copies (`--checksum`, copied afresh) and unreadable records of the set
+/// (stepped over). The run then exits 1: the snapshot is whole, the store
+/// is not.
 pub fn damaged_in_store(rec: &SnapshotRecord) -> Option<u64> {
     rec.extra
         .get("damaged_in_store")
@@ -411,7 +424,7 @@ pub fn summary(rec: &SnapshotRecord) -> String {
         s.push_str(&format!(", {} unreadable", rec.errors));
     }
     if let Some(n) = damaged_in_store(rec) {
-        s.push_str(&format!(", {n} damaged in the store and copied afresh"));
+        s.push_str(&format!(", {n} damaged in the store (named above)"));
     }
     s.push_str(&format!(" in {secs:.1} s"));
     s

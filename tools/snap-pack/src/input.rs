@@ -4,7 +4,7 @@
 //! (exit 65, naming it) means nothing is written, as DESIGN.md asks, and the
 //! writer upstream (snap-collect) has released the store by then.
 
-use snap_shared::error::Result;
+use snap_shared::error::{Error, Exit, Result};
 use snap_shared::jsonl::{Item, read_picking};
 use snap_shared::record::{Record, SnapshotRecord};
 use snap_shared::store::Store;
@@ -37,15 +37,24 @@ pub fn named(store: &Store, names: &[String]) -> Result<Vec<Input>> {
         .collect()
 }
 
-/// The newest snapshot of every set in the store (`--latest`).
-pub fn latest(store: &Store) -> Result<Vec<Input>> {
+/// The newest snapshot of every set in the store (`--latest`), and the
+/// errors of sets whose newest record is damaged (named at the end, exit
+/// 65; the other sets are packed). An older snapshot is not packed in its
+/// place: it is not what is newest.
+pub fn latest(store: &Store) -> Result<(Vec<Input>, Vec<Error>)> {
     let mut out = Vec::new();
+    let mut damaged = Vec::new();
     for set in store.sets()? {
-        if store.latest_id(&set)?.is_some() {
-            out.push(Input::Snapshot(Box::new(
-                store.resolve_snapshot(&format!("{set}/latest"))?,
-            )));
+        let Some(id) = store.latest_id(&set)? else {
+            continue;
+        };
+        match store.read_record(&set, &id) {
+            Ok(rec) => out.push(Input::Snapshot(Box::new(rec))),
+            Err(e) if e.exit == Exit::Data => damaged.push(e.with_hint(
+                "the newest snapshot's record is damaged; the next collect of the set steps over it",
+            )),
+            Err(e) => return Err(e),
         }
     }
-    Ok(out)
+    Ok((out, damaged))
 }

@@ -149,10 +149,13 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
         Some(f) => Floor::parse(f).map_err(|e| Error::usage("--min-free", e))?,
         None => Floor::DEFAULT,
     };
+    let mut damaged = Vec::new();
     let input = if !cli.snapshots.is_empty() {
         input::named(&store, &cli.snapshots)?
     } else if cli.latest {
-        input::latest(&store)?
+        let (input, bad) = input::latest(&store)?;
+        damaged = bad;
+        input
     } else if std::io::stdin().is_terminal() {
         return Err(Error::usage("", "nothing to pack").with_hint(
             "pipe snap-collect's records in, or name snapshots with --snapshot SET/latest (or --latest)",
@@ -200,7 +203,13 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
             }
         }
     }
-    Ok(Exit::Ok)
+    for e in &damaged {
+        report.failed(e);
+    }
+    Ok(match damaged.is_empty() {
+        true => Exit::Ok,
+        false => Exit::Data,
+    })
 }
 
 /// Adds an archive in the store to its catalog; a catalog problem only warns.

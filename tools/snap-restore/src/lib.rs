@@ -308,7 +308,12 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
                 Some(d) => Source::open(Some(d), Store::new(d), loaded.as_ref())?,
                 None => source,
             };
-            let mut items = source.items()?;
+            let listing = source.listing()?;
+            for (_, _, _, e) in &listing.damaged {
+                report.failed(e);
+            }
+            let damaged = listing.damaged.len();
+            let mut items = listing.items;
             if let Some(s) = set {
                 items.retain(|i| i.set_and_id().is_some_and(|(x, _)| x == s));
             }
@@ -349,7 +354,10 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
                     }
                 }
             }
-            Ok(Exit::Ok)
+            Ok(match damaged {
+                0 => Exit::Ok,
+                _ => Exit::Data,
+            })
         }
         Command::Show {
             name,

@@ -175,15 +175,23 @@ impl Source {
 
     /// Every snapshot and archive, by set, then id, snapshots before archives of the same id.
     pub fn items(&self) -> Result<Vec<Item>> {
-        let mut items = Vec::new();
+        Ok(self.listing()?.items)
+    }
+
+    /// Every snapshot and archive, and the records that could not be read
+    /// (cut short, garbled): those are stepped over, so one damaged record
+    /// never hides the rest; the caller names them.
+    pub fn listing(&self) -> Result<Listing> {
+        let mut l = Listing::default();
         match self {
             Source::Store(store) => {
                 for set in store.sets()? {
                     for id in store.snapshot_ids(&set)? {
-                        items.push(read_item(&store.record_path(&set, &id))?);
+                        let read = read_item(&store.record_path(&set, &id));
+                        l.take(read, "snapshot", &set, &id)?;
                     }
                 }
-                archives_in_folders(&store.archives_dir(), &mut items)?;
+                archives_in_folders(&store.archives_dir(), &mut l)?;
             }
             Source::Folder(root) => {
                 if !root.is_dir() {
@@ -193,13 +201,13 @@ impl Source {
                         "not found",
                     ));
                 }
-                archives_in(root, &mut items)?;
-                archives_in_folders(root, &mut items)?;
+                archives_in(root, &mut l)?;
+                archives_in_folders(root, &mut l)?;
             }
-            Source::Bucket(dest) => archives_in_bucket(dest, &mut items)?,
+            Source::Bucket(dest) => archives_in_bucket(dest, &mut l)?,
         }
-        items.sort_by(order);
-        Ok(items)
+        l.items.sort_by(order);
+        Ok(l)
     }
 
     /// The item a name means: a path (tree, `.json`, archive file), or
@@ -216,7 +224,13 @@ impl Source {
             None => (None, name),
         };
         let wanted = |it: &Item| set.is_none_or(|s| it.set_and_id().is_some_and(|(x, _)| x == s));
-        let mut items: Vec<Item> = self.items()?.into_iter().filter(wanted).collect();
+        let listing = self.listing()?;
+        let mut items: Vec<Item> = listing
+            .items
+            .iter()
+            .filter(|i| wanted(i))
+            .cloned()
+            .collect();
         let kind = if archive || !matches!(self, Source::Store(_)) {
             "archive"
         } else {
@@ -248,6 +262,11 @@ impl Source {
                 .filter(|i| i.set_and_id().is_some_and(|(_, x)| x == id))
                 .collect()
         };
+        let newest = chosen.last().and_then(|i| i.set_and_id()).map(|(_, x)| x);
+        let damage = listing.damage_for(kind, set, id, newest);
+        if let Some(e) = damage.filter(|_| id == "latest" || chosen.is_empty()) {
+            return Err(e);
+        }
         match chosen.len() {
             1 => Ok(chosen.into_iter().next().expect("one item")),
             0 => Err(Error::new(
@@ -268,6 +287,47 @@ impl Source {
                 .with_hint(format!("name it SET/{name}")))
             }
         }
+    }
+}
+
+/// A source's items, and its records that could not be read.
+#[derive(Default)]
+pub struct Listing {
+    pub items: Vec<Item>,
+    /// `(kind, set, id, why)` of each damaged record.
+    pub damaged: Vec<(&'static str, String, String, Error)>,
+}
+
+impl Listing {
+    /// Keeps a record read as an item, or as damaged when it is bad data;
+    /// any other error (unreadable folder, unreachable bucket) is the run's.
+    fn take(&mut self, read: Result<Item>, kind: &'static str, set: &str, id: &str) -> Result<()> {
+        match read {
+            Ok(item) => self.items.push(item),
+            Err(e) if e.exit == Exit::Data => self.damaged.push((kind, set.into(), id.into(), e)),
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    /// The damage that stands behind a name that did not resolve: a
+    /// damaged record with that id, or, for `latest`, a damaged record of
+    /// the set newer than its newest readable one.
+    fn damage_for(
+        &self,
+        kind: &str,
+        set: Option<&str>,
+        id: &str,
+        newest: Option<&str>,
+    ) -> Option<Error> {
+        self.damaged
+            .iter()
+            .filter(|(k, s, _, _)| *k == kind && set.is_none_or(|x| x == s))
+            .find(|(_, _, d, _)| match id {
+                "latest" => newest.is_none_or(|n| cmp_ids(d, n) == Ordering::Greater),
+                id => d == id,
+            })
+            .map(|(_, _, _, e)| e.clone())
     }
 }
 
@@ -294,29 +354,36 @@ fn is_store(dir: &Path) -> bool {
 }
 
 /// Archives of every set folder under `root`.
-fn archives_in_folders(root: &Path, items: &mut Vec<Item>) -> Result<()> {
+fn archives_in_folders(root: &Path, l: &mut Listing) -> Result<()> {
     for set in read_names(root)? {
         let dir = root.join(&set);
         if !set.starts_with('.') && dir.is_dir() {
-            archives_in(&dir, items)?;
+            archives_in(&dir, l)?;
         }
     }
     Ok(())
 }
 
 /// The archives whose records are in `dir`.
-fn archives_in(dir: &Path, items: &mut Vec<Item>) -> Result<()> {
+fn archives_in(dir: &Path, l: &mut Listing) -> Result<()> {
+    let set = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     for id in archive::archive_ids(dir)? {
-        let item = read_item(&ArchiveFiles::new(dir, &id).record())?;
-        if item.kind() == "archive" {
-            items.push(item);
+        let read = read_item(&ArchiveFiles::new(dir, &id).record())
+            .map(|item| (item.kind() == "archive").then_some(item));
+        match read {
+            Ok(None) => {}
+            Ok(Some(item)) => l.take(Ok(item), "archive", &set, &id)?,
+            Err(e) => l.take(Err(e), "archive", &set, &id)?,
         }
     }
     Ok(())
 }
 
 /// The archives whose records are in a bucket: `<set>/<id>.json`, or `<id>.json` at its root.
-fn archives_in_bucket(dest: &Arc<Dest>, items: &mut Vec<Item>) -> Result<()> {
+fn archives_in_bucket(dest: &Arc<Dest>, l: &mut Listing) -> Result<()> {
     for (key, _) in dest.list("")? {
         let parts: Vec<&str> = key.split('/').collect();
         let is_record = parts.len() <= 2
@@ -325,9 +392,12 @@ fn archives_in_bucket(dest: &Arc<Dest>, items: &mut Vec<Item>) -> Result<()> {
                 .and_then(|n| n.strip_suffix(".json"))
                 .is_some_and(is_id);
         if is_record {
-            let item = read_item_at(Loc::Object(dest.clone(), key))?;
-            if item.kind() == "archive" {
-                items.push(item);
+            let set = if parts.len() == 2 { parts[0] } else { "" }.to_string();
+            let id = parts.last().and_then(|n| n.strip_suffix(".json"));
+            let id = id.unwrap_or_default().to_string();
+            match read_item_at(Loc::Object(dest.clone(), key)) {
+                Ok(item) if item.kind() != "archive" => {}
+                read => l.take(read, "archive", &set, &id)?,
             }
         }
     }
