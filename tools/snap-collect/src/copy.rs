@@ -1,9 +1,8 @@
 //! Copying a file into the snapshot while hashing it: one read per byte.
 //!
 //! Holes are found with SEEK_DATA/SEEK_HOLE and skipped, so a sparse file
-//! stays sparse (the digest still covers its zeros). A file that changes
-//! size while it is read is copied as read and reported, like tar's
-//! "file changed as we read it".
+//! stays sparse (the digest still covers its zeros). Whether the file held
+//! still while it was read is the caller's check (`work::Ctx::copy_still`).
 
 use std::fs::File;
 use std::io::{self, Read, Write};

@@ -13,7 +13,7 @@ use rustix::fs::{AtFlags, Mode, OFlags, linkat, openat, unlinkat};
 use snap_shared::error::{Error, Exit, Result, is_disk_full};
 use snap_shared::index::Entry;
 
-use crate::copy::{copy_hashed, hash_file};
+use crate::copy::{Copied, copy_hashed, hash_file};
 use crate::items::{Chunk, Counts, FileJob, Item};
 use crate::meta::apply_to_fd;
 use crate::space::SpaceGuard;
@@ -178,6 +178,39 @@ impl Ctx<'_> {
         }
     }
 
+    /// Copies a file that holds still while it is read: the size, mtime
+    /// and ctime of the open file before and after the read, and the bytes
+    /// read, must agree (tar's "file changed as we read it"). A file that
+    /// changed is read once more; `None` when it changed again.
+    /// Returns the copy and the file's metadata as it was read.
+    fn copy_still(
+        &self,
+        src: &mut File,
+        dst: &mut File,
+        abs: &Path,
+    ) -> io::Result<Option<(Copied, rustix::fs::Stat)>> {
+        use std::io::Seek;
+        for attempt in 0..2 {
+            if attempt > 0 {
+                src.rewind()?;
+                dst.rewind()?;
+                dst.set_len(0)?;
+                self.report.warn(&format!(
+                    "{}: changed while it was read; reading it again",
+                    abs.display()
+                ));
+            }
+            let stat = rustix::fs::fstat(&*src)?;
+            let before = Still::from(&stat);
+            let copied = copy_hashed(src, dst, before.size)?;
+            let after = Still::from(&rustix::fs::fstat(&*src)?);
+            if before == after && copied.bytes == before.size {
+                return Ok(Some((copied, stat)));
+            }
+        }
+        Ok(None)
+    }
+
     /// Copies a new or changed file and hashes it in the same read.
     pub fn copy_new(&self, job: FileJob, counts: &mut Counts) -> Result<Option<Entry>> {
         let mut entry = job.entry;
@@ -194,8 +227,20 @@ impl Ctx<'_> {
             Ok(fd) => File::from(fd),
             Err(e) => return Err(self.store_err(&entry.path, e.into())),
         };
-        let copied = match copy_hashed(&mut src, &mut dst, entry.size) {
-            Ok(c) => c,
+        let (copied, read_stat) = match self.copy_still(&mut src, &mut dst, &job.abs) {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                drop(dst);
+                let _ = unlinkat(&*job.dst_parent, name, AtFlags::empty());
+                counts.errors += 1;
+                self.report.error(&format!(
+                    "{}: changed while it was read, twice: left out of this snapshot \
+                     (no copy of bytes that were never on disk together; the previous \
+                     snapshot keeps its last whole copy)",
+                    job.abs.display()
+                ));
+                return Ok(None);
+            }
             Err(e) if is_disk_full(&e) => return Err(self.store_err(&entry.path, e)),
             Err(e) => {
                 drop(dst);
@@ -204,13 +249,12 @@ impl Ctx<'_> {
                 return Ok(None);
             }
         };
-        apply_to_fd(&dst, &job.stat, self.as_root).map_err(|e| self.store_err(&entry.path, e))?;
-        if copied.changed {
-            self.report.warn(&format!(
-                "{}: changed size while being read; the snapshot has what was read",
-                job.abs.display()
-            ));
-        }
+        // The version read is the one kept: its metadata, not the walk's.
+        apply_to_fd(&dst, &read_stat, self.as_root).map_err(|e| self.store_err(&entry.path, e))?;
+        entry.mode = crate::meta::perm_bits(&read_stat);
+        entry.mtime = crate::meta::mtime_ns(&read_stat);
+        entry.uid = read_stat.st_uid;
+        entry.gid = read_stat.st_gid;
         entry.size = copied.bytes;
         entry.sha256 = Some(copied.sha256);
         counts.new_files += 1;
@@ -219,6 +263,24 @@ impl Ctx<'_> {
             .detail(|| format!("copied {}", job.abs.display()));
         self.space.spent(copied.bytes)?;
         Ok(Some(entry))
+    }
+}
+
+/// What shows that an open file changed: its size, mtime and ctime (ns).
+#[derive(PartialEq, Eq)]
+struct Still {
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl From<&rustix::fs::Stat> for Still {
+    fn from(st: &rustix::fs::Stat) -> Still {
+        Still {
+            size: st.st_size as u64,
+            mtime: (st.st_mtime as i64, st.st_mtime_nsec as i64),
+            ctime: (st.st_ctime as i64, st.st_ctime_nsec as i64),
+        }
     }
 }
 
