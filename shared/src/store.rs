@@ -159,6 +159,17 @@ impl Store {
         let path = self.record_path(set, id);
         read_snapshot_file(&path)
     }
+
+    /// A record as this store holds it: its `store`, `path` and `index`
+    /// point into this store, wherever the store was when the record was
+    /// written. A store copied or moved elsewhere (records keep the
+    /// absolute paths of the day) reads and writes only itself.
+    pub fn relocate(&self, mut rec: SnapshotRecord) -> SnapshotRecord {
+        rec.store = self.root.display().to_string();
+        rec.path = self.snapshot_dir(&rec.set, &rec.id).display().to_string();
+        rec.index = self.index_path(&rec.set, &rec.id).display().to_string();
+        rec
+    }
 }
 
 impl Store {
@@ -206,7 +217,8 @@ impl Store {
     }
 }
 
-/// Reads a snapshot record from its `.json`, or from beside its tree.
+/// Reads a snapshot record from its `.json`, or from beside its tree, with
+/// its paths in the store it was found in (`STORE/sets/SET/ID.json`).
 fn read_snapshot_file(path: &Path) -> Result<SnapshotRecord> {
     let json = if path.is_dir() {
         let mut s = path.as_os_str().to_owned();
@@ -215,7 +227,18 @@ fn read_snapshot_file(path: &Path) -> Result<SnapshotRecord> {
     } else {
         path.to_path_buf()
     };
-    crate::record::read_file(&json, "a snapshot record")
+    let rec: SnapshotRecord = crate::record::read_file(&json, "a snapshot record")?;
+    let json = std::path::absolute(&json).unwrap_or(json);
+    let set_dir = crate::fsutil::parent_of(&json);
+    let sets = set_dir
+        .parent()
+        .filter(|d| d.file_name() == Some("sets".as_ref()));
+    let in_layout = set_dir.file_name() == Some(rec.set.as_ref())
+        && json.file_name() == Some(format!("{}.json", rec.id).as_ref());
+    Ok(match (sets.and_then(Path::parent), in_layout) {
+        (Some(root), true) => Store::new(root).relocate(rec),
+        _ => rec,
+    })
 }
 
 /// The UTF-8 names in a directory; a missing directory has none.

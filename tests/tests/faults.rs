@@ -684,3 +684,72 @@ fn a_file_that_changes_while_read_is_named_not_torn() {
     );
     ok(&w.restore(&["verify", &format!("s/{}", rec["id"].as_str().unwrap())]));
 }
+
+/// Finding 7: a store copied elsewhere is a store of its own: pack writes
+/// its archive into the copy, and once the original is gone, collect,
+/// pack, verify and restore of the copy all work and never recreate it.
+#[test]
+fn a_moved_store_never_writes_into_the_old_one() {
+    let w = World::new();
+    w.write("src/a", "one");
+    w.collect_ok(&[]);
+    let copied = w.run("cp", &["-a", "store", "moved"]);
+    ok(&copied);
+    let pack = |store: &str| {
+        w.run(
+            "snap-pack",
+            &["--store", store, "--min-free", "0", "--latest"],
+        )
+    };
+    let out = pack("moved");
+    ok(&out);
+    let archive = records(&out)[0]["path"].as_str().unwrap().to_string();
+    assert!(
+        archive.starts_with(w.path("moved").to_str().unwrap()),
+        "{archive}"
+    );
+    assert!(
+        !w.path("store/archives").exists(),
+        "nothing was written into the old store"
+    );
+
+    fs::remove_dir_all(w.path("store")).unwrap();
+    w.write("src/a", "two!");
+    let out = w.run(
+        "snap-collect",
+        &["--store", "moved", "--min-free", "0", "--name", "s", "src"],
+    );
+    ok(&out);
+    let snap = records(&out).pop().unwrap();
+    assert!(
+        snap["path"]
+            .as_str()
+            .unwrap()
+            .starts_with(w.path("moved").to_str().unwrap())
+    );
+    ok(&pack("moved"));
+    let name = format!("s/{}", snap["id"].as_str().unwrap());
+    for args in [
+        vec!["--store", "moved", "verify", name.as_str()],
+        vec!["--store", "moved", "verify", "--archive", name.as_str()],
+        vec![
+            "--store",
+            "moved",
+            "restore",
+            "--archive",
+            name.as_str(),
+            "--to",
+            "r",
+        ],
+    ] {
+        ok(&w.run("snap-restore", &args));
+    }
+    assert_eq!(
+        fs::read_to_string(w.path("r").join(w.inside("src/a"))).unwrap(),
+        "two!"
+    );
+    assert!(
+        !w.path("store").exists(),
+        "the old store was not made again"
+    );
+}
