@@ -171,19 +171,47 @@ pub fn block_path(blocks: &Path, digest: &Sha256Digest) -> PathBuf {
     blocks.join(block_rel(digest))
 }
 
-/// The format an image's first bytes announce, for the formats qemu knows by magic.
+/// The format an image's first bytes announce, for the formats qemu knows by
+/// magic (those snap-disk takes, and those it refuses by name rather than
+/// read as raw).
 pub fn sniff_format(head: &[u8]) -> Option<&'static str> {
     const MAGICS: &[(&[u8], &str)] = &[
-        (b"QFI\xfb", "qcow2"),
         (b"KDMV", "vmdk"),
+        (b"# Disk DescriptorFile", "vmdk"),
         (b"vhdxfile", "vhdx"),
         (b"conectix", "vpc"),
+        (b"WithoutFreeSpace", "parallels"),
+        (b"WithouFreSpacExt", "parallels"),
+        (b"QED\0", "qed"),
+        (b"Bochs Virtual HD Image", "bochs"),
+        (b"#!/bin/sh\n#V2.0 Format\n", "cloop"),
+        (b"LUKS\xba\xbe", "luks"),
     ];
     if head.len() >= 68 && head[64..68] == [0x7f, 0x10, 0xda, 0xbe] {
         return Some("vdi");
+    }
+    if head.starts_with(b"QFI\xfb") {
+        // Version 1 is the old qcow format, which snap-disk does not take.
+        return match head.get(4..8) {
+            Some([0, 0, 0, 1]) => Some("qcow"),
+            _ => Some("qcow2"),
+        };
     }
     MAGICS
         .iter()
         .find(|(m, _)| head.starts_with(m))
         .map(|(_, f)| *f)
 }
+
+/// The format an image's last 512 bytes announce: an Apple disk image
+/// (`koly`). A fixed VHD's footer is there too, but QEMU reads such a file
+/// as raw unless told otherwise, and so does snap-disk: its bytes, footer
+/// included, are restored as they were.
+pub fn sniff_tail(tail: &[u8]) -> Option<&'static str> {
+    tail.starts_with(b"koly").then_some("dmg")
+}
+
+/// The formats snap-disk snapshots and restores (through qemu-img for all
+/// but raw); an image of any other format is refused by name, never read as
+/// raw.
+pub const TAKEN_FORMATS: &[&str] = &["raw", "qcow2", "vmdk", "vhdx", "vpc", "vdi"];

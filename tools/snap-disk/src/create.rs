@@ -616,6 +616,14 @@ fn read_live(
     if let Some(why) = &session.taken.full_read {
         to.report.note(&format!("reading the whole disk: {why}"));
     }
+    let node = &session.taken.node;
+    if node.format == "qcow2" && !node.keeps_bitmaps && stopped {
+        to.report.note(&format!(
+            "{} is a qcow2 v2 image (compat 0.10), which keeps no dirty bitmap: the next \
+             snapshot reads all of it again (`qemu-img amend -o compat=1.1` upgrades it)",
+            disk.image.display()
+        ));
+    }
     let (export, plan) = session.plan(to.block_size, parent.as_ref(), &signals.stop)?;
     let size = session.taken.node.virtual_size;
     let what = format!("{} (through QEMU)", disk.image.display());

@@ -48,6 +48,7 @@ struct QemuInfo {
     snapshots: Vec<InternalSnapshot>,
 }
 
+use snap_shared::disks::TAKEN_FORMATS;
 pub use snap_shared::disks::sniff_format;
 
 /// Probes an image: raw ones directly, the rest through `qemu-img info`.
@@ -62,7 +63,11 @@ pub fn probe(path: &Path) -> Result<ImageInfo> {
         ));
     }
     let n = read_head(&mut file, &mut head).map_err(|e| Error::io(path, e))?;
-    match sniff_format(&head[..n]) {
+    let sniffed = sniff_format(&head[..n]).or_else(|| sniff_end(&file, meta.len()));
+    if let Some(other) = sniffed.filter(|f| !TAKEN_FORMATS.contains(f)) {
+        return Err(not_taken(path, other));
+    }
+    match sniffed {
         None => Ok(ImageInfo {
             format: "raw".into(),
             virtual_size: meta.len(),
@@ -146,6 +151,30 @@ pub fn qcow2_header_from(
     })
 }
 
+/// An image of a format snap-disk does not take: exit 65, by name.
+fn not_taken(path: &Path, format: &str) -> Error {
+    Error::data(
+        path.display().to_string(),
+        format!(
+            "is a {format} image, which snap-disk does not take (raw, qcow2, VMDK, VHDX, VHD and VDI); \
+             it is never read as raw"
+        ),
+    )
+    .with_hint(format!(
+        "convert it first: qemu-img convert -f {format} -O qcow2 {} NEW.qcow2",
+        path.display()
+    ))
+}
+
+/// The format the last 512 bytes of a file announce ([`sniff_tail`]).
+fn sniff_end(file: &File, len: u64) -> Option<&'static str> {
+    use std::os::unix::fs::FileExt;
+    let mut tail = [0u8; 512];
+    let at = len.checked_sub(512)?;
+    file.read_exact_at(&mut tail, at).ok()?;
+    snap_shared::disks::sniff_tail(&tail)
+}
+
 fn read_head(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
@@ -167,6 +196,9 @@ pub fn qemu_info(path: &Path) -> Result<ImageInfo> {
     ])?;
     let info: QemuInfo = serde_json::from_str(&out)
         .map_err(|e| Error::internal(format!("qemu-img info {}", path.display()), e))?;
+    if !TAKEN_FORMATS.contains(&info.format.as_str()) {
+        return Err(not_taken(path, &info.format));
+    }
     let dir = path.parent().unwrap_or(Path::new("."));
     let backing = info
         .full_backing

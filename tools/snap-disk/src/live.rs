@@ -83,6 +83,9 @@ pub struct Node {
     pub format: String,
     pub virtual_size: u64,
     pub bitmaps: Vec<Bitmap>,
+    /// A qcow2 of compat 1.1 or later, the only images that keep a dirty
+    /// bitmap in them (a v2 one, compat 0.10, refuses a persistent bitmap).
+    pub keeps_bitmaps: bool,
 }
 
 /// Drivers that sit above a format node and are never the disk itself.
@@ -107,9 +110,12 @@ fn parse_node(v: &Value) -> Option<Node> {
         .and_then(Value::as_array)
         .map(|bs| bs.iter().filter_map(parse_bitmap).collect())
         .unwrap_or_default();
+    let format = v.get("drv")?.as_str()?.to_string();
+    let compat = v["image"]["format-specific"]["data"]["compat"].as_str();
     Some(Node {
         name: v.get("node-name")?.as_str()?.to_string(),
-        format: v.get("drv")?.as_str()?.to_string(),
+        keeps_bitmaps: format == "qcow2" && compat != Some("0.10"),
+        format,
         virtual_size: v.get("image")?.get("virtual-size")?.as_u64()?,
         bitmaps,
     })
@@ -698,7 +704,7 @@ impl Session {
         let new = self.taken.bitmap.clone();
         let mut actions = vec![json!({"type": "block-dirty-bitmap-add", "data": {
             "node": node, "name": new, "granularity": s.block_size,
-            "persistent": self.taken.node.format == "qcow2"}})];
+            "persistent": self.taken.node.keeps_bitmaps}})];
         if let Some(o) = &old {
             actions.push(json!({"type": "block-dirty-bitmap-disable",
                 "data": {"node": node, "name": o}}));
@@ -917,6 +923,7 @@ mod tests {
             format: "qcow2".into(),
             virtual_size: 8 << 20,
             bitmaps,
+            keeps_bitmaps: true,
         }
     }
 

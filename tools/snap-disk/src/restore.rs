@@ -186,6 +186,27 @@ fn replace_with_converted(
     let tmp = fsutil::temp_name(&disk.image, "restore");
     let _ = fs::remove_file(&tmp);
     let bytes = write_new(disk, rec, &tmp, format, dec, report)?;
+    // The image keeps its format and virtual size, or is left as it was.
+    let made = image::probe(&tmp);
+    let same = made
+        .as_ref()
+        .is_ok_and(|i| i.format == format && i.virtual_size == rec.virtual_size);
+    if !same {
+        let _ = fs::remove_file(&tmp);
+        let got = match made {
+            Ok(i) => format!("a {} image of {} bytes", i.format, i.virtual_size),
+            Err(e) => e.cause,
+        };
+        return Err(Error::new(
+            Exit::CantCreate,
+            format!("restoring {}", disk.image.display()),
+            format!(
+                "qemu-img made {got}, where the snapshot is a {format} image of {} bytes; \
+                 the image was left as it was",
+                rec.virtual_size
+            ),
+        ));
+    }
     fs::rename(&tmp, &disk.image).map_err(|e| Error::io(&disk.image, e))?;
     fsutil::fsync_dir(fsutil::parent_of(&disk.image)).map_err(|e| Error::io(&disk.image, e))?;
     report.note(&format!(
@@ -386,6 +407,12 @@ fn convert(src: &Path, src_fmt: &str, snapshot: Option<&str>, out: &Path, fmt: &
         "qcow2" => args.push("-c".as_ref()),
         // What WSL and Hyper-V make: blocks allocated as written.
         "vhdx" => args.extend([OsStr::new("-o"), OsStr::new("subformat=dynamic")]),
+        // The size as it is, not rounded to a CHS geometry (qemu-img's
+        // default for vpc, which would grow a Windows-made 10 MiB VHD).
+        "vpc" => args.extend([
+            OsStr::new("-o"),
+            OsStr::new("subformat=dynamic,force_size=on"),
+        ]),
         _ => {}
     }
     args.extend([src.as_os_str(), out.as_os_str()]);
