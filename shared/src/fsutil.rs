@@ -223,3 +223,93 @@ mod tests {
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }
+
+/// Opens `rel` (relative, `/`-separated) beneath the folder `root`, one
+/// folder at a time (`O_NOFOLLOW|O_DIRECTORY` on each), so that a path of
+/// any length opens: the kernel refuses a path over PATH_MAX (4096 bytes)
+/// in one call, and snapshots keep deeper trees than that. A symlink on the
+/// way is never followed. `flags` are for the last component.
+pub fn open_beneath(
+    root: impl std::os::fd::AsFd,
+    rel: &[u8],
+    flags: rustix::fs::OFlags,
+) -> io::Result<std::os::fd::OwnedFd> {
+    use rustix::fs::{Mode, OFlags, openat};
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let comps: Vec<&[u8]> = rel
+        .split(|&c| c == b'/')
+        .filter(|c| !c.is_empty())
+        .collect();
+    let Some((last, dirs)) = comps.split_last() else {
+        return Err(io::Error::from(io::ErrorKind::NotFound));
+    };
+    let step = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut at: Option<std::os::fd::OwnedFd> = None;
+    for dir in dirs {
+        let next = match &at {
+            Some(fd) => openat(fd, OsStr::from_bytes(dir), step, Mode::empty()),
+            None => openat(&root, OsStr::from_bytes(dir), step, Mode::empty()),
+        };
+        at = Some(next?);
+    }
+    let last = OsStr::from_bytes(last);
+    Ok(match &at {
+        Some(fd) => openat(fd, last, flags | OFlags::NOFOLLOW, Mode::empty())?,
+        None => openat(&root, last, flags | OFlags::NOFOLLOW, Mode::empty())?,
+    })
+}
+
+#[cfg(test)]
+mod beneath_tests {
+    use super::*;
+    use std::os::unix::ffi::OsStrExt;
+
+    /// A file under a path of over 4096 bytes opens, one folder at a time;
+    /// a symlinked folder on the way is not followed.
+    #[test]
+    fn opens_paths_longer_than_path_max() {
+        use rustix::fs::{Mode, OFlags, mkdirat, openat};
+        let t = tempfile::tempdir().unwrap();
+        let root =
+            rustix::fs::open(t.path(), OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        let name = "d".repeat(250);
+        let mut at =
+            rustix::fs::open(t.path(), OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        let mut rel = Vec::new();
+        for _ in 0..20 {
+            mkdirat(&at, name.as_str(), Mode::from_raw_mode(0o755)).unwrap();
+            at = openat(
+                &at,
+                name.as_str(),
+                OFlags::PATH | OFlags::DIRECTORY,
+                Mode::empty(),
+            )
+            .unwrap();
+            rel.extend_from_slice(name.as_bytes());
+            rel.push(b'/');
+        }
+        let f = openat(
+            &at,
+            "f",
+            OFlags::WRONLY | OFlags::CREATE,
+            Mode::from_raw_mode(0o644),
+        )
+        .unwrap();
+        drop(f);
+        rel.extend_from_slice(b"f");
+        assert!(rel.len() > 4096);
+        assert!(
+            openat(
+                &root,
+                std::ffi::OsStr::from_bytes(&rel),
+                OFlags::RDONLY,
+                Mode::empty()
+            )
+            .is_err()
+        );
+        open_beneath(&root, &rel, OFlags::RDONLY).unwrap();
+        std::os::unix::fs::symlink(t.path().join(&name), t.path().join("link")).unwrap();
+        assert!(open_beneath(&root, b"link/f", OFlags::RDONLY).is_err());
+    }
+}

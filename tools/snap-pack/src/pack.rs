@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use chrono::Utc;
-use rustix::fs::{Mode, OFlags, openat};
+use rustix::fs::{Mode, OFlags};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -398,13 +398,9 @@ impl Job<'_> {
     ) -> Result<()> {
         let rel = OsStr::from_bytes(&entry.path);
         let shown = || tree.join(rel);
-        let fd = openat(
-            root,
-            rel,
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| Error::io(&shown(), e.into()))?;
+        let fd =
+            snap_shared::fsutil::open_beneath(root, &entry.path, OFlags::RDONLY | OFlags::CLOEXEC)
+                .map_err(|e| Error::io(&shown(), e))?;
         let mut file = File::from(fd);
         let size = file.metadata().map_err(|e| Error::io(&shown(), e))?.len();
         if size != entry.size {

@@ -115,7 +115,7 @@ fn find_in(reader: &mut IndexReader, rel: &[u8]) -> Result<Option<Entry>> {
 
 /// From a snapshot's tree, never through a symlink.
 fn from_tree(item: &Item, e: &Entry, out: &mut dyn Write, shown: &str) -> Result<()> {
-    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    use rustix::fs::{Mode, OFlags};
     let tree = item.data();
     let tree = tree.path().expect("trees are local");
     let root = rustix::fs::open(
@@ -124,14 +124,8 @@ fn from_tree(item: &Item, e: &Entry, out: &mut dyn Write, shown: &str) -> Result
         Mode::empty(),
     )
     .map_err(|err| Error::io(tree, err.into()))?;
-    let fd = rustix::fs::openat2(
-        &root,
-        <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&e.path),
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH,
-    )
-    .map_err(|err| Error::io_ctx(shown, err.into()))?;
+    let fd = snap_shared::fsutil::open_beneath(&root, &e.path, OFlags::RDONLY | OFlags::CLOEXEC)
+        .map_err(|err| Error::io_ctx(shown, err))?;
     let mut file = std::fs::File::from(fd);
     copy_checked(&mut file, e.size, e.sha256, out, shown, &item.data())
 }

@@ -16,7 +16,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{FileType, Mode, OFlags, openat};
+use rustix::fs::{FileType, Mode, OFlags};
 
 use serde_json::json;
 use snap_cli::Reporter;
@@ -545,19 +545,15 @@ impl<'a> Restorer<'a> {
     /// chosen hard link that takes its content).
     fn file_from_tree(&mut self, tree: &OwnedFd, tree_path: &Path, e: &Entry, dest: &[u8]) {
         let rel = OsStr::from_bytes(&e.path);
-        let src = match openat(
-            tree,
-            rel,
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        ) {
+        let flags = OFlags::RDONLY | OFlags::CLOEXEC;
+        let src = match snap_shared::fsutil::open_beneath(tree, &e.path, flags) {
             Ok(fd) => fd,
             Err(err) => {
                 self.tally.errors += 1;
                 self.report.error(&format!(
                     "{}: {}",
                     tree_path.join(rel).display(),
-                    snap_shared::error::io_cause(&err.into())
+                    snap_shared::error::io_cause(&err)
                 ));
                 return;
             }

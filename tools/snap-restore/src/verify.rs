@@ -10,7 +10,7 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use rustix::fs::{Mode, OFlags, openat, readlinkat};
+use rustix::fs::{Mode, OFlags, readlinkat};
 
 use snap_cli::Reporter;
 use snap_shared::archive;
@@ -123,18 +123,13 @@ impl<'a> Verifier<'a> {
             let shown = tree.join(rel).display().to_string();
             match e.kind {
                 EntryType::File => {
-                    let hashed = openat(
-                        &root,
-                        rel,
-                        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                        Mode::empty(),
-                    )
-                    .map_err(io::Error::from)
-                    .and_then(|fd| {
-                        let file = File::from(fd);
-                        let meta = file.metadata()?;
-                        Ok((hash_file(file, &mut self.buf)?, meta))
-                    });
+                    let flags = OFlags::RDONLY | OFlags::CLOEXEC;
+                    let hashed =
+                        snap_shared::fsutil::open_beneath(&root, &e.path, flags).and_then(|fd| {
+                            let file = File::from(fd);
+                            let meta = file.metadata()?;
+                            Ok((hash_file(file, &mut self.buf)?, meta))
+                        });
                     match hashed {
                         Ok(((size, _), m)) if size != e.size => {
                             let why = format!("{size} bytes, the index says {}", e.size);
@@ -163,19 +158,37 @@ impl<'a> Verifier<'a> {
         self.unlisted(tree, &listed)
     }
 
-    /// Names every entry of the tree that its index does not hold.
+    /// Names every entry of the tree that its index does not hold. The
+    /// walk goes folder by folder through descriptors, so a tree deeper
+    /// than PATH_MAX is read whole.
     fn unlisted(&mut self, tree: &Path, listed: &HashSet<u64>) -> Result<()> {
-        let mut stack = vec![tree.to_path_buf()];
-        while let Some(dir) = stack.pop() {
-            for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
-                let entry = entry.map_err(|e| Error::io(&dir, e))?;
-                let path = entry.path();
-                let rel = path.strip_prefix(tree).expect("under the tree");
-                if !listed.contains(&path_key(rel.as_os_str().as_bytes())) {
-                    let shown = path.display().to_string();
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let root =
+            rustix::fs::open(tree, flags, Mode::empty()).map_err(|e| Error::io(tree, e.into()))?;
+        let mut stack = vec![(root, Vec::<u8>::new())];
+        while let Some((dir, rel)) = stack.pop() {
+            let shown_dir = tree.join(OsStr::from_bytes(&rel));
+            let io = |e: rustix::io::Errno| Error::io(&shown_dir, e.into());
+            let mut entries = rustix::fs::Dir::read_from(&dir).map_err(io)?;
+            while let Some(entry) = entries.next() {
+                let entry = entry.map_err(io)?;
+                let name = entry.file_name().to_bytes();
+                if name == b"." || name == b".." {
+                    continue;
+                }
+                let child = match rel.is_empty() {
+                    true => name.to_vec(),
+                    false => [rel.as_slice(), b"/", name].concat(),
+                };
+                if !listed.contains(&path_key(&child)) {
+                    let shown = tree.join(OsStr::from_bytes(&child)).display().to_string();
                     self.bad(&shown, "not in the snapshot (added after it was taken)");
-                } else if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                    stack.push(path);
+                    continue;
+                }
+                if let Ok(fd) =
+                    rustix::fs::openat(&dir, OsStr::from_bytes(name), flags, Mode::empty())
+                {
+                    stack.push((fd, child));
                 }
             }
         }
