@@ -176,6 +176,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s i 
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -l overwrite -d 'Replace files that exist in the target with other content'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -l archive -d 'NAME means an archive even where a snapshot has the same id'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s n -l dry-run -d 'Write nothing: list what the restore would create, replace, refuse, or give its attributes again'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s v -l verbose -d 'Name every file restored'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s h -l help -d 'Print help'
