@@ -13,6 +13,7 @@ pub type Target = fn(&[u8]);
 /// The targets by name, as `fuzz/fuzz_targets/NAME.rs` and `fuzz/corpus/NAME/` call them.
 pub const TARGETS: &[(&str, Target)] = &[
     ("tar", tar),
+    ("restore", restore),
     ("records", records),
     ("index", index),
     ("block_map", block_map),
@@ -30,7 +31,7 @@ const MAX_CONTENT: u64 = 1 << 22;
 
 /// A foreign tar, as restore, import and verify read it: every member, its
 /// name made safe, its entry built, its content read; then the end check.
-pub fn tar(data: &[u8]) {
+fn tar_members(data: impl Read) {
     let mut archive = snap_restore::members::archive(data);
     let Ok(members) = snap_restore::members::members(&mut archive) else {
         return;
@@ -46,6 +47,52 @@ pub fn tar(data: &[u8]) {
         }
     }
     let _ = snap_restore::members::finish(archive);
+}
+
+/// The same bytes as [`tar_members`] reads them, then again followed by
+/// endless zero blocks (`/dev/zero` behind a prefix): both must end.
+pub fn tar(data: &[u8]) {
+    tar_members(data);
+    tar_members(data.chain(io::repeat(0)));
+}
+
+/// A whole restore of a foreign tar, as `snap-restore restore FILE --to DIR`
+/// runs it (path safety, entries, content, the end check), of the bytes and
+/// of the bytes cut in half: each ends, with nothing written outside DIR.
+pub fn restore(data: &[u8]) {
+    let Ok(dir) = tempfile::tempdir() else {
+        return;
+    };
+    let store = snap_shared::store::Store::new(dir.path().join("store"));
+    let source = snap_restore::source::Source::new(None, store);
+    let dec = snap_shared::crypt::Decrypt::default();
+    let report = snap_cli::Reporter::capturing("snap-restore", Default::default());
+    for (n, bytes) in [data, &data[..data.len() / 2]].into_iter().enumerate() {
+        let tar = dir.path().join(format!("in{n}.tar"));
+        if std::fs::write(&tar, bytes).is_err() {
+            return;
+        }
+        let to = dir.path().join(format!("out{n}"));
+        let name = tar.to_string_lossy().into_owned();
+        let req = snap_restore::restore::Request {
+            name: &name,
+            to: &to,
+            paths: &[],
+            overwrite: false,
+            archive: false,
+        };
+        let _ = snap_restore::restore::run(&source, &req, &dec, &report, None);
+    }
+    let stray = std::fs::read_dir(dir.path()).map_or(0, |d| {
+        d.filter(|e| {
+            e.as_ref().is_ok_and(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                !(n.starts_with("in") || n.starts_with("out"))
+            })
+        })
+        .count()
+    });
+    assert_eq!(stray, 0, "a restore wrote outside its target");
 }
 
 /// JSON-Lines records on stdin, as every tool of a pipeline reads them.

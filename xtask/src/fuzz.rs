@@ -29,6 +29,7 @@ pub struct Args {
 /// The targets, as fuzz/Cargo.toml names them (and snap_fuzzing::TARGETS).
 const TARGETS: &[&str] = &[
     "tar",
+    "restore",
     "records",
     "index",
     "block_map",
