@@ -26,6 +26,11 @@ use crate::bench::{
 };
 use crate::sh::{Result, root};
 
+/// The last commit before snap-pack checked every file's bytes against the
+/// index's sha256 (issue 31); its pack is timed beside today's, same run.
+const BEFORE_CHECK: &str = "3ad5293";
+const BEFORE_CHECK_ROW: &str = "snap before the per-file check (3ad5293)";
+
 fn bin(name: &str) -> PathBuf {
     root().join("target/release").join(name)
 }
@@ -97,12 +102,14 @@ impl Record<'_> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn bench_corpus(
     name: &str,
     tree: &Path,
     base: &Path,
     runs: usize,
     scripts: &Path,
+    before: &Path,
     table: &mut Table,
 ) -> Result {
     let (store, snap_tree) = snapshot(base, name, tree)?;
@@ -123,17 +130,18 @@ fn bench_corpus(
     let tar_out = targets.join("pack-tar");
     let mut archive = PathBuf::new();
     for run in 0..runs {
-        let order = if run % 2 == 0 {
-            ["snap", "tar+zstd"]
-        } else {
-            ["tar+zstd", "snap"]
-        };
-        for tool in order {
+        let tools = [BEFORE_CHECK_ROW, "snap", "tar+zstd"];
+        for k in 0..tools.len() {
+            let tool = tools[(k + run) % tools.len()];
             warm(&snap_tree)?;
-            if tool == "snap" {
+            if tool == "snap" || tool == BEFORE_CHECK_ROW {
                 discard(&snap_out)?;
+                let program = match tool {
+                    "snap" => bin("snap-pack"),
+                    _ => before.join("snap-pack"),
+                };
                 let (w, r) = measure(
-                    Command::new(bin("snap-pack"))
+                    Command::new(program)
                         .args(["--min-free", "0", "-q", "--snapshot", "b/latest", "--store"])
                         .arg(&store)
                         .arg("--out")
@@ -285,17 +293,20 @@ pub fn run(args: &Args, base: &Path, corpora: &[&str]) -> Result {
     crate::sh::ensure_apt(&[("restic", "restic"), ("zstd", "zstd")])?;
     crate::bench::ensure_rustic()?;
     let scripts = crate::sh::ensure_pip(crate::test::TEST_SERVERS_PIP)?;
+    // Today's snap-pack against the one before it checked each file's sha256.
+    let before = crate::baseline::bin_dir(base, BEFORE_CHECK)?;
     let mut table = Table::new();
     for name in corpora {
         let tree = corpus(base, name, args)?;
-        bench_corpus(name, &tree, base, args.runs, &scripts, &mut table)?;
+        bench_corpus(name, &tree, base, args.runs, &scripts, &before, &mut table)?;
     }
     empty_trash(base);
     let md = crate::bench::render_rows(&table, "output MiB");
     println!("{md}");
     if !args.no_write {
         let method = "Corpora as in [benchmarks.md](benchmarks.md), collected once; every tool works on that snapshot tree.\n\
-pack: snap-pack (zstd -3, all cores, sha256 while writing) vs `tar -cf - | zstd -T0 -3 > a && sha256sum a`.\n\
+pack: snap-pack (zstd -3, all cores, sha256 while writing, each file checked against the index's sha256 as it is read) vs `tar -cf - | zstd -T0 -3 > a && sha256sum a`,\n\
+and vs snap-pack of 3ad5293 (built beside, the last before the per-file check; goal: at most 1.1x it).\n\
 restore: snap-restore (every file checked against its sha256, metadata applied, a syncfs per batch before naming it and one at the end)\n\
 vs `zstd -dc a | tar -xf -` (with and without a final `sync`), `restic restore` and `rustic restore`.\n\
 verify: snap-restore verify vs the single-core limit (zstd -d + openssl sha256 of the archive + of the tar), and the same verify on one core (`taskset -c 0`).\n\
