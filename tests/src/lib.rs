@@ -16,8 +16,13 @@ pub fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-/// The debug binaries, built once if a plain `cargo test -p snap-e2e` left them stale.
+/// The debug binaries, built once if a plain `cargo test -p snap-e2e` left
+/// them stale; `SNAP_E2E_BIN=DIR` runs the tests against the tools in DIR
+/// instead (an older build, to see a new test fail on it).
 pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("SNAP_E2E_BIN") {
+        return PathBuf::from(dir);
+    }
     static BUILD: Once = Once::new();
     BUILD.call_once(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
