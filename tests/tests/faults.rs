@@ -76,6 +76,15 @@ fn bit_rot_in_the_store_never_travels() {
         "{err}"
     );
 
+    // Verify of the whole store names the damaged file in every snapshot.
+    let all = w.restore(&["verify"]);
+    assert_eq!(code(&all), 65);
+    let err = w.redact(&all.stderr);
+    for id in [id1, id2.as_str()] {
+        let bad = format!("[TMP]/store/sets/s/{id}{a_shown}: content changed: sha256 ");
+        assert!(err.contains(&bad), "{err}");
+    }
+
     let out = w.collect(&["--checksum"]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     let err = w.redact(&out.stderr);

@@ -44,7 +44,7 @@ use snap_shared::size::human_bytes;
 use snap_shared::store::{self, Store};
 
 use crate::restore::outcome;
-use crate::source::Source;
+use crate::source::{Item, Source};
 use crate::verify::Verifier;
 
 /// The name on every message.
@@ -145,9 +145,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Read every byte of snapshots or archives and check them against their sha256s
+    /// Read every byte of snapshots or archives and check them against their sha256s (no NAME: every snapshot and archive)
     Verify {
-        #[arg(value_name = "NAME", required = true)]
+        #[arg(value_name = "NAME")]
         names: Vec<String>,
         /// Names mean archives even where snapshots have the same ids
         #[arg(long)]
@@ -448,30 +448,23 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
                     continue;
                 }
                 let item = source.resolve(name, *archive)?;
-                let mut v = Verifier::new(&dec, report);
-                let digest = v.verify_with_chain(&item)?;
-                let t = v.tally;
-                report.note(&format!(
-                    "{}: {} files, {} checked, {}",
-                    item.name(),
-                    t.files,
-                    human_bytes(t.bytes),
-                    if t.errors == 0 {
-                        "all good".to_string()
-                    } else {
-                        format!("{} bad", t.errors)
-                    }
-                ));
-                let mut extra = Extra::new();
-                extra.insert("source_kind".into(), json!(item.kind()));
-                if let Some(d) = digest {
-                    extra.insert("sha256".into(), json!(d.to_hex()));
+                let exit = verify_item(&item, &dec, report, (&store, g), &mut out)?;
+                if exit != Exit::Ok {
+                    worst = exit;
                 }
-                let rec = outcome(&item, None, &t, extra);
-                log_verify(&store, &rec, g, report);
-                out.write(&Record::Verified(rec))?;
-                if t.exit() != Exit::Ok {
-                    worst = t.exit();
+            }
+            if names.is_empty() {
+                // The whole store or destination, as `restic check --read-data`.
+                let listing = source.listing()?;
+                for (_, _, _, e) in &listing.damaged {
+                    report.failed(e);
+                    worst = Exit::Data;
+                }
+                for item in &listing.items {
+                    let exit = verify_item(item, &dec, report, (&store, g), &mut out)?;
+                    if exit != Exit::Ok {
+                        worst = exit;
+                    }
                 }
             }
             Ok(worst)
@@ -580,6 +573,40 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
             Ok(exit)
         }
     }
+}
+
+/// Verifies one snapshot or archive (an archive with its chain), says how it
+/// went, logs it for the timeline and writes its `verified` record.
+fn verify_item(
+    item: &Item,
+    dec: &snap_shared::crypt::Decrypt,
+    report: &Reporter,
+    (store, g): (&Store, &Global),
+    out: &mut RecordWriter<impl std::io::Write>,
+) -> Result<Exit> {
+    let mut v = Verifier::new(dec, report);
+    let digest = v.verify_with_chain(item)?;
+    let t = v.tally;
+    report.note(&format!(
+        "{}: {} files, {} checked, {}",
+        item.name(),
+        t.files,
+        human_bytes(t.bytes),
+        if t.errors == 0 {
+            "all good".to_string()
+        } else {
+            format!("{} bad", t.errors)
+        }
+    ));
+    let mut extra = Extra::new();
+    extra.insert("source_kind".into(), json!(item.kind()));
+    if let Some(d) = digest {
+        extra.insert("sha256".into(), json!(d.to_hex()));
+    }
+    let rec = outcome(item, None, &t, extra);
+    log_verify(store, &rec, g, report);
+    out.write(&Record::Verified(rec))?;
+    Ok(t.exit())
 }
 
 /// Adds a verify to the store's log, for the timeline; a failure to log is a warning.
