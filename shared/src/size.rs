@@ -85,6 +85,17 @@ pub fn human_bytes(n: u64) -> String {
     format!("{v:.digits$} {}", UNITS[unit])
 }
 
+/// `45s`, `12m 5s`, `3h 20m`, `2d 4h`.
+pub fn human_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m {}s", s / 60, s % 60),
+        3600..86400 => format!("{}h {}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d {}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,16 +129,5 @@ mod tests {
         assert_eq!(human_bytes(1536), "1.50 KiB");
         assert_eq!(human_bytes(1_220_000_000), "1.14 GiB");
         assert_eq!(human_bytes(200 << 20), "200 MiB");
-    }
-}
-
-/// `45s`, `12m 5s`, `3h 20m`, `2d 4h`.
-pub fn human_duration(d: std::time::Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m {}s", s / 60, s % 60),
-        3600..86400 => format!("{}h {}m", s / 3600, s % 3600 / 60),
-        _ => format!("{}d {}h", s / 86400, s % 86400 / 3600),
     }
 }

@@ -125,13 +125,16 @@ fn chain_of_two(w: &World) -> (String, String) {
     (a, b)
 }
 
+/// A way to damage archive `A` of a world.
+type Damage = fn(&World, &str);
+
 /// Finding 2: `verify` of an incremental archive reads its whole chain: a
 /// flipped or cut base, or a base whose record is gone, is 65 naming it, and
 /// `pack --incremental` builds a full archive instead of one on that base,
 /// saying why.
 #[test]
 fn verify_covers_the_chain() {
-    let damages: [(&str, fn(&World, &str)); 3] = [
+    let damages: [(&str, Damage); 3] = [
         ("flipped", |w, a| {
             flip_byte(&w.path(&format!("store/archives/s/{a}.tar.zst")), 200)
         }),

@@ -278,8 +278,8 @@ impl From<&rustix::fs::Stat> for Still {
     fn from(st: &rustix::fs::Stat) -> Still {
         Still {
             size: st.st_size as u64,
-            mtime: (st.st_mtime as i64, st.st_mtime_nsec as i64),
-            ctime: (st.st_ctime as i64, st.st_ctime_nsec as i64),
+            mtime: (st.st_mtime, st.st_mtime_nsec as i64),
+            ctime: (st.st_ctime, st.st_ctime_nsec as i64),
         }
     }
 }

@@ -528,8 +528,7 @@ impl Target {
     ) -> io::Result<Outcome> {
         let st = statat(dir, os(name), AtFlags::SYMLINK_NOFOLLOW)?;
         let want = timestamps(meta.mtime_ns).last_modification;
-        let same = (st.st_mtime as i64, st.st_mtime_nsec as i64)
-            == (want.tv_sec, want.tv_nsec as i64)
+        let same = (st.st_mtime as i64, st.st_mtime_nsec as i64) == (want.tv_sec, want.tv_nsec)
             && mode.is_none_or(|m| st.st_mode & 0o7777 == m & 0o7777)
             && (!self.owners || (st.st_uid, st.st_gid) == (meta.uid, meta.gid));
         if same {

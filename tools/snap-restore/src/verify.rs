@@ -169,8 +169,7 @@ impl<'a> Verifier<'a> {
         while let Some((dir, rel)) = stack.pop() {
             let shown_dir = tree.join(OsStr::from_bytes(&rel));
             let io = |e: rustix::io::Errno| Error::io(&shown_dir, e.into());
-            let mut entries = rustix::fs::Dir::read_from(&dir).map_err(io)?;
-            while let Some(entry) = entries.next() {
+            for entry in rustix::fs::Dir::read_from(&dir).map_err(io)? {
                 let entry = entry.map_err(io)?;
                 let name = entry.file_name().to_bytes();
                 if name == b"." || name == b".." {
