@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Once;
 
+pub use snap_testkit::{code, records, stderr};
+
 /// The workspace root.
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -218,26 +220,9 @@ pub fn set_mtime(p: &Path, secs: u64) {
         .unwrap();
 }
 
-/// The exit code (-1 when a signal ended the process).
-pub fn code(out: &Output) -> i32 {
-    out.status.code().unwrap_or(-1)
-}
-
-pub fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 /// Fails the test, with stderr, unless the run exited 0.
 pub fn ok(out: &Output) {
     assert_eq!(code(out), 0, "stderr:\n{}", stderr(out));
-}
-
-/// The JSON records on stdout, one a line.
-pub fn records(out: &Output) -> Vec<serde_json::Value> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
 }
 
 /// Flips one bit of a file in place, keeping its size and mtime (bit rot).
