@@ -162,14 +162,32 @@ impl<'a> Verifier<'a> {
     /// walk goes folder by folder through descriptors, so a tree deeper
     /// than PATH_MAX is read whole.
     fn unlisted(&mut self, tree: &Path, listed: &HashSet<u64>) -> Result<()> {
+        use std::rc::Rc;
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let root =
             rustix::fs::open(tree, flags, Mode::empty()).map_err(|e| Error::io(tree, e.into()))?;
-        let mut stack = vec![(root, Vec::<u8>::new())];
-        while let Some((dir, rel)) = stack.pop() {
+        // Folders still to read: their parent's descriptor and their path.
+        // A folder is opened only when its turn comes, so the descriptors
+        // open at once are those of the folders on the way down.
+        let mut stack: Vec<(Option<Rc<std::os::fd::OwnedFd>>, Vec<u8>)> = vec![(None, Vec::new())];
+        let mut root = Some(root);
+        while let Some((parent, rel)) = stack.pop() {
             let shown_dir = tree.join(OsStr::from_bytes(&rel));
             let io = |e: rustix::io::Errno| Error::io(&shown_dir, e.into());
-            for entry in rustix::fs::Dir::read_from(&dir).map_err(io)? {
+            let dir = match parent {
+                None => root.take().expect("the root is read once"),
+                Some(p) => {
+                    let name = rel.rsplit(|&c| c == b'/').next().unwrap_or(&rel);
+                    match rustix::fs::openat(&*p, OsStr::from_bytes(name), flags, Mode::empty()) {
+                        Ok(fd) => fd,
+                        // Not a folder after all (a file system without d_type).
+                        Err(rustix::io::Errno::NOTDIR) => continue,
+                        Err(e) => return Err(io(e)),
+                    }
+                }
+            };
+            let dir = Rc::new(dir);
+            for entry in rustix::fs::Dir::read_from(&*dir).map_err(io)? {
                 let entry = entry.map_err(io)?;
                 let name = entry.file_name().to_bytes();
                 if name == b"." || name == b".." {
@@ -184,10 +202,9 @@ impl<'a> Verifier<'a> {
                     self.bad(&shown, "not in the snapshot (added after it was taken)");
                     continue;
                 }
-                if let Ok(fd) =
-                    rustix::fs::openat(&dir, OsStr::from_bytes(name), flags, Mode::empty())
-                {
-                    stack.push((fd, child));
+                use rustix::fs::FileType;
+                if matches!(entry.file_type(), FileType::Directory | FileType::Unknown) {
+                    stack.push((Some(dir.clone()), child));
                 }
             }
         }
