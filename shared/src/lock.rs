@@ -91,6 +91,11 @@ impl FolderLock {
             rustix::fs::open(dir, flags, Mode::empty()).map_err(|e| Error::io(dir, e.into()))?;
         match flock(&fd, FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => Ok(FolderLock { fd }),
+            // A filesystem without locks (some network and FUSE ones): the
+            // restore goes on unguarded, as every restore did before.
+            Err(
+                rustix::io::Errno::NOSYS | rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::NOLCK,
+            ) => Ok(FolderLock { fd }),
             Err(rustix::io::Errno::WOULDBLOCK) => {
                 let who = flock_holder(&fd).unwrap_or_else(|| "another process".into());
                 Err(Error::new(
