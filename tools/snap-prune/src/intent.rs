@@ -45,7 +45,10 @@ pub fn remove_archives(dest: &Dest, entries: &[&Entry]) -> Result<()> {
     let key = format!("{PRUNING}/{}.json", Sha256Digest::of(&bytes).to_hex());
     let sha = Sha256Digest::of(&bytes).to_hex();
     dest.put_new(&key, Bytes::from(bytes), &sha)?;
-    let (records, others) = split(&intent.archives);
+    let (mut records, others) = split(&intent.archives);
+    // Newest first: an archive's record goes before its base's, so a prune
+    // cut short never leaves a listed archive whose chain is gone.
+    records.sort_by(|a, b| snap_shared::id::cmp_ids(stem(b), stem(a)));
     dest.delete_many(&records)?;
     dest.delete_many(&others)?;
     dest.delete(&key)
@@ -85,6 +88,12 @@ pub fn finish(dest: &Dest) -> Result<u64> {
 }
 
 /// Records, and everything else.
+/// The id of a record's key (`set/ID.json` -> `ID`).
+fn stem(key: &str) -> &str {
+    let name = key.rsplit('/').next().unwrap_or(key);
+    name.strip_suffix(".json").unwrap_or(name)
+}
+
 fn split(archives: &[Vec<String>]) -> (Vec<String>, Vec<String>) {
     archives
         .iter()
