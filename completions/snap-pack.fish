@@ -9,7 +9,7 @@ complete -c snap-pack -s r -l recipient -d 'Encrypt to this age recipient (age1â
 complete -c snap-pack -s R -l recipients-file -d 'Encrypt to the recipients listed in FILE, one a line (repeatable)' -r -F
 complete -c snap-pack -l passphrase-file -d 'Encrypt with the passphrase on the first line of FILE (age scrypt); $SNAP_PASSPHRASE also does' -r -F
 complete -c snap-pack -l full-every -d 'With --incremental, make a full archive once a chain has N archives (0: never)' -r
-complete -c snap-pack -l min-free -d 'Free space the archive folder\'s filesystem must keep, e.g. 2GiB or 5% [default: 1GiB or 5%, whichever is smaller]' -r
+complete -c snap-pack -l min-free -d 'Free space the archive folder\'s filesystem must keep, e.g. 2GiB or 5% [default: without --out the config\'s collect.min_free, else 1GiB or 5%, whichever is smaller]' -r
 complete -c snap-pack -l latest -d 'Pack the newest snapshot of every set in the store (one already packed is left as it is)'
 complete -c snap-pack -s i -l incremental -d 'Pack only the files changed since the set\'s previous archive (its `base`)'
 complete -c snap-pack -s q -l quiet -d 'Print only warnings and errors on stderr'

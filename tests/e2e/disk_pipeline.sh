@@ -15,14 +15,14 @@ img=$WORK/vm.raw
 truncate -s 64M "$img"
 mke2fs -q -F -t ext4 -d "$WORK/src" "$img"
 
-snap-disk create "$img" first -q | snap-push --dest "$WORK/usb" -q > push1.json
+snap-disk create "$img" first -q | snap-push --dest "$WORK/usb" --min-free 0 -q > push1.json
 sum1=$(sha256sum < "$img")
 sent1=$(jq .bytes push1.json)
 [ "$sent1" -gt $((35 * 1048576)) ] || fail "first push sent only $sent1 bytes"
 
 # About 1% of the image: 640 KiB of new data over file data (at 30 MiB).
 dd if=/dev/urandom of="$img" bs=64K count=10 seek=480 conv=notrunc 2>/dev/null
-snap-disk create "$img" second -q | snap-push --dest "$WORK/usb" -q > push2.json
+snap-disk create "$img" second -q | snap-push --dest "$WORK/usb" --min-free 0 -q > push2.json
 sum2=$(sha256sum < "$img")
 sent2=$(jq .bytes push2.json)
 [ "$sent2" -le $((2 * 1048576 + 65536)) ] || fail "second push sent $sent2 bytes for a 640 KiB change"

@@ -13,7 +13,7 @@ for f in $(seq 1 50); do head -c 20000 /dev/urandom > "$src/f$f"; done
 cat > "$WORK/cfg.json" <<JSON
 { "store": "$WORK/store",
   "backup_sets": [{ "name": "home", "sources": ["$src"] }],
-  "destinations": [{ "name": "usb", "path": "$WORK/usb" }],
+  "destinations": [{ "name": "usb", "path": "$WORK/usb", "min_free": "0" }],
   "retention": { "local": 3, "external": 2 } }
 JSON
 cfg="--config $WORK/cfg.json"

@@ -40,13 +40,13 @@ for f in $(seq 1 20); do head -c 20000 /dev/urandom > "$src/f$f"; done
 
 # Laptop: a full archive, then an incremental one on it, pushed slowly.
 machine laptop snap-collect --name home "$src" --min-free 0 -q \
-    | machine laptop snap-pack --min-free 0 -q | machine laptop snap-push --dest "$usb" -q > push1.json
+    | machine laptop snap-pack --min-free 0 -q | machine laptop snap-push --dest "$usb" --min-free 0 -q > push1.json
 head -c 3000000 /dev/urandom > "$src/big"
 machine laptop snap-collect --name home "$src" --min-free 0 -q \
     | machine laptop snap-pack --min-free 0 --incremental -q > incr.json
 base=$(jq -r .base incr.json)
 [ "$base" = "$(jq -r .source.id push1.json)" ] || fail "the second archive is not incremental on the first"
-as laptop snap-push --dest "$usb" --bwlimit 400K -q < incr.json > push2.json &
+as laptop snap-push --dest "$usb" --min-free 0 --bwlimit 400K -q < incr.json > push2.json &
 pusher=$!
 wait_lock laptop
 
@@ -75,10 +75,10 @@ diff -r "$src" "$WORK/r1${src}" || fail "the incremental restored from the drive
 # restores from the drive alone.
 img=$WORK/vm.raw
 head -c 8388608 /dev/urandom > "$img"
-machine laptop snap-disk create "$img" first -q | machine laptop snap-push --dest "$usb" -q > /dev/null
+machine laptop snap-disk create "$img" first -q | machine laptop snap-push --dest "$usb" --min-free 0 -q > /dev/null
 dd if=/dev/urandom of="$img" bs=64K count=64 seek=32 conv=notrunc 2>/dev/null
 machine laptop snap-disk create "$img" second -q > second.json
-as laptop snap-push --dest "$usb" --bwlimit 1M -q < second.json > /dev/null &
+as laptop snap-push --dest "$usb" --min-free 0 --bwlimit 1M -q < second.json > /dev/null &
 pusher=$!
 wait_lock laptop
 kill -STOP "$pusher"
@@ -97,7 +97,7 @@ cmp "$img" "$WORK/r2.raw" || fail "the second disk snapshot restored different a
 head -c 3000000 /dev/urandom > "$src/big2"
 machine laptop snap-collect --name home "$src" --min-free 0 -q \
     | machine laptop snap-pack --min-free 0 --incremental -q > incr3.json
-SNAP_LOCK_STALE_SECS=3 as laptop snap-push --dest "$usb" --bwlimit 400K -q < incr3.json > push3.json 2> push3.err &
+SNAP_LOCK_STALE_SECS=3 as laptop snap-push --dest "$usb" --min-free 0 --bwlimit 400K -q < incr3.json > push3.json 2> push3.err &
 pusher=$!
 wait_lock laptop
 kill -STOP "$pusher"
@@ -114,7 +114,7 @@ if wait "$pusher"; then fail "a push whose lock was broken published"; else rc=$
 grep -q "is no longer held" push3.err || fail "push3: $(cat push3.err)"
 incr3=$(jq -r .id incr3.json)
 [ ! -e "$usb/home/$incr3.json" ] || fail "a record was published after its lock was broken"
-machine laptop snap-push --dest "$usb" -q < incr3.json > /dev/null 2> push4.err \
+machine laptop snap-push --dest "$usb" --min-free 0 -q < incr3.json > /dev/null 2> push4.err \
     || fail "the next push failed: $(cat push4.err)"
 rm -rf "$WORK/r3"
 machine nas snap-restore --from "$usb" restore "home/$incr3" --to "$WORK/r3" -q > /dev/null 2> restore3.err \

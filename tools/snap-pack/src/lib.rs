@@ -106,7 +106,7 @@ pub struct Cli {
     #[arg(long, value_name = "N", default_value_t = 10, requires = "incremental")]
     pub full_every: u64,
 
-    /// Free space the archive folder's filesystem must keep, e.g. 2GiB or 5% [default: 1GiB or 5%, whichever is smaller]
+    /// Free space the archive folder's filesystem must keep, e.g. 2GiB or 5% [default: without --out the config's collect.min_free, else 1GiB or 5%, whichever is smaller]
     #[arg(long, value_name = "SIZE")]
     pub min_free: Option<String>,
 
@@ -138,6 +138,21 @@ fn encryption(cli: &Cli) -> Result<Option<Encrypt>> {
     Ok(crypt::read_passphrase(cli.passphrase_file.as_deref())?.map(Encrypt::Passphrase))
 }
 
+/// The free space the archive folder must keep: `--min-free`; else, when the
+/// archives go into the store (no `--out`), the store's own floor, the config's
+/// `collect.min_free` (the same filesystem snap-collect keeps it on); else the
+/// default.
+fn floor(cli: &Cli, config: Option<&LoadedConfig>) -> Result<Floor> {
+    if let Some(f) = &cli.min_free {
+        return Floor::parse(f).map_err(|e| Error::usage("--min-free", e));
+    }
+    let store_floor = config.and_then(|c| c.config.collect.min_free.as_deref());
+    match store_floor.filter(|_| cli.out.is_none()) {
+        Some(f) => Floor::parse(f).map_err(|e| Error::new(Exit::Config, "collect.min_free", e)),
+        None => Ok(Floor::DEFAULT),
+    }
+}
+
 /// The whole run: read what to pack, pack each, emit records.
 pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
     let loaded = LoadedConfig::load_optional(cli.config.as_deref())?;
@@ -145,10 +160,7 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
         cli.store.as_deref(),
         LoadedConfig::store(loaded.as_ref()),
     ));
-    let floor = match &cli.min_free {
-        Some(f) => Floor::parse(f).map_err(|e| Error::usage("--min-free", e))?,
-        None => Floor::DEFAULT,
-    };
+    let floor = floor(cli, loaded.as_ref())?;
     let mut damaged = Vec::new();
     let input = if !cli.snapshots.is_empty() {
         input::named(&store, &cli.snapshots)?

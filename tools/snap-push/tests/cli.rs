@@ -842,7 +842,7 @@ fn progress_on_a_terminal_says_how_long() {
     let push = assert_cmd::cargo::cargo_bin("snap-push");
     // stderr to the terminal, the records to /dev/null.
     let line = format!(
-        "{} --store store --all --dest ext --bwlimit 2M --part-size 1M 2>&1 >/dev/null",
+        "{} --store store --all --dest ext --min-free 0 --bwlimit 2M --part-size 1M 2>&1 >/dev/null",
         push.display()
     );
     let shown = std::process::Command::new("script")

@@ -913,6 +913,62 @@ fn pack_on_a_full_disk_exits_74_and_leaves_nothing() {
     assert_eq!(left, [".lock"]);
 }
 
+/// Without --min-free, snap-pack keeps the config's store floor (collect.min_free) in the store, and the default elsewhere.
+#[test]
+fn pack_keeps_the_configs_store_floor() {
+    let w = World::new();
+    let pack = |config: &str, extra: &[&str]| {
+        w.write("snap.json", config);
+        w.tool("snap-pack")
+            .args(["--config", "snap.json", "--store", "store", "-q"])
+            .args(["--snapshot", "s/latest"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let all = r#"{"collect": {"min_free": "100%"}}"#;
+    let out = pack(all, &[]);
+    assert_eq!(code(&out), 73, "{}", w.redact(&out.stderr));
+    let err = w.redact(&out.stderr);
+    assert!(
+        err.starts_with("snap-pack: archive folder [TMP]/store/archives/s: "),
+        "{err}"
+    );
+    assert!(err.contains("free, below the floor of"), "{err}");
+    assert!(
+        !w.path("store/archives/s")
+            .read_dir()
+            .is_ok_and(|mut d| d.any(|e| e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".json")))
+    );
+    // The flag wins over the config.
+    let out = pack(all, &["--min-free", "0"]);
+    assert_eq!(code(&out), 0, "{}", w.redact(&out.stderr));
+    // The store's floor is not the floor of another folder (--out): a small
+    // tmpfs keeps its default floor (5% of it), whatever the host's disk has.
+    let small = w.path("small");
+    fs::create_dir(&small).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64m", "snaptest"])
+        .arg(&small)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if mounted {
+        let out = pack(all, &["--out", "small"]);
+        let _ = std::process::Command::new("umount").arg(&small).status();
+        assert_eq!(code(&out), 0, "{}", w.redact(&out.stderr));
+    } else {
+        eprintln!("cannot mount a tmpfs here; --out's floor not tested");
+    }
+    let out = pack(r#"{"collect": {"min_free": "0"}}"#, &[]);
+    assert_eq!(code(&out), 0, "{}", w.redact(&out.stderr));
+    let out = pack(r#"{"collect": {"min_free": "lots"}}"#, &[]);
+    assert_eq!(code(&out), 78, "{}", w.redact(&out.stderr));
+}
+
 /// A file the index lists but the archive lacks is named as missing; exit 65.
 #[test]
 fn restore_names_a_file_missing_from_the_archive() {
