@@ -60,8 +60,14 @@ pub fn show(cmd: &Command) -> String {
     s
 }
 
+/// Cargo, as the xtask was run. Under CI (`CI` set) without incremental
+/// compilation: a clean build never reuses it, and it takes gigabytes of disk.
 pub fn cargo() -> Command {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    if std::env::var_os("CI").is_some() {
+        c.env("CARGO_INCREMENTAL", "0");
+    }
+    c
 }
 
 /// True when `program` is on PATH.

@@ -63,6 +63,10 @@ pub const TEST_SERVERS_NPM: &[(&str, &str)] = &[
 ];
 
 pub fn run() -> Result {
+    // Free space, for reading a failed run: the tests' floors are off, but a
+    // disk that fills up still fails a build or a test.
+    let tmp = std::env::temp_dir();
+    exec(std::process::Command::new("df").args(["-h", "."]).arg(&tmp))?;
     ensure_debian_qemu()?;
     ensure_apt(TEST_PROGRAMS)?;
     let scripts = ensure_pip(TEST_SERVERS_PIP)?;
