@@ -6,7 +6,7 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use snap_e2e::{World, code, flip_byte, ok, records, rsync_changes, stderr};
+use snap_e2e::{World, bin_dir, code, flip_byte, ok, records, rsync_changes, stderr};
 
 fn archives(w: &World) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(w.path("store/archives/s"))
@@ -177,6 +177,64 @@ fn verify_covers_the_chain() {
         let err = w.redact(&out.stderr);
         assert!(err.contains("full archive: "), "{what}: {err}");
         assert!(err.contains("archive s/"), "{what}: {err}");
+    }
+}
+
+/// Finding 2, the cost: `verify` of everything reads each archive once,
+/// though two incremental archives stand on the full one (strace counts the
+/// opens); a full archive too damaged to decode is named, fails both that
+/// need it, and the rest is still verified.
+#[test]
+fn verify_of_everything_reads_each_archive_once() {
+    let w = World::new();
+    let (a, b) = chain_of_two(&w);
+    let out = w.pack(&["--incremental"]);
+    ok(&out);
+    let c = records(&out)[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(records(&out)[0]["base"], serde_json::json!(b));
+    let data = format!("archives/s/{a}.tar.zst");
+    let verify = bin_dir().join("snap-restore");
+    let verify = verify.to_str().unwrap();
+    // The opens of A's data by a verify of NAMES (none: everything).
+    let opens = |trace: &str, names: &[&str]| {
+        let mut args = vec!["-f", "-qq", "-s", "4096", "-o", trace];
+        args.extend(["-e", "trace=open,openat,openat2", verify]);
+        args.extend(["--store", "store", "verify", "--archive"]);
+        args.extend(names);
+        let out = w.run("strace", &args);
+        let text = fs::read_to_string(w.path(trace)).unwrap();
+        let n = text.lines().filter(|l| l.contains(&data)).count();
+        (out, n)
+    };
+    let (out, alone) = opens("alone.trace", &[&format!("s/{a}")]);
+    ok(&out);
+    assert!(alone > 0, "no open of {data} seen");
+    let (out, all) = opens("all.trace", &[]);
+    ok(&out);
+    assert_eq!(
+        all, alone,
+        "verify of everything read {data} more than once"
+    );
+    flip_byte(&w.path(&format!("store/archives/s/{a}.tar.zst")), 200);
+    let (out, all) = opens("bad.trace", &[]);
+    assert_eq!(code(&out), 65, "{}", stderr(&out));
+    assert_eq!(
+        all, alone,
+        "verify of everything read {data} more than once"
+    );
+    // It goes on past the damage: three snapshots and three archives.
+    assert_eq!(records(&out).len(), 6, "{}", stderr(&out));
+    let bad: Vec<String> = records(&out)
+        .iter()
+        .filter(|r| r["errors"].as_u64() != Some(0))
+        .map(|r| r["what"].as_str().unwrap().to_string())
+        .collect();
+    for id in [&a, &b, &c] {
+        assert!(
+            bad.contains(&format!("s/{id}")),
+            "s/{id} not failed: {bad:?}\n{}",
+            stderr(&out)
+        );
     }
 }
 

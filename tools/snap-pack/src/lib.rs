@@ -8,6 +8,7 @@
 //! set's previous archive.
 
 pub mod base;
+pub mod check;
 pub mod frames;
 pub mod input;
 pub mod pack;

@@ -19,7 +19,6 @@ use std::time::Instant;
 use chrono::Utc;
 use rustix::fs::{Mode, OFlags};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use snap_cli::{Reporter, Tally};
 use snap_shared::archive::{self, ArchiveFiles, Compression};
@@ -33,6 +32,7 @@ use snap_shared::size::{Floor, human_bytes};
 
 use crate::TOOL;
 use crate::base::{self, Changes};
+use crate::check::Checker;
 use crate::sink::{Encoding, IndexSink, Sink, Written};
 use crate::tarw::TarWriter;
 
@@ -53,9 +53,6 @@ pub struct Packed {
     /// True when the archive was there already and nothing was written.
     pub existed: bool,
 }
-
-/// Read buffer for file contents; large enough that zstd gets big writes.
-const CHUNK: usize = 1 << 20;
 
 /// The folder the archives of a snapshot's set go to.
 pub fn archive_dir(snap: &SnapshotRecord, out_root: Option<&Path>) -> PathBuf {
@@ -330,7 +327,7 @@ impl Job<'_> {
         let mut entries = IndexReader::open(Path::new(&self.snap.index))?;
         let mut tar = TarWriter::new(sink);
         let mut counts = Counts::default();
-        let mut buf = vec![0u8; CHUNK];
+        let mut check = Checker::start();
         let incremental = changes.is_some();
         // The record's `files` counts every entry but folders. Of an
         // incremental archive only the changed files are known as the walk
@@ -357,7 +354,10 @@ impl Job<'_> {
             }
             tar.header(&entry).map_err(|e| write_error(tmp, e))?;
             if entry.kind == EntryType::File {
-                self.copy_file(&root, &tree, &entry, &mut tar, &mut buf, tmp)?;
+                self.copy_file(&root, &tree, &entry, &mut tar, &mut check, tmp)?;
+                if check.failed() {
+                    break;
+                }
                 counts.packed_files += 1;
                 counts.packed_bytes += entry.size;
                 let (snap, b) = (self.snap, counts.packed_bytes);
@@ -374,6 +374,14 @@ impl Job<'_> {
                     .detail(|| format!("packed {}", entry.display_path()));
             }
         }
+        // Bit rot in the store stops here: an archive never carries bytes
+        // that differ from what the snapshot recorded.
+        if let Some(m) = check.finish() {
+            return Err(changed_in_store(
+                &tree.join(OsStr::from_bytes(&m.path)),
+                format!("sha256 {}, the index says {}", m.got, m.want),
+            ));
+        }
         let tar_bytes = tar.written();
         let sink = tar.finish().map_err(|e| write_error(tmp, e))?;
         let written = sink.finish().map_err(|e| write_error(tmp, e))?;
@@ -386,14 +394,15 @@ impl Job<'_> {
         Ok((written, counts, tar_bytes + 1024, index_sha))
     }
 
-    /// Copies a file of the snapshot tree into the tar, exactly the size the index says.
+    /// Copies a file of the snapshot tree into the tar, exactly the size the
+    /// index says; its bytes go on to the check (check.rs).
     fn copy_file(
         &self,
         root: &OwnedFd,
         tree: &Path,
         entry: &Entry,
         tar: &mut TarWriter<Sink>,
-        buf: &mut [u8],
+        check: &mut Checker,
         tmp: &Path,
     ) -> Result<()> {
         let rel = OsStr::from_bytes(&entry.path);
@@ -410,28 +419,17 @@ impl Job<'_> {
             ));
         }
         let mut left = size;
-        let mut hasher = Sha256::new();
         while left > 0 {
-            let want = buf.len().min(left as usize);
-            let n = match file.read(&mut buf[..want]) {
+            let n = match file.read(check.space(left)) {
                 Ok(0) => return Err(changed_in_store(&shown(), "it ended early".into())),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(Error::io(&shown(), e)),
             };
-            hasher.update(&buf[..n]);
-            tar.data(&buf[..n]).map_err(|e| write_error(tmp, e))?;
+            tar.data(check.filled(n)).map_err(|e| write_error(tmp, e))?;
             left -= n as u64;
         }
-        // Bit rot in the store stops here: an archive never carries bytes
-        // that differ from what the snapshot recorded.
-        let got = Sha256Digest::from_hasher(hasher);
-        if let Some(want) = entry.sha256.filter(|w| *w != got) {
-            return Err(changed_in_store(
-                &shown(),
-                format!("sha256 {got}, the index says {want}"),
-            ));
-        }
+        check.end_file(entry.sha256, &entry.path);
         tar.end_data(size).map_err(|e| write_error(tmp, e))
     }
 

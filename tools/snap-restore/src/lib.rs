@@ -25,6 +25,7 @@ pub mod target;
 pub mod timeline;
 pub mod verified;
 pub mod verify;
+pub mod verify_run;
 pub mod view;
 pub mod writers;
 
@@ -32,20 +33,16 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand};
-use serde_json::json;
 
 use snap_cli::Reporter;
 use snap_shared::config::LoadedConfig;
 use snap_shared::crypt::{self, Decrypt};
 use snap_shared::error::{Error, Exit, Result};
 use snap_shared::jsonl::RecordWriter;
-use snap_shared::record::{Extra, Record};
-use snap_shared::size::human_bytes;
+use snap_shared::record::Record;
 use snap_shared::store::{self, Store};
 
-use crate::restore::outcome;
-use crate::source::{Item, Source};
-use crate::verify::Verifier;
+use crate::source::Source;
 
 /// The name on every message.
 pub const TOOL: &str = "snap-restore";
@@ -414,60 +411,16 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
         }
         Command::Verify { names, archive } => {
             let dec = decryption(g)?;
-            let mut out = RecordWriter::new(stdout);
-            let mut worst = Exit::Ok;
-            for name in names {
-                if let Some((d, snap)) = disk::parse_name(name) {
-                    let (n, read, bad) = disk::verify(&source, d, snap, &dec)?;
-                    for p in &bad {
-                        report.error(&format!("{name}: {p}"));
-                    }
-                    report.note(&format!(
-                        "{name}: {n} blocks, {} checked, {}",
-                        human_bytes(read),
-                        if bad.is_empty() {
-                            "all good".to_string()
-                        } else {
-                            format!("{} bad", bad.len())
-                        }
-                    ));
-                    let rec = snap_shared::record::OutcomeRecord {
-                        schema: snap_shared::record::SCHEMA.into(),
-                        what: name.clone(),
-                        to: None,
-                        files: n,
-                        bytes: read,
-                        errors: bad.len() as u64,
-                        extra: Extra::new(),
-                    };
-                    log_verify(&store, &rec, g, report);
-                    out.write(&Record::Verified(rec))?;
-                    if !bad.is_empty() {
-                        worst = Exit::Data;
-                    }
-                    continue;
-                }
-                let item = source.resolve(name, *archive)?;
-                let exit = verify_item(&item, &dec, report, (&store, g), &mut out)?;
-                if exit != Exit::Ok {
-                    worst = exit;
-                }
-            }
-            if names.is_empty() {
-                // The whole store or destination, as `restic check --read-data`.
-                let listing = source.listing()?;
-                for (_, _, _, e) in &listing.damaged {
-                    report.failed(e);
-                    worst = Exit::Data;
-                }
-                for item in &listing.items {
-                    let exit = verify_item(item, &dec, report, (&store, g), &mut out)?;
-                    if exit != Exit::Ok {
-                        worst = exit;
-                    }
-                }
-            }
-            Ok(worst)
+            let place = g.from.as_deref().unwrap_or("store");
+            verify_run::run(
+                &source,
+                &store,
+                place,
+                (names.as_slice(), *archive),
+                &dec,
+                report,
+                stdout,
+            )
         }
         Command::Import {
             path,
@@ -572,54 +525,5 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
             RecordWriter::new(stdout).write(&Record::Restored(rec))?;
             Ok(exit)
         }
-    }
-}
-
-/// Verifies one snapshot or archive (an archive with its chain), says how it
-/// went, logs it for the timeline and writes its `verified` record.
-fn verify_item(
-    item: &Item,
-    dec: &snap_shared::crypt::Decrypt,
-    report: &Reporter,
-    (store, g): (&Store, &Global),
-    out: &mut RecordWriter<impl std::io::Write>,
-) -> Result<Exit> {
-    let mut v = Verifier::new(dec, report);
-    let digest = v.verify_with_chain(item)?;
-    let t = v.tally;
-    report.note(&format!(
-        "{}: {} files, {} checked, {}",
-        item.name(),
-        t.files,
-        human_bytes(t.bytes),
-        if t.errors == 0 {
-            "all good".to_string()
-        } else {
-            format!("{} bad", t.errors)
-        }
-    ));
-    let mut extra = Extra::new();
-    extra.insert("source_kind".into(), json!(item.kind()));
-    if let Some(d) = digest {
-        extra.insert("sha256".into(), json!(d.to_hex()));
-    }
-    let rec = outcome(item, None, &t, extra);
-    log_verify(store, &rec, g, report);
-    out.write(&Record::Verified(rec))?;
-    Ok(t.exit())
-}
-
-/// Adds a verify to the store's log, for the timeline; a failure to log is a warning.
-fn log_verify(
-    store: &Store,
-    rec: &snap_shared::record::OutcomeRecord,
-    g: &Global,
-    report: &Reporter,
-) {
-    let place = g.from.as_deref().unwrap_or("store");
-    if let Err(e) = verified::append(store, rec, place, chrono::Utc::now()) {
-        report.warn(&format!(
-            "{e}; the verify is done but the timeline will not show it"
-        ));
     }
 }

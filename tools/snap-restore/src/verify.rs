@@ -3,7 +3,7 @@
 //! the index, foreign tars against a `.sha256` beside them if there is one.
 //! Nothing is written. Each bad file is named; any mismatch is exit 65.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
@@ -15,7 +15,7 @@ use rustix::fs::{Mode, OFlags, readlinkat};
 use snap_cli::Reporter;
 use snap_shared::archive;
 use snap_shared::crypt::Decrypt;
-use snap_shared::error::{Error, Result};
+use snap_shared::error::{Error, Exit, Result};
 use snap_shared::hash::Sha256Digest;
 use snap_shared::index::{Entry, EntryType};
 
@@ -28,10 +28,22 @@ use crate::source::Item;
 use crate::stream;
 use crate::target::{copy_hashed, hash_file};
 
+/// What reading one snapshot or archive found (its own bytes, not its chain's).
+#[derive(Debug, Clone, Copy)]
+pub struct Read {
+    pub tally: Tally,
+    pub digest: Option<Sha256Digest>,
+}
+
 pub struct Verifier<'a> {
     pub dec: &'a Decrypt,
     pub report: &'a Reporter,
     pub tally: Tally,
+    /// What was read already in this run, by kind and name (a snapshot and
+    /// its archive share a name): a verify of everything
+    /// reads each archive once, however many incremental archives stand on
+    /// it (a chain is up to --full-every archives long).
+    pub done: HashMap<String, Read>,
     buf: Vec<u8>,
     /// What the progress line names, and the bytes it expects.
     label: String,
@@ -44,6 +56,7 @@ impl<'a> Verifier<'a> {
             dec,
             report,
             tally: Tally::default(),
+            done: HashMap::new(),
             buf: vec![0; 1 << 20],
             label: String::new(),
             total: None,
@@ -75,10 +88,10 @@ impl<'a> Verifier<'a> {
             match crate::restore::chain_of(item) {
                 Ok(chain) => {
                     for base in &chain[..chain.len() - 1] {
-                        let before = self.tally.errors;
-                        self.verify(base)
+                        let read = self
+                            .read_once(base)
                             .map_err(|e| e.within(format!("base of {}", item.name())))?;
-                        if self.tally.errors > before {
+                        if read.tally.errors > 0 {
                             let why = format!("its base {} is damaged", base.name());
                             self.bad(&item.name(), &why);
                         }
@@ -90,7 +103,46 @@ impl<'a> Verifier<'a> {
                 Err(e) => return Err(e),
             }
         }
-        self.verify(item)
+        Ok(self.read_once(item)?.digest)
+    }
+
+    /// Reads ITEM unless this run read it already; either way its count
+    /// and errors are added to the tally (its damage was named when read).
+    /// Damage that ends the read early is named and counted, not returned.
+    fn read_once(&mut self, item: &Item) -> Result<Read> {
+        let key = format!("{} {}", item.kind(), item.name());
+        if let Some(read) = self.done.get(&key).copied() {
+            let t = &mut self.tally;
+            t.files += read.tally.files;
+            t.bytes += read.tally.bytes;
+            t.errors += read.tally.errors;
+            t.bad_data += read.tally.bad_data;
+            return Ok(read);
+        }
+        let before = self.tally;
+        let digest = match self.verify(item) {
+            Ok(digest) => digest,
+            // Damage that stops the read (a frame that does not decode, a
+            // cut archive) is this item's error; a run of several goes on.
+            Err(e) if e.exit == Exit::Data => {
+                self.report.failed(&e);
+                self.tally.errors += 1;
+                self.tally.bad_data += 1;
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        let t = self.tally;
+        let tally = Tally {
+            files: t.files - before.files,
+            bytes: t.bytes - before.bytes,
+            errors: t.errors - before.errors,
+            bad_data: t.bad_data - before.bad_data,
+            ..Tally::default()
+        };
+        let read = Read { tally, digest };
+        self.done.insert(key, read);
+        Ok(read)
     }
 
     pub fn verify(&mut self, item: &Item) -> Result<Option<Sha256Digest>> {

@@ -1,0 +1,166 @@
+//! The `verify` verb: each named snapshot, archive or disk snapshot, or with
+//! no name everything the store or destination lists (as `restic check
+//! --read-data`), each read back once; one `verified` record per item, each
+//! logged for the timeline. The reading itself is verify.rs's.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use serde_json::json;
+
+use snap_cli::Reporter;
+use snap_shared::crypt::Decrypt;
+use snap_shared::error::{Exit, Result};
+use snap_shared::jsonl::RecordWriter;
+use snap_shared::record::{Extra, OutcomeRecord, Record, SCHEMA};
+use snap_shared::size::human_bytes;
+use snap_shared::store::Store;
+
+use crate::disk;
+use crate::restore::outcome;
+use crate::source::{Item, Source};
+use crate::verified;
+use crate::verify::{Read, Verifier};
+
+/// Where the verifies happen: the store's log, and the place it names.
+struct Log<'a> {
+    store: &'a Store,
+    place: &'a str,
+}
+
+/// Verifies NAMES (with `--archive`, archives of those names), or with no
+/// NAME everything listed; the worst exit of all.
+pub fn run(
+    source: &Source,
+    store: &Store,
+    place: &str,
+    (names, archive): (&[String], bool),
+    dec: &Decrypt,
+    report: &Reporter,
+    stdout: impl Write,
+) -> Result<Exit> {
+    let log = Log { store, place };
+    let mut out = RecordWriter::new(stdout);
+    let mut worst = Exit::Ok;
+    // What was read already: each archive is read once per run.
+    let mut done = HashMap::new();
+    for name in names {
+        let exit = match disk::parse_name(name) {
+            Some((d, snap)) => verify_disk(source, (name, d, snap), dec, report, &log, &mut out)?,
+            None => {
+                let item = source.resolve(name, archive)?;
+                verify_item(&item, dec, report, &log, &mut out, &mut done)?
+            }
+        };
+        if exit != Exit::Ok {
+            worst = exit;
+        }
+    }
+    if names.is_empty() {
+        let listing = source.listing()?;
+        for (_, _, _, e) in &listing.damaged {
+            report.failed(e);
+            worst = Exit::Data;
+        }
+        for item in &listing.items {
+            let exit = verify_item(item, dec, report, &log, &mut out, &mut done)?;
+            if exit != Exit::Ok {
+                worst = exit;
+            }
+        }
+    }
+    Ok(worst)
+}
+
+/// Every block of a disk snapshot against its map.
+fn verify_disk(
+    source: &Source,
+    (name, d, snap): (&str, &str, &str),
+    dec: &Decrypt,
+    report: &Reporter,
+    log: &Log,
+    out: &mut RecordWriter<impl Write>,
+) -> Result<Exit> {
+    let (n, read, bad) = disk::verify(source, d, snap, dec)?;
+    for p in &bad {
+        report.error(&format!("{name}: {p}"));
+    }
+    report.note(&format!(
+        "{name}: {n} blocks, {} checked, {}",
+        human_bytes(read),
+        verdict(bad.len() as u64)
+    ));
+    let rec = OutcomeRecord {
+        schema: SCHEMA.into(),
+        what: name.to_string(),
+        to: None,
+        files: n,
+        bytes: read,
+        errors: bad.len() as u64,
+        extra: Extra::new(),
+    };
+    log_verify(log, &rec, report);
+    out.write(&Record::Verified(rec))?;
+    Ok(if bad.is_empty() { Exit::Ok } else { Exit::Data })
+}
+
+/// Verifies one snapshot or archive (an archive with its chain), says how it
+/// went, logs it for the timeline and writes its `verified` record. DONE
+/// holds what this run read already, which is not read again.
+fn verify_item(
+    item: &Item,
+    dec: &Decrypt,
+    report: &Reporter,
+    log: &Log,
+    out: &mut RecordWriter<impl Write>,
+    done: &mut HashMap<String, Read>,
+) -> Result<Exit> {
+    let mut v = Verifier::new(dec, report);
+    v.done = std::mem::take(done);
+    let digest = v.verify_with_chain(item);
+    *done = std::mem::take(&mut v.done);
+    // A file that cannot be read (gone, or an I/O error) fails this item,
+    // with its own exit code; the others are still verified.
+    let (digest, stopped) = match digest {
+        Ok(digest) => (digest, None),
+        Err(e) if matches!(e.exit, Exit::NoInput | Exit::Io) => {
+            report.failed(&e);
+            v.tally.errors += 1;
+            (None, Some(e.exit))
+        }
+        Err(e) => return Err(e),
+    };
+    let t = v.tally;
+    report.note(&format!(
+        "{}: {} files, {} checked, {}",
+        item.name(),
+        t.files,
+        human_bytes(t.bytes),
+        verdict(t.errors)
+    ));
+    let mut extra = Extra::new();
+    extra.insert("source_kind".into(), json!(item.kind()));
+    if let Some(d) = digest {
+        extra.insert("sha256".into(), json!(d.to_hex()));
+    }
+    let rec = outcome(item, None, &t, extra);
+    log_verify(log, &rec, report);
+    out.write(&Record::Verified(rec))?;
+    Ok(stopped.unwrap_or(t.exit()))
+}
+
+fn verdict(errors: u64) -> String {
+    match errors {
+        0 => "all good".to_string(),
+        n => format!("{n} bad"),
+    }
+}
+
+/// Adds a verify to the store's log, for the timeline; a failure to log is a warning.
+fn log_verify(log: &Log, rec: &OutcomeRecord, report: &Reporter) {
+    if let Err(e) = verified::append(log.store, rec, log.place, chrono::Utc::now()) {
+        report.warn(&format!(
+            "{e}; the verify is done but the timeline will not show it"
+        ));
+    }
+}
