@@ -864,6 +864,28 @@ fn import_foreign_archive() {
     assert_eq!(code(&again), 73);
 }
 
+/// A small tmpfs mounted on a new folder, unmounted when dropped (None
+/// where mounting is not allowed).
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        fs::create_dir(dir).unwrap();
+        std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "snaptest"])
+            .arg(dir)
+            .output()
+            .is_ok_and(|o| o.status.success())
+            .then(|| Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
 /// A disk that fills up mid-pack: exit 74, the temporary files removed, nothing under a final name.
 #[test]
 fn pack_on_a_full_disk_exits_74_and_leaves_nothing() {
@@ -880,24 +902,10 @@ fn pack_on_a_full_disk_exits_74_and_leaves_nothing() {
     fs::write(w.path("src/noise.bin"), noise).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1100));
     w.collect();
-    let small = w.path("small");
-    fs::create_dir(&small).unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m", "snaptest"])
-        .arg(&small)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !mounted {
+    let Some(_small) = Tmpfs::mount(&w.path("small"), "1m") else {
         eprintln!("cannot mount a tmpfs here; nothing to test");
         return;
-    }
-    struct Unmount(PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _guard = Unmount(small.clone());
+    };
     let out = w.pack(&["--out", "small"]);
     assert_eq!(code(&out), 74, "{}", w.redact(&out.stderr));
     let err = w.redact(&out.stderr);
@@ -906,7 +914,7 @@ fn pack_on_a_full_disk_exits_74_and_leaves_nothing() {
         err.contains("hint: the disk filled up; the unfinished archive was removed"),
         "{err}"
     );
-    let left: Vec<String> = fs::read_dir(small.join("s"))
+    let left: Vec<String> = fs::read_dir(w.path("small/s"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
@@ -949,19 +957,12 @@ fn pack_keeps_the_configs_store_floor() {
     assert_eq!(code(&out), 0, "{}", w.redact(&out.stderr));
     // The store's floor is not the floor of another folder (--out): a small
     // tmpfs keeps its default floor (5% of it), whatever the host's disk has.
-    let small = w.path("small");
-    fs::create_dir(&small).unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=64m", "snaptest"])
-        .arg(&small)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if mounted {
-        let out = pack(all, &["--out", "small"]);
-        let _ = std::process::Command::new("umount").arg(&small).status();
-        assert_eq!(code(&out), 0, "{}", w.redact(&out.stderr));
-    } else {
-        eprintln!("cannot mount a tmpfs here; --out's floor not tested");
+    match Tmpfs::mount(&w.path("small"), "64m") {
+        Some(_small) => {
+            let out = pack(all, &["--out", "small"]);
+            assert_eq!(code(&out), 0, "{}", w.redact(&out.stderr));
+        }
+        None => eprintln!("cannot mount a tmpfs here; --out's floor not tested"),
     }
     let out = pack(r#"{"collect": {"min_free": "0"}}"#, &[]);
     assert_eq!(code(&out), 0, "{}", w.redact(&out.stderr));
