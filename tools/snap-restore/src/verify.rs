@@ -43,7 +43,7 @@ pub struct Verifier<'a> {
     /// its archive share a name): a verify of everything
     /// reads each archive once, however many incremental archives stand on
     /// it (a chain is up to --full-every archives long).
-    pub done: HashMap<String, Read>,
+    done: HashMap<String, Read>,
     buf: Vec<u8>,
     /// What the progress line names, and the bytes it expects.
     label: String,

@@ -3,7 +3,6 @@
 //! --read-data`), each read back once; one `verified` record per item, each
 //! logged for the timeline. The reading itself is verify.rs's.
 
-use std::collections::HashMap;
 use std::io::Write;
 
 use serde_json::json;
@@ -17,10 +16,11 @@ use snap_shared::size::human_bytes;
 use snap_shared::store::Store;
 
 use crate::disk;
+use crate::restore::Tally;
 use crate::restore::outcome;
 use crate::source::{Item, Source};
 use crate::verified;
-use crate::verify::{Read, Verifier};
+use crate::verify::Verifier;
 
 /// Where the verifies happen: the store's log, and the place it names.
 struct Log<'a> {
@@ -42,14 +42,14 @@ pub fn run(
     let log = Log { store, place };
     let mut out = RecordWriter::new(stdout);
     let mut worst = Exit::Ok;
-    // What was read already: each archive is read once per run.
-    let mut done = HashMap::new();
+    // One verifier for the run: what it read already is not read again.
+    let mut v = Verifier::new(dec, report);
     for name in names {
         let exit = match disk::parse_name(name) {
             Some((d, snap)) => verify_disk(source, (name, d, snap), dec, report, &log, &mut out)?,
             None => {
                 let item = source.resolve(name, archive)?;
-                verify_item(&item, dec, report, &log, &mut out, &mut done)?
+                verify_item(&item, &mut v, &log, &mut out)?
             }
         };
         if exit != Exit::Ok {
@@ -63,7 +63,7 @@ pub fn run(
             worst = Exit::Data;
         }
         for item in &listing.items {
-            let exit = verify_item(item, dec, report, &log, &mut out, &mut done)?;
+            let exit = verify_item(item, &mut v, &log, &mut out)?;
             if exit != Exit::Ok {
                 worst = exit;
             }
@@ -105,20 +105,17 @@ fn verify_disk(
 }
 
 /// Verifies one snapshot or archive (an archive with its chain), says how it
-/// went, logs it for the timeline and writes its `verified` record. DONE
-/// holds what this run read already, which is not read again.
+/// went, logs it for the timeline and writes its `verified` record. What V
+/// read already in this run is not read again.
 fn verify_item(
     item: &Item,
-    dec: &Decrypt,
-    report: &Reporter,
+    v: &mut Verifier,
     log: &Log,
     out: &mut RecordWriter<impl Write>,
-    done: &mut HashMap<String, Read>,
 ) -> Result<Exit> {
-    let mut v = Verifier::new(dec, report);
-    v.done = std::mem::take(done);
+    let report = v.report;
+    v.tally = Tally::default();
     let digest = v.verify_with_chain(item);
-    *done = std::mem::take(&mut v.done);
     // A file that cannot be read (gone, or an I/O error) fails this item,
     // with its own exit code; the others are still verified.
     let (digest, stopped) = match digest {
