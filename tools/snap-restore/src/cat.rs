@@ -19,7 +19,7 @@ use snap_shared::hash::Sha256Digest;
 use snap_shared::index::{Entry, EntryType, IndexReader, cmp_paths};
 
 use crate::damage::corrupt;
-use crate::indexes::open_index;
+use crate::indexes::{IndexLoc, open_index};
 use crate::loc::Loc;
 use crate::members::{archive, members};
 use crate::restore::{chain_of, sanitize};
@@ -79,13 +79,17 @@ fn check_is_file(e: &Entry, shown: &str) -> Result<()> {
 }
 
 /// The entry of `rel` in an index (read up to where it would be).
-fn find(index: &Loc, rel: &[u8], dec: &Decrypt) -> Result<Option<Entry>> {
+fn find(index: &IndexLoc, rel: &[u8], dec: &Decrypt) -> Result<Option<Entry>> {
     find_in(&mut open_index(index, dec)?, rel)
 }
 
 /// [`find`] in an archive's index, with where the next member the archive
 /// carries starts (the index is in tar order): the end of this one.
-fn find_with_end(index: &Loc, rel: &[u8], dec: &Decrypt) -> Result<Option<(Entry, Option<u64>)>> {
+fn find_with_end(
+    index: &IndexLoc,
+    rel: &[u8],
+    dec: &Decrypt,
+) -> Result<Option<(Entry, Option<u64>)>> {
     let mut reader = open_index(index, dec)?;
     let Some(e) = find_in(&mut reader, rel)? else {
         return Ok(None);

@@ -2,58 +2,133 @@
 //! looking entries up in path order, and choosing entries with `--path`.
 
 use std::cmp::Ordering;
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::sync::Mutex;
 
+use sha2::{Digest, Sha256};
 use snap_shared::crypt::{Decrypt, decrypting_reader};
+
 use snap_shared::error::{Error, Result};
+use snap_shared::hash::Sha256Digest;
 use snap_shared::index::{Entry, EntryType, IndexReader, check_relative_path, cmp_paths};
 
 use crate::loc::Loc;
 
-/// Opens an index file, decrypting it when its name ends in `.age`.
-pub fn open_index(loc: &Loc, dec: &Decrypt) -> Result<IndexReader> {
+/// An index, and the sha256 its archive's record gives for its stored
+/// bytes (`index_sha256`; none for a store's snapshots and for archives of
+/// before it was recorded): an index is never used before its bytes are
+/// found to be the ones the record names, so a swapped or damaged index is
+/// damage (65), not a partial restore.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexLoc {
+    pub loc: Loc,
+    pub sha256: Option<String>,
+}
+
+impl IndexLoc {
+    /// The same index, read without the check (verify checks it itself, names
+    /// a mismatch and goes on to name what else is wrong).
+    pub fn unchecked(&self) -> IndexLoc {
+        IndexLoc {
+            loc: self.loc.clone(),
+            sha256: None,
+        }
+    }
+
+    pub fn show(&self) -> String {
+        self.loc.show()
+    }
+}
+
+/// Opens an index file, decrypting it when its name ends in `.age`, once
+/// its bytes match the record's sha256.
+pub fn open_index(index: &IndexLoc, dec: &Decrypt) -> Result<IndexReader> {
+    let loc = &index.loc;
     let what = loc.show();
     let encrypted = loc.name().ends_with(".age");
     if let (Loc::Path(p), false) = (loc, encrypted) {
-        return IndexReader::open(p);
-    }
-    let bytes = kept(loc, || {
-        let mut plain: Box<dyn Read> = match encrypted {
-            true => Box::new(decrypting_reader(dec, &what, loc.open()?)?),
-            false => loc.open()?,
+        let Some(want) = &index.sha256 else {
+            return IndexReader::open(p);
         };
-        let mut bytes = Vec::new();
-        plain
-            .read_to_end(&mut bytes)
+        // One pass to check, then the same open file read again: memory
+        // stays flat, and the bytes read are the bytes checked.
+        let mut file = std::fs::File::open(p).map_err(|e| Error::io(p, e))?;
+        let (_, got) = snap_shared::hash::hash_read(&mut file, &mut vec![0; 256 << 10])
             .map_err(|e| crate::damage::corrupt(loc, e))?;
-        Ok(bytes::Bytes::from(bytes))
+        check_sha(loc, &got.to_hex(), want)?;
+        file.seek(SeekFrom::Start(0)).map_err(|e| Error::io(p, e))?;
+        return IndexReader::from_reader(Box::new(file), p);
+    }
+    let (stored_sha, bytes) = kept(loc, || {
+        let mut stored = Vec::new();
+        loc.open()?
+            .read_to_end(&mut stored)
+            .map_err(|e| crate::damage::corrupt(loc, e))?;
+        let sha = Sha256Digest::from_hasher(Sha256::new_with_prefix(&stored)).to_hex();
+        if let Some(want) = &index.sha256 {
+            // Before decrypting: a foreign index is named as such, not as a
+            // wrong key.
+            check_sha(loc, &sha, want)?;
+        }
+        let plain = match encrypted {
+            false => stored,
+            true => {
+                let mut plain = Vec::new();
+                decrypting_reader(dec, &what, std::io::Cursor::new(stored))?
+                    .read_to_end(&mut plain)
+                    .map_err(|e| crate::damage::corrupt(loc, e))?;
+                plain
+            }
+        };
+        Ok((sha, bytes::Bytes::from(plain)))
     })?;
+    if let Some(want) = &index.sha256 {
+        check_sha(loc, &stored_sha, want)?;
+    }
     IndexReader::from_reader(Box::new(std::io::Cursor::new(bytes)), Path::new(&what))
+}
+
+/// An index whose bytes are not the ones its record names: damage (65).
+fn check_sha(loc: &Loc, got: &str, want: &str) -> Result<()> {
+    if got == want {
+        return Ok(());
+    }
+    Err(Error::data(
+        loc.show(),
+        format!(
+            "sha256 {got}, the record says {want}: this index is damaged or not this archive's"
+        ),
+    )
+    .with_hint(
+        "snap-restore verify names everything else that is wrong; restore from another copy",
+    ))
 }
 
 /// Indexes fetched from a bucket or decrypted, kept for the rest of the
 /// run: a restore from a chain reads one index up to four times, and each
-/// read would be a request or a decryption (scrypt takes a second).
-static KEPT: Mutex<Vec<(String, bytes::Bytes)>> = Mutex::new(Vec::new());
+/// read would be a request or a decryption (scrypt takes a second). Each is
+/// kept with the sha256 of its stored bytes, checked at every use.
+static KEPT: Mutex<Vec<(String, (String, bytes::Bytes))>> = Mutex::new(Vec::new());
 /// At most this much is kept; older indexes are dropped first.
 const KEEP_BYTES: usize = 128 << 20;
 
+type Kept = (String, bytes::Bytes);
+
 /// The bytes of `loc` from the kept ones, or from `fetch` (then kept).
-fn kept(loc: &Loc, fetch: impl FnOnce() -> Result<bytes::Bytes>) -> Result<bytes::Bytes> {
+fn kept(loc: &Loc, fetch: impl FnOnce() -> Result<Kept>) -> Result<Kept> {
     let key = loc.show();
     let lock = || KEPT.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((_, b)) = lock().iter().find(|(k, _)| *k == key) {
         return Ok(b.clone());
     }
-    let bytes = fetch()?;
+    let got = fetch()?;
     let mut kept = lock();
-    kept.push((key, bytes.clone()));
-    while kept.iter().map(|(_, b)| b.len()).sum::<usize>() > KEEP_BYTES && kept.len() > 1 {
+    kept.push((key, got.clone()));
+    while kept.iter().map(|(_, (_, b))| b.len()).sum::<usize>() > KEEP_BYTES && kept.len() > 1 {
         kept.remove(0);
     }
-    Ok(bytes)
+    Ok(got)
 }
 
 /// An index read in path order, answering lookups of increasing paths.
@@ -128,7 +203,7 @@ impl Select {
     /// first name of their group, so that `--path` of a second name
     /// restores it (as a file with the group's content; further chosen
     /// names of the group link to it), as `tar -x NAME` does.
-    pub fn adopt_orphan_links(&mut self, index: &Loc, dec: &Decrypt) -> Result<()> {
+    pub fn adopt_orphan_links(&mut self, index: &IndexLoc, dec: &Decrypt) -> Result<()> {
         if self.is_all() {
             return Ok(());
         }

@@ -27,7 +27,7 @@ use snap_shared::record::{Extra, OutcomeRecord, SCHEMA};
 use snap_shared::size::human_bytes;
 
 use crate::damage::{corrupt, is_damage};
-use crate::indexes::{Cursor, Select, open_index};
+use crate::indexes::{Cursor, IndexLoc, Select, open_index};
 use crate::loc::Loc;
 use crate::members::{Member, What, archive, finish, members};
 use crate::source::Item;
@@ -334,8 +334,19 @@ impl<'a> Restorer<'a> {
         self.check_selection()
     }
 
+    /// A tar member the archive's index does not list: damage (65), named.
+    fn not_in_index(&mut self, data: &Loc, path: &[u8]) {
+        self.tally.errors += 1;
+        self.tally.bad_data += 1;
+        self.report.error(&format!(
+            "{}: is in the archive but not in its index ({})",
+            String::from_utf8_lossy(path),
+            data.show()
+        ));
+    }
+
     /// Names each chosen file of the index that is not in the target.
-    fn name_missing(&mut self, index: &Loc) -> Result<()> {
+    fn name_missing(&mut self, index: &IndexLoc) -> Result<()> {
         let mut reader = open_index(index, self.dec)?;
         while let Some(e) = reader.next_entry()? {
             if e.kind == EntryType::File
@@ -353,7 +364,7 @@ impl<'a> Restorer<'a> {
     }
 
     /// Writes, from one archive of a chain, the files whose content there is the final one.
-    fn contents_of(&mut self, link: &Item, final_index: &Loc) -> Result<()> {
+    fn contents_of(&mut self, link: &Item, final_index: &IndexLoc) -> Result<()> {
         let data = link.data();
         let partial = !self.select.is_all();
         // A restore already keeps two cores busy (decoding, and the writers
@@ -384,7 +395,18 @@ impl<'a> Restorer<'a> {
                 continue;
             }
             let path = entry.path_bytes().into_owned();
-            let Some(f) = fin.seek(&path, |_| {})? else {
+            let in_fin = fin.seek(&path, |_| {})?;
+            // A member the archive's own index does not list is damage, as
+            // in verify: the index is not this archive's, or the tar is not.
+            let listed = match own.as_mut() {
+                Some(own) => own.seek(&path, |_| {})?,
+                None => in_fin.clone(),
+            };
+            let Some(listed) = listed else {
+                self.not_in_index(&data, &path);
+                continue;
+            };
+            let Some(f) = in_fin.filter(|f| f.sha256 == listed.sha256) else {
                 continue;
             };
             let Some(dest) = self
@@ -395,14 +417,6 @@ impl<'a> Restorer<'a> {
                 continue;
             };
             let dest = dest.to_vec();
-            if let Some(own) = own.as_mut() {
-                let same = own
-                    .seek(&path, |_| {})?
-                    .is_some_and(|o| o.sha256 == f.sha256);
-                if !same {
-                    continue;
-                }
-            }
             self.put_file(&dest, &f, &mut entry, &data, true)?;
             self.stop_if_fatal()?;
         }
@@ -419,7 +433,7 @@ impl<'a> Restorer<'a> {
         &mut self,
         link: &Item,
         archive: crate::seeking::Seekable,
-        final_index: &Loc,
+        final_index: &IndexLoc,
     ) -> Result<()> {
         let data = link.data();
         let (select, dec) = (self.select, self.dec);
@@ -725,7 +739,7 @@ fn chosen_members(
     select: &Select,
     dec: &Decrypt,
     link: &Item,
-    final_index: &Loc,
+    final_index: &IndexLoc,
     tar_len: u64,
     mut each: impl FnMut(std::ops::Range<u64>, Entry) -> Result<()>,
 ) -> Result<()> {

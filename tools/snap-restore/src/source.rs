@@ -21,6 +21,7 @@ use snap_shared::id::{cmp_ids, is_id};
 use snap_shared::record::{ArchiveRecord, SnapshotRecord, check_schema};
 use snap_shared::store::{Store, read_names};
 
+use crate::indexes::IndexLoc;
 use crate::loc::Loc;
 
 /// A snapshot or archive that can be shown, verified or restored.
@@ -82,11 +83,22 @@ impl Item {
         }
     }
 
-    /// The per-file index, found beside the record.
-    pub fn index(&self) -> Option<Loc> {
+    /// The per-file index, found beside the record, with the sha256 an
+    /// archive's record gives for it.
+    pub fn index(&self) -> Option<IndexLoc> {
         match self {
-            Item::Snapshot { rec, json } => Some(Loc::Path(beside_id(json, &rec.id, ".index.zst"))),
-            Item::Archive { rec, json } => Some(json.sibling(&file_name(&rec.index))),
+            Item::Snapshot { rec, json } => Some(IndexLoc {
+                loc: Loc::Path(beside_id(json, &rec.id, ".index.zst")),
+                sha256: None,
+            }),
+            Item::Archive { rec, json } => Some(IndexLoc {
+                loc: json.sibling(&file_name(&rec.index)),
+                sha256: rec
+                    .extra
+                    .get("index_sha256")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string),
+            }),
             Item::Foreign { .. } => None,
         }
     }

@@ -20,7 +20,7 @@ use snap_shared::hash::Sha256Digest;
 use snap_shared::index::{Entry, EntryType};
 
 use crate::damage::corrupt;
-use crate::indexes::{Cursor, open_index};
+use crate::indexes::{Cursor, IndexLoc, open_index};
 use crate::loc::Loc;
 use crate::members::{What, archive, finish, members};
 use crate::restore::{Tally, member_error};
@@ -266,17 +266,19 @@ impl<'a> Verifier<'a> {
     /// An archive: its sha256, its index sidecar, and each file against the index.
     fn archive(&mut self, item: &Item) -> Result<Sha256Digest> {
         let rec = item.archive().expect("an archive").clone();
+        // Checked here, so that a mismatch is named and the rest still verified.
         let index = item.index().expect("archives have an index");
-        if let Some(want) = rec.extra.get("index_sha256").and_then(|v| v.as_str()) {
+        if let Some(want) = &index.sha256 {
             let (_, got) =
-                hash_file(index.open()?, &mut self.buf).map_err(|e| corrupt(&index, e))?;
-            if got.to_hex() != want {
+                hash_file(index.loc.open()?, &mut self.buf).map_err(|e| corrupt(&index.loc, e))?;
+            if got.to_hex() != *want {
                 self.bad(
                     &index.show(),
                     &format!("sha256 {got}, the record says {want}"),
                 );
             }
         }
+        let index = index.unchecked();
         let full = rec.base.is_none();
         let data = item.data();
         if item.is_imported() {
@@ -344,7 +346,7 @@ impl<'a> Verifier<'a> {
         &mut self,
         rec: &snap_shared::record::ArchiveRecord,
         data: &Loc,
-        index: &Loc,
+        index: &IndexLoc,
     ) -> Result<Sha256Digest> {
         let mut expected = std::collections::HashMap::new();
         let mut reader = open_index(index, self.dec)?;

@@ -1,0 +1,136 @@
+//! The second adversarial probe's findings (docs/reliability.md, "At the
+//! destinations and on the page"), one test each, named after the finding:
+//! each reproduces what the probe did and pins what a careful user expects.
+
+use std::fs;
+use std::path::Path;
+
+use snap_e2e::{World, code, records, stderr};
+
+/// Two full archives of set `s` whose trees differ (3 files, then 2): their ids.
+fn two_archives(w: &World, extra: &[&str]) -> (String, String) {
+    w.write("src/a.txt", "a".repeat(5000));
+    w.write("src/b.txt", "b".repeat(5000));
+    w.write("src/c.txt", "c".repeat(5000));
+    w.collect_ok(&[]);
+    let x = w.pack(extra);
+    assert_eq!(code(&x), 0, "{}", stderr(&x));
+    fs::remove_file(w.path("src/c.txt")).unwrap();
+    w.write("src/b.txt", "B".repeat(5000));
+    w.collect_ok(&[]);
+    let y = w.pack(extra);
+    assert_eq!(code(&y), 0, "{}", stderr(&y));
+    let id = |out: &std::process::Output| records(out)[0]["id"].as_str().unwrap().to_string();
+    (id(&x), id(&y))
+}
+
+/// The stored index file of archive `id` in `dir` (`ID.index.zst`, maybe `.age`).
+fn index_of(dir: &Path, id: &str) -> std::path::PathBuf {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            n.starts_with(&format!("{id}.index.zst"))
+        })
+        .expect("an index")
+}
+
+/// Finding 1: archive Y's index put in place of archive X's (plain and
+/// age-encrypted, in the store and read as a destination) makes restore,
+/// its dry run and cat fail with 65 naming the index, never a partial restore
+/// with exit 0.
+#[test]
+fn a_swapped_index_is_damage_not_a_partial_restore() {
+    for encrypted in [false, true] {
+        let w = World::new();
+        let recipient = snap_testkit::age_keygen(&w.path("key.txt"));
+        let extra: Vec<&str> = match encrypted {
+            true => vec!["--recipient", &recipient],
+            false => vec![],
+        };
+        let (x, y) = two_archives(&w, &extra);
+        let dir = w.path("store/archives/s");
+        let ix = index_of(&dir, &x);
+        fs::copy(index_of(&dir, &y), &ix).unwrap();
+        let shown = w.redact(ix.to_string_lossy().as_bytes());
+        let key = w.path("key.txt").to_string_lossy().into_owned();
+        let with_key = |args: &[&str]| -> Vec<String> {
+            let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+            if encrypted {
+                all.extend(["--identity".to_string(), key.clone()]);
+            }
+            all
+        };
+        let name = format!("s/{x}");
+        let a = w.inside("src/a.txt");
+        let runs: Vec<(&str, Vec<String>)> = vec![
+            (
+                "restore",
+                with_key(&["restore", "--archive", &name, "--to", "r"]),
+            ),
+            (
+                "restore --path",
+                with_key(&["restore", "--archive", &name, "--to", "p", "--path", &a]),
+            ),
+            ("cat", with_key(&["cat", "--archive", &name, &a])),
+            (
+                "restore --dry-run",
+                with_key(&["restore", "--archive", &name, "--to", "d", "--dry-run"]),
+            ),
+        ];
+        for (what, args) in runs {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            for from in [None, Some("store/archives")] {
+                let out = match from {
+                    None => w.restore(&args),
+                    Some(d) => {
+                        let mut all = vec!["--from", d];
+                        all.extend_from_slice(&args);
+                        w.run("snap-restore", &all)
+                    }
+                };
+                let err = w.redact(&out.stderr);
+                assert_eq!(
+                    code(&out),
+                    65,
+                    "{what} {from:?} encrypted={encrypted}: {err}"
+                );
+                let want = match from {
+                    None => format!("{shown}: sha256 "),
+                    Some(_) => format!("s/{}: sha256 ", ix.file_name().unwrap().to_string_lossy()),
+                };
+                assert!(err.contains(&want), "{what} {from:?}: {err}");
+                assert!(
+                    err.contains("the record says") && err.contains("not this archive's"),
+                    "{what}: {err}"
+                );
+            }
+        }
+        assert!(!w.path("r").join(w.inside("src/c.txt")).exists());
+    }
+}
+
+/// Finding 1, an archive whose record names no index sha256 (as before it
+/// was recorded): a tar member its index does not list is damage (65,
+/// named), as in verify; the files it does list are still restored.
+#[test]
+fn a_member_not_in_the_index_is_damage() {
+    let w = World::new();
+    let (x, y) = two_archives(&w, &[]);
+    let dir = w.path("store/archives/s");
+    let json = dir.join(format!("{x}.json"));
+    let mut rec: serde_json::Value = serde_json::from_slice(&fs::read(&json).unwrap()).unwrap();
+    rec.as_object_mut().unwrap().remove("index_sha256");
+    fs::write(&json, serde_json::to_vec(&rec).unwrap()).unwrap();
+    fs::copy(index_of(&dir, &y), index_of(&dir, &x)).unwrap();
+    let out = w.restore(&["restore", "--archive", &format!("s/{x}"), "--to", "r"]);
+    let err = w.redact(&out.stderr);
+    assert_eq!(code(&out), 65, "{err}");
+    let c = w.inside("src/c.txt");
+    assert!(
+        err.contains(&format!("{c}: is in the archive but not in its index")),
+        "{err}"
+    );
+    assert!(w.path("r").join(w.inside("src/a.txt")).exists());
+}
