@@ -127,6 +127,17 @@ impl Item {
     }
 }
 
+/// Whether NAME has the shape of a name: `SET/ID`, `SET/latest` or `ID`
+/// (set names as `check_name` allows them; ids as snap makes them).
+pub fn is_name(name: &str) -> bool {
+    let (set, id) = match name.split_once('/') {
+        Some((set, id)) => (Some(set), id),
+        None => (None, name),
+    };
+    set.is_none_or(|s| snap_shared::id::check_name(s).is_ok())
+        && (is_id(id) || (id == "latest" && set.is_some()))
+}
+
 /// The last component of a recorded path (a record names files by the paths of the machine that made it).
 fn file_name(recorded: &str) -> String {
     Path::new(recorded)
@@ -225,12 +236,26 @@ impl Source {
     /// The item a name means: a path (tree, `.json`, archive file), or
     /// `SET/ID`, `SET/latest`, `ID` among this source's items. With
     /// `archive`, names mean archives even where a snapshot has the same id.
+    /// A name-shaped NAME is looked up as a name first, so that a folder of
+    /// the same name in the working directory never stands in for it.
     pub fn resolve(&self, name: &str, archive: bool) -> Result<Item> {
         let path = Path::new(name);
         let local = !matches!(self, Source::Bucket(_));
-        if local && path.exists() && (name.contains('/') || !is_id(name)) {
+        if is_name(name) {
+            return match self.resolve_name(name, archive) {
+                Err(e) if e.exit == Exit::NoInput && local && path.exists() => resolve_path(path),
+                found => found,
+            };
+        }
+        if local && path.exists() {
             return resolve_path(path);
         }
+        self.resolve_name(name, archive)
+    }
+
+    /// The item `SET/ID`, `SET/latest` or `ID` means among this source's
+    /// items; never a path.
+    pub fn resolve_name(&self, name: &str, archive: bool) -> Result<Item> {
         let (set, id) = match name.split_once('/') {
             Some((set, id)) => (Some(set), id),
             None => (None, name),

@@ -736,3 +736,118 @@ fn the_filter_hides_cards_and_empty_days() {
                            "after": {"cards": 2, "days": 2}})
     );
 }
+
+/// Every form and link of the page takes names held to the store it serves
+/// (issue 32, finding 2): an absolute or relative path to a record, `..`,
+/// their encoded forms, a set folder that is a symlink out of the store and
+/// a NUL are each 400 on every route, and nothing outside the store is
+/// rewritten or pinned.
+#[test]
+fn the_page_takes_names_never_paths() {
+    let t = tempfile::tempdir().unwrap();
+    let (first, second) = store(t.path());
+    // Another store on the same host, and its set linked into this one.
+    let other = t.path().join("other");
+    fs::create_dir_all(other.join("src")).unwrap();
+    fs::write(other.join("src/x.txt"), "x\n").unwrap();
+    let out = Command::new(bin("snap-collect"))
+        .args([
+            "--store",
+            "store",
+            "--min-free",
+            "0",
+            "--name",
+            "s2",
+            "src",
+            "-q",
+        ])
+        .current_dir(&other)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id2 = v["id"].as_str().unwrap().to_string();
+    let theirs = other.join(format!("store/sets/s2/{id2}.json"));
+    let before = fs::read(&theirs).unwrap();
+    std::os::unix::fs::symlink(other.join("store/sets/s2"), t.path().join("store/sets/s2"))
+        .unwrap();
+    let abs = theirs.to_string_lossy().into_owned();
+    let names = [
+        abs.clone(),
+        format!("other/store/sets/s2/{id2}.json"),
+        format!("s/../../other/store/sets/s2/{id2}"),
+        format!("%2e%2e/%2e%2e/other/store/sets/s2/{id2}"),
+        format!("/{}", t.path().join("store/sets/s").display()),
+        format!("s2/{id2}"),
+        format!("s/{first}\0"),
+    ];
+    let rw = Server::start(t.path(), &["--allow-changes"]);
+    let token = csrf(&rw.page());
+    for name in &names {
+        for action in ["tag", "describe", "pin"] {
+            let body = format!(
+                "csrf={token}&name={}&action={action}&value=owned",
+                enc(name)
+            );
+            let (status, _, said) = rw.ask("POST", "/edit", None, true, &body);
+            assert_eq!(status, 400, "/edit {action} {name:?}: {said}");
+        }
+        let form = format!(
+            "csrf={token}&name={}&to={}",
+            enc(name),
+            enc("/tmp/x-restore")
+        );
+        for route in ["/restore/preview", "/restore/start"] {
+            let (status, _, said) = rw.ask("POST", route, None, true, &form);
+            assert_eq!(status, 400, "{route} {name:?}: {said}");
+        }
+        let del = format!("csrf={token}&name={}&confirm={}", enc(name), enc(name));
+        let (status, _, said) = rw.ask("POST", "/delete", None, true, &del);
+        assert_eq!(status, 400, "/delete {name:?}: {said}");
+        let (status, _, said) = rw.ask(
+            "GET",
+            &format!("/delete?name={}", enc(name)),
+            None,
+            true,
+            "",
+        );
+        assert!(
+            said.contains("refused"),
+            "GET /delete {name:?}: {status} {said}"
+        );
+        for q in [
+            format!("/diff?a={}&b=s%2F{second}", enc(name)),
+            format!("/text?a=s%2F{second}&b={}&path=x.txt", enc(name)),
+        ] {
+            let (status, _, said) = rw.ask("GET", &q, None, true, "");
+            assert_eq!(status, 400, "{q}: {said}");
+        }
+    }
+    assert_eq!(
+        fs::read(&theirs).unwrap(),
+        before,
+        "a record outside was rewritten"
+    );
+    assert!(!other.join(format!("store/sets/s2/{id2}.pin")).exists());
+    assert!(other.join(format!("store/sets/s2/{id2}")).is_dir());
+    assert!(!Path::new("/tmp/x-restore").exists());
+    // A NUL in any other field is 400 too; the names themselves still work.
+    for body in [
+        format!("csrf={token}&name=s%2F{first}&action=describe&value=a%00b"),
+        format!("csrf={token}&name=s%2F{first}&to=%2Ftmp%2Fa%00b"),
+    ] {
+        let route = if body.contains("action") {
+            "/edit"
+        } else {
+            "/restore/preview"
+        };
+        let (status, _, said) = rw.ask("POST", route, None, true, &body);
+        assert_eq!(status, 400, "{route} {body}: {said}");
+    }
+    let ok = format!("csrf={token}&name=s%2F{first}&action=tag&value=fine");
+    assert_eq!(rw.ask("POST", "/edit", None, true, &ok).0, 303);
+}

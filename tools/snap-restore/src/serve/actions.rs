@@ -15,6 +15,7 @@ use snap_cli::Reporter;
 use snap_shared::error::{Error, Exit, Result};
 use snap_shared::size::human_bytes;
 
+use super::held::{held, text_field};
 use super::{Shared, blocking, check_post, check_writable, failed, page, refuse, respond};
 use crate::source::Source;
 
@@ -35,6 +36,8 @@ pub(super) async fn edit(State(s): State<Arc<Shared>>, Form(f): Form<EditForm>) 
     }
     let store = s.store.clone();
     let done = blocking(move || {
+        held(&store, &f.name, false)?;
+        text_field("value", &f.value)?;
         let source = Source::Store(store);
         let quiet = Reporter::new(crate::TOOL, true, false);
         let value = f.value.trim();
@@ -91,6 +94,7 @@ impl DeleteForm {
 /// Runs snap-prune's `--forget NAME` on the store (a dry run, or for real),
 /// its lines kept for the page.
 fn forget(s: &Shared, f: &DeleteForm, dry_run: bool) -> Result<(Exit, u64, Vec<String>)> {
+    held(&s.store, &f.name, f.archive())?;
     let lines = Arc::new(Mutex::new(Vec::new()));
     let report = Reporter::capturing(snap_prune::TOOL, lines.clone());
     let config = s.config.as_ref().map(|c| c.path.as_path());

@@ -30,6 +30,7 @@ use snap_shared::error::{Error, Exit, Result};
 use snap_shared::store::Store;
 
 mod actions;
+mod held;
 mod pages;
 mod restoring;
 

@@ -13,6 +13,7 @@ use maud::{Markup, html};
 
 use snap_shared::crypt::Decrypt;
 
+use super::held::held;
 use super::{Shared, blocking, enc, page, refuse, respond, set_of};
 use snap_shared::catalog::Catalog;
 use snap_shared::error::Result;
@@ -46,8 +47,13 @@ pub(super) async fn diff(
     };
     let store = s.store.clone();
     let page = blocking(move || {
+        held(&store, &a, false)?;
+        held(&store, &b, false)?;
         let source = Source::Store(store);
-        let (ia, ib) = (source.resolve(&a, false)?, source.resolve(&b, false)?);
+        let (ia, ib) = (
+            source.resolve_name(&a, false)?,
+            source.resolve_name(&b, false)?,
+        );
         let trees = tree_of(&ia).is_some() && tree_of(&ib).is_some();
         let mut by_dir: BTreeMap<String, Vec<Changed>> = BTreeMap::new();
         let mut n = 0usize;
@@ -141,8 +147,10 @@ pub(super) async fn text(
     };
     let store = s.store.clone();
     let page = blocking(move || {
+        held(&store, &a, false)?;
+        held(&store, &b, false)?;
         let source = Source::Store(store);
-        let (ia, ib) = (source.resolve(&a, false)?, source.resolve(&b, false)?);
+        let (ia, ib) = (source.resolve_name(&a, false)?, source.resolve_name(&b, false)?);
         let dec = Decrypt::default();
         let (old, new) = (
             crate::view::find_entry(&ia, path.as_bytes(), &dec)?,

@@ -26,6 +26,7 @@ use snap_shared::error::{Error, Result};
 use snap_shared::size::human_bytes;
 use snap_shared::store::Store;
 
+use super::held::{held, text_field};
 use super::{Shared, blocking, check_post, check_writable, failed, page, refuse, respond};
 use crate::preview::{Action, Preview};
 use crate::restore::Watch;
@@ -79,6 +80,7 @@ impl RestoreForm {
 
 /// The target folder of a form: absolute, plain (no `.`, `..`), outside the store.
 fn target_of(to: &str, store: &Path) -> Result<PathBuf> {
+    text_field("to", to)?;
     let p = PathBuf::from(to.trim());
     let plain = p.is_absolute()
         && p.components()
@@ -123,9 +125,11 @@ pub(super) async fn form(
 /// The form's target checked, its snapshot found, and what restoring it
 /// there would do (listing at most `limit` entries).
 fn dry_run(store: Store, f: &RestoreForm, limit: usize) -> Result<(PathBuf, Source, Preview)> {
+    held(&store, &f.name, false)?;
+    text_field("paths", &f.paths)?;
     let to = target_of(&f.to, &store.root)?;
     let source = Source::Store(store);
-    let item = source.resolve(&f.name, false)?;
+    let item = source.resolve_name(&f.name, false)?;
     let dec = Decrypt::default();
     let p = crate::preview::preview(&item, &f.paths(), &to, f.overwrite(), &dec, limit)?;
     Ok((to, source, p))
