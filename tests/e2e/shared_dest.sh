@@ -58,6 +58,14 @@ else
 fi
 [ "$rc" = 75 ] || fail "the prune during a push exited $rc: $(cat prune1.err)"
 grep -q "busy: snap-push .* on laptop, user .*) holds a lock there" prune1.err || fail "prune1: $(cat prune1.err)"
+# --forget waits the same way: busy (75), naming the push, never "not found".
+if machine nas snap-prune --dest "$usb" --forget "home/$base" -q > /dev/null 2> forget1.err; then
+    fail "a --forget ran while another machine pushed"
+else
+    rc=$?
+fi
+[ "$rc" = 75 ] || fail "the --forget during a push exited $rc: $(cat forget1.err)"
+grep -q "busy: snap-push .* on laptop, user .*) holds a lock there" forget1.err || fail "forget1: $(cat forget1.err)"
 wait "$pusher" || fail "the push failed"
 incr=$(jq -r .id push2.json)
 [ -e "$usb/home/$incr.json" ] || fail "the incremental was not published"

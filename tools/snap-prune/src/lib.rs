@@ -419,6 +419,15 @@ fn check_forgettable(cli: &Cli, jobs: &[Result<Job>]) -> Result<()> {
         }
     }
     match cli.forget.iter().find(|n| !found.contains(*n)) {
+        // What could not be looked at (busy: another tool holds its lock;
+        // unreachable) may hold it: that is the error, not "not found".
+        Some(_) if jobs.iter().any(Result::is_err) => {
+            let failed = jobs.iter().filter_map(|j| j.as_ref().err());
+            Err(failed
+                .min_by_key(|e| (e.exit != Exit::TempFail) as u8)
+                .expect("one failed")
+                .clone())
+        }
         Some(n) => Err(Error::new(
             Exit::NoInput,
             format!("--forget {n}"),
