@@ -134,3 +134,82 @@ fn a_member_not_in_the_index_is_damage() {
     );
     assert!(w.path("r").join(w.inside("src/a.txt")).exists());
 }
+
+/// Pushes every archive record in `packed` (snap-pack's stdout) to the folder `usb`.
+fn push(w: &World, packed: &[u8]) {
+    let out = w.pipe(
+        "snap-push",
+        &["--dest", "usb", "--min-free", "0", "-q"],
+        packed,
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+}
+
+/// Finding 5: a malformed id-named record and a good record copied under
+/// another id's name at a destination: `list` lists every good archive once
+/// and names both (65); prune keeps and names both (65), still removes what
+/// its rule says, and still removes a record whose data file is gone.
+#[test]
+fn one_bad_record_is_named_and_kept() {
+    let w = World::new();
+    fs::create_dir_all(w.path("usb")).unwrap();
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        w.write("src/a.txt", format!("version {i}"));
+        w.collect_ok(&[]);
+        let packed = w.pack(&["-q"]);
+        assert_eq!(code(&packed), 0, "{}", stderr(&packed));
+        ids.push(records(&packed)[0]["id"].as_str().unwrap().to_string());
+        push(&w, &packed.stdout);
+    }
+    let set = w.path("usb/s");
+    let garbled = "2020-01-01T000000Z";
+    let copied = "2020-01-02T000000Z";
+    fs::write(
+        set.join(format!("{garbled}.json")),
+        "{\"schema\": \"snap/1\", \"cut",
+    )
+    .unwrap();
+    fs::copy(
+        set.join(format!("{}.json", ids[2])),
+        set.join(format!("{copied}.json")),
+    )
+    .unwrap();
+    // What an interrupted prune leaves: a good record whose data is gone.
+    fs::remove_file(set.join(format!("{}.tar.zst", ids[0]))).unwrap();
+
+    let list = w.run("snap-restore", &["--from", "usb", "list"]);
+    let err = w.redact(&list.stderr);
+    assert_eq!(code(&list), 65, "{err}");
+    let shown = String::from_utf8_lossy(&list.stdout);
+    for id in &ids[1..] {
+        let rows = shown.lines().filter(|l| l.split_whitespace().nth(1) == Some(id));
+        assert_eq!(rows.count(), 1, "{shown}");
+    }
+    assert!(
+        err.contains(&format!("[TMP]/usb/s/{garbled}.json: not a JSON record")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "[TMP]/usb/s/{copied}.json: the record inside is s/{}'s: copied or renamed",
+            ids[2]
+        )),
+        "{err}"
+    );
+
+    let prune = w.run("snap-prune", &["--dest", "usb", "--keep-last", "1"]);
+    let err = w.redact(&prune.stderr);
+    assert_eq!(code(&prune), 65, "{err}");
+    for bad in [garbled, copied] {
+        assert!(
+            set.join(format!("{bad}.json")).exists(),
+            "{bad} was removed: {err}"
+        );
+        assert!(err.contains(&format!("[TMP]/usb/s/{bad}.json: ")), "{err}");
+        assert!(err.contains("kept (what cannot be read"), "{err}");
+    }
+    assert!(!set.join(format!("{}.json", ids[0])).exists(), "{err}");
+    assert!(!set.join(format!("{}.json", ids[1])).exists(), "{err}");
+    assert!(set.join(format!("{}.json", ids[2])).exists(), "{err}");
+}

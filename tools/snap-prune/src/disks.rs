@@ -106,6 +106,7 @@ pub fn scan(dest: &Dest) -> Result<Vec<Group>> {
                     format!("disks/{disk}/{name}.map.zst"),
                 ],
                 broken: (*map_size == 0).then(|| "incomplete: its block map is gone".to_string()),
+                unreadable: None,
                 info: Some(Info {
                     base: None,
                     tags: serde_json::from_value(rec["tags"].clone()).unwrap_or_default(),

@@ -363,9 +363,16 @@ pub fn run_to<W: std::io::Write>(
             }
             pruned
         });
-        if let Err(e) = outcome {
-            report.failed(&e);
-            first_exit.get_or_insert(e.exit);
+        match outcome {
+            Err(e) => {
+                report.failed(&e);
+                first_exit.get_or_insert(e.exit);
+            }
+            // Records it could not read were kept and named: not all is well.
+            Ok(unreadable) if unreadable > 0 => {
+                first_exit.get_or_insert(Exit::Data);
+            }
+            Ok(_) => {}
         }
     }
     Ok(first_exit.unwrap_or(Exit::Ok))
@@ -598,14 +605,19 @@ struct Totals {
     freed: u64,
     stored_before: u64,
     stored_after: u64,
+    /// Records kept because they could not be read.
+    unreadable: u64,
 }
 
+/// Prunes every target of a job; how many records it kept because it
+/// could not read them.
 fn prune_job<W: std::io::Write>(
     cli: &Cli,
     job: &Job,
     out: &mut RecordWriter<W>,
     report: &Reporter,
-) -> Result<()> {
+) -> Result<u64> {
+    let mut unreadable = 0;
     for target in &job.targets {
         let mut totals = Totals::default();
         if !cli.dry_run {
@@ -640,8 +652,9 @@ fn prune_job<W: std::io::Write>(
             prune_group(cli, job, target, group, out, report, &mut totals)?;
         }
         summary(cli, job, target, &totals, groups.len(), report);
+        unreadable += totals.unreadable;
     }
-    Ok(())
+    Ok(unreadable)
 }
 
 /// Plans one set, prints it, removes what goes, writes the records.
@@ -695,6 +708,13 @@ fn prune_group<W: std::io::Write>(
         }
         show(cli, report, &group.set, entry, decision, freed);
         t.count(entry, decision.keep, freed);
+        if let (Some(why), true) = (&entry.unreadable, decision.keep) {
+            report.error(&format!(
+                "{why}; kept (what cannot be read is never removed by a rule: --forget {}/{} removes it)",
+                group.set, entry.id
+            ));
+            t.unreadable += 1;
+        }
         out.write(&Record::Pruned(record(
             cli, target, &group.set, entry, decision, freed,
         )))?;
@@ -720,6 +740,7 @@ impl Totals {
     }
 
     fn add(&mut self, o: &Totals) {
+        self.unreadable += o.unreadable;
         self.kept += o.kept;
         self.removed += o.removed;
         self.freed += o.freed;

@@ -36,7 +36,7 @@ pub fn plan(
     warn: &mut dyn FnMut(String),
 ) -> Result<Vec<Decision>> {
     let whole: Vec<usize> = (0..group.entries.len())
-        .filter(|&i| group.entries[i].broken.is_none())
+        .filter(|&i| readable(&group.entries[i]))
         .collect();
     let mut infos: HashMap<usize, Info> = HashMap::new();
     if !policy.tags.is_empty() {
@@ -57,9 +57,13 @@ pub fn plan(
         .entries
         .iter()
         .map(|e| Decision {
-            keep: false,
-            reasons: Vec::new(),
-            problem: e.broken.clone(),
+            // What cannot be read cannot be proved incomplete or old enough.
+            keep: e.unreadable.is_some(),
+            reasons: match e.unreadable {
+                Some(_) => vec!["its record cannot be read".to_string()],
+                None => Vec::new(),
+            },
+            problem: e.broken.clone().or_else(|| e.unreadable.clone()),
         })
         .collect();
     for (i, v) in whole.iter().zip(verdicts) {
@@ -106,7 +110,7 @@ pub fn forget(target: &Target, group: &Group, names: &[String]) -> Result<Vec<De
                 true => Vec::new(),
                 false => vec!["not named".to_string()],
             },
-            problem: e.broken.clone(),
+            problem: e.broken.clone().or_else(|| e.unreadable.clone()),
         })
         .collect();
     let what = |e: &Entry| format!("{} {}/{}", target.what(), group.set, e.id);
@@ -164,6 +168,11 @@ fn load(
     Ok(())
 }
 
+/// Whole, with a record that can be read: what the rules decide.
+fn readable(e: &Entry) -> bool {
+    e.broken.is_none() && e.unreadable.is_none()
+}
+
 /// Keeps, generation by generation, the base of every kept archive.
 fn keep_bases(
     target: &Target,
@@ -179,7 +188,7 @@ fn keep_bases(
         .map(|(i, e)| (e.id.as_str(), i))
         .collect();
     let mut frontier: Vec<usize> = (0..decisions.len())
-        .filter(|&i| decisions[i].keep)
+        .filter(|&i| decisions[i].keep && readable(&group.entries[i]))
         .collect();
     while !frontier.is_empty() {
         load(target, group, &frontier, infos)?;
@@ -192,7 +201,7 @@ fn keep_bases(
                 let back = infos[&d].chain.unwrap_or(1).saturating_sub(1) as usize;
                 d.saturating_sub(back)..d
             })
-            .filter(|&i| group.entries[i].broken.is_none())
+            .filter(|&i| readable(&group.entries[i]))
             .collect();
         load(target, group, &likely, infos)?;
         let mut next = Vec::new();
@@ -203,6 +212,10 @@ fn keep_bases(
             let dependent = &group.entries[d].id;
             let at = format!("{} {}/{dependent}", target.what(), group.set);
             match by_id.get(base.as_str()) {
+                // Kept already, and its own base cannot be read from it.
+                Some(&b) if group.entries[b].unreadable.is_some() => {
+                    decisions[b].reasons.push(format!("base of {dependent}"));
+                }
                 Some(&b) if group.entries[b].broken.is_none() => {
                     if !decisions[b].keep {
                         decisions[b].keep = true;

@@ -49,6 +49,10 @@ pub struct Entry {
     pub objects: Vec<String>,
     /// Why it is not whole, if it is not: it is removed whatever the rules say.
     pub broken: Option<String>,
+    /// Why its record cannot be read, or is another archive's: nothing
+    /// proves it incomplete, so it is kept whatever the rules say, named,
+    /// and the run ends with 65.
+    pub unreadable: Option<String>,
     /// What the plan needs of the record, when listing already read it
     /// (disk snapshots are timed by their records); else it is read on demand.
     pub info: Option<Info>,
@@ -107,7 +111,11 @@ impl Target {
     pub fn scan(&self, only: Option<&str>) -> Result<Vec<Group>> {
         let mut groups = match self {
             Target::Trees(store) => scan_trees(store)?,
-            Target::Archives { dest, .. } => group_archives(&dest.list("")?),
+            Target::Archives { dest, .. } => {
+                let mut groups = group_archives(&dest.list("")?);
+                prove_incomplete(dest, &mut groups)?;
+                groups
+            }
             Target::Disks { dest, .. } => crate::disks::scan(dest)?,
         };
         groups.retain(|g| only.is_none_or(|s| s == g.set));
@@ -347,6 +355,7 @@ fn scan_trees(store: &Store) -> Result<Vec<Group>> {
                 bytes: None,
                 objects: Vec::new(),
                 broken,
+                unreadable: None,
                 info: None,
                 pinned,
             });
@@ -425,6 +434,7 @@ pub fn group_archives(listing: &[(String, u64)]) -> Vec<Group> {
                     broken: (!s.data).then(|| {
                         "incomplete: its data file is gone (an interrupted prune?)".into()
                     }),
+                    unreadable: None,
                     info: None,
                     pinned: s.pinned,
                 }
@@ -436,6 +446,48 @@ pub fn group_archives(listing: &[(String, u64)]) -> Vec<Group> {
         }
     }
     groups
+}
+
+/// A record whose data file is gone is what an interrupted prune leaves
+/// (a push writes its record last), but only if the record is one: each is
+/// read, and one that cannot be parsed, or is another archive's (copied or
+/// renamed), is kept and named instead of removed.
+fn prove_incomplete(dest: &Dest, groups: &mut [Group]) -> Result<()> {
+    let mut keys = Vec::new();
+    for g in groups.iter() {
+        for e in g.entries.iter().filter(|e| e.broken.is_some()) {
+            keys.push(format!("{}/{}.json", g.set, e.id));
+        }
+    }
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let mut read = dest.get_many(&keys).into_iter().zip(&keys);
+    for g in groups.iter_mut() {
+        for e in g.entries.iter_mut().filter(|e| e.broken.is_some()) {
+            let (bytes, key) = read.next().expect("one read a key");
+            let at = dest.show(key);
+            let rec: std::result::Result<ArchiveRecord, String> = match bytes {
+                Ok(b) => {
+                    serde_json::from_slice(&b).map_err(|e| format!("not an archive record: {e}"))
+                }
+                // Gone since the listing: nothing left to prove.
+                Err(err) if err.exit == snap_shared::error::Exit::NoInput => continue,
+                Err(err) => return Err(err),
+            };
+            let why = match rec {
+                Err(why) => why,
+                Ok(r) if r.id != e.id => format!(
+                    "the record inside is {}/{}'s: copied or renamed, not this name's",
+                    r.set, r.id
+                ),
+                Ok(_) => continue,
+            };
+            e.broken = None;
+            e.unreadable = Some(format!("{at}: {why}"));
+        }
+    }
+    Ok(())
 }
 
 /// The base and tags of an archive record (snap-pack copies a snapshot's tags into `tags`).

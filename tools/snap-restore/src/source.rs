@@ -339,6 +339,15 @@ impl Listing {
     /// Keeps a record read as an item, or as damaged when it is bad data;
     /// any other error (unreadable folder, unreachable bucket) is the run's.
     fn take(&mut self, read: Result<Item>, kind: &'static str, set: &str, id: &str) -> Result<()> {
+        // A record under another id's name (copied or renamed) would show
+        // twice, or stand in for what is gone: damage, named.
+        let read = read.and_then(|item| match item.set_and_id() {
+            Some((s, inside)) if inside != id => Err(Error::data(
+                record_of(&item),
+                format!("the record inside is {s}/{inside}'s: copied or renamed, not this name's"),
+            )),
+            _ => Ok(item),
+        });
         match read {
             Ok(item) => self.items.push(item),
             Err(e) if e.exit == Exit::Data => self.damaged.push((kind, set.into(), id.into(), e)),
@@ -365,6 +374,15 @@ impl Listing {
                 id => d == id,
             })
             .map(|(_, _, _, e)| e.clone())
+    }
+}
+
+/// Where an item's record is, for messages.
+fn record_of(item: &Item) -> String {
+    match item {
+        Item::Snapshot { json, .. } => json.display().to_string(),
+        Item::Archive { json, .. } => json.show(),
+        Item::Foreign { path } => path.display().to_string(),
     }
 }
 
