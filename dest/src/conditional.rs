@@ -108,16 +108,19 @@ impl Dest {
 
 impl Dest {
     /// Publishes a record: create-only, and only while this process's lock
-    /// here is its own, checked before and again after the write. `Ok(false)`:
-    /// something is already there under that name (the caller compares).
-    /// If the lock turns out lost after the write, the record is taken back
-    /// (another machine may have removed what it names meanwhile) and the
-    /// error says why; the next run publishes it again.
+    /// here is its own, asked of the destination before and again after the
+    /// write (never the local shortcut: another machine's prune may have
+    /// broken a lock refreshed a minute ago). `Ok(false)`: something is
+    /// already there under that name (the caller compares). If the lock
+    /// turns out lost after the write, the record is taken back (another
+    /// machine may have removed what it names meanwhile) and the error says
+    /// why; the next run publishes it again.
     pub fn publish(&self, rel: &str, data: Bytes, sha256: &str) -> Result<bool> {
+        self.confirm_fence()?;
         if self.put_new(rel, data, sha256)?.is_none() {
             return Ok(false);
         }
-        if let Err(lost) = self.check_fence() {
+        if let Err(lost) = self.confirm_fence() {
             let mut bare = self.clone();
             bare.fence = None;
             bare.delete(rel)?;

@@ -195,6 +195,11 @@ impl Dest {
         self.fence.as_ref().map_or(Ok(()), Fence::check)
     }
 
+    /// The fence asked of the destination itself ([`Fence::confirm`]).
+    pub fn confirm_fence(&self) -> Result<()> {
+        self.fence.as_ref().map_or(Ok(()), Fence::confirm)
+    }
+
     /// A destination over any object store (a test's in-memory one, the
     /// fault harness's recording one), on `host`'s clocks and identity, with
     /// at most `concurrency` requests in flight (1 makes its operations a

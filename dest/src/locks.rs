@@ -402,7 +402,7 @@ impl Fence {
                 return Ok(());
             }
         }
-        inner.refresh();
+        let _ = inner.refresh();
         let st = inner.state.lock().expect("lock state");
         match &st.lost {
             Some(why) => Err(inner.lost(why)),
@@ -413,6 +413,32 @@ impl Fence {
                     inner.dest.host.mark() - st.confirmed
                 ))
             ))),
+        }
+    }
+}
+
+impl Fence {
+    /// As [`Fence::check`], but asked of the destination itself, whatever
+    /// the last refresh: one conditional refresh of the lock (a folder's
+    /// `utimensat` of its name, a bucket's `If-Match` write), which fails
+    /// if another machine removed it (`snap-prune --break-lock` breaks live
+    /// locks of other machines too). What publishes a record calls it
+    /// before and after the write; a destination that cannot be reached to
+    /// confirm is an error, not a yes.
+    pub fn confirm(&self) -> Result<()> {
+        let inner = &self.0;
+        if let Some(why) = &inner.state.lock().expect("lock state").lost {
+            return Err(inner.lost(why));
+        }
+        let unreached = inner.refresh();
+        let st = inner.state.lock().expect("lock state");
+        match (&st.lost, unreached) {
+            (Some(why), _) => Err(inner.lost(why)),
+            (None, Some(e)) => Err(inner.lost(&format!(
+                "it could not be confirmed at the destination: {}",
+                e.cause
+            ))),
+            (None, None) => Ok(()),
         }
     }
 }
@@ -489,17 +515,18 @@ impl Inner {
                 return;
             }
             drop(stopped);
-            self.refresh();
+            let _ = self.refresh();
         }
     }
 
     /// One conditional refresh; a failure to reach the destination is left
-    /// for [`Held::ensure_live`] to judge by the age of the last success.
-    fn refresh(&self) {
+    /// for [`Held::ensure_live`] to judge by the age of the last success,
+    /// and returned for [`Fence::confirm`].
+    fn refresh(&self) -> Option<Error> {
         let (mut info, version) = {
             let st = self.state.lock().expect("lock state");
             if st.lost.is_some() {
-                return;
+                return None;
             }
             (st.info.clone(), st.version.clone())
         };
@@ -518,8 +545,9 @@ impl Inner {
             Ok(None) => {
                 st.lost = Some("it was removed or replaced at the destination (by a prune that judged it stale, or --break-lock)".into());
             }
-            Err(_) => {}
+            Err(e) => return Some(e),
         }
+        None
     }
 
     fn lost(&self, why: &str) -> Error {
