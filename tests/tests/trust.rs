@@ -183,7 +183,9 @@ fn one_bad_record_is_named_and_kept() {
     assert_eq!(code(&list), 65, "{err}");
     let shown = String::from_utf8_lossy(&list.stdout);
     for id in &ids[1..] {
-        let rows = shown.lines().filter(|l| l.split_whitespace().nth(1) == Some(id));
+        let rows = shown
+            .lines()
+            .filter(|l| l.split_whitespace().nth(1) == Some(id));
         assert_eq!(rows.count(), 1, "{shown}");
     }
     assert!(

@@ -851,3 +851,74 @@ fn the_page_takes_names_never_paths() {
     let ok = format!("csrf={token}&name=s%2F{first}&action=tag&value=fine");
     assert_eq!(rw.ask("POST", "/edit", None, true, &ok).0, 303);
 }
+
+/// `serve --allow-remote --listen 0.0.0.0:P` answers a browser that names
+/// this machine (its host name, any of its addresses) and still refuses
+/// other names; the URL it prints follows --listen (issue 32, finding 7).
+#[test]
+fn the_host_check_and_the_url_follow_listen() {
+    let t = tempfile::tempdir().unwrap();
+    store(t.path());
+    let start = |listen: &str, extra: &[&str]| -> (Child, String) {
+        let mut child = Command::new(bin("snap-restore"))
+            .args(["--store", "store", "serve", "--listen", listen])
+            .args(extra)
+            .env("SNAP_SERVE_TOKEN", TOKEN)
+            .current_dir(t.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut said = String::new();
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        while !said.contains("open http") {
+            let mut line = String::new();
+            use std::io::BufRead;
+            assert!(err.read_line(&mut line).unwrap() > 0, "serve ended: {said}");
+            said.push_str(&line);
+        }
+        (child, said)
+    };
+    let port = free_port();
+    let (mut child, said) = start(&format!("127.0.0.2:{port}"), &[]);
+    assert!(
+        said.contains(&format!("open http://127.0.0.2:{port}/?token=")),
+        "{said}"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let port = free_port();
+    let (child, said) = start(&format!("0.0.0.0:{port}"), &["--allow-remote"]);
+    let server = Server { child, port };
+    let host = String::from_utf8(Command::new("hostname").output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        .to_lowercase();
+    assert!(
+        said.contains(&format!("open http://{host}:{port}/?token=")),
+        "{said}"
+    );
+    let ips =
+        String::from_utf8(Command::new("hostname").arg("-I").output().unwrap().stdout).unwrap();
+    let mut names = vec![
+        format!("{host}:{port}"),
+        format!("{}:{port}", host.to_uppercase()),
+    ];
+    names.extend(
+        ips.split_whitespace()
+            .filter(|ip| !ip.contains(':'))
+            .map(|ip| format!("{ip}:{port}")),
+    );
+    for name in &names {
+        let (status, _, body) = server.ask("GET", "/", Some(name), true, "");
+        assert_eq!(status, 200, "Host {name}: {body}");
+    }
+    for name in [
+        format!("evil.example:{port}"),
+        format!("{host}.evil.example:{port}"),
+    ] {
+        let (status, _, _) = server.ask("GET", "/", Some(&name), true, "");
+        assert_eq!(status, 403, "Host {name}");
+    }
+}

@@ -31,6 +31,7 @@ use snap_shared::store::Store;
 
 mod actions;
 mod held;
+mod hosts;
 mod pages;
 mod restoring;
 
@@ -142,17 +143,11 @@ async fn serve(
     let addr = listener
         .local_addr()
         .map_err(|e| Error::io_ctx("the listening socket", e))?;
-    let port = addr.port();
     let token = std::env::var("SNAP_SERVE_TOKEN")
         .ok()
         .filter(|t| t.len() >= 16)
         .map_or_else(snap_shared::hash::random_token, Ok)?;
-    let mut hosts = vec![
-        format!("127.0.0.1:{port}"),
-        format!("localhost:{port}"),
-        format!("[::1]:{port}"),
-    ];
-    hosts.push(addr.to_string());
+    let hosts = hosts::accepted(addr, opts.allow_remote);
     let shared = Arc::new(Shared {
         store,
         config,
@@ -181,7 +176,8 @@ async fn serve(
         .layer(middleware::from_fn_with_state(shared.clone(), guard))
         .with_state(shared);
     report.note(&format!(
-        "open http://127.0.0.1:{port}/?token={token}{}",
+        "open {}?token={token}{}",
+        hosts::url(addr, opts.allow_remote),
         match opts.allow_changes {
             true => "",
             false => " (read-only: --allow-changes to edit)",
@@ -218,7 +214,7 @@ async fn guard(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Respon
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
-    if !s.hosts.iter().any(|h| h == host) {
+    if !hosts::is_accepted(&s.hosts, host) {
         return refuse(StatusCode::FORBIDDEN, "unknown Host header\n");
     }
     let from_query = req.uri().query().and_then(|q| {
