@@ -44,7 +44,7 @@ pub(super) fn accepted(addr: SocketAddr, allow_remote: bool) -> Vec<String> {
 /// Whether a Host header names this server.
 pub(super) fn is_accepted(hosts: &[String], host: &str) -> bool {
     let host = host.to_ascii_lowercase();
-    hosts.iter().any(|h| *h == host)
+    hosts.contains(&host)
 }
 
 /// The URL to print: the address listened on; for every address, the
