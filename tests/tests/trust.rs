@@ -215,3 +215,63 @@ fn one_bad_record_is_named_and_kept() {
     assert!(!set.join(format!("{}.json", ids[1])).exists(), "{err}");
     assert!(set.join(format!("{}.json", ids[2])).exists(), "{err}");
 }
+
+/// Finding 8: a missing `.sha256` makes verify 65 naming it (it said "all
+/// good"); a missing index or `.sha256` makes list 65 naming each, the
+/// archive still listed; a `.sha256` that disagrees with the record is named.
+#[test]
+fn missing_sidecars_are_named_by_verify_and_list() {
+    let w = World::new();
+    let (x, y) = two_archives(&w, &[]);
+    let dir = w.path("store/archives/s");
+    fs::remove_file(dir.join(format!("{x}.sha256"))).unwrap();
+    fs::remove_file(index_of(&dir, &y)).unwrap();
+    let from = ["--from", "store/archives"];
+    let verify = w.run(
+        "snap-restore",
+        &[&from[..], &["verify", &format!("s/{x}")]].concat(),
+    );
+    let err = w.redact(&verify.stderr);
+    assert_eq!(code(&verify), 65, "{err}");
+    assert!(
+        err.contains(&format!("[TMP]/store/archives/s/{x}.sha256: missing")),
+        "{err}"
+    );
+    assert!(!err.contains("all good"), "{err}");
+    let list = w.run("snap-restore", &[&from[..], &["list"]].concat());
+    let err = w.redact(&list.stderr);
+    assert_eq!(code(&list), 65, "{err}");
+    assert!(
+        err.contains(&format!("s/{x}.sha256: missing (its .sha256")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("s/{y}.index.zst: missing (its index")),
+        "{err}"
+    );
+    let shown = String::from_utf8_lossy(&list.stdout);
+    assert!(shown.contains(&x) && shown.contains(&y), "{shown}");
+
+    fs::write(
+        dir.join(format!("{x}.sha256")),
+        format!("{}  {x}.tar.zst\n", "0".repeat(64)),
+    )
+    .unwrap();
+    let verify = w.run(
+        "snap-restore",
+        &[&from[..], &["verify", &format!("s/{x}")]].concat(),
+    );
+    let err = w.redact(&verify.stderr);
+    assert_eq!(code(&verify), 65, "{err}");
+    assert!(
+        err.contains(&format!(
+            "says {} for {x}.tar.zst, the record says",
+            "0".repeat(64)
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("has no line for {x}.index.zst")),
+        "{err}"
+    );
+}

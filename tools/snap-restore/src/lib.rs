@@ -19,6 +19,7 @@ pub mod preview;
 pub mod restore;
 pub mod seeking;
 pub mod serve;
+pub mod sidecars;
 pub mod source;
 pub mod stream;
 pub mod target;
@@ -306,10 +307,15 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
                 None => source,
             };
             let listing = source.listing()?;
-            for (_, _, _, e) in &listing.damaged {
+            for e in listing
+                .damaged
+                .iter()
+                .map(|(_, _, _, e)| e)
+                .chain(&listing.missing)
+            {
                 report.failed(e);
             }
-            let damaged = listing.damaged.len();
+            let damaged = listing.damaged.len() + listing.missing.len();
             let mut items = listing.items;
             if let Some(s) = set {
                 items.retain(|i| i.set_and_id().is_some_and(|(x, _)| x == s));

@@ -333,6 +333,10 @@ pub struct Listing {
     pub items: Vec<Item>,
     /// `(kind, set, id, why)` of each damaged record.
     pub damaged: Vec<(&'static str, String, String, Error)>,
+    /// Files an archive's record names that are not beside it (its data,
+    /// its index, its `.sha256`): the archive is listed, and this names what
+    /// is missing.
+    pub missing: Vec<Error>,
 }
 
 impl Listing {
@@ -425,21 +429,52 @@ fn archives_in(dir: &Path, l: &mut Listing) -> Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    let names: std::collections::HashSet<String> = read_names(dir)?.into_iter().collect();
     for id in archive::archive_ids(dir)? {
         let read = read_item(&ArchiveFiles::new(dir, &id).record())
             .map(|item| (item.kind() == "archive").then_some(item));
         match read {
             Ok(None) => {}
-            Ok(Some(item)) => l.take(Ok(item), "archive", &set, &id)?,
+            Ok(Some(item)) => {
+                l.missing
+                    .extend(missing_beside(&item, |n| names.contains(n)));
+                l.take(Ok(item), "archive", &set, &id)?
+            }
             Err(e) => l.take(Err(e), "archive", &set, &id)?,
         }
     }
     Ok(())
 }
 
+/// What an archive's record names that is not beside it, as errors naming
+/// each file (`present` answers for a file name in the record's folder).
+fn missing_beside(item: &Item, present: impl Fn(&str) -> bool) -> Vec<Error> {
+    let Item::Archive { rec, json } = item else {
+        return Vec::new();
+    };
+    let wanted = [
+        ("its data", file_name(&rec.path)),
+        ("its index", file_name(&rec.index)),
+        ("its .sha256", format!("{}.sha256", rec.id)),
+    ];
+    wanted
+        .into_iter()
+        .filter(|(_, name)| !present(name))
+        .map(|(what, name)| {
+            Error::data(
+                json.sibling(&name).show(),
+                format!("missing ({what}, named by archive {}/{})", rec.set, rec.id),
+            )
+        })
+        .collect()
+}
+
 /// The archives whose records are in a bucket: `<set>/<id>.json`, or `<id>.json` at its root.
 fn archives_in_bucket(dest: &Arc<Dest>, l: &mut Listing) -> Result<()> {
-    for (key, _) in dest.list("")? {
+    let listed = dest.list("")?;
+    let keys: std::collections::HashSet<&str> = listed.iter().map(|(k, _)| k.as_str()).collect();
+    for (key, _) in &listed {
+        let key = key.clone();
         let parts: Vec<&str> = key.split('/').collect();
         let is_record = parts.len() <= 2
             && parts
@@ -450,8 +485,17 @@ fn archives_in_bucket(dest: &Arc<Dest>, l: &mut Listing) -> Result<()> {
             let set = if parts.len() == 2 { parts[0] } else { "" }.to_string();
             let id = parts.last().and_then(|n| n.strip_suffix(".json"));
             let id = id.unwrap_or_default().to_string();
+            let folder = match parts.len() {
+                2 => format!("{set}/"),
+                _ => String::new(),
+            };
             match read_item_at(Loc::Object(dest.clone(), key)) {
                 Ok(item) if item.kind() != "archive" => {}
+                Ok(item) => {
+                    let present = |n: &str| keys.contains(format!("{folder}{n}").as_str());
+                    l.missing.extend(missing_beside(&item, present));
+                    l.take(Ok(item), "archive", &set, &id)?
+                }
                 read => l.take(read, "archive", &set, &id)?,
             }
         }

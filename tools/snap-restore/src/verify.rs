@@ -278,6 +278,9 @@ impl<'a> Verifier<'a> {
                 );
             }
         }
+        for (what, why) in crate::sidecars::sums_problems(item)? {
+            self.bad(&what, &why);
+        }
         let index = index.unchecked();
         let full = rec.base.is_none();
         let data = item.data();

@@ -522,7 +522,10 @@ fn single_stream_archives_still_restore() {
     fs::write(&json, serde_json::to_vec(&r).unwrap()).unwrap();
     let sidecar = data.with_file_name(format!("{}.sha256", rec["id"].as_str().unwrap()));
     let name = data.file_name().unwrap().to_string_lossy().into_owned();
-    fs::write(&sidecar, format!("{sha}  {name}\n")).unwrap();
+    // The archive's line changes; the index's stays.
+    let kept = fs::read_to_string(&sidecar).unwrap();
+    let index_line = kept.lines().find(|l| l.ends_with(".index.zst")).unwrap();
+    fs::write(&sidecar, format!("{sha}  {name}\n{index_line}\n")).unwrap();
     let archive = data.display().to_string();
     let shown = w.ok("snap-restore", &["show", &archive]);
     assert!(
