@@ -275,3 +275,30 @@ fn missing_sidecars_are_named_by_verify_and_list() {
         "{err}"
     );
 }
+
+/// Finding 8: a restore target reached through a symlink is followed, and
+/// the dry run and the restore say where the files go.
+#[test]
+fn a_symlinked_target_is_said() {
+    let w = World::new();
+    let (x, _) = two_archives(&w, &[]);
+    fs::create_dir(w.path("real")).unwrap();
+    std::os::unix::fs::symlink(w.path("real"), w.path("link")).unwrap();
+    let name = format!("s/{x}");
+    let args = ["restore", "--archive", &name, "--to", "link/r"];
+    let dry = w.restore(&[&args[..], &["--dry-run"]].concat());
+    assert_eq!(code(&dry), 0, "{}", stderr(&dry));
+    let err = w.redact(&dry.stderr);
+    assert!(
+        err.contains("dry run into link/r (a symlink on the way: the files go into [TMP]/real/r)"),
+        "{err}"
+    );
+    let out = w.restore(&args);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let err = w.redact(&out.stderr);
+    assert!(
+        err.contains("link/r: a symlink on the way: the files go into [TMP]/real/r"),
+        "{err}"
+    );
+    assert!(w.path("real/r").join(w.inside("src/a.txt")).is_file());
+}

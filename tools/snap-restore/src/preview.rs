@@ -138,6 +138,34 @@ pub fn preview(
     Ok(out)
 }
 
+/// Where a restore into `to` really writes, when a symlink on the way
+/// leads elsewhere (the target, or a folder above it): the restore follows
+/// it, as `tar -C` does, and the dry run, the page and the restore say so.
+pub fn leads_elsewhere(to: &Path) -> Option<std::path::PathBuf> {
+    let abs = std::path::absolute(to).ok()?;
+    // The deepest part that exists, resolved, and the rest as given.
+    let mut existing = abs.as_path();
+    let mut rest = Vec::new();
+    while std::fs::symlink_metadata(existing).is_err() {
+        rest.push(existing.file_name()?.to_os_string());
+        existing = existing.parent()?;
+    }
+    let mut real = std::fs::canonicalize(existing).ok()?;
+    real.extend(rest.iter().rev());
+    (real != abs).then_some(real)
+}
+
+/// The words a dry run or a restore adds after its target when it leads elsewhere.
+pub fn target_words(to: &Path) -> String {
+    match leads_elsewhere(to) {
+        Some(real) => format!(
+            " (a symlink on the way: the files go into {})",
+            real.display()
+        ),
+        None => String::new(),
+    }
+}
+
 /// Says a dry run on stderr, as `restore --dry-run` does: a line for each
 /// entry the restore would change (`create`, `replace`, `conflict`, or
 /// `set attributes` with what differs), then the counts. Nothing is written.
@@ -155,8 +183,9 @@ pub fn print(plan: &Preview, to: &Path, report: &snap_cli::Reporter) -> Result<E
         .map(|(a, n)| format!("{n} {}", a.word()))
         .collect();
     report.note(&format!(
-        "dry run into {}: {}; {} files, {} to write; nothing was written",
+        "dry run into {}{}: {}; {} files, {} to write; nothing was written",
         to.display(),
+        target_words(to),
         counts.join(", "),
         plan.write_files,
         snap_shared::size::human_bytes(plan.write_bytes)

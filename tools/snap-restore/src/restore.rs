@@ -901,6 +901,13 @@ pub fn run(
         refuse_inside_store(req.to, &store.root)?;
     }
     let item = source.resolve(req.name, req.archive)?;
+    if let Some(real) = crate::preview::leads_elsewhere(req.to) {
+        report.warn(&format!(
+            "{}: a symlink on the way: the files go into {}",
+            req.to.display(),
+            real.display()
+        ));
+    }
     let mut select = Select::new(req.paths)?;
     if let Some(index) = item.index().filter(|_| !item.is_imported()) {
         select.adopt_orphan_links(&index, dec)?;

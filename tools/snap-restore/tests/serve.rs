@@ -922,3 +922,22 @@ fn the_host_check_and_the_url_follow_listen() {
         assert_eq!(status, 403, "Host {name}");
     }
 }
+
+/// The page's dry run into a folder reached through a symlink says where the
+/// files go, as the command line does (issue 32, finding 8).
+#[test]
+fn the_page_says_where_a_symlinked_target_leads() {
+    let t = tempfile::tempdir().unwrap();
+    let (first, _) = store(t.path());
+    fs::create_dir(t.path().join("real")).unwrap();
+    std::os::unix::fs::symlink(t.path().join("real"), t.path().join("link")).unwrap();
+    let rw = Server::start(t.path(), &["--allow-changes"]);
+    let token = csrf(&rw.page());
+    let to = t.path().join("link/r").display().to_string();
+    let body = format!("csrf={token}&name=s%2F{first}&to={}", enc(&to));
+    let (status, _, page) = rw.ask("POST", "/restore/preview", None, true, &body);
+    assert_eq!(status, 200, "{page}");
+    let real = fs::canonicalize(t.path()).unwrap().join("real/r");
+    assert!(page.contains("id=\"elsewhere\""), "{page}");
+    assert!(page.contains(&real.display().to_string()), "{page}");
+}

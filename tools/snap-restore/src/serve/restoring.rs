@@ -156,6 +156,9 @@ fn preview_markup(f: &RestoreForm, to: &Path, p: &Preview, csrf: &str) -> Markup
         &format!("restore {} (dry run)", f.name),
         html! {
             h2 { "Dry run: restore " (f.name) " into " code { (to.display()) } }
+            @if let Some(real) = crate::preview::leads_elsewhere(to) {
+                p #elsewhere.badge.bad { "A symlink on the way: the files go into " code { (real.display()) } }
+            }
             p #summary {
                 (count(Action::Create)) " to create, "
                 (count(Action::Replace)) " to replace, "
