@@ -692,8 +692,8 @@ fn existing_folder(spec: &DestSpec, dir: &Path) -> Result<PathBuf> {
         format!("folder {} is not there", dir.display()),
     )
     .with_hint(format!(
-        "mount the drive; to start using a new folder, create it: mkdir -p {}",
-        dir.display()
+        "mount the drive; to start using a new folder, create it: mkdir -p -- {}",
+        crate::sh_quote(&dir.to_string_lossy())
     )))
 }
 

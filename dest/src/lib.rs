@@ -32,3 +32,15 @@ pub use settings::DestSpec;
 pub use throttle::Throttle;
 pub use tokio::runtime::Runtime;
 pub use upload::{Sent, Source, Tuning};
+
+/// `s` as one word for a POSIX shell (in single quotes when it needs them),
+/// for the commands hints print.
+pub fn sh_quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"@%+=:,./_-".contains(&b));
+    match plain {
+        true => s.to_string(),
+        false => format!("'{}'", s.replace('\'', "'\\''")),
+    }
+}

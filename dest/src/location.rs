@@ -144,6 +144,7 @@ impl Location {
                     None if path.is_empty() => "~".to_string(),
                     None => format!("~/{path}"),
                 };
+                let path = percent_encoding::utf8_percent_encode(&path, URL_PATH);
                 format!("sftp://{user}{host}{port}/{path}")
             }
             Location::Rclone(target) => format!("rclone:{target}"),
@@ -197,7 +198,21 @@ fn bucket(service: Service, rest: &str) -> Result<Location, String> {
     })
 }
 
-/// `[user@]host[:port]/path`, the path absolute, or under the login's home after `~`.
+/// What a URL's path keeps as it is; the rest is percent-encoded.
+const URL_PATH: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}');
+
+/// `[user@]host[:port]/path`, the path absolute, or under the login's home
+/// after `~`, percent-decoded.
 fn sftp(rest: &str) -> Result<Location, String> {
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
     let (user, hostport) = match authority.rsplit_once('@') {
@@ -222,7 +237,14 @@ fn sftp(rest: &str) -> Result<Location, String> {
     {
         return Err("the user of an sftp:// URL is empty or starts with '-'".into());
     }
-    let path = path.trim_end_matches('/');
+    // A URL's path is percent-encoded (`with%20space`); the folder is not.
+    let path = percent_encoding::percent_decode_str(path.trim_end_matches('/'))
+        .decode_utf8()
+        .map_err(|_| "the folder of an sftp:// URL is not UTF-8 once decoded".to_string())?;
+    if path.contains('\0') {
+        return Err("the folder of an sftp:// URL has a NUL".into());
+    }
+    let path = path.as_ref();
     let path = match path.strip_prefix('~') {
         Some(home) if home.is_empty() || home.starts_with('/') => {
             home.trim_start_matches('/').to_string()

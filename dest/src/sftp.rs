@@ -922,6 +922,26 @@ fn connect_error(ctx: &str, said: &str, why: &str) -> Error {
 }
 
 /// Finds the destination's folder on the server, as an absolute path.
+/// The `ssh … mkdir -p …` that creates `path` on the server of `loc`, with
+/// its user and port, quoted for the shell (a folder under the login's home
+/// is given relative to it: ssh starts there, and a quoted `~` would not expand).
+fn mkdir_command(loc: &Location, path: &str) -> String {
+    let Location::Sftp {
+        user, host, port, ..
+    } = loc
+    else {
+        return format!("ssh HOST mkdir -p {}", crate::sh_quote(path));
+    };
+    let mut cmd = String::from("ssh");
+    if let Some(p) = port {
+        cmd.push_str(&format!(" -p {p}"));
+    }
+    let at = user.as_ref().map_or(String::new(), |u| format!("{u}@"));
+    let login = crate::sh_quote(&format!("{at}{host}"));
+    cmd.push_str(&format!(" {login} mkdir -p -- {}", crate::sh_quote(path)));
+    cmd
+}
+
 async fn find_root(s: &Session, path: &str, ctx: &str, spec: &DestSpec) -> Result<PathBuf> {
     let mut fs = s.sftp.fs();
     let asked = match path {
@@ -939,11 +959,8 @@ async fn find_root(s: &Session, path: &str, ctx: &str, spec: &DestSpec) -> Resul
             format!("folder {shown} is not there on the server"),
         )
         .with_hint(format!(
-            "mount the server's disk; to start using a new folder, create it: ssh {} mkdir -p {shown}",
-            match &spec.location {
-                Location::Sftp { host, .. } => host.as_str(),
-                _ => "HOST",
-            }
+            "mount the server's disk; to start using a new folder, create it: {}",
+            mkdir_command(&spec.location, path)
         ))
     };
     let root = match fs.canonicalize(asked).await {
@@ -1047,5 +1064,29 @@ mod tests {
         );
         assert_eq!(e.exit, Exit::TempFail);
         assert!(e.to_string().contains("Connection refused"), "{e}");
+    }
+
+    /// The "create it" hint keeps the port and the user, and quotes a folder
+    /// with a space or a quote; a home folder is given relative to it.
+    #[test]
+    fn the_mkdir_hint_is_a_command_that_works() {
+        let loc = |url: &str| Location::parse(url).unwrap();
+        let Location::Sftp { path, .. } = loc("sftp://me@nas:2222/srv/with%20space") else {
+            panic!("an sftp location")
+        };
+        assert_eq!(path, "/srv/with space");
+        assert_eq!(
+            mkdir_command(&loc("sftp://me@nas:2222/srv/with%20space"), &path),
+            "ssh -p 2222 me@nas mkdir -p -- '/srv/with space'"
+        );
+        assert_eq!(
+            mkdir_command(&loc("sftp://nas/~/it's"), "it's"),
+            "ssh nas mkdir -p -- 'it'\\''s'"
+        );
+        assert_eq!(
+            loc("sftp://nas/srv/with%20space").url(),
+            "sftp://nas/srv/with%20space"
+        );
+        assert!(Location::parse("sftp://nas/srv/%2e%2e/etc").is_err());
     }
 }
