@@ -302,3 +302,35 @@ fn a_symlinked_target_is_said() {
     );
     assert!(w.path("real/r").join(w.inside("src/a.txt")).is_file());
 }
+
+/// Finding 8: a push that fails (66: its base is not at the destination)
+/// after its data went says what it sent, not "sent 0 B".
+#[test]
+fn a_failed_push_says_what_it_sent() {
+    let w = World::new();
+    fs::create_dir_all(w.path("usb")).unwrap();
+    let big: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    w.write("src/a.txt", "a");
+    w.collect_ok(&[]);
+    assert_eq!(code(&w.pack(&[])), 0);
+    w.write("src/big.bin", &big);
+    w.collect_ok(&[]);
+    let incr = w.pack(&["--incremental"]);
+    assert_eq!(code(&incr), 0, "{}", stderr(&incr));
+    assert!(records(&incr)[0]["base"].is_string());
+    let out = w.pipe(
+        "snap-push",
+        &["--dest", "usb", "--min-free", "0"],
+        &incr.stdout,
+    );
+    let err = w.redact(&out.stderr);
+    assert_eq!(code(&out), 66, "{err}");
+    assert!(err.contains("is not at"), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.contains("sent "))
+        .expect("a summary");
+    assert!(line.contains("sent ") && !line.contains("sent 0 B"), "{err}");
+}

@@ -217,7 +217,9 @@ fn send_blocks(
                 sha,
             ));
         }
+        let bytes: u64 = batch.iter().map(|(_, b, _)| b.len() as u64).sum();
         dest.put_many(batch)?;
+        opts.sent.set(opts.sent.get() + bytes);
         let done = (n * BATCH + chunk.len()) as u64;
         report.tally(|| Tally::items(&dest.name, done, Some(todo.len() as u64), "blocks"));
     }

@@ -268,6 +268,8 @@ fn push_all(
     let mut out = RecordWriter::new(std::io::stdout());
     let seen: Vec<std::cell::RefCell<std::collections::HashSet<String>>> =
         dests.iter().map(|_| Default::default()).collect();
+    // What was sent, archives that failed later included (not for a dry run).
+    let sent = std::cell::Cell::new(0u64);
     for item in input {
         let one = |dest: &snap_dest::Dest| Options {
             tuning: tuning.clone(),
@@ -277,6 +279,7 @@ fn push_all(
                 .or(floor_of(&specs, dest))
                 .unwrap_or(Floor::DEFAULT),
             seen: &seen[dests.iter().position(|d| d.url == dest.url).unwrap_or(0)],
+            sent: &sent,
         };
         let push_one: Box<PushOne> = match item {
             Input::Pass(Item::Record(rec)) => {
@@ -336,6 +339,9 @@ snap-disk create --method blocks makes one that can travel",
         if let Err(why) = h.release() {
             report.warn(&why);
         }
+    }
+    if !cli.dry_run {
+        totals.sent = sent.get();
     }
     let summary = summary(cli, totals, &chosen.dests);
     report.note(&summary);

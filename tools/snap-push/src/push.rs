@@ -40,6 +40,9 @@ pub struct Options<'a> {
     /// lock is held nothing removes them, so a base among them needs no
     /// second look (a chain pushed oldest first costs no HEAD per archive).
     pub seen: &'a RefCell<HashSet<String>>,
+    /// Bytes this run has sent, counted as each object lands, so that an
+    /// archive that fails after its data went still counts what was sent.
+    pub sent: &'a std::cell::Cell<u64>,
 }
 
 /// What pushing one archive to one destination did.
@@ -105,10 +108,13 @@ pub fn push(local: &Local, dest: &Dest, opts: &Options, report: &Reporter) -> Re
     let mut resumed = 0;
     for o in todo.into_iter().filter(|o| o.key != json.key) {
         let s = send(local, dest, o, opts, report)?;
+        opts.sent.set(opts.sent.get() + s.sent);
         sent += s.sent;
         resumed += s.resumed;
     }
-    sent += publish(local, dest, json, opts)?;
+    let n = publish(local, dest, json, opts)?;
+    opts.sent.set(opts.sent.get() + n);
+    sent += n;
     if opts.verify && skipped > 0 {
         for o in objects.iter().filter(|o| o.key != json.key) {
             check_landed(dest, o, true)?;
