@@ -8,9 +8,12 @@
 //! machines' operations by a seed and moves simulated time, with pauses
 //! long enough for locks to go stale. A run can crash one process after or
 //! before any operation; the invariants (`check`) are read after every
-//! change, and after the next runs of every machine.
+//! change, and after the next runs of every machine. Every third prune
+//! breaks the pushers' live locks (`--break-lock`) mid-upload; no process
+//! may leave a record it put after its lock was removed (`fences`).
 
 pub mod check;
+pub mod fences;
 pub mod scenario;
 pub mod sched;
 pub mod sim_store;

@@ -103,6 +103,7 @@ pub fn run(shape: &Shape, seed: u64, crash: Option<Crash>) -> Outcome {
         epoch: "2026-12-01T00:00:00Z".parse().expect("epoch"),
         check: Box::new(|store, _| crate::check::records(store)),
         violations: Mutex::new(Vec::new()),
+        fences: Mutex::new(Default::default()),
     });
     let hosts: Vec<Arc<SimHost>> = (0..machines)
         .map(|id| {
@@ -174,15 +175,17 @@ pub fn run(shape: &Shape, seed: u64, crash: Option<Crash>) -> Outcome {
 fn script(shape: &Shape, id: usize, host: &SimHost, sched: &Sched, state: &Path) -> Vec<i32> {
     let mut codes = Vec::new();
     if id == shape.pushers.len() {
-        // The pruner runs often (a cron job of its own), busy or not.
-        for _ in 0..shape.rounds * 4 {
-            codes.push(tool_run(id, host, sched, state, shape, None));
+        // The pruner runs often (a cron job of its own), busy or not; every
+        // third run with --break-lock, which removes the pushers' live locks
+        // in the middle of their uploads.
+        for k in 0..shape.rounds * 4 {
+            codes.push(tool_run(id, host, sched, state, shape, None, k % 3 == 2));
         }
         return codes;
     }
     for round in 0..shape.rounds {
         for _attempt in 0..2 {
-            let code = tool_run(id, host, sched, state, shape, Some(round));
+            let code = tool_run(id, host, sched, state, shape, Some(round), false);
             codes.push(code);
             if code == 0 {
                 break;
@@ -200,6 +203,7 @@ fn tool_run(
     state: &Path,
     shape: &Shape,
     round: Option<usize>,
+    break_locks: bool,
 ) -> i32 {
     sched.restart(id);
     host.start_process();
@@ -233,7 +237,7 @@ fn tool_run(
         ]);
         snap_push::main(args.into_iter().map(Into::into))
     } else {
-        let args = [
+        let mut args = vec![
             "snap-prune",
             "-q",
             "--dest",
@@ -243,9 +247,23 @@ fn tool_run(
             "--state-dir",
             &state,
         ];
+        if break_locks {
+            args.push("--break-lock");
+        }
         snap_prune::main(args.iter().map(Into::into))
     };
     host.end_process();
+    let now: std::collections::HashSet<String> = crate::sim_store::snapshot(&host.shared.inner)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    let exists = |key: &str| now.contains(key);
+    let left = host.shared.fences.lock().expect("fences").ended(id, exists);
+    host.shared
+        .violations
+        .lock()
+        .expect("violations")
+        .extend(left);
     code
 }
 
@@ -270,7 +288,15 @@ fn next_runs(
             shared.sched.advance(90_000.0);
         }
         shared.sched.solo(id);
-        let code = tool_run(id, &hosts[id], &shared.sched, &states[id], shape, None);
+        let code = tool_run(
+            id,
+            &hosts[id],
+            &shared.sched,
+            &states[id],
+            shape,
+            None,
+            false,
+        );
         if code != 0 {
             bad.push(format!("seed {seed}: the next run of m{id} exited {code}"));
         }

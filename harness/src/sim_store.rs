@@ -35,6 +35,8 @@ pub struct Shared {
     pub epoch: DateTime<Utc>,
     pub check: Checker,
     pub violations: Mutex<Vec<String>>,
+    /// Locks broken by another machine, and records put after.
+    pub fences: Mutex<crate::fences::Fences>,
 }
 
 impl fmt::Debug for Shared {
@@ -123,7 +125,12 @@ impl ObjectStore for View {
         opts: PutOptions,
     ) -> Result<PutResult> {
         let g = self.turn(format!("put {location} {:?}", opts.mode))?;
+        let create = matches!(opts.mode, object_store::PutMode::Create);
         let r = self.shared.inner.put_opts(location, payload, opts).await;
+        if r.is_ok() && create {
+            let mut fences = self.shared.fences.lock().expect("fences");
+            fences.created(self.machine, location.as_ref());
+        }
         self.after(g, &[location], r)
     }
 
@@ -161,6 +168,11 @@ impl ObjectStore for View {
                 async move {
                     let location = location?;
                     let g = view.turn(format!("delete {location}"))?;
+                    view.shared
+                        .fences
+                        .lock()
+                        .expect("fences")
+                        .removed(view.machine, location.as_ref());
                     let r = view
                         .shared
                         .inner

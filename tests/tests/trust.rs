@@ -332,5 +332,8 @@ fn a_failed_push_says_what_it_sent() {
         .lines()
         .find(|l| l.contains("sent "))
         .expect("a summary");
-    assert!(line.contains("sent ") && !line.contains("sent 0 B"), "{err}");
+    assert!(
+        line.contains("sent ") && !line.contains("sent 0 B"),
+        "{err}"
+    );
 }
