@@ -224,11 +224,12 @@ mod tests {
     }
 }
 
-/// Opens `rel` (relative, `/`-separated) beneath the folder `root`, one
-/// folder at a time (`O_NOFOLLOW|O_DIRECTORY` on each), so that a path of
-/// any length opens: the kernel refuses a path over PATH_MAX (4096 bytes)
-/// in one call, and snapshots keep deeper trees than that. A symlink on the
-/// way is never followed. `flags` are for the last component.
+/// Opens `rel` (relative, `/`-separated) beneath the folder `root`, through
+/// no symlink. A path that fits PATH_MAX is one `openat2` call
+/// (`RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS`); a longer one (the kernel
+/// refuses it in one call, and snapshots keep deeper trees than that), or a
+/// kernel without `openat2`, is opened one folder at a time
+/// (`O_NOFOLLOW|O_DIRECTORY` on each). `flags` are for the last component.
 pub fn open_beneath(
     root: impl std::os::fd::AsFd,
     rel: &[u8],
