@@ -39,6 +39,8 @@ pub fn bin_dir(base: &Path, reference: &str) -> Result<PathBuf> {
 
 /// A fresh work tree of `commit` at `src` (`git worktree`, replacing one there).
 pub fn checkout(src: &Path, commit: &str) -> Result {
+    // A work tree whose folder was removed by hand stays registered until pruned.
+    exec(Command::new("git").args(["worktree", "prune"]))?;
     if src.exists() {
         exec(
             Command::new("git")
