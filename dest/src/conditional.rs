@@ -107,6 +107,36 @@ impl Dest {
 }
 
 impl Dest {
+    /// Whether `rel` is still the version this process wrote, asked with a
+    /// read that changes nothing: a bucket's HEAD with `If-Match` on the
+    /// ETag, a folder's `stat` (a lock's name is unique to its process, so
+    /// a file there is still the one written). `None` where no read can
+    /// tell (SFTP, rclone): the caller refreshes instead.
+    pub fn unchanged(&self, rel: &str, version: &Version) -> Result<Option<bool>> {
+        match &self.backend {
+            Backend::Folder(_) => Ok(Some(self.head(rel)?.is_some())),
+            Backend::Bucket(b) => {
+                let Some(v) = &version.0 else {
+                    return Ok(None);
+                };
+                let opts = object_store::GetOptions {
+                    head: true,
+                    if_match: v.e_tag.clone(),
+                    ..Default::default()
+                };
+                match b.rt.block_on(b.store.get_opts(&b.key(rel), opts)) {
+                    Ok(_) => Ok(Some(true)),
+                    Err(
+                        object_store::Error::Precondition { .. }
+                        | object_store::Error::NotFound { .. },
+                    ) => Ok(Some(false)),
+                    Err(e) => Err(self.error(rel, e)),
+                }
+            }
+            Backend::Remote(_) | Backend::Rclone(_) => Ok(None),
+        }
+    }
+
     /// Publishes a record: create-only, and only while this process's lock
     /// here is its own, asked of the destination before and again after the
     /// write (never the local shortcut: another machine's prune may have

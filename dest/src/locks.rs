@@ -419,16 +419,37 @@ impl Fence {
 
 impl Fence {
     /// As [`Fence::check`], but asked of the destination itself, whatever
-    /// the last refresh: one conditional refresh of the lock (a folder's
-    /// `utimensat` of its name, a bucket's `If-Match` write), which fails
-    /// if another machine removed it (`snap-prune --break-lock` breaks live
-    /// locks of other machines too). What publishes a record calls it
-    /// before and after the write; a destination that cannot be reached to
-    /// confirm is an error, not a yes.
+    /// the last refresh: a read of the lock that changes nothing (a bucket's
+    /// HEAD with `If-Match`, a folder's `stat`), or where no read can tell
+    /// (SFTP, rclone) one conditional refresh; either fails if another
+    /// machine removed it (`snap-prune --break-lock` breaks live locks of
+    /// other machines too). What publishes a record calls it before and
+    /// after the write; a destination that cannot be reached to confirm is
+    /// an error, not a yes. The lock must also be fresh by [`Fence::check`]'s
+    /// measure, which a read does not renew.
     pub fn confirm(&self) -> Result<()> {
         let inner = &self.0;
-        if let Some(why) = &inner.state.lock().expect("lock state").lost {
-            return Err(inner.lost(why));
+        let version = {
+            let st = inner.state.lock().expect("lock state");
+            if let Some(why) = &st.lost {
+                return Err(inner.lost(why));
+            }
+            st.version.clone()
+        };
+        match inner.dest.unchanged(&inner.key, &version) {
+            Ok(Some(true)) => return self.check(),
+            Ok(Some(false)) => {
+                let why = "it was removed or replaced at the destination (by a prune that judged it stale, or --break-lock)";
+                inner.state.lock().expect("lock state").lost = Some(why.into());
+                return Err(inner.lost(why));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                return Err(inner.lost(&format!(
+                    "it could not be confirmed at the destination: {}",
+                    e.cause
+                )));
+            }
         }
         let unreached = inner.refresh();
         let st = inner.state.lock().expect("lock state");
