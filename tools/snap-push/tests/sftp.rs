@@ -359,3 +359,33 @@ fn sftp_config_entry_priority_and_notify() {
         "success 0\nsuccess 0\n"
     );
 }
+
+/// An `sftp://` folder with a space, written `%20` as URLs have it, is that
+/// folder on the server; one that is not there is 75 with a hint that is a
+/// command that works: ssh with the port, the folder quoted (issue 32, finding 8).
+#[test]
+fn sftp_paths_are_percent_decoded() {
+    let sshd = Sshd::start();
+    let w = World::with_archive(1 << 20);
+    fs::create_dir(w.path("nas box")).unwrap();
+    let env = sshd.env();
+    let encoded = |rel: &str| sshd.url(&w.path(rel).display().to_string().replace(' ', "%20"));
+    let out = w.push_env(&["--all", "--dest", &encoded("nas box")], &env);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(
+        files(&w.path("nas box")).len(),
+        4,
+        "{:?}",
+        files(&w.path("nas box"))
+    );
+    assert!(!w.path("nas%20box").exists());
+
+    let out = w.push_env(&["--all", "--dest", &encoded("not there")], &env);
+    assert_eq!(code(&out), 75, "{}", stderr(&out));
+    let want = format!(
+        "create it: ssh -p {} 127.0.0.1 mkdir -p -- '{}'",
+        sshd.port,
+        w.path("not there").display()
+    );
+    assert!(stderr(&out).contains(&want), "{}", stderr(&out));
+}
