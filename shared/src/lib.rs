@@ -25,6 +25,7 @@ pub mod lock;
 pub mod record;
 pub mod retention;
 pub mod seekable;
+pub mod sign;
 pub mod size;
 pub mod store;
 
