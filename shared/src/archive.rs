@@ -102,6 +102,11 @@ impl ArchiveFiles {
         self.named(".json", false)
     }
 
+    /// The record's signature (`ssh-keygen -Y sign` format), when it is signed.
+    pub fn sig(&self) -> PathBuf {
+        self.named(".json.sig", false)
+    }
+
     /// Every name an archive of this id may have, the record last: what an
     /// unfinished publication may have left.
     pub fn every_name(&self) -> Vec<PathBuf> {
@@ -113,6 +118,7 @@ impl ArchiveFiles {
             names.push(self.index(encrypted));
         }
         names.push(self.sums());
+        names.push(self.sig());
         names.push(self.record());
         names
     }

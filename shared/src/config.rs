@@ -44,6 +44,20 @@ pub struct Config {
     /// VM disks and where their running QEMU listens (snap-disk).
     #[serde(default)]
     pub disks: Vec<DiskEntry>,
+    /// Signing archive records (snap-pack signs with `key`).
+    #[serde(default)]
+    pub signing: Option<Signing>,
+}
+
+/// The key records are signed with (an OpenSSH private key without a
+/// passphrase), and the list of keys whose signatures are accepted.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Signing {
+    #[serde(default)]
+    pub key: Option<String>,
+    #[serde(default)]
+    pub allowed_signers: Option<String>,
 }
 
 /// A VM disk: its image, and the sockets of the QEMU that runs it, so that

@@ -45,6 +45,8 @@ pub struct Options<'a> {
     /// Longest chain of archives an incremental one may end (0: no bound).
     pub full_every: u64,
     pub floor: Floor,
+    /// Signs each record into `ID.json.sig` (the config's `signing.key`).
+    pub signer: Option<&'a snap_shared::sign::Signer>,
 }
 
 /// A packed (or already packed) archive.
@@ -288,16 +290,24 @@ impl Job<'_> {
         json.push('\n');
         let record_path = self.files.record();
         let record_tmp = self.write_small(&record_path, json.as_bytes())?;
-
-        archive::publish(
-            &self.files.dir,
-            &[
-                (&data_tmp, &data_path),
-                (&index_tmp, &index_path),
-                (&sums_tmp, &sums_path),
-                (&record_tmp, &record_path),
-            ],
-        )?;
+        // The signature goes before the record: a record is never there unsigned.
+        let sig_path = self.files.sig();
+        let sig_tmp = match self.opts.signer {
+            Some(signer) => {
+                Some(self.write_small(&sig_path, signer.sign(json.as_bytes())?.as_bytes())?)
+            }
+            None => None,
+        };
+        let mut files = vec![
+            (data_tmp.as_path(), data_path.as_path()),
+            (index_tmp.as_path(), index_path.as_path()),
+            (sums_tmp.as_path(), sums_path.as_path()),
+        ];
+        if let Some(tmp) = &sig_tmp {
+            files.push((tmp.as_path(), sig_path.as_path()));
+        }
+        files.push((record_tmp.as_path(), record_path.as_path()));
+        archive::publish(&self.files.dir, &files)?;
         self.temps.clear();
         Ok(record)
     }

@@ -375,7 +375,7 @@ fn archive_suffix(rest: &str) -> Option<bool> {
         .any(|c| c.suffix() == plain);
     match (data, rest) {
         (true, _) => Some(true),
-        (_, ".index.zst" | ".index.zst.age" | ".sha256" | ".json") => Some(false),
+        (_, ".index.zst" | ".index.zst.age" | ".sha256" | ".json.sig" | ".json") => Some(false),
         _ => None,
     }
 }

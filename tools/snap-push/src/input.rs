@@ -4,7 +4,8 @@
 //! Stdin is read whole first, as snap-pack does: a malformed line anywhere is
 //! exit 65 with nothing sent. An archive's files are found beside its record
 //! (the data file by the name the record gives), so a record read from a
-//! pipe and one read from disk lead to the same four files.
+//! pipe and one read from disk lead to the same files (four, five when the
+//! record is signed).
 
 use std::path::{Path, PathBuf};
 
@@ -40,14 +41,21 @@ impl Local {
     }
 
     /// The data file, the index, the sums file and the record, in the order they are sent.
-    pub fn files_in_order(&self) -> [PathBuf; 4] {
+    /// Data, index, sums, the record's signature when it is signed, and the
+    /// record last (the order they are sent in).
+    pub fn files_in_order(&self) -> Vec<PathBuf> {
         let json = self.files().record();
-        [
+        let mut files = vec![
             archive::beside(&json, &self.rec.path),
             archive::beside(&json, &self.rec.index),
             self.files().sums(),
-            json,
-        ]
+        ];
+        let sig = self.files().sig();
+        if sig.exists() {
+            files.push(sig);
+        }
+        files.push(json);
+        files
     }
 }
 

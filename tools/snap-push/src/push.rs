@@ -69,7 +69,7 @@ struct Object {
 /// Pushes `local` to `dest`.
 pub fn push(local: &Local, dest: &Dest, opts: &Options, report: &Reporter) -> Result<Outcome> {
     let objects = objects_of(local)?;
-    let json = &objects[3];
+    let json = objects.last().expect("an archive has a record");
     if let Some(existing) = remote_record(dest, &json.key)? {
         return already_there(local, dest, &objects, &existing, opts, report);
     }
@@ -211,11 +211,12 @@ fn already_there(
     report: &Reporter,
 ) -> Result<Outcome> {
     if existing.get("sha256").and_then(Value::as_str) != Some(local.rec.sha256.as_str()) {
-        return Err(another_archive(local, dest, &objects[3].key, existing));
+        let json = objects.last().expect("an archive has a record");
+        return Err(another_archive(local, dest, &json.key, existing));
     }
     let total: u64 = objects.iter().map(|o| o.size).sum();
     let mut sent = 0;
-    for o in &objects[..3] {
+    for o in &objects[..objects.len() - 1] {
         if !holds(dest, o)? {
             if opts.dry_run {
                 sent += o.size;
@@ -247,7 +248,8 @@ fn already_there(
             skipped: total - sent,
         });
     }
-    opts.seen.borrow_mut().insert(objects[3].key.clone());
+    let json = objects.last().expect("an archive has a record");
+    opts.seen.borrow_mut().insert(json.key.clone());
     report.detail(|| format!("{} is already at {}", local.name(), dest.name));
     Ok(Outcome {
         record: Some(record(
