@@ -282,6 +282,20 @@ mod tests {
     use super::*;
     use std::process::Command;
 
+    /// Runs `script` with sh in `dir`; whether it exited 0, and its stderr.
+    fn sh(dir: &Path, script: &str) -> (bool, String) {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     fn keygen(dir: &Path, name: &str) -> std::path::PathBuf {
         let path = dir.join(name);
         let out = Command::new("ssh-keygen")
@@ -328,19 +342,13 @@ mod tests {
             allowed.verify(record, sig.as_bytes()),
             Verdict::Allowed("snap@laptop".into())
         );
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
+        let (ok, err) = sh(
+            t.path(),
+            &format!(
                 "ssh-keygen -Y verify -f allowed -I snap@laptop -n {NAMESPACE} -s r.json.sig < r.json"
-            ))
-            .current_dir(t.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+            ),
         );
+        assert!(ok, "{err}");
 
         let mut changed = record.to_vec();
         changed[10] ^= 1;
@@ -360,17 +368,8 @@ mod tests {
         assert!(matches!(allowed.verify(record, b"junk"), Verdict::Bad(_)));
         // A git-style signature of the same bytes is not a record's.
         std::fs::remove_file(t.path().join("r.json.sig")).unwrap();
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg("ssh-keygen -Y sign -f laptop -n git r.json")
-            .current_dir(t.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let (ok, err) = sh(t.path(), "ssh-keygen -Y sign -f laptop -n git r.json");
+        assert!(ok, "{err}");
         let git = std::fs::read(t.path().join("r.json.sig")).unwrap();
         assert!(matches!(allowed.verify(record, &git), Verdict::Bad(_)));
     }
@@ -384,17 +383,11 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let key = keygen(t.path(), "nas");
         std::fs::write(t.path().join("r.json"), b"{}").unwrap();
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(format!("ssh-keygen -Y sign -f nas -n {NAMESPACE} r.json"))
-            .current_dir(t.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let (ok, err) = sh(
+            t.path(),
+            &format!("ssh-keygen -Y sign -f nas -n {NAMESPACE} r.json"),
         );
+        assert!(ok, "{err}");
         let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
         let list = format!("# the NAS\nnas@home,backup@home cert-authority-not {public}");
         assert!(AllowedSigners::parse(&list, "allowed").is_err());

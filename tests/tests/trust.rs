@@ -418,6 +418,9 @@ fn records_are_signed_and_the_signature_travels() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert!(!left.iter().any(|n| n.starts_with(&format!("{x}."))), "{left:?}");
+    assert!(
+        !left.iter().any(|n| n.starts_with(&format!("{x}."))),
+        "{left:?}"
+    );
     assert!(left.contains(&format!("{y}.json.sig")), "{left:?}");
 }

@@ -20,6 +20,11 @@ fn bin(name: &str) -> PathBuf {
 
 /// One more snapshot of `src` into set `s`; returns its id.
 fn collect(dir: &Path) -> String {
+    collect_as(dir, "s")
+}
+
+/// One more snapshot of `dir/src` into set `set` of `dir/store`; returns its id.
+fn collect_as(dir: &Path, set: &str) -> String {
     let out = Command::new(bin("snap-collect"))
         .args([
             "--store",
@@ -27,7 +32,7 @@ fn collect(dir: &Path) -> String {
             "--min-free",
             "0",
             "--name",
-            "s",
+            set,
             "src",
             "-q",
         ])
@@ -750,27 +755,7 @@ fn the_page_takes_names_never_paths() {
     let other = t.path().join("other");
     fs::create_dir_all(other.join("src")).unwrap();
     fs::write(other.join("src/x.txt"), "x\n").unwrap();
-    let out = Command::new(bin("snap-collect"))
-        .args([
-            "--store",
-            "store",
-            "--min-free",
-            "0",
-            "--name",
-            "s2",
-            "src",
-            "-q",
-        ])
-        .current_dir(&other)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let id2 = v["id"].as_str().unwrap().to_string();
+    let id2 = collect_as(&other, "s2");
     let theirs = other.join(format!("store/sets/s2/{id2}.json"));
     let before = fs::read(&theirs).unwrap();
     std::os::unix::fs::symlink(other.join("store/sets/s2"), t.path().join("store/sets/s2"))
