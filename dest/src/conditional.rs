@@ -146,16 +146,77 @@ impl Dest {
     /// machine may have removed what it names meanwhile) and the error says
     /// why; the next run publishes it again.
     pub fn publish(&self, rel: &str, data: Bytes, sha256: &str) -> Result<bool> {
-        self.confirm_fence()?;
+        self.publish_checked(rel, data, sha256, false, || Ok(()))
+    }
+
+    /// [`Dest::confirm_fence`], with `alongside` (another read the caller
+    /// needs) run at the same time at a bucket, so the confirmation costs no
+    /// round trip of its own; elsewhere one after the other.
+    pub fn confirm_fence_with(&self, alongside: impl FnOnce() -> Result<()> + Send) -> Result<()> {
+        match &self.backend {
+            Backend::Bucket(_) => {
+                let (confirmed, other) = std::thread::scope(|s| {
+                    let confirmed = s.spawn(|| self.confirm_fence());
+                    let other = alongside();
+                    let confirmed = confirmed
+                        .join()
+                        .unwrap_or_else(|p| std::panic::resume_unwind(p));
+                    (confirmed, other)
+                });
+                other.and(confirmed)
+            }
+            _ => {
+                alongside()?;
+                self.confirm_fence()
+            }
+        }
+    }
+
+    /// [`Dest::publish`], with `landed` (the caller's check that the record
+    /// is there whole) run while the lock is asked after the write: at a
+    /// bucket the two requests go at once, so the check after the write
+    /// costs no round trip of its own. `landed` runs only when the record
+    /// was written. `confirmed`: the caller asked the destination for the
+    /// lock just before (with [`Dest::confirm_fence_with`]).
+    pub fn publish_checked(
+        &self,
+        rel: &str,
+        data: Bytes,
+        sha256: &str,
+        confirmed: bool,
+        landed: impl FnOnce() -> Result<()> + Send,
+    ) -> Result<bool> {
+        if !confirmed {
+            self.confirm_fence()?;
+        }
         if self.put_new(rel, data, sha256)?.is_none() {
             return Ok(false);
         }
-        if let Err(lost) = self.confirm_fence() {
+        let (after, landed) = match &self.backend {
+            Backend::Bucket(_) => std::thread::scope(|s| {
+                let after = s.spawn(|| self.confirm_fence());
+                let landed = landed();
+                let after = after
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p));
+                (after, landed)
+            }),
+            _ => {
+                let after = self.confirm_fence();
+                let landed = match after.is_ok() {
+                    true => landed(),
+                    false => Ok(()),
+                };
+                (after, landed)
+            }
+        };
+        if let Err(lost) = after {
             let mut bare = self.clone();
             bare.fence = None;
             bare.delete(rel)?;
             return Err(lost);
         }
+        landed?;
         Ok(true)
     }
 }

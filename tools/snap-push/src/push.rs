@@ -106,13 +106,26 @@ pub fn push(local: &Local, dest: &Dest, opts: &Options, report: &Reporter) -> Re
     check_space(dest, needed, opts.floor)?;
     let mut sent = 0;
     let mut resumed = 0;
-    for o in todo.into_iter().filter(|o| o.key != json.key) {
-        let s = send(local, dest, o, opts, report)?;
+    let rest: Vec<&Object> = todo.into_iter().filter(|o| o.key != json.key).collect();
+    // The lock is asked of the destination before the record is written;
+    // that request goes with the last object's landing check.
+    let mut confirmed = false;
+    for (i, o) in rest.iter().enumerate() {
+        let last = i + 1 == rest.len();
+        let s = send_only(local, dest, o, opts, report)?;
         opts.sent.set(opts.sent.get() + s.sent);
         sent += s.sent;
         resumed += s.resumed;
+        match last {
+            true => {
+                let verify = opts.verify;
+                dest.confirm_fence_with(|| check_landed(dest, o, verify))?;
+                confirmed = true;
+            }
+            false => check_landed(dest, o, opts.verify)?,
+        }
     }
-    let n = publish(local, dest, json, opts)?;
+    let n = publish(local, dest, json, opts, confirmed)?;
     opts.sent.set(opts.sent.get() + n);
     sent += n;
     if opts.verify && skipped > 0 {
@@ -332,23 +345,40 @@ fn send(
     opts: &Options,
     report: &Reporter,
 ) -> Result<snap_dest::Sent> {
-    let sent = if o.is_data {
+    let sent = send_only(local, dest, o, opts, report)?;
+    check_landed(dest, o, opts.verify)?;
+    Ok(sent)
+}
+
+/// [`send`] without the check that it landed.
+fn send_only(
+    local: &Local,
+    dest: &Dest,
+    o: &Object,
+    opts: &Options,
+    report: &Reporter,
+) -> Result<snap_dest::Sent> {
+    Ok(if o.is_data {
         send_large(local, dest, o, opts, report)?
     } else {
         snap_dest::Sent {
             sent: send_small(dest, o)?,
             resumed: 0,
         }
-    };
-    check_landed(dest, o, opts.verify)?;
-    Ok(sent)
+    })
 }
 
 /// Publishes the archive's `.json`, last: its base must be at the
 /// destination (a chain is pushed oldest first), and the record is written
 /// create-only while this push's lock is held, so neither another machine's
 /// record of the same name nor a prune can slip in between.
-fn publish(local: &Local, dest: &Dest, json: &Object, opts: &Options) -> Result<u64> {
+fn publish(
+    local: &Local,
+    dest: &Dest,
+    json: &Object,
+    opts: &Options,
+    confirmed: bool,
+) -> Result<u64> {
     if let Some(base) = &local.rec.base {
         let key = format!("{}/{base}.json", local.rec.set);
         if !opts.seen.borrow().contains(&key) && dest.head(&key)?.is_none() {
@@ -363,14 +393,18 @@ fn publish(local: &Local, dest: &Dest, json: &Object, opts: &Options) -> Result<
     let bytes = std::fs::read(&json.local).map_err(|e| Error::io(&json.local, e))?;
     let n = bytes.len() as u64;
     let sha = Sha256Digest::of(&bytes).to_hex();
-    if !dest.publish(&json.key, Bytes::from(bytes), &sha)? {
-        // Another push published this name since the check at the start.
-        let Some(theirs) = remote_record(dest, &json.key)? else {
-            return Err(refused_create(dest, &json.key));
-        };
-        if theirs.get("sha256").and_then(Value::as_str) != Some(local.rec.sha256.as_str()) {
-            return Err(another_archive(local, dest, &json.key, &theirs));
-        }
+    let verify = opts.verify;
+    let landed = move || check_landed(dest, json, verify);
+    if dest.publish_checked(&json.key, Bytes::from(bytes), &sha, confirmed, landed)? {
+        opts.seen.borrow_mut().insert(json.key.clone());
+        return Ok(n);
+    }
+    // Another push published this name since the check at the start.
+    let Some(theirs) = remote_record(dest, &json.key)? else {
+        return Err(refused_create(dest, &json.key));
+    };
+    if theirs.get("sha256").and_then(Value::as_str) != Some(local.rec.sha256.as_str()) {
+        return Err(another_archive(local, dest, &json.key, &theirs));
     }
     check_landed(dest, json, opts.verify)?;
     opts.seen.borrow_mut().insert(json.key.clone());
