@@ -154,7 +154,9 @@ impl Dest {
     /// round trip of its own; elsewhere one after the other.
     pub fn confirm_fence_with(&self, alongside: impl FnOnce() -> Result<()> + Send) -> Result<()> {
         match &self.backend {
-            Backend::Bucket(_) => {
+            // A bucket taking one request at a time (the fault harness's)
+            // gets them one after the other.
+            Backend::Bucket(b) if b.concurrency > 1 => {
                 let (confirmed, other) = std::thread::scope(|s| {
                     let confirmed = s.spawn(|| self.confirm_fence());
                     let other = alongside();
@@ -193,7 +195,7 @@ impl Dest {
             return Ok(false);
         }
         let (after, landed) = match &self.backend {
-            Backend::Bucket(_) => std::thread::scope(|s| {
+            Backend::Bucket(b) if b.concurrency > 1 => std::thread::scope(|s| {
                 let after = s.spawn(|| self.confirm_fence());
                 let landed = landed();
                 let after = after
