@@ -153,23 +153,34 @@ impl Dest {
     /// needs) run at the same time at a bucket, so the confirmation costs no
     /// round trip of its own; elsewhere one after the other.
     pub fn confirm_fence_with(&self, alongside: impl FnOnce() -> Result<()> + Send) -> Result<()> {
+        let (fence, other) = self.fence_beside(alongside);
+        other.and(fence)
+    }
+
+    /// The fence asked of the destination, and `alongside`: at once at a
+    /// bucket that takes several requests at a time; elsewhere (the fault
+    /// harness's bucket takes one) the fence first, then `alongside` if the
+    /// fence held.
+    fn fence_beside(
+        &self,
+        alongside: impl FnOnce() -> Result<()> + Send,
+    ) -> (Result<()>, Result<()>) {
         match &self.backend {
-            // A bucket taking one request at a time (the fault harness's)
-            // gets them one after the other.
-            Backend::Bucket(b) if b.concurrency > 1 => {
-                let (confirmed, other) = std::thread::scope(|s| {
-                    let confirmed = s.spawn(|| self.confirm_fence());
-                    let other = alongside();
-                    let confirmed = confirmed
-                        .join()
-                        .unwrap_or_else(|p| std::panic::resume_unwind(p));
-                    (confirmed, other)
-                });
-                other.and(confirmed)
-            }
+            Backend::Bucket(b) if b.concurrency > 1 => std::thread::scope(|s| {
+                let fence = s.spawn(|| self.confirm_fence());
+                let other = alongside();
+                let fence = fence
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p));
+                (fence, other)
+            }),
             _ => {
-                alongside()?;
-                self.confirm_fence()
+                let fence = self.confirm_fence();
+                let other = match fence.is_ok() {
+                    true => alongside(),
+                    false => Ok(()),
+                };
+                (fence, other)
             }
         }
     }
@@ -194,24 +205,7 @@ impl Dest {
         if self.put_new(rel, data, sha256)?.is_none() {
             return Ok(false);
         }
-        let (after, landed) = match &self.backend {
-            Backend::Bucket(b) if b.concurrency > 1 => std::thread::scope(|s| {
-                let after = s.spawn(|| self.confirm_fence());
-                let landed = landed();
-                let after = after
-                    .join()
-                    .unwrap_or_else(|p| std::panic::resume_unwind(p));
-                (after, landed)
-            }),
-            _ => {
-                let after = self.confirm_fence();
-                let landed = match after.is_ok() {
-                    true => landed(),
-                    false => Ok(()),
-                };
-                (after, landed)
-            }
-        };
+        let (after, landed) = self.fence_beside(landed);
         if let Err(lost) = after {
             let mut bare = self.clone();
             bare.fence = None;
