@@ -844,9 +844,12 @@ fn the_page_takes_names_never_paths() {
 fn the_host_check_and_the_url_follow_listen() {
     let t = tempfile::tempdir().unwrap();
     store(t.path());
-    let start = |listen: &str, extra: &[&str]| -> (Child, String) {
+    // The server (stopped when dropped, even when an assertion fails) and
+    // what it said up to its URL.
+    let start = |ip: &str, port: u16, extra: &[&str]| -> (Server, String) {
         let mut child = Command::new(bin("snap-restore"))
-            .args(["--store", "store", "serve", "--listen", listen])
+            .args(["--store", "store", "serve", "--listen"])
+            .arg(format!("{ip}:{port}"))
             .args(extra)
             .env("SNAP_SERVE_TOKEN", TOKEN)
             .current_dir(t.path())
@@ -854,28 +857,27 @@ fn the_host_check_and_the_url_follow_listen() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut said = String::new();
         let mut err = BufReader::new(child.stderr.take().unwrap());
+        let server = Server { child, port };
+        let mut said = String::new();
         while !said.contains("open http") {
             let mut line = String::new();
             use std::io::BufRead;
             assert!(err.read_line(&mut line).unwrap() > 0, "serve ended: {said}");
             said.push_str(&line);
         }
-        (child, said)
+        (server, said)
     };
     let port = free_port();
-    let (mut child, said) = start(&format!("127.0.0.2:{port}"), &[]);
+    let (first, said) = start("127.0.0.2", port, &[]);
     assert!(
         said.contains(&format!("open http://127.0.0.2:{port}/?token=")),
         "{said}"
     );
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(first);
 
     let port = free_port();
-    let (child, said) = start(&format!("0.0.0.0:{port}"), &["--allow-remote"]);
-    let server = Server { child, port };
+    let (server, said) = start("0.0.0.0", port, &["--allow-remote"]);
     let host = String::from_utf8(Command::new("hostname").output().unwrap().stdout)
         .unwrap()
         .trim()
