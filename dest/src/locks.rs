@@ -53,6 +53,9 @@ pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
 /// SIGSTOP) and could still publish.
 pub const BREAK_AFTER: Duration = Duration::from_secs(24 * 3600);
 
+/// Why a lock is lost when the destination no longer has it as written.
+const REMOVED: &str = "it was removed or replaced at the destination (by a prune that judged it stale, or --break-lock)";
+
 /// The most a machine's clock may differ from the destination's.
 pub const MAX_SKEW: Duration = Duration::from_secs(5 * 60);
 
@@ -439,7 +442,7 @@ impl Fence {
         match inner.dest.unchanged(&inner.key, &version) {
             Ok(Some(true)) => return self.check(),
             Ok(Some(false)) => {
-                let why = "it was removed or replaced at the destination (by a prune that judged it stale, or --break-lock)";
+                let why = REMOVED;
                 inner.state.lock().expect("lock state").lost = Some(why.into());
                 return Err(inner.lost(why));
             }
@@ -564,7 +567,7 @@ impl Inner {
                 st.confirmed = mark;
             }
             Ok(None) => {
-                st.lost = Some("it was removed or replaced at the destination (by a prune that judged it stale, or --break-lock)".into());
+                st.lost = Some(REMOVED.into());
             }
             Err(e) => return Some(e),
         }

@@ -227,10 +227,11 @@ fn missing_sidecars_are_named_by_verify_and_list() {
     fs::remove_file(dir.join(format!("{x}.sha256"))).unwrap();
     fs::remove_file(index_of(&dir, &y)).unwrap();
     let from = ["--from", "store/archives"];
-    let verify = w.run(
-        "snap-restore",
-        &[&from[..], &["verify", &format!("s/{x}")]].concat(),
-    );
+    let verify_x = || {
+        let name = format!("s/{x}");
+        w.run("snap-restore", &[&from[..], &["verify", &name]].concat())
+    };
+    let verify = verify_x();
     let err = w.redact(&verify.stderr);
     assert_eq!(code(&verify), 65, "{err}");
     assert!(
@@ -257,10 +258,7 @@ fn missing_sidecars_are_named_by_verify_and_list() {
         format!("{}  {x}.tar.zst\n", "0".repeat(64)),
     )
     .unwrap();
-    let verify = w.run(
-        "snap-restore",
-        &[&from[..], &["verify", &format!("s/{x}")]].concat(),
-    );
+    let verify = verify_x();
     let err = w.redact(&verify.stderr);
     assert_eq!(code(&verify), 65, "{err}");
     assert!(

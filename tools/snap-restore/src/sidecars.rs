@@ -6,7 +6,7 @@
 use snap_shared::archive::parse_sums;
 use snap_shared::error::{Exit, Result};
 
-use crate::source::Item;
+use crate::source::{Item, file_name};
 
 /// What is wrong with the `.sha256` of an archive item: (what, why) each.
 pub fn sums_problems(item: &Item) -> Result<Vec<(String, String)>> {
@@ -31,8 +31,8 @@ pub fn sums_problems(item: &Item) -> Result<Vec<(String, String)>> {
     };
     let index_sha = rec.extra.get("index_sha256").and_then(|v| v.as_str());
     let wanted = [
-        (leaf(&rec.path), Some(rec.sha256.as_str())),
-        (leaf(&rec.index), index_sha),
+        (file_name(&rec.path), Some(rec.sha256.as_str())),
+        (file_name(&rec.index), index_sha),
     ];
     let mut problems = Vec::new();
     for (name, want) in wanted {
@@ -47,13 +47,4 @@ pub fn sums_problems(item: &Item) -> Result<Vec<(String, String)>> {
         }
     }
     Ok(problems)
-}
-
-/// The file name of a recorded path.
-fn leaf(recorded: &str) -> String {
-    std::path::Path::new(recorded)
-        .file_name()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .into_owned()
 }

@@ -139,7 +139,7 @@ pub fn is_name(name: &str) -> bool {
 }
 
 /// The last component of a recorded path (a record names files by the paths of the machine that made it).
-fn file_name(recorded: &str) -> String {
+pub(crate) fn file_name(recorded: &str) -> String {
     Path::new(recorded)
         .file_name()
         .unwrap_or_default()
