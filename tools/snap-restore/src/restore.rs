@@ -398,15 +398,18 @@ impl<'a> Restorer<'a> {
             let in_fin = fin.seek(&path, |_| {})?;
             // A member the archive's own index does not list is damage, as
             // in verify: the index is not this archive's, or the tar is not.
-            let listed = match own.as_mut() {
-                Some(own) => own.seek(&path, |_| {})?,
-                None => in_fin.clone(),
+            // Its content is the final one when the final index agrees.
+            let final_here = match own.as_mut() {
+                Some(own) => own
+                    .seek(&path, |_| {})?
+                    .map(|o| in_fin.as_ref().is_some_and(|f| f.sha256 == o.sha256)),
+                None => in_fin.as_ref().map(|_| true),
             };
-            let Some(listed) = listed else {
+            let Some(final_here) = final_here else {
                 self.not_in_index(&data, &path);
                 continue;
             };
-            let Some(f) = in_fin.filter(|f| f.sha256 == listed.sha256) else {
+            let Some(f) = in_fin.filter(|_| final_here) else {
                 continue;
             };
             let Some(dest) = self
