@@ -66,6 +66,7 @@ pub fn restore(data: &[u8]) {
     let store = snap_shared::store::Store::new(dir.path().join("store"));
     let source = snap_restore::source::Source::new(None, store);
     let dec = snap_shared::crypt::Decrypt::default();
+    let trust = snap_restore::trust::Trust::nobody();
     let report = snap_cli::Reporter::capturing("snap-restore", Default::default());
     for (n, bytes) in [data, &data[..data.len() / 2]].into_iter().enumerate() {
         let tar = dir.path().join(format!("in{n}.tar"));
@@ -80,6 +81,7 @@ pub fn restore(data: &[u8]) {
             paths: &[],
             overwrite: false,
             archive: false,
+            trust: &trust,
         };
         let _ = snap_restore::restore::run(&source, &req, &dec, &report, None);
     }

@@ -16,10 +16,12 @@
 //! This module signs, verifies and reads the list; which records are
 //! signed, and what a reader refuses, the tools decide.
 
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use ssh_key::{HashAlg, LineEnding, PrivateKey, PublicKey, SshSig};
 
+use crate::config::{Signing, default_config_path, expand_tilde};
 use crate::error::{Error, Exit, Result};
 
 /// The namespace of snap's record signatures (a signature made for another
@@ -28,6 +30,109 @@ pub const NAMESPACE: &str = "snap-record";
 
 /// The suffix of a record's signature, beside it: `ID.json.sig`.
 pub const SIG_SUFFIX: &str = ".sig";
+
+/// Where this user's signing key and allowed signers live when the config
+/// names none: beside the default config, `~/.config/snap/` (or
+/// `$XDG_CONFIG_HOME/snap/`), whichever config file a run reads.
+pub fn default_dir() -> PathBuf {
+    crate::fsutil::parent_of(&default_config_path()).to_path_buf()
+}
+
+/// The signing key: the config's `signing.key`, else `signing_key` in [`default_dir`].
+pub fn key_path(signing: Option<&Signing>) -> PathBuf {
+    match signing.and_then(|s| s.key.as_deref()) {
+        Some(k) => expand_tilde(k),
+        None => default_dir().join("signing_key"),
+    }
+}
+
+/// The allowed signers: the config's `signing.allowed_signers`, else
+/// `allowed_signers` in [`default_dir`].
+pub fn allowed_path(signing: Option<&Signing>) -> PathBuf {
+    match signing.and_then(|s| s.allowed_signers.as_deref()) {
+        Some(k) => expand_tilde(k),
+        None => default_dir().join("allowed_signers"),
+    }
+}
+
+/// What [`machine_signer`] did on first use.
+pub struct Made {
+    pub key: PathBuf,
+    pub allowed: PathBuf,
+    pub line: String,
+}
+
+/// The key this machine signs records with. A key the config names must be
+/// there; the default one is made on first use (Ed25519, no passphrase,
+/// 0600), and its line is added to the allowed signers, so that this
+/// machine reads its own archives with no set-up. Two runs making it at once
+/// agree on one key: the second finds the first's and uses it.
+pub fn machine_signer(signing: Option<&Signing>) -> Result<(Signer, Option<Made>)> {
+    let path = key_path(signing);
+    let named = signing.and_then(|s| s.key.as_deref()).is_some();
+    if path.exists() || named {
+        return Signer::load(&path).map(|s| (s, None));
+    }
+    let principal = format!("snap@{}", crate::hostname());
+    let signer = match Signer::generate(&path, &principal) {
+        Ok(s) => s,
+        // Another run made it first: its key is the one.
+        Err(_) if path.exists() => return Signer::load(&path).map(|s| (s, None)),
+        Err(e) => {
+            return Err(e.with_hint(format!(
+                "records are signed with a key of this machine's; name one that can be read with \"signing\": {{\"key\": FILE}} in the config (made by ssh-keygen -t ed25519 -N '' -f FILE), not {}",
+                path.display()
+            )));
+        }
+    };
+    let allowed = allowed_path(signing);
+    let line = format!(
+        "{principal} namespaces=\"{NAMESPACE}\" {}",
+        signer.public()
+    );
+    append_line(&allowed, &line)?;
+    Ok((
+        signer,
+        Some(Made {
+            key: path,
+            allowed,
+            line,
+        }),
+    ))
+}
+
+/// Adds `line` at the end of the file at `path` (made 0644 if missing), on
+/// a line of its own, durably.
+fn append_line(path: &Path, line: &str) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .read(true)
+        .mode(0o644)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    let len = f.metadata().map_err(|e| Error::io(path, e))?.len();
+    let mut text = String::new();
+    if len > 0 {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut last = [0u8; 1];
+        f.seek(SeekFrom::Start(len - 1))
+            .and_then(|_| f.read_exact(&mut last))
+            .map_err(|e| Error::io(path, e))?;
+        if last[0] != b'\n' {
+            text.push('\n');
+        }
+    }
+    text.push_str(line);
+    text.push('\n');
+    f.write_all(text.as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(|e| Error::io(path, e))
+}
 
 /// A private key that signs records.
 pub struct Signer {
@@ -67,18 +172,20 @@ impl Signer {
         let private = key
             .to_openssh(LineEnding::LF)
             .map_err(|e| Error::internal("a new signing key", e))?;
-        let write = |p: &Path, bytes: &[u8], mode: u32| {
-            crate::fsutil::write_atomic(p, mode, false, |f| std::io::Write::write_all(f, bytes))
+        // The key is created, never replaced (a run making it at the same
+        // time keeps its own); its `.pub` follows it.
+        let write = |p: &Path, bytes: &[u8], mode: u32, replace: bool| {
+            crate::fsutil::write_atomic(p, mode, replace, |f| f.write_all(bytes))
                 .map_err(|e| Error::io(p, e))
         };
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
-        write(path, private.as_bytes(), 0o600)?;
+        write(path, private.as_bytes(), 0o600, false)?;
         let public = format!("{}\n", public_line(key.public_key()));
         let mut pub_path = path.as_os_str().to_owned();
         pub_path.push(".pub");
-        write(Path::new(&pub_path), public.as_bytes(), 0o644)?;
+        write(Path::new(&pub_path), public.as_bytes(), 0o644, true)?;
         Ok(Signer { key })
     }
 
@@ -133,6 +240,8 @@ pub enum Verdict {
     Unknown {
         fingerprint: String,
         comment: String,
+        /// The key, as an `authorized_keys` line, to add once checked.
+        public: String,
     },
     /// Not a signature of these bytes (they changed since, or it is not
     /// one at all): why.
@@ -237,6 +346,7 @@ impl AllowedSigners {
                     .find(|a| a.key.key_data() == key.key_data())
                     .map(|a| a.key.comment().to_string())
                     .unwrap_or_default(),
+                public: public_line(&key),
             },
         }
     }
@@ -362,7 +472,8 @@ mod tests {
             allowed.verify(record, forged.as_bytes()),
             Verdict::Unknown {
                 fingerprint: other.fingerprint(),
-                comment: String::new()
+                comment: String::new(),
+                public: other.public().rsplit_once(' ').unwrap().0.to_string(),
             }
         );
         assert!(matches!(allowed.verify(record, b"junk"), Verdict::Bad(_)));

@@ -177,16 +177,17 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
         input::from_stdin()?
     };
     let encrypt = encryption(cli)?;
-    let signer = match loaded
-        .as_ref()
-        .and_then(|c| c.config.signing.as_ref())
-        .and_then(|s| s.key.as_deref())
-    {
-        Some(key) => Some(snap_shared::sign::Signer::load(
-            &snap_shared::config::expand_tilde(key),
-        )?),
-        None => None,
-    };
+    let (signer, made) = snap_shared::sign::machine_signer(
+        loaded.as_ref().and_then(|c| c.config.signing.as_ref()),
+    )?;
+    if let Some(made) = made {
+        report.note(&format!(
+            "made this machine's signing key {}; its archives are signed with it. Its line, added to {}, goes into the allowed_signers of every machine that restores them: {}",
+            made.key.display(),
+            made.allowed.display(),
+            made.line
+        ));
+    }
     let threads = cli
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
@@ -212,7 +213,7 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
         incremental: cli.incremental,
         full_every: cli.full_every,
         floor,
-        signer: signer.as_ref(),
+        signer: Some(&signer),
     };
     let mut out = RecordWriter::new(std::io::stdout().lock());
     for item in input {

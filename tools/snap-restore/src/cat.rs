@@ -13,6 +13,7 @@ use std::io::{Read, Write};
 
 use sha2::{Digest, Sha256};
 
+use snap_cli::Reporter;
 use snap_shared::crypt::Decrypt;
 use snap_shared::error::{Error, Exit, Result};
 use snap_shared::hash::Sha256Digest;
@@ -26,17 +27,21 @@ use crate::restore::{chain_of, sanitize};
 use crate::seeking::{self, Seekable};
 use crate::source::{Item, Source};
 use crate::stream;
+use crate::trust::Trust;
 
 /// Writes the file `path` of snapshot or archive `name` to `out`.
 pub fn cat(
     source: &Source,
-    name: &str,
-    path: &str,
-    archive_only: bool,
-    dec: &Decrypt,
+    (name, path, archive_only): (&str, &str, bool),
+    (dec, trust, report): (&Decrypt, &Trust, &Reporter),
     out: &mut dyn Write,
 ) -> Result<()> {
     let item = source.resolve(name, archive_only)?;
+    let chain = match &item {
+        Item::Archive { .. } => chain_of(&item)?,
+        _ => Vec::new(),
+    };
+    trust.check_chain(&chain, report)?;
     let rel = path.trim_matches('/').as_bytes().to_vec();
     let shown = format!("{}:{}", item.name(), path.trim_matches('/'));
     let Some(index) = item.index() else {
@@ -55,7 +60,7 @@ pub fn cat(
         _ if item.is_imported() => {
             from_stream(&item.data(), &rel, dec, out, &shown, Some(&entry)).map(|_| ())
         }
-        _ => from_chain(&item, &entry, dec, out, &shown),
+        _ => from_chain(&chain, &entry, dec, out, &shown),
     }
 }
 
@@ -136,13 +141,13 @@ fn from_tree(item: &Item, e: &Entry, out: &mut dyn Write, shown: &str) -> Result
 
 /// From the archive of the chain that holds the final content.
 fn from_chain(
-    item: &Item,
+    chain: &[Item],
     fin: &Entry,
     dec: &Decrypt,
     out: &mut dyn Write,
     shown: &str,
 ) -> Result<()> {
-    for link in chain_of(item)?.iter().rev() {
+    for link in chain.iter().rev() {
         let own = link.index().expect("archives have an index");
         let Some((e, end)) = find_with_end(&own, &fin.path, dec)? else {
             continue;
@@ -163,12 +168,10 @@ fn from_chain(
             }
         }
     }
+    let named = chain.last().map(Item::name).unwrap_or_default();
     Err(Error::data(
         shown,
-        format!(
-            "no archive of the chain of {} holds its content",
-            item.name()
-        ),
+        format!("no archive of the chain of {named} holds its content"),
     ))
 }
 

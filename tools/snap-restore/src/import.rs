@@ -44,6 +44,9 @@ pub struct Request<'a> {
     pub dec: &'a Decrypt,
     /// For an encrypted archive: whom its index is encrypted to (it lists every name).
     pub index_encrypt: Option<&'a Encrypt>,
+    /// Signs the record, as snap-pack signs its own: this machine vouches for
+    /// what it read.
+    pub signer: &'a snap_shared::sign::Signer,
 }
 
 /// Imports `req.path` into `store` as an archive of `req.set`.
@@ -94,6 +97,7 @@ pub fn import(store: &Store, req: &Request, report: &Reporter) -> Result<Archive
         archive::part_name(&index),
         archive::part_name(&files.sums()),
         archive::part_name(&files.record()),
+        archive::part_name(&files.sig()),
     ];
     let result = (|| {
         let (sha, bytes) = copy_in(path, &temps[0])?;
@@ -144,12 +148,14 @@ pub fn import(store: &Store, req: &Request, report: &Reporter) -> Result<Archive
             .map_err(|e| Error::internal("record", e))?;
         text.push('\n');
         write_small(&temps[3], text.as_bytes())?;
+        write_small(&temps[4], req.signer.sign(text.as_bytes())?.as_bytes())?;
         archive::publish(
             &dir,
             &[
                 (&temps[0], &data),
                 (&temps[1], &index),
                 (&temps[2], &files.sums()),
+                (&temps[4], &files.sig()),
                 (&temps[3], &files.record()),
             ],
         )?;

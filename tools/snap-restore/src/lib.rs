@@ -24,6 +24,7 @@ pub mod source;
 pub mod stream;
 pub mod target;
 pub mod timeline;
+pub mod trust;
 pub mod verified;
 pub mod verify;
 pub mod verify_run;
@@ -92,6 +93,10 @@ pub struct Global {
     /// Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does
     #[arg(long, value_name = "FILE", global = true)]
     pub passphrase_file: Option<PathBuf>,
+
+    /// Read archives whose record is not signed by a key in the allowed signers (old archives, from before records were signed; or another machine's, not yet in the list), with a warning for each
+    #[arg(long, global = true)]
+    pub allow_unsigned: bool,
 
     /// Print only warnings and errors on stderr
     #[arg(short, long, conflicts_with = "verbose", global = true)]
@@ -294,6 +299,10 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
         LoadedConfig::store(loaded.as_ref()),
     ));
     let source = Source::open(g.from.as_deref(), store.clone(), loaded.as_ref())?;
+    let trust = trust::Trust::load(
+        loaded.as_ref().and_then(|c| c.config.signing.as_ref()),
+        g.allow_unsigned,
+    )?;
     let mut stdout = std::io::stdout().lock();
     match &cli.command {
         Command::List {
@@ -385,6 +394,7 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
                 listen: *listen,
                 allow_remote: *allow_remote,
                 allow_changes: *allow_changes,
+                allow_unsigned: g.allow_unsigned,
             };
             serve::run(store.clone(), loaded.clone(), &opts, report)
         }
@@ -396,12 +406,12 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
             add,
             remove,
             archive,
-        } => annotate::tag(&source, name, *archive, (add, remove), report),
+        } => annotate::tag(&source, name, *archive, (add, remove), &trust, report),
         Command::Describe {
             name,
             text,
             archive,
-        } => annotate::describe(&source, name, *archive, text.as_deref(), report),
+        } => annotate::describe(&source, name, *archive, text.as_deref(), &trust, report),
         Command::Diff {
             old,
             new,
@@ -423,7 +433,7 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
                 &store,
                 place,
                 (names.as_slice(), *archive),
-                &dec,
+                (&dec, &trust),
                 report,
                 stdout,
             )
@@ -458,6 +468,7 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
                 tags,
                 dec: &dec,
                 index_encrypt: index_encrypt.as_ref(),
+                signer: &trust.signer()?,
             };
             let record = import::import(store, &req, report)?;
             if let Err(e) =
@@ -497,7 +508,7 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
             archive,
         } => {
             let dec = decryption(g)?;
-            cat::cat(&source, name, path, *archive, &dec, &mut stdout)?;
+            cat::cat(&source, (name, path, *archive), (&dec, &trust, report), &mut stdout)?;
             Ok(Exit::Ok)
         }
         Command::Restore {
@@ -511,6 +522,7 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
             let dec = decryption(g)?;
             if *dry_run {
                 let item = source.resolve(name, *archive)?;
+                trust.check_named(&item, report)?;
                 let plan = preview::preview(&item, paths, to, *overwrite, &dec, usize::MAX)?;
                 return preview::print(&plan, to, report);
             }
@@ -526,6 +538,7 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
                 paths,
                 overwrite: *overwrite,
                 archive: *archive,
+                trust: &trust,
             };
             let (exit, rec) = restore::run(&source, &req, &dec, report, None)?;
             RecordWriter::new(stdout).write(&Record::Restored(rec))?;

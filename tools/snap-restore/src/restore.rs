@@ -889,6 +889,8 @@ pub struct Request<'a> {
     pub paths: &'a [String],
     pub overwrite: bool,
     pub archive: bool,
+    /// Whose archives are read.
+    pub trust: &'a crate::trust::Trust,
 }
 
 /// Restores a snapshot or archive by name: the `restore` command, and the
@@ -911,6 +913,12 @@ pub fn run(
             real.display()
         ));
     }
+    let chain = match &item {
+        Item::Archive { .. } => chain_of(&item)?,
+        _ => Vec::new(),
+    };
+    // Every record of the chain is believed before anything it names is read.
+    let signed = req.trust.check_chain(&chain, report)?;
     let mut select = Select::new(req.paths)?;
     if let Some(index) = item.index().filter(|_| !item.is_imported()) {
         select.adopt_orphan_links(&index, dec)?;
@@ -926,10 +934,6 @@ pub fn run(
     if req.paths.is_empty() {
         r.total = item.content_bytes(false);
     }
-    let chain = match &item {
-        Item::Archive { .. } => chain_of(&item)?,
-        _ => Vec::new(),
-    };
     let restored = match &item {
         Item::Foreign { path } => r.from_tar(&Loc::Path(path.clone())),
         // An imported tar is in its own order, not its index's.
@@ -965,6 +969,9 @@ pub fn run(
     extra.insert("source_kind".into(), json!(item.kind()));
     extra.insert("already".into(), json!(t.already));
     extra.insert("repaired".into(), json!(t.repaired));
+    if item.archive().is_some() {
+        extra.insert("signed_by".into(), signed.json());
+    }
     if chain.len() > 1 {
         extra.insert(
             "chain".into(),

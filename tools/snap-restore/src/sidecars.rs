@@ -10,7 +10,7 @@ use crate::source::{Item, file_name};
 
 /// What is wrong with the `.sha256` of an archive item: (what, why) each.
 pub fn sums_problems(item: &Item) -> Result<Vec<(String, String)>> {
-    let Item::Archive { rec, json } = item else {
+    let Item::Archive { rec, json, .. } = item else {
         return Ok(Vec::new());
     };
     let loc = json.sibling(&format!("{}.sha256", rec.id));

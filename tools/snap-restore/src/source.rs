@@ -32,8 +32,13 @@ pub enum Item {
         rec: Box<SnapshotRecord>,
         json: PathBuf,
     },
-    /// An archive made by snap-pack (or imported), here or at a destination.
-    Archive { rec: Box<ArchiveRecord>, json: Loc },
+    /// An archive made by snap-pack (or imported), here or at a destination;
+    /// `raw` is the record's bytes as read, which its signature covers.
+    Archive {
+        rec: Box<ArchiveRecord>,
+        json: Loc,
+        raw: Arc<[u8]>,
+    },
     /// A tar, tar.gz or tar.zst (maybe age-encrypted) that snap knows nothing of.
     Foreign { path: PathBuf },
 }
@@ -91,7 +96,7 @@ impl Item {
                 loc: Loc::Path(beside_id(json, &rec.id, ".index.zst")),
                 sha256: None,
             }),
-            Item::Archive { rec, json } => Some(IndexLoc {
+            Item::Archive { rec, json, .. } => Some(IndexLoc {
                 loc: json.sibling(&file_name(&rec.index)),
                 sha256: rec
                     .extra
@@ -107,7 +112,7 @@ impl Item {
     pub fn data(&self) -> Loc {
         match self {
             Item::Snapshot { rec, json } => Loc::Path(beside_id(json, &rec.id, "")),
-            Item::Archive { rec, json } => json.sibling(&file_name(&rec.path)),
+            Item::Archive { rec, json, .. } => json.sibling(&file_name(&rec.path)),
             Item::Foreign { path } => Loc::Path(path.clone()),
         }
     }
@@ -449,7 +454,7 @@ fn archives_in(dir: &Path, l: &mut Listing) -> Result<()> {
 /// What an archive's record names that is not beside it, as errors naming
 /// each file (`present` answers for a file name in the record's folder).
 fn missing_beside(item: &Item, present: impl Fn(&str) -> bool) -> Vec<Error> {
-    let Item::Archive { rec, json } = item else {
+    let Item::Archive { rec, json, .. } = item else {
         return Vec::new();
     };
     let wanted = [
@@ -545,6 +550,7 @@ pub fn read_item_at(at: Loc) -> Result<Item> {
                     .map_err(|e| bad(format!("bad archive record: {e}")))?,
             ),
             json: at.clone(),
+            raw: Arc::from(text),
         }),
         other => Err(bad(format!(
             "a {} record is neither a snapshot nor an archive",

@@ -27,6 +27,7 @@ use crate::restore::{Tally, member_error};
 use crate::source::Item;
 use crate::stream;
 use crate::target::{copy_hashed, hash_file};
+use crate::trust::{Signed, Trust};
 
 /// What reading one snapshot or archive found (its own bytes, not its chain's).
 #[derive(Debug, Clone, Copy)]
@@ -37,6 +38,7 @@ pub struct Read {
 
 pub struct Verifier<'a> {
     pub dec: &'a Decrypt,
+    pub trust: &'a Trust,
     pub report: &'a Reporter,
     pub tally: Tally,
     /// What was read already in this run, by kind and name (a snapshot and
@@ -48,13 +50,17 @@ pub struct Verifier<'a> {
     /// What the progress line names, and the bytes it expects.
     label: String,
     total: Option<u64>,
+    /// Who signed each archive read, by name.
+    signed: HashMap<String, Signed>,
 }
 
 impl<'a> Verifier<'a> {
-    pub fn new(dec: &'a Decrypt, report: &'a Reporter) -> Verifier<'a> {
+    pub fn new(dec: &'a Decrypt, trust: &'a Trust, report: &'a Reporter) -> Verifier<'a> {
         Verifier {
             dec,
+            trust,
             report,
+            signed: HashMap::new(),
             tally: Tally::default(),
             done: HashMap::new(),
             buf: vec![0; 1 << 20],
@@ -150,9 +156,20 @@ impl<'a> Verifier<'a> {
         self.total = item.content_bytes(true);
         match item {
             Item::Snapshot { .. } => self.tree(item).map(|()| None),
-            Item::Archive { .. } => self.archive(item).map(Some),
+            Item::Archive { .. } => {
+                // Its record is believed before anything it names is read.
+                let signed = self.trust.check(item)?;
+                signed.warn(&item.name(), self.report);
+                self.signed.insert(item.name(), signed);
+                self.archive(item).map(Some)
+            }
             Item::Foreign { path } => self.foreign(path).map(Some),
         }
+    }
+
+    /// Who signed the archive NAME, when this run read it.
+    pub fn signed(&self, name: &str) -> Option<&Signed> {
+        self.signed.get(name)
     }
 
     /// Every file of a tree snapshot against its index (content, mode,

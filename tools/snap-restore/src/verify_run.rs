@@ -19,6 +19,7 @@ use crate::disk;
 use crate::restore::Tally;
 use crate::restore::outcome;
 use crate::source::{Item, Source};
+use crate::trust::Trust;
 use crate::verified;
 use crate::verify::Verifier;
 
@@ -35,7 +36,7 @@ pub fn run(
     store: &Store,
     place: &str,
     (names, archive): (&[String], bool),
-    dec: &Decrypt,
+    (dec, trust): (&Decrypt, &Trust),
     report: &Reporter,
     stdout: impl Write,
 ) -> Result<Exit> {
@@ -43,7 +44,7 @@ pub fn run(
     let mut out = RecordWriter::new(stdout);
     let mut worst = Exit::Ok;
     // One verifier for the run: what it read already is not read again.
-    let mut v = Verifier::new(dec, report);
+    let mut v = Verifier::new(dec, trust, report);
     for name in names {
         let exit = match disk::parse_name(name) {
             Some((d, snap)) => verify_disk(source, (name, d, snap), dec, report, &log, &mut out)?,
@@ -120,7 +121,8 @@ fn verify_item(
     // with its own exit code; the others are still verified.
     let (digest, stopped) = match digest {
         Ok(digest) => (digest, None),
-        Err(e) if matches!(e.exit, Exit::NoInput | Exit::Io) => {
+        // So does an archive whose record is not signed by an allowed key.
+        Err(e) if matches!(e.exit, Exit::NoInput | Exit::Io | Exit::NoPerm) => {
             report.failed(&e);
             v.tally.errors += 1;
             (None, Some(e.exit))
@@ -139,6 +141,9 @@ fn verify_item(
     extra.insert("source_kind".into(), json!(item.kind()));
     if let Some(d) = digest {
         extra.insert("sha256".into(), json!(d.to_hex()));
+    }
+    if let Some(signed) = v.signed(&item.name()) {
+        extra.insert("signed_by".into(), signed.json());
     }
     let rec = outcome(item, None, &t, extra);
     log_verify(log, &rec, report);

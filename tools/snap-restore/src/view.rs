@@ -178,7 +178,7 @@ pub fn show(item: &Item, as_json: bool, out: &mut impl Write) -> Result<()> {
         Item::Snapshot { rec, json } => {
             crate::annotate::read_pin(&Loc::Path(json.clone()), &rec.id)
         }
-        Item::Archive { rec, json } => crate::annotate::read_pin(json, &rec.id),
+        Item::Archive { rec, json, .. } => crate::annotate::read_pin(json, &rec.id),
         Item::Foreign { .. } => None,
     };
     if let Some(p) = pinned {

@@ -43,11 +43,11 @@ pub(super) async fn edit(State(s): State<Arc<Shared>>, Form(f): Form<EditForm>) 
         let value = f.value.trim();
         let one = std::slice::from_ref(&f.value);
         match f.action.as_str() {
-            "tag" => crate::annotate::tag(&source, &f.name, false, (one, &[]), &quiet),
-            "untag" => crate::annotate::tag(&source, &f.name, false, (&[], one), &quiet),
+            "tag" => crate::annotate::tag(&source, &f.name, false, (one, &[]), &s.trust, &quiet),
+            "untag" => crate::annotate::tag(&source, &f.name, false, (&[], one), &s.trust, &quiet),
             "describe" => {
                 let text = (!value.is_empty()).then_some(value);
-                crate::annotate::describe(&source, &f.name, false, text, &quiet)
+                crate::annotate::describe(&source, &f.name, false, text, &s.trust, &quiet)
             }
             "pin" => {
                 let why = (!value.is_empty()).then_some(value);

@@ -42,6 +42,8 @@ struct Shared {
     token: String,
     csrf: String,
     allow_changes: bool,
+    /// Whose archives are restored from the page.
+    trust: crate::trust::Trust,
     /// The Host header values this server answers to.
     hosts: Vec<String>,
     /// The last timeline page and what it was made from.
@@ -99,6 +101,8 @@ pub struct Options {
     pub listen: SocketAddr,
     pub allow_remote: bool,
     pub allow_changes: bool,
+    /// `--allow-unsigned`: archives not signed by an allowed key are restored too.
+    pub allow_unsigned: bool,
 }
 
 /// Runs the server until SIGINT or SIGTERM.
@@ -148,9 +152,14 @@ async fn serve(
         .filter(|t| t.len() >= 16)
         .map_or_else(snap_shared::hash::random_token, Ok)?;
     let hosts = hosts::accepted(addr, opts.allow_remote);
+    let trust = crate::trust::Trust::load(
+        config.as_ref().and_then(|c| c.config.signing.as_ref()),
+        opts.allow_unsigned,
+    )?;
     let shared = Arc::new(Shared {
         store,
         config,
+        trust,
         token: token.clone(),
         csrf: snap_shared::hash::random_token()?,
         allow_changes: opts.allow_changes,
@@ -299,9 +308,12 @@ fn failed(e: Error) -> Response {
     let status = match e.exit {
         Exit::NoInput => StatusCode::NOT_FOUND,
         Exit::Usage => StatusCode::BAD_REQUEST,
+        // An archive not signed by an allowed key.
+        Exit::NoPerm => StatusCode::FORBIDDEN,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    (status, Html(html! { p { (e.to_string()) } }.into_string())).into_response()
+    let body = html! { p { (e.to_string()) } @if let Some(h) = &e.hint { p.small { (h) } } };
+    (status, Html(body.into_string())).into_response()
 }
 
 /// A made page, or the error as one.

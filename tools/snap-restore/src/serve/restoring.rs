@@ -24,7 +24,6 @@ use snap_cli::Reporter;
 use snap_shared::crypt::Decrypt;
 use snap_shared::error::{Error, Result};
 use snap_shared::size::human_bytes;
-use snap_shared::store::Store;
 
 use super::held::{held, text_field};
 use super::{Shared, blocking, check_post, check_writable, failed, page, refuse, respond};
@@ -124,12 +123,18 @@ pub(super) async fn form(
 
 /// The form's target checked, its snapshot found, and what restoring it
 /// there would do (listing at most `limit` entries).
-fn dry_run(store: Store, f: &RestoreForm, limit: usize) -> Result<(PathBuf, Source, Preview)> {
+/// An archive whose record is not signed by an allowed key is refused as
+/// on the command line (the job page shows the warnings of one read with
+/// `serve --allow-unsigned`).
+fn dry_run(s: &Shared, f: &RestoreForm, limit: usize) -> Result<(PathBuf, Source, Preview)> {
+    let store = s.store.clone();
     held(&store, &f.name, false)?;
     text_field("paths", &f.paths)?;
     let to = target_of(&f.to, &store.root)?;
     let source = Source::Store(store);
     let item = source.resolve_name(&f.name, false)?;
+    let unheard = Reporter::capturing(crate::TOOL, Arc::new(Mutex::new(Vec::new())));
+    s.trust.check_named(&item, &unheard)?;
     let dec = Decrypt::default();
     let p = crate::preview::preview(&item, &f.paths(), &to, f.overwrite(), &dec, limit)?;
     Ok((to, source, p))
@@ -140,10 +145,10 @@ pub(super) async fn preview(State(s): State<Arc<Shared>>, Form(f): Form<RestoreF
     if let Some(r) = check_post(&s, &f.csrf) {
         return r;
     }
-    let store = s.store.clone();
     let csrf = s.csrf.clone();
+    let shared = s.clone();
     let page = blocking(move || {
-        let (to, _, p) = dry_run(store, &f, LIST_LIMIT)?;
+        let (to, _, p) = dry_run(&shared, &f, LIST_LIMIT)?;
         Ok(preview_markup(&f, &to, &p, &csrf).into_string())
     })
     .await;
@@ -208,9 +213,9 @@ pub(super) async fn start(State(s): State<Arc<Shared>>, Form(f): Form<RestoreFor
     if let Some(r) = check_post(&s, &f.csrf) {
         return r;
     }
-    let store = s.store.clone();
+    let shared = s.clone();
     let planned = blocking(move || {
-        let (to, source, p) = dry_run(store, &f, 0)?;
+        let (to, source, p) = dry_run(&shared, &f, 0)?;
         Ok((f, to, source, (p.write_files, p.write_bytes)))
     })
     .await;
@@ -241,6 +246,7 @@ pub(super) async fn start(State(s): State<Arc<Shared>>, Form(f): Form<RestoreFor
             paths: &f.paths(),
             overwrite: f.overwrite(),
             archive: false,
+            trust: &s2.trust,
         };
         let umask = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
         rustix::process::umask(umask);
