@@ -41,9 +41,13 @@ for tool in snap-restore snap-push snap-disk; do
     ln -f "$(command -v $tool)" "$DRIVE/snap-tools/" 2>/dev/null || cp "$(command -v $tool)" "$DRIVE/snap-tools/"
 done
 
-# The new machine: the drive, the key, and the guide.
+# What the guide says to keep: the allowed signers, beside the age key.
+SIGNERS=$WORK/allowed_signers
+cp "$HOME/.config/snap/allowed_signers" "$SIGNERS"
+
+# The new machine: the drive, the keys, and the guide.
 unset SNAP_STORE
-export HOME=$WORK/newhome NEW=$WORK/new DRIVE DEST KEY PART="${WORK#/}/src/data/photos"
+export HOME=$WORK/newhome NEW=$WORK/new DRIVE DEST KEY SIGNERS PART="${WORK#/}/src/data/photos"
 mkdir -p "$HOME" "$NEW"
 awk '/^```sh$/ {on = 1; next} /^```$/ {on = 0} on' "$guide" > "$WORK/guide.sh"
 [ "$(grep -c . "$WORK/guide.sh")" -ge 15 ] || fail "the guide's commands were not found: $(cat "$WORK/guide.sh")"
@@ -67,4 +71,16 @@ cmp /etc/fstab "$NEW/fstab" || fail "cat gave another fstab"
 cmp "$WORK/src/data/photos/a.jpg" "$NEW/plain/$PART/a.jpg" || fail "plain tar gave another photo"
 grep -q 'notes v1' "$NEW/plain$WORK/src/data/docs/notes.txt" || fail "plain tar of the base archive"
 cmp /etc/passwd "$NEW/plain/etc/passwd" || fail "age | tar gave another passwd"
+# Every archive was read as signed by the old machine, and one whose
+# signature is gone is refused on the new one.
+snap-restore --from "$DEST" --identity "$KEY" -q verify $(cat "$NEW/everything.txt") > "$WORK/verified.json"
+jq -s -e --arg p "snap@$(hostname)" 'map(select(.what | startswith("disks/") | not)) | length == 3 and all(.signed_by == $p)' \
+    "$WORK/verified.json" > /dev/null || fail "not every archive verified as signed: $(cat "$WORK/verified.json")"
+rec=$(ls "$DEST"/data/*.json | head -n 1)
+mv "$rec.sig" "$WORK/moved.sig"
+set +e
+snap-restore --from "$DEST" -q verify "data/$(basename "$rec" .json)" > /dev/null 2> "$WORK/unsigned.err"
+rc=$?
+set -e
+[ "$rc" = 77 ] && grep -q "not signed" "$WORK/unsigned.err" || fail "an unsigned record was read (exit $rc): $(cat "$WORK/unsigned.err")"
 echo "recovery guide: every command ran, everything came back"
