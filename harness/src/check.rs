@@ -3,7 +3,7 @@
 //! After every change: every published record restores, as far as the
 //! destination can tell without a local copy: an archive's data, index and
 //! checksums are there and the data hashes to the record's sha256, and its
-//! base's record is there; a disk snapshot's map is there and names only
+//! base's record is there, and so is the record's signature; a disk snapshot's map is there and names only
 //! blocks that are there. At the end, after the next runs: nothing is left
 //! that no record needs (no leak), no lock and no prune intent.
 
@@ -38,7 +38,7 @@ pub fn leaks(store: &InMemory) -> Vec<String> {
     for key in objects.keys() {
         match classify(key) {
             Kind::ArchiveRecord { set, id } => {
-                for x in ["tar.zst", "index.zst", "sha256", "json"] {
+                for x in ["tar.zst", "index.zst", "sha256", "json", "json.sig"] {
                     needed.insert(format!("{set}/{id}.{x}"));
                 }
             }
@@ -103,7 +103,8 @@ fn check_archive(
         Ok(v) => v,
         Err(e) => return bad.push(format!("{set}/{id}.json: not JSON: {e}")),
     };
-    for x in ["index.zst", "sha256"] {
+    // The machines sign every record (world.rs): a published one has its signature.
+    for x in ["index.zst", "sha256", "json.sig"] {
         if !objects.contains_key(&format!("{set}/{id}.{x}")) {
             bad.push(format!("{set}/{id}: its .{x} is missing"));
         }

@@ -37,6 +37,15 @@ fn noise(rng: &mut Rng, len: usize) -> Vec<u8> {
 pub fn make(dir: &Path, pushers: usize, rounds: usize) -> Result<Vec<Pusher>, String> {
     static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // The tools run in this process, with its HOME: the signing key and the
+    // list of allowed signers are named by a config of the run's own.
+    let config = dir.join("config.json");
+    let signing = serde_json::json!({"signing": {
+        "key": dir.join("signing_key"),
+        "allowed_signers": allowed_signers(dir),
+    }});
+    std::fs::write(&config, signing.to_string()).map_err(|e| e.to_string())?;
+    let config = config.display().to_string();
     let mut out = Vec::new();
     for i in 0..pushers {
         let mut rng = Rng::new(1000 + i as u64);
@@ -67,6 +76,8 @@ pub fn make(dir: &Path, pushers: usize, rounds: usize) -> Result<Vec<Pusher>, St
             let snap = format!("{set}/latest");
             let mut pack = vec![
                 "snap-pack",
+                "--config",
+                &config,
                 "--store",
                 &s,
                 "--snapshot",
@@ -113,6 +124,12 @@ pub fn make(dir: &Path, pushers: usize, rounds: usize) -> Result<Vec<Pusher>, St
         });
     }
     Ok(out)
+}
+
+/// The allowed signers of the archives [`make`] made under `dir` (a reader
+/// of them puts it in its `~/.config/snap/allowed_signers`).
+pub fn allowed_signers(dir: &Path) -> PathBuf {
+    dir.join("allowed_signers")
 }
 
 fn collect(a: Vec<std::ffi::OsString>) -> i32 {

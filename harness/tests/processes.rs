@@ -93,6 +93,14 @@ fn scenario(
 ) -> (Vec<String>, PathBuf, tempfile::TempDir) {
     let work = tempfile::tempdir().unwrap();
     let pushers = world::make(work.path(), 3, ROUNDS).unwrap();
+    // The verifier (HOME 9) believes the machines' signatures.
+    let trusted = work.path().join("home9/.config/snap");
+    std::fs::create_dir_all(&trusted).unwrap();
+    std::fs::copy(
+        world::allowed_signers(work.path()),
+        trusted.join("allowed_signers"),
+    )
+    .unwrap();
     let run = Run {
         dest: dest.to_string(),
         env,

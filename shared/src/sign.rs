@@ -62,15 +62,15 @@ pub struct Made {
     pub line: String,
 }
 
-/// The key this machine signs records with. A key the config names must be
-/// there; the default one is made on first use (Ed25519, no passphrase,
-/// 0600), and its line is added to the allowed signers, so that this
-/// machine reads its own archives with no set-up. Two runs making it at once
-/// agree on one key: the second finds the first's and uses it.
+/// The key this machine signs records with, made on first use where the
+/// config says (or by default) when no file is there: Ed25519, no
+/// passphrase, 0600, as `ssh-keygen -t ed25519 -N ''` makes one. Its line is
+/// added to the allowed signers, so that this machine reads its own
+/// archives with no set-up; the caller says where it was made. Two runs
+/// making it at once agree on one key: the second finds the first's.
 pub fn machine_signer(signing: Option<&Signing>) -> Result<(Signer, Option<Made>)> {
     let path = key_path(signing);
-    let named = signing.and_then(|s| s.key.as_deref()).is_some();
-    if path.exists() || named {
+    if path.exists() {
         return Signer::load(&path).map(|s| (s, None));
     }
     let principal = format!("snap@{}", crate::hostname());
@@ -86,10 +86,7 @@ pub fn machine_signer(signing: Option<&Signing>) -> Result<(Signer, Option<Made>
         }
     };
     let allowed = allowed_path(signing);
-    let line = format!(
-        "{principal} namespaces=\"{NAMESPACE}\" {}",
-        signer.public()
-    );
+    let line = format!("{principal} namespaces=\"{NAMESPACE}\" {}", signer.public());
     append_line(&allowed, &line)?;
     Ok((
         signer,

@@ -53,6 +53,26 @@ pub fn age_keygen(path: &std::path::Path) -> String {
         .to_string()
 }
 
+/// Signs the record at `json` again (`ID.json.sig`) with the key snap-pack
+/// made under `home`, by `ssh-keygen -Y sign`: for tests that change a
+/// record on purpose to make what a machine with a bug could have written.
+pub fn sign_again(json: &std::path::Path, home: &std::path::Path) {
+    let mut sig = json.as_os_str().to_owned();
+    sig.push(".sig");
+    let _ = std::fs::remove_file(&sig);
+    let out = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-Y", "sign", "-n", "snap-record", "-f"])
+        .arg(home.join(".config/snap/signing_key"))
+        .arg(json)
+        .output()
+        .expect("ssh-keygen (cargo xtask test installs openssh-client)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A moto S3 server on a free loopback port, stopped when dropped.
 pub struct Moto {
     child: Child,

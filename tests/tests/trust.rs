@@ -123,6 +123,7 @@ fn a_member_not_in_the_index_is_damage() {
     let mut rec: serde_json::Value = serde_json::from_slice(&fs::read(&json).unwrap()).unwrap();
     rec.as_object_mut().unwrap().remove("index_sha256");
     fs::write(&json, serde_json::to_vec(&rec).unwrap()).unwrap();
+    snap_testkit::sign_again(&json, &w.path("home"));
     fs::copy(index_of(&dir, &y), index_of(&dir, &x)).unwrap();
     let out = w.restore(&["restore", "--archive", &format!("s/{x}"), "--to", "r"]);
     let err = w.redact(&out.stderr);

@@ -106,17 +106,28 @@ fn pack_push_verify_restore(bin: &Path, config: &Path, src: &Path, base: &Path) 
     )?;
     println!("== what the external folder holds, read from its files alone");
     tool(bin, "snap-restore", &["list", &ext])?;
-    println!("== verify there: every byte of the archive against its sha256 and every file's");
+    println!(
+        "== verify there: its record's signature, every byte of the archive against its sha256 and every file's"
+    );
     tool(
         bin,
         "snap-restore",
-        &["verify", "--from", &ext, "data/latest"],
+        &["--config", cfg, "verify", "--from", &ext, "data/latest"],
     )?;
     println!("== restore from the external folder into {to}");
     tool(
         bin,
         "snap-restore",
-        &["restore", "--from", &ext, "data/latest", "--to", &to],
+        &[
+            "--config",
+            cfg,
+            "restore",
+            "--from",
+            &ext,
+            "data/latest",
+            "--to",
+            &to,
+        ],
     )?;
     same_tree(src, &to)?;
     println!("== the restored tree equals the source (diff -r)");
@@ -280,7 +291,9 @@ pub fn run() -> Result {
         "store": store,
         "backup_sets": [{"name": "data", "sources": [src], "exclusions": ["target/"]}],
         "collect": {"min_free": "0"},
-        "destinations": [{"name": "external", "path": base.join("external"), "min_free": "0"}]
+        "destinations": [{"name": "external", "path": base.join("external"), "min_free": "0"}],
+        // The demo's own signing key (made by its first pack), not the user's.
+        "signing": {"key": base.join("signing_key"), "allowed_signers": base.join("allowed_signers")}
     });
     fs::create_dir_all(base.join("external")).map_err(|e| e.to_string())?;
     write(&config, serde_json::to_string_pretty(&cfg).expect("json"))?;

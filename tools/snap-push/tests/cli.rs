@@ -38,7 +38,7 @@ fn folder_round_trip_and_rerun() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    let want: Vec<String> = ["index.zst", "json", "sha256", "tar.zst"]
+    let want: Vec<String> = ["index.zst", "json", "json.sig", "sha256", "tar.zst"]
         .iter()
         .map(|s| format!("{id}.{s}"))
         .collect();
@@ -254,7 +254,7 @@ fn dry_run_sends_nothing() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(out.stdout.is_empty());
     assert!(stderr(&out).contains("would send s/"), "{}", stderr(&out));
-    assert!(stderr(&out).contains("4 of 4 objects"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("5 of 5 objects"), "{}", stderr(&out));
     assert!(!w.path("ext/s").exists());
 }
 

@@ -81,8 +81,8 @@ fn sftp_push_resume_list_verify_restore() {
     );
     assert_eq!(
         on_server.len(),
-        4,
-        "archive, index, sums, record: {on_server:?}"
+        5,
+        "archive, index, sums, signature, record: {on_server:?}"
     );
 
     w.check_from(&url, &env);
@@ -342,7 +342,7 @@ fn sftp_config_entry_priority_and_notify() {
     let out = w.push(&["--config", "config.json", "--all"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(records(&out)[0]["dest"], url);
-    assert_eq!(files(&w.path("nas")).len(), 4);
+    assert_eq!(files(&w.path("nas")).len(), 5);
     assert!(files(&w.path("usb")).is_empty(), "the fallback was used");
 
     sshd.kill();
@@ -353,7 +353,7 @@ fn sftp_config_entry_priority_and_notify() {
         "{}",
         stderr(&out)
     );
-    assert_eq!(files(&w.path("usb")).len(), 4);
+    assert_eq!(files(&w.path("usb")).len(), 5);
     assert_eq!(
         fs::read_to_string(w.path("hook.txt")).unwrap(),
         "success 0\nsuccess 0\n"
@@ -374,7 +374,7 @@ fn sftp_paths_are_percent_decoded() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(
         files(&w.path("nas box")).len(),
-        4,
+        5,
         "{:?}",
         files(&w.path("nas box"))
     );

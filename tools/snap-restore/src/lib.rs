@@ -508,7 +508,12 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
             archive,
         } => {
             let dec = decryption(g)?;
-            cat::cat(&source, (name, path, *archive), (&dec, &trust, report), &mut stdout)?;
+            cat::cat(
+                &source,
+                (name, path, *archive),
+                (&dec, &trust, report),
+                &mut stdout,
+            )?;
             Ok(Exit::Ok)
         }
         Command::Restore {

@@ -981,6 +981,7 @@ fn restore_names_a_file_missing_from_the_archive() {
     let mut on_disk: Value = serde_json::from_slice(&fs::read(&json).unwrap()).unwrap();
     on_disk.as_object_mut().unwrap().remove("index_sha256");
     fs::write(&json, serde_json::to_vec(&on_disk).unwrap()).unwrap();
+    snap_testkit::sign_again(Path::new(&json), &w.path("home"));
     w.write("src/extra.txt", "not in the archive\n");
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let snap: Value = serde_json::from_slice(&w.collect().stdout).unwrap();
