@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_snap_restore_global_optspecs
-    string join \n c/config= s/store= from= i/identity= passphrase-file= q/quiet v/verbose h/help V/version
+    string join \n c/config= s/store= from= i/identity= passphrase-file= allow-unsigned q/quiet v/verbose h/help V/version
 end
 
 function __fish_snap_restore_needs_command
@@ -29,6 +29,7 @@ complete -c snap-restore -n "__fish_snap_restore_needs_command" -s s -l store -d
 complete -c snap-restore -n "__fish_snap_restore_needs_command" -l from -d 'Look here instead of the store: a store, a folder of archives, a destination URL (s3://, gs://, az://, sftp://, rclone:, uuid://, label://) or a configured destination\'s name' -r
 complete -c snap-restore -n "__fish_snap_restore_needs_command" -s i -l identity -d 'age identity file (age-keygen output, or an ssh private key) for encrypted archives (repeatable)' -r -F
 complete -c snap-restore -n "__fish_snap_restore_needs_command" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
+complete -c snap-restore -n "__fish_snap_restore_needs_command" -l allow-unsigned -d 'Read archives whose record is not signed by a key in the allowed signers (old archives, from before records were signed; or another machine\'s, not yet in the list), with a warning for each'
 complete -c snap-restore -n "__fish_snap_restore_needs_command" -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-restore -n "__fish_snap_restore_needs_command" -s v -l verbose -d 'Name every file restored'
 complete -c snap-restore -n "__fish_snap_restore_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -55,6 +56,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -l from 
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -s i -l identity -d 'age identity file (age-keygen output, or an ssh private key) for encrypted archives (repeatable)' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -l json -d 'Print the records as JSON lines'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -l allow-unsigned -d 'Read archives whose record is not signed by a key in the allowed signers (old archives, from before records were signed; or another machine\'s, not yet in the list), with a warning for each'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -s v -l verbose -d 'Name every file restored'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -s h -l help -d 'Print help'
@@ -65,6 +67,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand show" -s i -l 
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand show" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand show" -l archive -d 'NAME means an archive even where a snapshot has the same id'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand show" -l json -d 'Print the record as JSON'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand show" -l allow-unsigned -d 'Read archives whose record is not signed by a key in the allowed signers (old archives, from before records were signed; or another machine\'s, not yet in the list), with a warning for each'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand show" -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand show" -s v -l verbose -d 'Name every file restored'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand show" -s h -l help -d 'Print help'
@@ -75,6 +78,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand diff" -s i -l 
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand diff" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand diff" -l archive -d 'Names mean archives even where snapshots have the same ids'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand diff" -l json -d 'Print one JSON line per change'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand diff" -l allow-unsigned -d 'Read archives whose record is not signed by a key in the allowed signers (old archives, from before records were signed; or another machine\'s, not yet in the list), with a warning for each'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand diff" -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand diff" -s v -l verbose -d 'Name every file restored'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand diff" -s h -l help -d 'Print help'
@@ -84,6 +88,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand verify" -l fro
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand verify" -s i -l identity -d 'age identity file (age-keygen output, or an ssh private key) for encrypted archives (repeatable)' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand verify" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand verify" -l archive -d 'Names mean archives even where snapshots have the same ids'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand verify" -l allow-unsigned -d 'Read archives whose record is not signed by a key in the allowed signers (old archives, from before records were signed; or another machine\'s, not yet in the list), with a warning for each'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand verify" -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand verify" -s v -l verbose -d 'Name every file restored'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand verify" -s h -l help -d 'Print help'
@@ -93,6 +98,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand timeline" -s s
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand timeline" -l from -d 'Look here instead of the store: a store, a folder of archives, a destination URL (s3://, gs://, az://, sftp://, rclone:, uuid://, label://) or a configured destination\'s name' -r
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand timeline" -s i -l identity -d 'age identity file (age-keygen output, or an ssh private key) for encrypted archives (repeatable)' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand timeline" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand timeline" -l allow-unsigned -d 'Read archives whose record is not signed by a key in the allowed signers (old archives, from before records were signed; or another machine\'s, not yet in the list), with a warning for each'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand timeline" -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand timeline" -s v -l verbose -d 'Name every file restored'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand timeline" -s h -l help -d 'Print help'
@@ -104,6 +110,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand serve" -s i -l
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand serve" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand serve" -l allow-remote -d 'Allow a --listen address other machines can reach (a warning is printed)'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand serve" -l allow-changes -d 'Allow restoring, deleting, tagging, describing, pinning and unpinning from the page (read-only otherwise)'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand serve" -l allow-unsigned -d 'Read archives whose record is not signed by a key in the allowed signers (old archives, from before records were signed; or another machine\'s, not yet in the list), with a warning for each'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand serve" -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand serve" -s v -l verbose -d 'Name every file restored'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand serve" -s h -l help -d 'Print help'
@@ -114,6 +121,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand pin" -l from -
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand pin" -s i -l identity -d 'age identity file (age-keygen output, or an ssh private key) for encrypted archives (repeatable)' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand pin" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand pin" -l archive -d 'NAME means an archive even where a snapshot has the same id'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand pin" -l allow-unsigned -d 'Read archives whose record is not signed by a key in the allowed signers (old archives, from before records were signed; or another machine\'s, not yet in the list), with a warning for each'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand pin" -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand pin" -s v -l verbose -d 'Name every file restored'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand pin" -s h -l help -d 'Print help'
@@ -125,6 +133,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand tag" -l from -
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand tag" -s i -l identity -d 'age identity file (age-keygen output, or an ssh private key) for encrypted archives (repeatable)' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand tag" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand tag" -l archive -d 'NAME means an archive even where a snapshot has the same id'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand tag" -l allow-unsigned -d 'Read archives whose record is not signed by a key in the allowed signers (old archives, from before records were signed; or another machine\'s, not yet in the list), with a warning for each'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand tag" -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand tag" -s v -l verbose -d 'Name every file restored'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand tag" -s h -l help -d 'Print help'
@@ -134,6 +143,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand describe" -l f
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand describe" -s i -l identity -d 'age identity file (age-keygen output, or an ssh private key) for encrypted archives (repeatable)' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand describe" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand describe" -l archive -d 'NAME means an archive even where a snapshot has the same id'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand describe" -l allow-unsigned -d 'Read archives whose record is not signed by a key in the allowed signers (old archives, from before records were signed; or another machine\'s, not yet in the list), with a warning for each'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand describe" -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand describe" -s v -l verbose -d 'Name every file restored'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand describe" -s h -l help -d 'Print help'
@@ -143,6 +153,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand unpin" -l from
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand unpin" -s i -l identity -d 'age identity file (age-keygen output, or an ssh private key) for encrypted archives (repeatable)' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand unpin" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand unpin" -l archive -d 'NAME means an archive even where a snapshot has the same id'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand unpin" -l allow-unsigned -d 'Read archives whose record is not signed by a key in the allowed signers (old archives, from before records were signed; or another machine\'s, not yet in the list), with a warning for each'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand unpin" -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand unpin" -s v -l verbose -d 'Name every file restored'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand unpin" -s h -l help -d 'Print help'
@@ -155,6 +166,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -s s -
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -l from -d 'Look here instead of the store: a store, a folder of archives, a destination URL (s3://, gs://, az://, sftp://, rclone:, uuid://, label://) or a configured destination\'s name' -r
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -s i -l identity -d 'age identity file (age-keygen output, or an ssh private key) for encrypted archives (repeatable)' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -l allow-unsigned -d 'Read archives whose record is not signed by a key in the allowed signers (old archives, from before records were signed; or another machine\'s, not yet in the list), with a warning for each'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -s v -l verbose -d 'Name every file restored'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -s h -l help -d 'Print help'
@@ -164,6 +176,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand cat" -l from -
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand cat" -s i -l identity -d 'age identity file (age-keygen output, or an ssh private key) for encrypted archives (repeatable)' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand cat" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand cat" -l archive -d 'NAME means an archive even where a snapshot has the same id'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand cat" -l allow-unsigned -d 'Read archives whose record is not signed by a key in the allowed signers (old archives, from before records were signed; or another machine\'s, not yet in the list), with a warning for each'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand cat" -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand cat" -s v -l verbose -d 'Name every file restored'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand cat" -s h -l help -d 'Print help'
@@ -177,6 +190,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -l pa
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -l overwrite -d 'Replace files that exist in the target with other content'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -l archive -d 'NAME means an archive even where a snapshot has the same id'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s n -l dry-run -d 'Write nothing: list what the restore would create, replace, refuse, or give its attributes again'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -l allow-unsigned -d 'Read archives whose record is not signed by a key in the allowed signers (old archives, from before records were signed; or another machine\'s, not yet in the list), with a warning for each'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s v -l verbose -d 'Name every file restored'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s h -l help -d 'Print help'
