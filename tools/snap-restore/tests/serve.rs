@@ -86,6 +86,7 @@ impl Server {
             .arg(format!("127.0.0.1:{port}"))
             .args(extra)
             .env("SNAP_SERVE_TOKEN", TOKEN)
+            .env("HOME", dir.join("home"))
             .current_dir(dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -927,4 +928,64 @@ fn the_page_says_where_a_symlinked_target_leads() {
     let real = fs::canonicalize(t.path()).unwrap().join("real/r");
     assert!(page.contains("id=\"elsewhere\""), "{page}");
     assert!(page.contains(&real.display().to_string()), "{page}");
+}
+
+/// The page restores an archive only when its record is signed by a key in
+/// the allowed signers, as the command line does: one not signed is 403,
+/// naming why, before anything is made; `serve --allow-unsigned` restores it.
+#[test]
+fn the_page_restores_only_signed_archives() {
+    let t = tempfile::tempdir().unwrap();
+    let (_, second) = store(t.path());
+    let packed = Command::new(bin("snap-pack"))
+        .args(["--store", "store", "--min-free", "0", "-q"])
+        .args(["--snapshot", &format!("s/{second}")])
+        .env("HOME", t.path().join("home"))
+        .current_dir(t.path())
+        .output()
+        .unwrap();
+    assert!(
+        packed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&packed.stderr)
+    );
+    // Only the archive is left of the set: the page's name means it.
+    fs::remove_dir_all(t.path().join("store/sets/s")).unwrap();
+    let out = t.path().join("out");
+    let form = |page: &str| {
+        format!(
+            "csrf={}&name=s%2F{second}&to={}&paths=",
+            csrf(page),
+            enc(&out.display().to_string())
+        )
+    };
+    {
+        let srv = Server::start(t.path(), &["--allow-changes"]);
+        let (status, _, plan) = srv.ask("POST", "/restore/preview", None, true, &form(&srv.page()));
+        assert_eq!(status, 200, "{plan}");
+    }
+    fs::remove_file(t.path().join(format!("store/archives/s/{second}.json.sig"))).unwrap();
+    {
+        let srv = Server::start(t.path(), &["--allow-changes"]);
+        let form = form(&srv.page());
+        for route in ["/restore/preview", "/restore/start"] {
+            let (status, _, body) = srv.ask("POST", route, None, true, &form);
+            assert_eq!(status, 403, "{route}: {body}");
+            assert!(body.contains("its record is not signed"), "{body}");
+            assert!(body.contains("--allow-unsigned"), "{body}");
+        }
+        assert!(!out.exists(), "a refused restore made its target");
+    }
+    let srv = Server::start(t.path(), &["--allow-changes", "--allow-unsigned"]);
+    let (status, head, _) = srv.ask("POST", "/restore/start", None, true, &form(&srv.page()));
+    assert_eq!(status, 303, "{head}");
+    let (_, _, events) = srv.ask("GET", "/restore/events?id=0", None, true, "");
+    assert!(events.contains("\"done\":true"), "{events}");
+    assert!(
+        events.contains("read because of --allow-unsigned"),
+        "{events}"
+    );
+    let src = t.path().join("src").canonicalize().unwrap();
+    let back = out.join(src.display().to_string().trim_start_matches('/'));
+    assert_eq!(fs::read_to_string(back.join("b.txt")).unwrap(), "b\n");
 }
