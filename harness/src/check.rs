@@ -44,6 +44,7 @@ pub fn leaks(store: &InMemory) -> Vec<String> {
             }
             Kind::DiskRecord { disk, name } => {
                 needed.insert(key.clone());
+                needed.insert(format!("{key}.sig"));
                 needed.insert(format!("disks/{disk}/disk.json"));
                 let map = format!("disks/{disk}/{name}.map.zst");
                 needed.insert(map.clone());
@@ -128,6 +129,11 @@ fn check_archive(
 }
 
 fn check_disk(objects: &BTreeMap<String, Bytes>, disk: &str, name: &str, bad: &mut Vec<String>) {
+    if !objects.contains_key(&format!("disks/{disk}/{name}.json.sig")) {
+        bad.push(format!(
+            "disks/{disk}/{name}: its record's signature is missing"
+        ));
+    }
     let map = format!("disks/{disk}/{name}.map.zst");
     let Some(bytes) = objects.get(&map) else {
         return bad.push(format!("disks/{disk}/{name}: its map is missing"));

@@ -102,6 +102,8 @@ pub fn make(dir: &Path, pushers: usize, rounds: usize) -> Result<Vec<Pusher>, St
                 disk_main,
                 &[
                     "snap-disk",
+                    "--config",
+                    &config,
                     "--store",
                     &s,
                     "create",

@@ -409,7 +409,7 @@ mod tests {
                 "method": "blocks", "created": at, "virtual_size": 1, "stored_bytes": 0,
                 "new_bytes": 0, "blocks": 0, "parent": null}))
             .unwrap();
-            dir.publish_record(&rec).unwrap();
+            dir.publish_record(&rec, None).unwrap();
         }
         let (cat, _) = Catalog::open(&store).unwrap();
         let names: Vec<String> = cat

@@ -135,10 +135,30 @@ impl DiskDir {
         serde_json::from_slice(&bytes).map_err(|e| Error::data(path.display().to_string(), e))
     }
 
-    /// Publishes a snapshot record under its name (never replacing one).
-    pub fn publish_record(&self, rec: &DiskSnapshotRecord) -> Result<()> {
+    /// `<name>.json.sig`: the signature of a blocks snapshot's record.
+    pub fn sig_path(&self, snap: &str) -> PathBuf {
+        self.root
+            .join(format!("{snap}.json{}", crate::sign::SIG_SUFFIX))
+    }
+
+    /// Publishes a snapshot record under its name (never replacing one),
+    /// signed by `signer` when given: the signature goes first, so that the
+    /// record is never there unsigned.
+    pub fn publish_record(
+        &self,
+        rec: &DiskSnapshotRecord,
+        signer: Option<&crate::sign::Signer>,
+    ) -> Result<()> {
         let path = self.record_path(&rec.name);
         let json = serde_json::to_vec_pretty(rec).expect("records serialize");
+        if let Some(signer) = signer {
+            let sig = self.sig_path(&rec.name);
+            let text = signer.sign(&json)?;
+            fsutil::write_atomic(&sig, 0o600, true, |f| {
+                io::Write::write_all(f, text.as_bytes())
+            })
+            .map_err(|e| Error::io(&sig, e))?;
+        }
         fsutil::write_atomic(&path, 0o600, false, |f| io::Write::write_all(f, &json))
             .map_err(|e| Error::io(&path, e))
     }

@@ -334,3 +334,85 @@ fn hostname() -> String {
         .trim()
         .to_string()
 }
+
+/// A blocks disk snapshot's record is signed too, and names its map's
+/// sha256: pushed, it verifies and restores signed; without its signature
+/// it is refused (77) unless `--allow-unsigned`; a map swapped for another
+/// snapshot's is damage (65); a tag signs the record again.
+#[test]
+fn disk_snapshots_are_signed() {
+    let w = World::new();
+    let image = w.path("vm.raw");
+    fs::write(&image, vec![7u8; 1 << 20]).unwrap();
+    let snap = |name: &str| {
+        let out = w.run(
+            "snap-disk",
+            &[
+                "--store",
+                "store",
+                "create",
+                "vm.raw",
+                name,
+                "--block-size",
+                "64K",
+            ],
+        );
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+    };
+    snap("one");
+    let mut other = vec![7u8; 1 << 20];
+    other[..4096].fill(9);
+    fs::write(&image, &other).unwrap();
+    snap("two");
+    fs::create_dir_all(w.path("usb")).unwrap();
+    push(&w, "home", "store");
+    assert!(w.path("usb/disks/vm/one.json.sig").exists());
+    let from = |args: &[&str]| {
+        let mut all = vec!["--from", "usb"];
+        all.extend_from_slice(args);
+        w.run("snap-restore", &all)
+    };
+    let out = from(&["verify", "disks/vm/one"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(
+        records(&out)[0]["signed_by"],
+        format!("snap@{}", hostname())
+    );
+    let out = w.restore(&["tag", "disks/vm/one", "--add", "keep"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = w.restore(&["restore", "disks/vm/one", "--to", "back.raw"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(fs::read(w.path("back.raw")).unwrap(), vec![7u8; 1 << 20]);
+
+    fs::copy(
+        w.path("usb/disks/vm/two.map.zst"),
+        w.path("usb/disks/vm/one.map.zst"),
+    )
+    .unwrap();
+    let out = from(&["restore", "disks/vm/one", "--to", "swapped.raw"]);
+    let err = w.redact(&out.stderr);
+    assert_eq!(code(&out), 65, "{err}");
+    assert!(err.contains("not this snapshot's map"), "{err}");
+
+    fs::remove_file(w.path("usb/disks/vm/two.json.sig")).unwrap();
+    let out = from(&["restore", "disks/vm/two", "--to", "two.raw"]);
+    let err = w.redact(&out.stderr);
+    assert_eq!(code(&out), 77, "{err}");
+    assert!(
+        err.contains("disk snapshot disks/vm/two: its record is not signed"),
+        "{err}"
+    );
+    assert!(!w.path("two.raw").exists());
+    let out = from(&["verify", "disks/vm/two"]);
+    assert_eq!(code(&out), 77, "{}", stderr(&out));
+    let out = from(&[
+        "--allow-unsigned",
+        "restore",
+        "disks/vm/two",
+        "--to",
+        "two.raw",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(records(&out)[0]["signed_by"], "unsigned");
+    assert_eq!(fs::read(w.path("two.raw")).unwrap(), other);
+}

@@ -106,6 +106,13 @@ fn run_one(ctx: &Context, args: &CreateArgs, image: &Path, report: &Reporter) ->
         args,
         report,
     )?;
+    // A blocks snapshot travels to destinations: its record (which names
+    // its map's sha256) is signed, as snap-pack signs an archive's. The key
+    // is there before anything is read.
+    let signer = match method {
+        Method::Blocks => Some(ctx.signer(report)?),
+        _ => None,
+    };
     let (rec, bitmaps) = match method {
         Method::Blocks => create_blocks(&ctx.store, &disk, &info, &name, args, reading, report)?,
         Method::Qcow2Internal => (create_internal(&disk, &info, &name)?, None),
@@ -116,7 +123,7 @@ fn run_one(ctx: &Context, args: &CreateArgs, image: &Path, report: &Reporter) ->
         tags: args.tags.clone(),
         ..rec
     };
-    disk.dir.publish_record(&rec)?;
+    disk.dir.publish_record(&rec, signer.as_ref())?;
     if let Some(b) = bitmaps {
         // Only now may the parent's bitmap go: the new snapshot is the parent.
         if let Err(e) = b.keep_new() {
@@ -488,6 +495,11 @@ fn create_blocks(
     x.insert("new_blocks".into(), Value::from(stats.new_blocks));
     x.insert("read_bytes".into(), Value::from(stats.read_bytes));
     x.insert("map".into(), Value::from(map_path.display().to_string()));
+    let map_bytes = fs::read(&map_path).map_err(|e| Error::io(&map_path, e))?;
+    x.insert(
+        "map_sha256".into(),
+        Value::from(snap_shared::hash::Sha256Digest::of(&map_bytes).to_hex()),
+    );
     x.insert(
         "encryption".into(),
         settings.encrypted.then_some("age").into(),

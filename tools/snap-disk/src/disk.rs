@@ -27,6 +27,21 @@ pub struct Context {
 }
 
 impl Context {
+    /// This machine's signing key (made on first use, and said so).
+    pub fn signer(&self, report: &snap_cli::Reporter) -> Result<snap_shared::sign::Signer> {
+        let signing = self.config.as_ref().and_then(|c| c.config.signing.as_ref());
+        let (signer, made) = snap_shared::sign::machine_signer(signing)?;
+        if let Some(made) = made {
+            report.note(&format!(
+                "made this machine's signing key {}; its snapshots are signed with it. Its line, added to {}, goes into the allowed_signers of every machine that restores them: {}",
+                made.key.display(),
+                made.allowed.display(),
+                made.line
+            ));
+        }
+        Ok(signer)
+    }
+
     pub fn open(cli: &Cli) -> Result<Context> {
         let loaded = LoadedConfig::load_optional(cli.config.as_deref())?;
         let store = Store::new(store::locate(

@@ -264,6 +264,7 @@ fn children_of(disk: &Disk, frozen: &Path) -> Result<Vec<PathBuf>> {
 
 fn remove_record(dir: &DiskDir, name: &str) -> Result<()> {
     remove_if_there(&dir.record_path(name))?;
+    remove_if_there(&dir.sig_path(name))?;
     fsutil::fsync_dir(&dir.root).map_err(|e| Error::io(&dir.root, e))
 }
 

@@ -137,8 +137,13 @@ pub fn remove(
     grace: Option<Duration>,
 ) -> Result<Vec<u64>> {
     let records: Vec<String> = entries.iter().map(|e| e.objects[0].clone()).collect();
+    let sigs: Vec<String> = records
+        .iter()
+        .map(|r| format!("{r}{}", snap_shared::sign::SIG_SUFFIX))
+        .collect();
     let maps: Vec<String> = entries.iter().map(|e| e.objects[1].clone()).collect();
     dest.delete_many(&records)?;
+    dest.delete_many(&sigs)?;
     dest.delete_many(&maps)?;
     let mut freed: Vec<u64> = entries.iter().map(|e| e.bytes.unwrap_or(0)).collect();
     let collected = collect_garbage(dest, disk, grace)?;
@@ -153,8 +158,9 @@ pub fn remove(
 pub fn collect_garbage(dest: &Dest, disk: &str, grace: Option<Duration>) -> Result<u64> {
     let (keys, freed) = garbage(dest, disk, &[], grace)?;
     // Maps before blocks: a crash between leaves only unreferenced blocks.
-    let (maps, blocks): (Vec<String>, Vec<String>) =
-        keys.into_iter().partition(|k| k.ends_with(".map.zst"));
+    let (maps, blocks): (Vec<String>, Vec<String>) = keys
+        .into_iter()
+        .partition(|k| k.ends_with(".map.zst") || k.ends_with(".json.sig"));
     dest.delete_many(&maps)?;
     dest.delete_many(&blocks)?;
     Ok(freed)
@@ -183,6 +189,7 @@ fn garbage(
     let base = format!("disks/{disk}");
     let mut records = HashSet::new();
     let mut maps = Vec::new();
+    let mut sigs = Vec::new();
     let mut blocks = Vec::new();
     for (key, size, modified) in dest.list_dated(&base)? {
         let Some(rest) = key.strip_prefix(&format!("{base}/")) else {
@@ -192,6 +199,9 @@ fn garbage(
             if !gone.contains(&name) {
                 records.insert(name.to_string());
             }
+        } else if let Some(name) = rest.strip_suffix(".json.sig") {
+            // A signature whose record is gone (a prune stopped between them).
+            sigs.push((name.to_string(), key.clone(), size));
         } else if let Some(name) = rest.strip_suffix(".map.zst") {
             maps.push((name.to_string(), key.clone(), size));
         } else if let Some(b) = rest.strip_prefix("blocks/")
@@ -204,6 +214,11 @@ fn garbage(
     let (live, orphans): (Vec<_>, Vec<_>) =
         maps.into_iter().partition(|(n, _, _)| records.contains(n));
     let mut out: Vec<(String, u64)> = orphans.into_iter().map(|(_, k, s)| (k, s)).collect();
+    out.extend(
+        sigs.into_iter()
+            .filter(|(n, _, _)| !records.contains(n))
+            .map(|(_, k, s)| (k, s)),
+    );
     let keys: Vec<String> = live.iter().map(|(_, k, _)| k.clone()).collect();
     let mut keep: HashSet<Sha256Digest> = HashSet::new();
     for (bytes, key) in dest.get_many(&keys).into_iter().zip(&keys) {

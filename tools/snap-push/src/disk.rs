@@ -3,7 +3,7 @@
 //! The destination's block list is read once (`disks/<disk>/blocks/`); the
 //! snapshot's map is streamed and every block the destination does not hold
 //! is sent, in bounded batches (concurrently to a bucket). Then the map, the
-//! disk's settings and the record, last: a destination lists a disk snapshot
+//! disk's settings, the record's signature and the record, last: a destination lists a disk snapshot
 //! by its record, so an interrupted push leaves only blocks, which the next
 //! push reuses. A block's name is the sha256 of its content, so a block that
 //! is there is the right one; sizes are checked after sending, and
@@ -115,10 +115,20 @@ pub fn push(
     if opts.verify {
         verify_blocks(&local, &base, &todo, dest)?;
     }
-    for (key, path) in [
+    let mut files = vec![
         (format!("{base}/{}.map.zst", rec.name), local.map.clone()),
         (format!("{base}/disk.json"), local.dir.join("disk.json")),
-    ] {
+    ];
+    // The record's signature before the record, as for an archive.
+    let sig = local.dir.join(format!(
+        "{}.json{}",
+        rec.name,
+        snap_shared::sign::SIG_SUFFIX
+    ));
+    if sig.exists() {
+        files.push((format!("{rec_key}{}", snap_shared::sign::SIG_SUFFIX), sig));
+    }
+    for (key, path) in files {
         put_file(dest, &key, &path)?;
     }
     let sha = Sha256Digest::of(&rec_bytes).to_hex();

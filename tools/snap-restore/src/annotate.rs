@@ -82,7 +82,7 @@ fn check_tag(t: &str) -> Result<()> {
 /// Rewrites the record NAME names with `change` applied, and its catalog
 /// row when it is the store's.
 ///
-/// An archive's record is signed: it is checked first, as a restore checks
+/// An archive's record (and a blocks disk snapshot's) is signed: it is checked first, as a restore checks
 /// it, and signed again by this machine once changed (a signature the
 /// change would break is never left beside it). One that had no signature
 /// (read with `--allow-unsigned`) gets none.
@@ -100,12 +100,15 @@ fn edit(
     if !v.is_object() {
         return Err(Error::data(loc.show(), "not a record: not a JSON object"));
     }
-    let signed = match is_archive(&v) {
-        true => {
-            let host = v.get("host").and_then(Value::as_str);
-            trust.check_record(&format!("archive {what}"), &loc, &raw, host)?
+    let signed = match signed_kind(&v) {
+        Some(kind) => {
+            let host = v
+                .get("host")
+                .or_else(|| v.get("created_by").and_then(|c| c.get("host")))
+                .and_then(Value::as_str);
+            trust.check_record(&format!("{kind} {what}"), &loc, &raw, host)?
         }
-        false => Signed::NotSigned,
+        None => Signed::NotSigned,
     };
     change(&mut v);
     let mut text = serde_json::to_vec(&v).map_err(|e| Error::internal("record", e))?;
@@ -125,12 +128,17 @@ fn edit(
     Ok((what, v))
 }
 
-/// Whether the record VALUE is an archive's (records written before files
-/// carried their kind are told by their fields).
-fn is_archive(v: &Value) -> bool {
+/// What the record VALUE is when it is of a kind that is signed: an
+/// archive's (records written before files carried their kind are told by
+/// their fields), or a blocks disk snapshot's.
+fn signed_kind(v: &Value) -> Option<&'static str> {
+    let blocks = v.get("method").and_then(Value::as_str) == Some("blocks");
     match v.get("kind").and_then(Value::as_str) {
-        Some(k) => k == "archive",
-        None => v.get("compression").is_some(),
+        Some("archive") => Some("archive"),
+        // A disk snapshot's record file carries no kind.
+        Some("disk-snapshot") | None if blocks && v.get("disk").is_some() => Some("disk snapshot"),
+        None if v.get("compression").is_some() => Some("archive"),
+        _ => None,
     }
 }
 

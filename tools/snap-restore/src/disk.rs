@@ -25,6 +25,7 @@ use snap_shared::size::human_bytes;
 
 use crate::loc::Loc;
 use crate::source::Source;
+use crate::trust::{Signed, Trust};
 
 /// `disks/<disk>/<name>` as the user wrote it, split.
 pub fn parse_name(name: &str) -> Option<(&str, &str)> {
@@ -54,12 +55,10 @@ pub fn restore(
     disk: &str,
     snap: &str,
     to: &Path,
-    dec: &Decrypt,
+    (dec, trust): (&Decrypt, &Trust),
     report: &Reporter,
 ) -> Result<OutcomeRecord> {
-    let rec_loc = loc(source, disk, &format!("{snap}.json"));
-    let rec: DiskSnapshotRecord =
-        serde_json::from_slice(&rec_loc.read_all()?).map_err(|e| Error::data(rec_loc.show(), e))?;
+    let (rec, rec_loc) = read_record(source, disk, snap)?;
     if rec.method != "blocks" {
         return Err(Error::usage(
             rec_loc.show(),
@@ -69,12 +68,20 @@ pub fn restore(
             ),
         ));
     }
+    let signed = trusted(&rec, &rec_loc, trust)?;
+    signed.warn(&format!("disks/{disk}/{snap}"), report);
     refuse_foreign_image(to)?;
     let cache = cache_dir(to);
     fsutil::create_private_dir(&cache).map_err(|e| Error::io(&cache, e))?;
     let map = cache.join("map.zst");
-    if !map.exists() {
-        let bytes = loc(source, disk, &format!("{snap}.map.zst")).read_all()?;
+    // The map kept by an earlier run is checked as a fetched one is.
+    let kept = fs::read(&map)
+        .ok()
+        .filter(|b| check_map(&rec, b, "").is_ok());
+    if kept.is_none() {
+        let at = loc(source, disk, &format!("{snap}.map.zst"));
+        let bytes = at.read_all()?;
+        check_map(&rec, &bytes, &at.show())?;
         fsutil::write_atomic(&map, 0o600, true, |f| std::io::Write::write_all(f, &bytes))
             .map_err(|e| Error::io(&map, e))?;
     }
@@ -112,6 +119,7 @@ pub fn restore(
     ));
     let mut extra = Extra::new();
     extra.insert("fetched".into(), fetched.get().into());
+    extra.insert("signed_by".into(), signed.json());
     Ok(OutcomeRecord {
         schema: SCHEMA.into(),
         what: format!("disks/{disk}/{snap}"),
@@ -242,16 +250,69 @@ pub fn disk_host(r: &DiskSnapshotRecord) -> Option<String> {
 /// its sha256; returns (blocks checked, stored bytes read, problems).
 pub fn verify(
     source: &Source,
-    disk: &str,
-    snap: &str,
-    dec: &Decrypt,
-) -> Result<(u64, u64, Vec<String>)> {
+    (disk, snap): (&str, &str),
+    (dec, trust): (&Decrypt, &Trust),
+    report: &Reporter,
+) -> Result<(u64, u64, Vec<String>, Signed)> {
+    let (rec, rec_loc) = read_record(source, disk, snap)?;
+    let signed = trusted(&rec, &rec_loc, trust)?;
+    signed.warn(&format!("disks/{disk}/{snap}"), report);
     let map = loc(source, disk, &format!("{snap}.map.zst"));
     let bytes = map.read_all()?;
+    check_map(&rec, &bytes, &map.show())?;
     let reader = snap_shared::blockmap::MapReader::new(&bytes[..], map.show())?;
     let check = snap_shared::blockstore::verify_map(reader, dec, |d| {
         let at = loc(source, disk, &format!("blocks/{}", block_rel(d)));
         Ok((at.read_all()?, at.show()))
     })?;
-    Ok((check.blocks, check.bytes, check.bad))
+    Ok((check.blocks, check.bytes, check.bad, signed))
+}
+
+/// The record of `disks/<disk>/<snap>` at the source, and where it is.
+fn read_record(source: &Source, disk: &str, snap: &str) -> Result<(RecordRead, Loc)> {
+    let at = loc(source, disk, &format!("{snap}.json"));
+    let raw = at.read_all()?;
+    let rec: DiskSnapshotRecord =
+        serde_json::from_slice(&raw).map_err(|e| Error::data(at.show(), e))?;
+    Ok((RecordRead { rec, raw }, at))
+}
+
+/// A disk snapshot's record with the bytes its signature covers.
+struct RecordRead {
+    rec: DiskSnapshotRecord,
+    raw: Vec<u8>,
+}
+
+impl std::ops::Deref for RecordRead {
+    type Target = DiskSnapshotRecord;
+    fn deref(&self) -> &DiskSnapshotRecord {
+        &self.rec
+    }
+}
+
+/// Who signed a blocks snapshot's record, or why it is refused.
+fn trusted(rec: &RecordRead, at: &Loc, trust: &Trust) -> Result<Signed> {
+    let host = rec
+        .extra
+        .get("created_by")
+        .and_then(|c| c.get("host"))
+        .and_then(|h| h.as_str());
+    let what = format!("disk snapshot disks/{}/{}", rec.disk, rec.name);
+    trust.check_record(&what, at, &rec.raw, host)
+}
+
+/// The map's bytes against the sha256 its record names (records from before
+/// it was recorded name none, and are unsigned too).
+fn check_map(rec: &DiskSnapshotRecord, bytes: &[u8], shown: &str) -> Result<()> {
+    let Some(want) = rec.extra.get("map_sha256").and_then(|v| v.as_str()) else {
+        return Ok(());
+    };
+    let got = Sha256Digest::of(bytes).to_hex();
+    if got != want {
+        return Err(Error::data(
+            shown,
+            format!("sha256 {got}, and its record says {want}: not this snapshot's map"),
+        ));
+    }
+    Ok(())
 }

@@ -532,7 +532,7 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
                 return preview::print(&plan, to, report);
             }
             if let Some((disk, snap)) = disk::parse_name(name) {
-                let rec = disk::restore(&source, disk, snap, to, &dec, report)?;
+                let rec = disk::restore(&source, disk, snap, to, (&dec, &trust), report)?;
                 snap_shared::jsonl::RecordWriter::new(stdout)
                     .write(&snap_shared::record::Record::Restored(rec))?;
                 return Ok(Exit::Ok);

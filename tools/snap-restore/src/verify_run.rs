@@ -47,7 +47,14 @@ pub fn run(
     let mut v = Verifier::new(dec, trust, report);
     for name in names {
         let exit = match disk::parse_name(name) {
-            Some((d, snap)) => verify_disk(source, (name, d, snap), dec, report, &log, &mut out)?,
+            Some((d, snap)) => verify_disk(
+                source,
+                (name, d, snap),
+                (dec, trust),
+                report,
+                &log,
+                &mut out,
+            )?,
             None => {
                 let item = source.resolve(name, archive)?;
                 verify_item(&item, &mut v, &log, &mut out)?
@@ -73,16 +80,25 @@ pub fn run(
     Ok(worst)
 }
 
-/// Every block of a disk snapshot against its map.
+/// Every block of a disk snapshot against its map, once its record is
+/// believed; one that is not (or whose map is not its record's) fails with
+/// its own exit code, and the others are still verified.
 fn verify_disk(
     source: &Source,
     (name, d, snap): (&str, &str, &str),
-    dec: &Decrypt,
+    (dec, trust): (&Decrypt, &Trust),
     report: &Reporter,
     log: &Log,
     out: &mut RecordWriter<impl Write>,
 ) -> Result<Exit> {
-    let (n, read, bad) = disk::verify(source, d, snap, dec)?;
+    let (n, read, bad, signed) = match disk::verify(source, (d, snap), (dec, trust), report) {
+        Ok(done) => done,
+        Err(e) if matches!(e.exit, Exit::NoPerm | Exit::Data) => {
+            report.failed(&e);
+            return Ok(e.exit);
+        }
+        Err(e) => return Err(e),
+    };
     for p in &bad {
         report.error(&format!("{name}: {p}"));
     }
@@ -91,6 +107,8 @@ fn verify_disk(
         human_bytes(read),
         verdict(bad.len() as u64)
     ));
+    let mut extra = Extra::new();
+    extra.insert("signed_by".into(), signed.json());
     let rec = OutcomeRecord {
         schema: SCHEMA.into(),
         what: name.to_string(),
@@ -98,7 +116,7 @@ fn verify_disk(
         files: n,
         bytes: read,
         errors: bad.len() as u64,
-        extra: Extra::new(),
+        extra,
     };
     log_verify(log, &rec, report);
     out.write(&Record::Verified(rec))?;
