@@ -200,8 +200,11 @@ fn garbage(
                 records.insert(name.to_string());
             }
         } else if let Some(name) = rest.strip_suffix(".json.sig") {
-            // A signature whose record is gone (a prune stopped between them).
-            sigs.push((name.to_string(), key.clone(), size));
+            // A signature whose record is gone (a prune stopped between
+            // them); those of the snapshots being removed go with them.
+            if !gone.contains(&name) {
+                sigs.push((name.to_string(), key.clone(), size));
+            }
         } else if let Some(name) = rest.strip_suffix(".map.zst") {
             maps.push((name.to_string(), key.clone(), size));
         } else if let Some(b) = rest.strip_prefix("blocks/")
