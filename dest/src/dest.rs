@@ -235,6 +235,15 @@ impl Dest {
         }
     }
 
+    /// How many requests it takes at a time: a bucket's concurrency, else 1
+    /// (a folder, SFTP and rclone are written one file after the other).
+    pub fn parallel(&self) -> usize {
+        match &self.backend {
+            Backend::Bucket(b) => b.concurrency,
+            _ => 1,
+        }
+    }
+
     /// Whether this is a bucket (S3, GCS, Azure): a service whose
     /// conditional writes snap has to trust.
     pub fn is_bucket(&self) -> bool {

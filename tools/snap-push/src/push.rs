@@ -75,13 +75,15 @@ pub fn push(local: &Local, dest: &Dest, opts: &Options, report: &Reporter) -> Re
     }
     let mut todo = Vec::new();
     let mut skipped = 0;
-    for o in &objects {
-        if o.key != json.key && holds(dest, o)? {
+    let others: Vec<&Object> = objects.iter().filter(|o| o.key != json.key).collect();
+    for (o, there) in others.iter().zip(at_once(dest, &others, |o| holds(dest, o))?) {
+        if there {
             skipped += o.size;
         } else {
-            todo.push(o);
+            todo.push(*o);
         }
     }
+    todo.push(json);
     let needed: u64 = todo.iter().map(|o| o.size).sum();
     if opts.dry_run {
         report.note(&format!(
@@ -107,24 +109,46 @@ pub fn push(local: &Local, dest: &Dest, opts: &Options, report: &Reporter) -> Re
     let mut sent = 0;
     let mut resumed = 0;
     let rest: Vec<&Object> = todo.into_iter().filter(|o| o.key != json.key).collect();
+    // At a bucket the small objects go at once (each sent, then checked
+    // there), beside the data; elsewhere all go one after the other.
+    let (small, rest): (Vec<&Object>, Vec<&Object>) = match dest.parallel() > 1 {
+        true => rest.into_iter().partition(|o| !o.is_data && o.size <= SMALL),
+        false => (Vec::new(), rest),
+    };
+    let verify = opts.verify;
     // The lock is asked of the destination before the record is written;
     // that request goes with the last object's landing check.
     let mut confirmed = false;
-    for (i, o) in rest.iter().enumerate() {
-        let last = i + 1 == rest.len();
-        let s = send_only(local, dest, o, opts, report)?;
-        opts.sent.set(opts.sent.get() + s.sent);
-        sent += s.sent;
-        resumed += s.resumed;
-        match last {
-            true => {
-                let verify = opts.verify;
-                dest.confirm_fence_with(|| check_landed(dest, o, verify))?;
-                confirmed = true;
+    let small_sent = std::thread::scope(|s| -> Result<u64> {
+        let beside = s.spawn(|| {
+            at_once(dest, &small, |o| {
+                let n = send_small(dest, o)?;
+                check_landed(dest, o, verify).map(|()| n)
+            })
+        });
+        let mine = (|| -> Result<()> {
+            for (i, o) in rest.iter().enumerate() {
+                let last = i + 1 == rest.len();
+                let s = send_only(local, dest, o, opts, report)?;
+                opts.sent.set(opts.sent.get() + s.sent);
+                sent += s.sent;
+                resumed += s.resumed;
+                match last {
+                    true => {
+                        dest.confirm_fence_with(|| check_landed(dest, o, verify))?;
+                        confirmed = true;
+                    }
+                    false => check_landed(dest, o, verify)?,
+                }
             }
-            false => check_landed(dest, o, opts.verify)?,
-        }
-    }
+            Ok(())
+        })();
+        let theirs = beside.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+        mine?;
+        Ok(theirs?.iter().sum())
+    })?;
+    opts.sent.set(opts.sent.get() + small_sent);
+    sent += small_sent;
     let n = publish(local, dest, json, opts, confirmed)?;
     opts.sent.set(opts.sent.get() + n);
     sent += n;
@@ -330,6 +354,27 @@ fn holds(dest: &Dest, o: &Object) -> Result<bool> {
 
 /// Objects up to this size are sent whole.
 const SMALL: u64 = 4 << 20;
+
+/// `each` of `objects`, at once at a destination that takes several requests
+/// at a time (one thread each: an archive has at most five objects), else
+/// one after the other; the answers in order, or the first error.
+fn at_once<T: Send>(
+    dest: &Dest,
+    objects: &[&Object],
+    each: impl Fn(&Object) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    if dest.parallel() <= 1 || objects.len() <= 1 {
+        return objects.iter().map(|o| each(o)).collect();
+    }
+    std::thread::scope(|s| {
+        let each = &each;
+        let running: Vec<_> = objects.iter().map(|o| s.spawn(move || each(o))).collect();
+        running
+            .into_iter()
+            .map(|t| t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
+}
 
 fn local_digest(o: &Object) -> Result<Sha256Digest> {
     let bytes = std::fs::read(&o.local).map_err(|e| Error::io(&o.local, e))?;
