@@ -62,6 +62,18 @@ pub struct Made {
     pub line: String,
 }
 
+impl Made {
+    /// What to tell the user, once: `what` the key signs ("archives").
+    pub fn describe(&self, what: &str) -> String {
+        format!(
+            "made this machine's signing key {}; its {what} are signed with it. Its line, added to {}, goes into the allowed_signers of every machine that restores them: {}",
+            self.key.display(),
+            self.allowed.display(),
+            self.line
+        )
+    }
+}
+
 /// The key this machine signs records with, made on first use where the
 /// config says (or by default) when no file is there: Ed25519, no
 /// passphrase, 0600, as `ssh-keygen -t ed25519 -N ''` makes one. Its line is

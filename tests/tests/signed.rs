@@ -283,17 +283,36 @@ fn every_base_of_a_chain_is_checked() {
     assert!(!w.path("r").exists());
 }
 
-/// `tag` and `describe` rewrite a signed record and sign it again (the
-/// signature still checks with `ssh-keygen -Y verify`, and the archive
-/// still restores); a record whose signature does not match is not
-/// re-signed by a tag.
+/// The first pack makes the key (0600) and says so once, with the line it
+/// added to the allowed signers; `tag` and `describe` rewrite a signed
+/// record and sign it again (the signature still checks with `ssh-keygen -Y
+/// verify`, and the archive still restores); a record whose signature does
+/// not match is not re-signed by a tag.
 #[test]
 fn tags_sign_the_record_again() {
+    use std::os::unix::fs::PermissionsExt;
     let w = World::new();
     w.write("src/a.txt", "one\n");
     w.collect_ok(&[]);
     let packed = w.pack(&[]);
     assert_eq!(code(&packed), 0, "{}", stderr(&packed));
+    let said = w.redact(&packed.stderr);
+    let list = fs::read_to_string(w.path("home/.config/snap/allowed_signers")).unwrap();
+    assert!(
+        said.contains(&format!(
+            "snap-pack: made this machine's signing key [TMP]/home/.config/snap/signing_key; its archives are signed with it. Its line, added to [TMP]/home/.config/snap/allowed_signers, goes into the allowed_signers of every machine that restores them: {}",
+            list.trim()
+        )),
+        "{said}"
+    );
+    let key = fs::metadata(w.path("home/.config/snap/signing_key")).unwrap();
+    assert_eq!(key.permissions().mode() & 0o777, 0o600);
+    let again = w.pack(&[]);
+    assert!(
+        !stderr(&again).contains("signing key"),
+        "{}",
+        stderr(&again)
+    );
     let id = records(&packed)[0]["id"].as_str().unwrap().to_string();
     let name = format!("s/{id}");
     let out = w.restore(&["tag", "--archive", &name, "--add", "keep"]);

@@ -32,12 +32,7 @@ impl Context {
         let signing = self.config.as_ref().and_then(|c| c.config.signing.as_ref());
         let (signer, made) = snap_shared::sign::machine_signer(signing)?;
         if let Some(made) = made {
-            report.note(&format!(
-                "made this machine's signing key {}; its snapshots are signed with it. Its line, added to {}, goes into the allowed_signers of every machine that restores them: {}",
-                made.key.display(),
-                made.allowed.display(),
-                made.line
-            ));
+            report.note(&made.describe("disk snapshots"));
         }
         Ok(signer)
     }

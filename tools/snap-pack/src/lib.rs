@@ -180,12 +180,7 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
     let (signer, made) =
         snap_shared::sign::machine_signer(loaded.as_ref().and_then(|c| c.config.signing.as_ref()))?;
     if let Some(made) = made {
-        report.note(&format!(
-            "made this machine's signing key {}; its archives are signed with it. Its line, added to {}, goes into the allowed_signers of every machine that restores them: {}",
-            made.key.display(),
-            made.allowed.display(),
-            made.line
-        ));
+        report.note(&made.describe("archives"));
     }
     let threads = cli
         .threads

@@ -268,6 +268,8 @@ fn push_all(
     let mut out = RecordWriter::new(std::io::stdout());
     let seen: Vec<std::cell::RefCell<std::collections::HashSet<String>>> =
         dests.iter().map(|_| Default::default()).collect();
+    let listed: Vec<std::cell::RefCell<std::collections::HashMap<_, _>>> =
+        dests.iter().map(|_| Default::default()).collect();
     // What was sent, archives that failed later included (not for a dry run).
     let sent = std::cell::Cell::new(0u64);
     for item in input {
@@ -279,6 +281,7 @@ fn push_all(
                 .or(floor_of(&specs, dest))
                 .unwrap_or(Floor::DEFAULT),
             seen: &seen[dests.iter().position(|d| d.url == dest.url).unwrap_or(0)],
+            listed: &listed[dests.iter().position(|d| d.url == dest.url).unwrap_or(0)],
             sent: &sent,
         };
         let push_one: Box<PushOne> = match item {

@@ -40,6 +40,11 @@ pub struct Options<'a> {
     /// lock is held nothing removes them, so a base among them needs no
     /// second look (a chain pushed oldest first costs no HEAD per archive).
     pub seen: &'a RefCell<HashSet<String>>,
+    /// The keys of each set's folder at the destination, listed once a run
+    /// (one request instead of a HEAD per object of every archive): an
+    /// object not in the listing is sent without asking; one in it is still
+    /// checked. Nothing this run relies on can vanish while its lock is held.
+    pub listed: &'a RefCell<std::collections::HashMap<String, HashSet<String>>>,
     /// Bytes this run has sent, counted as each object lands, so that an
     /// archive that fails after its data went still counts what was sent.
     pub sent: &'a std::cell::Cell<u64>,
@@ -70,13 +75,27 @@ struct Object {
 pub fn push(local: &Local, dest: &Dest, opts: &Options, report: &Reporter) -> Result<Outcome> {
     let objects = objects_of(local)?;
     let json = objects.last().expect("an archive has a record");
-    if let Some(existing) = remote_record(dest, &json.key)? {
+    let listed = listed_among(dest, &objects, opts)?;
+    if listed.contains(&json.key)
+        && let Some(existing) = remote_record(dest, &json.key)?
+    {
         return already_there(local, dest, &objects, &existing, opts, report);
     }
     let mut todo = Vec::new();
     let mut skipped = 0;
-    let others: Vec<&Object> = objects.iter().filter(|o| o.key != json.key).collect();
-    for (o, there) in others.iter().zip(at_once(dest, &others, |o| holds(dest, o))?) {
+    let others: Vec<&Object> = objects
+        .iter()
+        .filter(|o| o.key != json.key && listed.contains(&o.key))
+        .collect();
+    todo.extend(
+        objects
+            .iter()
+            .filter(|o| o.key != json.key && !listed.contains(&o.key)),
+    );
+    for (o, there) in others
+        .iter()
+        .zip(at_once(dest, &others, |o| holds(dest, o))?)
+    {
         if there {
             skipped += o.size;
         } else {
@@ -112,7 +131,9 @@ pub fn push(local: &Local, dest: &Dest, opts: &Options, report: &Reporter) -> Re
     // At a bucket the small objects go at once (each sent, then checked
     // there), beside the data; elsewhere all go one after the other.
     let (small, rest): (Vec<&Object>, Vec<&Object>) = match dest.parallel() > 1 {
-        true => rest.into_iter().partition(|o| !o.is_data && o.size <= SMALL),
+        true => rest
+            .into_iter()
+            .partition(|o| !o.is_data && o.size <= SMALL),
         false => (Vec::new(), rest),
     };
     let verify = opts.verify;
@@ -143,7 +164,9 @@ pub fn push(local: &Local, dest: &Dest, opts: &Options, report: &Reporter) -> Re
             }
             Ok(())
         })();
-        let theirs = beside.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+        let theirs = beside
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
         mine?;
         Ok(theirs?.iter().sum())
     })?;
@@ -225,6 +248,30 @@ fn objects_of(local: &Local) -> Result<Vec<Object>> {
 }
 
 /// The record already at the destination under this archive's name, if any.
+/// Which of the archive's objects are in the listing of its set's folder at
+/// the destination (listed the first time this run pushes there).
+fn listed_among(dest: &Dest, objects: &[Object], opts: &Options) -> Result<HashSet<String>> {
+    let Some(first) = objects.first() else {
+        return Ok(HashSet::new());
+    };
+    let folder = first
+        .key
+        .rsplit_once('/')
+        .map_or("", |(f, _)| f)
+        .to_string();
+    if !opts.listed.borrow().contains_key(&folder) {
+        let keys: HashSet<String> = dest.list(&folder)?.into_iter().map(|(k, _)| k).collect();
+        opts.listed.borrow_mut().insert(folder.clone(), keys);
+    }
+    let listed = opts.listed.borrow();
+    let keys = &listed[&folder];
+    Ok(objects
+        .iter()
+        .filter(|o| keys.contains(&o.key))
+        .map(|o| o.key.clone())
+        .collect())
+}
+
 fn remote_record(dest: &Dest, key: &str) -> Result<Option<Value>> {
     // One request: a missing record is the usual case, and reads as NoInput.
     let bytes = match dest.get_bytes(key) {
