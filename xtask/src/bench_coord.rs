@@ -117,7 +117,7 @@ fn render(t: &Times, baseline: &str) -> String {
 
 fn write_doc(args: &Args, md: &str) -> Result {
     let method = format!(
-        "{ARCHIVES} small hourly archives (chains of 24; 4 objects each) pushed by one `snap-push --all` to a\n\
+        "{ARCHIVES} small hourly archives (chains of 24; 5 objects each, the record's signature included: the baseline, from before records were signed, sends 4) pushed by one `snap-push --all` to a\n\
 local moto S3 server started fresh for each tool, then planned (`--dry-run`) and pruned with\n\
 `--keep-daily 7 --keep-weekly 4 --keep-monthly 12`, by this tree's release binaries and by those of\n\
 commit {} (the last before locks at the destination, built by the bench), in alternating order.",

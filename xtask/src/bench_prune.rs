@@ -30,10 +30,20 @@ pub(crate) const POLICY: [&str; 6] = [
 ];
 
 /// Writes `n` hourly archives of set `d` into `dir/d` (untimed): small data,
-/// real sha256s (snap-push checks them), chains of 24.
+/// real sha256s (snap-push checks them), chains of 24, each record signed by
+/// `ssh-keygen -Y sign` as snap-pack signs it (five objects an archive).
 pub(crate) fn make_archives(dir: &Path, n: usize) -> Result {
     let set = dir.join("d");
     fresh_dir(&set)?;
+    let key = dir.join("signing_key");
+    let _ = fs::remove_file(&key);
+    let _ = fs::remove_file(dir.join("signing_key.pub"));
+    crate::sh::exec(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&key),
+    )?;
+    let mut records = Vec::new();
     let start = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
         .map_err(|e| e.to_string())?
         .to_utc();
@@ -66,7 +76,17 @@ pub(crate) fn make_archives(dir: &Path, n: usize) -> Result {
             "sha256": hex(&data), "compression": "zstd", "encryption": null, "base": base,
             "index": set.join(format!("{id}.index.zst")), "chain": i % 24 + 1});
         w(format!("{id}.json"), format!("{rec}\n").as_bytes())?;
+        records.push(set.join(format!("{id}.json")));
         prev = Some(id);
+    }
+    // One ssh-keygen for every record (it signs each file it is given).
+    for chunk in records.chunks(500) {
+        crate::sh::exec(
+            Command::new("ssh-keygen")
+                .args(["-q", "-Y", "sign", "-n", "snap-record", "-f"])
+                .arg(&key)
+                .args(chunk),
+        )?;
     }
     Ok(())
 }
@@ -173,7 +193,7 @@ fn render(rows: &[Row]) -> String {
 
 fn write_doc(args: &Args, md: &str) -> Result {
     let method = "Hourly archives of one set in chains of 24 (a full one at midnight, then incrementals on the one\n\
-before), 4 objects each, at a folder and at a local moto S3 server (filled by `snap-push --all`,\n\
+before), 5 objects each (data, index, sums, the record's signature, the record), at a folder and at a local moto S3 server (filled by `snap-push --all`,\n\
 untimed). Policy: `--keep-daily 7 --keep-weekly 4 --keep-monthly 12`; a kept archive keeps its\n\
 whole chain. \"plan\" is the wall time of `snap-prune --dry-run` (process start, listing, reading\n\
 the records of kept archives and their bases, the plan); \"plan + delete\" that of the real run.";
