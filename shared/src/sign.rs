@@ -82,6 +82,16 @@ impl Made {
 /// making it at once agree on one key: the second finds the first's.
 pub fn machine_signer(signing: Option<&Signing>) -> Result<(Signer, Option<Made>)> {
     let path = key_path(signing);
+    if !path.is_absolute() {
+        // `~` with no $HOME (a service started without one), or a relative
+        // name: a key made there would be lost, or another one each run.
+        return Err(Error::new(
+            Exit::Config,
+            format!("signing key {}", path.display()),
+            "is not an absolute path (is $HOME set?)",
+        )
+        .with_hint("name it in the config: \"signing\": {\"key\": \"/etc/snap/signing_key\"}"));
+    }
     if path.exists() {
         return Signer::load(&path).map(|s| (s, None));
     }
@@ -537,6 +547,35 @@ mod tests {
         assert_eq!(pub_text.trim(), signer.public());
         assert!(signer.public().ends_with(" snap@here"));
         assert_eq!(Signer::load(&made).unwrap().public(), signer.public());
+
+        // A key named where it would be lost (no $HOME, a relative name) is refused.
+        let relative = Signing {
+            key: Some("keys/signing_key".into()),
+            allowed_signers: None,
+        };
+        let err = machine_signer(Some(&relative)).err().expect("refused");
+        assert_eq!(err.exit, Exit::Config);
+        assert!(err.to_string().contains("not an absolute path"), "{err}");
+        // One named in the config is made there on first use, its line added
+        // to the named list; the second call finds it.
+        let named = Signing {
+            key: Some(t.path().join("named/key").display().to_string()),
+            allowed_signers: Some(t.path().join("named/allowed").display().to_string()),
+        };
+        let (first, made) = machine_signer(Some(&named)).unwrap();
+        let made = made.expect("made on first use");
+        let list = std::fs::read_to_string(t.path().join("named/allowed")).unwrap();
+        assert_eq!(list, format!("{}\n", made.line));
+        assert!(list.contains(&first.public().rsplit_once(' ').unwrap().0.to_string()));
+        let (second, again) = machine_signer(Some(&named)).unwrap();
+        assert!(again.is_none());
+        assert_eq!(second.public(), first.public());
+        let signed = AllowedSigners::load(&t.path().join("named/allowed")).unwrap();
+        let sig = second.sign(b"x").unwrap();
+        assert!(matches!(
+            signed.verify(b"x", sig.as_bytes()),
+            Verdict::Allowed(_)
+        ));
 
         let locked = t.path().join("locked");
         let out = Command::new("ssh-keygen")
