@@ -289,11 +289,21 @@ fn config_with(config: &Path, (key, value): (&str, Value), name: &str) -> Result
     Ok(to)
 }
 
+/// The HOME the package's tools run with: beside the check's config, so that
+/// what they keep there (snap's signing key) is the check's, not root's.
+fn home_of(config: &Path) -> std::path::PathBuf {
+    config
+        .parent()
+        .expect("the config is in a folder")
+        .join("home")
+}
+
 /// Runs apt-get with the hook's config; it must succeed. Its stdout and stderr.
 fn apt(config: &Path, args: &[&str]) -> Result<String> {
     let mut cmd = Command::new("apt-get");
     cmd.args(args)
         .env("SNAP_CONFIG", config)
+        .env("HOME", home_of(config))
         .env("DEBIAN_FRONTEND", "noninteractive")
         .current_dir(config.parent().expect("the config is in a folder"));
     let out = output(&mut cmd)?;
@@ -316,7 +326,8 @@ fn pre_apt_snapshot(
     let listed = stdout(
         Command::new(format!("/usr/bin/{tool}"))
             .args(args)
-            .env("SNAP_CONFIG", config),
+            .env("SNAP_CONFIG", config)
+            .env("HOME", home_of(config)),
     )?;
     let records: Vec<Value> = listed
         .lines()
@@ -361,7 +372,8 @@ fn retention_keeps(work: &Path, config: &Path, pre_apt: &str) -> Result {
         must(
             Command::new("/usr/bin/snap-collect")
                 .arg("--quiet")
-                .env("SNAP_CONFIG", config),
+                .env("SNAP_CONFIG", config)
+                .env("HOME", home_of(config)),
         )?;
     }
     let rule = serde_json::json!({"local": {"last": 1, "tags": ["pre-apt"]}});
@@ -369,7 +381,8 @@ fn retention_keeps(work: &Path, config: &Path, pre_apt: &str) -> Result {
     let pruned = stdout(
         Command::new("/usr/bin/snap-prune")
             .arg("--quiet")
-            .env("SNAP_CONFIG", &pruning),
+            .env("SNAP_CONFIG", &pruning)
+            .env("HOME", home_of(config)),
     )?;
     let actions: Vec<(String, String)> = pruned
         .lines()

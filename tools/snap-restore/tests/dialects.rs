@@ -483,6 +483,7 @@ impl Scratch {
         Command::cargo_bin("snap-restore")
             .unwrap()
             .env_clear()
+            .env("HOME", self.path("home"))
             .args(["--store"])
             .arg(self.path("store"))
             .args(["-q"])
