@@ -3,6 +3,11 @@
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
+# A HOME of the script's own (scripts that need several set theirs): what the
+# tools keep there (the signing key, the allowed signers) is never the user's.
+export HOME="$WORK/home"
+mkdir -p "$HOME"
+
 # A listing that pins type, mode, size, mtime (ns), owner and symlink target of
 # every entry under a folder, paths relative to it, sorted; regular file
 # content is compared by diff -r separately.

@@ -332,6 +332,7 @@ fn kill_mid_restore_then_rerun() {
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("snap-disk"))
         .args(["restore", "k", "s"])
         .env("SNAP_STORE", w.path("store"))
+        .env("HOME", w.path("home"))
         .env("PATH", path_env())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
