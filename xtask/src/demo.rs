@@ -209,6 +209,8 @@ fn disk_round_trip(bin: &Path, config: &Path, src: &Path, base: &Path) -> Result
         bin,
         "snap-restore",
         &[
+            "--config",
+            cfg,
             "--from",
             &ext,
             "restore",
