@@ -435,3 +435,41 @@ fn disk_snapshots_are_signed() {
     assert_eq!(records(&out)[0]["signed_by"], "unsigned");
     assert_eq!(fs::read(w.path("two.raw")).unwrap(), other);
 }
+
+/// A tag with `--allow-unsigned` never makes this machine vouch for an
+/// archive it could not check: a forged archive's tag leaves it unsigned
+/// (its foreign signature removed), still refused without the flag.
+#[test]
+fn a_tag_does_not_adopt_a_foreign_archive() {
+    let w = World::new();
+    let (recipient, _) = victim(&w);
+    let forged = forge(&w, &recipient);
+    let target = format!("s/{forged}");
+    let tag = w.run(
+        "snap-restore",
+        &["--from", "usb", "tag", &target, "--add", "x"],
+    );
+    assert_eq!(code(&tag), 77, "{}", stderr(&tag));
+    let tag = w.run(
+        "snap-restore",
+        &[
+            "--from",
+            "usb",
+            "--allow-unsigned",
+            "tag",
+            &target,
+            "--add",
+            "x",
+        ],
+    );
+    assert_eq!(code(&tag), 0, "{}", stderr(&tag));
+    assert!(!w.path(&format!("usb/s/{forged}.json.sig")).exists());
+    let key = w.path("key.txt").display().to_string();
+    let out = w.run(
+        "snap-restore",
+        &["--from", "usb", "-i", &key, "restore", &target, "--to", "r"],
+    );
+    let err = w.redact(&out.stderr);
+    assert_eq!(code(&out), 77, "{err}");
+    assert!(err.contains("its record is not signed"), "{err}");
+}

@@ -82,10 +82,12 @@ fn check_tag(t: &str) -> Result<()> {
 /// Rewrites the record NAME names with `change` applied, and its catalog
 /// row when it is the store's.
 ///
-/// An archive's record (and a blocks disk snapshot's) is signed: it is checked first, as a restore checks
-/// it, and signed again by this machine once changed (a signature the
-/// change would break is never left beside it). One that had no signature
-/// (read with `--allow-unsigned`) gets none.
+/// An archive's record (and a blocks disk snapshot's) is signed: it is
+/// checked first, as a restore checks it, and signed again by this machine
+/// once changed when an allowed key had signed it. One read with
+/// `--allow-unsigned` is never signed by this machine: an unsigned one stays
+/// unsigned, and one signed by a key not allowed loses the signature the
+/// change would break.
 fn edit(
     source: &Source,
     name: &str,
@@ -113,13 +115,18 @@ fn edit(
     change(&mut v);
     let mut text = serde_json::to_vec(&v).map_err(|e| Error::internal("record", e))?;
     text.push(b'\n');
-    if matches!(signed, Signed::By(_) | Signed::Foreign(_)) {
-        let signer = trust.signer()?;
-        let sig = loc.sibling(&format!("{}{}", loc.name(), snap_shared::sign::SIG_SUFFIX));
+    let sig = loc.sibling(&format!("{}{}", loc.name(), snap_shared::sign::SIG_SUFFIX));
+    match signed {
         // The new signature first: until the record follows, the old record
-        // does not match it (65, named), and a rerun of the edit is refused
-        // as well; `--allow-unsigned` after removing the .sig mends it.
-        sig.write_small(signer.sign(&text)?.as_bytes())?;
+        // does not match it (65, named); `ssh-keygen -Y sign` mends that
+        // (docs/reliability.md).
+        Signed::By(_) => sig.write_small(trust.signer()?.sign(&text)?.as_bytes())?,
+        // A key this machine does not allow is never vouched for by it: the
+        // signature the change would break goes, and the record is unsigned.
+        Signed::Foreign(_) => {
+            sig.remove()?;
+        }
+        Signed::Unsigned(_) | Signed::NotSigned => {}
     }
     loc.write_small(&text)?;
     if let Source::Store(store) = source {

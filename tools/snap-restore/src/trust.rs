@@ -13,7 +13,9 @@
 //! damage (65) whatever the flag: the record changed after it was signed.
 //!
 //! Only the record is checked here; the record holds the sha256 of the
-//! archive, the index and the `.sha256`, and the readers check those.
+//! archive, the index and the `.sha256`, and the readers check those. A
+//! blocks disk snapshot's record is checked the same way ([`Trust::check_record`]);
+//! it names its map's sha256, and each block is named by its own.
 
 use snap_cli::Reporter;
 use snap_shared::config::Signing;
