@@ -129,26 +129,25 @@ fn a_forged_archive_is_refused_naming_its_signer() {
     }
     assert!(!w.path("r").exists(), "a refused restore made its target");
 
+    // Restored into `r`: refused with `code`, saying `why`.
+    let refused = |code_wanted: i32, why: &str| {
+        let out = restore(&["restore", target, "--to", "r"]);
+        let err = w.redact(&out.stderr);
+        assert_eq!(code(&out), code_wanted, "{err}");
+        assert!(err.contains(why), "{err}");
+    };
     let sig = w.path(&format!("usb/s/{forged}.json.sig"));
     fs::remove_file(&sig).unwrap();
-    let out = restore(&["restore", target, "--to", "r"]);
-    let err = w.redact(&out.stderr);
-    assert_eq!(code(&out), 77, "{err}");
-    assert!(
-        err.contains(&format!(
+    refused(
+        77,
+        &format!(
             "archive s/{forged}: its record is not signed ({forged}.json.sig is not beside it)"
-        )),
-        "{err}"
+        ),
     );
     fs::copy(w.path(&format!("usb/s/{real}.json.sig")), &sig).unwrap();
-    let out = restore(&["restore", target, "--to", "r"]);
-    let err = w.redact(&out.stderr);
-    assert_eq!(code(&out), 65, "{err}");
-    assert!(
-        err.contains(&format!(
-            "[TMP]/usb/s/{forged}.json.sig: does not sign the record of archive s/{forged}"
-        )),
-        "{err}"
+    refused(
+        65,
+        &format!("[TMP]/usb/s/{forged}.json.sig: does not sign the record of archive s/{forged}"),
     );
     assert!(!w.path("r").exists());
 
