@@ -12,6 +12,7 @@
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Exit, Result};
 use crate::hash::Sha256Digest;
+use crate::xattrs::Xattrs;
 
 /// What an index entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +64,11 @@ pub struct Entry {
     /// tar stream (the archive holds it); none in a snapshot's index, and
     /// for an incremental archive's entries an older archive holds.
     pub tar_offset: Option<u64>,
+    /// Extended attributes, ACLs and capabilities included (crate::xattrs).
+    pub xattrs: Xattrs,
+    /// The owner's and group's names where the entry was made, when known.
+    pub user: Option<String>,
+    pub group: Option<String>,
 }
 
 impl Entry {
@@ -133,6 +140,12 @@ struct EntryOut<'a> {
     rdev: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tar_offset: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    group: Option<&'a str>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    xattrs: BTreeMap<&'a str, String>,
 }
 
 #[derive(Deserialize)]
@@ -153,6 +166,10 @@ struct EntryIn {
     link_b64: Option<String>,
     rdev: Option<u64>,
     tar_offset: Option<u64>,
+    user: Option<String>,
+    group: Option<String>,
+    #[serde(default)]
+    xattrs: BTreeMap<String, String>,
 }
 
 fn join_text(
@@ -202,6 +219,13 @@ impl Entry {
             link_b64,
             rdev: self.rdev,
             tar_offset: self.tar_offset,
+            user: self.user.as_deref(),
+            group: self.group.as_deref(),
+            xattrs: self
+                .xattrs
+                .iter()
+                .map(|(n, v)| (n.as_str(), B64.encode(v)))
+                .collect(),
         };
         serde_json::to_string(&out).expect("an index entry always serializes")
     }
@@ -221,6 +245,14 @@ impl Entry {
             None => None,
         };
         let sha256 = raw.sha256.map(|s| s.parse::<Sha256Digest>()).transpose()?;
+        let xattrs = raw
+            .xattrs
+            .into_iter()
+            .map(|(n, v)| match B64.decode(&v) {
+                Ok(v) => Ok((n, v)),
+                Err(e) => Err(format!("xattr {n:?} is not base64: {e}")),
+            })
+            .collect::<std::result::Result<Xattrs, String>>()?;
         let entry = Entry {
             path,
             kind: raw.kind,
@@ -234,6 +266,9 @@ impl Entry {
             link,
             rdev: raw.rdev,
             tar_offset: raw.tar_offset,
+            xattrs,
+            user: raw.user,
+            group: raw.group,
         };
         entry.check_fields()?;
         Ok(entry)
@@ -413,6 +448,9 @@ mod tests {
             link: None,
             rdev: None,
             tar_offset: None,
+            xattrs: Default::default(),
+            user: None,
+            group: None,
         }
     }
 

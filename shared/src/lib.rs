@@ -22,12 +22,14 @@ pub mod id;
 pub mod index;
 pub mod jsonl;
 pub mod lock;
+pub mod owners;
 pub mod record;
 pub mod retention;
 pub mod seekable;
 pub mod sign;
 pub mod size;
 pub mod store;
+pub mod xattrs;
 
 pub use error::{Error, Exit, Result};
 

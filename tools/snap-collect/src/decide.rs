@@ -88,6 +88,9 @@ fn base_entry(f: &Found, kind: EntryType) -> Entry {
         link: None,
         rdev: None,
         tar_offset: None,
+        xattrs: Default::default(),
+        user: None,
+        group: None,
     }
 }
 

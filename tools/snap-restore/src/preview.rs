@@ -271,6 +271,9 @@ mod tests {
             link: None,
             rdev: None,
             tar_offset: None,
+            xattrs: Default::default(),
+            user: None,
+            group: None,
         }
     }
 

@@ -836,6 +836,10 @@ pub fn entry_of<R: Read>(
         link: None,
         rdev: None,
         tar_offset: None,
+        // A foreign tar's attributes and owner names are not read yet (issue 33).
+        xattrs: Default::default(),
+        user: None,
+        group: None,
     };
     match kind {
         EntryType::Symlink => e.target = Some(m.link.clone()),
