@@ -559,7 +559,8 @@ mod tests {
 
 /// One difference between two versions of a path, as restic's `diff` marks
 /// them: `+` added, `-` removed, `T` another kind, `M` other content
-/// (size, digest, link target, device), `U` metadata only (mode, owner, mtime).
+/// (size, digest, link target, device), `U` metadata only (mode, owner,
+/// mtime, extended attributes and ACLs).
 pub fn change(a: Option<&Entry>, b: Option<&Entry>) -> Option<&'static str> {
     match (a, b) {
         (None, Some(_)) => Some("+"),
@@ -575,7 +576,8 @@ pub fn change(a: Option<&Entry>, b: Option<&Entry>) -> Option<&'static str> {
             Some("M")
         }
         (Some(a), Some(b))
-            if (a.mode, a.uid, a.gid, a.mtime) != (b.mode, b.uid, b.gid, b.mtime) =>
+            if (a.mode, a.uid, a.gid, a.mtime) != (b.mode, b.uid, b.gid, b.mtime)
+                || a.xattrs != b.xattrs =>
         {
             Some("U")
         }

@@ -15,6 +15,7 @@ use rustix::fs::{FileType, Mode, OFlags, Stat, mkdirat, mknodat, openat, readlin
 
 use snap_shared::error::{Error, Result};
 use snap_shared::index::{Entry, EntryType};
+use snap_shared::xattrs;
 
 use crate::items::{Chunk, Counts, FileJob, GroupJob, Item};
 use crate::meta::{apply_at, mtime_ns, perm_bits};
@@ -48,6 +49,8 @@ pub struct Decider<'a> {
     chunk: Chunk,
     chunk_bytes: u64,
     out: Sender<Chunk>,
+    /// Owner and group names, looked up once per id.
+    names: snap_shared::owners::Names,
 }
 
 /// Opens a folder of the new snapshot, never through a symlink.
@@ -117,6 +120,7 @@ fn same_metadata(prev: &Entry, e: &Entry) -> bool {
         && prev.mode == e.mode
         && prev.uid == e.uid
         && prev.gid == e.gid
+        && prev.xattrs == e.xattrs
         && prev.sha256.is_some()
 }
 
@@ -145,7 +149,39 @@ impl<'a> Decider<'a> {
             },
             chunk_bytes: 0,
             out,
+            names: Default::default(),
         }
+    }
+
+    /// The entry of what the walk found, with its extended attributes (a
+    /// change of them alone is a change, like a chmod) and its owner's and
+    /// group's names. Attributes that cannot be read are an error of the
+    /// run, named, as an unreadable file is.
+    fn entry_of(&mut self, f: &Found, kind: EntryType) -> Entry {
+        let mut e = base_entry(f, kind);
+        e.user = self.names.user(e.uid);
+        e.group = self.names.group(e.gid);
+        match xattrs::read(&xattrs::at(&*f.parent, f.name())) {
+            Ok((found, odd)) => {
+                e.xattrs = found;
+                for name in odd {
+                    self.chunk.counts.errors += 1;
+                    self.ctx.report.error(&format!(
+                        "{}: extended attribute {:?} not kept: its name is not UTF-8",
+                        f.abs.display(),
+                        String::from_utf8_lossy(&name)
+                    ));
+                }
+            }
+            Err(err) => {
+                self.chunk.counts.errors += 1;
+                self.ctx.report.error(&format!(
+                    "{}: its extended attributes cannot be read: {err}",
+                    f.abs.display()
+                ));
+            }
+        }
+        e
     }
 
     /// Walks everything and hands it on; returns how many chunks were sent.
@@ -234,12 +270,16 @@ impl<'a> Decider<'a> {
     fn make_dir(&mut self, f: Found) -> Result<()> {
         let name = f.name();
         let (parent, prev_parent) = self.parents();
-        mkdirat(&**parent, name, Mode::from_raw_mode(0o700))
+        let parent = parent.clone();
+        mkdirat(&*parent, name, Mode::from_raw_mode(0o700))
             .map_err(|e| self.ctx.store_err(&f.rel, e.into()))?;
-        let new = open_dir(&**parent, name).map_err(|e| self.ctx.store_err(&f.rel, e))?;
+        let new = open_dir(&*parent, name).map_err(|e| self.ctx.store_err(&f.rel, e))?;
         let prev = prev_parent.and_then(|p| open_dir_path(&**p, name).ok());
         self.chunk.counts.dirs += 1;
-        let entry = base_entry(&f, EntryType::Dir);
+        let entry = self.entry_of(&f, EntryType::Dir);
+        // At once: a default ACL is inherited by what is made inside.
+        self.ctx
+            .keep_xattrs(&*parent, &f.rel, &entry.xattrs, &mut self.chunk.counts);
         self.open_dirs.push(OpenDir {
             rel: f.rel,
             stat: f.stat,
@@ -263,8 +303,12 @@ impl<'a> Decider<'a> {
             .map_err(io::Error::from)
             .and_then(|()| apply_at(&**parent, f.name(), &f.stat, self.ctx.as_root, true))
             .map_err(|e| self.ctx.store_err(&f.rel, e))?;
-        let mut entry = base_entry(f, EntryType::Symlink);
+        let mut entry = self.entry_of(f, EntryType::Symlink);
         entry.target = Some(target);
+        let (parent, _) = self.parents();
+        let parent = parent.clone();
+        self.ctx
+            .keep_xattrs(&*parent, &f.rel, &entry.xattrs, &mut self.chunk.counts);
         self.push(Item::Done(entry), 0)
     }
 
@@ -284,12 +328,15 @@ impl<'a> Decider<'a> {
             return Ok(());
         }
         let (parent, _) = self.parents();
-        mknodat(&**parent, f.name(), ft, Mode::from_raw_mode(0o600), dev)
+        let parent = parent.clone();
+        mknodat(&*parent, f.name(), ft, Mode::from_raw_mode(0o600), dev)
             .map_err(io::Error::from)
-            .and_then(|()| apply_at(&**parent, f.name(), &f.stat, self.ctx.as_root, false))
+            .and_then(|()| apply_at(&*parent, f.name(), &f.stat, self.ctx.as_root, false))
             .map_err(|e| self.ctx.store_err(&f.rel, e))?;
-        let mut entry = base_entry(f, kind);
+        let mut entry = self.entry_of(f, kind);
         entry.rdev = (kind != EntryType::Fifo).then_some(dev);
+        self.ctx
+            .keep_xattrs(&*parent, &f.rel, &entry.xattrs, &mut self.chunk.counts);
         entry.size = 0;
         self.push(Item::Done(entry), 0)
     }
@@ -297,7 +344,7 @@ impl<'a> Decider<'a> {
     /// A regular file: a job for the workers, or for the committer when it is a
     /// further name of a hard-link group inside the source.
     fn file(&mut self, f: Found) -> Result<()> {
-        let entry = base_entry(&f, EntryType::File);
+        let entry = self.entry_of(&f, EntryType::File);
         let key = (f.stat.st_dev, f.stat.st_ino);
         let mut first_of_group = false;
         if f.stat.st_nlink > 1 {

@@ -47,6 +47,32 @@ impl Ctx<'_> {
         self.report_walk(problem(path, &e), counts);
     }
 
+    /// Gives the store's copy of `rel` (in the open folder `dir`) exactly the
+    /// attributes its entry keeps (removing any it inherited, such as a
+    /// folder's default ACL). One that cannot be set is an error of the run,
+    /// named: the index keeps it, the browsable copy lacks it (a capability
+    /// or `trusted.*` when not root, a label the policy refuses).
+    pub fn keep_xattrs(
+        &self,
+        dir: &impl std::os::fd::AsRawFd,
+        rel: &[u8],
+        wanted: &snap_shared::xattrs::Xattrs,
+        counts: &mut Counts,
+    ) {
+        let at = snap_shared::xattrs::at(dir, OsStr::from_bytes(last_component(rel)));
+        let failed = match snap_shared::xattrs::set_exactly(&at, wanted) {
+            Ok(failed) => failed,
+            Err(e) => vec![("(all)".to_string(), e)],
+        };
+        for (name, e) in failed {
+            counts.errors += 1;
+            self.report.error(&format!(
+                "{}: extended attribute {name} not kept on the store's copy: {e}",
+                self.dst(rel).display()
+            ));
+        }
+    }
+
     /// Shows a walk warning, or shows and counts an error (entries are no problem).
     pub fn report_walk(&self, event: Event, counts: &mut Counts) {
         match event {
@@ -251,6 +277,8 @@ impl Ctx<'_> {
         };
         // The version read is the one kept: its metadata, not the walk's.
         apply_to_fd(&dst, &read_stat, self.as_root).map_err(|e| self.store_err(&entry.path, e))?;
+        // After the owner: a chown clears a capability.
+        self.keep_xattrs(&*job.dst_parent, &entry.path, &entry.xattrs, counts);
         entry.mode = crate::meta::perm_bits(&read_stat);
         entry.mtime = crate::meta::mtime_ns(&read_stat);
         entry.uid = read_stat.st_uid;

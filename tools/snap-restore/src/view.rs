@@ -291,13 +291,29 @@ pub fn show(item: &Item, as_json: bool, out: &mut impl Write) -> Result<()> {
 pub fn diff(a: &Item, b: &Item, dec: &Decrypt, as_json: bool, out: &mut impl Write) -> Result<()> {
     let mut counts = snap_shared::index::ChangeCounts::default();
     let mut open = true;
-    each_change(a, b, dec, |mark, path| {
+    each_changed_entry(a, b, dec, |mark, old, new| {
         counts.add(mark);
+        let path = &new.or(old).expect("a change has an entry").path;
         let shown = String::from_utf8_lossy(path);
+        // Attributes and ACLs are named: a `U` of them alone says nothing else.
+        let attrs: Vec<String> = match (old, new) {
+            (Some(x), Some(y)) => attribute_changes(x, y)
+                .into_iter()
+                .filter(|c| c.starts_with("acl ") || c.starts_with("xattrs "))
+                .collect(),
+            _ => Vec::new(),
+        };
         let line = match as_json {
-            true => json!({"schema": SCHEMA, "kind": "change", "change": mark, "path": shown})
-                .to_string(),
-            false => format!("{mark}    {shown}"),
+            true => {
+                let mut v =
+                    json!({"schema": SCHEMA, "kind": "change", "change": mark, "path": shown});
+                if !attrs.is_empty() {
+                    v["attributes"] = json!(attrs);
+                }
+                v.to_string()
+            }
+            false if attrs.is_empty() => format!("{mark}    {shown}"),
+            false => format!("{mark}    {shown}  ({})", attrs.join("; ")),
         };
         if open {
             open = emit(out, &line)?;
@@ -391,6 +407,29 @@ pub fn attribute_changes(a: &Entry, b: &Entry) -> Vec<String> {
     if a.mtime != b.mtime {
         let t = |ns: i64| chrono::DateTime::from_timestamp_nanos(ns).format("%Y-%m-%d %H:%M:%S");
         out.push(format!("mtime {} → {}", t(a.mtime), t(b.mtime)));
+    }
+    // Attributes by name: ACLs apart, as `getfacl` shows them apart.
+    let is_acl = |n: &String| n.starts_with("system.posix_acl_");
+    let changed = |acl: bool| -> Vec<&String> {
+        let names: std::collections::BTreeSet<&String> =
+            a.xattrs.keys().chain(b.xattrs.keys()).collect();
+        names
+            .into_iter()
+            .filter(|n| is_acl(n) == acl && a.xattrs.get(*n) != b.xattrs.get(*n))
+            .collect()
+    };
+    let acl = changed(true);
+    if !acl.is_empty() {
+        let which: Vec<&str> = acl
+            .iter()
+            .map(|n| n.trim_start_matches("system.posix_acl_"))
+            .collect();
+        out.push(format!("acl {}", which.join(", ")));
+    }
+    let other = changed(false);
+    if !other.is_empty() {
+        let names: Vec<&str> = other.iter().map(|n| n.as_str()).collect();
+        out.push(format!("xattrs {}", names.join(", ")));
     }
     out
 }
