@@ -66,6 +66,10 @@ pub struct Entry {
     pub tar_offset: Option<u64>,
     /// Extended attributes, ACLs and capabilities included (crate::xattrs).
     pub xattrs: Xattrs,
+    /// In a snapshot's index: the source's inode change time (ns), which
+    /// any change of attributes moves, so that the next collect reads them
+    /// again only when it moved.
+    pub ctime: Option<i64>,
     /// The owner's and group's names where the entry was made, when known.
     pub user: Option<String>,
     pub group: Option<String>,
@@ -146,6 +150,8 @@ struct EntryOut<'a> {
     group: Option<&'a str>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     xattrs: BTreeMap<&'a str, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ctime: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -170,6 +176,7 @@ struct EntryIn {
     group: Option<String>,
     #[serde(default)]
     xattrs: BTreeMap<String, String>,
+    ctime: Option<i64>,
 }
 
 fn join_text(
@@ -226,6 +233,7 @@ impl Entry {
                 .iter()
                 .map(|(n, v)| (n.as_str(), B64.encode(v)))
                 .collect(),
+            ctime: self.ctime,
         };
         serde_json::to_string(&out).expect("an index entry always serializes")
     }
@@ -269,6 +277,7 @@ impl Entry {
             xattrs,
             user: raw.user,
             group: raw.group,
+            ctime: raw.ctime,
         };
         entry.check_fields()?;
         Ok(entry)
@@ -451,6 +460,7 @@ mod tests {
             xattrs: Default::default(),
             user: None,
             group: None,
+            ctime: None,
         }
     }
 

@@ -94,6 +94,11 @@ fn base_entry(f: &Found, kind: EntryType) -> Entry {
         xattrs: Default::default(),
         user: None,
         group: None,
+        ctime: Some(
+            st.st_ctime
+                .saturating_mul(1_000_000_000)
+                .saturating_add(st.st_ctime_nsec as i64),
+        ),
     }
 }
 
@@ -161,6 +166,22 @@ impl<'a> Decider<'a> {
         let mut e = base_entry(f, kind);
         e.user = self.names.user(e.uid);
         e.group = self.names.group(e.gid);
+        // Setting or removing an attribute moves the inode's change time: a
+        // previous entry with the same one (recorded clearly before its run
+        // started, as for mtimes) has this entry's attributes, and a
+        // no-change run reads none.
+        let racy_from = self.racy_from;
+        let known = self
+            .prev
+            .as_mut()
+            .and_then(|p| p.find(&f.rel))
+            .filter(|p| p.kind == kind && p.ctime == e.ctime)
+            .filter(|p| p.ctime.is_some_and(|c| c < racy_from))
+            .map(|p| p.xattrs.clone());
+        if let Some(known) = known {
+            e.xattrs = known;
+            return e;
+        }
         match xattrs::read(&xattrs::at(&*f.parent, f.name())) {
             Ok((found, odd)) => {
                 e.xattrs = found;

@@ -173,6 +173,7 @@ mod tests {
             xattrs: Default::default(),
             user: None,
             group: None,
+            ctime: None,
         }
     }
 

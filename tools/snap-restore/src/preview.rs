@@ -274,6 +274,7 @@ mod tests {
             xattrs: Default::default(),
             user: None,
             group: None,
+            ctime: None,
         }
     }
 

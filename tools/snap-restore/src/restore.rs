@@ -840,6 +840,7 @@ pub fn entry_of<R: Read>(
         xattrs: Default::default(),
         user: None,
         group: None,
+        ctime: None,
     };
     match kind {
         EntryType::Symlink => e.target = Some(m.link.clone()),
