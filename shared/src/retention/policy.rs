@@ -15,8 +15,9 @@
 //!   with Go's normalisation (31 March minus 1m is 3 March), as restic does;
 //! - `--keep-within-hourly|daily|weekly|monthly|yearly SPAN` keeps, among the
 //!   snapshots newer than SPAN before the newest, the newest of each
-//!   hour/day/ISO week/month/year (restic 0.13's `bucketsWithin`: no count,
-//!   and no "oldest" rule);
+//!   hour/day/ISO week/month/year (restic's `bucketsWithin`: no count); as
+//!   for the counting rules, the oldest snapshot of all is kept too when it
+//!   is within the span ("oldest yearly within 9999y", as restic 0.17 on);
 //! - `--keep-tag a,b` keeps snapshots that have all of a and b; the flag may be
 //!   repeated (any of the lists);
 //! - a pinned snapshot is kept whatever the rules say, `pinned` first among
@@ -303,9 +304,13 @@ impl Policy {
             }
             for (cutoff, span, period, reason, last) in &mut within {
                 let bucket = period.bucket(snap.time, nr);
-                if snap.time > *cutoff && *last != Some(bucket) {
+                let same = *last == Some(bucket);
+                if snap.time > *cutoff && (!same || oldest) {
                     *last = Some(bucket);
-                    reasons.push(format!("{reason} {span}"));
+                    reasons.push(match same {
+                        true => format!("oldest {reason} {span}"),
+                        false => format!("{reason} {span}"),
+                    });
                 }
             }
             if snap.pinned {
@@ -474,7 +479,16 @@ mod tests {
             "{out}"
         );
         assert_eq!(out.matches("monthly within").count(), 2, "{out}");
-        assert_eq!(out.matches("yearly within").count(), 1, "{out}");
+        // The newest of the year, and the oldest of all, which the 1y span
+        // reaches (restic keeps it as "oldest yearly within 1y").
+        assert_eq!(out.matches("yearly within").count(), 2, "{out}");
+        assert!(
+            out.lines()
+                .next()
+                .unwrap()
+                .ends_with("keep   oldest yearly within 1y"),
+            "{out}"
+        );
         assert_eq!(
             p.to_string(),
             "keep hourly within 12h of the newest and weekly within 14d of the newest and monthly within 1m of the newest and yearly within 1y of the newest"
