@@ -17,7 +17,7 @@
 //!   snapshots newer than SPAN before the newest, the newest of each
 //!   hour/day/ISO week/month/year (restic's `bucketsWithin`: no count); as
 //!   for the counting rules, the oldest snapshot of all is kept too when it
-//!   is within the span ("oldest yearly within 9999y", as restic 0.17 on);
+//!   is within the span ("oldest yearly within 9999y", as restic 0.18 says it);
 //! - `--keep-tag a,b` keeps snapshots that have all of a and b; the flag may be
 //!   repeated (any of the lists);
 //! - a pinned snapshot is kept whatever the rules say, `pinned` first among
