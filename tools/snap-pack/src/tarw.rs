@@ -119,6 +119,15 @@ impl<W: Members> TarWriter<W> {
         h.set_mode(entry.mode);
         h.set_uid(entry.uid.into());
         h.set_gid(entry.gid.into());
+        // Owner names, as GNU tar writes them (and maps them back by name when
+        // it extracts as root). A name longer than the 32-byte field is left
+        // out of the header only: the index keeps it.
+        if let Some(user) = &entry.user {
+            let _ = h.set_username(user);
+        }
+        if let Some(group) = &entry.group {
+            let _ = h.set_groupname(group);
+        }
         // Whole seconds in the header; the index keeps the nanoseconds.
         h.set_mtime(entry.mtime.div_euclid(1_000_000_000).max(0) as u64);
         h.set_size(if entry.kind == EntryType::File {
@@ -229,13 +238,18 @@ mod tests {
         assert_eq!(got[3], (b"t".to_vec(), TarType::Link, Some(long), 0));
     }
 
-    /// Mode, owner and mtime (whole seconds) go into the header.
+    /// Mode, owner (ids and names) and mtime (whole seconds) go into the header.
     #[test]
     fn header_carries_metadata() {
-        let bytes = write(&[(entry(b"f", EntryType::File), b"")]);
+        let mut f = entry(b"f", EntryType::File);
+        f.user = Some("payne".into());
+        f.group = Some("staff".into());
+        let bytes = write(&[(f, b"")]);
         let h = Header::from_byte_slice(&bytes[..512]);
         assert_eq!(h.mode().unwrap(), 0o640);
         assert_eq!(h.uid().unwrap(), 1000);
+        assert_eq!(h.username().unwrap(), Some("payne"));
+        assert_eq!(h.groupname().unwrap(), Some("staff"));
         assert_eq!(h.mtime().unwrap(), 1_700_000_000);
     }
 }
