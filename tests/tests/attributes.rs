@@ -58,7 +58,7 @@ fn tree(w: &World) {
     sh(&["setfacl", "-m", "u:nobody:rw", &p("src/shared/journal")]);
     sh(&["setfacl", "-d", "-m", "g:adm:rx", &p("src/shared")]);
     w.write("src/bin/ping", "not really ping\n");
-    sh(&["setcap", "cap_net_raw+ep", &p("src/bin/ping")]);
+    sh(&["/usr/sbin/setcap", "cap_net_raw+ep", &p("src/bin/ping")]);
     w.write("src/pair/one", "linked\n");
     fs::hard_link(w.path("src/pair/one"), w.path("src/pair/two")).unwrap();
     sh(&[
@@ -101,7 +101,7 @@ fn collect_keeps_every_attribute() {
     let dst = copy.display().to_string();
     let acl = |d: &str| sh(&["getfacl", "-R", "-p", "--absolute-names", d]).replace(d, "X");
     assert_eq!(acl(&src), acl(&dst));
-    let caps = |d: &str| sh(&["getcap", "-r", d]).replace(d, "X");
+    let caps = |d: &str| sh(&["/usr/sbin/getcap", "-r", d]).replace(d, "X");
     assert_eq!(caps(&src), caps(&dst));
     assert!(
         caps(&dst).contains("X/bin/ping cap_net_raw=ep"),

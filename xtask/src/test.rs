@@ -50,6 +50,14 @@ pub const TEST_PROGRAMS: &[(&str, &str)] = &[
     ("script", "bsdutils"),
     // A full disk on the SFTP server (a small tmpfs).
     ("mount", "mount"),
+    // Extended attributes, ACLs and capabilities set and judged
+    // (tests/tests/attributes.rs).
+    ("setfattr", "attr"),
+    ("getfattr", "attr"),
+    ("setfacl", "acl"),
+    ("getfacl", "acl"),
+    ("/usr/sbin/setcap", "libcap2-bin"),
+    ("/usr/sbin/getcap", "libcap2-bin"),
 ];
 
 /// Servers the tests start, with the PyPI package that has each.
