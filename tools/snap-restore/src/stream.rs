@@ -56,6 +56,14 @@ pub struct Opened {
 }
 
 const ZSTD: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
+
+/// Whether a stream starts as zstd: a frame's magic, or a skippable frame's
+/// (`0x184D2A5?` little-endian), which zstd (and so `tar --zstd`) passes
+/// over; seekable archives and other tools put metadata in those.
+fn is_zstd(head: &[u8]) -> bool {
+    head.starts_with(ZSTD)
+        || (head.len() >= 4 && head[0] & 0xf0 == 0x50 && head[1..4] == [0x2a, 0x4d, 0x18])
+}
 const GZIP: &[u8] = &[0x1f, 0x8b];
 const XZ: &[u8] = &[0xfd, b'7', b'z', b'X', b'Z', 0];
 const BZIP2: &[u8] = b"BZh";
@@ -96,7 +104,7 @@ pub fn open_framed(path: &Loc, dec: &Decrypt, layout: Option<Arc<Layout>>) -> Re
         && head.starts_with(ZSTD)
     {
         (Box::new(seeking::whole(layout, plain)), "zstd")
-    } else if head.starts_with(ZSTD) {
+    } else if is_zstd(&head) {
         let d = zstd::Decoder::with_buffer(plain).map_err(|e| corrupt(path, e))?;
         (Box::new(d), "zstd")
     } else if head.starts_with(GZIP) {

@@ -566,6 +566,39 @@ fn foreign_tar_gz_restores() {
     assert_eq!(code(&w.restore(&["verify", "manual.tar.gz"])), 0);
 }
 
+/// A .tar.zst that starts with a zstd skippable frame (metadata some tools
+/// put first) restores as `tar --zstd -xf` extracts it (it was refused as
+/// not a tar).
+#[test]
+fn a_tar_zst_with_a_skippable_frame_first_restores() {
+    let w = World::new();
+    let made = std::process::Command::new("tar")
+        .args(["-cf", "plain.tar", "src"])
+        .current_dir(w.dir.path())
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let tar = fs::read(w.path("plain.tar")).unwrap();
+    let mut bytes = vec![0x5e, 0x2a, 0x4d, 0x18, 5, 0, 0, 0];
+    bytes.extend_from_slice(b"notes");
+    bytes.extend(zstd::encode_all(&tar[..], 3).unwrap());
+    fs::write(w.path("skip.tar.zst"), &bytes).unwrap();
+    fs::create_dir(w.path("gnu")).unwrap();
+    let gnu = std::process::Command::new("tar")
+        .args(["--zstd", "-xf", "../skip.tar.zst"])
+        .current_dir(w.path("gnu"))
+        .output()
+        .unwrap();
+    assert!(
+        gnu.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gnu.stderr)
+    );
+    let out = w.restore(&["restore", "skip.tar.zst", "--to", "r"]);
+    assert_eq!(code(&out), 0, "{}", w.redact(&out.stderr));
+    assert_same_tree_at(&w.path("gnu/src"), &w.path("r/src"), 1_000_000_000);
+}
+
 /// list shows snapshots and archives from the files alone; diff names the changes.
 #[test]
 fn list_and_diff() {
