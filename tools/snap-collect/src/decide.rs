@@ -18,7 +18,7 @@ use snap_shared::index::{Entry, EntryType};
 use snap_shared::xattrs;
 
 use crate::items::{Chunk, Counts, FileJob, GroupJob, Item};
-use crate::meta::{apply_at, mtime_ns, perm_bits};
+use crate::meta::{apply_at, ctime_ns, mtime_ns, perm_bits};
 use crate::prev::Previous;
 use crate::walk::{Event, Found, Walker};
 use crate::work::Ctx;
@@ -94,11 +94,7 @@ fn base_entry(f: &Found, kind: EntryType) -> Entry {
         xattrs: Default::default(),
         user: None,
         group: None,
-        ctime: Some(
-            st.st_ctime
-                .saturating_mul(1_000_000_000)
-                .saturating_add(st.st_ctime_nsec as i64),
-        ),
+        ctime: Some(ctime_ns(st)),
     }
 }
 

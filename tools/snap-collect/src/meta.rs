@@ -38,11 +38,19 @@ pub fn perm_bits(st: &Stat) -> u32 {
     st.st_mode & 0o7777
 }
 
+/// Seconds and nanoseconds as nanoseconds since the epoch.
+fn ns(secs: i64, nsecs: i64) -> i64 {
+    secs.saturating_mul(1_000_000_000).saturating_add(nsecs)
+}
+
 /// Modification time in nanoseconds since the epoch.
 pub fn mtime_ns(st: &Stat) -> i64 {
-    st.st_mtime
-        .saturating_mul(1_000_000_000)
-        .saturating_add(st.st_mtime_nsec as i64)
+    ns(st.st_mtime, st.st_mtime_nsec as i64)
+}
+
+/// Inode change time in nanoseconds since the epoch.
+pub fn ctime_ns(st: &Stat) -> i64 {
+    ns(st.st_ctime, st.st_ctime_nsec as i64)
 }
 
 /// Applies owner (when `as_root`), mode and times to an open file or folder.

@@ -141,10 +141,13 @@ pub fn push(local: &Local, dest: &Dest, opts: &Options, report: &Reporter) -> Re
     // that request goes with the last object's landing check.
     let mut confirmed = false;
     let small_sent = std::thread::scope(|s| -> Result<u64> {
-        let beside = s.spawn(|| {
-            at_once(dest, &small, |o| {
-                let n = send_small(dest, o)?;
-                check_landed(dest, o, verify).map(|()| n)
+        // A thread only when there is something to send beside the rest.
+        let beside = (!small.is_empty()).then(|| {
+            s.spawn(|| {
+                at_once(dest, &small, |o| {
+                    let n = send_small(dest, o)?;
+                    check_landed(dest, o, verify).map(|()| n)
+                })
             })
         });
         let mine = (|| -> Result<()> {
@@ -164,9 +167,10 @@ pub fn push(local: &Local, dest: &Dest, opts: &Options, report: &Reporter) -> Re
             }
             Ok(())
         })();
-        let theirs = beside
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        let theirs = match beside {
+            Some(t) => t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            None => Ok(Vec::new()),
+        };
         mine?;
         Ok(theirs?.iter().sum())
     })?;

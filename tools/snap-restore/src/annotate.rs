@@ -136,15 +136,13 @@ fn edit(
 }
 
 /// What the record VALUE is when it is of a kind that is signed: an
-/// archive's (records written before files carried their kind are told by
-/// their fields), or a blocks disk snapshot's.
+/// archive's, or a blocks disk snapshot's.
 fn signed_kind(v: &Value) -> Option<&'static str> {
     let blocks = v.get("method").and_then(Value::as_str) == Some("blocks");
-    match v.get("kind").and_then(Value::as_str) {
+    match crate::source::kind_of(v) {
         Some("archive") => Some("archive"),
         // A disk snapshot's record file carries no kind.
         Some("disk-snapshot") | None if blocks && v.get("disk").is_some() => Some("disk snapshot"),
-        None if v.get("compression").is_some() => Some("archive"),
         _ => None,
     }
 }

@@ -514,6 +514,17 @@ pub fn read_item(json: &Path) -> Result<Item> {
     read_item_at(Loc::Path(json))
 }
 
+/// A record's kind: its `kind` field, or for records written before files
+/// carried their kind, told by their fields (`snapshot`, `archive`).
+pub fn kind_of(value: &Value) -> Option<&str> {
+    match value.get("kind").and_then(Value::as_str) {
+        Some(k) => Some(k),
+        None if value.get("sources").is_some() => Some("snapshot"),
+        None if value.get("compression").is_some() => Some("archive"),
+        None => None,
+    }
+}
+
 /// Reads a record wherever it is; snapshots are only ever local.
 pub fn read_item_at(at: Loc) -> Result<Item> {
     let bad = |cause: String| Error::data(at.show(), cause);
@@ -522,13 +533,7 @@ pub fn read_item_at(at: Loc) -> Result<Item> {
         serde_json::from_slice(&text).map_err(|e| bad(format!("not a JSON record: {e}")))?;
     let schema = value.get("schema").and_then(Value::as_str).unwrap_or("");
     check_schema(schema).map_err(bad)?;
-    // Records written before files carried their kind: tell them by their fields.
-    let kind = match value.get("kind").and_then(Value::as_str) {
-        Some(k) => Some(k.to_string()),
-        None if value.get("sources").is_some() => Some("snapshot".into()),
-        None if value.get("compression").is_some() => Some("archive".into()),
-        None => None,
-    };
+    let kind = kind_of(&value).map(str::to_string);
     let mut value = value;
     if let Some(obj) = value.as_object_mut() {
         obj.remove("kind");
