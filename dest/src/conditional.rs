@@ -93,12 +93,10 @@ impl Dest {
                         "a conditional update without the version it replaces",
                     ));
                 };
-                match b.put(rel, data, sha256, PutMode::Update(v)) {
+                match b.put(rel, data.clone(), sha256, PutMode::Update(v)) {
                     Ok(r) => Ok(Some(Version::of(r))),
-                    Err(
-                        object_store::Error::Precondition { .. }
-                        | object_store::Error::NotFound { .. },
-                    ) => Ok(None),
+                    Err(object_store::Error::Precondition { .. }) => self.holding(rel, &data),
+                    Err(object_store::Error::NotFound { .. }) => Ok(None),
                     Err(e) => Err(unsupported_or(self, rel, e)),
                 }
             }
@@ -107,6 +105,34 @@ impl Dest {
 }
 
 impl Dest {
+    /// After a conditional write was refused (create-only: something is
+    /// there; update: it is no longer the version replaced): whether the
+    /// bucket's object holds exactly `data`, which only this process writes
+    /// (a lock names its process and the time of each refresh), and its
+    /// version if so. Then an earlier attempt of the same request landed and
+    /// its answer was lost (the client sent it again after a timeout, a 5xx
+    /// or a dropped connection), and the object is this process's own.
+    /// Elsewhere `None`: a folder's, an SFTP server's and an rclone remote's
+    /// writes are not sent twice.
+    pub(crate) fn holding(&self, rel: &str, data: &Bytes) -> Result<Option<Version>> {
+        let Backend::Bucket(b) = &self.backend else {
+            return Ok(None);
+        };
+        let got = b.rt.block_on(async {
+            let r = b.store.get_opts(&b.key(rel), Default::default()).await?;
+            let meta = r.meta.clone();
+            Ok::<_, object_store::Error>((meta, r.bytes().await?))
+        });
+        match got {
+            Ok((meta, body)) if body == *data => Ok(Some(Version(Some(UpdateVersion {
+                e_tag: meta.e_tag,
+                version: meta.version,
+            })))),
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.error(rel, e)),
+        }
+    }
+
     /// Whether `rel` is still the version this process wrote, asked with a
     /// read that changes nothing: a bucket's HEAD with `If-Match` on the
     /// ETag, a folder's `stat` (a lock's name is unique to its process, so

@@ -187,6 +187,12 @@ struct Inner {
     key: String,
     timing: Timing,
     state: Mutex<State>,
+    /// Held across each request about the lock (a refresh, a confirming
+    /// read), from reading the version to recording the answer: the
+    /// refresh thread and a publishing thread must never both send the
+    /// version one of them is about to replace (the second would be
+    /// refused as if another machine had taken the lock).
+    io: Mutex<()>,
     stop: (Mutex<bool>, Condvar),
 }
 
@@ -223,7 +229,11 @@ impl Dest {
         let bytes = Bytes::from(info.to_json());
         let sha = Sha256Digest::of(&bytes).to_hex();
         let mark = self.host.mark();
-        let Some(version) = self.put_new(&key, bytes.clone(), &sha)? else {
+        let version = match self.put_new(&key, bytes.clone(), &sha)? {
+            Some(v) => Some(v),
+            None => self.holding(&key, &bytes)?,
+        };
+        let Some(version) = version else {
             return Err(Error::internal(
                 self.show(&key),
                 "a new lock's name is taken",
@@ -286,6 +296,7 @@ impl Held {
                     confirmed: mark,
                     lost: None,
                 }),
+                io: Mutex::new(()),
                 stop: (Mutex::new(false), Condvar::new()),
             }),
             thread: None,
@@ -432,6 +443,7 @@ impl Fence {
     /// measure, which a read does not renew.
     pub fn confirm(&self) -> Result<()> {
         let inner = &self.0;
+        let io = inner.io.lock().expect("lock io");
         let version = {
             let st = inner.state.lock().expect("lock state");
             if let Some(why) = &st.lost {
@@ -439,7 +451,9 @@ impl Fence {
             }
             st.version.clone()
         };
-        match inner.dest.unchanged(&inner.key, &version) {
+        let asked = inner.dest.unchanged(&inner.key, &version);
+        drop(io);
+        match asked {
             Ok(Some(true)) => return self.check(),
             Ok(Some(false)) => {
                 let why = REMOVED;
@@ -547,6 +561,7 @@ impl Inner {
     /// for [`Held::ensure_live`] to judge by the age of the last success,
     /// and returned for [`Fence::confirm`].
     fn refresh(&self) -> Option<Error> {
+        let _io = self.io.lock().expect("lock io");
         let (mut info, version) = {
             let st = self.state.lock().expect("lock state");
             if st.lost.is_some() {

@@ -376,6 +376,9 @@ pub struct Fault {
     /// A request header (lower case) to drop before passing the request on,
     /// as a service that ignores it would (with `status: None`).
     pub drop_header: Option<&'static str>,
+    /// Pass the request on first, then answer `status` instead of what the
+    /// server said: the request landed and its answer was lost on the way.
+    pub answer_lost: bool,
 }
 
 /// An HTTP proxy in front of a test server that answers chosen requests
@@ -411,6 +414,19 @@ impl FaultProxy {
             sent,
         }
     }
+}
+
+/// A request's head as passed on, without `dropped` and asking the server
+/// to close the connection after its answer.
+fn forwarded(request_line: &str, headers: &[(String, String)], dropped: Option<&str>) -> Vec<u8> {
+    let mut out = format!("{request_line}\r\n");
+    for (k, v) in headers {
+        if k != "connection" && Some(k.as_str()) != dropped {
+            out.push_str(&format!("{k}: {v}\r\n"));
+        }
+    }
+    out.push_str("connection: close\r\n\r\n");
+    out.into_bytes()
 }
 
 /// One request: read it, answer it or pass it on, then close.
@@ -462,6 +478,12 @@ fn relay(
     if let Some(f) = &chosen {
         count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         std::thread::sleep(f.delay);
+        if f.answer_lost {
+            let mut server = TcpStream::connect(("127.0.0.1", upstream))?;
+            server.write_all(&forwarded(&request_line, &headers, None))?;
+            server.write_all(&body)?;
+            std::io::copy(&mut server, &mut std::io::sink())?;
+        }
         if let Some(status) = f.status {
             let body = format!(
                 "<Error><Code>Injected{status}</Code><Message>injected by the test</Message></Error>"
@@ -475,15 +497,8 @@ fn relay(
         }
     }
     let mut server = TcpStream::connect(("127.0.0.1", upstream))?;
-    let mut out = format!("{request_line}\r\n");
     let dropped = chosen.as_ref().and_then(|f| f.drop_header);
-    for (k, v) in &headers {
-        if k != "connection" && Some(k.as_str()) != dropped {
-            out.push_str(&format!("{k}: {v}\r\n"));
-        }
-    }
-    out.push_str("connection: close\r\n\r\n");
-    server.write_all(out.as_bytes())?;
+    server.write_all(&forwarded(&request_line, &headers, dropped))?;
     server.write_all(&body)?;
     // Counted before the client has the bytes, so a count read after the
     // client is done includes them all.

@@ -407,6 +407,7 @@ fn injected_409_412_500_and_slow_listings_lose_nothing() {
         delay: Duration::from_millis(delay_ms),
         times,
         drop_header: None,
+        answer_lost: false,
     };
     let w = World::with_archive(6 << 20);
     let s3 = common::Moto::start();
@@ -483,6 +484,43 @@ fn injected_409_412_500_and_slow_listings_lose_nothing() {
     );
 }
 
+/// A lock's create-only write and one of its refreshes land at the service
+/// but their answers are lost (the proxy answers 500): the client sends each
+/// again, the service refuses the second as the condition no longer holds,
+/// and the push finds the lock holding its own bytes and goes on (before,
+/// it took its lock for another's and gave up, 70, or 75 mid-push).
+#[test]
+fn lost_answers_to_lock_writes_keep_the_lock() {
+    use snap_testkit::{Fault, FaultProxy};
+    let lost = |header| Fault {
+        method: "PUT",
+        contains: "/.snap/locks/",
+        header: Some(header),
+        status: Some(500),
+        delay: Duration::ZERO,
+        times: 1,
+        drop_header: None,
+        answer_lost: true,
+    };
+    let w = World::with_archive(8 << 20);
+    let s3 = common::Moto::start();
+    s3.create_bucket("bkt");
+    let proxy = FaultProxy::start(s3.port, vec![lost("if-none-match"), lost("if-match")]);
+    let mut env = s3.env();
+    env.retain(|(k, _)| k != "AWS_ENDPOINT");
+    env.push((
+        "AWS_ENDPOINT".into(),
+        format!("http://127.0.0.1:{}", proxy.port),
+    ));
+    env.push(("SNAP_LOCK_STALE_SECS".into(), "3".into()));
+    let url = "s3://bkt/snap";
+    let out = w.push_env(&["--all", "--dest", url, "--bwlimit", "2M"], &env);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(proxy.injected.load(std::sync::atomic::Ordering::SeqCst), 2);
+    let verified = w.restore_env(&["--from", url, "verify", "s/latest"], &s3.env());
+    assert_eq!(code(&verified), 0, "{}", stderr(&verified));
+}
+
 /// A service that ignores create-only conditions (a proxy drops
 /// `If-None-Match` before moto sees it) is caught by the check every tool
 /// makes when it takes its lock: exit 69, one line, nothing sent.
@@ -502,6 +540,7 @@ fn a_service_that_ignores_conditions_is_69() {
             delay: Duration::ZERO,
             times: 2,
             drop_header: Some("if-none-match"),
+            answer_lost: false,
         }],
     );
     let mut env = s3.env();

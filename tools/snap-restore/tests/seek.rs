@@ -158,6 +158,7 @@ fn one_file_from_a_bucket_reads_only_its_frames() {
         delay: std::time::Duration::ZERO,
         times: 2,
         drop_header: None,
+        answer_lost: false,
     };
     let proxy = FaultProxy::start(moto.port, vec![busy]);
     let mut w = World::new();
