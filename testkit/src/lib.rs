@@ -7,6 +7,7 @@
 
 pub mod qemu;
 pub mod sshd;
+pub mod tarcraft;
 pub mod timeline;
 pub mod vhdx;
 

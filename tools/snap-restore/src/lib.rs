@@ -22,6 +22,7 @@ pub mod serve;
 pub mod sidecars;
 pub mod source;
 pub mod stream;
+pub mod tarfmt;
 pub mod target;
 pub mod timeline;
 pub mod trust;

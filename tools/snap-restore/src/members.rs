@@ -1,28 +1,36 @@
 //! The members of any tar, as GNU tar extracts them.
 //!
-//! The `tar` crate reads headers, checksums, GNU long names, PAX `path`,
-//! `linkpath`, `size`, `uid` and `gid`, base-256 numbers and old GNU sparse
-//! files (type `S`). What it leaves to its caller lives here, so that every
-//! reader of foreign tars (restore, import, verify) sees the same members:
-//! - PAX global headers (`g`): their records apply to every later member;
-//! - PAX `mtime`, to the nanosecond and before 1970;
-//! - PAX sparse files in the three versions GNU tar writes (0.0, 0.1 and 1.0,
-//!   which is also what bsdtar writes), read as their real content under their
-//!   real name, not as `GNUSparseFile.0/NAME` holding a sparse map;
-//! - the types GNU tar gives to what the crate passes through as it is: a
-//!   regular member whose name ends in `/` is a folder (v7 and old BSD tars),
-//!   `D` (a folder of an incremental dump) is a folder, `V` (a volume label)
-//!   is no file at all, an unknown type is a regular file ("extracted as
-//!   normal file"), and `M` (a multi-volume continuation) and `N` (old GNU
-//!   long names) cannot be restored from this archive alone.
+//! [`crate::tarfmt`] reads the headers and the extension headers before
+//! them. What is decided here, so that every reader of tars (restore,
+//! import, verify, cat) sees the same members:
+//! - PAX `mtime`, to the nanosecond and before 1970, and `uid`, `gid`,
+//!   `uname`, `gname` over the header's;
+//! - sparse files: old GNU (type `S`) and PAX sparse in the three versions
+//!   GNU tar writes (0.0, 0.1 and 1.0, which is also what bsdtar writes),
+//!   read as their real content under their real name, not as
+//!   `GNUSparseFile.0/NAME` holding a sparse map;
+//! - the types GNU tar gives to what a header says: a regular member whose
+//!   name ends in `/` is a folder (v7 and old BSD tars), `D` (a folder of an
+//!   incremental dump) is a folder, `V` (a volume label) is no file at all,
+//!   an unknown type is a regular file ("extracted as normal file"), and `M`
+//!   (a multi-volume continuation) and `N` (old GNU long names) cannot be
+//!   restored from this archive alone;
+//! - extended attributes and ACLs: GNU tar's and star's `SCHILY.xattr.NAME`
+//!   (the value as it is), libarchive's `LIBARCHIVE.xattr.NAME` (the name
+//!   URL-encoded, the value base64), `SCHILY.acl.access` and
+//!   `SCHILY.acl.default` (ACL text), and a Solaris `A` header's POSIX ACL.
 //!
 //! A member's [`Read`] gives its real content: holes of sparse files come as
 //! zeros, which the restore target turns back into holes.
 
-use std::collections::BTreeMap;
 use std::io::{self, Read};
 
+use base64::Engine;
+
 use snap_shared::index::EntryType;
+
+use crate::tarfmt::pax::{self, Records, decimal};
+use crate::tarfmt::{Archive, Data, Raw};
 
 /// What a member is, for a restore.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +55,9 @@ pub struct Member<'a, R: Read + 'a> {
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
+    /// Owner names, where the archive has them.
+    pub user: Vec<u8>,
+    pub group: Vec<u8>,
     /// Nanoseconds since 1970 (tars reach past the year 2262 of an i64).
     pub mtime_ns: i128,
     pub rdev: u64,
@@ -54,12 +65,19 @@ pub struct Member<'a, R: Read + 'a> {
     pub sparse: bool,
     /// An unknown type byte, restored as a regular file.
     pub unknown_type: Option<u8>,
+    /// Extended attributes by name (without the ACLs).
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    /// ACLs in their text form (`user::rw-,group::r--,…`), access and default.
+    pub acl_access: Option<Vec<u8>>,
+    pub acl_default: Option<Vec<u8>>,
+    /// What the archive says that GNU tar warns about and extracts anyway.
+    pub warnings: Vec<String>,
     content: Content<'a, R>,
 }
 
 enum Content<'a, R: Read + 'a> {
-    Plain(tar::Entry<'a, R>),
-    Sparse(Expand<tar::Entry<'a, R>>),
+    Plain(Data<'a, R>),
+    Sparse(Expand<Data<'a, R>>),
 }
 
 impl<R: Read> Read for Member<'_, R> {
@@ -71,90 +89,13 @@ impl<R: Read> Read for Member<'_, R> {
     }
 }
 
-/// PAX records, later ones replacing earlier ones of the same key (except
-/// the repeated pairs of sparse 0.0, kept in order apart).
-#[derive(Default, Clone)]
-struct Records {
-    keys: BTreeMap<Vec<u8>, Vec<u8>>,
-    /// `GNU.sparse.offset` and `GNU.sparse.numbytes` values, in order (sparse 0.0).
-    pairs: Vec<(Vec<u8>, Vec<u8>)>,
-}
-
-impl Records {
-    fn add(&mut self, key: &[u8], value: &[u8]) {
-        if key == b"GNU.sparse.offset" || key == b"GNU.sparse.numbytes" {
-            self.pairs.push((key.to_vec(), value.to_vec()));
-        } else {
-            self.keys.insert(key.to_vec(), value.to_vec());
-        }
-    }
-
-    fn get(&self, key: &str) -> Option<&[u8]> {
-        self.keys.get(key.as_bytes()).map(Vec::as_slice)
-    }
-
-    fn number(&self, key: &str) -> io::Result<Option<u64>> {
-        self.get(key).map(|v| decimal(key, v)).transpose()
-    }
-}
-
 fn bad(what: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what.to_string())
 }
 
-fn decimal(key: &str, v: &[u8]) -> io::Result<u64> {
-    std::str::from_utf8(v)
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-        .ok_or_else(|| bad(format!("PAX record {key} is not a number")))
-}
-
-/// A PAX time (`[-]SECONDS[.FRACTION]`) in nanoseconds.
-fn pax_time(v: &[u8]) -> io::Result<i128> {
-    let s = std::str::from_utf8(v).map_err(|_| bad("PAX mtime is not text"))?;
-    let (neg, s) = match s.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, s),
-    };
-    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
-    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
-    if !digits(secs) || !(frac.is_empty() || digits(frac)) {
-        return Err(bad(format!("PAX mtime {s:?} is not a time")));
-    }
-    let secs: i128 = secs.parse().map_err(|_| bad("PAX mtime is out of range"))?;
-    let nanos: i128 = format!("{:0<9}", &frac[..frac.len().min(9)])
-        .parse()
-        .expect("nine digits");
-    let total = secs
-        .checked_mul(1_000_000_000)
-        .and_then(|ns| ns.checked_add(nanos))
-        .ok_or_else(|| bad("PAX mtime is out of range"))?;
-    Ok(if neg { -total } else { total })
-}
-
-/// A tar stream that remembers whether its last read found the end. The
-/// `tar` crate ends its members both at a zero block (the end-of-archive
-/// marker every writer puts there) and at the end of the stream; only the
-/// second is an archive cut short between two members.
-pub struct Tail<R> {
-    inner: R,
-    at_end: bool,
-}
-
-impl<R: Read> Read for Tail<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.at_end = n == 0 && !buf.is_empty();
-        Ok(n)
-    }
-}
-
 /// A tar over `stream`, to read with [`members`] and end with [`finish`].
-pub fn archive<R: Read>(stream: R) -> tar::Archive<Tail<R>> {
-    tar::Archive::new(Tail {
-        inner: stream,
-        at_end: false,
-    })
+pub fn archive<R: Read>(stream: R) -> Archive<R> {
+    Archive::new(stream)
 }
 
 /// How far past its end-of-archive blocks a tar stream is read. GNU tar
@@ -167,43 +108,26 @@ pub const TRAILING_MAX: u64 = 16 << 20;
 /// (no end-of-archive block: the archive was cut short), else reads the
 /// stream to its end (at most [`TRAILING_MAX`] more bytes), so a compressed
 /// stream's own checksum is checked.
-pub fn finish<R: Read>(archive: tar::Archive<Tail<R>>) -> io::Result<()> {
-    let mut rest = archive.into_inner();
-    if rest.at_end {
+pub fn finish<R: Read>(archive: Archive<R>) -> io::Result<()> {
+    if archive.cut_short() {
         return Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
             "the archive ends without its end-of-archive blocks: it was cut short",
         ));
     }
+    let mut rest = archive.into_inner();
     io::copy(&mut (&mut rest).take(TRAILING_MAX), &mut io::sink())?;
     Ok(())
 }
 
 /// The members of a tar, one at a time.
 pub struct Members<'a, R: Read + 'a> {
-    entries: tar::Entries<'a, R>,
-    globals: Records,
+    archive: &'a Archive<R>,
 }
 
 /// Reads the members of `archive`.
-pub fn members<R: Read>(archive: &mut tar::Archive<R>) -> io::Result<Members<'_, R>> {
-    Ok(Members {
-        entries: archive.entries()?,
-        globals: Records::default(),
-    })
-}
-
-/// PAX headers larger than this are refused rather than held in memory.
-const MAX_PAX: u64 = 16 << 20;
-
-fn records_of<R: Read>(entry: &mut tar::Entry<'_, R>, into: &mut Records) -> io::Result<()> {
-    if let Some(exts) = entry.pax_extensions()? {
-        for ext in exts {
-            let ext = ext?;
-            into.add(ext.key_bytes(), ext.value_bytes());
-        }
-    }
-    Ok(())
+pub fn members<R: Read>(archive: &mut Archive<R>) -> io::Result<Members<'_, R>> {
+    Ok(Members { archive })
 }
 
 impl<'a, R: Read> Iterator for Members<'a, R> {
@@ -211,139 +135,221 @@ impl<'a, R: Read> Iterator for Members<'a, R> {
 
     /// The next member, `None` at the end of the archive.
     fn next(&mut self) -> Option<io::Result<Member<'a, R>>> {
-        loop {
-            let mut entry = match self.entries.next()? {
-                Ok(e) => e,
-                Err(e) => return Some(Err(explain(e))),
-            };
-            if entry.header().entry_type() == tar::EntryType::XGlobalHeader {
-                if entry.size() > MAX_PAX {
-                    return Some(Err(bad("a PAX global header is larger than 16 MiB")));
-                }
-                if let Err(e) = records_of(&mut entry, &mut self.globals) {
-                    return Some(Err(e));
-                }
-                continue;
-            }
-            return Some(self.member(entry));
+        match self.archive.next_raw() {
+            Ok(Some((raw, data))) => Some(member(raw, data)),
+            Ok(None) => None,
+            Err(e) => Some(Err(e)),
         }
     }
 }
 
-impl<'a, R: Read> Members<'a, R> {
-    fn member(&self, mut entry: tar::Entry<'a, R>) -> io::Result<Member<'a, R>> {
-        let mut local = Records::default();
-        records_of(&mut entry, &mut local)?;
-        // A key of the member's own header wins over a global one.
-        let mut pax = self.globals.clone();
-        pax.keys.append(&mut local.keys);
-        if !local.pairs.is_empty() {
-            pax.pairs = local.pairs;
-        }
-        let h = entry.header();
-        let mut path = entry.path_bytes().into_owned();
-        let link = entry
-            .link_name_bytes()
-            .map(|l| l.into_owned())
-            .unwrap_or_default();
-        let (what, unknown_type) = what_of(h.entry_type(), &path);
-        let id = |key: &str, header: io::Result<u64>| -> io::Result<u32> {
-            let v = match pax.number(key)? {
-                Some(v) => v,
-                None => header.unwrap_or(0),
-            };
-            u32::try_from(v).map_err(|_| bad(format!("{key} {v} is out of range")))
-        };
-        let uid = id("uid", h.uid())?;
-        let gid = id("gid", h.gid())?;
-        let mtime_ns = match pax.get("mtime") {
-            Some(v) => pax_time(v)?,
-            // Base-256 times before 1970 read as two's complement.
-            None => h.mtime().unwrap_or(0) as i64 as i128 * 1_000_000_000,
-        };
-        let rdev = rustix::fs::makedev(
-            h.device_major().ok().flatten().unwrap_or(0),
-            h.device_minor().ok().flatten().unwrap_or(0),
-        );
-        let mode = h.mode().unwrap_or(0o644) & 0o7777;
-        let gnu_sparse = h.entry_type() == tar::EntryType::GNUSparse;
-        if let Some(name) = pax.get("GNU.sparse.name") {
-            path = name.to_vec();
-        }
-        let (content, size, sparse) = match sparse_map(&pax)? {
-            Some(form) => {
-                let (expand, real) = expand(entry, form)?;
-                (Content::Sparse(expand), real, true)
+fn member<'a, R: Read>(raw: Raw, data: Data<'a, R>) -> io::Result<Member<'a, R>> {
+    let Raw {
+        header: h,
+        pax,
+        mut name,
+        link,
+        solaris_acl,
+        data_len,
+    } = raw;
+    let (mut what, unknown_type) = what_of(h.kind, &name);
+    let id = |key: &str, header: u64| -> io::Result<u32> {
+        let v = pax.number(key)?.unwrap_or(header);
+        u32::try_from(v).map_err(|_| bad(format!("{key} {v} is out of range")))
+    };
+    let uid = id("uid", h.uid)?;
+    let gid = id("gid", h.gid)?;
+    let mut warnings = Vec::new();
+    let mut no_time = None;
+    let header_time = h.mtime * 1_000_000_000;
+    let mtime_ns = match pax.get("mtime") {
+        Some(v) => match pax::time(v) {
+            Some((t, junk)) => {
+                if junk {
+                    warnings.push(format!(
+                        "its PAX mtime {:?} has bytes after the time; {} is used, as GNU tar does",
+                        String::from_utf8_lossy(v),
+                        seconds(t)
+                    ));
+                }
+                t
             }
             None => {
-                let size = entry.size();
-                (Content::Plain(entry), size, gnu_sparse)
+                no_time = Some(format!(
+                    "has a PAX mtime {:?} that is not a time (GNU tar extracts it with the header's time and fails)",
+                    String::from_utf8_lossy(v)
+                ));
+                header_time
             }
-        };
-        Ok(Member {
-            path,
-            link,
-            what,
-            size,
-            mode,
-            uid,
-            gid,
-            mtime_ns,
-            rdev,
-            sparse,
-            unknown_type,
-            content,
-        })
+        },
+        None => header_time,
+    };
+    if let Some(why) = no_time {
+        what = What::Cannot(why);
     }
+    let device =
+        |key: &str, header: u64| -> io::Result<u64> { Ok(pax.number(key)?.unwrap_or(header)) };
+    let rdev = rustix::fs::makedev(
+        device("SCHILY.devmajor", h.devmajor)? as u32,
+        device("SCHILY.devminor", h.devminor)? as u32,
+    );
+    let owner = |key: &str, header: &[u8]| pax.get(key).unwrap_or(header).to_vec();
+    let user = owner("uname", &h.uname);
+    let group = owner("gname", &h.gname);
+    let (xattrs, mut acl_access, acl_default) = attributes(&pax)?;
+    if let Some(text) = solaris_acl {
+        acl_access = acl_access.or(Some(solaris_posix_acl(&text)?));
+    }
+    if let Some(real) = pax.get("GNU.sparse.name") {
+        name = crate::tarfmt::header::cut(real).to_vec();
+    }
+    let form = match &h.sparse {
+        Some(s) => Some(Form::InRecords {
+            real: s.real,
+            map: s.map.clone(),
+        }),
+        None => sparse_map(&pax)?,
+    };
+    let (content, size, sparse) = match form {
+        Some(form) => {
+            let (expand, real) = expand(data, data_len, form)?;
+            (Content::Sparse(expand), real, true)
+        }
+        None => (Content::Plain(data), data_len, false),
+    };
+    Ok(Member {
+        path: name,
+        link,
+        what,
+        size,
+        mode: h.mode,
+        uid,
+        gid,
+        user,
+        group,
+        mtime_ns,
+        rdev,
+        sparse,
+        unknown_type,
+        xattrs,
+        acl_access,
+        acl_default,
+        warnings,
+        content,
+    })
 }
 
-/// The `tar` crate's words for an archive that stops early, in ours.
-fn explain(e: io::Error) -> io::Error {
-    let text = e.to_string();
-    if e.kind() == io::ErrorKind::UnexpectedEof
-        || text == "failed to read entire block"
-        || text == "unexpected EOF during skip"
-    {
-        return io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "the archive ends inside a member: it was cut short",
-        );
+/// Nanoseconds since 1970 as `SECONDS.FRACTION`.
+fn seconds(ns: i128) -> String {
+    let sign = if ns < 0 { "-" } else { "" };
+    let ns = ns.unsigned_abs();
+    format!("{sign}{}.{:09}", ns / 1_000_000_000, ns % 1_000_000_000)
+}
+
+/// Extended attributes and ACL texts from a member's PAX records.
+#[allow(clippy::type_complexity)]
+fn attributes(
+    pax: &Records,
+) -> io::Result<(Vec<(Vec<u8>, Vec<u8>)>, Option<Vec<u8>>, Option<Vec<u8>>)> {
+    let mut xattrs = Vec::new();
+    for (key, value) in &pax.keys {
+        if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
+            xattrs.push((name.to_vec(), value.clone()));
+        } else if let Some(name) = key.strip_prefix(b"LIBARCHIVE.xattr.") {
+            let name = url_decode(name).ok_or_else(|| {
+                bad(format!(
+                    "PAX record {} has a name that is not URL-encoded",
+                    String::from_utf8_lossy(key)
+                ))
+            })?;
+            let value = LENIENT.decode(value.trim_ascii_end()).map_err(|_| {
+                bad(format!(
+                    "PAX record {} is not base64",
+                    String::from_utf8_lossy(key)
+                ))
+            })?;
+            xattrs.push((name, value));
+        }
     }
-    e
+    // libarchive writes both forms of one attribute: one value per name.
+    xattrs.sort();
+    xattrs.dedup_by(|a, b| a.0 == b.0);
+    let text = |key: &str| pax.get(key).map(<[u8]>::to_vec);
+    Ok((
+        xattrs,
+        text("SCHILY.acl.access"),
+        text("SCHILY.acl.default"),
+    ))
+}
+
+/// Base64 with or without its `=` padding (libarchive writes it without).
+const LENIENT: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
+
+/// `%XX` escapes decoded (libarchive encodes `%`, `=` and bytes outside
+/// printable ASCII in xattr names).
+fn url_decode(s: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'%' {
+            let hex = std::str::from_utf8(s.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(s[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+/// A Solaris `A` header: an octal type (`01000000` and the entry count for
+/// a POSIX ACL), a NUL, then the ACL text. NFSv4 ACLs are not Linux's.
+fn solaris_posix_acl(data: &[u8]) -> io::Result<Vec<u8>> {
+    let malformed = || bad("a Solaris ACL header (type A) is malformed");
+    let nul = data.iter().position(|&b| b == 0).ok_or_else(malformed)?;
+    let kind = std::str::from_utf8(&data[..nul])
+        .ok()
+        .and_then(|t| u64::from_str_radix(t, 8).ok())
+        .ok_or_else(malformed)?;
+    let text = crate::tarfmt::header::cut(&data[nul + 1..]);
+    match kind & !0o777777 {
+        0o1000000 => Ok(text.to_vec()),
+        0o3000000 => Err(bad(
+            "holds a Solaris NFSv4 ACL (type A header), which Linux cannot apply",
+        )),
+        _ => Err(malformed()),
+    }
 }
 
 /// The kind GNU tar extracts a member as.
-fn what_of(t: tar::EntryType, path: &[u8]) -> (What, Option<u8>) {
-    use tar::EntryType as T;
+fn what_of(kind: u8, path: &[u8]) -> (What, Option<u8>) {
     let e = |k| (What::Entry(k), None);
-    match t {
-        T::Regular | T::Continuous if path.ends_with(b"/") => e(EntryType::Dir),
-        T::Regular | T::Continuous | T::GNUSparse => e(EntryType::File),
-        T::Directory => e(EntryType::Dir),
-        T::Symlink => e(EntryType::Symlink),
-        T::Link => e(EntryType::Hardlink),
-        T::Fifo => e(EntryType::Fifo),
-        T::Char => e(EntryType::Char),
-        T::Block => e(EntryType::Block),
-        other => match other.as_byte() {
-            b'D' => e(EntryType::Dir),
-            b'V' => (What::Label, None),
-            b'M' => (
-                What::Cannot(
-                    "continues a file from the previous volume of a multi-volume archive".into(),
-                ),
-                None,
+    match kind {
+        b'0' | b'7' if path.ends_with(b"/") => e(EntryType::Dir),
+        b'0' | b'7' | b'S' => e(EntryType::File),
+        b'5' | b'D' => e(EntryType::Dir),
+        b'2' => e(EntryType::Symlink),
+        b'1' => e(EntryType::Hardlink),
+        b'6' => e(EntryType::Fifo),
+        b'3' => e(EntryType::Char),
+        b'4' => e(EntryType::Block),
+        b'V' => (What::Label, None),
+        b'M' => (
+            What::Cannot(
+                "continues a file from the previous volume of a multi-volume archive".into(),
             ),
-            b'N' => (
-                What::Cannot("holds old GNU long names (type N), which GNU tar refuses too".into()),
-                None,
-            ),
-            b'x' | b'g' | b'L' | b'K' => (
-                What::Cannot("an extension header with no member after it".into()),
-                None,
-            ),
-            byte => (What::Entry(EntryType::File), Some(byte)),
-        },
+            None,
+        ),
+        b'N' => (
+            What::Cannot("holds old GNU long names (type N), which GNU tar refuses too".into()),
+            None,
+        ),
+        byte => (What::Entry(EntryType::File), Some(byte)),
     }
 }
 
@@ -420,11 +426,11 @@ const BLOCK: u64 = 512;
 /// A sparse member's reader: its map read (from the data, for 1.0) and checked
 /// against the stored size. Returns it with the real size.
 fn expand<'a, R: Read>(
-    mut inner: tar::Entry<'a, R>,
+    mut inner: Data<'a, R>,
+    stored: u64,
     form: Form,
-) -> io::Result<(Expand<tar::Entry<'a, R>>, u64)> {
+) -> io::Result<(Expand<Data<'a, R>>, u64)> {
     {
-        let stored = inner.size();
         let (real, map, lead) = match form {
             Form::InRecords { real, map } => (real, map, 0),
             Form::InData { real } => {
@@ -478,7 +484,7 @@ fn map_from_data(r: &mut impl Read, stored: u64) -> io::Result<(Vec<(u64, u64)>,
                 at += nl + 1;
                 return Ok(n);
             }
-            if text.len() as u64 + BLOCK > stored.min(MAX_PAX) {
+            if text.len() as u64 + BLOCK > stored.min(crate::tarfmt::MAX_EXTENSION) {
                 return Err(bad("a PAX sparse 1.0 map is cut off or too large"));
             }
             let mut block = [0u8; BLOCK as usize];
@@ -545,25 +551,6 @@ impl<R: Read> Read for Expand<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// PAX times: fractions to the nanosecond, and before 1970.
-    #[test]
-    fn pax_times() {
-        assert_eq!(
-            pax_time(b"1700000000.123456789").unwrap(),
-            1_700_000_000_123_456_789
-        );
-        assert_eq!(pax_time(b"5.5").unwrap(), 5_500_000_000);
-        assert_eq!(pax_time(b"-1.5").unwrap(), -1_500_000_000);
-        assert_eq!(pax_time(b"7.1234567891").unwrap(), 7_123_456_789);
-        assert!(pax_time(b"1e9").is_err());
-        assert!(pax_time(b"").is_err());
-        assert_eq!(
-            pax_time(b"10413792000").unwrap(),
-            10_413_792_000_000_000_000
-        );
-        assert!(pax_time(b"999999999999999999999999999999999999999").is_err());
-    }
 
     /// A sparse map must lie inside the file, in order, and hold what is stored.
     #[test]

@@ -387,14 +387,14 @@ impl<'a> Restorer<'a> {
             false => Some(Cursor::new(open_index(&own_index, self.dec)?)?),
         };
         let opened = stream::open_framed(&data, self.dec, layout)?;
-        let mut archive = tar::Archive::new(opened.tar);
-        let entries = archive.entries().map_err(|e| corrupt(&data, e))?;
+        let mut archive = archive(opened.tar);
+        let entries = members(&mut archive).map_err(|e| corrupt(&data, e))?;
         for entry in entries {
             let mut entry = entry.map_err(|e| corrupt(&data, e))?;
-            if entry.header().entry_type() != tar::EntryType::Regular {
+            if entry.what != What::Entry(EntryType::File) {
                 continue;
             }
-            let path = entry.path_bytes().into_owned();
+            let path = std::mem::take(&mut entry.path);
             let in_fin = fin.seek(&path, |_| {})?;
             // A member the archive's own index does not list is damage, as
             // in verify: the index is not this archive's, or the tar is not.
@@ -683,6 +683,11 @@ impl<'a> Restorer<'a> {
                     show(&rel),
                     t as char
                 ));
+            }
+            if self.select.wants(&rel) {
+                for w in &m.warnings {
+                    self.report.warn(&format!("{}: {w}", show(&rel)));
+                }
             }
             match e.kind {
                 EntryType::Dir => match self.target.dir(&rel) {

@@ -338,15 +338,15 @@ pub fn with_member<T>(
     path: &[u8],
     read: impl FnOnce(&mut dyn Read) -> T,
 ) -> io::Result<T> {
-    let mut tar = tar::Archive::new(stream);
-    let mut members = tar.entries()?;
+    let mut tar = crate::members::archive(stream);
+    let mut members = crate::members::members(&mut tar)?;
     let mut member = members.next().unwrap_or_else(|| {
         Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
             "the archive ends where its index puts it",
         ))
     })?;
-    if *member.path_bytes() != *path {
+    if member.path != path {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "the index places it where the archive holds another member",

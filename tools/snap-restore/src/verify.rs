@@ -308,22 +308,22 @@ impl<'a> Verifier<'a> {
         let layout = crate::seeking::of_item(item, self.dec)?.map(|s| s.layout);
         let opened = stream::open_framed(&data, self.dec, layout)?;
         let tap = opened.tap.clone();
-        let mut archive = tar::Archive::new(opened.tar);
+        let mut archive = archive(opened.tar);
         let mut missing = Vec::new();
         let mut note_missing = |e: &Entry| {
             if full && e.kind == EntryType::File {
                 missing.push(e.display_path().into_owned());
             }
         };
-        for entry in archive.entries().map_err(|e| corrupt(&data, e))? {
+        for entry in members(&mut archive).map_err(|e| corrupt(&data, e))? {
             let mut entry = entry.map_err(|e| corrupt(&data, e))?;
-            if entry.header().entry_type() != tar::EntryType::Regular {
+            if entry.what != What::Entry(EntryType::File) {
                 continue;
             }
-            let path = entry.path_bytes().into_owned();
+            let path = std::mem::take(&mut entry.path);
             let shown = String::from_utf8_lossy(&path).into_owned();
             let expected = cursor.seek(&path, &mut note_missing)?;
-            let size = entry.size();
+            let size = entry.size;
             let got = copy_hashed(&mut entry, &mut io::sink(), size, &mut self.buf)
                 .map_err(|e| corrupt(&data, e))?;
             match expected {

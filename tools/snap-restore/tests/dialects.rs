@@ -671,7 +671,7 @@ fn multi_volume_parts_exit_65_naming_the_file() {
     ]);
     assert_eq!(code(&first), 65, "{}", stderr(&first));
     assert!(
-        stderr(&first).contains("big.bin: the data ended early"),
+        stderr(&first).contains("big.bin: the archive ends inside a member: it was cut short"),
         "{}",
         stderr(&first)
     );

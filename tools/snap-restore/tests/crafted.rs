@@ -1,0 +1,272 @@
+//! Hand-made archives of the kinds other projects' test suites hold
+//! (libarchive's and Go's archive/tar's): each is extracted by GNU tar and
+//! restored by snap, and the two trees must be the same; where GNU tar
+//! fails, snap refuses with the reason and its exit code.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use assert_cmd::cargo::CommandCargoExt;
+use snap_testkit::tarcraft::{Head, Tar, record};
+use snap_testkit::{code, stderr};
+
+/// What a restored name holds, as compared: kind, content or link
+/// target, mode and mtime in nanoseconds.
+type Tree = BTreeMap<Vec<u8>, (char, Vec<u8>, u32, i128)>;
+
+fn walk(root: &Path) -> Tree {
+    let mut out = Tree::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            let m = fs::symlink_metadata(&p).unwrap();
+            let (kind, content) = if m.is_dir() {
+                stack.push(p.clone());
+                ('d', vec![])
+            } else if m.is_symlink() {
+                (
+                    'l',
+                    fs::read_link(&p).unwrap().as_os_str().as_bytes().to_vec(),
+                )
+            } else {
+                ('f', fs::read(&p).unwrap())
+            };
+            let rel = p
+                .strip_prefix(root)
+                .unwrap()
+                .as_os_str()
+                .as_bytes()
+                .to_vec();
+            let mtime = i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec());
+            let mtime = if kind == 'd' { 0 } else { mtime };
+            out.insert(rel, (kind, content, m.mode() & 0o7777, mtime));
+        }
+    }
+    out
+}
+
+fn show(t: &Tree) -> String {
+    t.iter()
+        .map(|(k, v)| {
+            format!(
+                "{} {} {:?} {:o} {}\n",
+                v.0,
+                String::from_utf8_lossy(k),
+                String::from_utf8_lossy(&v.1),
+                v.2,
+                v.3
+            )
+        })
+        .collect()
+}
+
+struct Case {
+    name: &'static str,
+    bytes: Vec<u8>,
+    /// `None`: GNU tar extracts it and snap restores the same tree.
+    /// `Some((exit, words))`: GNU tar fails, and snap exits so, saying so.
+    refused: Option<(i32, &'static str)>,
+}
+
+fn same(name: &'static str, bytes: Vec<u8>) -> Case {
+    Case {
+        name,
+        bytes,
+        refused: None,
+    }
+}
+
+fn cases() -> Vec<Case> {
+    let long_a = [b"first-".as_slice(), &[b'a'; 120]].concat();
+    let long_b = [b"second-".as_slice(), &[b'b'; 120]].concat();
+    let mut name_a = long_a.clone();
+    name_a.push(0);
+    let mut name_b = long_b.clone();
+    name_b.push(0);
+    vec![
+        // libarchive's test_compat_tar_directory: an old tar's folder has
+        // size 1; its size is no data, so the next member is kept.
+        same(
+            "folder-with-a-size",
+            Tar::new()
+                .member(Head::file(b"dir/", 1).kind(b'5'), b"")
+                .file(b"dir/a.txt", b"abc")
+                .end(),
+        ),
+        // An old-style hard link with a size and no data after it.
+        same(
+            "hard-link-with-a-size",
+            Tar::new()
+                .file(b"a.txt", b"abc")
+                .member(Head::file(b"b.txt", 3).kind(b'1').link(b"a.txt"), b"")
+                .file(b"c.txt", b"hi")
+                .end(),
+        ),
+        // Two GNU long names for one member: the last one wins.
+        same(
+            "repeated-long-names",
+            Tar::new()
+                .long(b'L', &name_a)
+                .long(b'L', &name_b)
+                .file(b"short", b"hi")
+                .end(),
+        ),
+        // Two PAX headers for one member: the later record wins.
+        same(
+            "repeated-pax-headers",
+            Tar::new()
+                .pax(b'x', &record("path", b"one.txt"))
+                .pax(b'x', &record("path", b"two.txt"))
+                .member(Head::file(b"short", 2).posix(), b"hi")
+                .end(),
+        ),
+        // A PAX path with no member after it before the end: nothing to make.
+        same(
+            "trailing-pax-path",
+            Tar::new()
+                .member(Head::file(b"a.txt", 2).posix(), b"hi")
+                .pax(b'x', &record("path", b"ghost.txt"))
+                .end(),
+        ),
+        // A PAX mtime with bytes after the time: GNU tar takes the time.
+        same(
+            "pax-time-with-junk",
+            Tar::new()
+                .pax(b'x', &record("mtime", b"1234.5x"))
+                .member(Head::file(b"t.txt", 2).posix(), b"hi")
+                .end(),
+        ),
+        // A size field led by a NUL (a writer whose previous field overflowed).
+        same(
+            "size-led-by-nul",
+            Tar::new()
+                .member(
+                    Head::file(b"n.txt", 2).size_field(b"\x000000000002\0"),
+                    b"hi",
+                )
+                .end(),
+        ),
+        // Go's gnu-long-nul.tar: a long name is cut at its first NUL.
+        same(
+            "long-name-cut-at-nul",
+            Tar::new()
+                .long(b'L', b"cut.txt\0junk")
+                .file(b"whatever", b"hi")
+                .end(),
+        ),
+        // Go's pax-nul-path.tar: a PAX path is cut at its first NUL too.
+        same(
+            "pax-path-cut-at-nul",
+            Tar::new()
+                .pax(b'x', &record("path", b"p.txt\0junk"))
+                .member(Head::file(b"whatever", 2).posix(), b"hi")
+                .end(),
+        ),
+        // A PAX record holding newlines, read by its length.
+        same(
+            "pax-value-with-newlines",
+            Tar::new()
+                .pax(b'x', &record("comment", b"one\ntwo\n3 x=y\n"))
+                .member(Head::file(b"c.txt", 2).posix(), b"hi")
+                .end(),
+        ),
+        // A PAX record without `=`: GNU tar and bsdtar both fail.
+        Case {
+            name: "pax-record-without-equals",
+            bytes: Tar::new()
+                .pax(b'x', b"21 SCHILY.xattr.user\n")
+                .member(Head::file(b"x.txt", 2).posix(), b"hi")
+                .end(),
+            refused: Some((65, "a PAX record has no '='")),
+        },
+        // A PAX mtime that is no time at all: GNU tar fails.
+        Case {
+            name: "pax-time-not-a-time",
+            bytes: Tar::new()
+                .pax(b'x', &record("mtime", b"abc"))
+                .member(Head::file(b"t.txt", 2).posix(), b"hi")
+                .end(),
+            refused: Some((
+                65,
+                "t.txt: not restored: it has a PAX mtime \"abc\" that is not a time",
+            )),
+        },
+    ]
+}
+
+fn gnu_tar(archive: &Path, to: &Path) -> Output {
+    fs::create_dir_all(to).unwrap();
+    Command::new("tar")
+        .args(["-xf"])
+        .arg(archive)
+        .args(["--numeric-owner", "-C"])
+        .arg(to)
+        .output()
+        .unwrap()
+}
+
+fn snap(dir: &Path, archive: &Path, to: &Path) -> Output {
+    Command::cargo_bin("snap-restore")
+        .unwrap()
+        .env_clear()
+        .env("HOME", dir.join("home"))
+        .arg("--store")
+        .arg(dir.join("store"))
+        .args(["-q", "restore"])
+        .arg(archive)
+        .arg("--to")
+        .arg(to)
+        .output()
+        .unwrap()
+}
+
+/// Each hand-made archive GNU tar extracts restores as the same tree, and
+/// each one GNU tar fails on is refused with its reason.
+#[test]
+fn odd_archives_restore_as_gnu_tar_extracts_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut problems = Vec::new();
+    for c in cases() {
+        let archive = dir.path().join(format!("{}.tar", c.name));
+        fs::write(&archive, &c.bytes).unwrap();
+        let reference = dir.path().join(format!("{}-gnu", c.name));
+        let ours = dir.path().join(format!("{}-snap", c.name));
+        let gnu = gnu_tar(&archive, &reference);
+        let out = snap(dir.path(), &archive, &ours);
+        match c.refused {
+            None => {
+                if code(&gnu) != 0 {
+                    problems.push(format!("{}: GNU tar fails: {}", c.name, stderr(&gnu)));
+                } else if code(&out) != 0 {
+                    problems.push(format!("{}: exit {}: {}", c.name, code(&out), stderr(&out)));
+                } else if walk(&reference) != walk(&ours) {
+                    problems.push(format!(
+                        "{}: GNU tar made\n{}snap made\n{}",
+                        c.name,
+                        show(&walk(&reference)),
+                        show(&walk(&ours))
+                    ));
+                }
+            }
+            Some((exit, words)) => {
+                if code(&gnu) == 0 {
+                    problems.push(format!("{}: GNU tar extracts it", c.name));
+                }
+                if code(&out) != exit || !stderr(&out).contains(words) {
+                    problems.push(format!(
+                        "{}: exit {} (want {exit}, saying {words:?}): {}",
+                        c.name,
+                        code(&out),
+                        stderr(&out)
+                    ));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+}
