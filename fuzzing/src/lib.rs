@@ -76,6 +76,8 @@ pub fn restore(data: &[u8]) {
         let to = dir.path().join(format!("out{n}"));
         let name = tar.to_string_lossy().into_owned();
         let req = snap_restore::restore::Request {
+            policy: Default::default(),
+            numeric_owner: false,
             name: &name,
             to: &to,
             paths: &[],

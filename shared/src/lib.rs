@@ -5,6 +5,7 @@
 //! publication, and the errors with their exit codes. No clap and no printing
 //! here: tools decide how to talk to people.
 
+pub mod acl;
 pub mod archive;
 pub mod blockdiff;
 pub mod blockmap;

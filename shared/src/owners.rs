@@ -11,6 +11,8 @@ use std::collections::HashMap;
 pub struct Names {
     users: HashMap<u32, Option<String>>,
     groups: HashMap<u32, Option<String>>,
+    uids: HashMap<String, Option<u32>>,
+    gids: HashMap<String, Option<u32>>,
 }
 
 impl Names {
@@ -39,6 +41,26 @@ impl Names {
             })
             .clone()
     }
+
+    /// The uid of user `name` here, when there is one.
+    pub fn uid(&mut self, name: &str) -> Option<u32> {
+        *self.uids.entry(name.to_string()).or_insert_with(|| {
+            nix::unistd::User::from_name(name)
+                .ok()
+                .flatten()
+                .map(|u| u.uid.as_raw())
+        })
+    }
+
+    /// The gid of group `name` here, when there is one.
+    pub fn gid(&mut self, name: &str) -> Option<u32> {
+        *self.gids.entry(name.to_string()).or_insert_with(|| {
+            nix::unistd::Group::from_name(name)
+                .ok()
+                .flatten()
+                .map(|g| g.gid.as_raw())
+        })
+    }
 }
 
 #[cfg(test)]
@@ -53,5 +75,8 @@ mod tests {
         assert_eq!(n.group(0).as_deref(), Some("root"));
         assert_eq!(n.user(3_999_999_999), None);
         assert_eq!(n.group(3_999_999_999), None);
+        assert_eq!(n.uid("root"), Some(0));
+        assert_eq!(n.gid("root"), Some(0));
+        assert_eq!(n.uid("no-such-user-here"), None);
     }
 }

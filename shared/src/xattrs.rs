@@ -121,11 +121,40 @@ fn value(path: &Path, name: &[u8]) -> io::Result<Option<Vec<u8>>> {
 /// set, the capability last. Each one that cannot be set or removed comes
 /// back with its error, for the caller to name.
 pub fn set_exactly(path: &Path, wanted: &Xattrs) -> io::Result<Vec<(String, io::Error)>> {
-    let mut failed = Vec::new();
+    apply(path, wanted, true, &|_| true).map(|a| a.failed)
+}
+
+/// What [`apply`] did.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// Whether any attribute was set or removed.
+    pub changed: bool,
+    /// Those that could not be, with why.
+    pub failed: Vec<(String, io::Error)>,
+}
+
+/// Gives `path` the attributes `wanted`, the capability last, touching only
+/// names `manages` accepts. With `exact`, those it has and `wanted` lacks
+/// are removed too (a restore from snap's own index, whose entries list
+/// every attribute), except an SELinux label, which the machine's policy
+/// gives and a source without labels says nothing about.
+pub fn apply(
+    path: &Path,
+    wanted: &Xattrs,
+    exact: bool,
+    manages: &dyn Fn(&str) -> bool,
+) -> io::Result<Applied> {
+    let mut done = Applied::default();
     let (have, _) = read(path)?;
-    for name in have.keys().filter(|n| !wanted.contains_key(*n)) {
-        if let Err(e) = rustix::fs::lremovexattr(path, name.as_str()) {
-            failed.push((name.clone(), e.into()));
+    if exact {
+        for name in have.keys().filter(|n| !wanted.contains_key(*n)) {
+            if !manages(name) || name == "security.selinux" {
+                continue;
+            }
+            match rustix::fs::lremovexattr(path, name.as_str()) {
+                Ok(()) => done.changed = true,
+                Err(e) => done.failed.push((name.clone(), e.into())),
+            }
         }
     }
     // The capability last: setting another attribute never clears it, but
@@ -135,14 +164,15 @@ pub fn set_exactly(path: &Path, wanted: &Xattrs) -> io::Result<Vec<(String, io::
         .filter(|(n, _)| n.as_str() != CAPABILITY)
         .chain(wanted.get_key_value(CAPABILITY));
     for (name, value) in order {
-        if have.get(name) == Some(value) {
+        if have.get(name) == Some(value) || !manages(name) {
             continue;
         }
-        if let Err(e) = rustix::fs::lsetxattr(path, name.as_str(), value, XattrFlags::empty()) {
-            failed.push((name.clone(), e.into()));
+        match rustix::fs::lsetxattr(path, name.as_str(), value, XattrFlags::empty()) {
+            Ok(()) => done.changed = true,
+            Err(e) => done.failed.push((name.clone(), e.into())),
         }
     }
-    Ok(failed)
+    Ok(done)
 }
 
 /// The path through which a file in an open folder is reached by the

@@ -105,6 +105,7 @@ pub fn import(store: &Store, req: &Request, report: &Reporter) -> Result<Archive
             entries,
             bytes: file_bytes,
             left_out,
+            attributes_left_out,
         } = read_entries(&temps[0], dec, report)?;
         let index_sha = write_index(&temps[1], &entries, req.index_encrypt.filter(|_| encrypted))?;
         let sums = archive::sums_text(&[(sha, &data), (index_sha, &index)]);
@@ -128,6 +129,9 @@ pub fn import(store: &Store, req: &Request, report: &Reporter) -> Result<Archive
         }
         if left_out > 0 {
             extra.insert("left_out".into(), json!(left_out));
+        }
+        if attributes_left_out > 0 {
+            extra.insert("attributes_left_out".into(), json!(attributes_left_out));
         }
         extra.insert("index_sha256".into(), json!(index_sha.to_hex()));
         let record = ArchiveRecord {
@@ -198,6 +202,8 @@ struct Scanned {
     bytes: u64,
     /// Members that could not go into the index (each named on stderr).
     left_out: u64,
+    /// Attributes of members that could not be kept (named on stderr).
+    attributes_left_out: u64,
 }
 
 /// Reads every member of the tar into index entries, sorted.
@@ -208,7 +214,9 @@ fn read_entries(path: &Path, dec: &Decrypt, report: &Reporter) -> Result<Scanned
         entries: Vec::new(),
         bytes: 0,
         left_out: 0,
+        attributes_left_out: 0,
     };
+    let mut owners = crate::owners::Owners::new(false);
     let mut stripped = false;
     let mut buf = vec![0; 1 << 20];
     for member in members(&mut tar).map_err(|e| corrupt(path, e))? {
@@ -244,6 +252,12 @@ fn read_entries(path: &Path, dec: &Decrypt, report: &Reporter) -> Result<Scanned
             }
             Err(_) => unreachable!("entry_of only refuses escapes and what cannot be made"),
         };
+        let (xattrs, problems) = crate::attrs::of_member(&member, &mut owners);
+        e.xattrs = xattrs.unwrap_or_default();
+        for p in problems {
+            out.attributes_left_out += 1;
+            report.error(&format!("{}: {p}", String::from_utf8_lossy(&raw)));
+        }
         if e.kind == EntryType::File {
             let size = e.size;
             e.sha256 = Some(

@@ -7,6 +7,7 @@
 //! `verified` / `restored` records on stdout and talk to people on stderr.
 
 pub mod annotate;
+pub mod attrs;
 pub mod cat;
 pub mod damage;
 pub mod disk;
@@ -15,6 +16,7 @@ pub mod import;
 pub mod indexes;
 pub mod loc;
 pub mod members;
+pub mod owners;
 pub mod preview;
 pub mod restore;
 pub mod seeking;
@@ -265,6 +267,15 @@ pub enum Command {
         /// Write nothing: list what the restore would create, replace, refuse, or give its attributes again
         #[arg(short = 'n', long)]
         dry_run: bool,
+        /// Set no extended attributes (user.*, trusted.*, security.*, capabilities); ACLs still are
+        #[arg(long)]
+        no_xattrs: bool,
+        /// Set no POSIX ACLs
+        #[arg(long)]
+        no_acls: bool,
+        /// Give entries the recorded uid and gid, not the ids their owner and group names have here
+        #[arg(long)]
+        numeric_owner: bool,
     },
 }
 
@@ -491,16 +502,23 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
                     .and_then(|v| v.as_u64())
                     .unwrap_or(0)
             ));
-            let left_out = record.extra.get("left_out").and_then(|v| v.as_u64());
+            let count = |key: &str| record.extra.get(key).and_then(|v| v.as_u64());
+            let (left_out, attrs) = (count("left_out"), count("attributes_left_out"));
             RecordWriter::new(stdout).write(&Record::Archive(record))?;
-            match left_out {
-                Some(n) => Err(Error::data(
+            match (left_out, attrs) {
+                (Some(n), _) => Err(Error::data(
                     path.display().to_string(),
                     format!(
                         "{n} member(s) left out of the index (named above); a restore of it names them again"
                     ),
                 )),
-                None => Ok(Exit::Ok),
+                (None, Some(n)) => Err(Error::data(
+                    path.display().to_string(),
+                    format!(
+                        "{n} attribute(s) of members left out of the index (named above); a restore of it names them again"
+                    ),
+                )),
+                (None, None) => Ok(Exit::Ok),
             }
         }
         Command::Cat {
@@ -524,6 +542,9 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
             overwrite,
             archive,
             dry_run,
+            no_xattrs,
+            no_acls,
+            numeric_owner,
         } => {
             let dec = decryption(g)?;
             if *dry_run {
@@ -545,6 +566,11 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
                 overwrite: *overwrite,
                 archive: *archive,
                 trust: &trust,
+                policy: attrs::Policy {
+                    xattrs: !*no_xattrs,
+                    acls: !*no_acls,
+                },
+                numeric_owner: *numeric_owner,
             };
             let (exit, rec) = restore::run(&source, &req, &dec, report, None)?;
             RecordWriter::new(stdout).write(&Record::Restored(rec))?;

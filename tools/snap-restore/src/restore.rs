@@ -89,6 +89,8 @@ pub struct Restorer<'a> {
     pub total: Option<u64>,
     /// Files named as not restored, so none is named twice.
     failed: std::collections::HashSet<Vec<u8>>,
+    /// Owners by name, or by number (`--numeric-owner`).
+    pub owners: crate::owners::Owners,
 }
 
 /// Files and bytes written so far, readable from another thread while a restore runs.
@@ -122,15 +124,6 @@ fn ends_the_run(e: &std::io::Error) -> bool {
         || code == Some(Errno::IO.raw_os_error())
 }
 
-fn meta_of(e: &Entry) -> Meta {
-    Meta {
-        mode: e.mode,
-        uid: e.uid,
-        gid: e.gid,
-        mtime_ns: e.mtime as i128,
-    }
-}
-
 fn show(path: &[u8]) -> String {
     String::from_utf8_lossy(path).into_owned()
 }
@@ -157,6 +150,22 @@ impl<'a> Restorer<'a> {
             label: String::new(),
             total: None,
             failed: Default::default(),
+            owners: crate::owners::Owners::new(false),
+        }
+    }
+
+    /// The metadata an index entry gives: ids by the owner's names here,
+    /// exactly its attributes.
+    fn meta_of(&mut self, e: &Entry) -> Meta {
+        let (uid, gid) = self
+            .owners
+            .ids(e.uid, e.gid, e.user.as_deref(), e.group.as_deref());
+        Meta {
+            mode: e.mode,
+            uid,
+            gid,
+            mtime_ns: e.mtime as i128,
+            attrs: crate::attrs::Attrs::Exactly(std::sync::Arc::new(e.xattrs.clone())),
         }
     }
 
@@ -262,6 +271,7 @@ impl<'a> Restorer<'a> {
                 snap_shared::error::io_cause(&e)
             }
             Refused::Source(e) | Refused::Io(e) => snap_shared::error::io_cause(&e),
+            Refused::Attribute(why) => why,
         };
         self.report.error(&format!("{}: {why}", show(path)));
     }
@@ -293,7 +303,8 @@ impl<'a> Restorer<'a> {
                     self.refused(&e.path, r);
                     continue;
                 }
-                dirs.push((e.path.clone(), meta_of(&e)));
+                let meta = self.meta_of(&e);
+                dirs.push((e.path.clone(), meta));
             }
             if !wanted {
                 // The first name of a chosen hard link's group: its content.
@@ -315,7 +326,8 @@ impl<'a> Restorer<'a> {
                 (EntryType::File, Some((fd, path))) => self.file_from_tree(fd, path, &e, &e.path),
                 (EntryType::File, None) => expected += 1,
                 _ => {
-                    if let Some(r) = self.make_other(&e, &meta_of(&e)) {
+                    let meta = self.meta_of(&e);
+                    if let Some(r) = self.make_other(&e, &meta) {
                         self.count_settled();
                         self.count(&e.path, r, 0);
                     }
@@ -494,14 +506,15 @@ impl<'a> Restorer<'a> {
         reads_end_run: bool,
     ) -> Result<()> {
         if self.writers.is_none() {
-            let w = Writers::start(&self.target.path, self.target.overwrites(), WRITERS)
+            let w = Writers::start(&self.target, WRITERS)
                 .map_err(|e| Error::io(&self.target.path, e))?;
             self.writers = Some(w);
         }
+        let meta = self.meta_of(f);
         let writers = self.writers.as_ref().expect("started above");
         let job = |data| Job {
             path: path.to_vec(),
-            meta: meta_of(f),
+            meta: meta.clone(),
             sha: f.sha256,
             size: f.size,
             data,
@@ -576,9 +589,10 @@ impl<'a> Restorer<'a> {
             }
         };
         let mut src = File::from(src);
+        let meta = self.meta_of(e);
         let result = self.target.file(
             dest,
-            &meta_of(e),
+            &meta,
             e.size,
             e.sha256.as_ref(),
             &mut src,
@@ -627,6 +641,8 @@ impl<'a> Restorer<'a> {
                 self.refused(&path, r);
             }
         }
+        // Attributes of folders that could not be set.
+        self.count_settled();
     }
 
     fn check_selection(&mut self) -> Result<()> {
@@ -673,10 +689,20 @@ impl<'a> Restorer<'a> {
                     continue;
                 }
             };
+            let (xattrs, problems) = crate::attrs::of_member(&m, &mut self.owners);
             let meta = Meta {
                 mtime_ns: m.mtime_ns,
-                ..meta_of(&e)
+                attrs: match xattrs {
+                    Some(x) => crate::attrs::Attrs::Adding(std::sync::Arc::new(x)),
+                    None => crate::attrs::Attrs::Unknown,
+                },
+                ..self.meta_of(&e)
             };
+            if self.select.wants(&rel) {
+                for p in problems {
+                    self.refused(&rel, Refused::Attribute(p));
+                }
+            }
             if let (Some(t), true) = (m.unknown_type, self.select.wants(&rel)) {
                 self.report.warn(&format!(
                     "{}: unknown tar type {:?}, restored as a regular file (as GNU tar does)",
@@ -841,10 +867,15 @@ pub fn entry_of<R: Read>(
         link: None,
         rdev: None,
         tar_offset: None,
-        // A foreign tar's attributes and owner names are not read yet (issue 33).
+        // Set by the caller (crate::attrs::of_member), which reports what
+        // cannot be kept.
         xattrs: Default::default(),
-        user: None,
-        group: None,
+        user: (!m.user.is_empty())
+            .then(|| String::from_utf8(m.user.clone()).ok())
+            .flatten(),
+        group: (!m.group.is_empty())
+            .then(|| String::from_utf8(m.group.clone()).ok())
+            .flatten(),
         ctime: None,
     };
     match kind {
@@ -901,6 +932,10 @@ pub struct Request<'a> {
     pub archive: bool,
     /// Whose archives are read.
     pub trust: &'a crate::trust::Trust,
+    /// Which attributes are set (`--no-xattrs`, `--no-acls`).
+    pub policy: crate::attrs::Policy,
+    /// `--numeric-owner`: ids as recorded, not by name.
+    pub numeric_owner: bool,
 }
 
 /// Restores a snapshot or archive by name: the `restore` command, and the
@@ -933,12 +968,14 @@ pub fn run(
     if let Some(index) = item.index().filter(|_| !item.is_imported()) {
         select.adopt_orphan_links(&index, dec)?;
     }
-    let target = Target::open(req.to, req.overwrite)
+    let mut target = Target::open(req.to, req.overwrite)
         .map_err(|e| Error::io(req.to, e).with_exit(Exit::CantCreate))?;
+    target.set_policy(req.policy);
     // Two restores into one folder would rename each other's files into
     // place; the second one waits for nothing and says who is there.
     let _lock = snap_shared::lock::FolderLock::acquire(&target.path, "restoring into")?;
     let mut r = Restorer::new(target, &select, dec, report);
+    r.owners = crate::owners::Owners::new(req.numeric_owner);
     r.watch = watch;
     r.label = item.name();
     if req.paths.is_empty() {

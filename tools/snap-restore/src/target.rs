@@ -41,17 +41,20 @@ use sha2::{Digest, Sha256};
 
 use snap_shared::hash::Sha256Digest;
 
+use crate::attrs::{Attrs, Policy};
 use crate::holes::Holes;
 use snap_shared::index::check_relative_path;
 
 /// Metadata to give a restored entry.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Meta {
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
     /// Nanoseconds since 1970; wider than an index's i64, for tars of years past 2262.
     pub mtime_ns: i128,
+    /// Extended attributes and ACLs.
+    pub attrs: Attrs,
 }
 
 /// What happened to one entry.
@@ -80,6 +83,9 @@ pub enum Refused {
     Cannot(String),
     /// Reading the content failed: the archive is damaged or cut short.
     Source(io::Error),
+    /// The entry is there, but an attribute of it could not be set (the
+    /// line says which and why).
+    Attribute(String),
     Io(io::Error),
 }
 
@@ -123,6 +129,10 @@ pub struct Target {
     overwrite: bool,
     /// Set owners (only root may).
     owners: bool,
+    /// Which attributes are set.
+    policy: Policy,
+    /// Attributes that could not be set, by path, for the caller to report.
+    attr_failures: Vec<(Vec<u8>, String)>,
     /// The folders of the last walk, outermost first, kept open: entries come
     /// in path order, so the next walk mostly starts where this one ended.
     open: Vec<(Vec<u8>, Rc<OwnedFd>)>,
@@ -191,6 +201,8 @@ impl Target {
             path: std::path::absolute(dir).unwrap_or(dir.to_path_buf()),
             overwrite,
             owners: rustix::process::geteuid().is_root(),
+            policy: Policy::default(),
+            attr_failures: Vec::new(),
             open: Vec::new(),
             staged: Vec::new(),
             staged_paths: HashSet::new(),
@@ -244,7 +256,16 @@ impl Target {
             .map_or(self.root.clone(), |(_, fd)| fd.clone()))
     }
 
-    fn apply(&self, fd: impl AsFd, meta: &Meta) -> io::Result<()> {
+    /// Owner, attributes, mode and times of an open entry (`name` in `dir`):
+    /// the mode after the ACLs, which a removed inherited ACL leaves wrong.
+    fn apply(
+        &mut self,
+        dir: &OwnedFd,
+        name: &[u8],
+        rel: &[u8],
+        fd: impl AsFd,
+        meta: &Meta,
+    ) -> io::Result<()> {
         if self.owners {
             fchown(
                 &fd,
@@ -252,7 +273,10 @@ impl Target {
                 Some(Gid::from_raw(meta.gid)),
             )?;
         }
-        fchmod(&fd, Mode::from_raw_mode(meta.mode & 0o7777))?;
+        let mode = Mode::from_raw_mode(meta.mode & 0o7777);
+        if !self.attributes(dir, name, rel, meta, &|| Ok(fchmod(&fd, mode)?))? {
+            fchmod(&fd, mode)?;
+        }
         futimens(&fd, &timestamps(meta.mtime_ns))?;
         Ok(())
     }
@@ -308,13 +332,51 @@ impl Target {
         // Naming a file inside would change the folder's mtime again.
         self.flush();
         let dir = self.parent(rel, false)?;
+        let name = name_of(rel);
         let fd = openat(
             &*dir,
-            os(name_of(rel)),
+            os(name),
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
-        Ok(self.apply(fd, meta)?)
+        Ok(self.apply(&dir, name, rel, fd, meta)?)
+    }
+
+    /// Which attributes this run sets (`--no-xattrs`, `--no-acls`).
+    pub fn set_policy(&mut self, policy: Policy) {
+        self.policy = policy;
+    }
+
+    pub fn policy(&self) -> Policy {
+        self.policy
+    }
+
+    /// Gives `name` in `dir` (the entry `rel`) its attributes, setting its
+    /// mode with `chmod` where they need it; whether it did. The mode goes
+    /// before an access ACL, which then sets the group bits from its mask
+    /// (bsdtar's headers hold the owning group's bits, not the mask's), and
+    /// again after an inherited ACL was removed, which leaves them at its
+    /// mask. What could not be set is kept for the caller.
+    fn attributes(
+        &mut self,
+        dir: &OwnedFd,
+        name: &[u8],
+        rel: &[u8],
+        meta: &Meta,
+        chmod: &dyn Fn() -> io::Result<()>,
+    ) -> io::Result<bool> {
+        let access = crate::attrs::wants_access_acl(&meta.attrs, self.policy);
+        if access {
+            chmod()?;
+        }
+        let (changed, failed) = crate::attrs::set_at(dir, name, &meta.attrs, self.policy)?;
+        self.attr_failures
+            .extend(failed.into_iter().map(|f| (rel.to_vec(), f)));
+        if changed && !access {
+            chmod()?;
+            return Ok(true);
+        }
+        Ok(access)
     }
 
     /// Whether `--overwrite` was given.
@@ -394,13 +456,13 @@ impl Target {
             let _ = renameat_with(&*dir, os(&tmp), &*dir, os(&damaged), RenameFlags::empty());
             return Err(Refused::Mismatch { got: digest });
         }
-        self.apply_new(&file, meta)?;
+        self.apply_new(&file, &dir, &tmp, rel, meta)?;
         drop(file);
         self.staged.push(Staged {
             rel: rel.to_vec(),
             size,
             digest,
-            meta: *meta,
+            meta: meta.clone(),
         });
         self.staged_paths.insert(rel.to_vec());
         self.staged_bytes += size;
@@ -434,9 +496,16 @@ impl Target {
         }
     }
 
-    /// Outcomes of the files flushed since the last call.
+    /// Outcomes of the files flushed since the last call, and the
+    /// attributes of any entry that could not be set.
     pub fn settled(&mut self) -> Vec<Settled> {
-        std::mem::take(&mut self.settled)
+        let mut out = std::mem::take(&mut self.settled);
+        out.extend(self.attr_failures.drain(..).map(|(path, why)| Settled {
+            path,
+            bytes: 0,
+            result: Err(Refused::Attribute(why)),
+        }));
+        out
     }
 
     /// Flushes first when `rel` is staged: what comes next at that name
@@ -454,7 +523,7 @@ impl Target {
         match self.publish(&dir, &temp_of(name), name) {
             // Something is there already: the same content is a rerun's work, done.
             Err(Refused::Exists) if self.same_file(&dir, name, s.size, &s.digest)? => {
-                Ok(self.repair(&dir, name, &s.meta, Some(s.meta.mode))?)
+                Ok(self.repair(&dir, name, &s.rel, &s.meta, Some(s.meta.mode))?)
             }
             Err(e) => Err(e),
             Ok(()) => Ok(Outcome::Written),
@@ -476,23 +545,35 @@ impl Target {
         }
     }
 
-    /// Metadata for a file this run created with its final mode: owner only when
-    /// it differs from ours (and then the mode again: chown clears set-id bits),
+    /// Metadata for a file this run created with its final mode (`tmp` in
+    /// `dir`): owner only when it differs from ours, then its attributes,
+    /// then the mode again when either changed it (chown clears set-id
+    /// bits; removing an inherited ACL leaves the group bits at its mask),
     /// and times.
-    fn apply_new(&self, fd: impl AsFd, meta: &Meta) -> io::Result<()> {
+    fn apply_new(
+        &mut self,
+        fd: impl AsFd,
+        dir: &OwnedFd,
+        tmp: &[u8],
+        rel: &[u8],
+        meta: &Meta,
+    ) -> io::Result<()> {
         let (uid, gid) = (
             rustix::process::geteuid().as_raw(),
             rustix::process::getegid().as_raw(),
         );
+        let mut chmod = false;
         if self.owners && (meta.uid, meta.gid) != (uid, gid) {
             fchown(
                 &fd,
                 Some(Uid::from_raw(meta.uid)),
                 Some(Gid::from_raw(meta.gid)),
             )?;
-            if meta.mode & 0o6000 != 0 {
-                fchmod(&fd, Mode::from_raw_mode(meta.mode & 0o7777))?;
-            }
+            chmod = meta.mode & 0o6000 != 0;
+        }
+        let mode = Mode::from_raw_mode(meta.mode & 0o7777);
+        if !self.attributes(dir, tmp, rel, meta, &|| Ok(fchmod(&fd, mode)?))? && chmod {
+            fchmod(&fd, mode)?;
         }
         futimens(&fd, &timestamps(meta.mtime_ns))?;
         Ok(())
@@ -506,12 +587,12 @@ impl Target {
         if let Ok(existing) = readlinkat(&*dir, os(name), Vec::new())
             && existing.as_bytes() == target
         {
-            return Ok(self.repair(&dir, name, meta, None)?);
+            return Ok(self.repair(&dir, name, rel, meta, None)?);
         }
         let tmp = temp_of(name);
         let _ = unlinkat(&*dir, os(&tmp), AtFlags::empty());
         symlinkat(os(target), &*dir, os(&tmp))?;
-        self.owner_and_times_at(&dir, &tmp, meta, None)?;
+        self.owner_and_times_at(&dir, &tmp, rel, meta, None)?;
         self.publish(&dir, &tmp, name)?;
         Ok(Outcome::Written)
     }
@@ -520,9 +601,10 @@ impl Target {
     /// mode (when given) and mtime set again where they differ from `meta`,
     /// as rsync -a and restic do; the bytes are not touched.
     fn repair(
-        &self,
+        &mut self,
         dir: &OwnedFd,
         name: &[u8],
+        rel: &[u8],
         meta: &Meta,
         mode: Option<u32>,
     ) -> io::Result<Outcome> {
@@ -530,20 +612,22 @@ impl Target {
         let want = timestamps(meta.mtime_ns).last_modification;
         let same = (st.st_mtime as i64, st.st_mtime_nsec as i64) == (want.tv_sec, want.tv_nsec)
             && mode.is_none_or(|m| st.st_mode & 0o7777 == m & 0o7777)
-            && (!self.owners || (st.st_uid, st.st_gid) == (meta.uid, meta.gid));
+            && (!self.owners || (st.st_uid, st.st_gid) == (meta.uid, meta.gid))
+            && crate::attrs::same_at(dir, name, &meta.attrs, self.policy)?;
         if same {
             return Ok(Outcome::AlreadyThere);
         }
-        self.owner_and_times_at(dir, name, meta, mode)?;
+        self.owner_and_times_at(dir, name, rel, meta, mode)?;
         Ok(Outcome::Repaired)
     }
 
-    /// Owner (as root), mode (when given: symlinks have none) and times of a
-    /// name in an open folder, not following a symlink.
+    /// Owner (as root), attributes, mode (when given: symlinks have none)
+    /// and times of a name in an open folder, not following a symlink.
     fn owner_and_times_at(
-        &self,
+        &mut self,
         dir: &OwnedFd,
         name: &[u8],
+        rel: &[u8],
         meta: &Meta,
         mode: Option<u32>,
     ) -> io::Result<()> {
@@ -551,13 +635,15 @@ impl Target {
             let (u, g) = (Uid::from_raw(meta.uid), Gid::from_raw(meta.gid));
             rustix::fs::chownat(dir, os(name), Some(u), Some(g), AtFlags::SYMLINK_NOFOLLOW)?;
         }
-        if let Some(mode) = mode {
-            rustix::fs::chmodat(
-                dir,
-                os(name),
-                Mode::from_raw_mode(mode & 0o7777),
-                AtFlags::empty(),
-            )?;
+        let chmod = || -> io::Result<()> {
+            if let Some(mode) = mode {
+                let mode = Mode::from_raw_mode(mode & 0o7777);
+                rustix::fs::chmodat(dir, os(name), mode, AtFlags::empty())?;
+            }
+            Ok(())
+        };
+        if !self.attributes(dir, name, rel, meta, &chmod)? {
+            chmod()?;
         }
         utimensat(
             dir,
@@ -599,12 +685,12 @@ impl Target {
             && FileType::from_raw_mode(st.st_mode) == kind
             && (kind == FileType::Fifo || st.st_rdev == rdev)
         {
-            return Ok(self.repair(&dir, name, meta, Some(meta.mode))?);
+            return Ok(self.repair(&dir, name, rel, meta, Some(meta.mode))?);
         }
         let tmp = temp_of(name);
         let _ = unlinkat(&*dir, os(&tmp), AtFlags::empty());
         mknodat(&*dir, os(&tmp), kind, Mode::from_raw_mode(0o600), rdev)?;
-        self.owner_and_times_at(&dir, &tmp, meta, Some(meta.mode))?;
+        self.owner_and_times_at(&dir, &tmp, rel, meta, Some(meta.mode))?;
         self.publish(&dir, &tmp, name)?;
         Ok(Outcome::Written)
     }
@@ -701,6 +787,7 @@ mod tests {
             uid: 0,
             gid: 0,
             mtime_ns: 0,
+            attrs: Default::default(),
         }
     }
 

@@ -13,7 +13,6 @@
 //! stays bounded: at most `QUEUE` files of at most `SMALL` bytes, plus
 //! `CHUNKS` chunks of a large file, wait.
 
-use std::path::Path;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
@@ -75,8 +74,9 @@ pub struct Writers {
 }
 
 impl Writers {
-    /// Starts `n` writers into `dir`.
-    pub fn start(dir: &Path, overwrite: bool, n: usize) -> std::io::Result<Writers> {
+    /// Starts `n` writers into `like`'s folder, with its rules.
+    pub fn start(like: &Target, n: usize) -> std::io::Result<Writers> {
+        let (dir, overwrite, policy) = (&like.path, like.overwrites(), like.policy());
         let (jobs, queue) = bounded::<Job>(QUEUE);
         let (report, done) = unbounded();
         let mut handles = Vec::new();
@@ -89,6 +89,7 @@ impl Writers {
                 let Ok(mut target) = Target::open(&dir, overwrite) else {
                     return;
                 };
+                target.set_policy(policy);
                 let mut buf = vec![0u8; 1 << 20];
                 for job in queue {
                     let size = job.size;

@@ -241,6 +241,8 @@ pub(super) async fn start(State(s): State<Arc<Shared>>, Form(f): Form<RestoreFor
         let _one = s2.restoring.lock().unwrap_or_else(|e| e.into_inner());
         let report = Reporter::capturing(crate::TOOL, job.lines.clone());
         let req = crate::restore::Request {
+            policy: Default::default(),
+            numeric_owner: false,
             name: &f.name,
             to: &to,
             paths: &f.paths(),

@@ -1,0 +1,166 @@
+//! Extended attributes and ACLs of restored entries: what the source says
+//! of them, which ones a run sets (`--no-xattrs`, `--no-acls`, as GNU tar's
+//! flags), and the words for one that could not be set.
+//!
+//! snap's own sources (a tree snapshot, snap's archives through their
+//! index) list every attribute an entry had, so the restored entry gets
+//! exactly those: one inherited from the target folder's default ACL is
+//! removed, as `rsync -A` does. A foreign tar's records are set beside what
+//! the entry gets, as GNU tar `--xattrs --acls` sets them. An attribute that
+//! cannot be set (`trusted.*` or a capability without root, a filesystem
+//! that keeps none) is never dropped in silence: the caller reports it and
+//! the run ends non-zero.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::Arc;
+
+use snap_shared::xattrs::{self, ACL_ACCESS, ACL_DEFAULT, Xattrs};
+
+/// What the source says of an entry's attributes.
+#[derive(Debug, Clone, Default)]
+pub enum Attrs {
+    /// Nothing: the entry keeps what it gets where it is made.
+    #[default]
+    Unknown,
+    /// Exactly these: others are removed.
+    Exactly(Arc<Xattrs>),
+    /// These, beside what the entry gets.
+    Adding(Arc<Xattrs>),
+}
+
+/// Which attributes a run sets.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    pub xattrs: bool,
+    pub acls: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy {
+            xattrs: true,
+            acls: true,
+        }
+    }
+}
+
+impl Policy {
+    fn manages(&self, name: &str) -> bool {
+        match name == ACL_ACCESS || name == ACL_DEFAULT {
+            true => self.acls,
+            false => self.xattrs,
+        }
+    }
+}
+
+/// Why an attribute could not be set, in a user's words.
+fn why(e: &io::Error) -> String {
+    use rustix::io::Errno;
+    match Errno::from_io_error(e) {
+        Some(Errno::OPNOTSUPP) => {
+            "the filesystem there keeps no such attributes (--no-xattrs / --no-acls to restore without them)".into()
+        }
+        Some(Errno::PERM | Errno::ACCESS) => {
+            "not permitted (trusted.* attributes and capabilities need root; --no-xattrs to restore without them)".into()
+        }
+        _ => e.to_string(),
+    }
+}
+
+/// Whether `attrs` gives an access ACL that this run sets.
+pub fn wants_access_acl(attrs: &Attrs, policy: Policy) -> bool {
+    match attrs {
+        Attrs::Unknown => false,
+        Attrs::Exactly(x) | Attrs::Adding(x) => policy.acls && x.contains_key(ACL_ACCESS),
+    }
+}
+
+/// Gives `name` in `dir` the attributes `attrs` says, the capability last.
+/// Returns whether anything changed and a line for each attribute that
+/// could not be set or removed.
+pub fn set_at(
+    dir: &OwnedFd,
+    name: &[u8],
+    attrs: &Attrs,
+    policy: Policy,
+) -> io::Result<(bool, Vec<String>)> {
+    let (wanted, exact) = match attrs {
+        Attrs::Unknown => return Ok((false, Vec::new())),
+        Attrs::Exactly(x) => (x, true),
+        Attrs::Adding(x) => (x, false),
+    };
+    let path = xattrs::at(dir, std::ffi::OsStr::from_bytes(name));
+    let applied = xattrs::apply(&path, wanted, exact, &|n| policy.manages(n))?;
+    let failed = applied
+        .failed
+        .iter()
+        .map(|(n, e)| format!("attribute {n} not set: {}", why(e)))
+        .collect();
+    Ok((applied.changed, failed))
+}
+
+/// Whether `name` in `dir` already has the attributes `attrs` says (for a
+/// rerun, which leaves an entry that is right alone).
+pub fn same_at(dir: &OwnedFd, name: &[u8], attrs: &Attrs, policy: Policy) -> io::Result<bool> {
+    let (wanted, exact) = match attrs {
+        Attrs::Unknown => return Ok(true),
+        Attrs::Exactly(x) => (x, true),
+        Attrs::Adding(x) => (x, false),
+    };
+    let path = xattrs::at(dir, std::ffi::OsStr::from_bytes(name));
+    let (have, _) = xattrs::read(&path)?;
+    let managed = |x: &Xattrs| -> Xattrs {
+        x.iter()
+            .filter(|(n, _)| policy.manages(n) && n.as_str() != "security.selinux")
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect()
+    };
+    let (have, wanted) = (managed(&have), managed(wanted));
+    Ok(match exact {
+        true => have == wanted,
+        false => wanted.iter().all(|(n, v)| have.get(n) == Some(v)),
+    })
+}
+
+/// The attributes a tar member carries, in the form snap keeps and sets
+/// (ACL texts as the kernel's binary values, their names resolved here):
+/// `None` when it carries none. Each one that cannot be kept (a name that
+/// is not UTF-8, an ACL naming someone with no account here) comes back as
+/// a line, for the caller to report.
+pub fn of_member<R: std::io::Read>(
+    m: &crate::members::Member<'_, R>,
+    owners: &mut crate::owners::Owners,
+) -> (Option<Xattrs>, Vec<String>) {
+    let mut out = Xattrs::new();
+    let mut problems = Vec::new();
+    for (name, value) in &m.xattrs {
+        match String::from_utf8(name.clone()) {
+            Ok(n) => {
+                out.insert(n, value.clone());
+            }
+            Err(_) => problems.push(format!(
+                "attribute {} not set: its name is not UTF-8",
+                String::from_utf8_lossy(name)
+            )),
+        }
+    }
+    for (text, name) in [(&m.acl_access, ACL_ACCESS), (&m.acl_default, ACL_DEFAULT)] {
+        let Some(text) = text else { continue };
+        let value = snap_shared::acl::from_text(text, &mut |who, n| match who {
+            snap_shared::acl::Who::User => owners.uid_of(n),
+            snap_shared::acl::Who::Group => owners.gid_of(n),
+        });
+        // Kept apart from the binary value GNU tar also writes: the text's
+        // names are what maps to this machine's ids.
+        match value {
+            Ok(v) => {
+                out.insert(name.to_string(), v);
+            }
+            Err(why) => problems.push(format!("attribute {name} not set: {why}")),
+        }
+    }
+    let carried = !m.xattrs.is_empty() || m.acl_access.is_some() || m.acl_default.is_some();
+    (carried.then_some(out), problems)
+}
