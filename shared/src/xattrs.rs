@@ -121,7 +121,7 @@ fn value(path: &Path, name: &[u8]) -> io::Result<Option<Vec<u8>>> {
 /// set, the capability last. Each one that cannot be set or removed comes
 /// back with its error, for the caller to name.
 pub fn set_exactly(path: &Path, wanted: &Xattrs) -> io::Result<Vec<(String, io::Error)>> {
-    apply(path, wanted, true, &|_| true).map(|a| a.failed)
+    apply(path, wanted, &|_| true, &|_| true).map(|a| a.failed)
 }
 
 /// What [`apply`] did.
@@ -134,27 +134,26 @@ pub struct Applied {
 }
 
 /// Gives `path` the attributes `wanted`, the capability last, touching only
-/// names `manages` accepts. With `exact`, those it has and `wanted` lacks
-/// are removed too (a restore from snap's own index, whose entries list
-/// every attribute), except an SELinux label, which the machine's policy
-/// gives and a source without labels says nothing about.
+/// names `manages` accepts. Those it has and `wanted` lacks are removed
+/// where `remove` says (a restore from snap's own index, whose entries list
+/// every attribute, removes all; one from a tar, only ACLs), except an
+/// SELinux label, which the machine's policy gives and a source without
+/// labels says nothing about.
 pub fn apply(
     path: &Path,
     wanted: &Xattrs,
-    exact: bool,
+    remove: &dyn Fn(&str) -> bool,
     manages: &dyn Fn(&str) -> bool,
 ) -> io::Result<Applied> {
     let mut done = Applied::default();
     let (have, _) = read(path)?;
-    if exact {
-        for name in have.keys().filter(|n| !wanted.contains_key(*n)) {
-            if !manages(name) || name == "security.selinux" {
-                continue;
-            }
-            match rustix::fs::lremovexattr(path, name.as_str()) {
-                Ok(()) => done.changed = true,
-                Err(e) => done.failed.push((name.clone(), e.into())),
-            }
+    for name in have.keys().filter(|n| !wanted.contains_key(*n)) {
+        if !manages(name) || !remove(name) || name == "security.selinux" {
+            continue;
+        }
+        match rustix::fs::lremovexattr(path, name.as_str()) {
+            Ok(()) => done.changed = true,
+            Err(e) => done.failed.push((name.clone(), e.into())),
         }
     }
     // The capability last: setting another attribute never clears it, but

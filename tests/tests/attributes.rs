@@ -188,3 +188,241 @@ fn an_attribute_change_alone_is_a_change() {
         "{lines:?}"
     );
 }
+
+/// The archive's data file of a pack's record.
+fn archive_of(w: &World) -> std::path::PathBuf {
+    let out = w.pack(&[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let rec = records(&out).pop().expect("an archive record");
+    Path::new(rec["path"].as_str().unwrap()).to_path_buf()
+}
+
+/// getfacl, getcap and getfattr of what is inside a tree (the top folder
+/// is the restore's target, the user's own), with its root shown as X.
+fn judged(dir: &Path) -> String {
+    let d = dir.display().to_string();
+    let acl = sh(&["getfacl", "-R", "-p", "--absolute-names", &d]);
+    let caps = sh(&["/usr/sbin/getcap", "-r", &d]);
+    let attrs = sh(&[
+        "getfattr",
+        "-R",
+        "-d",
+        "-m",
+        "-",
+        "-e",
+        "hex",
+        "--absolute-names",
+        &d,
+    ]);
+    format!("{acl}\n{caps}\n{attrs}")
+        .replace(&d, "X")
+        .split("\n\n")
+        .filter(|block| !block.starts_with("# file: X\n"))
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
+/// A restore from the store's tree and one from the archive are the tree
+/// itself, as rsync -aHAX, getfacl, getcap and getfattr judge it, with a
+/// default ACL on the target folder (which restored entries inherit, and
+/// which a restore removes where the source had none).
+#[test]
+fn a_restore_is_the_tree() {
+    let w = World::new();
+    tree(&w);
+    let snap = w.collect_ok(&[]);
+    archive_of(&w);
+    let id = snap["id"].as_str().unwrap();
+    for (how, name, extra) in [
+        ("tree", format!("s/{id}"), None),
+        ("archive", format!("s/{id}"), Some("--archive")),
+    ] {
+        let to = w.path(&format!("to-{how}"));
+        fs::create_dir(&to).unwrap();
+        sh(&[
+            "setfacl",
+            "-d",
+            "-m",
+            "u:daemon:rwx",
+            &to.display().to_string(),
+        ]);
+        let mut args = vec!["restore", name.as_str(), "--to", to.to_str().unwrap()];
+        args.extend(extra);
+        let out = w.restore(&args);
+        assert_eq!(code(&out), 0, "{how}: {}", stderr(&out));
+        let restored = to.join(w.inside("src"));
+        assert_eq!(rsync_changes(&w.path("src"), &restored), "", "{how}");
+        assert_eq!(judged(&w.path("src")), judged(&restored), "{how}");
+    }
+}
+
+/// GNU tar `--xattrs --xattrs-include='*' --acls` and bsdtar extract snap's
+/// archive with every attribute, as rsync -aHAX, getfacl, getcap and
+/// getfattr judge them.
+#[test]
+fn gnu_tar_and_bsdtar_extract_the_archive_whole() {
+    let w = World::new();
+    tree(&w);
+    w.collect_ok(&[]);
+    let archive = archive_of(&w);
+    let tar = w.path("plain.tar");
+    let unzstd = Command::new("zstd")
+        .args(["-d", "-q", "-f", "-o"])
+        .arg(&tar)
+        .arg(&archive)
+        .output()
+        .unwrap();
+    assert!(unzstd.status.success(), "{}", stderr(&unzstd));
+    let tar = tar.display().to_string();
+    for (tool, args) in [
+        (
+            "tar",
+            vec![
+                "--xattrs",
+                "--xattrs-include=*",
+                "--acls",
+                "-xpf",
+                &tar,
+                "-C",
+            ],
+        ),
+        ("bsdtar", vec!["-xpf", &tar, "-C"]),
+    ] {
+        let to = w.path(&format!("by-{tool}"));
+        fs::create_dir(&to).unwrap();
+        let mut cmd = Command::new(tool);
+        cmd.args(&args).arg(&to);
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{tool}: {}", stderr(&out));
+        let extracted = to.join(w.inside("src"));
+        assert_eq!(rsync_changes(&w.path("src"), &extracted), "", "{tool}");
+        assert_eq!(judged(&w.path("src")), judged(&extracted), "{tool}");
+    }
+}
+
+/// Tars made by GNU tar `--xattrs --acls` and by bsdtar (its PAX format,
+/// with `LIBARCHIVE.xattr` records, and headers holding the owning group's
+/// bits where an ACL's mask differs) restore with every attribute, into a
+/// folder with a default ACL as well.
+#[test]
+fn foreign_tars_restore_with_everything() {
+    let w = World::new();
+    tree(&w);
+    let src = w.path("src").display().to_string();
+    for (tool, args) in [
+        (
+            "tar",
+            vec![
+                "--xattrs",
+                "--xattrs-include=*",
+                "--acls",
+                "--format=posix",
+                "-cf",
+            ],
+        ),
+        ("bsdtar", vec!["--format=pax", "-cf"]),
+    ] {
+        let tar = w.path(&format!("{tool}.tar")).display().to_string();
+        let mut cmd = Command::new(tool);
+        cmd.args(&args).arg(&tar).args(["-C", &src, "."]);
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{tool}: {}", stderr(&out));
+        let to = w.path(&format!("from-{tool}"));
+        fs::create_dir(&to).unwrap();
+        sh(&[
+            "setfacl",
+            "-d",
+            "-m",
+            "u:daemon:rwx",
+            &to.display().to_string(),
+        ]);
+        let out = w.restore(&["restore", &tar, "--to", to.to_str().unwrap()]);
+        assert_eq!(code(&out), 0, "{tool}: {}", stderr(&out));
+        assert_eq!(rsync_changes(&w.path("src"), &to), "", "{tool}");
+        assert_eq!(judged(&w.path("src")), judged(&to), "{tool}");
+    }
+}
+
+/// As an unprivileged user, a restore of an archive holding `trusted.*`
+/// attributes and a capability names each one it could not set and exits
+/// non-zero; with `--no-xattrs` it sets none of them and exits 0.
+#[test]
+fn unprivileged_restore_names_what_it_could_not_set() {
+    let w = World::new();
+    tree(&w);
+    w.collect_ok(&[]);
+    let archive = archive_of(&w);
+    let shared = w.path("shared");
+    fs::create_dir(&shared).unwrap();
+    let copy = shared.join("a.tar.zst");
+    fs::copy(&archive, &copy).unwrap();
+    sh(&["chmod", "-R", "a+rwX", &shared.display().to_string()]);
+    let as_nobody = |to: &str, extra: &[&str]| {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(snap_e2e::bin_dir().join("snap-restore"))
+            .args(["--store"])
+            .arg(shared.join("store"))
+            .args(["restore"])
+            .arg(&copy)
+            .args(["--to"])
+            .arg(shared.join(to))
+            .args(extra)
+            .env_clear()
+            .env("HOME", &shared);
+        cmd.output().unwrap()
+    };
+    let out = as_nobody("r1", &[]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 1, "{err}");
+    let src = w.inside("src");
+    for line in [
+        format!("{src}/doc.txt: attribute trusted.note not set: not permitted"),
+        format!("{src}/bin/ping: attribute security.capability not set: not permitted"),
+    ] {
+        assert!(err.contains(&line), "{line}\n{err}");
+    }
+    let out = as_nobody("r2", &["--no-xattrs"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let doc = shared.join("r2").join(&src).join("doc.txt");
+    assert_eq!(
+        sh(&["getfattr", "-d", "-m", "-", &doc.display().to_string()]),
+        ""
+    );
+}
+
+/// A target whose filesystem keeps no extended attributes (ramfs, as a
+/// tmpfs without them) gets one clear line per attribute and a non-zero
+/// exit; `--no-xattrs --no-acls` restores there with exit 0.
+#[test]
+fn a_target_without_xattrs_is_named() {
+    let w = World::new();
+    tree(&w);
+    let snap = w.collect_ok(&[]);
+    let name = format!("s/{}", snap["id"].as_str().unwrap());
+    let mnt = w.path("ramfs");
+    fs::create_dir(&mnt).unwrap();
+    sh(&["mount", "-t", "ramfs", "none", &mnt.display().to_string()]);
+    let to = mnt.join("r");
+    let out = w.restore(&["restore", &name, "--to", to.to_str().unwrap()]);
+    let quiet = mnt.join("q");
+    let without = w.restore(&[
+        "restore",
+        &name,
+        "--to",
+        quiet.to_str().unwrap(),
+        "--no-xattrs",
+        "--no-acls",
+    ]);
+    sh(&["umount", &mnt.display().to_string()]);
+    let err = stderr(&out);
+    assert_ne!(code(&out), 0, "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}/doc.txt: attribute user.origin not set: the filesystem there keeps no such attributes",
+            w.inside("src")
+        )),
+        "{err}"
+    );
+    assert_eq!(code(&without), 0, "{}", stderr(&without));
+}

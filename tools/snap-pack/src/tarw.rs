@@ -4,8 +4,13 @@
 //! names and link targets longer than 100 bytes go in `././@LongLink` entries
 //! (raw bytes, so non-UTF-8 names survive), and numbers too big for octal
 //! fields (files over 8 GiB, large uids) use GNU's base-256 encoding, which the
-//! `tar` crate's header setters do. No PAX headers: they would cost a 512-byte
-//! block or two per file, and the index already keeps nanosecond mtimes.
+//! `tar` crate's header setters do. A PAX header only for an entry with
+//! extended attributes or ACLs, as GNU tar `--xattrs --acls` writes them
+//! (it costs a block or two, and most files have none): `SCHILY.xattr.NAME`
+//! with the value as it is, and the ACLs as `SCHILY.acl.access` and
+//! `SCHILY.acl.default` in acl(5) text with names, which GNU tar and bsdtar
+//! both apply (bsdtar leaves `SCHILY.xattr.system.posix_acl_*` aside). The
+//! index already keeps nanosecond mtimes, so there is no other PAX record.
 //! Headers come from the index, not from a fresh `stat`, so the archive says
 //! exactly what the snapshot says.
 
@@ -14,6 +19,8 @@ use std::io::{self, Write};
 use tar::{EntryType as TarType, Header};
 
 use snap_shared::index::{Entry, EntryType};
+use snap_shared::owners::Names;
+use snap_shared::xattrs::{ACL_ACCESS, ACL_DEFAULT};
 
 const BLOCK: usize = 512;
 /// Name and link-name fields of a ustar/GNU header.
@@ -33,6 +40,20 @@ pub struct TarWriter<W: Members> {
     out: W,
     /// Bytes of tar stream written (the uncompressed size).
     written: u64,
+    /// Names of the users and groups ACLs name.
+    names: Names,
+}
+
+/// One PAX record, `LENGTH KEY=VALUE\n`, its length counting its own digits.
+fn record(out: &mut Vec<u8>, key: &str, value: &[u8]) {
+    let body = key.len() + value.len() + 3;
+    let mut len = body + 1;
+    while body + len.to_string().len() != len {
+        len = body + len.to_string().len();
+    }
+    out.extend_from_slice(format!("{len} {key}=").as_bytes());
+    out.extend_from_slice(value);
+    out.push(b'\n');
 }
 
 /// The tar type of an index entry.
@@ -50,7 +71,11 @@ fn tar_type(kind: EntryType) -> TarType {
 
 impl<W: Members> TarWriter<W> {
     pub fn new(out: W) -> TarWriter<W> {
-        TarWriter { out, written: 0 }
+        TarWriter {
+            out,
+            written: 0,
+            names: Names::default(),
+        }
     }
 
     pub fn written(&self) -> u64 {
@@ -89,10 +114,56 @@ impl<W: Members> TarWriter<W> {
         self.pad(name.len() as u64 + 1)
     }
 
+    /// The PAX records of an entry's attributes (none when it has none).
+    fn attribute_records(&mut self, entry: &Entry) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        for (name, value) in &entry.xattrs {
+            let key = match name.as_str() {
+                ACL_ACCESS => "SCHILY.acl.access",
+                ACL_DEFAULT => "SCHILY.acl.default",
+                _ => {
+                    record(&mut out, &format!("SCHILY.xattr.{name}"), value);
+                    continue;
+                }
+            };
+            let names = &mut self.names;
+            let text = snap_shared::acl::to_text(value, &mut |who, id| match who {
+                snap_shared::acl::Who::User => names.user(id),
+                snap_shared::acl::Who::Group => names.group(id),
+            })
+            .map_err(|why| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "{}: its {name} in the index: {why}",
+                        String::from_utf8_lossy(&entry.path)
+                    ),
+                )
+            })?;
+            record(&mut out, key, text.as_bytes());
+        }
+        Ok(out)
+    }
+
     /// Writes the header of `entry`; a regular file's `size` bytes must follow
     /// through [`TarWriter::data`] and then [`TarWriter::end_data`].
     pub fn header(&mut self, entry: &Entry) -> io::Result<()> {
         self.out.member_starts()?;
+        if !entry.xattrs.is_empty() {
+            let records = self.attribute_records(entry)?;
+            let mut h = Header::new_ustar();
+            h.as_ustar_mut().expect("ustar").name[..14].copy_from_slice(b"././@PaxHeader");
+            h.set_mode(0o644);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
+            h.set_size(records.len() as u64);
+            h.set_entry_type(TarType::XHeader);
+            h.set_cksum();
+            self.put(h.as_bytes())?;
+            self.put(&records)?;
+            self.pad(records.len() as u64)?;
+        }
         let mut name = entry.path.clone();
         if entry.kind == EntryType::Dir {
             name.push(b'/');

@@ -5,8 +5,10 @@
 //! snap's own sources (a tree snapshot, snap's archives through their
 //! index) list every attribute an entry had, so the restored entry gets
 //! exactly those: one inherited from the target folder's default ACL is
-//! removed, as `rsync -A` does. A foreign tar's records are set beside what
-//! the entry gets, as GNU tar `--xattrs --acls` sets them. An attribute that
+//! removed, as `rsync -A` does. A tar's records are set as GNU tar
+//! `--xattrs --acls` sets them: its ACLs exactly (a member without one
+//! loses an inherited one), its other attributes beside what the entry
+//! gets. An attribute that
 //! cannot be set (`trusted.*` or a capability without root, a filesystem
 //! that keeps none) is never dropped in silence: the caller reports it and
 //! the run ends non-zero.
@@ -26,8 +28,13 @@ pub enum Attrs {
     Unknown,
     /// Exactly these: others are removed.
     Exactly(Arc<Xattrs>),
-    /// These, beside what the entry gets.
-    Adding(Arc<Xattrs>),
+    /// A tar member's: its ACLs exactly, its other attributes beside what
+    /// the entry gets.
+    Tar(Arc<Xattrs>),
+}
+
+fn is_acl(name: &str) -> bool {
+    name == ACL_ACCESS || name == ACL_DEFAULT
 }
 
 /// Which attributes a run sets.
@@ -48,7 +55,7 @@ impl Default for Policy {
 
 impl Policy {
     fn manages(&self, name: &str) -> bool {
-        match name == ACL_ACCESS || name == ACL_DEFAULT {
+        match is_acl(name) {
             true => self.acls,
             false => self.xattrs,
         }
@@ -73,7 +80,7 @@ fn why(e: &io::Error) -> String {
 pub fn wants_access_acl(attrs: &Attrs, policy: Policy) -> bool {
     match attrs {
         Attrs::Unknown => false,
-        Attrs::Exactly(x) | Attrs::Adding(x) => policy.acls && x.contains_key(ACL_ACCESS),
+        Attrs::Exactly(x) | Attrs::Tar(x) => policy.acls && x.contains_key(ACL_ACCESS),
     }
 }
 
@@ -89,10 +96,11 @@ pub fn set_at(
     let (wanted, exact) = match attrs {
         Attrs::Unknown => return Ok((false, Vec::new())),
         Attrs::Exactly(x) => (x, true),
-        Attrs::Adding(x) => (x, false),
+        Attrs::Tar(x) => (x, false),
     };
     let path = xattrs::at(dir, std::ffi::OsStr::from_bytes(name));
-    let applied = xattrs::apply(&path, wanted, exact, &|n| policy.manages(n))?;
+    let remove = |n: &str| exact || is_acl(n);
+    let applied = xattrs::apply(&path, wanted, &remove, &|n| policy.manages(n))?;
     let failed = applied
         .failed
         .iter()
@@ -107,7 +115,7 @@ pub fn same_at(dir: &OwnedFd, name: &[u8], attrs: &Attrs, policy: Policy) -> io:
     let (wanted, exact) = match attrs {
         Attrs::Unknown => return Ok(true),
         Attrs::Exactly(x) => (x, true),
-        Attrs::Adding(x) => (x, false),
+        Attrs::Tar(x) => (x, false),
     };
     let path = xattrs::at(dir, std::ffi::OsStr::from_bytes(name));
     let (have, _) = xattrs::read(&path)?;
@@ -118,21 +126,27 @@ pub fn same_at(dir: &OwnedFd, name: &[u8], attrs: &Attrs, policy: Policy) -> io:
             .collect()
     };
     let (have, wanted) = (managed(&have), managed(wanted));
+    let acls = |x: &Xattrs| -> Xattrs {
+        x.iter()
+            .filter(|(n, _)| is_acl(n))
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect()
+    };
     Ok(match exact {
         true => have == wanted,
-        false => wanted.iter().all(|(n, v)| have.get(n) == Some(v)),
+        false => acls(&have) == acls(&wanted) && wanted.iter().all(|(n, v)| have.get(n) == Some(v)),
     })
 }
 
 /// The attributes a tar member carries, in the form snap keeps and sets
-/// (ACL texts as the kernel's binary values, their names resolved here):
-/// `None` when it carries none. Each one that cannot be kept (a name that
+/// (ACL texts as the kernel's binary values, their names resolved here).
+/// Each one that cannot be kept (a name that
 /// is not UTF-8, an ACL naming someone with no account here) comes back as
 /// a line, for the caller to report.
 pub fn of_member<R: std::io::Read>(
     m: &crate::members::Member<'_, R>,
     owners: &mut crate::owners::Owners,
-) -> (Option<Xattrs>, Vec<String>) {
+) -> (Xattrs, Vec<String>) {
     let mut out = Xattrs::new();
     let mut problems = Vec::new();
     for (name, value) in &m.xattrs {
@@ -161,6 +175,5 @@ pub fn of_member<R: std::io::Read>(
             Err(why) => problems.push(format!("attribute {name} not set: {why}")),
         }
     }
-    let carried = !m.xattrs.is_empty() || m.acl_access.is_some() || m.acl_default.is_some();
-    (carried.then_some(out), problems)
+    (out, problems)
 }

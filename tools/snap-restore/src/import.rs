@@ -253,7 +253,7 @@ fn read_entries(path: &Path, dec: &Decrypt, report: &Reporter) -> Result<Scanned
             Err(_) => unreachable!("entry_of only refuses escapes and what cannot be made"),
         };
         let (xattrs, problems) = crate::attrs::of_member(&member, &mut owners);
-        e.xattrs = xattrs.unwrap_or_default();
+        e.xattrs = xattrs;
         for p in problems {
             out.attributes_left_out += 1;
             report.error(&format!("{}: {p}", String::from_utf8_lossy(&raw)));

@@ -692,10 +692,7 @@ impl<'a> Restorer<'a> {
             let (xattrs, problems) = crate::attrs::of_member(&m, &mut self.owners);
             let meta = Meta {
                 mtime_ns: m.mtime_ns,
-                attrs: match xattrs {
-                    Some(x) => crate::attrs::Attrs::Adding(std::sync::Arc::new(x)),
-                    None => crate::attrs::Attrs::Unknown,
-                },
+                attrs: crate::attrs::Attrs::Tar(std::sync::Arc::new(xattrs)),
                 ..self.meta_of(&e)
             };
             if self.select.wants(&rel) {

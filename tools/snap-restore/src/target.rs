@@ -274,9 +274,8 @@ impl Target {
             )?;
         }
         let mode = Mode::from_raw_mode(meta.mode & 0o7777);
-        if !self.attributes(dir, name, rel, meta, &|| Ok(fchmod(&fd, mode)?))? {
-            fchmod(&fd, mode)?;
-        }
+        fchmod(&fd, mode)?;
+        self.attributes(dir, name, rel, meta, &|| Ok(fchmod(&fd, mode)?))?;
         futimens(&fd, &timestamps(meta.mtime_ns))?;
         Ok(())
     }
@@ -351,12 +350,13 @@ impl Target {
         self.policy
     }
 
-    /// Gives `name` in `dir` (the entry `rel`) its attributes, setting its
-    /// mode with `chmod` where they need it; whether it did. The mode goes
-    /// before an access ACL, which then sets the group bits from its mask
-    /// (bsdtar's headers hold the owning group's bits, not the mask's), and
-    /// again after an inherited ACL was removed, which leaves them at its
-    /// mask. What could not be set is kept for the caller.
+    /// Gives `name` in `dir` (the entry `rel`) its attributes, after its
+    /// mode. An access ACL sets the permission bits itself, the group's
+    /// from its mask: no chmod may follow it (bsdtar's headers hold the
+    /// owning group's bits, not the mask's, and a chmod would set the mask
+    /// from them). Without one, a removed inherited ACL leaves the group
+    /// bits at its mask, so the mode is set again with `chmod`. What could
+    /// not be set is kept for the caller.
     fn attributes(
         &mut self,
         dir: &OwnedFd,
@@ -364,19 +364,14 @@ impl Target {
         rel: &[u8],
         meta: &Meta,
         chmod: &dyn Fn() -> io::Result<()>,
-    ) -> io::Result<bool> {
-        let access = crate::attrs::wants_access_acl(&meta.attrs, self.policy);
-        if access {
-            chmod()?;
-        }
+    ) -> io::Result<()> {
         let (changed, failed) = crate::attrs::set_at(dir, name, &meta.attrs, self.policy)?;
         self.attr_failures
             .extend(failed.into_iter().map(|f| (rel.to_vec(), f)));
-        if changed && !access {
+        if changed && !crate::attrs::wants_access_acl(&meta.attrs, self.policy) {
             chmod()?;
-            return Ok(true);
         }
-        Ok(access)
+        Ok(())
     }
 
     /// Whether `--overwrite` was given.
@@ -572,9 +567,10 @@ impl Target {
             chmod = meta.mode & 0o6000 != 0;
         }
         let mode = Mode::from_raw_mode(meta.mode & 0o7777);
-        if !self.attributes(dir, tmp, rel, meta, &|| Ok(fchmod(&fd, mode)?))? && chmod {
+        if chmod {
             fchmod(&fd, mode)?;
         }
+        self.attributes(dir, tmp, rel, meta, &|| Ok(fchmod(&fd, mode)?))?;
         futimens(&fd, &timestamps(meta.mtime_ns))?;
         Ok(())
     }
@@ -642,9 +638,8 @@ impl Target {
             }
             Ok(())
         };
-        if !self.attributes(dir, name, rel, meta, &chmod)? {
-            chmod()?;
-        }
+        chmod()?;
+        self.attributes(dir, name, rel, meta, &chmod)?;
         utimensat(
             dir,
             os(name),
