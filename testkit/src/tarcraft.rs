@@ -16,6 +16,11 @@ pub struct Head<'a> {
     pub posix: bool,
     /// The size field as written, instead of `size` in octal.
     pub size_field: Option<&'a [u8]>,
+    /// Owner and group, by id and by name.
+    pub uid: u32,
+    pub gid: u32,
+    pub user: &'a [u8],
+    pub group: &'a [u8],
 }
 
 impl<'a> Head<'a> {
@@ -30,7 +35,16 @@ impl<'a> Head<'a> {
             link: b"",
             posix: false,
             size_field: None,
+            uid: 0,
+            gid: 0,
+            user: b"root",
+            group: b"root",
         }
+    }
+
+    pub fn owner(mut self, uid: u32, user: &'a [u8], gid: u32, group: &'a [u8]) -> Head<'a> {
+        (self.uid, self.user, self.gid, self.group) = (uid, user, gid, group);
+        self
     }
 
     pub fn kind(mut self, kind: u8) -> Head<'a> {
@@ -58,8 +72,8 @@ impl<'a> Head<'a> {
         let mut h = [0u8; 512];
         h[..self.name.len()].copy_from_slice(self.name);
         h[100..108].copy_from_slice(format!("{:07o}\0", self.mode).as_bytes());
-        h[108..116].copy_from_slice(b"0000000\0");
-        h[116..124].copy_from_slice(b"0000000\0");
+        h[108..116].copy_from_slice(format!("{:07o}\0", self.uid).as_bytes());
+        h[116..124].copy_from_slice(format!("{:07o}\0", self.gid).as_bytes());
         match self.size_field {
             Some(f) => h[124..124 + f.len()].copy_from_slice(f),
             None => h[124..136].copy_from_slice(format!("{:011o}\0", self.size).as_bytes()),
@@ -71,8 +85,8 @@ impl<'a> Head<'a> {
             true => b"ustar\x0000",
             false => b"ustar  \0",
         });
-        h[265..269].copy_from_slice(b"root");
-        h[297..301].copy_from_slice(b"root");
+        h[265..265 + self.user.len()].copy_from_slice(self.user);
+        h[297..297 + self.group.len()].copy_from_slice(self.group);
         h[148..156].copy_from_slice(b"        ");
         let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
         h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());

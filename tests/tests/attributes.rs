@@ -26,7 +26,7 @@ fn sh(args: &[&str]) -> String {
 
 /// A tree with user, trusted and binary-valued xattrs, an access ACL and a
 /// default ACL, a file with a capability, a hard-linked pair with an xattr,
-/// and a file owned by another user.
+/// a sparse file with an xattr, and a file owned by another user.
 fn tree(w: &World) {
     let p = |rel: &str| w.path(rel).display().to_string();
     w.write("src/doc.txt", "a document\n");
@@ -69,6 +69,18 @@ fn tree(w: &World) {
         "both",
         &p("src/pair/one"),
     ]);
+    let sparse = w.write("src/disk.img", "head");
+    let f = fs::OpenOptions::new().write(true).open(&sparse).unwrap();
+    std::os::unix::fs::FileExt::write_at(&f, b"tail", 8 << 20).unwrap();
+    drop(f);
+    sh(&[
+        "setfattr",
+        "-n",
+        "user.kind",
+        "-v",
+        "sparse",
+        &p("src/disk.img"),
+    ]);
     w.write("src/theirs", "owned by nobody\n");
     sh(&["chown", "nobody:nogroup", &p("src/theirs")]);
     for f in [
@@ -76,6 +88,7 @@ fn tree(w: &World) {
         "src/shared/journal",
         "src/bin/ping",
         "src/pair/one",
+        "src/disk.img",
         "src/theirs",
     ] {
         snap_e2e::set_mtime(&w.path(f), 1_600_000_000);
@@ -425,4 +438,25 @@ fn a_target_without_xattrs_is_named() {
         "{err}"
     );
     assert_eq!(code(&without), 0, "{}", stderr(&without));
+}
+
+/// A copy of this machine's /etc (`cp -a`) restores from the store's tree
+/// and from the archive as rsync -aHAX judges it.
+#[test]
+fn a_copy_of_etc_restores_as_it_was() {
+    let w = World::new();
+    let etc = w.path("src/etc").display().to_string();
+    sh(&["cp", "-a", "/etc", &etc]);
+    let snap = w.collect_ok(&[]);
+    archive_of(&w);
+    let name = format!("s/{}", snap["id"].as_str().unwrap());
+    for (how, extra) in [("tree", None), ("archive", Some("--archive"))] {
+        let to = w.path(&format!("to-{how}"));
+        let mut args = vec!["restore", name.as_str(), "--to", to.to_str().unwrap()];
+        args.extend(extra);
+        let out = w.restore(&args);
+        assert_eq!(code(&out), 0, "{how}: {}", stderr(&out));
+        let restored = to.join(w.inside("src"));
+        assert_eq!(rsync_changes(&w.path("src"), &restored), "", "{how}");
+    }
 }

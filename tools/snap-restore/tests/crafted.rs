@@ -270,3 +270,86 @@ fn odd_archives_restore_as_gnu_tar_extracts_them() {
     }
     assert!(problems.is_empty(), "\n{}", problems.join("\n"));
 }
+
+fn getfattr(path: &Path, name: &str) -> String {
+    let out = Command::new("getfattr")
+        .args(["--only-values", "-n", name])
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A Solaris ACL header (`A`) is the next member's access ACL, not a file
+/// of its own; a `LIBARCHIVE.xattr` record's URL-encoded name is decoded;
+/// owners go by name as GNU tar gives them (uid 4242 named `daemon` is
+/// daemon's here), and by number with `--numeric-owner`.
+#[test]
+fn solaris_acls_libarchive_names_and_owners_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let acl = b"01000005\0user::rw-,user:daemon:r--,group::r--,mask::r--,other::r--\0";
+    let bytes = Tar::new()
+        .member(
+            Head::file(b"s.txt", acl.len() as u64).kind(b'A').posix(),
+            acl,
+        )
+        .member(Head::file(b"s.txt", 2).posix(), b"hi")
+        .pax(b'x', &record("LIBARCHIVE.xattr.user.a%3Db", b"dmFsdWU"))
+        .member(Head::file(b"l.txt", 2).posix(), b"hi")
+        .member(
+            Head::file(b"o.txt", 2)
+                .posix()
+                .owner(4242, b"daemon", 4242, b"daemon"),
+            b"hi",
+        )
+        .end();
+    let archive = dir.path().join("odd.tar");
+    fs::write(&archive, bytes).unwrap();
+    let reference = dir.path().join("gnu");
+    assert_eq!(code(&gnu_tar_by_name(&archive, &reference)), 0);
+    let ours = dir.path().join("snap");
+    let out = snap(dir.path(), &archive, &ours);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(walk(&reference), walk(&ours));
+    let facl = Command::new("getfacl")
+        .arg(ours.join("s.txt"))
+        .output()
+        .unwrap();
+    let facl = String::from_utf8_lossy(&facl.stdout);
+    assert!(facl.contains("user:daemon:r--\n"), "{facl}");
+    assert_eq!(getfattr(&ours.join("l.txt"), "user.a=b"), "value");
+    let owner = |p: &Path| {
+        let m = fs::metadata(p).unwrap();
+        (m.uid(), m.gid())
+    };
+    assert_eq!(owner(&ours.join("o.txt")), owner(&reference.join("o.txt")));
+    assert_eq!(owner(&ours.join("o.txt")), (1, 1), "daemon is 1 on Debian");
+    let numeric = dir.path().join("numeric");
+    let out = Command::cargo_bin("snap-restore")
+        .unwrap()
+        .env_clear()
+        .env("HOME", dir.path().join("home"))
+        .arg("--store")
+        .arg(dir.path().join("store"))
+        .args(["-q", "restore"])
+        .arg(&archive)
+        .arg("--to")
+        .arg(&numeric)
+        .arg("--numeric-owner")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(owner(&numeric.join("o.txt")), (4242, 4242));
+}
+
+/// GNU tar's extraction as root, owners by name (its default).
+fn gnu_tar_by_name(archive: &Path, to: &Path) -> Output {
+    fs::create_dir_all(to).unwrap();
+    Command::new("tar")
+        .arg("-xf")
+        .arg(archive)
+        .arg("-C")
+        .arg(to)
+        .output()
+        .unwrap()
+}
