@@ -87,11 +87,16 @@ impl<'a> Head<'a> {
         });
         h[265..265 + self.user.len()].copy_from_slice(self.user);
         h[297..297 + self.group.len()].copy_from_slice(self.group);
-        h[148..156].copy_from_slice(b"        ");
-        let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
-        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        checksum(&mut h);
         h
     }
+}
+
+/// Gives a header block its checksum (after an edit).
+pub fn checksum(h: &mut [u8; 512]) {
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
 }
 
 /// One PAX record, its length counting its own digits.
@@ -124,6 +129,12 @@ impl Tar {
         self.bytes.extend_from_slice(data);
         let pad = (512 - data.len() % 512) % 512;
         self.bytes.resize(self.bytes.len() + pad, 0);
+        self
+    }
+
+    /// A block as it is (a header edited by hand).
+    pub fn block(mut self, block: &[u8; 512]) -> Tar {
+        self.bytes.extend_from_slice(block);
         self
     }
 

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use assert_cmd::cargo::CommandCargoExt;
-use snap_testkit::tarcraft::{Head, Tar, record};
+use snap_testkit::tarcraft::{Head, Tar, checksum, record};
 use snap_testkit::{code, stderr};
 
 /// What a restored name holds, as compared: kind, content or link
@@ -79,6 +79,15 @@ fn same(name: &'static str, bytes: Vec<u8>) -> Case {
         bytes,
         refused: None,
     }
+}
+
+/// A GNU volume label (`tar -V`) as GNU tar writes it: its mode, ids and
+/// size fields empty.
+fn label() -> [u8; 512] {
+    let mut h = Head::file(b"my label", 0).kind(b'V').block();
+    h[100..136].fill(0);
+    checksum(&mut h);
+    h
 }
 
 fn cases() -> Vec<Case> {
@@ -174,6 +183,11 @@ fn cases() -> Vec<Case> {
                 .pax(b'x', &record("comment", b"one\ntwo\n3 x=y\n"))
                 .member(Head::file(b"c.txt", 2).posix(), b"hi")
                 .end(),
+        ),
+        // A volume label with empty numeric fields names the archive only.
+        same(
+            "volume-label",
+            Tar::new().block(&label()).file(b"l.txt", b"hi").end(),
         ),
         // A PAX record without `=`: GNU tar and bsdtar both fail.
         Case {
