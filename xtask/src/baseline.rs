@@ -15,11 +15,22 @@ use crate::sh::{Result, cargo, exec, root};
 /// destination (docs/destinations.md, "Many machines, one destination").
 pub const BEFORE_LOCKS: &str = "b1c1d05";
 
+/// The last commit before snap kept extended attributes, ACLs and owner
+/// names (issue 33): the collect suite's `snap-before` rows.
+pub const BEFORE_ATTRIBUTES: &str = "258907d";
+
 /// The folder holding the release binaries of `reference`, built if need be.
 pub fn bin_dir(base: &Path, reference: &str) -> Result<PathBuf> {
+    bin_dir_in(base, reference, "baseline")
+}
+
+/// The same in a slot of its own (`SLOT-src`, `SLOT-target`), for a suite
+/// that compares with another commit than `--baseline`, so that neither
+/// rebuilds the other's.
+pub fn bin_dir_in(base: &Path, reference: &str, slot: &str) -> Result<PathBuf> {
     let commit = rev_parse(reference)?;
-    let src = base.join("baseline-src");
-    let target = base.join("baseline-target");
+    let src = base.join(format!("{slot}-src"));
+    let target = base.join(format!("{slot}-target"));
     let stamp = target.join("built-from");
     let bins = target.join("release");
     if std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == commit) {

@@ -1,5 +1,7 @@
-//! `cargo xtask bench`: snap-collect against rsync --link-dest, restic, rustic and borg,
-//! side by side in one run, on corpora the bench builds itself.
+//! `cargo xtask bench`: snap-collect against rsync --link-dest (`-a`, and
+//! `-aHAX`, which keeps ACLs and extended attributes as snap does), restic,
+//! rustic, borg and the snap-collect of the commit before it kept attributes
+//! (`snap-before`), side by side in one run, on corpora the bench builds itself.
 //!
 //! Every tool gets the same sequence per run: a fresh target, 1-first,
 //! 2-second-nochange, then 1% of the files changed and 3-second-1pct-changed,
@@ -29,9 +31,12 @@ pub struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "snap,rsync,rsync+sync,restic,rustic,borg"
+        default_value = "snap,snap-before,rsync,rsync+sync,rsync-aHAX,restic,rustic,borg"
     )]
     tools: Vec<String>,
+    /// The commit whose snap-collect the collect suite's `snap-before` rows run (built once) [default: the last commit before snap kept extended attributes]
+    #[arg(long, value_name = "REF", default_value = crate::baseline::BEFORE_ATTRIBUTES)]
+    collect_baseline: String,
     /// Corpora to use
     #[arg(
         long,
@@ -362,17 +367,31 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result {
     Ok(())
 }
 
+/// The snap-collect binaries a collect suite runs: this tree's, and the
+/// `--collect-baseline` commit's (the `snap-before` rows).
+struct SnapBins {
+    now: PathBuf,
+    before: Option<PathBuf>,
+}
+
 /// The command a tool runs for step `step` (1, 2, 3) into `target`.
-fn step_command(tool: &str, step: usize, tree: &Path, target: &Path, snap_bin: &Path) -> Command {
+fn step_command(tool: &str, step: usize, tree: &Path, target: &Path, snap: &SnapBins) -> Command {
     match tool {
-        "snap" => {
-            let mut c = Command::new(snap_bin);
+        "snap" | "snap-before" => {
+            let bin = match tool {
+                "snap" => &snap.now,
+                _ => snap
+                    .before
+                    .as_ref()
+                    .expect("built when snap-before is asked for"),
+            };
+            let mut c = Command::new(bin);
             c.args(["--quiet", "--min-free", "0", "--name", "bench", "--store"])
                 .arg(target)
                 .arg(tree);
             c
         }
-        "rsync" | "rsync+sync" => {
+        "rsync" | "rsync+sync" | "rsync-aHAX" => {
             let link_dest = match step {
                 1 => String::new(),
                 _ => format!(
@@ -382,9 +401,11 @@ fn step_command(tool: &str, step: usize, tree: &Path, target: &Path, snap_bin: &
             };
             // rsync+sync: the same, then flushed to disk, as snap flushes before publishing.
             let flush = if tool == "rsync+sync" { " && sync" } else { "" };
+            // rsync-aHAX: hard links, ACLs and extended attributes too, as snap keeps them.
+            let flags = if tool == "rsync-aHAX" { "-aHAX" } else { "-a" };
             let mut c = Command::new("sh");
             c.arg("-c").arg(format!(
-                "rsync -a {link_dest} '{}/' '{}/'{flush}",
+                "rsync {flags} {link_dest} '{}/' '{}/'{flush}",
                 tree.display(),
                 target.join(format!("{step}")).display()
             ));
@@ -541,7 +562,7 @@ fn bench_corpus(
     tree: &Path,
     base: &Path,
     args: &Args,
-    snap_bin: &Path,
+    snap_bin: &SnapBins,
     table: &mut Table,
 ) -> Result {
     const STEPS: [&str; 3] = ["1-first", "2-second-nochange", "3-second-1pct-changed"];
@@ -575,7 +596,12 @@ fn bench_corpus(
 }
 
 /// Peak RSS of a first collect of a tree ten times smaller, for the scaling goal.
-fn bench_memory_scaling(base: &Path, args: &Args, snap_bin: &Path, table: &mut Table) -> Result {
+fn bench_memory_scaling(
+    base: &Path,
+    args: &Args,
+    snap_bin: &SnapBins,
+    table: &mut Table,
+) -> Result {
     let small = corpus(base, "tree-small-10pct", args)?;
     let target = base.join("targets/snap-scale");
     for run in 0..args.runs {
@@ -766,7 +792,17 @@ pub fn run(args: Args) -> Result {
     if args.tools.iter().any(|t| t == "rustic") {
         ensure_rustic()?;
     }
-    let snap_bin = root().join("target/release/snap-collect");
+    let before = match args.tools.iter().any(|t| t == "snap-before") {
+        true => Some(
+            crate::baseline::bin_dir_in(&base, &args.collect_baseline, "before-attributes")?
+                .join("snap-collect"),
+        ),
+        false => None,
+    };
+    let snap_bin = SnapBins {
+        now: root().join("target/release/snap-collect"),
+        before,
+    };
     let mut table = Table::new();
     for name in &args.corpora {
         let tree = corpus(&base, name, &args)?;

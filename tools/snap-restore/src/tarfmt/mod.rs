@@ -222,6 +222,9 @@ impl<R: Read> Inner<R> {
             b'1' if !self.pax_seen => 0,
             _ => size,
         };
+        if data_len.checked_add(BLOCK as u64).is_none() {
+            return Err(bad(format!("a member's size {data_len} is past any archive")));
+        }
         self.left = data_len;
         self.pad = padding(data_len);
         self.serial += 1;
