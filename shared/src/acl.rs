@@ -112,16 +112,21 @@ pub fn to_text(
     Ok(out)
 }
 
-/// The binary value of an ACL text. `id` gives the id of a user's or
-/// group's name here; a name with no account here takes the numeric id
-/// that follows it (bsdtar's fourth field), or is refused. A number is an
-/// id.
+/// The binary values of an ACL text: the access ACL, and the default ACL
+/// its entries marked `default` give (`default:user::rwx` as getfacl writes
+/// them, `defaultuser::rwx` as a Solaris `A` header does), each `None` when
+/// the text has none. `id` gives the id of a user's or group's name here; a
+/// name with no account here takes the numeric id that follows it (bsdtar's
+/// and star's fourth field), or is refused. A number is an id. Solaris's
+/// `mask:r--` and `other:r--` (no empty qualifier) are read too. An ACL
+/// with named entries and no mask gets the one `setfacl` and libarchive
+/// compute (the union of the group class), which the kernel requires.
 pub fn from_text(
     text: &[u8],
     id: &mut dyn FnMut(Who, &str) -> Option<u32>,
-) -> Result<Vec<u8>, String> {
+) -> Result<(Option<Vec<u8>>, Option<Vec<u8>>), String> {
     let text = std::str::from_utf8(text).map_err(|_| "an ACL text is not UTF-8".to_string())?;
-    let mut entries = Vec::new();
+    let (mut access, mut default) = (Vec::new(), Vec::new());
     for item in text
         .lines()
         .map(|l| l.split('#').next().unwrap_or(""))
@@ -129,49 +134,81 @@ pub fn from_text(
         .map(str::trim)
         .filter(|i| !i.is_empty())
     {
-        let fields: Vec<&str> = item.split(':').collect();
-        let (tag, who, perm, number) = match fields[..] {
-            [t, w, p] => (t, w, p, None),
-            [t, w, p, id] => (t, w, p, Some(id)),
-            _ => return Err(format!("ACL entry {item:?} is not TAG:WHO:PERMS")),
+        let (into, rest) = match item.strip_prefix("default") {
+            Some(rest) => (&mut default, rest.strip_prefix(':').unwrap_or(rest)),
+            None => (&mut access, item),
         };
-        let mut bits = 0u16;
-        for c in perm.chars() {
-            bits |= match c {
-                'r' => 4,
-                'w' => 2,
-                'x' => 1,
-                '-' => 0,
-                _ => return Err(format!("ACL entry {item:?} has permissions {perm:?}")),
-            };
-        }
-        let mut named = |kind: Who| -> Result<u32, String> {
-            if let Ok(n) = who.parse::<u32>() {
-                return Ok(n);
-            }
-            id(kind, who)
-                .or_else(|| number.and_then(|i| i.parse().ok()))
-                .ok_or_else(|| format!("ACL entry {item:?} names {who:?}, who has no account here"))
-        };
-        let e = match (tag, who.is_empty()) {
-            ("user" | "u", true) => (USER_OBJ, UNDEFINED),
-            ("user" | "u", false) => (USER, named(Who::User)?),
-            ("group" | "g", true) => (GROUP_OBJ, UNDEFINED),
-            ("group" | "g", false) => (GROUP, named(Who::Group)?),
-            ("mask" | "m", true) => (MASK, UNDEFINED),
-            ("other" | "o", true) => (OTHER, UNDEFINED),
-            _ => return Err(format!("ACL entry {item:?} has an unknown tag")),
-        };
-        entries.push(Entry {
-            tag: e.0,
-            id: e.1,
-            perm: bits,
-        });
+        into.push(entry(item, rest, id)?);
     }
-    if entries.is_empty() {
+    if access.is_empty() && default.is_empty() {
         return Err("an ACL text holds no entries".into());
     }
-    Ok(encode(entries))
+    let finish = |entries: Vec<Entry>| (!entries.is_empty()).then(|| encode(with_mask(entries)));
+    Ok((finish(access), finish(default)))
+}
+
+/// One entry of an ACL text (`rest`, `item` without a `default` mark).
+fn entry(
+    item: &str,
+    rest: &str,
+    id: &mut dyn FnMut(Who, &str) -> Option<u32>,
+) -> Result<Entry, String> {
+    let fields: Vec<&str> = rest.split(':').collect();
+    let (tag, who, perm, number) = match fields[..] {
+        [t @ ("mask" | "m" | "other" | "o"), p] => (t, "", p, None),
+        [t, w, p] => (t, w, p, None),
+        [t, w, p, id] => (t, w, p, Some(id)),
+        _ => return Err(format!("ACL entry {item:?} is not TAG:WHO:PERMS")),
+    };
+    let mut bits = 0u16;
+    for c in perm.chars() {
+        bits |= match c {
+            'r' => 4,
+            'w' => 2,
+            'x' => 1,
+            '-' => 0,
+            _ => return Err(format!("ACL entry {item:?} has permissions {perm:?}")),
+        };
+    }
+    let mut named = |kind: Who| -> Result<u32, String> {
+        if let Ok(n) = who.parse::<u32>() {
+            return Ok(n);
+        }
+        id(kind, who)
+            .or_else(|| number.and_then(|i| i.parse().ok()))
+            .ok_or_else(|| format!("ACL entry {item:?} names {who:?}, who has no account here"))
+    };
+    let (tag, id) = match (tag, who.is_empty()) {
+        ("user" | "u", true) => (USER_OBJ, UNDEFINED),
+        ("user" | "u", false) => (USER, named(Who::User)?),
+        ("group" | "g", true) => (GROUP_OBJ, UNDEFINED),
+        ("group" | "g", false) => (GROUP, named(Who::Group)?),
+        ("mask" | "m", true) => (MASK, UNDEFINED),
+        ("other" | "o", true) => (OTHER, UNDEFINED),
+        _ => return Err(format!("ACL entry {item:?} has an unknown tag")),
+    };
+    Ok(Entry {
+        tag,
+        id,
+        perm: bits,
+    })
+}
+
+/// Adds the mask an ACL with named entries needs, when it has none.
+fn with_mask(mut entries: Vec<Entry>) -> Vec<Entry> {
+    let named = entries.iter().any(|e| e.tag == USER || e.tag == GROUP);
+    if named && !entries.iter().any(|e| e.tag == MASK) {
+        let perm = entries
+            .iter()
+            .filter(|e| matches!(e.tag, USER | GROUP_OBJ | GROUP))
+            .fold(0, |p, e| p | e.perm);
+        entries.push(Entry {
+            tag: MASK,
+            id: UNDEFINED,
+            perm,
+        });
+    }
+    entries
 }
 
 #[cfg(test)]
@@ -188,12 +225,37 @@ mod tests {
     fn text_and_binary_round_trip() {
         let gnu = b"user::rw-\nuser:alice:r--\ngroup::r--\ngroup:7:rw-\nmask::rw-\nother::r--";
         let bsd = b"user::rw-,group::r--,other::r--,user:alice:r--:1001,group:lp:rw-:7,mask::rw-";
-        let a = from_text(gnu, &mut ids).unwrap();
-        let b = from_text(bsd, &mut ids).unwrap();
-        assert_eq!(a, b);
+        let (a, none) = from_text(gnu, &mut ids).unwrap();
+        let (b, _) = from_text(bsd, &mut ids).unwrap();
+        assert_eq!((&a, none), (&b, None));
+        let a = a.unwrap();
         let mut names = |w, u| (w == Who::User && u == 1001).then(|| "alice".to_string());
         let text = to_text(&a, &mut names).unwrap();
         assert_eq!(text.as_bytes(), gnu);
+    }
+
+    /// Solaris's two-field mask and other, its `default` entries, and a mask
+    /// made where named entries have none.
+    #[test]
+    fn solaris_forms_and_a_missing_mask() {
+        let sol = b"user::rwx,user:alice:rwx,group::r-x,mask:r-x,other:---,defaultuser::rwx,defaultgroup::r-x,defaultother:---";
+        let (access, default) = from_text(sol, &mut ids).unwrap();
+        let mut names = |_, _| None;
+        assert_eq!(
+            to_text(&access.unwrap(), &mut names).unwrap(),
+            "user::rwx\nuser:1001:rwx\ngroup::r-x\nmask::r-x\nother::---"
+        );
+        assert_eq!(
+            to_text(&default.unwrap(), &mut names).unwrap(),
+            "user::rwx\ngroup::r-x\nother::---"
+        );
+        let (masked, _) =
+            from_text(b"user::--x,group::r--,other::-w-,user:alice:rw-", &mut ids).unwrap();
+        assert!(
+            to_text(&masked.unwrap(), &mut names)
+                .unwrap()
+                .contains("mask::rw-")
+        );
     }
 
     /// A name with no account and no id, a bad tag and bad permissions are refused.

@@ -140,12 +140,13 @@ pub fn same_at(dir: &OwnedFd, name: &[u8], attrs: &Attrs, policy: Policy) -> io:
 
 /// The attributes a tar member carries, in the form snap keeps and sets
 /// (ACL texts as the kernel's binary values, their names resolved here).
-/// Each one that cannot be kept (a name that
-/// is not UTF-8, an ACL naming someone with no account here) comes back as
-/// a line, for the caller to report.
+/// Each one that cannot be kept (a name that is not UTF-8, an ACL naming
+/// someone with no account here, an NFSv4 ACL) comes back as a line, for
+/// the caller to report, unless `policy` leaves its kind aside.
 pub fn of_member<R: std::io::Read>(
     m: &crate::members::Member<'_, R>,
     owners: &mut crate::owners::Owners,
+    policy: Policy,
 ) -> (Xattrs, Vec<String>) {
     let mut out = Xattrs::new();
     let mut problems = Vec::new();
@@ -154,26 +155,75 @@ pub fn of_member<R: std::io::Read>(
             Ok(n) => {
                 out.insert(n, value.clone());
             }
+            Err(_) if !policy.xattrs => {}
             Err(_) => problems.push(format!(
                 "attribute {} not set: its name is not UTF-8",
                 String::from_utf8_lossy(name)
             )),
         }
     }
-    for (text, name) in [(&m.acl_access, ACL_ACCESS), (&m.acl_default, ACL_DEFAULT)] {
-        let Some(text) = text else { continue };
-        let value = snap_shared::acl::from_text(text, &mut |who, n| match who {
+    if !policy.acls {
+        return (out, problems);
+    }
+    let mut parse = |text: &[u8]| {
+        snap_shared::acl::from_text(text, &mut |who, n| match who {
             snap_shared::acl::Who::User => owners.uid_of(n),
             snap_shared::acl::Who::Group => owners.gid_of(n),
-        });
-        // Kept apart from the binary value GNU tar also writes: the text's
-        // names are what maps to this machine's ids.
-        match value {
-            Ok(v) => {
+        })
+    };
+    // The text's names are what maps to this machine's ids: it wins over the
+    // binary SCHILY.xattr.system.posix_acl_* GNU tar also writes.
+    let mut keep =
+        |out: &mut Xattrs, name: &str, value: Result<Option<Vec<u8>>, String>| match value {
+            Ok(Some(v)) => {
                 out.insert(name.to_string(), v);
             }
+            Ok(None) => {}
             Err(why) => problems.push(format!("attribute {name} not set: {why}")),
+        };
+    if let Some(text) = &m.acl_access {
+        keep(&mut out, ACL_ACCESS, parse(text).map(|(a, _)| a));
+    }
+    if let Some(text) = &m.acl_default {
+        keep(&mut out, ACL_DEFAULT, parse(text).map(|(d, _)| d));
+    }
+    if let Some(data) = &m.solaris_acl {
+        match solaris_text(data) {
+            Ok(text) => match parse(text) {
+                Ok((access, default)) => {
+                    keep(&mut out, ACL_ACCESS, Ok(access));
+                    keep(&mut out, ACL_DEFAULT, Ok(default));
+                }
+                Err(why) => keep(&mut out, ACL_ACCESS, Err(why)),
+            },
+            Err(why) => keep(&mut out, ACL_ACCESS, Err(why)),
         }
     }
+    if m.acl_nfs4.is_some() {
+        problems.push(
+            "its NFSv4 ACL (SCHILY.acl.ace) not set: Linux filesystems keep POSIX ACLs only (--no-acls to restore without it)"
+                .into(),
+        );
+    }
     (out, problems)
+}
+
+/// A Solaris `A` header's POSIX ACL text: after an octal type (`01000000`
+/// and the entry count for POSIX.1e; `03000000` is an NFSv4 ACL) and a NUL.
+fn solaris_text(data: &[u8]) -> Result<&[u8], String> {
+    let malformed = || "a Solaris ACL header (type A) is malformed".to_string();
+    let nul = data.iter().position(|&b| b == 0).ok_or_else(malformed)?;
+    let kind = std::str::from_utf8(&data[..nul])
+        .ok()
+        .and_then(|t| u64::from_str_radix(t, 8).ok())
+        .ok_or_else(malformed)?;
+    let text = crate::tarfmt::header::cut(&data[nul + 1..]);
+    match kind & !0o777777 {
+        0o1000000 => Ok(text),
+        0o3000000 => Err(
+            "a Solaris NFSv4 ACL (type A header): Linux filesystems keep POSIX ACLs only (--no-acls to restore without it)"
+                .into(),
+        ),
+        _ => Err(malformed()),
+    }
 }

@@ -252,7 +252,7 @@ fn read_entries(path: &Path, dec: &Decrypt, report: &Reporter) -> Result<Scanned
             }
             Err(_) => unreachable!("entry_of only refuses escapes and what cannot be made"),
         };
-        let (xattrs, problems) = crate::attrs::of_member(&member, &mut owners);
+        let (xattrs, problems) = crate::attrs::of_member(&member, &mut owners, Default::default());
         e.xattrs = xattrs;
         for p in problems {
             out.attributes_left_out += 1;

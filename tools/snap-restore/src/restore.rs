@@ -643,6 +643,9 @@ impl<'a> Restorer<'a> {
         }
         // Attributes of folders that could not be set.
         self.count_settled();
+        for (path, r) in self.target.settle_implicit() {
+            self.refused(&path, r);
+        }
     }
 
     fn check_selection(&mut self) -> Result<()> {
@@ -689,7 +692,8 @@ impl<'a> Restorer<'a> {
                     continue;
                 }
             };
-            let (xattrs, problems) = crate::attrs::of_member(&m, &mut self.owners);
+            let policy = self.target.policy();
+            let (xattrs, problems) = crate::attrs::of_member(&m, &mut self.owners, policy);
             let meta = Meta {
                 mtime_ns: m.mtime_ns,
                 attrs: crate::attrs::Attrs::Tar(std::sync::Arc::new(xattrs)),

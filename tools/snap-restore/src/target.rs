@@ -103,6 +103,12 @@ impl From<rustix::io::Errno> for Refused {
 
 pub type Put = std::result::Result<Outcome, Refused>;
 
+/// Folders made on the way to an entry, by path.
+pub type Implicit = std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<Vec<u8>>>>;
+
+/// The umask the process had before a restore set 0 (for exact modes).
+static UMASK: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+
 /// Files staged before a flush names them: one `syncfs` per batch.
 pub const BATCH_FILES: usize = 4096;
 /// Bytes staged before a flush (a batch also ends at [`BATCH_FILES`]).
@@ -133,6 +139,9 @@ pub struct Target {
     policy: Policy,
     /// Attributes that could not be set, by path, for the caller to report.
     attr_failures: Vec<(Vec<u8>, String)>,
+    /// Folders made on the way to an entry that no entry of their own has
+    /// given metadata yet (shared with the writer threads' targets).
+    implicit: Implicit,
     /// The folders of the last walk, outermost first, kept open: entries come
     /// in path order, so the next walk mostly starts where this one ended.
     open: Vec<(Vec<u8>, Rc<OwnedFd>)>,
@@ -190,7 +199,8 @@ impl Target {
     /// process umask to 0: restored files get exactly their recorded modes.
     pub fn open(dir: &Path, overwrite: bool) -> io::Result<Target> {
         std::fs::create_dir_all(dir)?;
-        rustix::process::umask(Mode::empty());
+        let before = rustix::process::umask(Mode::empty());
+        UMASK.get_or_init(|| before.bits());
         let root = rustix::fs::open(
             dir,
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -203,6 +213,7 @@ impl Target {
             owners: rustix::process::geteuid().is_root(),
             policy: Policy::default(),
             attr_failures: Vec::new(),
+            implicit: Default::default(),
             open: Vec::new(),
             staged: Vec::new(),
             staged_paths: HashSet::new(),
@@ -234,7 +245,11 @@ impl Target {
                 Ok(fd) => fd,
                 Err(rustix::io::Errno::NOENT) if create => {
                     match mkdirat(&*at, os(comp), Mode::from_raw_mode(0o700)) {
-                        Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                        Ok(()) => {
+                            let made = comps[..=self.open.len()].join(&b'/');
+                            self.implicit.lock().expect("implicit folders").insert(made);
+                        }
+                        Err(rustix::io::Errno::EXIST) => {}
                         Err(e) => return Err(e.into()),
                     }
                     openat(&*at, os(comp), flags, Mode::empty())?
@@ -330,6 +345,7 @@ impl Target {
     pub fn dir_meta(&mut self, rel: &[u8], meta: &Meta) -> std::result::Result<(), Refused> {
         // Naming a file inside would change the folder's mtime again.
         self.flush();
+        self.implicit.lock().expect("implicit folders").remove(rel);
         let dir = self.parent(rel, false)?;
         let name = name_of(rel);
         let fd = openat(
@@ -339,6 +355,35 @@ impl Target {
             Mode::empty(),
         )?;
         Ok(self.apply(&dir, name, rel, fd, meta)?)
+    }
+
+    /// The folders made on the way to an entry, to share with a writer
+    /// thread's target ([`Target::set_implicit`]).
+    pub fn implicit(&self) -> Implicit {
+        self.implicit.clone()
+    }
+
+    pub fn set_implicit(&mut self, implicit: Implicit) {
+        self.implicit = implicit;
+    }
+
+    /// Gives the folders made on the way to an entry, which no entry of the
+    /// archive describes, the mode GNU tar gives them: 0777 less the umask
+    /// the run started with (0755 with the usual 022), instead of the 0700
+    /// they are made with. Returns those that could not be set.
+    pub fn settle_implicit(&mut self) -> Vec<(Vec<u8>, Refused)> {
+        let made = std::mem::take(&mut *self.implicit.lock().expect("implicit folders"));
+        let mode = Mode::from_raw_mode(0o777 & !UMASK.get().copied().unwrap_or(0o022));
+        let mut failed = Vec::new();
+        for rel in made {
+            let set = self.parent(&rel, false).and_then(|dir| {
+                Ok(rustix::fs::chmodat(&*dir, os(name_of(&rel)), mode, AtFlags::empty())?)
+            });
+            if let Err(r) = set {
+                failed.push((rel, r));
+            }
+        }
+        failed
     }
 
     /// Which attributes this run sets (`--no-xattrs`, `--no-acls`).

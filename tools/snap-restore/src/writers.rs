@@ -85,11 +85,13 @@ impl Writers {
         for _ in 0..n {
             let dir = dir.to_path_buf();
             let (queue, report): (Receiver<Job>, Sender<Settled>) = (queue.clone(), report.clone());
+            let implicit = like.implicit();
             handles.push(std::thread::spawn(move || {
                 let Ok(mut target) = Target::open(&dir, overwrite) else {
                     return;
                 };
                 target.set_policy(policy);
+                target.set_implicit(implicit);
                 let mut buf = vec![0u8; 1 << 20];
                 for job in queue {
                     let size = job.size;

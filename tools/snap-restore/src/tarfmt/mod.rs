@@ -219,11 +219,17 @@ impl<R: Read> Inner<R> {
         let size = pax.number("size")?.unwrap_or(header.size);
         let data_len = match header.kind {
             b'2' | b'3' | b'4' | b'5' | b'6' => 0,
+            // A regular member named like a folder is one (v7 and old BSD
+            // tars): its size is no data either (libarchive's
+            // test_compat_tar_directory).
+            b'0' | b'7' if name.ends_with(b"/") => 0,
             b'1' if !self.pax_seen => 0,
             _ => size,
         };
         if data_len.checked_add(BLOCK as u64).is_none() {
-            return Err(bad(format!("a member's size {data_len} is past any archive")));
+            return Err(bad(format!(
+                "a member's size {data_len} is past any archive"
+            )));
         }
         self.left = data_len;
         self.pad = padding(data_len);
