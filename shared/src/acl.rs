@@ -124,7 +124,7 @@ pub fn to_text(
 pub fn from_text(
     text: &[u8],
     id: &mut dyn FnMut(Who, &str) -> Option<u32>,
-) -> Result<(Option<Vec<u8>>, Option<Vec<u8>>), String> {
+) -> Result<Acls, String> {
     let text = std::str::from_utf8(text).map_err(|_| "an ACL text is not UTF-8".to_string())?;
     let (mut access, mut default) = (Vec::new(), Vec::new());
     for item in text
@@ -144,7 +144,17 @@ pub fn from_text(
         return Err("an ACL text holds no entries".into());
     }
     let finish = |entries: Vec<Entry>| (!entries.is_empty()).then(|| encode(with_mask(entries)));
-    Ok((finish(access), finish(default)))
+    Ok(Acls {
+        access: finish(access),
+        default: finish(default),
+    })
+}
+
+/// The binary values of an ACL text, each `None` when it has no entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acls {
+    pub access: Option<Vec<u8>>,
+    pub default: Option<Vec<u8>>,
 }
 
 /// One entry of an ACL text (`rest`, `item` without a `default` mark).
@@ -225,10 +235,10 @@ mod tests {
     fn text_and_binary_round_trip() {
         let gnu = b"user::rw-\nuser:alice:r--\ngroup::r--\ngroup:7:rw-\nmask::rw-\nother::r--";
         let bsd = b"user::rw-,group::r--,other::r--,user:alice:r--:1001,group:lp:rw-:7,mask::rw-";
-        let (a, none) = from_text(gnu, &mut ids).unwrap();
-        let (b, _) = from_text(bsd, &mut ids).unwrap();
-        assert_eq!((&a, none), (&b, None));
-        let a = a.unwrap();
+        let a = from_text(gnu, &mut ids).unwrap();
+        let b = from_text(bsd, &mut ids).unwrap();
+        assert_eq!((&a, &a.default), (&b, &None));
+        let a = a.access.unwrap();
         let mut names = |w, u| (w == Who::User && u == 1001).then(|| "alice".to_string());
         let text = to_text(&a, &mut names).unwrap();
         assert_eq!(text.as_bytes(), gnu);
@@ -239,7 +249,7 @@ mod tests {
     #[test]
     fn solaris_forms_and_a_missing_mask() {
         let sol = b"user::rwx,user:alice:rwx,group::r-x,mask:r-x,other:---,defaultuser::rwx,defaultgroup::r-x,defaultother:---";
-        let (access, default) = from_text(sol, &mut ids).unwrap();
+        let Acls { access, default } = from_text(sol, &mut ids).unwrap();
         let mut names = |_, _| None;
         assert_eq!(
             to_text(&access.unwrap(), &mut names).unwrap(),
@@ -249,10 +259,10 @@ mod tests {
             to_text(&default.unwrap(), &mut names).unwrap(),
             "user::rwx\ngroup::r-x\nother::---"
         );
-        let (masked, _) =
+        let masked =
             from_text(b"user::--x,group::r--,other::-w-,user:alice:rw-", &mut ids).unwrap();
         assert!(
-            to_text(&masked.unwrap(), &mut names)
+            to_text(&masked.access.unwrap(), &mut names)
                 .unwrap()
                 .contains("mask::rw-")
         );

@@ -182,17 +182,17 @@ pub fn of_member<R: std::io::Read>(
             Err(why) => problems.push(format!("attribute {name} not set: {why}")),
         };
     if let Some(text) = &m.acl_access {
-        keep(&mut out, ACL_ACCESS, parse(text).map(|(a, _)| a));
+        keep(&mut out, ACL_ACCESS, parse(text).map(|a| a.access));
     }
     if let Some(text) = &m.acl_default {
-        keep(&mut out, ACL_DEFAULT, parse(text).map(|(d, _)| d));
+        keep(&mut out, ACL_DEFAULT, parse(text).map(|d| d.access));
     }
     if let Some(data) = &m.solaris_acl {
         match solaris_text(data) {
             Ok(text) => match parse(text) {
-                Ok((access, default)) => {
-                    keep(&mut out, ACL_ACCESS, Ok(access));
-                    keep(&mut out, ACL_DEFAULT, Ok(default));
+                Ok(acls) => {
+                    keep(&mut out, ACL_ACCESS, Ok(acls.access));
+                    keep(&mut out, ACL_DEFAULT, Ok(acls.default));
                 }
                 Err(why) => keep(&mut out, ACL_ACCESS, Err(why)),
             },

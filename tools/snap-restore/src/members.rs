@@ -200,8 +200,10 @@ fn member<'a, R: Read>(raw: Raw, data: Data<'a, R>) -> io::Result<Member<'a, R>>
     let owner = |key: &str, header: &[u8]| pax.get(key).unwrap_or(header).to_vec();
     let user = owner("uname", &h.uname);
     let group = owner("gname", &h.gname);
-    let (xattrs, acl_access, acl_default) = attributes(&pax)?;
-    let acl_nfs4 = pax.get("SCHILY.acl.ace").map(<[u8]>::to_vec);
+    let xattrs = xattrs_of(&pax)?;
+    let text = |key: &str| pax.get(key).map(<[u8]>::to_vec);
+    let (acl_access, acl_default) = (text("SCHILY.acl.access"), text("SCHILY.acl.default"));
+    let acl_nfs4 = text("SCHILY.acl.ace");
     if let Some(real) = pax.get("GNU.sparse.name") {
         name = crate::tarfmt::header::cut(real).to_vec();
     }
@@ -250,11 +252,8 @@ fn seconds(ns: i128) -> String {
     format!("{sign}{}.{:09}", ns / 1_000_000_000, ns % 1_000_000_000)
 }
 
-/// Extended attributes and ACL texts from a member's PAX records.
-#[allow(clippy::type_complexity)]
-fn attributes(
-    pax: &Records,
-) -> io::Result<(Vec<(Vec<u8>, Vec<u8>)>, Option<Vec<u8>>, Option<Vec<u8>>)> {
+/// Extended attributes from a member's PAX records, by name.
+fn xattrs_of(pax: &Records) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let mut xattrs = Vec::new();
     for (key, value) in &pax.keys {
         if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
@@ -278,12 +277,7 @@ fn attributes(
     // libarchive writes both forms of one attribute: one value per name.
     xattrs.sort();
     xattrs.dedup_by(|a, b| a.0 == b.0);
-    let text = |key: &str| pax.get(key).map(<[u8]>::to_vec);
-    Ok((
-        xattrs,
-        text("SCHILY.acl.access"),
-        text("SCHILY.acl.default"),
-    ))
+    Ok(xattrs)
 }
 
 /// Base64 with or without its `=` padding (libarchive writes it without).

@@ -377,7 +377,12 @@ impl Target {
         let mut failed = Vec::new();
         for rel in made {
             let set = self.parent(&rel, false).and_then(|dir| {
-                Ok(rustix::fs::chmodat(&*dir, os(name_of(&rel)), mode, AtFlags::empty())?)
+                Ok(rustix::fs::chmodat(
+                    &*dir,
+                    os(name_of(&rel)),
+                    mode,
+                    AtFlags::empty(),
+                )?)
             });
             if let Err(r) = set {
                 failed.push((rel, r));
