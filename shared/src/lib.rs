@@ -24,6 +24,7 @@ pub mod index;
 pub mod jsonl;
 pub mod lock;
 pub mod owners;
+pub mod pax;
 pub mod record;
 pub mod retention;
 pub mod seekable;

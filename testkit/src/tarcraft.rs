@@ -99,18 +99,7 @@ pub fn checksum(h: &mut [u8; 512]) {
     h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
 }
 
-/// One PAX record, its length counting its own digits.
-pub fn record(key: &str, value: &[u8]) -> Vec<u8> {
-    let body = key.len() + value.len() + 3;
-    let mut len = body + 1;
-    while body + len.to_string().len() != len {
-        len = body + len.to_string().len();
-    }
-    let mut r = format!("{len} {key}=").into_bytes();
-    r.extend_from_slice(value);
-    r.push(b'\n');
-    r
-}
+pub use snap_shared::pax::record;
 
 /// An archive being written.
 #[derive(Default)]

@@ -20,6 +20,7 @@ use tar::{EntryType as TarType, Header};
 
 use snap_shared::index::{Entry, EntryType};
 use snap_shared::owners::Names;
+use snap_shared::pax::record;
 use snap_shared::xattrs::{ACL_ACCESS, ACL_DEFAULT};
 
 const BLOCK: usize = 512;
@@ -42,18 +43,6 @@ pub struct TarWriter<W: Members> {
     written: u64,
     /// Names of the users and groups ACLs name.
     names: Names,
-}
-
-/// One PAX record, `LENGTH KEY=VALUE\n`, its length counting its own digits.
-fn record(out: &mut Vec<u8>, key: &str, value: &[u8]) {
-    let body = key.len() + value.len() + 3;
-    let mut len = body + 1;
-    while body + len.to_string().len() != len {
-        len = body + len.to_string().len();
-    }
-    out.extend_from_slice(format!("{len} {key}=").as_bytes());
-    out.extend_from_slice(value);
-    out.push(b'\n');
 }
 
 /// The tar type of an index entry.
@@ -122,7 +111,7 @@ impl<W: Members> TarWriter<W> {
                 ACL_ACCESS => "SCHILY.acl.access",
                 ACL_DEFAULT => "SCHILY.acl.default",
                 _ => {
-                    record(&mut out, &format!("SCHILY.xattr.{name}"), value);
+                    out.extend(record(&format!("SCHILY.xattr.{name}"), value));
                     continue;
                 }
             };
@@ -140,7 +129,7 @@ impl<W: Members> TarWriter<W> {
                     ),
                 )
             })?;
-            record(&mut out, key, text.as_bytes());
+            out.extend(record(key, text.as_bytes()));
         }
         Ok(out)
     }

@@ -118,19 +118,7 @@ pub fn time(v: &[u8]) -> Option<(i128, bool)> {
 mod tests {
     use super::*;
 
-    /// One record, its length counting its own digits.
-    fn record(key: &str, value: &[u8]) -> Vec<u8> {
-        let body = key.len() + value.len() + 3;
-        let mut len = body + 1;
-        while body + len.to_string().len() != len {
-            len = body + len.to_string().len();
-        }
-        let mut r = format!("{len} {key}=").into_bytes();
-        r.extend_from_slice(value);
-        r.push(b'\n');
-        assert_eq!(r.len(), len);
-        r
-    }
+    use snap_shared::pax::record;
 
     /// A value holding newlines and binary bytes is read by its length.
     #[test]
