@@ -30,18 +30,22 @@ pub const TARGETS: &[(&str, Target)] = &[
 const MAX_CONTENT: u64 = 1 << 22;
 
 /// A foreign tar, as restore, import and verify read it: every member, its
-/// name made safe, its entry built, its content read; then the end check.
+/// name made safe, its entry and attributes built, its content read; then
+/// the end check.
 fn tar_members(data: impl Read) {
     let mut archive = snap_restore::members::archive(data);
     let Ok(members) = snap_restore::members::members(&mut archive) else {
         return;
     };
     let mut stripped = false;
+    let mut owners = snap_restore::owners::Owners::new(true);
     for member in members {
         let Ok(mut m) = member else { break };
         if let Ok(Some(rel)) = snap_restore::restore::sanitize(&m.path, &mut stripped) {
             let _ = snap_restore::restore::entry_of(&m, rel, &mut stripped);
         }
+        // Its xattrs and ACL texts, as restore and import convert them.
+        let _ = snap_restore::attrs::of_member(&m, &mut owners, Default::default());
         if io::copy(&mut (&mut m).take(MAX_CONTENT), &mut io::sink()).is_err() {
             break;
         }
