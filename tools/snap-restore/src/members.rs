@@ -466,6 +466,13 @@ fn map_from_data(r: &mut impl Read, stored: u64) -> io::Result<(Vec<(u64, u64)>,
                 at += nl + 1;
                 return Ok(n);
             }
+            // A number has at most 20 digits: a longer line is no map (and
+            // searching it again for each block would take quadratic time).
+            if text.len() - at > 24 {
+                return Err(bad(
+                    "a PAX sparse 1.0 map holds a line that is not a number",
+                ));
+            }
             if text.len() as u64 + BLOCK > stored.min(crate::tarfmt::MAX_EXTENSION) {
                 return Err(bad("a PAX sparse 1.0 map is cut off or too large"));
             }
