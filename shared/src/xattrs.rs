@@ -133,12 +133,50 @@ pub struct Applied {
     pub failed: Vec<(String, io::Error)>,
 }
 
-/// Gives `path` the attributes `wanted`, the capability last, touching only
-/// names `manages` accepts. Those it has and `wanted` lacks are removed
-/// where `remove` says (a restore from snap's own index, whose entries list
-/// every attribute, removes all; one from a tar, only ACLs), except an
-/// SELinux label, which the machine's policy gives and a source without
-/// labels says nothing about.
+/// What giving a file the attributes `wanted` changes, from the ones it
+/// `have`s, touching only names `manages` accepts. Those it has and
+/// `wanted` lacks are removed where `remove` says (a restore from snap's own
+/// index, whose entries list every attribute, removes all; one from a tar,
+/// only ACLs), except an SELinux label, which the machine's policy gives
+/// and a source without labels says nothing about. The others are set, the
+/// capability last: setting another attribute never clears it, but a
+/// caller that changes the owner in between would.
+pub struct Changes<'a> {
+    pub remove: Vec<&'a str>,
+    pub set: Vec<(&'a str, &'a [u8])>,
+}
+
+impl<'a> Changes<'a> {
+    pub fn of(
+        have: &'a Xattrs,
+        wanted: &'a Xattrs,
+        remove: &dyn Fn(&str) -> bool,
+        manages: &dyn Fn(&str) -> bool,
+    ) -> Changes<'a> {
+        let gone = have
+            .keys()
+            .map(String::as_str)
+            .filter(|n| !wanted.contains_key(*n))
+            .filter(|n| manages(n) && remove(n) && *n != "security.selinux")
+            .collect();
+        let order = wanted
+            .iter()
+            .filter(|(n, _)| n.as_str() != CAPABILITY)
+            .chain(wanted.get_key_value(CAPABILITY));
+        let set = order
+            .filter(|(n, v)| have.get(*n) != Some(*v) && manages(n))
+            .map(|(n, v)| (n.as_str(), v.as_slice()))
+            .collect();
+        Changes { remove: gone, set }
+    }
+
+    /// Whether nothing is to change.
+    pub fn is_empty(&self) -> bool {
+        self.remove.is_empty() && self.set.is_empty()
+    }
+}
+
+/// Gives `path` the attributes `wanted`, as [`Changes::of`] says.
 pub fn apply(
     path: &Path,
     wanted: &Xattrs,
@@ -147,28 +185,17 @@ pub fn apply(
 ) -> io::Result<Applied> {
     let mut done = Applied::default();
     let (have, _) = read(path)?;
-    for name in have.keys().filter(|n| !wanted.contains_key(*n)) {
-        if !manages(name) || !remove(name) || name == "security.selinux" {
-            continue;
-        }
-        match rustix::fs::lremovexattr(path, name.as_str()) {
+    let changes = Changes::of(&have, wanted, remove, manages);
+    for name in changes.remove {
+        match rustix::fs::lremovexattr(path, name) {
             Ok(()) => done.changed = true,
-            Err(e) => done.failed.push((name.clone(), e.into())),
+            Err(e) => done.failed.push((name.to_string(), e.into())),
         }
     }
-    // The capability last: setting another attribute never clears it, but
-    // a caller that changes the owner in between would.
-    let order = wanted
-        .iter()
-        .filter(|(n, _)| n.as_str() != CAPABILITY)
-        .chain(wanted.get_key_value(CAPABILITY));
-    for (name, value) in order {
-        if have.get(name) == Some(value) || !manages(name) {
-            continue;
-        }
-        match rustix::fs::lsetxattr(path, name.as_str(), value, XattrFlags::empty()) {
+    for (name, value) in changes.set {
+        match rustix::fs::lsetxattr(path, name, value, XattrFlags::empty()) {
             Ok(()) => done.changed = true,
-            Err(e) => done.failed.push((name.clone(), e.into())),
+            Err(e) => done.failed.push((name.to_string(), e.into())),
         }
     }
     Ok(done)

@@ -76,12 +76,26 @@ fn why(e: &io::Error) -> String {
     }
 }
 
+/// Which attributes an entry has and the wanted ones lack are removed.
+type Removes = fn(&str) -> bool;
+
+impl Attrs {
+    /// The attributes wanted, and which of those an entry has and they lack
+    /// are removed; `None` when the source says nothing.
+    fn wanted(&self) -> Option<(&Xattrs, Removes)> {
+        match self {
+            Attrs::Unknown => None,
+            Attrs::Exactly(x) => Some((x, |_| true)),
+            Attrs::Tar(x) => Some((x, is_acl)),
+        }
+    }
+}
+
 /// Whether `attrs` gives an access ACL that this run sets.
 pub fn wants_access_acl(attrs: &Attrs, policy: Policy) -> bool {
-    match attrs {
-        Attrs::Unknown => false,
-        Attrs::Exactly(x) | Attrs::Tar(x) => policy.acls && x.contains_key(ACL_ACCESS),
-    }
+    attrs
+        .wanted()
+        .is_some_and(|(x, _)| policy.acls && x.contains_key(ACL_ACCESS))
 }
 
 /// Gives `name` in `dir` the attributes `attrs` says, the capability last.
@@ -93,13 +107,10 @@ pub fn set_at(
     attrs: &Attrs,
     policy: Policy,
 ) -> io::Result<(bool, Vec<String>)> {
-    let (wanted, exact) = match attrs {
-        Attrs::Unknown => return Ok((false, Vec::new())),
-        Attrs::Exactly(x) => (x, true),
-        Attrs::Tar(x) => (x, false),
+    let Some((wanted, remove)) = attrs.wanted() else {
+        return Ok((false, Vec::new()));
     };
     let path = xattrs::at(dir, std::ffi::OsStr::from_bytes(name));
-    let remove = |n: &str| exact || is_acl(n);
     let applied = xattrs::apply(&path, wanted, &remove, &|n| policy.manages(n))?;
     let failed = applied
         .failed
@@ -109,33 +120,16 @@ pub fn set_at(
     Ok((applied.changed, failed))
 }
 
-/// Whether `name` in `dir` already has the attributes `attrs` says (for a
-/// rerun, which leaves an entry that is right alone).
+/// Whether `name` in `dir` already has the attributes `attrs` says, by the
+/// rules [`set_at`] sets them with (for a rerun, which leaves an entry that
+/// is right alone).
 pub fn same_at(dir: &OwnedFd, name: &[u8], attrs: &Attrs, policy: Policy) -> io::Result<bool> {
-    let (wanted, exact) = match attrs {
-        Attrs::Unknown => return Ok(true),
-        Attrs::Exactly(x) => (x, true),
-        Attrs::Tar(x) => (x, false),
+    let Some((wanted, remove)) = attrs.wanted() else {
+        return Ok(true);
     };
     let path = xattrs::at(dir, std::ffi::OsStr::from_bytes(name));
     let (have, _) = xattrs::read(&path)?;
-    let managed = |x: &Xattrs| -> Xattrs {
-        x.iter()
-            .filter(|(n, _)| policy.manages(n) && n.as_str() != "security.selinux")
-            .map(|(n, v)| (n.clone(), v.clone()))
-            .collect()
-    };
-    let (have, wanted) = (managed(&have), managed(wanted));
-    let acls = |x: &Xattrs| -> Xattrs {
-        x.iter()
-            .filter(|(n, _)| is_acl(n))
-            .map(|(n, v)| (n.clone(), v.clone()))
-            .collect()
-    };
-    Ok(match exact {
-        true => have == wanted,
-        false => acls(&have) == acls(&wanted) && wanted.iter().all(|(n, v)| have.get(n) == Some(v)),
-    })
+    Ok(xattrs::Changes::of(&have, wanted, &remove, &|n| policy.manages(n)).is_empty())
 }
 
 /// The attributes a tar member carries, in the form snap keeps and sets

@@ -157,6 +157,12 @@ impl<'a> Restorer<'a> {
     /// The metadata an index entry gives: ids by the owner's names here,
     /// exactly its attributes.
     fn meta_of(&mut self, e: &Entry) -> Meta {
+        let attrs = crate::attrs::Attrs::Exactly(std::sync::Arc::new(e.xattrs.clone()));
+        self.meta_with(e, attrs)
+    }
+
+    /// An entry's metadata with the attributes given.
+    fn meta_with(&mut self, e: &Entry, attrs: crate::attrs::Attrs) -> Meta {
         let (uid, gid) = self
             .owners
             .ids(e.uid, e.gid, e.user.as_deref(), e.group.as_deref());
@@ -165,7 +171,7 @@ impl<'a> Restorer<'a> {
             uid,
             gid,
             mtime_ns: e.mtime as i128,
-            attrs: crate::attrs::Attrs::Exactly(std::sync::Arc::new(e.xattrs.clone())),
+            attrs,
         }
     }
 
@@ -694,24 +700,22 @@ impl<'a> Restorer<'a> {
             };
             let policy = self.target.policy();
             let (xattrs, problems) = crate::attrs::of_member(&m, &mut self.owners, policy);
+            let attrs = crate::attrs::Attrs::Tar(std::sync::Arc::new(xattrs));
             let meta = Meta {
                 mtime_ns: m.mtime_ns,
-                attrs: crate::attrs::Attrs::Tar(std::sync::Arc::new(xattrs)),
-                ..self.meta_of(&e)
+                ..self.meta_with(&e, attrs)
             };
             if self.select.wants(&rel) {
                 for p in problems {
                     self.refused(&rel, Refused::Attribute(p));
                 }
-            }
-            if let (Some(t), true) = (m.unknown_type, self.select.wants(&rel)) {
-                self.report.warn(&format!(
-                    "{}: unknown tar type {:?}, restored as a regular file (as GNU tar does)",
-                    show(&rel),
-                    t as char
-                ));
-            }
-            if self.select.wants(&rel) {
+                if let Some(t) = m.unknown_type {
+                    self.report.warn(&format!(
+                        "{}: unknown tar type {:?}, restored as a regular file (as GNU tar does)",
+                        show(&rel),
+                        t as char
+                    ));
+                }
                 for w in &m.warnings {
                     self.report.warn(&format!("{}: {w}", show(&rel)));
                 }
