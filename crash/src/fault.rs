@@ -39,7 +39,7 @@ impl Fault {
         }
     }
 
-    /// The exit codes DESIGN.md gives these: 74 (I/O), 73 (cannot create output).
+    /// The exit codes docs/design.md gives these: 74 (I/O), 73 (cannot create output).
     pub fn exit_codes(self) -> &'static [i32] {
         &[73, 74]
     }

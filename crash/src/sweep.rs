@@ -327,7 +327,7 @@ fn power_point(s: &dyn Scenario, laid: &Laid, k: u64, r: &mut Report) -> Check {
 
 /// Sweeps one scenario for a fault of its surroundings: for each point k,
 /// the run meets `fault` from k on. It must fail with one line that names
-/// the error and an exit code DESIGN.md gives it, or finish with a result
+/// the error and an exit code docs/design.md gives it, or finish with a result
 /// that checks out; either way nothing published changes, and once the
 /// fault is gone (space freed, drive back) the rerun finishes the work.
 /// A scenario without a drive is not swept for an unplugged one.

@@ -5,7 +5,7 @@
 //! plain file calls instead of object_store's `LocalFileSystem`, for three
 //! reasons that matter on an external drive: every file is fsynced before
 //! its rename and the folder after it (a drive is unplugged any time),
-//! files are created 0600 as DESIGN.md asks, and a large file resumes from
+//! files are created 0600 as docs/design.md asks, and a large file resumes from
 //! its synced parts after a kill (LocalFileSystem has no resumable upload).
 //! SFTP servers and rclone remotes are the `sftp` module's. Everything
 //! above this module sees one interface.

@@ -1,6 +1,6 @@
 //! snap-dest: where snap sends archives and reads them back.
 //!
-//! A destination (DESIGN.md, Destinations) is a folder, an external drive
+//! A destination (docs/design.md, Destinations) is a folder, an external drive
 //! found by UUID or label, or a bucket on S3 (and S3-compatible services),
 //! GCS or Azure. This crate parses destination strings and the config's
 //! `destinations`, finds drives, and gives snap-push and snap-restore one

@@ -1,4 +1,4 @@
-//! Archives and the files that travel with them (DESIGN.md "The local store").
+//! Archives and the files that travel with them (docs/design.md "The local store").
 //!
 //! A finished archive of snapshot `<id>` is, in one folder:
 //!
@@ -198,7 +198,7 @@ pub fn parse_sums(text: &str) -> std::result::Result<Vec<(Sha256Digest, String)>
 mod tests {
     use super::*;
 
-    /// The names follow DESIGN.md, `.age` last, and the record comes last in every_name.
+    /// The names follow docs/design.md, `.age` last, and the record comes last in every_name.
     #[test]
     fn names_follow_the_layout() {
         let a = ArchiveFiles::new("/s/archives/d", "2026-01-02T030405Z");

@@ -1,6 +1,6 @@
 //! Errors and exit codes shared by every tool.
 //!
-//! DESIGN.md fixes the exit codes (sysexits) and the message shape
+//! docs/design.md fixes the exit codes (sysexits) and the message shape
 //! `tool: context: cause`, with an optional hint line. Library code builds an
 //! [`Error`] carrying its [`Exit`] code; only a tool's `main` prints it, once.
 
@@ -8,7 +8,7 @@ use std::fmt;
 use std::io;
 use std::path::Path;
 
-/// Process exit codes, as DESIGN.md lists them.
+/// Process exit codes, as docs/design.md lists them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(i32)]
 pub enum Exit {

@@ -1,6 +1,6 @@
 //! Atomic publication: everything appears under its final name whole or not at all.
 //!
-//! The recipe (DESIGN.md): write under a temporary name in the same directory,
+//! The recipe (docs/design.md): write under a temporary name in the same directory,
 //! fsync, rename, fsync the directory. Publications that must never replace
 //! anything use `renameat2(RENAME_NOREPLACE)`, so a bug or a race can't clobber
 //! an earlier snapshot.

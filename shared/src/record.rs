@@ -1,7 +1,7 @@
 //! The records the tools pipe to each other, one JSON object per line.
 //!
 //! Every record carries `"schema": "snap/1"` and a `"kind"`. The field sets
-//! follow DESIGN.md; fields a newer tool adds are kept in `extra` so a record
+//! follow docs/design.md; fields a newer tool adds are kept in `extra` so a record
 //! passed through an older tool loses nothing.
 
 use std::collections::BTreeMap;
@@ -282,7 +282,7 @@ mod tests {
         assert!(check_schema("restic/1").is_err());
     }
 
-    /// Every kind DESIGN.md lists is a variant, spelled as in the design.
+    /// Every kind docs/design.md lists is a variant, spelled as in the design.
     #[test]
     fn kinds_match_the_design() {
         let pruned = Record::Pruned(PrunedRecord {

@@ -1,4 +1,4 @@
-//! The local store's layout (DESIGN.md "The local store").
+//! The local store's layout (docs/design.md "The local store").
 //!
 //! ```text
 //! catalog.sqlite, lock

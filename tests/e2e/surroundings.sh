@@ -2,7 +2,7 @@
 # Hostile surroundings (issue 14, part 5) that the crash sweeps do not cover:
 # a source file that gives EIO, a symlink swapped into a source mid-collect,
 # a folder renamed mid-collect,
-# and a store mounted read-only. Each gets one clear line and its DESIGN.md
+# and a store mounted read-only. Each gets one clear line and its docs/design.md
 # exit code, and nothing published changes.
 set -eu
 . "$(dirname "$0")/lib.sh"

@@ -204,7 +204,7 @@ fn make_tree_small(dir: &Path, n: usize) -> Result {
     Ok(())
 }
 
-/// usr-share: the corpus of ../shared/bench-anchors.md, /usr/share and the
+/// usr-share: the corpus of docs/benchmarks-anchors.md, /usr/share and the
 /// toolchain's docs, copied (symlinks kept, special files skipped).
 fn copy_usr_share(dir: &Path) -> Result {
     let docs = Command::new("rustc").args(["--print", "sysroot"]).output();
@@ -817,7 +817,7 @@ pub fn run(args: Args) -> Result {
     if !args.no_write {
         let method = format!(
             "Corpora are built by the bench: tree-small = {} source-like files of 1–64 KiB; tree-large = 4 files, {} MiB in all;\n\
-usr-share = a copy of /usr/share and the Rust docs (the corpus of ../shared/bench-anchors.md).\n\
+usr-share = a copy of /usr/share and the Rust docs (the corpus of docs/benchmarks-anchors.md).\n\
 Every tool gets the same sequence per run (fresh target, first, no change, 1% of files changed);\n\
 the tree is read once and `sync` runs before each timed step. snap includes its own `syncfs` before\n\
 publishing a snapshot (durable); rsync does not flush, so its figures leave writes in the page cache.",

@@ -3,7 +3,7 @@
 //! `restic backup`, `rustic backup`, a whole-image write (`dd conv=fdatasync`) and bare
 //! `qemu-img snapshot`, in the same run.
 //!
-//! The images are those of ../shared/bench-anchors.md: v1 = `mke2fs -d` of
+//! The images are those of docs/benchmarks-anchors.md: v1 = `mke2fs -d` of
 //! /usr/lib/x86_64-linux-gnu and /usr/lib/jvm into a 2 GiB ext4 image (fixed
 //! UUID, hash seed and time), v2 = v1 with 20 regions of 1 MiB overwritten by
 //! pseudo-random bytes at MiB 37 + 101·k. Each run starts from fresh targets:
@@ -355,7 +355,7 @@ pub fn run(args: &Args, base: &Path) -> Result {
     Ok(())
 }
 
-const METHOD: &str = "Images as in ../shared/bench-anchors.md: v1 = a 2 GiB ext4 image made by `mke2fs -d` of\n\
+const METHOD: &str = "Images as in docs/benchmarks-anchors.md: v1 = a 2 GiB ext4 image made by `mke2fs -d` of\n\
 /usr/lib/x86_64-linux-gnu and /usr/lib/jvm (fixed UUID, hash seed, time); v2 = v1 with 20 regions of\n\
 1 MiB overwritten at MiB 37 + 101·k (20 MiB, about 1% of the image). Warm page cache. Per run, fresh\n\
 targets: the image is a copy of v1 (untimed `cp --sparse`, `sync`), first snapshot; then a copy of v2,\n\

@@ -1,7 +1,7 @@
 //! What to pack: `snapshot` records from stdin, or snapshots named with `--snapshot`.
 //!
 //! Stdin is read whole before anything is packed: a malformed line anywhere
-//! (exit 65, naming it) means nothing is written, as DESIGN.md asks, and the
+//! (exit 65, naming it) means nothing is written, as docs/design.md asks, and the
 //! writer upstream (snap-collect) has released the store by then.
 
 use snap_shared::error::{Error, Exit, Result};

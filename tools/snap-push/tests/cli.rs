@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::{World, code, records, stderr};
 
-/// A push to a folder lays out the archive as DESIGN.md says, `sha256sum -c`
+/// A push to a folder lays out the archive as docs/design.md says, `sha256sum -c`
 /// passes there, snap-restore restores the same tree from it, and a second
 /// push sends nothing.
 #[test]
