@@ -5,9 +5,9 @@
 //! - `dist`  a Debian package and a tarball (`--debug`: of the debug build)
 //! - `demo`  the main job on a sample tree, in release mode
 //! - `bench` speed and memory against rsync, restic, borg and tar+zstd, into docs/benchmarks*.md
-//! - `sweep` the fault harness: every crash point of many interleavings, `--mutants`
+//! - `interleave` the fault harness: every crash point of many interleavings, `--mutants`
 //! - `crash` each tool killed at every state-changing syscall of a run, `--power` cut, `--mutants`
-//! - `fuzz`  the libFuzzer targets of fuzz/ (nightly), finds kept as regressions
+//! - `fuzz`  the libFuzzer targets of proof/fuzz/ (nightly), finds kept as regressions
 
 mod baseline;
 mod bench;
@@ -21,14 +21,12 @@ mod bench_push;
 mod bench_remote;
 mod bench_seek;
 mod bench_timeline;
-mod crash;
 mod demo;
 mod dist;
-mod fuzz;
 mod gen_docs;
 mod package_check;
+mod proof;
 mod sh;
-mod sweep;
 mod test;
 
 use clap::{Parser, Subcommand};
@@ -59,11 +57,12 @@ enum Task {
     /// Measure snap against rsync, restic and borg; write docs/benchmarks.md
     Bench(bench::Args),
     /// The long proof of shared destinations: every crash point of many interleavings, and mutants
-    Sweep(sweep::Args),
+    #[command(alias = "sweep")]
+    Interleave(proof::interleave::Args),
     /// The crash sweep: each tool killed (or, with --power, its power cut) at every state-changing syscall of a run, checked and rerun
-    Crash(crash::Args),
-    /// Fuzz the parsers of outside bytes (nightly); what breaks one is kept in fuzz/regressions/
-    Fuzz(fuzz::Args),
+    Crash(proof::crash::Args),
+    /// Fuzz the parsers of outside bytes (nightly); what breaks one is kept in proof/fuzz/regressions/
+    Fuzz(proof::fuzz::Args),
 }
 
 fn main() {
@@ -75,9 +74,9 @@ fn main() {
         Task::Dist(args) => dist::run(args),
         Task::PackageCheck => package_check::run(),
         Task::Bench(args) => bench::run(args),
-        Task::Sweep(args) => sweep::run(args),
-        Task::Crash(args) => crash::run(args),
-        Task::Fuzz(args) => fuzz::run(args),
+        Task::Interleave(args) => proof::interleave::run(args),
+        Task::Crash(args) => proof::crash::run(args),
+        Task::Fuzz(args) => proof::fuzz::run(args),
     };
     if let Err(e) = result {
         eprintln!("xtask: {e}");

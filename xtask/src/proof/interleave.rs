@@ -1,5 +1,5 @@
-//! `cargo xtask sweep`: the long proof of coordination at a shared
-//! destination. Builds the fault harness (harness/, `snap-harness`) in
+//! `cargo xtask interleave`: the long proof of coordination at a shared
+//! destination. Builds the fault harness (proof/harness/, `snap-harness`) in
 //! release mode and runs every crash point (before and after each
 //! operation) of each seed's interleaving, plus the regression inputs;
 //! `--mutants` then checks that the harness fails when a safeguard is
@@ -8,6 +8,7 @@
 use std::path::Path;
 use std::process::Command;
 
+use super::mutants::{Mutant, apply};
 use crate::sh::{Result, cargo, exec, root};
 
 #[derive(clap::Args)]
@@ -23,30 +24,7 @@ pub struct Args {
     mutants: bool,
 }
 
-/// A safeguard, and the change that removes it.
-pub struct Mutant {
-    pub name: &'static str,
-    pub file: &'static str,
-    pub from: &'static str,
-    pub to: &'static str,
-}
-
-impl Mutant {
-    /// Ok when `by` (the proof run on the mutant) caught it.
-    pub fn caught(&self, caught: bool, by: &str, outcome: impl std::fmt::Debug) -> Result {
-        if caught {
-            eprintln!("xtask: mutant \"{}\": caught by {by}", self.name);
-            Ok(())
-        } else {
-            Err(format!(
-                "mutant \"{}\": {by} did not fail ({outcome:?})",
-                self.name
-            ))
-        }
-    }
-}
-
-const MUTANTS: &[Mutant] = &[
+pub(super) const MUTANTS: &[Mutant] = &[
     Mutant {
         name: "no liveness re-check before publishing or removing",
         file: "dest/src/locks.rs",
@@ -56,8 +34,8 @@ const MUTANTS: &[Mutant] = &[
     Mutant {
         name: "lock refresh without its condition (a broken lock is recreated)",
         file: "dest/src/conditional.rs",
-        from: "b.put(rel, data, sha256, PutMode::Update(v))",
-        to: "b.put(rel, data, sha256, { let _ = v; PutMode::Overwrite })",
+        from: "b.put(rel, data.clone(), sha256, PutMode::Update(v))",
+        to: "b.put(rel, data.clone(), sha256, { let _ = v; PutMode::Overwrite })",
     },
     Mutant {
         name: "prune takes a shared lock (it runs beside pushes)",
@@ -68,7 +46,7 @@ const MUTANTS: &[Mutant] = &[
 ];
 
 pub fn run(args: Args) -> Result {
-    let replay = root().join("harness/regressions.txt");
+    let replay = root().join("proof/harness/regressions.txt");
     exec(cargo().args(["build", "--release", "-p", "snap-harness"]))?;
     let bin = root().join("target/release/snap-harness");
     exec(
@@ -88,23 +66,6 @@ pub fn run(args: Args) -> Result {
         }
     }
     Ok(())
-}
-
-/// A copy of HEAD in target/mutants/src with the mutant's change; returns target/mutants.
-pub fn apply(m: &Mutant) -> Result<std::path::PathBuf> {
-    let base = root().join("target/mutants");
-    let src = base.join("src");
-    crate::baseline::checkout(&src, "HEAD")?;
-    let file = src.join(m.file);
-    let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-    if text.matches(m.from).count() != 1 {
-        return Err(format!(
-            "mutant \"{}\" no longer applies to {}: update the xtask that names it",
-            m.name, m.file
-        ));
-    }
-    std::fs::write(&file, text.replacen(m.from, m.to, 1)).map_err(|e| e.to_string())?;
-    Ok(base)
 }
 
 /// Builds HEAD with the mutant's change and requires the harness to fail.

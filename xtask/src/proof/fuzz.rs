@@ -1,10 +1,10 @@
 //! `cargo xtask fuzz [--target T]... [--time S] [--parallel N]`: builds the
-//! libFuzzer targets of fuzz/ (`cargo +nightly fuzz`, installed if missing),
+//! libFuzzer targets of proof/fuzz/ (`cargo +nightly fuzz`, installed if missing),
 //! then runs each for S seconds, N at a time,
-//! from the kept seeds (fuzz/corpus/T/) into a scratch corpus
+//! from the kept seeds (proof/fuzz/corpus/T/) into a scratch corpus
 //! (target/fuzz-corpus/T/). An input that breaks a parser is copied to
-//! fuzz/regressions/T/, which `cargo xtask test` replays on stable
-//! (fuzzing/tests/replay.rs). Prints the seconds fuzzed (one core each), runs
+//! proof/fuzz/regressions/T/, which `cargo xtask test` replays on stable
+//! (proof/fuzz-bodies/tests/replay.rs). Prints the seconds fuzzed (one core each), runs
 //! and finds per target.
 
 use std::path::Path;
@@ -26,7 +26,7 @@ pub struct Args {
     parallel: usize,
 }
 
-/// The targets, as fuzz/Cargo.toml names them (and snap_fuzzing::TARGETS).
+/// The targets, as proof/fuzz/Cargo.toml names them (and snap_fuzzing::TARGETS).
 const TARGETS: &[&str] = &[
     "tar",
     "restore",
@@ -61,7 +61,7 @@ pub fn run(args: Args) -> Result {
     crate::sh::exec(
         Command::new("cargo")
             .args(["+nightly", "fuzz", "build"])
-            .current_dir(root().join("fuzz")),
+            .current_dir(root().join("proof/fuzz")),
     )?;
     let results = run_all(&chosen, args.time, args.parallel.max(1));
     let mut found = 0;
@@ -73,7 +73,7 @@ pub fn run(args: Args) -> Result {
     match found {
         0 => Ok(()),
         n => Err(format!(
-            "{n} input(s) broke a parser: see fuzz/regressions/, fix, and keep them"
+            "{n} input(s) broke a parser: see proof/fuzz/regressions/, fix, and keep them"
         )),
     }
 }
@@ -110,7 +110,7 @@ fn run_all(targets: &[&str], time: u64, parallel: usize) -> Vec<Outcome> {
 
 /// Fuzzes one target; returns its seconds, runs, and the inputs it kept as regressions.
 fn one(target: &str, time: u64) -> Outcome {
-    let fuzz = root().join("fuzz");
+    let fuzz = root().join("proof/fuzz");
     let scratch = root().join("target/fuzz-corpus").join(target);
     std::fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
     let artifacts = fuzz.join("artifacts").join(target);

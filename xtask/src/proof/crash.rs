@@ -1,16 +1,16 @@
 //! `cargo xtask crash`: the crash sweep. Builds the tools and the sweeper
-//! (crash/, `snap-crash`) in release mode and kills each tool at every
+//! (proof/crash/, `snap-crash`) in release mode and kills each tool at every
 //! state-changing syscall of its representative run, checking and rerunning
 //! after each. `--power` sweeps power cuts instead: at each point the states
 //! that keep only what was flushed are laid, checked and rerun. `--mutants`
 //! then requires the sweep to fail on copies of HEAD with one safeguard
 //! removed each. `cargo xtask test` runs a sample of the points of every
-//! scenario, for kills and for power cuts (crash/tests/sample.rs).
+//! scenario, for kills and for power cuts (proof/crash/tests/sample.rs).
 
 use std::process::Command;
 
+use super::mutants::{Mutant, apply};
 use crate::sh::{Result, cargo, exec, root};
-use crate::sweep::{Mutant, apply};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -30,13 +30,13 @@ pub struct Args {
 }
 
 /// A safeguard against crashes, the change that removes it, and the scenario that must catch it.
-const MUTANTS: &[(Mutant, &str)] = &[
+pub(super) const MUTANTS: &[(Mutant, &str)] = &[
     (
         Mutant {
             name: "prune moves a snapshot's tree away before removing its record",
             file: "tools/snap-prune/src/target.rs",
-            from: "    if let Ok(meta) = std::fs::symlink_metadata(&record) {\n        freed += free::remove_file(&record, &meta).map_err(io(&record))?;\n        snap_shared::fsutil::fsync_dir(&dir).map_err(io(&dir))?;\n    }\n    if tree.exists() {\n        std::fs::rename(&tree, &doomed).map_err(io(&tree))?;\n    }\n",
-            to: "    if tree.exists() {\n        std::fs::rename(&tree, &doomed).map_err(io(&tree))?;\n    }\n    if let Ok(meta) = std::fs::symlink_metadata(&record) {\n        freed += free::remove_file(&record, &meta).map_err(io(&record))?;\n        snap_shared::fsutil::fsync_dir(&dir).map_err(io(&dir))?;\n    }\n",
+            from: "    let mut freed = 0;\n    if let Ok(meta) = std::fs::symlink_metadata(&record) {\n",
+            to: "    let mut freed = 0;\n    if tree.exists() {\n        std::fs::rename(&tree, &doomed).map_err(io(&tree))?;\n    }\n    if let Ok(meta) = std::fs::symlink_metadata(&record) {\n",
         },
         "snap-prune-store",
     ),
@@ -61,7 +61,7 @@ const MUTANTS: &[(Mutant, &str)] = &[
 ];
 
 /// Flushes that only a power cut tests (a kill keeps the page cache), and the scenario that must catch each.
-const POWER_MUTANTS: &[(Mutant, &str)] = &[
+pub(super) const POWER_MUTANTS: &[(Mutant, &str)] = &[
     (
         Mutant {
             name: "an atomic write renames its file into place before flushing it",

@@ -1,7 +1,7 @@
 //! The fuzz targets' bodies: each feeds outside bytes to one of snap's
 //! parsers and reads everything it yields. A parser may refuse the bytes
 //! (that is its error and its exit code); it must never panic, hang or
-//! allocate without bound. `fuzz/` wraps each in a libFuzzer target;
+//! allocate without bound. `proof/fuzz/` wraps each in a libFuzzer target;
 //! `tests/replay.rs` runs the kept inputs through them on stable.
 
 use std::io::{self, Read};
@@ -10,7 +10,7 @@ use std::path::Path;
 /// A target's body: bytes in, nothing out but the absence of a panic.
 pub type Target = fn(&[u8]);
 
-/// The targets by name, as `fuzz/fuzz_targets/NAME.rs` and `fuzz/corpus/NAME/` call them.
+/// The targets by name, as `proof/fuzz/fuzz_targets/NAME.rs` and `proof/fuzz/corpus/NAME/` call them.
 pub const TARGETS: &[(&str, Target)] = &[
     ("tar", tar),
     ("restore", restore),

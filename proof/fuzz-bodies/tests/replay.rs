@@ -1,6 +1,6 @@
 //! Replays every kept fuzz input on stable: the seed corpora
-//! (fuzz/corpus/TARGET/) and every input a fuzz run found that once broke a
-//! parser (fuzz/regressions/TARGET/). A panic here is a regression.
+//! (proof/fuzz/corpus/TARGET/) and every input a fuzz run found that once broke a
+//! parser (proof/fuzz/regressions/TARGET/). A panic here is a regression.
 
 use std::path::Path;
 
@@ -25,7 +25,7 @@ fn every_kept_input_replays() {
         }
         assert!(
             seeds > 0,
-            "{name}: no kept input (fuzz/corpus/{name}/ is empty)"
+            "{name}: no kept input (proof/fuzz/corpus/{name}/ is empty)"
         );
         replayed += seeds;
     }

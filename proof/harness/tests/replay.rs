@@ -1,5 +1,5 @@
 //! The fast part of the harness, for `cargo xtask test`: every regression
-//! input, then two seeds with twenty crash points each. `cargo xtask sweep`
+//! input, then two seeds with twenty crash points each. `cargo xtask interleave`
 //! runs the long proof (every crash point of many seeds, and the mutants).
 
 use std::process::Command;
