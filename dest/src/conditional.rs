@@ -20,7 +20,8 @@ use object_store::{PutMode, UpdateVersion};
 
 use snap_shared::error::{Error, Exit, Result};
 
-use crate::dest::{Backend, Dest};
+use crate::backend::Backend;
+use crate::dest::Dest;
 
 /// The version of an object this process wrote (a bucket's ETag or
 /// generation; a folder's file has none: its name is its identity).
@@ -42,8 +43,8 @@ impl Dest {
     pub fn put_new(&self, rel: &str, data: Bytes, sha256: &str) -> Result<Option<Version>> {
         self.check_fence()?;
         match &self.backend {
-            Backend::Folder(root) => {
-                let path = root.join(rel);
+            Backend::Folder(folder) => {
+                let path = folder.path(rel);
                 ensure_parent(&path)?;
                 let write = |f: &mut std::fs::File| std::io::Write::write_all(f, &data);
                 match snap_shared::fsutil::write_atomic(&path, 0o600, false, write) {
@@ -76,8 +77,8 @@ impl Dest {
         version: &Version,
     ) -> Result<Option<Version>> {
         match &self.backend {
-            Backend::Folder(root) => {
-                let path = root.join(rel);
+            Backend::Folder(folder) => {
+                let path = folder.path(rel);
                 match touch(&path) {
                     Ok(()) => Ok(Some(Version(None))),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -248,7 +249,7 @@ fn ensure_parent(path: &Path) -> Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
-    crate::dest::create_folder(dir)
+    crate::backend::folder::create_folder(dir)
 }
 
 /// Sets a file's times to now, through its existing name only.

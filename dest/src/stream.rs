@@ -23,18 +23,6 @@ pub struct StreamReader {
 }
 
 impl StreamReader {
-    pub fn new(rt: &Arc<Runtime>, body: BoxStream<'static, object_store::Result<Bytes>>) -> Self {
-        let body = body.map(|chunk| {
-            chunk.map_err(|e| {
-                io::Error::new(
-                    io::ErrorKind::ConnectionAborted,
-                    crate::dest::first_line(&e),
-                )
-            })
-        });
-        Self::from_io(rt, body.boxed())
-    }
-
     /// A reader over a stream of chunks whose errors are already I/O errors.
     pub fn from_io(rt: &Arc<Runtime>, mut body: BoxStream<'static, io::Result<Bytes>>) -> Self {
         let (tx, rx) = mpsc::channel(AHEAD);

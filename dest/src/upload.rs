@@ -34,10 +34,12 @@ use tokio::sync::mpsc;
 use snap_shared::error::{Error, Exit, Result};
 use snap_shared::hash::Sha256Digest;
 
-use crate::dest::{Backend, Bucket, Dest, sha_attributes};
+use crate::backend::Backend;
+use crate::backend::bucket::{Bucket, sha_attributes};
+use crate::backend::rclone::Rclone;
+use crate::backend::sftp::Remote;
+use crate::dest::Dest;
 use crate::part_buffers::Pool;
-use crate::rclone::Rclone;
-use crate::sftp::Remote;
 use crate::throttle::Throttle;
 
 const MIB: u64 = 1 << 20;
@@ -173,12 +175,12 @@ impl Dest {
             upload_id: None,
             done: BTreeMap::new(),
         };
-        crate::dest::create_folder(&t.state_dir)?;
+        crate::backend::folder::create_folder(&t.state_dir)?;
         let jpath = Journal::path(&t.state_dir, &self.url, rel);
         let journal = Journal::load(&jpath, &fresh);
         let result = match &self.backend {
-            Backend::Folder(root) => {
-                upload_file(&root.join(rel), src, t, fresh, journal, &jpath, progress)
+            Backend::Folder(folder) => {
+                upload_file(&folder.path(rel), src, t, fresh, journal, &jpath, progress)
             }
             Backend::Bucket(b) => {
                 self.upload_parts(b, rel, src, t, fresh, journal, &jpath, progress)
@@ -429,7 +431,7 @@ fn upload_file(
 ) -> Result<Sent> {
     let dir = snap_shared::fsutil::parent_of(dest);
     if !dir.is_dir() {
-        crate::dest::create_folder(dir)?;
+        crate::backend::folder::create_folder(dir)?;
     }
     let name = dest.file_name().unwrap_or_default().to_string_lossy();
     let part_path = dir.join(format!(".{name}.snap-part"));

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
-use snap_dest::locks::{Host, LOCKS, LockInfo};
+use snap_dest::host::Host;
+use snap_dest::locks::{LOCKS, LockInfo};
 use snap_dest::{Dest, DestSpec, LockOptions, Mode, Reach};
 use snap_shared::error::Exit;
 

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use object_store::memory::InMemory;
 
-use snap_dest::locks::{Host, Me, Timing};
+use snap_dest::host::{Host, Me, Timing};
 use snap_dest::memory::{Registered, register, unregister};
 
 use crate::sched::{Crash, Sched};

@@ -93,7 +93,7 @@ impl Loc {
     /// The bytes of `ranges`, in the order asked: pread here, ranged GETs at a bucket.
     pub fn read_ranges(&self, ranges: &[std::ops::Range<u64>]) -> Result<Vec<bytes::Bytes>> {
         match self {
-            Loc::Path(p) => snap_dest::dest::read_file_ranges(p, ranges),
+            Loc::Path(p) => snap_dest::read_file_ranges(p, ranges),
             Loc::Object(d, key) => d.read_ranges(key, ranges),
         }
     }
@@ -101,7 +101,7 @@ impl Loc {
     /// Its last `n` bytes (all of a smaller file) and its size, in one read.
     pub fn read_tail(&self, n: u64) -> Result<(bytes::Bytes, u64)> {
         match self {
-            Loc::Path(p) => snap_dest::dest::read_file_tail(p, n),
+            Loc::Path(p) => snap_dest::read_file_tail(p, n),
             Loc::Object(d, key) => d.read_tail(key, n),
         }
     }

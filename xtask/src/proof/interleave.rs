@@ -27,7 +27,7 @@ pub struct Args {
 pub(super) const MUTANTS: &[Mutant] = &[
     Mutant {
         name: "no liveness re-check before publishing or removing",
-        file: "dest/src/locks.rs",
+        file: "dest/src/locks/fence.rs",
         from: "    pub fn check(&self) -> Result<()> {\n",
         to: "    pub fn check(&self) -> Result<()> {\n        return Ok(());\n        #[allow(unreachable_code)]\n",
     },

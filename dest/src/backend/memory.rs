@@ -13,8 +13,8 @@ use object_store::ObjectStore;
 use object_store::multipart::MultipartStore;
 use tokio::runtime::Runtime;
 
-use crate::Dest;
-use crate::locks::Host;
+use super::bucket::Bucket;
+use crate::host::Host;
 
 /// What a name opens.
 #[derive(Clone)]
@@ -41,18 +41,16 @@ pub fn unregister(name: &str) {
     REGISTRY.lock().expect("memory registry").remove(name);
 }
 
-pub(crate) fn open(name: &str, rt: &Arc<Runtime>) -> Option<Dest> {
+/// The bucket `memory://name` opens, and the host it is opened on.
+pub(crate) fn open(name: &str, rt: &Arc<Runtime>) -> Option<(Bucket, Arc<dyn Host>)> {
     let r = REGISTRY
         .lock()
         .expect("memory registry")
         .get(name)
         .cloned()?;
-    Some(Dest::over_store(
-        name,
-        r.store,
-        r.parts,
-        rt,
+    let url = format!("memory://{name}");
+    Some((
+        Bucket::over(url, r.store, r.parts, rt, r.concurrency),
         r.host,
-        r.concurrency,
     ))
 }

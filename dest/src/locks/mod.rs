@@ -26,7 +26,7 @@
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -39,14 +39,18 @@ use crate::Dest;
 
 use crate::conditional::{Version, ignores_conditions};
 
+mod fence;
+mod judge;
+
+use crate::host::{STALE_AFTER, Timing};
+pub use fence::Fence;
+use judge::{Seen, Verdict, check_skew, lock_name, verdict};
+pub use snap_shared::size::human_duration as human_age;
+
 /// Where locks live, relative to the destination's root. Set names never
 /// start with '.', so no set can collide with it, and `ls` of a drive shows
 /// only the user's sets.
 pub const LOCKS: &str = ".snap/locks";
-
-/// How long a lock may go unrefreshed before it is stale, unless its holder
-/// promised otherwise (restic's 30 minutes).
-pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
 
 /// How long a prune waits for a stale shared lock of another machine before
 /// it removes it: that push may only be stopped (a suspended laptop, a
@@ -93,74 +97,6 @@ pub struct LockInfo {
     pub stale_after: u64,
 }
 
-/// The times a holder keeps to.
-#[derive(Debug, Clone, Copy)]
-pub struct Timing {
-    pub stale_after: Duration,
-}
-
-impl Timing {
-    /// [`STALE_AFTER`], or `SNAP_LOCK_STALE_SECS` (for tests that need a lock
-    /// to go stale in seconds: it changes only what this process promises,
-    /// never how it judges other machines' locks).
-    pub fn from_env() -> Timing {
-        let secs = std::env::var("SNAP_LOCK_STALE_SECS")
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok())
-            .filter(|s| *s >= 3);
-        Timing {
-            stale_after: secs.map_or(STALE_AFTER, Duration::from_secs),
-        }
-    }
-
-    fn refresh_every(&self) -> Duration {
-        self.stale_after / 6
-    }
-
-    /// How long after its last confirmed refresh a holder still acts.
-    fn live_for(&self) -> Duration {
-        self.stale_after * 2 / 3
-    }
-}
-
-/// What a lock needs of the machine it runs on: its wall clock, a clock that
-/// counts time spent stopped or suspended (CLOCK_BOOTTIME, for how long ago
-/// the last refresh was confirmed), who this process is, and whether a
-/// process of this machine still runs. Tests and the fault harness give
-/// their own (several simulated machines in one process).
-pub trait Host: Send + Sync + std::fmt::Debug {
-    fn now(&self) -> DateTime<Utc>;
-    /// Seconds on a clock that never stops, from any origin.
-    fn mark(&self) -> f64;
-    /// This process.
-    fn me(&self) -> Me {
-        this_process()
-    }
-    /// Whether the process `pid`, started at `start`, runs on this machine.
-    fn alive(&self, pid: u32, start: u64) -> bool {
-        process_start(pid) == Some(start)
-    }
-    /// What this process promises about its refreshes.
-    fn timing(&self) -> Timing {
-        Timing::from_env()
-    }
-}
-
-/// The machine snap runs on.
-#[derive(Debug, Default)]
-pub struct SystemHost;
-
-impl Host for SystemHost {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
-
-    fn mark(&self) -> f64 {
-        let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
-        t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
-    }
-}
-
 /// How to take a lock.
 #[derive(Debug, Clone, Default)]
 pub struct LockOptions {
@@ -204,20 +140,6 @@ struct State {
     confirmed: f64,
     /// Why the lock is no longer ours, once it is not.
     lost: Option<String>,
-}
-
-/// Another lock, as the listing found it.
-struct Seen {
-    info: LockInfo,
-    /// Since its last refresh, by the destination's clock.
-    age: Duration,
-}
-
-/// What to do about another lock.
-enum Verdict {
-    Ignore,
-    Remove(String),
-    Conflict(String, Option<String>),
 }
 
 impl Dest {
@@ -392,95 +314,6 @@ impl Held {
     }
 }
 
-/// What a destination consults before it removes or publishes anything: the
-/// lock this process holds there.
-#[derive(Debug, Clone)]
-pub struct Fence(Arc<Inner>);
-
-impl Fence {
-    /// Fails unless the lock is certainly still this process's: it was not
-    /// removed, and its last refresh was confirmed recently enough that no
-    /// other machine can have judged it stale. It refreshes at once when the
-    /// last refresh is old (after a stop or a suspend).
-    pub fn check(&self) -> Result<()> {
-        let inner = &self.0;
-        let fresh = |st: &State| {
-            inner.dest.host.mark() - st.confirmed < inner.timing.live_for().as_secs_f64()
-        };
-        {
-            let st = inner.state.lock().expect("lock state");
-            if let Some(why) = &st.lost {
-                return Err(inner.lost(why));
-            }
-            if fresh(&st) {
-                return Ok(());
-            }
-        }
-        let _ = inner.refresh();
-        let st = inner.state.lock().expect("lock state");
-        match &st.lost {
-            Some(why) => Err(inner.lost(why)),
-            None if fresh(&st) => Ok(()),
-            None => Err(inner.lost(&format!(
-                "it could not be refreshed for {}",
-                human_age(Duration::from_secs_f64(
-                    inner.dest.host.mark() - st.confirmed
-                ))
-            ))),
-        }
-    }
-}
-
-impl Fence {
-    /// As [`Fence::check`], but asked of the destination itself, whatever
-    /// the last refresh: a read of the lock that changes nothing (a bucket's
-    /// HEAD with `If-Match`, a folder's `stat`), or where no read can tell
-    /// (SFTP, rclone) one conditional refresh; either fails if another
-    /// machine removed it (`snap-prune --break-lock` breaks live locks of
-    /// other machines too). What publishes a record calls it before and
-    /// after the write; a destination that cannot be reached to confirm is
-    /// an error, not a yes. The lock must also be fresh by [`Fence::check`]'s
-    /// measure, which a read does not renew.
-    pub fn confirm(&self) -> Result<()> {
-        let inner = &self.0;
-        let io = inner.io.lock().expect("lock io");
-        let version = {
-            let st = inner.state.lock().expect("lock state");
-            if let Some(why) = &st.lost {
-                return Err(inner.lost(why));
-            }
-            st.version.clone()
-        };
-        let asked = inner.dest.unchanged(&inner.key, &version);
-        drop(io);
-        match asked {
-            Ok(Some(true)) => return self.check(),
-            Ok(Some(false)) => {
-                let why = REMOVED;
-                inner.state.lock().expect("lock state").lost = Some(why.into());
-                return Err(inner.lost(why));
-            }
-            Ok(None) => {}
-            Err(e) => {
-                return Err(inner.lost(&format!(
-                    "it could not be confirmed at the destination: {}",
-                    e.cause
-                )));
-            }
-        }
-        let unreached = inner.refresh();
-        let st = inner.state.lock().expect("lock state");
-        match (&st.lost, unreached) {
-            (Some(why), _) => Err(inner.lost(why)),
-            (None, Some(e)) => Err(inner.lost(&format!(
-                "it could not be confirmed at the destination: {}",
-                e.cause
-            ))),
-            (None, None) => Ok(()),
-        }
-    }
-}
-
 impl Held {
     /// Stops refreshing and removes the lock, saying when the removal failed
     /// and what that costs: other machines wait for the lock (a prune for a
@@ -604,238 +437,9 @@ impl Inner {
     }
 }
 
-/// Decides about one other lock, for a tool taking `mode`.
-fn verdict(mode: Mode, o: &Seen, opts: &LockOptions, host: &dyn Host) -> Verdict {
-    let who = o.info.describe();
-    let since = human_age(o.age);
-    let stale_after = Duration::from_secs(o.info.stale_after);
-    match o.info.liveness(o.age, host) {
-        Liveness::Dead(why) => Verdict::Remove(format!("removed the lock of {who}: {why}")),
-        Liveness::Stopped if opts.break_others => Verdict::Conflict(
-            format!("{who} is alive on this machine; its lock is not removed"),
-            Some(format!("end it first (kill {})", o.info.pid)),
-        ),
-        _ if opts.break_others => Verdict::Remove(format!(
-            "removed the lock of {who} (refreshed {since} ago), as --break-lock asks"
-        )),
-        Liveness::Stopped if (mode, o.info.mode) == (Mode::Shared, Mode::Shared) => Verdict::Ignore,
-        Liveness::Stopped => Verdict::Conflict(
-            format!("{who} is alive but has not refreshed its lock for {since} (stopped?)"),
-            Some(format!(
-                "let it go on (kill -CONT {0}) or end it (kill {0}), then run again",
-                o.info.pid
-            )),
-        ),
-        Liveness::Live => match (mode, o.info.mode) {
-            (Mode::Shared, Mode::Shared) => Verdict::Ignore,
-            _ => Verdict::Conflict(
-                format!("{who} holds a lock there (refreshed {since} ago)"),
-                Some("try again when it is done".into()),
-            ),
-        },
-        Liveness::Stale => match (mode, o.info.mode) {
-            (_, Mode::Exclusive) => Verdict::Remove(format!(
-                "removed the stale lock of {who}: not refreshed for {since} (stale after {})",
-                human_age(stale_after)
-            )),
-            (Mode::Shared, Mode::Shared) => Verdict::Ignore,
-            (Mode::Exclusive, Mode::Shared) if o.age > BREAK_AFTER => Verdict::Remove(format!(
-                "removed the lock of {who}: not refreshed for {since}"
-            )),
-            (Mode::Exclusive, Mode::Shared) => Verdict::Conflict(
-                format!(
-                    "{who} has not refreshed its lock for {since} (stale after {}); it may be stopped or cut off and could still publish",
-                    human_age(stale_after)
-                ),
-                Some(format!(
-                    "prunes wait for it until {} after its last refresh; if that push is gone for good, run snap-prune --break-lock",
-                    human_age(BREAK_AFTER)
-                )),
-            ),
-        },
-    }
-}
-
-/// How alive another lock's holder is.
-enum Liveness {
-    Live,
-    /// On this machine, alive, but not refreshing: stopped or hung.
-    Stopped,
-    Stale,
-    Dead(String),
-}
-
-impl LockInfo {
-    fn mine(mode: Mode, tool: &str, timing: Timing, me: &Me, now: DateTime<Utc>) -> LockInfo {
-        LockInfo {
-            schema: snap_shared::record::SCHEMA.into(),
-            kind: "lock".into(),
-            mode,
-            tool: format!("{tool} {}", env!("CARGO_PKG_VERSION")),
-            host: me.host.clone(),
-            machine: me.machine.clone(),
-            boot: me.boot.clone(),
-            pid: me.pid,
-            start: me.start,
-            user: me.user.clone(),
-            created: now,
-            refreshed: now,
-            stale_after: timing.stale_after.as_secs(),
-        }
-    }
-
-    fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("a lock serializes")
-    }
-
-    /// A lock object's bytes; the error says why they are not a snap lock.
-    pub fn parse(bytes: &[u8]) -> std::result::Result<LockInfo, String> {
-        let info: LockInfo = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-        if info.kind != "lock" || !info.schema.starts_with("snap/") {
-            return Err(format!("kind {:?}, schema {:?}", info.kind, info.schema));
-        }
-        Ok(info)
-    }
-
-    /// `snap-push 0.1.0 (pid 123 on laptop, user me)`.
-    pub fn describe(&self) -> String {
-        format!(
-            "{} (pid {} on {}, user {})",
-            self.tool, self.pid, self.host, self.user
-        )
-    }
-
-    fn liveness(&self, age: Duration, host: &dyn Host) -> Liveness {
-        let me = host.me();
-        if !me.machine.is_empty() && self.machine == me.machine {
-            if self.boot != me.boot {
-                return Liveness::Dead("this machine has rebooted since".into());
-            }
-            if !host.alive(self.pid, self.start) {
-                return Liveness::Dead(format!("process {} is gone", self.pid));
-            }
-            if age > Duration::from_secs(self.stale_after) {
-                return Liveness::Stopped;
-            }
-            return Liveness::Live;
-        }
-        if age > Duration::from_secs(self.stale_after) {
-            Liveness::Stale
-        } else {
-            Liveness::Live
-        }
-    }
-}
-
-/// A lock's file name: who holds it, and a random part.
-fn lock_name(info: &LockInfo) -> String {
-    let host: String = info
-        .host
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(40)
-        .collect();
-    let noise = format!(
-        "{:?}{}{:?}",
-        SystemTime::now(),
-        info.pid,
-        std::thread::current().id()
-    );
-    let rand = &Sha256Digest::of(noise.as_bytes()).to_hex()[..12];
-    format!("{host}-{}-{rand}.json", info.pid)
-}
-
-/// Refuses a machine whose clock is too far from the destination's: the
-/// lock's modified time (the destination's clock) must fall between this
-/// machine's clock before the write and after the listing, give or take
-/// [`MAX_SKEW`] (a slow request widens the window, never trips it).
-fn check_skew(
-    dest: &Dest,
-    before: DateTime<Utc>,
-    after: DateTime<Utc>,
-    theirs: SystemTime,
-) -> Result<()> {
-    let theirs = DateTime::<Utc>::from(theirs);
-    let bound = chrono::Duration::from_std(MAX_SKEW).expect("a few minutes");
-    let (skew, way) = if theirs < before - bound {
-        ((before - theirs).num_seconds(), "ahead of")
-    } else if theirs > after + bound {
-        ((theirs - after).num_seconds(), "behind")
-    } else {
-        return Ok(());
-    };
-    Err(Error::config(
-        format!("destination {}", dest.name),
-        format!(
-            "this machine's clock is {} {way} the destination's (more than {} apart)",
-            human_age(Duration::from_secs(skew.unsigned_abs())),
-            human_age(MAX_SKEW)
-        ),
-    )
-    .with_hint("set the clock right (timedatectl set-ntp true, or chrony), then run again; nothing was changed"))
-}
-
-pub use snap_shared::size::human_duration as human_age;
-
-/// Who a process is, for its lock and for judging others'.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Me {
-    pub host: String,
-    pub user: String,
-    /// A hash of /etc/machine-id ("" when there is none: then no lock is
-    /// ever taken for this machine's own).
-    pub machine: String,
-    pub boot: String,
-    pub pid: u32,
-    pub start: u64,
-}
-
-fn this_process() -> Me {
-    let read = |p: &str| {
-        std::fs::read_to_string(p)
-            .map(|s| s.trim().to_string())
-            .unwrap_or_default()
-    };
-    let machine = read("/etc/machine-id");
-    Me {
-        host: snap_shared::hostname(),
-        user: snap_shared::username(),
-        machine: if machine.is_empty() {
-            String::new()
-        } else {
-            Sha256Digest::of(machine.as_bytes()).to_hex()[..16].to_string()
-        },
-        boot: read("/proc/sys/kernel/random/boot_id"),
-        pid: std::process::id(),
-        start: process_start(std::process::id()).unwrap_or(0),
-    }
-}
-
-/// A process's start time (field 22 of /proc/PID/stat), if it runs.
-fn process_start(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may hold spaces.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split(' ').nth(19)?.parse().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// This process's start time is read past a command name with spaces.
-    #[test]
-    fn start_time_of_this_process() {
-        let me = process_start(std::process::id()).unwrap();
-        assert!(me > 0);
-        assert_eq!(process_start(u32::MAX), None);
-    }
 
     /// Ages read as people say them.
     #[test]
