@@ -165,7 +165,7 @@ fn disk_round_trip(bin: &Path, config: &Path, src: &Path, base: &Path) -> Result
     )?;
     let sum1 = sha256(&img)?;
     // 1% of the image: 2.5 MiB of incompressible bytes written over the middle.
-    let noise = crate::bench_disk::Noise::new().bytes(5 << 19);
+    let noise = crate::bench::disk::Noise::new().bytes(5 << 19);
     let f = fs::OpenOptions::new()
         .write(true)
         .open(&img)

@@ -11,16 +11,6 @@
 
 mod baseline;
 mod bench;
-mod bench_coord;
-mod bench_diff;
-mod bench_disk;
-mod bench_live;
-mod bench_pack;
-mod bench_prune;
-mod bench_push;
-mod bench_remote;
-mod bench_seek;
-mod bench_timeline;
 mod demo;
 mod dist;
 mod gen_docs;

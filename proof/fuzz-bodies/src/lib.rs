@@ -206,7 +206,7 @@ pub fn listing(data: &[u8]) {
         .map(|l| (l.to_string(), l.len() as u64))
         .collect();
     let listed: std::collections::HashSet<&str> = listing.iter().map(|(k, _)| k.as_str()).collect();
-    for g in snap_prune::target::group_archives(&listing) {
+    for g in snap_shared::retention::listing::group_archives(&listing) {
         for e in &g.entries {
             assert!(e.objects.iter().any(|o| o.ends_with(".json")), "{e:?}");
             for o in &e.objects {
@@ -220,7 +220,7 @@ pub fn listing(data: &[u8]) {
             }
         }
     }
-    for (disk, names) in snap_prune::disks::snapshots_listed(&listing) {
+    for (disk, names) in snap_shared::retention::listing::snapshots_listed(&listing) {
         for name in names.keys() {
             let record = format!("disks/{disk}/{name}.json");
             let map = format!("disks/{disk}/{name}.map.zst");

@@ -1,6 +1,8 @@
-//! Retention: restic's rules (`policy`) and the config's `retention`
-//! section (`rules`). snap-prune applies them; snap-restore's timeline shows
-//! what they would remove and why each of the rest is kept.
+//! Retention: restic's rules (`policy`), the config's `retention` section
+//! (`rules`), and the listing model they are applied to (`listing`).
+//! snap-prune applies them; snap-restore's timeline shows what they would
+//! remove and why each of the rest is kept.
 
+pub mod listing;
 pub mod policy;
 pub mod rules;

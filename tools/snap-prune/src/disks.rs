@@ -10,7 +10,7 @@
 //! qcow2-internal and overlay snapshots live in the image and are left to
 //! `snap-disk delete`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
@@ -20,49 +20,12 @@ use snap_dest::Dest;
 use snap_shared::blockmap::MapReader;
 use snap_shared::error::{Error, Result};
 use snap_shared::hash::Sha256Digest;
-use snap_shared::id::check_name;
 
-use crate::target::{Entry, Group, Info};
+use snap_shared::retention::listing::{Entry, Group, Info, snapshots_listed};
 
 /// How long an unreferenced block at a destination is kept: long enough for
 /// a slow push from another machine to publish the record that refers to it.
 pub const DEST_GRACE: Duration = Duration::from_secs(24 * 3600);
-
-/// Each disk's snapshots in a listing of `disks/`: name → (map size, has a
-/// record). Keys that are not `disks/<disk>/<name>.json` or `.map.zst`, with
-/// names snap-disk could have made, are left out (and never touched).
-pub fn snapshots_listed(
-    listing: &[(String, u64)],
-) -> BTreeMap<String, BTreeMap<String, (u64, bool)>> {
-    let mut disks: BTreeMap<String, BTreeMap<String, (u64, bool)>> = BTreeMap::new();
-    for (key, size) in listing {
-        let Some((disk, file)) = key.strip_prefix("disks/").and_then(|r| r.split_once('/')) else {
-            continue;
-        };
-        if file.contains('/') || check_name(disk).is_err() {
-            continue;
-        }
-        let (name, is_record) = match (file.strip_suffix(".json"), file.strip_suffix(".map.zst")) {
-            (Some(n), _) => (n, true),
-            (_, Some(n)) => (n, false),
-            _ => continue,
-        };
-        if name == "disk" || check_name(name).is_err() {
-            continue;
-        }
-        let e = disks
-            .entry(disk.to_string())
-            .or_default()
-            .entry(name.to_string())
-            .or_default();
-        if is_record {
-            e.1 = true;
-        } else {
-            e.0 = *size;
-        }
-    }
-    disks
-}
 
 /// The disks' snapshots by disk, oldest first, timed by their records
 /// (whose tags the entries keep, so no record is read twice).
@@ -70,7 +33,7 @@ pub fn scan(dest: &Dest) -> Result<Vec<Group>> {
     let listing = dest.list("disks")?;
     let pins: std::collections::HashSet<&str> = listing
         .iter()
-        .filter_map(|(k, _)| k.strip_suffix(crate::target::PIN))
+        .filter_map(|(k, _)| k.strip_suffix(snap_shared::store::PIN))
         .collect();
     let disks = snapshots_listed(&listing);
     let mut out = Vec::new();

@@ -21,7 +21,7 @@ use snap_dest::Dest;
 use snap_shared::error::{Error, Exit, Result};
 use snap_shared::hash::Sha256Digest;
 
-use crate::target::Entry;
+use snap_shared::retention::listing::Entry;
 
 /// Where intents live at a destination.
 pub const PRUNING: &str = ".snap/pruning";

@@ -16,7 +16,8 @@ use chrono::{DateTime, Utc};
 use snap_shared::error::{Error, Result};
 
 use crate::policy::{Candidate, Policy};
-use crate::target::{Entry, Group, Info, Target};
+use crate::target::Target;
+use snap_shared::retention::listing::{Entry, Group, Info};
 
 /// What happens to one entry of the group (same order as the group's entries).
 #[derive(Debug, Clone, PartialEq)]

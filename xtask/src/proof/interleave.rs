@@ -39,7 +39,7 @@ pub(super) const MUTANTS: &[Mutant] = &[
     },
     Mutant {
         name: "prune takes a shared lock (it runs beside pushes)",
-        file: "tools/snap-prune/src/lib.rs",
+        file: "tools/snap-prune/src/jobs.rs",
         from: "dest.hold(Mode::Exclusive, TOOL, &opts)",
         to: "dest.hold(Mode::Shared, TOOL, &opts)",
     },

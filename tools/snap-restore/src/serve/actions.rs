@@ -91,21 +91,20 @@ impl DeleteForm {
     }
 }
 
-/// Runs snap-prune's `--forget NAME` on the store (a dry run, or for real),
+/// Runs snap-prune's forget of one name on the store (a dry run, or for real),
 /// its lines kept for the page.
 fn forget(s: &Shared, f: &DeleteForm, dry_run: bool) -> Result<(Exit, u64, Vec<String>)> {
     held(&s.store, &f.name, f.archive())?;
     let lines = Arc::new(Mutex::new(Vec::new()));
     let report = Reporter::capturing(snap_prune::TOOL, lines.clone());
-    let config = s.config.as_ref().map(|c| c.path.as_path());
-    let (exit, records) = snap_prune::forget_in_store(
-        &s.store.root,
-        config,
-        &f.name,
-        f.archive(),
+    let asked = snap_prune::Forget {
+        store: s.store.root.clone(),
+        config: s.config.as_ref().map(|c| c.path.clone()),
+        names: vec![f.name.clone()],
+        archive: f.archive(),
         dry_run,
-        &report,
-    )?;
+    };
+    let (exit, records) = snap_prune::forget(&asked, &report)?;
     let freed = records
         .iter()
         .filter_map(|r| r.extra.get("freed").and_then(|v| v.as_u64()))

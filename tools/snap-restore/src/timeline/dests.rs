@@ -83,7 +83,7 @@ fn held_of(listing: &[(String, u64, std::time::SystemTime)]) -> Held {
     let times: BTreeMap<&str, std::time::SystemTime> =
         listing.iter().map(|(k, _, t)| (k.as_str(), *t)).collect();
     let mut held = Held::default();
-    for group in snap_prune::target::group_archives(&sizes) {
+    for group in snap_shared::retention::listing::group_archives(&sizes) {
         for e in group.entries.iter().filter(|e| e.broken.is_none()) {
             held.archives.insert((group.set.clone(), e.id.clone()));
             held.bytes += e.bytes.unwrap_or(0);

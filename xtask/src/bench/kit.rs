@@ -1,81 +1,24 @@
-//! `cargo xtask bench`: snap-collect against rsync --link-dest (`-a`, and
-//! `-aHAX`, which keeps ACLs and extended attributes as snap does), restic,
-//! rustic, borg and the snap-collect of the commit before it kept attributes
-//! (`snap-before`), side by side in one run, on corpora the bench builds itself.
-//!
-//! Every tool gets the same sequence per run: a fresh target, 1-first,
-//! 2-second-nochange, then 1% of the files changed and 3-second-1pct-changed,
-//! then the tree is put back. Before each timed step the tree is read once
-//! (warm cache, the same for every tool) and `sync` flushes earlier writes so
-//! one tool's write-back does not land in the next one's time. Wall time and
-//! peak RSS (the largest process, from wait4) are measured per step; the table
-//! gives medians over the runs and snap's ratio to each anchor.
+//! The bench's kit, which every suite uses: the corpora it builds, running
+//! and measuring a command (wall time, peak RSS), the tables and the docs
+//! writer, the trash that keeps deletes out of the timings, moto for S3,
+//! and where the release binaries are.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
 use std::io::Write as _;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use crate::sh::{Result, cargo, ensure_apt, exec, root};
+use crate::sh::{Result, cargo, exec, root};
+use std::net::{TcpListener, TcpStream};
+use std::process::Child;
+use std::time::Duration;
 
-#[derive(clap::Args, Clone)]
-pub struct Args {
-    /// Runs per tool (medians are reported)
-    #[arg(long, default_value_t = 3)]
-    pub(crate) runs: usize,
-    /// Tools to measure
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "snap,snap-before,rsync,rsync+sync,rsync-aHAX,restic,rustic,borg"
-    )]
-    tools: Vec<String>,
-    /// The commit whose snap-collect the collect suite's `snap-before` rows run (built once) [default: the last commit before snap kept extended attributes]
-    #[arg(long, value_name = "REF", default_value = crate::baseline::BEFORE_ATTRIBUTES)]
-    collect_baseline: String,
-    /// Corpora to use
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "tree-small,tree-large,usr-share"
-    )]
-    corpora: Vec<String>,
-    /// Files in tree-small
-    #[arg(long, default_value_t = 100_000)]
-    pub(crate) small_files: usize,
-    /// MiB in tree-large (four files)
-    #[arg(long, default_value_t = 2048)]
-    large_mib: u64,
-    /// Where corpora and targets live [default: target/bench]
-    #[arg(long)]
-    dir: Option<PathBuf>,
-    /// Print the table but do not write docs/benchmarks.md
-    #[arg(long)]
-    pub(crate) no_write: bool,
-    /// The commit the push and prune suites' coordination rows compare with (built once) [default: the last commit before locks at the destination]
-    #[arg(long, value_name = "REF", default_value = crate::baseline::BEFORE_LOCKS)]
-    pub(crate) baseline: String,
-    /// Suites to run: collect (snap-collect against rsync, restic, rustic, borg),
-    /// pack (snap-pack, snap-restore restore and verify against tar+zstd, restic and rustic)
-    /// push (snap-push against rclone copy, to a folder and to S3; resume)
-    /// prune (planning and deleting 100 and 1,000 archives at a folder and at S3);
-    /// push or prune also measure what locks at the destination cost (against --baseline),
-    /// which coord alone measures
-    /// disk (snap-disk on a 2 GiB ext4 image against zstd, borg, restic, rustic, qemu-img)
-    /// and timeline (snap-restore timeline --html on 10,000 snapshots; not in the default)
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "collect,pack,push,prune,disk"
-    )]
-    suites: Vec<String>,
-}
+use super::args::Args;
 
-const TOOLS_APT: &[(&str, &str)] = &[
+pub(crate) const TOOLS_APT: &[(&str, &str)] = &[
     ("rsync", "rsync"),
     ("restic", "restic"),
     ("borg", "borgbackup"),
@@ -321,112 +264,6 @@ pub(crate) fn warm(tree: &Path) -> Result {
     )))
 }
 
-/// Appends a line to every 100th regular file (sorted path order); returns what to put back.
-fn change_one_percent(tree: &Path, run: usize) -> Result<Vec<(PathBuf, u64, fs::FileTimes)>> {
-    let mut files = Vec::new();
-    collect_files(tree, &mut files)?;
-    files.sort();
-    let mut undo = Vec::new();
-    for path in files.iter().step_by(100) {
-        let meta = fs::metadata(path).map_err(|e| e.to_string())?;
-        let times = fs::FileTimes::new()
-            .set_accessed(meta.accessed().map_err(|e| e.to_string())?)
-            .set_modified(meta.modified().map_err(|e| e.to_string())?);
-        let mut f = fs::OpenOptions::new()
-            .append(true)
-            .open(path)
-            .map_err(|e| e.to_string())?;
-        writeln!(f, "bench-change {run}").map_err(|e| e.to_string())?;
-        undo.push((path.clone(), meta.size(), times));
-    }
-    Ok(undo)
-}
-
-fn undo_change(undo: Vec<(PathBuf, u64, fs::FileTimes)>) -> Result {
-    for (path, size, times) in undo {
-        let f = fs::OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .map_err(|e| e.to_string())?;
-        f.set_len(size).map_err(|e| e.to_string())?;
-        f.set_times(times).map_err(|e| e.to_string())?;
-    }
-    Ok(())
-}
-
-fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result {
-    for e in fs::read_dir(dir).map_err(|e| e.to_string())? {
-        let e = e.map_err(|e| e.to_string())?;
-        let ft = e.file_type().map_err(|e| e.to_string())?;
-        if ft.is_dir() {
-            collect_files(&e.path(), out)?;
-        } else if ft.is_file() {
-            out.push(e.path());
-        }
-    }
-    Ok(())
-}
-
-/// The snap-collect binaries a collect suite runs: this tree's, and the
-/// `--collect-baseline` commit's (the `snap-before` rows).
-struct SnapBins {
-    now: PathBuf,
-    before: Option<PathBuf>,
-}
-
-/// The command a tool runs for step `step` (1, 2, 3) into `target`.
-fn step_command(tool: &str, step: usize, tree: &Path, target: &Path, snap: &SnapBins) -> Command {
-    match tool {
-        "snap" | "snap-before" => {
-            let bin = match tool {
-                "snap" => &snap.now,
-                _ => snap
-                    .before
-                    .as_ref()
-                    .expect("built when snap-before is asked for"),
-            };
-            let mut c = Command::new(bin);
-            c.args(["--quiet", "--min-free", "0", "--name", "bench", "--store"])
-                .arg(target)
-                .arg(tree);
-            c
-        }
-        "rsync" | "rsync+sync" | "rsync-aHAX" => {
-            let link_dest = match step {
-                1 => String::new(),
-                _ => format!(
-                    "--link-dest='{}'",
-                    target.join(format!("{}", step - 1)).display()
-                ),
-            };
-            // rsync+sync: the same, then flushed to disk, as snap flushes before publishing.
-            let flush = if tool == "rsync+sync" { " && sync" } else { "" };
-            // rsync-aHAX: hard links, ACLs and extended attributes too, as snap keeps them.
-            let flags = if tool == "rsync-aHAX" { "-aHAX" } else { "-a" };
-            let mut c = Command::new("sh");
-            c.arg("-c").arg(format!(
-                "rsync {flags} {link_dest} '{}/' '{}/'{flush}",
-                tree.display(),
-                target.join(format!("{step}")).display()
-            ));
-            c
-        }
-        "restic" | "rustic" => {
-            let mut c = repo_cmd(tool, target, &["backup"]);
-            c.arg(tree);
-            c
-        }
-        _ => {
-            let mut c = Command::new("borg");
-            c.arg("create")
-                .arg(format!("{}::s{step}", target.display()))
-                .arg(tree)
-                .env("BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK", "yes");
-            c
-        }
-    }
-}
-
 /// Below this much free space, [`discard`] empties the trash at once: the
 /// disk here fills (and every tool on it fails) before a 3-run pack suite
 /// on tree-large is done. Suites that write much make room between rounds
@@ -493,19 +330,6 @@ pub(crate) fn empty_trash(base: &Path) {
     let _ = fs::remove_dir_all(&trash);
 }
 
-fn prepare_target(tool: &str, target: &Path) -> Result {
-    discard(target)?;
-    match tool {
-        "restic" | "rustic" => quiet(&mut repo_cmd(tool, target, &["init"])),
-        "borg" => quiet(
-            Command::new("borg")
-                .args(["init", "-e", "none"])
-                .arg(target),
-        ),
-        _ => fs::create_dir_all(target).map_err(|e| e.to_string()),
-    }
-}
-
 pub(crate) fn disk_use_mib(path: &Path) -> f64 {
     let out = Command::new("du").args(["-s", "-B1"]).arg(path).output();
     out.ok()
@@ -557,73 +381,6 @@ pub(crate) fn median(v: &[f64]) -> f64 {
 
 pub(crate) type Table = BTreeMap<(String, String, String), Samples>;
 
-fn bench_corpus(
-    name: &str,
-    tree: &Path,
-    base: &Path,
-    args: &Args,
-    snap_bin: &SnapBins,
-    table: &mut Table,
-) -> Result {
-    const STEPS: [&str; 3] = ["1-first", "2-second-nochange", "3-second-1pct-changed"];
-    for run in 0..args.runs {
-        for tool in &args.tools {
-            let target = base.join("targets").join(tool);
-            prepare_target(tool, &target)?;
-            for (i, step) in STEPS.iter().enumerate() {
-                let undo = if i == 2 {
-                    Some(change_one_percent(tree, run)?)
-                } else {
-                    None
-                };
-                warm(tree)?;
-                let before = disk_use_mib(&target);
-                let (wall, rss) = measure(&mut step_command(tool, i + 1, tree, &target, snap_bin))?;
-                let growth = disk_use_mib(&target) - before;
-                eprintln!(
-                    "xtask: {name} {step} {tool} run {}: {wall:.2} s, {rss:.0} MiB, +{growth:.1} MiB",
-                    run + 1
-                );
-                add_sample(table, (name, step, tool), wall, rss, Some(growth));
-                if let Some(u) = undo {
-                    undo_change(u)?;
-                }
-            }
-            discard(&target)?;
-        }
-    }
-    Ok(())
-}
-
-/// Peak RSS of a first collect of a tree ten times smaller, for the scaling goal.
-fn bench_memory_scaling(
-    base: &Path,
-    args: &Args,
-    snap_bin: &SnapBins,
-    table: &mut Table,
-) -> Result {
-    let small = corpus(base, "tree-small-10pct", args)?;
-    let target = base.join("targets/snap-scale");
-    for run in 0..args.runs {
-        prepare_target("snap", &target)?;
-        warm(&small)?;
-        let (wall, rss) = measure(&mut step_command("snap", 1, &small, &target, snap_bin))?;
-        eprintln!(
-            "xtask: tree-small-10pct 1-first snap run {}: {wall:.2} s, {rss:.0} MiB",
-            run + 1
-        );
-        add_sample(
-            table,
-            ("tree-small-10pct", "1-first", "snap"),
-            wall,
-            rss,
-            None,
-        );
-    }
-    discard(&target)?;
-    Ok(())
-}
-
 /// The markdown table of medians and snap's ratio to each tool; `size_label`
 /// names the size column (store growth, archive size).
 pub(crate) fn render_rows(table: &Table, size_label: &str) -> String {
@@ -651,25 +408,6 @@ pub(crate) fn render_rows(table: &Table, size_label: &str) -> String {
             "| {corpus} | {step} | {tool} | {:.2} ({min:.2}–{max:.2}) | {:.0} | {size} | {ratio} |",
             median(&s.wall),
             median(&s.rss)
-        );
-    }
-    md
-}
-
-fn render(table: &Table, args: &Args) -> String {
-    let mut md = render_rows(table, "store growth MiB");
-    let get = |c: &str| {
-        table
-            .get(&(c.into(), "1-first".into(), "snap".into()))
-            .map(|s| median(&s.rss))
-    };
-    if let (Some(big), Some(small)) = (get("tree-small"), get("tree-small-10pct")) {
-        let _ = writeln!(
-            md,
-            "\nMemory scaling (first collect): {small:.0} MiB at {} files, {big:.0} MiB at {} files: {:.2}x for 10x the files.",
-            args.small_files / 10,
-            args.small_files,
-            big / small
         );
     }
     md
@@ -750,84 +488,80 @@ pub(crate) fn machine() -> String {
     )
 }
 
-pub fn run(args: Args) -> Result {
-    ensure_apt(TOOLS_APT)?;
-    run_cmd_build()?;
-    let base = args
-        .dir
-        .clone()
-        .unwrap_or_else(|| root().join("target/bench"));
-    if args.suites.iter().any(|s| s == "pack") {
-        let corpora: Vec<&str> = args
-            .corpora
-            .iter()
-            .map(String::as_str)
-            .filter(|c| *c != "usr-share")
-            .collect();
-        crate::bench_pack::run(&args, &base, &corpora)?;
-    }
-    if args.suites.iter().any(|s| s == "push") {
-        crate::bench_push::run(&args, &base)?;
-    }
-    if args.suites.iter().any(|s| s == "prune") {
-        crate::bench_prune::run(&args, &base)?;
-    }
-    if args
-        .suites
-        .iter()
-        .any(|s| s == "push" || s == "prune" || s == "coord")
-    {
-        crate::bench_coord::run(&args, &base)?;
-    }
-    if args.suites.iter().any(|s| s == "disk") {
-        crate::bench_disk::run(&args, &base)?;
-    }
-    if args.suites.iter().any(|s| s == "timeline") {
-        crate::bench_timeline::run(&args, &base)?;
-    }
-    if !args.suites.iter().any(|s| s == "collect") {
-        empty_trash(&base);
-        return Ok(());
-    }
-    if args.tools.iter().any(|t| t == "rustic") {
-        ensure_rustic()?;
-    }
-    let before = match args.tools.iter().any(|t| t == "snap-before") {
-        true => Some(
-            crate::baseline::bin_dir_in(&base, &args.collect_baseline, "before-attributes")?
-                .join("snap-collect"),
-        ),
-        false => None,
-    };
-    let snap_bin = SnapBins {
-        now: root().join("target/release/snap-collect"),
-        before,
-    };
-    let mut table = Table::new();
-    for name in &args.corpora {
-        let tree = corpus(&base, name, &args)?;
-        bench_corpus(name, &tree, &base, &args, &snap_bin, &mut table)?;
-    }
-    if args.corpora.iter().any(|c| c == "tree-small") && args.tools.iter().any(|t| t == "snap") {
-        bench_memory_scaling(&base, &args, &snap_bin, &mut table)?;
-    }
-    empty_trash(&base);
-    let md = render(&table, &args);
-    println!("{md}");
-    if !args.no_write {
-        let method = format!(
-            "Corpora are built by the bench: tree-small = {} source-like files of 1–64 KiB; tree-large = 4 files, {} MiB in all;\n\
-usr-share = a copy of /usr/share and the Rust docs (the corpus of docs/benchmarks-anchors.md).\n\
-Every tool gets the same sequence per run (fresh target, first, no change, 1% of files changed);\n\
-the tree is read once and `sync` runs before each timed step. snap includes its own `syncfs` before\n\
-publishing a snapshot (durable); rsync does not flush, so its figures leave writes in the page cache.",
-            args.small_files, args.large_mib
-        );
-        write_doc("benchmarks.md", "Benchmarks", args.runs, "", &method, &md)?;
-    }
-    Ok(())
+pub(crate) fn bin(name: &str) -> PathBuf {
+    root().join("target/release").join(name)
 }
 
-fn run_cmd_build() -> Result {
-    exec(cargo().args(["build", "--release", "--bins"]))
+/// A moto server for one measurement.
+pub(crate) struct Moto {
+    child: Child,
+    pub(crate) port: u16,
+}
+
+impl Moto {
+    pub(crate) fn start(scripts: &Path) -> Result<Moto> {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| e.to_string())?
+            .port();
+        let child = Command::new(scripts.join("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("moto_server: {e}"))?;
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if start.elapsed() > Duration::from_secs(30) {
+                return Err("moto_server did not start".into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+        write!(
+            s,
+            "PUT /bench HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .map_err(|e| e.to_string())?;
+        let mut reply = String::new();
+        std::io::Read::read_to_string(&mut s, &mut reply).map_err(|e| e.to_string())?;
+        Ok(Moto { child, port })
+    }
+
+    pub(crate) fn env(&self) -> Vec<(String, String)> {
+        vec![
+            (
+                "AWS_ENDPOINT".into(),
+                format!("http://127.0.0.1:{}", self.port),
+            ),
+            ("AWS_ALLOW_HTTP".into(), "true".into()),
+            ("AWS_ACCESS_KEY_ID".into(), "bench".into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), "bench".into()),
+            ("AWS_REGION".into(), "us-east-1".into()),
+        ]
+    }
+
+    pub(crate) fn rclone_remote(&self) -> String {
+        self.rclone_at("bench/rclone")
+    }
+
+    /// rclone's name for a path (`bucket/prefix`) on this server.
+    pub(crate) fn rclone_at(&self, path: &str) -> String {
+        format!(
+            ":s3,provider=Other,env_auth=false,access_key_id=bench,secret_access_key=bench,endpoint='http://127.0.0.1:{}':{path}",
+            self.port
+        )
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub(crate) fn fresh_dir(p: &Path) -> Result {
+    discard(p)?;
+    fs::create_dir_all(p).map_err(|e| e.to_string())
 }

@@ -20,20 +20,17 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::bench::{
-    Args, RESTIC_LIKE, Table, corpus, discard, empty_trash, measure, quiet, repo_cmd, repo_restore,
+use super::args::Args;
+use super::kit::{
+    RESTIC_LIKE, Table, bin, corpus, discard, empty_trash, measure, quiet, repo_cmd, repo_restore,
     warm,
 };
-use crate::sh::{Result, root};
+use crate::sh::Result;
 
 /// The last commit before snap-pack checked every file's bytes against the
 /// index's sha256 (issue 31); its pack is timed beside today's, same run.
 const BEFORE_CHECK: &str = "3ad5293";
 const BEFORE_CHECK_ROW: &str = "snap before the per-file check (3ad5293)";
-
-fn bin(name: &str) -> PathBuf {
-    root().join("target/release").join(name)
-}
 
 fn sh(script: &str) -> Command {
     let mut c = Command::new("sh");
@@ -78,7 +75,7 @@ fn snapshot(base: &Path, name: &str, tree: &Path) -> Result<(PathBuf, PathBuf)> 
         .status();
     let _ = fs::remove_dir_all(&store);
     // With the one-file rows' 1 MiB file, in a source of its own.
-    let one = crate::bench_seek::one_mib_source(base)?;
+    let one = super::seek::one_mib_source(base)?;
     let rec = collect_all(&store, "b", &[tree, &one])?;
     let snap_tree = PathBuf::from(rec["path"].as_str().unwrap_or_default());
     Ok((store, snap_tree))
@@ -98,7 +95,7 @@ impl Record<'_> {
             "xtask: {} {step} {tool}: {wall:.2} s, {rss:.0} MiB",
             self.corpus
         );
-        crate::bench::add_sample(self.table, (self.corpus, step, tool), wall, rss, out_mib);
+        super::kit::add_sample(self.table, (self.corpus, step, tool), wall, rss, out_mib);
     }
 }
 
@@ -172,7 +169,7 @@ fn bench_corpus(
     let tar_archive = tar_out.join("a.tar.zst");
     for run in 0..runs {
         // A round writes five trees into the trash: room for the next, between rounds.
-        crate::bench::make_room(base, ROUND_ROOM);
+        super::kit::make_room(base, ROUND_ROOM);
         let tools = ["snap", "tar+zstd", "tar+zstd+sync", "restic", "rustic"];
         for k in 0..tools.len() {
             let tool = tools[(k + run) % tools.len()];
@@ -256,9 +253,9 @@ fn bench_corpus(
         );
     }
     discard(&plain)?;
-    let one = fs::canonicalize(base.join(crate::bench_seek::ONE_MIB)).map_err(|e| e.to_string())?;
+    let one = fs::canonicalize(base.join(super::seek::ONE_MIB)).map_err(|e| e.to_string())?;
     let file = snap_tree.join(one.strip_prefix("/").unwrap_or(&one));
-    let setup = crate::bench_seek::Setup {
+    let setup = super::seek::Setup {
         corpus: name,
         archive: &archive,
         snap_tree: &snap_tree,
@@ -270,7 +267,7 @@ fn bench_corpus(
         targets: &targets,
         runs,
     };
-    crate::bench_seek::one_file(&setup, scripts, rec.table)?;
+    super::seek::one_file(&setup, scripts, rec.table)?;
     discard(&snap_out)?;
     discard(&tar_out)?;
     for tool in RESTIC_LIKE {
@@ -291,7 +288,7 @@ fn settle(base: &Path) -> Result {
 
 pub fn run(args: &Args, base: &Path, corpora: &[&str]) -> Result {
     crate::sh::ensure_apt(&[("restic", "restic"), ("zstd", "zstd")])?;
-    crate::bench::ensure_rustic()?;
+    super::kit::ensure_rustic()?;
     let scripts = crate::sh::ensure_pip(crate::test::TEST_SERVERS_PIP)?;
     // Today's snap-pack against the one before it checked each file's sha256.
     let before = crate::baseline::bin_dir(base, BEFORE_CHECK)?;
@@ -301,7 +298,7 @@ pub fn run(args: &Args, base: &Path, corpora: &[&str]) -> Result {
         bench_corpus(name, &tree, base, args.runs, &scripts, &before, &mut table)?;
     }
     empty_trash(base);
-    let md = crate::bench::render_rows(&table, "output MiB");
+    let md = super::kit::render_rows(&table, "output MiB");
     println!("{md}");
     if !args.no_write {
         let method = "Corpora as in [benchmarks.md](benchmarks.md), collected once; every tool works on that snapshot tree.\n\
@@ -314,7 +311,7 @@ one-file (S3): one 1 MiB file (a source of its own, beside the corpus) back from
 the same archive read as one stream (its record without `frames`, as every archive was read before), `restic restore --include` and `rustic restore` from repositories on the same server;\n\
 \"output MiB\" there is what the server sent, counted at a proxy in front of it.\n\
 \"snap / tool\" is snap's wall time over the tool's: below 1 is faster; for the limit row, 1/ratio is the share of the limit reached.";
-        crate::bench::write_doc(
+        super::kit::write_doc(
             "benchmarks-pack.md",
             "Benchmarks: snap-pack and snap-restore",
             args.runs,

@@ -15,8 +15,9 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::bench::{Args, discard, disk_use_mib, measure, median, quiet, repo_cmd, version};
-use crate::bench_push::{bin, fresh_dir};
+use super::args::Args;
+use super::kit::{bin, fresh_dir};
+use super::kit::{discard, disk_use_mib, measure, median, quiet, repo_cmd, version};
 use crate::sh::{Result, ensure_apt};
 
 const GIB: u64 = 1 << 30;
@@ -137,7 +138,7 @@ struct Run {
     q_apply: (f64, f64),
     /// `qemu-img check && qemu-img snapshot -a`: the safe workflow snap-disk restore follows.
     q_check_apply: f64,
-    live: crate::bench_live::Live,
+    live: super::live::Live,
 }
 
 const BLOCK_SIZES: [u64; 3] = [MIB, 2 * MIB, 4 * MIB];
@@ -206,7 +207,7 @@ fn one_run(base: &Path, v1: &Path, v2: &Path) -> Result<Run> {
     r.restic = two_backups(&t, "restic", &img, v1, v2)?;
     r.rustic = two_backups(&t, "rustic", &img, v1, v2)?;
     (r.q_create, r.q_apply, r.q_check_apply) = qcow2_internal(&t, v1)?;
-    r.live = crate::bench_live::run(&t, v1)?;
+    r.live = super::live::run(&t, v1)?;
     Ok(r)
 }
 
@@ -329,7 +330,7 @@ pub fn run(args: &Args, base: &Path) -> Result {
         ("qemu-storage-daemon", "qemu-system-common"),
         ("mke2fs", "e2fsprogs"),
     ])?;
-    crate::bench::ensure_rustic()?;
+    super::kit::ensure_rustic()?;
     let (v1, v2) = images(base)?;
     let mut runs = Vec::new();
     for i in 0..args.runs {
@@ -339,7 +340,7 @@ pub fn run(args: &Args, base: &Path) -> Result {
     let md = render(&runs, &v1);
     println!("{md}");
     if !args.no_write {
-        crate::bench::write_doc(
+        super::kit::write_doc(
             "benchmarks-disk.md",
             "Benchmarks: snap-disk",
             args.runs,
@@ -456,6 +457,6 @@ fn render(runs: &[Run], v1: &Path) -> String {
         })
         .collect();
     md.push('\n');
-    md.push_str(&crate::bench_live::render(&live, &anchors));
+    md.push_str(&super::live::render(&live, &anchors));
     md
 }

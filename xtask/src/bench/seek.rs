@@ -14,8 +14,8 @@ use std::sync::atomic::Ordering;
 use serde_json::Value;
 use snap_testkit::FaultProxy;
 
-use crate::bench::{Table, add_sample, discard, measure, quiet};
-use crate::bench_push::{Moto, bin, fresh_dir};
+use super::kit::{Moto, bin, fresh_dir};
+use super::kit::{Table, add_sample, discard, measure, quiet};
 use crate::sh::Result;
 
 /// The 1 MiB file every snapshot of the pack suite carries, in its own source folder.

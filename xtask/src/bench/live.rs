@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use snap_testkit::qemu::{FakeAgent, Qsd};
 
-use crate::bench::{discard, quiet};
-use crate::bench_push::bin;
+use super::kit::bin;
+use super::kit::{discard, quiet};
 use crate::sh::Result;
 
 const MIB: u64 = 1 << 20;
@@ -190,12 +190,12 @@ pub type Anchors = [(f64, f64); 3];
 /// borg/restic/rustic backups of the same run.
 pub fn render(live: &[Live], anchors: &[Anchors]) -> String {
     let med =
-        |f: &dyn Fn(&Live) -> f64| crate::bench::median(&live.iter().map(f).collect::<Vec<_>>());
+        |f: &dyn Fn(&Live) -> f64| super::kit::median(&live.iter().map(f).collect::<Vec<_>>());
     let first = med(&|l| l.first.0);
     let second = med(&|l| l.second.0);
     let anchor = |tool: usize, second: bool| {
         let pick = |a: &Anchors| if second { a[tool].1 } else { a[tool].0 };
-        crate::bench::median(&anchors.iter().map(pick).collect::<Vec<_>>())
+        super::kit::median(&anchors.iter().map(pick).collect::<Vec<_>>())
     };
     let (borg1, restic1, rustic1) = (anchor(0, false), anchor(1, false), anchor(2, false));
     let (borg, restic, rustic) = (anchor(0, true), anchor(1, true), anchor(2, true));

@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use crate::bench::{Args, corpus, median};
-use crate::bench_push::{bin, fresh_dir};
-use crate::bench_timeline::Served;
+use super::args::Args;
+use super::kit::{bin, fresh_dir};
+use super::kit::{corpus, median};
+use super::serving::Served;
 use crate::sh::Result;
 
 /// How many snapshots the history and search rows read.
@@ -19,7 +20,7 @@ const MANY: usize = 50;
 
 /// One snapshot of `src` into set `d`; returns its id.
 fn collect(store: &Path, src: &Path) -> Result<String> {
-    let rec = crate::bench_pack::collect(store, "d", src)?;
+    let rec = super::pack::collect(store, "d", src)?;
     Ok(rec["id"].as_str().unwrap_or_default().to_string())
 }
 
@@ -49,7 +50,7 @@ fn workspace(args: &Args, base: &Path, corpus_name: &str, name: &str) -> Result<
     fresh_dir(&work)?;
     fresh_dir(&store)?;
     let tree = work.join("tree");
-    crate::bench::quiet(Command::new("cp").arg("-al").arg(&corpus).arg(&tree))?;
+    super::kit::quiet(Command::new("cp").arg("-al").arg(&corpus).arg(&tree))?;
     Ok([work, store, tree])
 }
 
@@ -175,8 +176,8 @@ fn many_rows(args: &Args, base: &Path) -> Result<String> {
     )?;
     drop(served);
     // Gigabytes of copies: gone with the rest of the bench's trash.
-    crate::bench::discard(&work)?;
-    crate::bench::discard(&store)?;
+    super::kit::discard(&work)?;
+    super::kit::discard(&store)?;
     let n = args.small_files / 10;
     Ok(format!(
         "### `serve`'s history and search on {MANY} snapshots of {n} files\n\n\
@@ -231,8 +232,8 @@ pub fn run(args: &Args, base: &Path) -> Result<String> {
         runs,
     )?;
     drop(served);
-    crate::bench::discard(&work)?;
-    crate::bench::discard(&store)?;
+    super::kit::discard(&work)?;
+    super::kit::discard(&store)?;
     let n = args.small_files;
     let many = many_rows(args, base)?;
     Ok(format!(

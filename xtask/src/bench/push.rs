@@ -12,18 +12,13 @@
 //! does not flush, so a "rclone + sync" row is measured too.
 
 use std::fs;
-use std::io::Write;
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use crate::bench::{Args, Table, discard, measure, median, quiet};
-use crate::sh::{Result, ensure_apt, ensure_pip, root};
-
-pub(crate) fn bin(name: &str) -> PathBuf {
-    root().join("target/release").join(name)
-}
+use super::args::Args;
+use super::kit::{Moto, Table, bin, discard, fresh_dir, measure, median, quiet};
+use super::pushing::{resume_share, snap_push};
+use crate::sh::{Result, ensure_apt, ensure_pip};
 
 const CORPUS: &str = "archive-1GiB";
 
@@ -62,163 +57,9 @@ fn make_archive(base: &Path) -> Result<(PathBuf, PathBuf)> {
     Ok((json, data))
 }
 
-/// A moto server for one measurement.
-pub(crate) struct Moto {
-    child: Child,
-    pub(crate) port: u16,
-}
-
-impl Moto {
-    pub(crate) fn start(scripts: &Path) -> Result<Moto> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| e.to_string())?
-            .port();
-        let child = Command::new(scripts.join("moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("moto_server: {e}"))?;
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if start.elapsed() > Duration::from_secs(30) {
-                return Err("moto_server did not start".into());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-        write!(
-            s,
-            "PUT /bench HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        )
-        .map_err(|e| e.to_string())?;
-        let mut reply = String::new();
-        std::io::Read::read_to_string(&mut s, &mut reply).map_err(|e| e.to_string())?;
-        Ok(Moto { child, port })
-    }
-
-    pub(crate) fn env(&self) -> Vec<(String, String)> {
-        vec![
-            (
-                "AWS_ENDPOINT".into(),
-                format!("http://127.0.0.1:{}", self.port),
-            ),
-            ("AWS_ALLOW_HTTP".into(), "true".into()),
-            ("AWS_ACCESS_KEY_ID".into(), "bench".into()),
-            ("AWS_SECRET_ACCESS_KEY".into(), "bench".into()),
-            ("AWS_REGION".into(), "us-east-1".into()),
-        ]
-    }
-
-    fn rclone_remote(&self) -> String {
-        self.rclone_at("bench/rclone")
-    }
-
-    /// rclone's name for a path (`bucket/prefix`) on this server.
-    pub(crate) fn rclone_at(&self, path: &str) -> String {
-        format!(
-            ":s3,provider=Other,env_auth=false,access_key_id=bench,secret_access_key=bench,endpoint='http://127.0.0.1:{}':{path}",
-            self.port
-        )
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub(crate) fn snap_push(
-    json: &Path,
-    dest: &str,
-    state: &Path,
-    env: &[(String, String)],
-) -> Command {
-    let mut c = Command::new(bin("snap-push"));
-    c.args(["-q", "--file"])
-        .arg(json)
-        .args(["--dest", dest, "--state-dir"])
-        .arg(state)
-        .envs(env.iter().cloned());
-    c
-}
-
 fn add(table: &mut Table, step: &str, tool: &str, wall: f64, rss: f64, mib: f64) {
     eprintln!("xtask: {CORPUS} {step} {tool}: {wall:.2} s, {rss:.0} MiB");
-    crate::bench::add_sample(table, (CORPUS, step, tool), wall, rss, Some(mib));
-}
-
-pub(crate) fn fresh_dir(p: &Path) -> Result {
-    discard(p)?;
-    fs::create_dir_all(p).map_err(|e| e.to_string())
-}
-
-/// Parts a resume journal under `state` records, and how many the file has.
-fn journal_parts(state: &Path) -> (usize, usize) {
-    let Ok(entries) = fs::read_dir(state) else {
-        return (0, 1);
-    };
-    for e in entries.flatten() {
-        let Ok(text) = fs::read_to_string(e.path()) else {
-            continue;
-        };
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
-            continue;
-        };
-        let (size, part) = (
-            v["size"].as_u64().unwrap_or(0),
-            v["part_size"].as_u64().unwrap_or(1),
-        );
-        let total = size.div_ceil(part.max(1)).max(1) as usize;
-        return (v["done"].as_object().map_or(0, |d| d.len()), total);
-    }
-    (0, 1)
-}
-
-/// Kills a push once half its parts are there, reruns it; returns the share
-/// of the archive the rerun sent and the share that was there at the kill.
-pub(crate) fn resume_share(
-    json: &Path,
-    dest: &str,
-    state: &Path,
-    env: &[(String, String)],
-    size: u64,
-) -> Result<(f64, f64)> {
-    let mut child = snap_push(json, dest, state, env)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let start = Instant::now();
-    let at_kill = loop {
-        let (done, total) = journal_parts(state);
-        if done * 2 >= total {
-            break done as f64 / total as f64;
-        }
-        if start.elapsed() > Duration::from_secs(300) || child.try_wait().ok().flatten().is_some() {
-            return Err("the push to interrupt finished or stalled before half".into());
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let _ = child.kill();
-    let _ = child.wait();
-    let out = snap_push(json, dest, state, env)
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        return Err(format!(
-            "resumed push: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    let rec: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
-    Ok((
-        rec["sent"].as_u64().unwrap_or(0) as f64 / size as f64,
-        at_kill,
-    ))
+    super::kit::add_sample(table, (CORPUS, step, tool), wall, rss, Some(mib));
 }
 
 pub fn run(args: &Args, base: &Path) -> Result {
@@ -292,7 +133,7 @@ pub fn run(args: &Args, base: &Path) -> Result {
         let (sent, at) = resume_share(&json, "s3://bench/resume", &state, &moto.env(), size)?;
         resumes.push(("s3".into(), sent, at));
         drop(moto);
-        crate::bench_remote::measure_round(
+        super::remote::measure_round(
             run,
             base,
             &json,
@@ -300,11 +141,11 @@ pub fn run(args: &Args, base: &Path) -> Result {
             &mut table,
             &|t, step, tool, wall, rss| add(t, step, tool, wall, rss, mib),
         )?;
-        let (sent, at) = crate::bench_remote::sftp_resume(base, &json, size)?;
+        let (sent, at) = super::remote::sftp_resume(base, &json, size)?;
         resumes.push(("sftp".into(), sent, at));
     }
     discard(&folder)?;
-    let md = crate::bench::render_rows(&table, "archive MiB");
+    let md = super::kit::render_rows(&table, "archive MiB");
     let resume_md = render_resumes(&resumes);
     println!("{md}\n{resume_md}");
     if !args.no_write {
@@ -359,12 +200,13 @@ to a local remote on the same disk and to a webdav remote served by `rclone serv
 (restarted on an empty folder for each push); \"rclone+sha256\" runs `openssl dgst -sha256` alongside.\n\
 \"snap / tool\" is snap's wall time over the tool's; throughput relative to the tool is its inverse\n\
 (the goal \"at least 0.9x rclone's throughput\" is snap / tool ≤ 1.11).";
+
     let tables = format!(
         "{md}\n## Resume\n\nA push is killed (kill -9) as soon as its journal records half of the parts, then run\n\
 again; \"rerun sent\" is what the second run sent over the archive's size.\n\n{resume_md}"
     );
-    let rclone = format!("; {}", crate::bench::version("rclone", "version"));
-    crate::bench::write_doc(
+    let rclone = format!("; {}", super::kit::version("rclone", "version"));
+    super::kit::write_doc(
         "benchmarks-push.md",
         "Benchmarks: snap-push",
         args.runs,

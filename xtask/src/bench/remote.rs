@@ -23,8 +23,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::bench::{Table, measure, quiet};
-use crate::bench_push::{fresh_dir, snap_push};
+use super::kit::fresh_dir;
+use super::kit::{Table, measure, quiet};
+use super::pushing::snap_push;
 use crate::sh::Result;
 
 /// sshd on a free loopback port with keys made here.
@@ -348,9 +349,9 @@ pub(crate) fn measure_round(
         add(table, &format!("push-rclone-{remote}"), tool, wall, rss);
         drop(dav);
     }
-    crate::bench::discard(&local)?;
-    crate::bench::discard(&dav_root)?;
-    crate::bench::discard(&dest)?;
+    super::kit::discard(&local)?;
+    super::kit::discard(&dav_root)?;
+    super::kit::discard(&dest)?;
     Ok(())
 }
 
@@ -361,7 +362,7 @@ pub(crate) fn sftp_resume(base: &Path, json: &Path, size: u64) -> Result<(f64, f
     let state = base.join("push-state");
     fresh_dir(&dest)?;
     fresh_dir(&state)?;
-    let got = crate::bench_push::resume_share(json, &sshd.url(&dest), &state, &sshd.env(), size);
-    crate::bench::discard(&dest)?;
+    let got = super::pushing::resume_share(json, &sshd.url(&dest), &state, &sshd.env(), size);
+    super::kit::discard(&dest)?;
     got
 }

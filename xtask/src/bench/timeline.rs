@@ -10,74 +10,14 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use crate::bench::{Args, median, quiet};
-use crate::bench_push::{bin, fresh_dir};
+use super::args::Args;
+use super::kit::{bin, fresh_dir};
+use super::kit::{median, quiet};
+use super::serving::Served;
 use crate::sh::Result;
 
 const SETS: usize = 20;
 const PER_SET: usize = 500;
-
-/// A `snap-restore serve` of the bench, stopped when dropped.
-pub(crate) struct Served {
-    child: std::process::Child,
-    port: u16,
-}
-
-const TOKEN: &str = "0123456789abcdef0123456789abcdef";
-
-impl Served {
-    pub(crate) fn start(store: &Path, cfg: Option<&Path>) -> Result<Served> {
-        let port = snap_testkit::free_port();
-        let mut cmd = Command::new(bin("snap-restore"));
-        cmd.arg("--store").arg(store);
-        if let Some(c) = cfg {
-            cmd.arg("-c").arg(c);
-        }
-        let child = cmd
-            .args(["-q", "serve", "--listen"])
-            .arg(format!("127.0.0.1:{port}"))
-            .env("SNAP_SERVE_TOKEN", TOKEN)
-            .spawn()
-            .map_err(|e| e.to_string())?;
-        let mut served = Served { child, port };
-        let t0 = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if t0.elapsed().as_secs() > 20 {
-                let _ = served.child.kill();
-                return Err("snap-restore serve did not start".into());
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        Ok(served)
-    }
-
-    /// Milliseconds of one GET of `path` (200 or an error), and the body.
-    pub(crate) fn get(&self, path: &str) -> Result<(f64, Vec<u8>)> {
-        use std::io::{Read, Write};
-        let t = Instant::now();
-        let port = self.port;
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nCookie: snap_token={TOKEN}\r\nConnection: close\r\n\r\n"
-        )
-        .map_err(|e| e.to_string())?;
-        let mut body = Vec::new();
-        s.read_to_end(&mut body).map_err(|e| e.to_string())?;
-        if !body.starts_with(b"HTTP/1.1 200") {
-            let head = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
-            return Err(format!("serve answered GET {path} with {head}"));
-        }
-        Ok((t.elapsed().as_secs_f64() * 1000.0, body))
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Milliseconds of the first GET / (the page is made) and the p99 of 199 more.
 fn serve_latency(store: &Path, cfg: &Path) -> Result<(f64, f64)> {
@@ -126,7 +66,7 @@ pub fn run(args: &Args, base: &Path) -> Result {
     }
     let size = fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
     let (first_ms, p99_ms) = serve_latency(&store, &cfg)?;
-    let diff_rows = crate::bench_diff::run(args, base)?;
+    let diff_rows = super::diff::run(args, base)?;
     let md = format!(
         "### `snap-restore timeline --html` on {} snapshots in {SETS} sets, {} archives, 200 disk snapshots\n\n\
 | runs | median | slowest | page |\n|---|---|---|---|\n| {} | {:.3} s | {:.3} s | {:.1} MiB |\n\nGoal: at most 1 s.\n\n\
@@ -141,7 +81,7 @@ pub fn run(args: &Args, base: &Path) -> Result {
     );
     println!("{md}");
     if !args.no_write {
-        crate::bench::write_doc(
+        super::kit::write_doc(
             "benchmarks-timeline.md",
             "Benchmarks: the timeline",
             times.len(),

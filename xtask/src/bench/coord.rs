@@ -13,9 +13,10 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::bench::{Args, measure, median};
-use crate::bench_prune::{POLICY, make_archives};
-use crate::bench_push::{Moto, bin, fresh_dir};
+use super::args::Args;
+use super::kit::{Moto, bin, fresh_dir};
+use super::kit::{measure, median};
+use super::prune::{POLICY, make_archives};
 use crate::sh::{Result, ensure_pip};
 
 const ARCHIVES: usize = 100;
@@ -123,7 +124,7 @@ local moto S3 server started fresh for each tool, then planned (`--dry-run`) and
 commit {} (the last before locks at the destination, built by the bench), in alternating order.",
         args.baseline
     );
-    crate::bench::write_doc(
+    super::kit::write_doc(
         "benchmarks-coordination.md",
         "Benchmarks: coordination at the destination",
         args.runs,

@@ -16,8 +16,9 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
-use crate::bench::{Args, measure, median, quiet};
-use crate::bench_push::{Moto, bin, fresh_dir};
+use super::args::Args;
+use super::kit::{Moto, bin, fresh_dir};
+use super::kit::{measure, median, quiet};
 use crate::sh::{Result, ensure_pip};
 
 pub(crate) const POLICY: [&str; 6] = [
@@ -197,7 +198,7 @@ before), 5 objects each (data, index, sums, the record's signature, the record),
 untimed). Policy: `--keep-daily 7 --keep-weekly 4 --keep-monthly 12`; a kept archive keeps its\n\
 whole chain. \"plan\" is the wall time of `snap-prune --dry-run` (process start, listing, reading\n\
 the records of kept archives and their bases, the plan); \"plan + delete\" that of the real run.";
-    crate::bench::write_doc(
+    super::kit::write_doc(
         "benchmarks-prune.md",
         "Benchmarks: snap-prune",
         args.runs,
