@@ -9,17 +9,10 @@
 mod report;
 mod tally;
 
-pub use report::Reporter;
+pub use report::{Reporter, say};
 pub use tally::Tally;
 
 use snap_shared::error::{Error, Exit};
-
-/// Writes a line on stderr. A closed stderr (`2>&1 | head -1`) loses the
-/// line but never the exit code: `eprintln!` would panic (exit 101).
-pub fn say(line: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr().lock(), "{line}");
-}
 
 /// Prints a clap error or help; usage errors exit 64 (clap's own 2 is not a sysexits code).
 fn clap_exit(e: clap::Error) -> i32 {

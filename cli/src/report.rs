@@ -8,6 +8,15 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::tally::Tally;
+
+/// Writes a line on stderr. A closed stderr (`2>&1 | head -1`) loses the
+/// line but never the exit code: `eprintln!` would panic (exit 101).
+pub fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
 pub struct Reporter {
     tool: &'static str,
     bar: Option<ProgressBar>,
@@ -62,8 +71,8 @@ impl Reporter {
             return;
         }
         match &self.bar {
-            Some(bar) => bar.suspend(|| crate::say(line)),
-            None => crate::say(line),
+            Some(bar) => bar.suspend(|| say(line)),
+            None => say(line),
         }
     }
 
@@ -98,8 +107,8 @@ impl Reporter {
     }
 
     /// Replaces the progress line with a reading of done and total
-    /// (percent, rate, ETA; see [`crate::Tally`]); built only on a terminal.
-    pub fn tally<'a>(&self, reading: impl FnOnce() -> crate::Tally<'a>) {
+    /// (percent, rate, ETA; see [`Tally`]); built only on a terminal.
+    pub fn tally<'a>(&self, reading: impl FnOnce() -> Tally<'a>) {
         let Some(bar) = &self.bar else { return };
         let reading = reading();
         let mut phase = self.phase.lock().unwrap_or_else(|e| e.into_inner());
@@ -138,7 +147,7 @@ mod tests {
         r.warn("w");
         r.error("e");
         r.note("n");
-        r.tally(|| crate::Tally::bytes("not kept", 1, None));
+        r.tally(|| Tally::bytes("not kept", 1, None));
         assert_eq!(
             *sink.lock().unwrap(),
             vec!["t: warning: w", "t: error: e", "t: n"]

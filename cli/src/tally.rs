@@ -1,5 +1,5 @@
 //! The progress line's words: what is done of what, how fast, and how long
-//! is left, as restic shows it. Only the words: [`crate::Reporter`] owns the
+//! is left, as restic shows it. Only the words: the `Reporter` owns the
 //! terminal, and its spinner shows the elapsed time before them.
 //!
 //! `data: 45% 1234/2741 files, 84.1 MiB/186 MiB, 52.3 MiB/s, ETA 0:02`

@@ -17,12 +17,13 @@ use tokio::runtime::Runtime;
 
 use snap_shared::error::{Error, Exit, Result};
 
+use crate::backend::Backend;
 use crate::backend::bucket::{Bucket, Reach, open_bucket};
 use crate::backend::folder::{Folder, create_folder};
-use crate::backend::{Backend, Meta};
+use crate::backend::meta::Meta;
+use crate::guard::Guard;
 use crate::host::{Host, SystemHost};
 use crate::location::Location;
-use crate::locks::Fence;
 use crate::settings::DestSpec;
 
 /// An opened destination.
@@ -37,7 +38,7 @@ pub struct Dest {
     pub(crate) host: Arc<dyn Host>,
     /// The lock this process holds here, checked before every removal and
     /// every create-only publication.
-    pub(crate) fence: Option<Fence>,
+    pub(crate) fence: Option<Arc<dyn Guard>>,
 }
 
 /// The tokio runtime every bucket operation of a process runs on.
@@ -108,8 +109,8 @@ impl Dest {
 
     /// The same destination, checking `fence` (the lock held here) before
     /// every removal and create-only publication.
-    pub fn fenced(mut self, fence: Fence) -> Dest {
-        self.fence = Some(fence);
+    pub fn fenced(mut self, fence: impl Guard + 'static) -> Dest {
+        self.fence = Some(Arc::new(fence));
         self
     }
 
@@ -121,12 +122,12 @@ impl Dest {
 
     /// Fails unless the lock this process holds here (if any) is still its own.
     pub fn check_fence(&self) -> Result<()> {
-        self.fence.as_ref().map_or(Ok(()), Fence::check)
+        self.fence.as_ref().map_or(Ok(()), |f| f.check())
     }
 
-    /// The fence asked of the destination itself ([`Fence::confirm`]).
+    /// The fence asked of the destination itself ([`Guard::confirm`]).
     pub fn confirm_fence(&self) -> Result<()> {
-        self.fence.as_ref().map_or(Ok(()), Fence::confirm)
+        self.fence.as_ref().map_or(Ok(()), |f| f.confirm())
     }
 
     /// A destination over any object store (a test's in-memory one, the

@@ -13,12 +13,14 @@
 mod backend;
 pub mod conditional;
 pub mod dest;
+pub mod guard;
 pub mod host;
 pub mod location;
 pub mod locks;
 pub mod mount;
 mod names;
 mod part_buffers;
+mod quote;
 pub mod reading;
 mod said;
 pub mod settings;
@@ -33,20 +35,9 @@ pub use conditional::Version;
 pub use dest::{Dest, default_state_dir, runtime};
 pub use location::{DriveKey, Location, Service};
 pub use locks::{Fence, Held, LockOptions, Mode};
+pub use quote::sh_quote;
 pub use reading::{ReadRoot, open_for_reading};
 pub use settings::DestSpec;
 pub use throttle::Throttle;
 pub use tokio::runtime::Runtime;
 pub use upload::{Sent, Source, Tuning};
-
-/// `s` as one word for a POSIX shell (in single quotes when it needs them),
-/// for the commands hints print.
-pub fn sh_quote(s: &str) -> String {
-    let plain = !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"@%+=:,./_-".contains(&b));
-    match plain {
-        true => s.to_string(),
-        false => format!("'{}'", s.replace('\'', "'\\''")),
-    }
-}

@@ -5,12 +5,14 @@
 //! both; a test that cannot start one panics saying so), and readers of a
 //! finished tool's exit code, stderr and records.
 
+pub mod net;
 pub mod qemu;
 pub mod sshd;
 pub mod tarcraft;
 pub mod timeline;
 pub mod vhdx;
 
+pub use net::free_port;
 pub use sshd::Sshd;
 
 use std::io::{Read, Write};
@@ -110,15 +112,6 @@ fn http(port: u16, head: &str) -> String {
     let mut reply = String::new();
     s.read_to_string(&mut reply).unwrap();
     reply.lines().next().unwrap_or("").to_string()
-}
-
-/// A loopback port nobody listens on.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Moto {

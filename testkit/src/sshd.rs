@@ -22,7 +22,7 @@ impl Sshd {
         keygen(&d.join("host_key"));
         keygen(&d.join("client_key"));
         std::fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).unwrap();
-        let port = crate::free_port();
+        let port = crate::net::free_port();
         let host_pub = std::fs::read_to_string(d.join("host_key.pub")).unwrap();
         let mut fields = host_pub.split_whitespace();
         let (kind, key) = (fields.next().unwrap(), fields.next().unwrap());

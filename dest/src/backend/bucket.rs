@@ -20,7 +20,7 @@ use tokio::runtime::Runtime;
 
 use snap_shared::error::{Error, Exit, Result};
 
-use super::Meta;
+use super::meta::Meta;
 use crate::location::Service;
 use crate::settings::DestSpec;
 

@@ -17,7 +17,7 @@ use bytes::Bytes;
 
 use snap_shared::error::{Error, Exit, Result};
 
-use super::Meta;
+use super::meta::Meta;
 use crate::settings::DestSpec;
 
 /// A destination's folder on this machine.
@@ -43,7 +43,7 @@ impl Folder {
         )
         .with_hint(format!(
             "mount the drive; to start using a new folder, create it: mkdir -p -- {}",
-            crate::sh_quote(&dir.to_string_lossy())
+            crate::quote::sh_quote(&dir.to_string_lossy())
         )))
     }
 

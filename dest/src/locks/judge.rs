@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use snap_shared::error::{Error, Result};
 use snap_shared::hash::Sha256Digest;
 
-use super::{BREAK_AFTER, LockInfo, LockOptions, MAX_SKEW, Mode, human_age};
-use crate::Dest;
+use super::info::{BREAK_AFTER, LockInfo, LockOptions, MAX_SKEW, Mode, human_age};
+use crate::dest::Dest;
 use crate::host::{Host, Me, Timing};
 
 /// Another lock, as the listing found it.

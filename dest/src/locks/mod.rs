@@ -29,81 +29,24 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
 use snap_shared::error::{Error, Exit, Result};
 use snap_shared::hash::Sha256Digest;
 
-use crate::Dest;
+use crate::dest::Dest;
 
 use crate::conditional::{Version, ignores_conditions};
 
-mod fence;
+mod info;
 mod judge;
 
+use crate::guard::Guard;
 use crate::host::{STALE_AFTER, Timing};
-pub use fence::Fence;
+pub use info::{BREAK_AFTER, LOCKS, LockInfo, LockOptions, MAX_SKEW, Mode, human_age};
 use judge::{Seen, Verdict, check_skew, lock_name, verdict};
-pub use snap_shared::size::human_duration as human_age;
-
-/// Where locks live, relative to the destination's root. Set names never
-/// start with '.', so no set can collide with it, and `ls` of a drive shows
-/// only the user's sets.
-pub const LOCKS: &str = ".snap/locks";
-
-/// How long a prune waits for a stale shared lock of another machine before
-/// it removes it: that push may only be stopped (a suspended laptop, a
-/// SIGSTOP) and could still publish.
-pub const BREAK_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// Why a lock is lost when the destination no longer has it as written.
 const REMOVED: &str = "it was removed or replaced at the destination (by a prune that judged it stale, or --break-lock)";
-
-/// The most a machine's clock may differ from the destination's.
-pub const MAX_SKEW: Duration = Duration::from_secs(5 * 60);
-
-/// Which kind of lock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// Pushes: any number at once.
-    Shared,
-    /// Prunes: nothing else at the same time.
-    Exclusive,
-}
-
-/// What a lock object says.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LockInfo {
-    pub schema: String,
-    pub kind: String,
-    pub mode: Mode,
-    /// The tool and its version.
-    pub tool: String,
-    pub host: String,
-    /// A hash of /etc/machine-id: which machine, even when two share a host name.
-    pub machine: String,
-    /// /proc/sys/kernel/random/boot_id: a different one means the holder's machine rebooted.
-    pub boot: String,
-    pub pid: u32,
-    /// The holder's start time (clock ticks since boot), so a reused pid is not taken for it.
-    pub start: u64,
-    pub user: String,
-    /// The holder's clock when it took the lock and when it last refreshed it.
-    pub created: DateTime<Utc>,
-    pub refreshed: DateTime<Utc>,
-    /// The holder's promise: it refreshes well within this many seconds.
-    pub stale_after: u64,
-}
-
-/// How to take a lock.
-#[derive(Debug, Clone, Default)]
-pub struct LockOptions {
-    /// Remove every other lock that is not provably alive on this machine,
-    /// and unreadable ones (`--break-lock`: the user says their holders are gone).
-    pub break_others: bool,
-}
 
 /// A lock held at a destination, refreshed in the background until dropped
 /// (then removed).
@@ -311,6 +254,93 @@ impl Held {
     /// every removal and publication ([`Dest::fenced`]).
     pub fn fence(&self) -> Fence {
         Fence(self.inner.clone())
+    }
+}
+
+/// What a destination consults before it removes or publishes anything: the
+/// lock this process holds there.
+#[derive(Debug, Clone)]
+pub struct Fence(Arc<Inner>);
+
+impl Guard for Fence {
+    /// Fails unless the lock is certainly still this process's: it was not
+    /// removed, and its last refresh was confirmed recently enough that no
+    /// other machine can have judged it stale. It refreshes at once when the
+    /// last refresh is old (after a stop or a suspend).
+    fn check(&self) -> Result<()> {
+        let inner = &self.0;
+        let fresh = |st: &State| {
+            inner.dest.host.mark() - st.confirmed < inner.timing.live_for().as_secs_f64()
+        };
+        {
+            let st = inner.state.lock().expect("lock state");
+            if let Some(why) = &st.lost {
+                return Err(inner.lost(why));
+            }
+            if fresh(&st) {
+                return Ok(());
+            }
+        }
+        let _ = inner.refresh();
+        let st = inner.state.lock().expect("lock state");
+        match &st.lost {
+            Some(why) => Err(inner.lost(why)),
+            None if fresh(&st) => Ok(()),
+            None => Err(inner.lost(&format!(
+                "it could not be refreshed for {}",
+                human_age(Duration::from_secs_f64(
+                    inner.dest.host.mark() - st.confirmed
+                ))
+            ))),
+        }
+    }
+
+    /// As [`Fence::check`], but asked of the destination itself, whatever
+    /// the last refresh: a read of the lock that changes nothing (a bucket's
+    /// HEAD with `If-Match`, a folder's `stat`), or where no read can tell
+    /// (SFTP, rclone) one conditional refresh; either fails if another
+    /// machine removed it (`snap-prune --break-lock` breaks live locks of
+    /// other machines too). What publishes a record calls it before and
+    /// after the write; a destination that cannot be reached to confirm is
+    /// an error, not a yes. The lock must also be fresh by [`Fence::check`]'s
+    /// measure, which a read does not renew.
+    fn confirm(&self) -> Result<()> {
+        let inner = &self.0;
+        let io = inner.io.lock().expect("lock io");
+        let version = {
+            let st = inner.state.lock().expect("lock state");
+            if let Some(why) = &st.lost {
+                return Err(inner.lost(why));
+            }
+            st.version.clone()
+        };
+        let asked = inner.dest.unchanged(&inner.key, &version);
+        drop(io);
+        match asked {
+            Ok(Some(true)) => return self.check(),
+            Ok(Some(false)) => {
+                let why = REMOVED;
+                inner.state.lock().expect("lock state").lost = Some(why.into());
+                return Err(inner.lost(why));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                return Err(inner.lost(&format!(
+                    "it could not be confirmed at the destination: {}",
+                    e.cause
+                )));
+            }
+        }
+        let unreached = inner.refresh();
+        let st = inner.state.lock().expect("lock state");
+        match (&st.lost, unreached) {
+            (Some(why), _) => Err(inner.lost(why)),
+            (None, Some(e)) => Err(inner.lost(&format!(
+                "it could not be confirmed at the destination: {}",
+                e.cause
+            ))),
+            (None, None) => Ok(()),
+        }
     }
 }
 

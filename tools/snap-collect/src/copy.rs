@@ -2,7 +2,7 @@
 //!
 //! Holes are found with SEEK_DATA/SEEK_HOLE and skipped, so a sparse file
 //! stays sparse (the digest still covers its zeros). Whether the file held
-//! still while it was read is the caller's check (`work::Ctx::copy_still`).
+//! still while it was read is the caller's check (`Ctx::copy_still` in work.rs).
 
 use std::fs::File;
 use std::io::{self, Read, Write};

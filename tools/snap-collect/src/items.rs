@@ -1,8 +1,8 @@
 //! What flows through a collect's pipeline.
 //!
-//! The main thread walks and decides ([`crate::decide`]), workers link or copy
-//! files ([`crate::work`]), and one committer writes the index in order
-//! ([`crate::commit`]). Work travels in numbered [`Chunk`]s of [`Item`]s in
+//! The main thread walks and decides (decide.rs), workers link or copy
+//! files (work.rs), and one committer writes the index in order
+//! (commit.rs). Work travels in numbered [`Chunk`]s of [`Item`]s in
 //! index order; workers finish chunks in any order and the committer puts
 //! them back in sequence.
 

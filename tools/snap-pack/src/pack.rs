@@ -21,7 +21,7 @@ use rustix::fs::{Mode, OFlags};
 use serde_json::json;
 
 use snap_cli::{Reporter, Tally};
-use snap_shared::archive::{self, ArchiveFiles, Compression};
+use snap_shared::archive::{self, ArchiveFiles};
 use snap_shared::error::{Error, Exit, Result, is_disk_full};
 use snap_shared::fsutil::{create_private_dir, free_space};
 use snap_shared::hash::Sha256Digest;
@@ -30,9 +30,9 @@ use snap_shared::lock::StoreLock;
 use snap_shared::record::{ArchiveRecord, Extra, Record, SCHEMA, SnapshotRecord};
 use snap_shared::size::{Floor, human_bytes};
 
-use crate::TOOL;
 use crate::base::{self, Changes};
 use crate::check::Checker;
+use crate::cli::TOOL;
 use crate::sink::{Encoding, IndexSink, Sink, Written};
 use crate::tarw::TarWriter;
 
@@ -464,9 +464,4 @@ fn changed_in_store(path: &Path, cause: String) -> Error {
         "the store copy is damaged and no archive was made; `snap-restore verify` names every \
          snapshot that shares it, and `snap-collect --checksum` copies it afresh from the source",
     )
-}
-
-/// The compression of `--compression`, for the CLI's value parser.
-pub fn parse_compression(s: &str) -> std::result::Result<Compression, String> {
-    Compression::parse(s).ok_or_else(|| format!("{s:?} is not one of zstd, gzip, none"))
 }

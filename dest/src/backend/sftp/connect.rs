@@ -12,8 +12,7 @@ use tokio::io::AsyncReadExt;
 
 use snap_shared::error::{Error, Exit, Result};
 
-use super::Session;
-use super::session::is_missing;
+use super::session::{Session, is_missing};
 use crate::location::Location;
 use crate::said::last_line;
 use crate::settings::DestSpec;
@@ -171,15 +170,18 @@ fn mkdir_command(loc: &Location, path: &str) -> String {
         user, host, port, ..
     } = loc
     else {
-        return format!("ssh HOST mkdir -p {}", crate::sh_quote(path));
+        return format!("ssh HOST mkdir -p {}", crate::quote::sh_quote(path));
     };
     let mut cmd = String::from("ssh");
     if let Some(p) = port {
         cmd.push_str(&format!(" -p {p}"));
     }
     let at = user.as_ref().map_or(String::new(), |u| format!("{u}@"));
-    let login = crate::sh_quote(&format!("{at}{host}"));
-    cmd.push_str(&format!(" {login} mkdir -p -- {}", crate::sh_quote(path)));
+    let login = crate::quote::sh_quote(&format!("{at}{host}"));
+    cmd.push_str(&format!(
+        " {login} mkdir -p -- {}",
+        crate::quote::sh_quote(path)
+    ));
     cmd
 }
 /// Finds the destination's folder on the server, as an absolute path.

@@ -33,9 +33,9 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
+use openssh_sftp_client::UnixTimeStamp;
 use openssh_sftp_client::error::Error as SftpError;
 use openssh_sftp_client::metadata::MetaDataBuilder;
-use openssh_sftp_client::{Sftp, UnixTimeStamp};
 use tokio::runtime::Runtime;
 
 use snap_shared::error::{Error, Result};
@@ -43,28 +43,12 @@ use snap_shared::error::{Error, Result};
 use crate::settings::DestSpec;
 
 use connect::{command, find_root, start};
-use session::{CHUNK, chunks, is_missing, read_exact_at};
+use session::{CHUNK, IN_FLIGHT, Session, chunks, is_missing, read_exact_at};
 
-/// Requests of one file in flight at once (each up to the server's maximum,
-/// 255 KiB for OpenSSH): enough to keep a link busy across its round trip.
-const IN_FLIGHT: usize = 32;
 /// An open SFTP session to a destination's folder.
 #[derive(Clone)]
 pub(crate) struct Remote {
     s: Arc<Session>,
-}
-
-struct Session {
-    sftp: Sftp,
-    /// ssh, killed when the session goes.
-    _child: Mutex<tokio::process::Child>,
-    stderr: Arc<Mutex<String>>,
-    /// The folder on the server, absolute.
-    root: PathBuf,
-    rt: Arc<Runtime>,
-    url: String,
-    /// Folders known to be there (see `ensure_parent`).
-    folders: Mutex<HashSet<PathBuf>>,
 }
 
 impl std::fmt::Debug for Remote {

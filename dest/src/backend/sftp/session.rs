@@ -5,24 +5,43 @@
 use std::collections::HashSet;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
+use openssh_sftp_client::Sftp;
 use openssh_sftp_client::error::{Error as SftpError, SftpErrorKind};
 use openssh_sftp_client::file::{File as RemoteFile, OpenOptions};
 use openssh_sftp_client::metadata::Permissions;
 use tokio::io::AsyncSeekExt;
+use tokio::runtime::Runtime;
 
 use snap_shared::error::{Error, Exit};
 
-use super::{IN_FLIGHT, Session};
 use crate::names::{hidden, unique};
 use crate::said::last_line;
+
+/// Requests of one file in flight at once (each up to the server's maximum,
+/// 255 KiB for OpenSSH): enough to keep a link busy across its round trip.
+pub(super) const IN_FLIGHT: usize = 32;
 
 /// Bytes asked of one read or write request: OpenSSH's maximum (its
 /// limits@openssh.com answer). The client splits them further for a server
 /// with smaller limits (20 KiB where a server gives none).
 pub(super) const CHUNK: u32 = 255 << 10;
+pub(super) struct Session {
+    pub(super) sftp: Sftp,
+    /// ssh, killed when the session goes.
+    pub(super) _child: Mutex<tokio::process::Child>,
+    pub(super) stderr: Arc<Mutex<String>>,
+    /// The folder on the server, absolute.
+    pub(super) root: PathBuf,
+    pub(super) rt: Arc<Runtime>,
+    pub(super) url: String,
+    /// Folders known to be there (see `ensure_parent`).
+    pub(super) folders: Mutex<HashSet<PathBuf>>,
+}
+
 impl Session {
     pub(super) fn error(&self, what: &str, e: SftpError) -> Error {
         match e {
