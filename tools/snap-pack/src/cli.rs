@@ -1,8 +1,10 @@
 //! The flags of snap-pack, and its name on every message.
 
-use clap::{ArgAction, Parser};
-use snap_shared::archive::Compression;
 use std::path::PathBuf;
+
+use clap::{ArgAction, Parser};
+
+use snap_shared::archive::Compression;
 
 /// The name on every message.
 pub const TOOL: &str = "snap-pack";

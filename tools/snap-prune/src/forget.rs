@@ -2,47 +2,12 @@
 //! for the CLI and, typed, for the timeline page's delete: found, not
 //! pinned, not a base that stays needed, or nothing is removed.
 
-use std::path::PathBuf;
-
-use snap_cli::Reporter;
 use snap_shared::error::{Error, Exit, Result};
-use snap_shared::record::PrunedRecord;
 
+use crate::cli::Cli;
+use crate::jobs::Job;
+use crate::plan;
 use crate::target::Target;
-use crate::{Cli, Job, plan, run_to};
-
-/// One `--forget` run on a store, as the page asks for it.
-#[derive(Debug, Clone, Default)]
-pub struct Forget {
-    pub store: PathBuf,
-    pub config: Option<PathBuf>,
-    /// `SET/ID` (a snapshot, or with `archive` an archive) or `disks/DISK/NAME`.
-    pub names: Vec<String>,
-    /// The names are the store's archives, not its snapshot trees.
-    pub archive: bool,
-    /// Only say what it would free.
-    pub dry_run: bool,
-}
-
-/// Removes what `f` names, as `snap-prune --store S --forget NAME` does,
-/// with the same checks and locks; returns the exit code the CLI would give
-/// and the `pruned` records.
-pub fn forget(f: &Forget, report: &Reporter) -> Result<(Exit, Vec<PrunedRecord>)> {
-    let cli = Cli {
-        store: Some(f.store.clone()),
-        config: f.config.clone(),
-        forget: f.names.clone(),
-        archive: f.archive,
-        dry_run: f.dry_run,
-        ..Cli::default()
-    };
-    let mut records = Vec::new();
-    let exit = run_to(&cli, report, &mut |r| {
-        records.push(r);
-        Ok(())
-    })?;
-    Ok((exit, records))
-}
 
 /// `--forget` names are `SET/ID` or `disks/DISK/NAME`.
 pub(crate) fn check_forget_names(names: &[String]) -> Result<()> {

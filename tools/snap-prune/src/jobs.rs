@@ -4,16 +4,17 @@
 //! lock), each with the policy that applies there.
 
 use snap_cli::Reporter;
-use snap_dest::{Dest, DestSpec, LockOptions, Mode, Reach};
+use snap_dest::{Dest, DestSpec, Held, LockOptions, Mode, Reach};
 use snap_shared::catalog::Catalog;
 use snap_shared::config::LoadedConfig;
 use snap_shared::error::{Error, Exit, Result};
 use snap_shared::lock::StoreLock;
 use snap_shared::store::{self, Store};
 
-use crate::policy::Policy;
+use crate::cli::{Cli, TOOL, no_rule};
 use crate::target::Target;
-use crate::{Cli, Job, TOOL, no_rule, rules};
+use snap_shared::retention::policy::Policy;
+use snap_shared::retention::rules;
 
 /// The store: its snapshot trees and its own archives.
 pub(crate) fn store_job(
@@ -154,4 +155,17 @@ pub(crate) fn dest_job(
         _locks: locks,
         held,
     })
+}
+
+/// One place to prune, with its policy and whatever it needs held.
+pub(crate) struct Job {
+    pub(crate) targets: Vec<Target>,
+    pub(crate) policy: Policy,
+    /// The field the policy came from (`--keep-*` or `retention.NAME`).
+    pub(crate) source: String,
+    pub(crate) price: Option<f64>,
+    pub(crate) catalog: Option<Catalog>,
+    pub(crate) _locks: Vec<StoreLock>,
+    /// The exclusive lock at a destination.
+    pub(crate) held: Option<Held>,
 }

@@ -15,9 +15,9 @@ use chrono::{DateTime, Utc};
 
 use snap_shared::error::{Error, Result};
 
-use crate::policy::{Candidate, Policy};
 use crate::target::Target;
 use snap_shared::retention::listing::{Entry, Group, Info};
+use snap_shared::retention::policy::{Candidate, Policy};
 
 /// What happens to one entry of the group (same order as the group's entries).
 #[derive(Debug, Clone, PartialEq)]
@@ -241,7 +241,7 @@ fn keep_bases(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::Count;
+    use snap_shared::retention::policy::Count;
 
     /// Archives in a folder: (id, base, recorded chain length).
     fn folder_target(dir: &std::path::Path, archives: &[(&str, Option<&str>, u64)]) -> Target {

@@ -7,10 +7,11 @@ use snap_shared::record::{Extra, PruneAction, PrunedRecord, SCHEMA};
 use snap_shared::retention::listing::{Entry, Group};
 use snap_shared::size::human_bytes;
 
+use crate::cli::{Cli, TOOL};
 use crate::forget::forget_here;
+use crate::jobs::Job;
 use crate::plan::{self, Decision};
 use crate::target::Target;
-use crate::{Cli, Job, Sink, TOOL};
 
 /// Totals of one target.
 #[derive(Default)]
@@ -258,3 +259,6 @@ fn summary(cli: &Cli, job: &Job, target: &Target, t: &Totals, sets: usize, repor
 fn cost(bytes: u64, price: f64) -> String {
     format!("{:.2}", bytes as f64 / (1u64 << 30) as f64 * price)
 }
+
+/// Where a run's `pruned` records go: stdout for the CLI, a list for the page.
+pub type Sink<'a> = dyn FnMut(PrunedRecord) -> Result<()> + 'a;

@@ -66,7 +66,7 @@ pub fn run(cmd: &str, event: Event, message: &str, exit: Exit, sent: u64, report
         .env("SNAP_MESSAGE", message)
         .env("SNAP_EXIT", exit.code().to_string())
         .env("SNAP_SENT_BYTES", sent.to_string())
-        .env("SNAP_TOOL", crate::TOOL)
+        .env("SNAP_TOOL", crate::cli::TOOL)
         .stdin(Stdio::null())
         .stdout(stdout)
         .spawn();
