@@ -14,7 +14,7 @@ use snap_shared::id::check_name;
 use snap_shared::lock::StoreLock;
 use snap_shared::store::{self, Store};
 
-use crate::{Cli, TOOL};
+use crate::cli::{Cli, TOOL};
 use snap_shared::disks::{DiskDir, DiskInfo};
 
 /// What every command works in.

@@ -9,9 +9,11 @@
 
 pub mod blocks;
 pub mod changing;
+mod cli;
 pub mod create;
 pub mod daemon;
 pub mod disk;
+mod garbage;
 pub mod image;
 pub mod live;
 pub mod manage;
@@ -19,288 +21,20 @@ pub mod nbd;
 pub mod overlay;
 pub mod qcow2;
 pub mod qmp;
+mod record;
 pub mod restore;
 pub mod serve;
+mod source;
 pub mod vhdx;
 
 use std::ffi::OsString;
-use std::path::PathBuf;
 
-use clap::{ArgAction, CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::CommandFactory;
 
 use snap_cli::Reporter;
 use snap_shared::error::{Exit, Result};
 
-/// The name on every message.
-pub const TOOL: &str = "snap-disk";
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "snap-disk",
-    version,
-    about = "Snapshots of VM disk images: qcow2 internal, overlay chains, and changed-blocks-only",
-    long_about = "Snapshots of VM disk images, as rollback points before an upgrade and as the \
-source of an off-machine copy that only sends what changed.\n\n\
-Three methods: qcow2-internal (the default for qcow2 images) runs `qemu-img snapshot` and keeps \
-a description and tags beside it; overlay (--overlay) freezes the image as a read-only backing file \
-in IMAGE.snapshots/ and continues in a new overlay at the same path; blocks (the default for every \
-other image) cuts the image into fixed blocks, stores each distinct non-zero block once, zstd-compressed \
-(and age-encrypted with --recipient), in the store's disks/DISK/blocks/, and records a block map, so a \
-second snapshot stores only the blocks that changed.\n\n\
-A running VM's disk is snapshotted through its QEMU (--qmp SOCKET, or the config's \"disks\" entry): one QMP \
-transaction fixes the point in time, a dirty bitmap tells which blocks changed since the last snapshot, and only \
-those are read (--freeze also freezes the guest's filesystems through its guest agent). A stopped qcow2 image \
-is read through a qemu-storage-daemon of snap-disk's own: only its allocated blocks, and a dirty bitmap is kept \
-in the image for the next snapshot. `serve` exports a blocks snapshot over NBD so that a VM boots from it at once.\n\n\
-A DISK operand is an image file, or the name of a disk that has snapshots (the image's file name without \
-its extension, unless create was given --disk).\n\n\
-Restore and delete refuse (exit 75, naming the process) while a process has the image open, such \
-as a running VM. A blocks restore rewrites in place only the blocks that differ, after checking the \
-blocks it needs, and when killed is finished by running it again.\n\n\
-Exit codes: 0 done; 1 the --before command failed; 64 usage; 65 a damaged snapshot or block map; \
-66 no such image or snapshot; 69 qemu-img is missing, or QEMU's monitor is unreachable or refused; \
-73 cannot create the output; 74 I/O error; 75 the image is in use or the store is busy; 78 bad config; \
-130 interrupted (a live snapshot thaws the guest and takes its nodes out of QEMU first).",
-    after_help = "Examples:\n  snap-disk create ~/vms/dev.qcow2 before-upgrade -d \"Before system upgrade\"\n  snap-disk create ~/vms/win.raw                     a blocks snapshot named by the time\n  snap-disk create ~/vms/dev.qcow2 --overlay clean-install\n  snap-disk create ~/vms/dev.raw --before \"ssh dev sudo apt full-upgrade -y\"\n  snap-disk create ~/vms/web.qcow2 --qmp /run/vm/web.qmp --freeze --guest-agent /run/vm/web.qga\n  snap-disk serve web 2026-12-01T101500Z --from t9\n  snap-disk list\n  snap-disk restore dev before-upgrade\n  snap-disk export win 2026-12-01T101500Z win.raw.zst\n  snap-disk create ~/vms/win.raw | snap-push --dest t9"
-)]
-pub struct Cli {
-    /// Store directory [default: $SNAP_STORE, else $DBACKUP, else the config's "store", else ~/.local/share/snap]
-    #[arg(short, long, value_name = "DIR", global = true)]
-    pub store: Option<PathBuf>,
-
-    /// Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]
-    #[arg(short, long, value_name = "FILE", global = true)]
-    pub config: Option<PathBuf>,
-
-    /// Print only warnings and errors on stderr
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
-    pub quiet: bool,
-
-    /// Print more detail
-    #[arg(short, long, global = true)]
-    pub verbose: bool,
-
-    #[command(subcommand)]
-    pub command: Cmd,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Cmd {
-    /// Snapshot an image
-    Create(Box<CreateArgs>),
-    /// List the snapshots of one disk or of every disk
-    List {
-        /// Image file or disk name [default: every disk in the store]
-        disk: Option<String>,
-    },
-    /// Show one snapshot in detail
-    Show {
-        /// Image file or disk name
-        disk: String,
-        /// Snapshot name
-        name: String,
-    },
-    /// Bring the image back to a snapshot (or write the snapshot to a new file)
-    Restore(RestoreArgs),
-    /// Delete snapshots
-    Delete {
-        /// Image file or disk name
-        disk: String,
-        /// Snapshot names
-        #[arg(required = true)]
-        names: Vec<String>,
-    },
-    /// Write a snapshot as a standalone image: OUT.raw, .raw.zst, .raw.gz, .qcow2 or .vhdx (dynamic)
-    Export {
-        /// Image file or disk name
-        disk: String,
-        /// Snapshot name
-        name: String,
-        /// The image to write (its extension picks the format)
-        out: PathBuf,
-        #[command(flatten)]
-        keys: Keys,
-    },
-    /// Check that snapshots are intact: every block there and matching its sha256, chains whole
-    Verify {
-        /// Image file or disk name
-        disk: String,
-        /// Only this snapshot [default: all of the disk]
-        name: Option<String>,
-        #[command(flatten)]
-        keys: Keys,
-    },
-    /// Export a blocks snapshot read-only over NBD on a unix socket, to boot a VM from it at once
-    Serve(ServeArgs),
-    /// Fold an overlay chain back into one image (its overlay snapshots are gone after)
-    Commit {
-        /// Image file or disk name
-        disk: String,
-    },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Method {
-    #[value(name = "qcow2-internal")]
-    Qcow2Internal,
-    Overlay,
-    Blocks,
-}
-
-impl Method {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::Qcow2Internal => "qcow2-internal",
-            Method::Overlay => "overlay",
-            Method::Blocks => "blocks",
-        }
-    }
-}
-
-#[derive(Debug, clap::Args)]
-pub struct CreateArgs {
-    /// The image file
-    #[arg(required_unless_present = "all")]
-    pub image: Option<PathBuf>,
-
-    /// Snapshot every disk in the config's "disks", each through its own QMP socket when it runs (one failing does not stop the rest)
-    #[arg(long, conflicts_with_all = ["image", "name", "disk", "qmp", "node", "nbd_server", "guest_agent", "before"])]
-    pub all: bool,
-
-    /// Snapshot name [default: the time, like 2026-12-01T101500Z]
-    pub name: Option<String>,
-
-    /// Disk name in the store [default: the image's file name without extension]
-    #[arg(long, value_name = "NAME")]
-    pub disk: Option<String>,
-
-    /// How to snapshot [default: qcow2-internal for qcow2 images, blocks for the rest]
-    #[arg(short, long, value_name = "METHOD")]
-    pub method: Option<Method>,
-
-    /// Same as --method overlay
-    #[arg(long, conflicts_with = "method")]
-    pub overlay: bool,
-
-    /// Description
-    #[arg(short, long, value_name = "TEXT")]
-    pub description: Option<String>,
-
-    /// Tag the snapshot (repeatable; snap-prune --keep-tag keeps tagged ones)
-    #[arg(short, long = "tag", value_name = "TAG", action = ArgAction::Append)]
-    pub tags: Vec<String>,
-
-    /// Fail (exit 75) when a process has the image open and no --qmp socket is known
-    #[arg(long)]
-    pub require_stopped: bool,
-
-    /// QMP socket of the QEMU running the image: a point-in-time snapshot of the running VM that reads only changed blocks [default: the config's disk entry]
-    #[arg(long, value_name = "SOCKET")]
-    pub qmp: Option<PathBuf>,
-
-    /// With --qmp: the block node to snapshot [default: the format node whose file is IMAGE]
-    #[arg(long, value_name = "NODE")]
-    pub node: Option<String>,
-
-    /// With --qmp: the unix socket of the NBD server this QEMU already runs (it runs at most one)
-    #[arg(long, value_name = "SOCKET")]
-    pub nbd_server: Option<PathBuf>,
-
-    /// With --qmp: freeze the guest's filesystems for the instant of the snapshot (application-consistent)
-    #[arg(long)]
-    pub freeze: bool,
-
-    /// The VM's qemu-guest-agent socket, for --freeze
-    #[arg(long, value_name = "SOCKET")]
-    pub guest_agent: Option<PathBuf>,
-
-    /// Block size of the blocks method, fixed at the disk's first snapshot
-    #[arg(long, value_name = "SIZE", value_parser = parse_block_size)]
-    pub block_size: Option<u64>,
-
-    /// Encrypt blocks to this age recipient (age1… or ssh public key; repeatable; fixed at the first snapshot)
-    #[arg(short, long = "recipient", value_name = "RECIPIENT", action = ArgAction::Append)]
-    pub recipients: Vec<String>,
-
-    /// Encrypt blocks to the recipients in FILE (repeatable)
-    #[arg(short = 'R', long = "recipients-file", value_name = "FILE", action = ArgAction::Append)]
-    pub recipients_files: Vec<PathBuf>,
-
-    /// Snapshot, then run CMD (sh -c); if it fails, say how to roll back
-    #[arg(long, value_name = "CMD")]
-    pub before: Option<String>,
-
-    /// With --before: when CMD fails, restore the snapshot (only when no process has the image open)
-    #[arg(long, requires = "before")]
-    pub rollback_on_failure: bool,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct RestoreArgs {
-    /// Image file or disk name
-    pub disk: String,
-
-    /// Snapshot name
-    pub name: String,
-
-    /// Write the snapshot to this new file instead of rewriting the image (blocks: sparse raw)
-    #[arg(long, value_name = "FILE")]
-    pub to: Option<PathBuf>,
-
-    #[command(flatten)]
-    pub keys: Keys,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct ServeArgs {
-    /// Disk name (or its image file)
-    pub disk: String,
-
-    /// Snapshot name (a blocks snapshot)
-    pub name: String,
-
-    /// The unix socket to listen on [default: $XDG_RUNTIME_DIR/snap-disk-DISK-NAME.nbd, else in /tmp]
-    #[arg(long, value_name = "PATH")]
-    pub socket: Option<PathBuf>,
-
-    /// Read the snapshot at a destination: a configured name, a URL (s3://, gs://, az://) or a folder
-    #[arg(long, value_name = "DEST")]
-    pub from: Option<String>,
-
-    /// Keep blocks fetched from a bucket here, for the next read and the next server [default: ~/.cache/snap/serve/DISK]
-    #[arg(long, value_name = "DIR")]
-    pub cache: Option<PathBuf>,
-
-    #[command(flatten)]
-    pub keys: Keys,
-}
-
-#[derive(Debug, Clone, clap::Args)]
-pub struct Keys {
-    /// age identity file for encrypted blocks (repeatable)
-    #[arg(short, long = "identity", value_name = "FILE", action = ArgAction::Append)]
-    pub identities: Vec<PathBuf>,
-}
-
-impl Keys {
-    pub fn decrypt(&self) -> Result<snap_shared::crypt::Decrypt> {
-        let mut dec = snap_shared::crypt::Decrypt::default();
-        for f in &self.identities {
-            dec.identities
-                .extend(snap_shared::crypt::read_identity_file(f)?);
-        }
-        Ok(dec)
-    }
-}
-
-/// Block sizes from 64 KiB to 16 MiB, powers of two.
-fn parse_block_size(s: &str) -> std::result::Result<u64, String> {
-    let n = snap_shared::size::parse_size(s)?;
-    if !n.is_power_of_two() || !(64 << 10..=16 << 20).contains(&n) {
-        return Err("a power of two from 64K to 16M".into());
-    }
-    Ok(n)
-}
+pub use cli::{Cli, Cmd, CreateArgs, Keys, Method, RestoreArgs, ServeArgs, TOOL};
 
 /// The clap definition, for man pages and completions.
 pub fn command() -> clap::Command {

@@ -1,7 +1,6 @@
 //! `list`, `show`, `delete`, `commit`, and the block garbage collection
 //! that delete (and an interrupted create) leave to do.
 
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -9,18 +8,18 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use snap_cli::Reporter;
+use snap_shared::disks::{DiskDir, disk_names};
 use snap_shared::error::{Error, Exit, Result};
 use snap_shared::fsutil;
 use snap_shared::jsonl::RecordWriter;
 use snap_shared::record::{DiskSnapshotRecord, Record};
 use snap_shared::size::human_bytes;
 
-use crate::blocks;
 use crate::disk::{Context, Disk};
+use crate::garbage::{collect_garbage, remove_if_there};
 use crate::image;
 use crate::restore::frozen_of;
 use crate::{overlay, qcow2};
-use snap_shared::disks::{DiskDir, disk_names};
 
 pub fn list(ctx: &Context, operand: Option<&str>, report: &Reporter) -> Result<Exit> {
     let disks = match operand {
@@ -86,7 +85,7 @@ fn image_only(
     name: &str,
     date_sec: i64,
 ) -> DiskSnapshotRecord {
-    let mut rec = crate::create::base_record(disk, info, name, crate::Method::Qcow2Internal);
+    let mut rec = crate::record::base_record(disk, info, name, crate::cli::Method::Qcow2Internal);
     rec.created = DateTime::<Utc>::from_timestamp(date_sec, 0).unwrap_or_default();
     rec.extra.remove("created_by"); // not made by snap-disk: by whom is not known
     rec.extra.insert("state".into(), Value::from("image-only"));
@@ -266,46 +265,6 @@ fn remove_record(dir: &DiskDir, name: &str) -> Result<()> {
     remove_if_there(&dir.record_path(name))?;
     remove_if_there(&dir.sig_path(name))?;
     fsutil::fsync_dir(&dir.root).map_err(|e| Error::io(&dir.root, e))
-}
-
-fn remove_if_there(path: &Path) -> Result<()> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io(path, e)),
-    }
-}
-
-/// Removes maps without a record and blocks no remaining map refers to;
-/// returns the blocks removed and their bytes. Needs the store lock.
-pub fn collect_garbage(dir: &DiskDir) -> Result<(u64, u64)> {
-    let names: Vec<String> = dir
-        .snapshots()?
-        .into_iter()
-        .filter(|r| r.method == "blocks")
-        .map(|r| r.name)
-        .collect();
-    remove_orphan_maps(dir, &names)?;
-    let maps: Vec<PathBuf> = names.iter().map(|n| dir.map_path(n)).collect();
-    let keep = blocks::referenced(&maps)?;
-    blocks::gc(&dir.blocks_dir(), &keep)
-}
-
-fn remove_orphan_maps(dir: &DiskDir, names: &[String]) -> Result<()> {
-    let Ok(entries) = fs::read_dir(&dir.root) else {
-        return Ok(());
-    };
-    for e in entries.flatten() {
-        let file = e.file_name().to_string_lossy().into_owned();
-        let orphan = match file.strip_suffix(".map.zst") {
-            Some(n) => !names.iter().any(|k| k == n),
-            None => file.contains(".map.zst.") || file.starts_with(".convert-"),
-        };
-        if orphan {
-            remove_if_there(&e.path())?;
-        }
-    }
-    Ok(())
 }
 
 pub fn commit(ctx: &Context, operand: &str, report: &Reporter) -> Result<Exit> {

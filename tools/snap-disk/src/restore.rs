@@ -20,9 +20,10 @@ use snap_shared::record::{DiskSnapshotRecord, Extra, OutcomeRecord, Record, SCHE
 use snap_shared::size::human_bytes;
 
 use crate::blocks;
+use crate::cli::{Keys, RestoreArgs};
 use crate::disk::{Context, Disk};
 use crate::image::{self, qemu_img};
-use crate::{Keys, RestoreArgs, overlay, qcow2};
+use crate::{overlay, qcow2};
 use snap_shared::blockdiff;
 use snap_shared::blockstore::read_block;
 use snap_shared::disks::block_path;

@@ -196,7 +196,7 @@ fn remove_dead_temps(cache: &Path) {
 /// boot from it, and serves until SIGINT or SIGTERM.
 pub fn run(
     ctx: &crate::disk::Context,
-    args: &crate::ServeArgs,
+    args: &crate::cli::ServeArgs,
     report: &snap_cli::Reporter,
 ) -> Result<Exit> {
     let (origin, disk) = match &args.from {
@@ -292,7 +292,7 @@ pub fn serve(
     blocks: Arc<Blocks>,
     listener: UnixListener,
     export: String,
-    keys: crate::Keys,
+    keys: crate::cli::Keys,
 ) -> Result<()> {
     keys.decrypt()?;
     for conn in listener.incoming() {
@@ -628,7 +628,7 @@ mod tests {
         let blocks = Blocks::open(Origin::Folder(t.path().to_path_buf()), "d", "s", None).unwrap();
         let sock = t.path().join("s.sock");
         let listener = bind(&sock).unwrap();
-        let keys = crate::Keys { identities: vec![] };
+        let keys = crate::cli::Keys { identities: vec![] };
         std::thread::spawn(move || serve(Arc::new(blocks), listener, "d".into(), keys));
         let mut c = Client::connect(&sock, "d", &[ALLOCATION.to_string()]).unwrap();
         assert_eq!(c.size(), 200 << 10);
