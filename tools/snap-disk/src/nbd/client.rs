@@ -1,5 +1,4 @@
-//! The Network Block Device protocol: the client that reads a VM's disk
-//! through QEMU's NBD server, and the wire constants `serve` shares.
+//! The NBD client that reads a VM's disk through QEMU's NBD server.
 //!
 //! No pure-Rust NBD client on crates.io speaks what QEMU's backup exports
 //! need (structured replies and metadata contexts: `base:allocation` for
@@ -14,95 +13,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-pub const NBDMAGIC: u64 = 0x4e42_444d_4147_4943;
-pub const IHAVEOPT: u64 = 0x4948_4156_454f_5054;
-pub const OPT_REPLY_MAGIC: u64 = 0x0003_e889_0455_65a9;
-pub const REQUEST_MAGIC: u32 = 0x2560_9513;
-pub const SIMPLE_REPLY_MAGIC: u32 = 0x6744_6698;
-pub const STRUCTURED_REPLY_MAGIC: u32 = 0x668e_33ef;
-
-pub const FLAG_FIXED_NEWSTYLE: u16 = 1;
-pub const FLAG_NO_ZEROES: u16 = 2;
-
-pub const OPT_EXPORT_NAME: u32 = 1;
-pub const OPT_ABORT: u32 = 2;
-pub const OPT_INFO: u32 = 6;
-pub const OPT_GO: u32 = 7;
-pub const OPT_STRUCTURED_REPLY: u32 = 8;
-pub const OPT_LIST_META_CONTEXT: u32 = 9;
-pub const OPT_SET_META_CONTEXT: u32 = 10;
-
-pub const REP_ACK: u32 = 1;
-pub const REP_INFO: u32 = 3;
-pub const REP_META_CONTEXT: u32 = 4;
-pub const REP_ERR_UNSUP: u32 = (1 << 31) + 1;
-pub const REP_ERR_INVALID: u32 = (1 << 31) + 3;
-pub const REP_ERR_UNKNOWN: u32 = (1 << 31) + 6;
-
-pub const INFO_EXPORT: u16 = 0;
-
-pub const TFLAG_HAS_FLAGS: u16 = 1;
-pub const TFLAG_READ_ONLY: u16 = 2;
-pub const TFLAG_CAN_MULTI_CONN: u16 = 1 << 8;
-
-pub const CMD_READ: u16 = 0;
-pub const CMD_DISC: u16 = 2;
-pub const CMD_BLOCK_STATUS: u16 = 7;
-
-pub const REPLY_FLAG_DONE: u16 = 1;
-pub const REPLY_NONE: u16 = 0;
-pub const REPLY_OFFSET_DATA: u16 = 1;
-pub const REPLY_OFFSET_HOLE: u16 = 2;
-pub const REPLY_BLOCK_STATUS: u16 = 5;
-pub const REPLY_ERROR: u16 = (1 << 15) + 1;
-pub const REPLY_ERROR_OFFSET: u16 = (1 << 15) + 2;
-
-/// `base:allocation`: the range reads as zeros without being stored.
-pub const STATE_HOLE: u32 = 1;
-pub const STATE_ZERO: u32 = 2;
-/// `qemu:dirty-bitmap:NAME`: the range was written since the bitmap began.
-pub const STATE_DIRTY: u32 = 1;
-
-pub const ALLOCATION: &str = "base:allocation";
-
-/// The metadata context of a QEMU dirty bitmap.
-pub fn bitmap_context(bitmap: &str) -> String {
-    format!("qemu:dirty-bitmap:{bitmap}")
-}
-
-/// The largest read one request asks for (QEMU's server refuses more than 32 MiB).
-const MAX_READ: usize = 16 << 20;
-
-/// Big-endian integers off the wire, for the client and the server.
-pub trait ReadBe: Read {
-    fn be_u16(&mut self) -> io::Result<u16> {
-        let mut b = [0; 2];
-        self.read_exact(&mut b)?;
-        Ok(u16::from_be_bytes(b))
-    }
-
-    fn be_u32(&mut self) -> io::Result<u32> {
-        let mut b = [0; 4];
-        self.read_exact(&mut b)?;
-        Ok(u32::from_be_bytes(b))
-    }
-
-    fn be_u64(&mut self) -> io::Result<u64> {
-        let mut b = [0; 8];
-        self.read_exact(&mut b)?;
-        Ok(u64::from_be_bytes(b))
-    }
-}
-
-impl<R: Read> ReadBe for R {}
-
-/// One extent of a metadata context: `len` bytes with `flags`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Extent {
-    pub offset: u64,
-    pub len: u64,
-    pub flags: u32,
-}
+use super::wire::*;
 
 /// A connection to one export.
 pub struct Client {
@@ -479,3 +390,6 @@ fn rep_error(kind: u32, msg: &str) -> String {
         false => format!("{name}: {msg}"),
     }
 }
+
+/// The largest read one request asks for (QEMU's server refuses more than 32 MiB).
+const MAX_READ: usize = 16 << 20;
