@@ -41,8 +41,8 @@ fn tar_members(data: impl Read) {
     let mut owners = snap_restore::owners::Owners::new(true);
     for member in members {
         let Ok(mut m) = member else { break };
-        if let Ok(Some(rel)) = snap_restore::restore::sanitize(&m.path, &mut stripped) {
-            let _ = snap_restore::restore::entry_of(&m, rel, &mut stripped);
+        if let Ok(Some(rel)) = snap_restore::members::sanitize(&m.path, &mut stripped) {
+            let _ = snap_restore::members::entry_of(&m, rel, &mut stripped);
         }
         // Its xattrs and ACL texts, as restore and import convert them.
         let _ = snap_restore::attrs::of_member(&m, &mut owners, Default::default());

@@ -19,11 +19,12 @@ use snap_shared::error::{Error, Exit, Result};
 use snap_shared::hash::Sha256Digest;
 use snap_shared::index::{Entry, EntryType, IndexReader, cmp_paths};
 
+use crate::chain::chain_of;
 use crate::damage::corrupt;
 use crate::indexes::{IndexLoc, open_index};
 use crate::loc::Loc;
+use crate::members::sanitize;
 use crate::members::{archive, members};
-use crate::restore::{chain_of, sanitize};
 use crate::seeking::{self, Seekable};
 use crate::source::{Item, Source};
 use crate::stream;

@@ -29,7 +29,7 @@ use snap_shared::store::Store;
 
 use crate::damage::corrupt;
 use crate::members::{archive, finish, members};
-use crate::restore::{entry_of, member_error, sanitize};
+use crate::members::{entry_of, member_error, sanitize};
 use crate::stream;
 use crate::target::{Refused, copy_hashed};
 

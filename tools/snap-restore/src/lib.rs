@@ -9,6 +9,7 @@
 pub mod annotate;
 pub mod attrs;
 pub mod cat;
+pub mod chain;
 pub mod damage;
 pub mod disk;
 pub mod holes;
@@ -16,6 +17,7 @@ pub mod import;
 pub mod indexes;
 pub mod loc;
 pub mod members;
+pub mod outcome;
 pub mod owners;
 pub mod preview;
 pub mod restore;

@@ -27,10 +27,12 @@ use std::io::{self, Read};
 
 use base64::Engine;
 
+use snap_shared::index::Entry;
 use snap_shared::index::EntryType;
 
 use crate::tarfmt::pax::{self, Records, decimal};
 use crate::tarfmt::{Archive, Data, Raw};
+use crate::target::Refused;
 
 /// What a member is, for a restore.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -537,6 +539,89 @@ impl<R: Read> Read for Expand<R> {
     }
 }
 
+/// A read error inside a member, naming it.
+pub fn member_error(rel: &[u8], e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("{}: {e}", show(rel)))
+}
+
+/// A tar member as an index entry (no sha256 yet) at `rel`, its name already
+/// made safe: type, metadata, size, and symlink target, hard link (made safe
+/// too) or device. `Ok(None)`: nothing to restore (a volume label); `Err`: a
+/// member that cannot be restored, or a hard link whose first name leaves
+/// the target.
+pub fn entry_of<R: Read>(
+    m: &Member<'_, R>,
+    rel: Vec<u8>,
+    stripped: &mut bool,
+) -> std::result::Result<Option<Entry>, Refused> {
+    let kind = match &m.what {
+        What::Entry(kind) => *kind,
+        What::Label => return Ok(None),
+        What::Cannot(why) => return Err(Refused::Cannot(why.clone())),
+    };
+    let mut e = Entry {
+        path: rel,
+        kind,
+        size: if kind == EntryType::File { m.size } else { 0 },
+        mode: m.mode,
+        // An index holds i64 nanoseconds: years past 2262 stop there.
+        mtime: m.mtime_ns.clamp(i64::MIN as i128, i64::MAX as i128) as i64,
+        uid: m.uid,
+        gid: m.gid,
+        sha256: None,
+        target: None,
+        link: None,
+        rdev: None,
+        tar_offset: None,
+        // Set by the caller (crate::attrs::of_member), which reports what
+        // cannot be kept.
+        xattrs: Default::default(),
+        user: (!m.user.is_empty())
+            .then(|| String::from_utf8(m.user.clone()).ok())
+            .flatten(),
+        group: (!m.group.is_empty())
+            .then(|| String::from_utf8(m.group.clone()).ok())
+            .flatten(),
+        ctime: None,
+    };
+    match kind {
+        EntryType::Symlink => e.target = Some(m.link.clone()),
+        EntryType::Hardlink => match sanitize(&m.link, stripped) {
+            Ok(Some(first)) => e.link = Some(first),
+            Ok(None) | Err(_) => {
+                return Err(Refused::Escape(format!(
+                    "hard link to {} leaves the target",
+                    show(&m.link)
+                )));
+            }
+        },
+        EntryType::Char | EntryType::Block => e.rdev = Some(m.rdev),
+        EntryType::File | EntryType::Dir | EntryType::Fifo => {}
+    }
+    Ok(Some(e))
+}
+
+/// A tar member name as a path inside the target: leading `/` and `.`
+/// components dropped (as GNU tar does), `..` refused. `None`: the root itself.
+pub fn sanitize(raw: &[u8], stripped: &mut bool) -> std::result::Result<Option<Vec<u8>>, String> {
+    if raw.first() == Some(&b'/') {
+        *stripped = true;
+    }
+    let mut out: Vec<&[u8]> = Vec::new();
+    for comp in raw.split(|&c| c == b'/') {
+        match comp {
+            b"" | b"." => {}
+            b".." => return Err(format!("{} has a `..` component", show(raw))),
+            c => out.push(c),
+        }
+    }
+    Ok((!out.is_empty()).then(|| out.join(&b'/')))
+}
+
+pub fn show(path: &[u8]) -> String {
+    String::from_utf8_lossy(path).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -567,5 +652,19 @@ mod tests {
         assert_eq!(lead, 512);
         let mut cut = &b"2\n0\n3"[..];
         assert!(map_from_data(&mut cut, 512).is_err());
+    }
+
+    /// Leading slashes and `.` go, `..` is refused, the root alone is nothing.
+    #[test]
+    fn sanitize_keeps_paths_inside() {
+        let mut s = false;
+        assert_eq!(
+            sanitize(b"/etc/passwd", &mut s).unwrap().unwrap(),
+            b"etc/passwd"
+        );
+        assert!(s);
+        assert_eq!(sanitize(b"./a//b/.", &mut s).unwrap().unwrap(), b"a/b");
+        assert!(sanitize(b"a/../../x", &mut s).is_err());
+        assert_eq!(sanitize(b"./", &mut s).unwrap(), None);
     }
 }

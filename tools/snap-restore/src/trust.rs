@@ -195,7 +195,7 @@ impl Trust {
     /// Checks ITEM, with its whole chain when it is an archive.
     pub fn check_named(&self, item: &Item, report: &Reporter) -> Result<Signed> {
         match item {
-            Item::Archive { .. } => self.check_chain(&crate::restore::chain_of(item)?, report),
+            Item::Archive { .. } => self.check_chain(&crate::chain::chain_of(item)?, report),
             _ => Ok(Signed::NotSigned),
         }
     }

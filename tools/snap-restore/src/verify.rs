@@ -22,8 +22,9 @@ use snap_shared::index::{Entry, EntryType};
 use crate::damage::corrupt;
 use crate::indexes::{Cursor, IndexLoc, open_index};
 use crate::loc::Loc;
+use crate::members::member_error;
 use crate::members::{What, archive, finish, members};
-use crate::restore::{Tally, member_error};
+use crate::outcome::Tally;
 use crate::source::Item;
 use crate::stream;
 use crate::target::{copy_hashed, hash_file};
@@ -91,7 +92,7 @@ impl<'a> Verifier<'a> {
     /// digest of the item itself.
     pub fn verify_with_chain(&mut self, item: &Item) -> Result<Option<Sha256Digest>> {
         if item.archive().is_some_and(|a| a.base.is_some()) {
-            match crate::restore::chain_of(item) {
+            match crate::chain::chain_of(item) {
                 Ok(chain) => {
                     for base in &chain[..chain.len() - 1] {
                         let read = self
@@ -384,7 +385,7 @@ impl<'a> Verifier<'a> {
             if m.what != What::Entry(EntryType::File) {
                 continue;
             }
-            let Ok(Some(rel)) = crate::restore::sanitize(&m.path, &mut stripped) else {
+            let Ok(Some(rel)) = crate::members::sanitize(&m.path, &mut stripped) else {
                 continue;
             };
             let size = m.size;

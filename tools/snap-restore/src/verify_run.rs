@@ -16,8 +16,8 @@ use snap_shared::size::human_bytes;
 use snap_shared::store::Store;
 
 use crate::disk;
-use crate::restore::Tally;
-use crate::restore::outcome;
+use crate::outcome::Tally;
+use crate::outcome::outcome;
 use crate::source::{Item, Source};
 use crate::trust::Trust;
 use crate::verified;

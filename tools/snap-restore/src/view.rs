@@ -11,9 +11,9 @@ use snap_shared::index::Entry;
 use snap_shared::record::{Record, SCHEMA};
 use snap_shared::size::human_bytes;
 
+use crate::chain::chain_of;
 use crate::indexes::open_index;
 use crate::loc::Loc;
-use crate::restore::chain_of;
 use crate::source::Item;
 
 fn out_err(e: std::io::Error) -> Error {

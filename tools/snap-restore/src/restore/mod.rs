@@ -1,0 +1,21 @@
+//! Getting files back: from a tree snapshot, from an archive or a chain of
+//! incremental archives, or from any tar.
+//!
+//! Snapshots and snap archives restore from their index: it says what each
+//! entry is, its metadata to the nanosecond, and each file's sha256, which
+//! every restored file is checked against as it is written. A chain is replayed
+//! from its full archive: from each archive the files whose content is the
+//! final one are taken; then folders, symlinks, hard links and special files
+//! are made from the final index, and folders get their metadata last
+//! (children change a folder's mtime). Foreign tars restore from their headers.
+//!
+//! `command` is the verb; `restorer` the writer and its tallies;
+//! `from_index` and `from_tar` the two ways of reading.
+
+mod command;
+mod from_index;
+mod from_tar;
+mod restorer;
+
+pub use command::{Request, refuse_inside_store, run};
+pub use restorer::Watch;
