@@ -20,6 +20,7 @@ pub mod members;
 pub mod outcome;
 pub mod owners;
 pub mod preview;
+pub mod refused;
 pub mod restore;
 pub mod seeking;
 pub mod serve;

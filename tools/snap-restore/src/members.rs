@@ -30,9 +30,9 @@ use base64::Engine;
 use snap_shared::index::Entry;
 use snap_shared::index::EntryType;
 
+use crate::refused::Refused;
 use crate::tarfmt::pax::{self, Records, decimal};
 use crate::tarfmt::{Archive, Data, Raw};
-use crate::target::Refused;
 
 /// What a member is, for a restore.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -573,7 +573,7 @@ pub fn entry_of<R: Read>(
         link: None,
         rdev: None,
         tar_offset: None,
-        // Set by the caller (crate::attrs::of_member), which reports what
+        // Set by the caller (of_member in attrs.rs), which reports what
         // cannot be kept.
         xattrs: Default::default(),
         user: (!m.user.is_empty())

@@ -27,9 +27,9 @@ pub struct Args {
 pub(super) const MUTANTS: &[Mutant] = &[
     Mutant {
         name: "no liveness re-check before publishing or removing",
-        file: "dest/src/locks/fence.rs",
-        from: "    pub fn check(&self) -> Result<()> {\n",
-        to: "    pub fn check(&self) -> Result<()> {\n        return Ok(());\n        #[allow(unreachable_code)]\n",
+        file: "dest/src/locks/mod.rs",
+        from: "    fn check(&self) -> Result<()> {\n",
+        to: "    fn check(&self) -> Result<()> {\n        return Ok(());\n        #[allow(unreachable_code)]\n",
     },
     Mutant {
         name: "lock refresh without its condition (a broken lock is recreated)",

@@ -56,7 +56,8 @@ mod tests {
             .chain(super::super::crash::POWER_MUTANTS.iter().map(|(m, _)| m));
         for m in all {
             let file = crate::sh::root().join(m.file);
-            let text = std::fs::read_to_string(&file).unwrap();
+            let text = std::fs::read_to_string(&file)
+                .unwrap_or_else(|e| panic!("mutant {:?}: {}: {e}", m.name, m.file));
             assert_eq!(
                 text.matches(m.from).count(),
                 1,

@@ -79,10 +79,10 @@ pub fn run(
         r.total = item.content_bytes(false);
     }
     let restored = match &item {
-        Item::Foreign { path } => r.from_tar(&Loc::Path(path.clone())),
+        Item::Foreign { path } => r.restore_tar(&Loc::Path(path.clone())),
         // An imported tar is in its own order, not its index's.
-        _ if item.is_imported() => r.from_tar(&item.data()),
-        _ => r.from_index(&item, &chain),
+        _ if item.is_imported() => r.restore_tar(&item.data()),
+        _ => r.restore_index(&item, &chain),
     };
     // Files written and checked before a failure (a damaged archive
     // further on) are named too: they are whole.

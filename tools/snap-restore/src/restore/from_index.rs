@@ -28,7 +28,7 @@ use crate::writers::{CHUNKS, Data, Job, SMALL, Writers};
 
 impl<'a> Restorer<'a> {
     /// Restores a snapshot or a snap archive (with its chain) from its index.
-    pub fn from_index(&mut self, item: &Item, chain: &[Item]) -> Result<()> {
+    pub fn restore_index(&mut self, item: &Item, chain: &[Item]) -> Result<()> {
         let index = item.index().expect("snapshots and archives have an index");
         if let Item::Archive { .. } = item {
             for link in chain {

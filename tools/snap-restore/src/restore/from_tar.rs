@@ -17,7 +17,7 @@ impl<'a> Restorer<'a> {
     /// Restores any tar from its headers, with the same path safety. A member
     /// that cannot be restored is named and makes the run end 65; a damaged
     /// or cut archive ends it at once.
-    pub fn from_tar(&mut self, path: &Loc) -> Result<()> {
+    pub fn restore_tar(&mut self, path: &Loc) -> Result<()> {
         let opened = stream::open(path, self.dec)?;
         let mut archive = archive(opened.tar);
         let mut dirs = Vec::new();
