@@ -19,19 +19,24 @@ use serde_json::json;
 
 use snap_cli::Reporter;
 use snap_shared::archive::{self, ArchiveFiles, Compression};
+use snap_shared::crypt;
 use snap_shared::crypt::{Decrypt, Encrypt, encrypting_writer};
 use snap_shared::error::{Error, Exit, Result};
 use snap_shared::fsutil::create_private_dir;
 use snap_shared::id::{check_name, free_id, is_id};
 use snap_shared::index::{Entry, EntryType, IndexWriter, cmp_paths};
+use snap_shared::jsonl::RecordWriter;
 use snap_shared::record::{ArchiveRecord, Extra, Record, SCHEMA};
 use snap_shared::store::Store;
 
+use crate::cli::{Global, decryption};
 use crate::damage::corrupt;
 use crate::members::{archive, finish, members};
 use crate::members::{entry_of, member_error, sanitize};
+use crate::source::Source;
 use crate::stream;
 use crate::target::{Refused, copy_hashed};
+use crate::trust::Trust;
 
 /// Imports `path` into `store` as an archive of `set`.
 /// What to import, and how.
@@ -59,7 +64,7 @@ pub fn import(store: &Store, req: &Request, report: &Reporter) -> Result<Archive
     }
     let dir = store.archive_dir(set);
     create_private_dir(&dir).map_err(|e| Error::io(&dir, e).with_exit(Exit::CantCreate))?;
-    let _lock = snap_shared::lock::StoreLock::acquire(&dir.join(".lock"), crate::TOOL)?;
+    let _lock = snap_shared::lock::StoreLock::acquire(&dir.join(".lock"), crate::cli::TOOL)?;
     let id = match id {
         Some(id) if is_id(id) => id.to_string(),
         Some(id) => {
@@ -312,4 +317,89 @@ fn write_small(tmp: &Path, bytes: &[u8]) -> Result<()> {
     f.write_all(bytes)
         .and_then(|()| f.sync_all())
         .map_err(|e| Error::io(tmp, e).with_exit(Exit::Io))
+}
+
+/// What `snap-restore import` was asked, from its flags.
+pub struct Asked<'a> {
+    pub path: &'a Path,
+    pub set: &'a str,
+    pub id: Option<&'a str>,
+    pub description: Option<&'a str>,
+    pub tags: &'a [String],
+}
+
+/// `snap-restore import`: the tar into the store as an archive, its
+/// `archive` record on stdout; members or attributes left out of the index
+/// make it exit 65 after the record.
+pub fn command(
+    source: &Source,
+    g: &Global,
+    asked: &Asked,
+    trust: &Trust,
+    report: &Reporter,
+    stdout: impl std::io::Write,
+) -> Result<Exit> {
+    let Source::Store(store) = source else {
+        return Err(Error::usage(
+            "import",
+            "imports go into a store, not a folder of archives",
+        )
+        .with_hint("drop --from, or point it at a store"));
+    };
+    let dec = decryption(g)?;
+    let index_encrypt = match (&dec.passphrase, g.identities.first()) {
+        (Some(p), _) => Some(crypt::Encrypt::Passphrase(p.clone())),
+        (None, Some(f)) => Some(crypt::Encrypt::Recipients(
+            crypt::recipients_of_identity_file(f)?,
+        )),
+        (None, None) => None,
+    };
+    let req = Request {
+        path: asked.path,
+        set: asked.set,
+        id: asked.id,
+        description: asked.description,
+        tags: asked.tags,
+        dec: &dec,
+        index_encrypt: index_encrypt.as_ref(),
+        signer: &trust.signer()?,
+    };
+    let record = import(store, &req, report)?;
+    if let Err(e) =
+        snap_shared::catalog::Catalog::open(store).and_then(|(c, _)| c.put_archive(&record))
+    {
+        snap_shared::catalog::Catalog::invalidate(store);
+        report.warn(&format!(
+            "{e}; the archive is imported, and the catalog will be rebuilt from the records"
+        ));
+    }
+    report.note(&format!(
+        "imported {} as {}/{} ({} files)",
+        asked.path.display(),
+        record.set,
+        record.id,
+        record
+            .extra
+            .get("files")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0)
+    ));
+    let count = |key: &str| record.extra.get(key).and_then(|v| v.as_u64());
+    let (left_out, attrs) = (count("left_out"), count("attributes_left_out"));
+    RecordWriter::new(stdout).write(&Record::Archive(record))?;
+    match (left_out, attrs) {
+        (Some(n), _) => Err(Error::data(
+            asked.path.display().to_string(),
+            format!(
+                "{n} member(s) left out of the index (named above); a restore of it names them again"
+            ),
+        )),
+        (None, Some(n)) => Err(Error::data(
+            asked.path.display().to_string(),
+            format!(
+                "{n} attribute(s) of members left out of the index (named above); a restore of it names them again"
+            ),
+        )),
+        (None, None) => Ok(Exit::Ok),
+    }
 }

@@ -17,5 +17,5 @@ mod from_index;
 mod from_tar;
 mod restorer;
 
-pub use command::{Request, refuse_inside_store, run};
+pub use command::{Asked, Request, command, refuse_inside_store, run};
 pub use restorer::Watch;

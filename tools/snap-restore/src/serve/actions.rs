@@ -39,7 +39,7 @@ pub(super) async fn edit(State(s): State<Arc<Shared>>, Form(f): Form<EditForm>) 
         held(&store, &f.name, false)?;
         text_field("value", &f.value)?;
         let source = Source::Store(store);
-        let quiet = Reporter::new(crate::TOOL, true, false);
+        let quiet = Reporter::new(crate::cli::TOOL, true, false);
         let value = f.value.trim();
         let one = std::slice::from_ref(&f.value);
         match f.action.as_str() {

@@ -133,7 +133,7 @@ fn dry_run(s: &Shared, f: &RestoreForm, limit: usize) -> Result<(PathBuf, Source
     let to = target_of(&f.to, &store.root)?;
     let source = Source::Store(store);
     let item = source.resolve_name(&f.name, false)?;
-    let unheard = Reporter::capturing(crate::TOOL, Arc::new(Mutex::new(Vec::new())));
+    let unheard = Reporter::capturing(crate::cli::TOOL, Arc::new(Mutex::new(Vec::new())));
     s.trust.check_named(&item, &unheard)?;
     let dec = Decrypt::default();
     let p = crate::preview::preview(&item, &f.paths(), &to, f.overwrite(), &dec, limit)?;
@@ -239,7 +239,7 @@ pub(super) async fn start(State(s): State<Arc<Shared>>, Form(f): Form<RestoreFor
     let s2 = s.clone();
     std::thread::spawn(move || {
         let _one = s2.restoring.lock().unwrap_or_else(|e| e.into_inner());
-        let report = Reporter::capturing(crate::TOOL, job.lines.clone());
+        let report = Reporter::capturing(crate::cli::TOOL, job.lines.clone());
         let req = crate::restore::Request {
             policy: Default::default(),
             numeric_owner: false,
