@@ -16,7 +16,7 @@ use snap_shared::error::{Error, Exit, Result};
 use snap_shared::size::human_bytes;
 
 use super::held::{held, text_field};
-use super::{Shared, blocking, check_post, check_writable, failed, page, refuse, respond};
+use super::http::{Shared, blocking, check_post, check_writable, failed, page, refuse, respond};
 use crate::source::Source;
 
 /// A form's fields: what to change on which snapshot.

@@ -18,11 +18,10 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
-use maud::{Markup, PreEscaped, html};
 
 use snap_cli::Reporter;
 use snap_shared::config::LoadedConfig;
@@ -32,31 +31,11 @@ use snap_shared::store::Store;
 mod actions;
 mod held;
 mod hosts;
+mod http;
 mod pages;
 mod restoring;
 
-/// What every request handler shares.
-struct Shared {
-    store: Store,
-    config: Option<LoadedConfig>,
-    token: String,
-    csrf: String,
-    allow_changes: bool,
-    /// Whose archives are restored from the page.
-    trust: crate::trust::Trust,
-    /// The Host header values this server answers to.
-    hosts: Vec<String>,
-    /// The last timeline page and what it was made from.
-    /// (Bytes: sending it shares the buffer, never copies the megabytes.)
-    page: std::sync::Mutex<Option<(Vec<u128>, bytes::Bytes)>>,
-    /// The destinations' listings and when they were made (a bucket is
-    /// listed at most every few minutes, not on every page).
-    dests: std::sync::Mutex<Option<(std::time::Instant, Vec<crate::timeline::dests::DestView>)>>,
-    /// Restores started from the page, by number.
-    jobs: std::sync::Mutex<Vec<Arc<restoring::Job>>>,
-    /// Held while a restore runs: one at a time.
-    restoring: std::sync::Mutex<()>,
-}
+use http::{Shared, blocking, cookie, refuse, respond, same};
 
 /// What the timeline page depends on, cheaply: every set, archive and disk
 /// folder's modification time (a record or a pin added, removed or
@@ -85,15 +64,6 @@ fn fingerprint(store: &Store) -> Vec<u128> {
         }
     }
     out
-}
-
-/// Compares without leaking how long a prefix matched.
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
 }
 
 /// What `serve` is asked to do.
@@ -212,10 +182,6 @@ async fn stopped() {
     }
 }
 
-fn refuse(status: StatusCode, why: &'static str) -> Response {
-    (status, why).into_response()
-}
-
 /// The checks every request passes first: Host, then the token (query or cookie).
 async fn guard(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Response {
     let host = req
@@ -269,79 +235,6 @@ form-action 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"
     resp
 }
 
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|kv| {
-            kv.trim()
-                .strip_prefix(&format!("{name}="))
-                .map(str::to_string)
-        })
-}
-
-/// Refuses a POST without the page's CSRF token, or on a read-only server.
-fn check_post(s: &Shared, csrf: &str) -> Option<Response> {
-    if !same(csrf, &s.csrf) {
-        return Some(refuse(
-            StatusCode::FORBIDDEN,
-            "a valid CSRF token is needed\n",
-        ));
-    }
-    check_writable(s)
-}
-
-/// Refuses what changes things (and the forms leading there) on a read-only server.
-fn check_writable(s: &Shared) -> Option<Response> {
-    (!s.allow_changes).then(|| {
-        refuse(
-            StatusCode::FORBIDDEN,
-            "read-only: start the server with --allow-changes\n",
-        )
-    })
-}
-
-/// An error as a page: what went wrong, one line.
-fn failed(e: Error) -> Response {
-    let status = match e.exit {
-        Exit::NoInput => StatusCode::NOT_FOUND,
-        Exit::Usage => StatusCode::BAD_REQUEST,
-        // An archive not signed by an allowed key.
-        Exit::NoPerm => StatusCode::FORBIDDEN,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    let body = html! { p { (e.to_string()) } @if let Some(h) = &e.hint { p.small { (h) } } };
-    (status, Html(body.into_string())).into_response()
-}
-
-/// A made page, or the error as one.
-fn respond(page: Result<impl IntoResponse>) -> Response {
-    match page {
-        Ok(p) => Html(p).into_response(),
-        Err(e) => failed(e),
-    }
-}
-
-/// A page of `serve` beside the timeline: its title, the timeline's style, `body`.
-fn page(title: &str, body: Markup) -> Markup {
-    html! {
-        (maud::DOCTYPE)
-        html lang="en" {
-            head { meta charset="utf-8"; title { (title) } style { (PreEscaped(crate::timeline::html::CSS)) } }
-            body { main { (body) } }
-        }
-    }
-}
-
-/// Runs blocking store work off the async threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|e| Err(Error::internal("server", e)))
-}
-
 /// How long a destination's listing is shown before it is listed again.
 const DEST_LISTING_AGE: std::time::Duration = std::time::Duration::from_secs(300);
 
@@ -380,14 +273,4 @@ async fn timeline_page(State(s): State<Arc<Shared>>) -> Response {
     })
     .await;
     respond(page)
-}
-
-/// A query value, percent-encoded (paths may hold `&`, `#`, spaces).
-fn enc(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
-/// The set of a `SET/ID` name.
-fn set_of(name: &str) -> &str {
-    name.split_once('/').map_or(name, |(s, _)| s)
 }

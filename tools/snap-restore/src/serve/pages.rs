@@ -11,14 +11,13 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{Markup, html};
 
-use snap_shared::crypt::Decrypt;
-
-use super::held::held;
-use super::{Shared, blocking, enc, page, refuse, respond, set_of};
 use snap_shared::catalog::Catalog;
+use snap_shared::crypt::Decrypt;
 use snap_shared::error::Result;
 use snap_shared::store::Store;
 
+use super::held::held;
+use super::http::{Shared, blocking, enc, page, refuse, respond, set_of};
 use crate::source::{Item, Source};
 
 /// Most changes a diff page lists.

@@ -26,26 +26,15 @@ use snap_shared::error::{Error, Result};
 use snap_shared::size::human_bytes;
 
 use super::held::{held, text_field};
-use super::{Shared, blocking, check_post, check_writable, failed, page, refuse, respond};
+use super::http::{
+    Job, Shared, blocking, check_post, check_writable, failed, page, refuse, respond,
+};
 use crate::preview::{Action, Preview};
 use crate::restore::Watch;
 use crate::source::Source;
 
 /// Most rows a dry run lists.
 const LIST_LIMIT: usize = 2_000;
-
-/// One restore started from the page.
-pub(super) struct Job {
-    name: String,
-    to: PathBuf,
-    watch: Arc<Watch>,
-    /// From the dry run: files and bytes to write.
-    total: (u64, u64),
-    /// What the restore said (errors, the summary).
-    lines: Arc<Mutex<Vec<String>>>,
-    /// Set when it ended: the exit code's meaning, in words.
-    done: Mutex<Option<String>>,
-}
 
 /// The restore form's fields.
 #[derive(serde::Deserialize)]

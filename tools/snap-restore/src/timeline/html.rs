@@ -11,7 +11,7 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 use snap_shared::size::human_bytes;
 
 use super::dests::DestView;
-use super::{Card, DiskView, SetView, Space, Timeline};
+use super::model::{Card, DiskView, SetView, Space, Timeline};
 
 pub const CSS: &str = "
 body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#222;background:#f6f7f9}
