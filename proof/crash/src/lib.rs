@@ -8,6 +8,7 @@
 
 pub mod catalog;
 pub mod check;
+pub mod disks;
 pub mod fault;
 pub mod power;
 pub mod sweep;
