@@ -11,9 +11,11 @@ pub mod sshd;
 pub mod tarcraft;
 pub mod timeline;
 pub mod vhdx;
+pub mod world;
 
 pub use net::free_port;
 pub use sshd::Sshd;
+pub use world::World;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

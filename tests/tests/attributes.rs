@@ -7,7 +7,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use snap_e2e::{World, code, records, rsync_changes, stderr};
+use snap_e2e::{Pipeline, World, code, records, rsync_changes, stderr};
 
 /// Runs a command that must succeed (setfattr, setfacl, setcap…); its stdout.
 fn sh(args: &[&str]) -> String {
@@ -29,7 +29,7 @@ fn sh(args: &[&str]) -> String {
 /// a sparse file with an xattr, and a file owned by another user.
 fn tree(w: &World) {
     let p = |rel: &str| w.path(rel).display().to_string();
-    w.write("src/doc.txt", "a document\n");
+    w.write_dated("src/doc.txt", "a document\n");
     sh(&[
         "setfattr",
         "-n",
@@ -54,12 +54,12 @@ fn tree(w: &World) {
         "root only",
         &p("src/doc.txt"),
     ]);
-    w.write("src/shared/journal", "entries\n");
+    w.write_dated("src/shared/journal", "entries\n");
     sh(&["setfacl", "-m", "u:nobody:rw", &p("src/shared/journal")]);
     sh(&["setfacl", "-d", "-m", "g:adm:rx", &p("src/shared")]);
-    w.write("src/bin/ping", "not really ping\n");
+    w.write_dated("src/bin/ping", "not really ping\n");
     sh(&["/usr/sbin/setcap", "cap_net_raw+ep", &p("src/bin/ping")]);
-    w.write("src/pair/one", "linked\n");
+    w.write_dated("src/pair/one", "linked\n");
     fs::hard_link(w.path("src/pair/one"), w.path("src/pair/two")).unwrap();
     sh(&[
         "setfattr",
@@ -69,7 +69,7 @@ fn tree(w: &World) {
         "both",
         &p("src/pair/one"),
     ]);
-    let sparse = w.write("src/disk.img", "head");
+    let sparse = w.write_dated("src/disk.img", "head");
     let f = fs::OpenOptions::new().write(true).open(&sparse).unwrap();
     std::os::unix::fs::FileExt::write_at(&f, b"tail", 8 << 20).unwrap();
     drop(f);
@@ -81,7 +81,7 @@ fn tree(w: &World) {
         "sparse",
         &p("src/disk.img"),
     ]);
-    w.write("src/theirs", "owned by nobody\n");
+    w.write_dated("src/theirs", "owned by nobody\n");
     sh(&["chown", "nobody:nogroup", &p("src/theirs")]);
     for f in [
         "src/doc.txt",

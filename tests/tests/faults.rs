@@ -6,7 +6,7 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use snap_e2e::{World, bin_dir, code, flip_byte, ok, records, rsync_changes, stderr};
+use snap_e2e::{Pipeline, World, bin_dir, code, flip_byte, ok, records, rsync_changes, stderr};
 
 fn archives(w: &World) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(w.path("store/archives/s"))
@@ -36,8 +36,8 @@ fn fails_saying(w: &World, out: &std::process::Output, rc: i32, needle: &str) ->
 #[test]
 fn bit_rot_in_the_store_never_travels() {
     let w = World::new();
-    w.write("src/a.txt", "hello world\n".repeat(1000));
-    w.write("src/b.txt", "other");
+    w.write_dated("src/a.txt", "hello world\n".repeat(1000));
+    w.write_dated("src/b.txt", "other");
     let s1 = w.collect_ok(&[]);
     let tree1 = PathBuf::from(s1["path"].as_str().unwrap());
     let a = w.inside("src/a.txt");
@@ -116,16 +116,16 @@ fn bit_rot_in_the_store_never_travels() {
 /// A full archive and an incremental one on it (`s/A`, `s/B`), then a third
 /// snapshot to pack; returns the ids A and B.
 fn chain_of_two(w: &World) -> (String, String) {
-    w.write("src/a.txt", "first\n".repeat(5000));
-    w.write("src/b.txt", "stays\n".repeat(5000));
+    w.write_dated("src/a.txt", "first\n".repeat(5000));
+    w.write_dated("src/b.txt", "stays\n".repeat(5000));
     let a = w.collect_ok(&[])["id"].as_str().unwrap().to_string();
     ok(&w.pack(&[]));
-    w.write("src/a.txt", "second\n".repeat(5000));
+    w.write_dated("src/a.txt", "second\n".repeat(5000));
     let b = w.collect_ok(&[])["id"].as_str().unwrap().to_string();
     let out = w.pack(&["--incremental"]);
     ok(&out);
     assert_eq!(records(&out)[0]["base"], serde_json::json!(a));
-    w.write("src/a.txt", "third\n".repeat(5000));
+    w.write_dated("src/a.txt", "third\n".repeat(5000));
     w.collect_ok(&[]);
     (a, b)
 }
@@ -255,9 +255,9 @@ fn cat(w: &World, name: &str, path: &str) -> String {
 #[test]
 fn a_clock_step_never_reorders_snapshots() {
     let w = World::new();
-    w.write("src/a.txt", "one");
+    w.write_dated("src/a.txt", "one");
     let s1 = w.collect_ok(&[]);
-    w.write("src/a.txt", "two, behind");
+    w.write_dated("src/a.txt", "two, behind");
     let out = w.run_at(
         "-1d",
         "snap-collect",
@@ -284,14 +284,14 @@ fn a_clock_step_never_reorders_snapshots() {
 
     // A run a year ahead, then the right clock again: it still sorts last,
     // and pack --latest packs it rather than saying "already packed".
-    w.write("src/a.txt", "three, ahead");
+    w.write_dated("src/a.txt", "three, ahead");
     ok(&w.run_at(
         "+365d",
         "snap-collect",
         &["--store", "store", "--min-free", "0", "--name", "s", "src"],
     ));
     ok(&w.pack(&[]));
-    w.write("src/a.txt", "four, right");
+    w.write_dated("src/a.txt", "four, right");
     let s4 = w.collect_ok(&[]);
     assert_eq!(cat(&w, "s/latest", "src/a.txt"), "four, right");
     let out = w.pack(&[]);
@@ -315,7 +315,7 @@ fn a_clock_step_never_reorders_snapshots() {
 fn a_stream_of_zeros_is_an_empty_archive() {
     let w = World::new();
     let out = w
-        .cmd("timeout")
+        .tool("timeout")
         .arg("60")
         .arg(snap_e2e::bin_dir().join("snap-restore"))
         .args(["restore", "/dev/zero", "--to", "out"])
@@ -328,7 +328,7 @@ fn a_stream_of_zeros_is_an_empty_archive() {
          snap-restore: /dev/zero -> [TMP]/out: 0 files, 0 B written\n"
     );
     let tar = w
-        .cmd("tar")
+        .tool("tar")
         .args(["-xf", "/dev/zero", "-C", "out"])
         .output()
         .unwrap();
@@ -342,11 +342,11 @@ fn a_stream_of_zeros_is_an_empty_archive() {
 fn two_restores_into_one_target_never_mix() {
     let w = World::new();
     for i in 0..30 {
-        w.write(&format!("src/f{i}"), format!("one {i}\n").repeat(3000));
+        w.write_dated(&format!("src/f{i}"), format!("one {i}\n").repeat(3000));
     }
     let s1 = w.collect_ok(&[])["path"].as_str().unwrap().to_string();
     for i in 0..30 {
-        w.write(&format!("src/f{i}"), format!("two {i}\n").repeat(4000));
+        w.write_dated(&format!("src/f{i}"), format!("two {i}\n").repeat(4000));
     }
     let s2 = w.collect_ok(&[])["path"].as_str().unwrap().to_string();
     let (id1, id2) = (
@@ -356,7 +356,7 @@ fn two_restores_into_one_target_never_mix() {
 
     fs::create_dir(w.path("held")).unwrap();
     let mut holder = w
-        .cmd("flock")
+        .tool("flock")
         .arg(w.path("held"))
         .args(["sleep", "60"])
         .spawn()
@@ -381,7 +381,7 @@ fn two_restores_into_one_target_never_mix() {
     for round in 0..3 {
         let to = format!("r{round}");
         let spawn = |name: &str| {
-            w.cmd("snap-restore")
+            w.tool("snap-restore")
                 .args([
                     "--store",
                     "store",
@@ -414,7 +414,7 @@ fn two_restores_into_one_target_never_mix() {
 fn a_restore_repairs_metadata() {
     let w = World::new();
     for i in 0..5 {
-        w.write(&format!("src/d/f{i}"), format!("file {i}\n").repeat(100));
+        w.write_dated(&format!("src/d/f{i}"), format!("file {i}\n").repeat(100));
     }
     std::os::unix::fs::symlink("f0", w.path("src/d/link")).unwrap();
     let snap = w.collect_ok(&[]);
@@ -489,7 +489,7 @@ fn rustix_is_root() -> bool {
 fn names_at_the_limit_restore() {
     let w = World::new();
     for len in [244, 245, 250, 255] {
-        w.write(&format!("src/{}", "n".repeat(len)), format!("{len}\n"));
+        w.write_dated(&format!("src/{}", "n".repeat(len)), format!("{len}\n"));
     }
     std::os::unix::fs::symlink("x", w.path(&format!("src/{}", "l".repeat(255)))).unwrap();
     let snap = w.collect_ok(&[]);
@@ -513,7 +513,7 @@ fn names_at_the_limit_restore() {
 #[test]
 fn overwrite_replaces_a_file_where_a_folder_belongs() {
     let w = World::new();
-    w.write("src/d/f", "inside");
+    w.write_dated("src/d/f", "inside");
     let snap = w.collect_ok(&[]);
     let name = format!("s/{}", snap["id"].as_str().unwrap());
     let d = w.path("r").join(w.inside("src/d"));
@@ -536,7 +536,7 @@ fn overwrite_replaces_a_file_where_a_folder_belongs() {
 #[test]
 fn path_of_a_hard_links_second_name_restores() {
     let w = World::new();
-    w.write("src/a", "shared content");
+    w.write_dated("src/a", "shared content");
     fs::hard_link(w.path("src/a"), w.path("src/b")).unwrap();
     fs::hard_link(w.path("src/a"), w.path("src/c")).unwrap();
     let snap = w.collect_ok(&[]);
@@ -573,7 +573,7 @@ fn a_closed_stderr_never_panics() {
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);
     let out = w
-        .cmd("snap-prune")
+        .tool("snap-prune")
         .args(["--store", "nowhere", "--keep-last", "1"])
         .stderr(writer)
         .output()
@@ -586,7 +586,7 @@ fn a_closed_stderr_never_panics() {
 #[test]
 fn an_empty_store_in_the_config_is_named() {
     let w = World::new();
-    let config = w.write(
+    let config = w.write_dated(
         "c.json",
         r#"{"store": "", "backup_sets": [{"name": "s", "sources": ["/tmp"]}]}"#,
     );
@@ -602,7 +602,7 @@ fn an_empty_store_in_the_config_is_named() {
 #[test]
 fn restore_into_the_store_is_refused() {
     let w = World::new();
-    w.write("src/a", "a");
+    w.write_dated("src/a", "a");
     let snap = w.collect_ok(&[]);
     let name = format!("s/{}", snap["id"].as_str().unwrap());
     let out = w.restore(&["restore", &name, "--to", "store/sets"]);
@@ -644,7 +644,7 @@ fn list_marks_an_archive_whose_base_is_gone() {
 #[test]
 fn one_truncated_record_is_named_and_skipped() {
     let w = World::new();
-    w.write("src/a", "a");
+    w.write_dated("src/a", "a");
     let first = w.collect_ok(&[])["id"].as_str().unwrap().to_string();
     let cut = w.collect_ok(&[])["id"].as_str().unwrap().to_string();
     ok(&w.run(
@@ -711,11 +711,11 @@ fn one_truncated_record_is_named_and_skipped() {
 #[test]
 fn a_file_that_changes_while_read_is_named_not_torn() {
     let w = World::new();
-    w.write("src/calm", "calm");
-    let busy = w.write("src/busy.db", vec![7u8; 40 << 20]);
+    w.write_dated("src/calm", "calm");
+    let busy = w.write_dated("src/busy.db", vec![7u8; 40 << 20]);
     let started = w.path("writer-started");
     let mut writer = w
-        .cmd("python3")
+        .tool("python3")
         .arg("-c")
         .arg(
             "import os, sys, time\n\
@@ -771,7 +771,7 @@ fn a_file_that_changes_while_read_is_named_not_torn() {
 #[test]
 fn a_moved_store_never_writes_into_the_old_one() {
     let w = World::new();
-    w.write("src/a", "one");
+    w.write_dated("src/a", "one");
     w.collect_ok(&[]);
     let copied = w.run("cp", &["-a", "store", "moved"]);
     ok(&copied);
@@ -794,7 +794,7 @@ fn a_moved_store_never_writes_into_the_old_one() {
     );
 
     fs::remove_dir_all(w.path("store")).unwrap();
-    w.write("src/a", "two!");
+    w.write_dated("src/a", "two!");
     let out = w.run(
         "snap-collect",
         &["--store", "moved", "--min-free", "0", "--name", "s", "src"],
@@ -1026,13 +1026,13 @@ fn a_qcow2_v2_image_takes_blocks_snapshots() {
 fn paths_longer_than_path_max_round_trip() {
     let w = World::new();
     let made = w
-        .cmd("bash")
+        .tool("bash")
         .arg("-c")
         .arg("cd src && n=$(printf 'd%.0s' $(seq 250)) && for i in $(seq 18); do mkdir $n && cd $n; done && echo deep > f")
         .status()
         .unwrap();
     assert!(made.success());
-    w.write("src/top", "top");
+    w.write_dated("src/top", "top");
     let snap = w.collect_ok(&[]);
     let name = format!("s/{}", snap["id"].as_str().unwrap());
     ok(&w.pack(&[]));
@@ -1059,7 +1059,7 @@ fn paths_longer_than_path_max_round_trip() {
     // both trees (names, types, modes, owners, mtimes, content) is equality.
     let tar_of = |dir: &Path| {
         let out = w
-            .cmd("tar")
+            .tool("tar")
             .args(["--format=gnu", "--sort=name", "-C"])
             .arg(dir)
             .args(["-cf", "-", "."])

@@ -7,13 +7,13 @@
 use std::fs;
 use std::process::Output;
 
-use snap_e2e::{World, code, records, stderr};
+use snap_e2e::{Pipeline, World, code, records, stderr};
 
 /// The victim: `src/` collected as set `s`, packed to the age recipient of
 /// `key.txt`, pushed to `usb/`. Its recipient and the archive's id.
 fn victim(w: &World) -> (String, String) {
     let recipient = snap_testkit::age_keygen(&w.path("key.txt"));
-    w.write("src/a.txt", "the real file\n");
+    w.write_dated("src/a.txt", "the real file\n");
     w.collect_ok(&[]);
     let packed = w.pack(&["--recipient", &recipient]);
     assert_eq!(code(&packed), 0, "{}", stderr(&packed));
@@ -25,7 +25,7 @@ fn victim(w: &World) -> (String, String) {
 
 /// Runs a tool as the forger: a HOME, a store and a tree of its own.
 fn forger(w: &World, tool: &str, args: &[&str]) -> Output {
-    w.cmd(tool)
+    w.tool(tool)
         .env("HOME", w.path("forger"))
         .args(args)
         .output()
@@ -35,7 +35,7 @@ fn forger(w: &World, tool: &str, args: &[&str]) -> Output {
 /// `snap-push --all` of STORE to `usb/`, with HOME under the world.
 fn push(w: &World, home: &str, store: &str) {
     let out = w
-        .cmd("snap-push")
+        .tool("snap-push")
         .env("HOME", w.path(home))
         .args([
             "--store",
@@ -55,7 +55,7 @@ fn push(w: &World, home: &str, store: &str) {
 /// The forger's archive of set `s` at `usb/`, packed to the victim's
 /// recipient with the forger's own (made on first use) key: its id.
 fn forge(w: &World, recipient: &str) -> String {
-    w.write("evil/a.txt", "a forged file\n");
+    w.write_dated("evil/a.txt", "a forged file\n");
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let c = forger(
         w,
@@ -241,12 +241,12 @@ fn allowed_keys_and_old_unsigned_archives() {
 #[test]
 fn every_base_of_a_chain_is_checked() {
     let w = World::new();
-    w.write("src/a.txt", "one\n");
+    w.write_dated("src/a.txt", "one\n");
     w.collect_ok(&[]);
     let full = w.pack(&[]);
     assert_eq!(code(&full), 0, "{}", stderr(&full));
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    w.write("src/b.txt", "two\n");
+    w.write_dated("src/b.txt", "two\n");
     w.collect_ok(&[]);
     let inc = w.pack(&["--incremental"]);
     assert_eq!(code(&inc), 0, "{}", stderr(&inc));
@@ -291,7 +291,7 @@ fn every_base_of_a_chain_is_checked() {
 fn tags_sign_the_record_again() {
     use std::os::unix::fs::PermissionsExt;
     let w = World::new();
-    w.write("src/a.txt", "one\n");
+    w.write_dated("src/a.txt", "one\n");
     w.collect_ok(&[]);
     let packed = w.pack(&[]);
     assert_eq!(code(&packed), 0, "{}", stderr(&packed));

@@ -5,18 +5,18 @@
 use std::fs;
 use std::path::Path;
 
-use snap_e2e::{World, code, records, stderr};
+use snap_e2e::{Pipeline, World, code, records, stderr};
 
 /// Two full archives of set `s` whose trees differ (3 files, then 2): their ids.
 fn two_archives(w: &World, extra: &[&str]) -> (String, String) {
-    w.write("src/a.txt", "a".repeat(5000));
-    w.write("src/b.txt", "b".repeat(5000));
-    w.write("src/c.txt", "c".repeat(5000));
+    w.write_dated("src/a.txt", "a".repeat(5000));
+    w.write_dated("src/b.txt", "b".repeat(5000));
+    w.write_dated("src/c.txt", "c".repeat(5000));
     w.collect_ok(&[]);
     let x = w.pack(extra);
     assert_eq!(code(&x), 0, "{}", stderr(&x));
     fs::remove_file(w.path("src/c.txt")).unwrap();
-    w.write("src/b.txt", "B".repeat(5000));
+    w.write_dated("src/b.txt", "B".repeat(5000));
     w.collect_ok(&[]);
     let y = w.pack(extra);
     assert_eq!(code(&y), 0, "{}", stderr(&y));
@@ -156,7 +156,7 @@ fn one_bad_record_is_named_and_kept() {
     fs::create_dir_all(w.path("usb")).unwrap();
     let mut ids = Vec::new();
     for i in 0..3 {
-        w.write("src/a.txt", format!("version {i}"));
+        w.write_dated("src/a.txt", format!("version {i}"));
         w.collect_ok(&[]);
         let packed = w.pack(&["-q"]);
         assert_eq!(code(&packed), 0, "{}", stderr(&packed));
@@ -311,10 +311,10 @@ fn a_failed_push_says_what_it_sent() {
     let big: Vec<u8> = (0..3_000_000u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
-    w.write("src/a.txt", "a");
+    w.write_dated("src/a.txt", "a");
     w.collect_ok(&[]);
     assert_eq!(code(&w.pack(&[])), 0);
-    w.write("src/big.bin", &big);
+    w.write_dated("src/big.bin", &big);
     w.collect_ok(&[]);
     let incr = w.pack(&["--incremental"]);
     assert_eq!(code(&incr), 0, "{}", stderr(&incr));
@@ -351,7 +351,7 @@ fn records_are_signed_and_the_signature_travels() {
         .output()
         .unwrap();
     assert!(made.status.success());
-    let config = w.write(
+    let config = w.write_dated(
         "home/config.json",
         format!("{{\"signing\": {{\"key\": \"{}\"}}}}", key.display()),
     );
@@ -359,7 +359,7 @@ fn records_are_signed_and_the_signature_travels() {
     let (x, y) = two_archives(&w, &["--config", &config]);
     let dir = w.path("store/archives/s");
     let public = fs::read_to_string(w.path("home/signing_key.pub")).unwrap();
-    w.write("allowed", format!("snap@test {public}"));
+    w.write_dated("allowed", format!("snap@test {public}"));
     let verify = |json: &Path| {
         let sig = format!("{}.sig", json.display());
         std::process::Command::new("sh")

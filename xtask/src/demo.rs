@@ -280,11 +280,12 @@ fn same_tree(src: &Path, snapshot: &str) -> Result {
 pub fn run() -> Result {
     exec(&mut crate::dist::build_tools(true))?;
     let base = root().join("target/demo");
-    let _ = Command::new("chmod")
-        .args(["-R", "u+w"])
-        .arg(&base)
-        .status();
-    let _ = fs::remove_dir_all(&base);
+    // A previous demo's read-only folders are made writable before they go;
+    // on a fresh checkout there is nothing to clear, and nothing is said.
+    if base.exists() {
+        exec(Command::new("chmod").args(["-R", "u+w"]).arg(&base))?;
+        fs::remove_dir_all(&base).map_err(|e| format!("{}: {e}", base.display()))?;
+    }
     let src = base.join("home/data");
     let store = base.join("store");
     make_sample(&src)?;
