@@ -5,16 +5,12 @@
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
 use assert_cmd::Command;
 use serde_json::{Value, json};
-use snap_testkit::{code, records, stderr};
-
-struct World {
-    dir: tempfile::TempDir,
-}
+use snap_testkit::{World, code, records, stderr};
 
 /// The ids of the records with this action, in output order.
 fn ids(recs: &[Value], action: &str) -> Vec<String> {
@@ -24,54 +20,55 @@ fn ids(recs: &[Value], action: &str) -> Vec<String> {
         .collect()
 }
 
-impl World {
-    fn new() -> World {
-        World {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
+/// What these tests do in the shared test world.
+trait PruneWorld {
+    /// A tool with the store in `SNAP_STORE`.
+    fn cmd(&self, name: &str) -> Command;
 
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
+    /// `snap-prune ARGS` on the world's store.
+    fn prune(&self, args: &[&str]) -> Output;
 
-    fn write(&self, rel: &str, content: &[u8]) {
-        let p = self.path(rel);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(p, content).unwrap();
-    }
+    /// A tree snapshot in the store: an own file of `own` bytes, and a 64 KiB
+    /// file hard-linked to the previous snapshot's when `prev` is given.
+    fn snapshot(&self, set: &str, id: &str, own: usize, prev: Option<&str>, tags: &[&str]);
 
-    fn tool(&self, name: &str) -> Command {
-        let mut c = Command::cargo_bin(name).unwrap();
-        c.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.path("home"))
-            .env("SNAP_STORE", self.path("store"))
-            .current_dir(self.dir.path());
+    /// A snapshot's index and record.
+    fn record(&self, set: &str, id: &str, prev: Option<&str>, tags: &[&str]);
+
+    /// An archive in a folder laid out like a destination: data, index, sums, record.
+    fn archive(&self, root: &str, set: &str, id: &str, base: Option<&str>, tags: &[&str]);
+
+    /// The names in a folder of the world, sorted.
+    fn names(&self, rel: &str) -> Vec<String>;
+}
+
+impl PruneWorld for World {
+    fn cmd(&self, name: &str) -> Command {
+        let mut c = Command::from_std(self.tool(name));
+        c.env("SNAP_STORE", self.path("store"));
         c
     }
 
     fn prune(&self, args: &[&str]) -> Output {
-        self.tool("snap-prune").args(args).output().unwrap()
+        self.cmd("snap-prune").args(args).output().unwrap()
     }
 
-    /// A tree snapshot in the store: an own file of `own` bytes, and a 64 KiB
-    /// file hard-linked to the previous snapshot's when `prev` is given.
     fn snapshot(&self, set: &str, id: &str, own: usize, prev: Option<&str>, tags: &[&str]) {
         let tree = format!("store/sets/{set}/{id}");
-        self.write(&format!("{tree}/own.bin"), &vec![1u8; own]);
+        self.write(&format!("{tree}/own.bin"), vec![1u8; own]);
         match prev {
             Some(p) => fs::hard_link(
                 self.path(&format!("store/sets/{set}/{p}/shared.bin")),
                 self.path(&format!("{tree}/shared.bin")),
             )
             .unwrap(),
-            None => self.write(&format!("{tree}/shared.bin"), &vec![2u8; 64 << 10]),
+            None => {
+                self.write(&format!("{tree}/shared.bin"), vec![2u8; 64 << 10]);
+            }
         }
         self.record(set, id, prev, tags);
     }
 
-    /// A snapshot's index and record.
     fn record(&self, set: &str, id: &str, prev: Option<&str>, tags: &[&str]) {
         let tree = format!("store/sets/{set}/{id}");
         self.write(&format!("store/sets/{set}/{id}.index.zst"), b"index");
@@ -86,10 +83,9 @@ impl World {
         );
     }
 
-    /// An archive in a folder laid out like a destination: data, index, sums, record.
     fn archive(&self, root: &str, set: &str, id: &str, base: Option<&str>, tags: &[&str]) {
         let dir = format!("{root}/{set}");
-        self.write(&format!("{dir}/{id}.tar.zst"), &vec![3u8; 1000]);
+        self.write(&format!("{dir}/{id}.tar.zst"), vec![3u8; 1000]);
         self.write(&format!("{dir}/{id}.index.zst"), b"index");
         self.write(&format!("{dir}/{id}.sha256"), b"sums\n");
         let rec = json!({"kind": "archive", "schema": "snap/1", "set": set, "id": id, "source": id,
@@ -800,7 +796,7 @@ fn s3_prune_keeps_chains_and_what_is_left_verifies() {
     w.write("src/a.txt", b"alpha");
     let env = moto.env();
     let tool = |name: &str, args: &[&str]| {
-        let mut c = w.tool(name);
+        let mut c = w.cmd(name);
         c.args(args).envs(env.iter().map(|(k, v)| (k, v)));
         c.output().unwrap()
     };
