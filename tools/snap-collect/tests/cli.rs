@@ -1,6 +1,7 @@
 //! CLI tests for snap-collect: every error path with its exit code and whole
 //! message (temporary paths redacted), and the records a run writes.
 
+use snap_testkit::{World, code, records};
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -9,45 +10,19 @@ use std::process::Output;
 use assert_cmd::Command;
 use serde_json::Value;
 
-/// A scratch world: a HOME, a store and a source tree, none of the user's.
-struct World {
-    dir: tempfile::TempDir,
+/// What these tests do in the shared test world.
+trait CollectWorld {
+    /// Collects `src/` as the ad-hoc set `s` into `store/`, no free-space floor.
+    fn collect_src(&self, extra: &[&str]) -> Output;
+
+    /// snap-collect, run in the world.
+    fn cmd(&self) -> Command;
+
+    /// A config with one set `data` over `src/`, store in `store/`.
+    fn config(&self, extra_set_fields: &str) -> PathBuf;
 }
 
-impl World {
-    fn new() -> World {
-        let dir = tempfile::tempdir().unwrap();
-        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
-        fs::create_dir_all(dir.path().join("home")).unwrap();
-        World { dir }
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn write(&self, rel: &str, content: &str) -> PathBuf {
-        let p = self.path(rel);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(&p, content).unwrap();
-        p
-    }
-
-    /// Writes a file dated 2020: older than any snapshot, so its metadata is
-    /// trusted (files written in the second before a run are copied again).
-    fn write_old(&self, rel: &str, content: &str) -> PathBuf {
-        let p = self.write(rel, content);
-        let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000);
-        fs::File::options()
-            .write(true)
-            .open(&p)
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
-        p
-    }
-
-    /// Collects `src/` as the ad-hoc set `s` into `store/`, no free-space floor.
+impl CollectWorld for World {
     fn collect_src(&self, extra: &[&str]) -> Output {
         self.cmd()
             .args(["--store", "store", "--min-free", "0", "--name", "s", "src"])
@@ -57,15 +32,9 @@ impl World {
     }
 
     fn cmd(&self) -> Command {
-        let mut c = Command::cargo_bin("snap-collect").unwrap();
-        c.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.path("home"))
-            .current_dir(self.dir.path());
-        c
+        Command::from_std(self.tool("snap-collect"))
     }
 
-    /// A config with one set `data` over `src/`, store in `store/`.
     fn config(&self, extra_set_fields: &str) -> PathBuf {
         let text = format!(
             r#"{{"store": "{}", "collect": {{"min_free": "0"}},
@@ -75,25 +44,6 @@ impl World {
         );
         self.write("config.json", &text)
     }
-
-    fn redact(&self, s: &[u8]) -> String {
-        let real = fs::canonicalize(self.dir.path()).unwrap();
-        String::from_utf8_lossy(s)
-            .replace(&real.display().to_string(), "[TMP]")
-            .replace(&self.dir.path().display().to_string(), "[TMP]")
-    }
-}
-
-fn records(out: &Output) -> Vec<Value> {
-    String::from_utf8(out.stdout.clone())
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn code(out: &Output) -> i32 {
-    out.status.code().unwrap()
 }
 
 /// `--help` and `--version` exit 0.
@@ -191,6 +141,7 @@ fn snap_config_env_is_used() {
 #[test]
 fn missing_source_exits_66() {
     let w = World::new();
+    fs::remove_dir(w.path("src")).unwrap();
     let cfg = w.config("");
     let out = w.cmd().arg("--config").arg(&cfg).output().unwrap();
     assert_eq!(code(&out), 66);
@@ -329,11 +280,11 @@ fn collects_every_configured_set() {
     w.write("b/two", "22");
     let cfg = w.write(
         "c.json",
-        &format!(
+        format!(
             r#"{{"store": "{0}/store", "collect": {{"min_free": "0"}}, "backup_sets": [
                 {{"name": "a", "sources": ["{0}/a"]}},
                 {{"name": "b", "sources": ["{0}/b"], "tags": ["t1"]}}]}}"#,
-            w.dir.path().display()
+            w.root().display()
         ),
     );
     let out = w
@@ -378,7 +329,7 @@ fn collects_every_configured_set() {
 #[test]
 fn second_run_links_unchanged_files() {
     let w = World::new();
-    w.write_old("src/keep", "same");
+    w.write_dated("src/keep", "same");
     w.write("src/change", "v1");
     let run = || {
         let out = w.collect_src(&[]);
@@ -418,10 +369,10 @@ fn second_run_links_unchanged_files() {
 #[test]
 fn record_counts_changes_since_the_parent() {
     let w = World::new();
-    w.write_old("src/keep", "same");
-    w.write_old("src/change", "v1");
-    w.write_old("src/gone", "bye");
-    w.write_old("src/d/perm", "p");
+    w.write_dated("src/keep", "same");
+    w.write_dated("src/change", "v1");
+    w.write_dated("src/gone", "bye");
+    w.write_dated("src/d/perm", "p");
     let first = w.collect_src(&[]);
     assert_eq!(code(&first), 0, "{}", w.redact(&first.stderr));
     assert!(
@@ -430,9 +381,9 @@ fn record_counts_changes_since_the_parent() {
     );
     // Adding and removing touch src's mtime: put it back, so only the files count.
     let src_mtime = fs::metadata(w.path("src")).unwrap().modified().unwrap();
-    w.write_old("src/change", "v2 longer");
+    w.write_dated("src/change", "v2 longer");
     fs::remove_file(w.path("src/gone")).unwrap();
-    w.write_old("src/new", "n");
+    w.write_dated("src/new", "n");
     fs::set_permissions(w.path("src/d/perm"), fs::Permissions::from_mode(0o600)).unwrap();
     fs::File::open(w.path("src"))
         .unwrap()
@@ -503,7 +454,7 @@ fn unreadable_file_exits_1_and_counts() {
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", w.path("home"))
-            .current_dir(w.dir.path())
+            .current_dir(w.root())
             .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
             .arg(bin);
     }
@@ -553,7 +504,7 @@ fn leftover_partial_is_cleaned() {
 #[test]
 fn interrupted_publication_is_completed() {
     let w = World::new();
-    w.write_old("src/a", "a");
+    w.write_dated("src/a", "a");
     let first = records(&w.collect_src(&[])).remove(0);
     let id = first["id"].as_str().unwrap();
     let set = w.path("store/sets/s");
@@ -659,7 +610,7 @@ fn exclusions_apply_but_gitignore_does_not() {
 #[test]
 fn too_many_links_falls_back_to_copy() {
     let w = World::new();
-    w.write_old("src/f", "content");
+    w.write_dated("src/f", "content");
     let first = records(&w.collect_src(&[])).remove(0);
     let src_rel = fs::canonicalize(w.path("src")).unwrap();
     let in_first = PathBuf::from(first["path"].as_str().unwrap())
@@ -780,8 +731,8 @@ fn one_file_system_stops_at_mount_points() {
 #[test]
 fn corrupt_previous_index_only_warns() {
     let w = World::new();
-    w.write_old("src/a", "a");
-    w.write_old("src/b", "b");
+    w.write_dated("src/a", "a");
+    w.write_dated("src/b", "b");
     let first = records(&w.collect_src(&[])).remove(0);
     fs::write(
         first["index"].as_str().unwrap(),
