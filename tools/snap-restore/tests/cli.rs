@@ -5,6 +5,7 @@
 //! The binaries of snap-collect and snap-pack are used too: `cargo xtask test`
 //! builds every binary before running the tests.
 
+use snap_testkit::World;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -13,60 +14,51 @@ use std::process::Output;
 use assert_cmd::Command;
 use serde_json::Value;
 
-struct World {
-    dir: tempfile::TempDir,
+/// A scratch world with a small tricky tree in `src/`, collected once as set `s`.
+/// A world with a small tricky tree in `src/`, collected once as set `s`.
+fn world() -> World {
+    let w = World::new();
+    w.write("src/a.txt", "alpha\n");
+    w.write("src/docs/b.txt", "b".repeat(100_000));
+    w.write(&format!("src/{}/long.txt", "n".repeat(120)), "long name\n");
+    std::os::unix::fs::symlink("../a.txt", w.path("src/docs/link")).unwrap();
+    fs::hard_link(w.path("src/a.txt"), w.path("src/hard")).unwrap();
+    fs::set_permissions(w.path("src/docs/b.txt"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(
+        w.path("src")
+            .join(std::ffi::OsStr::from_bytes_compat(b"caf\xe9")),
+        "latin1\n",
+    )
+    .unwrap();
+    snap_testkit::world::set_mtime(&w.path("src/a.txt"), 1_600_000_000);
+    w.collect();
+    w
 }
 
-impl World {
-    /// A scratch world with a small tricky tree in `src/`, collected once as set `s`.
-    fn new() -> World {
-        let w = World {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        fs::set_permissions(w.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
-        w.write("src/a.txt", "alpha\n");
-        w.write("src/docs/b.txt", &"b".repeat(100_000));
-        w.write(&format!("src/{}/long.txt", "n".repeat(120)), "long name\n");
-        std::os::unix::fs::symlink("../a.txt", w.path("src/docs/link")).unwrap();
-        fs::hard_link(w.path("src/a.txt"), w.path("src/hard")).unwrap();
-        fs::set_permissions(w.path("src/docs/b.txt"), fs::Permissions::from_mode(0o600)).unwrap();
-        fs::write(
-            w.path("src")
-                .join(std::ffi::OsStr::from_bytes_compat(b"caf\xe9")),
-            "latin1\n",
-        )
-        .unwrap();
-        let old = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000);
-        fs::File::open(w.path("src/a.txt"))
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
-        w.collect();
-        w
-    }
+/// What these tests do in the shared test world.
+trait RestoreWorld {
+    /// A tool, run in the world.
+    fn cmd(&self, name: &str) -> Command;
 
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
+    fn collect(&self) -> Output;
 
-    fn write(&self, rel: &str, content: &str) {
-        let p = self.path(rel);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(&p, content).unwrap();
-    }
+    fn pack(&self, args: &[&str]) -> Output;
 
-    fn tool(&self, name: &str) -> Command {
-        let mut c = Command::cargo_bin(name).unwrap();
-        c.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.path("home"))
-            .current_dir(self.dir.path());
-        c
+    fn restore(&self, args: &[&str]) -> Output;
+
+    /// The source tree as the snapshot keeps it (under its absolute path),
+    /// below `root`.
+    fn src_in(&self, root: &str) -> PathBuf;
+}
+
+impl RestoreWorld for World {
+    fn cmd(&self, name: &str) -> Command {
+        Command::from_std(self.tool(name))
     }
 
     fn collect(&self) -> Output {
         let out = self
-            .tool("snap-collect")
+            .cmd("snap-collect")
             .args([
                 "--store",
                 "store",
@@ -84,7 +76,7 @@ impl World {
     }
 
     fn pack(&self, args: &[&str]) -> Output {
-        self.tool("snap-pack")
+        self.cmd("snap-pack")
             .args([
                 "--store",
                 "store",
@@ -100,24 +92,16 @@ impl World {
     }
 
     fn restore(&self, args: &[&str]) -> Output {
-        self.tool("snap-restore")
+        self.cmd("snap-restore")
             .args(["--store", "store", "-q"])
             .args(args)
             .output()
             .unwrap()
     }
 
-    /// The source tree as the snapshot keeps it (under its absolute path).
-    fn inside(&self, root: &str) -> PathBuf {
+    fn src_in(&self, root: &str) -> PathBuf {
         let src = fs::canonicalize(self.path("src")).unwrap();
         self.path(root).join(src.strip_prefix("/").unwrap())
-    }
-
-    fn redact(&self, s: &[u8]) -> String {
-        let real = fs::canonicalize(self.dir.path()).unwrap();
-        String::from_utf8_lossy(s)
-            .replace(&real.display().to_string(), "[TMP]")
-            .replace(&self.dir.path().display().to_string(), "[TMP]")
     }
 }
 
@@ -194,7 +178,7 @@ fn assert_same_tree_at(a: &Path, b: &Path, tick: i64) {
 /// collect → pack → restore gives the tree back: contents, modes, mtimes, symlinks, long and non-UTF-8 names.
 #[test]
 fn zstd_archive_round_trip() {
-    let w = World::new();
+    let w = world();
     let packed = w.pack(&[]);
     assert_eq!(code(&packed), 0, "{}", w.redact(&packed.stderr));
     let rec = &records(&packed)[0];
@@ -203,11 +187,11 @@ fn zstd_archive_round_trip() {
     let out = w.restore(&["restore", "--archive", "s/latest", "--to", "r"]);
     assert_eq!(code(&out), 0, "{}", w.redact(&out.stderr));
     assert_eq!(records(&out)[0]["errors"], 0);
-    assert_same_tree(&w.path("src"), &w.inside("r"));
-    let a = fs::metadata(w.inside("r").join("a.txt")).unwrap();
+    assert_same_tree(&w.path("src"), &w.src_in("r"));
+    let a = fs::metadata(w.src_in("r").join("a.txt")).unwrap();
     assert_eq!(
         a.ino(),
-        fs::metadata(w.inside("r").join("hard")).unwrap().ino(),
+        fs::metadata(w.src_in("r").join("hard")).unwrap().ino(),
         "hard link kept"
     );
 }
@@ -215,7 +199,7 @@ fn zstd_archive_round_trip() {
 /// GNU tar extracts a snap archive and sha256sum -c accepts its .sha256, with no snap tool.
 #[test]
 fn gnu_tar_and_sha256sum_read_archives() {
-    let w = World::new();
+    let w = world();
     let rec = &records(&w.pack(&[]))[0];
     let path = PathBuf::from(rec["path"].as_str().unwrap());
     let dir = path.parent().unwrap();
@@ -244,11 +228,11 @@ fn gnu_tar_and_sha256sum_read_archives() {
         String::from_utf8_lossy(&tar.stderr)
     );
     assert_eq!(
-        fs::read(w.inside("x").join("docs/b.txt")).unwrap(),
+        fs::read(w.src_in("x").join("docs/b.txt")).unwrap(),
         fs::read(w.path("src/docs/b.txt")).unwrap()
     );
     assert_eq!(
-        fs::read_link(w.inside("x").join("docs/link")).unwrap(),
+        fs::read_link(w.src_in("x").join("docs/link")).unwrap(),
         Path::new("../a.txt")
     );
 }
@@ -256,7 +240,7 @@ fn gnu_tar_and_sha256sum_read_archives() {
 /// An archive encrypted to an age key opens with `age -d -i` and restores with --identity; without a key, exit 64.
 #[test]
 fn age_recipient_round_trip_and_interop() {
-    let w = World::new();
+    let w = world();
     let recipient = snap_testkit::age_keygen(&w.path("key.txt"));
     let packed = w.pack(&["--recipient", &recipient]);
     assert_eq!(code(&packed), 0, "{}", w.redact(&packed.stderr));
@@ -280,7 +264,7 @@ fn age_recipient_round_trip_and_interop() {
         .arg(format!(
             "age -d -i key.txt '{path}' | tar --zstd -tf - | grep -c docs/b.txt"
         ))
-        .current_dir(w.dir.path())
+        .current_dir(w.root())
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&listing.stdout).trim(), "1");
@@ -301,13 +285,13 @@ fn age_recipient_round_trip_and_interop() {
         "key.txt",
     ]);
     assert_eq!(code(&out), 0, "{}", w.redact(&out.stderr));
-    assert_same_tree(&w.path("src"), &w.inside("r"));
+    assert_same_tree(&w.path("src"), &w.src_in("r"));
 }
 
 /// gzip with a passphrase (age scrypt) round-trips; a wrong passphrase is exit 64.
 #[test]
 fn gzip_passphrase_round_trip() {
-    let w = World::new();
+    let w = world();
     w.write("pw", "correct horse\n");
     w.write("bad", "wrong\n");
     let packed = w.pack(&["--compression", "gzip", "--passphrase-file", "pw"]);
@@ -338,13 +322,13 @@ fn gzip_passphrase_round_trip() {
         "pw",
     ]);
     assert_eq!(code(&out), 0, "{}", w.redact(&out.stderr));
-    assert_same_tree(&w.path("src"), &w.inside("r"));
+    assert_same_tree(&w.path("src"), &w.src_in("r"));
 }
 
 /// An incremental chain (change, delete, add) restores to the last snapshot exactly; without its base it is exit 66 naming the base.
 #[test]
 fn incremental_chain_round_trip() {
-    let w = World::new();
+    let w = world();
     assert_eq!(code(&w.pack(&[])), 0);
     w.write("src/a.txt", "alpha changed\n");
     fs::remove_file(w.path("src/docs/b.txt")).unwrap();
@@ -359,7 +343,7 @@ fn incremental_chain_round_trip() {
     assert_eq!(rec["packed_files"], 2, "only a.txt and new.txt travel");
     let out = w.restore(&["restore", "--archive", "s/latest", "--to", "r"]);
     assert_eq!(code(&out), 0, "{}", w.redact(&out.stderr));
-    assert_same_tree(&w.path("src"), &w.inside("r"));
+    assert_same_tree(&w.path("src"), &w.src_in("r"));
 
     let base = rec["base"].as_str().unwrap();
     fs::remove_file(w.path(&format!("store/archives/s/{base}.json"))).unwrap();
@@ -378,12 +362,12 @@ fn incremental_chain_round_trip() {
 /// and a file with other content is refused without --overwrite (exit 1), replaced with it.
 #[test]
 fn rerun_continues_and_overwrite_is_explicit() {
-    let w = World::new();
+    let w = world();
     assert_eq!(code(&w.restore(&["restore", "s/latest", "--to", "r"])), 0);
     let again = w.restore(&["restore", "s/latest", "--to", "r"]);
     assert_eq!(code(&again), 0);
     assert_eq!(records(&again)[0]["already"], records(&again)[0]["files"]);
-    fs::write(w.inside("r").join("a.txt"), "mine").unwrap();
+    fs::write(w.src_in("r").join("a.txt"), "mine").unwrap();
     let refused = w.restore(&["restore", "s/latest", "--to", "r"]);
     assert_eq!(code(&refused), 1);
     assert!(
@@ -391,7 +375,7 @@ fn rerun_continues_and_overwrite_is_explicit() {
             .contains("a.txt: already exists with other content")
     );
     assert_eq!(
-        fs::read_to_string(w.inside("r").join("a.txt")).unwrap(),
+        fs::read_to_string(w.src_in("r").join("a.txt")).unwrap(),
         "mine"
     );
     assert_eq!(
@@ -399,7 +383,7 @@ fn rerun_continues_and_overwrite_is_explicit() {
         0
     );
     assert_eq!(
-        fs::read_to_string(w.inside("r").join("a.txt")).unwrap(),
+        fs::read_to_string(w.src_in("r").join("a.txt")).unwrap(),
         "alpha\n"
     );
 }
@@ -407,17 +391,17 @@ fn rerun_continues_and_overwrite_is_explicit() {
 /// --path restores only what is under it; a path that matches nothing is exit 66.
 #[test]
 fn restore_selected_paths() {
-    let w = World::new();
+    let w = world();
     let inner = w
-        .inside("x")
+        .src_in("x")
         .strip_prefix(w.path("x"))
         .unwrap()
         .join("docs");
     let p = format!("/{}", inner.display());
     let out = w.restore(&["restore", "s/latest", "--to", "r", "--path", &p]);
     assert_eq!(code(&out), 0, "{}", w.redact(&out.stderr));
-    assert!(w.inside("r").join("docs/b.txt").exists());
-    assert!(!w.inside("r").join("a.txt").exists());
+    assert!(w.src_in("r").join("docs/b.txt").exists());
+    assert!(!w.src_in("r").join("a.txt").exists());
     let none = w.restore(&["restore", "s/latest", "--to", "r2", "--path", "no/such"]);
     assert_eq!(code(&none), 66);
     assert_eq!(
@@ -429,7 +413,7 @@ fn restore_selected_paths() {
 /// A flipped byte in an archive is found by verify, naming the file; exit 65.
 #[test]
 fn verify_names_the_damaged_file() {
-    let w = World::new();
+    let w = world();
     let rec = &records(&w.pack(&["--compression", "none"]))[0];
     let path = rec["path"].as_str().unwrap();
     let mut bytes = fs::read(path).unwrap();
@@ -458,13 +442,13 @@ fn src_in_snapshot(w: &World) -> PathBuf {
     )
     .unwrap();
     let tree = PathBuf::from(rec["path"].as_str().unwrap());
-    tree.join(w.inside("x").strip_prefix(w.path("x")).unwrap())
+    tree.join(w.src_in("x").strip_prefix(w.path("x")).unwrap())
 }
 
 /// Bit rot in a tree snapshot is found by verify; a clean one verifies with exit 0.
 #[test]
 fn verify_tree_snapshot() {
-    let w = World::new();
+    let w = world();
     assert_eq!(code(&w.restore(&["verify", "s/latest"])), 0);
     let file = src_in_snapshot(&w).join("docs/b.txt");
     fs::write(&file, "b".repeat(99_999) + "c").unwrap();
@@ -481,7 +465,7 @@ fn verify_tree_snapshot() {
 /// A tree edited by hand after it was taken (a file added, one removed, a mode and an mtime changed): verify names each, exit 65.
 #[test]
 fn verify_names_each_hand_edit_of_a_tree() {
-    let w = World::new();
+    let w = world();
     let src = src_in_snapshot(&w);
     fs::write(src.join("docs/added"), "not backed up").unwrap();
     fs::remove_file(src.join("docs/link")).unwrap();
@@ -507,7 +491,7 @@ fn verify_names_each_hand_edit_of_a_tree() {
 /// A hostile tar (`..`, absolute paths, a symlink then a write through it) writes nothing outside the target; exit 65.
 #[test]
 fn hostile_archive_stays_inside() {
-    let w = World::new();
+    let w = world();
     fs::create_dir(w.path("outside")).unwrap();
     let mut b = tar::Builder::new(Vec::new());
     let mut add = |name: &[u8], kind: tar::EntryType, link: Option<&str>, data: &[u8]| {
@@ -553,10 +537,10 @@ fn hostile_archive_stays_inside() {
 /// A plain tar.gz made by GNU tar restores and lists its files.
 #[test]
 fn foreign_tar_gz_restores() {
-    let w = World::new();
+    let w = world();
     let made = std::process::Command::new("tar")
         .args(["-czf", "manual.tar.gz", "src"])
-        .current_dir(w.dir.path())
+        .current_dir(w.root())
         .output()
         .unwrap();
     assert!(made.status.success());
@@ -571,10 +555,10 @@ fn foreign_tar_gz_restores() {
 /// not a tar).
 #[test]
 fn a_tar_zst_with_a_skippable_frame_first_restores() {
-    let w = World::new();
+    let w = world();
     let made = std::process::Command::new("tar")
         .args(["-cf", "plain.tar", "src"])
-        .current_dir(w.dir.path())
+        .current_dir(w.root())
         .output()
         .unwrap();
     assert!(made.status.success());
@@ -602,7 +586,7 @@ fn a_tar_zst_with_a_skippable_frame_first_restores() {
 /// list shows snapshots and archives from the files alone; diff names the changes.
 #[test]
 fn list_and_diff() {
-    let w = World::new();
+    let w = world();
     assert_eq!(code(&w.pack(&[])), 0);
     let list = w.restore(&["list", "--json"]);
     let kinds: Vec<String> = records(&list)
@@ -643,9 +627,9 @@ fn list_and_diff() {
 /// snap-pack: a malformed record on stdin is exit 65 naming the line; an unknown snapshot is exit 66.
 #[test]
 fn pack_input_errors() {
-    let w = World::new();
+    let w = world();
     let bad = w
-        .tool("snap-pack")
+        .cmd("snap-pack")
         .args(["--store", "store"])
         .write_stdin("{\"schema\":\"snap/1\",\"kind\":\"x\"}\nnot json\n")
         .output()
@@ -656,7 +640,7 @@ fn pack_input_errors() {
             .starts_with("snap-pack: stdin line 2: not a JSON record")
     );
     let none = w
-        .tool("snap-pack")
+        .cmd("snap-pack")
         .args(["--store", "store", "--snapshot", "s/2000-01-01T000000Z"])
         .output()
         .unwrap();
@@ -670,12 +654,12 @@ fn pack_input_errors() {
 /// Records of other kinds pass through snap-pack unchanged, in order.
 #[test]
 fn pack_passes_other_records_through() {
-    let w = World::new();
+    let w = world();
     let snap = w.collect();
     let mut input = b"{\"schema\":\"snap/1\",\"kind\":\"future-thing\",\"x\":1}\n".to_vec();
     input.extend_from_slice(&snap.stdout);
     let out = w
-        .tool("snap-pack")
+        .cmd("snap-pack")
         .args(["--store", "store", "--min-free", "0", "-q"])
         .write_stdin(input)
         .output()
@@ -693,7 +677,7 @@ fn pack_passes_other_records_through() {
 /// honours; unpin removes it and the next prune takes the snapshot.
 #[test]
 fn pin_keeps_a_snapshot_from_prune() {
-    let w = World::new();
+    let w = world();
     let first = records(&w.collect())[0]["id"].as_str().unwrap().to_string();
     w.write("src/later.txt", "later\n");
     w.collect();
@@ -707,7 +691,7 @@ fn pin_keeps_a_snapshot_from_prune() {
         "{shown}"
     );
     let prune = |w: &World| {
-        w.tool("snap-prune")
+        w.cmd("snap-prune")
             .args(["--store", "store", "-q", "--keep-last", "1"])
             .output()
             .unwrap()
@@ -744,7 +728,7 @@ fn pin_keeps_a_snapshot_from_prune() {
 /// prune see them; a bad tag is refused and changes nothing.
 #[test]
 fn tag_and_describe_a_snapshot_and_an_archive() {
-    let w = World::new();
+    let w = world();
     let id = records(&w.collect())[0]["id"].as_str().unwrap().to_string();
     let snap = format!("s/{id}");
     let rec_path = w.path(&format!("store/sets/s/{id}.json"));
@@ -794,7 +778,7 @@ fn tag_and_describe_a_snapshot_and_an_archive() {
 /// and `show`, and it restores.
 #[test]
 fn import_wsl_export_with_description() {
-    let w = World::new();
+    let w = world();
     let root = w.path("rootfs");
     for d in ["etc", "usr/bin", "home/me"] {
         fs::create_dir_all(root.join(d)).unwrap();
@@ -805,7 +789,7 @@ fn import_wsl_export_with_description() {
         .args(["--numeric-owner", "-C"])
         .arg(&root)
         .args(["-cf", "ubuntu.tar", "."])
-        .current_dir(w.dir.path())
+        .current_dir(w.root())
         .output()
         .unwrap();
     assert!(made.status.success());
@@ -846,10 +830,10 @@ fn import_wsl_export_with_description() {
 /// import adds a GNU tar.gz to the store: listed, verified (a flipped file is named), restored.
 #[test]
 fn import_foreign_archive() {
-    let w = World::new();
+    let w = world();
     let made = std::process::Command::new("tar")
         .args(["-cf", "manual.tar", "src"])
-        .current_dir(w.dir.path())
+        .current_dir(w.root())
         .output()
         .unwrap();
     assert!(made.status.success());
@@ -922,7 +906,7 @@ impl Drop for Tmpfs {
 /// A disk that fills up mid-pack: exit 74, the temporary files removed, nothing under a final name.
 #[test]
 fn pack_on_a_full_disk_exits_74_and_leaves_nothing() {
-    let w = World::new();
+    let w = world();
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     let noise: Vec<u8> = (0..3 << 20)
         .map(|_| {
@@ -957,10 +941,10 @@ fn pack_on_a_full_disk_exits_74_and_leaves_nothing() {
 /// Without --min-free, snap-pack keeps the config's store floor (collect.min_free) in the store, and the default elsewhere.
 #[test]
 fn pack_keeps_the_configs_store_floor() {
-    let w = World::new();
+    let w = world();
     let pack = |config: &str, extra: &[&str]| {
         w.write("snap.json", config);
-        w.tool("snap-pack")
+        w.cmd("snap-pack")
             .args(["--config", "snap.json", "--store", "store", "-q"])
             .args(["--snapshot", "s/latest"])
             .args(extra)
@@ -1008,7 +992,7 @@ fn pack_keeps_the_configs_store_floor() {
 /// the swapped index is refused first: tests/tests/trust.rs).
 #[test]
 fn restore_names_a_file_missing_from_the_archive() {
-    let w = World::new();
+    let w = world();
     let rec = &records(&w.pack(&[]))[0];
     let json = rec["path"].as_str().unwrap().replace(".tar.zst", ".json");
     let mut on_disk: Value = serde_json::from_slice(&fs::read(&json).unwrap()).unwrap();
@@ -1031,14 +1015,14 @@ fn restore_names_a_file_missing_from_the_archive() {
         "{}",
         w.redact(&out.stderr)
     );
-    assert!(w.inside("r").join("docs/b.txt").exists());
+    assert!(w.src_in("r").join("docs/b.txt").exists());
 }
 
 /// import leaves out a hard link whose first name leaves the archive, so the
 /// index it writes stays readable (verify and diff work on it), and exits 65 naming it.
 #[test]
 fn import_leaves_out_an_escaping_hard_link() {
-    let w = World::new();
+    let w = world();
     let mut b = tar::Builder::new(Vec::new());
     let mut add = |name: &str, kind: tar::EntryType, link: Option<&str>, data: &[u8]| {
         let mut h = tar::Header::new_gnu();
@@ -1072,7 +1056,7 @@ fn import_leaves_out_an_escaping_hard_link() {
 /// and why, the disks, and nothing that reaches the network.
 #[test]
 fn timeline_page_shows_everything_and_fetches_nothing() {
-    let w = World::new();
+    let w = world();
     let first = records(&w.collect())[0]["id"].as_str().unwrap().to_string();
     w.write("src/later.txt", "later\n");
     let second = records(&w.collect())[0]["id"].as_str().unwrap().to_string();
@@ -1133,7 +1117,7 @@ fn timeline_page_shows_everything_and_fetches_nothing() {
 /// network path closed, and shows every card.
 #[test]
 fn timeline_page_opens_offline_in_chromium() {
-    let w = World::new();
+    let w = world();
     w.collect();
     w.write("src/b.txt", "b\n");
     w.collect();
@@ -1168,7 +1152,7 @@ fn timeline_page_opens_offline_in_chromium() {
 /// snapshot's and archive's last verify (from the store's verify log).
 #[test]
 fn timeline_shows_destinations_and_verifies() {
-    let w = World::new();
+    let w = world();
     let id = records(&w.collect())[0]["id"].as_str().unwrap().to_string();
     assert_eq!(code(&w.pack(&[])), 0);
     // A folder destination holds what the store's archive folder holds.
@@ -1181,7 +1165,7 @@ fn timeline_shows_destinations_and_verifies() {
     assert!(cp.success());
     w.write(
         "cfg.json",
-        &format!(
+        format!(
             r#"{{"destinations": [{{"name": "usb", "path": "{}"}}, {{"name": "gone", "uuid": "dead-beef", "path": "snap"}}],
                "schedule": {{"verify": 7}}}}"#,
             w.path("usb").display()
@@ -1220,7 +1204,7 @@ fn timeline_shows_destinations_and_verifies() {
 /// carried entry's header is in the tar stream.
 #[test]
 fn archives_are_seekable_frames_with_offsets_in_the_index() {
-    let w = World::new();
+    let w = world();
     // 24 MiB of varied text: more than two frames of tar.
     let mut big = Vec::with_capacity(24 << 20);
     let mut x: u64 = 7;
