@@ -9,16 +9,24 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::atomic::Ordering;
 
-use assert_cmd::Command;
 use serde_json::Value;
 
-use snap_testkit::{Fault, FaultProxy, Moto};
+use snap_testkit::{Fault, FaultProxy, Moto, World};
 
-/// A scratch folder with a tree of small files around three 12 MiB files
-/// that do not compress: a 37 MiB archive of 18 frames or so.
-struct World {
-    dir: tempfile::TempDir,
+/// The shared world with a tree of small files around three 12 MiB files
+/// that do not compress (a 37 MiB archive of 18 frames or so), and the
+/// environment its tools run in (a bucket's settings).
+struct Seek {
+    w: World,
     env: Vec<(String, String)>,
+}
+
+impl std::ops::Deref for Seek {
+    type Target = World;
+
+    fn deref(&self) -> &World {
+        &self.w
+    }
 }
 
 /// Bytes that do not compress (xorshift).
@@ -35,45 +43,30 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
     out
 }
 
-impl World {
-    fn new() -> World {
-        let w = World {
-            dir: tempfile::tempdir().unwrap(),
+impl Seek {
+    fn new() -> Seek {
+        let w = Seek {
+            w: World::new(),
             env: Vec::new(),
         };
         w.write("src/a.txt", b"first file\n");
-        w.write("src/b/one.bin", &noise(12 << 20, 1));
+        w.write("src/b/one.bin", noise(12 << 20, 1));
         w.write("src/c.txt", b"in the middle\n");
-        w.write("src/d/two.bin", &noise(12 << 20, 2));
-        w.write("src/f/three.bin", &noise(12 << 20, 3));
+        w.write("src/d/two.bin", noise(12 << 20, 2));
+        w.write("src/f/three.bin", noise(12 << 20, 3));
         w.write("src/z.txt", b"the last file\n");
         w
     }
 
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn write(&self, rel: &str, content: &[u8]) {
-        let p = self.path(rel);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(&p, content).unwrap();
-    }
-
     fn run(&self, tool: &str, args: &[&str]) -> Output {
-        Command::cargo_bin(tool)
-            .unwrap()
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.path("home"))
+        self.tool(tool)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .current_dir(self.dir.path())
             .args(args)
             .output()
             .unwrap()
     }
 
-    fn ok(&self, tool: &str, args: &[&str]) -> Output {
+    fn ok_out(&self, tool: &str, args: &[&str]) -> Output {
         let out = self.run(tool, args);
         assert_eq!(code(&out), 0, "{tool} {args:?}: {}", stderr(&out));
         out
@@ -90,7 +83,7 @@ impl World {
             "src",
             "-q",
         ];
-        self.ok("snap-collect", &args);
+        self.ok_out("snap-collect", &args);
     }
 
     fn pack(&self, extra: &[&str]) -> Value {
@@ -104,7 +97,7 @@ impl World {
             "s/latest",
         ];
         args.extend_from_slice(extra);
-        records(&self.ok("snap-pack", &args)).remove(0)
+        records(&self.ok_out("snap-pack", &args)).remove(0)
     }
 
     /// The path of a source file as snapshots keep it (absolute, without its `/`).
@@ -161,7 +154,7 @@ fn one_file_from_a_bucket_reads_only_its_frames() {
         answer_lost: false,
     };
     let proxy = FaultProxy::start(moto.port, vec![busy]);
-    let mut w = World::new();
+    let mut w = Seek::new();
     w.env = moto.env();
     for (k, v) in &mut w.env {
         if k == "AWS_ENDPOINT" {
@@ -178,7 +171,7 @@ fn one_file_from_a_bucket_reads_only_its_frames() {
     w.collect();
     let incr = w.pack(&["--incremental"]);
     assert_eq!(incr["base"], full["id"]);
-    w.ok(
+    w.ok_out(
         "snap-push",
         &["--store", "store", "--all", "--dest", "s3://bkt/snap", "-q"],
     );
@@ -202,7 +195,7 @@ fn one_file_from_a_bucket_reads_only_its_frames() {
         let sent = counted(&proxy, || {
             let mut args = from.to_vec();
             args.extend(["cat", name.as_str(), &path]);
-            out = Some(w.ok("snap-restore", &args));
+            out = Some(w.ok_out("snap-restore", &args));
         });
         assert_eq!(out.unwrap().stdout, want, "cat {name} {file}");
         assert!(sent < budget, "cat {name} {file}: {sent} bytes fetched");
@@ -210,7 +203,7 @@ fn one_file_from_a_bucket_reads_only_its_frames() {
         let sent = counted(&proxy, || {
             let mut args = from.to_vec();
             args.extend(["restore", name.as_str(), "--to", &to, "--path", &path]);
-            w.ok("snap-restore", &args);
+            w.ok_out("snap-restore", &args);
         });
         assert_eq!(fs::read(w.path(&to).join(&path)).unwrap(), want);
         assert!(sent < budget, "restore {name} {file}: {sent} bytes fetched");
@@ -220,7 +213,7 @@ fn one_file_from_a_bucket_reads_only_its_frames() {
     let sent = counted(&proxy, || {
         let mut args = from.to_vec();
         args.extend(["restore", "s/latest", "--to", "all"]);
-        w.ok("snap-restore", &args);
+        w.ok_out("snap-restore", &args);
     });
     assert!(sent > archive_bytes, "{sent}");
     let big = fs::read(w.path("all").join(w.inside("d/two.bin"))).unwrap();
@@ -237,12 +230,12 @@ fn one_file_from_azure_and_gcs() {
     let gcs = snap_testkit::FakeGcs::start();
     gcs.create_bucket("bkt");
     for (url, env) in [("az://bkt/snap", az.env()), ("gs://bkt/snap", gcs.env())] {
-        let mut w = World::new();
+        let mut w = Seek::new();
         w.env = env;
         w.collect();
         let rec = w.pack(&[]);
         if url.starts_with("az:") {
-            w.ok(
+            w.ok_out(
                 "snap-push",
                 &["--store", "store", "--all", "--dest", url, "-q"],
             );
@@ -257,16 +250,16 @@ fn one_file_from_azure_and_gcs() {
             }
         }
         let c = w.inside("c.txt");
-        let cat = w.ok(
+        let cat = w.ok_out(
             "snap-restore",
             &["--from", url, "-q", "cat", "s/latest", &c],
         );
         assert_eq!(cat.stdout, b"in the middle\n", "{url}");
-        w.ok("snap-restore", &["--from", url, "-q", "verify", "s/latest"]);
+        w.ok_out("snap-restore", &["--from", url, "-q", "verify", "s/latest"]);
         let args = [
             "--from", url, "-q", "restore", "s/latest", "--to", "r", "--path", &c,
         ];
-        w.ok("snap-restore", &args);
+        w.ok_out("snap-restore", &args);
         assert_eq!(fs::read(w.path("r").join(&c)).unwrap(), b"in the middle\n");
     }
 }
@@ -279,7 +272,7 @@ fn encrypted_archives_seek_through_age_chunks() {
     let moto = Moto::start();
     moto.create_bucket("bkt");
     let proxy = FaultProxy::start(moto.port, Vec::new());
-    let mut w = World::new();
+    let mut w = Seek::new();
     w.env = moto.env();
     for (k, v) in &mut w.env {
         if k == "AWS_ENDPOINT" {
@@ -297,7 +290,7 @@ fn encrypted_archives_seek_through_age_chunks() {
             "age -d -i key.txt '{}' | tar --zstd -xf - -C gnu",
             data_of(&rec).display()
         ))
-        .current_dir(w.dir.path())
+        .current_dir(w.root())
         .status()
         .unwrap();
     assert!(gnu.success());
@@ -305,7 +298,7 @@ fn encrypted_archives_seek_through_age_chunks() {
         fs::read(w.path("gnu").join(w.inside("c.txt"))).unwrap(),
         b"in the middle\n"
     );
-    w.ok(
+    w.ok_out(
         "snap-push",
         &["--store", "store", "--all", "--dest", "s3://bkt/snap", "-q"],
     );
@@ -323,7 +316,7 @@ fn encrypted_archives_seek_through_age_chunks() {
                 "s/latest",
                 &path,
             ];
-            out = Some(w.ok("snap-restore", &args));
+            out = Some(w.ok_out("snap-restore", &args));
         });
         let want = fs::read(w.path("src").join(file)).unwrap();
         assert_eq!(out.unwrap().stdout, want, "{file}");
@@ -335,7 +328,7 @@ fn encrypted_archives_seek_through_age_chunks() {
     let plain = std::process::Command::new("age")
         .args(["-d", "-i", "key.txt"])
         .arg(&data)
-        .current_dir(w.dir.path())
+        .current_dir(w.root())
         .output()
         .unwrap()
         .stdout;
@@ -362,14 +355,14 @@ fn encrypted_archives_seek_through_age_chunks() {
 
 /// Where in `rec`'s archive file is the frame holding the header of
 /// `file`, or the `later`th frame after it.
-fn frame_of(w: &World, rec: &Value, file: &str, later: usize) -> std::ops::Range<usize> {
+fn frame_of(w: &Seek, rec: &Value, file: &str, later: usize) -> std::ops::Range<usize> {
     frame_in(w, rec, &fs::read(data_of(rec)).unwrap(), file, later).0
 }
 
 /// The same in the seekable stream `bytes` (an archive, or a decrypted
 /// one), with the frame's number.
 fn frame_in(
-    w: &World,
+    w: &Seek,
     rec: &Value,
     bytes: &[u8],
     file: &str,
@@ -382,7 +375,7 @@ fn frame_in(
             .args(["-d", "-i", "key.txt", "-o"])
             .arg(&plain)
             .arg(&index)
-            .current_dir(w.dir.path())
+            .current_dir(w.root())
             .status()
             .unwrap();
         assert!(status.success());
@@ -423,7 +416,7 @@ fn damage(path: &Path, at: usize) {
 /// verify fail loudly.
 #[test]
 fn a_damaged_frame_fails_only_its_files() {
-    let w = World::new();
+    let w = Seek::new();
     w.collect();
     let rec = w.pack(&[]);
     let frame = frame_of(&w, &rec, "c.txt", 0);
@@ -473,7 +466,7 @@ fn a_damaged_frame_fails_only_its_files() {
 /// `.tar.zst` it is: the table is skipped, every file comes out whole.
 #[test]
 fn plain_tools_read_seekable_archives() {
-    let w = World::new();
+    let w = Seek::new();
     w.collect();
     let rec = w.pack(&[]);
     fs::create_dir_all(w.path("gnu")).unwrap();
@@ -489,7 +482,7 @@ fn plain_tools_read_seekable_archives() {
     let out = std::process::Command::new("sh")
         .arg("-c")
         .arg(script)
-        .current_dir(w.dir.path())
+        .current_dir(w.root())
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
@@ -506,7 +499,7 @@ fn plain_tools_read_seekable_archives() {
 /// cat; cat refuses a folder (64) and a path that is not there (66).
 #[test]
 fn single_stream_archives_still_restore() {
-    let w = World::new();
+    let w = Seek::new();
     w.collect();
     let rec = w.pack(&[]);
     let data = data_of(&rec);
@@ -529,17 +522,17 @@ fn single_stream_archives_still_restore() {
     let index_line = kept.lines().find(|l| l.ends_with(".index.zst")).unwrap();
     fs::write(&sidecar, format!("{sha}  {name}\n{index_line}\n")).unwrap();
     let archive = data.display().to_string();
-    let shown = w.ok("snap-restore", &["show", &archive]);
+    let shown = w.ok_out("snap-restore", &["show", &archive]);
     assert!(
         String::from_utf8_lossy(&shown.stdout).contains("seekable     no: one stream, read whole"),
         "{}",
         String::from_utf8_lossy(&shown.stdout)
     );
-    w.ok("snap-restore", &["-q", "verify", &archive]);
+    w.ok_out("snap-restore", &["-q", "verify", &archive]);
     let c = w.inside("c.txt");
-    let cat = w.ok("snap-restore", &["-q", "cat", &archive, &c]);
+    let cat = w.ok_out("snap-restore", &["-q", "cat", &archive, &c]);
     assert_eq!(cat.stdout, b"in the middle\n");
-    w.ok(
+    w.ok_out(
         "snap-restore",
         &["-q", "restore", &archive, "--to", "r", "--path", &c],
     );
@@ -562,7 +555,7 @@ fn single_stream_archives_still_restore() {
         "{}",
         stderr(&missing)
     );
-    w.ok("snap-restore", &["-q", "restore", &archive, "--to", "all"]);
+    w.ok_out("snap-restore", &["-q", "restore", &archive, "--to", "all"]);
     let big = fs::read(w.path("all").join(w.inside("f/three.bin"))).unwrap();
     assert!(big == noise(12 << 20, 3));
 }
