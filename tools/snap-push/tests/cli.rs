@@ -11,7 +11,7 @@ mod common;
 use std::fs;
 use std::time::{Duration, Instant};
 
-use common::{World, code, records, stderr};
+use common::{PushWorld, World, code, records, stderr};
 
 /// A push to a folder lays out the archive as docs/design.md says, `sha256sum -c`
 /// passes there, snap-restore restores the same tree from it, and a second

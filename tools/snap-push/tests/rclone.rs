@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{World, code, records, stderr};
+use common::{PushWorld, World, code, records, stderr};
 
 /// `rclone serve webdav` of a folder on a free loopback port, stopped when dropped.
 struct Webdav(Child);

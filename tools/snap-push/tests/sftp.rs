@@ -7,7 +7,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use common::{Sshd, World, code, records, stderr};
+use common::{PushWorld, Sshd, World, code, records, stderr};
 
 /// Files under `dir` (recursively), relative, with their modes.
 fn files(dir: &std::path::Path) -> Vec<(String, u32)> {
@@ -92,7 +92,7 @@ fn sftp_push_resume_list_verify_restore() {
 /// the snapshot's name differs.
 fn another_archive(w: &World, n: usize) {
     std::thread::sleep(Duration::from_millis(1100));
-    w.write("src/a.txt", &format!("version {n}\n"));
+    w.write("src/a.txt", format!("version {n}\n"));
     w.collect_and_pack();
 }
 

@@ -9,10 +9,6 @@ use std::process::{Child, Output, Stdio};
 use assert_cmd::Command;
 use serde_json::Value;
 
-pub struct World {
-    dir: tempfile::TempDir,
-}
-
 /// Bytes that zstd cannot shrink, the same on every run.
 fn noise(len: usize) -> Vec<u8> {
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -26,13 +22,67 @@ fn noise(len: usize) -> Vec<u8> {
         .collect()
 }
 
-impl World {
+/// What the push tests do in the shared test world: one packed archive, pushed.
+pub trait PushWorld {
     /// A tree with a `size`-byte incompressible file and two small ones,
     /// collected as set `s` and packed into the store.
-    pub fn with_archive(size: usize) -> World {
-        let w = World {
-            dir: tempfile::tempdir().unwrap(),
-        };
+    fn with_archive(size: usize) -> World;
+
+    /// Collects `src` as set `s` and packs the new snapshot into the store.
+    fn collect_and_pack(&self);
+
+    /// Waits until a push in the background has journaled `n` parts.
+    fn wait_for_parts(&self, n: usize);
+
+    /// From `url` alone: the archive is listed, verifies and restores
+    /// exactly, and a push with --verify finds it there.
+    fn check_from(&self, url: &str, env: &[(String, String)]);
+
+    fn config(&self, text: &str);
+
+    fn cmd(&self, name: &str) -> Command;
+
+    /// snap-push with the world's store and ARGS. Without `--min-free` in
+    /// ARGS it gets `--min-free 0`: a test's folder destination sits on
+    /// whatever disk the host has, and the floor is tested by its own tests.
+    fn push_cmd(&self, args: &[&str]) -> Command;
+
+    /// A push running in the background (to be killed), output discarded.
+    fn spawn_push(&self, args: &[&str], env: &[(String, String)]) -> Child;
+
+    /// A push running in the background whose stdout and stderr are kept.
+    fn spawn_push_logged(&self, args: &[&str], env: &[(String, String)]) -> Child;
+
+    fn spawn_push_to(&self, args: &[&str], env: &[(String, String)], out: fn() -> Stdio) -> Child;
+
+    fn push(&self, args: &[&str]) -> Output;
+
+    fn push_env(&self, args: &[&str], env: &[(String, String)]) -> Output;
+
+    fn restore(&self, args: &[&str]) -> Output;
+
+    fn restore_env(&self, args: &[&str], env: &[(String, String)]) -> Output;
+
+    fn archive_json(&self) -> PathBuf;
+
+    fn archive_record(&self) -> Value;
+
+    fn archive_id(&self) -> String;
+
+    fn archive_size(&self) -> u64;
+
+    fn archive_data(&self) -> PathBuf;
+
+    /// Flips one byte of a file, keeping its size.
+    fn flip_byte(&self, path: &Path, at: u64);
+
+    /// The tree restored under `root` has the source's files, byte for byte.
+    fn assert_restored(&self, root: &str);
+}
+
+impl PushWorld for World {
+    fn with_archive(size: usize) -> World {
+        let w = World::new();
         fs::create_dir_all(w.path("src/docs")).unwrap();
         fs::write(w.path("src/big.bin"), noise(size)).unwrap();
         fs::write(w.path("src/a.txt"), "alpha\n").unwrap();
@@ -41,8 +91,7 @@ impl World {
         w
     }
 
-    /// Collects `src` as set `s` and packs the new snapshot into the store.
-    pub fn collect_and_pack(&self) {
+    fn collect_and_pack(&self) {
         for (tool, args) in [
             (
                 "snap-collect",
@@ -70,13 +119,12 @@ impl World {
                 ][..],
             ),
         ] {
-            let out = self.tool(tool).args(args).output().unwrap();
+            let out = self.cmd(tool).args(args).output().unwrap();
             assert_eq!(code(&out), 0, "{tool}: {}", stderr(&out));
         }
     }
 
-    /// Waits until a push in the background has journaled `n` parts.
-    pub fn wait_for_parts(&self, n: usize) {
+    fn wait_for_parts(&self, n: usize) {
         let state = self.path("home/.local/state/snap/push");
         let start = std::time::Instant::now();
         while !journal_has_parts(&state, n) {
@@ -88,9 +136,7 @@ impl World {
         }
     }
 
-    /// From `url` alone: the archive is listed, verifies and restores
-    /// exactly, and a push with --verify finds it there.
-    pub fn check_from(&self, url: &str, env: &[(String, String)]) {
+    fn check_from(&self, url: &str, env: &[(String, String)]) {
         let listed = self.restore_env(&["list", url, "--json"], env);
         assert_eq!(code(&listed), 0, "{}", stderr(&listed));
         assert_eq!(records(&listed)[0]["id"], self.archive_id());
@@ -104,55 +150,31 @@ impl World {
         assert_eq!(records(&again)[0]["skipped"], true);
     }
 
-    pub fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    pub fn write(&self, rel: &str, content: &str) {
-        let p = self.path(rel);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(&p, content).unwrap();
-    }
-
-    pub fn config(&self, text: &str) {
+    fn config(&self, text: &str) {
         self.write("config.json", text);
     }
 
-    pub fn tool(&self, name: &str) -> Command {
-        let mut c = Command::cargo_bin(name).unwrap();
-        c.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.path("home"))
-            .current_dir(self.dir.path());
-        c
+    fn cmd(&self, name: &str) -> Command {
+        Command::from_std(self.tool(name))
     }
 
-    /// snap-push with the world's store and ARGS. Without `--min-free` in
-    /// ARGS it gets `--min-free 0`: a test's folder destination sits on
-    /// whatever disk the host has, and the floor is tested by its own tests.
-    pub fn push_cmd(&self, args: &[&str]) -> Command {
-        let mut c = self.tool("snap-push");
+    fn push_cmd(&self, args: &[&str]) -> Command {
+        let mut c = self.cmd("snap-push");
         c.args(["--store", "store"]).args(args).args(no_floor(args));
         c
     }
 
-    /// A push running in the background (to be killed), output discarded.
-    pub fn spawn_push(&self, args: &[&str], env: &[(String, String)]) -> Child {
+    fn spawn_push(&self, args: &[&str], env: &[(String, String)]) -> Child {
         self.spawn_push_to(args, env, Stdio::null)
     }
 
-    /// A push running in the background whose stdout and stderr are kept.
-    pub fn spawn_push_logged(&self, args: &[&str], env: &[(String, String)]) -> Child {
+    fn spawn_push_logged(&self, args: &[&str], env: &[(String, String)]) -> Child {
         self.spawn_push_to(args, env, Stdio::piped)
     }
 
     fn spawn_push_to(&self, args: &[&str], env: &[(String, String)], out: fn() -> Stdio) -> Child {
-        std::process::Command::new(assert_cmd::cargo::cargo_bin("snap-push"))
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.path("home"))
+        self.tool("snap-push")
             .envs(env.iter().cloned())
-            .current_dir(self.dir.path())
             .args(["--store", "store"])
             .args(args)
             .args(no_floor(args))
@@ -162,23 +184,23 @@ impl World {
             .unwrap()
     }
 
-    pub fn push(&self, args: &[&str]) -> Output {
+    fn push(&self, args: &[&str]) -> Output {
         self.push_cmd(args).output().unwrap()
     }
 
-    pub fn push_env(&self, args: &[&str], env: &[(String, String)]) -> Output {
+    fn push_env(&self, args: &[&str], env: &[(String, String)]) -> Output {
         self.push_cmd(args)
             .envs(env.iter().cloned())
             .output()
             .unwrap()
     }
 
-    pub fn restore(&self, args: &[&str]) -> Output {
+    fn restore(&self, args: &[&str]) -> Output {
         self.restore_env(args, &[])
     }
 
-    pub fn restore_env(&self, args: &[&str], env: &[(String, String)]) -> Output {
-        self.tool("snap-restore")
+    fn restore_env(&self, args: &[&str], env: &[(String, String)]) -> Output {
+        self.cmd("snap-restore")
             .args(["--store", "store", "-q"])
             .args(args)
             .envs(env.iter().cloned())
@@ -186,7 +208,7 @@ impl World {
             .unwrap()
     }
 
-    pub fn archive_json(&self) -> PathBuf {
+    fn archive_json(&self) -> PathBuf {
         let dir = self.path("store/archives/s");
         fs::read_dir(&dir)
             .unwrap()
@@ -195,31 +217,29 @@ impl World {
             .expect("one archive record")
     }
 
-    pub fn archive_record(&self) -> Value {
+    fn archive_record(&self) -> Value {
         serde_json::from_str(&fs::read_to_string(self.archive_json()).unwrap()).unwrap()
     }
 
-    pub fn archive_id(&self) -> String {
+    fn archive_id(&self) -> String {
         self.archive_record()["id"].as_str().unwrap().to_string()
     }
 
-    pub fn archive_size(&self) -> u64 {
+    fn archive_size(&self) -> u64 {
         self.archive_record()["bytes"].as_u64().unwrap()
     }
 
-    pub fn archive_data(&self) -> PathBuf {
+    fn archive_data(&self) -> PathBuf {
         PathBuf::from(self.archive_record()["path"].as_str().unwrap())
     }
 
-    /// Flips one byte of a file, keeping its size.
-    pub fn flip_byte(&self, path: &Path, at: u64) {
+    fn flip_byte(&self, path: &Path, at: u64) {
         let mut bytes = fs::read(path).unwrap();
         bytes[at as usize] ^= 0xff;
         fs::write(path, bytes).unwrap();
     }
 
-    /// The tree restored under `root` has the source's files, byte for byte.
-    pub fn assert_restored(&self, root: &str) {
+    fn assert_restored(&self, root: &str) {
         let src = fs::canonicalize(self.path("src")).unwrap();
         let got = self.path(root).join(src.strip_prefix("/").unwrap());
         for rel in ["big.bin", "a.txt", "docs/b.txt"] {
@@ -307,4 +327,4 @@ impl Drop for Tmpfs {
 }
 
 #[allow(unused_imports)]
-pub use snap_testkit::{Azurite, FakeGcs, Moto, Sshd, code, records, stderr};
+pub use snap_testkit::{Azurite, FakeGcs, Moto, Sshd, World, code, records, stderr};
