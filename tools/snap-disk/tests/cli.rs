@@ -13,13 +13,9 @@ use std::process::Output;
 use assert_cmd::Command;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use snap_testkit::{code, records, stderr};
+use snap_testkit::{World, code, records, stderr};
 
 const MIB: u64 = 1 << 20;
-
-struct World {
-    dir: tempfile::TempDir,
-}
 
 /// Deterministic incompressible bytes (xorshift), so sizes are repeatable.
 fn noise(len: usize, seed: u64) -> Vec<u8> {
@@ -59,44 +55,44 @@ fn sh(program: &str, args: &[&str]) {
     assert!(out.status.success(), "{program} {args:?}: {}", stderr(&out));
 }
 
-impl World {
-    fn new() -> World {
-        World {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
+/// What these tests do in the shared test world.
+trait DiskWorld {
+    fn disk(&self, args: &[&str]) -> Output;
 
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
+    /// snap-disk ARGS with the world's store, sbin on PATH.
+    fn cmd(&self, args: &[&str]) -> Command;
 
-    fn p(&self, rel: &str) -> String {
-        self.path(rel).display().to_string()
-    }
+    /// Runs snap-disk and expects success; returns its records.
+    fn disk_ok(&self, args: &[&str]) -> Vec<Value>;
 
+    /// A raw ext4 image of `size_mib` holding `files` files of 256 KiB of noise.
+    fn ext4(&self, name: &str, size_mib: u64, files: usize) -> PathBuf;
+
+    /// A qcow2 copy of a raw image.
+    fn qcow2(&self, raw: &Path, name: &str) -> PathBuf;
+
+    fn store_bytes(&self, rel: &str) -> u64;
+}
+
+impl DiskWorld for World {
     fn disk(&self, args: &[&str]) -> Output {
         self.cmd(args).output().unwrap()
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::cargo_bin("snap-disk").unwrap();
-        c.env_clear()
-            .env("PATH", path_env())
-            .env("HOME", self.path("home"))
+        let mut c = Command::from_std(self.tool("snap-disk"));
+        c.env("PATH", path_env())
             .env("SNAP_STORE", self.path("store"))
-            .current_dir(self.dir.path())
             .args(args);
         c
     }
 
-    /// Runs snap-disk and expects success; returns its records.
-    fn ok(&self, args: &[&str]) -> Vec<Value> {
+    fn disk_ok(&self, args: &[&str]) -> Vec<Value> {
         let out = self.disk(args);
         assert_eq!(code(&out), 0, "snap-disk {args:?}: {}", stderr(&out));
         records(&out)
     }
 
-    /// A raw ext4 image of `size_mib` holding `files` files of 256 KiB of noise.
     fn ext4(&self, name: &str, size_mib: u64, files: usize) -> PathBuf {
         let src = self.path(&format!("{name}.src"));
         fs::create_dir_all(&src).unwrap();
@@ -124,7 +120,6 @@ impl World {
         img
     }
 
-    /// A qcow2 copy of a raw image.
     fn qcow2(&self, raw: &Path, name: &str) -> PathBuf {
         let out = self.path(name);
         sh(
@@ -187,7 +182,7 @@ fn blocks_round_trip() {
     let w = World::new();
     let img = w.ext4("vm.raw", 64, 40);
     let before = sha(&img);
-    let rec = &w.ok(&[
+    let rec = &w.disk_ok(&[
         "create",
         &w.p("vm.raw"),
         "clean",
@@ -219,17 +214,17 @@ fn blocks_round_trip() {
         .set_len(70 * MIB)
         .unwrap();
     assert_ne!(sha(&img), before);
-    let listed = w.ok(&["list"]);
+    let listed = w.disk_ok(&["list"]);
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["name"], "clean");
-    let out = w.ok(&["restore", "vm", "clean"]);
+    let out = w.disk_ok(&["restore", "vm", "clean"]);
     assert_eq!(out[0]["kind"], "restored");
     assert_eq!(sha(&img), before);
     assert_eq!(fs::metadata(&img).unwrap().len(), 64 * MIB);
     // Nothing differs now: a second restore writes nothing.
-    assert_eq!(w.ok(&["restore", "vm", "clean"])[0]["bytes"], 0);
-    w.ok(&["delete", "vm", "clean"]);
-    assert!(w.ok(&["list", "vm"]).is_empty());
+    assert_eq!(w.disk_ok(&["restore", "vm", "clean"])[0]["bytes"], 0);
+    w.disk_ok(&["delete", "vm", "clean"]);
+    assert!(w.disk_ok(&["list", "vm"]).is_empty());
     assert!(catalog().is_empty(), "and loses it with the snapshot");
     assert_eq!(
         w.store_bytes("store/disks/vm/blocks"),
@@ -243,20 +238,20 @@ fn blocks_round_trip() {
 fn one_percent_change_stores_about_one_percent() {
     let w = World::new();
     let img = w.ext4("big.raw", 128, 400); // 100 MiB of noise
-    let first = &w.ok(&["create", &w.p("big.raw"), "a"])[0];
+    let first = &w.disk_ok(&["create", &w.p("big.raw"), "a"])[0];
     let stored = first["stored_bytes"].as_u64().unwrap();
     assert!(stored > 95 * MIB, "noise does not compress: {stored}");
     let a = sha(&img);
     scribble(&img, 30 * MIB + 12345, (MIB as usize) + 1, 7); // 1 MiB, across two blocks
-    let second = &w.ok(&["create", &w.p("big.raw"), "b"])[0];
+    let second = &w.disk_ok(&["create", &w.p("big.raw"), "b"])[0];
     let new = second["new_bytes"].as_u64().unwrap();
     assert!(new <= 2 * MIB + 4096, "a 1% change stored {new} bytes");
     assert!(new >= MIB, "the change was stored: {new}");
     assert_eq!(second["parent"], "a");
     let b = sha(&img);
-    w.ok(&["restore", "big", "a"]);
+    w.disk_ok(&["restore", "big", "a"]);
     assert_eq!(sha(&img), a);
-    w.ok(&["restore", "big", "b"]);
+    w.disk_ok(&["restore", "big", "b"]);
     assert_eq!(sha(&img), b);
 }
 
@@ -269,14 +264,14 @@ fn zero_blocks_are_not_stored() {
     f.set_len(256 * MIB).unwrap();
     f.write_all_at(&noise(4096, 1), 100 * MIB).unwrap();
     f.write_all_at(&vec![0u8; MIB as usize], 10 * MIB).unwrap(); // written zeros
-    let rec = &w.ok(&["create", &w.p("sparse.raw")])[0];
+    let rec = &w.disk_ok(&["create", &w.p("sparse.raw")])[0];
     assert_eq!(rec["blocks"], 1);
     assert!(
         rec["read_bytes"].as_u64().unwrap() <= 3 * MIB,
         "holes were read: {rec}"
     );
     let name = rec["name"].as_str().unwrap().to_string();
-    w.ok(&["restore", "sparse", &name, "--to", &w.p("copy.raw")]);
+    w.disk_ok(&["restore", "sparse", &name, "--to", &w.p("copy.raw")]);
     assert_eq!(sha(&w.path("copy.raw")), sha(&img));
     use std::os::unix::fs::MetadataExt;
     assert!(fs::metadata(w.path("copy.raw")).unwrap().blocks() * 512 <= 2 * MIB);
@@ -287,7 +282,7 @@ fn zero_blocks_are_not_stored() {
 fn refuses_an_image_in_use() {
     let w = World::new();
     let img = w.ext4("busy.raw", 32, 4);
-    w.ok(&["create", &w.p("busy.raw"), "s"]);
+    w.disk_ok(&["create", &w.p("busy.raw"), "s"]);
     scribble(&img, MIB, 4096, 3);
     let changed = sha(&img);
     let mut vm = std::process::Command::new("sleep")
@@ -325,7 +320,7 @@ fn kill_mid_restore_then_rerun() {
     let w = World::new();
     let img = w.path("k.raw");
     fs::write(&img, noise(96 * MIB as usize, 5)).unwrap();
-    w.ok(&["create", &w.p("k.raw"), "s"]);
+    w.disk_ok(&["create", &w.p("k.raw"), "s"]);
     let want = sha(&img);
     fs::write(&img, noise(96 * MIB as usize, 6)).unwrap();
     let marker = w.path("store/disks/k/.restoring");
@@ -355,7 +350,7 @@ fn kill_mid_restore_then_rerun() {
         "{}",
         stderr(&refused)
     );
-    w.ok(&["restore", "k", "s"]);
+    w.disk_ok(&["restore", "k", "s"]);
     assert_eq!(sha(&img), want);
     assert!(!marker.exists());
 }
@@ -366,7 +361,7 @@ fn qcow2_internal_round_trip() {
     let w = World::new();
     let raw = w.ext4("base.raw", 32, 8);
     let img = w.qcow2(&raw, "dev.qcow2");
-    let rec = &w.ok(&[
+    let rec = &w.disk_ok(&[
         "create",
         &w.p("dev.qcow2"),
         "before-upgrade",
@@ -379,17 +374,17 @@ fn qcow2_internal_round_trip() {
         &["snapshot", "-c", "by-hand", &w.p("dev.qcow2")],
     );
     qemu_io(&img, "qcow2", "write -P 0xab 0 1M");
-    let listed = w.ok(&["list", "dev"]);
+    let listed = w.disk_ok(&["list", "dev"]);
     let state = |n: &str| listed.iter().find(|r| r["name"] == n).unwrap()["state"].clone();
     assert_eq!(state("before-upgrade"), Value::Null);
     assert_eq!(state("by-hand"), "image-only");
-    w.ok(&["restore", &w.p("dev.qcow2"), "before-upgrade"]);
+    w.disk_ok(&["restore", &w.p("dev.qcow2"), "before-upgrade"]);
     assert!(identical(&raw, "raw", &img, "qcow2"));
     sh(
         "qemu-img",
         &["snapshot", "-d", "before-upgrade", &w.p("dev.qcow2")],
     );
-    let listed = w.ok(&["list", "dev"]);
+    let listed = w.disk_ok(&["list", "dev"]);
     assert_eq!(
         listed
             .iter()
@@ -397,8 +392,8 @@ fn qcow2_internal_round_trip() {
             .unwrap()["state"],
         "missing"
     );
-    w.ok(&["delete", "dev", "before-upgrade"]);
-    assert_eq!(w.ok(&["list", "dev"]).len(), 1);
+    w.disk_ok(&["delete", "dev", "before-upgrade"]);
+    assert_eq!(w.disk_ok(&["list", "dev"]).len(), 1);
 }
 
 /// `create --all` snapshots every disk of the config with the given tag and
@@ -419,7 +414,7 @@ fn create_all_takes_every_configured_disk() {
         fs::write(&config, serde_json::json!({"disks": disks}).to_string()).unwrap();
     };
     write(&["a.qcow2", "b.qcow2"]);
-    let recs = w.ok(&[
+    let recs = w.disk_ok(&[
         "--config",
         &w.p("config.json"),
         "create",
@@ -442,11 +437,11 @@ fn create_all_takes_every_configured_disk() {
     assert_eq!(code(&out), 66, "{}", stderr(&out));
     assert!(stderr(&out).contains("gone.qcow2"), "{}", stderr(&out));
     assert_eq!(records(&out).len(), 1, "b is still snapshotted");
-    assert_eq!(w.ok(&["list", "b"]).len(), 2);
+    assert_eq!(w.disk_ok(&["list", "b"]).len(), 2);
 
     write(&[]);
     assert!(
-        w.ok(&["--config", &w.p("config.json"), "create", "--all"])
+        w.disk_ok(&["--config", &w.p("config.json"), "create", "--all"])
             .is_empty()
     );
     let out = w.disk(&["create", "--all", &w.p("a.qcow2")]);
@@ -461,7 +456,7 @@ fn interrupted_qemu_img_is_repaired_by_the_next_command() {
     let w = World::new();
     let raw = w.ext4("base.raw", 32, 8);
     w.qcow2(&raw, "dev.qcow2");
-    w.ok(&["create", &w.p("dev.qcow2"), "first"]);
+    w.disk_ok(&["create", &w.p("dev.qcow2"), "first"]);
     let intent = w.path("store/disks/dev/.changing");
     sh("qemu-img", &["snapshot", "-c", "second", &w.p("dev.qcow2")]);
     fs::write(&intent, r#"{"op":"create","name":"second"}"#).unwrap();
@@ -473,14 +468,14 @@ fn interrupted_qemu_img_is_repaired_by_the_next_command() {
         stderr(&out)
     );
     assert!(!intent.exists());
-    let listed = w.ok(&["list", "dev"]);
+    let listed = w.disk_ok(&["list", "dev"]);
     assert_eq!(listed.len(), 2);
     assert!(listed.iter().all(|r| r["state"].is_null()), "{listed:?}");
     sh("qemu-img", &["snapshot", "-d", "first", &w.p("dev.qcow2")]);
     fs::write(&intent, r#"{"op":"delete","name":"first"}"#).unwrap();
-    w.ok(&["delete", "dev", "first"]);
+    w.disk_ok(&["delete", "dev", "first"]);
     let names: Vec<Value> = w
-        .ok(&["list", "dev"])
+        .disk_ok(&["list", "dev"])
         .iter()
         .map(|r| r["name"].clone())
         .collect();
@@ -509,9 +504,9 @@ fn overlay_chain_round_trip() {
         stderr(&held)
     );
     assert!(!w.path("ov.qcow2.snapshots").exists());
-    w.ok(&["create", &w.p("ov.qcow2"), "--overlay", "o1"]);
+    w.disk_ok(&["create", &w.p("ov.qcow2"), "--overlay", "o1"]);
     qemu_io(&img, "qcow2", "write -P 0xcd 0 1M");
-    w.ok(&["create", &w.p("ov.qcow2"), "--overlay", "o2"]);
+    w.disk_ok(&["create", &w.p("ov.qcow2"), "--overlay", "o2"]);
     let at_o2 = w.path("at-o2.raw");
     sh(
         "qemu-img",
@@ -526,12 +521,12 @@ fn overlay_chain_round_trip() {
     qemu_io(&img, "qcow2", "write -P 0xef 2M 1M");
     let frozen = w.path("ov.qcow2.snapshots/o1.qcow2");
     assert!(fs::metadata(&frozen).unwrap().permissions().readonly());
-    w.ok(&["restore", "ov", "o2"]);
+    w.disk_ok(&["restore", "ov", "o2"]);
     assert!(identical(&at_o2, "raw", &img, "qcow2"));
-    w.ok(&["restore", "ov", "o1"]);
+    w.disk_ok(&["restore", "ov", "o1"]);
     assert!(identical(&raw, "raw", &img, "qcow2"));
-    w.ok(&["restore", "ov", "o2"]);
-    w.ok(&["delete", "ov", "o1"]);
+    w.disk_ok(&["restore", "ov", "o2"]);
+    w.disk_ok(&["delete", "ov", "o1"]);
     assert!(!frozen.exists());
     assert!(
         identical(&at_o2, "raw", &img, "qcow2"),
@@ -549,7 +544,7 @@ fn overlay_chain_round_trip() {
             &now.display().to_string(),
         ],
     );
-    w.ok(&["commit", "ov"]);
+    w.disk_ok(&["commit", "ov"]);
     assert!(identical(&now, "raw", &img, "qcow2"));
     let info = std::process::Command::new("qemu-img")
         .args(["info", "--output=json"])
@@ -561,7 +556,7 @@ fn overlay_chain_round_trip() {
         info.get("backing-filename").is_none(),
         "one image after commit: {info}"
     );
-    assert!(w.ok(&["list", "ov"]).is_empty());
+    assert!(w.disk_ok(&["list", "ov"]).is_empty());
 }
 
 /// Exports in every format read back identical to the snapshot (qemu-img compare).
@@ -569,13 +564,13 @@ fn overlay_chain_round_trip() {
 fn exports_read_back() {
     let w = World::new();
     let raw = w.ext4("e.raw", 32, 8);
-    w.ok(&["create", &w.p("e.raw"), "s"]);
+    w.disk_ok(&["create", &w.p("e.raw"), "s"]);
     let q = w.qcow2(&raw, "q.qcow2");
-    w.ok(&["create", &w.p("q.qcow2"), "qs"]);
+    w.disk_ok(&["create", &w.p("q.qcow2"), "qs"]);
     for (disk, snap) in [("e", "s"), ("q", "qs")] {
         for ext in ["raw", "raw.zst", "raw.gz", "qcow2"] {
             let out = w.path(&format!("{disk}-out.{ext}"));
-            w.ok(&["export", disk, snap, &out.display().to_string()]);
+            w.disk_ok(&["export", disk, snap, &out.display().to_string()]);
             let (readable, fmt) = match ext {
                 "raw.zst" => {
                     let dst = w.path(&format!("{disk}-zst.raw"));
@@ -623,7 +618,7 @@ fn encrypted_blocks_need_the_identity() {
     use age::secrecy::ExposeSecret;
     fs::write(w.path("key.txt"), id.to_string().expose_secret()).unwrap();
     let recipient = id.to_public().to_string();
-    w.ok(&["create", &w.p("sec.raw"), "s", "-r", &recipient]);
+    w.disk_ok(&["create", &w.p("sec.raw"), "s", "-r", &recipient]);
     let plain = w.disk(&["create", &w.p("sec.raw"), "t"]);
     assert_eq!(
         code(&plain),
@@ -634,7 +629,7 @@ fn encrypted_blocks_need_the_identity() {
     scribble(&img, 0, 8192, 4);
     let no_key = w.disk(&["restore", "sec", "s"]);
     assert_eq!(code(&no_key), 64, "{}", stderr(&no_key));
-    w.ok(&["restore", "sec", "s", "-i", &w.p("key.txt")]);
+    w.disk_ok(&["restore", "sec", "s", "-i", &w.p("key.txt")]);
     assert_eq!(sha(&img), want);
 }
 
@@ -643,8 +638,8 @@ fn encrypted_blocks_need_the_identity() {
 fn verify_finds_damage() {
     let w = World::new();
     w.ext4("v.raw", 32, 8);
-    w.ok(&["create", &w.p("v.raw"), "s"]);
-    w.ok(&["verify", "v"]);
+    w.disk_ok(&["create", &w.p("v.raw"), "s"]);
+    w.disk_ok(&["verify", "v"]);
     let fan = fs::read_dir(w.path("store/disks/v/blocks"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -681,7 +676,7 @@ fn before_guard() {
         stderr(&out)
     );
     assert_ne!(sha(&img), want);
-    w.ok(&["restore", "g", "pre"]);
+    w.disk_ok(&["restore", "g", "pre"]);
     let out = w.disk(&[
         "create",
         &w.p("g.raw"),
@@ -722,7 +717,7 @@ fn bad_input() {
         "the name of the settings file: {}",
         stderr(&out)
     );
-    w.ok(&["create", &w.p("b.raw"), "s"]);
+    w.disk_ok(&["create", &w.p("b.raw"), "s"]);
     let out = w.disk(&["create", &w.p("b.raw"), "s"]);
     assert_eq!(code(&out), 73, "{}", stderr(&out));
     let out = w.disk(&["restore", "b", "nope"]);
@@ -740,14 +735,14 @@ fn bad_input() {
 fn interrupted_create_is_cleaned_up() {
     let w = World::new();
     w.ext4("c.raw", 32, 4);
-    w.ok(&["create", &w.p("c.raw"), "s"]);
+    w.disk_ok(&["create", &w.p("c.raw"), "s"]);
     let stray = w.path("store/disks/c/blocks/00/00aa");
     fs::write(&stray, b"torn").unwrap();
     fs::write(w.path("store/disks/c/.unsynced"), b"").unwrap();
     let out = w.disk(&["create", &w.p("c.raw"), "t"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(!stray.exists());
-    w.ok(&["verify", "c"]);
+    w.disk_ok(&["verify", "c"]);
 }
 
 /// Two disks with the same blocks store them once (hard links); deleting one
@@ -758,12 +753,12 @@ fn disks_share_blocks() {
     let img = w.ext4("a.raw", 32, 20);
     fs::copy(&img, w.path("b.raw")).unwrap();
     fs::copy(&img, w.path("c.raw")).unwrap();
-    let a = &w.ok(&["create", &w.p("a.raw"), "s"])[0];
+    let a = &w.disk_ok(&["create", &w.p("a.raw"), "s"])[0];
     assert!(a["new_bytes"].as_u64().unwrap() > 4 * MIB);
-    let b = &w.ok(&["create", &w.p("b.raw"), "s"])[0];
+    let b = &w.disk_ok(&["create", &w.p("b.raw"), "s"])[0];
     assert_eq!(b["new_bytes"], 0, "b's blocks are a's: {b}");
     let id = age::x25519::Identity::generate();
-    let c = &w.ok(&[
+    let c = &w.disk_ok(&[
         "create",
         &w.p("c.raw"),
         "s",
@@ -774,11 +769,11 @@ fn disks_share_blocks() {
         c["new_bytes"].as_u64().unwrap() > 4 * MIB,
         "an encrypted disk stores its own"
     );
-    w.ok(&["delete", "a", "s"]);
-    w.ok(&["verify", "b"]);
+    w.disk_ok(&["delete", "a", "s"]);
+    w.disk_ok(&["verify", "b"]);
     let want = sha(&img);
     scribble(&w.path("b.raw"), 0, 4096, 1);
-    w.ok(&["restore", "b", "s"]);
+    w.disk_ok(&["restore", "b", "s"]);
     assert_eq!(sha(&w.path("b.raw")), want);
 }
 
@@ -788,6 +783,6 @@ fn disks_share_blocks() {
 fn create_leaves_no_marker() {
     let w = World::new();
     w.ext4("m.raw", 32, 2);
-    w.ok(&["create", &w.p("m.raw"), "s"]);
+    w.disk_ok(&["create", &w.p("m.raw"), "s"]);
     assert!(!w.path("store/disks/m/.unsynced").exists());
 }

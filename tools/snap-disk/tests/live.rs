@@ -17,29 +17,31 @@ use std::time::Duration;
 use assert_cmd::Command;
 use serde_json::json;
 use snap_testkit::qemu::{FakeAgent, Qsd, send_signal};
-use snap_testkit::{code, records, stderr};
+use snap_testkit::{World, code, records, stderr};
 
 const MIB: u64 = 1 << 20;
 /// The writer's two blocks: a sequential reader reads LOW long before HIGH.
 const LOW: u64 = 0;
 const HIGH: u64 = 60 * MIB;
 
-struct World {
-    dir: tempfile::TempDir,
+/// What these tests do in the shared test world.
+trait DiskWorld {
+    /// A new image of `size` bytes (`format` raw or qcow2).
+    fn image(&self, name: &str, format: &str, size: u64) -> PathBuf;
+
+    /// snap-disk with the world's store, ended after two minutes.
+    fn cmd(&self) -> Command;
+
+    fn disk(&self, args: &[&str]) -> Output;
+
+    /// A live snapshot through `q`'s monitor (its NBD server is already taken by the guest).
+    fn live(&self, q: &Qsd, image: &Path, name: &str, extra: &[&str]) -> Output;
+
+    /// The snapshot as a raw file, through `snap-disk export`.
+    fn export(&self, disk: &str, name: &str) -> PathBuf;
 }
 
-impl World {
-    fn new() -> World {
-        World {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    /// A new image of `size` bytes (`format` raw or qcow2).
+impl DiskWorld for World {
     fn image(&self, name: &str, format: &str, size: u64) -> PathBuf {
         let p = self.path(name);
         let out = std::process::Command::new("qemu-img")
@@ -53,10 +55,9 @@ impl World {
     }
 
     fn cmd(&self) -> Command {
-        let mut c = Command::cargo_bin("snap-disk").unwrap();
-        c.env_remove("SNAP_CONFIG")
-            .env("SNAP_STORE", self.path("store"))
-            .env("HOME", self.dir.path())
+        let mut c = Command::from_std(self.tool("snap-disk"));
+        c.env("SNAP_STORE", self.path("store"))
+            .env("HOME", self.root())
             .timeout(Duration::from_secs(120));
         c
     }
@@ -65,7 +66,6 @@ impl World {
         self.cmd().args(args).output().unwrap()
     }
 
-    /// A live snapshot through `q`'s monitor (its NBD server is already taken by the guest).
     fn live(&self, q: &Qsd, image: &Path, name: &str, extra: &[&str]) -> Output {
         let mut args = vec![
             "create".to_string(),
@@ -80,7 +80,6 @@ impl World {
         self.cmd().args(&args).output().unwrap()
     }
 
-    /// The snapshot as a raw file, through `snap-disk export`.
     fn export(&self, disk: &str, name: &str) -> PathBuf {
         let out = self.path(&format!("{disk}-{name}.raw"));
         let o = self.disk(&["export", disk, name, out.to_str().unwrap()]);
@@ -292,7 +291,7 @@ fn freeze_thaws_once() {
     let w = World::new();
     let img = w.image("vm.raw", "raw", 16 * MIB);
     let q = Qsd::start(&img, "raw");
-    let agent = FakeAgent::start(w.dir.path(), Duration::ZERO);
+    let agent = FakeAgent::start(w.root(), Duration::ZERO);
     let a = agent.path.display().to_string();
     let out = w.live(&q, &img, "f", &["--freeze", "--guest-agent", &a]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
@@ -319,7 +318,7 @@ fn freeze_thaws_once_when_qemu_refuses() {
             "writable": true, "bitmaps": ["snap-disk-vm/one"]}),
     );
     let before = q.inventory();
-    let agent = FakeAgent::start(w.dir.path(), Duration::ZERO);
+    let agent = FakeAgent::start(w.root(), Duration::ZERO);
     let a = agent.path.display().to_string();
     let out = w.live(&q, &img, "two", &["--freeze", "--guest-agent", &a]);
     assert_ne!(code(&out), 0);
@@ -344,12 +343,12 @@ fn freeze_thaws_once_on_sigterm() {
     let first = w.live(&q, &img, "one", &[]);
     assert_eq!(code(&first), 0, "{}", stderr(&first));
     let before = q.inventory();
-    let agent = FakeAgent::start(w.dir.path(), Duration::from_millis(1500));
+    let agent = FakeAgent::start(w.root(), Duration::from_millis(1500));
     let a = agent.path.display().to_string();
     let child = std::process::Command::new(assert_cmd::cargo::cargo_bin!("snap-disk"))
         .env_remove("SNAP_CONFIG")
         .env("SNAP_STORE", w.path("store"))
-        .env("HOME", w.dir.path())
+        .env("HOME", w.root())
         .args(["create", img.to_str().unwrap(), "two", "--qmp"])
         .arg(&q.qmp)
         .arg("--nbd-server")
@@ -640,7 +639,7 @@ fn a_killed_live_snapshot_is_cleaned_up_by_the_next() {
         .arg(assert_cmd::cargo::cargo_bin!("snap-disk"))
         .env_remove("SNAP_CONFIG")
         .env("SNAP_STORE", w.path("store"))
-        .env("HOME", w.dir.path())
+        .env("HOME", w.root())
         .args(["create", img.to_str().unwrap(), "two", "--qmp"])
         .arg(&q.qmp)
         .arg("--nbd-server")

@@ -9,38 +9,30 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use snap_testkit::qemu::send_signal;
-use snap_testkit::{Moto, code, stderr};
+use snap_testkit::{Moto, World, code, stderr};
 
 const MIB: u64 = 1 << 20;
 
-fn bin() -> PathBuf {
-    PathBuf::from(assert_cmd::cargo::cargo_bin!("snap-disk"))
+/// What these tests do in the shared test world.
+trait DiskWorld {
+    /// snap-disk with the world's store.
+    fn cmd(&self) -> Command;
+
+    /// A raw image with a few MiB of patterns and holes, snapshotted as vm/s.
+    fn snapshot(&self) -> PathBuf;
+
+    /// Starts `snap-disk serve vm s` with `extra`, and waits for its socket.
+    fn serve(&self, socket: &Path, extra: &[&str], env: &[(String, String)]) -> Child;
 }
 
-struct World {
-    dir: tempfile::TempDir,
-}
-
-impl World {
-    fn new() -> World {
-        World {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
+impl DiskWorld for World {
     fn cmd(&self) -> Command {
-        let mut c = Command::new(bin());
-        c.env_remove("SNAP_CONFIG")
-            .env("SNAP_STORE", self.path("store"))
-            .env("HOME", self.dir.path());
+        let mut c = self.tool("snap-disk");
+        c.env("SNAP_STORE", self.path("store"))
+            .env("HOME", self.root());
         c
     }
 
-    /// A raw image with a few MiB of patterns and holes, snapshotted as vm/s.
     fn snapshot(&self) -> PathBuf {
         let img = self.path("vm.raw");
         let f = fs::File::create(&img).unwrap();
@@ -60,7 +52,6 @@ impl World {
         img
     }
 
-    /// Starts `snap-disk serve vm s` with `extra`, and waits for its socket.
     fn serve(&self, socket: &Path, extra: &[&str], env: &[(String, String)]) -> Child {
         let child = self
             .cmd()
