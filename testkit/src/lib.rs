@@ -6,6 +6,7 @@
 //! finished tool's exit code, stderr and records.
 
 pub mod net;
+pub mod output;
 pub mod qemu;
 pub mod sshd;
 pub mod tarcraft;
@@ -14,30 +15,14 @@ pub mod vhdx;
 pub mod world;
 
 pub use net::free_port;
+pub use output::{code, records, stderr};
 pub use sshd::Sshd;
 pub use world::World;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-
-/// The exit code (-1 when a signal ended the process).
-pub fn code(out: &Output) -> i32 {
-    out.status.code().unwrap_or(-1)
-}
-
-pub fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// The JSON records on stdout, one a line; a line that is not JSON fails the test, naming it.
-pub fn records(out: &Output) -> Vec<serde_json::Value> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
-}
 
 /// Makes an age identity file at `path` (age-keygen); returns its recipient.
 pub fn age_keygen(path: &std::path::Path) -> String {

@@ -2,8 +2,8 @@
 //! a `src/` to back up, room for a store), the built tools run in it with a
 //! clean environment, and its paths redacted out of what they print. Each
 //! test file adds what only its tool needs (an extension trait, or plain
-//! functions over `&World`); readers of a finished run are [`crate::code`],
-//! [`crate::stderr`] and [`crate::records`].
+//! functions over `&World`); readers of a finished run are the `output` module's
+//! `code`, `stderr` and `records`.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -97,12 +97,12 @@ impl World {
     pub fn ok(&self, name: &str, args: &[&str]) -> Vec<serde_json::Value> {
         let out = self.run(name, args);
         assert_eq!(
-            crate::code(&out),
+            crate::output::code(&out),
             0,
             "{name} {args:?}:\n{}",
-            crate::stderr(&out)
+            crate::output::stderr(&out)
         );
-        crate::records(&out)
+        crate::output::records(&out)
     }
 
     /// Runs a tool with `input` on stdin.

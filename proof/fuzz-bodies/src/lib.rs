@@ -33,24 +33,24 @@ const MAX_CONTENT: u64 = 1 << 22;
 /// name made safe, its entry and attributes built, its content read; then
 /// the end check.
 fn tar_members(data: impl Read) {
-    let mut archive = snap_restore::members::archive(data);
-    let Ok(members) = snap_restore::members::members(&mut archive) else {
+    let mut archive = snap_read::members::archive(data);
+    let Ok(members) = snap_read::members::members(&mut archive) else {
         return;
     };
     let mut stripped = false;
-    let mut owners = snap_restore::owners::Owners::new(true);
+    let mut owners = snap_read::owners::Owners::new(true);
     for member in members {
         let Ok(mut m) = member else { break };
-        if let Ok(Some(rel)) = snap_restore::members::sanitize(&m.path, &mut stripped) {
-            let _ = snap_restore::members::entry_of(&m, rel, &mut stripped);
+        if let Ok(Some(rel)) = snap_read::members::sanitize(&m.path, &mut stripped) {
+            let _ = snap_read::members::entry_of(&m, rel, &mut stripped);
         }
         // Its xattrs and ACL texts, as restore and import convert them.
-        let _ = snap_restore::attrs::of_member(&m, &mut owners, Default::default());
+        let _ = snap_read::attrs::of_member(&m, &mut owners, Default::default());
         if io::copy(&mut (&mut m).take(MAX_CONTENT), &mut io::sink()).is_err() {
             break;
         }
     }
-    let _ = snap_restore::members::finish(archive);
+    let _ = snap_read::members::finish(archive);
 }
 
 /// The same bytes as [`tar_members`] reads them, then again followed by
@@ -68,9 +68,9 @@ pub fn restore(data: &[u8]) {
         return;
     };
     let store = snap_shared::store::Store::new(dir.path().join("store"));
-    let source = snap_restore::source::Source::new(None, store);
+    let source = snap_read::source::Source::new(None, store);
     let dec = snap_shared::crypt::Decrypt::default();
-    let trust = snap_restore::trust::Trust::nobody();
+    let trust = snap_read::trust::Trust::nobody();
     let report = snap_cli::Reporter::capturing("snap-restore", Default::default());
     for (n, bytes) in [data, &data[..data.len() / 2]].into_iter().enumerate() {
         let tar = dir.path().join(format!("in{n}.tar"));
@@ -79,7 +79,7 @@ pub fn restore(data: &[u8]) {
         }
         let to = dir.path().join(format!("out{n}"));
         let name = tar.to_string_lossy().into_owned();
-        let req = snap_restore::restore::Request {
+        let req = snap_read::restore::Request {
             policy: Default::default(),
             numeric_owner: false,
             name: &name,
@@ -89,7 +89,7 @@ pub fn restore(data: &[u8]) {
             archive: false,
             trust: &trust,
         };
-        let _ = snap_restore::restore::run(&source, &req, &dec, &report, None);
+        let _ = snap_read::restore::run(&source, &req, &dec, &report, None);
     }
     let stray = std::fs::read_dir(dir.path()).map_or(0, |d| {
         d.filter(|e| {

@@ -8,9 +8,6 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 use snap_shared::crypt::{self, Decrypt};
 use snap_shared::error::Result;
 
-/// The name on every message.
-pub const TOOL: &str = "snap-restore";
-
 /// List, show, diff, verify and restore snapshots and archives.
 #[derive(Debug, Parser)]
 #[command(

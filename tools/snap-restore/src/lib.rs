@@ -6,51 +6,25 @@
 //! people on stdout, or JSON lines with `--json`; `verify` and `restore` print
 //! `verified` / `restored` records on stdout and talk to people on stderr.
 
-pub mod annotate;
-pub mod attrs;
-pub mod cat;
-pub mod chain;
 mod cli;
-pub mod damage;
-pub mod disk;
-pub mod holes;
-pub mod import;
-pub mod indexes;
-pub mod list;
-pub mod loc;
-pub mod members;
-pub mod outcome;
-pub mod owners;
-pub mod preview;
-pub mod refused;
-pub mod restore;
-pub mod seeking;
-pub mod serve;
-pub mod sidecars;
-pub mod source;
-pub mod stream;
-pub mod tarfmt;
-pub mod target;
-pub mod timeline;
-pub mod trust;
-pub mod verified;
-pub mod verify;
-pub mod verify_run;
-pub mod view;
-pub mod writers;
+mod import;
+mod list;
+mod restore;
 
 use std::ffi::OsString;
 
 use clap::CommandFactory;
 use cli::decryption;
-pub use cli::{Cli, Command, Global, TOOL};
+pub use cli::{Cli, Command, Global};
 
 use snap_cli::Reporter;
+pub use snap_read::TOOL;
+use snap_read::source::Source;
+use snap_read::{annotate, attrs, cat, trust, verify_run, view};
 use snap_shared::config::LoadedConfig;
 use snap_shared::error::{Exit, Result};
 use snap_shared::store::{self, Store};
-
-use crate::source::Source;
+use snap_web::{serve, timeline};
 
 /// The clap definition, for man pages and completions.
 pub fn command() -> clap::Command {

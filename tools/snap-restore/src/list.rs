@@ -5,10 +5,9 @@
 use std::io::Write;
 
 use snap_cli::Reporter;
+use snap_read::source::Source;
+use snap_read::{disk, view};
 use snap_shared::error::{Exit, Result};
-
-use crate::source::Source;
-use crate::{disk, view};
 
 /// Lists `source` (only `set`, only `host`'s), as a table or JSON Lines.
 pub fn run(

@@ -83,7 +83,7 @@ pub(super) const POWER_MUTANTS: &[(Mutant, &str)] = &[
     (
         Mutant {
             name: "a restore names its staged files without flushing them first",
-            file: "tools/snap-restore/src/target/files.rs",
+            file: "read/src/target/files.rs",
             from: "        let synced = snap_shared::fsutil::syncfs(&self.path);\n",
             to: "        let synced: io::Result<()> = Ok(());\n",
         },

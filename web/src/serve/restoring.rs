@@ -1,6 +1,6 @@
 //! Restores from the page: a form, a dry run that lists what would be
 //! created, replaced or refused (and which attributes differ), a confirm
-//! button, then the restore itself (the same [`crate::restore::run`] as the
+//! button, then the restore itself (the same [`snap_read::restore::run`] as the
 //! command line) on a thread of its own, its progress streamed to the page
 //! as server-sent events.
 //!
@@ -29,9 +29,9 @@ use super::held::{held, text_field};
 use super::http::{
     Job, Shared, blocking, check_post, check_writable, failed, page, refuse, respond,
 };
-use crate::preview::{Action, Preview};
-use crate::restore::Watch;
-use crate::source::Source;
+use snap_read::preview::{Action, Preview};
+use snap_read::restore::Watch;
+use snap_read::source::Source;
 
 /// Most rows a dry run lists.
 const LIST_LIMIT: usize = 2_000;
@@ -79,7 +79,7 @@ fn target_of(to: &str, store: &Path) -> Result<PathBuf> {
             "give an absolute folder with no . or .. in it",
         ));
     }
-    crate::restore::refuse_inside_store(&p, store)?;
+    snap_read::restore::refuse_inside_store(&p, store)?;
     Ok(p)
 }
 
@@ -122,10 +122,10 @@ fn dry_run(s: &Shared, f: &RestoreForm, limit: usize) -> Result<(PathBuf, Source
     let to = target_of(&f.to, &store.root)?;
     let source = Source::Store(store);
     let item = source.resolve_name(&f.name, false)?;
-    let unheard = Reporter::capturing(crate::cli::TOOL, Arc::new(Mutex::new(Vec::new())));
+    let unheard = Reporter::capturing(snap_read::TOOL, Arc::new(Mutex::new(Vec::new())));
     s.trust.check_named(&item, &unheard)?;
     let dec = Decrypt::default();
-    let p = crate::preview::preview(&item, &f.paths(), &to, f.overwrite(), &dec, limit)?;
+    let p = snap_read::preview::preview(&item, &f.paths(), &to, f.overwrite(), &dec, limit)?;
     Ok((to, source, p))
 }
 
@@ -150,7 +150,7 @@ fn preview_markup(f: &RestoreForm, to: &Path, p: &Preview, csrf: &str) -> Markup
         &format!("restore {} (dry run)", f.name),
         html! {
             h2 { "Dry run: restore " (f.name) " into " code { (to.display()) } }
-            @if let Some(real) = crate::preview::leads_elsewhere(to) {
+            @if let Some(real) = snap_read::preview::leads_elsewhere(to) {
                 p #elsewhere.badge.bad { "A symlink on the way: the files go into " code { (real.display()) } }
             }
             p #summary {
@@ -228,8 +228,8 @@ pub(super) async fn start(State(s): State<Arc<Shared>>, Form(f): Form<RestoreFor
     let s2 = s.clone();
     std::thread::spawn(move || {
         let _one = s2.restoring.lock().unwrap_or_else(|e| e.into_inner());
-        let report = Reporter::capturing(crate::cli::TOOL, job.lines.clone());
-        let req = crate::restore::Request {
+        let report = Reporter::capturing(snap_read::TOOL, job.lines.clone());
+        let req = snap_read::restore::Request {
             policy: Default::default(),
             numeric_owner: false,
             name: &f.name,
@@ -241,7 +241,7 @@ pub(super) async fn start(State(s): State<Arc<Shared>>, Form(f): Form<RestoreFor
         };
         let umask = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
         rustix::process::umask(umask);
-        let result = crate::restore::run(
+        let result = snap_read::restore::run(
             &source,
             &req,
             &Decrypt::default(),

@@ -30,7 +30,7 @@ pub struct Card {
     pub retention: Option<(bool, Vec<String>)>,
     /// Its verifies (the snapshot's and its archive's), newest of each
     /// (where, kind): `("store", "snapshot", …)`, `("usb", "archive", …)`.
-    pub verified: Vec<(String, String, crate::verified::Verified)>,
+    pub verified: Vec<(String, String, snap_read::verified::Verified)>,
     /// The configured destinations that hold its archive.
     pub held_at: Vec<String>,
 }

@@ -18,7 +18,7 @@ use snap_shared::store::Store;
 
 use super::held::held;
 use super::http::{Shared, blocking, enc, page, refuse, respond, set_of};
-use crate::source::{Item, Source};
+use snap_read::source::{Item, Source};
 
 /// Most changes a diff page lists.
 const DIFF_LIMIT: usize = 100_000;
@@ -56,7 +56,7 @@ pub(super) async fn diff(
         let trees = tree_of(&ia).is_some() && tree_of(&ib).is_some();
         let mut by_dir: BTreeMap<String, Vec<Changed>> = BTreeMap::new();
         let mut n = 0usize;
-        crate::view::each_changed_entry(&ia, &ib, &Decrypt::default(), |mark, old, new| {
+        snap_read::view::each_changed_entry(&ia, &ib, &Decrypt::default(), |mark, old, new| {
             let path = new.or(old).map_or(&[][..], |e| &e.path[..]);
             let p = String::from_utf8_lossy(path).into_owned();
             let (dir, name) = p
@@ -65,7 +65,7 @@ pub(super) async fn diff(
             let (attrs, text) = match (old, new) {
                 (Some(o), Some(n)) => {
                     let text = trees && mark == "M" && small_files(o, n);
-                    (crate::view::attribute_changes(o, n), text)
+                    (snap_read::view::attribute_changes(o, n), text)
                 }
                 _ => (Vec::new(), false),
             };
@@ -85,9 +85,9 @@ pub(super) async fn diff(
 }
 
 /// A snapshot's tree on disk (archives have none to read single files from).
-fn tree_of(item: &crate::source::Item) -> Option<std::path::PathBuf> {
+fn tree_of(item: &snap_read::source::Item) -> Option<std::path::PathBuf> {
     match item {
-        crate::source::Item::Snapshot { .. } => item.data().path().map(|p| p.to_path_buf()),
+        snap_read::source::Item::Snapshot { .. } => item.data().path().map(|p| p.to_path_buf()),
         _ => None,
     }
 }
@@ -152,8 +152,8 @@ pub(super) async fn text(
         let (ia, ib) = (source.resolve_name(&a, false)?, source.resolve_name(&b, false)?);
         let dec = Decrypt::default();
         let (old, new) = (
-            crate::view::find_entry(&ia, path.as_bytes(), &dec)?,
-            crate::view::find_entry(&ib, path.as_bytes(), &dec)?,
+            snap_read::view::find_entry(&ia, path.as_bytes(), &dec)?,
+            snap_read::view::find_entry(&ib, path.as_bytes(), &dec)?,
         );
         let diff = match (&old, &new) {
             (Some(o), Some(n)) => text_diff(&(tree_of(&ia), tree_of(&ib)), o, n),
@@ -226,7 +226,7 @@ fn names_matching(item: &Item, query: &str) -> Result<Vec<String>> {
     let Some(loc) = item.index() else {
         return Ok(Vec::new());
     };
-    let mut r = crate::indexes::open_index(&loc, &Decrypt::default())?;
+    let mut r = snap_read::indexes::open_index(&loc, &Decrypt::default())?;
     let mut out = Vec::new();
     // Most lines cannot hold the text: only those that might are parsed. An
     // ASCII text JSON never escapes is found in the raw line as it is (any
@@ -423,7 +423,7 @@ fn versions(items: &[Item], path: &str) -> Result<Vec<Option<snap_shared::index:
     };
     let read: Vec<usize> = (0..items.len()).filter(|&i| newest_of_version(i)).collect();
     let found = par_map(&read, |&i| {
-        crate::view::find_entry(&items[i], path.as_bytes(), &Decrypt::default())
+        snap_read::view::find_entry(&items[i], path.as_bytes(), &Decrypt::default())
     });
     let mut found: BTreeMap<usize, Option<snap_shared::index::Entry>> = read
         .into_iter()

@@ -56,16 +56,17 @@ pub fn gather(
         }
     })?;
     let archives = archives_by_id(catalog.archives(None)?);
-    let mut verified: BTreeMap<String, Vec<(String, String, crate::verified::Verified)>> =
+    let mut verified: BTreeMap<String, Vec<(String, String, snap_read::verified::Verified)>> =
         BTreeMap::new();
-    for ((place, kind, what), v) in crate::verified::latest(store) {
+    for ((place, kind, what), v) in snap_read::verified::latest(store) {
         verified.entry(what).or_default().push((place, kind, v));
     }
     let mut by_set: BTreeMap<String, Vec<Card>> = BTreeMap::new();
     for rec in catalog.snapshots(None)? {
         let archive = archives.get(&(rec.set.clone(), rec.id.clone())).cloned();
-        let json = crate::loc::Loc::Path(store.record_path(&rec.set, &rec.id));
-        let pin = crate::annotate::read_pin(&json, &rec.id).map(|p| p.reason.unwrap_or_default());
+        let json = snap_read::loc::Loc::Path(store.record_path(&rec.set, &rec.id));
+        let pin =
+            snap_read::annotate::read_pin(&json, &rec.id).map(|p| p.reason.unwrap_or_default());
         let name = format!("{}/{}", rec.set, rec.id);
         let key = (rec.set.clone(), rec.id.clone());
         let mut c = card(rec, archive, pin);

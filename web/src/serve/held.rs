@@ -13,13 +13,13 @@ use std::path::{Path, PathBuf};
 use snap_shared::error::{Error, Result};
 use snap_shared::store::Store;
 
-use crate::source::{Item, Source, is_name};
+use snap_read::source::{Item, Source, is_name};
 
 /// Checks that `name` names, by name, something of `store` whose files are
 /// inside it. What it does not find is left to the caller to say (404).
 pub(super) fn held(store: &Store, name: &str, archive: bool) -> Result<()> {
     text_field("name", name)?;
-    if let Some((disk, snap)) = crate::disk::parse_name(name) {
+    if let Some((disk, snap)) = snap_read::disk::parse_name(name) {
         let rec = store
             .root
             .join("disks")

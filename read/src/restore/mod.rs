@@ -9,7 +9,7 @@
 //! are made from the final index, and folders get their metadata last
 //! (children change a folder's mtime). Foreign tars restore from their headers.
 //!
-//! `command` is the verb; `restorer` the writer and its tallies;
+//! `command` is the run of one request; `restorer` the writer and its tallies;
 //! `from_index` and `from_tar` the two ways of reading.
 
 mod command;
@@ -17,5 +17,5 @@ mod from_index;
 mod from_tar;
 mod restorer;
 
-pub use command::{Asked, Request, command, refuse_inside_store, run};
+pub use command::{Request, refuse_inside_store, run};
 pub use restorer::Watch;

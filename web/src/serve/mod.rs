@@ -122,7 +122,7 @@ async fn serve(
         .filter(|t| t.len() >= 16)
         .map_or_else(snap_shared::hash::random_token, Ok)?;
     let hosts = hosts::accepted(addr, opts.allow_remote);
-    let trust = crate::trust::Trust::load(
+    let trust = snap_read::trust::Trust::load(
         config.as_ref().and_then(|c| c.config.signing.as_ref()),
         opts.allow_unsigned,
     )?;

@@ -14,7 +14,7 @@ use snap_shared::config::LoadedConfig;
 use snap_shared::error::{Error, Exit, Result};
 use snap_shared::store::Store;
 
-use crate::restore::Watch;
+use snap_read::restore::Watch;
 
 /// What every request handler shares.
 pub(super) struct Shared {
@@ -24,7 +24,7 @@ pub(super) struct Shared {
     pub(super) csrf: String,
     pub(super) allow_changes: bool,
     /// Whose archives are restored from the page.
-    pub(super) trust: crate::trust::Trust,
+    pub(super) trust: snap_read::trust::Trust,
     /// The Host header values this server answers to.
     pub(super) hosts: Vec<String>,
     /// The last timeline page and what it was made from.

@@ -17,7 +17,7 @@ use snap_shared::size::human_bytes;
 
 use super::held::{held, text_field};
 use super::http::{Shared, blocking, check_post, check_writable, failed, page, refuse, respond};
-use crate::source::Source;
+use snap_read::source::Source;
 
 /// A form's fields: what to change on which snapshot.
 #[derive(serde::Deserialize)]
@@ -39,21 +39,25 @@ pub(super) async fn edit(State(s): State<Arc<Shared>>, Form(f): Form<EditForm>) 
         held(&store, &f.name, false)?;
         text_field("value", &f.value)?;
         let source = Source::Store(store);
-        let quiet = Reporter::new(crate::cli::TOOL, true, false);
+        let quiet = Reporter::new(snap_read::TOOL, true, false);
         let value = f.value.trim();
         let one = std::slice::from_ref(&f.value);
         match f.action.as_str() {
-            "tag" => crate::annotate::tag(&source, &f.name, false, (one, &[]), &s.trust, &quiet),
-            "untag" => crate::annotate::tag(&source, &f.name, false, (&[], one), &s.trust, &quiet),
+            "tag" => {
+                snap_read::annotate::tag(&source, &f.name, false, (one, &[]), &s.trust, &quiet)
+            }
+            "untag" => {
+                snap_read::annotate::tag(&source, &f.name, false, (&[], one), &s.trust, &quiet)
+            }
             "describe" => {
                 let text = (!value.is_empty()).then_some(value);
-                crate::annotate::describe(&source, &f.name, false, text, &s.trust, &quiet)
+                snap_read::annotate::describe(&source, &f.name, false, text, &s.trust, &quiet)
             }
             "pin" => {
                 let why = (!value.is_empty()).then_some(value);
-                crate::annotate::pin(&source, &f.name, false, why, &quiet)
+                snap_read::annotate::pin(&source, &f.name, false, why, &quiet)
             }
-            "unpin" => crate::annotate::unpin(&source, &f.name, false, &quiet),
+            "unpin" => snap_read::annotate::unpin(&source, &f.name, false, &quiet),
             _ => Err(Error::usage("action", "unknown")),
         }
     })
