@@ -161,6 +161,18 @@ pub fn part_size_for(size: u64, asked: Option<u64>, folder: bool) -> u64 {
     base.max(needed).max(MIB)
 }
 
+/// One upload as the backends' senders take it: what is sent, how, the
+/// journal of a fresh start, the journal saved by an earlier run (if any),
+/// where it is kept, and whom to tell of progress.
+struct Job<'a> {
+    src: &'a Source<'a>,
+    t: &'a Tuning,
+    fresh: Journal,
+    saved: Option<Journal>,
+    jpath: &'a Path,
+    progress: Progress<'a>,
+}
+
 impl Dest {
     /// Sends a large file to `rel`, resuming an interrupted send, and
     /// publishes it only when its sha256 is right.
@@ -178,15 +190,19 @@ impl Dest {
         crate::backend::folder::create_folder(&t.state_dir)?;
         let jpath = Journal::path(&t.state_dir, &self.url, rel);
         let journal = Journal::load(&jpath, &fresh);
+        let job = Job {
+            src,
+            t,
+            fresh,
+            saved: journal,
+            jpath: &jpath,
+            progress,
+        };
         let result = match &self.backend {
-            Backend::Folder(folder) => {
-                upload_file(&folder.path(rel), src, t, fresh, journal, &jpath, progress)
-            }
-            Backend::Bucket(b) => {
-                self.upload_parts(b, rel, src, t, fresh, journal, &jpath, progress)
-            }
-            Backend::Remote(r) => upload_remote(r, rel, src, t, fresh, journal, &jpath, progress),
-            Backend::Rclone(r) => copy_rclone(r, rel, src, t, progress),
+            Backend::Folder(folder) => upload_file(&folder.path(rel), job),
+            Backend::Bucket(b) => self.upload_parts(b, rel, job),
+            Backend::Remote(r) => upload_remote(r, rel, job),
+            Backend::Rclone(r) => copy_rclone(r, rel, job.src, job.t, job.progress),
         };
         if result.is_ok() || result.as_ref().is_err_and(|e| e.exit == Exit::Data) {
             let _ = std::fs::remove_file(&jpath);
@@ -194,18 +210,15 @@ impl Dest {
         result
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn upload_parts(
-        &self,
-        b: &Bucket,
-        rel: &str,
-        src: &Source,
-        t: &Tuning,
-        fresh: Journal,
-        saved: Option<Journal>,
-        jpath: &Path,
-        progress: Progress,
-    ) -> Result<Sent> {
+    fn upload_parts(&self, b: &Bucket, rel: &str, job: Job) -> Result<Sent> {
+        let Job {
+            src,
+            t,
+            fresh,
+            saved,
+            jpath,
+            progress,
+        } = job;
         let key = b.key(rel);
         let mut journal = match saved {
             Some(j) if j.upload_id.is_some() => j,
@@ -223,7 +236,15 @@ impl Dest {
             // The service forgot the upload (expired, aborted): start once more from nothing.
             Err(e) if e.exit == Exit::NoInput && !journal.done.is_empty() => {
                 let _ = std::fs::remove_file(jpath);
-                self.upload_parts(b, rel, src, t, fresh, None, jpath, progress)
+                let again = Job {
+                    src,
+                    t,
+                    fresh,
+                    saved: None,
+                    jpath,
+                    progress,
+                };
+                self.upload_parts(b, rel, again)
             }
             other => other,
         }
@@ -420,15 +441,15 @@ fn read_full(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
 
 /// Sends a file into a folder: `.NAME.snap-part` written part by part, each
 /// fdatasynced before the journal counts it, then fsynced and renamed.
-fn upload_file(
-    dest: &Path,
-    src: &Source,
-    t: &Tuning,
-    fresh: Journal,
-    saved: Option<Journal>,
-    jpath: &Path,
-    progress: Progress,
-) -> Result<Sent> {
+fn upload_file(dest: &Path, job: Job) -> Result<Sent> {
+    let Job {
+        src,
+        t,
+        fresh,
+        saved,
+        jpath,
+        progress,
+    } = job;
     let dir = snap_shared::fsutil::parent_of(dest);
     if !dir.is_dir() {
         crate::backend::folder::create_folder(dir)?;
@@ -507,17 +528,15 @@ fn upload_file(
 /// requests in flight), each flushed on the server before the journal counts
 /// it, then renamed. A server that cannot write into an existing file
 /// (rclone without its VFS cache) starts the part file over instead.
-#[allow(clippy::too_many_arguments)]
-fn upload_remote(
-    r: &Remote,
-    rel: &str,
-    src: &Source,
-    t: &Tuning,
-    fresh: Journal,
-    saved: Option<Journal>,
-    jpath: &Path,
-    progress: Progress,
-) -> Result<Sent> {
+fn upload_remote(r: &Remote, rel: &str, job: Job) -> Result<Sent> {
+    let Job {
+        src,
+        t,
+        fresh,
+        saved,
+        jpath,
+        progress,
+    } = job;
     let part_rel = r.part_name(rel);
     let mut journal = saved.unwrap_or_else(|| fresh.clone());
     let (part, on_server) = r.open_part(&part_rel, journal.done.contains_key(&0))?;

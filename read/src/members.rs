@@ -559,30 +559,22 @@ pub fn entry_of<R: Read>(
         What::Label => return Ok(None),
         What::Cannot(why) => return Err(Refused::Cannot(why.clone())),
     };
+    // Attributes are set by the caller (of_member in attrs.rs), which
+    // reports what cannot be kept.
     let mut e = Entry {
-        path: rel,
-        kind,
         size: if kind == EntryType::File { m.size } else { 0 },
         mode: m.mode,
         // An index holds i64 nanoseconds: years past 2262 stop there.
         mtime: m.mtime_ns.clamp(i64::MIN as i128, i64::MAX as i128) as i64,
         uid: m.uid,
         gid: m.gid,
-        sha256: None,
-        target: None,
-        link: None,
-        rdev: None,
-        tar_offset: None,
-        // Set by the caller (of_member in attrs.rs), which reports what
-        // cannot be kept.
-        xattrs: Default::default(),
         user: (!m.user.is_empty())
             .then(|| String::from_utf8(m.user.clone()).ok())
             .flatten(),
         group: (!m.group.is_empty())
             .then(|| String::from_utf8(m.group.clone()).ok())
             .flatten(),
-        ctime: None,
+        ..Entry::new(rel, kind)
     };
     match kind {
         EntryType::Symlink => e.target = Some(m.link.clone()),

@@ -259,22 +259,12 @@ mod tests {
 
     fn entry(path: &str, kind: EntryType, data: &[u8], mode: u32) -> Entry {
         Entry {
-            path: path.as_bytes().to_vec(),
-            kind,
             size: data.len() as u64,
             mode,
-            mtime: 0,
             uid: rustix::process::geteuid().as_raw(),
             gid: rustix::process::getegid().as_raw(),
             sha256: (kind == EntryType::File).then(|| Sha256Digest::of(data)),
-            target: None,
-            link: None,
-            rdev: None,
-            tar_offset: None,
-            xattrs: Default::default(),
-            user: None,
-            group: None,
-            ctime: None,
+            ..Entry::new(path.as_bytes().to_vec(), kind)
         }
     }
 

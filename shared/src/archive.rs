@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::hash::Sha256Digest;
-use crate::id::{cmp_ids, is_id};
+
 use crate::record::ArchiveRecord;
 
 /// How the tar stream is compressed.
@@ -143,13 +143,7 @@ pub fn publish(dir: &Path, files: &[(&Path, &Path)]) -> Result<()> {
 
 /// The ids of the finished archives in a folder (those with a `.json`), oldest first.
 pub fn archive_ids(dir: &Path) -> Result<Vec<String>> {
-    let mut ids: Vec<String> = crate::store::read_names(dir)?
-        .into_iter()
-        .filter_map(|n| n.strip_suffix(".json").map(str::to_string))
-        .filter(|id| is_id(id))
-        .collect();
-    ids.sort_by(|a, b| cmp_ids(a, b));
-    Ok(ids)
+    crate::store::record_ids(dir)
 }
 
 /// Reads an archive record from its `.json` file.

@@ -76,6 +76,30 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// An entry of `kind` at `path` with nothing else known yet (mode 0,
+    /// times 0, owner root, no content, no attributes): what every entry made
+    /// by hand starts from, with its known fields set over it.
+    pub fn new(path: Vec<u8>, kind: EntryType) -> Entry {
+        Entry {
+            path,
+            kind,
+            size: 0,
+            mode: 0,
+            mtime: 0,
+            uid: 0,
+            gid: 0,
+            sha256: None,
+            target: None,
+            link: None,
+            rdev: None,
+            tar_offset: None,
+            xattrs: Xattrs::default(),
+            user: None,
+            group: None,
+            ctime: None,
+        }
+    }
+
     /// The path for display (lossy when it is not UTF-8).
     pub fn display_path(&self) -> Cow<'_, str> {
         String::from_utf8_lossy(&self.path)
@@ -445,22 +469,11 @@ mod tests {
 
     fn entry(path: &[u8], kind: EntryType) -> Entry {
         Entry {
-            path: path.to_vec(),
-            kind,
-            size: 0,
             mode: 0o644,
             mtime: 1_700_000_000_123_456_789,
             uid: 1000,
             gid: 1000,
-            sha256: None,
-            target: None,
-            link: None,
-            rdev: None,
-            tar_offset: None,
-            xattrs: Default::default(),
-            user: None,
-            group: None,
-            ctime: None,
+            ..Entry::new(path.to_vec(), kind)
         }
     }
 

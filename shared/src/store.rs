@@ -107,13 +107,7 @@ impl Store {
 
     /// The ids of a set's finished snapshots (those with a record), oldest first.
     pub fn snapshot_ids(&self, set: &str) -> Result<Vec<String>> {
-        let mut ids: Vec<String> = read_names(&self.set_dir(set))?
-            .into_iter()
-            .filter_map(|n| n.strip_suffix(".json").map(str::to_string))
-            .filter(|id| is_id(id))
-            .collect();
-        ids.sort_by(|a, b| cmp_ids(a, b));
-        Ok(ids)
+        record_ids(&self.set_dir(set))
     }
 
     /// The newest finished snapshot of a set.
@@ -239,6 +233,18 @@ fn read_snapshot_file(path: &Path) -> Result<SnapshotRecord> {
         (Some(root), true) => Store::new(root).relocate(rec),
         _ => rec,
     })
+}
+
+/// The ids of the records (`ID.json`) in a folder, oldest first: what is
+/// finished there, snapshots in a set's folder, archives in an archive folder.
+pub fn record_ids(dir: &Path) -> Result<Vec<String>> {
+    let mut ids: Vec<String> = read_names(dir)?
+        .into_iter()
+        .filter_map(|n| n.strip_suffix(".json").map(str::to_string))
+        .filter(|id| is_id(id))
+        .collect();
+    ids.sort_by(|a, b| cmp_ids(a, b));
+    Ok(ids)
 }
 
 /// The UTF-8 names in a directory; a missing directory has none.

@@ -75,8 +75,6 @@ pub fn open_dir_path(
 fn base_entry(f: &Found, kind: EntryType) -> Entry {
     let st = &f.stat;
     Entry {
-        path: f.rel.clone(),
-        kind,
         size: if kind == EntryType::Dir {
             0
         } else {
@@ -86,15 +84,8 @@ fn base_entry(f: &Found, kind: EntryType) -> Entry {
         mtime: mtime_ns(st),
         uid: st.st_uid,
         gid: st.st_gid,
-        sha256: None,
-        target: None,
-        link: None,
-        rdev: None,
-        tar_offset: None,
-        xattrs: Default::default(),
-        user: None,
-        group: None,
         ctime: Some(ctime_ns(st)),
+        ..Entry::new(f.rel.clone(), kind)
     }
 }
 

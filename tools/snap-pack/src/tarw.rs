@@ -227,22 +227,11 @@ mod tests {
 
     fn entry(path: &[u8], kind: EntryType) -> Entry {
         Entry {
-            path: path.to_vec(),
-            kind,
-            size: 0,
             mode: 0o640,
             mtime: 1_700_000_000_123_456_789,
             uid: 1000,
             gid: 1000,
-            sha256: None,
-            target: None,
-            link: None,
-            rdev: None,
-            tar_offset: None,
-            xattrs: Default::default(),
-            user: None,
-            group: None,
-            ctime: None,
+            ..Entry::new(path.to_vec(), kind)
         }
     }
 

@@ -60,6 +60,25 @@ pub struct Outcome {
     pub skipped: u64,
 }
 
+impl Outcome {
+    /// What a dry run would send, and what is there already.
+    fn planned(sent: u64, skipped: u64) -> Outcome {
+        Outcome {
+            record: None,
+            sent,
+            skipped,
+        }
+    }
+}
+
+/// ` (WORDS)` about `bytes`, or nothing when there are none.
+fn aside(bytes: u64, words: impl FnOnce(String) -> String) -> String {
+    match bytes {
+        0 => String::new(),
+        n => format!(" ({})", words(human_bytes(n))),
+    }
+}
+
 /// One of an archive's four files, local and remote.
 struct Object {
     local: std::path::PathBuf,
@@ -112,17 +131,9 @@ pub fn push(local: &Local, dest: &Dest, opts: &Options, report: &Reporter) -> Re
             todo.len(),
             objects.len(),
             human_bytes(needed),
-            if skipped > 0 {
-                format!(" ({} already there)", human_bytes(skipped))
-            } else {
-                String::new()
-            }
+            aside(skipped, |b| format!("{b} already there")),
         ));
-        return Ok(Outcome {
-            record: None,
-            sent: needed,
-            skipped,
-        });
+        return Ok(Outcome::planned(needed, skipped));
     }
     check_space(dest, needed, opts.floor)?;
     let mut sent = 0;
@@ -324,17 +335,9 @@ fn already_there(
             "{} is already at {}{}",
             local.name(),
             dest.name,
-            if sent > 0 {
-                format!(" (would repair {})", human_bytes(sent))
-            } else {
-                String::new()
-            }
+            aside(sent, |b| format!("would repair {b}")),
         ));
-        return Ok(Outcome {
-            record: None,
-            sent,
-            skipped: total - sent,
-        });
+        return Ok(Outcome::planned(sent, total - sent));
     }
     let json = objects.last().expect("an archive has a record");
     opts.seen.borrow_mut().insert(json.key.clone());
