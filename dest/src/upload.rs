@@ -210,23 +210,16 @@ impl Dest {
         result
     }
 
-    fn upload_parts(&self, b: &Bucket, rel: &str, job: Job) -> Result<Sent> {
-        let Job {
-            src,
-            t,
-            fresh,
-            saved,
-            jpath,
-            progress,
-        } = job;
+    fn upload_parts(&self, b: &Bucket, rel: &str, mut job: Job) -> Result<Sent> {
+        let (src, t, jpath, progress) = (job.src, job.t, job.jpath, job.progress);
         let key = b.key(rel);
-        let mut journal = match saved {
+        let mut journal = match job.saved.take() {
             Some(j) if j.upload_id.is_some() => j,
             _ => {
                 let id = self.start_multipart(b, &key, &src.sha256.to_hex(), rel)?;
                 let j = Journal {
                     upload_id: Some(id),
-                    ..fresh.clone()
+                    ..job.fresh.clone()
                 };
                 j.save(jpath)?;
                 j
@@ -236,15 +229,7 @@ impl Dest {
             // The service forgot the upload (expired, aborted): start once more from nothing.
             Err(e) if e.exit == Exit::NoInput && !journal.done.is_empty() => {
                 let _ = std::fs::remove_file(jpath);
-                let again = Job {
-                    src,
-                    t,
-                    fresh,
-                    saved: None,
-                    jpath,
-                    progress,
-                };
-                self.upload_parts(b, rel, again)
+                self.upload_parts(b, rel, Job { saved: None, ..job })
             }
             other => other,
         }
@@ -442,14 +427,7 @@ fn read_full(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
 /// Sends a file into a folder: `.NAME.snap-part` written part by part, each
 /// fdatasynced before the journal counts it, then fsynced and renamed.
 fn upload_file(dest: &Path, job: Job) -> Result<Sent> {
-    let Job {
-        src,
-        t,
-        fresh,
-        saved,
-        jpath,
-        progress,
-    } = job;
+    let (src, t, jpath, progress) = (job.src, job.t, job.jpath, job.progress);
     let dir = snap_shared::fsutil::parent_of(dest);
     if !dir.is_dir() {
         crate::backend::folder::create_folder(dir)?;
@@ -467,7 +445,7 @@ fn upload_file(dest: &Path, job: Job) -> Result<Sent> {
         .map_err(io)?;
     let on_disk = file.metadata().map_err(io)?.len();
     // Resume only over a prefix of whole, synced parts that the part file really has.
-    let mut journal = saved.unwrap_or_else(|| fresh.clone());
+    let mut journal = job.saved.unwrap_or(job.fresh);
     let resumed = journal.keep_prefix(src.size, Some(on_disk));
     let skip: Vec<usize> = journal.done.keys().copied().collect();
     let part_size = journal.part_size;
@@ -529,16 +507,9 @@ fn upload_file(dest: &Path, job: Job) -> Result<Sent> {
 /// it, then renamed. A server that cannot write into an existing file
 /// (rclone without its VFS cache) starts the part file over instead.
 fn upload_remote(r: &Remote, rel: &str, job: Job) -> Result<Sent> {
-    let Job {
-        src,
-        t,
-        fresh,
-        saved,
-        jpath,
-        progress,
-    } = job;
+    let (src, t, jpath, progress) = (job.src, job.t, job.jpath, job.progress);
     let part_rel = r.part_name(rel);
-    let mut journal = saved.unwrap_or_else(|| fresh.clone());
+    let mut journal = job.saved.unwrap_or(job.fresh);
     let (part, on_server) = r.open_part(&part_rel, journal.done.contains_key(&0))?;
     let resumed = journal.keep_prefix(src.size, on_server);
     let skip: Vec<usize> = journal.done.keys().copied().collect();

@@ -205,41 +205,34 @@ impl<'a> Restorer<'a> {
         let (select, dec) = (self.select, self.dec);
         let layout = archive.layout.clone();
         let mut frames: Vec<usize> = Vec::new();
-        chosen_members(
+        let members = Members {
             select,
             dec,
             link,
             final_index,
-            layout.tar_len(),
-            |span, _| {
-                for i in layout.covering(span) {
-                    if frames.last().is_none_or(|&last| i > last) {
-                        frames.push(i);
-                    }
+            tar_len: layout.tar_len(),
+        };
+        members.each(|span, _| {
+            for i in layout.covering(span) {
+                if frames.last().is_none_or(|&last| i > last) {
+                    frames.push(i);
                 }
-                Ok(())
-            },
-        )?;
+            }
+            Ok(())
+        })?;
         let mut stream = archive.frames(frames);
-        chosen_members(
-            select,
-            dec,
-            link,
-            final_index,
-            layout.tar_len(),
-            |span, f| {
-                stream.skip_to(span.start).map_err(|e| corrupt(&data, e))?;
-                let dest = select.content_dest(&f.path).unwrap_or(&f.path).to_vec();
-                let put = crate::seeking::with_member(&mut stream, &f.path, |member| {
-                    self.put_file(&dest, &f, member, &data, false)
-                });
-                match put {
-                    Ok(done) => done?,
-                    Err(e) => self.refused(&f.path, Refused::Source(e)),
-                }
-                self.stop_if_fatal()
-            },
-        )?;
+        members.each(|span, f| {
+            stream.skip_to(span.start).map_err(|e| corrupt(&data, e))?;
+            let dest = select.content_dest(&f.path).unwrap_or(&f.path).to_vec();
+            let put = crate::seeking::with_member(&mut stream, &f.path, |member| {
+                self.put_file(&dest, &f, member, &data, false)
+            });
+            match put {
+                Ok(done) => done?,
+                Err(e) => self.refused(&f.path, Refused::Source(e)),
+            }
+            self.stop_if_fatal()
+        })?;
         self.drain_writers(true);
         self.stop_if_fatal()
     }
@@ -382,45 +375,54 @@ impl<'a> Restorer<'a> {
     }
 }
 
-/// Calls `each` with the tar span and the final entry of every chosen file
-/// whose content `link`'s archive holds (its index gives it a `tar_offset`,
-/// with the final sha256), in tar order. A member ends where the next one
-/// the archive carries begins (the index is in tar order), the last at the
-/// end of the tar.
-pub(crate) fn chosen_members(
-    select: &Select,
-    dec: &Decrypt,
-    link: &Item,
-    final_index: &IndexLoc,
-    tar_len: u64,
-    mut each: impl FnMut(std::ops::Range<u64>, Entry) -> Result<()>,
-) -> Result<()> {
-    let own_index = link.index().expect("archives have an index");
-    let mut fin = match own_index == *final_index {
-        true => None,
-        false => Some(Cursor::new(open_index(final_index, dec)?)?),
-    };
-    let mut reader = open_index(&own_index, dec)?;
-    let mut pending: Option<(u64, Entry)> = None;
-    while let Some(e) = reader.next_entry()? {
-        let Some(at) = e.tar_offset else { continue };
-        if let Some((start, f)) = pending.take() {
-            each(start..at, f)?;
-        }
-        if e.kind != EntryType::File || select.content_dest(&e.path).is_none() {
-            continue;
-        }
-        let f = match fin.as_mut() {
-            None => Some(e),
-            Some(fin) => fin
-                .seek(&e.path, |_| {})?
-                .filter(|f| f.kind == EntryType::File && f.sha256 == e.sha256),
+/// The chosen files whose content one archive of a chain (`link`) holds.
+pub(crate) struct Members<'a> {
+    pub(crate) select: &'a Select,
+    pub(crate) dec: &'a Decrypt,
+    pub(crate) link: &'a Item,
+    pub(crate) final_index: &'a IndexLoc,
+    /// Where the archive's tar ends.
+    pub(crate) tar_len: u64,
+}
+
+impl Members<'_> {
+    /// Calls `each` with the tar span and the final entry of every chosen
+    /// file whose content the archive holds (its index gives it a
+    /// `tar_offset`, with the final sha256), in tar order. A member ends
+    /// where the next one the archive carries begins (the index is in tar
+    /// order), the last at the end of the tar.
+    pub(crate) fn each(
+        &self,
+        mut each: impl FnMut(std::ops::Range<u64>, Entry) -> Result<()>,
+    ) -> Result<()> {
+        let (select, dec, final_index) = (self.select, self.dec, self.final_index);
+        let own_index = self.link.index().expect("archives have an index");
+        let mut fin = match own_index == *final_index {
+            true => None,
+            false => Some(Cursor::new(open_index(final_index, dec)?)?),
         };
-        pending = f.map(|f| (at, f));
-    }
-    match pending {
-        Some((start, f)) => each(start..tar_len, f),
-        None => Ok(()),
+        let mut reader = open_index(&own_index, dec)?;
+        let mut pending: Option<(u64, Entry)> = None;
+        while let Some(e) = reader.next_entry()? {
+            let Some(at) = e.tar_offset else { continue };
+            if let Some((start, f)) = pending.take() {
+                each(start..at, f)?;
+            }
+            if e.kind != EntryType::File || select.content_dest(&e.path).is_none() {
+                continue;
+            }
+            let f = match fin.as_mut() {
+                None => Some(e),
+                Some(fin) => fin
+                    .seek(&e.path, |_| {})?
+                    .filter(|f| f.kind == EntryType::File && f.sha256 == e.sha256),
+            };
+            pending = f.map(|f| (at, f));
+        }
+        match pending {
+            Some((start, f)) => each(start..self.tar_len, f),
+            None => Ok(()),
+        }
     }
 }
 

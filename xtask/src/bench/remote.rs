@@ -230,29 +230,24 @@ pub(crate) fn measure_round(
         let opts = sshd.ssh_options();
         let port = sshd.port.to_string();
         let target = format!("127.0.0.1:{}/", dest.display());
+        let scp = || {
+            let mut c = Command::new("scp");
+            c.arg("-q")
+                .args(&opts)
+                .args(["-P", &port])
+                .arg(data)
+                .arg(&target);
+            c
+        };
         let (wall, rss) = match tool {
             "snap" => measure(&mut snap_push(json, &sshd.url(&dest), &state, &sshd.env()))?,
-            "scp" => measure(
-                Command::new("scp")
-                    .arg("-q")
-                    .args(&opts)
-                    .args(["-P", &port])
-                    .arg(data)
-                    .arg(&target),
-            )?,
+            "scp" => measure(&mut scp())?,
             "scp+sync" | "scp+sha256+sync" => {
                 let start = Instant::now();
                 let hash = (tool == "scp+sha256+sync")
                     .then(|| sha256_alongside(data))
                     .transpose()?;
-                quiet(
-                    Command::new("scp")
-                        .arg("-q")
-                        .args(&opts)
-                        .args(["-P", &port])
-                        .arg(data)
-                        .arg(&target),
-                )?;
+                quiet(&mut scp())?;
                 quiet(&mut sshd.ssh(&format!("sync -f '{}'", dest.display())))?;
                 if let Some(h) = hash {
                     finish(h, "openssl")?;
