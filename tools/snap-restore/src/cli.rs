@@ -5,6 +5,9 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 
+use snap_cli::Reporter;
+use snap_read::source::Source;
+use snap_read::trust::Trust;
 use snap_shared::crypt::{self, Decrypt};
 use snap_shared::error::Result;
 
@@ -242,4 +245,14 @@ pub(crate) fn decryption(g: &Global) -> Result<Decrypt> {
     }
     dec.passphrase = crypt::read_passphrase(g.passphrase_file.as_deref())?;
     Ok(dec)
+}
+
+/// What every verb runs with: where it reads, the global flags, whose
+/// records it trusts, and where it reports.
+#[derive(Clone, Copy)]
+pub(crate) struct At<'a> {
+    pub(crate) source: &'a Source,
+    pub(crate) g: &'a Global,
+    pub(crate) trust: &'a Trust,
+    pub(crate) report: &'a Reporter,
 }

@@ -3,16 +3,14 @@
 
 use std::path::Path;
 
-use snap_cli::Reporter;
 use snap_read::import::{Request, import};
 use snap_read::source::Source;
-use snap_read::trust::Trust;
 use snap_shared::crypt;
 use snap_shared::error::{Error, Exit, Result};
 use snap_shared::jsonl::RecordWriter;
 use snap_shared::record::Record;
 
-use crate::cli::{Global, decryption};
+use crate::cli::{At, decryption};
 
 /// What `snap-restore import` was asked, from its flags.
 pub struct Asked<'a> {
@@ -26,14 +24,8 @@ pub struct Asked<'a> {
 /// `snap-restore import`: the tar into the store as an archive, its
 /// `archive` record on stdout; members or attributes left out of the index
 /// make it exit 65 after the record.
-pub fn command(
-    source: &Source,
-    g: &Global,
-    asked: &Asked,
-    trust: &Trust,
-    report: &Reporter,
-    stdout: impl std::io::Write,
-) -> Result<Exit> {
+pub fn command(at: &At, asked: &Asked, stdout: impl std::io::Write) -> Result<Exit> {
+    let (source, g, trust, report) = (at.source, at.g, at.trust, at.report);
     let Source::Store(store) = source else {
         return Err(Error::usage(
             "import",

@@ -14,6 +14,7 @@ mod restore;
 use std::ffi::OsString;
 
 use clap::CommandFactory;
+use cli::At;
 use cli::decryption;
 pub use cli::{Cli, Command, Global};
 
@@ -54,6 +55,12 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
         g.allow_unsigned,
     )?;
     let mut stdout = std::io::stdout().lock();
+    let at = At {
+        source: &source,
+        g,
+        trust: &trust,
+        report,
+    };
     match &cli.command {
         Command::List {
             dir,
@@ -155,7 +162,7 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
                 description: description.as_deref(),
                 tags,
             };
-            import::command(&source, g, &asked, &trust, report, stdout)
+            import::command(&at, &asked, stdout)
         }
         Command::Cat {
             name,
@@ -195,7 +202,7 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
                 },
                 numeric_owner: *numeric_owner,
             };
-            restore::command(&source, g, &asked, &trust, report, stdout)
+            restore::command(&at, &asked, stdout)
         }
     }
 }

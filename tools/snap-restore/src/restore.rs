@@ -4,16 +4,13 @@
 
 use std::path::Path;
 
-use snap_cli::Reporter;
 use snap_read::restore::{Request, run};
-use snap_read::source::Source;
-use snap_read::trust::Trust;
 use snap_read::{attrs, disk, preview};
 use snap_shared::error::{Exit, Result};
 use snap_shared::jsonl::RecordWriter;
 use snap_shared::record::Record;
 
-use crate::cli::{Global, decryption};
+use crate::cli::{At, decryption};
 
 /// What `snap-restore restore` was asked, from its flags.
 pub struct Asked<'a> {
@@ -29,14 +26,8 @@ pub struct Asked<'a> {
 
 /// `snap-restore restore`: a dry run's plan, a disk snapshot's image, or
 /// files from a snapshot, an archive or a tar, with the `restored` record.
-pub fn command(
-    source: &Source,
-    g: &Global,
-    asked: &Asked,
-    trust: &Trust,
-    report: &Reporter,
-    stdout: impl std::io::Write,
-) -> Result<Exit> {
+pub fn command(at: &At, asked: &Asked, stdout: impl std::io::Write) -> Result<Exit> {
+    let (source, g, trust, report) = (at.source, at.g, at.trust, at.report);
     let dec = decryption(g)?;
     if asked.dry_run {
         let item = source.resolve(asked.name, asked.archive)?;
