@@ -24,20 +24,34 @@ fn clap_exit(e: clap::Error) -> i32 {
     }
 }
 
+/// `--quiet` and `--verbose`, the same in every tool (flattened into its
+/// clap struct). Each tool says what its `--verbose` names with
+/// `#[command(mut_arg("verbose", |a| a.help(…)))]`.
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct Loudness {
+    /// Print only warnings and errors on stderr
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Print more on stderr
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+}
+
 /// A whole tool: parses `args` as `C` (usage errors exit 64), makes the
-/// reporter from the `--quiet`/`--verbose` that `flags` reads, runs, and
+/// reporter from the [`Loudness`] that `loudness` reads, runs, and
 /// returns the exit code, printing a fatal error once.
 pub fn main<C: clap::Parser>(
     tool: &'static str,
     args: impl IntoIterator<Item = std::ffi::OsString>,
-    flags: impl Fn(&C) -> (bool, bool),
+    loudness: impl Fn(&C) -> Loudness,
     run: impl FnOnce(&C, &Reporter) -> Result<Exit, Error>,
 ) -> i32 {
     let cli = match C::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => return clap_exit(e),
     };
-    let (quiet, verbose) = flags(&cli);
+    let Loudness { quiet, verbose } = loudness(&cli);
     let report = Reporter::new(tool, quiet, verbose);
     let outcome = run(&cli, &report);
     finish(tool, &report, outcome)

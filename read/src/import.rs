@@ -33,14 +33,18 @@ use crate::members::{entry_of, member_error, sanitize};
 use crate::stream;
 use crate::target::{Refused, copy_hashed};
 
-/// Imports `path` into `store` as an archive of `set`.
-/// What to import, and how.
-pub struct Request<'a> {
+/// What to import: the tar, and the set, id and notes its record gets
+/// (the user's words).
+pub struct What<'a> {
     pub path: &'a Path,
     pub set: &'a str,
     pub id: Option<&'a str>,
     pub description: Option<&'a str>,
     pub tags: &'a [String],
+}
+
+/// How to import: the keys that open it, encrypt its index and sign its record.
+pub struct How<'a> {
     pub dec: &'a Decrypt,
     /// For an encrypted archive: whom its index is encrypted to (it lists every name).
     pub index_encrypt: Option<&'a Encrypt>,
@@ -49,9 +53,9 @@ pub struct Request<'a> {
     pub signer: &'a snap_shared::sign::Signer,
 }
 
-/// Imports `req.path` into `store` as an archive of `req.set`.
-pub fn import(store: &Store, req: &Request, report: &Reporter) -> Result<ArchiveRecord> {
-    let (path, set, id, dec) = (req.path, req.set, req.id, req.dec);
+/// Imports `what.path` into `store` as an archive of `what.set`.
+pub fn import(store: &Store, what: &What, how: &How, report: &Reporter) -> Result<ArchiveRecord> {
+    let (path, set, id, dec) = (what.path, what.set, what.id, how.dec);
     check_name(set).map_err(|e| Error::usage(format!("--set {set}"), e))?;
     let meta = fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if !meta.is_file() {
@@ -87,7 +91,7 @@ pub fn import(store: &Store, req: &Request, report: &Reporter) -> Result<Archive
     drop(opened);
     let compression = Compression::parse(compression).expect("stream names a known compression");
     let data = files.data(compression, encrypted);
-    if encrypted && req.index_encrypt.is_none() {
+    if encrypted && how.index_encrypt.is_none() {
         return Err(Error::usage(path.display().to_string(), "is encrypted, and its index would list every name in the clear")
             .with_hint("give the age --identity file or --passphrase-file that opens it; the index is encrypted to the same"));
     }
@@ -107,7 +111,7 @@ pub fn import(store: &Store, req: &Request, report: &Reporter) -> Result<Archive
             left_out,
             attributes_left_out,
         } = read_entries(&temps[0], dec, report)?;
-        let index_sha = write_index(&temps[1], &entries, req.index_encrypt.filter(|_| encrypted))?;
+        let index_sha = write_index(&temps[1], &entries, how.index_encrypt.filter(|_| encrypted))?;
         let sums = archive::sums_text(&[(sha, &data), (index_sha, &index)]);
         write_small(&temps[2], sums.as_bytes())?;
         let files_count = entries.iter().filter(|e| e.kind != EntryType::Dir).count() as u64;
@@ -121,11 +125,11 @@ pub fn import(store: &Store, req: &Request, report: &Reporter) -> Result<Archive
         extra.insert("packed_bytes".into(), json!(file_bytes));
         extra.insert("snapshot_bytes".into(), json!(file_bytes));
         extra.insert("chain".into(), json!(1));
-        if let Some(d) = req.description {
+        if let Some(d) = what.description {
             extra.insert("description".into(), json!(d));
         }
-        if !req.tags.is_empty() {
-            extra.insert("tags".into(), json!(req.tags));
+        if !what.tags.is_empty() {
+            extra.insert("tags".into(), json!(what.tags));
         }
         if left_out > 0 {
             extra.insert("left_out".into(), json!(left_out));
@@ -152,7 +156,7 @@ pub fn import(store: &Store, req: &Request, report: &Reporter) -> Result<Archive
             .map_err(|e| Error::internal("record", e))?;
         text.push('\n');
         write_small(&temps[3], text.as_bytes())?;
-        write_small(&temps[4], req.signer.sign(text.as_bytes())?.as_bytes())?;
+        write_small(&temps[4], how.signer.sign(text.as_bytes())?.as_bytes())?;
         archive::publish(
             &dir,
             &[

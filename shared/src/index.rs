@@ -142,8 +142,10 @@ fn split_text(bytes: &[u8]) -> (Cow<'_, str>, Option<String>) {
     }
 }
 
-#[derive(Serialize)]
-struct EntryOut<'a> {
+/// An entry as its JSON line spells it: written borrowing from the
+/// [`Entry`], read owning (a `Cow` deserializes owned).
+#[derive(Serialize, Deserialize)]
+struct Wire<'a> {
     path: Cow<'a, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     path_b64: Option<String>,
@@ -169,38 +171,34 @@ struct EntryOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     tar_offset: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    user: Option<&'a str>,
+    user: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    group: Option<&'a str>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    xattrs: BTreeMap<&'a str, String>,
+    group: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    xattrs: BTreeMap<Cow<'a, str>, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     ctime: Option<i64>,
 }
 
-#[derive(Deserialize)]
-struct EntryIn {
-    path: String,
-    path_b64: Option<String>,
-    #[serde(rename = "type")]
-    kind: EntryType,
-    size: u64,
-    mode: u32,
-    mtime: i64,
-    uid: u32,
-    gid: u32,
-    sha256: Option<String>,
-    target: Option<String>,
-    target_b64: Option<String>,
-    link: Option<String>,
-    link_b64: Option<String>,
-    rdev: Option<u64>,
-    tar_offset: Option<u64>,
-    user: Option<String>,
-    group: Option<String>,
-    #[serde(default)]
-    xattrs: BTreeMap<String, String>,
-    ctime: Option<i64>,
+/// [`split_text`] of an optional field: the text and its base64 twin.
+fn split_optional(bytes: Option<&[u8]>) -> (Option<Cow<'_, str>>, Option<String>) {
+    match bytes {
+        Some(t) => {
+            let (a, b) = split_text(t);
+            (Some(a), b)
+        }
+        None => (None, None),
+    }
+}
+
+/// [`join_text`] of an optional field.
+fn join_optional(
+    text: Option<Cow<'_, str>>,
+    b64: Option<String>,
+    field: &str,
+) -> std::result::Result<Option<Vec<u8>>, String> {
+    text.map(|t| join_text(t.into_owned(), b64, field))
+        .transpose()
 }
 
 fn join_text(
@@ -220,21 +218,9 @@ impl Entry {
     /// The entry as one JSON line (without the newline).
     pub fn to_json(&self) -> String {
         let (path, path_b64) = split_text(&self.path);
-        let (target, target_b64) = match &self.target {
-            Some(t) => {
-                let (a, b) = split_text(t);
-                (Some(a), b)
-            }
-            None => (None, None),
-        };
-        let (link, link_b64) = match &self.link {
-            Some(t) => {
-                let (a, b) = split_text(t);
-                (Some(a), b)
-            }
-            None => (None, None),
-        };
-        let out = EntryOut {
+        let (target, target_b64) = split_optional(self.target.as_deref());
+        let (link, link_b64) = split_optional(self.link.as_deref());
+        let out = Wire {
             path,
             path_b64,
             kind: self.kind,
@@ -250,12 +236,12 @@ impl Entry {
             link_b64,
             rdev: self.rdev,
             tar_offset: self.tar_offset,
-            user: self.user.as_deref(),
-            group: self.group.as_deref(),
+            user: self.user.as_deref().map(Cow::Borrowed),
+            group: self.group.as_deref().map(Cow::Borrowed),
             xattrs: self
                 .xattrs
                 .iter()
-                .map(|(n, v)| (n.as_str(), B64.encode(v)))
+                .map(|(n, v)| (Cow::Borrowed(n.as_str()), B64.encode(v)))
                 .collect(),
             ctime: self.ctime,
         };
@@ -264,24 +250,18 @@ impl Entry {
 
     /// Parses one JSON line; the error says what is wrong with it.
     pub fn from_json(line: &str) -> std::result::Result<Entry, String> {
-        let raw: EntryIn = serde_json::from_str(line).map_err(|e| e.to_string())?;
-        let path = join_text(raw.path, raw.path_b64, "path")?;
+        let raw: Wire = serde_json::from_str(line).map_err(|e| e.to_string())?;
+        let path = join_text(raw.path.into_owned(), raw.path_b64, "path")?;
         check_relative_path(&path)
             .map_err(|e| format!("bad path {:?}: {e}", String::from_utf8_lossy(&path)))?;
-        let target = match raw.target {
-            Some(t) => Some(join_text(t, raw.target_b64, "target")?),
-            None => None,
-        };
-        let link = match raw.link {
-            Some(t) => Some(join_text(t, raw.link_b64, "link")?),
-            None => None,
-        };
+        let target = join_optional(raw.target, raw.target_b64, "target")?;
+        let link = join_optional(raw.link, raw.link_b64, "link")?;
         let sha256 = raw.sha256.map(|s| s.parse::<Sha256Digest>()).transpose()?;
         let xattrs = raw
             .xattrs
             .into_iter()
             .map(|(n, v)| match B64.decode(&v) {
-                Ok(v) => Ok((n, v)),
+                Ok(v) => Ok((n.into_owned(), v)),
                 Err(e) => Err(format!("xattr {n:?} is not base64: {e}")),
             })
             .collect::<std::result::Result<Xattrs, String>>()?;
@@ -299,8 +279,8 @@ impl Entry {
             rdev: raw.rdev,
             tar_offset: raw.tar_offset,
             xattrs,
-            user: raw.user,
-            group: raw.group,
+            user: raw.user.map(Cow::into_owned),
+            group: raw.group.map(Cow::into_owned),
             ctime: raw.ctime,
         };
         entry.check_fields()?;

@@ -160,7 +160,7 @@ impl Target {
         match self.publish(&dir, &temp_of(name), name) {
             // Something is there already: the same content is a rerun's work, done.
             Err(Refused::Exists) if self.same_file(&dir, name, s.size, &s.digest)? => {
-                Ok(self.repair(&dir, name, &s.rel, &s.meta, Some(s.meta.mode))?)
+                Ok(self.repair(&dir, &s.rel, &s.meta, Some(s.meta.mode))?)
             }
             Err(e) => Err(e),
             Ok(()) => Ok(Outcome::Written),

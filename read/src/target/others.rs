@@ -112,7 +112,7 @@ impl Target {
         if let Ok(existing) = readlinkat(&*dir, os(name), Vec::new())
             && existing.as_bytes() == target
         {
-            return Ok(self.repair(&dir, name, rel, meta, None)?);
+            return Ok(self.repair(&dir, rel, meta, None)?);
         }
         let tmp = temp_of(name);
         let _ = unlinkat(&*dir, os(&tmp), AtFlags::empty());
@@ -122,17 +122,18 @@ impl Target {
         Ok(Outcome::Written)
     }
 
-    /// An entry already there with the right content: its owner (as root),
-    /// mode (when given) and mtime set again where they differ from `meta`,
-    /// as rsync -a and restic do; the bytes are not touched.
+    /// An entry already there (`rel`, its name in `dir`) with the right
+    /// content: its owner (as root), mode (when given) and mtime set again
+    /// where they differ from `meta`, as rsync -a and restic do; the bytes
+    /// are not touched.
     pub(super) fn repair(
         &mut self,
         dir: &OwnedFd,
-        name: &[u8],
         rel: &[u8],
         meta: &Meta,
         mode: Option<u32>,
     ) -> io::Result<Outcome> {
+        let name = name_of(rel);
         let st = statat(dir, os(name), AtFlags::SYMLINK_NOFOLLOW)?;
         let want = timestamps(meta.mtime_ns).last_modification;
         let same = (st.st_mtime as i64, st.st_mtime_nsec as i64) == (want.tv_sec, want.tv_nsec)
@@ -209,7 +210,7 @@ impl Target {
             && FileType::from_raw_mode(st.st_mode) == kind
             && (kind == FileType::Fifo || st.st_rdev == rdev)
         {
-            return Ok(self.repair(&dir, name, rel, meta, Some(meta.mode))?);
+            return Ok(self.repair(&dir, rel, meta, Some(meta.mode))?);
         }
         let tmp = temp_of(name);
         let _ = unlinkat(&*dir, os(&tmp), AtFlags::empty());

@@ -48,7 +48,8 @@ browse with ls and restore with cp; files unchanged since the set's previous sna
 (same size, mtime, mode and owner) are hard links into it, like rsync --link-dest. \
 New and changed files are copied and hashed with SHA-256 in the same read. \
 One `snapshot` record per set is written on stdout as a JSON line.",
-    after_help = "Examples:\n  snap-collect                         collect every set in the config\n  snap-collect --set data              collect one configured set\n  snap-collect --name etc /etc         collect /etc as the ad-hoc set \"etc\"\n  snap-collect | snap-pack | snap-push a whole backup"
+    after_help = "Examples:\n  snap-collect                         collect every set in the config\n  snap-collect --set data              collect one configured set\n  snap-collect --name etc /etc         collect /etc as the ad-hoc set \"etc\"\n  snap-collect | snap-pack | snap-push a whole backup",
+    mut_arg("verbose", |a| a.help("Name every file copied"))
 )]
 pub struct Cli {
     /// Paths to collect as an ad-hoc set (needs --name)
@@ -95,13 +96,8 @@ pub struct Cli {
     #[arg(long, value_name = "SIZE")]
     pub min_free: Option<String>,
 
-    /// Print only warnings and errors on stderr
-    #[arg(short, long, conflicts_with = "verbose")]
-    pub quiet: bool,
-
-    /// Name every file copied
-    #[arg(short, long)]
-    pub verbose: bool,
+    #[command(flatten)]
+    pub loudness: snap_cli::Loudness,
 }
 
 /// The clap definition, for man pages and completions.
@@ -114,7 +110,7 @@ pub const TOOL: &str = "snap-collect";
 
 /// Runs the tool with these arguments and returns the process exit code.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
-    snap_cli::main(TOOL, args, |c: &Cli| (c.quiet, c.verbose), run)
+    snap_cli::main(TOOL, args, |c: &Cli| c.loudness, run)
 }
 
 fn load_config(cli: &Cli) -> Result<Option<LoadedConfig>> {

@@ -36,7 +36,8 @@ Exit codes: 0 done; 1 the --before command failed; 64 usage; 65 a damaged snapsh
 66 no such image or snapshot; 69 qemu-img is missing, or QEMU's monitor is unreachable or refused; \
 73 cannot create the output; 74 I/O error; 75 the image is in use or the store is busy; 78 bad config; \
 130 interrupted (a live snapshot thaws the guest and takes its nodes out of QEMU first).",
-    after_help = "Examples:\n  snap-disk create ~/vms/dev.qcow2 before-upgrade -d \"Before system upgrade\"\n  snap-disk create ~/vms/win.raw                     a blocks snapshot named by the time\n  snap-disk create ~/vms/dev.qcow2 --overlay clean-install\n  snap-disk create ~/vms/dev.raw --before \"ssh dev sudo apt full-upgrade -y\"\n  snap-disk create ~/vms/web.qcow2 --qmp /run/vm/web.qmp --freeze --guest-agent /run/vm/web.qga\n  snap-disk serve web 2026-12-01T101500Z --from t9\n  snap-disk list\n  snap-disk restore dev before-upgrade\n  snap-disk export win 2026-12-01T101500Z win.raw.zst\n  snap-disk create ~/vms/win.raw | snap-push --dest t9"
+    after_help = "Examples:\n  snap-disk create ~/vms/dev.qcow2 before-upgrade -d \"Before system upgrade\"\n  snap-disk create ~/vms/win.raw                     a blocks snapshot named by the time\n  snap-disk create ~/vms/dev.qcow2 --overlay clean-install\n  snap-disk create ~/vms/dev.raw --before \"ssh dev sudo apt full-upgrade -y\"\n  snap-disk create ~/vms/web.qcow2 --qmp /run/vm/web.qmp --freeze --guest-agent /run/vm/web.qga\n  snap-disk serve web 2026-12-01T101500Z --from t9\n  snap-disk list\n  snap-disk restore dev before-upgrade\n  snap-disk export win 2026-12-01T101500Z win.raw.zst\n  snap-disk create ~/vms/win.raw | snap-push --dest t9",
+    mut_arg("verbose", |a| a.help("Print more detail"))
 )]
 pub struct Cli {
     /// Store directory [default: $SNAP_STORE, else $DBACKUP, else the config's "store", else ~/.local/share/snap]
@@ -47,13 +48,8 @@ pub struct Cli {
     #[arg(short, long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
 
-    /// Print only warnings and errors on stderr
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
-    pub quiet: bool,
-
-    /// Print more detail
-    #[arg(short, long, global = true)]
-    pub verbose: bool,
+    #[command(flatten)]
+    pub loudness: snap_cli::Loudness,
 
     #[command(subcommand)]
     pub command: Cmd,

@@ -43,7 +43,7 @@ pub fn command() -> clap::Command {
 
 /// Runs the tool with these arguments and returns the process exit code.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
-    snap_cli::main(TOOL, args, |c: &Cli| (c.quiet, c.verbose), run)
+    snap_cli::main(TOOL, args, |c: &Cli| c.loudness, run)
 }
 
 pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {

@@ -22,7 +22,8 @@ them) or takes --snapshot, and writes <store>/archives/<set>/<id>.tar.zst (or un
 written last: an archive without it is unfinished and redone by the next run). One `archive` \
 record per archive is written on stdout; records of other kinds pass through. The archives are \
 plain tar: `tar --zstd -xf` extracts them and `age -d` decrypts them with no snap tool installed.",
-    after_help = "Examples:\n  snap-collect | snap-pack                      pack what was just collected\n  snap-pack --snapshot data/latest              pack the newest snapshot of set \"data\"\n  snap-pack --snapshot data/latest --incremental --full-every 7\n  snap-pack --snapshot data/latest --recipients-file ~/.config/snap/recipients\n  snap-collect | snap-pack | snap-push          a whole backup"
+    after_help = "Examples:\n  snap-collect | snap-pack                      pack what was just collected\n  snap-pack --snapshot data/latest              pack the newest snapshot of set \"data\"\n  snap-pack --snapshot data/latest --incremental --full-every 7\n  snap-pack --snapshot data/latest --recipients-file ~/.config/snap/recipients\n  snap-collect | snap-pack | snap-push          a whole backup",
+    mut_arg("verbose", |a| a.help("Name every file packed"))
 )]
 pub struct Cli {
     /// A snapshot to pack: SET/ID, SET/latest, an ID, or the path of a snapshot or its .json (repeatable; default: records on stdin)
@@ -81,13 +82,8 @@ pub struct Cli {
     #[arg(long, value_name = "SIZE")]
     pub min_free: Option<String>,
 
-    /// Print only warnings and errors on stderr
-    #[arg(short, long, conflicts_with = "verbose")]
-    pub quiet: bool,
-
-    /// Name every file packed
-    #[arg(short, long)]
-    pub verbose: bool,
+    #[command(flatten)]
+    pub loudness: snap_cli::Loudness,
 }
 
 /// The compression of `--compression`, for the CLI's value parser.

@@ -52,7 +52,8 @@ for removals the bytes freed.\n\n\
 Exit codes: 0 done; 64 usage or no rule; 65 a record at a destination is unreadable; 66 no store; \
 69 a destination is unreachable; 74 I/O error; 75 a destination is absent (drive not plugged in), \
 or the store or destination is busy; 77 permission denied; 78 bad config.",
-    after_help = "Examples:\n  snap-prune --keep-last 7                         the store: keep the 7 newest snapshots of each set\n  snap-prune --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --dry-run\n  snap-prune --dest t9                             a configured drive, by the config's retention\n  snap-prune --dest s3://bucket/snap --keep-within 90d --dry-run    what it would remove, and the cost\n  snap-prune --set data --keep-tag pre-upgrade --keep-last 3"
+    after_help = "Examples:\n  snap-prune --keep-last 7                         the store: keep the 7 newest snapshots of each set\n  snap-prune --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --dry-run\n  snap-prune --dest t9                             a configured drive, by the config's retention\n  snap-prune --dest s3://bucket/snap --keep-within 90d --dry-run    what it would remove, and the cost\n  snap-prune --set data --keep-tag pre-upgrade --keep-last 3",
+    mut_arg("verbose", |a| a.help("Print every decision, kept ones too"))
 )]
 pub struct Cli {
     /// Prune archives at this destination: path, uuid://, label://, s3://, gs://, az://, sftp:// URL, rclone:REMOTE:PATH, or a configured name (repeatable) [default: the store]
@@ -143,13 +144,8 @@ pub struct Cli {
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
 
-    /// Print only warnings and errors on stderr
-    #[arg(short, long, conflicts_with = "verbose")]
-    pub quiet: bool,
-
-    /// Print every decision, kept ones too
-    #[arg(short, long)]
-    pub verbose: bool,
+    #[command(flatten)]
+    pub loudness: snap_cli::Loudness,
 }
 
 /// A count flag's value: `None` is 0, the rule off (clap reads `Option<Option<_>>` otherwise).

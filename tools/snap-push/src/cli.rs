@@ -41,7 +41,8 @@ Exit codes: 0 done; 64 usage; 65 an archive or a pushed object failed its check;
 are missing; 69 a destination is unreachable; 73 a destination is too full or holds another archive \
 of the same name; 74 I/O error; 75 a destination is absent (drive not plugged in) or busy; 77 permission \
 denied; 78 bad config.",
-    after_help = "Examples:\n  snap-collect | snap-pack | snap-push                  a whole backup, to the configured destinations\n  snap-pack --snapshot data/latest | snap-push --dest /media/me/T9/backups\n  snap-push --all --dest uuid://2F3A-11C4/backups      everything the drive lacks, when it is plugged in\n  snap-push --all --dest s3://my-bucket/snap --bwlimit 5M --verify\n  snap-push --all --dry-run                            what would be sent, and how much"
+    after_help = "Examples:\n  snap-collect | snap-pack | snap-push                  a whole backup, to the configured destinations\n  snap-pack --snapshot data/latest | snap-push --dest /media/me/T9/backups\n  snap-push --all --dest uuid://2F3A-11C4/backups      everything the drive lacks, when it is plugged in\n  snap-push --all --dest s3://my-bucket/snap --bwlimit 5M --verify\n  snap-push --all --dry-run                            what would be sent, and how much",
+    mut_arg("verbose", |a| a.help("Say what happens to each archive at each destination"))
 )]
 pub struct Cli {
     /// A destination: path, uuid://, label://, s3://, gs://, az://, sftp:// URL, rclone:REMOTE:PATH, or a configured name (repeatable) [default: the config's destinations]
@@ -108,13 +109,8 @@ pub struct Cli {
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
 
-    /// Print only warnings and errors on stderr
-    #[arg(short, long, conflicts_with = "verbose")]
-    pub quiet: bool,
-
-    /// Say what happens to each archive at each destination
-    #[arg(short, long)]
-    pub verbose: bool,
+    #[command(flatten)]
+    pub loudness: snap_cli::Loudness,
 }
 
 fn parse_rate(s: &str) -> std::result::Result<u64, String> {

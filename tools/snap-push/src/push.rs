@@ -164,7 +164,7 @@ pub fn push(local: &Local, dest: &Dest, opts: &Options, report: &Reporter) -> Re
         let mine = (|| -> Result<()> {
             for (i, o) in rest.iter().enumerate() {
                 let last = i + 1 == rest.len();
-                let s = send_only(local, dest, o, opts, report)?;
+                let s = send(local, dest, o, opts, report)?;
                 opts.sent.set(opts.sent.get() + s.sent);
                 sent += s.sent;
                 resumed += s.resumed;
@@ -326,6 +326,7 @@ fn already_there(
                 dest.show(&o.key)
             ));
             sent += send(local, dest, o, opts, report)?.sent;
+            check_landed(dest, o, opts.verify)?;
         } else if opts.verify && !opts.dry_run {
             check_landed(dest, o, true)?;
         }
@@ -435,38 +436,6 @@ fn local_digest(o: &Object) -> Result<Sha256Digest> {
     Ok(Sha256Digest::of(&bytes))
 }
 
-/// Sends one object, the data file in parts and the others whole, then
-/// checks that it landed (read back with `--verify`).
-fn send(
-    local: &Local,
-    dest: &Dest,
-    o: &Object,
-    opts: &Options,
-    report: &Reporter,
-) -> Result<snap_dest::Sent> {
-    let sent = send_only(local, dest, o, opts, report)?;
-    check_landed(dest, o, opts.verify)?;
-    Ok(sent)
-}
-
-/// [`send`] without the check that it landed.
-fn send_only(
-    local: &Local,
-    dest: &Dest,
-    o: &Object,
-    opts: &Options,
-    report: &Reporter,
-) -> Result<snap_dest::Sent> {
-    Ok(if o.is_data {
-        send_large(local, dest, o, opts, report)?
-    } else {
-        snap_dest::Sent {
-            sent: send_small(dest, o)?,
-            resumed: 0,
-        }
-    })
-}
-
 /// Publishes the archive's `.json`, last: its base must be at the
 /// destination (a chain is pushed oldest first), and the record is written
 /// create-only while this push's lock is held, so neither another machine's
@@ -527,14 +496,19 @@ fn send_small(dest: &Dest, o: &Object) -> Result<u64> {
     Ok(n)
 }
 
-/// Sends the data file in resumable parts, with a progress line.
-fn send_large(
+/// Sends one object: the data file in resumable parts, with a progress
+/// line; the others whole. Whether it landed is [`check_landed`]'s.
+fn send(
     local: &Local,
     dest: &Dest,
     o: &Object,
     opts: &Options,
     report: &Reporter,
 ) -> Result<snap_dest::Sent> {
+    if !o.is_data {
+        let sent = send_small(dest, o)?;
+        return Ok(snap_dest::Sent { sent, resumed: 0 });
+    }
     let src = Source {
         path: &o.local,
         size: o.size,

@@ -24,7 +24,8 @@ Names are SET/ID, SET/latest, an ID, or a path (a snapshot tree, a .json record,
 Restores check every file against its sha256 as it is written, never write outside the target \
 (absolute paths, `..` and symlinks in an archive are refused), and never replace an existing \
 file without --overwrite.",
-    after_help = "Examples:\n  snap-restore list                                   what the store holds\n  snap-restore list /media/me/T9/snap                 what a drive holds\n  snap-restore diff data/2026-11-01T020000Z data/latest\n  snap-restore verify data/latest\n  snap-restore restore data/latest --to /tmp/r --path home/me/docs\n  snap-restore restore backup.tar.zst.age --identity key.txt --to /tmp/r"
+    after_help = "Examples:\n  snap-restore list                                   what the store holds\n  snap-restore list /media/me/T9/snap                 what a drive holds\n  snap-restore diff data/2026-11-01T020000Z data/latest\n  snap-restore verify data/latest\n  snap-restore restore data/latest --to /tmp/r --path home/me/docs\n  snap-restore restore backup.tar.zst.age --identity key.txt --to /tmp/r",
+    mut_arg("verbose", |a| a.help("Name every file restored"))
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -60,13 +61,8 @@ pub struct Global {
     #[arg(long, global = true)]
     pub allow_unsigned: bool,
 
-    /// Print only warnings and errors on stderr
-    #[arg(short, long, conflicts_with = "verbose", global = true)]
-    pub quiet: bool,
-
-    /// Name every file restored
-    #[arg(short, long, global = true)]
-    pub verbose: bool,
+    #[command(flatten)]
+    pub loudness: snap_cli::Loudness,
 }
 
 #[derive(Debug, Subcommand)]

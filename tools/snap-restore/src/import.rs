@@ -1,9 +1,7 @@
 //! `snap-restore import`: a tar taken into the store as an archive (the
 //! work is snap-read's `import`), its record on stdout.
 
-use std::path::Path;
-
-use snap_read::import::{Request, import};
+use snap_read::import::{How, What, import};
 use snap_read::source::Source;
 use snap_shared::crypt;
 use snap_shared::error::{Error, Exit, Result};
@@ -12,19 +10,10 @@ use snap_shared::record::Record;
 
 use crate::cli::{At, decryption};
 
-/// What `snap-restore import` was asked, from its flags.
-pub struct Asked<'a> {
-    pub path: &'a Path,
-    pub set: &'a str,
-    pub id: Option<&'a str>,
-    pub description: Option<&'a str>,
-    pub tags: &'a [String],
-}
-
 /// `snap-restore import`: the tar into the store as an archive, its
 /// `archive` record on stdout; members or attributes left out of the index
 /// make it exit 65 after the record.
-pub fn command(at: &At, asked: &Asked, stdout: impl std::io::Write) -> Result<Exit> {
+pub fn command(at: &At, asked: &What, stdout: impl std::io::Write) -> Result<Exit> {
     let (source, g, trust, report) = (at.source, at.g, at.trust, at.report);
     let Source::Store(store) = source else {
         return Err(Error::usage(
@@ -41,17 +30,12 @@ pub fn command(at: &At, asked: &Asked, stdout: impl std::io::Write) -> Result<Ex
         )),
         (None, None) => None,
     };
-    let req = Request {
-        path: asked.path,
-        set: asked.set,
-        id: asked.id,
-        description: asked.description,
-        tags: asked.tags,
+    let how = How {
         dec: &dec,
         index_encrypt: index_encrypt.as_ref(),
         signer: &trust.signer()?,
     };
-    let record = import(store, &req, report)?;
+    let record = import(store, asked, &how, report)?;
     if let Err(e) =
         snap_shared::catalog::Catalog::open(store).and_then(|(c, _)| c.put_archive(&record))
     {

@@ -34,12 +34,7 @@ pub fn command() -> clap::Command {
 
 /// Runs the tool with these arguments and returns the process exit code.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
-    snap_cli::main(
-        TOOL,
-        args,
-        |c: &Cli| (c.global.quiet, c.global.verbose),
-        run,
-    )
+    snap_cli::main(TOOL, args, |c: &Cli| c.global.loudness, run)
 }
 
 pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
@@ -155,7 +150,7 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
             description,
             tags,
         } => {
-            let asked = import::Asked {
+            let asked = snap_read::import::What {
                 path,
                 set,
                 id: id.as_deref(),
@@ -189,20 +184,20 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
             no_acls,
             numeric_owner,
         } => {
-            let asked = restore::Asked {
+            let req = snap_read::restore::Request {
                 name,
                 to,
                 paths,
                 overwrite: *overwrite,
                 archive: *archive,
-                dry_run: *dry_run,
+                trust: &trust,
                 policy: attrs::Policy {
                     xattrs: !*no_xattrs,
                     acls: !*no_acls,
                 },
                 numeric_owner: *numeric_owner,
             };
-            restore::command(&at, &asked, stdout)
+            restore::command(&at, &req, *dry_run, stdout)
         }
     }
 }

@@ -23,41 +23,39 @@ const CONNECT: Duration = Duration::from_secs(120);
 /// The ssh command line that serves SFTP for a destination, and the
 /// folder on the server.
 pub(super) fn command(spec: &DestSpec) -> Result<(Vec<String>, String)> {
-    let ctx = format!("destination {}", spec.name);
-    match &spec.location {
-        Location::Sftp {
-            user,
-            host,
-            port,
-            path,
-        } => {
-            spec.only_option("ssh_command")?;
-            let mut argv = spec.command_words("ssh_command", "SNAP_SSH_COMMAND", "ssh")?;
-            // Options given first win in ssh: a user's own command line may
-            // loosen these on purpose; nothing else can.
-            for o in [
-                "BatchMode=yes",
-                "StrictHostKeyChecking=yes",
-                "ConnectTimeout=30",
-                "ServerAliveInterval=15",
-                "ServerAliveCountMax=4",
-            ] {
-                argv.extend(["-o".to_string(), o.to_string()]);
-            }
-            if let Some(p) = port {
-                argv.extend(["-p".to_string(), p.to_string()]);
-            }
-            if let Some(u) = user {
-                argv.extend(["-l".to_string(), u.clone()]);
-            }
-            argv.extend(["-s", "--", host, "sftp"].map(String::from));
-            Ok((argv, path.clone()))
-        }
-        other => Err(Error::internal(
-            ctx,
-            format!("{} is not an SFTP destination", other.url()),
-        )),
+    let Location::Sftp {
+        user,
+        host,
+        port,
+        path,
+    } = &spec.location
+    else {
+        return Err(Error::internal(
+            format!("destination {}", spec.name),
+            format!("{} is not an SFTP destination", spec.location.url()),
+        ));
+    };
+    spec.only_option("ssh_command")?;
+    let mut argv = spec.command_words("ssh_command", "SNAP_SSH_COMMAND", "ssh")?;
+    // Options given first win in ssh: a user's own command line may
+    // loosen these on purpose; nothing else can.
+    for o in [
+        "BatchMode=yes",
+        "StrictHostKeyChecking=yes",
+        "ConnectTimeout=30",
+        "ServerAliveInterval=15",
+        "ServerAliveCountMax=4",
+    ] {
+        argv.extend(["-o".to_string(), o.to_string()]);
     }
+    if let Some(p) = port {
+        argv.extend(["-p".to_string(), p.to_string()]);
+    }
+    if let Some(u) = user {
+        argv.extend(["-l".to_string(), u.clone()]);
+    }
+    argv.extend(["-s", "--", host, "sftp"].map(String::from));
+    Ok((argv, path.clone()))
 }
 
 /// Starts ssh and the SFTP session over its pipes; a failure says why in

@@ -52,23 +52,8 @@ struct Conn {
     allocation: Option<u32>,
 }
 
-const TFLAGS: u16 = TFLAG_HAS_FLAGS | TFLAG_READ_ONLY | TFLAG_CAN_MULTI_CONN | 4; // 4: SEND_FLUSH
-
-const EPERM: u32 = 1;
-
-const EIO: u32 = 5;
-
-const EINVAL: u32 = 22;
-
-const CMD_WRITE: u16 = 1;
-
-const CMD_FLUSH: u16 = 3;
-
-const CMD_CACHE: u16 = 5;
-
-const OPT_LIST: u32 = 3;
-
-const REP_SERVER: u32 = 2;
+/// What every export offers: read-only, flush, several connections at once.
+const TFLAGS: u16 = TFLAG_HAS_FLAGS | TFLAG_READ_ONLY | TFLAG_SEND_FLUSH | TFLAG_CAN_MULTI_CONN;
 
 /// The largest read served in one request.
 const MAX_REQUEST: u32 = 32 << 20;
