@@ -291,7 +291,7 @@ pub fn run(args: &Args, base: &Path, corpora: &[&str]) -> Result {
     super::kit::ensure_rustic()?;
     let scripts = crate::sh::ensure_pip(crate::test::TEST_SERVERS_PIP)?;
     // Today's snap-pack against the one before it checked each file's sha256.
-    let before = crate::baseline::bin_dir(base, BEFORE_CHECK)?;
+    let before = crate::baseline::bin_dir_in(base, BEFORE_CHECK, "before-check")?;
     let mut table = Table::new();
     for name in corpora {
         let tree = corpus(base, name, args)?;

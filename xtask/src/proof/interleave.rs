@@ -26,10 +26,10 @@ pub struct Args {
 
 pub(super) const MUTANTS: &[Mutant] = &[
     Mutant {
-        name: "no liveness re-check before publishing or removing",
-        file: "dest/src/locks/mod.rs",
-        from: "    fn check(&self) -> Result<()> {\n",
-        to: "    fn check(&self) -> Result<()> {\n        return Ok(());\n        #[allow(unreachable_code)]\n",
+        name: "no fence: nothing asks for the lock before publishing or removing",
+        file: "dest/src/dest.rs",
+        from: "self.fence = Some(Arc::new(fence));",
+        to: "{ let _ = fence; }",
     },
     Mutant {
         name: "lock refresh without its condition (a broken lock is recreated)",
