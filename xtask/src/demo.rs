@@ -282,10 +282,7 @@ pub fn run() -> Result {
     let base = root().join("target/demo");
     // A previous demo's read-only folders are made writable before they go;
     // on a fresh checkout there is nothing to clear, and nothing is said.
-    if base.exists() {
-        exec(Command::new("chmod").args(["-R", "u+w"]).arg(&base))?;
-        fs::remove_dir_all(&base).map_err(|e| format!("{}: {e}", base.display()))?;
-    }
+    crate::sh::remove_tree(&base)?;
     let src = base.join("home/data");
     let store = base.join("store");
     make_sample(&src)?;

@@ -51,6 +51,17 @@ pub fn write_file(path: &Path, content: impl AsRef<[u8]>) -> Result {
     fs::write(path, content).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// Removes `path` and all below it if it is there, read-only folders
+/// included (a snapshot's are; `chmod -R u+w` first). Nothing there is
+/// nothing to do, and nothing is said.
+pub fn remove_tree(path: &Path) -> Result {
+    if !path.exists() {
+        return Ok(());
+    }
+    exec(Command::new("chmod").args(["-R", "u+w"]).arg(path))?;
+    std::fs::remove_dir_all(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
 pub fn show(cmd: &Command) -> String {
     let mut s = cmd.get_program().to_string_lossy().into_owned();
     for a in cmd.get_args() {

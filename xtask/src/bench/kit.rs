@@ -319,15 +319,7 @@ pub(crate) fn make_room(base: &Path, need: u64) {
 }
 
 pub(crate) fn empty_trash(base: &Path) {
-    let trash = base.join("trash");
-    if !trash.exists() {
-        return;
-    }
-    let _ = Command::new("chmod")
-        .args(["-R", "u+w"])
-        .arg(&trash)
-        .status();
-    let _ = fs::remove_dir_all(&trash);
+    let _ = crate::sh::remove_tree(&base.join("trash"));
 }
 
 pub(crate) fn disk_use_mib(path: &Path) -> f64 {

@@ -69,11 +69,7 @@ fn collect_all(store: &Path, set: &str, trees: &[&Path]) -> Result<serde_json::V
 /// Collects the corpus once into its own store; returns (store, snapshot tree).
 fn snapshot(base: &Path, name: &str, tree: &Path) -> Result<(PathBuf, PathBuf)> {
     let store = base.join("pack-store").join(name);
-    let _ = Command::new("chmod")
-        .args(["-R", "u+w"])
-        .arg(&store)
-        .status();
-    let _ = fs::remove_dir_all(&store);
+    crate::sh::remove_tree(&store)?;
     // With the one-file rows' 1 MiB file, in a source of its own.
     let one = super::seek::one_mib_source(base)?;
     let rec = collect_all(&store, "b", &[tree, &one])?;
