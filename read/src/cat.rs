@@ -125,15 +125,10 @@ fn find_in(reader: &mut IndexReader, rel: &[u8]) -> Result<Option<Entry>> {
 
 /// From a snapshot's tree, never through a symlink.
 fn from_tree(item: &Item, e: &Entry, out: &mut dyn Write, shown: &str) -> Result<()> {
-    use rustix::fs::{Mode, OFlags};
+    use rustix::fs::OFlags;
     let tree = item.data();
     let tree = tree.path().expect("trees are local");
-    let root = rustix::fs::open(
-        tree,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|err| Error::io(tree, err.into()))?;
+    let root = snap_shared::fsutil::open_root(tree).map_err(|err| Error::io(tree, err))?;
     let fd = snap_shared::fsutil::open_beneath(&root, &e.path, OFlags::RDONLY | OFlags::CLOEXEC)
         .map_err(|err| Error::io_ctx(shown, err))?;
     let mut file = std::fs::File::from(fd);

@@ -179,12 +179,7 @@ impl<'a> Verifier<'a> {
     fn tree(&mut self, item: &Item) -> Result<()> {
         let data = item.data();
         let tree = data.path().expect("trees are local");
-        let root = rustix::fs::open(
-            tree,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| Error::io(tree, e.into()))?;
+        let root = snap_shared::fsutil::open_root(tree).map_err(|e| Error::io(tree, e))?;
         let mut index = open_index(&item.index().expect("snapshots have an index"), self.dec)?;
         let mut listed = HashSet::new();
         while let Some(e) = index.next_entry()? {

@@ -224,6 +224,14 @@ mod tests {
     }
 }
 
+/// A folder opened as a handle to name things beneath it (`O_PATH`): the
+/// `root` of [`open_beneath`], for reading a snapshot's tree.
+pub fn open_root(dir: &Path) -> io::Result<std::os::fd::OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    Ok(rustix::fs::open(dir, flags, Mode::empty())?)
+}
+
 /// Opens `rel` (relative, `/`-separated) beneath the folder `root`, through
 /// no symlink. A path that fits PATH_MAX is one `openat2` call
 /// (`RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS`); a longer one (the kernel

@@ -10,7 +10,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{FileType, Mode, OFlags};
+use rustix::fs::{FileType, OFlags};
 
 use snap_shared::crypt::Decrypt;
 use snap_shared::error::{Error, Result};
@@ -450,11 +450,6 @@ pub(crate) fn send_chunks(
 
 /// Opens a snapshot's tree for reading files by relative path.
 pub(crate) fn open_tree(tree: &Path) -> Result<(OwnedFd, PathBuf)> {
-    let fd = rustix::fs::open(
-        tree,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| Error::io(tree, e.into()))?;
+    let fd = snap_shared::fsutil::open_root(tree).map_err(|e| Error::io(tree, e))?;
     Ok((fd, tree.to_path_buf()))
 }

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use chrono::Utc;
-use rustix::fs::{Mode, OFlags};
+use rustix::fs::OFlags;
 use serde_json::json;
 
 use snap_cli::{Reporter, Tally};
@@ -328,12 +328,8 @@ impl Job<'_> {
             index_tmp,
         } = out;
         let tree = PathBuf::from(&self.snap.path);
-        let root: OwnedFd = rustix::fs::open(
-            &tree,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| Error::io(&tree, e.into()).with_exit(Exit::NoInput))?;
+        let root: OwnedFd = snap_shared::fsutil::open_root(&tree)
+            .map_err(|e| Error::io(&tree, e).with_exit(Exit::NoInput))?;
         let mut entries = IndexReader::open(Path::new(&self.snap.index))?;
         let mut tar = TarWriter::new(sink);
         let mut counts = Counts::default();

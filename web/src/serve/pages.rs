@@ -378,11 +378,7 @@ fn in_tree(item: &Item, path: &str) -> InTree {
     let Some(tree) = tree_of(item) else {
         return InTree::Unknown;
     };
-    let Ok(root) = rustix::fs::open(
-        &tree,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) else {
+    let Ok(root) = snap_shared::fsutil::open_root(&tree) else {
         return InTree::Unknown;
     };
     // Never through a symlink: the tree's links point at the machine's files.
