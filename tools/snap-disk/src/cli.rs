@@ -87,7 +87,7 @@ pub enum Cmd {
         disk: String,
         /// Snapshot name
         name: String,
-        /// The image to write (its extension picks the format)
+        /// The image to write; its suffix picks the format: .raw, .img, .qcow2 (each also with .zst or .gz), .vhdx, .vdi, .vmdk
         out: PathBuf,
         #[command(flatten)]
         keys: Keys,

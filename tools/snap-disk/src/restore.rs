@@ -218,21 +218,39 @@ fn replace_with_converted(
     Ok(bytes)
 }
 
-/// The format an export writes, by the output's extension: `zst` or `gz`
-/// (a compressed raw stream), or a qemu-img format (`raw`, `qcow2`, `vhdx`).
+/// The suffixes an export knows, longest first: the image format qemu-img
+/// writes (`raw` streamed by snap), then the compression of the whole file.
+const EXPORT_SUFFIXES: &[(&str, &str, Option<&str>)] = &[
+    (".qcow2.zst", "qcow2", Some("zst")),
+    (".qcow2.gz", "qcow2", Some("gz")),
+    (".qcow2", "qcow2", None),
+    (".raw.zst", "raw", Some("zst")),
+    (".raw.gz", "raw", Some("gz")),
+    (".raw", "raw", None),
+    (".img.zst", "raw", Some("zst")),
+    (".img.gz", "raw", Some("gz")),
+    (".img", "raw", None),
+    (".vhdx", "vhdx", None),
+    (".vdi", "vdi", None),
+    (".vmdk", "vmdk", None),
+];
+
+/// What an export writes, by the output's full suffix: `raw`, a qemu-img
+/// format, or either compressed as a whole (`zst`, `gz` for a raw stream;
+/// `qcow2.zst`, `qcow2.gz`). `None` for a suffix it does not know: a
+/// `.qcow2.gz` is never a gzipped raw image.
 pub fn out_format(path: &Path) -> Option<&'static str> {
     let name = path.file_name()?.to_string_lossy().to_lowercase();
-    [
-        (".zst", "zst"),
-        (".gz", "gz"),
-        (".qcow2", "qcow2"),
-        (".vhdx", "vhdx"),
-        (".raw", "raw"),
-        (".img", "raw"),
-    ]
-    .into_iter()
-    .find(|(ext, _)| name.ends_with(ext))
-    .map(|(_, format)| format)
+    let (_, image, compress) = EXPORT_SUFFIXES
+        .iter()
+        .find(|(suffix, _, _)| name.ends_with(suffix) && name.len() > suffix.len())?;
+    Some(match (*image, *compress) {
+        (image, None) => image,
+        ("raw", Some(z)) => z,
+        ("qcow2", Some("zst")) => "qcow2.zst",
+        ("qcow2", Some(_)) => "qcow2.gz",
+        _ => unreachable!("EXPORT_SUFFIXES compresses only raw and qcow2"),
+    })
 }
 
 pub fn export(
@@ -246,7 +264,14 @@ pub fn export(
     let Some(fmt) = out_format(out) else {
         return Err(Error::usage(
             out.display().to_string(),
-            "the extension says no format: use .raw, .img, .raw.zst, .raw.gz, .qcow2 or .vhdx",
+            format!(
+                "the name says no format an export writes: end it in {}",
+                EXPORT_SUFFIXES
+                    .iter()
+                    .map(|(suffix, _, _)| *suffix)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         ));
     };
     let dec = keys.decrypt()?;
@@ -320,16 +345,17 @@ fn fill(
                 blocks::write_stream(&map, &disk.dir.blocks_dir(), dec, w, &progress).map(drop)
             })
         }
-        (_, "zst" | "gz") => {
-            // A raw copy first (sparse), then compressed as a stream.
-            let raw = Scratch(fsutil::temp_name(tmp, "raw"));
-            let f = File::create(&raw.0).map_err(|e| Error::io(&raw.0, e))?;
-            fill(disk, rec, &raw.0, f, "raw", dec, report)?;
-            compress_into(file, format, tmp, |w| {
-                let mut r = File::open(&raw.0).map_err(|e| Error::io(&raw.0, e))?;
+        (_, "zst" | "gz" | "qcow2.zst" | "qcow2.gz") => {
+            // The image first (a raw copy sparse), then compressed as a stream.
+            let (image, z) = format.split_once('.').unwrap_or(("raw", format));
+            let made = Scratch(fsutil::temp_name(tmp, image));
+            let f = File::create(&made.0).map_err(|e| Error::io(&made.0, e))?;
+            fill(disk, rec, &made.0, f, image, dec, report)?;
+            compress_into(file, z, tmp, |w| {
+                let mut r = File::open(&made.0).map_err(|e| Error::io(&made.0, e))?;
                 io::copy(&mut r, w)
                     .map(drop)
-                    .map_err(|e| Error::io(&raw.0, e))
+                    .map_err(|e| Error::io(&made.0, e))
             })
         }
         ("blocks", fmt) => {

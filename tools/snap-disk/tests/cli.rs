@@ -559,54 +559,75 @@ fn overlay_chain_round_trip() {
     assert!(w.disk_ok(&["list", "ov"]).is_empty());
 }
 
-/// Exports in every format read back identical to the snapshot (qemu-img compare).
+/// Exports by every suffix read back identical to the snapshot (qemu-img
+/// compare), in the format the suffix names (qemu-img info); a suffix it
+/// does not know is 64, and an existing file is never written over.
 #[test]
 fn exports_read_back() {
     let w = World::new();
     let raw = w.ext4("e.raw", 32, 8);
     w.disk_ok(&["create", &w.p("e.raw"), "s"]);
-    let q = w.qcow2(&raw, "q.qcow2");
+    w.qcow2(&raw, "q.qcow2");
     w.disk_ok(&["create", &w.p("q.qcow2"), "qs"]);
+    let suffixes = [
+        ("raw", "raw"),
+        ("img", "raw"),
+        ("raw.zst", "raw"),
+        ("raw.gz", "raw"),
+        ("qcow2", "qcow2"),
+        ("qcow2.zst", "qcow2"),
+        ("qcow2.gz", "qcow2"),
+        ("vhdx", "vhdx"),
+        ("vdi", "vdi"),
+        ("vmdk", "vmdk"),
+    ];
     for (disk, snap) in [("e", "s"), ("q", "qs")] {
-        for ext in ["raw", "raw.zst", "raw.gz", "qcow2"] {
+        for (ext, fmt) in suffixes {
             let out = w.path(&format!("{disk}-out.{ext}"));
             w.disk_ok(&["export", disk, snap, &out.display().to_string()]);
-            let (readable, fmt) = match ext {
-                "raw.zst" => {
-                    let dst = w.path(&format!("{disk}-zst.raw"));
-                    sh(
-                        "zstd",
-                        &[
-                            "-dq",
-                            &out.display().to_string(),
-                            "-o",
-                            &dst.display().to_string(),
-                        ],
-                    );
-                    (dst, "raw")
-                }
-                "raw.gz" => {
-                    let dst = w.path(&format!("{disk}-gz.raw"));
-                    let data = std::process::Command::new("gzip")
+            let readable = match ext.rsplit_once('.') {
+                Some((_, z @ ("zst" | "gz"))) => {
+                    let dst = w.path(&format!("{disk}-{z}.{fmt}"));
+                    let tool = if z == "zst" { "zstd" } else { "gzip" };
+                    let data = std::process::Command::new(tool)
                         .arg("-dc")
                         .arg(&out)
                         .output()
-                        .unwrap()
-                        .stdout;
-                    fs::write(&dst, data).unwrap();
-                    (dst, "raw")
+                        .unwrap();
+                    assert!(data.status.success(), "{disk} {ext}: {tool} -dc");
+                    fs::write(&dst, data.stdout).unwrap();
+                    dst
                 }
-                "raw" => (out, "raw"),
-                _ => (out, "qcow2"),
+                _ => out,
             };
+            let info = std::process::Command::new("qemu-img")
+                .args(["info", "--output=json"])
+                .arg(&readable)
+                .output()
+                .unwrap();
+            let info: Value = serde_json::from_slice(&info.stdout).unwrap();
+            assert_eq!(info["format"], fmt, "{disk} {ext}: qemu-img info");
             assert!(identical(&raw, "raw", &readable, fmt), "{disk} {ext}");
         }
     }
     let again = w.disk(&["export", "e", "s", &w.p("e-out.raw")]);
     assert_eq!(code(&again), 73, "never over an existing file");
-    let bad = w.disk(&["export", "e", "s", &w.p("e-out.vmdk")]);
-    assert_eq!(code(&bad), 64);
-    let _ = q;
+    for unknown in [
+        "e-out.gz",
+        "e-out.zst",
+        "e-out.qcow",
+        "e-out.vhdx.gz",
+        "e-out",
+    ] {
+        let bad = w.disk(&["export", "e", "s", &w.p(unknown)]);
+        assert_eq!(code(&bad), 64, "{unknown}");
+        assert!(
+            stderr(&bad).contains(".qcow2.gz") && stderr(&bad).contains(".vmdk"),
+            "{unknown}: the suffixes are named: {}",
+            stderr(&bad)
+        );
+        assert!(!w.path(unknown).exists(), "{unknown}: nothing written");
+    }
 }
 
 /// Encrypted blocks are age files; restoring needs the identity.
