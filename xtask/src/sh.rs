@@ -53,7 +53,7 @@ pub fn write_file(path: &Path, content: impl AsRef<[u8]>) -> Result {
 
 /// Removes `path` and all below it if it is there, read-only folders
 /// included (a snapshot's are; `chmod -R u+w` first). Nothing there is
-/// nothing to do, and nothing is said.
+/// nothing to do, and no command is run.
 pub fn remove_tree(path: &Path) -> Result {
     if !path.exists() {
         return Ok(());

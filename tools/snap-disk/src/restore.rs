@@ -218,39 +218,33 @@ fn replace_with_converted(
     Ok(bytes)
 }
 
-/// The suffixes an export knows, longest first: the image format qemu-img
-/// writes (`raw` streamed by snap), then the compression of the whole file.
-const EXPORT_SUFFIXES: &[(&str, &str, Option<&str>)] = &[
-    (".qcow2.zst", "qcow2", Some("zst")),
-    (".qcow2.gz", "qcow2", Some("gz")),
-    (".qcow2", "qcow2", None),
-    (".raw.zst", "raw", Some("zst")),
-    (".raw.gz", "raw", Some("gz")),
-    (".raw", "raw", None),
-    (".img.zst", "raw", Some("zst")),
-    (".img.gz", "raw", Some("gz")),
-    (".img", "raw", None),
-    (".vhdx", "vhdx", None),
-    (".vdi", "vdi", None),
-    (".vmdk", "vmdk", None),
+/// The suffixes an export knows, longest first, and what each writes: a
+/// qemu-img format (`raw` streamed by snap), or an image compressed as a
+/// whole (`zst`, `gz`: a raw stream; `qcow2.zst`, `qcow2.gz`).
+const EXPORT_SUFFIXES: &[(&str, &str)] = &[
+    (".qcow2.zst", "qcow2.zst"),
+    (".qcow2.gz", "qcow2.gz"),
+    (".qcow2", "qcow2"),
+    (".raw.zst", "zst"),
+    (".raw.gz", "gz"),
+    (".raw", "raw"),
+    (".img.zst", "zst"),
+    (".img.gz", "gz"),
+    (".img", "raw"),
+    (".vhdx", "vhdx"),
+    (".vdi", "vdi"),
+    (".vmdk", "vmdk"),
 ];
 
-/// What an export writes, by the output's full suffix: `raw`, a qemu-img
-/// format, or either compressed as a whole (`zst`, `gz` for a raw stream;
-/// `qcow2.zst`, `qcow2.gz`). `None` for a suffix it does not know: a
-/// `.qcow2.gz` is never a gzipped raw image.
+/// What an export writes, by the output's full suffix ([`EXPORT_SUFFIXES`]);
+/// `None` for a suffix it does not know: a `.qcow2.gz` is never a gzipped
+/// raw image.
 pub fn out_format(path: &Path) -> Option<&'static str> {
     let name = path.file_name()?.to_string_lossy().to_lowercase();
-    let (_, image, compress) = EXPORT_SUFFIXES
+    EXPORT_SUFFIXES
         .iter()
-        .find(|(suffix, _, _)| name.ends_with(suffix) && name.len() > suffix.len())?;
-    Some(match (*image, *compress) {
-        (image, None) => image,
-        ("raw", Some(z)) => z,
-        ("qcow2", Some("zst")) => "qcow2.zst",
-        ("qcow2", Some(_)) => "qcow2.gz",
-        _ => unreachable!("EXPORT_SUFFIXES compresses only raw and qcow2"),
-    })
+        .find(|(suffix, _)| name.ends_with(suffix) && name.len() > suffix.len())
+        .map(|(_, format)| *format)
 }
 
 pub fn export(
@@ -268,7 +262,7 @@ pub fn export(
                 "the name says no format an export writes: end it in {}",
                 EXPORT_SUFFIXES
                     .iter()
-                    .map(|(suffix, _, _)| *suffix)
+                    .map(|(suffix, _)| *suffix)
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
