@@ -176,6 +176,17 @@ fn identical(a: &Path, fa: &str, b: &Path, fb: &str) -> bool {
         .success()
 }
 
+/// What `qemu-img info --output=json` says of an image.
+fn image_info(path: &Path) -> Value {
+    let out = std::process::Command::new("qemu-img")
+        .args(["info", "--output=json"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "qemu-img info {}", path.display());
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// blocks: create, list, restore in place and delete; the restored image is byte-identical.
 #[test]
 fn blocks_round_trip() {
@@ -546,12 +557,7 @@ fn overlay_chain_round_trip() {
     );
     w.disk_ok(&["commit", "ov"]);
     assert!(identical(&now, "raw", &img, "qcow2"));
-    let info = std::process::Command::new("qemu-img")
-        .args(["info", "--output=json"])
-        .arg(&img)
-        .output()
-        .unwrap();
-    let info: Value = serde_json::from_slice(&info.stdout).unwrap();
+    let info = image_info(&img);
     assert!(
         info.get("backing-filename").is_none(),
         "one image after commit: {info}"
@@ -600,13 +606,11 @@ fn exports_read_back() {
                 }
                 _ => out,
             };
-            let info = std::process::Command::new("qemu-img")
-                .args(["info", "--output=json"])
-                .arg(&readable)
-                .output()
-                .unwrap();
-            let info: Value = serde_json::from_slice(&info.stdout).unwrap();
-            assert_eq!(info["format"], fmt, "{disk} {ext}: qemu-img info");
+            assert_eq!(
+                image_info(&readable)["format"],
+                fmt,
+                "{disk} {ext}: qemu-img info"
+            );
             assert!(identical(&raw, "raw", &readable, fmt), "{disk} {ext}");
         }
     }
