@@ -143,7 +143,7 @@ _snap__disk() {
             return 0
             ;;
         snap__subcmd__disk__subcmd__create)
-            opts="-m -d -t -r -R -s -c -q -v -h --all --disk --method --overlay --description --tag --require-stopped --qmp --node --nbd-server --freeze --guest-agent --block-size --recipient --recipients-file --before --rollback-on-failure --store --config --quiet --verbose --help"
+            opts="-m -d -t -r -R -s -c -q -v -h --all --disk --method --overlay --description --tag --require-stopped --qmp --node --vm-state --vm-state-disk --nbd-server --freeze --guest-agent --block-size --recipient --recipients-file --before --rollback-on-failure --store --config --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -182,6 +182,10 @@ _snap__disk() {
                     return 0
                     ;;
                 --node)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --vm-state-disk)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -241,12 +245,20 @@ _snap__disk() {
             return 0
             ;;
         snap__subcmd__disk__subcmd__delete)
-            opts="-s -c -q -v -h --store --config --quiet --verbose --help"
+            opts="-s -c -q -v -h --qmp --node --store --config --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --qmp)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --node)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --store)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -271,7 +283,7 @@ _snap__disk() {
             return 0
             ;;
         snap__subcmd__disk__subcmd__export)
-            opts="-i -s -c -q -v -h --identity --store --config --quiet --verbose --help"
+            opts="-i -s -c -q -v -h --identity --qmp --node --store --config --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -282,6 +294,14 @@ _snap__disk() {
                     return 0
                     ;;
                 -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --qmp)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --node)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -463,12 +483,20 @@ _snap__disk() {
             return 0
             ;;
         snap__subcmd__disk__subcmd__list)
-            opts="-s -c -q -v -h --store --config --quiet --verbose --help"
+            opts="-s -c -q -v -h --qmp --node --store --config --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --qmp)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --node)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --store)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -493,7 +521,7 @@ _snap__disk() {
             return 0
             ;;
         snap__subcmd__disk__subcmd__restore)
-            opts="-i -s -c -q -v -h --to --identity --store --config --quiet --verbose --help"
+            opts="-i -s -c -q -v -h --to --identity --qmp --node --store --config --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -508,6 +536,14 @@ _snap__disk() {
                     return 0
                     ;;
                 -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --qmp)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --node)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -585,12 +621,20 @@ _snap__disk() {
             return 0
             ;;
         snap__subcmd__disk__subcmd__show)
-            opts="-s -c -q -v -h --store --config --quiet --verbose --help"
+            opts="-s -c -q -v -h --qmp --node --store --config --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --qmp)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --node)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --store)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -615,7 +659,7 @@ _snap__disk() {
             return 0
             ;;
         snap__subcmd__disk__subcmd__verify)
-            opts="-i -s -c -q -v -h --identity --store --config --quiet --verbose --help"
+            opts="-i -s -c -q -v -h --identity --qmp --node --store --config --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -626,6 +670,14 @@ _snap__disk() {
                     return 0
                     ;;
                 -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --qmp)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --node)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

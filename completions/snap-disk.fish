@@ -46,8 +46,9 @@ overlay\t''
 blocks\t''"
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -s d -l description -d 'Description' -r
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -s t -l tag -d 'Tag the snapshot (repeatable; snap-prune --keep-tag keeps tagged ones)' -r
-complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l qmp -d 'QMP socket of the QEMU running the image: a point-in-time snapshot of the running VM that reads only changed blocks [default: the config\'s disk entry]' -r -F
-complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l node -d 'With --qmp: the block node to snapshot [default: the format node whose file is IMAGE]' -r
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l qmp -d 'QMP socket of the QEMU running the image: create reads a point-in-time blocks snapshot through it (or an internal one with --vm-state); restore, delete, list and export use the VM\'s own view [default: the config\'s disk entry, while the image is in use]' -r -F
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l node -d 'With --qmp: the image\'s block node [default: the format node whose file is IMAGE]' -r
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l vm-state-disk -d 'With --vm-state: save the VM state into this other qcow2 image of the VM [default: IMAGE]' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l nbd-server -d 'With --qmp: the unix socket of the NBD server this QEMU already runs (it runs at most one)' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l guest-agent -d 'The VM\'s qemu-guest-agent socket, for --freeze' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l block-size -d 'Block size of the blocks method, fixed at the disk\'s first snapshot' -r
@@ -58,17 +59,22 @@ complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -s s -l stor
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l all -d 'Snapshot every disk in the config\'s "disks", each through its own QMP socket when it runs (one failing does not stop the rest)'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l overlay -d 'Same as --method overlay'
-complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l require-stopped -d 'Fail (exit 75) when a process has the image open and no --qmp socket is known'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l require-stopped -d 'Fail (exit 75) when a process has the image open: no snapshot through its QEMU, none read as it changes'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l vm-state -d 'With --qmp: an internal snapshot holding the VM\'s memory and device state too, as savevm makes (the guest pauses for the save)'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l freeze -d 'With --qmp: freeze the guest\'s filesystems for the instant of the snapshot (application-consistent)'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l rollback-on-failure -d 'With --before: when CMD fails, restore the snapshot (only when no process has the image open)'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -s v -l verbose -d 'Print more detail'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -s h -l help -d 'Print help'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand list" -l qmp -d 'QMP socket of the QEMU running the image: create reads a point-in-time blocks snapshot through it (or an internal one with --vm-state); restore, delete, list and export use the VM\'s own view [default: the config\'s disk entry, while the image is in use]' -r -F
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand list" -l node -d 'With --qmp: the image\'s block node [default: the format node whose file is IMAGE]' -r
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand list" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand list" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand list" -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand list" -s v -l verbose -d 'Print more detail'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand list" -s h -l help -d 'Print help'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand show" -l qmp -d 'QMP socket of the QEMU running the image: create reads a point-in-time blocks snapshot through it (or an internal one with --vm-state); restore, delete, list and export use the VM\'s own view [default: the config\'s disk entry, while the image is in use]' -r -F
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand show" -l node -d 'With --qmp: the image\'s block node [default: the format node whose file is IMAGE]' -r
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand show" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand show" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand show" -s q -l quiet -d 'Print only warnings and errors on stderr'
@@ -76,23 +82,31 @@ complete -c snap-disk -n "__fish_snap_disk_using_subcommand show" -s v -l verbos
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand show" -s h -l help -d 'Print help'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand restore" -l to -d 'Write the snapshot to this new file instead of rewriting the image (blocks: sparse raw)' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand restore" -s i -l identity -d 'age identity file for encrypted blocks (repeatable)' -r -F
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand restore" -l qmp -d 'QMP socket of the QEMU running the image: create reads a point-in-time blocks snapshot through it (or an internal one with --vm-state); restore, delete, list and export use the VM\'s own view [default: the config\'s disk entry, while the image is in use]' -r -F
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand restore" -l node -d 'With --qmp: the image\'s block node [default: the format node whose file is IMAGE]' -r
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand restore" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand restore" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand restore" -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand restore" -s v -l verbose -d 'Print more detail'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand restore" -s h -l help -d 'Print help'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand delete" -l qmp -d 'QMP socket of the QEMU running the image: create reads a point-in-time blocks snapshot through it (or an internal one with --vm-state); restore, delete, list and export use the VM\'s own view [default: the config\'s disk entry, while the image is in use]' -r -F
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand delete" -l node -d 'With --qmp: the image\'s block node [default: the format node whose file is IMAGE]' -r
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand delete" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand delete" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand delete" -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand delete" -s v -l verbose -d 'Print more detail'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand delete" -s h -l help -d 'Print help'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand export" -s i -l identity -d 'age identity file for encrypted blocks (repeatable)' -r -F
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand export" -l qmp -d 'QMP socket of the QEMU running the image: create reads a point-in-time blocks snapshot through it (or an internal one with --vm-state); restore, delete, list and export use the VM\'s own view [default: the config\'s disk entry, while the image is in use]' -r -F
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand export" -l node -d 'With --qmp: the image\'s block node [default: the format node whose file is IMAGE]' -r
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand export" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand export" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand export" -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand export" -s v -l verbose -d 'Print more detail'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand export" -s h -l help -d 'Print help'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand verify" -s i -l identity -d 'age identity file for encrypted blocks (repeatable)' -r -F
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand verify" -l qmp -d 'QMP socket of the QEMU running the image: create reads a point-in-time blocks snapshot through it (or an internal one with --vm-state); restore, delete, list and export use the VM\'s own view [default: the config\'s disk entry, while the image is in use]' -r -F
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand verify" -l node -d 'With --qmp: the image\'s block node [default: the format node whose file is IMAGE]' -r
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand verify" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand verify" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand verify" -s q -l quiet -d 'Print only warnings and errors on stderr'

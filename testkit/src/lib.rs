@@ -12,6 +12,7 @@ pub mod sshd;
 pub mod tarcraft;
 pub mod timeline;
 pub mod vhdx;
+pub mod vm;
 pub mod world;
 
 pub use net::free_port;

@@ -298,7 +298,7 @@ fn serve_agent(conn: std::os::unix::net::UnixStream, log: &Mutex<Vec<String>>, d
 /// the monitor by connecting would take its one client slot for a moment,
 /// and the tool under test could connect into that moment (snap-disk's own
 /// daemon.rs waits the same way, for the same reason).
-fn listening(path: &std::path::Path) -> bool {
+pub(crate) fn listening(path: &std::path::Path) -> bool {
     let want = path.to_string_lossy();
     std::fs::read_to_string("/proc/net/unix").is_ok_and(|t| {
         t.lines().skip(1).any(|l| {

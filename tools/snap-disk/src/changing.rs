@@ -27,6 +27,7 @@ use snap_shared::error::{Error, Result};
 
 use crate::disk::Disk;
 use crate::image::qemu_img;
+use crate::savevm::Vm;
 
 /// What qemu-img is about to do to the image.
 pub enum Change<'a> {
@@ -44,8 +45,10 @@ fn marker(disk: &Disk) -> PathBuf {
     disk.dir.root.join(".changing")
 }
 
-/// Writes the intent, flushed, before qemu-img changes the image.
+/// Writes the intent, flushed, before qemu-img changes the image (the
+/// disk's folder is made first, for an image snap-disk did not know).
 pub fn begin(disk: &Disk, change: Change) -> Result<()> {
+    disk.ensure_info(crate::create::DEFAULT_BLOCK_SIZE, false)?;
     let v = match change {
         Change::Create(n) => json!({"op": "create", "name": n}),
         Change::Delete(n) => json!({"op": "delete", "name": n}),
@@ -74,8 +77,9 @@ pub fn end(disk: &Disk) -> Result<()> {
 }
 
 /// Repairs what an interrupted change left, if one was (then `true`: what
-/// was read of the image before is stale); a no-op otherwise.
-pub fn recover(disk: &Disk, report: &Reporter) -> Result<bool> {
+/// was read of the image before is stale); a no-op otherwise. With `vm`,
+/// the image is held by a running QEMU and is settled through it.
+pub fn recover(disk: &Disk, vm: Option<&mut Vm>, report: &Reporter) -> Result<bool> {
     let path = marker(disk);
     let Ok(text) = fs::read_to_string(&path) else {
         return Ok(false);
@@ -83,27 +87,82 @@ pub fn recover(disk: &Disk, report: &Reporter) -> Result<bool> {
     let v: Value = serde_json::from_str(&text)
         .map_err(|e| Error::data(path.display().to_string(), format!("unreadable: {e}")))?;
     let op = v["op"].as_str().unwrap_or_default();
+    let name = v["name"].as_str().unwrap_or_default();
+    let recorded = !name.is_empty() && disk.dir.record_path(name).exists();
     let image = disk.image.display().to_string();
+    if let Some(vm) = vm {
+        report.warn(&format!(
+            "{image}: a snapshot {op} through its QEMU was interrupted; settling it"
+        ));
+        settle_online(disk, vm, op, name, recorded, report)?;
+        end(disk)?;
+        report.note(&format!("{image}: settled"));
+        return Ok(true);
+    }
     report.warn(&format!(
         "{image}: a `qemu-img {}` on it was interrupted; repairing it",
         if op == "commit" { "commit" } else { "snapshot" }
     ));
     repair(&disk.image)?;
-    let name = v["name"].as_str().unwrap_or_default();
-    let recorded = !name.is_empty() && disk.dir.record_path(name).exists();
     let inside = !name.is_empty() && crate::qcow2::names(&disk.image)?.iter().any(|n| n == name);
     match op {
         // Made by qemu-img but never recorded: not a snapshot of snap's.
         "create" if inside && !recorded => crate::qcow2::delete(&disk.image, name)?,
         // Gone from the image: its record goes too.
-        "delete" if recorded && !inside => fs::remove_file(disk.dir.record_path(name))
-            .map_err(|e| Error::io(&disk.dir.record_path(name), e))?,
+        "delete" if recorded && !inside => remove_record(disk, name)?,
         "commit" => finish_commit(disk, Path::new(v["backing"].as_str().unwrap_or_default()))?,
         _ => {}
     }
     end(disk)?;
     report.note(&format!("{image}: repaired"));
     Ok(true)
+}
+
+/// An interrupted change on a running VM's image: QEMU finished or failed
+/// the job itself (the VM's monitor had it dismissed), so what is left is
+/// to bring the records in step, as offline.
+fn settle_online(
+    disk: &Disk,
+    vm: &mut Vm,
+    op: &str,
+    name: &str,
+    recorded: bool,
+    report: &Reporter,
+) -> Result<()> {
+    let inside = vm.snapshots()?.into_iter().find(|s| s.name == name);
+    match (op, inside) {
+        ("create", Some(snap)) if !recorded => {
+            vm.delete(&snap)?;
+            report.note(&format!(
+                "removed snapshot {name}, which the interrupted run made but never recorded"
+            ));
+        }
+        ("delete", None) if recorded => {
+            remove_record(disk, name)?;
+            report.note(&format!(
+                "snapshot {name} was deleted by the interrupted run; its record is gone now too"
+            ));
+        }
+        ("apply", _) => report.note(&format!(
+            "the restore of {name} was interrupted; the VM is {}",
+            vm.status()?
+        )),
+        ("commit", _) => {
+            return Err(Error::new(
+                snap_shared::error::Exit::TempFail,
+                disk.image.display().to_string(),
+                "an interrupted commit into it must be finished while the VM is stopped",
+            )
+            .with_hint("shut the VM down, then run the command again"));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn remove_record(disk: &Disk, name: &str) -> Result<()> {
+    let p = disk.dir.record_path(name);
+    fs::remove_file(&p).map_err(|e| Error::io(&p, e))
 }
 
 /// `qemu-img check -r all`: rebuilds refcounts from the tables.

@@ -29,14 +29,20 @@ is read through a qemu-storage-daemon of snap-disk's own: only its allocated blo
 in the image for the next snapshot. `serve` exports a blocks snapshot over NBD so that a VM boots from it at once.\n\n\
 A DISK operand is an image file, or the name of a disk that has snapshots (the image's file name without \
 its extension, unless create was given --disk).\n\n\
-Restore and delete refuse (exit 75, naming the process) while a process has the image open, such \
+A running VM's qcow2 image takes internal snapshots through its QEMU too: --vm-state saves its memory \
+and devices with the disks, as savevm does (the guest pauses for the save, and the time is printed); \
+without it the snapshot is disk-only. restore of such a snapshot is loadvm (the VM continues from its \
+memory; a load QEMU fails leaves the VM paused, as QEMU always does), and delete works online. list shows \
+every internal snapshot, whoever made it (qemu-img, savevm, virsh), and restore, delete and export take \
+them by tag or ID.\n\n\
+Otherwise restore and delete refuse (exit 75, naming the process) while a process has the image open, such \
 as a running VM. A blocks restore rewrites in place only the blocks that differ, after checking the \
 blocks it needs, and when killed is finished by running it again.\n\n\
 Exit codes: 0 done; 1 the --before command failed; 64 usage; 65 a damaged snapshot or block map; \
 66 no such image or snapshot; 69 qemu-img is missing, or QEMU's monitor is unreachable or refused; \
 73 cannot create the output; 74 I/O error; 75 the image is in use or the store is busy; 78 bad config; \
 130 interrupted (a live snapshot thaws the guest and takes its nodes out of QEMU first).",
-    after_help = "Examples:\n  snap-disk create ~/vms/dev.qcow2 before-upgrade -d \"Before system upgrade\"\n  snap-disk create ~/vms/win.raw                     a blocks snapshot named by the time\n  snap-disk create ~/vms/dev.qcow2 --overlay clean-install\n  snap-disk create ~/vms/dev.raw --before \"ssh dev sudo apt full-upgrade -y\"\n  snap-disk create ~/vms/web.qcow2 --qmp /run/vm/web.qmp --freeze --guest-agent /run/vm/web.qga\n  snap-disk serve web 2026-12-01T101500Z --from t9\n  snap-disk list\n  snap-disk restore dev before-upgrade\n  snap-disk export win 2026-12-01T101500Z win.raw.zst\n  snap-disk create ~/vms/win.raw | snap-push --dest t9",
+    after_help = "Examples:\n  snap-disk create ~/vms/dev.qcow2 before-upgrade -d \"Before system upgrade\"\n  snap-disk create ~/vms/win.raw                     a blocks snapshot named by the time\n  snap-disk create ~/vms/dev.qcow2 --overlay clean-install\n  snap-disk create ~/vms/dev.raw --before \"ssh dev sudo apt full-upgrade -y\"\n  snap-disk create ~/vms/web.qcow2 --qmp /run/vm/web.qmp --freeze --guest-agent /run/vm/web.qga\n  snap-disk create ~/vms/dev.qcow2 before-upgrade --qmp /run/vm/dev.qmp --vm-state\n  snap-disk serve web 2026-12-01T101500Z --from t9\n  snap-disk list\n  snap-disk restore dev before-upgrade\n  snap-disk export win 2026-12-01T101500Z win.raw.zst\n  snap-disk create ~/vms/win.raw | snap-push --dest t9",
     mut_arg("verbose", |a| a.help("Print more detail"))
 )]
 pub struct Cli {
@@ -63,13 +69,17 @@ pub enum Cmd {
     List {
         /// Image file or disk name [default: every disk in the store]
         disk: Option<String>,
+        #[command(flatten)]
+        monitor: MonitorArgs,
     },
     /// Show one snapshot in detail
     Show {
         /// Image file or disk name
         disk: String,
-        /// Snapshot name
+        /// Snapshot name (an internal snapshot's tag or ID)
         name: String,
+        #[command(flatten)]
+        monitor: MonitorArgs,
     },
     /// Bring the image back to a snapshot (or write the snapshot to a new file)
     Restore(RestoreArgs),
@@ -77,9 +87,11 @@ pub enum Cmd {
     Delete {
         /// Image file or disk name
         disk: String,
-        /// Snapshot names
+        /// Snapshot names (an internal snapshot's tag or ID)
         #[arg(required = true)]
         names: Vec<String>,
+        #[command(flatten)]
+        monitor: MonitorArgs,
     },
     /// Write a snapshot as a standalone image: OUT.raw, .raw.zst, .raw.gz, .qcow2 or .vhdx (dynamic)
     Export {
@@ -91,6 +103,8 @@ pub enum Cmd {
         out: PathBuf,
         #[command(flatten)]
         keys: Keys,
+        #[command(flatten)]
+        monitor: MonitorArgs,
     },
     /// Check that snapshots are intact: every block there and matching its sha256, chains whole
     Verify {
@@ -100,6 +114,8 @@ pub enum Cmd {
         name: Option<String>,
         #[command(flatten)]
         keys: Keys,
+        #[command(flatten)]
+        monitor: MonitorArgs,
     },
     /// Export a blocks snapshot read-only over NBD on a unix socket, to boot a VM from it at once
     Serve(ServeArgs),
@@ -161,17 +177,20 @@ pub struct CreateArgs {
     #[arg(short, long = "tag", value_name = "TAG", action = ArgAction::Append)]
     pub tags: Vec<String>,
 
-    /// Fail (exit 75) when a process has the image open and no --qmp socket is known
-    #[arg(long)]
+    /// Fail (exit 75) when a process has the image open: no snapshot through its QEMU, none read as it changes
+    #[arg(long, conflicts_with = "vm_state")]
     pub require_stopped: bool,
 
-    /// QMP socket of the QEMU running the image: a point-in-time snapshot of the running VM that reads only changed blocks [default: the config's disk entry]
-    #[arg(long, value_name = "SOCKET")]
-    pub qmp: Option<PathBuf>,
+    #[command(flatten)]
+    pub monitor: MonitorArgs,
 
-    /// With --qmp: the block node to snapshot [default: the format node whose file is IMAGE]
-    #[arg(long, value_name = "NODE")]
-    pub node: Option<String>,
+    /// With --qmp: an internal snapshot holding the VM's memory and device state too, as savevm makes (the guest pauses for the save)
+    #[arg(long)]
+    pub vm_state: bool,
+
+    /// With --vm-state: save the VM state into this other qcow2 image of the VM [default: IMAGE]
+    #[arg(long, value_name = "IMAGE", requires = "vm_state")]
+    pub vm_state_disk: Option<PathBuf>,
 
     /// With --qmp: the unix socket of the NBD server this QEMU already runs (it runs at most one)
     #[arg(long, value_name = "SOCKET")]
@@ -220,6 +239,21 @@ pub struct RestoreArgs {
 
     #[command(flatten)]
     pub keys: Keys,
+
+    #[command(flatten)]
+    pub monitor: MonitorArgs,
+}
+
+/// Where the QEMU running an image listens, for the verbs that work on a running VM.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct MonitorArgs {
+    /// QMP socket of the QEMU running the image: create reads a point-in-time blocks snapshot through it (or an internal one with --vm-state); restore, delete, list and export use the VM's own view [default: the config's disk entry, while the image is in use]
+    #[arg(long, value_name = "SOCKET")]
+    pub qmp: Option<PathBuf>,
+
+    /// With --qmp: the image's block node [default: the format node whose file is IMAGE]
+    #[arg(long, value_name = "NODE")]
+    pub node: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]

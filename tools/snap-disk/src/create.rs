@@ -21,13 +21,15 @@ use snap_shared::size::human_bytes;
 use crate::cli::{CreateArgs, Method};
 use crate::disk::{Context, Disk};
 use crate::image::{self, ImageInfo};
+use crate::internal;
+use crate::overlay;
 use crate::record::base_record;
+use crate::savevm::Vm;
 use crate::source::{
     MapTo, Reading, endpoints, how_to_read, plain_siblings, read_file, read_live, read_vhdx_chain,
     stderr_stdio,
 };
 use crate::{daemon, live};
-use crate::{overlay, qcow2};
 
 /// The block size of a new disk's `blocks` snapshots (see docs/disk.md for the measurement).
 pub const DEFAULT_BLOCK_SIZE: u64 = 1 << 20;
@@ -70,7 +72,7 @@ fn run_all(ctx: &Context, args: &CreateArgs, report: &Reporter) -> Result<Exit> 
 fn run_one(ctx: &Context, args: &CreateArgs, image: &Path, report: &Reporter) -> Result<Exit> {
     let info = image::probe(image)?;
     let ends = endpoints(ctx, args, image)?;
-    let method = pick_method(args, &info, ends.is_some());
+    let method = pick_method(args, &info, ends.is_some())?;
     if let Some(n) = &args.name {
         check_name(n).map_err(|e| Error::usage(format!("snapshot name {n:?}"), e))?;
         if n == "disk" {
@@ -83,8 +85,12 @@ fn run_one(ctx: &Context, args: &CreateArgs, image: &Path, report: &Reporter) ->
     }
     let lock = ctx.lock(true)?;
     let disk = ctx.for_create(image, args.disk.as_deref())?;
+    let mut vm = match method {
+        Method::Qcow2Internal => running_vm(&disk, args, ends.as_ref(), report)?,
+        _ => None,
+    };
     // A repair may remove a half-made internal snapshot: read the image again.
-    let info = match crate::changing::recover(&disk, report)? {
+    let info = match crate::changing::recover(&disk, vm.as_mut(), report)? {
         true => image::probe(image)?,
         false => info,
     };
@@ -101,14 +107,17 @@ fn run_one(ctx: &Context, args: &CreateArgs, image: &Path, report: &Reporter) ->
         Some(n) => n.clone(),
         None => free_id(Utc::now(), |id| disk.dir.record_path(id).exists()),
     };
-    let reading = how_to_read(
-        &disk,
-        (&info.format, info.backing.is_some()),
-        method,
-        ends,
-        args,
-        report,
-    )?;
+    let reading = match vm {
+        Some(_) => None,
+        None => Some(how_to_read(
+            &disk,
+            (&info.format, info.backing.is_some()),
+            method,
+            ends,
+            args,
+            report,
+        )?),
+    };
     // A blocks snapshot travels to destinations: its record (which names
     // its map's sha256) is signed, as snap-pack signs an archive's. The key
     // is there before anything is read.
@@ -116,10 +125,17 @@ fn run_one(ctx: &Context, args: &CreateArgs, image: &Path, report: &Reporter) ->
         Method::Blocks => Some(ctx.signer(report)?),
         _ => None,
     };
-    let (rec, bitmaps) = match method {
-        Method::Blocks => create_blocks(&ctx.store, &disk, &info, &name, args, reading, report)?,
-        Method::Qcow2Internal => (create_internal(&disk, &info, &name)?, None),
-        Method::Overlay => (create_overlay(&disk, &info, &name)?, None),
+    let (rec, bitmaps) = match (method, reading) {
+        (Method::Blocks, Some(reading)) => {
+            create_blocks(&ctx.store, &disk, &info, &name, args, reading, report)?
+        }
+        (Method::Qcow2Internal, _) => {
+            let state = args.vm_state.then_some(args.vm_state_disk.as_deref());
+            let rec = internal::create(&disk, &info, &name, vm.as_mut(), state, report)?;
+            (rec, None)
+        }
+        (Method::Overlay, _) => (create_overlay(&disk, &info, &name)?, None),
+        (Method::Blocks, None) => unreachable!("a blocks snapshot always has a reading"),
     };
     let rec = DiskSnapshotRecord {
         description: args.description.clone(),
@@ -144,33 +160,78 @@ fn run_one(ctx: &Context, args: &CreateArgs, image: &Path, report: &Reporter) ->
     }
 }
 
-fn pick_method(args: &CreateArgs, info: &ImageInfo, live: bool) -> Method {
-    match (args.overlay, args.method) {
+fn pick_method(args: &CreateArgs, info: &ImageInfo, live: bool) -> Result<Method> {
+    let method = match (args.overlay, args.method) {
         (true, _) => Method::Overlay,
         (_, Some(m)) => m,
-        // A running VM's image: only blocks snapshots read it through QEMU.
+        _ if args.vm_state => Method::Qcow2Internal,
+        // With a VM's monitor: a blocks snapshot read through QEMU, unless
+        // --vm-state or --method qcow2-internal asks for one inside the image.
         _ if live => Method::Blocks,
         _ if info.format == "qcow2" => Method::Qcow2Internal,
         _ => Method::Blocks,
+    };
+    if args.vm_state && method != Method::Qcow2Internal {
+        return Err(Error::usage(
+            "--vm-state",
+            format!(
+                "saves the VM inside a qcow2 image (qcow2-internal), not with {}",
+                method.as_str()
+            ),
+        ));
     }
+    if method != Method::Blocks {
+        for (set, flag) in [
+            (args.freeze, "--freeze"),
+            (args.nbd_server.is_some(), "--nbd-server"),
+        ] {
+            if set {
+                return Err(Error::usage(
+                    flag,
+                    format!(
+                        "is for blocks snapshots read through QEMU, not {}",
+                        method.as_str()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(method)
 }
 
-/// The disk's settings, written at its first snapshot.
-fn ensure_info(disk: &Disk, block_size: u64, encrypted: bool) -> Result<DiskInfo> {
-    if let Some(i) = &disk.info {
-        return Ok(i.clone());
-    }
-    let info = DiskInfo {
-        image: disk.image.clone(),
-        block_size,
-        encrypted,
+/// The running VM an internal snapshot goes through: the image is held and
+/// its monitor known (or `--qmp` given). `--require-stopped` never goes
+/// through it (the image in use is then refused), and `--vm-state` needs it.
+fn running_vm(
+    disk: &Disk,
+    args: &CreateArgs,
+    ends: Option<&live::Endpoints>,
+    report: &Reporter,
+) -> Result<Option<Vm>> {
+    let held = !snap_shared::holders::holders(&disk.image).is_empty();
+    let ends = match ends {
+        Some(e) if !args.require_stopped && (held || args.monitor.qmp.is_some()) => e,
+        _ if args.vm_state => {
+            return Err(Error::new(
+                Exit::Unavailable,
+                disk.image.display().to_string(),
+                "is not in use by a running VM: there is no VM state to save",
+            )
+            .with_hint(
+                "start the VM (with -qmp unix:SOCKET,server=on,wait=off), or leave out --vm-state",
+            ));
+        }
+        _ => return Ok(None),
     };
-    disk.dir.write_info(&info)?;
-    Ok(info)
+    let vm = Vm::connect(ends, &disk.image)?;
+    for l in &vm.leftovers {
+        report.warn(&format!("{}: {l}", disk.image.display()));
+    }
+    Ok(Some(vm))
 }
 
 /// The newest snapshot of the disk made by `method`.
-fn parent_of(disk: &Disk, method: Method) -> Result<Option<String>> {
+pub(crate) fn parent_of(disk: &Disk, method: Method) -> Result<Option<String>> {
     Ok(disk
         .dir
         .snapshots()?
@@ -180,31 +241,8 @@ fn parent_of(disk: &Disk, method: Method) -> Result<Option<String>> {
         .map(|r| r.name))
 }
 
-fn create_internal(disk: &Disk, info: &ImageInfo, name: &str) -> Result<DiskSnapshotRecord> {
-    if info.format != "qcow2" {
-        return Err(Error::usage(
-            disk.image.display().to_string(),
-            format!("is {}; internal snapshots need a qcow2 image", info.format),
-        )
-        .with_hint("use --method blocks (any format) or convert the image to qcow2"));
-    }
-    ensure_info(disk, DEFAULT_BLOCK_SIZE, false)?;
-    if info.snapshots.iter().any(|s| s.name == name) {
-        return Err(Error::new(
-            Exit::CantCreate,
-            disk.image.display().to_string(),
-            format!("already has an internal snapshot named {name}"),
-        ));
-    }
-    crate::changing::begin(disk, crate::changing::Change::Create(name))?;
-    qcow2::create(&disk.image, name)?;
-    let mut rec = base_record(disk, info, name, Method::Qcow2Internal);
-    rec.parent = parent_of(disk, Method::Qcow2Internal)?;
-    Ok(rec)
-}
-
 fn create_overlay(disk: &Disk, info: &ImageInfo, name: &str) -> Result<DiskSnapshotRecord> {
-    ensure_info(disk, DEFAULT_BLOCK_SIZE, false)?;
+    disk.ensure_info(DEFAULT_BLOCK_SIZE, false)?;
     let frozen = overlay::create(&disk.image, info, name)?;
     let mut rec = base_record(disk, info, name, Method::Overlay);
     rec.parent = parent_of(disk, Method::Overlay)?;
@@ -227,11 +265,7 @@ fn encryption(args: &CreateArgs) -> Result<Option<Encrypt>> {
 /// Checks the flags against the disk's fixed settings.
 fn blocks_settings(disk: &Disk, args: &CreateArgs, encrypted: bool) -> Result<DiskInfo> {
     let Some(info) = &disk.info else {
-        return ensure_info(
-            disk,
-            args.block_size.unwrap_or(DEFAULT_BLOCK_SIZE),
-            encrypted,
-        );
+        return disk.ensure_info(args.block_size.unwrap_or(DEFAULT_BLOCK_SIZE), encrypted);
     };
     let ctx = || format!("disk {}", disk.dir.name);
     if let Some(bs) = args.block_size.filter(|b| *b != info.block_size) {
@@ -428,7 +462,7 @@ fn guard(
         return Ok(Exit::Partial);
     }
     let _lock = ctx.lock(false)?;
-    crate::restore::restore_record(disk, rec, None, &Default::default(), report)?;
+    crate::restore::restore_record(disk, rec, None, &Default::default(), None, report)?;
     report.note(&format!("rolled back to {}", rec.name));
     Ok(Exit::Partial)
 }

@@ -84,6 +84,17 @@ impl Context {
         .with_hint("`snap-disk create IMAGE` makes the first disk snapshot")
     }
 
+    /// The disk an operand names, for commands that also take an image file
+    /// with no snapshots in the store yet (its internal snapshots were made
+    /// by qemu-img, savevm or virsh): it is then named as create would name it.
+    pub fn disk(&self, operand: &str) -> Result<Disk> {
+        let as_path = Path::new(operand);
+        if as_path.is_file() && self.disk_of_image(&absolute(as_path))?.is_none() {
+            return self.for_create(as_path, None);
+        }
+        self.existing(operand)
+    }
+
     /// The disk an operand names, for commands on existing snapshots.
     pub fn existing(&self, operand: &str) -> Result<Disk> {
         let as_path = Path::new(operand);
@@ -174,6 +185,23 @@ pub struct Disk {
 }
 
 impl Disk {
+    /// The disk's settings, written at its first snapshot, or at the first
+    /// change snap-disk makes to an image it did not know (a restore or
+    /// delete of a snapshot qemu-img or savevm made): from then on the
+    /// store knows the disk by name.
+    pub fn ensure_info(&self, block_size: u64, encrypted: bool) -> Result<DiskInfo> {
+        if let Some(i) = &self.info {
+            return Ok(i.clone());
+        }
+        let info = DiskInfo {
+            image: self.image.clone(),
+            block_size,
+            encrypted,
+        };
+        self.dir.write_info(&info)?;
+        Ok(info)
+    }
+
     /// Fails with exit 75, naming them, when processes have the image open.
     pub fn refuse_if_in_use(&self, doing: &str) -> Result<()> {
         snap_shared::holders::refuse_if_held(&self.image, doing)

@@ -26,11 +26,61 @@ pub struct ImageInfo {
     pub snapshots: Vec<InternalSnapshot>,
 }
 
+/// One internal snapshot as the qcow2 snapshot table holds it: what
+/// `qemu-img snapshot -l` prints (ID, TAG, VM SIZE, DATE, VM CLOCK).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "QemuSnapshot")]
 pub struct InternalSnapshot {
+    pub id: String,
     pub name: String,
-    #[serde(rename = "date-sec")]
     pub date_sec: i64,
+    pub date_nsec: u32,
+    /// The guest's clock when it was taken (0 for a disk-only snapshot).
+    pub vm_clock_nsec: u64,
+    /// Bytes of saved VM state (RAM, CPU, devices); 0 for a disk-only snapshot.
+    pub vm_state_size: u64,
+}
+
+impl InternalSnapshot {
+    /// Whether the snapshot holds the VM's memory and device state (savevm).
+    pub fn has_vm_state(&self) -> bool {
+        self.vm_state_size > 0
+    }
+
+    /// Whether `key` names it: by tag, or by ID as qemu-img takes it.
+    pub fn is(&self, key: &str) -> bool {
+        self.name == key || self.id == key
+    }
+}
+
+/// An element of `qemu-img info`'s `snapshots`, or QMP's `image.snapshots`.
+#[derive(Deserialize)]
+struct QemuSnapshot {
+    id: String,
+    name: String,
+    #[serde(rename = "date-sec")]
+    date_sec: i64,
+    #[serde(rename = "date-nsec", default)]
+    date_nsec: u32,
+    #[serde(rename = "vm-clock-sec", default)]
+    vm_clock_sec: u64,
+    #[serde(rename = "vm-clock-nsec", default)]
+    vm_clock_nsec: u64,
+    #[serde(rename = "vm-state-size", default)]
+    vm_state_size: u64,
+}
+
+impl From<QemuSnapshot> for InternalSnapshot {
+    fn from(q: QemuSnapshot) -> Self {
+        InternalSnapshot {
+            id: q.id,
+            name: q.name,
+            date_sec: q.date_sec,
+            date_nsec: q.date_nsec,
+            vm_clock_nsec: q.vm_clock_sec * 1_000_000_000 + q.vm_clock_nsec,
+            vm_state_size: q.vm_state_size,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -128,16 +178,29 @@ pub fn qcow2_header_from(
     for _ in 0..count.min(65536) {
         let mut e = [0u8; 40];
         read_at(&mut e, at)?;
-        let id_len = u16::from_be_bytes([e[12], e[13]]) as u64;
+        let id_len = u16::from_be_bytes([e[12], e[13]]) as usize;
         let name_len = u16::from_be_bytes([e[14], e[15]]) as usize;
         let extra_len = be32(&e, 36) as u64;
-        let name_at = at.checked_add(40 + extra_len + id_len)?;
-        let mut name = vec![0u8; name_len];
-        read_at(&mut name, name_at)?;
+        // Version 3 keeps the 64-bit VM state size first in the extra data.
+        let mut vm_state_size = u64::from(be32(&e, 32));
+        if extra_len >= 8 {
+            let mut large = [0u8; 8];
+            read_at(&mut large, at.checked_add(40)?)?;
+            vm_state_size = u64::from_be_bytes(large);
+        }
+        let id_at = at.checked_add(40 + extra_len)?;
+        let mut id_name = vec![0u8; id_len + name_len];
+        read_at(&mut id_name, id_at)?;
+        let name = String::from_utf8(id_name.split_off(id_len)).ok()?;
         snapshots.push(InternalSnapshot {
-            name: String::from_utf8(name).ok()?,
+            id: String::from_utf8(id_name).ok()?,
+            name,
             date_sec: be32(&e, 16) as i64,
+            date_nsec: be32(&e, 20),
+            vm_clock_nsec: be64(&e, 24),
+            vm_state_size,
         });
+        let name_at = id_at.checked_add(id_len as u64)?;
         at = name_at
             .checked_add(name_len as u64)?
             .checked_next_multiple_of(8)?;

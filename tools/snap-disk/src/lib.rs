@@ -15,6 +15,8 @@ pub mod daemon;
 pub mod disk;
 mod garbage;
 pub mod image;
+pub mod internal;
+pub mod listing;
 pub mod live;
 pub mod manage;
 pub mod nbd;
@@ -23,6 +25,7 @@ pub mod qcow2;
 pub mod qmp;
 mod record;
 pub mod restore;
+pub mod savevm;
 pub mod serve;
 mod source;
 pub mod vhdx;
@@ -34,7 +37,7 @@ use clap::CommandFactory;
 use snap_cli::Reporter;
 use snap_shared::error::{Exit, Result};
 
-pub use cli::{Cli, Cmd, CreateArgs, Keys, Method, RestoreArgs, ServeArgs, TOOL};
+pub use cli::{Cli, Cmd, CreateArgs, Keys, Method, MonitorArgs, RestoreArgs, ServeArgs, TOOL};
 
 /// The clap definition, for man pages and completions.
 pub fn command() -> clap::Command {
@@ -50,19 +53,31 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
     let ctx = disk::Context::open(cli)?;
     match &cli.command {
         Cmd::Create(args) => create::run(&ctx, args, report),
-        Cmd::List { disk } => manage::list(&ctx, disk.as_deref(), report),
-        Cmd::Show { disk, name } => manage::show(&ctx, disk, name, report),
+        Cmd::List { disk, monitor } => listing::list(&ctx, disk.as_deref(), monitor, report),
+        Cmd::Show {
+            disk,
+            name,
+            monitor,
+        } => listing::show(&ctx, disk, name, monitor, report),
         Cmd::Restore(args) => restore::run(&ctx, args, report),
-        Cmd::Delete { disk, names } => manage::delete(&ctx, disk, names, report),
+        Cmd::Delete {
+            disk,
+            names,
+            monitor,
+        } => manage::delete(&ctx, disk, names, monitor, report),
         Cmd::Export {
             disk,
             name,
             out,
             keys,
-        } => restore::export(&ctx, disk, name, out, keys, report),
-        Cmd::Verify { disk, name, keys } => {
-            restore::verify(&ctx, disk, name.as_deref(), keys, report)
-        }
+            monitor,
+        } => restore::export(&ctx, disk, name, out, keys, monitor, report),
+        Cmd::Verify {
+            disk,
+            name,
+            keys,
+            monitor,
+        } => restore::verify(&ctx, disk, name.as_deref(), keys, monitor, report),
         Cmd::Serve(args) => serve::run(&ctx, args, report),
         Cmd::Commit { disk } => manage::commit(&ctx, disk, report),
     }

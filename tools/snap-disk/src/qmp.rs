@@ -107,7 +107,7 @@ pub struct Qmp {
 impl Qmp {
     /// Connects, reads the greeting and leaves capabilities negotiation.
     pub fn connect(path: &Path) -> QResult<Qmp> {
-        let mut ch = Channel::connect(path, Duration::from_secs(60))?;
+        let mut ch = Channel::connect(path, READ_TIMEOUT)?;
         let greeting = ch.recv()?;
         if greeting.get("QMP").is_none() {
             return Err(QmpError::Io(io::Error::new(
@@ -139,7 +139,9 @@ impl Qmp {
         loop {
             let v = self.ch.recv()?;
             if v.get("event").is_some() {
-                self.events.push_back(v);
+                if self.events.len() < MAX_KEPT_EVENTS {
+                    self.events.push_back(v);
+                }
                 continue;
             }
             if let Some(out) = outcome(&v) {
@@ -163,19 +165,62 @@ impl Qmp {
             return Ok(self.events.remove(i).unwrap());
         }
         let until = Instant::now() + timeout;
+        let timed_out = || {
+            QmpError::Io(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no {name} event in {} s", timeout.as_secs()),
+            ))
+        };
         loop {
-            if Instant::now() >= until {
-                return Err(QmpError::Io(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("no {name} event in {} s", timeout.as_secs()),
-                )));
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(timed_out());
             }
-            let v = self.ch.recv()?;
+            // A read waits no longer than the event may take.
+            self.ch.wr.set_read_timeout(Some(left.min(READ_TIMEOUT)))?;
+            let got = self.ch.recv();
+            self.ch.wr.set_read_timeout(Some(READ_TIMEOUT))?;
+            let v = match got {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(timed_out());
+                }
+                other => other?,
+            };
             if hit(&v) {
                 return Ok(v);
             }
+            if v.get("event").is_some() && self.events.len() < MAX_KEPT_EVENTS {
+                self.events.push_back(v);
+            }
         }
     }
+
+    /// Takes every event named `name` received so far, oldest first.
+    pub fn take_events(&mut self, name: &str) -> Vec<Value> {
+        let (hit, rest) = std::mem::take(&mut self.events)
+            .into_iter()
+            .partition(|v| v.get("event").and_then(Value::as_str) == Some(name));
+        self.events = rest;
+        hit.into()
+    }
+}
+
+/// How long one answer from QEMU may take.
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Events kept for a later `wait_event` or `take_events`; a QEMU that floods
+/// its monitor does not fill the memory.
+const MAX_KEPT_EVENTS: usize = 4096;
+
+/// When QEMU says an event happened: its `timestamp`, in microseconds.
+pub fn event_micros(v: &Value) -> Option<u64> {
+    let t = v.get("timestamp")?;
+    Some(t.get("seconds")?.as_u64()? * 1_000_000 + t.get("microseconds")?.as_u64()?)
 }
 
 /// A qemu-guest-agent connection (virtio-serial in the guest, a unix socket on the host).

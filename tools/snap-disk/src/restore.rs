@@ -20,10 +20,11 @@ use snap_shared::record::{DiskSnapshotRecord, Extra, OutcomeRecord, Record, SCHE
 use snap_shared::size::human_bytes;
 
 use crate::blocks;
-use crate::cli::{Keys, RestoreArgs};
+use crate::cli::{Keys, MonitorArgs, RestoreArgs};
 use crate::disk::{Context, Disk};
 use crate::image::{self, qemu_img};
-use crate::{overlay, qcow2};
+use crate::savevm::Vm;
+use crate::{internal, overlay, qcow2};
 use snap_shared::blockdiff;
 use snap_shared::blockstore::read_block;
 use snap_shared::disks::block_path;
@@ -31,11 +32,13 @@ use snap_shared::hash::Sha256Digest;
 
 pub fn run(ctx: &Context, args: &RestoreArgs, report: &Reporter) -> Result<Exit> {
     let dec = args.keys.decrypt()?;
-    let _lock = ctx.lock(false)?;
-    let disk = ctx.existing(&args.disk)?;
-    crate::changing::recover(&disk, report)?;
-    let rec = disk.dir.record(&args.name)?;
-    let out = restore_record(&disk, &rec, args.to.as_deref(), &dec, report)?;
+    let _lock = ctx.lock(true)?;
+    let disk = ctx.disk(&args.disk)?;
+    let mut vm = internal::running_vm(ctx, &disk.image, &args.monitor, report)?;
+    crate::changing::recover(&disk, vm.as_mut(), report)?;
+    let internal = internal::snapshots(&disk, vm.as_mut())?;
+    let rec = crate::listing::find(&disk, &args.name, internal.as_deref())?;
+    let out = restore_record(&disk, &rec, args.to.as_deref(), &dec, vm.as_mut(), report)?;
     RecordWriter::new(io::stdout().lock()).write(&Record::Restored(out))?;
     Ok(Exit::Ok)
 }
@@ -58,6 +61,7 @@ pub fn restore_record(
     rec: &DiskSnapshotRecord,
     to: Option<&Path>,
     dec: &Decrypt,
+    vm: Option<&mut Vm>,
     report: &Reporter,
 ) -> Result<OutcomeRecord> {
     if let Some(out) = to {
@@ -70,16 +74,13 @@ pub fn restore_record(
         ));
         return Ok(outcome(rec, out, bytes));
     }
+    if rec.method == "qcow2-internal" {
+        internal::restore(disk, rec, vm, report)?;
+        return Ok(outcome(rec, &disk.image, 0));
+    }
     disk.refuse_if_in_use("restoring")?;
     let bytes = match rec.method.as_str() {
         "blocks" => restore_blocks(disk, rec, dec, report)?,
-        "qcow2-internal" => {
-            crate::changing::begin(disk, crate::changing::Change::Apply(&rec.name))?;
-            qcow2::apply(&disk.image, &rec.name)?;
-            crate::changing::end(disk)?;
-            report.note(&format!("{} is back at {}", disk.image.display(), rec.name));
-            0
-        }
         "overlay" => {
             overlay::restore(&disk.image, &frozen_of(rec)?)?;
             report.note(&format!(
@@ -253,6 +254,7 @@ pub fn export(
     name: &str,
     out: &Path,
     keys: &Keys,
+    monitor: &MonitorArgs,
     report: &Reporter,
 ) -> Result<Exit> {
     let Some(fmt) = out_format(out) else {
@@ -269,8 +271,10 @@ pub fn export(
         ));
     };
     let dec = keys.decrypt()?;
-    let disk = ctx.existing(operand)?;
-    let rec = disk.dir.record(name)?;
+    let disk = ctx.disk(operand)?;
+    let mut vm = internal::running_vm(ctx, &disk.image, monitor, report)?;
+    let internal = internal::snapshots(&disk, vm.as_mut())?;
+    let rec = crate::listing::find(&disk, name, internal.as_deref())?;
     let bytes = write_new(&disk, &rec, out, fmt, &dec, report)?;
     let size = fs::metadata(out).map(|m| m.len()).unwrap_or(0);
     report.note(&format!(
@@ -448,13 +452,16 @@ pub fn verify(
     operand: &str,
     name: Option<&str>,
     keys: &Keys,
+    monitor: &MonitorArgs,
     report: &Reporter,
 ) -> Result<Exit> {
     let dec = keys.decrypt()?;
-    let disk = ctx.existing(operand)?;
+    let disk = ctx.disk(operand)?;
+    let mut vm = internal::running_vm(ctx, &disk.image, monitor, report)?;
+    let internal = internal::snapshots(&disk, vm.as_mut())?;
     let recs = match name {
-        Some(n) => vec![disk.dir.record(n)?],
-        None => disk.dir.snapshots()?,
+        Some(n) => vec![crate::listing::find(&disk, n, internal.as_deref())?],
+        None => crate::listing::merged(&disk, internal.as_deref())?,
     };
     let mut out = RecordWriter::new(io::stdout().lock());
     let mut bad_total = 0;

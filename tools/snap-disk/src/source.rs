@@ -12,46 +12,82 @@ use snap_shared::blockstore::BlockStore;
 use snap_shared::error::{Error, Result};
 use snap_shared::holders::holders;
 
-use crate::cli::{CreateArgs, Method};
+use crate::cli::{CreateArgs, Method, MonitorArgs};
 use crate::disk::{Context, Disk};
 use crate::image::{self, ImageInfo};
 use crate::{blocks, daemon, live};
+use snap_shared::config::{DiskEntry, expand_tilde};
 
-/// Where the QEMU running the image listens: the flags, else the config's
-/// entry for the image. None when neither names a QMP socket.
+/// The config's disk entry for `image` (the same file, by device and inode).
+fn config_entry<'a>(ctx: &'a Context, image: &Path) -> Option<&'a DiskEntry> {
+    use std::os::unix::fs::MetadataExt;
+    let me = fs::metadata(image).ok()?;
+    ctx.disks.iter().find(|d| {
+        fs::metadata(expand_tilde(&d.image))
+            .is_ok_and(|m| m.dev() == me.dev() && m.ino() == me.ino())
+    })
+}
+
+fn entry_path(s: &Option<String>) -> Option<PathBuf> {
+    s.as_deref().map(expand_tilde)
+}
+
+/// Where the QEMU running the image has its monitor: the flags, else the
+/// config's entry for the image. None when neither names a QMP socket.
+pub(crate) fn monitor_endpoints(
+    ctx: &Context,
+    flags: &MonitorArgs,
+    image: &Path,
+) -> Result<Option<live::Endpoints>> {
+    let entry = config_entry(ctx, image);
+    let Some(qmp) = flags
+        .qmp
+        .clone()
+        .or_else(|| entry.and_then(|e| entry_path(&e.qmp)))
+    else {
+        if flags.node.is_some() {
+            return Err(needs_qmp("--node"));
+        }
+        return Ok(None);
+    };
+    Ok(Some(live::Endpoints {
+        qmp,
+        node: flags
+            .node
+            .clone()
+            .or_else(|| entry.and_then(|e| e.node.clone())),
+        ..Default::default()
+    }))
+}
+
+fn needs_qmp(flag: &str) -> Error {
+    Error::usage(
+        flag,
+        "needs --qmp SOCKET (or \"qmp\" in the config's disk entry)",
+    )
+}
+
+/// Where the QEMU running the image listens, for a create: its monitor
+/// ([`monitor_endpoints`]), NBD server and guest agent.
 pub(crate) fn endpoints(
     ctx: &Context,
     args: &CreateArgs,
     image: &Path,
 ) -> Result<Option<live::Endpoints>> {
-    use std::os::unix::fs::MetadataExt;
-    let entry = fs::metadata(image).ok().and_then(|me| {
-        ctx.disks.iter().find(|d| {
-            fs::metadata(snap_shared::config::expand_tilde(&d.image))
-                .is_ok_and(|m| m.dev() == me.dev() && m.ino() == me.ino())
-        })
-    });
-    let path = |s: &Option<String>| s.as_deref().map(snap_shared::config::expand_tilde);
-    let qmp = args
-        .qmp
-        .clone()
-        .or_else(|| entry.and_then(|e| path(&e.qmp)));
+    let entry = config_entry(ctx, image);
     let agent = args
         .guest_agent
         .clone()
-        .or_else(|| entry.and_then(|e| path(&e.guest_agent)));
+        .or_else(|| entry.and_then(|e| entry_path(&e.guest_agent)));
     let freeze = args.freeze || entry.is_some_and(|e| e.freeze);
-    let Some(qmp) = qmp else {
+    let Some(ends) = monitor_endpoints(ctx, &args.monitor, image)? else {
         for (set, flag) in [
-            (args.node.is_some(), "--node"),
             (args.nbd_server.is_some(), "--nbd-server"),
             (args.freeze, "--freeze"),
+            (args.vm_state, "--vm-state"),
         ] {
             if set {
-                return Err(Error::usage(
-                    flag,
-                    "needs --qmp SOCKET (or \"qmp\" in the config's disk entry)",
-                ));
+                return Err(needs_qmp(flag));
             }
         }
         return Ok(None);
@@ -63,16 +99,12 @@ pub(crate) fn endpoints(
         ));
     }
     Ok(Some(live::Endpoints {
-        qmp,
-        node: args
-            .node
-            .clone()
-            .or_else(|| entry.and_then(|e| e.node.clone())),
         nbd_server: args
             .nbd_server
             .clone()
-            .or_else(|| entry.and_then(|e| path(&e.nbd_server))),
+            .or_else(|| entry.and_then(|e| entry_path(&e.nbd_server))),
         agent: agent.filter(|_| freeze),
+        ..ends
     }))
 }
 
@@ -101,7 +133,11 @@ pub(crate) fn how_to_read(
 ) -> Result<Reading> {
     let held = !holders(&disk.image).is_empty();
     match ends {
-        Some(e) if method == Method::Blocks && (held || args.qmp.is_some()) => {
+        Some(e)
+            if method == Method::Blocks
+                && !(held && args.require_stopped)
+                && (held || args.monitor.qmp.is_some()) =>
+        {
             return Ok(Reading::Live(e));
         }
         _ => {}

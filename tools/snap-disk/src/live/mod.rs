@@ -28,8 +28,9 @@ mod planning;
 mod session;
 mod signals;
 
-pub use discovery::{APPLICATION, Endpoints, OURS, POINT_IN_TIME};
+pub use discovery::{APPLICATION, Endpoints, OURS, POINT_IN_TIME, find_node};
 pub use monitor::Bitmaps;
+pub(crate) use monitor::{Monitor, qmp_err};
 pub use planning::Parent;
 pub use session::{Start, Taken, start};
 pub use signals::{SignalGuard, interrupted};

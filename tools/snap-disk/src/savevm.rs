@@ -1,0 +1,521 @@
+//! Internal snapshots inside the qcow2 images a running QEMU holds, made,
+//! loaded and deleted through its QMP monitor as `savevm`, `loadvm` and
+//! `delvm` do.
+//!
+//! `snapshot-save`, `snapshot-load` and `snapshot-delete` (QEMU 6.0 and
+//! later; Debian 12 has 7.2) are jobs: each is started under a job id of
+//! ours, waited for by its `JOB_STATUS_CHANGE` events, its error read from
+//! `query-jobs`, then dismissed. `snapshot-save` always saves the VM state,
+//! so a disk-only snapshot is `blockdev-snapshot-internal-sync`, in one
+//! transaction.
+//!
+//! QEMU's rules, which this keeps and says: a save or a delete that fails
+//! leaves the VM running (a snapshot half made on some disks is deleted
+//! again); a load stops the VM first and resumes it only when the load
+//! succeeded, so a load that fails leaves the VM paused, its disks possibly
+//! part way to the snapshot. A job a killed run left is waited for and
+//! dismissed by the next run, which says what it found.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use snap_shared::error::{Error, Exit, Result};
+
+use crate::image::InternalSnapshot;
+use crate::live::{Endpoints, OURS};
+use crate::live::{Monitor, find_node, qmp_err};
+use crate::qmp::{QmpError, event_micros};
+
+/// Every job id of ours starts so; the next run finds what a killed one left.
+const JOB_PREFIX: &str = "snap-disk-snapshot-";
+
+/// How long a job may go without an event before QEMU is asked whether it
+/// still runs: a save of many GiB of RAM takes minutes, and says nothing.
+const QUIET: Duration = Duration::from_secs(20);
+
+/// The longest a job may take at all.
+const JOB_LIMIT: Duration = Duration::from_secs(3600);
+
+/// A running VM's monitor, and the qcow2 node over the image.
+pub struct Vm {
+    m: Monitor,
+    cwd: Option<PathBuf>,
+    /// The format node over the image.
+    pub node: String,
+    /// Jobs a killed run left, now dismissed: what each was and how it ended.
+    pub leftovers: Vec<String>,
+}
+
+/// What a save did.
+pub struct Saved {
+    pub snapshot: InternalSnapshot,
+    /// How long the guest was paused (QEMU's STOP to RESUME), with the VM state.
+    pub paused: Option<Duration>,
+    /// From the command to the job's end.
+    pub took: Duration,
+    /// The VM's other disks that got the snapshot too (a VM state belongs to all).
+    pub others: Vec<String>,
+}
+
+/// A load, checked: the snapshot's tag, the disk with its VM state, and
+/// every disk that has it.
+pub struct Load {
+    tag: String,
+    vmstate: String,
+    devices: Vec<String>,
+    /// snap-disk's dirty bitmaps on those disks, removed before the load.
+    bitmaps: Vec<(String, String)>,
+}
+
+/// How a job ended.
+struct Ended {
+    error: Option<String>,
+    took: Duration,
+}
+
+impl Vm {
+    /// Connects to the monitor and finds the image's node; a job a killed
+    /// run left is finished and dismissed first.
+    pub fn connect(ends: &Endpoints, image: &Path) -> Result<Vm> {
+        let mut m = Monitor::connect(&ends.qmp)?;
+        // QEMU may have been given the image's path relative to its own folder.
+        let cwd =
+            m.q.peer_pid()
+                .and_then(|pid| fs::read_link(format!("/proc/{pid}/cwd")).ok());
+        let nodes = m.run("query-named-block-nodes", json!({"flat": true}))?;
+        let nodes = nodes.as_array().cloned().unwrap_or_default();
+        let node = find_node(&nodes, image, ends.node.as_deref(), cwd.as_deref())
+            .map_err(|e| Error::new(Exit::NoInput, format!("QMP {}", ends.qmp.display()), e))?;
+        if node.format != "qcow2" {
+            return Err(Error::usage(
+                image.display().to_string(),
+                format!(
+                    "QEMU runs it as {}; internal snapshots need a qcow2 image",
+                    node.format
+                ),
+            )
+            .with_hint("use --method blocks, which takes any format"));
+        }
+        let mut vm = Vm {
+            m,
+            cwd,
+            node: node.name,
+            leftovers: Vec::new(),
+        };
+        vm.leftovers = vm.finish_leftover_jobs()?;
+        Ok(vm)
+    }
+
+    /// The monitor's socket, for messages.
+    pub fn socket(&self) -> &Path {
+        &self.m.socket
+    }
+
+    /// The internal snapshots of the image, as the running QEMU sees them.
+    pub fn snapshots(&mut self) -> Result<Vec<InternalSnapshot>> {
+        let node = self.node.clone();
+        self.snapshots_of(&node)
+    }
+
+    fn snapshots_of(&mut self, node: &str) -> Result<Vec<InternalSnapshot>> {
+        let nodes = self
+            .m
+            .run("query-named-block-nodes", json!({"flat": true}))?;
+        let found = nodes
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|n| n["node-name"] == node)
+            .ok_or_else(|| self.refused("query-named-block-nodes", "the node is gone"))?;
+        let list = found["image"]["snapshots"].clone();
+        match list {
+            Value::Null => Ok(Vec::new()),
+            v => serde_json::from_value(v).map_err(|e| {
+                self.refused(
+                    "query-named-block-nodes",
+                    &format!("unreadable snapshots: {e}"),
+                )
+            }),
+        }
+    }
+
+    /// The VM's writable disks (the root node of each), which `savevm` snapshots all of.
+    fn writable_disks(&mut self) -> Result<Vec<String>> {
+        let block = self.m.run("query-block", json!({}))?;
+        Ok(block
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|b| b.get("inserted"))
+            .filter(|i| i["ro"] == false)
+            .filter_map(|i| i["node-name"].as_str().map(str::to_string))
+            .collect())
+    }
+
+    /// Whether the guest runs (`query-status`).
+    pub fn status(&mut self) -> Result<String> {
+        let s = self.m.run("query-status", json!({}))?;
+        Ok(s["status"].as_str().unwrap_or("unknown").to_string())
+    }
+
+    /// Makes the internal snapshot `tag`: with the VM state (memory, CPU,
+    /// devices) into `state_image`'s node, or the image's own, on every
+    /// writable disk, as savevm does; without it, on this disk alone.
+    pub fn save(&mut self, tag: &str, state: Option<Option<&Path>>) -> Result<Saved> {
+        let Some(state_image) = state else {
+            return self.save_disk_only(tag);
+        };
+        let vmstate = match state_image {
+            Some(img) => self.node_of(img)?,
+            None => self.node.clone(),
+        };
+        let devices = self.devices_for_save()?;
+        let id = job_id("save");
+        self.m.q.take_events("STOP");
+        self.m.q.take_events("RESUME");
+        let args = json!({"job-id": id, "tag": tag, "vmstate": vmstate, "devices": devices});
+        let ended = self.job("snapshot-save", &id, args)?;
+        let stop = self.m.q.take_events("STOP");
+        let resume = self.m.q.take_events("RESUME");
+        if let Some(why) = ended.error {
+            let left = self.remove_partial(tag, &devices)?;
+            return Err(self
+                .refused("snapshot-save", &why)
+                .with_hint(format!("the VM runs on{left}")));
+        }
+        let paused = match (stop.first().and_then(event_micros), resume.last()) {
+            (Some(a), Some(r)) => {
+                event_micros(r).map(|b| Duration::from_micros(b.saturating_sub(a)))
+            }
+            _ => None,
+        };
+        Ok(Saved {
+            snapshot: self.find(tag)?,
+            paused,
+            took: ended.took,
+            others: devices.into_iter().filter(|d| *d != self.node).collect(),
+        })
+    }
+
+    /// A disk-only snapshot of this disk: one transaction, no pause of the guest.
+    fn save_disk_only(&mut self, tag: &str) -> Result<Saved> {
+        let started = Instant::now();
+        let action = json!({"type": "blockdev-snapshot-internal-sync",
+            "data": {"device": self.node, "name": tag}});
+        self.m.transaction(vec![action]).map_err(|e| {
+            e.with_hint("the VM runs on; the transaction left nothing in the image")
+        })?;
+        Ok(Saved {
+            snapshot: self.find(tag)?,
+            paused: None,
+            took: started.elapsed(),
+            others: Vec::new(),
+        })
+    }
+
+    /// The disks a save with the VM state goes to: every writable one, which
+    /// must include this image's (through any filter above it).
+    fn devices_for_save(&mut self) -> Result<Vec<String>> {
+        let mut devices = self.writable_disks()?;
+        if !devices.contains(&self.node) && devices.len() != 1 {
+            devices.push(self.node.clone());
+        }
+        Ok(devices)
+    }
+
+    /// The node over another image the VM holds (`--vm-state-disk`).
+    fn node_of(&mut self, image: &Path) -> Result<String> {
+        let nodes = self
+            .m
+            .run("query-named-block-nodes", json!({"flat": true}))?;
+        let nodes = nodes.as_array().cloned().unwrap_or_default();
+        find_node(&nodes, image, None, self.cwd.as_deref())
+            .map(|n| n.name)
+            .map_err(|e| Error::usage(format!("--vm-state-disk {}", image.display()), e))
+    }
+
+    /// The snapshot `key` (tag or ID) as QEMU now sees it.
+    pub fn find(&mut self, key: &str) -> Result<InternalSnapshot> {
+        self.snapshots()?
+            .into_iter()
+            .find(|s| s.is(key))
+            .ok_or_else(|| {
+                self.refused(
+                    "query-named-block-nodes",
+                    &format!("the image has no snapshot {key}"),
+                )
+            })
+    }
+
+    /// Deletes `tag` from the disks a failed save left it on; says what it did.
+    fn remove_partial(&mut self, tag: &str, devices: &[String]) -> Result<String> {
+        let mut left = Vec::new();
+        for d in devices {
+            if self.snapshots_of(d)?.iter().any(|s| s.name == tag) {
+                left.push(d.clone());
+            }
+        }
+        if left.is_empty() {
+            return Ok(", and no disk has the snapshot".into());
+        }
+        self.delete_on(tag, &left)?;
+        Ok(format!(
+            "; the snapshot it had begun on {} was deleted again",
+            left.join(", ")
+        ))
+    }
+
+    /// What loading `snap` into the running VM takes: the disks that have
+    /// it and the one with its VM state. A disk-only snapshot cannot be
+    /// loaded into a running VM (QEMU's rule): refused before anything is done.
+    pub fn plan_load(&mut self, snap: &InternalSnapshot) -> Result<Load> {
+        let mut devices = Vec::new();
+        let mut vmstate = None;
+        for d in self.writable_disks()? {
+            if let Some(s) = self
+                .snapshots_of(&d)?
+                .into_iter()
+                .find(|s| s.name == snap.name)
+            {
+                if s.has_vm_state() {
+                    vmstate = Some(d.clone());
+                }
+                devices.push(d);
+            }
+        }
+        let Some(vmstate) = vmstate else {
+            return Err(Error::new(
+                Exit::TempFail,
+                format!("snapshot {}", snap.name),
+                "is disk-only (no VM state): QEMU loads it only into a stopped VM",
+            )
+            .with_hint("shut the VM down, then restore again (through qemu-img)"));
+        };
+        // QEMU refuses to load over a dirty bitmap, after it stopped the VM.
+        let mut ours = Vec::new();
+        let mut foreign = Vec::new();
+        for (node, name) in self.bitmaps_on(&devices)? {
+            match name.starts_with(OURS) {
+                true => ours.push((node, name)),
+                false => foreign.push(format!("{name} on {node}")),
+            }
+        }
+        if !foreign.is_empty() {
+            return Err(Error::new(
+                Exit::TempFail,
+                format!("snapshot {}", snap.name),
+                format!(
+                    "QEMU cannot load it while the disks have dirty bitmaps: {}",
+                    foreign.join(", ")
+                ),
+            )
+            .with_hint(
+                "they belong to another backup tool (libvirt checkpoints?); nothing was changed",
+            ));
+        }
+        Ok(Load {
+            tag: snap.name.clone(),
+            vmstate,
+            devices,
+            bitmaps: ours,
+        })
+    }
+
+    /// The named dirty bitmaps on these nodes: (node, bitmap).
+    fn bitmaps_on(&mut self, nodes: &[String]) -> Result<Vec<(String, String)>> {
+        let all = self
+            .m
+            .run("query-named-block-nodes", json!({"flat": true}))?;
+        let mut out = Vec::new();
+        for n in all.as_array().into_iter().flatten() {
+            let Some(name) = n["node-name"]
+                .as_str()
+                .filter(|x| nodes.iter().any(|w| w == x))
+            else {
+                continue;
+            };
+            for b in n["dirty-bitmaps"].as_array().into_iter().flatten() {
+                if let Some(b) = b["name"].as_str() {
+                    out.push((name.to_string(), b.to_string()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Brings the VM back to a snapshot (loadvm): its disks, and from its VM
+    /// state the memory and CPUs. Returns how long the job took.
+    pub fn load(&mut self, plan: Load) -> Result<Duration> {
+        // snap-disk's own bitmaps go: after the load they would not say
+        // what changed, and the next blocks snapshot reads the whole disk.
+        let removals: Vec<Value> = plan
+            .bitmaps
+            .iter()
+            .map(|(node, name)| {
+                json!({"type": "block-dirty-bitmap-remove", "data": {"node": node, "name": name}})
+            })
+            .collect();
+        self.m.transaction(removals)?;
+        let id = job_id("load");
+        let args = json!({"job-id": id, "tag": plan.tag, "vmstate": plan.vmstate,
+            "devices": plan.devices});
+        let ended = self.job("snapshot-load", &id, args)?;
+        if let Some(why) = ended.error {
+            let status = self.status()?;
+            return Err(self.refused("snapshot-load", &why).with_hint(format!(
+                "QEMU left the VM stopped ({status}), as it does after any failed loadvm: it \
+                 stops the VM first and resumes it only on success, and the disks may be part \
+                 way to {}; load another snapshot, or shut the VM down and restore one offline",
+                plan.tag
+            )));
+        }
+        Ok(ended.took)
+    }
+
+    /// Deletes `snap` online (delvm): from every disk that has it when it
+    /// holds a VM state (a VM-wide snapshot), else from this disk alone.
+    pub fn delete(&mut self, snap: &InternalSnapshot) -> Result<()> {
+        let mut devices = vec![self.node.clone()];
+        if snap.has_vm_state() || self.is_vm_wide(&snap.name)? {
+            for d in self.writable_disks()? {
+                if !devices.contains(&d)
+                    && self.snapshots_of(&d)?.iter().any(|s| s.name == snap.name)
+                {
+                    devices.push(d);
+                }
+            }
+        }
+        self.delete_on(&snap.name, &devices)
+    }
+
+    /// Whether another disk's snapshot of this tag holds the VM state.
+    fn is_vm_wide(&mut self, tag: &str) -> Result<bool> {
+        for d in self.writable_disks()? {
+            if self
+                .snapshots_of(&d)?
+                .iter()
+                .any(|s| s.name == tag && s.has_vm_state())
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn delete_on(&mut self, tag: &str, devices: &[String]) -> Result<()> {
+        let id = job_id("delete");
+        let args = json!({"job-id": id, "tag": tag, "devices": devices});
+        let ended = self.job("snapshot-delete", &id, args)?;
+        match ended.error {
+            None => Ok(()),
+            Some(why) => Err(self
+                .refused("snapshot-delete", &why)
+                .with_hint("the VM runs on")),
+        }
+    }
+
+    /// Starts a job, waits for its end, reads its error and dismisses it.
+    fn job(&mut self, cmd: &str, id: &str, args: Value) -> Result<Ended> {
+        let started = Instant::now();
+        self.m.run(cmd, args)?;
+        let ended = self.wait_concluded(id, started)?;
+        self.m.run("job-dismiss", json!({ "id": id }))?;
+        Ok(ended)
+    }
+
+    /// Waits for the job's `concluded`, asking QEMU after each quiet spell
+    /// whether the job is still there.
+    fn wait_concluded(&mut self, id: &str, started: Instant) -> Result<Ended> {
+        let concluded = |d: &Value| d["id"] == id && d["status"] == "concluded";
+        loop {
+            match self.m.q.wait_event("JOB_STATUS_CHANGE", concluded, QUIET) {
+                Ok(_) => break,
+                Err(QmpError::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => return Err(qmp_err(&self.m.socket, "JOB_STATUS_CHANGE", e)),
+            }
+            match self.job_state(id)? {
+                Some((status, _)) if status == "concluded" => break,
+                Some(_) if started.elapsed() < JOB_LIMIT => continue,
+                Some((status, _)) => {
+                    return Err(self.refused(
+                        "query-jobs",
+                        &format!("job {id} is still {status} after {} s", JOB_LIMIT.as_secs()),
+                    ));
+                }
+                None => return Err(self.refused("query-jobs", &format!("job {id} vanished"))),
+            }
+        }
+        let took = started.elapsed();
+        let error = self.job_state(id)?.and_then(|(_, e)| e);
+        Ok(Ended { error, took })
+    }
+
+    /// A job's status and error, if QEMU has it.
+    fn job_state(&mut self, id: &str) -> Result<Option<(String, Option<String>)>> {
+        let jobs = self.m.run("query-jobs", json!({}))?;
+        Ok(jobs
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|j| j["id"] == id)
+            .map(|j| {
+                let status = j["status"].as_str().unwrap_or("").to_string();
+                let error = j["error"].as_str().map(str::to_string);
+                (status, error)
+            }))
+    }
+
+    /// Waits for and dismisses the jobs of ours a killed run left.
+    fn finish_leftover_jobs(&mut self) -> Result<Vec<String>> {
+        let jobs = self.m.run("query-jobs", json!({}))?;
+        let ours: Vec<(String, String)> = jobs
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|j| {
+                let id = j["id"].as_str()?;
+                let kind = j["type"].as_str().unwrap_or("job");
+                id.starts_with(JOB_PREFIX)
+                    .then(|| (id.to_string(), kind.to_string()))
+            })
+            .collect();
+        let mut out = Vec::new();
+        for (id, kind) in ours {
+            // Its `concluded` event may have come before this connection.
+            let ended = match self.job_state(&id)? {
+                Some((status, error)) if status == "concluded" => Ended {
+                    error,
+                    took: Duration::ZERO,
+                },
+                _ => self.wait_concluded(&id, Instant::now())?,
+            };
+            self.m.run("job-dismiss", json!({ "id": id }))?;
+            out.push(match ended.error {
+                None => format!("{kind} job {id} left by an interrupted run had finished"),
+                Some(e) => format!("{kind} job {id} left by an interrupted run had failed: {e}"),
+            });
+        }
+        Ok(out)
+    }
+
+    fn refused(&self, cmd: &str, why: &str) -> Error {
+        Error::new(
+            Exit::Unavailable,
+            format!("QMP {}: {cmd}", self.m.socket.display()),
+            why.to_string(),
+        )
+    }
+}
+
+/// A job id of this run: ours by its prefix, unique by the pid.
+fn job_id(what: &str) -> String {
+    debug_assert!(JOB_PREFIX.starts_with(OURS));
+    format!("{JOB_PREFIX}{what}-{}", std::process::id())
+}
