@@ -86,6 +86,7 @@ complete -c snap-disk -n "__fish_snap_disk_using_subcommand restore" -l qmp -d '
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand restore" -l node -d 'With --qmp: the image\'s block node [default: the format node whose file is IMAGE]' -r
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand restore" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand restore" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand restore" -l no-undo -d 'Overwrite without first taking a snapshot of what the image holds now (before-restore-TIME, tagged pre-restore)'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand restore" -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand restore" -s v -l verbose -d 'Print more detail'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand restore" -s h -l help -d 'Print help'

@@ -144,7 +144,7 @@ impl Method {
     }
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Default, clap::Args)]
 pub struct CreateArgs {
     /// The image file
     #[arg(required_unless_present = "all")]
@@ -216,6 +216,11 @@ pub struct CreateArgs {
     #[arg(short = 'R', long = "recipients-file", value_name = "FILE", action = ArgAction::Append)]
     pub recipients_files: Vec<PathBuf>,
 
+    /// Encrypt blocks to the recipients of these identity files (a
+    /// restore's undo snapshot of an encrypted disk: it has only identities).
+    #[arg(skip)]
+    pub identities_as_recipients: Vec<PathBuf>,
+
     /// Snapshot, then run CMD (sh -c); if it fails, say how to roll back
     #[arg(long, value_name = "CMD")]
     pub before: Option<String>,
@@ -236,6 +241,10 @@ pub struct RestoreArgs {
     /// Write the snapshot to this new file instead of rewriting the image (blocks: sparse raw)
     #[arg(long, value_name = "FILE")]
     pub to: Option<PathBuf>,
+
+    /// Overwrite without first taking a snapshot of what the image holds now (before-restore-TIME, tagged pre-restore)
+    #[arg(long, conflicts_with = "to")]
+    pub no_undo: bool,
 
     #[command(flatten)]
     pub keys: Keys,

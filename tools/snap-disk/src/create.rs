@@ -70,6 +70,25 @@ fn run_all(ctx: &Context, args: &CreateArgs, report: &Reporter) -> Result<Exit> 
 }
 
 fn run_one(ctx: &Context, args: &CreateArgs, image: &Path, report: &Reporter) -> Result<Exit> {
+    let lock = ctx.lock(true)?;
+    let (disk, rec) = take(ctx, args, image, None, report)?;
+    drop(lock);
+    match &args.before {
+        Some(cmd) => guard(ctx, &disk, &rec, cmd, args.rollback_on_failure, report),
+        None => Ok(Exit::Ok),
+    }
+}
+
+/// Takes one snapshot of `image` as `args` say, under the store lock the
+/// caller holds, and writes its record on stdout. `vm` is the running VM's
+/// monitor when the caller has it open already (a restore's undo snapshot).
+pub(crate) fn take(
+    ctx: &Context,
+    args: &CreateArgs,
+    image: &Path,
+    vm: Option<&mut Vm>,
+    report: &Reporter,
+) -> Result<(Disk, DiskSnapshotRecord)> {
     let info = image::probe(image)?;
     let ends = endpoints(ctx, args, image)?;
     let method = pick_method(args, &info, ends.is_some())?;
@@ -83,14 +102,17 @@ fn run_one(ctx: &Context, args: &CreateArgs, image: &Path, report: &Reporter) ->
             ));
         }
     }
-    let lock = ctx.lock(true)?;
     let disk = ctx.for_create(image, args.disk.as_deref())?;
+    let mut own = match (method, &vm) {
+        (Method::Qcow2Internal, None) => running_vm(&disk, args, ends.as_ref(), report)?,
+        _ => None,
+    };
     let mut vm = match method {
-        Method::Qcow2Internal => running_vm(&disk, args, ends.as_ref(), report)?,
+        Method::Qcow2Internal => vm.or(own.as_mut()),
         _ => None,
     };
     // A repair may remove a half-made internal snapshot: read the image again.
-    let info = match crate::changing::recover(&disk, vm.as_mut(), report)? {
+    let info = match crate::changing::recover(&disk, vm.as_deref_mut(), report)? {
         true => image::probe(image)?,
         false => info,
     };
@@ -131,7 +153,7 @@ fn run_one(ctx: &Context, args: &CreateArgs, image: &Path, report: &Reporter) ->
         }
         (Method::Qcow2Internal, _) => {
             let state = args.vm_state.then_some(args.vm_state_disk.as_deref());
-            let rec = internal::create(&disk, &info, &name, vm.as_mut(), state, report)?;
+            let rec = internal::create(&disk, &info, &name, vm, state, report)?;
             (rec, None)
         }
         (Method::Overlay, _) => (create_overlay(&disk, &info, &name)?, None),
@@ -153,11 +175,7 @@ fn run_one(ctx: &Context, args: &CreateArgs, image: &Path, report: &Reporter) ->
     ctx.catalog(|c| c.put_disk_snapshot(&rec));
     report.note(&summary(&rec));
     RecordWriter::new(std::io::stdout().lock()).write(&Record::DiskSnapshot(rec.clone()))?;
-    drop(lock);
-    match &args.before {
-        Some(cmd) => guard(ctx, &disk, &rec, cmd, args.rollback_on_failure, report),
-        None => Ok(Exit::Ok),
-    }
+    Ok((disk, rec))
 }
 
 fn pick_method(args: &CreateArgs, info: &ImageInfo, live: bool) -> Result<Method> {
@@ -258,7 +276,10 @@ fn create_overlay(disk: &Disk, info: &ImageInfo, name: &str) -> Result<DiskSnaps
 
 /// The recipients given on the command line, if any.
 fn encryption(args: &CreateArgs) -> Result<Option<Encrypt>> {
-    let rs = crypt::recipients(&args.recipients, &args.recipients_files)?;
+    let mut rs = crypt::recipients(&args.recipients, &args.recipients_files)?;
+    for f in &args.identities_as_recipients {
+        rs.extend(crypt::recipients_of_identity_file(f)?);
+    }
     Ok((!rs.is_empty()).then_some(Encrypt::Recipients(rs)))
 }
 

@@ -28,6 +28,7 @@ pub mod restore;
 pub mod savevm;
 pub mod serve;
 mod source;
+pub mod undo;
 pub mod vhdx;
 
 use std::ffi::OsString;

@@ -38,7 +38,40 @@ pub fn run(ctx: &Context, args: &RestoreArgs, report: &Reporter) -> Result<Exit>
     crate::changing::recover(&disk, vm.as_mut(), report)?;
     let internal = internal::snapshots(&disk, vm.as_mut())?;
     let rec = crate::listing::find(&disk, &args.name, internal.as_deref())?;
-    let out = restore_record(&disk, &rec, args.to.as_deref(), &dec, vm.as_mut(), report)?;
+    // A rerun that finishes an interrupted restore: the first run took the
+    // undo snapshot, and the image is half restored now.
+    let finishing = disk.dir.restoring_marker().exists();
+    let undo = match args.to.is_some() || args.no_undo || finishing {
+        true => None,
+        false => {
+            // What would refuse the restore refuses it before the undo is taken.
+            match vm.as_mut() {
+                Some(vm) if rec.method == "qcow2-internal" => {
+                    let snap = vm.find(&rec.name)?;
+                    vm.plan_load(&snap).map(drop)?
+                }
+                _ => disk.refuse_if_in_use("restoring")?,
+            }
+            let u = crate::undo::before_restore(
+                ctx,
+                &disk,
+                &rec,
+                vm.as_mut(),
+                &args.keys,
+                &args.monitor,
+                report,
+            )?;
+            Some(u.name)
+        }
+    };
+    let mut out = restore_record(&disk, &rec, args.to.as_deref(), &dec, vm.as_mut(), report)?;
+    if let Some(u) = undo {
+        report.note(&format!(
+            "the image as it was is snapshot {u}; to undo: snap-disk restore {} {u}",
+            disk.dir.name
+        ));
+        out.extra.insert("undo".into(), u.into());
+    }
     RecordWriter::new(io::stdout().lock()).write(&Record::Restored(out))?;
     Ok(Exit::Ok)
 }

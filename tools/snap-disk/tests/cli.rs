@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use assert_cmd::Command;
-use serde_json::Value;
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use snap_testkit::{World, code, records, stderr};
 
@@ -229,12 +229,20 @@ fn blocks_round_trip() {
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["name"], "clean");
     let out = w.disk_ok(&["restore", "vm", "clean"]);
-    assert_eq!(out[0]["kind"], "restored");
+    assert_eq!(
+        out[0]["tags"],
+        json!(["pre-restore"]),
+        "the undo snapshot first"
+    );
+    assert_eq!(out[1]["kind"], "restored");
+    assert_eq!(out[1]["undo"], out[0]["name"]);
     assert_eq!(sha(&img), before);
     assert_eq!(fs::metadata(&img).unwrap().len(), 64 * MIB);
     // Nothing differs now: a second restore writes nothing.
-    assert_eq!(w.disk_ok(&["restore", "vm", "clean"])[0]["bytes"], 0);
-    w.disk_ok(&["delete", "vm", "clean"]);
+    let again = w.disk_ok(&["restore", "vm", "clean", "--no-undo"]);
+    assert_eq!(again.len(), 1, "--no-undo takes no snapshot");
+    assert_eq!(again[0]["bytes"], 0);
+    w.disk_ok(&["delete", "vm", "clean", out[0]["name"].as_str().unwrap()]);
     assert!(w.disk_ok(&["list", "vm"]).is_empty());
     assert!(catalog().is_empty(), "and loses it with the snapshot");
     assert_eq!(
@@ -366,6 +374,51 @@ fn kill_mid_restore_then_rerun() {
     assert!(!marker.exists());
 }
 
+/// Every in-place restore first takes `before-restore-TIME` (tagged
+/// pre-restore) by the image's own method; restoring it undoes the restore:
+/// the image is as it was (qemu-img compare), for blocks, internal and overlay.
+#[test]
+fn a_restore_is_undone_by_its_before_restore_snapshot() {
+    let w = World::new();
+    let raw = w.ext4("u.raw", 32, 8);
+    let q = w.qcow2(&raw, "q.qcow2");
+    let o = w.qcow2(&raw, "o.qcow2");
+    for (img, fmt, extra) in [
+        (&raw, "raw", None),
+        (&q, "qcow2", None),
+        (&o, "qcow2", Some("--overlay")),
+    ] {
+        let mut create = vec!["create", img.to_str().unwrap(), "a"];
+        create.extend(extra);
+        w.disk_ok(&create);
+        qemu_io(img, fmt, "write -P 0x5a 1M 2M");
+        let before = w.path(&format!("{fmt}-before.raw"));
+        sh(
+            "qemu-img",
+            &[
+                "convert",
+                "-f",
+                fmt,
+                "-O",
+                "raw",
+                img.to_str().unwrap(),
+                before.to_str().unwrap(),
+            ],
+        );
+        let out = w.disk_ok(&["restore", img.to_str().unwrap(), "a"]);
+        let undo = out[0]["name"].as_str().unwrap().to_string();
+        assert!(undo.starts_with("before-restore-"), "{undo}");
+        assert_eq!(out[0]["tags"], json!(["pre-restore"]));
+        assert_eq!(out[1]["undo"], undo.as_str());
+        assert!(
+            !identical(&before, "raw", img, fmt),
+            "the restore changed it"
+        );
+        w.disk_ok(&["restore", img.to_str().unwrap(), &undo, "--no-undo"]);
+        assert!(identical(&before, "raw", img, fmt), "{fmt}: undone");
+    }
+}
+
 /// qcow2-internal: qemu-img's snapshots with snap's description; list flags the ones in one place only.
 #[test]
 fn qcow2_internal_round_trip() {
@@ -389,7 +442,7 @@ fn qcow2_internal_round_trip() {
     let state = |n: &str| listed.iter().find(|r| r["name"] == n).unwrap()["state"].clone();
     assert_eq!(state("before-upgrade"), Value::Null);
     assert_eq!(state("by-hand"), "image-only");
-    w.disk_ok(&["restore", &w.p("dev.qcow2"), "before-upgrade"]);
+    w.disk_ok(&["restore", &w.p("dev.qcow2"), "before-upgrade", "--no-undo"]);
     assert!(identical(&raw, "raw", &img, "qcow2"));
     sh(
         "qemu-img",
@@ -532,11 +585,11 @@ fn overlay_chain_round_trip() {
     qemu_io(&img, "qcow2", "write -P 0xef 2M 1M");
     let frozen = w.path("ov.qcow2.snapshots/o1.qcow2");
     assert!(fs::metadata(&frozen).unwrap().permissions().readonly());
-    w.disk_ok(&["restore", "ov", "o2"]);
+    w.disk_ok(&["restore", "ov", "o2", "--no-undo"]);
     assert!(identical(&at_o2, "raw", &img, "qcow2"));
-    w.disk_ok(&["restore", "ov", "o1"]);
+    w.disk_ok(&["restore", "ov", "o1", "--no-undo"]);
     assert!(identical(&raw, "raw", &img, "qcow2"));
-    w.disk_ok(&["restore", "ov", "o2"]);
+    w.disk_ok(&["restore", "ov", "o2", "--no-undo"]);
     w.disk_ok(&["delete", "ov", "o1"]);
     assert!(!frozen.exists());
     assert!(

@@ -129,12 +129,18 @@ fn a_running_vm_is_saved_loaded_and_deleted_with_its_memory() {
     assert_eq!(code(&out), 75, "{}", stderr(&out));
     assert!(stderr(&out).contains("backup-1"), "{}", stderr(&out));
     assert_eq!(vm.status(), "running");
+    assert_eq!(vm.snapshots().len(), 2, "a refused restore takes no undo");
     vm.qmp(
         "block-dirty-bitmap-remove",
         json!({"node": NODE, "name": "backup-1"}),
     );
-    ok(&w.on(&vm, &["restore", &p(&img), "one"]));
+    let restored = ok(&w.on(&vm, &["restore", &p(&img), "one"]));
     assert!(vm.holds(0, MIB, 0x11), "the disk is back at `one`");
+    assert!(
+        restored[0]["vm_state_size"].as_u64().unwrap() > 0,
+        "the undo of a load keeps the memory it replaced: {}",
+        restored[0]
+    );
     assert_eq!(vm.status(), "running");
     ok(&w.on(&vm, &["delete", &p(&img), "two"]));
     assert!(!vm.snapshots().iter().any(|s| s.0 == "two"));
@@ -198,7 +204,13 @@ fn snapshots_other_tools_made_are_managed() {
     assert_eq!(vm.status(), "running");
     ok(&w.on(&vm, &["delete", &p(&img), "by-hmp"]));
     vm.quit();
-    assert_eq!(tags_on_file(&img), ["by-qemu-img"]);
+    let tags = tags_on_file(&img);
+    assert_eq!(tags.len(), 2, "{tags:?}");
+    assert_eq!(tags[0], "by-qemu-img");
+    assert!(
+        tags[1].starts_with("before-restore-"),
+        "the undo of the load: {tags:?}"
+    );
     // qemu-img compare takes no snapshot: compare with a converted copy.
     let copy = w.path("copy.qcow2");
     qemu_img(&[
@@ -211,7 +223,7 @@ fn snapshots_other_tools_made_are_managed() {
         &p(&copy),
     ]);
     qemu_img(&["compare", "-q", &p(&out), &p(&copy)]);
-    ok(&w.disk(&["delete", &p(&img), "by-qemu-img"]));
+    ok(&w.disk(&["delete", &p(&img), "by-qemu-img", &tags[1]]));
     assert!(tags_on_file(&img).is_empty());
 }
 
