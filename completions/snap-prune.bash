@@ -23,7 +23,7 @@ _snap__prune() {
 
     case "${cmd}" in
         snap__prune)
-            opts="-d -s -n -c -q -v -h -V --dest --store --set --keep-last --keep-hourly --keep-daily --keep-weekly --keep-monthly --keep-yearly --keep-within --keep-within-hourly --keep-within-daily --keep-within-weekly --keep-within-monthly --keep-within-yearly --keep-tag --forget --archive --dry-run --config --break-lock --state-dir --quiet --verbose --help --version"
+            opts="-d -s -n -c -q -v -h -V --dest --store --set --keep-last --keep-hourly --keep-daily --keep-weekly --keep-monthly --keep-yearly --keep-within --keep-within-hourly --keep-within-daily --keep-within-weekly --keep-within-monthly --keep-within-yearly --keep-tag --tag --include-foreign --forget --archive --dry-run --config --break-lock --state-dir --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -98,6 +98,10 @@ _snap__prune() {
                     return 0
                     ;;
                 --keep-tag)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tag)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -14,9 +14,11 @@ complete -c snap-prune -l keep-within-weekly -d 'Within SPAN of the newest snaps
 complete -c snap-prune -l keep-within-monthly -d 'Within SPAN of the newest snapshot, keep the newest of each month' -r
 complete -c snap-prune -l keep-within-yearly -d 'Within SPAN of the newest snapshot, keep the newest of each year' -r
 complete -c snap-prune -l keep-tag -d 'Keep snapshots with these tags (a,b: all of them; repeatable: any of the lists)' -r
+complete -c snap-prune -l tag -d 'Only snapshots having all these tags (comma-separated; repeatable: any one list) are judged by the rules; the rest are left alone (restic\'s forget --tag)' -r
 complete -c snap-prune -l forget -d 'Remove exactly this one (SET/ID, or disks/DISK/NAME; repeatable) instead of applying rules; a pinned one, or a base an archive that stays needs, is refused' -r
 complete -c snap-prune -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
 complete -c snap-prune -l state-dir -d 'Where this machine\'s own destination locks are kept, shared with snap-push (other machines are kept out by locks at the destination) [default: $XDG_STATE_HOME/snap/push, else ~/.local/state/snap/push]' -r -F
+complete -c snap-prune -l include-foreign -d 'Apply the rules also to internal snapshots snap-disk did not make (qemu-img, savevm, virsh) in the store\'s disk images; without it they are kept'
 complete -c snap-prune -l archive -d 'With --forget, in the store: the names are archives (archives/SET/ID), not snapshot trees'
 complete -c snap-prune -s n -l dry-run -d 'Print the plan and what it would free; remove nothing'
 complete -c snap-prune -l break-lock -d 'At a destination, first remove the locks of other processes that you know are gone: stale ones, unreadable ones, and those of other machines however recent (each is named on stderr)'

@@ -43,15 +43,20 @@ impl Context {
             cli.store.as_deref(),
             LoadedConfig::store(loaded.as_ref()),
         ));
-        let disks = loaded
+        Ok(Context::new(store, loaded))
+    }
+
+    /// The context of another tool that works on the store's disks (snap-prune).
+    pub fn new(store: Store, config: Option<LoadedConfig>) -> Context {
+        let disks = config
             .as_ref()
             .map(|l| l.config.disks.clone())
             .unwrap_or_default();
-        Ok(Context {
+        Context {
             store,
             disks,
-            config: loaded,
-        })
+            config,
+        }
     }
 
     /// Runs `change` on the store's catalog. The catalog is an index of the

@@ -45,14 +45,20 @@ it would free; at a destination it also gives the bytes stored per set and, with
 \"price_per_gib_month\" in the destination's config, the monthly cost before and after.\n\n\
 Disk snapshots of snap-disk's blocks method (disks/DISK/ in the store and at destinations) are pruned by \
 the same rules, one group per disk (--set names a disk too); a snapshot's record goes first, then its \
-block map, then every block no remaining snapshot of the disk uses.\n\n\
+block map, then every block no remaining snapshot of the disk uses. Snapshots inside the store's disk \
+images are pruned too, one group per disk: qcow2 internal snapshots (qemu-img on a stopped image, QMP's \
+snapshot-delete through the config's disk entry on a running VM's) and overlays (the files above one \
+are rebased onto the one below, so a chain is folded, never cut). An internal snapshot snap-disk did not \
+make (qemu-img, savevm, virsh) is kept unless --include-foreign.\n\n\
+--tag TAGS judges only the snapshots having those tags and leaves the rest alone (restic's forget \
+--tag): --tag pre-apt --keep-last 3 keeps the 3 newest pre-apt snapshots, whatever else there is.\n\n\
 One `pruned` record per snapshot or archive is written on stdout: target (the store or destination), \
 set, id, what (snapshot or archive), action (keep or remove), reasons (the rules that keep it), and \
 for removals the bytes freed.\n\n\
 Exit codes: 0 done; 64 usage or no rule; 65 a record at a destination is unreadable; 66 no store; \
 69 a destination is unreachable; 74 I/O error; 75 a destination is absent (drive not plugged in), \
 or the store or destination is busy; 77 permission denied; 78 bad config.",
-    after_help = "Examples:\n  snap-prune --keep-last 7                         the store: keep the 7 newest snapshots of each set\n  snap-prune --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --dry-run\n  snap-prune --dest t9                             a configured drive, by the config's retention\n  snap-prune --dest s3://bucket/snap --keep-within 90d --dry-run    what it would remove, and the cost\n  snap-prune --set data --keep-tag pre-upgrade --keep-last 3",
+    after_help = "Examples:\n  snap-prune --keep-last 7                         the store: keep the 7 newest snapshots of each set\n  snap-prune --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --dry-run\n  snap-prune --dest t9                             a configured drive, by the config's retention\n  snap-prune --dest s3://bucket/snap --keep-within 90d --dry-run    what it would remove, and the cost\n  snap-prune --set data --keep-tag pre-upgrade --keep-last 3\n  snap-prune --tag pre-apt --keep-last 3           the 3 newest pre-apt snapshots of each set and disk",
     mut_arg("verbose", |a| a.help("Print every decision, kept ones too"))
 )]
 pub struct Cli {
@@ -119,6 +125,14 @@ pub struct Cli {
     /// Keep snapshots with these tags (a,b: all of them; repeatable: any of the lists)
     #[arg(long, value_name = "TAGS", value_parser = rules::tag_list, action = ArgAction::Append)]
     pub keep_tag: Vec<Vec<String>>,
+
+    /// Only snapshots having all these tags (comma-separated; repeatable: any one list) are judged by the rules; the rest are left alone (restic's forget --tag)
+    #[arg(long = "tag", value_name = "TAGS", value_parser = rules::tag_list, action = ArgAction::Append)]
+    pub tags: Vec<Vec<String>>,
+
+    /// Apply the rules also to internal snapshots snap-disk did not make (qemu-img, savevm, virsh) in the store's disk images; without it they are kept
+    #[arg(long)]
+    pub include_foreign: bool,
 
     /// Remove exactly this one (SET/ID, or disks/DISK/NAME; repeatable) instead of applying rules; a pinned one, or a base an archive that stays needs, is refused
     #[arg(long, value_name = "NAME", action = ArgAction::Append, conflicts_with_all = ["keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly", "keep_within", "keep_within_hourly", "keep_within_daily", "keep_within_weekly", "keep_within_monthly", "keep_within_yearly", "keep_tag"])]

@@ -7,8 +7,8 @@
 //! then the disk's blocks that no remaining map refers to are collected. A
 //! crash between leaves a map without a record, or unreferenced blocks: both
 //! are collected by the next prune (or snap-disk delete) of that disk.
-//! qcow2-internal and overlay snapshots live in the image and are left to
-//! `snap-disk delete`.
+//! qcow2-internal and overlay snapshots live in the image: the `images`
+//! module prunes those.
 
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime};

@@ -35,7 +35,7 @@ pub(crate) fn forget_here(cli: &Cli, target: &Target) -> bool {
     match target {
         Target::Trees(_) => !cli.archive,
         Target::Archives { store: Some(_), .. } => cli.archive,
-        Target::Archives { store: None, .. } | Target::Disks { .. } => true,
+        Target::Archives { store: None, .. } | Target::Disks { .. } | Target::Images(..) => true,
     }
 }
 

@@ -65,6 +65,13 @@ pub(crate) fn store_job(
             dest,
             store: Some(store.clone()),
         });
+        let images = crate::images::Images::new(
+            &store,
+            loaded.cloned(),
+            cli.include_foreign,
+            Reporter::new(TOOL, cli.loudness.quiet, cli.loudness.verbose),
+        );
+        targets.push(Target::Images(Box::new(images), store.clone()));
     }
     Ok(Job {
         targets,

@@ -10,6 +10,7 @@ mod cli;
 pub mod disks;
 mod forget;
 pub mod free;
+pub mod images;
 pub mod intent;
 mod jobs;
 pub mod plan;

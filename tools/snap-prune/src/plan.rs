@@ -80,7 +80,7 @@ pub fn plan(
 /// The name `--forget` gives an entry: `SET/ID`, or `disks/DISK/NAME` for a disk snapshot.
 pub fn name_of(target: &Target, group: &Group, e: &Entry) -> String {
     match target {
-        Target::Disks { .. } => format!("disks/{}/{}", group.set, e.id),
+        Target::Disks { .. } | Target::Images(..) => format!("disks/{}/{}", group.set, e.id),
         _ => format!("{}/{}", group.set, e.id),
     }
 }

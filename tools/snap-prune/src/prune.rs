@@ -45,9 +45,12 @@ pub(crate) fn prune_job(cli: &Cli, job: &Job, out: &mut Sink, report: &Reporter)
         if !cli.forget.is_empty() && !forget_here(cli, target) {
             continue;
         }
-        let groups = target.scan(cli.set.as_deref())?;
+        let mut groups = target.scan(cli.set.as_deref())?;
+        if !cli.tags.is_empty() {
+            only_tagged(target, &mut groups, &cli.tags)?;
+        }
         // Most places hold no disk snapshots: say nothing of them there.
-        if groups.is_empty() && matches!(target, Target::Disks { .. }) {
+        if groups.is_empty() && matches!(target, Target::Disks { .. } | Target::Images(..)) {
             continue;
         }
         let rule = match cli.forget.is_empty() {
@@ -66,6 +69,32 @@ pub(crate) fn prune_job(cli: &Cli, job: &Job, out: &mut Sink, report: &Reporter)
         unreadable += totals.unreadable;
     }
     Ok(unreadable)
+}
+
+/// `--tag`: leaves in each group only the entries having every tag of one
+/// of the lists, as restic's `forget --tag` does (the rest are not judged).
+fn only_tagged(target: &Target, groups: &mut Vec<Group>, lists: &[Vec<String>]) -> Result<()> {
+    for g in groups.iter_mut() {
+        let unread: Vec<&str> = g
+            .entries
+            .iter()
+            .filter(|e| e.info.is_none())
+            .map(|e| e.id.as_str())
+            .collect();
+        if !unread.is_empty() {
+            let infos = target.infos(&g.set, &unread)?;
+            let mut infos = infos.into_iter();
+            for e in g.entries.iter_mut().filter(|e| e.info.is_none()) {
+                e.info = infos.next();
+            }
+        }
+        g.entries.retain(|e| {
+            let tags = e.info.as_ref().map(|i| i.tags.as_slice()).unwrap_or(&[]);
+            lists.iter().any(|l| l.iter().all(|t| tags.contains(t)))
+        });
+    }
+    groups.retain(|g| !g.entries.is_empty());
+    Ok(())
 }
 
 /// Plans one set, prints it, removes what goes, writes the records.

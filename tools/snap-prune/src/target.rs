@@ -46,6 +46,8 @@ pub enum Target {
     /// Disk snapshots (`blocks`) under `disks/` of a store or destination
     /// root; `store` when they are the store's, whose catalog rows follow.
     Disks { dest: Dest, store: Option<Store> },
+    /// Snapshots inside the store's disk images (internal and overlay).
+    Images(Box<crate::images::Images>, Store),
 }
 
 impl Target {
@@ -54,7 +56,7 @@ impl Target {
         match self {
             Target::Trees(_) => "snapshot",
             Target::Archives { .. } => "archive",
-            Target::Disks { .. } => "disk-snapshot",
+            Target::Disks { .. } | Target::Images(..) => "disk-snapshot",
         }
     }
 
@@ -63,6 +65,9 @@ impl Target {
         match self {
             Target::Trees(s) => s.root.display().to_string(),
             Target::Archives { dest, .. } | Target::Disks { dest, .. } => dest.url.clone(),
+            Target::Images(_, store) => {
+                format!("{} (inside the disks' images)", store.root.display())
+            }
         }
     }
 
@@ -76,6 +81,7 @@ impl Target {
                 groups
             }
             Target::Disks { dest, .. } => crate::disks::scan(dest)?,
+            Target::Images(images, _) => images.scan()?,
         };
         groups.retain(|g| only.is_none_or(|s| s == g.set));
         Ok(groups)
@@ -104,7 +110,7 @@ impl Target {
                     .collect()
             }
             // Their listing reads every record, so each entry has its info.
-            Target::Disks { .. } => Err(Error::internal(
+            Target::Disks { .. } | Target::Images(..) => Err(Error::internal(
                 format!("disk {set}"),
                 "a disk snapshot's record was not read by the listing",
             )),
@@ -136,7 +142,7 @@ impl Target {
             Target::Disks { dest, store } => {
                 return crate::disks::estimate(dest, set, entries, disk_grace(store));
             }
-            Target::Archives { .. } => {
+            Target::Archives { .. } | Target::Images(..) => {
                 return Ok(entries.iter().map(|e| e.bytes.unwrap_or(0)).collect());
             }
         };
@@ -189,6 +195,7 @@ impl Target {
                 }
                 Ok(freed)
             }
+            Target::Images(images, _) => images.remove(set, entries, catalog),
         }
     }
 
@@ -199,6 +206,7 @@ impl Target {
             Target::Trees(store) => store,
             Target::Archives { dest, .. } => return crate::intent::finish(dest),
             Target::Disks { .. } => return Ok(0),
+            Target::Images(images, _) => return images.finish_interrupted(),
         };
         let mut freed = 0;
         for set in store.sets()? {
