@@ -21,6 +21,7 @@ pub mod live;
 pub mod manage;
 pub mod nbd;
 pub mod overlay;
+pub mod owned;
 pub mod qcow2;
 pub mod qmp;
 mod record;

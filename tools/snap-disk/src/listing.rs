@@ -70,10 +70,14 @@ pub fn merged(
     internal: Option<&[InternalSnapshot]>,
 ) -> Result<Vec<DiskSnapshotRecord>> {
     let mut recs = disk.dir.snapshots()?;
+    let owned = match internal {
+        Some(i) if !i.is_empty() => crate::owned::owned(&disk.image).unwrap_or_default(),
+        _ => Default::default(),
+    };
     let internal = internal.unwrap_or_default();
     for rec in recs.iter_mut().filter(|r| r.method == "qcow2-internal") {
         match internal.iter().find(|s| s.name == rec.name) {
-            Some(s) => describe(rec, s),
+            Some(s) => describe(rec, s, owned.get(&s.id)),
             None => {
                 rec.extra.insert("state".into(), Value::from("missing"));
             }
@@ -84,7 +88,7 @@ pub fn merged(
             .iter()
             .any(|r| r.method == "qcow2-internal" && r.name == snap.name);
         if !known {
-            recs.push(image_only(disk, snap)?);
+            recs.push(image_only(disk, snap, owned.get(&snap.id))?);
         }
     }
     recs.sort_by(|a, b| a.created.cmp(&b.created).then(a.name.cmp(&b.name)));
@@ -110,23 +114,32 @@ pub fn find(
     }
 }
 
-/// Puts what the image's snapshot table says of `snap` into its record.
-fn describe(rec: &mut DiskSnapshotRecord, snap: &InternalSnapshot) {
+/// Puts what the image says of `snap` into its record: the snapshot
+/// table's fields, and the bytes it holds alone (`owned_bytes`, where the
+/// image's tables could be read).
+fn describe(rec: &mut DiskSnapshotRecord, snap: &InternalSnapshot, owned: Option<&u64>) {
     let x = &mut rec.extra;
     x.insert("id".into(), Value::from(snap.id.clone()));
     x.insert("vm_state_size".into(), Value::from(snap.vm_state_size));
     x.insert("vm_clock_ns".into(), Value::from(snap.vm_clock_nsec));
+    if let Some(o) = owned {
+        x.insert("owned_bytes".into(), Value::from(*o));
+    }
 }
 
 /// The record of an internal snapshot that was made without snap-disk.
-fn image_only(disk: &Disk, snap: &InternalSnapshot) -> Result<DiskSnapshotRecord> {
+fn image_only(
+    disk: &Disk,
+    snap: &InternalSnapshot,
+    owned: Option<&u64>,
+) -> Result<DiskSnapshotRecord> {
     let info = image::probe(&disk.image)?;
     let mut rec = crate::record::base_record(disk, &info, &snap.name, Method::Qcow2Internal);
     rec.created =
         DateTime::<Utc>::from_timestamp(snap.date_sec, snap.date_nsec).unwrap_or_default();
     rec.extra.remove("created_by"); // not made by snap-disk: by whom is not known
     rec.extra.insert("state".into(), Value::from("image-only"));
-    describe(&mut rec, snap);
+    describe(&mut rec, snap, owned);
     Ok(rec)
 }
 

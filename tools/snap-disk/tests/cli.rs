@@ -419,6 +419,74 @@ fn a_restore_is_undone_by_its_before_restore_snapshot() {
     }
 }
 
+/// show gives every method's sizes: the disk, what the snapshot stores
+/// alone and the ratio; an internal one's ID and VM state. Its stderr whole,
+/// with the time, the paths and the user redacted.
+#[test]
+fn show_gives_sizes_for_every_method() {
+    let w = World::new();
+    let img = w.path("d.qcow2");
+    sh(
+        "qemu-img",
+        &["create", "-q", "-f", "qcow2", img.to_str().unwrap(), "64M"],
+    );
+    qemu_io(&img, "qcow2", "write -P 1 0 8M");
+    w.disk_ok(&["create", img.to_str().unwrap(), "a"]);
+    qemu_io(&img, "qcow2", "write -P 2 0 3M");
+    let out = w.disk(&["show", "d", "a"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stderr(&out)
+        .lines()
+        .map(|l| {
+            for key in ["Disk", "Created", "Created by"] {
+                let head = format!("snap-disk:   {key}: ");
+                if l.starts_with(&head) {
+                    let what = match key {
+                        "Disk" => "[DISK]",
+                        "Created" => "[TIME]",
+                        _ => "[WHO]",
+                    };
+                    return format!("{head}{what}");
+                }
+            }
+            l.to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_eq!(
+        text,
+        "snap-disk: Snapshot: a
+snap-disk:   Disk: [DISK]
+snap-disk:   Created: [TIME]
+snap-disk:   Method: qcow2-internal (qcow2 image)
+snap-disk:   ID: 1
+snap-disk:   Disk size: 64.0 MiB
+snap-disk:   VM state: none (disk only)
+snap-disk:   Stored: 3.12 MiB (4.9% of the disk size)
+snap-disk:   Created by: [WHO]"
+    );
+    assert_eq!(records(&out)[0]["owned_bytes"], (3 << 20) + (128 << 10));
+    let raw = w.ext4("b.raw", 32, 8);
+    w.disk_ok(&["create", raw.to_str().unwrap(), "b1"]);
+    w.disk_ok(&["create", img.to_str().unwrap(), "o1", "--overlay"]);
+    for (disk, name) in [("b", "b1"), ("d", "o1")] {
+        let out = w.disk(&["show", disk, name]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        let rec = &records(&out)[0];
+        let stored = rec["stored_bytes"].as_u64().unwrap();
+        assert!(stored > 0, "{rec}");
+        let pct = format!(
+            "{:.1}%",
+            stored as f64 * 100.0 / rec["virtual_size"].as_f64().unwrap()
+        );
+        assert!(
+            stderr(&out).contains(&format!("of the disk size")) && stderr(&out).contains(&pct),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
+
 /// qcow2-internal: qemu-img's snapshots with snap's description; list flags the ones in one place only.
 #[test]
 fn qcow2_internal_round_trip() {
