@@ -123,10 +123,12 @@ impl<'a> Image<'a> {
             return Some(0);
         }
         let mut cache = self.blocks.borrow_mut();
-        if !cache.contains_key(&block) {
-            cache.insert(block, self.read(block, self.cluster() as usize)?);
-        }
-        let bytes = &cache[&block];
+        let bytes = match cache.entry(block) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(self.read(block, self.cluster() as usize)?)
+            }
+        };
         let bit = (index % per_block) * self.refcount_bits as u64;
         let value = match self.refcount_bits {
             64 => be64(bytes, (bit / 8) as usize),
