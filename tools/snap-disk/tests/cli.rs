@@ -480,7 +480,7 @@ snap-disk:   Created by: [WHO]"
             stored as f64 * 100.0 / rec["virtual_size"].as_f64().unwrap()
         );
         assert!(
-            stderr(&out).contains(&format!("of the disk size")) && stderr(&out).contains(&pct),
+            stderr(&out).contains("of the disk size") && stderr(&out).contains(&pct),
             "{}",
             stderr(&out)
         );
