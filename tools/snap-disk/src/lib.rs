@@ -30,6 +30,7 @@ pub mod savevm;
 pub mod serve;
 mod source;
 pub mod undo;
+pub mod verify;
 pub mod vhdx;
 
 use std::ffi::OsString;
@@ -79,7 +80,7 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
             name,
             keys,
             monitor,
-        } => restore::verify(&ctx, disk, name.as_deref(), keys, monitor, report),
+        } => verify::verify(&ctx, disk, name.as_deref(), keys, monitor, report),
         Cmd::Serve(args) => serve::run(&ctx, args, report),
         Cmd::Commit { disk } => manage::commit(&ctx, disk, report),
     }

@@ -76,7 +76,7 @@ pub fn run(ctx: &Context, args: &RestoreArgs, report: &Reporter) -> Result<Exit>
     Ok(Exit::Ok)
 }
 
-fn outcome(rec: &DiskSnapshotRecord, to: &Path, bytes: u64) -> OutcomeRecord {
+pub(crate) fn outcome(rec: &DiskSnapshotRecord, to: &Path, bytes: u64) -> OutcomeRecord {
     OutcomeRecord {
         schema: SCHEMA.to_string(),
         what: format!("{}/{}", rec.disk, rec.name),
@@ -128,7 +128,7 @@ pub fn restore_record(
     Ok(outcome(rec, &disk.image, bytes))
 }
 
-fn unknown_method(rec: &DiskSnapshotRecord, m: &str) -> Error {
+pub(crate) fn unknown_method(rec: &DiskSnapshotRecord, m: &str) -> Error {
     Error::data(
         format!("snapshot {}/{}", rec.disk, rec.name),
         format!("unknown method {m:?}"),
@@ -478,67 +478,4 @@ fn convert(src: &Path, src_fmt: &str, snapshot: Option<&str>, out: &Path, fmt: &
     File::open(out)
         .and_then(|f| f.sync_all())
         .map_err(|e| Error::io(out, e))
-}
-
-pub fn verify(
-    ctx: &Context,
-    operand: &str,
-    name: Option<&str>,
-    keys: &Keys,
-    monitor: &MonitorArgs,
-    report: &Reporter,
-) -> Result<Exit> {
-    let dec = keys.decrypt()?;
-    let disk = ctx.disk(operand)?;
-    let mut vm = internal::running_vm(ctx, &disk.image, monitor, report)?;
-    let internal = internal::snapshots(&disk, vm.as_mut())?;
-    let recs = match name {
-        Some(n) => vec![crate::listing::find(&disk, n, internal.as_deref())?],
-        None => crate::listing::merged(&disk, internal.as_deref())?,
-    };
-    let mut out = RecordWriter::new(io::stdout().lock());
-    let mut bad_total = 0;
-    for rec in &recs {
-        let problems = verify_one(&disk, rec, &dec)?;
-        for p in &problems {
-            report.error(&format!("{}/{}: {p}", rec.disk, rec.name));
-        }
-        if problems.is_empty() {
-            report.note(&format!("{}/{}: ok", rec.disk, rec.name));
-        }
-        bad_total += problems.len();
-        let mut o = outcome(rec, &disk.image, rec.virtual_size);
-        o.to = None;
-        o.errors = problems.len() as u64;
-        out.write(&Record::Verified(o))?;
-    }
-    Ok(if bad_total > 0 { Exit::Data } else { Exit::Ok })
-}
-
-/// What is wrong with one snapshot (empty when it is intact).
-fn verify_one(disk: &Disk, rec: &DiskSnapshotRecord, dec: &Decrypt) -> Result<Vec<String>> {
-    let as_problem = |r: Result<()>| -> Result<Vec<String>> {
-        match r {
-            Ok(()) => Ok(Vec::new()),
-            Err(e) if matches!(e.exit, Exit::Data | Exit::NoInput | Exit::Io) => {
-                Ok(vec![format!("{}: {}", e.context, e.cause)])
-            }
-            Err(e) => Err(e),
-        }
-    };
-    match rec.method.as_str() {
-        "blocks" => {
-            let map = disk.dir.map_path(&rec.name);
-            if !map.exists() {
-                return Ok(vec!["its block map is missing".into()]);
-            }
-            blocks::verify(&map, &disk.dir.blocks_dir(), dec)
-        }
-        "qcow2-internal" => as_problem(
-            qcow2::require(&disk.image, &rec.name)
-                .and_then(|()| image::check(&disk.image, "qcow2")),
-        ),
-        "overlay" => as_problem(frozen_of(rec).and_then(|f| overlay::check_chain(&f))),
-        m => Err(unknown_method(rec, m)),
-    }
 }

@@ -155,6 +155,19 @@ impl Vm {
             .collect())
     }
 
+    /// Whether QEMU has marked the image's node corrupt.
+    pub fn corrupt(&mut self) -> Result<bool> {
+        let nodes = self
+            .m
+            .run("query-named-block-nodes", json!({"flat": true}))?;
+        Ok(nodes
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|n| n["node-name"] == self.node.as_str())
+            .is_some_and(|n| n["image"]["format-specific"]["data"]["corrupt"] == true))
+    }
+
     /// Whether the guest runs (`query-status`).
     pub fn status(&mut self) -> Result<String> {
         let s = self.m.run("query-status", json!({}))?;

@@ -803,6 +803,49 @@ fn verify_finds_damage() {
     assert_eq!(records(&out)[0]["errors"], 1);
 }
 
+/// verify runs qemu-img check on a qcow2 image besides its snapshots: an
+/// intact one passes; a refcount set to zero under a used cluster is damage
+/// (exit 65), named; a snapshot gone from the image is named too.
+#[test]
+fn verify_checks_a_qcow2_image_with_qemu_img() {
+    let w = World::new();
+    let img = w.path("c.qcow2");
+    let p = img.to_str().unwrap();
+    sh("qemu-img", &["create", "-q", "-f", "qcow2", p, "16M"]);
+    qemu_io(&img, "qcow2", "write -P 1 0 1M");
+    w.disk_ok(&["create", p, "s1"]);
+    w.disk_ok(&["create", p, "s2"]);
+    let out = w.disk(&["verify", p]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("qemu-img check: no errors"),
+        "{}",
+        stderr(&out)
+    );
+    sh("qemu-img", &["snapshot", "-d", "s2", p]);
+    // The header cluster's refcount, the first entry of the first refcount block, to 0.
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&img)
+        .unwrap();
+    let mut h = [0u8; 8];
+    f.read_exact_at(&mut h, 48).unwrap();
+    let table = u64::from_be_bytes(h);
+    f.read_exact_at(&mut h, table).unwrap();
+    let block = u64::from_be_bytes(h) & !0x1ff;
+    f.write_all_at(&[0, 0], block).unwrap();
+    drop(f);
+    let out = w.disk(&["verify", p]);
+    assert_eq!(code(&out), 65, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("qemu-img check found 1 corruptions"), "{err}");
+    assert!(
+        err.contains("s2: its snapshot is gone from the image"),
+        "{err}"
+    );
+}
+
 /// --before: a failing command leaves the snapshot and says how to roll back;
 /// --rollback-on-failure rolls back a stopped image.
 #[test]

@@ -142,6 +142,13 @@ fn a_running_vm_is_saved_loaded_and_deleted_with_its_memory() {
         restored[0]
     );
     assert_eq!(vm.status(), "running");
+    let checked = w.on(&vm, &["verify", &p(&img)]);
+    ok(&checked);
+    assert!(
+        stderr(&checked).contains("qemu-img check"),
+        "{}",
+        stderr(&checked)
+    );
     ok(&w.on(&vm, &["delete", &p(&img), "two"]));
     assert!(!vm.snapshots().iter().any(|s| s.0 == "two"));
     vm.quit();
