@@ -19,6 +19,9 @@ _snap__disk() {
             snap__disk,commit)
                 cmd="snap__disk__subcmd__commit"
                 ;;
+            snap__disk,compact)
+                cmd="snap__disk__subcmd__compact"
+                ;;
             snap__disk,create)
                 cmd="snap__disk__subcmd__create"
                 ;;
@@ -48,6 +51,9 @@ _snap__disk() {
                 ;;
             snap__disk__subcmd__help,commit)
                 cmd="snap__disk__subcmd__help__subcmd__commit"
+                ;;
+            snap__disk__subcmd__help,compact)
+                cmd="snap__disk__subcmd__help__subcmd__compact"
                 ;;
             snap__disk__subcmd__help,create)
                 cmd="snap__disk__subcmd__help__subcmd__create"
@@ -83,7 +89,7 @@ _snap__disk() {
 
     case "${cmd}" in
         snap__disk)
-            opts="-s -c -q -v -h -V --store --config --quiet --verbose --help --version create list show restore delete export verify serve commit help"
+            opts="-s -c -q -v -h -V --store --config --quiet --verbose --help --version create list show restore delete export verify serve commit compact help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -114,6 +120,36 @@ _snap__disk() {
             ;;
         snap__subcmd__disk__subcmd__commit)
             opts="-s -c -q -v -h --store --config --quiet --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -s)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        snap__subcmd__disk__subcmd__compact)
+            opts="-s -c -q -v -h --drop-snapshots --store --config --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -283,12 +319,28 @@ _snap__disk() {
             return 0
             ;;
         snap__subcmd__disk__subcmd__export)
-            opts="-i -s -c -q -v -h --identity --qmp --node --store --config --quiet --verbose --help"
+            opts="-r -R -i -s -c -q -v -h --recipient --recipients-file --identity --qmp --node --store --config --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --recipient)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -r)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --recipients-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -R)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --identity)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -329,7 +381,7 @@ _snap__disk() {
             return 0
             ;;
         snap__subcmd__disk__subcmd__help)
-            opts="create list show restore delete export verify serve commit help"
+            opts="create list show restore delete export verify serve commit compact help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -343,6 +395,20 @@ _snap__disk() {
             return 0
             ;;
         snap__subcmd__disk__subcmd__help__subcmd__commit)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        snap__subcmd__disk__subcmd__help__subcmd__compact)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -35,10 +35,11 @@ complete -c snap-disk -n "__fish_snap_disk_needs_command" -f -a "list" -d 'List 
 complete -c snap-disk -n "__fish_snap_disk_needs_command" -f -a "show" -d 'Show one snapshot in detail'
 complete -c snap-disk -n "__fish_snap_disk_needs_command" -f -a "restore" -d 'Bring the image back to a snapshot (or write the snapshot to a new file)'
 complete -c snap-disk -n "__fish_snap_disk_needs_command" -f -a "delete" -d 'Delete snapshots'
-complete -c snap-disk -n "__fish_snap_disk_needs_command" -f -a "export" -d 'Write a snapshot as a standalone image: OUT.raw, .raw.zst, .raw.gz, .qcow2 or .vhdx (dynamic)'
+complete -c snap-disk -n "__fish_snap_disk_needs_command" -f -a "export" -d 'Write a snapshot as a standalone image, by the name\'s suffix (.qcow2.zst, .raw.gz, .vhdx, …), optionally age-encrypted'
 complete -c snap-disk -n "__fish_snap_disk_needs_command" -f -a "verify" -d 'Check that snapshots are intact: every block there and matching its sha256, chains whole'
 complete -c snap-disk -n "__fish_snap_disk_needs_command" -f -a "serve" -d 'Export a blocks snapshot read-only over NBD on a unix socket, to boot a VM from it at once'
 complete -c snap-disk -n "__fish_snap_disk_needs_command" -f -a "commit" -d 'Fold an overlay chain back into one image (its overlay snapshots are gone after)'
+complete -c snap-disk -n "__fish_snap_disk_needs_command" -f -a "compact" -d 'Give back the space a stopped qcow2 image no longer uses: a new copy, proved equal, swapped in'
 complete -c snap-disk -n "__fish_snap_disk_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l disk -d 'Disk name in the store [default: the image\'s file name without extension]' -r
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -s m -l method -d 'How to snapshot [default: qcow2-internal for qcow2 images, blocks for the rest]' -r -f -a "qcow2-internal\t''
@@ -97,6 +98,8 @@ complete -c snap-disk -n "__fish_snap_disk_using_subcommand delete" -s c -l conf
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand delete" -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand delete" -s v -l verbose -d 'Print more detail'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand delete" -s h -l help -d 'Print help'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand export" -s r -l recipient -d 'Encrypt the file as a whole to this age recipient (age1… or ssh public key; repeatable); the name ends in .age' -r
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand export" -s R -l recipients-file -d 'Encrypt to the recipients in FILE (repeatable)' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand export" -s i -l identity -d 'age identity file for encrypted blocks (repeatable)' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand export" -l qmp -d 'QMP socket of the QEMU running the image: create reads a point-in-time blocks snapshot through it (or an internal one with --vm-state); restore, delete, list and export use the VM\'s own view [default: the config\'s disk entry, while the image is in use]' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand export" -l node -d 'With --qmp: the image\'s block node [default: the format node whose file is IMAGE]' -r
@@ -127,13 +130,20 @@ complete -c snap-disk -n "__fish_snap_disk_using_subcommand commit" -s c -l conf
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand commit" -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand commit" -s v -l verbose -d 'Print more detail'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand commit" -s h -l help -d 'Print help'
-complete -c snap-disk -n "__fish_snap_disk_using_subcommand help; and not __fish_seen_subcommand_from create list show restore delete export verify serve commit help" -f -a "create" -d 'Snapshot an image'
-complete -c snap-disk -n "__fish_snap_disk_using_subcommand help; and not __fish_seen_subcommand_from create list show restore delete export verify serve commit help" -f -a "list" -d 'List the snapshots of one disk or of every disk'
-complete -c snap-disk -n "__fish_snap_disk_using_subcommand help; and not __fish_seen_subcommand_from create list show restore delete export verify serve commit help" -f -a "show" -d 'Show one snapshot in detail'
-complete -c snap-disk -n "__fish_snap_disk_using_subcommand help; and not __fish_seen_subcommand_from create list show restore delete export verify serve commit help" -f -a "restore" -d 'Bring the image back to a snapshot (or write the snapshot to a new file)'
-complete -c snap-disk -n "__fish_snap_disk_using_subcommand help; and not __fish_seen_subcommand_from create list show restore delete export verify serve commit help" -f -a "delete" -d 'Delete snapshots'
-complete -c snap-disk -n "__fish_snap_disk_using_subcommand help; and not __fish_seen_subcommand_from create list show restore delete export verify serve commit help" -f -a "export" -d 'Write a snapshot as a standalone image: OUT.raw, .raw.zst, .raw.gz, .qcow2 or .vhdx (dynamic)'
-complete -c snap-disk -n "__fish_snap_disk_using_subcommand help; and not __fish_seen_subcommand_from create list show restore delete export verify serve commit help" -f -a "verify" -d 'Check that snapshots are intact: every block there and matching its sha256, chains whole'
-complete -c snap-disk -n "__fish_snap_disk_using_subcommand help; and not __fish_seen_subcommand_from create list show restore delete export verify serve commit help" -f -a "serve" -d 'Export a blocks snapshot read-only over NBD on a unix socket, to boot a VM from it at once'
-complete -c snap-disk -n "__fish_snap_disk_using_subcommand help; and not __fish_seen_subcommand_from create list show restore delete export verify serve commit help" -f -a "commit" -d 'Fold an overlay chain back into one image (its overlay snapshots are gone after)'
-complete -c snap-disk -n "__fish_snap_disk_using_subcommand help; and not __fish_seen_subcommand_from create list show restore delete export verify serve commit help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand compact" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand compact" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand compact" -l drop-snapshots -d 'Drop the image\'s internal snapshots that were not exported (a convert cannot keep them)'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand compact" -s q -l quiet -d 'Print only warnings and errors on stderr'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand compact" -s v -l verbose -d 'Print more detail'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand compact" -s h -l help -d 'Print help'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand help; and not __fish_seen_subcommand_from create list show restore delete export verify serve commit compact help" -f -a "create" -d 'Snapshot an image'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand help; and not __fish_seen_subcommand_from create list show restore delete export verify serve commit compact help" -f -a "list" -d 'List the snapshots of one disk or of every disk'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand help; and not __fish_seen_subcommand_from create list show restore delete export verify serve commit compact help" -f -a "show" -d 'Show one snapshot in detail'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand help; and not __fish_seen_subcommand_from create list show restore delete export verify serve commit compact help" -f -a "restore" -d 'Bring the image back to a snapshot (or write the snapshot to a new file)'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand help; and not __fish_seen_subcommand_from create list show restore delete export verify serve commit compact help" -f -a "delete" -d 'Delete snapshots'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand help; and not __fish_seen_subcommand_from create list show restore delete export verify serve commit compact help" -f -a "export" -d 'Write a snapshot as a standalone image, by the name\'s suffix (.qcow2.zst, .raw.gz, .vhdx, …), optionally age-encrypted'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand help; and not __fish_seen_subcommand_from create list show restore delete export verify serve commit compact help" -f -a "verify" -d 'Check that snapshots are intact: every block there and matching its sha256, chains whole'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand help; and not __fish_seen_subcommand_from create list show restore delete export verify serve commit compact help" -f -a "serve" -d 'Export a blocks snapshot read-only over NBD on a unix socket, to boot a VM from it at once'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand help; and not __fish_seen_subcommand_from create list show restore delete export verify serve commit compact help" -f -a "commit" -d 'Fold an overlay chain back into one image (its overlay snapshots are gone after)'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand help; and not __fish_seen_subcommand_from create list show restore delete export verify serve commit compact help" -f -a "compact" -d 'Give back the space a stopped qcow2 image no longer uses: a new copy, proved equal, swapped in'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand help; and not __fish_seen_subcommand_from create list show restore delete export verify serve commit compact help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

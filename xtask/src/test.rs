@@ -32,6 +32,9 @@ pub const TEST_PROGRAMS: &[(&str, &str)] = &[
     // Stands in for a running VM in snap-disk's live tests (Debian 12 ships
     // it in qemu-system-common; later releases in qemu-utils).
     ("qemu-storage-daemon", "qemu-system-common"),
+    // A real VM (TCG, no guest OS) for savevm/loadvm through QMP
+    // (snap-disk's savevm tests, snap-prune's images tests).
+    ("qemu-system-x86_64", "qemu-system-x86"),
     ("mke2fs", "e2fsprogs"),
     ("debugfs", "e2fsprogs"),
     // EIO injected into one file's reads (tests/e2e/surroundings.sh).

@@ -93,14 +93,20 @@ pub enum Cmd {
         #[command(flatten)]
         monitor: MonitorArgs,
     },
-    /// Write a snapshot as a standalone image: OUT.raw, .raw.zst, .raw.gz, .qcow2 or .vhdx (dynamic)
+    /// Write a snapshot as a standalone image, by the name's suffix (.qcow2.zst, .raw.gz, .vhdx, …), optionally age-encrypted
     Export {
         /// Image file or disk name
         disk: String,
         /// Snapshot name
         name: String,
-        /// The image to write; its suffix picks the format: .raw, .img, .qcow2 (each also with .zst or .gz), .vhdx, .vdi, .vmdk
+        /// The image to write; its suffix picks the format: .raw, .img, .qcow2 (each also with .zst or .gz), .vhdx, .vdi, .vmdk; then .age when encrypted
         out: PathBuf,
+        /// Encrypt the file as a whole to this age recipient (age1… or ssh public key; repeatable); the name ends in .age
+        #[arg(short, long = "recipient", value_name = "RECIPIENT", action = ArgAction::Append)]
+        recipients: Vec<String>,
+        /// Encrypt to the recipients in FILE (repeatable)
+        #[arg(short = 'R', long = "recipients-file", value_name = "FILE", action = ArgAction::Append)]
+        recipients_files: Vec<PathBuf>,
         #[command(flatten)]
         keys: Keys,
         #[command(flatten)]
@@ -123,6 +129,14 @@ pub enum Cmd {
     Commit {
         /// Image file or disk name
         disk: String,
+    },
+    /// Give back the space a stopped qcow2 image no longer uses: a new copy, proved equal, swapped in
+    Compact {
+        /// Image file or disk name
+        disk: String,
+        /// Drop the image's internal snapshots that were not exported (a convert cannot keep them)
+        #[arg(long)]
+        drop_snapshots: bool,
     },
 }
 

@@ -10,9 +10,11 @@
 pub mod blocks;
 pub mod changing;
 mod cli;
+pub mod compact;
 pub mod create;
 pub mod daemon;
 pub mod disk;
+pub mod export;
 mod garbage;
 pub mod image;
 pub mod internal;
@@ -72,9 +74,18 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
             disk,
             name,
             out,
+            recipients,
+            recipients_files,
             keys,
             monitor,
-        } => restore::export(&ctx, disk, name, out, keys, monitor, report),
+        } => {
+            let to = export::ExportTo {
+                out,
+                recipients,
+                recipients_files,
+            };
+            export::export(&ctx, disk, name, &to, keys, monitor, report)
+        }
         Cmd::Verify {
             disk,
             name,
@@ -83,5 +94,9 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
         } => verify::verify(&ctx, disk, name.as_deref(), keys, monitor, report),
         Cmd::Serve(args) => serve::run(&ctx, args, report),
         Cmd::Commit { disk } => manage::commit(&ctx, disk, report),
+        Cmd::Compact {
+            disk,
+            drop_snapshots,
+        } => compact::compact(&ctx, disk, *drop_snapshots, report),
     }
 }

@@ -20,7 +20,7 @@ use snap_shared::record::{DiskSnapshotRecord, Extra, OutcomeRecord, Record, SCHE
 use snap_shared::size::human_bytes;
 
 use crate::blocks;
-use crate::cli::{Keys, MonitorArgs, RestoreArgs};
+use crate::cli::RestoreArgs;
 use crate::disk::{Context, Disk};
 use crate::image::{self, qemu_img};
 use crate::savevm::Vm;
@@ -252,81 +252,9 @@ fn replace_with_converted(
     Ok(bytes)
 }
 
-/// The suffixes an export knows, longest first, and what each writes: a
-/// qemu-img format (`raw` streamed by snap), or an image compressed as a
-/// whole (`zst`, `gz`: a raw stream; `qcow2.zst`, `qcow2.gz`).
-const EXPORT_SUFFIXES: &[(&str, &str)] = &[
-    (".qcow2.zst", "qcow2.zst"),
-    (".qcow2.gz", "qcow2.gz"),
-    (".qcow2", "qcow2"),
-    (".raw.zst", "zst"),
-    (".raw.gz", "gz"),
-    (".raw", "raw"),
-    (".img.zst", "zst"),
-    (".img.gz", "gz"),
-    (".img", "raw"),
-    (".vhdx", "vhdx"),
-    (".vdi", "vdi"),
-    (".vmdk", "vmdk"),
-];
-
-/// What an export writes, by the output's full suffix ([`EXPORT_SUFFIXES`]);
-/// `None` for a suffix it does not know: a `.qcow2.gz` is never a gzipped
-/// raw image.
-pub fn out_format(path: &Path) -> Option<&'static str> {
-    let name = path.file_name()?.to_string_lossy().to_lowercase();
-    EXPORT_SUFFIXES
-        .iter()
-        .find(|(suffix, _)| name.ends_with(suffix) && name.len() > suffix.len())
-        .map(|(_, format)| *format)
-}
-
-pub fn export(
-    ctx: &Context,
-    operand: &str,
-    name: &str,
-    out: &Path,
-    keys: &Keys,
-    monitor: &MonitorArgs,
-    report: &Reporter,
-) -> Result<Exit> {
-    let Some(fmt) = out_format(out) else {
-        return Err(Error::usage(
-            out.display().to_string(),
-            format!(
-                "the name says no format an export writes: end it in {}",
-                EXPORT_SUFFIXES
-                    .iter()
-                    .map(|(suffix, _)| *suffix)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        ));
-    };
-    let dec = keys.decrypt()?;
-    let disk = ctx.disk(operand)?;
-    let mut vm = internal::running_vm(ctx, &disk.image, monitor, report)?;
-    let internal = internal::snapshots(&disk, vm.as_mut())?;
-    let rec = crate::listing::find(&disk, name, internal.as_deref())?;
-    let bytes = write_new(&disk, &rec, out, fmt, &dec, report)?;
-    let size = fs::metadata(out).map(|m| m.len()).unwrap_or(0);
-    report.note(&format!(
-        "{}/{} exported to {} ({} image, {} file)",
-        rec.disk,
-        rec.name,
-        out.display(),
-        human_bytes(rec.virtual_size),
-        human_bytes(size)
-    ));
-    let mut o = outcome(&rec, out, bytes);
-    o.extra.insert("format".into(), fmt.into());
-    RecordWriter::new(io::stdout().lock()).write(&Record::Restored(o))?;
-    Ok(Exit::Ok)
-}
-
 /// Writes the snapshot as a new file `out` in `format` (raw, zst, gz, or any
 /// qemu-img format), through a temporary name; never over an existing file.
-fn write_new(
+pub(crate) fn write_new(
     disk: &Disk,
     rec: &DiskSnapshotRecord,
     out: &Path,
@@ -344,6 +272,10 @@ fn write_new(
     }
     let (tmp, file) = blocks::create_temp(out)?;
     let res = fill(disk, rec, &tmp, file, format, dec, report).and_then(|()| {
+        // qemu-img makes its output with the umask's mode: a disk image is private.
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))
+            .map_err(|e| Error::io(&tmp, e))?;
         fsutil::publish_new(&tmp, out).map_err(|e| Error::io(out, e).with_exit(Exit::CantCreate))
     });
     if res.is_err() {

@@ -846,6 +846,125 @@ fn verify_checks_a_qcow2_image_with_qemu_img() {
     );
 }
 
+/// compact gives back what a qcow2 image no longer uses: it refuses while an
+/// internal snapshot would be dropped unexported (64, named) and while the
+/// image is in use (75); after an export it swaps in an equal image
+/// (qemu-img compare) with the same mode, smaller on disk.
+#[test]
+fn compact_swaps_in_an_equal_smaller_image() {
+    let w = World::new();
+    let img = w.path("c.qcow2");
+    let p = img.to_str().unwrap();
+    sh("qemu-img", &["create", "-q", "-f", "qcow2", p, "64M"]);
+    qemu_io(&img, "qcow2", "write -P 1 0 16M");
+    w.disk_ok(&["create", p, "old"]);
+    qemu_io(&img, "qcow2", "write -P 2 0 16M");
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&img, fs::Permissions::from_mode(0o640)).unwrap();
+    let refused = w.disk(&["compact", p]);
+    assert_eq!(code(&refused), 64, "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("drop: old"),
+        "{}",
+        stderr(&refused)
+    );
+    let mut vm = std::process::Command::new("sleep")
+        .arg("60")
+        .stdin(fs::File::open(&img).unwrap())
+        .spawn()
+        .unwrap();
+    let held = w.disk(&["compact", p, "--drop-snapshots"]);
+    vm.kill().unwrap();
+    vm.wait().unwrap();
+    assert_eq!(code(&held), 75, "{}", stderr(&held));
+    w.disk_ok(&["export", "c", "old", &w.p("old.qcow2")]);
+    let copy = w.path("now.raw");
+    sh(
+        "qemu-img",
+        &["convert", "-O", "raw", p, copy.to_str().unwrap()],
+    );
+    use std::os::unix::fs::MetadataExt;
+    let before = fs::metadata(&img).unwrap().blocks();
+    let out = w.disk(&["compact", p]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stderr(&out).contains("given back"), "{}", stderr(&out));
+    assert!(fs::metadata(&img).unwrap().blocks() < before);
+    assert_eq!(fs::metadata(&img).unwrap().mode() & 0o777, 0o640);
+    assert!(identical(&copy, "raw", &img, "qcow2"));
+    assert!(
+        w.disk_ok(&["list", "c"]).is_empty(),
+        "the dropped snapshot's record is gone"
+    );
+}
+
+/// export --recipient writes one age stream (NAME.SUFFIX.age, mode 0600)
+/// that `age -d` turns back into the image the suffix names; a name and
+/// flags that disagree are 64.
+#[test]
+fn encrypted_exports_decrypt_with_age() {
+    let w = World::new();
+    let img = w.path("e.qcow2");
+    let p = img.to_str().unwrap();
+    sh("qemu-img", &["create", "-q", "-f", "qcow2", p, "16M"]);
+    qemu_io(&img, "qcow2", "write -P 7 0 2M");
+    w.disk_ok(&["create", p, "s"]);
+    let recipient = snap_testkit::age_keygen(&w.path("key.txt"));
+    let sealed = w.path("s.qcow2.zst.age");
+    let rec = w.disk_ok(&[
+        "export",
+        "e",
+        "s",
+        sealed.to_str().unwrap(),
+        "-r",
+        &recipient,
+    ]);
+    assert_eq!(rec[0]["encryption"], "age");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(fs::metadata(&sealed).unwrap().mode() & 0o777, 0o600);
+    let zst = w.path("s.qcow2.zst");
+    sh(
+        "age",
+        &[
+            "-d",
+            "-i",
+            &w.p("key.txt"),
+            "-o",
+            zst.to_str().unwrap(),
+            sealed.to_str().unwrap(),
+        ],
+    );
+    let plain = w.path("s.qcow2");
+    sh(
+        "zstd",
+        &[
+            "-q",
+            "-d",
+            zst.to_str().unwrap(),
+            "-o",
+            plain.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(image_info(&plain)["format"], "qcow2");
+    let at_s = w.path("at-s.raw");
+    sh(
+        "qemu-img",
+        &[
+            "convert",
+            "-l",
+            "snapshot.name=s",
+            "-O",
+            "raw",
+            p,
+            at_s.to_str().unwrap(),
+        ],
+    );
+    assert!(identical(&at_s, "raw", &plain, "qcow2"));
+    let unnamed = w.disk(&["export", "e", "s", &w.p("x.qcow2"), "-r", &recipient]);
+    assert_eq!(code(&unnamed), 64, "{}", stderr(&unnamed));
+    let keyless = w.disk(&["export", "e", "s", &w.p("y.qcow2.age")]);
+    assert_eq!(code(&keyless), 64, "{}", stderr(&keyless));
+}
+
 /// --before: a failing command leaves the snapshot and says how to roll back;
 /// --rollback-on-failure rolls back a stopped image.
 #[test]
