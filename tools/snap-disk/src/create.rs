@@ -147,6 +147,7 @@ pub(crate) fn take(
         Method::Blocks => Some(ctx.signer(report)?),
         _ => None,
     };
+    let catalog = ctx.catalog_soon();
     let (rec, bitmaps) = match (method, reading) {
         (Method::Blocks, Some(reading)) => {
             create_blocks(&ctx.store, &disk, &info, &name, args, reading, report)?
@@ -172,7 +173,7 @@ pub(crate) fn take(
         }
     }
     crate::changing::end(&disk)?;
-    ctx.catalog(|c| c.put_disk_snapshot(&rec));
+    ctx.catalog_with(catalog, |c| c.put_disk_snapshot(&rec));
     report.note(&summary(&rec));
     RecordWriter::new(std::io::stdout().lock()).write(&Record::DiskSnapshot(rec.clone()))?;
     Ok((disk, rec))
@@ -226,9 +227,9 @@ fn running_vm(
     ends: Option<&live::Endpoints>,
     report: &Reporter,
 ) -> Result<Option<Vm>> {
-    let held = !snap_shared::holders::holders(&disk.image).is_empty();
+    let held = || !snap_shared::holders::holders(&disk.image).is_empty();
     let ends = match ends {
-        Some(e) if !args.require_stopped && (held || args.monitor.qmp.is_some()) => e,
+        Some(e) if !args.require_stopped && (args.monitor.qmp.is_some() || held()) => e,
         _ if args.vm_state => {
             return Err(Error::new(
                 Exit::Unavailable,

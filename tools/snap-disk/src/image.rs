@@ -279,41 +279,64 @@ pub fn qemu_info(path: &Path) -> Result<ImageInfo> {
 
 /// Runs qemu-img with `args`; its stdout, or its stderr's last line as the error.
 pub fn qemu_img(args: &[&std::ffi::OsStr]) -> Result<String> {
-    let what = format!(
-        "qemu-img {}",
-        args.iter()
-            .map(|a| a.to_string_lossy())
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
-    let out = Command::new("qemu-img")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => {
-                Error::new(Exit::Unavailable, "qemu-img", "not installed")
-                    .with_hint("install qemu-utils (Debian, Ubuntu) or qemu-img (Fedora, Arch)")
-            }
-            _ => Error::io_ctx(what.clone(), e),
-        })?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let cause = err
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("failed")
-            .trim()
-            .trim_start_matches("qemu-img: ")
-            .to_string();
-        let exit = match is_lock_conflict(&err) {
-            true => Exit::TempFail,
-            false => Exit::Io,
-        };
-        return Err(Error::new(exit, what, cause));
+    QemuImg::start(args)?.finish()
+}
+
+/// A qemu-img run started, to be finished (waited for) after other work.
+pub struct QemuImg {
+    what: String,
+    child: std::process::Child,
+}
+
+impl QemuImg {
+    pub fn start(args: &[&std::ffi::OsStr]) -> Result<QemuImg> {
+        let what = format!(
+            "qemu-img {}",
+            args.iter()
+                .map(|a| a.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let child = Command::new("qemu-img")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    Error::new(Exit::Unavailable, "qemu-img", "not installed")
+                        .with_hint("install qemu-utils (Debian, Ubuntu) or qemu-img (Fedora, Arch)")
+                }
+                _ => Error::io_ctx(what.clone(), e),
+            })?;
+        Ok(QemuImg { what, child })
     }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+
+    /// Waits for it: its stdout, or its stderr's last line as the error.
+    pub fn finish(self) -> Result<String> {
+        let out = self
+            .child
+            .wait_with_output()
+            .map_err(|e| Error::io_ctx(self.what.clone(), e))?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let cause = err
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("failed")
+                .trim()
+                .trim_start_matches("qemu-img: ")
+                .to_string();
+            let exit = match is_lock_conflict(&err) {
+                true => Exit::TempFail,
+                false => Exit::Io,
+            };
+            return Err(Error::new(exit, self.what, cause));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
 }
 
 /// Whether qemu-img failed because another process holds the image's lock

@@ -80,20 +80,20 @@ pub fn create(
         .with_hint("use --method blocks (any format) or convert the image to qcow2"));
     }
     disk.ensure_info(crate::create::DEFAULT_BLOCK_SIZE, false)?;
-    let taken = match &vm {
-        Some(_) => None,
-        None => Some(&info.snapshots),
-    };
     let mut rec = base_record(disk, info, name, Method::Qcow2Internal);
-    rec.parent = crate::create::parent_of(disk, Method::Qcow2Internal)?;
     let Some(vm) = vm else {
-        if taken.is_some_and(|t| t.iter().any(|s| s.name == name)) {
+        if info.snapshots.iter().any(|s| s.name == name) {
             return Err(name_taken(disk, name));
         }
         changing::begin(disk, Change::Create(name))?;
-        qcow2::create(&disk.image, name)?;
+        // The record is made while qemu-img runs: it is most of the time.
+        let running = qcow2::start_create(&disk.image, name)?;
+        let parent = crate::create::parent_of(disk, Method::Qcow2Internal);
+        running.finish()?;
+        rec.parent = parent?;
         return Ok(rec);
     };
+    rec.parent = crate::create::parent_of(disk, Method::Qcow2Internal)?;
     if vm.snapshots()?.iter().any(|s| s.name == name) {
         return Err(name_taken(disk, name));
     }

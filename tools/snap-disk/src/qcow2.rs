@@ -6,11 +6,18 @@ use std::path::Path;
 
 use snap_shared::error::{Error, Exit, Result};
 
-use crate::image::{self, qemu_img};
+use crate::image::{self, QemuImg, qemu_img};
 
-/// `qemu-img snapshot -c NAME IMAGE`.
-pub fn create(img: &Path, name: &str) -> Result<()> {
-    snapshot_op("-c", img, name)
+/// `qemu-img snapshot -c NAME IMAGE`, started: [`QemuImg::finish`] waits.
+pub fn start_create(img: &Path, name: &str) -> Result<QemuImg> {
+    let opts = image_opts("qcow2", img);
+    QemuImg::start(&[
+        "snapshot".as_ref(),
+        "--image-opts".as_ref(),
+        "-c".as_ref(),
+        name.as_ref(),
+        opts.as_os_str(),
+    ])
 }
 
 /// `qemu-img snapshot -a NAME IMAGE`, after checking the image. QEMU

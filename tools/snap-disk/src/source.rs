@@ -131,7 +131,13 @@ pub(crate) fn how_to_read(
     args: &CreateArgs,
     report: &Reporter,
 ) -> Result<Reading> {
-    let held = !holders(&disk.image).is_empty();
+    // An internal snapshot only adds to the image, through qemu-img, which
+    // takes the image's lock first: QEMU's lock is the check (microseconds;
+    // the scan of every process is for what rewrites or reads the image).
+    let held = match method {
+        Method::Qcow2Internal => snap_shared::holders::lock_holder(&disk.image).is_some(),
+        _ => !holders(&disk.image).is_empty(),
+    };
     match ends {
         Some(e)
             if method == Method::Blocks
