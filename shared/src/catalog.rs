@@ -87,6 +87,21 @@ impl Catalog {
     }
 
     /// Opens (or creates) a catalog file and brings its schema up to date.
+    /// The catalog for a writer that only puts or removes the rows of what
+    /// it changed: an existing catalog is not reconciled first (every
+    /// reader's [`Catalog::open`] reconciles), so a snapshot's bookkeeping
+    /// does not grow with the store. A missing or unreadable one is opened
+    /// as [`Catalog::open`] does.
+    pub fn open_to_change(store: &Store) -> Result<(Catalog, Option<String>)> {
+        let path = store.catalog_path();
+        if path.exists()
+            && let Ok(cat) = Self::open_path(&path)
+        {
+            return Ok((cat, None));
+        }
+        Self::open(store)
+    }
+
     pub fn open_path(path: &Path) -> Result<Catalog> {
         let conn = Connection::open(path).map_err(|e| db_err(path, e))?;
         conn.busy_timeout(Duration::from_secs(10))

@@ -300,17 +300,39 @@ impl Monitor {
         }
     }
 
-    /// Waits for an event `name` whose data passes `matches`; returns its data.
+    /// Waits for an event `name` whose data passes `matches`; returns the
+    /// whole event (its `data`, and its `timestamp` as QEMU gave it).
     pub fn wait_event(&mut self, name: &str, matches: impl Fn(&Value) -> bool) -> Value {
         let hit = |v: &Value| v["event"] == name && matches(&v["data"]);
         if let Some(i) = self.events.iter().position(hit) {
-            return self.events.remove(i)["data"].clone();
+            return self.events.remove(i);
         }
         loop {
             let v = self.next();
-            if v["event"] == name && matches(&v["data"]) {
-                return v["data"].clone();
+            if hit(&v) {
+                return v;
             }
         }
+    }
+
+    /// Forgets the events received so far.
+    pub fn clear_events(&mut self) {
+        self.events.clear();
+    }
+}
+
+/// When QEMU says an event happened, in microseconds.
+pub fn event_micros(v: &Value) -> u64 {
+    let t = &v["timestamp"];
+    t["seconds"].as_u64().unwrap_or(0) * 1_000_000 + t["microseconds"].as_u64().unwrap_or(0)
+}
+
+impl Monitor {
+    /// How long the guest was paused by the command that just ran: QEMU's
+    /// STOP to RESUME events, in milliseconds.
+    pub fn paused_ms(&mut self) -> f64 {
+        let stop = event_micros(&self.wait_event("STOP", |_| true));
+        let resume = event_micros(&self.wait_event("RESUME", |_| true));
+        resume.saturating_sub(stop) as f64 / 1000.0
     }
 }

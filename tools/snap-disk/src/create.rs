@@ -147,7 +147,6 @@ pub(crate) fn take(
         Method::Blocks => Some(ctx.signer(report)?),
         _ => None,
     };
-    let catalog = ctx.catalog_soon();
     let (rec, bitmaps) = match (method, reading) {
         (Method::Blocks, Some(reading)) => {
             create_blocks(&ctx.store, &disk, &info, &name, args, reading, report)?
@@ -173,7 +172,7 @@ pub(crate) fn take(
         }
     }
     crate::changing::end(&disk)?;
-    ctx.catalog_with(catalog, |c| c.put_disk_snapshot(&rec));
+    ctx.catalog(|c| c.put_disk_snapshot(&rec));
     report.note(&summary(&rec));
     RecordWriter::new(std::io::stdout().lock()).write(&Record::DiskSnapshot(rec.clone()))?;
     Ok((disk, rec))

@@ -63,24 +63,8 @@ impl Context {
     /// records, never the only copy: if it cannot be changed it is marked
     /// for a rebuild from the records on its next open.
     pub fn catalog(&self, change: impl FnOnce(&Catalog) -> Result<()>) {
-        self.catalog_with(self.catalog_soon(), change)
-    }
-
-    /// Opens the catalog on another thread while the caller works: its open
-    /// reconciles it with the store's folders, a millisecond or more, which
-    /// an internal snapshot would otherwise add to qemu-img's time.
-    pub fn catalog_soon(&self) -> CatalogSoon {
-        let store = self.store.clone();
-        CatalogSoon(std::thread::spawn(move || Catalog::open(&store)))
-    }
-
-    /// [`Context::catalog`] on a catalog [`Context::catalog_soon`] opened.
-    pub fn catalog_with(&self, soon: CatalogSoon, change: impl FnOnce(&Catalog) -> Result<()>) {
-        let opened = soon
-            .0
-            .join()
-            .unwrap_or_else(|_| Err(Error::internal("catalog", "its opening thread panicked")));
-        if opened.and_then(|(c, _)| change(&c)).is_err() {
+        let done = Catalog::open_to_change(&self.store).and_then(|(c, _)| change(&c));
+        if done.is_err() {
             Catalog::invalidate(&self.store);
         }
     }
@@ -197,9 +181,6 @@ impl Context {
         Ok(Disk { image, dir, info })
     }
 }
-
-/// The store's catalog, being opened on another thread.
-pub struct CatalogSoon(std::thread::JoinHandle<Result<(Catalog, Option<String>)>>);
 
 /// A disk: its folder in the store, its image, and its settings once it has any.
 pub struct Disk {

@@ -42,7 +42,7 @@ pub fn list(
     let mut out = RecordWriter::new(io::stdout().lock());
     for disk in &disks {
         let mut vm = internal::running_vm(ctx, &disk.image, monitor, report)?;
-        let recs = merged(disk, internal::snapshots(disk, vm.as_mut())?.as_deref())?;
+        let recs = merged_with_sizes(disk, internal::snapshots(disk, vm.as_mut())?.as_deref())?;
         report.note(&format!(
             "{} ({}): {} snapshots",
             disk.dir.name,
@@ -69,9 +69,26 @@ pub fn merged(
     disk: &Disk,
     internal: Option<&[InternalSnapshot]>,
 ) -> Result<Vec<DiskSnapshotRecord>> {
+    merge(disk, internal, false)
+}
+
+/// [`merged`], with each internal snapshot's `owned_bytes` read from the
+/// image's tables (what list, show and a prune's estimates give).
+pub fn merged_with_sizes(
+    disk: &Disk,
+    internal: Option<&[InternalSnapshot]>,
+) -> Result<Vec<DiskSnapshotRecord>> {
+    merge(disk, internal, true)
+}
+
+fn merge(
+    disk: &Disk,
+    internal: Option<&[InternalSnapshot]>,
+    sizes: bool,
+) -> Result<Vec<DiskSnapshotRecord>> {
     let mut recs = disk.dir.snapshots()?;
     let owned = match internal {
-        Some(i) if !i.is_empty() => crate::owned::owned(&disk.image).unwrap_or_default(),
+        Some(i) if sizes && !i.is_empty() => crate::owned::owned(&disk.image).unwrap_or_default(),
         _ => Default::default(),
     };
     let internal = internal.unwrap_or_default();
@@ -102,7 +119,10 @@ pub fn find(
     key: &str,
     internal: Option<&[InternalSnapshot]>,
 ) -> Result<DiskSnapshotRecord> {
-    let all = merged(disk, internal)?;
+    find_in(merged(disk, internal)?, disk, key)
+}
+
+fn find_in(all: Vec<DiskSnapshotRecord>, disk: &Disk, key: &str) -> Result<DiskSnapshotRecord> {
     let by_name = all.iter().find(|r| r.name == key);
     let by_id = || {
         all.iter()
@@ -218,11 +238,8 @@ pub fn show(
 ) -> Result<Exit> {
     let disk = ctx.disk(operand)?;
     let mut vm = internal::running_vm(ctx, &disk.image, monitor, report)?;
-    let rec = find(
-        &disk,
-        name,
-        internal::snapshots(&disk, vm.as_mut())?.as_deref(),
-    )?;
+    let inside = internal::snapshots(&disk, vm.as_mut())?;
+    let rec = find_in(merged_with_sizes(&disk, inside.as_deref())?, &disk, name)?;
     let mut lines = vec![
         format!("Snapshot: {}", rec.name),
         format!("  Disk: {} ({})", rec.disk, rec.image),

@@ -28,10 +28,12 @@ pub fn start_create(img: &Path, name: &str) -> Result<QemuImg> {
 pub fn apply(img: &Path, name: &str) -> Result<()> {
     require(img, name)?;
     image::check(img, "qcow2")?;
-    for b in bitmaps(img)?
-        .iter()
-        .filter(|b| b.starts_with(crate::live::OURS))
-    {
+    // Most images have no bitmap: their header says so without a qemu-img run.
+    let listed = match has_bitmaps(img) {
+        Some(false) => Vec::new(),
+        _ => bitmaps(img)?,
+    };
+    for b in listed.iter().filter(|b| b.starts_with(crate::live::OURS)) {
         qemu_img(&[
             "bitmap".as_ref(),
             "--remove".as_ref(),
@@ -42,6 +44,33 @@ pub fn apply(img: &Path, name: &str) -> Result<()> {
         ])?;
     }
     snapshot_op("-a", img, name)
+}
+
+/// Whether the qcow2 header has a bitmaps extension (persistent dirty
+/// bitmaps), read from the header's extensions; None when it cannot tell.
+pub fn has_bitmaps(img: &Path) -> Option<bool> {
+    use std::os::unix::fs::FileExt;
+    const BITMAPS: u32 = 0x2385_2875;
+    let f = std::fs::File::open(img).ok()?;
+    let mut h = [0u8; 104];
+    f.read_exact_at(&mut h, 0).ok()?;
+    let be32 = |b: &[u8], at: usize| u32::from_be_bytes(b[at..at + 4].try_into().unwrap());
+    let mut at = match be32(&h, 4) {
+        2 => 72u64,
+        3 => be32(&h, 100) as u64,
+        _ => return None,
+    };
+    let cluster = 1u64 << be32(&h, 20).min(21);
+    while at + 8 <= cluster {
+        let mut e = [0u8; 8];
+        f.read_exact_at(&mut e, at).ok()?;
+        match (be32(&e, 0), be32(&e, 4) as u64) {
+            (0, _) => return Some(false),
+            (BITMAPS, _) => return Some(true),
+            (_, len) => at = at.checked_add(8 + len.next_multiple_of(8))?,
+        }
+    }
+    None
 }
 
 /// The names of the image's persistent dirty bitmaps.
@@ -122,6 +151,26 @@ pub fn image_opts(format: &str, img: &Path) -> std::ffi::OsString {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The header tells whether an image has persistent bitmaps, as qemu-img info does.
+    #[test]
+    fn bitmaps_are_seen_in_the_header() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("b.qcow2");
+        let run = |args: &[&str]| {
+            let ok = std::process::Command::new("qemu-img")
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+        };
+        let s = p.to_str().unwrap();
+        run(&["create", "-q", "-f", "qcow2", s, "16M"]);
+        assert_eq!(has_bitmaps(&p), Some(false));
+        run(&["bitmap", "--add", s, "b0"]);
+        assert_eq!(has_bitmaps(&p), Some(true));
+        assert_eq!(bitmaps(&p).unwrap(), ["b0"]);
+    }
 
     /// Commas in an image's path are doubled, so they stay in the file name.
     #[test]

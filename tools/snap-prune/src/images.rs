@@ -113,10 +113,12 @@ impl Images {
     /// The disk's snapshots of the in-image methods, records merged with the image.
     fn records(&self, disk: &Disk, vm: Option<&mut Vm>) -> Result<Vec<DiskSnapshotRecord>> {
         let inside = internal::snapshots(disk, vm)?;
-        Ok(snap_disk::listing::merged(disk, inside.as_deref())?
-            .into_iter()
-            .filter(|r| IN_IMAGE.contains(&r.method.as_str()))
-            .collect())
+        Ok(
+            snap_disk::listing::merged_with_sizes(disk, inside.as_deref())?
+                .into_iter()
+                .filter(|r| IN_IMAGE.contains(&r.method.as_str()))
+                .collect(),
+        )
     }
 
     /// Removes these snapshots of disk `set`; what each freed, as far as known.

@@ -15,6 +15,7 @@ mod prune;
 mod push;
 mod pushing;
 mod remote;
+mod savevm;
 mod seek;
 mod serving;
 mod timeline;
