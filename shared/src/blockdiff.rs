@@ -91,6 +91,39 @@ pub fn compare(image: &Path, map: &Path, progress: &dyn Fn(u64)) -> Result<(MapH
     Ok((header, diffs))
 }
 
+/// The blocks where the image, as the map `now` says it is, differs from
+/// the map `target`: nothing of the image is read. `now` must be a map of
+/// the image as it is (a restore's undo snapshot, just taken under the store
+/// lock), with the same block size.
+pub fn compare_maps(now: &Path, target: &Path) -> Result<(MapHeader, Vec<Diff>)> {
+    let current = MapReader::open(now)?;
+    let wanted = MapReader::open(target)?;
+    let header = wanted.header;
+    if current.header.block_size != header.block_size {
+        return Err(Error::internal(
+            format!("comparing {} with {}", now.display(), target.display()),
+            "the maps have different block sizes",
+        ));
+    }
+    let mut current = Dense::new(current);
+    let mut diffs = Vec::new();
+    for entry in Dense::new(wanted) {
+        let (index, want) = entry?;
+        let have = match current.next() {
+            Some(e) => e?.1,
+            None => None,
+        };
+        if have != want {
+            diffs.push(Diff { index, want });
+        }
+    }
+    // What the image has past the target's end is cut off by the caller.
+    for rest in current {
+        rest?;
+    }
+    Ok((header, diffs))
+}
+
 /// Fetches (and so checks) every block `diffs` will write, once each, before
 /// the image is touched.
 pub fn check_blocks(diffs: &[Diff], fetch: &Fetch) -> Result<()> {

@@ -483,7 +483,7 @@ fn guard(
         return Ok(Exit::Partial);
     }
     let _lock = ctx.lock(false)?;
-    crate::restore::restore_record(disk, rec, None, &Default::default(), None, report)?;
+    crate::restore::restore_record(disk, rec, None, &Default::default(), None, None, report)?;
     report.note(&format!("rolled back to {}", rec.name));
     Ok(Exit::Partial)
 }

@@ -162,7 +162,11 @@ mod tests {
                 .args(args)
                 .output()
                 .unwrap();
-            assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+            assert!(
+                ok.status.success(),
+                "{}",
+                String::from_utf8_lossy(&ok.stderr)
+            );
         };
         let s = p.to_str().unwrap();
         run(&["create", "-q", "-f", "qcow2", s, "16M"]);

@@ -61,10 +61,24 @@ pub fn run(ctx: &Context, args: &RestoreArgs, report: &Reporter) -> Result<Exit>
                 &args.monitor,
                 report,
             )?;
-            Some(u.name)
+            Some(u)
         }
     };
-    let mut out = restore_record(&disk, &rec, args.to.as_deref(), &dec, vm.as_mut(), report)?;
+    // A blocks undo snapshot's map is the image as it is now.
+    let now = undo
+        .as_ref()
+        .filter(|u| u.method == "blocks" && rec.method == "blocks")
+        .map(|u| disk.dir.map_path(&u.name));
+    let mut out = restore_record(
+        &disk,
+        &rec,
+        args.to.as_deref(),
+        &dec,
+        vm.as_mut(),
+        now.as_deref(),
+        report,
+    )?;
+    let undo = undo.map(|u| u.name);
     if let Some(u) = undo {
         report.note(&format!(
             "the image as it was is snapshot {u}; to undo: snap-disk restore {} {u}",
@@ -95,6 +109,7 @@ pub fn restore_record(
     to: Option<&Path>,
     dec: &Decrypt,
     vm: Option<&mut Vm>,
+    now: Option<&Path>,
     report: &Reporter,
 ) -> Result<OutcomeRecord> {
     if let Some(out) = to {
@@ -113,7 +128,7 @@ pub fn restore_record(
     }
     disk.refuse_if_in_use("restoring")?;
     let bytes = match rec.method.as_str() {
-        "blocks" => restore_blocks(disk, rec, dec, report)?,
+        "blocks" => restore_blocks(disk, rec, now, dec, report)?,
         "overlay" => {
             overlay::restore(&disk.image, &frozen_of(rec)?)?;
             report.note(&format!(
@@ -155,6 +170,7 @@ pub fn frozen_of(rec: &DiskSnapshotRecord) -> Result<PathBuf> {
 fn restore_blocks(
     disk: &Disk,
     rec: &DiskSnapshotRecord,
+    now: Option<&Path>,
     dec: &Decrypt,
     report: &Reporter,
 ) -> Result<u64> {
@@ -165,7 +181,12 @@ fn restore_blocks(
     let map = disk.dir.map_path(&rec.name);
     let total = rec.virtual_size;
     let progress = |done: u64| report.tally(|| Tally::bytes("comparing", done, Some(total)));
-    let (header, diffs) = blockdiff::compare(&disk.image, &map, &progress)?;
+    // The undo snapshot just read the whole image: its map says what the
+    // image holds, so the comparison reads nothing more.
+    let (header, diffs) = match now {
+        Some(now) => blockdiff::compare_maps(now, &map)?,
+        None => blockdiff::compare(&disk.image, &map, &progress)?,
+    };
     let len_ok = fs::metadata(&disk.image).map(|m| m.len()).unwrap_or(0) == header.virtual_size;
     if diffs.is_empty() && len_ok {
         report.note(&format!(
