@@ -30,15 +30,19 @@ pub fn after_parent(
 }
 
 /// The first id for `at` that `taken` does not report as used.
-pub fn free_id(at: DateTime<Utc>, mut taken: impl FnMut(&str) -> bool) -> String {
-    let base = id_for(at);
+pub fn free_id(at: DateTime<Utc>, taken: impl FnMut(&str) -> bool) -> String {
+    free_name(id_for(at), taken)
+}
+
+/// `base`, or `base-2`, `base-3`… the first that is not `taken`.
+pub fn free_name(base: String, mut taken: impl FnMut(&str) -> bool) -> String {
     if !taken(&base) {
         return base;
     }
     (2u32..)
         .map(|n| format!("{base}-{n}"))
         .find(|id| !taken(id))
-        .expect("an unbounded range always yields a free id")
+        .expect("an unbounded range always yields a free name")
 }
 
 /// Parses an id into its time and clash number (1 when there is no suffix).

@@ -152,14 +152,7 @@ fn sealed_export(
     dec: &snap_shared::crypt::Decrypt,
     report: &Reporter,
 ) -> Result<u64> {
-    if fs::symlink_metadata(out).is_ok() {
-        return Err(Error::new(
-            Exit::CantCreate,
-            out.display().to_string(),
-            "already exists",
-        )
-        .with_hint("snap-disk never writes over a file; remove it or pick another name"));
-    }
+    crate::restore::refuse_existing(out)?;
     let plain = Scratch(fsutil::temp_name(out, "plain"));
     let _ = fs::remove_file(&plain.0);
     let bytes = write_new(disk, rec, &plain.0, fmt, dec, report)?;

@@ -366,6 +366,17 @@ pub fn check(path: &Path, format: &str) -> Result<()> {
     })
 }
 
+/// Runs a program of the tests (qemu-img, qemu-io) that must succeed.
+#[cfg(test)]
+pub(crate) fn run_ok(args: &[&str]) {
+    let ok = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    assert!(
+        ok.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

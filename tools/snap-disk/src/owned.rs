@@ -197,17 +197,7 @@ fn be32(b: &[u8], at: usize) -> u32 {
 mod tests {
     use super::*;
 
-    fn qemu(args: &[&str]) {
-        let ok = std::process::Command::new(args[0])
-            .args(&args[1..])
-            .output()
-            .unwrap();
-        assert!(
-            ok.status.success(),
-            "{}",
-            String::from_utf8_lossy(&ok.stderr)
-        );
-    }
+    use crate::image::run_ok as qemu;
 
     /// A snapshot holds alone what was overwritten after it: deleting it
     /// gives back about that much (qemu-img check's allocated clusters agree).

@@ -157,17 +157,7 @@ mod tests {
     fn bitmaps_are_seen_in_the_header() {
         let t = tempfile::tempdir().unwrap();
         let p = t.path().join("b.qcow2");
-        let run = |args: &[&str]| {
-            let ok = std::process::Command::new("qemu-img")
-                .args(args)
-                .output()
-                .unwrap();
-            assert!(
-                ok.status.success(),
-                "{}",
-                String::from_utf8_lossy(&ok.stderr)
-            );
-        };
+        let run = |args: &[&str]| crate::image::run_ok(&[&["qemu-img"][..], args].concat());
         let s = p.to_str().unwrap();
         run(&["create", "-q", "-f", "qcow2", s, "16M"]);
         assert_eq!(has_bitmaps(&p), Some(false));

@@ -283,14 +283,7 @@ pub(crate) fn write_new(
     dec: &Decrypt,
     report: &Reporter,
 ) -> Result<u64> {
-    if fs::symlink_metadata(out).is_ok() {
-        return Err(Error::new(
-            Exit::CantCreate,
-            out.display().to_string(),
-            "already exists",
-        )
-        .with_hint("snap-disk never writes over a file; remove it or pick another name"));
-    }
+    refuse_existing(out)?;
     let (tmp, file) = blocks::create_temp(out)?;
     let res = fill(disk, rec, &tmp, file, format, dec, report).and_then(|()| {
         // qemu-img makes its output with the umask's mode: a disk image is private.
@@ -303,6 +296,19 @@ pub(crate) fn write_new(
         let _ = fs::remove_file(&tmp);
     }
     res.map(|()| rec.virtual_size)
+}
+
+/// A new file is never written over an existing one.
+pub(crate) fn refuse_existing(out: &Path) -> Result<()> {
+    match fs::symlink_metadata(out) {
+        Ok(_) => Err(Error::new(
+            Exit::CantCreate,
+            out.display().to_string(),
+            "already exists",
+        )
+        .with_hint("snap-disk never writes over a file; remove it or pick another name")),
+        Err(_) => Ok(()),
+    }
 }
 
 fn fill(

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use snap_cli::Reporter;
 use snap_shared::error::Result;
-use snap_shared::id::id_for;
+use snap_shared::id::{free_name, id_for};
 use snap_shared::record::DiskSnapshotRecord;
 
 use crate::cli::{CreateArgs, Keys, Method, MonitorArgs};
@@ -68,12 +68,5 @@ pub fn before_restore(
 /// `before-restore-TIME`, with `-2`, `-3`… when two restores share a second.
 fn name(disk: &Disk) -> String {
     let base = format!("before-restore-{}", id_for(Utc::now()));
-    let taken = |n: &str| disk.dir.record_path(n).exists();
-    if !taken(&base) {
-        return base;
-    }
-    (2u32..)
-        .map(|n| format!("{base}-{n}"))
-        .find(|n| !taken(n))
-        .expect("an unbounded range always yields a free name")
+    free_name(base, |n| disk.dir.record_path(n).exists())
 }

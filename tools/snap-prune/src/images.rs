@@ -136,11 +136,7 @@ impl Images {
         for e in entries {
             if let Some(rec) = recs.iter().find(|r| r.name == e.id) {
                 snap_disk::manage::delete_one(&disk, rec, vm.as_mut())?;
-                if let Some(c) = catalog
-                    && c.remove("disk-snapshot", set, &e.id).is_err()
-                {
-                    Catalog::invalidate(&self.ctx.store);
-                }
+                crate::target::forget(catalog, Some(&self.ctx.store), "disk-snapshot", set, &e.id);
                 let pin = disk.dir.root.join(format!("{}{PIN}", e.id));
                 let _ = std::fs::remove_file(pin);
             }

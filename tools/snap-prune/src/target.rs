@@ -232,7 +232,13 @@ const PRUNING: &str = ".pruning";
 /// Removes a catalog row. The catalog is never the only copy of anything:
 /// if the row cannot be removed, the catalog is invalidated and rebuilt from
 /// the records on its next open.
-fn forget(catalog: Option<&Catalog>, store: Option<&Store>, kind: &str, set: &str, id: &str) {
+pub(crate) fn forget(
+    catalog: Option<&Catalog>,
+    store: Option<&Store>,
+    kind: &str,
+    set: &str,
+    id: &str,
+) {
     if let (Some(c), Some(s)) = (catalog, store)
         && c.remove(kind, set, id).is_err()
     {
