@@ -113,14 +113,6 @@ impl Catalog {
         // from the records (which are flushed).
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(|e| db_err(path, e))?;
-        // No checkpoint when a tool closes it: the WAL is folded in by
-        // SQLite's own autocheckpoint as it grows (every 1,000 pages), not
-        // at the end of every snapshot a tool records.
-        conn.set_db_config(
-            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
-            true,
-        )
-        .map_err(|e| db_err(path, e))?;
         let mut cat = Catalog { conn };
         cat.migrate()
             .map_err(|e| e.within(format!("catalog {}", path.display())))?;
