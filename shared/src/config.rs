@@ -1,4 +1,5 @@
-//! The configuration file: JSON in the shape of the planning document.
+//! The configuration file: JSON in the shape of the planning document, with
+//! its `//` comments and trailing commas.
 //!
 //! ```json
 //! { "store": "~/.local/share/snap",
@@ -187,9 +188,16 @@ impl LoadedConfig {
     }
 }
 
-/// Parses and checks config text; errors name the field (`backup_sets[1].name`).
+/// Parses and checks config text; errors name the field (`backup_sets[1].name`)
+/// and the line and column. The text is JSON as the planning document writes
+/// it: `//` and `/* */` comments (and `#` ones) and trailing commas are
+/// taken. They are blanked to spaces first (json-strip-comments, oxc's),
+/// which keeps every line and column where the file has it.
 pub fn parse(text: &str) -> Result<Config> {
-    let de = &mut serde_json::Deserializer::from_str(text);
+    let mut plain = text.to_string();
+    json_strip_comments::strip(&mut plain)
+        .map_err(|e| Error::config("", format!("{e} (an unterminated /* comment?)")))?;
+    let de = &mut serde_json::Deserializer::from_str(&plain);
     let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
         let field = e.path().to_string();
         let inner = e.into_inner();
@@ -289,6 +297,36 @@ mod tests {
         let c = parse(text).unwrap();
         assert_eq!(c.backup_sets.len(), 2);
         assert_eq!(c.set("config").unwrap().sources[1], "~/env.sh");
+    }
+
+    /// The planning document's schedule example, with its `// Options: …`
+    /// comments and a trailing comma, loads as written.
+    #[test]
+    fn comments_and_trailing_commas_are_taken() {
+        let text = r#"{
+    "schedule": {
+      "incremental": "daily", // Options: hourly, daily, weekly, monthly
+      "full": "weekly", // Options: daily, weekly, monthly, never
+      "external": "weekly" // Options: daily, weekly, monthly, always, manual
+    },
+    /* the document's defaults */
+    "retention": {
+      "local": 7, // Number of local backups to retain
+      "external": 5, // Number of external backups to retain
+    },
+  }"#;
+        let c = parse(text).unwrap();
+        assert_eq!(c.schedule.unwrap()["full"], "weekly");
+        assert_eq!(c.retention.unwrap()["external"], 5);
+    }
+
+    /// A mistake after a comment is named by the line and column the file has.
+    #[test]
+    fn errors_after_comments_keep_their_position() {
+        let text = "{\n  // a comment\n  \"store\": \"/s\" /* one */ \"notify\": \"x\"\n}";
+        let err = parse(text).unwrap_err();
+        assert_eq!(err.exit, Exit::Config);
+        assert!(err.cause.contains("line 3 column 27"), "{err}");
     }
 
     /// A misspelt field is refused with its path, not ignored.
