@@ -10,8 +10,8 @@
 //! Found at `--config`, `$SNAP_CONFIG`, or `~/.config/snap/config.json`.
 //! Unknown fields are refused (a typo must not silently drop an exclusion);
 //! a bad file names the field and exits 78. `destinations` is checked by
-//! snap-dest, which owns it; `retention` and `schedule` belong to later
-//! tools and are only checked to be JSON here.
+//! snap-dest, which owns it; `retention` is checked by the retention rules;
+//! `schedule` is checked here against its grammar (the `schedule` module).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -226,6 +226,7 @@ fn strip_position(msg: &str) -> &str {
 }
 
 fn check(config: &Config) -> Result<()> {
+    crate::schedule::Schedule::parse(config.schedule.as_ref())?;
     if config.store.as_deref().is_some_and(|s| s.trim().is_empty()) {
         return Err(Error::config(
             "store",

@@ -27,6 +27,7 @@ pub mod owners;
 pub mod pax;
 pub mod record;
 pub mod retention;
+pub mod schedule;
 pub mod seekable;
 pub mod sign;
 pub mod size;
