@@ -23,7 +23,7 @@ use snap_shared::size::human_bytes;
 use crate::cli::{Keys, MonitorArgs};
 use crate::disk::{Context, Disk};
 use crate::internal;
-use crate::restore::{outcome, write_new};
+use crate::restore::{Scratch, outcome, write_new};
 
 /// Where an export goes, and to whom it is encrypted.
 pub struct ExportTo<'a> {
@@ -174,15 +174,6 @@ fn sealed_export(
         let _ = fs::remove_file(&tmp);
     }
     done.map(|()| bytes)
-}
-
-/// A file removed when dropped.
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.0);
-    }
 }
 
 /// The disk's notes of exported internal snapshots, one JSON line each.

@@ -373,7 +373,7 @@ fn fill(
 }
 
 /// A temporary file removed when dropped.
-struct Scratch(PathBuf);
+pub(crate) struct Scratch(pub(crate) PathBuf);
 
 impl Drop for Scratch {
     fn drop(&mut self) {
