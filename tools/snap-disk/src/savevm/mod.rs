@@ -105,29 +105,48 @@ impl Vm {
     /// The internal snapshots of the image, as the running QEMU sees them.
     pub fn snapshots(&mut self) -> Result<Vec<InternalSnapshot>> {
         let node = self.node.clone();
-        self.snapshots_of(&node)
+        let mut all = self.snapshots_on(&[node])?;
+        Ok(all.pop().map(|(_, s)| s).unwrap_or_default())
     }
 
-    fn snapshots_of(&mut self, node: &str) -> Result<Vec<InternalSnapshot>> {
-        let nodes = self
+    /// The internal snapshots of each of these nodes, in their order, from
+    /// one `query-named-block-nodes`.
+    fn snapshots_on(&mut self, nodes: &[String]) -> Result<Vec<(String, Vec<InternalSnapshot>)>> {
+        let all = self
             .m
             .run("query-named-block-nodes", json!({"flat": true}))?;
-        let found = nodes
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|n| n["node-name"] == node)
-            .ok_or_else(|| self.refused("query-named-block-nodes", "the node is gone"))?;
-        let list = found["image"]["snapshots"].clone();
-        match list {
-            Value::Null => Ok(Vec::new()),
-            v => serde_json::from_value(v).map_err(|e| {
-                self.refused(
-                    "query-named-block-nodes",
-                    &format!("unreadable snapshots: {e}"),
-                )
-            }),
+        let mut out = Vec::new();
+        for node in nodes {
+            let found = all
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|n| n["node-name"] == node.as_str())
+                .ok_or_else(|| self.refused("query-named-block-nodes", "the node is gone"))?;
+            let list = match found["image"]["snapshots"].clone() {
+                Value::Null => Vec::new(),
+                v => serde_json::from_value(v).map_err(|e| {
+                    self.refused(
+                        "query-named-block-nodes",
+                        &format!("unreadable snapshots: {e}"),
+                    )
+                })?,
+            };
+            out.push((node.clone(), list));
         }
+        Ok(out)
+    }
+
+    /// The snapshot `tag` on each of these nodes that has one: (node, snapshot).
+    fn tagged(&mut self, tag: &str, nodes: &[String]) -> Result<Vec<(String, InternalSnapshot)>> {
+        Ok(self
+            .snapshots_on(nodes)?
+            .into_iter()
+            .filter_map(|(node, list)| {
+                let s = list.into_iter().find(|s| s.name == tag)?;
+                Some((node, s))
+            })
+            .collect())
     }
 
     /// The VM's writable disks (the root node of each), which `savevm` snapshots all of.
@@ -253,12 +272,11 @@ impl Vm {
 
     /// Deletes `tag` from the disks a failed save left it on; says what it did.
     fn remove_partial(&mut self, tag: &str, devices: &[String]) -> Result<String> {
-        let mut left = Vec::new();
-        for d in devices {
-            if self.snapshots_of(d)?.iter().any(|s| s.name == tag) {
-                left.push(d.clone());
-            }
-        }
+        let left: Vec<String> = self
+            .tagged(tag, devices)?
+            .into_iter()
+            .map(|(d, _)| d)
+            .collect();
         if left.is_empty() {
             return Ok(", and no disk has the snapshot".into());
         }
@@ -273,20 +291,13 @@ impl Vm {
     /// it and the one with its VM state. A disk-only snapshot cannot be
     /// loaded into a running VM (QEMU's rule): refused before anything is done.
     pub fn plan_load(&mut self, snap: &InternalSnapshot) -> Result<Load> {
-        let mut devices = Vec::new();
-        let mut vmstate = None;
-        for d in self.writable_disks()? {
-            if let Some(s) = self
-                .snapshots_of(&d)?
-                .into_iter()
-                .find(|s| s.name == snap.name)
-            {
-                if s.has_vm_state() {
-                    vmstate = Some(d.clone());
-                }
-                devices.push(d);
-            }
-        }
+        let disks = self.writable_disks()?;
+        let holders = self.tagged(&snap.name, &disks)?;
+        let vmstate = holders
+            .iter()
+            .find(|(_, s)| s.has_vm_state())
+            .map(|(d, _)| d.clone());
+        let devices: Vec<String> = holders.into_iter().map(|(d, _)| d).collect();
         let Some(vmstate) = vmstate else {
             return Err(Error::new(
                 Exit::TempFail,
@@ -379,31 +390,18 @@ impl Vm {
     /// Deletes `snap` online (delvm): from every disk that has it when it
     /// holds a VM state (a VM-wide snapshot), else from this disk alone.
     pub fn delete(&mut self, snap: &InternalSnapshot) -> Result<()> {
+        let disks = self.writable_disks()?;
+        let holders = self.tagged(&snap.name, &disks)?;
         let mut devices = vec![self.node.clone()];
-        if snap.has_vm_state() || self.is_vm_wide(&snap.name)? {
-            for d in self.writable_disks()? {
-                if !devices.contains(&d)
-                    && self.snapshots_of(&d)?.iter().any(|s| s.name == snap.name)
-                {
-                    devices.push(d);
-                }
-            }
+        if snap.has_vm_state() || holders.iter().any(|(_, s)| s.has_vm_state()) {
+            devices.extend(
+                holders
+                    .into_iter()
+                    .map(|(d, _)| d)
+                    .filter(|d| *d != self.node),
+            );
         }
         self.delete_on(&snap.name, &devices)
-    }
-
-    /// Whether another disk's snapshot of this tag holds the VM state.
-    fn is_vm_wide(&mut self, tag: &str) -> Result<bool> {
-        for d in self.writable_disks()? {
-            if self
-                .snapshots_of(&d)?
-                .iter()
-                .any(|s| s.name == tag && s.has_vm_state())
-            {
-                return Ok(true);
-            }
-        }
-        Ok(false)
     }
 
     fn delete_on(&mut self, tag: &str, devices: &[String]) -> Result<()> {
