@@ -109,7 +109,7 @@ pub fn recover(disk: &Disk, vm: Option<&mut Vm>, report: &Reporter) -> Result<bo
         // Made by qemu-img but never recorded: not a snapshot of snap's.
         "create" if inside && !recorded => crate::qcow2::delete(&disk.image, name)?,
         // Gone from the image: its record goes too.
-        "delete" if recorded && !inside => remove_record(disk, name)?,
+        "delete" if recorded && !inside => crate::manage::remove_record(&disk.dir, name)?,
         "commit" => finish_commit(disk, Path::new(v["backing"].as_str().unwrap_or_default()))?,
         _ => {}
     }
@@ -138,7 +138,7 @@ fn settle_online(
             ));
         }
         ("delete", None) if recorded => {
-            remove_record(disk, name)?;
+            crate::manage::remove_record(&disk.dir, name)?;
             report.note(&format!(
                 "snapshot {name} was deleted by the interrupted run; its record is gone now too"
             ));
@@ -158,11 +158,6 @@ fn settle_online(
         _ => {}
     }
     Ok(())
-}
-
-fn remove_record(disk: &Disk, name: &str) -> Result<()> {
-    let p = disk.dir.record_path(name);
-    fs::remove_file(&p).map_err(|e| Error::io(&p, e))
 }
 
 /// `qemu-img check -r all`: rebuilds refcounts from the tables.

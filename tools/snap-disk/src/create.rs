@@ -241,11 +241,7 @@ fn running_vm(
         }
         _ => return Ok(None),
     };
-    let vm = Vm::connect(ends, &disk.image)?;
-    for l in &vm.leftovers {
-        report.warn(&format!("{}: {l}", disk.image.display()));
-    }
-    Ok(Some(vm))
+    internal::connect(ends, &disk.image, report).map(Some)
 }
 
 /// The newest snapshot of the disk made by `method`.

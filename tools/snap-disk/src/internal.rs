@@ -19,6 +19,7 @@ use crate::changing::{self, Change};
 use crate::cli::{Method, MonitorArgs};
 use crate::disk::{Context, Disk};
 use crate::image::{self, ImageInfo, InternalSnapshot};
+use crate::live::Endpoints;
 use crate::qcow2;
 use crate::record::base_record;
 use crate::savevm::Vm;
@@ -42,11 +43,16 @@ pub fn running_vm(
     if !image.exists() || image::probe(image)?.format != "qcow2" {
         return Ok(None);
     }
-    let vm = Vm::connect(&ends, image)?;
+    connect(&ends, image, report).map(Some)
+}
+
+/// Connects to the VM's monitor, saying what a killed run left there.
+pub fn connect(ends: &Endpoints, image: &Path, report: &Reporter) -> Result<Vm> {
+    let vm = Vm::connect(ends, image)?;
     for l in &vm.leftovers {
         report.warn(&format!("{}: {l}", image.display()));
     }
-    Ok(Some(vm))
+    Ok(vm)
 }
 
 /// The image's internal snapshots: the running VM's view, else the file's;
