@@ -30,8 +30,13 @@ pub struct TestVm {
     _dir: tempfile::TempDir,
     /// The monitor the tool under test is given.
     pub qmp: PathBuf,
-    /// The test's own monitor.
+    /// The test's own monitor, held open for every command (a chardev
+    /// takes one client: connecting anew for each command raced QEMU's
+    /// noticing the last one had gone, and got a broken pipe under load).
     pub test: PathBuf,
+    /// A third monitor, for a test that waits for events on its own.
+    pub watch: PathBuf,
+    conn: std::sync::Mutex<Option<Monitor>>,
     /// QEMU's stderr.
     pub log: PathBuf,
 }
@@ -51,6 +56,7 @@ impl TestVm {
             .unwrap();
         let qmp = dir.path().join("qmp.sock");
         let test = dir.path().join("test.sock");
+        let watch = dir.path().join("watch.sock");
         let log = dir.path().join("qemu.log");
         let mut cmd = Command::new("qemu-system-x86_64");
         cmd.args(["-nodefaults", "-display", "none", "-no-user-config"]);
@@ -80,7 +86,7 @@ impl TestVm {
                 cmd.args(["-machine", "q35,accel=tcg", "-m", "64"]);
             }
         }
-        for sock in [&qmp, &test] {
+        for sock in [&qmp, &test, &watch] {
             cmd.arg("-qmp")
                 .arg(format!("unix:{},server=on,wait=off", sock.display()));
         }
@@ -109,7 +115,10 @@ impl TestVm {
                 panic!("qemu-system-x86_64: {e}; run `cargo xtask test`, which installs it")
             });
         let start = Instant::now();
-        while !crate::qemu::listening(&qmp) || !crate::qemu::listening(&test) {
+        while ![&qmp, &test, &watch]
+            .iter()
+            .all(|s| crate::qemu::listening(s))
+        {
             assert!(
                 start.elapsed() < Duration::from_secs(30),
                 "qemu-system-x86_64 did not start: {}",
@@ -122,7 +131,9 @@ impl TestVm {
             _dir: dir,
             qmp,
             test,
+            watch,
             log,
+            conn: std::sync::Mutex::new(None),
         }
     }
 
@@ -133,9 +144,14 @@ impl TestVm {
 
     /// Runs one QMP command on the test's monitor; panics when QEMU refuses it.
     pub fn qmp(&self, cmd: &str, args: Value) -> Value {
-        let mut m = Monitor::connect(&self.test);
-        m.run(cmd, args)
+        self.with_monitor(|m| m.run(cmd, args))
             .unwrap_or_else(|e| panic!("QMP {cmd}: {e}"))
+    }
+
+    /// Runs `f` on the test's monitor, connected once.
+    fn with_monitor<T>(&self, f: impl FnOnce(&mut Monitor) -> T) -> T {
+        let mut conn = self.conn.lock().unwrap();
+        f(conn.get_or_insert_with(|| Monitor::connect(&self.test)))
     }
 
     /// Runs one HMP command line (`savevm NAME`, `qemu-io …`) and returns its output.
@@ -179,9 +195,10 @@ impl TestVm {
             .arg(format!("nbd+unix:///{id}?socket={}", sock.display()))
             .output()
             .unwrap();
-        let mut m = Monitor::connect(&self.test);
-        m.run("block-export-del", json!({"id": id})).unwrap();
-        m.wait_event("BLOCK_EXPORT_DELETED", |d| d["id"] == id);
+        self.with_monitor(|m| {
+            m.run("block-export-del", json!({"id": id})).unwrap();
+            m.wait_event("BLOCK_EXPORT_DELETED", |d| d["id"] == id);
+        });
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success() && text.contains("read"),
@@ -236,14 +253,14 @@ impl TestVm {
             .collect()
     }
 
-    /// The test's own monitor, held open (to wait for events).
+    /// A monitor of the test's own, held open (to wait for events).
     pub fn monitor(&self) -> Monitor {
-        Monitor::connect(&self.test)
+        Monitor::connect(&self.watch)
     }
 
     /// Quits QEMU cleanly (the image is closed and flushed), and waits.
     pub fn quit(mut self) {
-        let _ = Monitor::connect(&self.test).run("quit", json!({}));
+        let _ = self.with_monitor(|m| m.run("quit", json!({})));
         let start = Instant::now();
         while self.child.try_wait().unwrap().is_none() {
             assert!(
