@@ -31,6 +31,15 @@ pub fn run(args: Args) -> Result {
         .dir
         .clone()
         .unwrap_or_else(|| root().join("target/bench"));
+    // A run killed or failed midway leaves its trash (tens of GB): it is
+    // emptied before and after every run, whatever the suites return.
+    empty_trash(&base);
+    let result = run_suites(&args, &base);
+    empty_trash(&base);
+    result
+}
+
+fn run_suites(args: &Args, base: &std::path::Path) -> Result {
     if args.suites.iter().any(|s| s == "pack") {
         let corpora: Vec<&str> = args
             .corpora
@@ -38,31 +47,30 @@ pub fn run(args: Args) -> Result {
             .map(String::as_str)
             .filter(|c| *c != "usr-share")
             .collect();
-        pack::run(&args, &base, &corpora)?;
+        pack::run(args, base, &corpora)?;
     }
     if args.suites.iter().any(|s| s == "push") {
-        push::run(&args, &base)?;
+        push::run(args, base)?;
     }
     if args.suites.iter().any(|s| s == "prune") {
-        prune::run(&args, &base)?;
+        prune::run(args, base)?;
     }
     if args
         .suites
         .iter()
         .any(|s| s == "push" || s == "prune" || s == "coord")
     {
-        coord::run(&args, &base)?;
+        coord::run(args, base)?;
     }
     if args.suites.iter().any(|s| s == "disk") {
-        disk::run(&args, &base)?;
+        disk::run(args, base)?;
     }
     if args.suites.iter().any(|s| s == "timeline") {
-        timeline::run(&args, &base)?;
+        timeline::run(args, base)?;
     }
     if args.suites.iter().any(|s| s == "collect") {
-        collect::run(&args, &base)?;
+        collect::run(args, base)?;
     }
-    empty_trash(&base);
     Ok(())
 }
 
