@@ -4,7 +4,8 @@
 //! "retention": {
 //!   "local": 7,
 //!   "external": 5,
-//!   "b2": { "daily": 7, "weekly": 4, "monthly": 12, "within": "2d", "tags": ["pre-upgrade"] }
+//!   "b2": { "daily": 7, "weekly": 4, "monthly": 12, "within": "2d", "tags": ["pre-upgrade"] },
+//!   "tags": { "pre-apt": { "last": 5 } }
 //! }
 //! ```
 //!
@@ -13,18 +14,23 @@
 //! own. A number is "keep the last N". Rule names are restic's: last, hourly,
 //! daily, weekly, monthly, yearly (a count, or "unlimited"), within (a span
 //! like 30d or 1y6m) and tags (each entry a comma-separated list that must all
-//! be present). Mistakes name the field (`retention.b2.dialy`) and exit 78.
+//! be present). `tags` at the top holds rules by tag (`tagged`): a snapshot
+//! with those tags is judged by that rule alone, at every place. Mistakes
+//! name the field (`retention.b2.dialy`) and exit 78.
 
 use serde_json::Value;
 
 use crate::error::{Error, Result};
 
 use super::policy::{Count, Policy, Span};
+use super::tagged::{Rules, TagRule};
 
 /// The key of the store's policy.
 pub const LOCAL: &str = "local";
 /// The key of the policy of destinations without their own.
 pub const EXTERNAL: &str = "external";
+/// The key of the rules by tag.
+pub const TAGS: &str = "tags";
 
 /// Checks the whole `retention` value (a typo anywhere is refused, even in a
 /// part this run does not use) against the configured destination names.
@@ -38,8 +44,18 @@ pub fn check(retention: Option<&Value>, dest_names: &[String]) -> Result<()> {
             "must be an object like {\"local\": 7, \"external\": 5}",
         )
     })?;
+    if dest_names.iter().any(|n| n == TAGS) {
+        return Err(Error::config(
+            "destinations",
+            "a destination may not be named \"tags\": retention.tags holds the rules by tag",
+        ));
+    }
     for (key, rules) in map {
         let field = format!("retention.{key}");
+        if key == TAGS {
+            by_tag(rules)?;
+            continue;
+        }
         if key != LOCAL && key != EXTERNAL && !dest_names.contains(key) {
             return Err(Error::config(
                 field,
@@ -51,14 +67,19 @@ pub fn check(retention: Option<&Value>, dest_names: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// The configured policy for the store (`dest` None) or a destination by
-/// name, and the field it came from.
+/// The configured rules for the store (`dest` None) or a destination by
+/// name, and the fields they came from. With rules by tag and no policy for
+/// the place, what no tag rule matches is kept.
 pub fn configured(
     retention: Option<&Value>,
     dest: Option<&str>,
-) -> Result<Option<(Policy, String)>> {
+) -> Result<Option<(Rules, String)>> {
     let Some(map) = retention.and_then(Value::as_object) else {
         return Ok(None);
+    };
+    let tagged = match map.get(TAGS) {
+        Some(v) => by_tag(v)?,
+        None => Vec::new(),
     };
     let keys = match dest {
         None => vec![LOCAL],
@@ -66,11 +87,43 @@ pub fn configured(
     };
     for key in keys {
         if let Some(rules) = map.get(key) {
-            let field = format!("retention.{key}");
-            return Ok(Some((parse(rules, &field)?, field)));
+            let mut field = format!("retention.{key}");
+            if !tagged.is_empty() {
+                field.push_str(" and retention.tags");
+            }
+            let rules = Rules {
+                place: parse(rules, &format!("retention.{key}"))?,
+                by_tag: tagged,
+            };
+            return Ok(Some((rules, field)));
         }
     }
-    Ok(None)
+    if tagged.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some((
+        Rules::tags_only(tagged),
+        "retention.tags".to_string(),
+    )))
+}
+
+/// `"tags": {"pre-apt": {"last": 5}, "a,b": 3}`: the rules by tag.
+fn by_tag(v: &Value) -> Result<Vec<TagRule>> {
+    let map = v.as_object().ok_or_else(|| {
+        Error::config(
+            "retention.tags",
+            "must be an object of rules by tag, like {\"pre-apt\": {\"last\": 5}}",
+        )
+    })?;
+    map.iter()
+        .map(|(key, rules)| {
+            let field = format!("retention.tags.{key}");
+            Ok(TagRule {
+                tags: tag_list(key).map_err(|e| Error::config(&field, e))?,
+                policy: parse(rules, &field)?,
+            })
+        })
+        .collect()
 }
 
 /// One place's rules: a number (keep the last N) or an object of rules.
@@ -176,11 +229,11 @@ mod tests {
         check(Some(&v), &[]).unwrap();
         let (p, field) = configured(Some(&v), None).unwrap().unwrap();
         assert_eq!(
-            (p.last, field.as_str()),
+            (p.place.last, field.as_str()),
             (Some(Count::N(7)), "retention.local")
         );
         let (p, _) = configured(Some(&v), Some("t9")).unwrap().unwrap();
-        assert_eq!(p.last, Some(Count::N(5)));
+        assert_eq!(p.place.last, Some(Count::N(5)));
     }
 
     /// A destination's own entry wins over `external`; rules read by name.
@@ -190,6 +243,7 @@ mod tests {
         check(Some(&v), &["b2".into()]).unwrap();
         let (p, field) = configured(Some(&v), Some("b2")).unwrap().unwrap();
         assert_eq!(field, "retention.b2");
+        let p = p.place;
         assert_eq!(p.daily, Some(Count::N(7)));
         assert_eq!(p.weekly, Some(Count::All));
         assert_eq!(p.within, Some(Span::parse("2d").unwrap()));
@@ -198,6 +252,35 @@ mod tests {
             vec![vec!["a".to_string(), "b".into()], vec!["keep".into()]]
         );
         assert!(configured(Some(&v), None).unwrap().is_none());
+    }
+
+    /// Rules by tag come with every place's policy; alone, they keep the rest.
+    #[test]
+    fn rules_by_tag() {
+        let v = json!({"local": 7, "tags": {"pre-apt": {"last": 5}, "a,b": 2}});
+        check(Some(&v), &[]).unwrap();
+        let (r, field) = configured(Some(&v), None).unwrap().unwrap();
+        assert_eq!(field, "retention.local and retention.tags");
+        assert_eq!(r.place.last, Some(Count::N(7)));
+        let tags: Vec<(String, Option<Count>)> = r
+            .by_tag
+            .iter()
+            .map(|t| (t.tags.join("+"), t.policy.last))
+            .collect();
+        assert_eq!(
+            tags,
+            vec![
+                ("a+b".to_string(), Some(Count::N(2))),
+                ("pre-apt".to_string(), Some(Count::N(5)))
+            ]
+        );
+        let (r, field) = configured(Some(&v), Some("t9")).unwrap().unwrap();
+        assert_eq!(
+            (r.place.last, field.as_str()),
+            (Some(Count::All), "retention.tags")
+        );
+        let err = check(Some(&v), &["tags".into()]).unwrap_err();
+        assert_eq!(err.context, "destinations");
     }
 
     /// Mistakes name the field and exit 78; a policy that keeps nothing is one.
@@ -214,6 +297,12 @@ mod tests {
                 "retention.external.tags",
             ),
             (json!([7]), "retention"),
+            (
+                json!({"tags": {"pre-apt": {"lats": 5}}}),
+                "retention.tags.pre-apt.lats",
+            ),
+            (json!({"tags": {"a,": 5}}), "retention.tags.a,"),
+            (json!({"tags": ["pre-apt"]}), "retention.tags"),
         ];
         for (v, field) in cases {
             let err = check(Some(&v), &[]).unwrap_err();

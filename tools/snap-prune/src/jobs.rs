@@ -15,6 +15,7 @@ use crate::cli::{Cli, TOOL, no_rule};
 use crate::target::Target;
 use snap_shared::retention::policy::Policy;
 use snap_shared::retention::rules;
+use snap_shared::retention::tagged::Rules;
 
 /// The store: its snapshot trees and its own archives.
 pub(crate) fn store_job(
@@ -25,7 +26,7 @@ pub(crate) fn store_job(
     retention: Option<&serde_json::Value>,
 ) -> Result<Job> {
     let (policy, source) = match flags {
-        Some(p) => (p, "--keep-*".to_string()),
+        Some(p) => (Rules::from(p), "--keep-*".to_string()),
         None => rules::configured(retention, None)?.ok_or_else(|| {
             no_rule("none given for the store (\"retention\": {\"local\": N} in the config)")
         })?,
@@ -112,7 +113,7 @@ pub(crate) fn dest_job(
     rt: &std::sync::Arc<snap_dest::Runtime>,
 ) -> Result<Job> {
     let (policy, source) = match flags {
-        Some(p) => (p, "--keep-*".to_string()),
+        Some(p) => (Rules::from(p), "--keep-*".to_string()),
         None => {
             // A destination given by URL alone has only the `external` rules.
             let name = if spec.configured {
@@ -167,7 +168,7 @@ pub(crate) fn dest_job(
 /// One place to prune, with its policy and whatever it needs held.
 pub(crate) struct Job {
     pub(crate) targets: Vec<Target>,
-    pub(crate) policy: Policy,
+    pub(crate) policy: Rules,
     /// The field the policy came from (`--keep-*` or `retention.NAME`).
     pub(crate) source: String,
     pub(crate) price: Option<f64>,

@@ -17,7 +17,8 @@ use snap_shared::error::{Error, Result};
 
 use crate::target::Target;
 use snap_shared::retention::listing::{Entry, Group, Info};
-use snap_shared::retention::policy::{Candidate, Policy};
+use snap_shared::retention::policy::Candidate;
+use snap_shared::retention::tagged::Rules;
 
 /// What happens to one entry of the group (same order as the group's entries).
 #[derive(Debug, Clone, PartialEq)]
@@ -32,7 +33,7 @@ pub struct Decision {
 pub fn plan(
     target: &Target,
     group: &Group,
-    policy: &Policy,
+    policy: &Rules,
     now: DateTime<Utc>,
     warn: &mut dyn FnMut(String),
 ) -> Result<Vec<Decision>> {
@@ -40,7 +41,7 @@ pub fn plan(
         .filter(|&i| readable(&group.entries[i]))
         .collect();
     let mut infos: HashMap<usize, Info> = HashMap::new();
-    if !policy.tags.is_empty() {
+    if policy.needs_tags() {
         load(target, group, &whole, &mut infos)?;
     }
     let no_tags = Vec::new();
@@ -241,7 +242,7 @@ fn keep_bases(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use snap_shared::retention::policy::Count;
+    use snap_shared::retention::policy::{Count, Policy};
 
     /// Archives in a folder: (id, base, recorded chain length).
     fn folder_target(dir: &std::path::Path, archives: &[(&str, Option<&str>, u64)]) -> Target {
@@ -283,10 +284,10 @@ mod tests {
             ],
         );
         let group = &target.scan(None).unwrap()[0];
-        let policy = Policy {
+        let policy = Rules::from(Policy {
             last: Some(Count::N(1)),
             ..Policy::default()
-        };
+        });
         let mut warnings = Vec::new();
         let decisions = plan(&target, group, &policy, chrono::Utc::now(), &mut |w| {
             warnings.push(w)

@@ -735,6 +735,48 @@ fn config_retention_per_place_and_cost() {
     );
 }
 
+/// `retention.tags`: the pre-apt snapshots are counted among themselves by
+/// their rule and the rest by the place's, in the store and at a
+/// destination, where a tagged archive's base stays however it is tagged.
+#[test]
+fn rules_by_tag_judge_their_own() {
+    let w = World::new();
+    let mut prev = None;
+    for (i, id) in IDS.iter().enumerate() {
+        let tags: &[&str] = if i % 2 == 1 { &["pre-apt"] } else { &[] };
+        w.snapshot("d", id, 8192, prev, tags);
+        prev = Some(*id);
+    }
+    w.archive("usb", "d", IDS[0], None, &[]);
+    w.archive("usb", "d", IDS[1], None, &["pre-apt"]);
+    w.archive("usb", "d", IDS[2], Some(IDS[0]), &["pre-apt"]);
+    w.archive("usb", "d", IDS[3], None, &[]);
+    let cfg = json!({
+        "destinations": [{"name": "usb", "path": w.path("usb")}],
+        "retention": {"local": 1, "external": 1, "tags": {"pre-apt": {"last": 1}}}
+    });
+    w.write("cfg.json", cfg.to_string().as_bytes());
+    let out = w.prune(&["--config", "cfg.json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let recs = records(&out);
+    assert_eq!(ids(&recs, "keep"), [IDS[2], IDS[3]]);
+    assert_eq!(recs[2]["reasons"], json!(["last snapshot"]));
+    assert_eq!(recs[3]["reasons"], json!(["last snapshot (tag pre-apt)"]));
+    assert!(
+        stderr(&out).contains(
+            "keep 1 latest snapshots; tag pre-apt: keep 1 latest snapshots (retention.local and retention.tags)"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let out = w.prune(&["--config", "cfg.json", "--dest", "usb"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let recs = records(&out);
+    assert_eq!(ids(&recs, "keep"), [IDS[0], IDS[2], IDS[3]]);
+    assert_eq!(recs[0]["reasons"], json!([format!("base of {}", IDS[2])]));
+    assert_eq!(ids(&recs, "remove"), [IDS[1]]);
+}
+
 /// The whole plan of a dry run at a destination, as printed: 5 April is a
 /// Sunday, so the 6th and 7th are one ISO week and the 5th's evening
 /// archive is that week's before.

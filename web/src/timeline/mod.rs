@@ -21,8 +21,9 @@ use snap_shared::catalog::Catalog;
 use snap_shared::config::LoadedConfig;
 use snap_shared::error::{Error, Exit, Result};
 use snap_shared::record::{ArchiveRecord, DiskSnapshotRecord, SnapshotRecord};
-use snap_shared::retention::policy::{Candidate, Policy};
+use snap_shared::retention::policy::Candidate;
 use snap_shared::retention::rules;
+use snap_shared::retention::tagged::Rules;
 use snap_shared::store::Store;
 
 /// Reads the store's catalog (and the pins beside the records), applies
@@ -170,7 +171,7 @@ fn card(rec: SnapshotRecord, archive: Option<ArchiveCard>, pin: Option<String>) 
 }
 
 /// What the policy would do with each card (pins outrank it, as in snap-prune).
-fn preview(policy: &Policy, cards: &mut [Card], now: DateTime<Utc>) {
+fn preview(policy: &Rules, cards: &mut [Card], now: DateTime<Utc>) {
     let candidates: Vec<Candidate> = cards
         .iter()
         .map(|c| Candidate {
