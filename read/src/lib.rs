@@ -9,6 +9,7 @@ pub mod attrs;
 pub mod cat;
 pub mod chain;
 pub mod damage;
+pub mod datename;
 pub mod disk;
 pub mod holes;
 pub mod import;

@@ -9,6 +9,7 @@
 //! record are those of the machine that made it.
 
 use std::cmp::Ordering;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -21,6 +22,7 @@ use snap_shared::id::{cmp_ids, is_id};
 use snap_shared::record::{ArchiveRecord, SnapshotRecord, check_schema};
 use snap_shared::store::{Store, read_names};
 
+use crate::datename::{self, DateName};
 use crate::indexes::IndexLoc;
 use crate::loc::Loc;
 
@@ -132,15 +134,16 @@ impl Item {
     }
 }
 
-/// Whether NAME has the shape of a name: `SET/ID`, `SET/latest` or `ID`
-/// (set names as `check_name` allows them; ids as snap makes them).
+/// Whether NAME has the shape of a name: `SET/ID`, `SET/latest`, `ID`,
+/// or a date (`SET/2025-04-01`, `SET/2025-04-01T10`, `2025-04-01`) (set
+/// names as `check_name` allows them; ids as snap makes them).
 pub fn is_name(name: &str) -> bool {
     let (set, id) = match name.split_once('/') {
         Some((set, id)) => (Some(set), id),
         None => (None, name),
     };
     set.is_none_or(|s| snap_shared::id::check_name(s).is_ok())
-        && (is_id(id) || (id == "latest" && set.is_some()))
+        && (is_id(id) || (id == "latest" && set.is_some()) || DateName::parse(id).is_some())
 }
 
 /// The last component of a recorded path (a record names files by the paths of the machine that made it).
@@ -286,6 +289,9 @@ impl Source {
             kind
         };
         items.retain(|i| i.kind() == kind);
+        if let Some(date) = DateName::parse(id) {
+            return by_date(items, set, &date, kind, name, self);
+        }
         let chosen: Vec<Item> = if id == "latest" {
             let Some(set) = set else {
                 return Err(
@@ -329,6 +335,67 @@ impl Source {
                 .with_hint(format!("name it SET/{name}")))
             }
         }
+    }
+}
+
+/// The newest item of the day or hour, in one set (`set`, or the only set
+/// that has one that day); none is 66 naming the nearest of each set.
+fn by_date(
+    items: Vec<Item>,
+    set: Option<&str>,
+    date: &DateName,
+    kind: &str,
+    name: &str,
+    source: &Source,
+) -> Result<Item> {
+    let mut newest: BTreeMap<String, Item> = BTreeMap::new();
+    let mut ids: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for item in items {
+        let Some((s, id)) = item
+            .set_and_id()
+            .map(|(s, id)| (s.to_string(), id.to_string()))
+        else {
+            continue;
+        };
+        ids.entry(s.clone()).or_default().push(id.clone());
+        if date.holds(&id) {
+            // Items come in id order: the last one held is the newest.
+            newest.insert(s, item);
+        }
+    }
+    let what = format!("{kind} {name}");
+    match newest.len() {
+        1 => Ok(newest.into_values().next().expect("one item")),
+        0 => {
+            let near: Vec<String> = ids
+                .iter()
+                .map(|(s, list)| {
+                    let list: Vec<&str> = list.iter().map(String::as_str).collect();
+                    datename::nearest(s, &list, date)
+                })
+                .collect();
+            let hint = match near.is_empty() {
+                true => match set {
+                    Some(s) => format!("{} has no {kind} of set {s}", source.show()),
+                    None => format!("{} has no {kind}", source.show()),
+                },
+                false => near.join("; "),
+            };
+            Err(Error::new(
+                Exit::NoInput,
+                what,
+                format!("no {kind} on {} in {}", date.describe(), source.show()),
+            )
+            .with_hint(hint))
+        }
+        _ => Err(Error::usage(
+            what,
+            format!(
+                "several sets have one that day ({})",
+                newest.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        )
+        .with_hint(format!("name it SET/{name}"))),
     }
 }
 

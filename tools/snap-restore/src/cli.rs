@@ -20,11 +20,13 @@ use snap_shared::error::Result;
     long_about = "List, show, diff, verify and restore snap snapshots and archives, from the store \
 or from any folder of archives (a drive, a copy from another machine), with no catalog needed. \
 Also restores and verifies tars snap did not make: .tar, .tar.gz, .tar.zst, with or without age. \
-Names are SET/ID, SET/latest, an ID, or a path (a snapshot tree, a .json record, an archive file). \
+Names are SET/ID, SET/latest, an ID, a date (SET/2025-04-01: the newest that UTC day; \
+SET/2025-04-01T10: the newest of that hour; --local-time for the machine's days), or a path (a \
+snapshot tree, a .json record, an archive file). \
 Restores check every file against its sha256 as it is written, never write outside the target \
 (absolute paths, `..` and symlinks in an archive are refused), and never replace an existing \
 file without --overwrite.",
-    after_help = "Examples:\n  snap-restore list                                   what the store holds\n  snap-restore list /media/me/T9/snap                 what a drive holds\n  snap-restore diff data/2026-11-01T020000Z data/latest\n  snap-restore verify data/latest\n  snap-restore restore data/latest --to /tmp/r --path home/me/docs\n  snap-restore restore backup.tar.zst.age --identity key.txt --to /tmp/r",
+    after_help = "Examples:\n  snap-restore list                                   what the store holds\n  snap-restore list /media/me/T9/snap                 what a drive holds\n  snap-restore diff data/2026-11-01T020000Z data/latest\n  snap-restore restore data/2026-11-01 --to /tmp/r     the newest of that (UTC) day\n  snap-restore verify data/latest\n  snap-restore restore data/latest --to /tmp/r --path home/me/docs\n  snap-restore restore backup.tar.zst.age --identity key.txt --to /tmp/r",
     mut_arg("verbose", |a| a.help("Name every file restored"))
 )]
 pub struct Cli {
@@ -60,6 +62,10 @@ pub struct Global {
     /// Read archives whose record is not signed by a key in the allowed signers (old archives, from before records were signed; or another machine's, not yet in the list), with a warning for each
     #[arg(long, global = true)]
     pub allow_unsigned: bool,
+
+    /// Read the days and hours of date names (SET/2025-04-01, SET/2025-04-01T10) in the machine's time zone, not UTC
+    #[arg(long, global = true)]
+    pub local_time: bool,
 
     #[command(flatten)]
     pub loudness: snap_cli::Loudness,

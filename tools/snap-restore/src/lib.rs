@@ -39,6 +39,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
 
 pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
     let g = &cli.global;
+    snap_read::datename::use_local_time(g.local_time);
     let loaded = LoadedConfig::load_optional(g.config.as_deref())?;
     let store = Store::new(store::locate(
         g.store.as_deref(),
