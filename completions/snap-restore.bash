@@ -107,7 +107,7 @@ _snap__restore() {
 
     case "${cmd}" in
         snap__restore)
-            opts="-c -s -i -q -v -h -V --config --store --from --identity --passphrase-file --allow-unsigned --quiet --verbose --help --version list show diff verify timeline serve pin tag describe unpin import cat restore help"
+            opts="-c -s -i -q -v -h -V --config --store --from --identity --passphrase-file --allow-unsigned --local-time --quiet --verbose --help --version list show diff verify timeline serve pin tag describe unpin import cat restore help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -153,7 +153,7 @@ _snap__restore() {
             return 0
             ;;
         snap__subcmd__restore__subcmd__cat)
-            opts="-c -s -i -q -v -h --archive --config --store --from --identity --passphrase-file --allow-unsigned --quiet --verbose --help"
+            opts="-c -s -i -q -v -h --archive --config --store --from --identity --passphrase-file --allow-unsigned --local-time --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -199,7 +199,7 @@ _snap__restore() {
             return 0
             ;;
         snap__subcmd__restore__subcmd__describe)
-            opts="-c -s -i -q -v -h --archive --config --store --from --identity --passphrase-file --allow-unsigned --quiet --verbose --help"
+            opts="-c -s -i -q -v -h --archive --config --store --from --identity --passphrase-file --allow-unsigned --local-time --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -245,7 +245,7 @@ _snap__restore() {
             return 0
             ;;
         snap__subcmd__restore__subcmd__diff)
-            opts="-c -s -i -q -v -h --archive --json --config --store --from --identity --passphrase-file --allow-unsigned --quiet --verbose --help"
+            opts="-c -s -i -q -v -h --archive --json --config --store --from --identity --passphrase-file --allow-unsigned --local-time --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -501,7 +501,7 @@ _snap__restore() {
             return 0
             ;;
         snap__subcmd__restore__subcmd__import)
-            opts="-d -t -c -s -i -q -v -h --set --id --description --tag --config --store --from --identity --passphrase-file --allow-unsigned --quiet --verbose --help"
+            opts="-d -t -c -s -i -q -v -h --set --id --description --tag --config --store --from --identity --passphrase-file --allow-unsigned --local-time --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -571,7 +571,7 @@ _snap__restore() {
             return 0
             ;;
         snap__subcmd__restore__subcmd__list)
-            opts="-c -s -i -q -v -h --set --host --json --config --store --from --identity --passphrase-file --allow-unsigned --quiet --verbose --help"
+            opts="-c -s -i -q -v -h --set --host --json --config --store --from --identity --passphrase-file --allow-unsigned --local-time --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -625,7 +625,7 @@ _snap__restore() {
             return 0
             ;;
         snap__subcmd__restore__subcmd__pin)
-            opts="-r -c -s -i -q -v -h --reason --archive --config --store --from --identity --passphrase-file --allow-unsigned --quiet --verbose --help"
+            opts="-r -c -s -i -q -v -h --reason --archive --config --store --from --identity --passphrase-file --allow-unsigned --local-time --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -679,7 +679,7 @@ _snap__restore() {
             return 0
             ;;
         snap__subcmd__restore__subcmd__restore)
-            opts="-t -p -n -c -s -i -q -v -h --to --path --overwrite --archive --dry-run --no-xattrs --no-acls --numeric-owner --config --store --from --identity --passphrase-file --allow-unsigned --quiet --verbose --help"
+            opts="-t -p -n -c -s -i -q -v -h --to --path --overwrite --archive --dry-run --no-xattrs --no-acls --numeric-owner --config --store --from --identity --passphrase-file --allow-unsigned --local-time --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -741,7 +741,7 @@ _snap__restore() {
             return 0
             ;;
         snap__subcmd__restore__subcmd__serve)
-            opts="-c -s -i -q -v -h --listen --allow-remote --allow-changes --config --store --from --identity --passphrase-file --allow-unsigned --quiet --verbose --help"
+            opts="-c -s -i -q -v -h --listen --allow-remote --allow-changes --config --store --from --identity --passphrase-file --allow-unsigned --local-time --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -791,7 +791,7 @@ _snap__restore() {
             return 0
             ;;
         snap__subcmd__restore__subcmd__show)
-            opts="-c -s -i -q -v -h --archive --json --config --store --from --identity --passphrase-file --allow-unsigned --quiet --verbose --help"
+            opts="-c -s -i -q -v -h --archive --json --config --store --from --identity --passphrase-file --allow-unsigned --local-time --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -837,7 +837,7 @@ _snap__restore() {
             return 0
             ;;
         snap__subcmd__restore__subcmd__tag)
-            opts="-c -s -i -q -v -h --add --remove --archive --config --store --from --identity --passphrase-file --allow-unsigned --quiet --verbose --help"
+            opts="-c -s -i -q -v -h --add --remove --archive --config --store --from --identity --passphrase-file --allow-unsigned --local-time --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -891,7 +891,7 @@ _snap__restore() {
             return 0
             ;;
         snap__subcmd__restore__subcmd__timeline)
-            opts="-c -s -i -q -v -h --html --config --store --from --identity --passphrase-file --allow-unsigned --quiet --verbose --help"
+            opts="-c -s -i -q -v -h --html --config --store --from --identity --passphrase-file --allow-unsigned --local-time --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -941,7 +941,7 @@ _snap__restore() {
             return 0
             ;;
         snap__subcmd__restore__subcmd__unpin)
-            opts="-c -s -i -q -v -h --archive --config --store --from --identity --passphrase-file --allow-unsigned --quiet --verbose --help"
+            opts="-c -s -i -q -v -h --archive --config --store --from --identity --passphrase-file --allow-unsigned --local-time --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -987,7 +987,7 @@ _snap__restore() {
             return 0
             ;;
         snap__subcmd__restore__subcmd__verify)
-            opts="-c -s -i -q -v -h --archive --config --store --from --identity --passphrase-file --allow-unsigned --quiet --verbose --help"
+            opts="-c -s -i -q -v -h --archive --config --store --from --identity --passphrase-file --allow-unsigned --local-time --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_snap_restore_global_optspecs
-    string join \n c/config= s/store= from= i/identity= passphrase-file= allow-unsigned q/quiet v/verbose h/help V/version
+    string join \n c/config= s/store= from= i/identity= passphrase-file= allow-unsigned local-time q/quiet v/verbose h/help V/version
 end
 
 function __fish_snap_restore_needs_command
@@ -30,6 +30,7 @@ complete -c snap-restore -n "__fish_snap_restore_needs_command" -l from -d 'Look
 complete -c snap-restore -n "__fish_snap_restore_needs_command" -s i -l identity -d 'age identity file (age-keygen output, or an ssh private key) for encrypted archives (repeatable)' -r -F
 complete -c snap-restore -n "__fish_snap_restore_needs_command" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
 complete -c snap-restore -n "__fish_snap_restore_needs_command" -l allow-unsigned -d 'Read archives whose record is not signed by a key in the allowed signers (old archives, from before records were signed; or another machine\'s, not yet in the list), with a warning for each'
+complete -c snap-restore -n "__fish_snap_restore_needs_command" -l local-time -d 'Read the days and hours of date names (SET/2025-04-01, SET/2025-04-01T10) in the machine\'s time zone, not UTC'
 complete -c snap-restore -n "__fish_snap_restore_needs_command" -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-restore -n "__fish_snap_restore_needs_command" -s v -l verbose -d 'Name every file restored'
 complete -c snap-restore -n "__fish_snap_restore_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -57,6 +58,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -s i -l 
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -l json -d 'Print the records as JSON lines'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -l allow-unsigned -d 'Read archives whose record is not signed by a key in the allowed signers (old archives, from before records were signed; or another machine\'s, not yet in the list), with a warning for each'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -l local-time -d 'Read the days and hours of date names (SET/2025-04-01, SET/2025-04-01T10) in the machine\'s time zone, not UTC'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -s v -l verbose -d 'Name every file restored'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand list" -s h -l help -d 'Print help'
@@ -68,6 +70,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand show" -l passp
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand show" -l archive -d 'NAME means an archive even where a snapshot has the same id'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand show" -l json -d 'Print the record as JSON'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand show" -l allow-unsigned -d 'Read archives whose record is not signed by a key in the allowed signers (old archives, from before records were signed; or another machine\'s, not yet in the list), with a warning for each'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand show" -l local-time -d 'Read the days and hours of date names (SET/2025-04-01, SET/2025-04-01T10) in the machine\'s time zone, not UTC'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand show" -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand show" -s v -l verbose -d 'Name every file restored'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand show" -s h -l help -d 'Print help'
@@ -79,6 +82,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand diff" -l passp
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand diff" -l archive -d 'Names mean archives even where snapshots have the same ids'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand diff" -l json -d 'Print one JSON line per change'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand diff" -l allow-unsigned -d 'Read archives whose record is not signed by a key in the allowed signers (old archives, from before records were signed; or another machine\'s, not yet in the list), with a warning for each'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand diff" -l local-time -d 'Read the days and hours of date names (SET/2025-04-01, SET/2025-04-01T10) in the machine\'s time zone, not UTC'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand diff" -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand diff" -s v -l verbose -d 'Name every file restored'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand diff" -s h -l help -d 'Print help'
@@ -89,6 +93,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand verify" -s i -
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand verify" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand verify" -l archive -d 'Names mean archives even where snapshots have the same ids'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand verify" -l allow-unsigned -d 'Read archives whose record is not signed by a key in the allowed signers (old archives, from before records were signed; or another machine\'s, not yet in the list), with a warning for each'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand verify" -l local-time -d 'Read the days and hours of date names (SET/2025-04-01, SET/2025-04-01T10) in the machine\'s time zone, not UTC'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand verify" -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand verify" -s v -l verbose -d 'Name every file restored'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand verify" -s h -l help -d 'Print help'
@@ -99,6 +104,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand timeline" -l f
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand timeline" -s i -l identity -d 'age identity file (age-keygen output, or an ssh private key) for encrypted archives (repeatable)' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand timeline" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand timeline" -l allow-unsigned -d 'Read archives whose record is not signed by a key in the allowed signers (old archives, from before records were signed; or another machine\'s, not yet in the list), with a warning for each'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand timeline" -l local-time -d 'Read the days and hours of date names (SET/2025-04-01, SET/2025-04-01T10) in the machine\'s time zone, not UTC'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand timeline" -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand timeline" -s v -l verbose -d 'Name every file restored'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand timeline" -s h -l help -d 'Print help'
@@ -111,6 +117,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand serve" -l pass
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand serve" -l allow-remote -d 'Allow a --listen address other machines can reach (a warning is printed)'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand serve" -l allow-changes -d 'Allow restoring, deleting, tagging, describing, pinning and unpinning from the page (read-only otherwise)'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand serve" -l allow-unsigned -d 'Read archives whose record is not signed by a key in the allowed signers (old archives, from before records were signed; or another machine\'s, not yet in the list), with a warning for each'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand serve" -l local-time -d 'Read the days and hours of date names (SET/2025-04-01, SET/2025-04-01T10) in the machine\'s time zone, not UTC'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand serve" -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand serve" -s v -l verbose -d 'Name every file restored'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand serve" -s h -l help -d 'Print help'
@@ -122,6 +129,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand pin" -s i -l i
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand pin" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand pin" -l archive -d 'NAME means an archive even where a snapshot has the same id'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand pin" -l allow-unsigned -d 'Read archives whose record is not signed by a key in the allowed signers (old archives, from before records were signed; or another machine\'s, not yet in the list), with a warning for each'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand pin" -l local-time -d 'Read the days and hours of date names (SET/2025-04-01, SET/2025-04-01T10) in the machine\'s time zone, not UTC'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand pin" -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand pin" -s v -l verbose -d 'Name every file restored'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand pin" -s h -l help -d 'Print help'
@@ -134,6 +142,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand tag" -s i -l i
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand tag" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand tag" -l archive -d 'NAME means an archive even where a snapshot has the same id'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand tag" -l allow-unsigned -d 'Read archives whose record is not signed by a key in the allowed signers (old archives, from before records were signed; or another machine\'s, not yet in the list), with a warning for each'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand tag" -l local-time -d 'Read the days and hours of date names (SET/2025-04-01, SET/2025-04-01T10) in the machine\'s time zone, not UTC'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand tag" -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand tag" -s v -l verbose -d 'Name every file restored'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand tag" -s h -l help -d 'Print help'
@@ -144,6 +153,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand describe" -s i
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand describe" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand describe" -l archive -d 'NAME means an archive even where a snapshot has the same id'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand describe" -l allow-unsigned -d 'Read archives whose record is not signed by a key in the allowed signers (old archives, from before records were signed; or another machine\'s, not yet in the list), with a warning for each'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand describe" -l local-time -d 'Read the days and hours of date names (SET/2025-04-01, SET/2025-04-01T10) in the machine\'s time zone, not UTC'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand describe" -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand describe" -s v -l verbose -d 'Name every file restored'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand describe" -s h -l help -d 'Print help'
@@ -154,6 +164,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand unpin" -s i -l
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand unpin" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand unpin" -l archive -d 'NAME means an archive even where a snapshot has the same id'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand unpin" -l allow-unsigned -d 'Read archives whose record is not signed by a key in the allowed signers (old archives, from before records were signed; or another machine\'s, not yet in the list), with a warning for each'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand unpin" -l local-time -d 'Read the days and hours of date names (SET/2025-04-01, SET/2025-04-01T10) in the machine\'s time zone, not UTC'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand unpin" -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand unpin" -s v -l verbose -d 'Name every file restored'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand unpin" -s h -l help -d 'Print help'
@@ -167,6 +178,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -l fro
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -s i -l identity -d 'age identity file (age-keygen output, or an ssh private key) for encrypted archives (repeatable)' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -l allow-unsigned -d 'Read archives whose record is not signed by a key in the allowed signers (old archives, from before records were signed; or another machine\'s, not yet in the list), with a warning for each'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -l local-time -d 'Read the days and hours of date names (SET/2025-04-01, SET/2025-04-01T10) in the machine\'s time zone, not UTC'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -s v -l verbose -d 'Name every file restored'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand import" -s h -l help -d 'Print help'
@@ -177,6 +189,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand cat" -s i -l i
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand cat" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand cat" -l archive -d 'NAME means an archive even where a snapshot has the same id'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand cat" -l allow-unsigned -d 'Read archives whose record is not signed by a key in the allowed signers (old archives, from before records were signed; or another machine\'s, not yet in the list), with a warning for each'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand cat" -l local-time -d 'Read the days and hours of date names (SET/2025-04-01, SET/2025-04-01T10) in the machine\'s time zone, not UTC'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand cat" -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand cat" -s v -l verbose -d 'Name every file restored'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand cat" -s h -l help -d 'Print help'
@@ -194,6 +207,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -l no
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -l no-acls -d 'Set no POSIX ACLs'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -l numeric-owner -d 'Give entries the recorded uid and gid, not the ids their owner and group names have here'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -l allow-unsigned -d 'Read archives whose record is not signed by a key in the allowed signers (old archives, from before records were signed; or another machine\'s, not yet in the list), with a warning for each'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -l local-time -d 'Read the days and hours of date names (SET/2025-04-01, SET/2025-04-01T10) in the machine\'s time zone, not UTC'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s v -l verbose -d 'Name every file restored'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s h -l help -d 'Print help'
