@@ -4,8 +4,9 @@
 //! the other half that two or more tools need: the stderr [`Reporter`]
 //! (warnings, errors, notes, a progress line only on a terminal), the mapping
 //! of clap's outcomes to sysexits codes, and the one place a fatal error is
-//! printed as `tool: context: cause`.
+//! printed as `tool: context: cause`; and the notify hook (`notify`).
 
+pub mod notify;
 mod report;
 mod tally;
 

@@ -82,6 +82,10 @@ pub struct DiskEntry {
     /// Freeze the guest's filesystems at each snapshot (needs guest_agent).
     #[serde(default)]
     pub freeze: bool,
+    /// When `snap-backup --due` snapshots it (the `schedule` grammar, or
+    /// `never`) [default: `schedule.incremental`].
+    #[serde(default)]
+    pub schedule: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -106,6 +110,10 @@ pub struct CollectSettings {
     /// Free space the store's filesystem must keep, e.g. `"2GiB"` or `"5%"`.
     #[serde(default)]
     pub min_free: Option<String>,
+    /// Below this much free space `snap-backup --due` warns (`low-disk`),
+    /// before `min_free` stops a run, e.g. `"10GiB"` or `"15%"`.
+    #[serde(default)]
+    pub warn_free: Option<String>,
 }
 
 /// A loaded configuration and where it came from.

@@ -45,6 +45,29 @@ impl Exit {
     pub fn code(self) -> i32 {
         self as i32
     }
+
+    /// The exit a code means, for a tool that reads another's exit status;
+    /// None for a code no snap tool gives.
+    pub fn from_code(code: i32) -> Option<Exit> {
+        use Exit::*;
+        [
+            Ok,
+            Partial,
+            Usage,
+            Data,
+            NoInput,
+            Unavailable,
+            Software,
+            CantCreate,
+            Io,
+            TempFail,
+            NoPerm,
+            Config,
+            Interrupted,
+        ]
+        .into_iter()
+        .find(|e| e.code() == code)
+    }
 }
 
 /// One error, printed as `tool: context: cause` plus an optional `hint:` line.

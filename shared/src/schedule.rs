@@ -156,6 +156,26 @@ fn weekday(s: &str) -> std::result::Result<Weekday, String> {
         .map_err(|_| format!("{s:?} is not a weekday (Mon … Sun) nor a schedule word"))
 }
 
+impl std::fmt::Display for Every {
+    /// As the config writes it: `daily`, `"02:30"` as `daily at 02:30`, `Sat 02:30`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hm = |t: &NaiveTime| t.format("%H:%M").to_string();
+        match self {
+            Every::Hourly => f.write_str("hourly"),
+            Every::Daily(t) if *t == NaiveTime::MIN => f.write_str("daily"),
+            Every::Daily(t) => write!(f, "daily at {}", hm(t)),
+            Every::Weekly(Weekday::Mon, t) if *t == NaiveTime::MIN => f.write_str("weekly"),
+            Every::Weekly(d, t) if *t == NaiveTime::MIN => write!(f, "weekly on {d}"),
+            Every::Weekly(d, t) => write!(f, "weekly on {d} {}", hm(t)),
+            Every::Monthly => f.write_str("monthly"),
+            Every::Days(n) => write!(f, "every {n} days"),
+            Every::Never => f.write_str("never"),
+            Every::Always => f.write_str("always"),
+            Every::Manual => f.write_str("manual"),
+        }
+    }
+}
+
 impl Every {
     /// The latest slot that has begun at `now` (local time); None for
     /// never, always and manual, which have no slots.

@@ -12,7 +12,6 @@ pub mod choose;
 mod cli;
 pub mod disk;
 pub mod input;
-pub mod notify;
 pub mod push;
 
 use std::ffi::OsString;
@@ -35,8 +34,8 @@ use snap_shared::store::{self, Store};
 
 pub use crate::cli::{Cli, TOOL};
 use crate::input::Input;
-use crate::notify::Event;
 use crate::push::Options;
+use snap_cli::notify::{self, Event, Notice};
 
 /// The clap definition, for man pages and completions.
 pub fn command() -> clap::Command {
@@ -78,14 +77,14 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
             Ok((exit, summary)) => (*exit, summary.clone()),
             Err(e) => (e.exit, e.to_string()),
         };
-        notify::run(
-            &cmd,
-            Event::of(exit, totals.low_disk),
-            &message,
+        let notice = Notice {
+            tool: TOOL,
+            event: Event::of(exit, totals.low_disk),
+            message: &message,
             exit,
-            totals.sent,
-            report,
-        );
+            vars: vec![("SNAP_SENT_BYTES", totals.sent.to_string())],
+        };
+        notify::run(&cmd, &notice, report);
     }
     outcome.map(|(exit, _)| exit)
 }
