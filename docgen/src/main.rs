@@ -21,6 +21,7 @@ fn tools() -> Vec<clap::Command> {
         snap_prune::command(),
         snap_disk::command(),
         snap_restore::command(),
+        snap_backup::command(),
     ]
 }
 

@@ -235,6 +235,15 @@ fn strip_position(msg: &str) -> &str {
 
 fn check(config: &Config) -> Result<()> {
     crate::schedule::Schedule::parse(config.schedule.as_ref())?;
+    for (i, d) in config.disks.iter().enumerate() {
+        if let Some(s) = &d.schedule {
+            crate::schedule::parse_every(s, &["never"])
+                .map_err(|e| Error::config(format!("disks[{i}].schedule"), e))?;
+        }
+    }
+    if let Some(w) = &config.collect.warn_free {
+        Floor::parse(w).map_err(|e| Error::config("collect.warn_free", e))?;
+    }
     if config.store.as_deref().is_some_and(|s| s.trim().is_empty()) {
         return Err(Error::config(
             "store",

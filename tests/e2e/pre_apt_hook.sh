@@ -8,7 +8,6 @@
 # the same hook through a real apt-get.
 set -eu
 . "$(dirname "$0")/lib.sh"
-backup="$(cd "$(dirname "$0")/../.." && pwd)/contrib/bin/snap-backup"
 
 mkdir -p "$WORK/src"
 printf 'one\n' > "$WORK/src/a.conf"
@@ -30,7 +29,7 @@ export SNAP_CONFIG=$WORK/config.json
     printf 'oldpkg 2.0 > - **REMOVE**\n'
     printf 'back 2.0 > 1.0 /var/cache/apt/archives/back_1.0_all.deb\n'
 } > list.txt
-sh "$backup" --pre-apt < list.txt > out.txt 2> err.txt || fail "exit $?: $(cat err.txt)"
+snap-backup --pre-apt < list.txt > out.txt 2> err.txt || fail "exit $?: $(cat err.txt)"
 [ ! -s out.txt ] || fail "the hook wrote to stdout: $(cat out.txt)"
 want='before apt: install newpkg 1.0, upgrade libfoo 1.0 -> 1.1, remove oldpkg, downgrade back 2.0 -> 1.0'
 snap-restore list --json | jq -r 'select(.kind == "snapshot") | [(.tags | join(",")), .description] | join("|")' > sets.txt
@@ -42,8 +41,8 @@ snap-disk list vm 2> /dev/null | jq -r '[(.tags | join(",")), .description] | jo
 {
     printf 'VERSION 2\n\n'
     for i in 01 02 03 04 05 06 07 08 09 10 11 12; do printf 'p%s - < 1 /c/p%s_1_all.deb\n' "$i" "$i"; done
-} | sh "$backup" --pre-apt 2> err.txt || fail "12 packages: $(cat err.txt)"
-printf '/var/cache/apt/archives/tool_2.0_amd64.deb\n' | sh "$backup" --pre-apt 2> err.txt || fail "version 1: $(cat err.txt)"
+} | snap-backup --pre-apt 2> err.txt || fail "12 packages: $(cat err.txt)"
+printf '/var/cache/apt/archives/tool_2.0_amd64.deb\n' | snap-backup --pre-apt 2> err.txt || fail "version 1: $(cat err.txt)"
 snap-restore list --json | jq -r 'select(.kind == "snapshot") | .description' | tail -2 > last.txt
 printf '%s\n' 'before apt: install p01 1, install p02 1, install p03 1, install p04 1, install p05 1, install p06 1, install p07 1, install p08 1, install p09 1, install p10 1, and 2 more' 'before apt: install tool' > want.txt
 diff want.txt last.txt || fail "descriptions differ"
@@ -52,13 +51,13 @@ diff want.txt last.txt || fail "descriptions differ"
 printf 'x\n' > "$WORK/not-a-folder"
 jq --arg s "$WORK/not-a-folder/store" '.store = $s' "$WORK/config.json" > "$WORK/broken.json"
 rc=0
-SNAP_CONFIG=$WORK/broken.json sh "$backup" --pre-apt < list.txt 2> err.txt || rc=$?
+SNAP_CONFIG=$WORK/broken.json snap-backup --pre-apt < list.txt 2> err.txt || rc=$?
 [ "$rc" = 0 ] || fail "a failed rollback point gave exit $rc: it must never stop apt"
 grep -q '^snap-backup: warning: no complete pre-apt rollback point' err.txt || fail "no warning: $(cat err.txt)"
 grep -q '^snap-collect: ' err.txt || fail "the tool's own error is not shown: $(cat err.txt)"
 
 # A config of disks alone: the disk's rollback point, and nothing to warn of.
 jq 'del(.backup_sets)' "$WORK/config.json" > "$WORK/disks.json"
-SNAP_CONFIG=$WORK/disks.json sh "$backup" --pre-apt < list.txt 2> err.txt || fail "disks only: exit $?"
+SNAP_CONFIG=$WORK/disks.json snap-backup --pre-apt < list.txt 2> err.txt || fail "disks only: exit $?"
 [ ! -s err.txt ] || fail "disks only: $(cat err.txt)"
 [ "$(snap-disk list vm 2> /dev/null | jq -s length)" = 4 ] || fail "disks only: no new disk snapshot"

@@ -1,7 +1,7 @@
 //! `cargo xtask dist`: a Debian package and a tarball of the release build,
 //! made from one staged tree (dpkg-deb, no packaging tool to install):
 //!
-//! - the six tools and `snap-backup` in /usr/bin;
+//! - the six tools and `snap-backup` (seven binaries) in /usr/bin;
 //! - man pages, gzipped, in /usr/share/man/man1;
 //! - completions where bash-completion, zsh and fish look for a package's;
 //! - the systemd units and timers and the udev rule under /lib (Debian 12);
@@ -28,13 +28,14 @@ use crate::sh::{Result, cargo, ensure_apt, exec, root, stdout, write_file};
 pub const PACKAGE: &str = "snap-backup";
 /// apt's hook file, in contrib/apt and /etc/apt/apt.conf.d.
 pub const APT_HOOK: &str = "80snap-backup-pre-apt";
-pub const TOOLS: [&str; 6] = [
+pub const TOOLS: [&str; 7] = [
     "snap-collect",
     "snap-pack",
     "snap-push",
     "snap-restore",
     "snap-prune",
     "snap-disk",
+    "snap-backup",
 ];
 
 /// What `run` made.
@@ -57,7 +58,7 @@ pub fn run(args: Args) -> Result {
     Ok(())
 }
 
-/// `cargo build` of the six tools alone (not xtask, the generator or the
+/// `cargo build` of the seven binaries alone (not xtask, the generator or the
 /// test harnesses), in release mode with `release`.
 pub fn build_tools(release: bool) -> Command {
     let mut build = cargo();
@@ -118,20 +119,10 @@ fn stage_tree(stage: &Path, built: &Path) -> Result {
             .arg("--strip-unneeded")
             .args(TOOLS.map(|t| bin.join(t))),
     )?;
-    install(
-        &root.join("contrib/bin/snap-backup"),
-        &bin.join("snap-backup"),
-        0o755,
-    )?;
     let man = stage.join("usr/share/man/man1");
     let mut pages = Vec::new();
-    // The tools' pages are generated (snap-docgen); snap-backup's, a shell
-    // script's, is written by hand in contrib/man.
-    let generated = read_dir(&root.join("man"))?;
-    for entry in generated
-        .into_iter()
-        .chain(read_dir(&root.join("contrib/man"))?)
-    {
+    // Every page is generated (snap-docgen), snap-backup's too.
+    for entry in read_dir(&root.join("man"))? {
         let to = man.join(file_name(&entry));
         install(&entry, &to, 0o644)?;
         pages.push(to);
@@ -156,12 +147,10 @@ fn stage_tree(stage: &Path, built: &Path) -> Result {
             install(&completions.join(from), &stage.join(to), 0o644)?;
         }
     }
-    // contrib's units run a hand-installed /usr/local/bin/snap-backup; the
-    // package's run its own.
+    // contrib's units run the package's /usr/bin/snap-backup.
     for entry in read_dir(&root.join("contrib/systemd"))? {
-        let unit = fs::read_to_string(&entry).map_err(|e| format!("{}: {e}", entry.display()))?;
         let to = stage.join("lib/systemd/system").join(file_name(&entry));
-        write(&to, &unit.replace("/usr/local/bin/", "/usr/bin/"), 0o644)?;
+        install(&entry, &to, 0o644)?;
     }
     for entry in read_dir(&root.join("contrib/udev"))? {
         let to = stage.join("lib/udev/rules.d").join(file_name(&entry));
@@ -246,7 +235,7 @@ fn control(stage: &Path, version: &str, arch: &str) -> Result {
     )
 }
 
-/// `dpkg-shlibdeps` on the six binaries: it wants a debian/control, so it
+/// `dpkg-shlibdeps` on the seven binaries: it wants a debian/control, so it
 /// runs in a scratch folder that has one.
 fn shlib_depends(stage: &Path) -> Result<String> {
     let scratch = stage.with_extension("shlibdeps");

@@ -81,13 +81,13 @@ fn versions() -> Result {
         }
     }
     must(Command::new("/usr/bin/snap-backup").arg("--help"))?;
-    ok("the six tools run --version, snap-backup --help");
+    ok("the seven binaries run --version, snap-backup --help");
     Ok(())
 }
 
 /// `man -w` finds every page where man looks.
 fn man_pages() -> Result {
-    for page in TOOLS.iter().chain(&["snap-backup"]) {
+    for page in TOOLS {
         let at = stdout(Command::new("man").args(["-w", page]))?;
         if at != format!("/usr/share/man/man1/{page}.1.gz") {
             return Err(format!("man -w {page} found {at:?}"));
@@ -222,6 +222,7 @@ fn apt_hook(work: &Path) -> Result {
         ));
     }
     ok("with the store unusable, apt-get remove succeeds and warns");
+    due_once(&config)?;
 
     must(Command::new("dpkg").args(["--remove", PACKAGE]))?;
     let hook = format!("/etc/apt/apt.conf.d/{APT_HOOK}");
@@ -233,6 +234,39 @@ fn apt_hook(work: &Path) -> Result {
     apt(&config, &["install", "-y", &probe.display().to_string()])?;
     apt(&config, &["remove", "-y", PROBE])?;
     ok("removed, not purged: the hook file stays and apt-get still works");
+    Ok(())
+}
+
+/// What the timer and the cron line run, once, as installed: `snap-backup
+/// --due` with the hook's config and a new store collects the set (due:
+/// never done) and says so in a `job` record; a second run right after
+/// finds nothing due.
+fn due_once(config: &Path) -> Result {
+    let store = config.with_file_name("due-store").display().to_string();
+    let config = config_with(config, ("store", store.into()), "due.json")?;
+    let run = || {
+        stdout(
+            Command::new("/usr/bin/snap-backup")
+                .args(["--due", "--config"])
+                .arg(&config),
+        )
+    };
+    let said = run()?;
+    let jobs: Vec<serde_json::Value> = said
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let collected = jobs
+        .iter()
+        .any(|j| j["kind"] == "job" && j["job"] == "collect" && j["status"] == "done");
+    if !collected {
+        return Err(format!("snap-backup --due collected nothing:\n{said}"));
+    }
+    let again = run()?;
+    if again.lines().any(|l| l.contains("\"job\":\"collect\"")) {
+        return Err(format!("a second --due run collected again:\n{again}"));
+    }
+    ok("snap-backup --due, as the timer runs it: collects what is due, then nothing more");
     Ok(())
 }
 

@@ -50,7 +50,14 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
             .flatten();
         return pre_apt::run(&tools, loaded.as_ref(), report);
     }
-    let loaded = LoadedConfig::load_optional(cli.config.as_deref())?;
+    let loaded = match LoadedConfig::load_optional(cli.config.as_deref()) {
+        Ok(l) => l,
+        Err(e) => {
+            // A config that does not load is a failure the hook hears of.
+            phases::failure(cli.notify.as_deref(), &e.to_string(), e.exit, report);
+            return Err(e);
+        }
+    };
     let hook = cli
         .notify
         .clone()

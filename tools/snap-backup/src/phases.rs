@@ -103,16 +103,22 @@ pub fn both(cli: &Cli, tools: &Tools, hook: Option<&str>, report: &Reporter) -> 
 /// A stage's exit, telling the hook when it failed.
 fn told(hook: Option<&str>, tool: &str, c: i32, report: &Reporter) -> Exit {
     let exit = exit_of(c);
-    if let Some(cmd) = hook.filter(|_| c > 1) {
-        let message = format!("{tool} failed (exit {c})");
+    if c > 1 {
+        failure(hook, &format!("{tool} failed (exit {c})"), exit, report);
+    }
+    exit
+}
+
+/// Tells the hook of a failure that no tool told it of.
+pub fn failure(hook: Option<&str>, message: &str, exit: Exit, report: &Reporter) {
+    if let Some(cmd) = hook {
         let notice = Notice {
             tool: TOOL,
             event: Event::Failure,
-            message: &message,
+            message,
             exit,
             vars: vec![("SNAP_SENT_BYTES", "0".to_string())],
         };
         notify::run(cmd, &notice, report);
     }
-    exit
 }

@@ -55,9 +55,14 @@ impl Tools {
 
     /// Runs `tool ARGS`, its stderr going to ours, its records read.
     pub fn run(&self, tool: &str, args: &[String]) -> Result<Ran> {
+        self.run_as(tool, args, self.quiet)
+    }
+
+    /// [`Tools::run`], with `--quiet` when `quiet`.
+    pub fn run_as(&self, tool: &str, args: &[String], quiet: bool) -> Result<Ran> {
         let mut c = self.command(tool);
         c.args(args).stdout(Stdio::piped());
-        if self.quiet {
+        if quiet {
             c.arg("--quiet");
         }
         let mut child = c.spawn().map_err(|e| spawn_error(tool, e))?;

@@ -105,6 +105,10 @@ pub struct Cli {
     #[arg(long, value_name = "CMD")]
     pub notify: Option<String>,
 
+    /// Run no notify command, not even the config's (snap-backup --due notifies for each job itself)
+    #[arg(long, conflicts_with = "notify")]
+    pub no_notify: bool,
+
     /// Where resume journals are kept [default: $XDG_STATE_HOME/snap/push, else ~/.local/state/snap/push]
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,

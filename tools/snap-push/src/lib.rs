@@ -72,7 +72,7 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
     });
     let mut totals = Totals::default();
     let outcome = loaded.and_then(|l| push_all(cli, l.as_ref(), report, &mut totals));
-    if let Some(cmd) = hook.filter(|_| !cli.dry_run) {
+    if let Some(cmd) = hook.filter(|_| !cli.dry_run && !cli.no_notify) {
         let (exit, message) = match &outcome {
             Ok((exit, summary)) => (*exit, summary.clone()),
             Err(e) => (e.exit, e.to_string()),

@@ -86,10 +86,8 @@ impl Held {
 /// Lists a destination by name through snap-restore (a reader never blocks
 /// on the destination's locks).
 pub fn held(tools: &Tools, dest: &str) -> Held {
-    let ran = tools.run(
-        "snap-restore",
-        &["list".into(), dest.into(), "--json".into()],
-    );
+    let args = ["list".into(), dest.into(), "--json".into()];
+    let ran = tools.run_as("snap-restore", &args, true);
     match ran {
         Ok(r) if r.exit == 0 || r.exit == 1 => Held::Archives(
             r.records

@@ -83,7 +83,8 @@ pub fn run(
         false => match StoreLock::acquire(&store.root.join(LOCK), TOOL) {
             Ok(l) => Some(l),
             Err(e) if e.exit == Exit::TempFail => {
-                report.note("another --due run is at work; this one leaves it to finish");
+                report
+                    .detail(|| "another --due run is at work; this one leaves it to finish".into());
                 return Ok(Exit::Ok);
             }
             Err(e) => return Err(e),
@@ -401,7 +402,7 @@ fn command(what: &What) -> (&'static str, Vec<String>) {
             }
             ("snap-pack", a)
         }
-        What::Push { dest } => ("snap-push", s(&["--all", "--dest", dest])),
+        What::Push { dest } => ("snap-push", s(&["--all", "--dest", dest, "--no-notify"])),
         What::Prune { dest: None } => ("snap-prune", Vec::new()),
         What::Prune { dest: Some(d) } => ("snap-prune", s(&["--dest", d])),
         What::Verify { dest, names } => {
