@@ -14,6 +14,7 @@ complete -c snap-push -l state-dir -d 'Where resume journals are kept [default: 
 complete -c snap-push -s a -l all -d 'Push every archive in the store that a destination lacks'
 complete -c snap-push -l verify -d 'Read every object back from the destination and check its sha256'
 complete -c snap-push -s n -l dry-run -d 'Say what would be sent and how many bytes; send nothing'
+complete -c snap-push -l no-notify -d 'Run no notify command, not even the config\'s (snap-backup --due notifies for each job itself)'
 complete -c snap-push -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-push -s v -l verbose -d 'Say what happens to each archive at each destination'
 complete -c snap-push -s h -l help -d 'Print help (see more with \'--help\')'

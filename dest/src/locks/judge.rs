@@ -180,6 +180,16 @@ pub(super) fn lock_name(info: &LockInfo) -> String {
     format!("{host}-{}-{rand}.json", info.pid)
 }
 
+/// Whether this process's clock is libfaketime's (`LD_PRELOAD` has it and
+/// `FAKETIME` is set): then the file system's times are the kernel's and the
+/// process's are faked on purpose (a simulated month of runs), so the two
+/// clocks cannot be compared and the skew check is left out. Nothing else
+/// changes: locks, their refreshes and their ages are all this clock's.
+fn under_faketime() -> bool {
+    let preload = std::env::var_os("LD_PRELOAD").unwrap_or_default();
+    std::env::var_os("FAKETIME").is_some() && preload.to_string_lossy().contains("libfaketime")
+}
+
 /// Refuses a machine whose clock is too far from the destination's: the
 /// lock's modified time (the destination's clock) must fall between this
 /// machine's clock before the write and after the listing, give or take
@@ -190,6 +200,9 @@ pub(super) fn check_skew(
     after: DateTime<Utc>,
     theirs: SystemTime,
 ) -> Result<()> {
+    if under_faketime() {
+        return Ok(());
+    }
     let theirs = DateTime::<Utc>::from(theirs);
     let bound = chrono::Duration::from_std(MAX_SKEW).expect("a few minutes");
     let (skew, way) = if theirs < before - bound {
