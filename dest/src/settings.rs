@@ -36,6 +36,8 @@ pub struct DestSpec {
     pub options: Vec<(String, String)>,
     /// Free space a folder destination must keep.
     pub min_free: Option<Floor>,
+    /// Below this much free space `snap-backup --due` warns (`low-disk`).
+    pub warn_free: Option<Floor>,
     /// Whether the config named it (for messages).
     pub configured: bool,
     /// What a GiB stored there costs a month, for snap-prune's cost estimate.
@@ -52,6 +54,7 @@ impl DestSpec {
             priority: 0,
             options: Vec::new(),
             min_free: None,
+            warn_free: None,
             configured: false,
             price_per_gib_month: None,
         })
@@ -117,6 +120,8 @@ struct Entry {
     options: BTreeMap<String, String>,
     #[serde(default)]
     min_free: Option<String>,
+    #[serde(default)]
+    warn_free: Option<String>,
     #[serde(default)]
     price_per_gib_month: Option<f64>,
 }
@@ -186,6 +191,12 @@ fn entry_spec(e: Entry) -> std::result::Result<DestSpec, String> {
         .map(Floor::parse)
         .transpose()
         .map_err(|m| format!("min_free: {m}"))?;
+    let warn_free = e
+        .warn_free
+        .as_deref()
+        .map(Floor::parse)
+        .transpose()
+        .map_err(|m| format!("warn_free: {m}"))?;
     if let Some(p) = e.price_per_gib_month
         && !(p.is_finite() && p >= 0.0)
     {
@@ -197,6 +208,7 @@ fn entry_spec(e: Entry) -> std::result::Result<DestSpec, String> {
         priority: e.priority,
         options: e.options.into_iter().collect(),
         min_free,
+        warn_free,
         configured: true,
         price_per_gib_month: e.price_per_gib_month,
     })

@@ -120,9 +120,10 @@ impl Outcome {
                 Some("disk-snapshot") => {
                     made.push(format!("disks/{}/{}", name("disk"), name("name")))
                 }
-                Some("pushed") => {
+                // An archive the destination had already is not news.
+                Some("pushed") if r["skipped"] != true => {
                     made.push(name("object"));
-                    bytes += r["bytes"].as_u64().unwrap_or(0);
+                    bytes += r["sent"].as_u64().unwrap_or(0);
                 }
                 Some("pruned") if r["action"] == "remove" => {
                     made.push(format!("{}/{}", name("target"), name("id")));

@@ -76,7 +76,9 @@ pub fn run(
         LoadedConfig::store(Some(loaded)),
     ));
     if !cli.dry_run {
-        store.create()?;
+        // Only the folder, for the lock: the tools make the rest.
+        snap_shared::fsutil::create_private_dir(&store.root)
+            .map_err(|e| Error::io(&store.root, e))?;
     }
     let _lock = match cli.dry_run {
         true => None,
@@ -99,7 +101,9 @@ pub fn run(
         outcomes: Vec::new(),
     };
     if let Some(floor) = warn_free(loaded)? {
-        run.space(&store, floor);
+        let shown = format!("the store {}", store.root.display());
+        let space = snap_shared::fsutil::free_space(&store.root).ok();
+        run.space("store", &shown, space, floor, "collect.warn_free");
     }
     for (entry, every) in &disks {
         let disk = disk_name(&entry.image);
@@ -136,6 +140,19 @@ pub fn run(
             What::Prune { dest: None },
             "the run added to the store".into(),
         );
+    }
+    for spec in dests.iter().filter(|d| d.warn_free.is_some()) {
+        let reached = read
+            .iter()
+            .any(|(n, h)| *n == spec.name && matches!(h, Held::Archives(_)));
+        if reached && let Some(floor) = spec.warn_free {
+            let space = snap_dest::runtime()
+                .and_then(|rt| snap_dest::Dest::open(spec, &rt, &Default::default(), false))
+                .ok()
+                .and_then(|d| d.free_space());
+            let shown = format!("destination {}", spec.name);
+            run.space(&spec.name, &shown, space, floor, "warn_free");
+        }
     }
     if schedule.verify != Every::Never {
         let seen = seen_by_place(&store);
@@ -213,8 +230,9 @@ fn external(
                     why.clone(),
                 );
                 present |= o.status != Status::MediaMissing;
-                let reached = matches!(o.status, Status::Done | Status::Unchanged);
-                if reached && rules::configured(retention, Some(&d.name)).is_ok_and(|r| r.is_some())
+                // A push that sent something changed the destination: retention follows.
+                if o.status == Status::Done
+                    && rules::configured(retention, Some(&d.name)).is_ok_and(|r| r.is_some())
                 {
                     run.job(
                         What::Prune {
@@ -358,21 +376,29 @@ impl Run<'_> {
         outcome
     }
 
-    /// The store's free space against its warning threshold.
-    fn space(&mut self, store: &Store, floor: Floor) {
-        let Ok((free, total)) = snap_shared::fsutil::free_space(&store.root) else {
+    /// A place's free space (free, total) against its warning threshold
+    /// (`key` names it in the message); a place whose space is unknown
+    /// (a bucket) is not judged.
+    fn space(
+        &mut self,
+        place: &str,
+        shown: &str,
+        space: Option<(u64, u64)>,
+        floor: Floor,
+        key: &str,
+    ) {
+        let Some((free, total)) = space else {
             return;
         };
         if free < floor.bytes(total) {
             let message = format!(
-                "the store {} has {} free, below collect.warn_free ({})",
-                store.root.display(),
+                "{shown} has {} free, below {key} ({})",
                 human_bytes(free),
                 human_bytes(floor.bytes(total))
             );
             self.report.warn(&message);
             if !self.dry_run {
-                self.notices.low_disk("store", &message, free);
+                self.notices.low_disk(place, &message, free);
             }
         }
     }
