@@ -177,6 +177,19 @@ impl std::fmt::Display for Every {
 }
 
 impl Every {
+    /// The time between two slots (a month: 31 days), for "overdue" on the
+    /// timeline; None for never, always and manual.
+    pub fn period(self) -> Option<Duration> {
+        match self {
+            Every::Hourly => Some(Duration::hours(1)),
+            Every::Daily(_) => Some(Duration::days(1)),
+            Every::Weekly(..) => Some(Duration::weeks(1)),
+            Every::Monthly => Some(Duration::days(31)),
+            Every::Days(n) => Some(Duration::days(n.into())),
+            Every::Never | Every::Always | Every::Manual => None,
+        }
+    }
+
     /// The latest slot that has begun at `now` (local time); None for
     /// never, always and manual, which have no slots.
     pub fn latest_slot(self, now: NaiveDateTime) -> Option<NaiveDateTime> {

@@ -169,18 +169,6 @@ fn gauge(frac: f64) -> Markup {
     }
 }
 
-/// How long a destination may lag the store before it is "not pushed to lately":
-/// twice the schedule's period, or a week.
-fn push_period(schedule: Option<&str>) -> Duration {
-    match schedule {
-        Some("hourly") => Duration::hours(2),
-        Some("daily") => Duration::days(2),
-        Some("weekly") => Duration::weeks(2),
-        Some("monthly") => Duration::days(62),
-        _ => Duration::weeks(1),
-    }
-}
-
 fn dest_health(d: &DestView, t: &Timeline) -> Markup {
     let now = t.generated;
     let newest_local = t
@@ -195,7 +183,7 @@ fn dest_health(d: &DestView, t: &Timeline) -> Markup {
             @match &d.held {
                 Err(why) => { span.badge.bad { "not reachable" } div.small { (why) } },
                 Ok(h) => {
-                    @match (h.newest(), d.stale_since(push_period(t.schedule.as_deref()), newest_local, now)) {
+                    @match (h.newest(), d.stale_since(t.push_every, newest_local, now)) {
                         (_, Some(since)) => span.badge.bad { "not pushed to since " (since.format("%Y-%m-%d %H:%M")) },
                         (Some(last), None) => span.badge.ok { "last push " (ago(last, now)) },
                         (None, None) => span.badge.warn { "empty" },

@@ -24,6 +24,7 @@ use snap_shared::record::{ArchiveRecord, DiskSnapshotRecord, SnapshotRecord};
 use snap_shared::retention::policy::Candidate;
 use snap_shared::retention::rules;
 use snap_shared::retention::tagged::Rules;
+use snap_shared::schedule::{Every, Schedule};
 use snap_shared::store::Store;
 
 /// Reads the store's catalog (and the pins beside the records), applies
@@ -44,18 +45,20 @@ pub fn gather(
     let (catalog, _) = Catalog::open(store)?;
     let retention = config.and_then(|c| c.config.retention.as_ref());
     let policy = rules::configured(retention, None)?.map(|(p, _)| p);
+    let plan =
+        Schedule::parse(config.and_then(|c| c.config.schedule.as_ref())).map_err(
+            |e| match config {
+                Some(c) => c.blame(e),
+                None => e,
+            },
+        )?;
     let schedule = config
         .and_then(|c| c.config.schedule.as_ref())
-        .and_then(|s| s.get("incremental"))
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    let verify_every = verify_every(config).map_err(|e| {
-        let e = Error::config("schedule.verify", e);
-        match config {
-            Some(c) => c.blame(e),
-            None => e,
-        }
-    })?;
+        .map(|_| plan.incremental.to_string());
+    // `never` verifies nothing: no verify is ever overdue.
+    let verify_every = plan.verify.period().unwrap_or(Duration::days(36_500));
+    // A destination lags when it misses two of its slots (a week when it has none).
+    let push_every = plan.external.period().map_or(Duration::weeks(1), |p| p * 2);
     let archives = archives_by_id(catalog.archives(None)?);
     let mut verified: BTreeMap<String, Vec<(String, String, snap_read::verified::Verified)>> =
         BTreeMap::new();
@@ -86,7 +89,7 @@ pub fn gather(
             if let Some(p) = &policy {
                 preview(p, &mut cards, now);
             }
-            let overdue_since = overdue(schedule.as_deref(), cards.first().map(|c| c.time), now);
+            let overdue_since = overdue(plan.incremental, cards.first().map(|c| c.time), now);
             SetView {
                 name,
                 cards,
@@ -107,28 +110,11 @@ pub fn gather(
         schedule,
         dests,
         verify_every,
+        push_every,
     })
 }
 
 /// `schedule.verify`: "daily", "weekly", "monthly" or a number of days; 30 days without it.
-fn verify_every(config: Option<&LoadedConfig>) -> std::result::Result<Duration, String> {
-    let Some(v) = config
-        .and_then(|c| c.config.schedule.as_ref())
-        .and_then(|s| s.get("verify"))
-    else {
-        return Ok(Duration::days(30));
-    };
-    match (v.as_str(), v.as_u64()) {
-        (Some("daily"), _) => Ok(Duration::days(1)),
-        (Some("weekly"), _) => Ok(Duration::weeks(1)),
-        (Some("monthly"), _) => Ok(Duration::days(31)),
-        (_, Some(n)) if (1..=3650).contains(&n) => Ok(Duration::days(n as i64)),
-        _ => Err(format!(
-            "is {v}; give \"daily\", \"weekly\", \"monthly\" or a number of days (1 to 3650)"
-        )),
-    }
-}
-
 fn archives_by_id(list: Vec<ArchiveRecord>) -> BTreeMap<(String, String), ArchiveCard> {
     list.into_iter()
         .map(|a| {
@@ -189,17 +175,11 @@ fn preview(policy: &Rules, cards: &mut [Card], now: DateTime<Utc>) {
 /// When the newest snapshot is older than the schedule's period (with a
 /// quarter of it as grace): since when the set is overdue.
 fn overdue(
-    schedule: Option<&str>,
+    every: Every,
     newest: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> Option<DateTime<Utc>> {
-    let period = match schedule? {
-        "hourly" => Duration::hours(1),
-        "daily" => Duration::days(1),
-        "weekly" => Duration::weeks(1),
-        "monthly" => Duration::days(31),
-        _ => return None,
-    };
+    let period = every.period()?;
     let due = newest? + period + period / 4;
     (due < now).then_some(due)
 }

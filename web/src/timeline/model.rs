@@ -92,6 +92,9 @@ pub struct Timeline {
     pub schedule: Option<String>,
     /// The configured destinations and what each holds.
     pub dests: Vec<super::dests::DestView>,
-    /// A verify older than this is overdue (`schedule.verify`; 30 days).
+    /// A verify older than this is overdue (`schedule.verify`'s period; monthly: 31 days).
     pub verify_every: Duration,
+    /// A destination that lags the store longer than this is "not pushed to
+    /// lately": two of `schedule.external`'s periods, or a week.
+    pub push_every: Duration,
 }
