@@ -306,6 +306,7 @@ fn a_month_unattended() {
     // Every archive on the drive was read back, and reads back now.
     let verified: BTreeSet<String> = of("verify")
         .iter()
+        .filter(|(_, j)| j["dest"] == "usb")
         .flat_map(|(_, j)| {
             j["made"]
                 .as_array()
@@ -319,6 +320,25 @@ fn a_month_unattended() {
             assert!(
                 verified.contains(&format!("{set}/{id}")),
                 "{set}/{id} never verified: {verified:?}"
+            );
+        }
+    }
+    let in_store: BTreeSet<String> = of("verify")
+        .iter()
+        .filter(|(_, j)| j["dest"].is_null())
+        .flat_map(|(_, j)| {
+            j["made"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_string())
+        })
+        .collect();
+    for set in ["data", "config"] {
+        for id in ids(&w.path(&format!("store/archives/{set}"))) {
+            assert!(
+                in_store.contains(&format!("{set}/{id}")),
+                "store {set}/{id} never verified"
             );
         }
     }

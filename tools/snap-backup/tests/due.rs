@@ -80,6 +80,7 @@ fn first_run_then_nothing_due() {
             job("prune", "near", "unchanged"),
             job("prune", "", "unchanged"),
             job("verify", "near", "done"),
+            job("verify", "", "done"),
         ]
     );
     assert!(std::fs::read_dir(w.path("far")).unwrap().next().is_none());
@@ -93,7 +94,7 @@ fn first_run_then_nothing_due() {
     let told = std::fs::read_to_string(w.path("told.txt")).unwrap();
     assert_eq!(
         told,
-        "success collect \nsuccess pack \nsuccess push near\nsuccess verify near\n"
+        "success collect \nsuccess pack \nsuccess push near\nsuccess verify near\nsuccess verify \n"
     );
 }
 
@@ -116,6 +117,7 @@ fn an_absent_drive_falls_back_and_is_never_pruned() {
             job("prune", "far", "unchanged"),
             job("prune", "", "unchanged"),
             job("verify", "far", "done"),
+            job("verify", "", "done"),
         ]
     );
     let again = due(&w, &[]);

@@ -10,12 +10,28 @@ use snap_shared::record::SCHEMA;
 /// What a job is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum What {
-    Disk { disk: String, image: String },
-    Collect { set: String },
-    Pack { set: String, full: bool },
-    Push { dest: String },
-    Prune { dest: Option<String> },
-    Verify { dest: String, names: Vec<String> },
+    Disk {
+        disk: String,
+        image: String,
+    },
+    Collect {
+        set: String,
+    },
+    Pack {
+        set: String,
+        full: bool,
+    },
+    Push {
+        dest: String,
+    },
+    Prune {
+        dest: Option<String>,
+    },
+    /// Archives at a destination, or (`dest` None) the store's own.
+    Verify {
+        dest: Option<String>,
+        names: Vec<String>,
+    },
 }
 
 impl What {
@@ -45,7 +61,11 @@ impl What {
             What::Push { dest } => format!("push {dest}"),
             What::Prune { dest: Some(d) } => format!("prune {d}"),
             What::Prune { dest: None } => "prune the store".into(),
-            What::Verify { dest, names } => format!("verify {dest} ({} archives)", names.len()),
+            What::Verify { dest, names } => format!(
+                "verify {} ({} archives)",
+                dest.as_deref().unwrap_or("the store"),
+                names.len()
+            ),
         }
     }
 
@@ -59,8 +79,8 @@ impl What {
 
     pub fn dest(&self) -> Option<&str> {
         match self {
-            What::Push { dest } | What::Verify { dest, .. } => Some(dest),
-            What::Prune { dest } => dest.as_deref(),
+            What::Push { dest } => Some(dest),
+            What::Prune { dest } | What::Verify { dest, .. } => dest.as_deref(),
             _ => None,
         }
     }

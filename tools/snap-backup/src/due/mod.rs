@@ -35,6 +35,7 @@ use snap_dest::settings::{self, DestSpec};
 use snap_shared::config::{DiskEntry, LoadedConfig};
 use snap_shared::error::{Error, Exit, Result};
 use snap_shared::lock::StoreLock;
+use snap_shared::record::ArchiveRecord;
 use snap_shared::retention::rules;
 use snap_shared::schedule::{Every, Schedule, parse_every};
 use snap_shared::size::{Floor, human_bytes};
@@ -157,27 +158,17 @@ pub fn run(
     if schedule.verify != Every::Never {
         let seen = seen_by_place(&store);
         for (dest, held) in &read {
-            let Held::Archives(archives) = held else {
-                continue;
-            };
-            let empty = verify::Seen::new();
-            let names = verify::choose(
-                archives,
-                seen.get(dest).unwrap_or(&empty),
-                schedule.verify,
-                now,
-            );
-            if !names.is_empty() {
-                let why = format!("verify {}: a share of {}", schedule.verify, archives.len());
-                run.job(
-                    What::Verify {
-                        dest: dest.clone(),
-                        names,
-                    },
-                    why,
-                );
+            if let Held::Archives(archives) = held {
+                run.verify(Some(dest), archives, seen.get(dest), schedule.verify, now);
             }
         }
+        // The store's own archives too, read where they are.
+        let archives: Vec<_> = config
+            .backup_sets
+            .iter()
+            .flat_map(|s| last::archives(&store, &s.name))
+            .collect();
+        run.verify(None, &archives, seen.get("store"), schedule.verify, now);
     }
     Ok(run.exit())
 }
@@ -376,6 +367,24 @@ impl Run<'_> {
         outcome
     }
 
+    /// Reads back this run's share of a place's archives (`dest` None: the store).
+    fn verify(
+        &mut self,
+        dest: Option<&String>,
+        archives: &[ArchiveRecord],
+        seen: Option<&verify::Seen>,
+        every: Every,
+        now: NaiveDateTime,
+    ) {
+        let empty = verify::Seen::new();
+        let names = verify::choose(archives, seen.unwrap_or(&empty), every, now);
+        if !names.is_empty() {
+            let why = format!("verify {every}: a share of {}", archives.len());
+            let dest = dest.cloned();
+            self.job(What::Verify { dest, names }, why);
+        }
+    }
+
     /// A place's free space (free, total) against its warning threshold
     /// (`key` names it in the message); a place whose space is unknown
     /// (a bucket) is not judged.
@@ -432,7 +441,10 @@ fn command(what: &What) -> (&'static str, Vec<String>) {
         What::Prune { dest: None } => ("snap-prune", Vec::new()),
         What::Prune { dest: Some(d) } => ("snap-prune", s(&["--dest", d])),
         What::Verify { dest, names } => {
-            let mut a = s(&["--from", dest, "verify"]);
+            let mut a = match dest {
+                Some(d) => s(&["--from", d, "verify"]),
+                None => s(&["verify", "--archive"]),
+            };
             a.extend(names.iter().cloned());
             ("snap-restore", a)
         }
