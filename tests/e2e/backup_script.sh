@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# contrib/bin/snap-backup, the two-phase backup from cron/systemd/udev: the
+# snap-backup without --due, the two-phase backup from cron/systemd/udev: the
 # whole pipeline lands an archive on the configured drive folder; the
 # collect-only phase adds a snapshot and nothing else; the external-only
 # phase packs it and pushes it; an absent drive is exit 75 and the notify

@@ -59,7 +59,7 @@ fn kill_mid_pack_restore() {
     run_script("kill_mid_pack_restore.sh");
 }
 
-/// contrib/bin/snap-backup runs both phases, each alone, reports absent media and failing stages.
+/// snap-backup runs both phases, each alone, reports absent media and failing stages.
 #[test]
 fn backup_script() {
     run_script("backup_script.sh");
