@@ -184,7 +184,7 @@ fn disabled_cron(text: &str) -> String {
     let mut out = String::from(
         "# Installed by the snap-backup package with its jobs commented out:\n\
          # write the config first (snap-backup --help), then remove the '#'\n\
-         # before the two job lines below.\n",
+         # before the job line below.\n",
     );
     for line in text.lines() {
         if is_cron_job(line) {

@@ -122,11 +122,23 @@ fn completions() -> Result {
     Ok(())
 }
 
-/// systemd-analyze verifies the units and timers, which run /usr/bin/snap-backup.
+/// systemd-analyze verifies the units and the timer, which run
+/// /usr/bin/snap-backup; the hourly one runs `--due`.
 fn units() -> Result {
     let units = package_files("/lib/systemd/system/")?;
-    if units.len() < 4 {
-        return Err(format!("only {} systemd units installed", units.len()));
+    for want in [
+        "snap-backup.service",
+        "snap-backup.timer",
+        "snap-external@.service",
+    ] {
+        if !units.iter().any(|u| u.ends_with(want)) {
+            return Err(format!("{want} is not installed: {units:?}"));
+        }
+    }
+    let service = fs::read_to_string("/lib/systemd/system/snap-backup.service")
+        .map_err(|e| format!("snap-backup.service: {e}"))?;
+    if !service.contains("ExecStart=/usr/bin/snap-backup --due\n") {
+        return Err("snap-backup.service does not run snap-backup --due".into());
     }
     for unit in &units {
         let text = fs::read_to_string(unit).map_err(|e| format!("{}: {e}", unit.display()))?;
@@ -185,7 +197,16 @@ fn cron_file() -> Result {
             "/etc/cron.d/snap-backup runs a job as installed: {job}"
         ));
     }
-    ok("/etc/cron.d/snap-backup is installed with its jobs off");
+    let off = cron
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix('#'))
+        .find(|l| dist::is_cron_job(l));
+    if !off.is_some_and(|job| job.contains("snap-backup --due")) {
+        return Err(format!(
+            "/etc/cron.d/snap-backup has no commented snap-backup --due line:\n{cron}"
+        ));
+    }
+    ok("/etc/cron.d/snap-backup is installed with its hourly --due off");
     Ok(())
 }
 
