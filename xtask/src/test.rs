@@ -36,6 +36,8 @@ pub const TEST_PROGRAMS: &[(&str, &str)] = &[
     // (snap-disk's savevm tests, snap-prune's images tests).
     ("qemu-system-x86_64", "qemu-system-x86"),
     ("mke2fs", "e2fsprogs"),
+    // An XFS store with reflink on a loop file (snap-collect's clones test).
+    ("mkfs.xfs", "xfsprogs"),
     ("debugfs", "e2fsprogs"),
     // EIO injected into one file's reads (tests/e2e/surroundings.sh).
     ("strace", "strace"),

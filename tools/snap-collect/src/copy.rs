@@ -3,6 +3,12 @@
 //! Holes are found with SEEK_DATA/SEEK_HOLE and skipped, so a sparse file
 //! stays sparse (the digest still covers its zeros). Whether the file held
 //! still while it was read is the caller's check (`Ctx::copy_still` in work.rs).
+//!
+//! A big changed file on a store that shares extents (btrfs, XFS with
+//! reflink, bcachefs) starts as a clone of the previous snapshot's copy
+//! (FICLONE, made by the caller); [`update_clone`] then writes only the
+//! blocks that differ, so the new snapshot costs about the change and the
+//! older one keeps its bytes.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -25,6 +31,8 @@ pub struct Copied {
     pub sha256: Sha256Digest,
     /// The size read differs from the size the walk saw.
     pub changed: bool,
+    /// Bytes written into the store (less than `bytes` over a clone).
+    pub written: u64,
 }
 
 /// Copies `src` into `dst` (a new, empty file) and hashes it.
@@ -40,6 +48,46 @@ pub fn copy_hashed(src: &mut File, dst: &mut File, expected: u64) -> io::Result<
         bytes,
         sha256: Sha256Digest::from_hasher(hasher),
         changed: bytes != expected,
+        written: bytes,
+    })
+}
+
+/// Brings `dst`, a clone of the previous version, to `src`'s bytes: each
+/// block is compared and only those that differ are written; the length
+/// follows the source. Every source byte is hashed, so the digest is the
+/// source's whatever the clone held.
+pub fn update_clone(src: &mut File, dst: &File, expected: u64) -> io::Result<Copied> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; BUF];
+    let mut old = vec![0u8; BUF];
+    let old_len = dst.metadata()?.len();
+    let (mut pos, mut written) = (0u64, 0u64);
+    loop {
+        let n = match src.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        let same = pos + n as u64 <= old_len && {
+            dst.read_exact_at(&mut old[..n], pos)?;
+            old[..n] == buf[..n]
+        };
+        if !same {
+            dst.write_all_at(&buf[..n], pos)?;
+            written += n as u64;
+        }
+        pos += n as u64;
+    }
+    if pos != old_len {
+        dst.set_len(pos)?;
+    }
+    Ok(Copied {
+        bytes: pos,
+        sha256: Sha256Digest::from_hasher(hasher),
+        changed: pos != expected,
+        written,
     })
 }
 
@@ -178,6 +226,31 @@ mod tests {
             "copy uses {} blocks",
             m.blocks()
         );
+    }
+
+    /// Over a clone of an older version, only the blocks that differ are
+    /// written; the result is the source's bytes, longer or shorter.
+    #[test]
+    fn update_clone_writes_only_what_differs() {
+        let dir = tempfile::tempdir().unwrap();
+        let old: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+        for (edit, len) in [(1_000_000usize, 3_100_000usize), (10, 2_000_000)] {
+            let mut new = old.clone();
+            new.resize(len, 7);
+            new[edit] ^= 0xff;
+            std::fs::write(dir.path().join("src"), &new).unwrap();
+            std::fs::write(dir.path().join("dst"), &old).unwrap();
+            let mut src = File::open(dir.path().join("src")).unwrap();
+            let dst = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(dir.path().join("dst"))
+                .unwrap();
+            let c = update_clone(&mut src, &dst, len as u64).unwrap();
+            assert_eq!(std::fs::read(dir.path().join("dst")).unwrap(), new);
+            assert_eq!(c.sha256, Sha256Digest::of(&new));
+            assert!(c.written <= 2 * BUF as u64, "wrote {}", c.written);
+        }
     }
 
     /// A file that is not the size the walk saw is flagged as changed.

@@ -13,7 +13,7 @@ use rustix::fs::{AtFlags, Mode, OFlags, linkat, openat, unlinkat};
 use snap_shared::error::{Error, Exit, Result, is_disk_full};
 use snap_shared::index::Entry;
 
-use crate::copy::{Copied, copy_hashed, hash_file};
+use crate::copy::{Copied, copy_hashed, hash_file, update_clone};
 use crate::items::{Chunk, Counts, FileJob, Item};
 use crate::meta::apply_to_fd;
 use crate::space::SpaceGuard;
@@ -207,16 +207,29 @@ impl Ctx<'_> {
     /// Copies a file that holds still while it is read: the size, mtime
     /// and ctime of the open file before and after the read, and the bytes
     /// read, must agree (tar's "file changed as we read it"). A file that
-    /// changed is read once more; `None` when it changed again.
+    /// changed is read once more; `None` when it changed again. With
+    /// `cloned`, `dst` starts as a clone of the previous version and only
+    /// what differs is written (a second read copies whole).
     /// Returns the copy and the file's metadata as it was read.
     fn copy_still(
         &self,
         src: &mut File,
         dst: &mut File,
         abs: &Path,
+        cloned: bool,
     ) -> io::Result<Option<(Copied, rustix::fs::Stat)>> {
         use std::io::Seek;
         for attempt in 0..2 {
+            if attempt == 0 && cloned {
+                let stat = rustix::fs::fstat(&*src)?;
+                let before = Still::from(&stat);
+                let copied = update_clone(src, dst, before.size)?;
+                let after = Still::from(&rustix::fs::fstat(&*src)?);
+                if before == after && copied.bytes == before.size {
+                    return Ok(Some((copied, stat)));
+                }
+                continue;
+            }
             if attempt > 0 {
                 src.rewind()?;
                 dst.rewind()?;
@@ -248,12 +261,15 @@ impl Ctx<'_> {
             }
         };
         let name = name_of(&entry);
-        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC;
+        // Read and write: a clone is compared before it is written.
+        let flags = OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC;
         let mut dst = match openat(&*job.dst_parent, name, flags, Mode::from_raw_mode(0o600)) {
             Ok(fd) => File::from(fd),
             Err(e) => return Err(self.store_err(&entry.path, e.into())),
         };
-        let (copied, read_stat) = match self.copy_still(&mut src, &mut dst, &job.abs) {
+        let cloned =
+            entry.size >= CLONE_MIN && clone_previous(job.prev_parent.as_deref(), name, &dst);
+        let (copied, read_stat) = match self.copy_still(&mut src, &mut dst, &job.abs, cloned) {
             Ok(Some(c)) => c,
             Ok(None) => {
                 drop(dst);
@@ -287,10 +303,61 @@ impl Ctx<'_> {
         entry.sha256 = Some(copied.sha256);
         counts.new_files += 1;
         counts.new_bytes += copied.bytes;
-        self.report
-            .detail(|| format!("copied {}", job.abs.display()));
-        self.space.spent(copied.bytes)?;
+        self.report.detail(|| match cloned {
+            true => format!(
+                "copied {} over a clone of the previous copy: {} of {} bytes written",
+                job.abs.display(),
+                copied.written,
+                copied.bytes
+            ),
+            false => format!("copied {}", job.abs.display()),
+        });
+        self.space.spent(copied.written)?;
         Ok(Some(entry))
+    }
+}
+
+/// Files from this size up start as a clone of their previous copy where the
+/// store can share extents: below it a plain copy costs about the same as
+/// comparing.
+const CLONE_MIN: u64 = 8 << 20;
+
+/// Set once a clone was refused for lack of support (ext4, tmpfs, another
+/// filesystem than the previous snapshot's): later files do not try.
+static NO_CLONES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes `dst` (new and empty) a clone of the previous snapshot's copy of
+/// the file (FICLONE: btrfs, XFS with reflink, bcachefs); false when there
+/// is none or the store cannot share extents, and `dst` is still empty.
+fn clone_previous(prev_parent: Option<&std::os::fd::OwnedFd>, name: &OsStr, dst: &File) -> bool {
+    use std::sync::atomic::Ordering;
+    let Some(prev_parent) = prev_parent else {
+        return false;
+    };
+    if NO_CLONES.load(Ordering::Relaxed) {
+        return false;
+    }
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let Ok(prev) = openat(prev_parent, name, flags, Mode::empty()) else {
+        return false;
+    };
+    match rustix::fs::ioctl_ficlone(dst, &prev) {
+        Ok(()) => true,
+        Err(e) => {
+            if matches!(
+                e,
+                rustix::io::Errno::OPNOTSUPP
+                    | rustix::io::Errno::XDEV
+                    | rustix::io::Errno::NOTTY
+                    | rustix::io::Errno::NOSYS
+            ) {
+                NO_CLONES.store(true, Ordering::Relaxed);
+            }
+            // A failed clone leaves the file empty (an EINVAL: not a
+            // regular file, an odd size; EISDIR): it is copied whole.
+            let _ = dst.set_len(0);
+            false
+        }
     }
 }
 
