@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use snap_shared::archive::{self, ArchiveFiles};
 use snap_shared::error::Result;
 use snap_shared::id::cmp_ids;
-use snap_shared::index::{Entry, EntryType, IndexReader, cmp_paths};
+use snap_shared::index::{Blocks, Entry, EntryType, IndexReader, cmp_paths};
 use snap_shared::record::{ArchiveRecord, SnapshotRecord};
 use snap_shared::store::Store;
 
@@ -66,13 +66,15 @@ pub fn choose(
             "the chain from {id} has {chain} archives (--full-every {full_every})"
         )));
     }
-    // The base snapshot's index in the store is the same file as the archive's
-    // and is readable even when the archive's copy is encrypted.
+    // The archive's own index has the block digests of big files; an
+    // encrypted one cannot be read here, and the base snapshot's index in
+    // the store lists the same files (without those digests).
     let in_store = Store::new(&snap.store).index_path(&snap.set, &record.source);
-    let index = if in_store.exists() {
+    let own = archive::beside(&files.record(), &record.index);
+    let index = if record.encryption.is_none() && own.exists() {
+        own
+    } else if in_store.exists() {
         in_store
-    } else if record.encryption.is_none() {
-        archive::beside(&files.record(), &record.index)
     } else {
         return Ok(Err(format!(
             "the index of {id} is encrypted and its snapshot is no longer in the store"
@@ -147,6 +149,13 @@ impl Changes {
         let mut base = IndexReader::open(index)?;
         let current = base.next_entry()?;
         Ok(Changes { base, current })
+    }
+
+    /// The block digests the base records for the file last found unchanged
+    /// by [`Changes::is_changed`]: an archive that does not carry a big file
+    /// still records its blocks, for the next incremental to compare with.
+    pub fn unchanged_blocks(&mut self) -> Option<Blocks> {
+        self.current.as_mut().and_then(|b| b.blocks.take())
     }
 
     /// Whether the file `entry` (of the new index, visited in order) has content

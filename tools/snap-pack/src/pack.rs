@@ -25,7 +25,7 @@ use snap_shared::archive::{self, ArchiveFiles};
 use snap_shared::error::{Error, Exit, Result, is_disk_full};
 use snap_shared::fsutil::{create_private_dir, free_space};
 use snap_shared::hash::Sha256Digest;
-use snap_shared::index::{Entry, EntryType, IndexReader, IndexWriter};
+use snap_shared::index::{BIG_FILE, BLOCK, Blocks, Entry, EntryType, IndexReader, IndexWriter};
 use snap_shared::lock::StoreLock;
 use snap_shared::record::{ArchiveRecord, Extra, Record, SCHEMA, SnapshotRecord};
 use snap_shared::size::{Floor, human_bytes};
@@ -352,15 +352,18 @@ impl Job<'_> {
                 _ => true,
             };
             entry.tar_offset = carry.then(|| tar.written());
-            index
-                .push(&entry)
-                .map_err(|e| e.within(index_tmp.display().to_string()))?;
             if !carry {
+                if entry.kind == EntryType::File && entry.size >= BIG_FILE {
+                    entry.blocks = changes.as_deref_mut().and_then(Changes::unchanged_blocks);
+                }
+                index
+                    .push(&entry)
+                    .map_err(|e| e.within(index_tmp.display().to_string()))?;
                 continue;
             }
             tar.header(&entry).map_err(|e| write_error(tmp, e))?;
             if entry.kind == EntryType::File {
-                self.copy_file(&root, &tree, &entry, &mut tar, &mut check, tmp)?;
+                entry.blocks = self.copy_file(&root, &tree, &entry, &mut tar, &mut check, tmp)?;
                 if check.failed() {
                     break;
                 }
@@ -379,6 +382,10 @@ impl Job<'_> {
                 self.report
                     .detail(|| format!("packed {}", entry.display_path()));
             }
+            // After the copy: a big file's entry holds its block digests.
+            index
+                .push(&entry)
+                .map_err(|e| e.within(index_tmp.display().to_string()))?;
         }
         // Bit rot in the store stops here: an archive never carries bytes
         // that differ from what the snapshot recorded.
@@ -401,7 +408,8 @@ impl Job<'_> {
     }
 
     /// Copies a file of the snapshot tree into the tar, exactly the size the
-    /// index says; its bytes go on to the check (check.rs).
+    /// index says; its bytes go on to the check (check.rs). A file of
+    /// [`BIG_FILE`] or more gets its block digests, hashed as it is read.
     fn copy_file(
         &self,
         root: &OwnedFd,
@@ -410,7 +418,7 @@ impl Job<'_> {
         tar: &mut TarWriter<Sink>,
         check: &mut Checker,
         tmp: &Path,
-    ) -> Result<()> {
+    ) -> Result<Option<Blocks>> {
         let rel = OsStr::from_bytes(&entry.path);
         let shown = || tree.join(rel);
         let fd =
@@ -424,6 +432,7 @@ impl Job<'_> {
                 format!("it has {size} bytes, the index says {}", entry.size),
             ));
         }
+        let mut blocks = (size >= BIG_FILE).then(BlockHasher::default);
         let mut left = size;
         while left > 0 {
             let n = match file.read(check.space(left)) {
@@ -432,11 +441,16 @@ impl Job<'_> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(Error::io(&shown(), e)),
             };
-            tar.data(check.filled(n)).map_err(|e| write_error(tmp, e))?;
+            let bytes = check.filled(n);
+            if let Some(b) = blocks.as_mut() {
+                b.update(bytes);
+            }
+            tar.data(bytes).map_err(|e| write_error(tmp, e))?;
             left -= n as u64;
         }
         check.end_file(entry.sha256, &entry.path);
-        tar.end_data(size).map_err(|e| write_error(tmp, e))
+        tar.end_data(size).map_err(|e| write_error(tmp, e))?;
+        Ok(blocks.map(BlockHasher::finish))
     }
 
     fn write_small(&mut self, dest: &Path, bytes: &[u8]) -> Result<PathBuf> {
@@ -445,6 +459,41 @@ impl Job<'_> {
             .and_then(|()| file.sync_all())
             .map_err(|e| write_error(&tmp, e))?;
         Ok(tmp)
+    }
+}
+
+/// Hashes a stream in blocks of [`BLOCK`], whatever sizes it comes in.
+#[derive(Default)]
+struct BlockHasher {
+    hasher: sha2::Sha256,
+    filled: u64,
+    digests: Vec<Sha256Digest>,
+}
+
+impl BlockHasher {
+    fn update(&mut self, mut bytes: &[u8]) {
+        use sha2::Digest;
+        while !bytes.is_empty() {
+            let take = ((BLOCK - self.filled) as usize).min(bytes.len());
+            self.hasher.update(&bytes[..take]);
+            self.filled += take as u64;
+            bytes = &bytes[take..];
+            if self.filled == BLOCK {
+                let done = std::mem::take(&mut self.hasher);
+                self.digests.push(Sha256Digest::from_hasher(done));
+                self.filled = 0;
+            }
+        }
+    }
+
+    fn finish(mut self) -> Blocks {
+        if self.filled > 0 {
+            self.digests.push(Sha256Digest::from_hasher(self.hasher));
+        }
+        Blocks {
+            size: BLOCK,
+            digests: self.digests,
+        }
     }
 }
 
