@@ -1,7 +1,8 @@
 //! `cat`: one file of a snapshot or an archive to stdout, as `restic dump` does.
 //!
 //! From a chain of archives the file comes from the newest archive that
-//! holds its final content. From a seekable archive only the frames that
+//! holds its final content, or is put together from runs of changed blocks
+//! (`cat_runs`). From a seekable archive only the frames that
 //! hold it are read: a few MiB from a bucket, whatever the archive's size.
 //! Older archives and foreign tars are streamed up to the file. The bytes
 //! are checked against the index's sha256 as they go out; since stdout
@@ -143,6 +144,10 @@ fn from_chain(
     out: &mut dyn Write,
     shown: &str,
 ) -> Result<()> {
+    if let Some(mut put_together) = crate::cat_runs::assembled(chain, fin, dec, shown)? {
+        let data = chain.last().map(Item::data).expect("a chain");
+        return copy_checked(&mut put_together, fin.size, fin.sha256, out, shown, &data);
+    }
     for link in chain.iter().rev() {
         let own = link.index().expect("archives have an index");
         let Some((e, end)) = find_with_end(&own, &fin.path, dec)? else {

@@ -7,6 +7,7 @@
 pub mod annotate;
 pub mod attrs;
 pub mod cat;
+mod cat_runs;
 pub mod chain;
 pub mod damage;
 pub mod datename;

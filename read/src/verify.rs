@@ -17,6 +17,7 @@ use snap_shared::archive;
 use snap_shared::crypt::Decrypt;
 use snap_shared::error::{Error, Exit, Result};
 use snap_shared::hash::Sha256Digest;
+use snap_shared::index::blocks_member_of;
 use snap_shared::index::{Entry, EntryType};
 
 use crate::damage::corrupt;
@@ -305,11 +306,10 @@ impl<'a> Verifier<'a> {
         let opened = stream::open_framed(&data, self.dec, layout)?;
         let tap = opened.tap.clone();
         let mut archive = archive(opened.tar);
-        let mut missing = Vec::new();
-        let mut note_missing = |e: &Entry| {
-            if full && e.kind == EntryType::File {
-                missing.push(e.display_path().into_owned());
-            }
+        let mut seen = Seen {
+            full,
+            missing: Vec::new(),
+            last_delta: None,
         };
         for entry in members(&mut archive).map_err(|e| corrupt(&data, e))? {
             let mut entry = entry.map_err(|e| corrupt(&data, e))?;
@@ -318,8 +318,26 @@ impl<'a> Verifier<'a> {
             }
             let path = std::mem::take(&mut entry.path);
             let shown = String::from_utf8_lossy(&path).into_owned();
-            let expected = cursor.seek(&path, &mut note_missing)?;
+            let expected = cursor.seek(&path, &mut |e: &Entry| seen.saw(e))?;
             let size = entry.size;
+            if expected.is_none()
+                && let Some(of) = blocks_member_of(&path)
+            {
+                let owner = seen.last_delta.take().filter(|d| d.path == of);
+                let mut bytes = Vec::new();
+                io::Read::read_to_end(&mut entry, &mut bytes).map_err(|e| corrupt(&data, e))?;
+                match owner {
+                    Some(d) => {
+                        match run_problem(&d, &path[of.len()..], &bytes) {
+                            Some(why) => self.bad(&shown, &why),
+                            None => self.ok(size),
+                        }
+                        seen.last_delta = Some(d);
+                    }
+                    None => self.bad(&shown, "is in the archive but not in its index"),
+                }
+                continue;
+            }
             let got = copy_hashed(&mut entry, &mut io::sink(), size, &mut self.buf)
                 .map_err(|e| corrupt(&data, e))?;
             match expected {
@@ -330,8 +348,8 @@ impl<'a> Verifier<'a> {
                 Some(_) => self.ok(size),
             }
         }
-        cursor.drain(&mut note_missing)?;
-        for m in missing {
+        cursor.drain(&mut |e: &Entry| seen.saw(e))?;
+        for m in seen.missing {
             self.bad(&m, "is in the index but missing from the archive");
         }
         self.check_checksum(archive.into_inner(), &tap, &rec, &data)
@@ -451,6 +469,60 @@ impl<'a> Verifier<'a> {
 /// same path (a hard link made by an unchanged-file collect), as
 /// `"; the same copy is in SET/ID, …"`; empty when none does. They are
 /// damaged alike.
+/// What a verify of an archive's members remembers of the index entries it
+/// passes: files a full archive lacks, and the big file whose runs follow.
+struct Seen {
+    full: bool,
+    missing: Vec<String>,
+    last_delta: Option<Entry>,
+}
+
+impl Seen {
+    fn saw(&mut self, e: &Entry) {
+        if e.delta.is_some() {
+            self.last_delta = Some(e.clone());
+        } else if self.full && e.kind == EntryType::File {
+            self.missing.push(e.display_path().into_owned());
+        }
+    }
+}
+
+/// What is wrong with a run (or size) member of big file `d`, named by the
+/// rest of its name (`.snap-blocks/OFFSET` or `.snap-blocks/size`): each
+/// block checked against the digests the index records for it.
+fn run_problem(d: &Entry, name: &[u8], bytes: &[u8]) -> Option<String> {
+    let name = &name[b".snap-blocks/".len()..];
+    if name == b"size" {
+        let said = std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok());
+        return (said != Some(d.size))
+            .then(|| format!("says a size of {said:?}, the index says {}", d.size));
+    }
+    let offset: u64 = std::str::from_utf8(name).ok()?.parse().ok()?;
+    let listed = d.delta.as_ref().is_some_and(|runs| {
+        runs.iter()
+            .any(|r| r.offset == offset && r.len == bytes.len() as u64)
+    });
+    if !listed {
+        return Some(format!(
+            "is not a run the index lists ({} bytes at {offset})",
+            bytes.len()
+        ));
+    }
+    let Some(blocks) = &d.blocks else {
+        return Some("its file has no block digests in the index".into());
+    };
+    for (k, block) in bytes.chunks(blocks.size as usize).enumerate() {
+        let i = (offset / blocks.size) as usize + k;
+        let got = Sha256Digest::of(block);
+        if blocks.digests.get(i) != Some(&got) {
+            return Some(format!("block {i}: sha256 {got}, not the index's"));
+        }
+    }
+    None
+}
+
 fn shared_by(item: &Item, rel: &[u8], damaged: &std::fs::Metadata) -> String {
     use std::os::unix::fs::MetadataExt;
     let Item::Snapshot { rec, json } = item else {

@@ -105,6 +105,35 @@ impl Blocks {
     }
 }
 
+/// One run of changed blocks an incremental archive carries for a big file
+/// (the tar member `PATH.snap-blocks/OFFSET`, 16 decimal digits): its
+/// offset in the file, its length, and where its tar header starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    pub offset: u64,
+    pub len: u64,
+    pub tar_offset: u64,
+}
+
+/// The tar member name of a run of `path` at `offset`.
+pub fn run_member(path: &[u8], offset: u64) -> Vec<u8> {
+    [path, format!(".snap-blocks/{offset:016}").as_bytes()].concat()
+}
+
+/// The tar member that holds the new size of `path`, in decimal.
+pub fn size_member(path: &[u8]) -> Vec<u8> {
+    [path, b".snap-blocks/size"].concat()
+}
+
+/// Whether a tar member name is a run or size member, and of which path.
+pub fn blocks_member_of(member: &[u8]) -> Option<&[u8]> {
+    const MARK: &[u8] = b".snap-blocks/";
+    let at = member.windows(MARK.len()).rposition(|w| w == MARK)?;
+    let rest = &member[at + MARK.len()..];
+    let ok = rest == b"size" || (rest.len() == 16 && rest.iter().all(u8::is_ascii_digit));
+    (ok && at > 0).then(|| &member[..at])
+}
+
 /// [`Blocks`] as its JSON spells it.
 #[derive(Serialize, Deserialize)]
 struct WireBlocks {
@@ -149,6 +178,11 @@ pub struct Entry {
     /// In an archive's index, for files of [`BIG_FILE`] and more: each
     /// block's digest.
     pub blocks: Option<Blocks>,
+    /// In an incremental archive's index: the runs of changed blocks it
+    /// carries for a big file instead of the whole file (no `tar_offset`).
+    /// The content is the previous version with these runs written over it,
+    /// cut or grown to `size`.
+    pub delta: Option<Vec<Run>>,
 }
 
 impl Entry {
@@ -174,6 +208,7 @@ impl Entry {
             group: None,
             ctime: None,
             blocks: None,
+            delta: None,
         }
     }
 
@@ -257,6 +292,29 @@ struct Wire<'a> {
     ctime: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     blocks: Option<WireBlocks>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delta: Option<Vec<[u64; 3]>>,
+}
+
+/// A delta's runs: in order, apart, within the file, on block boundaries.
+fn check_runs(runs: &[[u64; 3]], size: u64) -> std::result::Result<Vec<Run>, String> {
+    let mut end = 0;
+    let mut out = Vec::with_capacity(runs.len());
+    for &[offset, len, tar_offset] in runs {
+        let fits = offset.checked_add(len).is_some_and(|e| e <= size);
+        if offset < end || len == 0 || !fits || offset % BLOCK != 0 {
+            return Err(format!(
+                "delta: the run at {offset} ({len} bytes) is out of order, empty, past the size or off a block"
+            ));
+        }
+        end = offset + len;
+        out.push(Run {
+            offset,
+            len,
+            tar_offset,
+        });
+    }
+    Ok(out)
 }
 
 /// [`split_text`] of an optional field: the text and its base64 twin.
@@ -324,6 +382,11 @@ impl Entry {
                 .collect(),
             ctime: self.ctime,
             blocks: self.blocks.as_ref().map(Blocks::to_wire),
+            delta: self.delta.as_ref().map(|runs| {
+                runs.iter()
+                    .map(|r| [r.offset, r.len, r.tar_offset])
+                    .collect()
+            }),
         };
         serde_json::to_string(&out).expect("an index entry always serializes")
     }
@@ -365,6 +428,10 @@ impl Entry {
             blocks: raw
                 .blocks
                 .map(|b| Blocks::from_wire(b, raw.size))
+                .transpose()?,
+            delta: raw
+                .delta
+                .map(|runs| check_runs(&runs, raw.size))
                 .transpose()?,
         };
         entry.check_fields()?;
@@ -560,6 +627,43 @@ mod tests {
                 .unwrap_err()
                 .contains("digests for 10 bytes")
         );
+    }
+
+    /// Runs round-trip; runs out of order or past the size are refused; a
+    /// member name says whose runs it holds.
+    #[test]
+    fn delta_runs() {
+        let mut e = entry(b"db", EntryType::File);
+        e.size = 4 * BLOCK + 7;
+        e.delta = Some(vec![
+            Run {
+                offset: 0,
+                len: BLOCK,
+                tar_offset: 512,
+            },
+            Run {
+                offset: 2 * BLOCK,
+                len: 2 * BLOCK + 7,
+                tar_offset: 66_560,
+            },
+        ]);
+        let line = e.to_json();
+        assert_eq!(Entry::from_json(&line).unwrap(), e);
+        let bad = line.replace(
+            &format!("[0,{BLOCK},512]"),
+            &format!("[{},{BLOCK},512]", 3 * BLOCK),
+        );
+        assert!(Entry::from_json(&bad).unwrap_err().contains("delta"));
+        assert_eq!(
+            blocks_member_of(&run_member(b"a/db", 65_536)),
+            Some(&b"a/db"[..])
+        );
+        assert_eq!(
+            blocks_member_of(b"a/db.snap-blocks/size"),
+            Some(&b"a/db"[..])
+        );
+        assert_eq!(blocks_member_of(b"a/db.snap-blocks/12"), None);
+        assert_eq!(blocks_member_of(b"a/db"), None);
     }
 
     /// Component order: a directory's children come right after it, before its siblings.

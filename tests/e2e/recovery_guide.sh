@@ -14,6 +14,8 @@ export HOME=$WORK/home SNAP_STORE=$WORK/store
 mkdir -p "$HOME" "$WORK/src/data/photos" "$WORK/src/data/docs"
 head -c 3000000 /dev/urandom > "$WORK/src/data/photos/a.jpg"
 echo "notes v1" > "$WORK/src/data/docs/notes.txt"
+# A big file (a database): the incremental carries only its changed blocks.
+head -c 20000000 /dev/urandom > "$WORK/src/data/docs/db.bin"
 [ -f /etc/fstab ] || fail "this machine has no /etc/fstab to back up"
 KEY=$WORK/age-key.txt
 age-keygen -o "$KEY" 2>/dev/null
@@ -22,8 +24,11 @@ recipient=$(age-keygen -y "$KEY")
 snap-collect --min-free 0 -q --name data "$WORK/src/data" | snap-pack --min-free 0 -q > /dev/null
 sleep 1.1
 echo "notes v2" > "$WORK/src/data/docs/notes.txt"
+printf 'changed in place' | dd of="$WORK/src/data/docs/db.bin" bs=1 seek=7000000 conv=notrunc status=none
+head -c 100000 /dev/urandom >> "$WORK/src/data/docs/db.bin"
 snap-collect --min-free 0 -q --name data "$WORK/src/data" | snap-pack --min-free 0 -q --incremental > inc.json
 [ "$(jq -r .base inc.json)" != null ] || fail "the second data archive is not incremental: $(cat inc.json)"
+[ "$(jq -r .bytes inc.json)" -lt 1000000 ] || fail "the incremental carries the whole big file: $(cat inc.json)"
 # The system's files: the real /etc/fstab and /etc/passwd, as a user backs them up.
 snap-collect --min-free 0 -q --name config /etc/fstab /etc/passwd \
     | snap-pack --min-free 0 -q --recipient "$recipient" > /dev/null
@@ -70,6 +75,7 @@ cmp /etc/fstab "$NEW/fstab" || fail "cat gave another fstab"
 [ "$(qemu-img info --output=json "$NEW/vm.qcow2" | jq -r .format)" = qcow2 ] || fail "no qcow2"
 cmp "$WORK/src/data/photos/a.jpg" "$NEW/plain/$PART/a.jpg" || fail "plain tar gave another photo"
 grep -q 'notes v1' "$NEW/plain$WORK/src/data/docs/notes.txt" || fail "plain tar of the base archive"
+diff -r "$WORK/src/data" "$NEW/chain$WORK/src/data" || fail "the chain with tar, dd and truncate differs"
 cmp /etc/passwd "$NEW/plain/etc/passwd" || fail "age | tar gave another passwd"
 # Every archive was read as signed by the old machine, and one whose
 # signature is gone is refused on the new one.

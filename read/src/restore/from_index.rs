@@ -31,8 +31,9 @@ impl<'a> Restorer<'a> {
     pub fn restore_index(&mut self, item: &Item, chain: &[Item]) -> Result<()> {
         let index = item.index().expect("snapshots and archives have an index");
         if let Item::Archive { .. } = item {
-            for link in chain {
-                self.contents_of(link, &index)?;
+            self.deltas = super::deltas::Deltas::plan(chain, &index, self.select, self.dec)?;
+            for (at, link) in chain.iter().enumerate() {
+                self.contents_of(link, &index, at)?;
             }
         }
         let tree = match item {
@@ -127,7 +128,12 @@ impl<'a> Restorer<'a> {
     }
 
     /// Writes, from one archive of a chain, the files whose content there is the final one.
-    pub(super) fn contents_of(&mut self, link: &Item, final_index: &IndexLoc) -> Result<()> {
+    pub(super) fn contents_of(
+        &mut self,
+        link: &Item,
+        final_index: &IndexLoc,
+        at: usize,
+    ) -> Result<()> {
         let data = link.data();
         let partial = !self.select.is_all();
         // A restore already keeps two cores busy (decoding, and the writers
@@ -139,7 +145,10 @@ impl<'a> Restorer<'a> {
             false => None,
         };
         let layout = match seekable {
-            Some(s) if partial => return self.members_by_frames(link, s, final_index),
+            // Frames hold whole members; files put together from runs are read in one pass.
+            Some(s) if partial && self.deltas.is_empty() => {
+                return self.members_by_frames(link, s, final_index);
+            }
             Some(s) => Some(s.layout),
             None => None,
         };
@@ -158,6 +167,10 @@ impl<'a> Restorer<'a> {
                 continue;
             }
             let path = std::mem::take(&mut entry.path);
+            if self.deltas.starts(&path, at) {
+                self.start_assembly(&path, &mut entry, &data)?;
+                continue;
+            }
             let in_fin = fin.seek(&path, |_| {})?;
             // A member the archive's own index does not list is damage, as
             // in verify: the index is not this archive's, or the tar is not.
@@ -169,7 +182,11 @@ impl<'a> Restorer<'a> {
                 None => in_fin.as_ref().map(|_| true),
             };
             let Some(final_here) = final_here else {
-                self.not_in_index(&data, &path);
+                // A run of changed blocks of a big file is not in the index by its name.
+                match snap_shared::index::blocks_member_of(&path) {
+                    Some(_) => self.apply_member(&path, &mut entry, &data, at)?,
+                    None => self.not_in_index(&data, &path),
+                }
                 continue;
             };
             let Some(f) = in_fin.filter(|_| final_here) else {
@@ -187,6 +204,7 @@ impl<'a> Restorer<'a> {
             self.stop_if_fatal()?;
         }
         self.drain_writers(true);
+        self.finish_assemblies(at);
         self.stop_if_fatal()
     }
 

@@ -10,9 +10,11 @@
 //! (children change a folder's mtime). Foreign tars restore from their headers.
 //!
 //! `command` is the run of one request; `restorer` the writer and its tallies;
-//! `from_index` and `from_tar` the two ways of reading.
+//! `from_index` and `from_tar` the two ways of reading; `deltas` puts big
+//! files together from the runs of changed blocks incrementals carry.
 
 mod command;
+mod deltas;
 mod from_index;
 mod from_tar;
 mod restorer;

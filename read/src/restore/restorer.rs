@@ -40,6 +40,7 @@ impl<'a> Restorer<'a> {
             total: None,
             failed: Default::default(),
             owners: crate::owners::Owners::new(false),
+            deltas: super::deltas::Deltas::default(),
         }
     }
 
@@ -244,6 +245,8 @@ pub struct Restorer<'a> {
     pub(crate) failed: std::collections::HashSet<Vec<u8>>,
     /// Owners by name, or by number (`--numeric-owner`).
     pub owners: crate::owners::Owners,
+    /// Big files put together from the runs of changed blocks of a chain.
+    pub(crate) deltas: super::deltas::Deltas,
 }
 
 /// Files and bytes written so far, readable from another thread while a restore runs.

@@ -82,6 +82,21 @@ impl Target {
                 });
             }
         };
+        self.stage_written((&file, &dir, &tmp), rel, meta, (size, digest), sha)
+    }
+
+    /// Stages a file written under `tmp` in `dir` whose bytes hash to
+    /// `digest`: refused (its bytes kept as `NAME.snap-damaged`) when `sha`
+    /// says otherwise, else given its metadata and staged for naming.
+    pub(super) fn stage_written(
+        &mut self,
+        (file, dir, tmp): (&File, &OwnedFd, &[u8]),
+        rel: &[u8],
+        meta: &Meta,
+        (size, digest): (u64, Sha256Digest),
+        sha: Option<&Sha256Digest>,
+    ) -> std::result::Result<(), Refused> {
+        let name = name_of(rel);
         if let Some(want) = sha
             && *want != digest
         {
@@ -90,11 +105,10 @@ impl Target {
                 true => [name, b".snap-damaged"].concat(),
                 false => [&tmp[..tmp.len() - PART.len()], b".snap-damaged"].concat(),
             };
-            let _ = renameat_with(&*dir, os(&tmp), &*dir, os(&damaged), RenameFlags::empty());
+            let _ = renameat_with(dir, os(tmp), dir, os(&damaged), RenameFlags::empty());
             return Err(Refused::Mismatch { got: digest });
         }
-        self.apply_new(&file, &dir, &tmp, rel, meta)?;
-        drop(file);
+        self.apply_new(file, dir, tmp, rel, meta)?;
         self.staged.push(Staged {
             rel: rel.to_vec(),
             size,
@@ -171,7 +185,7 @@ impl Target {
     /// while restoring), replacing a leftover of an interrupted run.
     pub(super) fn create_temp(&self, dir: &OwnedFd, tmp: &[u8], mode: u32) -> io::Result<OwnedFd> {
         let flags =
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let mode = Mode::from_raw_mode(mode & 0o7777);
         match openat(dir, os(tmp), flags, mode) {
             Err(rustix::io::Errno::EXIST) => {

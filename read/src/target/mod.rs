@@ -23,6 +23,7 @@
 //! ([`Target::flush`]). A file's outcome is known at that point: callers
 //! collect them with [`Target::settled`].
 
+mod assembly;
 mod copy;
 mod files;
 mod others;
@@ -46,6 +47,7 @@ use snap_shared::index::check_relative_path;
 
 use crate::attrs::{Attrs, Policy};
 pub use crate::refused::Refused;
+pub use assembly::Assembly;
 
 /// Metadata to give a restored entry.
 #[derive(Debug, Clone)]

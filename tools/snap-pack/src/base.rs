@@ -158,6 +158,16 @@ impl Changes {
         self.current.as_mut().and_then(|b| b.blocks.take())
     }
 
+    /// The block digests the base records for `path`, found changed by
+    /// [`Changes::is_changed`]: what a delta of it compares with. None when
+    /// the base has no file there, or no digests for it (made before them).
+    pub fn changed_blocks(&mut self, path: &[u8]) -> Option<Blocks> {
+        self.current
+            .as_mut()
+            .filter(|b| b.path == path && b.kind == EntryType::File)
+            .and_then(|b| b.blocks.take())
+    }
+
     /// Whether the file `entry` (of the new index, visited in order) has content
     /// the base does not have at the same path.
     pub fn is_changed(&mut self, entry: &Entry) -> Result<bool> {

@@ -10,6 +10,7 @@
 pub mod base;
 pub mod check;
 mod cli;
+pub mod delta;
 pub mod frames;
 pub mod input;
 pub mod pack;

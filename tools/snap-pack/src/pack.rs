@@ -33,6 +33,7 @@ use snap_shared::size::{Floor, human_bytes};
 use crate::base::{self, Changes};
 use crate::check::Checker;
 use crate::cli::TOOL;
+use crate::delta;
 use crate::sink::{Encoding, IndexSink, Sink, Written};
 use crate::tarw::TarWriter;
 
@@ -361,6 +362,32 @@ impl Job<'_> {
                     .map_err(|e| e.within(index_tmp.display().to_string()))?;
                 continue;
             }
+            // A big file whose base recorded its blocks: only the changed ones.
+            let base_blocks = match entry.kind == EntryType::File && entry.size >= BIG_FILE {
+                true => changes
+                    .as_deref_mut()
+                    .and_then(|c| c.changed_blocks(&entry.path)),
+                false => None,
+            };
+            if let Some(base) = base_blocks.filter(|b| b.size == BLOCK) {
+                entry.tar_offset = None;
+                let d = self.pack_delta(&root, &tree, &entry, &base, &mut tar, tmp)?;
+                entry.blocks = Some(d.blocks);
+                entry.delta = Some(d.runs);
+                counts.packed_files += 1;
+                counts.packed_bytes += d.carried;
+                self.report.detail(|| {
+                    format!(
+                        "packed {} ({} changed bytes)",
+                        entry.display_path(),
+                        d.carried
+                    )
+                });
+                index
+                    .push(&entry)
+                    .map_err(|e| e.within(index_tmp.display().to_string()))?;
+                continue;
+            }
             tar.header(&entry).map_err(|e| write_error(tmp, e))?;
             if entry.kind == EntryType::File {
                 entry.blocks = self.copy_file(&root, &tree, &entry, &mut tar, &mut check, tmp)?;
@@ -407,6 +434,35 @@ impl Job<'_> {
         Ok((written, counts, tar_bytes + 1024, index_sha))
     }
 
+    /// Writes the changed blocks of a big file of the snapshot tree (delta.rs).
+    fn pack_delta(
+        &self,
+        root: &OwnedFd,
+        tree: &Path,
+        entry: &Entry,
+        base: &Blocks,
+        tar: &mut TarWriter<Sink>,
+        tmp: &Path,
+    ) -> Result<delta::Delta> {
+        let shown = || tree.join(OsStr::from_bytes(&entry.path));
+        let fd =
+            snap_shared::fsutil::open_beneath(root, &entry.path, OFlags::RDONLY | OFlags::CLOEXEC)
+                .map_err(|e| Error::io(&shown(), e))?;
+        let mut file = File::from(fd);
+        let size = file.metadata().map_err(|e| Error::io(&shown(), e))?.len();
+        if size != entry.size {
+            return Err(changed_in_store(
+                &shown(),
+                format!("it has {size} bytes, the index says {}", entry.size),
+            ));
+        }
+        delta::write(&mut file, entry, base, tar).map_err(|f| match f {
+            delta::Fail::Read(e) => Error::io(&shown(), e),
+            delta::Fail::Write(e) => write_error(tmp, e),
+            delta::Fail::Changed(why) => changed_in_store(&shown(), why),
+        })
+    }
+
     /// Copies a file of the snapshot tree into the tar, exactly the size the
     /// index says; its bytes go on to the check (check.rs). A file of
     /// [`BIG_FILE`] or more gets its block digests, hashed as it is read.
@@ -432,7 +488,7 @@ impl Job<'_> {
                 format!("it has {size} bytes, the index says {}", entry.size),
             ));
         }
-        let mut blocks = (size >= BIG_FILE).then(BlockHasher::default);
+        let mut blocks = (size >= BIG_FILE).then(delta::BlockHasher::default);
         let mut left = size;
         while left > 0 {
             let n = match file.read(check.space(left)) {
@@ -450,7 +506,7 @@ impl Job<'_> {
         }
         check.end_file(entry.sha256, &entry.path);
         tar.end_data(size).map_err(|e| write_error(tmp, e))?;
-        Ok(blocks.map(BlockHasher::finish))
+        Ok(blocks.map(delta::BlockHasher::finish))
     }
 
     fn write_small(&mut self, dest: &Path, bytes: &[u8]) -> Result<PathBuf> {
@@ -459,41 +515,6 @@ impl Job<'_> {
             .and_then(|()| file.sync_all())
             .map_err(|e| write_error(&tmp, e))?;
         Ok(tmp)
-    }
-}
-
-/// Hashes a stream in blocks of [`BLOCK`], whatever sizes it comes in.
-#[derive(Default)]
-struct BlockHasher {
-    hasher: sha2::Sha256,
-    filled: u64,
-    digests: Vec<Sha256Digest>,
-}
-
-impl BlockHasher {
-    fn update(&mut self, mut bytes: &[u8]) {
-        use sha2::Digest;
-        while !bytes.is_empty() {
-            let take = ((BLOCK - self.filled) as usize).min(bytes.len());
-            self.hasher.update(&bytes[..take]);
-            self.filled += take as u64;
-            bytes = &bytes[take..];
-            if self.filled == BLOCK {
-                let done = std::mem::take(&mut self.hasher);
-                self.digests.push(Sha256Digest::from_hasher(done));
-                self.filled = 0;
-            }
-        }
-    }
-
-    fn finish(mut self) -> Blocks {
-        if self.filled > 0 {
-            self.digests.push(Sha256Digest::from_hasher(self.hasher));
-        }
-        Blocks {
-            size: BLOCK,
-            digests: self.digests,
-        }
     }
 }
 
