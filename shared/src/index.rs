@@ -105,6 +105,41 @@ impl Blocks {
     }
 }
 
+/// Hashes a stream in blocks of [`BLOCK`], whatever sizes it comes in.
+#[derive(Default)]
+pub struct BlockHasher {
+    hasher: sha2::Sha256,
+    filled: u64,
+    digests: Vec<Sha256Digest>,
+}
+
+impl BlockHasher {
+    pub fn update(&mut self, mut bytes: &[u8]) {
+        use sha2::Digest;
+        while !bytes.is_empty() {
+            let take = ((BLOCK - self.filled) as usize).min(bytes.len());
+            self.hasher.update(&bytes[..take]);
+            self.filled += take as u64;
+            bytes = &bytes[take..];
+            if self.filled == BLOCK {
+                let done = std::mem::take(&mut self.hasher);
+                self.digests.push(Sha256Digest::from_hasher(done));
+                self.filled = 0;
+            }
+        }
+    }
+
+    pub fn finish(mut self) -> Blocks {
+        if self.filled > 0 {
+            self.digests.push(Sha256Digest::from_hasher(self.hasher));
+        }
+        Blocks {
+            size: BLOCK,
+            digests: self.digests,
+        }
+    }
+}
+
 /// One run of changed blocks an incremental archive carries for a big file
 /// (the tar member `PATH.snap-blocks/OFFSET`, 16 decimal digits): its
 /// offset in the file, its length, and where its tar header starts.

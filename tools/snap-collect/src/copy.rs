@@ -18,6 +18,7 @@ use rustix::fs::{SeekFrom, seek};
 use sha2::{Digest, Sha256};
 
 use snap_shared::hash::Sha256Digest;
+use snap_shared::index::{BIG_FILE, BlockHasher, Blocks};
 
 const BUF: usize = 256 * 1024;
 /// Write-back of a copy is started every this many bytes.
@@ -25,7 +26,7 @@ const FLUSH_EVERY: u64 = 8 << 20;
 static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
 
 /// What a copy produced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Copied {
     pub bytes: u64,
     pub sha256: Sha256Digest,
@@ -33,22 +34,57 @@ pub struct Copied {
     pub changed: bool,
     /// Bytes written into the store (less than `bytes` over a clone).
     pub written: u64,
+    /// A big file's block digests, for the index (what pack compares with).
+    pub blocks: Option<Blocks>,
+}
+
+/// The digests a copy makes as it reads: the whole file's, and a big file's blocks.
+struct Hashes {
+    whole: Sha256,
+    blocks: Option<BlockHasher>,
+}
+
+impl Hashes {
+    fn new(size: u64) -> Hashes {
+        Hashes {
+            whole: Sha256::new(),
+            blocks: (size >= BIG_FILE).then(BlockHasher::default),
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        self.whole.update(bytes);
+        if let Some(b) = self.blocks.as_mut() {
+            b.update(bytes);
+        }
+    }
+
+    /// The digests, the blocks only when the file read is big.
+    fn finish(self, bytes: u64) -> (Sha256Digest, Option<Blocks>) {
+        let blocks = self.blocks.filter(|_| bytes >= BIG_FILE);
+        (
+            Sha256Digest::from_hasher(self.whole),
+            blocks.map(BlockHasher::finish),
+        )
+    }
 }
 
 /// Copies `src` into `dst` (a new, empty file) and hashes it.
 pub fn copy_hashed(src: &mut File, dst: &mut File, expected: u64) -> io::Result<Copied> {
     let meta = src.metadata()?;
     let maybe_sparse = meta.blocks() * 512 < meta.size();
-    let (bytes, hasher) = if maybe_sparse {
+    let (bytes, hashes) = if maybe_sparse {
         copy_sparse(src, dst, meta.size())?
     } else {
-        copy_dense(src, dst)?
+        copy_dense(src, dst, meta.size())?
     };
+    let (sha256, blocks) = hashes.finish(bytes);
     Ok(Copied {
         bytes,
-        sha256: Sha256Digest::from_hasher(hasher),
+        sha256,
         changed: bytes != expected,
         written: bytes,
+        blocks,
     })
 }
 
@@ -57,7 +93,7 @@ pub fn copy_hashed(src: &mut File, dst: &mut File, expected: u64) -> io::Result<
 /// follows the source. Every source byte is hashed, so the digest is the
 /// source's whatever the clone held.
 pub fn update_clone(src: &mut File, dst: &File, expected: u64) -> io::Result<Copied> {
-    let mut hasher = Sha256::new();
+    let mut hashes = Hashes::new(expected);
     let mut buf = vec![0u8; BUF];
     let mut old = vec![0u8; BUF];
     let old_len = dst.metadata()?.len();
@@ -69,7 +105,7 @@ pub fn update_clone(src: &mut File, dst: &File, expected: u64) -> io::Result<Cop
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        hasher.update(&buf[..n]);
+        hashes.update(&buf[..n]);
         let same = pos + n as u64 <= old_len && {
             dst.read_exact_at(&mut old[..n], pos)?;
             old[..n] == buf[..n]
@@ -83,18 +119,20 @@ pub fn update_clone(src: &mut File, dst: &File, expected: u64) -> io::Result<Cop
     if pos != old_len {
         dst.set_len(pos)?;
     }
+    let (sha256, blocks) = hashes.finish(pos);
     Ok(Copied {
         bytes: pos,
-        sha256: Sha256Digest::from_hasher(hasher),
+        sha256,
         changed: pos != expected,
         written,
+        blocks,
     })
 }
 
 /// Hashes a file without copying it (for `--checksum` comparisons).
 pub fn hash_file(src: &mut File) -> io::Result<(u64, Sha256Digest)> {
-    let (n, h) = copy_dense(src, &mut io::sink())?;
-    Ok((n, Sha256Digest::from_hasher(h)))
+    let (n, h) = copy_dense(src, &mut io::sink(), 0)?;
+    Ok((n, h.finish(n).0))
 }
 
 /// Where the copy writes: a file (whose write-back is started as it grows) or a sink.
@@ -110,8 +148,8 @@ impl Dest for File {
 
 impl Dest for io::Sink {}
 
-fn copy_dense(src: &mut File, dst: &mut impl Dest) -> io::Result<(u64, Sha256)> {
-    let mut hasher = Sha256::new();
+fn copy_dense(src: &mut File, dst: &mut impl Dest, size: u64) -> io::Result<(u64, Hashes)> {
+    let mut hasher = Hashes::new(size);
     let mut buf = vec![0u8; BUF];
     let mut total = 0u64;
     let mut flushed = 0u64;
@@ -133,7 +171,7 @@ fn copy_dense(src: &mut File, dst: &mut impl Dest) -> io::Result<(u64, Sha256)> 
     Ok((total, hasher))
 }
 
-fn hash_zeros(hasher: &mut Sha256, mut n: u64) {
+fn hash_zeros(hasher: &mut Hashes, mut n: u64) {
     while n > 0 {
         let k = n.min(ZEROS.len() as u64) as usize;
         hasher.update(&ZEROS[..k]);
@@ -142,8 +180,8 @@ fn hash_zeros(hasher: &mut Sha256, mut n: u64) {
 }
 
 /// Copies only the data regions; holes are left as holes in `dst`.
-fn copy_sparse(src: &mut File, dst: &mut File, size: u64) -> io::Result<(u64, Sha256)> {
-    let mut hasher = Sha256::new();
+fn copy_sparse(src: &mut File, dst: &mut File, size: u64) -> io::Result<(u64, Hashes)> {
+    let mut hasher = Hashes::new(size);
     let mut buf = vec![0u8; BUF];
     let mut pos = 0u64;
     while pos < size {

@@ -371,24 +371,28 @@ impl<'a> Decider<'a> {
                 }
             }
         }
-        let prev_sha = match self.prev.as_mut() {
+        let (prev_sha, prev_blocks) = match self.prev.as_mut() {
             Some(prev) => {
                 let racy_from = self.racy_from;
-                let sha = prev
+                let same = prev
                     .find(&f.rel)
                     .filter(|old| same_metadata(old, &entry) && old.mtime < racy_from)
-                    .and_then(|old| old.sha256);
+                    .map(|old| (old.sha256, old.blocks.clone()));
                 if let Some(e) = prev.take_failure() {
                     self.ctx
                         .report
                         .warn(&format!("{e}; files from here on are copied, not linked"));
                 }
-                sha
+                match same {
+                    Some((sha, blocks)) if sha.is_some() => (sha, blocks),
+                    _ => (None, None),
+                }
             }
-            None => None,
+            None => (None, None),
         };
         let bytes = if prev_sha.is_some() { 0 } else { entry.size };
-        let job = self.job(f, entry, prev_sha, first_of_group.then_some(key));
+        let mut job = self.job(f, entry, prev_sha, first_of_group.then_some(key));
+        job.prev_blocks = prev_blocks;
         self.push(Item::File(Box::new(job)), bytes)
     }
 
@@ -408,6 +412,7 @@ impl<'a> Decider<'a> {
             dst_parent: parent.clone(),
             prev_parent: prev_parent.cloned(),
             prev_sha,
+            prev_blocks: None,
             group,
         }
     }

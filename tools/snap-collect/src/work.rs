@@ -111,6 +111,7 @@ impl Ctx<'_> {
                 Reuse::Linked => {
                     let mut entry = job.entry;
                     entry.sha256 = Some(sha);
+                    entry.blocks = job.prev_blocks;
                     counts.linked += 1;
                     return Ok(Some(entry));
                 }
@@ -301,6 +302,7 @@ impl Ctx<'_> {
         entry.gid = read_stat.st_gid;
         entry.size = copied.bytes;
         entry.sha256 = Some(copied.sha256);
+        entry.blocks = copied.blocks;
         counts.new_files += 1;
         counts.new_bytes += copied.bytes;
         self.report.detail(|| match cloned {

@@ -25,7 +25,9 @@ use snap_shared::archive::{self, ArchiveFiles};
 use snap_shared::error::{Error, Exit, Result, is_disk_full};
 use snap_shared::fsutil::{create_private_dir, free_space};
 use snap_shared::hash::Sha256Digest;
-use snap_shared::index::{BIG_FILE, BLOCK, Blocks, Entry, EntryType, IndexReader, IndexWriter};
+use snap_shared::index::{
+    BIG_FILE, BLOCK, BlockHasher, Blocks, Entry, EntryType, IndexReader, IndexWriter,
+};
 use snap_shared::lock::StoreLock;
 use snap_shared::record::{ArchiveRecord, Extra, Record, SCHEMA, SnapshotRecord};
 use snap_shared::size::{Floor, human_bytes};
@@ -354,7 +356,8 @@ impl Job<'_> {
             };
             entry.tar_offset = carry.then(|| tar.written());
             if !carry {
-                if entry.kind == EntryType::File && entry.size >= BIG_FILE {
+                if entry.kind == EntryType::File && entry.size >= BIG_FILE && entry.blocks.is_none()
+                {
                     entry.blocks = changes.as_deref_mut().and_then(Changes::unchanged_blocks);
                 }
                 index
@@ -488,7 +491,8 @@ impl Job<'_> {
                 format!("it has {size} bytes, the index says {}", entry.size),
             ));
         }
-        let mut blocks = (size >= BIG_FILE).then(delta::BlockHasher::default);
+        // Digests the snapshot's index has already (snap-collect's) are not made again.
+        let mut blocks = (size >= BIG_FILE && entry.blocks.is_none()).then(BlockHasher::default);
         let mut left = size;
         while left > 0 {
             let n = match file.read(check.space(left)) {
@@ -506,7 +510,9 @@ impl Job<'_> {
         }
         check.end_file(entry.sha256, &entry.path);
         tar.end_data(size).map_err(|e| write_error(tmp, e))?;
-        Ok(blocks.map(delta::BlockHasher::finish))
+        Ok(blocks
+            .map(BlockHasher::finish)
+            .or_else(|| entry.blocks.clone()))
     }
 
     fn write_small(&mut self, dest: &Path, bytes: &[u8]) -> Result<PathBuf> {
