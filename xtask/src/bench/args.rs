@@ -47,7 +47,8 @@ pub struct Args {
     /// push or prune also measure what locks at the destination cost (against --baseline),
     /// which coord alone measures
     /// disk (snap-disk on a 2 GiB ext4 image against zstd, borg, restic, rustic, qemu-img)
-    /// and timeline (snap-restore timeline --html on 10,000 snapshots; not in the default)
+    /// and timeline (snap-restore timeline --html on 10,000 snapshots; not in the default),
+    /// churn (20 days of small changes against restic and borg; not in the default)
     #[arg(
         long,
         value_delimiter = ',',

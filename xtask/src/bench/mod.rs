@@ -4,6 +4,7 @@
 //! suites; `kit` is what they share; each other module is one suite.
 
 mod args;
+mod churn;
 mod collect;
 mod coord;
 mod diff;
@@ -70,6 +71,9 @@ fn run_suites(args: &Args, base: &std::path::Path) -> Result {
     }
     if args.suites.iter().any(|s| s == "collect") {
         collect::run(args, base)?;
+    }
+    if args.suites.iter().any(|s| s == "churn") {
+        churn::run(args, base)?;
     }
     Ok(())
 }
