@@ -11,7 +11,7 @@ use std::io::Read;
 
 use snap_shared::crypt::Decrypt;
 use snap_shared::error::Result;
-use snap_shared::index::{BIG_FILE, Entry, EntryType, blocks_member_of};
+use snap_shared::index::{BIG_FILE, Entry, EntryType, blocks_member_of, run_member};
 
 use super::restorer::Restorer;
 use crate::damage::corrupt;
@@ -24,8 +24,9 @@ use crate::target::{Assembly, Refused};
 struct Plan {
     /// The chain link that holds it whole.
     start: usize,
-    /// The links whose runs go over it, in order; the last ends it.
-    deltas: Vec<usize>,
+    /// The links whose runs go over it, in order, with the size the file
+    /// has there; the last ends it.
+    deltas: Vec<(usize, u64)>,
     /// Its entry in the final index, and where it goes.
     entry: Entry,
     dest: Vec<u8>,
@@ -57,8 +58,8 @@ impl Deltas {
                 finals.insert(e.path.clone(), e);
             }
         }
-        // (link, whole) for each link that carries each of them.
-        let mut carried: HashMap<Vec<u8>, Vec<(usize, bool)>> = HashMap::new();
+        // (link, whole, size) for each link that carries each of them.
+        let mut carried: HashMap<Vec<u8>, Vec<(usize, bool, u64)>> = HashMap::new();
         for (i, link) in chain.iter().enumerate() {
             let Some(own) = link.index() else { continue };
             let mut reader = open_index(&own, dec)?;
@@ -67,27 +68,27 @@ impl Deltas {
                     continue;
                 }
                 if e.tar_offset.is_some() {
-                    carried.entry(e.path).or_default().push((i, true));
+                    carried.entry(e.path).or_default().push((i, true, e.size));
                 } else if e.delta.is_some() {
-                    carried.entry(e.path).or_default().push((i, false));
+                    carried.entry(e.path).or_default().push((i, false, e.size));
                 }
             }
         }
         let mut plans = HashMap::new();
         for (path, links) in carried {
-            let Some(&(last, false)) = links.last() else {
+            let Some(&(last, false, _)) = links.last() else {
                 continue;
             };
             // A file the chain never held whole is named missing by the restore.
-            let Some(&(start, _)) = links.iter().rev().find(|(_, whole)| *whole) else {
+            let Some(&(start, _, _)) = links.iter().rev().find(|(_, whole, _)| *whole) else {
                 continue;
             };
-            let deltas: Vec<usize> = links
+            let deltas: Vec<(usize, u64)> = links
                 .iter()
-                .filter(|(i, whole)| !whole && *i > start)
-                .map(|(i, _)| *i)
+                .filter(|(i, whole, _)| !whole && *i > start)
+                .map(|&(i, _, size)| (i, size))
                 .collect();
-            debug_assert_eq!(deltas.last(), Some(&last));
+            debug_assert_eq!(deltas.last().map(|d| d.0), Some(last));
             let entry = finals.remove(&path).expect("planned from the final index");
             let dest = select.content_dest(&path).expect("chosen").to_vec();
             plans.insert(
@@ -106,13 +107,56 @@ impl Deltas {
         })
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.plans.is_empty()
-    }
-
     /// Whether the member `path` of link `at` starts a file put together.
     pub(crate) fn starts(&self, path: &[u8], at: usize) -> bool {
         self.plans.get(path).is_some_and(|p| p.start == at)
+    }
+
+    /// The members of link `at` that files put together need (a whole
+    /// version, or runs), as (tar span, member name), in tar order: what a
+    /// restore by frames fetches. A span ends where the next member the
+    /// index knows of begins.
+    pub(crate) fn spans(
+        &self,
+        link: &Item,
+        at: usize,
+        tar_len: u64,
+        dec: &Decrypt,
+    ) -> Result<Vec<(std::ops::Range<u64>, Vec<u8>)>> {
+        let mut wanted: Vec<(u64, Vec<u8>)> = Vec::new();
+        let mut starts = Vec::new();
+        let Some(own) = link.index() else {
+            return Ok(Vec::new());
+        };
+        let mut reader = open_index(&own, dec)?;
+        while let Some(e) = reader.next_entry()? {
+            starts.extend(e.tar_offset);
+            for r in e.delta.iter().flatten() {
+                starts.push(r.tar_offset);
+            }
+            let Some(plan) = self.plans.get(&e.path) else {
+                continue;
+            };
+            if plan.start == at
+                && let Some(t) = e.tar_offset
+            {
+                wanted.push((t, e.path.clone()));
+            }
+            if plan.deltas.iter().any(|d| d.0 == at) {
+                for r in e.delta.iter().flatten() {
+                    wanted.push((r.tar_offset, run_member(&e.path, r.offset)));
+                }
+            }
+        }
+        starts.sort_unstable();
+        wanted.sort();
+        Ok(wanted
+            .into_iter()
+            .map(|(t, name)| {
+                let end = starts.iter().find(|&&s| s > t).copied().unwrap_or(tar_len);
+                (t..end, name)
+            })
+            .collect())
     }
 }
 
@@ -141,8 +185,9 @@ impl Restorer<'_> {
         Ok(())
     }
 
-    /// Writes a run (or the size) of a file under way; a member of a file
-    /// not being put together (not chosen, or already failed) is read past.
+    /// Writes a run of a file under way; a member of a file not being put
+    /// together (not chosen, or already failed) and the size member (the
+    /// index has the size) are read past.
     pub(super) fn apply_member(
         &mut self,
         member_path: &[u8],
@@ -153,42 +198,67 @@ impl Restorer<'_> {
         let Some(of) = blocks_member_of(member_path) else {
             return Ok(());
         };
+        let name = &member_path[of.len() + b".snap-blocks/".len()..];
         let applies = self
             .deltas
             .plans
             .get(of)
-            .is_some_and(|p| p.deltas.contains(&at));
-        let Some(a) = self.deltas.open.get(of).filter(|_| applies) else {
+            .is_some_and(|p| p.deltas.iter().any(|d| d.0 == at));
+        let Some(a) = self
+            .deltas
+            .open
+            .get(of)
+            .filter(|_| applies && name != b"size")
+        else {
             return Ok(());
         };
         let mut bytes = Vec::new();
         member
             .read_to_end(&mut bytes)
             .map_err(|e| corrupt(data, e))?;
-        let name = &member_path[of.len() + b".snap-blocks/".len()..];
-        let written = match name {
-            b"size" => match std::str::from_utf8(&bytes)
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-            {
-                Some(size) => a.set_len(size),
-                None => Err(std::io::Error::other("a size member that is not a number")),
-            },
-            digits => {
-                let offset: u64 = std::str::from_utf8(digits)
-                    .ok()
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(0);
-                a.write_at(&bytes, offset)
-            }
+        let offset = std::str::from_utf8(name).ok().and_then(|s| s.parse().ok());
+        let written = match offset {
+            Some(offset) => a.write_at(&bytes, offset),
+            None => Err(std::io::Error::other(
+                "a run member whose name is not an offset",
+            )),
         };
         if let Err(e) = written {
-            let a = self.deltas.open.remove(of).expect("open");
-            self.target.abandon(a);
-            let dest = self.deltas.plans[of].dest.clone();
-            self.refused(&dest, Refused::Io(e));
+            self.fail_assembly(of, e);
         }
         Ok(())
+    }
+
+    /// Gives each file under way the size it has in link `at`, once the
+    /// link's runs are written.
+    pub(super) fn sizes_of_link(&mut self, at: usize) {
+        let sized: Vec<(Vec<u8>, u64)> = self
+            .deltas
+            .plans
+            .iter()
+            .filter_map(|(path, p)| {
+                p.deltas
+                    .iter()
+                    .find(|d| d.0 == at)
+                    .map(|d| (path.clone(), d.1))
+            })
+            .collect();
+        for (path, size) in sized {
+            let failed = match self.deltas.open.get(&path) {
+                Some(a) => a.set_len(size).err(),
+                None => None,
+            };
+            if let Some(e) = failed {
+                self.fail_assembly(&path, e);
+            }
+        }
+    }
+
+    fn fail_assembly(&mut self, path: &[u8], e: std::io::Error) {
+        let a = self.deltas.open.remove(path).expect("open");
+        self.target.abandon(a);
+        let dest = self.deltas.plans[path].dest.clone();
+        self.refused(&dest, Refused::Io(e));
     }
 
     /// Ends the files whose last runs link `at` carried: hashed whole, staged.
@@ -197,7 +267,7 @@ impl Restorer<'_> {
             .deltas
             .plans
             .iter()
-            .filter(|(_, p)| p.deltas.last() == Some(&at))
+            .filter(|(_, p)| p.deltas.last().map(|d| d.0) == Some(at))
             .map(|(path, _)| path.clone())
             .collect();
         for path in done {

@@ -145,10 +145,7 @@ impl<'a> Restorer<'a> {
             false => None,
         };
         let layout = match seekable {
-            // Frames hold whole members; files put together from runs are read in one pass.
-            Some(s) if partial && self.deltas.is_empty() => {
-                return self.members_by_frames(link, s, final_index);
-            }
+            Some(s) if partial => return self.members_by_frames(link, s, final_index, at),
             Some(s) => Some(s.layout),
             None => None,
         };
@@ -204,6 +201,7 @@ impl<'a> Restorer<'a> {
             self.stop_if_fatal()?;
         }
         self.drain_writers(true);
+        self.sizes_of_link(at);
         self.finish_assemblies(at);
         self.stop_if_fatal()
     }
@@ -218,11 +216,22 @@ impl<'a> Restorer<'a> {
         link: &Item,
         archive: crate::seeking::Seekable,
         final_index: &IndexLoc,
+        at: usize,
     ) -> Result<()> {
         let data = link.data();
         let (select, dec) = (self.select, self.dec);
         let layout = archive.layout.clone();
-        let mut frames: Vec<usize> = Vec::new();
+        // The whole versions and runs of files put together (few): fetched
+        // with the rest, in tar order.
+        let mut runs = self
+            .deltas
+            .spans(link, at, layout.tar_len(), dec)?
+            .into_iter()
+            .peekable();
+        let mut frames: Vec<usize> = runs
+            .clone()
+            .flat_map(|(span, _)| layout.covering(span).collect::<Vec<_>>())
+            .collect();
         let members = Members {
             select,
             dec,
@@ -231,15 +240,16 @@ impl<'a> Restorer<'a> {
             tar_len: layout.tar_len(),
         };
         members.each(|span, _| {
-            for i in layout.covering(span) {
-                if frames.last().is_none_or(|&last| i > last) {
-                    frames.push(i);
-                }
-            }
+            frames.extend(layout.covering(span));
             Ok(())
         })?;
+        frames.sort_unstable();
+        frames.dedup();
         let mut stream = archive.frames(frames);
         members.each(|span, f| {
+            while let Some((run, name)) = runs.next_if(|(r, _)| r.start < span.start) {
+                self.run_by_frames(&mut stream, run, &name, &data, at)?;
+            }
             stream.skip_to(span.start).map_err(|e| corrupt(&data, e))?;
             let dest = select.content_dest(&f.path).unwrap_or(&f.path).to_vec();
             let put = crate::seeking::with_member(&mut stream, &f.path, |member| {
@@ -251,8 +261,40 @@ impl<'a> Restorer<'a> {
             }
             self.stop_if_fatal()
         })?;
+        for (run, name) in runs {
+            self.run_by_frames(&mut stream, run, &name, &data, at)?;
+        }
         self.drain_writers(true);
+        self.sizes_of_link(at);
+        self.finish_assemblies(at);
         self.stop_if_fatal()
+    }
+
+    /// Reads, by frames, a member a file put together needs: its whole
+    /// version (which starts it) or a run. A damaged frame fails that file.
+    fn run_by_frames(
+        &mut self,
+        stream: &mut crate::seeking::FrameStream,
+        span: std::ops::Range<u64>,
+        name: &[u8],
+        data: &crate::loc::Loc,
+        at: usize,
+    ) -> Result<()> {
+        stream.skip_to(span.start).map_err(|e| corrupt(data, e))?;
+        let read = crate::seeking::with_member(stream, name, |member| {
+            match self.deltas.starts(name, at) {
+                true => self.start_assembly(name, member, data),
+                false => self.apply_member(name, member, data, at),
+            }
+        });
+        match read {
+            Ok(done) => done,
+            Err(e) => {
+                let of = snap_shared::index::blocks_member_of(name).unwrap_or(name);
+                self.refused(of, Refused::Source(e));
+                Ok(())
+            }
+        }
     }
 
     /// Writes one file of an archive through the writer threads: small ones

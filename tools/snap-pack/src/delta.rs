@@ -41,13 +41,20 @@ pub struct Delta {
 }
 
 /// Writes the runs of `file` (the snapshot's copy of `entry`) that differ
-/// from `base`, and the size member.
+/// from `base`, and the size member. When the snapshot's index has the
+/// file's block digests (snap-collect made them as it copied the file), the
+/// changed blocks are known without reading: only they are read, each
+/// checked against its digest, so the archive never carries bytes the
+/// snapshot did not record. Otherwise the whole file is read and hashed.
 pub fn write(
     file: &mut File,
     entry: &Entry,
     base: &Blocks,
     tar: &mut TarWriter<Sink>,
 ) -> Result<Delta, Fail> {
+    if let Some(own) = entry.blocks.as_ref().filter(|b| b.size == BLOCK) {
+        return write_known(file, entry, own, base, tar);
+    }
     let size = entry.size;
     let mut whole = Sha256::new();
     let mut digests = Vec::with_capacity(size.div_ceil(BLOCK) as usize);
@@ -103,6 +110,62 @@ pub fn write(
             size: BLOCK,
             digests,
         },
+        carried: out.carried,
+    })
+}
+
+/// [`write`] when the snapshot's index has the file's block digests.
+fn write_known(
+    file: &File,
+    entry: &Entry,
+    own: &Blocks,
+    base: &Blocks,
+    tar: &mut TarWriter<Sink>,
+) -> Result<Delta, Fail> {
+    use std::os::unix::fs::FileExt;
+    let size = entry.size;
+    let mut out = Out {
+        tar,
+        entry,
+        runs: Vec::new(),
+        run: Vec::new(),
+        run_at: 0,
+        carried: 0,
+    };
+    let mut buf = vec![0u8; BLOCK as usize];
+    for (i, digest) in own.digests.iter().enumerate() {
+        if base.digests.get(i) == Some(digest) {
+            out.flush()?;
+            continue;
+        }
+        let pos = i as u64 * BLOCK;
+        let want = (size - pos).min(BLOCK) as usize;
+        match file.read_exact_at(&mut buf[..want], pos) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                return Err(Fail::Changed("it ended early".into()));
+            }
+            Err(e) => return Err(Fail::Read(e)),
+        }
+        let got = Sha256Digest::of(&buf[..want]);
+        if got != *digest {
+            return Err(Fail::Changed(format!(
+                "block {i}: sha256 {got}, the index says {digest}"
+            )));
+        }
+        if out.run.is_empty() {
+            out.run_at = pos;
+        }
+        out.run.extend_from_slice(&buf[..want]);
+        if out.run.len() >= RUN_MAX {
+            out.flush()?;
+        }
+    }
+    out.flush()?;
+    out.member(&size_member(&entry.path), format!("{size}\n").as_bytes())?;
+    Ok(Delta {
+        runs: out.runs,
+        blocks: own.clone(),
         carried: out.carried,
     })
 }
