@@ -177,7 +177,7 @@ impl Restorer<'_> {
                 return Ok(());
             }
         };
-        if let Err(e) = std::io::copy(member, a.file()) {
+        if let Err(e) = a.copy_from(member) {
             self.target.abandon(a);
             return Err(corrupt(data, e));
         }
@@ -207,7 +207,7 @@ impl Restorer<'_> {
         let Some(a) = self
             .deltas
             .open
-            .get(of)
+            .get_mut(of)
             .filter(|_| applies && name != b"size")
         else {
             return Ok(());
@@ -244,7 +244,7 @@ impl Restorer<'_> {
             })
             .collect();
         for (path, size) in sized {
-            let failed = match self.deltas.open.get(&path) {
+            let failed = match self.deltas.open.get_mut(&path) {
                 Some(a) => a.set_len(size).err(),
                 None => None,
             };
@@ -280,9 +280,8 @@ impl Restorer<'_> {
                 continue;
             };
             let mut buf = std::mem::take(&mut self.buf);
-            let staged = self
-                .target
-                .finish_assembly(a, &meta, plan.entry.size, &sha, &mut buf);
+            let fin = (plan.entry.size, &sha, plan.entry.blocks.as_ref());
+            let staged = self.target.finish_assembly(a, &meta, fin, &mut buf);
             self.buf = buf;
             self.count_staging(&plan.dest, staged, plan.entry.size);
         }

@@ -90,31 +90,50 @@ pub fn copy_hashed(src: &mut File, dst: &mut File, expected: u64) -> io::Result<
 
 /// Brings `dst`, a clone of the previous version, to `src`'s bytes: each
 /// block is compared and only those that differ are written; the length
-/// follows the source. Every source byte is hashed, so the digest is the
-/// source's whatever the clone held.
-pub fn update_clone(src: &mut File, dst: &File, expected: u64) -> io::Result<Copied> {
+/// follows the source. With `known` (the previous version's block digests)
+/// a block is compared by its digest and the clone is not read; else by its
+/// bytes. Every source byte is hashed, so the digest is the source's.
+pub fn update_clone(
+    src: &mut File,
+    dst: &File,
+    expected: u64,
+    known: Option<&Blocks>,
+) -> io::Result<Copied> {
     let mut hashes = Hashes::new(expected);
-    let mut buf = vec![0u8; BUF];
-    let mut old = vec![0u8; BUF];
+    // Digest comparisons go block by block; byte ones a buffer at a time.
+    let step = known.map_or(BUF, |b| b.size as usize);
+    let mut buf = vec![0u8; step];
+    let mut old = vec![0u8; step];
     let old_len = dst.metadata()?.len();
     let (mut pos, mut written) = (0u64, 0u64);
     loop {
-        let n = match src.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
+        let n = read_full(src, &mut buf)?;
+        if n == 0 {
+            break;
+        }
         hashes.update(&buf[..n]);
-        let same = pos + n as u64 <= old_len && {
-            dst.read_exact_at(&mut old[..n], pos)?;
-            old[..n] == buf[..n]
-        };
+        let within = pos + n as u64 <= old_len;
+        let same = within
+            && match known {
+                Some(b) => {
+                    let i = (pos / b.size) as usize;
+                    // The last block of the old version may be short: only equal lengths match.
+                    b.digests.get(i) == Some(&Sha256Digest::of(&buf[..n]))
+                        && (n as u64 == b.size || pos + n as u64 == old_len)
+                }
+                None => {
+                    dst.read_exact_at(&mut old[..n], pos)?;
+                    old[..n] == buf[..n]
+                }
+            };
         if !same {
             dst.write_all_at(&buf[..n], pos)?;
             written += n as u64;
         }
         pos += n as u64;
+        if n < step {
+            break;
+        }
     }
     if pos != old_len {
         dst.set_len(pos)?;
@@ -127,6 +146,20 @@ pub fn update_clone(src: &mut File, dst: &File, expected: u64) -> io::Result<Cop
         written,
         blocks,
     })
+}
+
+/// Reads until `buf` is full or the file ends; how much was read.
+fn read_full(src: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match src.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 /// Hashes a file without copying it (for `--checksum` comparisons).
@@ -284,10 +317,17 @@ mod tests {
                 .write(true)
                 .open(dir.path().join("dst"))
                 .unwrap();
-            let c = update_clone(&mut src, &dst, len as u64).unwrap();
+            let c = update_clone(&mut src, &dst, len as u64, None).unwrap();
             assert_eq!(std::fs::read(dir.path().join("dst")).unwrap(), new);
             assert_eq!(c.sha256, Sha256Digest::of(&new));
             assert!(c.written <= 2 * BUF as u64, "wrote {}", c.written);
+            // By the old version's digests, without reading the clone.
+            let known = Blocks::of(&old, snap_shared::index::BLOCK);
+            std::fs::write(dir.path().join("dst"), &old).unwrap();
+            let mut src = File::open(dir.path().join("src")).unwrap();
+            let c = update_clone(&mut src, &dst, len as u64, Some(&known)).unwrap();
+            assert_eq!(std::fs::read(dir.path().join("dst")).unwrap(), new);
+            assert!(c.written <= 4 << 16, "wrote {} by digests", c.written);
         }
     }
 

@@ -374,19 +374,17 @@ impl<'a> Decider<'a> {
         let (prev_sha, prev_blocks) = match self.prev.as_mut() {
             Some(prev) => {
                 let racy_from = self.racy_from;
-                let same = prev
-                    .find(&f.rel)
-                    .filter(|old| same_metadata(old, &entry) && old.mtime < racy_from)
-                    .map(|old| (old.sha256, old.blocks.clone()));
+                // A changed big file's old digests serve its clone (work.rs).
+                let found = prev.find(&f.rel).map(|old| {
+                    let same = same_metadata(old, &entry) && old.mtime < racy_from;
+                    (same.then_some(old.sha256).flatten(), old.blocks.clone())
+                });
                 if let Some(e) = prev.take_failure() {
                     self.ctx
                         .report
                         .warn(&format!("{e}; files from here on are copied, not linked"));
                 }
-                match same {
-                    Some((sha, blocks)) if sha.is_some() => (sha, blocks),
-                    _ => (None, None),
-                }
+                found.unwrap_or((None, None))
             }
             None => (None, None),
         };

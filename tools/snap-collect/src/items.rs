@@ -29,7 +29,8 @@ pub struct FileJob {
     /// The previous snapshot's digest when its entry has the same metadata:
     /// the file is a candidate for a hard link.
     pub prev_sha: Option<Sha256Digest>,
-    /// The previous entry's block digests (a big file), kept when it is linked.
+    /// The previous entry's block digests (a big file): kept when the file
+    /// is linked; what a clone of a changed one is compared with.
     pub prev_blocks: Option<snap_shared::index::Blocks>,
     /// `(dev, ino)` when this is the first name of an in-source hard-link group.
     pub group: Option<(u64, u64)>,

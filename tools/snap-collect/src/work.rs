@@ -217,14 +217,15 @@ impl Ctx<'_> {
         src: &mut File,
         dst: &mut File,
         abs: &Path,
-        cloned: bool,
+        (cloned, prev_blocks): (bool, Option<&snap_shared::index::Blocks>),
     ) -> io::Result<Option<(Copied, rustix::fs::Stat)>> {
         use std::io::Seek;
         for attempt in 0..2 {
             if attempt == 0 && cloned {
                 let stat = rustix::fs::fstat(&*src)?;
                 let before = Still::from(&stat);
-                let copied = update_clone(src, dst, before.size)?;
+                let known = self.prev_blocks_trusted(prev_blocks);
+                let copied = update_clone(src, dst, before.size, known)?;
                 let after = Still::from(&rustix::fs::fstat(&*src)?);
                 if before == after && copied.bytes == before.size {
                     return Ok(Some((copied, stat)));
@@ -270,28 +271,30 @@ impl Ctx<'_> {
         };
         let cloned =
             entry.size >= CLONE_MIN && clone_previous(job.prev_parent.as_deref(), name, &dst);
-        let (copied, read_stat) = match self.copy_still(&mut src, &mut dst, &job.abs, cloned) {
-            Ok(Some(c)) => c,
-            Ok(None) => {
-                drop(dst);
-                let _ = unlinkat(&*job.dst_parent, name, AtFlags::empty());
-                counts.errors += 1;
-                self.report.error(&format!(
-                    "{}: changed while it was read, twice: left out of this snapshot \
+        let prev_blocks = job.prev_blocks.as_ref();
+        let (copied, read_stat) =
+            match self.copy_still(&mut src, &mut dst, &job.abs, (cloned, prev_blocks)) {
+                Ok(Some(c)) => c,
+                Ok(None) => {
+                    drop(dst);
+                    let _ = unlinkat(&*job.dst_parent, name, AtFlags::empty());
+                    counts.errors += 1;
+                    self.report.error(&format!(
+                        "{}: changed while it was read, twice: left out of this snapshot \
                      (no copy of bytes that were never on disk together; the previous \
                      snapshot keeps its last whole copy)",
-                    job.abs.display()
-                ));
-                return Ok(None);
-            }
-            Err(e) if is_disk_full(&e) => return Err(self.store_err(&entry.path, e)),
-            Err(e) => {
-                drop(dst);
-                let _ = unlinkat(&*job.dst_parent, name, AtFlags::empty());
-                self.unreadable(&job.abs, e, counts);
-                return Ok(None);
-            }
-        };
+                        job.abs.display()
+                    ));
+                    return Ok(None);
+                }
+                Err(e) if is_disk_full(&e) => return Err(self.store_err(&entry.path, e)),
+                Err(e) => {
+                    drop(dst);
+                    let _ = unlinkat(&*job.dst_parent, name, AtFlags::empty());
+                    self.unreadable(&job.abs, e, counts);
+                    return Ok(None);
+                }
+            };
         // The version read is the one kept: its metadata, not the walk's.
         apply_to_fd(&dst, &read_stat, self.as_root).map_err(|e| self.store_err(&entry.path, e))?;
         // After the owner: a chown clears a capability.
@@ -316,6 +319,18 @@ impl Ctx<'_> {
         });
         self.space.spent(copied.written)?;
         Ok(Some(entry))
+    }
+}
+
+impl Ctx<'_> {
+    /// The previous copy's digests, when they may stand for its bytes: not
+    /// with `--checksum`, which compares the bytes themselves (as it hashes
+    /// a linked file's stored copy), so a copy that rotted is not kept.
+    fn prev_blocks_trusted<'b>(
+        &self,
+        blocks: Option<&'b snap_shared::index::Blocks>,
+    ) -> Option<&'b snap_shared::index::Blocks> {
+        blocks.filter(|b| !self.checksum && b.size == snap_shared::index::BLOCK)
     }
 }
 
