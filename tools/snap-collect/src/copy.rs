@@ -38,22 +38,54 @@ pub struct Copied {
     pub blocks: Option<Blocks>,
 }
 
-/// The digests a copy makes as it reads: the whole file's, and a big file's blocks.
+/// The digests a copy makes as it reads: the whole file's, and a big file's
+/// blocks. For a big file the whole file's digest is made on a second
+/// thread while this one makes the blocks', so the two take the time of one.
 struct Hashes {
-    whole: Sha256,
+    whole: Whole,
     blocks: Option<BlockHasher>,
+}
+
+/// The whole file's digest: here, or on its own thread fed the bytes.
+enum Whole {
+    Here(Sha256),
+    Thread {
+        feed: std::sync::mpsc::SyncSender<Vec<u8>>,
+        done: std::thread::JoinHandle<Sha256Digest>,
+    },
 }
 
 impl Hashes {
     fn new(size: u64) -> Hashes {
+        let big = size >= BIG_FILE;
+        let whole = match big {
+            false => Whole::Here(Sha256::new()),
+            true => {
+                let (feed, bytes) = std::sync::mpsc::sync_channel::<Vec<u8>>(16);
+                let done = std::thread::spawn(move || {
+                    let mut h = Sha256::new();
+                    for b in bytes {
+                        h.update(&b);
+                    }
+                    Sha256Digest::from_hasher(h)
+                });
+                Whole::Thread { feed, done }
+            }
+        };
         Hashes {
-            whole: Sha256::new(),
-            blocks: (size >= BIG_FILE).then(BlockHasher::default),
+            whole,
+            blocks: big.then(BlockHasher::default),
         }
     }
 
     fn update(&mut self, bytes: &[u8]) {
-        self.whole.update(bytes);
+        match &mut self.whole {
+            Whole::Here(h) => h.update(bytes),
+            // The thread ends only when the feed is dropped: a send cannot fail before.
+            Whole::Thread { feed, .. } => {
+                let _ = feed.send(bytes.to_vec());
+            }
+        }
         if let Some(b) = self.blocks.as_mut() {
             b.update(bytes);
         }
@@ -62,10 +94,14 @@ impl Hashes {
     /// The digests, the blocks only when the file read is big.
     fn finish(self, bytes: u64) -> (Sha256Digest, Option<Blocks>) {
         let blocks = self.blocks.filter(|_| bytes >= BIG_FILE);
-        (
-            Sha256Digest::from_hasher(self.whole),
-            blocks.map(BlockHasher::finish),
-        )
+        let whole = match self.whole {
+            Whole::Here(h) => Sha256Digest::from_hasher(h),
+            Whole::Thread { feed, done } => {
+                drop(feed);
+                done.join().expect("the hashing thread does not panic")
+            }
+        };
+        (whole, blocks.map(BlockHasher::finish))
     }
 }
 
