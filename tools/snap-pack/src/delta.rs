@@ -58,14 +58,7 @@ pub fn write(
     let size = entry.size;
     let mut whole = Sha256::new();
     let mut digests = Vec::with_capacity(size.div_ceil(BLOCK) as usize);
-    let mut out = Out {
-        tar,
-        entry,
-        runs: Vec::new(),
-        run: Vec::new(),
-        run_at: 0,
-        carried: 0,
-    };
+    let mut out = Out::new(tar, entry);
     let mut buf = vec![0u8; BLOCK as usize];
     let mut pos = 0u64;
     while pos < size {
@@ -124,14 +117,7 @@ fn write_known(
 ) -> Result<Delta, Fail> {
     use std::os::unix::fs::FileExt;
     let size = entry.size;
-    let mut out = Out {
-        tar,
-        entry,
-        runs: Vec::new(),
-        run: Vec::new(),
-        run_at: 0,
-        carried: 0,
-    };
+    let mut out = Out::new(tar, entry);
     let mut buf = vec![0u8; BLOCK as usize];
     for (i, digest) in own.digests.iter().enumerate() {
         if base.digests.get(i) == Some(digest) {
@@ -180,7 +166,18 @@ struct Out<'a> {
     carried: u64,
 }
 
-impl Out<'_> {
+impl<'a> Out<'a> {
+    fn new(tar: &'a mut TarWriter<Sink>, entry: &'a Entry) -> Out<'a> {
+        Out {
+            tar,
+            entry,
+            runs: Vec::new(),
+            run: Vec::new(),
+            run_at: 0,
+            carried: 0,
+        }
+    }
+
     /// Writes the run gathered so far, if any.
     fn flush(&mut self) -> Result<(), Fail> {
         if self.run.is_empty() {

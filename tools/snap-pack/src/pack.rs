@@ -448,17 +448,7 @@ impl Job<'_> {
         tmp: &Path,
     ) -> Result<delta::Delta> {
         let shown = || tree.join(OsStr::from_bytes(&entry.path));
-        let fd =
-            snap_shared::fsutil::open_beneath(root, &entry.path, OFlags::RDONLY | OFlags::CLOEXEC)
-                .map_err(|e| Error::io(&shown(), e))?;
-        let mut file = File::from(fd);
-        let size = file.metadata().map_err(|e| Error::io(&shown(), e))?.len();
-        if size != entry.size {
-            return Err(changed_in_store(
-                &shown(),
-                format!("it has {size} bytes, the index says {}", entry.size),
-            ));
-        }
+        let mut file = open_snapshot_file(root, tree, entry)?;
         delta::write(&mut file, entry, base, tar).map_err(|f| match f {
             delta::Fail::Read(e) => Error::io(&shown(), e),
             delta::Fail::Write(e) => write_error(tmp, e),
@@ -478,19 +468,9 @@ impl Job<'_> {
         check: &mut Checker,
         tmp: &Path,
     ) -> Result<Option<Blocks>> {
-        let rel = OsStr::from_bytes(&entry.path);
-        let shown = || tree.join(rel);
-        let fd =
-            snap_shared::fsutil::open_beneath(root, &entry.path, OFlags::RDONLY | OFlags::CLOEXEC)
-                .map_err(|e| Error::io(&shown(), e))?;
-        let mut file = File::from(fd);
-        let size = file.metadata().map_err(|e| Error::io(&shown(), e))?.len();
-        if size != entry.size {
-            return Err(changed_in_store(
-                &shown(),
-                format!("it has {size} bytes, the index says {}", entry.size),
-            ));
-        }
+        let shown = || tree.join(OsStr::from_bytes(&entry.path));
+        let mut file = open_snapshot_file(root, tree, entry)?;
+        let size = entry.size;
         // Digests the snapshot's index has already (snap-collect's) are not made again.
         let mut blocks = (size >= BIG_FILE && entry.blocks.is_none()).then(BlockHasher::default);
         let mut left = size;
@@ -522,6 +502,23 @@ impl Job<'_> {
             .map_err(|e| write_error(&tmp, e))?;
         Ok(tmp)
     }
+}
+
+/// Opens a file of the snapshot tree, never through a symlink, and checks
+/// it is the size its index entry says.
+fn open_snapshot_file(root: &OwnedFd, tree: &Path, entry: &Entry) -> Result<File> {
+    let shown = || tree.join(OsStr::from_bytes(&entry.path));
+    let fd = snap_shared::fsutil::open_beneath(root, &entry.path, OFlags::RDONLY | OFlags::CLOEXEC)
+        .map_err(|e| Error::io(&shown(), e))?;
+    let file = File::from(fd);
+    let size = file.metadata().map_err(|e| Error::io(&shown(), e))?.len();
+    if size != entry.size {
+        return Err(changed_in_store(
+            &shown(),
+            format!("it has {size} bytes, the index says {}", entry.size),
+        ));
+    }
+    Ok(file)
 }
 
 /// A snapshot file that no longer matches its index: bit rot or a hand edit
