@@ -86,7 +86,7 @@ fn check_is_file(e: &Entry, shown: &str) -> Result<()> {
 }
 
 /// The entry of `rel` in an index (read up to where it would be).
-fn find(index: &IndexLoc, rel: &[u8], dec: &Decrypt) -> Result<Option<Entry>> {
+pub(crate) fn find(index: &IndexLoc, rel: &[u8], dec: &Decrypt) -> Result<Option<Entry>> {
     find_in(&mut open_index(index, dec)?, rel)
 }
 

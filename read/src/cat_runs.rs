@@ -13,7 +13,6 @@ use snap_shared::error::{Error, Result};
 use snap_shared::index::{Entry, run_member};
 
 use crate::damage::corrupt;
-use crate::indexes::{IndexLoc, open_index};
 use crate::members::{archive, members};
 use crate::seeking;
 use crate::source::Item;
@@ -37,7 +36,7 @@ pub(crate) fn assembled(
     let mut carriers: Vec<Carrier> = Vec::new();
     for (link, item) in chain.iter().enumerate().rev() {
         let own = item.index().expect("archives have an index");
-        let Some(entry) = find(&own, &fin.path, dec)? else {
+        let Some(entry) = crate::cat::find(&own, &fin.path, dec)? else {
             continue;
         };
         let whole = entry.tar_offset.is_some();
@@ -90,19 +89,6 @@ pub(crate) fn assembled(
         .and_then(|()| tmp.rewind())
         .map_err(|e| Error::io_ctx("a temporary file", e))?;
     Ok(Some(tmp))
-}
-
-/// The entry of `rel` in an index.
-fn find(index: &IndexLoc, rel: &[u8], dec: &Decrypt) -> Result<Option<Entry>> {
-    let mut reader = open_index(index, dec)?;
-    while let Some(e) = reader.next_entry()? {
-        match snap_shared::index::cmp_paths(&e.path, rel) {
-            std::cmp::Ordering::Less => continue,
-            std::cmp::Ordering::Equal => return Ok(Some(e)),
-            std::cmp::Ordering::Greater => break,
-        }
-    }
-    Ok(None)
 }
 
 /// Reads the member `name` of an archive whose header starts at `at` (and

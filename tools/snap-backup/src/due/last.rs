@@ -6,6 +6,7 @@
 use chrono::{DateTime, Local, NaiveDateTime, Utc};
 use serde_json::Value;
 
+use snap_shared::archive::{self, ArchiveFiles};
 use snap_shared::disks::DiskDir;
 use snap_shared::id::parse_id;
 use snap_shared::record::ArchiveRecord;
@@ -33,15 +34,14 @@ pub fn disk_snapshot(store: &Store, disk: &str) -> Option<NaiveDateTime> {
     snaps.iter().map(|s| s.created).max().map(local)
 }
 
-/// The store's archives of a set, oldest first.
+/// The store's archives of a set, oldest first (an unreadable record is left out).
 pub fn archives(store: &Store, set: &str) -> Vec<ArchiveRecord> {
     let dir = store.archive_dir(set);
-    let Ok(ids) = snap_shared::store::record_ids(&dir) else {
+    let Ok(ids) = archive::archive_ids(&dir) else {
         return Vec::new();
     };
     ids.iter()
-        .filter_map(|id| std::fs::read(dir.join(format!("{id}.json"))).ok())
-        .filter_map(|b| serde_json::from_slice::<ArchiveRecord>(&b).ok())
+        .filter_map(|id| archive::read_record(&ArchiveFiles::new(&dir, id).record()).ok())
         .collect()
 }
 
