@@ -29,7 +29,7 @@ pub mod stream;
 pub mod tarfmt;
 pub mod target;
 pub mod trust;
-pub mod verified;
+pub use snap_shared::verified;
 pub mod verify;
 pub mod verify_run;
 pub mod view;

@@ -84,7 +84,7 @@ impl Loc {
     pub fn open(&self) -> Result<Box<dyn Read + Send>> {
         match self {
             Loc::Path(p) => Ok(Box::new(
-                std::fs::File::open(p).map_err(|e| Error::io(p, e))?,
+                std::fs::File::open(p).map_err(|e| here(p, Error::io(p, e)))?,
             )),
             Loc::Object(d, key) => d.reader(key),
         }
@@ -93,7 +93,7 @@ impl Loc {
     /// The bytes of `ranges`, in the order asked: pread here, ranged GETs at a bucket.
     pub fn read_ranges(&self, ranges: &[std::ops::Range<u64>]) -> Result<Vec<bytes::Bytes>> {
         match self {
-            Loc::Path(p) => snap_dest::read_file_ranges(p, ranges),
+            Loc::Path(p) => snap_dest::read_file_ranges(p, ranges).map_err(|e| here(p, e)),
             Loc::Object(d, key) => d.read_ranges(key, ranges),
         }
     }
@@ -101,7 +101,7 @@ impl Loc {
     /// Its last `n` bytes (all of a smaller file) and its size, in one read.
     pub fn read_tail(&self, n: u64) -> Result<(bytes::Bytes, u64)> {
         match self {
-            Loc::Path(p) => snap_dest::read_file_tail(p, n),
+            Loc::Path(p) => snap_dest::read_file_tail(p, n).map_err(|e| here(p, e)),
             Loc::Object(d, key) => d.read_tail(key, n),
         }
     }
@@ -109,7 +109,9 @@ impl Loc {
     /// Its size in bytes.
     pub fn size(&self) -> Result<u64> {
         match self {
-            Loc::Path(p) => Ok(std::fs::metadata(p).map_err(|e| Error::io(p, e))?.len()),
+            Loc::Path(p) => Ok(std::fs::metadata(p)
+                .map_err(|e| here(p, Error::io(p, e)))?
+                .len()),
             Loc::Object(d, key) => match d.head(key)? {
                 Some(m) => Ok(m.size),
                 None => Err(Error::new(
@@ -170,6 +172,16 @@ impl Loc {
             Loc::Path(p) => std::fs::read(p).map_err(|e| Error::io(p, e)),
             Loc::Object(d, key) => Ok(d.get_bytes(key)?.to_vec()),
         }
+    }
+}
+
+/// An error reading a file of the store: when the file is an archive's
+/// data that the store dropped (`retention.keep_archives`), the error says
+/// where it went instead.
+fn here(path: &Path, e: Error) -> Error {
+    match path.exists() {
+        true => e,
+        false => snap_shared::archive::away_error(path).unwrap_or(e),
     }
 }
 

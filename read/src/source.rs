@@ -125,6 +125,22 @@ impl Item {
             .is_some_and(|a| a.extra.get("imported").and_then(|v| v.as_bool()) == Some(true))
     }
 
+    /// Where the data of a store's archive went, when the store dropped it
+    /// (`retention.keep_archives`); None for everything else.
+    pub fn away(&self) -> Option<snap_shared::archive::Away> {
+        match self {
+            Item::Archive {
+                rec,
+                json: Loc::Path(p),
+                ..
+            } => snap_shared::archive::Away::read(&ArchiveFiles::new(
+                snap_shared::fsutil::parent_of(p),
+                &rec.id,
+            )),
+            _ => None,
+        }
+    }
+
     /// The archive record, for archives.
     pub fn archive(&self) -> Option<&ArchiveRecord> {
         match self {
@@ -524,6 +540,8 @@ fn missing_beside(item: &Item, present: impl Fn(&str) -> bool) -> Vec<Error> {
     let Item::Archive { rec, json, .. } = item else {
         return Vec::new();
     };
+    // Data the store dropped (keep_archives) is at its destinations.
+    let away = present(&format!("{}{}", rec.id, snap_shared::archive::AWAY));
     let wanted = [
         ("its data", file_name(&rec.path)),
         ("its index", file_name(&rec.index)),
@@ -531,6 +549,7 @@ fn missing_beside(item: &Item, present: impl Fn(&str) -> bool) -> Vec<Error> {
     ];
     wanted
         .into_iter()
+        .filter(|(what, _)| !(away && *what == "its data"))
         .filter(|(_, name)| !present(name))
         .map(|(what, name)| {
             Error::data(

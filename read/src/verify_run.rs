@@ -71,6 +71,16 @@ pub fn run(
             worst = Exit::Data;
         }
         for item in &listing.items {
+            // What the store handed to its destinations is verified there.
+            if let Some(away) = item.away() {
+                report.note(&format!(
+                    "{}: its data is at {} (retention.keep_archives); `verify --from {}` reads it there",
+                    item.name(),
+                    away.places(),
+                    away.at.first().map_or("DEST", String::as_str)
+                ));
+                continue;
+            }
             let exit = verify_item(item, &mut v, &log, &mut out)?;
             if exit != Exit::Ok {
                 worst = exit;

@@ -106,6 +106,9 @@ fn list_row(
             if v.get("frames").is_some() {
                 d.push_str(", seekable");
             }
+            if let Some(away) = item.away() {
+                d.push_str(&format!(", data at {}", away.places()));
+            }
             if let Some(gone) = broken.get(&(rec.set.clone(), rec.id.clone())) {
                 d.push_str(&format!(
                     ", BROKEN: its base {gone} is gone; it cannot be restored"
@@ -263,6 +266,16 @@ pub fn show(item: &Item, as_json: bool, out: &mut impl Write) -> Result<()> {
             put("chain", chain.join(" -> "));
             put("sha256", rec.sha256.clone());
             put("path", item.data().show());
+            if let Some(away) = item.away() {
+                put(
+                    "data",
+                    format!(
+                        "at {} since {} (retention.keep_archives dropped it here)",
+                        away.places(),
+                        away.since.format("%Y-%m-%d")
+                    ),
+                );
+            }
             if let Some(t) = v.get("tags").and_then(Value::as_array) {
                 let t: Vec<&str> = t.iter().filter_map(Value::as_str).collect();
                 put("tags", t.join(", "));

@@ -7,6 +7,7 @@
 //! <id>.index.zst                          [+ .age]   the snapshot's whole per-file index
 //! <id>.sha256                                        `sha256sum` lines for the two above
 //! <id>.json                                          the archive record, published last
+//! <id>.away                                          in the store only: its data was dropped
 //! ```
 //!
 //! An archive exists when its `.json` exists; the other names without one are
@@ -15,9 +16,19 @@
 //! Records carry absolute paths from the machine that made them, but folders
 //! travel (to drives, to buckets), so readers find sidecars by file name
 //! beside the `.json` ([`beside`]).
+//!
+//! `retention.keep_archives: "until-pushed"` lets snap-prune drop an
+//! archive's data from the store once every configured destination holds it
+//! (and verified it there, when the schedule verifies). The record, index,
+//! sums and signature stay, so listings, diffs and the next incremental's
+//! comparison still work; the [`Away`] marker says where the data went, and
+//! a read of the missing data is [`away_error`], naming those places.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::hash::Sha256Digest;
@@ -72,6 +83,73 @@ pub struct ArchiveFiles {
 }
 
 const AGE: &str = ".age";
+/// The suffix of the [`Away`] marker.
+pub const AWAY: &str = ".away";
+
+/// Where an archive's data went when the store dropped it: `<id>.away`
+/// beside its record, written (and fsynced) before the data is removed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Away {
+    /// When the store dropped it.
+    pub since: DateTime<Utc>,
+    /// The configured destinations that held it then.
+    pub at: Vec<String>,
+}
+
+impl Away {
+    /// Reads the marker of an archive; None when there is none. A marker
+    /// that does not parse still says the data is away, from nowhere known.
+    pub fn read(files: &ArchiveFiles) -> Option<Away> {
+        let bytes = std::fs::read(files.away()).ok()?;
+        Some(serde_json::from_slice(&bytes).unwrap_or(Away {
+            since: DateTime::<Utc>::UNIX_EPOCH,
+            at: Vec::new(),
+        }))
+    }
+
+    /// Writes the marker atomically (temporary name, fsync, rename, fsync of the folder).
+    pub fn write(&self, files: &ArchiveFiles) -> Result<()> {
+        let path = files.away();
+        let text = serde_json::to_vec(self).map_err(|e| Error::internal("an .away marker", e))?;
+        crate::fsutil::write_atomic(&path, 0o644, true, |f| std::io::Write::write_all(f, &text))
+            .map_err(|e| Error::io(&path, e))
+    }
+
+    /// Where it went, for messages: `usb, b2`.
+    pub fn places(&self) -> String {
+        match self.at.is_empty() {
+            true => "its destinations".into(),
+            false => self.at.join(", "),
+        }
+    }
+}
+
+/// The error for reading an archive's data file that is not there because
+/// the store dropped it: exit 66 naming where it is, with the `--from` that
+/// reads it. None when `data` has no [`Away`] marker beside it.
+pub fn away_error(data: &Path) -> Option<Error> {
+    let name = data.file_name()?.to_string_lossy().into_owned();
+    let id = name.split('.').next()?;
+    let away = Away::read(&ArchiveFiles::new(crate::fsutil::parent_of(data), id))?;
+    let from = away.at.first().map_or("DEST", String::as_str);
+    Some(
+        Error::new(
+            crate::error::Exit::NoInput,
+            data.display().to_string(),
+            format!(
+                "not in the store: retention.keep_archives dropped it on {} once {} held it",
+                away.since.format("%Y-%m-%d"),
+                away.places()
+            ),
+        )
+        .with_hint(format!("read it from there: --from {from}")),
+    )
+}
+
+/// Whether an archive's data was dropped from the store (its marker is there).
+pub fn is_away(files: &ArchiveFiles) -> bool {
+    files.away().exists()
+}
 
 impl ArchiveFiles {
     pub fn new(dir: impl Into<PathBuf>, id: &str) -> ArchiveFiles {
@@ -107,6 +185,11 @@ impl ArchiveFiles {
         self.named(".json.sig", false)
     }
 
+    /// The marker saying the data was dropped from the store ([`Away`]).
+    pub fn away(&self) -> PathBuf {
+        self.named(AWAY, false)
+    }
+
     /// Every name an archive of this id may have, the record last: what an
     /// unfinished publication may have left.
     pub fn every_name(&self) -> Vec<PathBuf> {
@@ -118,6 +201,7 @@ impl ArchiveFiles {
             names.push(self.index(encrypted));
         }
         names.push(self.sums());
+        names.push(self.away());
         names.push(self.sig());
         names.push(self.record());
         names

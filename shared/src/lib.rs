@@ -32,6 +32,7 @@ pub mod seekable;
 pub mod sign;
 pub mod size;
 pub mod store;
+pub mod verified;
 pub mod xattrs;
 
 pub use error::{Error, Exit, Result};

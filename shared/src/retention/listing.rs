@@ -59,7 +59,9 @@ fn archive_suffix(rest: &str) -> Option<bool> {
         .any(|c| c.suffix() == plain);
     match (data, rest) {
         (true, _) => Some(true),
-        (_, ".index.zst" | ".index.zst.age" | ".sha256" | ".json.sig" | ".json") => Some(false),
+        (_, ".index.zst" | ".index.zst.age" | ".sha256" | ".json.sig" | ".json" | ".away") => {
+            Some(false)
+        }
         _ => None,
     }
 }
@@ -74,6 +76,8 @@ pub fn group_archives(listing: &[(String, u64)]) -> Vec<Group> {
         bytes: u64,
         record: bool,
         data: bool,
+        /// The store dropped its data (`archive::Away`): whole without it.
+        away: bool,
         pinned: bool,
     }
     let mut sets: BTreeMap<String, BTreeMap<String, Seen>> = BTreeMap::new();
@@ -101,6 +105,7 @@ pub fn group_archives(listing: &[(String, u64)]) -> Vec<Group> {
         seen.bytes += size;
         seen.record |= rest == ".json";
         seen.data |= is_data;
+        seen.away |= rest == crate::archive::AWAY;
         seen.pinned |= pin;
     }
     let mut groups = Vec::new();
@@ -115,7 +120,7 @@ pub fn group_archives(listing: &[(String, u64)]) -> Vec<Group> {
                     id,
                     bytes: Some(s.bytes),
                     objects: s.objects,
-                    broken: (!s.data).then(|| {
+                    broken: (!s.data && !s.away).then(|| {
                         "incomplete: its data file is gone (an interrupted prune?)".into()
                     }),
                     unreadable: None,
@@ -267,6 +272,21 @@ mod tests {
                 .unwrap()
                 .starts_with("incomplete")
         );
+    }
+
+    /// A record whose data the store dropped (an `.away` marker beside it)
+    /// is whole, and the marker is one of its objects, removed with it.
+    #[test]
+    fn a_record_with_its_data_away_is_whole() {
+        let groups = group_archives(&listing(&[
+            "d/2026-01-01T000000Z.json",
+            "d/2026-01-01T000000Z.index.zst",
+            "d/2026-01-01T000000Z.away",
+        ]));
+        let e = &groups[0].entries[0];
+        assert!(e.broken.is_none());
+        assert_eq!(e.objects.len(), 3);
+        assert_eq!(e.objects.last().unwrap(), "d/2026-01-01T000000Z.json");
     }
 
     /// Tags and base come from the record; a bad record is a data error naming it.

@@ -5,7 +5,8 @@
 //!   "local": 7,
 //!   "external": 5,
 //!   "b2": { "daily": 7, "weekly": 4, "monthly": 12, "within": "2d", "tags": ["pre-upgrade"] },
-//!   "tags": { "pre-apt": { "last": 5 } }
+//!   "tags": { "pre-apt": { "last": 5 } },
+//!   "keep_archives": "until-pushed"
 //! }
 //! ```
 //!
@@ -17,6 +18,12 @@
 //! be present). `tags` at the top holds rules by tag (`tagged`): a snapshot
 //! with those tags is judged by that rule alone, at every place. Mistakes
 //! name the field (`retention.b2.dialy`) and exit 78.
+//!
+//! `keep_archives` says how long the store keeps its archives' data:
+//! `"all"` (the default) as long as the `local` rules keep the archive;
+//! `"until-pushed"` until every configured destination holds it (and
+//! verified it, when `schedule.verify` runs), then only its record, index
+//! and sums stay in the store (`archive::Away`).
 
 use serde_json::Value;
 
@@ -31,6 +38,34 @@ pub const LOCAL: &str = "local";
 pub const EXTERNAL: &str = "external";
 /// The key of the rules by tag.
 pub const TAGS: &str = "tags";
+/// The key of how long the store keeps archive data.
+pub const KEEP_ARCHIVES: &str = "keep_archives";
+
+/// How long the store keeps an archive's data (`retention.keep_archives`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeepArchives {
+    /// As long as the archive is kept.
+    #[default]
+    All,
+    /// Until every configured destination holds it (verified there when
+    /// the schedule verifies).
+    UntilPushed,
+}
+
+/// `retention.keep_archives`, `all` when it is not there.
+pub fn keep_archives(retention: Option<&Value>) -> Result<KeepArchives> {
+    match retention.and_then(|r| r.get(KEEP_ARCHIVES)) {
+        None => Ok(KeepArchives::All),
+        Some(v) => match v.as_str() {
+            Some("all") => Ok(KeepArchives::All),
+            Some("until-pushed") => Ok(KeepArchives::UntilPushed),
+            _ => Err(Error::config(
+                format!("retention.{KEEP_ARCHIVES}"),
+                format!("is {v}; use \"all\" or \"until-pushed\""),
+            )),
+        },
+    }
+}
 
 /// Checks the whole `retention` value (a typo anywhere is refused, even in a
 /// part this run does not use) against the configured destination names.
@@ -44,11 +79,15 @@ pub fn check(retention: Option<&Value>, dest_names: &[String]) -> Result<()> {
             "must be an object like {\"local\": 7, \"external\": 5}",
         )
     })?;
-    if dest_names.iter().any(|n| n == TAGS) {
-        return Err(Error::config(
-            "destinations",
-            "a destination may not be named \"tags\": retention.tags holds the rules by tag",
-        ));
+    for reserved in [TAGS, KEEP_ARCHIVES] {
+        if dest_names.iter().any(|n| n == reserved) {
+            return Err(Error::config(
+                "destinations",
+                format!(
+                    "a destination may not be named \"{reserved}\": retention.{reserved} is a setting of its own"
+                ),
+            ));
+        }
     }
     for (key, rules) in map {
         let field = format!("retention.{key}");
@@ -56,10 +95,14 @@ pub fn check(retention: Option<&Value>, dest_names: &[String]) -> Result<()> {
             by_tag(rules)?;
             continue;
         }
+        if key == KEEP_ARCHIVES {
+            keep_archives(Some(v))?;
+            continue;
+        }
         if key != LOCAL && key != EXTERNAL && !dest_names.contains(key) {
             return Err(Error::config(
                 field,
-                "is not \"local\", \"external\" or the name of a configured destination",
+                "is not \"local\", \"external\", \"tags\", \"keep_archives\" or the name of a configured destination",
             ));
         }
         parse(rules, &field)?;
@@ -283,6 +326,18 @@ mod tests {
         assert_eq!(err.context, "destinations");
     }
 
+    /// keep_archives is `all` unless the config says `until-pushed`, and is
+    /// no destination's name.
+    #[test]
+    fn keep_archives_is_read() {
+        assert_eq!(keep_archives(None).unwrap(), KeepArchives::All);
+        let v = json!({"local": 7, "keep_archives": "until-pushed"});
+        check(Some(&v), &["usb".into()]).unwrap();
+        assert_eq!(keep_archives(Some(&v)).unwrap(), KeepArchives::UntilPushed);
+        let err = check(Some(&v), &["keep_archives".into()]).unwrap_err();
+        assert_eq!(err.context, "destinations");
+    }
+
     /// Mistakes name the field and exit 78; a policy that keeps nothing is one.
     #[test]
     fn mistakes_name_the_field() {
@@ -303,6 +358,10 @@ mod tests {
             ),
             (json!({"tags": {"a,": 5}}), "retention.tags.a,"),
             (json!({"tags": ["pre-apt"]}), "retention.tags"),
+            (
+                json!({"local": 3, "keep_archives": "pushed"}),
+                "retention.keep_archives",
+            ),
         ];
         for (v, field) in cases {
             let err = check(Some(&v), &[]).unwrap_err();

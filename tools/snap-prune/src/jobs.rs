@@ -11,11 +11,13 @@ use snap_shared::error::{Error, Exit, Result};
 use snap_shared::lock::StoreLock;
 use snap_shared::store::{self, Store};
 
+use crate::away::Handover;
 use crate::cli::{Cli, TOOL, no_rule};
 use crate::target::Target;
 use snap_shared::retention::policy::Policy;
-use snap_shared::retention::rules;
+use snap_shared::retention::rules::{self, KeepArchives};
 use snap_shared::retention::tagged::Rules;
+use snap_shared::schedule::{Every, Schedule};
 
 /// The store: its snapshot trees and its own archives.
 pub(crate) fn store_job(
@@ -74,6 +76,7 @@ pub(crate) fn store_job(
         );
         targets.push(Target::Images(Box::new(images), store.clone()));
     }
+    let away = handover(loaded, retention, &store)?;
     Ok(Job {
         targets,
         policy,
@@ -82,7 +85,30 @@ pub(crate) fn store_job(
         catalog,
         _locks: locks,
         held: None,
+        away,
     })
+}
+
+/// With `retention.keep_archives: "until-pushed"`, what judges whether the
+/// store's archives are at every configured destination.
+fn handover(
+    loaded: Option<&LoadedConfig>,
+    retention: Option<&serde_json::Value>,
+    store: &Store,
+) -> Result<Option<Handover>> {
+    if rules::keep_archives(retention)? != KeepArchives::UntilPushed {
+        return Ok(None);
+    }
+    let specs = snap_dest::settings::from_config(loaded)?;
+    let schedule = loaded.and_then(|c| c.config.schedule.as_ref());
+    let verify = Schedule::parse(schedule)
+        .map_err(|e| match loaded {
+            Some(c) => c.blame(e),
+            None => e,
+        })?
+        .verify
+        != Every::Never;
+    Handover::new(specs, verify, store)
 }
 
 /// The catalog, to keep it in step with the files. It is only an index: if
@@ -162,6 +188,7 @@ pub(crate) fn dest_job(
         catalog: None,
         _locks: locks,
         held,
+        away: None,
     })
 }
 
@@ -176,4 +203,6 @@ pub(crate) struct Job {
     pub(crate) _locks: Vec<StoreLock>,
     /// The exclusive lock at a destination.
     pub(crate) held: Option<Held>,
+    /// The store's, with `keep_archives: until-pushed`.
+    pub(crate) away: Option<Handover>,
 }

@@ -6,6 +6,7 @@
 //! kept incremental archive needs, and removes the rest, crash-safely. One
 //! `pruned` record per snapshot or archive says what happened and why.
 
+pub mod away;
 mod cli;
 pub mod disks;
 mod forget;

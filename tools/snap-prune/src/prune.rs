@@ -155,7 +155,19 @@ fn prune_group(
             ));
             t.unreadable += 1;
         }
-        out(record(cli, target, &group.set, entry, decision, freed))?;
+        let mut rec = record(cli, target, &group.set, entry, decision, freed);
+        if decision.keep && cli.forget.is_empty() {
+            let away = (&group.set[..], entry);
+            let handed =
+                crate::away::hand_over(job.away.as_ref(), target, away, cli.dry_run, report)?;
+            if let Some((at, bytes)) = handed {
+                rec.extra.insert("data_away".into(), at.into());
+                rec.extra.insert("freed".into(), bytes.into());
+                t.freed += bytes;
+                t.stored_after = t.stored_after.saturating_sub(bytes);
+            }
+        }
+        out(rec)?;
     }
     if let Target::Archives { .. } = target {
         report.note(&format!("  {}: {}", group.set, stored_line(&t, job.price)));

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use snap_cli::{Reporter, Tally};
 use snap_dest::upload::{Source, Tuning};
 use snap_dest::{Dest, Meta};
-use snap_shared::archive;
+use snap_shared::archive::{self, ArchiveFiles, Away};
 use snap_shared::error::{Error, Exit, Result};
 use snap_shared::hash::Sha256Digest;
 use snap_shared::record::{PushedRecord, Record};
@@ -120,6 +120,9 @@ pub fn push(local: &Local, dest: &Dest, opts: &Options, report: &Reporter) -> Re
         } else {
             todo.push(*o);
         }
+    }
+    if let Some(e) = todo.iter().find_map(|o| data_away(local, dest, o)) {
+        return Err(e);
     }
     todo.push(json);
     let needed: u64 = todo.iter().map(|o| o.size).sum();
@@ -230,9 +233,15 @@ fn objects_of(local: &Local) -> Result<Vec<Object>> {
         let name = p.file_name().unwrap_or_default().to_string_lossy();
         sums.iter().find(|(_, n)| *n == name).map(|(d, _)| *d)
     };
+    let away = Away::read(&ArchiveFiles::new(&local.dir, &local.rec.id));
     let mut out = Vec::new();
     for (i, path) in files.iter().enumerate() {
-        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+        // Data the store dropped (keep_archives) is known by its record:
+        // a destination that holds it is checked against that.
+        let size = match std::fs::metadata(path) {
+            Err(_) if i == 0 && away.is_some() => local.rec.bytes,
+            meta => meta.map_err(|e| Error::io(path, e))?.len(),
+        };
         let name = path.file_name().unwrap_or_default().to_string_lossy();
         let sha256 = match i {
             0 => Some(local.rec.sha256.parse().map_err(|e| {
@@ -241,20 +250,16 @@ fn objects_of(local: &Local) -> Result<Vec<Object>> {
             1 => expected(path),
             _ => None,
         };
-        if i == 0 && meta.len() != local.rec.bytes {
+        if i == 0 && size != local.rec.bytes {
             return Err(Error::data(
                 path.display().to_string(),
-                format!(
-                    "is {} bytes, its record says {}",
-                    meta.len(),
-                    local.rec.bytes
-                ),
+                format!("is {size} bytes, its record says {}", local.rec.bytes),
             ));
         }
         out.push(Object {
             local: path.clone(),
             key: format!("{}/{name}", local.rec.set),
-            size: meta.len(),
+            size,
             sha256,
             is_data: i == 0,
         });
@@ -509,6 +514,9 @@ fn send(
         let sent = send_small(dest, o)?;
         return Ok(snap_dest::Sent { sent, resumed: 0 });
     }
+    if let Some(e) = data_away(local, dest, o) {
+        return Err(e);
+    }
     let src = Source {
         path: &o.local,
         size: o.size,
@@ -528,6 +536,26 @@ fn send(
         ));
     }
     Ok(sent)
+}
+
+/// Why the data object `o` cannot be sent: the store dropped it
+/// (`retention.keep_archives`) once its destinations held it.
+fn data_away(local: &Local, dest: &Dest, o: &Object) -> Option<Error> {
+    let away = Away::read(&ArchiveFiles::new(&local.dir, &local.rec.id))?;
+    if !o.is_data || o.local.exists() {
+        return None;
+    }
+    Some(
+        Error::new(
+            Exit::NoInput,
+            format!("archive {} to {}", local.name(), dest.name),
+            format!(
+                "its data is no longer in the store: retention.keep_archives dropped it once {} held it",
+                away.places()
+            ),
+        )
+        .with_hint("a destination added since starts with a new full archive: snap-pack --full"),
+    )
 }
 
 /// The destination holds the object at its size; with `verify`, its bytes hash right.

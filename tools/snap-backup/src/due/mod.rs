@@ -9,9 +9,13 @@
 //!    else incremental), then pushed to the due destinations by priority (the
 //!    next priority only when none of one is there), and each destination
 //!    the push reached is pruned by `retention`;
-//! 4. the store is pruned by `retention` when the run added to it;
-//! 5. a share of the archives at each destination that was read is verified
-//!    (`verify`).
+//! 4. a share of the archives at each destination that was read is verified
+//!    (`verify`);
+//! 5. the store is pruned by `retention` when the run added to it, or, with
+//!    `keep_archives: until-pushed`, when a push or a destination's verify
+//!    was done (the prune drops the data destinations now hold);
+//! 6. a share of the store's own archives is verified (not those whose data
+//!    it dropped).
 //!
 //! Before all that, the store's free space is checked against
 //! `collect.warn_free` (low-disk). A second run while one is at work (its
@@ -32,11 +36,12 @@ use serde_json::Value;
 
 use snap_cli::Reporter;
 use snap_dest::settings::{self, DestSpec};
+use snap_shared::archive::{self, ArchiveFiles};
 use snap_shared::config::{DiskEntry, LoadedConfig};
 use snap_shared::error::{Error, Exit, Result};
 use snap_shared::lock::StoreLock;
 use snap_shared::record::ArchiveRecord;
-use snap_shared::retention::rules;
+use snap_shared::retention::rules::{self, KeepArchives, keep_archives};
 use snap_shared::schedule::{Every, Schedule, parse_every};
 use snap_shared::size::{Floor, human_bytes};
 use snap_shared::store::{self, Store};
@@ -136,12 +141,6 @@ pub fn run(
             What::Disk { .. } | What::Collect { .. } | What::Pack { .. }
         ) && o.status == Status::Done
     });
-    if added && rules::configured(retention, None)?.is_some() {
-        run.job(
-            What::Prune { dest: None },
-            "the run added to the store".into(),
-        );
-    }
     for spec in dests.iter().filter(|d| d.warn_free.is_some()) {
         let reached = read
             .iter()
@@ -155,18 +154,38 @@ pub fn run(
             run.space(&spec.name, &shown, space, floor, "warn_free");
         }
     }
+    let seen = seen_by_place(&store);
     if schedule.verify != Every::Never {
-        let seen = seen_by_place(&store);
         for (dest, held) in &read {
             if let Held::Archives(archives) = held {
                 run.verify(Some(dest), archives, seen.get(dest), schedule.verify, now);
             }
         }
-        // The store's own archives too, read where they are.
+    }
+    // The store's prune comes after the destinations' verifies: with
+    // `keep_archives: until-pushed` it drops the data of what they now hold.
+    let handed_on = keep_archives(retention)? == KeepArchives::UntilPushed
+        && run.outcomes.iter().any(|o| {
+            matches!(
+                o.what,
+                What::Push { .. } | What::Verify { dest: Some(_), .. }
+            ) && o.status == Status::Done
+        });
+    if (added || handed_on) && rules::configured(retention, None)?.is_some() {
+        let why = match added {
+            true => "the run added to the store",
+            false => "destinations took archives the store may drop (keep_archives)",
+        };
+        run.job(What::Prune { dest: None }, why.into());
+    }
+    if schedule.verify != Every::Never {
+        // The store's own archives too, read where they are (not those
+        // whose data it dropped: their destinations' verifies read them).
         let archives: Vec<_> = config
             .backup_sets
             .iter()
             .flat_map(|s| last::archives(&store, &s.name))
+            .filter(|a| !archive::is_away(&ArchiveFiles::new(store.archive_dir(&a.set), &a.id)))
             .collect();
         run.verify(None, &archives, seen.get("store"), schedule.verify, now);
     }

@@ -12,9 +12,9 @@ use std::io::Write;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use snap_shared::error::{Error, Result};
-use snap_shared::record::{OutcomeRecord, Record};
-use snap_shared::store::Store;
+use crate::error::{Error, Result};
+use crate::record::{OutcomeRecord, Record};
+use crate::store::Store;
 
 const FILE: &str = "verified.jsonl";
 
@@ -86,7 +86,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let store = Store::new(t.path());
         let rec = |errors: u64| OutcomeRecord {
-            schema: snap_shared::record::SCHEMA.into(),
+            schema: crate::record::SCHEMA.into(),
             what: "s/2026-01-01T000000Z".into(),
             to: None,
             files: 1,
