@@ -78,8 +78,8 @@ fn first_run_then_nothing_due() {
             job("pack", "d", "done"),
             job("push", "near", "done"),
             job("prune", "near", "unchanged"),
-            job("prune", "", "unchanged"),
             job("verify", "near", "done"),
+            job("prune", "", "unchanged"),
             job("verify", "", "done"),
         ]
     );
@@ -95,6 +95,50 @@ fn first_run_then_nothing_due() {
     assert_eq!(
         told,
         "success collect \nsuccess pack \nsuccess push near\nsuccess verify near\nsuccess verify \n"
+    );
+}
+
+/// With `keep_archives: until-pushed` and one destination, the store's
+/// prune comes after that destination's verify and drops the data it has
+/// read back; the store's own verify then leaves that archive alone; a run
+/// with nothing new pushed or read does not prune the store.
+#[test]
+fn pushed_and_verified_data_leaves_the_store() {
+    let w = world(json!({
+        "retention": {"local": 3, "external": 3, "keep_archives": "until-pushed"},
+        "schedule": {"verify": "daily"},
+    }));
+    let mut cfg: Value =
+        serde_json::from_slice(&std::fs::read(w.path("config.json")).unwrap()).unwrap();
+    cfg["destinations"].as_array_mut().unwrap().truncate(1);
+    w.write("config.json", cfg.to_string());
+    let out = due(&w, &[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(
+        jobs(&out),
+        [
+            job("collect", "d", "done"),
+            job("pack", "d", "done"),
+            job("push", "near", "done"),
+            job("prune", "near", "unchanged"),
+            job("verify", "near", "done"),
+            job("prune", "", "done"),
+        ]
+    );
+    let dir = w.path("store/archives/d");
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().any(|n| n.ends_with(".away")), "{names:?}");
+    assert!(!names.iter().any(|n| n.ends_with(".tar.zst")), "{names:?}");
+    let again = due(&w, &[]);
+    assert_eq!(
+        (code(&again), jobs(&again)),
+        (0, vec![job("push", "near", "unchanged")]),
+        "{}",
+        stderr(&again)
     );
 }
 
@@ -115,8 +159,8 @@ fn an_absent_drive_falls_back_and_is_never_pruned() {
             job("push", "near", "media-missing"),
             job("push", "far", "done"),
             job("prune", "far", "unchanged"),
-            job("prune", "", "unchanged"),
             job("verify", "far", "done"),
+            job("prune", "", "unchanged"),
             job("verify", "", "done"),
         ]
     );

@@ -145,7 +145,8 @@ impl Outcome {
                     made.push(name("object"));
                     bytes += r["sent"].as_u64().unwrap_or(0);
                 }
-                Some("pruned") if r["action"] == "remove" => {
+                // Removed, or (keep_archives) its data dropped from the store.
+                Some("pruned") if r["action"] == "remove" || r.get("data_away").is_some() => {
                     made.push(format!("{}/{}", name("target"), name("id")));
                 }
                 Some("verified") => made.push(name("what")),
