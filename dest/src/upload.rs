@@ -15,9 +15,9 @@
 //!
 //! The caller holds the destination's lock, so one journal has one writer.
 
+use snap_shared::fsutil::read_full;
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::Read;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -409,19 +409,6 @@ const HASH_BACKLOG: usize = 2;
 fn lowest_priority() {
     let me = rustix::thread::gettid();
     let _ = rustix::process::setpriority_process(Some(me), 19);
-}
-
-fn read_full(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 /// Sends a file into a folder: `.NAME.snap-part` written part by part, each

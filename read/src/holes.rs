@@ -118,6 +118,34 @@ impl Write for Holes<'_> {
     }
 }
 
+/// Writes `bytes` at `offset` (a multiple of 4 KiB): its whole zero
+/// blocks as holes (skipped where the range is `fresh`, never written;
+/// else punched over what the file holds), the rest written.
+pub fn write_at(file: &File, bytes: &[u8], offset: u64, fresh: bool) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let zero = |b: &[u8]| b.len() == BLOCK && b == ZEROS;
+    let mut at = 0;
+    let pieces: Vec<&[u8]> = bytes.chunks(BLOCK).collect();
+    let mut i = 0;
+    while i < pieces.len() {
+        let first = zero(pieces[i]);
+        let run = 1 + pieces[i + 1..]
+            .iter()
+            .take_while(|p| zero(p) == first)
+            .count();
+        let len: usize = pieces[i..i + run].iter().map(|p| p.len()).sum();
+        let pos = offset + at as u64;
+        match first {
+            true if fresh => {}
+            true => snap_shared::fsutil::zero_range(file, pos, len as u64)?,
+            false => file.write_all_at(&bytes[at..at + len], pos)?,
+        }
+        at += len;
+        i += run;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,6 @@
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
-use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -161,7 +160,7 @@ pub fn apply(
                 let data = fetch(&digest)?;
                 file.write_all_at(&data, offset).map_err(io_err)?;
             }
-            None => zero_range(&file, offset, size).map_err(io_err)?,
+            None => crate::fsutil::zero_range(&file, offset, size).map_err(io_err)?,
         }
         progress((n as u64 + 1) * header.block_size);
     }
@@ -171,13 +170,3 @@ pub fn apply(
     file.sync_all().map_err(io_err)
 }
 
-/// Makes a range read as zeros: a punched hole, or written zeros where the
-/// filesystem cannot punch.
-fn zero_range(file: &File, offset: u64, len: u64) -> io::Result<()> {
-    use rustix::fs::{FallocateFlags, fallocate};
-    let flags = FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE;
-    match fallocate(file, flags, offset, len) {
-        Ok(()) => Ok(()),
-        Err(_) => file.write_all_at(&vec![0u8; len as usize], offset),
-    }
-}

@@ -339,3 +339,30 @@ mod beneath_tests {
         assert!(open_beneath(&root, b"link/f", OFlags::RDONLY).is_err());
     }
 }
+
+/// Reads until `buf` is full or the stream ends; how much was read (less
+/// than `buf` only at the end). An interrupted read is tried again.
+pub fn read_full(r: &mut (impl io::Read + ?Sized), buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Makes a range of a file read as zeros: a punched hole, or written zeros
+/// where the filesystem cannot punch.
+pub fn zero_range(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    use rustix::fs::{FallocateFlags, fallocate};
+    use std::os::unix::fs::FileExt;
+    let flags = FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE;
+    match fallocate(file, flags, offset, len) {
+        Ok(()) => Ok(()),
+        Err(_) => file.write_all_at(&vec![0u8; len as usize], offset),
+    }
+}

@@ -11,7 +11,7 @@ use std::io::Read;
 
 use snap_shared::crypt::Decrypt;
 use snap_shared::error::Result;
-use snap_shared::index::{BIG_FILE, Entry, EntryType, blocks_member_of, run_member};
+use snap_shared::index::{BIG_FILE, BLOCK, Entry, EntryType, blocks_member_of, run_member};
 
 use super::restorer::Restorer;
 use crate::damage::corrupt;
@@ -30,6 +30,9 @@ struct Plan {
     /// Its entry in the final index, and where it goes.
     entry: Entry,
     dest: Vec<u8>,
+    /// The link that writes each block last (see `Assembly::set_owners`),
+    /// when the file never shrinks along the chain.
+    owners: Option<Vec<u16>>,
 }
 
 /// The files of a restore that are put together, and those under way.
@@ -58,8 +61,10 @@ impl Deltas {
                 finals.insert(e.path.clone(), e);
             }
         }
-        // (link, whole, size) for each link that carries each of them.
+        // (link, whole, size) for each link that carries each of them, and
+        // the blocks (offset, length) each link's runs write.
         let mut carried: HashMap<Vec<u8>, Vec<(usize, bool, u64)>> = HashMap::new();
+        let mut written: HashMap<Vec<u8>, Vec<(usize, Vec<(u64, u64)>)>> = HashMap::new();
         for (i, link) in chain.iter().enumerate() {
             let Some(own) = link.index() else { continue };
             let mut reader = open_index(&own, dec)?;
@@ -69,7 +74,9 @@ impl Deltas {
                 }
                 if e.tar_offset.is_some() {
                     carried.entry(e.path).or_default().push((i, true, e.size));
-                } else if e.delta.is_some() {
+                } else if let Some(runs) = &e.delta {
+                    let spans = runs.iter().map(|r| (r.offset, r.len)).collect();
+                    written.entry(e.path.clone()).or_default().push((i, spans));
                     carried.entry(e.path).or_default().push((i, false, e.size));
                 }
             }
@@ -80,7 +87,8 @@ impl Deltas {
                 continue;
             };
             // A file the chain never held whole is named missing by the restore.
-            let Some(&(start, _, _)) = links.iter().rev().find(|(_, whole, _)| *whole) else {
+            let Some(&(start, _, start_size)) = links.iter().rev().find(|(_, whole, _)| *whole)
+            else {
                 continue;
             };
             let deltas: Vec<(usize, u64)> = links
@@ -91,6 +99,8 @@ impl Deltas {
             debug_assert_eq!(deltas.last().map(|d| d.0), Some(last));
             let entry = finals.remove(&path).expect("planned from the final index");
             let dest = select.content_dest(&path).expect("chosen").to_vec();
+            let runs = written.remove(&path).unwrap_or_default();
+            let owners = owners_of(start, start_size, &deltas, &runs, entry.size);
             plans.insert(
                 path,
                 Plan {
@@ -98,6 +108,7 @@ impl Deltas {
                     deltas,
                     entry,
                     dest,
+                    owners,
                 },
             );
         }
@@ -160,6 +171,35 @@ impl Deltas {
     }
 }
 
+/// Which link writes each block of a file last: the start, unless a later
+/// link's runs (`runs`: link, then (offset, length) spans) write it. None
+/// when the file shrinks somewhere along the chain (or the chain is too
+/// long to number in 16 bits): then every link writes all it carries.
+fn owners_of(
+    start: usize,
+    start_size: u64,
+    deltas: &[(usize, u64)],
+    runs: &[(usize, Vec<(u64, u64)>)],
+    size: u64,
+) -> Option<Vec<u16>> {
+    let sizes = std::iter::once(start_size).chain(deltas.iter().map(|d| d.1));
+    let grows = sizes.clone().zip(sizes.skip(1)).all(|(a, b)| a <= b);
+    let last = runs.iter().map(|r| r.0).max().unwrap_or(start);
+    if !grows || u16::try_from(last.max(start)).is_err() {
+        return None;
+    }
+    let mut owners = vec![start as u16; size.div_ceil(BLOCK) as usize];
+    for (link, spans) in runs.iter().filter(|r| r.0 > start) {
+        for &(offset, len) in spans {
+            let (from, to) = ((offset / BLOCK) as usize, (offset + len).div_ceil(BLOCK) as usize);
+            for o in owners.iter_mut().take(to).skip(from) {
+                *o = *link as u16;
+            }
+        }
+    }
+    Some(owners)
+}
+
 impl Restorer<'_> {
     /// Starts putting a big file together from its whole version in link `at`.
     pub(super) fn start_assembly(
@@ -177,6 +217,10 @@ impl Restorer<'_> {
                 return Ok(());
             }
         };
+        if let Some(owners) = &plan.owners {
+            a.set_owners(owners.clone());
+        }
+        a.at_link(plan.start);
         if let Err(e) = a.copy_from(member) {
             self.target.abandon(a);
             return Err(corrupt(data, e));
@@ -217,6 +261,7 @@ impl Restorer<'_> {
             .read_to_end(&mut bytes)
             .map_err(|e| corrupt(data, e))?;
         let offset = std::str::from_utf8(name).ok().and_then(|s| s.parse().ok());
+        a.at_link(at);
         let written = match offset {
             Some(offset) => a.write_at(&bytes, offset),
             None => Err(std::io::Error::other(

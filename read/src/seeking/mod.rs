@@ -19,6 +19,7 @@
 mod layout;
 mod pipeline;
 
+use snap_shared::fsutil::read_full;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::ops::Range;
 use std::sync::Arc;
@@ -304,18 +305,6 @@ pub fn with_member<T>(
         ));
     }
     Ok(read(&mut member))
-}
-
-/// Reads until `buf` is full or the stream ends; how much was read.
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(n)
 }
 
 /// The layout from the seek table at the end of a stream, checked against

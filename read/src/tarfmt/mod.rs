@@ -23,6 +23,7 @@
 pub mod header;
 pub mod pax;
 
+use snap_shared::fsutil::read_full;
 use std::cell::RefCell;
 use std::io::{self, Read};
 
@@ -79,20 +80,6 @@ struct Inner<R> {
 /// A tar stream.
 pub struct Archive<R> {
     inner: RefCell<Inner<R>>,
-}
-
-/// Reads until `buf` is full; how much was read (less only at the end).
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 fn padding(len: u64) -> u64 {

@@ -10,6 +10,7 @@
 //! blocks that differ, so the new snapshot costs about the change and the
 //! older one keeps its bytes.
 
+use snap_shared::fsutil::read_full;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -182,20 +183,6 @@ pub fn update_clone(
         written,
         blocks,
     })
-}
-
-/// Reads until `buf` is full or the file ends; how much was read.
-fn read_full(src: &mut File, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match src.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 /// Hashes a file without copying it (for `--checksum` comparisons).
