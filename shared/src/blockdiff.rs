@@ -169,4 +169,3 @@ pub fn apply(
     }
     file.sync_all().map_err(io_err)
 }
-

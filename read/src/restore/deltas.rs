@@ -40,6 +40,18 @@ struct Plan {
 pub(crate) struct Deltas {
     plans: HashMap<Vec<u8>, Plan>,
     open: HashMap<Vec<u8>, Assembly>,
+    /// Per link, the members of planned files it carries, in tar order:
+    /// (tar span, member name, file, whole). A span ends where the next
+    /// member the index knows of begins (`u64::MAX`: at the end of the tar).
+    members: Vec<Vec<Member>>,
+}
+
+/// A member of a big file in one link: its whole version, or a run.
+struct Member {
+    span: std::ops::Range<u64>,
+    name: Vec<u8>,
+    file: Vec<u8>,
+    whole: bool,
 }
 
 impl Deltas {
@@ -65,11 +77,38 @@ impl Deltas {
         // the blocks (offset, length) each link's runs write.
         let mut carried: HashMap<Vec<u8>, Vec<(usize, bool, u64)>> = HashMap::new();
         let mut written: HashMap<Vec<u8>, Vec<(usize, Vec<(u64, u64)>)>> = HashMap::new();
+        let mut members: Vec<Vec<Member>> = Vec::new();
         for (i, link) in chain.iter().enumerate() {
-            let Some(own) = link.index() else { continue };
+            let mut here: Vec<Member> = Vec::new();
+            let Some(own) = link.index() else {
+                members.push(here);
+                continue;
+            };
             let mut reader = open_index(&own, dec)?;
+            // Members of this link whose end is the next start seen.
+            let mut open = 0;
             while let Some(e) = reader.next_entry()? {
-                if !finals.contains_key(&e.path) {
+                let planned = finals.contains_key(&e.path);
+                let runs = e.delta.iter().flatten();
+                let starts = e.tar_offset.map(|t| (t, e.path.clone(), true)).into_iter();
+                let starts = starts
+                    .chain(runs.map(|r| (r.tar_offset, run_member(&e.path, r.offset), false)));
+                for (t, name, whole) in starts {
+                    for m in &mut here[open..] {
+                        m.span.end = t;
+                    }
+                    open = here.len();
+                    if planned {
+                        let file = e.path.clone();
+                        here.push(Member {
+                            span: t..u64::MAX,
+                            name,
+                            file,
+                            whole,
+                        });
+                    }
+                }
+                if !planned {
                     continue;
                 }
                 if e.tar_offset.is_some() {
@@ -80,6 +119,7 @@ impl Deltas {
                     carried.entry(e.path).or_default().push((i, false, e.size));
                 }
             }
+            members.push(here);
         }
         let mut plans = HashMap::new();
         for (path, links) in carried {
@@ -115,6 +155,7 @@ impl Deltas {
         Ok(Deltas {
             plans,
             open: HashMap::new(),
+            members,
         })
     }
 
@@ -125,49 +166,21 @@ impl Deltas {
 
     /// The members of link `at` that files put together need (a whole
     /// version, or runs), as (tar span, member name), in tar order: what a
-    /// restore by frames fetches. A span ends where the next member the
-    /// index knows of begins.
-    pub(crate) fn spans(
-        &self,
-        link: &Item,
-        at: usize,
-        tar_len: u64,
-        dec: &Decrypt,
-    ) -> Result<Vec<(std::ops::Range<u64>, Vec<u8>)>> {
-        let mut wanted: Vec<(u64, Vec<u8>)> = Vec::new();
-        let mut starts = Vec::new();
-        let Some(own) = link.index() else {
-            return Ok(Vec::new());
+    /// restore by frames fetches (found by the plan's read of the index).
+    pub(crate) fn spans(&self, at: usize, tar_len: u64) -> Vec<(std::ops::Range<u64>, Vec<u8>)> {
+        let Some(members) = self.members.get(at) else {
+            return Vec::new();
         };
-        let mut reader = open_index(&own, dec)?;
-        while let Some(e) = reader.next_entry()? {
-            starts.extend(e.tar_offset);
-            for r in e.delta.iter().flatten() {
-                starts.push(r.tar_offset);
-            }
-            let Some(plan) = self.plans.get(&e.path) else {
-                continue;
-            };
-            if plan.start == at
-                && let Some(t) = e.tar_offset
-            {
-                wanted.push((t, e.path.clone()));
-            }
-            if plan.deltas.iter().any(|d| d.0 == at) {
-                for r in e.delta.iter().flatten() {
-                    wanted.push((r.tar_offset, run_member(&e.path, r.offset)));
-                }
-            }
-        }
-        starts.sort_unstable();
-        wanted.sort();
-        Ok(wanted
-            .into_iter()
-            .map(|(t, name)| {
-                let end = starts.iter().find(|&&s| s > t).copied().unwrap_or(tar_len);
-                (t..end, name)
+        members
+            .iter()
+            .filter(|m| {
+                self.plans.get(&m.file).is_some_and(|p| match m.whole {
+                    true => p.start == at,
+                    false => p.deltas.iter().any(|d| d.0 == at),
+                })
             })
-            .collect())
+            .map(|m| (m.span.start..m.span.end.min(tar_len), m.name.clone()))
+            .collect()
     }
 }
 
@@ -191,7 +204,10 @@ fn owners_of(
     let mut owners = vec![start as u16; size.div_ceil(BLOCK) as usize];
     for (link, spans) in runs.iter().filter(|r| r.0 > start) {
         for &(offset, len) in spans {
-            let (from, to) = ((offset / BLOCK) as usize, (offset + len).div_ceil(BLOCK) as usize);
+            let (from, to) = (
+                (offset / BLOCK) as usize,
+                (offset + len).div_ceil(BLOCK) as usize,
+            );
             for o in owners.iter_mut().take(to).skip(from) {
                 *o = *link as u16;
             }

@@ -225,7 +225,7 @@ impl<'a> Restorer<'a> {
         // with the rest, in tar order.
         let mut runs = self
             .deltas
-            .spans(link, at, layout.tar_len(), dec)?
+            .spans(at, layout.tar_len())
             .into_iter()
             .peekable();
         let mut frames: Vec<usize> = runs

@@ -52,9 +52,10 @@ fn write_blocks(
     let mut k = 0;
     while k < blocks.len() {
         let taken = keep(first + k);
-        let run = 1 + (k + 1..blocks.len())
-            .take_while(|&j| keep(first + j) == taken)
-            .count();
+        let run = 1
+            + (k + 1..blocks.len())
+                .take_while(|&j| keep(first + j) == taken)
+                .count();
         if taken {
             let from = k * BLOCK as usize;
             let to = from + blocks[k..k + run].iter().map(|b| b.len()).sum::<usize>();
