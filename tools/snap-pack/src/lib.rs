@@ -9,6 +9,7 @@
 
 pub mod base;
 pub mod check;
+mod checked;
 mod cli;
 pub mod delta;
 pub mod frames;

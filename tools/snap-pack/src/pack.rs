@@ -29,6 +29,8 @@ use snap_shared::index::{
     BIG_FILE, BLOCK, BlockHasher, Blocks, Entry, EntryType, IndexReader, IndexWriter,
 };
 use snap_shared::lock::StoreLock;
+
+use crate::checked::{Checked, Stamp};
 use snap_shared::record::{ArchiveRecord, Extra, Record, SCHEMA, SnapshotRecord};
 use snap_shared::size::{Floor, human_bytes};
 
@@ -312,6 +314,13 @@ impl Job<'_> {
         files.push((record_tmp.as_path(), record_path.as_path()));
         archive::publish(&self.files.dir, &files)?;
         self.temps.clear();
+        // Its data was hashed as it was written: the next incremental on it
+        // need not read it again (see the checked module).
+        if let Some(stamp) = Stamp::of(&data_path, &record.sha256) {
+            let mut checked = Checked::open(&self.files.dir);
+            checked.note(&record.id, stamp);
+            checked.save();
+        }
         Ok(record)
     }
 
