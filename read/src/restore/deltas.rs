@@ -46,6 +46,9 @@ pub(crate) struct Deltas {
     members: Vec<Vec<Member>>,
 }
 
+/// The (offset, length) spans a link's runs of one file write.
+type LinkRuns = (usize, Vec<(u64, u64)>);
+
 /// A member of a big file in one link: its whole version, or a run.
 struct Member {
     span: std::ops::Range<u64>,
@@ -76,7 +79,7 @@ impl Deltas {
         // (link, whole, size) for each link that carries each of them, and
         // the blocks (offset, length) each link's runs write.
         let mut carried: HashMap<Vec<u8>, Vec<(usize, bool, u64)>> = HashMap::new();
-        let mut written: HashMap<Vec<u8>, Vec<(usize, Vec<(u64, u64)>)>> = HashMap::new();
+        let mut written: HashMap<Vec<u8>, Vec<LinkRuns>> = HashMap::new();
         let mut members: Vec<Vec<Member>> = Vec::new();
         for (i, link) in chain.iter().enumerate() {
             let mut here: Vec<Member> = Vec::new();
@@ -192,7 +195,7 @@ fn owners_of(
     start: usize,
     start_size: u64,
     deltas: &[(usize, u64)],
-    runs: &[(usize, Vec<(u64, u64)>)],
+    runs: &[LinkRuns],
     size: u64,
 ) -> Option<Vec<u16>> {
     let sizes = std::iter::once(start_size).chain(deltas.iter().map(|d| d.1));
