@@ -129,6 +129,19 @@ impl BlockHasher {
         }
     }
 
+    /// Hashes one block at a block boundary (a short one only at the end)
+    /// and returns its digest: what [`BlockHasher::update`] would record,
+    /// for a caller that compares it too, without hashing the bytes twice.
+    pub fn block(&mut self, bytes: &[u8]) -> Sha256Digest {
+        if self.filled != 0 || bytes.len() as u64 > BLOCK {
+            self.update(bytes);
+            return Sha256Digest::of(bytes);
+        }
+        let digest = Sha256Digest::of(bytes);
+        self.digests.push(digest);
+        digest
+    }
+
     pub fn finish(mut self) -> Blocks {
         if self.filled > 0 {
             self.digests.push(Sha256Digest::from_hasher(self.hasher));

@@ -351,3 +351,21 @@ impl Restorer<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each block is owned by the last link whose runs write it, else by
+    /// the start; a file that shrinks along the chain has no owners.
+    #[test]
+    fn the_last_run_owns_a_block() {
+        let b = BLOCK;
+        let runs = vec![(3, vec![(0, b), (4 * b, 2 * b)]), (5, vec![(0, b)])];
+        let deltas = [(3, 6 * b), (5, 6 * b + 10)];
+        let owners = owners_of(2, 6 * b, &deltas, &runs, 6 * b + 10).unwrap();
+        assert_eq!(owners, [5, 2, 2, 2, 3, 3, 2]);
+        let shrinks = [(3, 5 * b), (5, 6 * b)];
+        assert_eq!(owners_of(2, 6 * b, &shrinks, &runs, 6 * b), None);
+    }
+}

@@ -19,7 +19,7 @@ use rustix::fs::{SeekFrom, seek};
 use sha2::{Digest, Sha256};
 
 use snap_shared::hash::Sha256Digest;
-use snap_shared::index::{BIG_FILE, BlockHasher, Blocks};
+use snap_shared::index::{BIG_FILE, BLOCK, BlockHasher, Blocks};
 
 const BUF: usize = 256 * 1024;
 /// Write-back of a copy is started every this many bytes.
@@ -92,6 +92,21 @@ impl Hashes {
         }
     }
 
+    /// [`Hashes::update`] of one block at a block boundary, returning its
+    /// digest (made once, for the blocks and for the caller).
+    fn update_block(&mut self, bytes: &[u8]) -> Sha256Digest {
+        match &mut self.whole {
+            Whole::Here(h) => h.update(bytes),
+            Whole::Thread { feed, .. } => {
+                let _ = feed.send(bytes.to_vec());
+            }
+        }
+        match self.blocks.as_mut() {
+            Some(b) => b.block(bytes),
+            None => Sha256Digest::of(bytes),
+        }
+    }
+
     /// The digests, the blocks only when the file read is big.
     fn finish(self, bytes: u64) -> (Sha256Digest, Option<Blocks>) {
         let blocks = self.blocks.filter(|_| bytes >= BIG_FILE);
@@ -139,6 +154,8 @@ pub fn update_clone(
     let mut hashes = Hashes::new(expected);
     // Digest comparisons go block by block; byte ones a buffer at a time.
     let step = known.map_or(BUF, |b| b.size as usize);
+    // Blocks of the size the hasher makes are hashed once, for both.
+    let same_blocks = known.is_some_and(|b| b.size == BLOCK);
     let mut buf = vec![0u8; step];
     let mut old = vec![0u8; step];
     let old_len = dst.metadata()?.len();
@@ -148,14 +165,21 @@ pub fn update_clone(
         if n == 0 {
             break;
         }
-        hashes.update(&buf[..n]);
+        let digest = match same_blocks {
+            true => Some(hashes.update_block(&buf[..n])),
+            false => {
+                hashes.update(&buf[..n]);
+                None
+            }
+        };
         let within = pos + n as u64 <= old_len;
         let same = within
             && match known {
                 Some(b) => {
                     let i = (pos / b.size) as usize;
+                    let d = digest.unwrap_or_else(|| Sha256Digest::of(&buf[..n]));
                     // The last block of the old version may be short: only equal lengths match.
-                    b.digests.get(i) == Some(&Sha256Digest::of(&buf[..n]))
+                    b.digests.get(i) == Some(&d)
                         && (n as u64 == b.size || pos + n as u64 == old_len)
                 }
                 None => {
@@ -352,6 +376,33 @@ mod tests {
             assert_eq!(std::fs::read(dir.path().join("dst")).unwrap(), new);
             assert!(c.written <= 4 << 16, "wrote {} by digests", c.written);
         }
+    }
+
+    /// A big file updated by its old block digests gets the block digests
+    /// and sha256 of its new content (each block hashed once, for both).
+    #[test]
+    fn update_clone_of_a_big_file_records_its_new_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let old: Vec<u8> = (0..BIG_FILE as u32 + 100_000)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let mut new = old.clone();
+        new[5 << 20] ^= 0xff;
+        new.extend_from_slice(&[9u8; 70_000]);
+        std::fs::write(dir.path().join("src"), &new).unwrap();
+        std::fs::write(dir.path().join("dst"), &old).unwrap();
+        let mut src = File::open(dir.path().join("src")).unwrap();
+        let dst = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(dir.path().join("dst"))
+            .unwrap();
+        let known = Blocks::of(&old, BLOCK);
+        let c = update_clone(&mut src, &dst, new.len() as u64, Some(&known)).unwrap();
+        assert_eq!(std::fs::read(dir.path().join("dst")).unwrap(), new);
+        assert_eq!(c.sha256, Sha256Digest::of(&new));
+        assert_eq!(c.blocks.unwrap().digests, Blocks::of(&new, BLOCK).digests);
+        assert!(c.written <= 4 * BLOCK, "wrote {}", c.written);
     }
 
     /// A file that is not the size the walk saw is flagged as changed.
