@@ -20,6 +20,20 @@ pub use output::{code, records, stderr};
 pub use sshd::Sshd;
 pub use world::World;
 
+/// `len` bytes of xorshift noise from `seed`: content that does not
+/// compress, the same on every run.
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ seed;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Stdio};

@@ -35,15 +35,7 @@ fn config(w: &World, dests: &[(&str, &str)], verify: &str) {
 
 /// 20 MiB of noise: a big file, carried by its changed blocks.
 fn big(seed: u64) -> Vec<u8> {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ seed;
-    (0..20 << 20)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    snap_testkit::noise(seed, 20 << 20)
 }
 
 /// Collects and packs (incremental after the first) a new day of `src`.

@@ -346,6 +346,19 @@ mod tests {
         );
     }
 
+    /// `new` as the source and `old` as the clone to update, in `dir`.
+    fn source_and_clone(dir: &std::path::Path, new: &[u8], old: &[u8]) -> (File, File) {
+        std::fs::write(dir.join("src"), new).unwrap();
+        std::fs::write(dir.join("dst"), old).unwrap();
+        let src = File::open(dir.join("src")).unwrap();
+        let dst = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(dir.join("dst"))
+            .unwrap();
+        (src, dst)
+    }
+
     /// Over a clone of an older version, only the blocks that differ are
     /// written; the result is the source's bytes, longer or shorter.
     #[test]
@@ -356,14 +369,7 @@ mod tests {
             let mut new = old.clone();
             new.resize(len, 7);
             new[edit] ^= 0xff;
-            std::fs::write(dir.path().join("src"), &new).unwrap();
-            std::fs::write(dir.path().join("dst"), &old).unwrap();
-            let mut src = File::open(dir.path().join("src")).unwrap();
-            let dst = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(dir.path().join("dst"))
-                .unwrap();
+            let (mut src, dst) = source_and_clone(dir.path(), &new, &old);
             let c = update_clone(&mut src, &dst, len as u64, None).unwrap();
             assert_eq!(std::fs::read(dir.path().join("dst")).unwrap(), new);
             assert_eq!(c.sha256, Sha256Digest::of(&new));
@@ -389,14 +395,7 @@ mod tests {
         let mut new = old.clone();
         new[5 << 20] ^= 0xff;
         new.extend_from_slice(&[9u8; 70_000]);
-        std::fs::write(dir.path().join("src"), &new).unwrap();
-        std::fs::write(dir.path().join("dst"), &old).unwrap();
-        let mut src = File::open(dir.path().join("src")).unwrap();
-        let dst = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(dir.path().join("dst"))
-            .unwrap();
+        let (mut src, dst) = source_and_clone(dir.path(), &new, &old);
         let known = Blocks::of(&old, BLOCK);
         let c = update_clone(&mut src, &dst, new.len() as u64, Some(&known)).unwrap();
         assert_eq!(std::fs::read(dir.path().join("dst")).unwrap(), new);

@@ -65,15 +65,7 @@ fn newest_entry(w: &World, name: &str) -> Entry {
 }
 
 fn content(seed: u8) -> Vec<u8> {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ u64::from(seed);
-    (0..(20 << 20) + 12345)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    snap_testkit::noise(u64::from(seed), (20 << 20) + 12345)
 }
 
 /// A full archive records each 64 KiB block's digest of a 20 MiB file (and
