@@ -216,17 +216,33 @@ fn from_stream(
     shown: &str,
     entry: Option<&Entry>,
 ) -> Result<bool> {
+    let mut stripped = false;
+    let sha = entry.and_then(|e| e.sha256);
+    stream_to_member(
+        loc,
+        dec,
+        &mut |path| sanitize(path, &mut stripped).ok().flatten().as_deref() == Some(rel),
+        &mut |m, size| copy_checked(m, size, sha, out, shown, loc),
+    )
+}
+
+/// Streams the archive at `loc` up to the first member whose path `wanted`
+/// accepts, and hands it to `read` with its size; false when there is none.
+pub(crate) fn stream_to_member(
+    loc: &Loc,
+    dec: &Decrypt,
+    wanted: &mut dyn FnMut(&[u8]) -> bool,
+    read: &mut dyn FnMut(&mut dyn Read, u64) -> Result<()>,
+) -> Result<bool> {
     let opened = stream::open(loc, dec)?;
     let mut tar = archive(opened.tar);
-    let mut stripped = false;
     for member in members(&mut tar).map_err(|e| corrupt(loc, e))? {
         let mut m = member.map_err(|e| corrupt(loc, e))?;
-        if sanitize(&m.path, &mut stripped).ok().flatten().as_deref() != Some(rel) {
-            continue;
+        if wanted(&m.path) {
+            let size = m.size;
+            read(&mut m, size)?;
+            return Ok(true);
         }
-        let (size, sha) = (m.size, entry.and_then(|e| e.sha256));
-        copy_checked(&mut m, size, sha, out, shown, loc)?;
-        return Ok(true);
     }
     Ok(false)
 }

@@ -13,10 +13,8 @@ use snap_shared::error::{Error, Result};
 use snap_shared::index::{Entry, run_member};
 
 use crate::damage::corrupt;
-use crate::members::{archive, members};
 use crate::seeking;
 use crate::source::Item;
-use crate::stream;
 
 /// A link of the chain that carries the file: whole, or as runs.
 struct Carrier {
@@ -113,13 +111,11 @@ fn member(
             .and_then(|r| r)
             .map_err(|e| corrupt(&data, e));
     }
-    let opened = stream::open(&data, dec)?;
-    let mut tar = archive(opened.tar);
-    for m in members(&mut tar).map_err(|e| corrupt(&data, e))? {
-        let mut m = m.map_err(|e| corrupt(&data, e))?;
-        if m.path == name {
-            return read(&mut m).map_err(|e| corrupt(&data, e));
-        }
+    let found = crate::cat::stream_to_member(&data, dec, &mut |p| p == name, &mut |m, _| {
+        read(m).map_err(|e| corrupt(&data, e))
+    })?;
+    if found {
+        return Ok(());
     }
     Err(Error::data(
         data.show(),
