@@ -236,3 +236,42 @@ fn every_destination_and_its_verify_are_needed() {
         "nothing of it published there"
     );
 }
+
+/// A prune killed between the marker and the removal of the data leaves
+/// both: the archive still reads from the store, and the next prune
+/// finishes the drop.
+#[test]
+fn a_drop_cut_short_is_finished() {
+    let w = World::new();
+    fs::create_dir_all(w.path("usb")).unwrap();
+    config(&w, &[("usb", "usb")], "never");
+    day(&w, 1);
+    w.ok("snap-push", &["--config", "config.json", "--all", "-q"]);
+    let [id] = <[String; 1]>::try_from(ids(&w)).unwrap();
+    w.write(
+        &format!("store/archives/s/{id}.away"),
+        r#"{"since": "2026-01-02T03:04:05Z", "at": ["usb"]}"#,
+    );
+    w.ok(
+        "snap-restore",
+        &[
+            "--config",
+            "config.json",
+            "restore",
+            "--archive",
+            &format!("s/{id}"),
+            "--to",
+            "r",
+        ],
+    );
+    let out = w.run("snap-prune", &["--config", "config.json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("finished dropping its data"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!data_here(&w, &id));
+    let list = w.run("snap-restore", &["--config", "config.json", "list"]);
+    assert_eq!(code(&list), 0, "{}", stderr(&list));
+}

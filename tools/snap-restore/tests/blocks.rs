@@ -136,15 +136,7 @@ fn newest_bytes(w: &World) -> u64 {
 #[test]
 fn changed_blocks_travel_and_restore() {
     let w = World::new();
-    let mut x = 0x1234_5678_9abc_def0u64;
-    let mut data: Vec<u8> = (0..64 << 20)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let mut data = snap_testkit::noise(7, 64 << 20);
     fs::write(w.path("src/db.bin"), &data).unwrap();
     collect(&w);
     pack(&w, &[]);
@@ -419,4 +411,104 @@ fn encrypted_chains_carry_runs() {
     );
     let src = fs::canonicalize(w.path("src/db.bin")).unwrap();
     assert!(fs::read(w.path("r").join(src.strip_prefix("/").unwrap())).unwrap() == data);
+}
+
+/// Makes archive `id` of set `s` look as archives made before block digests
+/// were recorded: its index without `blocks`, its record, sums and signature
+/// made again to match.
+fn strip_blocks(w: &World, id: &str) {
+    let dir = w.path("store/archives/s");
+    let index = dir.join(format!("{id}.index.zst"));
+    let text =
+        String::from_utf8(zstd::decode_all(&fs::read(&index).unwrap()[..]).unwrap()).unwrap();
+    let mut out = String::new();
+    for line in text.lines() {
+        let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+        v.as_object_mut().unwrap().remove("blocks");
+        out.push_str(&format!("{v}\n"));
+    }
+    let packed = zstd::encode_all(out.as_bytes(), 3).unwrap();
+    fs::write(&index, &packed).unwrap();
+    let sha = Sha256Digest::of(&packed).to_hex();
+    let json = dir.join(format!("{id}.json"));
+    let mut rec: serde_json::Value = serde_json::from_slice(&fs::read(&json).unwrap()).unwrap();
+    rec["index_sha256"] = sha.clone().into();
+    fs::write(&json, format!("{rec}\n")).unwrap();
+    let sums = dir.join(format!("{id}.sha256"));
+    let name = format!("{id}.index.zst");
+    let lines: Vec<String> = fs::read_to_string(&sums)
+        .unwrap()
+        .lines()
+        .map(|l| match l.ends_with(&name) {
+            true => format!("{sha}  {name}"),
+            false => l.to_string(),
+        })
+        .collect();
+    fs::write(&sums, lines.join("\n") + "\n").unwrap();
+    snap_testkit::sign_again(&json, &w.path("home"));
+}
+
+/// A chain whose full archive was made before block digests (no `blocks`
+/// in its index): the next incremental carries the big file whole, the one
+/// after it by its changed blocks, and the chain restores and verifies.
+#[test]
+fn archives_made_before_block_digests_still_restore() {
+    let w = World::new();
+    let mut data = content(3);
+    fs::write(w.path("src/db.bin"), &data).unwrap();
+    collect(&w);
+    pack(&w, &[]);
+    let first = newest_id(&w);
+    strip_blocks(&w, &first);
+    assert!(newest_entry(&w, "db.bin").blocks.is_none());
+    for (n, at) in [(1u8, 5usize << 20), (2, 9 << 20)] {
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        data[at] ^= n;
+        fs::write(w.path("src/db.bin"), &data).unwrap();
+        collect(&w);
+        pack(&w, &["--incremental"]);
+        let e = newest_entry(&w, "db.bin");
+        match n {
+            1 => assert!(e.tar_offset.is_some() && e.delta.is_none(), "carried whole"),
+            _ => assert!(e.tar_offset.is_none() && e.delta.is_some(), "by its blocks"),
+        }
+        assert!(e.blocks.is_some());
+    }
+    run(
+        &w,
+        "snap-restore",
+        &[
+            "--store",
+            "store",
+            "restore",
+            "--archive",
+            "s/latest",
+            "--to",
+            "r",
+            "-q",
+        ],
+    );
+    let back = fs::read(w.path(&format!("r/{}/db.bin", w.inside("src")))).unwrap();
+    assert!(back == data, "restored different");
+    run(
+        &w,
+        "snap-restore",
+        &["--store", "store", "verify", "--archive", "s/latest", "-q"],
+    );
+}
+
+/// The id of the newest archive of set `s` in the store.
+fn newest_id(w: &World) -> String {
+    let mut ids: Vec<String> = fs::read_dir(w.path("store/archives/s"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .strip_suffix(".json")
+                .map(str::to_string)
+        })
+        .collect();
+    ids.sort();
+    ids.pop().unwrap()
 }
