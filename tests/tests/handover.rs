@@ -275,3 +275,37 @@ fn a_drop_cut_short_is_finished() {
     let list = w.run("snap-restore", &["--config", "config.json", "list"]);
     assert_eq!(code(&list), 0, "{}", stderr(&list));
 }
+
+/// An archive whose data the store dropped, and that its destination's own
+/// retention removed since, exists nowhere: the store's prune removes its
+/// record too (named), but not while the destination cannot be read.
+#[test]
+fn an_archive_gone_everywhere_leaves_the_store() {
+    let w = World::new();
+    fs::create_dir_all(w.path("usb")).unwrap();
+    config(&w, &[("usb", "usb")], "never");
+    day(&w, 1);
+    w.ok("snap-push", &["--config", "config.json", "--all", "-q"]);
+    let [id] = <[String; 1]>::try_from(ids(&w)).unwrap();
+    prune(&w);
+    assert!(!data_here(&w, &id));
+    let name = format!("s/{id}");
+    w.ok(
+        "snap-prune",
+        &["--config", "config.json", "--dest", "usb", "--forget", &name, "-q"],
+    );
+    fs::rename(w.path("usb"), w.path("usb-away")).unwrap();
+    prune(&w);
+    assert_eq!(ids(&w), [id.clone()], "usb could not be read: kept");
+    fs::rename(w.path("usb-away"), w.path("usb")).unwrap();
+    let recs = prune(&w);
+    assert_eq!(recs[0]["action"], "remove", "{recs:?}");
+    assert!(
+        recs[0]["problem"]
+            .as_str()
+            .unwrap()
+            .contains("no destination holds it any more")
+    );
+    assert!(ids(&w).is_empty());
+    assert!(!w.path(&format!("store/archives/s/{id}.away")).exists());
+}

@@ -17,6 +17,11 @@
 //! and synced before the data file goes, so a crash leaves either the data
 //! or the marker; a marker beside leftover data is finished by the next run.
 //! A pinned archive keeps its data.
+//!
+//! An archive whose data went away and that no destination holds any more
+//! (their own retention removed it) exists nowhere: the store prune removes
+//! its record too, as broken ([`mark_gone`]), but only when every destination
+//! could be read.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -83,11 +88,14 @@ impl Handover {
         Ok(Ok(names))
     }
 
-    fn held_at(
+    /// The listing of `set` at `spec` (read once a run) handed to `f` with
+    /// the destination; `Err(why)` when the destination cannot be opened.
+    fn listing<R>(
         &self,
         spec: &DestSpec,
-        rec: &ArchiveRecord,
-    ) -> Result<std::result::Result<(), String>> {
+        set: &str,
+        f: impl FnOnce(&Dest, &HashMap<String, u64>) -> R,
+    ) -> Result<std::result::Result<R, String>> {
         let mut places = self.places.borrow_mut();
         let place = places.entry(spec.name.clone()).or_insert_with(|| {
             Dest::open(spec, &self.rt, &Reach::default(), false)
@@ -101,40 +109,54 @@ impl Handover {
             Ok(p) => p,
             Err(why) => return Ok(Err(why.clone())),
         };
-        if !place.listed.contains_key(&rec.set) {
-            let keys = place.dest.list(&rec.set)?.into_iter().collect();
-            place.listed.insert(rec.set.clone(), keys);
+        if !place.listed.contains_key(set) {
+            let keys = place.dest.list(set)?.into_iter().collect();
+            place.listed.insert(set.to_string(), keys);
         }
-        let keys = &place.listed[&rec.set];
+        Ok(Ok(f(&place.dest, &place.listed[set])))
+    }
+
+    /// Whether `spec` holds the archive `rec` whole (see the module doc).
+    fn held_at(
+        &self,
+        spec: &DestSpec,
+        rec: &ArchiveRecord,
+    ) -> Result<std::result::Result<(), String>> {
         let key = |name: &str| format!("{}/{name}", rec.set);
         let json = key(&format!("{}.json", rec.id));
         let data = key(&file_name(&rec.path));
         let index = key(&file_name(&rec.index));
-        let not = |what: &str| Ok(Err(format!("{}: {what}", place.dest.show(&data))));
-        match keys.get(&data) {
-            None => return not("not there"),
-            Some(&n) if n != rec.bytes => {
-                return not(&format!("{n} bytes, the record says {}", rec.bytes));
+        let listed = self.listing(spec, &rec.set, |dest, keys| {
+            let not = |what: &str| Err(format!("{}: {what}", dest.show(&data)));
+            match keys.get(&data) {
+                None => return not("not there"),
+                Some(&n) if n != rec.bytes => {
+                    return not(&format!("{n} bytes, the record says {}", rec.bytes));
+                }
+                Some(_) => {}
             }
-            Some(_) => {}
-        }
-        if !keys.contains_key(&index) || !keys.contains_key(&json) {
-            return not("its record or index is not beside it");
-        }
-        let theirs: ArchiveRecord = match place.dest.get_bytes(&json) {
+            if !keys.contains_key(&index) || !keys.contains_key(&json) {
+                return not("its record or index is not beside it");
+            }
+            Ok((dest.get_bytes(&json), dest.show(&json)))
+        })?;
+        let (read, shown) = match listed {
+            Ok(Ok(read)) => read,
+            Ok(Err(why)) | Err(why) => return Ok(Err(why)),
+        };
+        let theirs: ArchiveRecord = match read {
             Ok(bytes) => match serde_json::from_slice(&bytes) {
                 Ok(r) => r,
-                Err(e) => return Ok(Err(format!("{}: {e}", place.dest.show(&json)))),
+                Err(e) => return Ok(Err(format!("{shown}: {e}"))),
             },
             Err(e) if e.exit == snap_shared::error::Exit::NoInput => {
-                return Ok(Err(format!("{}: gone", place.dest.show(&json))));
+                return Ok(Err(format!("{shown}: gone")));
             }
             Err(e) => return Err(e),
         };
         if theirs.sha256 != rec.sha256 {
             return Ok(Err(format!(
-                "{} is another archive (sha256 {})",
-                place.dest.show(&json),
+                "{shown} is another archive (sha256 {})",
                 theirs.sha256
             )));
         }
@@ -145,6 +167,23 @@ impl Handover {
             )));
         }
         Ok(Ok(()))
+    }
+
+    /// Whether no destination holds the data of the archive `rec` any more
+    /// (each was read, and none lists its data file at its size): the
+    /// archive, whose data the store dropped, exists nowhere. False when a
+    /// destination could not be read: nothing is proved then.
+    pub fn nowhere(&self, rec: &ArchiveRecord) -> Result<bool> {
+        let data = format!("{}/{}", rec.set, file_name(&rec.path));
+        for spec in &self.specs {
+            let held = self.listing(spec, &rec.set, |_, keys| {
+                keys.get(&data) == Some(&rec.bytes)
+            })?;
+            if held != Ok(false) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Whether the verify log has the archive read back whole at `spec`.
@@ -260,4 +299,44 @@ pub(crate) fn hand_over(
         human_bytes(freed)
     ));
     Ok(Some((at, freed)))
+}
+
+/// Marks as broken the store's archives whose data the store dropped and
+/// that no destination holds any more: the rules cannot keep what exists
+/// nowhere, and a listing must not offer it.
+pub(crate) fn mark_gone(
+    handover: Option<&Handover>,
+    target: &Target,
+    groups: &mut [snap_shared::retention::listing::Group],
+) -> Result<()> {
+    let (
+        Some(h),
+        Target::Archives {
+            dest,
+            store: Some(_),
+        },
+    ) = (handover, target)
+    else {
+        return Ok(());
+    };
+    let Some(root) = dest.folder() else {
+        return Ok(());
+    };
+    for g in groups.iter_mut() {
+        for e in g.entries.iter_mut().filter(|e| e.broken.is_none()) {
+            if !e.objects.iter().any(|o| o.ends_with(archive::AWAY)) {
+                continue;
+            }
+            let files = ArchiveFiles::new(root.join(&g.set), &e.id);
+            let Ok(rec) = archive::read_record(&files.record()) else {
+                continue;
+            };
+            if h.nowhere(&rec)? {
+                e.broken = Some(
+                    "its data was dropped here once the destinations held it, and no destination holds it any more".into(),
+                );
+            }
+        }
+    }
+    Ok(())
 }

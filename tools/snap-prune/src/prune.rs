@@ -46,6 +46,7 @@ pub(crate) fn prune_job(cli: &Cli, job: &Job, out: &mut Sink, report: &Reporter)
             continue;
         }
         let mut groups = target.scan(cli.set.as_deref())?;
+        crate::away::mark_gone(job.away.as_ref(), target, &mut groups)?;
         if !cli.tags.is_empty() {
             only_tagged(target, &mut groups, &cli.tags)?;
         }
