@@ -292,11 +292,23 @@ fn an_archive_gone_everywhere_leaves_the_store() {
     let name = format!("s/{id}");
     w.ok(
         "snap-prune",
-        &["--config", "config.json", "--dest", "usb", "--forget", &name, "-q"],
+        &[
+            "--config",
+            "config.json",
+            "--dest",
+            "usb",
+            "--forget",
+            &name,
+            "-q",
+        ],
     );
     fs::rename(w.path("usb"), w.path("usb-away")).unwrap();
     prune(&w);
-    assert_eq!(ids(&w), [id.clone()], "usb could not be read: kept");
+    assert_eq!(
+        ids(&w),
+        std::slice::from_ref(&id),
+        "usb could not be read: kept"
+    );
     fs::rename(w.path("usb-away"), w.path("usb")).unwrap();
     let recs = prune(&w);
     assert_eq!(recs[0]["action"], "remove", "{recs:?}");
