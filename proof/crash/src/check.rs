@@ -65,9 +65,12 @@ pub fn same_tree(want: &Path, got: &Path) -> Check {
 /// earlier), or that are gone; files added since are not looked at.
 pub fn unchanged(root: &Path, before: &BTreeMap<String, String>) -> Check {
     let now = digests(root)?;
-    // Lock files are rewritten by every run; they hold no data.
+    // Lock files are rewritten by every run; they hold no data. Nor does
+    // snap-pack's `.chain-checked` (what it hashed right already), which a
+    // pack rewrites before it writes its archive.
     let lock = |n: &str| n == "lock" || n.ends_with("/lock") || n.ends_with(".lock");
-    for (name, d) in before.iter().filter(|(n, _)| !lock(n)) {
+    let cache = |n: &str| n == ".chain-checked" || n.ends_with("/.chain-checked");
+    for (name, d) in before.iter().filter(|(n, _)| !lock(n) && !cache(n)) {
         match now.get(name) {
             None => return Err(format!("{name} was removed")),
             Some(n) if n != d => return Err(format!("{name} changed")),
