@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod check;
 pub mod disks;
 pub mod fault;
+pub mod handover;
 pub mod power;
 pub mod sweep;
 pub mod tools;

@@ -14,7 +14,7 @@ use crate::sweep::{Check, Scenario, World};
 
 /// A source tree of small and larger files, a folder, a symlink; `round`
 /// changes a file, adds one and removes one, so each snapshot differs.
-fn source(w: &World, round: u32) -> Check {
+pub(crate) fn source(w: &World, round: u32) -> Check {
     let src = w.path("src");
     let e = |e: std::io::Error| e.to_string();
     fs::create_dir_all(src.join("docs/deep")).map_err(e)?;
@@ -45,7 +45,7 @@ fn source(w: &World, round: u32) -> Check {
     Ok(())
 }
 
-fn collect(w: &World) -> Command {
+pub(crate) fn collect(w: &World) -> Command {
     let mut c = w.tool("snap-collect");
     c.args([
         "--store",
@@ -78,13 +78,13 @@ fn pack(w: &World, incremental: bool) -> Command {
 }
 
 /// Incremental archives in chains of two, so a prune has whole chains to remove.
-fn pack_pairs(w: &World) -> Command {
+pub(crate) fn pack_pairs(w: &World) -> Command {
     let mut c = pack(w, true);
     c.args(["--full-every", "2"]);
     c
 }
 
-fn push(w: &World) -> Command {
+pub(crate) fn push(w: &World) -> Command {
     let mut c = w.tool("snap-push");
     c.args([
         "--store",
@@ -128,7 +128,7 @@ fn newest_archive(w: &World, place: &[&str]) -> Result<String, String> {
 }
 
 /// The newest archive at `place` restores equal to the source.
-fn newest_restores(w: &World, place: &[&str]) -> Check {
+pub(crate) fn newest_restores(w: &World, place: &[&str]) -> Check {
     let id = newest_archive(w, place)?;
     let out = w.path("check-out");
     let _ = fs::remove_dir_all(&out);
@@ -554,6 +554,7 @@ pub fn all() -> Vec<Box<dyn Scenario>> {
         Box::new(Restore),
         Box::new(Prune { at_dest: false }),
         Box::new(Prune { at_dest: true }),
+        Box::new(crate::handover::Handover),
         Box::new(DiskCreate),
         Box::new(DiskRestore),
         Box::new(DiskQcow2 { delete: false }),
