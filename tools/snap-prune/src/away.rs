@@ -54,8 +54,8 @@ pub struct Handover {
 /// One opened destination and the listings of its set folders read so far.
 struct Place {
     dest: Dest,
-    /// Per set, the keys there with sizes.
-    listed: HashMap<String, HashMap<String, u64>>,
+    /// Per set, the keys there with sizes (or why they could not be listed).
+    listed: HashMap<String, std::result::Result<HashMap<String, u64>, String>>,
 }
 
 impl Handover {
@@ -75,8 +75,8 @@ impl Handover {
     }
 
     /// `Ok(names)` of the destinations when every one holds the archive
-    /// `rec` whole; `Err(why)` names the first that does not. Errors are a
-    /// destination's answers that are not "not there".
+    /// `rec` whole; `Err(why)` names the first that does not, or that could
+    /// not be asked (absent, or answering with an error).
     pub fn held(&self, rec: &ArchiveRecord) -> Result<std::result::Result<Vec<String>, String>> {
         let mut names = Vec::new();
         for spec in &self.specs {
@@ -109,11 +109,19 @@ impl Handover {
             Ok(p) => p,
             Err(why) => return Ok(Err(why.clone())),
         };
-        if !place.listed.contains_key(set) {
-            let keys = place.dest.list(set)?.into_iter().collect();
-            place.listed.insert(set.to_string(), keys);
+        // A destination that answers with an error holds nothing this run,
+        // as one that is not there: the data stays, and the prune goes on.
+        let listed = place.listed.entry(set.to_string()).or_insert_with(|| {
+            place
+                .dest
+                .list(set)
+                .map(|keys| keys.into_iter().collect())
+                .map_err(|e| format!("destination {} cannot be listed: {e}", spec.name))
+        });
+        match listed {
+            Ok(keys) => Ok(Ok(f(&place.dest, keys))),
+            Err(why) => Ok(Err(why.clone())),
         }
-        Ok(Ok(f(&place.dest, &place.listed[set])))
     }
 
     /// Whether `spec` holds the archive `rec` whole (see the module doc).
@@ -152,7 +160,7 @@ impl Handover {
             Err(e) if e.exit == snap_shared::error::Exit::NoInput => {
                 return Ok(Err(format!("{shown}: gone")));
             }
-            Err(e) => return Err(e),
+            Err(e) => return Ok(Err(format!("{shown}: {e}"))),
         };
         if theirs.sha256 != rec.sha256 {
             return Ok(Err(format!(
