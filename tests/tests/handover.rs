@@ -237,17 +237,23 @@ fn every_destination_and_its_verify_are_needed() {
     );
 }
 
-/// A prune killed between the marker and the removal of the data leaves
-/// both: the archive still reads from the store, and the next prune
-/// finishes the drop.
-#[test]
-fn a_drop_cut_short_is_finished() {
+/// A world whose one archive is at its destination `usb` (no verify asked).
+fn pushed_once() -> (World, String) {
     let w = World::new();
     fs::create_dir_all(w.path("usb")).unwrap();
     config(&w, &[("usb", "usb")], "never");
     day(&w, 1);
     w.ok("snap-push", &["--config", "config.json", "--all", "-q"]);
     let [id] = <[String; 1]>::try_from(ids(&w)).unwrap();
+    (w, id)
+}
+
+/// A prune killed between the marker and the removal of the data leaves
+/// both: the archive still reads from the store, and the next prune
+/// finishes the drop.
+#[test]
+fn a_drop_cut_short_is_finished() {
+    let (w, id) = pushed_once();
     w.write(
         &format!("store/archives/s/{id}.away"),
         r#"{"since": "2026-01-02T03:04:05Z", "at": ["usb"]}"#,
@@ -281,12 +287,7 @@ fn a_drop_cut_short_is_finished() {
 /// record too (named), but not while the destination cannot be read.
 #[test]
 fn an_archive_gone_everywhere_leaves_the_store() {
-    let w = World::new();
-    fs::create_dir_all(w.path("usb")).unwrap();
-    config(&w, &[("usb", "usb")], "never");
-    day(&w, 1);
-    w.ok("snap-push", &["--config", "config.json", "--all", "-q"]);
-    let [id] = <[String; 1]>::try_from(ids(&w)).unwrap();
+    let (w, id) = pushed_once();
     prune(&w);
     assert!(!data_here(&w, &id));
     let name = format!("s/{id}");

@@ -239,6 +239,24 @@ pub fn finish(dir: &Path, rec: &ArchiveRecord) -> Result<u64> {
     }
 }
 
+/// The handover and the store's archive folder, when `target` is the
+/// store's archives and the config hands them over.
+fn store_archives<'a>(
+    handover: Option<&'a Handover>,
+    target: &'a Target,
+) -> Option<(&'a Handover, &'a Path)> {
+    match (handover, target) {
+        (
+            Some(h),
+            Target::Archives {
+                dest,
+                store: Some(_),
+            },
+        ) => dest.folder().map(|root| (h, root)),
+        _ => None,
+    }
+}
+
 fn file_name(recorded: &str) -> String {
     Path::new(recorded)
         .file_name()
@@ -257,22 +275,12 @@ pub(crate) fn hand_over(
     dry_run: bool,
     report: &Reporter,
 ) -> Result<Option<(Vec<String>, u64)>> {
-    let (
-        Some(h),
-        Target::Archives {
-            dest,
-            store: Some(_),
-        },
-    ) = (handover, target)
-    else {
+    let Some((h, root)) = store_archives(handover, target) else {
         return Ok(None);
     };
     if entry.pinned || entry.broken.is_some() || entry.unreadable.is_some() {
         return Ok(None);
     }
-    let Some(root) = dest.folder() else {
-        return Ok(None);
-    };
     let dir = root.join(set);
     let files = ArchiveFiles::new(&dir, &entry.id);
     let rec = archive::read_record(&files.record())?;
@@ -317,17 +325,7 @@ pub(crate) fn mark_gone(
     target: &Target,
     groups: &mut [snap_shared::retention::listing::Group],
 ) -> Result<()> {
-    let (
-        Some(h),
-        Target::Archives {
-            dest,
-            store: Some(_),
-        },
-    ) = (handover, target)
-    else {
-        return Ok(());
-    };
-    let Some(root) = dest.folder() else {
+    let Some((h, root)) = store_archives(handover, target) else {
         return Ok(());
     };
     for g in groups.iter_mut() {
