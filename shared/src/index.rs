@@ -76,14 +76,44 @@ impl Blocks {
         }
         WireBlocks {
             size: self.size,
-            sha256: B64.encode(raw),
+            sha256: Some(B64.encode(raw)),
+            pages: None,
         }
     }
 
-    fn from_wire(w: WireBlocks, file_size: u64) -> std::result::Result<Blocks, String> {
-        let raw = B64
-            .decode(w.sha256)
-            .map_err(|e| format!("blocks.sha256 is not base64: {e}"))?;
+    /// The wire form naming pages written into `dir`.
+    fn to_pages(&self, dir: &Path) -> io::Result<WireBlocks> {
+        Ok(WireBlocks {
+            size: self.size,
+            sha256: None,
+            pages: Some(crate::blockpages::write(dir, &self.digests)?),
+        })
+    }
+
+    /// The digests of a wire form. Pages are read from `pages` (the index's
+    /// `.blocks` folder); a page missing or damaged, or no folder to read
+    /// them from, gives None: no digests rather than wrong ones.
+    fn from_wire(
+        w: WireBlocks,
+        file_size: u64,
+        pages: Option<&Path>,
+    ) -> std::result::Result<Option<Blocks>, String> {
+        let raw = match (w.sha256, w.pages) {
+            (Some(inline), None) => B64
+                .decode(inline)
+                .map_err(|e| format!("blocks.sha256 is not base64: {e}"))?,
+            (None, Some(names)) => {
+                for n in &names {
+                    crate::blockpages::check_name(n)?;
+                }
+                let read = pages.and_then(|dir| crate::blockpages::read(dir, &names));
+                match read {
+                    Some(digests) => digests.iter().flat_map(|d| d.0).collect(),
+                    None => return Ok(None),
+                }
+            }
+            _ => return Err("blocks: give either sha256 or pages".into()),
+        };
         if w.size == 0 || raw.len() % 32 != 0 {
             return Err("blocks: a block size of 0, or digests that are not 32 bytes each".into());
         }
@@ -98,10 +128,10 @@ impl Blocks {
             .chunks(32)
             .map(|c| Sha256Digest(c.try_into().expect("32 bytes")))
             .collect();
-        Ok(Blocks {
+        Ok(Some(Blocks {
             size: w.size,
             digests,
-        })
+        }))
     }
 }
 
@@ -182,11 +212,16 @@ pub fn blocks_member_of(member: &[u8]) -> Option<&[u8]> {
     (ok && at > 0).then(|| &member[..at])
 }
 
-/// [`Blocks`] as its JSON spells it.
+/// [`Blocks`] as its JSON spells it: the digests inline (base64), or, in
+/// the store's snapshot indexes, the names of the pages holding them
+/// ([`crate::blockpages`]).
 #[derive(Serialize, Deserialize)]
 struct WireBlocks {
     size: u64,
-    sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pages: Option<Vec<String>>,
 }
 
 /// One entry of an index.
@@ -402,6 +437,21 @@ fn join_text(
 impl Entry {
     /// The entry as one JSON line (without the newline).
     pub fn to_json(&self) -> String {
+        self.wire_json(self.blocks.as_ref().map(Blocks::to_wire))
+    }
+
+    /// [`Entry::to_json`], its block digests as pages written into `pages`
+    /// (a snapshot index's `.blocks` folder).
+    pub fn to_json_paged(&self, pages: &Path) -> io::Result<String> {
+        let blocks = self
+            .blocks
+            .as_ref()
+            .map(|b| b.to_pages(pages))
+            .transpose()?;
+        Ok(self.wire_json(blocks))
+    }
+
+    fn wire_json(&self, blocks: Option<WireBlocks>) -> String {
         let (path, path_b64) = split_text(&self.path);
         let (target, target_b64) = split_optional(self.target.as_deref());
         let (link, link_b64) = split_optional(self.link.as_deref());
@@ -429,7 +479,7 @@ impl Entry {
                 .map(|(n, v)| (Cow::Borrowed(n.as_str()), B64.encode(v)))
                 .collect(),
             ctime: self.ctime,
-            blocks: self.blocks.as_ref().map(Blocks::to_wire),
+            blocks,
             delta: self.delta.as_ref().map(|runs| {
                 runs.iter()
                     .map(|r| [r.offset, r.len, r.tar_offset])
@@ -441,6 +491,12 @@ impl Entry {
 
     /// Parses one JSON line; the error says what is wrong with it.
     pub fn from_json(line: &str) -> std::result::Result<Entry, String> {
+        Self::from_json_in(line, None)
+    }
+
+    /// [`Entry::from_json`] of a line whose block digests may be pages in
+    /// the folder `pages`.
+    pub fn from_json_in(line: &str, pages: Option<&Path>) -> std::result::Result<Entry, String> {
         let raw: Wire = serde_json::from_str(line).map_err(|e| e.to_string())?;
         let path = join_text(raw.path.into_owned(), raw.path_b64, "path")?;
         check_relative_path(&path)
@@ -473,10 +529,10 @@ impl Entry {
             user: raw.user.map(Cow::into_owned),
             group: raw.group.map(Cow::into_owned),
             ctime: raw.ctime,
-            blocks: raw
-                .blocks
-                .map(|b| Blocks::from_wire(b, raw.size))
-                .transpose()?,
+            blocks: match raw.blocks {
+                Some(b) => Blocks::from_wire(b, raw.size, pages)?,
+                None => None,
+            },
             delta: raw
                 .delta
                 .map(|runs| check_runs(&runs, raw.size))
@@ -503,6 +559,8 @@ pub struct IndexWriter<W: Write> {
     out: zstd::Encoder<'static, W>,
     last: Option<Vec<u8>>,
     entries: u64,
+    /// Where block digests go as pages (a snapshot index), else inline.
+    pages: Option<PathBuf>,
 }
 
 impl<W: Write> IndexWriter<W> {
@@ -514,7 +572,14 @@ impl<W: Write> IndexWriter<W> {
             out: enc,
             last: None,
             entries: 0,
+            pages: None,
         })
+    }
+
+    /// Writes block digests as pages into `dir` ([`crate::blockpages`]).
+    pub fn with_pages(mut self, dir: PathBuf) -> Self {
+        self.pages = Some(dir);
+        self
     }
 
     /// Appends one entry; an entry out of order is a bug (exit 70).
@@ -531,7 +596,12 @@ impl<W: Write> IndexWriter<W> {
                 ),
             ));
         }
-        let mut line = entry.to_json();
+        let mut line = match &self.pages {
+            Some(dir) => entry
+                .to_json_paged(dir)
+                .map_err(|e| Error::io(dir, e).with_exit(Exit::Io))?,
+            None => entry.to_json(),
+        };
         line.push('\n');
         self.out
             .write_all(line.as_bytes())
@@ -561,6 +631,8 @@ impl<W: Write> IndexWriter<W> {
 pub struct IndexReader {
     lines: BufReader<zstd::Decoder<'static, BufReader<Box<dyn io::Read + Send>>>>,
     name: PathBuf,
+    /// Where the pages of block digests are: `.blocks` beside the index.
+    pages: PathBuf,
     line_no: u64,
     last: Option<Vec<u8>>,
     buf: String,
@@ -579,6 +651,7 @@ impl IndexReader {
         Ok(IndexReader {
             lines: BufReader::with_capacity(256 * 1024, decoder),
             name: name.to_path_buf(),
+            pages: crate::blockpages::dir_of(crate::fsutil::parent_of(name)),
             line_no: 0,
             last: None,
             buf: String::new(),
@@ -607,7 +680,8 @@ impl IndexReader {
         if !self.next_line()? {
             return Ok(None);
         }
-        let entry = Entry::from_json(self.buf.trim_end()).map_err(|e| self.bad(e))?;
+        let entry =
+            Entry::from_json_in(self.buf.trim_end(), Some(&self.pages)).map_err(|e| self.bad(e))?;
         if let Some(last) = &self.last
             && cmp_paths(last, &entry.path) != Ordering::Less
         {
@@ -626,7 +700,8 @@ impl IndexReader {
     pub fn next_matching(&mut self, wanted: impl Fn(&str) -> bool) -> Result<Option<Entry>> {
         while self.next_line()? {
             if wanted(&self.buf) {
-                let entry = Entry::from_json(self.buf.trim_end()).map_err(|e| self.bad(e))?;
+                let entry = Entry::from_json_in(self.buf.trim_end(), Some(&self.pages))
+                    .map_err(|e| self.bad(e))?;
                 return Ok(Some(entry));
             }
         }

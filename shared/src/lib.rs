@@ -9,6 +9,7 @@ pub mod acl;
 pub mod archive;
 pub mod blockdiff;
 pub mod blockmap;
+pub mod blockpages;
 pub mod blockpipe;
 pub mod blockstore;
 pub mod catalog;

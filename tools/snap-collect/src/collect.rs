@@ -241,8 +241,12 @@ fn build(
         .mode(0o600)
         .open(index_tmp)
         .map_err(|e| store_err(index_tmp, e))?;
+    // Block digests go into the set's content-addressed pages: an unchanged
+    // big file names its parent's, and costs the index nothing new.
+    let pages = snap_shared::blockpages::dir_of(&store.set_dir(&plan.name));
     let index = IndexWriter::new(BufWriter::with_capacity(256 * 1024, file))
-        .map_err(|e| store_err(index_tmp, e))?;
+        .map_err(|e| store_err(index_tmp, e))?
+        .with_pages(pages);
     let root_new = Arc::new(open_dir(CWD, partial).map_err(|e| store_err(partial, e))?);
     let prev_tree = parent.map(|p| store.snapshot_dir(&plan.name, &p.id));
     let ctx = Ctx {

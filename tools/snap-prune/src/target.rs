@@ -179,6 +179,14 @@ impl Target {
                 }
                 let link = store.latest_link(set);
                 store.update_latest(set).map_err(|e| Error::io(&link, e))?;
+                // The block-digest pages no index of the set names any more
+                // go with the last of them.
+                let dir = store.set_dir(set);
+                let pages = snap_shared::blockpages::collect_garbage(&dir)
+                    .map_err(|e| Error::io(&snap_shared::blockpages::dir_of(&dir), e))?;
+                if let Some(last) = freed.last_mut() {
+                    *last += pages;
+                }
                 Ok(freed)
             }
             Target::Archives { dest, store } => {
