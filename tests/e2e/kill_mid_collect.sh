@@ -34,5 +34,6 @@ for delay in 0.02 0.05 0.1 0.2 0.4; do
 done
 snap-collect $args > last.json
 same_tree "$src" "$(jq -r .path last.json)$src"
-[ -z "$(find "$store/sets/k" -maxdepth 1 -name '.*')" ] || fail "leftovers: $(ls -a "$store/sets/k")"
+# .blocks holds the digest pages the indexes name; nothing else is hidden work.
+[ -z "$(find "$store/sets/k" -maxdepth 1 -name '.*' ! -name .blocks)" ] || fail "leftovers: $(ls -a "$store/sets/k")"
 echo "ok: kill -9 never harmed a snapshot"

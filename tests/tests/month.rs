@@ -379,7 +379,8 @@ fn a_month_unattended() {
             .unwrap()
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with('.'))
+            // `.blocks` holds the digest pages the indexes name: not work in progress.
+            .filter(|n| n.starts_with('.') && n != ".blocks")
             .collect();
         assert!(partial.is_empty(), "{partial:?}");
     }
