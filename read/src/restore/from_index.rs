@@ -239,14 +239,19 @@ impl<'a> Restorer<'a> {
             final_index,
             tar_len: layout.tar_len(),
         };
+        let mut chosen = 0u64;
         members.each(|span, _| {
+            chosen += 1;
             frames.extend(layout.covering(span));
             Ok(())
         })?;
         frames.sort_unstable();
         frames.dedup();
         let mut stream = archive.frames(frames);
-        members.each(|span, f| {
+        // A link that holds no chosen file whole (a chain's later archives,
+        // on a `--path` restore of a big file) is not walked again.
+        let walk = chosen > 0;
+        let put = |span: std::ops::Range<u64>, f: Entry| {
             while let Some((run, name)) = runs.next_if(|(r, _)| r.start < span.start) {
                 self.run_by_frames(&mut stream, run, &name, &data, at)?;
             }
@@ -260,7 +265,10 @@ impl<'a> Restorer<'a> {
                 Err(e) => self.refused(&f.path, Refused::Source(e)),
             }
             self.stop_if_fatal()
-        })?;
+        };
+        if walk {
+            members.each(put)?;
+        }
         for (run, name) in runs {
             self.run_by_frames(&mut stream, run, &name, &data, at)?;
         }

@@ -289,10 +289,11 @@ pub(crate) fn run(args: &Args, base: &Path) -> Result {
         .map_err(|e| e.to_string())?
         .display()
         .to_string();
-    // The median of three restores (the first pays for the page cache).
+    // The median of five restores (the first pays for the page cache; this
+    // machine's disk is noisy at half a second).
     let restore = |from: &Path, to: &Path| -> Result<f64> {
         let mut times = Vec::new();
-        for _ in 0..3 {
+        for _ in 0..5 {
             remove_tree(to)?;
             let mut c = snap("snap-restore");
             c.arg("--from")
