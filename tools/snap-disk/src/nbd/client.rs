@@ -223,6 +223,7 @@ impl Client {
                 }
                 REPLY_NONE => {}
                 REPLY_ERROR | REPLY_ERROR_OFFSET => error = Some(self.error_chunk(chunk.len)?),
+                SIMPLE_OK => return Err(bad("a simple reply where a structured one was agreed")),
                 k => {
                     self.skip(chunk.len)?;
                     return Err(bad(format!("unexpected reply chunk {k} to a read")));
@@ -316,13 +317,22 @@ impl Client {
     fn chunk(&mut self, cookie: u64) -> io::Result<Chunk> {
         match self.rd.be_u32()? {
             STRUCTURED_REPLY_MAGIC => {}
+            // A server may answer a request that returns no data (a write,
+            // a flush) with a simple reply even when structured ones were
+            // agreed; one that carries data never does.
             SIMPLE_REPLY_MAGIC => {
                 let err = self.rd.be_u32()?;
-                let _ = self.rd.be_u64()?;
-                return Err(match err {
-                    0 => bad("a simple reply where a structured one was agreed"),
-                    e => io::Error::from_raw_os_error(e as i32),
-                });
+                if self.rd.be_u64()? != cookie {
+                    return Err(bad("a reply to a request never sent"));
+                }
+                return match err {
+                    0 => Ok(Chunk {
+                        done: true,
+                        kind: SIMPLE_OK,
+                        len: 0,
+                    }),
+                    e => Err(io::Error::from_raw_os_error(e as i32)),
+                };
             }
             _ => return Err(bad("bad reply magic")),
         }
@@ -337,6 +347,90 @@ impl Client {
             kind,
             len,
         })
+    }
+
+    /// Writes `data` at `offset` (the export must be writable).
+    pub fn write(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.writable(offset, data.len() as u64)?;
+        for (i, chunk) in data.chunks(MAX_READ).enumerate() {
+            let at = offset + (i * MAX_READ) as u64;
+            let cookie = self.request(CMD_WRITE, 0, at, chunk.len() as u32)?;
+            self.wr.write_all(chunk)?;
+            self.wr.flush()?;
+            self.completion(cookie)?;
+        }
+        Ok(())
+    }
+
+    /// Makes `len` bytes at `offset` read as zeros: a hole where the format
+    /// can punch one, unless `keep_allocated`; written zeros when the server
+    /// cannot write zeroes by itself.
+    pub fn write_zeroes(&mut self, offset: u64, len: u64, keep_allocated: bool) -> io::Result<()> {
+        self.writable(offset, len)?;
+        if self.flags & TFLAG_SEND_WRITE_ZEROES == 0 {
+            let zeros = vec![0u8; len.min(MAX_READ as u64) as usize];
+            let mut at = offset;
+            while at < offset + len {
+                let n = (offset + len - at).min(zeros.len() as u64) as usize;
+                self.write(at, &zeros[..n])?;
+                at += n as u64;
+            }
+            return Ok(());
+        }
+        let flags = if keep_allocated { CMD_FLAG_NO_HOLE } else { 0 };
+        let mut at = offset;
+        while at < offset + len {
+            let n = (offset + len - at).min(MAX_READ as u64) as u32;
+            let cookie = self.request(CMD_WRITE_ZEROES, flags, at, n)?;
+            self.completion(cookie)?;
+            at += u64::from(n);
+        }
+        Ok(())
+    }
+
+    /// Asks the server to make every write so far durable.
+    pub fn flush(&mut self) -> io::Result<()> {
+        if self.flags & TFLAG_SEND_FLUSH == 0 {
+            return Ok(());
+        }
+        let cookie = self.request(CMD_FLUSH, 0, 0, 0)?;
+        self.completion(cookie)
+    }
+
+    /// Refuses a write to a read-only export or past its end.
+    fn writable(&self, offset: u64, len: u64) -> io::Result<()> {
+        if self.flags & TFLAG_READ_ONLY != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "the NBD export is read-only",
+            ));
+        }
+        match offset.checked_add(len).is_some_and(|end| end <= self.size) {
+            true => Ok(()),
+            false => Err(bad(format!(
+                "a write past the export's end ({})",
+                self.size
+            ))),
+        }
+    }
+
+    /// Waits for the reply to a request that returns no data.
+    fn completion(&mut self, cookie: u64) -> io::Result<()> {
+        let mut error = None;
+        loop {
+            let chunk = self.chunk(cookie)?;
+            match chunk.kind {
+                REPLY_NONE | SIMPLE_OK => {}
+                REPLY_ERROR | REPLY_ERROR_OFFSET => error = Some(self.error_chunk(chunk.len)?),
+                k => {
+                    self.skip(chunk.len)?;
+                    return Err(bad(format!("unexpected reply chunk {k} to a write")));
+                }
+            }
+            if chunk.done {
+                return error.map_or(Ok(()), Err);
+            }
+        }
     }
 
     fn error_chunk(&mut self, len: u32) -> io::Result<io::Error> {
@@ -390,6 +484,9 @@ fn rep_error(kind: u32, msg: &str) -> String {
         false => format!("{name}: {msg}"),
     }
 }
+
+/// The kind [`Client`] gives a simple reply of success (no chunk has it).
+const SIMPLE_OK: u16 = u16::MAX;
 
 /// The largest read one request asks for (QEMU's server refuses more than 32 MiB).
 const MAX_READ: usize = 16 << 20;

@@ -35,6 +35,7 @@ pub const INFO_EXPORT: u16 = 0;
 pub const TFLAG_HAS_FLAGS: u16 = 1;
 pub const TFLAG_READ_ONLY: u16 = 2;
 pub const TFLAG_SEND_FLUSH: u16 = 4;
+pub const TFLAG_SEND_WRITE_ZEROES: u16 = 1 << 6;
 pub const TFLAG_CAN_MULTI_CONN: u16 = 1 << 8;
 
 // Requests, and the errors a reply carries (errno numbers).
@@ -43,6 +44,9 @@ pub const CMD_WRITE: u16 = 1;
 pub const CMD_DISC: u16 = 2;
 pub const CMD_FLUSH: u16 = 3;
 pub const CMD_CACHE: u16 = 5;
+pub const CMD_WRITE_ZEROES: u16 = 6;
+/// On a write of zeroes: keep the range allocated (no hole).
+pub const CMD_FLAG_NO_HOLE: u16 = 1 << 1;
 pub const CMD_BLOCK_STATUS: u16 = 7;
 pub const EPERM: u32 = 1;
 pub const EIO: u32 = 5;
