@@ -17,6 +17,7 @@ pub mod disk;
 pub mod export;
 mod garbage;
 pub mod image;
+pub mod inplace;
 pub mod internal;
 pub mod listing;
 pub mod live;

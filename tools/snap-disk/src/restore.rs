@@ -175,10 +175,15 @@ fn restore_blocks(
     report: &Reporter,
 ) -> Result<u64> {
     let info = image::probe(&disk.image)?;
+    let map = disk.dir.map_path(&rec.name);
+    // QEMU cannot open a differencing VHDX (its parent comes from the file).
+    let qemu_opens = !(info.format == "vhdx" && info.backing.is_some());
+    if info.format != "raw" && qemu_opens && crate::daemon::Daemon::available() {
+        return restore_through_qemu(disk, rec, &info.format, &map, dec, report);
+    }
     if info.format != "raw" {
         return replace_with_converted(disk, rec, &info.format, dec, report);
     }
-    let map = disk.dir.map_path(&rec.name);
     let total = rec.virtual_size;
     let progress = |done: u64| report.tally(|| Tally::bytes("comparing", done, Some(total)));
     // The undo snapshot just read the whole image: its map says what the
@@ -218,6 +223,47 @@ fn restore_blocks(
         header.block_count(),
         human_bytes(bytes)
     ));
+    Ok(bytes)
+}
+
+/// In place through QEMU's block layer (the `inplace` module): an image in
+/// any format QEMU writes keeps its file and identity, and only the blocks
+/// that differ are written.
+fn restore_through_qemu(
+    disk: &Disk,
+    rec: &DiskSnapshotRecord,
+    format: &str,
+    map: &Path,
+    dec: &Decrypt,
+    report: &Reporter,
+) -> Result<u64> {
+    let blocks_dir = disk.dir.blocks_dir();
+    let size = snap_shared::blockmap::MapReader::open(map)?
+        .header
+        .block_size;
+    let fetch = |d: &Sha256Digest| read_block(&block_path(&blocks_dir, d), d, dec, size);
+    let marker = disk.dir.restoring_marker();
+    let begin = || {
+        fsutil::write_atomic(&marker, 0o600, true, |f| f.write_all(rec.name.as_bytes()))
+            .map_err(|e| Error::io(&marker, e))
+    };
+    let progress =
+        |what: &str, done: u64, of: u64| report.tally(|| Tally::bytes(what, done, Some(of)));
+    let bytes = crate::inplace::restore(&disk.image, format, map, &fetch, &begin, &progress)?;
+    clear_marker(disk)?;
+    match bytes {
+        0 => report.note(&format!(
+            "{} already matches {}",
+            disk.image.display(),
+            rec.name
+        )),
+        n => report.note(&format!(
+            "{} is back at {}: {} rewritten in place through QEMU ({format})",
+            disk.image.display(),
+            rec.name,
+            human_bytes(n)
+        )),
+    }
     Ok(bytes)
 }
 

@@ -23,7 +23,7 @@
 //! `signals` keeps a signal from cutting the cleanup short.
 
 mod discovery;
-mod monitor;
+pub(crate) mod monitor;
 mod planning;
 mod session;
 mod signals;
