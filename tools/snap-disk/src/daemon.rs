@@ -7,8 +7,11 @@
 //! is kept in a qcow2 image: the VM that runs it next (any QEMU) loads the
 //! bitmap and marks what it writes, and the next snapshot reads only that.
 //! The daemon is stopped with SIGTERM, its clean exit, which is when QEMU
-//! writes persistent bitmaps into the image.
+//! writes persistent bitmaps into the image; it gets the same SIGTERM when
+//! snap-disk dies without stopping it (a kill -9), so no daemon outlives its
+//! run holding the image's lock.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -42,7 +45,20 @@ impl Daemon {
         let dir = private_dir()?;
         let qmp = dir.join("qmp.sock");
         let ctx = || format!("qemu-storage-daemon on {}", image.display());
-        let child = Command::new("qemu-storage-daemon")
+        let mut cmd = Command::new("qemu-storage-daemon");
+        // A snap-disk killed (-9) takes its daemon with it: SIGTERM, QEMU's
+        // clean exit, so the image is closed and its lock freed for the rerun.
+        // SAFETY: the closure runs in the child between fork and exec and
+        // makes one async-signal-safe system call (prctl).
+        unsafe {
+            cmd.pre_exec(|| {
+                rustix::process::set_parent_process_death_signal(Some(
+                    rustix::process::Signal::TERM,
+                ))
+                .map_err(std::io::Error::from)
+            });
+        }
+        let child = cmd
             .arg("--blockdev")
             .arg(format!(
                 "driver=file,node-name={NODE}-file,filename={}",

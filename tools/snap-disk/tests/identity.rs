@@ -90,3 +90,52 @@ fn restores_in_place_keep_the_image_and_its_identity() {
             .arg(&img));
     }
 }
+
+/// kill -9 of a restore in the middle of its writes (once the marker says it
+/// is under way): its qemu-storage-daemon goes with it, and running the
+/// restore again finishes it: the image equals the snapshot and is clean.
+#[test]
+fn a_restore_killed_mid_write_is_finished_by_the_rerun() {
+    let w = World::new();
+    let img = w.path("d.vdi");
+    run(Command::new("qemu-img")
+        .args(["create", "-q", "-f", "vdi"])
+        .arg(&img)
+        .arg("64M"));
+    qemu_io(&img, "vdi", "write -P 0x11 0 48M");
+    snap_disk(
+        &w,
+        &["create", img.to_str().unwrap(), "s1", "--method", "blocks"],
+    );
+    qemu_io(&img, "vdi", "write -P 0x44 0 48M");
+    let id = identity(&img, "vdi");
+    let marker = w.path("store/disks/d/.restoring");
+    let mut child = w
+        .tool("snap-disk")
+        .env("SNAP_STORE", w.path("store"))
+        .args(["restore", "d", "s1", "--no-undo"])
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !marker.exists() && start.elapsed() < std::time::Duration::from_secs(30) {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let out = snap_disk(&w, &["restore", "d", "s1", "--no-undo"]);
+    assert!(out[0]["bytes"].as_u64().unwrap() <= 48 << 20);
+    assert!(!marker.exists());
+    assert_eq!(identity(&img, "vdi"), id);
+    let want = w.path("want.raw");
+    snap_disk(&w, &["export", "d", "s1", want.to_str().unwrap()]);
+    run(Command::new("qemu-img")
+        .args(["compare", "-f", "vdi", "-F", "raw"])
+        .arg(&img)
+        .arg(&want));
+    run(Command::new("qemu-img")
+        .args(["check", "-q", "-f", "vdi"])
+        .arg(&img));
+}
