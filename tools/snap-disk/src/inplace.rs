@@ -143,7 +143,16 @@ fn compare(
         .filter(|e| e.flags & nbd::STATE_ZERO != 0)
         .map(|e| e.offset..e.offset + e.len)
         .collect::<Vec<_>>();
-    let reads_zero = |start: u64, end: u64| zeros.iter().any(|z| z.start <= start && end <= z.end);
+    // Blocks come in order, and so do the extents: one cursor walks both.
+    let mut at = 0;
+    let mut reads_zero = |start: u64, end: u64| {
+        while zeros.get(at).is_some_and(|z| z.end <= start) {
+            at += 1;
+        }
+        zeros
+            .get(at)
+            .is_some_and(|z| z.start <= start && end <= z.end)
+    };
     let mut diffs = Vec::new();
     let mut buf = vec![0u8; header.block_size as usize];
     for next in dense {
