@@ -4,12 +4,7 @@
 use std::fs;
 
 use snap_shared::index::{BLOCK, IndexReader};
-use snap_testkit::{World, code, stderr};
-
-fn run(w: &World, tool: &str, args: &[&str]) {
-    let out = w.tool(tool).args(args).output().unwrap();
-    assert_eq!(code(&out), 0, "{tool} {args:?}: {}", stderr(&out));
-}
+use snap_testkit::World;
 
 fn collect(w: &World) {
     // Files written in the second before a run are read again: wait it out.
@@ -24,7 +19,7 @@ fn collect(w: &World) {
         "src",
         "-q",
     ];
-    run(w, "snap-collect", &args);
+    w.ok("snap-collect", &args);
 }
 
 fn pages(w: &World) -> usize {
@@ -86,8 +81,7 @@ fn digests_are_pages_shared_between_snapshots() {
     let want = snap_shared::index::Blocks::of(&data, BLOCK).digests;
     assert_eq!(newest_blocks(&w).unwrap(), want);
 
-    run(
-        &w,
+    w.ok(
         "snap-prune",
         &["--store", "store", "--keep-last", "1", "-q"],
     );
@@ -101,12 +95,11 @@ fn digests_are_pages_shared_between_snapshots() {
     data[9 << 20] ^= 1;
     w.write("src/big.bin", &data);
     collect(&w);
-    run(
-        &w,
+    w.ok(
         "snap-pack",
         &["--store", "store", "--min-free", "0", "--latest", "-q"],
     );
-    run(&w, "snap-restore", &["--store", "store", "verify", "-q"]);
+    w.ok("snap-restore", &["--store", "store", "verify", "-q"]);
     assert_eq!(
         newest_blocks(&w).unwrap(),
         snap_shared::index::Blocks::of(&data, BLOCK).digests

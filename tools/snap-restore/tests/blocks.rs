@@ -9,14 +9,8 @@ use snap_shared::hash::Sha256Digest;
 use snap_shared::index::{BLOCK, Entry, IndexReader};
 use snap_testkit::{World, code, stderr};
 
-fn run(w: &World, tool: &str, args: &[&str]) {
-    let out = w.tool(tool).args(args).output().unwrap();
-    assert_eq!(code(&out), 0, "{tool} {args:?}: {}", stderr(&out));
-}
-
 fn collect(w: &World) {
-    run(
-        w,
+    w.ok(
         "snap-collect",
         &[
             "--store",
@@ -42,7 +36,7 @@ fn pack(w: &World, extra: &[&str]) {
         "s/latest",
     ];
     args.extend(extra);
-    run(w, "snap-pack", &args);
+    w.ok("snap-pack", &args);
 }
 
 /// The entry of the file named `name` in the newest archive's index.
@@ -172,7 +166,7 @@ fn changed_blocks_travel_and_restore() {
     let restored = |from: &[&str], to: &str| {
         let mut args = from.to_vec();
         args.extend(["restore", "s/latest", "--archive", "--to", to, "-q"]);
-        run(&w, "snap-restore", &args);
+        w.ok("snap-restore", &args);
         let src = fs::canonicalize(w.path("src/db.bin")).unwrap();
         let back = w.path(to).join(src.strip_prefix("/").unwrap());
         fs::read(back).unwrap()
@@ -183,8 +177,7 @@ fn changed_blocks_travel_and_restore() {
     );
     // The archives alone, as a folder destination holds them.
     let copy = w.path("copy");
-    run(
-        &w,
+    w.ok(
         "cp",
         &[
             "-r",
@@ -214,8 +207,7 @@ fn verify_and_cat_follow_the_runs() {
     collect(&w);
     pack(&w, &["--incremental"]);
     assert!(newest_entry(&w, "db.bin").delta.is_some());
-    run(
-        &w,
+    w.ok(
         "snap-restore",
         &["--store", "store", "verify", "--archive", "-q"],
     );
@@ -393,8 +385,7 @@ fn encrypted_chains_carry_runs() {
         "the encrypted incremental is {bytes} bytes"
     );
     let key = key.to_str().unwrap();
-    run(
-        &w,
+    w.ok(
         "snap-restore",
         &[
             "--store",
@@ -474,8 +465,7 @@ fn archives_made_before_block_digests_still_restore() {
         }
         assert!(e.blocks.is_some());
     }
-    run(
-        &w,
+    w.ok(
         "snap-restore",
         &[
             "--store",
@@ -490,8 +480,7 @@ fn archives_made_before_block_digests_still_restore() {
     );
     let back = fs::read(w.path(&format!("r/{}/db.bin", w.inside("src")))).unwrap();
     assert!(back == data, "restored different");
-    run(
-        &w,
+    w.ok(
         "snap-restore",
         &["--store", "store", "verify", "--archive", "s/latest", "-q"],
     );
