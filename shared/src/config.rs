@@ -62,11 +62,23 @@ pub struct Signing {
 }
 
 /// A VM disk: its image, and the sockets of the QEMU that runs it, so that
-/// a plain `snap-disk create IMAGE` takes a point-in-time snapshot.
+/// a plain `snap-disk create IMAGE` takes a point-in-time snapshot; or a
+/// libvirt domain's disk (`domain`, `target`), its image found through libvirt.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DiskEntry {
-    pub image: String,
+    /// The image file [default, with `domain`: the domain's disk at `target`].
+    #[serde(default)]
+    pub image: Option<String>,
+    /// The libvirt domain that runs the image.
+    #[serde(default)]
+    pub domain: Option<String>,
+    /// With `domain`: its disk's target (vda, sdb) [default: its only disk, or the one with `image`].
+    #[serde(default)]
+    pub target: Option<String>,
+    /// With `domain`: libvirt's URI [default: virsh's, LIBVIRT_DEFAULT_URI else qemu:///system].
+    #[serde(default)]
+    pub connect: Option<String>,
     /// The QMP monitor socket.
     #[serde(default)]
     pub qmp: Option<String>,
@@ -236,6 +248,29 @@ fn strip_position(msg: &str) -> &str {
 fn check(config: &Config) -> Result<()> {
     crate::schedule::Schedule::parse(config.schedule.as_ref())?;
     for (i, d) in config.disks.iter().enumerate() {
+        if d.image.is_none() && d.domain.is_none() {
+            return Err(Error::config(
+                format!("disks[{i}]"),
+                "needs \"image\" (an image file) or \"domain\" (a libvirt domain)",
+            ));
+        }
+        for (set, key) in [
+            (d.target.is_some(), "target"),
+            (d.connect.is_some(), "connect"),
+        ] {
+            if set && d.domain.is_none() {
+                return Err(Error::config(
+                    format!("disks[{i}].{key}"),
+                    "is for a libvirt domain's disk: add \"domain\"",
+                ));
+            }
+        }
+        if d.domain.is_some() && d.qmp.is_some() {
+            return Err(Error::config(
+                format!("disks[{i}].qmp"),
+                "a libvirt domain's QEMU is reached through libvirt, not its QMP socket: leave one out",
+            ));
+        }
         if let Some(s) = &d.schedule {
             crate::schedule::parse_every(s, &["never"])
                 .map_err(|e| Error::config(format!("disks[{i}].schedule"), e))?;

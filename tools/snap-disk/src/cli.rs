@@ -158,14 +158,14 @@ impl Method {
     }
 }
 
-#[derive(Debug, Default, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct CreateArgs {
-    /// The image file
-    #[arg(required_unless_present = "all")]
+    /// The image file (with --domain: the snapshot's name, the image being the domain's disk)
+    #[arg(required_unless_present_any = ["all", "domain"])]
     pub image: Option<PathBuf>,
 
-    /// Snapshot every disk in the config's "disks", each through its own QMP socket when it runs (one failing does not stop the rest)
-    #[arg(long, conflicts_with_all = ["image", "name", "disk", "qmp", "node", "nbd_server", "guest_agent", "before"])]
+    /// Snapshot every disk in the config's "disks", each through its own QMP socket or libvirt domain when it runs (one failing does not stop the rest)
+    #[arg(long, conflicts_with_all = ["image", "name", "disk", "qmp", "node", "nbd_server", "guest_agent", "before", "domain", "target"])]
     pub all: bool,
 
     /// Snapshot name [default: the time, like 2026-12-01T101500Z]
@@ -198,7 +198,7 @@ pub struct CreateArgs {
     #[command(flatten)]
     pub monitor: MonitorArgs,
 
-    /// With --qmp: an internal snapshot holding the VM's memory and device state too, as savevm makes (the guest pauses for the save)
+    /// With --qmp or a running libvirt domain: an internal snapshot holding the VM's memory and device state too, as savevm makes (the guest pauses for the save; libvirt: virsh snapshot-create-as)
     #[arg(long)]
     pub vm_state: bool,
 
@@ -210,13 +210,17 @@ pub struct CreateArgs {
     #[arg(long, value_name = "SOCKET")]
     pub nbd_server: Option<PathBuf>,
 
-    /// With --qmp: freeze the guest's filesystems for the instant of the snapshot (application-consistent)
+    /// With --qmp or a libvirt domain: freeze the guest's filesystems for the instant of the snapshot (application-consistent; libvirt: the backup's --quiesce)
     #[arg(long)]
     pub freeze: bool,
 
     /// The VM's qemu-guest-agent socket, for --freeze
     #[arg(long, value_name = "SOCKET")]
     pub guest_agent: Option<PathBuf>,
+
+    /// With --domain: which of its disks, by target (vda, sdb) [default: its only disk]
+    #[arg(long, value_name = "DEV", requires = "domain")]
+    pub target: Option<String>,
 
     /// Block size of the blocks method, fixed at the disk's first snapshot
     #[arg(long, value_name = "SIZE", value_parser = parse_block_size)]
@@ -260,6 +264,18 @@ pub struct RestoreArgs {
     #[arg(long, conflicts_with = "to")]
     pub no_undo: bool,
 
+    /// When a libvirt domain runs the image: shut it down (virsh shutdown), restore, and start it again
+    #[arg(long, conflicts_with = "to")]
+    pub stop: bool,
+
+    /// With --stop: how long the guest has to shut down
+    #[arg(long, value_name = "SECS", default_value_t = 120, requires = "stop")]
+    pub timeout: u64,
+
+    /// With --stop: destroy the domain (pull the plug) when it has not shut down in time
+    #[arg(long, requires = "stop")]
+    pub force: bool,
+
     #[command(flatten)]
     pub keys: Keys,
 
@@ -277,6 +293,14 @@ pub struct MonitorArgs {
     /// With --qmp: the image's block node [default: the format node whose file is IMAGE]
     #[arg(long, value_name = "NODE")]
     pub node: Option<String>,
+
+    /// The libvirt domain that runs the image: create reads it live through libvirt's backup API, restore refuses while it runs (or stops it with --stop) [default: the config's disk entry, else the domain whose QEMU holds the image]
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["qmp", "node"])]
+    pub domain: Option<String>,
+
+    /// libvirt's URI for --domain, as virsh -c takes it [default: virsh's: $LIBVIRT_DEFAULT_URI, else qemu:///system for root]
+    #[arg(long, value_name = "URI")]
+    pub connect: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]

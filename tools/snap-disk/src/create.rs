@@ -26,8 +26,8 @@ use crate::overlay;
 use crate::record::base_record;
 use crate::savevm::Vm;
 use crate::source::{
-    MapTo, Reading, endpoints, how_to_read, plain_siblings, read_file, read_live, read_vhdx_chain,
-    stderr_stdio,
+    MapTo, Reading, Settle, endpoints, how_to_read, plain_siblings, read_file, read_live,
+    read_vhdx_chain, stderr_stdio,
 };
 use crate::{daemon, live};
 
@@ -35,10 +35,42 @@ use crate::{daemon, live};
 pub const DEFAULT_BLOCK_SIZE: u64 = 1 << 20;
 
 pub fn run(ctx: &Context, args: &CreateArgs, report: &Reporter) -> Result<Exit> {
+    if let Some(domain) = &args.monitor.domain {
+        return run_domain(ctx, args, domain, report);
+    }
     match &args.image {
         Some(image) => run_one(ctx, args, image, report),
         None => run_all(ctx, args, report),
     }
+}
+
+/// `--domain NAME [--target DEV] [SNAPSHOT]`: the image is the domain's
+/// disk, and the one operand is the snapshot's name.
+fn run_domain(ctx: &Context, args: &CreateArgs, domain: &str, report: &Reporter) -> Result<Exit> {
+    if args.name.is_some() {
+        return Err(Error::usage(
+            "--domain",
+            "takes the image from the domain: give only the snapshot's name",
+        ));
+    }
+    let virsh = crate::libvirt::Virsh {
+        uri: args.monitor.connect.clone().or_else(|| {
+            ctx.disks
+                .iter()
+                .find(|d| d.domain.as_deref() == Some(domain))
+                .and_then(|d| d.connect.clone())
+        }),
+    };
+    let image = crate::domains::image_of(virsh, domain, args.target.as_deref())?;
+    let args = CreateArgs {
+        image: Some(image.clone()),
+        name: args
+            .image
+            .as_ref()
+            .map(|n| n.to_string_lossy().into_owned()),
+        ..args.clone()
+    };
+    run_one(ctx, &args, &image, report)
 }
 
 /// `--all`: every disk of the config, in its order. A disk that fails is
@@ -50,13 +82,27 @@ fn run_all(ctx: &Context, args: &CreateArgs, report: &Reporter) -> Result<Exit> 
     }
     let mut exit = Exit::Ok;
     for entry in &ctx.disks {
-        let image = snap_shared::config::expand_tilde(&entry.image);
-        let this = match run_one(ctx, args, &image, report) {
+        let what = match (&entry.image, &entry.domain) {
+            (Some(i), _) => i.clone(),
+            (None, Some(d)) => format!("domain {d}"),
+            (None, None) => String::new(),
+        };
+        let image = match (&entry.image, &entry.domain) {
+            (Some(i), _) => Ok(snap_shared::config::expand_tilde(i)),
+            (None, Some(d)) => {
+                let virsh = crate::libvirt::Virsh {
+                    uri: entry.connect.clone(),
+                };
+                crate::domains::image_of(virsh, d, entry.target.as_deref())
+            }
+            (None, None) => Err(Error::internal("config", "a disk entry with no image")),
+        };
+        let this = match image.and_then(|image| run_one(ctx, args, &image, report)) {
             Ok(exit) => exit,
             Err(mut e) => {
                 // Most errors name the image already; the rest get it here.
-                if !e.context.contains(&entry.image) {
-                    e.context = format!("disk {}: {}", entry.image, e.context);
+                if !e.context.contains(&what) {
+                    e.context = format!("disk {what}: {}", e.context);
                 }
                 report.failed(&e);
                 e.exit
@@ -90,8 +136,17 @@ pub(crate) fn take(
     report: &Reporter,
 ) -> Result<(Disk, DiskSnapshotRecord)> {
     let info = image::probe(image)?;
-    let ends = endpoints(ctx, args, image)?;
-    let method = pick_method(args, &info, ends.is_some())?;
+    // A running libvirt domain is reached through libvirt; any other VM
+    // through the QMP socket the flags or the config name.
+    let domain = match vm {
+        Some(_) => None,
+        None => crate::domains::running(ctx, &args.monitor, image)?,
+    };
+    let ends = match domain {
+        Some(_) => None,
+        None => endpoints(ctx, args, image)?,
+    };
+    let method = pick_method(args, &info, ends.is_some() || domain.is_some())?;
     if let Some(n) = &args.name {
         check_name(n).map_err(|e| Error::usage(format!("snapshot name {n:?}"), e))?;
         if n == "disk" {
@@ -103,10 +158,23 @@ pub(crate) fn take(
         }
     }
     let disk = ctx.for_create(image, args.disk.as_deref())?;
-    let mut own = match (method, &vm) {
-        (Method::Qcow2Internal, None) => running_vm(&disk, args, ends.as_ref(), report)?,
+    let mut own = match (method, &vm, &domain) {
+        (Method::Qcow2Internal, None, None) => running_vm(&disk, args, ends.as_ref(), report)?,
         _ => None,
     };
+    if let (Method::Qcow2Internal, Some(d)) = (method, &domain)
+        && (!args.vm_state || args.vm_state_disk.is_some())
+    {
+        return Err(Error::usage(
+            disk.image.display().to_string(),
+            format!(
+                "libvirt domain {} runs it: its internal snapshots hold the VM's memory, with \
+                 every disk (--vm-state, without --vm-state-disk)",
+                d.dom.name
+            ),
+        )
+        .with_hint("add --vm-state, or use --method blocks for a live disk snapshot"));
+    }
     let mut vm = match method {
         Method::Qcow2Internal => vm.or(own.as_mut()),
         _ => None,
@@ -129,13 +197,15 @@ pub(crate) fn take(
         Some(n) => n.clone(),
         None => free_id(Utc::now(), |id| disk.dir.record_path(id).exists()),
     };
+    let through_libvirt = method == Method::Qcow2Internal && domain.is_some();
     let reading = match vm {
         Some(_) => None,
+        None if through_libvirt => None,
         None => Some(how_to_read(
             &disk,
             (&info.format, info.backing.is_some()),
             method,
-            ends,
+            (ends, domain.clone()),
             args,
             report,
         )?),
@@ -147,16 +217,22 @@ pub(crate) fn take(
         Method::Blocks => Some(ctx.signer(report)?),
         _ => None,
     };
-    let (rec, bitmaps) = match (method, reading) {
+    let (rec, settle) = match (method, reading) {
         (Method::Blocks, Some(reading)) => {
             create_blocks(&ctx.store, &disk, &info, &name, args, reading, report)?
+        }
+        (Method::Qcow2Internal, _) if through_libvirt => {
+            let d = domain.as_ref().expect("through_libvirt means a domain");
+            let desc = args.description.as_deref();
+            let rec = crate::domain_snapshots::create(&disk, &info, &name, &d.dom, desc, report)?;
+            (rec, Settle::Nothing)
         }
         (Method::Qcow2Internal, _) => {
             let state = args.vm_state.then_some(args.vm_state_disk.as_deref());
             let rec = internal::create(&disk, &info, &name, vm, state, report)?;
-            (rec, None)
+            (rec, Settle::Nothing)
         }
-        (Method::Overlay, _) => (create_overlay(&disk, &info, &name)?, None),
+        (Method::Overlay, _) => (create_overlay(&disk, &info, &name)?, Settle::Nothing),
         (Method::Blocks, None) => unreachable!("a blocks snapshot always has a reading"),
     };
     let rec = DiskSnapshotRecord {
@@ -165,11 +241,9 @@ pub(crate) fn take(
         ..rec
     };
     disk.dir.publish_record(&rec, signer.as_ref())?;
-    if let Some(b) = bitmaps {
-        // Only now may the parent's bitmap go: the new snapshot is the parent.
-        if let Err(e) = b.keep_new() {
-            report.warn(&format!("{e}; the next snapshot reads a little more"));
-        }
+    // Only now may the parent's bitmap or checkpoint go: the new snapshot is the parent.
+    if let Err(e) = settle.published() {
+        report.warn(&format!("{e}; the next snapshot reads a little more"));
     }
     crate::changing::end(&disk)?;
     ctx.catalog(|c| c.put_disk_snapshot(&rec));
@@ -314,7 +388,7 @@ fn create_blocks(
     args: &CreateArgs,
     reading: Reading,
     report: &Reporter,
-) -> Result<(DiskSnapshotRecord, Option<live::Bitmaps>)> {
+) -> Result<(DiskSnapshotRecord, Settle)> {
     let enc = encryption(args)?;
     let settings = blocks_settings(disk, args, enc.is_some())?;
     finish_crashed_create(disk, report)?;
@@ -346,6 +420,9 @@ fn create_blocks(
             Reading::File { .. } => read_file(disk, info, &to)?,
             Reading::VhdxChain { .. } => read_vhdx_chain(disk, info, &to)?,
             Reading::Live(ends) => read_live(disk, ends, None, &to)?,
+            Reading::Domain(d) => {
+                crate::domains::read(disk, d, args.freeze || d.freeze, info, &to)?
+            }
             Reading::Stopped => {
                 let d = daemon::Daemon::start(&disk.image, &info.format)?;
                 let ends = live::Endpoints {
@@ -392,20 +469,22 @@ fn create_blocks(
         Reading::File { in_use: true } | Reading::VhdxChain { in_use: true }
     );
     x.insert("crash_consistent".into(), Value::from(in_use));
-    let consistency = match (&read.live, in_use) {
+    let consistency = match (&read.through, in_use) {
         (Some(t), _) => t.consistency,
         (None, true) => "none",
         (None, false) => "stopped",
     };
     x.insert("consistency".into(), Value::from(consistency));
-    if let Some(t) = &read.live {
-        x.insert("bitmap".into(), Value::from(t.bitmap.clone()));
-        x.insert("full_read".into(), Value::from(t.full_read.is_some()));
+    if let Some(t) = &read.through {
+        for (k, v) in &t.names {
+            x.insert((*k).into(), Value::from(v.clone()));
+        }
+        x.insert("full_read".into(), Value::from(t.full_read));
         if let Some(f) = t.frozen {
             x.insert("frozen_ms".into(), Value::from(f.as_secs_f64() * 1000.0));
         }
     }
-    Ok((rec, read.bitmaps))
+    Ok((rec, read.settle))
 }
 
 /// The marker that blocks were written but not flushed is still there: a

@@ -148,7 +148,7 @@ impl Drop for Daemon {
 }
 
 /// A new folder only we can enter, short enough for unix socket paths.
-fn private_dir() -> Result<PathBuf> {
+pub(crate) fn private_dir() -> Result<PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

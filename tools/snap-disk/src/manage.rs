@@ -61,7 +61,12 @@ pub fn delete_one(disk: &Disk, rec: &DiskSnapshotRecord, vm: Option<&mut Vm>) ->
             remove_record(&disk.dir, &rec.name)?;
             remove_if_there(&disk.dir.map_path(&rec.name))
         }
-        "qcow2-internal" => internal::delete(disk, rec, vm),
+        "qcow2-internal" => match crate::domain_snapshots::domain_of(rec) {
+            Some(dom) if crate::domain_snapshots::known(&dom, rec)? => {
+                crate::domain_snapshots::delete(disk, rec, &dom)
+            }
+            _ => internal::delete(disk, rec, vm),
+        },
         "overlay" => {
             disk.refuse_if_in_use("deleting a snapshot under")?;
             let frozen = frozen_of(rec)?;

@@ -38,6 +38,83 @@ pub fn run(ctx: &Context, args: &RestoreArgs, report: &Reporter) -> Result<Exit>
     crate::changing::recover(&disk, vm.as_mut(), report)?;
     let internal = internal::snapshots(&disk, vm.as_mut())?;
     let rec = crate::listing::find(&disk, &args.name, internal.as_deref())?;
+    // A snapshot libvirt made is reverted through libvirt, running or not.
+    let revert = match crate::domain_snapshots::domain_of(&rec) {
+        Some(dom) if args.to.is_none() && crate::domain_snapshots::known(&dom, &rec)? => Some(dom),
+        _ => None,
+    };
+    // Any other restore into a running domain's image stops it first, if asked.
+    let stopped = match (&revert, &args.to, vm.is_some()) {
+        (None, None, false) => stop_domain(ctx, args, &disk, report)?,
+        _ => None,
+    };
+    let restored = restore_and_undo(
+        ctx,
+        args,
+        &disk,
+        &rec,
+        vm.as_mut(),
+        revert.as_ref(),
+        &dec,
+        report,
+    );
+    let out = match (restored, &stopped) {
+        (Ok(out), _) => out,
+        (Err(e), Some(s)) => {
+            return Err(match s.left_off() {
+                Some(why) => e.with_hint(why),
+                None => e,
+            });
+        }
+        (Err(e), None) => return Err(e),
+    };
+    if let Some(s) = stopped {
+        s.start_again(report)?;
+    }
+    RecordWriter::new(io::stdout().lock()).write(&Record::Restored(out))?;
+    Ok(Exit::Ok)
+}
+
+/// When a libvirt domain runs the image: refused (75, naming it), or with
+/// `--stop` shut down, to be started again after the restore.
+fn stop_domain(
+    ctx: &Context,
+    args: &RestoreArgs,
+    disk: &Disk,
+    report: &Reporter,
+) -> Result<Option<crate::libvirt::Stopped>> {
+    let Some(run) = crate::domains::running(ctx, &args.monitor, &disk.image)? else {
+        return Ok(None);
+    };
+    if !args.stop {
+        return Err(Error::new(
+            Exit::TempFail,
+            format!("restoring {}", disk.image.display()),
+            format!("libvirt domain {} runs it", run.dom.name),
+        )
+        .with_hint(format!(
+            "shut it down first (virsh shutdown {}), or give --stop to have snap-disk shut it down, \
+             restore, and start it again; nothing was changed",
+            run.dom.name
+        )));
+    }
+    let timeout = std::time::Duration::from_secs(args.timeout);
+    crate::libvirt::Stopped::shut_down(&run.dom, timeout, args.force, report).map(Some)
+}
+
+/// The undo snapshot (unless asked not to, or finishing a restore), then
+/// the restore itself.
+#[allow(clippy::too_many_arguments)]
+fn restore_and_undo(
+    ctx: &Context,
+    args: &RestoreArgs,
+    disk: &Disk,
+    rec: &DiskSnapshotRecord,
+    mut vm: Option<&mut Vm>,
+    revert: Option<&crate::libvirt::Domain>,
+    dec: &Decrypt,
+    report: &Reporter,
+) -> Result<OutcomeRecord> {
     // A rerun that finishes an interrupted restore: the first run took the
     // undo snapshot, and the image is half restored now.
     let finishing = disk.dir.restoring_marker().exists();
@@ -45,18 +122,19 @@ pub fn run(ctx: &Context, args: &RestoreArgs, report: &Reporter) -> Result<Exit>
         true => None,
         false => {
             // What would refuse the restore refuses it before the undo is taken.
-            match vm.as_mut() {
+            match vm.as_deref_mut() {
                 Some(vm) if rec.method == "qcow2-internal" => {
                     let snap = vm.find(&rec.name)?;
                     vm.plan_load(&snap).map(drop)?
                 }
+                _ if revert.is_some() => {}
                 _ => disk.refuse_if_in_use("restoring")?,
             }
             let u = crate::undo::before_restore(
                 ctx,
-                &disk,
-                &rec,
-                vm.as_mut(),
+                disk,
+                rec,
+                vm.as_deref_mut(),
                 &args.keys,
                 &args.monitor,
                 report,
@@ -69,15 +147,21 @@ pub fn run(ctx: &Context, args: &RestoreArgs, report: &Reporter) -> Result<Exit>
         .as_ref()
         .filter(|u| u.method == "blocks" && rec.method == "blocks")
         .map(|u| disk.dir.map_path(&u.name));
-    let mut out = restore_record(
-        &disk,
-        &rec,
-        args.to.as_deref(),
-        &dec,
-        vm.as_mut(),
-        now.as_deref(),
-        report,
-    )?;
+    let mut out = match revert {
+        Some(dom) => {
+            crate::domain_snapshots::revert(disk, rec, dom, report)?;
+            outcome(rec, &disk.image, 0)
+        }
+        None => restore_record(
+            disk,
+            rec,
+            args.to.as_deref(),
+            dec,
+            vm,
+            now.as_deref(),
+            report,
+        )?,
+    };
     let undo = undo.map(|u| u.name);
     if let Some(u) = undo {
         report.note(&format!(
@@ -86,8 +170,7 @@ pub fn run(ctx: &Context, args: &RestoreArgs, report: &Reporter) -> Result<Exit>
         ));
         out.extra.insert("undo".into(), u.into());
     }
-    RecordWriter::new(io::stdout().lock()).write(&Record::Restored(out))?;
-    Ok(Exit::Ok)
+    Ok(out)
 }
 
 pub(crate) fn outcome(rec: &DiskSnapshotRecord, to: &Path, bytes: u64) -> OutcomeRecord {

@@ -19,12 +19,13 @@ use crate::{blocks, daemon, live};
 use snap_shared::config::{DiskEntry, expand_tilde};
 
 /// The config's disk entry for `image` (the same file, by device and inode).
-fn config_entry<'a>(ctx: &'a Context, image: &Path) -> Option<&'a DiskEntry> {
+pub(crate) fn config_entry<'a>(ctx: &'a Context, image: &Path) -> Option<&'a DiskEntry> {
     use std::os::unix::fs::MetadataExt;
     let me = fs::metadata(image).ok()?;
     ctx.disks.iter().find(|d| {
-        fs::metadata(expand_tilde(&d.image))
-            .is_ok_and(|m| m.dev() == me.dev() && m.ino() == me.ino())
+        d.image.as_deref().is_some_and(|i| {
+            fs::metadata(expand_tilde(i)).is_ok_and(|m| m.dev() == me.dev() && m.ino() == me.ino())
+        })
     })
 }
 
@@ -81,10 +82,12 @@ pub(crate) fn endpoints(
         .or_else(|| entry.and_then(|e| entry_path(&e.guest_agent)));
     let freeze = args.freeze || entry.is_some_and(|e| e.freeze);
     let Some(ends) = monitor_endpoints(ctx, &args.monitor, image)? else {
+        // A shut-off libvirt domain's disk is read as it is: nothing to freeze.
+        let domain = args.monitor.domain.is_some();
         for (set, flag) in [
             (args.nbd_server.is_some(), "--nbd-server"),
-            (args.freeze, "--freeze"),
-            (args.vm_state, "--vm-state"),
+            (args.freeze && !domain, "--freeze"),
+            (args.vm_state && !domain, "--vm-state"),
         ] {
             if set {
                 return Err(needs_qmp(flag));
@@ -118,6 +121,8 @@ pub(crate) enum Reading {
     Stopped,
     /// A differencing VHDX (QEMU cannot open one), with its parents.
     VhdxChain { in_use: bool },
+    /// Through libvirt's backup job, at one point in time.
+    Domain(crate::domains::Running),
 }
 
 /// Decides how to read: through QEMU when its QMP socket is known (given on
@@ -127,10 +132,27 @@ pub(crate) fn how_to_read(
     disk: &Disk,
     (format, backing): (&str, bool),
     method: Method,
-    ends: Option<live::Endpoints>,
+    (ends, domain): (Option<live::Endpoints>, Option<crate::domains::Running>),
     args: &CreateArgs,
     report: &Reporter,
 ) -> Result<Reading> {
+    if let Some(d) = domain {
+        if args.require_stopped {
+            return Err(disk
+                .refuse_if_in_use("snapshotting")
+                .err()
+                .unwrap_or_else(|| {
+                    Error::new(
+                        snap_shared::error::Exit::TempFail,
+                        format!("snapshotting {}", disk.image.display()),
+                        format!("libvirt domain {} runs it", d.dom.name),
+                    )
+                }));
+        }
+        if method == Method::Blocks {
+            return Ok(Reading::Domain(d));
+        }
+    }
     // An internal snapshot only adds to the image, through qemu-img, which
     // takes the image's lock first: QEMU's lock is the check (microseconds;
     // the scan of every process is for what rewrites or reads the image).
@@ -184,17 +206,47 @@ pub(crate) struct MapTo<'a> {
 }
 
 /// What reading the image gave: the stats, the image's size, and for a
-/// live snapshot what QEMU did and the bitmaps to settle.
+/// live snapshot what QEMU did and what to settle once it is published.
 pub(crate) struct Read {
     pub(crate) stats: blocks::SnapStats,
     pub(crate) virtual_size: u64,
-    pub(crate) live: Option<live::Taken>,
-    pub(crate) bitmaps: Option<live::Bitmaps>,
+    pub(crate) through: Option<Through>,
+    pub(crate) settle: Settle,
+}
+
+/// What a read through the QEMU running the disk did, for the record.
+pub(crate) struct Through {
+    pub(crate) consistency: &'static str,
+    /// How long the guest's filesystems were frozen.
+    pub(crate) frozen: Option<std::time::Duration>,
+    /// Every block was read (no usable dirty bitmap).
+    pub(crate) full_read: bool,
+    /// The record's names for what it built on: `bitmap` (QMP), or
+    /// `checkpoint`, `domain` and `target` (libvirt).
+    pub(crate) names: Vec<(&'static str, String)>,
+}
+
+/// The change tracking a live snapshot started, settled once its record is
+/// published: the parent's bitmap or the disk's older checkpoints go then.
+pub(crate) enum Settle {
+    Nothing,
+    Bitmaps(live::Bitmaps),
+    Checkpoints(crate::libvirt::Checkpoints),
+}
+
+impl Settle {
+    pub(crate) fn published(self) -> Result<()> {
+        match self {
+            Settle::Nothing => Ok(()),
+            Settle::Bitmaps(b) => b.keep_new(),
+            Settle::Checkpoints(c) => c.keep_new(),
+        }
+    }
 }
 
 impl MapTo<'_> {
     /// Snapshots the blocks `plan` names from `source` into the temporary map, flushed.
-    fn write(
+    pub(crate) fn write(
         &self,
         source: &(impl snap_shared::blockpipe::Source + ?Sized),
         what: &str,
@@ -232,8 +284,8 @@ pub(crate) fn read_file(disk: &Disk, info: &ImageInfo, to: &MapTo<'_>) -> Result
     Ok(Read {
         stats,
         virtual_size: info.virtual_size,
-        live: None,
-        bitmaps: None,
+        through: None,
+        settle: Settle::Nothing,
     })
 }
 
@@ -248,8 +300,8 @@ pub(crate) fn read_vhdx_chain(disk: &Disk, info: &ImageInfo, to: &MapTo<'_>) -> 
     Ok(Read {
         stats,
         virtual_size: info.virtual_size,
-        live: None,
-        bitmaps: None,
+        through: None,
+        settle: Settle::Nothing,
     })
 }
 
@@ -308,8 +360,13 @@ pub(crate) fn read_live(
     Ok(Read {
         stats,
         virtual_size: size,
-        live: Some(taken),
-        bitmaps,
+        through: Some(Through {
+            consistency: taken.consistency,
+            frozen: taken.frozen,
+            full_read: taken.full_read.is_some(),
+            names: vec![("bitmap", taken.bitmap)],
+        }),
+        settle: bitmaps.map_or(Settle::Nothing, Settle::Bitmaps),
     })
 }
 

@@ -51,8 +51,11 @@ pub fn before_restore(
         description: Some(format!("the image before {} was restored", target.name)),
         tags: vec![TAG.to_string()],
         monitor: monitor.clone(),
-        // A load brings back memory too: the undo keeps what it replaces.
-        vm_state: vm.is_some() && method == Method::Qcow2Internal && loads_state,
+        // A load brings back memory too: the undo keeps what it replaces;
+        // a running libvirt domain's internal snapshots always hold it.
+        vm_state: method == Method::Qcow2Internal
+            && ((vm.is_some() && loads_state)
+                || (vm.is_none() && crate::domains::running(ctx, monitor, &disk.image)?.is_some())),
         // An encrypted disk's blocks go to the recipients of the identities
         // the restore was given (it has no recipients of its own).
         identities_as_recipients: match disk.info.as_ref().is_some_and(|i| i.encrypted) {

@@ -10,9 +10,10 @@ use snap_shared::record::SCHEMA;
 /// What a job is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum What {
+    /// A disk, and snap-disk create's arguments for it (an image, or a libvirt domain).
     Disk {
         disk: String,
-        image: String,
+        args: Vec<String>,
     },
     Collect {
         set: String,

@@ -28,6 +28,19 @@ pub fn collected(store: &Store, set: &str) -> Option<NaiveDateTime> {
         .map(local)
 }
 
+/// The store's disk whose snapshots were read through libvirt domain
+/// `domain` (at `target`, when given): its newest record names them.
+pub fn domain_disk(store: &Store, domain: &str, target: Option<&str>) -> Option<String> {
+    let names = snap_shared::disks::disk_names(store).ok()?;
+    names.into_iter().find(|name| {
+        let snaps = DiskDir::new(store, name).snapshots().unwrap_or_default();
+        snaps.iter().rev().any(|r| {
+            let get = |k: &str| r.extra.get(k).and_then(Value::as_str);
+            get("domain") == Some(domain) && target.is_none_or(|t| get("target") == Some(t))
+        })
+    })
+}
+
 /// The newest snapshot of a disk in the store.
 pub fn disk_snapshot(store: &Store, disk: &str) -> Option<NaiveDateTime> {
     let snaps = DiskDir::new(store, disk).snapshots().ok()?;

@@ -112,13 +112,10 @@ pub fn run(
         run.space("store", &shown, space, floor, "collect.warn_free");
     }
     for (entry, every) in &disks {
-        let disk = disk_name(&entry.image);
+        let (disk, args) = disk_job(&store, entry);
         let lastly = last::disk_snapshot(&store, &disk);
         if every.due(lastly, now) {
-            let what = What::Disk {
-                disk,
-                image: entry.image.clone(),
-            };
+            let what = What::Disk { disk, args };
             run.job(what, why(*every, "disk", lastly));
         }
     }
@@ -319,6 +316,26 @@ fn disk_schedules(disks: &[DiskEntry], default: Every) -> Result<Vec<(DiskEntry,
         .collect()
 }
 
+/// The store's name of a config's disk, and `snap-disk create`'s arguments
+/// for it: the image, or the libvirt domain (its disk found by the records
+/// of earlier snapshots through it; named by the domain before the first).
+fn disk_job(store: &snap_shared::store::Store, entry: &DiskEntry) -> (String, Vec<String>) {
+    match (&entry.image, &entry.domain) {
+        (Some(image), _) => (disk_name(image), vec!["create".into(), image.clone()]),
+        (None, Some(domain)) => {
+            let target = entry.target.as_deref();
+            let disk = last::domain_disk(store, domain, target).unwrap_or_else(|| domain.clone());
+            let mut args = vec!["create".into(), "--domain".into(), domain.clone()];
+            if let Some(t) = target {
+                args.extend(["--target".into(), t.to_string()]);
+            }
+            (disk, args)
+        }
+        // The config's check refuses an entry with neither.
+        (None, None) => (String::new(), vec!["create".into()]),
+    }
+}
+
 /// The disk name snap-disk gives an image: its file name without extension.
 fn disk_name(image: &str) -> String {
     let p = std::path::Path::new(image);
@@ -447,7 +464,7 @@ impl Run<'_> {
 fn command(what: &What) -> (&'static str, Vec<String>) {
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<String>>();
     match what {
-        What::Disk { image, .. } => ("snap-disk", s(&["create", image])),
+        What::Disk { args, .. } => ("snap-disk", args.clone()),
         What::Collect { set } => ("snap-collect", s(&["--set", set])),
         What::Pack { set, full } => {
             let mut a = s(&["--snapshot", &format!("{set}/latest")]);
