@@ -5,6 +5,7 @@
 //! both; a test that cannot start one panics saying so), and readers of a
 //! finished tool's exit code, stderr and records.
 
+pub mod libvirt;
 pub mod net;
 pub mod output;
 pub mod qemu;

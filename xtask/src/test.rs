@@ -35,6 +35,11 @@ pub const TEST_PROGRAMS: &[(&str, &str)] = &[
     // A real VM (TCG, no guest OS) for savevm/loadvm through QMP
     // (snap-disk's savevm tests, snap-prune's images tests).
     ("qemu-system-x86_64", "qemu-system-x86"),
+    // libvirt domains (snap-disk's libvirt tests start a libvirtd of their
+    // own, in a mount namespace of unshare's).
+    ("virsh", "libvirt-clients"),
+    ("/usr/sbin/libvirtd", "libvirt-daemon-system"),
+    ("unshare", "util-linux"),
     ("mke2fs", "e2fsprogs"),
     // An XFS store with reflink on a loop file (snap-collect's clones test).
     ("mkfs.xfs", "xfsprogs"),
@@ -128,6 +133,7 @@ fn ensure_debian_qemu() -> Result {
     }
     let utils = format!("qemu-utils/{RELEASE}");
     let system = format!("qemu-system-x86/{RELEASE}");
+    // libvirt in the same call: whatever it pulls in, QEMU stays Debian's.
     apt_get(&[
         "install",
         "-y",
@@ -136,6 +142,8 @@ fn ensure_debian_qemu() -> Result {
         "--allow-downgrades",
         &system,
         &utils,
+        "libvirt-daemon-system",
+        "libvirt-clients",
     ])
 }
 
