@@ -179,7 +179,7 @@ _snap__disk() {
             return 0
             ;;
         snap__subcmd__disk__subcmd__create)
-            opts="-m -d -t -r -R -s -c -q -v -h --all --disk --method --overlay --description --tag --require-stopped --qmp --node --vm-state --vm-state-disk --nbd-server --freeze --guest-agent --block-size --recipient --recipients-file --before --rollback-on-failure --store --config --quiet --verbose --help"
+            opts="-m -d -t -r -R -s -c -q -v -h --all --disk --method --overlay --description --tag --require-stopped --qmp --node --domain --connect --vm-state --vm-state-disk --nbd-server --freeze --guest-agent --target --block-size --recipient --recipients-file --before --rollback-on-failure --store --config --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -221,6 +221,14 @@ _snap__disk() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --domain)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connect)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --vm-state-disk)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -230,6 +238,10 @@ _snap__disk() {
                     return 0
                     ;;
                 --guest-agent)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --target)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -281,7 +293,7 @@ _snap__disk() {
             return 0
             ;;
         snap__subcmd__disk__subcmd__delete)
-            opts="-s -c -q -v -h --qmp --node --store --config --quiet --verbose --help"
+            opts="-s -c -q -v -h --qmp --node --domain --connect --store --config --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -292,6 +304,14 @@ _snap__disk() {
                     return 0
                     ;;
                 --node)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --domain)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connect)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -319,7 +339,7 @@ _snap__disk() {
             return 0
             ;;
         snap__subcmd__disk__subcmd__export)
-            opts="-r -R -i -s -c -q -v -h --recipient --recipients-file --identity --qmp --node --store --config --quiet --verbose --help"
+            opts="-r -R -i -s -c -q -v -h --recipient --recipients-file --identity --qmp --node --domain --connect --store --config --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -354,6 +374,14 @@ _snap__disk() {
                     return 0
                     ;;
                 --node)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --domain)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connect)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -549,7 +577,7 @@ _snap__disk() {
             return 0
             ;;
         snap__subcmd__disk__subcmd__list)
-            opts="-s -c -q -v -h --qmp --node --store --config --quiet --verbose --help"
+            opts="-s -c -q -v -h --qmp --node --domain --connect --store --config --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -560,6 +588,14 @@ _snap__disk() {
                     return 0
                     ;;
                 --node)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --domain)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connect)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -587,13 +623,17 @@ _snap__disk() {
             return 0
             ;;
         snap__subcmd__disk__subcmd__restore)
-            opts="-i -s -c -q -v -h --to --no-undo --identity --qmp --node --store --config --quiet --verbose --help"
+            opts="-i -s -c -q -v -h --to --no-undo --stop --timeout --force --identity --qmp --node --domain --connect --store --config --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -610,6 +650,14 @@ _snap__disk() {
                     return 0
                     ;;
                 --node)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --domain)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connect)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -687,7 +735,7 @@ _snap__disk() {
             return 0
             ;;
         snap__subcmd__disk__subcmd__show)
-            opts="-s -c -q -v -h --qmp --node --store --config --quiet --verbose --help"
+            opts="-s -c -q -v -h --qmp --node --domain --connect --store --config --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -698,6 +746,14 @@ _snap__disk() {
                     return 0
                     ;;
                 --node)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --domain)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connect)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -725,7 +781,7 @@ _snap__disk() {
             return 0
             ;;
         snap__subcmd__disk__subcmd__verify)
-            opts="-i -s -c -q -v -h --identity --qmp --node --store --config --quiet --verbose --help"
+            opts="-i -s -c -q -v -h --identity --qmp --node --domain --connect --store --config --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -744,6 +800,14 @@ _snap__disk() {
                     return 0
                     ;;
                 --node)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --domain)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connect)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

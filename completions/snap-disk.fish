@@ -49,26 +49,31 @@ complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -s d -l desc
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -s t -l tag -d 'Tag the snapshot (repeatable; snap-prune --keep-tag keeps tagged ones)' -r
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l qmp -d 'QMP socket of the QEMU running the image: create reads a point-in-time blocks snapshot through it (or an internal one with --vm-state); restore, delete, list and export use the VM\'s own view [default: the config\'s disk entry, while the image is in use]' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l node -d 'With --qmp: the image\'s block node [default: the format node whose file is IMAGE]' -r
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l domain -d 'The libvirt domain that runs the image: create reads it live through libvirt\'s backup API, restore refuses while it runs (or stops it with --stop) [default: the config\'s disk entry, else the domain whose QEMU holds the image]' -r
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l connect -d 'libvirt\'s URI for --domain, as virsh -c takes it [default: virsh\'s: $LIBVIRT_DEFAULT_URI, else qemu:///system for root]' -r
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l vm-state-disk -d 'With --vm-state: save the VM state into this other qcow2 image of the VM [default: IMAGE]' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l nbd-server -d 'With --qmp: the unix socket of the NBD server this QEMU already runs (it runs at most one)' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l guest-agent -d 'The VM\'s qemu-guest-agent socket, for --freeze' -r -F
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l target -d 'With --domain: which of its disks, by target (vda, sdb) [default: its only disk]' -r
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l block-size -d 'Block size of the blocks method, fixed at the disk\'s first snapshot' -r
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -s r -l recipient -d 'Encrypt blocks to this age recipient (age1… or ssh public key; repeatable; fixed at the first snapshot)' -r
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -s R -l recipients-file -d 'Encrypt blocks to the recipients in FILE (repeatable)' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l before -d 'Snapshot, then run CMD (sh -c); if it fails, say how to roll back' -r
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
-complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l all -d 'Snapshot every disk in the config\'s "disks", each through its own QMP socket when it runs (one failing does not stop the rest)'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l all -d 'Snapshot every disk in the config\'s "disks", each through its own QMP socket or libvirt domain when it runs (one failing does not stop the rest)'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l overlay -d 'Same as --method overlay'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l require-stopped -d 'Fail (exit 75) when a process has the image open: no snapshot through its QEMU, none read as it changes'
-complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l vm-state -d 'With --qmp: an internal snapshot holding the VM\'s memory and device state too, as savevm makes (the guest pauses for the save)'
-complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l freeze -d 'With --qmp: freeze the guest\'s filesystems for the instant of the snapshot (application-consistent)'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l vm-state -d 'With --qmp or a running libvirt domain: an internal snapshot holding the VM\'s memory and device state too, as savevm makes (the guest pauses for the save; libvirt: virsh snapshot-create-as)'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l freeze -d 'With --qmp or a libvirt domain: freeze the guest\'s filesystems for the instant of the snapshot (application-consistent; libvirt: the backup\'s --quiesce)'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -l rollback-on-failure -d 'With --before: when CMD fails, restore the snapshot (only when no process has the image open)'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -s v -l verbose -d 'Print more detail'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand create" -s h -l help -d 'Print help'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand list" -l qmp -d 'QMP socket of the QEMU running the image: create reads a point-in-time blocks snapshot through it (or an internal one with --vm-state); restore, delete, list and export use the VM\'s own view [default: the config\'s disk entry, while the image is in use]' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand list" -l node -d 'With --qmp: the image\'s block node [default: the format node whose file is IMAGE]' -r
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand list" -l domain -d 'The libvirt domain that runs the image: create reads it live through libvirt\'s backup API, restore refuses while it runs (or stops it with --stop) [default: the config\'s disk entry, else the domain whose QEMU holds the image]' -r
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand list" -l connect -d 'libvirt\'s URI for --domain, as virsh -c takes it [default: virsh\'s: $LIBVIRT_DEFAULT_URI, else qemu:///system for root]' -r
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand list" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand list" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand list" -s q -l quiet -d 'Print only warnings and errors on stderr'
@@ -76,23 +81,32 @@ complete -c snap-disk -n "__fish_snap_disk_using_subcommand list" -s v -l verbos
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand list" -s h -l help -d 'Print help'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand show" -l qmp -d 'QMP socket of the QEMU running the image: create reads a point-in-time blocks snapshot through it (or an internal one with --vm-state); restore, delete, list and export use the VM\'s own view [default: the config\'s disk entry, while the image is in use]' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand show" -l node -d 'With --qmp: the image\'s block node [default: the format node whose file is IMAGE]' -r
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand show" -l domain -d 'The libvirt domain that runs the image: create reads it live through libvirt\'s backup API, restore refuses while it runs (or stops it with --stop) [default: the config\'s disk entry, else the domain whose QEMU holds the image]' -r
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand show" -l connect -d 'libvirt\'s URI for --domain, as virsh -c takes it [default: virsh\'s: $LIBVIRT_DEFAULT_URI, else qemu:///system for root]' -r
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand show" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand show" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand show" -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand show" -s v -l verbose -d 'Print more detail'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand show" -s h -l help -d 'Print help'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand restore" -l to -d 'Write the snapshot to this new file instead of rewriting the image (blocks: sparse raw)' -r -F
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand restore" -l timeout -d 'With --stop: how long the guest has to shut down' -r
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand restore" -s i -l identity -d 'age identity file for encrypted blocks (repeatable)' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand restore" -l qmp -d 'QMP socket of the QEMU running the image: create reads a point-in-time blocks snapshot through it (or an internal one with --vm-state); restore, delete, list and export use the VM\'s own view [default: the config\'s disk entry, while the image is in use]' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand restore" -l node -d 'With --qmp: the image\'s block node [default: the format node whose file is IMAGE]' -r
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand restore" -l domain -d 'The libvirt domain that runs the image: create reads it live through libvirt\'s backup API, restore refuses while it runs (or stops it with --stop) [default: the config\'s disk entry, else the domain whose QEMU holds the image]' -r
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand restore" -l connect -d 'libvirt\'s URI for --domain, as virsh -c takes it [default: virsh\'s: $LIBVIRT_DEFAULT_URI, else qemu:///system for root]' -r
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand restore" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand restore" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand restore" -l no-undo -d 'Overwrite without first taking a snapshot of what the image holds now (before-restore-TIME, tagged pre-restore)'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand restore" -l stop -d 'When a libvirt domain runs the image: shut it down (virsh shutdown), restore, and start it again'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand restore" -l force -d 'With --stop: destroy the domain (pull the plug) when it has not shut down in time'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand restore" -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand restore" -s v -l verbose -d 'Print more detail'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand restore" -s h -l help -d 'Print help'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand delete" -l qmp -d 'QMP socket of the QEMU running the image: create reads a point-in-time blocks snapshot through it (or an internal one with --vm-state); restore, delete, list and export use the VM\'s own view [default: the config\'s disk entry, while the image is in use]' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand delete" -l node -d 'With --qmp: the image\'s block node [default: the format node whose file is IMAGE]' -r
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand delete" -l domain -d 'The libvirt domain that runs the image: create reads it live through libvirt\'s backup API, restore refuses while it runs (or stops it with --stop) [default: the config\'s disk entry, else the domain whose QEMU holds the image]' -r
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand delete" -l connect -d 'libvirt\'s URI for --domain, as virsh -c takes it [default: virsh\'s: $LIBVIRT_DEFAULT_URI, else qemu:///system for root]' -r
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand delete" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand delete" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand delete" -s q -l quiet -d 'Print only warnings and errors on stderr'
@@ -103,6 +117,8 @@ complete -c snap-disk -n "__fish_snap_disk_using_subcommand export" -s R -l reci
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand export" -s i -l identity -d 'age identity file for encrypted blocks (repeatable)' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand export" -l qmp -d 'QMP socket of the QEMU running the image: create reads a point-in-time blocks snapshot through it (or an internal one with --vm-state); restore, delete, list and export use the VM\'s own view [default: the config\'s disk entry, while the image is in use]' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand export" -l node -d 'With --qmp: the image\'s block node [default: the format node whose file is IMAGE]' -r
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand export" -l domain -d 'The libvirt domain that runs the image: create reads it live through libvirt\'s backup API, restore refuses while it runs (or stops it with --stop) [default: the config\'s disk entry, else the domain whose QEMU holds the image]' -r
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand export" -l connect -d 'libvirt\'s URI for --domain, as virsh -c takes it [default: virsh\'s: $LIBVIRT_DEFAULT_URI, else qemu:///system for root]' -r
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand export" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand export" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand export" -s q -l quiet -d 'Print only warnings and errors on stderr'
@@ -111,6 +127,8 @@ complete -c snap-disk -n "__fish_snap_disk_using_subcommand export" -s h -l help
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand verify" -s i -l identity -d 'age identity file for encrypted blocks (repeatable)' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand verify" -l qmp -d 'QMP socket of the QEMU running the image: create reads a point-in-time blocks snapshot through it (or an internal one with --vm-state); restore, delete, list and export use the VM\'s own view [default: the config\'s disk entry, while the image is in use]' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand verify" -l node -d 'With --qmp: the image\'s block node [default: the format node whose file is IMAGE]' -r
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand verify" -l domain -d 'The libvirt domain that runs the image: create reads it live through libvirt\'s backup API, restore refuses while it runs (or stops it with --stop) [default: the config\'s disk entry, else the domain whose QEMU holds the image]' -r
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand verify" -l connect -d 'libvirt\'s URI for --domain, as virsh -c takes it [default: virsh\'s: $LIBVIRT_DEFAULT_URI, else qemu:///system for root]' -r
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand verify" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand verify" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand verify" -s q -l quiet -d 'Print only warnings and errors on stderr'

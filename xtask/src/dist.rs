@@ -215,7 +215,7 @@ fn control(stage: &Path, version: &str, arch: &str) -> Result {
          Installed-Size: {size_kib}\n\
          Depends: {depends}\n\
          Recommends: qemu-utils, age\n\
-         Suggests: rclone, openssh-client\n\
+         Suggests: rclone, openssh-client, libvirt-clients, qemu-system-common\n\
          Section: admin\n\
          Priority: optional\n\
          Homepage: https://example.invalid/snap\n\

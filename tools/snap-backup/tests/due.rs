@@ -242,6 +242,11 @@ fn mistakes_name_the_key() {
             json!({"collect": {"warn_free": "lots"}}),
             "collect.warn_free",
         ),
+        (json!({"disks": [{"schedule": "daily"}]}), "disks[0]"),
+        (
+            json!({"disks": [{"image": "/x.qcow2", "target": "vda"}]}),
+            "disks[0].target",
+        ),
         (
             json!({"retention": {"tags": {"pre-apt": {"lats": 1}}}}),
             "retention.tags.pre-apt.lats",
@@ -252,4 +257,36 @@ fn mistakes_name_the_key() {
         assert_eq!(code(&out), 78, "{key}: {}", stderr(&out));
         assert!(stderr(&out).contains(key), "{key}: {}", stderr(&out));
     }
+}
+
+/// A config disk that names only a libvirt domain is due by the store's
+/// disk whose records were read through that domain and target (named by
+/// the domain before its first snapshot).
+#[test]
+fn a_domain_disk_is_due_by_its_records() {
+    let w = world(json!({"disks": [{"domain": "web", "target": "vda"}]}));
+    let out = due(&w, &["--dry-run"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("disk web: due; disk daily, never done"),
+        "{}",
+        stderr(&out)
+    );
+    w.write(
+        "store/disks/webimg/disk.json",
+        r#"{"image": "/var/lib/libvirt/images/webimg.qcow2", "block_size": 1048576}"#,
+    );
+    let rec = json!({"kind": "disk-snapshot", "schema": "snap/1", "disk": "webimg", "name": "s1",
+        "image": "/var/lib/libvirt/images/webimg.qcow2", "format": "qcow2", "method": "blocks",
+        "created": "2020-01-02T03:04:05Z", "virtual_size": 1048576, "stored_bytes": 0,
+        "new_bytes": 0, "blocks": 0, "parent": null, "description": null, "tags": [],
+        "domain": "web", "target": "vda"});
+    w.write("store/disks/webimg/s1.json", rec.to_string());
+    let out = due(&w, &["--dry-run"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("disk webimg: due; disk daily, last done 2020-01-02"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -24,7 +24,9 @@ other image) cuts the image into fixed blocks, stores each distinct non-zero blo
 second snapshot stores only the blocks that changed.\n\n\
 A running VM's disk is snapshotted through its QEMU (--qmp SOCKET, or the config's \"disks\" entry): one QMP \
 transaction fixes the point in time, a dirty bitmap tells which blocks changed since the last snapshot, and only \
-those are read (--freeze also freezes the guest's filesystems through its guest agent). A stopped qcow2 image \
+those are read (--freeze also freezes the guest's filesystems through its guest agent). A libvirt domain's disk \
+(--domain NAME, the config's \"domain\", or found from the QEMU holding the image) is read the same way through \
+libvirt: a checkpoint and a pull-mode backup job (virsh backup-begin). A stopped qcow2 image \
 is read through a qemu-storage-daemon of snap-disk's own: only its allocated blocks, and a dirty bitmap is kept \
 in the image for the next snapshot. `serve` exports a blocks snapshot over NBD so that a VM boots from it at once.\n\n\
 A DISK operand is an image file, or the name of a disk that has snapshots (the image's file name without \
@@ -35,14 +37,14 @@ without it the snapshot is disk-only. restore of such a snapshot is loadvm (the 
 memory; a load QEMU fails leaves the VM paused, as QEMU always does), and delete works online. list shows \
 every internal snapshot, whoever made it (qemu-img, savevm, virsh), and restore, delete and export take \
 them by tag or ID.\n\n\
-Otherwise restore and delete refuse (exit 75, naming the process) while a process has the image open, such \
-as a running VM. A blocks restore rewrites in place only the blocks that differ, after checking the \
+Otherwise restore and delete refuse (exit 75, naming the process, or the libvirt domain) while a process has the \
+image open, such as a running VM; restore --stop shuts a libvirt domain down first and starts it again after. A blocks restore rewrites in place only the blocks that differ, after checking the \
 blocks it needs, and when killed is finished by running it again.\n\n\
 Exit codes: 0 done; 1 the --before command failed; 64 usage; 65 a damaged snapshot or block map; \
 66 no such image or snapshot; 69 qemu-img is missing, or QEMU's monitor is unreachable or refused; \
 73 cannot create the output; 74 I/O error; 75 the image is in use or the store is busy; 78 bad config; \
 130 interrupted (a live snapshot thaws the guest and takes its nodes out of QEMU first).",
-    after_help = "Examples:\n  snap-disk create ~/vms/dev.qcow2 before-upgrade -d \"Before system upgrade\"\n  snap-disk create ~/vms/win.raw                     a blocks snapshot named by the time\n  snap-disk create ~/vms/dev.qcow2 --overlay clean-install\n  snap-disk create ~/vms/dev.raw --before \"ssh dev sudo apt full-upgrade -y\"\n  snap-disk create ~/vms/web.qcow2 --qmp /run/vm/web.qmp --freeze --guest-agent /run/vm/web.qga\n  snap-disk create ~/vms/dev.qcow2 before-upgrade --qmp /run/vm/dev.qmp --vm-state\n  snap-disk serve web 2026-12-01T101500Z --from t9\n  snap-disk list\n  snap-disk restore dev before-upgrade\n  snap-disk export win 2026-12-01T101500Z win.raw.zst\n  snap-disk create ~/vms/win.raw | snap-push --dest t9",
+    after_help = "Examples:\n  snap-disk create ~/vms/dev.qcow2 before-upgrade -d \"Before system upgrade\"\n  snap-disk create ~/vms/win.raw                     a blocks snapshot named by the time\n  snap-disk create ~/vms/dev.qcow2 --overlay clean-install\n  snap-disk create ~/vms/dev.raw --before \"ssh dev sudo apt full-upgrade -y\"\n  snap-disk create ~/vms/web.qcow2 --qmp /run/vm/web.qmp --freeze --guest-agent /run/vm/web.qga\n  snap-disk create ~/vms/dev.qcow2 before-upgrade --qmp /run/vm/dev.qmp --vm-state\n  snap-disk create --domain web                      a libvirt domain's disk, live\n  snap-disk restore web 2026-12-01T101500Z --stop\n  snap-disk serve web 2026-12-01T101500Z --from t9\n  snap-disk list\n  snap-disk restore dev before-upgrade\n  snap-disk export win 2026-12-01T101500Z win.raw.zst\n  snap-disk create ~/vms/win.raw | snap-push --dest t9",
     mut_arg("verbose", |a| a.help("Print more detail"))
 )]
 pub struct Cli {
