@@ -177,6 +177,23 @@ impl Libvirtd {
         path
     }
 
+    /// A qcow2 image QEMU (as libvirt-qemu) can reach, converted from a raw file.
+    pub fn import(&self, name: &str, raw: &Path) -> PathBuf {
+        let path = self.dir.path().join("img").join(name);
+        let out = Command::new("qemu-img")
+            .args(["convert", "-f", "raw", "-O", "qcow2"])
+            .arg(raw)
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        path
+    }
+
     /// Defines and starts a TCG domain (q35, 64 MiB, no guest OS) whose
     /// virtio disk vda is `image`.
     pub fn domain(&self, name: &str, image: &Path) -> Domain<'_> {

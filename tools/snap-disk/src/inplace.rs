@@ -46,11 +46,15 @@ const EXPORT: &str = "snap-disk-restore";
 
 /// Brings `image` (of `format`) back to the map at `map`, writing only what
 /// differs; `begin` runs once every block to write is checked, before the
-/// first write (it marks the restore under way). The bytes written.
+/// first write (it marks the restore under way). `now`, the map of a
+/// snapshot just taken of the image (the undo), says what it holds without
+/// reading it again. The bytes written.
+#[allow(clippy::too_many_arguments)]
 pub fn restore(
     image: &Path,
     format: &str,
     map: &Path,
+    now: Option<&Path>,
     fetch: &Fetch,
     begin: &dyn Fn() -> Result<()>,
     progress: &dyn Fn(&str, u64, u64),
@@ -89,11 +93,15 @@ pub fn restore(
         )
         .with_hint("restore it to a new file with --to"));
     }
-    let diffs =
-        compare(&mut client, Dense::new(reader), &header, progress).map_err(|e| match e {
-            Compared::Io(e) => nbd_err(e),
-            Compared::Map(e) => e,
-        })?;
+    let diffs = match now {
+        Some(now) => snap_shared::blockdiff::compare_maps(now, map)?.1,
+        None => {
+            compare(&mut client, Dense::new(reader), &header, progress).map_err(|e| match e {
+                Compared::Io(e) => nbd_err(e),
+                Compared::Map(e) => e,
+            })?
+        }
+    };
     check_blocks(&diffs, fetch)?;
     if !diffs.is_empty() {
         begin()?;

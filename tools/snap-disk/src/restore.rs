@@ -262,7 +262,7 @@ fn restore_blocks(
     // QEMU cannot open a differencing VHDX (its parent comes from the file).
     let qemu_opens = !(info.format == "vhdx" && info.backing.is_some());
     if info.format != "raw" && qemu_opens && crate::daemon::Daemon::available() {
-        return restore_through_qemu(disk, rec, &info.format, &map, dec, report);
+        return restore_through_qemu(disk, rec, &info.format, (&map, now), dec, report);
     }
     if info.format != "raw" {
         return replace_with_converted(disk, rec, &info.format, dec, report);
@@ -316,7 +316,7 @@ fn restore_through_qemu(
     disk: &Disk,
     rec: &DiskSnapshotRecord,
     format: &str,
-    map: &Path,
+    (map, now): (&Path, Option<&Path>),
     dec: &Decrypt,
     report: &Reporter,
 ) -> Result<u64> {
@@ -332,7 +332,7 @@ fn restore_through_qemu(
     };
     let progress =
         |what: &str, done: u64, of: u64| report.tally(|| Tally::bytes(what, done, Some(of)));
-    let bytes = crate::inplace::restore(&disk.image, format, map, &fetch, &begin, &progress)?;
+    let bytes = crate::inplace::restore(&disk.image, format, map, now, &fetch, &begin, &progress)?;
     clear_marker(disk)?;
     match bytes {
         0 => report.note(&format!(

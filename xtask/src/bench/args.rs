@@ -46,7 +46,9 @@ pub struct Args {
     /// prune (planning and deleting 100 and 1,000 archives at a folder and at S3);
     /// push or prune also measure what locks at the destination cost (against --baseline),
     /// which coord alone measures
-    /// disk (snap-disk on a 2 GiB ext4 image against zstd, borg, restic, rustic, qemu-img)
+    /// disk (snap-disk on a 2 GiB ext4 image against zstd, borg, restic, rustic, qemu-img;
+    /// with hypervisors, which alone runs only VDI/VMDK restores and libvirt domains against
+    /// qemu-img convert and virtnbdbackup)
     /// and timeline (snap-restore timeline --html on 10,000 snapshots; not in the default),
     /// churn (20 days of small changes against restic and borg; not in the default)
     #[arg(

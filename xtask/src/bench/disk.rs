@@ -24,7 +24,7 @@ const GIB: u64 = 1 << 30;
 const MIB: u64 = 1 << 20;
 
 /// Builds v1 and v2 once (kept across runs, like the other corpora).
-fn images(base: &Path) -> Result<(PathBuf, PathBuf)> {
+pub(crate) fn images(base: &Path) -> Result<(PathBuf, PathBuf)> {
     let dir = base.join("corpus");
     let (v1, v2) = (dir.join("disk-v1.raw"), dir.join("disk-v2.raw"));
     let marker = dir.join("disk.done");
@@ -350,6 +350,8 @@ pub fn run(args: &Args, base: &Path) -> Result {
     }
     let md = render(&runs, &v1);
     println!("{md}");
+    // Other hypervisors' disks and libvirt domains: their own page.
+    super::hypervisors::run(args, base)?;
     if !args.no_write {
         super::kit::write_doc(
             "benchmarks-disk.md",

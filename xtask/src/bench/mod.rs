@@ -9,6 +9,7 @@ mod collect;
 mod coord;
 mod diff;
 pub(crate) mod disk;
+mod hypervisors;
 pub(crate) mod kit;
 mod live;
 mod pack;
@@ -65,6 +66,9 @@ fn run_suites(args: &Args, base: &std::path::Path) -> Result {
     }
     if args.suites.iter().any(|s| s == "disk") {
         disk::run(args, base)?;
+    }
+    if args.suites.iter().any(|s| s == "hypervisors") {
+        hypervisors::run(args, base)?;
     }
     if args.suites.iter().any(|s| s == "timeline") {
         timeline::run(args, base)?;

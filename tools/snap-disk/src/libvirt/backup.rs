@@ -488,7 +488,7 @@ mod tests {
         };
         let x = b.backup_xml(&disks());
         assert!(
-            x.contains("<incremental>snap-disk-web@a</incremental>"),
+            x.contains("<incremental>snap-disk-3.web.a</incremental>"),
             "{x}"
         );
         assert!(x.contains("<disk name='vda' backup='no'/>"), "{x}");
