@@ -94,6 +94,8 @@ pub enum Cmd {
         names: Vec<String>,
         #[command(flatten)]
         monitor: MonitorArgs,
+        #[command(flatten)]
+        libvirt: DomainArgs,
     },
     /// Write a snapshot as a standalone image, by the name's suffix (.qcow2.zst, .raw.gz, .vhdx, …), optionally age-encrypted
     Export {
@@ -200,6 +202,9 @@ pub struct CreateArgs {
     #[command(flatten)]
     pub monitor: MonitorArgs,
 
+    #[command(flatten)]
+    pub libvirt: DomainArgs,
+
     /// With --qmp or a running libvirt domain: an internal snapshot holding the VM's memory and device state too, as savevm makes (the guest pauses for the save; libvirt: virsh snapshot-create-as)
     #[arg(long)]
     pub vm_state: bool,
@@ -283,6 +288,9 @@ pub struct RestoreArgs {
 
     #[command(flatten)]
     pub monitor: MonitorArgs,
+
+    #[command(flatten)]
+    pub libvirt: DomainArgs,
 }
 
 /// Where the QEMU running an image listens, for the verbs that work on a running VM.
@@ -295,12 +303,16 @@ pub struct MonitorArgs {
     /// With --qmp: the image's block node [default: the format node whose file is IMAGE]
     #[arg(long, value_name = "NODE")]
     pub node: Option<String>,
+}
 
+/// The libvirt domain that runs an image, for the verbs that act on one.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct DomainArgs {
     /// The libvirt domain that runs the image: create reads it live through libvirt's backup API, restore refuses while it runs (or stops it with --stop) [default: the config's disk entry, else the domain whose QEMU holds the image]
     #[arg(long, value_name = "NAME", conflicts_with_all = ["qmp", "node"])]
     pub domain: Option<String>,
 
-    /// libvirt's URI for --domain, as virsh -c takes it [default: virsh's: $LIBVIRT_DEFAULT_URI, else qemu:///system for root]
+    /// libvirt's URI, as virsh -c takes it [default: the config's disk entry, else virsh's: $LIBVIRT_DEFAULT_URI, else qemu:///system for root]
     #[arg(long, value_name = "URI")]
     pub connect: Option<String>,
 }

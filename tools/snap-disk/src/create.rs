@@ -35,7 +35,7 @@ use crate::{daemon, live};
 pub const DEFAULT_BLOCK_SIZE: u64 = 1 << 20;
 
 pub fn run(ctx: &Context, args: &CreateArgs, report: &Reporter) -> Result<Exit> {
-    if let Some(domain) = &args.monitor.domain {
+    if let Some(domain) = &args.libvirt.domain {
         return run_domain(ctx, args, domain, report);
     }
     match &args.image {
@@ -54,7 +54,7 @@ fn run_domain(ctx: &Context, args: &CreateArgs, domain: &str, report: &Reporter)
         ));
     }
     let virsh = crate::libvirt::Virsh {
-        uri: args.monitor.connect.clone().or_else(|| {
+        uri: args.libvirt.connect.clone().or_else(|| {
             ctx.disks
                 .iter()
                 .find(|d| d.domain.as_deref() == Some(domain))
@@ -140,7 +140,7 @@ pub(crate) fn take(
     // through the QMP socket the flags or the config name.
     let domain = match vm {
         Some(_) => None,
-        None => crate::domains::running(ctx, &args.monitor, image)?,
+        None => crate::domains::running(ctx, &args.libvirt, image)?,
     };
     let ends = match domain {
         Some(_) => None,

@@ -11,20 +11,22 @@ use snap_shared::error::{Error, Exit, Result};
 use snap_shared::record::DiskSnapshotRecord;
 use snap_shared::size::human_bytes;
 
-use crate::cli::Method;
+use crate::cli::{DomainArgs, Method};
 use crate::disk::Disk;
 use crate::image::{self, ImageInfo};
 use crate::libvirt::{Domain, Virsh};
 use crate::record::base_record;
 
-/// The domain a snapshot's record says libvirt made it in.
-pub fn domain_of(rec: &DiskSnapshotRecord) -> Option<Domain> {
+/// The domain a snapshot's record says libvirt made it in (reached by
+/// `--connect` when given, else the URI the record names).
+pub fn domain_of(rec: &DiskSnapshotRecord, flags: &DomainArgs) -> Option<Domain> {
     let name = rec.extra.get("domain")?.as_str()?;
-    let uri = rec
-        .extra
-        .get("libvirt_uri")
-        .and_then(Value::as_str)
-        .map(String::from);
+    let uri = flags.connect.clone().or_else(|| {
+        rec.extra
+            .get("libvirt_uri")
+            .and_then(Value::as_str)
+            .map(String::from)
+    });
     Some(Domain::new(Virsh { uri }, name))
 }
 

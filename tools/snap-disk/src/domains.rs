@@ -12,12 +12,13 @@ use std::path::{Path, PathBuf};
 use snap_shared::config::DiskEntry;
 use snap_shared::error::{Error, Result};
 
-use crate::cli::MonitorArgs;
+use crate::cli::DomainArgs;
 use crate::disk::{Context, Disk};
 use crate::image::ImageInfo;
-use crate::libvirt::{Backup, BeginArgs, Domain, Virsh, domain_holding};
+use crate::libvirt::{Backup, BeginArgs, Domain, Virsh, domain_holding, domain_with_image};
 use crate::live::{self, Since};
 use crate::source::{MapTo, Read, Settle, Through, config_entry};
+use snap_shared::holders::holders;
 
 /// A running libvirt domain and which of its disks is the image.
 #[derive(Debug, Clone)]
@@ -36,7 +37,7 @@ fn entry_by_domain<'a>(ctx: &'a Context, name: &str) -> Option<&'a DiskEntry> {
 /// The libvirt domain that runs `image` now, if one does. A domain named
 /// by the flags or the config is asked for its state; one found from the
 /// image's holder runs by definition.
-pub(crate) fn running(ctx: &Context, flags: &MonitorArgs, image: &Path) -> Result<Option<Running>> {
+pub(crate) fn running(ctx: &Context, flags: &DomainArgs, image: &Path) -> Result<Option<Running>> {
     let by_file = config_entry(ctx, image).filter(|e| e.domain.is_some());
     let named = flags
         .domain
@@ -44,12 +45,25 @@ pub(crate) fn running(ctx: &Context, flags: &MonitorArgs, image: &Path) -> Resul
         .or_else(|| by_file.and_then(|e| e.domain.clone()));
     let (name, found_running) = match named {
         Some(n) => (n, false),
+        None if !Virsh::installed() => return Ok(None),
         None => {
             // Only a QEMU that libvirt started names its guest so; virsh is
-            // asked nothing unless one holds the image.
-            match domain_holding(image) {
-                Some(n) if Virsh::installed() => (n, true),
-                _ => return Ok(None),
+            // asked nothing unless a process holds the image.
+            let held = holders(image);
+            match domain_holding(&held) {
+                Some(n) => (n, true),
+                // Only QEMU's lock is seen (it runs as another user): libvirt
+                // is asked which running domain has the image.
+                None if !held.is_empty() && held.iter().all(|h| h.pid.is_none()) => {
+                    let virsh = Virsh {
+                        uri: flags.connect.clone(),
+                    };
+                    match domain_with_image(&virsh, image) {
+                        Some(n) => (n, true),
+                        None => return Ok(None),
+                    }
+                }
+                None => return Ok(None),
             }
         }
     };

@@ -46,7 +46,9 @@ use clap::CommandFactory;
 use snap_cli::Reporter;
 use snap_shared::error::{Exit, Result};
 
-pub use cli::{Cli, Cmd, CreateArgs, Keys, Method, MonitorArgs, RestoreArgs, ServeArgs, TOOL};
+pub use cli::{
+    Cli, Cmd, CreateArgs, DomainArgs, Keys, Method, MonitorArgs, RestoreArgs, ServeArgs, TOOL,
+};
 
 /// The clap definition, for man pages and completions.
 pub fn command() -> clap::Command {
@@ -73,7 +75,8 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
             disk,
             names,
             monitor,
-        } => manage::delete(&ctx, disk, names, monitor, report),
+            libvirt,
+        } => manage::delete(&ctx, disk, names, (monitor, libvirt), report),
         Cmd::Export {
             disk,
             name,

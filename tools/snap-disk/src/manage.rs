@@ -10,7 +10,7 @@ use snap_shared::fsutil;
 use snap_shared::record::DiskSnapshotRecord;
 use snap_shared::size::human_bytes;
 
-use crate::cli::MonitorArgs;
+use crate::cli::{DomainArgs, MonitorArgs};
 use crate::disk::{Context, Disk};
 use crate::garbage::{collect_garbage, remove_if_there};
 use crate::image;
@@ -24,7 +24,7 @@ pub fn delete(
     ctx: &Context,
     operand: &str,
     names: &[String],
-    monitor: &MonitorArgs,
+    (monitor, libvirt): (&MonitorArgs, &DomainArgs),
     report: &Reporter,
 ) -> Result<Exit> {
     let _lock = ctx.lock(true)?;
@@ -39,7 +39,7 @@ pub fn delete(
     crate::changing::recover(&disk, vm.as_mut(), report)?;
     let mut blocks_gone = false;
     for rec in &recs {
-        delete_one(&disk, rec, vm.as_mut())?;
+        delete_with(&disk, rec, vm.as_mut(), libvirt)?;
         ctx.catalog(|c| c.remove("disk-snapshot", &rec.disk, &rec.name));
         blocks_gone |= rec.method == "blocks";
         report.note(&format!("deleted {}/{}", rec.disk, rec.name));
@@ -56,12 +56,22 @@ pub fn delete(
 
 /// Removes one snapshot; a blocks snapshot's blocks are left to [`collect_garbage`].
 pub fn delete_one(disk: &Disk, rec: &DiskSnapshotRecord, vm: Option<&mut Vm>) -> Result<()> {
+    delete_with(disk, rec, vm, &DomainArgs::default())
+}
+
+/// [`delete_one`], with the flags that reach libvirt.
+fn delete_with(
+    disk: &Disk,
+    rec: &DiskSnapshotRecord,
+    vm: Option<&mut Vm>,
+    libvirt: &DomainArgs,
+) -> Result<()> {
     match rec.method.as_str() {
         "blocks" => {
             remove_record(&disk.dir, &rec.name)?;
             remove_if_there(&disk.dir.map_path(&rec.name))
         }
-        "qcow2-internal" => match crate::domain_snapshots::domain_of(rec) {
+        "qcow2-internal" => match crate::domain_snapshots::domain_of(rec, libvirt) {
             Some(dom) if crate::domain_snapshots::known(&dom, rec)? => {
                 crate::domain_snapshots::delete(disk, rec, &dom)
             }

@@ -39,7 +39,7 @@ pub fn run(ctx: &Context, args: &RestoreArgs, report: &Reporter) -> Result<Exit>
     let internal = internal::snapshots(&disk, vm.as_mut())?;
     let rec = crate::listing::find(&disk, &args.name, internal.as_deref())?;
     // A snapshot libvirt made is reverted through libvirt, running or not.
-    let revert = match crate::domain_snapshots::domain_of(&rec) {
+    let revert = match crate::domain_snapshots::domain_of(&rec, &args.libvirt) {
         Some(dom) if args.to.is_none() && crate::domain_snapshots::known(&dom, &rec)? => Some(dom),
         _ => None,
     };
@@ -83,7 +83,7 @@ fn stop_domain(
     disk: &Disk,
     report: &Reporter,
 ) -> Result<Option<crate::libvirt::Stopped>> {
-    let Some(run) = crate::domains::running(ctx, &args.monitor, &disk.image)? else {
+    let Some(run) = crate::domains::running(ctx, &args.libvirt, &disk.image)? else {
         return Ok(None);
     };
     if !args.stop {
@@ -136,7 +136,7 @@ fn restore_and_undo(
                 rec,
                 vm.as_deref_mut(),
                 &args.keys,
-                &args.monitor,
+                (&args.monitor, &args.libvirt),
                 report,
             )?;
             Some(u)

@@ -83,7 +83,7 @@ pub(crate) fn endpoints(
     let freeze = args.freeze || entry.is_some_and(|e| e.freeze);
     let Some(ends) = monitor_endpoints(ctx, &args.monitor, image)? else {
         // A shut-off libvirt domain's disk is read as it is: nothing to freeze.
-        let domain = args.monitor.domain.is_some();
+        let domain = args.libvirt.domain.is_some();
         for (set, flag) in [
             (args.nbd_server.is_some(), "--nbd-server"),
             (args.freeze && !domain, "--freeze"),

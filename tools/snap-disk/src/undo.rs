@@ -16,7 +16,7 @@ use snap_shared::error::Result;
 use snap_shared::id::{free_name, id_for};
 use snap_shared::record::DiskSnapshotRecord;
 
-use crate::cli::{CreateArgs, Keys, Method, MonitorArgs};
+use crate::cli::{CreateArgs, DomainArgs, Keys, Method, MonitorArgs};
 use crate::disk::{Context, Disk};
 use crate::savevm::Vm;
 
@@ -30,7 +30,7 @@ pub fn before_restore(
     target: &DiskSnapshotRecord,
     vm: Option<&mut Vm>,
     keys: &Keys,
-    monitor: &MonitorArgs,
+    (monitor, libvirt): (&MonitorArgs, &DomainArgs),
     report: &Reporter,
 ) -> Result<DiskSnapshotRecord> {
     let method = match target.method.as_str() {
@@ -51,11 +51,12 @@ pub fn before_restore(
         description: Some(format!("the image before {} was restored", target.name)),
         tags: vec![TAG.to_string()],
         monitor: monitor.clone(),
+        libvirt: libvirt.clone(),
         // A load brings back memory too: the undo keeps what it replaces;
         // a running libvirt domain's internal snapshots always hold it.
         vm_state: method == Method::Qcow2Internal
             && ((vm.is_some() && loads_state)
-                || (vm.is_none() && crate::domains::running(ctx, monitor, &disk.image)?.is_some())),
+                || (vm.is_none() && crate::domains::running(ctx, libvirt, &disk.image)?.is_some())),
         // An encrypted disk's blocks go to the recipients of the identities
         // the restore was given (it has no recipients of its own).
         identities_as_recipients: match disk.info.as_ref().is_some_and(|i| i.encrypted) {

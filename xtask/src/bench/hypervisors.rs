@@ -134,7 +134,7 @@ fn live(store: &Path, lv: &Libvirtd, dom: &str, name: &str) -> Result<(f64, u64)
     let out = Command::new(bin("snap-disk"))
         .arg("--store")
         .arg(store)
-        .args(["-q", "--connect", &lv.uri, "create", "--domain", dom, name])
+        .args(["-q", "create", "--connect", &lv.uri, "--domain", dom, name])
         .output()
         .map_err(|e| e.to_string())?;
     let wall = t0.elapsed().as_secs_f64();

@@ -258,16 +258,33 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// The libvirt domain whose QEMU holds `image`: libvirt starts QEMU with
-/// `-name guest=NAME,…` (a comma in the name doubled).
-pub fn domain_holding(image: &Path) -> Option<String> {
-    snap_shared::holders::holders(image)
-        .iter()
-        .filter_map(|h| h.pid)
-        .find_map(|pid| {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-            guest_name(&cmdline)
+/// The libvirt domain whose QEMU (one of `holders`) holds an image:
+/// libvirt starts QEMU with `-name guest=NAME,…` (a comma in the name
+/// doubled).
+pub fn domain_holding(holders: &[snap_shared::holders::Holder]) -> Option<String> {
+    holders.iter().filter_map(|h| h.pid).find_map(|pid| {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        guest_name(&cmdline)
+    })
+}
+
+/// The running domain with `image` among its disks, asked of libvirt (for
+/// an image whose holder cannot be seen, only its lock: QEMU runs as
+/// another user). None when libvirt cannot be reached.
+pub fn domain_with_image(virsh: &Virsh, image: &Path) -> Option<String> {
+    let names = virsh.run(&["list", "--name"]).ok()?;
+    names
+        .lines()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .find(|n| {
+            Domain::new(virsh.clone(), n).disks().is_ok_and(|disks| {
+                disks
+                    .iter()
+                    .any(|d| d.source.as_deref().is_some_and(|s| same_file(s, image)))
+            })
         })
+        .map(String::from)
 }
 
 /// The guest name in a QEMU command line (NUL-separated), as libvirt writes it.
