@@ -339,7 +339,7 @@ _snap__disk() {
             return 0
             ;;
         snap__subcmd__disk__subcmd__export)
-            opts="-r -R -i -s -c -q -v -h --recipient --recipients-file --identity --qmp --node --domain --connect --store --config --quiet --verbose --help"
+            opts="-r -R -i -s -c -q -v -h --recipient --recipients-file --identity --qmp --node --store --config --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -374,14 +374,6 @@ _snap__disk() {
                     return 0
                     ;;
                 --node)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --domain)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --connect)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -577,7 +569,7 @@ _snap__disk() {
             return 0
             ;;
         snap__subcmd__disk__subcmd__list)
-            opts="-s -c -q -v -h --qmp --node --domain --connect --store --config --quiet --verbose --help"
+            opts="-s -c -q -v -h --qmp --node --store --config --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -588,14 +580,6 @@ _snap__disk() {
                     return 0
                     ;;
                 --node)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --domain)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --connect)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -735,7 +719,7 @@ _snap__disk() {
             return 0
             ;;
         snap__subcmd__disk__subcmd__show)
-            opts="-s -c -q -v -h --qmp --node --domain --connect --store --config --quiet --verbose --help"
+            opts="-s -c -q -v -h --qmp --node --store --config --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -746,14 +730,6 @@ _snap__disk() {
                     return 0
                     ;;
                 --node)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --domain)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --connect)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -781,7 +757,7 @@ _snap__disk() {
             return 0
             ;;
         snap__subcmd__disk__subcmd__verify)
-            opts="-i -s -c -q -v -h --identity --qmp --node --domain --connect --store --config --quiet --verbose --help"
+            opts="-i -s -c -q -v -h --identity --qmp --node --store --config --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -800,14 +776,6 @@ _snap__disk() {
                     return 0
                     ;;
                 --node)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --domain)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --connect)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
