@@ -134,6 +134,11 @@ impl Libvirtd {
         d
     }
 
+    /// The folder of its sockets (libvirt-sock is its read-write one).
+    pub fn socket_dir(&self) -> PathBuf {
+        self.dir.path().join("sock")
+    }
+
     fn log(&self) -> String {
         fs::read_to_string(self.dir.path().join("libvirtd.log")).unwrap_or_default()
     }

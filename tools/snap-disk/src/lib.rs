@@ -8,6 +8,7 @@
 //! `disk-snapshot` record in `<store>/disks/<disk>/`.
 
 pub mod blocks;
+mod blocks_create;
 pub mod changing;
 mod cli;
 pub mod compact;
@@ -18,6 +19,7 @@ pub mod domain_snapshots;
 mod domains;
 pub mod export;
 mod garbage;
+mod guard;
 pub mod image;
 pub mod inplace;
 pub mod internal;
@@ -26,6 +28,7 @@ pub mod listing;
 pub mod live;
 pub mod manage;
 pub mod nbd;
+mod newfile;
 pub mod overlay;
 pub mod owned;
 pub mod qcow2;

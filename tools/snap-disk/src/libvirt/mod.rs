@@ -14,6 +14,7 @@
 //! starts QEMU with `-name guest=NAME`.
 
 mod backup;
+mod job;
 mod power;
 mod snapshots;
 
