@@ -59,6 +59,22 @@ pub fn restore(
     begin: &dyn Fn() -> Result<()>,
     progress: &dyn Fn(&str, u64, u64),
 ) -> Result<u64> {
+    // What differs, found before QEMU opens the image when the undo's map
+    // or the file itself (read directly, on every core) can say.
+    let early = match now {
+        Some(now) => Some(snap_shared::blockdiff::compare_maps(now, map)?.1),
+        None => match crate::layout::direct_extents(image, format)? {
+            Some(extents) => {
+                let diffs = crate::layout::compare(image, &extents, map, progress)?;
+                // The file was read whole and matches: QEMU is not needed.
+                if diffs.is_empty() {
+                    return Ok(0);
+                }
+                Some(diffs)
+            }
+            None => None,
+        },
+    };
     let cid = match format {
         "vmdk" => vmdk_cid(image)?,
         _ => None,
@@ -82,19 +98,14 @@ pub fn restore(
     let reader = MapReader::open(map)?;
     let header = reader.header;
     if client.size() != header.virtual_size {
-        return Err(Error::new(
-            Exit::Data,
-            image.display().to_string(),
-            format!(
-                "holds {} bytes, the snapshot {}: it was resized since",
-                client.size(),
-                header.virtual_size
-            ),
-        )
-        .with_hint("restore it to a new file with --to"));
+        return Err(crate::layout::resized(
+            image,
+            client.size(),
+            header.virtual_size,
+        ));
     }
-    let diffs = match now {
-        Some(now) => snap_shared::blockdiff::compare_maps(now, map)?.1,
+    let diffs = match early {
+        Some(diffs) => diffs,
         None => {
             compare(&mut client, Dense::new(reader), &header, progress).map_err(|e| match e {
                 Compared::Io(e) => nbd_err(e),

@@ -23,6 +23,7 @@ mod guard;
 pub mod image;
 pub mod inplace;
 pub mod internal;
+mod layout;
 pub mod libvirt;
 pub mod listing;
 pub mod live;
