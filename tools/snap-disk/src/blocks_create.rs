@@ -22,7 +22,7 @@ use crate::disk::Disk;
 use crate::image::ImageInfo;
 use crate::record::base_record;
 use crate::source::{
-    MapTo, Reading, Settle, plain_siblings, read_file, read_live, read_vhdx_chain,
+    MapTo, Reading, Settle, plain_siblings, read_direct, read_file, read_live, read_vhdx_chain,
 };
 use crate::{daemon, live};
 
@@ -101,6 +101,7 @@ pub(crate) fn create_blocks(
         let read = match &reading {
             Reading::File { .. } => read_file(disk, info, &to)?,
             Reading::VhdxChain { .. } => read_vhdx_chain(disk, info, &to)?,
+            Reading::Direct(extents) => read_direct(disk, info, extents.clone(), &to)?,
             Reading::Live(ends) => read_live(disk, ends, None, &to)?,
             Reading::Domain(d) => {
                 crate::domains::read(disk, d, args.freeze || d.freeze, info, &to)?

@@ -81,6 +81,51 @@ fn monolithic_sparse(image: &Path) -> Result<bool> {
     Ok(text.contains("createType=\"monolithicSparse\""))
 }
 
+/// A stopped image read straight from its file through its extents, as a
+/// block source for a blocks snapshot.
+pub struct Direct {
+    pub file: File,
+    pub extents: Vec<Extent>,
+}
+
+impl snap_shared::blockpipe::Source for Direct {
+    fn read_range(&self, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        let size = size_of(&self.extents);
+        let end = (offset + len as u64).min(size);
+        if end > offset {
+            read_guest(
+                &self.file,
+                &self.extents,
+                offset,
+                &mut buf[..(end - offset) as usize],
+            )?;
+        }
+        Ok(buf)
+    }
+}
+
+impl Direct {
+    /// The blocks that hold any data (the rest read as zeros).
+    pub fn data_blocks(&self, block_size: u64) -> Vec<u64> {
+        let mut out: Vec<u64> = Vec::new();
+        for e in self
+            .extents
+            .iter()
+            .filter(|e| e.data && !e.zero && e.length > 0)
+        {
+            let first = e.start / block_size;
+            let last = (e.start + e.length - 1) / block_size;
+            for b in first..=last {
+                if out.last() != Some(&b) {
+                    out.push(b);
+                }
+            }
+        }
+        out
+    }
+}
+
 /// The virtual size the extents cover.
 pub fn size_of(extents: &[Extent]) -> u64 {
     extents.last().map_or(0, |e| e.start + e.length)

@@ -123,6 +123,9 @@ pub(crate) enum Reading {
     VhdxChain { in_use: bool },
     /// Through libvirt's backup job, at one point in time.
     Domain(crate::domains::Running),
+    /// A stopped image whose data is stored as is, read straight from its
+    /// file (formats with no dirty bitmap to keep: not qcow2).
+    Direct(Vec<crate::layout::Extent>),
 }
 
 /// Decides how to read: through QEMU when its QMP socket is known (given on
@@ -180,6 +183,12 @@ pub(crate) fn how_to_read(
                 "{} is read-only: read through a raw copy, with no dirty bitmap kept in it",
                 disk.image.display()
             ));
+        } else if let Some(extents) = match format {
+            // A qcow2 keeps a dirty bitmap for the next snapshot: through QEMU.
+            "qcow2" => None,
+            _ => crate::layout::direct_extents(&disk.image, format)?,
+        } {
+            return Ok(Reading::Direct(extents));
         } else if !daemon::Daemon::available() {
             report.note(
                 "qemu-storage-daemon is not installed: the image is read through a raw copy \
@@ -281,6 +290,29 @@ pub(crate) fn read_file(disk: &Disk, info: &ImageInfo, to: &MapTo<'_>) -> Result
     let plan = blocks::plan_file(&file, header);
     let what = source.path().display().to_string();
     let stats = to.write(&file, &what, info.virtual_size, plan)?;
+    Ok(Read {
+        stats,
+        virtual_size: info.virtual_size,
+        through: None,
+        settle: Settle::Nothing,
+    })
+}
+
+/// Reads a stopped image straight from its file, through its extents.
+pub(crate) fn read_direct(
+    disk: &Disk,
+    info: &ImageInfo,
+    extents: Vec<crate::layout::Extent>,
+    to: &MapTo<'_>,
+) -> Result<Read> {
+    let file = fs::File::open(&disk.image).map_err(|e| Error::io(&disk.image, e))?;
+    let source = crate::layout::Direct { file, extents };
+    let plan = source
+        .data_blocks(to.block_size)
+        .into_iter()
+        .map(|i| (i, blocks::Take::Read));
+    let what = disk.image.display().to_string();
+    let stats = to.write(&source, &what, info.virtual_size, plan)?;
     Ok(Read {
         stats,
         virtual_size: info.virtual_size,
