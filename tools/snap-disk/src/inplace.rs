@@ -196,8 +196,9 @@ fn compare(
     Ok(diffs)
 }
 
-/// Where a VMDK's descriptor says `CID=` (its offset in the file) and the
-/// eight hex digits there; None when the first 64 KiB hold no descriptor.
+/// Where a VMDK's descriptor says `CID=` (the offset of its value in the
+/// file) and the value: one to eight hex digits (QEMU and VMware print it
+/// without leading zeros). None when the first 64 KiB hold no descriptor.
 fn vmdk_cid(image: &Path) -> Result<Option<(u64, String)>> {
     let f = std::fs::File::open(image).map_err(|e| Error::io(image, e))?;
     let mut head = vec![0u8; 64 << 10];
@@ -206,28 +207,131 @@ fn vmdk_cid(image: &Path) -> Result<Option<(u64, String)>> {
     let Some(at) = head.windows(5).position(|w| w == b"\nCID=") else {
         return Ok(None);
     };
-    let value = &head[at + 5..(at + 13).min(head.len())];
-    if value.len() != 8 || !value.iter().all(u8::is_ascii_hexdigit) {
+    let value: Vec<u8> = head[at + 5..]
+        .iter()
+        .take_while(|b| b.is_ascii_hexdigit())
+        .copied()
+        .collect();
+    if value.is_empty() || value.len() > 8 {
         return Ok(None);
     }
     Ok(Some((
         (at + 5) as u64,
-        String::from_utf8_lossy(value).into_owned(),
+        String::from_utf8_lossy(&value).into_owned(),
     )))
 }
 
-/// Writes the CID the image had back over the one QEMU gave it (the same
-/// eight digits at the same place, synced).
-fn put_back_cid(image: &Path, at: u64, was: &str) -> Result<()> {
-    match vmdk_cid(image)? {
-        Some((now_at, now)) if now_at == at && now != was => {}
-        _ => return Ok(()),
+/// Where the descriptor's text may run to: the end of a sparse file's
+/// descriptor region (its header's descriptorOffset and descriptorSize, in
+/// sectors), else (a descriptor file) anywhere.
+fn descriptor_end(f: &std::fs::File) -> std::io::Result<u64> {
+    let mut h = [0u8; 44];
+    if f.read_at(&mut h, 0)? == 44 && &h[..4] == b"KDMV" {
+        let le = |at: usize| u64::from_le_bytes(h[at..at + 8].try_into().unwrap());
+        return Ok((le(28) + le(36)) * 512);
     }
+    Ok(u64::MAX)
+}
+
+/// Writes the CID the image had back over the one QEMU gave it, synced.
+/// The two may differ in length (no leading zeros): the rest of the
+/// descriptor's text moves with it, within the descriptor's room (its NUL
+/// padding, in a sparse file).
+fn put_back_cid(image: &Path, at: u64, was: &str) -> Result<()> {
+    let now = match vmdk_cid(image)? {
+        Some((now_at, now)) if now_at == at && now != was => now,
+        _ => return Ok(()),
+    };
     let f = OpenOptions::new()
+        .read(true)
         .write(true)
         .open(image)
         .map_err(|e| Error::io(image, e))?;
-    f.write_all_at(was.as_bytes(), at)
+    let io = |e| Error::io(image, e);
+    let end = descriptor_end(&f).map_err(io)?;
+    let mut rest = vec![0u8; 64 << 10];
+    let n = f.read_at(&mut rest, at).map_err(io)?;
+    let rest = &rest[..n];
+    // The text after the value, to the first NUL (or the end of the file).
+    let text_end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+    let tail = &rest[now.len()..text_end];
+    let mut new = was.as_bytes().to_vec();
+    new.extend_from_slice(tail);
+    // A descriptor file is text to its end: it is cut or grows.
+    if end == u64::MAX && text_end == rest.len() && n < (64 << 10) {
+        f.write_all_at(&new, at)
+            .and_then(|()| f.set_len(at + new.len() as u64))
+            .and_then(|()| f.sync_all())
+            .map_err(io)?;
+        return Ok(());
+    }
+    // In a sparse file's descriptor region, a shorter text leaves NULs.
+    new.resize(new.len().max(text_end), 0);
+    let room = match rest.len() > text_end {
+        true => rest[text_end..].iter().take_while(|&&b| b == 0).count() + text_end,
+        false => usize::MAX,
+    };
+    if new.len() > room || at + new.len() as u64 > end {
+        return Err(Error::new(
+            Exit::Io,
+            image.display().to_string(),
+            format!("no room in the descriptor to put its CID {was} back (QEMU wrote {now})"),
+        )
+        .with_hint(format!(
+            "edit the descriptor's CID= line back to {was} by hand"
+        )));
+    }
+    f.write_all_at(&new, at)
         .and_then(|()| f.sync_all())
-        .map_err(|e| Error::io(image, e))
+        .map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sparse VMDK's first sectors: the header (descriptor at sector 1,
+    /// 2 sectors long) and the descriptor text, NUL-padded.
+    fn sparse(text: &str) -> Vec<u8> {
+        let mut b = vec![0u8; 3 * 512 + 512];
+        b[..4].copy_from_slice(b"KDMV");
+        b[28..36].copy_from_slice(&1u64.to_le_bytes());
+        b[36..44].copy_from_slice(&2u64.to_le_bytes());
+        b[512..512 + text.len()].copy_from_slice(text.as_bytes());
+        // Not descriptor: what follows the region.
+        b[3 * 512..].fill(0xee);
+        b
+    }
+
+    /// A CID QEMU wrote shorter or longer (no leading zeros) is put back,
+    /// and the rest of the descriptor moves with it, within its region.
+    #[test]
+    fn a_cid_of_another_length_is_put_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("d.vmdk");
+        for (was, now) in [
+            ("35c45322", "ed7dc14"),
+            ("ed7dc14", "35c45322"),
+            ("1", "abcdef12"),
+        ] {
+            let text = |cid: &str| {
+                format!("# Disk DescriptorFile\nversion=1\nCID={cid}\nparentCID=ffffffff\n")
+            };
+            std::fs::write(&img, sparse(&text(now))).unwrap();
+            let (at, got) = vmdk_cid(&img).unwrap().unwrap();
+            assert_eq!(got, now);
+            put_back_cid(&img, at, was).unwrap();
+            let bytes = std::fs::read(&img).unwrap();
+            assert_eq!(bytes, sparse(&text(was)), "{was} over {now}");
+        }
+        // A descriptor file (text only) is cut or grows.
+        let text = "version=1\nCID=fffe\nparentCID=ffffffff\n";
+        std::fs::write(&img, text).unwrap();
+        let (at, _) = vmdk_cid(&img).unwrap().unwrap();
+        put_back_cid(&img, at, "12").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&img).unwrap(),
+            "version=1\nCID=12\nparentCID=ffffffff\n"
+        );
+    }
 }

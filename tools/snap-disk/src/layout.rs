@@ -185,16 +185,20 @@ pub fn compare(
         let Some(&(last, _)) = batch.last() else {
             break;
         };
-        let chunk = batch.len().div_ceil(threads);
+        // Blocks are handed out one at a time: data is rarely spread evenly.
+        let next = std::sync::atomic::AtomicUsize::new(0);
         let found: Vec<std::io::Result<Vec<Diff>>> = std::thread::scope(|s| {
-            let workers: Vec<_> = batch
-                .chunks(chunk)
-                .map(|part| {
-                    let file = &file;
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    let (file, batch, next) = (&file, &batch, &next);
                     s.spawn(move || {
                         let mut buf = vec![0u8; header.block_size as usize];
                         let mut out = Vec::new();
-                        for &(index, want) in part {
+                        loop {
+                            let at = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(&(index, want)) = batch.get(at) else {
+                                break;
+                            };
                             let len = header.len_of(index) as usize;
                             let data = &mut buf[..len];
                             let start = index * header.block_size;

@@ -44,7 +44,8 @@ fn identity(img: &Path, format: &str) -> Vec<u8> {
         // The descriptor's CID.
         "vmdk" => {
             let at = bytes.windows(5).position(|w| w == b"\nCID=").unwrap();
-            bytes[at + 5..at + 13].to_vec()
+            let len = bytes[at + 5..].iter().position(|&b| b == b'\n').unwrap();
+            bytes[at + 5..at + 5 + len].to_vec()
         }
         _ => Vec::new(),
     }

@@ -201,8 +201,11 @@ pub fn run(args: &super::Args, base: &Path) -> Result {
             &format!(
                 "; {}; {}; {}",
                 super::kit::version("qemu-img", "--version"),
-                super::kit::version("virsh", "--version"),
-                super::kit::version("virtnbdbackup", "--version"),
+                format!("libvirt {}", super::kit::version("virsh", "--version")),
+                format!(
+                    "virtnbdbackup {}",
+                    super::kit::version("virtnbdbackup", "--version")
+                ),
             ),
             METHOD,
             &md,
