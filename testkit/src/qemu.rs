@@ -309,3 +309,21 @@ pub(crate) fn listening(path: &std::path::Path) -> bool {
         })
     })
 }
+
+/// The byte at `offset` of a file.
+pub fn byte_at(path: &Path, offset: u64) -> u8 {
+    use std::os::unix::fs::FileExt;
+    let mut b = [0u8];
+    std::fs::File::open(path)
+        .unwrap()
+        .read_exact_at(&mut b, offset)
+        .unwrap();
+    b[0]
+}
+
+/// The test writers' rule: they write a counter to a low block, then to a
+/// high one, so a state the disk had holds in the low block the high
+/// block's counter or the next one (mod 256).
+pub fn consistent(low: u8, high: u8) -> bool {
+    low == high || low == high.wrapping_add(1)
+}

@@ -41,14 +41,7 @@ pub fn create(
     description: Option<&str>,
     report: &Reporter,
 ) -> Result<DiskSnapshotRecord> {
-    if info.format != "qcow2" {
-        return Err(Error::usage(
-            disk.image.display().to_string(),
-            format!("is {}; internal snapshots need a qcow2 image", info.format),
-        )
-        .with_hint("use --method blocks (any format), read live through libvirt"));
-    }
-    disk.ensure_info(crate::create::DEFAULT_BLOCK_SIZE, false)?;
+    crate::internal::prepare(disk, info)?;
     let taken = info.snapshots.iter().any(|s| s.name == name)
         || dom.snapshot_names()?.iter().any(|s| s == name);
     if taken {

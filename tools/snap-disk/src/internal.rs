@@ -78,14 +78,7 @@ pub fn create(
     state: Option<Option<&Path>>,
     report: &Reporter,
 ) -> Result<DiskSnapshotRecord> {
-    if info.format != "qcow2" {
-        return Err(Error::usage(
-            disk.image.display().to_string(),
-            format!("is {}; internal snapshots need a qcow2 image", info.format),
-        )
-        .with_hint("use --method blocks (any format) or convert the image to qcow2"));
-    }
-    disk.ensure_info(crate::create::DEFAULT_BLOCK_SIZE, false)?;
+    prepare(disk, info)?;
     let mut rec = base_record(disk, info, name, Method::Qcow2Internal);
     let Some(vm) = vm else {
         if info.snapshots.iter().any(|s| s.name == name) {
@@ -161,6 +154,19 @@ pub fn create(
         ));
     }
     Ok(rec)
+}
+
+/// An internal snapshot needs a qcow2 image, and the disk's folder.
+pub(crate) fn prepare(disk: &Disk, info: &ImageInfo) -> Result<()> {
+    if info.format != "qcow2" {
+        return Err(Error::usage(
+            disk.image.display().to_string(),
+            format!("is {}; internal snapshots need a qcow2 image", info.format),
+        )
+        .with_hint("use --method blocks (any format) or convert the image to qcow2"));
+    }
+    disk.ensure_info(crate::create::DEFAULT_BLOCK_SIZE, false)
+        .map(drop)
 }
 
 fn millis(d: Duration) -> f64 {

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use snap_testkit::libvirt::{Domain, Libvirtd};
+use snap_testkit::qemu::{byte_at, consistent};
 use snap_testkit::{World, code, records, stderr};
 
 const MIB: u64 = 1 << 20;
@@ -45,21 +46,6 @@ fn export(w: &World, lv: &Libvirtd, disk: &str, name: &str) -> PathBuf {
     let out = w.path(&format!("{disk}-{name}.raw"));
     ok(w, lv, &["export", disk, name, out.to_str().unwrap()]);
     out
-}
-
-fn byte_at(path: &Path, offset: u64) -> u8 {
-    use std::os::unix::fs::FileExt;
-    let mut b = [0u8];
-    std::fs::File::open(path)
-        .unwrap()
-        .read_exact_at(&mut b, offset)
-        .unwrap();
-    b[0]
-}
-
-/// The writer's rule: LOW holds HIGH's counter or the next one (mod 256).
-fn consistent(low: u8, high: u8) -> bool {
-    low == high || low == high.wrapping_add(1)
 }
 
 /// Fails unless the raw file equals the image (read with -U, the domain idle).

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use assert_cmd::Command;
 use serde_json::json;
-use snap_testkit::qemu::{FakeAgent, Qsd, send_signal};
+use snap_testkit::qemu::{FakeAgent, Qsd, byte_at, consistent, send_signal};
 use snap_testkit::{World, code, records, stderr};
 
 const MIB: u64 = 1 << 20;
@@ -102,20 +102,6 @@ fn same_image(raw: &Path, other: impl AsRef<std::ffi::OsStr>, format: &str) {
         String::from_utf8_lossy(&cmp.stdout),
         stderr(&cmp)
     );
-}
-
-fn byte_at(path: &Path, offset: u64) -> u8 {
-    let mut b = [0u8];
-    fs::File::open(path)
-        .unwrap()
-        .read_exact_at(&mut b, offset)
-        .unwrap();
-    b[0]
-}
-
-/// The writer's rule: LOW holds HIGH's counter or the next one (mod 256).
-fn consistent(low: u8, high: u8) -> bool {
-    low == high || low == high.wrapping_add(1)
 }
 
 /// A guest that keeps writing LOW, then a little into every 4 MiB between

@@ -61,27 +61,11 @@ fn same(img: &Path, format: &str, v1: &Path) -> Result {
     )
 }
 
-/// The bytes a restore's record says it wrote.
+/// A restore's wall time, and the bytes its record says it wrote.
 fn restored_bytes(store: &Path, args: &[&str]) -> Result<(f64, u64)> {
-    let t0 = Instant::now();
-    let out = Command::new(bin("snap-disk"))
-        .arg("--store")
-        .arg(store)
-        .arg("-q")
-        .args(args)
-        .output()
-        .map_err(|e| e.to_string())?;
-    let wall = t0.elapsed().as_secs_f64();
-    if !out.status.success() {
-        return Err(format!(
-            "snap-disk {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let bytes = text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    let (wall, recs) = super::live::timed_records(store, args)?;
+    let bytes = recs
+        .iter()
         .filter(|r| r["kind"] == "restored")
         .find_map(|r| r["bytes"].as_u64())
         .unwrap_or(0);
@@ -130,28 +114,10 @@ fn guest_change(d: &Domain) {
 }
 
 fn live(store: &Path, lv: &Libvirtd, dom: &str, name: &str) -> Result<(f64, u64)> {
-    let t0 = Instant::now();
-    let out = Command::new(bin("snap-disk"))
-        .arg("--store")
-        .arg(store)
-        .args(["-q", "create", "--connect", &lv.uri, "--domain", dom, name])
-        .output()
-        .map_err(|e| e.to_string())?;
-    let wall = t0.elapsed().as_secs_f64();
-    if !out.status.success() {
-        return Err(format!(
-            "snap-disk create --domain {dom}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    let rec: serde_json::Value = serde_json::from_str(
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .next()
-            .unwrap_or("{}"),
-    )
-    .map_err(|e| e.to_string())?;
-    Ok((wall, rec["read_bytes"].as_u64().unwrap_or(0)))
+    let args = ["create", "--connect", &lv.uri, "--domain", dom, name];
+    let (wall, recs) = super::live::timed_records(store, &args)?;
+    let read = recs.first().and_then(|r| r["read_bytes"].as_u64());
+    Ok((wall, read.unwrap_or(0)))
 }
 
 /// virtnbdbackup takes any URI with a transport (`qemu+unix://…`) for a
@@ -199,13 +165,10 @@ pub fn run(args: &super::Args, base: &Path) -> Result {
             "Benchmarks: other hypervisors' disks and libvirt domains",
             args.runs,
             &format!(
-                "; {}; {}; {}",
+                "; {}; libvirt {}; virtnbdbackup {}",
                 super::kit::version("qemu-img", "--version"),
-                format!("libvirt {}", super::kit::version("virsh", "--version")),
-                format!(
-                    "virtnbdbackup {}",
-                    super::kit::version("virtnbdbackup", "--version")
-                ),
+                super::kit::version("virsh", "--version"),
+                super::kit::version("virtnbdbackup", "--version"),
             ),
             METHOD,
             &md,

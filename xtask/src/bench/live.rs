@@ -38,6 +38,16 @@ pub struct Live {
 
 /// Runs `snap-disk` and returns its wall time and record.
 fn timed(store: &Path, args: &[&str]) -> Result<(f64, Value)> {
+    let (wall, mut recs) = timed_records(store, args)?;
+    let first = match recs.is_empty() {
+        true => Value::Object(Default::default()),
+        false => recs.swap_remove(0),
+    };
+    Ok((wall, first))
+}
+
+/// Runs `snap-disk` (quiet, on `store`) and returns its wall time and records.
+pub(crate) fn timed_records(store: &Path, args: &[&str]) -> Result<(f64, Vec<Value>)> {
     let start = Instant::now();
     let out = Command::new(bin("snap-disk"))
         .arg("--store")
@@ -53,10 +63,11 @@ fn timed(store: &Path, args: &[&str]) -> Result<(f64, Value)> {
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    let line = String::from_utf8_lossy(&out.stdout);
-    let rec =
-        serde_json::from_str(line.lines().next().unwrap_or("{}")).map_err(|e| e.to_string())?;
-    Ok((wall, rec))
+    let recs = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<Value>>>()?;
+    Ok((wall, recs))
 }
 
 pub fn run(t: &Path, v1: &Path) -> Result<Live> {

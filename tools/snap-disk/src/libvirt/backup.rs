@@ -19,7 +19,6 @@
 
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use snap_shared::error::{Error, Result};
@@ -27,8 +26,7 @@ use snap_shared::error::{Error, Result};
 use super::job::{abort_job, end_leftover_job, watchdog};
 use super::{DomDisk, Domain};
 use crate::blocks::Take;
-use crate::live::{Export, OURS, Parent, Since, Stop, parent_blocks, plan_blocks};
-use crate::nbd;
+use crate::live::{Export, OURS, Parent, Since, Stop, plan_export};
 
 /// The checkpoint a snapshot of `disk` named `snap` starts.
 pub fn checkpoint_name(disk: &str, snap: &str) -> String {
@@ -218,39 +216,8 @@ impl Backup {
         stop: &Stop,
     ) -> Result<(Export, Vec<(u64, Take)>)> {
         let bitmap = format!("backup-{}", self.target);
-        let incremental = matches!(self.since, Since::Bitmap(_));
-        let mut meta = vec![nbd::ALLOCATION.to_string()];
-        if incremental {
-            meta.push(nbd::bitmap_context(&bitmap));
-        }
-        let nbd_err =
-            |e: std::io::Error| Error::io_ctx(format!("NBD export {}", self.socket.display()), e);
-        let mut client =
-            nbd::Client::connect(&self.socket, &self.target, &meta).map_err(nbd_err)?;
-        let data = client.all_extents(nbd::ALLOCATION).map_err(nbd_err)?;
-        let (dirty, parent_map) = match (incremental, parent) {
-            (true, Some(p)) => (
-                Some(
-                    client
-                        .all_extents(&nbd::bitmap_context(&bitmap))
-                        .map_err(nbd_err)?,
-                ),
-                parent_blocks(&p.map)?,
-            ),
-            _ => (None, Vec::new()),
-        };
-        let plan = plan_blocks(
-            block_size,
-            client.size(),
-            &data,
-            dirty.as_deref(),
-            &parent_map,
-        );
-        let export = Export {
-            client: Mutex::new(client),
-            stop: stop.clone(),
-        };
-        Ok((export, plan))
+        let since = matches!(self.since, Since::Bitmap(_)).then_some(bitmap.as_str());
+        plan_export(&self.socket, &self.target, since, parent, block_size, stop)
     }
 
     /// Ends the job (QEMU drops the export and the scratch file).

@@ -32,6 +32,6 @@ pub use discovery::{APPLICATION, Endpoints, OURS, POINT_IN_TIME, find_node};
 pub use monitor::Bitmaps;
 pub(crate) use monitor::{Monitor, qmp_err};
 pub use planning::Parent;
-pub(crate) use planning::{Export, Since, parent_blocks, plan_blocks};
+pub(crate) use planning::{Export, Since, plan_export};
 pub use session::{Start, Taken, start};
 pub use signals::{SignalGuard, Stop, interrupted};

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use snap_shared::blockmap::{Dense, MapReader};
 use snap_shared::blockpipe::Source;
-use snap_shared::error::Result;
+use snap_shared::error::{Error, Result};
 use snap_shared::hash::Sha256Digest;
 
 use super::discovery::{Bitmap, Node, bitmap_prefix};
@@ -135,6 +135,49 @@ pub fn plan_blocks(
             }
         })
         .collect()
+}
+
+/// Connects to the NBD export `name` at `socket` and plans the blocks to
+/// read: its allocation, and with a parent, the dirty extents of `bitmap`
+/// (a `qemu:dirty-bitmap:` context the export carries).
+pub(crate) fn plan_export(
+    socket: &Path,
+    name: &str,
+    bitmap: Option<&str>,
+    parent: Option<&Parent>,
+    block_size: u64,
+    stop: &Stop,
+) -> Result<(Export, Vec<(u64, Take)>)> {
+    let mut meta = vec![nbd::ALLOCATION.to_string()];
+    if let Some(b) = bitmap {
+        meta.push(nbd::bitmap_context(b));
+    }
+    let nbd_err = |e: std::io::Error| Error::io_ctx(format!("NBD export {}", socket.display()), e);
+    let mut client = nbd::Client::connect(socket, name, &meta).map_err(nbd_err)?;
+    let data = client.all_extents(nbd::ALLOCATION).map_err(nbd_err)?;
+    let (dirty, parent_map) = match (bitmap, parent) {
+        (Some(b), Some(p)) => (
+            Some(
+                client
+                    .all_extents(&nbd::bitmap_context(b))
+                    .map_err(nbd_err)?,
+            ),
+            parent_blocks(&p.map)?,
+        ),
+        _ => (None, Vec::new()),
+    };
+    let plan = plan_blocks(
+        block_size,
+        client.size(),
+        &data,
+        dirty.as_deref(),
+        &parent_map,
+    );
+    let export = Export {
+        client: Mutex::new(client),
+        stop: stop.clone(),
+    };
+    Ok((export, plan))
 }
 
 /// For each block, whether some extent whose flags pass `hit` touches it.

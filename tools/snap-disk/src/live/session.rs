@@ -4,7 +4,6 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -15,10 +14,9 @@ use super::discovery::{APPLICATION, Endpoints, Node, OURS, POINT_IN_TIME, bitmap
 use super::monitor::{
     Bitmaps, Monitor, Names, names_with, qmp_err, remove_leftovers, remove_stale_overlays,
 };
-use super::planning::{Export, Parent, Since, parent_blocks, plan_bitmaps, plan_blocks};
+use super::planning::{Export, Parent, Since, plan_bitmaps};
 use super::signals::{Stop, interrupted};
 use crate::blocks::Take;
-use crate::nbd;
 use crate::qmp::{Agent, QmpError};
 
 /// What a live snapshot learned, for the record.
@@ -207,39 +205,9 @@ impl Session {
         parent: Option<&Parent>,
         stop: &Stop,
     ) -> Result<(Export, Vec<(u64, Take)>)> {
-        let since_bitmap = self.bitmaps.as_ref().and_then(|b| b.old.clone());
-        let mut meta = vec![nbd::ALLOCATION.to_string()];
-        if let Some(b) = &since_bitmap {
-            meta.push(nbd::bitmap_context(b));
-        }
-        let nbd_err =
-            |e: std::io::Error| Error::io_ctx(format!("NBD export {}", self.socket.display()), e);
-        let mut client =
-            nbd::Client::connect(&self.socket, &self.names.export, &meta).map_err(nbd_err)?;
-        let data = client.all_extents(nbd::ALLOCATION).map_err(nbd_err)?;
-        let (dirty, parent_map) = match (&since_bitmap, parent) {
-            (Some(b), Some(p)) => (
-                Some(
-                    client
-                        .all_extents(&nbd::bitmap_context(b))
-                        .map_err(nbd_err)?,
-                ),
-                parent_blocks(&p.map)?,
-            ),
-            _ => (None, Vec::new()),
-        };
-        let plan = plan_blocks(
-            block_size,
-            client.size(),
-            &data,
-            dirty.as_deref(),
-            &parent_map,
-        );
-        let export = Export {
-            client: Mutex::new(client),
-            stop: stop.clone(),
-        };
-        Ok((export, plan))
+        let since = self.bitmaps.as_ref().and_then(|b| b.old.clone());
+        let (socket, name) = (&self.socket, &self.names.export);
+        super::planning::plan_export(socket, name, since.as_deref(), parent, block_size, stop)
     }
 
     /// Takes everything out of QEMU and removes the fleecing file. Returns
