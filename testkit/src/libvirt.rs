@@ -42,6 +42,21 @@ pub struct Domain<'a> {
     mon: Mutex<Option<Monitor>>,
 }
 
+/// `qemu-img ARGS PATH [LAST]`, which must succeed.
+fn qemu_img(args: &[&str], path: &Path, last: &str) {
+    let mut c = Command::new("qemu-img");
+    c.args(args).arg(path);
+    if !last.is_empty() {
+        c.arg(last);
+    }
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The libvirt-qemu user's uid, which runs QEMU.
 fn qemu_uid() -> u32 {
     let out = Command::new("id")
@@ -168,34 +183,15 @@ impl Libvirtd {
     /// A new qcow2 image QEMU (as libvirt-qemu) can reach.
     pub fn image(&self, name: &str, size: u64) -> PathBuf {
         let path = self.dir.path().join("img").join(name);
-        let out = Command::new("qemu-img")
-            .args(["create", "-q", "-f", "qcow2"])
-            .arg(&path)
-            .arg(size.to_string())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        qemu_img(&["create", "-q", "-f", "qcow2"], &path, &size.to_string());
         path
     }
 
     /// A qcow2 image QEMU (as libvirt-qemu) can reach, converted from a raw file.
     pub fn import(&self, name: &str, raw: &Path) -> PathBuf {
         let path = self.dir.path().join("img").join(name);
-        let out = Command::new("qemu-img")
-            .args(["convert", "-f", "raw", "-O", "qcow2"])
-            .arg(raw)
-            .arg(&path)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let raw = raw.to_str().unwrap();
+        qemu_img(&["convert", "-f", "raw", "-O", "qcow2", raw], &path, "");
         path
     }
 

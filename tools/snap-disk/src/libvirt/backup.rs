@@ -327,13 +327,7 @@ fn xml_text(s: &str) -> String {
 
 /// The domain's checkpoints, by name.
 fn checkpoint_names(dom: &Domain) -> Result<Vec<String>> {
-    Ok(dom
-        .run("checkpoint-list", &["--name"])?
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(String::from)
-        .collect())
+    dom.names("checkpoint-list")
 }
 
 #[cfg(test)]

@@ -136,6 +136,17 @@ impl Domain {
         self.virsh.run(&args)
     }
 
+    /// What a `--name` listing prints (`snapshot-list`, `checkpoint-list`), one name a line.
+    pub fn names(&self, verb: &str) -> Result<Vec<String>> {
+        Ok(self
+            .run(verb, &["--name"])?
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect())
+    }
+
     /// `running`, `shut off`, `paused`, ….
     pub fn state(&self) -> Result<String> {
         Ok(self.run("domstate", &[])?.trim().to_string())

@@ -17,13 +17,7 @@ use crate::live::OURS;
 impl Domain {
     /// The internal snapshots libvirt knows, by name.
     pub fn snapshot_names(&self) -> Result<Vec<String>> {
-        Ok(self
-            .run("snapshot-list", &["--name"])?
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(String::from)
-            .collect())
+        self.names("snapshot-list")
     }
 
     /// An internal snapshot of every disk with the VM's memory and devices
@@ -41,13 +35,7 @@ impl Domain {
     /// Brings the domain back to `name` (memory too, when the snapshot holds
     /// it), after deleting the checkpoints that would make QEMU refuse.
     pub fn snapshot_revert(&self, name: &str) -> Result<Duration> {
-        let checkpoints: Vec<String> = self
-            .run("checkpoint-list", &["--name"])?
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(String::from)
-            .collect();
+        let checkpoints = self.names("checkpoint-list")?;
         let foreign: Vec<&String> = checkpoints
             .iter()
             .filter(|c| !c.starts_with(OURS))
