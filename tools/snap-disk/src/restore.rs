@@ -6,7 +6,7 @@
 //! check` first. New files (`--to`, exports) are written under a temporary
 //! name and appear whole, never over an existing file.
 
-use std::fs::{self};
+use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -20,7 +20,7 @@ use snap_shared::size::human_bytes;
 
 use crate::cli::RestoreArgs;
 use crate::disk::{Context, Disk};
-use crate::image::{self};
+use crate::image;
 use crate::savevm::Vm;
 use crate::{internal, overlay};
 use snap_shared::blockdiff;
