@@ -9,6 +9,7 @@ pub mod libvirt;
 pub mod net;
 pub mod output;
 pub mod qemu;
+pub mod serve;
 pub mod sshd;
 pub mod tarcraft;
 pub mod timeline;

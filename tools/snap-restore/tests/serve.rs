@@ -4,49 +4,12 @@
 //! and the edit form work.
 
 use std::fs;
-use std::io::{BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use snap_testkit::free_port;
-
-const TOKEN: &str = "0123456789abcdef0123456789abcdef";
-
-fn bin(name: &str) -> PathBuf {
-    assert_cmd::cargo::cargo_bin(name)
-}
-
-/// One more snapshot of `src` into set `s`; returns its id.
-fn collect(dir: &Path) -> String {
-    collect_as(dir, "s")
-}
-
-/// One more snapshot of `dir/src` into set `set` of `dir/store`; returns its id.
-fn collect_as(dir: &Path, set: &str) -> String {
-    let out = Command::new(bin("snap-collect"))
-        .args([
-            "--store",
-            "store",
-            "--min-free",
-            "0",
-            "--name",
-            set,
-            "src",
-            "-q",
-        ])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["id"].as_str().unwrap().to_string()
-}
+use snap_testkit::serve::{Server, TOKEN, bin, collect, collect_as};
 
 /// A store with two snapshots of a small tree; returns their ids.
 fn store(dir: &Path) -> (String, String) {
@@ -71,77 +34,6 @@ fn run_ok(dir: &Path, tool: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Server {
-    fn start(dir: &Path, extra: &[&str]) -> Server {
-        let port = free_port();
-        let child = Command::new(bin("snap-restore"))
-            .args(["--store", "store", "serve", "--listen"])
-            .arg(format!("127.0.0.1:{port}"))
-            .args(extra)
-            .env("SNAP_SERVE_TOKEN", TOKEN)
-            .env("HOME", dir.join("home"))
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "serve did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Server { child, port }
-    }
-
-    /// One request; returns the status, the headers and the body.
-    fn ask(
-        &self,
-        method: &str,
-        path: &str,
-        host: Option<&str>,
-        cookie: bool,
-        body: &str,
-    ) -> (u16, String, String) {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        let host = host.map_or(format!("127.0.0.1:{}", self.port), str::to_string);
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
-        if cookie {
-            req.push_str(&format!("Cookie: snap_token={TOKEN}\r\n"));
-        }
-        if method == "POST" {
-            req.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
-        }
-        req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-        s.write_all(req.as_bytes()).unwrap();
-        let mut raw = String::new();
-        BufReader::new(s).read_to_string(&mut raw).unwrap();
-        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-        let status = head.split(' ').nth(1).unwrap_or("0").parse().unwrap();
-        (status, head.to_string(), body.to_string())
-    }
-
-    fn page(&self) -> String {
-        let (status, _, body) = self.ask("GET", "/", None, true, "");
-        assert_eq!(status, 200, "{body}");
-        body
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn csrf(page: &str) -> String {

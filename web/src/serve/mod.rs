@@ -29,6 +29,7 @@ use snap_shared::error::{Error, Exit, Result};
 use snap_shared::store::Store;
 
 mod actions;
+mod browse;
 mod held;
 mod hosts;
 mod http;
@@ -142,6 +143,9 @@ async fn serve(
     let app = Router::new()
         .route("/", get(timeline_page))
         .route("/diff", get(pages::diff))
+        .route("/browse/{set}/{id}", get(browse::top))
+        .route("/browse/{set}/{id}/{*path}", get(browse::folder))
+        .route("/file/{set}/{id}/{*path}", get(browse::file))
         .route("/history", get(pages::history))
         .route("/search", get(pages::search))
         .route("/text", get(pages::text))

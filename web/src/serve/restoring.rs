@@ -101,7 +101,7 @@ pub(super) async fn form(
             input type="hidden" name="name" value=(name);
             p { label { "Into the folder (absolute; made if missing) " br; input #to type="text" name="to" size="60" required placeholder="/tmp/restored"; } }
             p { label { "Only these paths inside the snapshot, one per line (empty: everything) " br;
-                textarea #paths name="paths" rows="3" cols="60" placeholder="home/me/docs" {} } }
+                textarea #paths name="paths" rows="3" cols="60" placeholder="home/me/docs" { (q.get("path").map(String::as_str).unwrap_or_default()) } } }
             p { label { input type="checkbox" name="overwrite" value="1"; " replace files that are there with other content" } }
             button #preview type="submit" { "Dry run: show what it would do" }
         }

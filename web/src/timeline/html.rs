@@ -26,6 +26,7 @@ h2{margin:28px 0 8px;border-bottom:2px solid #ccd}
 .tag{background:#e3ecfa;color:#1c3d73;cursor:pointer}.badge.dest{background:#e0f2f1;color:#00564d}.pin{background:#efe3fa;color:#4a1c73}
 .card{background:#fff;border:1px solid #dde;border-radius:6px;margin:6px 0;padding:6px 10px}
 .card.gone{opacity:.55}.card.gone .id{text-decoration:line-through}
+#listing{border-collapse:collapse;width:100%;background:#fff}#listing td,#listing th{padding:2px 8px;text-align:left;border-bottom:1px solid #eee}#listing td.num{text-align:right}#listing tr.gone{opacity:.5}#listing td.mark{width:1em;font-weight:bold}
 .id{font-weight:600;font-family:ui-monospace,monospace}
 .small{font-size:12px;color:#555}code{font-size:12px;background:#f0f1f4;padding:1px 4px;border-radius:3px}
 details>summary{cursor:pointer;font-weight:600;margin:6px 0}
@@ -378,6 +379,13 @@ fn card(
     }
 }
 
+/// One URL path segment, percent-encoded.
+pub(crate) fn enc_seg(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
 /// The live page's links and forms under a card.
 fn live_tools(set: &str, c: &Card, l: &Live, older: Option<&str>) -> Markup {
     let name = format!("{set}/{}", c.id);
@@ -394,6 +402,10 @@ fn live_tools(set: &str, c: &Card, l: &Live, older: Option<&str>) -> Markup {
     };
     html! {
         div.small {
+            a href=(format!("/browse/{}/{}", enc_seg(set), enc_seg(&c.id))) { "browse files" } " "
+            @if c.archive.is_some() {
+                a href=(format!("/browse/{}/{}?archive=1", enc_seg(set), enc_seg(&c.id))) { "browse the archive" } " "
+            }
             @if let Some(o) = older {
                 a href=(format!("/diff?a={set}/{o}&b={name}")) { "what changed since " (o) } " "
             }

@@ -1,0 +1,205 @@
+//! The file browser of `snap-restore serve`: folders of a snapshot and of
+//! its archive, read from their indexes, with what changed since the one
+//! before; files downloaded whole and checked; paths that climb out, and
+//! requests without the token, refused.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use snap_testkit::serve::{Server, TOKEN, bin, collect};
+
+/// A tree three folders deep, snapshotted twice (a file changed, one added,
+/// one removed between); returns the ids and the tree's path inside them.
+fn two_snapshots(dir: &Path) -> (String, String, String) {
+    let deep = dir.join("src/docs/2026/dec");
+    fs::create_dir_all(&deep).unwrap();
+    fs::write(deep.join("notes.txt"), "first\n").unwrap();
+    fs::write(deep.join("old.txt"), "old\n").unwrap();
+    fs::write(deep.join("big.bin"), snap_testkit::noise(7, 300_000)).unwrap();
+    let first = collect(dir);
+    fs::write(deep.join("notes.txt"), "second, longer\n").unwrap();
+    fs::remove_file(deep.join("old.txt")).unwrap();
+    fs::write(deep.join("new one.txt"), "new\n").unwrap();
+    let second = collect(dir);
+    let inside = fs::canonicalize(dir.join("src"))
+        .unwrap()
+        .display()
+        .to_string()
+        .trim_start_matches('/')
+        .to_string();
+    (first, second, inside)
+}
+
+fn get(srv: &Server, path: &str) -> (u16, String) {
+    let (status, _, body) = srv.ask("GET", path, None, true, "");
+    (status, body)
+}
+
+/// Three folders down from the snapshot's top, each a link on the one
+/// above; the deepest lists its files with their marks against the
+/// snapshot before (+ new, ~ changed, − gone); sorting by size puts the
+/// biggest last; a file downloads byte for byte.
+#[test]
+fn browse_walks_folders_and_downloads_files() {
+    let t = tempfile::tempdir().unwrap();
+    let (_, second, inside) = two_snapshots(t.path());
+    let srv = Server::start(t.path(), &[]);
+    let (status, page) = get(&srv, &format!("/browse/s/{second}?token={TOKEN}"));
+    assert_eq!(status, 200, "{page}");
+    let top = inside.split('/').next().unwrap();
+    assert!(page.contains(&format!("{top}/")), "{page}");
+    let mut url = format!("/browse/s/{second}");
+    for seg in inside.split('/').chain(["docs", "2026", "dec"]) {
+        url.push('/');
+        url.push_str(seg);
+        let (status, page) = get(&srv, &url);
+        assert_eq!(status, 200, "{url}: {page}");
+    }
+    let (_, page) = get(&srv, &url);
+    let row = |name: &str| {
+        page.split("<tr")
+            .find(|r| r.contains(&format!(">{name}<")))
+            .unwrap_or_else(|| panic!("no row {name}: {page}"))
+            .to_string()
+    };
+    assert!(row("notes.txt").contains(">~<"), "{}", row("notes.txt"));
+    assert!(row("new one.txt").contains(">+<"), "{}", row("new one.txt"));
+    assert!(row("old.txt").contains(">−<"), "{}", row("old.txt"));
+    assert!(
+        row("big.bin").contains("<td class=\"mark\"></td>"),
+        "{}",
+        row("big.bin")
+    );
+    assert!(page.contains("docs</a> / <a"), "breadcrumbs: {page}");
+    let (_, by_size) = get(&srv, &format!("{url}?sort=size"));
+    let (small, big) = (
+        by_size.find("notes.txt").unwrap(),
+        by_size.find("big.bin").unwrap(),
+    );
+    assert!(small < big, "sorted by size");
+    let file = format!("/file/s/{second}/{inside}/docs/2026/dec/big.bin");
+    let (status, head, body) = srv.ask_bytes("GET", &file);
+    assert_eq!(status, 200, "{head}");
+    assert!(
+        head.to_lowercase()
+            .contains("content-disposition: attachment; filename=\"big.bin\""),
+        "{head}"
+    );
+    let want = fs::read(t.path().join("src/docs/2026/dec/big.bin")).unwrap();
+    assert!(
+        body == want,
+        "the downloaded file: {} bytes of {}",
+        body.len(),
+        want.len()
+    );
+    let spaced = format!("/file/s/{second}/{inside}/docs/2026/dec/new%20one.txt");
+    let (status, _, body) = srv.ask_bytes("GET", &spaced);
+    assert_eq!((status, body.as_slice()), (200, &b"new\n"[..]));
+}
+
+/// The archive of a snapshot browses and downloads the same way, from its
+/// index and only the frames of the file.
+#[test]
+fn an_archive_browses_like_its_snapshot() {
+    let t = tempfile::tempdir().unwrap();
+    let (_, second, inside) = two_snapshots(t.path());
+    let out = Command::new(bin("snap-pack"))
+        .args([
+            "--store",
+            "store",
+            "-q",
+            "--snapshot",
+            &format!("s/{second}"),
+        ])
+        // Its signing key is made, and allowed, where the server looks.
+        .env("HOME", t.path().join("home"))
+        .current_dir(t.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let srv = Server::start(t.path(), &[]);
+    let url = format!("/browse/s/{second}/{inside}/docs/2026/dec?archive=1");
+    let (status, page) = get(&srv, &url);
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("archive s/"), "{page}");
+    let file = format!("/file/s/{second}/{inside}/docs/2026/dec/notes.txt?archive=1");
+    let (status, _, body) = srv.ask_bytes("GET", &file);
+    assert_eq!((status, body.as_slice()), (200, &b"second, longer\n"[..]));
+}
+
+/// `..` or `.` in a browse or file path is refused (400), plain or
+/// percent-encoded; a folder or file that is not there is 404; no token,
+/// no page.
+#[test]
+fn browse_refuses_paths_that_climb_out() {
+    let t = tempfile::tempdir().unwrap();
+    let (_, second, inside) = two_snapshots(t.path());
+    let srv = Server::start(t.path(), &[]);
+    for path in [
+        format!("/browse/s/{second}/{inside}/../../etc"),
+        format!("/browse/s/{second}/%2e%2e/etc"),
+        format!("/file/s/{second}/{inside}/./docs/2026/dec/notes.txt"),
+        format!("/file/s/{second}/..%2f..%2fetc%2fpasswd"),
+    ] {
+        let (status, body) = get(&srv, &path);
+        assert_eq!(status, 400, "{path}: {body}");
+    }
+    let (status, _) = get(&srv, &format!("/browse/s/{second}/no/such/folder"));
+    assert_eq!(status, 404);
+    let (status, _) = get(&srv, &format!("/file/s/{second}/{inside}/nothing.txt"));
+    assert_eq!(status, 404);
+    let (status, _, _) = srv.ask("GET", &format!("/browse/s/{second}"), None, false, "");
+    assert_eq!(status, 403);
+    let (status, _, _) = srv.ask(
+        "GET",
+        &format!("/file/s/{second}/{inside}/docs/2026/dec/notes.txt"),
+        None,
+        false,
+        "",
+    );
+    assert_eq!(status, 403);
+}
+
+/// A file whose stored copy no longer matches its sha256 never downloads
+/// whole: the last bytes are held back until the check, which fails.
+#[test]
+fn a_damaged_file_never_downloads_whole() {
+    let t = tempfile::tempdir().unwrap();
+    let (_, second, inside) = two_snapshots(t.path());
+    let stored: Vec<_> = walk(&t.path().join("store"))
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n == "big.bin"))
+        .collect();
+    assert!(!stored.is_empty(), "big.bin in the store");
+    let mut bytes = fs::read(&stored[0]).unwrap();
+    bytes[150_000] ^= 0xff;
+    fs::write(&stored[0], &bytes).unwrap();
+    let srv = Server::start(t.path(), &[]);
+    let file = format!("/file/s/{second}/{inside}/docs/2026/dec/big.bin");
+    let (_, head, body) = srv.ask_bytes("GET", &file);
+    assert!(
+        body.len() < bytes.len(),
+        "{head}: {} bytes of {}",
+        body.len(),
+        bytes.len()
+    );
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -1,0 +1,500 @@
+//! The file browser: one folder of a snapshot or archive in the store, read
+//! from its index alone, with size, mode, owner, mtime and what changed
+//! since the set's previous one; a file downloads through `cat`, checked
+//! against its sha256 as it goes out (a mismatch cuts the download short,
+//! so a bad copy never arrives whole).
+//!
+//! `/browse/SET/ID/PATH` lists a folder (`?archive=1` the archive of that
+//! id, `?sort=size|mtime|name`, `&desc=1`); `/file/SET/ID/PATH` downloads a
+//! file. A path holding `.` or `..` as a segment is refused: paths are
+//! names inside the snapshot, never a way out of it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use maud::{Markup, html};
+
+use snap_cli::Reporter;
+use snap_shared::crypt::Decrypt;
+use snap_shared::error::{Error, Exit, Result};
+use snap_shared::index::{Entry, EntryType};
+
+use super::http::{Shared, blocking, enc, page, refuse, respond};
+use snap_read::source::{Item, Source};
+
+/// One row of a folder: the entry now, and what it was in the previous one.
+struct Row {
+    name: String,
+    now: Option<Entry>,
+    before: Option<Entry>,
+}
+
+impl Row {
+    /// `+` new, `~` changed, `−` gone, blank when the same.
+    fn mark(&self) -> &'static str {
+        match (&self.now, &self.before) {
+            (Some(_), None) => "+",
+            (None, Some(_)) => "−",
+            (Some(a), Some(b)) if !same_entry(a, b) => "~",
+            _ => "",
+        }
+    }
+
+    fn shown(&self) -> &Entry {
+        self.now
+            .as_ref()
+            .or(self.before.as_ref())
+            .expect("a row has one side")
+    }
+}
+
+/// Whether two versions of an entry are the same (content and attributes).
+fn same_entry(a: &Entry, b: &Entry) -> bool {
+    a.kind == b.kind
+        && a.size == b.size
+        && a.sha256 == b.sha256
+        && a.mtime == b.mtime
+        && a.mode == b.mode
+        && (a.uid, a.gid) == (b.uid, b.gid)
+        && a.target == b.target
+        && a.xattrs == b.xattrs
+}
+
+/// The folder inside the snapshot, as `/`-joined bytes, or why it is refused.
+fn clean(path: &str) -> std::result::Result<String, &'static str> {
+    let mut parts = Vec::new();
+    for seg in path.split('/') {
+        match seg {
+            "" => {}
+            "." | ".." => return Err("a path inside a snapshot has no . or .. in it\n"),
+            s => parts.push(s),
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+/// The store's item `set/id` (its archive with `archive`).
+fn item(source: &Source, set: &str, id: &str, archive: bool) -> Result<Item> {
+    source.resolve_name(&format!("{set}/{id}"), archive)
+}
+
+/// The item just before `it` in its set, of the same kind, if any.
+fn previous(source: &Source, it: &Item) -> Result<Option<Item>> {
+    let Some((set, id)) = it.set_and_id() else {
+        return Ok(None);
+    };
+    let mut same: Vec<Item> = source
+        .listing()?
+        .items
+        .into_iter()
+        .filter(|i| i.kind() == it.kind() && i.set_and_id().is_some_and(|(s, _)| s == set))
+        .collect();
+    same.sort_by(|a, b| {
+        let key = |i: &Item| {
+            i.set_and_id()
+                .map(|(_, x)| x.to_string())
+                .unwrap_or_default()
+        };
+        key(a).cmp(&key(b))
+    });
+    Ok(same
+        .into_iter()
+        .rev()
+        .find(|i| i.set_and_id().is_some_and(|(_, x)| x < id)))
+}
+
+/// The entries directly in `dir` (`""` for the top), by name, and whether
+/// the folder exists at all.
+fn children(it: &Item, dir: &str) -> Result<(bool, BTreeMap<String, Entry>)> {
+    let Some(loc) = it.index() else {
+        return Ok((false, BTreeMap::new()));
+    };
+    let mut r = snap_read::indexes::open_index(&loc, &Decrypt::default())?;
+    let mut out = BTreeMap::new();
+    let mut exists = dir.is_empty();
+    let dir_b = dir.as_bytes();
+    while let Some(e) = r.next().transpose()? {
+        let (parent, name) = match e.path.iter().rposition(|b| *b == b'/') {
+            Some(i) => (&e.path[..i], &e.path[i + 1..]),
+            None => (&e.path[..0], &e.path[..]),
+        };
+        if parent == dir_b {
+            out.insert(String::from_utf8_lossy(name).into_owned(), e);
+        } else if e.path == dir_b && e.kind == EntryType::Dir {
+            exists = true;
+        }
+    }
+    Ok((exists || !out.is_empty(), out))
+}
+
+/// `/browse/SET/ID`: the top folder.
+pub(super) async fn top(
+    state: State<Arc<Shared>>,
+    Path((set, id)): Path<(String, String)>,
+    q: Query<BTreeMap<String, String>>,
+) -> Response {
+    folder(state, Path((set, id, String::new())), q).await
+}
+
+/// `/browse/SET/ID/PATH`: one folder.
+pub(super) async fn folder(
+    State(s): State<Arc<Shared>>,
+    Path((set, id, path)): Path<(String, String, String)>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    let dir = match clean(&path) {
+        Ok(d) => d,
+        Err(why) => return refuse(StatusCode::BAD_REQUEST, why),
+    };
+    let archive = q.get("archive").is_some_and(|v| v == "1");
+    let sort = q.get("sort").cloned().unwrap_or_else(|| "name".into());
+    let desc = q.get("desc").is_some_and(|v| v == "1");
+    let store = s.store.clone();
+    let allow_changes = s.allow_changes;
+    let page = blocking(move || {
+        let source = Source::new(None, store);
+        let it = item(&source, &set, &id, archive)?;
+        let (exists, now) = children(&it, &dir)?;
+        if !exists {
+            return Err(Error::new(
+                Exit::NoInput,
+                format!("{set}/{id}:{dir}"),
+                "no such folder in it",
+            ));
+        }
+        let prev = previous(&source, &it)?;
+        let before = match &prev {
+            Some(p) => children(p, &dir)?.1,
+            None => BTreeMap::new(),
+        };
+        let mut names: Vec<&String> = now.keys().chain(before.keys()).collect();
+        names.sort();
+        names.dedup();
+        let mut rows: Vec<Row> = names
+            .into_iter()
+            .map(|n| Row {
+                name: n.clone(),
+                now: now.get(n).cloned(),
+                before: before.get(n).cloned(),
+            })
+            .collect();
+        sort_rows(&mut rows, &sort, desc);
+        let at = Where {
+            set: &set,
+            id: &id,
+            dir: &dir,
+            archive,
+            prev: prev
+                .as_ref()
+                .and_then(|p| p.set_and_id().map(|(_, x)| x.to_string())),
+        };
+        let title = format!("{set}/{id}:/{dir}");
+        Ok(axum::response::Html(
+            page(&title, listing(&at, &rows, (&sort, desc), allow_changes)).into_string(),
+        ))
+    })
+    .await;
+    respond(page)
+}
+
+/// Folders first, then by the chosen key (name breaks ties).
+fn sort_rows(rows: &mut [Row], sort: &str, desc: bool) {
+    rows.sort_by(|a, b| {
+        let (x, y) = (a.shown(), b.shown());
+        let dirs = (y.kind == EntryType::Dir).cmp(&(x.kind == EntryType::Dir));
+        let by = match sort {
+            "size" => x.size.cmp(&y.size),
+            "mtime" => x.mtime.cmp(&y.mtime),
+            _ => std::cmp::Ordering::Equal,
+        };
+        let by = by.then_with(|| a.name.cmp(&b.name));
+        dirs.then(if desc { by.reverse() } else { by })
+    });
+}
+
+/// Which folder of which item a page shows.
+struct Where<'a> {
+    set: &'a str,
+    id: &'a str,
+    dir: &'a str,
+    archive: bool,
+    prev: Option<String>,
+}
+
+impl Where<'_> {
+    /// The browse URL of a folder inside the same item.
+    fn url(&self, dir: &str, extra: &str) -> String {
+        let mut u = format!("/browse/{}/{}", enc_seg(self.set), enc_seg(self.id));
+        for seg in dir.split('/').filter(|s| !s.is_empty()) {
+            u.push('/');
+            u.push_str(&enc_seg(seg));
+        }
+        let mut q = Vec::new();
+        if self.archive {
+            q.push("archive=1".to_string());
+        }
+        if !extra.is_empty() {
+            q.push(extra.to_string());
+        }
+        if !q.is_empty() {
+            u.push('?');
+            u.push_str(&q.join("&"));
+        }
+        u
+    }
+
+    fn file_url(&self, path: &str) -> String {
+        let mut u = format!("/file/{}/{}", enc_seg(self.set), enc_seg(self.id));
+        for seg in path.split('/') {
+            u.push('/');
+            u.push_str(&enc_seg(seg));
+        }
+        if self.archive {
+            u.push_str("?archive=1");
+        }
+        u
+    }
+
+    fn join(&self, name: &str) -> String {
+        match self.dir.is_empty() {
+            true => name.to_string(),
+            false => format!("{}/{name}", self.dir),
+        }
+    }
+}
+
+use crate::timeline::html::enc_seg;
+
+fn listing(at: &Where<'_>, rows: &[Row], (sort, desc): (&str, bool), changes: bool) -> Markup {
+    let crumbs: Vec<&str> = at.dir.split('/').filter(|s| !s.is_empty()).collect();
+    let head = |key: &str, label: &str| {
+        let flip = sort == key && !desc;
+        let extra = format!("sort={key}{}", if flip { "&desc=1" } else { "" });
+        html! { th { a href=(at.url(at.dir, &extra)) { (label) } } }
+    };
+    let kind = if at.archive { "archive" } else { "snapshot" };
+    html! {
+        nav.small aria-label="breadcrumbs" {
+            a href="/" { "timeline" } " › "
+            a href=(at.url("", "")) { (at.set) "/" (at.id) }
+            @for (i, c) in crumbs.iter().enumerate() {
+                " / "
+                a href=(at.url(&crumbs[..=i].join("/"), "")) { (c) }
+            }
+        }
+        h2 { (kind) " " (at.set) "/" (at.id) ": /" (at.dir) }
+        p.small {
+            @match &at.prev {
+                Some(p) => { "Marks: + new, ~ changed, − gone since " (p) "." }
+                None => { "The set's first " (kind) ": nothing to compare with." }
+            }
+            @if changes && !at.archive {
+                " "
+                a.act href=(format!("/restore?name={}&path={}", enc(&format!("{}/{}", at.set, at.id)), enc(at.dir))) {
+                    "restore this folder…"
+                }
+            }
+        }
+        table #listing {
+            thead { tr { th { "" } (head("name", "name")) (head("size", "size")) th { "mode" } th { "owner" } (head("mtime", "modified")) } }
+            tbody {
+                @if !crumbs.is_empty() {
+                    tr { td {} td { a href=(at.url(&crumbs[..crumbs.len() - 1].join("/"), "")) { ".. (up)" } } td {} td {} td {} td {} }
+                }
+                @for r in rows {
+                    @let e = r.shown();
+                    @let gone = r.now.is_none();
+                    tr.gone[gone] {
+                        td.mark { (r.mark()) }
+                        td {
+                            @match (gone, &e.kind) {
+                                (false, EntryType::Dir) => a href=(at.url(&at.join(&r.name), "")) { (r.name) "/" },
+                                (false, EntryType::File) => a href=(at.file_url(&at.join(&r.name))) download=(r.name) { (r.name) },
+                                (_, EntryType::Symlink) => { (r.name) " → " (String::from_utf8_lossy(e.target.as_deref().unwrap_or_default())) },
+                                _ => (r.name),
+                            }
+                        }
+                        td.num { @if e.kind == EntryType::File { (snap_shared::size::human_bytes(e.size)) } }
+                        td { (format!("{:04o}", e.mode)) }
+                        td { (owner(e)) }
+                        td { (mtime(e.mtime)) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn owner(e: &Entry) -> String {
+    let user = e.user.clone().unwrap_or_else(|| e.uid.to_string());
+    let group = e.group.clone().unwrap_or_else(|| e.gid.to_string());
+    format!("{user}:{group}")
+}
+
+fn mtime(ns: i64) -> String {
+    chrono::DateTime::from_timestamp(ns.div_euclid(1_000_000_000), 0)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default()
+}
+
+/// `/file/SET/ID/PATH`: the file's bytes, checked against its sha256 as
+/// they go out; a mismatch ends the body with an error, so the client sees
+/// a broken download, never a whole wrong file.
+pub(super) async fn file(
+    State(s): State<Arc<Shared>>,
+    Path((set, id, path)): Path<(String, String, String)>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    let path = match clean(&path) {
+        Ok(p) if !p.is_empty() => p,
+        Ok(_) => return refuse(StatusCode::BAD_REQUEST, "give the file's path\n"),
+        Err(why) => return refuse(StatusCode::BAD_REQUEST, why),
+    };
+    let archive = q.get("archive").is_some_and(|v| v == "1");
+    let name = format!("{set}/{id}");
+    let file_name = path.rsplit('/').next().unwrap_or("file").to_string();
+    // The first bytes (or the error) decide the status; the rest stream.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(8);
+    let store = s.store.clone();
+    let shared = s.clone();
+    let worker = tokio::task::spawn_blocking(move || {
+        let source = Source::new(None, store);
+        let quiet = Reporter::new(snap_read::TOOL, true, false);
+        let mut out = ChannelWriter {
+            tx: tx.clone(),
+            held: None,
+        };
+        let done = snap_read::cat::cat(
+            &source,
+            (&name, &path, archive),
+            (&Decrypt::default(), &shared.trust, &quiet),
+            &mut out,
+        );
+        // The last chunk goes out only once the whole file matched its sha256.
+        let done = done.and_then(|()| out.release().map_err(|e| Error::io_ctx("the download", e)));
+        if let Err(e) = done {
+            let _ = tx.blocking_send(Err(std::io::Error::other(format!(
+                "{}: {}",
+                e.context, e.cause
+            ))));
+            return Err(e);
+        }
+        Ok(())
+    });
+    match rx.recv().await {
+        Some(Ok(first)) => {
+            let body = body_of(first, rx);
+            let disposition = format!(
+                "attachment; filename=\"{}\"",
+                file_name.replace(['"', '\\', '\r', '\n'], "_")
+            );
+            (
+                [
+                    (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+                    (header::CONTENT_DISPOSITION, disposition),
+                ],
+                body,
+            )
+                .into_response()
+        }
+        Some(Err(_)) | None => match worker.await {
+            Ok(Err(e)) => super::http::failed(e),
+            // An empty file: cat wrote nothing and succeeded.
+            Ok(Ok(())) => (
+                [(header::CONTENT_TYPE, "application/octet-stream")],
+                Vec::new(),
+            )
+                .into_response(),
+            Err(e) => super::http::failed(Error::internal("server", e)),
+        },
+    }
+}
+
+/// Bytes written by `cat`, sent to the response body in chunks, one chunk
+/// behind: `cat` checks the sha256 after the last byte, so the last chunk
+/// is held until it has, and a file that does not match never arrives whole.
+struct ChannelWriter {
+    tx: tokio::sync::mpsc::Sender<std::io::Result<Vec<u8>>>,
+    held: Option<Vec<u8>>,
+}
+
+impl ChannelWriter {
+    fn send(&self, chunk: Vec<u8>) -> std::io::Result<()> {
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client left"))
+    }
+
+    /// The file matched: the held chunk goes out.
+    fn release(&mut self) -> std::io::Result<()> {
+        match self.held.take() {
+            Some(h) => self.send(h),
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Some(h) = self.held.replace(buf.to_vec()) {
+            self.send(h)?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+type Chunk = std::io::Result<Vec<u8>>;
+
+/// `first`, then what comes down the channel, as a response body.
+fn body_of(first: Vec<u8>, rx: tokio::sync::mpsc::Receiver<Chunk>) -> Body {
+    use futures::StreamExt;
+    let rest =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+    Body::from_stream(
+        futures::stream::once(async move { Ok::<_, std::io::Error>(first) }).chain(rest),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// The writer keeps the last chunk until released: a file whose check
+    /// fails after its last byte never has all its bytes sent.
+    #[test]
+    fn the_last_chunk_waits_for_the_check() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+        let mut w = ChannelWriter { tx, held: None };
+        for chunk in [b"one", b"two", b"end"] {
+            w.write_all(chunk).unwrap();
+        }
+        let sent = |rx: &mut tokio::sync::mpsc::Receiver<Chunk>| {
+            let mut got = Vec::new();
+            while let Ok(c) = rx.try_recv() {
+                got.extend(c.unwrap());
+            }
+            got
+        };
+        assert_eq!(sent(&mut rx), b"onetwo");
+        w.release().unwrap();
+        assert_eq!(sent(&mut rx), b"end");
+    }
+
+    /// `.` and `..` never pass as path segments; empty ones are dropped.
+    #[test]
+    fn paths_stay_inside() {
+        assert_eq!(clean("a//b/").unwrap(), "a/b");
+        assert!(clean("a/../b").is_err());
+        assert!(clean("./a").is_err());
+        assert_eq!(clean("").unwrap(), "");
+    }
+}
