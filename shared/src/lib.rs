@@ -33,6 +33,7 @@ pub mod seekable;
 pub mod sign;
 pub mod size;
 pub mod store;
+pub mod tarw;
 pub mod verified;
 pub mod xattrs;
 

@@ -19,7 +19,7 @@ use snap_shared::hash::Sha256Digest;
 use snap_shared::index::{BLOCK, Blocks, Entry, EntryType, Run, run_member, size_member};
 
 use crate::sink::Sink;
-use crate::tarw::TarWriter;
+use snap_shared::tarw::TarWriter;
 
 /// The longest run one member holds: a restore or `dd` handles it in one piece.
 pub const RUN_MAX: usize = 8 << 20;

@@ -16,7 +16,6 @@ pub mod frames;
 pub mod input;
 pub mod pack;
 pub mod sink;
-pub mod tarw;
 
 use std::ffi::OsString;
 use std::io::IsTerminal;

@@ -39,7 +39,7 @@ use crate::check::Checker;
 use crate::cli::TOOL;
 use crate::delta;
 use crate::sink::{Encoding, IndexSink, Sink, Written};
-use crate::tarw::TarWriter;
+use snap_shared::tarw::TarWriter;
 
 /// How to pack.
 pub struct Options<'a> {

@@ -17,7 +17,7 @@ use snap_shared::hash::Sha256Digest;
 use snap_shared::seekable::Frame;
 
 use crate::frames::FrameWriter;
-use crate::tarw::Members;
+use snap_shared::tarw::Members;
 
 /// Counts and hashes what passes through.
 pub struct Hashing<W> {

@@ -93,6 +93,21 @@ fn browse_walks_folders_and_downloads_files() {
         body.len(),
         want.len()
     );
+    // The folder two levels up, as a tar.zst: what the index holds under it.
+    let tarball = format!("/tarball/s/{second}/{inside}/docs/2026");
+    let (status, head, body) = srv.ask_bytes("GET", &tarball);
+    assert_eq!(status, 200, "{head}");
+    assert!(head.contains("filename=\"2026.tar.zst\""), "{head}");
+    assert_eq!(
+        tar_list(t.path(), &body),
+        [
+            "2026/",
+            "2026/dec/",
+            "2026/dec/big.bin",
+            "2026/dec/new one.txt",
+            "2026/dec/notes.txt"
+        ]
+    );
     let spaced = format!("/file/s/{second}/{inside}/docs/2026/dec/new%20one.txt");
     let (status, _, body) = srv.ask_bytes("GET", &spaced);
     assert_eq!((status, body.as_slice()), (200, &b"new\n"[..]));
@@ -127,6 +142,14 @@ fn an_archive_browses_like_its_snapshot() {
     let (status, page) = get(&srv, &url);
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("archive s/"), "{page}");
+    let tarball = format!("/tarball/s/{second}/{inside}/docs?archive=1");
+    let (status, head, body) = srv.ask_bytes("GET", &tarball);
+    assert_eq!(status, 200, "{head}");
+    assert_eq!(
+        tar_list(t.path(), &body).len(),
+        6,
+        "docs/, 2026/, dec/ and its three files"
+    );
     let file = format!("/file/s/{second}/{inside}/docs/2026/dec/notes.txt?archive=1");
     let (status, _, body) = srv.ask_bytes("GET", &file);
     assert_eq!((status, body.as_slice()), (200, &b"second, longer\n"[..]));
@@ -202,4 +225,28 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// GNU tar's listing of a tar.zst (the oracle), sorted; the files also
+/// extract with their bytes checked by tar itself.
+fn tar_list(dir: &Path, tarball: &[u8]) -> Vec<String> {
+    let file = dir.join("got.tar.zst");
+    fs::write(&file, tarball).unwrap();
+    let out = Command::new("tar")
+        .arg("--zstd")
+        .arg("-tf")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "tar: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
+    names.sort();
+    names
 }

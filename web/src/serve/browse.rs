@@ -12,13 +12,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use maud::{Markup, html};
 
-use snap_cli::Reporter;
 use snap_shared::crypt::Decrypt;
 use snap_shared::error::{Error, Exit, Result};
 use snap_shared::index::{Entry, EntryType};
@@ -65,7 +63,7 @@ fn same_entry(a: &Entry, b: &Entry) -> bool {
 }
 
 /// The folder inside the snapshot, as `/`-joined bytes, or why it is refused.
-fn clean(path: &str) -> std::result::Result<String, &'static str> {
+pub(super) fn clean(path: &str) -> std::result::Result<String, &'static str> {
     let mut parts = Vec::new();
     for seg in path.split('/') {
         match seg {
@@ -259,6 +257,11 @@ impl Where<'_> {
         u
     }
 
+    /// The folder as a tar.zst.
+    fn tarball_url(&self) -> String {
+        self.url(self.dir, "").replacen("/browse/", "/tarball/", 1)
+    }
+
     fn join(&self, name: &str) -> String {
         match self.dir.is_empty() {
             true => name.to_string(),
@@ -292,6 +295,8 @@ fn listing(at: &Where<'_>, rows: &[Row], (sort, desc): (&str, bool), changes: bo
                 Some(p) => { "Marks: + new, ~ changed, − gone since " (p) "." }
                 None => { "The set's first " (kind) ": nothing to compare with." }
             }
+            " "
+            a href=(at.tarball_url()) download { "download this folder (tar.zst)" }
             @if changes && !at.archive {
                 " "
                 a.act href=(format!("/restore?name={}&path={}", enc(&format!("{}/{}", at.set, at.id)), enc(at.dir))) {
@@ -341,153 +346,9 @@ fn mtime(ns: i64) -> String {
         .unwrap_or_default()
 }
 
-/// `/file/SET/ID/PATH`: the file's bytes, checked against its sha256 as
-/// they go out; a mismatch ends the body with an error, so the client sees
-/// a broken download, never a whole wrong file.
-pub(super) async fn file(
-    State(s): State<Arc<Shared>>,
-    Path((set, id, path)): Path<(String, String, String)>,
-    Query(q): Query<BTreeMap<String, String>>,
-) -> Response {
-    let path = match clean(&path) {
-        Ok(p) if !p.is_empty() => p,
-        Ok(_) => return refuse(StatusCode::BAD_REQUEST, "give the file's path\n"),
-        Err(why) => return refuse(StatusCode::BAD_REQUEST, why),
-    };
-    let archive = q.get("archive").is_some_and(|v| v == "1");
-    let name = format!("{set}/{id}");
-    let file_name = path.rsplit('/').next().unwrap_or("file").to_string();
-    // The first bytes (or the error) decide the status; the rest stream.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(8);
-    let store = s.store.clone();
-    let shared = s.clone();
-    let worker = tokio::task::spawn_blocking(move || {
-        let source = Source::new(None, store);
-        let quiet = Reporter::new(snap_read::TOOL, true, false);
-        let mut out = ChannelWriter {
-            tx: tx.clone(),
-            held: None,
-        };
-        let done = snap_read::cat::cat(
-            &source,
-            (&name, &path, archive),
-            (&Decrypt::default(), &shared.trust, &quiet),
-            &mut out,
-        );
-        // The last chunk goes out only once the whole file matched its sha256.
-        let done = done.and_then(|()| out.release().map_err(|e| Error::io_ctx("the download", e)));
-        if let Err(e) = done {
-            let _ = tx.blocking_send(Err(std::io::Error::other(format!(
-                "{}: {}",
-                e.context, e.cause
-            ))));
-            return Err(e);
-        }
-        Ok(())
-    });
-    match rx.recv().await {
-        Some(Ok(first)) => {
-            let body = body_of(first, rx);
-            let disposition = format!(
-                "attachment; filename=\"{}\"",
-                file_name.replace(['"', '\\', '\r', '\n'], "_")
-            );
-            (
-                [
-                    (header::CONTENT_TYPE, "application/octet-stream".to_string()),
-                    (header::CONTENT_DISPOSITION, disposition),
-                ],
-                body,
-            )
-                .into_response()
-        }
-        Some(Err(_)) | None => match worker.await {
-            Ok(Err(e)) => super::http::failed(e),
-            // An empty file: cat wrote nothing and succeeded.
-            Ok(Ok(())) => (
-                [(header::CONTENT_TYPE, "application/octet-stream")],
-                Vec::new(),
-            )
-                .into_response(),
-            Err(e) => super::http::failed(Error::internal("server", e)),
-        },
-    }
-}
-
-/// Bytes written by `cat`, sent to the response body in chunks, one chunk
-/// behind: `cat` checks the sha256 after the last byte, so the last chunk
-/// is held until it has, and a file that does not match never arrives whole.
-struct ChannelWriter {
-    tx: tokio::sync::mpsc::Sender<std::io::Result<Vec<u8>>>,
-    held: Option<Vec<u8>>,
-}
-
-impl ChannelWriter {
-    fn send(&self, chunk: Vec<u8>) -> std::io::Result<()> {
-        self.tx
-            .blocking_send(Ok(chunk))
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client left"))
-    }
-
-    /// The file matched: the held chunk goes out.
-    fn release(&mut self) -> std::io::Result<()> {
-        match self.held.take() {
-            Some(h) => self.send(h),
-            None => Ok(()),
-        }
-    }
-}
-
-impl std::io::Write for ChannelWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Some(h) = self.held.replace(buf.to_vec()) {
-            self.send(h)?;
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-type Chunk = std::io::Result<Vec<u8>>;
-
-/// `first`, then what comes down the channel, as a response body.
-fn body_of(first: Vec<u8>, rx: tokio::sync::mpsc::Receiver<Chunk>) -> Body {
-    use futures::StreamExt;
-    let rest =
-        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
-    Body::from_stream(
-        futures::stream::once(async move { Ok::<_, std::io::Error>(first) }).chain(rest),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
-
-    /// The writer keeps the last chunk until released: a file whose check
-    /// fails after its last byte never has all its bytes sent.
-    #[test]
-    fn the_last_chunk_waits_for_the_check() {
-        let (tx, mut rx) = tokio::sync::mpsc::channel(8);
-        let mut w = ChannelWriter { tx, held: None };
-        for chunk in [b"one", b"two", b"end"] {
-            w.write_all(chunk).unwrap();
-        }
-        let sent = |rx: &mut tokio::sync::mpsc::Receiver<Chunk>| {
-            let mut got = Vec::new();
-            while let Ok(c) = rx.try_recv() {
-                got.extend(c.unwrap());
-            }
-            got
-        };
-        assert_eq!(sent(&mut rx), b"onetwo");
-        w.release().unwrap();
-        assert_eq!(sent(&mut rx), b"end");
-    }
 
     /// `.` and `..` never pass as path segments; empty ones are dropped.
     #[test]

@@ -30,6 +30,7 @@ use snap_shared::store::Store;
 
 mod actions;
 mod browse;
+mod download;
 mod held;
 mod hosts;
 mod http;
@@ -145,7 +146,9 @@ async fn serve(
         .route("/diff", get(pages::diff))
         .route("/browse/{set}/{id}", get(browse::top))
         .route("/browse/{set}/{id}/{*path}", get(browse::folder))
-        .route("/file/{set}/{id}/{*path}", get(browse::file))
+        .route("/file/{set}/{id}/{*path}", get(download::file))
+        .route("/tarball/{set}/{id}", get(download::whole))
+        .route("/tarball/{set}/{id}/{*path}", get(download::folder))
         .route("/history", get(pages::history))
         .route("/search", get(pages::search))
         .route("/text", get(pages::text))

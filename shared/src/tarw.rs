@@ -18,10 +18,10 @@ use std::io::{self, Write};
 
 use tar::{EntryType as TarType, Header};
 
-use snap_shared::index::{Entry, EntryType};
-use snap_shared::owners::Names;
-use snap_shared::pax::record;
-use snap_shared::xattrs::{ACL_ACCESS, ACL_DEFAULT};
+use crate::index::{Entry, EntryType};
+use crate::owners::Names;
+use crate::pax::record;
+use crate::xattrs::{ACL_ACCESS, ACL_DEFAULT};
 
 const BLOCK: usize = 512;
 /// Name and link-name fields of a ustar/GNU header.
@@ -116,9 +116,9 @@ impl<W: Members> TarWriter<W> {
                 }
             };
             let names = &mut self.names;
-            let text = snap_shared::acl::to_text(value, &mut |who, id| match who {
-                snap_shared::acl::Who::User => names.user(id),
-                snap_shared::acl::Who::Group => names.group(id),
+            let text = crate::acl::to_text(value, &mut |who, id| match who {
+                crate::acl::Who::User => names.user(id),
+                crate::acl::Who::Group => names.group(id),
             })
             .map_err(|why| {
                 io::Error::new(
