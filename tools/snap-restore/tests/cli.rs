@@ -1113,6 +1113,46 @@ fn timeline_page_shows_everything_and_fetches_nothing() {
     assert!(page.contains("the configured retention would remove it"));
 }
 
+/// The page's pictures, inline SVG: one bar per snapshot whose numbers are
+/// the records' added bytes, a pin marked over its snapshot, and the
+/// stacked growth's total the sum of them.
+#[test]
+fn timeline_plots_draw_one_bar_per_snapshot() {
+    let w = world();
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        w.write(&format!("src/n{i}.txt"), "x".repeat(1000 * (i + 1)));
+        ids.push(records(&w.collect())[0]["id"].as_str().unwrap().to_string());
+    }
+    let pinned = format!("s/{}", ids[1]);
+    assert_eq!(code(&w.restore(&["pin", pinned.as_str(), "-r", "keep"])), 0);
+    let out = w.restore(&["timeline", "--html", "t.html"]);
+    assert_eq!(code(&out), 0, "{}", w.redact(&out.stderr));
+    let page = fs::read_to_string(w.path("t.html")).unwrap();
+    let recs = records(&w.restore(&["list", "--json"]));
+    let snaps: Vec<&serde_json::Value> = recs.iter().filter(|r| r["kind"] == "snapshot").collect();
+    assert_eq!(
+        page.matches("<rect class=\"bar\"").count(),
+        snaps.len(),
+        "one bar per snapshot"
+    );
+    let total: u64 = snaps.iter().map(|r| r["new_bytes"].as_u64().unwrap()).sum();
+    for r in &snaps {
+        let bar = format!(
+            "data-id=\"{}\" data-bytes=\"{}\"",
+            r["id"].as_str().unwrap(),
+            r["new_bytes"]
+        );
+        assert!(page.contains(&bar), "missing {bar}");
+    }
+    assert!(page.contains(&format!("class=\"plot added\" viewBox=\"0 0 1000 150\" role=\"img\" aria-label=\"bytes each snapshot added\" data-bars=\"{}\" data-total=\"{total}\"", snaps.len())));
+    assert!(page.contains(&format!("class=\"plot growth\" viewBox=\"0 0 1000 150\" role=\"img\" aria-label=\"the store's bytes over time\" data-total=\"{total}\"")));
+    assert!(page.contains(&format!(
+        "<circle class=\"mark pin\" data-id=\"{}\"",
+        ids[1]
+    )));
+}
+
 /// The timeline page opens in a real browser (headless Chromium) with every
 /// network path closed, and shows every card.
 #[test]

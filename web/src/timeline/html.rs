@@ -26,6 +26,7 @@ h2{margin:28px 0 8px;border-bottom:2px solid #ccd}
 .tag{background:#e3ecfa;color:#1c3d73;cursor:pointer}.badge.dest{background:#e0f2f1;color:#00564d}.pin{background:#efe3fa;color:#4a1c73}
 .card{background:#fff;border:1px solid #dde;border-radius:6px;margin:6px 0;padding:6px 10px}
 .card.gone{opacity:.55}.card.gone .id{text-decoration:line-through}
+figure{margin:8px 0;background:#fff;border:1px solid #dde;border-radius:6px;padding:6px}figcaption{font-size:12px;color:#555}svg.plot{width:100%;height:auto;max-height:220px}
 #listing{border-collapse:collapse;width:100%;background:#fff}#listing td,#listing th{padding:2px 8px;text-align:left;border-bottom:1px solid #eee}#listing td.num{text-align:right}#listing tr.gone{opacity:.5}#listing td.mark{width:1em;font-weight:bold}
 .id{font-weight:600;font-family:ui-monospace,monospace}
 .small{font-size:12px;color:#555}code{font-size:12px;background:#f0f1f4;padding:1px 4px;border-radius:3px}
@@ -96,6 +97,7 @@ pub fn render_live(t: &Timeline, live: Option<&Live>) -> String {
                             button type="submit" { "search" }
                         }
                     }
+                    (super::plots::plots(t))
                     @for set in &t.sets { (set_section(set, t.generated, live)) }
                     @if !t.disks.is_empty() {
                         h2 { "Disks" }

@@ -9,6 +9,7 @@
 pub mod dests;
 pub mod html;
 pub mod model;
+pub mod plots;
 
 use std::collections::BTreeMap;
 use std::path::Path;
