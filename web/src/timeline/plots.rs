@@ -191,11 +191,16 @@ fn growth(t: &Timeline, all: &[(usize, &str, &Card)]) -> String {
     let span = (all[0].2.time, all[all.len() - 1].2.time);
     let sets = t.sets.len();
     let mut sums = vec![0u64; sets];
-    // One point per card: the stacked totals after it.
+    // The stacked totals after each card, one point per pixel column (the
+    // last card in it): a year of hourly snapshots stays a small path.
     let mut points: Vec<(DateTime<Utc>, Vec<u64>)> = Vec::new();
     for (i, _, c) in all {
         sums[*i] += c.new_bytes;
-        points.push((c.time, sums.clone()));
+        let column = |t: DateTime<Utc>| x_of(t, span).floor();
+        match points.last_mut() {
+            Some(last) if column(last.0) == column(c.time) => *last = (c.time, sums.clone()),
+            _ => points.push((c.time, sums.clone())),
+        }
     }
     let total = sums.iter().sum::<u64>() as f64;
     let mut svg = format!(
