@@ -18,6 +18,24 @@ pub fn bin(name: &str) -> PathBuf {
     crate::world::bin_dir().join(name)
 }
 
+/// Runs a tool on the store in `dir` (with `dir/home` for HOME, where the
+/// server looks for its keys); it must succeed; returns its stdout.
+pub fn run_ok(dir: &Path, tool: &str, args: &[&str]) -> String {
+    let out = Command::new(bin(tool))
+        .args(["--store", "store"])
+        .args(args)
+        .env("HOME", dir.join("home"))
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{tool} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// One more snapshot of `src` into set `s`; returns its id.
 pub fn collect(dir: &Path) -> String {
     collect_as(dir, "s")

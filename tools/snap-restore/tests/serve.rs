@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use snap_testkit::free_port;
-use snap_testkit::serve::{Server, TOKEN, bin, collect, collect_as};
+use snap_testkit::serve::{Server, TOKEN, bin, collect, collect_as, run_ok};
 
 /// A store with two snapshots of a small tree; returns their ids.
 fn store(dir: &Path) -> (String, String) {
@@ -18,22 +18,6 @@ fn store(dir: &Path) -> (String, String) {
     let first = collect(dir);
     fs::write(dir.join("src/b.txt"), "b\n").unwrap();
     (first, collect(dir))
-}
-
-/// Runs a tool on the store in `dir`; it must succeed; returns its stdout.
-fn run_ok(dir: &Path, tool: &str, args: &[&str]) -> String {
-    let out = Command::new(bin(tool))
-        .args(["--store", "store"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{tool} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn csrf(page: &str) -> String {
@@ -829,17 +813,11 @@ fn the_page_says_where_a_symlinked_target_leads() {
 fn the_page_restores_only_signed_archives() {
     let t = tempfile::tempdir().unwrap();
     let (_, second) = store(t.path());
-    let packed = Command::new(bin("snap-pack"))
-        .args(["--store", "store", "--min-free", "0", "-q"])
-        .args(["--snapshot", &format!("s/{second}")])
-        .env("HOME", t.path().join("home"))
-        .current_dir(t.path())
-        .output()
-        .unwrap();
-    assert!(
-        packed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&packed.stderr)
+    let snapshot = format!("s/{second}");
+    run_ok(
+        t.path(),
+        "snap-pack",
+        &["--min-free", "0", "-q", "--snapshot", &snapshot],
     );
     // Only the archive is left of the set: the page's name means it.
     fs::remove_dir_all(t.path().join("store/sets/s")).unwrap();
