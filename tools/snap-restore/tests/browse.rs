@@ -240,3 +240,43 @@ fn tar_list(dir: &Path, tarball: &[u8]) -> Vec<String> {
     names.sort();
     names
 }
+
+/// A destination the config names browses like the store (its archives,
+/// read from their indexes; files by ranged reads, checked); a name the
+/// config does not hold, or a path, is refused.
+#[test]
+fn a_configured_destination_browses_and_others_are_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let (_, second, inside) = two_snapshots(t.path());
+    fs::create_dir_all(t.path().join("far")).unwrap();
+    let config = format!(
+        r#"{{"destinations": [{{"name": "far", "path": "{}", "min_free": "0"}}]}}"#,
+        t.path().join("far").display()
+    );
+    fs::write(t.path().join("config.json"), config).unwrap();
+    let snapshot = format!("s/{second}");
+    run_ok(t.path(), "snap-pack", &["-q", "--snapshot", &snapshot]);
+    run_ok(
+        t.path(),
+        "snap-push",
+        &["-c", "config.json", "--all", "--dest", "far", "-q"],
+    );
+    // Only the destination holds the archive now.
+    fs::remove_dir_all(t.path().join("store/archives")).ok();
+    let srv = Server::start(t.path(), &["-c", "config.json"]);
+    let url = format!("/browse/s/{second}/{inside}/docs/2026/dec?from=far");
+    let (status, page) = get(&srv, &url);
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("at far"), "{page}");
+    assert!(
+        page.contains("from=far"),
+        "links keep the destination: {page}"
+    );
+    let file = format!("/file/s/{second}/{inside}/docs/2026/dec/notes.txt?from=far");
+    let (status, _, body) = srv.ask_bytes("GET", &file);
+    assert_eq!((status, body.as_slice()), (200, &b"second, longer\n"[..]));
+    for from in ["elsewhere", "/tmp", "s3%3A%2F%2Fbkt%2Fx"] {
+        let (status, body) = get(&srv, &format!("/browse/s/{second}?from={from}"));
+        assert_eq!(status, 400, "{from}: {body}");
+    }
+}

@@ -75,6 +75,25 @@ pub(super) fn clean(path: &str) -> std::result::Result<String, &'static str> {
     Ok(parts.join("/"))
 }
 
+/// Where items are read: the store, or with `from=NAME` a destination the
+/// config names (only those: a page never opens a place a URL made up).
+pub(super) fn source_of(s: &Shared, from: Option<&str>) -> Result<Source> {
+    let Some(name) = from else {
+        return Ok(Source::Store(s.store.clone()));
+    };
+    let config = s.config.as_ref();
+    let known = snap_dest::settings::from_config(config)?
+        .iter()
+        .any(|spec| spec.name == name);
+    if !known {
+        return Err(Error::usage(
+            format!("from={name}"),
+            "is not a destination of the config",
+        ));
+    }
+    Source::open(Some(name), s.store.clone(), config)
+}
+
 /// The store's item `set/id` (its archive with `archive`).
 fn item(source: &Source, set: &str, id: &str, archive: bool) -> Result<Item> {
     source.resolve_name(&format!("{set}/{id}"), archive)
@@ -148,13 +167,14 @@ pub(super) async fn folder(
         Ok(d) => d,
         Err(why) => return refuse(StatusCode::BAD_REQUEST, why),
     };
-    let archive = q.get("archive").is_some_and(|v| v == "1");
+    let from = q.get("from").cloned();
+    // A destination holds archives only.
+    let archive = from.is_some() || q.get("archive").is_some_and(|v| v == "1");
     let sort = q.get("sort").cloned().unwrap_or_else(|| "name".into());
     let desc = q.get("desc").is_some_and(|v| v == "1");
-    let store = s.store.clone();
-    let allow_changes = s.allow_changes;
+    let allow_changes = s.allow_changes && from.is_none();
     let page = blocking(move || {
-        let source = Source::new(None, store);
+        let source = source_of(&s, from.as_deref())?;
         let it = item(&source, &set, &id, archive)?;
         let (exists, now) = children(&it, &dir)?;
         if !exists {
@@ -186,6 +206,7 @@ pub(super) async fn folder(
             id: &id,
             dir: &dir,
             archive,
+            from: from.as_deref(),
             prev: prev
                 .as_ref()
                 .and_then(|p| p.set_and_id().map(|(_, x)| x.to_string())),
@@ -220,6 +241,8 @@ struct Where<'a> {
     id: &'a str,
     dir: &'a str,
     archive: bool,
+    /// The configured destination read, if not the store.
+    from: Option<&'a str>,
     prev: Option<String>,
 }
 
@@ -231,10 +254,7 @@ impl Where<'_> {
             u.push('/');
             u.push_str(&enc_seg(seg));
         }
-        let mut q = Vec::new();
-        if self.archive {
-            q.push("archive=1".to_string());
-        }
+        let mut q = self.query();
         if !extra.is_empty() {
             q.push(extra.to_string());
         }
@@ -245,14 +265,28 @@ impl Where<'_> {
         u
     }
 
+    /// The query every link of the page keeps: the archive, the destination.
+    fn query(&self) -> Vec<String> {
+        let mut q = Vec::new();
+        if self.archive {
+            q.push("archive=1".to_string());
+        }
+        if let Some(f) = self.from {
+            q.push(format!("from={}", enc(f)));
+        }
+        q
+    }
+
     fn file_url(&self, path: &str) -> String {
         let mut u = format!("/file/{}/{}", enc_seg(self.set), enc_seg(self.id));
         for seg in path.split('/') {
             u.push('/');
             u.push_str(&enc_seg(seg));
         }
-        if self.archive {
-            u.push_str("?archive=1");
+        let q = self.query();
+        if !q.is_empty() {
+            u.push('?');
+            u.push_str(&q.join("&"));
         }
         u
     }
@@ -289,7 +323,7 @@ fn listing(at: &Where<'_>, rows: &[Row], (sort, desc): (&str, bool), changes: bo
                 a href=(at.url(&crumbs[..=i].join("/"), "")) { (c) }
             }
         }
-        h2 { (kind) " " (at.set) "/" (at.id) ": /" (at.dir) }
+        h2 { (kind) " " (at.set) "/" (at.id) ": /" (at.dir) @if let Some(f) = at.from { " at " (f) } }
         p.small {
             @match &at.prev {
                 Some(p) => { "Marks: + new, ~ changed, − gone since " (p) "." }

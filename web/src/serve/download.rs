@@ -19,7 +19,7 @@ use snap_shared::error::{Error, Exit, Result};
 use snap_shared::index::{Entry, EntryType};
 use snap_shared::tarw::{Members, TarWriter};
 
-use super::browse::clean;
+use super::browse::{clean, source_of};
 use super::http::{Shared, refuse};
 use snap_read::source::{Item, Source};
 
@@ -36,13 +36,13 @@ pub(super) async fn file(
         Ok(_) => return refuse(StatusCode::BAD_REQUEST, "give the file's path\n"),
         Err(why) => return refuse(StatusCode::BAD_REQUEST, why),
     };
-    let archive = q.get("archive").is_some_and(|v| v == "1");
+    let from = q.get("from").cloned();
+    let archive = from.is_some() || q.get("archive").is_some_and(|v| v == "1");
     let name = format!("{set}/{id}");
     let file_name = path.rsplit('/').next().unwrap_or("file").to_string();
-    let store = s.store.clone();
     let shared = s.clone();
     stream(file_name, "application/octet-stream", move |out| {
-        let source = Source::new(None, store);
+        let source = source_of(&shared, from.as_deref())?;
         let quiet = Reporter::new(snap_read::TOOL, true, false);
         snap_read::cat::cat(
             &source,
@@ -74,15 +74,15 @@ pub(super) async fn folder(
         Ok(d) => d,
         Err(why) => return refuse(StatusCode::BAD_REQUEST, why),
     };
-    let archive = q.get("archive").is_some_and(|v| v == "1");
+    let from = q.get("from").cloned();
+    let archive = from.is_some() || q.get("archive").is_some_and(|v| v == "1");
     let stem = match dir.rsplit('/').next().filter(|n| !n.is_empty()) {
         Some(n) => n.to_string(),
         None => format!("{set}-{id}"),
     };
-    let store = s.store.clone();
     let shared = s.clone();
     stream(format!("{stem}.tar.zst"), "application/zstd", move |out| {
-        let source = Source::new(None, store);
+        let source = source_of(&shared, from.as_deref())?;
         let it = source.resolve_name(&format!("{set}/{id}"), archive)?;
         let name = format!("{set}/{id}");
         let zst = zstd::stream::Encoder::new(out, 3).map_err(|e| Error::io_ctx("zstd", e))?;
