@@ -275,6 +275,19 @@ fn a_configured_destination_browses_and_others_are_refused() {
     let file = format!("/file/s/{second}/{inside}/docs/2026/dec/notes.txt?from=far");
     let (status, _, body) = srv.ask_bytes("GET", &file);
     assert_eq!((status, body.as_slice()), (200, &b"second, longer\n"[..]));
+    // The destination's own view: what it holds beside the store, each
+    // archive a link into the browser there.
+    let (status, page) = get(&srv, "/dest/far");
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains(&format!("/browse/s/{second}?from=far")),
+        "{page}"
+    );
+    assert!(page.contains("1 archives"), "{page}");
+    let (status, _) = get(&srv, "/dest/elsewhere");
+    assert_eq!(status, 400);
+    let (status, _, _) = srv.ask("GET", "/dest/far", None, false, "");
+    assert_eq!(status, 403, "no token, no page");
     for from in ["elsewhere", "/tmp", "s3%3A%2F%2Fbkt%2Fx"] {
         let (status, body) = get(&srv, &format!("/browse/s/{second}?from={from}"));
         assert_eq!(status, 400, "{from}: {body}");

@@ -30,6 +30,7 @@ use snap_shared::store::Store;
 
 mod actions;
 mod browse;
+mod destination;
 mod download;
 mod held;
 mod hosts;
@@ -144,6 +145,7 @@ async fn serve(
     let app = Router::new()
         .route("/", get(timeline_page))
         .route("/diff", get(pages::diff))
+        .route("/dest/{name}", get(destination::view))
         .route("/browse/{set}/{id}", get(browse::top))
         .route("/browse/{set}/{id}/{*path}", get(browse::folder))
         .route("/file/{set}/{id}/{*path}", get(download::file))

@@ -89,7 +89,7 @@ pub fn render_live(t: &Timeline, live: Option<&Live>) -> String {
                     }
                 }
                 main {
-                    (health(t))
+                    (health(t, live))
                     input #filter type="search" placeholder="filter: words of an id, host, description; tag:NAME";
                     @if live.is_some() {
                         form method="get" action="/search" {
@@ -121,13 +121,13 @@ fn ago(then: DateTime<Utc>, now: DateTime<Utc>) -> String {
     }
 }
 
-fn health(t: &Timeline) -> Markup {
+fn health(t: &Timeline, live: Option<&Live>) -> Markup {
     html! {
         h2 { "Health" }
         div.health {
             (space_box(&t.space, t.generated))
             @for set in &t.sets { (set_health(set, t)) }
-            @for d in &t.dests { (dest_health(d, t)) }
+            @for d in &t.dests { (dest_health(d, t, live.is_some())) }
         }
     }
 }
@@ -172,7 +172,7 @@ fn gauge(frac: f64) -> Markup {
     }
 }
 
-fn dest_health(d: &DestView, t: &Timeline) -> Markup {
+fn dest_health(d: &DestView, t: &Timeline, live: bool) -> Markup {
     let now = t.generated;
     let newest_local = t
         .sets
@@ -183,6 +183,7 @@ fn dest_health(d: &DestView, t: &Timeline) -> Markup {
     html! {
         div.box.dest {
             b { "destination " (d.name) } " "
+            @if live { a.small href=(format!("/dest/{}", enc_seg(&d.name))) { "open" } " " }
             @match &d.held {
                 Err(why) => { span.badge.bad { "not reachable" } div.small { (why) } },
                 Ok(h) => {

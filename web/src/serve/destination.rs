@@ -1,0 +1,114 @@
+//! `/dest/NAME`: one configured destination on the page: what it holds, by
+//! set, beside what the store has, so that what the store has and it lacks
+//! stands out; each archive it holds opens in the file browser from there.
+//! The listing is the page's cached one (a bucket is listed at most every
+//! few minutes); a destination that cannot be listed says why.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::response::Html;
+use maud::html;
+
+use snap_shared::error::Error;
+use snap_shared::size::human_bytes;
+
+use super::http::{Shared, blocking, page, respond};
+use crate::timeline::html::enc_seg;
+
+/// What the store holds of one id: a snapshot, an archive.
+#[derive(Default)]
+struct Local {
+    snapshot: bool,
+    archive: bool,
+}
+
+pub(super) async fn view(
+    State(s): State<Arc<Shared>>,
+    Path(name): Path<String>,
+) -> axum::response::Response {
+    let page = blocking(move || {
+        let dests = super::listed_dests(&s)?;
+        let Some(d) = dests.into_iter().find(|d| d.name == name) else {
+            return Err(Error::usage(
+                format!("destination {name}"),
+                "is not a destination of the config",
+            ));
+        };
+        let mut local: BTreeMap<(String, String), Local> = BTreeMap::new();
+        for it in snap_read::source::Source::Store(s.store.clone()).items()? {
+            if let Some((set, id)) = it.set_and_id() {
+                let l = local.entry((set.to_string(), id.to_string())).or_default();
+                match it.kind() {
+                    "snapshot" => l.snapshot = true,
+                    _ => l.archive = true,
+                }
+            }
+        }
+        let held: BTreeSet<(String, String)> = match &d.held {
+            Ok(h) => h.archives.clone(),
+            Err(_) => BTreeSet::new(),
+        };
+        let mut sets: BTreeMap<&str, Vec<(&str, Option<&Local>, bool)>> = BTreeMap::new();
+        let keys: BTreeSet<&(String, String)> = local.keys().chain(held.iter()).collect();
+        for k in keys {
+            sets.entry(k.0.as_str()).or_default().push((
+                k.1.as_str(),
+                local.get(k),
+                held.contains(k),
+            ));
+        }
+        let lacking = local
+            .iter()
+            .filter(|(k, l)| l.archive && !held.contains(*k))
+            .count();
+        let body = html! {
+            nav.small { a href="/" { "timeline" } " › destination " (d.name) }
+            h2 { "Destination " (d.name) }
+            p.small { code { (d.url) } }
+            @match &d.held {
+                Err(why) => p { span.badge.bad { "not reachable" } " " (why) },
+                Ok(h) => p {
+                    (h.archives.len()) " archives, " (human_bytes(h.bytes)) ". "
+                    @if lacking > 0 {
+                        span.badge.warn { (lacking) " archives of the store are not here" }
+                    } @else {
+                        span.badge.ok { "it holds every archive of the store" }
+                    }
+                },
+            }
+            @for (set, rows) in &sets {
+                h3 { "set " (set) }
+                table #listing {
+                    thead { tr { th { "id" } th { "here" } th { "in the store" } th { "" } } }
+                    tbody {
+                        @for (id, l, here) in rows.iter().rev() {
+                            @let missing = !here && l.is_some_and(|l| l.archive);
+                            tr.gone[missing] {
+                                td { (set) "/" (id) }
+                                td { @if *here { "archive" } @else if missing { "missing" } @else { "—" } }
+                                td {
+                                    @match l {
+                                        Some(l) if l.snapshot && l.archive => "snapshot, archive",
+                                        Some(l) if l.snapshot => "snapshot",
+                                        Some(_) => "archive",
+                                        None => "—",
+                                    }
+                                }
+                                td {
+                                    @if *here {
+                                        a href=(format!("/browse/{}/{}?from={}", enc_seg(set), enc_seg(id), enc_seg(&d.name))) { "browse here" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        Ok(Html(page(&format!("destination {}", d.name), body).into_string()))
+    })
+    .await;
+    respond(page)
+}
