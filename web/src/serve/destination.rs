@@ -24,6 +24,9 @@ struct Local {
     archive: bool,
 }
 
+/// One id of a set: what the store has of it, and whether the destination holds it.
+type Row<'a> = (&'a str, Option<&'a Local>, bool);
+
 pub(super) async fn view(
     State(s): State<Arc<Shared>>,
     Path(name): Path<String>,
@@ -50,7 +53,7 @@ pub(super) async fn view(
             Ok(h) => h.archives.clone(),
             Err(_) => BTreeSet::new(),
         };
-        let mut sets: BTreeMap<&str, Vec<(&str, Option<&Local>, bool)>> = BTreeMap::new();
+        let mut sets: BTreeMap<&str, Vec<Row>> = BTreeMap::new();
         let keys: BTreeSet<&(String, String)> = local.keys().chain(held.iter()).collect();
         for k in keys {
             sets.entry(k.0.as_str()).or_default().push((
