@@ -1126,6 +1126,26 @@ fn timeline_plots_draw_one_bar_per_snapshot() {
     }
     let pinned = format!("s/{}", ids[1]);
     assert_eq!(code(&w.restore(&["pin", pinned.as_str(), "-r", "keep"])), 0);
+    // Archives of the two newest: the newest verified, the other never.
+    for id in &ids[1..] {
+        let snapshot = format!("s/{id}");
+        let out = w
+            .cmd("snap-pack")
+            .args([
+                "--store",
+                "store",
+                "--min-free",
+                "0",
+                "-q",
+                "--snapshot",
+                &snapshot,
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 0, "{}", w.redact(&out.stderr));
+    }
+    let newest = format!("s/{}", ids[2]);
+    assert_eq!(code(&w.restore(&["verify", "--archive", &newest])), 0);
     let out = w.restore(&["timeline", "--html", "t.html"]);
     assert_eq!(code(&out), 0, "{}", w.redact(&out.stderr));
     let page = fs::read_to_string(w.path("t.html")).unwrap();
@@ -1151,6 +1171,17 @@ fn timeline_plots_draw_one_bar_per_snapshot() {
         "<circle class=\"mark pin\" data-id=\"{}\"",
         ids[1]
     )));
+    assert!(page.contains("verify-age\" viewBox=\"0 0 1000 150\" role=\"img\" aria-label=\"days since each archive was last verified\" data-bars=\"2\""));
+    let never = format!(
+        "<rect class=\"age\" data-id=\"{}\" data-days=\"never\"",
+        ids[1]
+    );
+    assert!(page.contains(&never), "missing {never}");
+    let fresh = format!(
+        "<rect class=\"age\" data-id=\"{}\" data-days=\"0.0\"",
+        ids[2]
+    );
+    assert!(page.contains(&fresh), "missing {fresh}");
 }
 
 /// The timeline page opens in a real browser (headless Chromium) with every

@@ -78,6 +78,12 @@ pub fn plots(t: &Timeline) -> Markup {
             figcaption { "The store's bytes over time, stacked per set" }
             (PreEscaped(growth(t, &all)))
         }
+        @if all.iter().any(|c| c.2.archive.is_some()) {
+            figure {
+                figcaption { "How long ago each archive was last verified (red: never)" }
+                (PreEscaped(verify_age(t, &all)))
+            }
+        }
         @if !t.dests.is_empty() {
             figure {
                 figcaption { "Where the newest snapshots are" }
@@ -230,6 +236,66 @@ fn growth(t: &Timeline, all: &[(usize, &str, &Card)]) -> String {
             colour(i),
             esc(&t.sets[i].name),
             human_bytes(sums[i])
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// Most archives the verify-age plot shows (the newest).
+const VERIFY_BARS: usize = 200;
+
+/// One bar per archive (the newest [`VERIFY_BARS`]): days since its last
+/// verify anywhere, or a red bar at the top when it was never verified.
+fn verify_age(t: &Timeline, all: &[(usize, &str, &Card)]) -> String {
+    let archives: Vec<&(usize, &str, &Card)> = all
+        .iter()
+        .filter(|c| c.2.archive.is_some())
+        .rev()
+        .take(VERIFY_BARS)
+        .collect();
+    let ages: Vec<Option<f64>> = archives
+        .iter()
+        .map(|(_, _, c)| {
+            c.verified
+                .iter()
+                .filter(|(_, kind, _)| kind == "archive")
+                .map(|(_, _, v)| v.time)
+                .max()
+                .map(|at| (t.generated - at).num_seconds().max(0) as f64 / 86_400.0)
+        })
+        .collect();
+    let max = ages.iter().flatten().fold(1.0f64, |m, a| m.max(*a));
+    let width = ((W - PAD - 10.0) / archives.len().max(1) as f64).clamp(1.0, 12.0);
+    let mut svg = format!(
+        r#"<svg class="plot verify-age" viewBox="0 0 {W} {H}" role="img" aria-label="days since each archive was last verified" data-bars="{}">"#,
+        archives.len()
+    );
+    let _ = write!(
+        svg,
+        r##"<line x1="{PAD}" y1="{y}" x2="{W}" y2="{y}" stroke="#999"/><text x="2" y="22" font-size="10">{max:.0} days</text><text x="2" y="{y}" font-size="10">0</text>"##,
+        y = H - 20.0
+    );
+    // Oldest on the left.
+    for (n, ((i, set, c), age)) in archives.iter().rev().zip(ages.iter().rev()).enumerate() {
+        let x = PAD + width * n as f64;
+        let (v, fill, what) = match age {
+            Some(a) => (
+                *a,
+                colour(*i),
+                format!("{set}/{} last verified {a:.1} days ago", c.id),
+            ),
+            None => (max, "#c9413b", format!("{set}/{} never verified", c.id)),
+        };
+        let y = y_of(v, max);
+        let _ = write!(
+            svg,
+            r#"<rect class="age" data-id="{}" data-days="{}" x="{x:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="{fill}"><title>{}</title></rect>"#,
+            esc(&c.id),
+            age.map_or("never".to_string(), |a| format!("{a:.1}")),
+            (width - 1.0).max(1.0),
+            (H - 20.0 - y).max(0.5),
+            esc(&what)
         );
     }
     svg.push_str("</svg>");
