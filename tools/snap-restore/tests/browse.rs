@@ -293,3 +293,36 @@ fn a_configured_destination_browses_and_others_are_refused() {
         assert_eq!(status, 400, "{from}: {body}");
     }
 }
+
+/// The browser is read-only unless the server allows changes: only then
+/// does a folder offer its restore, whose form comes with the folder filled
+/// in; a foreign Host header is refused on its routes as on every other.
+#[test]
+fn restore_this_folder_needs_allow_changes() {
+    let t = tempfile::tempdir().unwrap();
+    let (_, second, inside) = two_snapshots(t.path());
+    let url = format!("/browse/s/{second}/{inside}/docs");
+    {
+        let srv = Server::start(t.path(), &[]);
+        let (status, page) = get(&srv, &url);
+        assert_eq!(status, 200, "{page}");
+        assert!(!page.contains("restore this folder"), "{page}");
+        for route in [url.clone(), format!("/tarball/s/{second}/{inside}/docs")] {
+            let (status, _, _) = srv.ask("GET", &route, Some("evil.example:80"), true, "");
+            assert_eq!(status, 403, "{route}");
+        }
+    }
+    let srv = Server::start(t.path(), &["--allow-changes"]);
+    let (_, page) = get(&srv, &url);
+    let docs = format!("{inside}/docs");
+    let link = format!(
+        "/restore?name={}&amp;path={}",
+        url::form_urlencoded::byte_serialize(format!("s/{second}").as_bytes()).collect::<String>(),
+        url::form_urlencoded::byte_serialize(docs.as_bytes()).collect::<String>()
+    );
+    assert!(page.contains(&link), "missing {link}: {page}");
+    let form = link.replace("&amp;", "&");
+    let (status, page) = get(&srv, &form);
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains(&format!(">{docs}</textarea>")), "{page}");
+}
