@@ -63,7 +63,7 @@ fn same_entry(a: &Entry, b: &Entry) -> bool {
 }
 
 /// The folder inside the snapshot, as `/`-joined bytes, or why it is refused.
-pub(super) fn clean(path: &str) -> std::result::Result<String, &'static str> {
+fn clean(path: &str) -> std::result::Result<String, &'static str> {
     let mut parts = Vec::new();
     for seg in path.split('/') {
         match seg {
@@ -92,6 +92,30 @@ pub(super) fn source_of(s: &Shared, from: Option<&str>) -> Result<Source> {
         ));
     }
     Source::open(Some(name), s.store.clone(), config)
+}
+
+/// What a browse or download request names: the path inside the item,
+/// the configured destination read (`from=`), and whether the item is the
+/// archive (always, at a destination).
+pub(super) struct Asked {
+    pub(super) path: String,
+    pub(super) from: Option<String>,
+    pub(super) archive: bool,
+}
+
+/// Reads a request's path and query; a path with `.` or `..` is refused (why).
+pub(super) fn asked(
+    path: &str,
+    q: &BTreeMap<String, String>,
+) -> std::result::Result<Asked, &'static str> {
+    let path = clean(path)?;
+    let from = q.get("from").cloned();
+    let archive = from.is_some() || q.get("archive").is_some_and(|v| v == "1");
+    Ok(Asked {
+        path,
+        from,
+        archive,
+    })
 }
 
 /// The store's item `set/id` (its archive with `archive`).
@@ -163,13 +187,14 @@ pub(super) async fn folder(
     Path((set, id, path)): Path<(String, String, String)>,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
-    let dir = match clean(&path) {
-        Ok(d) => d,
+    let Asked {
+        path: dir,
+        from,
+        archive,
+    } = match asked(&path, &q) {
+        Ok(a) => a,
         Err(why) => return refuse(StatusCode::BAD_REQUEST, why),
     };
-    let from = q.get("from").cloned();
-    // A destination holds archives only.
-    let archive = from.is_some() || q.get("archive").is_some_and(|v| v == "1");
     let sort = q.get("sort").cloned().unwrap_or_else(|| "name".into());
     let desc = q.get("desc").is_some_and(|v| v == "1");
     let allow_changes = s.allow_changes && from.is_none();

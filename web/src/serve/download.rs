@@ -19,7 +19,7 @@ use snap_shared::error::{Error, Exit, Result};
 use snap_shared::index::{Entry, EntryType};
 use snap_shared::tarw::{Members, TarWriter};
 
-use super::browse::{clean, source_of};
+use super::browse::{Asked, asked, source_of};
 use super::http::{Shared, refuse};
 use snap_read::source::{Item, Source};
 
@@ -31,13 +31,17 @@ pub(super) async fn file(
     Path((set, id, path)): Path<(String, String, String)>,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
-    let path = match clean(&path) {
-        Ok(p) if !p.is_empty() => p,
-        Ok(_) => return refuse(StatusCode::BAD_REQUEST, "give the file's path\n"),
+    let Asked {
+        path,
+        from,
+        archive,
+    } = match asked(&path, &q) {
+        Ok(a) if a.path.is_empty() => {
+            return refuse(StatusCode::BAD_REQUEST, "give the file's path\n");
+        }
+        Ok(a) => a,
         Err(why) => return refuse(StatusCode::BAD_REQUEST, why),
     };
-    let from = q.get("from").cloned();
-    let archive = from.is_some() || q.get("archive").is_some_and(|v| v == "1");
     let name = format!("{set}/{id}");
     let file_name = path.rsplit('/').next().unwrap_or("file").to_string();
     let shared = s.clone();
@@ -70,12 +74,14 @@ pub(super) async fn folder(
     Path((set, id, path)): Path<(String, String, String)>,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
-    let dir = match clean(&path) {
-        Ok(d) => d,
+    let Asked {
+        path: dir,
+        from,
+        archive,
+    } = match asked(&path, &q) {
+        Ok(a) => a,
         Err(why) => return refuse(StatusCode::BAD_REQUEST, why),
     };
-    let from = q.get("from").cloned();
-    let archive = from.is_some() || q.get("archive").is_some_and(|v| v == "1");
     let stem = match dir.rsplit('/').next().filter(|n| !n.is_empty()) {
         Some(n) => n.to_string(),
         None => format!("{set}-{id}"),
