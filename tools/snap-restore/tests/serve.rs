@@ -555,16 +555,7 @@ fn the_whole_flow_in_a_browser() {
 fn pages_for_ten_thousand_snapshots() {
     let t = tempfile::tempdir().unwrap();
     snap_testkit::timeline::synthetic_store(&t.path().join("store"), 20, 500).unwrap();
-    let out = Command::new(bin("snap-restore"))
-        .args(["--store", "store", "timeline", "--html", "t.html"])
-        .current_dir(t.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(t.path(), "snap-restore", &["timeline", "--html", "t.html"]);
     let file = fs::read_to_string(t.path().join("t.html")).unwrap();
     let srv = Server::start(t.path(), &["--allow-changes"]);
     let live = srv.page();
