@@ -25,6 +25,7 @@ pub mod index;
 pub mod jsonl;
 pub mod lock;
 pub mod owners;
+pub mod pathindex;
 pub mod pax;
 pub mod record;
 pub mod retention;

@@ -55,6 +55,11 @@ impl Store {
         self.root.join("catalog.sqlite")
     }
 
+    /// The path index (crate::pathindex): search and history by path.
+    pub fn paths_index_path(&self) -> PathBuf {
+        self.root.join("paths.sqlite")
+    }
+
     pub fn sets_dir(&self) -> PathBuf {
         self.root.join("sets")
     }

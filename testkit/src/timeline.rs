@@ -67,3 +67,53 @@ fn make_disks(store: &Path, start: chrono::DateTime<chrono::Utc>) -> io::Result<
     }
     Ok(())
 }
+
+/// Writes set `s` of `snaps` hourly snapshots of `files` files each (records
+/// and indexes, no trees) for the path index's bench: between two snapshots
+/// one file in a hundred changes size, and `hot` (returned) changes in every
+/// one. Paths are `dNNN/fileNNNNNN.txt`, 1,000 to a folder.
+pub fn many_indexes(store: &Path, snaps: usize, files: usize) -> io::Result<String> {
+    use snap_shared::index::{Entry, EntryType, IndexWriter, cmp_paths};
+    let start = chrono::DateTime::parse_from_rfc3339("2026-06-01T00:00:00Z")
+        .expect("a valid time")
+        .to_utc();
+    let dir = store.join("sets/s");
+    fs::create_dir_all(&dir)?;
+    let mut paths: Vec<String> = (0..files)
+        .map(|i| format!("d{:03}/file{i:06}.txt", i / 1000))
+        .collect();
+    paths.sort_by(|a, b| cmp_paths(a.as_bytes(), b.as_bytes()));
+    let hot = paths[files * 3 / 4].clone();
+    let hot_at = files * 3 / 4;
+    for n in 0..snaps {
+        let t = start + chrono::Duration::hours(n as i64);
+        let id = t.format("%Y-%m-%dT%H%M%SZ").to_string();
+        let index = dir.join(format!("{id}.index.zst"));
+        let mut w = IndexWriter::new(io::BufWriter::new(fs::File::create(&index)?))?;
+        for (i, p) in paths.iter().enumerate() {
+            let mut e = Entry::new(p.as_bytes().to_vec(), EntryType::File);
+            // Changed by the snapshots whose number is i mod 100 or later in
+            // steps of 100: one file in a hundred between two snapshots.
+            let changes = if i == hot_at {
+                n
+            } else {
+                (n + 100 - i % 100) / 100
+            };
+            e.size = 1000 + changes as u64;
+            e.mode = 0o644;
+            e.mtime = 1_600_000_000_000_000_000 + changes as i64;
+            e.sha256 = Some(snap_shared::hash::Sha256Digest::of(
+                format!("{p} {changes}").as_bytes(),
+            ));
+            w.push(&e).map_err(|e| io::Error::other(e.to_string()))?;
+        }
+        w.finish()?;
+        let rec = json!({"kind": "snapshot", "schema": "snap/1", "set": "s", "id": id,
+            "host": "bench", "created": t, "store": store, "path": dir.join(&id),
+            "index": index, "parent": null, "sources": ["/data"], "files": files,
+            "bytes": files * 1000, "new_files": files / 100, "new_bytes": files * 10,
+            "errors": 0});
+        fs::write(dir.join(format!("{id}.json")), rec.to_string())?;
+    }
+    Ok(hot)
+}

@@ -15,6 +15,7 @@ pub mod decide;
 pub mod exclude;
 pub mod items;
 pub mod meta;
+pub mod paths;
 pub mod prev;
 pub mod sources;
 pub mod space;
@@ -198,6 +199,7 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
                 "{e}; the snapshot is safe, and the catalog will be rebuilt from the records"
             ));
         }
+        paths::update(&store, catalog.as_ref(), &record.set, report);
     };
     let opts = collect::Options {
         checksum: cli.checksum,

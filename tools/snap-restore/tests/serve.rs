@@ -168,6 +168,66 @@ fn history_of_one_path() {
     assert!(size_at(&first).contains("2 B"), "{all}");
 }
 
+/// snap-collect folds each snapshot into the path index as it is made;
+/// history and search answer from it, a damaged one is rebuilt (the page
+/// says so) and one that cannot be opened leaves the answer to reading
+/// every index, still right.
+#[test]
+fn search_and_history_answer_from_the_path_index() {
+    let t = tempfile::tempdir().unwrap();
+    let (first, second) = store(t.path());
+    let st = snap_shared::store::Store::new(t.path().join("store"));
+    let (folded, _) =
+        snap_shared::pathindex::with_paths(&st, |ix| ix.folded("s")).expect("the path index");
+    assert_eq!(
+        folded,
+        [first.clone(), second.clone()],
+        "folded by snap-collect"
+    );
+    let srv = Server::start(t.path(), &[]);
+    let src = t.path().join("src").canonicalize().unwrap();
+    let rel = src.display().to_string();
+    let b = format!("/history?set=s&path={}/b.txt", rel.trim_start_matches('/'));
+    let rows = |page: &str| {
+        [&first, &second].map(|id| {
+            let at = page.find(&format!("s/{id}</span>")).expect(page);
+            page[at..]
+                .split("</div>")
+                .next()
+                .unwrap()
+                .contains("not in this snapshot")
+        })
+    };
+    let (_, _, page) = srv.ask("GET", &b, None, true, "");
+    assert_eq!(rows(&page), [true, false], "{page}");
+    assert!(!page.contains("path index"), "{page}");
+    let paths = t.path().join("store/paths.sqlite");
+    let _ = fs::remove_file(t.path().join("store/paths.sqlite-wal"));
+    fs::write(&paths, vec![0x5a; 8192]).unwrap();
+    let (_, _, page) = srv.ask("GET", &b, None, true, "");
+    assert_eq!(rows(&page), [true, false], "{page}");
+    assert!(page.contains("was damaged"), "{page}");
+    let (_, _, found) = srv.ask("GET", "/search?q=b.txt", None, true, "");
+    assert!(
+        found.contains(&format!("in 1 snapshots, {second} to {second}")),
+        "{found}"
+    );
+    for ext in ["sqlite", "sqlite-wal", "sqlite-shm"] {
+        let _ = fs::remove_file(paths.with_extension(ext));
+    }
+    fs::create_dir(&paths).unwrap();
+    let (status, _, page) = srv.ask("GET", &b, None, true, "");
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(rows(&page), [true, false], "{page}");
+    assert!(page.contains("answered without the path index"), "{page}");
+    let (_, _, found) = srv.ask("GET", "/search?q=b.txt", None, true, "");
+    assert!(found.contains("answered without the path index"), "{found}");
+    assert!(
+        found.contains(&format!("in 1 snapshots, {second} to {second}")),
+        "{found}"
+    );
+}
+
 /// A search finds a file name (any case) across snapshots and says where.
 #[test]
 fn search_finds_a_name_across_snapshots() {

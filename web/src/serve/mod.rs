@@ -36,7 +36,9 @@ mod held;
 mod hosts;
 mod http;
 mod pages;
+mod paths;
 mod restoring;
+mod scan;
 
 use http::{Shared, blocking, cookie, refuse, respond, same};
 
@@ -151,8 +153,8 @@ async fn serve(
         .route("/file/{set}/{id}/{*path}", get(download::file))
         .route("/tarball/{set}/{id}", get(download::whole))
         .route("/tarball/{set}/{id}/{*path}", get(download::folder))
-        .route("/history", get(pages::history))
-        .route("/search", get(pages::search))
+        .route("/history", get(paths::history))
+        .route("/search", get(paths::search))
         .route("/text", get(pages::text))
         .route("/edit", post(actions::edit))
         .route("/restore", get(restoring::form))

@@ -13,6 +13,7 @@ mod hypervisors;
 pub(crate) mod kit;
 mod live;
 mod pack;
+mod paths;
 mod prune;
 mod push;
 mod pushing;

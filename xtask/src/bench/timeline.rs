@@ -67,11 +67,12 @@ pub fn run(args: &Args, base: &Path) -> Result {
     let size = fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
     let (first_ms, p99_ms) = serve_latency(&store, &cfg)?;
     let diff_rows = super::diff::run(args, base)?;
+    let path_rows = super::paths::run(args, base)?;
     let md = format!(
         "### `snap-restore timeline --html` on {} snapshots in {SETS} sets, {} archives, 200 disk snapshots\n\n\
 | runs | median | slowest | page |\n|---|---|---|---|\n| {} | {:.3} s | {:.3} s | {:.1} MiB |\n\nGoal: at most 1 s.\n\n\
 ### `snap-restore serve`: the timeline page, 200 GETs on loopback\n\n\
-| first (made) | p99 of the rest (warm) |\n|---|---|\n| {first_ms:.1} ms | {p99_ms:.1} ms |\n\nGoal: at most 50 ms at p99.\n\n{diff_rows}",
+| first (made) | p99 of the rest (warm) |\n|---|---|\n| {first_ms:.1} ms | {p99_ms:.1} ms |\n\nGoal: at most 50 ms at p99.\n\n{diff_rows}\n{path_rows}",
         SETS * PER_SET,
         SETS * PER_SET / 10,
         times.len(),
