@@ -71,9 +71,11 @@ fn make_disks(store: &Path, start: chrono::DateTime<chrono::Utc>) -> io::Result<
 /// Writes set `s` of `snaps` hourly snapshots of `files` files each (records
 /// and indexes, no trees) for the path index's bench: between two snapshots
 /// one file in a hundred changes size, and `hot` (returned) changes in every
-/// one. Paths are `dNNN/fileNNNNNN.txt`, 1,000 to a folder.
+/// one. Paths are `dNNN/fileNNNNNN.txt`, 1,000 to a folder. Each file's
+/// index line is made again only when it changes.
 pub fn many_indexes(store: &Path, snaps: usize, files: usize) -> io::Result<String> {
-    use snap_shared::index::{Entry, EntryType, IndexWriter, cmp_paths};
+    use snap_shared::index::{Entry, EntryType, cmp_paths};
+    use std::io::Write;
     let start = chrono::DateTime::parse_from_rfc3339("2026-06-01T00:00:00Z")
         .expect("a valid time")
         .to_utc();
@@ -83,31 +85,45 @@ pub fn many_indexes(store: &Path, snaps: usize, files: usize) -> io::Result<Stri
         .map(|i| format!("d{:03}/file{i:06}.txt", i / 1000))
         .collect();
     paths.sort_by(|a, b| cmp_paths(a.as_bytes(), b.as_bytes()));
-    let hot = paths[files * 3 / 4].clone();
     let hot_at = files * 3 / 4;
+    // How often each file has changed by snapshot n: the hot one every
+    // time, the others when n comes round to their number mod 100.
+    let changes = |i: usize, n: usize| {
+        if i == hot_at {
+            n
+        } else {
+            (n + 100 - i % 100) / 100
+        }
+    };
+    let line = |i: usize, c: usize| {
+        let mut e = Entry::new(paths[i].as_bytes().to_vec(), EntryType::File);
+        e.size = 1000 + c as u64;
+        e.mode = 0o644;
+        e.mtime = 1_600_000_000_000_000_000 + c as i64;
+        e.sha256 = Some(
+            format!("{:064x}", (i as u128) << 32 | c as u128)
+                .parse()
+                .expect("64 hex digits"),
+        );
+        let mut l = e.to_json();
+        l.push('\n');
+        l
+    };
+    let mut lines: Vec<(usize, String)> = (0..files).map(|i| (0, line(i, changes(i, 0)))).collect();
     for n in 0..snaps {
         let t = start + chrono::Duration::hours(n as i64);
         let id = t.format("%Y-%m-%dT%H%M%SZ").to_string();
         let index = dir.join(format!("{id}.index.zst"));
-        let mut w = IndexWriter::new(io::BufWriter::new(fs::File::create(&index)?))?;
-        for (i, p) in paths.iter().enumerate() {
-            let mut e = Entry::new(p.as_bytes().to_vec(), EntryType::File);
-            // Changed by the snapshots whose number is i mod 100 or later in
-            // steps of 100: one file in a hundred between two snapshots.
-            let changes = if i == hot_at {
-                n
-            } else {
-                (n + 100 - i % 100) / 100
-            };
-            e.size = 1000 + changes as u64;
-            e.mode = 0o644;
-            e.mtime = 1_600_000_000_000_000_000 + changes as i64;
-            e.sha256 = Some(snap_shared::hash::Sha256Digest::of(
-                format!("{p} {changes}").as_bytes(),
-            ));
-            w.push(&e).map_err(|e| io::Error::other(e.to_string()))?;
+        let mut z = zstd::Encoder::new(io::BufWriter::new(fs::File::create(&index)?), 3)?;
+        for (i, (c, l)) in lines.iter_mut().enumerate() {
+            let now = changes(i, n);
+            if now != *c {
+                *c = now;
+                *l = line(i, now);
+            }
+            z.write_all(l.as_bytes())?;
         }
-        w.finish()?;
+        z.finish()?.flush()?;
         let rec = json!({"kind": "snapshot", "schema": "snap/1", "set": "s", "id": id,
             "host": "bench", "created": t, "store": store, "path": dir.join(&id),
             "index": index, "parent": null, "sources": ["/data"], "files": files,
@@ -115,5 +131,5 @@ pub fn many_indexes(store: &Path, snaps: usize, files: usize) -> io::Result<Stri
             "errors": 0});
         fs::write(dir.join(format!("{id}.json")), rec.to_string())?;
     }
-    Ok(hot)
+    Ok(paths[hot_at].clone())
 }
