@@ -891,7 +891,7 @@ _snap__restore() {
             return 0
             ;;
         snap__subcmd__restore__subcmd__timeline)
-            opts="-c -s -i -q -v -h --html --config --store --from --identity --passphrase-file --allow-unsigned --local-time --quiet --verbose --help"
+            opts="-c -s -i -q -v -h --html --no-pictures --config --store --from --identity --passphrase-file --allow-unsigned --local-time --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

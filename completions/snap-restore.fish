@@ -103,6 +103,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand timeline" -s s
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand timeline" -l from -d 'Look here instead of the store: a store, a folder of archives, a destination URL (s3://, gs://, az://, sftp://, rclone:, uuid://, label://) or a configured destination\'s name' -r
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand timeline" -s i -l identity -d 'age identity file (age-keygen output, or an ssh private key) for encrypted archives (repeatable)' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand timeline" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand timeline" -l no-pictures -d 'Leave out the pictures (growth, added bytes, verify age, coverage, costs): a smaller page'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand timeline" -l allow-unsigned -d 'Read archives whose record is not signed by a key in the allowed signers (old archives, from before records were signed; or another machine\'s, not yet in the list), with a warning for each'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand timeline" -l local-time -d 'Read the days and hours of date names (SET/2025-04-01, SET/2025-04-01T10) in the machine\'s time zone, not UTC'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand timeline" -s q -l quiet -d 'Print only warnings and errors on stderr'

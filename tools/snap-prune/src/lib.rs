@@ -8,6 +8,7 @@
 
 pub mod away;
 mod cli;
+pub mod cost;
 pub mod disks;
 mod forget;
 pub mod free;

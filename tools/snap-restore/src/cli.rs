@@ -125,6 +125,9 @@ pub enum Command {
         /// Write the page here (atomically) [default: stdout]
         #[arg(long, value_name = "FILE")]
         html: Option<PathBuf>,
+        /// Leave out the pictures (growth, added bytes, verify age, coverage, costs): a smaller page
+        #[arg(long)]
+        no_pictures: bool,
     },
     /// The timeline, live, on a local web server: diffs, file history and search; restores, deletes and edits with --allow-changes
     Serve {

@@ -104,9 +104,13 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
             };
             serve::run(store.clone(), loaded.clone(), &opts, report)
         }
-        Command::Timeline { html } => {
-            timeline::run(&store, loaded.as_ref(), html.as_deref(), report)
-        }
+        Command::Timeline { html, no_pictures } => timeline::run(
+            &store,
+            loaded.as_ref(),
+            html.as_deref(),
+            !no_pictures,
+            report,
+        ),
         Command::Tag {
             name,
             add,

@@ -326,3 +326,130 @@ fn restore_this_folder_needs_allow_changes() {
     assert_eq!(status, 200, "{page}");
     assert!(page.contains(&format!(">{docs}</textarea>")), "{page}");
 }
+
+/// A destination's pictures, offline and live: its bytes over time stacked
+/// per set add up to the archives' objects there, and its cost a month,
+/// now and after its retention policy (`last: 1` keeps the newest full
+/// archive), comes from those bytes and its `price_per_gib_month`.
+#[test]
+fn a_destination_plots_its_growth_and_cost() {
+    let t = tempfile::tempdir().unwrap();
+    let (first, second, _) = two_snapshots(t.path());
+    fs::create_dir_all(t.path().join("far")).unwrap();
+    let config = format!(
+        r#"{{"destinations": [{{"name": "far", "path": "{}", "min_free": "0", "price_per_gib_month": 1024}}],
+            "retention": {{"far": {{"last": 1}}}}}}"#,
+        t.path().join("far").display()
+    );
+    fs::write(t.path().join("config.json"), config).unwrap();
+    for id in [&first, &second] {
+        run_ok(
+            t.path(),
+            "snap-pack",
+            &["-q", "--snapshot", &format!("s/{id}")],
+        );
+    }
+    run_ok(
+        t.path(),
+        "snap-push",
+        &["-c", "config.json", "--all", "--dest", "far", "-q"],
+    );
+    // What the folder holds of each archive: every object named by its id.
+    let bytes_of = |id: &str| -> u64 {
+        fs::read_dir(t.path().join("far/s"))
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("{id}."))
+            })
+            .map(|e| e.metadata().unwrap().len())
+            .sum()
+    };
+    let (stored, kept) = (bytes_of(&first) + bytes_of(&second), bytes_of(&second));
+    assert!(kept < stored && kept > 0);
+    let cost = format!(
+        "class=\"dest-cost\" data-dest=\"far\" data-stored=\"{stored}\" data-kept=\"{kept}\" data-price=\"1024\""
+    );
+    // 1024 a GiB-month is 1 a MiB-month.
+    let money = format!("now: {:.2} a month", stored as f64 / (1 << 20) as f64);
+    let growth = format!("data-total=\"{stored}\" data-dest=\"far\"");
+    run_ok(
+        t.path(),
+        "snap-restore",
+        &["-c", "config.json", "timeline", "--html", "t.html"],
+    );
+    let offline = fs::read_to_string(t.path().join("t.html")).unwrap();
+    let srv = Server::start(t.path(), &["-c", "config.json"]);
+    let (status, live) = get(&srv, "/");
+    assert_eq!(status, 200, "{live}");
+    for page in [&offline, &live] {
+        assert!(page.contains(&cost), "missing {cost}: {page}");
+        assert!(page.contains(&money), "missing {money}");
+        assert!(page.contains("class=\"plot dest-growth\""), "{page}");
+        assert!(page.contains(&growth), "missing {growth}");
+    }
+}
+
+/// A destination that never answers shows as still being listed, beside
+/// one that answers, and holds neither the page nor its own view more than
+/// a few seconds.
+#[test]
+fn a_silent_destination_does_not_hold_the_page() {
+    let t = tempfile::tempdir().unwrap();
+    let (_, second, _) = two_snapshots(t.path());
+    // Accepts connections and never says a word.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in silent.incoming() {
+            held.push(s);
+        }
+    });
+    fs::create_dir_all(t.path().join("far")).unwrap();
+    let config = format!(
+        r#"{{"destinations": [
+            {{"name": "far", "path": "{}", "min_free": "0"}},
+            {{"name": "silent", "url": "s3://bucket/p", "options": {{"endpoint": "http://127.0.0.1:{port}",
+              "allow_http": "true", "region": "x", "access_key_id": "a", "secret_access_key": "b"}}}}]}}"#,
+        t.path().join("far").display()
+    );
+    fs::write(t.path().join("config.json"), config).unwrap();
+    run_ok(
+        t.path(),
+        "snap-pack",
+        &["-q", "--snapshot", &format!("s/{second}")],
+    );
+    run_ok(
+        t.path(),
+        "snap-push",
+        &["-c", "config.json", "--all", "--dest", "far", "-q"],
+    );
+    let srv = Server::start(t.path(), &["-c", "config.json"]);
+    let started = std::time::Instant::now();
+    let (status, page) = get(&srv, "/");
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        started.elapsed().as_secs() < 10,
+        "the page waited {:?}",
+        started.elapsed()
+    );
+    let silent_box = page.split("destination silent").nth(1).expect(&page);
+    assert!(silent_box.contains("listing…"), "{silent_box}");
+    let far_box = page.split("destination far").nth(1).expect(&page);
+    assert!(
+        far_box
+            .split("destination ")
+            .next()
+            .unwrap()
+            .contains("1 archives"),
+        "{far_box}"
+    );
+    let started = std::time::Instant::now();
+    let (status, view) = get(&srv, "/dest/silent");
+    assert_eq!(status, 200, "{view}");
+    assert!(view.contains("still being listed"), "{view}");
+    assert!(started.elapsed().as_secs() < 10);
+}

@@ -1115,7 +1115,7 @@ fn timeline_page_shows_everything_and_fetches_nothing() {
 
 /// The page's pictures, inline SVG: one bar per snapshot whose numbers are
 /// the records' added bytes, a pin marked over its snapshot, and the
-/// stacked growth's total the sum of them.
+/// stacked growth's total the sum of them; `--no-pictures` leaves them out.
 #[test]
 fn timeline_plots_draw_one_bar_per_snapshot() {
     let w = world();
@@ -1182,6 +1182,14 @@ fn timeline_plots_draw_one_bar_per_snapshot() {
         ids[2]
     );
     assert!(page.contains(&fresh), "missing {fresh}");
+    let out = w.restore(&["timeline", "--no-pictures", "--html", "plain.html"]);
+    assert_eq!(code(&out), 0, "{}", w.redact(&out.stderr));
+    let plain = fs::read_to_string(w.path("plain.html")).unwrap();
+    assert!(
+        !plain.contains("<svg class=\"plot"),
+        "--no-pictures draws none"
+    );
+    assert!(plain.contains(&format!("s/{}", ids[2])), "the cards stay");
 }
 
 /// The timeline page opens in a real browser (headless Chromium) with every

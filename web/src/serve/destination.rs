@@ -32,7 +32,7 @@ pub(super) async fn view(
     Path(name): Path<String>,
 ) -> axum::response::Response {
     let page = blocking(move || {
-        let dests = super::listed_dests(&s)?;
+        let (dests, _) = super::listing::listed(&s)?;
         let Some(d) = dests.into_iter().find(|d| d.name == name) else {
             return Err(Error::usage(
                 format!("destination {name}"),

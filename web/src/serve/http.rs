@@ -32,8 +32,7 @@ pub(super) struct Shared {
     pub(super) page: std::sync::Mutex<Option<(Vec<u128>, bytes::Bytes)>>,
     /// The destinations' listings and when they were made (a bucket is
     /// listed at most every few minutes, not on every page).
-    pub(super) dests:
-        std::sync::Mutex<Option<(std::time::Instant, Vec<crate::timeline::dests::DestView>)>>,
+    pub(super) dests: super::listing::Listings,
     /// Restores started from the page, by number.
     pub(super) jobs: std::sync::Mutex<Vec<Arc<Job>>>,
     /// Held while a restore runs: one at a time.

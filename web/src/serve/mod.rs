@@ -35,6 +35,7 @@ mod download;
 mod held;
 mod hosts;
 mod http;
+mod listing;
 mod pages;
 mod paths;
 mod restoring;
@@ -140,7 +141,7 @@ async fn serve(
         allow_changes: opts.allow_changes,
         hosts,
         page: std::sync::Mutex::new(None),
-        dests: std::sync::Mutex::new(None),
+        dests: Default::default(),
         jobs: std::sync::Mutex::new(Vec::new()),
         restoring: std::sync::Mutex::new(()),
     });
@@ -246,33 +247,18 @@ form-action 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"
     resp
 }
 
-/// How long a destination's listing is shown before it is listed again.
-const DEST_LISTING_AGE: std::time::Duration = std::time::Duration::from_secs(300);
-
-/// The configured destinations' listings, from the cache while fresh.
-fn listed_dests(s: &Shared) -> Result<Vec<crate::timeline::dests::DestView>> {
-    let mut cached = s.dests.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((at, d)) = cached.as_ref()
-        && at.elapsed() < DEST_LISTING_AGE
-    {
-        return Ok(d.clone());
-    }
-    let d = crate::timeline::dests::gather(s.config.as_ref())?;
-    *cached = Some((std::time::Instant::now(), d.clone()));
-    Ok(d)
-}
-
 /// The live timeline, made again only when what it shows may have changed.
 async fn timeline_page(State(s): State<Arc<Shared>>) -> Response {
     let s2 = s.clone();
     let page = blocking(move || {
-        let key = fingerprint(&s2.store);
+        let (dests, listed) = listing::listed(&s2)?;
+        let mut key = fingerprint(&s2.store);
+        key.push(listed);
         if let Some((k, p)) = s2.page.lock().unwrap_or_else(|e| e.into_inner()).as_ref()
             && *k == key
         {
             return Ok(p.clone());
         }
-        let dests = listed_dests(&s2)?;
         let t = crate::timeline::gather(&s2.store, s2.config.as_ref(), dests, chrono::Utc::now())?;
         let live = crate::timeline::html::Live {
             csrf: s2.csrf.clone(),

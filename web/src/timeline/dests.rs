@@ -18,6 +18,11 @@ pub struct DestView {
     pub url: String,
     /// What it holds, or why it could not be listed.
     pub held: std::result::Result<Held, String>,
+    /// What its archives cost a month and what its retention policy would
+    /// keep (snap-prune's plan), when it could be listed.
+    pub cost: Option<std::result::Result<snap_prune::cost::Cost, String>>,
+    /// Not listed yet: `serve` waits for a slow destination only so long.
+    pub pending: bool,
 }
 
 /// What a destination holds.
@@ -28,6 +33,8 @@ pub struct Held {
     /// Per set, when its newest archive's record was written.
     pub last_push: BTreeMap<String, DateTime<Utc>>,
     pub bytes: u64,
+    /// Each whole archive: set, when its record was written, bytes; oldest first.
+    pub dated: Vec<(String, DateTime<Utc>, u64)>,
 }
 
 impl Held {
@@ -64,17 +71,30 @@ pub fn gather(config: Option<&LoadedConfig>) -> snap_shared::error::Result<Vec<D
         return Ok(Vec::new());
     }
     let rt = snap_dest::runtime()?;
-    Ok(specs
-        .iter()
-        .map(|spec| DestView {
-            name: spec.name.clone(),
-            url: spec.location.url(),
-            held: Dest::open(spec, &rt, &Reach::default(), false)
-                .and_then(|d| d.list_dated(""))
-                .map(|listing| held_of(&listing))
-                .map_err(|e| e.to_string()),
-        })
-        .collect())
+    Ok(specs.iter().map(|spec| one(spec, config, &rt)).collect())
+}
+
+/// Lists one destination and plans its retention (the config's) for its cost.
+pub fn one(
+    spec: &snap_dest::DestSpec,
+    config: Option<&LoadedConfig>,
+    rt: &std::sync::Arc<snap_dest::Runtime>,
+) -> DestView {
+    let retention = config.and_then(|c| c.config.retention.as_ref());
+    let held = Dest::open(spec, rt, &Reach::default(), false)
+        .and_then(|d| d.list_dated(""))
+        .map(|listing| held_of(&listing))
+        .map_err(|e| e.to_string());
+    let cost = held.is_ok().then(|| {
+        snap_prune::cost::cost_at(spec, retention, rt, Utc::now()).map_err(|e| e.to_string())
+    });
+    DestView {
+        name: spec.name.clone(),
+        url: spec.location.url(),
+        held,
+        cost,
+        pending: false,
+    }
 }
 
 /// Whole archives and last pushes from a listing with times.
@@ -90,11 +110,14 @@ fn held_of(listing: &[(String, u64, std::time::SystemTime)]) -> Held {
             let key = format!("{}/{}.json", group.set, e.id);
             if let Some(t) = times.get(key.as_str()) {
                 let t: DateTime<Utc> = (*t).into();
+                held.dated
+                    .push((group.set.clone(), t, e.bytes.unwrap_or(0)));
                 let last = held.last_push.entry(group.set.clone()).or_insert(t);
                 *last = (*last).max(t);
             }
         }
     }
+    held.dated.sort_by_key(|d| d.1);
     held
 }
 
@@ -142,6 +165,8 @@ mod tests {
             name: "usb".into(),
             url: "/m".into(),
             held: Ok(h),
+            cost: None,
+            pending: false,
         };
         let week = Duration::days(7);
         assert_eq!(

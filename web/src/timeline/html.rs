@@ -98,7 +98,10 @@ pub fn render_live(t: &Timeline, live: Option<&Live>) -> String {
                             button type="submit" { "search" }
                         }
                     }
-                    (super::plots::plots(t))
+                    @if t.pictures {
+                        (super::plots::plots(t))
+                        (super::costs::plots(t))
+                    }
                     @for set in &t.sets { (set_section(set, t.generated, live)) }
                     @if !t.disks.is_empty() {
                         h2 { "Disks" }
@@ -186,6 +189,7 @@ fn dest_health(d: &DestView, t: &Timeline, live: bool) -> Markup {
             b { "destination " (d.name) } " "
             @if live { a.small href=(format!("/dest/{}", enc_seg(&d.name))) { "open" } " " }
             @match &d.held {
+                Err(why) if d.pending => { span.badge.warn { "listing…" } div.small { (why) } },
                 Err(why) => { span.badge.bad { "not reachable" } div.small { (why) } },
                 Ok(h) => {
                     @match (h.newest(), d.stale_since(t.push_every, newest_local, now)) {

@@ -6,6 +6,7 @@
 //!
 //! This module gathers what the page shows ([`Timeline`]); `html` renders it.
 
+pub mod costs;
 pub mod dests;
 pub mod html;
 pub mod model;
@@ -112,6 +113,7 @@ pub fn gather(
         dests,
         verify_every,
         push_every,
+        pictures: true,
     })
 }
 
@@ -221,9 +223,11 @@ pub fn run(
     store: &Store,
     config: Option<&LoadedConfig>,
     out_file: Option<&Path>,
+    pictures: bool,
     report: &snap_cli::Reporter,
 ) -> Result<Exit> {
-    let t = gather(store, config, dests::gather(config)?, Utc::now())?;
+    let mut t = gather(store, config, dests::gather(config)?, Utc::now())?;
+    t.pictures = pictures;
     let page = html::render(&t);
     match out_file {
         Some(path) => {

@@ -97,4 +97,6 @@ pub struct Timeline {
     /// A destination that lags the store longer than this is "not pushed to
     /// lately": two of `schedule.external`'s periods, or a week.
     pub push_every: Duration,
+    /// Whether the page draws its pictures (`timeline --no-pictures` leaves them out).
+    pub pictures: bool,
 }

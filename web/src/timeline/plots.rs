@@ -93,15 +93,15 @@ pub fn plots(t: &Timeline) -> Markup {
     }
 }
 
-fn legend(t: &Timeline, svg: &mut String) {
-    for (i, s) in t.sets.iter().enumerate() {
+fn legend(names: &[String], svg: &mut String) {
+    for (i, name) in names.iter().enumerate() {
         let x = PAD + 130.0 * i as f64;
         let _ = write!(
             svg,
             r#"<rect x="{x}" y="0" width="10" height="10" fill="{}"/><text x="{}" y="9" font-size="10">{}</text>"#,
             colour(i),
             x + 14.0,
-            esc(&s.name)
+            esc(name)
         );
     }
 }
@@ -146,7 +146,7 @@ fn added(t: &Timeline, all: &[(usize, &str, &Card)]) -> String {
         bars.len(),
         all.iter().map(|c| c.2.new_bytes).sum::<u64>()
     );
-    legend(t, &mut svg);
+    legend(&set_names(t), &mut svg);
     axis(&mut svg, max, span);
     for ((_, i), (bytes, count, c, set)) in &bars {
         let x = x_of(c.time, span) - width / 2.0;
@@ -192,33 +192,65 @@ fn added(t: &Timeline, all: &[(usize, &str, &Card)]) -> String {
     svg
 }
 
+/// The sets' names, in the order of their colours.
+pub(super) fn set_names(t: &Timeline) -> Vec<String> {
+    t.sets.iter().map(|s| s.name.clone()).collect()
+}
+
 /// Each set's added bytes summed over time, stacked.
 fn growth(t: &Timeline, all: &[(usize, &str, &Card)]) -> String {
-    let span = (all[0].2.time, all[all.len() - 1].2.time);
-    let sets = t.sets.len();
+    let points: Vec<(usize, DateTime<Utc>, u64)> = all
+        .iter()
+        .map(|(i, _, c)| (*i, c.time, c.new_bytes))
+        .collect();
+    stacked(
+        &set_names(t),
+        &points,
+        "growth",
+        "the store's bytes over time",
+        "",
+    )
+}
+
+/// Bytes summed over time per set (`points`: set's place in `names`, when,
+/// bytes added; oldest first), stacked, as an SVG of class `class` with
+/// the further attributes `attrs` (already escaped).
+pub(super) fn stacked(
+    names: &[String],
+    points: &[(usize, DateTime<Utc>, u64)],
+    class: &str,
+    label: &str,
+    attrs: &str,
+) -> String {
+    let span = match (points.first(), points.last()) {
+        (Some(a), Some(b)) => (a.1, b.1),
+        _ => return String::new(),
+    };
+    let sets = names.len();
     let mut sums = vec![0u64; sets];
-    // The stacked totals after each card, one point per pixel column (the
-    // last card in it): a year of hourly snapshots stays a small path.
-    let mut points: Vec<(DateTime<Utc>, Vec<u64>)> = Vec::new();
-    for (i, _, c) in all {
-        sums[*i] += c.new_bytes;
+    // The stacked totals after each point, one per pixel column (the last
+    // in it): a year of hourly snapshots stays a small path.
+    let mut cols: Vec<(DateTime<Utc>, Vec<u64>)> = Vec::new();
+    for (i, time, bytes) in points {
+        sums[*i] += bytes;
         let column = |t: DateTime<Utc>| x_of(t, span).floor();
-        match points.last_mut() {
-            Some(last) if column(last.0) == column(c.time) => *last = (c.time, sums.clone()),
-            _ => points.push((c.time, sums.clone())),
+        match cols.last_mut() {
+            Some(last) if column(last.0) == column(*time) => *last = (*time, sums.clone()),
+            _ => cols.push((*time, sums.clone())),
         }
     }
     let total = sums.iter().sum::<u64>() as f64;
     let mut svg = format!(
-        r#"<svg class="plot growth" viewBox="0 0 {W} {H}" role="img" aria-label="the store's bytes over time" data-total="{}">"#,
+        r#"<svg class="plot {class}" viewBox="0 0 {W} {H}" role="img" aria-label="{}" data-total="{}"{attrs}>"#,
+        esc(label),
         total as u64
     );
-    legend(t, &mut svg);
+    legend(names, &mut svg);
     axis(&mut svg, total, span);
     // From the top set down, each area covers the ones below it.
     for i in (0..sets).rev() {
         let mut d = format!("M{:.1},{:.1}", x_of(span.0, span), H - 20.0);
-        for (time, s) in &points {
+        for (time, s) in &cols {
             let below: u64 = s[..=i].iter().sum();
             let _ = write!(
                 d,
@@ -231,10 +263,10 @@ fn growth(t: &Timeline, all: &[(usize, &str, &Card)]) -> String {
         let _ = write!(
             svg,
             r#"<path class="area" data-set="{}" data-bytes="{}" d="{d}" fill="{}" fill-opacity="0.8"><title>{}: {}</title></path>"#,
-            esc(&t.sets[i].name),
+            esc(&names[i]),
             sums[i],
             colour(i),
-            esc(&t.sets[i].name),
+            esc(&names[i]),
             human_bytes(sums[i])
         );
     }
@@ -359,7 +391,7 @@ fn coverage(t: &Timeline, all: &[(usize, &str, &Card)]) -> String {
 }
 
 /// Text safe in SVG markup.
-fn esc(s: &str) -> String {
+pub(super) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

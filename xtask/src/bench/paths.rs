@@ -72,6 +72,8 @@ pub fn run(_args: &Args, base: &Path) -> Result<String> {
     let asks = [
         format!("/history?set=s&path={hot}"),
         "/search?q=file001".to_string(),
+        // One name: the slow way reads every index to the end.
+        "/search?q=file075000".to_string(),
     ];
     let served = Served::start(&store, None)?;
     // The first history folds every index into a new path index.
@@ -92,6 +94,7 @@ pub fn run(_args: &Args, base: &Path) -> Result<String> {
     let what = [
         "history of a path changed in every snapshot",
         "search `file001` (1,000 names match; the first 500 listed)",
+        "search `file075000` (one path)",
     ];
     Ok(format!(
         "### `serve`'s history and search on {SNAPS} snapshots of {FILES} files (synthetic: indexes, no trees)\n\n\

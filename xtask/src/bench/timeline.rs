@@ -46,7 +46,7 @@ pub fn run(args: &Args, base: &Path) -> Result {
     )
     .map_err(|e| e.to_string())?;
     let out = base.join("targets/timeline.html");
-    let page = |out: &Path| {
+    let page = |out: &Path, pictures: bool| {
         let mut c = Command::new(bin("snap-restore"));
         c.arg("--store")
             .arg(&store)
@@ -54,15 +54,23 @@ pub fn run(args: &Args, base: &Path) -> Result {
             .arg(&cfg)
             .args(["-q", "timeline", "--html"])
             .arg(out);
+        if !pictures {
+            c.arg("--no-pictures");
+        }
         c
     };
     // The first run builds the catalog from the records (untimed).
-    quiet(&mut page(&out))?;
+    quiet(&mut page(&out, true))?;
     let mut times = Vec::new();
+    // The anchor, in the same run: the page without its pictures.
+    let mut plain = Vec::new();
     for _ in 0..args.runs.max(5) {
         let t0 = Instant::now();
-        quiet(&mut page(&out))?;
+        quiet(&mut page(&out, true))?;
         times.push(t0.elapsed().as_secs_f64());
+        let t0 = Instant::now();
+        quiet(&mut page(&base.join("targets/timeline-plain.html"), false))?;
+        plain.push(t0.elapsed().as_secs_f64());
     }
     let size = fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
     let (first_ms, p99_ms) = serve_latency(&store, &cfg)?;
@@ -70,7 +78,7 @@ pub fn run(args: &Args, base: &Path) -> Result {
     let path_rows = super::paths::run(args, base)?;
     let md = format!(
         "### `snap-restore timeline --html` on {} snapshots in {SETS} sets, {} archives, 200 disk snapshots\n\n\
-| runs | median | slowest | page |\n|---|---|---|---|\n| {} | {:.3} s | {:.3} s | {:.1} MiB |\n\nGoal: at most 1 s.\n\n\
+| runs | median | slowest | page | without the pictures (`--no-pictures`): median | with / without |\n|---|---|---|---|---|---|\n| {} | {:.3} s | {:.3} s | {:.1} MiB | {:.3} s | {:.2}x |\n\nGoal: at most 1 s, and the pictures at most 1.2x the page without them.\n\n\
 ### `snap-restore serve`: the timeline page, 200 GETs on loopback\n\n\
 | first (made) | p99 of the rest (warm) |\n|---|---|\n| {first_ms:.1} ms | {p99_ms:.1} ms |\n\nGoal: at most 50 ms at p99.\n\n{diff_rows}\n{path_rows}",
         SETS * PER_SET,
@@ -79,6 +87,8 @@ pub fn run(args: &Args, base: &Path) -> Result {
         median(&times),
         times.iter().cloned().fold(0.0, f64::max),
         size as f64 / (1 << 20) as f64,
+        median(&plain),
+        median(&times) / median(&plain),
     );
     println!("{md}");
     if !args.no_write {
