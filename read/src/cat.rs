@@ -39,6 +39,17 @@ pub fn cat(
     out: &mut dyn Write,
 ) -> Result<()> {
     let item = source.resolve(name, archive_only)?;
+    cat_item(&item, path, (dec, trust, report), out)
+}
+
+/// [`cat`] of an item already found (a server keeps its listing).
+pub fn cat_item(
+    item: &Item,
+    path: &str,
+    (dec, trust, report): (&Decrypt, &Trust, &Reporter),
+    out: &mut dyn Write,
+) -> Result<()> {
+    let item = item.clone();
     let chain = match &item {
         Item::Archive { .. } => chain_of(&item)?,
         _ => Vec::new(),

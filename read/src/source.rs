@@ -280,12 +280,17 @@ impl Source {
     /// The item `SET/ID`, `SET/latest` or `ID` means among this source's
     /// items; never a path.
     pub fn resolve_name(&self, name: &str, archive: bool) -> Result<Item> {
+        self.resolve_in(&self.listing()?, name, archive)
+    }
+
+    /// [`Source::resolve_name`] among the items of a listing of this source
+    /// made before (a server keeps one rather than listing a bucket again).
+    pub fn resolve_in(&self, listing: &Listing, name: &str, archive: bool) -> Result<Item> {
         let (set, id) = match name.split_once('/') {
             Some((set, id)) => (Some(set), id),
             None => (None, name),
         };
         let wanted = |it: &Item| set.is_none_or(|s| it.set_and_id().is_some_and(|(x, _)| x == s));
-        let listing = self.listing()?;
         let mut items: Vec<Item> = listing
             .items
             .iter()

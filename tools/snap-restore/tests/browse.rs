@@ -453,3 +453,124 @@ fn a_silent_destination_does_not_hold_the_page() {
     assert!(view.contains("still being listed"), "{view}");
     assert!(started.elapsed().as_secs() < 10);
 }
+
+/// From a bucket (moto, behind a proxy that counts the bytes it answers):
+/// the first folder fetches the listing and the archive's index; walking
+/// further and back fetches nothing more; a file downloads with only the
+/// frames that hold it (a few MiB of a 20 MiB archive), its bytes the
+/// file's; a folder downloads as a tar.zst listing what the folder holds.
+#[test]
+fn a_bucket_browses_reading_its_index_once_and_a_files_frames() {
+    let moto = snap_testkit::Moto::start();
+    moto.create_bucket("bkt");
+    let proxy = snap_testkit::FaultProxy::start(moto.port, Vec::new());
+    let sent = || proxy.sent.load(std::sync::atomic::Ordering::SeqCst);
+    let t = tempfile::tempdir().unwrap();
+    fs::create_dir_all(t.path().join("src/big")).unwrap();
+    fs::write(
+        t.path().join("src/big/blob.bin"),
+        snap_testkit::noise(3, 20 << 20),
+    )
+    .unwrap();
+    let (_, second, inside) = two_snapshots(t.path());
+    let config = format!(
+        r#"{{"destinations": [{{"name": "bkt", "url": "s3://bkt/snap", "options": {{
+            "endpoint": "http://127.0.0.1:{}", "allow_http": "true", "region": "us-east-1",
+            "access_key_id": "test", "secret_access_key": "test"}}}}]}}"#,
+        proxy.port
+    );
+    fs::write(t.path().join("config.json"), config).unwrap();
+    run_ok(
+        t.path(),
+        "snap-pack",
+        &["-q", "--snapshot", &format!("s/{second}")],
+    );
+    run_ok(
+        t.path(),
+        "snap-push",
+        &["-c", "config.json", "--all", "--dest", "bkt", "-q"],
+    );
+    let archives = t.path().join("store/archives/s");
+    let size = |suffix: &str| {
+        fs::metadata(archives.join(format!("{second}{suffix}")))
+            .unwrap()
+            .len()
+    };
+    let (data, index) = (size(".tar.zst"), size(".index.zst"));
+    assert!(data > 20 << 20, "{data}");
+    fs::remove_dir_all(t.path().join("store/archives")).unwrap();
+    let srv = Server::start(t.path(), &["-c", "config.json"]);
+    let before = sent();
+    let top = format!("/browse/s/{second}?from=bkt");
+    assert_eq!(get(&srv, &top).0, 200);
+    let first_page = sent() - before;
+    assert!(
+        first_page >= index,
+        "the index came: {first_page} of {index}"
+    );
+    assert!(
+        first_page < index + (64 << 10),
+        "{first_page}: the listing and the index only"
+    );
+    let before = sent();
+    let mut at = format!("/browse/s/{second}/{inside}");
+    for level in ["docs", "2026", "dec"] {
+        at = format!("{at}/{level}");
+        let (status, page) = get(&srv, &format!("{at}?from=bkt"));
+        assert_eq!(status, 200, "{page}");
+        assert!(page.contains("at bkt"), "{page}");
+    }
+    assert_eq!(get(&srv, &top).0, 200);
+    assert_eq!(sent() - before, 0, "walking on and back reads nothing more");
+    let before = sent();
+    let file = format!("/file/s/{second}/{inside}/docs/2026/dec/notes.txt?from=bkt");
+    let (status, _, body) = srv.ask_bytes("GET", &file);
+    assert_eq!((status, body.as_slice()), (200, &b"second, longer\n"[..]));
+    let file_bytes = sent() - before;
+    assert!(
+        file_bytes < 5 << 20,
+        "{file_bytes} bytes of {data} for one small file"
+    );
+    let tarball = format!("/tarball/s/{second}/{inside}/docs?from=bkt");
+    let (status, _, tar) = srv.ask_bytes("GET", &tarball);
+    assert_eq!(status, 200);
+    fs::write(t.path().join("docs.tar.zst"), &tar).unwrap();
+    let out = Command::new("tar")
+        .args(["--zstd", "-tf", "docs.tar.zst"])
+        .current_dir(t.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut listed: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim_end_matches('/').to_string())
+        .collect();
+    listed.sort();
+    let mut want = vec!["docs".to_string()];
+    for e in tree_under(&t.path().join("src/docs")) {
+        want.push(format!("docs/{e}"));
+    }
+    want.sort();
+    assert_eq!(listed, want);
+}
+
+/// Every path under `dir`, relative, folders included.
+fn tree_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if e.file_type().unwrap().is_dir() {
+            out.extend(
+                tree_under(&e.path())
+                    .into_iter()
+                    .map(|p| format!("{name}/{p}")),
+            );
+        }
+        out.push(name);
+    }
+    out
+}

@@ -22,7 +22,7 @@ use snap_shared::error::{Error, Exit, Result};
 use snap_shared::index::{Entry, EntryType};
 
 use super::http::{Shared, blocking, enc, page, refuse, respond};
-use snap_read::source::{Item, Source};
+use snap_read::source::Item;
 
 /// One row of a folder: the entry now, and what it was in the previous one.
 struct Row {
@@ -75,25 +75,6 @@ fn clean(path: &str) -> std::result::Result<String, &'static str> {
     Ok(parts.join("/"))
 }
 
-/// Where items are read: the store, or with `from=NAME` a destination the
-/// config names (only those: a page never opens a place a URL made up).
-pub(super) fn source_of(s: &Shared, from: Option<&str>) -> Result<Source> {
-    let Some(name) = from else {
-        return Ok(Source::Store(s.store.clone()));
-    };
-    let config = s.config.as_ref();
-    let known = snap_dest::settings::from_config(config)?
-        .iter()
-        .any(|spec| spec.name == name);
-    if !known {
-        return Err(Error::usage(
-            format!("from={name}"),
-            "is not a destination of the config",
-        ));
-    }
-    Source::open(Some(name), s.store.clone(), config)
-}
-
 /// What a browse or download request names: the path inside the item,
 /// the configured destination read (`from=`), and whether the item is the
 /// archive (always, at a destination).
@@ -116,36 +97,6 @@ pub(super) fn asked(
         from,
         archive,
     })
-}
-
-/// The store's item `set/id` (its archive with `archive`).
-fn item(source: &Source, set: &str, id: &str, archive: bool) -> Result<Item> {
-    source.resolve_name(&format!("{set}/{id}"), archive)
-}
-
-/// The item just before `it` in its set, of the same kind, if any.
-fn previous(source: &Source, it: &Item) -> Result<Option<Item>> {
-    let Some((set, id)) = it.set_and_id() else {
-        return Ok(None);
-    };
-    let mut same: Vec<Item> = source
-        .listing()?
-        .items
-        .into_iter()
-        .filter(|i| i.kind() == it.kind() && i.set_and_id().is_some_and(|(s, _)| s == set))
-        .collect();
-    same.sort_by(|a, b| {
-        let key = |i: &Item| {
-            i.set_and_id()
-                .map(|(_, x)| x.to_string())
-                .unwrap_or_default()
-        };
-        key(a).cmp(&key(b))
-    });
-    Ok(same
-        .into_iter()
-        .rev()
-        .find(|i| i.set_and_id().is_some_and(|(_, x)| x < id)))
 }
 
 /// The entries directly in `dir` (`""` for the top), by name, and whether
@@ -199,8 +150,8 @@ pub(super) async fn folder(
     let desc = q.get("desc").is_some_and(|v| v == "1");
     let allow_changes = s.allow_changes && from.is_none();
     let page = blocking(move || {
-        let source = source_of(&s, from.as_deref())?;
-        let it = item(&source, &set, &id, archive)?;
+        let place = super::places::place(&s, from.as_deref())?;
+        let it = place.item(&set, &id, archive)?;
         let (exists, now) = children(&it, &dir)?;
         if !exists {
             return Err(Error::new(
@@ -209,7 +160,7 @@ pub(super) async fn folder(
                 "no such folder in it",
             ));
         }
-        let prev = previous(&source, &it)?;
+        let prev = place.previous(&it);
         let before = match &prev {
             Some(p) => children(p, &dir)?.1,
             None => BTreeMap::new(),

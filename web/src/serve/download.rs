@@ -19,9 +19,10 @@ use snap_shared::error::{Error, Exit, Result};
 use snap_shared::index::{Entry, EntryType};
 use snap_shared::tarw::{Members, TarWriter};
 
-use super::browse::{Asked, asked, source_of};
+use super::browse::{Asked, asked};
 use super::http::{Shared, refuse};
-use snap_read::source::{Item, Source};
+use super::places::place;
+use snap_read::source::Item;
 
 /// `/file/SET/ID/PATH`: the file's bytes, checked against its sha256 as
 /// they go out; a mismatch ends the body with an error, so the client sees
@@ -46,11 +47,13 @@ pub(super) async fn file(
     let file_name = path.rsplit('/').next().unwrap_or("file").to_string();
     let shared = s.clone();
     stream(file_name, "application/octet-stream", move |out| {
-        let source = source_of(&shared, from.as_deref())?;
+        let place = place(&shared, from.as_deref())?;
+        let (set, id) = name.split_once('/').expect("SET/ID");
+        let it = place.item(set, id, archive)?;
         let quiet = Reporter::new(snap_read::TOOL, true, false);
-        snap_read::cat::cat(
-            &source,
-            (&name, &path, archive),
+        snap_read::cat::cat_item(
+            &it,
+            &path,
             (&Decrypt::default(), &shared.trust, &quiet),
             out,
         )
@@ -88,12 +91,11 @@ pub(super) async fn folder(
     };
     let shared = s.clone();
     stream(format!("{stem}.tar.zst"), "application/zstd", move |out| {
-        let source = source_of(&shared, from.as_deref())?;
-        let it = source.resolve_name(&format!("{set}/{id}"), archive)?;
+        let it = place(&shared, from.as_deref())?.item(&set, &id, archive)?;
         let name = format!("{set}/{id}");
         let zst = zstd::stream::Encoder::new(out, 3).map_err(|e| Error::io_ctx("zstd", e))?;
         let tw = TarWriter::new(Zst(zst));
-        let zst = write_folder(&source, &it, (&name, archive), &dir, &shared, tw)?;
+        let zst = write_folder(&it, &name, &dir, &shared, tw)?;
         zst.0
             .finish()
             .map(drop)
@@ -105,9 +107,8 @@ pub(super) async fn folder(
 /// Writes the entries of `dir` (all with `""`) as tar members named from
 /// the folder's own name; returns the stream to finish.
 fn write_folder<'a>(
-    source: &Source,
     it: &Item,
-    (name, archive): (&str, bool),
+    name: &str,
     dir: &str,
     shared: &Shared,
     mut tw: TarWriter<Zst<'a>>,
@@ -164,9 +165,9 @@ fn write_folder<'a>(
                 .map_err(|err| Error::io_ctx(&shown, err))?;
                 copy_checked(&mut std::fs::File::from(fd), &e, &mut data, &shown)?;
             }
-            None => snap_read::cat::cat(
-                source,
-                (name, &shown, archive),
+            None => snap_read::cat::cat_item(
+                it,
+                &shown,
                 (&Decrypt::default(), &shared.trust, &quiet),
                 &mut data,
             )?,

@@ -33,6 +33,8 @@ pub(super) struct Shared {
     /// The destinations' listings and when they were made (a bucket is
     /// listed at most every few minutes, not on every page).
     pub(super) dests: super::listing::Listings,
+    /// The store and the destinations the browser read lately, listed.
+    pub(super) places: super::places::Places,
     /// Restores started from the page, by number.
     pub(super) jobs: std::sync::Mutex<Vec<Arc<Job>>>,
     /// Held while a restore runs: one at a time.

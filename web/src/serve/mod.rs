@@ -38,6 +38,7 @@ mod http;
 mod listing;
 mod pages;
 mod paths;
+mod places;
 mod restoring;
 mod scan;
 
@@ -47,7 +48,7 @@ use http::{Shared, blocking, cookie, refuse, respond, same};
 /// folder's modification time (a record or a pin added, removed or
 /// rewritten by rename changes its folder's; the catalog follows the
 /// records, and opening it may touch it), and the minute ("3 min ago").
-fn fingerprint(store: &Store) -> Vec<u128> {
+pub(super) fn fingerprint(store: &Store) -> Vec<u128> {
     let mtime = |p: &std::path::Path| {
         std::fs::metadata(p)
             .and_then(|m| m.modified())
@@ -142,6 +143,7 @@ async fn serve(
         hosts,
         page: std::sync::Mutex::new(None),
         dests: Default::default(),
+        places: Default::default(),
         jobs: std::sync::Mutex::new(Vec::new()),
         restoring: std::sync::Mutex::new(()),
     });
