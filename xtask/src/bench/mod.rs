@@ -13,6 +13,7 @@ mod hypervisors;
 pub(crate) mod kit;
 mod live;
 mod pack;
+mod browsing;
 mod paths;
 mod prune;
 mod push;

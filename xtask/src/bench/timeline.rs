@@ -76,11 +76,12 @@ pub fn run(args: &Args, base: &Path) -> Result {
     let (first_ms, p99_ms) = serve_latency(&store, &cfg)?;
     let diff_rows = super::diff::run(args, base)?;
     let path_rows = super::paths::run(args, base)?;
+    let browse_rows = super::browsing::run(args, base)?;
     let md = format!(
         "### `snap-restore timeline --html` on {} snapshots in {SETS} sets, {} archives, 200 disk snapshots\n\n\
 | runs | median | slowest | page | without the pictures (`--no-pictures`): median | with / without |\n|---|---|---|---|---|---|\n| {} | {:.3} s | {:.3} s | {:.1} MiB | {:.3} s | {:.2}x |\n\nGoal: at most 1 s, and the pictures at most 1.2x the page without them.\n\n\
 ### `snap-restore serve`: the timeline page, 200 GETs on loopback\n\n\
-| first (made) | p99 of the rest (warm) |\n|---|---|\n| {first_ms:.1} ms | {p99_ms:.1} ms |\n\nGoal: at most 50 ms at p99.\n\n{diff_rows}\n{path_rows}",
+| first (made) | p99 of the rest (warm) |\n|---|---|\n| {first_ms:.1} ms | {p99_ms:.1} ms |\n\nGoal: at most 50 ms at p99.\n\n{diff_rows}\n{path_rows}\n{browse_rows}",
         SETS * PER_SET,
         SETS * PER_SET / 10,
         times.len(),
