@@ -607,7 +607,7 @@ _snap__disk() {
             return 0
             ;;
         snap__subcmd__disk__subcmd__restore)
-            opts="-i -s -c -q -v -h --to --no-undo --stop --timeout --force --identity --qmp --node --domain --connect --store --config --quiet --verbose --help"
+            opts="-i -s -c -q -v -h --to --no-undo --dry-run --stop --timeout --force --identity --qmp --node --domain --connect --store --config --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -94,6 +94,7 @@ complete -c snap-disk -n "__fish_snap_disk_using_subcommand restore" -l connect 
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand restore" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand restore" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand restore" -l no-undo -d 'Overwrite without first taking a snapshot of what the image holds now (before-restore-TIME, tagged pre-restore)'
+complete -c snap-disk -n "__fish_snap_disk_using_subcommand restore" -l dry-run -d 'Say what the restore would do (for a blocks snapshot: the blocks it would rewrite) and change nothing'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand restore" -l stop -d 'When a libvirt domain runs the image: shut it down (virsh shutdown), restore, and start it again'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand restore" -l force -d 'With --stop: destroy the domain (pull the plug) when it has not shut down in time'
 complete -c snap-disk -n "__fish_snap_disk_using_subcommand restore" -s q -l quiet -d 'Print only warnings and errors on stderr'

@@ -271,6 +271,10 @@ pub struct RestoreArgs {
     #[arg(long, conflicts_with = "to")]
     pub no_undo: bool,
 
+    /// Say what the restore would do (for a blocks snapshot: the blocks it would rewrite) and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
     /// When a libvirt domain runs the image: shut it down (virsh shutdown), restore, and start it again
     #[arg(long, conflicts_with = "to")]
     pub stop: bool,

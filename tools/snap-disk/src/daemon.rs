@@ -42,6 +42,17 @@ impl Daemon {
 
     /// Opens `image` (of `format`) read-write and waits for the monitor.
     pub fn start(image: &Path, format: &str) -> Result<Daemon> {
+        Self::open(image, format, true)
+    }
+
+    /// Opens `image` read-only (nothing it does can change the file: a
+    /// dry run's comparison), sharing it with other readers.
+    pub fn start_read_only(image: &Path, format: &str) -> Result<Daemon> {
+        Self::open(image, format, false)
+    }
+
+    fn open(image: &Path, format: &str, writable: bool) -> Result<Daemon> {
+        let ro = if writable { "" } else { ",read-only=on" };
         let dir = private_dir()?;
         let qmp = dir.join("qmp.sock");
         let ctx = || format!("qemu-storage-daemon on {}", image.display());
@@ -61,11 +72,13 @@ impl Daemon {
         let child = cmd
             .arg("--blockdev")
             .arg(format!(
-                "driver=file,node-name={NODE}-file,filename={}",
+                "driver=file,node-name={NODE}-file,filename={}{ro}",
                 escape(image)
             ))
             .arg("--blockdev")
-            .arg(format!("driver={format},node-name={NODE},file={NODE}-file"))
+            .arg(format!(
+                "driver={format},node-name={NODE},file={NODE}-file{ro}"
+            ))
             .arg("--chardev")
             .arg(format!(
                 "socket,path={},server=on,wait=off,id=mon",

@@ -142,6 +142,54 @@ pub fn restore(
     Ok(written)
 }
 
+/// The blocks where `image` (of a format QEMU reads) differs from the map,
+/// read from the file itself where it can say, else through a read-only
+/// export of QEMU's: nothing is written (a dry run).
+pub fn differences(
+    image: &Path,
+    format: &str,
+    map: &Path,
+    progress: &dyn Fn(&str, u64, u64),
+) -> Result<Vec<Diff>> {
+    if let Some(extents) = crate::layout::direct_extents(image, format)? {
+        return crate::layout::compare(image, &extents, map, progress);
+    }
+    let daemon = Daemon::start_read_only(image, format)?;
+    let dir = snap_shared::fsutil::parent_of(&daemon.qmp).to_path_buf();
+    let socket = dir.join("compare.nbd");
+    let mut mon = Monitor::connect(&daemon.qmp)?;
+    mon.run(
+        "nbd-server-start",
+        json!({"addr": {"type": "unix", "data": {"path": socket}}}),
+    )?;
+    mon.run(
+        "block-export-add",
+        json!({"type": "nbd", "id": EXPORT, "node-name": NODE, "name": EXPORT, "writable": false}),
+    )?;
+    let nbd_err =
+        |e: std::io::Error| Error::new(Exit::Io, format!("{} through QEMU", image.display()), e);
+    let mut client =
+        Client::connect(&socket, EXPORT, &[nbd::ALLOCATION.to_string()]).map_err(nbd_err)?;
+    let reader = MapReader::open(map)?;
+    let header = reader.header;
+    if client.size() != header.virtual_size {
+        return Err(crate::layout::resized(
+            image,
+            client.size(),
+            header.virtual_size,
+        ));
+    }
+    let diffs =
+        compare(&mut client, Dense::new(reader), &header, progress).map_err(|e| match e {
+            Compared::Io(e) => nbd_err(e),
+            Compared::Map(e) => e,
+        })?;
+    drop(client);
+    drop(mon);
+    daemon.stop()?;
+    Ok(diffs)
+}
+
 /// Why a comparison stopped: the export, or the map.
 enum Compared {
     Io(std::io::Error),

@@ -32,6 +32,7 @@ pub mod nbd;
 mod newfile;
 pub mod overlay;
 pub mod owned;
+pub mod preview;
 pub mod qcow2;
 pub mod qmp;
 mod record;

@@ -29,6 +29,17 @@ use snap_shared::disks::block_path;
 use snap_shared::hash::Sha256Digest;
 
 pub fn run(ctx: &Context, args: &RestoreArgs, report: &Reporter) -> Result<Exit> {
+    if args.dry_run {
+        let _lock = ctx.lock(false)?;
+        return crate::preview::run(ctx, args, report);
+    }
+    let out = restore(ctx, args, report)?;
+    RecordWriter::new(io::stdout().lock()).write(&Record::Restored(out))?;
+    Ok(Exit::Ok)
+}
+
+/// The restore `args` ask for (not a dry run), its `restored` record.
+pub fn restore(ctx: &Context, args: &RestoreArgs, report: &Reporter) -> Result<OutcomeRecord> {
     let dec = args.keys.decrypt()?;
     let _lock = ctx.lock(true)?;
     let disk = ctx.disk(&args.disk)?;
@@ -69,8 +80,7 @@ pub fn run(ctx: &Context, args: &RestoreArgs, report: &Reporter) -> Result<Exit>
     if let Some(s) = stopped {
         s.start_again(report)?;
     }
-    RecordWriter::new(io::stdout().lock()).write(&Record::Restored(out))?;
-    Ok(Exit::Ok)
+    Ok(out)
 }
 
 /// When a libvirt domain runs the image: refused (75, naming it), or with
@@ -174,9 +184,14 @@ fn restore_and_undo(
 pub(crate) use crate::newfile::{Scratch, refuse_existing, write_new};
 
 pub(crate) fn outcome(rec: &DiskSnapshotRecord, to: &Path, bytes: u64) -> OutcomeRecord {
+    outcome_of(&format!("{}/{}", rec.disk, rec.name), to, bytes)
+}
+
+/// The `restored` record of `what` (`DISK/NAME`) written to `to`.
+pub(crate) fn outcome_of(what: &str, to: &Path, bytes: u64) -> OutcomeRecord {
     OutcomeRecord {
         schema: SCHEMA.to_string(),
-        what: format!("{}/{}", rec.disk, rec.name),
+        what: what.to_string(),
         to: Some(to.display().to_string()),
         files: 1,
         bytes,

@@ -252,6 +252,61 @@ fn blocks_round_trip() {
     );
 }
 
+/// `restore --dry-run` names the blocks a restore would rewrite, raw,
+/// qcow2, and a qcow2 over a backing file (read through a read-only QEMU
+/// export), and changes nothing: the image's bytes
+/// and time stay, no undo snapshot is taken; while a process holds the image
+/// it is refused as the restore is (75).
+#[test]
+fn a_dry_run_counts_the_blocks_and_changes_nothing() {
+    let w = World::new();
+    let raw = w.ext4("dry.raw", 32, 20);
+    let q = w.qcow2(&raw, "dryq.qcow2");
+    let o = w.path("dryo.qcow2");
+    let (b, op) = (raw.display().to_string(), o.display().to_string());
+    sh(
+        "qemu-img",
+        &["create", "-q", "-f", "qcow2", "-b", &b, "-F", "raw", &op],
+    );
+    for (img, name) in [(&raw, "dry"), (&q, "dryq"), (&o, "dryo")] {
+        let p = img.display().to_string();
+        let rec = &w.disk_ok(&["create", &p, "s", "--method", "blocks"])[0];
+        let disk = rec["disk"].as_str().unwrap().to_string();
+        let block = rec["block_size"].as_u64().unwrap_or(MIB);
+        // Three blocks changed: 2 MiB from 5 MiB on, written through the format.
+        match name {
+            "dry" => scribble(img, 5 * MIB, 2 * MIB as usize, 5),
+            _ => qemu_io(
+                img,
+                "qcow2",
+                &format!("write -P 0x5a {} {}", 5 * MIB, 2 * MIB),
+            ),
+        }
+        let (bytes, time) = (sha(img), fs::metadata(img).unwrap().modified().unwrap());
+        let out = w.disk_ok(&["restore", &disk, "s", "--dry-run"]);
+        assert_eq!(out.len(), 1, "no undo snapshot: {out:?}");
+        assert_eq!(out[0]["dry_run"], true);
+        let n = out[0]["blocks"].as_u64().unwrap();
+        assert_eq!(n, (2 * MIB).div_ceil(block), "{name}: {out:?}");
+        assert_eq!(out[0]["would_write"].as_u64().unwrap(), n * block);
+        assert_eq!(sha(img), bytes, "{name}: the dry run wrote");
+        assert_eq!(fs::metadata(img).unwrap().modified().unwrap(), time);
+        assert_eq!(w.disk_ok(&["list", &disk]).len(), 1);
+        let mut held = std::process::Command::new("sleep")
+            .arg("60")
+            .stdin(fs::File::open(img).unwrap())
+            .spawn()
+            .unwrap();
+        let refused = w.disk(&["restore", &disk, "s", "--dry-run"]);
+        held.kill().unwrap();
+        held.wait().unwrap();
+        assert_eq!(code(&refused), 75, "{}", stderr(&refused));
+        // And the restore does what the dry run said.
+        let done = w.disk_ok(&["restore", &disk, "s", "--no-undo"]);
+        assert_eq!(done[0]["bytes"].as_u64().unwrap(), n * block, "{name}");
+    }
+}
+
 /// A change of about 1% of the image's data stores about 1%, and both snapshots restore.
 #[test]
 fn one_percent_change_stores_about_one_percent() {

@@ -26,7 +26,8 @@ pub fn run(args: &Args, base: &Path) -> Result<String> {
     let dir = work.join("wide");
     fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     for i in 0..FILES {
-        fs::write(dir.join(format!("f{i:05}.txt")), format!("file {i}\n")).map_err(|e| e.to_string())?;
+        fs::write(dir.join(format!("f{i:05}.txt")), format!("file {i}\n"))
+            .map_err(|e| e.to_string())?;
     }
     eprintln!("xtask: timeline: a folder of {FILES} files for the browse rows");
     let rec = super::pack::collect(&store, "b", &work)?;

@@ -4,6 +4,7 @@
 //! suites; `kit` is what they share; each other module is one suite.
 
 mod args;
+mod browsing;
 mod churn;
 mod collect;
 mod coord;
@@ -13,7 +14,6 @@ mod hypervisors;
 pub(crate) mod kit;
 mod live;
 mod pack;
-mod browsing;
 mod paths;
 mod prune;
 mod push;
