@@ -216,6 +216,62 @@ pub fn run(
     args: &crate::cli::ServeArgs,
     report: &snap_cli::Reporter,
 ) -> Result<Exit> {
+    let ready = prepare(ctx, args)?;
+    stop_on_signal(&ready.socket)?;
+    for line in ready.says() {
+        report.note(&line);
+    }
+    report.note("stop with Ctrl-C or SIGTERM");
+    let keys = args.keys.clone();
+    ready.serve(Arc::new(move || keys.decrypt()))?;
+    Ok(Exit::Ok)
+}
+
+/// A server ready to run: the snapshot's blocks and the socket it listens on.
+pub struct Ready {
+    blocks: Arc<Blocks>,
+    listener: std::os::unix::net::UnixListener,
+    disk: String,
+    name: String,
+    pub socket: PathBuf,
+}
+
+impl Ready {
+    /// What it serves, and how to boot from it.
+    pub fn says(&self) -> [String; 2] {
+        [
+            format!(
+                "serving {}/{} ({}) read-only on {}",
+                self.disk,
+                self.name,
+                snap_shared::size::human_bytes(self.blocks.size()),
+                self.socket.display()
+            ),
+            format!(
+                "boot from it through an overlay: qemu-img create -f qcow2 -b 'nbd+unix:///{}?socket={}' -F raw overlay.qcow2",
+                self.disk,
+                self.socket.display()
+            ),
+        ]
+    }
+
+    /// Another handle on the listening socket: shutting it down
+    /// (`shutdown(2)`) ends [`Ready::serve`] (a server inside another program).
+    pub fn stopper(&self) -> Result<std::os::unix::net::UnixListener> {
+        self.listener
+            .try_clone()
+            .map_err(|e| Error::io(&self.socket, e))
+    }
+
+    /// Serves until the socket is shut down; clients already connected
+    /// finish on their own threads.
+    pub fn serve(self, keys: crate::nbd::server::Keys) -> Result<()> {
+        serve(self.blocks, self.listener, self.disk, keys)
+    }
+}
+
+/// Finds the snapshot, opens its blocks and binds the socket.
+pub fn prepare(ctx: &crate::disk::Context, args: &crate::cli::ServeArgs) -> Result<Ready> {
     let (origin, disk) = match &args.from {
         None => {
             let d = ctx.existing(&args.disk)?;
@@ -255,26 +311,13 @@ pub fn run(
         .clone()
         .unwrap_or_else(|| default_socket(&disk, &args.name));
     let listener = bind(&socket)?;
-    stop_on_signal(&socket)?;
-    report.note(&format!(
-        "serving {disk}/{} ({}) read-only on {}",
-        args.name,
-        snap_shared::size::human_bytes(blocks.size()),
-        socket.display()
-    ));
-    report.note(&format!(
-        "boot from it through an overlay: qemu-img create -f qcow2 -b 'nbd+unix:///{disk}?socket={}' -F raw overlay.qcow2",
-        socket.display()
-    ));
-    report.note("stop with Ctrl-C or SIGTERM");
-    let keys = args.keys.clone();
-    serve(
-        Arc::new(blocks),
+    Ok(Ready {
+        blocks: Arc::new(blocks),
         listener,
         disk,
-        Arc::new(move || keys.decrypt()),
-    )?;
-    Ok(Exit::Ok)
+        name: args.name.clone(),
+        socket,
+    })
 }
 
 fn default_socket(disk: &str, snap: &str) -> PathBuf {

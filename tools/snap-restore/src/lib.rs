@@ -50,7 +50,9 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
         loaded.as_ref().and_then(|c| c.config.signing.as_ref()),
         g.allow_unsigned,
     )?;
-    let mut stdout = std::io::stdout().lock();
+    // Not locked for the whole run: `serve` runs snap-disk's library, which
+    // writes its records to stdout too.
+    let mut stdout = std::io::stdout();
     let at = At {
         source: &source,
         g,

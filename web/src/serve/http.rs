@@ -35,6 +35,8 @@ pub(super) struct Shared {
     pub(super) dests: super::listing::Listings,
     /// The store and the destinations the browser read lately, listed.
     pub(super) places: super::places::Places,
+    /// Disk snapshots served over NBD from the page, to stop.
+    pub(super) serving: super::disks::Serving,
     /// Restores started from the page, by number.
     pub(super) jobs: std::sync::Mutex<Vec<Arc<Job>>>,
     /// Held while a restore runs: one at a time.
@@ -86,6 +88,8 @@ pub(super) fn failed(e: Error) -> Response {
         Exit::Usage => StatusCode::BAD_REQUEST,
         // An archive not signed by an allowed key.
         Exit::NoPerm => StatusCode::FORBIDDEN,
+        // Held: an image a VM or a daemon has open, a domain running it.
+        Exit::TempFail => StatusCode::CONFLICT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     let body = html! { p { (e.to_string()) } @if let Some(h) = &e.hint { p.small { (h) } } };

@@ -31,6 +31,7 @@ use snap_shared::store::Store;
 mod actions;
 mod browse;
 mod destination;
+mod disks;
 mod download;
 mod held;
 mod hosts;
@@ -144,6 +145,7 @@ async fn serve(
         page: std::sync::Mutex::new(None),
         dests: Default::default(),
         places: Default::default(),
+        serving: Default::default(),
         jobs: std::sync::Mutex::new(Vec::new()),
         restoring: std::sync::Mutex::new(()),
     });
@@ -166,6 +168,10 @@ async fn serve(
         .route("/restore/job", get(restoring::job_page))
         .route("/restore/events", get(restoring::events))
         .route("/delete", get(actions::delete_form).post(actions::delete))
+        .route("/disk", get(disks::form))
+        .route("/disk/preview", post(disks::preview))
+        .route("/disk/start", post(disks::start))
+        .route("/disk/stop", post(disks::stop))
         .layer(middleware::from_fn_with_state(shared.clone(), guard))
         .with_state(shared);
     report.note(&format!(

@@ -291,6 +291,7 @@ pub(super) async fn job_page(
         progress #bar max="100" value="0" {}
         p #state { "starting…" }
         pre #lines {}
+        (super::disks::stop_form(&s, id.parse().unwrap_or(usize::MAX)))
         p { a href="/" { "back to the timeline" } }
         script { (PreEscaped(format!(
             "const es=new EventSource('/restore/events?id={id}');\

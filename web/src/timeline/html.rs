@@ -451,7 +451,10 @@ fn disk_section(d: &DiskView, live: Option<&Live>) -> Markup {
                 }
                 div.small { "restore: " code { "snap-disk restore " (d.name) " " (s.name) } }
                 @if live.is_some_and(|l| l.allow_changes) {
-                    div.small { a.act href=(format!("/delete?name=disks/{}/{}", d.name, s.name)) { "delete…" } }
+                    div.small {
+                        a.act.disk href=(format!("/disk?name=disks/{}/{}", d.name, s.name)) { "restore, export or serve…" } " "
+                        a.act href=(format!("/delete?name=disks/{}/{}", d.name, s.name)) { "delete…" }
+                    }
                 }
             }
         }
