@@ -574,3 +574,127 @@ fn tree_under(dir: &Path) -> Vec<String> {
     }
     out
 }
+
+/// In Chromium: the pictures draw one bar per snapshot; three folders down
+/// (the first by keyboard alone) a file downloads with the snapshot's bytes
+/// (its sha256 the index's) and the folder as a tar.zst `tar --zstd -t`
+/// lists as the index does; the folder restores (dry run, confirm) with
+/// what it held and nothing else; the page fits 375 px; a disk snapshot
+/// restores in place from its card (the image's sha256 the snapshot's).
+/// Screenshots go to $SNAP_SCREENSHOTS (docs/screenshots) when it is set.
+#[test]
+fn the_browser_and_a_disk_restore_in_chromium() {
+    use sha2::{Digest, Sha256};
+    let t = tempfile::tempdir().unwrap();
+    let (_, second, inside) = two_snapshots(t.path());
+    let img = t.path().join("vm.raw");
+    fs::write(&img, snap_testkit::noise(21, 4 << 20)).unwrap();
+    let img_s = img.display().to_string();
+    run_ok(
+        t.path(),
+        "snap-disk",
+        &["create", &img_s, "s", "--method", "blocks"],
+    );
+    let at_snapshot = fs::read(&img).unwrap();
+    let mut changed = at_snapshot.clone();
+    changed[1 << 20..(1 << 20) + 4096].fill(0x77);
+    fs::write(&img, &changed).unwrap();
+    let srv = Server::start(t.path(), &["--allow-changes"]);
+    let shots = match std::env::var_os("SNAP_SCREENSHOTS") {
+        Some(d) => std::path::PathBuf::from(d),
+        None => t.path().join("shots"),
+    };
+    let downloads = t.path().join("downloads");
+    let to = t.path().join("restored");
+    fs::create_dir_all(&shots).unwrap();
+    fs::create_dir_all(&downloads).unwrap();
+    let node_path = Command::new("npm").args(["root", "-g"]).output().unwrap();
+    let flow = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui/browse.cjs");
+    let out = Command::new("node")
+        .arg(&flow)
+        .arg(format!("http://127.0.0.1:{}/?token={TOKEN}", srv.port))
+        .arg(&shots)
+        .arg(&second)
+        .arg(&inside)
+        .arg(&downloads)
+        .arg(&to)
+        .arg("2")
+        .env(
+            "NODE_PATH",
+            String::from_utf8_lossy(&node_path.stdout).trim(),
+        )
+        .output()
+        .expect("node (cargo xtask test installs it, and playwright-core)");
+    assert!(
+        out.status.success(),
+        "the browser flow failed (screenshots in {}):\n{}{}",
+        shots.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The index's word on the folder and the file.
+    let dec = format!("{inside}/docs/2026/dec");
+    let index = t.path().join(format!("store/sets/s/{second}.index.zst"));
+    let mut r = snap_shared::index::IndexReader::open(&index).unwrap();
+    let (mut listed, mut notes) = (Vec::new(), None);
+    while let Some(e) = r.next_entry().unwrap() {
+        let p = String::from_utf8_lossy(&e.path).into_owned();
+        if let Some(rest) = p.strip_prefix(&format!("{dec}/")) {
+            listed.push(format!("dec/{rest}"));
+            if rest == "notes.txt" {
+                notes = e.sha256;
+            }
+        }
+    }
+    listed.push("dec".to_string());
+    listed.sort();
+    let got = fs::read(downloads.join("notes.txt")).unwrap();
+    let digest: [u8; 32] = Sha256::digest(&got).into();
+    assert_eq!(Some(digest), notes.map(|d| d.0), "the file is the index's");
+    let tar = Command::new("tar")
+        .args(["--zstd", "-tf"])
+        .arg(downloads.join("dec.tar.zst"))
+        .output()
+        .unwrap();
+    assert!(tar.status.success());
+    let mut names: Vec<String> = String::from_utf8_lossy(&tar.stdout)
+        .lines()
+        .map(|l| l.trim_end_matches('/').to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, listed);
+    // Restored: the folder, nothing else.
+    let mut back: Vec<String> = tree_under(&to.join(&inside))
+        .into_iter()
+        .map(|p| p.to_string())
+        .collect();
+    back.sort();
+    let mut want: Vec<String> = ["docs", "docs/2026", "docs/2026/dec"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(
+            listed
+                .iter()
+                .filter(|n| *n != "dec")
+                .map(|n| format!("docs/2026/{n}")),
+        )
+        .collect();
+    want.sort();
+    assert_eq!(back, want);
+    assert_eq!(
+        fs::read(&img).unwrap(),
+        at_snapshot,
+        "the disk is the snapshot again"
+    );
+    for shot in [
+        "pictures",
+        "browse",
+        "browse-restore-preview",
+        "phone",
+        "phone-browse",
+        "disk-preview",
+        "disk-done",
+    ] {
+        assert!(shots.join(format!("{shot}.png")).is_file(), "no {shot}.png");
+    }
+}

@@ -341,8 +341,20 @@ fn listing(at: &Where<'_>, rows: &[Row], (sort, desc): (&str, bool), changes: bo
                 }
             }
         }
+        p.small { "Keys: j or ↓ next, k or ↑ previous, Enter opens, u or Backspace goes up." }
+        script { (maud::PreEscaped(KEYS)) }
     }
 }
+
+/// Keyboard alone: j/k (or the arrows) move between the rows' links,
+/// Enter follows one (the browser's own), u or Backspace goes up a folder.
+const KEYS: &str = "(()=>{const links=()=>[...document.querySelectorAll('#listing tbody a')];\
+document.addEventListener('keydown',e=>{if(e.target.closest&&e.target.closest('input,textarea'))return;\
+const l=links();if(!l.length)return;const i=l.indexOf(document.activeElement);\
+if(e.key==='j'||e.key==='ArrowDown'){l[Math.min(i+1,l.length-1)].focus();e.preventDefault();}\
+else if(e.key==='k'||e.key==='ArrowUp'){l[Math.max(i-1,0)].focus();e.preventDefault();}\
+else if(e.key==='u'||e.key==='Backspace'){const up=[...document.querySelectorAll('nav[aria-label=breadcrumbs] a')];\
+if(up.length>2){location.href=up[up.length-2].href;e.preventDefault();}}});})();";
 
 fn owner(e: &Entry) -> String {
     let user = e.user.clone().unwrap_or_else(|| e.uid.to_string());

@@ -29,6 +29,8 @@ h2{margin:28px 0 8px;border-bottom:2px solid #ccd}
 figure{margin:8px 0;background:#fff;border:1px solid #dde;border-radius:6px;padding:6px}figcaption{font-size:12px;color:#555}svg.plot{width:100%;height:auto;max-height:220px}
 #listing{border-collapse:collapse;width:100%;background:#fff}#listing td,#listing th{padding:2px 8px;text-align:left;border-bottom:1px solid #eee}#listing td.num{text-align:right}#listing tr.gone{opacity:.5}#listing td.mark{width:1em;font-weight:bold}
 @media (max-width:600px){#listing td:nth-child(4),#listing th:nth-child(4),#listing td:nth-child(5),#listing th:nth-child(5){display:none}}
+a:focus-visible,button:focus-visible,input:focus-visible{outline:3px solid #e07b00;outline-offset:1px}
+h2,nav,code,.id,#listing td{overflow-wrap:anywhere}
 .id{font-weight:600;font-family:ui-monospace,monospace}
 .small{font-size:12px;color:#555}code{font-size:12px;background:#f0f1f4;padding:1px 4px;border-radius:3px}
 details>summary{cursor:pointer;font-weight:600;margin:6px 0}
