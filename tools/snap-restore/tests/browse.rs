@@ -698,3 +698,88 @@ fn the_browser_and_a_disk_restore_in_chromium() {
         assert!(shots.join(format!("{shot}.png")).is_file(), "no {shot}.png");
     }
 }
+
+/// Every route the browser, the destinations' view and the disk page added
+/// keeps the page's guards: without the token, or with a foreign Host,
+/// 403; the tarball refuses `..` as the browser does; the disk form and its
+/// POSTs are 403 on a read-only server even with the CSRF token, and every
+/// POST without the token is 403 where changes are allowed. Nothing changed.
+#[test]
+fn every_new_route_keeps_the_guards() {
+    let t = tempfile::tempdir().unwrap();
+    let (_, second, inside) = two_snapshots(t.path());
+    let img = t.path().join("vm.raw");
+    fs::write(&img, snap_testkit::noise(31, 1 << 20)).unwrap();
+    let img_s = img.display().to_string();
+    run_ok(
+        t.path(),
+        "snap-disk",
+        &["create", &img_s, "s", "--method", "blocks"],
+    );
+    fs::create_dir_all(t.path().join("far")).unwrap();
+    let config = format!(
+        r#"{{"destinations": [{{"name": "far", "path": "{}", "min_free": "0"}}]}}"#,
+        t.path().join("far").display()
+    );
+    fs::write(t.path().join("config.json"), config).unwrap();
+    let gets = [
+        format!("/browse/s/{second}"),
+        format!("/browse/s/{second}/{inside}/docs"),
+        format!("/file/s/{second}/{inside}/docs/2026/dec/notes.txt"),
+        format!("/tarball/s/{second}"),
+        format!("/tarball/s/{second}/{inside}/docs"),
+        "/dest/far".to_string(),
+        "/history?set=s&path=a".to_string(),
+        "/search?q=notes".to_string(),
+        "/disk?name=disks/vm/s".to_string(),
+    ];
+    let posts = ["/disk/preview", "/disk/start", "/disk/stop"];
+    let image = fs::read(&img).unwrap();
+    for extra in [
+        &["-c", "config.json"][..],
+        &["-c", "config.json", "--allow-changes"],
+    ] {
+        let writable = extra.len() == 3;
+        let srv = Server::start(t.path(), extra);
+        let token = {
+            let page = srv.page();
+            let at = page.find("name=\"csrf\" content=\"").unwrap() + 21;
+            page[at..at + 32].to_string()
+        };
+        let foreign = format!("attacker.example:{}", srv.port);
+        for path in &gets {
+            let (status, _, _) = srv.ask("GET", path, None, false, "");
+            assert_eq!(status, 403, "{path} without the token");
+            let (status, _, _) = srv.ask("GET", path, Some(&foreign), true, "");
+            assert_eq!(status, 403, "{path} with a foreign Host");
+            let (status, _, body) = srv.ask_bytes("GET", path);
+            let want = match (path.starts_with("/disk"), writable) {
+                (true, false) => 403,
+                _ => 200,
+            };
+            let body = String::from_utf8_lossy(&body);
+            assert_eq!(status, want, "{path} (writable: {writable}): {body}");
+        }
+        let (status, _) = get(&srv, &format!("/tarball/s/{second}/{inside}/../../etc"));
+        assert_eq!(status, 400, "the tarball climbs out");
+        for path in posts {
+            let form = format!("csrf={token}&name=disks%2Fvm%2Fs&mode=inplace&id=0");
+            let (status, _, body) = srv.ask("POST", path, None, true, &form);
+            if !writable {
+                assert_eq!(status, 403, "{path} read-only: {body}");
+                assert!(body.contains("read-only"), "{body}");
+            }
+            let forged =
+                "csrf=00000000000000000000000000000000&name=disks%2Fvm%2Fs&mode=inplace&id=0";
+            let (status, _, _) = srv.ask("POST", path, None, true, forged);
+            assert_eq!(status, 403, "{path} with a forged CSRF token");
+            let (status, _, _) = srv.ask("POST", path, None, false, &form);
+            assert_eq!(status, 403, "{path} without the token");
+            let (status, _, _) = srv.ask("POST", path, Some(&foreign), true, &form);
+            assert_eq!(status, 403, "{path} with a foreign Host");
+        }
+    }
+    // The one writable POST that passed every guard was a dry run (preview),
+    // then a start whose restore found nothing to change: the bytes stay.
+    assert_eq!(fs::read(&img).unwrap(), image);
+}
