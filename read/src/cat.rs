@@ -67,13 +67,42 @@ pub fn cat_item(
         };
     };
     let entry = find(&index, &rel, dec)?.ok_or_else(|| not_found(&shown, &item))?;
-    check_is_file(&entry, &shown)?;
-    match &item {
-        Item::Snapshot { .. } => from_tree(&item, &entry, out, &shown),
-        _ if item.is_imported() => {
-            from_stream(&item.data(), &rel, dec, out, &shown, Some(&entry)).map(|_| ())
+    Files { item, chain }.write(&entry, dec, out)
+}
+
+/// An item's files, one after another (a folder downloaded whole): its
+/// chain found and trusted once, each file then read by the frames that
+/// hold it and checked against its sha256.
+pub struct Files {
+    item: Item,
+    chain: Vec<Item>,
+}
+
+impl Files {
+    /// The chain of `item` (an archive), checked against the trust.
+    pub fn open(item: &Item, trust: &Trust, report: &Reporter) -> Result<Files> {
+        let chain = match item {
+            Item::Archive { .. } => chain_of(item)?,
+            _ => Vec::new(),
+        };
+        trust.check_chain(&chain, report)?;
+        Ok(Files {
+            item: item.clone(),
+            chain,
+        })
+    }
+
+    /// Writes the content of `entry`, a file of the item's index, to `out`.
+    pub fn write(&self, entry: &Entry, dec: &Decrypt, out: &mut dyn Write) -> Result<()> {
+        let shown = format!("{}:{}", self.item.name(), entry.display_path());
+        check_is_file(entry, &shown)?;
+        match &self.item {
+            Item::Snapshot { .. } => from_tree(&self.item, entry, out, &shown),
+            _ if self.item.is_imported() => {
+                from_stream(&self.item.data(), &entry.path, dec, out, &shown, Some(entry)).map(|_| ())
+            }
+            _ => from_chain(&self.chain, entry, dec, out, &shown),
         }
-        _ => from_chain(&chain, &entry, dec, out, &shown),
     }
 }
 

@@ -532,8 +532,11 @@ fn a_bucket_browses_reading_its_index_once_and_a_files_frames() {
         "{file_bytes} bytes of {data} for one small file"
     );
     let tarball = format!("/tarball/s/{second}/{inside}/docs?from=bkt");
+    let before = sent();
     let (status, _, tar) = srv.ask_bytes("GET", &tarball);
     assert_eq!(status, 200);
+    let folder_bytes = sent() - before;
+    assert!(folder_bytes < 9 << 20, "{folder_bytes} bytes of {data} for a small folder");
     fs::write(t.path().join("docs.tar.zst"), &tar).unwrap();
     let out = Command::new("tar")
         .args(["--zstd", "-tf", "docs.tar.zst"])

@@ -134,6 +134,8 @@ fn write_folder<'a>(
     let quiet = Reporter::new(snap_read::TOOL, true, false);
     let io = |e: std::io::Error| Error::io_ctx("the download", e);
     let mut found = dir.is_empty();
+    // An archive's chain, found and trusted at its first file.
+    let mut files: Option<snap_read::cat::Files> = None;
     let mut r = snap_read::indexes::open_index(&index, &Decrypt::default())?;
     while let Some(e) = r.next().transpose()? {
         if !inside(&e.path) {
@@ -165,12 +167,13 @@ fn write_folder<'a>(
                 .map_err(|err| Error::io_ctx(&shown, err))?;
                 copy_checked(&mut std::fs::File::from(fd), &e, &mut data, &shown)?;
             }
-            None => snap_read::cat::cat_item(
-                it,
-                &shown,
-                (&Decrypt::default(), &shared.trust, &quiet),
-                &mut data,
-            )?,
+            None => {
+                let files = match &files {
+                    Some(f) => f,
+                    None => files.insert(snap_read::cat::Files::open(it, &shared.trust, &quiet)?),
+                };
+                files.write(&e, &Decrypt::default(), &mut data)?
+            }
         }
         tw.end_data(m.size).map_err(io)?;
     }
