@@ -98,9 +98,15 @@ impl Files {
         check_is_file(entry, &shown)?;
         match &self.item {
             Item::Snapshot { .. } => from_tree(&self.item, entry, out, &shown),
-            _ if self.item.is_imported() => {
-                from_stream(&self.item.data(), &entry.path, dec, out, &shown, Some(entry)).map(|_| ())
-            }
+            _ if self.item.is_imported() => from_stream(
+                &self.item.data(),
+                &entry.path,
+                dec,
+                out,
+                &shown,
+                Some(entry),
+            )
+            .map(|_| ()),
             _ => from_chain(&self.chain, entry, dec, out, &shown),
         }
     }

@@ -160,3 +160,32 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// A raw image `dir/vm.raw` of `len` bytes of noise (`seed`) with one
+/// blocks snapshot `s` in `dir/store` (disk `vm`); returns the image.
+pub fn disk_snapshot(dir: &Path, seed: u64, len: usize) -> std::path::PathBuf {
+    let img = dir.join("vm.raw");
+    std::fs::write(&img, crate::noise(seed, len)).unwrap();
+    let img_s = img.display().to_string();
+    run_ok(
+        dir,
+        "snap-disk",
+        &["create", &img_s, "s", "--method", "blocks"],
+    );
+    img
+}
+
+/// Runs a playwright-core script of `tests/ui` (its path, `script`) under
+/// node with the global modules found, and these arguments.
+pub fn browser_script(script: &Path, args: &[std::ffi::OsString]) -> std::process::Output {
+    let node_path = Command::new("npm").args(["root", "-g"]).output().unwrap();
+    Command::new("node")
+        .arg(script)
+        .args(args)
+        .env(
+            "NODE_PATH",
+            String::from_utf8_lossy(&node_path.stdout).trim(),
+        )
+        .output()
+        .expect("node and playwright-core (cargo xtask test installs them)")
+}

@@ -79,31 +79,14 @@ pub fn restore(
         "vmdk" => vmdk_cid(image)?,
         _ => None,
     };
-    let daemon = Daemon::start(image, format)?;
-    let dir = snap_shared::fsutil::parent_of(&daemon.qmp).to_path_buf();
-    let socket = dir.join("restore.nbd");
-    let mut mon = Monitor::connect(&daemon.qmp)?;
-    mon.run(
-        "nbd-server-start",
-        json!({"addr": {"type": "unix", "data": {"path": socket}}}),
-    )?;
-    mon.run(
-        "block-export-add",
-        json!({"type": "nbd", "id": EXPORT, "node-name": NODE, "name": EXPORT, "writable": true}),
-    )?;
-    let nbd_err =
-        |e: std::io::Error| Error::new(Exit::Io, format!("{} through QEMU", image.display()), e);
-    let mut client =
-        Client::connect(&socket, EXPORT, &[nbd::ALLOCATION.to_string()]).map_err(nbd_err)?;
-    let reader = MapReader::open(map)?;
+    let Exported {
+        daemon,
+        mon,
+        mut client,
+        reader,
+    } = export(image, format, map, true)?;
     let header = reader.header;
-    if client.size() != header.virtual_size {
-        return Err(crate::layout::resized(
-            image,
-            client.size(),
-            header.virtual_size,
-        ));
-    }
+    let nbd_err = |e| nbd_error(image, e);
     let diffs = match early {
         Some(diffs) => diffs,
         None => {
@@ -154,9 +137,41 @@ pub fn differences(
     if let Some(extents) = crate::layout::direct_extents(image, format)? {
         return crate::layout::compare(image, &extents, map, progress);
     }
-    let daemon = Daemon::start_read_only(image, format)?;
+    let Exported {
+        daemon,
+        mon,
+        mut client,
+        reader,
+    } = export(image, format, map, false)?;
+    let header = reader.header;
+    let diffs =
+        compare(&mut client, Dense::new(reader), &header, progress).map_err(|e| match e {
+            Compared::Io(e) => nbd_error(image, e),
+            Compared::Map(e) => e,
+        })?;
+    drop(client);
+    drop(mon);
+    daemon.stop()?;
+    Ok(diffs)
+}
+
+/// The image exported over NBD by a qemu-storage-daemon of snap-disk's
+/// own (writable or not), a client connected to it, and the snapshot's map,
+/// whose size the export must have.
+struct Exported {
+    daemon: Daemon,
+    mon: Monitor,
+    client: Client,
+    reader: MapReader<std::fs::File>,
+}
+
+fn export(image: &Path, format: &str, map: &Path, writable: bool) -> Result<Exported> {
+    let daemon = match writable {
+        true => Daemon::start(image, format)?,
+        false => Daemon::start_read_only(image, format)?,
+    };
     let dir = snap_shared::fsutil::parent_of(&daemon.qmp).to_path_buf();
-    let socket = dir.join("compare.nbd");
+    let socket = dir.join("image.nbd");
     let mut mon = Monitor::connect(&daemon.qmp)?;
     mon.run(
         "nbd-server-start",
@@ -164,30 +179,28 @@ pub fn differences(
     )?;
     mon.run(
         "block-export-add",
-        json!({"type": "nbd", "id": EXPORT, "node-name": NODE, "name": EXPORT, "writable": false}),
+        json!({"type": "nbd", "id": EXPORT, "node-name": NODE, "name": EXPORT, "writable": writable}),
     )?;
-    let nbd_err =
-        |e: std::io::Error| Error::new(Exit::Io, format!("{} through QEMU", image.display()), e);
-    let mut client =
-        Client::connect(&socket, EXPORT, &[nbd::ALLOCATION.to_string()]).map_err(nbd_err)?;
+    let client = Client::connect(&socket, EXPORT, &[nbd::ALLOCATION.to_string()])
+        .map_err(|e| nbd_error(image, e))?;
     let reader = MapReader::open(map)?;
-    let header = reader.header;
-    if client.size() != header.virtual_size {
+    if client.size() != reader.header.virtual_size {
         return Err(crate::layout::resized(
             image,
             client.size(),
-            header.virtual_size,
+            reader.header.virtual_size,
         ));
     }
-    let diffs =
-        compare(&mut client, Dense::new(reader), &header, progress).map_err(|e| match e {
-            Compared::Io(e) => nbd_err(e),
-            Compared::Map(e) => e,
-        })?;
-    drop(client);
-    drop(mon);
-    daemon.stop()?;
-    Ok(diffs)
+    Ok(Exported {
+        daemon,
+        mon,
+        client,
+        reader,
+    })
+}
+
+fn nbd_error(image: &Path, e: std::io::Error) -> Error {
+    Error::new(Exit::Io, format!("{} through QEMU", image.display()), e)
 }
 
 /// Why a comparison stopped: the export, or the map.

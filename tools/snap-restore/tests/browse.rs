@@ -7,7 +7,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use snap_testkit::serve::{Server, TOKEN, collect, run_ok};
+use snap_testkit::serve::{Server, TOKEN, browser_script, collect, disk_snapshot, run_ok};
 
 /// A tree three folders deep, snapshotted twice (a file changed, one added,
 /// one removed between); returns the ids and the tree's path inside them.
@@ -536,11 +536,25 @@ fn a_bucket_browses_reading_its_index_once_and_a_files_frames() {
     let (status, _, tar) = srv.ask_bytes("GET", &tarball);
     assert_eq!(status, 200);
     let folder_bytes = sent() - before;
-    assert!(folder_bytes < 9 << 20, "{folder_bytes} bytes of {data} for a small folder");
+    assert!(
+        folder_bytes < 9 << 20,
+        "{folder_bytes} bytes of {data} for a small folder"
+    );
     fs::write(t.path().join("docs.tar.zst"), &tar).unwrap();
+    let listed = tar_names(&t.path().join("docs.tar.zst"));
+    let mut want = vec!["docs".to_string()];
+    for e in tree_under(&t.path().join("src/docs")) {
+        want.push(format!("docs/{e}"));
+    }
+    want.sort();
+    assert_eq!(listed, want);
+}
+
+/// What GNU tar lists of a tar.zst, sorted, folders without their `/`.
+fn tar_names(tar: &Path) -> Vec<String> {
     let out = Command::new("tar")
-        .args(["--zstd", "-tf", "docs.tar.zst"])
-        .current_dir(t.path())
+        .args(["--zstd", "-tf"])
+        .arg(tar)
         .output()
         .unwrap();
     assert!(
@@ -548,17 +562,12 @@ fn a_bucket_browses_reading_its_index_once_and_a_files_frames() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut listed: Vec<String> = String::from_utf8_lossy(&out.stdout)
+    let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| l.trim_end_matches('/').to_string())
         .collect();
-    listed.sort();
-    let mut want = vec!["docs".to_string()];
-    for e in tree_under(&t.path().join("src/docs")) {
-        want.push(format!("docs/{e}"));
-    }
-    want.sort();
-    assert_eq!(listed, want);
+    names.sort();
+    names
 }
 
 /// Every path under `dir`, relative, folders included.
@@ -590,14 +599,7 @@ fn the_browser_and_a_disk_restore_in_chromium() {
     use sha2::{Digest, Sha256};
     let t = tempfile::tempdir().unwrap();
     let (_, second, inside) = two_snapshots(t.path());
-    let img = t.path().join("vm.raw");
-    fs::write(&img, snap_testkit::noise(21, 4 << 20)).unwrap();
-    let img_s = img.display().to_string();
-    run_ok(
-        t.path(),
-        "snap-disk",
-        &["create", &img_s, "s", "--method", "blocks"],
-    );
+    let img = disk_snapshot(t.path(), 21, 4 << 20);
     let at_snapshot = fs::read(&img).unwrap();
     let mut changed = at_snapshot.clone();
     changed[1 << 20..(1 << 20) + 4096].fill(0x77);
@@ -611,23 +613,19 @@ fn the_browser_and_a_disk_restore_in_chromium() {
     let to = t.path().join("restored");
     fs::create_dir_all(&shots).unwrap();
     fs::create_dir_all(&downloads).unwrap();
-    let node_path = Command::new("npm").args(["root", "-g"]).output().unwrap();
     let flow = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui/browse.cjs");
-    let out = Command::new("node")
-        .arg(&flow)
-        .arg(format!("http://127.0.0.1:{}/?token={TOKEN}", srv.port))
-        .arg(&shots)
-        .arg(&second)
-        .arg(&inside)
-        .arg(&downloads)
-        .arg(&to)
-        .arg("2")
-        .env(
-            "NODE_PATH",
-            String::from_utf8_lossy(&node_path.stdout).trim(),
-        )
-        .output()
-        .expect("node (cargo xtask test installs it, and playwright-core)");
+    let url = format!("http://127.0.0.1:{}/?token={TOKEN}", srv.port);
+    let args = [
+        url.as_ref(),
+        shots.as_os_str(),
+        second.as_ref(),
+        inside.as_ref(),
+    ]
+    .into_iter()
+    .chain([downloads.as_os_str(), to.as_os_str(), "2".as_ref()])
+    .map(std::ffi::OsString::from)
+    .collect::<Vec<_>>();
+    let out = browser_script(&flow, &args);
     assert!(
         out.status.success(),
         "the browser flow failed (screenshots in {}):\n{}{}",
@@ -654,18 +652,7 @@ fn the_browser_and_a_disk_restore_in_chromium() {
     let got = fs::read(downloads.join("notes.txt")).unwrap();
     let digest: [u8; 32] = Sha256::digest(&got).into();
     assert_eq!(Some(digest), notes.map(|d| d.0), "the file is the index's");
-    let tar = Command::new("tar")
-        .args(["--zstd", "-tf"])
-        .arg(downloads.join("dec.tar.zst"))
-        .output()
-        .unwrap();
-    assert!(tar.status.success());
-    let mut names: Vec<String> = String::from_utf8_lossy(&tar.stdout)
-        .lines()
-        .map(|l| l.trim_end_matches('/').to_string())
-        .collect();
-    names.sort();
-    assert_eq!(names, listed);
+    assert_eq!(tar_names(&downloads.join("dec.tar.zst")), listed);
     // Restored: the folder, nothing else.
     let mut back: Vec<String> = tree_under(&to.join(&inside))
         .into_iter()
@@ -711,14 +698,7 @@ fn the_browser_and_a_disk_restore_in_chromium() {
 fn every_new_route_keeps_the_guards() {
     let t = tempfile::tempdir().unwrap();
     let (_, second, inside) = two_snapshots(t.path());
-    let img = t.path().join("vm.raw");
-    fs::write(&img, snap_testkit::noise(31, 1 << 20)).unwrap();
-    let img_s = img.display().to_string();
-    run_ok(
-        t.path(),
-        "snap-disk",
-        &["create", &img_s, "s", "--method", "blocks"],
-    );
+    let img = disk_snapshot(t.path(), 31, 1 << 20);
     fs::create_dir_all(t.path().join("far")).unwrap();
     let config = format!(
         r#"{{"destinations": [{{"name": "far", "path": "{}", "min_free": "0"}}]}}"#,

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use sha2::{Digest, Sha256};
-use snap_testkit::serve::{Server, run_ok};
+use snap_testkit::serve::{Server, disk_snapshot};
 
 const MIB: usize = 1 << 20;
 
@@ -72,14 +72,8 @@ fn first_event(srv: &Server, id: &str) -> serde_json::Value {
 #[test]
 fn a_disk_restores_from_the_page_after_a_dry_run() {
     let t = tempfile::tempdir().unwrap();
-    let img = t.path().join("vm.raw");
-    fs::write(&img, snap_testkit::noise(11, 8 * MIB)).unwrap();
+    let img = disk_snapshot(t.path(), 11, 8 * MIB);
     let img_s = img.display().to_string();
-    run_ok(
-        t.path(),
-        "snap-disk",
-        &["create", &img_s, "s", "--method", "blocks"],
-    );
     let at_snapshot = sha(&img);
     let mut bytes = fs::read(&img).unwrap();
     for b in &mut bytes[3 * MIB..5 * MIB] {
@@ -160,14 +154,8 @@ fn a_disk_restores_from_the_page_after_a_dry_run() {
 #[test]
 fn a_disk_snapshot_serves_over_nbd_until_stopped() {
     let t = tempfile::tempdir().unwrap();
-    let img = t.path().join("vm.raw");
-    fs::write(&img, snap_testkit::noise(12, 4 * MIB)).unwrap();
+    let img = disk_snapshot(t.path(), 12, 4 * MIB);
     let img_s = img.display().to_string();
-    run_ok(
-        t.path(),
-        "snap-disk",
-        &["create", &img_s, "s", "--method", "blocks"],
-    );
     let srv = Server::start(t.path(), &["--allow-changes"]);
     let token = csrf(&srv.page());
     let fields = [

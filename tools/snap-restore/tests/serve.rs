@@ -531,25 +531,20 @@ fn the_whole_flow_in_a_browser() {
     let src = t.path().join("src").canonicalize().unwrap();
     let docs = format!("{}/docs", src.display().to_string().trim_start_matches('/'));
     let to = t.path().join("restored");
-    let node_path = Command::new("npm").args(["root", "-g"]).output().unwrap();
     let flow = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui/flow.cjs");
-    let out = Command::new("node")
-        .arg(&flow)
-        .arg(format!("http://127.0.0.1:{}/?token={TOKEN}", srv.port))
-        .arg(&shots)
-        .arg(&to)
-        .args([
-            format!("s/{first}"),
-            format!("s/{second}"),
-            format!("s/{first}"),
-        ])
-        .env(
-            "NODE_PATH",
-            String::from_utf8_lossy(&node_path.stdout).trim(),
-        )
-        .env("SNAP_UI_PATH", &docs)
-        .output()
-        .expect("node (cargo xtask test installs it, and playwright-core)");
+    // The folder to restore: the last argument, after the names.
+    let out = snap_testkit::serve::browser_script(
+        &flow,
+        &[
+            format!("http://127.0.0.1:{}/?token={TOKEN}", srv.port).into(),
+            shots.clone().into(),
+            to.clone().into(),
+            format!("s/{first}").into(),
+            format!("s/{second}").into(),
+            format!("s/{first}").into(),
+            docs.clone().into(),
+        ],
+    );
     assert!(
         out.status.success(),
         "the browser flow failed (screenshots in {}):\n{}{}",
@@ -645,18 +640,11 @@ fn the_filter_hides_cards_and_empty_days() {
     // Two sets of 48 hourly snapshots (two days each); only the first of each is described.
     snap_testkit::timeline::synthetic_store(&t.path().join("store"), 2, 48).unwrap();
     run_ok(t.path(), "snap-restore", &["timeline", "--html", "t.html"]);
-    let node_path = Command::new("npm").args(["root", "-g"]).output().unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui/filter.cjs");
-    let out = Command::new("node")
-        .arg(&script)
-        .arg(t.path().join("t.html"))
-        .arg("before change 0")
-        .env(
-            "NODE_PATH",
-            String::from_utf8_lossy(&node_path.stdout).trim(),
-        )
-        .output()
-        .expect("node and playwright-core (cargo xtask test installs them)");
+    let out = snap_testkit::serve::browser_script(
+        &script,
+        &[t.path().join("t.html").into(), "before change 0".into()],
+    );
     assert!(
         out.status.success(),
         "{}",

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::net::UnixListener;
-use std::path::{Component, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Form, Query, State};
@@ -23,7 +23,7 @@ use maud::{Markup, html};
 use snap_cli::Reporter;
 use snap_shared::error::{Error, Result};
 
-use super::held::{held, text_field};
+use super::held::{held, outside_store};
 use super::http::{
     Job, Shared, blocking, check_post, check_writable, failed, page, refuse, respond,
 };
@@ -103,18 +103,7 @@ fn asked(s: &Shared, f: &DiskForm) -> Result<Asked> {
 
 /// A file to write: absolute, plain (no `.`, `..`), outside the store, new.
 fn new_file(to: &str, s: &Shared) -> Result<PathBuf> {
-    text_field("to", to)?;
-    let p = PathBuf::from(to.trim());
-    let plain = p.is_absolute()
-        && p.components()
-            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
-    if !plain {
-        return Err(Error::usage(
-            format!("file {to:?}"),
-            "give an absolute file name with no . or .. in it",
-        ));
-    }
-    snap_read::restore::refuse_inside_store(&p, &s.store.root)?;
+    let p = outside_store("file", to, &s.store)?;
     if p.symlink_metadata().is_ok() {
         return Err(Error::usage(
             format!("file {}", p.display()),

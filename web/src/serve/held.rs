@@ -57,6 +57,28 @@ pub(super) fn text_field(what: &str, value: &str) -> Result<()> {
     }
 }
 
+/// A path a form gives to write to (`what`: "folder", "file"): absolute,
+/// plain (no `.`, `..`), and outside the store.
+pub(super) fn outside_store(what: &str, to: &str, store: &Store) -> Result<PathBuf> {
+    text_field("to", to)?;
+    let p = PathBuf::from(to.trim());
+    let plain = p.is_absolute()
+        && p.components().all(|c| {
+            matches!(
+                c,
+                std::path::Component::RootDir | std::path::Component::Normal(_)
+            )
+        });
+    if !plain {
+        return Err(Error::usage(
+            format!("{what} {to:?}"),
+            format!("give an absolute {what} with no . or .. in it"),
+        ));
+    }
+    snap_read::restore::refuse_inside_store(&p, &store.root)?;
+    Ok(p)
+}
+
 /// Every one of `files` that exists is inside the store, symlinks followed.
 fn inside(store: &Store, name: &str, files: &[PathBuf]) -> Result<()> {
     let root = std::fs::canonicalize(&store.root).map_err(|e| Error::io(&store.root, e))?;

@@ -9,7 +9,7 @@
 //! Restores run one at a time: the restore code sets the process umask.
 
 use std::collections::BTreeMap;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,10 +22,10 @@ use maud::{Markup, PreEscaped, html};
 
 use snap_cli::Reporter;
 use snap_shared::crypt::Decrypt;
-use snap_shared::error::{Error, Result};
+use snap_shared::error::Result;
 use snap_shared::size::human_bytes;
 
-use super::held::{held, text_field};
+use super::held::{held, outside_store, text_field};
 use super::http::{
     Job, Shared, blocking, check_post, check_writable, failed, page, refuse, respond,
 };
@@ -66,23 +66,6 @@ impl RestoreForm {
     }
 }
 
-/// The target folder of a form: absolute, plain (no `.`, `..`), outside the store.
-fn target_of(to: &str, store: &Path) -> Result<PathBuf> {
-    text_field("to", to)?;
-    let p = PathBuf::from(to.trim());
-    let plain = p.is_absolute()
-        && p.components()
-            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
-    if !plain {
-        return Err(Error::usage(
-            format!("restore to {to:?}"),
-            "give an absolute folder with no . or .. in it",
-        ));
-    }
-    snap_read::restore::refuse_inside_store(&p, store)?;
-    Ok(p)
-}
-
 /// The form: where to, which paths, overwrite or not.
 pub(super) async fn form(
     State(s): State<Arc<Shared>>,
@@ -119,7 +102,7 @@ fn dry_run(s: &Shared, f: &RestoreForm, limit: usize) -> Result<(PathBuf, Source
     let store = s.store.clone();
     held(&store, &f.name, false)?;
     text_field("paths", &f.paths)?;
-    let to = target_of(&f.to, &store.root)?;
+    let to = outside_store("folder", &f.to, &store)?;
     let source = Source::Store(store);
     let item = source.resolve_name(&f.name, false)?;
     let unheard = Reporter::capturing(snap_read::TOOL, Arc::new(Mutex::new(Vec::new())));

@@ -1,13 +1,13 @@
 // The timeline as a user clicks through it, in headless Chromium driven by
 // playwright-core. Called by tests/ui.rs with:
-//   node flow.cjs URL SHOTS RESTORE_TO SET_ID_TAGGED SET_ID_PIN SET_ID_DELETE
+//   node flow.cjs URL SHOTS RESTORE_TO SET_ID_TAGGED SET_ID_PIN SET_ID_DELETE FOLDER
 // It opens the page, filters by tag, diffs two snapshots, follows a file's
 // history, restores a folder (dry run, confirm, progress), pins a snapshot
 // and deletes one with the typed confirmation; a screenshot of each step
 // goes to SHOTS. Each step checks what the page shows; any failure exits 1.
 const { chromium } = require('playwright-core');
 
-const [url, shots, restoreTo, tagged, toPin, toDelete] = process.argv.slice(2);
+const [url, shots, restoreTo, tagged, toPin, toDelete, folder] = process.argv.slice(2);
 
 function check(ok, what) {
   if (!ok) {
@@ -60,7 +60,7 @@ function check(ok, what) {
     await page.goto(url.replace(/\/\?token=.*/, '/'));
     await page.locator('a.act:has-text("restore…")').first().click();
     await page.fill('#to', restoreTo);
-    await page.fill('#paths', process.env.SNAP_UI_PATH || '');
+    await page.fill('#paths', folder || '');
     await page.click('#preview');
     await page.waitForSelector('#summary');
     check((await page.locator('#summary').textContent()).includes('to create'), 'the dry run summary');
