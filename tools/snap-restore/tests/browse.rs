@@ -254,13 +254,7 @@ fn a_configured_destination_browses_and_others_are_refused() {
         t.path().join("far").display()
     );
     fs::write(t.path().join("config.json"), config).unwrap();
-    let snapshot = format!("s/{second}");
-    run_ok(t.path(), "snap-pack", &["-q", "--snapshot", &snapshot]);
-    run_ok(
-        t.path(),
-        "snap-push",
-        &["-c", "config.json", "--all", "--dest", "far", "-q"],
-    );
+    pack_and_push(t.path(), &second, "far");
     // Only the destination holds the archive now.
     fs::remove_dir_all(t.path().join("store/archives")).ok();
     let srv = Server::start(t.path(), &["-c", "config.json"]);
@@ -343,17 +337,8 @@ fn a_destination_plots_its_growth_and_cost() {
     );
     fs::write(t.path().join("config.json"), config).unwrap();
     for id in [&first, &second] {
-        run_ok(
-            t.path(),
-            "snap-pack",
-            &["-q", "--snapshot", &format!("s/{id}")],
-        );
+        pack_and_push(t.path(), id, "far");
     }
-    run_ok(
-        t.path(),
-        "snap-push",
-        &["-c", "config.json", "--all", "--dest", "far", "-q"],
-    );
     // What the folder holds of each archive: every object named by its id.
     let bytes_of = |id: &str| -> u64 {
         fs::read_dir(t.path().join("far/s"))
@@ -417,16 +402,7 @@ fn a_silent_destination_does_not_hold_the_page() {
         t.path().join("far").display()
     );
     fs::write(t.path().join("config.json"), config).unwrap();
-    run_ok(
-        t.path(),
-        "snap-pack",
-        &["-q", "--snapshot", &format!("s/{second}")],
-    );
-    run_ok(
-        t.path(),
-        "snap-push",
-        &["-c", "config.json", "--all", "--dest", "far", "-q"],
-    );
+    pack_and_push(t.path(), &second, "far");
     let srv = Server::start(t.path(), &["-c", "config.json"]);
     let started = std::time::Instant::now();
     let (status, page) = get(&srv, "/");
@@ -480,16 +456,7 @@ fn a_bucket_browses_reading_its_index_once_and_a_files_frames() {
         proxy.port
     );
     fs::write(t.path().join("config.json"), config).unwrap();
-    run_ok(
-        t.path(),
-        "snap-pack",
-        &["-q", "--snapshot", &format!("s/{second}")],
-    );
-    run_ok(
-        t.path(),
-        "snap-push",
-        &["-c", "config.json", "--all", "--dest", "bkt", "-q"],
-    );
+    pack_and_push(t.path(), &second, "bkt");
     let archives = t.path().join("store/archives/s");
     let size = |suffix: &str| {
         fs::metadata(archives.join(format!("{second}{suffix}")))
@@ -548,6 +515,16 @@ fn a_bucket_browses_reading_its_index_once_and_a_files_frames() {
     }
     want.sort();
     assert_eq!(listed, want);
+}
+
+/// Packs snapshot `s/ID` and pushes every archive to the configured `dest`.
+fn pack_and_push(dir: &Path, id: &str, dest: &str) {
+    run_ok(dir, "snap-pack", &["-q", "--snapshot", &format!("s/{id}")]);
+    run_ok(
+        dir,
+        "snap-push",
+        &["-c", "config.json", "--all", "--dest", dest, "-q"],
+    );
 }
 
 /// What GNU tar lists of a tar.zst, sorted, folders without their `/`.

@@ -24,9 +24,7 @@ use snap_cli::Reporter;
 use snap_shared::error::{Error, Result};
 
 use super::held::{held, outside_store};
-use super::http::{
-    Job, Shared, blocking, check_post, check_writable, failed, page, refuse, respond,
-};
+use super::http::{Shared, blocking, check_post, check_writable, failed, page, refuse, respond};
 
 /// What the disk form asks.
 #[derive(serde::Deserialize)]
@@ -237,19 +235,7 @@ pub(super) async fn start(State(s): State<Arc<Shared>>, Form(f): Form<DiskForm>)
         Err(e) => return failed(e),
     };
     let to = a.to.clone().unwrap_or_default();
-    let job = Arc::new(Job {
-        name: f.name.clone(),
-        to,
-        watch: Arc::new(Default::default()),
-        total: (0, 0),
-        lines: Arc::new(Mutex::new(Vec::new())),
-        done: Mutex::new(None),
-    });
-    let id = {
-        let mut jobs = s.jobs.lock().unwrap_or_else(|e| e.into_inner());
-        jobs.push(job.clone());
-        jobs.len() - 1
-    };
+    let (id, job) = s.add_job(&f.name, to, (0, 0));
     let s2 = s.clone();
     std::thread::spawn(move || {
         let report = Reporter::capturing(snap_disk::TOOL, job.lines.clone());

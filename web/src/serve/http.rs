@@ -147,6 +147,23 @@ pub(super) struct Job {
     pub(super) done: Mutex<Option<String>>,
 }
 
+impl Shared {
+    /// A new job the page follows (a restore, a disk action): its number and itself.
+    pub(super) fn add_job(&self, name: &str, to: PathBuf, total: (u64, u64)) -> (usize, Arc<Job>) {
+        let job = Arc::new(Job {
+            name: name.to_string(),
+            to,
+            watch: Arc::new(Watch::default()),
+            total,
+            lines: Arc::new(Mutex::new(Vec::new())),
+            done: Mutex::new(None),
+        });
+        let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        jobs.push(job.clone());
+        (jobs.len() - 1, job)
+    }
+}
+
 /// Compares without leaking how long a prefix matched.
 pub(super) fn same(a: &str, b: &str) -> bool {
     a.len() == b.len()

@@ -30,7 +30,6 @@ use super::http::{
     Job, Shared, blocking, check_post, check_writable, failed, page, refuse, respond,
 };
 use snap_read::preview::{Action, Preview};
-use snap_read::restore::Watch;
 use snap_read::source::Source;
 
 /// Most rows a dry run lists.
@@ -195,19 +194,7 @@ pub(super) async fn start(State(s): State<Arc<Shared>>, Form(f): Form<RestoreFor
         Ok(x) => x,
         Err(e) => return failed(e),
     };
-    let job = Arc::new(Job {
-        name: f.name.clone(),
-        to: to.clone(),
-        watch: Arc::new(Watch::default()),
-        total,
-        lines: Arc::new(Mutex::new(Vec::new())),
-        done: Mutex::new(None),
-    });
-    let id = {
-        let mut jobs = s.jobs.lock().unwrap_or_else(|e| e.into_inner());
-        jobs.push(job.clone());
-        jobs.len() - 1
-    };
+    let (id, job) = s.add_job(&f.name, to.clone(), total);
     let s2 = s.clone();
     std::thread::spawn(move || {
         let _one = s2.restoring.lock().unwrap_or_else(|e| e.into_inner());
