@@ -743,3 +743,91 @@ fn every_new_route_keeps_the_guards() {
     // then a start whose restore found nothing to change: the bytes stay.
     assert_eq!(fs::read(&img).unwrap(), image);
 }
+
+/// From a folder destination only (the store's archives gone): its view
+/// names each archive's host and the disk snapshots it holds; a folder
+/// downloads as a tar.zst listing what the store's folder held; and "restore
+/// this folder" restores it from there (dry run, confirm): the files land,
+/// nothing else.
+#[test]
+fn a_folder_restores_from_a_destination() {
+    let t = tempfile::tempdir().unwrap();
+    let (_, second, inside) = two_snapshots(t.path());
+    disk_snapshot(t.path(), 41, 1 << 20);
+    fs::create_dir_all(t.path().join("far")).unwrap();
+    let config = format!(
+        r#"{{"destinations": [{{"name": "far", "path": "{}", "min_free": "0"}}]}}"#,
+        t.path().join("far").display()
+    );
+    fs::write(t.path().join("config.json"), config).unwrap();
+    pack_and_push(t.path(), &second, "far");
+    fs::remove_dir_all(t.path().join("store/archives")).ok();
+    let srv = Server::start(t.path(), &["-c", "config.json", "--allow-changes"]);
+    let (status, view) = get(&srv, "/dest/far");
+    assert_eq!(status, 200, "{view}");
+    let host = snap_shared::hostname();
+    assert!(
+        view.contains(&format!("<td>{host}</td>")),
+        "the host: {view}"
+    );
+    assert!(view.contains("disks/vm/s"), "the disk snapshot: {view}");
+    assert!(
+        view.contains(&format!("/restore?name=s%2F{second}&amp;from=far")),
+        "{view}"
+    );
+    let (status, _, tar) = srv.ask_bytes(
+        "GET",
+        &format!("/tarball/s/{second}/{inside}/docs?from=far"),
+    );
+    assert_eq!(status, 200);
+    fs::write(t.path().join("docs.tar.zst"), &tar).unwrap();
+    let mut want = vec!["docs".to_string()];
+    want.extend(
+        tree_under(&t.path().join("src/docs"))
+            .into_iter()
+            .map(|p| format!("docs/{p}")),
+    );
+    want.sort();
+    assert_eq!(tar_names(&t.path().join("docs.tar.zst")), want);
+    let (_, folder) = get(
+        &srv,
+        &format!("/browse/s/{second}/{inside}/docs/2026?from=far"),
+    );
+    assert!(folder.contains("restore this folder"), "{folder}");
+    let token = {
+        let page = srv.page();
+        let at = page.find("name=\"csrf\" content=\"").unwrap() + 21;
+        page[at..at + 32].to_string()
+    };
+    let to = t.path().join("from-far");
+    let dir = format!("{inside}/docs/2026");
+    let form = format!(
+        "csrf={token}&name=s%2F{second}&from=far&to={}&paths={}",
+        to.display().to_string().replace('/', "%2F"),
+        dir.replace('/', "%2F")
+    );
+    let (status, _, dry) = srv.ask("POST", "/restore/preview", None, true, &form);
+    assert_eq!(status, 200, "{dry}");
+    assert!(dry.contains("from far"), "{dry}");
+    assert!(dry.contains("to create"), "{dry}");
+    let (status, head, _) = srv.ask("POST", "/restore/start", None, true, &form);
+    assert_eq!(status, 303, "{head}");
+    let (_, _, events) = srv.ask("GET", "/restore/events?id=0", None, true, "");
+    assert!(events.contains("restored: "), "{events}");
+    let mut back = tree_under(&to.join(&inside));
+    back.sort();
+    let mut want: Vec<String> = ["docs".to_string(), "docs/2026".to_string()]
+        .into_iter()
+        .chain(
+            tree_under(&t.path().join("src/docs/2026"))
+                .into_iter()
+                .map(|p| format!("docs/2026/{p}")),
+        )
+        .collect();
+    want.sort();
+    assert_eq!(back, want);
+    assert_eq!(
+        fs::read(to.join(&inside).join("docs/2026/dec/notes.txt")).unwrap(),
+        b"second, longer\n"
+    );
+}

@@ -148,7 +148,7 @@ pub(super) async fn folder(
     };
     let sort = q.get("sort").cloned().unwrap_or_else(|| "name".into());
     let desc = q.get("desc").is_some_and(|v| v == "1");
-    let allow_changes = s.allow_changes && from.is_none();
+    let allow_changes = s.allow_changes;
     let page = blocking(move || {
         let place = super::places::place(&s, from.as_deref())?;
         let it = place.item(&set, &id, archive)?;
@@ -307,9 +307,10 @@ fn listing(at: &Where<'_>, rows: &[Row], (sort, desc): (&str, bool), changes: bo
             }
             " "
             a href=(at.tarball_url()) download { "download this folder (tar.zst)" }
-            @if changes && !at.archive {
+            @if changes && (!at.archive || at.from.is_some()) {
                 " "
-                a.act href=(format!("/restore?name={}&path={}", enc(&format!("{}/{}", at.set, at.id)), enc(at.dir))) {
+                a.act href=(format!("/restore?name={}&path={}{}", enc(&format!("{}/{}", at.set, at.id)), enc(at.dir),
+                    at.from.map(|f| format!("&from={}", enc(f))).unwrap_or_default())) {
                     "restore this folder…"
                 }
             }

@@ -24,8 +24,9 @@ struct Local {
     archive: bool,
 }
 
-/// One id of a set: what the store has of it, and whether the destination holds it.
-type Row<'a> = (&'a str, Option<&'a Local>, bool);
+/// One id of a set: what the store has of it, whether the destination
+/// holds it, and the host its record there names.
+type Row<'a> = (&'a str, Option<&'a Local>, bool, Option<&'a str>);
 
 pub(super) async fn view(
     State(s): State<Arc<Shared>>,
@@ -53,6 +54,15 @@ pub(super) async fn view(
             Ok(h) => h.archives.clone(),
             Err(_) => BTreeSet::new(),
         };
+        // The hosts, from the records of the browser's listing of it.
+        let mut hosts: BTreeMap<(String, String), String> = BTreeMap::new();
+        if d.held.is_ok() {
+            for it in super::places::place(&s, Some(&name))?.items() {
+                if let (Some((set, id)), Some(host)) = (it.set_and_id(), host_of(it)) {
+                    hosts.insert((set.to_string(), id.to_string()), host);
+                }
+            }
+        }
         let mut sets: BTreeMap<&str, Vec<Row>> = BTreeMap::new();
         let keys: BTreeSet<&(String, String)> = local.keys().chain(held.iter()).collect();
         for k in keys {
@@ -60,6 +70,7 @@ pub(super) async fn view(
                 k.1.as_str(),
                 local.get(k),
                 held.contains(k),
+                hosts.get(k).map(String::as_str),
             ));
         }
         let lacking = local
@@ -84,13 +95,14 @@ pub(super) async fn view(
             @for (set, rows) in &sets {
                 h3 { "set " (set) }
                 table #listing {
-                    thead { tr { th { "id" } th { "here" } th { "in the store" } th { "" } } }
+                    thead { tr { th { "id" } th { "here" } th { "host" } th { "in the store" } th { "" } } }
                     tbody {
-                        @for (id, l, here) in rows.iter().rev() {
+                        @for (id, l, here, host) in rows.iter().rev() {
                             @let missing = !here && l.is_some_and(|l| l.archive);
                             tr.gone[missing] {
                                 td { (set) "/" (id) }
                                 td { @if *here { "archive" } @else if missing { "missing" } @else { "—" } }
+                                td { (host.unwrap_or("")) }
                                 td {
                                     @match l {
                                         Some(l) if l.snapshot && l.archive => "snapshot, archive",
@@ -102,6 +114,9 @@ pub(super) async fn view(
                                 td {
                                     @if *here {
                                         a href=(format!("/browse/{}/{}?from={}", enc_seg(set), enc_seg(id), enc_seg(&d.name))) { "browse here" }
+                                        @if s.allow_changes {
+                                            " " a.act href=(format!("/restore?name={}%2F{}&from={}", enc_seg(set), enc_seg(id), enc_seg(&d.name))) { "restore…" }
+                                        }
                                     }
                                 }
                             }
@@ -110,8 +125,49 @@ pub(super) async fn view(
                 }
             }
         };
-        Ok(Html(page(&format!("destination {}", d.name), body).into_string()))
+        let disks = disks_markup(&d, &s.store);
+        Ok(Html(
+            page(&format!("destination {}", d.name), html! { (body) (disks) }).into_string(),
+        ))
     })
     .await;
     respond(page)
+}
+
+/// The host an archive's record names (`created_by.host`), if any.
+fn host_of(it: &snap_read::source::Item) -> Option<String> {
+    let rec = it.archive()?;
+    rec.extra
+        .get("created_by")
+        .and_then(|c| c.get("host"))
+        .and_then(|h| h.as_str())
+        .map(str::to_string)
+}
+
+/// The disk snapshots the destination holds, by disk, newest first, and
+/// whether the store has each.
+fn disks_markup(
+    d: &crate::timeline::dests::DestView,
+    store: &snap_shared::store::Store,
+) -> maud::Markup {
+    let Ok(h) = &d.held else {
+        return html! {};
+    };
+    html! {
+        @for (disk, names) in &h.disks {
+            h3 { "disk " (disk) }
+            table #listing {
+                thead { tr { th { "snapshot" } th { "in the store" } } }
+                tbody {
+                    @for name in names.iter().rev() {
+                        @let local = store.root.join("disks").join(disk).join(format!("{name}.json")).is_file();
+                        tr {
+                            td { "disks/" (disk) "/" (name) }
+                            td { @if local { "yes" } @else { "no" } }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -44,6 +44,11 @@ impl Place {
             .resolve_in(&self.listing, &format!("{set}/{id}"), archive)
     }
 
+    /// Every item of the place.
+    pub(super) fn items(&self) -> &[Item] {
+        &self.listing.items
+    }
+
     /// The item just before `it` in its set, of the same kind, if any.
     pub(super) fn previous(&self, it: &Item) -> Option<Item> {
         let (set, id) = it.set_and_id()?;

@@ -22,7 +22,7 @@ use maud::{Markup, PreEscaped, html};
 
 use snap_cli::Reporter;
 use snap_shared::crypt::Decrypt;
-use snap_shared::error::Result;
+use snap_shared::error::{Error, Result};
 use snap_shared::size::human_bytes;
 
 use super::held::{held, outside_store, text_field};
@@ -48,6 +48,9 @@ pub(super) struct RestoreForm {
     paths: String,
     #[serde(default)]
     overwrite: Option<String>,
+    /// A destination the config names, to restore its archive from (empty: the store).
+    #[serde(default)]
+    from: String,
 }
 
 impl RestoreForm {
@@ -63,6 +66,10 @@ impl RestoreForm {
     fn overwrite(&self) -> bool {
         self.overwrite.is_some()
     }
+
+    fn from(&self) -> Option<&str> {
+        Some(self.from.as_str()).filter(|f| !f.is_empty())
+    }
 }
 
 /// The form: where to, which paths, overwrite or not.
@@ -77,10 +84,11 @@ pub(super) async fn form(
         return r;
     }
     let body = html! {
-        h2 { "Restore " (name) }
+        h2 { "Restore " (name) @if let Some(from) = q.get("from") { " from " (from) } }
         form method="post" action="/restore/preview" {
             input type="hidden" name="csrf" value=(s.csrf);
             input type="hidden" name="name" value=(name);
+            @if let Some(from) = q.get("from") { input type="hidden" name="from" value=(from); }
             p { label { "Into the folder (absolute; made if missing) " br; input #to type="text" name="to" size="60" required placeholder="/tmp/restored"; } }
             p { label { "Only these paths inside the snapshot, one per line (empty: everything) " br;
                 textarea #paths name="paths" rows="3" cols="60" placeholder="home/me/docs" { (q.get("path").map(String::as_str).unwrap_or_default()) } } }
@@ -99,11 +107,30 @@ pub(super) async fn form(
 /// `serve --allow-unsigned`).
 fn dry_run(s: &Shared, f: &RestoreForm, limit: usize) -> Result<(PathBuf, Source, Preview)> {
     let store = s.store.clone();
-    held(&store, &f.name, false)?;
     text_field("paths", &f.paths)?;
     let to = outside_store("folder", &f.to, &store)?;
-    let source = Source::Store(store);
-    let item = source.resolve_name(&f.name, false)?;
+    let (source, item) = match f.from() {
+        None => {
+            held(&store, &f.name, false)?;
+            let source = Source::Store(store);
+            let item = source.resolve_name(&f.name, false)?;
+            (source, item)
+        }
+        // At a destination: its archive, by name, from the page's listing of it.
+        Some(from) => {
+            text_field("name", &f.name)?;
+            let Some((set, id)) = f
+                .name
+                .split_once('/')
+                .filter(|_| snap_read::source::is_name(&f.name))
+            else {
+                return Err(Error::usage(format!("name {:?}", f.name), "give SET/ID"));
+            };
+            let place = super::places::place(s, Some(from))?;
+            let item = place.item(set, id, true)?;
+            (place.source.clone(), item)
+        }
+    };
     let unheard = Reporter::capturing(snap_read::TOOL, Arc::new(Mutex::new(Vec::new())));
     s.trust.check_named(&item, &unheard)?;
     let dec = Decrypt::default();
@@ -131,7 +158,7 @@ fn preview_markup(f: &RestoreForm, to: &Path, p: &Preview, csrf: &str) -> Markup
     page(
         &format!("restore {} (dry run)", f.name),
         html! {
-            h2 { "Dry run: restore " (f.name) " into " code { (to.display()) } }
+            h2 { "Dry run: restore " (f.name) @if let Some(from) = f.from() { " from " (from) } " into " code { (to.display()) } }
             @if let Some(real) = snap_read::preview::leads_elsewhere(to) {
                 p #elsewhere.badge.bad { "A symlink on the way: the files go into " code { (real.display()) } }
             }
@@ -163,6 +190,7 @@ fn preview_markup(f: &RestoreForm, to: &Path, p: &Preview, csrf: &str) -> Markup
                 input type="hidden" name="name" value=(f.name);
                 input type="hidden" name="to" value=(to.display().to_string());
                 input type="hidden" name="paths" value=(f.paths);
+                @if let Some(from) = f.from() { input type="hidden" name="from" value=(from); }
                 @if f.overwrite() { input type="hidden" name="overwrite" value="1"; }
                 button #confirm type="submit" { "Restore now" }
                 " " a href="/" { "cancel" }
@@ -206,7 +234,7 @@ pub(super) async fn start(State(s): State<Arc<Shared>>, Form(f): Form<RestoreFor
             to: &to,
             paths: &f.paths(),
             overwrite: f.overwrite(),
-            archive: false,
+            archive: f.from().is_some(),
             trust: &s2.trust,
         };
         let umask = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));

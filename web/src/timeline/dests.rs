@@ -35,6 +35,8 @@ pub struct Held {
     pub bytes: u64,
     /// Each whole archive: set, when its record was written, bytes; oldest first.
     pub dated: Vec<(String, DateTime<Utc>, u64)>,
+    /// Disk snapshots, by disk: their names (records at `disks/DISK/NAME.json`).
+    pub disks: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl Held {
@@ -118,6 +120,21 @@ fn held_of(listing: &[(String, u64, std::time::SystemTime)]) -> Held {
         }
     }
     held.dated.sort_by_key(|d| d.1);
+    for (key, _, _) in listing {
+        let Some(rest) = key.strip_prefix("disks/") else {
+            continue;
+        };
+        if let Some((disk, name)) = rest.split_once('/')
+            && let Some(name) = name.strip_suffix(".json")
+            && name != "disk"
+            && !name.contains('/')
+        {
+            held.disks
+                .entry(disk.to_string())
+                .or_default()
+                .insert(name.to_string());
+        }
+    }
     held
 }
 
