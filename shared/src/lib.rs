@@ -27,6 +27,7 @@ pub mod lock;
 pub mod owners;
 pub mod pathindex;
 pub mod pax;
+pub mod profile;
 pub mod record;
 pub mod retention;
 pub mod schedule;
