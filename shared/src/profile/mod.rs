@@ -15,6 +15,8 @@
 //! with their line and column (78), text that is not JSON is damage (65),
 //! and a newer schema is refused with its version.
 
+pub mod merge;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
