@@ -20,6 +20,7 @@ pub mod locks;
 pub mod mount;
 mod names;
 mod part_buffers;
+pub mod profile_sync;
 pub mod profiles;
 mod quote;
 pub mod reading;

@@ -237,6 +237,19 @@ pub fn parse(text: &str) -> Result<Config> {
     Ok(config)
 }
 
+/// Config text as plain JSON (comments stripped), after the checks of
+/// [`parse`]: what rewrites a config starts from.
+pub fn as_json(text: &str) -> Result<serde_json::Map<String, Value>> {
+    parse(text)?;
+    let mut plain = text.to_string();
+    json_strip_comments::strip(&mut plain)
+        .map_err(|e| Error::config("", format!("{e} (an unterminated /* comment?)")))?;
+    match serde_json::from_str(&plain) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err(Error::config("", "not a JSON object")),
+    }
+}
+
 /// serde_json appends " at line L column C"; we print the position our own way.
 fn strip_position(msg: &str) -> &str {
     match msg.rfind(" at line ") {

@@ -95,9 +95,10 @@ pub fn from_units(units: &[(String, Value)]) -> Map<String, Value> {
     out
 }
 
-/// Merges `mine` and `theirs` against `base` (none: no version was ever
-/// taken here, so every difference is a conflict); `prefer` settles the
-/// conflicts.
+/// Merges `mine` and `theirs` against `base`; `prefer` settles the
+/// conflicts. Without a base (nothing was ever taken or published here), a
+/// key one side lacks is the other side's, and a key both have with
+/// different values is a conflict.
 pub fn merge(
     base: Option<&Map<String, Value>>,
     mine: &Map<String, Value>,
@@ -131,12 +132,13 @@ pub fn merge(
                 kept.push((k.to_string(), v.clone()));
             }
         };
+        let no_base = base.is_none();
         if mv == tv {
             take(mv, &mut kept);
-        } else if base.is_some() && mv == bv {
+        } else if (!no_base && mv == bv) || (no_base && mv.is_none()) {
             take(tv, &mut kept);
             out.theirs.push(k.to_string());
-        } else if base.is_some() && tv == bv {
+        } else if (!no_base && tv == bv) || (no_base && tv.is_none()) {
             take(mv, &mut kept);
             out.mine.push(k.to_string());
         } else {
@@ -238,7 +240,10 @@ mod tests {
         let m = merge(Some(&base), &base, &gone, None);
         assert_eq!(m.config["backup_sets"].as_array().unwrap().len(), 1);
         assert_eq!(m.theirs, ["backup_sets.b"]);
-        // Without a base every difference is a conflict.
-        assert_eq!(merge(None, &mine, &theirs, None).conflicts.len(), 4);
+        // Without a base a key one side lacks is the other's; a key both
+        // have with other values is a conflict.
+        let m = merge(None, &mine, &theirs, None);
+        assert_eq!(m.conflicts.len(), 3);
+        assert_eq!(m.theirs, ["backup_sets.c"]);
     }
 }
