@@ -23,7 +23,7 @@ _snap__push() {
 
     case "${cmd}" in
         snap__push)
-            opts="-d -f -a -c -s -n -q -v -h -V --dest --file --all --set --config --store --verify --dry-run --bwlimit --parallel --part-size --retries --retry-timeout --min-free --notify --no-notify --state-dir --quiet --verbose --help --version"
+            opts="-d -f -a -c -s -n -q -v -h -V --dest --file --all --set --config --store --verify --dry-run --bwlimit --parallel --part-size --retries --retry-timeout --min-free --notify --no-notify --profile --mine --theirs --state-dir --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -90,6 +90,10 @@ _snap__push() {
                     return 0
                     ;;
                 --notify)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --profile)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

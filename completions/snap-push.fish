@@ -10,11 +10,14 @@ complete -c snap-push -l retries -d 'Retries of a failed request to a bucket, wi
 complete -c snap-push -l retry-timeout -d 'Give up retrying a request after this many seconds' -r
 complete -c snap-push -l min-free -d 'Free space a folder destination must keep after the push, e.g. 2GiB or 5% [default: the destination\'s min_free, else 1GiB or 5%, whichever is smaller]' -r
 complete -c snap-push -l notify -d 'Run CMD (with sh -c) at the end with SNAP_EVENT=success|failure|media-missing|low-disk and SNAP_MESSAGE [default: the config\'s "notify"]' -r
+complete -c snap-push -l profile -d 'Publish this machine\'s profile NAME to each --dest: the shareable part of the config (sets, schedule, retention, destinations without secrets, notify, disks), merged with what changed there since this machine last took or published it' -r
 complete -c snap-push -l state-dir -d 'Where resume journals are kept [default: $XDG_STATE_HOME/snap/push, else ~/.local/state/snap/push]' -r -F
 complete -c snap-push -s a -l all -d 'Push every archive in the store that a destination lacks'
 complete -c snap-push -l verify -d 'Read every object back from the destination and check its sha256'
 complete -c snap-push -s n -l dry-run -d 'Say what would be sent and how many bytes; send nothing'
 complete -c snap-push -l no-notify -d 'Run no notify command, not even the config\'s (snap-backup --due notifies for each job itself)'
+complete -c snap-push -l mine -d 'With --profile: where a key changed both here and there, keep this machine\'s'
+complete -c snap-push -l theirs -d 'With --profile: where a key changed both here and there, take the destination\'s'
 complete -c snap-push -s q -l quiet -d 'Print only warnings and errors on stderr'
 complete -c snap-push -s v -l verbose -d 'Say what happens to each archive at each destination'
 complete -c snap-push -s h -l help -d 'Print help (see more with \'--help\')'

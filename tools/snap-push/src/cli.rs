@@ -109,6 +109,18 @@ pub struct Cli {
     #[arg(long, conflicts_with = "notify")]
     pub no_notify: bool,
 
+    /// Publish this machine's profile NAME to each --dest: the shareable part of the config (sets, schedule, retention, destinations without secrets, notify, disks), merged with what changed there since this machine last took or published it
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["files", "all", "dry_run"], requires = "dests")]
+    pub profile: Option<String>,
+
+    /// With --profile: where a key changed both here and there, keep this machine's
+    #[arg(long, requires = "profile", conflicts_with = "theirs")]
+    pub mine: bool,
+
+    /// With --profile: where a key changed both here and there, take the destination's
+    #[arg(long, requires = "profile")]
+    pub theirs: bool,
+
     /// Where resume journals are kept [default: $XDG_STATE_HOME/snap/push, else ~/.local/state/snap/push]
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,

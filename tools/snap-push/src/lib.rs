@@ -12,6 +12,7 @@ pub mod choose;
 mod cli;
 pub mod disk;
 pub mod input;
+mod profile;
 pub mod push;
 
 use std::ffi::OsString;
@@ -62,6 +63,9 @@ struct Totals {
 
 /// The whole run, then the notification.
 pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
+    if let Some(name) = &cli.profile {
+        return profile::publish(cli, name, report);
+    }
     let loaded = LoadedConfig::load_optional(cli.config.as_deref());
     let hook = cli.notify.clone().or_else(|| {
         loaded

@@ -71,8 +71,37 @@ pub struct Global {
     pub loudness: snap_cli::Loudness,
 }
 
+/// What `profile` does.
+#[derive(Debug, Subcommand)]
+pub enum ProfileAction {
+    /// Take profile NAME from --from into this machine's config: its sets, schedule, retention, destinations, notify and disks (this host's block of it laid over them), merged with what changed here since the last take
+    Take {
+        name: String,
+        /// Take only these sets (comma-separated), and nothing else
+        #[arg(long, value_name = "SETS", value_delimiter = ',')]
+        sets: Vec<String>,
+        /// Where a key changed both here and there, keep this machine's
+        #[arg(long, conflicts_with = "theirs")]
+        mine: bool,
+        /// Where a key changed both here and there, take the destination's
+        #[arg(long)]
+        theirs: bool,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The profiles kept at a destination (snap-push --profile publishes them), newest version of each
+    Profiles {
+        /// A configured destination's name, a destination URL or a folder [default: --from]
+        #[arg(value_name = "WHERE")]
+        place: Option<String>,
+    },
+    /// Take a profile from a destination (`profile take NAME --from WHERE`)
+    Profile {
+        #[command(subcommand)]
+        action: ProfileAction,
+    },
     /// List the snapshots and archives of the store, or of WHERE (a store, a folder, a drive or a bucket)
     List {
         /// A store, a folder of archives, a destination URL or a configured destination's name [default: the store]

@@ -9,6 +9,7 @@
 mod cli;
 mod import;
 mod list;
+mod profiles;
 mod restore;
 
 use std::ffi::OsString;
@@ -16,7 +17,7 @@ use std::ffi::OsString;
 use clap::CommandFactory;
 use cli::At;
 use cli::decryption;
-pub use cli::{Cli, Command, Global};
+pub use cli::{Cli, Command, Global, ProfileAction};
 
 use snap_cli::Reporter;
 pub use snap_read::TOOL;
@@ -106,6 +107,26 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
             };
             serve::run(store.clone(), loaded.clone(), &opts, report)
         }
+        Command::Profiles { place } => profiles::list(
+            place.as_deref().or(g.from.as_deref()),
+            loaded.as_ref(),
+            report,
+        ),
+        Command::Profile {
+            action:
+                ProfileAction::Take {
+                    name,
+                    sets,
+                    mine,
+                    theirs,
+                },
+        } => profiles::take(
+            name,
+            g.from.as_deref(),
+            (sets, *mine, *theirs),
+            loaded.as_ref(),
+            report,
+        ),
         Command::Timeline { html, no_pictures } => timeline::run(
             &store,
             loaded.as_ref(),

@@ -1,0 +1,127 @@
+//! Profiles from the command line: `snap-push --profile` publishes one to
+//! a folder destination, `snap-restore profiles` lists it, `snap-restore
+//! profile take` brings it into another config (each "machine" its own
+//! HOME and state folder); a garbled stored version is 65, naming it.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use snap_testkit::serve::bin;
+
+/// Runs `tool` as the machine `who` (its own HOME and state folder) in `dir`.
+fn as_machine(dir: &Path, who: &str, tool: &str, args: &[&str]) -> Output {
+    Command::new(bin(tool))
+        .args(args)
+        .env("HOME", dir.join(format!("{who}-home")))
+        .env("XDG_STATE_HOME", dir.join(format!("{who}-state")))
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("SNAP_CONFIG")
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Published on the laptop, listed, taken on the desktop: its sets (with
+/// `~`), schedule and the destination's non-secret settings arrive; its
+/// store and credentials stay the desktop's own.
+#[test]
+fn a_profile_goes_from_one_machine_to_another() {
+    let t = tempfile::tempdir().unwrap();
+    let usb = t.path().join("usb");
+    fs::create_dir_all(&usb).unwrap();
+    let laptop_home = t.path().join("laptop-home");
+    fs::create_dir_all(laptop_home.join(".config")).unwrap();
+    let laptop = serde_json::json!({
+        "store": t.path().join("laptop-store"),
+        "backup_sets": [{"name": "config", "sources": [laptop_home.join(".config")]}],
+        "schedule": {"incremental": "hourly"},
+        "destinations": [{"name": "usb", "path": usb}]
+    });
+    fs::write(t.path().join("laptop.json"), laptop.to_string()).unwrap();
+    let desktop = serde_json::json!({
+        "store": t.path().join("desktop-store"),
+        "destinations": [{"name": "usb", "path": usb}]
+    });
+    fs::write(t.path().join("desktop.json"), desktop.to_string()).unwrap();
+    let out = as_machine(
+        t.path(),
+        "laptop",
+        "snap-push",
+        &["-c", "laptop.json", "--profile", "home", "--dest", "usb"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr),
+        "snap-push: published profile home version 1 to usb\n"
+    );
+    let out = as_machine(
+        t.path(),
+        "desktop",
+        "snap-restore",
+        &["-c", "desktop.json", "profiles", "usb"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let host = snap_shared::hostname();
+    let listed = text(&out.stdout);
+    assert!(
+        listed.starts_with(&format!("home  version 1  published by {host} at "))
+            && listed.ends_with("  sets: config\n"),
+        "{listed}"
+    );
+    let out = as_machine(
+        t.path(),
+        "desktop",
+        "snap-restore",
+        &[
+            "-c",
+            "desktop.json",
+            "profile",
+            "take",
+            "home",
+            "--from",
+            "usb",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let took: serde_json::Value =
+        serde_json::from_slice(&fs::read(t.path().join("desktop.json")).unwrap()).unwrap();
+    assert_eq!(
+        took["backup_sets"][0]["sources"],
+        serde_json::json!(["~/.config"])
+    );
+    assert_eq!(
+        took["schedule"],
+        serde_json::json!({"incremental": "hourly"})
+    );
+    assert_eq!(
+        took["store"], desktop["store"],
+        "the store stays the desktop's"
+    );
+    assert_eq!(
+        took["destinations"][0]["path"],
+        desktop["destinations"][0]["path"]
+    );
+    // A garbled version is damage, named.
+    fs::write(
+        usb.join(".snap/profiles/home/00000002.json"),
+        "{\"schema\": \"snap-pro",
+    )
+    .unwrap();
+    let out = as_machine(
+        t.path(),
+        "desktop",
+        "snap-restore",
+        &["-c", "desktop.json", "profiles", "usb"],
+    );
+    assert_eq!(out.status.code(), Some(65), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("profile home at usb (version 2)"),
+        "{}",
+        text(&out.stderr)
+    );
+}
