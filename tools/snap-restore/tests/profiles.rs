@@ -125,3 +125,87 @@ fn a_profile_goes_from_one_machine_to_another() {
         text(&out.stderr)
     );
 }
+
+/// A publish killed as its new version is renamed into place leaves the
+/// versions before it whole (the destination still lists version 1, and
+/// the next publish makes version 2); a stored version with a key a profile
+/// does not carry is 78 with its line and column, and one from a newer
+/// schema is refused with that version.
+#[test]
+fn an_interrupted_publish_and_bad_profiles() {
+    let t = tempfile::tempdir().unwrap();
+    let usb = t.path().join("usb");
+    fs::create_dir_all(&usb).unwrap();
+    let config = |notify: &str| {
+        serde_json::json!({"destinations": [{"name": "usb", "path": usb}], "notify": notify})
+            .to_string()
+    };
+    fs::write(t.path().join("c.json"), config("a")).unwrap();
+    let publish = ["-c", "c.json", "--profile", "home", "--dest", "usb"];
+    let out = as_machine(t.path(), "laptop", "snap-push", &publish);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    fs::write(t.path().join("c.json"), config("b")).unwrap();
+    // Killed at the rename that would publish version 2.
+    let killed = Command::new("strace")
+        .args([
+            "-f",
+            "-o",
+            "/dev/null",
+            "-e",
+            "inject=renameat2:signal=KILL",
+        ])
+        .arg(bin("snap-push"))
+        .args(publish)
+        .env("HOME", t.path().join("laptop-home"))
+        .env("XDG_STATE_HOME", t.path().join("laptop-state"))
+        .current_dir(t.path())
+        .output()
+        .expect("strace (cargo xtask test installs it)");
+    assert!(!killed.status.success());
+    let listed = as_machine(
+        t.path(),
+        "desktop",
+        "snap-restore",
+        &["-c", "c.json", "profiles", "usb"],
+    );
+    assert!(
+        text(&listed.stdout).starts_with("home  version 1  "),
+        "{}",
+        text(&listed.stdout)
+    );
+    let stored = fs::read_to_string(usb.join(".snap/profiles/home/00000001.json")).unwrap();
+    assert!(stored.contains("\"notify\": \"a\""), "{stored}");
+    let out = as_machine(t.path(), "laptop", "snap-push", &publish);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr),
+        "snap-push: published profile home version 2 to usb\n"
+    );
+    // A key a profile does not carry, and a newer schema.
+    let v3 = usb.join(".snap/profiles/home/00000003.json");
+    let typo = stored.replace("\"notify\"", "\"notfy\"");
+    fs::write(&v3, &typo).unwrap();
+    let line = typo.lines().position(|l| l.contains("notfy")).unwrap() + 1;
+    let out = as_machine(
+        t.path(),
+        "desktop",
+        "snap-restore",
+        &["-c", "c.json", "profiles", "usb"],
+    );
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains(&format!("config.notfy: unknown key: a profile carries backup_sets, collect, destinations, disks, notify, retention, schedule (line {line} column ")), "{}", text(&out.stderr));
+    fs::write(&v3, stored.replace("snap-profile/1", "snap-profile/2")).unwrap();
+    let out = as_machine(
+        t.path(),
+        "desktop",
+        "snap-restore",
+        &["-c", "c.json", "profile", "take", "home", "--from", "usb"],
+    );
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr)
+            .contains("schema snap-profile/2 is newer than this snap reads (snap-profile/1)"),
+        "{}",
+        text(&out.stderr)
+    );
+}
