@@ -235,6 +235,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand cat" -s v -l v
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand cat" -s h -l help -d 'Print help'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s t -l to -d 'The folder to restore into (created if missing)' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s p -l path -d 'Restore only this path inside the snapshot, e.g. home/me/docs (repeatable)' -r
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -l host -d 'Only what HOST made: NAME (SET/latest, a date) is found among its snapshots and archives, as at a destination several machines share' -r
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s c -l config -d 'Config file [default: $SNAP_CONFIG, else ~/.config/snap/config.json if it exists]' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s s -l store -d 'Store directory [default: $SNAP_STORE, else $DBACKUP, else the config\'s "store", else ~/.local/share/snap]' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -l from -d 'Look here instead of the store: a store, a folder of archives, a destination URL (s3://, gs://, az://, sftp://, rclone:, uuid://, label://) or a configured destination\'s name' -r

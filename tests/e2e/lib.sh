@@ -27,3 +27,18 @@ same_tree() {
 }
 
 ino() { stat -c %i "$1"; }
+
+# as NAME CMD...: becomes CMD run as machine NAME (its own host name,
+# machine id, state folder and store), by exec, so that `as … &` leaves the
+# tool's own pid in $!. `machine` runs it in a subshell, for the foreground.
+# A script that uses them checks first that /etc/machine-id exists.
+as() {
+    name=$1
+    shift
+    printf '%032x\n' "$(printf %s "$name" | cksum | cut -d' ' -f1)" > "$WORK/machine-id.$name"
+    mkdir -p "$WORK/$name/state"
+    XDG_STATE_HOME=$WORK/$name/state SNAP_STORE=$WORK/$name/store \
+        exec unshare --mount --uts sh -c 'mount --bind "$0" /etc/machine-id && hostname "$1" && shift && exec "$@"' \
+        "$WORK/machine-id.$name" "$name" "$@"
+}
+machine() { (as "$@"); }

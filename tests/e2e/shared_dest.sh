@@ -11,19 +11,7 @@ set -eu
 export PATH="$PATH:/usr/sbin:/sbin"
 
 [ -e /etc/machine-id ] || fail "needs /etc/machine-id to stand in for other machines"
-# as NAME CMD...: becomes CMD run as machine NAME (its own host name,
-# machine id, state folder and store), by exec, so that `as … &` leaves the
-# tool's own pid in $!. `machine` runs it in a subshell, for the foreground.
-as() {
-    name=$1
-    shift
-    printf '%032x\n' "$(printf %s "$name" | cksum | cut -d' ' -f1)" > "$WORK/machine-id.$name"
-    mkdir -p "$WORK/$name/state"
-    XDG_STATE_HOME=$WORK/$name/state SNAP_STORE=$WORK/$name/store \
-        exec unshare --mount --uts sh -c 'mount --bind "$0" /etc/machine-id && hostname "$1" && shift && exec "$@"' \
-        "$WORK/machine-id.$name" "$name" "$@"
-}
-machine() { (as "$@"); }
+
 # wait_lock: until a lock of host $1 is at the drive.
 wait_lock() {
     for _ in $(seq 1 200); do

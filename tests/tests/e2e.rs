@@ -84,6 +84,14 @@ fn disk_pipeline() {
     run_script("disk_pipeline.sh");
 }
 
+/// Two machines share a profile on one drive: published by one, listed and
+/// taken by the other (its own store, no secret travelling, its machines
+/// block applied); a restore with --host picks one machine's newest.
+#[test]
+fn profiles_between_machines() {
+    run_script("profiles.sh");
+}
+
 /// Two machines (own host name, machine id, state and store) on one drive:
 /// a prune waits for a push and keeps what its records need; a push stopped
 /// across a forced prune publishes nothing.

@@ -269,6 +269,9 @@ pub enum Command {
         /// Give entries the recorded uid and gid, not the ids their owner and group names have here
         #[arg(long)]
         numeric_owner: bool,
+        /// Only what HOST made: NAME (SET/latest, a date) is found among its snapshots and archives, as at a destination several machines share
+        #[arg(long, value_name = "HOST")]
+        host: Option<String>,
     },
 }
 

@@ -211,9 +211,14 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
             no_xattrs,
             no_acls,
             numeric_owner,
+            host,
         } => {
+            let exact = match host {
+                Some(h) => Some(restore::of_host(&source, name, *archive, h)?),
+                None => None,
+            };
             let req = snap_read::restore::Request {
-                name,
+                name: exact.as_deref().unwrap_or(name),
                 to,
                 paths,
                 overwrite: *overwrite,

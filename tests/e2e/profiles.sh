@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Two machines, one drive, one profile (issue 40). "laptop" publishes its
+# setup; "desktop", with only a store and the drive in its config, takes it:
+# the sets (sources under ~ as the desktop's own), the schedule, and its own
+# block of the machines overrides; nothing machine-specific travels. Then
+# each machine backs up its own ~/.config to the drive, and a restore with
+# --host laptop takes the laptop's newest, though the desktop's is newer.
+set -eu
+. "$(dirname "$0")/lib.sh"
+export PATH="$PATH:/usr/sbin:/sbin"
+
+[ -e /etc/machine-id ] || fail "needs /etc/machine-id to stand in for other machines"
+usb=$WORK/usb
+mkdir -p "$usb"
+for m in laptop desktop; do
+    mkdir -p "$WORK/$m/home/.config/app"
+    echo "$m settings" > "$WORK/$m/home/.config/app/settings.ini"
+done
+
+cat > laptop.json <<JSON
+{ "store": "$WORK/laptop/store",
+  "backup_sets": [{"name": "config", "sources": ["~/.config"]}],
+  "schedule": {"incremental": "hourly"},
+  "destinations": [{"name": "usb", "path": "$usb",
+                    "options": {"secret_access_key": "LAPTOP-SECRET"}}] }
+JSON
+cat > desktop.json <<JSON
+{ "store": "$WORK/desktop/store",
+  "destinations": [{"name": "usb", "path": "$usb"}] }
+JSON
+
+HOME=$WORK/laptop/home machine laptop snap-push -c laptop.json --profile home --dest usb 2> publish.err \
+    || fail "publish: $(cat publish.err)"
+grep -q "published profile home version 1 to usb" publish.err || fail "publish: $(cat publish.err)"
+stored=$usb/.snap/profiles/home/00000001.json
+for secret in LAPTOP-SECRET "$WORK/laptop/store" "$WORK/laptop/home" "$usb"; do
+    if grep -qF "$secret" "$stored"; then fail "$secret travelled: $(cat "$stored")"; fi
+done
+[ "$(jq -r .published.host "$stored")" = laptop ] || fail "published by: $(jq .published "$stored")"
+
+# A machines block (as a user would add it): the desktop backs up daily.
+jq '.machines = {"desktop": {"schedule": {"incremental": "daily"}}}' "$stored" \
+    > "$usb/.snap/profiles/home/00000002.json"
+
+HOME=$WORK/desktop/home machine desktop snap-restore -c desktop.json profiles usb > listed.txt
+grep -q "^home  version 2  published by laptop at .*  sets: config  machines: desktop$" listed.txt \
+    || fail "profiles: $(cat listed.txt)"
+HOME=$WORK/desktop/home machine desktop snap-restore -c desktop.json profile take home --from usb 2> take.err \
+    || fail "take: $(cat take.err)"
+[ "$(jq -c '.backup_sets[0].sources' desktop.json)" = '["~/.config"]' ] || fail "sets: $(cat desktop.json)"
+[ "$(jq -r '.schedule.incremental' desktop.json)" = daily ] || fail "the desktop's block: $(cat desktop.json)"
+[ "$(jq -r '.store' desktop.json)" = "$WORK/desktop/store" ] || fail "the store: $(cat desktop.json)"
+[ "$(jq -r '.destinations[0].options.secret_access_key // "none"' desktop.json)" = none ] \
+    || fail "a secret arrived: $(cat desktop.json)"
+
+# Each machine backs up its own ~/.config with the same plan; the desktop's is newer.
+for m in laptop desktop; do
+    HOME=$WORK/$m/home machine "$m" snap-collect -c "$m.json" --min-free 0 -q \
+        | HOME=$WORK/$m/home machine "$m" snap-pack -c "$m.json" --min-free 0 -q \
+        | HOME=$WORK/$m/home machine "$m" snap-push -c "$m.json" --dest usb -q > "push.$m.json"
+    sleep 1
+done
+snap-restore --allow-unsigned --from "$usb" restore config/latest --host laptop --to "$WORK/r" -q > restored.json \
+    || fail "restore --host laptop"
+got=$(cat "$WORK/r$WORK/laptop/home/.config/app/settings.ini")
+[ "$got" = "laptop settings" ] || fail "--host laptop restored: $got"
+echo ok
