@@ -53,6 +53,11 @@ HOME=$WORK/desktop/home machine desktop snap-restore -c desktop.json profile tak
 [ "$(jq -r '.destinations[0].options.secret_access_key // "none"' desktop.json)" = none ] \
     || fail "a secret arrived: $(cat desktop.json)"
 
+# The desktop runs the plan it took: the config set is due (never collected).
+HOME=$WORK/desktop/home machine desktop snap-backup -c desktop.json --due --dry-run > due.txt 2> due.err \
+    || fail "due: $(cat due.err)"
+grep -q "^snap-backup: collect config: due; incremental daily, never done$" due.err || fail "the taken set is not due: $(cat due.err)"
+
 # Each machine backs up its own ~/.config with the same plan; the desktop's is newer.
 for m in laptop desktop; do
     HOME=$WORK/$m/home machine "$m" snap-collect -c "$m.json" --min-free 0 -q \
