@@ -69,4 +69,48 @@ snap-restore --allow-unsigned --from "$usb" restore config/latest --host laptop 
     || fail "restore --host laptop"
 got=$(cat "$WORK/r$WORK/laptop/home/.config/app/settings.ini")
 [ "$got" = "laptop settings" ] || fail "--host laptop restored: $got"
+
+# The same through an rclone remote over `rclone serve webdav` (the path of
+# OneDrive and Dropbox): the desktop's first take of it settles the schedule
+# both have with --theirs; later a key both machines changed refuses with
+# its three values until --theirs, and a key one changed merges.
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+mkdir -p "$WORK/dav"
+rclone serve webdav --addr "127.0.0.1:$port" "$WORK/dav" > /dev/null 2>&1 &
+dav=$!
+trap 'kill $dav 2> /dev/null || true' EXIT
+for _ in $(seq 1 100); do
+    (exec 3<> "/dev/tcp/127.0.0.1/$port") 2> /dev/null && break
+    sleep 0.1
+done
+printf '[dav]\ntype = webdav\nurl = http://127.0.0.1:%s\nvendor = other\n' "$port" > rclone.conf
+export RCLONE_CONFIG=$WORK/rclone.conf
+for m in laptop desktop; do
+    jq '.destinations += [{"name": "onedrive", "url": "rclone:dav:snap"}] | .notify = "ntfy:shared"' "$m.json" > "$m.tmp"
+    mv "$m.tmp" "$m.json"
+done
+HOME=$WORK/laptop/home machine laptop snap-push -c laptop.json --profile env --dest onedrive -q \
+    || fail "publish over webdav"
+HOME=$WORK/desktop/home machine desktop snap-restore -c desktop.json profile take env --from onedrive --theirs -q 2> take2.err \
+    || fail "take over webdav: $(cat take2.err)"
+jq '.notify = "ntfy:laptop"' laptop.json > l.tmp && mv l.tmp laptop.json
+HOME=$WORK/laptop/home machine laptop snap-push -c laptop.json --profile env --dest onedrive -q \
+    || fail "second publish"
+jq '.notify = "ntfy:desktop" | .retention = {"local": 5}' desktop.json > d.tmp && mv d.tmp desktop.json
+if HOME=$WORK/desktop/home machine desktop snap-push -c desktop.json --profile env --dest onedrive 2> conflict.err; then
+    fail "a key changed on both sides was published"
+else
+    rc=$?
+fi
+[ "$rc" = 75 ] || fail "conflict exit $rc: $(cat conflict.err)"
+grep -q '^  notify$' conflict.err && grep -q '^    base:   "ntfy:shared"$' conflict.err \
+    && grep -q '^    here  : "ntfy:desktop"$' conflict.err && grep -q '^    there : "ntfy:laptop"$' conflict.err \
+    || fail "the three-way diff: $(cat conflict.err)"
+HOME=$WORK/desktop/home machine desktop snap-push -c desktop.json --profile env --dest onedrive --theirs -q \
+    || fail "--theirs"
+[ "$(jq -r .notify desktop.json)" = ntfy:laptop ] || fail "--theirs took: $(jq .notify desktop.json)"
+newest=$(ls "$WORK/dav/snap/.snap/profiles/env" | sort | tail -1)
+[ "$(jq -c .config.retention "$WORK/dav/snap/.snap/profiles/env/$newest")" = '{"local":5}' ] \
+    || fail "the desktop's one-sided retention was not published"
+if grep -rqF LAPTOP-SECRET "$WORK/dav"; then fail "a secret reached the remote"; fi
 echo ok
