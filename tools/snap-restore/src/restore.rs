@@ -34,7 +34,12 @@ pub fn command(at: &At, req: &Request, dry_run: bool, stdout: impl std::io::Writ
 
 /// The exact name (`SET/ID`) that `name` means among what `host` made at
 /// `source` (`--host`): `config/latest` is that host's newest.
-pub fn of_host(source: &snap_read::source::Source, name: &str, archive: bool, host: &str) -> Result<String> {
+pub fn of_host(
+    source: &snap_read::source::Source,
+    name: &str,
+    archive: bool,
+    host: &str,
+) -> Result<String> {
     let mut listing = source.listing()?;
     listing
         .items
@@ -44,5 +49,7 @@ pub fn of_host(source: &snap_read::source::Source, name: &str, archive: bool, ho
         .map_err(|e| e.within(format!("host {host}")))?;
     item.set_and_id()
         .map(|(s, id)| format!("{s}/{id}"))
-        .ok_or_else(|| snap_shared::error::Error::usage(name, "--host needs a snapshot's or archive's name"))
+        .ok_or_else(|| {
+            snap_shared::error::Error::usage(name, "--host needs a snapshot's or archive's name")
+        })
 }
