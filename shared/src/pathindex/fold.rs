@@ -161,22 +161,45 @@ fn forget_set(tx: &Transaction, set: &str) -> Res<()> {
     Ok(())
 }
 
-/// The entries of the newest folded snapshot, by path, with their ids.
-fn load_current(tx: &Transaction, set: &str) -> Res<HashMap<Vec<u8>, (i64, Entry)>> {
+/// What tells two versions of a path apart, short: every field a version
+/// keeps ([`version_of`]), without the path. The `current` table keeps it
+/// for the newest folded snapshot, so that folding the next compares
+/// strings rather than parsing a hundred thousand entries.
+fn key_of(e: &Entry) -> String {
+    use std::fmt::Write;
+    let mut k = format!(
+        "{:?}|{}|{:o}|{}|{}|{}",
+        e.kind, e.size, e.mode, e.mtime, e.uid, e.gid
+    );
+    if let Some(d) = &e.sha256 {
+        let _ = write!(k, "|{}", d.to_hex());
+    }
+    for part in [&e.target, &e.link] {
+        let _ = write!(k, "|{}", part.as_deref().map(hex).unwrap_or_default());
+    }
+    let _ = write!(
+        k,
+        "|{}|{}|{}",
+        e.user.as_deref().unwrap_or_default(),
+        e.group.as_deref().unwrap_or_default(),
+        e.rdev.map(|r| r.to_string()).unwrap_or_default()
+    );
+    k
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The keys of the newest folded snapshot's entries, by path, with their ids.
+fn load_current(tx: &Transaction, set: &str) -> Res<HashMap<Vec<u8>, (i64, String)>> {
     let mut st = tx.prepare(
         "SELECT p.path, c.pid, c.entry FROM current c JOIN paths p ON p.pid = c.pid WHERE p.set_name = ?1",
     )?;
     let mut out = HashMap::new();
     let mut rows = st.query([set])?;
     while let Some(r) = rows.next()? {
-        let path: Vec<u8> = r.get(0)?;
-        let pid: i64 = r.get(1)?;
-        let json: String = r.get(2)?;
-        let e = Entry::from_json(&json).map_err(bad_row)?;
-        if e.path != path {
-            return Err(bad_row(format!("pid {pid} holds another path's entry")).into());
-        }
-        out.insert(path, (pid, e));
+        out.insert(r.get(0)?, (r.get(1)?, r.get(2)?));
     }
     Ok(out)
 }
@@ -208,24 +231,23 @@ fn fold_in(
         let mut seen: HashSet<i64> = HashSet::with_capacity(current.len());
         while let Some(e) = reader.next_entry()? {
             let v = version_of(e);
+            let key = key_of(&v);
             match current.get_mut(&v.path) {
                 Some((pid, old)) => {
                     seen.insert(*pid);
-                    if *old != v {
-                        let json = v.to_json();
-                        add_version.execute(params![*pid, seq, json])?;
-                        set_current.execute(params![*pid, json])?;
-                        *old = v;
+                    if *old != key {
+                        add_version.execute(params![*pid, seq, v.to_json()])?;
+                        set_current.execute(params![*pid, key])?;
+                        *old = key;
                     }
                 }
                 None => {
                     let pid: i64 = add_path
                         .query_row(params![set, v.path, search_name(&v.path)], |r| r.get(0))?;
-                    let json = v.to_json();
-                    add_version.execute(params![pid, seq, json])?;
-                    set_current.execute(params![pid, json])?;
+                    add_version.execute(params![pid, seq, v.to_json()])?;
+                    set_current.execute(params![pid, key])?;
                     seen.insert(pid);
-                    current.insert(v.path.clone(), (pid, v));
+                    current.insert(v.path.clone(), (pid, key));
                 }
             }
         }

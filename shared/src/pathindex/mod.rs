@@ -36,7 +36,7 @@ use crate::store::Store;
 pub use query::{Found, History};
 
 /// The schema; a file of another version is rebuilt.
-const VERSION: i64 = 1;
+const VERSION: i64 = 2;
 
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS folded (
@@ -173,7 +173,7 @@ pub fn with_paths<T>(
                     let _ = std::fs::remove_file(path.with_extension(ext));
                 }
                 warning = Some(format!(
-                    "path index {} was damaged ({why}); rebuilt it from the snapshots' indexes, old file kept as {}",
+                    "path index {} was damaged or made by another snap ({why}); rebuilt it from the snapshots' indexes, old file kept as {}",
                     path.display(),
                     aside.display()
                 ));

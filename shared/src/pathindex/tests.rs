@@ -197,3 +197,23 @@ fn a_damaged_index_is_rebuilt_not_trusted() {
     assert_eq!(got, [Some(1), Some(2)]);
     assert!(warning.unwrap().contains("was damaged"), "no warning");
 }
+
+/// A file another snap made (another schema version) is rebuilt, not read.
+#[test]
+fn another_schema_version_is_rebuilt() {
+    let st = store("schema");
+    let snaps = vec![snapshot(&st, "s", "a", 1, &[("f", 1)])];
+    assert_eq!(history(&st, "f", &snaps).0, [Some(1)]);
+    with_paths(&st, |ix| {
+        ix.conn.pragma_update(None, "user_version", 1).unwrap();
+        Ok(())
+    })
+    .unwrap();
+    let (got, warning) = history(&st, "f", &snaps);
+    assert_eq!(got, [Some(1)]);
+    assert!(
+        warning
+            .unwrap()
+            .contains("schema version 1, this snap writes 2")
+    );
+}
