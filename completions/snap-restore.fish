@@ -243,7 +243,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s i 
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -l overwrite -d 'Replace files that exist in the target with other content'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -l archive -d 'NAME means an archive even where a snapshot has the same id'
-complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s n -l dry-run -d 'Write nothing: list what the restore would create, replace, refuse, or give its attributes again'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s n -l dry-run -l preview -d 'Write nothing: list what the restore would create, replace, refuse, or give its attributes again, and what the target\'s folders hold that the snapshot lacks (kept)'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -l no-xattrs -d 'Set no extended attributes (user.*, trusted.*, security.*, capabilities); ACLs still are'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -l no-acls -d 'Set no POSIX ACLs'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -l numeric-owner -d 'Give entries the recorded uid and gid, not the ids their owner and group names have here'

@@ -5,8 +5,9 @@
 //! the same content with other attributes (mode, owner, mtime), each named.
 //!
 //! It only reads the target. A file of the same size is hashed to tell
-//! "the same" from "other content", as the restore itself does. Files in
-//! the target that the snapshot lacks are not listed: a restore leaves them.
+//! "the same" from "other content", as the restore itself does. What the
+//! target has in the folders the restore writes and the snapshot lacks is
+//! listed as kept: a restore leaves it as it is.
 
 use std::collections::BTreeMap;
 use std::os::unix::ffi::OsStrExt;
@@ -34,6 +35,8 @@ pub enum Action {
     Replace,
     /// Other content or another kind, without --overwrite: not restored (an error).
     Conflict,
+    /// In a folder the restore writes, not in the snapshot: left as it is.
+    Keep,
 }
 
 impl Action {
@@ -44,6 +47,7 @@ impl Action {
             Action::Attributes => "set attributes",
             Action::Replace => "replace",
             Action::Conflict => "conflict",
+            Action::Keep => "keep",
         }
     }
 }
@@ -102,11 +106,21 @@ pub fn preview(
     let mut out = Preview::default();
     let mut reader = open_index(&index, dec)?;
     let mut buf = vec![0u8; 1 << 16];
+    // The chosen paths, and the chosen folders (whose other contents are kept).
+    let mut chosen: std::collections::HashSet<Vec<u8>> = Default::default();
+    let mut folders: Vec<Vec<u8>> = Vec::new();
+    if select.is_all() {
+        folders.push(Vec::new());
+    }
     while let Some(e) = reader.next_entry()? {
         if !select.wants(&e.path) {
             continue;
         }
         select.mark(&e.path, &mut matched);
+        chosen.insert(e.path.clone());
+        if e.kind == EntryType::Dir {
+            folders.push(e.path.clone());
+        }
         let at = to.join(std::ffi::OsStr::from_bytes(&e.path));
         let (mut action, differs) =
             compare(&e, &at, &mut buf).map_err(|err| Error::io(&at, err))?;
@@ -135,6 +149,51 @@ pub fn preview(
             "matches nothing in the snapshot",
         ));
     }
+    for dir in folders {
+        for name in kept_in(to, &dir, &chosen)? {
+            *out.counts.entry(Action::Keep).or_default() += 1;
+            if out.rows.len() < limit {
+                out.rows.push(Row {
+                    path: String::from_utf8_lossy(&name).into_owned(),
+                    action: Action::Keep,
+                    size: 0,
+                    differs: Vec::new(),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What the target's folder `dir` (a chosen folder of the snapshot) holds
+/// that the snapshot does not: its paths, sorted. Nothing when the target
+/// has no folder there (a symlink is not followed).
+fn kept_in(
+    to: &Path,
+    dir: &[u8],
+    chosen: &std::collections::HashSet<Vec<u8>>,
+) -> Result<Vec<Vec<u8>>> {
+    let at = to.join(std::ffi::OsStr::from_bytes(dir));
+    match std::fs::symlink_metadata(&at) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(&at, e)),
+    }
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(&at).map_err(|e| Error::io(&at, e))? {
+        let entry = entry.map_err(|e| Error::io(&at, e))?;
+        let name = entry.file_name();
+        let mut path = dir.to_vec();
+        if !path.is_empty() {
+            path.push(b'/');
+        }
+        path.extend_from_slice(name.as_bytes());
+        if !chosen.contains(&path) {
+            out.push(path);
+        }
+    }
+    out.sort();
     Ok(out)
 }
 

@@ -257,8 +257,8 @@ pub enum Command {
         /// NAME means an archive even where a snapshot has the same id
         #[arg(long)]
         archive: bool,
-        /// Write nothing: list what the restore would create, replace, refuse, or give its attributes again
-        #[arg(short = 'n', long)]
+        /// Write nothing: list what the restore would create, replace, refuse, or give its attributes again, and what the target's folders hold that the snapshot lacks (kept)
+        #[arg(short = 'n', long, visible_alias = "preview")]
         dry_run: bool,
         /// Set no extended attributes (user.*, trusted.*, security.*, capabilities); ACLs still are
         #[arg(long)]

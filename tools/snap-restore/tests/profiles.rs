@@ -209,3 +209,53 @@ fn an_interrupted_publish_and_bad_profiles() {
         text(&out.stderr)
     );
 }
+
+/// `restore --preview` into a folder that already holds some of it: what
+/// it would create, replace (with --overwrite) and set again, and what the
+/// folder holds that the snapshot lacks, kept; the whole output, nothing
+/// written.
+#[test]
+fn a_preview_lists_created_replaced_and_kept() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    fs::create_dir_all(src.join("app")).unwrap();
+    fs::write(src.join("app/settings.ini"), "laptop\n").unwrap();
+    fs::write(src.join("app/new.ini"), "new\n").unwrap();
+    let id = snap_testkit::serve::collect(t.path());
+    let inside = fs::canonicalize(&src).unwrap().display().to_string();
+    let inside = inside.trim_start_matches('/');
+    let to = t.path().join("home");
+    let app = to.join(inside).join("app");
+    fs::create_dir_all(&app).unwrap();
+    fs::write(app.join("settings.ini"), "desktop!\n").unwrap();
+    fs::write(app.join("mine.txt"), "only here\n").unwrap();
+    let to_s = to.display().to_string();
+    let out = Command::new(bin("snap-restore"))
+        .args([
+            "--store",
+            "store",
+            "restore",
+            &format!("s/{id}"),
+            "--to",
+            &to_s,
+            "--preview",
+            "--overwrite",
+        ])
+        .arg("--path")
+        .arg(format!("{inside}/app"))
+        .current_dir(t.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "snap-restore: create: {inside}/app/new.ini\n\
+             snap-restore: replace: {inside}/app/settings.ini (content, size)\n\
+             snap-restore: keep: {inside}/app/mine.txt\n\
+             snap-restore: dry run into {to_s}: 1 create, 1 same, 1 replace, 1 keep; 2 files, 11 B to write; nothing was written\n"
+        )
+    );
+    assert_eq!(fs::read(app.join("settings.ini")).unwrap(), b"desktop!\n");
+    assert!(!app.join("new.ini").exists());
+}

@@ -167,7 +167,8 @@ fn preview_markup(f: &RestoreForm, to: &Path, p: &Preview, csrf: &str) -> Markup
                 (count(Action::Replace)) " to replace, "
                 (count(Action::Conflict)) " in the way (other content; not restored without overwrite), "
                 (count(Action::Attributes)) " with other attributes (set again), "
-                (count(Action::Same)) " already there. "
+                (count(Action::Same)) " already there, "
+                (count(Action::Keep)) " in the folders that the snapshot does not have (left as they are). "
                 (p.write_files) " files, " (human_bytes(p.write_bytes)) " to write."
             }
             p.small { "Files in the folder that the snapshot does not have are left as they are." }
@@ -201,7 +202,7 @@ fn preview_markup(f: &RestoreForm, to: &Path, p: &Preview, csrf: &str) -> Markup
 
 fn class_of(a: Action) -> &'static str {
     match a {
-        Action::Create | Action::Same => "ok",
+        Action::Create | Action::Same | Action::Keep => "ok",
         Action::Attributes | Action::Replace => "warn",
         Action::Conflict => "bad",
     }
