@@ -58,14 +58,7 @@ pub fn preview(ctx: &Context, args: &RestoreArgs, report: &Reporter) -> Result<P
         true => None,
         false => match crate::domains::running(ctx, &args.libvirt, &disk.image)? {
             Some(run) if args.stop => Some(run.dom.name.clone()),
-            Some(run) => {
-                return Err(snap_shared::Error::new(
-                    Exit::TempFail,
-                    format!("restoring {}", disk.image.display()),
-                    format!("libvirt domain {} runs it", run.dom.name),
-                )
-                .with_hint("give --stop to have snap-disk shut it down and start it again"));
-            }
+            Some(run) => return Err(crate::restore::domain_runs_it(&disk, &run.dom.name)),
             None => None,
         },
     };

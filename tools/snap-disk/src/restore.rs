@@ -95,19 +95,24 @@ fn stop_domain(
         return Ok(None);
     };
     if !args.stop {
-        return Err(Error::new(
-            Exit::TempFail,
-            format!("restoring {}", disk.image.display()),
-            format!("libvirt domain {} runs it", run.dom.name),
-        )
-        .with_hint(format!(
-            "shut it down first (virsh shutdown {}), or give --stop to have snap-disk shut it down, \
-             restore, and start it again; nothing was changed",
-            run.dom.name
-        )));
+        return Err(domain_runs_it(disk, &run.dom.name));
     }
     let timeout = std::time::Duration::from_secs(args.timeout);
     crate::libvirt::Stopped::shut_down(&run.dom, timeout, args.force, report).map(Some)
+}
+
+/// The refusal of a restore (or its dry run) into an image a libvirt
+/// domain runs, without `--stop`: 75, naming the domain.
+pub(crate) fn domain_runs_it(disk: &Disk, domain: &str) -> Error {
+    Error::new(
+        Exit::TempFail,
+        format!("restoring {}", disk.image.display()),
+        format!("libvirt domain {domain} runs it"),
+    )
+    .with_hint(format!(
+        "shut it down first (virsh shutdown {domain}), or give --stop to have snap-disk shut it down, \
+         restore, and start it again; nothing was changed"
+    ))
 }
 
 /// The undo snapshot (unless asked not to, or finishing a restore), then

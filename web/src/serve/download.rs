@@ -43,13 +43,10 @@ pub(super) async fn file(
         Ok(a) => a,
         Err(why) => return refuse(StatusCode::BAD_REQUEST, why),
     };
-    let name = format!("{set}/{id}");
     let file_name = path.rsplit('/').next().unwrap_or("file").to_string();
     let shared = s.clone();
     stream(file_name, "application/octet-stream", move |out| {
-        let place = place(&shared, from.as_deref())?;
-        let (set, id) = name.split_once('/').expect("SET/ID");
-        let it = place.item(set, id, archive)?;
+        let it = place(&shared, from.as_deref())?.item(&set, &id, archive)?;
         let quiet = Reporter::new(snap_read::TOOL, true, false);
         snap_read::cat::cat_item(
             &it,

@@ -12,11 +12,9 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{Markup, html};
 
-use snap_shared::catalog::Catalog;
 use snap_shared::error::{Error, Result};
 use snap_shared::index::Entry;
 use snap_shared::pathindex::{Found, with_paths};
-use snap_shared::store::Store;
 
 use super::http::{Shared, blocking, enc, page, refuse, respond};
 use super::scan;
@@ -66,7 +64,7 @@ pub(super) async fn search(
     let page = blocking(move || {
         let ((found, truncated), note) = answer(
             || {
-                let snaps = snapshots(&store, None)?;
+                let snaps = scan::snapshots(&store, None)?;
                 with_paths(&store, |ix| ix.search(&store, &query, &snaps, SEARCH_LIMIT))
             },
             || scan::search(&store, &query, SEARCH_LIMIT),
@@ -75,14 +73,6 @@ pub(super) async fn search(
     })
     .await;
     respond(page)
-}
-
-/// The catalog's snapshots of a set (every set's, with `None`), newest first.
-fn snapshots(store: &Store, set: Option<&str>) -> Result<Vec<snap_shared::record::SnapshotRecord>> {
-    let (catalog, _) = Catalog::open(store)?;
-    let mut recs = catalog.snapshots(set)?;
-    recs.sort_by(|a, b| b.created.cmp(&a.created).then(b.id.cmp(&a.id)));
-    Ok(recs)
 }
 
 fn search_markup(query: &str, found: &[Found], truncated: bool, note: Option<&str>) -> Markup {
@@ -122,7 +112,7 @@ pub(super) async fn history(
         let path = path.trim_start_matches('/').to_string();
         let (rows, note) = answer(
             || {
-                let snaps = snapshots(&store, Some(&set))?;
+                let snaps = scan::snapshots(&store, Some(&set))?;
                 let (entries, note) = with_paths(&store, |ix| {
                     ix.history(&store, &set, path.as_bytes(), &snaps)
                 })?;

@@ -15,12 +15,20 @@ use snap_shared::store::Store;
 use super::pages::tree_of;
 use snap_read::source::Item;
 
-/// The snapshots of a set (every set's, with `None`), newest first, from the catalog.
-fn snapshots_newest_first(store: &Store, set: Option<&str>) -> Result<Vec<Item>> {
+/// The catalog's snapshots of a set (every set's, with `None`), newest first.
+pub(super) fn snapshots(
+    store: &Store,
+    set: Option<&str>,
+) -> Result<Vec<snap_shared::record::SnapshotRecord>> {
     let (catalog, _) = Catalog::open(store)?;
     let mut recs = catalog.snapshots(set)?;
     recs.sort_by(|a, b| b.created.cmp(&a.created).then(b.id.cmp(&a.id)));
-    Ok(recs
+    Ok(recs)
+}
+
+/// The snapshots of a set (every set's, with `None`), newest first, as items.
+fn snapshots_newest_first(store: &Store, set: Option<&str>) -> Result<Vec<Item>> {
+    Ok(snapshots(store, set)?
         .into_iter()
         .map(|r| Item::Snapshot {
             json: store.record_path(&r.set, &r.id),
