@@ -312,6 +312,8 @@ fn serve(s: &Shared, a: &Asked, id: usize, report: &Reporter) -> Result<String> 
     let keys = args.keys.clone();
     let ended = ready.serve(Arc::new(move || keys.decrypt()));
     let _ = std::fs::remove_file(&socket);
+    // Stopped from the page: its stopper is gone, and the accept loop's
+    // error is the shutdown's. Otherwise the server failed on its own.
     let stopped = s
         .serving
         .stoppers
@@ -319,10 +321,9 @@ fn serve(s: &Shared, a: &Asked, id: usize, report: &Reporter) -> Result<String> 
         .unwrap_or_else(|e| e.into_inner())
         .remove(&id)
         .is_none();
-    match (ended, stopped) {
-        (_, true) => Ok(format!("stopped serving on {}", socket.display())),
-        (Err(e), false) => Err(e),
-        (Ok(()), false) => Ok(format!("stopped serving on {}", socket.display())),
+    match ended {
+        Err(e) if !stopped => Err(e),
+        _ => Ok(format!("stopped serving on {}", socket.display())),
     }
 }
 
