@@ -31,10 +31,8 @@ pub fn list(place: Option<&str>, loaded: Option<&LoadedConfig>, report: &Reporte
     let (dest, shown) = open(place, loaded)?;
     let mut out = std::io::stdout().lock();
     let names = dest.profiles()?;
-    for (name, _) in &names {
-        let Some(stored) = dest.profile(name)? else {
-            continue;
-        };
+    for (name, newest) in &names {
+        let stored = dest.profile_version(name, *newest)?;
         let what = format!("profile {name} at {shown} (version {})", stored.version);
         let p = snap_shared::profile::parse(&stored.text, &what)?;
         let sets: Vec<String> = units(&p.config)
