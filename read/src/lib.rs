@@ -13,6 +13,7 @@ pub mod damage;
 pub mod datename;
 pub mod disk;
 pub mod holes;
+pub mod homemap;
 pub mod import;
 pub mod indexes;
 pub mod loc;

@@ -12,12 +12,13 @@
 use std::collections::BTreeMap;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use snap_shared::crypt::Decrypt;
 use snap_shared::error::{Error, Exit, Result};
 use snap_shared::index::{Entry, EntryType};
 
+use crate::homemap::{HomeMap, Place, leads_to_sources, sources_of};
 use crate::indexes::{Select, open_index};
 use crate::source::Item;
 use crate::target::hash_file;
@@ -37,6 +38,8 @@ pub enum Action {
     Conflict,
     /// In a folder the restore writes, not in the snapshot: left as it is.
     Keep,
+    /// In a folder the restore writes, not in the snapshot, and `--delete`: removed.
+    Delete,
 }
 
 impl Action {
@@ -48,6 +51,7 @@ impl Action {
             Action::Replace => "replace",
             Action::Conflict => "conflict",
             Action::Keep => "keep",
+            Action::Delete => "delete",
         }
     }
 }
@@ -71,6 +75,44 @@ pub struct Preview {
     /// Files the restore would write and their bytes (what progress counts).
     pub write_files: u64,
     pub write_bytes: u64,
+    /// Where the restore would replace something, set attributes again, or
+    /// (with `--delete`) remove: what an undo snapshot keeps.
+    pub changes: Vec<PathBuf>,
+    /// What the restored folders hold that the snapshot lacks, by their
+    /// path in the item (kept, or with `--delete` removed).
+    pub extra: Vec<Vec<u8>>,
+}
+
+/// What a restore is asked to do, as the dry run needs it.
+pub struct Ask<'a> {
+    pub paths: &'a [String],
+    pub to: &'a Path,
+    pub overwrite: bool,
+    /// `--delete`: what the restored folders hold that the snapshot lacks goes.
+    pub delete: bool,
+    /// The item's home folder, mapped onto `to`.
+    pub home: Option<&'a HomeMap>,
+}
+
+impl Ask<'_> {
+    /// Where entry `rel` of the item is in the target: `None` for the mapped
+    /// home folder and those above it, which a restore leaves as they are.
+    pub fn on_disk(&self, rel: &[u8]) -> Option<PathBuf> {
+        let rel = match self.home.map(|h| h.place(rel)) {
+            Some(Place::AtOrAbove) => return None,
+            Some(Place::Under(r)) => r,
+            _ => rel,
+        };
+        Some(self.to.join(std::ffi::OsStr::from_bytes(rel)))
+    }
+
+    /// How a row names entry `rel`: its path under the target.
+    fn shown(&self, rel: &[u8]) -> String {
+        match self.home.map(|h| h.place(rel)) {
+            Some(Place::Under(r)) => String::from_utf8_lossy(r).into_owned(),
+            _ => String::from_utf8_lossy(rel).into_owned(),
+        }
+    }
 }
 
 impl Preview {
@@ -87,44 +129,41 @@ impl Preview {
 }
 
 /// The dry run of restoring `item` (its `paths`, or all) into `to`.
-pub fn preview(
-    item: &Item,
-    paths: &[String],
-    to: &Path,
-    overwrite: bool,
-    dec: &Decrypt,
-    limit: usize,
-) -> Result<Preview> {
+pub fn preview(item: &Item, ask: &Ask, dec: &Decrypt, limit: usize) -> Result<Preview> {
     let Some(index) = item.index() else {
         return Err(Error::usage(
             item.name(),
             "a dry run needs a snapshot or snap archive (with an index)",
         ));
     };
-    let select = Select::new(paths)?;
+    let select = Select::new(ask.paths)?;
     let mut matched = vec![false; select.count()];
     let mut out = Preview::default();
     let mut reader = open_index(&index, dec)?;
     let mut buf = vec![0u8; 1 << 16];
+    let sources = sources_of(item);
     // The chosen paths, and the chosen folders (whose other contents are kept).
     let mut chosen: std::collections::HashSet<Vec<u8>> = Default::default();
-    let mut folders: Vec<Vec<u8>> = Vec::new();
-    if select.is_all() {
-        folders.push(Vec::new());
-    }
+    let mut folders: Vec<(Vec<u8>, PathBuf)> = Vec::new();
     while let Some(e) = reader.next_entry()? {
         if !select.wants(&e.path) {
             continue;
         }
         select.mark(&e.path, &mut matched);
         chosen.insert(e.path.clone());
-        if e.kind == EntryType::Dir {
-            folders.push(e.path.clone());
+        let Some(at) = ask.on_disk(&e.path) else {
+            continue;
+        };
+        if e.kind == EntryType::Dir
+            && !sources
+                .as_ref()
+                .is_some_and(|s| leads_to_sources(&e.path, s))
+        {
+            folders.push((e.path.clone(), at.clone()));
         }
-        let at = to.join(std::ffi::OsStr::from_bytes(&e.path));
         let (mut action, differs) =
             compare(&e, &at, &mut buf).map_err(|err| Error::io(&at, err))?;
-        if action == Action::Replace && !overwrite {
+        if action == Action::Replace && !ask.overwrite {
             action = Action::Conflict;
         }
         *out.counts.entry(action).or_default() += 1;
@@ -132,9 +171,13 @@ pub fn preview(
             out.write_files += 1;
             out.write_bytes += e.size;
         }
+        // A folder's own attributes set again are no reason to keep all it holds.
+        if action == Action::Replace || (action == Action::Attributes && e.kind != EntryType::Dir) {
+            out.changes.push(at);
+        }
         if action != Action::Same && out.rows.len() < limit {
             out.rows.push(Row {
-                path: e.display_path().into_owned(),
+                path: ask.shown(&e.path),
                 action,
                 size: e.size,
                 differs,
@@ -149,40 +192,80 @@ pub fn preview(
             "matches nothing in the snapshot",
         ));
     }
-    for dir in folders {
-        for name in kept_in(to, &dir, &chosen)? {
-            *out.counts.entry(Action::Keep).or_default() += 1;
+    let action = match ask.delete {
+        true => Action::Delete,
+        false => Action::Keep,
+    };
+    for (dir, at) in folders {
+        for (name, real) in extra_in(&at, &dir, &chosen)? {
+            *out.counts.entry(action).or_default() += 1;
             if out.rows.len() < limit {
                 out.rows.push(Row {
-                    path: String::from_utf8_lossy(&name).into_owned(),
-                    action: Action::Keep,
+                    path: ask.shown(&name),
+                    action,
                     size: 0,
                     differs: Vec::new(),
                 });
             }
+            if ask.delete {
+                out.changes.push(real);
+            }
+            out.extra.push(name);
         }
     }
     Ok(out)
 }
 
-/// What the target's folder `dir` (a chosen folder of the snapshot) holds
-/// that the snapshot does not: its paths, sorted. Nothing when the target
-/// has no folder there (a symlink is not followed).
-fn kept_in(
-    to: &Path,
+/// Where restoring the foreign tar `item` with `--overwrite` would replace
+/// or set again what the target has: every chosen member whose path the
+/// target already holds (a tar's members carry no sha256 to tell the same
+/// content from another without reading both).
+pub fn tar_changes(item: &Item, ask: &Ask, dec: &Decrypt) -> Result<Vec<PathBuf>> {
+    use crate::members::{archive, members, sanitize};
+    let data = item.data();
+    let select = Select::new(ask.paths)?;
+    let opened = crate::stream::open(&data, dec)?;
+    let mut tar = archive(opened.tar);
+    let mut stripped = false;
+    let mut out = Vec::new();
+    let corrupt = |e| crate::damage::corrupt(&data, e);
+    for member in members(&mut tar).map_err(corrupt)? {
+        let m = member.map_err(corrupt)?;
+        let Ok(Some(rel)) = sanitize(&m.path, &mut stripped) else {
+            continue;
+        };
+        if !select.wants(&rel) {
+            continue;
+        }
+        if let Some(at) = ask.on_disk(&rel)
+            && std::fs::symlink_metadata(&at).is_ok_and(|t| !t.is_dir())
+        {
+            out.push(at);
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// What the target's folder `at` (the chosen folder `dir` of the snapshot)
+/// holds that the snapshot does not: their paths in the item and in the
+/// target, sorted. Nothing when the target has no folder there (a symlink
+/// is not followed).
+fn extra_in(
+    at: &Path,
     dir: &[u8],
     chosen: &std::collections::HashSet<Vec<u8>>,
-) -> Result<Vec<Vec<u8>>> {
-    let at = to.join(std::ffi::OsStr::from_bytes(dir));
-    match std::fs::symlink_metadata(&at) {
+) -> Result<Vec<(Vec<u8>, PathBuf)>> {
+    match std::fs::symlink_metadata(at) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => return Ok(Vec::new()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(&at, e)),
+        Err(e) => return Err(Error::io(at, e)),
     }
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(&at).map_err(|e| Error::io(&at, e))? {
-        let entry = entry.map_err(|e| Error::io(&at, e))?;
+    for entry in std::fs::read_dir(at).map_err(|e| Error::io(at, e))? {
+        let entry = entry.map_err(|e| Error::io(at, e))?;
         let name = entry.file_name();
         let mut path = dir.to_vec();
         if !path.is_empty() {
@@ -190,7 +273,7 @@ fn kept_in(
         }
         path.extend_from_slice(name.as_bytes());
         if !chosen.contains(&path) {
-            out.push(path);
+            out.push((path, entry.path()));
         }
     }
     out.sort();

@@ -86,12 +86,14 @@ impl Writers {
             let dir = dir.to_path_buf();
             let (queue, report): (Receiver<Job>, Sender<Settled>) = (queue.clone(), report.clone());
             let implicit = like.implicit();
+            let home = like.home();
             handles.push(std::thread::spawn(move || {
                 let Ok(mut target) = Target::open(&dir, overwrite) else {
                     return;
                 };
                 target.set_policy(policy);
                 target.set_implicit(implicit);
+                target.set_home(home);
                 let mut buf = vec![0u8; 1 << 20];
                 for job in queue {
                     let size = job.size;

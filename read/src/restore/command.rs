@@ -14,9 +14,11 @@ use snap_shared::size::human_bytes;
 
 use super::restorer::{Restorer, Watch};
 use crate::chain::chain_of;
+use crate::homemap::HomeMap;
 use crate::indexes::Select;
 use crate::loc::Loc;
 use crate::outcome::outcome;
+use crate::preview::{Ask, Preview, preview};
 use crate::source::Item;
 use crate::target::Target;
 
@@ -33,7 +35,19 @@ pub struct Request<'a> {
     pub policy: crate::attrs::Policy,
     /// `--numeric-owner`: ids as recorded, not by name.
     pub numeric_owner: bool,
+    /// `--delete`: what the restored folders hold that the snapshot lacks is
+    /// removed after a restore without errors.
+    pub delete: bool,
+    /// The item's home folder, mapped onto `to` (`--to ~`).
+    pub home: Option<HomeMap>,
+    /// Called with what is about to be replaced, given its attributes again
+    /// or removed, before anything is: it keeps them (the undo snapshot)
+    /// and returns its name, or refuses, and nothing is written.
+    pub before: Option<&'a Before<'a>>,
 }
+
+/// What keeps the paths a restore is about to change ([`Request::before`]).
+pub type Before<'a> = dyn Fn(&[PathBuf]) -> Result<String> + 'a;
 
 /// Restores a snapshot or archive by name: the `restore` command, and the
 /// page's restore. `watch` is kept up to date with what is written.
@@ -44,10 +58,22 @@ pub fn run(
     report: &Reporter,
     watch: Option<std::sync::Arc<Watch>>,
 ) -> Result<(Exit, OutcomeRecord)> {
+    let item = source.resolve(req.name, req.archive)?;
+    run_item(source, &item, req, dec, report, watch)
+}
+
+/// Restores `item` (resolved by the caller) as [`run`] does.
+pub fn run_item(
+    source: &crate::source::Source,
+    item: &Item,
+    req: &Request,
+    dec: &Decrypt,
+    report: &Reporter,
+    watch: Option<std::sync::Arc<Watch>>,
+) -> Result<(Exit, OutcomeRecord)> {
     if let crate::source::Source::Store(store) = source {
         refuse_inside_store(req.to, &store.root)?;
     }
-    let item = source.resolve(req.name, req.archive)?;
     if let Some(real) = crate::preview::leads_elsewhere(req.to) {
         report.warn(&format!(
             "{}: a symlink on the way: the files go into {}",
@@ -55,8 +81,8 @@ pub fn run(
             real.display()
         ));
     }
-    let chain = match &item {
-        Item::Archive { .. } => chain_of(&item)?,
+    let chain = match item {
+        Item::Archive { .. } => chain_of(item)?,
         _ => Vec::new(),
     };
     // Every record of the chain is believed before anything it names is read.
@@ -68,9 +94,11 @@ pub fn run(
     let mut target = Target::open(req.to, req.overwrite)
         .map_err(|e| Error::io(req.to, e).with_exit(Exit::CantCreate))?;
     target.set_policy(req.policy);
+    target.set_home(req.home.clone().map(std::sync::Arc::new));
     // Two restores into one folder would rename each other's files into
     // place; the second one waits for nothing and says who is there.
     let _lock = snap_shared::lock::FolderLock::acquire(&target.path, "restoring into")?;
+    let (plan, undo) = before_writing(item, req, dec)?;
     let mut r = Restorer::new(target, &select, dec, report);
     r.owners = crate::owners::Owners::new(req.numeric_owner);
     r.watch = watch;
@@ -78,22 +106,26 @@ pub fn run(
     if req.paths.is_empty() {
         r.total = item.content_bytes(false);
     }
-    let restored = match &item {
+    let restored = match item {
         Item::Foreign { path } => r.restore_tar(&Loc::Path(path.clone())),
         // An imported tar is in its own order, not its index's.
         _ if item.is_imported() => r.restore_tar(&item.data()),
-        _ => r.restore_index(&item, &chain),
+        _ => r.restore_index(item, &chain),
     };
     // Files written and checked before a failure (a damaged archive
     // further on) are named too: they are whole.
     r.settle();
     restored?;
+    let deleted = match &plan {
+        Some(p) if req.delete => r.delete(&p.extra),
+        _ => 0,
+    };
     // The batches' flushes made the bytes durable; this one makes the
     // names and folder metadata given since durable too.
     snap_shared::fsutil::syncfs(&r.target.path).map_err(|e| Error::io(&r.target.path, e))?;
     let t = r.tally;
     report.note(&format!(
-        "{} -> {}: {} files, {} written{}{}",
+        "{} -> {}: {} files, {} written{}{}{}",
         item.name(),
         r.target.path.display(),
         t.files,
@@ -102,6 +134,10 @@ pub fn run(
             (0, _) => String::new(),
             (a, 0) => format!(", {a} already there"),
             (a, r) => format!(", {a} already there ({r} with their attributes set again)"),
+        },
+        match req.delete {
+            true => format!(", {deleted} deleted"),
+            false => String::new(),
         },
         if t.errors > 0 {
             format!(", {} errors", t.errors)
@@ -113,6 +149,18 @@ pub fn run(
     extra.insert("source_kind".into(), json!(item.kind()));
     extra.insert("already".into(), json!(t.already));
     extra.insert("repaired".into(), json!(t.repaired));
+    if req.delete {
+        extra.insert("deleted".into(), json!(deleted));
+    }
+    if let Some(name) = undo {
+        extra.insert("undo".into(), json!(name));
+    }
+    if let Some(h) = &req.home {
+        extra.insert(
+            "home".into(),
+            json!({"from": String::from_utf8_lossy(&h.from), "onto": r.target.path}),
+        );
+    }
     if item.archive().is_some() {
         extra.insert("signed_by".into(), signed.json());
     }
@@ -128,7 +176,46 @@ pub fn run(
         );
     }
     let to = r.target.path.display().to_string();
-    Ok((t.exit(), outcome(&item, Some(to), &t, extra)))
+    Ok((t.exit(), outcome(item, Some(to), &t, extra)))
+}
+
+/// Before anything is written: with `--overwrite` or `--delete`, what the
+/// restore would change (the dry run's plan), kept by [`Request::before`].
+/// Returns the plan and the name of what kept it.
+fn before_writing(
+    item: &Item,
+    req: &Request,
+    dec: &Decrypt,
+) -> Result<(Option<Preview>, Option<String>)> {
+    if !req.overwrite && !req.delete {
+        return Ok((None, None));
+    }
+    if item.index().is_none() && req.delete {
+        return Err(Error::usage(
+            item.name(),
+            "--delete needs a snapshot or snap archive: its index says what the restored folders hold",
+        ));
+    }
+    let ask = Ask {
+        paths: req.paths,
+        to: req.to,
+        overwrite: req.overwrite,
+        delete: req.delete,
+        home: req.home.as_ref(),
+    };
+    let (plan, changes) = match item.index() {
+        Some(_) => {
+            let mut plan = preview(item, &ask, dec, 0)?;
+            let changes = std::mem::take(&mut plan.changes);
+            (Some(plan), changes)
+        }
+        None => (None, crate::preview::tar_changes(item, &ask, dec)?),
+    };
+    let undo = match req.before {
+        Some(keep) if !changes.is_empty() => Some(keep(&changes)?),
+        _ => None,
+    };
+    Ok((plan, undo))
 }
 
 /// Refuses a restore target inside the store (its snapshots, archives or

@@ -19,5 +19,5 @@ mod from_index;
 mod from_tar;
 mod restorer;
 
-pub use command::{Request, refuse_inside_store, run};
+pub use command::{Before, Request, refuse_inside_store, run, run_item};
 pub use restorer::Watch;

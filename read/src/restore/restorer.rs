@@ -2,9 +2,6 @@
 //! entry's outcome is counted and named. Its ways of reading live beside it:
 //! `from_index` (snapshots and snap archives) and `from_tar` (any tar).
 
-use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
-
 use snap_cli::Reporter;
 use snap_shared::crypt::Decrypt;
 use snap_shared::error::{Error, Exit, Result};
@@ -105,6 +102,32 @@ impl<'a> Restorer<'a> {
         self.count_settled();
     }
 
+    /// Removes what the restored folders held that the snapshot lacks
+    /// (`--delete`), only after a restore without errors: a restore that
+    /// failed part way deletes nothing. Returns how many were removed.
+    pub fn delete(&mut self, extra: &[Vec<u8>]) -> u64 {
+        if self.tally.errors > 0 {
+            if !extra.is_empty() {
+                self.report.warn(&format!(
+                    "nothing deleted ({} paths the snapshot lacks): the restore had errors",
+                    extra.len()
+                ));
+            }
+            return 0;
+        }
+        let mut n = 0;
+        for rel in extra {
+            match self.target.remove(rel) {
+                Ok(()) => {
+                    n += 1;
+                    self.report.detail(|| format!("deleted {}", show(rel)));
+                }
+                Err(refused) => self.refused(rel, refused),
+            }
+        }
+        n
+    }
+
     /// Counts an entry's outcome, naming refused ones on stderr.
     pub(crate) fn count(
         &mut self,
@@ -142,7 +165,7 @@ impl<'a> Restorer<'a> {
             && ends_the_run(e)
         {
             if self.fatal.is_none() {
-                let at = self.target.path.join(OsStr::from_bytes(path));
+                let at = self.target.real(path);
                 let cause = snap_shared::error::io_cause(e);
                 self.fatal = Some(Error::new(Exit::Io, at.display().to_string(), cause).with_hint(
                     "make room at the target (or mount it again), then run the same restore: files already restored are kept",

@@ -46,6 +46,7 @@ use snap_shared::hash::Sha256Digest;
 use snap_shared::index::check_relative_path;
 
 use crate::attrs::{Attrs, Policy};
+use crate::homemap::{HomeMap, Place};
 pub use crate::refused::Refused;
 pub use assembly::Assembly;
 
@@ -124,6 +125,10 @@ pub struct Target {
     staged_bytes: u64,
     /// Outcomes of flushed files not yet collected.
     settled: Vec<Settled>,
+    /// The home folder of the machine that made the item, mapped onto the
+    /// target ([`crate::homemap`]): paths stay the item's everywhere but
+    /// on the disk.
+    home: Option<std::sync::Arc<HomeMap>>,
 }
 
 const PART: &str = ".snap-part";
@@ -190,13 +195,60 @@ impl Target {
             staged_paths: HashSet::new(),
             staged_bytes: 0,
             settled: Vec::new(),
+            home: None,
         })
+    }
+
+    /// Maps the item's home folder onto the target (`--to ~`).
+    pub fn set_home(&mut self, home: Option<std::sync::Arc<HomeMap>>) {
+        self.home = home;
+    }
+
+    pub fn home(&self) -> Option<std::sync::Arc<HomeMap>> {
+        self.home.clone()
+    }
+
+    /// Whether `rel` is the mapped home folder or a folder above it: the
+    /// target's own folders, left as they are.
+    pub fn is_above(&self, rel: &[u8]) -> bool {
+        self.home
+            .as_ref()
+            .is_some_and(|h| h.place(rel) == Place::AtOrAbove)
+    }
+
+    /// Where entry `rel` of the item is under the target folder.
+    fn on_disk<'a>(&self, rel: &'a [u8]) -> std::result::Result<&'a [u8], Refused> {
+        let Some(home) = &self.home else {
+            return Ok(rel);
+        };
+        let from = String::from_utf8_lossy(&home.from);
+        match home.place(rel) {
+            Place::Under(rest) => Ok(rest),
+            Place::AtOrAbove => Err(Refused::Escape(format!(
+                "is {from}, the home folder restored onto the target, or above it"
+            ))),
+            Place::Outside => Err(Refused::Escape(format!(
+                "lies outside {from}, the home folder restored onto the target"
+            ))),
+        }
+    }
+
+    /// The path entry `rel` of the item is written to.
+    pub fn real(&self, rel: &[u8]) -> PathBuf {
+        self.path.join(os(self.on_disk(rel).unwrap_or(rel)))
     }
 
     /// The open folder that holds `rel`, creating missing folders (0700 until
     /// their metadata is applied) when `create`.
     fn parent(&mut self, rel: &[u8], create: bool) -> std::result::Result<Rc<OwnedFd>, Refused> {
         check_relative_path(rel).map_err(Refused::Escape)?;
+        let home = self.home.clone();
+        let rel = self.on_disk(rel)?;
+        // Folders made are recorded by their path in the item, as entries name them.
+        let in_item = |made: Vec<u8>| match &home {
+            Some(h) => [h.from.as_slice(), b"/", &made].concat(),
+            None => made,
+        };
         let comps: Vec<&[u8]> = rel.split(|&c| c == b'/').collect();
         let dirs = &comps[..comps.len() - 1];
         let keep = self
@@ -217,7 +269,7 @@ impl Target {
                 Err(rustix::io::Errno::NOENT) if create => {
                     match mkdirat(&*at, os(comp), Mode::from_raw_mode(0o700)) {
                         Ok(()) => {
-                            let made = comps[..=self.open.len()].join(&b'/');
+                            let made = in_item(comps[..=self.open.len()].join(&b'/'));
                             self.implicit.lock().expect("implicit folders").insert(made);
                         }
                         Err(rustix::io::Errno::EXIST) => {}
@@ -226,7 +278,7 @@ impl Target {
                     openat(&*at, os(comp), flags, Mode::empty())?
                 }
                 Err(rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP) => {
-                    let upto = comps[..=self.open.len()].join(&b'/');
+                    let upto = in_item(comps[..=self.open.len()].join(&b'/'));
                     return Err(Refused::Escape(format!(
                         "{} is a symlink or not a folder; nothing is written through it",
                         String::from_utf8_lossy(&upto)

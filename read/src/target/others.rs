@@ -39,6 +39,9 @@ impl Target {
 
     /// Makes sure folder `rel` exists (its metadata comes later, [`Target::dir_meta`]).
     pub fn dir(&mut self, rel: &[u8]) -> Put {
+        if self.is_above(rel) {
+            return Ok(Outcome::AlreadyThere);
+        }
         self.flush_if_staged(rel);
         let dir = self.parent(rel, true)?;
         let name = name_of(rel);
@@ -66,6 +69,9 @@ impl Target {
 
     /// Gives folder `rel` its metadata (after everything inside it is written).
     pub fn dir_meta(&mut self, rel: &[u8], meta: &Meta) -> std::result::Result<(), Refused> {
+        if self.is_above(rel) {
+            return Ok(());
+        }
         // Naming a file inside would change the folder's mtime again.
         self.flush();
         self.implicit.lock().expect("implicit folders").remove(rel);
@@ -219,4 +225,48 @@ impl Target {
         self.publish(&dir, &tmp, name)?;
         Ok(Outcome::Written)
     }
+
+    /// Removes entry `rel` of the item from the target, a folder with all it
+    /// holds (`--delete`). Nothing is followed: a symlink is removed, not
+    /// what it points at. An entry already gone counts as removed.
+    pub fn remove(&mut self, rel: &[u8]) -> std::result::Result<(), Refused> {
+        if self.is_above(rel) {
+            return Err(Refused::Cannot(
+                "is the home folder restored onto the target, or above it".into(),
+            ));
+        }
+        self.flush();
+        self.open.clear();
+        let dir = self.parent(rel, false)?;
+        match remove_at(&dir, name_of(rel)) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            r => Ok(r?),
+        }
+    }
+}
+
+/// Removes `name` in `dir`, and everything inside it when it is a folder.
+fn remove_at(dir: &OwnedFd, name: &[u8]) -> io::Result<()> {
+    let st = statat(dir, os(name), AtFlags::SYMLINK_NOFOLLOW)?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+        return Ok(unlinkat(dir, os(name), AtFlags::empty())?);
+    }
+    let fd = openat(
+        dir,
+        os(name),
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut names = Vec::new();
+    for entry in rustix::fs::Dir::read_from(&fd)? {
+        let entry = entry?;
+        let n = entry.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            names.push(n.to_vec());
+        }
+    }
+    for n in names {
+        remove_at(&fd, &n)?;
+    }
+    Ok(unlinkat(dir, os(name), AtFlags::REMOVEDIR)?)
 }

@@ -325,6 +325,13 @@ fn make_record(
     if stats.damaged > 0 {
         extra.insert("damaged_in_store".into(), stats.damaged.into());
     }
+    // A restore onto another machine's home maps this one onto it (snap-read's homemap).
+    if let Some(home) = std::env::var_os("HOME").map(std::path::PathBuf::from)
+        && home.is_absolute()
+        && home.parent().is_some()
+    {
+        extra.insert("home".into(), home.display().to_string().into());
+    }
     extra.insert(
         "duration_s".into(),
         serde_json::json!((started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0),

@@ -8,6 +8,7 @@
 //! `main.rs` only calls [`main`]; the work lives in the modules so that tests
 //! run it without spawning a process.
 
+pub mod batch;
 pub mod collect;
 pub mod commit;
 pub mod copy;
@@ -27,11 +28,9 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, CommandFactory, Parser};
 
-use snap_shared::catalog::Catalog;
 use snap_shared::config::{self, LoadedConfig};
 use snap_shared::error::{Error, Exit, Result};
 use snap_shared::jsonl::RecordWriter;
-use snap_shared::lock::StoreLock;
 use snap_shared::record::Record;
 use snap_shared::store::{self, Store};
 
@@ -134,24 +133,6 @@ fn load_config(cli: &Cli) -> Result<Option<LoadedConfig>> {
     }
 }
 
-/// A source inside the store would walk the snapshot being built; refuse it.
-/// (The opposite, the store inside a source, is fine: the walk skips the store.)
-fn refuse_sources_in_store(store: &Store, plans: &[sources::SetPlan]) -> Result<()> {
-    let root = std::fs::canonicalize(&store.root).map_err(|e| Error::io(&store.root, e))?;
-    for plan in plans {
-        if let Some(src) = plan.sources.iter().find(|s| s.abs.starts_with(&root)) {
-            return Err(Error::usage(
-                format!("set {}: source {}", plan.name, src.abs.display()),
-                format!("is inside the store {}", root.display()),
-            )
-            .with_hint(
-                "snapshots are already in the store; pick a source outside it or another --store",
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// The whole run: plan, lock, collect each set, emit records.
 pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
     let loaded = load_config(cli)?;
@@ -174,50 +155,14 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
         loaded.as_ref().and_then(|c| c.config.store.as_deref()),
     );
     let store = Store::new(root);
-    store.create()?;
-    refuse_sources_in_store(&store, &plans)?;
-    let _lock = StoreLock::acquire(&store.lock_path(), TOOL)?;
-    // The catalog only indexes the records; a broken one must not stop a backup.
-    let catalog = match Catalog::open(&store) {
-        Ok((catalog, warning)) => {
-            if let Some(w) = warning {
-                report.warn(&w);
-            }
-            Some(catalog)
-        }
-        Err(e) => {
-            report.warn(&format!(
-                "{e}; snapshots are still made, the catalog is not updated"
-            ));
-            None
-        }
-    };
-    let put = |record: &snap_shared::record::SnapshotRecord| {
-        if let Some(Err(e)) = catalog.as_ref().map(|c| c.put_snapshot(record)) {
-            Catalog::invalidate(&store);
-            report.warn(&format!(
-                "{e}; the snapshot is safe, and the catalog will be rebuilt from the records"
-            ));
-        }
-        paths::update(&store, catalog.as_ref(), &record.set, report);
-    };
     let opts = collect::Options {
         checksum: cli.checksum,
         description: cli.description.clone(),
         floor,
     };
     let mut out = RecordWriter::new(std::io::stdout().lock());
-    let mut errors = 0;
-    for plan in &plans {
-        for id in collect::recover(&store, &plan.name, report)? {
-            put(&store.read_record(&plan.name, &id)?);
-            collect::update_latest(&store, &plan.name)?;
-        }
-        let record = collect::collect_set(&store, plan, &opts, report)?;
-        put(&record);
-        report.note(&collect::summary(&record));
-        errors += record.errors + collect::damaged_in_store(&record).unwrap_or(0);
-        out.write(&Record::Snapshot(record))?;
-    }
+    let errors = batch::collect_plans(&store, &plans, &opts, report, |record| {
+        out.write(&Record::Snapshot(record))
+    })?;
     Ok(if errors > 0 { Exit::Partial } else { Exit::Ok })
 }

@@ -250,6 +250,11 @@ impl Job<'_> {
 
         let mut extra = Extra::new();
         extra.insert("host".into(), json!(self.snap.host));
+        // What a restore needs to carry a home folder to another machine.
+        extra.insert("sources".into(), json!(self.snap.sources));
+        if let Some(home) = self.snap.extra.get("home") {
+            extra.insert("home".into(), home.clone());
+        }
         extra.insert(
             "created_by".into(),
             snap_shared::created_by("snap-pack", env!("CARGO_PKG_VERSION")),

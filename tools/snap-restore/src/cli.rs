@@ -272,6 +272,15 @@ pub enum Command {
         /// Only what HOST made: NAME (SET/latest, a date) is found among its snapshots and archives, as at a destination several machines share
         #[arg(long, value_name = "HOST")]
         host: Option<String>,
+        /// Remove what the restored folders hold that the snapshot lacks (as rsync --delete), after a restore without errors; the folders above the set's sources are not restored folders
+        #[arg(long)]
+        delete: bool,
+        /// Take no undo snapshot of what --overwrite replaces and --delete removes
+        #[arg(long)]
+        no_undo: bool,
+        /// With --to ~: keep the snapshot's whole paths (home/alice/.config lands in ~/home/alice/.config) instead of putting the home folder it was made in onto ~
+        #[arg(long)]
+        full_paths: bool,
     },
 }
 

@@ -212,6 +212,9 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
             no_acls,
             numeric_owner,
             host,
+            delete,
+            no_undo,
+            full_paths,
         } => {
             let exact = match host {
                 Some(h) => Some(restore::of_host(&source, name, *archive, h)?),
@@ -229,8 +232,18 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
                     acls: !*no_acls,
                 },
                 numeric_owner: *numeric_owner,
+                delete: *delete,
+                home: None,
+                before: None,
             };
-            restore::command(&at, &req, *dry_run, stdout)
+            let how = restore::How {
+                dry_run: *dry_run,
+                undo: !*no_undo,
+                whole_paths: *full_paths,
+                store: &store,
+                config: loaded.as_ref(),
+            };
+            restore::command(&at, req, &how, stdout)
         }
     }
 }

@@ -2,35 +2,141 @@
 //! files from a snapshot, an archive or a tar (the work is snap-read's
 //! `restore`), with the `restored` record on stdout.
 
-use snap_read::restore::{Request, run};
+use std::path::{Path, PathBuf};
+
+use snap_read::homemap::{self, Decision, HomeMap};
+use snap_read::indexes::Select;
+use snap_read::preview::Ask;
+use snap_read::restore::{Request, run_item};
+use snap_read::source::Item;
 use snap_read::{disk, preview};
+use snap_shared::config::LoadedConfig;
 use snap_shared::error::{Exit, Result};
 use snap_shared::jsonl::RecordWriter;
 use snap_shared::record::Record;
+use snap_shared::store::Store;
 
 use crate::cli::{At, decryption};
 
+/// How the command line runs a restore, beyond its request.
+pub struct How<'a> {
+    /// `--dry-run` / `--preview`.
+    pub dry_run: bool,
+    /// An undo snapshot before anything is replaced or deleted (not `--no-undo`).
+    pub undo: bool,
+    /// `--full-paths`: no home folder mapped onto `--to ~`.
+    pub whole_paths: bool,
+    /// Where the undo snapshot goes: this machine's store.
+    pub store: &'a Store,
+    pub config: Option<&'a LoadedConfig>,
+}
+
 /// `snap-restore restore`: a dry run's plan, a disk snapshot's image, or
 /// files from a snapshot, an archive or a tar, with the `restored` record.
-pub fn command(at: &At, req: &Request, dry_run: bool, stdout: impl std::io::Write) -> Result<Exit> {
+pub fn command(at: &At, mut req: Request, how: &How, stdout: impl std::io::Write) -> Result<Exit> {
     let (source, g, trust, report) = (at.source, at.g, at.trust, at.report);
     let dec = decryption(g)?;
-    if dry_run {
-        let item = source.resolve(req.name, req.archive)?;
-        trust.check_named(&item, report)?;
-        let plan = preview::preview(&item, req.paths, req.to, req.overwrite, &dec, usize::MAX)?;
-        return preview::print(&plan, req.to, report);
-    }
-    if let Some((disk, snap)) = disk::parse_name(req.name) {
+    if !how.dry_run
+        && let Some((disk, snap)) = disk::parse_name(req.name)
+    {
         let rec = disk::restore(source, disk, snap, req.to, (&dec, trust), report)?;
-        snap_shared::jsonl::RecordWriter::new(stdout)
-            .write(&snap_shared::record::Record::Restored(rec))?;
+        RecordWriter::new(stdout).write(&Record::Restored(rec))?;
         return Ok(Exit::Ok);
     }
-    let (exit, rec) = run(source, req, &dec, report, None)?;
+    let item = source.resolve(req.name, req.archive)?;
+    if !how.whole_paths && homemap::is_home(req.to) {
+        req.home = home_map(&item, &req, &dec, report)?;
+    }
+    if how.dry_run {
+        trust.check_named(&item, report)?;
+        let ask = Ask {
+            paths: req.paths,
+            to: req.to,
+            overwrite: req.overwrite,
+            delete: req.delete,
+            home: req.home.as_ref(),
+        };
+        let plan = preview::preview(&item, &ask, &dec, usize::MAX)?;
+        return preview::print(&plan, req.to, report);
+    }
+    let (to, mapped) = (req.to, req.home.is_some());
+    let keep = |paths: &[PathBuf]| undo(&item, (to, mapped), how, paths, report);
+    let keep: &snap_read::restore::Before = &keep;
+    let req = Request {
+        before: how.undo.then_some(keep),
+        ..req
+    };
+    let (exit, rec) = run_item(source, &item, &req, &dec, report, None)?;
     RecordWriter::new(stdout).write(&Record::Restored(rec))?;
     Ok(exit)
 }
+
+/// With `--to ~`: the home folder the item was made in, put onto `~`
+/// (said on stderr), or, when its chosen paths do not all lie in one, why
+/// not (a warning: they keep their whole paths).
+fn home_map(
+    item: &Item,
+    req: &Request,
+    dec: &snap_shared::crypt::Decrypt,
+    report: &snap_cli::Reporter,
+) -> Result<Option<HomeMap>> {
+    match homemap::decide(item, &Select::new(req.paths)?, dec)? {
+        Decision::Map(m) => {
+            report.note(&m.describe(&absolute(req.to)));
+            Ok(Some(m))
+        }
+        Decision::Whole(why) => {
+            report.warn(&format!(
+                "{} is your home, but {why}: the snapshot's whole paths are kept under it (--full-paths)",
+                req.to.display()
+            ));
+            Ok(None)
+        }
+    }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// The undo: a snapshot of `paths` (what the restore is about to replace,
+/// set again or delete) in this machine's store, as the set `pre-restore`
+/// tagged `pre-restore`, named on stderr with the command that puts them
+/// back. Its failure stops the restore before anything is written.
+fn undo(
+    item: &Item,
+    (to, mapped): (&Path, bool),
+    how: &How,
+    paths: &[PathBuf],
+    report: &snap_cli::Reporter,
+) -> Result<String> {
+    let to = absolute(to);
+    let floor = snap_collect::sources::floor(None, how.config)?;
+    let rec = snap_collect::batch::snapshot_paths(
+        how.store,
+        UNDO_SET,
+        paths,
+        &[UNDO_SET.to_string()],
+        &format!("before restoring {} into {}", item.name(), to.display()),
+        floor,
+        report,
+    )
+    .map_err(|e| e.within("the undo snapshot (--no-undo restores without one)"))?;
+    let name = format!("{}/{}", rec.set, rec.id);
+    let back = match mapped {
+        true => "--to ~".to_string(),
+        false => format!("--to / --path {}", to.display()),
+    };
+    report.note(&format!(
+        "undo: {name} keeps the {} paths this restore replaces or deletes; to put them back: \
+         snap-restore restore {name} {back} --overwrite",
+        paths.len()
+    ));
+    Ok(name)
+}
+
+/// The set (and tag) of the snapshots a restore takes before it replaces or deletes.
+pub const UNDO_SET: &str = "pre-restore";
 
 /// The exact name (`SET/ID`) that `name` means among what `host` made at
 /// `source` (`--host`): `config/latest` is that host's newest.

@@ -134,7 +134,14 @@ fn dry_run(s: &Shared, f: &RestoreForm, limit: usize) -> Result<(PathBuf, Source
     let unheard = Reporter::capturing(snap_read::TOOL, Arc::new(Mutex::new(Vec::new())));
     s.trust.check_named(&item, &unheard)?;
     let dec = Decrypt::default();
-    let p = snap_read::preview::preview(&item, &f.paths(), &to, f.overwrite(), &dec, limit)?;
+    let ask = snap_read::preview::Ask {
+        paths: &f.paths(),
+        to: &to,
+        overwrite: f.overwrite(),
+        delete: false,
+        home: None,
+    };
+    let p = snap_read::preview::preview(&item, &ask, &dec, limit)?;
     Ok((to, source, p))
 }
 
@@ -204,7 +211,7 @@ fn class_of(a: Action) -> &'static str {
     match a {
         Action::Create | Action::Same | Action::Keep => "ok",
         Action::Attributes | Action::Replace => "warn",
-        Action::Conflict => "bad",
+        Action::Conflict | Action::Delete => "bad",
     }
 }
 
@@ -237,6 +244,9 @@ pub(super) async fn start(State(s): State<Arc<Shared>>, Form(f): Form<RestoreFor
             overwrite: f.overwrite(),
             archive: f.from().is_some(),
             trust: &s2.trust,
+            delete: false,
+            home: None,
+            before: None,
         };
         let umask = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
         rustix::process::umask(umask);
