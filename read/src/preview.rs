@@ -196,22 +196,25 @@ pub fn preview(item: &Item, ask: &Ask, dec: &Decrypt, limit: usize) -> Result<Pr
         true => Action::Delete,
         false => Action::Keep,
     };
+    let mut extra = Vec::new();
     for (dir, at) in folders {
-        for (name, real) in extra_in(&at, &dir, &chosen)? {
-            *out.counts.entry(action).or_default() += 1;
-            if out.rows.len() < limit {
-                out.rows.push(Row {
-                    path: ask.shown(&name),
-                    action,
-                    size: 0,
-                    differs: Vec::new(),
-                });
-            }
-            if ask.delete {
-                out.changes.push(real);
-            }
-            out.extra.push(name);
+        extra.extend(extra_in(&at, &dir, &chosen)?);
+    }
+    extra.sort_by(|a, b| snap_shared::index::cmp_paths(&a.0, &b.0));
+    for (name, real) in extra {
+        *out.counts.entry(action).or_default() += 1;
+        if out.rows.len() < limit {
+            out.rows.push(Row {
+                path: ask.shown(&name),
+                action,
+                size: 0,
+                differs: Vec::new(),
+            });
         }
+        if ask.delete {
+            out.changes.push(real);
+        }
+        out.extra.push(name);
     }
     Ok(out)
 }
@@ -250,7 +253,7 @@ pub fn tar_changes(item: &Item, ask: &Ask, dec: &Decrypt) -> Result<Vec<PathBuf>
 
 /// What the target's folder `at` (the chosen folder `dir` of the snapshot)
 /// holds that the snapshot does not: their paths in the item and in the
-/// target, sorted. Nothing when the target has no folder there (a symlink
+/// target. Nothing when the target has no folder there (a symlink
 /// is not followed).
 fn extra_in(
     at: &Path,
@@ -276,7 +279,6 @@ fn extra_in(
             out.push((path, entry.path()));
         }
     }
-    out.sort();
     Ok(out)
 }
 

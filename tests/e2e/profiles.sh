@@ -4,7 +4,8 @@
 # the sets (sources under ~ as the desktop's own), the schedule, and its own
 # block of the machines overrides; nothing machine-specific travels. Then
 # each machine backs up its own ~/.config to the drive, and a restore with
-# --host laptop takes the laptop's newest, though the desktop's is newer.
+# --host laptop takes the laptop's newest, though the desktop's is newer;
+# carried onto the desktop's home it is previewed, applied and undone.
 set -eu
 . "$(dirname "$0")/lib.sh"
 export PATH="$PATH:/usr/sbin:/sbin"
@@ -69,6 +70,38 @@ snap-restore --allow-unsigned --from "$usb" restore config/latest --host laptop 
     || fail "restore --host laptop"
 got=$(cat "$WORK/r$WORK/laptop/home/.config/app/settings.ini")
 [ "$got" = "laptop settings" ] || fail "--host laptop restored: $got"
+
+# Carry the laptop's ~/.config onto the desktop's home from the drive: the
+# preview (checked whole) names what it creates, replaces and keeps where it
+# lands; --overwrite applies it; its undo snapshot puts the desktop's file back.
+dh=$WORK/desktop/home
+echo "desktop only" > "$dh/.config/app/mine.txt"
+# The desktop trusts the laptop's records as the docs say: its signer's line.
+cat "$WORK/laptop/home/.config/snap/allowed_signers" >> "$dh/.config/snap/allowed_signers"
+cp "$dh/.config/app/settings.ini" desktop-settings.ini
+carry() {
+    HOME=$dh machine desktop snap-restore -c desktop.json --from usb \
+        restore config/latest --host laptop --to "$dh" "$@"
+}
+carry --preview --overwrite 2> preview.err || fail "preview: $(cat preview.err)"
+cat > preview.want <<EOF
+snap-restore: ${WORK#/}/laptop/home (laptop's home) -> $dh
+snap-restore: replace: .config/app/settings.ini (content, size)
+snap-restore: keep: .config/app/mine.txt
+snap-restore: keep: .config/snap
+snap-restore: dry run into $dh: 2 same, 1 replace, 2 keep; 1 files, 16 B to write; nothing was written
+EOF
+diff preview.want preview.err || fail "the preview differs (above)"
+cmp -s desktop-settings.ini "$dh/.config/app/settings.ini" || fail "the preview wrote"
+carry --overwrite > carried.json 2> carry.err || fail "carry: $(cat carry.err)"
+[ "$(cat "$dh/.config/app/settings.ini")" = "laptop settings" ] || fail "not carried: $(cat carry.err)"
+[ "$(cat "$dh/.config/app/mine.txt")" = "desktop only" ] || fail "a kept file changed"
+undo=$(jq -r .undo carried.json)
+grep -qF "snap-restore: undo: $undo keeps the 1 paths this restore replaces or deletes; to put them back: snap-restore restore $undo --to ~ --overwrite" carry.err \
+    || fail "the undo is not named: $(cat carry.err)"
+HOME=$dh machine desktop snap-restore -c desktop.json restore "$undo" --to "$dh" --overwrite -q > /dev/null 2> undo.err \
+    || fail "undo: $(cat undo.err)"
+cmp desktop-settings.ini "$dh/.config/app/settings.ini" || fail "the undo did not bring the desktop's settings back"
 
 # The same through an rclone remote over `rclone serve webdav` (the path of
 # OneDrive and Dropbox): the desktop's first take of it settles the schedule
