@@ -190,6 +190,33 @@ pub fn decide(item: &Item, select: &Select, dec: &Decrypt) -> Result<Decision> {
     })
 }
 
+/// For a restore into `onto`, this user's home: the home folder the item
+/// was made in, put onto it (said on stderr), or, when its chosen paths do
+/// not all lie in one, none, with a warning that says why (they keep their
+/// whole paths). Only after the item's records are believed: it reads the index.
+pub fn for_restore(
+    item: &Item,
+    paths: &[String],
+    onto: &Path,
+    dec: &Decrypt,
+    report: &snap_cli::Reporter,
+) -> Result<Option<HomeMap>> {
+    match decide(item, &Select::new(paths)?, dec)? {
+        Decision::Map(m) => {
+            let real = std::fs::canonicalize(onto).unwrap_or_else(|_| onto.to_path_buf());
+            report.note(&m.describe(&real));
+            Ok(Some(m))
+        }
+        Decision::Whole(why) => {
+            report.warn(&format!(
+                "{} is your home, but {why}: the snapshot's whole paths are kept under it (--full-paths)",
+                onto.display()
+            ));
+            Ok(None)
+        }
+    }
+}
+
 /// Whether `to` is this user's home folder (`$HOME`, symlinks followed).
 pub fn is_home(to: &Path) -> bool {
     let Some(home) = std::env::var_os("HOME").map(PathBuf::from) else {

@@ -96,7 +96,7 @@ cmp -s desktop-settings.ini "$dh/.config/app/settings.ini" || fail "the preview 
 carry --overwrite > carried.json 2> carry.err || fail "carry: $(cat carry.err)"
 [ "$(cat "$dh/.config/app/settings.ini")" = "laptop settings" ] || fail "not carried: $(cat carry.err)"
 [ "$(cat "$dh/.config/app/mine.txt")" = "desktop only" ] || fail "a kept file changed"
-undo=$(jq -r .undo carried.json)
+undo=$(tail -1 carried.json | jq -r .undo)
 grep -qF "snap-restore: undo: $undo keeps the 1 paths this restore replaces or deletes; to put them back: snap-restore restore $undo --to ~ --overwrite" carry.err \
     || fail "the undo is not named: $(cat carry.err)"
 HOME=$dh machine desktop snap-restore -c desktop.json restore "$undo" --to "$dh" --overwrite -q > /dev/null 2> undo.err \

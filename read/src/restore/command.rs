@@ -38,16 +38,18 @@ pub struct Request<'a> {
     /// `--delete`: what the restored folders hold that the snapshot lacks is
     /// removed after a restore without errors.
     pub delete: bool,
-    /// The item's home folder, mapped onto `to` (`--to ~`).
-    pub home: Option<HomeMap>,
+    /// `to` is this user's home (`--to ~`): the home folder the item was
+    /// made in goes onto it, where every chosen path lies in that folder.
+    pub onto_home: bool,
     /// Called with what is about to be replaced, given its attributes again
-    /// or removed, before anything is: it keeps them (the undo snapshot)
-    /// and returns its name, or refuses, and nothing is written.
+    /// or removed (and whether a home folder is mapped onto `to`), before
+    /// anything is: it keeps them (the undo snapshot) and returns its name,
+    /// or refuses, and nothing is written.
     pub before: Option<&'a Before<'a>>,
 }
 
 /// What keeps the paths a restore is about to change ([`Request::before`]).
-pub type Before<'a> = dyn Fn(&[PathBuf]) -> Result<String> + 'a;
+pub type Before<'a> = dyn Fn(&[PathBuf], bool) -> Result<String> + 'a;
 
 /// Restores a snapshot or archive by name: the `restore` command, and the
 /// page's restore. `watch` is kept up to date with what is written.
@@ -87,6 +89,10 @@ pub fn run_item(
     };
     // Every record of the chain is believed before anything it names is read.
     let signed = req.trust.check_chain(&chain, report)?;
+    let home = match req.onto_home {
+        true => crate::homemap::for_restore(item, req.paths, req.to, dec, report)?,
+        false => None,
+    };
     let mut select = Select::new(req.paths)?;
     if let Some(index) = item.index().filter(|_| !item.is_imported()) {
         select.adopt_orphan_links(&index, dec)?;
@@ -94,11 +100,11 @@ pub fn run_item(
     let mut target = Target::open(req.to, req.overwrite)
         .map_err(|e| Error::io(req.to, e).with_exit(Exit::CantCreate))?;
     target.set_policy(req.policy);
-    target.set_home(req.home.clone().map(std::sync::Arc::new));
+    target.set_home(home.clone().map(std::sync::Arc::new));
     // Two restores into one folder would rename each other's files into
     // place; the second one waits for nothing and says who is there.
     let _lock = snap_shared::lock::FolderLock::acquire(&target.path, "restoring into")?;
-    let (plan, undo) = before_writing(item, req, dec)?;
+    let (plan, undo) = before_writing(item, req, home.as_ref(), dec)?;
     let mut r = Restorer::new(target, &select, dec, report);
     r.owners = crate::owners::Owners::new(req.numeric_owner);
     r.watch = watch;
@@ -155,7 +161,7 @@ pub fn run_item(
     if let Some(name) = undo {
         extra.insert("undo".into(), json!(name));
     }
-    if let Some(h) = &req.home {
+    if let Some(h) = &home {
         extra.insert(
             "home".into(),
             json!({"from": String::from_utf8_lossy(&h.from), "onto": r.target.path}),
@@ -185,6 +191,7 @@ pub fn run_item(
 fn before_writing(
     item: &Item,
     req: &Request,
+    home: Option<&HomeMap>,
     dec: &Decrypt,
 ) -> Result<(Option<Preview>, Option<String>)> {
     if !req.overwrite && !req.delete {
@@ -201,7 +208,7 @@ fn before_writing(
         to: req.to,
         overwrite: req.overwrite,
         delete: req.delete,
-        home: req.home.as_ref(),
+        home,
     };
     let (plan, changes) = match item.index() {
         Some(_) => {
@@ -212,7 +219,7 @@ fn before_writing(
         None => (None, crate::preview::tar_changes(item, &ask, dec)?),
     };
     let undo = match req.before {
-        Some(keep) if !changes.is_empty() => Some(keep(&changes)?),
+        Some(keep) if !changes.is_empty() => Some(keep(&changes, home.is_some())?),
         _ => None,
     };
     Ok((plan, undo))

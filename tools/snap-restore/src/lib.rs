@@ -233,7 +233,7 @@ pub fn run(cli: &Cli, report: &Reporter) -> Result<Exit> {
                 },
                 numeric_owner: *numeric_owner,
                 delete: *delete,
-                home: None,
+                onto_home: false,
                 before: None,
             };
             let how = restore::How {

@@ -2,10 +2,10 @@
 //! files from a snapshot, an archive or a tar (the work is snap-read's
 //! `restore`), with the `restored` record on stdout.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
-use snap_read::homemap::{self, Decision, HomeMap};
-use snap_read::indexes::Select;
+use snap_read::homemap;
 use snap_read::preview::Ask;
 use snap_read::restore::{Request, run_item};
 use snap_read::source::Item;
@@ -44,55 +44,39 @@ pub fn command(at: &At, mut req: Request, how: &How, stdout: impl std::io::Write
         return Ok(Exit::Ok);
     }
     let item = source.resolve(req.name, req.archive)?;
-    if !how.whole_paths && homemap::is_home(req.to) {
-        req.home = home_map(&item, &req, &dec, report)?;
-    }
+    req.onto_home = !how.whole_paths && homemap::is_home(req.to);
     if how.dry_run {
         trust.check_named(&item, report)?;
+        let home = match req.onto_home {
+            true => homemap::for_restore(&item, req.paths, req.to, &dec, report)?,
+            false => None,
+        };
         let ask = Ask {
             paths: req.paths,
             to: req.to,
             overwrite: req.overwrite,
             delete: req.delete,
-            home: req.home.as_ref(),
+            home: home.as_ref(),
         };
         let plan = preview::preview(&item, &ask, &dec, usize::MAX)?;
         return preview::print(&plan, req.to, report);
     }
-    let (to, mapped) = (req.to, req.home.is_some());
-    let keep = |paths: &[PathBuf]| undo(&item, (to, mapped), how, paths, report);
+    let out = RefCell::new(RecordWriter::new(stdout));
+    let to = req.to;
+    let keep = |paths: &[PathBuf], mapped: bool| {
+        let rec = undo(&item, (to, mapped), how, paths, report)?;
+        let name = format!("{}/{}", rec.set, rec.id);
+        out.borrow_mut().write(&Record::Snapshot(rec))?;
+        Ok(name)
+    };
     let keep: &snap_read::restore::Before = &keep;
     let req = Request {
         before: how.undo.then_some(keep),
         ..req
     };
     let (exit, rec) = run_item(source, &item, &req, &dec, report, None)?;
-    RecordWriter::new(stdout).write(&Record::Restored(rec))?;
+    out.borrow_mut().write(&Record::Restored(rec))?;
     Ok(exit)
-}
-
-/// With `--to ~`: the home folder the item was made in, put onto `~`
-/// (said on stderr), or, when its chosen paths do not all lie in one, why
-/// not (a warning: they keep their whole paths).
-fn home_map(
-    item: &Item,
-    req: &Request,
-    dec: &snap_shared::crypt::Decrypt,
-    report: &snap_cli::Reporter,
-) -> Result<Option<HomeMap>> {
-    match homemap::decide(item, &Select::new(req.paths)?, dec)? {
-        Decision::Map(m) => {
-            report.note(&m.describe(&absolute(req.to)));
-            Ok(Some(m))
-        }
-        Decision::Whole(why) => {
-            report.warn(&format!(
-                "{} is your home, but {why}: the snapshot's whole paths are kept under it (--full-paths)",
-                req.to.display()
-            ));
-            Ok(None)
-        }
-    }
 }
 
 fn absolute(p: &Path) -> PathBuf {
@@ -102,14 +86,16 @@ fn absolute(p: &Path) -> PathBuf {
 /// The undo: a snapshot of `paths` (what the restore is about to replace,
 /// set again or delete) in this machine's store, as the set `pre-restore`
 /// tagged `pre-restore`, named on stderr with the command that puts them
-/// back. Its failure stops the restore before anything is written.
+/// back; its record goes on stdout before the `restored` one, as
+/// snap-disk's undo does. Its failure stops the restore before anything
+/// is written.
 fn undo(
     item: &Item,
     (to, mapped): (&Path, bool),
     how: &How,
     paths: &[PathBuf],
     report: &snap_cli::Reporter,
-) -> Result<String> {
+) -> Result<snap_shared::record::SnapshotRecord> {
     let to = absolute(to);
     let floor = snap_collect::sources::floor(None, how.config)?;
     let rec = snap_collect::batch::snapshot_paths(
@@ -132,7 +118,7 @@ fn undo(
          snap-restore restore {name} {back} --overwrite",
         paths.len()
     ));
-    Ok(name)
+    Ok(rec)
 }
 
 /// The set (and tag) of the snapshots a restore takes before it replaces or deletes.

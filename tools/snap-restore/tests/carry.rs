@@ -56,6 +56,14 @@ fn two_homes() -> (tempfile::TempDir, PathBuf, PathBuf) {
     (t, laptop, desktop)
 }
 
+/// The records a run wrote on stdout, one per line.
+fn records(out: &Output) -> Vec<serde_json::Value> {
+    text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 fn rel(p: &Path) -> String {
     p.display().to_string().trim_start_matches('/').to_string()
 }
@@ -108,9 +116,21 @@ fn a_laptop_home_lands_on_a_desktop_home() {
     let out = as_home(dir, &desktop, "snap-restore", &apply);
     let err = text(&out.stderr);
     assert!(out.status.success(), "{err}");
-    let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let recs = records(&out);
+    let (snap, rec) = (&recs[0], &recs[1]);
     let undo = rec["undo"].as_str().expect("an undo snapshot").to_string();
     assert!(undo.starts_with("pre-restore/"), "{rec}");
+    // The undo snapshot's record comes first, as snap-disk's does.
+    assert_eq!(snap["kind"], "snapshot");
+    assert_eq!(
+        format!(
+            "{}/{}",
+            snap["set"].as_str().unwrap(),
+            snap["id"].as_str().unwrap()
+        ),
+        undo
+    );
+    assert_eq!(snap["tags"], serde_json::json!(["pre-restore"]));
     assert!(
         err.contains(&format!(
             "snap-restore: undo: {undo} keeps the 2 paths this restore replaces or deletes; to put them back: snap-restore restore {undo} --to ~ --overwrite\n"
@@ -301,8 +321,9 @@ fn no_undo_no_restore() {
         &[&args[..], &["--no-undo"]].concat(),
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(rec.get("undo").is_none(), "{rec}");
+    let recs = records(&out);
+    assert_eq!(recs.len(), 1, "no undo snapshot: {recs:?}");
+    assert!(recs[0].get("undo").is_none(), "{recs:?}");
     assert_eq!(
         fs::read(desktop.join(".config/app/settings.ini")).unwrap(),
         b"laptop\n"
@@ -345,8 +366,8 @@ fn a_foreign_tar_keeps_what_it_replaces() {
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(fs::read(to.join("f.txt")).unwrap(), b"new\n");
-    let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let undo = rec["undo"].as_str().unwrap();
+    let recs = records(&out);
+    let undo = recs[1]["undo"].as_str().unwrap();
     let kept = dir
         .join("store/sets")
         .join(undo)

@@ -245,7 +245,7 @@ pub(super) async fn start(State(s): State<Arc<Shared>>, Form(f): Form<RestoreFor
             archive: f.from().is_some(),
             trust: &s2.trust,
             delete: false,
-            home: None,
+            onto_home: false,
             before: None,
         };
         let umask = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
