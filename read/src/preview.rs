@@ -341,7 +341,14 @@ pub fn print(plan: &Preview, to: &Path, report: &snap_cli::Reporter) -> Result<E
 fn compare(e: &Entry, at: &Path, buf: &mut [u8]) -> std::io::Result<(Action, Vec<&'static str>)> {
     let meta = match std::fs::symlink_metadata(at) {
         Ok(m) => m,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+        // Not there, or a file where a folder on the way belongs (which
+        // the restore replaces with the folder, or refuses).
+        Err(err)
+            if matches!(
+                err.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
             return Ok((Action::Create, Vec::new()));
         }
         Err(err) => return Err(err),
