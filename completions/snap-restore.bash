@@ -932,7 +932,7 @@ _snap__restore() {
             return 0
             ;;
         snap__subcmd__restore__subcmd__restore)
-            opts="-t -p -n -c -s -i -q -v -h --to --path --overwrite --archive --preview --dry-run --no-xattrs --no-acls --numeric-owner --host --config --store --from --identity --passphrase-file --allow-unsigned --local-time --quiet --verbose --help"
+            opts="-t -p -n -c -s -i -q -v -h --to --path --overwrite --archive --preview --dry-run --no-xattrs --no-acls --numeric-owner --host --delete --no-undo --full-paths --config --store --from --identity --passphrase-file --allow-unsigned --local-time --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
