@@ -88,6 +88,9 @@ pub fn restore(data: &[u8]) {
             overwrite: false,
             archive: false,
             trust: &trust,
+            delete: false,
+            onto_home: false,
+            before: None,
         };
         let _ = snap_read::restore::run(&source, &req, &dec, &report, None);
     }

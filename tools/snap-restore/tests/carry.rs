@@ -64,6 +64,13 @@ fn records(out: &Output) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The laptop's snapshot of its ~/.config and ~/env.sh: `config/ID`.
+fn laptop_config(dir: &Path, laptop: &Path) -> String {
+    let sources = [&laptop.join(".config"), &laptop.join("env.sh")];
+    let sources: Vec<&Path> = sources.iter().map(|p| p.as_path()).collect();
+    format!("config/{}", collect(dir, laptop, "config", &sources))
+}
+
 fn rel(p: &Path) -> String {
     p.display().to_string().trim_start_matches('/').to_string()
 }
@@ -77,13 +84,7 @@ fn rel(p: &Path) -> String {
 fn a_laptop_home_lands_on_a_desktop_home() {
     let (t, laptop, desktop) = two_homes();
     let dir = t.path();
-    let id = collect(
-        dir,
-        &laptop,
-        "config",
-        &[&laptop.join(".config"), &laptop.join("env.sh")],
-    );
-    let name = format!("config/{id}");
+    let name = laptop_config(dir, &laptop);
     let host = snap_shared::hostname();
     let to = desktop.display().to_string();
     let before = |p: &str| fs::read(desktop.join(p)).unwrap();
@@ -221,19 +222,14 @@ fn whole_paths_where_a_source_lies_outside_the_home() {
 fn delete_stays_inside_the_restored_folders() {
     let (t, laptop, desktop) = two_homes();
     let dir = t.path();
-    let id = collect(
-        dir,
-        &laptop,
-        "config",
-        &[&laptop.join(".config"), &laptop.join("env.sh")],
-    );
+    let name = laptop_config(dir, &laptop);
     let outside = dir.join("precious.txt");
     fs::write(&outside, "not ours\n").unwrap();
     let app = desktop.join(".config/app");
     symlink(&outside, app.join("link")).unwrap();
     fs::create_dir_all(app.join("cache/deep")).unwrap();
     fs::write(app.join("cache/deep/blob"), "x").unwrap();
-    let (name, to) = (format!("config/{id}"), desktop.display().to_string());
+    let to = desktop.display().to_string();
     let args = [
         "--store", "store", "restore", &name, "--to", &to, "--delete",
     ];
