@@ -11,13 +11,15 @@
 //!
 //! `command` is the run of one request; `restorer` the writer and its tallies;
 //! `from_index` and `from_tar` the two ways of reading; `deltas` puts big
-//! files together from the runs of changed blocks incrementals carry.
+//! files together from the runs of changed blocks incrementals carry;
+//! `undo` keeps what a restore is about to replace or delete.
 
 mod command;
 mod deltas;
 mod from_index;
 mod from_tar;
 mod restorer;
+pub mod undo;
 
 pub use command::{Before, Request, refuse_inside_store, run, run_item};
 pub use restorer::Watch;

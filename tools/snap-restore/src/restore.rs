@@ -3,12 +3,11 @@
 //! `restore`), with the `restored` record on stdout.
 
 use std::cell::RefCell;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use snap_read::homemap;
 use snap_read::preview::Ask;
-use snap_read::restore::{Request, run_item};
-use snap_read::source::Item;
+use snap_read::restore::{Request, run_item, undo};
 use snap_read::{disk, preview};
 use snap_shared::config::LoadedConfig;
 use snap_shared::error::{Exit, Result};
@@ -64,7 +63,13 @@ pub fn command(at: &At, mut req: Request, how: &How, stdout: impl std::io::Write
     let out = RefCell::new(RecordWriter::new(stdout));
     let to = req.to;
     let keep = |paths: &[PathBuf], mapped: bool| {
-        let rec = undo(&item, (to, mapped), how, paths, report)?;
+        let rec = undo::keep(
+            (how.store, how.config),
+            &item.name(),
+            (to, mapped),
+            paths,
+            report,
+        )?;
         let name = format!("{}/{}", rec.set, rec.id);
         out.borrow_mut().write(&Record::Snapshot(rec))?;
         Ok(name)
@@ -78,51 +83,6 @@ pub fn command(at: &At, mut req: Request, how: &How, stdout: impl std::io::Write
     out.borrow_mut().write(&Record::Restored(rec))?;
     Ok(exit)
 }
-
-fn absolute(p: &Path) -> PathBuf {
-    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
-}
-
-/// The undo: a snapshot of `paths` (what the restore is about to replace,
-/// set again or delete) in this machine's store, as the set `pre-restore`
-/// tagged `pre-restore`, named on stderr with the command that puts them
-/// back; its record goes on stdout before the `restored` one, as
-/// snap-disk's undo does. Its failure stops the restore before anything
-/// is written.
-fn undo(
-    item: &Item,
-    (to, mapped): (&Path, bool),
-    how: &How,
-    paths: &[PathBuf],
-    report: &snap_cli::Reporter,
-) -> Result<snap_shared::record::SnapshotRecord> {
-    let to = absolute(to);
-    let floor = snap_collect::sources::floor(None, how.config)?;
-    let rec = snap_collect::batch::snapshot_paths(
-        how.store,
-        UNDO_SET,
-        paths,
-        &[UNDO_SET.to_string()],
-        &format!("before restoring {} into {}", item.name(), to.display()),
-        floor,
-        report,
-    )
-    .map_err(|e| e.within("the undo snapshot (--no-undo restores without one)"))?;
-    let name = format!("{}/{}", rec.set, rec.id);
-    let back = match mapped {
-        true => "--to ~".to_string(),
-        false => format!("--to / --path {}", to.display()),
-    };
-    report.note(&format!(
-        "undo: {name} keeps the {} paths this restore replaces or deletes; to put them back: \
-         snap-restore restore {name} {back} --overwrite",
-        paths.len()
-    ));
-    Ok(rec)
-}
-
-/// The set (and tag) of the snapshots a restore takes before it replaces or deletes.
-pub const UNDO_SET: &str = "pre-restore";
 
 /// The exact name (`SET/ID`) that `name` means among what `host` made at
 /// `source` (`--host`): `config/latest` is that host's newest.

@@ -322,7 +322,8 @@ fn enc(s: &str) -> String {
 
 /// A restore from the page: the dry run lists what it would create and
 /// writes nothing; confirmed, it runs, its events end with "done", and the
-/// files are on disk.
+/// files are on disk; with overwrite, what it replaces is kept first in an
+/// undo snapshot the job names.
 #[test]
 fn restore_from_the_page_with_a_dry_run_and_progress() {
     let t = tempfile::tempdir().unwrap();
@@ -365,6 +366,27 @@ fn restore_from_the_page_with_a_dry_run_and_progress() {
         again.contains(">0</") || again.contains("0 to create"),
         "{again}"
     );
+
+    // Restored again over a changed file with overwrite: the changed file
+    // is kept first in a pre-restore snapshot, which the job names.
+    fs::write(back.join("a.txt"), "changed here\n").unwrap();
+    let form = format!("{form}&overwrite=1");
+    let (status, head, _) = srv.ask("POST", "/restore/start", None, true, &form);
+    assert_eq!(status, 303, "{head}");
+    let (_, _, events) = srv.ask("GET", "/restore/events?id=1", None, true, "");
+    assert!(events.contains("\"done\":true"), "{events}");
+    assert!(
+        events.contains("what it replaced is kept in pre-restore/"),
+        "{events}"
+    );
+    assert_eq!(fs::read_to_string(back.join("a.txt")).unwrap(), "a\n");
+    let undo = fs::read_dir(t.path().join("store/sets/pre-restore"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .expect("an undo snapshot");
+    let kept = undo.join(back.join("a.txt").strip_prefix("/").unwrap());
+    assert_eq!(fs::read_to_string(kept).unwrap(), "changed here\n");
 }
 
 /// A restore form that points outside its target, or at a relative folder,

@@ -92,7 +92,7 @@ pub(super) async fn form(
             p { label { "Into the folder (absolute; made if missing) " br; input #to type="text" name="to" size="60" required placeholder="/tmp/restored"; } }
             p { label { "Only these paths inside the snapshot, one per line (empty: everything) " br;
                 textarea #paths name="paths" rows="3" cols="60" placeholder="home/me/docs" { (q.get("path").map(String::as_str).unwrap_or_default()) } } }
-            p { label { input type="checkbox" name="overwrite" value="1"; " replace files that are there with other content" } }
+            p { label { input type="checkbox" name="overwrite" value="1"; " replace files that are there with other content (kept first in a pre-restore snapshot)" } }
             button #preview type="submit" { "Dry run: show what it would do" }
         }
         p.small { "The same from a shell: " code { "snap-restore restore " (name) " --to DIR [--path P] [--overwrite]" } }
@@ -235,6 +235,12 @@ pub(super) async fn start(State(s): State<Arc<Shared>>, Form(f): Form<RestoreFor
     std::thread::spawn(move || {
         let _one = s2.restoring.lock().unwrap_or_else(|e| e.into_inner());
         let report = Reporter::capturing(snap_read::TOOL, job.lines.clone());
+        // What the restore replaces is kept first, as on the command line.
+        let keep = |paths: &[std::path::PathBuf], mapped: bool| {
+            let at = (&s2.store, s2.config.as_ref());
+            let rec = snap_read::restore::undo::keep(at, &f.name, (&to, mapped), paths, &report)?;
+            Ok(format!("{}/{}", rec.set, rec.id))
+        };
         let req = snap_read::restore::Request {
             policy: Default::default(),
             numeric_owner: false,
@@ -246,7 +252,7 @@ pub(super) async fn start(State(s): State<Arc<Shared>>, Form(f): Form<RestoreFor
             trust: &s2.trust,
             delete: false,
             onto_home: false,
-            before: None,
+            before: Some(&keep),
         };
         let umask = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
         rustix::process::umask(umask);
@@ -260,7 +266,7 @@ pub(super) async fn start(State(s): State<Arc<Shared>>, Form(f): Form<RestoreFor
         rustix::process::umask(umask);
         let outcome = match result {
             Ok((exit, rec)) => format!(
-                "{}: {} files, {} written, {} errors (exit {})",
+                "{}: {} files, {} written, {} errors (exit {}){}",
                 match exit {
                     snap_shared::error::Exit::Ok => "restored",
                     _ => "restored with errors",
@@ -268,7 +274,11 @@ pub(super) async fn start(State(s): State<Arc<Shared>>, Form(f): Form<RestoreFor
                 rec.files,
                 human_bytes(rec.bytes),
                 rec.errors,
-                exit as i32
+                exit as i32,
+                match rec.extra.get("undo").and_then(|u| u.as_str()) {
+                    Some(u) => format!("; what it replaced is kept in {u}"),
+                    None => String::new(),
+                }
             ),
             Err(e) => format!("failed: {e} (exit {})", e.exit as i32),
         };
