@@ -194,7 +194,8 @@ fn before_writing(
     home: Option<&HomeMap>,
     dec: &Decrypt,
 ) -> Result<(Option<Preview>, Option<String>)> {
-    if !req.overwrite && !req.delete {
+    // Nothing to keep and nothing to delete: no plan is needed.
+    if !req.delete && (!req.overwrite || req.before.is_none()) {
         return Ok((None, None));
     }
     if item.index().is_none() && req.delete {
