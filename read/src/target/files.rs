@@ -50,7 +50,8 @@ impl Target {
 
     /// Writes file `rel` from `content` (exactly `size` bytes), checking `sha`
     /// when given, and stages it: its outcome comes from [`Target::settled`]
-    /// once a flush has named it. An error here means it was not staged.
+    /// once a flush has named it. An error here means it was not staged. A
+    /// file already there with that sha256 is not written again.
     pub fn file(
         &mut self,
         rel: &[u8],
@@ -63,6 +64,24 @@ impl Target {
         self.flush_if_staged(rel);
         let dir = self.parent(rel, true)?;
         let name = name_of(rel);
+        if let Some(sha) = sha
+            && self.same_file(&dir, name, size, sha)?
+        {
+            // Already there (a rerun's work, or a restore over the same
+            // tree): nothing is written, its attributes are set again where
+            // they differ. The content is read through all the same, for
+            // the stream or the writer thread that sends it.
+            io::copy(&mut content.take(size), &mut io::sink()).map_err(Refused::Source)?;
+            let result = self
+                .repair(&dir, rel, meta, Some(meta.mode))
+                .map_err(Refused::from);
+            self.settled.push(Settled {
+                path: rel.to_vec(),
+                bytes: size,
+                result,
+            });
+            return Ok(());
+        }
         let tmp = temp_of(name);
         let file = File::from(self.create_temp(&dir, &tmp, meta.mode)?);
         let mut source = Source {

@@ -358,15 +358,20 @@ fn incremental_chain_round_trip() {
     );
 }
 
-/// Restoring again into the same folder continues: files already right are not rewritten,
-/// and a file with other content is refused without --overwrite (exit 1), replaced with it.
+/// Restoring again into the same folder continues: files already right are not rewritten
+/// (with or without --overwrite: the same file keeps its inode), and a file with other
+/// content is refused without --overwrite (exit 1), replaced with it.
 #[test]
 fn rerun_continues_and_overwrite_is_explicit() {
     let w = world();
     assert_eq!(code(&w.restore(&["restore", "s/latest", "--to", "r"])), 0);
+    let b = w.src_in("r").join("docs/b.txt");
+    let ino = || std::os::unix::fs::MetadataExt::ino(&fs::metadata(&b).unwrap());
+    let first = ino();
     let again = w.restore(&["restore", "s/latest", "--to", "r"]);
     assert_eq!(code(&again), 0);
     assert_eq!(records(&again)[0]["already"], records(&again)[0]["files"]);
+    assert_eq!(ino(), first, "a file already right was written again");
     fs::write(w.src_in("r").join("a.txt"), "mine").unwrap();
     let refused = w.restore(&["restore", "s/latest", "--to", "r"]);
     assert_eq!(code(&refused), 1);
@@ -386,6 +391,7 @@ fn rerun_continues_and_overwrite_is_explicit() {
         fs::read_to_string(w.src_in("r").join("a.txt")).unwrap(),
         "alpha\n"
     );
+    assert_eq!(ino(), first, "--overwrite wrote a file already right again");
 }
 
 /// --path restores only what is under it; a path that matches nothing is exit 66.
