@@ -50,7 +50,8 @@ pub struct Args {
     /// with hypervisors, which alone runs only VDI/VMDK restores and libvirt domains against
     /// qemu-img convert and virtnbdbackup)
     /// and timeline (snap-restore timeline --html on 10,000 snapshots; not in the default),
-    /// churn (20 days of small changes against restic and borg; not in the default)
+    /// churn (20 days of small changes against restic and borg; not in the default),
+    /// overwrite (a restore over a tree already there, with its undo snapshot, against rsync --checksum; not in the default)
     #[arg(
         long,
         value_delimiter = ',',

@@ -13,6 +13,7 @@ pub(crate) mod disk;
 mod hypervisors;
 pub(crate) mod kit;
 mod live;
+mod overwrite;
 mod pack;
 mod paths;
 mod prune;
@@ -80,6 +81,9 @@ fn run_suites(args: &Args, base: &std::path::Path) -> Result {
     }
     if args.suites.iter().any(|s| s == "churn") {
         churn::run(args, base)?;
+    }
+    if args.suites.iter().any(|s| s == "overwrite") {
+        overwrite::run(args, base)?;
     }
     Ok(())
 }
