@@ -96,7 +96,11 @@ pub fn run(args: &Args, base: &Path) -> Result {
         with_backup.push(measure(&mut rsync(&tree, &restored, Some(&kept)))?.0);
     }
     let undos = fs::read_dir(store.join("sets/pre-restore"))
-        .map(|d| d.flatten().filter(|e| e.path().is_dir()).count())
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .count()
+        })
         .unwrap_or(0);
     discard(&to)?;
     discard(&kept)?;
@@ -125,7 +129,7 @@ snapshots were taken, one per run with `--overwrite`).\n",
             "benchmarks-overwrite.md",
             "Benchmarks: restoring over a tree",
             again.len(),
-            &format!(", {}", super::kit::version("rsync", "--version")),
+            "",
             "tree-small-10pct, snapshot by snap-collect into a store of its own and restored once \
 (untimed); each timed run restores it again over itself, then changes 1% of its files (each \
 byte inverted, same size) before each of the three timed restores of them.",
