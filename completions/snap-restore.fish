@@ -241,7 +241,7 @@ complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s s 
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -l from -d 'Look here instead of the store: a store, a folder of archives, a destination URL (s3://, gs://, az://, sftp://, rclone:, uuid://, label://) or a configured destination\'s name' -r
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s i -l identity -d 'age identity file (age-keygen output, or an ssh private key) for encrypted archives (repeatable)' -r -F
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -l passphrase-file -d 'Passphrase on the first line of FILE, for archives encrypted with one; $SNAP_PASSPHRASE also does' -r -F
-complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -l overwrite -d 'Replace files that exist in the target with other content'
+complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -l overwrite -d 'Replace files that exist in the target with other content; what is replaced is snapshot first into the store (set pre-restore) unless --no-undo'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -l archive -d 'NAME means an archive even where a snapshot has the same id'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -s n -l dry-run -l preview -d 'Write nothing: list what the restore would create, replace, refuse, or give its attributes again, and what the target\'s folders hold that the snapshot lacks (kept)'
 complete -c snap-restore -n "__fish_snap_restore_using_subcommand restore" -l no-xattrs -d 'Set no extended attributes (user.*, trusted.*, security.*, capabilities); ACLs still are'

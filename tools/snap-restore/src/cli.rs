@@ -251,7 +251,7 @@ pub enum Command {
         /// Restore only this path inside the snapshot, e.g. home/me/docs (repeatable)
         #[arg(short, long = "path", value_name = "PATH", action = ArgAction::Append)]
         paths: Vec<String>,
-        /// Replace files that exist in the target with other content
+        /// Replace files that exist in the target with other content; what is replaced is snapshot first into the store (set pre-restore) unless --no-undo
         #[arg(long)]
         overwrite: bool,
         /// NAME means an archive even where a snapshot has the same id
