@@ -24,8 +24,8 @@ fn collect(store: &Path, src: &Path) -> Result<String> {
     Ok(rec["id"].as_str().unwrap_or_default().to_string())
 }
 
-/// Every file under `dir`, sorted.
-fn files(dir: &Path) -> Vec<PathBuf> {
+/// Every entry under `dir` but folders, sorted.
+pub(super) fn files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {

@@ -15,21 +15,11 @@ use super::args::Args;
 use super::kit::{bin, corpus, discard, fresh_dir, measure, median, quiet};
 use crate::sh::Result;
 
-/// Every file under `dir`, sorted.
+/// Every regular file under `dir`, sorted.
 fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
-            match e.file_type() {
-                Ok(t) if t.is_dir() => stack.push(e.path()),
-                Ok(t) if t.is_file() => out.push(e.path()),
-                _ => {}
-            }
-        }
-    }
-    out.sort();
-    out
+    let mut all = super::diff::files(dir);
+    all.retain(|f| fs::symlink_metadata(f).is_ok_and(|m| m.is_file()));
+    all
 }
 
 /// Gives each file other bytes of the same size (each byte inverted).
