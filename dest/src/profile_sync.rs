@@ -215,6 +215,21 @@ fn newest(r: &Request) -> Result<Option<(u64, Profile)>> {
     Ok(Some((s.version, profile::parse(&s.text, &what)?)))
 }
 
+/// A publish that merged in keys changed at the destination only
+/// (`taken`) writes them into the local config too; the old one is kept.
+fn take_theirs(
+    r: &Request,
+    local: &Map<String, Value>,
+    merged: &Map<String, Value>,
+    taken: &[String],
+) -> Result<Option<PathBuf>> {
+    if taken.is_empty() {
+        return Ok(None);
+    }
+    let mut missing = Vec::new();
+    write_config(r.config, &apply(local, merged, &mut missing)).map(Some)
+}
+
 /// Publishes this machine's shared keys as the next version, after taking
 /// what changed at the destination only.
 pub fn publish(r: &Request) -> Result<Outcome> {
@@ -236,13 +251,7 @@ pub fn publish(r: &Request) -> Result<Outcome> {
             if m.config == p.config {
                 out.version = *v;
                 remember(r, *v, &m.config)?;
-                if !out.taken.is_empty() {
-                    let mut missing = Vec::new();
-                    out.kept_as = Some(write_config(
-                        r.config,
-                        &apply(&local, &m.config, &mut missing),
-                    )?);
-                }
+                out.kept_as = take_theirs(r, &local, &m.config, &out.taken)?;
                 return Ok(out);
             }
             (v + 1, p.machines.clone(), m.config)
@@ -270,13 +279,7 @@ pub fn publish(r: &Request) -> Result<Outcome> {
         .with_hint("run it again: it merges with that version"));
     }
     remember(r, version, &merged)?;
-    if !out.taken.is_empty() {
-        let mut missing = Vec::new();
-        out.kept_as = Some(write_config(
-            r.config,
-            &apply(&local, &merged, &mut missing),
-        )?);
-    }
+    out.kept_as = take_theirs(r, &local, &merged, &out.taken)?;
     out.version = version;
     out.published = true;
     if remote.is_none() {
