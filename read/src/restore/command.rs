@@ -48,6 +48,34 @@ pub struct Request<'a> {
     pub before: Option<&'a Before<'a>>,
 }
 
+impl Request<'_> {
+    /// The home folder the item was made in, put onto `to` when the request
+    /// is `onto_home` and its chosen paths all lie in it
+    /// ([`crate::homemap::for_restore`]: read after the records are believed).
+    pub fn home_map(
+        &self,
+        item: &Item,
+        dec: &Decrypt,
+        report: &Reporter,
+    ) -> Result<Option<HomeMap>> {
+        match self.onto_home {
+            true => crate::homemap::for_restore(item, self.paths, self.to, dec, report),
+            false => Ok(None),
+        }
+    }
+
+    /// The request as a dry run asks it.
+    pub fn ask<'h>(&'h self, home: Option<&'h HomeMap>) -> Ask<'h> {
+        Ask {
+            paths: self.paths,
+            to: self.to,
+            overwrite: self.overwrite,
+            delete: self.delete,
+            home,
+        }
+    }
+}
+
 /// What keeps the paths a restore is about to change ([`Request::before`]).
 pub type Before<'a> = dyn Fn(&[PathBuf], bool) -> Result<String> + 'a;
 
@@ -89,10 +117,7 @@ pub fn run_item(
     };
     // Every record of the chain is believed before anything it names is read.
     let signed = req.trust.check_chain(&chain, report)?;
-    let home = match req.onto_home {
-        true => crate::homemap::for_restore(item, req.paths, req.to, dec, report)?,
-        false => None,
-    };
+    let home = req.home_map(item, dec, report)?;
     let mut select = Select::new(req.paths)?;
     if let Some(index) = item.index().filter(|_| !item.is_imported()) {
         select.adopt_orphan_links(&index, dec)?;
@@ -204,13 +229,7 @@ fn before_writing(
             "--delete needs a snapshot or snap archive: its index says what the restored folders hold",
         ));
     }
-    let ask = Ask {
-        paths: req.paths,
-        to: req.to,
-        overwrite: req.overwrite,
-        delete: req.delete,
-        home,
-    };
+    let ask = req.ask(home);
     let (plan, changes) = match item.index() {
         Some(_) => {
             let mut plan = preview(item, &ask, dec, 0)?;

@@ -6,7 +6,6 @@ use std::cell::RefCell;
 use std::path::PathBuf;
 
 use snap_read::homemap;
-use snap_read::preview::Ask;
 use snap_read::restore::{Request, run_item, undo};
 use snap_read::{disk, preview};
 use snap_shared::config::LoadedConfig;
@@ -46,18 +45,8 @@ pub fn command(at: &At, mut req: Request, how: &How, stdout: impl std::io::Write
     req.onto_home = !how.whole_paths && homemap::is_home(req.to);
     if how.dry_run {
         trust.check_named(&item, report)?;
-        let home = match req.onto_home {
-            true => homemap::for_restore(&item, req.paths, req.to, &dec, report)?,
-            false => None,
-        };
-        let ask = Ask {
-            paths: req.paths,
-            to: req.to,
-            overwrite: req.overwrite,
-            delete: req.delete,
-            home: home.as_ref(),
-        };
-        let plan = preview::preview(&item, &ask, &dec, usize::MAX)?;
+        let home = req.home_map(&item, &dec, report)?;
+        let plan = preview::preview(&item, &req.ask(home.as_ref()), &dec, usize::MAX)?;
         return preview::print(&plan, req.to, report);
     }
     let out = RefCell::new(RecordWriter::new(stdout));
