@@ -231,12 +231,7 @@ fn tar_list(dir: &Path, tarball: &[u8]) -> Vec<String> {
 fn a_configured_destination_browses_and_others_are_refused() {
     let t = tempfile::tempdir().unwrap();
     let (_, second, inside) = two_snapshots(t.path());
-    fs::create_dir_all(t.path().join("far")).unwrap();
-    let config = format!(
-        r#"{{"destinations": [{{"name": "far", "path": "{}", "min_free": "0"}}]}}"#,
-        t.path().join("far").display()
-    );
-    fs::write(t.path().join("config.json"), config).unwrap();
+    far_destination(t.path());
     pack_and_push(t.path(), &second, "far");
     // Only the destination holds the archive now.
     fs::remove_dir_all(t.path().join("store/archives")).ok();
@@ -500,6 +495,16 @@ fn a_bucket_browses_reading_its_index_once_and_a_files_frames() {
     assert_eq!(listed, want);
 }
 
+/// `config.json` naming one destination, the folder `far`, made empty.
+fn far_destination(dir: &Path) {
+    fs::create_dir_all(dir.join("far")).unwrap();
+    let config = format!(
+        r#"{{"destinations": [{{"name": "far", "path": "{}", "min_free": "0"}}]}}"#,
+        dir.join("far").display()
+    );
+    fs::write(dir.join("config.json"), config).unwrap();
+}
+
 /// Packs snapshot `s/ID` and pushes every archive to the configured `dest`.
 fn pack_and_push(dir: &Path, id: &str, dest: &str) {
     run_ok(dir, "snap-pack", &["-q", "--snapshot", &format!("s/{id}")]);
@@ -669,12 +674,7 @@ fn every_new_route_keeps_the_guards() {
     let t = tempfile::tempdir().unwrap();
     let (_, second, inside) = two_snapshots(t.path());
     let img = disk_snapshot(t.path(), 31, 1 << 20);
-    fs::create_dir_all(t.path().join("far")).unwrap();
-    let config = format!(
-        r#"{{"destinations": [{{"name": "far", "path": "{}", "min_free": "0"}}]}}"#,
-        t.path().join("far").display()
-    );
-    fs::write(t.path().join("config.json"), config).unwrap();
+    far_destination(t.path());
     let gets = [
         format!("/browse/s/{second}"),
         format!("/browse/s/{second}/{inside}/docs"),
@@ -747,12 +747,7 @@ fn a_folder_restores_from_a_destination() {
     let t = tempfile::tempdir().unwrap();
     let (_, second, inside) = two_snapshots(t.path());
     disk_snapshot(t.path(), 41, 1 << 20);
-    fs::create_dir_all(t.path().join("far")).unwrap();
-    let config = format!(
-        r#"{{"destinations": [{{"name": "far", "path": "{}", "min_free": "0"}}]}}"#,
-        t.path().join("far").display()
-    );
-    fs::write(t.path().join("config.json"), config).unwrap();
+    far_destination(t.path());
     pack_and_push(t.path(), &second, "far");
     fs::remove_dir_all(t.path().join("store/archives")).ok();
     let srv = Server::start(t.path(), &["-c", "config.json", "--allow-changes"]);
