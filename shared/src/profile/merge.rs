@@ -20,6 +20,17 @@ pub enum Side {
     Theirs,
 }
 
+impl Side {
+    /// The side `--mine` or `--theirs` chose, if either (clap keeps them apart).
+    pub fn chosen(mine: bool, theirs: bool) -> Option<Side> {
+        match (mine, theirs) {
+            (true, _) => Some(Side::Mine),
+            (_, true) => Some(Side::Theirs),
+            _ => None,
+        }
+    }
+}
+
 /// A key both sides changed, with its three values (none: absent).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Conflict {

@@ -29,11 +29,7 @@ pub fn publish(cli: &Cli, name: &str, report: &Reporter) -> Result<Exit> {
         .state_dir
         .clone()
         .unwrap_or_else(snap_dest::default_state_dir);
-    let prefer = match (cli.mine, cli.theirs) {
-        (true, _) => Some(Side::Mine),
-        (_, true) => Some(Side::Theirs),
-        _ => None,
-    };
+    let prefer = Side::chosen(cli.mine, cli.theirs);
     let host = snap_shared::hostname();
     let tool = format!("{TOOL} {}", env!("CARGO_PKG_VERSION"));
     for arg in &cli.dests {

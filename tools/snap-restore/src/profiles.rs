@@ -39,7 +39,7 @@ pub fn list(place: Option<&str>, loaded: Option<&LoadedConfig>, report: &Reporte
             .into_iter()
             .filter_map(|(k, _)| k.strip_prefix("backup_sets.").map(str::to_string))
             .collect();
-        let machines: Vec<&String> = p.machines.keys().collect();
+        let machines: Vec<&str> = p.machines.keys().map(String::as_str).collect();
         let line = format!(
             "{name}  version {}  published by {} at {}  sets: {}{}\n",
             stored.version,
@@ -52,14 +52,7 @@ pub fn list(place: Option<&str>, loaded: Option<&LoadedConfig>, report: &Reporte
             },
             match machines.is_empty() {
                 true => String::new(),
-                false => format!(
-                    "  machines: {}",
-                    machines
-                        .iter()
-                        .map(|m| m.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
+                false => format!("  machines: {}", machines.join(", ")),
             }
         );
         std::io::Write::write_all(&mut out, line.as_bytes())
@@ -89,11 +82,7 @@ pub fn take(
         .with_hint("give -c FILE (it may hold only {}), or write ~/.config/snap/config.json"));
     };
     let (dest, shown) = open(from, loaded)?;
-    let prefer = match (mine, theirs) {
-        (true, _) => Some(Side::Mine),
-        (_, true) => Some(Side::Theirs),
-        _ => None,
-    };
+    let prefer = Side::chosen(mine, theirs);
     let state = snap_dest::default_state_dir();
     let host = snap_shared::hostname();
     let (out, missing) = take_one(&Request {
