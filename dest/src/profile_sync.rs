@@ -54,6 +54,23 @@ pub struct Outcome {
     pub given: Vec<String>,
     /// The old config, kept when it was rewritten.
     pub kept_as: Option<PathBuf>,
+    /// Destinations the profile names without a place (a drive, a folder)
+    /// that this machine does not define: left out of the local config.
+    pub missing: Vec<String>,
+}
+
+/// The error for what a take (or a publish taking keys) left out: 64,
+/// after everything else was done.
+pub fn left_out(name: &str, missing: &[String]) -> Error {
+    Error::new(
+        Exit::Usage,
+        format!("profile {name}"),
+        format!(
+            "destination(s) {} are a drive or folder on the machine that published it; they were left out",
+            missing.join(", ")
+        ),
+    )
+    .with_hint("add each to this machine's config with its path (or uuid), then take again")
 }
 
 /// What a machine remembers of a profile.
@@ -216,18 +233,19 @@ fn newest(r: &Request) -> Result<Option<(u64, Profile)>> {
 }
 
 /// A publish that merged in keys changed at the destination only
-/// (`taken`) writes them into the local config too; the old one is kept.
+/// (`out.taken`) writes them into the local config too; the old one is
+/// kept, and what it left out is named in `out.missing`.
 fn take_theirs(
     r: &Request,
     local: &Map<String, Value>,
     merged: &Map<String, Value>,
-    taken: &[String],
-) -> Result<Option<PathBuf>> {
-    if taken.is_empty() {
-        return Ok(None);
+    out: &mut Outcome,
+) -> Result<()> {
+    if !out.taken.is_empty() {
+        let config = apply(local, merged, &mut out.missing);
+        out.kept_as = Some(write_config(r.config, &config)?);
     }
-    let mut missing = Vec::new();
-    write_config(r.config, &apply(local, merged, &mut missing)).map(Some)
+    Ok(())
 }
 
 /// Publishes this machine's shared keys as the next version, after taking
@@ -251,7 +269,7 @@ pub fn publish(r: &Request) -> Result<Outcome> {
             if m.config == p.config {
                 out.version = *v;
                 remember(r, *v, &m.config)?;
-                out.kept_as = take_theirs(r, &local, &m.config, &out.taken)?;
+                take_theirs(r, &local, &m.config, &mut out)?;
                 return Ok(out);
             }
             (v + 1, p.machines.clone(), m.config)
@@ -279,7 +297,7 @@ pub fn publish(r: &Request) -> Result<Outcome> {
         .with_hint("run it again: it merges with that version"));
     }
     remember(r, version, &merged)?;
-    out.kept_as = take_theirs(r, &local, &merged, &out.taken)?;
+    take_theirs(r, &local, &merged, &mut out)?;
     out.version = version;
     out.published = true;
     if remote.is_none() {
@@ -291,8 +309,9 @@ pub fn publish(r: &Request) -> Result<Outcome> {
 /// Takes the destination's newest version into the local config (its
 /// keys for this host), or only the sets named; what this machine changed
 /// alone stays. The destinations it names without a place this machine
-/// does not define are the error's (64), after everything else is taken.
-pub fn take(r: &Request) -> Result<(Outcome, Vec<String>)> {
+/// does not define are named in `missing` ([`left_out`] is the caller's
+/// error, 64, after everything else is taken).
+pub fn take(r: &Request) -> Result<Outcome> {
     let Some((version, p)) = newest(r)? else {
         return Err(Error::new(
             Exit::NoInput,
@@ -332,7 +351,6 @@ pub fn take(r: &Request) -> Result<(Outcome, Vec<String>)> {
     if !m.conflicts.is_empty() {
         return Err(conflicted(r, &m.conflicts, "take"));
     }
-    let mut missing = Vec::new();
     let mut out = Outcome {
         version,
         taken: m.theirs.clone(),
@@ -340,15 +358,13 @@ pub fn take(r: &Request) -> Result<(Outcome, Vec<String>)> {
         ..Default::default()
     };
     if m.config != mine {
-        out.kept_as = Some(write_config(
-            r.config,
-            &apply(&local, &m.config, &mut missing),
-        )?);
+        let config = apply(&local, &m.config, &mut out.missing);
+        out.kept_as = Some(write_config(r.config, &config)?);
     }
     if r.sets.is_none() {
         remember(r, version, &theirs)?;
     }
-    Ok((out, missing))
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -435,8 +451,8 @@ mod tests {
         for secret in ["SEKRIT", "/laptop/store"] {
             assert!(!stored.contains(secret), "{secret} travelled");
         }
-        let (out, missing) = take(&desktop.req(&usb, None, None)).unwrap();
-        assert!(missing.is_empty());
+        let out = take(&desktop.req(&usb, None, None)).unwrap();
+        assert!(out.missing.is_empty());
         assert!(out.kept_as.is_some());
         let c = desktop.config();
         assert_eq!(c["store"], "/desktop/store", "the store stays");
@@ -470,7 +486,7 @@ mod tests {
             (3, vec!["notify".to_string()], vec!["schedule".to_string()])
         );
         assert_eq!(desktop.config()["notify"], "ntfy:laptop");
-        let (out, _) = take(&laptop.req(&usb, None, None)).unwrap();
+        let out = take(&laptop.req(&usb, None, None)).unwrap();
         assert_eq!(out.taken, ["schedule"]);
         assert_eq!(laptop.config()["schedule"], json!({"incremental": "daily"}));
         // Both sides change notify: refused both ways, nothing written.
@@ -487,7 +503,7 @@ mod tests {
         }
         assert_eq!(std::fs::read(&desktop.config).unwrap(), before);
         assert_eq!(usb.profile("home").unwrap().unwrap().version, 4);
-        let (out, _) = take(&desktop.req(&usb, Some(Side::Theirs), None)).unwrap();
+        let out = take(&desktop.req(&usb, Some(Side::Theirs), None)).unwrap();
         assert_eq!(out.taken, ["notify"]);
         assert_eq!(desktop.config()["notify"], "mail:laptop");
         // --mine the other way: the desktop's value is published.
@@ -498,5 +514,24 @@ mod tests {
         assert!(out.published);
         let p = profile::parse(&usb.profile("home").unwrap().unwrap().text, "p").unwrap();
         assert_eq!(p.config["notify"], "mail:desktop");
+        // A folder destination the laptop adds has no place on the desktop:
+        // the desktop's next publish takes the rest and names it as left out.
+        take(&laptop.req(&usb, None, None)).unwrap();
+        let mut dests = laptop.config()["destinations"].clone();
+        dests
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "stick", "path": "/media/stick"}));
+        laptop.edit("destinations", dests);
+        publish(&laptop.req(&usb, None, None)).unwrap();
+        let out = publish(&desktop.req(&usb, None, None)).unwrap();
+        assert_eq!(out.missing, ["stick"], "{out:?}");
+        let names: Vec<Value> = desktop.config()["destinations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["name"].clone())
+            .collect();
+        assert_eq!(names, [json!("b2")]);
     }
 }

@@ -12,7 +12,8 @@ use snap_shared::profile::merge::Side;
 
 use crate::cli::{Cli, TOOL};
 
-/// Publishes profile `name` to every `--dest`.
+/// Publishes profile `name` to every `--dest`; destinations it took that
+/// have no place here are the error (64), after every publish.
 pub fn publish(cli: &Cli, name: &str, report: &Reporter) -> Result<Exit> {
     snap_dest::profiles::check_name(name)?;
     let Some(loaded) = LoadedConfig::load_optional(cli.config.as_deref())? else {
@@ -32,6 +33,7 @@ pub fn publish(cli: &Cli, name: &str, report: &Reporter) -> Result<Exit> {
     let prefer = Side::chosen(cli.mine, cli.theirs);
     let host = snap_shared::hostname();
     let tool = format!("{TOOL} {}", env!("CARGO_PKG_VERSION"));
+    let mut missing = Vec::new();
     for arg in &cli.dests {
         let spec = settings::resolve_arg(arg, &configured)?;
         let dest = Dest::open(&spec, &rt, &Reach::default(), true)?;
@@ -68,6 +70,10 @@ pub fn publish(cli: &Cli, name: &str, report: &Reporter) -> Result<Exit> {
                     .unwrap_or_default()
             ));
         }
+        missing.extend(out.missing);
+    }
+    if !missing.is_empty() {
+        return Err(snap_dest::profile_sync::left_out(name, &missing));
     }
     Ok(Exit::Ok)
 }

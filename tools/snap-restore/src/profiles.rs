@@ -85,7 +85,7 @@ pub fn take(
     let prefer = Side::chosen(mine, theirs);
     let state = snap_dest::default_state_dir();
     let host = snap_shared::hostname();
-    let (out, missing) = take_one(&Request {
+    let out = take_one(&Request {
         name,
         dest: &dest,
         dest_name: &shown,
@@ -113,16 +113,8 @@ pub fn take(
             out.version
         )),
     }
-    if !missing.is_empty() {
-        return Err(Error::new(
-            Exit::Usage,
-            format!("profile {name}"),
-            format!(
-                "destination(s) {} are a drive or folder on the machine that published it; they were left out",
-                missing.join(", ")
-            ),
-        )
-        .with_hint("add each to this machine's config with its path (or uuid), then take again"));
+    if !out.missing.is_empty() {
+        return Err(snap_dest::profile_sync::left_out(name, &out.missing));
     }
     Ok(Exit::Ok)
 }
